@@ -1,0 +1,213 @@
+"""Delivery receipts: a tolerant parser and the standard formatter (SMPP 3.4 Appendix B).
+
+``id:IIIIIIIIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E Text:...``
+
+Carriers vary the case, the order, the separators and the date length, add fields, drop fields and
+give the id in hex where submit_sm_resp gave it in decimal (or the other way round). The parser
+accepts all of that; it fails only when no message id can be found anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from smpp.constants import ESM_MESSAGE_TYPE_MASK, CommandStatus, ESMClass, MessageState
+from smpp.errors import RemoteProtocolError
+from smpp.tlv import Tag, TLVs
+
+__all__ = [
+    "FINAL_STATES", "Receipt", "ReceiptParseError", "format_receipt", "is_receipt", "message_id_candidates",
+    "message_ids_match", "normalise_message_id", "parse_receipt", "stat_name",
+]
+
+
+class ReceiptParseError(RemoteProtocolError):
+    """A receipt without any message id: it cannot be matched to an MT."""
+
+    def __init__(self, message: str) -> None:
+        # A permanent application error: redelivering the same text will not help.
+        super().__init__(message, status=CommandStatus.ESME_RX_P_APPN)
+
+
+FINAL_STATES = frozenset({
+    MessageState.DELIVERED, MessageState.EXPIRED, MessageState.DELETED, MessageState.UNDELIVERABLE,
+    MessageState.REJECTED,
+})
+
+#: The seven-letter stat of each state, as Appendix B spells it.
+_STAT_NAMES = {
+    MessageState.ENROUTE: "ENROUTE",
+    MessageState.DELIVERED: "DELIVRD",
+    MessageState.EXPIRED: "EXPIRED",
+    MessageState.DELETED: "DELETED",
+    MessageState.UNDELIVERABLE: "UNDELIV",
+    MessageState.ACCEPTED: "ACCEPTD",
+    MessageState.UNKNOWN: "UNKNOWN",
+    MessageState.REJECTED: "REJECTD",
+}
+#: stat values seen in the wild -> state: the standard names, full words, and state numbers.
+_STATES_BY_STAT: dict[str, MessageState] = {
+    **{name: state for state, name in _STAT_NAMES.items()},
+    **{state.name: state for state in MessageState},
+    **{str(int(state)): state for state in MessageState},
+    "DELIVERD": MessageState.DELIVERED,
+    "UNDELIVERED": MessageState.UNDELIVERABLE,
+    "UNDELIVRD": MessageState.UNDELIVERABLE,
+    "FAILED": MessageState.UNDELIVERABLE,
+    "REJECTED": MessageState.REJECTED,
+    "ACCEPTED": MessageState.ACCEPTED,
+}
+
+# A field name starts a word: letters (maybe "submit date" with a space), then a colon.
+_FIELD = re.compile(r"(?:^|(?<=[\s,;]))([a-z][a-z0-9_-]*(?:[ _-]date)?)\s*:", re.ASCII | re.IGNORECASE)
+_FIELD_ALIASES = {
+    "id": "id", "msgid": "id", "messageid": "id",
+    "sub": "sub", "dlvrd": "dlvrd", "dlvd": "dlvrd",
+    "submitdate": "submit_date", "donedate": "done_date",
+    "stat": "stat", "status": "stat", "state": "stat",
+    "err": "err", "error": "err",
+    "text": "text",
+}
+_SEPARATORS = " \t\r\n,;\x00"
+_STATE_VALUES = frozenset(int(state) for state in MessageState)
+
+
+def stat_name(state: MessageState) -> str:
+    """The Appendix B stat of ``state``: ``DELIVRD``, ``UNDELIV``..."""
+    return _STAT_NAMES[state]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    message_id: str
+    state: MessageState
+    #: The stat as the receipt gave it (or the standard name when only the message_state TLV said).
+    stat: str
+    err: str | None
+    submit_date: datetime | None
+    done_date: datetime | None
+    sub: int | None
+    dlvrd: int | None
+    text: str
+
+    @property
+    def is_final(self) -> bool:
+        """True in an end state: delivered, expired, deleted, undeliverable or rejected."""
+        return self.state in FINAL_STATES
+
+
+def is_receipt(esm_class: int) -> bool:
+    """True when esm_class marks a deliver_sm as an SMSC delivery receipt (message type bits 0001)."""
+    return esm_class & ESM_MESSAGE_TYPE_MASK == ESMClass.DELIVERY_RECEIPT
+
+
+def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:
+    """Read a receipt's short_message (and the PDU's TLVs, whose receipted_message_id and message_state
+    win over the text). Fields may come in any order and case, with extra fields; ``text:`` runs to
+    the end. Unreadable fields become ``None``; raises ``ReceiptParseError`` only without any id."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    fields = _fields(text)
+    tlvs = tlvs if tlvs is not None else TLVs()
+
+    message_id = (tlvs.get_str(Tag.RECEIPTED_MESSAGE_ID) or "").strip("\x00 ") or fields.get("id", "")
+    if not message_id:
+        raise ReceiptParseError(f"no message id in receipt {text[:80]!r}")
+
+    stat = fields.get("stat", "")
+    state = _STATES_BY_STAT.get(stat.upper(), MessageState.UNKNOWN)
+    tlv_state = tlvs.get_int(Tag.MESSAGE_STATE)
+    if tlv_state is not None and tlv_state in _STATE_VALUES:
+        state = MessageState(tlv_state)
+        stat = stat or _STAT_NAMES[state]
+
+    return Receipt(
+        message_id=message_id, state=state, stat=stat, err=fields.get("err") or None,
+        submit_date=parse_receipt_date(fields.get("submit_date", "")),
+        done_date=parse_receipt_date(fields.get("done_date", "")),
+        sub=_int_or_none(fields.get("sub", "")), dlvrd=_int_or_none(fields.get("dlvrd", "")),
+        text=fields.get("text", ""),
+    )
+
+
+def _fields(text: str) -> dict[str, str]:
+    """Known fields by canonical name; the first occurrence wins. ``text`` takes the rest of the string."""
+    fields: dict[str, str] = {}
+    matches = list(_FIELD.finditer(text))
+    for index, match in enumerate(matches):
+        name = _FIELD_ALIASES.get(re.sub(r"[ _-]", "", match.group(1)).lower())
+        if name == "text":
+            fields.setdefault("text", text[match.end():].lstrip(" ").rstrip("\x00"))
+            break
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        if name is not None:
+            fields.setdefault(name, text[match.end():end].strip(_SEPARATORS))
+    return fields
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isdecimal() and value.isascii() else None
+
+
+def parse_receipt_date(value: str) -> datetime | None:
+    """``YYMMDDhhmm``, ``YYMMDDhhmmss`` or ``YYYYMMDDhhmmss`` (separators ignored) as a naive datetime;
+    ``None`` when absent or not a real date. Two-digit years are 20YY: a receipt is never from the 1900s."""
+    digits = "".join(c for c in value if c in string.digits)
+    if len(digits) in (10, 12):
+        digits = "20" + digits
+    if len(digits) == 12:
+        digits += "00"
+    if len(digits) != 14:
+        return None
+    month, day, hour, minute, second = (int(digits[i:i + 2]) for i in range(4, 14, 2))
+    try:
+        return datetime(int(digits[:4]), month, day, hour, minute, second)
+    except ValueError:
+        return None
+
+
+def format_receipt(message_id: str, state: MessageState, submit_date: datetime, done_date: datetime, *,
+                   err: str = "000", text: str = "", sub: int = 1, dlvrd: int | None = None,
+                   twelve_digit_dates: bool = False) -> str:
+    """A receipt in the Appendix B layout. ``dlvrd`` defaults to ``sub`` when delivered, else 0; ``text``
+    is conventionally the first 20 characters of the message."""
+    if dlvrd is None:
+        dlvrd = sub if state == MessageState.DELIVERED else 0
+    date_format = "%y%m%d%H%M%S" if twelve_digit_dates else "%y%m%d%H%M"
+    return (f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{submit_date.strftime(date_format)}"
+            f" done date:{done_date.strftime(date_format)} stat:{_STAT_NAMES[state]} err:{err} Text:{text}")
+
+
+# --- message ids in hex and decimal ------------------------------------------------------------------------
+
+_HEX_DIGITS = frozenset(string.hexdigits)
+
+
+def normalise_message_id(message_id: str) -> str:
+    """A comparison key: spaces and NULs stripped; an all-hex-digit id lowercased without leading zeros.
+    Other ids (UUIDs, alphanumerics) are kept as given, case included."""
+    stripped = message_id.strip(" \t\r\n\x00")
+    if stripped and set(stripped) <= _HEX_DIGITS:
+        return stripped.lower().lstrip("0") or "0"
+    return stripped
+
+
+def message_id_candidates(message_id: str) -> frozenset[str]:
+    """Normalised forms the other side may use for this id: itself, its hex form when it is decimal,
+    and its decimal form when it is hex. Look an MT up by any of them."""
+    normal = normalise_message_id(message_id)
+    candidates = {normal}
+    if normal and set(normal) <= _HEX_DIGITS:
+        if normal.isdecimal():
+            candidates.add(format(int(normal), "x"))
+        candidates.add(str(int(normal, 16)))
+    return frozenset(candidates)
+
+
+def message_ids_match(one: str, other: str) -> bool:
+    """True when the ids are equal, or one is the other written in hex instead of decimal."""
+    return (normalise_message_id(other) in message_id_candidates(one)
+            or normalise_message_id(one) in message_id_candidates(other))
