@@ -23,11 +23,14 @@ class ProtocolError(SMPPError):
     """A PDU or a sequence of PDUs that breaks SMPP 3.4."""
 
     def __init__(self, message: str, *, status: int = CommandStatus.ESME_RSYSERR,
-                 sequence_number: int | None = None, command_id: int | None = None) -> None:
+                 sequence_number: int | None = None, command_id: int | None = None,
+                 consumed: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.sequence_number = sequence_number
         self.command_id = command_id
+        #: Bytes of the offending PDU, so a reader can skip it and go on; None when framing is lost.
+        self.consumed = consumed
 
 
 class LocalProtocolError(ProtocolError):
