@@ -1,0 +1,302 @@
+"""Carrier quirks: what one carrier's SMSC wants different, as pure transforms.
+
+Every carrier reads SMPP 3.4 a little differently: one wants short codes with TON 3, another TON 0
+and NPI 1; one wants destinations without '+', another in national format; some want a
+service_type or a vendor TLV on every submit_sm. ``CarrierQuirks`` says so in data, and
+``apply_mt`` / ``normalise_mo_source`` apply it to an outgoing ``SubmitSM`` and to an incoming
+subscriber address. Nothing here reads the clock or does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from routing._fields import FieldReader
+from routing.errors import InvalidAddress, InvalidQuirks
+from routing.numbers import NumberStyle, format_for_carrier, normalise_msisdn
+from smpp.constants import NPI, TON
+from smpp.pdu import SubmitSM
+from smpp.tlv import EMPTY_TLVS, TLVs
+
+#: SMPP 3.4 §5.2.11: service_type is a C-octet string of at most 6 octets, NUL included.
+SERVICE_TYPE_MAX = 5
+#: GSM 03.40: an alphanumeric originator holds at most 11 characters.
+ALPHANUMERIC_MAX = 11
+#: The vendor-specific TLV tag range (SMPP 3.4 §5.3.1); standard tags are set through their own fields.
+VENDOR_TAGS = range(0x1400, 0x4000)
+#: Bits of registered_delivery defined by SMPP 3.4 §5.2.17.
+REGISTERED_DELIVERY_MAX = 0x1F
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+class SourceKind(StrEnum):
+    """What an MT's source address is, which decides its TON / NPI."""
+
+    SHORT_CODE = "short_code"  # '997745'
+    NUMBER = "number"  # '+34600111222', a long virtual number
+    ALPHANUMERIC = "alphanumeric"  # 'eChat'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CarrierQuirks:
+    """One carrier's SMPP preferences. The defaults are what most SMSCs accept."""
+
+    name: str
+    #: service_type forced on every submit_sm; ``None`` keeps the PDU's own.
+    service_type: str | None = None
+    #: TON / NPI for a numeric short code source ('997745'): 3 (network specific) or 0 (unknown).
+    short_code_ton: int = TON.NETWORK_SPECIFIC
+    short_code_npi: int = NPI.UNKNOWN
+    #: A numeric source up to this many digits is a short code; longer is a phone number.
+    short_code_max_digits: int = 8
+    #: How destination numbers are written.
+    destination_style: NumberStyle = NumberStyle.INTERNATIONAL
+    #: TON / NPI for destinations; ``None`` follows ``destination_style`` (1/1 international, 2/1 national).
+    destination_ton: int | None = None
+    destination_npi: int | None = None
+    #: Highest registered_delivery the SMSC accepts; a higher request is lowered to it.
+    max_registered_delivery: int | None = None
+    #: Vendor TLVs added to every submit_sm (replacing a TLV of the same tag).
+    extra_tlvs: TLVs = EMPTY_TLVS
+    #: The SMSC sends MO sources with TON 0 but country code included ('34600111222'): read as TON 1.
+    mo_source_international: bool = False
+    #: A prefix the SMSC puts before the short code in MO destinations ('34' in '34997745'), removed.
+    mo_short_code_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        subject = f"carrier quirks {self.name!r}"
+        if not self.name.strip():
+            raise InvalidQuirks(subject, "must be a non-empty string", field="name")
+        service_type = self.service_type
+        if service_type is not None and (
+                len(service_type) > SERVICE_TYPE_MAX or not _PRINTABLE_ASCII.fullmatch(service_type)):
+            raise InvalidQuirks(subject, f"must be at most {SERVICE_TYPE_MAX} printable ASCII characters, "
+                                         f"got {self.service_type!r}", field="service_type")
+        for key in ("short_code_ton", "destination_ton"):
+            _check_enum(subject, key, getattr(self, key), TON)
+        for key in ("short_code_npi", "destination_npi"):
+            _check_enum(subject, key, getattr(self, key), NPI)
+        if not 1 <= self.short_code_max_digits <= 15:
+            raise InvalidQuirks(subject, f"must be 1-15, got {self.short_code_max_digits}",
+                                field="short_code_max_digits")
+        ceiling = self.max_registered_delivery
+        if ceiling is not None and not 0 <= ceiling <= REGISTERED_DELIVERY_MAX:
+            raise InvalidQuirks(subject, f"must be 0-{REGISTERED_DELIVERY_MAX:#x}, got {ceiling}",
+                                field="max_registered_delivery")
+        for tag, value in self.extra_tlvs:
+            if tag not in VENDOR_TAGS or not isinstance(value, bytes):
+                raise InvalidQuirks(subject, f"tag {tag:#06x} must be a vendor tag (0x1400-0x3fff) "
+                                             "with a bytes value", field="extra_tlvs")
+        if not self.mo_short_code_prefix.isdigit() and self.mo_short_code_prefix:
+            raise InvalidQuirks(subject, f"must be digits, got {self.mo_short_code_prefix!r}",
+                                field="mo_short_code_prefix")
+
+    @property
+    def destination_ton_npi(self) -> tuple[int, int]:
+        default_ton = TON.NATIONAL if self.destination_style is NumberStyle.NATIONAL else TON.INTERNATIONAL
+        ton = self.destination_ton if self.destination_ton is not None else default_ton
+        npi = self.destination_npi if self.destination_npi is not None else NPI.ISDN
+        return int(ton), int(npi)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], *, name: str | None = None) -> CarrierQuirks:
+        """Quirks from a plain mapping (a TOML table, a database row).
+
+        ``base`` names a preset to start from; the other keys override it. TON / NPI may be given as
+        numbers or names ('network_specific'), ``destination_style`` as 'e164' / 'international' /
+        'national', ``extra_tlvs`` as ``{"0x1401": "0a0b"}`` (hex tag and hex value).
+        """
+        given_name = name or (data.get("name") if isinstance(data, Mapping) else None)
+        subject = f"carrier quirks {given_name!r}" if isinstance(given_name, str) else "carrier quirks"
+        allowed = [field.name for field in dataclasses.fields(cls)] + ["base"]
+        read = FieldReader(data, subject=subject, error=InvalidQuirks, allowed=allowed)
+        quirk_name = name or read.required_str("name")
+        base_name = read.optional_str("base")
+        if base_name is not None and base_name not in PRESETS:
+            raise read.fail("base", f"unknown preset {base_name!r} (known: {', '.join(sorted(PRESETS))})")
+        base = PRESETS[base_name] if base_name is not None else cls(name=quirk_name)
+        changes: dict[str, Any] = {"name": quirk_name}
+        if read.has("service_type"):
+            changes["service_type"] = read.optional_str("service_type") or ""
+        for key, enum in (("short_code_ton", TON), ("short_code_npi", NPI), ("destination_ton", TON),
+                          ("destination_npi", NPI)):
+            if read.has(key):
+                changes[key] = _read_enum(read, key, enum)
+        if read.has("short_code_max_digits"):
+            changes["short_code_max_digits"] = read.integer("short_code_max_digits", 8, minimum=1, maximum=15)
+        if read.has("destination_style"):
+            changes["destination_style"] = _read_style(read)
+        if read.has("max_registered_delivery"):
+            changes["max_registered_delivery"] = read.integer("max_registered_delivery", 0, minimum=0,
+                                                              maximum=REGISTERED_DELIVERY_MAX)
+        if read.has("extra_tlvs"):
+            changes["extra_tlvs"] = _read_tlvs(read)
+        if read.has("mo_source_international"):
+            changes["mo_source_international"] = read.boolean("mo_source_international", False)
+        if read.has("mo_short_code_prefix"):
+            changes["mo_short_code_prefix"] = read.optional_str("mo_short_code_prefix") or ""
+        try:
+            return dataclasses.replace(base, **changes)
+        except InvalidQuirks as error:
+            raise InvalidQuirks(subject, error.reason, field=error.field) from error
+
+
+def _check_enum(subject: str, key: str, value: int | None, enum: type[TON] | type[NPI]) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or value not in set(enum):
+        known = ", ".join(f"{member.value} ({member.name.lower()})" for member in enum)
+        raise InvalidQuirks(subject, f"must be one of {known}, got {value!r}", field=key)
+
+
+def _read_enum(read: FieldReader, key: str, enum: type[TON] | type[NPI]) -> int:
+    value = read.raw(key)
+    if isinstance(value, str):
+        try:
+            return int(enum[value.strip().upper()])
+        except KeyError:
+            names = ", ".join(member.name.lower() for member in enum)
+            raise read.fail(key, f"unknown name {value!r} (known: {names})") from None
+    return read.integer(key, 0)
+
+
+def _read_style(read: FieldReader) -> NumberStyle:
+    text = read.required_str("destination_style")
+    try:
+        return NumberStyle(text.lower())
+    except ValueError:
+        styles = ", ".join(style.value for style in NumberStyle)
+        raise read.fail("destination_style", f"must be one of {styles}, got {text!r}") from None
+
+
+def _parse_hex_int(text: str) -> int:
+    return int(text.removeprefix("0x").removeprefix("0X"), 16)
+
+
+def _read_tlvs(read: FieldReader) -> TLVs:
+    value = read.raw("extra_tlvs")
+    if not isinstance(value, Mapping):
+        raise read.fail("extra_tlvs", 'must be a table of hex tag to hex value, such as {"0x1401" = "0a0b"}')
+    items: list[tuple[int, bytes]] = []
+    for raw_tag, raw_value in value.items():
+        try:
+            tag = raw_tag if isinstance(raw_tag, int) and not isinstance(raw_tag, bool) else _parse_hex_int(
+                str(raw_tag))
+        except ValueError:
+            raise read.fail("extra_tlvs", f"tag {raw_tag!r} is not a hex number") from None
+        if tag not in VENDOR_TAGS:
+            raise read.fail("extra_tlvs", f"tag {tag:#06x} is not a vendor tag (0x1400-0x3fff)")
+        if not isinstance(raw_value, str):
+            raise read.fail("extra_tlvs", f"value of tag {tag:#06x} must be a hex string")
+        try:
+            payload = bytes.fromhex(raw_value)
+        except ValueError:
+            raise read.fail("extra_tlvs", f"value of tag {tag:#06x} is not hex: {raw_value!r}") from None
+        if len(payload) > 0xFFFF:
+            raise read.fail("extra_tlvs", f"value of tag {tag:#06x} is longer than 65535 octets")
+        items.append((tag, payload))
+    return TLVs(items)
+
+
+# --- transforms -------------------------------------------------------------------------------------
+
+
+def classify_source(address: str, *, short_code_max_digits: int = 8) -> SourceKind:
+    """Short code, phone number or alphanumeric sender, from the address's shape."""
+    text = address.strip()
+    if not text:
+        raise InvalidAddress(address, "an MT source address cannot be empty")
+    if text.startswith("+"):
+        return SourceKind.NUMBER  # normalisation will say if it is not a valid one
+    if text.isascii() and text.isdigit():
+        return SourceKind.SHORT_CODE if len(text) <= short_code_max_digits else SourceKind.NUMBER
+    return SourceKind.ALPHANUMERIC
+
+
+def outgoing_source(quirks: CarrierQuirks, address: str) -> tuple[str, int, int]:
+    """(source_addr, source_addr_ton, source_addr_npi) for an MT source, the way this carrier wants it."""
+    kind = classify_source(address, short_code_max_digits=quirks.short_code_max_digits)
+    text = address.strip()
+    if kind is SourceKind.SHORT_CODE:
+        return text, quirks.short_code_ton, quirks.short_code_npi
+    if kind is SourceKind.NUMBER:
+        e164 = normalise_msisdn(text if text.startswith("+") else "+" + text)
+        return e164[1:], TON.INTERNATIONAL, NPI.ISDN
+    if len(text) > ALPHANUMERIC_MAX or not _PRINTABLE_ASCII.fullmatch(text):
+        raise InvalidAddress(address, f"an alphanumeric sender has at most {ALPHANUMERIC_MAX} "
+                                      "printable ASCII characters")
+    return text, TON.ALPHANUMERIC, NPI.UNKNOWN
+
+
+def apply_mt(quirks: CarrierQuirks, pdu: SubmitSM) -> SubmitSM:
+    """``pdu`` rewritten for this carrier. Apply it once, to a submit_sm whose destination_addr is the
+    subscriber's E.164 number ('+' optional) and whose source_addr is a short code, number or sender id.
+    """
+    source, source_ton, source_npi = outgoing_source(quirks, pdu.source_addr)
+    destination = pdu.destination_addr.strip()
+    e164 = normalise_msisdn(destination, ton=None if destination.startswith("+") else TON.INTERNATIONAL)
+    dest_ton, dest_npi = quirks.destination_ton_npi
+    tlvs = pdu.tlvs
+    for tag, value in quirks.extra_tlvs:
+        tlvs = tlvs.with_tlv(tag, value)
+    registered_delivery = pdu.registered_delivery
+    if quirks.max_registered_delivery is not None:
+        registered_delivery = min(registered_delivery, quirks.max_registered_delivery)
+    return dataclasses.replace(
+        pdu,
+        service_type=quirks.service_type if quirks.service_type is not None else pdu.service_type,
+        source_addr=source, source_addr_ton=source_ton, source_addr_npi=source_npi,
+        destination_addr=format_for_carrier(e164, quirks.destination_style),
+        dest_addr_ton=dest_ton, dest_addr_npi=dest_npi,
+        registered_delivery=registered_delivery, tlvs=tlvs,
+    )
+
+
+def normalise_mo_source(quirks: CarrierQuirks, address: str, ton: int, npi: int, country: str | None) -> str:
+    """The subscriber's E.164 number from a deliver_sm's source address, read the carrier's way."""
+    if quirks.mo_source_international and ton == TON.UNKNOWN:
+        ton = TON.INTERNATIONAL
+    return normalise_msisdn(address, country, ton=ton, npi=npi)
+
+
+def normalise_mo_short_code(quirks: CarrierQuirks, address: str) -> str:
+    """The short code an MO was sent to, without '+' or the carrier's prefix: '+34997745' -> '997745'."""
+    code = address.strip().removeprefix("+")
+    prefix = quirks.mo_short_code_prefix
+    if prefix and code.startswith(prefix) and len(code) > len(prefix):
+        code = code[len(prefix):]
+    if not code:
+        raise InvalidAddress(address, "an MO destination (short code) cannot be empty")
+    return code
+
+
+# --- presets ----------------------------------------------------------------------------------------
+
+#: Example quirks for the demo carriers. They show plausible combinations for the simulator and the
+#: tests; they are not statements about how the real carriers of these names configure their SMSCs.
+PRESETS: Mapping[str, CarrierQuirks] = MappingProxyType({
+    "movistar": CarrierQuirks(
+        name="movistar", short_code_ton=TON.NETWORK_SPECIFIC, short_code_npi=NPI.UNKNOWN,
+        destination_style=NumberStyle.INTERNATIONAL, max_registered_delivery=0x01),
+    "vodafone": CarrierQuirks(
+        name="vodafone", service_type="CMT", short_code_ton=TON.UNKNOWN, short_code_npi=NPI.ISDN,
+        destination_style=NumberStyle.INTERNATIONAL, mo_source_international=True),
+    "orange": CarrierQuirks(
+        name="orange", short_code_ton=TON.NETWORK_SPECIFIC, short_code_npi=NPI.PRIVATE,
+        destination_style=NumberStyle.NATIONAL, destination_ton=TON.UNKNOWN, destination_npi=NPI.ISDN,
+        max_registered_delivery=0x01, extra_tlvs=TLVs([(0x1400, b"\x01")]), mo_short_code_prefix="34"),
+})
+
+
+def preset(name: str) -> CarrierQuirks:
+    """A named preset ('movistar', 'vodafone', 'orange'); ``KeyError`` names the known ones."""
+    try:
+        return PRESETS[name.strip().lower()]
+    except KeyError:
+        raise KeyError(f"no carrier quirks preset {name!r} (known: {', '.join(sorted(PRESETS))})") from None
