@@ -1,0 +1,112 @@
+"""Panel accounts: operators, masters and admins, their server-side web sessions and login attempts.
+
+Policy (password hashing, locking, rate limits) lives in `panel.auth`; this module only holds the
+tables and the plain queries other layers need (the daemon reads presence and capacity to assign
+conversations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gatewayd.store.base import Base, utcnow
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MASTER = "master"
+    OPERATOR = "operator"
+
+
+class Presence(StrEnum):
+    ONLINE = "online"
+    PAUSED = "paused"
+    OFFLINE = "offline"
+
+
+def _enum_values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=16, values_callable=_enum_values, validate_strings=True)
+    )
+    # Explicit grants, sorted; admins hold every permission whatever is stored here.
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    locked: Mapped[bool] = mapped_column(default=False)
+    lock_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    language: Mapped[str] = mapped_column(String(8), default="es")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Madrid")
+    presence: Mapped[Presence] = mapped_column(
+        Enum(Presence, native_enum=False, length=16, values_callable=_enum_values, validate_strings=True),
+        default=Presence.OFFLINE,
+    )
+    max_open_conversations: Mapped[int] = mapped_column(default=5)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Account(id={self.id!r}, username={self.username!r}, role={self.role!r})"
+
+
+class WebSession(Base):
+    """A browser session. `id` is the SHA-256 of the cookie token: a database leak opens no session."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    ip: Mapped[str | None] = mapped_column(String(45), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class LoginAttempt(Base):
+    """One login try; counted per client address for rate limiting and kept for the audit trail."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_ip_attempted_at", "ip", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45), default=None)
+    succeeded: Mapped[bool]
+    outcome: Mapped[str] = mapped_column(String(32))
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+async def get_account(session: AsyncSession, account_id: int) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def get_account_by_username(session: AsyncSession, username: str) -> Account | None:
+    result = await session.execute(select(Account).where(Account.username == username))
+    return result.scalar_one_or_none()
+
+
+async def list_accounts(session: AsyncSession) -> Sequence[Account]:
+    result = await session.execute(select(Account).order_by(Account.username))
+    return result.scalars().all()

@@ -1,0 +1,210 @@
+"""The panel application factory: plugins assembled into one Starlette app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gatewayd.bus.base import Subscription
+from gatewayd.store.engine import create_engine, session_factory
+from panel.access import access_of
+from panel.auth.passwords import PasswordPolicy
+from panel.auth.permissions import PermissionRegistry
+from panel.i18n import Catalog
+from panel.middleware import CSRFMiddleware, SecurityHeadersMiddleware, SessionMiddleware
+from panel.runtime import STATE_KEY, EventBus, PanelRuntime
+from panel.settings import PanelSettings
+from panel.templating import CORE_STATIC, build_templates
+from panel.web import error_response
+from plugins.contract import EventHandler, MenuItem, Plugin
+from plugins.errors import PluginError
+from plugins.loader import load_plugins
+
+logger = logging.getLogger(__name__)
+
+# Opens the bus at a URL (e.g. gatewayd's memory:// or mqtt:// factory); the lifespan enters it.
+BusFactory = Callable[[str], EventBus]
+
+
+RouteKey = tuple[str, frozenset[str] | None]
+
+
+def _check_routes(plugin: Plugin, routes: Iterable[BaseRoute], prefix: str = "") -> list[RouteKey]:
+    """Every route declares its access (deny by default); returns (path, methods) for clash checks."""
+    keys: list[RouteKey] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            if not route.routes:
+                raise PluginError(
+                    plugin.name, f"mount {prefix + route.path!r} must hold routes, not a bare app"
+                )
+            keys.extend(_check_routes(plugin, route.routes, prefix + route.path))
+        elif isinstance(route, Route):
+            if access_of(route.endpoint) is None:
+                raise PluginError(
+                    plugin.name,
+                    f"route {prefix + route.path!r} declares no access: use @public or @requires()",
+                )
+            keys.append((prefix + route.path, frozenset(route.methods) if route.methods else None))
+        else:
+            raise PluginError(plugin.name, f"route {route!r} is neither a Route nor a Mount")
+    return keys
+
+
+def _clashes(methods: frozenset[str] | None, other: frozenset[str] | None) -> bool:
+    return methods is None or other is None or bool(methods & other)
+
+
+def _assemble_routes(plugins: Sequence[Plugin]) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    served: dict[str, list[tuple[frozenset[str] | None, str]]] = {}
+    for plugin in plugins:
+        for path, methods in _check_routes(plugin, plugin.routes):
+            for other_methods, owner in served.get(path, []):
+                if _clashes(methods, other_methods):
+                    raise PluginError(plugin.name, f"path {path!r} is already served by {owner!r}")
+            served.setdefault(path, []).append((methods, plugin.name))
+        routes.extend(plugin.routes)
+    routes.append(Mount("/static/panel", app=StaticFiles(directory=CORE_STATIC), name="static-panel"))
+    for plugin in plugins:
+        if plugin.static is not None:
+            static = StaticFiles(directory=plugin.static)
+            routes.append(Mount(f"/static/{plugin.name}", app=static, name=f"static-{plugin.name}"))
+    return routes
+
+
+def _assemble_menu(
+    plugins: Sequence[Plugin], registry: PermissionRegistry, catalog: Catalog
+) -> tuple[MenuItem, ...]:
+    items: list[MenuItem] = []
+    for plugin in plugins:
+        for item in plugin.menu_items:
+            if item.permission is not None and item.permission not in registry:
+                raise PluginError(
+                    plugin.name, f"menu item {item.label!r} needs unknown permission {item.permission!r}"
+                )
+            if not catalog.has(item.label):
+                raise PluginError(plugin.name, f"menu item label {item.label!r} has no message")
+            items.append(item)
+    return tuple(sorted(items, key=lambda item: (item.mode.value, item.order, item.label)))
+
+
+async def _event_handler_loop(
+    plugin: str, handler: EventHandler, subscription: Subscription, state: PanelRuntime
+) -> None:
+    async for event in subscription:
+        try:
+            await handler(event, state)
+        except Exception:  # one bad event must not end the plugin's subscription
+            logger.exception(
+                "plugin %s: handler for %s failed on %s", plugin, subscription.pattern, event.topic
+            )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return error_response(request, status)
+
+
+def create_app(
+    settings: PanelSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    bus: EventBus | None = None,
+    bus_factory: BusFactory | None = None,
+    plugins: Sequence[Plugin | str] | None = None,
+) -> Starlette:
+    """The panel app.
+
+    In the daemon's process pass its `engine` and `bus`; they stay the daemon's. Standalone, leave them
+    out: the lifespan creates an engine from `settings.database_url` and, given `bus_factory`, opens the
+    bus at `settings.bus_url`, and closes both at shutdown. `plugins` overrides the entry-point group
+    (objects or "module:attribute" references). Misconfigured plugins raise `PluginError` here.
+    """
+    loaded = load_plugins(plugins if plugins is not None else settings.plugins)
+    registry = PermissionRegistry.build(loaded)
+    catalog = Catalog.build(loaded, settings.default_language)
+    menu = _assemble_menu(loaded, registry, catalog)
+    templates = build_templates(loaded, catalog)
+    routes = _assemble_routes(loaded)
+    passwords = PasswordPolicy(settings.argon2)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, PanelRuntime]]:
+        async with AsyncExitStack() as stack:
+            own_engine = engine
+            if own_engine is None:
+                own_engine = create_engine(settings.database_url)
+                stack.push_async_callback(own_engine.dispose)
+            own_bus = bus
+            if own_bus is None and bus_factory is not None:
+                own_bus = await stack.enter_async_context(bus_factory(settings.bus_url))
+            state = PanelRuntime(
+                settings=settings,
+                engine=own_engine,
+                sessionmaker=session_factory(own_engine),
+                bus=own_bus,
+                plugins=loaded,
+                permissions=registry,
+                passwords=passwords,
+                catalog=catalog,
+                templates=templates,
+                menu=menu,
+            )
+            for plugin in loaded:
+                if plugin.on_startup is not None:
+                    try:
+                        await plugin.on_startup(state)
+                    except Exception as exc:
+                        raise PluginError(plugin.name, f"on_startup failed: {exc}") from exc
+            handlers = [
+                (plugin.name, pattern, handler)
+                for plugin in loaded
+                for pattern, handler in plugin.event_handlers.items()
+            ]
+            if handlers and own_bus is None:
+                raise PluginError(handlers[0][0], "declares event handlers but the panel has no event bus")
+            # Subscribed before the app serves, so no event published after start-up is missed.
+            subscriptions: list[tuple[str, EventHandler, Subscription]] = []
+            for name, pattern, handler in handlers:
+                assert own_bus is not None
+                subscription = await stack.enter_async_context(own_bus.subscribe(pattern))
+                subscriptions.append((name, handler, subscription))
+            async with asyncio.TaskGroup() as tasks:
+                running = [
+                    tasks.create_task(
+                        _event_handler_loop(name, handler, subscription, state),
+                        name=f"panel.plugin[{name}].events[{subscription.pattern}]",
+                    )
+                    for name, handler, subscription in subscriptions
+                ]
+                try:
+                    yield {STATE_KEY: state}
+                finally:
+                    for task in running:
+                        task.cancel()
+
+    middleware = [
+        Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
+        Middleware(SessionMiddleware),
+        Middleware(
+            CSRFMiddleware, trusted_origins=settings.trusted_origins, max_body_bytes=settings.max_body_bytes
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )

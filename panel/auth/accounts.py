@@ -1,0 +1,128 @@
+"""Account management: create, change password, lock and unlock. The caller commits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store.accounts import Account, Role, get_account_by_username
+from gatewayd.store.base import utcnow
+from panel.auth.passwords import PasswordPolicy, check_password_rules
+from panel.auth.permissions import PermissionRegistry
+from panel.auth.sessions import revoke_account_sessions
+from panel.i18n import is_valid_timezone
+from plugins.contract import LANGUAGES
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+class AccountRejected(ValueError):
+    """Account data breaks a rule; `key` and `params` give the message to show."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key if not params else f"{key} {params}")
+        self.key = key
+        self.params = params
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def check_username(username: str) -> str:
+    normalized = normalize_username(username)
+    if not USERNAME.match(normalized):
+        raise AccountRejected("panel.account.invalid_username")
+    return normalized
+
+
+def check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise AccountRejected("panel.account.invalid_language")
+    return language
+
+
+def check_timezone(timezone: str) -> str:
+    if not is_valid_timezone(timezone):
+        raise AccountRejected("panel.account.invalid_timezone")
+    return timezone
+
+
+async def create_account(
+    session: AsyncSession,
+    passwords: PasswordPolicy,
+    registry: PermissionRegistry,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str | None = None,
+    language: str = "es",
+    timezone: str = "Europe/Madrid",
+    permissions: Iterable[str] | None = None,
+    created_by: int | None = None,
+    max_open_conversations: int = 5,
+) -> Account:
+    """A new account; without `permissions` it gets its role's defaults."""
+    username = check_username(username)
+    check_password_rules(password, username)
+    granted = registry.defaults_for(role) if permissions is None else registry.validate(permissions)
+    if await get_account_by_username(session, username) is not None:
+        raise AccountRejected("panel.account.username_taken")
+    account = Account(
+        username=username,
+        display_name=(display_name or username).strip()[:128],
+        password_hash=passwords.hash(password),
+        role=role,
+        permissions=sorted(granted),
+        language=check_language(language),
+        timezone=check_timezone(timezone),
+        created_by=created_by,
+        max_open_conversations=max_open_conversations,
+    )
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def set_password(
+    session: AsyncSession,
+    passwords: PasswordPolicy,
+    account: Account,
+    new_password: str,
+    *,
+    keep_session_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Change the password and end every other session of the account; returns how many ended."""
+    check_password_rules(new_password, account.username)
+    now = now or utcnow()
+    account.password_hash = passwords.hash(new_password)
+    account.password_changed_at = now
+    account.failed_logins = 0
+    account.locked_until = None
+    return await revoke_account_sessions(session, account.id, now=now, keep_session_id=keep_session_id)
+
+
+async def set_permissions(account: Account, registry: PermissionRegistry, permissions: Iterable[str]) -> None:
+    account.permissions = sorted(registry.validate(permissions))
+
+
+async def lock_account(
+    session: AsyncSession, account: Account, reason: str, *, now: datetime | None = None
+) -> int:
+    """Lock by an administrator (until unlocked) and end the account's sessions at once."""
+    account.locked = True
+    account.lock_reason = reason.strip()[:255] or None
+    return await revoke_account_sessions(session, account.id, now=now or utcnow())
+
+
+def unlock_account(account: Account) -> None:
+    """Lift both the administrator's lock and the failed-login lock."""
+    account.locked = False
+    account.lock_reason = None
+    account.failed_logins = 0
+    account.locked_until = None

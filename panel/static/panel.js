@@ -1,0 +1,45 @@
+// eChat panel: small progressive enhancements. No inline script anywhere (CSP script-src 'self').
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  // fetch() that carries the CSRF token, for plugins that update pages without a reload.
+  window.echat = {
+    csrfToken: csrfToken,
+    fetch: function (url, options) {
+      options = options || {};
+      options.headers = new Headers(options.headers || {});
+      options.headers.set("X-CSRF-Token", csrfToken());
+      options.credentials = "same-origin";
+      return window.fetch(url, options);
+    }
+  };
+
+  document.documentElement.classList.add("js");
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target instanceof HTMLSelectElement && target.hasAttribute("data-autosubmit") && target.form) {
+      target.form.submit();
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement)) { return; }
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    // One click, one submission: the button stays disabled until the next page arrives.
+    var buttons = form.querySelectorAll("button[type=submit]");
+    window.setTimeout(function () {
+      buttons.forEach(function (button) { button.disabled = true; });
+    }, 0);
+  });
+})();

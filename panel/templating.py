@@ -1,0 +1,101 @@
+"""One Jinja2 environment over the core templates and every plugin's, with the layout's context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from panel.auth.identity import CurrentUser
+from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
+from panel.i18n import Catalog, format_datetime
+from panel.runtime import runtime
+from panel.web import CSRF_FIELD, csrf_token, current_user, language
+from plugins.contract import LANGUAGES, MenuItem, Mode, Plugin
+
+CORE_TEMPLATES = Path(__file__).parent / "templates"
+CORE_STATIC = Path(__file__).parent / "static"
+
+MODE_PERMISSION = {Mode.OPERATOR: OPERATOR_MODE, Mode.ADMIN: PANEL_ACCESS}
+MODE_LABEL = {Mode.OPERATOR: "panel.menu.operator", Mode.ADMIN: "panel.menu.admin"}
+
+
+@dataclass(frozen=True, slots=True)
+class MenuSection:
+    mode: Mode
+    label: str
+    items: tuple[MenuItem, ...]
+
+
+def menu_for(user: CurrentUser | None, menu: Sequence[MenuItem]) -> tuple[MenuSection, ...]:
+    """The left menu: one section per mode the user may enter, holding the items they may open."""
+    if user is None:
+        return ()
+    sections: list[MenuSection] = []
+    for mode in Mode:
+        if not user.has(MODE_PERMISSION[mode]):
+            continue
+        items = tuple(
+            item
+            for item in menu
+            if item.mode is mode and (item.permission is None or user.has(item.permission))
+        )
+        if items:
+            sections.append(MenuSection(mode, MODE_LABEL[mode], items))
+    return tuple(sections)
+
+
+def _layout_context(request: Request) -> dict[str, Any]:
+    state = runtime(request)
+    user = current_user(request)
+    lang = language(request)
+    catalog = state.catalog
+
+    def translate(key: str, /, **params: object) -> str:
+        return catalog.gettext(lang, key, **params)
+
+    return {
+        "user": user,
+        "csrf_token": csrf_token(request),
+        "csrf_field": CSRF_FIELD,
+        "lang": lang,
+        "languages": LANGUAGES,
+        "timezone": user.timezone if user else state.settings.default_timezone,
+        "_": translate,
+        "menu": menu_for(user, state.menu),
+        "current_path": request.url.path,
+    }
+
+
+@jinja2.pass_context
+def _localtime_filter(
+    context: jinja2.runtime.Context, value: datetime | None, style: str = "datetime"
+) -> str:
+    return format_datetime(value, str(context.get("timezone", "UTC")), style)
+
+
+def static_url(plugin: str, path: str) -> str:
+    return f"/static/{plugin}/{path.lstrip('/')}"
+
+
+def build_templates(plugins: Sequence[Plugin], catalog: Catalog) -> Jinja2Templates:
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(CORE_TEMPLATES)]
+    loaders.extend(
+        jinja2.FileSystemLoader(plugin.templates) for plugin in plugins if plugin.templates is not None
+    )
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["localtime"] = _localtime_filter
+    environment.globals["static_url"] = static_url
+    return Jinja2Templates(env=environment, context_processors=[_layout_context])

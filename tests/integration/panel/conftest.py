@@ -1,0 +1,147 @@
+"""Panel fixtures: a SQLite store with one account per role, the app with the built-in plugins and the
+example plugin, and a TestClient running the app's lifespan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from gatewayd.bus.memory import MemoryBus
+from gatewayd.store.accounts import Account, LoginAttempt, Role, WebSession, get_account_by_username
+from gatewayd.store.base import Base
+from gatewayd.store.engine import create_engine, session_factory
+from panel.app import create_app
+from panel.auth.accounts import create_account
+from panel.auth.passwords import PasswordPolicy
+from panel.auth.permissions import PermissionRegistry
+from panel.runtime import PanelRuntime
+from panel.settings import Argon2Params, PanelSettings
+from plugins import auth, home
+
+EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
+FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
+PASSWORD = "correct horse battery"
+# username -> role; "nadie" is an operator whose grants were all taken away.
+ACCOUNTS = {"ana": Role.ADMIN, "marta": Role.MASTER, "oscar": Role.OPERATOR, "nadie": Role.OPERATOR}
+EVIL_NAME = "<script>alert('x')</script> Óscar"
+PANEL_TABLES = [Account.__table__, WebSession.__table__, LoginAttempt.__table__]
+
+
+async def prepare_store(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all, tables=PANEL_TABLES)
+        registry = PermissionRegistry.build([auth.plugin, home.plugin, load_example_plugin()])
+        passwords = PasswordPolicy(FAST_ARGON2)
+        async with session_factory(engine)() as session, session.begin():
+            for username, role in ACCOUNTS.items():
+                await create_account(
+                    session,
+                    passwords,
+                    registry,
+                    username=username,
+                    password=PASSWORD,
+                    role=role,
+                    display_name=EVIL_NAME if username == "oscar" else username.title(),
+                    language="en" if username == "marta" else "es",
+                    timezone="America/Bogota" if username == "marta" else "Europe/Madrid",
+                    permissions=[] if username == "nadie" else None,
+                )
+    finally:
+        await engine.dispose()
+
+
+def load_example_plugin() -> object:
+    import echat_notes  # found through the example folder put on sys.path
+
+    return echat_notes.plugin
+
+
+@pytest.fixture
+def example_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGINS))
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> PanelSettings:
+    return PanelSettings(
+        database_url=sqlite_url,
+        secure_cookies=False,
+        argon2=FAST_ARGON2,
+        max_failed_logins=3,
+        lock_minutes=15,
+        ip_max_failures=6,
+        ip_window_minutes=10,
+    )
+
+
+@pytest.fixture
+async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
+    await prepare_store(settings.database_url)
+    return create_app(
+        settings, bus_factory=memory_bus, plugins=[auth.plugin, home.plugin, "echat_notes:plugin"]
+    )
+
+
+def memory_bus(url: str) -> MemoryBus:
+    assert url == "memory://"
+    return MemoryBus()
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[PanelClient]:
+    """The app's lifespan around an httpx client, state handed to each request as a server does."""
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["state"] = dict(state)
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with PanelClient(transport=transport, base_url="http://testserver") as client:
+            client.runtime = state["panel"]
+            yield client
+
+
+class PanelClient(httpx.AsyncClient):
+    runtime: PanelRuntime
+
+    async def account(self, username: str) -> Account:
+        async with self.runtime.sessionmaker() as session:
+            found = await get_account_by_username(session, username)
+            assert found is not None
+            return found
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[PanelClient]:
+    async with serving(app) as test_client:
+        yield test_client
+
+
+HTML = {"accept": "text/html"}
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+
+
+async def page_csrf(client: httpx.AsyncClient, path: str = "/login") -> str:
+    response = await client.get(path, headers=HTML)
+    found = _CSRF_META.search(response.text)
+    assert found is not None, f"no csrf meta on {path}: {response.status_code}"
+    return found.group(1)
+
+
+async def login(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD, **extra: str
+) -> httpx.Response:
+    token = await page_csrf(client, "/login")
+    form = {"username": username, "password": password, "csrf_token": token, **extra}
+    return await client.post("/login", data=form, headers=HTML)

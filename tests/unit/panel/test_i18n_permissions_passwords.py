@@ -1,0 +1,120 @@
+"""Catalogs, language negotiation, time zones, the permission registry and the password policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from gatewayd.store.accounts import Presence, Role
+from panel.auth.identity import CurrentUser
+from panel.auth.passwords import PasswordPolicy, PasswordRejected, check_password_rules
+from panel.auth.permissions import CORE_PERMISSIONS, PermissionRegistry, UnknownPermission
+from panel.i18n import CORE_MESSAGES, Catalog, format_datetime, missing_keys, negotiate_language
+from panel.settings import Argon2Params
+from panel.templating import menu_for
+from plugins import auth, home
+
+FAST = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
+
+
+def test_spanish_and_english_catalogs_are_complete() -> None:
+    assert missing_keys(CORE_MESSAGES) == {"es": set(), "en": set()}
+    for plugin in (auth.plugin, home.plugin):
+        assert missing_keys(plugin.messages) == {"es": set(), "en": set()}
+    catalog = Catalog.build([auth.plugin, home.plugin])
+    for spec in CORE_PERMISSIONS:
+        assert catalog.has(spec.description), spec.name
+    for role in Role:
+        assert catalog.has(f"panel.role.{role.value}")
+    for presence in Presence:
+        assert catalog.has(f"panel.presence.{presence.value}")
+
+
+def test_gettext_formats_and_falls_back() -> None:
+    catalog = Catalog({"es": {"a": "Hola {name}"}, "en": {}}, "es")
+    assert catalog.gettext("es", "a", name="Ana") == "Hola Ana"
+    assert catalog.gettext("en", "a", name="Ana") == "Hola Ana"
+    assert catalog.gettext("en", "missing.key") == "missing.key"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, "es"),
+        ("en-US,en;q=0.9", "en"),
+        ("fr-FR,fr;q=0.9,en;q=0.8,es;q=0.7", "en"),
+        ("en;q=0.2,es;q=0.8", "es"),
+        ("de, fr", "es"),
+        ("en;q=0", "es"),
+        ("en;q=bogus, es", "es"),
+    ],
+)
+def test_accept_language_negotiation(header: str | None, expected: str) -> None:
+    assert negotiate_language(header, "es") == expected
+
+
+def test_dates_show_in_the_readers_zone_in_the_manuals_format() -> None:
+    instant = datetime(2024, 7, 1, 22, 30, 5, tzinfo=UTC)
+    assert format_datetime(instant, "Europe/Madrid") == "02/07/2024 00:30:05"
+    assert format_datetime(instant, "America/Bogota", "time") == "17:30:05"
+    assert format_datetime(instant, "Not/AZone", "date") == "01/07/2024"
+    assert format_datetime(None, "Europe/Madrid") == ""
+    with pytest.raises(ValueError):
+        format_datetime(datetime(2024, 1, 1), "UTC")
+
+
+def test_role_defaults_follow_the_manual() -> None:
+    registry = PermissionRegistry.build([auth.plugin, home.plugin])
+    assert registry.defaults_for(Role.ADMIN) == registry.names
+    master = registry.defaults_for(Role.MASTER)
+    assert {"panel.access", "operator.see_others", "reports.view"} <= master
+    assert "users.manage" not in master
+    assert registry.defaults_for(Role.OPERATOR) == {"operator.mode", "push.send"}
+
+
+def test_effective_permissions() -> None:
+    registry = PermissionRegistry()
+    assert registry.effective(Role.ADMIN, []) == registry.names
+    assert registry.effective(Role.OPERATOR, ["push.send", "gone.away"]) == {"push.send"}
+    with pytest.raises(UnknownPermission):
+        registry.validate(["push.send", "gone.away"])
+
+
+def test_password_rules() -> None:
+    with pytest.raises(PasswordRejected) as short:
+        check_password_rules("short", "ana")
+    assert short.value.key == "panel.password.too_short" and short.value.params == {"min": 10}
+    with pytest.raises(PasswordRejected):
+        check_password_rules("Anastasia12", "anastasia12")
+    with pytest.raises(PasswordRejected):
+        check_password_rules("x" * 257, "ana")
+    check_password_rules("a fine passphrase", "ana")
+
+
+def test_password_hashing_verification_and_rehash() -> None:
+    policy = PasswordPolicy(FAST)
+    stored = policy.hash("a fine passphrase")
+    assert stored.startswith("$argon2id$")
+    assert policy.verify(stored, "a fine passphrase")
+    assert not policy.verify(stored, "another passphrase")
+    assert not policy.verify("not a hash", "a fine passphrase")
+    assert not policy.needs_rehash(stored)
+    stronger = PasswordPolicy(Argon2Params(time_cost=2, memory_cost=64, parallelism=1))
+    assert stronger.needs_rehash(stored)
+    assert stronger.verify(stored, "a fine passphrase")
+
+
+def _user(permissions: set[str]) -> CurrentUser:
+    granted = frozenset(permissions)
+    return CurrentUser(1, "u", "U", Role.OPERATOR, granted, "es", "UTC", Presence.ONLINE, "s", "c")
+
+
+def test_menu_sections_follow_mode_and_item_permissions() -> None:
+    menu = tuple(home.plugin.menu_items)
+    assert menu_for(None, menu) == ()
+    operator_only = menu_for(_user({"operator.mode"}), menu)
+    assert [section.mode.value for section in operator_only] == ["operator"]
+    both = menu_for(_user({"operator.mode", "panel.access"}), menu)
+    assert [section.mode.value for section in both] == ["operator", "admin"]
+    assert menu_for(_user(set()), menu) == ()

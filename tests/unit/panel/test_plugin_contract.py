@@ -1,0 +1,142 @@
+"""The plugin contract, the loader and the app factory's checks of what plugins give it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from panel.access import public, requires
+from panel.app import create_app
+from panel.settings import PanelSettings
+from plugins import MenuItem, Mode, PermissionSpec, Plugin, PluginError, auth, home, load_plugins
+
+SETTINGS = PanelSettings(database_url="sqlite+aiosqlite://")
+
+
+async def bare(request: Request) -> Response:
+    return PlainTextResponse("no access declared")
+
+
+@public
+async def open_page(request: Request) -> Response:
+    return PlainTextResponse("open")
+
+
+@requires("panel.access")
+async def guarded(request: Request) -> Response:
+    return PlainTextResponse("guarded")
+
+
+def test_a_plugin_is_frozen_and_holds_tuples() -> None:
+    plugin = Plugin(name="demo", title="demo", routes=[Route("/demo", open_page)])
+    assert isinstance(plugin.routes, tuple)
+    with pytest.raises(AttributeError):
+        plugin.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        ({"name": "Bad-Name"}, "name must match"),
+        ({"routes": ["/not-a-route"]}, "is not a Starlette route"),
+        ({"menu_items": [MenuItem("x", "relative", Mode.ADMIN)]}, "must start with '/'"),
+        ({"permissions": [PermissionSpec("nodot", "x")]}, "named 'area.power'"),
+        ({"templates": Path("/does/not/exist")}, "templates folder"),
+        ({"messages": {"fr": {}}}, "unsupported language"),
+        ({"event_handlers": {"echat/+/mo": "not callable"}}, "bad event handler"),
+    ],
+)
+def test_a_malformed_plugin_is_refused_with_its_name(arguments: dict[str, object], complaint: str) -> None:
+    values: dict[str, object] = {"name": "broken", "title": "broken.title", **arguments}
+    with pytest.raises(PluginError, match=complaint) as raised:
+        Plugin(**values)  # type: ignore[arg-type]
+    assert "broken" in str(raised.value) or "Bad-Name" in str(raised.value)
+
+
+def test_explicit_list_accepts_objects_and_references_sorted_by_name() -> None:
+    loaded = load_plugins([home.plugin, "plugins.auth:plugin"])
+    assert [plugin.name for plugin in loaded] == ["auth", "home"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "complaint"),
+    [
+        ("plugins.auth", "must look like"),
+        ("no_such_module_xyz:plugin", "cannot be imported"),
+        ("plugins.auth:routes", "not a Plugin"),
+    ],
+)
+def test_a_broken_reference_is_an_error_naming_it(reference: str, complaint: str) -> None:
+    with pytest.raises(PluginError, match=complaint) as raised:
+        load_plugins([reference])
+    assert raised.value.plugin == reference
+
+
+def test_one_name_twice_is_refused() -> None:
+    with pytest.raises(PluginError, match="registered twice"):
+        load_plugins([auth.plugin, auth.plugin])
+
+
+def test_a_route_without_declared_access_is_refused() -> None:
+    sloppy = Plugin(name="sloppy", title="x", routes=[Mount("/s", routes=[Route("/page", bare)])])
+    with pytest.raises(PluginError, match=r"'/s/page' declares no access") as raised:
+        create_app(SETTINGS, plugins=[sloppy])
+    assert raised.value.plugin == "sloppy"
+
+
+def test_two_plugins_serving_one_path_and_method_clash() -> None:
+    first = Plugin(name="first", title="x", routes=[Route("/same", open_page, methods=["GET"])])
+    second = Plugin(name="second", title="x", routes=[Route("/same", guarded, methods=["GET"])])
+    with pytest.raises(PluginError, match="already served by 'first'"):
+        create_app(SETTINGS, plugins=[first, second])
+    other_method = Plugin(name="second", title="x", routes=[Route("/same", guarded, methods=["POST"])])
+    create_app(SETTINGS, plugins=[first, other_method])
+
+
+def test_menu_items_need_known_permissions_and_messages() -> None:
+    needs_unknown = MenuItem("panel.profile", "/m", Mode.ADMIN, "no.such")
+    unknown = Plugin(name="menus", title="x", menu_items=[needs_unknown])
+    with pytest.raises(PluginError, match="unknown permission 'no.such'"):
+        create_app(SETTINGS, plugins=[unknown])
+    unlabelled = Plugin(name="menus", title="x", menu_items=[MenuItem("menus.nothing", "/m", Mode.ADMIN)])
+    with pytest.raises(PluginError, match="has no message"):
+        create_app(SETTINGS, plugins=[unlabelled])
+
+
+def test_plugins_cannot_redeclare_permissions_or_message_keys() -> None:
+    clash = Plugin(name="clash", title="x", permissions=[PermissionSpec("push.send", "x")])
+    with pytest.raises(PluginError, match="already declared by 'panel'"):
+        create_app(SETTINGS, plugins=[clash])
+    keys = Plugin(name="keys", title="x", messages={"es": {"panel.logout": "x"}, "en": {"panel.logout": "x"}})
+    with pytest.raises(PluginError, match="already defined by 'panel'"):
+        create_app(SETTINGS, plugins=[keys])
+    half = Plugin(name="half", title="x", messages={"es": {"half.a": "a"}})
+    with pytest.raises(PluginError, match="lack a 'en' text"):
+        create_app(SETTINGS, plugins=[half])
+
+
+async def test_event_handlers_without_a_bus_stop_the_start() -> None:
+    async def handler(event: object, runtime: object) -> None:
+        return None
+
+    listener = Plugin(name="listener", title="x", event_handlers={"echat/+/mo": handler})
+    app = create_app(SETTINGS, plugins=[listener])
+    with pytest.raises(PluginError, match="no event bus") as raised:
+        async with app.router.lifespan_context(app):
+            pass
+    assert raised.value.plugin == "listener"
+
+
+async def test_a_failing_startup_hook_names_its_plugin() -> None:
+    async def explode(runtime: object) -> None:
+        raise RuntimeError("boom")
+
+    app = create_app(SETTINGS, plugins=[Plugin(name="fragile", title="x", on_startup=explode)])
+    with pytest.raises(PluginError, match="on_startup failed: boom") as raised:
+        async with app.router.lifespan_context(app):
+            pass
+    assert raised.value.plugin == "fragile"
