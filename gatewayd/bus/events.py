@@ -1,0 +1,101 @@
+"""Events, topic names and MQTT-style topic matching shared by every bus implementation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+EVENT_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event: its full topic and its JSON payload (always holding ``"v"``)."""
+
+    topic: str
+    payload: Mapping[str, Any]
+
+
+class InvalidTopic(ValueError):
+    """A topic or subscription pattern that MQTT would refuse."""
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """JSON bytes of the payload with ``"v": 1`` added unless the payload carries its own version.
+    TypeError if a value is not JSON-serializable (caught at publish, not in a subscriber)."""
+    body = payload if "v" in payload else {"v": EVENT_VERSION, **payload}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_payload(body: bytes) -> dict[str, Any] | None:
+    """The payload as a dict, or None when it is not a JSON object."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def check_topic(topic: str) -> str:
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        raise InvalidTopic(f"not a publishable topic: {topic!r}")
+    return topic
+
+
+def check_pattern(pattern: str) -> str:
+    levels = pattern.split("/")
+    for position, level in enumerate(levels):
+        misplaced_hash = "#" in level and (level != "#" or position != len(levels) - 1)
+        if misplaced_hash or ("+" in level and level != "+"):
+            raise InvalidTopic(f"not a valid subscription pattern: {pattern!r}")
+    if not pattern or "\x00" in pattern:
+        raise InvalidTopic(f"not a valid subscription pattern: {pattern!r}")
+    return pattern
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT matching: ``+`` is one level, a final ``#`` is any number of levels (including none)."""
+    pattern_levels = pattern.split("/")
+    topic_levels = topic.split("/")
+    for position, level in enumerate(pattern_levels):
+        if level == "#":
+            return True
+        if position >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[position]:
+            return False
+    return len(pattern_levels) == len(topic_levels)
+
+
+class Topics:
+    """The topic scheme (docs/ARCHITECTURE.md) under a configurable prefix instead of ``echat``."""
+
+    def __init__(self, prefix: str = "echat") -> None:
+        self.prefix = check_topic(prefix.strip("/"))
+
+    def mo(self, short_code: str) -> str:
+        """An MO was committed."""
+        return f"{self.prefix}/{short_code}/mo"
+
+    def mt_status(self, mt_id: int) -> str:
+        """An MT changed status."""
+        return f"{self.prefix}/mt/{mt_id}/status"
+
+    def bind_state(self, carrier: str) -> str:
+        """A bind went up or down."""
+        return f"{self.prefix}/bind/{carrier}/state"
+
+    def conversation_assigned(self, conversation_id: int) -> str:
+        """A conversation was (re)assigned to an operator."""
+        return f"{self.prefix}/conversation/{conversation_id}/assigned"
+
+    def all_mo(self) -> str:
+        return f"{self.prefix}/+/mo"
+
+    def all_mt_status(self) -> str:
+        return f"{self.prefix}/mt/+/status"
+
+    def everything(self) -> str:
+        return f"{self.prefix}/#"

@@ -1,0 +1,171 @@
+"""The MQTT bus (aiomqtt 2.x): several daemons and panels share events through one broker.
+
+One named task keeps a connection (``bus.mqtt.connection``), reconnecting with exponential back-off;
+while connected, ``bus.mqtt.publish`` drains the outgoing buffer and ``bus.mqtt.receive`` fans incoming
+messages out to local subscriptions. Subscriptions are made again after every reconnect. A broker
+outage never blocks ``publish``: the buffer keeps the newest ``buffer_size`` events, dropping (and
+counting) the oldest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+
+from gatewayd.bus.base import DEFAULT_SUBSCRIPTION_BUFFER, Subscription, SubscriptionSet
+from gatewayd.bus.events import Event, Topics, check_pattern, check_topic, decode_payload, encode_payload
+
+logger = logging.getLogger(__name__)
+
+
+class MQTTBus:
+    """An :class:`~gatewayd.bus.base.EventBus` over an MQTT broker. ``qos`` applies to publishing and
+    subscribing (0 by default: events are notifications; the database holds the truth)."""
+
+    def __init__(self, host: str, port: int = 1883, *, topic_prefix: str = "echat",
+                 client_id: str | None = None, buffer_size: int = 10_000, username: str | None = None,
+                 password: str | None = None, tls_context: ssl.SSLContext | None = None, qos: int = 0,
+                 reconnect_initial: float = 0.1, reconnect_max: float = 5.0, keepalive: int = 30) -> None:
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        self.topics = Topics(topic_prefix)
+        self.host, self.port = host, port
+        self.client_id = client_id
+        self.buffer_size = buffer_size
+        self.malformed = 0
+        self._username, self._password, self._tls = username, password, tls_context
+        self._qos = qos
+        self._reconnect_initial, self._reconnect_max = reconnect_initial, reconnect_max
+        self._keepalive = keepalive
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._dropped = 0
+        self._subscriptions = SubscriptionSet()
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the EventBus API ----------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Events lost: the oldest dropped from the full outgoing buffer, plus those dropped by slow
+        local subscribers."""
+        return self._dropped + self._subscriptions.dropped
+
+    @property
+    def pending(self) -> int:
+        """Events waiting in the outgoing buffer."""
+        return len(self._outbox)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Returns once the broker connection is up (use with a timeout)."""
+        await self._connected.wait()
+
+    async def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
+        body = encode_payload(payload)
+        if len(self._outbox) >= self.buffer_size:
+            self._outbox.popleft()
+            self._dropped += 1
+        self._outbox.append((check_topic(topic), body))
+        self._outbox_ready.set()
+
+    @asynccontextmanager
+    async def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+                        ) -> AsyncIterator[Subscription]:
+        """Subscribes at the broker (at once when connected, else on connecting) and yields the local
+        subscription; leaving unsubscribes when no other local subscription uses the pattern."""
+        subscription = Subscription(check_pattern(pattern), buffer)
+        first = self._subscriptions.count(pattern) == 0
+        self._subscriptions.add(subscription)
+        client = self._client
+        if first and client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):  # the reconnect subscribes again
+                await client.subscribe(pattern, qos=self._qos)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.remove(subscription)
+            client = self._client
+            if self._subscriptions.count(pattern) == 0 and client is not None:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.unsubscribe(pattern)
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("the bus is already running; it is not re-entrant")
+        self._task = asyncio.create_task(self._connection_loop(), name="bus.mqtt.connection")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._subscriptions.close_all()
+
+    # -- background loops ----------------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        delay = self._reconnect_initial
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          username=self._username, password=self._password,
+                                          tls_context=self._tls, keepalive=self._keepalive) as client:
+                    await self._on_connected(client)
+                    delay = self._reconnect_initial
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._publish_loop(client), name="bus.mqtt.publish")
+                        group.create_task(self._receive_loop(client), name="bus.mqtt.receive")
+            except* (aiomqtt.MqttError, OSError) as errors:
+                logger.warning("bus.mqtt.disconnected host=%s port=%s error=%s retry_in=%.1fs", self.host,
+                               self.port, errors.exceptions[0], delay)
+            finally:
+                self._client = None
+                self._connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def _on_connected(self, client: aiomqtt.Client) -> None:
+        for pattern in sorted(self._subscriptions.patterns()):
+            await client.subscribe(pattern, qos=self._qos)
+        self._client = client
+        self._connected.set()
+        logger.info("bus.mqtt.connected host=%s port=%s", self.host, self.port)
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            topic, body = self._outbox[0]
+            await client.publish(topic, body, qos=self._qos)
+            # Removed only once handed to the client: a failed publish is retried after reconnecting.
+            if self._outbox and self._outbox[0][1] is body:
+                self._outbox.popleft()
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            body = message.payload
+            payload = decode_payload(body) if isinstance(body, bytes | bytearray) else None
+            if payload is None:
+                self.malformed += 1
+                continue
+            self._subscriptions.dispatch(Event(message.topic.value, payload))

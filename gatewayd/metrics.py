@@ -1,0 +1,122 @@
+"""Prometheus metrics of the daemon and the small ASGI app serving ``/metrics`` and ``/healthz``.
+
+Collectors live on a dedicated :class:`CollectorRegistry` per :class:`GatewayMetrics` (not the global
+one), so tests and several daemons in one process never collide.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """Every collector the daemon updates. Label sets are small and bounded (carriers, binds,
+    short codes, statuses), never per subscriber or per message."""
+
+    def __init__(self, *, namespace: str = "gatewayd") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, ns = self.registry, namespace
+        self.binds_up = Gauge("binds_up", "Binds currently bound, per carrier", ["carrier"], namespace=ns,
+                              registry=r)
+        self.window_in_use = Gauge("bind_window_in_use", "Requests awaiting a response on a bind",
+                                   ["carrier", "bind"], namespace=ns, registry=r)
+        self.mo_received = Counter("mo_received", "MOs committed (new, not duplicates)",
+                                   ["carrier", "short_code"], namespace=ns, registry=r)
+        self.mo_duplicates = Counter("mo_duplicates", "MOs redelivered by the SMSC and stored once",
+                                     ["carrier"], namespace=ns, registry=r)
+        self.mt_submitted = Counter("mt_parts_submitted", "MT segments answered by the SMSC, by outcome",
+                                    ["carrier", "outcome"], namespace=ns, registry=r)
+        self.mt_status = Counter("mt_status_changes", "MT status transitions, by new status", ["status"],
+                                 namespace=ns, registry=r)
+        self.receipts = Counter("receipts", "Delivery receipts received, by receipt state",
+                                ["carrier", "state"], namespace=ns, registry=r)
+        self.receipts_early = Counter("receipts_early", "Receipts that arrived before their submit_sm_resp",
+                                      ["carrier"], namespace=ns, registry=r)
+        self.submit_latency = Histogram("submit_latency_seconds", "submit_sm to submit_sm_resp", ["carrier"],
+                                        buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
+        self.outbox_depth = Gauge("outbox_depth", "MTs queued or sending, per carrier", ["carrier"],
+                                  namespace=ns, registry=r)
+        self.db_commit_latency = Histogram("db_commit_seconds", "Duration of a store transaction, per unit "
+                                           "of work", ["operation"], buckets=LATENCY_BUCKETS, namespace=ns,
+                                           registry=r)
+        self.reassembly_incomplete = Counter("reassembly_incomplete", "Long MOs stored with parts missing "
+                                             "after the reassembly timeout", ["carrier"], namespace=ns,
+                                             registry=r)
+        self._events_dropped = _CallbackCounter(f"{ns}_bus_events_dropped", "Bus events dropped because a "
+                                                "buffer was full")
+        self.registry.register(self._events_dropped)
+
+    def track_bus_drops(self, read_dropped: Callable[[], int]) -> None:
+        """Reports ``read_dropped()`` (e.g. ``lambda: bus.dropped``) as the dropped-events counter."""
+        self._events_dropped.source = read_dropped
+
+    def render(self) -> bytes:
+        """The text exposition format of every collector."""
+        return generate_latest(self.registry)
+
+
+class _CallbackCounter(Collector):
+    """A counter whose value is read from elsewhere (the bus keeps its own count)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.source: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation)
+        family.add_metric([], float(self.source()))
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """``ok`` decides 200 or 503; ``checks`` is shown as is (JSON-serializable values)."""
+
+    ok: bool
+    checks: Mapping[str, Any] = field(default_factory=dict)
+
+
+HealthCheck = Callable[[], HealthReport | Awaitable[HealthReport]]
+
+
+def create_metrics_app(metrics: GatewayMetrics, health: HealthCheck) -> Starlette:
+    """ASGI app: ``GET /metrics`` (Prometheus text) and ``GET /healthz`` (JSON; 503 when not ok, or
+    when the health check itself fails)."""
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def health_endpoint(_: Request) -> Response:
+        try:
+            outcome = health()
+            report = await outcome if inspect.isawaitable(outcome) else outcome
+        except Exception as error:  # a failing check is an unhealthy daemon, not a 500
+            return JSONResponse({"ok": False, "error": type(error).__name__}, status_code=503)
+        assert isinstance(report, HealthReport)
+        return JSONResponse({"ok": report.ok, **report.checks}, status_code=200 if report.ok else 503)
+
+    return Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"]),
+                             Route("/healthz", health_endpoint, methods=["GET"])])

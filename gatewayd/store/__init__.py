@@ -1,0 +1,1 @@
+"""The store: typed SQLAlchemy models, repository functions, migrations."""

@@ -1,0 +1,41 @@
+"""Conversations: one chat between a subscriber and a short code, answered by one operator at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gatewayd.store.base import Base, utcnow
+from gatewayd.store.enums import ConversationStatus, enum_type
+from gatewayd.store.subscribers import ID_TYPE
+
+
+class Conversation(Base):
+    """At most one conversation per (subscriber, short code) is not closed (a partial unique index):
+    the MO pipeline's get-or-open is race-free across daemons."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("uq_conversations_active", "subscriber_id", "short_code", unique=True,
+              sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
+        Index("ix_conversations_status_waiting_since", "status", "waiting_since"),
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    short_code: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ConversationStatus] = mapped_column(enum_type(ConversationStatus),
+                                                       default=ConversationStatus.WAITING)
+    service: Mapped[str | None] = mapped_column(String(32), default=None)
+    assigned_operator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_mo_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_mt_at: Mapped[datetime | None] = mapped_column(default=None)
+    waiting_since: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def __repr__(self) -> str:
+        return f"Conversation(id={self.id!r}, status={self.status!r})"

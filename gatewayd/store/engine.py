@@ -1,0 +1,58 @@
+"""Engine and session factories for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10,
+                  echo: bool = False) -> AsyncEngine:
+    """An async engine tuned for the daemon.
+
+    SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys enforced, and every transaction
+    opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
+    when a read transaction tries to upgrade to a write. The file's directory is created if missing.
+    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow`` with pre-ping.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, echo=echo)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=max_overflow,
+                               pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see the "begin" hook).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                       "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (the caller frames each transaction)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

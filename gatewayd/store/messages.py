@@ -1,0 +1,132 @@
+"""The message tables: MOs received, the MT outbox with its parts and history, and early receipts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gatewayd.store.base import Base, utcnow
+from gatewayd.store.enums import MTKind, MTStatus, PartStatus, enum_type
+from gatewayd.store.subscribers import ID_TYPE
+
+
+class MOMessage(Base):
+    """One mobile-originated SMS, reassembled. The manual's variables come from here: mensaje=``text``,
+    host=``short_code``, operador=``carrier``, telefono=the subscriber's MSISDN, hora/fecha=``received_at``
+    in the daemon's time zone, pais=``country``. ``dedup_key`` makes a redelivered MO a no-op."""
+
+    __tablename__ = "mo_messages"
+    __table_args__ = (
+        Index("ix_mo_messages_subscriber_id_received_at", "subscriber_id", "received_at"),
+        Index("ix_mo_messages_short_code_received_at", "short_code", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True, default=None)
+    carrier: Mapped[str] = mapped_column(String(32))
+    bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    short_code: Mapped[str] = mapped_column(String(16))
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    text: Mapped[str] = mapped_column(Text)
+    data_coding: Mapped[int] = mapped_column(SmallInteger, default=0)
+    parts: Mapped[int] = mapped_column(SmallInteger, default=1)
+    incomplete: Mapped[bool] = mapped_column(default=False)
+    smsc_message_id: Mapped[str | None] = mapped_column(String(65), default=None)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    service: Mapped[str | None] = mapped_column(String(32), default=None)
+    keyword: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class MTMessage(Base):
+    """One mobile-terminated SMS in the outbox. While ``sending``, ``claim_owner`` (a daemon instance)
+    holds it until ``claim_expires_at``; ``segments`` is set when it is split for sending."""
+
+    __tablename__ = "mt_messages"
+    __table_args__ = (
+        Index("ix_mt_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_mt_messages_subscriber_id_created_at", "subscriber_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    status: Mapped[MTStatus] = mapped_column(enum_type(MTStatus), default=MTStatus.QUEUED)
+    kind: Mapped[MTKind] = mapped_column(enum_type(MTKind))
+    text: Mapped[str] = mapped_column(Text)
+    data_coding: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    segments: Mapped[int] = mapped_column(SmallInteger, default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    request_receipt: Mapped[bool] = mapped_column(default=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(20))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"),
+                                                      default=None)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True, default=None)
+    operator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None)
+    in_reply_to_mo_id: Mapped[int | None] = mapped_column(ForeignKey("mo_messages.id", ondelete="SET NULL"),
+                                                          index=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    final_at: Mapped[datetime | None] = mapped_column(default=None)
+    claim_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MTPart(Base):
+    """One segment of an MT as submitted; receipts find it by ``(carrier, smsc_message_id)``."""
+
+    __tablename__ = "mt_parts"
+    __table_args__ = (
+        UniqueConstraint("mt_id", "part_no", name="uq_mt_parts_mt_id_part_no"),
+        Index("ix_mt_parts_carrier_smsc_message_id", "carrier", "smsc_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    mt_id: Mapped[int] = mapped_column(ForeignKey("mt_messages.id", ondelete="CASCADE"))
+    part_no: Mapped[int] = mapped_column(SmallInteger)
+    carrier: Mapped[str] = mapped_column(String(32))
+    bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    smsc_message_id: Mapped[str | None] = mapped_column(String(65), default=None)
+    status: Mapped[PartStatus] = mapped_column(enum_type(PartStatus))
+    submitted_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    receipt_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    receipt_at: Mapped[datetime | None] = mapped_column(default=None)
+    error_code: Mapped[int | None] = mapped_column(default=None)
+
+
+class MTStatusHistory(Base):
+    """Every status an MT went through, with when and why."""
+
+    __tablename__ = "mt_status_history"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    mt_id: Mapped[int] = mapped_column(ForeignKey("mt_messages.id", ondelete="CASCADE"), index=True)
+    status: Mapped[MTStatus] = mapped_column(enum_type(MTStatus))
+    at: Mapped[datetime]
+    detail: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class EarlyReceipt(Base):
+    """A delivery receipt that arrived before the submit_sm_resp carrying its message id was recorded:
+    kept durably and applied when the part is recorded."""
+
+    __tablename__ = "early_receipts"
+    __table_args__ = (Index("ix_early_receipts_carrier_smsc_message_id", "carrier", "smsc_message_id"),)
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    smsc_message_id: Mapped[str] = mapped_column(String(65))
+    state: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(default=None)
+    received_at: Mapped[datetime] = mapped_column(index=True)

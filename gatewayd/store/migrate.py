@@ -1,0 +1,74 @@
+"""Schema migrations from inside the daemon: upgrade to head, read the revision, refuse a stale schema.
+
+The Alembic scripts live in :mod:`gatewayd.migrations` so they ship with the installed package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Connection
+
+import gatewayd.migrations
+from gatewayd.store.engine import create_engine
+from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
+
+MIGRATIONS_DIR = Path(gatewayd.migrations.__file__).parent
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the packaged scripts (no ini file needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the packaged migrations have no head revision"
+    return head
+
+
+async def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Migrates the database at ``url`` up to ``revision`` (default: the newest)."""
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(url: str | URL) -> str | None:
+    """The database's revision, or None for a database never migrated."""
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
+
+
+async def check_at_head(url: str | URL) -> str:
+    """Returns the head revision when the database is at it; raises :class:`DatabaseBehind` when it
+    needs migrating and :class:`DatabaseAhead` when a newer release migrated it."""
+    head = head_revision()
+    current = await current_revision(url)
+    if current == head:
+        return head
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current is not None and current not in known:
+        raise DatabaseAhead(current, head)
+    raise DatabaseBehind(current, head)

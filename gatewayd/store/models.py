@@ -1,0 +1,10 @@
+"""Imports every model module so ``Base.metadata`` holds the whole schema (Alembic, tests)."""
+
+from __future__ import annotations
+
+from gatewayd.store import accounts, conversations, messages, subscribers
+from gatewayd.store.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["Base", "accounts", "conversations", "messages", "metadata", "subscribers"]

@@ -1,0 +1,170 @@
+"""MOs: durable batch ingestion with duplicate detection, and the manual's message variables.
+
+The MO pipeline calls :func:`ingest_mos` once per group-commit batch: a handful of bulk statements
+whatever the batch size (subscribers upserted, conversations opened, MOs inserted with
+``ON CONFLICT (dedup_key) DO NOTHING``, counters touched), then commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, case, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store.base import UTCDateTime
+from gatewayd.store.messages import MOMessage
+from gatewayd.store.repo_conversations import ConversationKey, get_or_open_conversations, note_mos
+from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, upsert_subscribers
+from gatewayd.store.subscribers import Subscriber
+
+MO_MESSAGES = table_of(MOMessage)
+SUBSCRIBERS = table_of(Subscriber)
+
+
+def mo_dedup_key(carrier: str, source: str, destination: str, *, smsc_message_id: str | None = None,
+                 smsc_timestamp: str | None = None, content: bytes | str | None = None) -> str:
+    """The identity of an MO, so a redelivery (after a lost deliver_sm_resp) is stored once.
+
+    With the SMSC's message id: carrier + source + destination + id. Without it: carrier + source +
+    destination + the SMSC's timestamp (e.g. the deliver_sm's schedule/validity field or a vendor TLV)
+    + a hash of the content; ``smsc_timestamp`` is required then, or two identical texts sent on
+    purpose would be taken for one.
+    """
+    if smsc_message_id:
+        fields = ["id", carrier, source, destination, smsc_message_id]
+    else:
+        if not smsc_timestamp or content is None:
+            raise ValueError("an MO without an SMSC message id needs smsc_timestamp and content")
+        body = content.encode("utf-8") if isinstance(content, str) else content
+        fields = ["content", carrier, source, destination, smsc_timestamp, hashlib.sha256(body).hexdigest()]
+    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewMO:
+    """One reassembled MO to store. ``msisdn`` is the normalized source address; ``opens_conversation``
+    is False for MOs that must not start a chat (reserved keywords such as BAJA)."""
+
+    dedup_key: str
+    msisdn: str
+    carrier: str
+    short_code: str
+    text: str
+    received_at: datetime
+    country: str | None = None
+    data_coding: int = 0
+    parts: int = 1
+    incomplete: bool = False
+    smsc_message_id: str | None = None
+    bind_name: str | None = None
+    service: str | None = None
+    keyword: str | None = None
+    opens_conversation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IngestedMO:
+    """The outcome for one input MO. ``mo_id`` is None for a duplicate (already stored earlier, or twice
+    in the same batch): answer the SMSC with success, publish nothing."""
+
+    mo: NewMO
+    mo_id: int | None
+    subscriber: SubscriberRef
+    conversation_id: int | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.mo_id is None
+
+
+async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+    """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in order."""
+    if not mos:
+        return []
+    subscribers = await upsert_subscribers(
+        session, [SubscriberSeen(mo.msisdn, mo.carrier, mo.country) for mo in mos], now)
+    keys = [ConversationKey(subscribers[mo.msisdn].id, mo.short_code, mo.service)
+            for mo in mos if mo.opens_conversation]
+    conversations = await get_or_open_conversations(session, keys, now)
+    conversation_ids = [conversations.get((subscribers[mo.msisdn].id, mo.short_code))
+                        if mo.opens_conversation else None for mo in mos]
+    rows = [_row(mo, subscribers[mo.msisdn].id, conversation_id)
+            for mo, conversation_id in zip(mos, conversation_ids, strict=True)]
+    inserted = await _insert_new(session, rows)
+    results: list[IngestedMO] = []
+    claimed: set[str] = set()
+    for mo, conversation_id in zip(mos, conversation_ids, strict=True):
+        # A dedup key repeated inside the batch is new only at its first occurrence.
+        mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
+        claimed.add(mo.dedup_key)
+        results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
+    new = [result for result in results if result.mo_id is not None]
+    await _touch_subscribers(session, new)
+    await note_mos(session, [(result.conversation_id, result.mo.received_at)
+                             for result in new if result.conversation_id is not None])
+    return results
+
+
+def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str, object]:
+    return {
+        "dedup_key": mo.dedup_key, "subscriber_id": subscriber_id, "conversation_id": conversation_id,
+        "carrier": mo.carrier, "bind_name": mo.bind_name, "short_code": mo.short_code, "country": mo.country,
+        "text": mo.text, "data_coding": mo.data_coding, "parts": mo.parts, "incomplete": mo.incomplete,
+        "smsc_message_id": mo.smsc_message_id, "received_at": mo.received_at, "service": mo.service,
+        "keyword": mo.keyword,
+    }
+
+
+async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> dict[str, int]:
+    """Inserts the rows whose dedup_key is new; returns {dedup_key: id} of those inserted."""
+    unique: dict[object, dict[str, object]] = {}
+    for row in rows:
+        unique.setdefault(row["dedup_key"], row)
+    statement = (upsert_insert(session, MO_MESSAGES)
+                 .on_conflict_do_nothing(index_elements=["dedup_key"])
+                 .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key))
+    result = await session.execute(statement, list(unique.values()))
+    return {row.dedup_key: row.id for row in result}
+
+
+async def _touch_subscribers(session: AsyncSession, new: Sequence[IngestedMO]) -> None:
+    counts: Counter[int] = Counter()
+    latest: dict[int, datetime] = {}
+    for result in new:
+        subscriber_id = result.subscriber.id
+        counts[subscriber_id] += 1
+        latest[subscriber_id] = max(latest.get(subscriber_id, result.mo.received_at), result.mo.received_at)
+    if not counts:
+        return
+    seen_at = bindparam("b_seen", type_=UTCDateTime())
+    statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
+                 .values(mo_count=SUBSCRIBERS.c.mo_count + bindparam("b_count"),
+                         last_seen=case((SUBSCRIBERS.c.last_seen < seen_at, seen_at),
+                                        else_=SUBSCRIBERS.c.last_seen)))
+    await session.execute(statement, [{"b_id": sid, "b_count": counts[sid], "b_seen": latest[sid]}
+                                      for sid in sorted(counts)])
+
+
+def message_variables(mo: MOMessage | NewMO, msisdn: str, zone: ZoneInfo) -> dict[str, str]:
+    """The manual's variables of an MO: mensaje, host, operador, telefono, hora (hh:mm:ss, 24 h), fecha
+    (dd/mm/yyyy) in ``zone``, pais (ISO code, empty when unknown)."""
+    local = mo.received_at.astimezone(zone)
+    return {
+        "mensaje": mo.text,
+        "host": mo.short_code,
+        "operador": mo.carrier,
+        "telefono": msisdn,
+        "hora": local.strftime("%H:%M:%S"),
+        "fecha": local.strftime("%d/%m/%Y"),
+        "pais": mo.country or "",
+    }
+
+
+

@@ -1,0 +1,80 @@
+"""Statistics for operators and reports: a client's SMS by date and hour, and their latest messages."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store._dialect import table_of
+from gatewayd.store.messages import MOMessage, MTMessage
+
+MO_MESSAGES = table_of(MOMessage)
+MT_MESSAGES = table_of(MTMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyCount:
+    """SMS of one client in one local hour: ``received`` MOs from them, ``sent`` MTs to them."""
+
+    day: date
+    hour: int
+    received: int
+    sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    direction: Literal["mo", "mt"]
+    id: int
+    at: datetime
+    short_code: str
+    text: str
+    status: str | None  # the MT's status; None for an MO
+
+
+async def client_activity(session: AsyncSession, subscriber_id: int, since: datetime, until: datetime,
+                          zone: ZoneInfo) -> list[HourlyCount]:
+    """The client's SMS in [since, until) grouped by local date and hour (``zone``), oldest first.
+    Grouping happens here, not in SQL, so local time is right on every backend; one client's range is
+    small."""
+    mo_times = await session.execute(
+        select(MO_MESSAGES.c.received_at).where(MO_MESSAGES.c.subscriber_id == subscriber_id,
+                                                MO_MESSAGES.c.received_at >= since,
+                                                MO_MESSAGES.c.received_at < until))
+    mt_times = await session.execute(
+        select(MT_MESSAGES.c.created_at).where(MT_MESSAGES.c.subscriber_id == subscriber_id,
+                                               MT_MESSAGES.c.created_at >= since,
+                                               MT_MESSAGES.c.created_at < until))
+    received = Counter(_bucket(at, zone) for at in mo_times.scalars())
+    sent = Counter(_bucket(at, zone) for at in mt_times.scalars())
+    return [HourlyCount(day, hour, received[(day, hour)], sent[(day, hour)])
+            for day, hour in sorted(set(received) | set(sent))]
+
+
+def _bucket(at: datetime, zone: ZoneInfo) -> tuple[date, int]:
+    local = at.astimezone(zone)
+    return local.date(), local.hour
+
+
+async def client_history(session: AsyncSession, subscriber_id: int, *, limit: int = 50) -> list[HistoryEntry]:
+    """The client's latest MOs and MTs, newest first, at most ``limit`` in all."""
+    mos = await session.execute(
+        select(MO_MESSAGES.c.id, MO_MESSAGES.c.received_at, MO_MESSAGES.c.short_code, MO_MESSAGES.c.text)
+        .where(MO_MESSAGES.c.subscriber_id == subscriber_id)
+        .order_by(MO_MESSAGES.c.received_at.desc(), MO_MESSAGES.c.id.desc()).limit(limit))
+    mts = await session.execute(
+        select(MT_MESSAGES.c.id, MT_MESSAGES.c.created_at, MT_MESSAGES.c.source, MT_MESSAGES.c.text,
+               MT_MESSAGES.c.status)
+        .where(MT_MESSAGES.c.subscriber_id == subscriber_id)
+        .order_by(MT_MESSAGES.c.created_at.desc(), MT_MESSAGES.c.id.desc()).limit(limit))
+    entries = [HistoryEntry("mo", row.id, row.received_at, row.short_code, row.text, None) for row in mos]
+    entries += [HistoryEntry("mt", row.id, row.created_at, row.source, row.text, str(row.status))
+                for row in mts]
+    entries.sort(key=lambda entry: (entry.at, entry.direction == "mt", entry.id), reverse=True)
+    return entries[:limit]

@@ -1,0 +1,185 @@
+"""Subscribers: race-safe bulk upsert by MSISDN, look-ups, opt-out, ban and session reset."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store.base import UTCDateTime
+from gatewayd.store.errors import NotFound
+from gatewayd.store.subscribers import Subscriber
+
+_MSISDN_RE = re.compile(r"^[1-9][0-9]{5,14}$")
+_CLIENT_ID_ATTEMPTS = 5
+SUBSCRIBERS = table_of(Subscriber)
+
+
+def normalize_msisdn(text: str) -> str:
+    """E.164 digits without ``+``: strips spaces, dashes, a leading ``+`` or ``00``. ValueError if the
+    result is not 6-15 digits starting with a non-zero country code."""
+    digits = re.sub(r"[\s\-().]", "", text)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if not _MSISDN_RE.match(digits):
+        raise ValueError(f"not an international MSISDN: {text!r}")
+    return digits
+
+
+def new_client_id() -> str:
+    """``C`` + 8 random base32 characters: a pseudonym that says nothing about the MSISDN."""
+    return "C" + base64.b32encode(secrets.token_bytes(5)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberSeen:
+    """A subscriber as an MO shows them: MSISDN (normalized), carrier and country when known."""
+
+    msisdn: str
+    carrier: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRef:
+    """What the pipelines need to know about a subscriber, without loading the ORM object."""
+
+    id: int
+    client_id: str
+    msisdn: str
+    carrier: str | None
+    country: str | None
+    opted_out: bool
+    banned: bool
+
+
+_REF_COLUMNS = (SUBSCRIBERS.c.id, SUBSCRIBERS.c.client_id, SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.carrier,
+                SUBSCRIBERS.c.country, SUBSCRIBERS.c.opted_out, SUBSCRIBERS.c.banned)
+
+
+async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSeen],
+                             now: datetime) -> dict[str, SubscriberRef]:
+    """Creates the subscribers not known yet and returns every one by MSISDN.
+
+    Race-safe across daemons: ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``; rows are inserted
+    in MSISDN order so concurrent batches cannot deadlock. A changed carrier or country (number
+    portability) is updated. Later entries for the same MSISDN win.
+    """
+    wanted: dict[str, SubscriberSeen] = {item.msisdn: item for item in seen}
+    if not wanted:
+        return {}
+    found: dict[str, SubscriberRef] = {}
+    missing = sorted(wanted)
+    for _ in range(_CLIENT_ID_ATTEMPTS):
+        rows = [{"client_id": new_client_id(), "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
+                 "country": wanted[msisdn].country, "first_seen": now, "last_seen": now}
+                for msisdn in missing]
+        await session.execute(upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(), rows)
+        found.update(await _refs_by_msisdn(session, missing))
+        # Anything still missing lost a client_id collision: try again with fresh IDs.
+        missing = [msisdn for msisdn in missing if msisdn not in found]
+        if not missing:
+            break
+    else:
+        raise RuntimeError(f"could not allocate client IDs for {len(missing)} subscriber(s)")
+    await _update_carriers(session, wanted, found)
+    return found
+
+
+async def upsert_subscriber(session: AsyncSession, msisdn: str, now: datetime, *, carrier: str | None = None,
+                            country: str | None = None) -> SubscriberRef:
+    """One-subscriber form of :func:`upsert_subscribers`."""
+    refs = await upsert_subscribers(session, [SubscriberSeen(msisdn, carrier, country)], now)
+    return refs[msisdn]
+
+
+async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict[str, SubscriberRef]:
+    result = await session.execute(select(*_REF_COLUMNS).where(SUBSCRIBERS.c.msisdn.in_(msisdns)))
+    return {row.msisdn: SubscriberRef(*row) for row in result}
+
+
+async def _update_carriers(session: AsyncSession, wanted: dict[str, SubscriberSeen],
+                           found: dict[str, SubscriberRef]) -> None:
+    changes = []
+    for msisdn, ref in found.items():
+        item = wanted[msisdn]
+        carrier = item.carrier or ref.carrier
+        country = item.country or ref.country
+        if (carrier, country) != (ref.carrier, ref.country):
+            changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
+            found[msisdn] = SubscriberRef(ref.id, ref.client_id, msisdn, carrier, country, ref.opted_out,
+                                          ref.banned)
+    if changes:
+        statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
+                     .values(carrier=bindparam("b_carrier"), country=bindparam("b_country")))
+        await session.execute(statement, changes)
+
+
+async def get_subscriber(session: AsyncSession, subscriber_id: int) -> Subscriber | None:
+    return await session.get(Subscriber, subscriber_id)
+
+
+async def get_subscriber_by_msisdn(session: AsyncSession, msisdn: str) -> Subscriber | None:
+    result = await session.execute(select(Subscriber).where(Subscriber.msisdn == msisdn))
+    return result.scalar_one_or_none()
+
+
+async def get_subscriber_by_client_id(session: AsyncSession, client_id: str) -> Subscriber | None:
+    wanted = client_id.strip().upper()
+    result = await session.execute(select(Subscriber).where(Subscriber.client_id == wanted))
+    return result.scalar_one_or_none()
+
+
+async def _by_client_id(session: AsyncSession, client_id: str) -> Subscriber:
+    subscriber = await get_subscriber_by_client_id(session, client_id)
+    if subscriber is None:
+        raise NotFound(f"no subscriber with client ID {client_id!r}")
+    return subscriber
+
+
+async def set_opted_out(session: AsyncSession, subscriber_id: int, opted_out: bool, now: datetime) -> None:
+    """Opt-out (BAJA/STOP) or back in (ALTA). Queued MTs are not touched: the sender re-checks."""
+    await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
+                          .values(opted_out=opted_out, opted_out_at=now if opted_out else None))
+
+
+async def ban_subscriber(session: AsyncSession, client_id: str, reason: str, now: datetime) -> Subscriber:
+    """Bans by client ID (admin's user control); NotFound if unknown."""
+    subscriber = await _by_client_id(session, client_id)
+    subscriber.banned, subscriber.banned_reason, subscriber.banned_at = True, reason[:255], now
+    await session.flush()
+    return subscriber
+
+
+async def unban_subscriber(session: AsyncSession, client_id: str) -> Subscriber:
+    subscriber = await _by_client_id(session, client_id)
+    subscriber.banned, subscriber.banned_reason, subscriber.banned_at = False, None, None
+    await session.flush()
+    return subscriber
+
+
+async def update_subscriber_details(session: AsyncSession, subscriber_id: int, *, alias: str | None,
+                                    notes: str | None) -> None:
+    """The operator's notes about a client, kept to recognise them on their next SMS."""
+    await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
+                          .values(alias=alias, notes=notes))
+
+
+async def reset_sessions(session: AsyncSession, msisdns: Iterable[str], now: datetime) -> int:
+    """Marks the session of each known MSISDN as restarted (eligible for mass push again); returns how
+    many subscribers were found."""
+    numbers = sorted(set(msisdns))
+    if not numbers:
+        return 0
+    result = await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.msisdn.in_(numbers))
+                                   .values(session_reset_at=bindparam("b_now", now, type_=UTCDateTime())))
+    return int(getattr(result, "rowcount", 0))

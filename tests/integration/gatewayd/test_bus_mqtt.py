@@ -1,0 +1,70 @@
+"""The MQTT bus against the real Mosquitto on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from gatewayd.bus import MQTTBus, create_bus
+
+pytestmark = pytest.mark.integration
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def mqtt_bus(mqtt_url: str, topic_prefix: str, **options: int) -> MQTTBus:
+    bus = create_bus(mqtt_url, topic_prefix=topic_prefix, **options)
+    assert isinstance(bus, MQTTBus)
+    return bus
+
+
+async def test_round_trip_through_the_broker(mqtt_url: str, topic_prefix: str) -> None:
+    async with mqtt_bus(mqtt_url, topic_prefix) as publisher, mqtt_bus(mqtt_url, topic_prefix) as listener:
+        await asyncio.wait_for(asyncio.gather(publisher.wait_connected(), listener.wait_connected()), 10)
+        async with listener.subscribe(listener.topics.all_mo()) as events:
+            await publisher.publish(publisher.topics.mo("997745"), {"mo_id": 7})
+            await publisher.publish(publisher.topics.mt_status(1), {"status": "queued"})
+            await publisher.publish(publisher.topics.mo("795500"), {"mo_id": 8})
+            first = await asyncio.wait_for(events.get(), 10)
+            second = await asyncio.wait_for(events.get(), 10)
+    assert (first.topic, first.payload) == (f"{topic_prefix}/997745/mo", {"v": 1, "mo_id": 7})
+    assert (second.topic, second.payload["mo_id"]) == (f"{topic_prefix}/795500/mo", 8)
+    assert publisher.dropped == 0 and publisher.pending == 0
+
+
+async def test_wildcard_subscription_sees_every_kind(mqtt_url: str, topic_prefix: str) -> None:
+    async with mqtt_bus(mqtt_url, topic_prefix) as bus:
+        await asyncio.wait_for(bus.wait_connected(), 10)
+        async with bus.subscribe(bus.topics.everything()) as events:
+            await bus.publish(bus.topics.bind_state("movistar"), {"up": True})
+            await bus.publish(bus.topics.conversation_assigned(3), {"operator_id": 2})
+            topics = {(await asyncio.wait_for(events.get(), 10)).topic for _ in range(2)}
+    assert topics == {f"{topic_prefix}/bind/movistar/state", f"{topic_prefix}/conversation/3/assigned"}
+
+
+async def test_subscription_made_before_connecting_is_sent_on_connect(
+    mqtt_url: str, topic_prefix: str
+) -> None:
+    bus = mqtt_bus(mqtt_url, topic_prefix)
+    async with bus, bus.subscribe(bus.topics.all_mt_status()) as events:
+        await bus.publish(bus.topics.mt_status(9), {"status": "delivered"})
+        event = await asyncio.wait_for(events.get(), 10)
+    assert event.payload == {"v": 1, "status": "delivered"}
+
+
+async def test_unreachable_broker_never_blocks_publish_and_counts_drops(topic_prefix: str) -> None:
+    bus = mqtt_bus(f"mqtt://127.0.0.1:{closed_port()}", topic_prefix, buffer_size=100)
+    async with bus:
+        for number in range(250):
+            await bus.publish(bus.topics.mt_status(number), {"n": number})
+        await asyncio.sleep(0.3)  # let the reconnect loop fail a few times
+        assert not bus.connected
+        assert bus.pending == 100
+        assert bus.dropped == 150

@@ -1,0 +1,65 @@
+"""Migrations: upgrade from empty, revision checks, and the migrated schema equals the models."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from gatewayd.store.engine import create_engine
+from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
+from gatewayd.store.migrate import check_at_head, current_revision, head_revision, upgrade
+from gatewayd.store.models import metadata
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+async def test_empty_database_is_behind_until_upgraded(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    with pytest.raises(DatabaseBehind, match="gatewayd migrate") as caught:
+        await check_at_head(database_url)
+    assert caught.value.current is None
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision()
+    assert await check_at_head(database_url) == head_revision()
+
+
+async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
+    await upgrade(database_url)
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    await upgrade(database_url)
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_unknown_revision_means_a_newer_release(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff_future'")
+    finally:
+        await engine.dispose()
+    with pytest.raises(DatabaseAhead, match="newer release"):
+        await check_at_head(database_url)

@@ -1,0 +1,205 @@
+"""Store: subscribers, conversations and MO ingestion on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.errors import NotFound
+from gatewayd.store.messages import MOMessage
+from gatewayd.store.migrate import upgrade
+from gatewayd.store.repo_conversations import (
+    assign_conversation,
+    close_conversation,
+    get_or_open_conversation,
+)
+from gatewayd.store.repo_mo import NewMO, ingest_mos, message_variables, mo_dedup_key
+from gatewayd.store.repo_subscribers import (
+    SubscriberSeen,
+    ban_subscriber,
+    get_subscriber,
+    get_subscriber_by_client_id,
+    reset_sessions,
+    unban_subscriber,
+    upsert_subscribers,
+)
+from gatewayd.store.subscribers import Subscriber
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a freshly migrated database."""
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def mo(
+    msisdn: str,
+    smsc_id: str,
+    *,
+    text: str = "HOLA",
+    at: datetime = T0,
+    short_code: str = "997745",
+    opens_conversation: bool = True,
+) -> NewMO:
+    key = mo_dedup_key("movistar", msisdn, short_code, smsc_message_id=smsc_id)
+    return NewMO(
+        dedup_key=key,
+        msisdn=msisdn,
+        carrier="movistar",
+        short_code=short_code,
+        text=text,
+        received_at=at,
+        country="ES",
+        opens_conversation=opens_conversation,
+    )
+
+
+async def test_redelivered_mo_is_stored_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    later = T0 + timedelta(seconds=5)
+    batch = [mo("34600000001", "a1"), mo("34600000001", "a1"), mo("34600000002", "b1", at=later)]
+    async with sessions.begin() as session:
+        first = await ingest_mos(session, batch, T0)
+    assert [result.duplicate for result in first] == [False, True, False]
+    assert first[0].mo_id is not None and first[2].mo_id is not None
+    async with sessions.begin() as session:
+        again = await ingest_mos(session, batch[:1], T0 + timedelta(minutes=1))
+    assert again[0].duplicate
+    assert again[0].subscriber.id == first[0].subscriber.id
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 2
+        subscriber = await get_subscriber(session, first[0].subscriber.id)
+        assert subscriber is not None and subscriber.mo_count == 1
+
+
+async def test_ingest_opens_one_waiting_conversation_per_subscriber_and_short_code(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    batch = [
+        mo("34600000001", "a1", at=T0 + timedelta(seconds=30)),
+        mo("34600000001", "a2", at=T0),
+        mo("34600000001", "a3", short_code="795500"),
+        mo("34600000003", "c1", opens_conversation=False),
+    ]
+    async with sessions.begin() as session:
+        results = await ingest_mos(session, batch, T0)
+    assert results[0].conversation_id == results[1].conversation_id
+    assert results[2].conversation_id not in (None, results[0].conversation_id)
+    assert results[3].conversation_id is None
+    async with sessions() as session:
+        conversation = await session.get(Conversation, results[0].conversation_id)
+        assert conversation is not None
+        assert conversation.status is ConversationStatus.WAITING
+        assert conversation.waiting_since == T0
+        assert conversation.last_mo_at == T0 + timedelta(seconds=30)
+        stored = await session.get(MOMessage, results[1].mo_id)
+        assert stored is not None and stored.conversation_id == results[1].conversation_id
+
+
+async def test_closed_conversation_is_replaced_by_a_new_one(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        [first] = await ingest_mos(session, [mo("34600000001", "a1")], T0)
+        assert first.conversation_id is not None
+        await close_conversation(session, first.conversation_id, T0)
+        [second] = await ingest_mos(session, [mo("34600000001", "a2")], T0)
+    assert second.conversation_id not in (None, first.conversation_id)
+
+
+async def test_concurrent_upserts_agree_on_one_subscriber(sessions: async_sessionmaker[AsyncSession]) -> None:
+    numbers = [f"3460000{n:04d}" for n in range(50)]
+
+    async def upsert(order: list[str]) -> dict[str, int]:
+        async with sessions.begin() as session:
+            refs = await upsert_subscribers(session, [SubscriberSeen(n, "movistar", "ES") for n in order], T0)
+            return {msisdn: ref.id for msisdn, ref in refs.items()}
+
+    one, two = await asyncio.gather(upsert(numbers), upsert(list(reversed(numbers))))
+    assert one == two
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscriber)) == 50
+        client_ids = (await session.execute(select(Subscriber.client_id))).scalars().all()
+    assert len(set(client_ids)) == 50
+    assert all(re.fullmatch(r"C[A-Z2-7]{8}", client_id) for client_id in client_ids)
+
+
+async def test_ported_number_updates_its_carrier(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        await upsert_subscribers(session, [SubscriberSeen("34600000001", "movistar", "ES")], T0)
+    async with sessions.begin() as session:
+        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001", "vodafone", None)], T0)
+    assert refs["34600000001"].carrier == "vodafone"
+    assert refs["34600000001"].country == "ES"
+
+
+async def test_ban_unban_and_reset_by_client_id(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001")], T0)
+        client_id = refs["34600000001"].client_id
+        banned = await ban_subscriber(session, client_id.lower(), "abuse", T0)
+        assert banned.banned and banned.banned_reason == "abuse"
+        with pytest.raises(NotFound):
+            await ban_subscriber(session, "CNOSUCH00", "x", T0)
+        assert await reset_sessions(session, ["34600000001", "34699999999"], T0) == 1
+    async with sessions.begin() as session:
+        unbanned = await unban_subscriber(session, client_id)
+        assert not unbanned.banned and unbanned.banned_at is None
+        found = await get_subscriber_by_client_id(session, client_id)
+        assert found is not None and found.session_reset_at == T0
+
+
+async def test_assigning_a_missing_conversation_raises(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001")], T0)
+        conversation = await get_or_open_conversation(session, refs["34600000001"].id, "997745", T0)
+        again = await get_or_open_conversation(session, refs["34600000001"].id, "997745", T0)
+        assert again.id == conversation.id
+        await assign_conversation(session, conversation.id, None)
+        with pytest.raises(NotFound):
+            await assign_conversation(session, conversation.id + 1000, None)
+
+
+async def test_message_variables_use_the_local_time_zone(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        [result] = await ingest_mos(
+            session,
+            [mo("34600000001", "a1", text="ALIAS hola", at=datetime(2024, 12, 31, 23, 30, 5, tzinfo=UTC))],
+            T0,
+        )
+    async with sessions() as session:
+        stored = await session.get(MOMessage, result.mo_id)
+        assert stored is not None
+        variables = message_variables(stored, "34600000001", ZoneInfo("Europe/Madrid"))
+    assert variables == {
+        "mensaje": "ALIAS hola",
+        "host": "997745",
+        "operador": "movistar",
+        "telefono": "34600000001",
+        "hora": "00:30:05",
+        "fecha": "01/01/2025",
+        "pais": "ES",
+    }

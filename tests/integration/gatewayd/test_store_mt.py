@@ -1,0 +1,353 @@
+"""Store: the MT outbox (queue, claim, submit results, receipts, retries, reconciliation) and stats,
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
+from gatewayd.store.errors import MTRefused, RefusalReason
+from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
+from gatewayd.store.migrate import upgrade
+from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
+from gatewayd.store.repo_mt import (
+    NewMT,
+    PartResult,
+    ReceiptIn,
+    RetryPolicy,
+    cancel_mt,
+    claim_mts,
+    outbox_depth,
+    queue_mt,
+    queue_mts,
+    reconcile_sending,
+    record_part_results,
+    record_receipts,
+    requeue_mts,
+)
+from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
+from gatewayd.store.repo_subscribers import SubscriberSeen, ban_subscriber, set_opted_out, upsert_subscribers
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
+RETRY = RetryPolicy(limit=2, initial=10.0, maximum=60.0)
+THROTTLED = 0x58
+INVALID_DESTINATION = 0x0B
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def push(
+    destination: str = "34600000001",
+    *,
+    priority: int = 0,
+    carrier: str = "movistar",
+    not_before: datetime | None = None,
+    conversation_id: int | None = None,
+    kind: MTKind = MTKind.PUSH,
+) -> NewMT:
+    return NewMT(
+        kind=kind,
+        carrier=carrier,
+        source="997745",
+        destination=destination,
+        text="hola",
+        priority=priority,
+        not_before=not_before,
+        conversation_id=conversation_id,
+    )
+
+
+def accepted(mt_id: int, part_no: int, segments: int, smsc_id: str, at: datetime = T0) -> PartResult:
+    return PartResult(
+        mt_id=mt_id,
+        part_no=part_no,
+        segments=segments,
+        carrier="movistar",
+        submitted_at=at,
+        responded_at=at,
+        smsc_message_id=smsc_id,
+    )
+
+
+def rejected(mt_id: int, code: int, *, retryable: bool, at: datetime = T0) -> PartResult:
+    return PartResult(
+        mt_id=mt_id,
+        part_no=1,
+        segments=1,
+        carrier="movistar",
+        submitted_at=at,
+        responded_at=at,
+        error_code=code,
+        retryable=retryable,
+    )
+
+
+async def status_of(sessions: async_sessionmaker[AsyncSession], mt_id: int) -> MTMessage:
+    async with sessions() as session:
+        mt = await session.get(MTMessage, mt_id)
+        assert mt is not None
+        return mt
+
+
+async def queue_and_claim(sessions: async_sessionmaker[AsyncSession], count: int = 1) -> list[int]:
+    async with sessions.begin() as session:
+        outcome = await queue_mts(session, [push(f"3460000{n:04d}") for n in range(count)], T0)
+        claimed = await claim_mts(session, "gw-a", T0, limit=count, lease=60)
+    assert sorted(mt.id for mt in claimed) == sorted(i for i in outcome.ids if i is not None)
+    return [mt.id for mt in claimed]
+
+
+async def test_opted_out_and_banned_subscribers_are_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        refs = await upsert_subscribers(
+            session, [SubscriberSeen("34600000001"), SubscriberSeen("34600000002")], T0
+        )
+        await set_opted_out(session, refs["34600000001"].id, True, T0)
+        await ban_subscriber(session, refs["34600000002"].client_id, "abuse", T0)
+    async with sessions.begin() as session:
+        with pytest.raises(MTRefused) as caught:
+            await queue_mt(session, push("34600000001"), T0)
+        assert caught.value.reason is RefusalReason.OPTED_OUT
+        outcome = await queue_mts(session, [push("34600000002"), push("34600000003")], T0)
+    assert outcome.refused == {0: RefusalReason.BANNED}
+    assert outcome.ids[0] is None and outcome.ids[1] is not None
+
+
+async def test_claim_takes_due_mts_by_priority_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        low = await queue_mt(session, push(priority=0), T0)
+        high = await queue_mt(session, push(priority=5), T0)
+        later = await queue_mt(session, push(priority=9, not_before=T0 + timedelta(minutes=5)), T0)
+        other = await queue_mt(session, push(carrier="vodafone"), T0)
+    async with sessions.begin() as session:
+        claimed = await claim_mts(session, "gw-a", T0, limit=10, lease=30, carriers=["movistar"])
+    assert [mt.id for mt in claimed] == [high, low]
+    assert all(mt.attempts == 1 and mt.done_parts == frozenset() for mt in claimed)
+    async with sessions.begin() as session:
+        assert await claim_mts(session, "gw-b", T0, limit=10, lease=30, carriers=["movistar"]) == []
+        depth = await outbox_depth(session)
+    assert depth == {"movistar": 3, "vodafone": 1}
+    mt = await status_of(sessions, high)
+    assert mt.status is MTStatus.SENDING and mt.claim_owner == "gw-a"
+    assert mt.claim_expires_at == T0 + timedelta(seconds=30)
+    assert (await status_of(sessions, later)).status is MTStatus.QUEUED
+    assert (await status_of(sessions, other)).status is MTStatus.QUEUED
+
+
+async def test_concurrent_claimers_never_share_an_mt(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        await queue_mts(session, [push(f"3460000{n:04d}") for n in range(200)], T0)
+
+    async def claim(owner: str) -> list[int]:
+        taken: list[int] = []
+        while True:
+            async with sessions.begin() as session:
+                batch = await claim_mts(session, owner, T0, limit=7, lease=60)
+            if not batch:
+                return taken
+            taken += [mt.id for mt in batch]
+
+    results = await asyncio.gather(*(claim(f"gw-{n}") for n in range(4)))
+    everything = [mt_id for result in results for mt_id in result]
+    assert len(everything) == 200 and len(set(everything)) == 200
+
+
+async def test_all_parts_accepted_then_delivered(sessions: async_sessionmaker[AsyncSession]) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    async with sessions.begin() as session:
+        assert await record_part_results(session, [accepted(mt_id, 1, 2, "m1")], T0, RETRY) == []
+    assert (await status_of(sessions, mt_id)).status is MTStatus.SENDING
+    async with sessions.begin() as session:
+        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
+    assert [(c.mt_id, c.previous, c.status) for c in changes] == [
+        (mt_id, MTStatus.SENDING, MTStatus.ACCEPTED)
+    ]
+    async with sessions.begin() as session:
+        interim = await record_receipts(session, [ReceiptIn("movistar", "m1", "ENROUTE", T0)], T0)
+        first = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+        second = await record_receipts(session, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
+    assert interim.changes == [] and first.changes == [] and first.matched == 1
+    assert [c.status for c in second.changes] == [MTStatus.DELIVERED]
+    mt = await status_of(sessions, mt_id)
+    assert (
+        mt.status is MTStatus.DELIVERED and mt.final_at == T0 and mt.segments == 2 and mt.claim_owner is None
+    )
+    async with sessions() as session:
+        history = (
+            (
+                await session.execute(
+                    select(MTStatusHistory.status)
+                    .where(MTStatusHistory.mt_id == mt_id)
+                    .order_by(MTStatusHistory.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert history == [MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
+
+
+async def test_one_undeliverable_part_fails_the_message(sessions: async_sessionmaker[AsyncSession]) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    async with sessions.begin() as session:
+        await record_part_results(
+            session, [accepted(mt_id, 1, 2, "m1"), accepted(mt_id, 2, 2, "m2")], T0, RETRY
+        )
+        outcome = await record_receipts(
+            session, [ReceiptIn("movistar", "m2", "UNDELIV", T0, error_code=0x1F)], T0
+        )
+    assert [c.status for c in outcome.changes] == [MTStatus.FAILED]
+    assert outcome.changes[0].detail == "receipt error 0x1F"
+    async with sessions.begin() as session:
+        late = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+    assert late.changes == []
+    assert (await status_of(sessions, mt_id)).status is MTStatus.FAILED
+
+
+async def test_receipt_before_submit_response_is_applied_later(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    async with sessions.begin() as session:
+        outcome = await record_receipts(session, [ReceiptIn("movistar", "m9", "DELIVRD", T0)], T0)
+    assert (outcome.matched, outcome.early) == (0, 1)
+    async with sessions.begin() as session:
+        changes = await record_part_results(session, [accepted(mt_id, 1, 1, "m9")], T0, RETRY)
+    assert [c.status for c in changes] == [MTStatus.DELIVERED]
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
+        part = (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id))).scalar_one()
+    assert part.status is PartStatus.DELIVERED and part.receipt_state == "DELIVRD"
+
+
+async def test_throttled_submit_is_retried_with_backoff_then_fails(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    now = T0
+    for attempt in (1, 2):
+        async with sessions.begin() as session:
+            changes = await record_part_results(
+                session, [rejected(mt_id, THROTTLED, retryable=True)], now, RETRY
+            )
+        assert [c.status for c in changes] == [MTStatus.QUEUED]
+        mt = await status_of(sessions, mt_id)
+        assert mt.next_attempt_at == now + timedelta(seconds=10 * 2 ** (attempt - 1))
+        assert mt.last_error is not None and "0x00000058" in mt.last_error
+        now = mt.next_attempt_at
+        async with sessions.begin() as session:
+            [claimed] = await claim_mts(session, "gw-a", now, limit=1, lease=60)
+        assert claimed.attempts == attempt + 1
+    async with sessions.begin() as session:
+        changes = await record_part_results(session, [rejected(mt_id, THROTTLED, retryable=True)], now, RETRY)
+    assert [c.status for c in changes] == [MTStatus.FAILED]
+
+
+async def test_permanent_rejection_fails_at_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    async with sessions.begin() as session:
+        changes = await record_part_results(
+            session, [rejected(mt_id, INVALID_DESTINATION, retryable=False)], T0, RETRY
+        )
+    assert [c.status for c in changes] == [MTStatus.FAILED]
+    assert (await status_of(sessions, mt_id)).final_at == T0
+
+
+async def test_retry_sends_only_the_parts_not_accepted(sessions: async_sessionmaker[AsyncSession]) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    second = PartResult(
+        mt_id=mt_id,
+        part_no=2,
+        segments=2,
+        carrier="movistar",
+        submitted_at=T0,
+        responded_at=T0,
+        error_code=THROTTLED,
+        retryable=True,
+    )
+    async with sessions.begin() as session:
+        await record_part_results(session, [accepted(mt_id, 1, 2, "m1"), second], T0, RETRY)
+    async with sessions.begin() as session:
+        [claimed] = await claim_mts(session, "gw-a", T0 + timedelta(minutes=1), limit=1, lease=60)
+    assert claimed.done_parts == frozenset({1}) and claimed.segments == 2
+    async with sessions.begin() as session:
+        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
+    assert [c.status for c in changes] == [MTStatus.ACCEPTED]
+
+
+async def test_reconcile_after_restart(sessions: async_sessionmaker[AsyncSession]) -> None:
+    sent, unsent = await queue_and_claim(sessions, 2)
+    async with sessions.begin() as session:
+        await record_part_results(session, [accepted(sent, 1, 2, "m1")], T0, RETRY)
+        # The daemon died before part 2's response: part 1 is kept, the MT goes back to the queue.
+        assert await reconcile_sending(session, T0 + timedelta(seconds=10)) == []
+        changes = await reconcile_sending(session, T0 + timedelta(seconds=61))
+    assert sorted((c.mt_id, c.status) for c in changes) == sorted(
+        [(sent, MTStatus.QUEUED), (unsent, MTStatus.QUEUED)]
+    )
+    async with sessions.begin() as session:
+        claimed = await claim_mts(session, "gw-b", T0 + timedelta(seconds=61), limit=5, lease=60)
+        done = {mt.id: mt.done_parts for mt in claimed}
+        await record_part_results(session, [accepted(sent, 2, 2, "m2")], T0, RETRY)
+        own = await reconcile_sending(session, T0 + timedelta(seconds=62), owner="gw-b")
+    assert done == {sent: frozenset({1}), unsent: frozenset()}
+    assert [(c.mt_id, c.status) for c in own] == [(unsent, MTStatus.QUEUED)]
+    assert (await status_of(sessions, sent)).status is MTStatus.ACCEPTED
+
+
+async def test_requeue_and_cancel(sessions: async_sessionmaker[AsyncSession]) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    async with sessions.begin() as session:
+        changes = await requeue_mts(session, [mt_id], T0, delay=5, reason="bind down")
+        assert [c.status for c in changes] == [MTStatus.QUEUED]
+        assert await cancel_mt(session, mt_id, T0)
+        assert not await cancel_mt(session, mt_id, T0)
+    mt = await status_of(sessions, mt_id)
+    assert mt.status is MTStatus.CANCELLED and mt.attempts == 0
+
+
+async def test_reply_answers_the_conversation_and_stats_count_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    key = mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="x1")
+    async with sessions.begin() as session:
+        [mo] = await ingest_mos(session, [NewMO(key, "34600000001", "movistar", "997745", "hola", T0)], T0)
+        assert mo.conversation_id is not None
+        reply_at = T0 + timedelta(minutes=90)
+        await queue_mt(session, push(kind=MTKind.REPLY, conversation_id=mo.conversation_id), reply_at)
+    async with sessions() as session:
+        conversation = await session.get(Conversation, mo.conversation_id)
+        assert conversation is not None
+        assert conversation.status is ConversationStatus.OPEN and conversation.waiting_since is None
+        activity = await client_activity(
+            session, mo.subscriber.id, T0, T0 + timedelta(days=1), ZoneInfo("Europe/Madrid")
+        )
+        history = await client_history(session, mo.subscriber.id)
+    assert activity == [HourlyCount(T0.date(), 12, 1, 0), HourlyCount(T0.date(), 13, 0, 1)]
+    assert [(entry.direction, entry.status) for entry in history] == [("mt", "queued"), ("mo", None)]

@@ -1,0 +1,93 @@
+"""The in-process bus and the topic helpers (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gatewayd.bus import Event, InvalidTopic, MemoryBus, MQTTBus, Topics, create_bus, topic_matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("echat/+/mo", "echat/997745/mo", True),
+        ("echat/+/mo", "echat/mt/1/status", False),
+        ("echat/#", "echat/mt/1/status", True),
+        ("echat/#", "echat", True),
+        ("echat/mt/+/status", "echat/mt/12/status", True),
+        ("echat/mt/+", "echat/mt/12/status", False),
+        ("echat/bind/movistar/state", "echat/bind/movistar/state", True),
+        ("echat/bind/movistar/state", "echat/bind/vodafone/state", False),
+    ],
+)
+def test_topic_matching(pattern: str, topic: str, expected: bool) -> None:
+    assert topic_matches(pattern, topic) is expected
+
+
+def test_topics_follow_the_architecture_under_a_prefix() -> None:
+    topics = Topics("tenant-a/echat")
+    assert topics.mo("997745") == "tenant-a/echat/997745/mo"
+    assert topics.mt_status(42) == "tenant-a/echat/mt/42/status"
+    assert topics.bind_state("movistar") == "tenant-a/echat/bind/movistar/state"
+    assert topics.conversation_assigned(7) == "tenant-a/echat/conversation/7/assigned"
+    assert topic_matches(topics.all_mo(), topics.mo("795500"))
+    assert topic_matches(topics.everything(), topics.mt_status(1))
+
+
+async def test_subscribers_get_matching_events_with_version() -> None:
+    async with MemoryBus(topic_prefix="t") as bus:
+        async with bus.subscribe(bus.topics.all_mo()) as mos, bus.subscribe(bus.topics.everything()) as all_:
+            await bus.publish(bus.topics.mo("997745"), {"mo_id": 1, "text": "ñandú"})
+            await bus.publish(bus.topics.mt_status(5), {"status": "accepted"})
+            assert await mos.get() == Event("t/997745/mo", {"v": 1, "mo_id": 1, "text": "ñandú"})
+            assert [(await all_.get()).topic for _ in range(2)] == ["t/997745/mo", "t/mt/5/status"]
+            await bus.publish(bus.topics.mt_status(6), {"status": "failed"})
+            assert (await all_.get()).payload["status"] == "failed"
+
+
+async def test_slow_subscriber_loses_the_oldest_and_publish_never_waits() -> None:
+    async with MemoryBus() as bus, bus.subscribe("echat/#", buffer=3) as events:
+        for number in range(10):
+            await bus.publish(bus.topics.mt_status(number), {"n": number})
+        assert bus.dropped == 7 and events.dropped == 7
+        assert [(await events.get()).payload["n"] for _ in range(3)] == [7, 8, 9]
+
+
+async def test_iteration_ends_when_the_bus_closes() -> None:
+    bus = MemoryBus()
+    received: list[Event] = []
+
+    async def reader() -> None:
+        async with bus.subscribe("echat/#") as events:
+            async for event in events:
+                received.append(event)
+
+    async with bus:
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)
+        await bus.publish("echat/x", {})
+        await asyncio.sleep(0)
+    await asyncio.wait_for(task, 1)
+    assert [event.topic for event in received] == ["echat/x"]
+
+
+async def test_bad_topics_and_payloads_fail_at_the_publisher() -> None:
+    bus = MemoryBus()
+    with pytest.raises(InvalidTopic):
+        await bus.publish("echat/+/mo", {})
+    with pytest.raises(TypeError):
+        await bus.publish("echat/x", {"when": object()})
+    with pytest.raises(InvalidTopic):
+        async with bus.subscribe("echat/#/mo"):
+            pass
+
+
+def test_create_bus_from_urls() -> None:
+    assert isinstance(create_bus("memory://", topic_prefix="p"), MemoryBus)
+    mqtt = create_bus("mqtt://user:p%40ss@broker.example:1884", client_id="gw-1")
+    assert isinstance(mqtt, MQTTBus)
+    assert (mqtt.host, mqtt.port, mqtt.client_id) == ("broker.example", 1884, "gw-1")
+    with pytest.raises(ValueError, match="bus URL"):
+        create_bus("amqp://broker")

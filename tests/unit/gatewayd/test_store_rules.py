@@ -1,0 +1,104 @@
+"""The store's pure rules: MT status from its parts, receipt states, MO identity, MSISDNs, back-off."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from gatewayd.store.enums import MTStatus, PartStatus
+from gatewayd.store.repo_mo import mo_dedup_key
+from gatewayd.store.repo_mt import RetryPolicy, derive_mt_status, receipt_part_status
+from gatewayd.store.repo_subscribers import new_client_id, normalize_msisdn
+
+A, D, U, E, R = (
+    PartStatus.ACCEPTED,
+    PartStatus.DELIVERED,
+    PartStatus.UNDELIVERABLE,
+    PartStatus.EXPIRED,
+    PartStatus.REJECTED,
+)
+
+
+@pytest.mark.parametrize(
+    ("segments", "parts", "expected"),
+    [
+        (2, [A], None),
+        (2, [A, A], MTStatus.ACCEPTED),
+        (2, [D, A], MTStatus.ACCEPTED),
+        (2, [D, D], MTStatus.DELIVERED),
+        (3, [D, U], MTStatus.FAILED),
+        (2, [E, D], MTStatus.EXPIRED),
+        (2, [E, U], MTStatus.FAILED),
+        (1, [R], MTStatus.FAILED),
+        (0, [], None),
+    ],
+)
+def test_mt_status_from_parts(segments: int, parts: list[PartStatus], expected: MTStatus | None) -> None:
+    assert derive_mt_status(segments, parts) is expected
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("DELIVRD", PartStatus.DELIVERED),
+        ("delivered", PartStatus.DELIVERED),
+        ("UNDELIV", PartStatus.UNDELIVERABLE),
+        ("REJECTD", PartStatus.UNDELIVERABLE),
+        ("DELETED", PartStatus.UNDELIVERABLE),
+        (" EXPIRED ", PartStatus.EXPIRED),
+        ("ENROUTE", None),
+        ("ACCEPTD", None),
+        ("UNKNOWN", None),
+    ],
+)
+def test_receipt_states(state: str, expected: PartStatus | None) -> None:
+    assert receipt_part_status(state) is expected
+
+
+def test_mo_identity() -> None:
+    by_id = mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="abc")
+    assert re.fullmatch(r"[0-9a-f]{64}", by_id)
+    assert by_id == mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="abc")
+    assert by_id != mo_dedup_key("vodafone", "34600000001", "997745", smsc_message_id="abc")
+    by_content = mo_dedup_key(
+        "movistar", "34600000001", "997745", smsc_timestamp="240701100000000+", content="HOLA"
+    )
+    assert by_content != mo_dedup_key(
+        "movistar", "34600000001", "997745", smsc_timestamp="240701100001000+", content="HOLA"
+    )
+    assert by_content == mo_dedup_key(
+        "movistar", "34600000001", "997745", smsc_timestamp="240701100000000+", content=b"HOLA"
+    )
+    with pytest.raises(ValueError, match="smsc_timestamp"):
+        mo_dedup_key("movistar", "34600000001", "997745", content="HOLA")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("+34 600 000 001", "34600000001"),
+        ("0034600000001", "34600000001"),
+        ("34-600-000-001", "34600000001"),
+    ],
+)
+def test_msisdn_normalization(text: str, expected: str) -> None:
+    assert normalize_msisdn(text) == expected
+
+
+@pytest.mark.parametrize("text", ["600", "+0034600000001", "34 600 abc", "3460000000112345678"])
+def test_msisdn_rejects_non_international_numbers(text: str) -> None:
+    with pytest.raises(ValueError, match="MSISDN"):
+        normalize_msisdn(text)
+
+
+def test_client_ids_are_pseudonymous() -> None:
+    ids = {new_client_id() for _ in range(200)}
+    assert len(ids) == 200 and all(re.fullmatch(r"C[A-Z2-7]{8}", client_id) for client_id in ids)
+
+
+def test_retry_backoff_doubles_up_to_the_maximum() -> None:
+    policy = RetryPolicy(limit=3, initial=5.0, maximum=30.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [timedelta(seconds=s) for s in (5, 10, 20, 30, 30)]
+    assert policy.may_retry(3) and not policy.may_retry(4)
