@@ -1,0 +1,262 @@
+"""Assignment of waiting conversations to operators.
+
+A conversation nobody holds goes to an operator whose presence is online, in turn (round robin), as
+long as they hold fewer open conversations than their ``max_open_conversations``. A conversation
+already held stays with its operator for every later message. An operator going offline gives back
+the conversations they never answered, so they are handed to someone else.
+
+Safe with several panel processes on one database: the online operators' account rows are locked
+(``FOR UPDATE`` on PostgreSQL; SQLite serializes writers with ``BEGIN IMMEDIATE``) before their load
+is counted, and each conversation is taken with ``UPDATE ... WHERE assigned_operator_id IS NULL``, so
+a conversation is never given twice and no operator goes over their limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.bus.base import EventBus
+from gatewayd.bus.events import Event
+from gatewayd.store.accounts import Account, Presence
+from gatewayd.store.base import utcnow
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.enums import ConversationStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentPolicy:
+    """``overdue_after``: a conversation waiting longer is flagged; ``sweep_interval``: seconds between
+    passes over everything waiting; ``batch``: conversations handed out per pass at most."""
+
+    overdue_after: timedelta = timedelta(minutes=2)
+    sweep_interval: float = 2.0
+    batch: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A conversation changed hands: to ``operator_id`` (None: back to the waiting pool)."""
+
+    conversation_id: int
+    operator_id: int | None
+    previous_operator_id: int | None
+    at: datetime
+
+    def event_payload(self) -> dict[str, object]:
+        return {
+            "conversation_id": self.conversation_id,
+            "operator_id": self.operator_id,
+            "previous_operator_id": self.previous_operator_id,
+            "at": self.at.isoformat(),
+        }
+
+
+class RoundRobin:
+    """Remembers who got the last conversation, so the next one goes to the following operator."""
+
+    def __init__(self) -> None:
+        self.last_operator_id: int | None = None
+
+    def turn_order(self, operator_ids: Sequence[int]) -> list[int]:
+        ordered = sorted(operator_ids)
+        if self.last_operator_id is None:
+            return ordered
+        after = [operator_id for operator_id in ordered if operator_id > self.last_operator_id]
+        return after + [operator_id for operator_id in ordered if operator_id <= self.last_operator_id]
+
+
+def is_overdue(waiting_since: datetime | None, now: datetime, policy: AssignmentPolicy) -> bool:
+    return waiting_since is not None and now - waiting_since > policy.overdue_after
+
+
+async def _lock_online_operators(session: AsyncSession) -> dict[int, int]:
+    """{operator id: max open conversations} of the online operators, their rows locked until commit."""
+    statement = (
+        select(Account.id, Account.max_open_conversations)
+        .where(Account.presence == Presence.ONLINE, Account.locked.is_(False))
+        .order_by(Account.id)
+        .with_for_update()
+    )
+    return {row.id: row.max_open_conversations for row in await session.execute(statement)}
+
+
+async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dict[int, int]:
+    """Conversations not closed held by each operator."""
+    if not operator_ids:
+        return {}
+    statement = (
+        select(Conversation.assigned_operator_id, func.count())
+        .where(
+            Conversation.assigned_operator_id.in_(sorted(operator_ids)),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .group_by(Conversation.assigned_operator_id)
+    )
+    counts = {operator_id: 0 for operator_id in operator_ids}
+    for operator_id, count in await session.execute(statement):
+        if operator_id is not None:
+            counts[operator_id] = int(count)
+    return counts
+
+
+async def _unassigned_waiting(
+    session: AsyncSession, limit: int, conversation_ids: Sequence[int] | None
+) -> list[int]:
+    statement = (
+        select(Conversation.id)
+        .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
+        .order_by(Conversation.waiting_since, Conversation.id)
+        .limit(limit)
+    )
+    if conversation_ids is not None:
+        statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
+    return list((await session.execute(statement)).scalars())
+
+
+async def assign_waiting(
+    session: AsyncSession,
+    robin: RoundRobin,
+    now: datetime,
+    *,
+    limit: int,
+    conversation_ids: Sequence[int] | None = None,
+) -> list[Assignment]:
+    """Hands waiting conversations nobody holds (all, or those among ``conversation_ids``) to the online
+    operators with free slots, oldest first. The caller frames the transaction and publishes after
+    committing."""
+    if conversation_ids is not None and not conversation_ids:
+        return []
+    waiting = await _unassigned_waiting(session, limit, conversation_ids)
+    if not waiting:
+        return []
+    capacity = await _lock_online_operators(session)
+    load = await open_counts(session, list(capacity))
+    assignments: list[Assignment] = []
+    for conversation_id in waiting:
+        free = [operator_id for operator_id in capacity if load[operator_id] < capacity[operator_id]]
+        if not free:
+            break
+        operator_id = robin.turn_order(free)[0]
+        taken = await session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.assigned_operator_id.is_(None),
+                Conversation.status != ConversationStatus.CLOSED,
+            )
+            .values(assigned_operator_id=operator_id)
+        )
+        if getattr(taken, "rowcount", 0) != 1:  # another panel took it first
+            continue
+        robin.last_operator_id = operator_id
+        load[operator_id] += 1
+        assignments.append(Assignment(conversation_id, operator_id, None, now))
+    return assignments
+
+
+async def release_unanswered(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
+    """Gives back the conversations ``operator_id`` holds but never answered (they go to someone else);
+    conversations they already answered stay theirs."""
+    held = (
+        select(Conversation.id)
+        .where(
+            Conversation.assigned_operator_id == operator_id,
+            Conversation.status == ConversationStatus.WAITING,
+            Conversation.last_mt_at.is_(None),
+        )
+        .order_by(Conversation.id)
+    )
+    released: list[Assignment] = []
+    for conversation_id in list((await session.execute(held)).scalars()):
+        result = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
+            .values(assigned_operator_id=None)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            released.append(Assignment(conversation_id, None, operator_id, now))
+    return released
+
+
+async def set_presence(session: AsyncSession, account_id: int, presence: Presence) -> None:
+    await session.execute(update(Account).where(Account.id == account_id).values(presence=presence))
+
+
+class AssignmentService:
+    """Assigns in the panel process: on each MO event, when an operator comes online or frees a slot,
+    and in a periodic sweep; publishes ``<prefix>/conversation/<id>/assigned`` after each commit."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventBus | None,
+        policy: AssignmentPolicy,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.bus = bus
+        self.policy = policy
+        self.robin = RoundRobin()
+
+    async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
+        async with self.sessionmaker() as session, session.begin():
+            done = await assign_waiting(
+                session, self.robin, utcnow(), limit=self.policy.batch, conversation_ids=conversation_ids
+            )
+        await self.publish(done)
+        return done
+
+    async def change_presence(self, account_id: int, presence: Presence) -> list[Assignment]:
+        """Sets the operator's presence; offline gives back what they never answered, online takes
+        what waits. Returns the changes of hands."""
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            await set_presence(session, account_id, presence)
+            released = []
+            if presence is Presence.OFFLINE:
+                released = await release_unanswered(session, account_id, now)
+        await self.publish(released)
+        return released + await self.assign()
+
+    async def close(self, conversation_id: int, operator_id: int) -> bool:
+        """Closes a conversation its operator holds, then fills the freed slot."""
+        async with self.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id,
+                    Conversation.assigned_operator_id == operator_id,
+                    Conversation.status != ConversationStatus.CLOSED,
+                )
+                .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=utcnow())
+            )
+        closed = getattr(result, "rowcount", 0) == 1
+        if closed:
+            await self.assign()
+        return closed
+
+    async def on_mo_event(self, event: Event) -> None:
+        conversation_id = event.payload.get("conversation_id")
+        if isinstance(conversation_id, int) and not isinstance(conversation_id, bool):
+            await self.assign([conversation_id])
+
+    async def publish(self, assignments: Sequence[Assignment]) -> None:
+        if self.bus is None:
+            return
+        for assignment in assignments:
+            topic = self.bus.topics.conversation_assigned(assignment.conversation_id)
+            await self.bus.publish(topic, assignment.event_payload())
+
+    async def sweep(self) -> None:
+        """One periodic pass over everything waiting; a failure is logged, the next pass tries again."""
+        try:
+            await self.assign()
+        except Exception:  # a database hiccup must not end the sweeping
+            logger.exception("assignment sweep failed")

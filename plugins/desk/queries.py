@@ -1,0 +1,200 @@
+"""What the desk shows, read from the store: the operator's queue, a conversation's thread, pushes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
+from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.subscribers import Subscriber
+from panel.assignment import AssignmentPolicy, is_overdue
+
+THREAD_LIMIT = 100
+SNIPPET_LENGTH = 80
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    conversation_id: int
+    client_id: str
+    alias: str | None
+    status: ConversationStatus
+    waiting_since: datetime | None
+    overdue: bool
+    last_text: str
+    last_at: datetime | None
+
+    @property
+    def label(self) -> str:
+        return self.alias or self.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadEntry:
+    direction: Literal["mo", "mt"]
+    id: int
+    at: datetime
+    text: str
+    status: MTStatus | None  # the MT's; None for an MO
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    conversation: Conversation
+    subscriber: Subscriber
+    thread: list[ThreadEntry]
+
+
+def snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_LENGTH else flat[: SNIPPET_LENGTH - 1] + "…"
+
+
+async def _last_mo_texts(session: AsyncSession, conversation_ids: Sequence[int]) -> dict[int, str]:
+    if not conversation_ids:
+        return {}
+    newest = (
+        select(func.max(MOMessage.id))
+        .where(MOMessage.conversation_id.in_(sorted(conversation_ids)))
+        .group_by(MOMessage.conversation_id)
+    )
+    rows = await session.execute(
+        select(MOMessage.conversation_id, MOMessage.text).where(MOMessage.id.in_(newest.scalar_subquery()))
+    )
+    return {row.conversation_id: row.text for row in rows}
+
+
+async def operator_queue(
+    session: AsyncSession,
+    operator_id: int,
+    now: datetime,
+    policy: AssignmentPolicy,
+    *,
+    conversation_ids: Sequence[int] | None = None,
+) -> list[QueueItem]:
+    """The conversations the operator holds, not closed: waiting ones first (oldest first), then the
+    others by their latest message."""
+    statement = (
+        select(Conversation, Subscriber.client_id, Subscriber.alias)
+        .join(Subscriber, Subscriber.id == Conversation.subscriber_id)
+        .where(
+            Conversation.assigned_operator_id == operator_id,
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .order_by(
+            case((Conversation.status == ConversationStatus.WAITING, 0), else_=1),
+            Conversation.waiting_since,
+            Conversation.last_mo_at.desc(),
+            Conversation.id,
+        )
+    )
+    if conversation_ids is not None:
+        statement = statement.where(Conversation.id.in_(sorted(conversation_ids)))
+    rows = (await session.execute(statement)).all()
+    texts = await _last_mo_texts(session, [row.Conversation.id for row in rows])
+    items: list[QueueItem] = []
+    for conversation, client_id, alias in rows:
+        items.append(
+            QueueItem(
+                conversation_id=conversation.id,
+                client_id=client_id,
+                alias=alias,
+                status=conversation.status,
+                waiting_since=conversation.waiting_since,
+                overdue=conversation.status is ConversationStatus.WAITING
+                and is_overdue(conversation.waiting_since, now, policy),
+                last_text=snippet(texts.get(conversation.id, "")),
+                last_at=conversation.last_mo_at,
+            )
+        )
+    return items
+
+
+async def conversation_view(session: AsyncSession, conversation_id: int) -> ConversationView | None:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    subscriber = await session.get(Subscriber, conversation.subscriber_id)
+    if subscriber is None:
+        return None
+    mos = await session.execute(
+        select(MOMessage.id, MOMessage.received_at, MOMessage.text)
+        .where(MOMessage.conversation_id == conversation_id)
+        .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
+        .limit(THREAD_LIMIT)
+    )
+    mts = await session.execute(
+        select(MTMessage.id, MTMessage.created_at, MTMessage.text, MTMessage.status)
+        .where(MTMessage.conversation_id == conversation_id)
+        .order_by(MTMessage.created_at.desc(), MTMessage.id.desc())
+        .limit(THREAD_LIMIT)
+    )
+    thread = [ThreadEntry("mo", row.id, row.received_at, row.text, None) for row in mos]
+    thread += [ThreadEntry("mt", row.id, row.created_at, row.text, MTStatus(row.status)) for row in mts]
+    thread.sort(key=lambda entry: (entry.at, entry.direction == "mt", entry.id))
+    return ConversationView(conversation, subscriber, thread[-THREAD_LIMIT:])
+
+
+async def next_waiting(session: AsyncSession, operator_id: int) -> int | None:
+    """The operator's conversation that has waited longest for an answer."""
+    statement = (
+        select(Conversation.id)
+        .where(
+            Conversation.assigned_operator_id == operator_id,
+            Conversation.status == ConversationStatus.WAITING,
+        )
+        .order_by(Conversation.waiting_since, Conversation.id)
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class PushRow:
+    id: int
+    client_id: str | None
+    text: str
+    status: MTStatus
+    created_at: datetime
+
+
+async def recent_pushes(session: AsyncSession, operator_id: int, *, limit: int = 20) -> list[PushRow]:
+    rows = await session.execute(
+        select(MTMessage.id, Subscriber.client_id, MTMessage.text, MTMessage.status, MTMessage.created_at)
+        .outerjoin(Subscriber, Subscriber.id == MTMessage.subscriber_id)
+        .where(MTMessage.operator_id == operator_id, MTMessage.kind == MTKind.PUSH)
+        .order_by(MTMessage.id.desc())
+        .limit(limit)
+    )
+    return [PushRow(row.id, row.client_id, row.text, MTStatus(row.status), row.created_at) for row in rows]
+
+
+async def watched_mt_ids(session: AsyncSession, operator_id: int) -> set[int]:
+    """MTs not final yet whose status the operator's desk shows: in their conversations or sent by them."""
+    final = [status for status in MTStatus if status.is_final]
+    mine = select(Conversation.id).where(
+        Conversation.assigned_operator_id == operator_id, Conversation.status != ConversationStatus.CLOSED
+    )
+    rows = await session.execute(
+        select(MTMessage.id).where(
+            MTMessage.status.not_in(final),
+            (MTMessage.operator_id == operator_id) | MTMessage.conversation_id.in_(mine.scalar_subquery()),
+        )
+    )
+    return set(rows.scalars())
+
+
+async def held_conversation_ids(session: AsyncSession, operator_id: int) -> set[int]:
+    rows = await session.execute(
+        select(Conversation.id).where(
+            Conversation.assigned_operator_id == operator_id, Conversation.status != ConversationStatus.CLOSED
+        )
+    )
+    return set(rows.scalars())

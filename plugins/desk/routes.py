@@ -1,0 +1,319 @@
+"""The operator's desk: queue, conversation thread, reply with a live counter, client card, push."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from gatewayd.events import mt_status_payload
+from gatewayd.store.accounts import Presence
+from gatewayd.store.base import utcnow
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.enums import ConversationStatus, MTKind
+from gatewayd.store.errors import MTRefused
+from gatewayd.store.messages import MOMessage
+from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
+from gatewayd.store.subscribers import Subscriber
+from panel.access import requires
+from panel.auth.identity import CurrentUser
+from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
+from panel.i18n import zone_or_utc
+from panel.web import db, error_response, gettext, panel, render, require_user
+from plugins.desk.charts import client_charts
+from plugins.desk.queries import (
+    ConversationView,
+    conversation_view,
+    next_waiting,
+    operator_queue,
+    recent_pushes,
+)
+from plugins.desk.service import assignment_service, desk_settings
+from plugins.desk.stream import desk_events
+from smpp.errors import SMPPError
+from smpp.text import DraftInfo, draft_info
+
+MAX_SEGMENTS = 10
+MAX_ALIAS = 64
+MAX_NOTES = 2000
+NOTICES = frozenset({"sent", "closed", "saved", "pushed"})
+
+
+class Rejected(Exception):
+    """A form the desk refuses; ``key`` is the message shown to the operator."""
+
+    def __init__(self, key: str, status: int = 400) -> None:
+        super().__init__(key)
+        self.key = key
+        self.status = status
+
+
+def _text(form: FormData, name: str, limit: int) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _int_param(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and len(value) < 19 else None
+
+
+def counter(request: Request, text: str) -> dict[str, Any]:
+    """The reply box's counter, from smpp.text (what the gateway will actually send)."""
+    info: DraftInfo = draft_info(text, max_segments=MAX_SEGMENTS)
+    return {
+        "encoding": info.encoding,
+        "segments": info.segments,
+        "units": info.units,
+        "units_left": info.units_left,
+        "segment_capacity": info.segment_capacity,
+        "non_gsm_chars": list(info.non_gsm_chars),
+        "fits": info.fits,
+        "label": gettext(
+            request, "desk.counter", encoding=info.encoding, segments=info.segments, left=info.units_left
+        ),
+    }
+
+
+def _checked_text(text: str) -> str:
+    if not text.strip():
+        raise Rejected("desk.error.empty")
+    try:
+        info = draft_info(text, max_segments=MAX_SEGMENTS)
+    except SMPPError as error:
+        raise Rejected("desk.error.unencodable") from error
+    if not info.fits:
+        raise Rejected("desk.error.too_long")
+    return text
+
+
+def _may_view(user: CurrentUser, conversation: Conversation) -> bool:
+    return conversation.assigned_operator_id == user.account_id or user.has(OPERATOR_SEE_OTHERS)
+
+
+async def _publish_queued(request: Request, mt_id: int, at: datetime, **extra: int | None) -> None:
+    bus = panel(request).bus
+    if bus is not None:  # the daemon's outbox wakes on it instead of waiting for its next poll
+        await bus.publish(bus.topics.mt_status(mt_id), {**mt_status_payload(mt_id, "queued", None, None, at),
+                                                        **extra})
+
+
+@dataclass(frozen=True, slots=True)
+class DeskPage:
+    selected: int | None
+    error: str | None = None
+    draft: str = ""
+    status_code: int = 200
+
+
+async def _card(session: AsyncSession, request: Request, view: ConversationView) -> dict[str, Any]:
+    user = require_user(request)
+    charts = await client_charts(session, view.subscriber.id, utcnow(), zone_or_utc(user.timezone))
+    return {"subscriber": view.subscriber, "charts": charts}
+
+
+async def _render_desk(request: Request, page: DeskPage) -> Response:
+    user = require_user(request)
+    settings = desk_settings(panel(request))
+    now = utcnow()
+    card: dict[str, Any] | None = None
+    view: ConversationView | None = None
+    async with db(request) as session:
+        queue = await operator_queue(session, user.account_id, now, settings.policy)
+        if page.selected is not None:
+            view = await conversation_view(session, page.selected)
+            if view is not None and not _may_view(user, view.conversation):
+                return error_response(request, 403)
+            if view is None:
+                return error_response(request, 404)
+            card = await _card(session, request, view)
+    notice = request.query_params.get("notice")
+    context = {
+        "queue": queue,
+        "view": view,
+        "card": card,
+        "can_reply": view is not None
+        and view.conversation.assigned_operator_id == user.account_id
+        and view.conversation.status is not ConversationStatus.CLOSED,
+        "show_msisdn": user.has(OPERATOR_SEE_MSISDN),
+        "can_push": user.has(PUSH_SEND),
+        "presences": [presence.value for presence in Presence],
+        "presence": user.presence.value,
+        "overdue_seconds": int(settings.policy.overdue_after.total_seconds()),
+        "notice": notice if notice in NOTICES else None,
+        "error": page.error,
+        "draft": page.draft,
+        "counter": counter(request, page.draft),
+    }
+    return render(request, "desk/desk.html", context, status_code=page.status_code)
+
+
+@requires(OPERATOR_MODE)
+async def desk(request: Request) -> Response:
+    user = require_user(request)
+    selected = _int_param(request.query_params.get("c"))
+    if selected is None:
+        async with db(request) as session:
+            selected = await next_waiting(session, user.account_id)
+        selected = selected or _int_param(request.query_params.get("after"))
+    return await _render_desk(request, DeskPage(selected))
+
+
+@requires(OPERATOR_MODE)
+async def change_presence(request: Request) -> Response:
+    user = require_user(request)
+    form = await request.form()
+    try:
+        presence = Presence(_text(form, "presence", 16))
+    except ValueError:
+        return error_response(request, 400)
+    await assignment_service(panel(request)).change_presence(user.account_id, presence)
+    return RedirectResponse("/desk", status_code=303)
+
+
+@requires(OPERATOR_MODE)
+async def reply(request: Request) -> Response:
+    user = require_user(request)
+    conversation_id = int(request.path_params["conversation_id"])
+    form = await request.form()
+    draft = _text(form, "text", 5000)
+    now = utcnow()
+    try:
+        text = _checked_text(draft)
+        async with db(request) as session, session.begin():
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return error_response(request, 404)
+            if (conversation.assigned_operator_id != user.account_id
+                    or conversation.status is ConversationStatus.CLOSED):
+                raise Rejected("desk.error.not_yours", 403)
+            subscriber = await session.get(Subscriber, conversation.subscriber_id)
+            assert subscriber is not None  # a foreign key holds it
+            last_mo = (await session.execute(
+                select(MOMessage).where(MOMessage.conversation_id == conversation_id)
+                .order_by(MOMessage.received_at.desc(), MOMessage.id.desc()).limit(1))).scalar_one_or_none()
+            carrier = last_mo.carrier if last_mo is not None else subscriber.carrier
+            if carrier is None:
+                raise Rejected("desk.error.no_carrier", 409)
+            mt_id = await queue_mt(session, NewMT(
+                kind=MTKind.REPLY, carrier=carrier, source=conversation.short_code,
+                destination=subscriber.msisdn, text=text,
+                bind_name=last_mo.bind_name if last_mo is not None else None,
+                subscriber_id=subscriber.id, conversation_id=conversation_id, operator_id=user.account_id,
+                in_reply_to_mo_id=last_mo.id if last_mo is not None else None), now)
+    except MTRefused as refused:
+        page = DeskPage(conversation_id, f"desk.error.refused.{refused.reason.value}", draft, 409)
+        return await _render_desk(request, page)
+    except Rejected as rejected:
+        return await _render_desk(request, DeskPage(conversation_id, rejected.key, draft, rejected.status))
+    await _publish_queued(request, mt_id, now, operator_id=user.account_id, conversation_id=conversation_id)
+    return RedirectResponse(f"/desk?after={conversation_id}&notice=sent", status_code=303)
+
+
+@requires(OPERATOR_MODE)
+async def close(request: Request) -> Response:
+    user = require_user(request)
+    conversation_id = int(request.path_params["conversation_id"])
+    closed = await assignment_service(panel(request)).close(conversation_id, user.account_id)
+    if not closed:
+        return error_response(request, 404)
+    return RedirectResponse("/desk?notice=closed", status_code=303)
+
+
+@requires(OPERATOR_MODE)
+async def save_client(request: Request) -> Response:
+    user = require_user(request)
+    form = await request.form()
+    conversation_id = _int_param(_text(form, "conversation_id", 20))
+    alias = _text(form, "alias", MAX_ALIAS).strip() or None
+    notes = _text(form, "notes", MAX_NOTES).strip() or None
+    async with db(request) as session, session.begin():
+        subscriber = await get_subscriber_by_client_id(session, request.path_params["client_id"])
+        conversation = await session.get(Conversation, conversation_id) if conversation_id else None
+        if subscriber is None or conversation is None or conversation.subscriber_id != subscriber.id:
+            return error_response(request, 404)
+        if not _may_view(user, conversation):
+            return error_response(request, 403)
+        await update_subscriber_details(session, subscriber.id, alias=alias, notes=notes)
+    return RedirectResponse(f"/desk?c={conversation_id}&notice=saved", status_code=303)
+
+
+@requires(OPERATOR_MODE)
+async def draft(request: Request) -> Response:
+    form = await request.form()
+    return JSONResponse(counter(request, _text(form, "text", 5000)))
+
+
+async def _render_push(request: Request, *, error: str | None = None, client: str = "", text: str = "",
+                       status_code: int = 200) -> Response:
+    user = require_user(request)
+    async with db(request) as session:
+        pushes = await recent_pushes(session, user.account_id)
+    sent = _int_param(request.query_params.get("sent"))
+    context = {
+        "pushes": pushes,
+        "error": error,
+        "client": client or request.query_params.get("client", "")[:16],
+        "draft": text,
+        "counter": counter(request, text),
+        "sent": sent,
+    }
+    return render(request, "desk/push.html", context, status_code=status_code)
+
+
+@requires(OPERATOR_MODE, PUSH_SEND)
+async def push_page(request: Request) -> Response:
+    return await _render_push(request)
+
+
+@requires(OPERATOR_MODE, PUSH_SEND)
+async def push(request: Request) -> Response:
+    user = require_user(request)
+    form = await request.form()
+    client = _text(form, "client_id", 16).strip().upper()
+    draft = _text(form, "text", 5000)
+    now = utcnow()
+    try:
+        text = _checked_text(draft)
+        async with db(request) as session, session.begin():
+            subscriber = await get_subscriber_by_client_id(session, client) if client else None
+            if subscriber is None:
+                raise Rejected("desk.error.unknown_client", 404)
+            last_mo = (await session.execute(
+                select(MOMessage).where(MOMessage.subscriber_id == subscriber.id)
+                .order_by(MOMessage.received_at.desc(), MOMessage.id.desc()).limit(1))).scalar_one_or_none()
+            carrier = subscriber.carrier or (last_mo.carrier if last_mo is not None else None)
+            if carrier is None or last_mo is None:
+                raise Rejected("desk.error.no_carrier", 409)
+            mt_id = await queue_mt(session, NewMT(
+                kind=MTKind.PUSH, carrier=carrier, source=last_mo.short_code, destination=subscriber.msisdn,
+                text=text, bind_name=last_mo.bind_name, subscriber_id=subscriber.id,
+                operator_id=user.account_id), now)
+    except MTRefused as refused:
+        return await _render_push(request, error=f"desk.error.refused.{refused.reason.value}", client=client,
+                                  text=draft, status_code=409)
+    except Rejected as rejected:
+        return await _render_push(request, error=rejected.key, client=client, text=draft,
+                                  status_code=rejected.status)
+    await _publish_queued(request, mt_id, now, operator_id=user.account_id)
+    return RedirectResponse(f"/desk/push?sent={mt_id}", status_code=303)
+
+
+routes = [
+    Route("/desk", desk, methods=["GET"], name="desk.desk"),
+    Route("/desk/events", desk_events, methods=["GET"], name="desk.events"),
+    Route("/desk/presence", change_presence, methods=["POST"], name="desk.presence"),
+    Route("/desk/draft", draft, methods=["POST"], name="desk.draft"),
+    Route("/desk/conversations/{conversation_id:int}/reply", reply, methods=["POST"], name="desk.reply"),
+    Route("/desk/conversations/{conversation_id:int}/close", close, methods=["POST"], name="desk.close"),
+    Route("/desk/clients/{client_id}/details", save_client, methods=["POST"], name="desk.client"),
+    Route("/desk/push", push_page, methods=["GET"], name="desk.push_page"),
+    Route("/desk/push", push, methods=["POST"], name="desk.push"),
+]

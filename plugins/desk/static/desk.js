@@ -1,0 +1,176 @@
+// eChat operator desk: live queue, thread and MT statuses from server-sent events, and the reply
+// counter. Everything the server sends is put in the page as text, never as HTML.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("desk");
+  if (!root) { return; }
+
+  function byId(id) { return document.getElementById(id); }
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function announce(text) {
+    var live = byId("desk-live");
+    if (live) { live.textContent = text; }
+  }
+
+  // --- the queue --------------------------------------------------------------------------------
+
+  function queueItem(item) {
+    var li = element("li", "queue-item status-" + item.status + (item.overdue ? " overdue" : ""));
+    li.setAttribute("data-conversation-id", String(item.conversation_id));
+    li.setAttribute("data-status", item.status);
+    li.setAttribute("data-waiting-since", item.waiting_since || "");
+    if (String(item.conversation_id) === root.getAttribute("data-selected")) { li.classList.add("current"); }
+    var link = element("a");
+    link.href = "/desk?c=" + encodeURIComponent(item.conversation_id);
+    link.appendChild(element("span", "who", item.label));
+    link.appendChild(element("span", "flag", root.getAttribute("data-overdue-label")));
+    link.appendChild(element("span", "state", item.status_label));
+    link.appendChild(element("span", "snippet", item.last_text));
+    link.appendChild(element("time", null, item.last_at));
+    li.appendChild(link);
+    return li;
+  }
+
+  function findQueueItem(conversationId) {
+    return document.querySelector('.queue-item[data-conversation-id="' + String(conversationId) + '"]');
+  }
+
+  function refreshEmpty() {
+    var queue = byId("queue");
+    var empty = byId("queue-empty");
+    if (queue && empty) { empty.hidden = queue.children.length > 0; }
+  }
+
+  function onAssigned(item) {
+    var queue = byId("queue");
+    if (!queue) { return; }
+    var fresh = queueItem(item);
+    var existing = findQueueItem(item.conversation_id);
+    if (existing) {
+      queue.replaceChild(fresh, existing);
+    } else {
+      queue.appendChild(fresh);
+      announce(root.getAttribute("data-new-label") + ": " + item.label);
+    }
+    refreshEmpty();
+  }
+
+  function onUnassigned(data) {
+    var existing = findQueueItem(data.conversation_id);
+    if (existing) { existing.parentNode.removeChild(existing); }
+    refreshEmpty();
+  }
+
+  function onMO(data) {
+    var item = findQueueItem(data.conversation_id);
+    if (item) {
+      var snippet = item.querySelector(".snippet");
+      if (snippet) { snippet.textContent = data.text; }
+      var time = item.querySelector("time");
+      if (time) { time.textContent = data.at; }
+      var state = item.querySelector(".state");
+      if (state) { state.textContent = data.status_label; }
+      if (item.getAttribute("data-status") !== "waiting") {
+        item.setAttribute("data-status", "waiting");
+        item.setAttribute("data-waiting-since", new Date().toISOString());
+      }
+      item.classList.remove("status-open");
+      item.classList.add("status-waiting");
+    }
+    var thread = byId("thread");
+    if (thread && thread.getAttribute("data-conversation-id") === String(data.conversation_id)) {
+      var li = element("li", "msg mo");
+      li.appendChild(element("p", "text", data.text));
+      var meta = element("p", "meta");
+      meta.appendChild(element("time", null, data.at));
+      li.appendChild(meta);
+      thread.appendChild(li);
+      li.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function onMT(data) {
+    var holders = document.querySelectorAll('[data-mt-id="' + String(data.id) + '"] .mt-status');
+    holders.forEach(function (badge) {
+      badge.textContent = data.label;
+      badge.className = "mt-status status-" + data.status;
+    });
+  }
+
+  // Overdue flags follow the clock in the page (no request).
+  function flagOverdue() {
+    var limit = Number(root.getAttribute("data-overdue-seconds") || "0") * 1000;
+    if (!limit) { return; }
+    var now = Date.now();
+    document.querySelectorAll('.queue-item[data-status="waiting"]').forEach(function (item) {
+      var since = Date.parse(item.getAttribute("data-waiting-since") || "");
+      if (!isNaN(since) && now - since > limit) { item.classList.add("overdue"); }
+    });
+  }
+
+  // --- the live stream --------------------------------------------------------------------------
+
+  function listen(url) {
+    if (!window.EventSource) { return; }
+    var source = new EventSource(url);
+    function on(name, handler) {
+      source.addEventListener(name, function (event) {
+        var data;
+        try { data = JSON.parse(event.data); } catch (error) { return; }
+        handler(data);
+      });
+    }
+    on("ready", function () { root.setAttribute("data-live", "yes"); });
+    on("assigned", onAssigned);
+    on("unassigned", onUnassigned);
+    on("mo", onMO);
+    on("mt", onMT);
+    on("signout", function () {
+      source.close();
+      window.location.assign("/login");
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  // --- the reply counter (numbers from smpp.text on the server) ----------------------------------
+
+  function counter(textarea) {
+    var output = byId(textarea.getAttribute("data-counter"));
+    if (!output) { return; }
+    var timer = null;
+    var sequence = 0;
+    function update() {
+      var mine = ++sequence;
+      var body = new URLSearchParams();
+      body.set("text", textarea.value);
+      window.echat.fetch("/desk/draft", { method: "POST", body: body })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (info) {
+          if (!info || mine !== sequence) { return; }
+          output.textContent = info.label;
+          output.setAttribute("data-fits", info.fits ? "yes" : "no");
+        })
+        .catch(function () { /* the server checks again on sending */ });
+    }
+    textarea.addEventListener("input", function () {
+      if (timer) { window.clearTimeout(timer); }
+      timer = window.setTimeout(update, 150);
+    });
+  }
+
+  document.querySelectorAll("textarea[data-counter]").forEach(counter);
+  var stream = root.getAttribute("data-stream");
+  if (stream) { listen(stream); }
+  flagOverdue();
+  window.setInterval(flagOverdue, 5000);
+  var thread = byId("thread");
+  if (thread && thread.lastElementChild) { thread.lastElementChild.scrollIntoView({ block: "nearest" }); }
+})();
