@@ -13,8 +13,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+import gatewayd.store.models  # noqa: F401  (registers every table on Base.metadata)
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.store.accounts import Account, LoginAttempt, Role, WebSession, get_account_by_username
+from gatewayd.store.accounts import Account, Role, get_account_by_username
 from gatewayd.store.base import Base
 from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
@@ -31,14 +32,13 @@ PASSWORD = "correct horse battery"
 # username -> role; "nadie" is an operator whose grants were all taken away.
 ACCOUNTS = {"ana": Role.ADMIN, "marta": Role.MASTER, "oscar": Role.OPERATOR, "nadie": Role.OPERATOR}
 EVIL_NAME = "<script>alert('x')</script> Óscar"
-PANEL_TABLES = [Account.__table__, WebSession.__table__, LoginAttempt.__table__]
 
 
 async def prepare_store(url: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all, tables=PANEL_TABLES)
+            await connection.run_sync(Base.metadata.create_all)
         registry = PermissionRegistry.build([auth.plugin, home.plugin, load_example_plugin()])
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():

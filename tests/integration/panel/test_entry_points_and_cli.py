@@ -31,7 +31,7 @@ from panel.auth.sessions import create_session, get_active_session
 from panel.settings import PanelSettings
 from plugins import PluginError, load_plugins
 
-from .conftest import EXAMPLE_PLUGINS, FAST_ARGON2, PANEL_TABLES, serving
+from .conftest import EXAMPLE_PLUGINS, FAST_ARGON2, serving
 
 
 def register_distribution(folder: Path, name: str, entry_points: str) -> None:
@@ -59,7 +59,7 @@ async def test_an_app_assembled_from_entry_points_serves_the_plugin(
 ) -> None:
     engine = create_engine(sqlite_url)
     async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all, tables=PANEL_TABLES)
+        await connection.run_sync(Base.metadata.create_all)
     await engine.dispose()
     import echat_notes
 
@@ -94,7 +94,7 @@ def test_an_entry_point_named_unlike_its_plugin_is_refused(
 async def _schema(url: str) -> None:
     engine = create_engine(url)
     async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all, tables=PANEL_TABLES)
+        await connection.run_sync(Base.metadata.create_all)
     await engine.dispose()
 
 
