@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
+from gatewayd.store._pg_ingest import open_conversations
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
@@ -35,6 +36,9 @@ async def get_or_open_conversations(session: AsyncSession, keys: Sequence[Conver
     wanted = {(key.subscriber_id, key.short_code): key for key in keys}
     if not wanted:
         return {}
+    if dialect_name(session) == "postgresql":
+        return await open_conversations(session, [(key.subscriber_id, key.short_code, key.service)
+                                                  for key in wanted.values()], now)
     pairs = sorted(wanted)
     found = await _active(session, pairs)
     missing = [pair for pair in pairs if pair not in found]

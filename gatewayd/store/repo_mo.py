@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
+from gatewayd.store._pg_ingest import insert_mos
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage
 from gatewayd.store.repo_conversations import ConversationKey, get_or_open_conversations, note_mos
@@ -97,7 +98,14 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
                         if mo.opens_conversation else None for mo in mos]
     rows = [_row(mo, subscribers[mo.msisdn].id, conversation_id)
             for mo, conversation_id in zip(mos, conversation_ids, strict=True)]
-    inserted = await _insert_new(session, rows)
+    on_postgresql = dialect_name(session) == "postgresql"
+    unique: dict[object, dict[str, object]] = {}
+    for row in rows:
+        unique.setdefault(row["dedup_key"], row)
+    if on_postgresql:  # counters and conversations are updated by the same statement
+        inserted = await insert_mos(session, list(unique.values()))
+    else:
+        inserted = await _insert_new(session, list(unique.values()))
     results: list[IngestedMO] = []
     claimed: set[str] = set()
     for mo, conversation_id in zip(mos, conversation_ids, strict=True):
@@ -105,6 +113,8 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
         mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
         claimed.add(mo.dedup_key)
         results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
+    if on_postgresql:
+        return results
     new = [result for result in results if result.mo_id is not None]
     await _touch_subscribers(session, new)
     await note_mos(session, [(result.conversation_id, result.mo.received_at)
@@ -123,14 +133,12 @@ def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str
 
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> dict[str, int]:
-    """Inserts the rows whose dedup_key is new; returns {dedup_key: id} of those inserted."""
-    unique: dict[object, dict[str, object]] = {}
-    for row in rows:
-        unique.setdefault(row["dedup_key"], row)
+    """Inserts the rows (unique dedup keys) whose dedup_key is new; returns {dedup_key: id} of those
+    inserted."""
     statement = (upsert_insert(session, MO_MESSAGES)
                  .on_conflict_do_nothing(index_elements=["dedup_key"])
                  .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key))
-    result = await session.execute(statement, list(unique.values()))
+    result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
 
 

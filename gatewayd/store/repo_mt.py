@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store import _pg_outbox as pg
+from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
@@ -317,6 +319,10 @@ async def claim_mts(session: AsyncSession, owner: str, now: datetime, *, limit: 
     ``FOR UPDATE SKIP LOCKED`` (concurrent claimers take disjoint sets); SQLite serializes writers and
     the update re-checks ``status = 'queued'``. The caller commits, ideally at once.
     """
+    if dialect_name(session) == "postgresql":
+        expires_at = now + timedelta(seconds=lease)
+        rows: Sequence[Any] = await pg.claim(session, owner, now, expires_at, limit, carriers)
+        return await _claimed(session, rows, owner, now, history_written=True)
     table = MT_MESSAGES
     due = (select(table.c.id)
            .where(table.c.status == MTStatus.QUEUED, table.c.next_attempt_at <= now)
@@ -334,13 +340,18 @@ async def claim_mts(session: AsyncSession, owner: str, now: datetime, *, limit: 
                             table.c.destination, table.c.text, table.c.data_coding, table.c.priority,
                             table.c.attempts, table.c.request_receipt, table.c.segments))
     rows = (await session.execute(statement)).all()
+    return await _claimed(session, rows, owner, now, history_written=False)
+
+
+async def _claimed(session: AsyncSession, rows: Sequence[Any], owner: str, now: datetime, *,
+                   history_written: bool) -> list[ClaimedMT]:
     retried = [row.id for row in rows if row.attempts > 1]
     done = await _done_parts(session, retried) if retried else {}
     claimed = [ClaimedMT(row.id, MTKind(row.kind), row.carrier, row.bind_name, row.source, row.destination,
                          row.text, row.data_coding, row.priority, row.attempts, row.request_receipt,
                          row.segments, frozenset(done.get(row.id, ()))) for row in rows]
     claimed.sort(key=lambda mt: (-mt.priority, mt.id))
-    if claimed:
+    if claimed and not history_written:
         await _insert_history(session, [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}")
                                         for mt in claimed])
     return claimed
@@ -387,22 +398,20 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
     ``queued`` after a back-off when retryable and attempts remain, else ``failed``."""
     if not results:
         return []
-    rows = [{
+    rows: list[dict[str, object]] = [{
         "mt_id": r.mt_id, "part_no": r.part_no, "carrier": r.carrier, "bind_name": r.bind_name,
         "smsc_message_id": r.smsc_message_id,
         "status": PartStatus.ACCEPTED if r.accepted else PartStatus.REJECTED,
         "submitted_at": r.submitted_at, "accepted_at": r.responded_at if r.accepted else None,
         "receipt_state": None, "receipt_at": None, "error_code": None if r.accepted else r.error_code,
     } for r in sorted(results, key=lambda r: (r.mt_id, r.part_no))]
-    insert = upsert_insert(session, MT_PARTS)
-    statement = insert.on_conflict_do_update(
-        index_elements=["mt_id", "part_no"],
-        set_={column: insert.excluded[column] for column in (
-            "carrier", "bind_name", "smsc_message_id", "status", "submitted_at", "accepted_at",
-            "receipt_state", "receipt_at", "error_code")})
-    await session.execute(statement, rows)
     segments = {r.mt_id: r.segments for r in results}
-    await _set_segments(session, segments)
+    if dialect_name(session) == "postgresql":
+        # One row per part (a part given twice: the later result wins, as applied in order).
+        await pg.record_parts(session, list({(row["mt_id"], row["part_no"]): row for row in rows}.values()),
+                              segments)
+    else:
+        await _record_parts(session, rows, segments)
     accepted_ids = [(r.carrier, r.smsc_message_id) for r in results if r.smsc_message_id is not None]
     await _consume_early_receipts(session, accepted_ids)
     rejected: dict[int, PartResult] = {}
@@ -412,6 +421,18 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
     changes = await _fail_or_retry(session, rejected, now, retry)
     changes += await _derive(session, [mt_id for mt_id in segments if mt_id not in rejected], now)
     return changes
+
+
+async def _record_parts(session: AsyncSession, rows: list[dict[str, object]], segments: Mapping[int, int]
+                        ) -> None:
+    insert = upsert_insert(session, MT_PARTS)
+    statement = insert.on_conflict_do_update(
+        index_elements=["mt_id", "part_no"],
+        set_={column: insert.excluded[column] for column in (
+            "carrier", "bind_name", "smsc_message_id", "status", "submitted_at", "accepted_at",
+            "receipt_state", "receipt_at", "error_code")})
+    await session.execute(statement, rows)
+    await _set_segments(session, segments)
 
 
 async def _set_segments(session: AsyncSession, segments: Mapping[int, int]) -> None:
@@ -474,14 +495,21 @@ async def record_receipts(session: AsyncSession, receipts: Sequence[ReceiptIn],
     if not receipts:
         return ReceiptOutcome([], 0, 0)
     keys = {(r.carrier, r.smsc_message_id) for r in receipts}
-    result = await session.execute(
-        select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id)
-        .where(_message_ids_in(MT_PARTS, keys)))
+    on_postgresql = dialect_name(session) == "postgresql"
+    if on_postgresql:
+        result: Iterable[Any] = await pg.parts_by_message_id(session, keys)
+    else:
+        result = await session.execute(
+            select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id)
+            .where(_message_ids_in(MT_PARTS, keys)))
     parts = {(row.carrier, row.smsc_message_id): (row.id, row.mt_id) for row in result
              if (row.carrier, row.smsc_message_id) in keys}
     matched = [r for r in receipts if (r.carrier, r.smsc_message_id) in parts]
     early = [r for r in receipts if (r.carrier, r.smsc_message_id) not in parts]
-    if early:
+    if early and on_postgresql:
+        await pg.insert_early_receipts(session, [
+            (r.carrier, r.smsc_message_id, _state_text(r.state), r.error_code, r.received_at) for r in early])
+    elif early:
         await session.execute(EARLY_RECEIPTS.insert(), [
             {"carrier": r.carrier, "smsc_message_id": r.smsc_message_id, "state": _state_text(r.state),
              "error_code": r.error_code, "received_at": r.received_at} for r in early])
@@ -491,13 +519,25 @@ async def record_receipts(session: AsyncSession, receipts: Sequence[ReceiptIn],
 
 
 async def _apply_receipts(session: AsyncSession, by_part: Sequence[tuple[int, ReceiptIn]]) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for part_id, receipt in sorted(by_part, key=lambda item: (item[0], item[1].received_at)):
         outcome = receipt_part_status(receipt.state)
         rows.append({"b_id": part_id, "b_state": _state_text(receipt.state), "b_at": receipt.received_at,
                      "b_error": receipt.error_code, "b_final": outcome})
     final = [row for row in rows if row["b_final"] is not None]
     interim = [row for row in rows if row["b_final"] is None]
+    if dialect_name(session) == "postgresql":
+        # Applied in order, the last receipt of a part wins: keep only that one per part.
+        last_final = {row["b_id"]: row for row in final}
+        last_interim = {row["b_id"]: row for row in interim}
+        if last_final:
+            await pg.apply_final_receipts(session, [
+                (row["b_id"], str(row["b_final"]), row["b_state"], row["b_at"], row["b_error"])
+                for row in last_final.values()])
+        if last_interim:
+            await pg.apply_interim_receipts(session, [(row["b_id"], row["b_state"], row["b_at"])
+                                                      for row in last_interim.values()])
+        return
     table = MT_PARTS
     base = update(table).where(table.c.id == bindparam("b_id"))
     if final:
@@ -516,6 +556,16 @@ async def _consume_early_receipts(session: AsyncSession, keys: Sequence[tuple[st
         return
     table = EARLY_RECEIPTS
     wanted = set(keys)
+    if dialect_name(session) == "postgresql":
+        taken = await pg.take_early_receipts(session, wanted)
+        if taken:
+            part_rows = await pg.parts_by_message_id(session, {(r.carrier, r.smsc_message_id) for r in taken})
+            by_key = {(row.carrier, row.smsc_message_id): row.id for row in part_rows}
+            await _apply_receipts(session, [
+                (by_key[(r.carrier, r.smsc_message_id)],
+                 ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code))
+                for r in taken])
+        return
     result = await session.execute(select(table.c.id, table.c.carrier, table.c.smsc_message_id, table.c.state,
                                           table.c.error_code, table.c.received_at)
                                    .where(_message_ids_in(table, wanted)))
@@ -563,6 +613,8 @@ async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime) -
         return []
     table = MT_MESSAGES
     ids = sorted(set(mt_ids))
+    if dialect_name(session) == "postgresql":
+        return await _derive_postgresql(session, ids, now)
     mts = (await session.execute(select(table.c.id, table.c.status, table.c.segments)
                                  .where(table.c.id.in_(ids),
                                         table.c.status.in_([MTStatus.SENDING, MTStatus.ACCEPTED])))).all()
@@ -576,14 +628,7 @@ async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime) -
         states.setdefault(part.mt_id, []).append(PartStatus(part.status))
         if part.error_code:
             errors[part.mt_id] = part.error_code
-    changes: list[MTStatusChange] = []
-    for row in mts:
-        current = MTStatus(row.status)
-        target = derive_mt_status(row.segments, states.get(row.id, ()))
-        if target is None or target is current:
-            continue
-        detail = f"receipt error 0x{errors[row.id]:X}" if target.is_final and row.id in errors else None
-        changes.append(MTStatusChange(row.id, current, target, now, detail))
+    changes = _derived_changes([(row.id, row.status, row.segments) for row in mts], states, errors, now)
     for target in {change.status for change in changes}:
         group = [change for change in changes if change.status is target]
         values: dict[str, object] = {"status": target, "updated_at": now, "claim_owner": None,
@@ -594,6 +639,38 @@ async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime) -
                                                   table.c.status == bindparam("b_previous")).values(**values),
                               [{"b_id": c.mt_id, "b_previous": c.previous} for c in group])
     await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
+    return changes
+
+
+async def _derive_postgresql(session: AsyncSession, ids: Sequence[int], now: datetime
+                             ) -> list[MTStatusChange]:
+    mts: dict[int, tuple[int, str, int]] = {}
+    states: dict[int, list[PartStatus]] = {}
+    errors: dict[int, int] = {}
+    for row in await pg.mts_with_parts(session, ids):
+        mts[row.id] = (row.id, row.status, row.segments)
+        if row.part_status is not None:
+            states.setdefault(row.id, []).append(PartStatus(row.part_status))
+        if row.error_code:
+            errors[row.id] = row.error_code
+    changes = _derived_changes(sorted(mts.values()), states, errors, now)
+    if changes:
+        await pg.change_status(session, [(c.mt_id, c.previous.value, c.status.value, c.status.is_final, c.at,
+                                          c.detail) for c in changes], now)
+    return changes
+
+
+def _derived_changes(mts: Iterable[tuple[int, str, int]], states: Mapping[int, list[PartStatus]],
+                     errors: Mapping[int, int], now: datetime) -> list[MTStatusChange]:
+    """The change each (id, status, segments) MT's part states call for."""
+    changes: list[MTStatusChange] = []
+    for mt_id, status, segments in mts:
+        current = MTStatus(status)
+        target = derive_mt_status(segments, states.get(mt_id, ()))
+        if target is None or target is current:
+            continue
+        detail = f"receipt error 0x{errors[mt_id]:X}" if target.is_final and mt_id in errors else None
+        changes.append(MTStatusChange(mt_id, current, target, now, detail))
     return changes
 
 

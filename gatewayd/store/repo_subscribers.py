@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import table_of, upsert_insert
+from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
+from gatewayd.store._pg_ingest import insert_subscribers
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.errors import NotFound
 from gatewayd.store.subscribers import Subscriber
@@ -79,12 +80,24 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
         return {}
     found: dict[str, SubscriberRef] = {}
     missing = sorted(wanted)
+    on_postgresql = dialect_name(session) == "postgresql"
     for _ in range(_CLIENT_ID_ATTEMPTS):
-        rows = [{"client_id": new_client_id(), "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
+        if on_postgresql:
+            # One statement inserts and reads back; what it could not see is read again below.
+            rows = await insert_subscribers(session, [
+                (msisdn, new_client_id(), wanted[msisdn].carrier, wanted[msisdn].country)
+                for msisdn in missing], now)
+            found.update((row.msisdn, SubscriberRef(row.id, row.client_id, row.msisdn, row.carrier,
+                                                    row.country, row.opted_out, row.banned)) for row in rows)
+            unseen = [msisdn for msisdn in missing if msisdn not in found]
+            if unseen:
+                found.update(await _refs_by_msisdn(session, unseen))
+        else:
+            await session.execute(upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(), [
+                {"client_id": new_client_id(), "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
                  "country": wanted[msisdn].country, "first_seen": now, "last_seen": now}
-                for msisdn in missing]
-        await session.execute(upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(), rows)
-        found.update(await _refs_by_msisdn(session, missing))
+                for msisdn in missing])
+            found.update(await _refs_by_msisdn(session, missing))
         # Anything still missing lost a client_id collision: try again with fresh IDs.
         missing = [msisdn for msisdn in missing if msisdn not in found]
         if not missing:

@@ -203,3 +203,30 @@ async def test_message_variables_use_the_local_time_zone(sessions: async_session
         "fecha": "01/01/2025",
         "pais": "ES",
     }
+
+
+async def test_concurrent_overlapping_batches_count_every_mo_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Four batches share subscribers (in different orders) and one redelivered MO: no deadlock, one
+    # subscriber and one conversation per MSISDN, every distinct MO counted once.
+    numbers = [f"3460000{n:04d}" for n in range(40)]
+    batches = [[mo(number, f"{lane}-{index}") for index, number in enumerate(numbers[::step])]
+               for lane, step in enumerate((1, -1, 2, -2))]
+    for batch in batches:
+        batch.append(mo(numbers[0], "redelivered"))
+
+    async def ingest(batch: list[NewMO]) -> None:
+        async with sessions.begin() as session:
+            await ingest_mos(session, batch, T0)
+
+    await asyncio.gather(*(ingest(batch) for batch in batches))
+    async with sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(MOMessage))
+        rows = await session.execute(select(Subscriber.msisdn, Subscriber.mo_count))
+        counts = {row.msisdn: row.mo_count for row in rows}
+        conversations = await session.scalar(select(func.count()).select_from(Conversation))
+    distinct = sum(len(batch) - 1 for batch in batches) + 1
+    assert stored == distinct == sum(counts.values())
+    assert len(counts) == conversations == len(numbers)
+    assert counts[numbers[0]] == 3 + 1  # in three of the batches, plus the one redelivered MO

@@ -351,3 +351,27 @@ async def test_reply_answers_the_conversation_and_stats_count_it(
         history = await client_history(session, mo.subscriber.id)
     assert activity == [HourlyCount(T0.date(), 12, 1, 0), HourlyCount(T0.date(), 13, 0, 1)]
     assert [(entry.direction, entry.status) for entry in history] == [("mt", "queued"), ("mo", None)]
+
+
+async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first, second = await queue_and_claim(sessions, 2)
+    async with sessions.begin() as session:
+        await record_part_results(session, [accepted(first, 1, 1, "a1"), accepted(second, 1, 1, "b1")], T0,
+                                  RETRY)
+    later = T0 + timedelta(seconds=5)
+    async with sessions.begin() as session:
+        outcome = await record_receipts(session, [
+            ReceiptIn("movistar", "a1", "DELIVRD", later),
+            ReceiptIn("movistar", "a1", "UNDELIV", T0, error_code=0x0B),
+            ReceiptIn("movistar", "b1", "ENROUTE", T0),
+            ReceiptIn("movistar", "b1", "ACCEPTD", later),
+        ], T0)
+    assert outcome.matched == 4 and outcome.early == 0
+    assert [(c.mt_id, c.status) for c in outcome.changes] == [(first, MTStatus.DELIVERED)]
+    async with sessions() as session:
+        parts = {part.mt_id: part for part in (await session.execute(select(MTPart))).scalars()}
+    assert parts[first].status is PartStatus.DELIVERED and parts[first].receipt_at == later
+    assert parts[second].status is PartStatus.ACCEPTED and parts[second].receipt_state == "ACCEPTD"
+    assert (await status_of(sessions, second)).status is MTStatus.ACCEPTED

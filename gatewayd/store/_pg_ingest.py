@@ -1,0 +1,165 @@
+"""The MO ingest path on PostgreSQL: subscribers, conversations and MOs, one array statement each.
+
+Each statement inserts what is missing and reads back what exists in one round trip. A statement sees
+the database as of its start, so a row a concurrent transaction committed meanwhile can be neither
+inserted (conflict) nor read: the callers look those few up again with a fresh statement.
+Rows that other batches may update at the same time are locked in id order (``ORDER BY id FOR
+UPDATE``) before they are updated, so concurrent batches queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store._pg import aware, pg_rows
+
+_INSERT_SUBSCRIBERS = """
+WITH input AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[])
+        AS i(msisdn, client_id, carrier, country)
+), inserted AS (
+    INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
+                             mo_count, mt_count)
+    SELECT i.client_id, i.msisdn, i.carrier, i.country, $5::timestamptz, $5::timestamptz, false, false, 0, 0
+    FROM input AS i
+    WHERE NOT EXISTS (SELECT 1 FROM subscribers AS s WHERE s.msisdn = i.msisdn)
+    ORDER BY i.msisdn
+    ON CONFLICT DO NOTHING
+    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned
+)
+SELECT id, client_id, msisdn, carrier, country, opted_out, banned FROM inserted
+UNION ALL
+SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned
+FROM subscribers AS s JOIN input AS i ON s.msisdn = i.msisdn
+"""
+
+_OPEN_CONVERSATIONS = """
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[]) AS i(subscriber_id, short_code, service)
+), inserted AS (
+    INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at)
+    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $4::timestamptz
+    FROM input AS i
+    WHERE NOT EXISTS (SELECT 1 FROM conversations AS c
+                      WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+                        AND c.status != 'closed')
+    ORDER BY i.subscriber_id, i.short_code
+    ON CONFLICT DO NOTHING
+    RETURNING subscriber_id, short_code, id
+)
+SELECT subscriber_id, short_code, id FROM inserted
+UNION ALL
+SELECT c.subscriber_id, c.short_code, c.id
+FROM conversations AS c JOIN input AS i ON c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+WHERE c.status != 'closed'
+"""
+
+_ACTIVE_CONVERSATIONS = """
+SELECT c.subscriber_id, c.short_code, c.id
+FROM conversations AS c
+JOIN unnest($1::bigint[], $2::varchar[]) AS i(subscriber_id, short_code)
+    ON c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+WHERE c.status != 'closed'
+"""
+
+# The MOs, then for the new ones only: their subscribers' counters and their conversations' waiting
+# marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest).
+_INSERT_MOS = """
+WITH input AS (
+    SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
+                         $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
+                         $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[])
+        AS i(dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
+             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword)
+), inserted AS (
+    INSERT INTO mo_messages (dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code,
+                             country, text, data_coding, parts, incomplete, smsc_message_id, received_at,
+                             service, keyword)
+    SELECT dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
+           data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword
+    FROM input
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
+), per_subscriber AS (
+    SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
+), locked_subscribers AS (
+    SELECT s.id FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
+    WHERE s.id = ANY($16::bigint[])
+    ORDER BY s.id FOR UPDATE OF s
+), touched_subscribers AS (
+    UPDATE subscribers AS s
+    SET mo_count = s.mo_count + p.mos, last_seen = GREATEST(s.last_seen, p.latest)
+    FROM per_subscriber AS p JOIN locked_subscribers AS l ON l.id = p.subscriber_id
+    WHERE s.id = p.subscriber_id AND s.id = ANY($16::bigint[])
+), per_conversation AS (
+    SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
+    WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+), locked_conversations AS (
+    SELECT c.id FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
+    WHERE c.id = ANY($17::bigint[])
+    ORDER BY c.id FOR UPDATE OF c
+), noted_conversations AS (
+    UPDATE conversations AS c
+    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, p.first_at),
+        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < p.last_at THEN p.last_at
+                          ELSE c.last_mo_at END
+    FROM per_conversation AS p JOIN locked_conversations AS l ON l.id = p.conversation_id
+    WHERE c.id = p.conversation_id AND c.id = ANY($17::bigint[])
+)
+SELECT id, dedup_key FROM inserted
+"""
+
+MO_COLUMNS = ("dedup_key", "subscriber_id", "conversation_id", "carrier", "bind_name", "short_code",
+              "country", "text", "data_coding", "parts", "incomplete", "smsc_message_id", "received_at",
+              "service", "keyword")
+
+
+async def insert_subscribers(session: AsyncSession, rows: Sequence[tuple[str, str, str | None, str | None]],
+                             now: datetime) -> Sequence[Row[Any]]:
+    """Inserts the (msisdn, client_id, carrier, country) not known yet; returns the subscriber rows (id,
+    client_id, msisdn, carrier, country, opted_out, banned) of every MSISDN it could see."""
+    ordered = sorted(rows)
+    columns = [[row[index] for row in ordered] for index in range(4)]
+    return await pg_rows(session, _INSERT_SUBSCRIBERS, *columns, aware(now))
+
+
+async def open_conversations(session: AsyncSession, keys: Sequence[tuple[int, str, str | None]],
+                             now: datetime) -> dict[tuple[int, str], int]:
+    """Opens a conversation for each (subscriber_id, short_code, service) with no active one; returns
+    the active conversation id of every pair, looking up again those a concurrent batch opened."""
+    ordered = sorted(keys, key=lambda key: (key[0], key[1]))
+    columns = [[key[index] for key in ordered] for index in range(3)]
+    rows = await pg_rows(session, _OPEN_CONVERSATIONS, *columns, aware(now))
+    found = {(row.subscriber_id, row.short_code): row.id for row in rows}
+    missing = [key for key in ordered if (key[0], key[1]) not in found]
+    if missing:
+        rows = await pg_rows(session, _ACTIVE_CONVERSATIONS, [key[0] for key in missing],
+                             [key[1] for key in missing])
+        found.update({(row.subscriber_id, row.short_code): row.id for row in rows})
+    return found
+
+
+async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]]) -> dict[str, int]:
+    """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`) whose dedup key is new,
+    counts them on their subscribers and marks their conversations waiting; returns {dedup_key: id}
+    of those inserted."""
+    columns = [[row[name] for row in rows] for name in MO_COLUMNS]
+    for received_at in columns[MO_COLUMNS.index("received_at")]:
+        assert isinstance(received_at, datetime)
+        aware(received_at)
+    # The ids as plain arrays too: an index condition for the planner, whatever plan it caches.
+    subscriber_ids = sorted({_id(row["subscriber_id"]) for row in rows})
+    conversation_ids = sorted({_id(row["conversation_id"]) for row in rows
+                               if row["conversation_id"] is not None})
+    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids)
+    return {row.dedup_key: row.id for row in inserted}
+
+
+def _id(value: object) -> int:
+    assert isinstance(value, int)
+    return value

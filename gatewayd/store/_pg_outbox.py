@@ -1,0 +1,207 @@
+"""The MT outbox's hot path on PostgreSQL: claims, part results, receipts and status changes as array
+statements (one round trip each, whatever the batch size).
+
+Rows other transactions may update at the same time (an MT's status, a part's receipt) are locked in
+id order (``ORDER BY id FOR UPDATE``) before they are updated, so concurrent batches queue instead of
+deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store._pg import aware, pg_execute, pg_rows
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM mt_messages
+    WHERE status = 'queued' AND next_attempt_at <= $1::timestamptz {carrier_filter}
+    ORDER BY priority DESC, next_attempt_at, id
+    LIMIT $2::bigint
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE mt_messages AS m
+    SET status = 'sending', claim_owner = $3::varchar, claim_expires_at = $4::timestamptz,
+        attempts = m.attempts + 1, updated_at = $1::timestamptz
+    FROM due WHERE m.id = due.id AND m.status = 'queued'
+    RETURNING m.id, m.kind, m.carrier, m.bind_name, m.source, m.destination, m.text, m.data_coding,
+              m.priority, m.attempts, m.request_receipt, m.segments
+), history AS (
+    INSERT INTO mt_status_history (mt_id, status, at, detail)
+    SELECT id, 'sending', $1::timestamptz, 'attempt ' || attempts || ' by ' || $3::varchar
+    FROM claimed ORDER BY priority DESC, id
+)
+SELECT id, kind, carrier, bind_name, source, destination, text, data_coding, priority, attempts,
+       request_receipt, segments
+FROM claimed
+"""
+_CLAIM_ANY_CARRIER = _CLAIM.format(carrier_filter="")
+_CLAIM_CARRIERS = _CLAIM.format(carrier_filter="AND carrier = ANY($5::varchar[])")
+
+# Each segment's submit result, and the MT's segment count; a part recorded again (a retry) is replaced.
+_RECORD_PARTS = """
+WITH upserted AS (
+    INSERT INTO mt_parts (mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at,
+                          accepted_at, receipt_state, receipt_at, error_code)
+    SELECT mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
+           NULL::varchar, NULL::timestamptz, error_code
+    FROM unnest($1::bigint[], $2::smallint[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
+                $7::timestamptz[], $8::timestamptz[], $9::integer[])
+        AS i(mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
+             error_code)
+    ORDER BY mt_id, part_no
+    ON CONFLICT (mt_id, part_no) DO UPDATE SET
+        carrier = excluded.carrier, bind_name = excluded.bind_name,
+        smsc_message_id = excluded.smsc_message_id,
+        status = excluded.status, submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
+        receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at,
+        error_code = excluded.error_code
+), counts AS (
+    SELECT * FROM unnest($10::bigint[], $11::smallint[]) AS c(id, segments)
+), locked AS (
+    SELECT m.id FROM mt_messages AS m JOIN counts AS c ON m.id = c.id AND m.segments != c.segments
+    WHERE m.id = ANY($10::bigint[])
+    ORDER BY m.id FOR UPDATE OF m
+)
+UPDATE mt_messages AS m SET segments = c.segments
+FROM counts AS c JOIN locked AS l ON l.id = c.id
+WHERE m.id = c.id AND m.segments != c.segments AND m.id = ANY($10::bigint[])
+"""
+
+_TAKE_EARLY_RECEIPTS = """
+DELETE FROM early_receipts AS e
+USING unnest($1::varchar[], $2::varchar[]) AS k(carrier, smsc_message_id)
+WHERE e.carrier = k.carrier AND e.smsc_message_id = k.smsc_message_id
+RETURNING e.id, e.carrier, e.smsc_message_id, e.state, e.error_code, e.received_at
+"""
+
+_PARTS_BY_MESSAGE_ID = """
+SELECT p.id, p.mt_id, p.carrier, p.smsc_message_id
+FROM mt_parts AS p
+JOIN unnest($1::varchar[], $2::varchar[]) AS k(carrier, smsc_message_id)
+    ON p.carrier = k.carrier AND p.smsc_message_id = k.smsc_message_id
+WHERE p.smsc_message_id = ANY($2::varchar[])
+"""
+
+_INSERT_EARLY_RECEIPTS = """
+INSERT INTO early_receipts (carrier, smsc_message_id, state, error_code, received_at)
+SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::timestamptz[])
+"""
+
+_FINAL_RECEIPTS = """
+WITH receipts AS (
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::timestamptz[], $5::integer[])
+        AS r(id, status, state, at, error_code)
+), locked AS (
+    SELECT id FROM mt_parts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+)
+UPDATE mt_parts AS p
+SET status = r.status, receipt_state = r.state, receipt_at = r.at, error_code = r.error_code
+FROM receipts AS r JOIN locked AS l ON l.id = r.id
+WHERE p.id = r.id AND p.id = ANY($1::bigint[])
+"""
+
+# An intermediate state (ENROUTE, ACCEPTD) never overrides a final one already recorded.
+_INTERIM_RECEIPTS = """
+WITH receipts AS (
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::timestamptz[]) AS r(id, state, at)
+), locked AS (
+    SELECT id FROM mt_parts WHERE id = ANY($1::bigint[]) AND status = 'accepted' ORDER BY id FOR UPDATE
+)
+UPDATE mt_parts AS p SET receipt_state = r.state, receipt_at = r.at
+FROM receipts AS r JOIN locked AS l ON l.id = r.id
+WHERE p.id = r.id AND p.id = ANY($1::bigint[]) AND p.status = 'accepted'
+"""
+
+_MTS_WITH_PARTS = """
+SELECT m.id, m.status, m.segments, p.status AS part_status, p.error_code
+FROM mt_messages AS m LEFT JOIN mt_parts AS p ON p.mt_id = m.id
+WHERE m.id = ANY($1::bigint[]) AND m.status IN ('sending', 'accepted')
+"""
+
+# Status changes and their history lines; the update re-checks the status it moves from.
+_CHANGE_STATUS = """
+WITH changes AS (
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::boolean[], $5::timestamptz[],
+                         $6::varchar[])
+        AS c(id, previous, status, final, at, detail)
+), locked AS (
+    SELECT id FROM mt_messages WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+), updated AS (
+    UPDATE mt_messages AS m
+    SET status = c.status, updated_at = $7::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
+        final_at = CASE WHEN c.final THEN $7::timestamptz ELSE m.final_at END
+    FROM changes AS c JOIN locked AS l ON l.id = c.id
+    WHERE m.id = c.id AND m.id = ANY($1::bigint[]) AND m.status = c.previous
+)
+INSERT INTO mt_status_history (mt_id, status, at, detail)
+SELECT id, status, at, detail FROM changes
+"""
+
+
+async def claim(session: AsyncSession, owner: str, now: datetime, expires_at: datetime, limit: int,
+                carriers: Collection[str] | None) -> Sequence[Row[Any]]:
+    """Leases due MTs and writes their ``sending`` history; returns the claimed rows."""
+    if carriers is None:
+        return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
+    return await pg_rows(session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at),
+                         sorted(carriers))
+
+
+async def record_parts(session: AsyncSession, rows: Sequence[dict[str, Any]],
+                       segments: dict[int, int]) -> None:
+    """Upserts part rows (unique (mt_id, part_no)) and sets each MT's segment count."""
+    names = ("mt_id", "part_no", "carrier", "bind_name", "smsc_message_id", "status", "submitted_at",
+             "accepted_at", "error_code")
+    columns: list[list[Any]] = [[row[name] for row in rows] for name in names]
+    columns[5] = [str(status) for status in columns[5]]
+    ordered = sorted(segments.items())
+    await pg_execute(session, _RECORD_PARTS, *columns, [mt_id for mt_id, _ in ordered],
+                     [count for _, count in ordered])
+
+
+async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Row[Any]]:
+    """Removes and returns the early receipts of these (carrier, smsc_message_id) pairs."""
+    return await pg_rows(session, _TAKE_EARLY_RECEIPTS, [key[0] for key in keys], [key[1] for key in keys])
+
+
+async def parts_by_message_id(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Row[Any]]:
+    """The parts (id, mt_id, carrier, smsc_message_id) with these (carrier, smsc_message_id) pairs."""
+    return await pg_rows(session, _PARTS_BY_MESSAGE_ID, [key[0] for key in keys], [key[1] for key in keys])
+
+
+async def insert_early_receipts(session: AsyncSession,
+                                rows: Sequence[tuple[str, str, str, int | None, datetime]]) -> None:
+    await pg_execute(session, _INSERT_EARLY_RECEIPTS, *([row[i] for row in rows] for i in range(4)),
+                     [aware(row[4]) for row in rows])
+
+
+async def apply_final_receipts(session: AsyncSession,
+                               rows: Sequence[tuple[int, str, str, datetime, int | None]]) -> None:
+    """(part id, part status, receipt state, received at, error code), one per part."""
+    await pg_execute(session, _FINAL_RECEIPTS, *([row[i] for row in rows] for i in range(5)))
+
+
+async def apply_interim_receipts(session: AsyncSession, rows: Sequence[tuple[int, str, datetime]]) -> None:
+    """(part id, receipt state, received at), one per part."""
+    await pg_execute(session, _INTERIM_RECEIPTS, *([row[i] for row in rows] for i in range(3)))
+
+
+async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """For each MT in ``sending``/``accepted``: (id, status, segments, part_status, error_code), one row
+    per part (part columns NULL for an MT with no part yet)."""
+    return await pg_rows(session, _MTS_WITH_PARTS, list(mt_ids))
+
+
+async def change_status(session: AsyncSession,
+                        changes: Sequence[tuple[int, str, str, bool, datetime, str | None]],
+                        now: datetime) -> None:
+    """(mt id, previous, status, is final, at, detail): moves each MT still in ``previous`` and writes a
+    history line for every change."""
+    await pg_execute(session, _CHANGE_STATUS, *([change[i] for change in changes] for i in range(6)),
+                     aware(now))
