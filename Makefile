@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP) services browser
 	$(BIN)/ruff check smpp routing gatewayd panel plugins simulator tests bench
 	$(BIN)/mypy
+	mkdir -p var artifacts
 	$(BIN)/pytest --cov --cov-report=term --cov-report=json:var/coverage.json tests
 	$(BIN)/python tools/check_coverage.py var/coverage.json smpp=95
 
