@@ -61,16 +61,15 @@ WITH upserted AS (
         status = excluded.status, submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
         receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at,
         error_code = excluded.error_code
-), counts AS (
-    SELECT * FROM unnest($10::bigint[], $11::smallint[]) AS c(id, segments)
 ), locked AS (
-    SELECT m.id FROM mt_messages AS m JOIN counts AS c ON m.id = c.id AND m.segments != c.segments
-    WHERE m.id = ANY($10::bigint[])
+    SELECT m.id, c.segments
+    FROM unnest($10::bigint[], $11::smallint[]) AS c(id, segments)
+    JOIN mt_messages AS m ON m.id = c.id AND m.segments != c.segments
     ORDER BY m.id FOR UPDATE OF m
 )
-UPDATE mt_messages AS m SET segments = c.segments
-FROM counts AS c JOIN locked AS l ON l.id = c.id
-WHERE m.id = c.id AND m.segments != c.segments AND m.id = ANY($10::bigint[])
+UPDATE mt_messages AS m SET segments = l.segments
+FROM locked AS l
+WHERE m.id = l.id
 """
 
 _TAKE_EARLY_RECEIPTS = """
@@ -94,28 +93,30 @@ SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[],
 """
 
 _FINAL_RECEIPTS = """
-WITH receipts AS (
-    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::timestamptz[], $5::integer[])
+WITH locked AS (
+    SELECT p.id, r.status, r.state, r.at, r.error_code
+    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::timestamptz[], $5::integer[])
         AS r(id, status, state, at, error_code)
-), locked AS (
-    SELECT id FROM mt_parts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+    JOIN mt_parts AS p ON p.id = r.id
+    ORDER BY p.id FOR UPDATE OF p
 )
 UPDATE mt_parts AS p
-SET status = r.status, receipt_state = r.state, receipt_at = r.at, error_code = r.error_code
-FROM receipts AS r JOIN locked AS l ON l.id = r.id
-WHERE p.id = r.id AND p.id = ANY($1::bigint[])
+SET status = l.status, receipt_state = l.state, receipt_at = l.at, error_code = l.error_code
+FROM locked AS l
+WHERE p.id = l.id
 """
 
 # An intermediate state (ENROUTE, ACCEPTD) never overrides a final one already recorded.
 _INTERIM_RECEIPTS = """
-WITH receipts AS (
-    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::timestamptz[]) AS r(id, state, at)
-), locked AS (
-    SELECT id FROM mt_parts WHERE id = ANY($1::bigint[]) AND status = 'accepted' ORDER BY id FOR UPDATE
+WITH locked AS (
+    SELECT p.id, r.state, r.at
+    FROM unnest($1::bigint[], $2::varchar[], $3::timestamptz[]) AS r(id, state, at)
+    JOIN mt_parts AS p ON p.id = r.id AND p.status = 'accepted'
+    ORDER BY p.id FOR UPDATE OF p
 )
-UPDATE mt_parts AS p SET receipt_state = r.state, receipt_at = r.at
-FROM receipts AS r JOIN locked AS l ON l.id = r.id
-WHERE p.id = r.id AND p.id = ANY($1::bigint[]) AND p.status = 'accepted'
+UPDATE mt_parts AS p SET receipt_state = l.state, receipt_at = l.at
+FROM locked AS l
+WHERE p.id = l.id
 """
 
 _MTS_WITH_PARTS = """
@@ -124,20 +125,26 @@ FROM mt_messages AS m LEFT JOIN mt_parts AS p ON p.mt_id = m.id
 WHERE m.id = ANY($1::bigint[]) AND m.status IN ('sending', 'accepted')
 """
 
-# Status changes and their history lines; the update re-checks the status it moves from.
+# Status changes and their history lines; the lock re-checks the status each MT moves from (on a row
+# changed meanwhile, PostgreSQL re-evaluates the join against the newest version). The update then joins
+# the locked rows by primary key only: a CTE joined to a CTE on (id, status) is estimated at a handful
+# of rows and planned as a nested loop over both, quadratic in the batch size.
 _CHANGE_STATUS = """
 WITH changes AS (
     SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::boolean[], $5::timestamptz[],
                          $6::varchar[])
         AS c(id, previous, status, final, at, detail)
 ), locked AS (
-    SELECT id FROM mt_messages WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+    SELECT m.id, c.status, c.final
+    FROM mt_messages AS m JOIN changes AS c ON c.id = m.id AND m.status = c.previous
+    WHERE m.id = ANY($1::bigint[])
+    ORDER BY m.id FOR UPDATE OF m
 ), updated AS (
     UPDATE mt_messages AS m
-    SET status = c.status, updated_at = $7::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
-        final_at = CASE WHEN c.final THEN $7::timestamptz ELSE m.final_at END
-    FROM changes AS c JOIN locked AS l ON l.id = c.id
-    WHERE m.id = c.id AND m.id = ANY($1::bigint[]) AND m.status = c.previous
+    SET status = l.status, updated_at = $7::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
+        final_at = CASE WHEN l.final THEN $7::timestamptz ELSE m.final_at END
+    FROM locked AS l
+    WHERE m.id = l.id
 )
 INSERT INTO mt_status_history (mt_id, status, at, detail)
 SELECT id, status, at, detail FROM changes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gatewayd.store.base import Base, utcnow
@@ -47,9 +47,23 @@ class MTMessage(Base):
     holds it until ``claim_expires_at``; ``segments`` is set when it is split for sending."""
 
     __tablename__ = "mt_messages"
+    # Every status change rewrites the row and adds an entry to each index whose predicate the new row
+    # meets, so on PostgreSQL the indexes leave out the rows they are never used for: the outbox index
+    # only queued/sending MTs (what claims, reconciliation and the depth gauge read), the foreign-key
+    # indexes only rows with a key (they serve lookups by key and ON DELETE SET NULL). SQLite keeps the
+    # outbox index whole: its planner cannot match a bound ``status = ?`` against an IN-list predicate.
     __table_args__ = (
-        Index("ix_mt_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_mt_messages_outbox_status_next_attempt_at", "status", "next_attempt_at",
+              postgresql_where=text("status IN ('queued', 'sending')")),
         Index("ix_mt_messages_subscriber_id_created_at", "subscriber_id", "created_at"),
+        Index("ix_mt_messages_conversation_id", "conversation_id",
+              postgresql_where=text("conversation_id IS NOT NULL"),
+              sqlite_where=text("conversation_id IS NOT NULL")),
+        Index("ix_mt_messages_operator_id", "operator_id",
+              postgresql_where=text("operator_id IS NOT NULL"), sqlite_where=text("operator_id IS NOT NULL")),
+        Index("ix_mt_messages_in_reply_to_mo_id", "in_reply_to_mo_id",
+              postgresql_where=text("in_reply_to_mo_id IS NOT NULL"),
+              sqlite_where=text("in_reply_to_mo_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
@@ -70,11 +84,11 @@ class MTMessage(Base):
     subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"),
                                                       default=None)
     conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), index=True, default=None)
+        ForeignKey("conversations.id", ondelete="SET NULL"), default=None)
     operator_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None)
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None)
     in_reply_to_mo_id: Mapped[int | None] = mapped_column(ForeignKey("mo_messages.id", ondelete="SET NULL"),
-                                                          index=True, default=None)
+                                                          default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     final_at: Mapped[datetime | None] = mapped_column(default=None)

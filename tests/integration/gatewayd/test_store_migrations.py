@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from gatewayd.store.engine import create_engine
 from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
-from gatewayd.store.migrate import check_at_head, current_revision, head_revision, upgrade
+from gatewayd.store.migrate import alembic_config, check_at_head, current_revision, head_revision, upgrade
 from gatewayd.store.models import metadata
 
 pytestmark = pytest.mark.integration
@@ -53,6 +55,25 @@ async def test_migrated_schema_matches_the_models(database_url: str) -> None:
     assert diff == []
 
 
+async def test_downgrade_to_the_initial_schema_and_back(database_url: str) -> None:
+    await upgrade(database_url)
+
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert await current_revision(database_url) == "0001"
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision()
+
+
 async def test_unknown_revision_means_a_newer_release(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)
@@ -63,3 +84,22 @@ async def test_unknown_revision_means_a_newer_release(database_url: str) -> None
         await engine.dispose()
     with pytest.raises(DatabaseAhead, match="newer release"):
         await check_at_head(database_url)
+
+
+async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str) -> None:
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'mt_messages'")
+            definitions: dict[str, str] = {row.indexname: row.indexdef for row in rows}
+            options = await connection.scalar(
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'mt_parts'"))
+    finally:
+        await engine.dispose()
+    assert "WHERE ((status)::text = ANY" in definitions["ix_mt_messages_outbox_status_next_attempt_at"]
+    for column in ("conversation_id", "operator_id", "in_reply_to_mo_id"):
+        assert f"WHERE ({column} IS NOT NULL)" in definitions[f"ix_mt_messages_{column}"]
+    assert "ix_mt_messages_status_next_attempt_at" not in definitions
+    assert options == ["fillfactor=50"]
