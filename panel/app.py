@@ -23,11 +23,11 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.i18n import Catalog
 from panel.middleware import CSRFMiddleware, SecurityHeadersMiddleware, SessionMiddleware
-from panel.runtime import STATE_KEY, EventBus, PanelRuntime
+from panel.runtime import STATE_KEY, EventBus, PanelRuntime, StopSignal
 from panel.settings import PanelSettings
 from panel.templating import CORE_STATIC, build_templates
 from panel.web import error_response
-from plugins.contract import EventHandler, MenuItem, Plugin
+from plugins.contract import EventHandler, MenuItem, Plugin, ShutdownHook
 from plugins.errors import PluginError
 from plugins.loader import load_plugins
 
@@ -112,6 +112,13 @@ async def _event_handler_loop(
             )
 
 
+async def _run_shutdown_hook(plugin: str, hook: ShutdownHook, state: PanelRuntime) -> None:
+    try:
+        await hook(state)
+    except Exception:  # one plugin failing to stop must not keep the others, the bus or the engine open
+        logger.exception("plugin %s: on_shutdown failed", plugin)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     return error_response(request, status)
@@ -124,6 +131,7 @@ def create_app(
     bus: EventBus | None = None,
     bus_factory: BusFactory | None = None,
     plugins: Sequence[Plugin | str] | None = None,
+    stop_signal: StopSignal | None = None,
 ) -> Starlette:
     """The panel app.
 
@@ -131,6 +139,13 @@ def create_app(
     out: the lifespan creates an engine from `settings.database_url` and, given `bus_factory`, opens the
     bus at `settings.bus_url`, and closes both at shutdown. `plugins` overrides the entry-point group
     (objects or "module:attribute" references). Misconfigured plugins raise `PluginError` here.
+
+    `stop_signal` lets the server end the event streams as soon as it begins to stop (see
+    `panel.serve.PanelServer`); the lifespan raises it anyway when it ends.
+
+    Lifespan order: engine, bus, each plugin's `on_startup` (by name); at shutdown the stop signal,
+    the event handlers, each plugin's `on_shutdown` in reverse order, then the bus and the engine.
+    A plugin's `on_shutdown` runs only if its `on_startup` (when it has one) succeeded.
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
     registry = PermissionRegistry.build(loaded)
@@ -161,6 +176,7 @@ def create_app(
                 catalog=catalog,
                 templates=templates,
                 menu=menu,
+                stopping=stop_signal or StopSignal(),
             )
             for plugin in loaded:
                 if plugin.on_startup is not None:
@@ -168,6 +184,8 @@ def create_app(
                         await plugin.on_startup(state)
                     except Exception as exc:
                         raise PluginError(plugin.name, f"on_startup failed: {exc}") from exc
+                if plugin.on_shutdown is not None:  # the exit stack runs these in reverse order
+                    stack.push_async_callback(_run_shutdown_hook, plugin.name, plugin.on_shutdown, state)
             handlers = [
                 (plugin.name, pattern, handler)
                 for plugin in loaded
@@ -192,6 +210,7 @@ def create_app(
                 try:
                     yield {STATE_KEY: state}
                 finally:
+                    state.stopping.begin()
                     for task in running:
                         task.cancel()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,7 +24,43 @@ if TYPE_CHECKING:
 
 STATE_KEY = "panel"
 
-__all__ = ["STATE_KEY", "EventBus", "PanelRuntime", "PanelStateMissing", "runtime", "runtime_from_scope"]
+__all__ = [
+    "STATE_KEY",
+    "EventBus",
+    "PanelRuntime",
+    "PanelStateMissing",
+    "StopSignal",
+    "runtime",
+    "runtime_from_scope",
+]
+
+
+class StopSignal:
+    """Raised once when the panel's server begins to stop. Long-lived responses (event streams)
+    register how to end themselves, so they close at once instead of holding the server's graceful
+    shutdown until its timeout."""
+
+    def __init__(self) -> None:
+        self._enders: set[Callable[[], None]] = set()
+        self.stopping = False
+
+    def begin(self) -> None:
+        """Ends every registered response; later registrations end immediately."""
+        self.stopping = True
+        for end in list(self._enders):
+            end()
+        self._enders.clear()
+
+    @contextmanager
+    def ending(self, end: Callable[[], None]) -> Iterator[None]:
+        """Calls ``end`` when the panel stops while the block runs (at once if it already stops)."""
+        if self.stopping:
+            end()
+        self._enders.add(end)
+        try:
+            yield
+        finally:
+            self._enders.discard(end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +75,7 @@ class PanelRuntime:
     catalog: Catalog
     templates: Jinja2Templates
     menu: tuple[MenuItem, ...]
+    stopping: StopSignal = field(default_factory=StopSignal)
 
 
 class PanelStateMissing(RuntimeError):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Sequence
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.config import Config
 from panel.app import BusFactory, create_app
+from panel.runtime import EventBus, StopSignal
 from panel.settings import PanelSettings
+from plugins.contract import Plugin
+
+# Seconds uvicorn waits for open responses before cancelling them at shutdown. Event streams end
+# on the stop signal at once; this bounds any other slow response.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def _is_loopback(host: str) -> bool:
@@ -40,12 +49,46 @@ def memory_bus_factory(url: str) -> MemoryBus:
     return MemoryBus()
 
 
-async def serve_panel(settings: PanelSettings, bus_factory: BusFactory = memory_bus_factory) -> None:
-    """Serve until cancelled or interrupted; the lifespan opens and closes the engine and the bus."""
-    app = create_app(settings, bus_factory=bus_factory)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, lifespan="on", access_log=False, log_config=None
-        )
+class PanelServer(uvicorn.Server):
+    """uvicorn that raises the panel's stop signal as its shutdown begins, so the open event streams
+    end at once instead of holding the graceful shutdown until its timeout."""
+
+    def __init__(self, config: uvicorn.Config, stop_signal: StopSignal) -> None:
+        super().__init__(config)
+        self.stop_signal = stop_signal
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stop_signal.begin()
+        await super().shutdown(sockets)
+
+
+def panel_server(
+    settings: PanelSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    bus: EventBus | None = None,
+    bus_factory: BusFactory | None = None,
+    plugins: Sequence[Plugin | str] | None = None,
+) -> PanelServer:
+    """The panel app (see `create_app` for the options) under a `PanelServer` listening where
+    ``settings`` says: standalone with a ``bus_factory``, or in the daemon's process with its
+    ``engine`` and ``bus``."""
+    stop_signal = StopSignal()
+    app = create_app(
+        settings, engine=engine, bus=bus, bus_factory=bus_factory, plugins=plugins, stop_signal=stop_signal
     )
-    await server.serve()
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return PanelServer(config, stop_signal)
+
+
+async def serve_panel(settings: PanelSettings, bus_factory: BusFactory = memory_bus_factory) -> None:
+    """Serve until interrupted; the lifespan opens and closes the engine and the bus."""
+    await panel_server(settings, bus_factory=bus_factory).serve()

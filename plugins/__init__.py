@@ -1,7 +1,7 @@
 """Panel plugins: the contract, the entry-point loader and the built-in panels."""
 
 from gatewayd.bus.events import Event
-from plugins.contract import EventHandler, MenuItem, Mode, PermissionSpec, Plugin, StartupHook
+from plugins.contract import EventHandler, MenuItem, Mode, PermissionSpec, Plugin, ShutdownHook, StartupHook
 from plugins.errors import PluginError
 from plugins.loader import ENTRY_POINT_GROUP, load_plugins
 
@@ -14,6 +14,7 @@ __all__ = [
     "PermissionSpec",
     "Plugin",
     "PluginError",
+    "ShutdownHook",
     "StartupHook",
     "load_plugins",
 ]

@@ -53,6 +53,8 @@ class PermissionSpec:
 # Called for each event whose topic matches the pattern; an exception is logged, the subscription goes on.
 EventHandler = Callable[[Event, "PanelRuntime"], Awaitable[None]]
 StartupHook = Callable[["PanelRuntime"], Awaitable[None]]
+# Run when the panel stops, in reverse plugin order, before the engine and the bus close.
+ShutdownHook = Callable[["PanelRuntime"], Awaitable[None]]
 
 
 def _frozen_mapping(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -72,6 +74,7 @@ class Plugin:
     permissions: Sequence[PermissionSpec] = ()
     event_handlers: Mapping[str, EventHandler] = field(default_factory=dict)
     on_startup: StartupHook | None = None
+    on_shutdown: ShutdownHook | None = None
     # language -> i18n key -> text; keys should start with the plugin's name.
     messages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -109,6 +112,8 @@ class Plugin:
                 raise PluginError(self.name, f"bad event handler for {pattern!r}")
         if self.on_startup is not None and not callable(self.on_startup):
             raise PluginError(self.name, "on_startup must be an async callable")
+        if self.on_shutdown is not None and not callable(self.on_shutdown):
+            raise PluginError(self.name, "on_shutdown must be an async callable")
         for lang in self.messages:
             if lang not in LANGUAGES:
                 raise PluginError(self.name, f"messages for unsupported language {lang!r}")

@@ -10,7 +10,7 @@ from panel.auth.permissions import OPERATOR_MODE, PUSH_SEND
 from plugins.contract import MenuItem, Mode, Plugin
 from plugins.desk.messages import EN, ES
 from plugins.desk.routes import routes
-from plugins.desk.service import EVENT_HANDLERS, DeskSettings, startup_hook
+from plugins.desk.service import EVENT_HANDLERS, DeskSettings, startup_hook, stop_assignment
 
 HERE = Path(__file__).parent
 
@@ -31,6 +31,7 @@ def build_plugin(settings: DeskSettings | None = None) -> Plugin:
         static=HERE / "static",
         event_handlers=EVENT_HANDLERS,
         on_startup=startup_hook(settings or DeskSettings()),
+        on_shutdown=stop_assignment,
         messages={"es": ES, "en": EN},
     )
 

@@ -198,3 +198,11 @@ async def held_conversation_ids(session: AsyncSession, operator_id: int) -> set[
         )
     )
     return set(rows.scalars())
+
+
+async def sent_mt_status(session: AsyncSession, mt_id: int, operator_id: int) -> MTStatus | None:
+    """The status of an MT this operator sent (None for anyone else's), for the "reply queued" notice."""
+    status = await session.scalar(
+        select(MTMessage.status).where(MTMessage.id == mt_id, MTMessage.operator_id == operator_id)
+    )
+    return MTStatus(status) if status is not None else None

@@ -35,6 +35,7 @@ from plugins.desk.queries import (
     next_waiting,
     operator_queue,
     recent_pushes,
+    sent_mt_status,
 )
 from plugins.desk.service import assignment_service, desk_settings
 from plugins.desk.stream import desk_events
@@ -125,8 +126,14 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
     now = utcnow()
     card: dict[str, Any] | None = None
     view: ConversationView | None = None
+    notice = request.query_params.get("notice")
+    notice_mt: dict[str, Any] | None = None
     async with db(request) as session:
         queue = await operator_queue(session, user.account_id, now, settings.policy)
+        sent_id = _int_param(request.query_params.get("mt")) if notice == "sent" else None
+        sent_status = await sent_mt_status(session, sent_id, user.account_id) if sent_id else None
+        if sent_id is not None and sent_status is not None:
+            notice_mt = {"id": sent_id, "status": sent_status}
         if page.selected is not None:
             view = await conversation_view(session, page.selected)
             if view is not None and not _may_view(user, view.conversation):
@@ -134,7 +141,6 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
             if view is None:
                 return error_response(request, 404)
             card = await _card(session, request, view)
-    notice = request.query_params.get("notice")
     context = {
         "queue": queue,
         "view": view,
@@ -148,6 +154,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
         "presence": user.presence.value,
         "overdue_seconds": int(settings.policy.overdue_after.total_seconds()),
         "notice": notice if notice in NOTICES else None,
+        "notice_mt": notice_mt,
         "error": page.error,
         "draft": page.draft,
         "counter": counter(request, page.draft),
@@ -214,7 +221,7 @@ async def reply(request: Request) -> Response:
     except Rejected as rejected:
         return await _render_desk(request, DeskPage(conversation_id, rejected.key, draft, rejected.status))
     await _publish_queued(request, mt_id, now, operator_id=user.account_id, conversation_id=conversation_id)
-    return RedirectResponse(f"/desk?after={conversation_id}&notice=sent", status_code=303)
+    return RedirectResponse(f"/desk?after={conversation_id}&notice=sent&mt={mt_id}", status_code=303)
 
 
 @requires(OPERATOR_MODE)

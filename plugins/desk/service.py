@@ -1,8 +1,7 @@
 """The desk's assignment service in the panel process: one per running panel, found by its runtime.
 
-The service is created by the plugin's startup hook. Plugins get no shutdown hook, so the periodic
-sweep lives as long as the panel's event bus: it ends when the bus closes (the panel's own bus at the
-end of its lifespan, or the daemon's when the panel runs inside the daemon).
+The plugin's startup hook creates the service and starts its periodic sweep; its shutdown hook stops
+the sweep, whether the panel runs on its own or inside the daemon (whose bus outlives the panel).
 """
 
 from __future__ import annotations
@@ -60,37 +59,29 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
 def startup_hook(settings: DeskSettings) -> StartupHook:
     async def start_assignment(runtime: PanelRuntime) -> None:
         service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy)
-        key = id(runtime.sessionmaker)
-        sweep = asyncio.get_running_loop().create_task(
-            _sweep_while_bus_open(runtime, service, settings), name="panel.desk.assignment.sweep_loop"
-        )
-        _RUNNING[key] = _Running(runtime.sessionmaker, service, settings, sweep)
-        sweep.add_done_callback(lambda _: _forget(key, sweep))
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
+        sweep = asyncio.get_running_loop().create_task(
+            _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
+        )
+        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, service, settings, sweep)
 
     return start_assignment
 
 
-def _forget(key: int, sweep: asyncio.Task[None]) -> None:
-    if key in _RUNNING and _RUNNING[key].sweep is sweep:
-        del _RUNNING[key]
-
-
-async def _sweep_while_bus_open(
-    runtime: PanelRuntime, service: AssignmentService, settings: DeskSettings
-) -> None:
-    if runtime.bus is None:
+async def stop_assignment(runtime: PanelRuntime) -> None:
+    """The shutdown hook: the sweep ends before the panel's engine and bus close."""
+    running = _RUNNING.pop(id(runtime.sessionmaker), None)
+    if running is None or running.sessionmaker is not runtime.sessionmaker:
         return
-    # A subscription to a topic nobody publishes: it ends when the bus closes.
-    async with runtime.bus.subscribe(f"{runtime.bus.topics.prefix}/panel/desk/never") as closing:
-        while True:
-            try:
-                await asyncio.wait_for(closing.get(), timeout=settings.policy.sweep_interval)
-            except TimeoutError:
-                await service.sweep()
-            except StopAsyncIteration:
-                return
+    running.sweep.cancel()
+    await asyncio.wait([running.sweep])
+
+
+async def _sweep_loop(service: AssignmentService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await service.sweep()
 
 
 def _own_topic(event: Event, runtime: PanelRuntime) -> bool:

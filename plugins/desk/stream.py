@@ -3,17 +3,18 @@
 Events: ``ready`` (subscribed), ``assigned`` (a conversation came to me, with its queue item),
 ``unassigned`` (it left me), ``mo`` (the subscriber wrote in one of my conversations), ``mt`` (an MT
 I watch changed status), ``signout`` (the session ended; the stream ends too). A comment line goes
-out when nothing happened for a heartbeat; the session is re-checked then.
+out when nothing happened for a heartbeat; the session is re-checked then. The stream ends as soon
+as the panel begins to stop (``PanelRuntime.stopping``), so it never holds the server's shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -31,6 +32,15 @@ from panel.runtime import PanelRuntime
 from panel.web import error_response, panel, require_user
 from plugins.desk.queries import QueueItem, held_conversation_ids, operator_queue, watched_mt_ids
 from plugins.desk.service import desk_settings
+
+T = TypeVar("T")
+
+
+async def _unbroken(work: Coroutine[Any, Any, T]) -> T:
+    """Runs one unit of database work to its end even when the stream is cancelled meanwhile (the
+    browser left: the server cancels the response). A transaction cut halfway would keep its
+    connection, and on SQLite the write lock, stalling every other writer of the panel."""
+    return await asyncio.shield(asyncio.ensure_future(work))
 
 
 def sse(name: str, data: Mapping[str, Any]) -> str:
@@ -79,9 +89,12 @@ class OperatorStream:
         }
 
     async def load(self) -> None:
+        self.held, self.watched = await _unbroken(self._read_held_and_watched())
+
+    async def _read_held_and_watched(self) -> tuple[set[int], set[int]]:
         async with self.runtime.sessionmaker() as session:
-            self.held = await held_conversation_ids(session, self.user.account_id)
-            self.watched = await watched_mt_ids(session, self.user.account_id)
+            held = await held_conversation_ids(session, self.user.account_id)
+            return held, await watched_mt_ids(session, self.user.account_id)
 
     async def handle(self, event: Event) -> str | None:
         """The desk event for a bus event, or None when it does not concern this operator."""
@@ -137,13 +150,8 @@ class OperatorStream:
         if conversation_id is None:
             return None
         if _integer(payload.get("operator_id")) == self.user.account_id:
-            settings = desk_settings(self.runtime)
-            async with self.runtime.sessionmaker() as session:
-                items = await operator_queue(
-                    session, self.user.account_id, utcnow(), settings.policy,
-                    conversation_ids=[conversation_id],
-                )
-                self.watched |= await watched_mt_ids(session, self.user.account_id)
+            items, watched = await _unbroken(self._read_assigned(conversation_id))
+            self.watched |= watched
             if not items:  # already closed or handed on again
                 return None
             self.held.add(conversation_id)
@@ -153,18 +161,31 @@ class OperatorStream:
             return sse("unassigned", {"conversation_id": conversation_id})
         return None
 
+    async def _read_assigned(self, conversation_id: int) -> tuple[list[QueueItem], set[int]]:
+        policy = desk_settings(self.runtime).policy
+        async with self.runtime.sessionmaker() as session:
+            items = await operator_queue(
+                session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
+            )
+            return items, await watched_mt_ids(session, self.user.account_id)
+
     async def session_alive(self, token: str) -> bool:
+        return await _unbroken(self._read_session_alive(token))
+
+    async def _read_session_alive(self, token: str) -> bool:
         async with self.runtime.sessionmaker() as session:
             found = await get_active_session(session, token, self.runtime.settings)
         return found is not None and found[0].id == self.user.session_id
 
     async def run(self, bus: EventBus, token: str, heartbeat: float) -> AsyncIterator[str]:
         async with bus.subscribe(bus.topics.everything()) as subscription:
-            await self.load()  # after subscribing: nothing published meanwhile is missed
-            yield "retry: 2000\n\n"
-            yield sse("ready", {"held": len(self.held)})
-            async for chunk in self._events(subscription, token, heartbeat):
-                yield chunk
+            # The panel stopping closes the subscription: the stream ends instead of holding shutdown.
+            with self.runtime.stopping.ending(subscription.close):
+                await self.load()  # after subscribing: nothing published meanwhile is missed
+                yield "retry: 2000\n\n"
+                yield sse("ready", {"held": len(self.held)})
+                async for chunk in self._events(subscription, token, heartbeat):
+                    yield chunk
 
     async def _events(self, subscription: Subscription, token: str, heartbeat: float) -> AsyncIterator[str]:
         clock = asyncio.get_running_loop().time
@@ -182,7 +203,7 @@ class OperatorStream:
                 event = await asyncio.wait_for(subscription.get(), timeout=remaining)
             except TimeoutError:
                 continue
-            except StopAsyncIteration:  # the bus closed: the panel is stopping
+            except StopAsyncIteration:  # the panel is stopping, or its bus closed
                 return
             chunk = await self.handle(event)
             if chunk is not None:

@@ -103,6 +103,37 @@
       badge.textContent = data.label;
       badge.className = "mt-status status-" + data.status;
     });
+    var notice = byId("desk-notice");
+    if (notice && notice.getAttribute("data-mt-id") === String(data.id)) {
+      // "Reply queued" no longer holds: the notice now reads "Your reply: <live status>".
+      var text = notice.querySelector(".notice-text");
+      if (text) { text.textContent = notice.getAttribute("data-status-label"); }
+      if (data.final) { fadeNotice(); }
+    }
+  }
+
+  // --- the notice after an action ("reply queued"): it follows its MT's status, then fades ------
+
+  var NOTICE_SHOWN_MS = 4000;
+  var NOTICE_FADE_MS = 700;
+
+  function fadeNotice() {
+    var notice = byId("desk-notice");
+    if (!notice || notice.hasAttribute("data-fading")) { return; }
+    notice.setAttribute("data-fading", "yes");
+    window.setTimeout(function () {
+      notice.classList.add("fading");
+      window.setTimeout(function () {
+        if (notice.parentNode) { notice.parentNode.removeChild(notice); }
+      }, NOTICE_FADE_MS);
+    }, NOTICE_SHOWN_MS);
+  }
+
+  function settleNotice() {
+    var notice = byId("desk-notice");
+    if (!notice) { return; }
+    // A notice without an MT (closed, saved), or whose MT is already final, has nothing left to show.
+    if (!notice.hasAttribute("data-mt-id") || notice.getAttribute("data-final") === "yes") { fadeNotice(); }
   }
 
   // Overdue flags follow the clock in the page (no request).
@@ -170,6 +201,7 @@
   var stream = root.getAttribute("data-stream");
   if (stream) { listen(stream); }
   flagOverdue();
+  settleNotice();
   window.setInterval(flagOverdue, 5000);
   var thread = byId("thread");
   if (thread && thread.lastElementChild) { thread.lastElementChild.scrollIntoView({ block: "nearest" }); }

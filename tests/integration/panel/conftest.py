@@ -1,30 +1,36 @@
-"""Panel fixtures: a SQLite store with one account per role, the app with the built-in plugins and the
-example plugin, and a TestClient running the app's lifespan."""
+"""Panel fixtures: a SQLite store with one account per role, the app with every built-in plugin (auth,
+home, desk) and the example plugin, an httpx client running the app's lifespan, and sample data for
+routes with path parameters (a conversation held by the operator "oscar", its client)."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 import gatewayd.store.models  # noqa: F401  (registers every table on Base.metadata)
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Account, Role, get_account_by_username
-from gatewayd.store.base import Base
+from gatewayd.store.base import Base, utcnow
+from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
 from panel.app import create_app
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
-from plugins import auth, home
+from plugins import Plugin, auth, desk, home
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -39,7 +45,7 @@ async def prepare_store(url: str) -> None:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
-        registry = PermissionRegistry.build([auth.plugin, home.plugin, load_example_plugin()])
+        registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():
             for username, role in ACCOUNTS.items():
@@ -59,10 +65,58 @@ async def prepare_store(url: str) -> None:
         await engine.dispose()
 
 
-def load_example_plugin() -> object:
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """Real values for path parameters: a conversation its operator holds, and its client."""
+
+    conversation_id: int
+    client_id: str
+    msisdn: str
+
+    def path(self, template: str) -> str:
+        """``/desk/conversations/{conversation_id:int}/reply`` with the sample values put in."""
+        values = {"conversation_id": str(self.conversation_id), "client_id": self.client_id}
+        return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)
+
+
+_PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
+SAMPLE_OPERATOR = "oscar"
+
+
+async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "hola") -> Samples:
+    """An MO stored as the daemon stores it, its conversation handed to ``operator``."""
+    engine = create_engine(url)
+    try:
+        now = utcnow()
+        mo = NewMO(
+            dedup_key=mo_dedup_key("movistar", msisdn, "997745", smsc_message_id=uuid.uuid4().hex),
+            msisdn=msisdn, carrier="movistar", short_code="997745", text=text, received_at=now, country="ES",
+        )
+        async with session_factory(engine)() as session, session.begin():
+            (stored,) = await ingest_mos(session, [mo], now)
+            holder = await get_account_by_username(session, operator)
+            assert stored.conversation_id is not None and holder is not None
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == stored.conversation_id)
+                .values(assigned_operator_id=holder.id)
+            )
+        return Samples(stored.conversation_id, stored.subscriber.client_id, msisdn)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def samples(app: Starlette, settings: PanelSettings) -> Samples:
+    return await seed_conversation(settings.database_url, SAMPLE_OPERATOR, "34611000001")
+
+
+def load_example_plugin() -> Plugin:
     import echat_notes  # found through the example folder put on sys.path
 
-    return echat_notes.plugin
+    found = echat_notes.plugin
+    assert isinstance(found, Plugin)
+    return found
 
 
 @pytest.fixture
@@ -87,7 +141,9 @@ def settings(sqlite_url: str) -> PanelSettings:
 async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
     await prepare_store(settings.database_url)
     return create_app(
-        settings, bus_factory=memory_bus, plugins=[auth.plugin, home.plugin, "echat_notes:plugin"]
+        settings,
+        bus_factory=memory_bus,
+        plugins=[auth.plugin, desk.plugin, home.plugin, "echat_notes:plugin"],
     )
 
 

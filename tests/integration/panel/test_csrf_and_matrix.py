@@ -1,22 +1,36 @@
-"""CSRF on every unsafe route of every plugin, and the permission matrix over every route and role."""
+"""CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
+(auth, home, desk and the example plugin) tried by each role and by an anonymous client, against a
+pinned table of statuses. The matrix runs against a real uvicorn server, so the desk's event stream
+(which never ends) is covered like any other route: its status and headers are read, then it is closed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
+from gatewayd.store.accounts import get_account_by_username
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
+from panel.auth.permissions import PermissionRegistry
+from panel.settings import PanelSettings
+from plugins import auth, desk, home
 
-from .conftest import ACCOUNTS, HTML, PanelClient, login, page_csrf
+from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
+from .desk.conftest import live_server
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+STREAMS = frozenset({("GET", "/desk/events")})  # never-ending responses: only status and headers are read
 
 
 def plugin_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, Access]]:
-    """(method, path, access) of every plugin endpoint; static mounts hold no Route."""
+    """(method, path template, access) of every plugin endpoint; static mounts hold no Route."""
     for route in routes:
         if isinstance(route, Mount):
             yield from plugin_routes(route.routes, prefix + route.path)
@@ -28,28 +42,57 @@ def plugin_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[s
                     yield method, prefix + route.path, access
 
 
+async def mt_count(settings: PanelSettings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return int((await session.execute(select(func.count()).select_from(MTMessage))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def test_the_app_serves_every_plugins_routes(app: Starlette) -> None:
     served = {(method, path) for method, path, _ in plugin_routes(app.routes)}
-    assert {("GET", "/login"), ("POST", "/logout"), ("GET", "/admin"), ("POST", "/notes/preview")} <= served
+    assert {
+        ("GET", "/login"), ("POST", "/logout"), ("GET", "/admin"), ("POST", "/notes/preview"),
+        ("GET", "/desk"), ("GET", "/desk/events"),
+        ("POST", "/desk/conversations/{conversation_id:int}/reply"),
+    } <= served
 
 
 async def test_every_unsafe_route_refuses_a_request_without_or_with_a_wrong_token(
-    client: PanelClient, app: Starlette
+    client: PanelClient, app: Starlette, samples: Samples, settings: PanelSettings
 ) -> None:
-    unsafe = [(method, path) for method, path, _ in plugin_routes(app.routes) if method in UNSAFE]
-    assert len(unsafe) >= 5
-    for signed_in in (False, True):
-        if signed_in:
-            await login(client, "ana")
+    routes = plugin_routes(app.routes)
+    unsafe = [(method, samples.path(path)) for method, path, _ in routes if method in UNSAFE]
+    desk_posts = {path for method, path in unsafe if path.startswith("/desk/")}
+    assert desk_posts == {
+        "/desk/presence", "/desk/draft", "/desk/push", f"/desk/clients/{samples.client_id}/details",
+        f"/desk/conversations/{samples.conversation_id}/reply",
+        f"/desk/conversations/{samples.conversation_id}/close",
+    }
+    assert len(unsafe) >= 12
+    form = {"language": "en", "text": "hola", "presence": "online", "client_id": samples.client_id,
+            "conversation_id": str(samples.conversation_id), "alias": "Pepe"}
+    for who in (None, "ana", "oscar"):  # the holder of the sample conversation included
+        if who is not None:
+            await login(client, who)
         for method, path in unsafe:
-            missing = await client.request(method, path, data={"language": "en"}, headers=HTML)
-            assert missing.status_code == 403, (signed_in, method, path)
+            missing = await client.request(method, path, data=form, headers=HTML)
+            assert missing.status_code == 403, (who, method, path)
             assert "formulario ha caducado" in missing.text
             wrong_token = {"x-csrf-token": "y" * 43}
-            wrong = await client.request(method, path, data={"csrf_token": "x" * 43}, headers=wrong_token)
-            assert wrong.status_code == 403, (signed_in, method, path)
-    # The refused sign-out changed nothing.
-    assert (await client.get("/admin", headers=HTML)).status_code == 200
+            wrong_form = {**form, "csrf_token": "x" * 43}
+            wrong = await client.request(method, path, data=wrong_form, headers=wrong_token)
+            assert wrong.status_code == 403, (who, method, path)
+        if who is not None:
+            token = await page_csrf(client, "/profile")
+            assert (await client.post("/logout", data={"csrf_token": token})).status_code == 303
+    # The refused requests changed nothing: no reply or push queued, the conversation still open.
+    assert await mt_count(settings) == 0
+    await login(client, "oscar")
+    page = await client.get(f"/desk?c={samples.conversation_id}", headers=HTML)
+    assert page.status_code == 200 and 'action="/desk/conversations/' in page.text
 
 
 async def test_the_anonymous_token_does_not_work_once_signed_in(client: PanelClient) -> None:
@@ -73,41 +116,103 @@ async def test_a_foreign_origin_is_refused_even_with_the_right_token(client: Pan
     assert own.status_code == 303
 
 
-# Pinned expectations for the built-in panels and the example plugin: (method, path) -> role -> status.
-PINNED = {
+# Every route, in the order the matrix requests them (the reply before the close, sign-out last):
+# (method, path template) -> the form sent (values may name a path parameter), and who -> status.
+# ana: admin; marta: master; oscar: operator holding the sample conversation; nadie: operator with no
+# grants. Anonymous page requests are sent to the login form (303), other anonymous requests get 401.
+FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/login"): {"username": "", "password": ""},
+    ("POST", "/language"): {"language": "es"},
+    ("POST", "/profile/password"): {"current": "wrong", "password": "x", "confirm": "y"},
+    ("POST", "/profile/preferences"): {"language": "es", "timezone": "Europe/Madrid"},
+    ("POST", "/notes/preview"): {"text": "hola"},
+    ("POST", "/desk/presence"): {"presence": "online"},
+    ("POST", "/desk/draft"): {"text": "hola"},
+    ("POST", "/desk/conversations/{conversation_id:int}/reply"): {"text": "hola"},
+    ("POST", "/desk/clients/{client_id}/details"): {"conversation_id": "{conversation_id}", "alias": "Pepe"},
+    ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
+}
+PINNED: dict[tuple[str, str], dict[str, int]] = {
+    ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
+    ("GET", "/login"): {"anonymous": 200, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
+    ("POST", "/login"): {"anonymous": 401, "ana": 401, "marta": 401, "oscar": 401, "nadie": 401},
+    ("POST", "/language"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
+    ("GET", "/profile"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 200},
+    ("POST", "/profile/password"): {
+        "anonymous": 401, "ana": 400, "marta": 400, "oscar": 400, "nadie": 400},
+    ("POST", "/profile/preferences"): {
+        "anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
     ("GET", "/admin"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("GET", "/operator"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("GET", "/notes"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("GET", "/notes/settings"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/notes/preview"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
-    ("GET", "/profile"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 200},
-    ("GET", "/login"): {"anonymous": 200, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
     ("GET", "/notes/about"): {"anonymous": 200, "ana": 200, "marta": 200, "oscar": 200, "nadie": 200},
+    ("GET", "/desk"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
+    ("GET", "/desk/events"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
+    ("POST", "/desk/presence"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+    ("POST", "/desk/draft"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
+    ("POST", "/desk/conversations/{conversation_id:int}/reply"): {
+        "anonymous": 401, "ana": 403, "marta": 403, "oscar": 303, "nadie": 403},
+    ("POST", "/desk/conversations/{conversation_id:int}/close"): {
+        "anonymous": 401, "ana": 404, "marta": 404, "oscar": 303, "nadie": 403},
+    ("POST", "/desk/clients/{client_id}/details"): {
+        "anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+    ("GET", "/desk/push"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
+    ("POST", "/desk/push"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+    ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
 
+def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
+    served = {(method, path) for method, path, _ in plugin_routes(app.routes)}
+    assert served == set(PINNED)
+    assert set(FORMS) <= set(PINNED)
+    assert list(PINNED)[-1] == ("POST", "/logout")
+
+
 @pytest.mark.parametrize("who", ["anonymous", *ACCOUNTS])
-async def test_permission_matrix(client: PanelClient, app: Starlette, who: str) -> None:
+async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
+    accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
+    registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":
-        assert (await login(client, who)).status_code == 303
-        account = await client.account(who)
-        permissions = client.runtime.permissions.effective(account.role, account.permissions)
-    token = await page_csrf(client, "/profile" if who != "anonymous" else "/login")
-    routes = sorted(plugin_routes(app.routes), key=lambda entry: entry[1] == "/logout")  # sign out last
-    for method, path, access in routes:
-        response = await client.request(method, path, headers={**HTML, "x-csrf-token": token})
-        status = response.status_code
-        if (method, path) in PINNED:
-            assert status == PINNED[(method, path)][who], (who, method, path)
-        if access.public:
-            assert status != 403, (who, method, path)
-        elif who == "anonymous":
-            expected = 303 if method == "GET" else 401
-            assert status == expected, (who, method, path)
-            if status == 303:
-                assert response.headers["location"].startswith("/login?next=")
-        elif access.permissions <= permissions:
-            assert status not in (401, 403), (who, method, path, status)
-        else:
-            assert status == 403, (who, method, path)
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                account = await get_account_by_username(session, who)
+                assert account is not None
+                permissions = registry.effective(account.role, account.permissions)
+        finally:
+            await engine.dispose()
+    mismatches: list[tuple[str, str, int, int]] = []
+    async with live_server(app) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        if who != "anonymous":
+            assert (await login(client, who)).status_code == 303
+        token = await page_csrf(client, "/profile" if who != "anonymous" else "/login")
+        for (method, template), expected_by_role in PINNED.items():
+            path = samples.path(template)
+            form = {name: samples.path(value) for name, value in FORMS.get((method, template), {}).items()}
+            headers = {**HTML, "x-csrf-token": token}
+            async with client.stream(method, path, data=form or None, headers=headers) as response:
+                status = response.status_code  # the body is never read: a stream would not end
+                location = response.headers.get("location", "")
+                content_type = response.headers.get("content-type", "")
+            if status != expected_by_role[who]:
+                mismatches.append((method, template, status, expected_by_role[who]))
+            if (method, template) in STREAMS and status == 200:
+                assert content_type.startswith("text/event-stream"), (who, method, template)
+            # The pinned table agrees with the access each route declares.
+            access = accesses[(method, template)]
+            if access.public:
+                assert status != 403, (who, method, template)
+            elif who == "anonymous":
+                assert status == (303 if method == "GET" else 401), (who, method, template)
+                if status == 303:
+                    assert location.startswith("/login?next="), (who, method, template)
+            elif access.permissions <= permissions:
+                assert status not in (401, 403) or template.startswith("/desk/conversations/"), (
+                    who, method, template, status)
+            else:
+                assert status == 403, (who, method, template)
+    assert mismatches == [], mismatches

@@ -52,8 +52,8 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
                                       data={"csrf_token": token, "text": "¡Hola! ¿Qué tal?"})
         event = await statuses.get()
     assert sent.status_code == 303
-    assert sent.headers["location"] == f"/desk?after={conversation_id}&notice=sent"
     (mt,) = await mts(desk_client)
+    assert sent.headers["location"] == f"/desk?after={conversation_id}&notice=sent&mt={mt.id}"
     assert (mt.kind, mt.status, mt.destination) == (MTKind.REPLY, MTStatus.QUEUED, MSISDN)
     assert mt.source == "997745"
     assert mt.operator_id == (await desk_client.account("olga")).id and mt.conversation_id == conversation_id
@@ -64,6 +64,33 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
         assert conversation is not None and conversation.status is ConversationStatus.OPEN
     shown = await desk_client.get(sent.headers["location"], headers=HTML)
     assert f'data-mt-id="{mt.id}"' in shown.text and "En cola" in shown.text
+    assert f'id="desk-notice" class="flash ok desk-notice" role="status" data-mt-id="{mt.id}"' in shown.text
+
+
+async def test_the_reply_notice_shows_the_status_of_its_mt(desk_client: PanelClient) -> None:
+    conversation_id = await online_with_one_mo(desk_client)
+    token = await page_csrf(desk_client, "/desk")
+    sent = await desk_client.post(f"/desk/conversations/{conversation_id}/reply",
+                                  data={"csrf_token": token, "text": "hola"})
+    (mt,) = await mts(desk_client)
+    queued = await desk_client.get(sent.headers["location"], headers=HTML)
+    notice = queued.text.split('id="desk-notice"', 1)[1].split("</p>", 1)[0]
+    assert 'data-final="no"' in notice and "Respuesta en cola de envío." in notice
+    assert '<span class="mt-status status-queued">En cola</span>' in notice
+    async with desk_client.runtime.sessionmaker() as session, session.begin():
+        stored = await session.get(MTMessage, mt.id)
+        assert stored is not None
+        stored.status = MTStatus.DELIVERED
+    delivered = await desk_client.get(sent.headers["location"], headers=HTML)
+    notice = delivered.text.split('id="desk-notice"', 1)[1].split("</p>", 1)[0]
+    assert 'data-final="yes"' in notice and "status-delivered" in notice  # the script fades it
+    assert "Tu respuesta:" in notice and "en cola" not in notice
+    # Someone else's MT id in the address shows no status; the plain notice stays (the script fades it).
+    await desk_client.post("/logout", data={"csrf_token": token})
+    await login(desk_client, "otto")
+    foreign = await desk_client.get(f"/desk?notice=sent&mt={mt.id}", headers=HTML)
+    notice = foreign.text.split('id="desk-notice"', 1)[1].split("</p>", 1)[0]
+    assert "data-mt-id" not in notice and "mt-status" not in notice and "Reply queued" in notice
 
 
 async def test_reply_to_a_banned_subscriber_is_refused_clearly(desk_client: PanelClient) -> None:
