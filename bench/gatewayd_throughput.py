@@ -1,0 +1,347 @@
+"""gatewayd throughput against the bundled simulator over 127.0.0.1, on SQLite and PostgreSQL.
+
+Figures, per database:
+  * durable MO ingest per second: MOs queued at the SMSC, the daemon binds, each deliver_sm answered
+    only after its group commit; timed from the bind to the last deliver_sm_resp;
+  * MT per second from outbox to accepted (submit_sm_resp), receipts off;
+  * MT with receipts per second: queued -> submitted -> receipt -> ``delivered`` in the database;
+  * p50 / p99 MO-to-event latency: MOs at a steady rate, from injection to the bus event.
+
+Run: ``.venv/bin/python bench/gatewayd_throughput.py`` (PostgreSQL on 127.0.0.1:5432 as in the tests;
+``--no-postgres`` for SQLite only). Ends with one ``RESULT key=value ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from gatewayd.config import Config, load_config  # noqa: E402
+from gatewayd.daemon import Daemon  # noqa: E402
+from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
+from gatewayd.store.messages import MTMessage  # noqa: E402
+from gatewayd.store.migrate import upgrade  # noqa: E402
+from gatewayd.store.repo_mt import NewMT, queue_mts  # noqa: E402
+from simulator.core import Simulator  # noqa: E402
+from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile, SimulatorConfig  # noqa: E402
+
+CARRIER = "movistar"
+SHORT_CODE = "997745"
+PG_HOST = os.environ.get("ECHAT_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ECHAT_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("ECHAT_TEST_PG_USER", "postgres")
+
+
+def simulator_config() -> SimulatorConfig:
+    receipts = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0))
+    return SimulatorConfig(carriers=(CarrierProfile(
+        name=CARRIER, country="ES", port=0, system_id="echat", password="secret1", short_codes=(SHORT_CODE,),
+        receipts=receipts, deliver_window=1000, queue_size=1_000_000, max_binds=8),), control_port=None,
+        mt_store_size=1000, seed=1)
+
+
+def daemon_config(directory: Path, database_url: str, port: int, binds: int) -> Config:
+    text = f"""
+[database]
+url = "{database_url}"
+pool_size = 10
+
+[bus]
+url = "memory://"
+buffer_size = 1000000
+
+[metrics]
+enabled = false
+
+[daemon]
+instance = "bench"
+group_commit_max_batch = 5000
+mt_claim_batch = 5000
+
+[[carriers]]
+name = "{CARRIER}"
+country = "ES"
+short_codes = ["{SHORT_CODE}"]
+system_id = "echat"
+password = "secret1"
+
+[[carriers.binds]]
+host = "127.0.0.1"
+port = {port}
+count = {binds}
+window = 1000
+tps = 1000000
+response_timeout = 30
+"""
+    path = directory / f"bench-{uuid.uuid4().hex[:6]}.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path, environ={})
+
+
+def msisdn(index: int) -> str:
+    return f"+3460{index % 100_000:07d}"
+
+
+# --- the simulator in its own process (the daemon gets a core of its own, as in production) ---------
+
+
+def simulator_process(connection: Connection) -> None:
+    asyncio.run(_simulator_main(connection))
+
+
+async def _simulator_main(connection: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    async with Simulator(simulator_config()) as simulator:
+        connection.send(simulator.port(CARRIER))
+        carrier = simulator.carrier(CARRIER)
+        while True:
+            command, *arguments = await loop.run_in_executor(None, connection.recv)
+            if command == "stop":
+                connection.send(None)
+                return
+            if command == "inject":
+                prefix, count = arguments
+                for index in range(count):
+                    simulator.inject_mo(CARRIER, msisdn(index), SHORT_CODE, f"{prefix} {index} hola que tal")
+                connection.send(None)
+            elif command == "paced":
+                prefix, rate, seconds = arguments
+                sent: dict[str, float] = {}
+                tick = 0.005
+                per_tick = max(1, int(rate * tick))
+                total = int(rate * seconds)
+                for start in range(0, total, per_tick):
+                    for index in range(start, min(total, start + per_tick)):
+                        text = f"{prefix} {index}"
+                        sent[text] = time.monotonic()
+                        simulator.inject_mo(CARRIER, msisdn(index), SHORT_CODE, text)
+                    await asyncio.sleep(tick)
+                connection.send(sent)
+            elif command == "counters":
+                counters = carrier.counters
+                connection.send({"mo_delivered": counters.mo_delivered, "mo_failed": counters.mo_failed,
+                                 "mt_accepted": counters.mt_accepted,
+                                 "receipts_sent": counters.receipts_sent})
+            elif command == "profile":
+                simulator.update_profile(CARRIER, arguments[0])
+                connection.send(None)
+
+
+class RemoteSimulator:
+    """Commands to the simulator process; answers come back in order."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=simulator_process, args=(child,), daemon=True)
+
+    async def __aenter__(self) -> RemoteSimulator:
+        self._process.start()
+        self.port: int = await self._recv()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.call("stop")
+        self._process.join(10)
+
+    async def _recv(self) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self._connection.recv)
+
+    async def call(self, *command: Any) -> Any:
+        self._connection.send(command)
+        return await self._recv()
+
+
+@asynccontextmanager
+async def running(config: Config, binds: int) -> AsyncIterator[Daemon]:
+    daemon = Daemon(config, poll_interval=0.5)
+    task = asyncio.create_task(daemon.run())
+    try:
+        while daemon.binds is None or daemon.binds.binds_up() < binds:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.001)
+        yield daemon
+    finally:
+        daemon.stop()
+        await task
+
+
+async def poll_until(check: Callable[[], Awaitable[bool]], interval: float) -> float:
+    """perf_counter() at which ``check()`` became true (the other end is a process: it is polled)."""
+    while True:
+        if await check():
+            return time.perf_counter()
+        await asyncio.sleep(interval)
+
+
+async def mo_ingest(simulator: RemoteSimulator, config: Config, binds: int, count: int) -> float:
+    before = (await simulator.call("counters"))["mo_delivered"]
+    await simulator.call("inject", "bench mo", count)  # queued at the SMSC: no receiver bound yet
+
+    async def all_acknowledged() -> bool:
+        return bool((await simulator.call("counters"))["mo_delivered"] - before >= count)
+
+    async with running(config, binds):
+        started = time.perf_counter()
+        finished = await poll_until(all_acknowledged, 0.01)
+    assert (await simulator.call("counters"))["mo_failed"] == 0
+    return count / (finished - started)
+
+
+async def queue_bulk(config: Config, count: int, tag: str) -> None:
+    from gatewayd.store.engine import create_engine, session_factory
+
+    engine = create_engine(config.database.url)
+    sessions = session_factory(engine)
+    try:
+        for start in range(0, count, 5000):
+            now = datetime.now(UTC)
+            mts = [NewMT(kind=MTKind.PUSH, carrier=CARRIER, source=SHORT_CODE, destination=msisdn(index)[1:],
+                         text=f"{tag} {index} hola, soy Laura")
+                   for index in range(start, min(count, start + 5000))]
+            async with sessions() as session, session.begin():
+                await queue_mts(session, mts, now)
+    finally:
+        await engine.dispose()
+
+
+async def mt_accepted(simulator: RemoteSimulator, config: Config, binds: int, count: int) -> float:
+    await simulator.call("profile", {"receipts": {"enabled": False}})
+    await queue_bulk(config, count, "accepted")
+    before = (await simulator.call("counters"))["mt_accepted"]
+
+    async def all_accepted() -> bool:
+        return bool((await simulator.call("counters"))["mt_accepted"] - before >= count)
+
+    async with running(config, binds):
+        started = time.perf_counter()
+        finished = await poll_until(all_accepted, 0.01)
+    return count / (finished - started)
+
+
+async def mt_with_receipts(simulator: RemoteSimulator, config: Config, binds: int, count: int) -> float:
+    await simulator.call("profile", {"receipts": {"enabled": True, "delay": {"kind": "fixed", "seconds": 0}}})
+    await queue_bulk(config, count, "receipt")
+    async with running(config, binds) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        started = time.perf_counter()
+
+        async def all_delivered() -> bool:
+            async with sessions() as session:
+                delivered = (await session.execute(
+                    select(func.count()).select_from(MTMessage)
+                    .where(MTMessage.status == MTStatus.DELIVERED, MTMessage.text.like("receipt %"))
+                )).scalar()
+            return (delivered or 0) >= count
+
+        finished = await poll_until(all_delivered, 0.05)
+    return count / (finished - started)
+
+
+async def mo_latency(simulator: RemoteSimulator, config: Config, binds: int, rate: int, seconds: float
+                     ) -> tuple[float, float]:
+    received: dict[str, float] = {}
+    async with running(config, binds) as daemon:
+        assert daemon.bus is not None
+        bus = daemon.bus
+        async with bus.subscribe(bus.topics.all_mo(), buffer=1_000_000) as events:
+            async def collect() -> None:
+                async for event in events:
+                    received[event.payload["text"]] = time.monotonic()
+
+            collector = asyncio.create_task(collect())
+            sent: dict[str, float] = await simulator.call("paced", "latency", rate, seconds)
+            async with asyncio.timeout(60):
+                while True:  # events of the last MOs may still be on their way
+                    if len(received) >= len(sent):
+                        break
+                    await asyncio.sleep(0.05)
+            collector.cancel()
+    latencies = sorted(received[text] - at for text, at in sent.items())
+    return statistics.median(latencies), latencies[max(0, int(len(latencies) * 0.99) - 1)]
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    import asyncpg
+
+    name = f"echat_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def run_backend(label: str, url: str, args: argparse.Namespace, directory: Path) -> dict[str, float]:
+    await upgrade(url)
+    async with RemoteSimulator() as simulator:
+        config = daemon_config(directory, url, simulator.port, args.binds)
+        figures = {
+            "mo_per_s": await mo_ingest(simulator, config, args.binds, args.mo),
+            "mt_accepted_per_s": await mt_accepted(simulator, config, args.binds, args.mt),
+            "mt_receipts_per_s": await mt_with_receipts(simulator, config, args.binds, args.mt),
+        }
+        p50, p99 = await mo_latency(simulator, config, args.binds, args.latency_rate, args.latency_seconds)
+        figures["mo_event_p50_ms"] = p50 * 1000
+        figures["mo_event_p99_ms"] = p99 * 1000
+    print(f"{label:10s} MO ingest {figures['mo_per_s']:9.0f}/s"
+          f"   MT accepted {figures['mt_accepted_per_s']:9.0f}/s"
+          f"   MT+receipt {figures['mt_receipts_per_s']:9.0f}/s"
+          f"   MO->event p50 {figures['mo_event_p50_ms']:.1f} ms p99 {figures['mo_event_p99_ms']:.1f} ms",
+          flush=True)
+    return figures
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory)
+        results["sqlite"] = await run_backend("sqlite", f"sqlite+aiosqlite:///{path}/bench.db", args, path)
+        if not args.no_postgres:
+            async with postgres_database() as url:
+                results["pg"] = await run_backend("postgresql", url, args, path)
+    fields = [f"{backend}_{key}={value:.1f}" for backend, figures in results.items()
+              for key, value in figures.items()]
+    print("RESULT " + " ".join(fields))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mo", type=int, default=30_000, help="MOs for the ingest figure")
+    parser.add_argument("--mt", type=int, default=20_000, help="MTs for each MT figure")
+    parser.add_argument("--binds", type=int, default=4, help="binds to the simulated carrier")
+    parser.add_argument("--latency-rate", type=int, default=1000,
+                        help="MOs per second for the latency figure")
+    parser.add_argument("--latency-seconds", type=float, default=3.0)
+    parser.add_argument("--no-postgres", action="store_true")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,5 @@
+"""``python -m gatewayd ...`` is ``gatewayd ...``."""
+
+from gatewayd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Group commit: many callers, one batch per database transaction, each caller answered after it.
+
+A caller ``await committer.submit(item)`` and gets its own result once the batch holding its item
+has been committed. One loop takes everything that queued up while the previous transaction ran
+(up to ``max_batch``), so under load batches grow by themselves and when idle an item is committed
+at once: no timer adds latency. If the commit raises, every caller in that batch gets the error and
+decides (the MO pipeline answers ``ESME_RX_T_APPN`` so the SMSC retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+CommitFunction = Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]]
+BatchObserver = Callable[[int, float, BaseException | None], None]
+
+
+class CommitterClosed(RuntimeError):
+    """The committer is shut down: the item was not committed."""
+
+
+class GroupCommitter(Generic[ItemT, ResultT]):
+    """Collects items from concurrent callers and commits them in batches through ``commit``.
+
+    ``commit(items)`` must return one result per item, in order. ``on_batch(size, seconds, error)``
+    is told about every batch (for metrics and logs).
+    """
+
+    def __init__(self, commit: CommitFunction[ItemT, ResultT], *, max_batch: int = 2000,
+                 max_pending: int = 50_000, on_batch: BatchObserver | None = None,
+                 name: str = "group-commit") -> None:
+        if max_batch < 1 or max_pending < max_batch:
+            raise ValueError("need 1 <= max_batch <= max_pending")
+        self.name = name
+        self._commit = commit
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._on_batch = on_batch
+        self._items: list[ItemT] = []
+        self._futures: list[asyncio.Future[ResultT]] = []
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closed = False
+        self.batches = 0
+        self.committed = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Queue ``item`` and wait until its batch is committed; returns its result or raises."""
+        while len(self._items) >= self._max_pending and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if self._closed:
+            raise CommitterClosed(f"{self.name} is closed")
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._futures.append(future)
+        self._wakeup.set()
+        return await future
+
+    async def run_loop(self) -> None:
+        """Commit batches until :meth:`close` is called and the queue is drained."""
+        while True:
+            if not self._items:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            items = self._items[: self._max_batch]
+            futures = self._futures[: self._max_batch]
+            del self._items[: self._max_batch]
+            del self._futures[: self._max_batch]
+            self._room.set()
+            await self._commit_batch(items, futures)
+
+    async def _commit_batch(self, items: list[ItemT], futures: list[asyncio.Future[ResultT]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._commit(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{self.name}: commit returned {len(results)} results for {len(items)}")
+        except asyncio.CancelledError:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(CommitterClosed(f"{self.name} was cancelled"))
+            raise
+        except Exception as error:  # every caller of the batch learns of the failure
+            self._observe(len(items), time.perf_counter() - started, error)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self._observe(len(items), time.perf_counter() - started, None)
+        self.batches += 1
+        self.committed += len(items)
+        for future, result in zip(futures, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _observe(self, size: int, seconds: float, error: BaseException | None) -> None:
+        if self._on_batch is not None:
+            self._on_batch(size, seconds, error)
+
+    def close(self) -> None:
+        """Stop accepting items; :meth:`run_loop` returns after committing what is queued."""
+        self._closed = True
+        self._wakeup.set()
+        self._room.set()
+
+    def fail_pending(self, error: BaseException) -> None:
+        """Fail every queued, uncommitted item (used when the loop is gone)."""
+        futures, self._futures, self._items = self._futures, [], []
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)

@@ -1,0 +1,268 @@
+"""``gatewayd``: run the daemon, migrate, check a config, send a test MT, the demo, the simulator,
+the panel and panel accounts.
+
+Exit statuses: 0 success, 1 failure at run time, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gatewayd.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("GATEWAYD_CONFIG"),
+                        help="TOML configuration (default $GATEWAYD_CONFIG; without it, the demo set-up)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewayd",
+                                     description="eChat Gateway: the SMPP chat gateway daemon.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run",
+                              help="run the daemon (SIGTERM drains and stops, SIGHUP reloads carriers)")
+    _config_argument(run)
+    run.add_argument("--log-level", help="override [log] level (DEBUG, INFO, WARNING, ERROR)")
+    run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    run.set_defaults(handler=_run)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to this version's")
+    _config_argument(migrate)
+    migrate.set_defaults(handler=_migrate)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and list every problem")
+    _config_argument(check)
+    check.set_defaults(handler=_check_config)
+
+    send = commands.add_parser("send",
+                               help="queue an MT (for testing a route); --wait prints its final status")
+    _config_argument(send)
+    send.add_argument("to", help="destination MSISDN (E.164, or national for the carrier's country)")
+    send.add_argument("text", help="message text")
+    send.add_argument("--carrier", help="carrier name (default: the subscriber's, else by country)")
+    send.add_argument("--source", help="source short code (default: the carrier's first)")
+    send.add_argument("--wait", action="store_true", help="wait for the final status and print it")
+    send.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    send.set_defaults(handler=_send)
+
+    demo = commands.add_parser("demo", help="simulator + daemon (+ panel) in one process, no services needed")
+    demo.add_argument("--var", default="var", help="directory for the demo's SQLite file (default ./var)")
+    demo.add_argument("--mo-rate", type=float, default=2.0, help="generated MOs per second (default 2)")
+    demo.add_argument("--no-panel", action="store_true", help="do not start the web panel")
+    demo.set_defaults(handler=_demo)
+
+    _add_delegated_commands(commands)
+    return parser
+
+
+def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``simulator``, ``panel`` and ``user`` belong to their packages; they are only wired in here."""
+    from simulator.cli import add_simulator_command
+
+    add_simulator_command(commands)
+
+    panel = commands.add_parser("panel", help="serve the web panel on [panel] listen")
+    _config_argument(panel)
+    panel.set_defaults(handler=_panel)
+
+    from panel.auth.cli import add_user_commands
+
+    user = add_user_commands(commands)
+    _config_argument(user)
+    user.set_defaults(handler=_user)
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    try:
+        return load_config(args.config)
+    except ConfigError as error:
+        print(f"gatewayd {args.command}: {error}", file=sys.stderr)
+        return None
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    from gatewayd.logging import configure_logging
+
+    configure_logging(args.log_level or config.log.level, json_lines=args.log_json or config.log.json)
+    return asyncio.run(_run_daemon(config, args.config))
+
+
+async def _run_daemon(config: Config, path: str | None) -> int:
+    import logging
+
+    from gatewayd.daemon import Daemon
+    from gatewayd.logging import log_event
+    from gatewayd.notify import SystemdNotifier
+    from gatewayd.store.errors import SchemaVersionError
+    from routing.errors import InvalidQuirks
+
+    log = logging.getLogger("gatewayd")
+    notifier = SystemdNotifier.from_environment()
+    daemon = Daemon(config, notifier=notifier)
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        notifier.reloading()
+        try:
+            fresh = load_config(path)
+        except ConfigError as error:
+            log_event(log, "config.reload_refused", logging.ERROR, problems=len(error.problems),
+                      error=str(error))
+            notifier.ready(status="reload refused: configuration invalid")
+            return
+        daemon.reload(fresh)
+        notifier.ready(status="reloaded")
+        log_event(log, "config.reloaded", carriers=len(fresh.carriers))
+
+    loop.add_signal_handler(signal.SIGTERM, daemon.stop)
+    loop.add_signal_handler(signal.SIGINT, daemon.stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await daemon.run()
+    except SchemaVersionError as error:
+        print(f"gatewayd run: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except InvalidQuirks as error:
+        print(f"gatewayd run: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        log_event(log, "daemon.failed", logging.ERROR, error=str(error))
+        return EXIT_FAILURE
+    finally:
+        notifier.close()
+    return EXIT_OK
+
+
+# --- migrate / check-config ------------------------------------------------------------------------
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    from gatewayd.logging import redact_url
+    from gatewayd.store.migrate import head_revision, upgrade
+
+    try:
+        asyncio.run(upgrade(config.database.url))
+    except (OSError, ConnectionError) as error:
+        print(f"gatewayd migrate: cannot reach the database {redact_url(config.database.url)}: {error}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"database {redact_url(config.database.url)} is at revision {head_revision()}")
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    binds = sum(bind.count for carrier in config.carriers for bind in carrier.binds)
+    where = str(config.source) if config.source else "built-in demo configuration"
+    print(f"{where}: ok ({len(config.carriers)} carrier(s), {binds} bind(s), "
+          f"{len(config.services)} service(s), database {config.database.redacted_url}, "
+          f"bus {config.bus.redacted_url})")
+    return EXIT_OK
+
+
+# --- send ------------------------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    return asyncio.run(_send_async(config, args))
+
+
+async def _send_async(config: Config, args: argparse.Namespace) -> int:
+    from gatewayd.sending import SendError, queue_message, wait_final
+    from gatewayd.store.engine import create_engine, session_factory
+    from gatewayd.store.enums import MTStatus
+    from gatewayd.store.errors import MTRefused
+
+    engine = create_engine(config.database.url, pool_size=1, max_overflow=0)
+    sessions = session_factory(engine)
+    try:
+        try:
+            mt_id = await queue_message(sessions, config, args.to, args.text, carrier=args.carrier,
+                                        source=args.source)
+        except (SendError, MTRefused) as error:
+            print(f"gatewayd send: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"MT {mt_id} queued")
+        if not args.wait:
+            return EXIT_OK
+        try:
+            async with asyncio.timeout(args.timeout):
+                final = await wait_final(sessions, mt_id)
+        except TimeoutError:
+            print(f"MT {mt_id}: no final status after {args.timeout:g}s (is `gatewayd run` running?)",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        detail = f" ({final.detail})" if final.detail else ""
+        print(f"MT {mt_id} {final.status.value}{detail}")
+        return EXIT_OK if final.status is MTStatus.DELIVERED else EXIT_FAILURE
+    finally:
+        await engine.dispose()
+
+
+# --- demo, panel, user -----------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gatewayd.demo import run_demo
+
+    return run_demo(Path(args.var), mo_rate=args.mo_rate, with_panel=not args.no_panel)
+
+
+def _panel(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    from gatewayd.bus import EventBus, create_bus
+    from panel.serve import serve_panel, settings_from_config
+
+    def bus_factory(url: str) -> EventBus:
+        return create_bus(url, topic_prefix=config.bus.topic_prefix,
+                          client_id=f"{config.bus.client_id}-panel")
+
+    asyncio.run(serve_panel(settings_from_config(config), bus_factory))
+    return EXIT_OK
+
+
+def _user(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    from panel.auth.cli import handle_user_command
+
+    return asyncio.run(handle_user_command(args, config.database.url))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

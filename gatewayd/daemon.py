@@ -1,0 +1,223 @@
+"""The daemon: owns the database engine, the event bus, the binds and the pipelines.
+
+``Daemon(config).run()`` starts everything as named tasks in one ``TaskGroup`` and returns after
+:meth:`Daemon.stop` has drained it. Shutdown order matters for "nothing lost": first no more MTs
+are claimed and those in flight get their responses recorded; then the binds unbind (the SMSC
+stops delivering); then the MO and receipt committers drain what they still hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import gatewayd.store.models  # noqa: F401  (every table registered: foreign keys resolve their types)
+from gatewayd.binds import BindSupervisor
+from gatewayd.bus import EventBus, create_bus
+from gatewayd.config import Config
+from gatewayd.events import EventPublisher
+from gatewayd.instrumentation import MetricsService, metrics_hooks
+from gatewayd.logging import log_event, redact_url
+from gatewayd.metrics import GatewayMetrics
+from gatewayd.mo import MOPipeline, ServiceRule
+from gatewayd.mo_message import InboundMO, keyword_set
+from gatewayd.mt import MTPipeline
+from gatewayd.notify import SystemdNotifier
+from gatewayd.receipts import ReceiptPipeline
+from gatewayd.sending import queue_message
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.enums import MTKind
+from gatewayd.store.migrate import check_at_head
+from gatewayd.store.repo_mt import MTStatusChange, RetryPolicy
+from routing.errors import InvalidQuirks
+from routing.keywords import KeywordSet, default_keywords
+
+log = logging.getLogger("gatewayd.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonHooks:
+    """Optional observers (metrics): every callable is cheap and synchronous."""
+
+    mo_batch: Callable[[int, float, BaseException | None], None] | None = None
+    mo_committed: Callable[[Sequence[InboundMO], int], None] | None = None
+    mo_incomplete: Callable[[str], None] | None = None
+    receipt_batch: Callable[[int, float, BaseException | None], None] | None = None
+    receipt: Callable[[str, str], None] | None = None
+    receipts_early: Callable[[str, int], None] | None = None
+    bind_state: Callable[[str, str, bool], None] | None = None
+    mt_submitted: Callable[[str, str, float], None] | None = None
+    mt_changes: Callable[[Sequence[MTStatusChange]], None] | None = None
+
+
+class Daemon:
+    """One gateway process. Not reusable: build a new one to run again."""
+
+    def __init__(self, config: Config, *, notifier: SystemdNotifier | None = None,
+                 metrics: GatewayMetrics | None = None, poll_interval: float = 1.0,
+                 require_schema_at_head: bool = True) -> None:
+        self.config = config
+        self.notifier = notifier or SystemdNotifier(None)
+        self.metrics = metrics or GatewayMetrics()
+        self.hooks = metrics_hooks(self.metrics)
+        self.metrics_service = MetricsService(self, self.metrics)
+        self.metrics_started = asyncio.Event()
+        self.poll_interval = poll_interval
+        self.require_schema_at_head = require_schema_at_head
+        self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.engine: AsyncEngine | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.bus: EventBus | None = None
+        self.binds: BindSupervisor | None = None
+        self.mo: MOPipeline | None = None
+        self.mt: MTPipeline | None = None
+        self.receipts: ReceiptPipeline | None = None
+
+    # --- control -------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (SIGTERM): drain, unbind, return from :meth:`run`."""
+        if not self._stop.is_set():
+            log_event(log, "daemon.stopping")
+            self.notifier.stopping()
+            self._stop.set()
+
+    def reload(self, config: Config) -> None:
+        """SIGHUP: apply the carriers of a freshly loaded configuration without a restart."""
+        if self.mt is not None:
+            try:
+                self.mt.update_carriers(config.carriers)
+            except InvalidQuirks as error:
+                log_event(log, "daemon.reload_refused", logging.ERROR, reason=str(error))
+                self.notifier.status(f"reload refused: {error}")
+                return
+            self.mt.wake()
+        self.config = config
+        if self.binds is not None:
+            self.binds.reload(config.carriers)
+        self.notifier.status(f"reloaded: {len(config.carriers)} carrier(s)")
+
+    async def queue_mt(self, to: str, text: str, *, carrier: str | None = None, source: str | None = None,
+                       kind: MTKind = MTKind.PUSH, priority: int = 0) -> int:
+        """Queue an MT in-process and wake the sender at once (no poll delay)."""
+        if self.sessions is None:
+            raise RuntimeError("the daemon is not running")
+        mt_id = await queue_message(self.sessions, self.config, to, text, carrier=carrier, source=source,
+                                    kind=kind, priority=priority)
+        if self.mt is not None:
+            self.mt.wake()
+        return mt_id
+
+    # --- life ----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        config = self.config
+        url = config.database.url
+        log_event(log, "daemon.starting", instance=config.daemon.instance, database=redact_url(url),
+                  bus=redact_url(config.bus.url), carriers=len(config.carriers))
+        if self.require_schema_at_head:
+            await check_at_head(url)
+        async with AsyncExitStack() as stack:
+            self.engine = create_engine(url, pool_size=config.database.pool_size,
+                                        max_overflow=config.database.max_overflow)
+            stack.push_async_callback(self.engine.dispose)
+            self.sessions = session_factory(self.engine)
+            bus = create_bus(config.bus.url, topic_prefix=config.bus.topic_prefix,
+                             client_id=config.bus.client_id, buffer_size=config.bus.buffer_size)
+            await stack.enter_async_context(bus)
+            self.bus = bus
+            self.metrics.track_bus_drops(lambda: bus.dropped)
+            events = EventPublisher(bus)
+            self._build(events)
+            try:
+                await self._run_tasks()
+            finally:
+                self.stopped.set()
+        log_event(log, "daemon.stopped", instance=config.daemon.instance)
+
+    def _build(self, events: EventPublisher) -> None:
+        config = self.config
+        assert self.sessions is not None
+        hooks = self.hooks
+        self.receipts = ReceiptPipeline(
+            self.sessions, events, max_batch=config.daemon.group_commit_max_batch,
+            on_batch=hooks.receipt_batch, on_receipt=hooks.receipt, on_early=hooks.receipts_early,
+            on_changes=hooks.mt_changes)
+        self.mo = MOPipeline(
+            self.sessions, events, keywords_for=self._keywords_for, services=self._service_rules(),
+            receipts=self.receipts.accept, mt_queued=self._mt_queued,
+            reassembly_timeout=config.daemon.reassembly_timeout,
+            max_batch=config.daemon.group_commit_max_batch, on_batch=hooks.mo_batch,
+            on_committed=hooks.mo_committed, on_incomplete=hooks.mo_incomplete)
+        self.binds = BindSupervisor(config.carriers, self.mo.handler, events, on_state=hooks.bind_state)
+        self.mt = MTPipeline(
+            self.sessions, events, self.binds, config.carriers, owner=config.daemon.instance,
+            claim_batch=config.daemon.mt_claim_batch, lease=config.daemon.mt_claim_lease,
+            retry=RetryPolicy(limit=config.daemon.mt_retry_limit,
+                              initial=config.daemon.mt_retry_backoff_initial,
+                              maximum=config.daemon.mt_retry_backoff_max),
+            poll_interval=self.poll_interval, on_submitted=hooks.mt_submitted, on_changes=hooks.mt_changes,
+            on_recorded=self.receipts.parts_recorded)
+
+    def _mt_queued(self) -> None:
+        if self.mt is not None:
+            self.mt.wake()
+
+    def _keywords_for(self, country: str) -> KeywordSet:
+        configured = self.config.keywords.get(country.upper())
+        if configured is None:
+            return default_keywords(country)
+        return keyword_set(configured.opt_out, configured.opt_in, configured.help)
+
+    def _service_rules(self) -> Sequence[ServiceRule]:
+        return [ServiceRule(service.short_code, service.keyword, service.name)
+                for service in self.config.services]
+
+    async def _run_tasks(self) -> None:
+        assert self.binds is not None and self.mo is not None and self.mt is not None
+        assert self.receipts is not None
+        async with asyncio.TaskGroup() as group:
+            receipts_task = group.create_task(self.receipts.run_loop(), name="receipts.run_loop")
+            mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
+            binds_task = group.create_task(self.binds.run_loop(), name="binds.run_loop")
+            mt_task = group.create_task(self.mt.run_loop(), name="mt.run_loop")
+            background = [group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
+                          group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop")]
+            if self.config.metrics.enabled:
+                listen = self.config.metrics.listen
+                background.append(group.create_task(
+                    self.metrics_service.serve(listen.host, listen.port, started=self.metrics_started),
+                    name="metrics.serve"))
+            self.ready.set()
+            self.notifier.ready(status=f"{len(self.binds.slots)} bind(s) configured")
+            log_event(log, "daemon.ready", binds=len(self.binds.slots))
+            await self._stop.wait()
+            # 1. no new MTs; the ones in flight get their responses and are recorded
+            self.mt.close()
+            await mt_task
+            # 2. unbind: the SMSC stops delivering; in-flight deliveries are answered first
+            self.binds.stop()
+            await binds_task
+            # 3. drain what the committers still hold
+            self.mo.close()
+            await mo_task
+            self.receipts.close()
+            await receipts_task
+            for task in background:
+                task.cancel()
+
+    async def _watchdog_loop(self) -> None:
+        """Tell systemd we are alive while the event loop turns (WatchdogSec in the unit)."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)

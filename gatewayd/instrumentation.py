@@ -1,0 +1,139 @@
+"""The daemon's metrics: pipeline hooks feeding the Prometheus collectors, sampled gauges, ``/healthz``,
+and the small HTTP server that serves them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import Counter
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from gatewayd.config import Config
+from gatewayd.logging import log_event
+from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app
+from gatewayd.store.repo_mt import outbox_depth
+
+if TYPE_CHECKING:
+    from gatewayd.daemon import Daemon, DaemonHooks
+    from gatewayd.mo_message import InboundMO
+    from gatewayd.store.repo_mt import MTStatusChange
+
+log = logging.getLogger("gatewayd.metrics")
+
+#: How often gauges that need a query or a scan (outbox depth, windows in use) are refreshed.
+SAMPLE_INTERVAL = 5.0
+
+
+def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
+    """Pipeline observers that update ``metrics`` (cheap: label look-ups, no I/O)."""
+    from gatewayd.daemon import DaemonHooks
+
+    def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
+        metrics.db_commit_latency.labels("mo").observe(seconds)
+
+    def mo_committed(stored: Sequence[InboundMO], duplicates: int) -> None:
+        for (carrier, short_code), count in Counter((mo.carrier, mo.short_code) for mo in stored).items():
+            metrics.mo_received.labels(carrier, short_code).inc(count)
+        if duplicates:
+            metrics.mo_duplicates.labels("all").inc(duplicates)
+
+    def receipt_batch(size: int, seconds: float, error: BaseException | None) -> None:
+        metrics.db_commit_latency.labels("receipts").observe(seconds)
+
+    def mt_submitted(carrier: str, outcome: str, seconds: float) -> None:
+        metrics.mt_submitted.labels(carrier, outcome).inc()
+        metrics.submit_latency.labels(carrier).observe(seconds)
+
+    def mt_changes(changes: Sequence[MTStatusChange]) -> None:
+        for status, count in Counter(change.status.value for change in changes).items():
+            metrics.mt_status.labels(status).inc(count)
+
+    return DaemonHooks(
+        mo_batch=mo_batch, mo_committed=mo_committed,
+        mo_incomplete=lambda carrier: metrics.reassembly_incomplete.labels(carrier).inc(),
+        receipt_batch=receipt_batch,
+        receipt=lambda carrier, state: metrics.receipts.labels(carrier, state).inc(),
+        receipts_early=lambda carrier, count: metrics.receipts_early.labels(carrier).inc(count),
+        mt_submitted=mt_submitted, mt_changes=mt_changes)
+
+
+class MetricsService:
+    """Serves ``/metrics`` and ``/healthz`` for a daemon and refreshes its sampled gauges."""
+
+    def __init__(self, daemon: Daemon, metrics: GatewayMetrics) -> None:
+        self.daemon = daemon
+        self.metrics = metrics
+        self._depth: dict[str, int] = {}
+
+    def health(self) -> HealthReport:
+        config: Config = self.daemon.config
+        binds = self.daemon.binds
+        up = {carrier.name: binds.binds_up(carrier.name) if binds else 0 for carrier in config.carriers}
+        depth = sum(self._depth.values())
+        ok = (self.daemon.ready.is_set() and not self.daemon.stopped.is_set()
+              and all(count >= config.health.min_binds_up for count in up.values())
+              and depth <= config.health.max_outbox_depth)
+        return HealthReport(ok, {"binds_up": up, "outbox_depth": depth})
+
+    async def sample_loop(self) -> None:
+        while True:
+            self._sample_binds()
+            await self._sample_outbox()
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+    def _sample_binds(self) -> None:
+        binds = self.daemon.binds
+        if binds is None:
+            return
+        for carrier in self.daemon.config.carriers:
+            self.metrics.binds_up.labels(carrier.name).set(binds.binds_up(carrier.name))
+        for name, slot in binds.slots.items():
+            client = binds.client(name)
+            session = client.session if client is not None else None
+            self.metrics.window_in_use.labels(slot.carrier, name).set(session.in_flight if session else 0)
+
+    async def _sample_outbox(self) -> None:
+        sessions = self.daemon.sessions
+        if sessions is None:
+            return
+        try:
+            async with sessions() as session:
+                depth = await outbox_depth(session)
+        except Exception as error:  # the database may be away: keep the last figures
+            log_event(log, "metrics.outbox_depth_failed", logging.DEBUG, error=repr(error))
+            return
+        for carrier in set(self._depth) | set(depth):
+            self.metrics.outbox_depth.labels(carrier).set(depth.get(carrier, 0))
+        self._depth = depth
+
+    async def serve(self, host: str, port: int, *, started: asyncio.Event | None = None) -> None:
+        """Serve until cancelled. ``port`` 0 picks a free one (read :attr:`port`)."""
+        app = create_metrics_app(self.metrics, self.health)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        self.port = sock.getsockname()[1]
+        server = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        log_event(log, "metrics.listening", url=f"http://{host}:{self.port}/metrics")
+        if started is not None:
+            started.set()
+        try:
+            await server.serve(sockets=[sock])
+        except asyncio.CancelledError:
+            server.should_exit = True
+            raise
+        finally:
+            sock.close()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the daemon's loop: the daemon owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield

@@ -1,0 +1,413 @@
+"""The MT pipeline: outbox -> claim in batches -> route to a bind -> split -> submit -> record results.
+
+One claim loop takes due MTs from the outbox (many per statement, leased to this daemon), picks
+the bind each leaves by (the one its subscriber came in on, else another bind of the carrier),
+splits long texts the way the carrier wants and hands the segments to the session with
+``submit_nowait``: the session's window and TPS pace them, and its throttling backoff keeps them
+in order. Responses are gathered per MT; once all segments of an MT are answered its results join
+the next batch of the record loop, which writes them (and applies receipts that arrived early) in
+one transaction. Temporary errors go back to the outbox with a backoff, up to the retry limit.
+
+On start the MTs this instance had in flight when it stopped are reconciled: segments the SMSC
+accepted (their message ids are recorded) are never sent again, the others are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.binds import BindSupervisor
+from gatewayd.config import CarrierConfig
+from gatewayd.events import EventPublisher
+from gatewayd.logging import log_event
+from gatewayd.mt_policy import LOCAL_ENCODING, LOCAL_NO_ROUTE, LOCAL_SESSION_LOST, LOCAL_TIMEOUT, is_temporary
+from gatewayd.pipeline_queries import refuse_mts, subscriber_blocks
+from gatewayd.store.enums import MTKind, MTStatus
+from gatewayd.store.repo_mt import (
+    ClaimedMT,
+    MTStatusChange,
+    PartResult,
+    RetryPolicy,
+    claim_mts,
+    reconcile_sending,
+    record_part_results,
+    requeue_mts,
+)
+from routing.errors import InvalidAddress
+from routing.quirks import CarrierQuirks, apply_mt
+from smpp.aio import ESMESession, Outcome
+from smpp.concat import Segment, split_message
+from smpp.constants import NPI, TON, RegisteredDelivery
+from smpp.errors import LocalProtocolError, NegativeResponseError, ResponseTimeout, SMPPError
+from smpp.pdu import SubmitSM, SubmitSMResp
+from smpp.receipt import normalise_message_id
+from smpp.text import ConcatMode, choose_encoding
+
+log = logging.getLogger("gatewayd.mt")
+
+#: Delay before an MT whose carrier has no bind up is tried again (not counted as an attempt).
+NO_BIND_DELAY = 2.0
+#: Pause after the database failed in a loop, before trying again.
+DATABASE_RETRY_DELAY = 0.5
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """An MT whose segments are out, waiting for their responses."""
+
+    mt: ClaimedMT
+    pending: int
+    results: list[PartResult] = field(default_factory=list)
+
+
+def carrier_quirks(carrier: CarrierConfig) -> CarrierQuirks:
+    """The carrier's ``quirks`` table as routing's transform (defaults when there is none).
+    Raises ``InvalidQuirks`` naming the bad key."""
+    if not carrier.quirks:
+        return CarrierQuirks(name=carrier.name)
+    return CarrierQuirks.from_dict(carrier.quirks, name=carrier.name)
+
+
+def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks | None = None
+                  ) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
+    """(total segments, [(segment, submit_sm)] for the segments still to send) of one MT, each
+    submit_sm rewritten by the carrier's quirks (source/destination TON-NPI and format,
+    service_type, vendor TLVs, registered_delivery ceiling).
+
+    Raises ``LocalProtocolError`` for a text the coding cannot carry or one too long to send.
+    """
+    data_coding = mt.data_coding if mt.data_coding is not None else choose_encoding(
+        mt.text, allow_latin1=carrier.allow_latin1)
+    mode = ConcatMode(carrier.long_message.value)
+    reference = mt.id % (0x100 if mode is ConcatMode.UDH8 else 0x10000)
+    segments = split_message(mt.text, data_coding, mode=mode, reference=reference)
+    registered = RegisteredDelivery.FINAL if mt.request_receipt else RegisteredDelivery.NONE
+    source_ton = TON.ALPHANUMERIC if not mt.source.isdigit() else (
+        TON.NETWORK_SPECIFIC if len(mt.source) <= 8 else TON.INTERNATIONAL)
+    submits = [
+        (segment, SubmitSM(
+            source_addr_ton=source_ton,
+            source_addr_npi=NPI.ISDN if source_ton == TON.INTERNATIONAL else NPI.UNKNOWN,
+            source_addr=mt.source, dest_addr_ton=TON.INTERNATIONAL, dest_addr_npi=NPI.ISDN,
+            destination_addr=mt.destination.removeprefix("+"), esm_class=segment.esm_class_flags,
+            registered_delivery=registered, data_coding=data_coding, short_message=segment.short_message,
+            tlvs=segment.tlvs))
+        for segment in segments if segment.part_number not in mt.done_parts]
+    if quirks is not None:
+        submits = [(segment, apply_mt(quirks, pdu)) for segment, pdu in submits]
+    return len(segments), submits
+
+
+class MTPipeline:
+    """Sends the outbox. ``run_loop`` runs the claim and record loops until :meth:`close`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher,
+                 binds: BindSupervisor,
+                 carriers: Sequence[CarrierConfig], *, owner: str, claim_batch: int = 500,
+                 lease: float = 60.0, retry: RetryPolicy | None = None, poll_interval: float = 1.0,
+                 max_in_flight: int = 5000,
+                 on_submitted: Callable[[str, str, float], None] | None = None,
+                 on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
+                 on_recorded: Callable[[], None] | None = None) -> None:
+        self._sessions = sessions
+        self._events = events
+        self._binds = binds
+        self._carriers: Mapping[str, CarrierConfig] = {carrier.name: carrier for carrier in carriers}
+        self._quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
+        self._owner = owner
+        self._claim_batch = claim_batch
+        self._lease = lease
+        self._retry = retry or RetryPolicy()
+        self._poll_interval = poll_interval
+        self._max_in_flight = max_in_flight
+        self._on_submitted = on_submitted
+        self._on_changes = on_changes
+        self._on_recorded = on_recorded
+        self._wakeup = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._results: list[PartResult] = []
+        self._requeue: list[tuple[int, str]] = []
+        self._results_ready = asyncio.Event()
+        self._in_flight: dict[int, _InFlight] = {}
+        #: Subscribers with an MT in flight, and the MTs to them waiting their turn.
+        self._busy: dict[str, deque[ClaimedMT]] = {}
+        self._waiting = 0
+        self._closing = False
+        self.submitted = 0
+        self.accepted = 0
+        self.rejected = 0
+
+    # --- control -------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """An MT was queued in this process: claim now instead of at the next poll."""
+        self._wakeup.set()
+
+    def update_carriers(self, carriers: Sequence[CarrierConfig]) -> None:
+        """A reload; raises ``InvalidQuirks`` (and changes nothing) when a carrier's quirks are bad."""
+        quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
+        self._carriers = {carrier.name: carrier for carrier in carriers}
+        self._quirks = quirks
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def close(self) -> None:
+        """Stop claiming; MTs in flight finish and their results are recorded, then the loops end."""
+        self._closing = True
+        self._wakeup.set()
+        self._capacity.set()
+        self._results_ready.set()
+
+    async def run_loop(self) -> None:
+        await self._reconcile()
+        async with asyncio.TaskGroup() as group:
+            watch = group.create_task(self._bind_watch_loop(), name="mt.bind_watch_loop")
+            claim = group.create_task(self._claim_loop(), name="mt.claim_loop")
+            record = group.create_task(self._record_loop(), name="mt.record_loop")
+            await claim
+            await record
+            watch.cancel()
+
+    # --- claim ---------------------------------------------------------------------------------------
+
+    async def _reconcile(self, *, own: bool = True) -> None:
+        """MTs this instance left in ``sending`` (a crash, a kill) and expired leases of others."""
+        while not self._closing:
+            try:
+                now = datetime.now(UTC)
+                async with self._sessions() as session, session.begin():
+                    changes = await reconcile_sending(session, now, owner=self._owner if own else None)
+            except Exception as error:
+                log_event(log, "mt.reconcile_failed", logging.WARNING, error=repr(error))
+                await asyncio.sleep(DATABASE_RETRY_DELAY)
+                continue
+            if changes:
+                log_event(log, "mt.reconciled", count=len(changes))
+                await self._published(changes)
+            return
+
+    async def _bind_watch_loop(self) -> None:
+        """A bind coming up is a reason to look at the outbox again."""
+        while not self._closing:
+            self._binds.bound_changed.clear()
+            await self._binds.bound_changed.wait()
+            self._wakeup.set()
+
+    async def _claim_loop(self) -> None:
+        next_reconcile = time.monotonic() + self._lease
+        while not self._closing:
+            if time.monotonic() >= next_reconcile:
+                await self._reconcile(own=False)
+                next_reconcile = time.monotonic() + self._lease / 2
+            room = self._max_in_flight - len(self._in_flight) - self._waiting
+            carriers = self._binds.carriers_up() & set(self._carriers)
+            if room <= 0 or not carriers:
+                await self._wait(self._capacity if room <= 0 else self._wakeup, self._poll_interval)
+                continue
+            self._wakeup.clear()
+            try:
+                claimed = await self._claim(min(room, self._claim_batch), carriers)
+            except Exception as error:
+                log_event(log, "mt.claim_failed", logging.WARNING, error=repr(error))
+                await asyncio.sleep(DATABASE_RETRY_DELAY)
+                continue
+            if not claimed:
+                await self._wait(self._wakeup, self._poll_interval)
+                continue
+            for mt in claimed:
+                self._dispatch(mt)
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        event.clear()
+
+    async def _claim(self, limit: int, carriers: set[str]) -> list[ClaimedMT]:
+        """Claim due MTs; those whose subscriber opted out or was banned since are refused here."""
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            claimed = await claim_mts(session, self._owner, now, limit=limit, lease=self._lease,
+                                      carriers=carriers)
+            blocks = await subscriber_blocks(session, [mt.destination for mt in claimed]) if claimed else {}
+            refusals: list[tuple[int, str]] = []
+            for mt in claimed:
+                block = blocks.get(mt.destination)
+                if block is None:
+                    continue
+                opted_out, banned, reason = block
+                if banned:
+                    refusals.append((mt.id, "subscriber banned" + (f": {reason}" if reason else "")))
+                elif opted_out and mt.kind is not MTKind.SYSTEM:
+                    refusals.append((mt.id, "subscriber opted out"))
+            await refuse_mts(session, refusals, now)
+        if refusals:
+            refused = {mt_id for mt_id, _ in refusals}
+            for mt_id, reason in refusals:
+                log_event(log, "mt.refused", mt_id=mt_id, reason=reason)
+                await self._events.mt_status(mt_id, MTStatus.REFUSED.value, reason, now)
+            claimed = [mt for mt in claimed if mt.id not in refused]
+        return claimed
+
+    # --- submit --------------------------------------------------------------------------------------
+
+    def _dispatch(self, mt: ClaimedMT) -> None:
+        """Send ``mt`` now, or after the MT to the same subscriber that is still in flight: a
+        subscriber reads their messages in the order they were queued, throttling or not."""
+        waiting = self._busy.get(mt.destination)
+        if waiting is not None:
+            waiting.append(mt)
+            self._waiting += 1
+            return
+        self._busy[mt.destination] = deque()
+        self._send(mt)
+
+    def _release(self, destination: str) -> None:
+        """The MT to ``destination`` is done: the next one waiting for it goes."""
+        waiting = self._busy.get(destination)
+        if waiting:
+            self._waiting -= 1
+            self._send(waiting.popleft())
+        else:
+            self._busy.pop(destination, None)
+
+    def _send(self, mt: ClaimedMT) -> None:
+        now = datetime.now(UTC)
+        carrier = self._carriers.get(mt.carrier)
+        if carrier is None:
+            self._finish_now(mt, 1, now, LOCAL_NO_ROUTE, f"no carrier {mt.carrier!r} configured", False)
+            return
+        choice = self._binds.choose(mt.carrier, mt.bind_name)
+        if choice is None:
+            self._requeue.append((mt.id, f"no bind of {mt.carrier} is up"))
+            self._results_ready.set()
+            self._release(mt.destination)
+            return
+        bind_name, session = choice
+        try:
+            segments, submits = build_submits(mt, carrier, self._quirks.get(mt.carrier))
+        except (LocalProtocolError, InvalidAddress) as error:
+            self._finish_now(mt, 1, now, LOCAL_ENCODING, str(error), False)
+            return
+        if not submits:
+            # every segment was accepted on an earlier attempt: lease expiry reconciles it
+            log_event(log, "mt.nothing_to_send", mt_id=mt.id)
+            self._release(mt.destination)
+            return
+        flight = _InFlight(mt, len(submits))
+        self._in_flight[mt.id] = flight
+        for segment, pdu in submits:
+            self._submit(flight, session, bind_name, segments, segment.part_number, pdu)
+
+    def _submit(self, flight: _InFlight, session: ESMESession, bind_name: str, segments: int, part_no: int,
+                pdu: SubmitSM) -> None:
+        submitted_at = datetime.now(UTC)
+        started = time.perf_counter()
+        mt = flight.mt
+
+        def done(outcome: Outcome) -> None:
+            result = self._part_result(mt, part_no, segments, bind_name, submitted_at, outcome)
+            if self._on_submitted is not None:
+                self._on_submitted(mt.carrier, "accepted" if result.accepted else "rejected",
+                                   time.perf_counter() - started)
+            self._collect(flight, result)
+
+        self.submitted += 1
+        try:
+            session.submit_nowait(pdu, done)
+        except SMPPError as error:  # the session closed between choosing it and now
+            done(error)
+
+    def _part_result(self, mt: ClaimedMT, part_no: int, segments: int, bind_name: str, submitted_at: datetime,
+                     outcome: Outcome) -> PartResult:
+        base = PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
+                          submitted_at=submitted_at, responded_at=datetime.now(UTC), bind_name=bind_name)
+        if isinstance(outcome, SubmitSMResp) and outcome.command_status == 0:
+            self.accepted += 1
+            return replace(base, smsc_message_id=normalise_message_id(outcome.message_id))
+        self.rejected += 1
+        if isinstance(outcome, NegativeResponseError):
+            return replace(base, error_code=outcome.status, error_text=str(outcome),
+                           retryable=is_temporary(outcome.status))
+        if isinstance(outcome, ResponseTimeout):
+            return replace(base, error_code=LOCAL_TIMEOUT, error_text="no response", retryable=True)
+        if isinstance(outcome, SMPPError):
+            return replace(base, error_code=LOCAL_SESSION_LOST, error_text=str(outcome) or "session lost",
+                           retryable=True)
+        status = outcome.command_status
+        return replace(base, error_code=status, error_text=f"unexpected {type(outcome).__name__}",
+                       retryable=is_temporary(status))
+
+    def _collect(self, flight: _InFlight, result: PartResult) -> None:
+        flight.results.append(result)
+        flight.pending -= 1
+        if flight.pending == 0:
+            del self._in_flight[flight.mt.id]
+            self._results.extend(flight.results)
+            self._results_ready.set()
+            self._capacity.set()
+            self._release(flight.mt.destination)
+
+    def _finish_now(self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str,
+                    retryable: bool) -> None:
+        log_event(log, "mt.not_sent", logging.WARNING, mt_id=mt.id, carrier=mt.carrier, reason=text)
+        self._results.append(PartResult(mt_id=mt.id, part_no=1, segments=segments, carrier=mt.carrier,
+                                        submitted_at=now, responded_at=now, error_code=code, error_text=text,
+                                        retryable=retryable))
+        self._results_ready.set()
+        self._release(mt.destination)
+
+    # --- record --------------------------------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            if not self._results and not self._requeue:
+                if self._closing and not self._in_flight and not self._waiting:
+                    return
+                self._results_ready.clear()
+                await self._wait(self._results_ready, self._poll_interval)
+                continue
+            results, self._results = self._results, []
+            requeue, self._requeue = self._requeue, []
+            try:
+                changes = await self._record(results, requeue)
+            except Exception as error:  # keep them: nothing is forgotten while the database is away
+                self._results = results + self._results
+                self._requeue = requeue + self._requeue
+                log_event(log, "mt.record_failed", logging.WARNING, results=len(results), error=repr(error))
+                await asyncio.sleep(DATABASE_RETRY_DELAY)
+                continue
+            if results and self._on_recorded is not None:
+                self._on_recorded()
+            await self._published(changes)
+            if any(change.status is MTStatus.QUEUED for change in changes):
+                self._wakeup.set()
+
+    async def _record(self, results: list[PartResult], requeue: list[tuple[int, str]]
+                      ) -> list[MTStatusChange]:
+        now = datetime.now(UTC)
+        changes: list[MTStatusChange] = []
+        async with self._sessions() as session, session.begin():
+            if results:
+                changes += await record_part_results(session, results, now, self._retry)
+            for reason in sorted({reason for _, reason in requeue}):
+                ids = [mt_id for mt_id, why in requeue if why == reason]
+                changes += await requeue_mts(session, ids, now, delay=NO_BIND_DELAY, reason=reason)
+        return changes
+
+    async def _published(self, changes: Sequence[MTStatusChange]) -> None:
+        await self._events.mt_changes(changes)
+        if self._on_changes is not None and changes:
+            self._on_changes(changes)

@@ -1,0 +1,167 @@
+"""Delivery receipts: correlate each to its MT part (durably, batched), derive MT final statuses, publish.
+
+A receipt is answered (deliver_sm_resp 0) only once its batch is committed. A receipt whose part is
+not recorded yet (it overtook the submit_sm_resp, or the part's result is still being committed) is
+stored as an early receipt by the store and applied when the part is recorded: nothing is matched in
+memory only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.batching import BatchObserver, CommitterClosed, GroupCommitter
+from gatewayd.events import EventPublisher
+from gatewayd.logging import log_event
+from gatewayd.mo_message import BindInfo
+from gatewayd.mt_policy import receipt_error_code
+from gatewayd.pipeline_queries import sweep_early_receipts
+from gatewayd.store.repo_mt import MTStatusChange, ReceiptIn, purge_early_receipts, record_receipts
+from smpp.constants import CommandStatus
+from smpp.pdu import DeliverSM
+from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt
+
+log = logging.getLogger("gatewayd.receipts")
+
+#: Early receipts are looked at again this long after the last one arrived ...
+SWEEP_WINDOW = 120.0
+#: ... every this many seconds (or at once when the MT pipeline records parts).
+SWEEP_INTERVAL = 0.25
+#: Early receipts never matched are dropped after a day.
+EARLY_RECEIPT_TTL = timedelta(days=1)
+PURGE_INTERVAL = 3600.0
+
+
+class ReceiptPipeline:
+    """Receipts in, part statuses and MT final statuses out; ``run_loop`` runs the group commit."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher, *,
+                 max_batch: int = 2000, on_batch: BatchObserver | None = None,
+                 on_receipt: Callable[[str, str], None] | None = None,
+                 on_early: Callable[[str, int], None] | None = None,
+                 on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
+                 commit_retry_window: float = 4.0) -> None:
+        self._sessions = sessions
+        self._events = events
+        self._on_receipt = on_receipt
+        self._on_changes = on_changes
+        self._on_early = on_early
+        self._commit_retry_window = commit_retry_window
+        self._committer: GroupCommitter[ReceiptIn, bool] = GroupCommitter(
+            self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
+            name="receipts.group-commit")
+        self._sweep_until = 0.0
+        self._sweep_wakeup = asyncio.Event()
+        self.received = 0
+        self.early = 0
+        self.unparsable = 0
+
+    async def accept(self, bind: BindInfo, pdu: DeliverSM) -> int:
+        """Handle one receipt; returns the deliver_sm_resp command_status once it is committed."""
+        self.received += 1
+        try:
+            receipt = parse_receipt(pdu.short_message, pdu.tlvs)
+        except ReceiptParseError as error:
+            # nothing to correlate, and a redelivery would not change that: acknowledge and log
+            self.unparsable += 1
+            log_event(log, "receipt.unparsable", logging.WARNING, carrier=bind.carrier, error=str(error))
+            return CommandStatus.ESME_ROK
+        if self._on_receipt is not None:
+            self._on_receipt(bind.carrier, receipt.state.name.lower())
+        item = ReceiptIn(carrier=bind.carrier, smsc_message_id=normalise_message_id(receipt.message_id),
+                         state=receipt.stat or receipt.state.name, received_at=datetime.now(UTC),
+                         error_code=receipt_error_code(receipt.err))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._commit_retry_window
+        delay = 0.05
+        while True:
+            try:
+                await self._committer.submit(item)
+                return CommandStatus.ESME_ROK
+            except CommitterClosed:
+                return CommandStatus.ESME_RX_T_APPN
+            except Exception as error:  # the database is away: ride out a blip, else the SMSC redelivers
+                if loop.time() + delay > deadline:
+                    log_event(log, "receipt.commit_failed", logging.WARNING, carrier=bind.carrier,
+                              error=repr(error))
+                    return CommandStatus.ESME_RX_T_APPN
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _commit_batch(self, batch: Sequence[ReceiptIn]) -> list[bool]:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            outcome = await record_receipts(session, batch, now)
+        self.early += outcome.early
+        if outcome.early:
+            self._sweep_until = asyncio.get_running_loop().time() + SWEEP_WINDOW
+            self._sweep_wakeup.set()
+        if outcome.early and self._on_early is not None:
+            carriers = {receipt.carrier for receipt in batch}
+            self._on_early(carriers.pop() if len(carriers) == 1 else "multiple", outcome.early)
+        await self._events.mt_changes(outcome.changes)
+        if self._on_changes is not None and outcome.changes:
+            self._on_changes(outcome.changes)
+        return [True] * len(batch)
+
+    async def run_loop(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            sweeper = group.create_task(self._sweep_loop(), name="receipts.sweep_loop")
+            await self._committer.run_loop()
+            sweeper.cancel()
+
+    def close(self) -> None:
+        self._committer.close()
+
+    def parts_recorded(self) -> None:
+        """The MT pipeline committed part results: early receipts may match them now."""
+        if self._sweep_until:
+            self._sweep_wakeup.set()
+
+    async def _sweep_loop(self) -> None:
+        """While early receipts are recent, apply those whose part has been recorded since; once an
+        hour, drop early receipts that never matched (their MT was not ours)."""
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + PURGE_INTERVAL
+        while True:
+            if loop.time() >= next_purge:
+                await self._purge()
+                next_purge = loop.time() + PURGE_INTERVAL
+            if not self._sweep_until or loop.time() > self._sweep_until:
+                self._sweep_until = 0.0
+                self._sweep_wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sweep_wakeup.wait(), PURGE_INTERVAL)
+                continue
+            try:
+                now = datetime.now(UTC)
+                async with self._sessions() as session, session.begin():
+                    outcome = await sweep_early_receipts(session, now)
+            except Exception as error:
+                log_event(log, "receipt.sweep_failed", logging.WARNING, error=repr(error))
+            else:
+                if outcome.changes:
+                    await self._events.mt_changes(outcome.changes)
+                    if self._on_changes is not None:
+                        self._on_changes(outcome.changes)
+                if outcome.matched:
+                    continue  # more may be waiting
+            self._sweep_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_wakeup.wait(), SWEEP_INTERVAL)
+
+    async def _purge(self) -> None:
+        try:
+            async with self._sessions() as session, session.begin():
+                dropped = await purge_early_receipts(session, datetime.now(UTC) - EARLY_RECEIPT_TTL)
+        except Exception as error:
+            log_event(log, "receipt.purge_failed", logging.WARNING, error=repr(error))
+            return
+        if dropped:
+            log_event(log, "receipt.early_purged", count=dropped)

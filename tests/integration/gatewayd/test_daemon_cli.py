@@ -1,0 +1,106 @@
+"""``gatewayd`` commands an operator types: check-config, migrate, send, run on a stale schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gatewayd.cli import main
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.enums import MTStatus
+from gatewayd.store.messages import MTMessage
+
+GOOD = """
+[database]
+url = "{url}"
+
+[[carriers]]
+name = "movistar"
+country = "ES"
+short_codes = ["997745"]
+system_id = "echat"
+password = "secret1"
+
+[[carriers.binds]]
+host = "127.0.0.1"
+port = 2775
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gatewayd.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path, sqlite_url: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.format(url=sqlite_url))
+    assert main(["check-config", "--config", str(path)]) == 0
+    output = capsys.readouterr().out
+    assert "ok (1 carrier(s), 1 bind(s)" in output
+    assert "secret1" not in output
+
+
+def test_check_config_names_every_bad_key_with_file_and_line(tmp_path: Path, sqlite_url: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    text = GOOD.format(url=sqlite_url).replace("port = 2775", "port = 99999")
+    text = text.replace('country = "ES"', 'country = "Spain"')
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    lines = text.splitlines()
+    port_line = lines.index("port = 99999") + 1
+    country_line = lines.index('country = "Spain"') + 1
+    assert f"{path}:{port_line}: carriers[0].binds[0].port" in error
+    assert f"{path}:{country_line}: carriers[0].country" in error
+
+
+def test_migrate_then_send_queues_an_mt(tmp_path: Path, sqlite_url: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.format(url=sqlite_url))
+    assert main(["migrate", "--config", str(path)]) == 0
+    assert "is at revision" in capsys.readouterr().out
+    assert main(["send", "--config", str(path), "600111222", "Hola, prueba de ruta"]) == 0
+    assert "MT 1 queued" in capsys.readouterr().out
+
+    async def stored() -> tuple[str, str, str, MTStatus]:
+        engine = create_engine(sqlite_url)
+        try:
+            async with session_factory(engine)() as session:
+                mt = (await session.execute(select(MTMessage))).scalar_one()
+                return mt.carrier, mt.source, mt.destination, mt.status
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(stored()) == ("movistar", "997745", "34600111222", MTStatus.QUEUED)
+
+
+def test_send_refuses_an_unknown_carrier(tmp_path: Path, sqlite_url: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.format(url=sqlite_url))
+    assert main(["migrate", "--config", str(path)]) == 0
+    assert main(["send", "--config", str(path), "+34600111222", "hola", "--carrier", "orange"]) == 1
+    assert "unknown carrier 'orange' (configured: movistar)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """`gatewayd run` installs its own log handler; give pytest its handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_run_refuses_a_database_that_is_behind(tmp_path: Path, sqlite_url: str, root_logging: None,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.format(url=sqlite_url))
+    assert main(["run", "--config", str(path)]) == 1
+    assert "gatewayd migrate" in capsys.readouterr().err

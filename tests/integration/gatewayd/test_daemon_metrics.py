@@ -1,0 +1,52 @@
+"""The daemon serves /metrics and /healthz; the Grafana dashboard only uses metrics that exist."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import httpx
+
+from gatewayd.config import ListenAddress, MetricsConfig
+from gatewayd.metrics import GatewayMetrics
+from simulator.core import Simulator
+from tests.integration.gatewayd.conftest import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    eventually,
+    make_config,
+    running_daemon,
+)
+
+DASHBOARD = Path(__file__).resolve().parents[3] / "dashboards" / "gatewayd-grafana.json"
+
+
+async def test_metrics_and_health_are_served(tmp_path: Path, sqlite_url: str, simulator: Simulator) -> None:
+    config = make_config(tmp_path, sqlite_url, simulator)
+    metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
+    config = dataclasses.replace(config, metrics=metrics_config)
+    async with running_daemon(config) as daemon:
+        await daemon.metrics_started.wait()
+        base = f"http://127.0.0.1:{daemon.metrics_service.port}"
+        simulator.inject_mo(MOVISTAR, "+34600111222", MOVISTAR_SHORT_CODE, "hola")
+        await eventually(lambda: daemon.mo is not None and daemon.mo.stored == 1)
+        async with httpx.AsyncClient(base_url=base) as client:
+            health = await client.get("/healthz")
+            metrics = (await client.get("/metrics")).text
+        assert health.status_code == 200
+        assert health.json()["binds_up"] == {"movistar": 1, "vodafone": 1}
+        received = f'gatewayd_mo_received_total{{carrier="movistar",short_code="{MOVISTAR_SHORT_CODE}"}} 1.0'
+        assert received in metrics
+        assert 'gatewayd_db_commit_seconds_count{operation="mo"}' in metrics
+
+
+def test_dashboard_uses_only_exported_metrics() -> None:
+    exported = set(re.findall(r"^# TYPE (\S+) ", GatewayMetrics().render().decode(), re.MULTILINE))
+    names = exported | {f"{name}_total" for name in exported} | {
+        f"{name}_bucket" for name in exported}
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    used = {match for panel in dashboard["panels"] for target in panel["targets"]
+            for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])}
+    assert used and used <= names, used - names

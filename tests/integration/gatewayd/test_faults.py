@@ -1,0 +1,155 @@
+"""Faults with traffic flowing, counting messages at both ends: zero lost is the assertion.
+
+The SMSC side is the simulator (its MO counters, its store of accepted MTs); the gateway side is
+the database. Duplicates are allowed where SMPP forces at-least-once (a submit whose response was
+lost is sent again, recorded in the MT's history); losses are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from gatewayd.store.enums import MTStatus
+from simulator.core import Simulator
+from tests.conftest import PG_HOST, PG_PORT
+from tests.integration.gatewayd.conftest import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    eventually,
+    make_config,
+    running_daemon,
+)
+from tests.integration.gatewayd.faults import (
+    mo_texts,
+    mt_status_counts,
+    queue_many,
+    subscriber,
+    texts_at_simulator,
+)
+from tests.integration.gatewayd.proxy import TCPProxy
+
+
+def inject_mos(simulator: Simulator, prefix: str, count: int, start: int = 0) -> set[str]:
+    texts = {f"{prefix} {index}" for index in range(start, start + count)}
+    for index in range(start, start + count):
+        simulator.inject_mo(MOVISTAR, "+" + subscriber(index % 40), MOVISTAR_SHORT_CODE, f"{prefix} {index}")
+    return texts
+
+
+async def test_bind_dropped_during_a_burst_loses_nothing(tmp_path: Path, database_url: str,
+                                                         simulator: Simulator) -> None:
+    config = make_config(tmp_path, database_url, simulator)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        mt_texts = [f"burst mt {index}" for index in range(300)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, mt_texts)
+        simulator.set_faults(MOVISTAR, {"drop": {"after_pdus": 120}})
+        daemon.mt.wake()
+        sent = inject_mos(simulator, "burst mo", 300)
+
+        async def everything_arrived() -> bool:
+            statuses = await mt_status_counts(sessions)
+            return statuses[MTStatus.DELIVERED] == 300 and set(await mo_texts(sessions)) == sent
+
+        await eventually(everything_arrived, timeout=60)
+        counters = simulator.carrier(MOVISTAR).counters
+        assert counters.connections_closed >= 1 or counters.binds_accepted >= 2  # the drop happened
+        assert counters.mo_failed == 0
+        stored = await mo_texts(sessions)
+        # redeliveries after the drop were stored once
+        assert set(stored) == sent and all(count == 1 for count in stored.values())
+        assert set(texts_at_simulator(simulator, MOVISTAR)) == set(mt_texts)
+
+
+async def test_sqlite_locked_during_mo_traffic_loses_nothing(tmp_path: Path, sqlite_url: str,
+                                                             simulator: Simulator) -> None:
+    config = make_config(tmp_path, sqlite_url, simulator)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        sent = inject_mos(simulator, "before lock", 100)
+
+        async def stored_so_far() -> bool:
+            return set(await mo_texts(sessions)) == sent
+
+        await eventually(stored_so_far)
+        # another process takes an exclusive lock; MOs keep coming while the daemon cannot write
+        blocker = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None, timeout=30)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            sent |= inject_mos(simulator, "during lock", 200)
+            await asyncio.sleep(2.5)
+            blocker.execute("COMMIT")
+        finally:
+            blocker.close()
+        sent |= inject_mos(simulator, "after lock", 100)
+
+        async def all_stored() -> bool:
+            return set(await mo_texts(sessions)) == sent
+
+        await eventually(all_stored, timeout=60)
+        assert simulator.carrier(MOVISTAR).counters.mo_failed == 0
+        assert sum((await mo_texts(sessions)).values()) == 400
+
+
+async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(tmp_path: Path, pg_url: str,
+                                                                      simulator: Simulator) -> None:
+    async with TCPProxy(PG_HOST, PG_PORT) as proxy:
+        proxied = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
+        proxied_url = proxied.render_as_string(hide_password=False)
+        config = make_config(tmp_path, proxied_url, simulator)
+        async with running_daemon(config) as daemon:
+            assert daemon.sessions is not None
+            sessions = daemon.sessions
+            sent = inject_mos(simulator, "before cut", 100)
+            await asyncio.sleep(0.3)
+            proxy.cut()
+            sent |= inject_mos(simulator, "during cut", 200)
+            await asyncio.sleep(2.0)
+            proxy.restore()
+            sent |= inject_mos(simulator, "after cut", 100)
+
+            async def all_stored() -> bool:
+                try:
+                    return set(await mo_texts(sessions)) == sent
+                except Exception:  # the test's own query may hit a pooled connection the cut killed
+                    return False
+
+            await eventually(all_stored, timeout=60)
+            assert simulator.carrier(MOVISTAR).counters.mo_failed == 0
+            assert sum((await mo_texts(sessions)).values()) == 400
+
+
+async def test_simulator_throttling_keeps_mt_order(tmp_path: Path, database_url: str,
+                                                   simulator: Simulator) -> None:
+    """Each subscriber gets their MTs in the order they were queued, though the SMSC throttles.
+
+    (Across different subscribers the SMSC may accept a later MT first: with a window of 50, MTs
+    already in flight when the throttle starts can overtake the throttled ones.)"""
+    # a generous response timeout: on a loaded CI machine a timeout would be retried later, out of order
+    config = make_config(tmp_path, database_url, simulator, response_timeout=30.0)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        simulator.set_faults(MOVISTAR, {"throttle": {"tps": 150}})
+        texts = [f"order {index:04d}" for index in range(400)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=20)
+
+        async def all_delivered() -> bool:
+            return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == 400
+
+        daemon.mt.wake()
+        await eventually(all_delivered, timeout=60)
+        assert simulator.carrier(MOVISTAR).counters.mt_rejected > 0, "the throttle never fired"
+        records = simulator.store.query(carrier=MOVISTAR, limit=1_000_000)
+        arrived = texts_at_simulator(simulator, MOVISTAR)
+        assert sorted(arrived) == texts  # all of them, each once
+        for destination in {record.pdu.destination_addr for record in records}:
+            mine = [text for record, text in zip(records, arrived, strict=True)
+                    if record.pdu.destination_addr == destination]
+            assert mine == sorted(mine), destination

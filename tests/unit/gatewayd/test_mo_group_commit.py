@@ -1,0 +1,129 @@
+"""The group committer: batches form under load, each caller is answered after its own commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from gatewayd.batching import CommitterClosed, GroupCommitter
+
+
+class RecordingStore:
+    """A commit function that records the batches it saw and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_with: Exception | None = None
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def commit(self, items: Sequence[int]) -> list[int]:
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.batches.append(list(items))
+        return [item * 10 for item in items]
+
+
+async def test_each_caller_gets_its_own_result_after_commit() -> None:
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit, max_batch=100)
+    loop_task = asyncio.create_task(committer.run_loop())
+    results = await asyncio.gather(*(committer.submit(number) for number in range(5)))
+    assert results == [0, 10, 20, 30, 40]
+    assert sum(len(batch) for batch in store.batches) == 5
+    committer.close()
+    await loop_task
+
+
+async def test_items_queued_during_a_commit_form_one_batch() -> None:
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit, max_batch=1000)
+    loop_task = asyncio.create_task(committer.run_loop())
+    first = asyncio.create_task(committer.submit(0))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    store.gate.clear()  # the first commit is now "slow"; 50 more callers arrive meanwhile
+    waiting = [asyncio.create_task(committer.submit(number)) for number in range(1, 51)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert [len(batch) for batch in store.batches] in ([1, 50], [51])
+    committer.close()
+    await loop_task
+
+
+async def test_batches_never_exceed_max_batch() -> None:
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit, max_batch=7)
+    loop_task = asyncio.create_task(committer.run_loop())
+    await asyncio.gather(*(committer.submit(number) for number in range(30)))
+    assert max(len(batch) for batch in store.batches) <= 7
+    assert sorted(item for batch in store.batches for item in batch) == list(range(30))
+    committer.close()
+    await loop_task
+
+
+async def test_a_failed_commit_fails_every_caller_of_that_batch_only() -> None:
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit)
+    loop_task = asyncio.create_task(committer.run_loop())
+    store.fail_with = ConnectionError("database down")
+    outcomes = await asyncio.gather(*(committer.submit(number) for number in range(3)),
+                                    return_exceptions=True)
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+    store.fail_with = None
+    assert await committer.submit(4) == 40  # the loop survived the failure
+    committer.close()
+    await loop_task
+
+
+async def test_close_drains_the_queue_then_refuses_new_items() -> None:
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit)
+    pending = [asyncio.create_task(committer.submit(number)) for number in range(4)]
+    await asyncio.sleep(0)
+    committer.close()
+    await committer.run_loop()
+    assert await asyncio.gather(*pending) == [0, 10, 20, 30]
+    with pytest.raises(CommitterClosed):
+        await committer.submit(9)
+
+
+async def test_wrong_result_count_is_reported_to_callers() -> None:
+    async def short_commit(items: Sequence[int]) -> list[int]:
+        return []
+
+    committer: GroupCommitter[int, int] = GroupCommitter(short_commit)
+    loop_task = asyncio.create_task(committer.run_loop())
+    with pytest.raises(RuntimeError, match="0 results for 1"):
+        await committer.submit(1)
+    committer.close()
+    await loop_task
+
+
+async def test_observer_sees_sizes_and_errors() -> None:
+    seen: list[tuple[int, bool]] = []
+    store = RecordingStore()
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        store.commit, on_batch=lambda size, seconds, error: seen.append((size, error is None)))
+    loop_task = asyncio.create_task(committer.run_loop())
+    await committer.submit(1)
+    store.fail_with = OSError("gone")
+    with pytest.raises(OSError):
+        await committer.submit(2)
+    assert seen == [(1, True), (1, False)]
+    committer.close()
+    await loop_task
+
+
+def test_invalid_limits_are_refused() -> None:
+    async def commit(items: Sequence[int]) -> list[int]:
+        return list(items)
+
+    with pytest.raises(ValueError):
+        GroupCommitter(commit, max_batch=0)
+    with pytest.raises(ValueError):
+        GroupCommitter(commit, max_batch=10, max_pending=5)
