@@ -37,7 +37,7 @@ from smpp.constants import (
     RegisteredDelivery,
     status_name,
 )
-from smpp.errors import SessionClosed, SMPPError
+from smpp.errors import ResponseTimeout, SessionClosed, SMPPError
 from smpp.pdu import (
     PDU,
     CancelSM,
@@ -76,8 +76,6 @@ _FAILURE_ONLY = int(RegisteredDelivery.FAILURE)
 _UDHI = int(ESMClass.UDHI)
 _RECEIPT_ESM_CLASS = int(ESMClass.DELIVERY_RECEIPT)
 _ENROUTE = int(MessageState.ENROUTE)
-#: Delivery attempts of one deliver_sm before it is given up (temporary errors and lost connections).
-MAX_DELIVERY_ATTEMPTS = 5
 #: Message states kept for query_sm.
 MAX_TRACKED_STATES = 100_000
 
@@ -124,8 +122,9 @@ class Carrier:
         self.faults = FaultState()
         self.sessions: list[SMSCSession] = []
         self.receivers: list[SMSCSession] = []
-        #: deliver_sm waiting for a receiver's window, with the attempt number it will be.
-        self.outbox: deque[tuple[DeliverSM, int]] = deque()
+        #: deliver_sm waiting for a receiver's window: the PDU, the attempt number it will be, and when
+        #: its first attempt was made (None before that).
+        self.outbox: deque[tuple[DeliverSM, int, float | None]] = deque()
         self.message_states: dict[str, int] = {}
         self._next_message_number = (index + 1) << 28
         self._round_robin = 0
@@ -373,7 +372,7 @@ class Carrier:
         if len(outbox) >= self.profile.queue_size:
             outbox.popleft()
             self.counters.queue_dropped += 1
-        outbox.append((pdu, 1))
+        outbox.append((pdu, 1, None))
         if self.receivers:
             self.pump()
 
@@ -388,8 +387,10 @@ class Carrier:
         while outbox and refused < count:
             session = receivers[self._round_robin % count]
             self._round_robin += 1
-            pdu, attempt = outbox[0]
-            if session.deliver_nowait(pdu, functools.partial(self._delivered, pdu, attempt)):
+            pdu, attempt, first_at = outbox[0]
+            if first_at is None:
+                first_at = self.clock()
+            if session.deliver_nowait(pdu, functools.partial(self._delivered, pdu, attempt, first_at)):
                 outbox.popleft()
                 counters.count_out(_DELIVER_SM)
                 if tracer is not None:
@@ -398,7 +399,9 @@ class Carrier:
             else:
                 refused += 1
 
-    def _delivered(self, pdu: DeliverSM, attempt: int, outcome: PDU | SMPPError) -> None:
+    def _delivered(self, pdu: DeliverSM, attempt: int, first_at: float, outcome: PDU | SMPPError) -> None:
+        """Count the answer; a temporary error or no answer is redelivered later, with backoff; a
+        permanent error drops the deliver_sm (counted in ``mo_failed``)."""
         counters = self.counters
         if isinstance(outcome, PDU):
             counters.count_in(outcome.command_id)
@@ -408,20 +411,34 @@ class Carrier:
                     counters.receipts_sent += 1
                 else:
                     counters.mo_delivered += 1
-            elif status in TEMPORARY_STATUSES and attempt < MAX_DELIVERY_ATTEMPTS:
-                self._retry(pdu, attempt)
+            elif status in TEMPORARY_STATUSES:
+                self._redeliver_later(pdu, attempt, first_at)
             else:
                 counters.mo_failed += 1
-        elif isinstance(outcome, SessionClosed) and attempt < MAX_DELIVERY_ATTEMPTS:
-            self._retry(pdu, attempt)
+        elif isinstance(outcome, ResponseTimeout):
+            self._redeliver_later(pdu, attempt, first_at)
+        elif isinstance(outcome, SessionClosed):
+            # the bind went away, not the ESME refusing: the next receiver gets it at once
+            self.outbox.appendleft((pdu, attempt + 1, first_at))
         else:
             counters.mo_failed += 1
         if self.outbox and self.receivers:
             self.pump()
 
-    def _retry(self, pdu: DeliverSM, attempt: int) -> None:
-        # Back in front of the queue, so an MO's parts and a subscriber's MOs keep their order.
-        self.outbox.appendleft((pdu, attempt + 1))
+    def _redeliver_later(self, pdu: DeliverSM, attempt: int, first_at: float) -> None:
+        now = self.clock()
+        due = self.profile.redelivery.next_due(attempt, first_at, now)
+        if due is None:
+            self.counters.deliveries_expired += 1
+            return
+        self.counters.redeliveries += 1
+        self.wheel.schedule(due, (self._redeliver, (pdu, attempt + 1, first_at)))
+
+    def _redeliver(self, item: tuple[DeliverSM, int, float | None]) -> None:
+        # in front of the queue: what has waited longest goes first
+        self.outbox.appendleft(item)
+        if self.receivers:
+            self.pump()
 
     # --- MO ---------------------------------------------------------------------------------------
 

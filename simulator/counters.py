@@ -27,7 +27,12 @@ class Counters:
         self.receipts_sent = 0
         self.mo_injected = 0
         self.mo_delivered = 0
+        #: deliver_sm (MOs and receipts) refused with a permanent error, dropped.
         self.mo_failed = 0
+        #: deliver_sm scheduled again after a temporary error or a response timeout.
+        self.redeliveries = 0
+        #: deliver_sm given up after the redelivery window or attempts ran out.
+        self.deliveries_expired = 0
         self.queue_dropped = 0
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=self.WINDOW_SECONDS + 1)
 
@@ -72,6 +77,8 @@ class Counters:
             "mo_injected": self.mo_injected,
             "mo_delivered": self.mo_delivered,
             "mo_failed": self.mo_failed,
+            "redeliveries": self.redeliveries,
+            "deliveries_expired": self.deliveries_expired,
             "queue_dropped": self.queue_dropped,
             "throughput_1s": self.throughput(now, 1.0),
             "throughput_10s": self.throughput(now, 10.0),

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, plan_for
+from simulator.redelivery import RedeliveryPolicy
 from simulator.settings import Reader, SettingsError
 from smpp.constants import BindType, MessageState
 
@@ -109,6 +110,8 @@ class CarrierProfile:
     deliver_window: int = 100
     #: MOs and receipts kept while no receiver is bound (the oldest are dropped beyond this).
     queue_size: int = 10_000
+    #: When a deliver_sm answered with a temporary error, or not answered, is tried again.
+    redelivery: RedeliveryPolicy = field(default_factory=RedeliveryPolicy)
 
     @property
     def allowed_bind_types(self) -> frozenset[BindType]:
@@ -130,6 +133,7 @@ class CarrierProfile:
             "receipts": self.receipts.to_dict(),
             "deliver_window": self.deliver_window,
             "queue_size": self.queue_size,
+            "redelivery": self.redelivery.to_dict(),
         }
 
 
@@ -268,12 +272,27 @@ def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None)
         _validate_faults(faults, reader.key("faults"), tps)
     deliver_window = reader.integer("deliver_window", base.deliver_window, minimum=1, maximum=10_000)
     queue_size = reader.integer("queue_size", base.queue_size, minimum=1)
+    redelivery_reader = reader.sub("redelivery")
+    redelivery = base.redelivery if redelivery_reader is None else parse_redelivery(redelivery_reader,
+                                                                                    base.redelivery)
     reader.finish()
     return CarrierProfile(
         name=name, country=country, host=host, port=port, system_id=system_id, password=password,
         short_codes=short_codes, bind_types=bind_types, max_binds=max_binds, tps=tps,
         message_id_format=message_id_format, receipts=receipts, faults=faults,
-        deliver_window=deliver_window, queue_size=queue_size)
+        deliver_window=deliver_window, queue_size=queue_size, redelivery=redelivery)
+
+
+def parse_redelivery(reader: Reader, base: RedeliveryPolicy) -> RedeliveryPolicy:
+    """``[carriers.redelivery]``: initial, maximum, window (seconds) and max_attempts."""
+    initial = reader.number("initial", base.initial, minimum=0, exclusive_minimum=True)
+    maximum = reader.number("maximum", base.maximum, minimum=0, exclusive_minimum=True)
+    window = reader.number("window", base.window, minimum=0, exclusive_minimum=True)
+    max_attempts = reader.integer("max_attempts", base.max_attempts, minimum=1)
+    reader.finish()
+    if maximum < initial:
+        raise SettingsError(f"{reader.key('maximum')}: must not be below initial ({initial})")
+    return RedeliveryPolicy(initial=initial, maximum=maximum, window=window, max_attempts=max_attempts)
 
 
 def _validate_faults(data: Mapping[str, Any], key: str, tps: float | None) -> None:
