@@ -2,7 +2,9 @@
 
 An SQLite file under ``./var/``, the in-process bus, the bundled simulator with two carriers
 (movistar 997745, vodafone 795500) and a load generator texting them, the daemon bound to it,
-the metrics endpoint and the web panel (with a demo admin account). Prints where everything is.
+the metrics endpoint and the web panel, with demo accounts (an admin and two operators, new
+passwords each run) so that a person can answer the generated traffic from the browser. Prints where
+everything is and how to log in.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
@@ -24,9 +25,21 @@ from gatewayd.store.migrate import upgrade
 from simulator.core import Simulator
 from simulator.profiles import SimulatorConfig, default_config
 
+if TYPE_CHECKING:  # the panel sits above the daemon: imported only when the demo opens it
+    from panel.serve import PanelServer
+
 log = logging.getLogger("gatewayd.demo")
 
 DEMO_ADMIN = "admin"
+#: The demo's chat operators: who answers the load generator's MOs from the desk.
+DEMO_OPERATORS = ("operadora1", "operador2")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DemoAccount:
+    username: str
+    role: str
+    password: str
 
 
 def demo_config(var: Path) -> Config:
@@ -38,9 +51,9 @@ def demo_config(var: Path) -> Config:
 
 
 def demo_simulator_config() -> SimulatorConfig:
-    """The simulator's default two carriers, on the ports the demo configuration binds to; the
-    control API on a free port."""
-    return dataclasses.replace(default_config(), control_port=0)
+    """The simulator's defaults: two carriers on the ports the demo configuration binds to, and the
+    control API on 127.0.0.1:8025, so the README's curl examples work against the demo."""
+    return default_config()
 
 
 def run_demo(var: Path, *, mo_rate: float = 2.0, with_panel: bool = True) -> int:
@@ -65,13 +78,13 @@ async def _demo(var: Path, *, mo_rate: float, with_panel: bool) -> int:
         async with asyncio.TaskGroup() as group:
             daemon_task = group.create_task(daemon.run(), name="demo.daemon")
             await _wait_ready(daemon, daemon_task)
-            password = await _demo_account(config) if with_panel else None
+            accounts = await _demo_accounts(config) if with_panel else []
             panel = _panel_server(config, daemon) if with_panel else None
             panel_task = group.create_task(panel.serve(), name="demo.panel") if panel is not None else None
             for carrier in ("movistar", "vodafone"):
                 simulator.start_load({"carrier": carrier, "rate": mo_rate / 2, "subscribers": 50,
                                       "reply_probability": 0.6})
-            _print_urls(config, simulator, daemon, password)
+            _print_urls(config, simulator, daemon, accounts)
             await stop.wait()
             print("\nstopping the demo...", flush=True)
             simulator.stop_load()
@@ -92,35 +105,39 @@ async def _wait_ready(daemon: Daemon, task: asyncio.Task[None]) -> None:
         await daemon.metrics_started.wait()
 
 
-async def _demo_account(config: Config) -> str | None:
-    """An admin account for the panel; its password is new each run (printed once)."""
+async def _demo_accounts(config: Config) -> list[DemoAccount]:
+    """The admin and the operators of the demo; their passwords are new each run (printed once)."""
     from panel.auth.cli import UserCommandError, user_add, user_passwd
 
-    password = secrets.token_urlsafe(9)
-    try:
-        await user_add(config.database.url, DEMO_ADMIN, "admin", password, display_name="Demo admin")
-    except UserCommandError:
-        await user_passwd(config.database.url, DEMO_ADMIN, password)
-    return password
+    accounts = [DemoAccount(DEMO_ADMIN, "admin", secrets.token_urlsafe(9))]
+    accounts.extend(DemoAccount(name, "operator", secrets.token_urlsafe(9)) for name in DEMO_OPERATORS)
+    for account in accounts:
+        try:
+            await user_add(config.database.url, account.username, account.role, account.password,
+                           display_name=account.username.capitalize())
+        except UserCommandError:  # a previous run's account: same name, new password
+            await user_passwd(config.database.url, account.username, account.password)
+    return accounts
 
 
-def _panel_server(config: Config, daemon: Daemon) -> uvicorn.Server:
+def _panel_server(config: Config, daemon: Daemon) -> PanelServer:
     """The panel in this process, sharing the daemon's engine and bus."""
-    from panel.app import create_app
-    from panel.serve import settings_from_config
+    from panel.serve import panel_server, settings_from_config
 
-    settings = settings_from_config(config)
-    app = create_app(settings, engine=daemon.engine, bus=daemon.bus)
-    return uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                                         access_log=False, log_config=None))
+    return panel_server(settings_from_config(config), engine=daemon.engine, bus=daemon.bus)
 
 
-def _print_urls(config: Config, simulator: Simulator, daemon: Daemon, password: str | None) -> None:
+def _print_urls(config: Config, simulator: Simulator, daemon: Daemon, accounts: list[DemoAccount]) -> None:
     metrics = config.metrics.listen
     lines = ["", "eChat Gateway demo is running (Ctrl-C stops it)", ""]
-    if password is not None:
-        panel = config.panel.listen
-        lines.append(f"  panel       http://{panel}/   user {DEMO_ADMIN!r} password {password!r}")
+    if accounts:
+        panel = f"http://{config.panel.listen}"
+        lines.append(f"  panel       {panel}/login")
+        for account in accounts:
+            lines.append(f"              {account.role:<9} user {account.username!r:<13} "
+                         f"password {account.password!r}")
+        lines.append(f"              operators: log in, open the desk ({panel}/desk), set yourself online;")
+        lines.append("              the load generator's MOs are then assigned to the operators online")
     if simulator.control_url:
         url = simulator.control_url
         lines.append(f"  simulator   {url}   (virtual phone: {url}/phone)")
