@@ -1,16 +1,17 @@
 """The bind supervisor: one ``ESMEClient`` per configured bind, each a named task, reloadable.
 
 It reports every bind going up or down (an event on ``bind/<carrier>/state``, the metrics, the log)
-and tells the MT pipeline which bound session a message may leave by: the bind the subscriber
-came in on when it is up, otherwise another bind of the same carrier (round robin).
+and tells the MT pipeline which bound session a message may leave by, as the MT routing table
+decides from the binds that are up (see ``gatewayd.routes``): by default the bind the subscriber
+came in on when it is up, otherwise another bind of the same carrier (in turn).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from gatewayd.config import BindConfig, BindType, CarrierConfig
 from gatewayd.events import EventPublisher
 from gatewayd.logging import log_event, register_secret
 from gatewayd.mo_message import BindInfo
+from gatewayd.routes import MTRouter, bind_copies
+from routing.errors import NoRoute
 from smpp.aio import ESMEClient, ESMEConfig, ESMESession, MessageHandler
 from smpp.constants import BindType as SMPPBindType
 
@@ -27,6 +30,10 @@ _BIND_TYPES = {BindType.TRANSCEIVER: SMPPBindType.TRANSCEIVER, BindType.RECEIVER
                BindType.TRANSMITTER: SMPPBindType.TRANSMITTER}
 
 StateObserver = Callable[[str, str, bool], None]
+#: Told (carrier, rule) each time an MT finds no bind up to leave by.
+NoRouteObserver = Callable[[str, str], None]
+#: A carrier left without a route is logged at most this often (seconds); the metric counts every MT.
+NO_ROUTE_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +57,7 @@ def bind_slots(carriers: Sequence[CarrierConfig]) -> dict[str, BindSlot]:
     slots: dict[str, BindSlot] = {}
     for carrier in carriers:
         for bind in carrier.binds:
-            for copy in range(1, bind.count + 1):
-                name = bind.name if bind.count == 1 else f"{bind.name}#{copy}"
+            for name in bind_copies(bind):
                 slots[name] = BindSlot(carrier.name, name, carrier.country, carrier.short_codes, bind)
     return slots
 
@@ -75,17 +81,20 @@ class BindSupervisor:
     """Keeps every configured bind up; ``run_loop`` owns their tasks until :meth:`stop`."""
 
     def __init__(self, carriers: Sequence[CarrierConfig], handler_for: Callable[[BindInfo], MessageHandler],
-                 events: EventPublisher, *, on_state: StateObserver | None = None,
+                 events: EventPublisher, *, router: MTRouter | None = None,
+                 on_state: StateObserver | None = None, on_no_route: NoRouteObserver | None = None,
                  reconnect_min: float = 1.0, reconnect_max: float = 30.0) -> None:
         self._slots = bind_slots(carriers)
+        self._router = router or MTRouter.from_carriers(carriers)
         self._handler_for = handler_for
         self._events = events
         self._on_state = on_state
+        self._on_no_route = on_no_route
+        self._no_route_logged: dict[str, float] = {}
         self._reconnect = (reconnect_min, reconnect_max)
         #: Running clients with the slot they were started for (a reload may have dropped the slot).
         self._clients: dict[str, tuple[BindSlot, ESMEClient]] = {}
         self._stops: dict[str, asyncio.Event] = {}
-        self._round_robin: dict[str, itertools.count[int]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
         self.bound_changed = asyncio.Event()
@@ -109,30 +118,37 @@ class BindSupervisor:
         return {slot.carrier for slot, client in self._clients.values()
                 if client.bound and slot.config.can_send and slot.name in self._slots}
 
-    def choose(self, carrier: str, preferred: str | None = None) -> tuple[str, ESMESession] | None:
-        """A bound session of ``carrier`` that can send: ``preferred`` when it is up, otherwise the
-        next of the others in turn (failover); ``None`` when the carrier has no bind up."""
-        if preferred is not None:
-            session = self._sending_session(preferred, carrier)
-            if session is not None:
-                return preferred, session
-        candidates = [name for name, slot in self._slots.items() if slot.carrier == carrier]
-        if not candidates:
-            return None
-        turn = next(self._round_robin.setdefault(carrier, itertools.count()))
-        for offset in range(len(candidates)):
-            name = candidates[(turn + offset) % len(candidates)]
-            session = self._sending_session(name, carrier)
-            if session is not None:
-                return name, session
-        return None
+    def sending_up(self) -> set[str]:
+        """Names of the bound sessions an MT may leave by now."""
+        return {name for name, (slot, client) in self._clients.items()
+                if client.bound and slot.config.can_send and self._slots.get(name) == slot}
 
-    def _sending_session(self, name: str, carrier: str) -> ESMESession | None:
-        slot = self._slots.get(name)
-        running = self._clients.get(name)
-        if slot is None or running is None or slot.carrier != carrier or not slot.config.can_send:
+    def choose(self, carrier: str, preferred: str | None = None, *, destination: str | None = None,
+               source: str | None = None) -> tuple[str, ESMESession] | None:
+        """The bound session an MT to ``destination`` (from ``source``) leaves by, as the MT routing
+        table decides: ``preferred`` (the bind its subscriber came in on) when it is up, else another
+        bind the matching rule allows. ``None`` when none is up: the MT stays queued and is retried."""
+        try:
+            name = self._router.select(self.sending_up(), carrier=carrier, destination=destination,
+                                       source=source, inbound_bind=preferred)
+        except NoRoute as error:
+            self._no_route(carrier, error)
             return None
-        return running[1].session
+        running = self._clients.get(name)
+        session = running[1].session if running is not None else None
+        if session is None:  # closed between reading the binds up and now
+            return None
+        return name, session
+
+    def _no_route(self, carrier: str, error: NoRoute) -> None:
+        rule = error.rule or "-"
+        if self._on_no_route is not None:
+            self._on_no_route(carrier, rule)
+        now = time.monotonic()
+        if now - self._no_route_logged.get(carrier, -NO_ROUTE_LOG_INTERVAL) >= NO_ROUTE_LOG_INTERVAL:
+            self._no_route_logged[carrier] = now
+            log_event(log, "mt.no_route", logging.WARNING, carrier=carrier, rule=rule, reason=str(error),
+                      action="kept queued, retried when a bind comes up")
 
     # --- life ----------------------------------------------------------------------------------------
 
@@ -150,9 +166,11 @@ class BindSupervisor:
     def stop(self) -> None:
         self._stopped.set()
 
-    def reload(self, carriers: Sequence[CarrierConfig]) -> tuple[list[str], list[str]]:
-        """Apply a new carrier configuration: binds removed or changed are unbound, new or changed
-        ones started, untouched ones keep running. Returns (started, stopped) bind names."""
+    def reload(self, carriers: Sequence[CarrierConfig],
+               router: MTRouter | None = None) -> tuple[list[str], list[str]]:
+        """Apply a new carrier configuration and MT routing: binds removed or changed are unbound, new
+        or changed ones started, untouched ones keep running. Returns (started, stopped) bind names."""
+        self._router = router or MTRouter.from_carriers(carriers)
         wanted = bind_slots(carriers)
         stopped = [name for name, slot in self._slots.items() if wanted.get(name) != slot]
         started = [name for name, slot in wanted.items() if self._slots.get(name) != slot]

@@ -35,6 +35,9 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from routing.errors import InvalidRule
+from routing.rules import MORoute, MTRoute
+
 ENV_PREFIX: Final = "GATEWAYD_"
 DEMO_SOURCE: Final = "<built-in demo configuration>"
 REDACTED: Final = "***"
@@ -246,6 +249,17 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutesConfig:
+    """Explicit routing rules (``[[routes.mo]]`` / ``[[routes.mt]]``), validated by ``routing``.
+
+    MO rules are tried before the rules made from ``[[services]]``; a table without a rule marked
+    ``default = true`` gets the built-in default route (see ``gatewayd.routes``)."""
+
+    mo: tuple[MORoute, ...] = ()
+    mt: tuple[MTRoute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReservedKeywords:
     """Keywords reserved in one country; matched case-insensitively on the MO's first word."""
 
@@ -269,6 +283,7 @@ class Config:
     carriers: tuple[CarrierConfig, ...]
     services: tuple[ServiceConfig, ...]
     keywords: Mapping[str, ReservedKeywords]
+    routes: RoutesConfig = RoutesConfig()
 
     def carrier(self, name: str) -> CarrierConfig:
         """The carrier called ``name``; KeyError if there is none."""
@@ -950,6 +965,37 @@ def _service(reader: _Reader) -> ServiceConfig:
     return config
 
 
+_RuleT = TypeVar("_RuleT", MORoute, MTRoute)
+
+
+def _rules(reader: _Reader, key: str, parse: Callable[..., _RuleT]) -> tuple[_RuleT, ...]:
+    """``[[routes.<key>]]``: each table parsed by ``routing``; its errors become problems at the
+    offending field's line."""
+    reader.used.add(key)
+    items = reader.table.get(key, [])
+    if not isinstance(items, list):
+        reader.problems.add((*reader.path, key), f"must be an array of tables ([[routes.{key}]])")
+        return ()
+    rules: list[_RuleT] = []
+    for index, item in enumerate(items):
+        path: KeyPath = (*reader.path, key, index)
+        if not isinstance(item, dict):
+            reader.problems.add(path, "must be a table")
+            continue
+        try:
+            rules.append(parse(item, position=index + 1))
+        except InvalidRule as error:
+            reader.problems.add((*path, error.field) if error.field else path, error.reason)
+    return tuple(rules)
+
+
+def _routes(reader: _Reader) -> RoutesConfig:
+    config = RoutesConfig(mo=_rules(reader, "mo", MORoute.from_dict),
+                          mt=_rules(reader, "mt", MTRoute.from_dict))
+    reader.finish()
+    return config
+
+
 def _keywords(reader: _Reader) -> Mapping[str, ReservedKeywords]:
     result: dict[str, ReservedKeywords] = {}
     for country in list(reader.table):
@@ -1001,6 +1047,38 @@ def _cross_check(config: Config, problems: _Problems) -> None:
             problems.add(("services", index, "keyword"),
                          f"another service already takes short code {service.short_code} with this keyword")
         services.add(key)
+    _check_routes(config, set(short_codes), problems)
+
+
+def _check_routes(config: Config, short_codes: set[str], problems: _Problems) -> None:
+    """What ``routing`` cannot know: the carriers, short codes and binds the rules name must exist,
+    and each table keeps unique names and at most one default route."""
+    carriers = {carrier.name for carrier in config.carriers}
+    binds = {bind.name for carrier in config.carriers for bind in carrier.binds}
+    tables: tuple[tuple[str, tuple[MORoute | MTRoute, ...]], ...] = (
+        ("mo", config.routes.mo), ("mt", config.routes.mt))
+    for table, rules in tables:
+        names: set[str] = set()
+        default: str | None = None
+        for index, rule in enumerate(rules):
+            path: KeyPath = ("routes", table, index)
+            if rule.name in names:
+                problems.add((*path, "name"), f"another [[routes.{table}]] rule is named {rule.name!r}")
+            names.add(rule.name)
+            if rule.default:
+                if default is not None:
+                    problems.add((*path, "default"), f"rule {default!r} is already the default route; "
+                                                     "keep exactly one")
+                default = default or rule.name
+            if rule.carrier is not None and rule.carrier not in carriers:
+                problems.add((*path, "carrier"), f"no carrier is named {rule.carrier!r}")
+            if isinstance(rule, MORoute) and rule.short_code not in (None, *short_codes):
+                problems.add((*path, "short_code"),
+                             f"short code {rule.short_code} belongs to no carrier's short_codes")
+            if isinstance(rule, MTRoute):
+                for bind in rule.binds:
+                    if bind not in binds:
+                        problems.add((*path, "binds"), f"no carrier has a bind named {bind!r}")
 
 
 def _build(raw: dict[str, Any], origins: _Origins, base_dir: Path, problems: _Problems) -> Config:
@@ -1019,6 +1097,7 @@ def _build(raw: dict[str, Any], origins: _Origins, base_dir: Path, problems: _Pr
         carriers=tuple(_carrier(reader) for reader in _array(root, "carriers")),
         services=tuple(_service(reader) for reader in _array(root, "services")),
         keywords=_keywords(keywords_reader),
+        routes=_routes(root.child("routes")),
     )
     root.finish()
     _cross_check(config, problems)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-import gatewayd.store.models  # noqa: F401  (every table registered: foreign keys resolve their types)
 from gatewayd.binds import BindSupervisor
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
@@ -24,17 +24,18 @@ from gatewayd.events import EventPublisher
 from gatewayd.instrumentation import MetricsService, metrics_hooks
 from gatewayd.logging import log_event, redact_url
 from gatewayd.metrics import GatewayMetrics
-from gatewayd.mo import MOPipeline, ServiceRule
+from gatewayd.mo import MOPipeline
 from gatewayd.mo_message import InboundMO, keyword_set
 from gatewayd.mt import MTPipeline
 from gatewayd.notify import SystemdNotifier
 from gatewayd.receipts import ReceiptPipeline
+from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
 from gatewayd.sending import queue_message
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.migrate import check_at_head
 from gatewayd.store.repo_mt import MTStatusChange, RetryPolicy
-from routing.errors import InvalidQuirks
+from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
 log = logging.getLogger("gatewayd.daemon")
@@ -67,6 +68,8 @@ class Daemon:
         self.hooks = metrics_hooks(self.metrics)
         self.metrics_service = MetricsService(self, self.metrics)
         self.metrics_started = asyncio.Event()
+        self.mt_no_route = Counter("gatewayd_mt_no_route", "MTs kept queued because no bind their route "
+                                   "allows was up", ["carrier", "rule"], registry=self.metrics.registry)
         self.poll_interval = poll_interval
         self.require_schema_at_head = require_schema_at_head
         self.ready = asyncio.Event()
@@ -79,6 +82,8 @@ class Daemon:
         self.mo: MOPipeline | None = None
         self.mt: MTPipeline | None = None
         self.receipts: ReceiptPipeline | None = None
+        #: Built once here and on every reload; invalid rules stop the start-up.
+        self.routes: RouteTables = build_routes(config)
 
     # --- control -------------------------------------------------------------------------------------
 
@@ -90,19 +95,32 @@ class Daemon:
             self._stop.set()
 
     def reload(self, config: Config) -> None:
-        """SIGHUP: apply the carriers of a freshly loaded configuration without a restart."""
+        """SIGHUP: apply the carriers and routes of a freshly loaded configuration without a restart;
+        a configuration whose rules or quirks do not validate changes nothing."""
+        try:
+            routes = build_routes(config)
+        except InvalidRule as error:
+            self._refuse_reload(error)
+            return
         if self.mt is not None:
             try:
                 self.mt.update_carriers(config.carriers)
             except InvalidQuirks as error:
-                log_event(log, "daemon.reload_refused", logging.ERROR, reason=str(error))
-                self.notifier.status(f"reload refused: {error}")
+                self._refuse_reload(error)
                 return
             self.mt.wake()
         self.config = config
+        self.routes = routes
+        if self.mo is not None:
+            self.mo.router.update(routes.mo)
         if self.binds is not None:
-            self.binds.reload(config.carriers)
+            self.binds.reload(config.carriers, MTRouter(routes.mt, config.carriers))
+        log_event(log, "routes.loaded", mo_rules=len(routes.mo), mt_rules=len(routes.mt or ()))
         self.notifier.status(f"reloaded: {len(config.carriers)} carrier(s)")
+
+    def _refuse_reload(self, error: Exception) -> None:
+        log_event(log, "daemon.reload_refused", logging.ERROR, reason=str(error))
+        self.notifier.status(f"reload refused: {error}")
 
     async def queue_mt(self, to: str, text: str, *, carrier: str | None = None, source: str | None = None,
                        kind: MTKind = MTKind.PUSH, priority: int = 0) -> int:
@@ -151,12 +169,14 @@ class Daemon:
             on_batch=hooks.receipt_batch, on_receipt=hooks.receipt, on_early=hooks.receipts_early,
             on_changes=hooks.mt_changes)
         self.mo = MOPipeline(
-            self.sessions, events, keywords_for=self._keywords_for, services=self._service_rules(),
+            self.sessions, events, keywords_for=self._keywords_for, router=MORouter(self.routes.mo),
             receipts=self.receipts.accept, mt_queued=self._mt_queued,
             reassembly_timeout=config.daemon.reassembly_timeout,
             max_batch=config.daemon.group_commit_max_batch, on_batch=hooks.mo_batch,
             on_committed=hooks.mo_committed, on_incomplete=hooks.mo_incomplete)
-        self.binds = BindSupervisor(config.carriers, self.mo.handler, events, on_state=hooks.bind_state)
+        self.binds = BindSupervisor(config.carriers, self.mo.handler, events,
+                                    router=MTRouter(self.routes.mt, config.carriers),
+                                    on_state=hooks.bind_state, on_no_route=self._count_no_route)
         self.mt = MTPipeline(
             self.sessions, events, self.binds, config.carriers, owner=config.daemon.instance,
             claim_batch=config.daemon.mt_claim_batch, lease=config.daemon.mt_claim_lease,
@@ -176,9 +196,8 @@ class Daemon:
             return default_keywords(country)
         return keyword_set(configured.opt_out, configured.opt_in, configured.help)
 
-    def _service_rules(self) -> Sequence[ServiceRule]:
-        return [ServiceRule(service.short_code, service.keyword, service.name)
-                for service in self.config.services]
+    def _count_no_route(self, carrier: str, rule: str) -> None:
+        self.mt_no_route.labels(carrier, rule).inc()
 
     async def _run_tasks(self) -> None:
         assert self.binds is not None and self.mo is not None and self.mt is not None

@@ -23,13 +23,14 @@ from gatewayd.batching import BatchObserver, CommitterClosed, GroupCommitter
 from gatewayd.events import EventPublisher
 from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo, InboundMO, UnusableMO, build_inbound
-from gatewayd.pipeline_queries import existing_dedup_keys
 from gatewayd.replies import reply_for
+from gatewayd.routes import MORouter
+from gatewayd.store.engine import concurrent_writers
 from gatewayd.store.enums import MTKind
 from gatewayd.store.repo_mo import IngestedMO, NewMO, ingest_mos
 from gatewayd.store.repo_mt import NewMT, queue_mts
 from gatewayd.store.repo_subscribers import set_opted_out
-from routing.keywords import KeywordKind, KeywordSet, service_keyword
+from routing.keywords import KeywordKind, KeywordSet
 from smpp.aio.esme import MessageHandler
 from smpp.concat import Reassembled, Reassembler, user_data
 from smpp.constants import CommandStatus
@@ -51,24 +52,7 @@ class MOOutcome:
     conversation_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceRule:
-    short_code: str
-    keyword: str | None
-    name: str
-
-
-def resolve_service(rules: Sequence[ServiceRule], short_code: str, keyword: str | None) -> str | None:
-    """The service of an MO: a rule for its short code and first word wins over the short code alone."""
-    fallback: str | None = None
-    for rule in rules:
-        if rule.short_code != short_code:
-            continue
-        if rule.keyword is not None and rule.keyword == keyword:
-            return rule.name
-        if rule.keyword is None and fallback is None:
-            fallback = rule.name
-    return fallback
+_DUPLICATE = MOOutcome(mo_id=None, duplicate=True)
 
 
 @dataclass(slots=True)
@@ -81,7 +65,7 @@ class MOPipeline:
     """Turns inbound PDUs into committed MOs. ``run_loop`` must run (the daemon's TaskGroup)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher, *,
-                 keywords_for: Callable[[str], KeywordSet], services: Sequence[ServiceRule] = (),
+                 keywords_for: Callable[[str], KeywordSet], router: MORouter | None = None,
                  receipts: Callable[[BindInfo, DeliverSM], Awaitable[int]] | None = None,
                  mt_queued: Callable[[], None] | None = None, reassembly_timeout: float = 120.0,
                  max_batch: int = 2000, on_batch: BatchObserver | None = None,
@@ -91,7 +75,8 @@ class MOPipeline:
         self._sessions = sessions
         self._events = events
         self._keywords_for = keywords_for
-        self._services = tuple(services)
+        #: Gives each MO its service; the daemon swaps its table on reload.
+        self.router = router or MORouter()
         self._receipts = receipts
         self._mt_queued = mt_queued
         self._on_committed = on_committed
@@ -99,7 +84,7 @@ class MOPipeline:
         self._commit_retry_window = commit_retry_window
         self._committer: GroupCommitter[InboundMO, MOOutcome] = GroupCommitter(
             self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
-            name="mo.group-commit")
+            name="mo.group-commit", concurrency=concurrent_writers(sessions))
         self._reassembler: Reassembler[_PartWaiter] = Reassembler(reassembly_timeout, max_pending=100_000)
         self._reassembly_wakeup = asyncio.Event()
         self._keyword_sets: dict[str, KeywordSet] = {}
@@ -263,21 +248,15 @@ class MOPipeline:
 
     async def _write_batch(self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
                            ) -> tuple[list[MOOutcome], list[tuple[InboundMO, MOOutcome]], int]:
-        keys = [_window_keys(mo) for mo in batch]
-        # a redelivery that straddles a bucket boundary carries last bucket's key
-        seen_before = await existing_dedup_keys(session, [previous for _, previous in keys])
-        outcomes = [MOOutcome(mo_id=None, duplicate=True) for _ in batch]
-        positions = [index for index, (_, previous) in enumerate(keys) if previous not in seen_before]
-        if not positions:
-            return outcomes, [], 0
-        new_mos = [self._new_mo(batch[index], keys[index][0]) for index in positions]
-        ingested = await ingest_mos(session, new_mos, now)
+        # a redelivery that straddles a bucket boundary carries last bucket's key: the store checks
+        # both in the statement that inserts (no extra round trip)
+        ingested = await ingest_mos(session, [self._new_mo(mo, *_window_keys(mo)) for mo in batch], now)
+        outcomes = [_DUPLICATE] * len(batch)
         stored: list[tuple[InboundMO, MOOutcome]] = []
         reserved: list[tuple[InboundMO, IngestedMO]] = []
-        for index, result in zip(positions, ingested, strict=True):
+        for index, (mo, result) in enumerate(zip(batch, ingested, strict=True)):
             if result.mo_id is None:
                 continue
-            mo = batch[index]
             outcome = MOOutcome(mo_id=result.mo_id, duplicate=False, client_id=result.subscriber.client_id,
                                 conversation_id=result.conversation_id)
             outcomes[index] = outcome
@@ -287,12 +266,14 @@ class MOPipeline:
         mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else 0
         return outcomes, stored, mts_queued
 
-    def _new_mo(self, mo: InboundMO, dedup: str) -> NewMO:
+    def _new_mo(self, mo: InboundMO, dedup: str, previous_dedup: str) -> NewMO:
         return NewMO(
-            dedup_key=dedup, msisdn=mo.msisdn.removeprefix("+"), carrier=mo.carrier, short_code=mo.short_code,
+            dedup_key=dedup, previous_dedup_key=previous_dedup, msisdn=mo.msisdn.removeprefix("+"),
+            carrier=mo.carrier, short_code=mo.short_code,
             text=mo.text, received_at=mo.received_at, country=mo.country, data_coding=mo.data_coding,
             parts=mo.parts_total, incomplete=mo.incomplete, bind_name=mo.bind,
-            service=resolve_service(self._services, mo.short_code, service_keyword(mo.text)),
+            service=self.router.service(short_code=mo.short_code, text=mo.text, carrier=mo.carrier,
+                                        msisdn=mo.msisdn, country=mo.country),
             keyword=mo.keyword.keyword if mo.keyword else None, opens_conversation=not mo.is_reserved)
 
     async def _reserved_keywords(self, session: AsyncSession,

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import gatewayd.store.models  # noqa: F401  (every table registered: foreign keys resolve their types)
 from gatewayd.config import CarrierConfig, Config
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gatewayd.mo import DEDUP_WINDOW, ServiceRule, _window_keys, resolve_service
+from gatewayd.mo import DEDUP_WINDOW, _window_keys
 from gatewayd.mo_message import BindInfo, UnusableMO, build_inbound, dedup_key, keyword_set, short_code_of
 from routing.keywords import KeywordKind
 from smpp.constants import TON, CommandStatus, DataCoding
@@ -91,12 +91,3 @@ def test_window_keys_cover_the_previous_bucket() -> None:
     # a redelivery one window later finds the first delivery under its "previous" key
     assert _window_keys(later)[1] == current
     assert previous != current and len(current) <= 64
-
-
-def test_service_rule_with_keyword_wins_over_short_code_rule() -> None:
-    rules = [ServiceRule("997745", None, "chat"), ServiceRule("997745", "ALIAS", "alias-chat"),
-             ServiceRule("795500", None, "other")]
-    assert resolve_service(rules, "997745", "ALIAS") == "alias-chat"
-    assert resolve_service(rules, "997745", "HOLA") == "chat"
-    assert resolve_service(rules, "795500", None) == "other"
-    assert resolve_service(rules, "111111", None) is None
