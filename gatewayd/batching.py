@@ -5,6 +5,11 @@ has been committed. One loop takes everything that queued up while the previous 
 (up to ``max_batch``), so under load batches grow by themselves and when idle an item is committed
 at once: no timer adds latency. If the commit raises, every caller in that batch gets the error and
 decides (the MO pipeline answers ``ESME_RX_T_APPN`` so the SMSC retries).
+
+With ``concurrency=2`` the next batch starts while the previous one is still committing, so the
+process keeps preparing work during the database's commit round trip instead of idling (PostgreSQL;
+SQLite has a single writer and keeps ``concurrency=1``). Callers are answered per batch, so with
+overlapping batches a later item may be answered before an earlier one.
 """
 
 from __future__ import annotations
@@ -29,14 +34,17 @@ class GroupCommitter(Generic[ItemT, ResultT]):
     """Collects items from concurrent callers and commits them in batches through ``commit``.
 
     ``commit(items)`` must return one result per item, in order. ``on_batch(size, seconds, error)``
-    is told about every batch (for metrics and logs).
+    is told about every batch (for metrics and logs). At most ``concurrency`` batches commit at once.
     """
 
     def __init__(self, commit: CommitFunction[ItemT, ResultT], *, max_batch: int = 2000,
                  max_pending: int = 50_000, on_batch: BatchObserver | None = None,
-                 name: str = "group-commit") -> None:
+                 name: str = "group-commit", concurrency: int = 1) -> None:
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
+        if concurrency < 1:
+            raise ValueError("need concurrency >= 1")
+        self._concurrency = concurrency
         self.name = name
         self._commit = commit
         self._max_batch = max_batch
@@ -70,19 +78,51 @@ class GroupCommitter(Generic[ItemT, ResultT]):
 
     async def run_loop(self) -> None:
         """Commit batches until :meth:`close` is called and the queue is drained."""
-        while True:
-            if not self._items:
-                if self._closed:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            items = self._items[: self._max_batch]
-            futures = self._futures[: self._max_batch]
-            del self._items[: self._max_batch]
-            del self._futures[: self._max_batch]
-            self._room.set()
-            await self._commit_batch(items, futures)
+        if self._concurrency == 1:
+            while await self._next_batch_ready():
+                await self._commit_batch(*self._take_batch())
+            return
+        slots = asyncio.Semaphore(self._concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        try:
+            while await self._next_batch_ready():
+                await slots.acquire()  # items keep queueing meanwhile: the batch grows while we wait
+                if not self._items:  # failed meanwhile (fail_pending)
+                    slots.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(
+                    self._commit_batch(*self._take_batch()), name=f"{self.name}.batch")
+                running.add(task)
+                task.add_done_callback(finished)
+            if running:
+                await asyncio.gather(*running)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+
+    async def _next_batch_ready(self) -> bool:
+        """Waits for items; False once closed with nothing left to commit."""
+        while not self._items:
+            if self._closed:
+                return False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return True
+
+    def _take_batch(self) -> tuple[list[ItemT], list[asyncio.Future[ResultT]]]:
+        items = self._items[: self._max_batch]
+        futures = self._futures[: self._max_batch]
+        del self._items[: self._max_batch]
+        del self._futures[: self._max_batch]
+        self._room.set()
+        return items, futures
 
     async def _commit_batch(self, items: list[ItemT], futures: list[asyncio.Future[ResultT]]) -> None:
         started = time.perf_counter()

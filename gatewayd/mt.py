@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -332,23 +332,25 @@ class MTPipeline:
 
     def _part_result(self, mt: ClaimedMT, part_no: int, segments: int, bind_name: str, submitted_at: datetime,
                      outcome: Outcome) -> PartResult:
-        base = PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
-                          submitted_at=submitted_at, responded_at=datetime.now(UTC), bind_name=bind_name)
+        responded_at = datetime.now(UTC)
         if isinstance(outcome, SubmitSMResp) and outcome.command_status == 0:
             self.accepted += 1
-            return replace(base, smsc_message_id=normalise_message_id(outcome.message_id))
+            return PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
+                              submitted_at=submitted_at, responded_at=responded_at, bind_name=bind_name,
+                              smsc_message_id=normalise_message_id(outcome.message_id))
         self.rejected += 1
         if isinstance(outcome, NegativeResponseError):
-            return replace(base, error_code=outcome.status, error_text=str(outcome),
-                           retryable=is_temporary(outcome.status))
-        if isinstance(outcome, ResponseTimeout):
-            return replace(base, error_code=LOCAL_TIMEOUT, error_text="no response", retryable=True)
-        if isinstance(outcome, SMPPError):
-            return replace(base, error_code=LOCAL_SESSION_LOST, error_text=str(outcome) or "session lost",
-                           retryable=True)
-        status = outcome.command_status
-        return replace(base, error_code=status, error_text=f"unexpected {type(outcome).__name__}",
-                       retryable=is_temporary(status))
+            code, text, retryable = outcome.status, str(outcome), is_temporary(outcome.status)
+        elif isinstance(outcome, ResponseTimeout):
+            code, text, retryable = LOCAL_TIMEOUT, "no response", True
+        elif isinstance(outcome, SMPPError):
+            code, text, retryable = LOCAL_SESSION_LOST, str(outcome) or "session lost", True
+        else:
+            code = outcome.command_status
+            text, retryable = f"unexpected {type(outcome).__name__}", is_temporary(code)
+        return PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
+                          submitted_at=submitted_at, responded_at=responded_at, bind_name=bind_name,
+                          error_code=code, error_text=text, retryable=retryable)
 
     def _collect(self, flight: _InFlight, result: PartResult) -> None:
         flight.results.append(result)

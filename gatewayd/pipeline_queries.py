@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._dialect import table_of
 from gatewayd.store.enums import MTStatus
-from gatewayd.store.messages import EarlyReceipt, MOMessage, MTMessage, MTPart, MTStatusHistory
+from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.repo_mt import ReceiptIn, ReceiptOutcome, record_receipts
 from gatewayd.store.subscribers import Subscriber
 
@@ -28,38 +28,27 @@ def _chunks(values: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]
         yield values[start:start + size]
 
 
-_DEDUP_KEYS_ANY = (select(MOMessage.dedup_key)
-                   .where(MOMessage.dedup_key == any_(bindparam("keys", type_=ARRAY(String(64))))))
-
-
-async def existing_dedup_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
-    """Which of these MO dedup keys are already stored.
-
-    On PostgreSQL one array parameter (``= ANY($1)``): the same prepared statement whatever the
-    batch size, where an ``IN`` list would be prepared again for every distinct length."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return set()
-    if session.get_bind().dialect.name == "postgresql":
-        return set((await session.execute(_DEDUP_KEYS_ANY, {"keys": wanted})).scalars())
-    found: set[str] = set()
-    for part in _chunks(wanted):
-        rows = await session.execute(select(MOMessage.dedup_key).where(MOMessage.dedup_key.in_(part)))
-        found.update(rows.scalars())
-    return found
-
-
 Block = tuple[bool, bool, str | None]
+
+_BLOCKS = (select(Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason)
+           .where(Subscriber.opted_out | Subscriber.banned))
+_BLOCKS_ANY = _BLOCKS.where(Subscriber.msisdn == any_(bindparam("msisdns", type_=ARRAY(String(20)))))
 
 
 async def subscriber_blocks(session: AsyncSession, msisdns: Iterable[str]) -> dict[str, Block]:
     """(opted out, banned, ban reason) of the subscribers among these MSISDNs (E.164 digits) that are
     opted out or banned."""
     found: dict[str, Block] = {}
-    for part in _chunks(sorted(set(msisdns))):
-        rows = await session.execute(
-            select(Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason)
-            .where(Subscriber.msisdn.in_(part), Subscriber.opted_out | Subscriber.banned))
+    wanted = sorted(set(msisdns))
+    if not wanted:
+        return found
+    if session.get_bind().dialect.name == "postgresql":  # one prepared statement whatever the count
+        rows = await session.execute(_BLOCKS_ANY, {"msisdns": wanted})
+        for row in rows:
+            found[row.msisdn] = (row.opted_out, row.banned, row.banned_reason)
+        return found
+    for part in _chunks(wanted):
+        rows = await session.execute(_BLOCKS.where(Subscriber.msisdn.in_(part)))
         for row in rows:
             found[row.msisdn] = (row.opted_out, row.banned, row.banned_reason)
     return found

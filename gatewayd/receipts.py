@@ -22,6 +22,7 @@ from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo
 from gatewayd.mt_policy import receipt_error_code
 from gatewayd.pipeline_queries import sweep_early_receipts
+from gatewayd.store.engine import concurrent_writers
 from gatewayd.store.repo_mt import MTStatusChange, ReceiptIn, purge_early_receipts, record_receipts
 from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSM
@@ -55,7 +56,7 @@ class ReceiptPipeline:
         self._commit_retry_window = commit_retry_window
         self._committer: GroupCommitter[ReceiptIn, bool] = GroupCommitter(
             self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
-            name="receipts.group-commit")
+            name="receipts.group-commit", concurrency=concurrent_writers(sessions))
         self._sweep_until = 0.0
         self._sweep_wakeup = asyncio.Event()
         self.received = 0

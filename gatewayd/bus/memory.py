@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
 from gatewayd.bus.base import DEFAULT_SUBSCRIPTION_BUFFER, Subscription, SubscriptionSet
-from gatewayd.bus.events import Event, Topics, check_pattern, check_topic, decode_payload, encode_payload
+from gatewayd.bus.events import (
+    EVENT_VERSION,
+    Event,
+    Topics,
+    check_pattern,
+    check_topic,
+    decode_payload,
+    encode_payload,
+)
+
+_JSON_SCALARS = (str, int, bool, type(None))
+
+
+def plain_copy(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The payload as JSON would bring it back (with ``"v"``), built without JSON, when it is flat:
+    string keys and str / int / bool / None / finite float values of exactly those types (the
+    daemon's own events). None when only the JSON round trip gives the right answer (nested values,
+    subclasses such as enums, values JSON cannot carry)."""
+    for key, value in payload.items():
+        kind = type(value)
+        if type(key) is not str or not (kind in _JSON_SCALARS or (kind is float and math.isfinite(value))):
+            return None
+    return dict(payload) if "v" in payload else {"v": EVENT_VERSION, **payload}
 
 
 class MemoryBus:
@@ -25,11 +48,14 @@ class MemoryBus:
         return self._subscriptions.dropped
 
     async def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
-        # Encoding and decoding again gives subscribers what an MQTT subscriber would get, and a
-        # payload that is not JSON fails here, at the publisher.
-        decoded = decode_payload(encode_payload(payload))
-        assert decoded is not None
-        self._subscriptions.dispatch(Event(check_topic(topic), decoded))
+        check_topic(topic)
+        copied = plain_copy(payload)
+        if copied is None:
+            # Encoding and decoding again gives subscribers what an MQTT subscriber would get, and a
+            # payload that is not JSON fails here, at the publisher.
+            copied = decode_payload(encode_payload(payload))
+            assert copied is not None
+        self._subscriptions.dispatch(Event(topic, copied))
 
     @asynccontextmanager
     async def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER

@@ -67,15 +67,17 @@ JOIN unnest($1::bigint[], $2::varchar[]) AS i(subscriber_id, short_code)
 WHERE c.status != 'closed'
 """
 
-# The MOs, then for the new ones only: their subscribers' counters and their conversations' waiting
+# The MOs not stored yet under their key nor under their previous key (see ``NewMO.previous_dedup_key``),
+# then for the new ones only: their subscribers' counters and their conversations' waiting
 # marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest).
 _INSERT_MOS = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
                          $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
-                         $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[])
+                         $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[],
+                         $18::varchar[])
         AS i(dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
-             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword)
+             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, previous_key)
 ), inserted AS (
     INSERT INTO mo_messages (dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code,
                              country, text, data_coding, parts, incomplete, smsc_message_id, received_at,
@@ -83,6 +85,10 @@ WITH input AS (
     SELECT dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
            data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword
     FROM input
+    -- LIMIT 1 keeps this a per-row index probe: an anti-join could hash the whole table
+    LEFT JOIN LATERAL (SELECT true AS stored FROM mo_messages AS m WHERE m.dedup_key = input.previous_key
+                       LIMIT 1) AS earlier ON true
+    WHERE earlier.stored IS NULL
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
 ), per_subscriber AS (
@@ -117,6 +123,8 @@ SELECT id, dedup_key FROM inserted
 MO_COLUMNS = ("dedup_key", "subscriber_id", "conversation_id", "carrier", "bind_name", "short_code",
               "country", "text", "data_coding", "parts", "incomplete", "smsc_message_id", "received_at",
               "service", "keyword")
+#: Not a column: a row whose ``previous_key`` is stored already is a duplicate.
+PREVIOUS_KEY = "previous_key"
 
 
 async def insert_subscribers(session: AsyncSession, rows: Sequence[tuple[str, str, str | None, str | None]],
@@ -145,7 +153,8 @@ async def open_conversations(session: AsyncSession, keys: Sequence[tuple[int, st
 
 
 async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]]) -> dict[str, int]:
-    """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`) whose dedup key is new,
+    """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`, optionally
+    :data:`PREVIOUS_KEY`) whose dedup key and previous key are new,
     counts them on their subscribers and marks their conversations waiting; returns {dedup_key: id}
     of those inserted."""
     columns = [[row[name] for row in rows] for name in MO_COLUMNS]
@@ -156,7 +165,8 @@ async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]]) -
     subscriber_ids = sorted({_id(row["subscriber_id"]) for row in rows})
     conversation_ids = sorted({_id(row["conversation_id"]) for row in rows
                                if row["conversation_id"] is not None})
-    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids)
+    previous_keys = [row.get(PREVIOUS_KEY) for row in rows]
+    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids, previous_keys)
     return {row.dedup_key: row.id for row in inserted}
 
 

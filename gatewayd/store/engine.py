@@ -23,7 +23,8 @@ def create_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10
     SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys enforced, and every transaction
     opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
     when a read transaction tries to upgrade to a write. The file's directory is created if missing.
-    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow`` with pre-ping.
+    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow`` with pre-ping, every statement
+    planned for its parameters (``plan_cache_mode=force_custom_plan``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,8 +34,12 @@ def create_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10
         engine = create_async_engine(parsed, echo=echo)
         _configure_sqlite(engine)
         return engine
+    # Custom plans for every execution: the pipelines run a few large prepared statements per batch,
+    # so planning is cheap next to them, while a generic plan cached when a table was small (a fresh
+    # database, the first minute after start) keeps scanning it sequentially long after it has grown.
     return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=max_overflow,
-                               pool_pre_ping=True)
+                               pool_pre_ping=True,
+                               connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}})
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -56,3 +61,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (the caller frames each transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def concurrent_writers(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many write transactions of one pipeline may usefully run at once: two on PostgreSQL (one
+    commits while the next is written), one on SQLite (a single writer: a second would only queue)."""
+    bind = sessions.kw.get("bind")
+    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+        return 2
+    return 1

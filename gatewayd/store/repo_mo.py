@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
-from gatewayd.store._pg_ingest import insert_mos
+from gatewayd.store._pg_ingest import PREVIOUS_KEY, insert_mos
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage
 from gatewayd.store.repo_conversations import ConversationKey, get_or_open_conversations, note_mos
@@ -26,6 +26,8 @@ from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, upser
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
+#: Keys per IN (...) list: far below SQLite's bind-parameter limit.
+_KEYS_PER_QUERY = 900
 SUBSCRIBERS = table_of(Subscriber)
 
 
@@ -68,6 +70,9 @@ class NewMO:
     service: str | None = None
     keyword: str | None = None
     opens_conversation: bool = True
+    #: A key the same MO may have been stored under already (the previous dedup time window): when it
+    #: is stored, this MO is a duplicate.
+    previous_dedup_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,8 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
     for row in rows:
         unique.setdefault(row["dedup_key"], row)
     if on_postgresql:  # counters and conversations are updated by the same statement
-        inserted = await insert_mos(session, list(unique.values()))
+        # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
+        inserted = await insert_mos(session, [unique[key] for key in sorted(unique, key=str)])
     else:
         inserted = await _insert_new(session, list(unique.values()))
     results: list[IngestedMO] = []
@@ -128,18 +134,34 @@ def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str
         "carrier": mo.carrier, "bind_name": mo.bind_name, "short_code": mo.short_code, "country": mo.country,
         "text": mo.text, "data_coding": mo.data_coding, "parts": mo.parts, "incomplete": mo.incomplete,
         "smsc_message_id": mo.smsc_message_id, "received_at": mo.received_at, "service": mo.service,
-        "keyword": mo.keyword,
+        "keyword": mo.keyword, PREVIOUS_KEY: mo.previous_dedup_key,
     }
 
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> dict[str, int]:
     """Inserts the rows (unique dedup keys) whose dedup_key is new; returns {dedup_key: id} of those
     inserted."""
+    previous = [str(row[PREVIOUS_KEY]) for row in rows if row[PREVIOUS_KEY] is not None]
+    if previous:
+        stored = await _stored_keys(session, previous)
+        rows = [row for row in rows if row[PREVIOUS_KEY] not in stored]
+        if not rows:
+            return {}
+    rows = [{name: value for name, value in row.items() if name != PREVIOUS_KEY} for row in rows]
     statement = (upsert_insert(session, MO_MESSAGES)
                  .on_conflict_do_nothing(index_elements=["dedup_key"])
                  .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key))
     result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
+
+
+async def _stored_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        rows = await session.execute(select(MO_MESSAGES.c.dedup_key)
+                                     .where(MO_MESSAGES.c.dedup_key.in_(keys[start:start + _KEYS_PER_QUERY])))
+        found.update(rows.scalars())
+    return found
 
 
 async def _touch_subscribers(session: AsyncSession, new: Sequence[IngestedMO]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -92,6 +93,24 @@ async def test_redelivered_mo_is_stored_once(sessions: async_sessionmaker[AsyncS
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(MOMessage)) == 2
         subscriber = await get_subscriber(session, first[0].subscriber.id)
+        assert subscriber is not None and subscriber.mo_count == 1
+
+
+async def test_mo_stored_under_its_previous_key_is_a_duplicate(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A redelivery in the next dedup window carries the first delivery's key as its previous key."""
+    first = mo("34600000003", "c1")
+    async with sessions.begin() as session:
+        stored = await ingest_mos(session, [first], T0)
+    assert not stored[0].duplicate
+    redelivery = replace(first, dedup_key=first.dedup_key + ":next", previous_dedup_key=first.dedup_key)
+    fresh = replace(mo("34600000004", "d1"), previous_dedup_key="never-stored")
+    async with sessions.begin() as session:
+        again = await ingest_mos(session, [redelivery, fresh], T0 + timedelta(minutes=2))
+    assert [result.duplicate for result in again] == [True, False]
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 2
+        subscriber = await get_subscriber(session, stored[0].subscriber.id)
         assert subscriber is not None and subscriber.mo_count == 1
 
 

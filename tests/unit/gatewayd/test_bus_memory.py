@@ -91,3 +91,23 @@ def test_create_bus_from_urls() -> None:
     assert (mqtt.host, mqtt.port, mqtt.client_id) == ("broker.example", 1884, "gw-1")
     with pytest.raises(ValueError, match="bus URL"):
         create_bus("amqp://broker")
+
+
+async def test_subscribers_get_their_own_copy_as_json_would_give_it() -> None:
+    async with MemoryBus(topic_prefix="t") as bus, bus.subscribe("t/#") as subscription:
+        flat = {"id": 7, "status": "delivered", "ratio": 0.5, "final": True, "detail": None}
+        await bus.publish("t/mt/7/status", flat)
+        nested = {"id": 8, "parts": (1, 2), "ratio": 1.0}
+        await bus.publish("t/mt/8/status", nested)
+        flat["status"] = "changed after publishing"
+        first = await subscription.get()
+        second = await subscription.get()
+    assert first.payload == {"v": 1, "id": 7, "status": "delivered", "ratio": 0.5, "final": True,
+                             "detail": None}
+    assert second.payload == {"v": 1, "id": 8, "parts": [1, 2], "ratio": 1.0}  # the tuple came back a list
+
+
+async def test_a_payload_json_cannot_carry_fails_without_subscribers_too() -> None:
+    bus = MemoryBus()
+    with pytest.raises(ValueError):
+        await bus.publish("echat/x", {"ratio": float("nan")})

@@ -127,3 +127,60 @@ def test_invalid_limits_are_refused() -> None:
         GroupCommitter(commit, max_batch=0)
     with pytest.raises(ValueError):
         GroupCommitter(commit, max_batch=10, max_pending=5)
+
+
+async def test_concurrency_two_commits_the_next_batch_while_one_is_in_flight() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow_commit(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        await release.wait()
+        return [item + 1 for item in items]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(slow_commit, concurrency=2)
+    loop_task = asyncio.create_task(committer.run_loop())
+    first = asyncio.create_task(committer.submit(1))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    second = asyncio.create_task(committer.submit(2))
+    third = asyncio.create_task(committer.submit(3))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == [[1], [2, 3]]  # two batches in flight; nothing answered before its commit
+    assert not (first.done() or second.done() or third.done())
+    fourth = asyncio.create_task(committer.submit(4))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == [[1], [2, 3]]  # a third batch waits for a free slot
+    release.set()
+    assert list(await asyncio.gather(first, second, third, fourth)) == [2, 3, 4, 5]
+    assert started == [[1], [2, 3], [4]]
+    committer.close()
+    await loop_task
+
+
+async def test_concurrent_batches_fail_alone_and_close_drains_both() -> None:
+    async def commit(items: Sequence[int]) -> list[int]:
+        await asyncio.sleep(0)
+        if 13 in items:
+            raise OSError("unlucky batch")
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(commit, max_batch=1, concurrency=2)
+    loop_task = asyncio.create_task(committer.run_loop())
+    results = await asyncio.gather(*(committer.submit(number) for number in (11, 12, 13, 14)),
+                                   return_exceptions=True)
+    assert results[:2] == [11, 12] and results[3] == 14
+    assert isinstance(results[2], OSError)
+    committer.close()
+    await loop_task
+    assert committer.committed == 3
+
+
+def test_concurrency_below_one_is_refused() -> None:
+    async def commit(items: Sequence[int]) -> list[int]:
+        return list(items)
+
+    with pytest.raises(ValueError):
+        GroupCommitter(commit, concurrency=0)
