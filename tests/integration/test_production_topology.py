@@ -41,11 +41,14 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 SUBSCRIBER = "34600123987"
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
-    assert await check(), what
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15.0
+    while loop.time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within 15 s: {what}")
 
 
 async def csrf(client: httpx.AsyncClient, path: str) -> str:
@@ -75,7 +78,8 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
         def panel_bus(url: str) -> EventBus:
             return create_bus(url, topic_prefix=topic_prefix, client_id=f"{topic_prefix}-panel")
 
-        settings = PanelSettings(database_url=pg_url, bus_url=mqtt_url, secure_cookies=False, argon2=FAST_ARGON2)
+        settings = PanelSettings(database_url=pg_url, bus_url=mqtt_url, secure_cookies=False,
+                                 argon2=FAST_ARGON2)
         app = create_app(settings, bus_factory=panel_bus, plugins=plugins)
         try:
             async with running_daemon(config), serving(app) as panel_url, httpx.AsyncClient(
