@@ -21,6 +21,7 @@ from gatewayd.binds import BindSupervisor
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
 from gatewayd.events import EventPublisher
+from gatewayd.gc_tuning import tune_for_throughput
 from gatewayd.instrumentation import MetricsService, metrics_hooks
 from gatewayd.logging import log_event, redact_url
 from gatewayd.metrics import GatewayMetrics
@@ -154,6 +155,7 @@ class Daemon:
             self.metrics.track_bus_drops(lambda: bus.dropped)
             events = EventPublisher(bus)
             self._build(events)
+            tune_for_throughput()
             try:
                 await self._run_tasks()
             finally:
@@ -184,7 +186,7 @@ class Daemon:
                               initial=config.daemon.mt_retry_backoff_initial,
                               maximum=config.daemon.mt_retry_backoff_max),
             poll_interval=self.poll_interval, on_submitted=hooks.mt_submitted, on_changes=hooks.mt_changes,
-            on_recorded=self.receipts.parts_recorded)
+            on_accepted=self.receipts.part_accepted, on_recorded=self.receipts.parts_recorded)
 
     def _mt_queued(self) -> None:
         if self.mt is not None:

@@ -15,7 +15,7 @@ import uvicorn
 
 from gatewayd.config import Config
 from gatewayd.logging import log_event
-from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app
+from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
 from gatewayd.store.repo_mt import outbox_depth
 
 if TYPE_CHECKING:
@@ -33,32 +33,42 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     """Pipeline observers that update ``metrics`` (cheap: label look-ups, no I/O)."""
     from gatewayd.daemon import DaemonHooks
 
+    commit_latency = labelled_children(metrics.db_commit_latency)
+    mo_received = labelled_children(metrics.mo_received)
+    mo_duplicates = labelled_children(metrics.mo_duplicates)
+    mt_submitted_count = labelled_children(metrics.mt_submitted)
+    submit_latency = labelled_children(metrics.submit_latency)
+    mt_status = labelled_children(metrics.mt_status)
+    receipts = labelled_children(metrics.receipts)
+    receipts_early = labelled_children(metrics.receipts_early)
+    reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
+
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
-        metrics.db_commit_latency.labels("mo").observe(seconds)
+        commit_latency("mo").observe(seconds)
 
     def mo_committed(stored: Sequence[InboundMO], duplicates: int) -> None:
         for (carrier, short_code), count in Counter((mo.carrier, mo.short_code) for mo in stored).items():
-            metrics.mo_received.labels(carrier, short_code).inc(count)
+            mo_received(carrier, short_code).inc(count)
         if duplicates:
-            metrics.mo_duplicates.labels("all").inc(duplicates)
+            mo_duplicates("all").inc(duplicates)
 
     def receipt_batch(size: int, seconds: float, error: BaseException | None) -> None:
-        metrics.db_commit_latency.labels("receipts").observe(seconds)
+        commit_latency("receipts").observe(seconds)
 
     def mt_submitted(carrier: str, outcome: str, seconds: float) -> None:
-        metrics.mt_submitted.labels(carrier, outcome).inc()
-        metrics.submit_latency.labels(carrier).observe(seconds)
+        mt_submitted_count(carrier, outcome).inc()
+        submit_latency(carrier).observe(seconds)
 
     def mt_changes(changes: Sequence[MTStatusChange]) -> None:
         for status, count in Counter(change.status.value for change in changes).items():
-            metrics.mt_status.labels(status).inc(count)
+            mt_status(status).inc(count)
 
     return DaemonHooks(
         mo_batch=mo_batch, mo_committed=mo_committed,
-        mo_incomplete=lambda carrier: metrics.reassembly_incomplete.labels(carrier).inc(),
+        mo_incomplete=lambda carrier: reassembly_incomplete(carrier).inc(),
         receipt_batch=receipt_batch,
-        receipt=lambda carrier, state: metrics.receipts.labels(carrier, state).inc(),
-        receipts_early=lambda carrier, count: metrics.receipts_early.labels(carrier).inc(count),
+        receipt=lambda carrier, state: receipts(carrier, state).inc(),
+        receipts_early=lambda carrier, count: receipts_early(carrier).inc(count),
         mt_submitted=mt_submitted, mt_changes=mt_changes)
 
 

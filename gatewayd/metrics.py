@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +25,23 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+_Labelled = TypeVar("_Labelled", Counter, Gauge, Histogram)
+
+
+def labelled_children(metric: _Labelled) -> Callable[..., _Labelled]:
+    """``metric.labels`` remembering each child: ``labels()`` validates and locks on every call, too much
+    for a hook run per submit or receipt. The label sets are bounded (see :class:`GatewayMetrics`)."""
+    children: dict[tuple[str, ...], _Labelled] = {}
+
+    def child(*values: str) -> _Labelled:
+        found = children.get(values)
+        if found is None:
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -116,7 +116,8 @@ class MTPipeline:
                  max_in_flight: int = 5000,
                  on_submitted: Callable[[str, str, float], None] | None = None,
                  on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
-                 on_recorded: Callable[[], None] | None = None) -> None:
+                 on_accepted: Callable[[str, str], None] | None = None,
+                 on_recorded: Callable[[Sequence[PartResult]], None] | None = None) -> None:
         self._sessions = sessions
         self._events = events
         self._binds = binds
@@ -130,6 +131,7 @@ class MTPipeline:
         self._max_in_flight = max_in_flight
         self._on_submitted = on_submitted
         self._on_changes = on_changes
+        self._on_accepted = on_accepted
         self._on_recorded = on_recorded
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
@@ -289,7 +291,7 @@ class MTPipeline:
         if carrier is None:
             self._finish_now(mt, 1, now, LOCAL_NO_ROUTE, f"no carrier {mt.carrier!r} configured", False)
             return
-        choice = self._binds.choose(mt.carrier, mt.bind_name)
+        choice = self._binds.choose(mt.carrier, mt.bind_name, destination=mt.destination, source=mt.source)
         if choice is None:
             self._requeue.append((mt.id, f"no bind of {mt.carrier} is up"))
             self._results_ready.set()
@@ -335,9 +337,12 @@ class MTPipeline:
         responded_at = datetime.now(UTC)
         if isinstance(outcome, SubmitSMResp) and outcome.command_status == 0:
             self.accepted += 1
+            message_id = normalise_message_id(outcome.message_id)
+            if self._on_accepted is not None:
+                self._on_accepted(mt.carrier, message_id)
             return PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
                               submitted_at=submitted_at, responded_at=responded_at, bind_name=bind_name,
-                              smsc_message_id=normalise_message_id(outcome.message_id))
+                              smsc_message_id=message_id)
         self.rejected += 1
         if isinstance(outcome, NegativeResponseError):
             code, text, retryable = outcome.status, str(outcome), is_temporary(outcome.status)
@@ -392,7 +397,7 @@ class MTPipeline:
                 await asyncio.sleep(DATABASE_RETRY_DELAY)
                 continue
             if results and self._on_recorded is not None:
-                self._on_recorded()
+                self._on_recorded(results)
             await self._published(changes)
             if any(change.status is MTStatus.QUEUED for change in changes):
                 self._wakeup.set()

@@ -1,9 +1,11 @@
 """Delivery receipts: correlate each to its MT part (durably, batched), derive MT final statuses, publish.
 
-A receipt is answered (deliver_sm_resp 0) only once its batch is committed. A receipt whose part is
-not recorded yet (it overtook the submit_sm_resp, or the part's result is still being committed) is
-stored as an early receipt by the store and applied when the part is recorded: nothing is matched in
-memory only.
+A receipt is answered (deliver_sm_resp 0) only once its batch is committed. Most receipts come right
+after their submit_sm_resp, while the MT pipeline is still committing that part's result: such a
+receipt waits (unanswered, so nothing is lost in a crash) for that commit, up to ``PART_COMMIT_WAIT``,
+and is then applied to the part directly. A receipt whose part is not recorded by the time it is
+committed (it overtook the submit_sm_resp, or the wait ran out) is stored as an early receipt by the
+store and applied when the part is recorded: nothing is matched in memory only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,7 +25,13 @@ from gatewayd.mo_message import BindInfo
 from gatewayd.mt_policy import receipt_error_code
 from gatewayd.pipeline_queries import sweep_early_receipts
 from gatewayd.store.engine import concurrent_writers
-from gatewayd.store.repo_mt import MTStatusChange, ReceiptIn, purge_early_receipts, record_receipts
+from gatewayd.store.repo_mt import (
+    MTStatusChange,
+    PartResult,
+    ReceiptIn,
+    purge_early_receipts,
+    record_receipts,
+)
 from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSM
 from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt
@@ -34,9 +42,55 @@ log = logging.getLogger("gatewayd.receipts")
 SWEEP_WINDOW = 120.0
 #: ... every this many seconds (or at once when the MT pipeline records parts).
 SWEEP_INTERVAL = 0.25
+#: Longest a receipt waits for its part's submit result to be committed before going the early way.
+PART_COMMIT_WAIT = 2.0
+#: Parts remembered as awaiting their commit; beyond this receipts simply go the early way.
+MAX_PENDING_PARTS = 200_000
 #: Early receipts never matched are dropped after a day.
 EARLY_RECEIPT_TTL = timedelta(days=1)
 PURGE_INTERVAL = 3600.0
+
+
+PartKey = tuple[str, str]
+
+
+class PendingPartCommits:
+    """Parts the SMSC accepted whose result the MT pipeline has not committed yet (by carrier and
+    normalised SMSC message id), so that a receipt for one can wait for that commit. Bounded; a part
+    never committed (the database is away) only costs its receipts the wait."""
+
+    def __init__(self, *, wait_limit: float = PART_COMMIT_WAIT, max_pending: int = MAX_PENDING_PARTS) -> None:
+        self._wait_limit = wait_limit
+        self._max_pending = max_pending
+        #: key -> the future receipts wait on, created by the first of them.
+        self._pending: dict[PartKey, asyncio.Future[None] | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def accepted(self, carrier: str, smsc_message_id: str) -> None:
+        if len(self._pending) < self._max_pending:
+            self._pending.setdefault((carrier, smsc_message_id), None)
+
+    def committed(self, keys: Iterable[PartKey]) -> None:
+        for key in keys:
+            waiter = self._pending.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, carrier: str, smsc_message_id: str) -> bool:
+        """Returns once the part is committed (at once when it is not pending); False if the wait ran out."""
+        key = (carrier, smsc_message_id)
+        if key not in self._pending:
+            return True
+        waiter = self._pending[key]
+        if waiter is None:
+            waiter = self._pending[key] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self._wait_limit)
+        except TimeoutError:
+            return False
+        return True
 
 
 class ReceiptPipeline:
@@ -59,7 +113,9 @@ class ReceiptPipeline:
             name="receipts.group-commit", concurrency=concurrent_writers(sessions))
         self._sweep_until = 0.0
         self._sweep_wakeup = asyncio.Event()
+        self._pending_parts = PendingPartCommits()
         self.received = 0
+        self.waited_out = 0
         self.early = 0
         self.unparsable = 0
 
@@ -78,6 +134,8 @@ class ReceiptPipeline:
         item = ReceiptIn(carrier=bind.carrier, smsc_message_id=normalise_message_id(receipt.message_id),
                          state=receipt.stat or receipt.state.name, received_at=datetime.now(UTC),
                          error_code=receipt_error_code(receipt.err))
+        if not await self._pending_parts.wait(item.carrier, item.smsc_message_id):
+            self.waited_out += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._commit_retry_window
         delay = 0.05
@@ -120,8 +178,15 @@ class ReceiptPipeline:
     def close(self) -> None:
         self._committer.close()
 
-    def parts_recorded(self) -> None:
-        """The MT pipeline committed part results: early receipts may match them now."""
+    def part_accepted(self, carrier: str, smsc_message_id: str) -> None:
+        """The SMSC accepted a part (``smsc_message_id`` normalised); its result is not committed yet."""
+        self._pending_parts.accepted(carrier, smsc_message_id)
+
+    def parts_recorded(self, results: Sequence[PartResult] = ()) -> None:
+        """The MT pipeline committed these part results: receipts waiting for them go on, and early
+        receipts may match them now."""
+        self._pending_parts.committed((result.carrier, result.smsc_message_id) for result in results
+                                      if result.smsc_message_id is not None)
         if self._sweep_until:
             self._sweep_wakeup.set()
 

@@ -62,7 +62,15 @@ _STATES_BY_STAT: dict[str, MessageState] = {
 }
 
 # A field name starts a word: letters (maybe "submit date" with a space), then a colon.
-_FIELD = re.compile(r"(?:^|(?<=[\s,;]))([a-z][a-z0-9_-]*(?:[ _-]date)?)\s*:", re.ASCII | re.IGNORECASE)
+_FIELD = re.compile(r"(?<![^\s,;])([a-z][a-z0-9_-]*(?:[ _-]date)?)\s*:", re.ASCII | re.IGNORECASE)
+# The Appendix B layout exactly (any case), as almost every SMSC writes it: read in one match. Values
+# hold no separator or colon, so the tolerant scan would read the same fields; anything else goes to it.
+_VALUE = r"([^\s,;:\x00]*)"
+_STANDARD = re.compile(
+    rf"id:{_VALUE} sub:{_VALUE} dlvrd:{_VALUE} submit date:{_VALUE} done date:{_VALUE} stat:{_VALUE}"
+    rf" err:{_VALUE}(?: text:(.*))?\Z", re.ASCII | re.IGNORECASE | re.DOTALL)
+_STANDARD_NAMES = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err")
+_NAME_NOISE = str.maketrans("", "", " _-")
 _FIELD_ALIASES = {
     "id": "id", "msgid": "id", "messageid": "id",
     "sub": "sub", "dlvrd": "dlvrd", "dlvd": "dlvrd",
@@ -135,16 +143,32 @@ def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:
 
 def _fields(text: str) -> dict[str, str]:
     """Known fields by canonical name; the first occurrence wins. ``text`` takes the rest of the string."""
+    standard = _STANDARD.match(text)
+    if standard is not None:
+        fields = dict(zip(_STANDARD_NAMES, standard.groups(), strict=False))
+        rest = standard.group(8)
+        if rest is not None:
+            fields["text"] = rest.lstrip(" ").rstrip("\x00")
+        return fields
+    return _scan_fields(text)
+
+
+def _scan_fields(text: str) -> dict[str, str]:
+    """The tolerant reading: any order, case, separators and extra fields. A value runs to the next
+    field name (separators stripped)."""
     fields: dict[str, str] = {}
-    matches = list(_FIELD.finditer(text))
-    for index, match in enumerate(matches):
-        name = _FIELD_ALIASES.get(re.sub(r"[ _-]", "", match.group(1)).lower())
+    name: str | None = None
+    value_start = 0
+    for match in _FIELD.finditer(text):
+        if name is not None and name not in fields:
+            fields[name] = text[value_start:match.start()].strip(_SEPARATORS)
+        name = _FIELD_ALIASES.get(match.group(1).translate(_NAME_NOISE).lower())
         if name == "text":
             fields.setdefault("text", text[match.end():].lstrip(" ").rstrip("\x00"))
-            break
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        if name is not None:
-            fields.setdefault(name, text[match.end():end].strip(_SEPARATORS))
+            return fields
+        value_start = match.end()
+    if name is not None and name not in fields:
+        fields[name] = text[value_start:].strip(_SEPARATORS)
     return fields
 
 
@@ -155,16 +179,16 @@ def _int_or_none(value: str) -> int | None:
 def parse_receipt_date(value: str) -> datetime | None:
     """``YYMMDDhhmm``, ``YYMMDDhhmmss`` or ``YYYYMMDDhhmmss`` (separators ignored) as a naive datetime;
     ``None`` when absent or not a real date. Two-digit years are 20YY: a receipt is never from the 1900s."""
-    digits = "".join(c for c in value if c in string.digits)
+    digits = value if value.isascii() and value.isdigit() else "".join(c for c in value if c in string.digits)
     if len(digits) in (10, 12):
         digits = "20" + digits
     if len(digits) == 12:
         digits += "00"
     if len(digits) != 14:
         return None
-    month, day, hour, minute, second = (int(digits[i:i + 2]) for i in range(4, 14, 2))
     try:
-        return datetime(int(digits[:4]), month, day, hour, minute, second)
+        return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                        int(digits[10:12]), int(digits[12:14]))
     except ValueError:
         return None
 

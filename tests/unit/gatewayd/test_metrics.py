@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app
+from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
 
 
 async def get(app: object, path: str) -> httpx.Response:
@@ -52,3 +52,14 @@ async def test_healthz_is_503_when_not_ok_or_failing() -> None:
     assert (sick.status_code, sick.json()) == (503, {"ok": False, "binds": {"movistar": 0}})
     failing = await get(create_metrics_app(metrics, broken), "/healthz")
     assert (failing.status_code, failing.json()) == (503, {"ok": False, "error": "RuntimeError"})
+
+
+def test_labelled_children_are_remembered_and_count() -> None:
+    metrics = GatewayMetrics()
+    receipts = labelled_children(metrics.receipts)
+    child = receipts("movistar", "delivered")
+    assert receipts("movistar", "delivered") is child
+    assert receipts("movistar", "expired") is not child
+    child.inc()
+    receipts("movistar", "delivered").inc(2)
+    assert b'gatewayd_receipts_total{carrier="movistar",state="delivered"} 3.0' in metrics.render()

@@ -230,3 +230,49 @@ def test_message_ids_match(one: str, other: str, expected: bool) -> None:
 def test_a_decimal_id_matches_its_hex_form(value: int) -> None:
     assert message_ids_match(str(value), f"{value:X}")
     assert message_ids_match(f"{value:010d}", f"{value:08x}")
+
+
+# --- the standard layout is read in one match; anything else by the tolerant scan -----------------------
+
+
+_ID_CHARS = st.from_regex(r"[0-9a-zA-Z][0-9a-fA-F,;:-]{0,23}", fullmatch=True)
+_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+
+
+@given(message_id=_ID_CHARS, state=st.sampled_from(sorted(MessageState)), text=_TEXT)
+def test_standard_layout_reads_as_the_tolerant_scan_does(message_id: str, state: MessageState,
+                                                         text: str) -> None:
+    formatted = format_receipt(message_id, state, NOON, NOON_ONE, text=text)
+    # A leading space takes the text off the single-match path: both readings must agree.
+    assert parse_receipt(formatted) == parse_receipt(" " + formatted)
+
+
+@pytest.mark.parametrize("variant", [
+    "ID:77 SUB:001 DLVRD:001 SUBMIT DATE:2403051200 DONE DATE:2403051201 STAT:DELIVRD ERR:000 TEXT:hi",
+    "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000",
+    "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 text:\x00",
+])
+def test_standard_layout_in_any_case_with_or_without_text(variant: str) -> None:
+    receipt = parse_receipt(variant)
+    assert (receipt.message_id, receipt.stat, receipt.err, receipt.sub, receipt.dlvrd) == (
+        "77", "DELIVRD", "000", 1, 1)
+    assert receipt.submit_date == NOON and receipt.done_date == NOON_ONE
+    assert receipt.text == ("hi" if "TEXT:hi" in variant else "")
+
+
+def test_value_with_a_separator_is_cut_by_the_tolerant_scan() -> None:
+    receipt = parse_receipt("id:77,x:1 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 "
+                            "stat:DELIVRD err:000 Text:hi")
+    assert receipt.message_id == "77"
+    assert receipt.state is MessageState.DELIVERED
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2403051200", datetime(2024, 3, 5, 12, 0)),
+    ("240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+    ("20240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+    ("24-03-05 12:00", datetime(2024, 3, 5, 12, 0)),
+    ("２４０３０５１２００", None),  # full-width digits are not a date
+])
+def test_receipt_date_forms(value: str, expected: datetime | None) -> None:
+    assert parse_receipt_date(value) == expected
