@@ -1,15 +1,17 @@
 """The MO ingest path on PostgreSQL: subscribers, conversations and MOs, one array statement each.
 
-Each statement inserts what is missing and reads back what exists in one round trip. A statement sees
-the database as of its start, so a row a concurrent transaction committed meanwhile can be neither
-inserted (conflict) nor read: the callers look those few up again with a fresh statement.
+Each statement inserts what is missing and reads back what exists in one round trip. Look-ups by key
+are ``LATERAL (... LIMIT 1)`` probes, one index probe per input row, where a join could scan and hash
+the whole table. A statement sees the database as of its start, so a row a concurrent transaction
+committed meanwhile can be neither inserted (conflict) nor read: the callers look those few up again
+with a fresh statement.
 Rows that other batches may update at the same time are locked in id order (``ORDER BY id FOR
 UPDATE``) before they are updated, so concurrent batches queue instead of deadlocking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,36 +20,48 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_rows
 
+# A subscriber created here starts with the MOs of the batch already counted (``mo_count``,
+# ``last_seen``), so the MO statement need not rewrite the row it just inserted; ``counted`` tells it.
 _INSERT_SUBSCRIBERS = """
 WITH input AS (
-    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[])
-        AS i(msisdn, client_id, carrier, country)
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $6::integer[],
+                         $7::timestamptz[])
+        AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
 ), inserted AS (
     INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
                              mo_count, mt_count)
-    SELECT i.client_id, i.msisdn, i.carrier, i.country, $5::timestamptz, $5::timestamptz, false, false, 0, 0
+    SELECT i.client_id, i.msisdn, i.carrier, i.country, $5::timestamptz,
+           GREATEST($5::timestamptz, i.last_mo_at), false, false, i.mos, 0
     FROM input AS i
-    WHERE NOT EXISTS (SELECT 1 FROM subscribers AS s WHERE s.msisdn = i.msisdn)
+    LEFT JOIN LATERAL (SELECT true AS known FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS k
+        ON true
+    WHERE k.known IS NULL
     ORDER BY i.msisdn
     ON CONFLICT DO NOTHING
-    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned
+    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mo_count AS counted
 )
-SELECT id, client_id, msisdn, carrier, country, opted_out, banned FROM inserted
+SELECT id, client_id, msisdn, carrier, country, opted_out, banned, counted FROM inserted
 UNION ALL
-SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned
-FROM subscribers AS s JOIN input AS i ON s.msisdn = i.msisdn
+SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, 0
+FROM input AS i
+JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
 """
 
+# A conversation opened here already waits since its first MO of the batch and knows its last one, so
+# the MO statement finds nothing to change on it (no second row version, no index writes).
 _OPEN_CONVERSATIONS = """
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[]) AS i(subscriber_id, short_code, service)
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $5::timestamptz[], $6::timestamptz[])
+        AS i(subscriber_id, short_code, service, first_mo_at, last_mo_at)
 ), inserted AS (
-    INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at)
-    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $4::timestamptz
+    INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
+                               last_mo_at)
+    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $4::timestamptz, i.first_mo_at, i.last_mo_at
     FROM input AS i
-    WHERE NOT EXISTS (SELECT 1 FROM conversations AS c
-                      WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
-                        AND c.status != 'closed')
+    LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
+                       WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+                         AND c.status != 'closed' LIMIT 1) AS a ON true
+    WHERE a.active IS NULL
     ORDER BY i.subscriber_id, i.short_code
     ON CONFLICT DO NOTHING
     RETURNING subscriber_id, short_code, id
@@ -55,8 +69,10 @@ WITH input AS (
 SELECT subscriber_id, short_code, id FROM inserted
 UNION ALL
 SELECT c.subscriber_id, c.short_code, c.id
-FROM conversations AS c JOIN input AS i ON c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
-WHERE c.status != 'closed'
+FROM input AS i
+JOIN LATERAL (SELECT * FROM conversations AS c
+              WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code AND c.status != 'closed'
+              LIMIT 1) AS c ON true
 """
 
 _ACTIVE_CONVERSATIONS = """
@@ -69,7 +85,8 @@ WHERE c.status != 'closed'
 
 # The MOs not stored yet under their key nor under their previous key (see ``NewMO.previous_dedup_key``),
 # then for the new ones only: their subscribers' counters and their conversations' waiting
-# marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest).
+# marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest). Rows already up to date
+# (created by this batch with its figures) are neither locked nor rewritten.
 _INSERT_MOS = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
@@ -91,11 +108,16 @@ WITH input AS (
     WHERE earlier.stored IS NULL
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
-), per_subscriber AS (
+), inserted_per_subscriber AS (
     SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
+), per_subscriber AS (  -- what is left to count: minus what the subscriber's creation counted already
+    SELECT COALESCE(n.subscriber_id, f.id) AS subscriber_id,
+           COALESCE(n.mos, 0) - COALESCE(f.counted, 0) AS mos, n.latest
+    FROM inserted_per_subscriber AS n
+    FULL JOIN unnest($19::bigint[], $20::integer[]) AS f(id, counted) ON f.id = n.subscriber_id
 ), locked_subscribers AS (
     SELECT s.id FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
-    WHERE s.id = ANY($16::bigint[])
+    WHERE s.id = ANY($16::bigint[]) AND (p.mos != 0 OR s.last_seen < p.latest)
     ORDER BY s.id FOR UPDATE OF s
 ), touched_subscribers AS (
     UPDATE subscribers AS s
@@ -108,6 +130,8 @@ WITH input AS (
 ), locked_conversations AS (
     SELECT c.id FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
     WHERE c.id = ANY($17::bigint[])
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= p.last_at)
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
     UPDATE conversations AS c
@@ -127,22 +151,35 @@ MO_COLUMNS = ("dedup_key", "subscriber_id", "conversation_id", "carrier", "bind_
 PREVIOUS_KEY = "previous_key"
 
 
-async def insert_subscribers(session: AsyncSession, rows: Sequence[tuple[str, str, str | None, str | None]],
+SubscriberInput = tuple[str, str, str | None, str | None, int, datetime | None]
+
+
+async def insert_subscribers(session: AsyncSession, rows: Sequence[SubscriberInput],
                              now: datetime) -> Sequence[Row[Any]]:
-    """Inserts the (msisdn, client_id, carrier, country) not known yet; returns the subscriber rows (id,
-    client_id, msisdn, carrier, country, opted_out, banned) of every MSISDN it could see."""
-    ordered = sorted(rows)
-    columns = [[row[index] for row in ordered] for index in range(4)]
-    return await pg_rows(session, _INSERT_SUBSCRIBERS, *columns, aware(now))
+    """Inserts the (msisdn, client_id, carrier, country, mos, last_mo_at) not known yet, starting them with
+    ``mos`` MOs counted and last seen at ``last_mo_at`` when later than ``now``; returns the subscriber rows
+    (id, client_id, msisdn, carrier, country, opted_out, banned, counted) of every MSISDN it could see,
+    ``counted`` being the MOs counted on creation (0 for a subscriber that existed)."""
+    ordered = sorted(rows, key=lambda row: row[0])
+    columns = [[row[index] for row in ordered] for index in range(6)]
+    for last_mo_at in columns[5]:
+        if last_mo_at is not None:
+            assert isinstance(last_mo_at, datetime)
+            aware(last_mo_at)
+    return await pg_rows(session, _INSERT_SUBSCRIBERS, *columns[:4], aware(now), *columns[4:])
 
 
-async def open_conversations(session: AsyncSession, keys: Sequence[tuple[int, str, str | None]],
+ConversationInput = tuple[int, str, str | None, datetime | None, datetime | None]
+
+
+async def open_conversations(session: AsyncSession, keys: Sequence[ConversationInput],
                              now: datetime) -> dict[tuple[int, str], int]:
-    """Opens a conversation for each (subscriber_id, short_code, service) with no active one; returns
-    the active conversation id of every pair, looking up again those a concurrent batch opened."""
+    """Opens a conversation for each (subscriber_id, short_code, service, first_mo_at, last_mo_at) with no
+    active one, waiting since ``first_mo_at``; returns the active conversation id of every pair, looking up
+    again those a concurrent batch opened."""
     ordered = sorted(keys, key=lambda key: (key[0], key[1]))
-    columns = [[key[index] for key in ordered] for index in range(3)]
-    rows = await pg_rows(session, _OPEN_CONVERSATIONS, *columns, aware(now))
+    columns = [[key[index] for key in ordered] for index in range(5)]
+    rows = await pg_rows(session, _OPEN_CONVERSATIONS, *columns[:3], aware(now), *columns[3:])
     found = {(row.subscriber_id, row.short_code): row.id for row in rows}
     missing = [key for key in ordered if (key[0], key[1]) not in found]
     if missing:
@@ -152,11 +189,13 @@ async def open_conversations(session: AsyncSession, keys: Sequence[tuple[int, st
     return found
 
 
-async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]]) -> dict[str, int]:
+async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]],
+                     counted: Mapping[int, int] | None = None) -> dict[str, int]:
     """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`, optionally
     :data:`PREVIOUS_KEY`) whose dedup key and previous key are new,
     counts them on their subscribers and marks their conversations waiting; returns {dedup_key: id}
-    of those inserted."""
+    of those inserted. ``counted`` is {subscriber_id: MOs} already counted when the subscriber was
+    created by this batch: only the difference is added."""
     columns = [[row[name] for row in rows] for name in MO_COLUMNS]
     for received_at in columns[MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)
@@ -166,7 +205,9 @@ async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]]) -
     conversation_ids = sorted({_id(row["conversation_id"]) for row in rows
                                if row["conversation_id"] is not None})
     previous_keys = [row.get(PREVIOUS_KEY) for row in rows]
-    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids, previous_keys)
+    precounted = sorted((counted or {}).items())
+    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids, previous_keys,
+                             [item[0] for item in precounted], [item[1] for item in precounted])
     return {row.dedup_key: row.id for row in inserted}
 
 

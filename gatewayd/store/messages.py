@@ -18,10 +18,8 @@ class MOMessage(Base):
     in the daemon's time zone, pais=``country``. ``dedup_key`` makes a redelivered MO a no-op."""
 
     __tablename__ = "mo_messages"
-    __table_args__ = (
-        Index("ix_mo_messages_subscriber_id_received_at", "subscriber_id", "received_at"),
-        Index("ix_mo_messages_short_code_received_at", "short_code", "received_at"),
-    )
+    # Read per subscriber or per conversation only: every further index would cost each MO insert.
+    __table_args__ = (Index("ix_mo_messages_subscriber_id_received_at", "subscriber_id", "received_at"),)
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -37,7 +35,7 @@ class MOMessage(Base):
     parts: Mapped[int] = mapped_column(SmallInteger, default=1)
     incomplete: Mapped[bool] = mapped_column(default=False)
     smsc_message_id: Mapped[str | None] = mapped_column(String(65), default=None)
-    received_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
     service: Mapped[str | None] = mapped_column(String(32), default=None)
     keyword: Mapped[str | None] = mapped_column(String(32), default=None)
 

@@ -21,11 +21,14 @@ CONVERSATIONS = table_of(Conversation)
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
-    """A conversation is identified by its subscriber and short code; ``service`` is set on opening."""
+    """A conversation is identified by its subscriber and short code; ``service`` is set on opening, and
+    so are ``first_mo_at``/``last_mo_at`` (its waiting marks) when MOs open it."""
 
     subscriber_id: int
     short_code: str
     service: str | None = None
+    first_mo_at: datetime | None = None
+    last_mo_at: datetime | None = None
 
 
 async def get_or_open_conversations(session: AsyncSession, keys: Sequence[ConversationKey],
@@ -37,14 +40,17 @@ async def get_or_open_conversations(session: AsyncSession, keys: Sequence[Conver
     if not wanted:
         return {}
     if dialect_name(session) == "postgresql":
-        return await open_conversations(session, [(key.subscriber_id, key.short_code, key.service)
-                                                  for key in wanted.values()], now)
+        return await open_conversations(session, [
+            (key.subscriber_id, key.short_code, key.service, key.first_mo_at, key.last_mo_at)
+            for key in wanted.values()], now)
     pairs = sorted(wanted)
     found = await _active(session, pairs)
     missing = [pair for pair in pairs if pair not in found]
     if missing:
         rows = [{"subscriber_id": pair[0], "short_code": pair[1], "service": wanted[pair].service,
-                 "status": ConversationStatus.WAITING, "opened_at": now} for pair in missing]
+                 "status": ConversationStatus.WAITING, "opened_at": now,
+                 "waiting_since": wanted[pair].first_mo_at, "last_mo_at": wanted[pair].last_mo_at}
+                for pair in missing]
         await session.execute(upsert_insert(session, CONVERSATIONS).on_conflict_do_nothing(), rows)
         found.update(await _active(session, missing))
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -94,24 +94,26 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
     """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in order."""
     if not mos:
         return []
-    subscribers = await upsert_subscribers(
-        session, [SubscriberSeen(mo.msisdn, mo.carrier, mo.country) for mo in mos], now)
-    keys = [ConversationKey(subscribers[mo.msisdn].id, mo.short_code, mo.service)
-            for mo in mos if mo.opens_conversation]
+    first_of_key: dict[str, NewMO] = {}
+    for mo in mos:
+        first_of_key.setdefault(mo.dedup_key, mo)
+    # A subscriber or conversation this batch creates starts with its figures of the batch already set,
+    # so the MO statement does not rewrite rows it just inserted.
+    subscribers = await upsert_subscribers(session, _subscribers_seen(mos, first_of_key.values()), now)
+    keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
     conversations = await get_or_open_conversations(session, keys, now)
     conversation_ids = [conversations.get((subscribers[mo.msisdn].id, mo.short_code))
                         if mo.opens_conversation else None for mo in mos]
-    rows = [_row(mo, subscribers[mo.msisdn].id, conversation_id)
-            for mo, conversation_id in zip(mos, conversation_ids, strict=True)]
+    rows = {mo.dedup_key: _row(mo, subscribers[mo.msisdn].id, conversation_id)
+            for mo, conversation_id in zip(mos, conversation_ids, strict=True)
+            if first_of_key[mo.dedup_key] is mo}
     on_postgresql = dialect_name(session) == "postgresql"
-    unique: dict[object, dict[str, object]] = {}
-    for row in rows:
-        unique.setdefault(row["dedup_key"], row)
     if on_postgresql:  # counters and conversations are updated by the same statement
+        counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
-        inserted = await insert_mos(session, [unique[key] for key in sorted(unique, key=str)])
+        inserted = await insert_mos(session, [rows[key] for key in sorted(rows)], counted)
     else:
-        inserted = await _insert_new(session, list(unique.values()))
+        inserted = await _insert_new(session, list(rows.values()))
     results: list[IngestedMO] = []
     claimed: set[str] = set()
     for mo, conversation_id in zip(mos, conversation_ids, strict=True):
@@ -126,6 +128,29 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
     await note_mos(session, [(result.conversation_id, result.mo.received_at)
                              for result in new if result.conversation_id is not None])
     return results
+
+
+def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> list[SubscriberSeen]:
+    """One entry per MSISDN (its last MO's carrier and country) with its batch's distinct MOs."""
+    latest: dict[str, NewMO] = {mo.msisdn: mo for mo in mos}
+    counts: Counter[str] = Counter()
+    last_at: dict[str, datetime] = {}
+    for mo in first_of_key:
+        counts[mo.msisdn] += 1
+        last_at[mo.msisdn] = max(last_at.get(mo.msisdn, mo.received_at), mo.received_at)
+    return [SubscriberSeen(msisdn, mo.carrier, mo.country, counts[msisdn], last_at[msisdn])
+            for msisdn, mo in latest.items()]
+
+
+def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
+    """One key per (subscriber, short code), waiting since its batch's first MO (service: the last's)."""
+    spans: dict[tuple[int, str], tuple[str | None, datetime, datetime]] = {}
+    for subscriber_id, mo in opening:
+        pair = (subscriber_id, mo.short_code)
+        _, first, last = spans.get(pair, (mo.service, mo.received_at, mo.received_at))
+        spans[pair] = (mo.service, min(first, mo.received_at), max(last, mo.received_at))
+    return [ConversationKey(pair[0], pair[1], service, first, last)
+            for pair, (service, first, last) in spans.items()]
 
 
 def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str, object]:

@@ -43,11 +43,15 @@ def new_client_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class SubscriberSeen:
-    """A subscriber as an MO shows them: MSISDN (normalized), carrier and country when known."""
+    """A subscriber as an MO shows them: MSISDN (normalized), carrier and country when known. On
+    PostgreSQL a subscriber created by the upsert starts with ``mos`` MOs counted and last seen at
+    ``last_mo_at`` (the MO ingest's batch), so the MO insert need not rewrite the new row."""
 
     msisdn: str
     carrier: str | None = None
     country: str | None = None
+    mos: int = 0
+    last_mo_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,8 @@ class SubscriberRef:
     country: str | None
     opted_out: bool
     banned: bool
+    #: MOs counted on the subscriber when this upsert created it (see :class:`SubscriberSeen`).
+    counted_mos: int = 0
 
 
 _REF_COLUMNS = (SUBSCRIBERS.c.id, SUBSCRIBERS.c.client_id, SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.carrier,
@@ -85,10 +91,11 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
         if on_postgresql:
             # One statement inserts and reads back; what it could not see is read again below.
             rows = await insert_subscribers(session, [
-                (msisdn, new_client_id(), wanted[msisdn].carrier, wanted[msisdn].country)
-                for msisdn in missing], now)
+                (msisdn, new_client_id(), wanted[msisdn].carrier, wanted[msisdn].country, wanted[msisdn].mos,
+                 wanted[msisdn].last_mo_at) for msisdn in missing], now)
             found.update((row.msisdn, SubscriberRef(row.id, row.client_id, row.msisdn, row.carrier,
-                                                    row.country, row.opted_out, row.banned)) for row in rows)
+                                                    row.country, row.opted_out, row.banned, row.counted))
+                         for row in rows)
             unseen = [msisdn for msisdn in missing if msisdn not in found]
             if unseen:
                 found.update(await _refs_by_msisdn(session, unseen))
@@ -130,7 +137,7 @@ async def _update_carriers(session: AsyncSession, wanted: dict[str, SubscriberSe
         if (carrier, country) != (ref.carrier, ref.country):
             changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
             found[msisdn] = SubscriberRef(ref.id, ref.client_id, msisdn, carrier, country, ref.opted_out,
-                                          ref.banned)
+                                          ref.banned, ref.counted_mos)
     if changes:
         statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
                      .values(carrier=bindparam("b_carrier"), country=bindparam("b_country")))
