@@ -96,13 +96,7 @@ async def run_gateway(config_path: Path) -> None:
     print(f"PANEL_URL http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     await server_task
     daemon.stop()
-    while not daemon_task.done():
-        # Workaround: MTPipeline.close() does not wake its bind-watch loop (it waits for a bind state
-        # change); a spurious "binds changed" nudge lets the shutdown finish.
-        if daemon.binds is not None:
-            daemon.binds.bound_changed.set()
-        await asyncio.wait({daemon_task}, timeout=0.05)
-    daemon_task.result()
+    await daemon_task
 
 
 def bench_plugins() -> list[Plugin]:

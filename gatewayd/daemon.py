@@ -210,6 +210,7 @@ class Daemon:
             binds_task = group.create_task(self.binds.run_loop(), name="binds.run_loop")
             mt_task = group.create_task(self.mt.run_loop(), name="mt.run_loop")
             background = [group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
+                          group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                           group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop")]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
@@ -233,6 +234,13 @@ class Daemon:
             await receipts_task
             for task in background:
                 task.cancel()
+
+    async def _outbox_wake_loop(self) -> None:
+        """The panel (maybe another process) queued an MT: claim now rather than at the next poll."""
+        assert self.bus is not None and self.mt is not None
+        async with self.bus.subscribe(self.bus.topics.outbox_queued()) as queued:
+            async for _event in queued:
+                self.mt.wake()
 
     async def _watchdog_loop(self) -> None:
         """Tell systemd we are alive while the event loop turns (WatchdogSec in the unit)."""

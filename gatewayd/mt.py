@@ -169,6 +169,7 @@ class MTPipeline:
         self._wakeup.set()
         self._capacity.set()
         self._results_ready.set()
+        self._binds.bound_changed.set()  # ends the bind-watch loop, which otherwise waits for a bind change
 
     async def run_loop(self) -> None:
         await self._reconcile()

@@ -91,6 +91,11 @@ class Topics:
         """A conversation was (re)assigned to an operator."""
         return f"{self.prefix}/conversation/{conversation_id}/assigned"
 
+    def outbox_queued(self) -> str:
+        """Another process (the panel) queued an MT: daemons claim at once instead of at their next poll.
+        A topic of its own, so daemons need not receive every MT status event to hear of it."""
+        return f"{self.prefix}/outbox/queued"
+
     def all_mo(self) -> str:
         return f"{self.prefix}/+/mo"
 

@@ -101,9 +101,11 @@ def _may_view(user: CurrentUser, conversation: Conversation) -> bool:
 
 async def _publish_queued(request: Request, mt_id: int, at: datetime, **extra: int | None) -> None:
     bus = panel(request).bus
-    if bus is not None:  # the daemon's outbox wakes on it instead of waiting for its next poll
+    if bus is not None:
         await bus.publish(bus.topics.mt_status(mt_id), {**mt_status_payload(mt_id, "queued", None, None, at),
                                                         **extra})
+        # The daemon's outbox wakes on this instead of waiting for its next poll.
+        await bus.publish(bus.topics.outbox_queued(), {"mt_id": mt_id})
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,9 +82,9 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
                                  argon2=FAST_ARGON2)
         app = create_app(settings, bus_factory=panel_bus, plugins=plugins)
         try:
-            async with running_daemon(config), serving(app) as panel_url, httpx.AsyncClient(
-                base_url=panel_url, follow_redirects=False, timeout=10
-            ) as client:
+            # A poll far longer than the test: only the panel's outbox event over MQTT can wake the sender.
+            async with running_daemon(config, poll_interval=300.0), serving(app) as panel_url, \
+                    httpx.AsyncClient(base_url=panel_url, follow_redirects=False, timeout=10) as client:
                 token = await csrf(client, "/login")
                 login = await client.post("/login", data={"csrf_token": token, "username": OPERATOR,
                                                           "password": PASSWORD})
