@@ -12,6 +12,7 @@ answer; ``country_of`` returns ``None`` for them.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -239,10 +240,16 @@ def _clean(raw: str) -> tuple[bool, str]:
 
 
 def _strip_first_prefix(digits: str, prefixes: tuple[str, ...]) -> str:
-    for prefix in sorted(prefixes, key=len, reverse=True):
+    for prefix in _longest_first(prefixes):
         if digits.startswith(prefix):
             return digits[len(prefix):]
     return digits
+
+
+@functools.lru_cache(maxsize=64)
+def _longest_first(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """Sorted once per plan, not on every MO: this runs on the MO hot path."""
+    return tuple(sorted(prefixes, key=len, reverse=True))
 
 
 def _plan_by_prefix(international_digits: str) -> NumberingPlan | None:
