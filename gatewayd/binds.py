@@ -98,6 +98,8 @@ class BindSupervisor:
         self._group: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
         self.bound_changed = asyncio.Event()
+        #: ``sending_up()`` as of the last bind state change, client start/stop or reload (every MT asks).
+        self._sending_up: frozenset[str] | None = None
 
     # --- queries -------------------------------------------------------------------------------------
 
@@ -118,27 +120,37 @@ class BindSupervisor:
         return {slot.carrier for slot, client in self._clients.values()
                 if client.bound and slot.config.can_send and slot.name in self._slots}
 
-    def sending_up(self) -> set[str]:
+    def sending_up(self) -> frozenset[str]:
         """Names of the bound sessions an MT may leave by now."""
-        return {name for name, (slot, client) in self._clients.items()
-                if client.bound and slot.config.can_send and self._slots.get(name) == slot}
+        if self._sending_up is None:
+            self._sending_up = frozenset(
+                name for name, (slot, client) in self._clients.items()
+                if client.bound and slot.config.can_send and self._slots.get(name) == slot)
+        return self._sending_up
+
+    def _binds_changed(self) -> None:
+        self._sending_up = None
 
     def choose(self, carrier: str, preferred: str | None = None, *, destination: str | None = None,
                source: str | None = None) -> tuple[str, ESMESession] | None:
         """The bound session an MT to ``destination`` (from ``source``) leaves by, as the MT routing
         table decides: ``preferred`` (the bind its subscriber came in on) when it is up, else another
         bind the matching rule allows. ``None`` when none is up: the MT stays queued and is retried."""
-        try:
-            name = self._router.select(self.sending_up(), carrier=carrier, destination=destination,
-                                       source=source, inbound_bind=preferred)
-        except NoRoute as error:
-            self._no_route(carrier, error)
-            return None
-        running = self._clients.get(name)
-        session = running[1].session if running is not None else None
-        if session is None:  # closed between reading the binds up and now
-            return None
-        return name, session
+        for fresh in (False, True):
+            if fresh:
+                # a session closing is unbound before its client reports the loss: look again, uncached
+                self._binds_changed()
+            try:
+                name = self._router.select(self.sending_up(), carrier=carrier, destination=destination,
+                                           source=source, inbound_bind=preferred)
+            except NoRoute as error:
+                self._no_route(carrier, error)
+                return None
+            running = self._clients.get(name)
+            session = running[1].session if running is not None else None
+            if session is not None:
+                return name, session
+        return None  # closed between reading the binds up and now
 
     def _no_route(self, carrier: str, error: NoRoute) -> None:
         rule = error.rule or "-"
@@ -179,6 +191,7 @@ class BindSupervisor:
             if stop is not None:
                 stop.set()
         self._slots = wanted
+        self._binds_changed()
         if self._group is not None:
             for name in started:
                 self._start(wanted[name])
@@ -200,15 +213,18 @@ class BindSupervisor:
         try:
             async with client:
                 self._clients[slot.name] = (slot, client)
+                self._binds_changed()
                 await stop.wait()
         finally:
             if self._clients.get(slot.name, (None, None))[1] is client:
                 del self._clients[slot.name]
+            self._binds_changed()
             if client.bound:
                 self._state(slot, False)
             log_event(log, "bind.stopped", carrier=slot.carrier, bind=slot.name)
 
     def _state(self, slot: BindSlot, up: bool) -> None:
+        self._binds_changed()
         self.bound_changed.set()
         binds_up = self.binds_up(slot.carrier)
         # a bind lost while running is worth a warning; one closed because we are stopping is not

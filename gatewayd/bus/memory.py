@@ -17,6 +17,7 @@ from gatewayd.bus.events import (
     check_topic,
     decode_payload,
     encode_payload,
+    topic_matches,
 )
 
 _JSON_SCALARS = (str, int, bool, type(None))
@@ -34,6 +35,66 @@ def plain_copy(payload: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(payload) if "v" in payload else {"v": EVENT_VERSION, **payload}
 
 
+#: Distinct topic shapes whose matching subscriptions are remembered; past this the memo starts over.
+MATCH_MEMO_LIMIT = 4096
+
+class MemoizedSubscriptionSet(SubscriptionSet):
+    """Fan-out that matches each topic *shape* against the patterns once. A topic's shape is its
+    number of levels and, per level, the level itself when some pattern names it literally at that
+    position, else a placeholder: a level no pattern names (an MT id in ``<prefix>/mt/<id>/status``)
+    fails every literal there alike, so every MT status event after the first is one dict lookup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._members: list[Subscription] = []
+        #: Per level position, the literal levels the patterns name there.
+        self._literals: tuple[frozenset[str], ...] = ()
+        self._matching: dict[tuple[int, tuple[str | None, ...]], tuple[Subscription, ...]] = {}
+
+    def add(self, subscription: Subscription) -> None:
+        super().add(subscription)
+        self._members.append(subscription)
+        self._patterns_changed()
+
+    def remove(self, subscription: Subscription) -> None:
+        super().remove(subscription)
+        if subscription in self._members:
+            self._members.remove(subscription)
+        self._patterns_changed()
+
+    def close_all(self) -> None:
+        super().close_all()
+        self._members.clear()
+        self._patterns_changed()
+
+    def _patterns_changed(self) -> None:
+        literals: list[set[str]] = []
+        for subscription in self._members:
+            for position, level in enumerate(subscription.pattern.split("/")):
+                if level == "#":
+                    break
+                while len(literals) <= position:
+                    literals.append(set())
+                if level != "+":
+                    literals[position].add(level)
+        self._literals = tuple(frozenset(named) for named in literals)
+        self._matching.clear()
+
+    def dispatch(self, event: Event) -> None:
+        levels = event.topic.split("/")
+        shape = (len(levels), tuple(level if level in named else None
+                                    for level, named in zip(levels, self._literals, strict=False)))
+        matching = self._matching.get(shape)
+        if matching is None:
+            if len(self._matching) >= MATCH_MEMO_LIMIT:
+                self._matching.clear()
+            matching = self._matching[shape] = tuple(subscription for subscription in self._members
+                                                     if topic_matches(subscription.pattern, event.topic))
+        for subscription in matching:
+            if not subscription.deliver(event):
+                self.dropped += 1
+
+
 class MemoryBus:
     """Delivers each event to the matching subscriptions of this process. Each subscription is the
     bounded buffer: a slow reader loses its oldest events (counted in ``dropped``), the publisher never
@@ -41,7 +102,7 @@ class MemoryBus:
 
     def __init__(self, *, topic_prefix: str = "echat") -> None:
         self.topics = Topics(topic_prefix)
-        self._subscriptions = SubscriptionSet()
+        self._subscriptions = MemoizedSubscriptionSet()
 
     @property
     def dropped(self) -> int:

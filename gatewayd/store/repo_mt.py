@@ -176,6 +176,12 @@ def receipt_part_status(state: str) -> PartStatus | None:
     return _RECEIPT_OUTCOMES.get(state.strip().upper())
 
 
+#: Enum members by stored value: a dict lookup per row instead of an ``Enum(value)`` call.
+_MT_STATUS_BY_VALUE: Mapping[str, MTStatus] = {status.value: status for status in MTStatus}
+_PART_STATUS_BY_VALUE: Mapping[str, PartStatus] = {status.value: status for status in PartStatus}
+_MT_KIND_BY_VALUE: Mapping[str, MTKind] = {kind.value: kind for kind in MTKind}
+
+
 def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | None:
     """The status an MT in ``sending``/``accepted`` takes from its parts' states; None while parts are
     missing. Any undeliverable/rejected part fails the message; else any expired part expires it."""
@@ -347,9 +353,10 @@ async def _claimed(session: AsyncSession, rows: Sequence[Any], owner: str, now: 
                    history_written: bool) -> list[ClaimedMT]:
     retried = [row.id for row in rows if row.attempts > 1]
     done = await _done_parts(session, retried) if retried else {}
-    claimed = [ClaimedMT(row.id, MTKind(row.kind), row.carrier, row.bind_name, row.source, row.destination,
-                         row.text, row.data_coding, row.priority, row.attempts, row.request_receipt,
-                         row.segments, frozenset(done.get(row.id, ()))) for row in rows]
+    claimed = [ClaimedMT(row.id, _MT_KIND_BY_VALUE.get(row.kind) or MTKind(row.kind), row.carrier,
+                         row.bind_name, row.source, row.destination, row.text, row.data_coding, row.priority,
+                         row.attempts, row.request_receipt, row.segments, frozenset(done.get(row.id, ())))
+               for row in rows]
     claimed.sort(key=lambda mt: (-mt.priority, mt.id))
     if claimed and not history_written:
         await _insert_history(session, [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}")
@@ -650,7 +657,8 @@ async def _derive_postgresql(session: AsyncSession, ids: Sequence[int], now: dat
     for row in await pg.mts_with_parts(session, ids):
         mts[row.id] = (row.id, row.status, row.segments)
         if row.part_status is not None:
-            states.setdefault(row.id, []).append(PartStatus(row.part_status))
+            states.setdefault(row.id, []).append(
+                _PART_STATUS_BY_VALUE.get(row.part_status) or PartStatus(row.part_status))
         if row.error_code:
             errors[row.id] = row.error_code
     changes = _derived_changes(sorted(mts.values()), states, errors, now)
@@ -665,7 +673,7 @@ def _derived_changes(mts: Iterable[tuple[int, str, int]], states: Mapping[int, l
     """The change each (id, status, segments) MT's part states call for."""
     changes: list[MTStatusChange] = []
     for mt_id, status, segments in mts:
-        current = MTStatus(status)
+        current = _MT_STATUS_BY_VALUE.get(status) or MTStatus(status)
         target = derive_mt_status(segments, states.get(mt_id, ()))
         if target is None or target is current:
             continue

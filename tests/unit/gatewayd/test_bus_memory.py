@@ -111,3 +111,23 @@ async def test_a_payload_json_cannot_carry_fails_without_subscribers_too() -> No
     bus = MemoryBus()
     with pytest.raises(ValueError):
         await bus.publish("echat/x", {"ratio": float("nan")})
+
+
+
+async def test_remembered_matches_follow_literal_levels_and_subscription_changes() -> None:
+    async with (MemoryBus(topic_prefix="t") as bus, bus.subscribe("t/mt/+/status") as statuses,
+                bus.subscribe("t/+/mo") as mos):
+        await bus.publish("t/mt/1/status", {"n": 1})
+        await bus.publish("t/5/mo", {"n": 5})
+        async with bus.subscribe("t/mt/2/status") as only_two, bus.subscribe("t/#") as everything:
+            for number in (1, 2, 3):
+                await bus.publish(f"t/mt/{number}/status", {"n": number})
+            await bus.publish("t/mt/2/other", {"n": 0})
+            await bus.publish("t/mt/2/status", {"n": 99})
+            assert [(await only_two.get()).payload["n"] for _ in range(2)] == [2, 99]
+            assert [(await everything.get()).payload["n"] for _ in range(5)] == [1, 2, 3, 0, 99]
+        await bus.publish("t/mt/4/status", {"n": 4})
+        assert [(await statuses.get()).payload["n"] for _ in range(6)] == [1, 1, 2, 3, 99, 4]
+        assert only_two.dropped == 0 and statuses.dropped == 0
+        await bus.publish("t/6/mo", {"n": 6})
+        assert [(await mos.get()).payload["n"] for _ in range(2)] == [5, 6]
