@@ -11,6 +11,7 @@ message is committed (or, when parts never come, once it is stored flagged incom
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -99,9 +100,7 @@ class MOPipeline:
 
     def handler(self, bind: BindInfo) -> MessageHandler:
         """The ``on_message`` callback for one bind: returns the command_status of the response."""
-        async def on_message(pdu: DeliverSM | DataSM) -> int:
-            return await self.accept(bind, pdu)
-        return on_message
+        return functools.partial(self.accept, bind)  # no wrapper coroutine: one frame less per MO
 
     async def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int:
         """Handle one inbound PDU; returns when the response may be sent, with its command_status."""
@@ -272,8 +271,7 @@ class MOPipeline:
             carrier=mo.carrier, short_code=mo.short_code,
             text=mo.text, received_at=mo.received_at, country=mo.country, data_coding=mo.data_coding,
             parts=mo.parts_total, incomplete=mo.incomplete, bind_name=mo.bind,
-            service=self.router.service(short_code=mo.short_code, text=mo.text, carrier=mo.carrier,
-                                        msisdn=mo.msisdn, country=mo.country),
+            service=self.router.service_of(mo),
             keyword=mo.keyword.keyword if mo.keyword else None, opens_conversation=not mo.is_reserved)
 
     async def _reserved_keywords(self, session: AsyncSession,

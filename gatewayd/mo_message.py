@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from routing.errors import InvalidNumber
-from routing.keywords import KeywordKind, KeywordMatch, KeywordSet
+from routing.keywords import KeywordKind, KeywordMatch, KeywordSet, normalise_keyword, split_first_word
 from routing.numbers import normalise_msisdn
 from smpp.constants import TON, CommandStatus
 from smpp.pdu import DataSM, DeliverSM
@@ -44,6 +44,8 @@ class InboundMO:
     received_at: datetime
     #: Same value for the same MO delivered twice (an SMSC retrying after a lost deliver_sm_resp).
     dedup_key: str
+    #: The first word, normalised, that MO routing matches a service by ('alias hola' -> 'ALIAS').
+    service_keyword: str | None
     parts_total: int = 1
     parts_received: int = 1
     #: True when a long MO was flushed before all its parts arrived (timeout / shutdown).
@@ -79,6 +81,8 @@ def short_code_of(destination: str, bind: BindInfo) -> str:
     destination ends with wins, otherwise the digits as given.
     """
     digits = destination.strip().removeprefix("+")
+    if digits in bind.short_codes:  # the usual case: no longer code can also be a suffix of it
+        return digits
     for code in sorted(bind.short_codes, key=len, reverse=True):
         if digits == code or digits.endswith(code):
             return code
@@ -107,12 +111,18 @@ def dedup_key(carrier: str, msisdn: str, short_code: str, data_coding: int, payl
     The same subscriber texting the same words twice is a second MO for the user; the store keeps
     the key unique only within a short window, which is how long an SMSC keeps retrying.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for field in (carrier, msisdn, short_code, str(data_coding), "" if reference is None else str(reference)):
-        digest.update(field.encode())
-        digest.update(b"\x1f")
-    digest.update(payload)
-    return digest.hexdigest()
+    fields = (carrier, msisdn, short_code, str(data_coding), "" if reference is None else str(reference))
+    # each field followed by a unit separator, then the octets: one buffer, hashed in one call
+    head = "".join(f"{field}\x1f" for field in fields).encode()
+    return hashlib.blake2b(head + payload, digest_size=16).hexdigest()
+
+
+def _normalised_first_word(text: str) -> str:
+    """``normalise_keyword`` of the first word; a plain ASCII word (most MOs) needs only upper-casing."""
+    first = split_first_word(text)[0]
+    if first.isascii() and first.isalnum():
+        return first.upper()
+    return normalise_keyword(first)
 
 
 def build_inbound(bind: BindInfo, pdu: DeliverSM | DataSM, payload: bytes, data_coding: int,
@@ -126,13 +136,17 @@ def build_inbound(bind: BindInfo, pdu: DeliverSM | DataSM, payload: bytes, data_
     except Exception:  # an unknown or broken coding: keep the octets readable rather than lose the MO
         text = payload.decode("latin-1")
     incomplete = parts_received < parts_total
-    # a keyword in a fragment is not a command: only whole messages count
-    keyword = None if incomplete else keywords.detect(text)
+    # the first word is read once, for routing and for the reserved keywords; a keyword in a
+    # fragment is not a command: only whole messages count
+    first_word = _normalised_first_word(text)
+    reserved = not incomplete and keywords.kind_of(first_word) is not None
+    keyword = keywords.detect(text) if reserved else None
     return InboundMO(
         carrier=bind.carrier, bind=bind.bind, country=bind.country, msisdn=msisdn, short_code=short_code,
         text=text, data_coding=data_coding, received_at=received_at,
         dedup_key=dedup_key(bind.carrier, msisdn, short_code, data_coding, payload, reference),
         parts_total=parts_total, parts_received=parts_received, incomplete=incomplete, keyword=keyword,
+        service_keyword=first_word or None,
     )
 
 

@@ -24,7 +24,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from gatewayd.config import BindConfig, CarrierConfig, Config, ServiceConfig
-from routing.context import MOContext, MTContext, normalise_carrier
+from gatewayd.mo_message import InboundMO
+from routing.context import MOContext, MTContext, normalise_carrier, normalise_country
 from routing.errors import InvalidNumber, NoRoute
 from routing.rules import MORoute, MTRoute
 from routing.table import MORoutingTable, MTDecision, MTRoutingTable
@@ -93,6 +94,14 @@ class MORouter:
         except InvalidNumber:
             return self._table.default.service
         return self._table.route(ctx).service
+
+    def service_of(self, mo: InboundMO) -> str:
+        """The service of an MO the pipeline has normalised: its number is E.164 and its first word
+        already read, so only the carrier and country (configuration spellings) are folded here."""
+        ctx = MOContext.normalised(short_code=mo.short_code, text=mo.text,
+                                   carrier=normalise_carrier(mo.carrier), source_e164=mo.msisdn,
+                                   country=normalise_country(mo.country), keyword=mo.service_keyword)
+        return self._table.match(ctx).service
 
 
 # --- MT ---------------------------------------------------------------------------------------------

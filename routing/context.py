@@ -48,6 +48,25 @@ class MOContext:
         object.__setattr__(self, "country", country)
         object.__setattr__(self, "keyword", service_keyword(self.text))
 
+    @classmethod
+    def normalised(cls, *, short_code: str, text: str, carrier: str, source_e164: str, country: str | None,
+                   keyword: str | None) -> MOContext:
+        """A context from values already in normal form, skipping the checks of the constructor.
+
+        For a pipeline that has just produced them itself (E.164 number, bare short code, case-folded
+        carrier, upper-case country, the first word through ``service_keyword``): it saves redoing
+        that work per MO. Untrusted input goes through the constructor.
+        """
+        ctx = object.__new__(cls)
+        set_field = object.__setattr__
+        set_field(ctx, "short_code", short_code)
+        set_field(ctx, "text", text)
+        set_field(ctx, "carrier", carrier)
+        set_field(ctx, "source_e164", source_e164)
+        set_field(ctx, "country", country)
+        set_field(ctx, "keyword", keyword)
+        return ctx
+
 
 @dataclass(frozen=True, slots=True)
 class MTContext:

@@ -43,6 +43,9 @@ def test_unreadable_source_is_refused_with_invalid_source_status() -> None:
 
 def test_short_code_with_country_prefix_is_recognised() -> None:
     assert short_code_of("34997745", BIND) == "997745"
+    assert short_code_of(" 997745 ", BIND) == "997745"
+    assert short_code_of("7745", BIND) == "7745"
+    assert short_code_of("997746", BIND) == "997746"
     assert short_code_of("+997745", BIND) == "997745"
     assert short_code_of("5555", BIND) == "5555"
 
@@ -83,6 +86,12 @@ def test_dedup_key_is_stable_and_tells_messages_apart() -> None:
     assert first != dedup_key("movistar", "+34600111222", "997745", 0, b"hola", reference=3)
 
 
+def test_dedup_key_format_is_fixed_so_redeliveries_across_a_restart_still_match() -> None:
+    # blake2b-128 over each field then 0x1f, then the payload: keys already stored must keep matching
+    key = dedup_key("movistar", "+34600111222", "997745", 0, b"hola", 7)
+    assert key == "1ce04754b56bc40651e3dec7f3f9ab75"
+
+
 def test_window_keys_cover_the_previous_bucket() -> None:
     mo = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, AT)
     current, previous = _window_keys(mo)
@@ -91,3 +100,19 @@ def test_window_keys_cover_the_previous_bucket() -> None:
     # a redelivery one window later finds the first delivery under its "previous" key
     assert _window_keys(later)[1] == current
     assert previous != current and len(current) <= 64
+
+
+@pytest.mark.parametrize(("text", "word"), [("Álias hola", "ALIAS"), ("  baja ", "BAJA"), ("", None),
+                                            ("¡! hola", None), ("baja de todo esto", "BAJA"),
+                                            ("Stop.", "STOP"), ("ﬁn", "FIN"), ("Ayuda2 x", "AYUDA2")])
+def test_the_first_word_is_kept_for_routing(text: str, word: str | None) -> None:
+    payload = text.encode("utf-16-be")
+    mo = build_inbound(BIND, deliver("600111222", payload, coding=DataCoding.UCS2), payload, DataCoding.UCS2,
+                       KEYWORDS, AT)
+    assert mo.service_keyword == word
+
+
+def test_an_incomplete_mo_keeps_its_first_word_for_routing() -> None:
+    mo = build_inbound(BIND, deliver("600111222", b"baja"), b"baja", 0, KEYWORDS, AT, reference=7,
+                       parts_total=3, parts_received=2)
+    assert mo.keyword is None and mo.service_keyword == "BAJA"

@@ -3,14 +3,17 @@ choice, with the binds that are up."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
 from gatewayd.config import Config, ConfigError, load_config
+from gatewayd.mo_message import BindInfo, build_inbound, keyword_set
 from gatewayd.routes import DEFAULT_RULE, DEFAULT_SERVICE, MORouter, MTRouter, build_routes, mo_table
 from routing.errors import NoRoute
+from smpp.pdu import DeliverSM
 
 CARRIERS = """\
 [[carriers]]
@@ -130,6 +133,21 @@ def test_explicit_mo_rules_come_before_services_and_may_replace_the_default(tmp_
     assert service(router, "alias hola", msisdn="+34699000111") == "vip"
     assert service(router, "alias hola", msisdn="+34600000111") == "alias-chat"
     assert service(router, "hola", short_code="997746") == "overflow"
+
+
+@pytest.mark.parametrize(("carrier", "country", "destination", "text"), [
+    ("Movistar", "es", "997745", "Alias hola"), ("movistar", "ES", "34997745", "hola alias"),
+    (" Vodafone ", "ES", "795500", "hola"), ("movistar", "ES", "997746", "alias"),
+    ("movistar", "ES", "997745", "   "), ("movistar", "ES", "997745", "baja"),
+])
+def test_a_normalised_mo_gets_the_service_the_checked_path_gives(tmp_path: Path, carrier: str, country: str,
+                                                                 destination: str, text: str) -> None:
+    router = MORouter(mo_table(config_with(tmp_path)))
+    bind = BindInfo(carrier=carrier, bind="b-1", country=country, short_codes=("997745", "795500"))
+    pdu = DeliverSM(source_addr="600111222", destination_addr=destination, short_message=text.encode())
+    mo = build_inbound(bind, pdu, text.encode(), 0, keyword_set(("BAJA",), (), ()), datetime.now(UTC))
+    assert router.service_of(mo) == router.service(short_code=mo.short_code, text=mo.text, carrier=carrier,
+                                                   msisdn=mo.msisdn, country=country)
 
 
 def test_a_router_without_a_table_sends_everything_to_the_default_service() -> None:

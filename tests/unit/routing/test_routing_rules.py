@@ -30,6 +30,18 @@ def test_mo_context_normalises_its_fields() -> None:
     assert mo("").keyword is None
 
 
+def test_a_normalised_mo_context_takes_its_fields_as_given() -> None:
+    checked = mo("  ¡Álias! hola", short_code=" +997745 ", carrier=" Movistar ", country="es")
+    trusted = MOContext.normalised(short_code="997745", text="  ¡Álias! hola", carrier="movistar",
+                                   source_e164="+34600111222", country="ES", keyword="ALIAS")
+    assert trusted == checked
+    # nothing is re-read: a keyword the text does not start with is kept, as the caller said
+    other = MOContext.normalised(short_code="997745", text="hola", carrier="movistar",
+                                 source_e164="+34600111222", country=None, keyword="ALIAS")
+    assert (other.keyword, other.country) == ("ALIAS", None)
+    assert MORoute(name="alias", service="s", operator_pool="p", keyword="ALIAS").matches(other)
+
+
 def test_mo_context_requires_an_e164_source() -> None:
     with pytest.raises(InvalidNumber, match="E.164"):
         mo(source="600111222")
