@@ -76,6 +76,10 @@ def carrier_quirks(carrier: CarrierConfig) -> CarrierQuirks:
     return CarrierQuirks.from_dict(carrier.quirks, name=carrier.name)
 
 
+# the carrier's ``long_message`` setting by value, without an enum lookup per MT
+_CONCAT_MODES: Mapping[str, ConcatMode] = {mode.value: mode for mode in ConcatMode}
+
+
 def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks | None = None
                   ) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
     """(total segments, [(segment, submit_sm)] for the segments still to send) of one MT, each
@@ -86,7 +90,7 @@ def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks |
     """
     data_coding = mt.data_coding if mt.data_coding is not None else choose_encoding(
         mt.text, allow_latin1=carrier.allow_latin1)
-    mode = ConcatMode(carrier.long_message.value)
+    mode = _CONCAT_MODES[carrier.long_message.value]
     reference = mt.id % (0x100 if mode is ConcatMode.UDH8 else 0x10000)
     segments = split_message(mt.text, data_coding, mode=mode, reference=reference)
     registered = RegisteredDelivery.FINAL if mt.request_receipt else RegisteredDelivery.NONE
@@ -287,10 +291,10 @@ class MTPipeline:
             self._busy.pop(destination, None)
 
     def _send(self, mt: ClaimedMT) -> None:
-        now = datetime.now(UTC)
         carrier = self._carriers.get(mt.carrier)
         if carrier is None:
-            self._finish_now(mt, 1, now, LOCAL_NO_ROUTE, f"no carrier {mt.carrier!r} configured", False)
+            self._finish_now(mt, 1, datetime.now(UTC), LOCAL_NO_ROUTE,
+                             f"no carrier {mt.carrier!r} configured", False)
             return
         choice = self._binds.choose(mt.carrier, mt.bind_name, destination=mt.destination, source=mt.source)
         if choice is None:
@@ -302,7 +306,7 @@ class MTPipeline:
         try:
             segments, submits = build_submits(mt, carrier, self._quirks.get(mt.carrier))
         except (LocalProtocolError, InvalidAddress) as error:
-            self._finish_now(mt, 1, now, LOCAL_ENCODING, str(error), False)
+            self._finish_now(mt, 1, datetime.now(UTC), LOCAL_ENCODING, str(error), False)
             return
         if not submits:
             # every segment was accepted on an earlier attempt: lease expiry reconciles it
