@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scratch_postgres import scratch_database  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from gatewayd.config import Config, load_config  # noqa: E402
@@ -45,9 +45,6 @@ from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile
 
 CARRIER = "movistar"
 SHORT_CODE = "997745"
-PG_HOST = os.environ.get("ECHAT_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("ECHAT_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("ECHAT_TEST_PG_USER", "postgres")
 
 
 def simulator_config() -> SimulatorConfig:
@@ -293,26 +290,6 @@ async def mo_latency(simulator: RemoteSimulator, config: Config, binds: int, rat
     return statistics.median(latencies), latencies[max(0, int(len(latencies) * 0.99) - 1)]
 
 
-@asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"echat_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 async def run_backend(label: str, url: str, args: argparse.Namespace, directory: Path) -> dict[str, float]:
     await upgrade(url)
     async with RemoteSimulator() as simulator:
@@ -340,7 +317,7 @@ async def main(args: argparse.Namespace) -> None:
         path = Path(directory)
         results["sqlite"] = await run_backend("sqlite", f"sqlite+aiosqlite:///{path}/bench.db", args, path)
         if not args.no_postgres:
-            async with postgres_database() as url:
+            async with scratch_database() as url:
                 results["pg"] = await run_backend("postgresql", url, args, path)
     fields = [f"{backend}_{key}={value:.1f}" for backend, figures in results.items()
               for key, value in figures.items()]

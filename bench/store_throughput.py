@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg  # type: ignore[import-untyped]  # noqa: E402
+from scratch_postgres import scratch_database  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
@@ -55,9 +52,6 @@ from gatewayd.store.repo_mt import (  # noqa: E402
     record_receipts,
 )
 
-PG_HOST = os.environ.get("ECHAT_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("ECHAT_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("ECHAT_TEST_PG_USER", "postgres")
 CARRIER = "movistar"
 SHORT_CODE = "997745"
 
@@ -159,24 +153,6 @@ async def run(url: str, workload: Workload) -> Figures:
     return Figures(first, steady, mt)
 
 
-@asynccontextmanager
-async def fresh_postgresql() -> AsyncIterator[str]:
-    name = f"echat_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 def _print(label: str, figures: Figures, workload: Workload) -> None:
     print(f"{label:<10} MO ingest first contact {figures.mo_first_contact:>9,.0f}/s  "
           f"steady {figures.mo_steady:>9,.0f}/s  (batches of {workload.mo_batch}, "
@@ -199,7 +175,7 @@ async def main() -> None:
     workload = Workload(args.mos, args.subscribers, args.mo_batch, args.concurrency, args.mts, args.mt_batch)
     result: dict[str, str] = {}
     if args.backend in ("both", "postgresql"):
-        async with fresh_postgresql() as url:
+        async with scratch_database() as url:
             figures = await run(url, workload)
         _print("postgresql", figures, workload)
         result |= {"pg_mo_per_s": f"{figures.mo_first_contact:.0f}",
