@@ -8,13 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from routing.context import MOContext, MTContext, normalise_carrier
 from routing.errors import InvalidRule, NoRoute
 from routing.rules import MORoute, MTRoute
 
-_R = TypeVar("_R", MORoute, MTRoute)
+_Ctx = TypeVar("_Ctx", contravariant=True)
+
+
+class _Rule(Protocol[_Ctx]):
+    """What a table needs of a rule: MORoute and MTRoute both are one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default(self) -> bool: ...
+
+    @property
+    def order(self) -> int: ...
+
+    def mismatch(self, ctx: _Ctx) -> str | None: ...
+
+
+_R = TypeVar("_R", bound=_Rule[Any])
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,46 @@ def _rows(rows: Iterable[Mapping[str, object]], table: str) -> Iterator[tuple[in
         yield position, row
 
 
+class _RuleTable(Generic[_R, _C]):
+    """Rules in evaluation order, the default last; what the MO and MT tables share."""
+
+    __slots__ = ("_rules", "_default")
+
+    def __init__(self, rules: Iterable[_R], table: str) -> None:
+        self._rules, self._default = _ordered(rules, table)
+
+    @property
+    def rules(self) -> tuple[_R, ...]:
+        """The rules in the order they are tried."""
+        return self._rules
+
+    @property
+    def default(self) -> _R:
+        return self._default
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __iter__(self) -> Iterator[_R]:
+        return iter(self._rules)
+
+    def match(self, ctx: _C) -> _R:
+        # The default route is last and has no filters: whatever the others miss, it takes.
+        for rule in self._rules[:-1]:
+            if rule.mismatch(ctx) is None:
+                return rule
+        return self._default
+
+    def trace(self, ctx: _C) -> tuple[TraceStep[_R], ...]:
+        """Every rule tried for ``ctx`` up to the one that matched, and why the others did not."""
+        steps = []
+        for rule in self._rules:
+            steps.append(TraceStep(rule, rule.mismatch(ctx)))
+            if steps[-1].failed is None:
+                break
+        return tuple(steps)
+
+
 # --- MO -----------------------------------------------------------------------------------------------
 
 
@@ -63,13 +122,13 @@ class MODecision:
     rule: MORoute
 
 
-class MORoutingTable:
+class MORoutingTable(_RuleTable[MORoute, MOContext]):
     """MO rules in evaluation order; ``route`` always finds one (the default route matches everything)."""
 
-    __slots__ = ("_rules", "_default")
+    __slots__ = ()
 
     def __init__(self, rules: Iterable[MORoute]) -> None:
-        self._rules, self._default = _ordered(rules, "MO routing table")
+        super().__init__(rules, "MO routing table")
 
     @classmethod
     def from_dicts(cls, rows: Iterable[Mapping[str, object]]) -> MORoutingTable:
@@ -77,40 +136,9 @@ class MORoutingTable:
         rows_read = _rows(rows, "MO routing table")
         return cls(MORoute.from_dict(row, position=position) for position, row in rows_read)
 
-    @property
-    def rules(self) -> tuple[MORoute, ...]:
-        """The rules in the order they are tried."""
-        return self._rules
-
-    @property
-    def default(self) -> MORoute:
-        return self._default
-
-    def __len__(self) -> int:
-        return len(self._rules)
-
-    def __iter__(self) -> Iterator[MORoute]:
-        return iter(self._rules)
-
-    def match(self, ctx: MOContext) -> MORoute:
-        # The default route is last and has no filters: whatever the others miss, it takes.
-        for rule in self._rules[:-1]:
-            if rule.mismatch(ctx) is None:
-                return rule
-        return self._default
-
     def route(self, ctx: MOContext) -> MODecision:
         rule = self.match(ctx)
         return MODecision(rule.service, rule.operator_pool, rule.callcentre, rule)
-
-    def trace(self, ctx: MOContext) -> tuple[TraceStep[MORoute], ...]:
-        """Every rule tried for ``ctx`` up to the one that matched, and why the others did not."""
-        steps = []
-        for rule in self._rules:
-            steps.append(TraceStep(rule, rule.mismatch(ctx)))
-            if steps[-1].failed is None:
-                break
-        return tuple(steps)
 
 
 # --- MT -----------------------------------------------------------------------------------------------
@@ -125,18 +153,18 @@ class MTDecision:
     rule: MTRoute
 
 
-class MTRoutingTable:
+class MTRoutingTable(_RuleTable[MTRoute, MTContext]):
     """MT rules in evaluation order plus the binds of each carrier.
 
     ``carrier_binds`` maps a carrier name to its binds in order of preference; rules with
     ``carrier_binds = true`` send through the subscriber's carrier with them.
     """
 
-    __slots__ = ("_rules", "_default", "_carrier_binds")
+    __slots__ = ("_carrier_binds",)
 
     def __init__(self, rules: Iterable[MTRoute],
                  carrier_binds: Mapping[str, Sequence[str]] | None = None) -> None:
-        self._rules, self._default = _ordered(rules, "MT routing table")
+        super().__init__(rules, "MT routing table")
         self._carrier_binds = _check_carrier_binds(carrier_binds or {})
         if not self._carrier_binds:
             for rule in self._rules:
@@ -152,39 +180,8 @@ class MTRoutingTable:
         return cls((MTRoute.from_dict(row, position=position) for position, row in rows_read), carrier_binds)
 
     @property
-    def rules(self) -> tuple[MTRoute, ...]:
-        """The rules in the order they are tried."""
-        return self._rules
-
-    @property
-    def default(self) -> MTRoute:
-        return self._default
-
-    @property
     def carrier_binds(self) -> Mapping[str, tuple[str, ...]]:
         return dict(self._carrier_binds)
-
-    def __len__(self) -> int:
-        return len(self._rules)
-
-    def __iter__(self) -> Iterator[MTRoute]:
-        return iter(self._rules)
-
-    def match(self, ctx: MTContext) -> MTRoute:
-        # The default route is last and has no filters: whatever the others miss, it takes.
-        for rule in self._rules[:-1]:
-            if rule.mismatch(ctx) is None:
-                return rule
-        return self._default
-
-    def trace(self, ctx: MTContext) -> tuple[TraceStep[MTRoute], ...]:
-        """Every rule tried for ``ctx`` up to the one that matched, and why the others did not."""
-        steps = []
-        for rule in self._rules:
-            steps.append(TraceStep(rule, rule.mismatch(ctx)))
-            if steps[-1].failed is None:
-                break
-        return tuple(steps)
 
     def candidates(self, ctx: MTContext, rule: MTRoute) -> tuple[str, ...]:
         """The binds ``rule`` allows for ``ctx``, most preferred first, up or not.
