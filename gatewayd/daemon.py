@@ -186,7 +186,8 @@ class Daemon:
                               initial=config.daemon.mt_retry_backoff_initial,
                               maximum=config.daemon.mt_retry_backoff_max),
             poll_interval=self.poll_interval, on_submitted=hooks.mt_submitted, on_changes=hooks.mt_changes,
-            on_accepted=self.receipts.part_accepted, on_recorded=self.receipts.parts_recorded)
+            on_accepted=self.receipts.part_accepted, on_recorded=self.receipts.parts_recorded,
+            take_receipts=self.receipts.take_attached, on_not_recorded=self.receipts.parts_not_recorded)
 
     def _mt_queued(self) -> None:
         if self.mt is not None:

@@ -66,9 +66,14 @@ class EventPublisher:
         await self._publish(self.topics.mo(mo.short_code), mo_payload(mo, mo_id, client_id, conversation_id))
 
     async def mt_changes(self, changes: Iterable[MTStatusChange]) -> None:
+        stamps: dict[datetime, str] = {}  # a batch's changes share their time: formatted once
         for change in changes:
-            await self._publish(self.topics.mt_status(change.mt_id), mt_status_payload(
-                change.mt_id, change.status.value, change.previous.value, change.detail, change.at))
+            at = stamps.get(change.at)
+            if at is None:
+                at = stamps[change.at] = change.at.isoformat()
+            await self._publish(self.topics.mt_status(change.mt_id), {
+                "id": change.mt_id, "status": change.status.value, "previous": change.previous.value,
+                "detail": change.detail, "at": at})
 
     async def mt_status(self, mt_id: int, status: str, detail: str | None, at: datetime) -> None:
         await self._publish(self.topics.mt_status(mt_id), mt_status_payload(mt_id, status, None, detail, at))

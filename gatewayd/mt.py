@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,6 +35,7 @@ from gatewayd.store.repo_mt import (
     ClaimedMT,
     MTStatusChange,
     PartResult,
+    ReceiptIn,
     RetryPolicy,
     claim_mts,
     reconcile_sending,
@@ -53,8 +54,13 @@ from smpp.text import ConcatMode, choose_encoding
 
 log = logging.getLogger("gatewayd.mt")
 
+#: A part by (carrier, normalised SMSC message id), as receipts name it.
+PartKey = tuple[str, str]
+
 #: Delay before an MT whose carrier has no bind up is tried again (not counted as an attempt).
 NO_BIND_DELAY = 2.0
+#: How long a complete MT's results wait before they are recorded, for receipts right behind them.
+RECEIPT_LINGER = 0.02
 #: Pause after the database failed in a loop, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 
@@ -121,7 +127,9 @@ class MTPipeline:
                  on_submitted: Callable[[str, str, float], None] | None = None,
                  on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
                  on_accepted: Callable[[str, str], None] | None = None,
-                 on_recorded: Callable[[Sequence[PartResult]], None] | None = None) -> None:
+                 on_recorded: Callable[[Sequence[PartResult]], None] | None = None,
+                 take_receipts: Callable[[Iterable[PartKey]], Mapping[PartKey, ReceiptIn]] | None = None,
+                 on_not_recorded: Callable[[Iterable[PartKey]], None] | None = None) -> None:
         self._sessions = sessions
         self._events = events
         self._binds = binds
@@ -137,9 +145,12 @@ class MTPipeline:
         self._on_changes = on_changes
         self._on_accepted = on_accepted
         self._on_recorded = on_recorded
+        self._take_receipts = take_receipts
+        self._on_not_recorded = on_not_recorded
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
-        self._results: list[PartResult] = []
+        #: MTs' part results waiting to be recorded, each with the loop time it was complete at
+        self._results: deque[tuple[float, list[PartResult]]] = deque()
         self._requeue: list[tuple[int, str]] = []
         self._results_ready = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
@@ -367,7 +378,7 @@ class MTPipeline:
         flight.pending -= 1
         if flight.pending == 0:
             del self._in_flight[flight.mt.id]
-            self._results.extend(flight.results)
+            self._results.append((self._loop_time(), flight.results))
             self._results_ready.set()
             self._capacity.set()
             self._release(flight.mt.destination)
@@ -375,9 +386,9 @@ class MTPipeline:
     def _finish_now(self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str,
                     retryable: bool) -> None:
         log_event(log, "mt.not_sent", logging.WARNING, mt_id=mt.id, carrier=mt.carrier, reason=text)
-        self._results.append(PartResult(mt_id=mt.id, part_no=1, segments=segments, carrier=mt.carrier,
-                                        submitted_at=now, responded_at=now, error_code=code, error_text=text,
-                                        retryable=retryable))
+        self._results.append((0.0, [PartResult(mt_id=mt.id, part_no=1, segments=segments, carrier=mt.carrier,
+                                                submitted_at=now, responded_at=now, error_code=code,
+                                                error_text=text, retryable=retryable)]))
         self._results_ready.set()
         self._release(mt.destination)
 
@@ -391,13 +402,18 @@ class MTPipeline:
                 self._results_ready.clear()
                 await self._wait(self._results_ready, self._poll_interval)
                 continue
-            results, self._results = self._results, []
+            results = await self._results_to_record()
             requeue, self._requeue = self._requeue, []
+            keys = [(result.carrier, result.smsc_message_id) for result in results
+                    if result.smsc_message_id is not None]
+            receipts = self._take_receipts(keys) if self._take_receipts is not None and keys else {}
             try:
-                changes = await self._record(results, requeue)
+                changes = await self._record(results, requeue, receipts)
             except Exception as error:  # keep them: nothing is forgotten while the database is away
-                self._results = results + self._results
+                self._results.appendleft((0.0, results))
                 self._requeue = requeue + self._requeue
+                if self._on_not_recorded is not None:
+                    self._on_not_recorded(keys)
                 log_event(log, "mt.record_failed", logging.WARNING, results=len(results), error=repr(error))
                 await asyncio.sleep(DATABASE_RETRY_DELAY)
                 continue
@@ -407,13 +423,32 @@ class MTPipeline:
             if any(change.status is MTStatus.QUEUED for change in changes):
                 self._wakeup.set()
 
-    async def _record(self, results: list[PartResult], requeue: list[tuple[int, str]]
-                      ) -> list[MTStatusChange]:
+    async def _results_to_record(self) -> list[PartResult]:
+        """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
+        submit_sm_resp within a few milliseconds (an SMSC that delivers at once) are then attached
+        to their part and written with it, instead of in a transaction of their own."""
+        loop = asyncio.get_running_loop()
+        if self._results and not self._closing:
+            wait = self._results[0][0] + RECEIPT_LINGER - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        cutoff = loop.time() - RECEIPT_LINGER if not self._closing else float("inf")
+        results: list[PartResult] = []
+        while self._results and self._results[0][0] <= cutoff:
+            results += self._results.popleft()[1]
+        return results
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _record(self, results: list[PartResult], requeue: list[tuple[int, str]],
+                      receipts: Mapping[PartKey, ReceiptIn]) -> list[MTStatusChange]:
         now = datetime.now(UTC)
         changes: list[MTStatusChange] = []
         async with self._sessions() as session, session.begin():
             if results:
-                changes += await record_part_results(session, results, now, self._retry)
+                changes += await record_part_results(session, results, now, self._retry, receipts)
             for reason in sorted({reason for _, reason in requeue}):
                 ids = [mt_id for mt_id, why in requeue if why == reason]
                 changes += await requeue_mts(session, ids, now, delay=NO_BIND_DELAY, reason=reason)

@@ -1,11 +1,13 @@
 """Delivery receipts: correlate each to its MT part (durably, batched), derive MT final statuses, publish.
 
-A receipt is answered (deliver_sm_resp 0) only once its batch is committed. Most receipts come right
-after their submit_sm_resp, while the MT pipeline is still committing that part's result: such a
-receipt waits (unanswered, so nothing is lost in a crash) for that commit, up to ``PART_COMMIT_WAIT``,
-and is then applied to the part directly. A receipt whose part is not recorded by the time it is
-committed (it overtook the submit_sm_resp, or the wait ran out) is stored as an early receipt by the
-store and applied when the part is recorded: nothing is matched in memory only.
+A receipt is answered (deliver_sm_resp 0) only once it is committed. Most receipts come right after
+their submit_sm_resp, while the MT pipeline still holds that part's result: such a receipt is attached
+to the part and written in the same transaction as the part (the MT goes ``sending`` -> ``accepted``
+-> final in one update), then answered. A receipt that comes while the part's batch is being written
+waits (unanswered, so nothing is lost in a crash) for that commit, up to ``PART_COMMIT_WAIT``, and is
+then applied to the part by this pipeline's own group commit. A receipt whose part is not recorded by
+the time it is committed (it overtook the submit_sm_resp, or the wait ran out) is stored as an early
+receipt by the store and applied when the part is recorded: nothing is matched in memory only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,40 +57,107 @@ PURGE_INTERVAL = 3600.0
 PartKey = tuple[str, str]
 
 
+@dataclass(slots=True)
+class _PendingPart:
+    """A part accepted by the SMSC whose result is not committed yet."""
+
+    #: set once the part's result is in a record batch being written
+    in_commit: bool = False
+    #: what receipts that wait for the commit wait on, created by the first of them
+    committed: asyncio.Future[None] | None = None
+    #: a receipt handed to the part's own commit, and what its handler waits on
+    receipt: ReceiptIn | None = None
+    applied: asyncio.Future[bool] | None = None
+    expiry: asyncio.TimerHandle | None = None
+
+
 class PendingPartCommits:
     """Parts the SMSC accepted whose result the MT pipeline has not committed yet (by carrier and
-    normalised SMSC message id), so that a receipt for one can wait for that commit. Bounded; a part
-    never committed (the database is away) only costs its receipts the wait."""
+    normalised SMSC message id). Bounded; a part never committed (the database is away) only costs its
+    receipts the wait.
+
+    A receipt for such a part is usually *attached* to it: the MT pipeline takes it with the part's
+    result and writes both in one transaction, then the receipt is answered. A receipt that comes
+    once the part's batch is being written (or a second receipt for the part) waits for that commit
+    and goes its own way after it.
+    """
 
     def __init__(self, *, wait_limit: float = PART_COMMIT_WAIT, max_pending: int = MAX_PENDING_PARTS) -> None:
         self._wait_limit = wait_limit
         self._max_pending = max_pending
-        #: key -> the future receipts wait on, created by the first of them.
-        self._pending: dict[PartKey, asyncio.Future[None] | None] = {}
+        self._pending: dict[PartKey, _PendingPart] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def accepted(self, carrier: str, smsc_message_id: str) -> None:
         if len(self._pending) < self._max_pending:
-            self._pending.setdefault((carrier, smsc_message_id), None)
+            self._pending.setdefault((carrier, smsc_message_id), _PendingPart())
+
+    def attach(self, receipt: ReceiptIn) -> asyncio.Future[bool] | None:
+        """Hands ``receipt`` to its part's commit. The future says True once it was committed with the
+        part, False when it must be recorded on its own after all (the part was not taken for writing
+        within the wait limit, or its batch failed). None: the part is not pending, already being
+        written, or already holds a receipt."""
+        part = self._pending.get((receipt.carrier, receipt.smsc_message_id))
+        if part is None or part.in_commit or part.receipt is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        part.receipt = receipt
+        part.applied = loop.create_future()
+        part.expiry = loop.call_later(self._wait_limit, self._detach, part)
+        return part.applied
+
+    def take(self, keys: Iterable[PartKey]) -> dict[PartKey, ReceiptIn]:
+        """The MT pipeline is about to write these parts: their attached receipts go with them."""
+        receipts: dict[PartKey, ReceiptIn] = {}
+        for key in keys:
+            part = self._pending.get(key)
+            if part is None:
+                continue
+            part.in_commit = True
+            if part.receipt is not None:
+                receipts[key] = part.receipt
+                if part.expiry is not None:
+                    part.expiry.cancel()
+        return receipts
 
     def committed(self, keys: Iterable[PartKey]) -> None:
+        """The parts' results (and receipts taken with them) are committed."""
         for key in keys:
-            waiter = self._pending.pop(key, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            part = self._pending.pop(key, None)
+            if part is None:
+                continue
+            if part.applied is not None and not part.applied.done():
+                part.applied.set_result(part.receipt is not None)
+            if part.committed is not None and not part.committed.done():
+                part.committed.set_result(None)
+
+    def released(self, keys: Iterable[PartKey]) -> None:
+        """Writing the parts failed (they will be written again): their receipts go their own way."""
+        for key in keys:
+            part = self._pending.get(key)
+            if part is not None:
+                part.in_commit = False
+                self._detach(part)
+
+    @staticmethod
+    def _detach(part: _PendingPart) -> None:
+        if part.in_commit:  # the batch holding it is being written: its outcome answers the receipt
+            return
+        part.receipt = None
+        if part.applied is not None and not part.applied.done():
+            part.applied.set_result(False)
 
     async def wait(self, carrier: str, smsc_message_id: str) -> bool:
         """Returns once the part is committed (at once when it is not pending); False if the wait ran out."""
-        key = (carrier, smsc_message_id)
-        if key not in self._pending:
+        part = self._pending.get((carrier, smsc_message_id))
+        if part is None:
             return True
-        waiter = self._pending[key]
-        if waiter is None:
-            waiter = self._pending[key] = asyncio.get_running_loop().create_future()
+        if part.committed is None:
+            part.committed = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self._wait_limit)
+            await asyncio.wait_for(asyncio.shield(part.committed), self._wait_limit)
         except TimeoutError:
             return False
         return True
@@ -115,6 +185,8 @@ class ReceiptPipeline:
         self._sweep_wakeup = asyncio.Event()
         self._pending_parts = PendingPartCommits()
         self.received = 0
+        #: receipts written with their part's submit result, in the MT pipeline's transaction
+        self.with_part = 0
         self.waited_out = 0
         self.early = 0
         self.unparsable = 0
@@ -134,7 +206,13 @@ class ReceiptPipeline:
         item = ReceiptIn(carrier=bind.carrier, smsc_message_id=normalise_message_id(receipt.message_id),
                          state=receipt.stat or receipt.state.name, received_at=datetime.now(UTC),
                          error_code=receipt_error_code(receipt.err))
-        if not await self._pending_parts.wait(item.carrier, item.smsc_message_id):
+        applied = self._pending_parts.attach(item)
+        if applied is not None:
+            if await applied:
+                self.with_part += 1
+                return CommandStatus.ESME_ROK
+            self.waited_out += 1
+        elif not await self._pending_parts.wait(item.carrier, item.smsc_message_id):
             self.waited_out += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._commit_retry_window
@@ -181,6 +259,14 @@ class ReceiptPipeline:
     def part_accepted(self, carrier: str, smsc_message_id: str) -> None:
         """The SMSC accepted a part (``smsc_message_id`` normalised); its result is not committed yet."""
         self._pending_parts.accepted(carrier, smsc_message_id)
+
+    def take_attached(self, keys: Iterable[PartKey]) -> dict[PartKey, ReceiptIn]:
+        """The MT pipeline is writing these parts: the receipts that came for them go along."""
+        return self._pending_parts.take(keys)
+
+    def parts_not_recorded(self, keys: Iterable[PartKey]) -> None:
+        """Writing these parts failed: receipts attached to them are recorded on their own."""
+        self._pending_parts.released(keys)
 
     def parts_recorded(self, results: Sequence[PartResult] = ()) -> None:
         """The MT pipeline committed these part results: receipts waiting for them go on, and early

@@ -43,27 +43,27 @@ FROM claimed
 _CLAIM_ANY_CARRIER = _CLAIM.format(carrier_filter="")
 _CLAIM_CARRIERS = _CLAIM.format(carrier_filter="AND carrier = ANY($5::varchar[])")
 
-# Each segment's submit result, and the MT's segment count; a part recorded again (a retry) is replaced.
+# Each segment's submit result (with its receipt, when that came first); a part recorded again (a retry)
+# is replaced.
 _RECORD_PARTS = """
-WITH upserted AS (
-    INSERT INTO mt_parts (mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at,
-                          accepted_at, receipt_state, receipt_at, error_code)
-    SELECT mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
-           NULL::varchar, NULL::timestamptz, error_code
-    FROM unnest($1::bigint[], $2::smallint[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
-                $7::timestamptz[], $8::timestamptz[], $9::integer[])
-        AS i(mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
-             error_code)
-    ORDER BY mt_id, part_no
-    ON CONFLICT (mt_id, part_no) DO UPDATE SET
-        carrier = excluded.carrier, bind_name = excluded.bind_name,
-        smsc_message_id = excluded.smsc_message_id,
-        status = excluded.status, submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
-        receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at,
-        error_code = excluded.error_code
-), locked AS (
+INSERT INTO mt_parts (mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at,
+                      accepted_at, receipt_state, receipt_at, error_code)
+SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::varchar[], $4::varchar[], $5::varchar[],
+                     $6::varchar[], $7::timestamptz[], $8::timestamptz[], $9::varchar[], $10::timestamptz[],
+                     $11::integer[])
+    AS i(mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
+         receipt_state, receipt_at, error_code)
+ORDER BY mt_id, part_no
+ON CONFLICT (mt_id, part_no) DO UPDATE SET
+    carrier = excluded.carrier, bind_name = excluded.bind_name, smsc_message_id = excluded.smsc_message_id,
+    status = excluded.status, submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
+    receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at, error_code = excluded.error_code
+"""
+
+_SET_SEGMENTS = """
+WITH locked AS (
     SELECT m.id, c.segments
-    FROM unnest($10::bigint[], $11::smallint[]) AS c(id, segments)
+    FROM unnest($1::bigint[], $2::smallint[]) AS c(id, segments)
     JOIN mt_messages AS m ON m.id = c.id AND m.segments != c.segments
     ORDER BY m.id FOR UPDATE OF m
 )
@@ -79,44 +79,34 @@ WHERE e.carrier = k.carrier AND e.smsc_message_id = k.smsc_message_id
 RETURNING e.id, e.carrier, e.smsc_message_id, e.state, e.error_code, e.received_at
 """
 
-_PARTS_BY_MESSAGE_ID = """
-SELECT p.id, p.mt_id, p.carrier, p.smsc_message_id
-FROM mt_parts AS p
-JOIN unnest($1::varchar[], $2::varchar[]) AS k(carrier, smsc_message_id)
-    ON p.carrier = k.carrier AND p.smsc_message_id = k.smsc_message_id
-WHERE p.smsc_message_id = ANY($2::varchar[])
+# Receipts applied to the parts they name, in one statement: a final state sets the part's status and
+# error; an intermediate one (ENROUTE, ACCEPTD) is noted only on a part still ``accepted``. Returns each
+# part's MT with its status and segment count (as before this statement) for the status derivation.
+_APPLY_RECEIPTS = """
+WITH locked AS (
+    SELECT p.id, p.mt_id, r.carrier, r.smsc_message_id, r.final, r.state, r.at, r.error_code
+    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[],
+                $6::integer[]) AS r(carrier, smsc_message_id, final, state, at, error_code)
+    JOIN mt_parts AS p ON p.carrier = r.carrier AND p.smsc_message_id = r.smsc_message_id
+    WHERE p.smsc_message_id = ANY($2::varchar[])
+    ORDER BY p.id FOR UPDATE OF p
+), updated AS (
+    UPDATE mt_parts AS p
+    SET status = COALESCE(l.final, p.status),
+        receipt_state = CASE WHEN l.final IS NOT NULL OR p.status = 'accepted' THEN l.state
+                             ELSE p.receipt_state END,
+        receipt_at = CASE WHEN l.final IS NOT NULL OR p.status = 'accepted' THEN l.at ELSE p.receipt_at END,
+        error_code = CASE WHEN l.final IS NOT NULL THEN l.error_code ELSE p.error_code END
+    FROM locked AS l
+    WHERE p.id = l.id
+)
+SELECT l.mt_id, l.carrier, l.smsc_message_id, m.status, m.segments
+FROM locked AS l JOIN mt_messages AS m ON m.id = l.mt_id
 """
 
 _INSERT_EARLY_RECEIPTS = """
 INSERT INTO early_receipts (carrier, smsc_message_id, state, error_code, received_at)
 SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::timestamptz[])
-"""
-
-_FINAL_RECEIPTS = """
-WITH locked AS (
-    SELECT p.id, r.status, r.state, r.at, r.error_code
-    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::timestamptz[], $5::integer[])
-        AS r(id, status, state, at, error_code)
-    JOIN mt_parts AS p ON p.id = r.id
-    ORDER BY p.id FOR UPDATE OF p
-)
-UPDATE mt_parts AS p
-SET status = l.status, receipt_state = l.state, receipt_at = l.at, error_code = l.error_code
-FROM locked AS l
-WHERE p.id = l.id
-"""
-
-# An intermediate state (ENROUTE, ACCEPTD) never overrides a final one already recorded.
-_INTERIM_RECEIPTS = """
-WITH locked AS (
-    SELECT p.id, r.state, r.at
-    FROM unnest($1::bigint[], $2::varchar[], $3::timestamptz[]) AS r(id, state, at)
-    JOIN mt_parts AS p ON p.id = r.id AND p.status = 'accepted'
-    ORDER BY p.id FOR UPDATE OF p
-)
-UPDATE mt_parts AS p SET receipt_state = l.state, receipt_at = l.at
-FROM locked AS l
-WHERE p.id = l.id
 """
 
 _MTS_WITH_PARTS = """
@@ -126,28 +116,34 @@ WHERE m.id = ANY($1::bigint[]) AND m.status IN ('sending', 'accepted')
 """
 
 # Status changes and their history lines; the lock re-checks the status each MT moves from (on a row
-# changed meanwhile, PostgreSQL re-evaluates the join against the newest version). The update then joins
-# the locked rows by primary key only: a CTE joined to a CTE on (id, status) is estimated at a handful
-# of rows and planned as a nested loop over both, quadratic in the batch size.
+# changed meanwhile, PostgreSQL re-evaluates the join against the newest version), and only the MTs
+# that moved get their history lines. The update then joins the locked rows by primary key only: a CTE
+# joined to a CTE on (id, status) is estimated at a handful of rows and planned as a nested loop over
+# both, quadratic in the batch size. A segment count above 0 is stored with the change.
 _CHANGE_STATUS = """
-WITH changes AS (
-    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::boolean[], $5::timestamptz[],
-                         $6::varchar[])
-        AS c(id, previous, status, final, at, detail)
-), locked AS (
-    SELECT m.id, c.status, c.final
-    FROM mt_messages AS m JOIN changes AS c ON c.id = m.id AND m.status = c.previous
+WITH locked AS (
+    SELECT m.id, c.status, c.final, c.segments
+    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::boolean[], $5::smallint[])
+        AS c(id, previous, status, final, segments)
+    JOIN mt_messages AS m ON m.id = c.id AND m.status = c.previous
     WHERE m.id = ANY($1::bigint[])
     ORDER BY m.id FOR UPDATE OF m
 ), updated AS (
     UPDATE mt_messages AS m
-    SET status = l.status, updated_at = $7::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
-        final_at = CASE WHEN l.final THEN $7::timestamptz ELSE m.final_at END
+    SET status = l.status, updated_at = $10::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
+        final_at = CASE WHEN l.final THEN $10::timestamptz ELSE m.final_at END,
+        segments = CASE WHEN l.segments > 0 THEN l.segments ELSE m.segments END
     FROM locked AS l
     WHERE m.id = l.id
+    RETURNING m.id
 )
 INSERT INTO mt_status_history (mt_id, status, at, detail)
-SELECT id, status, at, detail FROM changes
+SELECT h.mt_id, h.status, h.at, h.detail
+FROM unnest($6::bigint[], $7::varchar[], $8::timestamptz[], $9::varchar[]) WITH ORDINALITY
+    AS h(mt_id, status, at, detail, n)
+WHERE h.mt_id IN (SELECT id FROM updated)
+ORDER BY h.n
+RETURNING mt_id
 """
 
 
@@ -160,16 +156,21 @@ async def claim(session: AsyncSession, owner: str, now: datetime, expires_at: da
                          sorted(carriers))
 
 
-async def record_parts(session: AsyncSession, rows: Sequence[dict[str, Any]],
-                       segments: dict[int, int]) -> None:
-    """Upserts part rows (unique (mt_id, part_no)) and sets each MT's segment count."""
-    names = ("mt_id", "part_no", "carrier", "bind_name", "smsc_message_id", "status", "submitted_at",
-             "accepted_at", "error_code")
-    columns: list[list[Any]] = [[row[name] for row in rows] for name in names]
+_PART_COLUMNS = ("mt_id", "part_no", "carrier", "bind_name", "smsc_message_id", "status", "submitted_at",
+                 "accepted_at", "receipt_state", "receipt_at", "error_code")
+
+
+async def record_parts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upserts part rows (unique (mt_id, part_no))."""
+    columns: list[list[Any]] = [[row[name] for row in rows] for name in _PART_COLUMNS]
     columns[5] = [str(status) for status in columns[5]]
+    await pg_execute(session, _RECORD_PARTS, *columns)
+
+
+async def set_segments(session: AsyncSession, segments: dict[int, int]) -> None:
+    """Stores each MT's segment count where it differs."""
     ordered = sorted(segments.items())
-    await pg_execute(session, _RECORD_PARTS, *columns, [mt_id for mt_id, _ in ordered],
-                     [count for _, count in ordered])
+    await pg_execute(session, _SET_SEGMENTS, [mt_id for mt_id, _ in ordered], [count for _, count in ordered])
 
 
 async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Row[Any]]:
@@ -177,9 +178,13 @@ async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str,
     return await pg_rows(session, _TAKE_EARLY_RECEIPTS, [key[0] for key in keys], [key[1] for key in keys])
 
 
-async def parts_by_message_id(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Row[Any]]:
-    """The parts (id, mt_id, carrier, smsc_message_id) with these (carrier, smsc_message_id) pairs."""
-    return await pg_rows(session, _PARTS_BY_MESSAGE_ID, [key[0] for key in keys], [key[1] for key in keys])
+async def apply_receipts(session: AsyncSession,
+                         rows: Sequence[tuple[str, str, str | None, str, datetime, int | None]]
+                         ) -> Sequence[Row[Any]]:
+    """(carrier, smsc message id, final part status or None, receipt state, received at, error code), one
+    per part. Returns (mt_id, carrier, smsc_message_id, status, segments) per part found."""
+    return await pg_rows(session, _APPLY_RECEIPTS, *([row[i] for row in rows] for i in range(4)),
+                         [aware(row[4]) for row in rows], [row[5] for row in rows])
 
 
 async def insert_early_receipts(session: AsyncSession,
@@ -188,27 +193,17 @@ async def insert_early_receipts(session: AsyncSession,
                      [aware(row[4]) for row in rows])
 
 
-async def apply_final_receipts(session: AsyncSession,
-                               rows: Sequence[tuple[int, str, str, datetime, int | None]]) -> None:
-    """(part id, part status, receipt state, received at, error code), one per part."""
-    await pg_execute(session, _FINAL_RECEIPTS, *([row[i] for row in rows] for i in range(5)))
-
-
-async def apply_interim_receipts(session: AsyncSession, rows: Sequence[tuple[int, str, datetime]]) -> None:
-    """(part id, receipt state, received at), one per part."""
-    await pg_execute(session, _INTERIM_RECEIPTS, *([row[i] for row in rows] for i in range(3)))
-
-
 async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Row[Any]]:
     """For each MT in ``sending``/``accepted``: (id, status, segments, part_status, error_code), one row
     per part (part columns NULL for an MT with no part yet)."""
     return await pg_rows(session, _MTS_WITH_PARTS, list(mt_ids))
 
 
-async def change_status(session: AsyncSession,
-                        changes: Sequence[tuple[int, str, str, bool, datetime, str | None]],
-                        now: datetime) -> None:
-    """(mt id, previous, status, is final, at, detail): moves each MT still in ``previous`` and writes a
-    history line for every change."""
-    await pg_execute(session, _CHANGE_STATUS, *([change[i] for change in changes] for i in range(6)),
-                     aware(now))
+async def change_status(session: AsyncSession, moves: Sequence[tuple[int, str, str, bool, int]],
+                        history: Sequence[tuple[int, str, datetime, str | None]], now: datetime) -> set[int]:
+    """``moves``: (mt id, previous, status, is final, segments or 0), one per MT: moves each MT still in
+    ``previous``. ``history``: (mt id, status, at, detail) lines, written for the MTs that moved.
+    Returns the ids of the MTs that moved."""
+    rows = await pg_rows(session, _CHANGE_STATUS, *([move[i] for move in moves] for i in range(5)),
+                         *([line[i] for line in history] for i in range(4)), aware(now))
+    return {row[0] for row in rows}

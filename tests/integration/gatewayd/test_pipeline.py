@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gatewayd.bus import Subscription, create_bus
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.messages import MOMessage, MTMessage, MTPart
+from gatewayd.store.messages import MOMessage, MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.repo_mt import NewMT, queue_mt
 from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn
 from gatewayd.store.subscribers import Subscriber
@@ -27,6 +27,7 @@ from tests.integration.gatewayd.conftest import (
     eventually,
     make_config,
     running_daemon,
+    simulator_config,
 )
 
 SUBSCRIBER = "+34600111222"
@@ -91,6 +92,35 @@ async def test_mt_is_submitted_and_receipt_gives_final_status(tmp_path: Path, da
         assert mt.status is MTStatus.DELIVERED
         assert [(part.part_no, part.status) for part in parts] == [(1, PartStatus.DELIVERED)]
         assert parts[0].smsc_message_id == records[0].message_id.lstrip("0").lower()
+
+
+async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
+        tmp_path: Path, database_url: str) -> None:
+    """An SMSC that sends each receipt at once: the receipts ride along with their part's submit result
+    (one transaction per batch, not two), and every MT's history still shows accepted, then delivered."""
+    async with Simulator(simulator_config(receipt_delay=0.0)) as simulator:
+        config = make_config(tmp_path, database_url, simulator)
+        async with running_daemon(config) as daemon:
+            assert daemon.bus is not None and daemon.receipts is not None and daemon.sessions is not None
+            async with daemon.bus.subscribe(daemon.bus.topics.all_mt_status()) as events:
+                ids = [await daemon.queue_mt(f"+3460011{index:04d}", f"hola {index}", carrier=MOVISTAR)
+                       for index in range(20)]
+                seen: dict[int, list[str]] = {mt_id: [] for mt_id in ids}
+                async with asyncio.timeout(15):
+                    while any("delivered" not in statuses for statuses in seen.values()):
+                        event = await events.get()
+                        seen.setdefault(event.payload["id"], []).append(event.payload["status"])
+            assert all(seen[mt_id] == ["accepted", "delivered"] for mt_id in ids)
+            assert daemon.receipts.with_part > 0
+            async with daemon.sessions() as session:
+                history = (await session.execute(select(MTStatusHistory.mt_id, MTStatusHistory.status)
+                                                 .order_by(MTStatusHistory.id))).all()
+                parts = (await session.execute(select(MTPart))).scalars().all()
+        for mt_id in ids:
+            assert [status for owner, status in history if owner == mt_id] == [
+                MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
+        assert sorted(part.mt_id for part in parts) == sorted(ids)
+        assert all(part.status is PartStatus.DELIVERED and part.receipt_state == "DELIVRD" for part in parts)
 
 
 async def test_long_ucs2_mt_three_parts_three_receipts_delivered(tmp_path: Path, database_url: str,

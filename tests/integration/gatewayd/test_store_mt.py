@@ -239,11 +239,53 @@ async def test_receipt_before_submit_response_is_applied_later(
     assert (outcome.matched, outcome.early) == (0, 1)
     async with sessions.begin() as session:
         changes = await record_part_results(session, [accepted(mt_id, 1, 1, "m9")], T0, RETRY)
-    assert [c.status for c in changes] == [MTStatus.DELIVERED]
+    # the SMSC accepted it, then delivered it: the history shows both steps
+    assert [(c.previous, c.status) for c in changes] == [(MTStatus.SENDING, MTStatus.ACCEPTED),
+                                                         (MTStatus.ACCEPTED, MTStatus.DELIVERED)]
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
         part = (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id))).scalar_one()
     assert part.status is PartStatus.DELIVERED and part.receipt_state == "DELIVRD"
+
+
+async def test_receipts_that_came_with_the_submit_results_are_written_with_the_parts(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    delivered, failed, pending = await queue_and_claim(sessions, 3)
+    t1 = T0 + timedelta(seconds=1)
+    receipts = {
+        ("movistar", "d1"): ReceiptIn("movistar", "d1", "DELIVRD", t1),
+        ("movistar", "d2"): ReceiptIn("movistar", "d2", "DELIVRD", t1),
+        ("movistar", "f1"): ReceiptIn("movistar", "f1", "UNDELIV", t1, error_code=0x0B),
+        ("movistar", "p1"): ReceiptIn("movistar", "p1", "ENROUTE", t1),
+    }
+    results = [accepted(delivered, 1, 2, "d1"), accepted(delivered, 2, 2, "d2"), accepted(failed, 1, 1, "f1"),
+               accepted(pending, 1, 1, "p1")]
+    async with sessions.begin() as session:
+        changes = await record_part_results(session, results, t1, RETRY, receipts)
+    assert [(c.mt_id, c.previous, c.status) for c in changes] == [
+        (delivered, MTStatus.SENDING, MTStatus.ACCEPTED), (delivered, MTStatus.ACCEPTED, MTStatus.DELIVERED),
+        (failed, MTStatus.SENDING, MTStatus.ACCEPTED), (failed, MTStatus.ACCEPTED, MTStatus.FAILED),
+        (pending, MTStatus.SENDING, MTStatus.ACCEPTED)]
+    assert changes[3].detail == "receipt error 0xB"
+    for mt_id, status, segments in ((delivered, MTStatus.DELIVERED, 2), (failed, MTStatus.FAILED, 1),
+                                    (pending, MTStatus.ACCEPTED, 1)):
+        mt = await status_of(sessions, mt_id)
+        assert (mt.status, mt.segments, mt.final_at is not None) == (status, segments, status.is_final)
+    async with sessions() as session:
+        parts = {(p.mt_id, p.part_no): p for p in (await session.execute(select(MTPart))).scalars()}
+        history = (await session.execute(
+            select(MTStatusHistory.status).where(MTStatusHistory.mt_id == delivered)
+            .order_by(MTStatusHistory.id))).scalars().all()
+    assert [(parts[delivered, n].status, parts[delivered, n].receipt_state) for n in (1, 2)] == [
+        (PartStatus.DELIVERED, "DELIVRD")] * 2
+    assert (parts[failed, 1].status, parts[failed, 1].error_code) == (PartStatus.UNDELIVERABLE, 0x0B)
+    # an intermediate state is noted on the part, which stays accepted until its final receipt
+    assert (parts[pending, 1].status, parts[pending, 1].receipt_state) == (PartStatus.ACCEPTED, "ENROUTE")
+    assert history == [MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
+    async with sessions.begin() as session:
+        later = await record_receipts(session, [ReceiptIn("movistar", "p1", "DELIVRD", t1)], t1)
+    assert [(c.mt_id, c.status) for c in later.changes] == [(pending, MTStatus.DELIVERED)]
 
 
 async def test_throttled_submit_is_retried_with_backoff_then_fails(

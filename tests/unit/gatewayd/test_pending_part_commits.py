@@ -1,10 +1,13 @@
-"""PendingPartCommits: receipts wait for their part's submit result to be committed, within bounds."""
+"""PendingPartCommits: receipts ride along with their part's submit result, or wait for it to be
+committed, within bounds."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from gatewayd.receipts import PendingPartCommits
+from gatewayd.store.repo_mt import ReceiptIn
 
 
 async def test_a_part_not_pending_does_not_make_the_receipt_wait() -> None:
@@ -41,3 +44,59 @@ async def test_accepted_parts_are_bounded() -> None:
         pending.accepted("movistar", message_id)
     assert len(pending) == 2
     assert await asyncio.wait_for(pending.wait("movistar", "3"), 1.0) is True
+
+
+def receipt(message_id: str, state: str = "DELIVRD") -> ReceiptIn:
+    return ReceiptIn("movistar", message_id, state, datetime(2024, 7, 1, tzinfo=UTC))
+
+
+async def test_a_receipt_attached_to_its_part_is_answered_once_committed_with_it() -> None:
+    pending = PendingPartCommits(wait_limit=30.0)
+    pending.accepted("movistar", "1a")
+    pending.accepted("movistar", "2b")
+    applied = pending.attach(receipt("1a"))
+    assert applied is not None and not applied.done()
+    assert pending.attach(receipt("1a", "ENROUTE")) is None  # one receipt rides along per part
+    assert pending.attach(receipt("unknown")) is None  # not pending: goes its own way
+    assert pending.take([("movistar", "1a"), ("movistar", "2b")]) == {("movistar", "1a"): receipt("1a")}
+    assert pending.attach(receipt("2b")) is None  # its batch is being written: too late to ride along
+    late = asyncio.create_task(pending.wait("movistar", "2b"))
+    await asyncio.sleep(0)
+    pending.committed([("movistar", "1a"), ("movistar", "2b")])
+    assert await applied is True
+    assert await late is True
+    assert len(pending) == 0
+
+
+async def test_attached_receipts_go_their_own_way_when_the_batch_fails() -> None:
+    pending = PendingPartCommits(wait_limit=30.0)
+    pending.accepted("movistar", "1a")
+    applied = pending.attach(receipt("1a"))
+    assert applied is not None
+    pending.take([("movistar", "1a")])
+    pending.released([("movistar", "1a")])
+    assert await applied is False
+    # the part is still pending (its batch is written again) and takes no receipt it no longer holds
+    assert len(pending) == 1
+    assert pending.take([("movistar", "1a")]) == {}
+
+
+async def test_an_attached_receipt_not_taken_in_time_goes_its_own_way() -> None:
+    pending = PendingPartCommits(wait_limit=0.01)
+    pending.accepted("movistar", "1a")
+    applied = pending.attach(receipt("1a"))
+    assert applied is not None
+    assert await asyncio.wait_for(applied, 1.0) is False
+    assert pending.take([("movistar", "1a")]) == {}
+
+
+async def test_a_receipt_taken_for_writing_waits_for_the_outcome_past_the_limit() -> None:
+    pending = PendingPartCommits(wait_limit=0.01)
+    pending.accepted("movistar", "1a")
+    applied = pending.attach(receipt("1a"))
+    assert applied is not None
+    pending.take([("movistar", "1a")])
+    await asyncio.sleep(0.05)
+    assert not applied.done()
+    pending.committed([("movistar", "1a")])
+    assert await applied is True
