@@ -104,7 +104,8 @@ class MTPart(Base):
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
-    mt_id: Mapped[int] = mapped_column(ForeignKey("mt_messages.id", ondelete="CASCADE"))
+    #: The MT's id, without a foreign key: parts are written only with their MT locked (see migration 0004).
+    mt_id: Mapped[int] = mapped_column(ID_TYPE)
     part_no: Mapped[int] = mapped_column(SmallInteger)
     carrier: Mapped[str] = mapped_column(String(32))
     bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -123,7 +124,8 @@ class MTStatusHistory(Base):
     __tablename__ = "mt_status_history"
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
-    mt_id: Mapped[int] = mapped_column(ForeignKey("mt_messages.id", ondelete="CASCADE"), index=True)
+    #: The MT's id, without a foreign key: history is written only with its MT locked (see migration 0004).
+    mt_id: Mapped[int] = mapped_column(ID_TYPE, index=True)
     status: Mapped[MTStatus] = mapped_column(enum_type(MTStatus))
     at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(255), default=None)
