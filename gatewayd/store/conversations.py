@@ -28,7 +28,9 @@ class Conversation(Base):
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    #: The subscriber's id, without a foreign key: the MO ingest creates or reads the subscriber in the
+    #: transaction that opens the conversation (see migration 0005).
+    subscriber_id: Mapped[int] = mapped_column(ID_TYPE)
     short_code: Mapped[str] = mapped_column(String(16))
     status: Mapped[ConversationStatus] = mapped_column(enum_type(ConversationStatus),
                                                        default=ConversationStatus.WAITING)

@@ -23,9 +23,10 @@ class MOMessage(Base):
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), index=True, default=None)
+    # Subscriber and conversation ids without foreign keys: the ingest creates or reads both in the
+    # transaction that inserts the MO (see migration 0005).
+    subscriber_id: Mapped[int] = mapped_column(ID_TYPE)
+    conversation_id: Mapped[int | None] = mapped_column(ID_TYPE, index=True, default=None)
     carrier: Mapped[str] = mapped_column(String(32))
     bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
     short_code: Mapped[str] = mapped_column(String(16))
