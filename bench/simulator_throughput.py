@@ -4,6 +4,12 @@ The simulator runs in its own process; this process drives it with a bare refere
 and struct, window 100) so the client is never the bottleneck. Targets on a 2-core machine:
 >= 50,000 submit_sm/s without receipts, >= 20,000 with a receipt each, >= 30,000 MO deliver_sm/s.
 
+Each run also prints the simulator process's CPU time per message (``time.process_time`` read in that
+process before and after): for the receipt run that is one submit_sm in, its resp out, the receipt
+deliver_sm out (delay 0) and its resp in; for the MO runs one deliver_sm out and its resp in, the MO
+made by the load generator (``mo_deliver``) or by ``Simulator.inject_mo`` as the daemon benchmark does
+(``mo_inject``). Last, the CPU the simulator uses per second while nothing happens (``idle``).
+
     .venv/bin/python bench/simulator_throughput.py [--seconds 5]
 """
 
@@ -141,7 +147,16 @@ def serve() -> None:
         config = SimulatorConfig(carriers=(profile,), control_port=0, mt_store_size=100_000)
         async with Simulator(config) as simulator:
             print(json.dumps({"smpp": simulator.port("bench"), "api": simulator.control_port}), flush=True)
-            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+            loop = asyncio.get_running_loop()
+            # Every line asks for this process's CPU seconds so far, "inject N" after injecting N MOs
+            # (distinct senders and texts, as bench/gatewayd_throughput.py does); end of input stops.
+            while line := await loop.run_in_executor(None, sys.stdin.readline):
+                command = line.split()
+                if command[:1] == ["inject"]:
+                    for index in range(int(command[1])):
+                        simulator.inject_mo("bench", f"+3460{index % 100_000:07d}", "997745",
+                                            f"bench mo {index} hola que tal")
+                print(json.dumps(time.process_time()), flush=True)
 
     asyncio.run(run())
 
@@ -154,7 +169,27 @@ def api(port: int, method: str, path: str, body: object | None = None) -> object
         return json.loads(response.read())
 
 
-async def measure(smpp_port: int, api_port: int, seconds: float) -> dict[str, float]:
+class SimulatorCPU:
+    """Reads the simulator process's CPU seconds through its stdin/stdout."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+
+    def _ask(self, command: str) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return float(json.loads(self.process.stdout.readline()))
+
+    async def read(self) -> float:
+        return await asyncio.get_running_loop().run_in_executor(None, self._ask, "cpu")
+
+    async def inject(self, count: int) -> None:
+        """``count`` MOs through ``Simulator.inject_mo``, in the simulator process."""
+        await asyncio.get_running_loop().run_in_executor(None, self._ask, f"inject {count}")
+
+
+async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorCPU) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(ReferenceESME, "127.0.0.1", smpp_port)
     await asyncio.wait_for(client.bound, 10)
@@ -164,17 +199,20 @@ async def measure(smpp_port: int, api_port: int, seconds: float) -> dict[str, fl
     await client.start_submits(20_000, 0)
     for key, registered in (("submit_no_receipt", 0), ("submit_with_receipt", 1)):
         count = int(TARGETS[key] * seconds * 1.5)
+        cpu_before = await cpu.read()
         started = time.perf_counter()
         await asyncio.wait_for(client.start_submits(count, registered), 120)
         elapsed = time.perf_counter() - started
         results[key] = count / elapsed
+        results[f"{key}_cpu_us"] = (await cpu.read() - cpu_before) / count * 1e6
         print(f"{key}: {count} submit_sm{' + receipts' if registered else ''} in {elapsed:.2f} s "
-              f"= {results[key]:,.0f}/s", flush=True)
+              f"= {results[key]:,.0f}/s, simulator CPU {results[f'{key}_cpu_us']:.1f} us each", flush=True)
 
     api(api_port, "POST", "/api/reset")
     count = int(TARGETS["mo_deliver"] * seconds * 1.5)
     rate = count / seconds
     done = client.expect_delivers(count)
+    cpu_before = await cpu.read()
     started = time.perf_counter()
     await loop.run_in_executor(None, api, api_port, "POST", "/api/load",
                                {"carrier": "bench", "subscribers": 1000, "rate": rate,
@@ -184,10 +222,30 @@ async def measure(smpp_port: int, api_port: int, seconds: float) -> dict[str, fl
     except TimeoutError:
         pass
     elapsed = time.perf_counter() - started
+    cpu_used = await cpu.read() - cpu_before
     await loop.run_in_executor(None, api, api_port, "DELETE", "/api/load")
     results["mo_deliver"] = client.delivers / elapsed
+    results["mo_deliver_cpu_us"] = cpu_used / max(1, client.delivers) * 1e6
     print(f"mo_deliver: {client.delivers} deliver_sm in {elapsed:.2f} s (offered {rate:,.0f}/s) "
-          f"= {results['mo_deliver']:,.0f}/s", flush=True)
+          f"= {results['mo_deliver']:,.0f}/s, simulator CPU {results['mo_deliver_cpu_us']:.1f} us each",
+          flush=True)
+
+    count = int(TARGETS["mo_deliver"] * seconds)
+    done = client.expect_delivers(count)
+    cpu_before = await cpu.read()
+    started = time.perf_counter()
+    await cpu.inject(count)
+    await asyncio.wait_for(done, 120)
+    elapsed = time.perf_counter() - started
+    results["mo_inject"] = count / elapsed
+    results["mo_inject_cpu_us"] = (await cpu.read() - cpu_before) / count * 1e6
+    print(f"mo_inject: {count} inject_mo + deliver_sm in {elapsed:.2f} s = {results['mo_inject']:,.0f}/s, "
+          f"simulator CPU {results['mo_inject_cpu_us']:.1f} us each", flush=True)
+
+    cpu_before = await cpu.read()
+    await asyncio.sleep(2.0)
+    results["idle_cpu_ms_per_s"] = (await cpu.read() - cpu_before) / 2.0 * 1e3
+    print(f"idle: simulator CPU {results['idle_cpu_ms_per_s']:.1f} ms per second", flush=True)
     assert client.transport is not None
     client.transport.close()
     return results
@@ -207,13 +265,14 @@ def main() -> int:
     try:
         assert process.stdout is not None
         ports = json.loads(process.stdout.readline())
-        results = asyncio.run(measure(ports["smpp"], ports["api"], args.seconds))
+        results = asyncio.run(measure(ports["smpp"], ports["api"], args.seconds, SimulatorCPU(process)))
     finally:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=30)
     ok = all(results[key] >= target for key, target in TARGETS.items())
-    figures = " ".join(f"{key}={value:.0f}" for key, value in results.items())
+    figures = " ".join(f"{key}={value:.1f}" if key.endswith(("_cpu_us", "_per_s")) else f"{key}={value:.0f}"
+                       for key, value in results.items())
     print(f"RESULT {figures} ok={'yes' if ok else 'no'}")
     return 0 if ok else 1
 

@@ -76,14 +76,29 @@ _FAILURE_ONLY = int(RegisteredDelivery.FAILURE)
 _UDHI = int(ESMClass.UDHI)
 _RECEIPT_ESM_CLASS = int(ESMClass.DELIVERY_RECEIPT)
 _ENROUTE = int(MessageState.ENROUTE)
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_INTERNATIONAL = TON.INTERNATIONAL
+_ISDN = NPI.ISDN
 #: Message states kept for query_sm.
 MAX_TRACKED_STATES = 100_000
+#: Per receipt stat: the message_state TLV value, the dlvrd field, and the text after the dates.
+_RECEIPT_FIELDS: dict[str, tuple[int, str, str]] = {
+    stat: (int(state), "001" if stat == "DELIVRD" else "000",
+           f" stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} Text:")
+    for stat, state in RECEIPT_STATES.items()
+}
+#: GSM 03.38 codes that decode to the ASCII character of the same code (letters, digits, most
+#: punctuation): a receipt excerpt made only of these is its own octets, with no decoding.
+_GSM_SAME_AS_ASCII = bytes(code for code in range(0x80)
+                           if code != 0x1B and decode_text(bytes((code,)), 0) == chr(code))
 
 
 class ReceiptPlan:
     """A receipt profile prepared for the hot path: cumulative weights, overrides as a dict."""
 
-    __slots__ = ("enabled", "delay", "states", "cumulative", "total", "overrides", "fixed_state")
+    __slots__ = ("enabled", "delay", "states", "cumulative", "total", "overrides", "fixed_state",
+                 "same_state", "fixed_delay")
 
     def __init__(self, profile: CarrierProfile) -> None:
         receipts = profile.receipts
@@ -95,6 +110,10 @@ class ReceiptPlan:
         self.overrides = dict(receipts.overrides)
         positive = [stat for stat, weight in receipts.statuses if weight > 0]
         self.fixed_state = positive[0] if len(positive) == 1 else None
+        #: The state of every receipt when no draw or override can change it, else None.
+        self.same_state = self.fixed_state if not self.overrides else None
+        #: The receipt delay when it is always the same, else None.
+        self.fixed_delay = receipts.delay.seconds if receipts.delay.kind == "fixed" else None
 
     def pick(self, destination: str, rng: random.Random) -> str:
         if self.overrides:
@@ -126,6 +145,9 @@ class Carrier:
         #: its first attempt was made (None before that).
         self.outbox: deque[tuple[DeliverSM, int, float | None]] = deque()
         self.message_states: dict[str, int] = {}
+        # message_states' keys, oldest first: evicting through the dict's own iterator would scan
+        # every deleted slot at its head, tens of microseconds per MT once the limit is reached.
+        self._state_order: deque[str] = deque()
         self._next_message_number = (index + 1) << 28
         self._round_robin = 0
         self._receipt_dates: dict[int, str] = {}
@@ -199,7 +221,8 @@ class Carrier:
     def on_request(self, session: SMSCSession, pdu: PDU) -> PDU | None:
         command_id = pdu.command_id
         counters = self.counters
-        counters.count_in(command_id)
+        pdus_in = counters.pdus_in
+        pdus_in[command_id] = pdus_in.get(command_id, 0) + 1
         tracer = self.simulator.tracer
         if tracer is not None:
             tracer.pdu("in", self.name, session.peer, pdu)
@@ -210,7 +233,9 @@ class Carrier:
         else:
             response = self._answer(session, pdu)
         if response is not None:
-            counters.count_out(response.command_id)
+            pdus_out = counters.pdus_out
+            response_id = response.command_id
+            pdus_out[response_id] = pdus_out.get(response_id, 0) + 1
             if tracer is not None:
                 tracer.pdu("out", self.name, session.peer, response)
         return response
@@ -219,15 +244,19 @@ class Carrier:
 
     def _answer(self, session: SMSCSession, pdu: PDU) -> PDU:
         command_id = pdu.command_id
+        if command_id == _SUBMIT_SM:  # nearly every request
+            bucket = self.bucket
+            if bucket is not None and not bucket.take(self.clock()):
+                self.counters.mt_rejected += 1
+                return _error(pdu, CommandStatus.ESME_RTHROTTLED)
+            assert isinstance(pdu, SubmitSM)
+            return SubmitSMResp(sequence_number=pdu.sequence_number,
+                                message_id=self._accept(session, pdu, (pdu.destination_addr,)))
         if command_id in _SUBMITS:
             bucket = self.bucket
             if bucket is not None and not bucket.take(self.clock()):
                 self.counters.mt_rejected += 1
                 return _error(pdu, CommandStatus.ESME_RTHROTTLED)
-            if command_id == _SUBMIT_SM:
-                assert isinstance(pdu, SubmitSM)
-                return SubmitSMResp(sequence_number=pdu.sequence_number,
-                                    message_id=self._accept(session, pdu, (pdu.destination_addr,)))
             if command_id == _DATA_SM:
                 assert isinstance(pdu, DataSM)
                 return DataSMResp(sequence_number=pdu.sequence_number,
@@ -295,11 +324,12 @@ class Carrier:
     def _accept(self, session: SMSCSession, pdu: MTPDU, destinations: tuple[str, ...]) -> str:
         number = self._next_message_number
         self._next_message_number = number + 1
-        message_id = format(number, "x") if self.hex_ids else str(number)
+        message_id = f"{number:x}" if self.hex_ids else str(number)
         self.counters.mt_accepted += 1
         record = self.store.add(self.name, session.system_id, time.time(), pdu, message_id)
-        if pdu.registered_delivery & _RECEIPT_REQUEST and self.receipt_plan.enabled:
-            self._schedule_receipts(record, destinations, pdu.registered_delivery)
+        registered = pdu.registered_delivery
+        if registered & _RECEIPT_REQUEST and self.receipt_plan.enabled:
+            self._schedule_receipts(record, destinations, registered)
         if self.simulator.mt_observed:
             self.simulator.observe_mt(self, record)
         return message_id
@@ -308,22 +338,32 @@ class Carrier:
         plan = self.receipt_plan
         failure_only = registered & _RECEIPT_REQUEST == _FAILURE_ONLY
         now = self.clock()
+        # The usual profile has one state and a fixed delay: nothing to draw per receipt.
+        same_state = plan.same_state
+        same_delay = plan.fixed_delay
+        send_receipt = self._send_receipt
+        schedule = self.wheel.schedule
         for destination in destinations:
-            stat = plan.pick(destination, self.rng)
+            stat = same_state if same_state is not None else plan.pick(destination, self.rng)
             if failure_only and stat == "DELIVRD":
                 continue
-            due = now + plan.delay.sample(self.rng)
-            self.wheel.schedule(due, (self._send_receipt, (record, destination, stat)))
+            delay = same_delay if same_delay is not None else plan.delay.sample(self.rng)
+            schedule(now + delay, (send_receipt, (record, destination, stat)))
         self._track_state(record.message_id, _ENROUTE)
 
     def receipt_text(self, message_id: str, stat: str, submitted_at: float, done_at: float,
                      excerpt: str) -> str:
         """The Appendix B receipt text, as ``smpp.receipt.format_receipt`` writes it, with dates cached
         per minute: that formatter's two strftime calls would be a third of the receipt cost."""
-        delivered = stat == "DELIVRD"
-        return (f"id:{message_id} sub:001 dlvrd:{'001' if delivered else '000'} "
-                f"submit date:{self._receipt_date(submitted_at)} done date:{self._receipt_date(done_at)} "
-                f"stat:{stat} err:{'000' if delivered else '001'} Text:{excerpt}")
+        return self._receipt_head(message_id, stat, submitted_at, done_at) + excerpt
+
+    def _receipt_head(self, message_id: str, stat: str, submitted_at: float, done_at: float) -> str:
+        """The receipt text up to and including ``Text:``."""
+        _, delivered, tail = _RECEIPT_FIELDS[stat]
+        dates = self._receipt_dates
+        submitted = dates.get(int(submitted_at // 60)) or self._receipt_date(submitted_at)
+        done = dates.get(int(done_at // 60)) or self._receipt_date(done_at)
+        return f"id:{message_id} sub:001 dlvrd:{delivered} submit date:{submitted} done date:{done}{tail}"
 
     def _receipt_date(self, timestamp: float) -> str:
         minute = int(timestamp // 60)
@@ -337,31 +377,33 @@ class Carrier:
 
     def _track_state(self, message_id: str, state: int) -> None:
         states = self.message_states
+        if message_id not in states:
+            order = self._state_order
+            order.append(message_id)
+            if len(order) > MAX_TRACKED_STATES:
+                del states[order.popleft()]
         states[message_id] = state
-        if len(states) > MAX_TRACKED_STATES:
-            del states[next(iter(states))]
 
     def _send_receipt(self, item: tuple[MTRecord, str, str]) -> None:
         record, destination, stat = item
-        state = RECEIPT_STATES[stat]
+        state = _RECEIPT_FIELDS[stat][0]
         pdu = record.pdu
-        if pdu.esm_class & _UDHI or not isinstance(pdu, SubmitSM) or not pdu.short_message:
-            message = as_message(pdu)
-            _, body = user_data(message)
-        else:
-            body = pdu.short_message
-        excerpt = decode_text(body[:40], pdu.data_coding)[:20]
-        text = self.receipt_text(record.message_id, stat, record.received_at, time.time(), excerpt)
+        message_id = record.message_id
+        head = self._receipt_head(message_id, stat, record.received_at, time.time())
         receipt = DeliverSM(
-            source_addr_ton=TON.INTERNATIONAL, source_addr_npi=NPI.ISDN, source_addr=destination,
-            dest_addr_ton=record.pdu.source_addr_ton, dest_addr_npi=record.pdu.source_addr_npi,
-            destination_addr=record.pdu.source_addr, esm_class=_RECEIPT_ESM_CLASS,
-            short_message=text.encode("ascii", "replace"),
-            tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, record.message_id), (Tag.MESSAGE_STATE, int(state)))))
-        self._track_state(record.message_id, state)
+            source_addr_ton=_INTERNATIONAL, source_addr_npi=_ISDN, source_addr=destination,
+            dest_addr_ton=pdu.source_addr_ton, dest_addr_npi=pdu.source_addr_npi,
+            destination_addr=pdu.source_addr, esm_class=_RECEIPT_ESM_CLASS,
+            short_message=head.encode("ascii", "replace") + receipt_excerpt(pdu),
+            tlvs=TLVs(((_RECEIPTED_MESSAGE_ID, message_id), (_MESSAGE_STATE, state))))
+        states = self.message_states
+        if message_id in states:  # tracked as enroute when accepted, unless evicted since
+            states[message_id] = state
+        else:
+            self._track_state(message_id, state)
         if self.hub.listening:
             self.hub.publish({"type": "receipt", "carrier": self.name, "msisdn": destination,
-                              "message_id": record.message_id, "status": stat})
+                              "message_id": message_id, "status": stat})
         self.enqueue(receipt)
 
     # --- deliver_sm (MO and receipts) -------------------------------------------------------------
@@ -382,17 +424,22 @@ class Carrier:
         receivers = self.receivers
         count = len(receivers)
         refused = 0
-        counters = self.counters
+        pdus_out = self.counters.pdus_out
         tracer = self.simulator.tracer
+        delivered = self._delivered
         while outbox and refused < count:
             session = receivers[self._round_robin % count]
             self._round_robin += 1
+            if session.in_flight >= session.window:
+                # Full, the usual answer while a burst waits: no callback built, no clock read.
+                refused += 1
+                continue
             pdu, attempt, first_at = outbox[0]
             if first_at is None:
                 first_at = self.clock()
-            if session.deliver_nowait(pdu, functools.partial(self._delivered, pdu, attempt, first_at)):
+            if session.deliver_nowait(pdu, functools.partial(delivered, pdu, attempt, first_at)):
                 outbox.popleft()
-                counters.count_out(_DELIVER_SM)
+                pdus_out[_DELIVER_SM] = pdus_out.get(_DELIVER_SM, 0) + 1
                 if tracer is not None:
                     tracer.pdu("out", self.name, session.peer, pdu)
                 refused = 0
@@ -404,7 +451,9 @@ class Carrier:
         permanent error drops the deliver_sm (counted in ``mo_failed``)."""
         counters = self.counters
         if isinstance(outcome, PDU):
-            counters.count_in(outcome.command_id)
+            pdus_in = counters.pdus_in
+            command_id = outcome.command_id
+            pdus_in[command_id] = pdus_in.get(command_id, 0) + 1
             status = outcome.command_status
             if status == 0:
                 if pdu.esm_class & _RECEIPT_ESM_CLASS:
@@ -457,6 +506,7 @@ class Carrier:
     def reset(self) -> None:
         self.counters = Counters()
         self.message_states.clear()
+        self._state_order.clear()
 
     def profile_dict(self) -> dict[str, Any]:
         """The profile as the API shows it: password masked, the port actually listened on."""
@@ -472,6 +522,23 @@ class Carrier:
             "queued": len(self.outbox),
             "faults": self.faults.to_dict(now),
         }
+
+
+def receipt_excerpt(pdu: MTPDU) -> bytes:
+    """The first 20 characters of the message as a receipt's ``Text:`` field carries them (ASCII, ``?``
+    for what ASCII cannot show). Plain ASCII text, the usual case, is its own excerpt: no decoding."""
+    if isinstance(pdu, SubmitSM) and not pdu.esm_class & _UDHI and pdu.short_message:
+        body = pdu.short_message
+        head = body[:20]
+        data_coding = pdu.data_coding
+        if data_coding == 0:
+            if not head.translate(None, _GSM_SAME_AS_ASCII):
+                return head
+        elif (data_coding == 1 or data_coding == 3) and head.isascii():  # IA5 and Latin-1
+            return head
+    else:
+        _, body = user_data(as_message(pdu))
+    return decode_text(body[:40], pdu.data_coding)[:20].encode("ascii", "replace")
 
 
 def _error(pdu: PDU, status: int) -> PDU:

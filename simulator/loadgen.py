@@ -131,21 +131,29 @@ class LoadGenerator:
 
     def _send(self, msisdn: str, short_code: str, text: str) -> None:
         carrier = self.carrier
+        simulator = carrier.simulator
         template = self._templates.get(text)
         if template is not None:  # a one-part text: reuse its encoding, only the addresses change
             part = template.parts[0]
-            message = MOMessage(msisdn, short_code, text, template.data_coding, (DeliverSM(
+            mo = DeliverSM(
                 source_addr_ton=part.source_addr_ton, source_addr_npi=part.source_addr_npi,
                 source_addr=msisdn, dest_addr_ton=part.dest_addr_ton, dest_addr_npi=part.dest_addr_npi,
                 destination_addr=short_code, data_coding=part.data_coding,
-                short_message=part.short_message),))
-        else:
-            message = build_mo(msisdn, short_code, text, reference=carrier.next_mo_reference())
-            if len(message.parts) == 1:
-                self._templates[text] = message
+                short_message=part.short_message)
+            self.sent += 1
+            carrier.counters.mo_injected += 1
+            if simulator.hub.listening:  # the message object is only for the event stream
+                message = MOMessage(msisdn, short_code, text, template.data_coding, (mo,))
+                simulator.publish_mo(carrier, message)
+            carrier.enqueue(mo)
+            return
+        message = build_mo(msisdn, short_code, text, reference=carrier.next_mo_reference())
+        if len(message.parts) == 1:
+            self._templates[text] = message
         self.sent += 1
         carrier.counters.mo_injected += 1
-        carrier.simulator.publish_mo(carrier, message)
+        if simulator.hub.listening:
+            simulator.publish_mo(carrier, message)
         for part in message.parts:
             carrier.enqueue(part)
 

@@ -7,7 +7,7 @@ event loop, so they go in buckets of ``tick`` seconds and the simulator's clock 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -21,12 +21,16 @@ class TimerWheel(Generic[T]):
         self._buckets: dict[int, list[T]] = {}
         self._next_slot = math.floor(now / tick)
         self._size = 0
+        #: Called when an item goes into the empty wheel: whoever drains it may be sleeping meanwhile.
+        self.on_first: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return self._size
 
     def schedule(self, due: float, item: T) -> None:
         """Keep ``item`` until ``due`` (monotonic seconds); a past deadline fires on the next drain."""
+        if not self._size and self.on_first is not None:
+            self.on_first()
         slot = math.ceil(due / self.tick)
         if slot < self._next_slot:
             slot = self._next_slot

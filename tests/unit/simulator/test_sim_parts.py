@@ -105,7 +105,7 @@ def test_fast_receipt_text_matches_the_standard_formatter() -> None:
 
     carrier: Carrier = Simulator(default_config()).carriers["movistar"]
     when = datetime(2026, 3, 1, 12, 30).timestamp()
-    for stat in ("DELIVRD", "UNDELIV"):
+    for stat in RECEIPT_STATES:
         state = RECEIPT_STATES[stat]
         submitted, done = datetime.fromtimestamp(when), datetime.fromtimestamp(when + 60)
         expected = format_receipt("1a2b", state, submitted, done,
