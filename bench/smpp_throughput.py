@@ -4,7 +4,12 @@ Prints submit_sm/s end to end (window 100) for:
   ours        ESMESession.submit_many  -> SMSCServer        (both of our sessions)
   bare->ours  bare asyncio-streams client (struct, 100 in flight, no session logic) -> SMSCServer
   bare->sink  the same bare client -> a bare struct sink (the ceiling of plain asyncio on this machine)
-and codec encode+decode round trips per second. Ends with one ``RESULT`` line. ``reference`` is the bare
+codec encode+decode round trips per second, and receipts (deliver_sm) pushed by SMSCServer into an
+ESMESession whose handler answers after a batch "commit" (like the daemon's group commit), with the
+ESME process's CPU per receipt:
+  receipts task    a coroutine handler (one task per deliver_sm)
+  receipts future  a plain handler returning a future (no task)
+Ends with one ``RESULT`` line. ``reference`` is the bare
 client against our SMSC (same server, so the ratio prices our ESME session against no session at
 all); the bare sink shows what plain asyncio and the loopback allow without any SMPP decoding.
 
@@ -25,10 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smpp.aio import BindRequest, ESMEConfig, ESMESession, SMSCServer, SMSCSession  # noqa: E402
+from smpp.aio import BindRequest, ESMEConfig, ESMESession, Outcome, SMSCServer, SMSCSession  # noqa: E402
 from smpp.codec import decode, encode  # noqa: E402
-from smpp.constants import CommandID  # noqa: E402
-from smpp.pdu import PDU, SubmitSM, SubmitSMResp  # noqa: E402
+from smpp.constants import NPI, TON, CommandID, ESMClass, MessageState  # noqa: E402
+from smpp.pdu import PDU, DataSM, DeliverSM, SubmitSM, SubmitSMResp  # noqa: E402
+from smpp.tlv import Tag, TLVs  # noqa: E402
 
 WINDOW = 100
 HEADER = struct.Struct(">IIII")
@@ -101,21 +107,62 @@ async def _serve_sink(pipe: Pipe) -> None:
     server.close()
 
 
-def _server_process(kind: str, pipe: Pipe) -> None:
-    asyncio.run(_serve_ours(pipe) if kind == "ours" else _serve_sink(pipe))
+RECEIPT = DeliverSM(
+    source_addr_ton=TON.INTERNATIONAL, source_addr_npi=NPI.ISDN, source_addr="34600123456",
+    dest_addr_ton=TON.NETWORK_SPECIFIC, destination_addr="4242", esm_class=ESMClass.DELIVERY_RECEIPT,
+    short_message=b"id:1234 sub:001 dlvrd:001 submit date:2406011200 done date:2406011200 stat:DELIVRD "
+                  b"err:000 Text:Hello from the throug",
+    tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, "1234"), (Tag.MESSAGE_STATE, int(MessageState.DELIVERED)))))
+
+
+class _PushReceipts(_AcceptAll):
+    """Pushes ``total`` receipts to the first ESME that binds, as fast as the deliver window allows."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+        self.sent = 0
+        self.session: SMSCSession | None = None
+
+    def on_bound(self, session: SMSCSession) -> None:
+        self.session = session
+        self.push(None)
+
+    def push(self, outcome: Outcome | None) -> None:
+        session = self.session
+        while self.sent < self.total and session is not None and session.deliver_nowait(RECEIPT, self.push):
+            self.sent += 1
+
+
+async def _serve_receipts(pipe: Pipe, total: int) -> None:
+    async with SMSCServer(_PushReceipts(total), deliver_window=WINDOW) as server:
+        pipe.send(server.port)
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+
+def _server_process(kind: str, pipe: Pipe, messages: int = 0) -> None:
+    if kind == "receipts":
+        asyncio.run(_serve_receipts(pipe, messages))
+    else:
+        asyncio.run(_serve_ours(pipe) if kind == "ours" else _serve_sink(pipe))
 
 
 # --- clients (in this process) ----------------------------------------------------------------------
+
+
+#: ESME process CPU µs per submit_sm of each "ours" run (the SMSC runs in another process).
+_ESME_CPU: list[float] = []
 
 
 async def _ours(port: int, messages: int) -> float:
     config = ESMEConfig(host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW,
                         response_timeout=60.0)
     async with ESMESession(config) as session:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         # Built as they go, like an outbox reading rows: submit_many reads the generator lazily.
         outcomes = await session.submit_many(_submit(index) for index in range(messages))
         elapsed = time.perf_counter() - started
+        _ESME_CPU.append((time.process_time() - started_cpu) / messages * 1e6)
     failed = sum(1 for outcome in outcomes if isinstance(outcome, Exception))
     if failed:
         raise SystemExit(f"{failed} submissions failed")
@@ -164,6 +211,72 @@ async def _bare(port: int, messages: int) -> float:
     return messages / elapsed
 
 
+class _BatchCommit:
+    """Answers handlers in batches, once per loop turn, as a group commit would."""
+
+    def __init__(self, total: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.waiting: list[asyncio.Future[int]] = []
+        self.scheduled = False
+        self.total = total
+        self.received = 0
+        self.started = (0.0, 0.0)
+        self.finished: asyncio.Future[tuple[float, float]] = self.loop.create_future()
+
+    def take(self) -> asyncio.Future[int]:
+        if self.received == 0:
+            self.started = (time.perf_counter(), time.process_time())
+        self.received += 1
+        future: asyncio.Future[int] = self.loop.create_future()
+        self.waiting.append(future)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.commit)
+        return future
+
+    def commit(self) -> None:
+        self.scheduled = False
+        waiting, self.waiting = self.waiting, []
+        for future in waiting:
+            future.set_result(0)
+        if self.received >= self.total and not self.finished.done():
+            self.finished.set_result((time.perf_counter(), time.process_time()))
+
+
+async def _receipts(port: int, messages: int, handler_kind: str) -> tuple[float, float]:
+    """(receipts/s, ESME CPU µs per receipt) with a coroutine ("task") or future-returning handler."""
+    commit = _BatchCommit(messages)
+
+    async def coroutine_handler(pdu: DeliverSM | DataSM) -> int:
+        return await commit.take()
+
+    def future_handler(pdu: DeliverSM | DataSM) -> asyncio.Future[int]:
+        return commit.take()
+
+    config = ESMEConfig(host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW,
+                        response_timeout=60.0)
+    handler = coroutine_handler if handler_kind == "task" else future_handler
+    async with ESMESession(config, handler):
+        ended_at, ended_cpu = await commit.finished
+        await asyncio.sleep(0.05)  # let the last answers leave before unbinding
+    started_at, started_cpu = commit.started
+    return messages / (ended_at - started_at), (ended_cpu - started_cpu) / messages * 1e6
+
+
+def _with_receipts_server(messages: int, handler_kind: str) -> tuple[float, float]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_server_process, args=("receipts", child, messages), daemon=True)
+    process.start()
+    try:
+        return asyncio.run(_receipts(parent.recv(), messages, handler_kind))
+    finally:
+        parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
 def _codec_roundtrips(seconds: float = 1.0) -> float:
     pdu = _submit(1)
     count = 0
@@ -198,6 +311,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best one counts "
                         "(other work on a shared machine only ever makes a run slower)")
     parser.add_argument("--profile", action="store_true", help="cProfile the ESME side of the 'ours' run")
+    parser.add_argument("--only-receipts", action="store_true", help="only the receipts figures")
     args = parser.parse_args()
     if args.profile:
         import cProfile
@@ -207,19 +321,38 @@ def main() -> None:
                         "/tmp/smpp_esme.prof")
         pstats.Stats("/tmp/smpp_esme.prof").sort_stats("tottime").print_stats(25)
         return
+
     def best(label: str, run: Callable[[], float]) -> float:
         figures = [run() for _ in range(args.repeat)]
         print(f"{label}: {max(figures):>10,.0f}/s   (runs: {', '.join(f'{f:,.0f}' for f in figures)})")
         return max(figures)
 
+    def best_receipts(label: str, handler_kind: str) -> tuple[float, float]:
+        figures = [_with_receipts_server(args.messages, handler_kind) for _ in range(args.repeat)]
+        rate, cpu = max(figure[0] for figure in figures), min(figure[1] for figure in figures)
+        print(f"{label}: {rate:>10,.0f}/s   ESME CPU {cpu:.1f} µs/receipt   (runs: "
+              f"{', '.join(f'{f[0]:,.0f}/s {f[1]:.1f} µs' for f in figures)})")
+        return rate, cpu
+
     count = args.messages
+    receipts_task, receipts_task_cpu = best_receipts("receipts task   SMSCServer -> ESME", "task")
+    receipts_future, receipts_future_cpu = best_receipts("receipts future SMSCServer -> ESME", "future")
+    receipts = (f"receipts_task_per_s={receipts_task:.0f} receipts_task_esme_cpu_us={receipts_task_cpu:.1f} "
+                f"receipts_future_per_s={receipts_future:.0f} "
+                f"receipts_future_esme_cpu_us={receipts_future_cpu:.1f}")
+    if args.only_receipts:
+        print(f"RESULT {receipts}")
+        return
     codec = best("codec encode+decode submit_sm        ", _codec_roundtrips)
     ours = best("ours       ESMESession -> SMSCServer ", lambda: _with_server("ours", "ours", count))
+    ours_cpu = min(_ESME_CPU)
+    print(f"ours       ESME CPU per submit_sm       : {ours_cpu:.1f} µs")
     reference = best("bare->ours bare client -> SMSCServer ", lambda: _with_server("ours", "bare", count))
     sink = best("bare->sink bare client -> bare sink  ", lambda: _with_server("sink", "bare", count))
-    print(f"RESULT ours_submit_per_s={ours:.0f} reference_submit_per_s={reference:.0f} "
+    print(f"RESULT ours_submit_per_s={ours:.0f} ours_esme_cpu_us={ours_cpu:.1f} "
+          f"reference_submit_per_s={reference:.0f} "
           f"ratio={ours / reference:.3f} bare_sink_submit_per_s={sink:.0f} ratio_to_sink={ours / sink:.3f} "
-          f"codec_roundtrips_per_s={codec:.0f}")
+          f"codec_roundtrips_per_s={codec:.0f} {receipts}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ _SEPARATORS = str.maketrans("", "", " -.()/\t\u00a0\u2009\u202f")
 _COMMON_IDD_PREFIXES = ("00", "011")
 #: NPIs that never identify a telephone number.
 _NON_PHONE_NPIS = frozenset({NPI.DATA, NPI.TELEX, NPI.INTERNET, NPI.WAP})
+# TON values as plain ints: reading an enum member costs an attribute look-up on every number.
+_TON_INTERNATIONAL = int(TON.INTERNATIONAL)
+_TON_NATIONAL = int(TON.NATIONAL)
+_TON_NOT_A_NUMBER = frozenset({int(TON.ALPHANUMERIC), int(TON.NETWORK_SPECIFIC), int(TON.ABBREVIATED)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +158,19 @@ def normalise_msisdn(raw: str, country: str | None = None, *, ton: int | None = 
     readings are plausible (an Italian '39...' mobile), since that is how a subscriber types it.
     Raises ``InvalidNumber`` saying what is wrong.
     """
-    if ton == TON.ALPHANUMERIC:
-        raise InvalidNumber(raw, "is an alphanumeric address (TON 5), not a phone number")
-    if ton in (TON.NETWORK_SPECIFIC, TON.ABBREVIATED):
+    if ton is not None and ton in _TON_NOT_A_NUMBER:
+        if ton == TON.ALPHANUMERIC:
+            raise InvalidNumber(raw, "is an alphanumeric address (TON 5), not a phone number")
         raise InvalidNumber(raw, f"is a short code (TON {ton}), not a phone number")
-    if npi in _NON_PHONE_NPIS:
+    if npi is not None and npi in _NON_PHONE_NPIS:
         raise InvalidNumber(raw, f"NPI {npi} ({NPI(npi).name}) does not identify a phone number")
     has_plus, digits = _clean(raw)
     plan = plan_for(country)
     if has_plus:
         return _from_international(raw, digits)
-    if ton == TON.INTERNATIONAL:
+    if ton == _TON_INTERNATIONAL:
         # Some SMSCs leave the dialling prefix in front of a TON 1 number; E.164 never starts with 0.
-        idd_prefixes = (*(plan.idd_prefixes if plan else ()), *_COMMON_IDD_PREFIXES)
+        idd_prefixes = (*plan.idd_prefixes, *_COMMON_IDD_PREFIXES) if plan else _COMMON_IDD_PREFIXES
         return _from_international(raw, _strip_first_prefix(digits, idd_prefixes))
     if plan is None:
         return _without_home_plan(raw, digits, country)
@@ -176,7 +180,7 @@ def normalise_msisdn(raw: str, country: str | None = None, *, ton: int | None = 
     national, problem = _read_national(digits, plan)
     if national is not None:
         return national
-    if ton == TON.NATIONAL:
+    if ton == _TON_NATIONAL:
         raise InvalidNumber(raw, f"is not a {plan.name} national number: {problem}")
     international = _read_international_without_plus(digits)
     if international is not None:
@@ -228,6 +232,13 @@ def _require_e164(value: str) -> None:
 
 def _clean(raw: str) -> tuple[bool, str]:
     """(had a leading '+', the digits) with separators removed; fullwidth digits become ASCII."""
+    if raw.isascii():
+        # The usual '+34600111222' / '34600111222': NFKC leaves ASCII alone, and digits hold no separator.
+        text = raw.strip()
+        has_plus = text.startswith("+")
+        digits = text[1:] if has_plus else text
+        if digits.isdigit():
+            return has_plus, digits
     text = unicodedata.normalize("NFKC", raw).strip().translate(_SEPARATORS)
     has_plus = text.startswith("+")
     digits = text[1:] if has_plus else text

@@ -4,7 +4,8 @@ Every carrier reads SMPP 3.4 a little differently: one wants short codes with TO
 and NPI 1; one wants destinations without '+', another in national format; some want a
 service_type or a vendor TLV on every submit_sm. ``CarrierQuirks`` says so in data, and
 ``apply_mt`` / ``normalise_mo_source`` apply it to an outgoing ``SubmitSM`` and to an incoming
-subscriber address. Nothing here reads the clock or does I/O.
+subscriber address. ``mt_header`` computes the rewritten header of an MT once, for building each of
+its segments' ``SubmitSM`` directly (the MT hot path). Nothing here reads the clock or does I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from routing._fields import FieldReader
 from routing.errors import InvalidAddress, InvalidQuirks
@@ -99,10 +100,11 @@ class CarrierQuirks:
 
     @property
     def destination_ton_npi(self) -> tuple[int, int]:
-        default_ton = TON.NATIONAL if self.destination_style is NumberStyle.NATIONAL else TON.INTERNATIONAL
-        ton = self.destination_ton if self.destination_ton is not None else default_ton
-        npi = self.destination_npi if self.destination_npi is not None else NPI.ISDN
-        return int(ton), int(npi)
+        ton = self.destination_ton
+        if ton is None:
+            ton = _TON_NATIONAL if self.destination_style is NumberStyle.NATIONAL else _TON_INTERNATIONAL
+        npi = self.destination_npi
+        return int(ton), _NPI_ISDN if npi is None else int(npi)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], *, name: str | None = None) -> CarrierQuirks:
@@ -206,6 +208,10 @@ def _read_tlvs(read: FieldReader) -> TLVs:
 
 # --- transforms -------------------------------------------------------------------------------------
 
+_TON_NATIONAL = int(TON.NATIONAL)
+_TON_INTERNATIONAL = int(TON.INTERNATIONAL)
+_NPI_ISDN = int(NPI.ISDN)
+
 
 def classify_source(address: str, *, short_code_max_digits: int = 8) -> SourceKind:
     """Short code, phone number or alphanumeric sender, from the address's shape."""
@@ -219,42 +225,127 @@ def classify_source(address: str, *, short_code_max_digits: int = 8) -> SourceKi
     return SourceKind.ALPHANUMERIC
 
 
+#: Sources already classified and written, by (address, short_code_max_digits): an MT source is one
+#: of a carrier's few short codes, numbers or sender ids. Bounded; emptied when full.
+_SOURCES: dict[tuple[str, int], tuple[SourceKind, str]] = {}
+_SOURCES_SIZE = 4096
+
+
+def _source(address: str, short_code_max_digits: int) -> tuple[SourceKind, str]:
+    """(kind, source_addr) of an MT source; raises for an address that cannot be one."""
+    key = (address, short_code_max_digits)
+    known = _SOURCES.get(key)
+    if known is not None:
+        return known
+    kind = classify_source(address, short_code_max_digits=short_code_max_digits)
+    text = address.strip()
+    if kind is SourceKind.NUMBER:
+        text = normalise_msisdn(text if text.startswith("+") else "+" + text)[1:]
+    elif kind is SourceKind.ALPHANUMERIC and (
+            len(text) > ALPHANUMERIC_MAX or not _PRINTABLE_ASCII.fullmatch(text)):
+        raise InvalidAddress(address, f"an alphanumeric sender has at most {ALPHANUMERIC_MAX} "
+                                      "printable ASCII characters")
+    if len(_SOURCES) >= _SOURCES_SIZE:
+        _SOURCES.clear()
+    known = _SOURCES[key] = (kind, text)
+    return known
+
+
 def outgoing_source(quirks: CarrierQuirks, address: str) -> tuple[str, int, int]:
     """(source_addr, source_addr_ton, source_addr_npi) for an MT source, the way this carrier wants it."""
-    kind = classify_source(address, short_code_max_digits=quirks.short_code_max_digits)
-    text = address.strip()
+    kind, text = _source(address, quirks.short_code_max_digits)
     if kind is SourceKind.SHORT_CODE:
         return text, quirks.short_code_ton, quirks.short_code_npi
     if kind is SourceKind.NUMBER:
-        e164 = normalise_msisdn(text if text.startswith("+") else "+" + text)
-        return e164[1:], TON.INTERNATIONAL, NPI.ISDN
-    if len(text) > ALPHANUMERIC_MAX or not _PRINTABLE_ASCII.fullmatch(text):
-        raise InvalidAddress(address, f"an alphanumeric sender has at most {ALPHANUMERIC_MAX} "
-                                      "printable ASCII characters")
+        return text, TON.INTERNATIONAL, NPI.ISDN
     return text, TON.ALPHANUMERIC, NPI.UNKNOWN
+
+
+def outgoing_destination(quirks: CarrierQuirks, address: str) -> str:
+    """destination_addr for a subscriber's E.164 number ('+' optional), the way this carrier writes it."""
+    destination = address.strip()
+    e164 = normalise_msisdn(destination, ton=None if destination.startswith("+") else TON.INTERNATIONAL)
+    return format_for_carrier(e164, quirks.destination_style)
+
+
+class MTHeader(NamedTuple):
+    """The submit_sm fields an MT's carrier decides, computed once per MT by ``mt_header``.
+
+    ``submit_sm`` builds each segment's PDU from them directly: the same PDU ``apply_mt`` makes of a
+    plain submit_sm, without building one first and copying it.
+    """
+
+    service_type: str
+    source_addr: str
+    source_addr_ton: int
+    source_addr_npi: int
+    destination_addr: str
+    dest_addr_ton: int
+    dest_addr_npi: int
+    registered_delivery: int
+    #: Vendor TLVs the carrier wants on every submit_sm (they replace a segment's TLV of the same tag).
+    extra_tlvs: TLVs
+
+    def submit_sm(self, short_message: bytes, data_coding: int, esm_class: int = 0,
+                  tlvs: TLVs = EMPTY_TLVS) -> SubmitSM:
+        """One segment's submit_sm: ``short_message``, ``esm_class`` and ``tlvs`` as ``smpp.concat``'s
+        ``Segment`` gives them (``esm_class_flags``), plus the carrier's TLVs."""
+        for tag, value in self.extra_tlvs:
+            tlvs = tlvs.with_tlv(tag, value)
+        return SubmitSM(
+            service_type=self.service_type, source_addr_ton=self.source_addr_ton,
+            source_addr_npi=self.source_addr_npi, source_addr=self.source_addr,
+            dest_addr_ton=self.dest_addr_ton, dest_addr_npi=self.dest_addr_npi,
+            destination_addr=self.destination_addr, esm_class=esm_class,
+            registered_delivery=self.registered_delivery, data_coding=data_coding,
+            short_message=short_message, tlvs=tlvs,
+        )
+
+
+def mt_header(quirks: CarrierQuirks, source: str, destination: str, *, registered_delivery: int = 0,
+              service_type: str = "") -> MTHeader:
+    """The carrier's submit_sm header for an MT from ``source`` (short code, number or sender id) to
+    ``destination`` (the subscriber's E.164 number, '+' optional). ``registered_delivery`` and
+    ``service_type`` are what the MT asks for; the carrier's quirks may lower or replace them.
+    Raises ``InvalidAddress`` / ``InvalidNumber`` as ``apply_mt`` does."""
+    source_addr, source_ton, source_npi = outgoing_source(quirks, source)
+    destination_addr = outgoing_destination(quirks, destination)
+    dest_ton, dest_npi = quirks.destination_ton_npi
+    ceiling = quirks.max_registered_delivery
+    if ceiling is not None and registered_delivery > ceiling:
+        registered_delivery = ceiling
+    if quirks.service_type is not None:
+        service_type = quirks.service_type
+    return MTHeader(service_type, source_addr, source_ton, source_npi, destination_addr, dest_ton, dest_npi,
+                    registered_delivery, quirks.extra_tlvs)
 
 
 def apply_mt(quirks: CarrierQuirks, pdu: SubmitSM) -> SubmitSM:
     """``pdu`` rewritten for this carrier. Apply it once, to a submit_sm whose destination_addr is the
     subscriber's E.164 number ('+' optional) and whose source_addr is a short code, number or sender id.
     """
-    source, source_ton, source_npi = outgoing_source(quirks, pdu.source_addr)
-    destination = pdu.destination_addr.strip()
-    e164 = normalise_msisdn(destination, ton=None if destination.startswith("+") else TON.INTERNATIONAL)
-    dest_ton, dest_npi = quirks.destination_ton_npi
+    header = mt_header(quirks, pdu.source_addr, pdu.destination_addr,
+                       registered_delivery=pdu.registered_delivery, service_type=pdu.service_type)
     tlvs = pdu.tlvs
-    for tag, value in quirks.extra_tlvs:
+    for tag, value in header.extra_tlvs:
         tlvs = tlvs.with_tlv(tag, value)
-    registered_delivery = pdu.registered_delivery
-    if quirks.max_registered_delivery is not None:
-        registered_delivery = min(registered_delivery, quirks.max_registered_delivery)
-    return dataclasses.replace(
-        pdu,
-        service_type=quirks.service_type if quirks.service_type is not None else pdu.service_type,
-        source_addr=source, source_addr_ton=source_ton, source_addr_npi=source_npi,
-        destination_addr=format_for_carrier(e164, quirks.destination_style),
-        dest_addr_ton=dest_ton, dest_addr_npi=dest_npi,
-        registered_delivery=registered_delivery, tlvs=tlvs,
+    if type(pdu) is not SubmitSM:  # a subclass may carry more fields: copy them all
+        return dataclasses.replace(
+            pdu, service_type=header.service_type, source_addr=header.source_addr,
+            source_addr_ton=header.source_addr_ton, source_addr_npi=header.source_addr_npi,
+            destination_addr=header.destination_addr, dest_addr_ton=header.dest_addr_ton,
+            dest_addr_npi=header.dest_addr_npi, registered_delivery=header.registered_delivery, tlvs=tlvs)
+    # Every field named: a third of the cost of dataclasses.replace, which walks the fields.
+    return SubmitSM(
+        sequence_number=pdu.sequence_number, command_status=pdu.command_status,
+        service_type=header.service_type, source_addr_ton=header.source_addr_ton,
+        source_addr_npi=header.source_addr_npi, source_addr=header.source_addr,
+        dest_addr_ton=header.dest_addr_ton, dest_addr_npi=header.dest_addr_npi,
+        destination_addr=header.destination_addr, esm_class=pdu.esm_class, protocol_id=pdu.protocol_id,
+        priority_flag=pdu.priority_flag, schedule_delivery_time=pdu.schedule_delivery_time,
+        validity_period=pdu.validity_period, registered_delivery=header.registered_delivery,
+        replace_if_present_flag=pdu.replace_if_present_flag, data_coding=pdu.data_coding,
+        sm_default_msg_id=pdu.sm_default_msg_id, short_message=pdu.short_message, tlvs=tlvs,
     )
 
 

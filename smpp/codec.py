@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from smpp._fastinit import positional_factory
 from smpp.constants import HEADER_SIZE, MAX_PDU_SIZE, RESPONSE_BIT, CommandStatus
 from smpp.errors import LocalProtocolError, RemoteProtocolError
 from smpp.pdu import (
@@ -84,9 +85,9 @@ _TLV_CSTRING_TAGS: frozenset[int] = frozenset(int(tag) for tag, kind in KINDS.it
 _TLV_INT_STRUCTS: dict[int, struct.Struct] = {
     1: struct.Struct(">HHB"), 2: struct.Struct(">HHH"), 4: struct.Struct(">HHI"),
 }
-_TLV_INT_READERS: dict[int, Callable[[Buffer, int], tuple[int, ...]]] = {
-    width: struct.Struct(code).unpack_from for width, code in ((1, ">B"), (2, ">H"), (4, ">I"))
-}
+#: One look-up per TLV on decode: the integer width of an integer tag, _TLV_CSTRING for a C-string tag.
+_TLV_CSTRING = -1
+_TLV_DECODE_KINDS: dict[int, int] = {**_TLV_INT_WIDTHS, **dict.fromkeys(_TLV_CSTRING_TAGS, _TLV_CSTRING)}
 
 #: What to answer when a mandatory C-string has no NUL within its maximum size (SMPP 3.4 §5.1.3).
 _FIELD_STATUS: dict[str, int] = {
@@ -186,6 +187,8 @@ def _tlvs(data: Buffer, pos: int, end: int) -> TLVs:
     if pos == end:
         return EMPTY_TLVS
     items: list[tuple[int, TLVValue]] = []
+    index: dict[int, TLVValue] = {}
+    kinds = _TLV_DECODE_KINDS
     while pos < end:
         if end - pos < 4:
             raise _BodyError("tlvs", CommandStatus.ESME_RINVOPTPARSTREAM,
@@ -196,17 +199,20 @@ def _tlvs(data: Buffer, pos: int, end: int) -> TLVs:
         if stop > end:
             raise _BodyError(f"TLV 0x{tag:04X}", CommandStatus.ESME_RINVOPTPARSTREAM,
                              f"length {length} runs past the end of the PDU")
+        kind = kinds.get(tag)
         value: TLVValue
-        if _TLV_INT_WIDTHS.get(tag) == length:
-            value = _TLV_INT_READERS[length](data, pos)[0]
-        elif tag in _TLV_CSTRING_TAGS and length and data.find(_NUL, pos, stop) == stop - 1:
+        if kind == length:  # an integer tag whose length is its width
+            value = data[pos] if length == 1 else int.from_bytes(data[pos:stop], "big")
+        elif kind == _TLV_CSTRING and length and data.find(_NUL, pos, stop) == stop - 1:
             value = data[pos:stop - 1].decode("latin-1")
         else:
             # Vendor and unknown tags, and standard tags whose length does not fit their kind, stay raw.
             value = bytes(data[pos:stop])
         items.append((tag, value))
+        if tag not in index:
+            index[tag] = value
         pos = stop
-    return TLVs(items)
+    return TLVs._trusted(tuple(items), index)
 
 
 def _no_tlvs(data: Buffer, pos: int, end: int) -> None:
@@ -220,13 +226,17 @@ def _no_tlvs(data: Buffer, pos: int, end: int) -> None:
 
 
 # --- decoders: one per body layout ------------------------------------------------------------------
+#
+# A decoder's first argument is the PDU class, or for the hot layouts (short_message PDUs, message_id
+# responses, empty bodies) a positional factory of it (smpp._fastinit): ``make(field values in order)``.
 
 _Decoder = Callable[[Any, Buffer, int, int, int, int], PDU]
 
 
-def _decode_empty(cls: type[PDU], data: Buffer, pos: int, end: int, seq: int, status: int) -> PDU:
+def _decode_empty(make: Callable[[int, int], PDU], data: Buffer, pos: int, end: int, seq: int,
+                  status: int) -> PDU:
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status)
+    return make(seq, status)
 
 
 def _decode_bind(cls: type[BindTransmitter | BindReceiver | BindTransceiver], data: Buffer, pos: int,
@@ -257,8 +267,63 @@ def _decode_outbind(cls: type[Outbind], data: Buffer, pos: int, end: int, seq: i
     return cls(sequence_number=seq, command_status=status, system_id=system_id, password=password)
 
 
-def _decode_short_message_pdu(cls: type[SubmitSM | DeliverSM], data: Buffer, pos: int, end: int, seq: int,
-                              status: int) -> PDU:
+class _Retry(Exception):
+    """The one-pass reading of a PDU met something unusual: read it again field by field."""
+
+
+def _decode_short_message_pdu(make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int, end: int,
+                              seq: int, status: int) -> PDU:
+    """submit_sm / deliver_sm. The well-formed PDU is read in one pass, each C-string with a single
+    ``find`` bounded by its maximum size; on any doubt the field-by-field reading below runs again
+    from the start and names what is wrong."""
+    start = pos
+    find = data.find
+    try:
+        nul = find(_NUL, pos, pos + 6)
+        if nul < 0:
+            raise _Retry
+        service_type = data[pos:nul].decode("latin-1") if nul > pos else ""
+        source_addr_ton, source_addr_npi = _U8X2.unpack_from(data, nul + 1)
+        pos = nul + 3
+        nul = find(_NUL, pos, pos + 21)
+        if nul < 0:
+            raise _Retry
+        source_addr = data[pos:nul].decode("latin-1") if nul > pos else ""
+        dest_addr_ton, dest_addr_npi = _U8X2.unpack_from(data, nul + 1)
+        pos = nul + 3
+        nul = find(_NUL, pos, pos + 21)
+        if nul < 0:
+            raise _Retry
+        destination_addr = data[pos:nul].decode("latin-1") if nul > pos else ""
+        esm_class, protocol_id, priority_flag = _U8X3.unpack_from(data, nul + 1)
+        pos = nul + 4
+        nul = find(_NUL, pos, pos + 17)
+        if nul < 0:
+            raise _Retry
+        schedule_delivery_time = data[pos:nul].decode("latin-1") if nul > pos else ""
+        pos = nul + 1
+        nul = find(_NUL, pos, pos + 17)
+        if nul < 0:
+            raise _Retry
+        validity_period = data[pos:nul].decode("latin-1") if nul > pos else ""
+        registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length = (
+            _U8X5.unpack_from(data, nul + 1))
+        pos = nul + 6
+        stop = pos + sm_length
+        # Positions only grow, so every field read lies inside the PDU when the message does.
+        if stop > end:
+            raise _Retry
+        short_message = bytes(data[pos:stop])
+    except (_Retry, struct.error):
+        return _decode_short_message_pdu_checked(make, data, start, end, seq, status)
+    return make(seq, status, service_type, source_addr_ton, source_addr_npi, source_addr, dest_addr_ton,
+                dest_addr_npi, destination_addr, esm_class, protocol_id, priority_flag,
+                schedule_delivery_time, validity_period, registered_delivery, replace_if_present_flag,
+                data_coding, sm_default_msg_id, short_message, _tlvs(data, stop, end))
+
+
+def _decode_short_message_pdu_checked(make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int,
+                                      end: int, seq: int, status: int) -> PDU:
     service_type, pos = _cstr(data, pos, end, 6, "service_type")
     if pos + 2 > end:
         raise _truncated("source_addr_ton")
@@ -278,23 +343,23 @@ def _decode_short_message_pdu(cls: type[SubmitSM | DeliverSM], data: Buffer, pos
     registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id = _U8X4.unpack_from(
         data, pos)
     short_message, pos = _short_message(data, pos + 4, end)
-    return cls(
-        sequence_number=seq, command_status=status, service_type=service_type,
-        source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr,
-        dest_addr_ton=dest_addr_ton, dest_addr_npi=dest_addr_npi, destination_addr=destination_addr,
-        esm_class=esm_class, protocol_id=protocol_id, priority_flag=priority_flag,
-        schedule_delivery_time=schedule_delivery_time, validity_period=validity_period,
-        registered_delivery=registered_delivery, replace_if_present_flag=replace_if_present_flag,
-        data_coding=data_coding, sm_default_msg_id=sm_default_msg_id, short_message=short_message,
-        tlvs=_tlvs(data, pos, end),
-    )
+    return make(seq, status, service_type, source_addr_ton, source_addr_npi, source_addr, dest_addr_ton,
+                dest_addr_npi, destination_addr, esm_class, protocol_id, priority_flag,
+                schedule_delivery_time, validity_period, registered_delivery, replace_if_present_flag,
+                data_coding, sm_default_msg_id, short_message, _tlvs(data, pos, end))
 
 
-def _decode_message_id_resp(cls: type[SubmitSMResp | DeliverSMResp], data: Buffer, pos: int, end: int,
-                            seq: int, status: int) -> PDU:
-    message_id, pos = _cstr(data, pos, end, 65, "message_id")
-    _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, message_id=message_id)
+def _decode_message_id_resp(make: Callable[[int, int, str], SubmitSMResp | DeliverSMResp], data: Buffer,
+                            pos: int, end: int, seq: int, status: int) -> PDU:
+    nul = data.find(_NUL, pos, pos + 65)
+    if 0 <= nul < end:  # the usual case, read in one step
+        message_id = data[pos:nul].decode("latin-1") if nul > pos else ""
+        pos = nul + 1
+    else:
+        message_id, pos = _cstr(data, pos, end, 65, "message_id")
+    if pos != end:
+        _tlvs(data, pos, end)
+    return make(seq, status, message_id)
 
 
 def _decode_submit_multi(cls: type[SubmitMulti], data: Buffer, pos: int, end: int, seq: int,
@@ -472,8 +537,12 @@ def _decode_alert_notification(cls: type[AlertNotification], data: Buffer, pos: 
                esme_addr_npi=esme_addr_npi, esme_addr=esme_addr, tlvs=_tlvs(data, pos, end))
 
 
-_DECODERS: dict[int, tuple[type[PDU], _Decoder]] = {
-    cls.command_id: (cls, decoder)
+#: Decoders whose first argument is a positional factory of the class instead of the class.
+_POSITIONAL = frozenset({_decode_empty, _decode_short_message_pdu, _decode_message_id_resp})
+
+#: command_id -> (PDU class, decoder, the decoder's first argument).
+_DECODERS: dict[int, tuple[type[PDU], _Decoder, Any]] = {
+    cls.command_id: (cls, decoder, positional_factory(cls) if decoder in _POSITIONAL else cls)
     for cls, decoder in (
         (BindTransmitter, _decode_bind),
         (BindReceiver, _decode_bind),
@@ -512,14 +581,14 @@ def _decode_pdu(data: Buffer, start: int, end: int, command_id: int, status: int
     if entry is None:
         raise _remote_error(f"unknown command_id 0x{command_id:08X}", status=CommandStatus.ESME_RINVCMDID,
                             sequence_number=seq, command_id=command_id, consumed=end - start)
-    cls, decoder = entry
+    cls, decoder, target = entry
     pos = start + HEADER_SIZE
     if pos == end and command_id & RESPONSE_BIT:
         # SMPP 3.4 leaves the body out of a response with a non-zero command_status; some SMSCs do it
         # with status 0 too. All response fields have defaults, so nothing is lost by accepting it.
         return cls(sequence_number=seq, command_status=status)
     try:
-        return decoder(cls, data, pos, end, seq, status)
+        return decoder(target, data, pos, end, seq, status)
     except _BodyError as error:
         raise _remote_error(f"malformed {cls.__name__}: {error.field}: {error.detail}", status=error.status,
                             sequence_number=seq, command_id=command_id, consumed=end - start) from None
@@ -638,8 +707,50 @@ def _encode_outbind(pdu: Outbind) -> bytes:
 
 
 def _encode_short_message_pdu(pdu: SubmitSM | DeliverSM) -> bytes:
+    parts = _short_message_parts_unchecked(pdu) or _short_message_parts(pdu)
+    if pdu.tlvs:
+        _append_tlvs(pdu, parts, pdu.tlvs)
+    return b"".join(parts)
+
+
+def _short_message_parts_unchecked(pdu: SubmitSM | DeliverSM) -> list[bytes] | None:
+    """The mandatory part of a submit_sm / deliver_sm whose strings are plain, short enough and free of
+    NULs, checked all at once; None for anything else (``_short_message_parts`` then names the fault)."""
+    service_type = pdu.service_type
+    source_addr = pdu.source_addr
+    destination_addr = pdu.destination_addr
+    schedule_delivery_time = pdu.schedule_delivery_time
+    validity_period = pdu.validity_period
+    short_message = pdu.short_message
+    if not (type(service_type) is str and type(source_addr) is str and type(destination_addr) is str
+            and type(schedule_delivery_time) is str and type(validity_period) is str
+            and type(short_message) is bytes):
+        return None
+    # A Latin-1 string has one octet per character; each size leaves room for the NUL.
+    if (len(service_type) >= 6 or len(source_addr) >= 21 or len(destination_addr) >= 21
+            or len(schedule_delivery_time) >= 17 or len(validity_period) >= 17
+            or len(short_message) > MAX_SHORT_MESSAGE):
+        return None
+    if "\0" in f"{service_type}{source_addr}{destination_addr}{schedule_delivery_time}{validity_period}":
+        return None
+    try:
+        return [
+            service_type.encode("latin-1"), _NUL,
+            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi), source_addr.encode("latin-1"), _NUL,
+            _U8X2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi), destination_addr.encode("latin-1"), _NUL,
+            _U8X3.pack(pdu.esm_class, pdu.protocol_id, pdu.priority_flag),
+            schedule_delivery_time.encode("latin-1"), _NUL, validity_period.encode("latin-1"), _NUL,
+            _U8X5.pack(pdu.registered_delivery, pdu.replace_if_present_flag, pdu.data_coding,
+                       pdu.sm_default_msg_id, len(short_message)),
+            short_message,
+        ]
+    except (struct.error, UnicodeEncodeError):
+        return None
+
+
+def _short_message_parts(pdu: SubmitSM | DeliverSM) -> list[bytes]:
     short_message = _short_message_bytes(pdu, pdu.short_message)
-    parts = [
+    return [
         _cstr_bytes(pdu, pdu.service_type, 6, "service_type"),
         _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
         _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
@@ -652,9 +763,6 @@ def _encode_short_message_pdu(pdu: SubmitSM | DeliverSM) -> bytes:
                    pdu.sm_default_msg_id, len(short_message)),
         short_message,
     ]
-    if pdu.tlvs:
-        _append_tlvs(pdu, parts, pdu.tlvs)
-    return b"".join(parts)
 
 
 def _encode_message_id_resp(pdu: SubmitSMResp | DeliverSMResp) -> bytes:
@@ -887,12 +995,16 @@ class Framer:
 
     At most one maximum-size PDU plus the chunk being fed is ever buffered: feeding again before
     draining with ``next_pdu`` raises ``LocalProtocolError``.
+
+    A chunk fed while nothing is buffered is kept as it is when it is ``bytes`` (what a socket read
+    gives): no copy, and the PDUs are decoded from it directly. Only a PDU split across reads is
+    gathered in a ``bytearray``.
     """
 
     __slots__ = ("_buffer", "_offset", "_error")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._offset = 0
         self._error: RemoteProtocolError | None = None
 
@@ -909,17 +1021,24 @@ class Framer:
         if self._error is not None:
             return  # nothing can be framed any more; keep memory flat until the caller closes
         buffer = self._buffer
-        if self._offset:
-            # Drop what was consumed; deleting a bytearray's head is cheap in CPython.
-            if self._offset == len(buffer):
-                buffer.clear()
-            else:
-                del buffer[:self._offset]
+        offset = self._offset
+        remaining = len(buffer) - offset
+        if not remaining:
+            # Everything before was consumed: decode straight from the caller's (immutable) bytes.
+            self._buffer = data if type(data) is bytes else bytes(data)
             self._offset = 0
-        if len(buffer) >= MAX_PDU_SIZE:
+            return
+        if remaining >= MAX_PDU_SIZE:
             raise LocalProtocolError(
-                f"{len(buffer)} bytes buffered: call next_pdu() until it returns None before feeding more")
+                f"{remaining} bytes buffered: call next_pdu() until it returns None before feeding more")
+        if type(buffer) is bytearray:
+            if offset:
+                del buffer[:offset]  # deleting a bytearray's head is cheap in CPython
+        else:
+            buffer = bytearray(memoryview(buffer)[offset:])  # a PDU split across reads: gather it
         buffer += data
+        self._buffer = buffer
+        self._offset = 0
 
     def next_pdu(self) -> PDU | None:
         if self._error is not None:
@@ -931,7 +1050,7 @@ class Framer:
         length, command_id, status, seq = _HEADER.unpack_from(buffer, start)
         if length < HEADER_SIZE or length > MAX_PDU_SIZE:
             self._error = _bad_length(length, command_id, seq)
-            buffer.clear()
+            self._buffer = b""
             self._offset = 0
             raise self._error
         end = start + length

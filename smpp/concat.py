@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
 
+from smpp._fastinit import fast_init
 from smpp.constants import ESMClass
 from smpp.errors import LocalProtocolError
 from smpp.pdu import DataSM, DeliverSM, SubmitSM
@@ -19,6 +20,7 @@ from smpp.text import (
     MAX_PARTS,
     MAX_PAYLOAD_OCTETS,
     MULTIBYTE_ALPHABETS,
+    Alphabet,
     ConcatMode,
     alphabet_for,
     cut_points,
@@ -42,6 +44,9 @@ IEI_CONCAT_16BIT = 0x08
 
 _MAX_REFERENCE = {ConcatMode.UDH8: 0xFF, ConcatMode.UDH16: 0xFFFF, ConcatMode.SAR: 0xFFFF,
                   ConcatMode.PAYLOAD: 0xFFFF}
+#: Octets of unpacked short_message that one SMS without UDH holds, per alphabet (the mode plays no part).
+_SINGLE_OCTETS = {alphabet: segment_capacity(alphabet, ConcatMode.UDH8, multipart=False) * unit_size(alphabet)
+                  for alphabet in Alphabet}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,7 @@ class ConcatInfo:
             raise LocalProtocolError(f"part {self.part_number} of {self.total} is not a valid part")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One submit PDU's worth of a message: put these fields into the PDU as they are."""
@@ -85,16 +91,16 @@ def split_message(content: str | bytes, data_coding: int, *, mode: ConcatMode | 
     whole message in message_payload. Raises ``LocalProtocolError`` for a bad reference, an unknown
     data_coding, text the coding cannot carry, or a message too long for its mode.
     """
-    mode = ConcatMode(mode)
+    if type(mode) is not ConcatMode:
+        mode = ConcatMode(mode)
     if not 0 <= reference <= _MAX_REFERENCE[mode]:
         raise LocalProtocolError(f"reference {reference} out of range 0-{_MAX_REFERENCE[mode]} for {mode}")
     alphabet = alphabet_for(data_coding)
     if alphabet is None:
         raise LocalProtocolError(f"cannot split a message with data_coding 0x{data_coding:02X}")
     data = encode_text(content, data_coding) if isinstance(content, str) else content
-    size = unit_size(alphabet)
-    if len(data) <= segment_capacity(alphabet, mode, multipart=False) * size:
-        return [Segment(short_message=data, esm_class_flags=0, tlvs=EMPTY_TLVS, part_number=1, total_parts=1)]
+    if len(data) <= _SINGLE_OCTETS[alphabet]:
+        return [Segment(data, 0, EMPTY_TLVS, 1, 1)]
     if mode is ConcatMode.PAYLOAD:
         if len(data) > MAX_PAYLOAD_OCTETS:
             raise LocalProtocolError(f"{len(data)} octets exceed the payload limit of {MAX_PAYLOAD_OCTETS}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from smpp._fastinit import fast_init
 from smpp._state import MAY_SEND, ON_FAILURE, ON_REQUEST, ON_SUCCESS, Role, SessionState, refusal_status
 from smpp.codec import Framer, encode
 from smpp.constants import MAX_SEQUENCE_NUMBER, RESPONSE_BIT, CommandID
@@ -38,6 +39,7 @@ class NeedData:
 NEED_DATA: Final = NeedData()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
     """The peer sent a request that is legal in the current state; the application answers it."""
@@ -45,6 +47,7 @@ class RequestReceived:
     pdu: PDU
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
     """The peer answered one of our requests (a generic_nack counts as an answer)."""

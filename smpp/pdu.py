@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from smpp._fastinit import fast_init
 from smpp.constants import INTERFACE_VERSION_34, RESPONSE_BIT, CommandID
 from smpp.tlv import EMPTY_TLVS, TLVs
 
@@ -331,3 +332,7 @@ PDU_CLASSES: dict[int, type[PDU]] = {
     )
 }
 
+# A PDU is built for every PDU received and sent: store fields through their slots (see smpp._fastinit).
+for _cls in (*PDU_CLASSES.values(), SMEAddress, DistributionList, UnsuccessSME):
+    fast_init(_cls)
+del _cls

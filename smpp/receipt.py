@@ -14,9 +14,10 @@ import string
 from dataclasses import dataclass
 from datetime import datetime
 
+from smpp._fastinit import fast_init
 from smpp.constants import ESM_MESSAGE_TYPE_MASK, CommandStatus, ESMClass, MessageState
 from smpp.errors import RemoteProtocolError
-from smpp.tlv import Tag, TLVs
+from smpp.tlv import EMPTY_TLVS, Tag, TLVs
 
 __all__ = [
     "FINAL_STATES", "Receipt", "ReceiptParseError", "format_receipt", "is_receipt", "message_id_candidates",
@@ -80,7 +81,10 @@ _FIELD_ALIASES = {
     "text": "text",
 }
 _SEPARATORS = " \t\r\n,;\x00"
-_STATE_VALUES = frozenset(int(state) for state in MessageState)
+#: message_state TLV value -> state (a dict look-up instead of an enum call per receipt).
+_STATES_BY_VALUE: dict[int, MessageState] = {int(state): state for state in MessageState}
+#: Fields of a receipt in the order ``_fields`` returns them.
+_FIELD_NAMES = (*_STANDARD_NAMES, "text")
 
 
 def stat_name(state: MessageState) -> str:
@@ -88,6 +92,7 @@ def stat_name(state: MessageState) -> str:
     return _STAT_NAMES[state]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Receipt:
     message_id: str
@@ -118,39 +123,37 @@ def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:
     the end. Unreadable fields become ``None``; raises ``ReceiptParseError`` only without any id."""
     if isinstance(text, bytes):
         text = text.decode("latin-1")
-    fields = _fields(text)
-    tlvs = tlvs if tlvs is not None else TLVs()
+    text_id, sub, dlvrd, submit_date, done_date, stat, err, body = _fields(text)
+    if tlvs is None:
+        tlvs = EMPTY_TLVS
 
-    message_id = (tlvs.get_str(Tag.RECEIPTED_MESSAGE_ID) or "").strip("\x00 ") or fields.get("id", "")
+    message_id = (tlvs.get_str(Tag.RECEIPTED_MESSAGE_ID) or "").strip("\x00 ") or text_id
     if not message_id:
         raise ReceiptParseError(f"no message id in receipt {text[:80]!r}")
 
-    stat = fields.get("stat", "")
     state = _STATES_BY_STAT.get(stat.upper(), MessageState.UNKNOWN)
     tlv_state = tlvs.get_int(Tag.MESSAGE_STATE)
-    if tlv_state is not None and tlv_state in _STATE_VALUES:
-        state = MessageState(tlv_state)
+    if tlv_state is not None and tlv_state in _STATES_BY_VALUE:
+        state = _STATES_BY_VALUE[tlv_state]
         stat = stat or _STAT_NAMES[state]
 
     return Receipt(
-        message_id=message_id, state=state, stat=stat, err=fields.get("err") or None,
-        submit_date=parse_receipt_date(fields.get("submit_date", "")),
-        done_date=parse_receipt_date(fields.get("done_date", "")),
-        sub=_int_or_none(fields.get("sub", "")), dlvrd=_int_or_none(fields.get("dlvrd", "")),
-        text=fields.get("text", ""),
+        message_id=message_id, state=state, stat=stat, err=err or None,
+        submit_date=parse_receipt_date(submit_date), done_date=parse_receipt_date(done_date),
+        sub=_int_or_none(sub), dlvrd=_int_or_none(dlvrd), text=body,
     )
 
 
-def _fields(text: str) -> dict[str, str]:
-    """Known fields by canonical name; the first occurrence wins. ``text`` takes the rest of the string."""
+def _fields(text: str) -> tuple[str, str, str, str, str, str, str, str]:
+    """(id, sub, dlvrd, submit_date, done_date, stat, err, text), '' for a field that is absent; the
+    first occurrence wins. ``text`` takes the rest of the string."""
     standard = _STANDARD.match(text)
     if standard is not None:
-        fields = dict(zip(_STANDARD_NAMES, standard.groups(), strict=False))
-        rest = standard.group(8)
-        if rest is not None:
-            fields["text"] = rest.lstrip(" ").rstrip("\x00")
-        return fields
-    return _scan_fields(text)
+        text_id, sub, dlvrd, submit_date, done_date, stat, err, rest = standard.groups()
+        body = rest.lstrip(" ").rstrip("\x00") if rest is not None else ""
+        return text_id, sub, dlvrd, submit_date, done_date, stat, err, body
+    fields = _scan_fields(text)
+    return tuple(fields.get(name, "") for name in _FIELD_NAMES)  # type: ignore[return-value]
 
 
 def _scan_fields(text: str) -> dict[str, str]:
@@ -176,9 +179,25 @@ def _int_or_none(value: str) -> int | None:
     return int(value) if value.isdecimal() and value.isascii() else None
 
 
+#: Dates already read: receipts arriving together carry the same few minutes. Bounded; emptied when full.
+_DATE_CACHE: dict[str, datetime | None] = {}
+_DATE_CACHE_SIZE = 1024
+_NOT_CACHED = object()
+
+
 def parse_receipt_date(value: str) -> datetime | None:
     """``YYMMDDhhmm``, ``YYMMDDhhmmss`` or ``YYYYMMDDhhmmss`` (separators ignored) as a naive datetime;
     ``None`` when absent or not a real date. Two-digit years are 20YY: a receipt is never from the 1900s."""
+    cached = _DATE_CACHE.get(value, _NOT_CACHED)
+    if cached is not _NOT_CACHED:
+        return cached  # type: ignore[return-value]
+    if len(_DATE_CACHE) >= _DATE_CACHE_SIZE:
+        _DATE_CACHE.clear()
+    date = _DATE_CACHE[value] = _read_receipt_date(value)
+    return date
+
+
+def _read_receipt_date(value: str) -> datetime | None:
     digits = value if value.isascii() and value.isdigit() else "".join(c for c in value if c in string.digits)
     if len(digits) in (10, 12):
         digits = "20" + digits
@@ -214,6 +233,8 @@ def normalise_message_id(message_id: str) -> str:
     """A comparison key: spaces and NULs stripped; an all-hex-digit id lowercased without leading zeros.
     Other ids (UUIDs, alphanumerics) are kept as given, case included."""
     stripped = message_id.strip(" \t\r\n\x00")
+    if stripped.isdigit() and stripped.isascii():  # the usual decimal id: no set built
+        return stripped.lstrip("0") or "0"
     if stripped and set(stripped) <= _HEX_DIGITS:
         return stripped.lower().lstrip("0") or "0"
     return stripped

@@ -129,12 +129,28 @@ class TLVs:
     __slots__ = ("_items", "_index")
 
     def __init__(self, items: Iterable[tuple[int, TLVValue]] | Mapping[int, TLVValue] = ()) -> None:
-        pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(items)
-        self._items: tuple[tuple[int, TLVValue], ...] = pairs
+        # A tuple or list is what nearly every caller passes: skip the (slow) ABC check for Mapping.
+        pairs: tuple[tuple[int, TLVValue], ...]
+        if isinstance(items, (tuple, list)):
+            pairs = tuple(items)
+        elif isinstance(items, Mapping):
+            pairs = tuple(items.items())
+        else:
+            pairs = tuple(items)
+        self._items = pairs
         index: dict[int, TLVValue] = {}
         for tag, value in pairs:
             index.setdefault(int(tag), value)
         self._index = index
+
+    @classmethod
+    def _trusted(cls, items: tuple[tuple[int, TLVValue], ...], index: dict[int, TLVValue]) -> TLVs:
+        """For the decoder, which has built both already: ``items`` with plain int tags, and ``index``
+        holding the first value of each tag."""
+        tlvs = cls.__new__(cls)
+        tlvs._items = items
+        tlvs._index = index
+        return tlvs
 
     def get(self, tag: int, default: TLVValue | None = None) -> TLVValue | None:
         return self._index.get(tag, default)

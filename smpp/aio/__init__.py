@@ -1,12 +1,20 @@
 """The thin asyncio layer over ``smpp.connection``: ESME sessions with reconnect, and an SMSC server."""
 
 from smpp.aio.client import ESMEClient, backoff_delay
-from smpp.aio.esme import ESMEConfig, ESMESession, MessageHandler, SubmitPDU
+from smpp.aio.esme import (
+    AnyMessageHandler,
+    ESMEConfig,
+    ESMESession,
+    FutureMessageHandler,
+    MessageHandler,
+    SubmitPDU,
+)
 from smpp.aio.smsc import BindRequest, SMSCHandler, SMSCServer, SMSCSession
 from smpp.aio.throttle import TokenBucket
 from smpp.aio.transport import Callback, Outcome
 
 __all__ = [
-    "BindRequest", "Callback", "ESMEClient", "ESMEConfig", "ESMESession", "MessageHandler", "Outcome",
+    "AnyMessageHandler", "BindRequest", "Callback", "ESMEClient", "ESMEConfig", "ESMESession",
+    "FutureMessageHandler", "MessageHandler", "Outcome",
     "SMSCHandler", "SMSCServer", "SMSCSession", "SubmitPDU", "TokenBucket", "backoff_delay",
 ]

@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 from types import TracebackType
 
-from smpp.aio.esme import ESMEConfig, ESMESession, MessageHandler, SubmitPDU
+from smpp.aio.esme import AnyMessageHandler, ESMEConfig, ESMESession, SubmitPDU
 from smpp.errors import SessionClosed, SMPPError
 from smpp.pdu import PDU
 
@@ -30,7 +30,7 @@ class ESMEClient:
     ``on_state(name, bound)`` is called on every bind and every loss of the bind.
     """
 
-    def __init__(self, config: ESMEConfig, on_message: MessageHandler | None = None,
+    def __init__(self, config: ESMEConfig, on_message: AnyMessageHandler | None = None,
                  on_state: StateCallback | None = None) -> None:
         self.config = config
         self._on_message = on_message

@@ -3,12 +3,17 @@
 Submissions wait for a free slot in the window and a token of the throttle; a request answered
 ESME_RTHROTTLED or ESME_RMSGQFUL is held and sent again, before anything submitted after it, once
 the backoff pause is over. Inbound deliver_sm / data_sm go to the application's handler, whose
-return value is the command_status of the answer.
+result is the command_status of the answer.
+
+A handler may be a coroutine function (each PDU then runs in a task of its own), or, on the hot path,
+a plain function that returns the status at once or an ``asyncio.Future`` of it: the answer is then
+sent when the future is done, with no task and no coroutine per PDU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import ssl
 from collections import deque
@@ -47,7 +52,13 @@ THROTTLE_STATUSES: Final = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStat
 _MAX_BACKOFF_FACTOR: Final = 32
 
 SubmitPDU = SubmitSM | DataSM | SubmitMulti | QuerySM | CancelSM | ReplaceSM
+#: A coroutine function: awaited in a task per PDU; its result is the command_status of the answer.
 MessageHandler = Callable[[DeliverSM | DataSM], Awaitable[int]]
+#: The task-free handler: returns the command_status now (an int), or a future that will hold it. A
+#: future that fails is answered ESME_RX_T_APPN, as a handler that raises; one cancelled is not
+#: answered (as a cancelled task). The session never cancels such a future: its owner does.
+FutureMessageHandler = Callable[[DeliverSM | DataSM], int | asyncio.Future[int]]
+AnyMessageHandler = MessageHandler | FutureMessageHandler
 
 _BIND_CLASSES: Final[dict[BindType, type[BindTransmitter | BindReceiver | BindTransceiver]]] = {
     BindType.TRANSMITTER: BindTransmitter,
@@ -116,7 +127,7 @@ class ESMESession(SessionProtocol):
     Reusable (it can be entered again after it closed) but not re-entrant.
     """
 
-    def __init__(self, config: ESMEConfig, on_message: MessageHandler | None = None) -> None:
+    def __init__(self, config: ESMEConfig, on_message: AnyMessageHandler | None = None) -> None:
         if config.window < 1:
             raise ValueError("window must be at least 1")
         self.config = config
@@ -420,11 +431,9 @@ class ESMESession(SessionProtocol):
 
     def _request_received(self, pdu: PDU) -> None:
         command_id = pdu.command_id
-        if command_id == CommandID.DELIVER_SM or command_id == CommandID.DATA_SM:
+        if command_id == _DELIVER_SM or command_id == _DATA_SM:
             assert isinstance(pdu, DeliverSM | DataSM)
-            task = self._loop.create_task(self._handle_message(pdu), name=f"bind[{self.name}].message")
-            self._message_tasks.add(task)
-            task.add_done_callback(self._message_tasks.discard)
+            self._message_received(pdu)
         elif command_id == CommandID.ENQUIRE_LINK:
             self._answer_enquire_link(pdu)
         elif command_id == CommandID.UNBIND:
@@ -434,20 +443,67 @@ class ESMESession(SessionProtocol):
         else:  # alert_notification, outbind: nothing to answer on this bind
             self.log.info("%s: ignored %s from the SMSC", self.name, type(pdu).__name__)
 
-    async def _handle_message(self, pdu: DeliverSM | DataSM) -> None:
-        status: int
-        if self._on_message is None:
+    def _message_received(self, pdu: DeliverSM | DataSM) -> None:
+        handler = self._on_message
+        if handler is None:
             self.log.warning("%s: %s received but no handler is set: answering ESME_RX_T_APPN", self.name,
                              type(pdu).__name__)
-            status = CommandStatus.ESME_RX_T_APPN
+            self._answer_message(pdu, CommandStatus.ESME_RX_T_APPN)
+            return
+        try:
+            result = handler(pdu)
+        except Exception:
+            self._handler_failed(pdu)
+            self._answer_message(pdu, CommandStatus.ESME_RX_T_APPN)
+            return
+        if isinstance(result, int):
+            self._answer_message(pdu, result)
+        elif isinstance(result, asyncio.Future):
+            if result.done():
+                self._message_done(pdu, result)
+            else:
+                result.add_done_callback(functools.partial(self._message_done, pdu))
         else:
-            try:
-                status = await self._on_message(pdu)
-            except Exception:
-                self.log.exception("%s: message handler failed on %s sequence_number %d", self.name,
-                                   type(pdu).__name__, pdu.sequence_number)
-                status = CommandStatus.ESME_RX_T_APPN
-        response = DeliverSMResp(command_status=status) if isinstance(pdu, DeliverSM) else \
-            DataSMResp(command_status=status)
-        if self._transport is not None:
-            self.respond(pdu, response)
+            task = self._loop.create_task(self._await_message(pdu, result), name=f"bind[{self.name}].message")
+            self._message_tasks.add(task)
+            task.add_done_callback(self._message_tasks.discard)
+
+    async def _await_message(self, pdu: DeliverSM | DataSM, pending: Awaitable[int]) -> None:
+        try:
+            status = await pending
+        except Exception:
+            self._handler_failed(pdu)
+            status = CommandStatus.ESME_RX_T_APPN
+        self._answer_message(pdu, status)
+
+    def _message_done(self, pdu: DeliverSM | DataSM, future: asyncio.Future[int]) -> None:
+        if future.cancelled():
+            self.log.debug("%s: handler of %s sequence_number %d was cancelled: not answered", self.name,
+                           type(pdu).__name__, pdu.sequence_number)
+            return
+        error = future.exception()
+        if error is not None:
+            self._handler_failed(pdu, error)
+            self._answer_message(pdu, CommandStatus.ESME_RX_T_APPN)
+        else:
+            self._answer_message(pdu, future.result())
+
+    def _handler_failed(self, pdu: DeliverSM | DataSM, error: BaseException | None = None) -> None:
+        self.log.error("%s: message handler failed on %s sequence_number %d", self.name, type(pdu).__name__,
+                       pdu.sequence_number, exc_info=error or True)
+
+    def _answer_message(self, pdu: DeliverSM | DataSM, status: int) -> None:
+        if self._transport is None:
+            return
+        response: PDU
+        if isinstance(pdu, DeliverSM):
+            response = _DELIVER_SM_RESP_OK if status == 0 else DeliverSMResp(command_status=status)
+        else:
+            response = DataSMResp(command_status=status)
+        self.respond(pdu, response)
+
+
+_DELIVER_SM: Final = int(CommandID.DELIVER_SM)
+_DATA_SM: Final = int(CommandID.DATA_SM)
+#: The answer to nearly every deliver_sm; ``respond`` numbers it after the request.
+_DELIVER_SM_RESP_OK: Final = DeliverSMResp()

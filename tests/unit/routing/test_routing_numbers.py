@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from routing.errors import InvalidAddress, InvalidNumber, RoutingError
 from routing.numbers import (
+    _SEPARATORS,
     PLANS,
     NumberStyle,
+    _clean,
     country_of,
     format_for_carrier,
     is_e164,
@@ -194,3 +198,38 @@ def test_normalisation_only_ever_raises_invalid_number(raw: str, country: str | 
     except InvalidNumber:
         return
     assert is_e164(result)
+
+
+def clean_by_normalising(raw: str) -> tuple[bool, str]:
+    """_clean without its ASCII shortcut: NFKC, strip, separators out, then the checks."""
+    text = unicodedata.normalize("NFKC", raw).strip().translate(_SEPARATORS)
+    has_plus = text.startswith("+")
+    digits = text[1:] if has_plus else text
+    if not digits:
+        raise InvalidNumber(raw, "has no digits")
+    for char in digits:
+        if not ("0" <= char <= "9"):
+            raise InvalidNumber(raw, f"contains {char!r}; only digits, separators and a leading '+' allowed")
+    return has_plus, digits
+
+
+@given(st.text(st.sampled_from("0123456789+ -.()/\tx\u00a0１٣"), max_size=16))
+def test_the_ascii_shortcut_cleans_as_normalising_does(raw: str) -> None:
+    try:
+        expected = clean_by_normalising(raw)
+    except InvalidNumber as error:
+        with pytest.raises(InvalidNumber) as info:
+            _clean(raw)
+        assert str(info.value) == str(error)
+    else:
+        assert _clean(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "ton", "npi"), [
+    ("4242", TON.NETWORK_SPECIFIC, None), ("4242", TON.ABBREVIATED, None), ("eChat", TON.ALPHANUMERIC, None),
+    ("34600111222", None, NPI.DATA), ("34600111222", TON.INTERNATIONAL, NPI.INTERNET),
+])
+def test_addresses_that_are_not_phone_numbers_are_refused_by_their_ton_or_npi(
+        raw: str, ton: int | None, npi: int | None) -> None:
+    with pytest.raises(InvalidNumber, match=r"TON \d|NPI \d+"):
+        normalise_msisdn(raw, ton=ton, npi=npi)

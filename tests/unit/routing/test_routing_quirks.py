@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.errors import InvalidAddress, InvalidNumber, InvalidQuirks
-from routing.numbers import NumberStyle
+from routing import quirks as quirks_module
+from routing.errors import InvalidAddress, InvalidNumber, InvalidQuirks, RoutingError
+from routing.numbers import NumberStyle, format_for_carrier, normalise_msisdn
 from routing.quirks import (
     PRESETS,
     CarrierQuirks,
+    MTHeader,
     SourceKind,
     apply_mt,
     classify_source,
+    mt_header,
     normalise_mo_short_code,
     normalise_mo_source,
     outgoing_source,
@@ -232,3 +237,101 @@ def test_apply_mt_is_stable_for_international_carriers(name: str, source: str, d
         assert once.registered_delivery <= quirks.max_registered_delivery
     if quirks.destination_style is not NumberStyle.NATIONAL:
         assert apply_mt(quirks, once) == once
+
+
+# --- the MT hot path: mt_header, the explicit copy in apply_mt, the source cache -------------------------
+
+QUIRK_SETS = [
+    PLAIN, *PRESETS.values(),
+    CarrierQuirks(name="all", service_type="CMT", short_code_ton=TON.UNKNOWN, short_code_npi=NPI.ISDN,
+                  short_code_max_digits=5, destination_style=NumberStyle.E164, destination_ton=TON.UNKNOWN,
+                  max_registered_delivery=0x10, extra_tlvs=TLVs([(0x1401, b"\x0a"), (0x1402, b"")])),
+]
+
+
+def apply_mt_by_replace(quirks: CarrierQuirks, pdu: SubmitSM) -> SubmitSM:
+    """apply_mt as first written: dataclasses.replace over the input PDU."""
+    source, source_ton, source_npi = outgoing_source(quirks, pdu.source_addr)
+    destination = pdu.destination_addr.strip()
+    e164 = normalise_msisdn(destination, ton=None if destination.startswith("+") else TON.INTERNATIONAL)
+    dest_ton, dest_npi = quirks.destination_ton_npi
+    tlvs = pdu.tlvs
+    for tag, value in quirks.extra_tlvs:
+        tlvs = tlvs.with_tlv(tag, value)
+    registered_delivery = pdu.registered_delivery
+    if quirks.max_registered_delivery is not None:
+        registered_delivery = min(registered_delivery, quirks.max_registered_delivery)
+    return dataclasses.replace(
+        pdu, service_type=quirks.service_type if quirks.service_type is not None else pdu.service_type,
+        source_addr=source, source_addr_ton=source_ton, source_addr_npi=source_npi,
+        destination_addr=format_for_carrier(e164, quirks.destination_style), dest_addr_ton=dest_ton,
+        dest_addr_npi=dest_npi, registered_delivery=registered_delivery, tlvs=tlvs)
+
+
+octets = st.integers(0, 0xFF)
+plain_submits = st.builds(
+    SubmitSM, sequence_number=st.integers(0, 10), service_type=st.sampled_from(["", "WAP"]),
+    source_addr=st.sampled_from(["997745", " 25521 ", "123456", "+34600111222", "34600111222", "eChat"]),
+    destination_addr=st.sampled_from(["+34600111222", "34600111222", " +33612345678 ", "+1 202 555 0143"]),
+    esm_class=st.sampled_from([0, 0x40]), protocol_id=octets, priority_flag=octets,
+    schedule_delivery_time=st.sampled_from(["", "000001000000000R"]), validity_period=st.just(""),
+    registered_delivery=st.integers(0, 0x1F), replace_if_present_flag=st.integers(0, 1),
+    data_coding=st.sampled_from([0, 8]), sm_default_msg_id=octets, short_message=st.binary(max_size=20),
+    tlvs=st.sampled_from([TLVs(), TLVs([(Tag.USER_MESSAGE_REFERENCE, 7), (0x1401, b"\xff")])]))
+
+
+@given(st.sampled_from(QUIRK_SETS), plain_submits)
+def test_apply_mt_and_mt_header_give_what_replace_gave(quirks: CarrierQuirks, pdu: SubmitSM) -> None:
+    try:
+        expected = apply_mt_by_replace(quirks, pdu)
+    except RoutingError as error:  # the same refusal, word for word
+        with pytest.raises(type(error)) as info:
+            apply_mt(quirks, pdu)
+        assert str(info.value) == str(error)
+        with pytest.raises(type(error)):
+            mt_header(quirks, pdu.source_addr, pdu.destination_addr)
+        return
+    assert apply_mt(quirks, pdu) == expected
+    header = mt_header(quirks, pdu.source_addr, pdu.destination_addr,
+                       registered_delivery=pdu.registered_delivery, service_type=pdu.service_type)
+    built = header.submit_sm(pdu.short_message, pdu.data_coding, pdu.esm_class, pdu.tlvs)
+    plain = dataclasses.replace(pdu, sequence_number=0, protocol_id=0, priority_flag=0,
+                                schedule_delivery_time="", replace_if_present_flag=0, sm_default_msg_id=0)
+    assert built == apply_mt_by_replace(quirks, plain)
+
+
+def test_mt_header_defaults_and_errors() -> None:
+    header = mt_header(PLAIN, "997745", "34600111222")
+    assert header == MTHeader("", "997745", TON.NETWORK_SPECIFIC, NPI.UNKNOWN, "34600111222", 1, 1, 0, TLVs())
+    assert header.submit_sm(b"hola", 0) == apply_mt(PLAIN, submit(destination="34600111222"))
+    with pytest.raises(InvalidNumber):
+        mt_header(PLAIN, "997745", "hello")
+    with pytest.raises(InvalidAddress):
+        mt_header(PLAIN, "eChatGateway1", "34600111222")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaggedSubmit(SubmitSM):
+    note: str = ""
+
+
+def test_apply_mt_keeps_the_fields_of_a_submit_sm_subclass() -> None:
+    out = apply_mt(PRESETS["orange"], TaggedSubmit(source_addr="997745", destination_addr="+34600111222",
+                                                   note="kept", registered_delivery=0x11))
+    assert isinstance(out, TaggedSubmit)
+    assert (out.note, out.destination_addr, out.registered_delivery) == ("kept", "600111222", 1)
+
+
+def test_sources_are_cached_per_address_and_digit_limit_errors_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quirks_module, "_SOURCES", {})
+    monkeypatch.setattr(quirks_module, "_SOURCES_SIZE", 2)
+    short = CarrierQuirks(name="short", short_code_max_digits=5)
+    assert outgoing_source(PLAIN, "8881234") == ("8881234", TON.NETWORK_SPECIFIC, NPI.UNKNOWN)
+    assert outgoing_source(short, "8881234") == ("8881234", TON.INTERNATIONAL, NPI.ISDN)  # now a number
+    assert outgoing_source(PLAIN, "eChat") == ("eChat", TON.ALPHANUMERIC, NPI.UNKNOWN)
+    assert len(quirks_module._SOURCES) <= 2
+    for _ in range(2):
+        with pytest.raises(InvalidAddress):
+            outgoing_source(PLAIN, "eChatGateway1")
+    assert ("eChatGateway1", 8) not in quirks_module._SOURCES
+    assert outgoing_source(PLAIN, "997745") == ("997745", TON.NETWORK_SPECIFIC, NPI.UNKNOWN)
