@@ -23,11 +23,16 @@ ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
 CommitFunction = Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]]
+T = TypeVar("T")
 BatchObserver = Callable[[int, float, BaseException | None], None]
 
 
 class CommitterClosed(RuntimeError):
     """The committer is shut down: the item was not committed."""
+
+
+class CommitterFull(RuntimeError):
+    """``max_pending`` items wait already: :meth:`GroupCommitter.submit_nowait` took nothing."""
 
 
 class GroupCommitter(Generic[ItemT, ResultT]):
@@ -68,13 +73,21 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         while len(self._items) >= self._max_pending and not self._closed:
             self._room.clear()
             await self._room.wait()
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """Queue ``item``; the future holds its result once its batch is committed. For callers that
+        answer through a future instead of a task of their own. Raises :class:`CommitterClosed`, or
+        :class:`CommitterFull` when ``max_pending`` items wait already."""
         if self._closed:
             raise CommitterClosed(f"{self.name} is closed")
+        if len(self._items) >= self._max_pending:
+            raise CommitterFull(f"{self.name} holds {len(self._items)} items")
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._futures.append(future)
         self._wakeup.set()
-        return await future
+        return future
 
     async def run_loop(self) -> None:
         """Commit batches until :meth:`close` is called and the queue is drained."""
@@ -164,3 +177,23 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+
+
+async def ride_out(attempt: Callable[[], Awaitable[T]], window: float,
+                   on_failure: Callable[[BaseException], None] | None = None) -> T:
+    """``attempt()`` again after a failure (0.05 s, doubling up to 1 s) until it succeeds or the next
+    try would start more than ``window`` seconds after the first; then the last error is raised. A
+    database blip shorter than the window costs a batch a little latency instead of failing it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + window
+    delay = 0.05
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:
+            if on_failure is not None:
+                on_failure(error)
+            if loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -21,7 +21,7 @@ from gatewayd.logging import log_event, register_secret
 from gatewayd.mo_message import BindInfo
 from gatewayd.routes import MTRouter, bind_copies
 from routing.errors import NoRoute
-from smpp.aio import ESMEClient, ESMEConfig, ESMESession, MessageHandler
+from smpp.aio import AnyMessageHandler, ESMEClient, ESMEConfig, ESMESession
 from smpp.constants import BindType as SMPPBindType
 
 log = logging.getLogger("gatewayd.binds")
@@ -80,10 +80,11 @@ def esme_config(slot: BindSlot, *, reconnect_min: float = 1.0, reconnect_max: fl
 class BindSupervisor:
     """Keeps every configured bind up; ``run_loop`` owns their tasks until :meth:`stop`."""
 
-    def __init__(self, carriers: Sequence[CarrierConfig], handler_for: Callable[[BindInfo], MessageHandler],
-                 events: EventPublisher, *, router: MTRouter | None = None,
-                 on_state: StateObserver | None = None, on_no_route: NoRouteObserver | None = None,
-                 reconnect_min: float = 1.0, reconnect_max: float = 30.0) -> None:
+    def __init__(self, carriers: Sequence[CarrierConfig],
+                 handler_for: Callable[[BindInfo], AnyMessageHandler], events: EventPublisher, *,
+                 router: MTRouter | None = None, on_state: StateObserver | None = None,
+                 on_no_route: NoRouteObserver | None = None, reconnect_min: float = 1.0,
+                 reconnect_max: float = 30.0) -> None:
         self._slots = bind_slots(carriers)
         self._router = router or MTRouter.from_carriers(carriers)
         self._handler_for = handler_for

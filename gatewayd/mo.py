@@ -14,13 +14,13 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatewayd.batching import BatchObserver, CommitterClosed, GroupCommitter
+from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
 from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo, InboundMO, UnusableMO, build_inbound
@@ -32,7 +32,7 @@ from gatewayd.store.repo_mo import IngestedMO, NewMO, ingest_mos
 from gatewayd.store.repo_mt import NewMT, queue_mts
 from gatewayd.store.repo_subscribers import set_opted_out
 from routing.keywords import KeywordKind, KeywordSet
-from smpp.aio.esme import MessageHandler
+from smpp.aio import FutureMessageHandler
 from smpp.concat import Reassembled, Reassembler, user_data
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
@@ -67,7 +67,7 @@ class MOPipeline:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher, *,
                  keywords_for: Callable[[str], KeywordSet], router: MORouter | None = None,
-                 receipts: Callable[[BindInfo, DeliverSM], Awaitable[int]] | None = None,
+                 receipts: Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]] | None = None,
                  mt_queued: Callable[[], None] | None = None, reassembly_timeout: float = 120.0,
                  max_batch: int = 2000, on_batch: BatchObserver | None = None,
                  on_committed: Callable[[Sequence[InboundMO], int], None] | None = None,
@@ -83,14 +83,13 @@ class MOPipeline:
         self._on_committed = on_committed
         self._on_incomplete = on_incomplete
         self._commit_retry_window = commit_retry_window
-        self._committer: GroupCommitter[InboundMO, MOOutcome] = GroupCommitter(
+        self._committer: GroupCommitter[InboundMO, int] = GroupCommitter(
             self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
             name="mo.group-commit", concurrency=concurrent_writers(sessions))
         self._reassembler: Reassembler[_PartWaiter] = Reassembler(reassembly_timeout, max_pending=100_000)
         self._reassembly_wakeup = asyncio.Event()
         self._keyword_sets: dict[str, KeywordSet] = {}
         self._closing = False
-        self._background: set[asyncio.Task[None]] = set()
         self.received = 0
         self.stored = 0
         self.duplicates = 0
@@ -98,16 +97,17 @@ class MOPipeline:
 
     # --- the bind-facing side ------------------------------------------------------------------------
 
-    def handler(self, bind: BindInfo) -> MessageHandler:
-        """The ``on_message`` callback for one bind: returns the command_status of the response."""
-        return functools.partial(self.accept, bind)  # no wrapper coroutine: one frame less per MO
+    def handler(self, bind: BindInfo) -> FutureMessageHandler:
+        """The ``on_message`` callback for one bind: the command_status of the response, or a future
+        that holds it once the MO is committed (no task per PDU)."""
+        return functools.partial(self.accept, bind)
 
-    async def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int:
-        """Handle one inbound PDU; returns when the response may be sent, with its command_status."""
+    def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int | asyncio.Future[int]:
+        """Handle one inbound PDU: its response's command_status, now or (a future) once committed."""
         if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class):
             if self._receipts is None:
                 return CommandStatus.ESME_ROK
-            return await self._receipts(bind, pdu)
+            return self._receipts(bind, pdu)
         if self._closing:
             return CommandStatus.ESME_RX_T_APPN
         self.received += 1
@@ -121,7 +121,7 @@ class MOPipeline:
                 log_event(log, "mo.refused", logging.WARNING, carrier=bind.carrier, bind=bind.bind,
                           source=pdu.source_addr, reason=str(error))
                 return error.status
-            return await self._store(mo)
+            return self._store(mo)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         key = (bind, pdu.source_addr, pdu.destination_addr)
         flushed = self._reassembler.add(key, info, payload, data_coding, time.monotonic(),
@@ -130,7 +130,7 @@ class MOPipeline:
             self._reassembly_wakeup.set()
         for message in flushed:
             self._finish_reassembled(message)
-        return await future
+        return future
 
     def _keywords(self, country: str) -> KeywordSet:
         keywords = self._keyword_sets.get(country)
@@ -138,62 +138,58 @@ class MOPipeline:
             keywords = self._keyword_sets[country] = self._keywords_for(country)
         return keywords
 
-    async def _store(self, mo: InboundMO) -> int:
-        """Commit one MO; a database blip shorter than ``commit_retry_window`` is ridden out here,
-        a longer outage is answered ``ESME_RX_T_APPN`` so the SMSC delivers the MO again later."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._commit_retry_window
-        delay = 0.05
-        while True:
-            try:
-                outcome = await self._committer.submit(mo)
-                break
-            except CommitterClosed:
-                return CommandStatus.ESME_RX_T_APPN
-            except Exception as error:
-                if loop.time() + delay > deadline:
-                    self.temporary_failures += 1
-                    log_event(log, "mo.commit_failed", logging.WARNING, carrier=mo.carrier, error=repr(error))
-                    return CommandStatus.ESME_RX_T_APPN
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        if outcome.duplicate:
-            self.duplicates += 1
-        return CommandStatus.ESME_ROK
+    def _store(self, mo: InboundMO) -> int | asyncio.Future[int]:
+        """Queue one MO for the group commit: the future holds ``ESME_ROK`` once it is committed (a
+        duplicate included), ``ESME_RX_T_APPN`` when the database stayed away (the SMSC delivers it
+        again later)."""
+        try:
+            return self._committer.submit_nowait(mo)
+        except CommitterClosed:
+            return CommandStatus.ESME_RX_T_APPN
+        except CommitterFull as error:
+            self.temporary_failures += 1
+            log_event(log, "mo.backlog_full", logging.WARNING, carrier=mo.carrier, error=str(error))
+            return CommandStatus.ESME_RX_T_APPN
 
     def _finish_reassembled(self, message: Reassembled[_PartWaiter]) -> None:
         """Commit a reassembled (or flushed incomplete) message, then answer every one of its parts."""
         first = message.items[0]
         bind = message.key[0] if isinstance(message.key, tuple) else None
         waiters = message.items
-
-        async def commit() -> None:
-            status: int
-            if not isinstance(bind, BindInfo):
-                status = CommandStatus.ESME_RSYSERR
+        status: int | asyncio.Future[int]
+        if not isinstance(bind, BindInfo):
+            status = CommandStatus.ESME_RSYSERR
+        else:
+            try:
+                mo = build_inbound(bind, first.pdu, message.payload, message.data_coding,
+                                   self._keywords(bind.country), datetime.now(UTC),
+                                   reference=message.reference, parts_total=message.total_parts,
+                                   parts_received=len(message.received_parts))
+            except UnusableMO as error:
+                status = error.status
             else:
-                try:
-                    mo = build_inbound(bind, first.pdu, message.payload, message.data_coding,
-                                       self._keywords(bind.country), datetime.now(UTC),
-                                       reference=message.reference, parts_total=message.total_parts,
-                                       parts_received=len(message.received_parts))
-                except UnusableMO as error:
-                    status = error.status
-                else:
-                    if not message.complete:
-                        log_event(log, "mo.incomplete", logging.WARNING, carrier=bind.carrier,
-                                  parts=f"{len(message.received_parts)}/{message.total_parts}",
-                                  reason=message.reason.value)
-                        if self._on_incomplete is not None:
-                            self._on_incomplete(bind.carrier)
-                    status = await self._store(mo)
+                if not message.complete:
+                    log_event(log, "mo.incomplete", logging.WARNING, carrier=bind.carrier,
+                              parts=f"{len(message.received_parts)}/{message.total_parts}",
+                              reason=message.reason.value)
+                    if self._on_incomplete is not None:
+                        self._on_incomplete(bind.carrier)
+                status = self._store(mo)
+
+        def answer(outcome: int) -> None:
             for waiter in waiters:
                 if not waiter.future.done():
-                    waiter.future.set_result(status)
+                    waiter.future.set_result(outcome)
 
-        task = asyncio.get_running_loop().create_task(commit(), name="mo.reassembled-commit")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        if isinstance(status, int):
+            answer(status)
+            return
+
+        def committed(future: asyncio.Future[int]) -> None:
+            failed = future.cancelled() or future.exception() is not None
+            answer(CommandStatus.ESME_RX_T_APPN if failed else future.result())
+
+        status.add_done_callback(committed)
 
     # --- loops ---------------------------------------------------------------------------------------
 
@@ -221,8 +217,6 @@ class MOPipeline:
                 self._finish_reassembled(message)
         for message in self._reassembler.drain():
             self._finish_reassembled(message)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
         self._committer.close()
 
     def close(self) -> None:
@@ -232,18 +226,32 @@ class MOPipeline:
 
     # --- the group commit ----------------------------------------------------------------------------
 
-    async def _commit_batch(self, batch: Sequence[InboundMO]) -> list[MOOutcome]:
-        now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            outcomes, stored, mts_queued = await self._write_batch(session, batch, now)
+    async def _commit_batch(self, batch: Sequence[InboundMO]) -> list[int]:
+        """One transaction for the batch, tried again through a database blip shorter than
+        ``commit_retry_window``; each MO's response status (``ESME_RX_T_APPN`` for all of them when
+        the database stayed away: the SMSC delivers them again later)."""
+        try:
+            stored, mts_queued = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
+        except Exception as error:
+            self.temporary_failures += len(batch)
+            log_event(log, "mo.commit_failed", logging.WARNING, mos=len(batch), error=repr(error),
+                      action="answered ESME_RX_T_APPN: the SMSC delivers them again")
+            return [CommandStatus.ESME_RX_T_APPN] * len(batch)
         self.stored += len(stored)
+        self.duplicates += len(batch) - len(stored)
         if self._on_committed is not None:
             self._on_committed([mo for mo, _ in stored], len(batch) - len(stored))
         for mo, outcome in stored:
             await self._events.mo(mo, outcome.mo_id or 0, outcome.client_id or "", outcome.conversation_id)
         if mts_queued and self._mt_queued is not None:
             self._mt_queued()
-        return outcomes
+        return [CommandStatus.ESME_ROK] * len(batch)
+
+    async def _commit_once(self, batch: Sequence[InboundMO]) -> tuple[list[tuple[InboundMO, MOOutcome]], int]:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            _, stored, mts_queued = await self._write_batch(session, batch, now)
+        return stored, mts_queued
 
     async def _write_batch(self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
                            ) -> tuple[list[MOOutcome], list[tuple[InboundMO, MOOutcome]], int]:

@@ -43,7 +43,7 @@ from gatewayd.store.repo_mt import (
     requeue_mts,
 )
 from routing.errors import InvalidAddress
-from routing.quirks import CarrierQuirks, apply_mt
+from routing.quirks import CarrierQuirks, mt_header
 from smpp.aio import ESMESession, Outcome
 from smpp.concat import Segment, split_message
 from smpp.constants import NPI, TON, RegisteredDelivery
@@ -100,6 +100,14 @@ def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks |
     reference = mt.id % (0x100 if mode is ConcatMode.UDH8 else 0x10000)
     segments = split_message(mt.text, data_coding, mode=mode, reference=reference)
     registered = RegisteredDelivery.FINAL if mt.request_receipt else RegisteredDelivery.NONE
+    done = mt.done_parts
+    if quirks is not None:
+        # the carrier's header fields once per MT, then each segment's submit_sm built directly
+        header = mt_header(quirks, mt.source, mt.destination, registered_delivery=registered)
+        build = header.submit_sm
+        return len(segments), [
+            (segment, build(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs))
+            for segment in segments if segment.part_number not in done]
     source_ton = TON.ALPHANUMERIC if not mt.source.isdigit() else (
         TON.NETWORK_SPECIFIC if len(mt.source) <= 8 else TON.INTERNATIONAL)
     submits = [
@@ -110,9 +118,7 @@ def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks |
             destination_addr=mt.destination.removeprefix("+"), esm_class=segment.esm_class_flags,
             registered_delivery=registered, data_coding=data_coding, short_message=segment.short_message,
             tlvs=segment.tlvs))
-        for segment in segments if segment.part_number not in mt.done_parts]
-    if quirks is not None:
-        submits = [(segment, apply_mt(quirks, pdu)) for segment, pdu in submits]
+        for segment in segments if segment.part_number not in done]
     return len(segments), submits
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatewayd.batching import BatchObserver, CommitterClosed, GroupCommitter
+from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
 from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo
@@ -32,6 +33,7 @@ from gatewayd.store.repo_mt import (
     MTStatusChange,
     PartResult,
     ReceiptIn,
+    ReceiptOutcome,
     purge_early_receipts,
     record_receipts,
 )
@@ -89,6 +91,9 @@ class PendingPartCommits:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending
 
     def accepted(self, carrier: str, smsc_message_id: str) -> None:
         if len(self._pending) < self._max_pending:
@@ -178,7 +183,7 @@ class ReceiptPipeline:
         self._on_changes = on_changes
         self._on_early = on_early
         self._commit_retry_window = commit_retry_window
-        self._committer: GroupCommitter[ReceiptIn, bool] = GroupCommitter(
+        self._committer: GroupCommitter[ReceiptIn, int] = GroupCommitter(
             self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
             name="receipts.group-commit", concurrency=concurrent_writers(sessions))
         self._sweep_until = 0.0
@@ -191,8 +196,8 @@ class ReceiptPipeline:
         self.early = 0
         self.unparsable = 0
 
-    async def accept(self, bind: BindInfo, pdu: DeliverSM) -> int:
-        """Handle one receipt; returns the deliver_sm_resp command_status once it is committed."""
+    def accept(self, bind: BindInfo, pdu: DeliverSM) -> int | asyncio.Future[int]:
+        """Handle one receipt: the deliver_sm_resp command_status, now or (a future) once committed."""
         self.received += 1
         try:
             receipt = parse_receipt(pdu.short_message, pdu.tlvs)
@@ -206,35 +211,53 @@ class ReceiptPipeline:
         item = ReceiptIn(carrier=bind.carrier, smsc_message_id=normalise_message_id(receipt.message_id),
                          state=receipt.stat or receipt.state.name, received_at=datetime.now(UTC),
                          error_code=receipt_error_code(receipt.err))
+        loop = asyncio.get_running_loop()
         applied = self._pending_parts.attach(item)
         if applied is not None:
-            if await applied:
-                self.with_part += 1
-                return CommandStatus.ESME_ROK
-            self.waited_out += 1
-        elif not await self._pending_parts.wait(item.carrier, item.smsc_message_id):
-            self.waited_out += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._commit_retry_window
-        delay = 0.05
-        while True:
-            try:
-                await self._committer.submit(item)
-                return CommandStatus.ESME_ROK
-            except CommitterClosed:
-                return CommandStatus.ESME_RX_T_APPN
-            except Exception as error:  # the database is away: ride out a blip, else the SMSC redelivers
-                if loop.time() + delay > deadline:
-                    log_event(log, "receipt.commit_failed", logging.WARNING, carrier=bind.carrier,
-                              error=repr(error))
-                    return CommandStatus.ESME_RX_T_APPN
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            answer: asyncio.Future[int] = loop.create_future()
+            applied.add_done_callback(functools.partial(self._after_attached, item, answer))
+            return answer
+        if (item.carrier, item.smsc_message_id) in self._pending_parts:
+            # its part is being written right now: after that commit, the receipt is applied to it
+            return loop.create_task(self._record_after_part(item), name="receipts.after-part")
+        return self._record(item)
 
-    async def _commit_batch(self, batch: Sequence[ReceiptIn]) -> list[bool]:
-        now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            outcome = await record_receipts(session, batch, now)
+    def _after_attached(self, item: ReceiptIn, answer: asyncio.Future[int], applied: asyncio.Future[bool]
+                        ) -> None:
+        if answer.done():
+            return
+        if not applied.cancelled() and applied.result():
+            self.with_part += 1
+            answer.set_result(CommandStatus.ESME_ROK)
+            return
+        self.waited_out += 1
+        _settle(answer, self._record(item))
+
+    async def _record_after_part(self, item: ReceiptIn) -> int:
+        if not await self._pending_parts.wait(item.carrier, item.smsc_message_id):
+            self.waited_out += 1
+        return await _as_awaitable(self._record(item))
+
+    def _record(self, item: ReceiptIn) -> int | asyncio.Future[int]:
+        """Queue the receipt for this pipeline's group commit."""
+        try:
+            return self._committer.submit_nowait(item)
+        except CommitterClosed:
+            return CommandStatus.ESME_RX_T_APPN
+        except CommitterFull as error:
+            log_event(log, "receipt.backlog_full", logging.WARNING, carrier=item.carrier, error=str(error))
+            return CommandStatus.ESME_RX_T_APPN
+
+    async def _commit_batch(self, batch: Sequence[ReceiptIn]) -> list[int]:
+        """One transaction for the batch, tried again through a database blip shorter than
+        ``commit_retry_window``; ``ESME_RX_T_APPN`` for every receipt when the database stayed away
+        (the SMSC delivers them again)."""
+        try:
+            outcome = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
+        except Exception as error:
+            log_event(log, "receipt.commit_failed", logging.WARNING, receipts=len(batch), error=repr(error),
+                      action="answered ESME_RX_T_APPN: the SMSC delivers them again")
+            return [CommandStatus.ESME_RX_T_APPN] * len(batch)
         self.early += outcome.early
         if outcome.early:
             self._sweep_until = asyncio.get_running_loop().time() + SWEEP_WINDOW
@@ -245,7 +268,12 @@ class ReceiptPipeline:
         await self._events.mt_changes(outcome.changes)
         if self._on_changes is not None and outcome.changes:
             self._on_changes(outcome.changes)
-        return [True] * len(batch)
+        return [CommandStatus.ESME_ROK] * len(batch)
+
+    async def _commit_once(self, batch: Sequence[ReceiptIn]) -> ReceiptOutcome:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            return await record_receipts(session, batch, now)
 
     async def run_loop(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -317,3 +345,21 @@ class ReceiptPipeline:
             return
         if dropped:
             log_event(log, "receipt.early_purged", count=dropped)
+
+
+def _settle(answer: asyncio.Future[int], status: int | asyncio.Future[int]) -> None:
+    """``answer`` gets ``status``, at once or when that future is done (``ESME_RX_T_APPN`` if it failed)."""
+    if isinstance(status, int):
+        answer.set_result(status)
+        return
+
+    def copy(done: asyncio.Future[int]) -> None:
+        if not answer.done():
+            failed = done.cancelled() or done.exception() is not None
+            answer.set_result(CommandStatus.ESME_RX_T_APPN if failed else done.result())
+
+    status.add_done_callback(copy)
+
+
+async def _as_awaitable(status: int | asyncio.Future[int]) -> int:
+    return status if isinstance(status, int) else await status

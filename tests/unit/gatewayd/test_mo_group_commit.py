@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gatewayd.batching import CommitterClosed, GroupCommitter
+from gatewayd.batching import CommitterClosed, CommitterFull, GroupCommitter, ride_out
 
 
 class RecordingStore:
@@ -184,3 +184,53 @@ def test_concurrency_below_one_is_refused() -> None:
 
     with pytest.raises(ValueError):
         GroupCommitter(commit, concurrency=0)
+
+
+async def test_submit_nowait_hands_back_a_future_and_refuses_past_max_pending() -> None:
+    store = RecordingStore()
+    store.gate.clear()  # the first batch holds the loop: the rest queue up
+    committer: GroupCommitter[int, int] = GroupCommitter(store.commit, max_batch=2, max_pending=3)
+    loop_task = asyncio.create_task(committer.run_loop())
+    first = committer.submit_nowait(1)
+    await asyncio.sleep(0)  # the loop takes [1] and waits at the gate
+    queued = [committer.submit_nowait(number) for number in (2, 3, 4)]
+    with pytest.raises(CommitterFull):
+        committer.submit_nowait(5)
+    store.gate.set()
+    assert [await future for future in (first, *queued)] == [10, 20, 30, 40]
+    committer.close()
+    await loop_task
+    with pytest.raises(CommitterClosed):
+        committer.submit_nowait(6)
+
+
+async def test_ride_out_tries_again_through_a_short_failure() -> None:
+    attempts: list[int] = []
+    failures: list[str] = []
+
+    async def flaky() -> str:
+        attempts.append(len(attempts))
+        if len(attempts) < 3:
+            raise ConnectionError("database restarting")
+        return "committed"
+
+    outcome = await ride_out(flaky, window=5.0, on_failure=lambda error: failures.append(str(error)))
+    assert outcome == "committed"
+    assert len(attempts) == 3 and failures == ["database restarting"] * 2
+
+
+async def test_ride_out_gives_up_after_its_window() -> None:
+    attempts = 0
+
+    async def down() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("database down")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectionError):
+        await ride_out(down, window=0.3)
+    # tries at 0, 0.05 and 0.15 s; the next would start at 0.35 s, past the window
+    assert attempts == 3
+    assert loop.time() - started < 0.3
