@@ -384,7 +384,7 @@ class MTPipeline:
         flight.pending -= 1
         if flight.pending == 0:
             del self._in_flight[flight.mt.id]
-            self._results.append((self._loop_time(), flight.results))
+            self._results.append((time.monotonic(), flight.results))
             self._results_ready.set()
             self._capacity.set()
             self._release(flight.mt.destination)
@@ -433,20 +433,15 @@ class MTPipeline:
         """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
         submit_sm_resp within a few milliseconds (an SMSC that delivers at once) are then attached
         to their part and written with it, instead of in a transaction of their own."""
-        loop = asyncio.get_running_loop()
         if self._results and not self._closing:
-            wait = self._results[0][0] + RECEIPT_LINGER - loop.time()
+            wait = self._results[0][0] + RECEIPT_LINGER - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        cutoff = loop.time() - RECEIPT_LINGER if not self._closing else float("inf")
+        cutoff = time.monotonic() - RECEIPT_LINGER if not self._closing else float("inf")
         results: list[PartResult] = []
         while self._results and self._results[0][0] <= cutoff:
             results += self._results.popleft()[1]
         return results
-
-    @staticmethod
-    def _loop_time() -> float:
-        return asyncio.get_running_loop().time()
 
     async def _record(self, results: list[PartResult], requeue: list[tuple[int, str]],
                       receipts: Mapping[PartKey, ReceiptIn]) -> list[MTStatusChange]:

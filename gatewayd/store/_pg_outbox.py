@@ -130,17 +130,16 @@ WITH locked AS (
     ORDER BY m.id FOR UPDATE OF m
 ), updated AS (
     UPDATE mt_messages AS m
-    SET status = l.status, updated_at = $10::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
-        final_at = CASE WHEN l.final THEN $10::timestamptz ELSE m.final_at END,
+    SET status = l.status, updated_at = $9::timestamptz, claim_owner = NULL, claim_expires_at = NULL,
+        final_at = CASE WHEN l.final THEN $9::timestamptz ELSE m.final_at END,
         segments = CASE WHEN l.segments > 0 THEN l.segments ELSE m.segments END
     FROM locked AS l
     WHERE m.id = l.id
     RETURNING m.id
 )
 INSERT INTO mt_status_history (mt_id, status, at, detail)
-SELECT h.mt_id, h.status, h.at, h.detail
-FROM unnest($6::bigint[], $7::varchar[], $8::timestamptz[], $9::varchar[]) WITH ORDINALITY
-    AS h(mt_id, status, at, detail, n)
+SELECT h.mt_id, h.status, $9::timestamptz, h.detail
+FROM unnest($6::bigint[], $7::varchar[], $8::varchar[]) WITH ORDINALITY AS h(mt_id, status, detail, n)
 WHERE h.mt_id IN (SELECT id FROM updated)
 ORDER BY h.n
 RETURNING mt_id
@@ -200,10 +199,10 @@ async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequen
 
 
 async def change_status(session: AsyncSession, moves: Sequence[tuple[int, str, str, bool, int]],
-                        history: Sequence[tuple[int, str, datetime, str | None]], now: datetime) -> set[int]:
+                        history: Sequence[tuple[int, str, str | None]], now: datetime) -> set[int]:
     """``moves``: (mt id, previous, status, is final, segments or 0), one per MT: moves each MT still in
-    ``previous``. ``history``: (mt id, status, at, detail) lines, written for the MTs that moved.
-    Returns the ids of the MTs that moved."""
+    ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
+    moved. Returns the ids of the MTs that moved."""
     rows = await pg_rows(session, _CHANGE_STATUS, *([move[i] for move in moves] for i in range(5)),
-                         *([line[i] for line in history] for i in range(4)), aware(now))
+                         *([line[i] for line in history] for i in range(3)), aware(now))
     return {row[0] for row in rows}

@@ -141,7 +141,7 @@ class ReceiptIn:
     error_code: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MTStatusChange:
     """An MT moved from ``previous`` to ``status``; publish it as ``<prefix>/mt/<mt_id>/status``."""
 
@@ -185,10 +185,20 @@ _MT_KIND_BY_VALUE: Mapping[str, MTKind] = {kind.value: kind for kind in MTKind}
 _NO_PARTS: frozenset[int] = frozenset()
 
 
+def _one_part_mt_status(state: PartStatus) -> MTStatus:
+    if state in (PartStatus.UNDELIVERABLE, PartStatus.REJECTED):
+        return MTStatus.FAILED
+    if state is PartStatus.EXPIRED:
+        return MTStatus.EXPIRED
+    return MTStatus.DELIVERED if state is PartStatus.DELIVERED else MTStatus.ACCEPTED
+
+
 def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | None:
     """The status an MT in ``sending``/``accepted`` takes from its parts' states; None while parts are
     missing. Any undeliverable/rejected part fails the message; else any expired part expires it."""
     states = list(parts)
+    if segments == 1 and len(states) == 1:  # most MTs: one part decides
+        return _ONE_PART_MT_STATUS[states[0]]
     if any(state in (PartStatus.UNDELIVERABLE, PartStatus.REJECTED) for state in states):
         return MTStatus.FAILED
     if segments <= 0 or len(states) < segments:
@@ -198,6 +208,11 @@ def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | N
     if all(state is PartStatus.DELIVERED for state in states):
         return MTStatus.DELIVERED
     return MTStatus.ACCEPTED
+
+
+#: A one-part MT's status by its part's: the general rule of :func:`derive_mt_status`, looked up.
+_ONE_PART_MT_STATUS: Mapping[PartStatus, MTStatus] = {
+    state: _one_part_mt_status(state) for state in PartStatus}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -730,17 +745,17 @@ async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime, *
         states.setdefault(part.mt_id, []).append(PartStatus(part.status))
         if part.error_code:
             errors[part.mt_id] = part.error_code
-    changes = _derived_changes([(row.id, row.status, row.segments) for row in mts], states, errors, now)
-    moves = _moves(changes)
-    for target in {move.status for move in moves}:
-        group = [move for move in moves if move.status is target]
+    changes, moves = _derived_changes([(row.id, row.status, row.segments) for row in mts], states, errors,
+                                      now)
+    for target in {target for _, _, target in moves}:
         values: dict[str, object] = {"status": target, "updated_at": now, "claim_owner": None,
                                      "claim_expires_at": None}
         if target.is_final:
             values["final_at"] = now
         await session.execute(update(table).where(table.c.id == bindparam("b_id"),
                                                   table.c.status == bindparam("b_previous")).values(**values),
-                              [{"b_id": move.mt_id, "b_previous": move.previous} for move in group])
+                              [{"b_id": mt_id, "b_previous": previous} for mt_id, previous, to in moves
+                               if to is target])
     await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
     return changes
 
@@ -775,47 +790,42 @@ async def _move_postgresql(session: AsyncSession, mts: Sequence[tuple[int, str, 
                            segments: Mapping[int, int]) -> tuple[list[MTStatusChange], list[int]]:
     """Moves each (id, status, segments) MT to what its part states imply, if it is still in that
     status; returns the changes made and the ids of MTs found in another status."""
-    changes = _derived_changes(mts, states, errors, now)
-    moves = _moves(changes)
+    changes, moves = _derived_changes(mts, states, errors, now)
     if not moves:
         return [], []
     moved = await pg.change_status(
-        session, [(m.mt_id, m.previous.value, m.status.value, m.status.is_final, segments.get(m.mt_id, 0))
-                  for m in moves],
-        [(c.mt_id, c.status.value, c.at, c.detail) for c in changes], now)
-    return [c for c in changes if c.mt_id in moved], [m.mt_id for m in moves if m.mt_id not in moved]
+        session, [(mt_id, previous.value, target.value, target.is_final, segments.get(mt_id, 0))
+                  for mt_id, previous, target in moves],
+        [(c.mt_id, c.status.value, c.detail) for c in changes], now)
+    if len(moved) == len(moves):
+        return changes, []
+    return [c for c in changes if c.mt_id in moved], [mt_id for mt_id, _, _ in moves if mt_id not in moved]
 
 
 def _derived_changes(mts: Iterable[tuple[int, str, int]], states: Mapping[int, list[PartStatus]],
-                     errors: Mapping[int, int], now: datetime) -> list[MTStatusChange]:
-    """The changes each (id, status, segments) MT's part states call for. An MT still in ``sending``
-    whose every part the SMSC accepted and that is already final (its receipts came with the submit
-    results) goes through ``accepted`` first, so its history shows both steps."""
+                     errors: Mapping[int, int], now: datetime
+                     ) -> tuple[list[MTStatusChange], list[tuple[int, MTStatus, MTStatus]]]:
+    """The changes each (id, status, segments) MT's part states call for, and per MT the one row
+    update they make (id, from, to). An MT still in ``sending`` whose every part the SMSC accepted
+    and that is already final (its receipts came with the submit results) goes through ``accepted``
+    first, so its history shows both steps."""
     changes: list[MTStatusChange] = []
+    moves: list[tuple[int, MTStatus, MTStatus]] = []
     for mt_id, status, segments in mts:
         current = _MT_STATUS_BY_VALUE.get(status) or MTStatus(status)
         parts = states.get(mt_id, ())
         target = derive_mt_status(segments, parts)
         if target is None or target is current:
             continue
-        detail = f"receipt error 0x{errors[mt_id]:X}" if target.is_final and mt_id in errors else None
-        if (current is MTStatus.SENDING and target.is_final and 0 < segments <= len(parts)
+        moves.append((mt_id, current, target))
+        final = target.is_final
+        detail = f"receipt error 0x{errors[mt_id]:X}" if final and mt_id in errors else None
+        if (final and current is MTStatus.SENDING and 0 < segments <= len(parts)
                 and PartStatus.REJECTED not in parts):
             changes.append(MTStatusChange(mt_id, current, MTStatus.ACCEPTED, now))
             current = MTStatus.ACCEPTED
         changes.append(MTStatusChange(mt_id, current, target, now, detail))
-    return changes
-
-
-def _moves(changes: Sequence[MTStatusChange]) -> list[MTStatusChange]:
-    """One row update per MT: from its first change's ``previous`` to its last change's ``status``."""
-    first: dict[int, MTStatusChange] = {}
-    last: dict[int, MTStatusChange] = {}
-    for change in changes:
-        first.setdefault(change.mt_id, change)
-        last[change.mt_id] = change
-    return [MTStatusChange(mt_id, change.previous, last[mt_id].status, change.at, last[mt_id].detail)
-            if last[mt_id] is not change else change for mt_id, change in first.items()]
+    return changes, moves
 
 
 async def reconcile_sending(session: AsyncSession, now: datetime, *, owner: str | None = None
