@@ -50,7 +50,8 @@ def mo_dedup_key(carrier: str, source: str, destination: str, *, smsc_message_id
     return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+# Built per MO on the ingest path: a plain slotted dataclass builds several times faster than a frozen one.
+@dataclass(slots=True)
 class NewMO:
     """One reassembled MO to store. ``msisdn`` is the normalized source address; ``opens_conversation``
     is False for MOs that must not start a chat (reserved keywords such as BAJA)."""

@@ -41,6 +41,13 @@ def new_client_id() -> str:
     return "C" + base64.b32encode(secrets.token_bytes(5)).decode("ascii")
 
 
+def new_client_ids(count: int) -> list[str]:
+    """``count`` client IDs as :func:`new_client_id` makes them, from one read of the system's random
+    source (5 bytes encode to exactly 8 base32 characters, so the IDs are the encoding's slices)."""
+    encoded = base64.b32encode(secrets.token_bytes(5 * count)).decode("ascii")
+    return ["C" + encoded[start:start + 8] for start in range(0, 8 * count, 8)]
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberSeen:
     """A subscriber as an MO shows them: MSISDN (normalized), carrier and country when known. On
@@ -91,8 +98,9 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
         if on_postgresql:
             # One statement inserts and reads back; what it could not see is read again below.
             rows = await insert_subscribers(session, [
-                (msisdn, new_client_id(), wanted[msisdn].carrier, wanted[msisdn].country, wanted[msisdn].mos,
-                 wanted[msisdn].last_mo_at) for msisdn in missing], now)
+                (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
+                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
+                for item in (wanted[msisdn],)], now)
             found.update((row.msisdn, SubscriberRef(row.id, row.client_id, row.msisdn, row.carrier,
                                                     row.country, row.opted_out, row.banned, row.counted))
                          for row in rows)
@@ -101,9 +109,9 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
                 found.update(await _refs_by_msisdn(session, unseen))
         else:
             await session.execute(upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(), [
-                {"client_id": new_client_id(), "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
+                {"client_id": client_id, "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
                  "country": wanted[msisdn].country, "first_seen": now, "last_seen": now}
-                for msisdn in missing])
+                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)])
             found.update(await _refs_by_msisdn(session, missing))
         # Anything still missing lost a client_id collision: try again with fresh IDs.
         missing = [msisdn for msisdn in missing if msisdn not in found]

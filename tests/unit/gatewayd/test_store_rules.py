@@ -10,7 +10,7 @@ import pytest
 from gatewayd.store.enums import MTStatus, PartStatus
 from gatewayd.store.repo_mo import mo_dedup_key
 from gatewayd.store.repo_mt import RetryPolicy, derive_mt_status, receipt_part_status
-from gatewayd.store.repo_subscribers import new_client_id, normalize_msisdn
+from gatewayd.store.repo_subscribers import new_client_id, new_client_ids, normalize_msisdn
 
 A, D, U, E, R = (
     PartStatus.ACCEPTED,
@@ -96,6 +96,12 @@ def test_msisdn_rejects_non_international_numbers(text: str) -> None:
 def test_client_ids_are_pseudonymous() -> None:
     ids = {new_client_id() for _ in range(200)}
     assert len(ids) == 200 and all(re.fullmatch(r"C[A-Z2-7]{8}", client_id) for client_id in ids)
+
+
+def test_client_ids_made_in_bulk_look_the_same_and_differ() -> None:
+    ids = new_client_ids(500)
+    assert len(set(ids)) == 500 and all(re.fullmatch(r"C[A-Z2-7]{8}", client_id) for client_id in ids)
+    assert new_client_ids(0) == []
 
 
 def test_retry_backoff_doubles_up_to_the_maximum() -> None:
