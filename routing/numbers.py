@@ -239,6 +239,11 @@ def _clean(raw: str) -> tuple[bool, str]:
         digits = text[1:] if has_plus else text
         if digits.isdigit():
             return has_plus, digits
+    return _clean_normalising(raw)
+
+
+def _clean_normalising(raw: str) -> tuple[bool, str]:
+    """:func:`_clean` the general way: NFKC, strip, separators out, then the checks."""
     text = unicodedata.normalize("NFKC", raw).strip().translate(_SEPARATORS)
     has_plus = text.startswith("+")
     digits = text[1:] if has_plus else text

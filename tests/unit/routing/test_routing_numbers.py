@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from routing.errors import InvalidAddress, InvalidNumber, RoutingError
 from routing.numbers import (
-    _SEPARATORS,
     PLANS,
     NumberStyle,
     _clean,
+    _clean_normalising,
     country_of,
     format_for_carrier,
     is_e164,
@@ -200,23 +198,10 @@ def test_normalisation_only_ever_raises_invalid_number(raw: str, country: str | 
     assert is_e164(result)
 
 
-def clean_by_normalising(raw: str) -> tuple[bool, str]:
-    """_clean without its ASCII shortcut: NFKC, strip, separators out, then the checks."""
-    text = unicodedata.normalize("NFKC", raw).strip().translate(_SEPARATORS)
-    has_plus = text.startswith("+")
-    digits = text[1:] if has_plus else text
-    if not digits:
-        raise InvalidNumber(raw, "has no digits")
-    for char in digits:
-        if not ("0" <= char <= "9"):
-            raise InvalidNumber(raw, f"contains {char!r}; only digits, separators and a leading '+' allowed")
-    return has_plus, digits
-
-
 @given(st.text(st.sampled_from("0123456789+ -.()/\tx\u00a0１٣"), max_size=16))
 def test_the_ascii_shortcut_cleans_as_normalising_does(raw: str) -> None:
     try:
-        expected = clean_by_normalising(raw)
+        expected = _clean_normalising(raw)
     except InvalidNumber as error:
         with pytest.raises(InvalidNumber) as info:
             _clean(raw)
