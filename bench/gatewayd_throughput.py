@@ -2,7 +2,9 @@
 
 Figures, per database:
   * durable MO ingest per second: MOs queued at the SMSC, the daemon binds, each deliver_sm answered
-    only after its group commit; timed from the bind to the last deliver_sm_resp;
+    only after its group commit; timed from the bind to the last deliver_sm_resp. First from new
+    numbers (a subscriber and a conversation created per MO), then the same numbers again (known
+    subscribers, open conversations: ``mo_steady_per_s``);
   * MT per second from outbox to accepted (submit_sm_resp), receipts off;
   * MT with receipts per second: queued -> submitted -> receipt -> ``delivered`` in the database;
   * p50 / p99 MO-to-event latency: MOs at a steady rate, from injection to the bus event.
@@ -192,9 +194,11 @@ async def poll_until(check: Callable[[], Awaitable[bool]], interval: float) -> f
         await asyncio.sleep(interval)
 
 
-async def mo_ingest(simulator: RemoteSimulator, config: Config, binds: int, count: int) -> float:
+async def mo_ingest(simulator: RemoteSimulator, config: Config, binds: int, count: int,
+                    prefix: str = "bench mo") -> float:
+    """MOs from msisdn(0 .. count-1); a new ``prefix`` makes new texts (not redeliveries) of earlier ones."""
     before = (await simulator.call("counters"))["mo_delivered"]
-    await simulator.call("inject", "bench mo", count)  # queued at the SMSC: no receiver bound yet
+    await simulator.call("inject", prefix, count)  # queued at the SMSC: no receiver bound yet
 
     async def all_acknowledged() -> bool:
         return bool((await simulator.call("counters"))["mo_delivered"] - before >= count)
@@ -298,6 +302,8 @@ async def run_backend(label: str, url: str, args: argparse.Namespace, directory:
         config = daemon_config(directory, url, simulator.port, args.binds)
         figures = {
             "mo_per_s": await mo_ingest(simulator, config, args.binds, args.mo),
+            # the same numbers again: known subscribers writing into their open conversations
+            "mo_steady_per_s": await mo_ingest(simulator, config, args.binds, args.mo, "bench mo again"),
             "mt_accepted_per_s": await mt_accepted(simulator, config, args.binds, args.mt),
             "mt_receipts_per_s": await mt_with_receipts(simulator, config, args.binds, args.mt),
         }
@@ -305,6 +311,7 @@ async def run_backend(label: str, url: str, args: argparse.Namespace, directory:
         figures["mo_event_p50_ms"] = p50 * 1000
         figures["mo_event_p99_ms"] = p99 * 1000
     print(f"{label:10s} MO ingest {figures['mo_per_s']:9.0f}/s"
+          f" (known subscribers {figures['mo_steady_per_s']:.0f}/s)"
           f"   MT accepted {figures['mt_accepted_per_s']:9.0f}/s"
           f"   MT+receipt {figures['mt_receipts_per_s']:9.0f}/s"
           f"   MO->event p50 {figures['mo_event_p50_ms']:.1f} ms p99 {figures['mo_event_p99_ms']:.1f} ms",

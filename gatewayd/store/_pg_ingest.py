@@ -86,7 +86,10 @@ WHERE c.status != 'closed'
 # The MOs not stored yet under their key nor under their previous key (see ``NewMO.previous_dedup_key``),
 # then for the new ones only: their subscribers' counters and their conversations' waiting
 # marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest). Rows already up to date
-# (created by this batch with its figures) are neither locked nor rewritten.
+# (created by this batch with its figures) are neither locked nor rewritten. The locking CTEs carry the
+# new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
+# a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
+# was: 340 ms for 2,000 MOs of known subscribers).
 _INSERT_MOS = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
@@ -116,30 +119,31 @@ WITH input AS (
     FROM inserted_per_subscriber AS n
     FULL JOIN unnest($19::bigint[], $20::integer[]) AS f(id, counted) ON f.id = n.subscriber_id
 ), locked_subscribers AS (
-    SELECT s.id FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
+    SELECT s.id, p.mos, p.latest FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
     WHERE s.id = ANY($16::bigint[]) AND (p.mos != 0 OR s.last_seen < p.latest)
     ORDER BY s.id FOR UPDATE OF s
 ), touched_subscribers AS (
     UPDATE subscribers AS s
-    SET mo_count = s.mo_count + p.mos, last_seen = GREATEST(s.last_seen, p.latest)
-    FROM per_subscriber AS p JOIN locked_subscribers AS l ON l.id = p.subscriber_id
-    WHERE s.id = p.subscriber_id AND s.id = ANY($16::bigint[])
+    SET mo_count = s.mo_count + l.mos, last_seen = GREATEST(s.last_seen, l.latest)
+    FROM locked_subscribers AS l
+    WHERE s.id = l.id
 ), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
 ), locked_conversations AS (
-    SELECT c.id FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
+    SELECT c.id, p.first_at, p.last_at
+    FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
     WHERE c.id = ANY($17::bigint[])
       AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
                AND c.last_mo_at >= p.last_at)
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
     UPDATE conversations AS c
-    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, p.first_at),
-        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < p.last_at THEN p.last_at
+    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, l.first_at),
+        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
                           ELSE c.last_mo_at END
-    FROM per_conversation AS p JOIN locked_conversations AS l ON l.id = p.conversation_id
-    WHERE c.id = p.conversation_id AND c.id = ANY($17::bigint[])
+    FROM locked_conversations AS l
+    WHERE c.id = l.id
 )
 SELECT id, dedup_key FROM inserted
 """
