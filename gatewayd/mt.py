@@ -155,7 +155,7 @@ class MTPipeline:
         self._on_not_recorded = on_not_recorded
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
-        #: MTs' part results waiting to be recorded, each with the loop time it was complete at
+        #: MTs' part results waiting to be recorded, each with the time.monotonic() it was complete at
         self._results: deque[tuple[float, list[PartResult]]] = deque()
         self._requeue: list[tuple[int, str]] = []
         self._results_ready = asyncio.Event()
