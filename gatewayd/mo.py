@@ -43,17 +43,6 @@ log = logging.getLogger("gatewayd.mo")
 #: How long a redelivered MO is recognised as the same one (an SMSC retries within seconds or minutes).
 DEDUP_WINDOW = 120.0
 
-@dataclass(frozen=True, slots=True)
-class MOOutcome:
-    """What the commit did with one MO."""
-
-    mo_id: int | None
-    duplicate: bool
-    client_id: str | None = None
-    conversation_id: int | None = None
-
-
-_DUPLICATE = MOOutcome(mo_id=None, duplicate=True)
 
 
 @dataclass(slots=True)
@@ -241,37 +230,30 @@ class MOPipeline:
         self.duplicates += len(batch) - len(stored)
         if self._on_committed is not None:
             self._on_committed([mo for mo, _ in stored], len(batch) - len(stored))
-        for mo, outcome in stored:
-            await self._events.mo(mo, outcome.mo_id or 0, outcome.client_id or "", outcome.conversation_id)
+        for mo, result in stored:
+            await self._events.mo(mo, result.mo_id or 0, result.subscriber.client_id, result.conversation_id)
         if mts_queued and self._mt_queued is not None:
             self._mt_queued()
         return [CommandStatus.ESME_ROK] * len(batch)
 
-    async def _commit_once(self, batch: Sequence[InboundMO]) -> tuple[list[tuple[InboundMO, MOOutcome]], int]:
+    async def _commit_once(self, batch: Sequence[InboundMO]
+                           ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            _, stored, mts_queued = await self._write_batch(session, batch, now)
-        return stored, mts_queued
+            return await self._write_batch(session, batch, now)
 
     async def _write_batch(self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
-                           ) -> tuple[list[MOOutcome], list[tuple[InboundMO, MOOutcome]], int]:
+                           ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
+        """The MOs stored (duplicates left out) with what the store made of them, and how many reserved
+        keyword confirmations were queued."""
         # a redelivery that straddles a bucket boundary carries last bucket's key: the store checks
         # both in the statement that inserts (no extra round trip)
         ingested = await ingest_mos(session, [self._new_mo(mo, *_window_keys(mo)) for mo in batch], now)
-        outcomes = [_DUPLICATE] * len(batch)
-        stored: list[tuple[InboundMO, MOOutcome]] = []
-        reserved: list[tuple[InboundMO, IngestedMO]] = []
-        for index, (mo, result) in enumerate(zip(batch, ingested, strict=True)):
-            if result.mo_id is None:
-                continue
-            outcome = MOOutcome(mo_id=result.mo_id, duplicate=False, client_id=result.subscriber.client_id,
-                                conversation_id=result.conversation_id)
-            outcomes[index] = outcome
-            stored.append((mo, outcome))
-            if mo.is_reserved:
-                reserved.append((mo, result))
+        stored = [(mo, result) for mo, result in zip(batch, ingested, strict=True)
+                  if result.mo_id is not None]
+        reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
         mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else 0
-        return outcomes, stored, mts_queued
+        return stored, mts_queued
 
     def _new_mo(self, mo: InboundMO, dedup: str, previous_dedup: str) -> NewMO:
         return NewMO(

@@ -155,13 +155,10 @@ async def claim(session: AsyncSession, owner: str, now: datetime, expires_at: da
                          sorted(carriers))
 
 
-_PART_COLUMNS = ("mt_id", "part_no", "carrier", "bind_name", "smsc_message_id", "status", "submitted_at",
-                 "accepted_at", "receipt_state", "receipt_at", "error_code")
-
-
-async def record_parts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upserts part rows (unique (mt_id, part_no))."""
-    columns: list[list[Any]] = [[row[name] for row in rows] for name in _PART_COLUMNS]
+async def record_parts(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Upserts part rows (unique (mt_id, part_no)), each (mt_id, part_no, carrier, bind_name,
+    smsc_message_id, status, submitted_at, accepted_at, receipt_state, receipt_at, error_code)."""
+    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
     columns[5] = [str(status) for status in columns[5]]
     await pg_execute(session, _RECORD_PARTS, *columns)
 

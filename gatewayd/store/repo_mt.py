@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -431,16 +431,16 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
     if not results:
         return []
     attached = receipts or {}
-    rows: list[dict[str, object]] = [
-        _part_row(r, attached.get((r.carrier, r.smsc_message_id)) if r.smsc_message_id is not None else None)
-        for r in sorted(results, key=lambda r: (r.mt_id, r.part_no))]
+    # One row per part (a part given twice: the later result wins, as applied in order).
+    rows = list({(r.mt_id, r.part_no): _part_row(r, attached.get((r.carrier, r.smsc_message_id))
+                                                 if r.smsc_message_id is not None else None)
+                 for r in sorted(results, key=lambda r: (r.mt_id, r.part_no))}.values())
     segments = {r.mt_id: r.segments for r in results}
     on_postgresql = dialect_name(session) == "postgresql"
     if on_postgresql:
-        # One row per part (a part given twice: the later result wins, as applied in order).
-        await pg.record_parts(session, list({(row["mt_id"], row["part_no"]): row for row in rows}.values()))
+        await pg.record_parts(session, rows)
     else:
-        await _record_parts(session, rows, segments)
+        await _record_parts(session, [row._asdict() for row in rows], segments)
     accepted_ids = [(r.carrier, r.smsc_message_id) for r in results if r.smsc_message_id is not None]
     touched_by_early = await _consume_early_receipts(session, accepted_ids)
     rejected: dict[int, PartResult] = {}
@@ -453,47 +453,59 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
         return changes + await _derive(session, list(derived), now)
     # An MT whose every part is in this batch (a first attempt, nothing early applied to it) is
     # derived from the rows just written; the others from the database.
-    written: dict[int, list[dict[str, object]]] = {}
+    written: dict[int, list[_PartRow]] = {}
     for row in rows:
-        written.setdefault(row["mt_id"], []).append(row)  # type: ignore[arg-type]
+        written.setdefault(row.mt_id, []).append(row)
     mts: list[tuple[int, str, int]] = []
     states: dict[int, list[PartStatus]] = {}
     errors: dict[int, int] = {}
     from_database: list[int] = []
     for mt_id, count in derived.items():
         parts = written[mt_id]
-        if mt_id in touched_by_early or len(parts) != count or {p["part_no"] for p in parts} != set(
+        if mt_id in touched_by_early or len(parts) != count or {p.part_no for p in parts} != set(
                 range(1, count + 1)):
             from_database.append(mt_id)
             continue
         mts.append((mt_id, MTStatus.SENDING.value, count))
-        states[mt_id] = [p["status"] for p in parts]  # type: ignore[misc]
+        states[mt_id] = [p.status for p in parts]
         for part in parts:
-            if part["error_code"]:
-                errors[mt_id] = part["error_code"]  # type: ignore[assignment]
+            if part.error_code:
+                errors[mt_id] = part.error_code
     moved, not_moved = await _move_postgresql(session, mts, states, errors, now, derived)
     changes += moved
     from_database += not_moved
     return changes + await _derive(session, from_database, now, segments=derived)
 
 
-def _part_row(result: PartResult, receipt: ReceiptIn | None) -> dict[str, object]:
+class _PartRow(NamedTuple):
+    """An ``mt_parts`` row as the submit results write it, columns in table order."""
+
+    mt_id: int
+    part_no: int
+    carrier: str
+    bind_name: str | None
+    smsc_message_id: str | None
+    status: PartStatus
+    submitted_at: datetime
+    accepted_at: datetime | None
+    receipt_state: str | None
+    receipt_at: datetime | None
+    error_code: int | None
+
+
+def _part_row(result: PartResult, receipt: ReceiptIn | None) -> _PartRow:
     """A part's row; with ``receipt``, as :func:`_apply_receipts` would leave it."""
     if not result.accepted:
-        return {"mt_id": result.mt_id, "part_no": result.part_no, "carrier": result.carrier,
-                "bind_name": result.bind_name, "smsc_message_id": None, "status": PartStatus.REJECTED,
-                "submitted_at": result.submitted_at, "accepted_at": None, "receipt_state": None,
-                "receipt_at": None, "error_code": result.error_code}
+        return _PartRow(result.mt_id, result.part_no, result.carrier, result.bind_name, None,
+                        PartStatus.REJECTED, result.submitted_at, None, None, None, result.error_code)
     status, state, at, error = PartStatus.ACCEPTED, None, None, None
     if receipt is not None:
         state, at = _state_text(receipt.state), receipt.received_at
         final = receipt_part_status(receipt.state)
         if final is not None:
             status, error = final, receipt.error_code
-    return {"mt_id": result.mt_id, "part_no": result.part_no, "carrier": result.carrier,
-            "bind_name": result.bind_name, "smsc_message_id": result.smsc_message_id, "status": status,
-            "submitted_at": result.submitted_at, "accepted_at": result.responded_at, "receipt_state": state,
-            "receipt_at": at, "error_code": error}
+    return _PartRow(result.mt_id, result.part_no, result.carrier, result.bind_name, result.smsc_message_id,
+                    status, result.submitted_at, result.responded_at, state, at, error)
 
 
 async def _record_parts(session: AsyncSession, rows: list[dict[str, object]], segments: Mapping[int, int]
@@ -590,14 +602,14 @@ async def record_receipts(session: AsyncSession, receipts: Sequence[ReceiptIn],
 
 async def _record_receipts_postgresql(session: AsyncSession, receipts: Sequence[ReceiptIn], now: datetime
                                      ) -> ReceiptOutcome:
-    parts = await _apply_receipts_postgresql(session, receipts)
+    chosen = _receipt_per_part(receipts)
+    parts = await _apply_receipts_postgresql(session, chosen)
     found = {(row.carrier, row.smsc_message_id) for row in parts}
     early = [r for r in receipts if (r.carrier, r.smsc_message_id) not in found]
     if early:
         await pg.insert_early_receipts(session, [
             (r.carrier, r.smsc_message_id, _state_text(r.state), r.error_code, r.received_at) for r in early])
     # A one-part MT takes its status from its receipt; the others are derived from the database.
-    chosen = _receipt_per_part(receipts)
     per_mt: dict[int, int] = {}
     for row in parts:
         per_mt[row.mt_id] = per_mt.get(row.mt_id, 0) + 1
@@ -633,12 +645,12 @@ def _receipt_per_part(receipts: Iterable[ReceiptIn]) -> dict[tuple[str, str], Re
     return chosen
 
 
-async def _apply_receipts_postgresql(session: AsyncSession, receipts: Iterable[ReceiptIn]
+async def _apply_receipts_postgresql(session: AsyncSession, chosen: Mapping[tuple[str, str], ReceiptIn]
                                      ) -> Sequence[Any]:
-    """Applies receipts to their parts; returns (mt_id, carrier, smsc_message_id, status, segments) per
-    part found."""
+    """Applies each part's deciding receipt (see :func:`_receipt_per_part`); returns (mt_id, carrier,
+    smsc_message_id, status, segments) per part found."""
     rows: list[tuple[str, str, str | None, str, datetime, int | None]] = []
-    for (carrier, message_id), receipt in sorted(_receipt_per_part(receipts).items()):
+    for (carrier, message_id), receipt in sorted(chosen.items()):
         final = receipt_part_status(receipt.state)
         rows.append((carrier, message_id, final.value if final is not None else None,
                      _state_text(receipt.state), receipt.received_at, receipt.error_code))
@@ -676,8 +688,8 @@ async def _consume_early_receipts(session: AsyncSession, keys: Sequence[tuple[st
         taken = await pg.take_early_receipts(session, wanted)
         if not taken:
             return set()
-        parts = await _apply_receipts_postgresql(session, [
-            ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code) for r in taken])
+        parts = await _apply_receipts_postgresql(session, _receipt_per_part(
+            ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code) for r in taken))
         return {row.mt_id for row in parts}
     result = await session.execute(select(table.c.id, table.c.carrier, table.c.smsc_message_id, table.c.state,
                                           table.c.error_code, table.c.received_at)
