@@ -17,8 +17,14 @@ from smpp.tlv import Tag, TLVs
 # A chat reply as the daemon sends it: alphanumeric sender, international MSISDN, receipt requested,
 # one user_message_reference TLV.
 TYPICAL_SUBMIT = SubmitSM(
-    sequence_number=123_456, source_addr_ton=5, source_addr_npi=0, source_addr="eChat", dest_addr_ton=1,
-    dest_addr_npi=1, destination_addr="447700900123", registered_delivery=RegisteredDelivery.FINAL,
+    sequence_number=123_456,
+    source_addr_ton=5,
+    source_addr_npi=0,
+    source_addr="eChat",
+    dest_addr_ton=1,
+    dest_addr_npi=1,
+    destination_addr="447700900123",
+    registered_delivery=RegisteredDelivery.FINAL,
     data_coding=DataCoding.DEFAULT,
     short_message=b"Hi Sam! Your table for two is booked for 8pm tonight. Reply STOP to opt out.",
     tlvs=TLVs([(Tag.USER_MESSAGE_REFERENCE, 4242)]),
@@ -40,7 +46,7 @@ def rate(count: int, work: Callable[[], object]) -> float:
 def framer_rate(count: int) -> float:
     """submit_sm PDUs per second through Framer, fed in 64 KiB reads like a socket would; best of three."""
     stream = encode(TYPICAL_SUBMIT) * count
-    chunks = [stream[start:start + 65_536] for start in range(0, len(stream), 65_536)]
+    chunks = [stream[start : start + 65_536] for start in range(0, len(stream), 65_536)]
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

@@ -82,8 +82,10 @@ class PDUFactory:
         return self.rng.randbytes(self.rng.choice((0, 1, 20, 160, MAX_SHORT_MESSAGE)))
 
     def header(self) -> dict[str, int]:
-        return {"sequence_number": self.rng.randint(0, 0x7FFFFFFF),
-                "command_status": self.rng.choice((0, 0, 0, 0x58, 0x400, self.rng.randint(0, 0xFFFFFFFF)))}
+        return {
+            "sequence_number": self.rng.randint(0, 0x7FFFFFFF),
+            "command_status": self.rng.choice((0, 0, 0, 0x58, 0x400, self.rng.randint(0, 0xFFFFFFFF))),
+        }
 
     def build(self, cls: type[PDU]) -> PDU:
         make = self.fields.get(cls)
@@ -94,59 +96,108 @@ class PDUFactory:
         bind = self.bind_fields
         short = self.short_message_fields
         return {
-            BindTransmitter: bind, BindReceiver: bind, BindTransceiver: bind,
-            BindTransmitterResp: self.bind_resp_fields, BindReceiverResp: self.bind_resp_fields,
+            BindTransmitter: bind,
+            BindReceiver: bind,
+            BindTransceiver: bind,
+            BindTransmitterResp: self.bind_resp_fields,
+            BindReceiverResp: self.bind_resp_fields,
             BindTransceiverResp: self.bind_resp_fields,
             Outbind: lambda: {"system_id": self.text(16), "password": self.text(9)},
-            SubmitSM: short, DeliverSM: short,
+            SubmitSM: short,
+            DeliverSM: short,
             SubmitSMResp: lambda: {"message_id": self.text(65)},
             DeliverSMResp: lambda: {"message_id": self.text(65)},
             SubmitMulti: self.submit_multi_fields,
             SubmitMultiResp: lambda: {
                 "message_id": self.text(65),
-                "unsuccess_smes": tuple(UnsuccessSME(self.octet(), self.octet(), self.text(21),
-                                                     self.rng.randint(0, 0xFFFFFFFF))
-                                        for _ in range(self.rng.randint(0, 4))),
+                "unsuccess_smes": tuple(
+                    UnsuccessSME(self.octet(), self.octet(), self.text(21), self.rng.randint(0, 0xFFFFFFFF))
+                    for _ in range(self.rng.randint(0, 4))
+                ),
             },
             DataSM: lambda: {
-                "service_type": self.text(6), "source_addr_ton": self.octet(),
-                "source_addr_npi": self.octet(), "source_addr": self.text(65),
-                "dest_addr_ton": self.octet(), "dest_addr_npi": self.octet(),
-                "destination_addr": self.text(65), "esm_class": self.octet(),
-                "registered_delivery": self.octet(), "data_coding": self.octet(), "tlvs": self.tlvs(),
+                "service_type": self.text(6),
+                "source_addr_ton": self.octet(),
+                "source_addr_npi": self.octet(),
+                "source_addr": self.text(65),
+                "dest_addr_ton": self.octet(),
+                "dest_addr_npi": self.octet(),
+                "destination_addr": self.text(65),
+                "esm_class": self.octet(),
+                "registered_delivery": self.octet(),
+                "data_coding": self.octet(),
+                "tlvs": self.tlvs(),
             },
             DataSMResp: lambda: {"message_id": self.text(65), "tlvs": self.tlvs()},
-            QuerySM: lambda: {"message_id": self.text(65), "source_addr_ton": self.octet(),
-                              "source_addr_npi": self.octet(), "source_addr": self.text(21)},
-            QuerySMResp: lambda: {"message_id": self.text(65), "final_date": self.text(17),
-                                  "message_state": self.octet(), "error_code": self.octet()},
-            CancelSM: lambda: {"service_type": self.text(6), "message_id": self.text(65),
-                               "source_addr": self.text(21), "destination_addr": self.text(21),
-                               "dest_addr_ton": self.octet()},
-            ReplaceSM: lambda: {"message_id": self.text(65), "source_addr": self.text(21),
-                                "schedule_delivery_time": self.text(17), "validity_period": self.text(17),
-                                "registered_delivery": self.octet(), "short_message": self.short_message()},
-            AlertNotification: lambda: {"source_addr": self.text(65), "esme_addr": self.text(65),
-                                        "esme_addr_ton": self.octet(), "tlvs": self.tlvs()},
+            QuerySM: lambda: {
+                "message_id": self.text(65),
+                "source_addr_ton": self.octet(),
+                "source_addr_npi": self.octet(),
+                "source_addr": self.text(21),
+            },
+            QuerySMResp: lambda: {
+                "message_id": self.text(65),
+                "final_date": self.text(17),
+                "message_state": self.octet(),
+                "error_code": self.octet(),
+            },
+            CancelSM: lambda: {
+                "service_type": self.text(6),
+                "message_id": self.text(65),
+                "source_addr": self.text(21),
+                "destination_addr": self.text(21),
+                "dest_addr_ton": self.octet(),
+            },
+            ReplaceSM: lambda: {
+                "message_id": self.text(65),
+                "source_addr": self.text(21),
+                "schedule_delivery_time": self.text(17),
+                "validity_period": self.text(17),
+                "registered_delivery": self.octet(),
+                "short_message": self.short_message(),
+            },
+            AlertNotification: lambda: {
+                "source_addr": self.text(65),
+                "esme_addr": self.text(65),
+                "esme_addr_ton": self.octet(),
+                "tlvs": self.tlvs(),
+            },
         }
 
     def bind_fields(self) -> dict[str, object]:
-        return {"system_id": self.text(16), "password": self.text(9), "system_type": self.text(13),
-                "interface_version": self.octet(), "addr_ton": self.octet(), "addr_npi": self.octet(),
-                "address_range": self.text(41)}
+        return {
+            "system_id": self.text(16),
+            "password": self.text(9),
+            "system_type": self.text(13),
+            "interface_version": self.octet(),
+            "addr_ton": self.octet(),
+            "addr_npi": self.octet(),
+            "address_range": self.text(41),
+        }
 
     def bind_resp_fields(self) -> dict[str, object]:
         return {"system_id": self.text(16), "tlvs": self.tlvs()}
 
     def short_message_fields(self) -> dict[str, object]:
         return {
-            "service_type": self.text(6), "source_addr_ton": self.octet(), "source_addr_npi": self.octet(),
-            "source_addr": self.text(21), "dest_addr_ton": self.octet(), "dest_addr_npi": self.octet(),
-            "destination_addr": self.text(21), "esm_class": self.octet(), "protocol_id": self.octet(),
-            "priority_flag": self.octet(), "schedule_delivery_time": self.text(17),
-            "validity_period": self.text(17), "registered_delivery": self.octet(),
-            "replace_if_present_flag": self.octet(), "data_coding": self.octet(),
-            "sm_default_msg_id": self.octet(), "short_message": self.short_message(), "tlvs": self.tlvs(),
+            "service_type": self.text(6),
+            "source_addr_ton": self.octet(),
+            "source_addr_npi": self.octet(),
+            "source_addr": self.text(21),
+            "dest_addr_ton": self.octet(),
+            "dest_addr_npi": self.octet(),
+            "destination_addr": self.text(21),
+            "esm_class": self.octet(),
+            "protocol_id": self.octet(),
+            "priority_flag": self.octet(),
+            "schedule_delivery_time": self.text(17),
+            "validity_period": self.text(17),
+            "registered_delivery": self.octet(),
+            "replace_if_present_flag": self.octet(),
+            "data_coding": self.octet(),
+            "sm_default_msg_id": self.octet(),
+            "short_message": self.short_message(),
+            "tlvs": self.tlvs(),
         }
 
     def submit_multi_fields(self) -> dict[str, object]:
@@ -154,7 +205,8 @@ class PDUFactory:
         for name in ("dest_addr_ton", "dest_addr_npi", "destination_addr"):
             del fields[name]
         fields["dest_addresses"] = tuple(
-            SMEAddress(self.octet(), self.octet(), self.text(21)) if self.rng.random() < 0.7
+            SMEAddress(self.octet(), self.octet(), self.text(21))
+            if self.rng.random() < 0.7
             else DistributionList(self.text(21))
             for _ in range(self.rng.randint(0, 5))
         )
@@ -166,8 +218,14 @@ class Mutator:
         self.rng = rng
         self.pool = pool
         self.operations: list[Callable[[bytearray], None]] = [
-            self.flip_bit, self.insert_byte, self.delete_byte, self.set_byte, self.truncate,
-            self.tweak_length, self.splice, self.duplicate_range,
+            self.flip_bit,
+            self.insert_byte,
+            self.delete_byte,
+            self.set_byte,
+            self.truncate,
+            self.tweak_length,
+            self.splice,
+            self.duplicate_range,
         ]
 
     def mutate(self, data: bytes) -> tuple[bytes, str]:
@@ -202,19 +260,29 @@ class Mutator:
             buffer[min(self.position(buffer), len(buffer) - 1)] = value
 
     def truncate(self, buffer: bytearray) -> None:
-        del buffer[self.rng.randint(0, len(buffer)):]
+        del buffer[self.rng.randint(0, len(buffer)) :]
 
     def tweak_length(self, buffer: bytearray) -> None:
         if len(buffer) >= 4:
             length = int.from_bytes(buffer[:4], "big")
-            length = self.rng.choice((length + self.rng.randint(-8, 8), 0, 15, 16, MAX_PDU_SIZE,
-                                      MAX_PDU_SIZE + 1, 0xFFFFFFFF, len(buffer)))
+            length = self.rng.choice(
+                (
+                    length + self.rng.randint(-8, 8),
+                    0,
+                    15,
+                    16,
+                    MAX_PDU_SIZE,
+                    MAX_PDU_SIZE + 1,
+                    0xFFFFFFFF,
+                    len(buffer),
+                )
+            )
             buffer[:4] = (length % (1 << 32)).to_bytes(4, "big")
 
     def splice(self, buffer: bytearray) -> None:
         other = self.rng.choice(self.pool)
         cut = self.rng.randint(0, len(buffer))
-        buffer[cut:] = other[self.rng.randint(0, len(other)):]
+        buffer[cut:] = other[self.rng.randint(0, len(other)) :]
 
     def duplicate_range(self, buffer: bytearray) -> None:
         if buffer:
@@ -241,7 +309,7 @@ def frame(data: bytes, chunk_sizes: list[int], outcomes: Counter[str], statuses:
     while position < len(data) and not framer.broken:
         step = chunk_sizes[chunk % len(chunk_sizes)]
         chunk += 1
-        framer.feed(data[position:position + step])
+        framer.feed(data[position : position + step])
         position += step
         while True:
             try:
@@ -283,19 +351,27 @@ def run(iterations: int, seed: int) -> int:
             except Exception:  # anything but RemoteProtocolError escaping is a bug in the codec
                 crashes += 1
                 if crashes <= MAX_CRASH_REPORTS:
-                    print(f"CRASH in {check.__name__} at iteration {iteration} ({how}): data={data.hex()}",
-                          file=sys.stderr)
+                    print(
+                        f"CRASH in {check.__name__} at iteration {iteration} ({how}): data={data.hex()}",
+                        file=sys.stderr,
+                    )
                     traceback.print_exc()
     seconds = time.perf_counter() - started
 
-    print(f"seed {seed}, {iterations:,} iterations over {len(pool):,} valid encodings of "
-          f"{len(classes)} PDU types in {seconds:.1f} s ({iterations / seconds:,.0f}/s)")
+    print(
+        f"seed {seed}, {iterations:,} iterations over {len(pool):,} valid encodings of "
+        f"{len(classes)} PDU types in {seconds:.1f} s ({iterations / seconds:,.0f}/s)"
+    )
     for name, count in sorted(outcomes.items()):
         print(f"  {name:18} {count:>12,}")
-    print("  RemoteProtocolError statuses:", ", ".join(f"0x{status:X}={count:,}"
-                                                       for status, count in statuses.most_common()))
-    print(f"RESULT iterations={iterations} errors_ok={outcomes['errors_ok']} decoded={outcomes['decoded']} "
-          f"crashes={crashes} seconds={seconds:.1f}")
+    print(
+        "  RemoteProtocolError statuses:",
+        ", ".join(f"0x{status:X}={count:,}" for status, count in statuses.most_common()),
+    )
+    print(
+        f"RESULT iterations={iterations} errors_ok={outcomes['errors_ok']} decoded={outcomes['decoded']} "
+        f"crashes={crashes} seconds={seconds:.1f}"
+    )
     return 1 if crashes else 0
 
 

@@ -51,10 +51,25 @@ SHORT_CODE = "997745"
 
 def simulator_config() -> SimulatorConfig:
     receipts = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0))
-    return SimulatorConfig(carriers=(CarrierProfile(
-        name=CARRIER, country="ES", port=0, system_id="echat", password="secret1", short_codes=(SHORT_CODE,),
-        receipts=receipts, deliver_window=1000, queue_size=1_000_000, max_binds=8),), control_port=None,
-        mt_store_size=1000, seed=1)
+    return SimulatorConfig(
+        carriers=(
+            CarrierProfile(
+                name=CARRIER,
+                country="ES",
+                port=0,
+                system_id="echat",
+                password="secret1",
+                short_codes=(SHORT_CODE,),
+                receipts=receipts,
+                deliver_window=1000,
+                queue_size=1_000_000,
+                max_binds=8,
+            ),
+        ),
+        control_port=None,
+        mt_store_size=1000,
+        seed=1,
+    )
 
 
 def daemon_config(directory: Path, database_url: str, port: int, binds: int) -> Config:
@@ -138,9 +153,14 @@ async def _simulator_main(connection: Connection) -> None:
                 connection.send(sent)
             elif command == "counters":
                 counters = carrier.counters
-                connection.send({"mo_delivered": counters.mo_delivered, "mo_failed": counters.mo_failed,
-                                 "mt_accepted": counters.mt_accepted,
-                                 "receipts_sent": counters.receipts_sent})
+                connection.send(
+                    {
+                        "mo_delivered": counters.mo_delivered,
+                        "mo_failed": counters.mo_failed,
+                        "mt_accepted": counters.mt_accepted,
+                        "receipts_sent": counters.receipts_sent,
+                    }
+                )
             elif command == "profile":
                 simulator.update_profile(CARRIER, arguments[0])
                 connection.send(None)
@@ -194,8 +214,9 @@ async def poll_until(check: Callable[[], Awaitable[bool]], interval: float) -> f
         await asyncio.sleep(interval)
 
 
-async def mo_ingest(simulator: RemoteSimulator, config: Config, binds: int, count: int,
-                    prefix: str = "bench mo") -> float:
+async def mo_ingest(
+    simulator: RemoteSimulator, config: Config, binds: int, count: int, prefix: str = "bench mo"
+) -> float:
     """MOs from msisdn(0 .. count-1); a new ``prefix`` makes new texts (not redeliveries) of earlier ones."""
     before = (await simulator.call("counters"))["mo_delivered"]
     await simulator.call("inject", prefix, count)  # queued at the SMSC: no receiver bound yet
@@ -220,9 +241,16 @@ async def queue_bulk(config: Config, count: int, tag: str) -> set[int]:
     try:
         for start in range(0, count, 5000):
             now = datetime.now(UTC)
-            mts = [NewMT(kind=MTKind.PUSH, carrier=CARRIER, source=SHORT_CODE, destination=msisdn(index)[1:],
-                         text=f"{tag} {index} hola, soy Laura")
-                   for index in range(start, min(count, start + 5000))]
+            mts = [
+                NewMT(
+                    kind=MTKind.PUSH,
+                    carrier=CARRIER,
+                    source=SHORT_CODE,
+                    destination=msisdn(index)[1:],
+                    text=f"{tag} {index} hola, soy Laura",
+                )
+                for index in range(start, min(count, start + 5000))
+            ]
             async with sessions() as session, session.begin():
                 queued = await queue_mts(session, mts, now)
             ids.update(mt_id for mt_id in queued.ids if mt_id is not None)
@@ -265,21 +293,26 @@ async def mt_with_receipts(simulator: RemoteSimulator, config: Config, binds: in
             finished = time.perf_counter()
         assert daemon.sessions is not None
         async with daemon.sessions() as session:
-            delivered = (await session.execute(
-                select(func.count()).select_from(MTMessage)
-                .where(MTMessage.status == MTStatus.DELIVERED, MTMessage.text.like("receipt %"))
-            )).scalar()
+            delivered = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(MTMessage)
+                    .where(MTMessage.status == MTStatus.DELIVERED, MTMessage.text.like("receipt %"))
+                )
+            ).scalar()
         assert delivered == count, f"{delivered} of {count} MTs delivered in the database"
     return count / (finished - started)
 
 
-async def mo_latency(simulator: RemoteSimulator, config: Config, binds: int, rate: int, seconds: float
-                     ) -> tuple[float, float]:
+async def mo_latency(
+    simulator: RemoteSimulator, config: Config, binds: int, rate: int, seconds: float
+) -> tuple[float, float]:
     received: dict[str, float] = {}
     async with running(config, binds) as daemon:
         assert daemon.bus is not None
         bus = daemon.bus
         async with bus.subscribe(bus.topics.all_mo(), buffer=1_000_000) as events:
+
             async def collect() -> None:
                 async for event in events:
                     received[event.payload["text"]] = time.monotonic()
@@ -310,12 +343,14 @@ async def run_backend(label: str, url: str, args: argparse.Namespace, directory:
         p50, p99 = await mo_latency(simulator, config, args.binds, args.latency_rate, args.latency_seconds)
         figures["mo_event_p50_ms"] = p50 * 1000
         figures["mo_event_p99_ms"] = p99 * 1000
-    print(f"{label:10s} MO ingest {figures['mo_per_s']:9.0f}/s"
-          f" (known subscribers {figures['mo_steady_per_s']:.0f}/s)"
-          f"   MT accepted {figures['mt_accepted_per_s']:9.0f}/s"
-          f"   MT+receipt {figures['mt_receipts_per_s']:9.0f}/s"
-          f"   MO->event p50 {figures['mo_event_p50_ms']:.1f} ms p99 {figures['mo_event_p99_ms']:.1f} ms",
-          flush=True)
+    print(
+        f"{label:10s} MO ingest {figures['mo_per_s']:9.0f}/s"
+        f" (known subscribers {figures['mo_steady_per_s']:.0f}/s)"
+        f"   MT accepted {figures['mt_accepted_per_s']:9.0f}/s"
+        f"   MT+receipt {figures['mt_receipts_per_s']:9.0f}/s"
+        f"   MO->event p50 {figures['mo_event_p50_ms']:.1f} ms p99 {figures['mo_event_p99_ms']:.1f} ms",
+        flush=True,
+    )
     return figures
 
 
@@ -328,8 +363,11 @@ async def main(args: argparse.Namespace) -> None:
         if not args.no_postgres:
             async with scratch_database() as url:
                 results["pg"] = await run_backend("postgresql", url, args, path)
-    fields = [f"{backend}_{key}={value:.1f}" for backend, figures in results.items()
-              for key, value in figures.items()]
+    fields = [
+        f"{backend}_{key}={value:.1f}"
+        for backend, figures in results.items()
+        for key, value in figures.items()
+    ]
     print("RESULT " + " ".join(fields))
 
 
@@ -338,8 +376,9 @@ if __name__ == "__main__":
     parser.add_argument("--mo", type=int, default=30_000, help="MOs for the ingest figure")
     parser.add_argument("--mt", type=int, default=20_000, help="MTs for each MT figure")
     parser.add_argument("--binds", type=int, default=4, help="binds to the simulated carrier")
-    parser.add_argument("--latency-rate", type=int, default=1000,
-                        help="MOs per second for the latency figure")
+    parser.add_argument(
+        "--latency-rate", type=int, default=1000, help="MOs per second for the latency figure"
+    )
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--no-postgres", action="store_true")
     asyncio.run(main(parser.parse_args()))

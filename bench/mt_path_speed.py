@@ -46,50 +46,71 @@ QUIRKS = CarrierQuirks(name="movistar")
 PDUS_PER_READ = 64
 
 
-def build_submits_as_gatewayd(text: str, source: str, destination: str, quirks: CarrierQuirks,
-                              reference: int) -> list[SubmitSM]:
+def build_submits_as_gatewayd(
+    text: str, source: str, destination: str, quirks: CarrierQuirks, reference: int
+) -> list[SubmitSM]:
     """What gatewayd/mt.py build_submits does for one MT (receipt requested, UDH8 concatenation)."""
     data_coding = choose_encoding(text)
     segments = split_message(text, data_coding, mode=ConcatMode.UDH8, reference=reference % 0x100)
-    source_ton = TON.ALPHANUMERIC if not source.isdigit() else (
-        TON.NETWORK_SPECIFIC if len(source) <= 8 else TON.INTERNATIONAL)
+    source_ton = (
+        TON.ALPHANUMERIC
+        if not source.isdigit()
+        else (TON.NETWORK_SPECIFIC if len(source) <= 8 else TON.INTERNATIONAL)
+    )
     submits = [
         SubmitSM(
             source_addr_ton=source_ton,
             source_addr_npi=NPI.ISDN if source_ton == TON.INTERNATIONAL else NPI.UNKNOWN,
-            source_addr=source, dest_addr_ton=TON.INTERNATIONAL, dest_addr_npi=NPI.ISDN,
-            destination_addr=destination.removeprefix("+"), esm_class=segment.esm_class_flags,
-            registered_delivery=RegisteredDelivery.FINAL, data_coding=data_coding,
-            short_message=segment.short_message, tlvs=segment.tlvs)
-        for segment in segments]
+            source_addr=source,
+            dest_addr_ton=TON.INTERNATIONAL,
+            dest_addr_npi=NPI.ISDN,
+            destination_addr=destination.removeprefix("+"),
+            esm_class=segment.esm_class_flags,
+            registered_delivery=RegisteredDelivery.FINAL,
+            data_coding=data_coding,
+            short_message=segment.short_message,
+            tlvs=segment.tlvs,
+        )
+        for segment in segments
+    ]
     return [apply_mt(quirks, pdu) for pdu in submits]
 
 
-def build_submits_with_header(text: str, source: str, destination: str, quirks: CarrierQuirks,
-                              reference: int) -> list[SubmitSM]:
+def build_submits_with_header(
+    text: str, source: str, destination: str, quirks: CarrierQuirks, reference: int
+) -> list[SubmitSM]:
     """The same submits through ``mt_header``: no plain SubmitSM built and then rewritten."""
     data_coding = choose_encoding(text)
     segments = split_message(text, data_coding, mode=ConcatMode.UDH8, reference=reference % 0x100)
     header = mt_header(quirks, source, destination, registered_delivery=RegisteredDelivery.FINAL)
-    return [header.submit_sm(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs)
-            for segment in segments]
+    return [
+        header.submit_sm(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs)
+        for segment in segments
+    ]
 
 
 def receipt_pdu(number: int) -> DeliverSM:
     """A receipt as the simulator sends it: Appendix B text plus receipted_message_id and message_state."""
     message_id = str(number)
-    text = (f"id:{message_id} sub:001 dlvrd:001 submit date:2406011200 done date:2406011200 stat:DELIVRD "
-            "err:000 Text:Hola Laura, tu pedi")
-    return DeliverSM(source_addr_ton=TON.INTERNATIONAL, source_addr_npi=NPI.ISDN, source_addr="34600123456",
-                     dest_addr_ton=TON.NETWORK_SPECIFIC, destination_addr=SOURCE,
-                     esm_class=ESMClass.DELIVERY_RECEIPT, short_message=text.encode("ascii"),
-                     tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, message_id),
-                                (Tag.MESSAGE_STATE, int(MessageState.DELIVERED)))))
+    text = (
+        f"id:{message_id} sub:001 dlvrd:001 submit date:2406011200 done date:2406011200 stat:DELIVRD "
+        "err:000 Text:Hola Laura, tu pedi"
+    )
+    return DeliverSM(
+        source_addr_ton=TON.INTERNATIONAL,
+        source_addr_npi=NPI.ISDN,
+        source_addr="34600123456",
+        dest_addr_ton=TON.NETWORK_SPECIFIC,
+        destination_addr=SOURCE,
+        esm_class=ESMClass.DELIVERY_RECEIPT,
+        short_message=text.encode("ascii"),
+        tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, message_id), (Tag.MESSAGE_STATE, int(MessageState.DELIVERED)))),
+    )
 
 
 def reads(pdus: list[bytes]) -> list[bytes]:
     """The PDUs joined into socket reads of PDUS_PER_READ each."""
-    return [b"".join(pdus[start:start + PDUS_PER_READ]) for start in range(0, len(pdus), PDUS_PER_READ)]
+    return [b"".join(pdus[start : start + PDUS_PER_READ]) for start in range(0, len(pdus), PDUS_PER_READ)]
 
 
 def bound_esme() -> Connection:
@@ -119,7 +140,8 @@ def main() -> None:
     count, repeat = args.count, args.repeat
 
     assert build_submits_as_gatewayd(TEXT, SOURCE, DESTINATION, QUIRKS, 1) == build_submits_with_header(
-        TEXT, SOURCE, DESTINATION, QUIRKS, 1)
+        TEXT, SOURCE, DESTINATION, QUIRKS, 1
+    )
 
     def mt_build_encode() -> None:
         for index in range(count):
@@ -131,8 +153,9 @@ def main() -> None:
             for pdu in build_submits_with_header(TEXT, SOURCE, DESTINATION, QUIRKS, index):
                 encode(pdu, index + 1)
 
-    resp_reads = reads([encode(SubmitSMResp(sequence_number=n + 2, message_id=f"{n + 1:x}"))
-                        for n in range(count)])
+    resp_reads = reads(
+        [encode(SubmitSMResp(sequence_number=n + 2, message_id=f"{n + 1:x}")) for n in range(count)]
+    )
     receipt_reads = reads([encode(receipt_pdu(n + 1), n + 1) for n in range(count)])
 
     def resp_decode() -> None:

@@ -84,8 +84,9 @@ async def run_gateway(config_path: Path) -> None:
     app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=bench_plugins())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)
+    )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
     server_task = asyncio.create_task(server.serve(sockets=[sock]), name="bench.panel")
@@ -146,9 +147,15 @@ async def prepare_database(database_url: str, capacity: int) -> None:
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session, session.begin():
-            await create_account(session, PasswordPolicy(FAST_ARGON2),
-                                 PermissionRegistry.build(bench_plugins()), username=OPERATOR,
-                                 password=PASSWORD, role=Role.OPERATOR, max_open_conversations=capacity)
+            await create_account(
+                session,
+                PasswordPolicy(FAST_ARGON2),
+                PermissionRegistry.build(bench_plugins()),
+                username=OPERATOR,
+                password=PASSWORD,
+                role=Role.OPERATOR,
+                max_open_conversations=capacity,
+            )
     finally:
         await engine.dispose()
 
@@ -156,8 +163,8 @@ async def prepare_database(database_url: str, capacity: int) -> None:
 @contextlib.asynccontextmanager
 async def gateway_process(config_path: Path) -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, GATEWAY_SCRIPT, "gateway", str(config_path),
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable, GATEWAY_SCRIPT, "gateway", str(config_path), stdout=asyncio.subprocess.PIPE
+    )
     assert process.stdout is not None
     try:
         async with asyncio.timeout(30):
@@ -189,8 +196,9 @@ async def csrf(client: httpx.AsyncClient, path: str) -> str:
 async def sign_in_online(client: httpx.AsyncClient) -> None:
     """The operator logs in through the form and sets themself online, as in the browser."""
     token = await csrf(client, "/login")
-    response = await client.post("/login", data={"csrf_token": token, "username": OPERATOR,
-                                                 "password": PASSWORD})
+    response = await client.post(
+        "/login", data={"csrf_token": token, "username": OPERATOR, "password": PASSWORD}
+    )
     if response.status_code != 303:
         raise RuntimeError(f"login refused: {response.status_code}")
     token = await csrf(client, "/desk")
@@ -240,8 +248,9 @@ async def read_stream(lines: AsyncIterator[str], tally: Tally, ready: asyncio.Ev
             tally.other_events += 1
 
 
-async def inject_at_rate(simulator: Simulator, subscribers: list[str], rate: float, seconds: float,
-                         tally: Tally) -> float:
+async def inject_at_rate(
+    simulator: Simulator, subscribers: list[str], rate: float, seconds: float, tally: Tally
+) -> float:
     """Batches every tick on a fixed schedule (no drift); returns the achieved rate."""
     total = int(rate * seconds)
     loop = asyncio.get_running_loop()
@@ -271,8 +280,10 @@ async def drive(args: argparse.Namespace) -> int:
         async with Simulator(config) as simulator:
             config_path = Path(workdir) / "gatewayd.toml"
             config_path.write_text(gateway_toml(database_url, simulator.port(CARRIER)), encoding="utf-8")
-            async with gateway_process(config_path) as panel_url, \
-                    httpx.AsyncClient(base_url=panel_url, timeout=30) as client:
+            async with (
+                gateway_process(config_path) as panel_url,
+                httpx.AsyncClient(base_url=panel_url, timeout=30) as client,
+            ):
                 await sign_in_online(client)
                 tally = Tally(expected_assignments=len(subscribers))
                 ready = asyncio.Event()
@@ -315,8 +326,9 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "gateway":
         asyncio.run(run_gateway(Path(sys.argv[2])))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="MOs per second (default 500)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the measured run")
     parser.add_argument("--subscribers", type=int, default=100, help="distinct subscribers (conversations)")

@@ -37,12 +37,19 @@ TARGETS = {"submit_no_receipt": 50_000, "submit_with_receipt": 20_000, "mo_deliv
 
 
 def submit_body(registered_delivery: int) -> bytes:
-    return (b"\x00"  # service_type
-            + b"\x00\x00" + b"997745\x00"  # source ton/npi/addr
-            + b"\x01\x01" + b"34600111222\x00"  # dest ton/npi/addr
-            + bytes([0, 0, 0]) + b"\x00" + b"\x00"  # esm_class, protocol_id, priority, schedule, validity
-            + bytes([registered_delivery, 0, 0, 0])  # registered_delivery, replace, data_coding, default id
-            + bytes([len(b"Hola, bench")]) + b"Hola, bench")
+    return (
+        b"\x00"  # service_type
+        + b"\x00\x00"
+        + b"997745\x00"  # source ton/npi/addr
+        + b"\x01\x01"
+        + b"34600111222\x00"  # dest ton/npi/addr
+        + bytes([0, 0, 0])
+        + b"\x00"
+        + b"\x00"  # esm_class, protocol_id, priority, schedule, validity
+        + bytes([registered_delivery, 0, 0, 0])  # registered_delivery, replace, data_coding, default id
+        + bytes([len(b"Hola, bench")])
+        + b"Hola, bench"
+    )
 
 
 class ReferenceESME(asyncio.Protocol):
@@ -130,8 +137,13 @@ class ReferenceESME(asyncio.Protocol):
         if self.to_send:
             self._fill()
         done = self.done
-        if (done is not None and not done.done() and self.to_send == 0 and self.in_flight == 0
-                and self.delivers >= self.expected_delivers):
+        if (
+            done is not None
+            and not done.done()
+            and self.to_send == 0
+            and self.in_flight == 0
+            and self.delivers >= self.expected_delivers
+        ):
             done.set_result(None)
 
 
@@ -141,9 +153,17 @@ def serve() -> None:
     from simulator import CarrierProfile, DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig
 
     async def run() -> None:
-        profile = CarrierProfile(name="bench", country="ES", port=0, system_id="echat", password="secret1",
-                                 short_codes=("997745",), deliver_window=WINDOW, queue_size=1_000_000,
-                                 receipts=ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0)))
+        profile = CarrierProfile(
+            name="bench",
+            country="ES",
+            port=0,
+            system_id="echat",
+            password="secret1",
+            short_codes=("997745",),
+            deliver_window=WINDOW,
+            queue_size=1_000_000,
+            receipts=ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0)),
+        )
         config = SimulatorConfig(carriers=(profile,), control_port=0, mt_store_size=100_000)
         async with Simulator(config) as simulator:
             print(json.dumps({"smpp": simulator.port("bench"), "api": simulator.control_port}), flush=True)
@@ -154,8 +174,9 @@ def serve() -> None:
                 command = line.split()
                 if command[:1] == ["inject"]:
                     for index in range(int(command[1])):
-                        simulator.inject_mo("bench", f"+3460{index % 100_000:07d}", "997745",
-                                            f"bench mo {index} hola que tal")
+                        simulator.inject_mo(
+                            "bench", f"+3460{index % 100_000:07d}", "997745", f"bench mo {index} hola que tal"
+                        )
                 print(json.dumps(time.process_time()), flush=True)
 
     asyncio.run(run())
@@ -163,8 +184,12 @@ def serve() -> None:
 
 def api(port: int, method: str, path: str, body: object | None = None) -> object:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -205,8 +230,11 @@ async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorC
         elapsed = time.perf_counter() - started
         results[key] = count / elapsed
         results[f"{key}_cpu_us"] = (await cpu.read() - cpu_before) / count * 1e6
-        print(f"{key}: {count} submit_sm{' + receipts' if registered else ''} in {elapsed:.2f} s "
-              f"= {results[key]:,.0f}/s, simulator CPU {results[f'{key}_cpu_us']:.1f} us each", flush=True)
+        print(
+            f"{key}: {count} submit_sm{' + receipts' if registered else ''} in {elapsed:.2f} s "
+            f"= {results[key]:,.0f}/s, simulator CPU {results[f'{key}_cpu_us']:.1f} us each",
+            flush=True,
+        )
 
     api(api_port, "POST", "/api/reset")
     count = int(TARGETS["mo_deliver"] * seconds * 1.5)
@@ -214,9 +242,14 @@ async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorC
     done = client.expect_delivers(count)
     cpu_before = await cpu.read()
     started = time.perf_counter()
-    await loop.run_in_executor(None, api, api_port, "POST", "/api/load",
-                               {"carrier": "bench", "subscribers": 1000, "rate": rate,
-                                "reply_probability": 0})
+    await loop.run_in_executor(
+        None,
+        api,
+        api_port,
+        "POST",
+        "/api/load",
+        {"carrier": "bench", "subscribers": 1000, "rate": rate, "reply_probability": 0},
+    )
     try:
         await asyncio.wait_for(asyncio.shield(done), seconds * 4)
     except TimeoutError:
@@ -226,9 +259,11 @@ async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorC
     await loop.run_in_executor(None, api, api_port, "DELETE", "/api/load")
     results["mo_deliver"] = client.delivers / elapsed
     results["mo_deliver_cpu_us"] = cpu_used / max(1, client.delivers) * 1e6
-    print(f"mo_deliver: {client.delivers} deliver_sm in {elapsed:.2f} s (offered {rate:,.0f}/s) "
-          f"= {results['mo_deliver']:,.0f}/s, simulator CPU {results['mo_deliver_cpu_us']:.1f} us each",
-          flush=True)
+    print(
+        f"mo_deliver: {client.delivers} deliver_sm in {elapsed:.2f} s (offered {rate:,.0f}/s) "
+        f"= {results['mo_deliver']:,.0f}/s, simulator CPU {results['mo_deliver_cpu_us']:.1f} us each",
+        flush=True,
+    )
 
     count = int(TARGETS["mo_deliver"] * seconds)
     done = client.expect_delivers(count)
@@ -239,8 +274,11 @@ async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorC
     elapsed = time.perf_counter() - started
     results["mo_inject"] = count / elapsed
     results["mo_inject_cpu_us"] = (await cpu.read() - cpu_before) / count * 1e6
-    print(f"mo_inject: {count} inject_mo + deliver_sm in {elapsed:.2f} s = {results['mo_inject']:,.0f}/s, "
-          f"simulator CPU {results['mo_inject_cpu_us']:.1f} us each", flush=True)
+    print(
+        f"mo_inject: {count} inject_mo + deliver_sm in {elapsed:.2f} s = {results['mo_inject']:,.0f}/s, "
+        f"simulator CPU {results['mo_inject_cpu_us']:.1f} us each",
+        flush=True,
+    )
 
     cpu_before = await cpu.read()
     await asyncio.sleep(2.0)
@@ -252,16 +290,18 @@ async def measure(smpp_port: int, api_port: int, seconds: float, cpu: SimulatorC
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="target length of each run")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
         return 0
-    process = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout is not None
         ports = json.loads(process.stdout.readline())
@@ -271,8 +311,10 @@ def main() -> int:
         process.stdin.close()
         process.wait(timeout=30)
     ok = all(results[key] >= target for key, target in TARGETS.items())
-    figures = " ".join(f"{key}={value:.1f}" if key.endswith(("_cpu_us", "_per_s")) else f"{key}={value:.0f}"
-                       for key, value in results.items())
+    figures = " ".join(
+        f"{key}={value:.1f}" if key.endswith(("_cpu_us", "_per_s")) else f"{key}={value:.0f}"
+        for key, value in results.items()
+    )
     print(f"RESULT {figures} ok={'yes' if ok else 'no'}")
     return 0 if ok else 1
 

@@ -41,8 +41,12 @@ HEADER = struct.Struct(">IIII")
 
 
 def _submit(index: int) -> SubmitSM:
-    return SubmitSM(source_addr="4242", destination_addr=f"3361{index % 10_000_000:08d}",
-                    short_message=b"Hello from the throughput bench!", registered_delivery=1)
+    return SubmitSM(
+        source_addr="4242",
+        destination_addr=f"3361{index % 10_000_000:08d}",
+        short_message=b"Hello from the throughput bench!",
+        registered_delivery=1,
+    )
 
 
 # --- servers (each in a child process) ------------------------------------------------------------
@@ -108,11 +112,16 @@ async def _serve_sink(pipe: Pipe) -> None:
 
 
 RECEIPT = DeliverSM(
-    source_addr_ton=TON.INTERNATIONAL, source_addr_npi=NPI.ISDN, source_addr="34600123456",
-    dest_addr_ton=TON.NETWORK_SPECIFIC, destination_addr="4242", esm_class=ESMClass.DELIVERY_RECEIPT,
+    source_addr_ton=TON.INTERNATIONAL,
+    source_addr_npi=NPI.ISDN,
+    source_addr="34600123456",
+    dest_addr_ton=TON.NETWORK_SPECIFIC,
+    destination_addr="4242",
+    esm_class=ESMClass.DELIVERY_RECEIPT,
     short_message=b"id:1234 sub:001 dlvrd:001 submit date:2406011200 done date:2406011200 stat:DELIVRD "
-                  b"err:000 Text:Hello from the throug",
-    tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, "1234"), (Tag.MESSAGE_STATE, int(MessageState.DELIVERED)))))
+    b"err:000 Text:Hello from the throug",
+    tlvs=TLVs(((Tag.RECEIPTED_MESSAGE_ID, "1234"), (Tag.MESSAGE_STATE, int(MessageState.DELIVERED)))),
+)
 
 
 class _PushReceipts(_AcceptAll):
@@ -155,8 +164,9 @@ _ESME_CPU: list[float] = []
 
 
 async def _ours(port: int, messages: int) -> float:
-    config = ESMEConfig(host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW,
-                        response_timeout=60.0)
+    config = ESMEConfig(
+        host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW, response_timeout=60.0
+    )
     async with ESMESession(config) as session:
         started, started_cpu = time.perf_counter(), time.process_time()
         # Built as they go, like an outbox reading rows: submit_many reads the generator lazily.
@@ -253,8 +263,9 @@ async def _receipts(port: int, messages: int, handler_kind: str) -> tuple[float,
     def future_handler(pdu: DeliverSM | DataSM) -> asyncio.Future[int]:
         return commit.take()
 
-    config = ESMEConfig(host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW,
-                        response_timeout=60.0)
+    config = ESMEConfig(
+        host="127.0.0.1", port=port, system_id="bench", password="bench", window=WINDOW, response_timeout=60.0
+    )
     handler = coroutine_handler if handler_kind == "task" else future_handler
     async with ESMESession(config, handler):
         ended_at, ended_cpu = await commit.finished
@@ -308,8 +319,13 @@ def _with_server(kind: str, client: str, messages: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best one counts "
-                        "(other work on a shared machine only ever makes a run slower)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per figure; the best one counts "
+        "(other work on a shared machine only ever makes a run slower)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the ESME side of the 'ours' run")
     parser.add_argument("--only-receipts", action="store_true", help="only the receipts figures")
     args = parser.parse_args()
@@ -317,8 +333,9 @@ def main() -> None:
         import cProfile
         import pstats
 
-        cProfile.runctx("_with_server('ours', 'ours', args.messages)", globals(), {"args": args},
-                        "/tmp/smpp_esme.prof")
+        cProfile.runctx(
+            "_with_server('ours', 'ours', args.messages)", globals(), {"args": args}, "/tmp/smpp_esme.prof"
+        )
         pstats.Stats("/tmp/smpp_esme.prof").sort_stats("tottime").print_stats(25)
         return
 
@@ -330,16 +347,20 @@ def main() -> None:
     def best_receipts(label: str, handler_kind: str) -> tuple[float, float]:
         figures = [_with_receipts_server(args.messages, handler_kind) for _ in range(args.repeat)]
         rate, cpu = max(figure[0] for figure in figures), min(figure[1] for figure in figures)
-        print(f"{label}: {rate:>10,.0f}/s   ESME CPU {cpu:.1f} µs/receipt   (runs: "
-              f"{', '.join(f'{f[0]:,.0f}/s {f[1]:.1f} µs' for f in figures)})")
+        print(
+            f"{label}: {rate:>10,.0f}/s   ESME CPU {cpu:.1f} µs/receipt   (runs: "
+            f"{', '.join(f'{f[0]:,.0f}/s {f[1]:.1f} µs' for f in figures)})"
+        )
         return rate, cpu
 
     count = args.messages
     receipts_task, receipts_task_cpu = best_receipts("receipts task   SMSCServer -> ESME", "task")
     receipts_future, receipts_future_cpu = best_receipts("receipts future SMSCServer -> ESME", "future")
-    receipts = (f"receipts_task_per_s={receipts_task:.0f} receipts_task_esme_cpu_us={receipts_task_cpu:.1f} "
-                f"receipts_future_per_s={receipts_future:.0f} "
-                f"receipts_future_esme_cpu_us={receipts_future_cpu:.1f}")
+    receipts = (
+        f"receipts_task_per_s={receipts_task:.0f} receipts_task_esme_cpu_us={receipts_task_cpu:.1f} "
+        f"receipts_future_per_s={receipts_future:.0f} "
+        f"receipts_future_esme_cpu_us={receipts_future_cpu:.1f}"
+    )
     if args.only_receipts:
         print(f"RESULT {receipts}")
         return
@@ -349,10 +370,12 @@ def main() -> None:
     print(f"ours       ESME CPU per submit_sm       : {ours_cpu:.1f} µs")
     reference = best("bare->ours bare client -> SMSCServer ", lambda: _with_server("ours", "bare", count))
     sink = best("bare->sink bare client -> bare sink  ", lambda: _with_server("sink", "bare", count))
-    print(f"RESULT ours_submit_per_s={ours:.0f} ours_esme_cpu_us={ours_cpu:.1f} "
-          f"reference_submit_per_s={reference:.0f} "
-          f"ratio={ours / reference:.3f} bare_sink_submit_per_s={sink:.0f} ratio_to_sink={ours / sink:.3f} "
-          f"codec_roundtrips_per_s={codec:.0f} {receipts}")
+    print(
+        f"RESULT ours_submit_per_s={ours:.0f} ours_esme_cpu_us={ours_cpu:.1f} "
+        f"reference_submit_per_s={reference:.0f} "
+        f"ratio={ours / reference:.3f} bare_sink_submit_per_s={sink:.0f} ratio_to_sink={ours / sink:.3f} "
+        f"codec_roundtrips_per_s={codec:.0f} {receipts}"
+    )
 
 
 if __name__ == "__main__":

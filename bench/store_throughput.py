@@ -86,9 +86,10 @@ def _mos(workload: Workload, round_no: int, now: datetime) -> list[NewMO]:
     return mos
 
 
-async def _ingest(sessions: async_sessionmaker[AsyncSession], mos: Sequence[NewMO], workload: Workload,
-                  now: datetime) -> float:
-    batches = [mos[start:start + workload.mo_batch] for start in range(0, len(mos), workload.mo_batch)]
+async def _ingest(
+    sessions: async_sessionmaker[AsyncSession], mos: Sequence[NewMO], workload: Workload, now: datetime
+) -> float:
+    batches = [mos[start : start + workload.mo_batch] for start in range(0, len(mos), workload.mo_batch)]
 
     async def worker(mine: Sequence[Sequence[NewMO]]) -> None:
         for batch in mine:
@@ -98,15 +99,22 @@ async def _ingest(sessions: async_sessionmaker[AsyncSession], mos: Sequence[NewM
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for lane in range(workload.concurrency):
-            group.create_task(worker(batches[lane::workload.concurrency]))
+            group.create_task(worker(batches[lane :: workload.concurrency]))
     return len(mos) / (time.perf_counter() - started)
 
 
-async def _send_and_deliver(sessions: async_sessionmaker[AsyncSession], workload: Workload,
-                            now: datetime) -> float:
+async def _send_and_deliver(
+    sessions: async_sessionmaker[AsyncSession], workload: Workload, now: datetime
+) -> float:
     async with sessions.begin() as session:
-        await queue_mts(session, [NewMT(MTKind.PUSH, CARRIER, SHORT_CODE, _msisdn(i, workload.subscribers),
-                                        "hola") for i in range(workload.mts)], now)
+        await queue_mts(
+            session,
+            [
+                NewMT(MTKind.PUSH, CARRIER, SHORT_CODE, _msisdn(i, workload.subscribers), "hola")
+                for i in range(workload.mts)
+            ],
+            now,
+        )
     retry = RetryPolicy()
     sent = 0
     started = time.perf_counter()
@@ -116,9 +124,12 @@ async def _send_and_deliver(sessions: async_sessionmaker[AsyncSession], workload
         if not claimed:
             break
         async with sessions.begin() as session:
-            await record_part_results(session, [
-                PartResult(mt.id, 1, 1, CARRIER, now, now, smsc_message_id=f"m{mt.id}") for mt in claimed],
-                now, retry)
+            await record_part_results(
+                session,
+                [PartResult(mt.id, 1, 1, CARRIER, now, now, smsc_message_id=f"m{mt.id}") for mt in claimed],
+                now,
+                retry,
+            )
         async with sessions.begin() as session:
             receipts = [ReceiptIn(CARRIER, f"m{mt.id}", "DELIVRD", now) for mt in claimed]
             await record_receipts(session, receipts, now)
@@ -131,11 +142,14 @@ async def _check(sessions: async_sessionmaker[AsyncSession], workload: Workload)
     """The run must have done the work it claims: every MO stored once, every MT delivered."""
     async with sessions() as session:
         stored = await session.scalar(select(func.count()).select_from(MOMessage))
-        delivered = await session.scalar(select(func.count()).select_from(MTMessage)
-                                         .where(MTMessage.status == MTStatus.DELIVERED))
+        delivered = await session.scalar(
+            select(func.count()).select_from(MTMessage).where(MTMessage.status == MTStatus.DELIVERED)
+        )
     if stored != 2 * workload.mos or delivered != workload.mts:
-        raise SystemExit(f"bench sanity check failed: {stored} MOs stored (want {2 * workload.mos}), "
-                         f"{delivered} MTs delivered (want {workload.mts})")
+        raise SystemExit(
+            f"bench sanity check failed: {stored} MOs stored (want {2 * workload.mos}), "
+            f"{delivered} MTs delivered (want {workload.mts})"
+        )
 
 
 async def run(url: str, workload: Workload) -> Figures:
@@ -154,16 +168,21 @@ async def run(url: str, workload: Workload) -> Figures:
 
 
 def _print(label: str, figures: Figures, workload: Workload) -> None:
-    print(f"{label:<10} MO ingest first contact {figures.mo_first_contact:>9,.0f}/s  "
-          f"steady {figures.mo_steady:>9,.0f}/s  (batches of {workload.mo_batch}, "
-          f"{workload.concurrency} concurrent)")
-    print(f"{label:<10} MT claim -> part results -> receipts {figures.mt:>9,.0f}/s  "
-          f"(batches of {workload.mt_batch}, sequential)")
+    print(
+        f"{label:<10} MO ingest first contact {figures.mo_first_contact:>9,.0f}/s  "
+        f"steady {figures.mo_steady:>9,.0f}/s  (batches of {workload.mo_batch}, "
+        f"{workload.concurrency} concurrent)"
+    )
+    print(
+        f"{label:<10} MT claim -> part results -> receipts {figures.mt:>9,.0f}/s  "
+        f"(batches of {workload.mt_batch}, sequential)"
+    )
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=("both", "postgresql", "sqlite"), default="both")
     parser.add_argument("--mos", type=int, default=40_000)
     parser.add_argument("--subscribers", type=int, default=20_000)
@@ -178,15 +197,20 @@ async def main() -> None:
         async with scratch_database() as url:
             figures = await run(url, workload)
         _print("postgresql", figures, workload)
-        result |= {"pg_mo_per_s": f"{figures.mo_first_contact:.0f}",
-                   "pg_mo_steady_per_s": f"{figures.mo_steady:.0f}", "pg_mt_per_s": f"{figures.mt:.0f}"}
+        result |= {
+            "pg_mo_per_s": f"{figures.mo_first_contact:.0f}",
+            "pg_mo_steady_per_s": f"{figures.mo_steady:.0f}",
+            "pg_mt_per_s": f"{figures.mt:.0f}",
+        }
     if args.backend in ("both", "sqlite"):
         with tempfile.TemporaryDirectory(prefix="echat-bench-") as directory:
             figures = await run(f"sqlite+aiosqlite:///{directory}/bench.db", workload)
         _print("sqlite", figures, workload)
-        result |= {"sqlite_mo_per_s": f"{figures.mo_first_contact:.0f}",
-                   "sqlite_mo_steady_per_s": f"{figures.mo_steady:.0f}",
-                   "sqlite_mt_per_s": f"{figures.mt:.0f}"}
+        result |= {
+            "sqlite_mo_per_s": f"{figures.mo_first_contact:.0f}",
+            "sqlite_mo_steady_per_s": f"{figures.mo_steady:.0f}",
+            "sqlite_mt_per_s": f"{figures.mt:.0f}",
+        }
     print("RESULT " + " ".join(f"{key}={value}" for key, value in result.items()))
 
 

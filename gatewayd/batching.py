@@ -42,9 +42,16 @@ class GroupCommitter(Generic[ItemT, ResultT]):
     is told about every batch (for metrics and logs). At most ``concurrency`` batches commit at once.
     """
 
-    def __init__(self, commit: CommitFunction[ItemT, ResultT], *, max_batch: int = 2000,
-                 max_pending: int = 50_000, on_batch: BatchObserver | None = None,
-                 name: str = "group-commit", concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        commit: CommitFunction[ItemT, ResultT],
+        *,
+        max_batch: int = 2000,
+        max_pending: int = 50_000,
+        on_batch: BatchObserver | None = None,
+        name: str = "group-commit",
+        concurrency: int = 1,
+    ) -> None:
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
         if concurrency < 1:
@@ -109,7 +116,8 @@ class GroupCommitter(Generic[ItemT, ResultT]):
                     slots.release()
                     continue
                 task = asyncio.get_running_loop().create_task(
-                    self._commit_batch(*self._take_batch()), name=f"{self.name}.batch")
+                    self._commit_batch(*self._take_batch()), name=f"{self.name}.batch"
+                )
                 running.add(task)
                 task.add_done_callback(finished)
             if running:
@@ -179,8 +187,11 @@ class GroupCommitter(Generic[ItemT, ResultT]):
                 future.set_exception(error)
 
 
-async def ride_out(attempt: Callable[[], Awaitable[T]], window: float,
-                   on_failure: Callable[[BaseException], None] | None = None) -> T:
+async def ride_out(
+    attempt: Callable[[], Awaitable[T]],
+    window: float,
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> T:
     """``attempt()`` again after a failure (0.05 s, doubling up to 1 s) until it succeeds or the next
     try would start more than ``window`` seconds after the first; then the last error is raised. A
     database blip shorter than the window costs a batch a little latency instead of failing it."""

@@ -26,8 +26,11 @@ from smpp.constants import BindType as SMPPBindType
 
 log = logging.getLogger("gatewayd.binds")
 
-_BIND_TYPES = {BindType.TRANSCEIVER: SMPPBindType.TRANSCEIVER, BindType.RECEIVER: SMPPBindType.RECEIVER,
-               BindType.TRANSMITTER: SMPPBindType.TRANSMITTER}
+_BIND_TYPES = {
+    BindType.TRANSCEIVER: SMPPBindType.TRANSCEIVER,
+    BindType.RECEIVER: SMPPBindType.RECEIVER,
+    BindType.TRANSMITTER: SMPPBindType.TRANSMITTER,
+}
 
 StateObserver = Callable[[str, str, bool], None]
 #: Told (carrier, rule) each time an MT finds no bind up to leave by.
@@ -48,8 +51,9 @@ class BindSlot:
 
     @property
     def info(self) -> BindInfo:
-        return BindInfo(carrier=self.carrier, bind=self.name, country=self.country,
-                        short_codes=self.short_codes)
+        return BindInfo(
+            carrier=self.carrier, bind=self.name, country=self.country, short_codes=self.short_codes
+        )
 
 
 def bind_slots(carriers: Sequence[CarrierConfig]) -> dict[str, BindSlot]:
@@ -70,21 +74,39 @@ def esme_config(slot: BindSlot, *, reconnect_min: float = 1.0, reconnect_max: fl
     password = bind.password.reveal()
     register_secret(password)
     return ESMEConfig(
-        host=bind.host, port=bind.port, system_id=bind.system_id, password=password,
-        system_type=bind.system_type, bind_type=_BIND_TYPES[bind.bind_type], address_range=bind.address_range,
-        window=bind.window, tps=bind.tps, response_timeout=bind.response_timeout,
-        enquire_link_interval=bind.enquire_link_interval, ssl=context, reconnect_min=reconnect_min,
-        reconnect_max=reconnect_max, name=slot.name)
+        host=bind.host,
+        port=bind.port,
+        system_id=bind.system_id,
+        password=password,
+        system_type=bind.system_type,
+        bind_type=_BIND_TYPES[bind.bind_type],
+        address_range=bind.address_range,
+        window=bind.window,
+        tps=bind.tps,
+        response_timeout=bind.response_timeout,
+        enquire_link_interval=bind.enquire_link_interval,
+        ssl=context,
+        reconnect_min=reconnect_min,
+        reconnect_max=reconnect_max,
+        name=slot.name,
+    )
 
 
 class BindSupervisor:
     """Keeps every configured bind up; ``run_loop`` owns their tasks until :meth:`stop`."""
 
-    def __init__(self, carriers: Sequence[CarrierConfig],
-                 handler_for: Callable[[BindInfo], AnyMessageHandler], events: EventPublisher, *,
-                 router: MTRouter | None = None, on_state: StateObserver | None = None,
-                 on_no_route: NoRouteObserver | None = None, reconnect_min: float = 1.0,
-                 reconnect_max: float = 30.0) -> None:
+    def __init__(
+        self,
+        carriers: Sequence[CarrierConfig],
+        handler_for: Callable[[BindInfo], AnyMessageHandler],
+        events: EventPublisher,
+        *,
+        router: MTRouter | None = None,
+        on_state: StateObserver | None = None,
+        on_no_route: NoRouteObserver | None = None,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 30.0,
+    ) -> None:
         self._slots = bind_slots(carriers)
         self._router = router or MTRouter.from_carriers(carriers)
         self._handler_for = handler_for
@@ -113,27 +135,41 @@ class BindSupervisor:
         return running[1] if running is not None else None
 
     def binds_up(self, carrier: str | None = None) -> int:
-        return sum(1 for slot, client in self._clients.values()
-                   if client.bound and (carrier is None or slot.carrier == carrier))
+        return sum(
+            1
+            for slot, client in self._clients.values()
+            if client.bound and (carrier is None or slot.carrier == carrier)
+        )
 
     def carriers_up(self) -> set[str]:
         """Carriers with at least one bound bind that can send."""
-        return {slot.carrier for slot, client in self._clients.values()
-                if client.bound and slot.config.can_send and slot.name in self._slots}
+        return {
+            slot.carrier
+            for slot, client in self._clients.values()
+            if client.bound and slot.config.can_send and slot.name in self._slots
+        }
 
     def sending_up(self) -> frozenset[str]:
         """Names of the bound sessions an MT may leave by now."""
         if self._sending_up is None:
             self._sending_up = frozenset(
-                name for name, (slot, client) in self._clients.items()
-                if client.bound and slot.config.can_send and self._slots.get(name) == slot)
+                name
+                for name, (slot, client) in self._clients.items()
+                if client.bound and slot.config.can_send and self._slots.get(name) == slot
+            )
         return self._sending_up
 
     def _binds_changed(self) -> None:
         self._sending_up = None
 
-    def choose(self, carrier: str, preferred: str | None = None, *, destination: str | None = None,
-               source: str | None = None) -> tuple[str, ESMESession] | None:
+    def choose(
+        self,
+        carrier: str,
+        preferred: str | None = None,
+        *,
+        destination: str | None = None,
+        source: str | None = None,
+    ) -> tuple[str, ESMESession] | None:
         """The bound session an MT to ``destination`` (from ``source``) leaves by, as the MT routing
         table decides: ``preferred`` (the bind its subscriber came in on) when it is up, else another
         bind the matching rule allows. ``None`` when none is up: the MT stays queued and is retried."""
@@ -142,8 +178,13 @@ class BindSupervisor:
                 # a session closing is unbound before its client reports the loss: look again, uncached
                 self._binds_changed()
             try:
-                name = self._router.select(self.sending_up(), carrier=carrier, destination=destination,
-                                           source=source, inbound_bind=preferred)
+                name = self._router.select(
+                    self.sending_up(),
+                    carrier=carrier,
+                    destination=destination,
+                    source=source,
+                    inbound_bind=preferred,
+                )
             except NoRoute as error:
                 self._no_route(carrier, error)
                 return None
@@ -160,8 +201,15 @@ class BindSupervisor:
         now = time.monotonic()
         if now - self._no_route_logged.get(carrier, -NO_ROUTE_LOG_INTERVAL) >= NO_ROUTE_LOG_INTERVAL:
             self._no_route_logged[carrier] = now
-            log_event(log, "mt.no_route", logging.WARNING, carrier=carrier, rule=rule, reason=str(error),
-                      action="kept queued, retried when a bind comes up")
+            log_event(
+                log,
+                "mt.no_route",
+                logging.WARNING,
+                carrier=carrier,
+                rule=rule,
+                reason=str(error),
+                action="kept queued, retried when a bind comes up",
+            )
 
     # --- life ----------------------------------------------------------------------------------------
 
@@ -179,8 +227,9 @@ class BindSupervisor:
     def stop(self) -> None:
         self._stopped.set()
 
-    def reload(self, carriers: Sequence[CarrierConfig],
-               router: MTRouter | None = None) -> tuple[list[str], list[str]]:
+    def reload(
+        self, carriers: Sequence[CarrierConfig], router: MTRouter | None = None
+    ) -> tuple[list[str], list[str]]:
         """Apply a new carrier configuration and MT routing: binds removed or changed are unbound, new
         or changed ones started, untouched ones keep running. Returns (started, stopped) bind names."""
         self._router = router or MTRouter.from_carriers(carriers)
@@ -209,8 +258,15 @@ class BindSupervisor:
         handler = self._handler_for(slot.info) if slot.config.can_receive else None
         config = esme_config(slot, reconnect_min=self._reconnect[0], reconnect_max=self._reconnect[1])
         client = ESMEClient(config, on_message=handler, on_state=lambda name, up: self._state(slot, up))
-        log_event(log, "bind.starting", carrier=slot.carrier, bind=slot.name, host=config.host,
-                  port=config.port, bind_type=slot.config.bind_type.value)
+        log_event(
+            log,
+            "bind.starting",
+            carrier=slot.carrier,
+            bind=slot.name,
+            host=config.host,
+            port=config.port,
+            bind_type=slot.config.bind_type.value,
+        )
         try:
             async with client:
                 self._clients[slot.name] = (slot, client)
@@ -231,8 +287,14 @@ class BindSupervisor:
         # a bind lost while running is worth a warning; one closed because we are stopping is not
         planned = self._stopped.is_set() or slot.name not in self._stops
         level = logging.INFO if up or planned else logging.WARNING
-        log_event(log, "bind.up" if up else "bind.down", level, carrier=slot.carrier, bind=slot.name,
-                  binds_up=binds_up)
+        log_event(
+            log,
+            "bind.up" if up else "bind.down",
+            level,
+            carrier=slot.carrier,
+            bind=slot.name,
+            binds_up=binds_up,
+        )
         self._events.bind_state(slot.carrier, slot.name, up, binds_up)
         if self._on_state is not None:
             self._on_state(slot.carrier, slot.name, up)

@@ -22,17 +22,24 @@ EXIT_USAGE = 2
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("GATEWAYD_CONFIG"),
-                        help="TOML configuration (default $GATEWAYD_CONFIG; without it, the demo set-up)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=os.environ.get("GATEWAYD_CONFIG"),
+        help="TOML configuration (default $GATEWAYD_CONFIG; without it, the demo set-up)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatewayd",
-                                     description="eChat Gateway: the SMPP chat gateway daemon.")
+    parser = argparse.ArgumentParser(
+        prog="gatewayd", description="eChat Gateway: the SMPP chat gateway daemon."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run",
-                              help="run the daemon (SIGTERM drains and stops, SIGHUP reloads carriers)")
+    run = commands.add_parser(
+        "run", help="run the daemon (SIGTERM drains and stops, SIGHUP reloads carriers)"
+    )
     _config_argument(run)
     run.add_argument("--log-level", help="override [log] level (DEBUG, INFO, WARNING, ERROR)")
     run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
@@ -46,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(check)
     check.set_defaults(handler=_check_config)
 
-    send = commands.add_parser("send",
-                               help="queue an MT (for testing a route); --wait prints its final status")
+    send = commands.add_parser(
+        "send", help="queue an MT (for testing a route); --wait prints its final status"
+    )
     _config_argument(send)
     send.add_argument("to", help="destination MSISDN (E.164, or national for the carrier's country)")
     send.add_argument("text", help="message text")
@@ -124,8 +132,9 @@ async def _run_daemon(config: Config, path: str | None) -> int:
         try:
             fresh = load_config(path)
         except ConfigError as error:
-            log_event(log, "config.reload_refused", logging.ERROR, problems=len(error.problems),
-                      error=str(error))
+            log_event(
+                log, "config.reload_refused", logging.ERROR, problems=len(error.problems), error=str(error)
+            )
             notifier.ready(status="reload refused: configuration invalid")
             return
         daemon.reload(fresh)
@@ -164,8 +173,10 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         asyncio.run(upgrade(config.database.url))
     except (OSError, ConnectionError) as error:
-        print(f"gatewayd migrate: cannot reach the database {redact_url(config.database.url)}: {error}",
-              file=sys.stderr)
+        print(
+            f"gatewayd migrate: cannot reach the database {redact_url(config.database.url)}: {error}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     print(f"database {redact_url(config.database.url)} is at revision {head_revision()}")
     return EXIT_OK
@@ -177,9 +188,11 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     binds = sum(bind.count for carrier in config.carriers for bind in carrier.binds)
     where = str(config.source) if config.source else "built-in demo configuration"
-    print(f"{where}: ok ({len(config.carriers)} carrier(s), {binds} bind(s), "
-          f"{len(config.services)} service(s), database {config.database.redacted_url}, "
-          f"bus {config.bus.redacted_url})")
+    print(
+        f"{where}: ok ({len(config.carriers)} carrier(s), {binds} bind(s), "
+        f"{len(config.services)} service(s), database {config.database.redacted_url}, "
+        f"bus {config.bus.redacted_url})"
+    )
     return EXIT_OK
 
 
@@ -203,8 +216,9 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
     sessions = session_factory(engine)
     try:
         try:
-            mt_id = await queue_message(sessions, config, args.to, args.text, carrier=args.carrier,
-                                        source=args.source)
+            mt_id = await queue_message(
+                sessions, config, args.to, args.text, carrier=args.carrier, source=args.source
+            )
         except (SendError, MTRefused) as error:
             print(f"gatewayd send: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -215,8 +229,10 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
             async with asyncio.timeout(args.timeout):
                 final = await wait_final(sessions, mt_id)
         except TimeoutError:
-            print(f"MT {mt_id}: no final status after {args.timeout:g}s (is `gatewayd run` running?)",
-                  file=sys.stderr)
+            print(
+                f"MT {mt_id}: no final status after {args.timeout:g}s (is `gatewayd run` running?)",
+                file=sys.stderr,
+            )
             return EXIT_FAILURE
         detail = f" ({final.detail})" if final.detail else ""
         print(f"MT {mt_id} {final.status.value}{detail}")
@@ -242,8 +258,9 @@ def _panel(args: argparse.Namespace) -> int:
     from panel.serve import serve_panel, settings_from_config
 
     def bus_factory(url: str) -> EventBus:
-        return create_bus(url, topic_prefix=config.bus.topic_prefix,
-                          client_id=f"{config.bus.client_id}-panel")
+        return create_bus(
+            url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-panel"
+        )
 
     asyncio.run(serve_panel(settings_from_config(config), bus_factory))
     return EXIT_OK

@@ -121,8 +121,10 @@ class DatabaseConfig:
         return redact_url(self.url)
 
     def __repr__(self) -> str:
-        return (f"DatabaseConfig(url={self.redacted_url!r}, pool_size={self.pool_size}, "
-                f"max_overflow={self.max_overflow})")
+        return (
+            f"DatabaseConfig(url={self.redacted_url!r}, pool_size={self.pool_size}, "
+            f"max_overflow={self.max_overflow})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +141,10 @@ class BusConfig:
         return redact_url(self.url)
 
     def __repr__(self) -> str:
-        return (f"BusConfig(url={self.redacted_url!r}, topic_prefix={self.topic_prefix!r}, "
-                f"client_id={self.client_id!r}, buffer_size={self.buffer_size})")
+        return (
+            f"BusConfig(url={self.redacted_url!r}, topic_prefix={self.topic_prefix!r}, "
+            f"client_id={self.client_id!r}, buffer_size={self.buffer_size})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +391,7 @@ def locate_keys(source: str) -> dict[KeyPath, int]:
         if assign:
             path = current + tuple(_split_dotted(assign.group(1)))
             positions.setdefault(path, number)
-            rest = line[assign.end():]
+            rest = line[assign.end() :]
             for quote in ('"""', "'''"):
                 if rest.count(quote) % 2 == 1:
                     open_string = quote
@@ -462,13 +466,14 @@ def _find_element(items: list[Any], selector: str) -> int | None:
     return None
 
 
-def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], origins: _Origins,
-                       problems: list[ConfigProblem]) -> None:
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], origins: _Origins, problems: list[ConfigProblem]
+) -> None:
     for variable in sorted(environ):
         if not variable.startswith(ENV_PREFIX) or variable == f"{ENV_PREFIX}CONFIG":
             continue
         value = _EnvText(environ[variable])
-        segments = [segment.lower() for segment in variable[len(ENV_PREFIX):].split("__")]
+        segments = [segment.lower() for segment in variable[len(ENV_PREFIX) :].split("__")]
         if len(segments) == 1:
             section, _, key = segments[0].partition("_")
             if section not in _PLAIN_SECTIONS or not key:
@@ -481,8 +486,13 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], origins:
             if isinstance(node, list):
                 index = _find_element(node, segment)
                 if index is None:
-                    problems.append(ConfigProblem(f"{_format_path(tuple(path))}[{segment}]",
-                                                  "no such element to override", f"${variable}"))
+                    problems.append(
+                        ConfigProblem(
+                            f"{_format_path(tuple(path))}[{segment}]",
+                            "no such element to override",
+                            f"${variable}",
+                        )
+                    )
                     break
                 path.append(index)
                 node = node[index]
@@ -495,8 +505,13 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], origins:
                 break
         else:
             if not isinstance(node, dict):
-                problems.append(ConfigProblem(_format_path(tuple(path)), "is a list: pick an element by name "
-                                              "or index", f"${variable}"))
+                problems.append(
+                    ConfigProblem(
+                        _format_path(tuple(path)),
+                        "is a list: pick an element by name or index",
+                        f"${variable}",
+                    )
+                )
                 continue
             key = _existing_key(node, segments[-1])
             node[key] = value
@@ -513,8 +528,9 @@ def _existing_key(table: dict[str, Any], lowered: str) -> str:
     return lowered
 
 
-def _override_binds(carrier: dict[str, Any], path: list[str | int], key: str, value: str, variable: str,
-                    origins: _Origins) -> None:
+def _override_binds(
+    carrier: dict[str, Any], path: list[str | int], key: str, value: str, variable: str, origins: _Origins
+) -> None:
     binds = carrier.get("binds", [])
     if not isinstance(binds, list):
         return
@@ -820,8 +836,9 @@ def _database(reader: _Reader) -> DatabaseConfig:
 def _bus(reader: _Reader, instance: str) -> BusConfig:
     config = BusConfig(
         url=reader.get("url", _bus_url, "memory://"),
-        topic_prefix=reader.get("topic_prefix", _pattern(_TOPIC_PREFIX_RE, "an MQTT topic without wildcards"),
-                                "echat"),
+        topic_prefix=reader.get(
+            "topic_prefix", _pattern(_TOPIC_PREFIX_RE, "an MQTT topic without wildcards"), "echat"
+        ),
         client_id=reader.get("client_id", _non_empty, instance),
         buffer_size=reader.get("buffer_size", _integer(1), 10_000),
     )
@@ -846,9 +863,11 @@ def _panel(reader: _Reader) -> PanelConfig:
 
 def _daemon(reader: _Reader) -> DaemonConfig:
     config = DaemonConfig(
-        instance=reader.get("instance", _pattern(re.compile(r"^[A-Za-z0-9_.\-]{1,64}$"),
-                                                 "1-64 letters, digits, '.', '_' or '-'"),
-                            _default_instance()),
+        instance=reader.get(
+            "instance",
+            _pattern(re.compile(r"^[A-Za-z0-9_.\-]{1,64}$"), "1-64 letters, digits, '.', '_' or '-'"),
+            _default_instance(),
+        ),
         timezone=reader.get("timezone", _timezone, "Europe/Madrid"),
         group_commit_max_batch=reader.get("group_commit_max_batch", _integer(1, 100_000), 2000),
         group_commit_max_delay=reader.get("group_commit_max_delay", _number(0.0), 0.0),
@@ -860,8 +879,9 @@ def _daemon(reader: _Reader) -> DaemonConfig:
         reassembly_timeout=reader.get("reassembly_timeout", _number(0.0, exclusive=True), 120.0),
     )
     if config.mt_retry_backoff_max < config.mt_retry_backoff_initial:
-        reader.problems.add((*reader.path, "mt_retry_backoff_max"),
-                            "must not be below mt_retry_backoff_initial")
+        reader.problems.add(
+            (*reader.path, "mt_retry_backoff_max"), "must not be below mt_retry_backoff_initial"
+        )
     reader.finish()
     return config
 
@@ -891,18 +911,23 @@ def _bind(reader: _Reader, carrier: _Reader, index: int, carrier_name: str) -> B
     elif owner.has("password_file"):
         password = _read_secret_file(owner, "password_file")
         if password is not None and len(password.reveal()) > 8:
-            owner.problems.add((*owner.path, "password_file"), "the password must be at most 8 characters "
-                                                               "(SMPP 3.4)")
+            owner.problems.add(
+                (*owner.path, "password_file"), "the password must be at most 8 characters (SMPP 3.4)"
+            )
     else:
-        reader.problems.add((*reader.path, "password"), "is required (password or password_file, on the "
-                                                        "bind or its carrier)")
+        reader.problems.add(
+            (*reader.path, "password"), "is required (password or password_file, on the bind or its carrier)"
+        )
     tls = reader.get("tls", _boolean, False)
     ca_file = reader.get("tls_ca_file", _existing_file(reader.base_dir), None)
     if ca_file is not None and not tls:
         reader.problems.add((*reader.path, "tls_ca_file"), "is only used with tls = true")
     config = BindConfig(
-        name=reader.get("name", _pattern(_NAME_RE, "lower-case letters, digits, '_' or '-'"),
-                        f"{carrier_name}-{index + 1}"),
+        name=reader.get(
+            "name",
+            _pattern(_NAME_RE, "lower-case letters, digits, '_' or '-'"),
+            f"{carrier_name}-{index + 1}",
+        ),
         host=reader.require("host", _non_empty, ""),
         port=reader.require("port", _integer(1, 65535), 2775),
         system_id=system_id,
@@ -990,8 +1015,9 @@ def _rules(reader: _Reader, key: str, parse: Callable[..., _RuleT]) -> tuple[_Ru
 
 
 def _routes(reader: _Reader) -> RoutesConfig:
-    config = RoutesConfig(mo=_rules(reader, "mo", MORoute.from_dict),
-                          mt=_rules(reader, "mt", MTRoute.from_dict))
+    config = RoutesConfig(
+        mo=_rules(reader, "mo", MORoute.from_dict), mt=_rules(reader, "mt", MTRoute.from_dict)
+    )
     reader.finish()
     return config
 
@@ -1032,20 +1058,25 @@ def _cross_check(config: Config, problems: _Problems) -> None:
         bind_names: set[str] = set()
         for bind_index, bind in enumerate(carrier.binds):
             if bind.name in bind_names:
-                problems.add(("carriers", index, "binds", bind_index, "name"),
-                             f"duplicate bind name {bind.name!r}")
+                problems.add(
+                    ("carriers", index, "binds", bind_index, "name"), f"duplicate bind name {bind.name!r}"
+                )
             bind_names.add(bind.name)
         for code in carrier.short_codes:
             short_codes.setdefault(code, carrier.name)
     services: set[tuple[str, str | None]] = set()
     for index, service in enumerate(config.services):
         if service.short_code and service.short_code not in short_codes:
-            problems.add(("services", index, "short_code"),
-                         f"short code {service.short_code} belongs to no carrier's short_codes")
+            problems.add(
+                ("services", index, "short_code"),
+                f"short code {service.short_code} belongs to no carrier's short_codes",
+            )
         key = (service.short_code, service.keyword)
         if key in services:
-            problems.add(("services", index, "keyword"),
-                         f"another service already takes short code {service.short_code} with this keyword")
+            problems.add(
+                ("services", index, "keyword"),
+                f"another service already takes short code {service.short_code} with this keyword",
+            )
         services.add(key)
     _check_routes(config, set(short_codes), problems)
 
@@ -1056,7 +1087,9 @@ def _check_routes(config: Config, short_codes: set[str], problems: _Problems) ->
     carriers = {carrier.name for carrier in config.carriers}
     binds = {bind.name for carrier in config.carriers for bind in carrier.binds}
     tables: tuple[tuple[str, tuple[MORoute | MTRoute, ...]], ...] = (
-        ("mo", config.routes.mo), ("mt", config.routes.mt))
+        ("mo", config.routes.mo),
+        ("mt", config.routes.mt),
+    )
     for table, rules in tables:
         names: set[str] = set()
         default: str | None = None
@@ -1067,14 +1100,16 @@ def _check_routes(config: Config, short_codes: set[str], problems: _Problems) ->
             names.add(rule.name)
             if rule.default:
                 if default is not None:
-                    problems.add((*path, "default"), f"rule {default!r} is already the default route; "
-                                                     "keep exactly one")
+                    problems.add(
+                        (*path, "default"), f"rule {default!r} is already the default route; keep exactly one"
+                    )
                 default = default or rule.name
             if rule.carrier is not None and rule.carrier not in carriers:
                 problems.add((*path, "carrier"), f"no carrier is named {rule.carrier!r}")
             if isinstance(rule, MORoute) and rule.short_code not in (None, *short_codes):
-                problems.add((*path, "short_code"),
-                             f"short code {rule.short_code} belongs to no carrier's short_codes")
+                problems.add(
+                    (*path, "short_code"), f"short code {rule.short_code} belongs to no carrier's short_codes"
+                )
             if isinstance(rule, MTRoute):
                 for bind in rule.binds:
                     if bind not in binds:
@@ -1105,8 +1140,9 @@ def _build(raw: dict[str, Any], origins: _Origins, base_dir: Path, problems: _Pr
 
 
 def _log(reader: _Reader) -> LogConfig:
-    config = LogConfig(level=reader.get("level", _log_level, "INFO"),
-                       json=reader.get("json", _boolean, False))
+    config = LogConfig(
+        level=reader.get("level", _log_level, "INFO"), json=reader.get("json", _boolean, False)
+    )
     reader.finish()
     return config
 
@@ -1133,6 +1169,7 @@ def _health(reader: _Reader) -> HealthConfig:
 # Defaults and the entry point
 # --------------------------------------------------------------------------------------------------
 
+
 def default_keywords() -> dict[str, Any]:
     """Reserved keywords used when the file has no [keywords] table (Spain's BAJA/STOP, ALTA, AYUDA)."""
     return {"ES": {"opt_out": ["BAJA", "STOP"], "opt_in": ["ALTA"], "help": ["AYUDA", "INFO"]}}
@@ -1147,11 +1184,15 @@ def demo_settings() -> dict[str, Any]:
         "daemon": {"instance": "gatewayd-demo"},
         "carriers": [
             {
-                "name": "movistar", "country": "ES", "short_codes": ["997745"],
+                "name": "movistar",
+                "country": "ES",
+                "short_codes": ["997745"],
                 "binds": [{"host": "127.0.0.1", "port": 2775, "system_id": "echat", "password": "secret1"}],
             },
             {
-                "name": "vodafone", "country": "ES", "short_codes": ["795500"],
+                "name": "vodafone",
+                "country": "ES",
+                "short_codes": ["795500"],
                 "binds": [{"host": "127.0.0.1", "port": 2776, "system_id": "echat", "password": "secret2"}],
             },
         ],
@@ -1162,8 +1203,9 @@ def demo_settings() -> dict[str, Any]:
     }
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
     """Reads ``path`` (TOML) or, when None, the built-in demo set-up; applies ``GATEWAYD_*`` overrides
     from ``environ`` (default ``os.environ``); validates. Raises :class:`ConfigError` listing every
     problem found."""
@@ -1180,15 +1222,17 @@ def load_config(path: str | os.PathLike[str] | None = None,
         try:
             text = source_path.read_text(encoding="utf-8")
         except OSError as error:
-            raise ConfigError([ConfigProblem("<file>", f"cannot read: {error.strerror or error}",
-                                             str(source_path))]) from error
+            raise ConfigError(
+                [ConfigProblem("<file>", f"cannot read: {error.strerror or error}", str(source_path))]
+            ) from error
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             position = re.search(r"at line (\d+)", str(error))  # Python 3.11 has no error.lineno
             line = int(position.group(1)) if position else None
-            raise ConfigError([ConfigProblem("<file>", f"not valid TOML: {error}", str(source_path),
-                                             line)]) from error
+            raise ConfigError(
+                [ConfigProblem("<file>", f"not valid TOML: {error}", str(source_path), line)]
+            ) from error
         origins = _Origins(str(source_path), locate_keys(text))
     if "keywords" not in raw:
         raw["keywords"] = default_keywords()

@@ -60,17 +60,27 @@ class DaemonHooks:
 class Daemon:
     """One gateway process. Not reusable: build a new one to run again."""
 
-    def __init__(self, config: Config, *, notifier: SystemdNotifier | None = None,
-                 metrics: GatewayMetrics | None = None, poll_interval: float = 1.0,
-                 require_schema_at_head: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notifier: SystemdNotifier | None = None,
+        metrics: GatewayMetrics | None = None,
+        poll_interval: float = 1.0,
+        require_schema_at_head: bool = True,
+    ) -> None:
         self.config = config
         self.notifier = notifier or SystemdNotifier(None)
         self.metrics = metrics or GatewayMetrics()
         self.hooks = metrics_hooks(self.metrics)
         self.metrics_service = MetricsService(self, self.metrics)
         self.metrics_started = asyncio.Event()
-        self.mt_no_route = Counter("gatewayd_mt_no_route", "MTs kept queued because no bind their route "
-                                   "allows was up", ["carrier", "rule"], registry=self.metrics.registry)
+        self.mt_no_route = Counter(
+            "gatewayd_mt_no_route",
+            "MTs kept queued because no bind their route allows was up",
+            ["carrier", "rule"],
+            registry=self.metrics.registry,
+        )
         self.poll_interval = poll_interval
         self.require_schema_at_head = require_schema_at_head
         self.ready = asyncio.Event()
@@ -123,13 +133,22 @@ class Daemon:
         log_event(log, "daemon.reload_refused", logging.ERROR, reason=str(error))
         self.notifier.status(f"reload refused: {error}")
 
-    async def queue_mt(self, to: str, text: str, *, carrier: str | None = None, source: str | None = None,
-                       kind: MTKind = MTKind.PUSH, priority: int = 0) -> int:
+    async def queue_mt(
+        self,
+        to: str,
+        text: str,
+        *,
+        carrier: str | None = None,
+        source: str | None = None,
+        kind: MTKind = MTKind.PUSH,
+        priority: int = 0,
+    ) -> int:
         """Queue an MT in-process and wake the sender at once (no poll delay)."""
         if self.sessions is None:
             raise RuntimeError("the daemon is not running")
-        mt_id = await queue_message(self.sessions, self.config, to, text, carrier=carrier, source=source,
-                                    kind=kind, priority=priority)
+        mt_id = await queue_message(
+            self.sessions, self.config, to, text, carrier=carrier, source=source, kind=kind, priority=priority
+        )
         if self.mt is not None:
             self.mt.wake()
         return mt_id
@@ -139,17 +158,28 @@ class Daemon:
     async def run(self) -> None:
         config = self.config
         url = config.database.url
-        log_event(log, "daemon.starting", instance=config.daemon.instance, database=redact_url(url),
-                  bus=redact_url(config.bus.url), carriers=len(config.carriers))
+        log_event(
+            log,
+            "daemon.starting",
+            instance=config.daemon.instance,
+            database=redact_url(url),
+            bus=redact_url(config.bus.url),
+            carriers=len(config.carriers),
+        )
         if self.require_schema_at_head:
             await check_at_head(url)
         async with AsyncExitStack() as stack:
-            self.engine = create_engine(url, pool_size=config.database.pool_size,
-                                        max_overflow=config.database.max_overflow)
+            self.engine = create_engine(
+                url, pool_size=config.database.pool_size, max_overflow=config.database.max_overflow
+            )
             stack.push_async_callback(self.engine.dispose)
             self.sessions = session_factory(self.engine)
-            bus = create_bus(config.bus.url, topic_prefix=config.bus.topic_prefix,
-                             client_id=config.bus.client_id, buffer_size=config.bus.buffer_size)
+            bus = create_bus(
+                config.bus.url,
+                topic_prefix=config.bus.topic_prefix,
+                client_id=config.bus.client_id,
+                buffer_size=config.bus.buffer_size,
+            )
             await stack.enter_async_context(bus)
             self.bus = bus
             self.metrics.track_bus_drops(lambda: bus.dropped)
@@ -167,27 +197,56 @@ class Daemon:
         assert self.sessions is not None
         hooks = self.hooks
         self.receipts = ReceiptPipeline(
-            self.sessions, events, max_batch=config.daemon.group_commit_max_batch,
-            on_batch=hooks.receipt_batch, on_receipt=hooks.receipt, on_early=hooks.receipts_early,
-            on_changes=hooks.mt_changes)
+            self.sessions,
+            events,
+            max_batch=config.daemon.group_commit_max_batch,
+            on_batch=hooks.receipt_batch,
+            on_receipt=hooks.receipt,
+            on_early=hooks.receipts_early,
+            on_changes=hooks.mt_changes,
+        )
         self.mo = MOPipeline(
-            self.sessions, events, keywords_for=self._keywords_for, router=MORouter(self.routes.mo),
-            receipts=self.receipts.accept, mt_queued=self._mt_queued,
+            self.sessions,
+            events,
+            keywords_for=self._keywords_for,
+            router=MORouter(self.routes.mo),
+            receipts=self.receipts.accept,
+            mt_queued=self._mt_queued,
             reassembly_timeout=config.daemon.reassembly_timeout,
-            max_batch=config.daemon.group_commit_max_batch, on_batch=hooks.mo_batch,
-            on_committed=hooks.mo_committed, on_incomplete=hooks.mo_incomplete)
-        self.binds = BindSupervisor(config.carriers, self.mo.handler, events,
-                                    router=MTRouter(self.routes.mt, config.carriers),
-                                    on_state=hooks.bind_state, on_no_route=self._count_no_route)
+            max_batch=config.daemon.group_commit_max_batch,
+            on_batch=hooks.mo_batch,
+            on_committed=hooks.mo_committed,
+            on_incomplete=hooks.mo_incomplete,
+        )
+        self.binds = BindSupervisor(
+            config.carriers,
+            self.mo.handler,
+            events,
+            router=MTRouter(self.routes.mt, config.carriers),
+            on_state=hooks.bind_state,
+            on_no_route=self._count_no_route,
+        )
         self.mt = MTPipeline(
-            self.sessions, events, self.binds, config.carriers, owner=config.daemon.instance,
-            claim_batch=config.daemon.mt_claim_batch, lease=config.daemon.mt_claim_lease,
-            retry=RetryPolicy(limit=config.daemon.mt_retry_limit,
-                              initial=config.daemon.mt_retry_backoff_initial,
-                              maximum=config.daemon.mt_retry_backoff_max),
-            poll_interval=self.poll_interval, on_submitted=hooks.mt_submitted, on_changes=hooks.mt_changes,
-            on_accepted=self.receipts.part_accepted, on_recorded=self.receipts.parts_recorded,
-            take_receipts=self.receipts.take_attached, on_not_recorded=self.receipts.parts_not_recorded)
+            self.sessions,
+            events,
+            self.binds,
+            config.carriers,
+            owner=config.daemon.instance,
+            claim_batch=config.daemon.mt_claim_batch,
+            lease=config.daemon.mt_claim_lease,
+            retry=RetryPolicy(
+                limit=config.daemon.mt_retry_limit,
+                initial=config.daemon.mt_retry_backoff_initial,
+                maximum=config.daemon.mt_retry_backoff_max,
+            ),
+            poll_interval=self.poll_interval,
+            on_submitted=hooks.mt_submitted,
+            on_changes=hooks.mt_changes,
+            on_accepted=self.receipts.part_accepted,
+            on_recorded=self.receipts.parts_recorded,
+            take_receipts=self.receipts.take_attached,
+            on_not_recorded=self.receipts.parts_not_recorded,
+        )
 
     def _mt_queued(self) -> None:
         if self.mt is not None:
@@ -210,14 +269,19 @@ class Daemon:
             mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
             binds_task = group.create_task(self.binds.run_loop(), name="binds.run_loop")
             mt_task = group.create_task(self.mt.run_loop(), name="mt.run_loop")
-            background = [group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
-                          group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
-                          group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop")]
+            background = [
+                group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
+                group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
+                group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
+            ]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
-                background.append(group.create_task(
-                    self.metrics_service.serve(listen.host, listen.port, started=self.metrics_started),
-                    name="metrics.serve"))
+                background.append(
+                    group.create_task(
+                        self.metrics_service.serve(listen.host, listen.port, started=self.metrics_started),
+                        name="metrics.serve",
+                    )
+                )
             self.ready.set()
             self.notifier.ready(status=f"{len(self.binds.slots)} bind(s) configured")
             log_event(log, "daemon.ready", binds=len(self.binds.slots))

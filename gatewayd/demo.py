@@ -82,8 +82,9 @@ async def _demo(var: Path, *, mo_rate: float, with_panel: bool) -> int:
             panel = _panel_server(config, daemon) if with_panel else None
             panel_task = group.create_task(panel.serve(), name="demo.panel") if panel is not None else None
             for carrier in ("movistar", "vodafone"):
-                simulator.start_load({"carrier": carrier, "rate": mo_rate / 2, "subscribers": 50,
-                                      "reply_probability": 0.6})
+                simulator.start_load(
+                    {"carrier": carrier, "rate": mo_rate / 2, "subscribers": 50, "reply_probability": 0.6}
+                )
             _print_urls(config, simulator, daemon, accounts)
             await stop.wait()
             print("\nstopping the demo...", flush=True)
@@ -113,8 +114,13 @@ async def _demo_accounts(config: Config) -> list[DemoAccount]:
     accounts.extend(DemoAccount(name, "operator", secrets.token_urlsafe(9)) for name in DEMO_OPERATORS)
     for account in accounts:
         try:
-            await user_add(config.database.url, account.username, account.role, account.password,
-                           display_name=account.username.capitalize())
+            await user_add(
+                config.database.url,
+                account.username,
+                account.role,
+                account.password,
+                display_name=account.username.capitalize(),
+            )
         except UserCommandError:  # a previous run's account: same name, new password
             await user_passwd(config.database.url, account.username, account.password)
     return accounts
@@ -134,8 +140,9 @@ def _print_urls(config: Config, simulator: Simulator, daemon: Daemon, accounts: 
         panel = f"http://{config.panel.listen}"
         lines.append(f"  panel       {panel}/login")
         for account in accounts:
-            lines.append(f"              {account.role:<9} user {account.username!r:<13} "
-                         f"password {account.password!r}")
+            lines.append(
+                f"              {account.role:<9} user {account.username!r:<13} password {account.password!r}"
+            )
         lines.append(f"              operators: log in, open the desk ({panel}/desk), set yourself online;")
         lines.append("              the load generator's MOs are then assigned to the operators online")
     if simulator.control_url:

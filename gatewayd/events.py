@@ -27,22 +27,36 @@ Payload = dict[str, Any]
 
 def mo_payload(mo: InboundMO, mo_id: int, client_id: str, conversation_id: int | None) -> Payload:
     return {
-        "id": mo_id, "short_code": mo.short_code, "carrier": mo.carrier, "bind": mo.bind,
-        "country": mo.country, "msisdn": mo.msisdn, "client_id": client_id,
-        "conversation_id": conversation_id, "text": mo.text, "parts": mo.parts_total,
-        "incomplete": mo.incomplete, "keyword": mo.keyword.keyword if mo.keyword else None,
+        "id": mo_id,
+        "short_code": mo.short_code,
+        "carrier": mo.carrier,
+        "bind": mo.bind,
+        "country": mo.country,
+        "msisdn": mo.msisdn,
+        "client_id": client_id,
+        "conversation_id": conversation_id,
+        "text": mo.text,
+        "parts": mo.parts_total,
+        "incomplete": mo.incomplete,
+        "keyword": mo.keyword.keyword if mo.keyword else None,
         "received_at": mo.received_at.isoformat(),
     }
 
 
-def mt_status_payload(mt_id: int, status: str, previous: str | None, detail: str | None,
-                      at: datetime) -> Payload:
+def mt_status_payload(
+    mt_id: int, status: str, previous: str | None, detail: str | None, at: datetime
+) -> Payload:
     return {"id": mt_id, "status": status, "previous": previous, "detail": detail, "at": at.isoformat()}
 
 
 def bind_state_payload(carrier: str, bind: str, up: bool, binds_up: int) -> Payload:
-    return {"carrier": carrier, "bind": bind, "up": up, "binds_up": binds_up,
-            "at": datetime.now(UTC).isoformat()}
+    return {
+        "carrier": carrier,
+        "bind": bind,
+        "up": up,
+        "binds_up": binds_up,
+        "at": datetime.now(UTC).isoformat(),
+    }
 
 
 class EventPublisher:
@@ -71,9 +85,16 @@ class EventPublisher:
             at = stamps.get(change.at)
             if at is None:
                 at = stamps[change.at] = change.at.isoformat()
-            await self._publish(self.topics.mt_status(change.mt_id), {
-                "id": change.mt_id, "status": change.status.value, "previous": change.previous.value,
-                "detail": change.detail, "at": at})
+            await self._publish(
+                self.topics.mt_status(change.mt_id),
+                {
+                    "id": change.mt_id,
+                    "status": change.status.value,
+                    "previous": change.previous.value,
+                    "detail": change.detail,
+                    "at": at,
+                },
+            )
 
     async def mt_status(self, mt_id: int, status: str, detail: str | None, at: datetime) -> None:
         await self._publish(self.topics.mt_status(mt_id), mt_status_payload(mt_id, status, None, detail, at))
@@ -82,6 +103,7 @@ class EventPublisher:
         """From a synchronous state callback: published by a short task (binds change rarely)."""
         task = asyncio.get_running_loop().create_task(
             self._publish(self.topics.bind_state(carrier), bind_state_payload(carrier, bind, up, binds_up)),
-            name=f"events.bind_state[{bind}]")
+            name=f"events.bind_state[{bind}]",
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -64,12 +64,15 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
             mt_status(status).inc(count)
 
     return DaemonHooks(
-        mo_batch=mo_batch, mo_committed=mo_committed,
+        mo_batch=mo_batch,
+        mo_committed=mo_committed,
         mo_incomplete=lambda carrier: reassembly_incomplete(carrier).inc(),
         receipt_batch=receipt_batch,
         receipt=lambda carrier, state: receipts(carrier, state).inc(),
         receipts_early=lambda carrier, count: receipts_early(carrier).inc(count),
-        mt_submitted=mt_submitted, mt_changes=mt_changes)
+        mt_submitted=mt_submitted,
+        mt_changes=mt_changes,
+    )
 
 
 class MetricsService:
@@ -85,9 +88,12 @@ class MetricsService:
         binds = self.daemon.binds
         up = {carrier.name: binds.binds_up(carrier.name) if binds else 0 for carrier in config.carriers}
         depth = sum(self._depth.values())
-        ok = (self.daemon.ready.is_set() and not self.daemon.stopped.is_set()
-              and all(count >= config.health.min_binds_up for count in up.values())
-              and depth <= config.health.max_outbox_depth)
+        ok = (
+            self.daemon.ready.is_set()
+            and not self.daemon.stopped.is_set()
+            and all(count >= config.health.min_binds_up for count in up.values())
+            and depth <= config.health.max_outbox_depth
+        )
         return HealthReport(ok, {"binds_up": up, "outbox_depth": depth})
 
     async def sample_loop(self) -> None:

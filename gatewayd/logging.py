@@ -66,8 +66,13 @@ def _safe_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO,
-              exc_info: BaseException | None = None, **fields: Any) -> None:
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    exc_info: BaseException | None = None,
+    **fields: Any,
+) -> None:
     """Log one event with structured fields (rendered by :class:`EventFormatter`)."""
     if logger.isEnabledFor(level):
         logger.log(level, event, exc_info=exc_info, extra={_FIELDS_ATTRIBUTE: fields})
@@ -94,8 +99,13 @@ class EventFormatter(logging.Formatter):
         timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         timestamp += f".{int(record.msecs):03d}Z"
         if self.json_lines:
-            document: dict[str, Any] = {"ts": timestamp, "level": record.levelname.lower(),
-                                        "logger": record.name, "event": message, **fields}
+            document: dict[str, Any] = {
+                "ts": timestamp,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "event": message,
+                **fields,
+            }
             if error:
                 document["error"] = error
             return json.dumps(document, ensure_ascii=False, default=str)
@@ -107,8 +117,9 @@ class EventFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-def configure_logging(level: str | int = "INFO", *, json_lines: bool = False,
-                      stream: IO[str] | None = None) -> None:
+def configure_logging(
+    level: str | int = "INFO", *, json_lines: bool = False, stream: IO[str] | None = None
+) -> None:
     """Install the event formatter on the root logger (idempotent: replaces earlier handlers)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(EventFormatter(json_lines=json_lines))

@@ -53,34 +53,83 @@ class GatewayMetrics:
     def __init__(self, *, namespace: str = "gatewayd") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r, ns = self.registry, namespace
-        self.binds_up = Gauge("binds_up", "Binds currently bound, per carrier", ["carrier"], namespace=ns,
-                              registry=r)
-        self.window_in_use = Gauge("bind_window_in_use", "Requests awaiting a response on a bind",
-                                   ["carrier", "bind"], namespace=ns, registry=r)
-        self.mo_received = Counter("mo_received", "MOs committed (new, not duplicates)",
-                                   ["carrier", "short_code"], namespace=ns, registry=r)
-        self.mo_duplicates = Counter("mo_duplicates", "MOs redelivered by the SMSC and stored once",
-                                     ["carrier"], namespace=ns, registry=r)
-        self.mt_submitted = Counter("mt_parts_submitted", "MT segments answered by the SMSC, by outcome",
-                                    ["carrier", "outcome"], namespace=ns, registry=r)
-        self.mt_status = Counter("mt_status_changes", "MT status transitions, by new status", ["status"],
-                                 namespace=ns, registry=r)
-        self.receipts = Counter("receipts", "Delivery receipts received, by receipt state",
-                                ["carrier", "state"], namespace=ns, registry=r)
-        self.receipts_early = Counter("receipts_early", "Receipts that arrived before their submit_sm_resp",
-                                      ["carrier"], namespace=ns, registry=r)
-        self.submit_latency = Histogram("submit_latency_seconds", "submit_sm to submit_sm_resp", ["carrier"],
-                                        buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
-        self.outbox_depth = Gauge("outbox_depth", "MTs queued or sending, per carrier", ["carrier"],
-                                  namespace=ns, registry=r)
-        self.db_commit_latency = Histogram("db_commit_seconds", "Duration of a store transaction, per unit "
-                                           "of work", ["operation"], buckets=LATENCY_BUCKETS, namespace=ns,
-                                           registry=r)
-        self.reassembly_incomplete = Counter("reassembly_incomplete", "Long MOs stored with parts missing "
-                                             "after the reassembly timeout", ["carrier"], namespace=ns,
-                                             registry=r)
-        self._events_dropped = _CallbackCounter(f"{ns}_bus_events_dropped", "Bus events dropped because a "
-                                                "buffer was full")
+        self.binds_up = Gauge(
+            "binds_up", "Binds currently bound, per carrier", ["carrier"], namespace=ns, registry=r
+        )
+        self.window_in_use = Gauge(
+            "bind_window_in_use",
+            "Requests awaiting a response on a bind",
+            ["carrier", "bind"],
+            namespace=ns,
+            registry=r,
+        )
+        self.mo_received = Counter(
+            "mo_received",
+            "MOs committed (new, not duplicates)",
+            ["carrier", "short_code"],
+            namespace=ns,
+            registry=r,
+        )
+        self.mo_duplicates = Counter(
+            "mo_duplicates",
+            "MOs redelivered by the SMSC and stored once",
+            ["carrier"],
+            namespace=ns,
+            registry=r,
+        )
+        self.mt_submitted = Counter(
+            "mt_parts_submitted",
+            "MT segments answered by the SMSC, by outcome",
+            ["carrier", "outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.mt_status = Counter(
+            "mt_status_changes", "MT status transitions, by new status", ["status"], namespace=ns, registry=r
+        )
+        self.receipts = Counter(
+            "receipts",
+            "Delivery receipts received, by receipt state",
+            ["carrier", "state"],
+            namespace=ns,
+            registry=r,
+        )
+        self.receipts_early = Counter(
+            "receipts_early",
+            "Receipts that arrived before their submit_sm_resp",
+            ["carrier"],
+            namespace=ns,
+            registry=r,
+        )
+        self.submit_latency = Histogram(
+            "submit_latency_seconds",
+            "submit_sm to submit_sm_resp",
+            ["carrier"],
+            buckets=LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "outbox_depth", "MTs queued or sending, per carrier", ["carrier"], namespace=ns, registry=r
+        )
+        self.db_commit_latency = Histogram(
+            "db_commit_seconds",
+            "Duration of a store transaction, per unit of work",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.reassembly_incomplete = Counter(
+            "reassembly_incomplete",
+            "Long MOs stored with parts missing after the reassembly timeout",
+            ["carrier"],
+            namespace=ns,
+            registry=r,
+        )
+        self._events_dropped = _CallbackCounter(
+            f"{ns}_bus_events_dropped", "Bus events dropped because a buffer was full"
+        )
         self.registry.register(self._events_dropped)
 
     def track_bus_drops(self, read_dropped: Callable[[], int]) -> None:
@@ -135,5 +184,9 @@ def create_metrics_app(metrics: GatewayMetrics, health: HealthCheck) -> Starlett
         assert isinstance(report, HealthReport)
         return JSONResponse({"ok": report.ok, **report.checks}, status_code=200 if report.ok else 503)
 
-    return Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"]),
-                             Route("/healthz", health_endpoint, methods=["GET"])])
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/healthz", health_endpoint, methods=["GET"]),
+        ]
+    )

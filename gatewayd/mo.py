@@ -44,7 +44,6 @@ log = logging.getLogger("gatewayd.mo")
 DEDUP_WINDOW = 120.0
 
 
-
 @dataclass(slots=True)
 class _PartWaiter:
     pdu: DeliverSM | DataSM
@@ -54,14 +53,22 @@ class _PartWaiter:
 class MOPipeline:
     """Turns inbound PDUs into committed MOs. ``run_loop`` must run (the daemon's TaskGroup)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher, *,
-                 keywords_for: Callable[[str], KeywordSet], router: MORouter | None = None,
-                 receipts: Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]] | None = None,
-                 mt_queued: Callable[[], None] | None = None, reassembly_timeout: float = 120.0,
-                 max_batch: int = 2000, on_batch: BatchObserver | None = None,
-                 on_committed: Callable[[Sequence[InboundMO], int], None] | None = None,
-                 on_incomplete: Callable[[str], None] | None = None,
-                 commit_retry_window: float = 4.0) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventPublisher,
+        *,
+        keywords_for: Callable[[str], KeywordSet],
+        router: MORouter | None = None,
+        receipts: Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]] | None = None,
+        mt_queued: Callable[[], None] | None = None,
+        reassembly_timeout: float = 120.0,
+        max_batch: int = 2000,
+        on_batch: BatchObserver | None = None,
+        on_committed: Callable[[Sequence[InboundMO], int], None] | None = None,
+        on_incomplete: Callable[[str], None] | None = None,
+        commit_retry_window: float = 4.0,
+    ) -> None:
         self._sessions = sessions
         self._events = events
         self._keywords_for = keywords_for
@@ -73,8 +80,13 @@ class MOPipeline:
         self._on_incomplete = on_incomplete
         self._commit_retry_window = commit_retry_window
         self._committer: GroupCommitter[InboundMO, int] = GroupCommitter(
-            self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
-            name="mo.group-commit", concurrency=concurrent_writers(sessions))
+            self._commit_batch,
+            max_batch=max_batch,
+            max_pending=max(50_000, max_batch),
+            on_batch=on_batch,
+            name="mo.group-commit",
+            concurrency=concurrent_writers(sessions),
+        )
         self._reassembler: Reassembler[_PartWaiter] = Reassembler(reassembly_timeout, max_pending=100_000)
         self._reassembly_wakeup = asyncio.Event()
         self._keyword_sets: dict[str, KeywordSet] = {}
@@ -107,14 +119,22 @@ class MOPipeline:
             try:
                 mo = build_inbound(bind, pdu, payload, data_coding, self._keywords(bind.country), now)
             except UnusableMO as error:
-                log_event(log, "mo.refused", logging.WARNING, carrier=bind.carrier, bind=bind.bind,
-                          source=pdu.source_addr, reason=str(error))
+                log_event(
+                    log,
+                    "mo.refused",
+                    logging.WARNING,
+                    carrier=bind.carrier,
+                    bind=bind.bind,
+                    source=pdu.source_addr,
+                    reason=str(error),
+                )
                 return error.status
             return self._store(mo)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         key = (bind, pdu.source_addr, pdu.destination_addr)
-        flushed = self._reassembler.add(key, info, payload, data_coding, time.monotonic(),
-                                        _PartWaiter(pdu, future))
+        flushed = self._reassembler.add(
+            key, info, payload, data_coding, time.monotonic(), _PartWaiter(pdu, future)
+        )
         if self._reassembler.next_deadline() is not None:
             self._reassembly_wakeup.set()
         for message in flushed:
@@ -150,17 +170,29 @@ class MOPipeline:
             status = CommandStatus.ESME_RSYSERR
         else:
             try:
-                mo = build_inbound(bind, first.pdu, message.payload, message.data_coding,
-                                   self._keywords(bind.country), datetime.now(UTC),
-                                   reference=message.reference, parts_total=message.total_parts,
-                                   parts_received=len(message.received_parts))
+                mo = build_inbound(
+                    bind,
+                    first.pdu,
+                    message.payload,
+                    message.data_coding,
+                    self._keywords(bind.country),
+                    datetime.now(UTC),
+                    reference=message.reference,
+                    parts_total=message.total_parts,
+                    parts_received=len(message.received_parts),
+                )
             except UnusableMO as error:
                 status = error.status
             else:
                 if not message.complete:
-                    log_event(log, "mo.incomplete", logging.WARNING, carrier=bind.carrier,
-                              parts=f"{len(message.received_parts)}/{message.total_parts}",
-                              reason=message.reason.value)
+                    log_event(
+                        log,
+                        "mo.incomplete",
+                        logging.WARNING,
+                        carrier=bind.carrier,
+                        parts=f"{len(message.received_parts)}/{message.total_parts}",
+                        reason=message.reason.value,
+                    )
                     if self._on_incomplete is not None:
                         self._on_incomplete(bind.carrier)
                 status = self._store(mo)
@@ -223,8 +255,14 @@ class MOPipeline:
             stored, mts_queued = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
         except Exception as error:
             self.temporary_failures += len(batch)
-            log_event(log, "mo.commit_failed", logging.WARNING, mos=len(batch), error=repr(error),
-                      action="answered ESME_RX_T_APPN: the SMSC delivers them again")
+            log_event(
+                log,
+                "mo.commit_failed",
+                logging.WARNING,
+                mos=len(batch),
+                error=repr(error),
+                action="answered ESME_RX_T_APPN: the SMSC delivers them again",
+            )
             return [CommandStatus.ESME_RX_T_APPN] * len(batch)
         self.stored += len(stored)
         self.duplicates += len(batch) - len(stored)
@@ -236,36 +274,50 @@ class MOPipeline:
             self._mt_queued()
         return [CommandStatus.ESME_ROK] * len(batch)
 
-    async def _commit_once(self, batch: Sequence[InboundMO]
-                           ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
+    async def _commit_once(
+        self, batch: Sequence[InboundMO]
+    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             return await self._write_batch(session, batch, now)
 
-    async def _write_batch(self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
-                           ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
+    async def _write_batch(
+        self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
+    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
         """The MOs stored (duplicates left out) with what the store made of them, and how many reserved
         keyword confirmations were queued."""
         # a redelivery that straddles a bucket boundary carries last bucket's key: the store checks
         # both in the statement that inserts (no extra round trip)
         ingested = await ingest_mos(session, [self._new_mo(mo, *_window_keys(mo)) for mo in batch], now)
-        stored = [(mo, result) for mo, result in zip(batch, ingested, strict=True)
-                  if result.mo_id is not None]
+        stored = [
+            (mo, result) for mo, result in zip(batch, ingested, strict=True) if result.mo_id is not None
+        ]
         reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
         mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else 0
         return stored, mts_queued
 
     def _new_mo(self, mo: InboundMO, dedup: str, previous_dedup: str) -> NewMO:
         return NewMO(
-            dedup_key=dedup, previous_dedup_key=previous_dedup, msisdn=mo.msisdn.removeprefix("+"),
-            carrier=mo.carrier, short_code=mo.short_code,
-            text=mo.text, received_at=mo.received_at, country=mo.country, data_coding=mo.data_coding,
-            parts=mo.parts_total, incomplete=mo.incomplete, bind_name=mo.bind,
+            dedup_key=dedup,
+            previous_dedup_key=previous_dedup,
+            msisdn=mo.msisdn.removeprefix("+"),
+            carrier=mo.carrier,
+            short_code=mo.short_code,
+            text=mo.text,
+            received_at=mo.received_at,
+            country=mo.country,
+            data_coding=mo.data_coding,
+            parts=mo.parts_total,
+            incomplete=mo.incomplete,
+            bind_name=mo.bind,
             service=self.router.service_of(mo),
-            keyword=mo.keyword.keyword if mo.keyword else None, opens_conversation=not mo.is_reserved)
+            keyword=mo.keyword.keyword if mo.keyword else None,
+            opens_conversation=not mo.is_reserved,
+        )
 
-    async def _reserved_keywords(self, session: AsyncSession,
-                                 reserved: Sequence[tuple[InboundMO, IngestedMO]], now: datetime) -> int:
+    async def _reserved_keywords(
+        self, session: AsyncSession, reserved: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
+    ) -> int:
         """BAJA / STOP / ALTA / help: record the opt-out or opt-in, queue the confirmation MT.
 
         Opt-in is recorded before its confirmation is queued and opt-out after, so that both
@@ -279,13 +331,28 @@ class MOPipeline:
                 await set_opted_out(session, subscriber_id, False, now)
             elif mo.keyword.kind is KeywordKind.OPT_OUT:
                 opt_out.append(subscriber_id)
-            confirmations.append(NewMT(
-                kind=MTKind.SYSTEM, carrier=mo.carrier, source=mo.short_code,
-                destination=mo.msisdn.removeprefix("+"),
-                text=reply_for(mo.keyword.kind, mo.country, mo.short_code), priority=10, bind_name=mo.bind,
-                subscriber_id=subscriber_id, in_reply_to_mo_id=result.mo_id))
-            log_event(log, "mo.reserved_keyword", keyword=mo.keyword.keyword, kind=mo.keyword.kind.value,
-                      carrier=mo.carrier, short_code=mo.short_code, client_id=result.subscriber.client_id)
+            confirmations.append(
+                NewMT(
+                    kind=MTKind.SYSTEM,
+                    carrier=mo.carrier,
+                    source=mo.short_code,
+                    destination=mo.msisdn.removeprefix("+"),
+                    text=reply_for(mo.keyword.kind, mo.country, mo.short_code),
+                    priority=10,
+                    bind_name=mo.bind,
+                    subscriber_id=subscriber_id,
+                    in_reply_to_mo_id=result.mo_id,
+                )
+            )
+            log_event(
+                log,
+                "mo.reserved_keyword",
+                keyword=mo.keyword.keyword,
+                kind=mo.keyword.kind.value,
+                carrier=mo.carrier,
+                short_code=mo.short_code,
+                client_id=result.subscriber.client_id,
+            )
         queued = await queue_mts(session, confirmations, now)
         for subscriber_id in sorted(set(opt_out)):
             await set_opted_out(session, subscriber_id, True, now)
@@ -297,4 +364,3 @@ def _window_keys(mo: InboundMO) -> tuple[str, str]:
     ``DEDUP_WINDOW`` (up to twice that) matches one of them."""
     bucket = int(mo.received_at.timestamp() // DEDUP_WINDOW)
     return f"{mo.dedup_key}:{bucket}", f"{mo.dedup_key}:{bucket - 1}"
-

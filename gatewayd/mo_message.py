@@ -92,8 +92,9 @@ def short_code_of(destination: str, bind: BindInfo) -> str:
 def subscriber_number(pdu: DeliverSM | DataSM, bind: BindInfo) -> str:
     """The MO's source as E.164, read the way the bind's carrier means it."""
     try:
-        return normalise_msisdn(pdu.source_addr, bind.country, ton=pdu.source_addr_ton,
-                                npi=pdu.source_addr_npi)
+        return normalise_msisdn(
+            pdu.source_addr, bind.country, ton=pdu.source_addr_ton, npi=pdu.source_addr_npi
+        )
     except InvalidNumber as error:
         if pdu.source_addr_ton not in (TON.UNKNOWN, TON.INTERNATIONAL, TON.NATIONAL):
             # a carrier sending TON 4/6 for subscriber numbers: try the digits without the hint
@@ -104,8 +105,9 @@ def subscriber_number(pdu: DeliverSM | DataSM, bind: BindInfo) -> str:
         raise UnusableMO(f"source {pdu.source_addr!r}: {error}", CommandStatus.ESME_RINVSRCADR) from error
 
 
-def dedup_key(carrier: str, msisdn: str, short_code: str, data_coding: int, payload: bytes,
-              reference: int | None = None) -> str:
+def dedup_key(
+    carrier: str, msisdn: str, short_code: str, data_coding: int, payload: bytes, reference: int | None = None
+) -> str:
     """A stable digest of what identifies one MO as the SMSC sent it (not when it arrived).
 
     The same subscriber texting the same words twice is a second MO for the user; the store keeps
@@ -125,9 +127,18 @@ def _normalised_first_word(text: str) -> str:
     return normalise_keyword(first)
 
 
-def build_inbound(bind: BindInfo, pdu: DeliverSM | DataSM, payload: bytes, data_coding: int,
-                  keywords: KeywordSet, received_at: datetime, *, reference: int | None = None,
-                  parts_total: int = 1, parts_received: int = 1) -> InboundMO:
+def build_inbound(
+    bind: BindInfo,
+    pdu: DeliverSM | DataSM,
+    payload: bytes,
+    data_coding: int,
+    keywords: KeywordSet,
+    received_at: datetime,
+    *,
+    reference: int | None = None,
+    parts_total: int = 1,
+    parts_received: int = 1,
+) -> InboundMO:
     """Normalise one MO (whole, or reassembled from parts whose joined ``payload`` is given)."""
     msisdn = subscriber_number(pdu, bind)
     short_code = short_code_of(pdu.destination_addr, bind)
@@ -142,10 +153,19 @@ def build_inbound(bind: BindInfo, pdu: DeliverSM | DataSM, payload: bytes, data_
     reserved = not incomplete and keywords.kind_of(first_word) is not None
     keyword = keywords.detect(text) if reserved else None
     return InboundMO(
-        carrier=bind.carrier, bind=bind.bind, country=bind.country, msisdn=msisdn, short_code=short_code,
-        text=text, data_coding=data_coding, received_at=received_at,
+        carrier=bind.carrier,
+        bind=bind.bind,
+        country=bind.country,
+        msisdn=msisdn,
+        short_code=short_code,
+        text=text,
+        data_coding=data_coding,
+        received_at=received_at,
         dedup_key=dedup_key(bind.carrier, msisdn, short_code, data_coding, payload, reference),
-        parts_total=parts_total, parts_received=parts_received, incomplete=incomplete, keyword=keyword,
+        parts_total=parts_total,
+        parts_received=parts_received,
+        incomplete=incomplete,
+        keyword=keyword,
         service_keyword=first_word or None,
     )
 

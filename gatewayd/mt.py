@@ -86,16 +86,20 @@ def carrier_quirks(carrier: CarrierConfig) -> CarrierQuirks:
 _CONCAT_MODES: Mapping[str, ConcatMode] = {mode.value: mode for mode in ConcatMode}
 
 
-def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks | None = None
-                  ) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
+def build_submits(
+    mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks | None = None
+) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
     """(total segments, [(segment, submit_sm)] for the segments still to send) of one MT, each
     submit_sm rewritten by the carrier's quirks (source/destination TON-NPI and format,
     service_type, vendor TLVs, registered_delivery ceiling).
 
     Raises ``LocalProtocolError`` for a text the coding cannot carry or one too long to send.
     """
-    data_coding = mt.data_coding if mt.data_coding is not None else choose_encoding(
-        mt.text, allow_latin1=carrier.allow_latin1)
+    data_coding = (
+        mt.data_coding
+        if mt.data_coding is not None
+        else choose_encoding(mt.text, allow_latin1=carrier.allow_latin1)
+    )
     mode = _CONCAT_MODES[carrier.long_message.value]
     reference = mt.id % (0x100 if mode is ConcatMode.UDH8 else 0x10000)
     segments = split_message(mt.text, data_coding, mode=mode, reference=reference)
@@ -107,35 +111,60 @@ def build_submits(mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks |
         build = header.submit_sm
         return len(segments), [
             (segment, build(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs))
-            for segment in segments if segment.part_number not in done]
-    source_ton = TON.ALPHANUMERIC if not mt.source.isdigit() else (
-        TON.NETWORK_SPECIFIC if len(mt.source) <= 8 else TON.INTERNATIONAL)
+            for segment in segments
+            if segment.part_number not in done
+        ]
+    source_ton = (
+        TON.ALPHANUMERIC
+        if not mt.source.isdigit()
+        else (TON.NETWORK_SPECIFIC if len(mt.source) <= 8 else TON.INTERNATIONAL)
+    )
     submits = [
-        (segment, SubmitSM(
-            source_addr_ton=source_ton,
-            source_addr_npi=NPI.ISDN if source_ton == TON.INTERNATIONAL else NPI.UNKNOWN,
-            source_addr=mt.source, dest_addr_ton=TON.INTERNATIONAL, dest_addr_npi=NPI.ISDN,
-            destination_addr=mt.destination.removeprefix("+"), esm_class=segment.esm_class_flags,
-            registered_delivery=registered, data_coding=data_coding, short_message=segment.short_message,
-            tlvs=segment.tlvs))
-        for segment in segments if segment.part_number not in done]
+        (
+            segment,
+            SubmitSM(
+                source_addr_ton=source_ton,
+                source_addr_npi=NPI.ISDN if source_ton == TON.INTERNATIONAL else NPI.UNKNOWN,
+                source_addr=mt.source,
+                dest_addr_ton=TON.INTERNATIONAL,
+                dest_addr_npi=NPI.ISDN,
+                destination_addr=mt.destination.removeprefix("+"),
+                esm_class=segment.esm_class_flags,
+                registered_delivery=registered,
+                data_coding=data_coding,
+                short_message=segment.short_message,
+                tlvs=segment.tlvs,
+            ),
+        )
+        for segment in segments
+        if segment.part_number not in done
+    ]
     return len(segments), submits
 
 
 class MTPipeline:
     """Sends the outbox. ``run_loop`` runs the claim and record loops until :meth:`close`."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher,
-                 binds: BindSupervisor,
-                 carriers: Sequence[CarrierConfig], *, owner: str, claim_batch: int = 500,
-                 lease: float = 60.0, retry: RetryPolicy | None = None, poll_interval: float = 1.0,
-                 max_in_flight: int = 5000,
-                 on_submitted: Callable[[str, str, float], None] | None = None,
-                 on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
-                 on_accepted: Callable[[str, str], None] | None = None,
-                 on_recorded: Callable[[Sequence[PartResult]], None] | None = None,
-                 take_receipts: Callable[[Iterable[PartKey]], Mapping[PartKey, ReceiptIn]] | None = None,
-                 on_not_recorded: Callable[[Iterable[PartKey]], None] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventPublisher,
+        binds: BindSupervisor,
+        carriers: Sequence[CarrierConfig],
+        *,
+        owner: str,
+        claim_batch: int = 500,
+        lease: float = 60.0,
+        retry: RetryPolicy | None = None,
+        poll_interval: float = 1.0,
+        max_in_flight: int = 5000,
+        on_submitted: Callable[[str, str, float], None] | None = None,
+        on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
+        on_accepted: Callable[[str, str], None] | None = None,
+        on_recorded: Callable[[Sequence[PartResult]], None] | None = None,
+        take_receipts: Callable[[Iterable[PartKey]], Mapping[PartKey, ReceiptIn]] | None = None,
+        on_not_recorded: Callable[[Iterable[PartKey]], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._events = events
         self._binds = binds
@@ -263,8 +292,9 @@ class MTPipeline:
         """Claim due MTs; those whose subscriber opted out or was banned since are refused here."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            claimed = await claim_mts(session, self._owner, now, limit=limit, lease=self._lease,
-                                      carriers=carriers)
+            claimed = await claim_mts(
+                session, self._owner, now, limit=limit, lease=self._lease, carriers=carriers
+            )
             blocks = await subscriber_blocks(session, [mt.destination for mt in claimed]) if claimed else {}
             refusals: list[tuple[int, str]] = []
             for mt in claimed:
@@ -310,8 +340,9 @@ class MTPipeline:
     def _send(self, mt: ClaimedMT) -> None:
         carrier = self._carriers.get(mt.carrier)
         if carrier is None:
-            self._finish_now(mt, 1, datetime.now(UTC), LOCAL_NO_ROUTE,
-                             f"no carrier {mt.carrier!r} configured", False)
+            self._finish_now(
+                mt, 1, datetime.now(UTC), LOCAL_NO_ROUTE, f"no carrier {mt.carrier!r} configured", False
+            )
             return
         choice = self._binds.choose(mt.carrier, mt.bind_name, destination=mt.destination, source=mt.source)
         if choice is None:
@@ -335,8 +366,15 @@ class MTPipeline:
         for segment, pdu in submits:
             self._submit(flight, session, bind_name, segments, segment.part_number, pdu)
 
-    def _submit(self, flight: _InFlight, session: ESMESession, bind_name: str, segments: int, part_no: int,
-                pdu: SubmitSM) -> None:
+    def _submit(
+        self,
+        flight: _InFlight,
+        session: ESMESession,
+        bind_name: str,
+        segments: int,
+        part_no: int,
+        pdu: SubmitSM,
+    ) -> None:
         submitted_at = datetime.now(UTC)
         started = time.perf_counter()
         mt = flight.mt
@@ -344,8 +382,9 @@ class MTPipeline:
         def done(outcome: Outcome) -> None:
             result = self._part_result(mt, part_no, segments, bind_name, submitted_at, outcome)
             if self._on_submitted is not None:
-                self._on_submitted(mt.carrier, "accepted" if result.accepted else "rejected",
-                                   time.perf_counter() - started)
+                self._on_submitted(
+                    mt.carrier, "accepted" if result.accepted else "rejected", time.perf_counter() - started
+                )
             self._collect(flight, result)
 
         self.submitted += 1
@@ -354,17 +393,31 @@ class MTPipeline:
         except SMPPError as error:  # the session closed between choosing it and now
             done(error)
 
-    def _part_result(self, mt: ClaimedMT, part_no: int, segments: int, bind_name: str, submitted_at: datetime,
-                     outcome: Outcome) -> PartResult:
+    def _part_result(
+        self,
+        mt: ClaimedMT,
+        part_no: int,
+        segments: int,
+        bind_name: str,
+        submitted_at: datetime,
+        outcome: Outcome,
+    ) -> PartResult:
         responded_at = datetime.now(UTC)
         if isinstance(outcome, SubmitSMResp) and outcome.command_status == 0:
             self.accepted += 1
             message_id = normalise_message_id(outcome.message_id)
             if self._on_accepted is not None:
                 self._on_accepted(mt.carrier, message_id)
-            return PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
-                              submitted_at=submitted_at, responded_at=responded_at, bind_name=bind_name,
-                              smsc_message_id=message_id)
+            return PartResult(
+                mt_id=mt.id,
+                part_no=part_no,
+                segments=segments,
+                carrier=mt.carrier,
+                submitted_at=submitted_at,
+                responded_at=responded_at,
+                bind_name=bind_name,
+                smsc_message_id=message_id,
+            )
         self.rejected += 1
         if isinstance(outcome, NegativeResponseError):
             code, text, retryable = outcome.status, str(outcome), is_temporary(outcome.status)
@@ -375,9 +428,18 @@ class MTPipeline:
         else:
             code = outcome.command_status
             text, retryable = f"unexpected {type(outcome).__name__}", is_temporary(code)
-        return PartResult(mt_id=mt.id, part_no=part_no, segments=segments, carrier=mt.carrier,
-                          submitted_at=submitted_at, responded_at=responded_at, bind_name=bind_name,
-                          error_code=code, error_text=text, retryable=retryable)
+        return PartResult(
+            mt_id=mt.id,
+            part_no=part_no,
+            segments=segments,
+            carrier=mt.carrier,
+            submitted_at=submitted_at,
+            responded_at=responded_at,
+            bind_name=bind_name,
+            error_code=code,
+            error_text=text,
+            retryable=retryable,
+        )
 
     def _collect(self, flight: _InFlight, result: PartResult) -> None:
         flight.results.append(result)
@@ -389,12 +451,28 @@ class MTPipeline:
             self._capacity.set()
             self._release(flight.mt.destination)
 
-    def _finish_now(self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str,
-                    retryable: bool) -> None:
+    def _finish_now(
+        self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str, retryable: bool
+    ) -> None:
         log_event(log, "mt.not_sent", logging.WARNING, mt_id=mt.id, carrier=mt.carrier, reason=text)
-        self._results.append((0.0, [PartResult(mt_id=mt.id, part_no=1, segments=segments, carrier=mt.carrier,
-                                                submitted_at=now, responded_at=now, error_code=code,
-                                                error_text=text, retryable=retryable)]))
+        self._results.append(
+            (
+                0.0,
+                [
+                    PartResult(
+                        mt_id=mt.id,
+                        part_no=1,
+                        segments=segments,
+                        carrier=mt.carrier,
+                        submitted_at=now,
+                        responded_at=now,
+                        error_code=code,
+                        error_text=text,
+                        retryable=retryable,
+                    )
+                ],
+            )
+        )
         self._results_ready.set()
         self._release(mt.destination)
 
@@ -410,8 +488,11 @@ class MTPipeline:
                 continue
             results = await self._results_to_record()
             requeue, self._requeue = self._requeue, []
-            keys = [(result.carrier, result.smsc_message_id) for result in results
-                    if result.smsc_message_id is not None]
+            keys = [
+                (result.carrier, result.smsc_message_id)
+                for result in results
+                if result.smsc_message_id is not None
+            ]
             receipts = self._take_receipts(keys) if self._take_receipts is not None and keys else {}
             try:
                 changes = await self._record(results, requeue, receipts)
@@ -443,8 +524,9 @@ class MTPipeline:
             results += self._results.popleft()[1]
         return results
 
-    async def _record(self, results: list[PartResult], requeue: list[tuple[int, str]],
-                      receipts: Mapping[PartKey, ReceiptIn]) -> list[MTStatusChange]:
+    async def _record(
+        self, results: list[PartResult], requeue: list[tuple[int, str]], receipts: Mapping[PartKey, ReceiptIn]
+    ) -> list[MTStatusChange]:
         now = datetime.now(UTC)
         changes: list[MTStatusChange] = []
         async with self._sessions() as session, session.begin():

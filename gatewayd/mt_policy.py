@@ -5,10 +5,16 @@ from __future__ import annotations
 from smpp.constants import CommandStatus
 
 #: Errors an SMSC gives for a passing condition: the same submit may succeed later.
-TEMPORARY_STATUSES = frozenset({
-    CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL, CommandStatus.ESME_RX_T_APPN,
-    CommandStatus.ESME_RSYSERR, CommandStatus.ESME_RSUBMITFAIL, CommandStatus.ESME_RUNKNOWNERR,
-})
+TEMPORARY_STATUSES = frozenset(
+    {
+        CommandStatus.ESME_RTHROTTLED,
+        CommandStatus.ESME_RMSGQFUL,
+        CommandStatus.ESME_RX_T_APPN,
+        CommandStatus.ESME_RSYSERR,
+        CommandStatus.ESME_RSUBMITFAIL,
+        CommandStatus.ESME_RUNKNOWNERR,
+    }
+)
 
 #: Local error codes for outcomes that have no command_status (kept apart from SMPP's range).
 LOCAL_TIMEOUT = 0x10000001

@@ -25,13 +25,14 @@ CHUNK = 900
 
 def _chunks(values: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 Block = tuple[bool, bool, str | None]
 
-_BLOCKS = (select(Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason)
-           .where(Subscriber.opted_out | Subscriber.banned))
+_BLOCKS = select(Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason).where(
+    Subscriber.opted_out | Subscriber.banned
+)
 _BLOCKS_ANY = _BLOCKS.where(Subscriber.msisdn == any_(bindparam("msisdns", type_=ARRAY(String(20)))))
 
 
@@ -61,13 +62,25 @@ async def refuse_mts(session: AsyncSession, refusals: Sequence[tuple[int, str]],
         return
     table = table_of(MTMessage)  # Core table: an executemany UPDATE keyed by bind parameters
     await session.execute(
-        update(table).where(table.c.id == bindparam("b_id"), table.c.status == MTStatus.SENDING)
-        .values(status=MTStatus.REFUSED, last_error=bindparam("b_reason"), final_at=now, updated_at=now,
-                claim_owner=None, claim_expires_at=None),
-        [{"b_id": mt_id, "b_reason": reason[:255]} for mt_id, reason in refusals])
-    await session.execute(insert(MTStatusHistory), [
-        {"mt_id": mt_id, "status": MTStatus.REFUSED, "at": now, "detail": reason[:255]}
-        for mt_id, reason in refusals])
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == MTStatus.SENDING)
+        .values(
+            status=MTStatus.REFUSED,
+            last_error=bindparam("b_reason"),
+            final_at=now,
+            updated_at=now,
+            claim_owner=None,
+            claim_expires_at=None,
+        ),
+        [{"b_id": mt_id, "b_reason": reason[:255]} for mt_id, reason in refusals],
+    )
+    await session.execute(
+        insert(MTStatusHistory),
+        [
+            {"mt_id": mt_id, "status": MTStatus.REFUSED, "at": now, "detail": reason[:255]}
+            for mt_id, reason in refusals
+        ],
+    )
 
 
 async def sweep_early_receipts(session: AsyncSession, now: datetime, *, limit: int = 5000) -> ReceiptOutcome:
@@ -78,16 +91,30 @@ async def sweep_early_receipts(session: AsyncSession, now: datetime, *, limit: i
     exists. This closes that gap: matched early receipts are applied and removed."""
     early = table_of(EarlyReceipt)
     parts = table_of(MTPart)
-    rows = (await session.execute(
-        select(early.c.id, early.c.carrier, early.c.smsc_message_id, early.c.state, early.c.error_code,
-               early.c.received_at)
-        .join(parts, (parts.c.carrier == early.c.carrier)
-              & (parts.c.smsc_message_id == early.c.smsc_message_id))
-        .order_by(early.c.id).limit(limit))).all()
+    rows = (
+        await session.execute(
+            select(
+                early.c.id,
+                early.c.carrier,
+                early.c.smsc_message_id,
+                early.c.state,
+                early.c.error_code,
+                early.c.received_at,
+            )
+            .join(
+                parts,
+                (parts.c.carrier == early.c.carrier) & (parts.c.smsc_message_id == early.c.smsc_message_id),
+            )
+            .order_by(early.c.id)
+            .limit(limit)
+        )
+    ).all()
     if not rows:
         return ReceiptOutcome([], 0, 0)
-    receipts = [ReceiptIn(row.carrier, row.smsc_message_id, row.state, row.received_at, row.error_code)
-                for row in rows]
+    receipts = [
+        ReceiptIn(row.carrier, row.smsc_message_id, row.state, row.received_at, row.error_code)
+        for row in rows
+    ]
     outcome = await record_receipts(session, receipts, now)
     await session.execute(delete(early).where(early.c.id.in_([row.id for row in rows])))
     return outcome

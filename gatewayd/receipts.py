@@ -171,12 +171,18 @@ class PendingPartCommits:
 class ReceiptPipeline:
     """Receipts in, part statuses and MT final statuses out; ``run_loop`` runs the group commit."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: EventPublisher, *,
-                 max_batch: int = 2000, on_batch: BatchObserver | None = None,
-                 on_receipt: Callable[[str, str], None] | None = None,
-                 on_early: Callable[[str, int], None] | None = None,
-                 on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
-                 commit_retry_window: float = 4.0) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventPublisher,
+        *,
+        max_batch: int = 2000,
+        on_batch: BatchObserver | None = None,
+        on_receipt: Callable[[str, str], None] | None = None,
+        on_early: Callable[[str, int], None] | None = None,
+        on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
+        commit_retry_window: float = 4.0,
+    ) -> None:
         self._sessions = sessions
         self._events = events
         self._on_receipt = on_receipt
@@ -184,8 +190,13 @@ class ReceiptPipeline:
         self._on_early = on_early
         self._commit_retry_window = commit_retry_window
         self._committer: GroupCommitter[ReceiptIn, int] = GroupCommitter(
-            self._commit_batch, max_batch=max_batch, max_pending=max(50_000, max_batch), on_batch=on_batch,
-            name="receipts.group-commit", concurrency=concurrent_writers(sessions))
+            self._commit_batch,
+            max_batch=max_batch,
+            max_pending=max(50_000, max_batch),
+            on_batch=on_batch,
+            name="receipts.group-commit",
+            concurrency=concurrent_writers(sessions),
+        )
         self._sweep_until = 0.0
         self._sweep_wakeup = asyncio.Event()
         self._pending_parts = PendingPartCommits()
@@ -208,9 +219,13 @@ class ReceiptPipeline:
             return CommandStatus.ESME_ROK
         if self._on_receipt is not None:
             self._on_receipt(bind.carrier, receipt.state.name.lower())
-        item = ReceiptIn(carrier=bind.carrier, smsc_message_id=normalise_message_id(receipt.message_id),
-                         state=receipt.stat or receipt.state.name, received_at=datetime.now(UTC),
-                         error_code=receipt_error_code(receipt.err))
+        item = ReceiptIn(
+            carrier=bind.carrier,
+            smsc_message_id=normalise_message_id(receipt.message_id),
+            state=receipt.stat or receipt.state.name,
+            received_at=datetime.now(UTC),
+            error_code=receipt_error_code(receipt.err),
+        )
         loop = asyncio.get_running_loop()
         applied = self._pending_parts.attach(item)
         if applied is not None:
@@ -222,8 +237,9 @@ class ReceiptPipeline:
             return loop.create_task(self._record_after_part(item), name="receipts.after-part")
         return self._record(item)
 
-    def _after_attached(self, item: ReceiptIn, answer: asyncio.Future[int], applied: asyncio.Future[bool]
-                        ) -> None:
+    def _after_attached(
+        self, item: ReceiptIn, answer: asyncio.Future[int], applied: asyncio.Future[bool]
+    ) -> None:
         if answer.done():
             return
         if not applied.cancelled() and applied.result():
@@ -255,8 +271,14 @@ class ReceiptPipeline:
         try:
             outcome = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
         except Exception as error:
-            log_event(log, "receipt.commit_failed", logging.WARNING, receipts=len(batch), error=repr(error),
-                      action="answered ESME_RX_T_APPN: the SMSC delivers them again")
+            log_event(
+                log,
+                "receipt.commit_failed",
+                logging.WARNING,
+                receipts=len(batch),
+                error=repr(error),
+                action="answered ESME_RX_T_APPN: the SMSC delivers them again",
+            )
             return [CommandStatus.ESME_RX_T_APPN] * len(batch)
         self.early += outcome.early
         if outcome.early:
@@ -299,8 +321,11 @@ class ReceiptPipeline:
     def parts_recorded(self, results: Sequence[PartResult] = ()) -> None:
         """The MT pipeline committed these part results: receipts waiting for them go on, and early
         receipts may match them now."""
-        self._pending_parts.committed((result.carrier, result.smsc_message_id) for result in results
-                                      if result.smsc_message_id is not None)
+        self._pending_parts.committed(
+            (result.carrier, result.smsc_message_id)
+            for result in results
+            if result.smsc_message_id is not None
+        )
         if self._sweep_until:
             self._sweep_wakeup.set()
 

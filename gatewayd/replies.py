@@ -9,14 +9,14 @@ from routing.keywords import KeywordKind
 
 _SPANISH = {
     KeywordKind.OPT_OUT: "Te has dado de baja del servicio {host}. No recibiras mas mensajes. "
-                         "Para volver, envia ALTA al {host}.",
+    "Para volver, envia ALTA al {host}.",
     KeywordKind.OPT_IN: "Te has dado de alta en el servicio {host}. "
-                        "Para darte de baja, envia BAJA al {host}.",
+    "Para darte de baja, envia BAJA al {host}.",
     KeywordKind.HELP: "Servicio de chat {host}. Para darte de baja, envia BAJA al {host}.",
 }
 _ENGLISH = {
     KeywordKind.OPT_OUT: "You have unsubscribed from {host}. You will get no more messages. "
-                         "Text START to {host} to come back.",
+    "Text START to {host} to come back.",
     KeywordKind.OPT_IN: "You are subscribed to {host}. Text STOP to {host} to unsubscribe.",
     KeywordKind.HELP: "Chat service {host}. Text STOP to {host} to unsubscribe.",
 }

@@ -50,9 +50,15 @@ def bind_copies(bind: BindConfig) -> tuple[str, ...]:
 
 def _service_rule(service: ServiceConfig, order: int) -> MORoute:
     keyword = f"/{service.keyword}" if service.keyword else ""
-    return MORoute(name=f"[services] {service.name} {service.short_code}{keyword}", service=service.name,
-                   operator_pool=service.operator_pool, callcentre=service.callcentre, order=order,
-                   short_code=service.short_code, keyword=service.keyword)
+    return MORoute(
+        name=f"[services] {service.name} {service.short_code}{keyword}",
+        service=service.name,
+        operator_pool=service.operator_pool,
+        callcentre=service.callcentre,
+        order=order,
+        short_code=service.short_code,
+        keyword=service.keyword,
+    )
 
 
 def _default_mo_route() -> MORoute:
@@ -89,8 +95,9 @@ class MORouter:
     def service(self, *, short_code: str, text: str, carrier: str, msisdn: str, country: str | None) -> str:
         """The service that handles the MO; the default route's when its sender is not in E.164."""
         try:
-            ctx = MOContext(short_code=short_code, text=text, carrier=carrier, source_e164=msisdn,
-                            country=country)
+            ctx = MOContext(
+                short_code=short_code, text=text, carrier=carrier, source_e164=msisdn, country=country
+            )
         except InvalidNumber:
             return self._table.default.service
         return self._table.route(ctx).service
@@ -98,9 +105,14 @@ class MORouter:
     def service_of(self, mo: InboundMO) -> str:
         """The service of an MO the pipeline has normalised: its number is E.164 and its first word
         already read, so only the carrier and country (configuration spellings) are folded here."""
-        ctx = MOContext.normalised(short_code=mo.short_code, text=mo.text,
-                                   carrier=normalise_carrier(mo.carrier), source_e164=mo.msisdn,
-                                   country=normalise_country(mo.country), keyword=mo.service_keyword)
+        ctx = MOContext.normalised(
+            short_code=mo.short_code,
+            text=mo.text,
+            carrier=normalise_carrier(mo.carrier),
+            source_e164=mo.msisdn,
+            country=normalise_country(mo.country),
+            keyword=mo.service_keyword,
+        )
         return self._table.match(ctx).service
 
 
@@ -109,8 +121,10 @@ class MORouter:
 
 def sending_binds(carriers: Sequence[CarrierConfig]) -> dict[str, tuple[str, ...]]:
     """Each carrier's sessions that can send (not receiver-only), in configuration order."""
-    return {carrier.name: tuple(name for bind in carrier.binds if bind.can_send for name in bind_copies(bind))
-            for carrier in carriers}
+    return {
+        carrier.name: tuple(name for bind in carrier.binds if bind.can_send for name in bind_copies(bind))
+        for carrier in carriers
+    }
 
 
 def _expand_copies(rule: MTRoute, carriers: Sequence[CarrierConfig]) -> MTRoute:
@@ -146,8 +160,13 @@ class MTRouter:
     def __init__(self, table: MTRoutingTable | None, carriers: Sequence[CarrierConfig]) -> None:
         self._table = table
         self._carrier_binds: Mapping[str, tuple[str, ...]] = table.carrier_binds if table is not None else {}
-        self._copies = {name: copies for carrier in carriers for bind in carrier.binds
-                        for copies in (bind_copies(bind),) for name in copies}
+        self._copies = {
+            name: copies
+            for carrier in carriers
+            for bind in carrier.binds
+            for copies in (bind_copies(bind),)
+            for name in copies
+        }
         self._turns: dict[tuple[str, ...], itertools.count[int]] = {}
 
     @classmethod
@@ -163,8 +182,15 @@ class MTRouter:
     def table(self) -> MTRoutingTable | None:
         return self._table
 
-    def select(self, binds_up: Collection[str], *, carrier: str | None, destination: str | None = None,
-               source: str | None = None, inbound_bind: str | None = None) -> str:
+    def select(
+        self,
+        binds_up: Collection[str],
+        *,
+        carrier: str | None,
+        destination: str | None = None,
+        source: str | None = None,
+        inbound_bind: str | None = None,
+    ) -> str:
         """The bind to submit by now. ``destination`` is the subscriber's number (digits, with or
         without '+'). Raises :class:`NoRoute` when no bind the matching rule allows is up."""
         if self._table is None:
@@ -176,13 +202,18 @@ class MTRouter:
         return self._take_turns(ctx.inbound_bind, ctx.carrier, decision)
 
     @staticmethod
-    def _context(carrier: str | None, destination: str | None, source: str | None,
-                 inbound_bind: str | None) -> MTContext | None:
+    def _context(
+        carrier: str | None, destination: str | None, source: str | None, inbound_bind: str | None
+    ) -> MTContext | None:
         if destination is None:
             return None
         try:
-            return MTContext(destination_e164="+" + destination.removeprefix("+"), short_code=source,
-                             carrier=carrier, inbound_bind=inbound_bind)
+            return MTContext(
+                destination_e164="+" + destination.removeprefix("+"),
+                short_code=source,
+                carrier=carrier,
+                inbound_bind=inbound_bind,
+            )
         except InvalidNumber:
             return None
 

@@ -52,9 +52,17 @@ def pick_carrier(config: Config, e164: str, *, carrier: str | None, known: str |
     raise SendError(f"no carrier serves {e164} (country {country or 'unknown'}); give --carrier")
 
 
-async def queue_message(sessions: async_sessionmaker[AsyncSession], config: Config, to: str, text: str, *,
-                        carrier: str | None = None, source: str | None = None,
-                        kind: MTKind = MTKind.PUSH, priority: int = 0) -> int:
+async def queue_message(
+    sessions: async_sessionmaker[AsyncSession],
+    config: Config,
+    to: str,
+    text: str,
+    *,
+    carrier: str | None = None,
+    source: str | None = None,
+    kind: MTKind = MTKind.PUSH,
+    priority: int = 0,
+) -> int:
     """Queue one MT; returns its id. Raises :class:`SendError`, or the store's ``MTRefused`` for a
     subscriber who opted out or is banned."""
     if not text:
@@ -67,26 +75,39 @@ async def queue_message(sessions: async_sessionmaker[AsyncSession], config: Conf
     digits = e164.removeprefix("+")
     async with sessions() as session, session.begin():
         subscriber = await get_subscriber_by_msisdn(session, digits)
-        chosen = pick_carrier(config, e164, carrier=carrier,
-                              known=subscriber.carrier if subscriber is not None else None)
+        chosen = pick_carrier(
+            config, e164, carrier=carrier, known=subscriber.carrier if subscriber is not None else None
+        )
         if source is None:
             if not chosen.short_codes:
                 raise SendError(f"carrier {chosen.name} has no short code; give --source")
             source = chosen.short_codes[0]
-        return await queue_mt(session, NewMT(
-            kind=kind, carrier=chosen.name, source=source, destination=digits, text=text, priority=priority,
-            subscriber_id=subscriber.id if subscriber is not None else None), datetime.now(UTC))
+        return await queue_mt(
+            session,
+            NewMT(
+                kind=kind,
+                carrier=chosen.name,
+                source=source,
+                destination=digits,
+                text=text,
+                priority=priority,
+                subscriber_id=subscriber.id if subscriber is not None else None,
+            ),
+            datetime.now(UTC),
+        )
 
 
 async def mt_status(sessions: async_sessionmaker[AsyncSession], mt_id: int) -> FinalStatus:
     async with sessions() as session:
-        row = (await session.execute(select(MTMessage.status, MTMessage.last_error)
-                                     .where(MTMessage.id == mt_id))).one()
+        row = (
+            await session.execute(select(MTMessage.status, MTMessage.last_error).where(MTMessage.id == mt_id))
+        ).one()
     return FinalStatus(mt_id, MTStatus(row.status), row.last_error)
 
 
-async def wait_final(sessions: async_sessionmaker[AsyncSession], mt_id: int, *,
-                     poll: float = 0.2) -> FinalStatus:
+async def wait_final(
+    sessions: async_sessionmaker[AsyncSession], mt_id: int, *, poll: float = 0.2
+) -> FinalStatus:
     """Poll the MT until it reaches a final status (the caller bounds the wait with a timeout)."""
     while True:
         status = await mt_status(sessions, mt_id)

@@ -13,8 +13,14 @@ class FieldReader:
     ``None`` counts as absent, so a database row with NULL columns reads like a dict without the keys.
     """
 
-    def __init__(self, data: Mapping[str, object], *, subject: str, error: type[InvalidDefinition],
-                 allowed: Iterable[str]) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, object],
+        *,
+        subject: str,
+        error: type[InvalidDefinition],
+        allowed: Iterable[str],
+    ) -> None:
         if not isinstance(data, Mapping):
             raise error(subject, f"expected a mapping of fields, got {type(data).__name__}")
         self.data = data
@@ -48,8 +54,9 @@ class FieldReader:
             raise self.fail(key, "is required and must be a non-empty string")
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int | None = None,
-                maximum: int | None = None) -> int:
+    def integer(
+        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.data.get(key)
         if value is None:
             return default

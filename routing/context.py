@@ -49,8 +49,16 @@ class MOContext:
         object.__setattr__(self, "keyword", service_keyword(self.text))
 
     @classmethod
-    def normalised(cls, *, short_code: str, text: str, carrier: str, source_e164: str, country: str | None,
-                   keyword: str | None) -> MOContext:
+    def normalised(
+        cls,
+        *,
+        short_code: str,
+        text: str,
+        carrier: str,
+        source_e164: str,
+        country: str | None,
+        keyword: str | None,
+    ) -> MOContext:
         """A context from values already in normal form, skipping the checks of the constructor.
 
         For a pipeline that has just produced them itself (E.164 number, bare short code, case-folded

@@ -84,23 +84,37 @@ class KeywordSet:
         for kind, words in self._by_kind():
             for word in words:
                 if word != normalise_keyword(word) or not word or len(word.split()) != 1:
-                    raise InvalidKeywords(subject, f"{word!r} is not a normalised single word "
-                                                   f"(write {normalise_keyword(word)!r})", field=kind.value)
+                    raise InvalidKeywords(
+                        subject,
+                        f"{word!r} is not a normalised single word (write {normalise_keyword(word)!r})",
+                        field=kind.value,
+                    )
                 if word in seen:
-                    raise InvalidKeywords(subject, f"{word!r} is both {seen[word].value} and {kind.value}",
-                                          field=kind.value)
+                    raise InvalidKeywords(
+                        subject, f"{word!r} is both {seen[word].value} and {kind.value}", field=kind.value
+                    )
                 seen[word] = kind
         if self.max_trailing_words is not None and self.max_trailing_words < 0:
             raise InvalidKeywords(subject, "must be >= 0, or None for any number", field="max_trailing_words")
 
     def _by_kind(self) -> tuple[tuple[KeywordKind, frozenset[str]], ...]:
-        return ((KeywordKind.OPT_OUT, self.opt_out), (KeywordKind.OPT_IN, self.opt_in),
-                (KeywordKind.HELP, self.help))
+        return (
+            (KeywordKind.OPT_OUT, self.opt_out),
+            (KeywordKind.OPT_IN, self.opt_in),
+            (KeywordKind.HELP, self.help),
+        )
 
     @classmethod
-    def of(cls, *, opt_out: Iterable[str], opt_in: Iterable[str], help: Iterable[str],
-           max_trailing_words: int | None = 1) -> KeywordSet:
+    def of(
+        cls,
+        *,
+        opt_out: Iterable[str],
+        opt_in: Iterable[str],
+        help: Iterable[str],
+        max_trailing_words: int | None = 1,
+    ) -> KeywordSet:
         """A set from keywords written any way ('baja', 'Stop'); they are normalised here."""
+
         def normalised(words: Iterable[str]) -> frozenset[str]:
             return frozenset(normalise_keyword(word) for word in words)
 
@@ -113,8 +127,12 @@ class KeywordSet:
         A missing list is empty. ``max_trailing_words`` is a number >= 0 (1 when absent) or the string
         'any' (TOML has no null) for a keyword followed by any number of words.
         """
-        reader = FieldReader(data, subject=subject, error=InvalidKeywords,
-                             allowed=("opt_out", "opt_in", "help", "max_trailing_words"))
+        reader = FieldReader(
+            data,
+            subject=subject,
+            error=InvalidKeywords,
+            allowed=("opt_out", "opt_in", "help", "max_trailing_words"),
+        )
         lists: dict[str, list[str]] = {}
         for key in ("opt_out", "opt_in", "help"):
             words = reader.strings(key)
@@ -128,8 +146,12 @@ class KeywordSet:
         elif reader.has("max_trailing_words"):
             trailing = reader.integer("max_trailing_words", 1, minimum=0)
         try:
-            return cls.of(opt_out=lists["opt_out"], opt_in=lists["opt_in"], help=lists["help"],
-                          max_trailing_words=trailing)
+            return cls.of(
+                opt_out=lists["opt_out"],
+                opt_in=lists["opt_in"],
+                help=lists["help"],
+                max_trailing_words=trailing,
+            )
         except InvalidKeywords as error:
             raise InvalidKeywords(subject, error.reason, field=error.field) from error
 
@@ -152,17 +174,23 @@ class KeywordSet:
 
 
 #: Spanish defaults (Spain and the Spanish-speaking countries served).
-SPANISH_KEYWORDS = KeywordSet.of(opt_out=("BAJA", "STOP", "CANCELAR"), opt_in=("ALTA", "START"),
-                                 help=("AYUDA", "HELP"))
+SPANISH_KEYWORDS = KeywordSet.of(
+    opt_out=("BAJA", "STOP", "CANCELAR"), opt_in=("ALTA", "START"), help=("AYUDA", "HELP")
+)
 #: English defaults; STOP / START / HELP are understood nearly everywhere, so other countries use these.
-ENGLISH_KEYWORDS = KeywordSet.of(opt_out=("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"),
-                                 opt_in=("START", "UNSTOP"), help=("HELP", "INFO"))
+ENGLISH_KEYWORDS = KeywordSet.of(
+    opt_out=("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"),
+    opt_in=("START", "UNSTOP"),
+    help=("HELP", "INFO"),
+)
 
 #: Default keyword set by ISO country code; countries not listed get ``ENGLISH_KEYWORDS``.
-DEFAULT_KEYWORDS: Mapping[str, KeywordSet] = MappingProxyType({
-    **{iso: SPANISH_KEYWORDS for iso in ("ES", "MX", "AR", "CO", "CL", "PE")},
-    **{iso: ENGLISH_KEYWORDS for iso in ("GB", "US")},
-})
+DEFAULT_KEYWORDS: Mapping[str, KeywordSet] = MappingProxyType(
+    {
+        **{iso: SPANISH_KEYWORDS for iso in ("ES", "MX", "AR", "CO", "CL", "PE")},
+        **{iso: ENGLISH_KEYWORDS for iso in ("GB", "US")},
+    }
+)
 
 
 def default_keywords(country: str | None) -> KeywordSet:

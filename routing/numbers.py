@@ -70,14 +70,16 @@ class NumberingPlan:
     def drop_legacy(self, nsn: str) -> str:
         prefix = self.legacy_mobile_prefix
         if prefix and nsn.startswith(prefix) and len(nsn) - len(prefix) in self.lengths:
-            return nsn[len(prefix):]
+            return nsn[len(prefix) :]
         return nsn
 
     def nsn_problem(self, nsn: str) -> str | None:
         """Why ``nsn`` is not a plausible number of this country, or ``None`` when it is."""
         if len(nsn) not in self.lengths:
-            return (f"{len(nsn)} digits after the country code +{self.calling_code}, "
-                    f"{self.name} numbers have {_describe_lengths(self.lengths)}")
+            return (
+                f"{len(nsn)} digits after the country code +{self.calling_code}, "
+                f"{self.name} numbers have {_describe_lengths(self.lengths)}"
+            )
         if self.pattern.fullmatch(nsn) is None:
             return f"not a valid {self.name} number after +{self.calling_code}: {self.pattern_hint}"
         return None
@@ -92,40 +94,126 @@ def _describe_lengths(lengths: frozenset[int]) -> str:
     return ", ".join(str(n) for n in ordered[:-1]) + f" or {ordered[-1]}"
 
 
-def _plan(iso: str, name: str, calling_code: str, lengths: range | tuple[int, ...], pattern: str,
-          hint: str, *, national_prefix: str = "", extra_national_prefixes: tuple[str, ...] = (),
-          idd_prefixes: tuple[str, ...] = ("00",), legacy_mobile_prefix: str = "",
-          international_mobile_prefix: str = "") -> NumberingPlan:
-    return NumberingPlan(iso, name, calling_code, frozenset(lengths), re.compile(pattern, re.ASCII),
-                         hint, national_prefix, extra_national_prefixes, idd_prefixes, legacy_mobile_prefix,
-                         international_mobile_prefix)
+def _plan(
+    iso: str,
+    name: str,
+    calling_code: str,
+    lengths: range | tuple[int, ...],
+    pattern: str,
+    hint: str,
+    *,
+    national_prefix: str = "",
+    extra_national_prefixes: tuple[str, ...] = (),
+    idd_prefixes: tuple[str, ...] = ("00",),
+    legacy_mobile_prefix: str = "",
+    international_mobile_prefix: str = "",
+) -> NumberingPlan:
+    return NumberingPlan(
+        iso,
+        name,
+        calling_code,
+        frozenset(lengths),
+        re.compile(pattern, re.ASCII),
+        hint,
+        national_prefix,
+        extra_national_prefixes,
+        idd_prefixes,
+        legacy_mobile_prefix,
+        international_mobile_prefix,
+    )
 
 
 #: The countries served first, by ISO 3166-1 alpha-2 code.
-PLANS: Mapping[str, NumberingPlan] = MappingProxyType({p.iso: p for p in (
-    _plan("ES", "Spain", "34", (9,), r"[5-9]\d{8}", "9 digits starting with 5-9 (mobiles with 6 or 7)"),
-    _plan("PT", "Portugal", "351", (9,), r"[2-9]\d{8}", "9 digits starting with 2-9 (mobiles with 9)"),
-    _plan("FR", "France", "33", (9,), r"[1-9]\d{8}", "9 digits not starting with 0", national_prefix="0"),
-    _plan("IT", "Italy", "39", range(6, 12), r"0\d{5,10}|3\d{8,9}|8\d{5,9}",
-          "landlines start with 0 (6-11 digits), mobiles with 3 (9-10 digits), services with 8"),
-    _plan("DE", "Germany", "49", range(6, 14), r"[1-9]\d{5,12}", "6-13 digits not starting with 0",
-          national_prefix="0"),
-    _plan("GB", "United Kingdom", "44", (9, 10), r"[1-9]\d{8,9}", "9-10 digits not starting with 0",
-          national_prefix="0"),
-    _plan("MX", "Mexico", "52", (10,), r"[2-9]\d{9}", "10 digits starting with 2-9",
-          extra_national_prefixes=("044", "045", "01"), legacy_mobile_prefix="1"),
-    _plan("AR", "Argentina", "54", (10, 11), r"9[1-3]\d{9}|[1-3]\d{9}",
-          "area code (1-3...) and number, 10 digits; mobiles 9 and then 10 digits",
-          national_prefix="0", international_mobile_prefix="9"),
-    _plan("CO", "Colombia", "57", (10,), r"3\d{9}|60\d{8}",
-          "10 digits: mobiles start with 3, landlines with 60"),
-    _plan("CL", "Chile", "56", (9,), r"[2-9]\d{8}", "9 digits starting with 2-9 (mobiles with 9)"),
-    _plan("PE", "Peru", "51", (8, 9), r"9\d{8}|[1-8]\d{7}",
-          "mobiles: 9 digits starting with 9; landlines: 8 digits", national_prefix="0"),
-    _plan("US", "United States", "1", (10,), r"[2-9]\d{2}[2-9]\d{6}",
-          "10 digits; area code and exchange start with 2-9", extra_national_prefixes=("1",),
-          idd_prefixes=("011",)),
-)})
+PLANS: Mapping[str, NumberingPlan] = MappingProxyType(
+    {
+        p.iso: p
+        for p in (
+            _plan(
+                "ES", "Spain", "34", (9,), r"[5-9]\d{8}", "9 digits starting with 5-9 (mobiles with 6 or 7)"
+            ),
+            _plan(
+                "PT", "Portugal", "351", (9,), r"[2-9]\d{8}", "9 digits starting with 2-9 (mobiles with 9)"
+            ),
+            _plan(
+                "FR", "France", "33", (9,), r"[1-9]\d{8}", "9 digits not starting with 0", national_prefix="0"
+            ),
+            _plan(
+                "IT",
+                "Italy",
+                "39",
+                range(6, 12),
+                r"0\d{5,10}|3\d{8,9}|8\d{5,9}",
+                "landlines start with 0 (6-11 digits), mobiles with 3 (9-10 digits), services with 8",
+            ),
+            _plan(
+                "DE",
+                "Germany",
+                "49",
+                range(6, 14),
+                r"[1-9]\d{5,12}",
+                "6-13 digits not starting with 0",
+                national_prefix="0",
+            ),
+            _plan(
+                "GB",
+                "United Kingdom",
+                "44",
+                (9, 10),
+                r"[1-9]\d{8,9}",
+                "9-10 digits not starting with 0",
+                national_prefix="0",
+            ),
+            _plan(
+                "MX",
+                "Mexico",
+                "52",
+                (10,),
+                r"[2-9]\d{9}",
+                "10 digits starting with 2-9",
+                extra_national_prefixes=("044", "045", "01"),
+                legacy_mobile_prefix="1",
+            ),
+            _plan(
+                "AR",
+                "Argentina",
+                "54",
+                (10, 11),
+                r"9[1-3]\d{9}|[1-3]\d{9}",
+                "area code (1-3...) and number, 10 digits; mobiles 9 and then 10 digits",
+                national_prefix="0",
+                international_mobile_prefix="9",
+            ),
+            _plan(
+                "CO",
+                "Colombia",
+                "57",
+                (10,),
+                r"3\d{9}|60\d{8}",
+                "10 digits: mobiles start with 3, landlines with 60",
+            ),
+            _plan("CL", "Chile", "56", (9,), r"[2-9]\d{8}", "9 digits starting with 2-9 (mobiles with 9)"),
+            _plan(
+                "PE",
+                "Peru",
+                "51",
+                (8, 9),
+                r"9\d{8}|[1-8]\d{7}",
+                "mobiles: 9 digits starting with 9; landlines: 8 digits",
+                national_prefix="0",
+            ),
+            _plan(
+                "US",
+                "United States",
+                "1",
+                (10,),
+                r"[2-9]\d{2}[2-9]\d{6}",
+                "10 digits; area code and exchange start with 2-9",
+                extra_national_prefixes=("1",),
+                idd_prefixes=("011",),
+            ),
+        )
+    }
+)
 _BY_CALLING_CODE: Mapping[str, NumberingPlan] = {p.calling_code: p for p in PLANS.values()}
 _LONGEST_CALLING_CODE = max(len(code) for code in _BY_CALLING_CODE)
 
@@ -148,8 +236,9 @@ def is_e164(value: str) -> bool:
     return _E164.fullmatch(value) is not None
 
 
-def normalise_msisdn(raw: str, country: str | None = None, *, ton: int | None = None,
-                     npi: int | None = None) -> str:
+def normalise_msisdn(
+    raw: str, country: str | None = None, *, ton: int | None = None, npi: int | None = None
+) -> str:
     """``raw`` as E.164 ('+34600111222'), read the way a carrier of ``country`` would mean it.
 
     ``ton`` / ``npi`` are the SMPP hints that came with the address: TON 1 (international) means
@@ -176,7 +265,7 @@ def normalise_msisdn(raw: str, country: str | None = None, *, ton: int | None = 
         return _without_home_plan(raw, digits, country)
     for idd in plan.idd_prefixes:
         if digits.startswith(idd):
-            return _from_international(raw, digits[len(idd):])
+            return _from_international(raw, digits[len(idd) :])
     national, problem = _read_national(digits, plan)
     if national is not None:
         return national
@@ -185,8 +274,11 @@ def normalise_msisdn(raw: str, country: str | None = None, *, ton: int | None = 
     international = _read_international_without_plus(digits)
     if international is not None:
         return international
-    raise InvalidNumber(raw, f"is neither a {plan.name} national number ({problem}) "
-                             "nor an international number with a known country code")
+    raise InvalidNumber(
+        raw,
+        f"is neither a {plan.name} national number ({problem}) "
+        "nor an international number with a known country code",
+    )
 
 
 def country_of(e164: str) -> str | None:
@@ -205,10 +297,10 @@ def to_national(e164: str) -> str:
     plan = _plan_by_prefix(e164[1:])
     if plan is None:
         raise InvalidNumber(e164, "its country code is not in the numbering table; no national format known")
-    nsn = e164[1 + len(plan.calling_code):]
+    nsn = e164[1 + len(plan.calling_code) :]
     marker = plan.international_mobile_prefix
     if marker and nsn.startswith(marker) and len(nsn) - len(marker) in plan.lengths:
-        nsn = nsn[len(marker):]
+        nsn = nsn[len(marker) :]
     return plan.national_prefix + nsn
 
 
@@ -258,7 +350,7 @@ def _clean_normalising(raw: str) -> tuple[bool, str]:
 def _strip_first_prefix(digits: str, prefixes: tuple[str, ...]) -> str:
     for prefix in _longest_first(prefixes):
         if digits.startswith(prefix):
-            return digits[len(prefix):]
+            return digits[len(prefix) :]
     return digits
 
 
@@ -288,10 +380,11 @@ def _from_international(raw: str, digits: str) -> str:
     plan = _plan_by_prefix(digits)
     if plan is None:
         if len(digits) < MIN_E164_DIGITS:
-            raise InvalidNumber(raw, f"has {len(digits)} digits; international numbers have at least "
-                                     f"{MIN_E164_DIGITS}")
+            raise InvalidNumber(
+                raw, f"has {len(digits)} digits; international numbers have at least {MIN_E164_DIGITS}"
+            )
         return "+" + digits
-    nsn = plan.drop_legacy(digits[len(plan.calling_code):])
+    nsn = plan.drop_legacy(digits[len(plan.calling_code) :])
     problem = plan.nsn_problem(nsn)
     if problem is not None:
         raise InvalidNumber(raw, problem)
@@ -304,7 +397,7 @@ def _read_national(digits: str, plan: NumberingPlan) -> tuple[str | None, str]:
     The trunk prefix is optional: '0612345678' and '612345678' are both French mobiles.
     """
     prefixes = [p for p in (plan.national_prefix, *plan.extra_national_prefixes) if p]
-    candidates = [digits[len(p):] for p in prefixes if digits.startswith(p)]
+    candidates = [digits[len(p) :] for p in prefixes if digits.startswith(p)]
     first_problem = ""
     for nsn in (*candidates, digits):
         problem = plan.nsn_problem(nsn)
@@ -321,7 +414,7 @@ def _read_international_without_plus(digits: str) -> str | None:
     plan = _plan_by_prefix(digits)
     if plan is None:
         return None
-    nsn = plan.drop_legacy(digits[len(plan.calling_code):])
+    nsn = plan.drop_legacy(digits[len(plan.calling_code) :])
     return f"+{plan.calling_code}{nsn}" if plan.nsn_problem(nsn) is None else None
 
 

@@ -76,27 +76,39 @@ class CarrierQuirks:
             raise InvalidQuirks(subject, "must be a non-empty string", field="name")
         service_type = self.service_type
         if service_type is not None and (
-                len(service_type) > SERVICE_TYPE_MAX or not _PRINTABLE_ASCII.fullmatch(service_type)):
-            raise InvalidQuirks(subject, f"must be at most {SERVICE_TYPE_MAX} printable ASCII characters, "
-                                         f"got {self.service_type!r}", field="service_type")
+            len(service_type) > SERVICE_TYPE_MAX or not _PRINTABLE_ASCII.fullmatch(service_type)
+        ):
+            raise InvalidQuirks(
+                subject,
+                f"must be at most {SERVICE_TYPE_MAX} printable ASCII characters, got {self.service_type!r}",
+                field="service_type",
+            )
         for key in ("short_code_ton", "destination_ton"):
             _check_enum(subject, key, getattr(self, key), TON)
         for key in ("short_code_npi", "destination_npi"):
             _check_enum(subject, key, getattr(self, key), NPI)
         if not 1 <= self.short_code_max_digits <= 15:
-            raise InvalidQuirks(subject, f"must be 1-15, got {self.short_code_max_digits}",
-                                field="short_code_max_digits")
+            raise InvalidQuirks(
+                subject, f"must be 1-15, got {self.short_code_max_digits}", field="short_code_max_digits"
+            )
         ceiling = self.max_registered_delivery
         if ceiling is not None and not 0 <= ceiling <= REGISTERED_DELIVERY_MAX:
-            raise InvalidQuirks(subject, f"must be 0-{REGISTERED_DELIVERY_MAX:#x}, got {ceiling}",
-                                field="max_registered_delivery")
+            raise InvalidQuirks(
+                subject,
+                f"must be 0-{REGISTERED_DELIVERY_MAX:#x}, got {ceiling}",
+                field="max_registered_delivery",
+            )
         for tag, value in self.extra_tlvs:
             if tag not in VENDOR_TAGS or not isinstance(value, bytes):
-                raise InvalidQuirks(subject, f"tag {tag:#06x} must be a vendor tag (0x1400-0x3fff) "
-                                             "with a bytes value", field="extra_tlvs")
+                raise InvalidQuirks(
+                    subject,
+                    f"tag {tag:#06x} must be a vendor tag (0x1400-0x3fff) with a bytes value",
+                    field="extra_tlvs",
+                )
         if not self.mo_short_code_prefix.isdigit() and self.mo_short_code_prefix:
-            raise InvalidQuirks(subject, f"must be digits, got {self.mo_short_code_prefix!r}",
-                                field="mo_short_code_prefix")
+            raise InvalidQuirks(
+                subject, f"must be digits, got {self.mo_short_code_prefix!r}", field="mo_short_code_prefix"
+            )
 
     @property
     def destination_ton_npi(self) -> tuple[int, int]:
@@ -126,8 +138,12 @@ class CarrierQuirks:
         changes: dict[str, Any] = {"name": quirk_name}
         if read.has("service_type"):
             changes["service_type"] = read.optional_str("service_type") or ""
-        for key, enum in (("short_code_ton", TON), ("short_code_npi", NPI), ("destination_ton", TON),
-                          ("destination_npi", NPI)):
+        for key, enum in (
+            ("short_code_ton", TON),
+            ("short_code_npi", NPI),
+            ("destination_ton", TON),
+            ("destination_npi", NPI),
+        ):
             if read.has(key):
                 changes[key] = _read_enum(read, key, enum)
         if read.has("short_code_max_digits"):
@@ -135,8 +151,9 @@ class CarrierQuirks:
         if read.has("destination_style"):
             changes["destination_style"] = _read_style(read)
         if read.has("max_registered_delivery"):
-            changes["max_registered_delivery"] = read.integer("max_registered_delivery", 0, minimum=0,
-                                                              maximum=REGISTERED_DELIVERY_MAX)
+            changes["max_registered_delivery"] = read.integer(
+                "max_registered_delivery", 0, minimum=0, maximum=REGISTERED_DELIVERY_MAX
+            )
         if read.has("extra_tlvs"):
             changes["extra_tlvs"] = _read_tlvs(read)
         if read.has("mo_source_international"):
@@ -188,8 +205,11 @@ def _read_tlvs(read: FieldReader) -> TLVs:
     items: list[tuple[int, bytes]] = []
     for raw_tag, raw_value in value.items():
         try:
-            tag = raw_tag if isinstance(raw_tag, int) and not isinstance(raw_tag, bool) else _parse_hex_int(
-                str(raw_tag))
+            tag = (
+                raw_tag
+                if isinstance(raw_tag, int) and not isinstance(raw_tag, bool)
+                else _parse_hex_int(str(raw_tag))
+            )
         except ValueError:
             raise read.fail("extra_tlvs", f"tag {raw_tag!r} is not a hex number") from None
         if tag not in VENDOR_TAGS:
@@ -242,9 +262,11 @@ def _source(address: str, short_code_max_digits: int) -> tuple[SourceKind, str]:
     if kind is SourceKind.NUMBER:
         text = normalise_msisdn(text if text.startswith("+") else "+" + text)[1:]
     elif kind is SourceKind.ALPHANUMERIC and (
-            len(text) > ALPHANUMERIC_MAX or not _PRINTABLE_ASCII.fullmatch(text)):
-        raise InvalidAddress(address, f"an alphanumeric sender has at most {ALPHANUMERIC_MAX} "
-                                      "printable ASCII characters")
+        len(text) > ALPHANUMERIC_MAX or not _PRINTABLE_ASCII.fullmatch(text)
+    ):
+        raise InvalidAddress(
+            address, f"an alphanumeric sender has at most {ALPHANUMERIC_MAX} printable ASCII characters"
+        )
     if len(_SOURCES) >= _SOURCES_SIZE:
         _SOURCES.clear()
     known = _SOURCES[key] = (kind, text)
@@ -286,24 +308,37 @@ class MTHeader(NamedTuple):
     #: Vendor TLVs the carrier wants on every submit_sm (they replace a segment's TLV of the same tag).
     extra_tlvs: TLVs
 
-    def submit_sm(self, short_message: bytes, data_coding: int, esm_class: int = 0,
-                  tlvs: TLVs = EMPTY_TLVS) -> SubmitSM:
+    def submit_sm(
+        self, short_message: bytes, data_coding: int, esm_class: int = 0, tlvs: TLVs = EMPTY_TLVS
+    ) -> SubmitSM:
         """One segment's submit_sm: ``short_message``, ``esm_class`` and ``tlvs`` as ``smpp.concat``'s
         ``Segment`` gives them (``esm_class_flags``), plus the carrier's TLVs."""
         for tag, value in self.extra_tlvs:
             tlvs = tlvs.with_tlv(tag, value)
         return SubmitSM(
-            service_type=self.service_type, source_addr_ton=self.source_addr_ton,
-            source_addr_npi=self.source_addr_npi, source_addr=self.source_addr,
-            dest_addr_ton=self.dest_addr_ton, dest_addr_npi=self.dest_addr_npi,
-            destination_addr=self.destination_addr, esm_class=esm_class,
-            registered_delivery=self.registered_delivery, data_coding=data_coding,
-            short_message=short_message, tlvs=tlvs,
+            service_type=self.service_type,
+            source_addr_ton=self.source_addr_ton,
+            source_addr_npi=self.source_addr_npi,
+            source_addr=self.source_addr,
+            dest_addr_ton=self.dest_addr_ton,
+            dest_addr_npi=self.dest_addr_npi,
+            destination_addr=self.destination_addr,
+            esm_class=esm_class,
+            registered_delivery=self.registered_delivery,
+            data_coding=data_coding,
+            short_message=short_message,
+            tlvs=tlvs,
         )
 
 
-def mt_header(quirks: CarrierQuirks, source: str, destination: str, *, registered_delivery: int = 0,
-              service_type: str = "") -> MTHeader:
+def mt_header(
+    quirks: CarrierQuirks,
+    source: str,
+    destination: str,
+    *,
+    registered_delivery: int = 0,
+    service_type: str = "",
+) -> MTHeader:
     """The carrier's submit_sm header for an MT from ``source`` (short code, number or sender id) to
     ``destination`` (the subscriber's E.164 number, '+' optional). ``registered_delivery`` and
     ``service_type`` are what the MT asks for; the carrier's quirks may lower or replace them.
@@ -316,36 +351,68 @@ def mt_header(quirks: CarrierQuirks, source: str, destination: str, *, registere
         registered_delivery = ceiling
     if quirks.service_type is not None:
         service_type = quirks.service_type
-    return MTHeader(service_type, source_addr, source_ton, source_npi, destination_addr, dest_ton, dest_npi,
-                    registered_delivery, quirks.extra_tlvs)
+    return MTHeader(
+        service_type,
+        source_addr,
+        source_ton,
+        source_npi,
+        destination_addr,
+        dest_ton,
+        dest_npi,
+        registered_delivery,
+        quirks.extra_tlvs,
+    )
 
 
 def apply_mt(quirks: CarrierQuirks, pdu: SubmitSM) -> SubmitSM:
     """``pdu`` rewritten for this carrier. Apply it once, to a submit_sm whose destination_addr is the
     subscriber's E.164 number ('+' optional) and whose source_addr is a short code, number or sender id.
     """
-    header = mt_header(quirks, pdu.source_addr, pdu.destination_addr,
-                       registered_delivery=pdu.registered_delivery, service_type=pdu.service_type)
+    header = mt_header(
+        quirks,
+        pdu.source_addr,
+        pdu.destination_addr,
+        registered_delivery=pdu.registered_delivery,
+        service_type=pdu.service_type,
+    )
     tlvs = pdu.tlvs
     for tag, value in header.extra_tlvs:
         tlvs = tlvs.with_tlv(tag, value)
     if type(pdu) is not SubmitSM:  # a subclass may carry more fields: copy them all
         return dataclasses.replace(
-            pdu, service_type=header.service_type, source_addr=header.source_addr,
-            source_addr_ton=header.source_addr_ton, source_addr_npi=header.source_addr_npi,
-            destination_addr=header.destination_addr, dest_addr_ton=header.dest_addr_ton,
-            dest_addr_npi=header.dest_addr_npi, registered_delivery=header.registered_delivery, tlvs=tlvs)
+            pdu,
+            service_type=header.service_type,
+            source_addr=header.source_addr,
+            source_addr_ton=header.source_addr_ton,
+            source_addr_npi=header.source_addr_npi,
+            destination_addr=header.destination_addr,
+            dest_addr_ton=header.dest_addr_ton,
+            dest_addr_npi=header.dest_addr_npi,
+            registered_delivery=header.registered_delivery,
+            tlvs=tlvs,
+        )
     # Every field named: a third of the cost of dataclasses.replace, which walks the fields.
     return SubmitSM(
-        sequence_number=pdu.sequence_number, command_status=pdu.command_status,
-        service_type=header.service_type, source_addr_ton=header.source_addr_ton,
-        source_addr_npi=header.source_addr_npi, source_addr=header.source_addr,
-        dest_addr_ton=header.dest_addr_ton, dest_addr_npi=header.dest_addr_npi,
-        destination_addr=header.destination_addr, esm_class=pdu.esm_class, protocol_id=pdu.protocol_id,
-        priority_flag=pdu.priority_flag, schedule_delivery_time=pdu.schedule_delivery_time,
-        validity_period=pdu.validity_period, registered_delivery=header.registered_delivery,
-        replace_if_present_flag=pdu.replace_if_present_flag, data_coding=pdu.data_coding,
-        sm_default_msg_id=pdu.sm_default_msg_id, short_message=pdu.short_message, tlvs=tlvs,
+        sequence_number=pdu.sequence_number,
+        command_status=pdu.command_status,
+        service_type=header.service_type,
+        source_addr_ton=header.source_addr_ton,
+        source_addr_npi=header.source_addr_npi,
+        source_addr=header.source_addr,
+        dest_addr_ton=header.dest_addr_ton,
+        dest_addr_npi=header.dest_addr_npi,
+        destination_addr=header.destination_addr,
+        esm_class=pdu.esm_class,
+        protocol_id=pdu.protocol_id,
+        priority_flag=pdu.priority_flag,
+        schedule_delivery_time=pdu.schedule_delivery_time,
+        validity_period=pdu.validity_period,
+        registered_delivery=header.registered_delivery,
+        replace_if_present_flag=pdu.replace_if_present_flag,
+        data_coding=pdu.data_coding,
+        sm_default_msg_id=pdu.sm_default_msg_id,
+        short_message=pdu.short_message,
+        tlvs=tlvs,
     )
 
 
@@ -361,7 +428,7 @@ def normalise_mo_short_code(quirks: CarrierQuirks, address: str) -> str:
     code = address.strip().removeprefix("+")
     prefix = quirks.mo_short_code_prefix
     if prefix and code.startswith(prefix) and len(code) > len(prefix):
-        code = code[len(prefix):]
+        code = code[len(prefix) :]
     if not code:
         raise InvalidAddress(address, "an MO destination (short code) cannot be empty")
     return code
@@ -371,18 +438,36 @@ def normalise_mo_short_code(quirks: CarrierQuirks, address: str) -> str:
 
 #: Example quirks for the demo carriers. They show plausible combinations for the simulator and the
 #: tests; they are not statements about how the real carriers of these names configure their SMSCs.
-PRESETS: Mapping[str, CarrierQuirks] = MappingProxyType({
-    "movistar": CarrierQuirks(
-        name="movistar", short_code_ton=TON.NETWORK_SPECIFIC, short_code_npi=NPI.UNKNOWN,
-        destination_style=NumberStyle.INTERNATIONAL, max_registered_delivery=0x01),
-    "vodafone": CarrierQuirks(
-        name="vodafone", service_type="CMT", short_code_ton=TON.UNKNOWN, short_code_npi=NPI.ISDN,
-        destination_style=NumberStyle.INTERNATIONAL, mo_source_international=True),
-    "orange": CarrierQuirks(
-        name="orange", short_code_ton=TON.NETWORK_SPECIFIC, short_code_npi=NPI.PRIVATE,
-        destination_style=NumberStyle.NATIONAL, destination_ton=TON.UNKNOWN, destination_npi=NPI.ISDN,
-        max_registered_delivery=0x01, extra_tlvs=TLVs([(0x1400, b"\x01")]), mo_short_code_prefix="34"),
-})
+PRESETS: Mapping[str, CarrierQuirks] = MappingProxyType(
+    {
+        "movistar": CarrierQuirks(
+            name="movistar",
+            short_code_ton=TON.NETWORK_SPECIFIC,
+            short_code_npi=NPI.UNKNOWN,
+            destination_style=NumberStyle.INTERNATIONAL,
+            max_registered_delivery=0x01,
+        ),
+        "vodafone": CarrierQuirks(
+            name="vodafone",
+            service_type="CMT",
+            short_code_ton=TON.UNKNOWN,
+            short_code_npi=NPI.ISDN,
+            destination_style=NumberStyle.INTERNATIONAL,
+            mo_source_international=True,
+        ),
+        "orange": CarrierQuirks(
+            name="orange",
+            short_code_ton=TON.NETWORK_SPECIFIC,
+            short_code_npi=NPI.PRIVATE,
+            destination_style=NumberStyle.NATIONAL,
+            destination_ton=TON.UNKNOWN,
+            destination_npi=NPI.ISDN,
+            max_registered_delivery=0x01,
+            extra_tlvs=TLVs([(0x1400, b"\x01")]),
+            mo_short_code_prefix="34",
+        ),
+    }
+)
 
 
 def preset(name: str) -> CarrierQuirks:

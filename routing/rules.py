@@ -36,11 +36,18 @@ def _check_common(rule: MORoute | MTRoute, subject: str, filters: dict[str, str 
         raise InvalidRule(subject, f"must be an integer, got {rule.order!r}", field="order")
     present = [key for key, value in filters.items() if value is not None]
     if rule.default and present:
-        raise InvalidRule(subject, "a default route matches everything and cannot have filters "
-                                   "(remove it, or set default = false)", field=present[0])
+        raise InvalidRule(
+            subject,
+            "a default route matches everything and cannot have filters (remove it, or set default = false)",
+            field=present[0],
+        )
     if not rule.default and not present:
-        raise InvalidRule(subject, f"a rule needs at least one filter ({', '.join(filters)}); "
-                                   "a rule matching everything must be the default route", field="default")
+        raise InvalidRule(
+            subject,
+            f"a rule needs at least one filter ({', '.join(filters)}); "
+            "a rule matching everything must be the default route",
+            field="default",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +64,20 @@ def _prefix(text: str) -> str:
 
 
 _CARRIER_FILTER = _FilterSpec(normalise_carrier, bool, "a carrier name")
-_COUNTRY_FILTER = _FilterSpec(normalise_country, lambda v: _COUNTRY.fullmatch(v) is not None,
-                              "an ISO 3166 two-letter country code such as 'ES'")
-_PREFIX_FILTER = _FilterSpec(_prefix, lambda v: _PREFIX.fullmatch(v) is not None,
-                             "an E.164 prefix: '+' and 1-15 digits, such as '+346'")
+_COUNTRY_FILTER = _FilterSpec(
+    normalise_country,
+    lambda v: _COUNTRY.fullmatch(v) is not None,
+    "an ISO 3166 two-letter country code such as 'ES'",
+)
+_PREFIX_FILTER = _FilterSpec(
+    _prefix,
+    lambda v: _PREFIX.fullmatch(v) is not None,
+    "an E.164 prefix: '+' and 1-15 digits, such as '+346'",
+)
 _MO_FILTERS: Mapping[str, _FilterSpec] = {
-    "short_code": _FilterSpec(lambda v: v.removeprefix("+"), lambda v: _SHORT_CODE.fullmatch(v) is not None,
-                              "3-15 digits"),
+    "short_code": _FilterSpec(
+        lambda v: v.removeprefix("+"), lambda v: _SHORT_CODE.fullmatch(v) is not None, "3-15 digits"
+    ),
     "keyword": _FilterSpec(normalise_keyword, lambda v: bool(v) and len(v.split()) == 1, "one word"),
     "carrier": _CARRIER_FILTER,
     "country": _COUNTRY_FILTER,
@@ -74,8 +88,11 @@ _MT_FILTERS: Mapping[str, _FilterSpec] = {
     "destination_prefix": _PREFIX_FILTER,
     "country": _COUNTRY_FILTER,
     # an MT source address: short code, long number or alphanumeric sender id
-    "short_code": _FilterSpec(lambda v: v.removeprefix("+"), lambda v: 0 < len(v) <= _SENDER_MAX,
-                              f"a source address of 1-{_SENDER_MAX} characters"),
+    "short_code": _FilterSpec(
+        lambda v: v.removeprefix("+"),
+        lambda v: 0 < len(v) <= _SENDER_MAX,
+        f"a source address of 1-{_SENDER_MAX} characters",
+    ),
 }
 
 
@@ -91,8 +108,9 @@ def _normalise_filters(rule: object, subject: str, specs: Mapping[str, _FilterSp
         _set(rule, key, normalised)
 
 
-def _reader(cls: type[MORoute] | type[MTRoute], data: Mapping[str, object], kind: str,
-            position: int | None) -> FieldReader:
+def _reader(
+    cls: type[MORoute] | type[MTRoute], data: Mapping[str, object], kind: str, position: int | None
+) -> FieldReader:
     name = data.get("name") if isinstance(data, Mapping) else None
     if isinstance(name, str) and name.strip():
         subject = f"{kind} rule {name.strip()!r}"

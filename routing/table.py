@@ -56,8 +56,11 @@ def _ordered(rules: Iterable[_R], table: str) -> tuple[tuple[_R, ...], _R]:
     if not defaults:
         raise InvalidRule(table, "has no default route; add one rule with default = true", field="default")
     if len(defaults) > 1:
-        raise InvalidRule(table, f"has {len(defaults)} default routes ({', '.join(map(repr, defaults))}); "
-                                 "keep exactly one", field="default")
+        raise InvalidRule(
+            table,
+            f"has {len(defaults)} default routes ({', '.join(map(repr, defaults))}); keep exactly one",
+            field="default",
+        )
     ordered = tuple(sorted(given, key=lambda rule: (rule.default, rule.order)))
     return ordered, ordered[-1]
 
@@ -162,19 +165,24 @@ class MTRoutingTable(_RuleTable[MTRoute, MTContext]):
 
     __slots__ = ("_carrier_binds",)
 
-    def __init__(self, rules: Iterable[MTRoute],
-                 carrier_binds: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, rules: Iterable[MTRoute], carrier_binds: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         super().__init__(rules, "MT routing table")
         self._carrier_binds = _check_carrier_binds(carrier_binds or {})
         if not self._carrier_binds:
             for rule in self._rules:
                 if rule.carrier_binds and not rule.binds:
-                    raise InvalidRule(f"MT rule {rule.name!r}", "sends by the subscriber's carrier binds, "
-                                      "but no carrier has binds configured", field="carrier_binds")
+                    raise InvalidRule(
+                        f"MT rule {rule.name!r}",
+                        "sends by the subscriber's carrier binds, but no carrier has binds configured",
+                        field="carrier_binds",
+                    )
 
     @classmethod
-    def from_dicts(cls, rows: Iterable[Mapping[str, object]],
-                   carrier_binds: Mapping[str, Sequence[str]] | None = None) -> MTRoutingTable:
+    def from_dicts(
+        cls, rows: Iterable[Mapping[str, object]], carrier_binds: Mapping[str, Sequence[str]] | None = None
+    ) -> MTRoutingTable:
         """A table from plain rows (TOML array of tables, database rows)."""
         rows_read = _rows(rows, "MT routing table")
         return cls((MTRoute.from_dict(row, position=position) for position, row in rows_read), carrier_binds)
@@ -205,12 +213,19 @@ class MTRoutingTable(_RuleTable[MTRoute, MTContext]):
         rule = self.match(ctx)
         candidates = self.candidates(ctx, rule)
         if not candidates:
-            raise NoRoute(f"MT to {ctx.destination_e164}: rule {rule.name!r} sends by the subscriber's "
-                          f"carrier, and carrier {ctx.carrier!r} has no binds", rule=rule.name)
+            raise NoRoute(
+                f"MT to {ctx.destination_e164}: rule {rule.name!r} sends by the subscriber's "
+                f"carrier, and carrier {ctx.carrier!r} has no binds",
+                rule=rule.name,
+            )
         up = [bind for bind in candidates if bind in binds_up]
         if not up:
-            raise NoRoute(f"MT to {ctx.destination_e164}: no bind of rule {rule.name!r} is up "
-                          f"(tried {', '.join(candidates)})", rule=rule.name, candidates=candidates)
+            raise NoRoute(
+                f"MT to {ctx.destination_e164}: no bind of rule {rule.name!r} is up "
+                f"(tried {', '.join(candidates)})",
+                rule=rule.name,
+                candidates=candidates,
+            )
         return MTDecision(up[0], tuple(up[1:]), rule)
 
 
@@ -221,11 +236,15 @@ def _check_carrier_binds(carrier_binds: Mapping[str, Sequence[str]]) -> dict[str
         if not key:
             raise InvalidRule("MT routing table", "carrier names must be non-empty", field="carrier_binds")
         if isinstance(binds, str) or not all(isinstance(b, str) and b.strip() for b in binds):
-            raise InvalidRule("MT routing table", f"binds of carrier {carrier!r} must be a list of names",
-                              field="carrier_binds")
+            raise InvalidRule(
+                "MT routing table",
+                f"binds of carrier {carrier!r} must be a list of names",
+                field="carrier_binds",
+            )
         names = tuple(dict.fromkeys(bind.strip() for bind in binds))
         if key in checked:
-            raise InvalidRule("MT routing table", f"carrier {carrier!r} is listed twice",
-                              field="carrier_binds")
+            raise InvalidRule(
+                "MT routing table", f"carrier {carrier!r} is listed twice", field="carrier_binds"
+            )
         checked[key] = names
     return checked

@@ -22,8 +22,15 @@ VARIABLE_NAMES = ("mensaje", "host", "operador", "telefono", "hora", "fecha", "p
 _TOKEN = re.compile(r"\{\{|\}\}|\{(\w+)\}")
 
 
-def message_variables(text: str, short_code: str, carrier: str, msisdn: str, received_at: datetime,
-                      tz: tzinfo, country: str | None) -> dict[str, str]:
+def message_variables(
+    text: str,
+    short_code: str,
+    carrier: str,
+    msisdn: str,
+    received_at: datetime,
+    tz: tzinfo,
+    country: str | None,
+) -> dict[str, str]:
     """The variables of one received message; times are shown in ``tz`` (the service's time zone)."""
     if received_at.tzinfo is None or received_at.utcoffset() is None:
         raise ValueError("received_at must be timezone-aware; a naive time has no defined local hour")

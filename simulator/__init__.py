@@ -12,6 +12,13 @@ from simulator.profiles import (
 )
 
 __all__ = [
-    "CarrierProfile", "DelayDistribution", "ReceiptProfile", "Simulator", "SimulatorConfig", "UnknownCarrier",
-    "default_config", "load_config", "parse_config",
+    "CarrierProfile",
+    "DelayDistribution",
+    "ReceiptProfile",
+    "Simulator",
+    "SimulatorConfig",
+    "UnknownCarrier",
+    "default_config",
+    "load_config",
+    "parse_config",
 ]

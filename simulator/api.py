@@ -54,8 +54,9 @@ async def _json_body(request: Request) -> Mapping[str, Any]:
     return data
 
 
-def _query_int(request: Request, name: str, default: int | None, minimum: int,
-               maximum: int | None = None) -> int | None:
+def _query_int(
+    request: Request, name: str, default: int | None, minimum: int, maximum: int | None = None
+) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -83,8 +84,9 @@ def create_app(simulator: Simulator) -> Starlette:
     """The control API of ``simulator``."""
 
     async def openapi(request: Request) -> Response:
-        return Response(resources.files("simulator").joinpath("openapi.json").read_bytes(),
-                        media_type="application/json")
+        return Response(
+            resources.files("simulator").joinpath("openapi.json").read_bytes(), media_type="application/json"
+        )
 
     async def phone(request: Request) -> HTMLResponse:
         return HTMLResponse(resources.files("simulator").joinpath("phone.html").read_text("utf-8"))
@@ -124,8 +126,9 @@ def create_app(simulator: Simulator) -> Starlette:
         order = reader.string("order", "in_order")
         max_parts = reader.integer("max_parts", MAX_PARTS, minimum=1, maximum=MAX_PARTS)
         reader.finish()
-        result = simulator.inject_mo(carrier_name, sender, short_code, text, encoding=encoding, order=order,
-                                     max_parts=max_parts)
+        result = simulator.inject_mo(
+            carrier_name, sender, short_code, text, encoding=encoding, order=order, max_parts=max_parts
+        )
         return JSONResponse(result, status_code=202)
 
     async def mts(request: Request) -> JSONResponse:
@@ -176,8 +179,9 @@ def create_app(simulator: Simulator) -> Starlette:
             except OSError as exc:
                 raise BadRequest(f"path: cannot open {raw!r}: {exc.strerror}") from None
         tracer = simulator.tracer
-        return JSONResponse({"path": None if tracer is None else tracer.path,
-                             "lines": 0 if tracer is None else tracer.lines})
+        return JSONResponse(
+            {"path": None if tracer is None else tracer.path, "lines": 0 if tracer is None else tracer.lines}
+        )
 
     async def events(request: Request) -> StreamingResponse:
         carrier_name = request.query_params.get("carrier") or None
@@ -187,8 +191,11 @@ def create_app(simulator: Simulator) -> Starlette:
             if msisdn is not None:
                 msisdn = normalize_msisdn(msisdn, target.profile.country)
         stream = _event_stream(simulator, carrier_name, msisdn)
-        return StreamingResponse(stream, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def on_bad_request(request: Request, exc: Exception) -> Response:
         return _error(400, str(exc))
@@ -217,8 +224,12 @@ def create_app(simulator: Simulator) -> Starlette:
         Route("/api/events", events),
     ]
     handlers: dict[Any, Any] = {
-        BadRequest: on_bad_request, SettingsError: on_bad_request, MOError: on_bad_request,
-        InvalidMSISDN: on_bad_request, UnknownCarrier: on_unknown_carrier, HTTPException: on_http_error,
+        BadRequest: on_bad_request,
+        SettingsError: on_bad_request,
+        MOError: on_bad_request,
+        InvalidMSISDN: on_bad_request,
+        UnknownCarrier: on_unknown_carrier,
+        HTTPException: on_http_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers)
 
@@ -233,8 +244,9 @@ async def _event_stream(simulator: Simulator, carrier: str | None, msisdn: str |
             try:
                 while True:
                     getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, stopping}, timeout=SSE_HEARTBEAT,
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {getter, stopping}, timeout=SSE_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if getter not in done:
                         getter.cancel()
                         if stopping in done:

@@ -84,21 +84,34 @@ _ISDN = NPI.ISDN
 MAX_TRACKED_STATES = 100_000
 #: Per receipt stat: the message_state TLV value, the dlvrd field, and the text after the dates.
 _RECEIPT_FIELDS: dict[str, tuple[int, str, str]] = {
-    stat: (int(state), "001" if stat == "DELIVRD" else "000",
-           f" stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} Text:")
+    stat: (
+        int(state),
+        "001" if stat == "DELIVRD" else "000",
+        f" stat:{stat} err:{'000' if stat == 'DELIVRD' else '001'} Text:",
+    )
     for stat, state in RECEIPT_STATES.items()
 }
 #: GSM 03.38 codes that decode to the ASCII character of the same code (letters, digits, most
 #: punctuation): a receipt excerpt made only of these is its own octets, with no decoding.
-_GSM_SAME_AS_ASCII = bytes(code for code in range(0x80)
-                           if code != 0x1B and decode_text(bytes((code,)), 0) == chr(code))
+_GSM_SAME_AS_ASCII = bytes(
+    code for code in range(0x80) if code != 0x1B and decode_text(bytes((code,)), 0) == chr(code)
+)
 
 
 class ReceiptPlan:
     """A receipt profile prepared for the hot path: cumulative weights, overrides as a dict."""
 
-    __slots__ = ("enabled", "delay", "states", "cumulative", "total", "overrides", "fixed_state",
-                 "same_state", "fixed_delay")
+    __slots__ = (
+        "enabled",
+        "delay",
+        "states",
+        "cumulative",
+        "total",
+        "overrides",
+        "fixed_state",
+        "same_state",
+        "fixed_delay",
+    )
 
     def __init__(self, profile: CarrierProfile) -> None:
         receipts = profile.receipts
@@ -175,11 +188,19 @@ class Carrier:
         status = self._bind_status(bind)
         tracer = self.simulator.tracer
         if tracer is not None:
-            tracer.event("in", self.name, bind.peer, {
-                "command": f"bind_{bind.bind_type.name.lower()}", "system_id": bind.system_id,
-                "password": "********",
-                "system_type": bind.system_type, "interface_version": bind.interface_version,
-                "result": status_name(status)})
+            tracer.event(
+                "in",
+                self.name,
+                bind.peer,
+                {
+                    "command": f"bind_{bind.bind_type.name.lower()}",
+                    "system_id": bind.system_id,
+                    "password": "********",
+                    "system_type": bind.system_type,
+                    "interface_version": bind.interface_version,
+                    "result": status_name(status),
+                },
+            )
         if status:
             self.counters.binds_refused += 1
         return status
@@ -250,8 +271,10 @@ class Carrier:
                 self.counters.mt_rejected += 1
                 return _error(pdu, CommandStatus.ESME_RTHROTTLED)
             assert isinstance(pdu, SubmitSM)
-            return SubmitSMResp(sequence_number=pdu.sequence_number,
-                                message_id=self._accept(session, pdu, (pdu.destination_addr,)))
+            return SubmitSMResp(
+                sequence_number=pdu.sequence_number,
+                message_id=self._accept(session, pdu, (pdu.destination_addr,)),
+            )
         if command_id in _SUBMITS:
             bucket = self.bucket
             if bucket is not None and not bucket.take(self.clock()):
@@ -259,20 +282,24 @@ class Carrier:
                 return _error(pdu, CommandStatus.ESME_RTHROTTLED)
             if command_id == _DATA_SM:
                 assert isinstance(pdu, DataSM)
-                return DataSMResp(sequence_number=pdu.sequence_number,
-                                  message_id=self._accept(session, pdu, (pdu.destination_addr,)))
+                return DataSMResp(
+                    sequence_number=pdu.sequence_number,
+                    message_id=self._accept(session, pdu, (pdu.destination_addr,)),
+                )
             assert isinstance(pdu, SubmitMulti)
             destinations = tuple(d.address for d in pdu.dest_addresses if isinstance(d, SMEAddress))
             if not destinations:
                 return _error(pdu, CommandStatus.ESME_RINVNUMDESTS)
-            return SubmitMultiResp(sequence_number=pdu.sequence_number,
-                                   message_id=self._accept(session, pdu, destinations))
+            return SubmitMultiResp(
+                sequence_number=pdu.sequence_number, message_id=self._accept(session, pdu, destinations)
+            )
         if isinstance(pdu, QuerySM):
             state = self.message_states.get(pdu.message_id)
             if state is None:
                 return _error(pdu, CommandStatus.ESME_RQUERYFAIL)
-            return QuerySMResp(sequence_number=pdu.sequence_number, message_id=pdu.message_id,
-                               message_state=state)
+            return QuerySMResp(
+                sequence_number=pdu.sequence_number, message_id=pdu.message_id, message_state=state
+            )
         if isinstance(pdu, CancelSM):
             return CancelSMResp(sequence_number=pdu.sequence_number)
         if command_id == CommandID.REPLACE_SM:
@@ -351,8 +378,9 @@ class Carrier:
             schedule(now + delay, (send_receipt, (record, destination, stat)))
         self._track_state(record.message_id, _ENROUTE)
 
-    def receipt_text(self, message_id: str, stat: str, submitted_at: float, done_at: float,
-                     excerpt: str) -> str:
+    def receipt_text(
+        self, message_id: str, stat: str, submitted_at: float, done_at: float, excerpt: str
+    ) -> str:
         """The Appendix B receipt text, as ``smpp.receipt.format_receipt`` writes it, with dates cached
         per minute: that formatter's two strftime calls would be a third of the receipt cost."""
         return self._receipt_head(message_id, stat, submitted_at, done_at) + excerpt
@@ -391,19 +419,31 @@ class Carrier:
         message_id = record.message_id
         head = self._receipt_head(message_id, stat, record.received_at, time.time())
         receipt = DeliverSM(
-            source_addr_ton=_INTERNATIONAL, source_addr_npi=_ISDN, source_addr=destination,
-            dest_addr_ton=pdu.source_addr_ton, dest_addr_npi=pdu.source_addr_npi,
-            destination_addr=pdu.source_addr, esm_class=_RECEIPT_ESM_CLASS,
+            source_addr_ton=_INTERNATIONAL,
+            source_addr_npi=_ISDN,
+            source_addr=destination,
+            dest_addr_ton=pdu.source_addr_ton,
+            dest_addr_npi=pdu.source_addr_npi,
+            destination_addr=pdu.source_addr,
+            esm_class=_RECEIPT_ESM_CLASS,
             short_message=head.encode("ascii", "replace") + receipt_excerpt(pdu),
-            tlvs=TLVs(((_RECEIPTED_MESSAGE_ID, message_id), (_MESSAGE_STATE, state))))
+            tlvs=TLVs(((_RECEIPTED_MESSAGE_ID, message_id), (_MESSAGE_STATE, state))),
+        )
         states = self.message_states
         if message_id in states:  # tracked as enroute when accepted, unless evicted since
             states[message_id] = state
         else:
             self._track_state(message_id, state)
         if self.hub.listening:
-            self.hub.publish({"type": "receipt", "carrier": self.name, "msisdn": destination,
-                              "message_id": message_id, "status": stat})
+            self.hub.publish(
+                {
+                    "type": "receipt",
+                    "carrier": self.name,
+                    "msisdn": destination,
+                    "message_id": message_id,
+                    "status": stat,
+                }
+            )
         self.enqueue(receipt)
 
     # --- deliver_sm (MO and receipts) -------------------------------------------------------------
@@ -516,9 +556,15 @@ class Carrier:
         return {
             "name": self.name,
             "port": self.simulator.port(self.name),
-            "binds": [{"system_id": s.system_id, "peer": f"{s.peer[0]}:{s.peer[1]}",
-                       "bind_type": s.bind_type.name.lower() if s.bind_type is not None else None,
-                       "in_flight": s.in_flight} for s in self.sessions],
+            "binds": [
+                {
+                    "system_id": s.system_id,
+                    "peer": f"{s.peer[0]}:{s.peer[1]}",
+                    "bind_type": s.bind_type.name.lower() if s.bind_type is not None else None,
+                    "in_flight": s.in_flight,
+                }
+                for s in self.sessions
+            ],
             "queued": len(self.outbox),
             "faults": self.faults.to_dict(now),
         }

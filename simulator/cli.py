@@ -1,8 +1,8 @@
 """``gatewayd simulator``: run the simulator, or talk to a running one through its control API.
 
-    gatewayd simulator                          # movistar :2775, vodafone :2776, API :8025
-    gatewayd simulator --config sim.toml --trace pdus.jsonl
-    gatewayd simulator inject --carrier movistar --from 34600111222 --to 997745 --text "Hola"
+gatewayd simulator                          # movistar :2775, vodafone :2776, API :8025
+gatewayd simulator --config sim.toml --trace pdus.jsonl
+gatewayd simulator inject --carrier movistar --from 34600111222 --to 997745 --text "Hola"
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ DEFAULT_API_URL = "http://127.0.0.1:8025"
 def add_simulator_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``simulator`` (and its ``inject`` subcommand) to the ``gatewayd`` subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "simulator", help="run the SMSC simulator (carriers in a box) or inject an MO into a running one",
-        description="An SMSC per carrier profile, with an HTTP control API and a virtual phone at /phone.")
+        "simulator",
+        help="run the SMSC simulator (carriers in a box) or inject an MO into a running one",
+        description="An SMSC per carrier profile, with an HTTP control API and a virtual phone at /phone.",
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML file ([simulator] table or standalone)")
     parser.add_argument("--control-host", metavar="HOST", help="control API address (127.0.0.1)")
     parser.add_argument("--control-port", metavar="PORT", type=int, help="control API port (8025)")
@@ -37,16 +39,23 @@ def add_simulator_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--trace", metavar="FILE", help="write every PDU, decoded, as JSON lines to FILE")
     parser.add_argument("--seed", type=int, help="seed of the random choices (receipt states, delays, load)")
     actions = parser.add_subparsers(dest="simulator_action", metavar="ACTION")
-    inject = actions.add_parser("inject", help="send one MO through a running simulator",
-                                description="Calls POST /api/mo of a running simulator.")
+    inject = actions.add_parser(
+        "inject",
+        help="send one MO through a running simulator",
+        description="Calls POST /api/mo of a running simulator.",
+    )
     inject.add_argument("--url", default=DEFAULT_API_URL, help=f"control API (default {DEFAULT_API_URL})")
     inject.add_argument("--carrier", required=True)
     inject.add_argument("--from", dest="sender", required=True, metavar="MSISDN")
     inject.add_argument("--to", dest="short_code", required=True, metavar="SHORT_CODE")
     inject.add_argument("--text", required=True)
     inject.add_argument("--encoding", choices=list(ENCODINGS), default="auto")
-    inject.add_argument("--order", choices=list(ORDERS), default="in_order",
-                        help="order the parts of a long message are sent in")
+    inject.add_argument(
+        "--order",
+        choices=list(ORDERS),
+        default="in_order",
+        help="order the parts of a long message are sent in",
+    )
     parser.set_defaults(handler=run_simulator)
     return parser
 
@@ -91,8 +100,11 @@ async def _serve(config: SimulatorConfig) -> None:
     async with Simulator(config) as simulator:
         for name in simulator.carriers:
             profile = simulator.carrier(name).profile
-            print(f"{name}: SMPP on {profile.host}:{simulator.port(name)} (system_id {profile.system_id!r}, "
-                  f"short codes {', '.join(profile.short_codes) or '-'})", flush=True)
+            print(
+                f"{name}: SMPP on {profile.host}:{simulator.port(name)} (system_id {profile.system_id!r}, "
+                f"short codes {', '.join(profile.short_codes) or '-'})",
+                flush=True,
+            )
         if simulator.control_url:
             url = simulator.control_url
             print(f"control API on {url} (phone: {url}/phone)", flush=True)
@@ -100,8 +112,14 @@ async def _serve(config: SimulatorConfig) -> None:
 
 
 def _inject(args: argparse.Namespace) -> int:
-    body = {"carrier": args.carrier, "from": args.sender, "to": args.short_code, "text": args.text,
-            "encoding": args.encoding, "order": args.order}
+    body = {
+        "carrier": args.carrier,
+        "from": args.sender,
+        "to": args.short_code,
+        "text": args.text,
+        "encoding": args.encoding,
+        "order": args.order,
+    }
     try:
         response = httpx.post(f"{args.url.rstrip('/')}/api/mo", json=body, timeout=10.0)
     except httpx.HTTPError as exc:

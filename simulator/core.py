@@ -1,8 +1,8 @@
 """The simulator: carriers on their SMPP ports, the shared MT store and timer wheel, the control API.
 
-    async with Simulator(config) as simulator:
-        simulator.port("movistar")          # the real port when 0 was configured
-        simulator.inject_mo("movistar", "34600111222", "997745", "Hola")
+async with Simulator(config) as simulator:
+    simulator.port("movistar")          # the real port when 0 was configured
+    simulator.inject_mo("movistar", "34600111222", "997745", "Hola")
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Simulator:
         self._clock_wake: asyncio.Future[None] | None = None
         self.tracer: PDUTracer | None = None
         self.carriers: dict[str, Carrier] = {
-            profile.name: Carrier(profile, self, index) for index, profile in enumerate(self.config.carriers)}
+            profile.name: Carrier(profile, self, index) for index, profile in enumerate(self.config.carriers)
+        }
         self.loads: dict[str, LoadGenerator] = {}
         #: True when someone must see each MT (event listeners, load generators): checked per MT.
         self.mt_observed = False
@@ -92,8 +93,13 @@ class Simulator:
         try:
             for carrier in self.carriers.values():
                 profile = carrier.profile
-                server = SMSCServer(carrier, host=profile.host, port=profile.port,
-                                    deliver_window=profile.deliver_window, name=profile.name)
+                server = SMSCServer(
+                    carrier,
+                    host=profile.host,
+                    port=profile.port,
+                    deliver_window=profile.deliver_window,
+                    name=profile.name,
+                )
                 await server.start()
                 self._servers[profile.name] = server
             self._tasks.append(asyncio.create_task(self._clock_loop(), name="simulator.clock_loop"))
@@ -111,8 +117,13 @@ class Simulator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.control_host, self.config.control_port or 0))
         self._api_port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            create_app(self),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._api = _EmbeddedServer(config)
         self._tasks.append(asyncio.create_task(self._api.serve(sockets=[sock]), name="simulator.api"))
         while not self._api.started:
@@ -148,8 +159,9 @@ class Simulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def _clock_loop(self) -> None:
@@ -220,8 +232,17 @@ class Simulator:
 
     # --- MO -----------------------------------------------------------------------------------------
 
-    def inject_mo(self, carrier: str, msisdn: str, short_code: str, text: str, *, encoding: str = "auto",
-                  order: str = "in_order", max_parts: int = MAX_PARTS) -> dict[str, Any]:
+    def inject_mo(
+        self,
+        carrier: str,
+        msisdn: str,
+        short_code: str,
+        text: str,
+        *,
+        encoding: str = "auto",
+        order: str = "in_order",
+        max_parts: int = MAX_PARTS,
+    ) -> dict[str, Any]:
         """Send one MO from ``msisdn`` to ``short_code``; queued when no receiver is bound.
 
         Raises ``UnknownCarrier``, ``InvalidMSISDN`` or ``MOError`` / ``SettingsError`` (bad short code).
@@ -230,33 +251,65 @@ class Simulator:
         profile = target.profile
         number = normalize_msisdn(msisdn, profile.country)
         if profile.short_codes and short_code not in profile.short_codes:
-            raise SettingsError(f"to: {short_code!r} is not a short code of {profile.name} "
-                                f"({', '.join(profile.short_codes)})")
-        data_coding, parts = mo_parts(number, short_code, text, encoding=encoding, order=order,
-                                      max_parts=max_parts, reference=target.next_mo_reference(), rng=self.rng)
+            raise SettingsError(
+                f"to: {short_code!r} is not a short code of {profile.name} ({', '.join(profile.short_codes)})"
+            )
+        data_coding, parts = mo_parts(
+            number,
+            short_code,
+            text,
+            encoding=encoding,
+            order=order,
+            max_parts=max_parts,
+            reference=target.next_mo_reference(),
+            rng=self.rng,
+        )
         target.counters.mo_injected += 1
         queued = not target.receivers
         if self.hub.listening:  # the message object is only for the event stream
             self.publish_mo(target, MOMessage(number, short_code, text, data_coding, parts))
         for part in parts:
             target.enqueue(part)
-        return {"carrier": profile.name, "from": number, "to": short_code, "data_coding": data_coding,
-                "parts": len(parts), "queued": queued}
+        return {
+            "carrier": profile.name,
+            "from": number,
+            "to": short_code,
+            "data_coding": data_coding,
+            "parts": len(parts),
+            "queued": queued,
+        }
 
     def publish_mo(self, carrier: Carrier, message: MOMessage) -> None:
         if self.hub.listening:
-            self.hub.publish({"type": "mo", "carrier": carrier.name, "msisdn": message.msisdn,
-                              "short_code": message.short_code, "text": message.text, "at": time.time()})
+            self.hub.publish(
+                {
+                    "type": "mo",
+                    "carrier": carrier.name,
+                    "msisdn": message.msisdn,
+                    "short_code": message.short_code,
+                    "text": message.text,
+                    "at": time.time(),
+                }
+            )
 
     def observe_mt(self, carrier: Carrier, record: MTRecord) -> None:
         """Called for each accepted MT while ``mt_observed``."""
         if self.hub.listening:
             content = message_content(record.pdu)
             for destination in record.destinations:
-                self.hub.publish({"type": "mt", "carrier": carrier.name, "msisdn": destination,
-                                  "short_code": record.pdu.source_addr, "text": content["text"],
-                                  "concat": content["concat"], "message_id": record.message_id,
-                                  "id": record.id, "at": record.received_at})
+                self.hub.publish(
+                    {
+                        "type": "mt",
+                        "carrier": carrier.name,
+                        "msisdn": destination,
+                        "short_code": record.pdu.source_addr,
+                        "text": content["text"],
+                        "concat": content["concat"],
+                        "message_id": record.message_id,
+                        "id": record.id,
+                        "at": record.received_at,
+                    }
+                )
         load = self.loads.get(carrier.name)
         if load is not None:
             load.on_mt(record, self.clock())
@@ -308,16 +361,22 @@ class Simulator:
     def counters(self) -> dict[str, Any]:
         now = self.clock()
         carriers = {name: carrier.counters.to_dict(now) for name, carrier in self.carriers.items()}
-        return {"uptime": round(time.time() - self.started_at, 3) if self.started_at else 0.0,
-                "mts_stored": len(self.store), "last_mt_id": self.store.last_id,
-                "pending_timers": len(self.wheel),
-                "events_dropped": self.hub.dropped, "carriers": carriers}
+        return {
+            "uptime": round(time.time() - self.started_at, 3) if self.started_at else 0.0,
+            "mts_stored": len(self.store),
+            "last_mt_id": self.store.last_id,
+            "pending_timers": len(self.wheel),
+            "events_dropped": self.hub.dropped,
+            "carriers": carriers,
+        }
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        return {"carriers": [carrier.status(now) for carrier in self.carriers.values()],
-                "control_url": self.control_url,
-                "trace": None if self.tracer is None else self.tracer.path}
+        return {
+            "carriers": [carrier.status(now) for carrier in self.carriers.values()],
+            "control_url": self.control_url,
+            "trace": None if self.tracer is None else self.tracer.path,
+        }
 
     # --- load -----------------------------------------------------------------------------------------
 

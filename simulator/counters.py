@@ -61,8 +61,10 @@ class Counters:
         elapsed = latest[0] - oldest[0]
         if elapsed <= 0:
             return {"mt_per_second": 0.0, "deliver_per_second": 0.0}
-        return {"mt_per_second": round((latest[1] - oldest[1]) / elapsed, 1),
-                "deliver_per_second": round((latest[2] - oldest[2]) / elapsed, 1)}
+        return {
+            "mt_per_second": round((latest[1] - oldest[1]) / elapsed, 1),
+            "deliver_per_second": round((latest[2] - oldest[2]) / elapsed, 1),
+        }
 
     def to_dict(self, now: float) -> dict[str, Any]:
         return {

@@ -126,8 +126,10 @@ class FaultState:
             tps = sub.optional_number("tps", minimum=0, exclusive_minimum=True) or default_tps
             sub.finish()
         if tps is None:
-            raise SettingsError(f"{reader.key('throttle')}: the carrier has no tps in its profile; "
-                                "give throttle: {\"tps\": N}")
+            raise SettingsError(
+                f"{reader.key('throttle')}: the carrier has no tps in its profile; "
+                'give throttle: {"tps": N}'
+            )
         return tps
 
     @staticmethod
@@ -166,9 +168,15 @@ class FaultState:
 
     def _refresh(self) -> None:
         self.active = bool(
-            self.throttle is not None or self.msgqful_remaining or self.msgqful_until or self.slow_seconds
-            or self.no_response or self.generic_nack or self.drop_after_pdus is not None
-            or self.ignore_enquire_link)
+            self.throttle is not None
+            or self.msgqful_remaining
+            or self.msgqful_until
+            or self.slow_seconds
+            or self.no_response
+            or self.generic_nack
+            or self.drop_after_pdus is not None
+            or self.ignore_enquire_link
+        )
 
     # --- decisions (called on the slow path, only when ``active``) -----------------------------------
 
@@ -200,15 +208,23 @@ class FaultState:
     def to_dict(self, now: float) -> dict[str, Any]:
         return {
             "throttle": None if self.throttle is None else {"tps": self.throttle.rate},
-            "msgqful": ({"count": self.msgqful_remaining,
-                         "seconds": max(0.0, self.msgqful_until - now) if self.msgqful_until else 0.0}
-                        if self.msgqful_remaining or self.msgqful_until > now else None),
+            "msgqful": (
+                {
+                    "count": self.msgqful_remaining,
+                    "seconds": max(0.0, self.msgqful_until - now) if self.msgqful_until else 0.0,
+                }
+                if self.msgqful_remaining or self.msgqful_until > now
+                else None
+            ),
             "slow": {"seconds": self.slow_seconds} if self.slow_seconds else None,
             "no_response": self.no_response,
             "generic_nack": self.generic_nack,
             "drop": None if self.drop_after_pdus is None else {"after_pdus": self.drop_after_pdus},
-            "refuse_binds": (None if self.refuse_binds_status is None
-                             else {"status": status_name(self.refuse_binds_status)}),
+            "refuse_binds": (
+                None
+                if self.refuse_binds_status is None
+                else {"status": status_name(self.refuse_binds_status)}
+            ),
             "ignore_enquire_link": self.ignore_enquire_link,
         }
 

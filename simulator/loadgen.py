@@ -38,10 +38,14 @@ class LoadSpec:
     seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"carrier": self.carrier, "subscribers": self.subscribers, "rate": self.rate,
-                "reply_probability": self.reply_probability,
-                "reply_delay": {"low": self.reply_delay_low, "high": self.reply_delay_high},
-                "short_codes": list(self.short_codes)}
+        return {
+            "carrier": self.carrier,
+            "subscribers": self.subscribers,
+            "rate": self.rate,
+            "reply_probability": self.reply_probability,
+            "reply_delay": {"low": self.reply_delay_low, "high": self.reply_delay_high},
+            "short_codes": list(self.short_codes),
+        }
 
 
 def parse_load_spec(reader: Reader) -> LoadSpec:
@@ -60,8 +64,16 @@ def parse_load_spec(reader: Reader) -> LoadSpec:
     short_codes = reader.strings("short_codes", ())
     seed = reader.integer("seed") if reader.has("seed") else None
     reader.finish()
-    return LoadSpec(carrier=carrier, subscribers=subscribers, rate=rate, reply_probability=probability,
-                    reply_delay_low=low, reply_delay_high=high, short_codes=short_codes, seed=seed)
+    return LoadSpec(
+        carrier=carrier,
+        subscribers=subscribers,
+        rate=rate,
+        reply_probability=probability,
+        reply_delay_low=low,
+        reply_delay_high=high,
+        short_codes=short_codes,
+        seed=seed,
+    )
 
 
 def poisson(mean: float, rng: random.Random) -> int:
@@ -79,8 +91,13 @@ def poisson(mean: float, rng: random.Random) -> int:
 
 
 class LoadGenerator:
-    def __init__(self, spec: LoadSpec, carrier: Carrier, now: float,
-                 schedule: Callable[[float, tuple[Callable[[Any], None], Any]], None]) -> None:
+    def __init__(
+        self,
+        spec: LoadSpec,
+        carrier: Carrier,
+        now: float,
+        schedule: Callable[[float, tuple[Callable[[Any], None], Any]], None],
+    ) -> None:
         self.spec = spec
         self.carrier = carrier
         self.rng = random.Random(spec.seed)
@@ -136,10 +153,15 @@ class LoadGenerator:
         if template is not None:  # a one-part text: reuse its encoding, only the addresses change
             part = template.parts[0]
             mo = DeliverSM(
-                source_addr_ton=part.source_addr_ton, source_addr_npi=part.source_addr_npi,
-                source_addr=msisdn, dest_addr_ton=part.dest_addr_ton, dest_addr_npi=part.dest_addr_npi,
-                destination_addr=short_code, data_coding=part.data_coding,
-                short_message=part.short_message)
+                source_addr_ton=part.source_addr_ton,
+                source_addr_npi=part.source_addr_npi,
+                source_addr=msisdn,
+                dest_addr_ton=part.dest_addr_ton,
+                dest_addr_npi=part.dest_addr_npi,
+                destination_addr=short_code,
+                data_coding=part.data_coding,
+                short_message=part.short_message,
+            )
             self.sent += 1
             carrier.counters.mo_injected += 1
             if simulator.hub.listening:  # the message object is only for the event stream
@@ -159,6 +181,12 @@ class LoadGenerator:
 
     def status(self, now: float) -> dict[str, Any]:
         elapsed = max(now - self.started_at, 1e-9)
-        return {**self.spec.to_dict(), "running": self.running, "sent": self.sent,
-                "replies_scheduled": self.replies_scheduled, "replies_sent": self.replies_sent,
-                "elapsed": round(elapsed, 3), "achieved_rate": round(self.sent / elapsed, 1)}
+        return {
+            **self.spec.to_dict(),
+            "running": self.running,
+            "sent": self.sent,
+            "replies_scheduled": self.replies_scheduled,
+            "replies_sent": self.replies_sent,
+            "elapsed": round(elapsed, 3),
+            "achieved_rate": round(self.sent / elapsed, 1),
+        }

@@ -36,8 +36,9 @@ def _single_part_octets(data_coding: int) -> int:
 
 
 #: Octets of encoded text that still fit one SMS, by data_coding: such an MO is one part without UDH.
-_SINGLE_PART_OCTETS = {int(coding): _single_part_octets(coding) for coding in ENCODINGS.values()
-                       if coding is not None}
+_SINGLE_PART_OCTETS = {
+    int(coding): _single_part_octets(coding) for coding in ENCODINGS.values() if coding is not None
+}
 # Enum members read once: a class attribute look-up on an Enum costs as much as a small function call.
 _INTERNATIONAL = TON.INTERNATIONAL
 _UNKNOWN_TON = TON.UNKNOWN
@@ -58,18 +59,43 @@ class MOMessage:
     parts: tuple[DeliverSM, ...]
 
 
-def build_mo(msisdn: str, short_code: str, text: str, *, encoding: str = "auto", order: str = "in_order",
-             max_parts: int = MAX_PARTS, reference: int = 0, rng: random.Random | None = None) -> MOMessage:
+def build_mo(
+    msisdn: str,
+    short_code: str,
+    text: str,
+    *,
+    encoding: str = "auto",
+    order: str = "in_order",
+    max_parts: int = MAX_PARTS,
+    reference: int = 0,
+    rng: random.Random | None = None,
+) -> MOMessage:
     """The deliver_sm parts of one MO. Raises :class:`MOError` for empty text, a coding that cannot carry
     the text, or a text needing more than ``max_parts`` parts."""
-    data_coding, parts = mo_parts(msisdn, short_code, text, encoding=encoding, order=order,
-                                  max_parts=max_parts, reference=reference, rng=rng)
+    data_coding, parts = mo_parts(
+        msisdn,
+        short_code,
+        text,
+        encoding=encoding,
+        order=order,
+        max_parts=max_parts,
+        reference=reference,
+        rng=rng,
+    )
     return MOMessage(msisdn=msisdn, short_code=short_code, text=text, data_coding=data_coding, parts=parts)
 
 
-def mo_parts(msisdn: str, short_code: str, text: str, *, encoding: str = "auto", order: str = "in_order",
-             max_parts: int = MAX_PARTS, reference: int = 0,
-             rng: random.Random | None = None) -> tuple[int, tuple[DeliverSM, ...]]:
+def mo_parts(
+    msisdn: str,
+    short_code: str,
+    text: str,
+    *,
+    encoding: str = "auto",
+    order: str = "in_order",
+    max_parts: int = MAX_PARTS,
+    reference: int = 0,
+    rng: random.Random | None = None,
+) -> tuple[int, tuple[DeliverSM, ...]]:
     """:func:`build_mo` without the :class:`MOMessage` (for callers that only send the parts): the
     data_coding and the deliver_sm parts in sending order. Raises :class:`MOError` like it."""
     if not text:
@@ -87,10 +113,18 @@ def mo_parts(msisdn: str, short_code: str, text: str, *, encoding: str = "auto",
         encoded = encode_text(text, data_coding)
         if len(encoded) <= _SINGLE_PART_OCTETS.get(data_coding, 0):
             # Most MOs: one part with neither UDH nor TLVs, as split_message would give, and no order.
-            return data_coding, (DeliverSM(
-                source_addr_ton=_INTERNATIONAL, source_addr_npi=_ISDN, source_addr=msisdn,
-                dest_addr_ton=_UNKNOWN_TON, dest_addr_npi=_ISDN, destination_addr=short_code,
-                data_coding=data_coding, short_message=encoded),)
+            return data_coding, (
+                DeliverSM(
+                    source_addr_ton=_INTERNATIONAL,
+                    source_addr_npi=_ISDN,
+                    source_addr=msisdn,
+                    dest_addr_ton=_UNKNOWN_TON,
+                    dest_addr_npi=_ISDN,
+                    destination_addr=short_code,
+                    data_coding=data_coding,
+                    short_message=encoded,
+                ),
+            )
         segments = split_message(encoded, data_coding, mode=ConcatMode.UDH8, reference=reference & 0xFF)
     except UnencodableTextError as exc:
         raise MOError(f"text: {exc} (encoding {encoding})") from None
@@ -99,10 +133,18 @@ def mo_parts(msisdn: str, short_code: str, text: str, *, encoding: str = "auto",
     if len(segments) > max_parts:
         raise MOError(f"text: too long: needs {len(segments)} parts, at most {max_parts} allowed")
     parts = [
-        DeliverSM(source_addr_ton=_INTERNATIONAL, source_addr_npi=_ISDN, source_addr=msisdn,
-                  dest_addr_ton=_UNKNOWN_TON, dest_addr_npi=_ISDN, destination_addr=short_code,
-                  esm_class=segment.esm_class_flags, data_coding=data_coding,
-                  short_message=segment.short_message, tlvs=segment.tlvs)
+        DeliverSM(
+            source_addr_ton=_INTERNATIONAL,
+            source_addr_npi=_ISDN,
+            source_addr=msisdn,
+            dest_addr_ton=_UNKNOWN_TON,
+            dest_addr_npi=_ISDN,
+            destination_addr=short_code,
+            esm_class=segment.esm_class_flags,
+            data_coding=data_coding,
+            short_message=segment.short_message,
+            tlvs=segment.tlvs,
+        )
         for segment in segments
     ]
     if order == "reverse":

@@ -21,7 +21,7 @@ class NumberPlan:
 
     def describe(self) -> str:
         prefixes = " or ".join(self.mobile_prefixes)
-        return (f"{self.calling_code} followed by {self.national_length} digits starting with {prefixes}")
+        return f"{self.calling_code} followed by {self.national_length} digits starting with {prefixes}"
 
 
 PLANS: dict[str, NumberPlan] = {
@@ -68,11 +68,15 @@ def normalize_msisdn(number: str, country: str) -> str:
         raise InvalidMSISDN(f"invalid MSISDN {number!r}: only digits and an optional leading '+' are allowed")
     if len(digits) == plan.national_length:
         digits = plan.calling_code + digits
-    national = digits[len(plan.calling_code):]
-    if (not digits.startswith(plan.calling_code) or len(national) != plan.national_length
-            or not national.startswith(plan.mobile_prefixes)):
-        raise InvalidMSISDN(f"invalid MSISDN {number!r} for country {plan.country}: "
-                            f"expected {plan.describe()}")
+    national = digits[len(plan.calling_code) :]
+    if (
+        not digits.startswith(plan.calling_code)
+        or len(national) != plan.national_length
+        or not national.startswith(plan.mobile_prefixes)
+    ):
+        raise InvalidMSISDN(
+            f"invalid MSISDN {number!r} for country {plan.country}: expected {plan.describe()}"
+        )
     return digits
 
 
@@ -83,5 +87,5 @@ def random_msisdns(country: str, count: int, rng: random.Random) -> list[str]:
     while len(numbers) < count:
         prefix = rng.choice(plan.mobile_prefixes)
         rest = plan.national_length - len(prefix)
-        numbers.add(f"{plan.calling_code}{prefix}{rng.randrange(10 ** rest):0{rest}d}")
+        numbers.add(f"{plan.calling_code}{prefix}{rng.randrange(10**rest):0{rest}d}")
     return sorted(numbers)

@@ -20,8 +20,9 @@ MTPDU = SubmitSM | DataSM | SubmitMulti
 class MTRecord:
     __slots__ = ("id", "carrier", "system_id", "received_at", "pdu", "message_id")
 
-    def __init__(self, record_id: int, carrier: str, system_id: str, received_at: float, pdu: MTPDU,
-                 message_id: str) -> None:
+    def __init__(
+        self, record_id: int, carrier: str, system_id: str, received_at: float, pdu: MTPDU, message_id: str
+    ) -> None:
         self.id = record_id
         self.carrier = carrier
         self.system_id = system_id
@@ -77,9 +78,16 @@ class MTStore:
         """Forget every MT; ids keep growing so a client polling with ``since_id`` sees no reuse."""
         self._records.clear()
 
-    def query(self, *, carrier: str | None = None, destination: str | None = None, source: str | None = None,
-              since_id: int | None = None, since_time: float | None = None,
-              limit: int = 100) -> list[MTRecord]:
+    def query(
+        self,
+        *,
+        carrier: str | None = None,
+        destination: str | None = None,
+        source: str | None = None,
+        since_id: int | None = None,
+        since_time: float | None = None,
+        limit: int = 100,
+    ) -> list[MTRecord]:
         """The oldest ``limit`` records matching every filter (newer than ``since_id`` / ``since_time``)."""
         out: list[MTRecord] = []
         records: Iterable[MTRecord] = self._records
@@ -116,30 +124,37 @@ def assemble(records: list[MTRecord]) -> list[dict[str, Any]]:
         info, body = user_data(message)
         if info is None:
             content = message_content(record.pdu)
-            messages.append((record.id, _message(record, [record], content["text"], content["encoding"],
-                                                 1, ())))
+            messages.append(
+                (record.id, _message(record, [record], content["text"], content["encoding"], 1, ()))
+            )
             continue
         key = (record.carrier, record.pdu.source_addr, record.destinations)
         for done in reassembler.add(key, info, body, message.data_coding, 0.0, record):
-            messages.append(_assembled(done.items, done.text, done.data_coding, done.total_parts,
-                                       done.missing_parts))
+            messages.append(
+                _assembled(done.items, done.text, done.data_coding, done.total_parts, done.missing_parts)
+            )
     for pending in reassembler.drain():
-        messages.append(_assembled(pending.items, pending.text, pending.data_coding, pending.total_parts,
-                                   pending.missing_parts))
+        messages.append(
+            _assembled(
+                pending.items, pending.text, pending.data_coding, pending.total_parts, pending.missing_parts
+            )
+        )
     messages.sort(key=lambda item: item[0])
     return [message for _, message in messages]
 
 
-def _assembled(items: tuple[MTRecord, ...], text: str, data_coding: int, total: int,
-               missing: tuple[int, ...]) -> tuple[int, dict[str, Any]]:
+def _assembled(
+    items: tuple[MTRecord, ...], text: str, data_coding: int, total: int, missing: tuple[int, ...]
+) -> tuple[int, dict[str, Any]]:
     parts = sorted(items, key=lambda r: r.id)
     encoding = message_content(parts[0].pdu)["encoding"]
     del data_coding
     return parts[0].id, _message(parts[0], parts, text, encoding, total, missing)
 
 
-def _message(first: MTRecord, parts: list[MTRecord], text: str, encoding: str, total: int,
-             missing: tuple[int, ...]) -> dict[str, Any]:
+def _message(
+    first: MTRecord, parts: list[MTRecord], text: str, encoding: str, total: int, missing: tuple[int, ...]
+) -> dict[str, Any]:
     return {
         "carrier": first.carrier,
         "source": first.pdu.source_addr,

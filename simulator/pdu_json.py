@@ -43,15 +43,23 @@ def udh_to_dict(udh: UDH) -> dict[str, Any]:
 
 
 def concat_to_dict(info: ConcatInfo) -> dict[str, Any]:
-    return {"reference": info.reference, "total": info.total, "part_number": info.part_number,
-            "scheme": str(info.scheme)}
+    return {
+        "reference": info.reference,
+        "total": info.total,
+        "part_number": info.part_number,
+        "scheme": str(info.scheme),
+    }
 
 
 def as_message(pdu: SubmitSM | DeliverSM | DataSM | SubmitMulti) -> SubmitSM | DeliverSM | DataSM:
     """submit_multi's message fields in a submit_sm, so one text decoder serves every PDU."""
     if isinstance(pdu, SubmitMulti):
-        return SubmitSM(esm_class=pdu.esm_class, data_coding=pdu.data_coding, short_message=pdu.short_message,
-                        tlvs=pdu.tlvs)
+        return SubmitSM(
+            esm_class=pdu.esm_class,
+            data_coding=pdu.data_coding,
+            short_message=pdu.short_message,
+            tlvs=pdu.tlvs,
+        )
     return pdu
 
 
@@ -77,8 +85,11 @@ def message_content(pdu: SubmitSM | DeliverSM | DataSM | SubmitMulti) -> dict[st
 
 def pdu_to_dict(pdu: PDU) -> dict[str, Any]:
     """Every field of ``pdu``; bytes as hex, TLVs by name, and the decoded text of messages."""
-    out: dict[str, Any] = {"command": command_name(pdu), "command_status": status_name(pdu.command_status),
-                           "sequence_number": pdu.sequence_number}
+    out: dict[str, Any] = {
+        "command": command_name(pdu),
+        "command_status": status_name(pdu.command_status),
+        "sequence_number": pdu.sequence_number,
+    }
     for field in dataclasses.fields(pdu):
         if field.name in ("sequence_number", "command_status"):
             continue

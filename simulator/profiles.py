@@ -21,20 +21,24 @@ from simulator.settings import Reader, SettingsError
 from smpp.constants import BindType, MessageState
 
 #: Final states a receipt can report, by their receipt text ("stat:" field), with the SMPP message_state.
-RECEIPT_STATES: Mapping[str, MessageState] = MappingProxyType({
-    "DELIVRD": MessageState.DELIVERED,
-    "UNDELIV": MessageState.UNDELIVERABLE,
-    "EXPIRED": MessageState.EXPIRED,
-    "REJECTD": MessageState.REJECTED,
-    "DELETED": MessageState.DELETED,
-    "UNKNOWN": MessageState.UNKNOWN,
-})
+RECEIPT_STATES: Mapping[str, MessageState] = MappingProxyType(
+    {
+        "DELIVRD": MessageState.DELIVERED,
+        "UNDELIV": MessageState.UNDELIVERABLE,
+        "EXPIRED": MessageState.EXPIRED,
+        "REJECTD": MessageState.REJECTED,
+        "DELETED": MessageState.DELETED,
+        "UNKNOWN": MessageState.UNKNOWN,
+    }
+)
 
-BIND_TYPE_NAMES: Mapping[str, BindType] = MappingProxyType({
-    "transmitter": BindType.TRANSMITTER,
-    "receiver": BindType.RECEIVER,
-    "transceiver": BindType.TRANSCEIVER,
-})
+BIND_TYPE_NAMES: Mapping[str, BindType] = MappingProxyType(
+    {
+        "transmitter": BindType.TRANSMITTER,
+        "receiver": BindType.RECEIVER,
+        "transceiver": BindType.TRANSCEIVER,
+    }
+)
 
 DELAY_KINDS = ("fixed", "uniform", "exponential")
 MESSAGE_ID_FORMATS = ("hex", "decimal")
@@ -159,19 +163,36 @@ class SimulatorConfig:
 
     def with_ephemeral_ports(self) -> SimulatorConfig:
         """The same simulator on ports picked by the OS (tests, benches)."""
-        return replace(self, carriers=tuple(replace(c, port=0) for c in self.carriers),
-                       control_port=None if self.control_port is None else 0)
+        return replace(
+            self,
+            carriers=tuple(replace(c, port=0) for c in self.carriers),
+            control_port=None if self.control_port is None else 0,
+        )
 
 
 def default_config() -> SimulatorConfig:
     """Two Spanish carriers, as ``gatewayd simulator`` serves with no arguments."""
     short_codes = ("997745", "795500")
-    return SimulatorConfig(carriers=(
-        CarrierProfile(name="movistar", country="ES", port=2775, system_id="echat", password="secret1",
-                       short_codes=short_codes),
-        CarrierProfile(name="vodafone", country="ES", port=2776, system_id="echat", password="secret2",
-                       short_codes=short_codes),
-    ))
+    return SimulatorConfig(
+        carriers=(
+            CarrierProfile(
+                name="movistar",
+                country="ES",
+                port=2775,
+                system_id="echat",
+                password="secret1",
+                short_codes=short_codes,
+            ),
+            CarrierProfile(
+                name="vodafone",
+                country="ES",
+                port=2776,
+                system_id="echat",
+                password="secret2",
+                short_codes=short_codes,
+            ),
+        )
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -208,8 +229,12 @@ def _parse_statuses(data: Mapping[str, Any], key: str) -> tuple[tuple[str, float
     for stat, weight in data.items():
         if stat not in RECEIPT_STATES:
             raise SettingsError(f"{key}: {stat!r} is not one of {', '.join(RECEIPT_STATES)}")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) \
-                or weight < 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
             raise SettingsError(f"{key}.{stat}: expected a weight >= 0, got {weight!r}")
         pairs.append((stat, float(weight)))
     if not pairs or sum(weight for _, weight in pairs) <= 0:
@@ -247,8 +272,9 @@ def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None)
     system_id = reader.string("system_id", None if required else base.system_id, allow_empty=False)
     password = reader.string("password", None if required else base.password)
     if len(system_id) > 15 or len(password) > 8:
-        raise SettingsError(f"{reader.key('system_id')}: SMPP allows 15 characters for system_id and 8 for "
-                            "password")
+        raise SettingsError(
+            f"{reader.key('system_id')}: SMPP allows 15 characters for system_id and 8 for password"
+        )
     short_codes = reader.strings("short_codes", base.short_codes)
     for code in short_codes:
         if not code.isdigit():
@@ -256,16 +282,18 @@ def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None)
     bind_types = reader.strings("bind_types", base.bind_types)
     for bind_type in bind_types:
         if bind_type not in BIND_TYPE_NAMES:
-            raise SettingsError(f"{reader.key('bind_types')}: {bind_type!r} is not one of "
-                                f"{', '.join(BIND_TYPE_NAMES)}")
+            raise SettingsError(
+                f"{reader.key('bind_types')}: {bind_type!r} is not one of {', '.join(BIND_TYPE_NAMES)}"
+            )
     max_binds = reader.integer("max_binds", base.max_binds, minimum=1)
     tps = base.tps
     if reader.has("tps"):
         tps = reader.optional_number("tps", minimum=0, exclusive_minimum=True)
     message_id_format = reader.choice("message_id_format", MESSAGE_ID_FORMATS, base.message_id_format)
     receipts_reader = reader.sub("receipts")
-    receipts = base.receipts if receipts_reader is None else parse_receipts(receipts_reader, base.receipts,
-                                                                            country)
+    receipts = (
+        base.receipts if receipts_reader is None else parse_receipts(receipts_reader, base.receipts, country)
+    )
     faults = base.faults
     if reader.has("faults"):
         faults = dict(reader.mapping("faults"))
@@ -273,14 +301,28 @@ def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None)
     deliver_window = reader.integer("deliver_window", base.deliver_window, minimum=1, maximum=10_000)
     queue_size = reader.integer("queue_size", base.queue_size, minimum=1)
     redelivery_reader = reader.sub("redelivery")
-    redelivery = base.redelivery if redelivery_reader is None else parse_redelivery(redelivery_reader,
-                                                                                    base.redelivery)
+    redelivery = (
+        base.redelivery if redelivery_reader is None else parse_redelivery(redelivery_reader, base.redelivery)
+    )
     reader.finish()
     return CarrierProfile(
-        name=name, country=country, host=host, port=port, system_id=system_id, password=password,
-        short_codes=short_codes, bind_types=bind_types, max_binds=max_binds, tps=tps,
-        message_id_format=message_id_format, receipts=receipts, faults=faults,
-        deliver_window=deliver_window, queue_size=queue_size, redelivery=redelivery)
+        name=name,
+        country=country,
+        host=host,
+        port=port,
+        system_id=system_id,
+        password=password,
+        short_codes=short_codes,
+        bind_types=bind_types,
+        max_binds=max_binds,
+        tps=tps,
+        message_id_format=message_id_format,
+        receipts=receipts,
+        faults=faults,
+        deliver_window=deliver_window,
+        queue_size=queue_size,
+        redelivery=redelivery,
+    )
 
 
 def parse_redelivery(reader: Reader, base: RedeliveryPolicy) -> RedeliveryPolicy:
@@ -329,14 +371,22 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SimulatorCo
             carriers_data = reader.mapping("carriers")
             carriers = tuple(
                 parse_carrier(Reader(value, f"{reader.key('carriers')}.{name}"), name)
-                for name, value in carriers_data.items())
+                for name, value in carriers_data.items()
+            )
             if not carriers:
                 raise SettingsError(f"{reader.key('carriers')}: at least one carrier is needed")
         reader.finish()
     except SettingsError as exc:
         raise SettingsError(f"{source}: {exc}") from None
-    return SimulatorConfig(carriers=carriers, control_host=control_host, control_port=control_port,
-                           mt_store_size=mt_store_size, trace_path=trace, tick=tick, seed=seed)
+    return SimulatorConfig(
+        carriers=carriers,
+        control_host=control_host,
+        control_port=control_port,
+        mt_store_size=mt_store_size,
+        trace_path=trace,
+        tick=tick,
+        seed=seed,
+    )
 
 
 def load_config(path: str | Path) -> SimulatorConfig:

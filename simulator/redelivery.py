@@ -40,5 +40,9 @@ class RedeliveryPolicy:
         return due if due - first_at <= self.window else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"initial": self.initial, "maximum": self.maximum, "window": self.window,
-                "max_attempts": self.max_attempts}
+        return {
+            "initial": self.initial,
+            "maximum": self.maximum,
+            "window": self.window,
+            "max_attempts": self.max_attempts,
+        }

@@ -45,8 +45,15 @@ class Reader:
             raise SettingsError(f"{self.key(name)}: must not be empty")
         return value
 
-    def number(self, name: str, default: float | None = None, *, minimum: float | None = None,
-               maximum: float | None = None, exclusive_minimum: bool = False) -> float:
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_minimum: bool = False,
+    ) -> float:
         value = self.raw(name)
         if value is None:
             if default is None:
@@ -56,15 +63,17 @@ class Reader:
             raise SettingsError(f"{self.key(name)}: expected a number, got {_kind(value)}")
         return _check_range(self.key(name), float(value), minimum, maximum, exclusive_minimum)
 
-    def optional_number(self, name: str, *, minimum: float | None = None,
-                        exclusive_minimum: bool = False) -> float | None:
+    def optional_number(
+        self, name: str, *, minimum: float | None = None, exclusive_minimum: bool = False
+    ) -> float | None:
         if self._data.get(name) is None:
             self._seen.add(name)
             return None
         return self.number(name, minimum=minimum, exclusive_minimum=exclusive_minimum)
 
-    def integer(self, name: str, default: int | None = None, *, minimum: int | None = None,
-                maximum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.raw(name)
         if value is None:
             if default is None:
@@ -120,8 +129,9 @@ class Reader:
             raise SettingsError(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
-def _check_range(key: str, value: float, minimum: float | None, maximum: float | None,
-                 exclusive_minimum: bool) -> float:
+def _check_range(
+    key: str, value: float, minimum: float | None, maximum: float | None, exclusive_minimum: bool
+) -> float:
     if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
         relation = "greater than" if exclusive_minimum else "at least"
         raise SettingsError(f"{key}: must be {relation} {minimum:g}, got {value:g}")

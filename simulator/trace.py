@@ -22,16 +22,27 @@ class PDUTracer:
 
     def pdu(self, direction: str, carrier: str, peer: tuple[str, int] | None, pdu: PDU) -> None:
         """``direction`` is ``in`` (from the ESME) or ``out`` (to the ESME)."""
-        record = {"ts": round(time.time(), 6), "dir": direction, "carrier": carrier,
-                  "peer": None if peer is None else f"{peer[0]}:{peer[1]}", **pdu_to_dict(pdu)}
+        record = {
+            "ts": round(time.time(), 6),
+            "dir": direction,
+            "carrier": carrier,
+            "peer": None if peer is None else f"{peer[0]}:{peer[1]}",
+            **pdu_to_dict(pdu),
+        }
         self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.lines += 1
 
-    def event(self, direction: str, carrier: str, peer: tuple[str, int] | None,
-              what: dict[str, object]) -> None:
+    def event(
+        self, direction: str, carrier: str, peer: tuple[str, int] | None, what: dict[str, object]
+    ) -> None:
         """A PDU the SMPP layer handled itself (a bind, as the handler sees it)."""
-        record = {"ts": round(time.time(), 6), "dir": direction, "carrier": carrier,
-                  "peer": None if peer is None else f"{peer[0]}:{peer[1]}", **what}
+        record = {
+            "ts": round(time.time(), 6),
+            "dir": direction,
+            "carrier": carrier,
+            "peer": None if peer is None else f"{peer[0]}:{peer[1]}",
+            **what,
+        }
         self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.lines += 1
 

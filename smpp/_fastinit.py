@@ -74,8 +74,12 @@ def positional_factory(cls: type[T]) -> Callable[..., T]:
     namespace: dict[str, object] = {**_setters(cls, fields), "_new": object.__new__, "_cls": cls}
     names = [field.name for field in fields]
     body = [f"    _set_{name}(self, {name})" for name in names]
-    exec(f"def make_{cls.__name__}({', '.join(names)}):\n    self = _new(_cls)\n"  # noqa: S102
-         + "\n".join(body) + "\n    return self", namespace)
+    exec(
+        f"def make_{cls.__name__}({', '.join(names)}):\n    self = _new(_cls)\n"  # noqa: S102
+        + "\n".join(body)
+        + "\n    return self",
+        namespace,
+    )
     factory: Any = namespace[f"make_{cls.__name__}"]
     factory.__module__ = cls.__module__
     return factory  # type: ignore[no-any-return]

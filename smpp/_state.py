@@ -36,10 +36,16 @@ class SessionState(Enum):
 BOUND_STATES = frozenset({SessionState.BOUND_TX, SessionState.BOUND_RX, SessionState.BOUND_TRX})
 
 _BINDS = frozenset({CommandID.BIND_TRANSMITTER, CommandID.BIND_RECEIVER, CommandID.BIND_TRANSCEIVER})
-_ESME_SUBMITS = frozenset({
-    CommandID.SUBMIT_SM, CommandID.SUBMIT_MULTI, CommandID.DATA_SM, CommandID.QUERY_SM,
-    CommandID.CANCEL_SM, CommandID.REPLACE_SM,
-})
+_ESME_SUBMITS = frozenset(
+    {
+        CommandID.SUBMIT_SM,
+        CommandID.SUBMIT_MULTI,
+        CommandID.DATA_SM,
+        CommandID.QUERY_SM,
+        CommandID.CANCEL_SM,
+        CommandID.REPLACE_SM,
+    }
+)
 _SMSC_DELIVERS = frozenset({CommandID.DELIVER_SM, CommandID.DATA_SM, CommandID.ALERT_NOTIFICATION})
 _KEEPALIVE = frozenset({CommandID.ENQUIRE_LINK})
 _SESSION_END = frozenset({CommandID.ENQUIRE_LINK, CommandID.UNBIND})

@@ -83,7 +83,9 @@ _TLV_INT_WIDTHS: dict[int, int] = {
 }
 _TLV_CSTRING_TAGS: frozenset[int] = frozenset(int(tag) for tag, kind in KINDS.items() if kind is Kind.CSTRING)
 _TLV_INT_STRUCTS: dict[int, struct.Struct] = {
-    1: struct.Struct(">HHB"), 2: struct.Struct(">HHH"), 4: struct.Struct(">HHI"),
+    1: struct.Struct(">HHB"),
+    2: struct.Struct(">HHH"),
+    4: struct.Struct(">HHI"),
 }
 #: One look-up per TLV on decode: the integer width of an integer tag, _TLV_CSTRING for a C-string tag.
 _TLV_CSTRING = -1
@@ -117,10 +119,12 @@ class _BodyError(Exception):
         self.detail = detail
 
 
-def _remote_error(message: str, *, status: int, sequence_number: int | None, command_id: int | None,
-                  consumed: int | None) -> RemoteProtocolError:
-    return RemoteProtocolError(message, status=status, sequence_number=sequence_number,
-                               command_id=command_id, consumed=consumed)
+def _remote_error(
+    message: str, *, status: int, sequence_number: int | None, command_id: int | None, consumed: int | None
+) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        message, status=status, sequence_number=sequence_number, command_id=command_id, consumed=consumed
+    )
 
 
 def _truncated(field: str) -> _BodyError:
@@ -128,8 +132,11 @@ def _truncated(field: str) -> _BodyError:
 
 
 def _local_error(pdu: PDU, field: str, detail: str) -> LocalProtocolError:
-    return LocalProtocolError(f"cannot encode {type(pdu).__name__}.{field}: {detail}",
-                              sequence_number=pdu.sequence_number, command_id=pdu.command_id)
+    return LocalProtocolError(
+        f"cannot encode {type(pdu).__name__}.{field}: {detail}",
+        sequence_number=pdu.sequence_number,
+        command_id=pdu.command_id,
+    )
 
 
 # --- header -----------------------------------------------------------------------------------------
@@ -147,7 +154,9 @@ def _bad_length(length: int, command_id: int, sequence_number: int) -> RemotePro
     return _remote_error(
         f"command_length {length} outside {HEADER_SIZE}..{MAX_PDU_SIZE} (command_id 0x{command_id:08X}); "
         "framing is lost",
-        status=CommandStatus.ESME_RINVCMDLEN, sequence_number=sequence_number, command_id=command_id,
+        status=CommandStatus.ESME_RINVCMDLEN,
+        sequence_number=sequence_number,
+        command_id=command_id,
         consumed=None,
     )
 
@@ -164,8 +173,11 @@ def _cstr(data: Buffer, pos: int, end: int, size: int, field: str) -> tuple[str,
     if nul < 0:
         if end - pos < size:
             raise _truncated(field)
-        raise _BodyError(field, _FIELD_STATUS.get(field, CommandStatus.ESME_RINVPARLEN),
-                         f"no NUL within its maximum size of {size} octets")
+        raise _BodyError(
+            field,
+            _FIELD_STATUS.get(field, CommandStatus.ESME_RINVPARLEN),
+            f"no NUL within its maximum size of {size} octets",
+        )
     if nul == pos:
         return "", pos + 1  # empty fields are common (service_type, times): skip slice and decode
     return data[pos:nul].decode("latin-1"), nul + 1
@@ -177,9 +189,12 @@ def _short_message(data: Buffer, pos: int, end: int) -> tuple[bytes, int]:
         raise _truncated("sm_length")
     stop = pos + 1 + data[pos]
     if stop > end:
-        raise _BodyError("short_message", CommandStatus.ESME_RINVMSGLEN,
-                         f"sm_length {data[pos]} runs past the end of the PDU")
-    return bytes(data[pos + 1:stop]), stop
+        raise _BodyError(
+            "short_message",
+            CommandStatus.ESME_RINVMSGLEN,
+            f"sm_length {data[pos]} runs past the end of the PDU",
+        )
+    return bytes(data[pos + 1 : stop]), stop
 
 
 def _tlvs(data: Buffer, pos: int, end: int) -> TLVs:
@@ -191,20 +206,26 @@ def _tlvs(data: Buffer, pos: int, end: int) -> TLVs:
     kinds = _TLV_DECODE_KINDS
     while pos < end:
         if end - pos < 4:
-            raise _BodyError("tlvs", CommandStatus.ESME_RINVOPTPARSTREAM,
-                             f"{end - pos} trailing octets are not a whole TLV")
+            raise _BodyError(
+                "tlvs",
+                CommandStatus.ESME_RINVOPTPARSTREAM,
+                f"{end - pos} trailing octets are not a whole TLV",
+            )
         tag, length = _TLV_HEAD.unpack_from(data, pos)
         pos += 4
         stop = pos + length
         if stop > end:
-            raise _BodyError(f"TLV 0x{tag:04X}", CommandStatus.ESME_RINVOPTPARSTREAM,
-                             f"length {length} runs past the end of the PDU")
+            raise _BodyError(
+                f"TLV 0x{tag:04X}",
+                CommandStatus.ESME_RINVOPTPARSTREAM,
+                f"length {length} runs past the end of the PDU",
+            )
         kind = kinds.get(tag)
         value: TLVValue
         if kind == length:  # an integer tag whose length is its width
             value = data[pos] if length == 1 else int.from_bytes(data[pos:stop], "big")
         elif kind == _TLV_CSTRING and length and data.find(_NUL, pos, stop) == stop - 1:
-            value = data[pos:stop - 1].decode("latin-1")
+            value = data[pos : stop - 1].decode("latin-1")
         else:
             # Vendor and unknown tags, and standard tags whose length does not fit their kind, stay raw.
             value = bytes(data[pos:stop])
@@ -233,14 +254,21 @@ def _no_tlvs(data: Buffer, pos: int, end: int) -> None:
 _Decoder = Callable[[Any, Buffer, int, int, int, int], PDU]
 
 
-def _decode_empty(make: Callable[[int, int], PDU], data: Buffer, pos: int, end: int, seq: int,
-                  status: int) -> PDU:
+def _decode_empty(
+    make: Callable[[int, int], PDU], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     _no_tlvs(data, pos, end)
     return make(seq, status)
 
 
-def _decode_bind(cls: type[BindTransmitter | BindReceiver | BindTransceiver], data: Buffer, pos: int,
-                 end: int, seq: int, status: int) -> PDU:
+def _decode_bind(
+    cls: type[BindTransmitter | BindReceiver | BindTransceiver],
+    data: Buffer,
+    pos: int,
+    end: int,
+    seq: int,
+    status: int,
+) -> PDU:
     system_id, pos = _cstr(data, pos, end, 16, "system_id")
     password, pos = _cstr(data, pos, end, 9, "password")
     system_type, pos = _cstr(data, pos, end, 13, "system_type")
@@ -249,13 +277,27 @@ def _decode_bind(cls: type[BindTransmitter | BindReceiver | BindTransceiver], da
     interface_version, addr_ton, addr_npi = _U8X3.unpack_from(data, pos)
     address_range, pos = _cstr(data, pos + 3, end, 41, "address_range")
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, system_id=system_id, password=password,
-               system_type=system_type, interface_version=interface_version, addr_ton=addr_ton,
-               addr_npi=addr_npi, address_range=address_range)
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        system_id=system_id,
+        password=password,
+        system_type=system_type,
+        interface_version=interface_version,
+        addr_ton=addr_ton,
+        addr_npi=addr_npi,
+        address_range=address_range,
+    )
 
 
-def _decode_bind_resp(cls: type[BindTransmitterResp | BindReceiverResp | BindTransceiverResp], data: Buffer,
-                      pos: int, end: int, seq: int, status: int) -> PDU:
+def _decode_bind_resp(
+    cls: type[BindTransmitterResp | BindReceiverResp | BindTransceiverResp],
+    data: Buffer,
+    pos: int,
+    end: int,
+    seq: int,
+    status: int,
+) -> PDU:
     system_id, pos = _cstr(data, pos, end, 16, "system_id")
     return cls(sequence_number=seq, command_status=status, system_id=system_id, tlvs=_tlvs(data, pos, end))
 
@@ -271,8 +313,9 @@ class _Retry(Exception):
     """The one-pass reading of a PDU met something unusual: read it again field by field."""
 
 
-def _decode_short_message_pdu(make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int, end: int,
-                              seq: int, status: int) -> PDU:
+def _decode_short_message_pdu(
+    make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     """submit_sm / deliver_sm. The well-formed PDU is read in one pass, each C-string with a single
     ``find`` bounded by its maximum size; on any doubt the field-by-field reading below runs again
     from the start and names what is wrong."""
@@ -307,7 +350,8 @@ def _decode_short_message_pdu(make: Callable[..., SubmitSM | DeliverSM], data: B
             raise _Retry
         validity_period = data[pos:nul].decode("latin-1") if nul > pos else ""
         registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length = (
-            _U8X5.unpack_from(data, nul + 1))
+            _U8X5.unpack_from(data, nul + 1)
+        )
         pos = nul + 6
         stop = pos + sm_length
         # Positions only grow, so every field read lies inside the PDU when the message does.
@@ -316,14 +360,33 @@ def _decode_short_message_pdu(make: Callable[..., SubmitSM | DeliverSM], data: B
         short_message = bytes(data[pos:stop])
     except (_Retry, struct.error):
         return _decode_short_message_pdu_checked(make, data, start, end, seq, status)
-    return make(seq, status, service_type, source_addr_ton, source_addr_npi, source_addr, dest_addr_ton,
-                dest_addr_npi, destination_addr, esm_class, protocol_id, priority_flag,
-                schedule_delivery_time, validity_period, registered_delivery, replace_if_present_flag,
-                data_coding, sm_default_msg_id, short_message, _tlvs(data, stop, end))
+    return make(
+        seq,
+        status,
+        service_type,
+        source_addr_ton,
+        source_addr_npi,
+        source_addr,
+        dest_addr_ton,
+        dest_addr_npi,
+        destination_addr,
+        esm_class,
+        protocol_id,
+        priority_flag,
+        schedule_delivery_time,
+        validity_period,
+        registered_delivery,
+        replace_if_present_flag,
+        data_coding,
+        sm_default_msg_id,
+        short_message,
+        _tlvs(data, stop, end),
+    )
 
 
-def _decode_short_message_pdu_checked(make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int,
-                                      end: int, seq: int, status: int) -> PDU:
+def _decode_short_message_pdu_checked(
+    make: Callable[..., SubmitSM | DeliverSM], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     service_type, pos = _cstr(data, pos, end, 6, "service_type")
     if pos + 2 > end:
         raise _truncated("source_addr_ton")
@@ -341,16 +404,41 @@ def _decode_short_message_pdu_checked(make: Callable[..., SubmitSM | DeliverSM],
     if pos + 4 > end:
         raise _truncated("registered_delivery")
     registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id = _U8X4.unpack_from(
-        data, pos)
+        data, pos
+    )
     short_message, pos = _short_message(data, pos + 4, end)
-    return make(seq, status, service_type, source_addr_ton, source_addr_npi, source_addr, dest_addr_ton,
-                dest_addr_npi, destination_addr, esm_class, protocol_id, priority_flag,
-                schedule_delivery_time, validity_period, registered_delivery, replace_if_present_flag,
-                data_coding, sm_default_msg_id, short_message, _tlvs(data, pos, end))
+    return make(
+        seq,
+        status,
+        service_type,
+        source_addr_ton,
+        source_addr_npi,
+        source_addr,
+        dest_addr_ton,
+        dest_addr_npi,
+        destination_addr,
+        esm_class,
+        protocol_id,
+        priority_flag,
+        schedule_delivery_time,
+        validity_period,
+        registered_delivery,
+        replace_if_present_flag,
+        data_coding,
+        sm_default_msg_id,
+        short_message,
+        _tlvs(data, pos, end),
+    )
 
 
-def _decode_message_id_resp(make: Callable[[int, int, str], SubmitSMResp | DeliverSMResp], data: Buffer,
-                            pos: int, end: int, seq: int, status: int) -> PDU:
+def _decode_message_id_resp(
+    make: Callable[[int, int, str], SubmitSMResp | DeliverSMResp],
+    data: Buffer,
+    pos: int,
+    end: int,
+    seq: int,
+    status: int,
+) -> PDU:
     nul = data.find(_NUL, pos, pos + 65)
     if 0 <= nul < end:  # the usual case, read in one step
         message_id = data[pos:nul].decode("latin-1") if nul > pos else ""
@@ -362,8 +450,9 @@ def _decode_message_id_resp(make: Callable[[int, int, str], SubmitSMResp | Deliv
     return make(seq, status, message_id)
 
 
-def _decode_submit_multi(cls: type[SubmitMulti], data: Buffer, pos: int, end: int, seq: int,
-                         status: int) -> PDU:
+def _decode_submit_multi(
+    cls: type[SubmitMulti], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     service_type, pos = _cstr(data, pos, end, 6, "service_type")
     if pos + 2 > end:
         raise _truncated("source_addr_ton")
@@ -388,8 +477,9 @@ def _decode_submit_multi(cls: type[SubmitMulti], data: Buffer, pos: int, end: in
             name, pos = _cstr(data, pos + 1, end, 21, "dl_name")
             destinations.append(DistributionList(name))
         else:
-            raise _BodyError("dest_flag", CommandStatus.ESME_RINVDESTFLAG,
-                             f"dest_flag {flag} is neither 1 nor 2")
+            raise _BodyError(
+                "dest_flag", CommandStatus.ESME_RINVDESTFLAG, f"dest_flag {flag} is neither 1 nor 2"
+            )
     if pos + 3 > end:
         raise _truncated("esm_class")
     esm_class, protocol_id, priority_flag = _U8X3.unpack_from(data, pos)
@@ -398,21 +488,34 @@ def _decode_submit_multi(cls: type[SubmitMulti], data: Buffer, pos: int, end: in
     if pos + 4 > end:
         raise _truncated("registered_delivery")
     registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id = _U8X4.unpack_from(
-        data, pos)
+        data, pos
+    )
     short_message, pos = _short_message(data, pos + 4, end)
     return cls(
-        sequence_number=seq, command_status=status, service_type=service_type,
-        source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr,
-        dest_addresses=tuple(destinations), esm_class=esm_class, protocol_id=protocol_id,
-        priority_flag=priority_flag, schedule_delivery_time=schedule_delivery_time,
-        validity_period=validity_period, registered_delivery=registered_delivery,
-        replace_if_present_flag=replace_if_present_flag, data_coding=data_coding,
-        sm_default_msg_id=sm_default_msg_id, short_message=short_message, tlvs=_tlvs(data, pos, end),
+        sequence_number=seq,
+        command_status=status,
+        service_type=service_type,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+        dest_addresses=tuple(destinations),
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        priority_flag=priority_flag,
+        schedule_delivery_time=schedule_delivery_time,
+        validity_period=validity_period,
+        registered_delivery=registered_delivery,
+        replace_if_present_flag=replace_if_present_flag,
+        data_coding=data_coding,
+        sm_default_msg_id=sm_default_msg_id,
+        short_message=short_message,
+        tlvs=_tlvs(data, pos, end),
     )
 
 
-def _decode_submit_multi_resp(cls: type[SubmitMultiResp], data: Buffer, pos: int, end: int, seq: int,
-                              status: int) -> PDU:
+def _decode_submit_multi_resp(
+    cls: type[SubmitMultiResp], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     message_id, pos = _cstr(data, pos, end, 65, "message_id")
     if pos >= end:
         raise _truncated("no_unsuccess")
@@ -430,8 +533,9 @@ def _decode_submit_multi_resp(cls: type[SubmitMultiResp], data: Buffer, pos: int
         pos += 4
         failures.append(UnsuccessSME(ton, npi, address, error_status_code))
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, message_id=message_id,
-               unsuccess_smes=tuple(failures))
+    return cls(
+        sequence_number=seq, command_status=status, message_id=message_id, unsuccess_smes=tuple(failures)
+    )
 
 
 def _decode_data_sm(cls: type[DataSM], data: Buffer, pos: int, end: int, seq: int, status: int) -> PDU:
@@ -448,16 +552,25 @@ def _decode_data_sm(cls: type[DataSM], data: Buffer, pos: int, end: int, seq: in
         raise _truncated("esm_class")
     esm_class, registered_delivery, data_coding = _U8X3.unpack_from(data, pos)
     return cls(
-        sequence_number=seq, command_status=status, service_type=service_type,
-        source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr,
-        dest_addr_ton=dest_addr_ton, dest_addr_npi=dest_addr_npi, destination_addr=destination_addr,
-        esm_class=esm_class, registered_delivery=registered_delivery, data_coding=data_coding,
+        sequence_number=seq,
+        command_status=status,
+        service_type=service_type,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+        dest_addr_ton=dest_addr_ton,
+        dest_addr_npi=dest_addr_npi,
+        destination_addr=destination_addr,
+        esm_class=esm_class,
+        registered_delivery=registered_delivery,
+        data_coding=data_coding,
         tlvs=_tlvs(data, pos + 3, end),
     )
 
 
-def _decode_data_sm_resp(cls: type[DataSMResp], data: Buffer, pos: int, end: int, seq: int,
-                         status: int) -> PDU:
+def _decode_data_sm_resp(
+    cls: type[DataSMResp], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     message_id, pos = _cstr(data, pos, end, 65, "message_id")
     return cls(sequence_number=seq, command_status=status, message_id=message_id, tlvs=_tlvs(data, pos, end))
 
@@ -469,20 +582,33 @@ def _decode_query_sm(cls: type[QuerySM], data: Buffer, pos: int, end: int, seq: 
     source_addr_ton, source_addr_npi = _U8X2.unpack_from(data, pos)
     source_addr, pos = _cstr(data, pos + 2, end, 21, "source_addr")
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, message_id=message_id,
-               source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr)
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        message_id=message_id,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+    )
 
 
-def _decode_query_sm_resp(cls: type[QuerySMResp], data: Buffer, pos: int, end: int, seq: int,
-                          status: int) -> PDU:
+def _decode_query_sm_resp(
+    cls: type[QuerySMResp], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     message_id, pos = _cstr(data, pos, end, 65, "message_id")
     final_date, pos = _cstr(data, pos, end, 17, "final_date")
     if pos + 2 > end:
         raise _truncated("message_state")
     message_state, error_code = _U8X2.unpack_from(data, pos)
     _no_tlvs(data, pos + 2, end)
-    return cls(sequence_number=seq, command_status=status, message_id=message_id, final_date=final_date,
-               message_state=message_state, error_code=error_code)
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        message_id=message_id,
+        final_date=final_date,
+        message_state=message_state,
+        error_code=error_code,
+    )
 
 
 def _decode_cancel_sm(cls: type[CancelSM], data: Buffer, pos: int, end: int, seq: int, status: int) -> PDU:
@@ -497,9 +623,18 @@ def _decode_cancel_sm(cls: type[CancelSM], data: Buffer, pos: int, end: int, seq
     dest_addr_ton, dest_addr_npi = _U8X2.unpack_from(data, pos)
     destination_addr, pos = _cstr(data, pos + 2, end, 21, "destination_addr")
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, service_type=service_type, message_id=message_id,
-               source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr,
-               dest_addr_ton=dest_addr_ton, dest_addr_npi=dest_addr_npi, destination_addr=destination_addr)
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        service_type=service_type,
+        message_id=message_id,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+        dest_addr_ton=dest_addr_ton,
+        dest_addr_npi=dest_addr_npi,
+        destination_addr=destination_addr,
+    )
 
 
 def _decode_replace_sm(cls: type[ReplaceSM], data: Buffer, pos: int, end: int, seq: int, status: int) -> PDU:
@@ -515,15 +650,24 @@ def _decode_replace_sm(cls: type[ReplaceSM], data: Buffer, pos: int, end: int, s
     registered_delivery, sm_default_msg_id = _U8X2.unpack_from(data, pos)
     short_message, pos = _short_message(data, pos + 2, end)
     _no_tlvs(data, pos, end)
-    return cls(sequence_number=seq, command_status=status, message_id=message_id,
-               source_addr_ton=source_addr_ton, source_addr_npi=source_addr_npi, source_addr=source_addr,
-               schedule_delivery_time=schedule_delivery_time, validity_period=validity_period,
-               registered_delivery=registered_delivery, sm_default_msg_id=sm_default_msg_id,
-               short_message=short_message)
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        message_id=message_id,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+        schedule_delivery_time=schedule_delivery_time,
+        validity_period=validity_period,
+        registered_delivery=registered_delivery,
+        sm_default_msg_id=sm_default_msg_id,
+        short_message=short_message,
+    )
 
 
-def _decode_alert_notification(cls: type[AlertNotification], data: Buffer, pos: int, end: int, seq: int,
-                               status: int) -> PDU:
+def _decode_alert_notification(
+    cls: type[AlertNotification], data: Buffer, pos: int, end: int, seq: int, status: int
+) -> PDU:
     if pos + 2 > end:
         raise _truncated("source_addr_ton")
     source_addr_ton, source_addr_npi = _U8X2.unpack_from(data, pos)
@@ -532,9 +676,17 @@ def _decode_alert_notification(cls: type[AlertNotification], data: Buffer, pos: 
         raise _truncated("esme_addr_ton")
     esme_addr_ton, esme_addr_npi = _U8X2.unpack_from(data, pos)
     esme_addr, pos = _cstr(data, pos + 2, end, 65, "esme_addr")
-    return cls(sequence_number=seq, command_status=status, source_addr_ton=source_addr_ton,
-               source_addr_npi=source_addr_npi, source_addr=source_addr, esme_addr_ton=esme_addr_ton,
-               esme_addr_npi=esme_addr_npi, esme_addr=esme_addr, tlvs=_tlvs(data, pos, end))
+    return cls(
+        sequence_number=seq,
+        command_status=status,
+        source_addr_ton=source_addr_ton,
+        source_addr_npi=source_addr_npi,
+        source_addr=source_addr,
+        esme_addr_ton=esme_addr_ton,
+        esme_addr_npi=esme_addr_npi,
+        esme_addr=esme_addr,
+        tlvs=_tlvs(data, pos, end),
+    )
 
 
 #: Decoders whose first argument is a positional factory of the class instead of the class.
@@ -579,8 +731,13 @@ def _decode_pdu(data: Buffer, start: int, end: int, command_id: int, status: int
     """The PDU in ``data[start:end]`` whose header was already read and its length checked."""
     entry = _DECODERS.get(command_id)
     if entry is None:
-        raise _remote_error(f"unknown command_id 0x{command_id:08X}", status=CommandStatus.ESME_RINVCMDID,
-                            sequence_number=seq, command_id=command_id, consumed=end - start)
+        raise _remote_error(
+            f"unknown command_id 0x{command_id:08X}",
+            status=CommandStatus.ESME_RINVCMDID,
+            sequence_number=seq,
+            command_id=command_id,
+            consumed=end - start,
+        )
     cls, decoder, target = entry
     pos = start + HEADER_SIZE
     if pos == end and command_id & RESPONSE_BIT:
@@ -590,8 +747,13 @@ def _decode_pdu(data: Buffer, start: int, end: int, command_id: int, status: int
     try:
         return decoder(target, data, pos, end, seq, status)
     except _BodyError as error:
-        raise _remote_error(f"malformed {cls.__name__}: {error.field}: {error.detail}", status=error.status,
-                            sequence_number=seq, command_id=command_id, consumed=end - start) from None
+        raise _remote_error(
+            f"malformed {cls.__name__}: {error.field}: {error.detail}",
+            status=error.status,
+            sequence_number=seq,
+            command_id=command_id,
+            consumed=end - start,
+        ) from None
 
 
 def decode(buffer: Buffer | memoryview) -> tuple[PDU, int] | None:
@@ -634,8 +796,11 @@ def _short_message_bytes(pdu: PDU, value: bytes) -> bytes:
     if not isinstance(value, bytes):
         raise _local_error(pdu, "short_message", f"must be bytes, not {type(value).__name__}")
     if len(value) > MAX_SHORT_MESSAGE:
-        raise _local_error(pdu, "short_message",
-                           f"{len(value)} octets, at most {MAX_SHORT_MESSAGE} fit (use message_payload)")
+        raise _local_error(
+            pdu,
+            "short_message",
+            f"{len(value)} octets, at most {MAX_SHORT_MESSAGE} fit (use message_payload)",
+        )
     return value
 
 
@@ -651,26 +816,30 @@ def _append_tlvs(pdu: PDU, parts: list[bytes], tlvs: TLVs) -> None:
         try:
             if isinstance(value, bytes):
                 if len(value) > _MAX_TLV_VALUE:
-                    raise _local_error(pdu, _tlv_field(tag),
-                                       f"{len(value)} octets, at most {_MAX_TLV_VALUE} fit")
+                    raise _local_error(
+                        pdu, _tlv_field(tag), f"{len(value)} octets, at most {_MAX_TLV_VALUE} fit"
+                    )
                 parts.append(_TLV_HEAD.pack(tag, len(value)))
                 parts.append(value)
             elif isinstance(value, int):
                 width = _TLV_INT_WIDTHS.get(tag)
                 if width is None:
-                    raise _local_error(pdu, _tlv_field(tag),
-                                       "an int value needs an integer tag; give bytes instead")
+                    raise _local_error(
+                        pdu, _tlv_field(tag), "an int value needs an integer tag; give bytes instead"
+                    )
                 parts.append(_TLV_INT_STRUCTS[width].pack(tag, width, value))
             elif isinstance(value, str):
                 if tag not in _TLV_CSTRING_TAGS:
-                    raise _local_error(pdu, _tlv_field(tag),
-                                       "a str value needs a C-string tag; give bytes instead")
+                    raise _local_error(
+                        pdu, _tlv_field(tag), "a str value needs a C-string tag; give bytes instead"
+                    )
                 raw = _cstr_bytes(pdu, value, _MAX_TLV_VALUE, _tlv_field(tag))
                 parts.append(_TLV_HEAD.pack(tag, len(raw)))
                 parts.append(raw)
             else:
-                raise _local_error(pdu, _tlv_field(tag),
-                                   f"value must be int, str or bytes, not {type(value).__name__}")
+                raise _local_error(
+                    pdu, _tlv_field(tag), f"value must be int, str or bytes, not {type(value).__name__}"
+                )
         except struct.error as error:
             raise _local_error(pdu, _tlv_field(tag), f"{value!r} does not fit: {error}") from None
 
@@ -683,13 +852,15 @@ def _encode_empty(pdu: PDU) -> bytes:
 
 
 def _encode_bind(pdu: BindTransmitter | BindReceiver | BindTransceiver) -> bytes:
-    return b"".join((
-        _cstr_bytes(pdu, pdu.system_id, 16, "system_id"),
-        _cstr_bytes(pdu, pdu.password, 9, "password"),
-        _cstr_bytes(pdu, pdu.system_type, 13, "system_type"),
-        _U8X3.pack(pdu.interface_version, pdu.addr_ton, pdu.addr_npi),
-        _cstr_bytes(pdu, pdu.address_range, 41, "address_range"),
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.system_id, 16, "system_id"),
+            _cstr_bytes(pdu, pdu.password, 9, "password"),
+            _cstr_bytes(pdu, pdu.system_type, 13, "system_type"),
+            _U8X3.pack(pdu.interface_version, pdu.addr_ton, pdu.addr_npi),
+            _cstr_bytes(pdu, pdu.address_range, 41, "address_range"),
+        )
+    )
 
 
 def _encode_bind_resp(pdu: BindTransmitterResp | BindReceiverResp | BindTransceiverResp) -> bytes:
@@ -700,10 +871,12 @@ def _encode_bind_resp(pdu: BindTransmitterResp | BindReceiverResp | BindTranscei
 
 
 def _encode_outbind(pdu: Outbind) -> bytes:
-    return b"".join((
-        _cstr_bytes(pdu, pdu.system_id, 16, "system_id"),
-        _cstr_bytes(pdu, pdu.password, 9, "password"),
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.system_id, 16, "system_id"),
+            _cstr_bytes(pdu, pdu.password, 9, "password"),
+        )
+    )
 
 
 def _encode_short_message_pdu(pdu: SubmitSM | DeliverSM) -> bytes:
@@ -722,26 +895,49 @@ def _short_message_parts_unchecked(pdu: SubmitSM | DeliverSM) -> list[bytes] | N
     schedule_delivery_time = pdu.schedule_delivery_time
     validity_period = pdu.validity_period
     short_message = pdu.short_message
-    if not (type(service_type) is str and type(source_addr) is str and type(destination_addr) is str
-            and type(schedule_delivery_time) is str and type(validity_period) is str
-            and type(short_message) is bytes):
+    if not (
+        type(service_type) is str
+        and type(source_addr) is str
+        and type(destination_addr) is str
+        and type(schedule_delivery_time) is str
+        and type(validity_period) is str
+        and type(short_message) is bytes
+    ):
         return None
     # A Latin-1 string has one octet per character; each size leaves room for the NUL.
-    if (len(service_type) >= 6 or len(source_addr) >= 21 or len(destination_addr) >= 21
-            or len(schedule_delivery_time) >= 17 or len(validity_period) >= 17
-            or len(short_message) > MAX_SHORT_MESSAGE):
+    if (
+        len(service_type) >= 6
+        or len(source_addr) >= 21
+        or len(destination_addr) >= 21
+        or len(schedule_delivery_time) >= 17
+        or len(validity_period) >= 17
+        or len(short_message) > MAX_SHORT_MESSAGE
+    ):
         return None
     if "\0" in f"{service_type}{source_addr}{destination_addr}{schedule_delivery_time}{validity_period}":
         return None
     try:
         return [
-            service_type.encode("latin-1"), _NUL,
-            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi), source_addr.encode("latin-1"), _NUL,
-            _U8X2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi), destination_addr.encode("latin-1"), _NUL,
+            service_type.encode("latin-1"),
+            _NUL,
+            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
+            source_addr.encode("latin-1"),
+            _NUL,
+            _U8X2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi),
+            destination_addr.encode("latin-1"),
+            _NUL,
             _U8X3.pack(pdu.esm_class, pdu.protocol_id, pdu.priority_flag),
-            schedule_delivery_time.encode("latin-1"), _NUL, validity_period.encode("latin-1"), _NUL,
-            _U8X5.pack(pdu.registered_delivery, pdu.replace_if_present_flag, pdu.data_coding,
-                       pdu.sm_default_msg_id, len(short_message)),
+            schedule_delivery_time.encode("latin-1"),
+            _NUL,
+            validity_period.encode("latin-1"),
+            _NUL,
+            _U8X5.pack(
+                pdu.registered_delivery,
+                pdu.replace_if_present_flag,
+                pdu.data_coding,
+                pdu.sm_default_msg_id,
+                len(short_message),
+            ),
             short_message,
         ]
     except (struct.error, UnicodeEncodeError):
@@ -759,8 +955,13 @@ def _short_message_parts(pdu: SubmitSM | DeliverSM) -> list[bytes]:
         _U8X3.pack(pdu.esm_class, pdu.protocol_id, pdu.priority_flag),
         _cstr_bytes(pdu, pdu.schedule_delivery_time, 17, "schedule_delivery_time"),
         _cstr_bytes(pdu, pdu.validity_period, 17, "validity_period"),
-        _U8X5.pack(pdu.registered_delivery, pdu.replace_if_present_flag, pdu.data_coding,
-                   pdu.sm_default_msg_id, len(short_message)),
+        _U8X5.pack(
+            pdu.registered_delivery,
+            pdu.replace_if_present_flag,
+            pdu.data_coding,
+            pdu.sm_default_msg_id,
+            len(short_message),
+        ),
         short_message,
     ]
 
@@ -788,14 +989,22 @@ def _encode_submit_multi(pdu: SubmitMulti) -> bytes:
             parts.append(b"\x02")
             parts.append(_cstr_bytes(pdu, destination.name, 21, "dest_addresses.name"))
         else:
-            raise _local_error(pdu, "dest_addresses", "entries must be SMEAddress or DistributionList, "
-                               f"not {type(destination).__name__}")
+            raise _local_error(
+                pdu,
+                "dest_addresses",
+                f"entries must be SMEAddress or DistributionList, not {type(destination).__name__}",
+            )
     parts += (
         _U8X3.pack(pdu.esm_class, pdu.protocol_id, pdu.priority_flag),
         _cstr_bytes(pdu, pdu.schedule_delivery_time, 17, "schedule_delivery_time"),
         _cstr_bytes(pdu, pdu.validity_period, 17, "validity_period"),
-        _U8X5.pack(pdu.registered_delivery, pdu.replace_if_present_flag, pdu.data_coding,
-                   pdu.sm_default_msg_id, len(short_message)),
+        _U8X5.pack(
+            pdu.registered_delivery,
+            pdu.replace_if_present_flag,
+            pdu.data_coding,
+            pdu.sm_default_msg_id,
+            len(short_message),
+        ),
         short_message,
     )
     if pdu.tlvs:
@@ -810,8 +1019,9 @@ def _encode_submit_multi_resp(pdu: SubmitMultiResp) -> bytes:
     parts = [_cstr_bytes(pdu, pdu.message_id, 65, "message_id"), bytes((len(failures),))]
     for failure in failures:
         if not isinstance(failure, UnsuccessSME):
-            raise _local_error(pdu, "unsuccess_smes",
-                               f"entries must be UnsuccessSME, not {type(failure).__name__}")
+            raise _local_error(
+                pdu, "unsuccess_smes", f"entries must be UnsuccessSME, not {type(failure).__name__}"
+            )
         parts.append(_U8X2.pack(failure.ton, failure.npi))
         parts.append(_cstr_bytes(pdu, failure.address, 21, "unsuccess_smes.address"))
         parts.append(_UNSUCCESS_TAIL.pack(failure.error_status_code))
@@ -840,43 +1050,51 @@ def _encode_data_sm_resp(pdu: DataSMResp) -> bytes:
 
 
 def _encode_query_sm(pdu: QuerySM) -> bytes:
-    return b"".join((
-        _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
-        _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
-        _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
+            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
+            _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
+        )
+    )
 
 
 def _encode_query_sm_resp(pdu: QuerySMResp) -> bytes:
-    return b"".join((
-        _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
-        _cstr_bytes(pdu, pdu.final_date, 17, "final_date"),
-        _U8X2.pack(pdu.message_state, pdu.error_code),
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
+            _cstr_bytes(pdu, pdu.final_date, 17, "final_date"),
+            _U8X2.pack(pdu.message_state, pdu.error_code),
+        )
+    )
 
 
 def _encode_cancel_sm(pdu: CancelSM) -> bytes:
-    return b"".join((
-        _cstr_bytes(pdu, pdu.service_type, 6, "service_type"),
-        _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
-        _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
-        _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
-        _U8X2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi),
-        _cstr_bytes(pdu, pdu.destination_addr, 21, "destination_addr"),
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.service_type, 6, "service_type"),
+            _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
+            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
+            _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
+            _U8X2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi),
+            _cstr_bytes(pdu, pdu.destination_addr, 21, "destination_addr"),
+        )
+    )
 
 
 def _encode_replace_sm(pdu: ReplaceSM) -> bytes:
     short_message = _short_message_bytes(pdu, pdu.short_message)
-    return b"".join((
-        _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
-        _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
-        _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
-        _cstr_bytes(pdu, pdu.schedule_delivery_time, 17, "schedule_delivery_time"),
-        _cstr_bytes(pdu, pdu.validity_period, 17, "validity_period"),
-        _U8X3.pack(pdu.registered_delivery, pdu.sm_default_msg_id, len(short_message)),
-        short_message,
-    ))
+    return b"".join(
+        (
+            _cstr_bytes(pdu, pdu.message_id, 65, "message_id"),
+            _U8X2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
+            _cstr_bytes(pdu, pdu.source_addr, 21, "source_addr"),
+            _cstr_bytes(pdu, pdu.schedule_delivery_time, 17, "schedule_delivery_time"),
+            _cstr_bytes(pdu, pdu.validity_period, 17, "validity_period"),
+            _U8X3.pack(pdu.registered_delivery, pdu.sm_default_msg_id, len(short_message)),
+            short_message,
+        )
+    )
 
 
 def _encode_alert_notification(pdu: AlertNotification) -> bytes:
@@ -925,7 +1143,8 @@ _ENCODERS: dict[int, Callable[[Any], bytes]] = {
 #: response with a non-zero command_status (§4.4.2 submit_sm_resp), so such a body is not written.
 _DEFAULT_RESPONSE_BODIES: dict[int, bytes] = {
     command_id: _ENCODERS[command_id](cls())
-    for command_id, cls in PDU_CLASSES.items() if command_id & RESPONSE_BIT
+    for command_id, cls in PDU_CLASSES.items()
+    if command_id & RESPONSE_BIT
 }
 
 # Integer widths for naming the culprit when struct refuses a value; every other int field is one octet.
@@ -967,8 +1186,9 @@ def encode(pdu: PDU, sequence_number: int | None = None) -> bytes:
     try:
         encoder = _ENCODERS[command_id]
     except KeyError:
-        raise LocalProtocolError(f"no encoder for {type(pdu).__name__} (command_id {command_id!r})",
-                                 command_id=command_id) from None
+        raise LocalProtocolError(
+            f"no encoder for {type(pdu).__name__} (command_id {command_id!r})", command_id=command_id
+        ) from None
     status = pdu.command_status
     try:
         body = encoder(pdu)
@@ -1030,7 +1250,8 @@ class Framer:
             return
         if remaining >= MAX_PDU_SIZE:
             raise LocalProtocolError(
-                f"{remaining} bytes buffered: call next_pdu() until it returns None before feeding more")
+                f"{remaining} bytes buffered: call next_pdu() until it returns None before feeding more"
+            )
         if type(buffer) is bytearray:
             if offset:
                 del buffer[:offset]  # deleting a bytearray's head is cheap in CPython

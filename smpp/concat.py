@@ -33,8 +33,19 @@ from smpp.text import (
 from smpp.tlv import EMPTY_TLVS, Tag, TLVs
 
 __all__ = [
-    "ConcatInfo", "ConcatMode", "FlushReason", "InformationElement", "Ports", "Reassembled", "Reassembler",
-    "Segment", "UDH", "concat_info", "parse_udh", "split_message", "user_data",
+    "ConcatInfo",
+    "ConcatMode",
+    "FlushReason",
+    "InformationElement",
+    "Ports",
+    "Reassembled",
+    "Reassembler",
+    "Segment",
+    "UDH",
+    "concat_info",
+    "parse_udh",
+    "split_message",
+    "user_data",
 ]
 
 IEI_CONCAT_8BIT = 0x00
@@ -42,11 +53,17 @@ IEI_PORTS_8BIT = 0x04
 IEI_PORTS_16BIT = 0x05
 IEI_CONCAT_16BIT = 0x08
 
-_MAX_REFERENCE = {ConcatMode.UDH8: 0xFF, ConcatMode.UDH16: 0xFFFF, ConcatMode.SAR: 0xFFFF,
-                  ConcatMode.PAYLOAD: 0xFFFF}
+_MAX_REFERENCE = {
+    ConcatMode.UDH8: 0xFF,
+    ConcatMode.UDH16: 0xFFFF,
+    ConcatMode.SAR: 0xFFFF,
+    ConcatMode.PAYLOAD: 0xFFFF,
+}
 #: Octets of unpacked short_message that one SMS without UDH holds, per alphabet (the mode plays no part).
-_SINGLE_OCTETS = {alphabet: segment_capacity(alphabet, ConcatMode.UDH8, multipart=False) * unit_size(alphabet)
-                  for alphabet in Alphabet}
+_SINGLE_OCTETS = {
+    alphabet: segment_capacity(alphabet, ConcatMode.UDH8, multipart=False) * unit_size(alphabet)
+    for alphabet in Alphabet
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +97,9 @@ class Segment:
     total_parts: int
 
 
-def split_message(content: str | bytes, data_coding: int, *, mode: ConcatMode | str,
-                  reference: int) -> list[Segment]:
+def split_message(
+    content: str | bytes, data_coding: int, *, mode: ConcatMode | str, reference: int
+) -> list[Segment]:
     """Split a message into segments to submit.
 
     ``content`` is text (encoded for ``data_coding``) or octets already encoded (unpacked septets for
@@ -104,8 +122,15 @@ def split_message(content: str | bytes, data_coding: int, *, mode: ConcatMode | 
     if mode is ConcatMode.PAYLOAD:
         if len(data) > MAX_PAYLOAD_OCTETS:
             raise LocalProtocolError(f"{len(data)} octets exceed the payload limit of {MAX_PAYLOAD_OCTETS}")
-        return [Segment(short_message=b"", esm_class_flags=0, tlvs=TLVs([(Tag.MESSAGE_PAYLOAD, data)]),
-                        part_number=1, total_parts=1)]
+        return [
+            Segment(
+                short_message=b"",
+                esm_class_flags=0,
+                tlvs=TLVs([(Tag.MESSAGE_PAYLOAD, data)]),
+                part_number=1,
+                total_parts=1,
+            )
+        ]
     capacity = segment_capacity(alphabet, mode, multipart=True)
     if isinstance(content, str) and alphabet in MULTIBYTE_ALPHABETS:
         chunks = split_text_by_chars(content, alphabet, capacity)
@@ -120,16 +145,27 @@ def split_message(content: str | bytes, data_coding: int, *, mode: ConcatMode | 
 
 def _segment(chunk: bytes, mode: ConcatMode, reference: int, number: int, total: int) -> Segment:
     if mode is ConcatMode.SAR:
-        tlvs = TLVs([(Tag.SAR_MSG_REF_NUM, reference), (Tag.SAR_TOTAL_SEGMENTS, total),
-                     (Tag.SAR_SEGMENT_SEQNUM, number)])
-        return Segment(short_message=chunk, esm_class_flags=0, tlvs=tlvs, part_number=number,
-                       total_parts=total)
+        tlvs = TLVs(
+            [
+                (Tag.SAR_MSG_REF_NUM, reference),
+                (Tag.SAR_TOTAL_SEGMENTS, total),
+                (Tag.SAR_SEGMENT_SEQNUM, number),
+            ]
+        )
+        return Segment(
+            short_message=chunk, esm_class_flags=0, tlvs=tlvs, part_number=number, total_parts=total
+        )
     if mode is ConcatMode.UDH8:
         udh = bytes([5, IEI_CONCAT_8BIT, 3, reference, total, number])
     else:
         udh = bytes([6, IEI_CONCAT_16BIT, 4, reference >> 8, reference & 0xFF, total, number])
-    return Segment(short_message=udh + chunk, esm_class_flags=ESMClass.UDHI, tlvs=EMPTY_TLVS,
-                   part_number=number, total_parts=total)
+    return Segment(
+        short_message=udh + chunk,
+        esm_class_flags=ESMClass.UDHI,
+        tlvs=EMPTY_TLVS,
+        part_number=number,
+        total_parts=total,
+    )
 
 
 # --- user data header -----------------------------------------------------------------------------------
@@ -207,7 +243,7 @@ def parse_udh(short_message: bytes) -> tuple[UDH | None, bytes]:
         data_end = position + 2 + length
         if data_end > end:
             return None, short_message
-        elements.append(InformationElement(iei=iei, data=short_message[position + 2:data_end]))
+        elements.append(InformationElement(iei=iei, data=short_message[position + 2 : data_end]))
         position = data_end
     return UDH(elements=tuple(elements)), short_message[end:]
 
@@ -327,8 +363,9 @@ class Reassembler(Generic[ItemT]):
         """Messages waiting for parts."""
         return len(self._pending)
 
-    def add(self, key: Hashable, info: ConcatInfo, payload: bytes, data_coding: int, now: float,
-            item: ItemT) -> list[Reassembled[ItemT]]:
+    def add(
+        self, key: Hashable, info: ConcatInfo, payload: bytes, data_coding: int, now: float, item: ItemT
+    ) -> list[Reassembled[ItemT]]:
         """Take one part. Returns what leaves the reassembler because of it: the whole message when
         this was its last missing part, and any oldest pending messages evicted (incomplete) because
         more than ``max_pending`` are waiting. Usually an empty list or one complete message."""
@@ -378,7 +415,14 @@ class Reassembler(Generic[ItemT]):
         # The coding of part 1 when it arrived, else of the first part that did.
         first = pending.parts.get(1) or next(iter(pending.parts.values()))
         return Reassembled(
-            key=pending.key, reference=pending.reference, total_parts=pending.total, received_parts=received,
-            missing_parts=missing, payload=b"".join(pending.parts[n][0] for n in received),
-            data_coding=first[1], items=tuple(pending.items), reason=reason, first_seen=pending.first_seen,
+            key=pending.key,
+            reference=pending.reference,
+            total_parts=pending.total,
+            received_parts=received,
+            missing_parts=missing,
+            payload=b"".join(pending.parts[n][0] for n in received),
+            data_coding=first[1],
+            items=tuple(pending.items),
+            reason=reason,
+            first_seen=pending.first_seen,
         )

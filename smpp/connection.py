@@ -20,8 +20,17 @@ from smpp.errors import LocalProtocolError, RemoteProtocolError
 from smpp.pdu import PDU, PDU_CLASSES, GenericNack
 
 __all__ = [
-    "NEED_DATA", "Connection", "ConnectionClosed", "Event", "NeedData", "ProtocolErrorEvent",
-    "RequestReceived", "ResponseReceived", "Role", "SessionState", "UnexpectedResponse",
+    "NEED_DATA",
+    "Connection",
+    "ConnectionClosed",
+    "Event",
+    "NeedData",
+    "ProtocolErrorEvent",
+    "RequestReceived",
+    "ResponseReceived",
+    "Role",
+    "SessionState",
+    "UnexpectedResponse",
 ]
 
 _GENERIC_NACK: Final = int(CommandID.GENERIC_NACK)
@@ -89,8 +98,16 @@ class Connection:
     """One end of an SMPP session; ``role`` says which end."""
 
     __slots__ = (
-        "role", "_state", "_framer", "_outbox", "_outstanding", "_unanswered", "_next_sequence",
-        "_we_may_send", "_peer_may_send", "_eof",
+        "role",
+        "_state",
+        "_framer",
+        "_outbox",
+        "_outstanding",
+        "_unanswered",
+        "_next_sequence",
+        "_we_may_send",
+        "_peer_may_send",
+        "_eof",
     )
 
     def __init__(self, role: Role, *, first_sequence_number: int = 1) -> None:
@@ -209,7 +226,9 @@ class Connection:
             error = RemoteProtocolError(
                 f"{type(pdu).__name__} not allowed from the {self.role.peer.value} "
                 f"in state {self._state.value}",
-                status=status, sequence_number=sequence_number, command_id=command_id,
+                status=status,
+                sequence_number=sequence_number,
+                command_id=command_id,
             )
             return ProtocolErrorEvent(error)
         if pdu.response_class is not None:
@@ -248,7 +267,8 @@ class Connection:
                 raise LocalProtocolError(f"{type(pdu).__name__} is a response, not a request")
             raise LocalProtocolError(
                 f"{type(pdu).__name__} not allowed from the {self.role.value} in state {self._state.value}",
-                status=refusal_status(command_id, self._state), command_id=command_id,
+                status=refusal_status(command_id, self._state),
+                command_id=command_id,
             )
         sequence_number = self._take_sequence_number()
         data = encode(pdu, sequence_number)
@@ -282,7 +302,8 @@ class Connection:
         elif request_command_id is None or request_command_id | RESPONSE_BIT != command_id:
             raise LocalProtocolError(
                 f"{type(pdu).__name__} with sequence_number {sequence_number} answers no request of the peer",
-                sequence_number=sequence_number, command_id=command_id,
+                sequence_number=sequence_number,
+                command_id=command_id,
             )
         else:
             del self._unanswered[sequence_number]

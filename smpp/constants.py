@@ -99,12 +99,14 @@ class CommandStatus(IntEnum):
 
 
 #: Statuses after which the same request may succeed later: slow down and retry, in order.
-TEMPORARY_STATUSES = frozenset({
-    CommandStatus.ESME_RTHROTTLED,
-    CommandStatus.ESME_RMSGQFUL,
-    CommandStatus.ESME_RX_T_APPN,
-    CommandStatus.ESME_RSYSERR,
-})
+TEMPORARY_STATUSES = frozenset(
+    {
+        CommandStatus.ESME_RTHROTTLED,
+        CommandStatus.ESME_RMSGQFUL,
+        CommandStatus.ESME_RX_T_APPN,
+        CommandStatus.ESME_RSYSERR,
+    }
+)
 
 
 def status_name(status: int) -> str:

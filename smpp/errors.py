@@ -22,9 +22,15 @@ class SMPPError(Exception):
 class ProtocolError(SMPPError):
     """A PDU or a sequence of PDUs that breaks SMPP 3.4."""
 
-    def __init__(self, message: str, *, status: int = CommandStatus.ESME_RSYSERR,
-                 sequence_number: int | None = None, command_id: int | None = None,
-                 consumed: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = CommandStatus.ESME_RSYSERR,
+        sequence_number: int | None = None,
+        command_id: int | None = None,
+        consumed: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.sequence_number = sequence_number

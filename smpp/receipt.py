@@ -20,8 +20,16 @@ from smpp.errors import RemoteProtocolError
 from smpp.tlv import EMPTY_TLVS, Tag, TLVs
 
 __all__ = [
-    "FINAL_STATES", "Receipt", "ReceiptParseError", "format_receipt", "is_receipt", "message_id_candidates",
-    "message_ids_match", "normalise_message_id", "parse_receipt", "stat_name",
+    "FINAL_STATES",
+    "Receipt",
+    "ReceiptParseError",
+    "format_receipt",
+    "is_receipt",
+    "message_id_candidates",
+    "message_ids_match",
+    "normalise_message_id",
+    "parse_receipt",
+    "stat_name",
 ]
 
 
@@ -33,10 +41,15 @@ class ReceiptParseError(RemoteProtocolError):
         super().__init__(message, status=CommandStatus.ESME_RX_P_APPN)
 
 
-FINAL_STATES = frozenset({
-    MessageState.DELIVERED, MessageState.EXPIRED, MessageState.DELETED, MessageState.UNDELIVERABLE,
-    MessageState.REJECTED,
-})
+FINAL_STATES = frozenset(
+    {
+        MessageState.DELIVERED,
+        MessageState.EXPIRED,
+        MessageState.DELETED,
+        MessageState.UNDELIVERABLE,
+        MessageState.REJECTED,
+    }
+)
 
 #: The seven-letter stat of each state, as Appendix B spells it.
 _STAT_NAMES = {
@@ -69,15 +82,25 @@ _FIELD = re.compile(r"(?<![^\s,;])([a-z][a-z0-9_-]*(?:[ _-]date)?)\s*:", re.ASCI
 _VALUE = r"([^\s,;:\x00]*)"
 _STANDARD = re.compile(
     rf"id:{_VALUE} sub:{_VALUE} dlvrd:{_VALUE} submit date:{_VALUE} done date:{_VALUE} stat:{_VALUE}"
-    rf" err:{_VALUE}(?: text:(.*))?\Z", re.ASCII | re.IGNORECASE | re.DOTALL)
+    rf" err:{_VALUE}(?: text:(.*))?\Z",
+    re.ASCII | re.IGNORECASE | re.DOTALL,
+)
 _STANDARD_NAMES = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err")
 _NAME_NOISE = str.maketrans("", "", " _-")
 _FIELD_ALIASES = {
-    "id": "id", "msgid": "id", "messageid": "id",
-    "sub": "sub", "dlvrd": "dlvrd", "dlvd": "dlvrd",
-    "submitdate": "submit_date", "donedate": "done_date",
-    "stat": "stat", "status": "stat", "state": "stat",
-    "err": "err", "error": "err",
+    "id": "id",
+    "msgid": "id",
+    "messageid": "id",
+    "sub": "sub",
+    "dlvrd": "dlvrd",
+    "dlvd": "dlvrd",
+    "submitdate": "submit_date",
+    "donedate": "done_date",
+    "stat": "stat",
+    "status": "stat",
+    "state": "stat",
+    "err": "err",
+    "error": "err",
     "text": "text",
 }
 _SEPARATORS = " \t\r\n,;\x00"
@@ -138,9 +161,15 @@ def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:
         stat = stat or _STAT_NAMES[state]
 
     return Receipt(
-        message_id=message_id, state=state, stat=stat, err=err or None,
-        submit_date=parse_receipt_date(submit_date), done_date=parse_receipt_date(done_date),
-        sub=_int_or_none(sub), dlvrd=_int_or_none(dlvrd), text=body,
+        message_id=message_id,
+        state=state,
+        stat=stat,
+        err=err or None,
+        submit_date=parse_receipt_date(submit_date),
+        done_date=parse_receipt_date(done_date),
+        sub=_int_or_none(sub),
+        dlvrd=_int_or_none(dlvrd),
+        text=body,
     )
 
 
@@ -164,10 +193,10 @@ def _scan_fields(text: str) -> dict[str, str]:
     value_start = 0
     for match in _FIELD.finditer(text):
         if name is not None and name not in fields:
-            fields[name] = text[value_start:match.start()].strip(_SEPARATORS)
+            fields[name] = text[value_start : match.start()].strip(_SEPARATORS)
         name = _FIELD_ALIASES.get(match.group(1).translate(_NAME_NOISE).lower())
         if name == "text":
-            fields.setdefault("text", text[match.end():].lstrip(" ").rstrip("\x00"))
+            fields.setdefault("text", text[match.end() :].lstrip(" ").rstrip("\x00"))
             return fields
         value_start = match.end()
     if name is not None and name not in fields:
@@ -206,22 +235,39 @@ def _read_receipt_date(value: str) -> datetime | None:
     if len(digits) != 14:
         return None
     try:
-        return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
-                        int(digits[10:12]), int(digits[12:14]))
+        return datetime(
+            int(digits[:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+        )
     except ValueError:
         return None
 
 
-def format_receipt(message_id: str, state: MessageState, submit_date: datetime, done_date: datetime, *,
-                   err: str = "000", text: str = "", sub: int = 1, dlvrd: int | None = None,
-                   twelve_digit_dates: bool = False) -> str:
+def format_receipt(
+    message_id: str,
+    state: MessageState,
+    submit_date: datetime,
+    done_date: datetime,
+    *,
+    err: str = "000",
+    text: str = "",
+    sub: int = 1,
+    dlvrd: int | None = None,
+    twelve_digit_dates: bool = False,
+) -> str:
     """A receipt in the Appendix B layout. ``dlvrd`` defaults to ``sub`` when delivered, else 0; ``text``
     is conventionally the first 20 characters of the message."""
     if dlvrd is None:
         dlvrd = sub if state == MessageState.DELIVERED else 0
     date_format = "%y%m%d%H%M%S" if twelve_digit_dates else "%y%m%d%H%M"
-    return (f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{submit_date.strftime(date_format)}"
-            f" done date:{done_date.strftime(date_format)} stat:{_STAT_NAMES[state]} err:{err} Text:{text}")
+    return (
+        f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{submit_date.strftime(date_format)}"
+        f" done date:{done_date.strftime(date_format)} stat:{_STAT_NAMES[state]} err:{err} Text:{text}"
+    )
 
 
 # --- message ids in hex and decimal ------------------------------------------------------------------------
@@ -254,5 +300,6 @@ def message_id_candidates(message_id: str) -> frozenset[str]:
 
 def message_ids_match(one: str, other: str) -> bool:
     """True when the ids are equal, or one is the other written in hex instead of decimal."""
-    return (normalise_message_id(other) in message_id_candidates(one)
-            or normalise_message_id(one) in message_id_candidates(other))
+    return normalise_message_id(other) in message_id_candidates(one) or normalise_message_id(
+        one
+    ) in message_id_candidates(other)

@@ -33,8 +33,16 @@ _GSM_BASIC = (
 )
 #: The extension table: these characters cost two septets (escape + code).
 _GSM_EXTENSION = {
-    0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\",
-    0x3C: "[", 0x3D: "~", 0x3E: "]", 0x40: "|", 0x65: "€",
+    0x0A: "\f",
+    0x14: "^",
+    0x28: "{",
+    0x29: "}",
+    0x2F: "\\",
+    0x3C: "[",
+    0x3D: "~",
+    0x3E: "]",
+    0x40: "|",
+    0x65: "€",
 }
 
 GSM_BASIC_CHARS = frozenset(c for i, c in enumerate(_GSM_BASIC) if i != GSM_ESCAPE)
@@ -54,7 +62,8 @@ REPLACEMENT_CHAR = "\ufffd"
 #: Latin-1 octet -> GSM 03.38 septet for the basic-table characters that Latin-1 has; 0x80 (not a
 #: septet) for every other octet: extension characters and characters GSM-7 does not have.
 _LATIN1_TO_SEPTET = bytes(
-    _GSM_BASIC.index(chr(octet)) if chr(octet) in GSM_BASIC_CHARS else 0x80 for octet in range(0x100))
+    _GSM_BASIC.index(chr(octet)) if chr(octet) in GSM_BASIC_CHARS else 0x80 for octet in range(0x100)
+)
 
 
 def _basic_septets(text: str) -> bytes | None:
@@ -304,10 +313,14 @@ class ConcatMode(StrEnum):
 
 
 #: Octets of the concatenation UDH (UDHL + IEI + IEDL + data) each part carries on the air.
-_UDH_OCTETS = {ConcatMode.UDH8: 6, ConcatMode.UDH16: 7, ConcatMode.PAYLOAD: 6,
-               # SAR parts travel without UDH in SMPP, but the SMSC must add a concatenation IE on the
-               # air; sar_msg_ref_num is 16-bit, so leave room for the 7-octet form.
-               ConcatMode.SAR: 7}
+_UDH_OCTETS = {
+    ConcatMode.UDH8: 6,
+    ConcatMode.UDH16: 7,
+    ConcatMode.PAYLOAD: 6,
+    # SAR parts travel without UDH in SMPP, but the SMSC must add a concatenation IE on the
+    # air; sar_msg_ref_num is 16-bit, so leave room for the 7-octet form.
+    ConcatMode.SAR: 7,
+}
 MAX_USER_DATA_OCTETS = 140
 #: message_payload limit: the TLV length is 16-bit, and the whole PDU must stay under MAX_PDU_SIZE.
 MAX_PAYLOAD_OCTETS = 64_000
@@ -406,8 +419,14 @@ class DraftInfo:
         return self.max_segments is None or self.segments <= self.max_segments
 
 
-def draft_info(text: str, *, data_coding: int | None = None, max_segments: int | None = None,
-               concat: ConcatMode | str = ConcatMode.UDH8, allow_latin1: bool = False) -> DraftInfo:
+def draft_info(
+    text: str,
+    *,
+    data_coding: int | None = None,
+    max_segments: int | None = None,
+    concat: ConcatMode | str = ConcatMode.UDH8,
+    allow_latin1: bool = False,
+) -> DraftInfo:
     """Count ``text`` as it would be sent. Runs on every keystroke: one encode and a few slices.
 
     Without ``data_coding`` the cheapest coding is chosen (see ``choose_encoding``).
@@ -433,9 +452,16 @@ def draft_info(text: str, *, data_coding: int | None = None, max_segments: int |
     else:
         pdus = len(lengths)
     return DraftInfo(
-        data_coding=data_coding, encoding=alphabet.value, units=units, segments=len(lengths), pdus=pdus,
-        units_left=capacity - lengths[-1], segment_capacity=capacity, non_gsm_chars=_in_order(text, non_gsm),
-        unencodable_chars=unencodable, max_segments=max_segments,
+        data_coding=data_coding,
+        encoding=alphabet.value,
+        units=units,
+        segments=len(lengths),
+        pdus=pdus,
+        units_left=capacity - lengths[-1],
+        segment_capacity=capacity,
+        non_gsm_chars=_in_order(text, non_gsm),
+        unencodable_chars=unencodable,
+        max_segments=max_segments,
     )
 
 

@@ -30,13 +30,15 @@ class EventBus(Protocol):
 
     async def publish(self, topic: str, payload: Mapping[str, Any]) -> None: ...
 
-    def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
-                  ) -> AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(
+        self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> AbstractAsyncContextManager[Subscription]: ...
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None: ...
 
 
 class Subscription:

@@ -38,6 +38,7 @@ def plain_copy(payload: Mapping[str, Any]) -> dict[str, Any] | None:
 #: Distinct topic shapes whose matching subscriptions are remembered; past this the memo starts over.
 MATCH_MEMO_LIMIT = 4096
 
+
 class MemoizedSubscriptionSet(SubscriptionSet):
     """Fan-out that matches each topic *shape* against the patterns once. A topic's shape is its
     number of levels and, per level, the level itself when some pattern names it literally at that
@@ -82,14 +83,22 @@ class MemoizedSubscriptionSet(SubscriptionSet):
 
     def dispatch(self, event: Event) -> None:
         levels = event.topic.split("/")
-        shape = (len(levels), tuple(level if level in named else None
-                                    for level, named in zip(levels, self._literals, strict=False)))
+        shape = (
+            len(levels),
+            tuple(
+                level if level in named else None
+                for level, named in zip(levels, self._literals, strict=False)
+            ),
+        )
         matching = self._matching.get(shape)
         if matching is None:
             if len(self._matching) >= MATCH_MEMO_LIMIT:
                 self._matching.clear()
-            matching = self._matching[shape] = tuple(subscription for subscription in self._members
-                                                     if topic_matches(subscription.pattern, event.topic))
+            matching = self._matching[shape] = tuple(
+                subscription
+                for subscription in self._members
+                if topic_matches(subscription.pattern, event.topic)
+            )
         for subscription in matching:
             if not subscription.deliver(event):
                 self.dropped += 1
@@ -119,8 +128,9 @@ class MemoryBus:
         self._subscriptions.dispatch(Event(topic, copied))
 
     @asynccontextmanager
-    async def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
-                        ) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> AsyncIterator[Subscription]:
         subscription = Subscription(check_pattern(pattern), buffer)
         self._subscriptions.add(subscription)
         try:
@@ -131,6 +141,7 @@ class MemoryBus:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._subscriptions.close_all()

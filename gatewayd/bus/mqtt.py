@@ -31,10 +31,22 @@ class MQTTBus:
     """An :class:`~gatewayd.bus.base.EventBus` over an MQTT broker. ``qos`` applies to publishing and
     subscribing (0 by default: events are notifications; the database holds the truth)."""
 
-    def __init__(self, host: str, port: int = 1883, *, topic_prefix: str = "echat",
-                 client_id: str | None = None, buffer_size: int = 10_000, username: str | None = None,
-                 password: str | None = None, tls_context: ssl.SSLContext | None = None, qos: int = 0,
-                 reconnect_initial: float = 0.1, reconnect_max: float = 5.0, keepalive: int = 30) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 1883,
+        *,
+        topic_prefix: str = "echat",
+        client_id: str | None = None,
+        buffer_size: int = 10_000,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        qos: int = 0,
+        reconnect_initial: float = 0.1,
+        reconnect_max: float = 5.0,
+        keepalive: int = 30,
+    ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
         self.topics = Topics(topic_prefix)
@@ -84,8 +96,9 @@ class MQTTBus:
         self._outbox_ready.set()
 
     @asynccontextmanager
-    async def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
-                        ) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> AsyncIterator[Subscription]:
         """Subscribes at the broker (at once when connected, else on connecting) and yields the local
         subscription; leaving unsubscribes when no other local subscription uses the pattern."""
         subscription = Subscription(check_pattern(pattern), buffer)
@@ -110,8 +123,9 @@ class MQTTBus:
         self._task = asyncio.create_task(self._connection_loop(), name="bus.mqtt.connection")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -125,17 +139,28 @@ class MQTTBus:
         delay = self._reconnect_initial
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
-                                          username=self._username, password=self._password,
-                                          tls_context=self._tls, keepalive=self._keepalive) as client:
+                async with aiomqtt.Client(
+                    self.host,
+                    self.port,
+                    identifier=self.client_id,
+                    username=self._username,
+                    password=self._password,
+                    tls_context=self._tls,
+                    keepalive=self._keepalive,
+                ) as client:
                     await self._on_connected(client)
                     delay = self._reconnect_initial
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._publish_loop(client), name="bus.mqtt.publish")
                         group.create_task(self._receive_loop(client), name="bus.mqtt.receive")
             except* (aiomqtt.MqttError, OSError) as errors:
-                logger.warning("bus.mqtt.disconnected host=%s port=%s error=%s retry_in=%.1fs", self.host,
-                               self.port, errors.exceptions[0], delay)
+                logger.warning(
+                    "bus.mqtt.disconnected host=%s port=%s error=%s retry_in=%.1fs",
+                    self.host,
+                    self.port,
+                    errors.exceptions[0],
+                    delay,
+                )
             finally:
                 self._client = None
                 self._connected.clear()

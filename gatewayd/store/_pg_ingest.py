@@ -148,9 +148,23 @@ WITH input AS (
 SELECT id, dedup_key FROM inserted
 """
 
-MO_COLUMNS = ("dedup_key", "subscriber_id", "conversation_id", "carrier", "bind_name", "short_code",
-              "country", "text", "data_coding", "parts", "incomplete", "smsc_message_id", "received_at",
-              "service", "keyword")
+MO_COLUMNS = (
+    "dedup_key",
+    "subscriber_id",
+    "conversation_id",
+    "carrier",
+    "bind_name",
+    "short_code",
+    "country",
+    "text",
+    "data_coding",
+    "parts",
+    "incomplete",
+    "smsc_message_id",
+    "received_at",
+    "service",
+    "keyword",
+)
 #: Not a column: a row whose ``previous_key`` is stored already is a duplicate.
 PREVIOUS_KEY = "previous_key"
 
@@ -158,8 +172,9 @@ PREVIOUS_KEY = "previous_key"
 SubscriberInput = tuple[str, str, str | None, str | None, int, datetime | None]
 
 
-async def insert_subscribers(session: AsyncSession, rows: Sequence[SubscriberInput],
-                             now: datetime) -> Sequence[Row[Any]]:
+async def insert_subscribers(
+    session: AsyncSession, rows: Sequence[SubscriberInput], now: datetime
+) -> Sequence[Row[Any]]:
     """Inserts the (msisdn, client_id, carrier, country, mos, last_mo_at) not known yet, starting them with
     ``mos`` MOs counted and last seen at ``last_mo_at`` when later than ``now``; returns the subscriber rows
     (id, client_id, msisdn, carrier, country, opted_out, banned, counted) of every MSISDN it could see,
@@ -176,8 +191,9 @@ async def insert_subscribers(session: AsyncSession, rows: Sequence[SubscriberInp
 ConversationInput = tuple[int, str, str | None, datetime | None, datetime | None]
 
 
-async def open_conversations(session: AsyncSession, keys: Sequence[ConversationInput],
-                             now: datetime) -> dict[tuple[int, str], int]:
+async def open_conversations(
+    session: AsyncSession, keys: Sequence[ConversationInput], now: datetime
+) -> dict[tuple[int, str], int]:
     """Opens a conversation for each (subscriber_id, short_code, service, first_mo_at, last_mo_at) with no
     active one, waiting since ``first_mo_at``; returns the active conversation id of every pair, looking up
     again those a concurrent batch opened."""
@@ -187,14 +203,16 @@ async def open_conversations(session: AsyncSession, keys: Sequence[ConversationI
     found = {(row.subscriber_id, row.short_code): row.id for row in rows}
     missing = [key for key in ordered if (key[0], key[1]) not in found]
     if missing:
-        rows = await pg_rows(session, _ACTIVE_CONVERSATIONS, [key[0] for key in missing],
-                             [key[1] for key in missing])
+        rows = await pg_rows(
+            session, _ACTIVE_CONVERSATIONS, [key[0] for key in missing], [key[1] for key in missing]
+        )
         found.update({(row.subscriber_id, row.short_code): row.id for row in rows})
     return found
 
 
-async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]],
-                     counted: Mapping[int, int] | None = None) -> dict[str, int]:
+async def insert_mos(
+    session: AsyncSession, rows: Sequence[dict[str, object]], counted: Mapping[int, int] | None = None
+) -> dict[str, int]:
     """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`, optionally
     :data:`PREVIOUS_KEY`) whose dedup key and previous key are new,
     counts them on their subscribers and marks their conversations waiting; returns {dedup_key: id}
@@ -206,12 +224,21 @@ async def insert_mos(session: AsyncSession, rows: Sequence[dict[str, object]],
         aware(received_at)
     # The ids as plain arrays too: an index condition for the planner, whatever plan it caches.
     subscriber_ids = sorted({_id(row["subscriber_id"]) for row in rows})
-    conversation_ids = sorted({_id(row["conversation_id"]) for row in rows
-                               if row["conversation_id"] is not None})
+    conversation_ids = sorted(
+        {_id(row["conversation_id"]) for row in rows if row["conversation_id"] is not None}
+    )
     previous_keys = [row.get(PREVIOUS_KEY) for row in rows]
     precounted = sorted((counted or {}).items())
-    inserted = await pg_rows(session, _INSERT_MOS, *columns, subscriber_ids, conversation_ids, previous_keys,
-                             [item[0] for item in precounted], [item[1] for item in precounted])
+    inserted = await pg_rows(
+        session,
+        _INSERT_MOS,
+        *columns,
+        subscriber_ids,
+        conversation_ids,
+        previous_keys,
+        [item[0] for item in precounted],
+        [item[1] for item in precounted],
+    )
     return {row.dedup_key: row.id for row in inserted}
 
 

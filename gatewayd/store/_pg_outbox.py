@@ -146,13 +146,20 @@ RETURNING mt_id
 """
 
 
-async def claim(session: AsyncSession, owner: str, now: datetime, expires_at: datetime, limit: int,
-                carriers: Collection[str] | None) -> Sequence[Row[Any]]:
+async def claim(
+    session: AsyncSession,
+    owner: str,
+    now: datetime,
+    expires_at: datetime,
+    limit: int,
+    carriers: Collection[str] | None,
+) -> Sequence[Row[Any]]:
     """Leases due MTs and writes their ``sending`` history; returns the claimed rows."""
     if carriers is None:
         return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
-    return await pg_rows(session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at),
-                         sorted(carriers))
+    return await pg_rows(
+        session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at), sorted(carriers)
+    )
 
 
 async def record_parts(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -174,19 +181,29 @@ async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str,
     return await pg_rows(session, _TAKE_EARLY_RECEIPTS, [key[0] for key in keys], [key[1] for key in keys])
 
 
-async def apply_receipts(session: AsyncSession,
-                         rows: Sequence[tuple[str, str, str | None, str, datetime, int | None]]
-                         ) -> Sequence[Row[Any]]:
+async def apply_receipts(
+    session: AsyncSession, rows: Sequence[tuple[str, str, str | None, str, datetime, int | None]]
+) -> Sequence[Row[Any]]:
     """(carrier, smsc message id, final part status or None, receipt state, received at, error code), one
     per part. Returns (mt_id, carrier, smsc_message_id, status, segments) per part found."""
-    return await pg_rows(session, _APPLY_RECEIPTS, *([row[i] for row in rows] for i in range(4)),
-                         [aware(row[4]) for row in rows], [row[5] for row in rows])
+    return await pg_rows(
+        session,
+        _APPLY_RECEIPTS,
+        *([row[i] for row in rows] for i in range(4)),
+        [aware(row[4]) for row in rows],
+        [row[5] for row in rows],
+    )
 
 
-async def insert_early_receipts(session: AsyncSession,
-                                rows: Sequence[tuple[str, str, str, int | None, datetime]]) -> None:
-    await pg_execute(session, _INSERT_EARLY_RECEIPTS, *([row[i] for row in rows] for i in range(4)),
-                     [aware(row[4]) for row in rows])
+async def insert_early_receipts(
+    session: AsyncSession, rows: Sequence[tuple[str, str, str, int | None, datetime]]
+) -> None:
+    await pg_execute(
+        session,
+        _INSERT_EARLY_RECEIPTS,
+        *([row[i] for row in rows] for i in range(4)),
+        [aware(row[4]) for row in rows],
+    )
 
 
 async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Row[Any]]:
@@ -195,11 +212,20 @@ async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequen
     return await pg_rows(session, _MTS_WITH_PARTS, list(mt_ids))
 
 
-async def change_status(session: AsyncSession, moves: Sequence[tuple[int, str, str, bool, int]],
-                        history: Sequence[tuple[int, str, str | None]], now: datetime) -> set[int]:
+async def change_status(
+    session: AsyncSession,
+    moves: Sequence[tuple[int, str, str, bool, int]],
+    history: Sequence[tuple[int, str, str | None]],
+    now: datetime,
+) -> set[int]:
     """``moves``: (mt id, previous, status, is final, segments or 0), one per MT: moves each MT still in
     ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
     moved. Returns the ids of the MTs that moved."""
-    rows = await pg_rows(session, _CHANGE_STATUS, *([move[i] for move in moves] for i in range(5)),
-                         *([line[i] for line in history] for i in range(3)), aware(now))
+    rows = await pg_rows(
+        session,
+        _CHANGE_STATUS,
+        *([move[i] for move in moves] for i in range(5)),
+        *([line[i] for line in history] for i in range(3)),
+        aware(now),
+    )
     return {row[0] for row in rows}

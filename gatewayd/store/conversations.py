@@ -18,13 +18,22 @@ class Conversation(Base):
 
     __tablename__ = "conversations"
     __table_args__ = (
-        Index("uq_conversations_active", "subscriber_id", "short_code", unique=True,
-              sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
+        Index(
+            "uq_conversations_active",
+            "subscriber_id",
+            "short_code",
+            unique=True,
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
         Index("ix_conversations_status_waiting_since", "status", "waiting_since"),
         # Only assigned conversations: a new one (every first MO) costs no entry here.
-        Index("ix_conversations_assigned_operator_id", "assigned_operator_id",
-              sqlite_where=text("assigned_operator_id IS NOT NULL"),
-              postgresql_where=text("assigned_operator_id IS NOT NULL")),
+        Index(
+            "ix_conversations_assigned_operator_id",
+            "assigned_operator_id",
+            sqlite_where=text("assigned_operator_id IS NOT NULL"),
+            postgresql_where=text("assigned_operator_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
@@ -32,11 +41,13 @@ class Conversation(Base):
     #: transaction that opens the conversation (see migration 0005).
     subscriber_id: Mapped[int] = mapped_column(ID_TYPE)
     short_code: Mapped[str] = mapped_column(String(16))
-    status: Mapped[ConversationStatus] = mapped_column(enum_type(ConversationStatus),
-                                                       default=ConversationStatus.WAITING)
+    status: Mapped[ConversationStatus] = mapped_column(
+        enum_type(ConversationStatus), default=ConversationStatus.WAITING
+    )
     service: Mapped[str | None] = mapped_column(String(32), default=None)
     assigned_operator_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="SET NULL"), default=None)
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_mo_at: Mapped[datetime | None] = mapped_column(default=None)
     last_mt_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -16,8 +16,9 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10,
-                  echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str | URL, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False
+) -> AsyncEngine:
     """An async engine tuned for the daemon.
 
     SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys enforced, and every transaction
@@ -37,9 +38,14 @@ def create_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10
     # Custom plans for every execution: the pipelines run a few large prepared statements per batch,
     # so planning is cheap next to them, while a generic plan cached when a table was small (a fresh
     # database, the first minute after start) keeps scanning it sequentially long after it has grown.
-    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=max_overflow,
-                               pool_pre_ping=True,
-                               connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+    return create_async_engine(
+        parsed,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -48,8 +54,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see the "begin" hook).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-                       "foreign_keys=ON"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+        ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

@@ -31,8 +31,9 @@ class MTStatus(StrEnum):
         return self in _FINAL_MT_STATUSES
 
 
-_FINAL_MT_STATUSES = frozenset({MTStatus.DELIVERED, MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED,
-                                MTStatus.CANCELLED})
+_FINAL_MT_STATUSES = frozenset(
+    {MTStatus.DELIVERED, MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED, MTStatus.CANCELLED}
+)
 
 
 class MTKind(StrEnum):
@@ -56,5 +57,10 @@ class PartStatus(StrEnum):
 def enum_type(enum: type[StrEnum]) -> Enum:
     """A VARCHAR column holding the enum's values (no native PostgreSQL ENUM: adding a state later is
     a plain code change, not a type migration)."""
-    return Enum(enum, native_enum=False, length=16, validate_strings=True,
-                values_callable=lambda members: [member.value for member in members])
+    return Enum(
+        enum,
+        native_enum=False,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )

@@ -38,8 +38,9 @@ class DatabaseBehind(SchemaVersionError):
         self.current = current
         self.head = head
         at = f"revision {current}" if current else "no revision (empty database)"
-        super().__init__(f"the database schema is at {at}, this version needs {head}: "
-                         "run `gatewayd migrate` first")
+        super().__init__(
+            f"the database schema is at {at}, this version needs {head}: run `gatewayd migrate` first"
+        )
 
 
 class DatabaseAhead(SchemaVersionError):
@@ -48,5 +49,7 @@ class DatabaseAhead(SchemaVersionError):
     def __init__(self, current: str, head: str) -> None:
         self.current = current
         self.head = head
-        super().__init__(f"the database schema is at revision {current}, unknown to this version "
-                         f"(head {head}): it was migrated by a newer release; upgrade the software")
+        super().__init__(
+            f"the database schema is at revision {current}, unknown to this version "
+            f"(head {head}): it was migrated by a newer release; upgrade the software"
+        )

@@ -52,17 +52,31 @@ class MTMessage(Base):
     # indexes only rows with a key (they serve lookups by key and ON DELETE SET NULL). SQLite keeps the
     # outbox index whole: its planner cannot match a bound ``status = ?`` against an IN-list predicate.
     __table_args__ = (
-        Index("ix_mt_messages_outbox_status_next_attempt_at", "status", "next_attempt_at",
-              postgresql_where=text("status IN ('queued', 'sending')")),
+        Index(
+            "ix_mt_messages_outbox_status_next_attempt_at",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+        ),
         Index("ix_mt_messages_subscriber_id_created_at", "subscriber_id", "created_at"),
-        Index("ix_mt_messages_conversation_id", "conversation_id",
-              postgresql_where=text("conversation_id IS NOT NULL"),
-              sqlite_where=text("conversation_id IS NOT NULL")),
-        Index("ix_mt_messages_operator_id", "operator_id",
-              postgresql_where=text("operator_id IS NOT NULL"), sqlite_where=text("operator_id IS NOT NULL")),
-        Index("ix_mt_messages_in_reply_to_mo_id", "in_reply_to_mo_id",
-              postgresql_where=text("in_reply_to_mo_id IS NOT NULL"),
-              sqlite_where=text("in_reply_to_mo_id IS NOT NULL")),
+        Index(
+            "ix_mt_messages_conversation_id",
+            "conversation_id",
+            postgresql_where=text("conversation_id IS NOT NULL"),
+            sqlite_where=text("conversation_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_mt_messages_operator_id",
+            "operator_id",
+            postgresql_where=text("operator_id IS NOT NULL"),
+            sqlite_where=text("operator_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_mt_messages_in_reply_to_mo_id",
+            "in_reply_to_mo_id",
+            postgresql_where=text("in_reply_to_mo_id IS NOT NULL"),
+            sqlite_where=text("in_reply_to_mo_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
@@ -80,14 +94,18 @@ class MTMessage(Base):
     bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
     source: Mapped[str] = mapped_column(String(16))
     destination: Mapped[str] = mapped_column(String(20))
-    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"),
-                                                      default=None)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), default=None
+    )
     conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), default=None)
+        ForeignKey("conversations.id", ondelete="SET NULL"), default=None
+    )
     operator_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="SET NULL"), default=None)
-    in_reply_to_mo_id: Mapped[int | None] = mapped_column(ForeignKey("mo_messages.id", ondelete="SET NULL"),
-                                                          default=None)
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    in_reply_to_mo_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mo_messages.id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     final_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -35,6 +35,7 @@ def head_revision() -> str:
 
 async def upgrade(url: str | URL, revision: str = "head") -> None:
     """Migrates the database at ``url`` up to ``revision`` (default: the newest)."""
+
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
@@ -50,6 +51,7 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
 
 async def current_revision(url: str | URL) -> str | None:
     """The database's revision, or None for a database never migrated."""
+
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 

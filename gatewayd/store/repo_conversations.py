@@ -31,8 +31,9 @@ class ConversationKey:
     last_mo_at: datetime | None = None
 
 
-async def get_or_open_conversations(session: AsyncSession, keys: Sequence[ConversationKey],
-                                    now: datetime) -> dict[tuple[int, str], int]:
+async def get_or_open_conversations(
+    session: AsyncSession, keys: Sequence[ConversationKey], now: datetime
+) -> dict[tuple[int, str], int]:
     """The id of the not-closed conversation of each (subscriber_id, short_code), opening those that
     have none. Race-safe: a partial unique index allows one active conversation per pair, and the
     insert is ``ON CONFLICT DO NOTHING`` followed by a select."""
@@ -40,24 +41,38 @@ async def get_or_open_conversations(session: AsyncSession, keys: Sequence[Conver
     if not wanted:
         return {}
     if dialect_name(session) == "postgresql":
-        return await open_conversations(session, [
-            (key.subscriber_id, key.short_code, key.service, key.first_mo_at, key.last_mo_at)
-            for key in wanted.values()], now)
+        return await open_conversations(
+            session,
+            [
+                (key.subscriber_id, key.short_code, key.service, key.first_mo_at, key.last_mo_at)
+                for key in wanted.values()
+            ],
+            now,
+        )
     pairs = sorted(wanted)
     found = await _active(session, pairs)
     missing = [pair for pair in pairs if pair not in found]
     if missing:
-        rows = [{"subscriber_id": pair[0], "short_code": pair[1], "service": wanted[pair].service,
-                 "status": ConversationStatus.WAITING, "opened_at": now,
-                 "waiting_since": wanted[pair].first_mo_at, "last_mo_at": wanted[pair].last_mo_at}
-                for pair in missing]
+        rows = [
+            {
+                "subscriber_id": pair[0],
+                "short_code": pair[1],
+                "service": wanted[pair].service,
+                "status": ConversationStatus.WAITING,
+                "opened_at": now,
+                "waiting_since": wanted[pair].first_mo_at,
+                "last_mo_at": wanted[pair].last_mo_at,
+            }
+            for pair in missing
+        ]
         await session.execute(upsert_insert(session, CONVERSATIONS).on_conflict_do_nothing(), rows)
         found.update(await _active(session, missing))
     return found
 
 
-async def get_or_open_conversation(session: AsyncSession, subscriber_id: int, short_code: str, now: datetime,
-                                   *, service: str | None = None) -> Conversation:
+async def get_or_open_conversation(
+    session: AsyncSession, subscriber_id: int, short_code: str, now: datetime, *, service: str | None = None
+) -> Conversation:
     ids = await get_or_open_conversations(session, [ConversationKey(subscriber_id, short_code, service)], now)
     conversation = await session.get(Conversation, ids[(subscriber_id, short_code)])
     if conversation is None:  # deleted between the two statements (erasure): surface it
@@ -73,9 +88,14 @@ async def _active(session: AsyncSession, pairs: Sequence[tuple[int, str]]) -> di
         select(table.c.subscriber_id, table.c.short_code, table.c.id).where(
             table.c.subscriber_id.in_(sorted({pair[0] for pair in wanted})),
             table.c.short_code.in_(sorted({pair[1] for pair in wanted})),
-            table.c.status != ConversationStatus.CLOSED))
-    return {(row.subscriber_id, row.short_code): row.id for row in result
-            if (row.subscriber_id, row.short_code) in wanted}
+            table.c.status != ConversationStatus.CLOSED,
+        )
+    )
+    return {
+        (row.subscriber_id, row.short_code): row.id
+        for row in result
+        if (row.subscriber_id, row.short_code) in wanted
+    }
 
 
 async def note_mos(session: AsyncSession, received: Sequence[tuple[int, datetime]]) -> None:
@@ -91,30 +111,45 @@ async def note_mos(session: AsyncSession, received: Sequence[tuple[int, datetime
     first_at = bindparam("b_first", type_=UTCDateTime())
     last_at = bindparam("b_last", type_=UTCDateTime())
     newer = or_(table.c.last_mo_at.is_(None), table.c.last_mo_at < last_at)
-    statement = (update(table).where(table.c.id == bindparam("b_id"))
-                 .values(status=ConversationStatus.WAITING,
-                         waiting_since=func.coalesce(table.c.waiting_since, first_at),
-                         last_mo_at=case((newer, last_at), else_=table.c.last_mo_at)))
-    await session.execute(statement, [{"b_id": cid, "b_first": first, "b_last": last}
-                                      for cid, (first, last) in sorted(spans.items())])
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            status=ConversationStatus.WAITING,
+            waiting_since=func.coalesce(table.c.waiting_since, first_at),
+            last_mo_at=case((newer, last_at), else_=table.c.last_mo_at),
+        )
+    )
+    await session.execute(
+        statement,
+        [{"b_id": cid, "b_first": first, "b_last": last} for cid, (first, last) in sorted(spans.items())],
+    )
 
 
 async def note_reply(session: AsyncSession, conversation_id: int, now: datetime) -> None:
     """An operator answered: the conversation is open and no longer waiting."""
     table = CONVERSATIONS
-    await session.execute(update(table).where(and_(table.c.id == conversation_id,
-                                                   table.c.status != ConversationStatus.CLOSED))
-                          .values(status=ConversationStatus.OPEN, waiting_since=None, last_mt_at=now))
+    await session.execute(
+        update(table)
+        .where(and_(table.c.id == conversation_id, table.c.status != ConversationStatus.CLOSED))
+        .values(status=ConversationStatus.OPEN, waiting_since=None, last_mt_at=now)
+    )
 
 
 async def assign_conversation(session: AsyncSession, conversation_id: int, operator_id: int | None) -> None:
     """(Re)assigns to an operator, or unassigns with None. NotFound if the conversation does not exist."""
-    result = await session.execute(update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id)
-                                   .values(assigned_operator_id=operator_id))
+    result = await session.execute(
+        update(CONVERSATIONS)
+        .where(CONVERSATIONS.c.id == conversation_id)
+        .values(assigned_operator_id=operator_id)
+    )
     if not getattr(result, "rowcount", 0):
         raise NotFound(f"no conversation {conversation_id}")
 
 
 async def close_conversation(session: AsyncSession, conversation_id: int, now: datetime) -> None:
-    await session.execute(update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id)
-                          .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=now))
+    await session.execute(
+        update(CONVERSATIONS)
+        .where(CONVERSATIONS.c.id == conversation_id)
+        .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=now)
+    )

@@ -31,8 +31,15 @@ _KEYS_PER_QUERY = 900
 SUBSCRIBERS = table_of(Subscriber)
 
 
-def mo_dedup_key(carrier: str, source: str, destination: str, *, smsc_message_id: str | None = None,
-                 smsc_timestamp: str | None = None, content: bytes | str | None = None) -> str:
+def mo_dedup_key(
+    carrier: str,
+    source: str,
+    destination: str,
+    *,
+    smsc_message_id: str | None = None,
+    smsc_timestamp: str | None = None,
+    content: bytes | str | None = None,
+) -> str:
     """The identity of an MO, so a redelivery (after a lost deliver_sm_resp) is stored once.
 
     With the SMSC's message id: carrier + source + destination + id. Without it: carrier + source +
@@ -103,11 +110,15 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
     subscribers = await upsert_subscribers(session, _subscribers_seen(mos, first_of_key.values()), now)
     keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
     conversations = await get_or_open_conversations(session, keys, now)
-    conversation_ids = [conversations.get((subscribers[mo.msisdn].id, mo.short_code))
-                        if mo.opens_conversation else None for mo in mos]
-    rows = {mo.dedup_key: _row(mo, subscribers[mo.msisdn].id, conversation_id)
-            for mo, conversation_id in zip(mos, conversation_ids, strict=True)
-            if first_of_key[mo.dedup_key] is mo}
+    conversation_ids = [
+        conversations.get((subscribers[mo.msisdn].id, mo.short_code)) if mo.opens_conversation else None
+        for mo in mos
+    ]
+    rows = {
+        mo.dedup_key: _row(mo, subscribers[mo.msisdn].id, conversation_id)
+        for mo, conversation_id in zip(mos, conversation_ids, strict=True)
+        if first_of_key[mo.dedup_key] is mo
+    }
     on_postgresql = dialect_name(session) == "postgresql"
     if on_postgresql:  # counters and conversations are updated by the same statement
         counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
@@ -126,8 +137,14 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
         return results
     new = [result for result in results if result.mo_id is not None]
     await _touch_subscribers(session, new)
-    await note_mos(session, [(result.conversation_id, result.mo.received_at)
-                             for result in new if result.conversation_id is not None])
+    await note_mos(
+        session,
+        [
+            (result.conversation_id, result.mo.received_at)
+            for result in new
+            if result.conversation_id is not None
+        ],
+    )
     return results
 
 
@@ -139,8 +156,10 @@ def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> li
     for mo in first_of_key:
         counts[mo.msisdn] += 1
         last_at[mo.msisdn] = max(last_at.get(mo.msisdn, mo.received_at), mo.received_at)
-    return [SubscriberSeen(msisdn, mo.carrier, mo.country, counts[msisdn], last_at[msisdn])
-            for msisdn, mo in latest.items()]
+    return [
+        SubscriberSeen(msisdn, mo.carrier, mo.country, counts[msisdn], last_at[msisdn])
+        for msisdn, mo in latest.items()
+    ]
 
 
 def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
@@ -150,17 +169,30 @@ def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[Conversatio
         pair = (subscriber_id, mo.short_code)
         _, first, last = spans.get(pair, (mo.service, mo.received_at, mo.received_at))
         spans[pair] = (mo.service, min(first, mo.received_at), max(last, mo.received_at))
-    return [ConversationKey(pair[0], pair[1], service, first, last)
-            for pair, (service, first, last) in spans.items()]
+    return [
+        ConversationKey(pair[0], pair[1], service, first, last)
+        for pair, (service, first, last) in spans.items()
+    ]
 
 
 def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str, object]:
     return {
-        "dedup_key": mo.dedup_key, "subscriber_id": subscriber_id, "conversation_id": conversation_id,
-        "carrier": mo.carrier, "bind_name": mo.bind_name, "short_code": mo.short_code, "country": mo.country,
-        "text": mo.text, "data_coding": mo.data_coding, "parts": mo.parts, "incomplete": mo.incomplete,
-        "smsc_message_id": mo.smsc_message_id, "received_at": mo.received_at, "service": mo.service,
-        "keyword": mo.keyword, PREVIOUS_KEY: mo.previous_dedup_key,
+        "dedup_key": mo.dedup_key,
+        "subscriber_id": subscriber_id,
+        "conversation_id": conversation_id,
+        "carrier": mo.carrier,
+        "bind_name": mo.bind_name,
+        "short_code": mo.short_code,
+        "country": mo.country,
+        "text": mo.text,
+        "data_coding": mo.data_coding,
+        "parts": mo.parts,
+        "incomplete": mo.incomplete,
+        "smsc_message_id": mo.smsc_message_id,
+        "received_at": mo.received_at,
+        "service": mo.service,
+        "keyword": mo.keyword,
+        PREVIOUS_KEY: mo.previous_dedup_key,
     }
 
 
@@ -174,9 +206,11 @@ async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> d
         if not rows:
             return {}
     rows = [{name: value for name, value in row.items() if name != PREVIOUS_KEY} for row in rows]
-    statement = (upsert_insert(session, MO_MESSAGES)
-                 .on_conflict_do_nothing(index_elements=["dedup_key"])
-                 .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key))
+    statement = (
+        upsert_insert(session, MO_MESSAGES)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key)
+    )
     result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
 
@@ -184,8 +218,11 @@ async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> d
 async def _stored_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(keys), _KEYS_PER_QUERY):
-        rows = await session.execute(select(MO_MESSAGES.c.dedup_key)
-                                     .where(MO_MESSAGES.c.dedup_key.in_(keys[start:start + _KEYS_PER_QUERY])))
+        rows = await session.execute(
+            select(MO_MESSAGES.c.dedup_key).where(
+                MO_MESSAGES.c.dedup_key.in_(keys[start : start + _KEYS_PER_QUERY])
+            )
+        )
         found.update(rows.scalars())
     return found
 
@@ -200,12 +237,17 @@ async def _touch_subscribers(session: AsyncSession, new: Sequence[IngestedMO]) -
     if not counts:
         return
     seen_at = bindparam("b_seen", type_=UTCDateTime())
-    statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
-                 .values(mo_count=SUBSCRIBERS.c.mo_count + bindparam("b_count"),
-                         last_seen=case((SUBSCRIBERS.c.last_seen < seen_at, seen_at),
-                                        else_=SUBSCRIBERS.c.last_seen)))
-    await session.execute(statement, [{"b_id": sid, "b_count": counts[sid], "b_seen": latest[sid]}
-                                      for sid in sorted(counts)])
+    statement = (
+        update(SUBSCRIBERS)
+        .where(SUBSCRIBERS.c.id == bindparam("b_id"))
+        .values(
+            mo_count=SUBSCRIBERS.c.mo_count + bindparam("b_count"),
+            last_seen=case((SUBSCRIBERS.c.last_seen < seen_at, seen_at), else_=SUBSCRIBERS.c.last_seen),
+        )
+    )
+    await session.execute(
+        statement, [{"b_id": sid, "b_count": counts[sid], "b_seen": latest[sid]} for sid in sorted(counts)]
+    )
 
 
 def message_variables(mo: MOMessage | NewMO, msisdn: str, zone: ZoneInfo) -> dict[str, str]:
@@ -221,6 +263,3 @@ def message_variables(mo: MOMessage | NewMO, msisdn: str, zone: ZoneInfo) -> dic
         "fecha": local.strftime("%d/%m/%Y"),
         "pais": mo.country or "",
     }
-
-
-

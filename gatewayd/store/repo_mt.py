@@ -152,8 +152,13 @@ class MTStatusChange:
     detail: str | None = None
 
     def event_payload(self) -> dict[str, object]:
-        return {"mt_id": self.mt_id, "status": self.status.value, "previous": self.previous.value,
-                "at": self.at.isoformat(), "detail": self.detail}
+        return {
+            "mt_id": self.mt_id,
+            "status": self.status.value,
+            "previous": self.previous.value,
+            "at": self.at.isoformat(),
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +170,12 @@ class ReceiptOutcome:
 
 # Receipt states (short ``stat`` text and long message_state names) -> what they mean for a part.
 _RECEIPT_OUTCOMES: Mapping[str, PartStatus | None] = {
-    "DELIVRD": PartStatus.DELIVERED, "DELIVERED": PartStatus.DELIVERED,
-    "UNDELIV": PartStatus.UNDELIVERABLE, "UNDELIVERABLE": PartStatus.UNDELIVERABLE,
-    "REJECTD": PartStatus.UNDELIVERABLE, "REJECTED": PartStatus.UNDELIVERABLE,
+    "DELIVRD": PartStatus.DELIVERED,
+    "DELIVERED": PartStatus.DELIVERED,
+    "UNDELIV": PartStatus.UNDELIVERABLE,
+    "UNDELIVERABLE": PartStatus.UNDELIVERABLE,
+    "REJECTD": PartStatus.UNDELIVERABLE,
+    "REJECTED": PartStatus.UNDELIVERABLE,
     "DELETED": PartStatus.UNDELIVERABLE,
     "EXPIRED": PartStatus.EXPIRED,
 }
@@ -212,7 +220,8 @@ def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | N
 
 #: A one-part MT's status by its part's: the general rule of :func:`derive_mt_status`, looked up.
 _ONE_PART_MT_STATUS: Mapping[PartStatus, MTStatus] = {
-    state: _one_part_mt_status(state) for state in PartStatus}
+    state: _one_part_mt_status(state) for state in PartStatus
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,8 +259,11 @@ async def queue_mts(session: AsyncSession, mts: Sequence[NewMT], now: datetime) 
             ids[index] = mt_id
         await _insert_history(session, [(mt_id, MTStatus.QUEUED, now, None) for mt_id in new_ids])
         await _count_mts(session, [row["subscriber_id"] for row in rows])
-        answered = {mt.conversation_id for mt in (mts[i] for i in positions)
-                    if mt.kind is MTKind.REPLY and mt.conversation_id is not None}
+        answered = {
+            mt.conversation_id
+            for mt in (mts[i] for i in positions)
+            if mt.kind is MTKind.REPLY and mt.conversation_id is not None
+        }
         for conversation_id in sorted(answered):
             await note_reply(session, conversation_id, now)
     return QueueOutcome(ids, refused)
@@ -270,13 +282,29 @@ async def queue_mt(session: AsyncSession, mt: NewMT, now: datetime) -> int:
 
 def _mt_row(mt: NewMT, subscriber_id: int | None, now: datetime) -> dict[str, object]:
     return {
-        "status": MTStatus.QUEUED, "kind": mt.kind, "text": mt.text, "data_coding": mt.data_coding,
-        "segments": 0, "attempts": 0, "next_attempt_at": mt.not_before or now, "priority": mt.priority,
-        "request_receipt": mt.request_receipt, "carrier": mt.carrier, "bind_name": mt.bind_name,
-        "source": mt.source, "destination": mt.destination, "subscriber_id": subscriber_id,
-        "conversation_id": mt.conversation_id, "operator_id": mt.operator_id,
-        "in_reply_to_mo_id": mt.in_reply_to_mo_id, "created_at": now, "updated_at": now,
-        "last_error": None, "final_at": None, "claim_owner": None, "claim_expires_at": None,
+        "status": MTStatus.QUEUED,
+        "kind": mt.kind,
+        "text": mt.text,
+        "data_coding": mt.data_coding,
+        "segments": 0,
+        "attempts": 0,
+        "next_attempt_at": mt.not_before or now,
+        "priority": mt.priority,
+        "request_receipt": mt.request_receipt,
+        "carrier": mt.carrier,
+        "bind_name": mt.bind_name,
+        "source": mt.source,
+        "destination": mt.destination,
+        "subscriber_id": subscriber_id,
+        "conversation_id": mt.conversation_id,
+        "operator_id": mt.operator_id,
+        "in_reply_to_mo_id": mt.in_reply_to_mo_id,
+        "created_at": now,
+        "updated_at": now,
+        "last_error": None,
+        "final_at": None,
+        "claim_owner": None,
+        "claim_expires_at": None,
     }
 
 
@@ -294,16 +322,20 @@ def _refusal(flags: tuple[bool, bool] | None) -> RefusalReason | None:
 async def _subscribers_by_msisdn(session: AsyncSession, msisdns: set[str]) -> dict[str, tuple[int]]:
     if not msisdns:
         return {}
-    result = await session.execute(select(SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.id)
-                                   .where(SUBSCRIBERS.c.msisdn.in_(sorted(msisdns))))
+    result = await session.execute(
+        select(SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.msisdn.in_(sorted(msisdns)))
+    )
     return {row.msisdn: (row.id,) for row in result}
 
 
 async def _subscriber_flags(session: AsyncSession, ids: set[int]) -> dict[int, tuple[bool, bool]]:
     if not ids:
         return {}
-    result = await session.execute(select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.opted_out, SUBSCRIBERS.c.banned)
-                                   .where(SUBSCRIBERS.c.id.in_(sorted(ids))))
+    result = await session.execute(
+        select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.opted_out, SUBSCRIBERS.c.banned).where(
+            SUBSCRIBERS.c.id.in_(sorted(ids))
+        )
+    )
     return {row.id: (row.opted_out, row.banned) for row in result}
 
 
@@ -313,16 +345,21 @@ async def _count_mts(session: AsyncSession, subscriber_ids: Iterable[object]) ->
         if isinstance(subscriber_id, int):
             counts[subscriber_id] = counts.get(subscriber_id, 0) + 1
     if counts:
-        statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
-                     .values(mt_count=SUBSCRIBERS.c.mt_count + bindparam("b_count")))
+        statement = (
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.id == bindparam("b_id"))
+            .values(mt_count=SUBSCRIBERS.c.mt_count + bindparam("b_count"))
+        )
         await session.execute(statement, [{"b_id": sid, "b_count": n} for sid, n in sorted(counts.items())])
 
 
 async def cancel_mt(session: AsyncSession, mt_id: int, now: datetime, *, detail: str | None = None) -> bool:
     """Cancels an MT still ``queued``; False when it was already claimed or final."""
     result = await session.execute(
-        update(MT_MESSAGES).where(MT_MESSAGES.c.id == mt_id, MT_MESSAGES.c.status == MTStatus.QUEUED)
-        .values(status=MTStatus.CANCELLED, updated_at=now, final_at=now))
+        update(MT_MESSAGES)
+        .where(MT_MESSAGES.c.id == mt_id, MT_MESSAGES.c.status == MTStatus.QUEUED)
+        .values(status=MTStatus.CANCELLED, updated_at=now, final_at=now)
+    )
     if not getattr(result, "rowcount", 0):
         return False
     await _insert_history(session, [(mt_id, MTStatus.CANCELLED, now, detail)])
@@ -334,8 +371,15 @@ async def cancel_mt(session: AsyncSession, mt_id: int, now: datetime, *, detail:
 # --------------------------------------------------------------------------------------------------
 
 
-async def claim_mts(session: AsyncSession, owner: str, now: datetime, *, limit: int, lease: float,
-                    carriers: Collection[str] | None = None) -> list[ClaimedMT]:
+async def claim_mts(
+    session: AsyncSession,
+    owner: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: float,
+    carriers: Collection[str] | None = None,
+) -> list[ClaimedMT]:
     """Leases up to ``limit`` due MTs (highest priority, then oldest) to ``owner`` for ``lease`` seconds:
     they become ``sending`` and their ``attempts`` grows by one.
 
@@ -348,66 +392,125 @@ async def claim_mts(session: AsyncSession, owner: str, now: datetime, *, limit: 
         rows: Sequence[Any] = await pg.claim(session, owner, now, expires_at, limit, carriers)
         return await _claimed(session, rows, owner, now, history_written=True)
     table = MT_MESSAGES
-    due = (select(table.c.id)
-           .where(table.c.status == MTStatus.QUEUED, table.c.next_attempt_at <= now)
-           .order_by(table.c.priority.desc(), table.c.next_attempt_at, table.c.id)
-           .limit(limit)
-           .with_for_update(skip_locked=True))
+    due = (
+        select(table.c.id)
+        .where(table.c.status == MTStatus.QUEUED, table.c.next_attempt_at <= now)
+        .order_by(table.c.priority.desc(), table.c.next_attempt_at, table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     if carriers is not None:
         due = due.where(table.c.carrier.in_(sorted(carriers)))
-    statement = (update(table)
-                 .where(table.c.id.in_(due.scalar_subquery()), table.c.status == MTStatus.QUEUED)
-                 .values(status=MTStatus.SENDING, claim_owner=owner,
-                         claim_expires_at=now + timedelta(seconds=lease), attempts=table.c.attempts + 1,
-                         updated_at=now)
-                 .returning(table.c.id, table.c.kind, table.c.carrier, table.c.bind_name, table.c.source,
-                            table.c.destination, table.c.text, table.c.data_coding, table.c.priority,
-                            table.c.attempts, table.c.request_receipt, table.c.segments))
+    statement = (
+        update(table)
+        .where(table.c.id.in_(due.scalar_subquery()), table.c.status == MTStatus.QUEUED)
+        .values(
+            status=MTStatus.SENDING,
+            claim_owner=owner,
+            claim_expires_at=now + timedelta(seconds=lease),
+            attempts=table.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            table.c.id,
+            table.c.kind,
+            table.c.carrier,
+            table.c.bind_name,
+            table.c.source,
+            table.c.destination,
+            table.c.text,
+            table.c.data_coding,
+            table.c.priority,
+            table.c.attempts,
+            table.c.request_receipt,
+            table.c.segments,
+        )
+    )
     rows = (await session.execute(statement)).all()
     return await _claimed(session, rows, owner, now, history_written=False)
 
 
-async def _claimed(session: AsyncSession, rows: Sequence[Any], owner: str, now: datetime, *,
-                   history_written: bool) -> list[ClaimedMT]:
+async def _claimed(
+    session: AsyncSession, rows: Sequence[Any], owner: str, now: datetime, *, history_written: bool
+) -> list[ClaimedMT]:
     retried = [row.id for row in rows if row.attempts > 1]
     done = await _done_parts(session, retried) if retried else {}
-    claimed = [ClaimedMT(mt_id, _MT_KIND_BY_VALUE.get(kind) or MTKind(kind), carrier, bind_name, source,
-                         destination, text, data_coding, priority, attempts, request_receipt, segments,
-                         frozenset(done[mt_id]) if mt_id in done else _NO_PARTS)
-               for (mt_id, kind, carrier, bind_name, source, destination, text, data_coding, priority,
-                    attempts, request_receipt, segments) in rows]
+    claimed = [
+        ClaimedMT(
+            mt_id,
+            _MT_KIND_BY_VALUE.get(kind) or MTKind(kind),
+            carrier,
+            bind_name,
+            source,
+            destination,
+            text,
+            data_coding,
+            priority,
+            attempts,
+            request_receipt,
+            segments,
+            frozenset(done[mt_id]) if mt_id in done else _NO_PARTS,
+        )
+        for (
+            mt_id,
+            kind,
+            carrier,
+            bind_name,
+            source,
+            destination,
+            text,
+            data_coding,
+            priority,
+            attempts,
+            request_receipt,
+            segments,
+        ) in rows
+    ]
     claimed.sort(key=lambda mt: (-mt.priority, mt.id))
     if claimed and not history_written:
-        await _insert_history(session, [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}")
-                                        for mt in claimed])
+        await _insert_history(
+            session, [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}") for mt in claimed]
+        )
     return claimed
 
 
 async def _done_parts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, set[int]]:
-    result = await session.execute(select(MT_PARTS.c.mt_id, MT_PARTS.c.part_no)
-                                   .where(MT_PARTS.c.mt_id.in_(mt_ids),
-                                          MT_PARTS.c.status != PartStatus.REJECTED))
+    result = await session.execute(
+        select(MT_PARTS.c.mt_id, MT_PARTS.c.part_no).where(
+            MT_PARTS.c.mt_id.in_(mt_ids), MT_PARTS.c.status != PartStatus.REJECTED
+        )
+    )
     done: dict[int, set[int]] = {}
     for row in result:
         done.setdefault(row.mt_id, set()).add(row.part_no)
     return done
 
 
-async def requeue_mts(session: AsyncSession, mt_ids: Sequence[int], now: datetime, *, delay: float = 0.0,
-                      reason: str) -> list[MTStatusChange]:
+async def requeue_mts(
+    session: AsyncSession, mt_ids: Sequence[int], now: datetime, *, delay: float = 0.0, reason: str
+) -> list[MTStatusChange]:
     """Gives claimed MTs back unsent (the bind went down, shutdown): ``queued`` again, the attempt not
     counted."""
     if not mt_ids:
         return []
     table = MT_MESSAGES
     result = await session.execute(
-        update(table).where(table.c.id.in_(sorted(mt_ids)), table.c.status == MTStatus.SENDING)
-        .values(status=MTStatus.QUEUED, attempts=case((table.c.attempts > 0, table.c.attempts - 1), else_=0),
-                next_attempt_at=now + timedelta(seconds=delay), claim_owner=None, claim_expires_at=None,
-                updated_at=now)
-        .returning(table.c.id))
-    changes = [MTStatusChange(mt_id, MTStatus.SENDING, MTStatus.QUEUED, now, reason[:_ERROR_TEXT_LIMIT])
-               for mt_id in sorted(result.scalars())]
+        update(table)
+        .where(table.c.id.in_(sorted(mt_ids)), table.c.status == MTStatus.SENDING)
+        .values(
+            status=MTStatus.QUEUED,
+            attempts=case((table.c.attempts > 0, table.c.attempts - 1), else_=0),
+            next_attempt_at=now + timedelta(seconds=delay),
+            claim_owner=None,
+            claim_expires_at=None,
+            updated_at=now,
+        )
+        .returning(table.c.id)
+    )
+    changes = [
+        MTStatusChange(mt_id, MTStatus.SENDING, MTStatus.QUEUED, now, reason[:_ERROR_TEXT_LIMIT])
+        for mt_id in sorted(result.scalars())
+    ]
     await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
     return changes
 
@@ -417,9 +520,13 @@ async def requeue_mts(session: AsyncSession, mt_ids: Sequence[int], now: datetim
 # --------------------------------------------------------------------------------------------------
 
 
-async def record_part_results(session: AsyncSession, results: Sequence[PartResult], now: datetime,
-                              retry: RetryPolicy, receipts: Mapping[tuple[str, str], ReceiptIn] | None = None
-                              ) -> list[MTStatusChange]:
+async def record_part_results(
+    session: AsyncSession,
+    results: Sequence[PartResult],
+    now: datetime,
+    retry: RetryPolicy,
+    receipts: Mapping[tuple[str, str], ReceiptIn] | None = None,
+) -> list[MTStatusChange]:
     """Records each segment's submit_sm_resp, applies receipts that arrived early, and moves each
     touched MT on: ``accepted`` once every segment is accepted; on a rejected segment, back to
     ``queued`` after a back-off when retryable and attempts remain, else ``failed``.
@@ -432,9 +539,14 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
         return []
     attached = receipts or {}
     # One row per part (a part given twice: the later result wins, as applied in order).
-    rows = list({(r.mt_id, r.part_no): _part_row(r, attached.get((r.carrier, r.smsc_message_id))
-                                                 if r.smsc_message_id is not None else None)
-                 for r in sorted(results, key=lambda r: (r.mt_id, r.part_no))}.values())
+    rows = list(
+        {
+            (r.mt_id, r.part_no): _part_row(
+                r, attached.get((r.carrier, r.smsc_message_id)) if r.smsc_message_id is not None else None
+            )
+            for r in sorted(results, key=lambda r: (r.mt_id, r.part_no))
+        }.values()
+    )
     segments = {r.mt_id: r.segments for r in results}
     on_postgresql = dialect_name(session) == "postgresql"
     if on_postgresql:
@@ -462,8 +574,11 @@ async def record_part_results(session: AsyncSession, results: Sequence[PartResul
     from_database: list[int] = []
     for mt_id, count in derived.items():
         parts = written[mt_id]
-        if mt_id in touched_by_early or len(parts) != count or {p.part_no for p in parts} != set(
-                range(1, count + 1)):
+        if (
+            mt_id in touched_by_early
+            or len(parts) != count
+            or {p.part_no for p in parts} != set(range(1, count + 1))
+        ):
             from_database.append(mt_id)
             continue
         mts.append((mt_id, MTStatus.SENDING.value, count))
@@ -496,45 +611,89 @@ class _PartRow(NamedTuple):
 def _part_row(result: PartResult, receipt: ReceiptIn | None) -> _PartRow:
     """A part's row; with ``receipt``, as :func:`_apply_receipts` would leave it."""
     if not result.accepted:
-        return _PartRow(result.mt_id, result.part_no, result.carrier, result.bind_name, None,
-                        PartStatus.REJECTED, result.submitted_at, None, None, None, result.error_code)
+        return _PartRow(
+            result.mt_id,
+            result.part_no,
+            result.carrier,
+            result.bind_name,
+            None,
+            PartStatus.REJECTED,
+            result.submitted_at,
+            None,
+            None,
+            None,
+            result.error_code,
+        )
     status, state, at, error = PartStatus.ACCEPTED, None, None, None
     if receipt is not None:
         state, at = _state_text(receipt.state), receipt.received_at
         final = receipt_part_status(receipt.state)
         if final is not None:
             status, error = final, receipt.error_code
-    return _PartRow(result.mt_id, result.part_no, result.carrier, result.bind_name, result.smsc_message_id,
-                    status, result.submitted_at, result.responded_at, state, at, error)
+    return _PartRow(
+        result.mt_id,
+        result.part_no,
+        result.carrier,
+        result.bind_name,
+        result.smsc_message_id,
+        status,
+        result.submitted_at,
+        result.responded_at,
+        state,
+        at,
+        error,
+    )
 
 
-async def _record_parts(session: AsyncSession, rows: list[dict[str, object]], segments: Mapping[int, int]
-                        ) -> None:
+async def _record_parts(
+    session: AsyncSession, rows: list[dict[str, object]], segments: Mapping[int, int]
+) -> None:
     insert = upsert_insert(session, MT_PARTS)
     statement = insert.on_conflict_do_update(
         index_elements=["mt_id", "part_no"],
-        set_={column: insert.excluded[column] for column in (
-            "carrier", "bind_name", "smsc_message_id", "status", "submitted_at", "accepted_at",
-            "receipt_state", "receipt_at", "error_code")})
+        set_={
+            column: insert.excluded[column]
+            for column in (
+                "carrier",
+                "bind_name",
+                "smsc_message_id",
+                "status",
+                "submitted_at",
+                "accepted_at",
+                "receipt_state",
+                "receipt_at",
+                "error_code",
+            )
+        },
+    )
     await session.execute(statement, rows)
     await _set_segments(session, segments)
 
 
 async def _set_segments(session: AsyncSession, segments: Mapping[int, int]) -> None:
-    statement = (update(MT_MESSAGES).where(MT_MESSAGES.c.id == bindparam("b_id"), MT_MESSAGES.c.segments
-                                           != bindparam("b_segments"))
-                 .values(segments=bindparam("b_segments")))
-    await session.execute(statement, [{"b_id": mt_id, "b_segments": count}
-                                      for mt_id, count in sorted(segments.items())])
+    statement = (
+        update(MT_MESSAGES)
+        .where(MT_MESSAGES.c.id == bindparam("b_id"), MT_MESSAGES.c.segments != bindparam("b_segments"))
+        .values(segments=bindparam("b_segments"))
+    )
+    await session.execute(
+        statement, [{"b_id": mt_id, "b_segments": count} for mt_id, count in sorted(segments.items())]
+    )
 
 
-async def _fail_or_retry(session: AsyncSession, rejected: Mapping[int, PartResult], now: datetime,
-                         retry: RetryPolicy, segments: Mapping[int, int]) -> list[MTStatusChange]:
+async def _fail_or_retry(
+    session: AsyncSession,
+    rejected: Mapping[int, PartResult],
+    now: datetime,
+    retry: RetryPolicy,
+    segments: Mapping[int, int],
+) -> list[MTStatusChange]:
     if not rejected:
         return []
     table = MT_MESSAGES
-    result = await session.execute(select(table.c.id, table.c.status, table.c.attempts)
-                                   .where(table.c.id.in_(sorted(rejected))))
+    result = await session.execute(
+        select(table.c.id, table.c.status, table.c.attempts).where(table.c.id.in_(sorted(rejected)))
+    )
     requeue, fail = [], []
     changes: list[MTStatusChange] = []
     for row in result:
@@ -544,21 +703,43 @@ async def _fail_or_retry(session: AsyncSession, rejected: Mapping[int, PartResul
         part = rejected[row.id]
         error = _error_text(part)
         if part.retryable and retry.may_retry(row.attempts):
-            requeue.append({"b_id": row.id, "b_next": now + retry.delay(row.attempts), "b_error": error,
-                            "b_segments": segments[row.id]})
+            requeue.append(
+                {
+                    "b_id": row.id,
+                    "b_next": now + retry.delay(row.attempts),
+                    "b_error": error,
+                    "b_segments": segments[row.id],
+                }
+            )
             changes.append(MTStatusChange(row.id, status, MTStatus.QUEUED, now, f"retry: {error}"))
         else:
             fail.append({"b_id": row.id, "b_error": error, "b_segments": segments[row.id]})
             changes.append(MTStatusChange(row.id, status, MTStatus.FAILED, now, error))
-    common: dict[str, object] = {"updated_at": now, "claim_owner": None, "claim_expires_at": None,
-                                 "segments": bindparam("b_segments")}
+    common: dict[str, object] = {
+        "updated_at": now,
+        "claim_owner": None,
+        "claim_expires_at": None,
+        "segments": bindparam("b_segments"),
+    }
     if requeue:
-        await session.execute(update(table).where(table.c.id == bindparam("b_id")).values(
-            status=MTStatus.QUEUED, next_attempt_at=bindparam("b_next"), last_error=bindparam("b_error"),
-            **common), requeue)
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status=MTStatus.QUEUED,
+                next_attempt_at=bindparam("b_next"),
+                last_error=bindparam("b_error"),
+                **common,
+            ),
+            requeue,
+        )
     if fail:
-        await session.execute(update(table).where(table.c.id == bindparam("b_id")).values(
-            status=MTStatus.FAILED, final_at=now, last_error=bindparam("b_error"), **common), fail)
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(status=MTStatus.FAILED, final_at=now, last_error=bindparam("b_error"), **common),
+            fail,
+        )
     await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
     return changes
 
@@ -574,8 +755,9 @@ def _error_text(part: PartResult) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-async def record_receipts(session: AsyncSession, receipts: Sequence[ReceiptIn],
-                          now: datetime) -> ReceiptOutcome:
+async def record_receipts(
+    session: AsyncSession, receipts: Sequence[ReceiptIn], now: datetime
+) -> ReceiptOutcome:
     """Applies delivery receipts to the parts they name (by carrier + SMSC message id). A receipt whose
     part is not recorded yet (its submit_sm_resp is still in flight) is kept in ``early_receipts`` and
     applied by :func:`record_part_results`."""
@@ -585,30 +767,51 @@ async def record_receipts(session: AsyncSession, receipts: Sequence[ReceiptIn],
         return await _record_receipts_postgresql(session, receipts, now)
     keys = {(r.carrier, r.smsc_message_id) for r in receipts}
     result = await session.execute(
-        select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id)
-        .where(_message_ids_in(MT_PARTS, keys)))
-    parts = {(row.carrier, row.smsc_message_id): (row.id, row.mt_id) for row in result
-             if (row.carrier, row.smsc_message_id) in keys}
+        select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id).where(
+            _message_ids_in(MT_PARTS, keys)
+        )
+    )
+    parts = {
+        (row.carrier, row.smsc_message_id): (row.id, row.mt_id)
+        for row in result
+        if (row.carrier, row.smsc_message_id) in keys
+    }
     matched = [r for r in receipts if (r.carrier, r.smsc_message_id) in parts]
     early = [r for r in receipts if (r.carrier, r.smsc_message_id) not in parts]
     if early:
-        await session.execute(EARLY_RECEIPTS.insert(), [
-            {"carrier": r.carrier, "smsc_message_id": r.smsc_message_id, "state": _state_text(r.state),
-             "error_code": r.error_code, "received_at": r.received_at} for r in early])
+        await session.execute(
+            EARLY_RECEIPTS.insert(),
+            [
+                {
+                    "carrier": r.carrier,
+                    "smsc_message_id": r.smsc_message_id,
+                    "state": _state_text(r.state),
+                    "error_code": r.error_code,
+                    "received_at": r.received_at,
+                }
+                for r in early
+            ],
+        )
     await _apply_receipts(session, [(parts[(r.carrier, r.smsc_message_id)][0], r) for r in matched])
     changes = await _derive(session, sorted({parts[(r.carrier, r.smsc_message_id)][1] for r in matched}), now)
     return ReceiptOutcome(changes, len(matched), len(early))
 
 
-async def _record_receipts_postgresql(session: AsyncSession, receipts: Sequence[ReceiptIn], now: datetime
-                                     ) -> ReceiptOutcome:
+async def _record_receipts_postgresql(
+    session: AsyncSession, receipts: Sequence[ReceiptIn], now: datetime
+) -> ReceiptOutcome:
     chosen = _receipt_per_part(receipts)
     parts = await _apply_receipts_postgresql(session, chosen)
     found = {(row.carrier, row.smsc_message_id) for row in parts}
     early = [r for r in receipts if (r.carrier, r.smsc_message_id) not in found]
     if early:
-        await pg.insert_early_receipts(session, [
-            (r.carrier, r.smsc_message_id, _state_text(r.state), r.error_code, r.received_at) for r in early])
+        await pg.insert_early_receipts(
+            session,
+            [
+                (r.carrier, r.smsc_message_id, _state_text(r.state), r.error_code, r.received_at)
+                for r in early
+            ],
+        )
     # A one-part MT takes its status from its receipt; the others are derived from the database.
     per_mt: dict[int, int] = {}
     for row in parts:
@@ -620,8 +823,12 @@ async def _record_receipts_postgresql(session: AsyncSession, receipts: Sequence[
     for row in parts:
         receipt = chosen[(row.carrier, row.smsc_message_id)]
         final = receipt_part_status(receipt.state)
-        if (row.segments != 1 or per_mt[row.mt_id] != 1 or final is None
-                or row.status not in (MTStatus.SENDING.value, MTStatus.ACCEPTED.value)):
+        if (
+            row.segments != 1
+            or per_mt[row.mt_id] != 1
+            or final is None
+            or row.status not in (MTStatus.SENDING.value, MTStatus.ACCEPTED.value)
+        ):
             from_database.add(row.mt_id)
             continue
         mts.append((row.mt_id, row.status, 1))
@@ -639,21 +846,33 @@ def _receipt_per_part(receipts: Iterable[ReceiptIn]) -> dict[tuple[str, str], Re
     for receipt in sorted(receipts, key=lambda r: r.received_at):
         key = (receipt.carrier, receipt.smsc_message_id)
         current = chosen.get(key)
-        if current is None or receipt_part_status(receipt.state) is not None or receipt_part_status(
-                current.state) is None:
+        if (
+            current is None
+            or receipt_part_status(receipt.state) is not None
+            or receipt_part_status(current.state) is None
+        ):
             chosen[key] = receipt
     return chosen
 
 
-async def _apply_receipts_postgresql(session: AsyncSession, chosen: Mapping[tuple[str, str], ReceiptIn]
-                                     ) -> Sequence[Any]:
+async def _apply_receipts_postgresql(
+    session: AsyncSession, chosen: Mapping[tuple[str, str], ReceiptIn]
+) -> Sequence[Any]:
     """Applies each part's deciding receipt (see :func:`_receipt_per_part`); returns (mt_id, carrier,
     smsc_message_id, status, segments) per part found."""
     rows: list[tuple[str, str, str | None, str, datetime, int | None]] = []
     for (carrier, message_id), receipt in sorted(chosen.items()):
         final = receipt_part_status(receipt.state)
-        rows.append((carrier, message_id, final.value if final is not None else None,
-                     _state_text(receipt.state), receipt.received_at, receipt.error_code))
+        rows.append(
+            (
+                carrier,
+                message_id,
+                final.value if final is not None else None,
+                _state_text(receipt.state),
+                receipt.received_at,
+                receipt.error_code,
+            )
+        )
     return await pg.apply_receipts(session, rows)
 
 
@@ -661,21 +880,37 @@ async def _apply_receipts(session: AsyncSession, by_part: Sequence[tuple[int, Re
     rows: list[dict[str, Any]] = []
     for part_id, receipt in sorted(by_part, key=lambda item: (item[0], item[1].received_at)):
         outcome = receipt_part_status(receipt.state)
-        rows.append({"b_id": part_id, "b_state": _state_text(receipt.state), "b_at": receipt.received_at,
-                     "b_error": receipt.error_code, "b_final": outcome})
+        rows.append(
+            {
+                "b_id": part_id,
+                "b_state": _state_text(receipt.state),
+                "b_at": receipt.received_at,
+                "b_error": receipt.error_code,
+                "b_final": outcome,
+            }
+        )
     final = [row for row in rows if row["b_final"] is not None]
     interim = [row for row in rows if row["b_final"] is None]
     table = MT_PARTS
     base = update(table).where(table.c.id == bindparam("b_id"))
     if final:
-        await session.execute(base.values(status=bindparam("b_final"), receipt_state=bindparam("b_state"),
-                                          receipt_at=bindparam("b_at"), error_code=bindparam("b_error")),
-                              final)
+        await session.execute(
+            base.values(
+                status=bindparam("b_final"),
+                receipt_state=bindparam("b_state"),
+                receipt_at=bindparam("b_at"),
+                error_code=bindparam("b_error"),
+            ),
+            final,
+        )
     if interim:
         # An intermediate state (ENROUTE, ACCEPTD) never overrides a final one already recorded.
-        await session.execute(base.where(table.c.status == PartStatus.ACCEPTED).values(
-            receipt_state=bindparam("b_state"), receipt_at=bindparam("b_at")),
-            [{k: v for k, v in row.items() if k in ("b_id", "b_state", "b_at")} for row in interim])
+        await session.execute(
+            base.where(table.c.status == PartStatus.ACCEPTED).values(
+                receipt_state=bindparam("b_state"), receipt_at=bindparam("b_at")
+            ),
+            [{k: v for k, v in row.items() if k in ("b_id", "b_state", "b_at")} for row in interim],
+        )
 
 
 async def _consume_early_receipts(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> set[int]:
@@ -688,24 +923,47 @@ async def _consume_early_receipts(session: AsyncSession, keys: Sequence[tuple[st
         taken = await pg.take_early_receipts(session, wanted)
         if not taken:
             return set()
-        parts = await _apply_receipts_postgresql(session, _receipt_per_part(
-            ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code) for r in taken))
+        parts = await _apply_receipts_postgresql(
+            session,
+            _receipt_per_part(
+                ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code) for r in taken
+            ),
+        )
         return {row.mt_id for row in parts}
-    result = await session.execute(select(table.c.id, table.c.carrier, table.c.smsc_message_id, table.c.state,
-                                          table.c.error_code, table.c.received_at)
-                                   .where(_message_ids_in(table, wanted)))
+    result = await session.execute(
+        select(
+            table.c.id,
+            table.c.carrier,
+            table.c.smsc_message_id,
+            table.c.state,
+            table.c.error_code,
+            table.c.received_at,
+        ).where(_message_ids_in(table, wanted))
+    )
     found = [row for row in result if (row.carrier, row.smsc_message_id) in wanted]
     if not found:
         return set()
     found_keys = {(r.carrier, r.smsc_message_id) for r in found}
     part_rows = await session.execute(
-        select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id)
-        .where(_message_ids_in(MT_PARTS, found_keys)))
-    part_ids = {(row.carrier, row.smsc_message_id): (row.id, row.mt_id) for row in part_rows
-                if (row.carrier, row.smsc_message_id) in found_keys}
-    await _apply_receipts(session, [
-        (part_ids[(r.carrier, r.smsc_message_id)][0],
-         ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code)) for r in found])
+        select(MT_PARTS.c.id, MT_PARTS.c.mt_id, MT_PARTS.c.carrier, MT_PARTS.c.smsc_message_id).where(
+            _message_ids_in(MT_PARTS, found_keys)
+        )
+    )
+    part_ids = {
+        (row.carrier, row.smsc_message_id): (row.id, row.mt_id)
+        for row in part_rows
+        if (row.carrier, row.smsc_message_id) in found_keys
+    }
+    await _apply_receipts(
+        session,
+        [
+            (
+                part_ids[(r.carrier, r.smsc_message_id)][0],
+                ReceiptIn(r.carrier, r.smsc_message_id, r.state, r.received_at, r.error_code),
+            )
+            for r in found
+        ],
+    )
     await session.execute(delete(table).where(table.c.id.in_([r.id for r in found])))
     return {mt_id for _, mt_id in part_ids.values()}
 
@@ -720,8 +978,10 @@ async def purge_early_receipts(session: AsyncSession, received_before: datetime)
 def _message_ids_in(table: Table, keys: set[tuple[str, str]]) -> ColumnElement[bool]:
     """A superset filter for (carrier, smsc_message_id) pairs; callers keep the exact pairs. Two plain
     IN lists use the (carrier, smsc_message_id) index where a row-value IN plans badly on PostgreSQL."""
-    return and_(table.c.carrier.in_(sorted({carrier for carrier, _ in keys})),
-                table.c.smsc_message_id.in_(sorted({message_id for _, message_id in keys})))
+    return and_(
+        table.c.carrier.in_(sorted({carrier for carrier, _ in keys})),
+        table.c.smsc_message_id.in_(sorted({message_id for _, message_id in keys})),
+    )
 
 
 def _state_text(state: str) -> str:
@@ -733,8 +993,9 @@ def _state_text(state: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime, *,
-                  segments: Mapping[int, int] | None = None) -> list[MTStatusChange]:
+async def _derive(
+    session: AsyncSession, mt_ids: Sequence[int], now: datetime, *, segments: Mapping[int, int] | None = None
+) -> list[MTStatusChange]:
     """Moves each MT in ``sending``/``accepted`` to the status its parts imply. ``segments``: segment
     counts just learnt (PostgreSQL only), stored with the status change instead of by a statement of
     their own."""
@@ -744,36 +1005,51 @@ async def _derive(session: AsyncSession, mt_ids: Sequence[int], now: datetime, *
     ids = sorted(set(mt_ids))
     if dialect_name(session) == "postgresql":
         return await _derive_postgresql(session, ids, now, segments or {})
-    mts = (await session.execute(select(table.c.id, table.c.status, table.c.segments)
-                                 .where(table.c.id.in_(ids),
-                                        table.c.status.in_([MTStatus.SENDING, MTStatus.ACCEPTED])))).all()
+    mts = (
+        await session.execute(
+            select(table.c.id, table.c.status, table.c.segments).where(
+                table.c.id.in_(ids), table.c.status.in_([MTStatus.SENDING, MTStatus.ACCEPTED])
+            )
+        )
+    ).all()
     if not mts:
         return []
-    part_rows = await session.execute(select(MT_PARTS.c.mt_id, MT_PARTS.c.status, MT_PARTS.c.error_code)
-                                      .where(MT_PARTS.c.mt_id.in_([row.id for row in mts])))
+    part_rows = await session.execute(
+        select(MT_PARTS.c.mt_id, MT_PARTS.c.status, MT_PARTS.c.error_code).where(
+            MT_PARTS.c.mt_id.in_([row.id for row in mts])
+        )
+    )
     states: dict[int, list[PartStatus]] = {}
     errors: dict[int, int] = {}
     for part in part_rows:
         states.setdefault(part.mt_id, []).append(PartStatus(part.status))
         if part.error_code:
             errors[part.mt_id] = part.error_code
-    changes, moves = _derived_changes([(row.id, row.status, row.segments) for row in mts], states, errors,
-                                      now)
+    changes, moves = _derived_changes(
+        [(row.id, row.status, row.segments) for row in mts], states, errors, now
+    )
     for target in {target for _, _, target in moves}:
-        values: dict[str, object] = {"status": target, "updated_at": now, "claim_owner": None,
-                                     "claim_expires_at": None}
+        values: dict[str, object] = {
+            "status": target,
+            "updated_at": now,
+            "claim_owner": None,
+            "claim_expires_at": None,
+        }
         if target.is_final:
             values["final_at"] = now
-        await session.execute(update(table).where(table.c.id == bindparam("b_id"),
-                                                  table.c.status == bindparam("b_previous")).values(**values),
-                              [{"b_id": mt_id, "b_previous": previous} for mt_id, previous, to in moves
-                               if to is target])
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_previous"))
+            .values(**values),
+            [{"b_id": mt_id, "b_previous": previous} for mt_id, previous, to in moves if to is target],
+        )
     await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
     return changes
 
 
-async def _derive_postgresql(session: AsyncSession, ids: Sequence[int], now: datetime,
-                             segments: Mapping[int, int]) -> list[MTStatusChange]:
+async def _derive_postgresql(
+    session: AsyncSession, ids: Sequence[int], now: datetime, segments: Mapping[int, int]
+) -> list[MTStatusChange]:
     mts: dict[int, tuple[int, str, int]] = {}
     states: dict[int, list[PartStatus]] = {}
     errors: dict[int, int] = {}
@@ -784,39 +1060,56 @@ async def _derive_postgresql(session: AsyncSession, ids: Sequence[int], now: dat
             mts[row.id] = (row.id, row.status, segments.get(row.id, row.segments))
         if row.part_status is not None:
             states.setdefault(row.id, []).append(
-                _PART_STATUS_BY_VALUE.get(row.part_status) or PartStatus(row.part_status))
+                _PART_STATUS_BY_VALUE.get(row.part_status) or PartStatus(row.part_status)
+            )
         if row.error_code:
             errors[row.id] = row.error_code
     changes, _ = await _move_postgresql(session, sorted(mts.values()), states, errors, now, segments)
     moved = {change.mt_id for change in changes}
     # Segment counts of MTs that did not move (not in sending/accepted any more, or still waiting).
-    unchanged = {mt_id: segments[mt_id] for mt_id in ids if mt_id in segments and mt_id not in moved
-                 and stored_segments.get(mt_id) != segments[mt_id]}
+    unchanged = {
+        mt_id: segments[mt_id]
+        for mt_id in ids
+        if mt_id in segments and mt_id not in moved and stored_segments.get(mt_id) != segments[mt_id]
+    }
     if unchanged:
         await pg.set_segments(session, unchanged)
     return changes
 
 
-async def _move_postgresql(session: AsyncSession, mts: Sequence[tuple[int, str, int]],
-                           states: Mapping[int, list[PartStatus]], errors: Mapping[int, int], now: datetime,
-                           segments: Mapping[int, int]) -> tuple[list[MTStatusChange], list[int]]:
+async def _move_postgresql(
+    session: AsyncSession,
+    mts: Sequence[tuple[int, str, int]],
+    states: Mapping[int, list[PartStatus]],
+    errors: Mapping[int, int],
+    now: datetime,
+    segments: Mapping[int, int],
+) -> tuple[list[MTStatusChange], list[int]]:
     """Moves each (id, status, segments) MT to what its part states imply, if it is still in that
     status; returns the changes made and the ids of MTs found in another status."""
     changes, moves = _derived_changes(mts, states, errors, now)
     if not moves:
         return [], []
     moved = await pg.change_status(
-        session, [(mt_id, previous.value, target.value, target.is_final, segments.get(mt_id, 0))
-                  for mt_id, previous, target in moves],
-        [(c.mt_id, c.status.value, c.detail) for c in changes], now)
+        session,
+        [
+            (mt_id, previous.value, target.value, target.is_final, segments.get(mt_id, 0))
+            for mt_id, previous, target in moves
+        ],
+        [(c.mt_id, c.status.value, c.detail) for c in changes],
+        now,
+    )
     if len(moved) == len(moves):
         return changes, []
     return [c for c in changes if c.mt_id in moved], [mt_id for mt_id, _, _ in moves if mt_id not in moved]
 
 
-def _derived_changes(mts: Iterable[tuple[int, str, int]], states: Mapping[int, list[PartStatus]],
-                     errors: Mapping[int, int], now: datetime
-                     ) -> tuple[list[MTStatusChange], list[tuple[int, MTStatus, MTStatus]]]:
+def _derived_changes(
+    mts: Iterable[tuple[int, str, int]],
+    states: Mapping[int, list[PartStatus]],
+    errors: Mapping[int, int],
+    now: datetime,
+) -> tuple[list[MTStatusChange], list[tuple[int, MTStatus, MTStatus]]]:
     """The changes each (id, status, segments) MT's part states call for, and per MT the one row
     update they make (id, from, to). An MT still in ``sending`` whose every part the SMSC accepted
     and that is already final (its receipts came with the submit results) goes through ``accepted``
@@ -832,16 +1125,21 @@ def _derived_changes(mts: Iterable[tuple[int, str, int]], states: Mapping[int, l
         moves.append((mt_id, current, target))
         final = target.is_final
         detail = f"receipt error 0x{errors[mt_id]:X}" if final and mt_id in errors else None
-        if (final and current is MTStatus.SENDING and 0 < segments <= len(parts)
-                and PartStatus.REJECTED not in parts):
+        if (
+            final
+            and current is MTStatus.SENDING
+            and 0 < segments <= len(parts)
+            and PartStatus.REJECTED not in parts
+        ):
             changes.append(MTStatusChange(mt_id, current, MTStatus.ACCEPTED, now))
             current = MTStatus.ACCEPTED
         changes.append(MTStatusChange(mt_id, current, target, now, detail))
     return changes, moves
 
 
-async def reconcile_sending(session: AsyncSession, now: datetime, *, owner: str | None = None
-                            ) -> list[MTStatusChange]:
+async def reconcile_sending(
+    session: AsyncSession, now: datetime, *, owner: str | None = None
+) -> list[MTStatusChange]:
     """After a restart or a daemon's death: MTs left in ``sending`` whose lease expired (or that
     ``owner`` - this instance, starting - held) are settled. Those whose segments were all accepted
     become ``accepted`` (or final, per receipts); the others go back to ``queued`` and will send only
@@ -850,20 +1148,38 @@ async def reconcile_sending(session: AsyncSession, now: datetime, *, owner: str 
     stale = table.c.claim_expires_at < now
     if owner is not None:
         stale = stale | (table.c.claim_owner == owner)
-    rows = (await session.execute(select(table.c.id).where(table.c.status == MTStatus.SENDING, stale)
-                                  .with_for_update(skip_locked=True))).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(table.c.id)
+                .where(table.c.status == MTStatus.SENDING, stale)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not rows:
         return []
     changes = await _derive(session, rows, now)
     settled = {change.mt_id for change in changes}
     remaining = [mt_id for mt_id in rows if mt_id not in settled]
     if remaining:
-        await session.execute(update(table)
-                              .where(table.c.id.in_(remaining), table.c.status == MTStatus.SENDING)
-                              .values(status=MTStatus.QUEUED, next_attempt_at=now, claim_owner=None,
-                                      claim_expires_at=None, updated_at=now))
-        requeued = [MTStatusChange(mt_id, MTStatus.SENDING, MTStatus.QUEUED, now, "reconciled after restart")
-                    for mt_id in sorted(remaining)]
+        await session.execute(
+            update(table)
+            .where(table.c.id.in_(remaining), table.c.status == MTStatus.SENDING)
+            .values(
+                status=MTStatus.QUEUED,
+                next_attempt_at=now,
+                claim_owner=None,
+                claim_expires_at=None,
+                updated_at=now,
+            )
+        )
+        requeued = [
+            MTStatusChange(mt_id, MTStatus.SENDING, MTStatus.QUEUED, now, "reconciled after restart")
+            for mt_id in sorted(remaining)
+        ]
         await _insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in requeued])
         changes += requeued
     return changes
@@ -871,15 +1187,20 @@ async def reconcile_sending(session: AsyncSession, now: datetime, *, owner: str 
 
 async def outbox_depth(session: AsyncSession) -> dict[str, int]:
     """MTs not yet handed to an SMSC (``queued`` + ``sending``) per carrier."""
-    result = await session.execute(select(MT_MESSAGES.c.carrier, func.count())
-                                   .where(MT_MESSAGES.c.status.in_([MTStatus.QUEUED, MTStatus.SENDING]))
-                                   .group_by(MT_MESSAGES.c.carrier))
+    result = await session.execute(
+        select(MT_MESSAGES.c.carrier, func.count())
+        .where(MT_MESSAGES.c.status.in_([MTStatus.QUEUED, MTStatus.SENDING]))
+        .group_by(MT_MESSAGES.c.carrier)
+    )
     return {row[0]: int(row[1]) for row in result}
 
 
-async def _insert_history(session: AsyncSession, entries: Sequence[tuple[int, MTStatus, datetime, str | None]]
-                          ) -> None:
+async def _insert_history(
+    session: AsyncSession, entries: Sequence[tuple[int, MTStatus, datetime, str | None]]
+) -> None:
     if entries:
-        rows = [{"mt_id": mt_id, "status": status, "at": at, "detail": detail}
-                for mt_id, status, at, detail in entries]
+        rows = [
+            {"mt_id": mt_id, "status": status, "at": at, "detail": detail}
+            for mt_id, status, at, detail in entries
+        ]
         await session.execute(HISTORY.insert(), rows)

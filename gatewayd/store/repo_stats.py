@@ -38,23 +38,32 @@ class HistoryEntry:
     status: str | None  # the MT's status; None for an MO
 
 
-async def client_activity(session: AsyncSession, subscriber_id: int, since: datetime, until: datetime,
-                          zone: ZoneInfo) -> list[HourlyCount]:
+async def client_activity(
+    session: AsyncSession, subscriber_id: int, since: datetime, until: datetime, zone: ZoneInfo
+) -> list[HourlyCount]:
     """The client's SMS in [since, until) grouped by local date and hour (``zone``), oldest first.
     Grouping happens here, not in SQL, so local time is right on every backend; one client's range is
     small."""
     mo_times = await session.execute(
-        select(MO_MESSAGES.c.received_at).where(MO_MESSAGES.c.subscriber_id == subscriber_id,
-                                                MO_MESSAGES.c.received_at >= since,
-                                                MO_MESSAGES.c.received_at < until))
+        select(MO_MESSAGES.c.received_at).where(
+            MO_MESSAGES.c.subscriber_id == subscriber_id,
+            MO_MESSAGES.c.received_at >= since,
+            MO_MESSAGES.c.received_at < until,
+        )
+    )
     mt_times = await session.execute(
-        select(MT_MESSAGES.c.created_at).where(MT_MESSAGES.c.subscriber_id == subscriber_id,
-                                               MT_MESSAGES.c.created_at >= since,
-                                               MT_MESSAGES.c.created_at < until))
+        select(MT_MESSAGES.c.created_at).where(
+            MT_MESSAGES.c.subscriber_id == subscriber_id,
+            MT_MESSAGES.c.created_at >= since,
+            MT_MESSAGES.c.created_at < until,
+        )
+    )
     received = Counter(_bucket(at, zone) for at in mo_times.scalars())
     sent = Counter(_bucket(at, zone) for at in mt_times.scalars())
-    return [HourlyCount(day, hour, received[(day, hour)], sent[(day, hour)])
-            for day, hour in sorted(set(received) | set(sent))]
+    return [
+        HourlyCount(day, hour, received[(day, hour)], sent[(day, hour)])
+        for day, hour in sorted(set(received) | set(sent))
+    ]
 
 
 def _bucket(at: datetime, zone: ZoneInfo) -> tuple[date, int]:
@@ -67,14 +76,24 @@ async def client_history(session: AsyncSession, subscriber_id: int, *, limit: in
     mos = await session.execute(
         select(MO_MESSAGES.c.id, MO_MESSAGES.c.received_at, MO_MESSAGES.c.short_code, MO_MESSAGES.c.text)
         .where(MO_MESSAGES.c.subscriber_id == subscriber_id)
-        .order_by(MO_MESSAGES.c.received_at.desc(), MO_MESSAGES.c.id.desc()).limit(limit))
+        .order_by(MO_MESSAGES.c.received_at.desc(), MO_MESSAGES.c.id.desc())
+        .limit(limit)
+    )
     mts = await session.execute(
-        select(MT_MESSAGES.c.id, MT_MESSAGES.c.created_at, MT_MESSAGES.c.source, MT_MESSAGES.c.text,
-               MT_MESSAGES.c.status)
+        select(
+            MT_MESSAGES.c.id,
+            MT_MESSAGES.c.created_at,
+            MT_MESSAGES.c.source,
+            MT_MESSAGES.c.text,
+            MT_MESSAGES.c.status,
+        )
         .where(MT_MESSAGES.c.subscriber_id == subscriber_id)
-        .order_by(MT_MESSAGES.c.created_at.desc(), MT_MESSAGES.c.id.desc()).limit(limit))
+        .order_by(MT_MESSAGES.c.created_at.desc(), MT_MESSAGES.c.id.desc())
+        .limit(limit)
+    )
     entries = [HistoryEntry("mo", row.id, row.received_at, row.short_code, row.text, None) for row in mos]
-    entries += [HistoryEntry("mt", row.id, row.created_at, row.source, row.text, str(row.status))
-                for row in mts]
+    entries += [
+        HistoryEntry("mt", row.id, row.created_at, row.source, row.text, str(row.status)) for row in mts
+    ]
     entries.sort(key=lambda entry: (entry.at, entry.direction == "mt", entry.id), reverse=True)
     return entries[:limit]

@@ -45,7 +45,7 @@ def new_client_ids(count: int) -> list[str]:
     """``count`` client IDs as :func:`new_client_id` makes them, from one read of the system's random
     source (5 bytes encode to exactly 8 base32 characters, so the IDs are the encoding's slices)."""
     encoded = base64.b32encode(secrets.token_bytes(5 * count)).decode("ascii")
-    return ["C" + encoded[start:start + 8] for start in range(0, 8 * count, 8)]
+    return ["C" + encoded[start : start + 8] for start in range(0, 8 * count, 8)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +76,20 @@ class SubscriberRef:
     counted_mos: int = 0
 
 
-_REF_COLUMNS = (SUBSCRIBERS.c.id, SUBSCRIBERS.c.client_id, SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.carrier,
-                SUBSCRIBERS.c.country, SUBSCRIBERS.c.opted_out, SUBSCRIBERS.c.banned)
+_REF_COLUMNS = (
+    SUBSCRIBERS.c.id,
+    SUBSCRIBERS.c.client_id,
+    SUBSCRIBERS.c.msisdn,
+    SUBSCRIBERS.c.carrier,
+    SUBSCRIBERS.c.country,
+    SUBSCRIBERS.c.opted_out,
+    SUBSCRIBERS.c.banned,
+)
 
 
-async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSeen],
-                             now: datetime) -> dict[str, SubscriberRef]:
+async def upsert_subscribers(
+    session: AsyncSession, seen: Sequence[SubscriberSeen], now: datetime
+) -> dict[str, SubscriberRef]:
     """Creates the subscribers not known yet and returns every one by MSISDN.
 
     Race-safe across daemons: ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``; rows are inserted
@@ -97,21 +105,49 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
     for _ in range(_CLIENT_ID_ATTEMPTS):
         if on_postgresql:
             # One statement inserts and reads back; what it could not see is read again below.
-            rows = await insert_subscribers(session, [
-                (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
-                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
-                for item in (wanted[msisdn],)], now)
-            found.update((row.msisdn, SubscriberRef(row.id, row.client_id, row.msisdn, row.carrier,
-                                                    row.country, row.opted_out, row.banned, row.counted))
-                         for row in rows)
+            rows = await insert_subscribers(
+                session,
+                [
+                    (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
+                    for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
+                    for item in (wanted[msisdn],)
+                ],
+                now,
+            )
+            found.update(
+                (
+                    row.msisdn,
+                    SubscriberRef(
+                        row.id,
+                        row.client_id,
+                        row.msisdn,
+                        row.carrier,
+                        row.country,
+                        row.opted_out,
+                        row.banned,
+                        row.counted,
+                    ),
+                )
+                for row in rows
+            )
             unseen = [msisdn for msisdn in missing if msisdn not in found]
             if unseen:
                 found.update(await _refs_by_msisdn(session, unseen))
         else:
-            await session.execute(upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(), [
-                {"client_id": client_id, "msisdn": msisdn, "carrier": wanted[msisdn].carrier,
-                 "country": wanted[msisdn].country, "first_seen": now, "last_seen": now}
-                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)])
+            await session.execute(
+                upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(),
+                [
+                    {
+                        "client_id": client_id,
+                        "msisdn": msisdn,
+                        "carrier": wanted[msisdn].carrier,
+                        "country": wanted[msisdn].country,
+                        "first_seen": now,
+                        "last_seen": now,
+                    }
+                    for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
+                ],
+            )
             found.update(await _refs_by_msisdn(session, missing))
         # Anything still missing lost a client_id collision: try again with fresh IDs.
         missing = [msisdn for msisdn in missing if msisdn not in found]
@@ -123,8 +159,14 @@ async def upsert_subscribers(session: AsyncSession, seen: Sequence[SubscriberSee
     return found
 
 
-async def upsert_subscriber(session: AsyncSession, msisdn: str, now: datetime, *, carrier: str | None = None,
-                            country: str | None = None) -> SubscriberRef:
+async def upsert_subscriber(
+    session: AsyncSession,
+    msisdn: str,
+    now: datetime,
+    *,
+    carrier: str | None = None,
+    country: str | None = None,
+) -> SubscriberRef:
     """One-subscriber form of :func:`upsert_subscribers`."""
     refs = await upsert_subscribers(session, [SubscriberSeen(msisdn, carrier, country)], now)
     return refs[msisdn]
@@ -135,8 +177,9 @@ async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict
     return {row.msisdn: SubscriberRef(*row) for row in result}
 
 
-async def _update_carriers(session: AsyncSession, wanted: dict[str, SubscriberSeen],
-                           found: dict[str, SubscriberRef]) -> None:
+async def _update_carriers(
+    session: AsyncSession, wanted: dict[str, SubscriberSeen], found: dict[str, SubscriberRef]
+) -> None:
     changes = []
     for msisdn, ref in found.items():
         item = wanted[msisdn]
@@ -144,11 +187,15 @@ async def _update_carriers(session: AsyncSession, wanted: dict[str, SubscriberSe
         country = item.country or ref.country
         if (carrier, country) != (ref.carrier, ref.country):
             changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
-            found[msisdn] = SubscriberRef(ref.id, ref.client_id, msisdn, carrier, country, ref.opted_out,
-                                          ref.banned, ref.counted_mos)
+            found[msisdn] = SubscriberRef(
+                ref.id, ref.client_id, msisdn, carrier, country, ref.opted_out, ref.banned, ref.counted_mos
+            )
     if changes:
-        statement = (update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("b_id"))
-                     .values(carrier=bindparam("b_carrier"), country=bindparam("b_country")))
+        statement = (
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.id == bindparam("b_id"))
+            .values(carrier=bindparam("b_carrier"), country=bindparam("b_country"))
+        )
         await session.execute(statement, changes)
 
 
@@ -176,8 +223,11 @@ async def _by_client_id(session: AsyncSession, client_id: str) -> Subscriber:
 
 async def set_opted_out(session: AsyncSession, subscriber_id: int, opted_out: bool, now: datetime) -> None:
     """Opt-out (BAJA/STOP) or back in (ALTA). Queued MTs are not touched: the sender re-checks."""
-    await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
-                          .values(opted_out=opted_out, opted_out_at=now if opted_out else None))
+    await session.execute(
+        update(SUBSCRIBERS)
+        .where(SUBSCRIBERS.c.id == subscriber_id)
+        .values(opted_out=opted_out, opted_out_at=now if opted_out else None)
+    )
 
 
 async def ban_subscriber(session: AsyncSession, client_id: str, reason: str, now: datetime) -> Subscriber:
@@ -195,11 +245,13 @@ async def unban_subscriber(session: AsyncSession, client_id: str) -> Subscriber:
     return subscriber
 
 
-async def update_subscriber_details(session: AsyncSession, subscriber_id: int, *, alias: str | None,
-                                    notes: str | None) -> None:
+async def update_subscriber_details(
+    session: AsyncSession, subscriber_id: int, *, alias: str | None, notes: str | None
+) -> None:
     """The operator's notes about a client, kept to recognise them on their next SMS."""
-    await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id)
-                          .values(alias=alias, notes=notes))
+    await session.execute(
+        update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(alias=alias, notes=notes)
+    )
 
 
 async def reset_sessions(session: AsyncSession, msisdns: Iterable[str], now: datetime) -> int:
@@ -208,6 +260,9 @@ async def reset_sessions(session: AsyncSession, msisdns: Iterable[str], now: dat
     numbers = sorted(set(msisdns))
     if not numbers:
         return 0
-    result = await session.execute(update(SUBSCRIBERS).where(SUBSCRIBERS.c.msisdn.in_(numbers))
-                                   .values(session_reset_at=bindparam("b_now", now, type_=UTCDateTime())))
+    result = await session.execute(
+        update(SUBSCRIBERS)
+        .where(SUBSCRIBERS.c.msisdn.in_(numbers))
+        .values(session_reset_at=bindparam("b_now", now, type_=UTCDateTime()))
+    )
     return int(getattr(result, "rowcount", 0))

@@ -48,8 +48,16 @@ def bar_chart(
     bars = []
     for index, (label, value) in enumerate(values):
         bar_height = plot * value / top
-        bars.append(Bar(round(index * slot + 1, 2), round(plot - bar_height, 2), round(max(slot - 2, 1), 2),
-                        round(bar_height, 2), label, value))
+        bars.append(
+            Bar(
+                round(index * slot + 1, 2),
+                round(plot - bar_height, 2),
+                round(max(slot - 2, 1), 2),
+                round(bar_height, 2),
+                label,
+                value,
+            )
+        )
     marks = sorted({0, len(values) // 2, len(values) - 1}) if values else []
     ticks = tuple((round(index * slot + slot / 2, 2), values[index][0]) for index in marks)
     return Chart(width, height, tuple(bars), ticks, sum(value for _, value in values))

@@ -102,8 +102,9 @@ def _may_view(user: CurrentUser, conversation: Conversation) -> bool:
 async def _publish_queued(request: Request, mt_id: int, at: datetime, **extra: int | None) -> None:
     bus = panel(request).bus
     if bus is not None:
-        await bus.publish(bus.topics.mt_status(mt_id), {**mt_status_payload(mt_id, "queued", None, None, at),
-                                                        **extra})
+        await bus.publish(
+            bus.topics.mt_status(mt_id), {**mt_status_payload(mt_id, "queued", None, None, at), **extra}
+        )
         # The daemon's outbox wakes on this instead of waiting for its next poll.
         await bus.publish(bus.topics.outbox_queued(), {"mt_id": mt_id})
 
@@ -200,23 +201,40 @@ async def reply(request: Request) -> Response:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
                 return error_response(request, 404)
-            if (conversation.assigned_operator_id != user.account_id
-                    or conversation.status is ConversationStatus.CLOSED):
+            if (
+                conversation.assigned_operator_id != user.account_id
+                or conversation.status is ConversationStatus.CLOSED
+            ):
                 raise Rejected("desk.error.not_yours", 403)
             subscriber = await session.get(Subscriber, conversation.subscriber_id)
             assert subscriber is not None  # a foreign key holds it
-            last_mo = (await session.execute(
-                select(MOMessage).where(MOMessage.conversation_id == conversation_id)
-                .order_by(MOMessage.received_at.desc(), MOMessage.id.desc()).limit(1))).scalar_one_or_none()
+            last_mo = (
+                await session.execute(
+                    select(MOMessage)
+                    .where(MOMessage.conversation_id == conversation_id)
+                    .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
             carrier = last_mo.carrier if last_mo is not None else subscriber.carrier
             if carrier is None:
                 raise Rejected("desk.error.no_carrier", 409)
-            mt_id = await queue_mt(session, NewMT(
-                kind=MTKind.REPLY, carrier=carrier, source=conversation.short_code,
-                destination=subscriber.msisdn, text=text,
-                bind_name=last_mo.bind_name if last_mo is not None else None,
-                subscriber_id=subscriber.id, conversation_id=conversation_id, operator_id=user.account_id,
-                in_reply_to_mo_id=last_mo.id if last_mo is not None else None), now)
+            mt_id = await queue_mt(
+                session,
+                NewMT(
+                    kind=MTKind.REPLY,
+                    carrier=carrier,
+                    source=conversation.short_code,
+                    destination=subscriber.msisdn,
+                    text=text,
+                    bind_name=last_mo.bind_name if last_mo is not None else None,
+                    subscriber_id=subscriber.id,
+                    conversation_id=conversation_id,
+                    operator_id=user.account_id,
+                    in_reply_to_mo_id=last_mo.id if last_mo is not None else None,
+                ),
+                now,
+            )
     except MTRefused as refused:
         page = DeskPage(conversation_id, f"desk.error.refused.{refused.reason.value}", draft, 409)
         return await _render_desk(request, page)
@@ -260,8 +278,9 @@ async def draft(request: Request) -> Response:
     return JSONResponse(counter(request, _text(form, "text", 5000)))
 
 
-async def _render_push(request: Request, *, error: str | None = None, client: str = "", text: str = "",
-                       status_code: int = 200) -> Response:
+async def _render_push(
+    request: Request, *, error: str | None = None, client: str = "", text: str = "", status_code: int = 200
+) -> Response:
     user = require_user(request)
     async with db(request) as session:
         pushes = await recent_pushes(session, user.account_id)
@@ -295,22 +314,43 @@ async def push(request: Request) -> Response:
             subscriber = await get_subscriber_by_client_id(session, client) if client else None
             if subscriber is None:
                 raise Rejected("desk.error.unknown_client", 404)
-            last_mo = (await session.execute(
-                select(MOMessage).where(MOMessage.subscriber_id == subscriber.id)
-                .order_by(MOMessage.received_at.desc(), MOMessage.id.desc()).limit(1))).scalar_one_or_none()
+            last_mo = (
+                await session.execute(
+                    select(MOMessage)
+                    .where(MOMessage.subscriber_id == subscriber.id)
+                    .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
             carrier = subscriber.carrier or (last_mo.carrier if last_mo is not None else None)
             if carrier is None or last_mo is None:
                 raise Rejected("desk.error.no_carrier", 409)
-            mt_id = await queue_mt(session, NewMT(
-                kind=MTKind.PUSH, carrier=carrier, source=last_mo.short_code, destination=subscriber.msisdn,
-                text=text, bind_name=last_mo.bind_name, subscriber_id=subscriber.id,
-                operator_id=user.account_id), now)
+            mt_id = await queue_mt(
+                session,
+                NewMT(
+                    kind=MTKind.PUSH,
+                    carrier=carrier,
+                    source=last_mo.short_code,
+                    destination=subscriber.msisdn,
+                    text=text,
+                    bind_name=last_mo.bind_name,
+                    subscriber_id=subscriber.id,
+                    operator_id=user.account_id,
+                ),
+                now,
+            )
     except MTRefused as refused:
-        return await _render_push(request, error=f"desk.error.refused.{refused.reason.value}", client=client,
-                                  text=draft, status_code=409)
+        return await _render_push(
+            request,
+            error=f"desk.error.refused.{refused.reason.value}",
+            client=client,
+            text=draft,
+            status_code=409,
+        )
     except Rejected as rejected:
-        return await _render_push(request, error=rejected.key, client=client, text=draft,
-                                  status_code=rejected.status)
+        return await _render_push(
+            request, error=rejected.key, client=client, text=draft, status_code=rejected.status
+        )
     await _publish_queued(request, mt_id, now, operator_id=user.account_id)
     return RedirectResponse(f"/desk/push?sent={mt_id}", status_code=303)
 

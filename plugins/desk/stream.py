@@ -113,13 +113,16 @@ class OperatorStream:
         if conversation_id is None or conversation_id not in self.held:
             return None
         text = payload.get("text")
-        return sse("mo", {
-            "conversation_id": conversation_id,
-            "id": _integer(payload.get("id")),
-            "text": text if isinstance(text, str) else "",
-            "at": self.when(_instant(payload.get("received_at"))),
-            "status_label": self.text("desk.conversation.status.waiting"),
-        })
+        return sse(
+            "mo",
+            {
+                "conversation_id": conversation_id,
+                "id": _integer(payload.get("id")),
+                "text": text if isinstance(text, str) else "",
+                "at": self.when(_instant(payload.get("received_at"))),
+                "status_label": self.text("desk.conversation.status.waiting"),
+            },
+        )
 
     def _mt(self, payload: Mapping[str, Any]) -> str | None:
         mt_id = _integer(payload.get("id"))
@@ -138,12 +141,15 @@ class OperatorStream:
             self.watched.add(mt_id)
         if status.is_final:
             self.watched.discard(mt_id)
-        return sse("mt", {
-            "id": mt_id,
-            "status": status.value,
-            "label": self.text(f"desk.mt.status.{status.value}"),
-            "final": status.is_final,
-        })
+        return sse(
+            "mt",
+            {
+                "id": mt_id,
+                "status": status.value,
+                "label": self.text(f"desk.mt.status.{status.value}"),
+                "final": status.is_final,
+            },
+        )
 
     async def _assigned(self, payload: Mapping[str, Any]) -> str | None:
         conversation_id = _integer(payload.get("conversation_id"))

@@ -14,7 +14,19 @@ from smpp.aio.throttle import TokenBucket
 from smpp.aio.transport import Callback, Outcome
 
 __all__ = [
-    "AnyMessageHandler", "BindRequest", "Callback", "ESMEClient", "ESMEConfig", "ESMESession",
-    "FutureMessageHandler", "MessageHandler", "Outcome",
-    "SMSCHandler", "SMSCServer", "SMSCSession", "SubmitPDU", "TokenBucket", "backoff_delay",
+    "AnyMessageHandler",
+    "BindRequest",
+    "Callback",
+    "ESMEClient",
+    "ESMEConfig",
+    "ESMESession",
+    "FutureMessageHandler",
+    "MessageHandler",
+    "Outcome",
+    "SMSCHandler",
+    "SMSCServer",
+    "SMSCSession",
+    "SubmitPDU",
+    "TokenBucket",
+    "backoff_delay",
 ]

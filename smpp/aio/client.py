@@ -30,8 +30,12 @@ class ESMEClient:
     ``on_state(name, bound)`` is called on every bind and every loss of the bind.
     """
 
-    def __init__(self, config: ESMEConfig, on_message: AnyMessageHandler | None = None,
-                 on_state: StateCallback | None = None) -> None:
+    def __init__(
+        self,
+        config: ESMEConfig,
+        on_message: AnyMessageHandler | None = None,
+        on_state: StateCallback | None = None,
+    ) -> None:
         self.config = config
         self._on_message = on_message
         self._on_state = on_state
@@ -60,12 +64,14 @@ class ESMEClient:
         self._bound_event = asyncio.Event()
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
-        self._task = self._task_group.create_task(self._reconnect_loop(),
-                                                  name=f"bind[{self.config.name}].reconnect")
+        self._task = self._task_group.create_task(
+            self._reconnect_loop(), name=f"bind[{self.config.name}].reconnect"
+        )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         task_group = self._task_group
         assert task_group is not None
         self._stopping = True
@@ -113,8 +119,13 @@ class ESMEClient:
                 await self._run_session(session)
             except (OSError, SMPPError, TimeoutError) as error:
                 self.last_error = error
-                log.warning("%s: bind to %s:%d failed: %s", config.name, config.host, config.port,
-                            str(error) or type(error).__name__)
+                log.warning(
+                    "%s: bind to %s:%d failed: %s",
+                    config.name,
+                    config.host,
+                    config.port,
+                    str(error) or type(error).__name__,
+                )
             else:
                 attempt = 0
                 if self._stopping:

@@ -133,8 +133,12 @@ class ESMESession(SessionProtocol):
         self.config = config
         self.system_id = ""  # the SMSC's, from the bind response
         self._on_message = on_message
-        super().__init__(Role.ESME, config.name, enquire_link_interval=config.enquire_link_interval,
-                         enquire_link_timeout=config.enquire_link_timeout)
+        super().__init__(
+            Role.ESME,
+            config.name,
+            enquire_link_interval=config.enquire_link_interval,
+            enquire_link_timeout=config.enquire_link_timeout,
+        )
 
     def _reset(self) -> None:
         super()._reset()
@@ -180,8 +184,12 @@ class ESMESession(SessionProtocol):
         async with asyncio.timeout(config.bind_timeout):
             await self._loop.create_connection(lambda: self, config.host, config.port, ssl=config.ssl)
         bind = _BIND_CLASSES[config.bind_type](
-            system_id=config.system_id, password=config.password, system_type=config.system_type,
-            addr_ton=config.addr_ton, addr_npi=config.addr_npi, address_range=config.address_range,
+            system_id=config.system_id,
+            password=config.password,
+            system_type=config.system_type,
+            addr_ton=config.addr_ton,
+            addr_npi=config.addr_npi,
+            address_range=config.address_range,
         )
         answer: asyncio.Future[PDU] = self._loop.create_future()
         try:
@@ -197,12 +205,20 @@ class ESMESession(SessionProtocol):
         self.system_id = getattr(response, "system_id", "")
         self._accepting = True
         self._start_keepalive()
-        self.log.info("%s: bound %s to %s:%d as %r (SMSC %r)", self.name, config.bind_type.name.lower(),
-                      config.host, config.port, config.system_id, self.system_id)
+        self.log.info(
+            "%s: bound %s to %s:%d as %r (SMSC %r)",
+            self.name,
+            config.bind_type.name.lower(),
+            config.host,
+            config.port,
+            config.system_id,
+            self.system_id,
+        )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
             self.abort()
             return
@@ -446,8 +462,11 @@ class ESMESession(SessionProtocol):
     def _message_received(self, pdu: DeliverSM | DataSM) -> None:
         handler = self._on_message
         if handler is None:
-            self.log.warning("%s: %s received but no handler is set: answering ESME_RX_T_APPN", self.name,
-                             type(pdu).__name__)
+            self.log.warning(
+                "%s: %s received but no handler is set: answering ESME_RX_T_APPN",
+                self.name,
+                type(pdu).__name__,
+            )
             self._answer_message(pdu, CommandStatus.ESME_RX_T_APPN)
             return
         try:
@@ -478,8 +497,12 @@ class ESMESession(SessionProtocol):
 
     def _message_done(self, pdu: DeliverSM | DataSM, future: asyncio.Future[int]) -> None:
         if future.cancelled():
-            self.log.debug("%s: handler of %s sequence_number %d was cancelled: not answered", self.name,
-                           type(pdu).__name__, pdu.sequence_number)
+            self.log.debug(
+                "%s: handler of %s sequence_number %d was cancelled: not answered",
+                self.name,
+                type(pdu).__name__,
+                pdu.sequence_number,
+            )
             return
         error = future.exception()
         if error is not None:
@@ -489,8 +512,13 @@ class ESMESession(SessionProtocol):
             self._answer_message(pdu, future.result())
 
     def _handler_failed(self, pdu: DeliverSM | DataSM, error: BaseException | None = None) -> None:
-        self.log.error("%s: message handler failed on %s sequence_number %d", self.name, type(pdu).__name__,
-                       pdu.sequence_number, exc_info=error or True)
+        self.log.error(
+            "%s: message handler failed on %s sequence_number %d",
+            self.name,
+            type(pdu).__name__,
+            pdu.sequence_number,
+            exc_info=error or True,
+        )
 
     def _answer_message(self, pdu: DeliverSM | DataSM, status: int) -> None:
         if self._transport is None:

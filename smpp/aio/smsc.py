@@ -84,8 +84,12 @@ class SMSCSession(SessionProtocol):
         self.system_id = ""
         self.window = server.deliver_window
         self.response_timeout = server.response_timeout
-        super().__init__(Role.SMSC, server.name, enquire_link_interval=server.enquire_link_interval,
-                         enquire_link_timeout=server.response_timeout)
+        super().__init__(
+            Role.SMSC,
+            server.name,
+            enquire_link_interval=server.enquire_link_interval,
+            enquire_link_timeout=server.response_timeout,
+        )
         self._in_flight = 0
         self._window_waiters: deque[asyncio.Future[None]] = deque()
         self._was_bound = False
@@ -120,14 +124,17 @@ class SMSCSession(SessionProtocol):
         self._send_windowed(Outstanding(pdu, None, answer, windowed=True), timeout)
         return await answer
 
-    def deliver_nowait(self, pdu: DeliverSM | DataSM, callback: Callback, *,
-                       timeout: float | None = None) -> bool:
+    def deliver_nowait(
+        self, pdu: DeliverSM | DataSM, callback: Callback, *, timeout: float | None = None
+    ) -> bool:
         """Push ``pdu`` now if the window has room and the bind can receive, and call ``callback`` with
         the response or the ``SMPPError``; False (nothing sent) otherwise."""
         if self._in_flight >= self.window or not self.can_receive:
             return False
-        self._send_windowed(Outstanding(pdu, callback, None, windowed=True),
-                            self.response_timeout if timeout is None else timeout)
+        self._send_windowed(
+            Outstanding(pdu, callback, None, windowed=True),
+            self.response_timeout if timeout is None else timeout,
+        )
         return True
 
     def _send_windowed(self, request: Outstanding, timeout: float) -> None:
@@ -196,24 +203,32 @@ class SMSCSession(SessionProtocol):
         try:
             response = self._server.handler.on_request(self, pdu)
         except Exception:
-            self.log.exception("%s: handler failed on %s from %r", self.name, type(pdu).__name__,
-                               self.system_id)
+            self.log.exception(
+                "%s: handler failed on %s from %r", self.name, type(pdu).__name__, self.system_id
+            )
             response_class = pdu.response_class or GenericNack
             response = response_class(command_status=CommandStatus.ESME_RSYSERR)
         if response is not None:
             try:
                 self.respond(pdu, response)
             except LocalProtocolError:
-                self.log.exception("%s: handler answered %s with %s", self.name, type(pdu).__name__,
-                                   type(response).__name__)
+                self.log.exception(
+                    "%s: handler answered %s with %s", self.name, type(pdu).__name__, type(response).__name__
+                )
                 self.respond(pdu, GenericNack(command_status=CommandStatus.ESME_RSYSERR))
 
     def _bind(self, pdu: BindTransmitter | BindReceiver | BindTransceiver) -> None:
         bind_type = BindType(pdu.command_id)
         request = BindRequest(
-            system_id=pdu.system_id, password=pdu.password, system_type=pdu.system_type, bind_type=bind_type,
-            peer=self.peer, interface_version=pdu.interface_version, addr_ton=pdu.addr_ton,
-            addr_npi=pdu.addr_npi, address_range=pdu.address_range,
+            system_id=pdu.system_id,
+            password=pdu.password,
+            system_type=pdu.system_type,
+            bind_type=bind_type,
+            peer=self.peer,
+            interface_version=pdu.interface_version,
+            addr_ton=pdu.addr_ton,
+            addr_npi=pdu.addr_npi,
+            address_range=pdu.address_range,
         )
         server = self._server
         try:
@@ -225,16 +240,23 @@ class SMSCSession(SessionProtocol):
         # system_id even on refusal: SMPP allows dropping the body, but some ESMEs cannot parse that.
         self.respond(pdu, response_class(command_status=status, system_id=server.name))
         if status != 0:
-            self.log.info("%s: bind %s of %r from %s:%d refused: 0x%08X", self.name, bind_type.name.lower(),
-                          pdu.system_id, *self.peer, status)
+            self.log.info(
+                "%s: bind %s of %r from %s:%d refused: 0x%08X",
+                self.name,
+                bind_type.name.lower(),
+                pdu.system_id,
+                *self.peer,
+                status,
+            )
             return
         self.bind_type = bind_type
         self.system_id = pdu.system_id
         self._was_bound = True
         server._session_bound(self)
         self._start_keepalive()
-        self.log.info("%s: %r bound %s from %s:%d", self.name, pdu.system_id, bind_type.name.lower(),
-                      *self.peer)
+        self.log.info(
+            "%s: %r bound %s from %s:%d", self.name, pdu.system_id, bind_type.name.lower(), *self.peer
+        )
         try:
             server.handler.on_bound(self)
         except Exception:
@@ -244,10 +266,18 @@ class SMSCSession(SessionProtocol):
 class SMSCServer:
     """Listens for ESMEs. ``async with`` (or ``start()`` / ``close()``); ``port`` is the real port."""
 
-    def __init__(self, handler: SMSCHandler, *, host: str = "127.0.0.1", port: int = 0,
-                 ssl: ssl.SSLContext | None = None, deliver_window: int = 10,
-                 enquire_link_interval: float | None = None, response_timeout: float = 10.0,
-                 name: str = "smsc") -> None:
+    def __init__(
+        self,
+        handler: SMSCHandler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: ssl.SSLContext | None = None,
+        deliver_window: int = 10,
+        enquire_link_interval: float | None = None,
+        response_timeout: float = 10.0,
+        name: str = "smsc",
+    ) -> None:
         if deliver_window < 1:
             raise ValueError("deliver_window must be at least 1")
         self.handler = handler
@@ -303,8 +333,9 @@ class SMSCServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _new_session(self) -> SMSCSession:
@@ -318,4 +349,3 @@ class SMSCServer:
     def _session_closed(self, session: SMSCSession) -> None:
         self._connected.discard(session)
         self._bound.pop(session, None)
-

@@ -40,8 +40,14 @@ class Outstanding:
 
     __slots__ = ("pdu", "callback", "future", "deadline", "order", "windowed")
 
-    def __init__(self, pdu: PDU, callback: Callback | None, future: asyncio.Future[Any] | None,
-                 order: int = 0, windowed: bool = False) -> None:
+    def __init__(
+        self,
+        pdu: PDU,
+        callback: Callback | None,
+        future: asyncio.Future[Any] | None,
+        order: int = 0,
+        windowed: bool = False,
+    ) -> None:
         self.pdu = pdu
         self.callback = callback
         self.future = future
@@ -71,8 +77,9 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     """Base of ``ESMESession`` and ``SMSCSession``: one TCP connection, one SMPP session."""
 
-    def __init__(self, role: Role, name: str, *, enquire_link_interval: float | None,
-                 enquire_link_timeout: float) -> None:
+    def __init__(
+        self, role: Role, name: str, *, enquire_link_interval: float | None, enquire_link_timeout: float
+    ) -> None:
         self.name = name
         self.log = logging.getLogger(f"smpp.{role.value}")
         self.close_reason: str | None = None
@@ -158,8 +165,12 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
             elif kind is UnexpectedResponse:
                 assert isinstance(event, UnexpectedResponse)
                 pdu = event.pdu
-                self.log.warning("%s: dropped %s with sequence_number %d: no request of ours waits for it",
-                                 self.name, type(pdu).__name__, pdu.sequence_number)
+                self.log.warning(
+                    "%s: dropped %s with sequence_number %d: no request of ours waits for it",
+                    self.name,
+                    type(pdu).__name__,
+                    pdu.sequence_number,
+                )
             else:  # ConnectionClosed
                 self.drop("session ended")
                 break
@@ -225,9 +236,15 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     def _protocol_error(self, event: ProtocolErrorEvent) -> None:
         error = event.error
         command_id = error.command_id
-        self.log.warning("%s: protocol error from %s:%d (command_id %s, sequence_number %s, answered %s): %s",
-                         self.name, *self.peer, f"0x{command_id:08X}" if command_id is not None else "?",
-                         error.sequence_number, status_name(error.status), error)
+        self.log.warning(
+            "%s: protocol error from %s:%d (command_id %s, sequence_number %s, answered %s): %s",
+            self.name,
+            *self.peer,
+            f"0x{command_id:08X}" if command_id is not None else "?",
+            error.sequence_number,
+            status_name(error.status),
+            error,
+        )
         if event.request_command_id is not None and error.sequence_number is not None:
             request = self._pending.pop(error.sequence_number, None)
             if request is not None:
@@ -304,10 +321,18 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         for number in expired:
             request = pending.pop(number)
             self._connection.forget(number)
-            self.log.warning("%s: no response to %s (sequence_number %d) in time", self.name,
-                             type(request.pdu).__name__, number)
-            self._request_failed(request, ResponseTimeout(
-                f"{self.name}: no response to {type(request.pdu).__name__} sequence_number {number}"))
+            self.log.warning(
+                "%s: no response to %s (sequence_number %d) in time",
+                self.name,
+                type(request.pdu).__name__,
+                number,
+            )
+            self._request_failed(
+                request,
+                ResponseTimeout(
+                    f"{self.name}: no response to {type(request.pdu).__name__} sequence_number {number}"
+                ),
+            )
         if pending:
             self._arm_sweep(min(request.deadline for request in pending.values()))
         if expired:
@@ -327,16 +352,20 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         idle_until = self._last_received + interval
         if now >= idle_until and not self._enquire_link_waiting and self._connection.state in BOUND_STATES:
             self._enquire_link_waiting = True
-            self.send_request(Outstanding(EnquireLink(), self._enquire_link_answered, None),
-                              self._enquire_link_timeout, now)
+            self.send_request(
+                Outstanding(EnquireLink(), self._enquire_link_answered, None), self._enquire_link_timeout, now
+            )
             idle_until = now + interval
         self._keepalive_handle = self._loop.call_at(idle_until, self._keepalive)
 
     def _enquire_link_answered(self, outcome: Outcome) -> None:
         self._enquire_link_waiting = False
         if isinstance(outcome, ResponseTimeout):
-            self.log.warning("%s: enquire_link not answered in %.1fs: dropping the connection", self.name,
-                             self._enquire_link_timeout)
+            self.log.warning(
+                "%s: enquire_link not answered in %.1fs: dropping the connection",
+                self.name,
+                self._enquire_link_timeout,
+            )
             self.drop("enquire_link timeout")
 
     def _answer_enquire_link(self, pdu: PDU) -> None:

@@ -44,8 +44,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield launched
         finally:
@@ -56,8 +57,9 @@ async def browser() -> AsyncIterator[Browser]:
 async def page(stack: Stack, browser: Browser) -> AsyncIterator[Page]:
     """A fresh context (no cookies, no cache) on the stack's panel; closed before the stack stops, so
     no event stream keeps the panel's server waiting."""
-    context = await browser.new_context(base_url=stack.panel_url, viewport=VIEWPORT, locale="es-ES",
-                                        timezone_id="Europe/Madrid")
+    context = await browser.new_context(
+        base_url=stack.panel_url, viewport=VIEWPORT, locale="es-ES", timezone_id="Europe/Madrid"
+    )
     try:
         yield await context.new_page()
     finally:

@@ -66,8 +66,9 @@ class Stack:
 
 
 def simulator_config(receipt_delay: float) -> SimulatorConfig:
-    receipts = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=receipt_delay),
-                              statuses=(("DELIVRD", 1.0),))
+    receipts = ReceiptProfile(
+        delay=DelayDistribution(kind="fixed", seconds=receipt_delay), statuses=(("DELIVRD", 1.0),)
+    )
     base = default_config().with_ephemeral_ports()
     return dataclasses.replace(
         base, carriers=tuple(dataclasses.replace(carrier, receipts=receipts) for carrier in base.carriers)
@@ -120,13 +121,21 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
     return [auth.plugin, home.plugin, build_plugin(desk)]
 
 
-async def add_operator(sessions: async_sessionmaker[AsyncSession], plugins: list[Plugin],
-                       capacity: int) -> None:
+async def add_operator(
+    sessions: async_sessionmaker[AsyncSession], plugins: list[Plugin], capacity: int
+) -> None:
     registry = PermissionRegistry.build(plugins)
     async with sessions() as session, session.begin():
         await create_account(
-            session, PasswordPolicy(FAST_ARGON2), registry, username=OPERATOR, password=PASSWORD,
-            role=Role.OPERATOR, display_name="Olga", language="es", max_open_conversations=capacity,
+            session,
+            PasswordPolicy(FAST_ARGON2),
+            registry,
+            username=OPERATOR,
+            password=PASSWORD,
+            role=Role.OPERATOR,
+            display_name="Olga",
+            language="es",
+            max_open_conversations=capacity,
         )
 
 
@@ -158,8 +167,9 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="e2e.panel.uvicorn")
     try:
         async with asyncio.timeout(STARTUP_TIMEOUT):
@@ -195,5 +205,6 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
         settings = PanelSettings(database_url=database_url, secure_cookies=False, argon2=FAST_ARGON2)
         app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=plugins)
         panel_url = await stack.enter_async_context(serving(app))
-        yield Stack(simulator, daemon, config, panel_url, simulator_url, daemon.engine, daemon.sessions,
-                    daemon.bus)
+        yield Stack(
+            simulator, daemon, config, panel_url, simulator_url, daemon.engine, daemon.sessions, daemon.bus
+        )

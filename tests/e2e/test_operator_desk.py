@@ -47,8 +47,9 @@ async def go_online(page: Page) -> None:
 
 async def inject_mo(stack: Stack, msisdn: str, text: str) -> None:
     async with httpx.AsyncClient(base_url=stack.simulator_url) as client:
-        response = await client.post("/api/mo", json={"carrier": CARRIER, "from": msisdn, "to": SHORT_CODE,
-                                                      "text": text})
+        response = await client.post(
+            "/api/mo", json={"carrier": CARRIER, "from": msisdn, "to": SHORT_CODE, "text": text}
+        )
     assert response.status_code == 202, response.text
 
 
@@ -74,8 +75,9 @@ def subscriber() -> str:
     return f"34600{uuid.uuid4().int % 1_000_000:06d}"
 
 
-async def test_operator_answers_a_live_mo_and_sees_it_delivered(stack: Stack, page: Page,
-                                                                artifacts: Path) -> None:
+async def test_operator_answers_a_live_mo_and_sees_it_delivered(
+    stack: Stack, page: Page, artifacts: Path
+) -> None:
     msisdn = subscriber()
     question = f"Hola, ¿hay alguien? {uuid.uuid4().hex[:6]}"
     await sign_in(page)

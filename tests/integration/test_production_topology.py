@@ -78,16 +78,21 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
         def panel_bus(url: str) -> EventBus:
             return create_bus(url, topic_prefix=topic_prefix, client_id=f"{topic_prefix}-panel")
 
-        settings = PanelSettings(database_url=pg_url, bus_url=mqtt_url, secure_cookies=False,
-                                 argon2=FAST_ARGON2)
+        settings = PanelSettings(
+            database_url=pg_url, bus_url=mqtt_url, secure_cookies=False, argon2=FAST_ARGON2
+        )
         app = create_app(settings, bus_factory=panel_bus, plugins=plugins)
         try:
             # A poll far longer than the test: only the panel's outbox event over MQTT can wake the sender.
-            async with running_daemon(config, poll_interval=300.0), serving(app) as panel_url, \
-                    httpx.AsyncClient(base_url=panel_url, follow_redirects=False, timeout=10) as client:
+            async with (
+                running_daemon(config, poll_interval=300.0),
+                serving(app) as panel_url,
+                httpx.AsyncClient(base_url=panel_url, follow_redirects=False, timeout=10) as client,
+            ):
                 token = await csrf(client, "/login")
-                login = await client.post("/login", data={"csrf_token": token, "username": OPERATOR,
-                                                          "password": PASSWORD})
+                login = await client.post(
+                    "/login", data={"csrf_token": token, "username": OPERATOR, "password": PASSWORD}
+                )
                 assert login.status_code == 303
                 token = await csrf(client, "/desk")
                 online = await client.post("/desk/presence", data={"csrf_token": token, "presence": "online"})
@@ -108,8 +113,10 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
                 conversation_id = await assigned_conversation()
 
                 token = await csrf(client, f"/desk?c={conversation_id}")
-                sent = await client.post(f"/desk/conversations/{conversation_id}/reply",
-                                         data={"csrf_token": token, "text": "Sí, aquí estoy."})
+                sent = await client.post(
+                    f"/desk/conversations/{conversation_id}/reply",
+                    data={"csrf_token": token, "text": "Sí, aquí estoy."},
+                )
                 assert sent.status_code == 303
 
                 async def carrier_got_reply() -> bool:

@@ -374,7 +374,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_mt_status_history_mt_id"), ["mt_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("mt_status_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mt_status_history_mt_id"))

@@ -38,13 +38,22 @@ def _on_postgresql() -> bool:
 def upgrade() -> None:
     with op.batch_alter_table("mt_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_mt_messages_status_next_attempt_at")
-        batch_op.create_index("ix_mt_messages_outbox_status_next_attempt_at", ["status", "next_attempt_at"],
-                              unique=False, postgresql_where=_OUTBOX_STATUSES)
+        batch_op.create_index(
+            "ix_mt_messages_outbox_status_next_attempt_at",
+            ["status", "next_attempt_at"],
+            unique=False,
+            postgresql_where=_OUTBOX_STATUSES,
+        )
         for column in _FOREIGN_KEYS:
             batch_op.drop_index(f"ix_mt_messages_{column}")
             not_null = sa.text(f"{column} IS NOT NULL")
-            batch_op.create_index(f"ix_mt_messages_{column}", [column], unique=False,
-                                  postgresql_where=not_null, sqlite_where=not_null)
+            batch_op.create_index(
+                f"ix_mt_messages_{column}",
+                [column],
+                unique=False,
+                postgresql_where=not_null,
+                sqlite_where=not_null,
+            )
     if _on_postgresql():
         op.execute(f"ALTER TABLE mt_parts SET (fillfactor = {_PARTS_FILLFACTOR})")
 
@@ -57,5 +66,6 @@ def downgrade() -> None:
             batch_op.drop_index(f"ix_mt_messages_{column}")
             batch_op.create_index(f"ix_mt_messages_{column}", [column], unique=False)
         batch_op.drop_index("ix_mt_messages_outbox_status_next_attempt_at")
-        batch_op.create_index("ix_mt_messages_status_next_attempt_at", ["status", "next_attempt_at"],
-                              unique=False)
+        batch_op.create_index(
+            "ix_mt_messages_status_next_attempt_at", ["status", "next_attempt_at"], unique=False
+        )

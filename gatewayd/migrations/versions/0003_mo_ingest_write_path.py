@@ -41,8 +41,13 @@ def upgrade() -> None:
         batch_op.drop_index("ix_mo_messages_received_at")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.drop_index("ix_conversations_assigned_operator_id")
-        batch_op.create_index("ix_conversations_assigned_operator_id", ["assigned_operator_id"], unique=False,
-                              postgresql_where=_ASSIGNED, sqlite_where=_ASSIGNED)
+        batch_op.create_index(
+            "ix_conversations_assigned_operator_id",
+            ["assigned_operator_id"],
+            unique=False,
+            postgresql_where=_ASSIGNED,
+            sqlite_where=_ASSIGNED,
+        )
     if _on_postgresql():
         for table in _COUNTER_TABLES:
             op.execute(f"ALTER TABLE {table} SET (fillfactor = {_COUNTERS_FILLFACTOR})")
@@ -57,5 +62,6 @@ def downgrade() -> None:
         batch_op.create_index("ix_conversations_assigned_operator_id", ["assigned_operator_id"], unique=False)
     with op.batch_alter_table("mo_messages", schema=None) as batch_op:
         batch_op.create_index("ix_mo_messages_received_at", ["received_at"], unique=False)
-        batch_op.create_index("ix_mo_messages_short_code_received_at", ["short_code", "received_at"],
-                              unique=False)
+        batch_op.create_index(
+            "ix_mo_messages_short_code_received_at", ["short_code", "received_at"], unique=False
+        )

@@ -24,8 +24,10 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_CHILDREN = (("mt_parts", "fk_mt_parts_mt_id_mt_messages"),
-             ("mt_status_history", "fk_mt_status_history_mt_id_mt_messages"))
+_CHILDREN = (
+    ("mt_parts", "fk_mt_parts_mt_id_mt_messages"),
+    ("mt_status_history", "fk_mt_status_history_mt_id_mt_messages"),
+)
 
 
 def upgrade() -> None:

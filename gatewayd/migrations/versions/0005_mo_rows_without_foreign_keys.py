@@ -29,10 +29,20 @@ depends_on: str | Sequence[str] | None = None
 #: (table, constraint, column, referred table, on delete)
 _REFERENCES = (
     ("mo_messages", "fk_mo_messages_subscriber_id_subscribers", "subscriber_id", "subscribers", "CASCADE"),
-    ("mo_messages", "fk_mo_messages_conversation_id_conversations", "conversation_id", "conversations",
-     "SET NULL"),
-    ("conversations", "fk_conversations_subscriber_id_subscribers", "subscriber_id", "subscribers",
-     "CASCADE"),
+    (
+        "mo_messages",
+        "fk_mo_messages_conversation_id_conversations",
+        "conversation_id",
+        "conversations",
+        "SET NULL",
+    ),
+    (
+        "conversations",
+        "fk_conversations_subscriber_id_subscribers",
+        "subscriber_id",
+        "subscribers",
+        "CASCADE",
+    ),
 )
 
 

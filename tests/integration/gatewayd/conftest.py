@@ -25,12 +25,30 @@ def simulator_config(*, receipt_delay: float = 0.05, tps: float | None = None) -
     receipts = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=receipt_delay))
     return SimulatorConfig(
         carriers=(
-            CarrierProfile(name=MOVISTAR, country="ES", port=0, system_id="echat", password="secret1",
-                           short_codes=(MOVISTAR_SHORT_CODE,), receipts=receipts, tps=tps),
-            CarrierProfile(name=VODAFONE, country="ES", port=0, system_id="echat", password="secret2",
-                           short_codes=(VODAFONE_SHORT_CODE,), receipts=receipts, tps=tps),
+            CarrierProfile(
+                name=MOVISTAR,
+                country="ES",
+                port=0,
+                system_id="echat",
+                password="secret1",
+                short_codes=(MOVISTAR_SHORT_CODE,),
+                receipts=receipts,
+                tps=tps,
+            ),
+            CarrierProfile(
+                name=VODAFONE,
+                country="ES",
+                port=0,
+                system_id="echat",
+                password="secret2",
+                short_codes=(VODAFONE_SHORT_CODE,),
+                receipts=receipts,
+                tps=tps,
+            ),
         ),
-        control_port=None, seed=7)
+        control_port=None,
+        seed=7,
+    )
 
 
 @pytest.fixture
@@ -39,15 +57,26 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield running
 
 
-def write_config(path: Path, database_url: str, simulator: Simulator, *, bus_url: str = "memory://",
-                 topic_prefix: str = "echat", binds_per_carrier: int = 1, window: int = 50,
-                 extra_daemon: str = "", ports: dict[str, int] | None = None,
-                 response_timeout: float = 5.0) -> Path:
+def write_config(
+    path: Path,
+    database_url: str,
+    simulator: Simulator,
+    *,
+    bus_url: str = "memory://",
+    topic_prefix: str = "echat",
+    binds_per_carrier: int = 1,
+    window: int = 50,
+    extra_daemon: str = "",
+    ports: dict[str, int] | None = None,
+    response_timeout: float = 5.0,
+) -> Path:
     """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy)."""
     ports = ports or {}
     carriers = []
-    for name, code, password in ((MOVISTAR, MOVISTAR_SHORT_CODE, "secret1"),
-                                 (VODAFONE, VODAFONE_SHORT_CODE, "secret2")):
+    for name, code, password in (
+        (MOVISTAR, MOVISTAR_SHORT_CODE, "secret1"),
+        (VODAFONE, VODAFONE_SHORT_CODE, "secret2"),
+    ):
         port = ports.get(name, simulator.port(name))
         binds = "".join(
             f"""
@@ -59,7 +88,9 @@ window = {window}
 tps = 100000
 response_timeout = {response_timeout}
 enquire_link_interval = 5
-""" for index in range(1, binds_per_carrier + 1))
+"""
+            for index in range(1, binds_per_carrier + 1)
+        )
         carriers.append(f"""
 [[carriers]]
 name = "{name}"
@@ -86,7 +117,7 @@ mt_retry_backoff_initial = 0.2
 mt_retry_backoff_max = 1.0
 reassembly_timeout = 2.0
 {extra_daemon}
-{''.join(carriers)}
+{"".join(carriers)}
 [[services]]
 name = "chat-movistar"
 short_code = "{MOVISTAR_SHORT_CODE}"

@@ -22,13 +22,26 @@ def subscriber(index: int) -> str:
     return f"3460{index:07d}"
 
 
-async def queue_many(sessions: async_sessionmaker[AsyncSession], carrier: str, short_code: str,
-                     texts: list[str], *, destinations: int = 50) -> list[int]:
+async def queue_many(
+    sessions: async_sessionmaker[AsyncSession],
+    carrier: str,
+    short_code: str,
+    texts: list[str],
+    *,
+    destinations: int = 50,
+) -> list[int]:
     """Queue one MT per text in one transaction; returns their ids in order."""
     now = datetime.now(UTC)
-    mts = [NewMT(kind=MTKind.PUSH, carrier=carrier, source=short_code,
-                 destination=subscriber(index % destinations), text=text)
-           for index, text in enumerate(texts)]
+    mts = [
+        NewMT(
+            kind=MTKind.PUSH,
+            carrier=carrier,
+            source=short_code,
+            destination=subscriber(index % destinations),
+            text=text,
+        )
+        for index, text in enumerate(texts)
+    ]
     async with sessions() as session, session.begin():
         outcome = await queue_mts(session, mts, now)
     ids = [mt_id for mt_id in outcome.ids if mt_id is not None]

@@ -38,8 +38,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_check_config_accepts_a_good_file(tmp_path: Path, sqlite_url: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_accepts_a_good_file(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["check-config", "--config", str(path)]) == 0
     output = capsys.readouterr().out
@@ -47,8 +48,9 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, sqlite_url: str,
     assert "secret1" not in output
 
 
-def test_check_config_names_every_bad_key_with_file_and_line(tmp_path: Path, sqlite_url: str,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_names_every_bad_key_with_file_and_line(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     text = GOOD.format(url=sqlite_url).replace("port = 2775", "port = 99999")
     text = text.replace('country = "ES"', 'country = "Spain"')
     path = write(tmp_path, text)
@@ -61,8 +63,9 @@ def test_check_config_names_every_bad_key_with_file_and_line(tmp_path: Path, sql
     assert f"{path}:{country_line}: carriers[0].country" in error
 
 
-def test_migrate_then_send_queues_an_mt(tmp_path: Path, sqlite_url: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_then_send_queues_an_mt(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["migrate", "--config", str(path)]) == 0
     assert "is at revision" in capsys.readouterr().out
@@ -81,8 +84,9 @@ def test_migrate_then_send_queues_an_mt(tmp_path: Path, sqlite_url: str,
     assert asyncio.run(stored()) == ("movistar", "997745", "34600111222", MTStatus.QUEUED)
 
 
-def test_send_refuses_an_unknown_carrier(tmp_path: Path, sqlite_url: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_refuses_an_unknown_carrier(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["migrate", "--config", str(path)]) == 0
     assert main(["send", "--config", str(path), "+34600111222", "hola", "--carrier", "orange"]) == 1
@@ -99,8 +103,9 @@ def root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def test_run_refuses_a_database_that_is_behind(tmp_path: Path, sqlite_url: str, root_logging: None,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_refuses_a_database_that_is_behind(
+    tmp_path: Path, sqlite_url: str, root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["run", "--config", str(path)]) == 1
     assert "gatewayd migrate" in capsys.readouterr().err

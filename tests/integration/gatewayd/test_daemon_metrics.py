@@ -44,9 +44,12 @@ async def test_metrics_and_health_are_served(tmp_path: Path, sqlite_url: str, si
 
 def test_dashboard_uses_only_exported_metrics() -> None:
     exported = set(re.findall(r"^# TYPE (\S+) ", GatewayMetrics().render().decode(), re.MULTILINE))
-    names = exported | {f"{name}_total" for name in exported} | {
-        f"{name}_bucket" for name in exported}
+    names = exported | {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    used = {match for panel in dashboard["panels"] for target in panel["targets"]
-            for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])}
+    used = {
+        match
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])
+    }
     assert used and used <= names, used - names

@@ -15,7 +15,8 @@ def test_ready_watchdog_stopping_reach_the_socket(tmp_path: Path) -> None:
         listener.bind(os.fspath(path))
         listener.settimeout(2)
         notifier = SystemdNotifier.from_environment(
-            {"NOTIFY_SOCKET": os.fspath(path), "WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())})
+            {"NOTIFY_SOCKET": os.fspath(path), "WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())}
+        )
         assert notifier.enabled
         assert notifier.watchdog_interval == 10.0
         assert notifier.ready(status="2 binds up")
@@ -47,7 +48,8 @@ def test_without_systemd_everything_is_a_no_op(tmp_path: Path) -> None:
 
 def test_watchdog_for_another_pid_is_ignored() -> None:
     notifier = SystemdNotifier.from_environment(
-        {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
+        {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
+    )
     assert notifier.watchdog_interval is None or os.getpid() == 1
     assert not notifier.ready()  # a socket that does not exist: reported, never raised
     notifier.close()

@@ -32,8 +32,16 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 async def gatewayd(*args: str, log: Path) -> asyncio.subprocess.Process:
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     with log.open("ab") as output:
-        return await asyncio.create_subprocess_exec(sys.executable, "-m", "gatewayd", *args, cwd=REPOSITORY,
-                                                    env=environment, stdout=output, stderr=output)
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gatewayd",
+            *args,
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=output,
+            stderr=output,
+        )
 
 
 @asynccontextmanager
@@ -47,8 +55,9 @@ async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subpr
             await process.wait()
 
 
-async def test_sigkill_mid_burst_and_restart_loses_nothing(tmp_path: Path, database_url: str,
-                                                           simulator: Simulator) -> None:
+async def test_sigkill_mid_burst_and_restart_loses_nothing(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     config = write_config(tmp_path / "gatewayd.toml", database_url, simulator)
     log = tmp_path / "gatewayd.log"
     migrate = await gatewayd("migrate", "--config", str(config), log=log)
@@ -73,9 +82,11 @@ async def test_sigkill_mid_burst_and_restart_loses_nothing(tmp_path: Path, datab
         assert accepted_before < 600, "the burst was over before the kill"
 
         async with daemon_process(config, log) as second:
+
             async def everything_done() -> bool:
-                return ((await mt_status_counts(sessions))[MTStatus.DELIVERED] == 600
-                        and set(await mo_texts(sessions)) == mo_sent)
+                return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == 600 and set(
+                    await mo_texts(sessions)
+                ) == mo_sent
 
             await eventually(everything_done, timeout=90)
             second.send_signal(signal.SIGTERM)  # and a clean stop: drain, unbind, exit 0
@@ -90,9 +101,15 @@ async def test_sigkill_mid_burst_and_restart_loses_nothing(tmp_path: Path, datab
         resent = {text for text in at_simulator if at_simulator.count(text) > 1}
         if resent:
             async with sessions() as session:
-                reconciled = set((await session.execute(
-                    select(MTMessage.text).join(MTStatusHistory, MTStatusHistory.mt_id == MTMessage.id)
-                    .where(MTStatusHistory.detail == "reconciled after restart"))).scalars())
+                reconciled = set(
+                    (
+                        await session.execute(
+                            select(MTMessage.text)
+                            .join(MTStatusHistory, MTStatusHistory.mt_id == MTMessage.id)
+                            .where(MTStatusHistory.detail == "reconciled after restart")
+                        )
+                    ).scalars()
+                )
             assert resent <= reconciled
     finally:
         await engine.dispose()

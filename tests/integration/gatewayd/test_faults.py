@@ -40,8 +40,9 @@ def inject_mos(simulator: Simulator, prefix: str, count: int, start: int = 0) ->
     return texts
 
 
-async def test_bind_dropped_during_a_burst_loses_nothing(tmp_path: Path, database_url: str,
-                                                         simulator: Simulator) -> None:
+async def test_bind_dropped_during_a_burst_loses_nothing(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     config = make_config(tmp_path, database_url, simulator)
     async with running_daemon(config) as daemon:
         assert daemon.sessions is not None and daemon.mt is not None
@@ -66,8 +67,9 @@ async def test_bind_dropped_during_a_burst_loses_nothing(tmp_path: Path, databas
         assert set(texts_at_simulator(simulator, MOVISTAR)) == set(mt_texts)
 
 
-async def test_sqlite_locked_during_mo_traffic_loses_nothing(tmp_path: Path, sqlite_url: str,
-                                                             simulator: Simulator) -> None:
+async def test_sqlite_locked_during_mo_traffic_loses_nothing(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator
+) -> None:
     config = make_config(tmp_path, sqlite_url, simulator)
     async with running_daemon(config) as daemon:
         assert daemon.sessions is not None
@@ -97,8 +99,9 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(tmp_path: Path, sql
         assert sum((await mo_texts(sessions)).values()) == 400
 
 
-async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(tmp_path: Path, pg_url: str,
-                                                                      simulator: Simulator) -> None:
+async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
     async with TCPProxy(PG_HOST, PG_PORT) as proxy:
         proxied = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
         proxied_url = proxied.render_as_string(hide_password=False)
@@ -125,8 +128,9 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(tmp_path: 
             assert sum((await mo_texts(sessions)).values()) == 400
 
 
-async def test_simulator_throttling_keeps_mt_order(tmp_path: Path, database_url: str,
-                                                   simulator: Simulator) -> None:
+async def test_simulator_throttling_keeps_mt_order(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     """Each subscriber gets their MTs in the order they were queued, though the SMSC throttles.
 
     (Across different subscribers the SMSC may accept a later MT first: with a window of 50, MTs
@@ -150,6 +154,9 @@ async def test_simulator_throttling_keeps_mt_order(tmp_path: Path, database_url:
         arrived = texts_at_simulator(simulator, MOVISTAR)
         assert sorted(arrived) == texts  # all of them, each once
         for destination in {record.pdu.destination_addr for record in records}:
-            mine = [text for record, text in zip(records, arrived, strict=True)
-                    if record.pdu.destination_addr == destination]
+            mine = [
+                text
+                for record, text in zip(records, arrived, strict=True)
+                if record.pdu.destination_addr == destination
+            ]
             assert mine == sorted(mine), destination

@@ -20,16 +20,24 @@ from tests.integration.gatewayd.faults import mo_texts, subscriber
 from tests.integration.gatewayd.proxy import TCPProxy
 
 
-async def test_broker_outage_blocks_nothing_and_loses_no_mo(tmp_path: Path, sqlite_url: str,
-                                                            simulator: Simulator, mqtt_url: str,
-                                                            topic_prefix: str) -> None:
+async def test_broker_outage_blocks_nothing_and_loses_no_mo(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
     broker = urlsplit(mqtt_url)
     async with TCPProxy(broker.hostname or "127.0.0.1", broker.port or 1883) as proxy:
-        config = make_config(tmp_path, sqlite_url, simulator, bus_url=f"mqtt://127.0.0.1:{proxy.port}",
-                             topic_prefix=topic_prefix)
+        config = make_config(
+            tmp_path,
+            sqlite_url,
+            simulator,
+            bus_url=f"mqtt://127.0.0.1:{proxy.port}",
+            topic_prefix=topic_prefix,
+        )
         listener = create_bus(mqtt_url, topic_prefix=topic_prefix, client_id=f"{topic_prefix}-listener")
-        async with listener, listener.subscribe(f"{topic_prefix}/+/mo") as events, \
-                running_daemon(config) as daemon:
+        async with (
+            listener,
+            listener.subscribe(f"{topic_prefix}/+/mo") as events,
+            running_daemon(config) as daemon,
+        ):
             assert daemon.sessions is not None and daemon.bus is not None
             sessions = daemon.sessions
             await listener.wait_connected()

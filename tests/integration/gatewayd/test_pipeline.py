@@ -43,8 +43,9 @@ async def mqtt_subscriber(mqtt_url: str, topic_prefix: str, pattern: str) -> Asy
         yield subscription
 
 
-async def test_mo_is_stored_and_published(tmp_path: Path, database_url: str, simulator: Simulator,
-                                          mqtt_url: str, topic_prefix: str) -> None:
+async def test_mo_is_stored_and_published(
+    tmp_path: Path, database_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
     config = make_config(tmp_path, database_url, simulator, bus_url=mqtt_url, topic_prefix=topic_prefix)
     async with mqtt_subscriber(mqtt_url, topic_prefix, "+/mo") as events, running_daemon(config) as daemon:
         simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "ALIAS hola, ¿hay alguien?")
@@ -68,12 +69,14 @@ async def test_mo_is_stored_and_published(tmp_path: Path, database_url: str, sim
     assert simulator.carrier(MOVISTAR).counters.mo_delivered == 1
 
 
-async def test_mt_is_submitted_and_receipt_gives_final_status(tmp_path: Path, database_url: str,
-                                                              simulator: Simulator, mqtt_url: str,
-                                                              topic_prefix: str) -> None:
+async def test_mt_is_submitted_and_receipt_gives_final_status(
+    tmp_path: Path, database_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
     config = make_config(tmp_path, database_url, simulator, bus_url=mqtt_url, topic_prefix=topic_prefix)
-    async with mqtt_subscriber(mqtt_url, topic_prefix, "mt/+/status") as events, \
-            running_daemon(config) as daemon:
+    async with (
+        mqtt_subscriber(mqtt_url, topic_prefix, "mt/+/status") as events,
+        running_daemon(config) as daemon,
+    ):
         mt_id = await daemon.queue_mt(SUBSCRIBER, "Hola, soy Laura. ¿Qué tal?", carrier=MOVISTAR)
         statuses: list[str] = []
         async with asyncio.timeout(15):
@@ -95,7 +98,8 @@ async def test_mt_is_submitted_and_receipt_gives_final_status(tmp_path: Path, da
 
 
 async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     """An SMSC that sends each receipt at once: the receipts ride along with their part's submit result
     (one transaction per batch, not two), and every MT's history still shows accepted, then delivered."""
     async with Simulator(simulator_config(receipt_delay=0.0)) as simulator:
@@ -103,8 +107,10 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
         async with running_daemon(config) as daemon:
             assert daemon.bus is not None and daemon.receipts is not None and daemon.sessions is not None
             async with daemon.bus.subscribe(daemon.bus.topics.all_mt_status()) as events:
-                ids = [await daemon.queue_mt(f"+3460011{index:04d}", f"hola {index}", carrier=MOVISTAR)
-                       for index in range(20)]
+                ids = [
+                    await daemon.queue_mt(f"+3460011{index:04d}", f"hola {index}", carrier=MOVISTAR)
+                    for index in range(20)
+                ]
                 seen: dict[int, list[str]] = {mt_id: [] for mt_id in ids}
                 async with asyncio.timeout(15):
                     while any("delivered" not in statuses for statuses in seen.values()):
@@ -113,18 +119,26 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
             assert all(seen[mt_id] == ["accepted", "delivered"] for mt_id in ids)
             assert daemon.receipts.with_part > 0
             async with daemon.sessions() as session:
-                history = (await session.execute(select(MTStatusHistory.mt_id, MTStatusHistory.status)
-                                                 .order_by(MTStatusHistory.id))).all()
+                history = (
+                    await session.execute(
+                        select(MTStatusHistory.mt_id, MTStatusHistory.status).order_by(MTStatusHistory.id)
+                    )
+                ).all()
                 parts = (await session.execute(select(MTPart))).scalars().all()
         for mt_id in ids:
             assert [status for owner, status in history if owner == mt_id] == [
-                MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
+                MTStatus.QUEUED,
+                MTStatus.SENDING,
+                MTStatus.ACCEPTED,
+                MTStatus.DELIVERED,
+            ]
         assert sorted(part.mt_id for part in parts) == sorted(ids)
         assert all(part.status is PartStatus.DELIVERED and part.receipt_state == "DELIVRD" for part in parts)
 
 
-async def test_long_ucs2_mt_three_parts_three_receipts_delivered(tmp_path: Path, database_url: str,
-                                                                 simulator: Simulator) -> None:
+async def test_long_ucs2_mt_three_parts_three_receipts_delivered(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     config = make_config(tmp_path, database_url, simulator)
     text = "Привет! Это длинное сообщение на кириллице, часть. " * 3  # UCS-2: 67 characters per part
     assert 134 < len(text) <= 201
@@ -141,8 +155,11 @@ async def test_long_ucs2_mt_three_parts_three_receipts_delivered(tmp_path: Path,
 
         await eventually(delivered)
         async with sessions() as session:
-            parts = (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id)
-                                           .order_by(MTPart.part_no))).scalars().all()
+            parts = (
+                (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id).order_by(MTPart.part_no)))
+                .scalars()
+                .all()
+            )
         assert [part.part_no for part in parts] == [1, 2, 3]
         assert all(part.status is PartStatus.DELIVERED and part.receipt_state for part in parts)
         assert len({part.smsc_message_id for part in parts}) == 3
@@ -152,8 +169,9 @@ async def test_long_ucs2_mt_three_parts_three_receipts_delivered(tmp_path: Path,
     assert simulator.carrier(MOVISTAR).counters.receipts_sent == 3
 
 
-async def test_baja_records_opt_out_and_sends_confirmation(tmp_path: Path, database_url: str,
-                                                           simulator: Simulator) -> None:
+async def test_baja_records_opt_out_and_sends_confirmation(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     config = make_config(tmp_path, database_url, simulator)
     async with running_daemon(config) as daemon:
         assert daemon.sessions is not None
@@ -177,8 +195,9 @@ async def test_baja_records_opt_out_and_sends_confirmation(tmp_path: Path, datab
             await daemon.queue_mt(SUBSCRIBER, "¿Sigues ahí?", carrier=MOVISTAR)
 
 
-async def test_banned_subscriber_mt_is_refused_with_reason(tmp_path: Path, database_url: str,
-                                                           simulator: Simulator) -> None:
+async def test_banned_subscriber_mt_is_refused_with_reason(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     config = make_config(tmp_path, database_url, simulator)
     async with running_daemon(config) as daemon:
         assert daemon.sessions is not None
@@ -195,9 +214,18 @@ async def test_banned_subscriber_mt_is_refused_with_reason(tmp_path: Path, datab
         async with sessions() as session, session.begin():
             subscriber = await get_subscriber_by_msisdn(session, SUBSCRIBER[1:])
             assert subscriber is not None
-            early_mt = await queue_mt(session, NewMT(
-                kind=MTKind.REPLY, carrier=MOVISTAR, source=MOVISTAR_SHORT_CODE, destination=SUBSCRIBER[1:],
-                text="Hola, ¿qué tal?", not_before=now + timedelta(seconds=1)), now)
+            early_mt = await queue_mt(
+                session,
+                NewMT(
+                    kind=MTKind.REPLY,
+                    carrier=MOVISTAR,
+                    source=MOVISTAR_SHORT_CODE,
+                    destination=SUBSCRIBER[1:],
+                    text="Hola, ¿qué tal?",
+                    not_before=now + timedelta(seconds=1),
+                ),
+                now,
+            )
             await ban_subscriber(session, subscriber.client_id, "abusive language", now)
         # a new MT is refused when queued ...
         with pytest.raises(MTRefused, match="banned"):
@@ -206,8 +234,11 @@ async def test_banned_subscriber_mt_is_refused_with_reason(tmp_path: Path, datab
         # ... and the one queued before the ban is refused by the sender, with the reason
         async def refused() -> bool:
             async with sessions() as session:
-                row = (await session.execute(select(MTMessage.status, MTMessage.last_error)
-                                             .where(MTMessage.id == early_mt))).one()
+                row = (
+                    await session.execute(
+                        select(MTMessage.status, MTMessage.last_error).where(MTMessage.id == early_mt)
+                    )
+                ).one()
             return row.status is MTStatus.REFUSED
 
         await eventually(refused)

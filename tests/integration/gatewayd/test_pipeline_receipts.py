@@ -31,13 +31,32 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
     now = datetime.now(UTC)
     try:
         async with sessions() as session, session.begin():
-            outcome = await queue_mts(session, [NewMT(kind=MTKind.PUSH, carrier="movistar", source="997745",
-                                                      destination="34600111222", text="hola")], now)
+            outcome = await queue_mts(
+                session,
+                [
+                    NewMT(
+                        kind=MTKind.PUSH,
+                        carrier="movistar",
+                        source="997745",
+                        destination="34600111222",
+                        text="hola",
+                    )
+                ],
+                now,
+            )
             claimed = await claim_mts(session, "test", now, limit=10, lease=60)
         mt_id = outcome.ids[0]
         assert [mt.id for mt in claimed] == [mt_id]
-        part = PartResult(mt_id=mt_id or 0, part_no=1, segments=1, carrier="movistar", submitted_at=now,
-                          responded_at=now, smsc_message_id="abc123", bind_name="movistar-1")
+        part = PartResult(
+            mt_id=mt_id or 0,
+            part_no=1,
+            segments=1,
+            carrier="movistar",
+            submitted_at=now,
+            responded_at=now,
+            smsc_message_id="abc123",
+            bind_name="movistar-1",
+        )
         receipt = ReceiptIn("movistar", "abc123", "DELIVRD", now)
         if database_url.startswith("postgresql"):
             # the part's transaction is open; the receipt's transaction cannot see its row and commits
@@ -51,8 +70,11 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
             # SQLite serialises writers, so the race cannot happen there; leave the same state behind
             async with sessions() as session, session.begin():
                 await record_part_results(session, [part], now, RetryPolicy())
-                await session.execute(insert(EarlyReceipt).values(
-                    carrier="movistar", smsc_message_id="abc123", state="DELIVRD", received_at=now))
+                await session.execute(
+                    insert(EarlyReceipt).values(
+                        carrier="movistar", smsc_message_id="abc123", state="DELIVRD", received_at=now
+                    )
+                )
         async with sessions() as session:
             status = (await session.execute(select(MTMessage.status).where(MTMessage.id == mt_id))).scalar()
         assert status is MTStatus.ACCEPTED  # the receipt is stranded as early

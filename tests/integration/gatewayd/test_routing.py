@@ -48,8 +48,9 @@ async def stored_mos(daemon: Daemon) -> list[MOMessage]:
         return list((await session.execute(select(MOMessage).order_by(MOMessage.id))).scalars().all())
 
 
-async def test_mo_rules_pick_the_service_of_each_stored_mo(tmp_path: Path, database_url: str,
-                                                           simulator: Simulator) -> None:
+async def test_mo_rules_pick_the_service_of_each_stored_mo(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
     path = write_config(tmp_path / "gatewayd.toml", database_url, simulator)
     path.write_text(path.read_text(encoding="utf-8") + ROUTES, encoding="utf-8")
     async with running_daemon(load_config(path, environ={})) as daemon:
@@ -63,12 +64,17 @@ async def test_mo_rules_pick_the_service_of_each_stored_mo(tmp_path: Path, datab
 
         await eventually(all_stored)
         services = {mo.text: mo.service for mo in await stored_mos(daemon)}
-    assert services == {"alias hola, ¿hay alguien?": "alias-chat", "hola alias": "chat-movistar",
-                        "Tarot: ¿qué me espera?": "tarot", "hola": "chat-vodafone"}
+    assert services == {
+        "alias hola, ¿hay alguien?": "alias-chat",
+        "hola alias": "chat-movistar",
+        "Tarot: ¿qué me espera?": "tarot",
+        "hola": "chat-vodafone",
+    }
 
 
-async def test_a_reply_fails_over_to_the_other_bind_of_the_carrier(tmp_path: Path, sqlite_url: str,
-                                                                   simulator: Simulator) -> None:
+async def test_a_reply_fails_over_to_the_other_bind_of_the_carrier(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator
+) -> None:
     movistar_port = simulator.port(MOVISTAR)
     async with TCPProxy("127.0.0.1", movistar_port) as proxy:
         path = write_config(tmp_path / "gatewayd.toml", sqlite_url, simulator, binds_per_carrier=2)
@@ -95,10 +101,19 @@ async def test_a_reply_fails_over_to_the_other_bind_of_the_carrier(tmp_path: Pat
             await eventually(lambda: binds.binds_up(MOVISTAR) == 1)
             assert binds.sending_up() >= {"movistar-2"} and "movistar-1" not in binds.sending_up()
             async with daemon.sessions() as session, session.begin():
-                mt_id = await queue_mt(session, NewMT(
-                    kind=MTKind.REPLY, carrier=MOVISTAR, source=MOVISTAR_SHORT_CODE,
-                    destination=SUBSCRIBER.removeprefix("+"), text="Hola, soy Ana", bind_name=mo.bind_name,
-                    in_reply_to_mo_id=mo.id), datetime.now(UTC))
+                mt_id = await queue_mt(
+                    session,
+                    NewMT(
+                        kind=MTKind.REPLY,
+                        carrier=MOVISTAR,
+                        source=MOVISTAR_SHORT_CODE,
+                        destination=SUBSCRIBER.removeprefix("+"),
+                        text="Hola, soy Ana",
+                        bind_name=mo.bind_name,
+                        in_reply_to_mo_id=mo.id,
+                    ),
+                    datetime.now(UTC),
+                )
             daemon.mt.wake()
 
             async def delivered() -> bool:

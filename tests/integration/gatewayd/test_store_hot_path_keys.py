@@ -23,6 +23,7 @@ async def test_hot_path_rows_are_indexed_by_their_parents_without_a_foreign_key(
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
+
             def inspect(sync_connection: sa.Connection) -> dict[str, tuple[list[str], list[list[str]]]]:
                 inspector = sa.inspect(sync_connection)
                 found = {}
@@ -58,8 +59,10 @@ async def test_downgrade_restores_the_foreign_keys(database_url: str) -> None:
         config.attributes["connection"] = sync_connection
         command.downgrade(config, "0003")
         inspector = sa.inspect(sync_connection)
-        return {table: sorted(key["referred_table"] for key in inspector.get_foreign_keys(table))
-                for table in ("mt_parts", "mt_status_history", "mo_messages", "conversations")}
+        return {
+            table: sorted(key["referred_table"] for key in inspector.get_foreign_keys(table))
+            for table in ("mt_parts", "mt_status_history", "mo_messages", "conversations")
+        }
 
     engine = create_engine(database_url)
     try:
@@ -67,7 +70,10 @@ async def test_downgrade_restores_the_foreign_keys(database_url: str) -> None:
             keys = await connection.run_sync(downgrade)
     finally:
         await engine.dispose()
-    assert keys == {"mt_parts": ["mt_messages"], "mt_status_history": ["mt_messages"],
-                    "mo_messages": ["conversations", "subscribers"],
-                    "conversations": ["accounts", "subscribers"]}
+    assert keys == {
+        "mt_parts": ["mt_messages"],
+        "mt_status_history": ["mt_messages"],
+        "mo_messages": ["conversations", "subscribers"],
+        "conversations": ["accounts", "subscribers"],
+    }
     await upgrade(database_url)

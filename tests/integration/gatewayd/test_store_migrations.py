@@ -92,10 +92,12 @@ async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str)
     try:
         async with engine.connect() as connection:
             rows = await connection.exec_driver_sql(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'mt_messages'")
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'mt_messages'"
+            )
             definitions: dict[str, str] = {row.indexname: row.indexdef for row in rows}
             options = await connection.scalar(
-                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'mt_parts'"))
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'mt_parts'")
+            )
     finally:
         await engine.dispose()
     assert "WHERE ((status)::text = ANY" in definitions["ix_mt_messages_outbox_status_next_attempt_at"]

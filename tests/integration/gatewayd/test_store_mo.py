@@ -97,7 +97,8 @@ async def test_redelivered_mo_is_stored_once(sessions: async_sessionmaker[AsyncS
 
 
 async def test_mo_stored_under_its_previous_key_is_a_duplicate(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """A redelivery in the next dedup window carries the first delivery's key as its previous key."""
     first = mo("34600000003", "c1")
     async with sessions.begin() as session:
@@ -230,8 +231,10 @@ async def test_concurrent_overlapping_batches_count_every_mo_once(
     # Four batches share subscribers (in different orders) and one redelivered MO: no deadlock, one
     # subscriber and one conversation per MSISDN, every distinct MO counted once.
     numbers = [f"3460000{n:04d}" for n in range(40)]
-    batches = [[mo(number, f"{lane}-{index}") for index, number in enumerate(numbers[::step])]
-               for lane, step in enumerate((1, -1, 2, -2))]
+    batches = [
+        [mo(number, f"{lane}-{index}") for index, number in enumerate(numbers[::step])]
+        for lane, step in enumerate((1, -1, 2, -2))
+    ]
     for batch in batches:
         batch.append(mo(numbers[0], "redelivered"))
 

@@ -50,14 +50,25 @@ async def pg_sessions(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSess
 
 
 def mo(msisdn: str, smsc_id: str, at: datetime) -> NewMO:
-    return NewMO(dedup_key=mo_dedup_key("movistar", msisdn, "997745", smsc_message_id=smsc_id), msisdn=msisdn,
-                 carrier="movistar", short_code="997745", text="HOLA", received_at=at, country="ES")
+    return NewMO(
+        dedup_key=mo_dedup_key("movistar", msisdn, "997745", smsc_message_id=smsc_id),
+        msisdn=msisdn,
+        carrier="movistar",
+        short_code="997745",
+        text="HOLA",
+        received_at=at,
+        country="ES",
+    )
 
 
 async def test_first_contact_batch_counts_distinct_mos_and_waits_since_the_first(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
-    batch = [mo("34600000001", "a", T0 + timedelta(seconds=20)), mo("34600000001", "b", T0),
-             mo("34600000001", "a", T0 + timedelta(seconds=20))]
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    batch = [
+        mo("34600000001", "a", T0 + timedelta(seconds=20)),
+        mo("34600000001", "b", T0),
+        mo("34600000001", "a", T0 + timedelta(seconds=20)),
+    ]
     async with sessions.begin() as session:
         results = await ingest_mos(session, batch, T0 + timedelta(seconds=10))
     assert [result.duplicate for result in results] == [False, False, True]
@@ -74,7 +85,8 @@ async def test_first_contact_batch_counts_distinct_mos_and_waits_since_the_first
 
 
 async def test_later_batches_update_counters_and_wait_again_after_a_reply(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     async with sessions.begin() as session:
         first = await ingest_mos(session, [mo("34600000002", "a", T0)], T0)
     async with sessions.begin() as session:
@@ -102,7 +114,8 @@ async def test_later_batches_update_counters_and_wait_again_after_a_reply(
 
 
 async def test_mos_counted_on_creation_but_found_stored_are_taken_back(
-        pg_sessions: async_sessionmaker[AsyncSession]) -> None:
+    pg_sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """A subscriber created with its batch's MOs counted loses those the MO insert finds stored."""
     stored = mo("34600000003", "a", T0)
     async with pg_sessions.begin() as session:

@@ -18,16 +18,23 @@ async def test_mo_write_path_keeps_only_the_indexes_its_readers_use(pg_url: str)
         async with engine.connect() as connection:
             rows = await connection.exec_driver_sql(
                 "SELECT tablename, indexname, indexdef FROM pg_indexes"
-                " WHERE tablename IN ('mo_messages', 'conversations')")
+                " WHERE tablename IN ('mo_messages', 'conversations')"
+            )
             definitions = {(row.tablename, row.indexname): row.indexdef for row in rows}
-            options = {name: await connection.scalar(
-                sa.text("SELECT reloptions FROM pg_class WHERE relname = :name"), {"name": name})
-                for name in ("subscribers", "conversations")}
+            options = {
+                name: await connection.scalar(
+                    sa.text("SELECT reloptions FROM pg_class WHERE relname = :name"), {"name": name}
+                )
+                for name in ("subscribers", "conversations")
+            }
     finally:
         await engine.dispose()
     assert sorted(name for table, name in definitions if table == "mo_messages") == [
-        "ix_mo_messages_conversation_id", "ix_mo_messages_subscriber_id_received_at", "pk_mo_messages",
-        "uq_mo_messages_dedup_key"]
+        "ix_mo_messages_conversation_id",
+        "ix_mo_messages_subscriber_id_received_at",
+        "pk_mo_messages",
+        "uq_mo_messages_dedup_key",
+    ]
     assigned = definitions[("conversations", "ix_conversations_assigned_operator_id")]
     assert "WHERE (assigned_operator_id IS NOT NULL)" in assigned
     assert options == {"subscribers": ["fillfactor=80"], "conversations": ["fillfactor=80"]}

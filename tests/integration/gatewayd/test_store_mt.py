@@ -240,8 +240,10 @@ async def test_receipt_before_submit_response_is_applied_later(
     async with sessions.begin() as session:
         changes = await record_part_results(session, [accepted(mt_id, 1, 1, "m9")], T0, RETRY)
     # the SMSC accepted it, then delivered it: the history shows both steps
-    assert [(c.previous, c.status) for c in changes] == [(MTStatus.SENDING, MTStatus.ACCEPTED),
-                                                         (MTStatus.ACCEPTED, MTStatus.DELIVERED)]
+    assert [(c.previous, c.status) for c in changes] == [
+        (MTStatus.SENDING, MTStatus.ACCEPTED),
+        (MTStatus.ACCEPTED, MTStatus.DELIVERED),
+    ]
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
         part = (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id))).scalar_one()
@@ -259,26 +261,45 @@ async def test_receipts_that_came_with_the_submit_results_are_written_with_the_p
         ("movistar", "f1"): ReceiptIn("movistar", "f1", "UNDELIV", t1, error_code=0x0B),
         ("movistar", "p1"): ReceiptIn("movistar", "p1", "ENROUTE", t1),
     }
-    results = [accepted(delivered, 1, 2, "d1"), accepted(delivered, 2, 2, "d2"), accepted(failed, 1, 1, "f1"),
-               accepted(pending, 1, 1, "p1")]
+    results = [
+        accepted(delivered, 1, 2, "d1"),
+        accepted(delivered, 2, 2, "d2"),
+        accepted(failed, 1, 1, "f1"),
+        accepted(pending, 1, 1, "p1"),
+    ]
     async with sessions.begin() as session:
         changes = await record_part_results(session, results, t1, RETRY, receipts)
     assert [(c.mt_id, c.previous, c.status) for c in changes] == [
-        (delivered, MTStatus.SENDING, MTStatus.ACCEPTED), (delivered, MTStatus.ACCEPTED, MTStatus.DELIVERED),
-        (failed, MTStatus.SENDING, MTStatus.ACCEPTED), (failed, MTStatus.ACCEPTED, MTStatus.FAILED),
-        (pending, MTStatus.SENDING, MTStatus.ACCEPTED)]
+        (delivered, MTStatus.SENDING, MTStatus.ACCEPTED),
+        (delivered, MTStatus.ACCEPTED, MTStatus.DELIVERED),
+        (failed, MTStatus.SENDING, MTStatus.ACCEPTED),
+        (failed, MTStatus.ACCEPTED, MTStatus.FAILED),
+        (pending, MTStatus.SENDING, MTStatus.ACCEPTED),
+    ]
     assert changes[3].detail == "receipt error 0xB"
-    for mt_id, status, segments in ((delivered, MTStatus.DELIVERED, 2), (failed, MTStatus.FAILED, 1),
-                                    (pending, MTStatus.ACCEPTED, 1)):
+    for mt_id, status, segments in (
+        (delivered, MTStatus.DELIVERED, 2),
+        (failed, MTStatus.FAILED, 1),
+        (pending, MTStatus.ACCEPTED, 1),
+    ):
         mt = await status_of(sessions, mt_id)
         assert (mt.status, mt.segments, mt.final_at is not None) == (status, segments, status.is_final)
     async with sessions() as session:
         parts = {(p.mt_id, p.part_no): p for p in (await session.execute(select(MTPart))).scalars()}
-        history = (await session.execute(
-            select(MTStatusHistory.status).where(MTStatusHistory.mt_id == delivered)
-            .order_by(MTStatusHistory.id))).scalars().all()
+        history = (
+            (
+                await session.execute(
+                    select(MTStatusHistory.status)
+                    .where(MTStatusHistory.mt_id == delivered)
+                    .order_by(MTStatusHistory.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert [(parts[delivered, n].status, parts[delivered, n].receipt_state) for n in (1, 2)] == [
-        (PartStatus.DELIVERED, "DELIVRD")] * 2
+        (PartStatus.DELIVERED, "DELIVRD")
+    ] * 2
     assert (parts[failed, 1].status, parts[failed, 1].error_code) == (PartStatus.UNDELIVERABLE, 0x0B)
     # an intermediate state is noted on the part, which stays accepted until its final receipt
     assert (parts[pending, 1].status, parts[pending, 1].receipt_state) == (PartStatus.ACCEPTED, "ENROUTE")
@@ -400,16 +421,21 @@ async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(
 ) -> None:
     first, second = await queue_and_claim(sessions, 2)
     async with sessions.begin() as session:
-        await record_part_results(session, [accepted(first, 1, 1, "a1"), accepted(second, 1, 1, "b1")], T0,
-                                  RETRY)
+        await record_part_results(
+            session, [accepted(first, 1, 1, "a1"), accepted(second, 1, 1, "b1")], T0, RETRY
+        )
     later = T0 + timedelta(seconds=5)
     async with sessions.begin() as session:
-        outcome = await record_receipts(session, [
-            ReceiptIn("movistar", "a1", "DELIVRD", later),
-            ReceiptIn("movistar", "a1", "UNDELIV", T0, error_code=0x0B),
-            ReceiptIn("movistar", "b1", "ENROUTE", T0),
-            ReceiptIn("movistar", "b1", "ACCEPTD", later),
-        ], T0)
+        outcome = await record_receipts(
+            session,
+            [
+                ReceiptIn("movistar", "a1", "DELIVRD", later),
+                ReceiptIn("movistar", "a1", "UNDELIV", T0, error_code=0x0B),
+                ReceiptIn("movistar", "b1", "ENROUTE", T0),
+                ReceiptIn("movistar", "b1", "ACCEPTD", later),
+            ],
+            T0,
+        )
     assert outcome.matched == 4 and outcome.early == 0
     assert [(c.mt_id, c.status) for c in outcome.changes] == [(first, MTStatus.DELIVERED)]
     async with sessions() as session:

@@ -90,7 +90,12 @@ async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "h
         now = utcnow()
         mo = NewMO(
             dedup_key=mo_dedup_key("movistar", msisdn, "997745", smsc_message_id=uuid.uuid4().hex),
-            msisdn=msisdn, carrier="movistar", short_code="997745", text=text, received_at=now, country="ES",
+            msisdn=msisdn,
+            carrier="movistar",
+            short_code="997745",
+            text=text,
+            received_at=now,
+            country="ES",
         )
         async with session_factory(engine)() as session, session.begin():
             (stored,) = await ingest_mos(session, [mo], now)

@@ -54,8 +54,12 @@ async def mt_count(settings: PanelSettings) -> int:
 def test_the_app_serves_every_plugins_routes(app: Starlette) -> None:
     served = {(method, path) for method, path, _ in plugin_routes(app.routes)}
     assert {
-        ("GET", "/login"), ("POST", "/logout"), ("GET", "/admin"), ("POST", "/notes/preview"),
-        ("GET", "/desk"), ("GET", "/desk/events"),
+        ("GET", "/login"),
+        ("POST", "/logout"),
+        ("GET", "/admin"),
+        ("POST", "/notes/preview"),
+        ("GET", "/desk"),
+        ("GET", "/desk/events"),
         ("POST", "/desk/conversations/{conversation_id:int}/reply"),
     } <= served
 
@@ -67,13 +71,22 @@ async def test_every_unsafe_route_refuses_a_request_without_or_with_a_wrong_toke
     unsafe = [(method, samples.path(path)) for method, path, _ in routes if method in UNSAFE]
     desk_posts = {path for method, path in unsafe if path.startswith("/desk/")}
     assert desk_posts == {
-        "/desk/presence", "/desk/draft", "/desk/push", f"/desk/clients/{samples.client_id}/details",
+        "/desk/presence",
+        "/desk/draft",
+        "/desk/push",
+        f"/desk/clients/{samples.client_id}/details",
         f"/desk/conversations/{samples.conversation_id}/reply",
         f"/desk/conversations/{samples.conversation_id}/close",
     }
     assert len(unsafe) >= 12
-    form = {"language": "en", "text": "hola", "presence": "online", "client_id": samples.client_id,
-            "conversation_id": str(samples.conversation_id), "alias": "Pepe"}
+    form = {
+        "language": "en",
+        "text": "hola",
+        "presence": "online",
+        "client_id": samples.client_id,
+        "conversation_id": str(samples.conversation_id),
+        "alias": "Pepe",
+    }
     for who in (None, "ana", "oscar"):  # the holder of the sample conversation included
         if who is not None:
             await login(client, who)
@@ -138,10 +151,14 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/login"): {"anonymous": 401, "ana": 401, "marta": 401, "oscar": 401, "nadie": 401},
     ("POST", "/language"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
     ("GET", "/profile"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 200},
-    ("POST", "/profile/password"): {
-        "anonymous": 401, "ana": 400, "marta": 400, "oscar": 400, "nadie": 400},
+    ("POST", "/profile/password"): {"anonymous": 401, "ana": 400, "marta": 400, "oscar": 400, "nadie": 400},
     ("POST", "/profile/preferences"): {
-        "anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
+        "anonymous": 401,
+        "ana": 303,
+        "marta": 303,
+        "oscar": 303,
+        "nadie": 303,
+    },
     ("GET", "/admin"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("GET", "/operator"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("GET", "/notes"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
@@ -153,11 +170,26 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/desk/presence"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
     ("POST", "/desk/draft"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("POST", "/desk/conversations/{conversation_id:int}/reply"): {
-        "anonymous": 401, "ana": 403, "marta": 403, "oscar": 303, "nadie": 403},
+        "anonymous": 401,
+        "ana": 403,
+        "marta": 403,
+        "oscar": 303,
+        "nadie": 403,
+    },
     ("POST", "/desk/conversations/{conversation_id:int}/close"): {
-        "anonymous": 401, "ana": 404, "marta": 404, "oscar": 303, "nadie": 403},
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 404,
+        "oscar": 303,
+        "nadie": 403,
+    },
     ("POST", "/desk/clients/{client_id}/details"): {
-        "anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+        "anonymous": 401,
+        "ana": 303,
+        "marta": 303,
+        "oscar": 303,
+        "nadie": 403,
+    },
     ("GET", "/desk/push"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("POST", "/desk/push"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
@@ -212,7 +244,11 @@ async def test_permission_matrix(app: Starlette, samples: Samples, settings: Pan
                     assert location.startswith("/login?next="), (who, method, template)
             elif access.permissions <= permissions:
                 assert status not in (401, 403) or template.startswith("/desk/conversations/"), (
-                    who, method, template, status)
+                    who,
+                    method,
+                    template,
+                    status,
+                )
             else:
                 assert status == 403, (who, method, template)
     assert mismatches == [], mismatches

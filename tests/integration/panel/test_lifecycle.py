@@ -35,8 +35,9 @@ class RecordingBus(MemoryBus):
         await super().__aexit__(exc_type, exc, tb)
 
 
-def recording_plugin(name: str, log: list[str], *, fail_start: bool = False,
-                     fail_stop: bool = False) -> Plugin:
+def recording_plugin(
+    name: str, log: list[str], *, fail_start: bool = False, fail_stop: bool = False
+) -> Plugin:
     async def start(runtime: PanelRuntime) -> None:
         if fail_start:
             raise RuntimeError(f"{name} cannot start")
@@ -87,8 +88,11 @@ async def test_shutdown_hooks_run_in_reverse_order_before_the_bus_closes(prepare
 
 async def test_a_failed_start_up_stops_only_the_plugins_that_started(prepared: PanelSettings) -> None:
     log: list[str] = []
-    plugins = [recording_plugin("alpha", log), recording_plugin("beta", log, fail_start=True),
-               recording_plugin("gamma", log)]
+    plugins = [
+        recording_plugin("alpha", log),
+        recording_plugin("beta", log, fail_start=True),
+        recording_plugin("gamma", log),
+    ]
     app = create_app(prepared, bus_factory=bus_factory(log), plugins=plugins)
     with pytest.raises(PluginError, match="beta.*on_startup failed: beta cannot start"):
         async with serving(app):
@@ -100,14 +104,21 @@ async def test_a_failing_shutdown_hook_is_logged_and_the_others_still_run(
     prepared: PanelSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     log: list[str] = []
-    plugins = [recording_plugin("alpha", log), recording_plugin("beta", log, fail_stop=True),
-               recording_plugin("gamma", log)]
+    plugins = [
+        recording_plugin("alpha", log),
+        recording_plugin("beta", log, fail_stop=True),
+        recording_plugin("gamma", log),
+    ]
     app = create_app(prepared, bus_factory=bus_factory(log), plugins=plugins)
     with caplog.at_level(logging.ERROR, logger="panel.app"):
         async with serving(app):
             pass
-    assert [entry.split(" accounts")[0] for entry in log[3:]] == ["stop gamma", "stop beta", "stop alpha",
-                                                                   "bus closed"]
+    assert [entry.split(" accounts")[0] for entry in log[3:]] == [
+        "stop gamma",
+        "stop beta",
+        "stop alpha",
+        "bus closed",
+    ]
     assert any("plugin beta: on_shutdown failed" in record.getMessage() for record in caplog.records)
 
 

@@ -13,23 +13,45 @@ SHORT_CODES = ("997745", "795500")
 
 
 def make_config(**receipts: object) -> SimulatorConfig:
-    receipt_profile = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0),
-                                     **receipts)  # type: ignore[arg-type]
+    receipt_profile = ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=0.0), **receipts)  # type: ignore[arg-type]
     return SimulatorConfig(
         carriers=(
-            CarrierProfile(name="movistar", country="ES", port=0, system_id="echat", password="secret1",
-                           short_codes=SHORT_CODES, receipts=receipt_profile),
-            CarrierProfile(name="vodafone", country="ES", port=0, system_id="echat", password="secret2",
-                           short_codes=SHORT_CODES, receipts=receipt_profile),
+            CarrierProfile(
+                name="movistar",
+                country="ES",
+                port=0,
+                system_id="echat",
+                password="secret1",
+                short_codes=SHORT_CODES,
+                receipts=receipt_profile,
+            ),
+            CarrierProfile(
+                name="vodafone",
+                country="ES",
+                port=0,
+                system_id="echat",
+                password="secret2",
+                short_codes=SHORT_CODES,
+                receipts=receipt_profile,
+            ),
         ),
-        control_port=0, seed=7, tick=0.005)
+        control_port=0,
+        seed=7,
+        tick=0.005,
+    )
 
 
 def esme_config(simulator: Simulator, carrier: str = "movistar", **overrides: object) -> ESMEConfig:
     password = {"movistar": "secret1", "vodafone": "secret2"}[carrier]
-    values: dict[str, object] = {"host": "127.0.0.1", "port": simulator.port(carrier), "system_id": "echat",
-                                 "password": password, "response_timeout": 5.0, "bind_timeout": 5.0,
-                                 "enquire_link_interval": 60.0}
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": simulator.port(carrier),
+        "system_id": "echat",
+        "password": password,
+        "response_timeout": 5.0,
+        "bind_timeout": 5.0,
+        "enquire_link_interval": 60.0,
+    }
     values.update(overrides)
     return ESMEConfig(**values)  # type: ignore[arg-type]
 

@@ -25,8 +25,16 @@ REPO = Path(__file__).resolve().parents[3]
 async def test_injected_mo_arrives_at_the_bound_client(simulator: Simulator, api: httpx.AsyncClient) -> None:
     inbox = Inbox()
     async with ESMESession(esme_config(simulator), inbox):
-        response = await api.post("/api/mo", json={"carrier": "movistar", "from": "612345678", "to": "997745",
-                                                   "text": "Hola desde la API", "encoding": "ucs2"})
+        response = await api.post(
+            "/api/mo",
+            json={
+                "carrier": "movistar",
+                "from": "612345678",
+                "to": "997745",
+                "text": "Hola desde la API",
+                "encoding": "ucs2",
+            },
+        )
         assert response.status_code == 202, response.text
         assert response.json()["parts"] == 1 and response.json()["from"] == "34612345678"
         [pdu] = await inbox.wait_for(1)
@@ -52,8 +60,10 @@ async def test_profile_read_and_update(simulator: Simulator, api: httpx.AsyncCli
     profile = (await api.get("/api/carriers/movistar")).json()
     assert profile["password"] == "********" and profile["short_codes"] == ["997745", "795500"]
     assert profile["port"] == simulator.port("movistar")
-    updated = await api.patch("/api/carriers/movistar", json={"message_id_format": "decimal",
-                                                              "receipts": {"statuses": {"UNDELIV": 1}}})
+    updated = await api.patch(
+        "/api/carriers/movistar",
+        json={"message_id_format": "decimal", "receipts": {"statuses": {"UNDELIV": 1}}},
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["receipts"]["statuses"] == {"UNDELIV": 1.0}
     async with ESMESession(esme_config(simulator)) as session:
@@ -62,8 +72,10 @@ async def test_profile_read_and_update(simulator: Simulator, api: httpx.AsyncCli
 
 
 async def test_faults_set_read_and_clear(simulator: Simulator, api: httpx.AsyncClient) -> None:
-    set_ = await api.post("/api/carriers/movistar/faults",
-                          json={"generic_nack": True, "refuse_binds": {"status": "ESME_RBINDFAIL"}})
+    set_ = await api.post(
+        "/api/carriers/movistar/faults",
+        json={"generic_nack": True, "refuse_binds": {"status": "ESME_RBINDFAIL"}},
+    )
     assert set_.status_code == 200, set_.text
     assert set_.json()["generic_nack"] is True
     assert set_.json()["refuse_binds"] == {"status": "ESME_RBINDFAIL"}
@@ -96,14 +108,28 @@ async def test_load_generator_makes_conversations(simulator: Simulator, api: htt
         assert isinstance(pdu, DeliverSM)
         await inbox(pdu)
         if not pdu.esm_class & 0x04:  # answer every MO, so the subscriber may reply
-            session.submit_nowait(SubmitSM(source_addr=pdu.destination_addr, destination_addr=pdu.source_addr,
-                                           short_message=b"Hola guapo"), lambda outcome: None)
+            session.submit_nowait(
+                SubmitSM(
+                    source_addr=pdu.destination_addr,
+                    destination_addr=pdu.source_addr,
+                    short_message=b"Hola guapo",
+                ),
+                lambda outcome: None,
+            )
         return 0
 
     async with ESMESession(esme_config(simulator), answer) as session:
-        started = await api.post("/api/load", json={"carrier": "movistar", "subscribers": 5, "rate": 200,
-                                                    "reply_probability": 1.0,
-                                                    "reply_delay": {"low": 0, "high": 0.01}, "seed": 3})
+        started = await api.post(
+            "/api/load",
+            json={
+                "carrier": "movistar",
+                "subscribers": 5,
+                "rate": 200,
+                "reply_probability": 1.0,
+                "reply_delay": {"low": 0, "high": 0.01},
+                "seed": 3,
+            },
+        )
         assert started.status_code == 201, started.text
         await eventually(lambda: simulator.loads["movistar"].replies_sent >= 3)
         status = (await api.get("/api/load")).json()["generators"]
@@ -114,13 +140,20 @@ async def test_load_generator_makes_conversations(simulator: Simulator, api: htt
     assert len(senders) <= 5 and all(s.startswith("346") or s.startswith("347") for s in senders)
 
 
-async def test_trace_writes_decoded_pdus(simulator: Simulator, api: httpx.AsyncClient,
-                                         tmp_path: Path) -> None:
+async def test_trace_writes_decoded_pdus(
+    simulator: Simulator, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
     path = tmp_path / "trace.jsonl"
     assert (await api.put("/api/trace", json={"path": str(path)})).status_code == 200
     async with ESMESession(esme_config(simulator)) as session:
-        await session.submit(SubmitSM(source_addr="997745", destination_addr="34600000001",
-                                      short_message="Olá".encode("latin-1"), data_coding=3))
+        await session.submit(
+            SubmitSM(
+                source_addr="997745",
+                destination_addr="34600000001",
+                short_message="Olá".encode("latin-1"),
+                data_coding=3,
+            )
+        )
     assert (await api.put("/api/trace", json={"path": None})).json()["path"] is None
     lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
     submits = [line for line in lines if line["command"] == "submit_sm"]
@@ -148,8 +181,9 @@ async def test_events_stream_shows_a_phone_conversation(simulator: Simulator, ap
         simulator.inject_mo("movistar", "34600111222", "997745", "Hola")
         simulator.inject_mo("movistar", "34600999999", "997745", "otro número")  # filtered out
         async with ESMESession(esme_config(simulator)) as session:
-            await session.submit(SubmitSM(source_addr="997745", destination_addr="34600111222",
-                                          short_message=b"Hola, soy Ana"))
+            await session.submit(
+                SubmitSM(source_addr="997745", destination_addr="34600111222", short_message=b"Hola, soy Ana")
+            )
         await eventually(lambda: len(conversation(events)) >= 2)
     finally:
         listener.cancel()
@@ -167,53 +201,130 @@ async def test_phone_page_and_openapi_are_served(api: httpx.AsyncClient) -> None
     assert "http://" not in page.text and "https://" not in page.text  # self-contained, no CDN
     document = (await api.get("/openapi.json")).json()
     assert document == json.loads((REPO / "docs" / "simulator-openapi.json").read_text("utf-8"))
-    app_paths = {"/api/status", "/api/carriers", "/api/carriers/{name}", "/api/carriers/{name}/faults",
-                 "/api/faults", "/api/mo", "/api/mts", "/api/counters", "/api/reset", "/api/load",
-                 "/api/trace", "/api/events", "/phone", "/openapi.json"}
+    app_paths = {
+        "/api/status",
+        "/api/carriers",
+        "/api/carriers/{name}",
+        "/api/carriers/{name}/faults",
+        "/api/faults",
+        "/api/mo",
+        "/api/mts",
+        "/api/counters",
+        "/api/reset",
+        "/api/load",
+        "/api/trace",
+        "/api/events",
+        "/phone",
+        "/openapi.json",
+    }
     assert set(document["paths"]) == app_paths
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [
-    ("POST", "/api/mo", {"carrier": "orange", "from": "34600111222", "to": "997745", "text": "x"}, 404,
-     "unknown carrier 'orange'"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "12345", "to": "997745", "text": "x"}, 400,
-     "invalid MSISDN '12345' for country ES"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": ""}, 400,
-     "text: must not be empty"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "a" * 400,
-                         "max_parts": 2}, 400, "needs 3 parts, at most 2"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "a" * 40000},
-     400, "text: too long"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": 5}, 400,
-     "text: expected a string, got the number 5"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "😊",
-                         "encoding": "gsm7"}, 400, "GSM-7 cannot carry"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "12", "text": "x"}, 400,
-     "'12' is not a short code of movistar"),
-    ("POST", "/api/mo", {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "x",
-                         "colour": "red"}, 400, "unknown key(s) colour"),
-    ("POST", "/api/mo", b"{not json", 400, "not valid JSON"),
-    ("POST", "/api/mo", [1, 2], 400, "expected a JSON object"),
-    ("POST", "/api/carriers/movistar/faults", {"slow": {"seconds": "soon"}}, 400,
-     "faults.slow.seconds: expected a number"),
-    ("POST", "/api/carriers/movistar/faults", {"throttle": True}, 400, "has no tps in its profile"),
-    ("POST", "/api/carriers/movistar/faults", {"refuse_binds": {"status": "ESME_NOPE"}}, 400,
-     "unknown command_status"),
-    ("POST", "/api/carriers/nowhere/faults", {}, 404, "unknown carrier 'nowhere'"),
-    ("PATCH", "/api/carriers/movistar", {"port": 1}, 400, "profile.port: cannot change"),
-    ("PATCH", "/api/carriers/movistar", {"receipts": {"statuses": {"LOST": 1}}}, 400,
-     "'LOST' is not one of"),
-    ("PATCH", "/api/carriers/movistar", {"max_binds": 0}, 400, "max_binds: must be at least 1"),
-    ("POST", "/api/load", {"carrier": "movistar", "rate": -1}, 400, "load.rate: must be at least 0"),
-    ("GET", "/api/mts?limit=0", None, 400, "limit: must be 1-10000"),
-    ("GET", "/api/mts?since_id=abc", None, 400, "since_id: expected an integer"),
-    ("GET", "/api/mts?carrier=orange", None, 404, "unknown carrier"),
-    ("PUT", "/api/trace", {"path": 3}, 400, "path: expected a file path or null"),
-    ("GET", "/api/nothing", None, 404, "Not Found"),
-    ("DELETE", "/api/mo", None, 405, "Method Not Allowed"),
-])
-async def test_bad_requests_get_a_clear_4xx(api: httpx.AsyncClient, method: str, path: str,
-                                            body: object, status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "orange", "from": "34600111222", "to": "997745", "text": "x"},
+            404,
+            "unknown carrier 'orange'",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "12345", "to": "997745", "text": "x"},
+            400,
+            "invalid MSISDN '12345' for country ES",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": ""},
+            400,
+            "text: must not be empty",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "a" * 400, "max_parts": 2},
+            400,
+            "needs 3 parts, at most 2",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "a" * 40000},
+            400,
+            "text: too long",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": 5},
+            400,
+            "text: expected a string, got the number 5",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "😊", "encoding": "gsm7"},
+            400,
+            "GSM-7 cannot carry",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "12", "text": "x"},
+            400,
+            "'12' is not a short code of movistar",
+        ),
+        (
+            "POST",
+            "/api/mo",
+            {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "x", "colour": "red"},
+            400,
+            "unknown key(s) colour",
+        ),
+        ("POST", "/api/mo", b"{not json", 400, "not valid JSON"),
+        ("POST", "/api/mo", [1, 2], 400, "expected a JSON object"),
+        (
+            "POST",
+            "/api/carriers/movistar/faults",
+            {"slow": {"seconds": "soon"}},
+            400,
+            "faults.slow.seconds: expected a number",
+        ),
+        ("POST", "/api/carriers/movistar/faults", {"throttle": True}, 400, "has no tps in its profile"),
+        (
+            "POST",
+            "/api/carriers/movistar/faults",
+            {"refuse_binds": {"status": "ESME_NOPE"}},
+            400,
+            "unknown command_status",
+        ),
+        ("POST", "/api/carriers/nowhere/faults", {}, 404, "unknown carrier 'nowhere'"),
+        ("PATCH", "/api/carriers/movistar", {"port": 1}, 400, "profile.port: cannot change"),
+        (
+            "PATCH",
+            "/api/carriers/movistar",
+            {"receipts": {"statuses": {"LOST": 1}}},
+            400,
+            "'LOST' is not one of",
+        ),
+        ("PATCH", "/api/carriers/movistar", {"max_binds": 0}, 400, "max_binds: must be at least 1"),
+        ("POST", "/api/load", {"carrier": "movistar", "rate": -1}, 400, "load.rate: must be at least 0"),
+        ("GET", "/api/mts?limit=0", None, 400, "limit: must be 1-10000"),
+        ("GET", "/api/mts?since_id=abc", None, 400, "since_id: expected an integer"),
+        ("GET", "/api/mts?carrier=orange", None, 404, "unknown carrier"),
+        ("PUT", "/api/trace", {"path": 3}, 400, "path: expected a file path or null"),
+        ("GET", "/api/nothing", None, 404, "Not Found"),
+        ("DELETE", "/api/mo", None, 405, "Method Not Allowed"),
+    ],
+)
+async def test_bad_requests_get_a_clear_4xx(
+    api: httpx.AsyncClient, method: str, path: str, body: object, status: int, message: str
+) -> None:
     if isinstance(body, bytes):
         response = await api.request(method, path, content=body, headers={"Content-Type": "application/json"})
     elif body is None:

@@ -34,8 +34,14 @@ async def test_receipts_wait_for_room_in_a_full_window_and_all_arrive() -> None:
 
         async with ESMESession(esme_config(simulator, window=50), slow_receiver) as session:
             responses = await session.submit_many(
-                SubmitSM(source_addr="997745", destination_addr="34600111222",
-                         short_message=f"n {n}".encode(), registered_delivery=1) for n in range(40))
+                SubmitSM(
+                    source_addr="997745",
+                    destination_addr="34600111222",
+                    short_message=f"n {n}".encode(),
+                    registered_delivery=1,
+                )
+                for n in range(40)
+            )
             await eventually(lambda: len(receipts) == 40)
         assert max(in_flight) == 2  # the window filled and was never overrun
         assert not carrier.outbox
@@ -53,8 +59,9 @@ async def test_mos_go_round_robin_between_receivers() -> None:
                 simulator.inject_mo("movistar", "34600111222", "997745", f"Hola {n}")
             await first.wait_for(5)
             await second.wait_for(5)
-    texts = [[pdu.short_message for pdu in inbox.pdus if isinstance(pdu, DeliverSM)]
-             for inbox in (first, second)]
+    texts = [
+        [pdu.short_message for pdu in inbox.pdus if isinstance(pdu, DeliverSM)] for inbox in (first, second)
+    ]
     assert sorted(texts[0] + texts[1]) == sorted(f"Hola {n}".encode() for n in range(10))
     assert {len(texts[0]), len(texts[1])} == {5}
     assert simulator.carrier("movistar").counters.mo_delivered == 10

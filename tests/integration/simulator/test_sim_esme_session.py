@@ -22,10 +22,16 @@ pytestmark = pytest.mark.integration
 SUBSCRIBER = "34600111222"
 
 
-def submit(text: str, data_coding: int = DataCoding.DEFAULT, *, registered: int = 0,
-           destination: str = SUBSCRIBER) -> SubmitSM:
-    return SubmitSM(source_addr="997745", destination_addr=destination, data_coding=data_coding,
-                    short_message=encode_text(text, data_coding), registered_delivery=registered)
+def submit(
+    text: str, data_coding: int = DataCoding.DEFAULT, *, registered: int = 0, destination: str = SUBSCRIBER
+) -> SubmitSM:
+    return SubmitSM(
+        source_addr="997745",
+        destination_addr=destination,
+        data_coding=data_coding,
+        short_message=encode_text(text, data_coding),
+        registered_delivery=registered,
+    )
 
 
 async def test_bind_with_good_credentials_is_accepted(simulator: Simulator) -> None:
@@ -35,13 +41,17 @@ async def test_bind_with_good_credentials_is_accepted(simulator: Simulator) -> N
     await eventually(lambda: not simulator.carrier("movistar").sessions)
 
 
-@pytest.mark.parametrize(("system_id", "password", "status"), [
-    ("echat", "wrong", CommandStatus.ESME_RINVPASWD),
-    ("nobody", "secret1", CommandStatus.ESME_RINVSYSID),
-    ("echat", "secret2", CommandStatus.ESME_RINVPASWD),  # vodafone's password on movistar
-])
-async def test_bind_with_bad_credentials_is_refused(simulator: Simulator, system_id: str, password: str,
-                                                    status: int) -> None:
+@pytest.mark.parametrize(
+    ("system_id", "password", "status"),
+    [
+        ("echat", "wrong", CommandStatus.ESME_RINVPASWD),
+        ("nobody", "secret1", CommandStatus.ESME_RINVSYSID),
+        ("echat", "secret2", CommandStatus.ESME_RINVPASWD),  # vodafone's password on movistar
+    ],
+)
+async def test_bind_with_bad_credentials_is_refused(
+    simulator: Simulator, system_id: str, password: str, status: int
+) -> None:
     with pytest.raises(NegativeResponseError) as refused:
         async with ESMESession(esme_config(simulator, system_id=system_id, password=password)):
             pass
@@ -60,13 +70,17 @@ async def test_refuse_binds_fault_uses_the_chosen_status(simulator: Simulator) -
         assert session.bound
 
 
-@pytest.mark.parametrize(("text", "data_coding", "encoding"), [
-    ("Hola, ¿qué tal? 10€ ñ", DataCoding.DEFAULT, "GSM-7"),
-    ("Привет 😊 你好", DataCoding.UCS2, "UCS-2"),
-    ("Olá, ação à tarde ÿ", DataCoding.LATIN1, "Latin-1"),
-])
-async def test_mt_of_each_encoding_is_stored_decoded(simulator: Simulator, text: str, data_coding: int,
-                                                     encoding: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "data_coding", "encoding"),
+    [
+        ("Hola, ¿qué tal? 10€ ñ", DataCoding.DEFAULT, "GSM-7"),
+        ("Привет 😊 你好", DataCoding.UCS2, "UCS-2"),
+        ("Olá, ação à tarde ÿ", DataCoding.LATIN1, "Latin-1"),
+    ],
+)
+async def test_mt_of_each_encoding_is_stored_decoded(
+    simulator: Simulator, text: str, data_coding: int, encoding: str
+) -> None:
     async with ESMESession(esme_config(simulator)) as session:
         response = await session.submit(submit(text, data_coding))
     assert isinstance(response, SubmitSMResp) and response.message_id
@@ -84,9 +98,14 @@ async def test_long_udh_mt_is_reassembled_in_the_mt_list(simulator: Simulator) -
     assert len(segments) > 2
     async with ESMESession(esme_config(simulator)) as session:
         for segment in reversed(segments):  # out of order on purpose
-            await session.submit(SubmitSM(source_addr="997745", destination_addr=SUBSCRIBER,
-                                          esm_class=segment.esm_class_flags,
-                                          short_message=segment.short_message))
+            await session.submit(
+                SubmitSM(
+                    source_addr="997745",
+                    destination_addr=SUBSCRIBER,
+                    esm_class=segment.esm_class_flags,
+                    short_message=segment.short_message,
+                )
+            )
     parts = [record.to_dict() for record in simulator.store.query()]
     assert {part["concat"]["part_number"] for part in parts} == set(range(1, len(segments) + 1))
     assert all(part["udh"]["concat"]["reference"] == 42 for part in parts)
@@ -103,11 +122,15 @@ async def test_receipt_status_mix_over_1000_messages() -> None:
         inbox = Inbox()
         async with ESMESession(esme_config(simulator, window=100), inbox) as session:
             responses = await session.submit_many(
-                submit(f"mensaje {n}", registered=RegisteredDelivery.FINAL) for n in range(1000))
+                submit(f"mensaje {n}", registered=RegisteredDelivery.FINAL) for n in range(1000)
+            )
             assert all(isinstance(r, SubmitSMResp) and r.command_status == 0 for r in responses)
             await inbox.wait_for(1000, seconds=30)
-    receipts = [parse_receipt(pdu.short_message, pdu.tlvs) for pdu in inbox.pdus
-                if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class)]
+    receipts = [
+        parse_receipt(pdu.short_message, pdu.tlvs)
+        for pdu in inbox.pdus
+        if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class)
+    ]
     assert len(receipts) == 1000
     submitted = {r.message_id for r in responses if isinstance(r, SubmitSMResp)}
     assert {r.message_id for r in receipts} == submitted
@@ -139,9 +162,15 @@ async def test_receipt_for_every_part_of_a_long_message(simulator: Simulator) ->
     async with ESMESession(esme_config(simulator), inbox) as session:
         ids = []
         for segment in segments:
-            response = await session.submit(SubmitSM(
-                source_addr="997745", destination_addr=SUBSCRIBER, esm_class=segment.esm_class_flags,
-                short_message=segment.short_message, registered_delivery=1))
+            response = await session.submit(
+                SubmitSM(
+                    source_addr="997745",
+                    destination_addr=SUBSCRIBER,
+                    esm_class=segment.esm_class_flags,
+                    short_message=segment.short_message,
+                    registered_delivery=1,
+                )
+            )
             assert isinstance(response, SubmitSMResp)
             ids.append(response.message_id)
         await inbox.wait_for(len(segments))

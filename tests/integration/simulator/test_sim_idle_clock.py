@@ -26,8 +26,14 @@ async def test_a_receipt_wakes_the_idle_clock_and_arrives_at_once() -> None:
         inbox = Inbox()
         async with ESMESession(esme_config(simulator), inbox) as session:
             wake = await idle_clock(simulator)
-            await session.submit(SubmitSM(source_addr="997745", destination_addr="34600111222",
-                                          short_message=b"Hola", registered_delivery=1))
+            await session.submit(
+                SubmitSM(
+                    source_addr="997745",
+                    destination_addr="34600111222",
+                    short_message=b"Hola",
+                    registered_delivery=1,
+                )
+            )
             assert wake.done()  # scheduled into the empty wheel: the clock is up again
             await inbox.wait_for(1, seconds=0.5)  # a tick away, not the idle second
             await idle_clock(simulator)  # and asleep again once the wheel is empty
@@ -38,8 +44,9 @@ async def test_starting_a_load_wakes_the_idle_clock() -> None:
         inbox = Inbox()
         async with ESMESession(esme_config(simulator), inbox):
             wake = await idle_clock(simulator)
-            simulator.start_load({"carrier": "movistar", "subscribers": 3, "rate": 200,
-                                  "reply_probability": 0})
+            simulator.start_load(
+                {"carrier": "movistar", "subscribers": 3, "rate": 200, "reply_probability": 0}
+            )
             assert wake.done()
             await inbox.wait_for(3, seconds=1.0)
             simulator.stop_load()

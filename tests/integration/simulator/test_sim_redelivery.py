@@ -38,8 +38,14 @@ def simulator_with(policy: RedeliveryPolicy) -> Simulator:
 
 async def test_temporary_errors_are_redelivered_with_backoff_until_accepted() -> None:
     policy = RedeliveryPolicy(initial=0.05, maximum=0.4, window=30.0, max_attempts=10)
-    inbox = ScriptedInbox([CommandStatus.ESME_RX_T_APPN, CommandStatus.ESME_RSYSERR,
-                           CommandStatus.ESME_RMSGQFUL, CommandStatus.ESME_RTHROTTLED])
+    inbox = ScriptedInbox(
+        [
+            CommandStatus.ESME_RX_T_APPN,
+            CommandStatus.ESME_RSYSERR,
+            CommandStatus.ESME_RMSGQFUL,
+            CommandStatus.ESME_RTHROTTLED,
+        ]
+    )
     async with simulator_with(policy) as simulator, ESMESession(esme_config(simulator), inbox):
         simulator.inject_mo("movistar", SUBSCRIBER, SHORT_CODE, "hola")
         counters = simulator.carrier("movistar").counters

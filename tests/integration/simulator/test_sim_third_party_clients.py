@@ -27,8 +27,12 @@ def _smpplib_session(port: int, password: str, texts: list[bytes], data_coding: 
     try:
         client.bind_transceiver(system_id="echat", password=password)
         for text in texts:
-            client.send_message(source_addr="997745", destination_addr="34600111222", short_message=text,
-                                data_coding=data_coding)
+            client.send_message(
+                source_addr="997745",
+                destination_addr="34600111222",
+                short_message=text,
+                data_coding=data_coding,
+            )
         statuses = []
         while len(statuses) < len(texts):
             pdu = client.read_pdu()
@@ -56,8 +60,9 @@ async def test_smpplib_bad_password_is_refused(simulator: Simulator) -> None:
 
 async def test_smpplib_sees_throttling_above_the_fault_tps(simulator: Simulator) -> None:
     simulator.set_faults("movistar", {"throttle": {"tps": 1}})
-    statuses = await asyncio.to_thread(_smpplib_session, simulator.port("movistar"), "secret1",
-                                       [b"uno", b"dos", b"tres"])
+    statuses = await asyncio.to_thread(
+        _smpplib_session, simulator.port("movistar"), "secret1", [b"uno", b"dos", b"tres"]
+    )
     assert statuses[0] == 0
     assert CommandStatus.ESME_RTHROTTLED in statuses[1:]
     assert simulator.carrier("movistar").counters.mt_rejected == statuses.count(CommandStatus.ESME_RTHROTTLED)
@@ -65,15 +70,17 @@ async def test_smpplib_sees_throttling_above_the_fault_tps(simulator: Simulator)
 
 async def test_smpplib_sees_msgqful_for_the_next_n_submits(simulator: Simulator) -> None:
     simulator.set_faults("movistar", {"msgqful": {"count": 2}})
-    statuses = await asyncio.to_thread(_smpplib_session, simulator.port("movistar"), "secret1",
-                                       [b"uno", b"dos", b"tres"])
+    statuses = await asyncio.to_thread(
+        _smpplib_session, simulator.port("movistar"), "secret1", [b"uno", b"dos", b"tres"]
+    )
     assert statuses == [CommandStatus.ESME_RMSGQFUL, CommandStatus.ESME_RMSGQFUL, 0]
 
 
 async def test_profile_tps_throttles_without_a_fault(simulator: Simulator) -> None:
     simulator.update_profile("movistar", {"tps": 1})
-    statuses = await asyncio.to_thread(_smpplib_session, simulator.port("movistar"), "secret1",
-                                       [b"a", b"b", b"c"])
+    statuses = await asyncio.to_thread(
+        _smpplib_session, simulator.port("movistar"), "secret1", [b"a", b"b", b"c"]
+    )
     assert statuses[0] == 0 and CommandStatus.ESME_RTHROTTLED in statuses
 
 
@@ -94,13 +101,22 @@ class RecordingHook(AbstractHook):
 
 def mos(hook: RecordingHook) -> list[Any]:
     """deliver_sm that are not receipts (aiosmpplib asks for a receipt by default)."""
-    return [m for m in hook.received_messages
-            if isinstance(m, aiosmpplib.DeliverSm) and not m.esm_class & 0x04]
+    return [
+        m for m in hook.received_messages if isinstance(m, aiosmpplib.DeliverSm) and not m.esm_class & 0x04
+    ]
 
 
 def _aiosmpplib_esme(port: int, password: str, hook: RecordingHook, broker: SimpleBroker) -> aiosmpplib.ESME:
-    return aiosmpplib.ESME(smsc_host="127.0.0.1", smsc_port=port, system_id="echat", password=password,
-                           hook=hook, broker=broker, log_level=logging.WARNING, socket_timeout=5.0)
+    return aiosmpplib.ESME(
+        smsc_host="127.0.0.1",
+        smsc_port=port,
+        system_id="echat",
+        password=password,
+        hook=hook,
+        broker=broker,
+        log_level=logging.WARNING,
+        socket_timeout=5.0,
+    )
 
 
 async def _close_writer(writer: asyncio.StreamWriter | None) -> None:
@@ -126,9 +142,14 @@ async def test_aiosmpplib_submits_and_receives_an_injected_mo(simulator: Simulat
     task = asyncio.create_task(esme.start(), name="test.aiosmpplib")
     try:
         await eventually(lambda: bool(simulator.carrier("vodafone").receivers))
-        await broker.enqueue(aiosmpplib.SubmitSm(
-            short_message="Hola desde aiosmpplib", source=aiosmpplib.PhoneNumber("795500"),
-            destination=aiosmpplib.PhoneNumber("34600111222"), log_id="mt-1"))
+        await broker.enqueue(
+            aiosmpplib.SubmitSm(
+                short_message="Hola desde aiosmpplib",
+                source=aiosmpplib.PhoneNumber("795500"),
+                destination=aiosmpplib.PhoneNumber("34600111222"),
+                log_id="mt-1",
+            )
+        )
         await eventually(lambda: any(isinstance(m, aiosmpplib.SubmitSmResp) for m in hook.received_messages))
         simulator.inject_mo("vodafone", "34600111222", "795500", "Hola, soy un MO")
         await eventually(lambda: len(mos(hook)) == 1)

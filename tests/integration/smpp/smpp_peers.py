@@ -116,8 +116,11 @@ class RawSMSC:
                 body = await reader.readexactly(length - 16)
                 self.received.append((command_id, status, sequence, body))
                 self._changed.set()
-                if command_id in (CommandID.BIND_TRANSMITTER, CommandID.BIND_RECEIVER,
-                                  CommandID.BIND_TRANSCEIVER):
+                if command_id in (
+                    CommandID.BIND_TRANSMITTER,
+                    CommandID.BIND_RECEIVER,
+                    CommandID.BIND_TRANSCEIVER,
+                ):
                     writer.write(response(command_id, sequence, body=b"RAW\0"))
                 elif command_id == CommandID.UNBIND:
                     writer.write(response(command_id, sequence))

@@ -21,16 +21,29 @@ from tests.integration.smpp.smpp_peers import RawSMSC, eventually, raw_pdu, resp
 
 pytestmark = pytest.mark.integration
 
-RECEIPT_12_DIGITS = (b"id:0A1B2C sub:001 dlvrd:001 submit date:240101120000 done date:240101120105 "
-                     b"stat:DELIVRD err:000 text:Hello")
+RECEIPT_12_DIGITS = (
+    b"id:0A1B2C sub:001 dlvrd:001 submit date:240101120000 done date:240101120105 "
+    b"stat:DELIVRD err:000 text:Hello"
+)
 
 
-def deliver_body(short_message: bytes, *, esm_class: int = 0, data_coding: int = 0,
-                 tlvs: bytes = b"") -> bytes:
+def deliver_body(
+    short_message: bytes, *, esm_class: int = 0, data_coding: int = 0, tlvs: bytes = b""
+) -> bytes:
     """A deliver_sm body built by hand, field by field (SMPP 3.4 §4.6.1)."""
-    return (b"\0" + b"\x01\x01" + b"33612345678\0" + b"\x00\x00" + b"4242\0"
-            + bytes([esm_class, 0, 0]) + b"\0" + b"\0" + bytes([0, 0, data_coding, 0, len(short_message)])
-            + short_message + tlvs)
+    return (
+        b"\0"
+        + b"\x01\x01"
+        + b"33612345678\0"
+        + b"\x00\x00"
+        + b"4242\0"
+        + bytes([esm_class, 0, 0])
+        + b"\0"
+        + b"\0"
+        + bytes([0, 0, data_coding, 0, len(short_message)])
+        + short_message
+        + tlvs
+    )
 
 
 class Inbox:
@@ -52,8 +65,14 @@ async def inbox() -> Inbox:
 
 @pytest.fixture
 async def session(raw_smsc: RawSMSC, inbox: Inbox) -> AsyncIterator[ESMESession]:
-    config = ESMEConfig(host="127.0.0.1", port=raw_smsc.port, system_id="echat", password="secret",
-                        response_timeout=5.0, name="hostile")
+    config = ESMEConfig(
+        host="127.0.0.1",
+        port=raw_smsc.port,
+        system_id="echat",
+        password="secret",
+        response_timeout=5.0,
+        name="hostile",
+    )
     async with ESMESession(config, inbox) as bound:
         yield bound
 
@@ -70,18 +89,23 @@ async def still_works(session: ESMESession, raw_smsc: RawSMSC) -> None:
     assert session.bound
 
 
-async def test_receipt_with_12_digit_dates_reaches_the_handler(session: ESMESession, raw_smsc: RawSMSC,
-                                                               inbox: Inbox) -> None:
-    raw_smsc.push(raw_pdu(CommandID.DELIVER_SM, 101,
-                          deliver_body(RECEIPT_12_DIGITS, esm_class=ESMClass.DELIVERY_RECEIPT)))
+async def test_receipt_with_12_digit_dates_reaches_the_handler(
+    session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox
+) -> None:
+    raw_smsc.push(
+        raw_pdu(
+            CommandID.DELIVER_SM, 101, deliver_body(RECEIPT_12_DIGITS, esm_class=ESMClass.DELIVERY_RECEIPT)
+        )
+    )
     await eventually(lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 101) == [0])
     (receipt,) = inbox.messages
     assert receipt.short_message == RECEIPT_12_DIGITS
     assert receipt.esm_class & ESMClass.DELIVERY_RECEIPT
 
 
-async def test_vendor_status_on_submit_sm_resp_fails_that_submit_only(session: ESMESession,
-                                                                     raw_smsc: RawSMSC) -> None:
+async def test_vendor_status_on_submit_sm_resp_fails_that_submit_only(
+    session: ESMESession, raw_smsc: RawSMSC
+) -> None:
     raw_smsc.script = lambda command_id, sequence, body: response(command_id, sequence, status=0x400)
     with pytest.raises(NegativeResponseError) as caught:
         await session.submit(SubmitSM(destination_addr="33612345678", short_message=b"x"))
@@ -90,11 +114,13 @@ async def test_vendor_status_on_submit_sm_resp_fails_that_submit_only(session: E
     await still_works(session, raw_smsc)
 
 
-async def test_data_coding_f5_and_binary_vendor_tlv(session: ESMESession, raw_smsc: RawSMSC,
-                                                    inbox: Inbox) -> None:
+async def test_data_coding_f5_and_binary_vendor_tlv(
+    session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox
+) -> None:
     vendor_tlv = struct.pack(">HH", 0x1401, 4) + b"\x00\xff\x10\x80"
-    raw_smsc.push(raw_pdu(CommandID.DELIVER_SM, 7, deliver_body(b"\x01\x02\xfe", data_coding=0xF5,
-                                                                tlvs=vendor_tlv)))
+    raw_smsc.push(
+        raw_pdu(CommandID.DELIVER_SM, 7, deliver_body(b"\x01\x02\xfe", data_coding=0xF5, tlvs=vendor_tlv))
+    )
     await eventually(lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 7) == [0])
     (message,) = inbox.messages
     assert message.data_coding == 0xF5
@@ -103,33 +129,43 @@ async def test_data_coding_f5_and_binary_vendor_tlv(session: ESMESession, raw_sm
     assert message.tlvs.get_bytes(0x1401) == b"\x00\xff\x10\x80"
 
 
-async def test_16_bit_concatenation_parts_out_of_order(session: ESMESession, raw_smsc: RawSMSC,
-                                                       inbox: Inbox) -> None:
+async def test_16_bit_concatenation_parts_out_of_order(
+    session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox
+) -> None:
     def part(number: int, text: bytes) -> bytes:
         udh = bytes([6, 0x08, 4, 0x12, 0x34, 2, number])  # IEI 0x08: 16-bit reference 0x1234, 2 parts
         return deliver_body(udh + text, esm_class=ESMClass.UDHI)
 
-    raw_smsc.push(raw_pdu(CommandID.DELIVER_SM, 21, part(2, b"world")) + raw_pdu(CommandID.DELIVER_SM, 20,
-                                                                               part(1, b"hello ")))
+    raw_smsc.push(
+        raw_pdu(CommandID.DELIVER_SM, 21, part(2, b"world"))
+        + raw_pdu(CommandID.DELIVER_SM, 20, part(1, b"hello "))
+    )
     await eventually(lambda: len(inbox.messages) == 2)
-    await eventually(lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 20) == [0]
-                     and answered(raw_smsc, CommandID.DELIVER_SM_RESP, 21) == [0])
+    await eventually(
+        lambda: (
+            answered(raw_smsc, CommandID.DELIVER_SM_RESP, 20) == [0]
+            and answered(raw_smsc, CommandID.DELIVER_SM_RESP, 21) == [0]
+        )
+    )
     assert [m.short_message[6] for m in inbox.messages] == [2, 1]
     assert all(m.short_message[1:5] == b"\x08\x04\x12\x34" for m in inbox.messages)
 
 
-async def test_unknown_command_id_gets_generic_nack(session: ESMESession, raw_smsc: RawSMSC,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_command_id_gets_generic_nack(
+    session: ESMESession, raw_smsc: RawSMSC, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="smpp.esme"):
         raw_smsc.push(raw_pdu(0x00000222, 33, b"whatever"))
-        await eventually(lambda: answered(raw_smsc, CommandID.GENERIC_NACK, 33)
-                         == [CommandStatus.ESME_RINVCMDID])
+        await eventually(
+            lambda: answered(raw_smsc, CommandID.GENERIC_NACK, 33) == [CommandStatus.ESME_RINVCMDID]
+        )
     assert any("0x00000222" in record.getMessage() for record in caplog.records)
     await still_works(session, raw_smsc)
 
 
-async def test_body_too_short_is_nacked_and_the_session_goes_on(session: ESMESession, raw_smsc: RawSMSC,
-                                                                inbox: Inbox) -> None:
+async def test_body_too_short_is_nacked_and_the_session_goes_on(
+    session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox
+) -> None:
     broken = raw_pdu(CommandID.DELIVER_SM, 40, b"\x00\x01\x0133612")  # the address has no NUL
     valid = raw_pdu(CommandID.DELIVER_SM, 41, deliver_body(b"after"))
     raw_smsc.push(broken + valid)
@@ -141,19 +177,22 @@ async def test_body_too_short_is_nacked_and_the_session_goes_on(session: ESMESes
 
 
 @pytest.mark.parametrize("length", [12, 0x7FFFFFFF])
-async def test_impossible_length_loses_framing_and_closes(session: ESMESession, raw_smsc: RawSMSC,
-                                                          length: int) -> None:
+async def test_impossible_length_loses_framing_and_closes(
+    session: ESMESession, raw_smsc: RawSMSC, length: int
+) -> None:
     raw_smsc.push(struct.pack(">IIII", length, CommandID.DELIVER_SM, 0, 50) + b"garbage")
     async with asyncio.timeout(10):
         await session.wait_closed()
     assert session.close_reason is not None and "framing lost" in session.close_reason
-    await eventually(lambda: answered(raw_smsc, CommandID.GENERIC_NACK, 50)
-                     == [CommandStatus.ESME_RINVCMDLEN])
+    await eventually(
+        lambda: answered(raw_smsc, CommandID.GENERIC_NACK, 50) == [CommandStatus.ESME_RINVCMDLEN]
+    )
     assert not session.bound
 
 
 async def test_response_to_a_sequence_never_sent_is_logged_and_dropped(
-        session: ESMESession, raw_smsc: RawSMSC, caplog: pytest.LogCaptureFixture) -> None:
+    session: ESMESession, raw_smsc: RawSMSC, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="smpp.esme"):
         raw_smsc.push(response(CommandID.SUBMIT_SM, 987654, body=b"ghost\0"))
         await eventually(lambda: any("987654" in record.getMessage() for record in caplog.records))
@@ -185,19 +224,22 @@ async def test_unbind_from_the_smsc_is_answered_and_closes(session: ESMESession,
         await session.submit(SubmitSM(short_message=b"too late"))
 
 
-async def test_handler_failure_answers_rx_t_appn(session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_handler_failure_answers_rx_t_appn(
+    session: ESMESession, raw_smsc: RawSMSC, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
     async def failing(pdu: DeliverSM | DataSM) -> int:
         raise RuntimeError("database down")
 
     session._on_message = failing
     with caplog.at_level(logging.ERROR, logger="smpp.esme"):
         raw_smsc.push(raw_pdu(CommandID.DELIVER_SM, 70, deliver_body(b"MO")))
-        await eventually(lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 70)
-                         == [CommandStatus.ESME_RX_T_APPN])
+        await eventually(
+            lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 70) == [CommandStatus.ESME_RX_T_APPN]
+        )
     assert any("database down" in (record.exc_text or "") or record.exc_info for record in caplog.records)
     inbox.status = CommandStatus.ESME_RX_P_APPN
     session._on_message = inbox
     raw_smsc.push(raw_pdu(CommandID.DELIVER_SM, 71, deliver_body(b"MO2")))
-    await eventually(lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 71)
-                     == [CommandStatus.ESME_RX_P_APPN])
+    await eventually(
+        lambda: answered(raw_smsc, CommandID.DELIVER_SM_RESP, 71) == [CommandStatus.ESME_RX_P_APPN]
+    )

@@ -21,8 +21,9 @@ from tests.integration.smpp.smpp_peers import PASSWORD, RecordingHandler, eventu
 pytestmark = pytest.mark.integration
 
 LONG_TEXT = "This message is long enough to need several parts. " * 5
-RECEIPT = (b"id:m1 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 "
-           b"text:Hello")
+RECEIPT = (
+    b"id:m1 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:Hello"
+)
 
 
 def _smpplib_session(port: int, password: str, texts: list[str], inbound: int) -> dict[str, list[Any]]:
@@ -38,8 +39,14 @@ def _smpplib_session(port: int, password: str, texts: list[str], inbound: int) -
             parts, coding, esm_class = smpplib.gsm.make_parts(text)
             for part in parts:
                 seen["parts"].append((part, coding, esm_class))
-                client.send_message(source_addr="4242", destination_addr="33612345678", short_message=part,
-                                    data_coding=coding, esm_class=esm_class, registered_delivery=1)
+                client.send_message(
+                    source_addr="4242",
+                    destination_addr="33612345678",
+                    short_message=part,
+                    data_coding=coding,
+                    esm_class=esm_class,
+                    registered_delivery=1,
+                )
                 client.read_once()
         while len(seen["received"]) < inbound:
             client.read_once()
@@ -59,7 +66,8 @@ async def test_smpplib_wrong_password_is_refused(smsc: tuple[SMSCServer, Recordi
 
 
 async def test_smpplib_submits_receives_mo_and_receipt_and_unbinds(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
     texts = ["Hello GSM @£$", "Привет, мир", LONG_TEXT]
     run = asyncio.create_task(asyncio.to_thread(_smpplib_session, server.port, PASSWORD, texts, 2))
@@ -69,17 +77,25 @@ async def test_smpplib_submits_receives_mo_and_receipt_and_unbinds(
     await handler.wait_for(lambda: len([p for p in handler.requests if isinstance(p, SubmitSM)]) >= expected)
     (session,) = server.sessions
     assert session.system_id == "smpplib"
-    mo = await session.deliver(DeliverSM(source_addr="33612345678", destination_addr="4242",
-                                         short_message=b"STOP"))
+    mo = await session.deliver(
+        DeliverSM(source_addr="33612345678", destination_addr="4242", short_message=b"STOP")
+    )
     assert mo.command_status == 0
-    receipt = await session.deliver(DeliverSM(source_addr="33612345678", destination_addr="4242",
-                                              esm_class=ESMClass.DELIVERY_RECEIPT, short_message=RECEIPT))
+    receipt = await session.deliver(
+        DeliverSM(
+            source_addr="33612345678",
+            destination_addr="4242",
+            esm_class=ESMClass.DELIVERY_RECEIPT,
+            short_message=RECEIPT,
+        )
+    )
     assert receipt.command_status == 0
     seen = await run
 
     submits = [pdu for pdu in handler.requests if isinstance(pdu, SubmitSM)]
     assert [(p.short_message, p.data_coding, p.esm_class) for p in submits] == [
-        (part, coding, esm_class) for part, coding, esm_class in seen["parts"]]
+        (part, coding, esm_class) for part, coding, esm_class in seen["parts"]
+    ]
     assert submits[1].data_coding == DataCoding.UCS2
     assert submits[1].short_message.decode("utf-16-be") == texts[1]
     long_parts = [p for p in submits if p.esm_class & ESMClass.UDHI]
@@ -119,8 +135,15 @@ class _Recorder(aiosmpplib.AbstractHook):
 
 
 def _aiosmpplib_esme(port: int, password: str, hook: _Recorder) -> aiosmpplib.ESME:
-    return aiosmpplib.ESME(smsc_host="127.0.0.1", smsc_port=port, system_id="aiosmpplib", password=password,
-                           hook=hook, socket_timeout=10.0, log_level="ERROR")
+    return aiosmpplib.ESME(
+        smsc_host="127.0.0.1",
+        smsc_port=port,
+        system_id="aiosmpplib",
+        password=password,
+        hook=hook,
+        socket_timeout=10.0,
+        log_level="ERROR",
+    )
 
 
 async def test_aiosmpplib_wrong_password_is_refused(smsc: tuple[SMSCServer, RecordingHandler]) -> None:
@@ -138,7 +161,8 @@ async def test_aiosmpplib_wrong_password_is_refused(smsc: tuple[SMSCServer, Reco
 
 
 async def test_aiosmpplib_submits_receives_mo_and_receipt_and_unbinds(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
     hook = _Recorder()
     esme = _aiosmpplib_esme(server.port, PASSWORD, hook)
@@ -146,10 +170,20 @@ async def test_aiosmpplib_submits_receives_mo_and_receipt_and_unbinds(
     try:
         destination = aiosmpplib.PhoneNumber("33612345678")
         source = aiosmpplib.PhoneNumber("4242")
-        for log_id, text, encoding in [("gsm", "Hello GSM", None), ("ucs2", "Привет", "ucs2"),
-                                       ("long", LONG_TEXT * 2, None)]:
-            await esme.broker.enqueue(aiosmpplib.SubmitSm(short_message=text, source=source, log_id=log_id,
-                                                          destination=destination, encoding=encoding))
+        for log_id, text, encoding in [
+            ("gsm", "Hello GSM", None),
+            ("ucs2", "Привет", "ucs2"),
+            ("long", LONG_TEXT * 2, None),
+        ]:
+            await esme.broker.enqueue(
+                aiosmpplib.SubmitSm(
+                    short_message=text,
+                    source=source,
+                    log_id=log_id,
+                    destination=destination,
+                    encoding=encoding,
+                )
+            )
         responses = await hook.wait_for(aiosmpplib.SubmitSmResp, 3)
         assert sorted(r.log_id for r in responses) == ["gsm", "long", "ucs2"]
         assert all(r.message_id.startswith("m") for r in responses)
@@ -162,10 +196,17 @@ async def test_aiosmpplib_submits_receives_mo_and_receipt_and_unbinds(
         assert long_text == (LONG_TEXT * 2).encode()
 
         (session,) = server.sessions
-        mo = await session.deliver(DeliverSM(source_addr="33612345678", destination_addr="4242",
-                                             short_message=b"HELP"))
-        receipt = await session.deliver(DeliverSM(source_addr="33612345678", destination_addr="4242",
-                                                  esm_class=ESMClass.DELIVERY_RECEIPT, short_message=RECEIPT))
+        mo = await session.deliver(
+            DeliverSM(source_addr="33612345678", destination_addr="4242", short_message=b"HELP")
+        )
+        receipt = await session.deliver(
+            DeliverSM(
+                source_addr="33612345678",
+                destination_addr="4242",
+                esm_class=ESMClass.DELIVERY_RECEIPT,
+                short_message=RECEIPT,
+            )
+        )
         assert mo.command_status == receipt.command_status == 0
         delivered = await hook.wait_for(aiosmpplib.DeliverSm, 2)
         assert delivered[0].short_message == "HELP"
@@ -179,5 +220,3 @@ async def test_aiosmpplib_submits_receives_mo_and_receipt_and_unbinds(
             await writer.wait_closed()
     await handler.wait_for(lambda: len(handler.closed) == 1)
     assert server.sessions == []
-
-

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.integration
 
 
 def config_for(port: int) -> ESMEConfig:
-    return ESMEConfig(host="127.0.0.1", port=port, system_id="echat", password=PASSWORD,
-                      response_timeout=10.0, name="handlers")
+    return ESMEConfig(
+        host="127.0.0.1",
+        port=port,
+        system_id="echat",
+        password=PASSWORD,
+        response_timeout=10.0,
+        name="handlers",
+    )
 
 
 def message_tasks() -> list[asyncio.Task[object]]:
@@ -50,7 +56,8 @@ class Pending:
 
 
 async def test_a_plain_handler_answers_with_the_status_it_returns(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, _ = smsc
     seen: list[DeliverSM | DataSM] = []
 
@@ -70,7 +77,8 @@ async def test_a_plain_handler_answers_with_the_status_it_returns(
 
 
 async def test_a_future_is_answered_when_it_is_done_and_no_task_is_made(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, _ = smsc
     handler = Pending()
     async with ESMESession(config_for(server.port), handler):
@@ -102,8 +110,9 @@ async def test_a_done_future_is_answered_at_once(smsc: tuple[SMSCServer, Recordi
     assert answer.command_status == CommandStatus.ESME_RX_R_APPN
 
 
-async def test_failures_are_answered_rx_t_appn_and_logged(smsc: tuple[SMSCServer, RecordingHandler],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_failures_are_answered_rx_t_appn_and_logged(
+    smsc: tuple[SMSCServer, RecordingHandler], caplog: pytest.LogCaptureFixture
+) -> None:
     server, _ = smsc
     loop = asyncio.get_running_loop()
 
@@ -160,7 +169,8 @@ async def test_a_coroutine_handler_still_runs_in_a_task(smsc: tuple[SMSCServer, 
 
 
 async def test_a_future_done_after_the_connection_closed_is_dropped_quietly(
-        smsc: tuple[SMSCServer, RecordingHandler], caplog: pytest.LogCaptureFixture) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler], caplog: pytest.LogCaptureFixture
+) -> None:
     server, _ = smsc
     handler = Pending()
     esme = ESMESession(config_for(server.port), handler)

@@ -29,8 +29,12 @@ pytestmark = pytest.mark.integration
 
 
 def config_for(port: int, **overrides: object) -> ESMEConfig:
-    settings: dict[str, object] = {"host": "127.0.0.1", "port": port, "system_id": "edge",
-                                   "password": PASSWORD}
+    settings: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "edge",
+        "password": PASSWORD,
+    }
     settings.update(overrides)
     return ESMEConfig(**settings)  # type: ignore[arg-type]
 
@@ -169,7 +173,7 @@ async def test_smsc_answers_enquire_link_before_bind_and_drops_a_silent_esme() -
             pdus = []
             while data and (decoded := decode(data)) is not None:
                 pdus.append(decoded[0])
-                data = data[decoded[1]:]
+                data = data[decoded[1] :]
             assert any(isinstance(pdu, EnquireLink) for pdu in pdus)
             assert server.sessions == []
         finally:
@@ -221,7 +225,8 @@ async def test_submit_many_reads_its_iterable_lazily_and_fails_the_rest_on_close
 
 
 async def test_submit_many_with_a_failing_iterable_raises_and_the_bind_stays(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
 
     def broken_outbox() -> Iterator[SubmitSM]:
@@ -257,7 +262,8 @@ async def test_cancelled_submit_many_stops_reading(raw_smsc: RawSMSC) -> None:
 
 
 async def test_smsc_handler_answering_with_the_wrong_pdu_sends_generic_nack(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
     handler.answer = lambda session, pdu: DeliverSMResp()  # not an answer to submit_sm
     async with ESMESession(config_for(server.port)) as esme:

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.integration
 
 
 def config_for(port: int, **overrides: object) -> ESMEConfig:
-    settings: dict[str, object] = {"host": "127.0.0.1", "port": port, "system_id": "echat",
-                                   "password": PASSWORD, "response_timeout": 10.0}
+    settings: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "echat",
+        "password": PASSWORD,
+        "response_timeout": 10.0,
+    }
     settings.update(overrides)
     return ESMEConfig(**settings)  # type: ignore[arg-type]
 
@@ -100,8 +105,9 @@ async def test_tps_throttle_paces_submissions(smsc: tuple[SMSCServer, RecordingH
 
 
 @pytest.mark.parametrize("status", [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL])
-async def test_throttled_request_is_resent_before_later_ones(smsc: tuple[SMSCServer, RecordingHandler],
-                                                             status: int) -> None:
+async def test_throttled_request_is_resent_before_later_ones(
+    smsc: tuple[SMSCServer, RecordingHandler], status: int
+) -> None:
     server, handler = smsc
     throttled: list[bytes] = []
 
@@ -116,7 +122,8 @@ async def test_throttled_request_is_resent_before_later_ones(smsc: tuple[SMSCSer
     async with ESMESession(config_for(server.port, window=5, throttle_backoff=0.05)) as esme:
         outcomes = await esme.submit_many([SubmitSM(short_message=b"%d" % i) for i in range(12)])
     assert [outcome.message_id for outcome in outcomes if isinstance(outcome, SubmitSMResp)] == [
-        str(i) for i in range(12)]
+        str(i) for i in range(12)
+    ]
     seen = texts(handler.requests)
     assert seen.count(b"2") == 2
     resent_at = seen.index(b"2", seen.index(b"2") + 1)
@@ -149,20 +156,29 @@ async def test_response_timeout_fails_only_that_request(smsc: tuple[SMSCServer, 
     handler.answer = ignore_slow
     async with ESMESession(config_for(server.port, response_timeout=0.3)) as esme:
         outcomes = await asyncio.gather(
-            esme.submit(SubmitSM(short_message=b"a")), esme.submit(SubmitSM(short_message=b"slow")),
-            esme.submit(SubmitSM(short_message=b"c")), return_exceptions=True)
+            esme.submit(SubmitSM(short_message=b"a")),
+            esme.submit(SubmitSM(short_message=b"slow")),
+            esme.submit(SubmitSM(short_message=b"c")),
+            return_exceptions=True,
+        )
         assert isinstance(outcomes[0], SubmitSMResp) and isinstance(outcomes[2], SubmitSMResp)
         assert isinstance(outcomes[1], ResponseTimeout)
         assert esme.bound and esme.in_flight == 0
-        (session, request), = late
+        ((session, request),) = late
         session.respond(request, SubmitSMResp(message_id="too-late"))  # dropped and logged by the ESME
         assert isinstance(await esme.submit(SubmitSM(short_message=b"d")), SubmitSMResp)
 
 
 async def test_enquire_link_timeout_drops_and_client_reconnects(raw_smsc: RawSMSC) -> None:
     states: list[bool] = []
-    config = config_for(raw_smsc.port, enquire_link_interval=0.1, enquire_link_timeout=0.2,
-                        reconnect_min=0.01, reconnect_max=0.05, name="keepalive")
+    config = config_for(
+        raw_smsc.port,
+        enquire_link_interval=0.1,
+        enquire_link_timeout=0.2,
+        reconnect_min=0.01,
+        reconnect_max=0.05,
+        name="keepalive",
+    )
     async with ESMEClient(config, on_state=lambda name, bound: states.append(bound)) as client:
         await client.wait_bound(10)
         await eventually(lambda: client.connects >= 2)
@@ -195,8 +211,9 @@ async def test_client_keeps_retrying_a_refused_bind(smsc: tuple[SMSCServer, Reco
 
 async def test_client_submit_fails_when_no_bind_comes(smsc: tuple[SMSCServer, RecordingHandler]) -> None:
     server, handler = smsc
-    config = config_for(server.port, password="wrong", reconnect_min=0.01, reconnect_max=0.02,
-                        response_timeout=0.1)
+    config = config_for(
+        server.port, password="wrong", reconnect_min=0.01, reconnect_max=0.02, response_timeout=0.1
+    )
     async with ESMEClient(config) as client:
         with pytest.raises(SessionClosed):
             await client.submit(SubmitSM(short_message=b"nowhere"))
@@ -259,12 +276,14 @@ async def raw_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 async def test_smsc_refuses_submit_from_receiver_and_a_second_bind(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
-        bound = await raw_exchange(reader, writer, BindReceiver(sequence_number=1, system_id="rx",
-                                                                password=PASSWORD))
+        bound = await raw_exchange(
+            reader, writer, BindReceiver(sequence_number=1, system_id="rx", password=PASSWORD)
+        )
         assert bound.command_status == 0
         refused = await raw_exchange(reader, writer, SubmitSM(sequence_number=2, short_message=b"no"))
         assert refused == SubmitSMResp(sequence_number=2, command_status=CommandStatus.ESME_RINVBNDSTS)
@@ -280,7 +299,8 @@ async def test_smsc_refuses_submit_from_receiver_and_a_second_bind(
 
 
 async def test_smsc_bind_refused_then_accepted_on_the_same_connection(
-        smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
     server, handler = smsc
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
@@ -309,8 +329,9 @@ async def test_smsc_deliver_window(smsc: tuple[SMSCServer, RecordingHandler]) ->
         (session,) = server.sessions
         assert session.can_receive and session.window == 5
         outcomes: list[object] = []
-        accepted = [session.deliver_nowait(DeliverSM(short_message=b"%d" % i), outcomes.append)
-                    for i in range(6)]
+        accepted = [
+            session.deliver_nowait(DeliverSM(short_message=b"%d" % i), outcomes.append) for i in range(6)
+        ]
         assert accepted == [True] * 5 + [False]
         assert session.in_flight == 5
         sixth = asyncio.create_task(session.deliver(DeliverSM(short_message=b"6")))

@@ -102,8 +102,14 @@ async def test_subscribers_get_their_own_copy_as_json_would_give_it() -> None:
         flat["status"] = "changed after publishing"
         first = await subscription.get()
         second = await subscription.get()
-    assert first.payload == {"v": 1, "id": 7, "status": "delivered", "ratio": 0.5, "final": True,
-                             "detail": None}
+    assert first.payload == {
+        "v": 1,
+        "id": 7,
+        "status": "delivered",
+        "ratio": 0.5,
+        "final": True,
+        "detail": None,
+    }
     assert second.payload == {"v": 1, "id": 8, "parts": [1, 2], "ratio": 1.0}  # the tuple came back a list
 
 
@@ -113,10 +119,12 @@ async def test_a_payload_json_cannot_carry_fails_without_subscribers_too() -> No
         await bus.publish("echat/x", {"ratio": float("nan")})
 
 
-
 async def test_remembered_matches_follow_literal_levels_and_subscription_changes() -> None:
-    async with (MemoryBus(topic_prefix="t") as bus, bus.subscribe("t/mt/+/status") as statuses,
-                bus.subscribe("t/+/mo") as mos):
+    async with (
+        MemoryBus(topic_prefix="t") as bus,
+        bus.subscribe("t/mt/+/status") as statuses,
+        bus.subscribe("t/+/mo") as mos,
+    ):
         await bus.publish("t/mt/1/status", {"n": 1})
         await bus.publish("t/5/mo", {"n": 5})
         async with bus.subscribe("t/mt/2/status") as only_two, bus.subscribe("t/#") as everything:

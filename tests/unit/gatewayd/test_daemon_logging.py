@@ -20,7 +20,7 @@ def test_plain_line_has_event_and_fields() -> None:
     log_event(logger, "bind.up", carrier="movistar", window=10, note="two words")
     line = stream.getvalue()
     assert line.count("\n") == 1
-    assert "INFO gatewayd.test bind.up carrier=movistar window=10 note=\"two words\"" in line
+    assert 'INFO gatewayd.test bind.up carrier=movistar window=10 note="two words"' in line
 
 
 def test_json_line_parses_and_carries_fields() -> None:
@@ -43,8 +43,10 @@ def test_secret_fields_and_registered_values_are_masked() -> None:
 
 
 def test_url_passwords_are_masked() -> None:
-    assert redact_url("postgresql+asyncpg://echat:pw0rd@db:5432/echat") == \
-        "postgresql+asyncpg://echat:***@db:5432/echat"
+    assert (
+        redact_url("postgresql+asyncpg://echat:pw0rd@db:5432/echat")
+        == "postgresql+asyncpg://echat:***@db:5432/echat"
+    )
     assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
     assert "pw0rd" not in redact("connecting to mqtt://u:pw0rd@broker:1883 failed")
 

@@ -71,8 +71,9 @@ async def test_a_failed_commit_fails_every_caller_of_that_batch_only() -> None:
     committer: GroupCommitter[int, int] = GroupCommitter(store.commit)
     loop_task = asyncio.create_task(committer.run_loop())
     store.fail_with = ConnectionError("database down")
-    outcomes = await asyncio.gather(*(committer.submit(number) for number in range(3)),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(committer.submit(number) for number in range(3)), return_exceptions=True
+    )
     assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
     store.fail_with = None
     assert await committer.submit(4) == 40  # the loop survived the failure
@@ -108,7 +109,8 @@ async def test_observer_sees_sizes_and_errors() -> None:
     seen: list[tuple[int, bool]] = []
     store = RecordingStore()
     committer: GroupCommitter[int, int] = GroupCommitter(
-        store.commit, on_batch=lambda size, seconds, error: seen.append((size, error is None)))
+        store.commit, on_batch=lambda size, seconds, error: seen.append((size, error is None))
+    )
     loop_task = asyncio.create_task(committer.run_loop())
     await committer.submit(1)
     store.fail_with = OSError("gone")
@@ -169,8 +171,9 @@ async def test_concurrent_batches_fail_alone_and_close_drains_both() -> None:
 
     committer: GroupCommitter[int, int] = GroupCommitter(commit, max_batch=1, concurrency=2)
     loop_task = asyncio.create_task(committer.run_loop())
-    results = await asyncio.gather(*(committer.submit(number) for number in (11, 12, 13, 14)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(committer.submit(number) for number in (11, 12, 13, 14)), return_exceptions=True
+    )
     assert results[:2] == [11, 12] and results[3] == 14
     assert isinstance(results[2], OSError)
     committer.close()

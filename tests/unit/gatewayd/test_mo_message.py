@@ -17,10 +17,21 @@ KEYWORDS = keyword_set(("BAJA", "STOP"), ("ALTA",), ("AYUDA",))
 AT = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
 
 
-def deliver(source: str, text: bytes, *, ton: int = TON.UNKNOWN, destination: str = "997745",
-            coding: int = DataCoding.DEFAULT) -> DeliverSM:
-    return DeliverSM(source_addr=source, source_addr_ton=ton, destination_addr=destination,
-                     data_coding=coding, short_message=text)
+def deliver(
+    source: str,
+    text: bytes,
+    *,
+    ton: int = TON.UNKNOWN,
+    destination: str = "997745",
+    coding: int = DataCoding.DEFAULT,
+) -> DeliverSM:
+    return DeliverSM(
+        source_addr=source,
+        source_addr_ton=ton,
+        destination_addr=destination,
+        data_coding=coding,
+        short_message=text,
+    )
 
 
 def test_national_number_becomes_e164_with_the_carrier_country() -> None:
@@ -50,8 +61,15 @@ def test_short_code_with_country_prefix_is_recognised() -> None:
     assert short_code_of("5555", BIND) == "5555"
 
 
-@pytest.mark.parametrize(("text", "kind"), [("baja", KeywordKind.OPT_OUT), ("STOP", KeywordKind.OPT_OUT),
-                                            ("Alta", KeywordKind.OPT_IN), ("ayuda", KeywordKind.HELP)])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("baja", KeywordKind.OPT_OUT),
+        ("STOP", KeywordKind.OPT_OUT),
+        ("Alta", KeywordKind.OPT_IN),
+        ("ayuda", KeywordKind.HELP),
+    ],
+)
 def test_reserved_keywords_are_detected(text: str, kind: KeywordKind) -> None:
     mo = build_inbound(BIND, deliver("600111222", text.encode()), text.encode(), 0, KEYWORDS, AT)
     assert mo.keyword is not None and mo.keyword.kind is kind
@@ -66,15 +84,25 @@ def test_a_keyword_inside_a_chat_is_not_a_command() -> None:
 
 
 def test_an_incomplete_long_mo_never_counts_as_a_command() -> None:
-    mo = build_inbound(BIND, deliver("600111222", b"baja"), b"baja", 0, KEYWORDS, AT, reference=7,
-                       parts_total=3, parts_received=2)
+    mo = build_inbound(
+        BIND,
+        deliver("600111222", b"baja"),
+        b"baja",
+        0,
+        KEYWORDS,
+        AT,
+        reference=7,
+        parts_total=3,
+        parts_received=2,
+    )
     assert mo.incomplete and mo.keyword is None
 
 
 def test_ucs2_text_is_decoded() -> None:
     body = "¿Qué tal? 😀".encode("utf-16-be")
-    mo = build_inbound(BIND, deliver("600111222", body, coding=DataCoding.UCS2), body, DataCoding.UCS2,
-                       KEYWORDS, AT)
+    mo = build_inbound(
+        BIND, deliver("600111222", body, coding=DataCoding.UCS2), body, DataCoding.UCS2, KEYWORDS, AT
+    )
     assert mo.text == "¿Qué tal? 😀"
 
 
@@ -95,24 +123,50 @@ def test_dedup_key_format_is_fixed_so_redeliveries_across_a_restart_still_match(
 def test_window_keys_cover_the_previous_bucket() -> None:
     mo = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, AT)
     current, previous = _window_keys(mo)
-    later = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS,
-                          datetime.fromtimestamp(AT.timestamp() + DEDUP_WINDOW, UTC))
+    later = build_inbound(
+        BIND,
+        deliver("600111222", b"hola"),
+        b"hola",
+        0,
+        KEYWORDS,
+        datetime.fromtimestamp(AT.timestamp() + DEDUP_WINDOW, UTC),
+    )
     # a redelivery one window later finds the first delivery under its "previous" key
     assert _window_keys(later)[1] == current
     assert previous != current and len(current) <= 64
 
 
-@pytest.mark.parametrize(("text", "word"), [("Álias hola", "ALIAS"), ("  baja ", "BAJA"), ("", None),
-                                            ("¡! hola", None), ("baja de todo esto", "BAJA"),
-                                            ("Stop.", "STOP"), ("ﬁn", "FIN"), ("Ayuda2 x", "AYUDA2")])
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("Álias hola", "ALIAS"),
+        ("  baja ", "BAJA"),
+        ("", None),
+        ("¡! hola", None),
+        ("baja de todo esto", "BAJA"),
+        ("Stop.", "STOP"),
+        ("ﬁn", "FIN"),
+        ("Ayuda2 x", "AYUDA2"),
+    ],
+)
 def test_the_first_word_is_kept_for_routing(text: str, word: str | None) -> None:
     payload = text.encode("utf-16-be")
-    mo = build_inbound(BIND, deliver("600111222", payload, coding=DataCoding.UCS2), payload, DataCoding.UCS2,
-                       KEYWORDS, AT)
+    mo = build_inbound(
+        BIND, deliver("600111222", payload, coding=DataCoding.UCS2), payload, DataCoding.UCS2, KEYWORDS, AT
+    )
     assert mo.service_keyword == word
 
 
 def test_an_incomplete_mo_keeps_its_first_word_for_routing() -> None:
-    mo = build_inbound(BIND, deliver("600111222", b"baja"), b"baja", 0, KEYWORDS, AT, reference=7,
-                       parts_total=3, parts_received=2)
+    mo = build_inbound(
+        BIND,
+        deliver("600111222", b"baja"),
+        b"baja",
+        0,
+        KEYWORDS,
+        AT,
+        reference=7,
+        parts_total=3,
+        parts_received=2,
+    )
     assert mo.keyword is None and mo.service_keyword == "BAJA"

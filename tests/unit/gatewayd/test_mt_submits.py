@@ -21,18 +21,47 @@ from smpp.text import decode_text
 from smpp.tlv import Tag
 
 
-def carrier(mode: LongMessageMode = LongMessageMode.UDH8, *, latin1: bool = False,
-            quirks: dict[str, object] | None = None) -> CarrierConfig:
+def carrier(
+    mode: LongMessageMode = LongMessageMode.UDH8,
+    *,
+    latin1: bool = False,
+    quirks: dict[str, object] | None = None,
+) -> CarrierConfig:
     bind = BindConfig(name="m-1", host="127.0.0.1", port=2775, system_id="echat", password=Secret("pw"))
-    return CarrierConfig(name="movistar", country="ES", short_codes=("997745",), binds=(bind,),
-                         allow_latin1=latin1, long_message=mode, quirks=MappingProxyType(quirks or {}))
+    return CarrierConfig(
+        name="movistar",
+        country="ES",
+        short_codes=("997745",),
+        binds=(bind,),
+        allow_latin1=latin1,
+        long_message=mode,
+        quirks=MappingProxyType(quirks or {}),
+    )
 
 
-def claimed(text: str, *, mt_id: int = 300, done: frozenset[int] = frozenset(), receipt: bool = True,
-            coding: int | None = None) -> ClaimedMT:
-    return ClaimedMT(id=mt_id, kind=MTKind.REPLY, carrier="movistar", bind_name=None, source="997745",
-                     destination="34600111222", text=text, data_coding=coding, priority=0, attempts=1,
-                     request_receipt=receipt, segments=0, done_parts=done)
+def claimed(
+    text: str,
+    *,
+    mt_id: int = 300,
+    done: frozenset[int] = frozenset(),
+    receipt: bool = True,
+    coding: int | None = None,
+) -> ClaimedMT:
+    return ClaimedMT(
+        id=mt_id,
+        kind=MTKind.REPLY,
+        carrier="movistar",
+        bind_name=None,
+        source="997745",
+        destination="34600111222",
+        text=text,
+        data_coding=coding,
+        priority=0,
+        attempts=1,
+        request_receipt=receipt,
+        segments=0,
+        done_parts=done,
+    )
 
 
 def test_short_gsm_text_is_one_plain_submit() -> None:
@@ -94,14 +123,22 @@ def test_latin1_only_when_the_carrier_accepts_it() -> None:
     assert build_submits(claimed(text), carrier(latin1=True))[1][0][1].data_coding == DataCoding.LATIN1
 
 
-@pytest.mark.parametrize("status", [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL,
-                                    CommandStatus.ESME_RX_T_APPN, CommandStatus.ESME_RSYSERR])
+@pytest.mark.parametrize(
+    "status",
+    [
+        CommandStatus.ESME_RTHROTTLED,
+        CommandStatus.ESME_RMSGQFUL,
+        CommandStatus.ESME_RX_T_APPN,
+        CommandStatus.ESME_RSYSERR,
+    ],
+)
 def test_temporary_errors_are_retried(status: int) -> None:
     assert is_temporary(status)
 
 
-@pytest.mark.parametrize("status", [CommandStatus.ESME_RINVDSTADR, CommandStatus.ESME_RX_P_APPN,
-                                    CommandStatus.ESME_RINVSRCADR])
+@pytest.mark.parametrize(
+    "status", [CommandStatus.ESME_RINVDSTADR, CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RINVSRCADR]
+)
 def test_permanent_errors_are_not(status: int) -> None:
     assert not is_temporary(status)
 
@@ -126,9 +163,16 @@ def test_confirmations_fit_one_gsm_sms() -> None:
 
 
 def test_carrier_quirks_rewrite_every_segment() -> None:
-    configured = carrier(quirks={"service_type": "CHAT", "short_code_ton": 0, "short_code_npi": 1,
-                                 "destination_style": "national", "max_registered_delivery": 0,
-                                 "extra_tlvs": {"0x1401": "0a0b"}})
+    configured = carrier(
+        quirks={
+            "service_type": "CHAT",
+            "short_code_ton": 0,
+            "short_code_npi": 1,
+            "destination_style": "national",
+            "max_registered_delivery": 0,
+            "extra_tlvs": {"0x1401": "0a0b"},
+        }
+    )
     _, submits = build_submits(claimed("x" * 200), configured, carrier_quirks(configured))
     assert len(submits) == 2
     for _, pdu in submits:

@@ -84,8 +84,14 @@ def line_of(tmp_path: Path, text: str) -> int:
     return next(number for number, line in enumerate(lines, start=1) if text in line)
 
 
-def service(router: MORouter, text: str, *, short_code: str = "997745", carrier: str = "movistar",
-            msisdn: str = "+34600111222") -> str:
+def service(
+    router: MORouter,
+    text: str,
+    *,
+    short_code: str = "997745",
+    carrier: str = "movistar",
+    msisdn: str = "+34600111222",
+) -> str:
     return router.service(short_code=short_code, text=text, carrier=carrier, msisdn=msisdn, country="ES")
 
 
@@ -95,8 +101,12 @@ def service(router: MORouter, text: str, *, short_code: str = "997745", carrier:
 def test_services_become_rules_keyword_first_and_default_last(tmp_path: Path) -> None:
     table = mo_table(config_with(tmp_path))
     names = [rule.name for rule in table.rules]
-    assert names == ["[services] alias-chat 997745/ALIAS", "[services] chat 997745",
-                     "[services] voda-chat 795500", DEFAULT_RULE]
+    assert names == [
+        "[services] alias-chat 997745/ALIAS",
+        "[services] chat 997745",
+        "[services] voda-chat 795500",
+        DEFAULT_RULE,
+    ]
     router = MORouter(table)
     assert service(router, "alias hola") == "alias-chat"
     assert service(router, "hola alias") == "chat"
@@ -111,7 +121,9 @@ def test_mo_to_an_unknown_short_code_gets_the_default_service(tmp_path: Path) ->
 
 
 def test_explicit_mo_rules_come_before_services_and_may_replace_the_default(tmp_path: Path) -> None:
-    config = config_with(tmp_path, """
+    config = config_with(
+        tmp_path,
+        """
         [[routes.mo]]
         name = "catch-all"
         default = true
@@ -125,7 +137,8 @@ def test_explicit_mo_rules_come_before_services_and_may_replace_the_default(tmp_
         service = "vip"
         operator_pool = "vip-team"
         order = 50
-        """)
+        """,
+    )
     table = mo_table(config)
     assert [rule.name for rule in table.rules][0] == "vip-prefix"
     assert table.default.name == "catch-all"
@@ -135,19 +148,27 @@ def test_explicit_mo_rules_come_before_services_and_may_replace_the_default(tmp_
     assert service(router, "hola", short_code="997746") == "overflow"
 
 
-@pytest.mark.parametrize(("carrier", "country", "destination", "text"), [
-    ("Movistar", "es", "997745", "Alias hola"), ("movistar", "ES", "34997745", "hola alias"),
-    (" Vodafone ", "ES", "795500", "hola"), ("movistar", "ES", "997746", "alias"),
-    ("movistar", "ES", "997745", "   "), ("movistar", "ES", "997745", "baja"),
-])
-def test_a_normalised_mo_gets_the_service_the_checked_path_gives(tmp_path: Path, carrier: str, country: str,
-                                                                 destination: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("carrier", "country", "destination", "text"),
+    [
+        ("Movistar", "es", "997745", "Alias hola"),
+        ("movistar", "ES", "34997745", "hola alias"),
+        (" Vodafone ", "ES", "795500", "hola"),
+        ("movistar", "ES", "997746", "alias"),
+        ("movistar", "ES", "997745", "   "),
+        ("movistar", "ES", "997745", "baja"),
+    ],
+)
+def test_a_normalised_mo_gets_the_service_the_checked_path_gives(
+    tmp_path: Path, carrier: str, country: str, destination: str, text: str
+) -> None:
     router = MORouter(mo_table(config_with(tmp_path)))
     bind = BindInfo(carrier=carrier, bind="b-1", country=country, short_codes=("997745", "795500"))
     pdu = DeliverSM(source_addr="600111222", destination_addr=destination, short_message=text.encode())
     mo = build_inbound(bind, pdu, text.encode(), 0, keyword_set(("BAJA",), (), ()), datetime.now(UTC))
-    assert router.service_of(mo) == router.service(short_code=mo.short_code, text=mo.text, carrier=carrier,
-                                                   msisdn=mo.msisdn, country=country)
+    assert router.service_of(mo) == router.service(
+        short_code=mo.short_code, text=mo.text, carrier=carrier, msisdn=mo.msisdn, country=country
+    )
 
 
 def test_a_router_without_a_table_sends_everything_to_the_default_service() -> None:
@@ -158,20 +179,26 @@ def test_a_router_without_a_table_sends_everything_to_the_default_service() -> N
 
 
 def test_a_bad_mo_rule_field_is_reported_at_its_line(tmp_path: Path) -> None:
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [[routes.mo]]
         name = "broken"
         short_code = "12"
         service = "x"
         operator_pool = "p"
-        """)
+        """,
+    )
     line = line_of(tmp_path, 'short_code = "12"')
-    assert problems == [f"{tmp_path / 'gatewayd.toml'}:{line}: routes.mo[0].short_code: must be 3-15 digits, "
-                        "got '12'"]
+    assert problems == [
+        f"{tmp_path / 'gatewayd.toml'}:{line}: routes.mo[0].short_code: must be 3-15 digits, got '12'"
+    ]
 
 
 def test_unknown_keys_and_missing_filters_are_refused(tmp_path: Path) -> None:
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [[routes.mo]]
         name = "no-filter"
         service = "x"
@@ -181,13 +208,16 @@ def test_unknown_keys_and_missing_filters_are_refused(tmp_path: Path) -> None:
         name = "typo"
         carrier = "movistar"
         bindz = ["mov-a"]
-        """)
+        """,
+    )
     assert any("routes.mo[0].default: a rule needs at least one filter" in problem for problem in problems)
     assert any("routes.mt[0].bindz: unknown field" in problem for problem in problems)
 
 
 def test_rules_must_name_configured_carriers_binds_and_short_codes(tmp_path: Path) -> None:
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [[routes.mo]]
         name = "elsewhere"
         short_code = "555555"
@@ -199,7 +229,8 @@ def test_rules_must_name_configured_carriers_binds_and_short_codes(tmp_path: Pat
         name = "ghost"
         carrier = "movistar"
         binds = ["mov-a", "mov-z"]
-        """)
+        """,
+    )
     text = "\n".join(problems)
     assert "routes.mo[0].short_code: short code 555555 belongs to no carrier's short_codes" in text
     assert "routes.mo[0].carrier: no carrier is named 'orange'" in text
@@ -208,7 +239,9 @@ def test_rules_must_name_configured_carriers_binds_and_short_codes(tmp_path: Pat
 
 
 def test_duplicate_names_and_two_defaults_are_refused(tmp_path: Path) -> None:
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [[routes.mt]]
         name = "one"
         default = true
@@ -218,7 +251,8 @@ def test_duplicate_names_and_two_defaults_are_refused(tmp_path: Path) -> None:
         name = "one"
         default = true
         binds = ["mov-a"]
-        """)
+        """,
+    )
     text = "\n".join(problems)
     assert "routes.mt[1].name: another [[routes.mt]] rule is named 'one'" in text
     assert "routes.mt[1].default: rule 'one' is already the default route" in text
@@ -235,16 +269,20 @@ def router_for(tmp_path: Path, extra: str = "") -> MTRouter:
 def test_a_reply_leaves_by_the_bind_its_mo_came_in_on(tmp_path: Path) -> None:
     router = router_for(tmp_path)
     up = {"mov-a", "mov-b", "voda#1", "voda#2"}
-    chosen = {router.select(up, carrier="movistar", destination="34600111222", inbound_bind="mov-b")
-              for _ in range(3)}
+    chosen = {
+        router.select(up, carrier="movistar", destination="34600111222", inbound_bind="mov-b")
+        for _ in range(3)
+    }
     assert chosen == {"mov-b"}
 
 
 def test_inbound_bind_down_fails_over_to_another_bind_of_the_same_carrier(tmp_path: Path) -> None:
     router = router_for(tmp_path)
     up = {"mov-a", "voda#1", "voda#2"}
-    chosen = {router.select(up, carrier="movistar", destination="34600111222", inbound_bind="mov-b")
-              for _ in range(4)}
+    chosen = {
+        router.select(up, carrier="movistar", destination="34600111222", inbound_bind="mov-b")
+        for _ in range(4)
+    }
     assert chosen == {"mov-a"}
 
 
@@ -266,12 +304,15 @@ def test_no_bind_up_is_no_route(tmp_path: Path) -> None:
 
 
 def test_an_explicit_mt_rule_orders_binds_and_expands_copies(tmp_path: Path) -> None:
-    router = router_for(tmp_path, """
+    router = router_for(
+        tmp_path,
+        """
         [[routes.mt]]
         name = "premium-by-voda"
         destination_prefix = "+34699"
         binds = ["voda", "mov-b"]
-        """)
+        """,
+    )
     up = {"mov-a", "mov-b", "voda#1", "voda#2"}
     chosen = {router.select(up, carrier="movistar", destination="34699000111") for _ in range(4)}
     assert chosen == {"voda#1", "voda#2"}

@@ -22,29 +22,42 @@ from routing.keywords import (
 )
 
 
-@pytest.mark.parametrize(("text", "kind", "keyword", "rest"), [
-    ("BAJA", KeywordKind.OPT_OUT, "BAJA", ""),
-    ("baja", KeywordKind.OPT_OUT, "BAJA", ""),
-    ("  Baja.  ", KeywordKind.OPT_OUT, "BAJA", ""),
-    ("BAJÁ", KeywordKind.OPT_OUT, "BAJA", ""),
-    ("baja alias", KeywordKind.OPT_OUT, "BAJA", "alias"),
-    ("Stop\tALIAS", KeywordKind.OPT_OUT, "STOP", "ALIAS"),
-    ("cancelar", KeywordKind.OPT_OUT, "CANCELAR", ""),
-    ("Alta", KeywordKind.OPT_IN, "ALTA", ""),
-    ("start ALIAS", KeywordKind.OPT_IN, "START", "ALIAS"),
-    ("¡Ayuda!", KeywordKind.HELP, "AYUDA", ""),
-    ("help", KeywordKind.HELP, "HELP", ""),
-    ("ＢＡＪＡ", KeywordKind.OPT_OUT, "BAJA", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "keyword", "rest"),
+    [
+        ("BAJA", KeywordKind.OPT_OUT, "BAJA", ""),
+        ("baja", KeywordKind.OPT_OUT, "BAJA", ""),
+        ("  Baja.  ", KeywordKind.OPT_OUT, "BAJA", ""),
+        ("BAJÁ", KeywordKind.OPT_OUT, "BAJA", ""),
+        ("baja alias", KeywordKind.OPT_OUT, "BAJA", "alias"),
+        ("Stop\tALIAS", KeywordKind.OPT_OUT, "STOP", "ALIAS"),
+        ("cancelar", KeywordKind.OPT_OUT, "CANCELAR", ""),
+        ("Alta", KeywordKind.OPT_IN, "ALTA", ""),
+        ("start ALIAS", KeywordKind.OPT_IN, "START", "ALIAS"),
+        ("¡Ayuda!", KeywordKind.HELP, "AYUDA", ""),
+        ("help", KeywordKind.HELP, "HELP", ""),
+        ("ＢＡＪＡ", KeywordKind.OPT_OUT, "BAJA", ""),
+    ],
+)
 def test_spanish_keywords_are_found(text: str, kind: KeywordKind, keyword: str, rest: str) -> None:
     assert SPANISH_KEYWORDS.detect(text) == KeywordMatch(kind, keyword, rest)
     assert detect_keyword(text, SPANISH_KEYWORDS) == KeywordMatch(kind, keyword, rest)
 
 
-@pytest.mark.parametrize("text", [
-    "", "   ", "hola", "alias hola", "bajamos al bar", "Baja California es preciosa",
-    "quiero darme de baja", "STOPS", "b a j a",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "hola",
+        "alias hola",
+        "bajamos al bar",
+        "Baja California es preciosa",
+        "quiero darme de baja",
+        "STOPS",
+        "b a j a",
+    ],
+)
 def test_chat_is_not_a_keyword(text: str) -> None:
     assert SPANISH_KEYWORDS.detect(text) is None
 
@@ -105,16 +118,19 @@ def test_from_dict_builds_a_set() -> None:
     assert unbounded.detect("stop it now please") is not None
 
 
-@pytest.mark.parametrize(("data", "field", "reason"), [
-    ({"opt_out": ["baja alias"]}, "opt_out", "must be one word"),
-    ({"opt_out": ["!!!"]}, "opt_out", "must be one word"),
-    ({"opt_out": [3]}, "opt_out", "item 0 must be a non-empty string"),
-    ({"opt_out": ["baja"], "opt_in": ["BAJA"]}, "opt_in", "both opt_out and opt_in"),
-    ({"max_trailing_words": -1}, "max_trailing_words", "must be >= 0"),
-    ({"max_trailing_words": True}, "max_trailing_words", "must be an integer"),
-    ({"max_trailing_words": "all"}, "max_trailing_words", "must be an integer"),
-    ({"opt_outs": ["baja"]}, "opt_outs", "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        ({"opt_out": ["baja alias"]}, "opt_out", "must be one word"),
+        ({"opt_out": ["!!!"]}, "opt_out", "must be one word"),
+        ({"opt_out": [3]}, "opt_out", "item 0 must be a non-empty string"),
+        ({"opt_out": ["baja"], "opt_in": ["BAJA"]}, "opt_in", "both opt_out and opt_in"),
+        ({"max_trailing_words": -1}, "max_trailing_words", "must be >= 0"),
+        ({"max_trailing_words": True}, "max_trailing_words", "must be an integer"),
+        ({"max_trailing_words": "all"}, "max_trailing_words", "must be an integer"),
+        ({"opt_outs": ["baja"]}, "opt_outs", "unknown field"),
+    ],
+)
 def test_from_dict_names_the_bad_field(data: dict[str, object], field: str, reason: str) -> None:
     with pytest.raises(InvalidKeywords) as caught:
         KeywordSet.from_dict(data, subject="keywords for 'ES'")
@@ -136,10 +152,15 @@ def test_normalise_keyword_is_idempotent(word: str) -> None:
     assert normalise_keyword(once) == once
 
 
-@given(st.sampled_from(sorted(SPANISH_KEYWORDS.opt_out)), st.sampled_from(["", " ", "\t", "  \n"]),
-       st.sampled_from(["", ".", "!", "..."]), st.booleans())
-def test_any_spelling_of_an_opt_out_keyword_is_found(keyword: str, space: str, punctuation: str,
-                                                      lower: bool) -> None:
+@given(
+    st.sampled_from(sorted(SPANISH_KEYWORDS.opt_out)),
+    st.sampled_from(["", " ", "\t", "  \n"]),
+    st.sampled_from(["", ".", "!", "..."]),
+    st.booleans(),
+)
+def test_any_spelling_of_an_opt_out_keyword_is_found(
+    keyword: str, space: str, punctuation: str, lower: bool
+) -> None:
     text = f"{space}{keyword.lower() if lower else keyword}{punctuation}{space}"
     match = SPANISH_KEYWORDS.detect(text)
     assert match is not None

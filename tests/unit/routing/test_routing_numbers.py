@@ -22,86 +22,98 @@ from routing.numbers import (
 from smpp.constants import NPI, TON
 
 
-@pytest.mark.parametrize(("raw", "country", "ton", "expected"), [
-    # Spain: every shape a carrier or a person produces
-    ("+34600111222", "ES", None, "+34600111222"),
-    ("0034600111222", "ES", None, "+34600111222"),
-    ("34600111222", "ES", None, "+34600111222"),
-    ("600111222", "ES", None, "+34600111222"),
-    ("600 11 12 22", "ES", None, "+34600111222"),
-    ("600-111-222", "es", None, "+34600111222"),
-    ("(+34) 600.111.222", "ES", None, "+34600111222"),
-    ("\uff0b\uff13\uff14\uff16\uff10\uff10\uff11\uff11\uff11\uff12\uff12\uff12", "ES", None, "+34600111222"),
-    ("34600111222", "ES", TON.INTERNATIONAL, "+34600111222"),
-    ("0034600111222", "ES", TON.INTERNATIONAL, "+34600111222"),
-    ("600111222", "ES", TON.NATIONAL, "+34600111222"),
-    ("600111222", "ES", TON.UNKNOWN, "+34600111222"),
-    ("34600111222", "ES", TON.UNKNOWN, "+34600111222"),
-    # trunk prefixes dropped; also accepted without them
-    ("0612345678", "FR", None, "+33612345678"),
-    ("612345678", "FR", TON.NATIONAL, "+33612345678"),
-    ("07700 900123", "GB", None, "+447700900123"),
-    ("01512 3456789", "DE", None, "+4915123456789"),
-    ("0 912 345 678", "PE", None, "+51912345678"),
-    ("912345678", "PT", None, "+351912345678"),
-    ("00351912345678", "PT", None, "+351912345678"),
-    ("3001234567", "CO", None, "+573001234567"),
-    ("912345678", "CL", None, "+56912345678"),
-    # Italy keeps the 0 of landlines; a bare '39...' mobile reads nationally
-    ("0612345678", "IT", None, "+390612345678"),
-    ("3931234567", "IT", None, "+393931234567"),
-    ("393331234567", "IT", None, "+393331234567"),
-    # NANP: trunk '1', dialling prefix '011'
-    ("(617) 555-1234", "US", None, "+16175551234"),
-    ("1 617 555 1234", "US", None, "+16175551234"),
-    ("011 34 600111222", "US", None, "+34600111222"),
-    # Mexico: the legacy mobile '1' after +52 and the old national prefixes are dropped
-    ("+521 55 1234 5678", "MX", None, "+525512345678"),
-    ("5215512345678", "MX", None, "+525512345678"),
-    ("044 55 1234 5678", "MX", None, "+525512345678"),
-    ("5512345678", "MX", None, "+525512345678"),
-    # Argentina: the international mobile '9' is kept
-    ("+54 9 11 2345 6789", "AR", None, "+5491123456789"),
-    ("011 2345 6789", "AR", None, "+541123456789"),
-    # a foreign number written without '+' on a Spanish carrier: a known country's valid number
-    ("447700900123", "ES", None, "+447700900123"),
-    # countries outside the table: accepted in international form, length checked only
-    ("+7 912 345 67 89", "ES", None, "+79123456789"),
-    ("0079123456789", None, None, "+79123456789"),
-    ("79123456789", "RU", TON.INTERNATIONAL, "+79123456789"),
-    ("34600111222", None, None, "+34600111222"),
-    ("34600111222", "BR", None, "+34600111222"),
-])
+@pytest.mark.parametrize(
+    ("raw", "country", "ton", "expected"),
+    [
+        # Spain: every shape a carrier or a person produces
+        ("+34600111222", "ES", None, "+34600111222"),
+        ("0034600111222", "ES", None, "+34600111222"),
+        ("34600111222", "ES", None, "+34600111222"),
+        ("600111222", "ES", None, "+34600111222"),
+        ("600 11 12 22", "ES", None, "+34600111222"),
+        ("600-111-222", "es", None, "+34600111222"),
+        ("(+34) 600.111.222", "ES", None, "+34600111222"),
+        (
+            "\uff0b\uff13\uff14\uff16\uff10\uff10\uff11\uff11\uff11\uff12\uff12\uff12",
+            "ES",
+            None,
+            "+34600111222",
+        ),
+        ("34600111222", "ES", TON.INTERNATIONAL, "+34600111222"),
+        ("0034600111222", "ES", TON.INTERNATIONAL, "+34600111222"),
+        ("600111222", "ES", TON.NATIONAL, "+34600111222"),
+        ("600111222", "ES", TON.UNKNOWN, "+34600111222"),
+        ("34600111222", "ES", TON.UNKNOWN, "+34600111222"),
+        # trunk prefixes dropped; also accepted without them
+        ("0612345678", "FR", None, "+33612345678"),
+        ("612345678", "FR", TON.NATIONAL, "+33612345678"),
+        ("07700 900123", "GB", None, "+447700900123"),
+        ("01512 3456789", "DE", None, "+4915123456789"),
+        ("0 912 345 678", "PE", None, "+51912345678"),
+        ("912345678", "PT", None, "+351912345678"),
+        ("00351912345678", "PT", None, "+351912345678"),
+        ("3001234567", "CO", None, "+573001234567"),
+        ("912345678", "CL", None, "+56912345678"),
+        # Italy keeps the 0 of landlines; a bare '39...' mobile reads nationally
+        ("0612345678", "IT", None, "+390612345678"),
+        ("3931234567", "IT", None, "+393931234567"),
+        ("393331234567", "IT", None, "+393331234567"),
+        # NANP: trunk '1', dialling prefix '011'
+        ("(617) 555-1234", "US", None, "+16175551234"),
+        ("1 617 555 1234", "US", None, "+16175551234"),
+        ("011 34 600111222", "US", None, "+34600111222"),
+        # Mexico: the legacy mobile '1' after +52 and the old national prefixes are dropped
+        ("+521 55 1234 5678", "MX", None, "+525512345678"),
+        ("5215512345678", "MX", None, "+525512345678"),
+        ("044 55 1234 5678", "MX", None, "+525512345678"),
+        ("5512345678", "MX", None, "+525512345678"),
+        # Argentina: the international mobile '9' is kept
+        ("+54 9 11 2345 6789", "AR", None, "+5491123456789"),
+        ("011 2345 6789", "AR", None, "+541123456789"),
+        # a foreign number written without '+' on a Spanish carrier: a known country's valid number
+        ("447700900123", "ES", None, "+447700900123"),
+        # countries outside the table: accepted in international form, length checked only
+        ("+7 912 345 67 89", "ES", None, "+79123456789"),
+        ("0079123456789", None, None, "+79123456789"),
+        ("79123456789", "RU", TON.INTERNATIONAL, "+79123456789"),
+        ("34600111222", None, None, "+34600111222"),
+        ("34600111222", "BR", None, "+34600111222"),
+    ],
+)
 def test_normalise_msisdn(raw: str, country: str | None, ton: int | None, expected: str) -> None:
     assert normalise_msisdn(raw, country, ton=ton) == expected
 
 
-@pytest.mark.parametrize(("raw", "country", "ton", "npi", "reason"), [
-    ("", "ES", None, None, "has no digits"),
-    ("+", "ES", None, None, "has no digits"),
-    ("600ABC222", "ES", None, None, "contains 'A'"),
-    ("+34+600111222", "ES", None, None, "contains '+'"),
-    ("\u0666\u0660\u0660111222", "ES", None, None, "contains"),
-    ("6001112", "ES", None, None, "7 digits after the country code +34, Spain numbers have 9"),
-    ("6001112", "ES", TON.NATIONAL, None, "is not a Spain national number"),
-    ("+34 500", "ES", None, None, "3 digits after the country code +34"),
-    ("+34 100111222", "ES", None, None, "9 digits starting with 5-9"),
-    ("+1 012 555 1234", "US", None, None, "area code and exchange start with 2-9"),
-    ("+4412345", "GB", None, None, "9 or 10"),
-    ("+4912345", "DE", None, None, "6 to 13"),
-    ("+0034600111222", "ES", None, None, "country code cannot start with 0"),
-    ("00", "ES", None, None, "no number after it"),
-    ("+1234567890123456", "ES", None, None, "at most 15"),
-    ("+79123", None, None, None, "at least 7"),
-    ("12", "BR", None, None, "national numbers of 'BR' are not known"),
-    ("12", None, None, None, "no country was given"),
-    ("eChat", "ES", TON.ALPHANUMERIC, None, "alphanumeric address (TON 5)"),
-    ("997745", "ES", TON.NETWORK_SPECIFIC, None, "short code (TON 3)"),
-    ("997745", "ES", TON.ABBREVIATED, None, "short code (TON 6)"),
-    ("34600111222", "ES", None, NPI.INTERNET, "NPI 14 (INTERNET)"),
-])
-def test_normalise_msisdn_refuses_with_a_reason(raw: str, country: str | None, ton: int | None,
-                                                npi: int | None, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "country", "ton", "npi", "reason"),
+    [
+        ("", "ES", None, None, "has no digits"),
+        ("+", "ES", None, None, "has no digits"),
+        ("600ABC222", "ES", None, None, "contains 'A'"),
+        ("+34+600111222", "ES", None, None, "contains '+'"),
+        ("\u0666\u0660\u0660111222", "ES", None, None, "contains"),
+        ("6001112", "ES", None, None, "7 digits after the country code +34, Spain numbers have 9"),
+        ("6001112", "ES", TON.NATIONAL, None, "is not a Spain national number"),
+        ("+34 500", "ES", None, None, "3 digits after the country code +34"),
+        ("+34 100111222", "ES", None, None, "9 digits starting with 5-9"),
+        ("+1 012 555 1234", "US", None, None, "area code and exchange start with 2-9"),
+        ("+4412345", "GB", None, None, "9 or 10"),
+        ("+4912345", "DE", None, None, "6 to 13"),
+        ("+0034600111222", "ES", None, None, "country code cannot start with 0"),
+        ("00", "ES", None, None, "no number after it"),
+        ("+1234567890123456", "ES", None, None, "at most 15"),
+        ("+79123", None, None, None, "at least 7"),
+        ("12", "BR", None, None, "national numbers of 'BR' are not known"),
+        ("12", None, None, None, "no country was given"),
+        ("eChat", "ES", TON.ALPHANUMERIC, None, "alphanumeric address (TON 5)"),
+        ("997745", "ES", TON.NETWORK_SPECIFIC, None, "short code (TON 3)"),
+        ("997745", "ES", TON.ABBREVIATED, None, "short code (TON 6)"),
+        ("34600111222", "ES", None, NPI.INTERNET, "NPI 14 (INTERNET)"),
+    ],
+)
+def test_normalise_msisdn_refuses_with_a_reason(
+    raw: str, country: str | None, ton: int | None, npi: int | None, reason: str
+) -> None:
     with pytest.raises(InvalidNumber) as caught:
         normalise_msisdn(raw, country, ton=ton, npi=npi)
     assert reason in str(caught.value)
@@ -153,9 +165,20 @@ def test_is_e164_and_plan_for() -> None:
 
 
 def test_every_plan_reads_its_own_examples_back() -> None:
-    examples = {"ES": "600111222", "PT": "912345678", "FR": "612345678", "IT": "3331234567",
-                "DE": "15123456789", "GB": "7700900123", "MX": "5512345678", "AR": "91123456789",
-                "CO": "3001234567", "CL": "912345678", "PE": "912345678", "US": "6175551234"}
+    examples = {
+        "ES": "600111222",
+        "PT": "912345678",
+        "FR": "612345678",
+        "IT": "3331234567",
+        "DE": "15123456789",
+        "GB": "7700900123",
+        "MX": "5512345678",
+        "AR": "91123456789",
+        "CO": "3001234567",
+        "CL": "912345678",
+        "PE": "912345678",
+        "US": "6175551234",
+    }
     assert set(examples) == set(PLANS)
     for iso, nsn in examples.items():
         plan = PLANS[iso]
@@ -176,8 +199,11 @@ def test_every_spanish_spelling_gives_the_same_e164(nsn: str, shape: str) -> Non
     assert normalise_msisdn(shape.format(nsn), "ES") == "+34" + nsn
 
 
-@given(st.text(alphabet="+0123456789 -", max_size=20), _any_plan,
-       st.sampled_from([None, TON.UNKNOWN, TON.INTERNATIONAL, TON.NATIONAL]))
+@given(
+    st.text(alphabet="+0123456789 -", max_size=20),
+    _any_plan,
+    st.sampled_from([None, TON.UNKNOWN, TON.INTERNATIONAL, TON.NATIONAL]),
+)
 def test_normalisation_is_idempotent(raw: str, country: str, ton: int | None) -> None:
     try:
         e164 = normalise_msisdn(raw, country, ton=ton)
@@ -210,11 +236,18 @@ def test_the_ascii_shortcut_cleans_as_normalising_does(raw: str) -> None:
         assert _clean(raw) == expected
 
 
-@pytest.mark.parametrize(("raw", "ton", "npi"), [
-    ("4242", TON.NETWORK_SPECIFIC, None), ("4242", TON.ABBREVIATED, None), ("eChat", TON.ALPHANUMERIC, None),
-    ("34600111222", None, NPI.DATA), ("34600111222", TON.INTERNATIONAL, NPI.INTERNET),
-])
+@pytest.mark.parametrize(
+    ("raw", "ton", "npi"),
+    [
+        ("4242", TON.NETWORK_SPECIFIC, None),
+        ("4242", TON.ABBREVIATED, None),
+        ("eChat", TON.ALPHANUMERIC, None),
+        ("34600111222", None, NPI.DATA),
+        ("34600111222", TON.INTERNATIONAL, NPI.INTERNET),
+    ],
+)
 def test_addresses_that_are_not_phone_numbers_are_refused_by_their_ton_or_npi(
-        raw: str, ton: int | None, npi: int | None) -> None:
+    raw: str, ton: int | None, npi: int | None
+) -> None:
     with pytest.raises(InvalidNumber, match=r"TON \d|NPI \d+"):
         normalise_msisdn(raw, ton=ton, npi=npi)

@@ -32,22 +32,24 @@ PLAIN = CarrierQuirks(name="plain")
 
 
 def submit(source: str = "997745", destination: str = "+34600111222", **kwargs: object) -> SubmitSM:
-    return SubmitSM(source_addr=source, destination_addr=destination, short_message=b"hola",
-                    **kwargs)  # type: ignore[arg-type]
+    return SubmitSM(source_addr=source, destination_addr=destination, short_message=b"hola", **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("address", "kind"), [
-    ("997745", SourceKind.SHORT_CODE),
-    (" 25521 ", SourceKind.SHORT_CODE),
-    ("12345678", SourceKind.SHORT_CODE),
-    ("123456789", SourceKind.NUMBER),
-    ("+34600111222", SourceKind.NUMBER),
-    ("+997", SourceKind.NUMBER),
-    ("+34 600 111 222", SourceKind.NUMBER),
-    ("eChat", SourceKind.ALPHANUMERIC),
-    ("Info 24", SourceKind.ALPHANUMERIC),
-    ("٩٩٧٧٤٥", SourceKind.ALPHANUMERIC),
-])
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("997745", SourceKind.SHORT_CODE),
+        (" 25521 ", SourceKind.SHORT_CODE),
+        ("12345678", SourceKind.SHORT_CODE),
+        ("123456789", SourceKind.NUMBER),
+        ("+34600111222", SourceKind.NUMBER),
+        ("+997", SourceKind.NUMBER),
+        ("+34 600 111 222", SourceKind.NUMBER),
+        ("eChat", SourceKind.ALPHANUMERIC),
+        ("Info 24", SourceKind.ALPHANUMERIC),
+        ("٩٩٧٧٤٥", SourceKind.ALPHANUMERIC),
+    ],
+)
 def test_classify_source(address: str, kind: SourceKind) -> None:
     assert classify_source(address) is kind
 
@@ -85,11 +87,19 @@ def test_apply_mt_with_defaults_only_fixes_addresses() -> None:
 
 def test_apply_mt_with_every_quirk() -> None:
     quirks = CarrierQuirks(
-        name="all", service_type="CMT", short_code_ton=TON.UNKNOWN, short_code_npi=NPI.ISDN,
-        destination_style=NumberStyle.NATIONAL, max_registered_delivery=1,
-        extra_tlvs=TLVs([(0x1401, b"\x0a\x0b"), (0x1402, b"")]))
-    pdu = submit(destination="34600111222", registered_delivery=0x11,
-                 tlvs=TLVs([(Tag.USER_MESSAGE_REFERENCE, 7), (0x1401, b"\xff")]))
+        name="all",
+        service_type="CMT",
+        short_code_ton=TON.UNKNOWN,
+        short_code_npi=NPI.ISDN,
+        destination_style=NumberStyle.NATIONAL,
+        max_registered_delivery=1,
+        extra_tlvs=TLVs([(0x1401, b"\x0a\x0b"), (0x1402, b"")]),
+    )
+    pdu = submit(
+        destination="34600111222",
+        registered_delivery=0x11,
+        tlvs=TLVs([(Tag.USER_MESSAGE_REFERENCE, 7), (0x1401, b"\xff")]),
+    )
     out = apply_mt(quirks, pdu)
     assert out.service_type == "CMT"
     assert (out.source_addr_ton, out.source_addr_npi) == (TON.UNKNOWN, NPI.ISDN)
@@ -118,7 +128,10 @@ def test_presets_transform_differently() -> None:
     pdu = submit(registered_delivery=0x11)
     movistar, vodafone, orange = (apply_mt(preset(name), pdu) for name in ("movistar", "vodafone", "orange"))
     assert (movistar.source_addr_ton, movistar.destination_addr, movistar.registered_delivery) == (
-        TON.NETWORK_SPECIFIC, "34600111222", 1)
+        TON.NETWORK_SPECIFIC,
+        "34600111222",
+        1,
+    )
     assert (vodafone.service_type, vodafone.source_addr_ton, vodafone.source_addr_npi) == ("CMT", 0, 1)
     assert (orange.destination_addr, orange.dest_addr_ton) == ("600111222", TON.UNKNOWN)
     assert orange.source_addr_npi == NPI.PRIVATE
@@ -152,19 +165,22 @@ def test_normalise_mo_short_code() -> None:
 # --- construction and from_dict -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"name": " "}, "name"),
-    ({"service_type": "TOOLONG"}, "service_type"),
-    ({"service_type": "C\u00d1T"}, "service_type"),
-    ({"short_code_ton": 9}, "short_code_ton"),
-    ({"short_code_npi": 2}, "short_code_npi"),
-    ({"destination_ton": True}, "destination_ton"),
-    ({"short_code_max_digits": 0}, "short_code_max_digits"),
-    ({"max_registered_delivery": 0x20}, "max_registered_delivery"),
-    ({"extra_tlvs": TLVs([(Tag.USER_MESSAGE_REFERENCE, b"\x00\x01")])}, "extra_tlvs"),
-    ({"extra_tlvs": TLVs([(0x1400, 1)])}, "extra_tlvs"),
-    ({"mo_short_code_prefix": "+34"}, "mo_short_code_prefix"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": " "}, "name"),
+        ({"service_type": "TOOLONG"}, "service_type"),
+        ({"service_type": "C\u00d1T"}, "service_type"),
+        ({"short_code_ton": 9}, "short_code_ton"),
+        ({"short_code_npi": 2}, "short_code_npi"),
+        ({"destination_ton": True}, "destination_ton"),
+        ({"short_code_max_digits": 0}, "short_code_max_digits"),
+        ({"max_registered_delivery": 0x20}, "max_registered_delivery"),
+        ({"extra_tlvs": TLVs([(Tag.USER_MESSAGE_REFERENCE, b"\x00\x01")])}, "extra_tlvs"),
+        ({"extra_tlvs": TLVs([(0x1400, 1)])}, "extra_tlvs"),
+        ({"mo_short_code_prefix": "+34"}, "mo_short_code_prefix"),
+    ],
+)
 def test_constructor_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
     values: dict[str, object] = {"name": "movistar-es", **kwargs}
     with pytest.raises(InvalidQuirks) as caught:
@@ -173,18 +189,36 @@ def test_constructor_validation_names_the_field(kwargs: dict[str, object], field
 
 
 def test_from_dict_reads_every_field() -> None:
-    quirks = CarrierQuirks.from_dict({
-        "service_type": "WAP", "short_code_ton": "network_specific", "short_code_npi": 9,
-        "short_code_max_digits": 6, "destination_style": "National", "destination_ton": 0,
-        "destination_npi": "isdn", "max_registered_delivery": 1,
-        "extra_tlvs": {"0x1401": "0a 0b", 0x1402: ""},
-        "mo_source_international": True, "mo_short_code_prefix": "34",
-    }, name="acme")
+    quirks = CarrierQuirks.from_dict(
+        {
+            "service_type": "WAP",
+            "short_code_ton": "network_specific",
+            "short_code_npi": 9,
+            "short_code_max_digits": 6,
+            "destination_style": "National",
+            "destination_ton": 0,
+            "destination_npi": "isdn",
+            "max_registered_delivery": 1,
+            "extra_tlvs": {"0x1401": "0a 0b", 0x1402: ""},
+            "mo_source_international": True,
+            "mo_short_code_prefix": "34",
+        },
+        name="acme",
+    )
     assert quirks == CarrierQuirks(
-        name="acme", service_type="WAP", short_code_ton=TON.NETWORK_SPECIFIC, short_code_npi=NPI.PRIVATE,
-        short_code_max_digits=6, destination_style=NumberStyle.NATIONAL, destination_ton=0, destination_npi=1,
-        max_registered_delivery=1, extra_tlvs=TLVs([(0x1401, b"\x0a\x0b"), (0x1402, b"")]),
-        mo_source_international=True, mo_short_code_prefix="34")
+        name="acme",
+        service_type="WAP",
+        short_code_ton=TON.NETWORK_SPECIFIC,
+        short_code_npi=NPI.PRIVATE,
+        short_code_max_digits=6,
+        destination_style=NumberStyle.NATIONAL,
+        destination_ton=0,
+        destination_npi=1,
+        max_registered_delivery=1,
+        extra_tlvs=TLVs([(0x1401, b"\x0a\x0b"), (0x1402, b"")]),
+        mo_source_international=True,
+        mo_short_code_prefix="34",
+    )
 
 
 def test_from_dict_starts_from_a_preset() -> None:
@@ -196,26 +230,29 @@ def test_from_dict_starts_from_a_preset() -> None:
     assert CarrierQuirks.from_dict({"name": "x"}) == CarrierQuirks(name="x")
 
 
-@pytest.mark.parametrize(("data", "field", "reason"), [
-    ({}, "name", "is required"),
-    ({"name": "x", "base": "telefonica"}, "base", "unknown preset 'telefonica'"),
-    ({"name": "x", "sevice_type": "CMT"}, "sevice_type", "unknown field"),
-    ({"name": "x", "short_code_ton": "short"}, "short_code_ton", "unknown name 'short'"),
-    ({"name": "x", "short_code_ton": 1.5}, "short_code_ton", "must be an integer"),
-    ({"name": "x", "short_code_ton": 8}, "short_code_ton", "must be one of 0 (unknown)"),
-    ({"name": "x", "destination_style": "e.164"}, "destination_style", "must be one of e164"),
-    ({"name": "x", "max_registered_delivery": 99}, "max_registered_delivery", "must be <= 31"),
-    ({"name": "x", "short_code_max_digits": 16}, "short_code_max_digits", "must be <= 15"),
-    ({"name": "x", "service_type": "CMTCMT"}, "service_type", "at most 5"),
-    ({"name": "x", "extra_tlvs": ["1401", "0a"]}, "extra_tlvs", "must be a table"),
-    ({"name": "x", "extra_tlvs": {"zz": "0a"}}, "extra_tlvs", "tag 'zz' is not a hex number"),
-    ({"name": "x", "extra_tlvs": {"0x0204": "0001"}}, "extra_tlvs", "0x0204 is not a vendor tag"),
-    ({"name": "x", "extra_tlvs": {"0x1401": 10}}, "extra_tlvs", "must be a hex string"),
-    ({"name": "x", "extra_tlvs": {"0x1401": "0g"}}, "extra_tlvs", "is not hex"),
-    ({"name": "x", "extra_tlvs": {"0x1401": "00" * 0x10000}}, "extra_tlvs", "longer than 65535"),
-    ({"name": "x", "mo_source_international": "yes"}, "mo_source_international", "true or false"),
-    ({"name": "x", "mo_short_code_prefix": "+34"}, "mo_short_code_prefix", "must be digits"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        ({}, "name", "is required"),
+        ({"name": "x", "base": "telefonica"}, "base", "unknown preset 'telefonica'"),
+        ({"name": "x", "sevice_type": "CMT"}, "sevice_type", "unknown field"),
+        ({"name": "x", "short_code_ton": "short"}, "short_code_ton", "unknown name 'short'"),
+        ({"name": "x", "short_code_ton": 1.5}, "short_code_ton", "must be an integer"),
+        ({"name": "x", "short_code_ton": 8}, "short_code_ton", "must be one of 0 (unknown)"),
+        ({"name": "x", "destination_style": "e.164"}, "destination_style", "must be one of e164"),
+        ({"name": "x", "max_registered_delivery": 99}, "max_registered_delivery", "must be <= 31"),
+        ({"name": "x", "short_code_max_digits": 16}, "short_code_max_digits", "must be <= 15"),
+        ({"name": "x", "service_type": "CMTCMT"}, "service_type", "at most 5"),
+        ({"name": "x", "extra_tlvs": ["1401", "0a"]}, "extra_tlvs", "must be a table"),
+        ({"name": "x", "extra_tlvs": {"zz": "0a"}}, "extra_tlvs", "tag 'zz' is not a hex number"),
+        ({"name": "x", "extra_tlvs": {"0x0204": "0001"}}, "extra_tlvs", "0x0204 is not a vendor tag"),
+        ({"name": "x", "extra_tlvs": {"0x1401": 10}}, "extra_tlvs", "must be a hex string"),
+        ({"name": "x", "extra_tlvs": {"0x1401": "0g"}}, "extra_tlvs", "is not hex"),
+        ({"name": "x", "extra_tlvs": {"0x1401": "00" * 0x10000}}, "extra_tlvs", "longer than 65535"),
+        ({"name": "x", "mo_source_international": "yes"}, "mo_source_international", "true or false"),
+        ({"name": "x", "mo_short_code_prefix": "+34"}, "mo_short_code_prefix", "must be digits"),
+    ],
+)
 def test_from_dict_errors_name_the_field(data: dict[str, object], field: str, reason: str) -> None:
     with pytest.raises(InvalidQuirks) as caught:
         CarrierQuirks.from_dict(data)
@@ -225,10 +262,15 @@ def test_from_dict_errors_name_the_field(data: dict[str, object], field: str, re
         assert caught.value.subject == "carrier quirks 'x'"
 
 
-@given(st.sampled_from(sorted(PRESETS)), st.sampled_from(["997745", "+34600111222", "eChat", "34600111222"]),
-       st.sampled_from(["+34600111222", "34600111222", "+33612345678"]), st.integers(0, 0x1F))
-def test_apply_mt_is_stable_for_international_carriers(name: str, source: str, destination: str,
-                                                       registered_delivery: int) -> None:
+@given(
+    st.sampled_from(sorted(PRESETS)),
+    st.sampled_from(["997745", "+34600111222", "eChat", "34600111222"]),
+    st.sampled_from(["+34600111222", "34600111222", "+33612345678"]),
+    st.integers(0, 0x1F),
+)
+def test_apply_mt_is_stable_for_international_carriers(
+    name: str, source: str, destination: str, registered_delivery: int
+) -> None:
     quirks = PRESETS[name]
     once = apply_mt(quirks, submit(source, destination, registered_delivery=registered_delivery))
     assert once.source_addr_ton in (quirks.short_code_ton, TON.INTERNATIONAL, TON.ALPHANUMERIC)
@@ -242,10 +284,19 @@ def test_apply_mt_is_stable_for_international_carriers(name: str, source: str, d
 # --- the MT hot path: mt_header, the explicit copy in apply_mt, the source cache -------------------------
 
 QUIRK_SETS = [
-    PLAIN, *PRESETS.values(),
-    CarrierQuirks(name="all", service_type="CMT", short_code_ton=TON.UNKNOWN, short_code_npi=NPI.ISDN,
-                  short_code_max_digits=5, destination_style=NumberStyle.E164, destination_ton=TON.UNKNOWN,
-                  max_registered_delivery=0x10, extra_tlvs=TLVs([(0x1401, b"\x0a"), (0x1402, b"")])),
+    PLAIN,
+    *PRESETS.values(),
+    CarrierQuirks(
+        name="all",
+        service_type="CMT",
+        short_code_ton=TON.UNKNOWN,
+        short_code_npi=NPI.ISDN,
+        short_code_max_digits=5,
+        destination_style=NumberStyle.E164,
+        destination_ton=TON.UNKNOWN,
+        max_registered_delivery=0x10,
+        extra_tlvs=TLVs([(0x1401, b"\x0a"), (0x1402, b"")]),
+    ),
 ]
 
 
@@ -262,22 +313,38 @@ def apply_mt_by_replace(quirks: CarrierQuirks, pdu: SubmitSM) -> SubmitSM:
     if quirks.max_registered_delivery is not None:
         registered_delivery = min(registered_delivery, quirks.max_registered_delivery)
     return dataclasses.replace(
-        pdu, service_type=quirks.service_type if quirks.service_type is not None else pdu.service_type,
-        source_addr=source, source_addr_ton=source_ton, source_addr_npi=source_npi,
-        destination_addr=format_for_carrier(e164, quirks.destination_style), dest_addr_ton=dest_ton,
-        dest_addr_npi=dest_npi, registered_delivery=registered_delivery, tlvs=tlvs)
+        pdu,
+        service_type=quirks.service_type if quirks.service_type is not None else pdu.service_type,
+        source_addr=source,
+        source_addr_ton=source_ton,
+        source_addr_npi=source_npi,
+        destination_addr=format_for_carrier(e164, quirks.destination_style),
+        dest_addr_ton=dest_ton,
+        dest_addr_npi=dest_npi,
+        registered_delivery=registered_delivery,
+        tlvs=tlvs,
+    )
 
 
 octets = st.integers(0, 0xFF)
 plain_submits = st.builds(
-    SubmitSM, sequence_number=st.integers(0, 10), service_type=st.sampled_from(["", "WAP"]),
+    SubmitSM,
+    sequence_number=st.integers(0, 10),
+    service_type=st.sampled_from(["", "WAP"]),
     source_addr=st.sampled_from(["997745", " 25521 ", "123456", "+34600111222", "34600111222", "eChat"]),
     destination_addr=st.sampled_from(["+34600111222", "34600111222", " +33612345678 ", "+1 202 555 0143"]),
-    esm_class=st.sampled_from([0, 0x40]), protocol_id=octets, priority_flag=octets,
-    schedule_delivery_time=st.sampled_from(["", "000001000000000R"]), validity_period=st.just(""),
-    registered_delivery=st.integers(0, 0x1F), replace_if_present_flag=st.integers(0, 1),
-    data_coding=st.sampled_from([0, 8]), sm_default_msg_id=octets, short_message=st.binary(max_size=20),
-    tlvs=st.sampled_from([TLVs(), TLVs([(Tag.USER_MESSAGE_REFERENCE, 7), (0x1401, b"\xff")])]))
+    esm_class=st.sampled_from([0, 0x40]),
+    protocol_id=octets,
+    priority_flag=octets,
+    schedule_delivery_time=st.sampled_from(["", "000001000000000R"]),
+    validity_period=st.just(""),
+    registered_delivery=st.integers(0, 0x1F),
+    replace_if_present_flag=st.integers(0, 1),
+    data_coding=st.sampled_from([0, 8]),
+    sm_default_msg_id=octets,
+    short_message=st.binary(max_size=20),
+    tlvs=st.sampled_from([TLVs(), TLVs([(Tag.USER_MESSAGE_REFERENCE, 7), (0x1401, b"\xff")])]),
+)
 
 
 @given(st.sampled_from(QUIRK_SETS), plain_submits)
@@ -292,11 +359,23 @@ def test_apply_mt_and_mt_header_give_what_replace_gave(quirks: CarrierQuirks, pd
             mt_header(quirks, pdu.source_addr, pdu.destination_addr)
         return
     assert apply_mt(quirks, pdu) == expected
-    header = mt_header(quirks, pdu.source_addr, pdu.destination_addr,
-                       registered_delivery=pdu.registered_delivery, service_type=pdu.service_type)
+    header = mt_header(
+        quirks,
+        pdu.source_addr,
+        pdu.destination_addr,
+        registered_delivery=pdu.registered_delivery,
+        service_type=pdu.service_type,
+    )
     built = header.submit_sm(pdu.short_message, pdu.data_coding, pdu.esm_class, pdu.tlvs)
-    plain = dataclasses.replace(pdu, sequence_number=0, protocol_id=0, priority_flag=0,
-                                schedule_delivery_time="", replace_if_present_flag=0, sm_default_msg_id=0)
+    plain = dataclasses.replace(
+        pdu,
+        sequence_number=0,
+        protocol_id=0,
+        priority_flag=0,
+        schedule_delivery_time="",
+        replace_if_present_flag=0,
+        sm_default_msg_id=0,
+    )
     assert built == apply_mt_by_replace(quirks, plain)
 
 
@@ -316,8 +395,12 @@ class TaggedSubmit(SubmitSM):
 
 
 def test_apply_mt_keeps_the_fields_of_a_submit_sm_subclass() -> None:
-    out = apply_mt(PRESETS["orange"], TaggedSubmit(source_addr="997745", destination_addr="+34600111222",
-                                                   note="kept", registered_delivery=0x11))
+    out = apply_mt(
+        PRESETS["orange"],
+        TaggedSubmit(
+            source_addr="997745", destination_addr="+34600111222", note="kept", registered_delivery=0x11
+        ),
+    )
     assert isinstance(out, TaggedSubmit)
     assert (out.note, out.destination_addr, out.registered_delivery) == ("kept", "600111222", 1)
 

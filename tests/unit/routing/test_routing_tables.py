@@ -16,16 +16,28 @@ from routing.table import MODecision, MORoutingTable, MTDecision, MTRoutingTable
 DEFAULT_MO = MORoute(name="default", service="general", operator_pool="all", default=True)
 
 
-def mo(text: str = "alias hola", *, short_code: str = "997745", carrier: str = "movistar",
-       source: str = "+34600111222") -> MOContext:
+def mo(
+    text: str = "alias hola",
+    *,
+    short_code: str = "997745",
+    carrier: str = "movistar",
+    source: str = "+34600111222",
+) -> MOContext:
     return MOContext(short_code=short_code, text=text, carrier=carrier, source_e164=source)
 
 
 MO_ROWS: list[dict[str, object]] = [
     {"name": "default", "service": "general", "operator_pool": "all", "default": True},
     {"name": "tarot", "service": "tarot", "operator_pool": "tarot-team", "keyword": "tarot", "order": 10},
-    {"name": "alias-movistar", "service": "alias", "operator_pool": "cc", "keyword": "alias",
-     "carrier": "movistar", "callcentre": True, "order": 5},
+    {
+        "name": "alias-movistar",
+        "service": "alias",
+        "operator_pool": "cc",
+        "keyword": "alias",
+        "carrier": "movistar",
+        "callcentre": True,
+        "order": 5,
+    },
     {"name": "alias", "service": "alias", "operator_pool": "alias-team", "keyword": "alias", "order": 5},
     {"name": "short-997746", "service": "amistad", "operator_pool": "amistad", "short_code": "997746"},
 ]
@@ -55,7 +67,10 @@ def test_mo_trace_explains_every_rule_tried() -> None:
     table = MORoutingTable.from_dicts(MO_ROWS)
     steps = table.trace(mo("alias", carrier="orange"))
     assert [(step.rule.name, step.failed) for step in steps] == [
-        ("short-997746", "short_code"), ("alias-movistar", "carrier"), ("alias", None)]
+        ("short-997746", "short_code"),
+        ("alias-movistar", "carrier"),
+        ("alias", None),
+    ]
     last = table.trace(mo("hola"))[-1]
     assert last == TraceStep(table.default, None)
 
@@ -86,25 +101,33 @@ def test_from_dicts_names_the_row() -> None:
         MORoutingTable.from_dicts(["default"])  # type: ignore[list-item]
 
 
-_filters = st.fixed_dictionaries({}, optional={
-    "short_code": st.sampled_from(["997745", "997746"]),
-    "keyword": st.sampled_from(["ALIAS", "TAROT"]),
-    "carrier": st.sampled_from(["movistar", "orange"]),
-    "country": st.sampled_from(["ES", "PT"]),
-    "source_prefix": st.sampled_from(["+346", "+3460", "+351"]),
-}).filter(bool)
+_filters = st.fixed_dictionaries(
+    {},
+    optional={
+        "short_code": st.sampled_from(["997745", "997746"]),
+        "keyword": st.sampled_from(["ALIAS", "TAROT"]),
+        "carrier": st.sampled_from(["movistar", "orange"]),
+        "country": st.sampled_from(["ES", "PT"]),
+        "source_prefix": st.sampled_from(["+346", "+3460", "+351"]),
+    },
+).filter(bool)
 _contexts = st.builds(
-    mo, text=st.sampled_from(["alias hola", "tarot", "hola", ""]),
+    mo,
+    text=st.sampled_from(["alias hola", "tarot", "hola", ""]),
     short_code=st.sampled_from(["997745", "997746"]),
     carrier=st.sampled_from(["movistar", "orange", "vodafone"]),
-    source=st.sampled_from(["+34600111222", "+34700111222", "+351912345678"]))
+    source=st.sampled_from(["+34600111222", "+34700111222", "+351912345678"]),
+)
 
 
 @given(st.lists(st.tuples(_filters, st.integers(-3, 3)), max_size=8), _contexts)
-def test_route_is_the_first_matching_rule_in_order(specs: list[tuple[dict[str, Any], int]],
-                                                   ctx: MOContext) -> None:
-    rules = [MORoute(name=f"r{i}", service=f"s{i}", operator_pool="p", order=order, **filters)
-             for i, (filters, order) in enumerate(specs)]
+def test_route_is_the_first_matching_rule_in_order(
+    specs: list[tuple[dict[str, Any], int]], ctx: MOContext
+) -> None:
+    rules = [
+        MORoute(name=f"r{i}", service=f"s{i}", operator_pool="p", order=order, **filters)
+        for i, (filters, order) in enumerate(specs)
+    ]
     table = MORoutingTable([*rules, DEFAULT_MO])
     decision = table.route(ctx)
     by_order = sorted(rules, key=lambda rule: rule.order)  # stable: ties keep the given order
@@ -176,8 +199,11 @@ def test_mt_table_properties_and_trace() -> None:
     assert len(mt_table) == 3 and mt_table.rules[-1] is mt_table.default
     assert mt_table.carrier_binds == {"movistar": ("mv-1", "mv-2"), "orange": ("or-1",)}
     steps = mt_table.trace(MTContext("+34600111222", carrier="orange"))
-    assert [(s.rule.name, s.failed) for s in steps] == [("echat-sender", "short_code"),
-                                                         ("portugal", "country"), ("default", None)]
+    assert [(s.rule.name, s.failed) for s in steps] == [
+        ("echat-sender", "short_code"),
+        ("portugal", "country"),
+        ("default", None),
+    ]
 
 
 def test_mt_table_validation() -> None:
@@ -209,10 +235,14 @@ def test_mt_table_from_dicts() -> None:
     assert (caught.value.subject, caught.value.field) == ("MT rule 'x'", "carrier")
 
 
-@given(st.lists(st.sampled_from(["mv-1", "mv-2", "or-1", "aggregator", "pt-1"]), unique=True),
-       st.sampled_from(["movistar", "orange", "vodafone"]), st.sampled_from([None, "mv-1", "mv-2", "or-1"]))
-def test_mt_selection_only_returns_candidates_that_are_up(up: list[str], carrier: str,
-                                                          inbound: str | None) -> None:
+@given(
+    st.lists(st.sampled_from(["mv-1", "mv-2", "or-1", "aggregator", "pt-1"]), unique=True),
+    st.sampled_from(["movistar", "orange", "vodafone"]),
+    st.sampled_from([None, "mv-1", "mv-2", "or-1"]),
+)
+def test_mt_selection_only_returns_candidates_that_are_up(
+    up: list[str], carrier: str, inbound: str | None
+) -> None:
     ctx = MTContext("+34600111222", carrier=carrier, inbound_bind=inbound)
     mt_table = table()
     candidates = mt_table.candidates(ctx, mt_table.match(ctx))

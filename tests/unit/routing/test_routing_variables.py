@@ -51,8 +51,9 @@ def test_naive_time_is_refused() -> None:
 
 
 def test_render_template_substitutes_known_placeholders() -> None:
-    rendered = render_template("Hola {telefono}, recibimos '{mensaje}' en el {host} a las {hora} ({pais})",
-                               variables())
+    rendered = render_template(
+        "Hola {telefono}, recibimos '{mensaje}' en el {host} a las {hora} ({pais})", variables()
+    )
     assert rendered == "Hola +34600111222, recibimos 'alias hola guapa' en el 997745 a las 23:05:09 (ES)"
 
 
@@ -60,19 +61,22 @@ def test_render_template_accepts_case_and_accent_variants() -> None:
     assert render_template("{Teléfono} {PAÍS} {Operador}", variables()) == "+34600111222 ES movistar"
 
 
-@pytest.mark.parametrize(("template", "expected"), [
-    ("{desconocida} {host}", "{desconocida} 997745"),  # unknown placeholders stay as written
-    ("{{host}} = {host}", "{host} = 997745"),  # doubled braces are literal
-    ("{{}}", "{}"),
-    ("{ host }", "{ host }"),
-    ("{host", "{host"),
-    ("host}", "host}"),
-    ("{mensaje.__class__}", "{mensaje.__class__}"),  # no attribute access
-    ("{mensaje[0]}", "{mensaje[0]}"),  # no indexing
-    ("{0}", "{0}"),
-    ("{}", "{}"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{desconocida} {host}", "{desconocida} 997745"),  # unknown placeholders stay as written
+        ("{{host}} = {host}", "{host} = 997745"),  # doubled braces are literal
+        ("{{}}", "{}"),
+        ("{ host }", "{ host }"),
+        ("{host", "{host"),
+        ("host}", "host}"),
+        ("{mensaje.__class__}", "{mensaje.__class__}"),  # no attribute access
+        ("{mensaje[0]}", "{mensaje[0]}"),  # no indexing
+        ("{0}", "{0}"),
+        ("{}", "{}"),
+        ("", ""),
+    ],
+)
 def test_render_template_is_not_str_format(template: str, expected: str) -> None:
     assert render_template(template, variables()) == expected
 

@@ -28,7 +28,8 @@ def test_default_config_serves_two_spanish_carriers() -> None:
 
 def test_toml_file_with_a_simulator_table(tmp_path: Path) -> None:
     path = tmp_path / "sim.toml"
-    path.write_text("""
+    path.write_text(
+        """
 [simulator]
 mt_store_size = 500
 trace = "/tmp/pdus.jsonl"
@@ -49,7 +50,9 @@ statuses = { DELIVRD = 80, UNDELIV = 20 }
 overrides = { "+33612345678" = "REJECTD" }
 [simulator.carriers.orange.faults]
 msgqful = { count = 3 }
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     config = load_config(path)
     [orange] = config.carriers
     assert config.control_port == 9000 and config.mt_store_size == 500
@@ -62,23 +65,70 @@ msgqful = { count = 3 }
     assert orange.faults == {"msgqful": {"count": 3}}
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a"}}}, "carriers.x.password: required"),
-    ({"carriers": {"x": {"country": "ZZ", "port": 1, "system_id": "a", "password": "b"}}},
-     "carriers.x.country: unknown country 'ZZ'"),
-    ({"carriers": {"x": {"country": "ES", "port": 70000, "system_id": "a", "password": "b"}}},
-     "carriers.x.port: must be at most 65535"),
-    ({"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b", "tsp": 3}}},
-     "unknown key(s) tsp"),
-    ({"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b",
-                         "receipts": {"delay": {"kind": "uniform", "low": 3, "high": 1}}}}},
-     "carriers.x.receipts.delay.high: must be at least low"),
-    ({"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b",
-                         "receipts": {"statuses": {"DELIVRD": 0}}}}}, "at least one state needs a weight"),
-    ({"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b",
-                         "faults": {"throttle": True}}}}, "has no tps in its profile"),
-    ({"carriers": {}}, "at least one carrier is needed"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a"}}},
+            "carriers.x.password: required",
+        ),
+        (
+            {"carriers": {"x": {"country": "ZZ", "port": 1, "system_id": "a", "password": "b"}}},
+            "carriers.x.country: unknown country 'ZZ'",
+        ),
+        (
+            {"carriers": {"x": {"country": "ES", "port": 70000, "system_id": "a", "password": "b"}}},
+            "carriers.x.port: must be at most 65535",
+        ),
+        (
+            {"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b", "tsp": 3}}},
+            "unknown key(s) tsp",
+        ),
+        (
+            {
+                "carriers": {
+                    "x": {
+                        "country": "ES",
+                        "port": 1,
+                        "system_id": "a",
+                        "password": "b",
+                        "receipts": {"delay": {"kind": "uniform", "low": 3, "high": 1}},
+                    }
+                }
+            },
+            "carriers.x.receipts.delay.high: must be at least low",
+        ),
+        (
+            {
+                "carriers": {
+                    "x": {
+                        "country": "ES",
+                        "port": 1,
+                        "system_id": "a",
+                        "password": "b",
+                        "receipts": {"statuses": {"DELIVRD": 0}},
+                    }
+                }
+            },
+            "at least one state needs a weight",
+        ),
+        (
+            {
+                "carriers": {
+                    "x": {
+                        "country": "ES",
+                        "port": 1,
+                        "system_id": "a",
+                        "password": "b",
+                        "faults": {"throttle": True},
+                    }
+                }
+            },
+            "has no tps in its profile",
+        ),
+        ({"carriers": {}}, "at least one carrier is needed"),
+    ],
+)
 def test_bad_config_names_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError) as error:
         parse_config(data, "sim.toml")
@@ -100,10 +150,15 @@ def test_profile_patch_keeps_what_it_does_not_name() -> None:
     assert patched.short_codes == base.short_codes
 
 
-@pytest.mark.parametrize(("given", "normal"), [
-    ("+34612345678", "34612345678"), ("0034712345678", "34712345678"), ("612 345 678", "34612345678"),
-    ("34612345678", "34612345678"),
-])
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("+34612345678", "34612345678"),
+        ("0034712345678", "34712345678"),
+        ("612 345 678", "34612345678"),
+        ("34612345678", "34612345678"),
+    ],
+)
 def test_spanish_msisdns_are_normalized(given: str, normal: str) -> None:
     assert normalize_msisdn(given, "ES") == normal
 
@@ -134,8 +189,26 @@ def test_cli_flags_override_the_defaults() -> None:
 
 
 def test_cli_inject_subcommand_arguments() -> None:
-    args = _parse(["simulator", "inject", "--carrier", "movistar", "--from", "34600111222", "--to", "997745",
-                   "--text", "Hola", "--order", "reverse"])
+    args = _parse(
+        [
+            "simulator",
+            "inject",
+            "--carrier",
+            "movistar",
+            "--from",
+            "34600111222",
+            "--to",
+            "997745",
+            "--text",
+            "Hola",
+            "--order",
+            "reverse",
+        ]
+    )
     assert (args.simulator_action, args.carrier, args.sender, args.short_code) == (
-        "inject", "movistar", "34600111222", "997745")
+        "inject",
+        "movistar",
+        "34600111222",
+        "997745",
+    )
     assert args.order == "reverse" and args.encoding == "auto"

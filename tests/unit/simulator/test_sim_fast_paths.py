@@ -51,16 +51,19 @@ def test_gsm_receipt_excerpt_matches_decoding(text: str) -> None:
     assert receipt_excerpt(pdu) == excerpt_by_decoding(pdu)
 
 
-@pytest.mark.parametrize(("raw", "data_coding"), [
-    (b"Plain ASCII text that is long enough", DataCoding.IA5),
-    (b"bytes \x80\xff not ASCII", DataCoding.IA5),
-    ("Olá, você está aí?".encode("latin-1"), DataCoding.LATIN1),
-    (b"Only ASCII in Latin-1", DataCoding.LATIN1),
-    ("Hola 😊 qué tal".encode("utf-16-be"), DataCoding.UCS2),
-    (b"\x00\x01\x02binary", DataCoding.BINARY),
-    (b"flash text", 0xF0),
-    (b"", DataCoding.DEFAULT),
-])
+@pytest.mark.parametrize(
+    ("raw", "data_coding"),
+    [
+        (b"Plain ASCII text that is long enough", DataCoding.IA5),
+        (b"bytes \x80\xff not ASCII", DataCoding.IA5),
+        ("Olá, você está aí?".encode("latin-1"), DataCoding.LATIN1),
+        (b"Only ASCII in Latin-1", DataCoding.LATIN1),
+        ("Hola 😊 qué tal".encode("utf-16-be"), DataCoding.UCS2),
+        (b"\x00\x01\x02binary", DataCoding.BINARY),
+        (b"flash text", 0xF0),
+        (b"", DataCoding.DEFAULT),
+    ],
+)
 def test_other_codings_receipt_excerpt_matches_decoding(raw: bytes, data_coding: int) -> None:
     pdu = SubmitSM(destination_addr="34600111222", short_message=raw, data_coding=data_coding)
     assert receipt_excerpt(pdu) == excerpt_by_decoding(pdu)
@@ -78,21 +81,43 @@ def test_receipt_excerpt_of_udh_payload_data_sm_and_submit_multi() -> None:
     assert receipt_excerpt(payload) == b"Texto en el campo me"
 
 
-@pytest.mark.parametrize(("text", "encoding"), [
-    ("a" * 160, "gsm7"), ("a" * 161, "gsm7"), ("€" * 80, "gsm7"), ("€" * 80 + "a", "gsm7"),
-    ("ñ" * 70, "ucs2"), ("ñ" * 71, "ucs2"), ("😊" * 35, "ucs2"), ("😊" * 36, "auto"),
-    ("é" * 140, "latin1"), ("é" * 141, "latin1"), ("Hola", "auto"), ("Hola ñ", "auto"),
-])
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("a" * 160, "gsm7"),
+        ("a" * 161, "gsm7"),
+        ("€" * 80, "gsm7"),
+        ("€" * 80 + "a", "gsm7"),
+        ("ñ" * 70, "ucs2"),
+        ("ñ" * 71, "ucs2"),
+        ("😊" * 35, "ucs2"),
+        ("😊" * 36, "auto"),
+        ("é" * 140, "latin1"),
+        ("é" * 141, "latin1"),
+        ("Hola", "auto"),
+        ("Hola ñ", "auto"),
+    ],
+)
 def test_mo_parts_match_the_general_splitter(text: str, encoding: str) -> None:
     data_coding, parts = mo_parts("34600111222", "997745", text, encoding=encoding, reference=0x1F3)
-    segments = split_message(encode_text(text, data_coding), data_coding, mode=ConcatMode.UDH8,
-                             reference=0xF3)
+    segments = split_message(
+        encode_text(text, data_coding), data_coding, mode=ConcatMode.UDH8, reference=0xF3
+    )
     assert parts == tuple(
-        DeliverSM(source_addr_ton=TON.INTERNATIONAL, source_addr_npi=NPI.ISDN, source_addr="34600111222",
-                  dest_addr_ton=TON.UNKNOWN, dest_addr_npi=NPI.ISDN, destination_addr="997745",
-                  esm_class=segment.esm_class_flags, data_coding=data_coding,
-                  short_message=segment.short_message, tlvs=segment.tlvs)
-        for segment in segments)
+        DeliverSM(
+            source_addr_ton=TON.INTERNATIONAL,
+            source_addr_npi=NPI.ISDN,
+            source_addr="34600111222",
+            dest_addr_ton=TON.UNKNOWN,
+            dest_addr_npi=NPI.ISDN,
+            destination_addr="997745",
+            esm_class=segment.esm_class_flags,
+            data_coding=data_coding,
+            short_message=segment.short_message,
+            tlvs=segment.tlvs,
+        )
+        for segment in segments
+    )
     message = build_mo("34600111222", "997745", text, encoding=encoding, reference=0x1F3)
     assert (message.data_coding, message.parts, message.text) == (data_coding, parts, text)
 
@@ -121,16 +146,22 @@ def profile_with(receipts: ReceiptProfile) -> CarrierProfile:
 def test_receipt_plan_fixed_values_only_when_nothing_is_drawn() -> None:
     plain = ReceiptPlan(profile_with(ReceiptProfile(delay=DelayDistribution(kind="fixed", seconds=2.5))))
     assert (plain.same_state, plain.fixed_delay) == ("DELIVRD", 2.5)
-    mixed = ReceiptPlan(profile_with(ReceiptProfile(statuses=(("DELIVRD", 1.0), ("UNDELIV", 1.0)),
-                                                    delay=DelayDistribution(kind="uniform"))))
+    mixed = ReceiptPlan(
+        profile_with(
+            ReceiptProfile(
+                statuses=(("DELIVRD", 1.0), ("UNDELIV", 1.0)), delay=DelayDistribution(kind="uniform")
+            )
+        )
+    )
     assert (mixed.same_state, mixed.fixed_delay) == (None, None)
     overridden = ReceiptPlan(profile_with(ReceiptProfile(overrides=(("34699999999", "REJECTD"),))))
     assert overridden.same_state is None and overridden.fixed_state == "DELIVRD"
 
 
 async def test_load_generator_mos_reach_the_event_stream_only_while_someone_listens() -> None:
-    profile = CarrierProfile(name="c", country="ES", port=0, system_id="a", password="b",
-                             short_codes=("997745",))
+    profile = CarrierProfile(
+        name="c", country="ES", port=0, system_id="a", password="b", short_codes=("997745",)
+    )
     simulator = Simulator(SimulatorConfig(carriers=(profile,), control_port=None))
     carrier = simulator.carriers["c"]
     load = LoadGenerator(LoadSpec(carrier="c", subscribers=2, seed=1), carrier, 0.0, simulator.wheel.schedule)
@@ -142,7 +173,9 @@ async def test_load_generator_mos_reach_the_event_stream_only_while_someone_list
         published = [events.get_nowait() for _ in range(events.qsize())]
     load._send(subscriber, "997745", "Hola")
     assert [(event["type"], event["msisdn"], event["text"]) for event in published] == [
-        ("mo", subscriber, "Hola"), ("mo", subscriber, "Buenas")]
+        ("mo", subscriber, "Hola"),
+        ("mo", subscriber, "Buenas"),
+    ]
     sent = [pdu for pdu, _, _ in carrier.outbox]
     assert [pdu.short_message for pdu in sent] == [b"Hola", b"Hola", b"Buenas", b"Hola"]
     assert all(pdu.source_addr == subscriber and pdu.destination_addr == "997745" for pdu in sent)

@@ -84,8 +84,9 @@ def test_timer_wheel_fires_in_deadline_order_and_only_when_due() -> None:
 
 
 def test_receipt_plan_follows_weights_and_overrides() -> None:
-    receipts = ReceiptProfile(statuses=(("DELIVRD", 70), ("UNDELIV", 20), ("EXPIRED", 10)),
-                              overrides=(("34699999999", "REJECTD"),))
+    receipts = ReceiptProfile(
+        statuses=(("DELIVRD", 70), ("UNDELIV", 20), ("EXPIRED", 10)), overrides=(("34699999999", "REJECTD"),)
+    )
     profile = CarrierProfile(name="c", country="ES", port=0, system_id="a", password="b", receipts=receipts)
     plan = ReceiptPlan(profile)
     rng = random.Random(4)
@@ -108,8 +109,14 @@ def test_fast_receipt_text_matches_the_standard_formatter() -> None:
     for stat in RECEIPT_STATES:
         state = RECEIPT_STATES[stat]
         submitted, done = datetime.fromtimestamp(when), datetime.fromtimestamp(when + 60)
-        expected = format_receipt("1a2b", state, submitted, done,
-                                  err="000" if state == MessageState.DELIVERED else "001", text="Hola")
+        expected = format_receipt(
+            "1a2b",
+            state,
+            submitted,
+            done,
+            err="000" if state == MessageState.DELIVERED else "001",
+            text="Hola",
+        )
         assert carrier.receipt_text("1a2b", stat, when, when + 60, "Hola") == expected
 
 
@@ -127,12 +134,15 @@ def test_build_mo_splits_and_orders_parts() -> None:
     assert done[0].text == text
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"text": ""}, "must not be empty"),
-    ({"text": "é", "encoding": "ascii"}, "'ascii' is not one of"),
-    ({"text": "ü" * 200, "encoding": "ucs2", "max_parts": 2}, "needs 3 parts, at most 2"),
-    ({"text": "x", "order": "random"}, "'random' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"text": ""}, "must not be empty"),
+        ({"text": "é", "encoding": "ascii"}, "'ascii' is not one of"),
+        ({"text": "ü" * 200, "encoding": "ucs2", "max_parts": 2}, "needs 3 parts, at most 2"),
+        ({"text": "x", "order": "random"}, "'random' is not one of"),
+    ],
+)
 def test_build_mo_rejects_what_it_cannot_send(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(MOError, match=message):
         build_mo("34600111222", "997745", **kwargs)  # type: ignore[arg-type]
@@ -147,8 +157,13 @@ def test_latin1_and_auto_encodings() -> None:
 def test_mt_store_is_a_bounded_ring_with_filters() -> None:
     store = MTStore(3)
     for number in range(5):
-        store.add("movistar" if number % 2 else "vodafone", "echat", float(number),
-                  SubmitSM(destination_addr=f"3460000000{number}", short_message=b"x"), str(number))
+        store.add(
+            "movistar" if number % 2 else "vodafone",
+            "echat",
+            float(number),
+            SubmitSM(destination_addr=f"3460000000{number}", short_message=b"x"),
+            str(number),
+        )
     assert [r.id for r in store.query()] == [3, 4, 5]
     assert [r.id for r in store.query(carrier="movistar")] == [4]
     assert [r.id for r in store.query(since_id=3)] == [4, 5]
@@ -161,12 +176,30 @@ def test_assemble_joins_parts_in_any_order_and_flags_incomplete() -> None:
     store = MTStore(100)
     segments = split_message("abc" * 100, 0, mode=ConcatMode.UDH16, reference=7)
     for segment in reversed(segments[1:]):  # part 1 missing
-        store.add("m", "e", 0.0, SubmitSM(destination_addr="34600000001", esm_class=segment.esm_class_flags,
-                                          short_message=segment.short_message), "id")
+        store.add(
+            "m",
+            "e",
+            0.0,
+            SubmitSM(
+                destination_addr="34600000001",
+                esm_class=segment.esm_class_flags,
+                short_message=segment.short_message,
+            ),
+            "id",
+        )
     [message] = assemble(store.query())
     assert not message["complete"] and message["missing_parts"] == [1]
-    store.add("m", "e", 0.0, SubmitSM(destination_addr="34600000001", esm_class=segments[0].esm_class_flags,
-                                      short_message=segments[0].short_message), "id")
+    store.add(
+        "m",
+        "e",
+        0.0,
+        SubmitSM(
+            destination_addr="34600000001",
+            esm_class=segments[0].esm_class_flags,
+            short_message=segments[0].short_message,
+        ),
+        "id",
+    )
     [message] = assemble(store.query())
     assert message["complete"] and message["text"] == "abc" * 100
 

@@ -31,8 +31,13 @@ def test_invalid_policies_are_refused() -> None:
 
 
 def test_a_carrier_profile_reads_its_redelivery_table() -> None:
-    data = {"country": "ES", "port": 0, "system_id": "echat", "password": "pw",
-            "redelivery": {"initial": 0.5, "maximum": 30, "window": 600, "max_attempts": 12}}
+    data = {
+        "country": "ES",
+        "port": 0,
+        "system_id": "echat",
+        "password": "pw",
+        "redelivery": {"initial": 0.5, "maximum": 30, "window": 600, "max_attempts": 12},
+    }
     profile = parse_carrier(Reader(data, "carriers.movistar"), "movistar")
     assert profile.redelivery == RedeliveryPolicy(initial=0.5, maximum=30.0, window=600.0, max_attempts=12)
     assert profile.to_dict()["redelivery"]["max_attempts"] == 12

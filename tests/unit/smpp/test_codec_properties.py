@@ -24,9 +24,18 @@ from smpp.tlv import KINDS, Kind, TLVs, TLVValue
 
 # SMPP 3.4 maximum sizes, NUL included.
 CSTRING_SIZES = {
-    "system_id": 16, "password": 9, "system_type": 13, "address_range": 41, "service_type": 6,
-    "source_addr": 21, "destination_addr": 21, "schedule_delivery_time": 17, "validity_period": 17,
-    "message_id": 65, "final_date": 17, "esme_addr": 65,
+    "system_id": 16,
+    "password": 9,
+    "system_type": 13,
+    "address_range": 41,
+    "service_type": 6,
+    "source_addr": 21,
+    "destination_addr": 21,
+    "schedule_delivery_time": 17,
+    "validity_period": 17,
+    "message_id": 65,
+    "final_date": 17,
+    "esme_addr": 65,
 }
 WIDE_ADDRESS_CLASSES = (DataSM, AlertNotification)  # their addresses may be 65 octets
 
@@ -41,6 +50,7 @@ u32 = st.integers(0, 0xFFFFFFFF)
 
 def typed_tlv() -> st.SearchStrategy[tuple[int, TLVValue]]:
     """A standard tag with a value of its kind, or a vendor/unknown tag with bytes."""
+
     def value_for(tag: int) -> st.SearchStrategy[tuple[int, TLVValue]]:
         kind = KINDS[tag]
         values: st.SearchStrategy[TLVValue]
@@ -120,8 +130,13 @@ def test_generated_pdus_round_trip(pdu: PDU) -> None:
 
 @given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=30)), max_size=6))
 def test_any_tlv_bytes_round_trip_byte_for_byte(raw_tlvs: list[tuple[int, bytes]]) -> None:
-    wire = encode(SubmitSM(sequence_number=1, destination_addr="447700900123",
-                           tlvs=TLVs(list[tuple[int, TLVValue]](raw_tlvs))))
+    wire = encode(
+        SubmitSM(
+            sequence_number=1,
+            destination_addr="447700900123",
+            tlvs=TLVs(list[tuple[int, TLVValue]](raw_tlvs)),
+        )
+    )
     decoded, _ = decode(wire)  # type: ignore[misc]
     assert isinstance(decoded, SubmitSM)
     assert encode(decoded) == wire
@@ -154,8 +169,11 @@ def test_random_bytes_only_raise_remote_protocol_error(data: bytes, cuts: list[i
 
 
 def mutations() -> st.SearchStrategy[tuple[str, int, int]]:
-    return st.tuples(st.sampled_from(["flip", "insert", "delete", "set", "truncate", "length"]),
-                     st.integers(0, 10_000), st.integers(0, 255))
+    return st.tuples(
+        st.sampled_from(["flip", "insert", "delete", "set", "truncate", "length"]),
+        st.integers(0, 10_000),
+        st.integers(0, 255),
+    )
 
 
 def mutate(data: bytes, operations: list[tuple[str, int, int]]) -> bytes:
@@ -179,10 +197,14 @@ def mutate(data: bytes, operations: list[tuple[str, int, int]]) -> bytes:
     return bytes(buffer)
 
 
-@given(st.lists(any_pdu, min_size=1, max_size=3), st.lists(mutations(), min_size=1, max_size=4),
-       st.lists(st.integers(0, 10_000), max_size=8))
+@given(
+    st.lists(any_pdu, min_size=1, max_size=3),
+    st.lists(mutations(), min_size=1, max_size=4),
+    st.lists(st.integers(0, 10_000), max_size=8),
+)
 def test_mutated_encodings_only_raise_remote_protocol_error(
-        pdus: list[PDU], operations: list[tuple[str, int, int]], cuts: list[int]) -> None:
+    pdus: list[PDU], operations: list[tuple[str, int, int]], cuts: list[int]
+) -> None:
     data = mutate(b"".join(encode(pdu) for pdu in pdus), operations)
     framer = Framer()
     received: list[PDU] = []

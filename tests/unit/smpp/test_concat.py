@@ -49,14 +49,17 @@ def join_segments(segments: list[Segment]) -> bytes:
 @pytest.mark.parametrize("mode", list(ConcatMode))
 def test_a_message_that_fits_is_one_plain_segment(mode: ConcatMode) -> None:
     segments = split_message("a" * 160, 0, mode=mode, reference=7)
-    assert segments == [Segment(short_message=b"a" * 160, esm_class_flags=0, tlvs=EMPTY_TLVS,
-                                part_number=1, total_parts=1)]
+    assert segments == [
+        Segment(short_message=b"a" * 160, esm_class_flags=0, tlvs=EMPTY_TLVS, part_number=1, total_parts=1)
+    ]
 
 
 def test_udh8_segments() -> None:
     segments = split_message("a" * 200, 0, mode=ConcatMode.UDH8, reference=0xAB)
-    assert [s.short_message[:6] for s in segments] == [bytes([5, 0, 3, 0xAB, 2, 1]),
-                                                       bytes([5, 0, 3, 0xAB, 2, 2])]
+    assert [s.short_message[:6] for s in segments] == [
+        bytes([5, 0, 3, 0xAB, 2, 1]),
+        bytes([5, 0, 3, 0xAB, 2, 2]),
+    ]
     assert [len(s.short_message) - 6 for s in segments] == [153, 47]
     assert all(s.esm_class_flags == 0x40 and not s.tlvs for s in segments)
     assert [(s.part_number, s.total_parts) for s in segments] == [(1, 2), (2, 2)]
@@ -64,8 +67,10 @@ def test_udh8_segments() -> None:
 
 def test_udh16_segments() -> None:
     segments = split_message("ñ" * 100, 8, mode="udh16", reference=0x1234)
-    assert [s.short_message[:7] for s in segments] == [bytes([6, 8, 4, 0x12, 0x34, 2, 1]),
-                                                       bytes([6, 8, 4, 0x12, 0x34, 2, 2])]
+    assert [s.short_message[:7] for s in segments] == [
+        bytes([6, 8, 4, 0x12, 0x34, 2, 1]),
+        bytes([6, 8, 4, 0x12, 0x34, 2, 2]),
+    ]
     assert [len(s.short_message) - 7 for s in segments] == [132, 68]
 
 
@@ -73,14 +78,22 @@ def test_sar_segments() -> None:
     segments = split_message("a" * 400, 0, mode=ConcatMode.SAR, reference=0xBEEF)
     assert [len(s.short_message) for s in segments] == [152, 152, 96]
     assert all(s.esm_class_flags == 0 for s in segments)
-    assert segments[2].tlvs == TLVs([(Tag.SAR_MSG_REF_NUM, 0xBEEF), (Tag.SAR_TOTAL_SEGMENTS, 3),
-                                     (Tag.SAR_SEGMENT_SEQNUM, 3)])
+    assert segments[2].tlvs == TLVs(
+        [(Tag.SAR_MSG_REF_NUM, 0xBEEF), (Tag.SAR_TOTAL_SEGMENTS, 3), (Tag.SAR_SEGMENT_SEQNUM, 3)]
+    )
 
 
 def test_payload_mode_is_one_pdu() -> None:
     segments = split_message("a" * 400, 0, mode=ConcatMode.PAYLOAD, reference=0)
-    assert segments == [Segment(short_message=b"", esm_class_flags=0,
-                                tlvs=TLVs([(Tag.MESSAGE_PAYLOAD, b"a" * 400)]), part_number=1, total_parts=1)]
+    assert segments == [
+        Segment(
+            short_message=b"",
+            esm_class_flags=0,
+            tlvs=TLVs([(Tag.MESSAGE_PAYLOAD, b"a" * 400)]),
+            part_number=1,
+            total_parts=1,
+        )
+    ]
 
 
 def test_binary_octets_split_as_they_are() -> None:
@@ -113,9 +126,16 @@ def test_multibyte_coding_parts_are_self_contained() -> None:
     assert all(len(s.short_message) <= 140 for s in segments)
 
 
-@pytest.mark.parametrize(("mode", "reference"), [
-    ("udh8", 256), ("udh8", -1), ("udh16", 65536), ("sar", 65536), ("payload", -1),
-])
+@pytest.mark.parametrize(
+    ("mode", "reference"),
+    [
+        ("udh8", 256),
+        ("udh8", -1),
+        ("udh16", 65536),
+        ("sar", 65536),
+        ("payload", -1),
+    ],
+)
 def test_reference_range_is_checked(mode: str, reference: int) -> None:
     with pytest.raises(LocalProtocolError):
         split_message("x", 0, mode=mode, reference=reference)
@@ -193,13 +213,16 @@ def test_parse_udh_8bit_ports() -> None:
     assert udh.ports == Ports(destination=0x10, source=0x20)
 
 
-@pytest.mark.parametrize("header", [
-    bytes([5, 0, 3, 1, 2, 0]),  # part 0
-    bytes([5, 0, 3, 1, 2, 3]),  # part beyond total
-    bytes([5, 0, 3, 1, 0, 0]),  # no parts
-    bytes([4, 0, 2, 1, 2]),  # concat element of the wrong length
-    bytes([3, 4, 1, 1]),  # ports element of the wrong length
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes([5, 0, 3, 1, 2, 0]),  # part 0
+        bytes([5, 0, 3, 1, 2, 3]),  # part beyond total
+        bytes([5, 0, 3, 1, 0, 0]),  # no parts
+        bytes([4, 0, 2, 1, 2]),  # concat element of the wrong length
+        bytes([3, 4, 1, 1]),  # ports element of the wrong length
+    ],
+)
 def test_udh_elements_that_do_not_make_sense_are_kept_but_not_interpreted(header: bytes) -> None:
     udh, payload = parse_udh(header + b"x")
     assert udh is not None
@@ -208,9 +231,16 @@ def test_udh_elements_that_do_not_make_sense_are_kept_but_not_interpreted(header
     assert udh.ports is None
 
 
-@pytest.mark.parametrize("data", [
-    b"", bytes([9, 0, 3, 1]), bytes([5, 0, 9, 1, 2, 1]), bytes([1, 0]), bytes([3, 0, 3, 1]),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        bytes([9, 0, 3, 1]),
+        bytes([5, 0, 9, 1, 2, 1]),
+        bytes([1, 0]),
+        bytes([3, 0, 3, 1]),
+    ],
+)
 def test_malformed_udh_returns_the_raw_bytes(data: bytes) -> None:
     assert parse_udh(data) == (None, data)
 
@@ -248,13 +278,16 @@ def test_concat_info_from_sar_tlvs() -> None:
     assert user_data(pdu) == (ConcatInfo(300, 3, 2, ConcatMode.SAR), b"part")
 
 
-@pytest.mark.parametrize("tlvs", [
-    TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 3)]),
-    TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 3), (Tag.SAR_SEGMENT_SEQNUM, 4)]),
-    TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 0), (Tag.SAR_SEGMENT_SEQNUM, 0)]),
-    TLVs([(Tag.SAR_MSG_REF_NUM, b"\x00"), (Tag.SAR_TOTAL_SEGMENTS, 3), (Tag.SAR_SEGMENT_SEQNUM, 1)]),
-    TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 1), (Tag.SAR_SEGMENT_SEQNUM, 1)]),
-])
+@pytest.mark.parametrize(
+    "tlvs",
+    [
+        TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 3)]),
+        TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 3), (Tag.SAR_SEGMENT_SEQNUM, 4)]),
+        TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 0), (Tag.SAR_SEGMENT_SEQNUM, 0)]),
+        TLVs([(Tag.SAR_MSG_REF_NUM, b"\x00"), (Tag.SAR_TOTAL_SEGMENTS, 3), (Tag.SAR_SEGMENT_SEQNUM, 1)]),
+        TLVs([(Tag.SAR_MSG_REF_NUM, 1), (Tag.SAR_TOTAL_SEGMENTS, 1), (Tag.SAR_SEGMENT_SEQNUM, 1)]),
+    ],
+)
 def test_incomplete_or_invalid_sar_means_a_whole_message(tlvs: TLVs) -> None:
     assert concat_info(DeliverSM(short_message=b"x", tlvs=tlvs)) is None
 
@@ -391,7 +424,9 @@ def test_drain_flushes_everything_oldest_first() -> None:
     reassembler.add("b", part(1, 3, 1), b"b", 0, 2.0, "b1")
     drained = reassembler.drain()
     assert [(m.key, m.reason, m.missing_parts) for m in drained] == [
-        ("a", FlushReason.DRAINED, (1,)), ("b", FlushReason.DRAINED, (2, 3))]
+        ("a", FlushReason.DRAINED, (1,)),
+        ("b", FlushReason.DRAINED, (2, 3)),
+    ]
     assert len(reassembler) == 0
 
 
@@ -402,10 +437,13 @@ def test_reassembler_arguments_are_checked(timeout: float, max_pending: int) -> 
 
 
 @settings(deadline=None)
-@given(st.lists(st.tuples(GSM_TEXT.filter(bool), st.integers(0, 255)), min_size=1, max_size=6),
-       st.randoms(use_true_random=False))
-def test_random_interleavings_across_senders_reassemble(messages: list[tuple[str, int]],
-                                                        rng: random.Random) -> None:
+@given(
+    st.lists(st.tuples(GSM_TEXT.filter(bool), st.integers(0, 255)), min_size=1, max_size=6),
+    st.randoms(use_true_random=False),
+)
+def test_random_interleavings_across_senders_reassemble(
+    messages: list[tuple[str, int]], rng: random.Random
+) -> None:
     reassembler: Reassembler[tuple[int, int]] = Reassembler(timeout=60, max_pending=100)
     arrivals: list[tuple[int, Segment]] = []
     for sender, (text, reference) in enumerate(messages):
@@ -413,14 +451,16 @@ def test_random_interleavings_across_senders_reassemble(messages: list[tuple[str
     rng.shuffle(arrivals)
     done: dict[int, str] = {}
     for clock, (sender, segment) in enumerate(arrivals):
-        pdu = DeliverSM(source_addr=str(sender), esm_class=segment.esm_class_flags,
-                        short_message=segment.short_message)
+        pdu = DeliverSM(
+            source_addr=str(sender), esm_class=segment.esm_class_flags, short_message=segment.short_message
+        )
         info, payload = user_data(pdu)
         if info is None:
             done[sender] = decode_text(payload, 0)
             continue
-        for message in reassembler.add(pdu.source_addr, info, payload, 0, float(clock),
-                                       (sender, segment.part_number)):
+        for message in reassembler.add(
+            pdu.source_addr, info, payload, 0, float(clock), (sender, segment.part_number)
+        ):
             assert message.complete
             assert sorted(message.items) == [(sender, n) for n in range(1, message.total_parts + 1)]
             done[int(str(message.key))] = message.text

@@ -91,9 +91,13 @@ def test_bind_moves_both_ends_to_bound() -> None:
     assert esme.state is smsc.state is SessionState.BOUND_TRX
 
 
-@pytest.mark.parametrize(("bind", "state"), [
-    (BindTransmitter(), SessionState.BOUND_TX), (BindReceiver(), SessionState.BOUND_RX),
-])
+@pytest.mark.parametrize(
+    ("bind", "state"),
+    [
+        (BindTransmitter(), SessionState.BOUND_TX),
+        (BindReceiver(), SessionState.BOUND_RX),
+    ],
+)
 def test_bind_types(bind: PDU, state: SessionState) -> None:
     esme, smsc = bound_pair(bind)
     assert esme.state is smsc.state is state
@@ -103,8 +107,9 @@ def test_refused_bind_returns_to_open_and_may_be_retried() -> None:
     esme, smsc = Connection(Role.ESME), Connection(Role.SMSC)
     (request,) = transfer(esme.send(BindTransmitter(password="wrong")), smsc)
     assert isinstance(request, RequestReceived)
-    refusal = BindTransmitterResp(sequence_number=request.pdu.sequence_number,
-                                  command_status=CommandStatus.ESME_RINVPASWD)
+    refusal = BindTransmitterResp(
+        sequence_number=request.pdu.sequence_number, command_status=CommandStatus.ESME_RINVPASWD
+    )
     (response,) = transfer(smsc.send(refusal), esme)
     assert isinstance(response, ResponseReceived)
     assert response.pdu.command_status == CommandStatus.ESME_RINVPASWD
@@ -122,8 +127,9 @@ def test_submit_and_response_are_matched() -> None:
     assert request.pdu.sequence_number == sequence_number
     assert smsc.unanswered == 1
     (response,) = transfer(smsc.send_response(SubmitSMResp(message_id="abc"), sequence_number), esme)
-    assert response == ResponseReceived(SubmitSMResp(sequence_number=sequence_number, message_id="abc"),
-                                        CommandID.SUBMIT_SM)
+    assert response == ResponseReceived(
+        SubmitSMResp(sequence_number=sequence_number, message_id="abc"), CommandID.SUBMIT_SM
+    )
     assert esme.outstanding == smsc.unanswered == 0
 
 

@@ -60,8 +60,10 @@ def test_fast_init_keeps_the_dataclass_signature(cls: type[Any]) -> None:
     fields = dataclasses.fields(cls)
     assert [p.name for p in parameters] == [f.name for f in fields]
     assert [p.default for p in parameters] == [f.default for f in fields]
-    kinds = {inspect.Parameter.KEYWORD_ONLY if f.kw_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
-             for f in fields}
+    kinds = {
+        inspect.Parameter.KEYWORD_ONLY if f.kw_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        for f in fields
+    }
     assert {p.kind for p in parameters} == kinds
 
 
@@ -147,24 +149,36 @@ def test_fast_init_handles_required_fields() -> None:
 def test_one_pass_decode_equals_the_field_by_field_reading(pdu: SubmitSM | DeliverSM) -> None:
     wire = encode(pdu)
     _, _, make = _DECODERS[pdu.command_id]
-    checked = _decode_short_message_pdu_checked(make, wire, 16, len(wire), pdu.sequence_number,
-                                                pdu.command_status)
+    checked = _decode_short_message_pdu_checked(
+        make, wire, 16, len(wire), pdu.sequence_number, pdu.command_status
+    )
     assert decode(wire) == (checked, len(wire))
     assert checked == pdu
 
 
 def receipt(message_id: str = "1234") -> DeliverSM:
-    return DeliverSM(sequence_number=5, source_addr="33612345678", destination_addr="4242", esm_class=4,
-                     short_message=b"id:1234 stat:DELIVRD",
-                     tlvs=TLVs([(Tag.RECEIPTED_MESSAGE_ID, message_id), (Tag.MESSAGE_STATE, 2),
-                                (Tag.SAR_MSG_REF_NUM, 513), (Tag.QOS_TIME_TO_LIVE, 70000)]))
+    return DeliverSM(
+        sequence_number=5,
+        source_addr="33612345678",
+        destination_addr="4242",
+        esm_class=4,
+        short_message=b"id:1234 stat:DELIVRD",
+        tlvs=TLVs(
+            [
+                (Tag.RECEIPTED_MESSAGE_ID, message_id),
+                (Tag.MESSAGE_STATE, 2),
+                (Tag.SAR_MSG_REF_NUM, 513),
+                (Tag.QOS_TIME_TO_LIVE, 70000),
+            ]
+        ),
+    )
 
 
 def test_a_pdu_cut_inside_a_string_is_refused_even_when_the_next_pdu_has_the_nul() -> None:
     # The first PDU ends inside destination_addr; the NUL the one-pass reading finds belongs to the
     # next PDU in the same read. The error must name the field, and the next PDU must still decode.
     whole = encode(receipt())
-    cut = whole[:16 + 1 + 2 + 12 + 2 + 2]  # service_type, TON/NPI, source_addr, TON/NPI, "42"
+    cut = whole[: 16 + 1 + 2 + 12 + 2 + 2]  # service_type, TON/NPI, source_addr, TON/NPI, "42"
     first = len(cut).to_bytes(4, "big") + cut[4:]
     framer = Framer()
     framer.feed(first + whole)
@@ -188,8 +202,12 @@ def test_a_short_message_running_past_the_pdu_is_refused_even_with_bytes_after_i
 def test_a_message_id_whose_nul_lies_in_the_next_pdu_is_refused() -> None:
     body = b"abc"  # no NUL: the next PDU's header supplies zeros
     framer = Framer()
-    framer.feed((16 + len(body)).to_bytes(4, "big") + encode(SubmitSMResp())[4:16] + body
-                + encode(EnquireLink(sequence_number=3)))
+    framer.feed(
+        (16 + len(body)).to_bytes(4, "big")
+        + encode(SubmitSMResp())[4:16]
+        + body
+        + encode(EnquireLink(sequence_number=3))
+    )
     with pytest.raises(RemoteProtocolError, match="message_id"):
         framer.next_pdu()
     assert framer.next_pdu() == EnquireLink(sequence_number=3)
@@ -210,12 +228,15 @@ def test_tlvs_decode_typed_with_the_first_of_a_repeated_tag_winning() -> None:
     assert decoded.tlvs.get(Tag.QOS_TIME_TO_LIVE) == 70000
 
 
-@pytest.mark.parametrize("items", [
-    [(Tag.MESSAGE_STATE, 2), (Tag.MESSAGE_STATE, 3)],
-    ((Tag.MESSAGE_STATE, 2),),
-    {Tag.MESSAGE_STATE: 2},
-    iter([(Tag.MESSAGE_STATE, 2)]),
-])
+@pytest.mark.parametrize(
+    "items",
+    [
+        [(Tag.MESSAGE_STATE, 2), (Tag.MESSAGE_STATE, 3)],
+        ((Tag.MESSAGE_STATE, 2),),
+        {Tag.MESSAGE_STATE: 2},
+        iter([(Tag.MESSAGE_STATE, 2)]),
+    ],
+)
 def test_tlvs_accept_every_kind_of_collection(items: Any) -> None:
     tlvs = TLVs(items)
     assert tlvs.get(Tag.MESSAGE_STATE) == 2
@@ -236,18 +257,21 @@ class Octets(bytes):
     pass
 
 
-@pytest.mark.parametrize(("pdu", "field"), [
-    (SubmitSM(service_type="CMTXYZ"), "service_type"),
-    (SubmitSM(source_addr="1" * 21), "source_addr"),
-    (SubmitSM(destination_addr="1\0"), "destination_addr"),
-    (SubmitSM(validity_period="1" * 17), "validity_period"),
-    (SubmitSM(schedule_delivery_time=5), "schedule_delivery_time"),  # type: ignore[arg-type]
-    (SubmitSM(source_addr="€"), "source_addr"),
-    (SubmitSM(short_message=Octets(b"x")), None),  # a bytes subclass: the general path accepts it
-    (SubmitSM(short_message=b"x" * 255), "short_message"),
-    (SubmitSM(priority_flag=300), "priority_flag"),
-    (SubmitSM(registered_delivery=1.0), "registered_delivery"),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    ("pdu", "field"),
+    [
+        (SubmitSM(service_type="CMTXYZ"), "service_type"),
+        (SubmitSM(source_addr="1" * 21), "source_addr"),
+        (SubmitSM(destination_addr="1\0"), "destination_addr"),
+        (SubmitSM(validity_period="1" * 17), "validity_period"),
+        (SubmitSM(schedule_delivery_time=5), "schedule_delivery_time"),  # type: ignore[arg-type]
+        (SubmitSM(source_addr="€"), "source_addr"),
+        (SubmitSM(short_message=Octets(b"x")), None),  # a bytes subclass: the general path accepts it
+        (SubmitSM(short_message=b"x" * 255), "short_message"),
+        (SubmitSM(priority_flag=300), "priority_flag"),
+        (SubmitSM(registered_delivery=1.0), "registered_delivery"),  # type: ignore[arg-type]
+    ],
+)
 def test_anything_unusual_goes_the_field_by_field_way(pdu: SubmitSM, field: str | None) -> None:
     assert _short_message_parts_unchecked(pdu) is None
     if field is None:
@@ -278,7 +302,7 @@ def test_framer_gathers_a_pdu_split_across_many_reads() -> None:
     framer = Framer()
     received = []
     for start in range(0, len(wire), 7):
-        framer.feed(wire[start:start + 7])
+        framer.feed(wire[start : start + 7])
         while (pdu := framer.next_pdu()) is not None:
             received.append(pdu)
     assert received == [receipt()] * 3
@@ -312,18 +336,32 @@ def test_gsm_encoding_equals_the_character_table(text: str) -> None:
         assert choose_encoding(text) in (0x03, 0x08)
 
 
-@pytest.mark.parametrize(("text", "data_coding", "parts"), [
-    ("a" * 160, 0x00, 1), ("a" * 161, 0x00, 2), ("€" * 80, 0x00, 1), ("€" * 81, 0x00, 2),
-    ("é" * 140, 0x03, 1), ("é" * 141, 0x03, 2), ("Ω" * 70, 0x08, 1), ("Ω" * 71, 0x08, 2),
-])
+@pytest.mark.parametrize(
+    ("text", "data_coding", "parts"),
+    [
+        ("a" * 160, 0x00, 1),
+        ("a" * 161, 0x00, 2),
+        ("€" * 80, 0x00, 1),
+        ("€" * 81, 0x00, 2),
+        ("é" * 140, 0x03, 1),
+        ("é" * 141, 0x03, 2),
+        ("Ω" * 70, 0x08, 1),
+        ("Ω" * 71, 0x08, 2),
+    ],
+)
 def test_single_sms_limits_per_alphabet(text: str, data_coding: int, parts: int) -> None:
     for mode in ("udh8", "udh16", "sar"):
         segments = split_message(text, data_coding, mode=mode, reference=1)
         assert len(segments) == parts
     if parts == 1:
         (segment,) = split_message(text, data_coding, mode="udh8", reference=1)
-        assert segment == Segment(short_message=encode_text(text, data_coding), esm_class_flags=0,
-                                  tlvs=TLVs(), part_number=1, total_parts=1)
+        assert segment == Segment(
+            short_message=encode_text(text, data_coding),
+            esm_class_flags=0,
+            tlvs=TLVs(),
+            part_number=1,
+            total_parts=1,
+        )
 
 
 # --- receipts -------------------------------------------------------------------------------------------
@@ -348,8 +386,16 @@ def test_receipt_without_tlvs_and_with_an_unknown_message_state() -> None:
     assert parse_receipt("id:77", TLVs([(Tag.MESSAGE_STATE, 5)])).stat == "UNDELIV"
 
 
-@pytest.mark.parametrize(("message_id", "normal"), [
-    ("00123", "123"), ("000", "0"), (" 42\0", "42"), ("٤٢", "٤٢"), ("0A1b", "a1b"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("message_id", "normal"),
+    [
+        ("00123", "123"),
+        ("000", "0"),
+        (" 42\0", "42"),
+        ("٤٢", "٤٢"),
+        ("0A1b", "a1b"),
+        ("", ""),
+    ],
+)
 def test_normalise_message_id_decimal_shortcut(message_id: str, normal: str) -> None:
     assert normalise_message_id(message_id) == normal

@@ -30,49 +30,209 @@ NOON_ONE = datetime(2024, 3, 5, 12, 1)
 
 
 def test_appendix_b_receipt() -> None:
-    receipt = parse_receipt("id:0123456789 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 "
-                            "stat:DELIVRD err:000 Text:Hola, ¿qué tal?")
-    assert receipt == Receipt(message_id="0123456789", state=MessageState.DELIVERED, stat="DELIVRD",
-                              err="000", submit_date=NOON, done_date=NOON_ONE, sub=1, dlvrd=1,
-                              text="Hola, ¿qué tal?")
+    receipt = parse_receipt(
+        "id:0123456789 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 "
+        "stat:DELIVRD err:000 Text:Hola, ¿qué tal?"
+    )
+    assert receipt == Receipt(
+        message_id="0123456789",
+        state=MessageState.DELIVERED,
+        stat="DELIVRD",
+        err="000",
+        submit_date=NOON,
+        done_date=NOON_ONE,
+        sub=1,
+        dlvrd=1,
+        text="Hola, ¿qué tal?",
+    )
     assert receipt.is_final
 
 
 # Real-world variants: (short_message, message_id, state, stat, err, submit_date, done_date, sub, dlvrd, text)
 VARIANTS = [
-    ("id:c449ab9744f47b6af1879e49e75e4f40 sub:001 dlvrd:0 submit date:2403051200 done date:2403051201 "
-     "stat:ACCEPTD err:0 text:This is an Acti",
-     "c449ab9744f47b6af1879e49e75e4f40", MessageState.ACCEPTED, "ACCEPTD", "0", NOON, NOON_ONE, 1, 0,
-     "This is an Acti"),
-    ("id:1234 submit date:2403051200 done date:2403051201 stat:DELIVRD err:0",
-     "1234", MessageState.DELIVERED, "DELIVRD", "0", NOON, NOON_ONE, None, None, ""),
-    ("ID:1234 SUB:001 DLVRD:001 SUBMIT DATE:2403051200 DONE DATE:2403051201 STAT:DELIVRD ERR:000 TEXT:HELLO",
-     "1234", MessageState.DELIVERED, "DELIVRD", "000", NOON, NOON_ONE, 1, 1, "HELLO"),
-    ("stat:UNDELIV err:0x0b id:ABCDEF01 done date:2403051201 submit date:2403051200",
-     "ABCDEF01", MessageState.UNDELIVERABLE, "UNDELIV", "0x0b", NOON, NOON_ONE, None, None, ""),
-    ("id:77 sub:1 dlvrd:0 submit_date:240305120000 done_date:240305120100 stat:EXPIRED err:254",
-     "77", MessageState.EXPIRED, "EXPIRED", "254", NOON, NOON_ONE, 1, 0, ""),
-    ("Id:77 Submit-Date:20240305120000 Done-Date:20240305120105 Stat:Delivrd Err:000",
-     "77", MessageState.DELIVERED, "Delivrd", "000", NOON, datetime(2024, 3, 5, 12, 1, 5), None, None, ""),
-    ("id:9 stat:DELIVRD err:000 Text:Re: meet at 10:30 stat:fake",
-     "9", MessageState.DELIVERED, "DELIVRD", "000", None, None, None, None, "Re: meet at 10:30 stat:fake"),
-    ("id:9 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 mcc:214 "
-     "mnc:07 text:x",
-     "9", MessageState.DELIVERED, "DELIVRD", "000", NOON, NOON_ONE, 1, 1, "x"),
-    ("id: 12345  stat : DELIVERED  err: 000",
-     "12345", MessageState.DELIVERED, "DELIVERED", "000", None, None, None, None, ""),
-    ("id:5;sub:001;dlvrd:000;stat:REJECTD;err:012",
-     "5", MessageState.REJECTED, "REJECTD", "012", None, None, 1, 0, ""),
-    ("id:5 submit date:99999999999 done date:2413051201 stat:ENROUTE err:",
-     "5", MessageState.ENROUTE, "ENROUTE", None, None, None, None, None, ""),
-    ("id:5 submit date:24-03-05 12:00 done date:2403051201 stat:2",
-     "5", MessageState.DELIVERED, "2", None, NOON, NOON_ONE, None, None, ""),
-    ("id:5 sub:abc dlvrd:00x stat:WHATEVER err:000",
-     "5", MessageState.UNKNOWN, "WHATEVER", "000", None, None, None, None, ""),
-    ("id:5 stat:UNDELIVERED err:001", "5", MessageState.UNDELIVERABLE, "UNDELIVERED", "001", None, None, None,
-     None, ""),
-    ("id:5 status:FAILED error:34", "5", MessageState.UNDELIVERABLE, "FAILED", "34", None, None, None, None,
-     ""),
+    (
+        "id:c449ab9744f47b6af1879e49e75e4f40 sub:001 dlvrd:0 submit date:2403051200 done date:2403051201 "
+        "stat:ACCEPTD err:0 text:This is an Acti",
+        "c449ab9744f47b6af1879e49e75e4f40",
+        MessageState.ACCEPTED,
+        "ACCEPTD",
+        "0",
+        NOON,
+        NOON_ONE,
+        1,
+        0,
+        "This is an Acti",
+    ),
+    (
+        "id:1234 submit date:2403051200 done date:2403051201 stat:DELIVRD err:0",
+        "1234",
+        MessageState.DELIVERED,
+        "DELIVRD",
+        "0",
+        NOON,
+        NOON_ONE,
+        None,
+        None,
+        "",
+    ),
+    (
+        "ID:1234 SUB:001 DLVRD:001 SUBMIT DATE:2403051200 DONE DATE:2403051201 "
+        "STAT:DELIVRD ERR:000 TEXT:HELLO",
+        "1234",
+        MessageState.DELIVERED,
+        "DELIVRD",
+        "000",
+        NOON,
+        NOON_ONE,
+        1,
+        1,
+        "HELLO",
+    ),
+    (
+        "stat:UNDELIV err:0x0b id:ABCDEF01 done date:2403051201 submit date:2403051200",
+        "ABCDEF01",
+        MessageState.UNDELIVERABLE,
+        "UNDELIV",
+        "0x0b",
+        NOON,
+        NOON_ONE,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:77 sub:1 dlvrd:0 submit_date:240305120000 done_date:240305120100 stat:EXPIRED err:254",
+        "77",
+        MessageState.EXPIRED,
+        "EXPIRED",
+        "254",
+        NOON,
+        NOON_ONE,
+        1,
+        0,
+        "",
+    ),
+    (
+        "Id:77 Submit-Date:20240305120000 Done-Date:20240305120105 Stat:Delivrd Err:000",
+        "77",
+        MessageState.DELIVERED,
+        "Delivrd",
+        "000",
+        NOON,
+        datetime(2024, 3, 5, 12, 1, 5),
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:9 stat:DELIVRD err:000 Text:Re: meet at 10:30 stat:fake",
+        "9",
+        MessageState.DELIVERED,
+        "DELIVRD",
+        "000",
+        None,
+        None,
+        None,
+        None,
+        "Re: meet at 10:30 stat:fake",
+    ),
+    (
+        "id:9 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 mcc:214 "
+        "mnc:07 text:x",
+        "9",
+        MessageState.DELIVERED,
+        "DELIVRD",
+        "000",
+        NOON,
+        NOON_ONE,
+        1,
+        1,
+        "x",
+    ),
+    (
+        "id: 12345  stat : DELIVERED  err: 000",
+        "12345",
+        MessageState.DELIVERED,
+        "DELIVERED",
+        "000",
+        None,
+        None,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:5;sub:001;dlvrd:000;stat:REJECTD;err:012",
+        "5",
+        MessageState.REJECTED,
+        "REJECTD",
+        "012",
+        None,
+        None,
+        1,
+        0,
+        "",
+    ),
+    (
+        "id:5 submit date:99999999999 done date:2413051201 stat:ENROUTE err:",
+        "5",
+        MessageState.ENROUTE,
+        "ENROUTE",
+        None,
+        None,
+        None,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:5 submit date:24-03-05 12:00 done date:2403051201 stat:2",
+        "5",
+        MessageState.DELIVERED,
+        "2",
+        None,
+        NOON,
+        NOON_ONE,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:5 sub:abc dlvrd:00x stat:WHATEVER err:000",
+        "5",
+        MessageState.UNKNOWN,
+        "WHATEVER",
+        "000",
+        None,
+        None,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:5 stat:UNDELIVERED err:001",
+        "5",
+        MessageState.UNDELIVERABLE,
+        "UNDELIVERED",
+        "001",
+        None,
+        None,
+        None,
+        None,
+        "",
+    ),
+    (
+        "id:5 status:FAILED error:34",
+        "5",
+        MessageState.UNDELIVERABLE,
+        "FAILED",
+        "34",
+        None,
+        None,
+        None,
+        None,
+        "",
+    ),
     ("id:5 stat:DELETED text:", "5", MessageState.DELETED, "DELETED", None, None, None, None, None, ""),
     ("id:5 stat:UNKNOWN", "5", MessageState.UNKNOWN, "UNKNOWN", None, None, None, None, None, ""),
     ("msgid:00AF stat:ACCEPTED", "00AF", MessageState.ACCEPTED, "ACCEPTED", None, None, None, None, None, ""),
@@ -80,14 +240,43 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize(
-    ("short_message", "message_id", "state", "stat", "err", "submit_date", "done_date", "sub", "dlvrd",
-     "text"),
-    VARIANTS)
-def test_real_world_variants(short_message: str, message_id: str, state: MessageState, stat: str,
-                             err: str | None, submit_date: datetime | None, done_date: datetime | None,
-                             sub: int | None, dlvrd: int | None, text: str) -> None:
-    expected = Receipt(message_id=message_id, state=state, stat=stat, err=err, submit_date=submit_date,
-                       done_date=done_date, sub=sub, dlvrd=dlvrd, text=text)
+    (
+        "short_message",
+        "message_id",
+        "state",
+        "stat",
+        "err",
+        "submit_date",
+        "done_date",
+        "sub",
+        "dlvrd",
+        "text",
+    ),
+    VARIANTS,
+)
+def test_real_world_variants(
+    short_message: str,
+    message_id: str,
+    state: MessageState,
+    stat: str,
+    err: str | None,
+    submit_date: datetime | None,
+    done_date: datetime | None,
+    sub: int | None,
+    dlvrd: int | None,
+    text: str,
+) -> None:
+    expected = Receipt(
+        message_id=message_id,
+        state=state,
+        stat=stat,
+        err=err,
+        submit_date=submit_date,
+        done_date=done_date,
+        sub=sub,
+        dlvrd=dlvrd,
+        text=text,
+    )
     assert parse_receipt(short_message) == expected
     assert parse_receipt(short_message.encode("latin-1") + b"\x00") == expected
 
@@ -102,8 +291,12 @@ def test_tlvs_win_over_the_text() -> None:
 def test_tlvs_alone_make_a_receipt() -> None:
     tlvs = TLVs([(Tag.RECEIPTED_MESSAGE_ID, "abc\x00"), (Tag.MESSAGE_STATE, 2)])
     receipt = parse_receipt(b"", tlvs)
-    assert (receipt.message_id, receipt.state, receipt.stat, receipt.err) == ("abc", MessageState.DELIVERED,
-                                                                              "DELIVRD", None)
+    assert (receipt.message_id, receipt.state, receipt.stat, receipt.err) == (
+        "abc",
+        MessageState.DELIVERED,
+        "DELIVRD",
+        None,
+    )
 
 
 def test_an_unknown_message_state_tlv_is_ignored() -> None:
@@ -123,25 +316,50 @@ def test_no_message_id_is_the_only_failure(text: str | bytes) -> None:
     assert caught.value.status == CommandStatus.ESME_RX_P_APPN
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2403051200", NOON), ("240305120030", datetime(2024, 3, 5, 12, 0, 30)),
-    ("20240305120030", datetime(2024, 3, 5, 12, 0, 30)), ("", None), ("24030512", None), ("2402301200", None),
-    ("garbage", None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2403051200", NOON),
+        ("240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+        ("20240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+        ("", None),
+        ("24030512", None),
+        ("2402301200", None),
+        ("garbage", None),
+    ],
+)
 def test_receipt_dates(value: str, expected: datetime | None) -> None:
     assert parse_receipt_date(value) == expected
 
 
 def test_is_final() -> None:
     finals = {s for s in MessageState if parse_receipt(f"id:1 stat:{stat_name(s)}").is_final}
-    assert finals == FINAL_STATES == {MessageState.DELIVERED, MessageState.EXPIRED, MessageState.DELETED,
-                                      MessageState.UNDELIVERABLE, MessageState.REJECTED}
+    assert (
+        finals
+        == FINAL_STATES
+        == {
+            MessageState.DELIVERED,
+            MessageState.EXPIRED,
+            MessageState.DELETED,
+            MessageState.UNDELIVERABLE,
+            MessageState.REJECTED,
+        }
+    )
 
 
-@pytest.mark.parametrize(("esm_class", "expected"), [
-    (0x04, True), (0x44, True), (0x84, True), (0x00, False), (0x08, False), (0x24, False), (0x40, False),
-    (0x10, False),
-])
+@pytest.mark.parametrize(
+    ("esm_class", "expected"),
+    [
+        (0x04, True),
+        (0x44, True),
+        (0x84, True),
+        (0x00, False),
+        (0x08, False),
+        (0x24, False),
+        (0x40, False),
+        (0x10, False),
+    ],
+)
 def test_is_receipt(esm_class: int, expected: bool) -> None:
     assert is_receipt(esm_class) is expected
 
@@ -152,10 +370,16 @@ def test_is_receipt(esm_class: int, expected: bool) -> None:
 def test_format_receipt() -> None:
     assert format_receipt("0123456789", MessageState.DELIVERED, NOON, NOON_ONE, text="Hola") == (
         "id:0123456789 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 "
-        "Text:Hola")
-    assert format_receipt("7", MessageState.UNDELIVERABLE, NOON, datetime(2024, 3, 5, 12, 1, 9), err="034",
-                          twelve_digit_dates=True) == (
-        "id:7 sub:001 dlvrd:000 submit date:240305120000 done date:240305120109 stat:UNDELIV err:034 Text:")
+        "Text:Hola"
+    )
+    assert format_receipt(
+        "7",
+        MessageState.UNDELIVERABLE,
+        NOON,
+        datetime(2024, 3, 5, 12, 1, 9),
+        err="034",
+        twelve_digit_dates=True,
+    ) == ("id:7 sub:001 dlvrd:000 submit date:240305120000 done date:240305120109 stat:UNDELIV err:034 Text:")
     assert "dlvrd:002" in format_receipt("7", MessageState.ENROUTE, NOON, NOON, sub=3, dlvrd=2)
 
 
@@ -166,27 +390,48 @@ def test_every_state_round_trips(state: MessageState) -> None:
 
 
 DATES = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)).map(
-    lambda d: d.replace(microsecond=0))
+    lambda d: d.replace(microsecond=0)
+)
 
 
 @given(
     message_id=st.text(alphabet="0123456789abcdefABCDEF-_", min_size=1, max_size=40),
     state=st.sampled_from(list(MessageState)),
-    submit=DATES, done=DATES,
+    submit=DATES,
+    done=DATES,
     err=st.text(alphabet="0123456789xX", min_size=1, max_size=4),
     text=st.text(max_size=30).filter(lambda t: not t[:1].isspace() and not t.endswith("\x00")),
-    sub=st.integers(0, 999), dlvrd=st.integers(0, 999), twelve=st.booleans(),
+    sub=st.integers(0, 999),
+    dlvrd=st.integers(0, 999),
+    twelve=st.booleans(),
 )
-def test_parse_of_format_is_the_original(message_id: str, state: MessageState, submit: datetime,
-                                         done: datetime, err: str, text: str, sub: int, dlvrd: int,
-                                         twelve: bool) -> None:
+def test_parse_of_format_is_the_original(
+    message_id: str,
+    state: MessageState,
+    submit: datetime,
+    done: datetime,
+    err: str,
+    text: str,
+    sub: int,
+    dlvrd: int,
+    twelve: bool,
+) -> None:
     if not twelve:
         submit, done = submit.replace(second=0), done.replace(second=0)
-    formatted = format_receipt(message_id, state, submit, done, err=err, text=text, sub=sub, dlvrd=dlvrd,
-                               twelve_digit_dates=twelve)
+    formatted = format_receipt(
+        message_id, state, submit, done, err=err, text=text, sub=sub, dlvrd=dlvrd, twelve_digit_dates=twelve
+    )
     assert parse_receipt(formatted) == Receipt(
-        message_id=message_id, state=state, stat=stat_name(state), err=err, submit_date=submit,
-        done_date=done, sub=sub, dlvrd=dlvrd, text=text)
+        message_id=message_id,
+        state=state,
+        stat=stat_name(state),
+        err=err,
+        submit_date=submit,
+        done_date=done,
+        sub=sub,
+        dlvrd=dlvrd,
+        text=text,
+    )
 
 
 @given(st.text(max_size=200))
@@ -201,10 +446,17 @@ def test_parser_fails_only_with_its_own_error(text: str) -> None:
 # --- message ids in hex and decimal ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "normal"), [
-    ("  00AF12\x00", "af12"), ("0000", "0"), ("123", "123"), ("Msg-XyZ", "Msg-XyZ"),
-    ("3f2504e0-4f89-11d3-9a0c-0305e82c3301", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("  00AF12\x00", "af12"),
+        ("0000", "0"),
+        ("123", "123"),
+        ("Msg-XyZ", "Msg-XyZ"),
+        ("3f2504e0-4f89-11d3-9a0c-0305e82c3301", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+        ("", ""),
+    ],
+)
 def test_normalise_message_id(raw: str, normal: str) -> None:
     assert normalise_message_id(raw) == normal
 
@@ -216,11 +468,20 @@ def test_message_id_candidates() -> None:
     assert message_id_candidates("") == {""}
 
 
-@pytest.mark.parametrize(("one", "other", "expected"), [
-    ("255", "FF", True), ("000000FF", "255", True), ("4294967295", "ffffffff", True), ("0123", "123", True),
-    ("22", "10", False), ("16", "10", True), ("abc", "ABC", True), ("Msg-1", "msg-1", False),
-    ("1000", "999", False),
-])
+@pytest.mark.parametrize(
+    ("one", "other", "expected"),
+    [
+        ("255", "FF", True),
+        ("000000FF", "255", True),
+        ("4294967295", "ffffffff", True),
+        ("0123", "123", True),
+        ("22", "10", False),
+        ("16", "10", True),
+        ("abc", "ABC", True),
+        ("Msg-1", "msg-1", False),
+        ("1000", "999", False),
+    ],
+)
 def test_message_ids_match(one: str, other: str, expected: bool) -> None:
     assert message_ids_match(one, other) is expected
     assert message_ids_match(other, one) is expected
@@ -240,39 +501,52 @@ _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max
 
 
 @given(message_id=_ID_CHARS, state=st.sampled_from(sorted(MessageState)), text=_TEXT)
-def test_standard_layout_reads_as_the_tolerant_scan_does(message_id: str, state: MessageState,
-                                                         text: str) -> None:
+def test_standard_layout_reads_as_the_tolerant_scan_does(
+    message_id: str, state: MessageState, text: str
+) -> None:
     formatted = format_receipt(message_id, state, NOON, NOON_ONE, text=text)
     # A leading space takes the text off the single-match path: both readings must agree.
     assert parse_receipt(formatted) == parse_receipt(" " + formatted)
 
 
-@pytest.mark.parametrize("variant", [
-    "ID:77 SUB:001 DLVRD:001 SUBMIT DATE:2403051200 DONE DATE:2403051201 STAT:DELIVRD ERR:000 TEXT:hi",
-    "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000",
-    "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 text:\x00",
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "ID:77 SUB:001 DLVRD:001 SUBMIT DATE:2403051200 DONE DATE:2403051201 STAT:DELIVRD ERR:000 TEXT:hi",
+        "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000",
+        "id:77 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 text:\x00",
+    ],
+)
 def test_standard_layout_in_any_case_with_or_without_text(variant: str) -> None:
     receipt = parse_receipt(variant)
     assert (receipt.message_id, receipt.stat, receipt.err, receipt.sub, receipt.dlvrd) == (
-        "77", "DELIVRD", "000", 1, 1)
+        "77",
+        "DELIVRD",
+        "000",
+        1,
+        1,
+    )
     assert receipt.submit_date == NOON and receipt.done_date == NOON_ONE
     assert receipt.text == ("hi" if "TEXT:hi" in variant else "")
 
 
 def test_value_with_a_separator_is_cut_by_the_tolerant_scan() -> None:
-    receipt = parse_receipt("id:77,x:1 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 "
-                            "stat:DELIVRD err:000 Text:hi")
+    receipt = parse_receipt(
+        "id:77,x:1 sub:001 dlvrd:001 submit date:2403051200 done date:2403051201 stat:DELIVRD err:000 Text:hi"
+    )
     assert receipt.message_id == "77"
     assert receipt.state is MessageState.DELIVERED
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2403051200", datetime(2024, 3, 5, 12, 0)),
-    ("240305120030", datetime(2024, 3, 5, 12, 0, 30)),
-    ("20240305120030", datetime(2024, 3, 5, 12, 0, 30)),
-    ("24-03-05 12:00", datetime(2024, 3, 5, 12, 0)),
-    ("２４０３０５１２００", None),  # full-width digits are not a date
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2403051200", datetime(2024, 3, 5, 12, 0)),
+        ("240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+        ("20240305120030", datetime(2024, 3, 5, 12, 0, 30)),
+        ("24-03-05 12:00", datetime(2024, 3, 5, 12, 0)),
+        ("２４０３０５１２００", None),  # full-width digits are not a date
+    ],
+)
 def test_receipt_date_forms(value: str, expected: datetime | None) -> None:
     assert parse_receipt_date(value) == expected

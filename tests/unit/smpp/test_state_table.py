@@ -32,19 +32,32 @@ def test_peer_of_each_role() -> None:
     assert Role.SMSC.peer is Role.ESME
 
 
-@pytest.mark.parametrize(("state", "submit_allowed"), [
-    (SessionState.OPEN, False), (SessionState.BINDING, False), (SessionState.BOUND_TX, True),
-    (SessionState.BOUND_RX, False), (SessionState.BOUND_TRX, True), (SessionState.UNBINDING, False),
-    (SessionState.CLOSED, False),
-])
+@pytest.mark.parametrize(
+    ("state", "submit_allowed"),
+    [
+        (SessionState.OPEN, False),
+        (SessionState.BINDING, False),
+        (SessionState.BOUND_TX, True),
+        (SessionState.BOUND_RX, False),
+        (SessionState.BOUND_TRX, True),
+        (SessionState.UNBINDING, False),
+        (SessionState.CLOSED, False),
+    ],
+)
 def test_esme_may_submit_only_when_bound_to_transmit(state: SessionState, submit_allowed: bool) -> None:
     assert (CommandID.SUBMIT_SM in may_send(Role.ESME, state)) is submit_allowed
 
 
-@pytest.mark.parametrize(("state", "deliver_allowed"), [
-    (SessionState.OPEN, False), (SessionState.BOUND_TX, False), (SessionState.BOUND_RX, True),
-    (SessionState.BOUND_TRX, True), (SessionState.UNBINDING, False),
-])
+@pytest.mark.parametrize(
+    ("state", "deliver_allowed"),
+    [
+        (SessionState.OPEN, False),
+        (SessionState.BOUND_TX, False),
+        (SessionState.BOUND_RX, True),
+        (SessionState.BOUND_TRX, True),
+        (SessionState.UNBINDING, False),
+    ],
+)
 def test_smsc_may_deliver_only_to_a_receiver(state: SessionState, deliver_allowed: bool) -> None:
     assert (CommandID.DELIVER_SM in may_send(Role.SMSC, state)) is deliver_allowed
 

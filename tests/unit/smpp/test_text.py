@@ -31,13 +31,39 @@ GSM_TEXT = st.text(alphabet=sorted(GSM_CHARS), max_size=600)
 # --- GSM 03.38 ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("char", "octets"), [
-    ("@", b"\x00"), ("£", b"\x01"), ("$", b"\x02"), ("è", b"\x04"), ("\n", b"\x0a"), ("Δ", b"\x10"),
-    ("_", b"\x11"), ("Æ", b"\x1c"), ("É", b"\x1f"), (" ", b"\x20"), ("¤", b"\x24"), ("¡", b"\x40"),
-    ("A", b"\x41"), ("Ñ", b"\x5d"), ("§", b"\x5f"), ("¿", b"\x60"), ("ñ", b"\x7d"), ("à", b"\x7f"),
-    ("€", b"\x1b\x65"), ("^", b"\x1b\x14"), ("{", b"\x1b\x28"), ("}", b"\x1b\x29"), ("\\", b"\x1b\x2f"),
-    ("[", b"\x1b\x3c"), ("~", b"\x1b\x3d"), ("]", b"\x1b\x3e"), ("|", b"\x1b\x40"), ("\f", b"\x1b\x0a"),
-])
+@pytest.mark.parametrize(
+    ("char", "octets"),
+    [
+        ("@", b"\x00"),
+        ("£", b"\x01"),
+        ("$", b"\x02"),
+        ("è", b"\x04"),
+        ("\n", b"\x0a"),
+        ("Δ", b"\x10"),
+        ("_", b"\x11"),
+        ("Æ", b"\x1c"),
+        ("É", b"\x1f"),
+        (" ", b"\x20"),
+        ("¤", b"\x24"),
+        ("¡", b"\x40"),
+        ("A", b"\x41"),
+        ("Ñ", b"\x5d"),
+        ("§", b"\x5f"),
+        ("¿", b"\x60"),
+        ("ñ", b"\x7d"),
+        ("à", b"\x7f"),
+        ("€", b"\x1b\x65"),
+        ("^", b"\x1b\x14"),
+        ("{", b"\x1b\x28"),
+        ("}", b"\x1b\x29"),
+        ("\\", b"\x1b\x2f"),
+        ("[", b"\x1b\x3c"),
+        ("~", b"\x1b\x3d"),
+        ("]", b"\x1b\x3e"),
+        ("|", b"\x1b\x40"),
+        ("\f", b"\x1b\x0a"),
+    ],
+)
 def test_gsm_code_points(char: str, octets: bytes) -> None:
     assert encode_text(char, 0) == octets
     assert decode_text(octets, 0) == char
@@ -169,14 +195,37 @@ def test_encoding_for_an_unknown_coding_is_refused() -> None:
         encode_text("hi", 0x05)
 
 
-@pytest.mark.parametrize(("data_coding", "alphabet"), [
-    (0x00, Alphabet.GSM7), (0x01, Alphabet.IA5), (0x02, Alphabet.OCTETS), (0x03, Alphabet.LATIN1),
-    (0x04, Alphabet.OCTETS), (0x05, None), (0x08, Alphabet.UCS2), (0x09, None), (0x0F, None),
-    (0x10, Alphabet.GSM7), (0x14, Alphabet.OCTETS), (0x18, Alphabet.UCS2), (0x1C, None), (0x30, None),
-    (0x58, Alphabet.UCS2), (0x80, None), (0xBF, None), (0xC0, Alphabet.GSM7), (0xDF, Alphabet.GSM7),
-    (0xE0, Alphabet.UCS2), (0xF0, Alphabet.GSM7), (0xF3, Alphabet.GSM7), (0xF4, Alphabet.OCTETS),
-    (0xF7, Alphabet.OCTETS), (0xFB, Alphabet.GSM7), (0xFF, Alphabet.OCTETS),
-])
+@pytest.mark.parametrize(
+    ("data_coding", "alphabet"),
+    [
+        (0x00, Alphabet.GSM7),
+        (0x01, Alphabet.IA5),
+        (0x02, Alphabet.OCTETS),
+        (0x03, Alphabet.LATIN1),
+        (0x04, Alphabet.OCTETS),
+        (0x05, None),
+        (0x08, Alphabet.UCS2),
+        (0x09, None),
+        (0x0F, None),
+        (0x10, Alphabet.GSM7),
+        (0x14, Alphabet.OCTETS),
+        (0x18, Alphabet.UCS2),
+        (0x1C, None),
+        (0x30, None),
+        (0x58, Alphabet.UCS2),
+        (0x80, None),
+        (0xBF, None),
+        (0xC0, Alphabet.GSM7),
+        (0xDF, Alphabet.GSM7),
+        (0xE0, Alphabet.UCS2),
+        (0xF0, Alphabet.GSM7),
+        (0xF3, Alphabet.GSM7),
+        (0xF4, Alphabet.OCTETS),
+        (0xF7, Alphabet.OCTETS),
+        (0xFB, Alphabet.GSM7),
+        (0xFF, Alphabet.OCTETS),
+    ],
+)
 def test_alphabet_for(data_coding: int, alphabet: Alphabet | None) -> None:
     assert alphabet_for(data_coding) is alphabet
 
@@ -207,10 +256,19 @@ def test_ucs2_text_round_trips(text: str) -> None:
 # --- cheapest coding --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "allow_latin1", "expected"), [
-    ("", False, 0), ("Hola, ¿qué tal? Ñandú €5 [ok]", True, 8), ("Hola, ¿que tal? Ñandu €5 [ok]", False, 0),
-    ("façade", False, 8), ("façade", True, 3), ("😀", True, 8), ("ü", False, 0), ("`", True, 3),
-])
+@pytest.mark.parametrize(
+    ("text", "allow_latin1", "expected"),
+    [
+        ("", False, 0),
+        ("Hola, ¿qué tal? Ñandú €5 [ok]", True, 8),
+        ("Hola, ¿que tal? Ñandu €5 [ok]", False, 0),
+        ("façade", False, 8),
+        ("façade", True, 3),
+        ("😀", True, 8),
+        ("ü", False, 0),
+        ("`", True, 3),
+    ],
+)
 def test_choose_encoding(text: str, allow_latin1: bool, expected: int) -> None:
     assert choose_encoding(text, allow_latin1=allow_latin1) == expected
 
@@ -218,20 +276,23 @@ def test_choose_encoding(text: str, allow_latin1: bool, expected: int) -> None:
 # --- the draft counter ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "mode", "segments", "capacity", "left"), [
-    ("", "udh8", 1, 160, 160),
-    ("a" * 160, "udh8", 1, 160, 0),
-    ("a" * 161, "udh8", 2, 153, 145),
-    ("a" * 306, "udh8", 2, 153, 0),
-    ("a" * 307, "udh8", 3, 153, 152),
-    ("a" * 161, "udh16", 2, 152, 143),
-    ("a" * 161, "sar", 2, 152, 143),
-    ("a" * 158 + "€", "udh8", 1, 160, 0),
-    ("a" * 159 + "€", "udh8", 2, 153, 145),
-    ("ñ" * 70 + "😀", "udh8", 2, 67, 62),
-    ("😀" * 35, "udh8", 1, 70, 0),
-    ("😀" * 36, "udh16", 2, 66, 60),
-])
+@pytest.mark.parametrize(
+    ("text", "mode", "segments", "capacity", "left"),
+    [
+        ("", "udh8", 1, 160, 160),
+        ("a" * 160, "udh8", 1, 160, 0),
+        ("a" * 161, "udh8", 2, 153, 145),
+        ("a" * 306, "udh8", 2, 153, 0),
+        ("a" * 307, "udh8", 3, 153, 152),
+        ("a" * 161, "udh16", 2, 152, 143),
+        ("a" * 161, "sar", 2, 152, 143),
+        ("a" * 158 + "€", "udh8", 1, 160, 0),
+        ("a" * 159 + "€", "udh8", 2, 153, 145),
+        ("ñ" * 70 + "😀", "udh8", 2, 67, 62),
+        ("😀" * 35, "udh8", 1, 70, 0),
+        ("😀" * 36, "udh16", 2, 66, 60),
+    ],
+)
 def test_draft_counts(text: str, mode: str, segments: int, capacity: int, left: int) -> None:
     info = draft_info(text, concat=mode)
     assert (info.segments, info.pdus) == (segments, segments)
@@ -307,15 +368,24 @@ def test_draft_of_multibyte_coding_counts_octets_per_self_contained_part() -> No
     assert long.units == sum(map(len, parts))
 
 
-@pytest.mark.parametrize(("alphabet", "mode", "multipart", "expected"), [
-    (Alphabet.GSM7, "udh8", False, 160), (Alphabet.GSM7, "udh8", True, 153),
-    (Alphabet.GSM7, "udh16", True, 152), (Alphabet.GSM7, "sar", True, 152),
-    (Alphabet.GSM7, "payload", True, 153),
-    (Alphabet.UCS2, "udh8", False, 70), (Alphabet.UCS2, "udh8", True, 67), (Alphabet.UCS2, "udh16", True, 66),
-    (Alphabet.OCTETS, "udh8", False, 140), (Alphabet.OCTETS, "udh8", True, 134),
-    (Alphabet.OCTETS, "udh16", True, 133), (Alphabet.LATIN1, "sar", True, 133),
-    (Alphabet.UCS2, "sar", True, 66),
-])
+@pytest.mark.parametrize(
+    ("alphabet", "mode", "multipart", "expected"),
+    [
+        (Alphabet.GSM7, "udh8", False, 160),
+        (Alphabet.GSM7, "udh8", True, 153),
+        (Alphabet.GSM7, "udh16", True, 152),
+        (Alphabet.GSM7, "sar", True, 152),
+        (Alphabet.GSM7, "payload", True, 153),
+        (Alphabet.UCS2, "udh8", False, 70),
+        (Alphabet.UCS2, "udh8", True, 67),
+        (Alphabet.UCS2, "udh16", True, 66),
+        (Alphabet.OCTETS, "udh8", False, 140),
+        (Alphabet.OCTETS, "udh8", True, 134),
+        (Alphabet.OCTETS, "udh16", True, 133),
+        (Alphabet.LATIN1, "sar", True, 133),
+        (Alphabet.UCS2, "sar", True, 66),
+    ],
+)
 def test_segment_capacity(alphabet: Alphabet, mode: str, multipart: bool, expected: int) -> None:
     assert segment_capacity(alphabet, mode, multipart=multipart) == expected
 

@@ -52,8 +52,14 @@ async def prepare_desk_store(url: str, limits: dict[str, int] | None = None) -> 
         async with session_factory(engine)() as session, session.begin():
             for username, (role, limit) in DESK_ACCOUNTS.items():
                 await create_account(
-                    session, passwords, registry, username=username, password=PASSWORD, role=role,
-                    display_name=username.title(), language="en" if username == "otto" else "es",
+                    session,
+                    passwords,
+                    registry,
+                    username=username,
+                    password=PASSWORD,
+                    role=role,
+                    display_name=username.title(),
+                    language="en" if username == "otto" else "es",
                     max_open_conversations=(limits or {}).get(username, limit),
                 )
     finally:
@@ -91,18 +97,31 @@ async def deliver_mo(
     now = utcnow()
     mo = NewMO(
         dedup_key=mo_dedup_key(CARRIER, msisdn, SHORT_CODE, smsc_message_id=uuid.uuid4().hex),
-        msisdn=msisdn, carrier=CARRIER, short_code=SHORT_CODE, text=text, received_at=now, country="ES",
+        msisdn=msisdn,
+        carrier=CARRIER,
+        short_code=SHORT_CODE,
+        text=text,
+        received_at=now,
+        country="ES",
     )
     async with sessions() as session, session.begin():
         (stored,) = await ingest_mos(session, [mo], now)
     assert stored.mo_id is not None
     if bus is None:
         return stored
-    await bus.publish(bus.topics.mo(SHORT_CODE), {
-        "id": stored.mo_id, "short_code": SHORT_CODE, "carrier": CARRIER, "msisdn": msisdn,
-        "client_id": stored.subscriber.client_id, "conversation_id": stored.conversation_id, "text": text,
-        "received_at": now.isoformat(),
-    })
+    await bus.publish(
+        bus.topics.mo(SHORT_CODE),
+        {
+            "id": stored.mo_id,
+            "short_code": SHORT_CODE,
+            "carrier": CARRIER,
+            "msisdn": msisdn,
+            "client_id": stored.subscriber.client_id,
+            "conversation_id": stored.conversation_id,
+            "text": text,
+            "received_at": now.isoformat(),
+        },
+    )
     return stored
 
 
@@ -149,4 +168,3 @@ async def live_server(app: Starlette) -> AsyncIterator[LiveServer]:
         server.should_exit = True
         await task
         sock.close()
-

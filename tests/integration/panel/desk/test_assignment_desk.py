@@ -141,8 +141,11 @@ async def test_a_long_wait_is_flagged_on_the_desk(desk_client: PanelClient) -> N
 
     await eventually(both)
     async with runtime.sessionmaker() as session, session.begin():
-        await session.execute(update(Conversation).where(Conversation.id == late.conversation_id)
-                              .values(waiting_since=utcnow() - timedelta(minutes=5)))
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == late.conversation_id)
+            .values(waiting_since=utcnow() - timedelta(minutes=5))
+        )
     await login(desk_client, "olga")
     page = (await desk_client.get("/desk", headers=HTML)).text
     flagged = re.findall(r'class="queue-item ([^"]*)"\s+data-conversation-id="(\d+)"', page)

@@ -73,11 +73,16 @@ async def test_an_open_event_stream_ends_when_the_server_begins_to_stop(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     stop_signal = StopSignal()
     async with MemoryBus() as bus:
-        app = create_app(desk_panel_settings, bus=bus, stop_signal=stop_signal,
-                         plugins=[auth.plugin, home.plugin, build_plugin(desk_settings())])
+        app = create_app(
+            desk_panel_settings,
+            bus=bus,
+            stop_signal=stop_signal,
+            plugins=[auth.plugin, home.plugin, build_plugin(desk_settings())],
+        )
         # No graceful-shutdown timeout: only the stop signal can end the stream (heartbeat 15 s).
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                                timeout_graceful_shutdown=None)
+        config = uvicorn.Config(
+            app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=None
+        )
         server = PanelServer(config, stop_signal)
         serving_task = asyncio.create_task(server.serve(sockets=[sock]), name="test.panel.server")
         try:
@@ -134,8 +139,11 @@ async def test_a_client_leaving_mid_stream_never_stalls_the_database(
             for attempt in range(20):
                 async with client.stream("GET", "/desk/events") as stream:
                     assert stream.status_code == 200  # closed at once, before the first event
-                form = {"csrf_token": token, "alias": f"Pepe {attempt}",
-                        "conversation_id": str(stored.conversation_id)}
+                form = {
+                    "csrf_token": token,
+                    "alias": f"Pepe {attempt}",
+                    "conversation_id": str(stored.conversation_id),
+                }
                 saved = await client.post(f"/desk/clients/{stored.subscriber.client_id}/details", data=form)
                 assert saved.status_code == 303
     finally:

@@ -46,22 +46,34 @@ async def state(client: PanelClient, conversation_id: int) -> Snapshot:
         mts = int((await session.execute(select(func.count()).select_from(MTMessage))).scalar_one())
         conversation = await session.get(Conversation, conversation_id)
         assert conversation is not None
-        alias = (await session.execute(
-            select(Subscriber.alias).where(Subscriber.id == conversation.subscriber_id))).scalar_one()
+        alias = (
+            await session.execute(select(Subscriber.alias).where(Subscriber.id == conversation.subscriber_id))
+        ).scalar_one()
         return mts, conversation.assigned_operator_id, conversation.status, alias
 
 
 async def try_everything(client: PanelClient, conversation_id: int, client_id: str) -> dict[str, int]:
     token = await page_csrf(client, "/desk")
     read = await client.get(f"/desk?c={conversation_id}", headers=HTML)
-    reply = await client.post(f"/desk/conversations/{conversation_id}/reply",
-                              data={"csrf_token": token, "text": "me cuelo"}, headers=HTML)
-    close = await client.post(f"/desk/conversations/{conversation_id}/close",
-                              data={"csrf_token": token}, headers=HTML)
-    details = await client.post(f"/desk/clients/{client_id}/details", headers=HTML, data={
-        "csrf_token": token, "conversation_id": str(conversation_id), "alias": "Intruso"})
-    return {"read": read.status_code, "reply": reply.status_code, "close": close.status_code,
-            "details": details.status_code}
+    reply = await client.post(
+        f"/desk/conversations/{conversation_id}/reply",
+        data={"csrf_token": token, "text": "me cuelo"},
+        headers=HTML,
+    )
+    close = await client.post(
+        f"/desk/conversations/{conversation_id}/close", data={"csrf_token": token}, headers=HTML
+    )
+    details = await client.post(
+        f"/desk/clients/{client_id}/details",
+        headers=HTML,
+        data={"csrf_token": token, "conversation_id": str(conversation_id), "alias": "Intruso"},
+    )
+    return {
+        "read": read.status_code,
+        "reply": reply.status_code,
+        "close": close.status_code,
+        "details": details.status_code,
+    }
 
 
 async def test_another_operator_can_neither_read_nor_answer(desk_client: PanelClient) -> None:

@@ -48,8 +48,10 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
     bus = desk_client.runtime.bus
     assert bus is not None
     async with bus.subscribe(bus.topics.all_mt_status()) as statuses:
-        sent = await desk_client.post(f"/desk/conversations/{conversation_id}/reply",
-                                      data={"csrf_token": token, "text": "¡Hola! ¿Qué tal?"})
+        sent = await desk_client.post(
+            f"/desk/conversations/{conversation_id}/reply",
+            data={"csrf_token": token, "text": "¡Hola! ¿Qué tal?"},
+        )
         event = await statuses.get()
     assert sent.status_code == 303
     (mt,) = await mts(desk_client)
@@ -70,8 +72,9 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
 async def test_the_reply_notice_shows_the_status_of_its_mt(desk_client: PanelClient) -> None:
     conversation_id = await online_with_one_mo(desk_client)
     token = await page_csrf(desk_client, "/desk")
-    sent = await desk_client.post(f"/desk/conversations/{conversation_id}/reply",
-                                  data={"csrf_token": token, "text": "hola"})
+    sent = await desk_client.post(
+        f"/desk/conversations/{conversation_id}/reply", data={"csrf_token": token, "text": "hola"}
+    )
     (mt,) = await mts(desk_client)
     queued = await desk_client.get(sent.headers["location"], headers=HTML)
     notice = queued.text.split('id="desk-notice"', 1)[1].split("</p>", 1)[0]
@@ -99,8 +102,11 @@ async def test_reply_to_a_banned_subscriber_is_refused_clearly(desk_client: Pane
         subscriber = (await session.execute(select(Subscriber))).scalar_one()
         await ban_subscriber(session, subscriber.client_id, "abuse", utcnow())
     token = await page_csrf(desk_client, "/desk")
-    refused = await desk_client.post(f"/desk/conversations/{conversation_id}/reply",
-                                     data={"csrf_token": token, "text": "hola"}, headers=HTML)
+    refused = await desk_client.post(
+        f"/desk/conversations/{conversation_id}/reply",
+        data={"csrf_token": token, "text": "hola"},
+        headers=HTML,
+    )
     assert refused.status_code == 409
     assert "No enviado: el cliente está baneado." in refused.text
     assert await mts(desk_client) == []
@@ -118,9 +124,15 @@ async def test_client_card_edit_is_saved_and_escaped(desk_client: PanelClient) -
     async with desk_client.runtime.sessionmaker() as session:
         client_id = (await session.execute(select(Subscriber.client_id))).scalar_one()
     token = await page_csrf(desk_client, "/desk")
-    saved = await desk_client.post(f"/desk/clients/{client_id}/details", data={
-        "csrf_token": token, "conversation_id": str(conversation_id), "alias": "<b>Pepe</b>",
-        "notes": "Le gusta el tarot"})
+    saved = await desk_client.post(
+        f"/desk/clients/{client_id}/details",
+        data={
+            "csrf_token": token,
+            "conversation_id": str(conversation_id),
+            "alias": "<b>Pepe</b>",
+            "notes": "Le gusta el tarot",
+        },
+    )
     assert saved.status_code == 303
     page = await desk_client.get(saved.headers["location"], headers=HTML)
     assert "&lt;b&gt;Pepe&lt;/b&gt;" in page.text and "<b>Pepe</b>" not in page.text
@@ -159,7 +171,10 @@ async def test_the_counter_is_the_one_smpp_computes(desk_client: PanelClient) ->
         expected = draft_info(text, max_segments=10)
         body = answer.json()
         assert (body["encoding"], body["segments"], body["units_left"]) == (
-            expected.encoding, expected.segments, expected.units_left)
+            expected.encoding,
+            expected.segments,
+            expected.units_left,
+        )
 
 
 async def test_push_is_queued_and_refused_for_unknown_or_banned_clients(desk_client: PanelClient) -> None:
@@ -167,20 +182,23 @@ async def test_push_is_queued_and_refused_for_unknown_or_banned_clients(desk_cli
     async with desk_client.runtime.sessionmaker() as session:
         client_id = (await session.execute(select(Subscriber.client_id))).scalar_one()
     token = await page_csrf(desk_client, "/desk/push")
-    pushed = await desk_client.post("/desk/push", data={"csrf_token": token, "client_id": client_id,
-                                                        "text": "Oferta"})
+    pushed = await desk_client.post(
+        "/desk/push", data={"csrf_token": token, "client_id": client_id, "text": "Oferta"}
+    )
     assert pushed.status_code == 303
     (mt,) = await mts(desk_client)
     assert (mt.kind, mt.status, mt.destination) == (MTKind.PUSH, MTStatus.QUEUED, MSISDN)
     listing = await desk_client.get(pushed.headers["location"], headers=HTML)
     assert f'data-mt-id="{mt.id}"' in listing.text
-    unknown = await desk_client.post("/desk/push", data={"csrf_token": token, "client_id": "CNOPE",
-                                                         "text": "x"}, headers=HTML)
+    unknown = await desk_client.post(
+        "/desk/push", data={"csrf_token": token, "client_id": "CNOPE", "text": "x"}, headers=HTML
+    )
     assert unknown.status_code == 404
     async with desk_client.runtime.sessionmaker() as session, session.begin():
         await ban_subscriber(session, client_id, "abuse", utcnow())
-    banned = await desk_client.post("/desk/push", data={"csrf_token": token, "client_id": client_id,
-                                                        "text": "Oferta"}, headers=HTML)
+    banned = await desk_client.post(
+        "/desk/push", data={"csrf_token": token, "client_id": client_id, "text": "Oferta"}, headers=HTML
+    )
     assert banned.status_code == 409 and "baneado" in banned.text
     assert len(await mts(desk_client)) == 1
 

@@ -64,13 +64,17 @@ async def test_the_stream_delivers_assignments_mos_statuses_and_ends_on_sign_out
                 name, mo = await anext(received)
                 assert (name, mo["text"]) == ("mo", "¿sigues ahí?")
                 assert mo["conversation_id"] == first.conversation_id
-                replied = await client.post(f"/desk/conversations/{first.conversation_id}/reply",
-                                            data={"csrf_token": token, "text": "sí"})
+                replied = await client.post(
+                    f"/desk/conversations/{first.conversation_id}/reply",
+                    data={"csrf_token": token, "text": "sí"},
+                )
                 assert replied.status_code == 303
                 name, queued = await anext(received)
                 assert (name, queued["status"], queued["label"]) == ("mt", "queued", "En cola")
-                await bus.publish(bus.topics.mt_status(int(str(queued["id"]))),
-                                  {"id": queued["id"], "status": "delivered", "previous": "accepted"})
+                await bus.publish(
+                    bus.topics.mt_status(int(str(queued["id"]))),
+                    {"id": queued["id"], "status": "delivered", "previous": "accepted"},
+                )
                 name, delivered = await anext(received)
                 assert (name, delivered["status"], delivered["final"]) == ("mt", "delivered", True)
                 await client.post("/logout", data={"csrf_token": token})
