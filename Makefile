@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration e2e bench fuzz services browser clean
+.PHONY: demo test lint format typecheck unit integration e2e bench fuzz services browser clean lock
 
-$(STAMP): pyproject.toml
+# Every dependency at the version and hash in the lock file (pip-tools: a plain requirements file that
+# pip itself installs with --require-hashes, no other tool needed on a fresh machine); then the project.
+$(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Recompute both lock files after changing the dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links -o requirements/dev.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/gatewayd demo
@@ -18,6 +28,7 @@ demo: $(STAMP)
 # Everything CI runs: lint, types, unit, integration (PostgreSQL, Mosquitto, simulator) and browser tests.
 test: $(STAMP) services browser
 	$(BIN)/ruff check smpp routing gatewayd panel plugins simulator tests bench
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	mkdir -p var artifacts
 	$(BIN)/pytest --cov --cov-report=term --cov-report=json:var/coverage.json tests
@@ -25,6 +36,11 @@ test: $(STAMP) services browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check smpp routing gatewayd panel plugins simulator tests bench
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix smpp routing gatewayd panel plugins simulator tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
