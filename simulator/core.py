@@ -113,7 +113,11 @@ class Simulator:
     async def _start_api(self) -> None:
         from simulator.api import create_app
 
-        sock = socket.socket(socket.AF_INET6 if ":" in self.config.control_host else socket.AF_INET)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto
+        # says TCP, and without it every response after the first on a kept-alive connection waits
+        # for the client's delayed ACK (~40 ms).
+        family = socket.AF_INET6 if ":" in self.config.control_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.control_host, self.config.control_port or 0))
         self._api_port = sock.getsockname()[1]

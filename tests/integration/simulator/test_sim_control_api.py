@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,21 @@ async def test_injected_mo_arrives_at_the_bound_client(simulator: Simulator, api
         [pdu] = await inbox.wait_for(1)
     assert isinstance(pdu, DeliverSM)
     assert pdu.data_coding == 8 and pdu.short_message.decode("utf-16-be") == "Hola desde la API"
+
+
+async def test_a_kept_alive_connection_is_answered_without_delayed_ack_stalls(simulator: Simulator) -> None:
+    """Nagle's algorithm on the API's sockets held every response after the first on a connection
+    until the client's delayed ACK: ~44 ms a request, 200 MOs in ~9 s."""
+    assert simulator.control_url is not None
+    body = {"carrier": "movistar", "from": "34600111222", "to": "997745", "text": "hola"}
+    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=simulator.control_url, limits=one_connection) as client:
+        started = time.perf_counter()
+        for _ in range(200):
+            assert (await client.post("/api/mo", json=body)).status_code == 202
+        elapsed = time.perf_counter() - started
+    assert simulator.carrier("movistar").counters.mo_injected == 200
+    assert elapsed < 3.0, f"200 requests on one connection took {elapsed:.1f} s"
 
 
 async def test_mt_list_filters_and_message_view(simulator: Simulator, api: httpx.AsyncClient) -> None:
