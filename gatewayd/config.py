@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -636,6 +637,9 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
 
 
 def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]:
+    """Every float setting: TOML (and float()) accept nan and inf, which pass any comparison with
+    ``minimum`` and then break every computation that uses them, so they are refused here."""
+
     def convert(value: Any) -> float:
         if isinstance(value, _EnvText):
             try:
@@ -644,9 +648,15 @@ def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float
                 raise _Invalid(f"must be a number, not {str(value)!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Invalid(f"must be a number, not {type(value).__name__}")
-        if value < minimum or (exclusive and value == minimum):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _Invalid("must be a finite number, not an integer beyond the range of floats") from None
+        if not math.isfinite(number):
+            raise _Invalid(f"must be a finite number, not {number}")
+        if number < minimum or (exclusive and number == minimum):
             raise _Invalid(f"must be {'greater than' if exclusive else 'at least'} {minimum}, not {value}")
-        return float(value)
+        return number
 
     return convert
 

@@ -63,6 +63,22 @@ def test_check_config_names_every_bad_key_with_file_and_line(
     assert f"{path}:{country_line}: carriers[0].country" in error
 
 
+def test_check_config_refuses_nan_and_infinity(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.format(url=sqlite_url) + "\n[daemon]\nmt_claim_lease = nan\n"
+    text = text.replace("port = 2775", "port = 2775\ntps = inf")
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    lines = text.splitlines()
+    assert (
+        f"{path}:{lines.index('tps = inf') + 1}: carriers[0].binds[0].tps: must be a finite number" in error
+    )
+    lease_line = lines.index("mt_claim_lease = nan") + 1
+    assert f"{path}:{lease_line}: daemon.mt_claim_lease: must be a finite number, not nan" in error
+
+
 def test_migrate_then_send_queues_an_mt(
     tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,16 +3,20 @@ secrets kept out of reprs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 
 from gatewayd.config import (
     DEMO_SOURCE,
+    BindConfig,
     BindType,
     ConfigError,
     ConfigProblem,
+    DaemonConfig,
     LongMessageMode,
     Secret,
     load_config,
@@ -149,6 +153,45 @@ def test_every_problem_is_reported_with_key_file_and_line(tmp_path: Path) -> Non
     error = str(ConfigError(problems(path)))
     assert f"{path}:27: carriers[1].binds[1].port: must be between 1 and 65535, not 99999" in error
     assert "toolongpassword" not in error
+
+
+def float_keys(table: type[Any]) -> list[str]:
+    return [item.name for item in dataclasses.fields(table) if item.type == "float"]
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf", "+nan"])
+def test_every_float_key_refuses_non_finite_numbers(tmp_path: Path, literal: str) -> None:
+    """TOML's nan and inf pass every range check; a nan claim lease made the daemon fail each claim."""
+    daemon_keys, bind_keys = float_keys(DaemonConfig), float_keys(BindConfig)
+    assert "mt_claim_lease" in daemon_keys and "tps" in bind_keys
+    text = VALID.replace('instance = "node-1"', "\n".join(f"{key} = {literal}" for key in daemon_keys))
+    text = text.replace(
+        "port = 2775\n\n", "port = 2775\n" + "".join(f"{key} = {literal}\n" for key in bind_keys), 1
+    )
+    path = write(tmp_path, text)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = {problem.key: problem for problem in problems(path)}
+    expected = [f"daemon.{key}" for key in daemon_keys] + [f"carriers[0].binds[0].{key}" for key in bind_keys]
+    assert sorted(found) == sorted(expected)
+    for problem in found.values():
+        assert problem.message.startswith("must be a finite number"), problem
+        assert problem.source == str(path) and lines[problem.line - 1].startswith(
+            problem.key.rsplit(".", 1)[1]
+        )
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1e999"])
+def test_environment_overrides_refuse_non_finite_numbers(tmp_path: Path, text: str) -> None:
+    [problem] = problems(write(tmp_path, VALID), {"GATEWAYD_DAEMON_MT_CLAIM_LEASE": text})
+    assert (problem.key, problem.source) == ("daemon.mt_claim_lease", "$GATEWAYD_DAEMON_MT_CLAIM_LEASE")
+    assert problem.message.startswith("must be a finite number")
+
+
+def test_an_integer_beyond_float_range_is_not_a_number_setting(tmp_path: Path) -> None:
+    text = VALID.replace('instance = "node-1"', f"mt_claim_lease = {10**400}")
+    [problem] = problems(write(tmp_path, text))
+    assert (problem.key, problem.line) == ("daemon.mt_claim_lease", 9)
+    assert "beyond the range of floats" in problem.message
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
