@@ -15,6 +15,10 @@ of that carrier's binds: the environment is the operator's last word.
 
 Secrets (bind passwords, the panel's secret key) are :class:`Secret` objects whose ``repr``/``str`` is
 ``***``; ``*_file`` variants are read at load time. URLs keep their password out of ``repr``.
+
+The file and the secret files it names are read by :func:`simulator.settings.read_text_file` (the
+simulator reads its ``[simulator]`` table under the same rules): a regular file of at most 1 MiB of
+UTF-8; anything else is one clear problem, never a traceback or a hang.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
+from simulator.settings import FileProblem, read_text_file, read_toml_file
 
 ENV_PREFIX: Final = "GATEWAYD_"
 DEMO_SOURCE: Final = "<built-in demo configuration>"
@@ -811,9 +816,9 @@ def _read_secret_file(reader: _Reader, key: str) -> Secret | None:
         return None
     path = reader.base_dir / path_text
     try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as error:
-        reader.problems.add((*reader.path, key), f"cannot read {path}: {error.strerror or error}")
+        content = read_text_file(path)
+    except FileProblem as problem:
+        reader.problems.add((*reader.path, key), str(problem))
         return None
     lines = content.splitlines()
     secret = lines[0].strip() if lines else ""
@@ -1230,19 +1235,9 @@ def load_config(
         source_path = Path(path)
         base_dir = source_path.parent
         try:
-            text = source_path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(
-                [ConfigProblem("<file>", f"cannot read: {error.strerror or error}", str(source_path))]
-            ) from error
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            position = re.search(r"at line (\d+)", str(error))  # Python 3.11 has no error.lineno
-            line = int(position.group(1)) if position else None
-            raise ConfigError(
-                [ConfigProblem("<file>", f"not valid TOML: {error}", str(source_path), line)]
-            ) from error
+            raw, text = read_toml_file(source_path)
+        except FileProblem as problem:
+            raise ConfigError([ConfigProblem("<file>", problem.reason, problem.path, problem.line)]) from None
         origins = _Origins(str(source_path), locate_keys(text))
     if "keywords" not in raw:
         raw["keywords"] = default_keywords()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, plan_for
 from simulator.redelivery import RedeliveryPolicy
-from simulator.settings import Reader, SettingsError
+from simulator.settings import Reader, SettingsError, read_toml_file
 from smpp.constants import BindType, MessageState
 
 #: Final states a receipt can report, by their receipt text ("stat:" field), with the SMPP message_state.
@@ -390,13 +389,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SimulatorCo
 
 
 def load_config(path: str | Path) -> SimulatorConfig:
-    """Read a TOML file; a bad value raises :class:`SettingsError` naming the file and the key."""
-    path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    """Read a TOML file; a bad value raises :class:`SettingsError` naming the file and the key (an
+    unusable file, :class:`~simulator.settings.FileProblem`)."""
+    data, _ = read_toml_file(path)
     return parse_config(data, str(path))

@@ -276,6 +276,50 @@ def test_missing_file() -> None:
     assert problem.source == "/nonexistent/gatewayd.toml" and "cannot read" in problem.message
 
 
+def test_invalid_utf8_names_the_line_and_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "gatewayd.toml"
+    path.write_bytes(b'[log]\nlevel = "INFO"\n# caf\xe9\n')
+    [problem] = problems(path)
+    assert (problem.source, problem.line) == (str(path), 3)
+    assert problem.message == "not valid UTF-8: byte 0xe9 at byte offset 26"
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deep_nesting_is_one_clear_problem(tmp_path: Path, depth: int) -> None:
+    """5,000 levels overflowed the parser's recursion; 40 parse but are refused before anything walks them."""
+    path = write(tmp_path, VALID.replace("source_ton = 3", f"deep = {'[' * depth}{']' * depth}"))
+    [problem] = problems(path)
+    assert (problem.key, problem.source) == ("<file>", str(path))
+    assert problem.message == "nested deeper than 32 levels"
+
+
+def test_an_integer_of_thousands_of_digits_is_invalid_toml(tmp_path: Path) -> None:
+    [problem] = problems(write(tmp_path, f"[daemon]\nmt_retry_limit = {'9' * 5000}\n"))
+    assert problem.message == "not valid TOML: an integer with thousands of digits"
+
+
+def test_a_file_larger_than_a_mebibyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "gatewayd.toml"
+    with path.open("wb") as file:
+        file.truncate(2 << 20)  # sparse: 2 MiB of NUL bytes
+    [problem] = problems(path)
+    assert problem.message == "too large: more than 1,048,576 bytes"
+
+
+def test_a_directory_is_not_a_configuration_file(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path)
+    assert (problem.source, problem.message) == (str(tmp_path), "not a regular file")
+
+
+def test_secret_files_are_read_under_the_same_rules(tmp_path: Path) -> None:
+    with (tmp_path / "huge.pw").open("wb") as file:
+        file.truncate(2 << 20)
+    text = VALID.replace('password = "secret1"', 'password_file = "huge.pw"')
+    [problem] = problems(write(tmp_path, text))
+    assert (problem.key, problem.line) == ("carriers[0].password_file", 17)
+    assert problem.message == f"{tmp_path / 'huge.pw'}: too large: more than 1,048,576 bytes"
+
+
 def test_the_shipped_example_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[3] / "gatewayd" / "config.example.toml"
     (tmp_path / "secrets").mkdir()

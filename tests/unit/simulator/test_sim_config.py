@@ -141,6 +141,39 @@ def test_missing_toml_file_is_reported(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'[simulator]\ntrace = "caf\xe9"\n', "sim.toml:2: not valid UTF-8: byte 0xe9 at byte offset 24"),
+        (b"[simulator]\nseed = " + b"[" * 5000 + b"]" * 5000, "sim.toml: nested deeper than 32 levels"),
+        (b"[simulator]\nseed = " + b"[" * 40 + b"]" * 40, "sim.toml: nested deeper than 32 levels"),
+        (
+            b"[simulator]\nseed = " + b"9" * 5000,
+            "sim.toml: not valid TOML: an integer with thousands of digits",
+        ),
+        (b"[simulator]\ntick = nan\n", "sim.toml: simulator.tick: expected a finite number, got nan"),
+        (b"[simulator]\nseed = " + b"9" * 30, "sim.toml: simulator.seed: expected a 64-bit integer"),
+    ],
+    ids=["utf8", "nested-5000", "nested-40", "digits-5000", "nan", "int64"],
+)
+def test_unusable_toml_file_is_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError) as error:
+        load_config(path)
+    assert str(error.value).startswith(str(tmp_path / message))
+
+
+def test_only_a_regular_file_of_at_most_a_mebibyte_is_read(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=f"^{tmp_path}: not a regular file$"):
+        load_config(tmp_path)
+    big = tmp_path / "big.toml"
+    with big.open("wb") as file:
+        file.truncate(2 << 20)
+    with pytest.raises(SettingsError, match="big.toml: too large: more than 1,048,576 bytes$"):
+        load_config(big)
+
+
 def test_profile_patch_keeps_what_it_does_not_name() -> None:
     base = default_config().carriers[0]
     patched = parse_carrier(Reader({"tps": 10, "receipts": {"enabled": False}}, "profile"), "movistar", base)
