@@ -30,7 +30,7 @@ from simulator.pdu_json import message_content
 from simulator.profiles import CarrierProfile, SimulatorConfig, default_config, parse_carrier
 from simulator.settings import Reader, SettingsError
 from simulator.timerwheel import TimerWheel
-from simulator.trace import PDUTracer
+from simulator.trace import PDUTracer, trace_file
 from smpp.aio import SMSCServer
 from smpp.text import MAX_PARTS
 
@@ -348,6 +348,19 @@ class Simulator:
         targets = [self.carrier(carrier)] if carrier is not None else list(self.carriers.values())
         for target in targets:
             target.faults.clear()
+
+    def trace_to(self, name: str | None) -> None:
+        """Trace into the file ``name`` in the configured trace directory, or stop with None (the control
+        API's way: ``set_trace`` takes any path). Raises ``SettingsError`` for a bad name or a file that
+        cannot be opened."""
+        if name is None:
+            self.set_trace(None)
+            return
+        path = trace_file(self.config.trace_dir, name)
+        try:
+            self.set_trace(path)
+        except OSError as exc:
+            raise SettingsError(f"name: cannot open {path}: {exc.strerror or exc}") from None
 
     def set_trace(self, path: str | None) -> None:
         if self.tracer is not None:

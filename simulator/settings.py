@@ -21,6 +21,8 @@ MAX_FILE_BYTES: Final = 1 << 20
 MAX_NESTING: Final = 32
 #: Integers are 64-bit, as in TOML: a bigger one is a mistake and would overflow what it sizes.
 MAX_INTEGER: Final = (1 << 63) - 1
+#: The longest duration a setting may give (30 days): longer than any SMSC keeps a message.
+MAX_SECONDS: Final = 30 * 86_400.0
 
 
 class SettingsError(ValueError):
@@ -162,6 +164,13 @@ class Reader:
             self.key(name), finite(self.key(name), value), minimum, maximum, exclusive_minimum
         )
 
+    def seconds(
+        self, name: str, default: float | None = None, *, positive: bool = False, maximum: float = MAX_SECONDS
+    ) -> float:
+        """A duration: from 0 (above 0 when ``positive``) up to ``maximum``. A longer one is a mistake,
+        and one beyond the clock's range would break every timer it sets."""
+        return self.number(name, default, minimum=0, maximum=maximum, exclusive_minimum=positive)
+
     def optional_number(
         self, name: str, *, minimum: float | None = None, exclusive_minimum: bool = False
     ) -> float | None:
@@ -247,9 +256,9 @@ def _check_range(
 ) -> float:
     if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
         relation = "greater than" if exclusive_minimum else "at least"
-        raise SettingsError(f"{key}: must be {relation} {minimum:g}, got {value:g}")
+        raise SettingsError(f"{key}: must be {relation} {minimum:.15g}, got {value:.15g}")
     if maximum is not None and value > maximum:
-        raise SettingsError(f"{key}: must be at most {maximum:g}, got {value:g}")
+        raise SettingsError(f"{key}: must be at most {maximum:.15g}, got {value:.15g}")
     return value
 
 

@@ -33,6 +33,7 @@ def test_toml_file_with_a_simulator_table(tmp_path: Path) -> None:
 [simulator]
 mt_store_size = 500
 trace = "/tmp/pdus.jsonl"
+trace_dir = "/var/tmp/traces"
 [simulator.control]
 port = 9000
 [simulator.carriers.orange]
@@ -56,7 +57,7 @@ msgqful = { count = 3 }
     config = load_config(path)
     [orange] = config.carriers
     assert config.control_port == 9000 and config.mt_store_size == 500
-    assert config.trace_path == "/tmp/pdus.jsonl"
+    assert config.trace_path == "/tmp/pdus.jsonl" and config.trace_dir == "/var/tmp/traces"
     assert orange.country == "FR" and orange.tps == 50 and orange.message_id_format == "decimal"
     assert orange.allowed_bind_types == frozenset({BindType.TRANSCEIVER})
     assert orange.receipts.delay.kind == "exponential" and orange.receipts.delay.mean == 2.5
@@ -215,9 +216,22 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_flags_override_the_defaults() -> None:
-    args = _parse(["simulator", "--control-port", "0", "--trace", "/tmp/x.jsonl", "--seed", "5"])
+    args = _parse(
+        [
+            "simulator",
+            "--control-port",
+            "0",
+            "--trace",
+            "/tmp/x.jsonl",
+            "--trace-dir",
+            "/srv/t",
+            "--seed",
+            "5",
+        ]
+    )
     config = _config_from_args(args)
     assert config.control_port == 0 and config.trace_path == "/tmp/x.jsonl" and config.seed == 5
+    assert config.trace_dir == "/srv/t" and _config_from_args(_parse(["simulator"])).trace_dir == "."
     assert _config_from_args(_parse(["simulator", "--no-api"])).control_port is None
 
 
