@@ -641,7 +641,9 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     return convert
 
 
-def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]:
+def _number(
+    minimum: float, *, exclusive: bool = False, maximum: float | None = None
+) -> Callable[[Any], float]:
     """Every float setting: TOML (and float()) accept nan and inf, which pass any comparison with
     ``minimum`` and then break every computation that uses them, so they are refused here."""
 
@@ -661,9 +663,21 @@ def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float
             raise _Invalid(f"must be a finite number, not {number}")
         if number < minimum or (exclusive and number == minimum):
             raise _Invalid(f"must be {'greater than' if exclusive else 'at least'} {minimum}, not {value}")
+        if maximum is not None and number > maximum:
+            raise _Invalid(f"must be at most {maximum:.15g}, not {value}")
         return number
 
     return convert
+
+
+#: The longest duration setting (30 days): a lease or a backoff of thousands of years overflows the
+#: timestamps computed from it, failing every claim as surely as nan would.
+_MAX_SECONDS: Final = 30 * 86_400.0
+
+
+def _seconds(*, positive: bool = False) -> Callable[[Any], float]:
+    """A duration in seconds: from 0 (above 0 when ``positive``) up to 30 days."""
+    return _number(0.0, exclusive=positive, maximum=_MAX_SECONDS)
 
 
 def _boolean(value: Any) -> bool:
@@ -885,13 +899,13 @@ def _daemon(reader: _Reader) -> DaemonConfig:
         ),
         timezone=reader.get("timezone", _timezone, "Europe/Madrid"),
         group_commit_max_batch=reader.get("group_commit_max_batch", _integer(1, 100_000), 2000),
-        group_commit_max_delay=reader.get("group_commit_max_delay", _number(0.0), 0.0),
+        group_commit_max_delay=reader.get("group_commit_max_delay", _seconds(), 0.0),
         mt_claim_batch=reader.get("mt_claim_batch", _integer(1, 100_000), 500),
-        mt_claim_lease=reader.get("mt_claim_lease", _number(0.0, exclusive=True), 60.0),
+        mt_claim_lease=reader.get("mt_claim_lease", _seconds(positive=True), 60.0),
         mt_retry_limit=reader.get("mt_retry_limit", _integer(0, 1000), 5),
-        mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _number(0.0), 5.0),
-        mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _number(0.0), 300.0),
-        reassembly_timeout=reader.get("reassembly_timeout", _number(0.0, exclusive=True), 120.0),
+        mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _seconds(), 5.0),
+        mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _seconds(), 300.0),
+        reassembly_timeout=reader.get("reassembly_timeout", _seconds(positive=True), 120.0),
     )
     if config.mt_retry_backoff_max < config.mt_retry_backoff_initial:
         reader.problems.add(
@@ -955,8 +969,8 @@ def _bind(reader: _Reader, carrier: _Reader, index: int, carrier_name: str) -> B
         count=reader.get("count", _integer(1, 64), 1),
         window=reader.get("window", _integer(1, 10_000), 10),
         tps=reader.get("tps", _number(0.0, exclusive=True), 100.0),
-        enquire_link_interval=reader.get("enquire_link_interval", _number(0.0, exclusive=True), 30.0),
-        response_timeout=reader.get("response_timeout", _number(0.0, exclusive=True), 10.0),
+        enquire_link_interval=reader.get("enquire_link_interval", _seconds(positive=True), 30.0),
+        response_timeout=reader.get("response_timeout", _seconds(positive=True), 10.0),
     )
     reader.finish()
     return config

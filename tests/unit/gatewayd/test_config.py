@@ -180,6 +180,21 @@ def test_every_float_key_refuses_non_finite_numbers(tmp_path: Path, literal: str
         )
 
 
+def test_durations_are_at_most_thirty_days(tmp_path: Path) -> None:
+    """A lease of 1e12 s put every claim's expiry past year 9999: each claim failed, as with nan."""
+    durations = [*float_keys(DaemonConfig), "enquire_link_interval", "response_timeout"]
+    text = VALID.replace(
+        'instance = "node-1"', "\n".join(f"{key} = 1e12" for key in float_keys(DaemonConfig))
+    )
+    text = text.replace(
+        "port = 2775\n\n", "port = 2775\nenquire_link_interval = 1e12\nresponse_timeout = 1e12\n\n", 1
+    )
+    found = {problem.key.rsplit(".", 1)[1]: problem.message for problem in problems(write(tmp_path, text))}
+    assert found == {key: "must be at most 2592000, not 1000000000000.0" for key in durations}
+    month = VALID.replace('instance = "node-1"', "mt_claim_lease = 2592000\nmt_retry_backoff_max = 2592000")
+    assert load_config(write(tmp_path, month), {}).daemon.mt_claim_lease == 2_592_000
+
+
 @pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1e999"])
 def test_environment_overrides_refuse_non_finite_numbers(tmp_path: Path, text: str) -> None:
     [problem] = problems(write(tmp_path, VALID), {"GATEWAYD_DAEMON_MT_CLAIM_LEASE": text})
