@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData, MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -21,6 +23,8 @@ from panel.runtime import PanelRuntime, runtime_from_scope
 from panel.settings import SESSION_COOKIE, PanelSettings
 from panel.web import CSRF_FIELD, CSRF_HEADER, CSRF_KEY, FORM_KEY, LANGUAGE_KEY, USER_KEY, error_response
 from plugins.contract import LANGUAGES
+
+logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 STATIC_PREFIX = "/static/"
@@ -130,7 +134,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _declared_length(connection: HTTPConnection) -> int | None:
     value = connection.headers.get("content-length", "")
-    return int(value) if value.isdigit() and len(value) < 20 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
 
 
 def _form_has_nul(form: FormData) -> bool:
@@ -206,8 +210,8 @@ class RequestGuardMiddleware:
 
 class SessionMiddleware:
     """Loads the signed-in user (or none) from the session cookie, picks the language and the CSRF
-    token the next unsafe request must echo. Reads never take SQLite's write lock; a session's
-    last-seen time is written at most once a minute, in a short transaction of its own."""
+    token the next unsafe request must echo. The lookup never takes SQLite's write lock; a session's
+    last-seen time is written at most once a minute, after the response, so no page waits for it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -221,9 +225,10 @@ class SessionMiddleware:
         connection = HTTPConnection(scope)
         cookies: list[str] = []
         user: CurrentUser | None = None
+        touch_due = False
         token = connection.cookies.get(settings.session_cookie)
         if token:
-            user = await _load_user(state, token)
+            user, touch_due = await _load_user(state, token)
             if user is None:
                 cookies.append(cookie_header(settings, SESSION_COOKIE, "", max_age=0))
         scope[USER_KEY] = user
@@ -245,18 +250,18 @@ class SessionMiddleware:
                 else negotiate_language(connection.headers.get("accept-language"), settings.default_language)
             )
         await self.app(scope, receive, _with_cookies(send, cookies))
+        if user is not None and touch_due:
+            await _mark_activity(state, user.session_id)
 
 
-async def _load_user(state: PanelRuntime, token: str) -> CurrentUser | None:
+async def _load_user(state: PanelRuntime, token: str) -> tuple[CurrentUser | None, bool]:
+    """The signed-in user, and whether the session's last-seen time is due to be written."""
     async with state.readers() as session:
         found = await get_active_session(session, token, state.settings)
     if found is None:
-        return None
+        return None, False
     record, account = found
-    if needs_touch(record):
-        async with state.sessionmaker() as session, session.begin():
-            await touch_session(session, record.id)
-    return CurrentUser(
+    user = CurrentUser(
         account_id=account.id,
         username=account.username,
         display_name=account.display_name,
@@ -268,6 +273,17 @@ async def _load_user(state: PanelRuntime, token: str) -> CurrentUser | None:
         session_id=record.id,
         csrf_token=record.csrf_token,
     )
+    return user, needs_touch(record)
+
+
+async def _mark_activity(state: PanelRuntime, session_id: str) -> None:
+    """Runs once the response is sent. A miss costs nothing but a log line: the next request of the
+    session writes it."""
+    try:
+        async with state.sessionmaker() as session, session.begin():
+            await touch_session(session, session_id)
+    except SQLAlchemyError as error:
+        logger.warning("panel: session activity not recorded, the next request retries: %s", error)
 
 
 class CSRFMiddleware:

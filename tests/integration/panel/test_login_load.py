@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
+import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.store.accounts import Account
+from gatewayd.store.accounts import Account, WebSession
+from gatewayd.store.base import utcnow
 from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
 from panel.auth.passwords import PasswordPolicy
@@ -19,6 +22,7 @@ from panel.settings import Argon2Params, PanelSettings
 from plugins import auth, home
 
 from .conftest import HTML, PanelClient, login, page_csrf, prepare_store, serving
+from .desk.conftest import eventually, live_server
 
 # A hash of about 0.4 s here: long enough that a stalled event loop cannot go unseen.
 SLOW_ARGON2 = Argon2Params(time_cost=8, memory_cost=65536, parallelism=1)
@@ -48,6 +52,37 @@ async def test_pages_and_refused_sign_ins_never_wait_for_the_write_lock(
                     page = await client.get(path, headers=HTML)
                     assert page.status_code == 200, path
                 assert await sign_in("ana") == 429
+    finally:
+        await engine.dispose()
+
+
+async def test_a_page_never_waits_to_mark_its_session_active(app: Starlette, settings: PanelSettings) -> None:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+
+    async def last_seen() -> datetime:
+        async with sessions() as session:
+            return (await session.execute(select(WebSession.last_seen_at))).scalar_one()
+
+    try:
+        async with live_server(app) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as browser:
+            assert (await login(browser, "oscar")).status_code == 303
+            async with sessions() as session, session.begin():  # a minute has passed: the mark is due
+                await session.execute(
+                    update(WebSession).values(last_seen_at=utcnow() - timedelta(seconds=61))
+                )
+            earlier = await last_seen()
+            async with sessions() as holder, holder.begin():  # another writer holds the write lock
+                await holder.execute(
+                    update(Account).where(Account.username == "nadie").values(display_name="N")
+                )
+                async with asyncio.timeout(PROMPT):
+                    assert (await browser.get("/profile", headers=HTML)).status_code == 200
+
+            async def marked() -> bool:
+                return await last_seen() > earlier
+
+            await eventually(marked)  # the lock is free: the mark, written after the response
     finally:
         await engine.dispose()
 
