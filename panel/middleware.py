@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
@@ -137,14 +138,15 @@ def _declared_length(connection: HTTPConnection) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
 
 
-def _form_has_nul(form: FormData) -> bool:
+# Text no database column can hold: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates (no UTF-8
+# encoding; a multipart form may declare a charset such as unicode_escape that decodes to them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _form_has_unstorable_text(form: FormData) -> bool:
     for name, value in form.multi_items():
-        if "\x00" in name:
-            return True
-        if isinstance(value, UploadFile):
-            if "\x00" in (value.filename or ""):
-                return True
-        elif "\x00" in value:
+        text = (value.filename or "") if isinstance(value, UploadFile) else value
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(text):
             return True
     return False
 
@@ -156,7 +158,7 @@ class RequestGuardMiddleware:
     - on unsafe methods, a body over ``max_body_bytes`` (413), counted as it arrives whatever
       Content-Length says, however the CSRF token is sent;
     - a form with more fields, files or bytes per part than the settings allow, or that does not
-      parse (400), or with a NUL in a field (400).
+      parse (400), or with a NUL or a lone surrogate in a field (400): text no column can hold.
 
     The form is parsed here once, within those limits, and left in the scope for the CSRF check;
     the endpoint reads the same body again."""
@@ -199,7 +201,7 @@ class RequestGuardMiddleware:
             await error_response(Request(scope), 400, "panel.error.bad_form")(scope, receive, send)
             return
         try:
-            if _form_has_nul(form):
+            if _form_has_unstorable_text(form):
                 await error_response(Request(scope), 400, "panel.error.bad_characters")(scope, receive, send)
                 return
             scope[FORM_KEY] = form

@@ -22,7 +22,7 @@ MESSAGES: dict[str, str] = {
     "panel.error.title": "Error {status}",
     "panel.error.400": "The request is not valid.",
     "panel.error.bad_form": "The form could not be read: too many fields or files, or a field too long.",
-    "panel.error.bad_characters": "The request contains a character that is not allowed (NUL).",
+    "panel.error.bad_characters": "The request contains a character that is not allowed (NUL or invalid).",
     "panel.error.401": "Please sign in to see this page.",
     "panel.error.403": "Your account is not allowed to do this.",
     "panel.error.404": "This page does not exist.",
