@@ -50,8 +50,12 @@ def safe_next(value: object, default: str = "/") -> str:
     return value
 
 
+# What the ip columns hold: an IPv6 address in full. A proxy header may carry anything longer.
+MAX_IP_LENGTH = 45
+
+
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return request.client.host[:MAX_IP_LENGTH] if request.client else None
 
 
 def _form_text(value: object, limit: int = 512) -> str:

@@ -159,9 +159,12 @@ def memory_bus(url: str) -> MemoryBus:
 
 
 @asynccontextmanager
-async def serving(app: Starlette, base_url: str = "http://testserver") -> AsyncIterator[PanelClient]:
+async def serving(
+    app: Starlette, base_url: str = "http://testserver", client_host: str = "127.0.0.1"
+) -> AsyncIterator[PanelClient]:
     """The app's lifespan around an httpx client, state handed to each request as a server does
-    (``https://...`` for a panel behind TLS: the client then sends Secure cookies back)."""
+    (``https://...`` for a panel behind TLS: the client then sends Secure cookies back; the client's
+    address as a proxy header may have set it)."""
     async with app.router.lifespan_context(app) as state:
         assert state is not None
 
@@ -169,7 +172,7 @@ async def serving(app: Starlette, base_url: str = "http://testserver") -> AsyncI
             scope["state"] = dict(state)
             await app(scope, receive, send)
 
-        transport = httpx.ASGITransport(app=with_state)
+        transport = httpx.ASGITransport(app=with_state, client=(client_host, 123))
         async with PanelClient(transport=transport, base_url=base_url) as client:
             client.runtime = state["panel"]
             yield client

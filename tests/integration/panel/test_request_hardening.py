@@ -120,6 +120,15 @@ async def test_a_lone_surrogate_in_a_form_field_is_a_400(client: PanelClient) ->
     assert response.status_code == 400
 
 
+async def test_a_client_address_longer_than_an_ip_column_is_cut_to_fit(
+    app: Starlette, settings: PanelSettings
+) -> None:
+    # uvicorn takes the address from X-Forwarded-For when a trusted proxy sends it: any text at all.
+    async with serving(app, client_host="203.0.113.7, " * 10) as client:
+        assert (await login(client, "oscar", "wrong password!")).status_code == 401
+        assert (await login(client, "oscar")).status_code == 303
+
+
 async def test_ids_beyond_64_bits_are_no_route(client: PanelClient, samples: Samples) -> None:
     await login(client, "oscar")
     token = await page_csrf(client, "/profile")
