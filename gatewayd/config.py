@@ -176,12 +176,20 @@ class HealthConfig:
 
 @dataclass(frozen=True, slots=True)
 class PanelConfig:
-    """``secret_key_ephemeral`` is true when no key was configured and a random one was made: panel
-    sessions then do not survive a restart and are not shared between instances."""
+    """``secret_key_ephemeral`` is true when no key was configured and a random one was made: sign-in
+    forms then expire at a restart and are not shared between instances. ``public_url`` is the origin
+    people reach the panel at (``https://chat.example.com``, behind a TLS proxy); None means HTTPS
+    somewhere we cannot see: cookies are Secure unless it is an ``http://`` URL."""
 
     listen: ListenAddress = ListenAddress("127.0.0.1", 8080)
     secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
     secret_key_ephemeral: bool = True
+    public_url: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        """Whether browsers reach the panel over HTTPS: Secure cookies, HSTS."""
+        return self.public_url is None or self.public_url.startswith("https://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,6 +768,22 @@ def _listen(value: Any) -> ListenAddress:
     return ListenAddress(host, port)
 
 
+def _public_url(value: Any) -> str:
+    """An origin: http(s)://host[:port], nothing after it (the panel is served at the root)."""
+    text = _non_empty(value)
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f"must be https://host[:port] (or http:// for a local trial), not {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise _Invalid(f"must be an origin (scheme, host, port) with no path, not {text!r}")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _database_url(value: Any) -> str:
     url = _non_empty(value)
     scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -884,10 +908,11 @@ def _panel(reader: _Reader) -> PanelConfig:
     key = Secret(inline) if inline else from_file
     if key is not None and len(key.reveal()) < 16:
         reader.problems.add((*reader.path, "secret_key"), "must be at least 16 characters")
+    public_url = reader.get("public_url", _public_url, None)
     reader.finish()
     if key is None:
-        return PanelConfig(listen=listen)
-    return PanelConfig(listen=listen, secret_key=key, secret_key_ephemeral=False)
+        return PanelConfig(listen=listen, public_url=public_url)
+    return PanelConfig(listen=listen, secret_key=key, secret_key_ephemeral=False, public_url=public_url)
 
 
 def _daemon(reader: _Reader) -> DaemonConfig:
@@ -1210,6 +1235,8 @@ def demo_settings() -> dict[str, Any]:
     return {
         "database": {"url": "sqlite+aiosqlite:///var/gatewayd.db"},
         "bus": {"url": "memory://"},
+        # Plain HTTP on loopback: cookies without Secure, or the browser would not send them back.
+        "panel": {"public_url": "http://127.0.0.1:8080"},
         "daemon": {"instance": "gatewayd-demo"},
         "carriers": [
             {

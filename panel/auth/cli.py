@@ -93,7 +93,7 @@ async def user_add(
 
 
 async def user_passwd(url: str, username: str, password: str, *, argon2: Argon2Params | None = None) -> int:
-    """Set a new password (and unlock a failed-login lock); returns how many sessions were ended."""
+    """Set a new password (and lift the sign-in delay on the name); returns how many sessions ended."""
     try:
         async with _unit_of_work(url) as session:
             account = await _existing(session, username)
@@ -110,7 +110,7 @@ async def user_lock(url: str, username: str, reason: str = "") -> int:
 
 async def user_unlock(url: str, username: str) -> None:
     async with _unit_of_work(url) as session:
-        unlock_account(await _existing(session, username))
+        await unlock_account(session, await _existing(session, username))
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -178,7 +178,7 @@ def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
     lock.add_argument("--reason", default="")
     lock.set_defaults(user_action=_lock)
 
-    unlock = actions.add_parser("unlock", help="unlock an account")
+    unlock = actions.add_parser("unlock", help="unlock an account and lift its sign-in delay")
     unlock.add_argument("username")
     unlock.set_defaults(user_action=_unlock)
     return user

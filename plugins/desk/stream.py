@@ -92,7 +92,7 @@ class OperatorStream:
         self.held, self.watched = await _unbroken(self._read_held_and_watched())
 
     async def _read_held_and_watched(self) -> tuple[set[int], set[int]]:
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.readers() as session:
             held = await held_conversation_ids(session, self.user.account_id)
             return held, await watched_mt_ids(session, self.user.account_id)
 
@@ -169,7 +169,7 @@ class OperatorStream:
 
     async def _read_assigned(self, conversation_id: int) -> tuple[list[QueueItem], set[int]]:
         policy = desk_settings(self.runtime).policy
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.readers() as session:
             items = await operator_queue(
                 session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
             )
@@ -179,7 +179,7 @@ class OperatorStream:
         return await _unbroken(self._read_session_alive(token))
 
     async def _read_session_alive(self, token: str) -> bool:
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.readers() as session:
             found = await get_active_session(session, token, self.runtime.settings)
         return found is not None and found[0].id == self.user.session_id
 
