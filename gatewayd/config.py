@@ -192,6 +192,7 @@ class DaemonConfig:
     mt_retry_backoff_initial: float = 5.0
     mt_retry_backoff_max: float = 300.0
     reassembly_timeout: float = 120.0
+    mo_answer_deadline: float = 5.0
 
     @property
     def zone(self) -> ZoneInfo:
@@ -877,6 +878,7 @@ def _daemon(reader: _Reader) -> DaemonConfig:
         mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _number(0.0), 5.0),
         mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _number(0.0), 300.0),
         reassembly_timeout=reader.get("reassembly_timeout", _number(0.0, exclusive=True), 120.0),
+        mo_answer_deadline=reader.get("mo_answer_deadline", _number(0.0, exclusive=True), 5.0),
     )
     if config.mt_retry_backoff_max < config.mt_retry_backoff_initial:
         reader.problems.add(
