@@ -40,12 +40,6 @@ class Answer:
     at: float
 
 
-@dataclass(slots=True)
-class Sent:
-    at: float
-    connection: int
-
-
 class HostileSMSC:
     """``deliver(...)`` sends a deliver_sm and returns its sequence number; ``answer_to(sequence)`` is the
     daemon's answer once it came (``None`` before); ``latency(sequence)`` how long it took."""
@@ -54,8 +48,8 @@ class HostileSMSC:
         self.port = 0
         self.connections: list[Connection] = []
         self.answers: dict[int, Answer] = {}
-        self.requests: list[tuple[int, int]] = []  # (command_id, sequence) of requests from the daemon
-        self.sent: dict[int, Sent] = {}
+        #: sequence -> time.monotonic() when the deliver_sm went out
+        self.sent: dict[int, float] = {}
         #: Called with (connection index, sequence) when a deliver_sm answer arrives, before it is recorded.
         self.on_answer: Callable[[int, int], None] | None = None
         self._sequence = 1000
@@ -117,7 +111,7 @@ class HostileSMSC:
             tlvs=tlvs if tlvs is not None else TLVs(),
         )
         self.answers.pop(sequence, None)
-        self.sent[sequence] = Sent(time.monotonic(), index)
+        self.sent[sequence] = time.monotonic()
         self.connections[index].writer.write(encode(pdu, sequence_number=sequence))
         return sequence
 
@@ -133,7 +127,7 @@ class HostileSMSC:
 
     def latency(self, sequence: int) -> float:
         answer = self.answers[sequence]
-        return answer.at - self.sent[sequence].at
+        return answer.at - self.sent[sequence]
 
     def drop(self, connection: int) -> None:
         """Reset one connection at once: whatever the daemon writes to it now is lost."""
@@ -187,7 +181,6 @@ class HostileSMSC:
                     self.answers[sequence] = Answer(command_id, status, sequence, time.monotonic())
             self._changed.set()
             return
-        self.requests.append((command_id, sequence))
         if command_id in _BINDS:
             writer.write(response(command_id, sequence, body=b"HOSTILE\0"))
             connection.bound = True
