@@ -206,6 +206,7 @@ class DaemonConfig:
     mt_retry_backoff_initial: float = 5.0
     mt_retry_backoff_max: float = 300.0
     reassembly_timeout: float = 120.0
+    mo_answer_deadline: float = 5.0
 
     @property
     def zone(self) -> ZoneInfo:
@@ -931,6 +932,7 @@ def _daemon(reader: _Reader) -> DaemonConfig:
         mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _seconds(), 5.0),
         mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _seconds(), 300.0),
         reassembly_timeout=reader.get("reassembly_timeout", _seconds(positive=True), 120.0),
+        mo_answer_deadline=reader.get("mo_answer_deadline", _seconds(positive=True), 5.0),
     )
     if config.mt_retry_backoff_max < config.mt_retry_backoff_initial:
         reader.problems.add(

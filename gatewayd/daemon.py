@@ -49,6 +49,7 @@ class DaemonHooks:
     mo_batch: Callable[[int, float, BaseException | None], None] | None = None
     mo_committed: Callable[[Sequence[InboundMO], int], None] | None = None
     mo_incomplete: Callable[[str], None] | None = None
+    mo_refused: Callable[[str, str], None] | None = None
     receipt_batch: Callable[[int, float, BaseException | None], None] | None = None
     receipt: Callable[[str, str], None] | None = None
     receipts_early: Callable[[str, int], None] | None = None
@@ -213,17 +214,19 @@ class Daemon:
             receipts=self.receipts.accept,
             mt_queued=self._mt_queued,
             reassembly_timeout=config.daemon.reassembly_timeout,
+            answer_deadline=config.daemon.mo_answer_deadline,
             max_batch=config.daemon.group_commit_max_batch,
             on_batch=hooks.mo_batch,
             on_committed=hooks.mo_committed,
             on_incomplete=hooks.mo_incomplete,
+            on_refused=hooks.mo_refused,
         )
         self.binds = BindSupervisor(
             config.carriers,
             self.mo.handler,
             events,
             router=MTRouter(self.routes.mt, config.carriers),
-            on_state=hooks.bind_state,
+            on_state=self._bind_state,
             on_no_route=self._count_no_route,
         )
         self.mt = MTPipeline(
@@ -247,6 +250,13 @@ class Daemon:
             take_receipts=self.receipts.take_attached,
             on_not_recorded=self.receipts.parts_not_recorded,
         )
+
+    def _bind_state(self, carrier: str, bind: str, up: bool) -> None:
+        # the MO pipeline first: answers given on a connection just lost are in doubt
+        if self.mo is not None:
+            self.mo.bind_state(carrier, bind, up)
+        if self.hooks.bind_state is not None:
+            self.hooks.bind_state(carrier, bind, up)
 
     def _mt_queued(self) -> None:
         if self.mt is not None:

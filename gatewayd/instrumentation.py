@@ -42,6 +42,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     receipts = labelled_children(metrics.receipts)
     receipts_early = labelled_children(metrics.receipts_early)
     reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
+    mo_refused = labelled_children(metrics.mo_refused)
 
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("mo").observe(seconds)
@@ -67,6 +68,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
         mo_batch=mo_batch,
         mo_committed=mo_committed,
         mo_incomplete=lambda carrier: reassembly_incomplete(carrier).inc(),
+        mo_refused=lambda carrier, reason: mo_refused(carrier, reason).inc(),
         receipt_batch=receipt_batch,
         receipt=lambda carrier, state: receipts(carrier, state).inc(),
         receipts_early=lambda carrier, count: receipts_early(carrier).inc(count),

@@ -72,7 +72,7 @@ class GatewayMetrics:
         )
         self.mo_duplicates = Counter(
             "mo_duplicates",
-            "MOs redelivered by the SMSC and stored once",
+            "MOs and parts of long MOs the SMSC delivered again (our answer may have been lost), stored once",
             ["carrier"],
             namespace=ns,
             registry=r,
@@ -117,6 +117,13 @@ class GatewayMetrics:
             "Duration of a store transaction, per unit of work",
             ["operation"],
             buckets=LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.mo_refused = Counter(
+            "mo_refused",
+            "MOs answered with a permanent error: unusable address, or data the database refuses",
+            ["carrier", "reason"],
             namespace=ns,
             registry=r,
         )

@@ -1,53 +1,152 @@
-"""The MO pipeline: deliver_sm / data_sm -> (receipt? to receipts) -> reassembly -> normalise ->
-duplicate check -> group commit -> deliver_sm_resp -> event.
+"""The MO pipeline: deliver_sm / data_sm -> (receipt? to receipts) -> normalise -> group commit ->
+deliver_sm_resp -> event.
 
 The SMSC's ``deliver_sm_resp`` is the promise that the MO is ours. So the handler the bind calls
-awaits the group commit that holds its MO and answers only then: 0 when stored (or already stored,
-for a redelivery), ``ESME_RX_T_APPN`` when the database is unavailable, so the SMSC delivers it
-again later and nothing is lost. The parts of a long MO are all answered once the reassembled
-message is committed (or, when parts never come, once it is stored flagged incomplete).
+awaits the group commit that holds its MO and answers only then: 0 when stored (or when it is a
+redelivery of an MO stored already), ``ESME_RX_T_APPN`` when the database is unavailable (the SMSC
+delivers it again later and nothing is lost), ``ESME_RX_P_APPN`` for the rare MO the database
+refuses to store: trying again would fail the same way, so it is not brought back forever, and the
+MOs committed with it are split from it and stored.
+
+Each part of a long MO is stored and answered in the group commit it arrives in (an SMSC that waits
+for each answer before sending the next part is never kept waiting). The transaction that stores the
+last missing part assembles the whole MO from the stored parts, whichever bind and whichever daemon
+run the others came through; parts that stop coming become one MO flagged incomplete after
+``reassembly_timeout``, read from the store (so it survives a restart).
+
+Redeliveries: an SMSC delivers an MO again only when it did not get our answer. Every batch records
+its answers unconfirmed, per bind connection, in the same transaction; they are confirmed
+:data:`ANSWER_GRACE` seconds after they went out, unless that connection was lost meanwhile (an answer
+written just before may never have arrived) or they went out later than ``answer_deadline`` after
+their PDU came (the SMSC may have stopped waiting). The store takes an MO for a redelivery only when
+an MO with the same content has its answer unconfirmed: the same text twice is two MOs. An MO with
+the same content as one still in flight in this process waits for that one's answer to be decided.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
 from gatewayd.logging import log_event
-from gatewayd.mo_message import BindInfo, InboundMO, UnusableMO, build_inbound
+from gatewayd.mo_message import (
+    BindInfo,
+    InboundMO,
+    InboundPart,
+    UnusableMO,
+    build_inbound,
+    build_part,
+    inbound_mo,
+)
 from gatewayd.replies import reply_for
 from gatewayd.routes import MORouter
 from gatewayd.store.engine import concurrent_writers
 from gatewayd.store.enums import MTKind
-from gatewayd.store.repo_mo import IngestedMO, NewMO, ingest_mos
+from gatewayd.store.errors import describe_error, is_data_error
+from gatewayd.store.repo_mo import (
+    REDELIVERY_WINDOW,
+    IngestedMO,
+    NewMO,
+    confirm_answers,
+    forget_unconfirmed,
+    ingest_mos,
+    open_answers,
+)
+from gatewayd.store.repo_mo_parts import (
+    NewPart,
+    StoredPart,
+    expired_part_sets,
+    forget_assembled_parts,
+    lock_part_sets,
+    mark_assembled,
+    oldest_waiting_part,
+    store_parts,
+    waiting_parts,
+)
 from gatewayd.store.repo_mt import NewMT, queue_mts
 from gatewayd.store.repo_subscribers import set_opted_out
 from routing.keywords import KeywordKind, KeywordSet
 from smpp.aio import FutureMessageHandler
-from smpp.concat import Reassembled, Reassembler, user_data
+from smpp.concat import user_data
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
 from smpp.receipt import is_receipt
 
 log = logging.getLogger("gatewayd.mo")
 
-#: How long a redelivered MO is recognised as the same one (an SMSC retries within seconds or minutes).
-DEDUP_WINDOW = 120.0
+#: How long a connection must stay up after answers went out on it for them to count as arrived: one
+#: lost sooner may have lost them on the way (the peer resets it, we learn of it a round trip later).
+ANSWER_GRACE = 1.0
+#: Least time between two confirmations: under load one transaction confirms the answers of many batches.
+CONFIRM_INTERVAL = 0.25
+#: How often what the redelivery window no longer needs (unconfirmed answers, assembled parts) is dropped.
+UPKEEP_INTERVAL = 60.0
+#: How long after a failed attempt to store expired parts the next one is made.
+FLUSH_RETRY = 5.0
+
+#: A whole MO or one part of a long one: what a deliver_sm / data_sm becomes.
+Unit = InboundMO | InboundPart
+RefusalObserver = Callable[[str, str], None]
 
 
 @dataclass(slots=True)
-class _PartWaiter:
-    pdu: DeliverSM | DataSM
-    future: asyncio.Future[int]
+class _Arrival:
+    """One MO or part on its way to the store, with what the fate of its answer depends on."""
+
+    unit: Unit
+    #: The bind's connection when it arrived (see :meth:`MOPipeline.bind_state`).
+    generation: int
+    #: ``time.monotonic()`` when it arrived.
+    arrived: float
+
+
+@dataclass(slots=True)
+class _Answers:
+    """The answers one batch gave on one bind connection, waiting to be confirmed."""
+
+    answer_id: int
+    bind: str
+    generation: int
+    #: Content keys of what they answered (released when decided).
+    keys: list[str]
+    #: ``time.monotonic()`` when they count as arrived, the connection still being up.
+    due: float
+
+
+@dataclass(slots=True)
+class _Confirmation:
+    """Answers whose grace is over, to confirm in the next group commit (no transaction of their own:
+    on SQLite a second writer would make the MOs' batches wait for the lock)."""
+
+    answers: list[_Answers]
+
+
+#: What the group commit takes: MOs and parts to store, answers to confirm.
+_Item = _Arrival | _Confirmation
+
+
+@dataclass(slots=True)
+class _Written:
+    """What one committed transaction did with its batch's arrivals."""
+
+    #: Per arrival: new in the store (False: a redelivery of what is stored already).
+    new: list[bool]
+    #: The MOs stored, assembled ones included, with what the store made of them.
+    stored: list[tuple[InboundMO, IngestedMO]]
+    mts_queued: int
+    #: Per bind connection of the batch: (bind, generation, answer id, arrival indexes).
+    answers: list[tuple[str, int, int, list[int]]] = field(default_factory=list)
 
 
 class MOPipeline:
@@ -63,10 +162,12 @@ class MOPipeline:
         receipts: Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]] | None = None,
         mt_queued: Callable[[], None] | None = None,
         reassembly_timeout: float = 120.0,
+        answer_deadline: float = 5.0,
         max_batch: int = 2000,
         on_batch: BatchObserver | None = None,
         on_committed: Callable[[Sequence[InboundMO], int], None] | None = None,
         on_incomplete: Callable[[str], None] | None = None,
+        on_refused: RefusalObserver | None = None,
         commit_retry_window: float = 4.0,
     ) -> None:
         self._sessions = sessions
@@ -76,10 +177,13 @@ class MOPipeline:
         self.router = router or MORouter()
         self._receipts = receipts
         self._mt_queued = mt_queued
+        self._reassembly_timeout = timedelta(seconds=reassembly_timeout)
+        self._answer_deadline = answer_deadline
         self._on_committed = on_committed
         self._on_incomplete = on_incomplete
+        self._on_refused = on_refused
         self._commit_retry_window = commit_retry_window
-        self._committer: GroupCommitter[InboundMO, int] = GroupCommitter(
+        self._committer: GroupCommitter[_Item, int] = GroupCommitter(
             self._commit_batch,
             max_batch=max_batch,
             max_pending=max(50_000, max_batch),
@@ -87,14 +191,25 @@ class MOPipeline:
             name="mo.group-commit",
             concurrency=concurrent_writers(sessions),
         )
-        self._reassembler: Reassembler[_PartWaiter] = Reassembler(reassembly_timeout, max_pending=100_000)
-        self._reassembly_wakeup = asyncio.Event()
         self._keyword_sets: dict[str, KeywordSet] = {}
+        #: Per bind: how many times its connection was lost (answers given before are then in doubt).
+        self._generations: dict[str, int] = {}
+        #: Content keys in flight (arrived, answer not decided yet), with what arrived since with the
+        #: same content and waits (None: nothing waits).
+        self._in_flight: dict[str, list[tuple[_Arrival, asyncio.Future[int]]] | None] = {}
+        self._settling: deque[_Answers] = deque()
+        self._settle_wakeup = asyncio.Event()
+        #: When the first stored part still waiting for its message times out (None: none known).
+        self._parts_deadline: datetime | None = None
+        self._reassembly_wakeup = asyncio.Event()
         self._closing = False
+        self._drained = False
         self.received = 0
         self.stored = 0
         self.duplicates = 0
         self.temporary_failures = 0
+        #: MOs and parts refused with a permanent error because the database would not store them.
+        self.rejected = 0
 
     # --- the bind-facing side ------------------------------------------------------------------------
 
@@ -113,33 +228,40 @@ class MOPipeline:
             return CommandStatus.ESME_RX_T_APPN
         self.received += 1
         info, payload = user_data(pdu)
-        data_coding = pdu.data_coding
         now = datetime.now(UTC)
-        if info is None:
-            try:
-                mo = build_inbound(bind, pdu, payload, data_coding, self._keywords(bind.country), now)
-            except UnusableMO as error:
-                log_event(
-                    log,
-                    "mo.refused",
-                    logging.WARNING,
-                    carrier=bind.carrier,
-                    bind=bind.bind,
-                    source=pdu.source_addr,
-                    reason=str(error),
-                )
-                return error.status
-            return self._store(mo)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        key = (bind, pdu.source_addr, pdu.destination_addr)
-        flushed = self._reassembler.add(
-            key, info, payload, data_coding, time.monotonic(), _PartWaiter(pdu, future)
+        unit: Unit
+        try:
+            if info is None:
+                unit = build_inbound(bind, pdu, payload, pdu.data_coding, self._keywords(bind.country), now)
+            else:
+                unit = build_part(bind, pdu, info, payload, now)
+        except UnusableMO as error:
+            self._refuse(bind, error)
+            return error.status
+        return self._admit(_Arrival(unit, self._generations.get(bind.bind, 0), time.monotonic()))
+
+    def bind_state(self, carrier: str, bind: str, up: bool) -> None:
+        """A bind's connection came up or was lost. Answers given on a lost connection within
+        :data:`ANSWER_GRACE` (or not given at all: their PDU's commit ends after the loss) may never
+        have arrived: they stay unconfirmed, so the SMSC's redelivery of their MOs is recognised."""
+        if up:
+            return
+        self._generations[bind] = self._generations.get(bind, 0) + 1
+        in_doubt = [answers for answers in self._settling if answers.bind == bind]
+        if not in_doubt:
+            return
+        self._settling = deque(answers for answers in self._settling if answers.bind != bind)
+        # INFO: the bind's own loss is the warning (and a clean unbind at shutdown ends here too)
+        log_event(
+            log,
+            "mo.answers_in_doubt",
+            carrier=carrier,
+            bind=bind,
+            mos=sum(len(answers.keys) for answers in in_doubt),
+            reason="connection closed right after they were answered",
         )
-        if self._reassembler.next_deadline() is not None:
-            self._reassembly_wakeup.set()
-        for message in flushed:
-            self._finish_reassembled(message)
-        return future
+        for answers in in_doubt:
+            self._release(answers.keys)
 
     def _keywords(self, country: str) -> KeywordSet:
         keywords = self._keyword_sets.get(country)
@@ -147,159 +269,409 @@ class MOPipeline:
             keywords = self._keyword_sets[country] = self._keywords_for(country)
         return keywords
 
-    def _store(self, mo: InboundMO) -> int | asyncio.Future[int]:
-        """Queue one MO for the group commit: the future holds ``ESME_ROK`` once it is committed (a
-        duplicate included), ``ESME_RX_T_APPN`` when the database stayed away (the SMSC delivers it
+    def _refuse(self, bind: BindInfo, error: UnusableMO) -> None:
+        reason = "source" if error.status == CommandStatus.ESME_RINVSRCADR else "destination"
+        log_event(log, "mo.refused", logging.WARNING, carrier=bind.carrier, bind=bind.bind, reason=str(error))
+        if self._on_refused is not None:
+            self._on_refused(bind.carrier, reason)
+
+    def _admit(self, arrival: _Arrival) -> int | asyncio.Future[int]:
+        """Queue the arrival for the group commit, unless the same content is in flight already: then
+        it waits until that one's answer is decided (stored as new, or matched as its redelivery)."""
+        key = arrival.unit.dedup_key
+        if key in self._in_flight:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            waiting = self._in_flight[key]
+            if waiting is None:
+                self._in_flight[key] = [(arrival, future)]
+            else:
+                waiting.append((arrival, future))
+            return future
+        self._in_flight[key] = None
+        return self._submit(arrival)
+
+    def _submit(self, arrival: _Arrival) -> int | asyncio.Future[int]:
+        """Hand the arrival to the group commit: the future holds ``ESME_ROK`` once it is committed (a
+        redelivery included), ``ESME_RX_T_APPN`` when the database stayed away (the SMSC delivers it
         again later)."""
         try:
-            return self._committer.submit_nowait(mo)
+            return self._committer.submit_nowait(arrival)
         except CommitterClosed:
-            return CommandStatus.ESME_RX_T_APPN
+            pass
         except CommitterFull as error:
             self.temporary_failures += 1
-            log_event(log, "mo.backlog_full", logging.WARNING, carrier=mo.carrier, error=str(error))
-            return CommandStatus.ESME_RX_T_APPN
+            log_event(log, "mo.backlog_full", logging.WARNING, carrier=arrival.unit.carrier, error=str(error))
+        self._release((arrival.unit.dedup_key,))
+        return CommandStatus.ESME_RX_T_APPN
 
-    def _finish_reassembled(self, message: Reassembled[_PartWaiter]) -> None:
-        """Commit a reassembled (or flushed incomplete) message, then answer every one of its parts."""
-        first = message.items[0]
-        bind = message.key[0] if isinstance(message.key, tuple) else None
-        waiters = message.items
-        status: int | asyncio.Future[int]
-        if not isinstance(bind, BindInfo):
-            status = CommandStatus.ESME_RSYSERR
-        else:
-            try:
-                mo = build_inbound(
-                    bind,
-                    first.pdu,
-                    message.payload,
-                    message.data_coding,
-                    self._keywords(bind.country),
-                    datetime.now(UTC),
-                    reference=message.reference,
-                    parts_total=message.total_parts,
-                    parts_received=len(message.received_parts),
-                )
-            except UnusableMO as error:
-                status = error.status
-            else:
-                if not message.complete:
-                    log_event(
-                        log,
-                        "mo.incomplete",
-                        logging.WARNING,
-                        carrier=bind.carrier,
-                        parts=f"{len(message.received_parts)}/{message.total_parts}",
-                        reason=message.reason.value,
-                    )
-                    if self._on_incomplete is not None:
-                        self._on_incomplete(bind.carrier)
-                status = self._store(mo)
-
-        def answer(outcome: int) -> None:
-            for waiter in waiters:
-                if not waiter.future.done():
-                    waiter.future.set_result(outcome)
-
-        if isinstance(status, int):
-            answer(status)
-            return
-
-        def committed(future: asyncio.Future[int]) -> None:
-            failed = future.cancelled() or future.exception() is not None
-            answer(CommandStatus.ESME_RX_T_APPN if failed else future.result())
-
-        status.add_done_callback(committed)
+    def _release(self, keys: Sequence[str]) -> None:
+        """The answers for these contents are decided: the next arrival waiting on each goes ahead."""
+        in_flight = self._in_flight
+        for key in keys:
+            waiting = in_flight.pop(key, None)
+            if not waiting:
+                continue
+            (arrival, future), rest = waiting[0], waiting[1:]
+            in_flight[key] = rest or None
+            _resolve_with(future, self._submit(arrival))
 
     # --- loops ---------------------------------------------------------------------------------------
 
     async def run_loop(self) -> None:
-        """The group committer and the reassembly timer; returns after :meth:`close` has drained."""
+        """The group committer, the answer confirmations and the reassembly timer; returns after
+        :meth:`close` has drained them."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._committer.run_loop(), name="mo.group-commit")
+            committing = group.create_task(self._committer.run_loop(), name="mo.group-commit")
+            group.create_task(self._settle_loop(), name="mo.settle")
             group.create_task(self._reassembly_loop(), name="mo.reassembly")
-
-    async def _reassembly_loop(self) -> None:
-        while not self._closing:
-            deadline = self._reassembler.next_deadline()
-            self._reassembly_wakeup.clear()
-            if deadline is None:
-                await self._reassembly_wakeup.wait()
-                continue
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._reassembly_wakeup.wait(), delay)
-                except TimeoutError:
-                    pass
-                continue
-            for message in self._reassembler.expire(time.monotonic()):
-                self._finish_reassembled(message)
-        for message in self._reassembler.drain():
-            self._finish_reassembled(message)
-        self._committer.close()
+            await committing
+            self._drained = True
+            self._settle_wakeup.set()
 
     def close(self) -> None:
-        """Stop taking MOs: pending parts are flushed and stored, then the committer drains."""
+        """Stop taking MOs: the committer drains; stored parts wait for the next run."""
         self._closing = True
         self._reassembly_wakeup.set()
 
+    async def _settle_loop(self) -> None:
+        """Confirms each batch's answers once their grace is over, the connection still up."""
+        next_round = time.monotonic()
+        while True:
+            settling = self._settling
+            if self._drained:
+                # shutting down: what is not confirmed yet stays unconfirmed (on the safe side)
+                self._settling = deque()
+                for answers in settling:
+                    self._release(answers.keys)
+                self._release(list(self._in_flight))
+                return
+            now = time.monotonic()
+            if not settling or max(settling[0].due, next_round) > now:
+                delay = max(settling[0].due, next_round) - now if settling else None
+                self._settle_wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settle_wakeup.wait(), delay)
+                continue
+            due: list[_Answers] = []
+            while settling and settling[0].due <= now:
+                due.append(settling.popleft())
+            next_round = now + CONFIRM_INTERVAL
+            # a confirmation that fails (database away, committer closed) leaves them unconfirmed: on
+            # the safe side, the same texts within the redelivery window count as redelivered
+            with contextlib.suppress(CommitterClosed):
+                await self._committer.submit(_Confirmation(due))
+            for answers in due:
+                self._release(answers.keys)
+
+    async def _reassembly_loop(self) -> None:
+        """Stores as incomplete the long MOs whose parts stopped coming, and drops what the redelivery
+        window no longer needs. Reads the store, so parts stored before a restart count."""
+        upkeep_at = time.monotonic()
+        while not self._closing:
+            if time.monotonic() >= upkeep_at:
+                await self._upkeep()
+                upkeep_at = time.monotonic() + UPKEEP_INTERVAL
+                continue
+            delay = upkeep_at - time.monotonic()
+            if self._parts_deadline is not None:
+                delay = min(delay, (self._parts_deadline - datetime.now(UTC)).total_seconds())
+            if delay <= 0:
+                await self._flush_expired()
+                continue
+            # no await since the loop's test: a close() or a new deadline from now on wakes the wait
+            self._reassembly_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reassembly_wakeup.wait(), delay)
+        self._committer.close()
+
+    async def _upkeep(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            async with self._sessions() as session, session.begin():
+                await forget_unconfirmed(session, now - REDELIVERY_WINDOW)
+                await forget_assembled_parts(session, now - REDELIVERY_WINDOW)
+                oldest = await oldest_waiting_part(session)
+        except Exception as error:
+            log_event(log, "mo.upkeep_failed", logging.WARNING, error=describe_error(error))
+            return
+        self._parts_deadline = None if oldest is None else oldest + self._reassembly_timeout
+
+    async def _flush_expired(self) -> None:
+        """Store as one MO flagged incomplete each message whose first part is older than the timeout."""
+        try:
+            stored, mts_queued, oldest = await ride_out(
+                self._flush_once, self._commit_retry_window, retry_if=lambda error: not is_data_error(error)
+            )
+        except Exception as error:
+            log_event(log, "mo.flush_failed", logging.WARNING, error=describe_error(error))
+            self._parts_deadline = datetime.now(UTC) + timedelta(seconds=FLUSH_RETRY)
+            return
+        self._parts_deadline = None if oldest is None else oldest + self._reassembly_timeout
+        for mo, _ in stored:
+            if mo.incomplete:
+                log_event(
+                    log,
+                    "mo.incomplete",
+                    logging.WARNING,
+                    carrier=mo.carrier,
+                    parts=f"{mo.parts_received}/{mo.parts_total}",
+                    reason="timeout",
+                )
+                if self._on_incomplete is not None:
+                    self._on_incomplete(mo.carrier)
+        await self._published(stored, 0, mts_queued)
+
+    async def _flush_once(self) -> tuple[list[tuple[InboundMO, IngestedMO]], int, datetime | None]:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            expired = await expired_part_sets(session, now - self._reassembly_timeout)
+            stored: list[tuple[InboundMO, IngestedMO]] = []
+            mts_queued = 0
+            if expired:
+                await lock_part_sets(session, expired)
+                # read again under the lock: another daemon may have assembled some meanwhile
+                waiting = await waiting_parts(session, expired)
+                stored, mts_queued = await self._assemble(session, list(waiting.values()), now)
+            return stored, mts_queued, await oldest_waiting_part(session)
+
     # --- the group commit ----------------------------------------------------------------------------
 
-    async def _commit_batch(self, batch: Sequence[InboundMO]) -> list[int]:
+    async def _commit_batch(self, batch: Sequence[_Item]) -> list[int]:
         """One transaction for the batch, tried again through a database blip shorter than
-        ``commit_retry_window``; each MO's response status (``ESME_RX_T_APPN`` for all of them when
-        the database stayed away: the SMSC delivers them again later)."""
+        ``commit_retry_window``; each arrival's response status (ignored for a confirmation)."""
+        deadline = asyncio.get_running_loop().time() + self._commit_retry_window
+        return await self._commit_or_split(batch, deadline)
+
+    async def _commit_or_split(self, batch: Sequence[_Item], deadline: float) -> list[int]:
+        """Commit ``batch``. When the database refuses its data, each half is committed on its own,
+        down to the one arrival it refuses (answered ``ESME_RX_P_APPN``: it would be refused again).
+        When the database stays away until ``deadline``, the batch is answered ``ESME_RX_T_APPN``."""
+        window = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
-            stored, mts_queued = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
-        except Exception as error:
-            self.temporary_failures += len(batch)
-            log_event(
-                log,
-                "mo.commit_failed",
-                logging.WARNING,
-                mos=len(batch),
-                error=repr(error),
-                action="answered ESME_RX_T_APPN: the SMSC delivers them again",
+            written = await ride_out(
+                lambda: self._commit_once(batch), window, retry_if=lambda error: not is_data_error(error)
             )
-            return [CommandStatus.ESME_RX_T_APPN] * len(batch)
+        except Exception as error:
+            if not is_data_error(error):
+                return self._failed(batch, error)
+            if len(batch) == 1:
+                return [self._reject(batch[0], error)]
+            middle = len(batch) // 2
+            first = await self._commit_or_split(batch[:middle], deadline)
+            return first + await self._commit_or_split(batch[middle:], deadline)
+        await self._committed([item for item in batch if isinstance(item, _Arrival)], written)
+        return [CommandStatus.ESME_ROK] * len(batch)
+
+    def _failed(self, batch: Sequence[_Item], error: BaseException) -> list[int]:
+        arrivals = [item for item in batch if isinstance(item, _Arrival)]
+        self.temporary_failures += len(arrivals)
+        log_event(
+            log,
+            "mo.commit_failed",
+            logging.WARNING,
+            mos=len(arrivals),
+            error=describe_error(error),
+            action="answered ESME_RX_T_APPN: the SMSC delivers them again",
+        )
+        # whether the commit went through is unknown: their answers stay unconfirmed in the store
+        self._release([arrival.unit.dedup_key for arrival in arrivals])
+        return [CommandStatus.ESME_RX_T_APPN] * len(batch)
+
+    def _reject(self, item: _Item, error: BaseException) -> int:
+        if isinstance(item, _Confirmation):  # a DELETE by id refused: left unconfirmed (the safe side)
+            return self._failed([item], error)[0]
+        self.rejected += 1
+        unit = item.unit
+        log_event(
+            log,
+            "mo.rejected",
+            logging.ERROR,
+            carrier=unit.carrier,
+            bind=unit.bind,
+            data_coding=unit.data_coding,
+            part=isinstance(unit, InboundPart),
+            error=describe_error(error),
+            action="answered ESME_RX_P_APPN: the database refuses it, the SMSC must not deliver it again",
+        )
+        if self._on_refused is not None:
+            self._on_refused(unit.carrier, "data_error")
+        self._release((unit.dedup_key,))
+        return CommandStatus.ESME_RX_P_APPN
+
+    async def _commit_once(self, batch: Sequence[_Item]) -> _Written:
+        now = datetime.now(UTC)
+        confirmed = [
+            answers.answer_id for item in batch if isinstance(item, _Confirmation) for answers in item.answers
+        ]
+        arrivals = [item for item in batch if isinstance(item, _Arrival)]
+        async with self._sessions() as session, session.begin():
+            if confirmed:
+                await confirm_answers(session, confirmed)
+            return await self._write_batch(session, arrivals, now)
+
+    async def _committed(self, batch: Sequence[_Arrival], written: _Written) -> None:
+        """Counters, events and the answers' confirmation, once the batch is committed."""
+        duplicates = written.new.count(False)
+        self.duplicates += duplicates
+        answered = time.monotonic()
+        released: list[str] = []
+        for bind, generation, answer_id, indexes in written.answers:
+            # a redelivery's answer is now the answer of what it delivers again: decided the same way
+            keys = [batch[index].unit.dedup_key for index in indexes]
+            lost = self._generations.get(bind, 0) != generation
+            late = any(answered - batch[index].arrived > self._answer_deadline for index in indexes)
+            if lost or late:
+                # the connection is gone, or the SMSC may have stopped waiting: left unconfirmed
+                released.extend(keys)
+                continue
+            self._settling.append(_Answers(answer_id, bind, generation, keys, answered + ANSWER_GRACE))
+        self._settle_wakeup.set()
+        self._release(released)
+        self._note_parts(batch, written)
+        await self._published(written.stored, duplicates, written.mts_queued)
+
+    def _note_parts(self, batch: Sequence[_Arrival], written: _Written) -> None:
+        """Parts stored in this batch may start a message: wake the timer if it now times out sooner."""
+        earliest: datetime | None = None
+        for arrival, new in zip(batch, written.new, strict=True):
+            if new and isinstance(arrival.unit, InboundPart):
+                at = arrival.unit.received_at
+                earliest = at if earliest is None else min(earliest, at)
+        if earliest is None:
+            return
+        deadline = earliest + self._reassembly_timeout
+        if self._parts_deadline is None or deadline < self._parts_deadline:
+            self._parts_deadline = deadline
+            self._reassembly_wakeup.set()
+
+    async def _published(
+        self, stored: Sequence[tuple[InboundMO, IngestedMO]], duplicates: int, mts_queued: int
+    ) -> None:
         self.stored += len(stored)
-        self.duplicates += len(batch) - len(stored)
         if self._on_committed is not None:
-            self._on_committed([mo for mo, _ in stored], len(batch) - len(stored))
+            self._on_committed([mo for mo, _ in stored], duplicates)
         for mo, result in stored:
             await self._events.mo(mo, result.mo_id or 0, result.subscriber.client_id, result.conversation_id)
         if mts_queued and self._mt_queued is not None:
             self._mt_queued()
-        return [CommandStatus.ESME_ROK] * len(batch)
 
-    async def _commit_once(
-        self, batch: Sequence[InboundMO]
-    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
-        now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            return await self._write_batch(session, batch, now)
+    async def _write_batch(self, session: AsyncSession, batch: Sequence[_Arrival], now: datetime) -> _Written:
+        """Store the batch: its answers (unconfirmed), its parts and the messages they complete, its
+        whole MOs; redeliveries are left out."""
+        connections: dict[tuple[str, int], list[int]] = {}
+        for index, arrival in enumerate(batch):
+            connections.setdefault((arrival.unit.bind, arrival.generation), []).append(index)
+        answer_ids = await open_answers(session, [bind for bind, _ in connections], now)
+        answer_of: list[int | None] = [None] * len(batch)
+        answers: list[tuple[str, int, int, list[int]]] = []
+        for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True):
+            answers.append((bind, generation, answer_id, indexes))
+            for index in indexes:
+                answer_of[index] = answer_id
+        new = [True] * len(batch)
+        part_indexes = [index for index, arrival in enumerate(batch) if isinstance(arrival.unit, InboundPart)]
+        complete: list[list[StoredPart]] = []
+        if part_indexes:
+            complete = await self._store_parts(session, batch, part_indexes, answer_of, new, now)
+        mo_indexes = [index for index, arrival in enumerate(batch) if isinstance(arrival.unit, InboundMO)]
+        whole = [(batch[index].unit, answer_of[index]) for index in mo_indexes]
+        stored, mts_queued = await self._assemble(session, complete, now, whole=whole, new=new, at=mo_indexes)
+        return _Written(new=new, stored=stored, mts_queued=mts_queued, answers=answers)
 
-    async def _write_batch(
-        self, session: AsyncSession, batch: Sequence[InboundMO], now: datetime
-    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
-        """The MOs stored (duplicates left out) with what the store made of them, and how many reserved
-        keyword confirmations were queued."""
-        # a redelivery that straddles a bucket boundary carries last bucket's key: the store checks
-        # both in the statement that inserts (no extra round trip)
-        ingested = await ingest_mos(session, [self._new_mo(mo, *_window_keys(mo)) for mo in batch], now)
-        stored = [
-            (mo, result) for mo, result in zip(batch, ingested, strict=True) if result.mo_id is not None
+    async def _store_parts(
+        self,
+        session: AsyncSession,
+        batch: Sequence[_Arrival],
+        indexes: Sequence[int],
+        answer_of: Sequence[int | None],
+        new: list[bool],
+        now: datetime,
+    ) -> list[list[StoredPart]]:
+        """Store the batch's parts (``new`` set to False for those stored already); the parts of every
+        message they complete."""
+        parts: list[InboundPart] = []
+        rows: list[NewPart] = []
+        for index in indexes:
+            part = batch[index].unit
+            assert isinstance(part, InboundPart)
+            parts.append(part)
+            rows.append(_new_part(part, answer_of[index]))
+        await lock_part_sets(session, [part.set_key for part in parts])
+        stored = await store_parts(session, rows, now)
+        for index, was_stored in zip(indexes, stored, strict=True):
+            new[index] = was_stored
+        touched = sorted({part.set_key for part, was_stored in zip(parts, stored, strict=True) if was_stored})
+        if not touched:
+            return []
+        waiting = await waiting_parts(session, touched)
+        return [
+            parts for parts in waiting.values() if len({part.part_no for part in parts}) == parts[0].total
         ]
+
+    async def _assemble(
+        self,
+        session: AsyncSession,
+        sets: Sequence[Sequence[StoredPart]],
+        now: datetime,
+        *,
+        whole: Sequence[tuple[Unit, int | None]] = (),
+        new: list[bool] | None = None,
+        at: Sequence[int] = (),
+    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
+        """Store the whole MOs (``new[at[i]]`` set to False for a redelivery of ``whole[i]``) and one MO
+        per set of stored parts; the MOs stored and how many reserved keyword confirmations were queued."""
+        assembled = [self._assembled(parts, now) for parts in sets]
+        mos: list[InboundMO] = []
+        rows: list[NewMO] = []
+        for unit, answer_id in whole:
+            assert isinstance(unit, InboundMO)
+            mos.append(unit)
+            rows.append(self._new_mo(unit, answer_id, check_redelivery=True))
+        for mo in assembled:
+            mos.append(mo)
+            rows.append(self._new_mo(mo, None, check_redelivery=False))
+        ingested = await ingest_mos(session, rows, now)
+        if new is not None:
+            for index, result in zip(at, ingested, strict=False):
+                new[index] = result.mo_id is not None
+        done = [
+            (result.mo_id, [part.id for part in parts])
+            for parts, result in zip(sets, ingested[len(whole) :], strict=True)
+            if result.mo_id is not None
+        ]
+        await mark_assembled(session, done)
+        stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
         reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
         mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else 0
         return stored, mts_queued
 
-    def _new_mo(self, mo: InboundMO, dedup: str, previous_dedup: str) -> NewMO:
+    def _assembled(self, parts: Sequence[StoredPart], now: datetime) -> InboundMO:
+        """The MO the stored parts of one message make: complete, or flagged incomplete."""
+        first_of_number: dict[int, StoredPart] = {}
+        for part in parts:
+            first_of_number.setdefault(part.part_no, part)
+        numbers = sorted(first_of_number)
+        head = first_of_number[numbers[0]]  # part 1 when it came: its coding is the message's
+        latest = max(parts, key=lambda part: part.received_at)  # the bind a reply should leave by
+        country = head.country or ""
+        return inbound_mo(
+            head.carrier,
+            latest.bind_name or "",
+            country,
+            head.msisdn,
+            head.short_code,
+            b"".join(first_of_number[number].payload for number in numbers),
+            head.data_coding,
+            self._keywords(country),
+            now,
+            reference=head.reference,
+            parts_total=head.total,
+            parts_received=len(numbers),
+        )
+
+    def _new_mo(self, mo: InboundMO, answer_id: int | None, *, check_redelivery: bool) -> NewMO:
         return NewMO(
-            dedup_key=dedup,
-            previous_dedup_key=previous_dedup,
+            dedup_key=mo.dedup_key,
             msisdn=mo.msisdn.removeprefix("+"),
             carrier=mo.carrier,
             short_code=mo.short_code,
@@ -309,10 +681,13 @@ class MOPipeline:
             data_coding=mo.data_coding,
             parts=mo.parts_total,
             incomplete=mo.incomplete,
-            bind_name=mo.bind,
+            bind_name=mo.bind or None,
             service=self.router.service_of(mo),
             keyword=mo.keyword.keyword if mo.keyword else None,
             opens_conversation=not mo.is_reserved,
+            raw=mo.raw,
+            answer_id=answer_id,
+            check_redelivery=check_redelivery,
         )
 
     async def _reserved_keywords(
@@ -359,8 +734,36 @@ class MOPipeline:
         return sum(1 for mt_id in queued.ids if mt_id is not None)
 
 
-def _window_keys(mo: InboundMO) -> tuple[str, str]:
-    """The MO's dedup key in its time bucket and in the bucket before: a redelivery within
-    ``DEDUP_WINDOW`` (up to twice that) matches one of them."""
-    bucket = int(mo.received_at.timestamp() // DEDUP_WINDOW)
-    return f"{mo.dedup_key}:{bucket}", f"{mo.dedup_key}:{bucket - 1}"
+def _new_part(part: InboundPart, answer_id: int | None) -> NewPart:
+    return NewPart(
+        set_key=part.set_key,
+        dedup_key=part.dedup_key,
+        carrier=part.carrier,
+        bind_name=part.bind,
+        country=part.country,
+        msisdn=part.msisdn,
+        short_code=part.short_code,
+        reference=part.reference,
+        total=part.total,
+        part_no=part.part_number,
+        data_coding=part.data_coding,
+        payload=part.payload,
+        received_at=part.received_at,
+        answer_id=answer_id,
+    )
+
+
+def _resolve_with(future: asyncio.Future[int], outcome: int | asyncio.Future[int]) -> None:
+    """Settle ``future`` (a waiting arrival's answer) with ``outcome``, now or once it is done."""
+    if isinstance(outcome, int):
+        if not future.done():
+            future.set_result(outcome)
+        return
+
+    def copy(done: asyncio.Future[int]) -> None:
+        if future.done():
+            return
+        failed = done.cancelled() or done.exception() is not None
+        future.set_result(CommandStatus.ESME_RX_T_APPN if failed else done.result())
+
+    outcome.add_done_callback(copy)

@@ -83,9 +83,10 @@ JOIN unnest($1::bigint[], $2::varchar[]) AS i(subscriber_id, short_code)
 WHERE c.status != 'closed'
 """
 
-# The MOs not stored yet under their key nor under their previous key (see ``NewMO.previous_dedup_key``),
-# then for the new ones only: their subscribers' counters and their conversations' waiting
-# marks (waiting_since keeps the oldest unanswered MO, last_mo_at the newest). Rows already up to date
+# The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
+# takes its answer, so that it is confirmed when that one is), then for the new ones only: their
+# subscribers' counters and their conversations' waiting marks (waiting_since keeps the oldest
+# unanswered MO, last_mo_at the newest). Rows already up to date
 # (created by this batch with its figures) are neither locked nor rewritten. The locking CTEs carry the
 # new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
 # a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
@@ -95,21 +96,30 @@ WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
                          $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
                          $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[],
-                         $18::varchar[])
+                         $16::bytea[], $17::bigint[], $18::boolean[])
         AS i(dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
-             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, previous_key)
+             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id,
+             check_redelivery)
+), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
+    SELECT input.dedup_key, earlier.id, input.answer_id
+    FROM input
+    -- LIMIT 1 keeps this a per-row index probe: an anti-join could hash the whole table
+    JOIN LATERAL (SELECT m.id FROM mo_messages AS m
+                  JOIN mo_unconfirmed AS u ON u.id = m.answer_id
+                  WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
+                  LIMIT 1) AS earlier ON true
+    WHERE input.check_redelivery
+), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
+    UPDATE mo_messages AS m SET answer_id = matched.answer_id
+    FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
 ), inserted AS (
     INSERT INTO mo_messages (dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code,
                              country, text, data_coding, parts, incomplete, smsc_message_id, received_at,
-                             service, keyword)
+                             service, keyword, raw, answer_id)
     SELECT dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
-           data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword
+           data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id
     FROM input
-    -- LIMIT 1 keeps this a per-row index probe: an anti-join could hash the whole table
-    LEFT JOIN LATERAL (SELECT true AS stored FROM mo_messages AS m WHERE m.dedup_key = input.previous_key
-                       LIMIT 1) AS earlier ON true
-    WHERE earlier.stored IS NULL
-    ON CONFLICT (dedup_key) DO NOTHING
+    WHERE NOT EXISTS (SELECT 1 FROM matched WHERE matched.dedup_key = input.dedup_key)
     RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
 ), inserted_per_subscriber AS (
     SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
@@ -117,10 +127,10 @@ WITH input AS (
     SELECT COALESCE(n.subscriber_id, f.id) AS subscriber_id,
            COALESCE(n.mos, 0) - COALESCE(f.counted, 0) AS mos, n.latest
     FROM inserted_per_subscriber AS n
-    FULL JOIN unnest($19::bigint[], $20::integer[]) AS f(id, counted) ON f.id = n.subscriber_id
+    FULL JOIN unnest($22::bigint[], $23::integer[]) AS f(id, counted) ON f.id = n.subscriber_id
 ), locked_subscribers AS (
     SELECT s.id, p.mos, p.latest FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
-    WHERE s.id = ANY($16::bigint[]) AND (p.mos != 0 OR s.last_seen < p.latest)
+    WHERE s.id = ANY($20::bigint[]) AND (p.mos != 0 OR s.last_seen < p.latest)
     ORDER BY s.id FOR UPDATE OF s
 ), touched_subscribers AS (
     UPDATE subscribers AS s
@@ -133,7 +143,7 @@ WITH input AS (
 ), locked_conversations AS (
     SELECT c.id, p.first_at, p.last_at
     FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
-    WHERE c.id = ANY($17::bigint[])
+    WHERE c.id = ANY($21::bigint[])
       AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
                AND c.last_mo_at >= p.last_at)
     ORDER BY c.id FOR UPDATE OF c
@@ -164,9 +174,11 @@ MO_COLUMNS = (
     "received_at",
     "service",
     "keyword",
+    "raw",
+    "answer_id",
 )
-#: Not a column: a row whose ``previous_key`` is stored already is a duplicate.
-PREVIOUS_KEY = "previous_key"
+#: Not a column: whether the row may be a redelivery of an MO whose answer is not confirmed.
+CHECK_REDELIVERY = "check_redelivery"
 
 
 SubscriberInput = tuple[str, str, str | None, str | None, int, datetime | None]
@@ -211,14 +223,18 @@ async def open_conversations(
 
 
 async def insert_mos(
-    session: AsyncSession, rows: Sequence[dict[str, object]], counted: Mapping[int, int] | None = None
+    session: AsyncSession,
+    rows: Sequence[dict[str, object]],
+    since: datetime,
+    counted: Mapping[int, int] | None = None,
 ) -> dict[str, int]:
-    """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS`, optionally
-    :data:`PREVIOUS_KEY`) whose dedup key and previous key are new,
-    counts them on their subscribers and marks their conversations waiting; returns {dedup_key: id}
-    of those inserted. ``counted`` is {subscriber_id: MOs} already counted when the subscriber was
-    created by this batch: only the difference is added."""
-    columns = [[row[name] for row in rows] for name in MO_COLUMNS]
+    """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS` and
+    :data:`CHECK_REDELIVERY`) but those that are a redelivery (checked, and an MO received since
+    ``since`` with the same key has its answer in ``mo_unconfirmed``), counts them on their
+    subscribers and marks their conversations waiting; returns {dedup_key: id} of those inserted.
+    ``counted`` is {subscriber_id: MOs} already counted when the subscriber was created by this batch:
+    only the difference is added."""
+    columns = [[row[name] for row in rows] for name in (*MO_COLUMNS, CHECK_REDELIVERY)]
     for received_at in columns[MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)
         aware(received_at)
@@ -227,15 +243,14 @@ async def insert_mos(
     conversation_ids = sorted(
         {_id(row["conversation_id"]) for row in rows if row["conversation_id"] is not None}
     )
-    previous_keys = [row.get(PREVIOUS_KEY) for row in rows]
     precounted = sorted((counted or {}).items())
     inserted = await pg_rows(
         session,
         _INSERT_MOS,
         *columns,
+        aware(since),
         subscriber_ids,
         conversation_ids,
-        previous_keys,
         [item[0] for item in precounted],
         [item[1] for item in precounted],
     )

@@ -27,14 +27,15 @@ def create_engine(
     opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
     when a read transaction tries to upgrade to a write. The file's directory is created if missing.
     PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow`` with pre-ping, every statement
-    planned for its parameters (``plan_cache_mode=force_custom_plan``).
+    planned for its parameters (``plan_cache_mode=force_custom_plan``). On both, an error never shows
+    the statement's parameters: they hold subscribers' numbers, and errors end up in logs.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, echo=echo)
+        engine = create_async_engine(parsed, echo=echo, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     # Custom plans for every execution: the pipelines run a few large prepared statements per batch,
@@ -43,6 +44,7 @@ def create_engine(
     return create_async_engine(
         parsed,
         echo=echo,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,

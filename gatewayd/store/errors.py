@@ -1,7 +1,9 @@
-"""Errors of the store, under one root."""
+"""Errors of the store, under one root; and telling the database's errors apart."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from enum import StrEnum
 
 
@@ -53,3 +55,48 @@ class DatabaseAhead(SchemaVersionError):
             f"the database schema is at revision {current}, unknown to this version "
             f"(head {head}): it was migrated by a newer release; upgrade the software"
         )
+
+
+#: SQLSTATE classes of a statement's data refused: 22 data exception (a value the column cannot hold,
+#: U+0000 in a text), 23 integrity constraint violation.
+_DATA_SQLSTATE_CLASSES = frozenset({"22", "23"})
+
+
+def is_data_error(error: BaseException) -> bool:
+    """True when the database refused what the statement carried: trying it again changes nothing, only
+    leaving the offending row out does. False for everything else (connection lost, database busy,
+    locked or down, a deadlock), which may well pass when tried again."""
+    for cause in _causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in _DATA_SQLSTATE_CLASSES
+        if isinstance(cause, sqlite3.DataError | sqlite3.IntegrityError):
+            return True
+    return False
+
+
+def describe_error(error: BaseException) -> str:
+    """What went wrong, without the statement or its values (they hold subscribers' numbers): the
+    error's classes down to the driver's, and the SQLSTATE when there is one."""
+    names: list[str] = []
+    sqlstate: str | None = None
+    for cause in _causes(error):
+        name = type(cause).__name__
+        if name not in names:
+            names.append(name)
+        code = getattr(cause, "sqlstate", None)
+        if sqlstate is None and isinstance(code, str):
+            sqlstate = code
+    described = " <- ".join(names)
+    return f"{described} (SQLSTATE {sqlstate})" if sqlstate else described
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what it wraps (a DBAPI error's ``orig``, a ``raise ... from``), a few levels."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "orig", None)
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__

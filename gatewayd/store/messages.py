@@ -1,10 +1,11 @@
-"""The message tables: MOs received, the MT outbox with its parts and history, and early receipts."""
+"""The message tables: MOs received (with the parts of long MOs and the answers not known delivered), the
+MT outbox with its parts and history, and early receipts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gatewayd.store.base import Base, utcnow
@@ -15,14 +16,19 @@ from gatewayd.store.subscribers import ID_TYPE
 class MOMessage(Base):
     """One mobile-originated SMS, reassembled. The manual's variables come from here: mensaje=``text``,
     host=``short_code``, operador=``carrier``, telefono=the subscriber's MSISDN, hora/fecha=``received_at``
-    in the daemon's time zone, pais=``country``. ``dedup_key`` makes a redelivered MO a no-op."""
+    in the daemon's time zone, pais=``country``.
+
+    ``dedup_key`` digests the content as the SMSC sent it; a later MO with the same key is a redelivery
+    of this one only while ``answer_id`` names a row of ``mo_unconfirmed`` (its deliver_sm_resp may not
+    have reached the SMSC). ``raw`` holds the octets when ``text`` cannot say everything they do."""
 
     __tablename__ = "mo_messages"
-    # Read per subscriber or per conversation only: every further index would cost each MO insert.
+    # Read per subscriber or per conversation, and by dedup_key when an MO may be a redelivery: every
+    # further index would cost each MO insert.
     __table_args__ = (Index("ix_mo_messages_subscriber_id_received_at", "subscriber_id", "received_at"),)
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), index=True)
     # Subscriber and conversation ids without foreign keys: the ingest creates or reads both in the
     # transaction that inserts the MO (see migration 0005).
     subscriber_id: Mapped[int] = mapped_column(ID_TYPE)
@@ -39,6 +45,60 @@ class MOMessage(Base):
     received_at: Mapped[datetime]
     service: Mapped[str | None] = mapped_column(String(32), default=None)
     keyword: Mapped[str | None] = mapped_column(String(32), default=None)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    #: The ``mo_unconfirmed`` row of the answer this MO's last PDU got (no foreign key: that row goes away).
+    answer_id: Mapped[int | None] = mapped_column(ID_TYPE, default=None)
+
+
+class MOUnconfirmed(Base):
+    """The deliver_sm_resp of one group of MOs and MO parts (one commit, one bind connection) not known to
+    have reached the SMSC: written in the transaction that stores them, deleted once their answers went
+    out in time on a connection that stayed up. What a crash, a broken connection or a late answer
+    leaves here is what an SMSC may deliver again."""
+
+    __tablename__ = "mo_unconfirmed"
+    # Rows are deleted as answers are confirmed: SQLite must never hand a deleted id out again, or an
+    # MO of long ago would seem to have the answer of the batch that got the id.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class MOPart(Base):
+    """One part of a long MO, stored and answered on its own. Once every part of its message
+    (``set_key``) is stored, the parts are assembled into one ``mo_messages`` row and ``mo_id`` is set;
+    parts still waiting after the reassembly timeout become one MO flagged incomplete. Assembled
+    parts stay for the redelivery window, so a part delivered again is recognised (``dedup_key``)."""
+
+    __tablename__ = "mo_parts"
+    __table_args__ = (
+        Index(
+            "ix_mo_parts_waiting_set_key",
+            "set_key",
+            postgresql_where=text("mo_id IS NULL"),
+            sqlite_where=text("mo_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    set_key: Mapped[str] = mapped_column(String(32))
+    dedup_key: Mapped[str] = mapped_column(String(32), index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    #: The subscriber in E.164 ('+34600111222'), as the assembled MO needs it.
+    msisdn: Mapped[str] = mapped_column(String(20))
+    short_code: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[int]
+    total: Mapped[int] = mapped_column(SmallInteger)
+    part_no: Mapped[int] = mapped_column(SmallInteger)
+    data_coding: Mapped[int] = mapped_column(SmallInteger)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    answer_id: Mapped[int | None] = mapped_column(ID_TYPE, default=None)
+    mo_id: Mapped[int | None] = mapped_column(ID_TYPE, default=None)
 
 
 class MTMessage(Base):

@@ -1,8 +1,15 @@
-"""MOs: durable batch ingestion with duplicate detection, and the manual's message variables.
+"""MOs: durable batch ingestion with redelivery detection, and the manual's message variables.
 
 The MO pipeline calls :func:`ingest_mos` once per group-commit batch: a handful of bulk statements
-whatever the batch size (subscribers upserted, conversations opened, MOs inserted with
-``ON CONFLICT (dedup_key) DO NOTHING``, counters touched), then commits.
+whatever the batch size (subscribers upserted, conversations opened, MOs inserted but redeliveries,
+counters touched), then commits.
+
+An SMSC delivers an MO again only when our deliver_sm_resp may not have reached it. So every batch
+records its answers as unconfirmed (:func:`open_answers`, one ``mo_unconfirmed`` row per bind
+connection) and the pipeline confirms them (:func:`confirm_answers`) once they went out in time on a
+connection that stayed up. An MO whose content key matches an MO of the last
+:data:`REDELIVERY_WINDOW` whose answer is still unconfirmed is that MO delivered again; any other MO
+is new, however alike: the same text twice is two MOs.
 """
 
 from __future__ import annotations
@@ -11,24 +18,29 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
-from gatewayd.store._pg_ingest import PREVIOUS_KEY, insert_mos
+from gatewayd.store._dialect import dialect_name, table_of
+from gatewayd.store._pg_ingest import CHECK_REDELIVERY, insert_mos
 from gatewayd.store.base import UTCDateTime
-from gatewayd.store.messages import MOMessage
+from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, get_or_open_conversations, note_mos
 from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, upsert_subscribers
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
+MO_UNCONFIRMED = table_of(MOUnconfirmed)
 #: Keys per IN (...) list: far below SQLite's bind-parameter limit.
 _KEYS_PER_QUERY = 900
 SUBSCRIBERS = table_of(Subscriber)
+#: How long after an MO whose answer is unconfirmed the same content counts as its redelivery: an SMSC
+#: sends it again once the bind is back (seconds), or after a daemon restart (minutes). Longer would
+#: only risk taking a subscriber's real repeat for one, should their first MO's answer be in doubt.
+REDELIVERY_WINDOW = timedelta(minutes=10)
 
 
 def mo_dedup_key(
@@ -61,7 +73,8 @@ def mo_dedup_key(
 @dataclass(slots=True)
 class NewMO:
     """One reassembled MO to store. ``msisdn`` is the normalized source address; ``opens_conversation``
-    is False for MOs that must not start a chat (reserved keywords such as BAJA)."""
+    is False for MOs that must not start a chat (reserved keywords such as BAJA). ``dedup_key`` digests
+    the content as the SMSC sent it."""
 
     dedup_key: str
     msisdn: str
@@ -78,15 +91,19 @@ class NewMO:
     service: str | None = None
     keyword: str | None = None
     opens_conversation: bool = True
-    #: A key the same MO may have been stored under already (the previous dedup time window): when it
-    #: is stored, this MO is a duplicate.
-    previous_dedup_key: str | None = None
+    #: The octets as the SMSC sent them, when ``text`` cannot say everything they do.
+    raw: bytes | None = None
+    #: The ``mo_unconfirmed`` row of this MO's answer (:func:`open_answers`).
+    answer_id: int | None = None
+    #: False for an MO the caller knows is no redelivery (assembled from stored parts).
+    check_redelivery: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class IngestedMO:
-    """The outcome for one input MO. ``mo_id`` is None for a duplicate (already stored earlier, or twice
-    in the same batch): answer the SMSC with success, publish nothing."""
+    """The outcome for one input MO. ``mo_id`` is None for a redelivery (of an MO stored earlier whose
+    answer is unconfirmed, or of one earlier in the same batch): answer the SMSC with success, publish
+    nothing."""
 
     mo: NewMO
     mo_id: int | None
@@ -98,10 +115,36 @@ class IngestedMO:
         return self.mo_id is None
 
 
+async def open_answers(session: AsyncSession, binds: Sequence[str | None], now: datetime) -> list[int]:
+    """One unconfirmed answer per entry of ``binds`` (a group of MOs and parts answered together on that
+    bind's connection); returns their ids, in order."""
+    if not binds:
+        return []
+    result = await session.execute(
+        insert(MO_UNCONFIRMED).returning(MO_UNCONFIRMED.c.id, sort_by_parameter_order=True),
+        [{"bind_name": bind, "created_at": now} for bind in binds],
+    )
+    return list(result.scalars())
+
+
+async def confirm_answers(session: AsyncSession, answer_ids: Sequence[int]) -> None:
+    """These answers reached the SMSC: their MOs are no longer matched by later ones."""
+    for start in range(0, len(answer_ids), _KEYS_PER_QUERY):
+        chunk = answer_ids[start : start + _KEYS_PER_QUERY]
+        await session.execute(delete(MO_UNCONFIRMED).where(MO_UNCONFIRMED.c.id.in_(chunk)))
+
+
+async def forget_unconfirmed(session: AsyncSession, before: datetime) -> int:
+    """Drops unconfirmed answers older than ``before`` (past the redelivery window); returns how many."""
+    result = await session.execute(delete(MO_UNCONFIRMED).where(MO_UNCONFIRMED.c.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
     """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in order."""
     if not mos:
         return []
+    since = now - REDELIVERY_WINDOW
     first_of_key: dict[str, NewMO] = {}
     for mo in mos:
         first_of_key.setdefault(mo.dedup_key, mo)
@@ -123,9 +166,9 @@ async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime)
     if on_postgresql:  # counters and conversations are updated by the same statement
         counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
-        inserted = await insert_mos(session, [rows[key] for key in sorted(rows)], counted)
+        inserted = await insert_mos(session, [rows[key] for key in sorted(rows)], since, counted)
     else:
-        inserted = await _insert_new(session, list(rows.values()))
+        inserted = await _insert_new(session, list(rows.values()), since)
     results: list[IngestedMO] = []
     claimed: set[str] = set()
     for mo, conversation_id in zip(mos, conversation_ids, strict=True):
@@ -192,39 +235,62 @@ def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str
         "received_at": mo.received_at,
         "service": mo.service,
         "keyword": mo.keyword,
-        PREVIOUS_KEY: mo.previous_dedup_key,
+        "raw": mo.raw,
+        "answer_id": mo.answer_id,
+        CHECK_REDELIVERY: mo.check_redelivery,
     }
 
 
-async def _insert_new(session: AsyncSession, rows: list[dict[str, object]]) -> dict[str, int]:
-    """Inserts the rows (unique dedup keys) whose dedup_key is new; returns {dedup_key: id} of those
+async def _insert_new(
+    session: AsyncSession, rows: list[dict[str, object]], since: datetime
+) -> dict[str, int]:
+    """Inserts the rows (unique dedup keys) but the redeliveries; returns {dedup_key: id} of those
     inserted."""
-    previous = [str(row[PREVIOUS_KEY]) for row in rows if row[PREVIOUS_KEY] is not None]
-    if previous:
-        stored = await _stored_keys(session, previous)
-        rows = [row for row in rows if row[PREVIOUS_KEY] not in stored]
+    checked = [str(row["dedup_key"]) for row in rows if row[CHECK_REDELIVERY]]
+    if checked:
+        delivered_before = await unconfirmed_keys(session, MO_MESSAGES, checked, since)
+        again = [row for row in rows if row[CHECK_REDELIVERY] and row["dedup_key"] in delivered_before]
+        await take_answers(
+            session,
+            MO_MESSAGES,
+            [(delivered_before[str(row["dedup_key"])], row["answer_id"]) for row in again],
+        )
+        rows = [row for row in rows if not (row[CHECK_REDELIVERY] and row["dedup_key"] in delivered_before)]
         if not rows:
             return {}
-    rows = [{name: value for name, value in row.items() if name != PREVIOUS_KEY} for row in rows]
-    statement = (
-        upsert_insert(session, MO_MESSAGES)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key)
-    )
+    rows = [{name: value for name, value in row.items() if name != CHECK_REDELIVERY} for row in rows]
+    # rows are told apart by their (unique) key: no need for ordered RETURNING, which would make
+    # SQLite insert them one statement per row
+    statement = insert(MO_MESSAGES).returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key)
     result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
 
 
-async def _stored_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+async def unconfirmed_keys(
+    session: AsyncSession, table: Table, keys: Sequence[str], since: datetime
+) -> dict[str, int]:
+    """{key: row id} for the keys among ``keys`` of rows of ``table`` (MOs or MO parts) received since
+    ``since`` whose answer is unconfirmed: what comes with such a key is that row's redelivery."""
+    found: dict[str, int] = {}
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         rows = await session.execute(
-            select(MO_MESSAGES.c.dedup_key).where(
-                MO_MESSAGES.c.dedup_key.in_(keys[start : start + _KEYS_PER_QUERY])
-            )
+            select(table.c.dedup_key, table.c.id)
+            .join(MO_UNCONFIRMED, MO_UNCONFIRMED.c.id == table.c.answer_id)
+            .where(table.c.dedup_key.in_(keys[start : start + _KEYS_PER_QUERY]), table.c.received_at >= since)
         )
-        found.update(rows.scalars())
+        found.update({row.dedup_key: row.id for row in rows})
     return found
+
+
+async def take_answers(session: AsyncSession, table: Table, moved: Sequence[tuple[int, object]]) -> None:
+    """(row id, answer id): each row delivered again is answered by the redelivery's answer now, and
+    confirmed with it (a redelivery without an answer of its own leaves the row's as it is)."""
+    moved = [(row_id, answer_id) for row_id, answer_id in moved if answer_id is not None]
+    if moved:
+        await session.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(answer_id=bindparam("b_answer")),
+            [{"b_id": row_id, "b_answer": answer_id} for row_id, answer_id in moved],
+        )
 
 
 async def _touch_subscribers(session: AsyncSession, new: Sequence[IngestedMO]) -> None:

@@ -69,6 +69,7 @@ def write_config(
     extra_daemon: str = "",
     ports: dict[str, int] | None = None,
     response_timeout: float = 5.0,
+    reassembly_timeout: float = 2.0,
 ) -> Path:
     """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy)."""
     ports = ports or {}
@@ -115,7 +116,7 @@ enabled = false
 instance = "gatewayd-test"
 mt_retry_backoff_initial = 0.2
 mt_retry_backoff_max = 1.0
-reassembly_timeout = 2.0
+reassembly_timeout = {reassembly_timeout}
 {extra_daemon}
 {"".join(carriers)}
 [[services]]

@@ -80,13 +80,15 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(
             return set(await mo_texts(sessions)) == sent
 
         await eventually(stored_so_far)
-        # another process takes an exclusive lock; MOs keep coming while the daemon cannot write
-        blocker = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None, timeout=30)
+        # another process takes an exclusive lock; MOs keep coming while the daemon cannot write. The
+        # lock is taken in a thread: while it waits, the daemon in this event loop finishes what it holds
+        database = make_url(sqlite_url).database or ""
+        blocker = sqlite3.connect(database, isolation_level=None, timeout=30, check_same_thread=False)
         try:
-            blocker.execute("BEGIN EXCLUSIVE")
+            await asyncio.to_thread(blocker.execute, "BEGIN EXCLUSIVE")
             sent |= inject_mos(simulator, "during lock", 200)
             await asyncio.sleep(2.5)
-            blocker.execute("COMMIT")
+            await asyncio.to_thread(blocker.execute, "COMMIT")
         finally:
             blocker.close()
         sent |= inject_mos(simulator, "after lock", 100)

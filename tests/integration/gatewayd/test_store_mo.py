@@ -17,14 +17,23 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.errors import NotFound
-from gatewayd.store.messages import MOMessage
+from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_conversations import (
     assign_conversation,
     close_conversation,
     get_or_open_conversation,
 )
-from gatewayd.store.repo_mo import NewMO, ingest_mos, message_variables, mo_dedup_key
+from gatewayd.store.repo_mo import (
+    REDELIVERY_WINDOW,
+    NewMO,
+    confirm_answers,
+    forget_unconfirmed,
+    ingest_mos,
+    message_variables,
+    mo_dedup_key,
+    open_answers,
+)
 from gatewayd.store.repo_subscribers import (
     SubscriberSeen,
     ban_subscriber,
@@ -79,40 +88,64 @@ def mo(
     )
 
 
-async def test_redelivered_mo_is_stored_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_an_mo_is_a_redelivery_only_while_its_answer_is_unconfirmed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     later = T0 + timedelta(seconds=5)
-    batch = [mo("34600000001", "a1"), mo("34600000001", "a1"), mo("34600000002", "b1", at=later)]
     async with sessions.begin() as session:
+        [answer] = await open_answers(session, ["movistar-1"], T0)
+        batch = [mo("34600000001", "a1"), mo("34600000001", "a1"), mo("34600000002", "b1", at=later)]
+        for new in batch:
+            new.answer_id = answer
         first = await ingest_mos(session, batch, T0)
     assert [result.duplicate for result in first] == [False, True, False]
     assert first[0].mo_id is not None and first[2].mo_id is not None
+    # its answer may not have reached the SMSC (a crash, a lost connection): the same MO again is it
     async with sessions.begin() as session:
         again = await ingest_mos(session, batch[:1], T0 + timedelta(minutes=1))
     assert again[0].duplicate
     assert again[0].subscriber.id == first[0].subscriber.id
+    # once its answer is confirmed, the same text is a new MO (the subscriber wrote it twice)
+    async with sessions.begin() as session:
+        await confirm_answers(session, [answer])
+    async with sessions.begin() as session:
+        repeated = await ingest_mos(session, batch[:1], T0 + timedelta(minutes=2))
+    assert not repeated[0].duplicate
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 2
+        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 3
         subscriber = await get_subscriber(session, first[0].subscriber.id)
-        assert subscriber is not None and subscriber.mo_count == 1
+        assert subscriber is not None and subscriber.mo_count == 2
 
 
-async def test_mo_stored_under_its_previous_key_is_a_duplicate(
+async def test_an_unconfirmed_mo_is_matched_only_within_the_redelivery_window(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A redelivery in the next dedup window carries the first delivery's key as its previous key."""
-    first = mo("34600000003", "c1")
     async with sessions.begin() as session:
-        stored = await ingest_mos(session, [first], T0)
-    assert not stored[0].duplicate
-    redelivery = replace(first, dedup_key=first.dedup_key + ":next", previous_dedup_key=first.dedup_key)
-    fresh = replace(mo("34600000004", "d1"), previous_dedup_key="never-stored")
+        [answer] = await open_answers(session, [None], T0)
+        stored = mo("34600000003", "c1")
+        stored.answer_id = answer
+        await ingest_mos(session, [stored], T0)
     async with sessions.begin() as session:
-        again = await ingest_mos(session, [redelivery, fresh], T0 + timedelta(minutes=2))
-    assert [result.duplicate for result in again] == [True, False]
+        inside = await ingest_mos(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW)
+        assembled = replace(mo("34600000003", "c1"), check_redelivery=False)
+        known = await ingest_mos(session, [assembled], T0 + REDELIVERY_WINDOW)
+        outside = await ingest_mos(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW * 2)
+    assert inside[0].duplicate and not known[0].duplicate and not outside[0].duplicate
+    async with sessions.begin() as session:
+        assert await forget_unconfirmed(session, T0 + timedelta(seconds=1)) == 1
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 2
-        subscriber = await get_subscriber(session, stored[0].subscriber.id)
-        assert subscriber is not None and subscriber.mo_count == 1
+        assert await session.scalar(select(func.count()).select_from(MOUnconfirmed)) == 0
+
+
+async def test_the_octets_are_stored_beside_a_text_that_cannot_say_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    cleaned = replace(mo("34600000005", "e1", text="hola\ufffd"), raw=b"\x00h\x00o\x00l\x00a\x00\x00")
+    async with sessions.begin() as session:
+        result, _ = await ingest_mos(session, [cleaned, mo("34600000006", "f1")], T0)
+    async with sessions() as session:
+        stored = await session.get(MOMessage, result.mo_id)
+        assert stored is not None and stored.text == "hola\ufffd" and stored.raw == cleaned.raw
 
 
 async def test_ingest_opens_one_waiting_conversation_per_subscriber_and_short_code(
@@ -228,9 +261,14 @@ async def test_message_variables_use_the_local_time_zone(sessions: async_session
 async def test_concurrent_overlapping_batches_count_every_mo_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    # Four batches share subscribers (in different orders) and one redelivered MO: no deadlock, one
-    # subscriber and one conversation per MSISDN, every distinct MO counted once.
+    # Four batches share subscribers (in different orders) and the redelivery of an MO whose answer is
+    # unconfirmed: no deadlock, one subscriber and one conversation per MSISDN, every distinct MO
+    # counted once.
     numbers = [f"3460000{n:04d}" for n in range(40)]
+    async with sessions.begin() as session:
+        [answer] = await open_answers(session, ["movistar-1"], T0)
+        original = replace(mo(numbers[0], "redelivered"), answer_id=answer)
+        await ingest_mos(session, [original], T0)
     batches = [
         [mo(number, f"{lane}-{index}") for index, number in enumerate(numbers[::step])]
         for lane, step in enumerate((1, -1, 2, -2))

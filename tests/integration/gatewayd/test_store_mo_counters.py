@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatewayd.store._pg_ingest import MO_COLUMNS, PREVIOUS_KEY, insert_mos
+from gatewayd.store._pg_ingest import CHECK_REDELIVERY, MO_COLUMNS, insert_mos
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_conversations import note_reply
-from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
+from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key, open_answers
 from gatewayd.store.repo_subscribers import SubscriberSeen, get_subscriber, upsert_subscribers
 
 pytestmark = pytest.mark.integration
@@ -116,9 +116,10 @@ async def test_later_batches_update_counters_and_wait_again_after_a_reply(
 async def test_mos_counted_on_creation_but_found_stored_are_taken_back(
     pg_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A subscriber created with its batch's MOs counted loses those the MO insert finds stored."""
+    """A subscriber created with its batch's MOs counted loses those the MO insert finds redelivered."""
     stored = mo("34600000003", "a", T0)
     async with pg_sessions.begin() as session:
+        [stored.answer_id] = await open_answers(session, ["movistar-1"], T0)
         await ingest_mos(session, [stored], T0)
     async with pg_sessions.begin() as session:
         refs = await upsert_subscribers(session, [SubscriberSeen("34600000004", "movistar", "ES", 1, T0)], T0)
@@ -126,8 +127,8 @@ async def test_mos_counted_on_creation_but_found_stored_are_taken_back(
         assert newcomer.counted_mos == 1
         row: dict[str, object] = {name: getattr(stored, name, None) for name in MO_COLUMNS}
         row.update(subscriber_id=newcomer.id, conversation_id=None, parts=1, data_coding=0, incomplete=False)
-        row[PREVIOUS_KEY] = None
-        assert await insert_mos(session, [row], {newcomer.id: 1}) == {}
+        row[CHECK_REDELIVERY] = True
+        assert await insert_mos(session, [row], T0, {newcomer.id: 1}) == {}
     async with pg_sessions() as session:
         subscriber = await get_subscriber(session, newcomer.id)
         assert subscriber is not None and subscriber.mo_count == 0

@@ -31,9 +31,9 @@ async def test_mo_write_path_keeps_only_the_indexes_its_readers_use(pg_url: str)
         await engine.dispose()
     assert sorted(name for table, name in definitions if table == "mo_messages") == [
         "ix_mo_messages_conversation_id",
+        "ix_mo_messages_dedup_key",
         "ix_mo_messages_subscriber_id_received_at",
         "pk_mo_messages",
-        "uq_mo_messages_dedup_key",
     ]
     assigned = definitions[("conversations", "ix_conversations_assigned_operator_id")]
     assert "WHERE (assigned_operator_id IS NOT NULL)" in assigned

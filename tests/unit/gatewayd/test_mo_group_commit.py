@@ -237,3 +237,16 @@ async def test_ride_out_gives_up_after_its_window() -> None:
     # tries at 0, 0.05 and 0.15 s; the next would start at 0.35 s, past the window
     assert attempts == 3
     assert loop.time() - started < 0.3
+
+
+async def test_ride_out_raises_at_once_what_trying_again_cannot_fix() -> None:
+    attempts = 0
+
+    async def refused() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ValueError("the database refuses this row")
+
+    with pytest.raises(ValueError):
+        await ride_out(refused, window=5.0, retry_if=lambda error: not isinstance(error, ValueError))
+    assert attempts == 1

@@ -1,4 +1,4 @@
-"""MO normalisation: E.164, short code, reserved keywords, duplicate keys, service routing."""
+"""MO normalisation: E.164, short code, reserved keywords, the stored text, content keys, parts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gatewayd.mo import DEDUP_WINDOW, _window_keys
-from gatewayd.mo_message import BindInfo, UnusableMO, build_inbound, dedup_key, keyword_set, short_code_of
+from gatewayd.mo_message import (
+    BindInfo,
+    InboundMO,
+    UnusableMO,
+    build_inbound,
+    build_part,
+    dedup_key,
+    inbound_mo,
+    keyword_set,
+    short_code_of,
+    stored_text,
+)
 from routing.keywords import KeywordKind
+from smpp.concat import ConcatInfo, ConcatMode
 from smpp.constants import TON, CommandStatus, DataCoding
 from smpp.pdu import DeliverSM
 
@@ -83,18 +94,25 @@ def test_a_keyword_inside_a_chat_is_not_a_command() -> None:
     assert build_inbound(BIND, deliver("600111222", text), text, 0, KEYWORDS, AT).keyword is None
 
 
-def test_an_incomplete_long_mo_never_counts_as_a_command() -> None:
-    mo = build_inbound(
-        BIND,
-        deliver("600111222", b"baja"),
-        b"baja",
+def assembled(payload: bytes, *, received: int, total: int = 3) -> InboundMO:
+    return inbound_mo(
+        "movistar",
+        "movistar-1",
+        "ES",
+        "+34600111222",
+        "997745",
+        payload,
         0,
         KEYWORDS,
         AT,
         reference=7,
-        parts_total=3,
-        parts_received=2,
+        parts_total=total,
+        parts_received=received,
     )
+
+
+def test_an_incomplete_long_mo_never_counts_as_a_command() -> None:
+    mo = assembled(b"baja", received=2)
     assert mo.incomplete and mo.keyword is None
 
 
@@ -120,20 +138,71 @@ def test_dedup_key_format_is_fixed_so_redeliveries_across_a_restart_still_match(
     assert key == "1ce04754b56bc40651e3dec7f3f9ab75"
 
 
-def test_window_keys_cover_the_previous_bucket() -> None:
-    mo = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, AT)
-    current, previous = _window_keys(mo)
+def test_the_same_content_has_the_same_key_whenever_it_comes() -> None:
+    first = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, AT)
     later = build_inbound(
-        BIND,
-        deliver("600111222", b"hola"),
-        b"hola",
-        0,
-        KEYWORDS,
-        datetime.fromtimestamp(AT.timestamp() + DEDUP_WINDOW, UTC),
+        BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, datetime(2026, 11, 28, tzinfo=UTC)
     )
-    # a redelivery one window later finds the first delivery under its "previous" key
-    assert _window_keys(later)[1] == current
-    assert previous != current and len(current) <= 64
+    # no time in the key: whether it is a redelivery is the store's question (was its answer confirmed?)
+    assert first.dedup_key == later.dedup_key and len(first.dedup_key) == 32
+
+
+@pytest.mark.parametrize(
+    ("payload", "coding", "text"),
+    [
+        ("hola\0mundo".encode("utf-16-be"), DataCoding.UCS2, "hola\ufffdmundo"),
+        (b"caf\xe9\x00", DataCoding.LATIN1, "café\ufffd"),
+        (b"ring\x07bell\x1b", DataCoding.IA5, "ring\ufffdbell\ufffd"),
+        (b"\x00h\x00o\x00", DataCoding.UCS2, "ho\ufffd"),
+        (b"\xd8\x3d\x00h", DataCoding.UCS2, "\ufffdh"),
+        (b"\x00h\xdc\x00", DataCoding.UCS2, "h\ufffd"),
+        (b"x\x00y", 0x05, "x\ufffdy"),
+        (b"\x00\x01\xff", DataCoding.BINARY, "\ufffd\ufffdÿ"),
+    ],
+)
+def test_what_text_cannot_say_becomes_u_fffd_and_the_octets_are_kept(
+    payload: bytes, coding: int, text: str
+) -> None:
+    assert stored_text(payload, coding) == (text, payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "coding", "text"),
+    [
+        (b"hola\nque tal\r\n\tadios", DataCoding.IA5, "hola\nque tal\r\n\tadios"),
+        ("¿Qué tal? 😀".encode("utf-16-be"), DataCoding.UCS2, "¿Qué tal? 😀"),
+        (b"caf\xe9", DataCoding.LATIN1, "café"),
+    ],
+)
+def test_plain_text_is_kept_as_it_is_without_octets(payload: bytes, coding: int, text: str) -> None:
+    assert stored_text(payload, coding) == (text, None)
+
+
+def test_nul_in_an_mo_is_stored_as_u_fffd_with_its_octets() -> None:
+    payload = "hola\0".encode("utf-16-be")
+    mo = build_inbound(BIND, deliver("600111222", payload, coding=8), payload, 8, KEYWORDS, AT)
+    assert mo.text == "hola\ufffd" and mo.raw == payload
+
+
+def test_a_destination_too_long_for_a_short_code_is_refused() -> None:
+    with pytest.raises(UnusableMO) as refused:
+        build_inbound(BIND, deliver("600111222", b"x", destination="1" * 21), b"x", 0, KEYWORDS, AT)
+    assert refused.value.status == CommandStatus.ESME_RINVDSTADR
+
+
+def test_a_refused_source_does_not_name_the_number() -> None:
+    with pytest.raises(UnusableMO) as refused:
+        build_inbound(BIND, deliver("60011122x", b"x"), b"x", 0, KEYWORDS, AT)
+    assert "60011122" not in str(refused.value) and "TON 0" in str(refused.value)
+
+
+def test_parts_of_one_message_share_its_set_and_differ_in_content() -> None:
+    one = build_part(BIND, deliver("600111222", b"a"), ConcatInfo(7, 3, 1, ConcatMode.UDH8), b"first", AT)
+    two = build_part(BIND, deliver("600111222", b"a"), ConcatInfo(7, 3, 2, ConcatMode.SAR), b"second", AT)
+    other = build_part(BIND, deliver("600111222", b"a"), ConcatInfo(8, 3, 1, ConcatMode.UDH8), b"first", AT)
+    assert one.set_key == two.set_key != other.set_key
+    assert len({one.dedup_key, two.dedup_key, other.dedup_key}) == 3
+    assert (one.msisdn, one.short_code, one.part_number, one.total) == ("+34600111222", "997745", 1, 3)
 
 
 @pytest.mark.parametrize(
@@ -158,15 +227,5 @@ def test_the_first_word_is_kept_for_routing(text: str, word: str | None) -> None
 
 
 def test_an_incomplete_mo_keeps_its_first_word_for_routing() -> None:
-    mo = build_inbound(
-        BIND,
-        deliver("600111222", b"baja"),
-        b"baja",
-        0,
-        KEYWORDS,
-        AT,
-        reference=7,
-        parts_total=3,
-        parts_received=2,
-    )
+    mo = assembled(b"baja", received=2)
     assert mo.keyword is None and mo.service_keyword == "BAJA"
