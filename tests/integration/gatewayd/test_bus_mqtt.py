@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from gatewayd.bus import MQTTBus, create_bus
+from tests.integration.gatewayd.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +69,22 @@ async def test_unreachable_broker_never_blocks_publish_and_counts_drops(topic_pr
         assert not bus.connected
         assert bus.pending == 100
         assert bus.dropped == 150
+
+
+async def test_closing_with_a_backlog_ends_at_once(mqtt_url: str, topic_prefix: str) -> None:
+    """Leaving the bus while it is still publishing a backlog ends its loops. On Python 3.11 aiomqtt's
+    publish can swallow the cancellation (it lands as the publish completes); the bus must not then
+    keep waiting for events that will never come (a daemon hung after SIGTERM). Twenty tries: the
+    swallowed cancellation is a race, lost in a few of them."""
+    for attempt in range(20):
+        bus = mqtt_bus(mqtt_url, f"{topic_prefix}-{attempt}")
+        await bus.__aenter__()
+        await asyncio.wait_for(bus.wait_connected(), 10)
+        for number in range(2000):
+            await bus.publish(bus.topics.mt_status(number), {"status": "accepted"})
+        # close mid-drain, while publishes are awaited
+        await eventually(lambda: bus.pending <= 1900, timeout=10, interval=0.001)  # noqa: B023
+        closing = asyncio.ensure_future(bus.__aexit__(None, None, None))
+        done, _ = await asyncio.wait([closing], timeout=10)
+        assert done, f"try {attempt}: the bus did not stop ({bus.pending} events left)"
+        closing.result()
