@@ -11,10 +11,13 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from gatewayd.store.enums import MTStatus
+from gatewayd.store.messages import MTMessage
 from simulator.core import Simulator
+from smpp.constants import CommandID
 from tests.conftest import PG_HOST, PG_PORT
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
@@ -65,6 +68,45 @@ async def test_bind_dropped_during_a_burst_loses_nothing(
         # redeliveries after the drop were stored once
         assert set(stored) == sent and all(count == 1 for count in stored.values())
         assert set(texts_at_simulator(simulator, MOVISTAR)) == set(mt_texts)
+
+
+async def test_ten_bind_drops_during_a_burst_fail_nothing_and_charge_only_what_was_sent(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """The SMSC drops the bind ten times while 1,000 MTs go out. The MTs the session still held unsent
+    go back to the outbox without spending an attempt; only a submit_sm that was written costs one.
+    The simulator's count of what it received is the check."""
+    config = make_config(tmp_path, database_url, simulator)
+    drops, window, mts = 10, 50, 1000
+    counters = simulator.carrier(MOVISTAR).counters
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        # answered late, so a connection never clears its queue between two drops
+        simulator.set_faults(MOVISTAR, {"slow": {"seconds": 0.2}})
+        texts = [f"drop mt {index}" for index in range(mts)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=mts)
+        daemon.mt.wake()
+        closed_before = counters.connections_closed
+        for drop in range(1, drops + 1):
+            simulator.set_faults(MOVISTAR, {"drop": {"after_pdus": 40}})
+            await eventually(lambda: counters.connections_closed >= closed_before + drop, timeout=30)  # noqa: B023
+        simulator.clear_faults(MOVISTAR)
+
+        async def all_final() -> bool:
+            statuses = await mt_status_counts(sessions)
+            return statuses[MTStatus.DELIVERED] + statuses[MTStatus.FAILED] == mts
+
+        await eventually(all_final, timeout=90)
+        assert (await mt_status_counts(sessions))[MTStatus.DELIVERED] == mts
+        async with sessions() as session:
+            attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
+    received = counters.pdus_in[CommandID.SUBMIT_SM]
+    assert set(texts_at_simulator(simulator, MOVISTAR)) == set(texts)
+    # every submit_sm the SMSC received was charged, and besides those only what was written when
+    # a connection died unread (a window at most per drop): never the MTs still queued in the session
+    assert received <= attempts <= received + drops * window, (received, attempts)
+    assert daemon.mt.unsent > 0
 
 
 async def test_sqlite_locked_during_mo_traffic_loses_nothing(
