@@ -7,7 +7,6 @@ lost is sent again, recorded in the MT's history); losses are not.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
 from simulator.core import Simulator
+from simulator.counters import Counters
 from smpp.constants import CommandID
 from tests.conftest import PG_HOST, PG_PORT
 from tests.integration.gatewayd.conftest import (
@@ -34,6 +34,11 @@ from tests.integration.gatewayd.faults import (
     texts_at_simulator,
 )
 from tests.integration.gatewayd.proxy import TCPProxy
+
+
+def unanswered_deliveries(counters: Counters) -> int:
+    """deliver_sm the SMSC pushed that the daemon has not answered yet."""
+    return counters.pdus_out.get(CommandID.DELIVER_SM, 0) - counters.pdus_in.get(CommandID.DELIVER_SM_RESP, 0)
 
 
 def inject_mos(simulator: Simulator, prefix: str, count: int, start: int = 0) -> set[str]:
@@ -123,11 +128,14 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(
 
         await eventually(stored_so_far)
         # another process takes an exclusive lock; MOs keep coming while the daemon cannot write
+        counters = simulator.carrier(MOVISTAR).counters
         blocker = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None, timeout=30)
         try:
             blocker.execute("BEGIN EXCLUSIVE")
             sent |= inject_mos(simulator, "during lock", 200)
-            await asyncio.sleep(2.5)
+            # held until the SMSC's whole deliver window waits on the daemon, which cannot store them
+            window = simulator.carrier(MOVISTAR).profile.deliver_window
+            await eventually(lambda: unanswered_deliveries(counters) >= window, timeout=30)
             blocker.execute("COMMIT")
         finally:
             blocker.close()
@@ -151,11 +159,17 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
         async with running_daemon(config) as daemon:
             assert daemon.sessions is not None
             sessions = daemon.sessions
+            counters = simulator.carrier(MOVISTAR).counters
             sent = inject_mos(simulator, "before cut", 100)
-            await asyncio.sleep(0.3)
+
+            async def stored_before() -> bool:
+                return set(await mo_texts(sessions)) == sent
+
+            await eventually(stored_before)
             proxy.cut()
             sent |= inject_mos(simulator, "during cut", 200)
-            await asyncio.sleep(2.0)
+            # cut until the daemon gave up on a batch (ESME_RX_T_APPN) and the SMSC will deliver it again
+            await eventually(lambda: counters.redeliveries > 0, timeout=30)
             proxy.restore()
             sent |= inject_mos(simulator, "after cut", 100)
 

@@ -232,7 +232,7 @@ async def test_graceful_unbind_drains_in_flight_first(smsc: tuple[SMSCServer, Re
         esme.submit_nowait(SubmitSM(short_message=b"%d" % index), outcomes.append)
     await eventually(lambda: len(held.requests) == 3)
     unbinding = asyncio.create_task(esme.unbind())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: the unbind is now waiting for the three answers
     assert not unbinding.done() and esme.bound and handler.closed == []
     with pytest.raises(SessionClosed):
         esme.submit_nowait(SubmitSM(short_message=b"refused while draining"), outcomes.append)
