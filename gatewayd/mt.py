@@ -41,6 +41,7 @@ from gatewayd.store.repo_mt import (
     claim_mts,
     reconcile_sending,
     record_part_results,
+    renew_leases,
     requeue_mts,
 )
 from routing.errors import InvalidAddress
@@ -277,6 +278,20 @@ class MTPipeline:
                 await self._published(changes)
             return
 
+    async def _renew_leases(self) -> None:
+        """Every half lease, the MTs this daemon holds get a fresh lease: one waiting behind a slow
+        carrier's throttle, or whose answer waits for the database, is not taken for one a dead
+        daemon left (and sent twice)."""
+        try:
+            now = datetime.now(UTC)
+            async with self._sessions() as session, session.begin():
+                await renew_leases(session, self._owner, now, lease=self._lease)
+        except Exception as error:
+            self._health.failed("mt.lease", error)
+            log_event(log, "mt.lease_renewal_failed", logging.WARNING, error=repr(error))
+            return
+        self._health.succeeded("mt.lease")
+
     async def _bind_watch_loop(self) -> None:
         """A bind coming up is a reason to look at the outbox again."""
         while not self._closing:
@@ -285,9 +300,10 @@ class MTPipeline:
             self._wakeup.set()
 
     async def _claim_loop(self) -> None:
-        next_reconcile = time.monotonic() + self._lease
+        next_reconcile = time.monotonic() + self._lease / 2
         while not self._closing:
             if time.monotonic() >= next_reconcile:
+                await self._renew_leases()
                 await self._reconcile(own=False)
                 next_reconcile = time.monotonic() + self._lease / 2
             carriers = self._binds.carriers_up() & set(self._carriers)
@@ -318,8 +334,7 @@ class MTPipeline:
         recorded (waiting, in flight, answered) are what a crash leaves ``sending``, to be sent again
         as possible duplicates: at most the windows of the binds that can send, ``WINDOWS_AHEAD``
         times over (``max_in_flight`` caps it), claimed once a quarter of that is free. An MT claimed
-        far ahead of its turn would also wait in a session's queue, where a slow carrier could
-        outlast its lease."""
+        far ahead of its turn would also wait long in a session's queue behind a slow carrier."""
         limit = min(self._max_in_flight, self._binds.sending_window() * WINDOWS_AHEAD)
         held = len(self._in_flight) + self._waiting + self._unrecorded
         room = limit - held

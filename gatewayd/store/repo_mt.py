@@ -499,6 +499,18 @@ async def _done_parts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int,
     return done
 
 
+async def renew_leases(session: AsyncSession, owner: str, now: datetime, *, lease: float) -> int:
+    """Extends the lease of every MT ``owner`` holds in ``sending`` to ``lease`` seconds from ``now``
+    (they are all alive in that daemon: it reconciles its own at start); returns how many."""
+    table = MT_MESSAGES
+    result = await session.execute(
+        update(table)
+        .where(table.c.status == MTStatus.SENDING, table.c.claim_owner == owner)
+        .values(claim_expires_at=now + timedelta(seconds=lease))
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 async def requeue_mts(
     session: AsyncSession, mt_ids: Sequence[int], now: datetime, *, delay: float = 0.0, reason: str
 ) -> list[MTStatusChange]:

@@ -114,6 +114,30 @@ async def test_ten_bind_drops_during_a_burst_fail_nothing_and_charge_only_what_w
     assert daemon.mt.unsent > 0
 
 
+async def test_mts_slower_than_their_lease_are_not_taken_for_abandoned_ones(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """A carrier answering after longer than the claim lease: the daemon renews the lease of what it
+    holds, so its own reconciliation of expired leases never sends those MTs a second time."""
+    config = make_config(tmp_path, database_url, simulator, extra_daemon="mt_claim_lease = 1.0")
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        simulator.set_faults(MOVISTAR, {"slow": {"seconds": 1.5}})
+        texts = [f"slow mt {index}" for index in range(100)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=100)
+        daemon.mt.wake()
+
+        async def all_delivered() -> bool:
+            return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == len(texts)
+
+        await eventually(all_delivered, timeout=60)
+        async with sessions() as session:
+            attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
+    assert sorted(texts_at_simulator(simulator, MOVISTAR)) == sorted(texts)  # each exactly once
+    assert attempts == len(texts)
+
+
 async def test_sqlite_locked_during_mo_traffic_loses_nothing(
     tmp_path: Path, sqlite_url: str, simulator: Simulator
 ) -> None:

@@ -32,6 +32,7 @@ from gatewayd.store.repo_mt import (
     reconcile_sending,
     record_part_results,
     record_receipts,
+    renew_leases,
     requeue_mts,
 )
 from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
@@ -468,6 +469,21 @@ async def test_reconcile_after_restart(sessions: async_sessionmaker[AsyncSession
     assert done == {sent: frozenset({1}), unsent: frozenset()}
     assert [(c.mt_id, c.status) for c in own] == [(unsent, MTStatus.QUEUED)]
     assert (await status_of(sessions, sent)).status is MTStatus.ACCEPTED
+
+
+async def test_renewed_lease_keeps_a_live_daemons_mts_from_reconciliation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    mine, other = await queue_and_claim(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(
+            MTMessage.__table__.update().where(MTMessage.id == other).values(claim_owner="gw-dead")
+        )
+        assert await renew_leases(session, "gw-a", T0 + timedelta(seconds=30), lease=60) == 1
+        changes = await reconcile_sending(session, T0 + timedelta(seconds=61))
+    assert [(c.mt_id, c.status) for c in changes] == [(other, MTStatus.QUEUED)]
+    mt = await status_of(sessions, mine)
+    assert mt.status is MTStatus.SENDING and mt.claim_expires_at == T0 + timedelta(seconds=90)
 
 
 async def test_requeue_and_cancel(sessions: async_sessionmaker[AsyncSession]) -> None:
