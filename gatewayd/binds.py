@@ -159,8 +159,20 @@ class BindSupervisor:
             )
         return self._sending_up
 
+    def stop_sending(self) -> None:
+        """Every bound session gives back the submissions it has not sent yet (each fails as not
+        sent); those in flight are still answered and inbound messages still handled (a shutdown)."""
+        for _, client in self._clients.values():
+            session = client.session
+            if session is not None:
+                session.stop_sending()
+
     def _binds_changed(self) -> None:
         self._sending_up = None
+
+    def sending_window(self) -> int:
+        """Requests the bound sessions an MT may leave by can have in flight, together."""
+        return sum(self._clients[name][0].config.window for name in self.sending_up())
 
     def choose(
         self,

@@ -22,6 +22,7 @@ from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
 from gatewayd.events import EventPublisher
 from gatewayd.gc_tuning import tune_for_throughput
+from gatewayd.health import LoopHealth
 from gatewayd.instrumentation import MetricsService, metrics_hooks
 from gatewayd.logging import log_event, redact_url
 from gatewayd.metrics import GatewayMetrics
@@ -56,6 +57,7 @@ class DaemonHooks:
     bind_state: Callable[[str, str, bool], None] | None = None
     mt_submitted: Callable[[str, str, float], None] | None = None
     mt_changes: Callable[[Sequence[MTStatusChange]], None] | None = None
+    mt_possible_duplicates: Callable[[str, int], None] | None = None
 
 
 class Daemon:
@@ -74,6 +76,8 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier(None)
         self.metrics = metrics or GatewayMetrics()
         self.hooks = metrics_hooks(self.metrics)
+        #: the loops that keep failing, for /healthz
+        self.loop_health = LoopHealth()
         self.metrics_service = MetricsService(self, self.metrics)
         self.metrics_started = asyncio.Event()
         self.mt_no_route = Counter(
@@ -205,6 +209,7 @@ class Daemon:
             on_receipt=hooks.receipt,
             on_early=hooks.receipts_early,
             on_changes=hooks.mt_changes,
+            health=self.loop_health,
         )
         self.mo = MOPipeline(
             self.sessions,
@@ -249,6 +254,8 @@ class Daemon:
             on_recorded=self.receipts.parts_recorded,
             take_receipts=self.receipts.take_attached,
             on_not_recorded=self.receipts.parts_not_recorded,
+            on_possible_duplicates=hooks.mt_possible_duplicates,
+            health=self.loop_health,
         )
 
     def _bind_state(self, carrier: str, bind: str, up: bool) -> None:

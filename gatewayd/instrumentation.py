@@ -43,6 +43,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     receipts_early = labelled_children(metrics.receipts_early)
     reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
     mo_refused = labelled_children(metrics.mo_refused)
+    possible_duplicates = labelled_children(metrics.mt_possible_duplicates)
 
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("mo").observe(seconds)
@@ -74,6 +75,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
         receipts_early=lambda carrier, count: receipts_early(carrier).inc(count),
         mt_submitted=mt_submitted,
         mt_changes=mt_changes,
+        mt_possible_duplicates=lambda reason, count: possible_duplicates(reason).inc(count),
     )
 
 
@@ -90,13 +92,15 @@ class MetricsService:
         binds = self.daemon.binds
         up = {carrier.name: binds.binds_up(carrier.name) if binds else 0 for carrier in config.carriers}
         depth = sum(self._depth.values())
+        failing = self.daemon.loop_health.failing()
         ok = (
             self.daemon.ready.is_set()
             and not self.daemon.stopped.is_set()
             and all(count >= config.health.min_binds_up for count in up.values())
             and depth <= config.health.max_outbox_depth
+            and not failing
         )
-        return HealthReport(ok, {"binds_up": up, "outbox_depth": depth})
+        return HealthReport(ok, {"binds_up": up, "outbox_depth": depth, "failing": failing})
 
     async def sample_loop(self) -> None:
         while True:

@@ -87,6 +87,14 @@ class GatewayMetrics:
         self.mt_status = Counter(
             "mt_status_changes", "MT status transitions, by new status", ["status"], namespace=ns, registry=r
         )
+        self.mt_possible_duplicates = Counter(
+            "mt_possible_duplicates",
+            "MTs sent again though the SMSC may have taken them already (at-least-once), by reason: "
+            "restart (in flight when a daemon died), unanswered (a submit_sm that left got no answer)",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
         self.receipts = Counter(
             "receipts",
             "Delivery receipts received, by receipt state",

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gatewayd.binds import BindSupervisor
 from gatewayd.config import CarrierConfig
 from gatewayd.events import EventPublisher
+from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.mt_policy import LOCAL_ENCODING, LOCAL_NO_ROUTE, LOCAL_SESSION_LOST, LOCAL_TIMEOUT, is_temporary
 from gatewayd.pipeline_queries import refuse_mts, subscriber_blocks
@@ -40,6 +41,7 @@ from gatewayd.store.repo_mt import (
     claim_mts,
     reconcile_sending,
     record_part_results,
+    renew_leases,
     requeue_mts,
 )
 from routing.errors import InvalidAddress
@@ -47,7 +49,7 @@ from routing.quirks import CarrierQuirks, mt_header
 from smpp.aio import ESMESession, Outcome
 from smpp.concat import Segment, split_message
 from smpp.constants import NPI, TON, RegisteredDelivery
-from smpp.errors import LocalProtocolError, NegativeResponseError, ResponseTimeout, SMPPError
+from smpp.errors import LocalProtocolError, NegativeResponseError, ResponseTimeout, SessionClosed, SMPPError
 from smpp.pdu import SubmitSM, SubmitSMResp
 from smpp.receipt import normalise_message_id
 from smpp.text import ConcatMode, choose_encoding
@@ -63,6 +65,13 @@ NO_BIND_DELAY = 2.0
 RECEIPT_LINGER = 0.02
 #: Pause after the database failed in a loop, before trying again.
 DATABASE_RETRY_DELAY = 0.5
+#: MTs claimed and not yet recorded at most: the windows of the binds that can send, this many times
+#: over (a window in flight, one queued behind it, two answered and being recorded).
+WINDOWS_AHEAD = 4
+#: Why an MT may reach the carrier twice (``mt.possible_duplicate``, the metric's label): its daemon
+#: died with it in flight, or its submit_sm left and was never answered.
+RESTART = "restart"
+UNANSWERED = "unanswered"
 
 
 @dataclass(slots=True)
@@ -164,6 +173,8 @@ class MTPipeline:
         on_recorded: Callable[[Sequence[PartResult]], None] | None = None,
         take_receipts: Callable[[Iterable[PartKey]], Mapping[PartKey, ReceiptIn]] | None = None,
         on_not_recorded: Callable[[Iterable[PartKey]], None] | None = None,
+        on_possible_duplicates: Callable[[str, int], None] | None = None,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
         self._events = events
@@ -182,20 +193,27 @@ class MTPipeline:
         self._on_recorded = on_recorded
         self._take_receipts = take_receipts
         self._on_not_recorded = on_not_recorded
+        self._on_possible_duplicates = on_possible_duplicates
+        self._health = health or LoopHealth()
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
         #: MTs' part results waiting to be recorded, each with the time.monotonic() it was complete at
         self._results: deque[tuple[float, list[PartResult]]] = deque()
-        self._requeue: list[tuple[int, str]] = []
+        #: claimed MTs going back to the outbox unsent: (id, why, seconds before they are due again)
+        self._requeue: list[tuple[int, str, float]] = []
         self._results_ready = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
         #: Subscribers with an MT in flight, and the MTs to them waiting their turn.
         self._busy: dict[str, deque[ClaimedMT]] = {}
         self._waiting = 0
+        #: MTs done sending (or given back unsent) whose outcome is not written yet: still ``sending``
+        self._unrecorded = 0
         self._closing = False
         self.submitted = 0
         self.accepted = 0
         self.rejected = 0
+        #: segments given back unsent by a session that closed or stopped sending
+        self.unsent = 0
 
     # --- control -------------------------------------------------------------------------------------
 
@@ -214,8 +232,11 @@ class MTPipeline:
         return len(self._in_flight)
 
     def close(self) -> None:
-        """Stop claiming; MTs in flight finish and their results are recorded, then the loops end."""
+        """Stop claiming; the MTs in flight get their answers and are recorded, those not sent yet go
+        back to the outbox (the attempt not counted) instead of trickling out at the carrier's pace;
+        then the loops end. The drain takes at most a response timeout, whatever the backlog."""
         self._closing = True
+        self._binds.stop_sending()
         self._wakeup.set()
         self._capacity.set()
         self._results_ready.set()
@@ -241,13 +262,35 @@ class MTPipeline:
                 async with self._sessions() as session, session.begin():
                     changes = await reconcile_sending(session, now, owner=self._owner if own else None)
             except Exception as error:
+                self._health.failed("mt.reconcile", error)
                 log_event(log, "mt.reconcile_failed", logging.WARNING, error=repr(error))
                 await asyncio.sleep(DATABASE_RETRY_DELAY)
                 continue
+            self._health.succeeded("mt.reconcile")
             if changes:
                 log_event(log, "mt.reconciled", count=len(changes))
+                # sent again, though their submit_sm may have reached the SMSC before the daemon died
+                self._possible_duplicates(
+                    [change.mt_id for change in changes if change.status is MTStatus.QUEUED],
+                    RESTART,
+                    "its daemon stopped (or its lease ran out) before recording an answer",
+                )
                 await self._published(changes)
             return
+
+    async def _renew_leases(self) -> None:
+        """Every half lease, the MTs this daemon holds get a fresh lease: one waiting behind a slow
+        carrier's throttle, or whose answer waits for the database, is not taken for one a dead
+        daemon left (and sent twice)."""
+        try:
+            now = datetime.now(UTC)
+            async with self._sessions() as session, session.begin():
+                await renew_leases(session, self._owner, now, lease=self._lease)
+        except Exception as error:
+            self._health.failed("mt.lease", error)
+            log_event(log, "mt.lease_renewal_failed", logging.WARNING, error=repr(error))
+            return
+        self._health.succeeded("mt.lease")
 
     async def _bind_watch_loop(self) -> None:
         """A bind coming up is a reason to look at the outbox again."""
@@ -257,28 +300,47 @@ class MTPipeline:
             self._wakeup.set()
 
     async def _claim_loop(self) -> None:
-        next_reconcile = time.monotonic() + self._lease
+        next_reconcile = time.monotonic() + self._lease / 2
         while not self._closing:
             if time.monotonic() >= next_reconcile:
+                await self._renew_leases()
                 await self._reconcile(own=False)
                 next_reconcile = time.monotonic() + self._lease / 2
-            room = self._max_in_flight - len(self._in_flight) - self._waiting
             carriers = self._binds.carriers_up() & set(self._carriers)
-            if room <= 0 or not carriers:
-                await self._wait(self._capacity if room <= 0 else self._wakeup, self._poll_interval)
+            if not carriers:
+                await self._wait(self._wakeup, self._poll_interval)
+                continue
+            room = self._claim_room()
+            if room <= 0:
+                await self._wait(self._capacity, self._poll_interval)
                 continue
             self._wakeup.clear()
             try:
                 claimed = await self._claim(min(room, self._claim_batch), carriers)
             except Exception as error:
+                self._health.failed("mt.claim", error)
                 log_event(log, "mt.claim_failed", logging.WARNING, error=repr(error))
                 await asyncio.sleep(DATABASE_RETRY_DELAY)
                 continue
+            self._health.succeeded("mt.claim")
             if not claimed:
                 await self._wait(self._wakeup, self._poll_interval)
                 continue
             for mt in claimed:
                 self._dispatch(mt)
+
+    def _claim_room(self) -> int:
+        """How many MTs to claim now; 0: wait for some to be recorded. The MTs claimed and not yet
+        recorded (waiting, in flight, answered) are what a crash leaves ``sending``, to be sent again
+        as possible duplicates: at most the windows of the binds that can send, ``WINDOWS_AHEAD``
+        times over (``max_in_flight`` caps it), claimed once a quarter of that is free. An MT claimed
+        far ahead of its turn would also wait long in a session's queue behind a slow carrier."""
+        limit = min(self._max_in_flight, self._binds.sending_window() * WINDOWS_AHEAD)
+        held = len(self._in_flight) + self._waiting + self._unrecorded
+        room = limit - held
+        if held and room < min(self._claim_batch, max(1, limit // 4)):
+            return 0
+        return max(0, room)
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
@@ -338,6 +400,12 @@ class MTPipeline:
             self._busy.pop(destination, None)
 
     def _send(self, mt: ClaimedMT) -> None:
+        if self._closing:  # an MT that waited for its subscriber's previous one: another run sends it
+            self._requeue.append((mt.id, "not sent: the daemon is stopping", 0.0))
+            self._unrecorded += 1
+            self._results_ready.set()
+            self._release(mt.destination)
+            return
         carrier = self._carriers.get(mt.carrier)
         if carrier is None:
             self._finish_now(
@@ -346,7 +414,8 @@ class MTPipeline:
             return
         choice = self._binds.choose(mt.carrier, mt.bind_name, destination=mt.destination, source=mt.source)
         if choice is None:
-            self._requeue.append((mt.id, f"no bind of {mt.carrier} is up"))
+            self._requeue.append((mt.id, f"no bind of {mt.carrier} is up", NO_BIND_DELAY))
+            self._unrecorded += 1
             self._results_ready.set()
             self._release(mt.destination)
             return
@@ -381,7 +450,7 @@ class MTPipeline:
 
         def done(outcome: Outcome) -> None:
             result = self._part_result(mt, part_no, segments, bind_name, submitted_at, outcome)
-            if self._on_submitted is not None:
+            if self._on_submitted is not None and result.sent:
                 self._on_submitted(
                     mt.carrier, "accepted" if result.accepted else "rejected", time.perf_counter() - started
                 )
@@ -418,6 +487,22 @@ class MTPipeline:
                 bind_name=bind_name,
                 smsc_message_id=message_id,
             )
+        if isinstance(outcome, SessionClosed) and not outcome.sent:
+            # it never left: no attempt spent, the MT goes back to the outbox for the next bind at once
+            self.unsent += 1
+            return PartResult(
+                mt_id=mt.id,
+                part_no=part_no,
+                segments=segments,
+                carrier=mt.carrier,
+                submitted_at=submitted_at,
+                responded_at=responded_at,
+                bind_name=bind_name,
+                error_code=LOCAL_SESSION_LOST,
+                error_text=str(outcome),
+                retryable=True,
+                sent=False,
+            )
         self.rejected += 1
         if isinstance(outcome, NegativeResponseError):
             code, text, retryable = outcome.status, str(outcome), is_temporary(outcome.status)
@@ -447,6 +532,7 @@ class MTPipeline:
         if flight.pending == 0:
             del self._in_flight[flight.mt.id]
             self._results.append((time.monotonic(), flight.results))
+            self._unrecorded += 1
             self._results_ready.set()
             self._capacity.set()
             self._release(flight.mt.destination)
@@ -455,6 +541,7 @@ class MTPipeline:
         self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str, retryable: bool
     ) -> None:
         log_event(log, "mt.not_sent", logging.WARNING, mt_id=mt.id, carrier=mt.carrier, reason=text)
+        self._unrecorded += 1
         self._results.append(
             (
                 0.0,
@@ -501,14 +588,41 @@ class MTPipeline:
                 self._requeue = requeue + self._requeue
                 if self._on_not_recorded is not None:
                     self._on_not_recorded(keys)
+                self._health.failed("mt.record", error)
                 log_event(log, "mt.record_failed", logging.WARNING, results=len(results), error=repr(error))
                 await asyncio.sleep(DATABASE_RETRY_DELAY)
                 continue
+            self._health.succeeded("mt.record")
+            self._unrecorded -= len({result.mt_id for result in results}) + len(requeue)
+            self._capacity.set()
             if results and self._on_recorded is not None:
                 self._on_recorded(results)
+            self._unanswered_retried(results, changes)
             await self._published(changes)
             if any(change.status is MTStatus.QUEUED for change in changes):
                 self._wakeup.set()
+
+    def _unanswered_retried(self, results: Sequence[PartResult], changes: Sequence[MTStatusChange]) -> None:
+        """MTs going back to the outbox because a submit_sm that left got no answer (a timeout, the
+        session lost): the SMSC may have accepted it, and it is sent again."""
+        unanswered = {
+            result.mt_id
+            for result in results
+            if result.sent and result.error_code in (LOCAL_TIMEOUT, LOCAL_SESSION_LOST)
+        }
+        if unanswered:
+            self._possible_duplicates(
+                [c.mt_id for c in changes if c.status is MTStatus.QUEUED and c.mt_id in unanswered],
+                UNANSWERED,
+                "its submit_sm left but was not answered",
+            )
+
+    def _possible_duplicates(self, mt_ids: Sequence[int], reason: str, why: str) -> None:
+        """At-least-once made visible: each MT sent again although the SMSC may already have it."""
+        for mt_id in mt_ids:
+            log_event(log, "mt.possible_duplicate", logging.WARNING, mt_id=mt_id, reason=reason, detail=why)
+        if mt_ids and self._on_possible_duplicates is not None:
+            self._on_possible_duplicates(reason, len(mt_ids))
 
     async def _results_to_record(self) -> list[PartResult]:
         """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
@@ -525,16 +639,19 @@ class MTPipeline:
         return results
 
     async def _record(
-        self, results: list[PartResult], requeue: list[tuple[int, str]], receipts: Mapping[PartKey, ReceiptIn]
+        self,
+        results: list[PartResult],
+        requeue: list[tuple[int, str, float]],
+        receipts: Mapping[PartKey, ReceiptIn],
     ) -> list[MTStatusChange]:
         now = datetime.now(UTC)
         changes: list[MTStatusChange] = []
         async with self._sessions() as session, session.begin():
             if results:
                 changes += await record_part_results(session, results, now, self._retry, receipts)
-            for reason in sorted({reason for _, reason in requeue}):
-                ids = [mt_id for mt_id, why in requeue if why == reason]
-                changes += await requeue_mts(session, ids, now, delay=NO_BIND_DELAY, reason=reason)
+            for reason, delay in sorted({(reason, delay) for _, reason, delay in requeue}):
+                ids = [mt_id for mt_id, why, wait in requeue if why == reason and wait == delay]
+                changes += await requeue_mts(session, ids, now, delay=delay, reason=reason)
         return changes
 
     async def _published(self, changes: Sequence[MTStatusChange]) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
+from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo
 from gatewayd.mt_policy import receipt_error_code
@@ -182,8 +183,10 @@ class ReceiptPipeline:
         on_early: Callable[[str, int], None] | None = None,
         on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
         commit_retry_window: float = 4.0,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        self._health = health or LoopHealth()
         self._events = events
         self._on_receipt = on_receipt
         self._on_changes = on_changes
@@ -199,6 +202,7 @@ class ReceiptPipeline:
         )
         self._sweep_until = 0.0
         self._sweep_wakeup = asyncio.Event()
+        self._closing = False
         self._pending_parts = PendingPartCommits()
         self.received = 0
         #: receipts written with their part's submit result, in the MT pipeline's transaction
@@ -269,7 +273,11 @@ class ReceiptPipeline:
         ``commit_retry_window``; ``ESME_RX_T_APPN`` for every receipt when the database stayed away
         (the SMSC delivers them again)."""
         try:
-            outcome = await ride_out(lambda: self._commit_once(batch), self._commit_retry_window)
+            outcome = await ride_out(
+                lambda: self._commit_once(batch),
+                self._commit_retry_window,
+                functools.partial(self._health.failed, "receipts.commit"),
+            )
         except Exception as error:
             log_event(
                 log,
@@ -280,6 +288,7 @@ class ReceiptPipeline:
                 action="answered ESME_RX_T_APPN: the SMSC delivers them again",
             )
             return [CommandStatus.ESME_RX_T_APPN] * len(batch)
+        self._health.succeeded("receipts.commit")
         self.early += outcome.early
         if outcome.early:
             self._sweep_until = asyncio.get_running_loop().time() + SWEEP_WINDOW
@@ -299,11 +308,15 @@ class ReceiptPipeline:
 
     async def run_loop(self) -> None:
         async with asyncio.TaskGroup() as group:
-            sweeper = group.create_task(self._sweep_loop(), name="receipts.sweep_loop")
+            group.create_task(self._sweep_loop(), name="receipts.sweep_loop")
             await self._committer.run_loop()
-            sweeper.cancel()
 
     def close(self) -> None:
+        """Stop taking receipts; the loops end once the committer has drained. They end on a flag, not
+        by cancellation: on Python 3.11 ``asyncio.wait_for`` loses a cancellation that lands as its
+        event is set, and a sweep loop that lost it would keep the daemon from exiting."""
+        self._closing = True
+        self._sweep_wakeup.set()
         self._committer.close()
 
     def part_accepted(self, carrier: str, smsc_message_id: str) -> None:
@@ -331,35 +344,44 @@ class ReceiptPipeline:
 
     async def _sweep_loop(self) -> None:
         """While early receipts are recent, apply those whose part has been recorded since; once an
-        hour, drop early receipts that never matched (their MT was not ours)."""
+        hour, drop early receipts that never matched (their MT was not ours). The first pass is at
+        start: a receipt left early by a daemon that stopped before sweeping it is applied now."""
         loop = asyncio.get_running_loop()
         next_purge = loop.time() + PURGE_INTERVAL
-        while True:
+        self._sweep_until = max(self._sweep_until, loop.time() + SWEEP_INTERVAL)
+        while not self._closing:
             if loop.time() >= next_purge:
                 await self._purge()
                 next_purge = loop.time() + PURGE_INTERVAL
             if not self._sweep_until or loop.time() > self._sweep_until:
                 self._sweep_until = 0.0
-                self._sweep_wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._sweep_wakeup.wait(), PURGE_INTERVAL)
+                await self._sweep_pause(PURGE_INTERVAL)
                 continue
             try:
                 now = datetime.now(UTC)
                 async with self._sessions() as session, session.begin():
                     outcome = await sweep_early_receipts(session, now)
             except Exception as error:
+                self._health.failed("receipts.sweep", error)
                 log_event(log, "receipt.sweep_failed", logging.WARNING, error=repr(error))
             else:
+                self._health.succeeded("receipts.sweep")
                 if outcome.changes:
                     await self._events.mt_changes(outcome.changes)
                     if self._on_changes is not None:
                         self._on_changes(outcome.changes)
                 if outcome.matched:
                     continue  # more may be waiting
-            self._sweep_wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_wakeup.wait(), SWEEP_INTERVAL)
+            await self._sweep_pause(SWEEP_INTERVAL)
+
+    async def _sweep_pause(self, seconds: float) -> None:
+        """Until the sweep is woken or the pipeline closes, ``seconds`` at most."""
+        if self._closing:
+            return
+        self._sweep_wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._sweep_wakeup.wait()
 
     async def _purge(self) -> None:
         try:

@@ -66,4 +66,13 @@ class ResponseTimeout(SMPPError):
 
 
 class SessionClosed(SMPPError):
-    """The session is closed or the connection was lost; pending requests fail with this."""
+    """The session is closed or the connection was lost; pending requests fail with this.
+
+    ``sent`` says whether the request it answers may have reached the peer: False when it certainly
+    did not (it waited for the window, the throttle or a backoff pause, or its bytes had not been
+    handed to the transport yet), so sending it again cannot duplicate it; True when its bytes left.
+    """
+
+    def __init__(self, message: str = "", *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent

@@ -65,6 +65,7 @@ class MQTTBus:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- the EventBus API ----------------------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class MQTTBus:
     async def __aenter__(self) -> Self:
         if self._task is not None:
             raise RuntimeError("the bus is already running; it is not re-entrant")
+        self._closing = False
         self._task = asyncio.create_task(self._connection_loop(), name="bus.mqtt.connection")
         return self
 
@@ -127,17 +129,23 @@ class MQTTBus:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         task, self._task = self._task, None
+        # The loops also stop on this flag: on Python 3.11 aiomqtt's publish (asyncio.wait_for) swallows
+        # a cancellation that lands as its publish completes, and a publish loop that lost its
+        # cancellation would then wait for the next event forever, and the daemon never exit.
+        self._closing = True
+        self._outbox_ready.set()
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])  # not ``await task``: a cancellation of our own caller propagates
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
         self._subscriptions.close_all()
 
     # -- background loops ----------------------------------------------------------------------------
 
     async def _connection_loop(self) -> None:
         delay = self._reconnect_initial
-        while True:
+        while not self._closing:
             try:
                 async with aiomqtt.Client(
                     self.host,
@@ -175,7 +183,7 @@ class MQTTBus:
         logger.info("bus.mqtt.connected host=%s port=%s", self.host, self.port)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
+        while not self._closing:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()

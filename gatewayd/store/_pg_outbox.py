@@ -109,6 +109,16 @@ INSERT INTO early_receipts (carrier, smsc_message_id, state, error_code, receive
 SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::timestamptz[])
 """
 
+# Taken before their parts are read, in a statement of its own: a transaction deriving the same MT
+# from another part's receipt waits for this one's commit, then reads the parts it wrote (READ
+# COMMITTED takes a fresh snapshot per statement), instead of both deciding from a view without the
+# other's part and leaving the MT short of its final status.
+_LOCK_MTS = """
+SELECT id FROM mt_messages
+WHERE id = ANY($1::bigint[]) AND status IN ('sending', 'accepted')
+ORDER BY id FOR UPDATE
+"""
+
 _MTS_WITH_PARTS = """
 SELECT m.id, m.status, m.segments, p.status AS part_status, p.error_code
 FROM mt_messages AS m LEFT JOIN mt_parts AS p ON p.mt_id = m.id
@@ -207,9 +217,11 @@ async def insert_early_receipts(
 
 
 async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Row[Any]]:
-    """For each MT in ``sending``/``accepted``: (id, status, segments, part_status, error_code), one row
-    per part (part columns NULL for an MT with no part yet)."""
-    return await pg_rows(session, _MTS_WITH_PARTS, list(mt_ids))
+    """For each MT in ``sending``/``accepted``, locked first: (id, status, segments, part_status,
+    error_code), one row per part (part columns NULL for an MT with no part yet)."""
+    ids = list(mt_ids)
+    await pg_execute(session, _LOCK_MTS, ids)
+    return await pg_rows(session, _MTS_WITH_PARTS, ids)
 
 
 async def change_status(

@@ -94,7 +94,9 @@ class ClaimedMT:
 class PartResult:
     """The SMSC's answer to one segment's submit_sm. Accepted when ``smsc_message_id`` is set; else
     rejected with ``error_code`` (the command_status, or a local code for a timeout) and ``retryable``
-    saying whether another attempt may succeed (throttling, queue full, timeout)."""
+    saying whether another attempt may succeed (throttling, queue full, timeout). ``sent`` False: the
+    segment never left (its session closed first): there is no answer to record, and unless another
+    segment was rejected its MT goes back to the outbox at once, the attempt not counted."""
 
     mt_id: int
     part_no: int
@@ -107,6 +109,7 @@ class PartResult:
     error_text: str | None = None
     retryable: bool = False
     bind_name: str | None = None
+    sent: bool = True
 
     @property
     def accepted(self) -> bool:
@@ -193,8 +196,10 @@ _MT_KIND_BY_VALUE: Mapping[str, MTKind] = {kind.value: kind for kind in MTKind}
 _NO_PARTS: frozenset[int] = frozenset()
 
 
-def _one_part_mt_status(state: PartStatus) -> MTStatus:
-    if state in (PartStatus.UNDELIVERABLE, PartStatus.REJECTED):
+def _one_part_mt_status(state: PartStatus) -> MTStatus | None:
+    if state is PartStatus.REJECTED:
+        return None
+    if state is PartStatus.UNDELIVERABLE:
         return MTStatus.FAILED
     if state is PartStatus.EXPIRED:
         return MTStatus.EXPIRED
@@ -203,12 +208,18 @@ def _one_part_mt_status(state: PartStatus) -> MTStatus:
 
 def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | None:
     """The status an MT in ``sending``/``accepted`` takes from its parts' states; None while parts are
-    missing. Any undeliverable/rejected part fails the message; else any expired part expires it."""
+    missing. Any undeliverable part fails the message; else any expired part expires it.
+
+    A part the SMSC rejected counts as missing: :func:`record_part_results` fails or retries the MT
+    when it writes the rejection, so a rejected part seen here is one whose resend is still to come
+    (a receipt for another part, a reconcile, during the retry)."""
     states = list(parts)
     if segments == 1 and len(states) == 1:  # most MTs: one part decides
         return _ONE_PART_MT_STATUS[states[0]]
-    if any(state in (PartStatus.UNDELIVERABLE, PartStatus.REJECTED) for state in states):
+    if PartStatus.UNDELIVERABLE in states:
         return MTStatus.FAILED
+    if PartStatus.REJECTED in states:
+        states = [state for state in states if state is not PartStatus.REJECTED]
     if segments <= 0 or len(states) < segments:
         return None
     if any(state is PartStatus.EXPIRED for state in states):
@@ -219,7 +230,7 @@ def derive_mt_status(segments: int, parts: Iterable[PartStatus]) -> MTStatus | N
 
 
 #: A one-part MT's status by its part's: the general rule of :func:`derive_mt_status`, looked up.
-_ONE_PART_MT_STATUS: Mapping[PartStatus, MTStatus] = {
+_ONE_PART_MT_STATUS: Mapping[PartStatus, MTStatus | None] = {
     state: _one_part_mt_status(state) for state in PartStatus
 }
 
@@ -433,7 +444,9 @@ async def claim_mts(
 async def _claimed(
     session: AsyncSession, rows: Sequence[Any], owner: str, now: datetime, *, history_written: bool
 ) -> list[ClaimedMT]:
-    retried = [row.id for row in rows if row.attempts > 1]
+    # parts are recorded (and their count known) once any came back: from an earlier attempt, or from
+    # this one when its other parts were never sent and did not count it
+    retried = [row.id for row in rows if row.segments > 0]
     done = await _done_parts(session, retried) if retried else {}
     claimed = [
         ClaimedMT(
@@ -486,6 +499,18 @@ async def _done_parts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int,
     return done
 
 
+async def renew_leases(session: AsyncSession, owner: str, now: datetime, *, lease: float) -> int:
+    """Extends the lease of every MT ``owner`` holds in ``sending`` to ``lease`` seconds from ``now``
+    (they are all alive in that daemon: it reconciles its own at start); returns how many."""
+    table = MT_MESSAGES
+    result = await session.execute(
+        update(table)
+        .where(table.c.status == MTStatus.SENDING, table.c.claim_owner == owner)
+        .values(claim_expires_at=now + timedelta(seconds=lease))
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 async def requeue_mts(
     session: AsyncSession, mt_ids: Sequence[int], now: datetime, *, delay: float = 0.0, reason: str
 ) -> list[MTStatusChange]:
@@ -534,10 +559,46 @@ async def record_part_results(
     ``receipts`` (by carrier and SMSC message id) are receipts for parts of this batch that reached
     the daemon before the batch was written: each part is written with its receipt already applied,
     and its MT goes ``sending`` -> ``accepted`` -> final in one update with both history lines.
+
+    A segment that was never sent (``sent`` False) is not recorded: its MT goes back to ``queued`` at
+    once with the attempt not counted (:func:`requeue_mts`), after its other segments' results are
+    written, unless one of those was rejected (then the rejection decides, as above).
     """
     if not results:
         return []
-    attached = receipts or {}
+    unsent = _unsent_by_mt(results)
+    if unsent:
+        results = [r for r in results if r.sent]
+    changes = await _record_sent_results(session, results, now, retry, receipts or {}) if results else []
+    # an MT failed or queued for a retry by a rejected segment is not ``sending``: requeue leaves it
+    for reason, ids in _group_by_reason(unsent).items():
+        changes += await requeue_mts(session, ids, now, reason=reason)
+    return changes
+
+
+def _unsent_by_mt(results: Sequence[PartResult]) -> dict[int, str]:
+    """The MTs with a segment never sent, each with why (the first such segment's error)."""
+    unsent: dict[int, str] = {}
+    for r in results:
+        if not r.sent and r.mt_id not in unsent:
+            unsent[r.mt_id] = f"not sent: {r.error_text or 'session closed'}"
+    return unsent
+
+
+def _group_by_reason(reasons: Mapping[int, str]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for mt_id, reason in sorted(reasons.items()):
+        grouped.setdefault(reason, []).append(mt_id)
+    return grouped
+
+
+async def _record_sent_results(
+    session: AsyncSession,
+    results: Sequence[PartResult],
+    now: datetime,
+    retry: RetryPolicy,
+    attached: Mapping[tuple[str, str], ReceiptIn],
+) -> list[MTStatusChange]:
     # One row per part (a part given twice: the later result wins, as applied in order).
     rows = list(
         {

@@ -103,11 +103,11 @@ class ESMEClient:
         reconnecting. A request lost with its connection raises ``SessionClosed``: it is not resent
         here, because the SMSC may have accepted it."""
         if self._stopping:
-            raise SessionClosed(f"{self.config.name}: client stopped")
+            raise SessionClosed(f"{self.config.name}: client stopped", sent=False)
         try:
             session = await self.wait_bound(self.config.response_timeout)
         except TimeoutError:
-            raise SessionClosed(f"{self.config.name}: not bound: {self.last_error}") from None
+            raise SessionClosed(f"{self.config.name}: not bound: {self.last_error}", sent=False) from None
         return await session.submit(pdu)
 
     async def _reconnect_loop(self) -> None:

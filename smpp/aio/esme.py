@@ -153,6 +153,8 @@ class ESMESession(SessionProtocol):
         self._throttled_until = 0.0
         self._pump_handle: asyncio.TimerHandle | None = None
         self._accepting = False
+        #: why submissions are refused while the connection is up
+        self._refusal = "not bound"
         self._drained: asyncio.Future[None] | None = None
         self._message_tasks: set[asyncio.Task[None]] = set()
         self._batches: deque[_Batch] = deque()
@@ -224,9 +226,19 @@ class ESMESession(SessionProtocol):
             return
         await self.unbind()
 
+    def stop_sending(self) -> None:
+        """Stop taking submissions and give back those not sent yet: each fails with ``SessionClosed``
+        whose ``sent`` is False, at once. Those in flight still get their responses, inbound messages
+        are still answered; :meth:`unbind` then closes the session once they are done. For a shutdown
+        that must not wait for a long queue to trickle out at the carrier's pace."""
+        self._refusal = "stopped sending"
+        self._give_back(SessionClosed(f"{self.name}: stopped sending", sent=False))
+        self._after_events()
+
     async def unbind(self) -> None:
         """Stop taking submissions, wait for those already taken to be answered, unbind, close."""
         self._accepting = False
+        self._refusal = "unbinding"
         if self._transport is None:
             return
         if self._in_flight or self._queue or self._held or self._batches:
@@ -259,7 +271,7 @@ class ESMESession(SessionProtocol):
         (``NegativeResponseError``, ``ResponseTimeout``, ``SessionClosed``). No coroutine, no future:
         the fast path for pipelines that submit many messages."""
         if not self._accepting:
-            raise SessionClosed(f"{self.name}: {self.close_reason or 'not bound'}")
+            raise self._not_accepting()
         order = self._next_order
         self._next_order = order + 1
         self._queue.append(Outstanding(pdu, callback, None, order, True))
@@ -272,7 +284,7 @@ class ESMESession(SessionProtocol):
         ``pdus`` is read lazily, one PDU whenever the window has room, so a generator over a large
         outbox costs memory for the window only (plus the outcomes)."""
         if not self._accepting:
-            raise SessionClosed(f"{self.name}: {self.close_reason or 'not bound'}")
+            raise self._not_accepting()
         batch = _Batch(iter(pdus), self._loop.create_future())
         self._batches.append(batch)
         if self._in_flight < self.config.window and self._pump_handle is None:
@@ -314,7 +326,7 @@ class ESMESession(SessionProtocol):
 
     def _enqueue(self, request: Outstanding) -> None:
         if not self._accepting:
-            raise SessionClosed(f"{self.name}: {self.close_reason or 'not bound'}")
+            raise self._not_accepting()
         self._queue.append(request)
         if self._in_flight < self.config.window and self._pump_handle is None:
             self._pump()
@@ -337,6 +349,7 @@ class ESMESession(SessionProtocol):
         connection = self._connection
         pending = self._pending
         buffer = self._write_buffer
+        flushes = self._flushes
         deadline = now + self.config.response_timeout
         in_flight = self._in_flight
         # The hot path of the ESME: what send_request() does, inlined, once per loop instead of per call.
@@ -371,6 +384,7 @@ class ESMESession(SessionProtocol):
                 continue
             buffer.append(data)
             request.deadline = deadline
+            request.flush = flushes
             pending[sequence_number] = request
             in_flight += 1
         if in_flight != self._in_flight:
@@ -426,6 +440,15 @@ class ESMESession(SessionProtocol):
         request.finish(error)
 
     def _session_ended(self, error: SessionClosed) -> None:
+        self._give_back(error)
+        self._in_flight = 0
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        for task in self._message_tasks:
+            task.cancel()
+
+    def _give_back(self, error: SessionClosed) -> None:
+        """Stop taking submissions and fail those not sent yet with ``error``, in submission order."""
         self._accepting = False
         if self._pump_handle is not None:
             self._pump_handle.cancel()
@@ -437,11 +460,9 @@ class ESMESession(SessionProtocol):
             request.finish(error)
         while (unsent := self._pull()) is not None:  # what submit_many had not handed over yet
             unsent.finish(error)
-        self._in_flight = 0
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        for task in self._message_tasks:
-            task.cancel()
+
+    def _not_accepting(self) -> SessionClosed:
+        return SessionClosed(f"{self.name}: {self.close_reason or self._refusal}", sent=False)
 
     # --- requests from the SMSC -------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ Callback = Callable[[Outcome], None]
 class Outstanding:
     """One request on the wire waiting for its response."""
 
-    __slots__ = ("pdu", "callback", "future", "deadline", "order", "windowed")
+    __slots__ = ("pdu", "callback", "future", "deadline", "order", "windowed", "flush")
 
     def __init__(
         self,
@@ -54,6 +54,8 @@ class Outstanding:
         self.deadline = 0.0
         self.order = order
         self.windowed = windowed
+        #: the session's flush count when its bytes were buffered: they left with the next flush
+        self.flush = 0
 
     def finish(self, outcome: Outcome) -> None:
         future = self.future
@@ -96,6 +98,8 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self._transport: asyncio.Transport | None = None
         self._write_buffer: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        #: buffers handed to the transport so far: a request buffered before the last one has left
+        self._flushes = 0
         self._pending: dict[int, Outstanding] = {}
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
@@ -195,9 +199,11 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         pending = list(self._pending.values())
         self._pending.clear()
         error = SessionClosed(f"{self.name}: {self.close_reason}")
-        for request in pending:
-            self._request_failed(request, error)
-        self._session_ended(error)
+        unsent = SessionClosed(f"{self.name}: {self.close_reason}", sent=False)
+        flushes = self._flushes
+        for request in pending:  # a request still in the write buffer never left: the peer never saw it
+            self._request_failed(request, error if request.flush < flushes else unsent)
+        self._session_ended(unsent)
         self.log.info("%s: connection to %s:%d closed: %s", self.name, *self.peer, self.close_reason)
         if not self._closed.done():
             self._closed.set_result(None)
@@ -231,7 +237,7 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         """Called after each batch of received bytes was handled and when writing may resume."""
 
     def _session_ended(self, error: SessionClosed) -> None:
-        """The connection is gone: fail whatever still waits with ``error``."""
+        """The connection is gone: fail whatever still waits to be sent with ``error`` (not sent)."""
 
     def _protocol_error(self, event: ProtocolErrorEvent) -> None:
         error = event.error
@@ -266,6 +272,7 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(buffer[0] if len(buffer) == 1 else b"".join(buffer))
+            self._flushes += 1
         buffer.clear()
 
     def drop(self, reason: str) -> None:
@@ -294,9 +301,10 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     def send_request(self, request: Outstanding, timeout: float, now: float | None = None) -> int:
         """Put a request on the wire and wait ``timeout`` seconds at most for its answer."""
         if self._transport is None:
-            raise SessionClosed(f"{self.name}: {self.close_reason or 'not connected'}")
+            raise SessionClosed(f"{self.name}: {self.close_reason or 'not connected'}", sent=False)
         sequence_number, data = self._connection.send_request(request.pdu)
         self.write(data)
+        request.flush = self._flushes
         if request.pdu.response_class is not None:
             deadline = (self._loop.time() if now is None else now) + timeout
             request.deadline = deadline

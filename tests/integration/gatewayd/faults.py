@@ -29,6 +29,7 @@ async def queue_many(
     texts: list[str],
     *,
     destinations: int = 50,
+    request_receipt: bool = True,
 ) -> list[int]:
     """Queue one MT per text in one transaction; returns their ids in order."""
     now = datetime.now(UTC)
@@ -39,6 +40,7 @@ async def queue_many(
             source=short_code,
             destination=subscriber(index % destinations),
             text=text,
+            request_receipt=request_receipt,
         )
         for index, text in enumerate(texts)
     ]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.metrics import GatewayMetrics
@@ -61,6 +62,41 @@ async def test_scrapes_on_a_kept_alive_connection_are_not_held_by_delayed_acks(
                 assert (await client.get("/metrics")).status_code == 200
             elapsed = time.perf_counter() - started
     assert elapsed < 3.0, f"200 scrapes on one connection took {elapsed:.1f} s"
+
+
+async def test_health_turns_unhealthy_while_claims_keep_failing(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """Binds up, process alive, but every claim fails (here the outbox table is gone): /healthz says
+    503 and names the failing loops; once claims work again it is healthy again."""
+    config = make_config(tmp_path, pg_url, simulator)
+    metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
+    config = dataclasses.replace(config, metrics=metrics_config)
+    async with running_daemon(config) as daemon:
+        await daemon.metrics_started.wait()
+        assert daemon.sessions is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.metrics_service.port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mt_messages RENAME TO mt_messages_away"))
+
+            async def unhealthy() -> bool:
+                return (await client.get("/healthz")).status_code == 503
+
+            await eventually(unhealthy, timeout=30, interval=0.2)
+            report = (await client.get("/healthz")).json()
+            assert report["ok"] is False and report["binds_up"] == {"movistar": 1, "vodafone": 1}
+            assert "mt.claim" in report["failing"]
+            assert report["failing"]["mt.claim"]["failures"] >= 2
+            assert "mt_messages" in report["failing"]["mt.claim"]["last_error"]
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mt_messages_away RENAME TO mt_messages"))
+
+            async def healthy() -> bool:
+                return (await client.get("/healthz")).status_code == 200
+
+            await eventually(healthy, timeout=30, interval=0.2)
+            assert (await client.get("/healthz")).json()["failing"] == {}
 
 
 def test_dashboard_uses_only_exported_metrics() -> None:

@@ -11,10 +11,14 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from gatewayd.store.enums import MTStatus
+from gatewayd.store.messages import MTMessage
 from simulator.core import Simulator
+from simulator.counters import Counters
+from smpp.constants import CommandID
 from tests.conftest import PG_HOST, PG_PORT
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
@@ -31,6 +35,11 @@ from tests.integration.gatewayd.faults import (
     texts_at_simulator,
 )
 from tests.integration.gatewayd.proxy import TCPProxy
+
+
+def unanswered_deliveries(counters: Counters) -> int:
+    """deliver_sm the SMSC pushed that the daemon has not answered yet."""
+    return counters.pdus_out.get(CommandID.DELIVER_SM, 0) - counters.pdus_in.get(CommandID.DELIVER_SM_RESP, 0)
 
 
 def inject_mos(simulator: Simulator, prefix: str, count: int, start: int = 0) -> set[str]:
@@ -67,6 +76,69 @@ async def test_bind_dropped_during_a_burst_loses_nothing(
         assert set(texts_at_simulator(simulator, MOVISTAR)) == set(mt_texts)
 
 
+async def test_ten_bind_drops_during_a_burst_fail_nothing_and_charge_only_what_was_sent(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """The SMSC drops the bind ten times while 1,000 MTs go out. The MTs the session still held unsent
+    go back to the outbox without spending an attempt; only a submit_sm that was written costs one.
+    The simulator's count of what it received is the check."""
+    config = make_config(tmp_path, database_url, simulator)
+    drops, window, mts = 10, 50, 1000
+    counters = simulator.carrier(MOVISTAR).counters
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        # answered late, so a connection never clears its queue between two drops
+        simulator.set_faults(MOVISTAR, {"slow": {"seconds": 0.2}})
+        texts = [f"drop mt {index}" for index in range(mts)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=mts)
+        daemon.mt.wake()
+        closed_before = counters.connections_closed
+        for drop in range(1, drops + 1):
+            simulator.set_faults(MOVISTAR, {"drop": {"after_pdus": 40}})
+            await eventually(lambda: counters.connections_closed >= closed_before + drop, timeout=30)  # noqa: B023
+        simulator.clear_faults(MOVISTAR)
+
+        async def all_final() -> bool:
+            statuses = await mt_status_counts(sessions)
+            return statuses[MTStatus.DELIVERED] + statuses[MTStatus.FAILED] == mts
+
+        await eventually(all_final, timeout=90)
+        assert (await mt_status_counts(sessions))[MTStatus.DELIVERED] == mts
+        async with sessions() as session:
+            attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
+    received = counters.pdus_in[CommandID.SUBMIT_SM]
+    assert set(texts_at_simulator(simulator, MOVISTAR)) == set(texts)
+    # every submit_sm the SMSC received was charged, and besides those only what was written when
+    # a connection died unread (a window at most per drop): never the MTs still queued in the session
+    assert received <= attempts <= received + drops * window, (received, attempts)
+    assert daemon.mt.unsent > 0
+
+
+async def test_mts_slower_than_their_lease_are_not_taken_for_abandoned_ones(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """A carrier answering after longer than the claim lease: the daemon renews the lease of what it
+    holds, so its own reconciliation of expired leases never sends those MTs a second time."""
+    config = make_config(tmp_path, database_url, simulator, extra_daemon="mt_claim_lease = 1.0")
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        simulator.set_faults(MOVISTAR, {"slow": {"seconds": 1.5}})
+        texts = [f"slow mt {index}" for index in range(100)]
+        await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=100)
+        daemon.mt.wake()
+
+        async def all_delivered() -> bool:
+            return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == len(texts)
+
+        await eventually(all_delivered, timeout=60)
+        async with sessions() as session:
+            attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
+    assert sorted(texts_at_simulator(simulator, MOVISTAR)) == sorted(texts)  # each exactly once
+    assert attempts == len(texts)
+
+
 async def test_sqlite_locked_during_mo_traffic_loses_nothing(
     tmp_path: Path, sqlite_url: str, simulator: Simulator
 ) -> None:
@@ -82,12 +154,15 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(
         await eventually(stored_so_far)
         # another process takes an exclusive lock; MOs keep coming while the daemon cannot write. The
         # lock is taken in a thread: while it waits, the daemon in this event loop finishes what it holds
+        counters = simulator.carrier(MOVISTAR).counters
         database = make_url(sqlite_url).database or ""
         blocker = sqlite3.connect(database, isolation_level=None, timeout=30, check_same_thread=False)
         try:
             await asyncio.to_thread(blocker.execute, "BEGIN EXCLUSIVE")
             sent |= inject_mos(simulator, "during lock", 200)
-            await asyncio.sleep(2.5)
+            # held until the SMSC's whole deliver window waits on the daemon, which cannot store them
+            window = simulator.carrier(MOVISTAR).profile.deliver_window
+            await eventually(lambda: unanswered_deliveries(counters) >= window, timeout=30)
             await asyncio.to_thread(blocker.execute, "COMMIT")
         finally:
             blocker.close()
@@ -111,11 +186,17 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
         async with running_daemon(config) as daemon:
             assert daemon.sessions is not None
             sessions = daemon.sessions
+            counters = simulator.carrier(MOVISTAR).counters
             sent = inject_mos(simulator, "before cut", 100)
-            await asyncio.sleep(0.3)
+
+            async def stored_before() -> bool:
+                return set(await mo_texts(sessions)) == sent
+
+            await eventually(stored_before)
             proxy.cut()
             sent |= inject_mos(simulator, "during cut", 200)
-            await asyncio.sleep(2.0)
+            # cut until the daemon gave up on a batch (ESME_RX_T_APPN) and the SMSC will deliver it again
+            await eventually(lambda: counters.redeliveries > 0, timeout=30)
             proxy.restore()
             sent |= inject_mos(simulator, "after cut", 100)
 

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gatewayd.bus import create_bus
+from gatewayd.bus import MQTTBus, create_bus
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
@@ -38,12 +38,11 @@ async def test_broker_outage_blocks_nothing_and_loses_no_mo(
             listener.subscribe(f"{topic_prefix}/+/mo") as events,
             running_daemon(config) as daemon,
         ):
-            assert daemon.sessions is not None and daemon.bus is not None
-            sessions = daemon.sessions
-            await listener.wait_connected()
-            await asyncio.sleep(0.2)
+            assert daemon.sessions is not None and isinstance(daemon.bus, MQTTBus)
+            sessions, bus = daemon.sessions, daemon.bus
+            await asyncio.wait_for(asyncio.gather(listener.wait_connected(), bus.wait_connected()), 10)
             proxy.cut()
-            await asyncio.sleep(0.5)  # the daemon's client notices the broker is gone
+            await eventually(lambda: not bus.connected)  # the daemon's client noticed the broker is gone
             during = {f"outage {index}" for index in range(200)}
             for index in range(200):
                 msisdn = "+" + subscriber(index % 30)

@@ -38,8 +38,8 @@ async def mqtt_subscriber(mqtt_url: str, topic_prefix: str, pattern: str) -> Asy
     """A separate MQTT client (not the daemon's) listening on ``<prefix>/<pattern>``."""
     bus = create_bus(mqtt_url, topic_prefix=topic_prefix, client_id=f"{topic_prefix}-listener")
     async with bus, bus.subscribe(f"{topic_prefix}/{pattern}") as subscription:
+        # connected means subscribed: the bus subscribes (and waits for the SUBACK) before it says so
         await bus.wait_connected()  # type: ignore[union-attr]
-        await asyncio.sleep(0.2)  # the SUBSCRIBE reaches the broker before anything is published
         yield subscription
 
 

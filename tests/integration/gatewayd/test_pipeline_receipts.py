@@ -4,6 +4,7 @@ cannot see each other) is kept as early and still applied afterwards: no receipt
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
@@ -22,6 +23,8 @@ from gatewayd.store.repo_mt import (
     record_part_results,
     record_receipts,
 )
+from simulator.core import Simulator
+from tests.integration.gatewayd.conftest import eventually, make_config, running_daemon
 
 
 async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_url: str) -> None:
@@ -89,5 +92,45 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
         async with sessions() as session, session.begin():
             again = await sweep_early_receipts(session, now)
         assert again.matched == 0 and again.changes == []
+    finally:
+        await engine.dispose()
+
+
+async def test_receipt_stranded_by_a_stopped_daemon_is_applied_when_the_next_one_starts(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """A daemon stopped right after the race above (its sweep never ran) leaves a delivered MT as
+    ``accepted``, its receipt kept as early: the next daemon applies it at start, with no new receipt
+    to set it off."""
+    config = make_config(tmp_path, database_url, simulator)
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    try:
+        async with sessions() as session, session.begin():
+            outcome = await queue_mts(
+                session,
+                [NewMT(MTKind.PUSH, "movistar", "997745", "34600111222", "hola")],
+                now,
+            )
+            await claim_mts(session, "earlier", now, limit=1, lease=60)
+            mt_id = outcome.ids[0] or 0
+            part = PartResult(mt_id, 1, 1, "movistar", now, now, smsc_message_id="ab12")
+            await record_part_results(session, [part], now, RetryPolicy())
+            await session.execute(
+                insert(EarlyReceipt).values(
+                    carrier="movistar", smsc_message_id="ab12", state="DELIVRD", received_at=now
+                )
+            )
+
+        async def delivered() -> bool:
+            async with sessions() as session:
+                query = select(MTMessage.status).where(MTMessage.id == mt_id)
+                return (await session.execute(query)).scalar() is MTStatus.DELIVERED
+
+        assert not await delivered()
+        async with running_daemon(config, migrate=False):
+            await eventually(delivered)
     finally:
         await engine.dispose()

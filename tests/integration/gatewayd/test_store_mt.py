@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.store.conversations import Conversation
@@ -32,10 +32,12 @@ from gatewayd.store.repo_mt import (
     reconcile_sending,
     record_part_results,
     record_receipts,
+    renew_leases,
     requeue_mts,
 )
 from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
 from gatewayd.store.repo_subscribers import SubscriberSeen, ban_subscriber, set_opted_out, upsert_subscribers
+from tests.integration.gatewayd.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -364,6 +366,91 @@ async def test_retry_sends_only_the_parts_not_accepted(sessions: async_sessionma
     assert [c.status for c in changes] == [MTStatus.ACCEPTED]
 
 
+def never_sent(mt_id: int, part_no: int, segments: int) -> PartResult:
+    return PartResult(
+        mt_id=mt_id,
+        part_no=part_no,
+        segments=segments,
+        carrier="movistar",
+        submitted_at=T0,
+        responded_at=T0,
+        error_code=0x10000002,
+        error_text="movistar-1: closed by the peer",
+        retryable=True,
+        sent=False,
+    )
+
+
+async def test_segments_never_sent_requeue_at_once_without_spending_the_attempt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    whole, half, mixed = await queue_and_claim(sessions, 3)
+    later = T0 + timedelta(seconds=3)
+    async with sessions.begin() as session:
+        changes = await record_part_results(
+            session,
+            [
+                never_sent(whole, 1, 1),
+                accepted(half, 1, 2, "h1"),
+                never_sent(half, 2, 2),
+                # a segment lost in flight decides: the attempt counts, the retry waits its back-off
+                PartResult(mixed, 1, 2, "movistar", T0, T0, error_code=0x10000002, retryable=True),
+                never_sent(mixed, 2, 2),
+            ],
+            later,
+            RETRY,
+        )
+    assert sorted((c.mt_id, c.status, c.detail) for c in changes) == sorted(
+        [
+            (whole, MTStatus.QUEUED, "not sent: movistar-1: closed by the peer"),
+            (half, MTStatus.QUEUED, "not sent: movistar-1: closed by the peer"),
+            (mixed, MTStatus.QUEUED, "retry: part 1 rejected (0x10000002)"),
+        ]
+    )
+    for mt_id in (whole, half):
+        mt = await status_of(sessions, mt_id)
+        assert (mt.status, mt.attempts, mt.next_attempt_at, mt.claim_owner) == (
+            MTStatus.QUEUED,
+            0,
+            later,
+            None,
+        )
+    retried = await status_of(sessions, mixed)
+    assert (retried.attempts, retried.next_attempt_at) == (1, later + timedelta(seconds=10))
+    async with sessions.begin() as session:
+        claimed = {mt.id: mt for mt in await claim_mts(session, "gw-a", later, limit=5, lease=60)}
+    assert set(claimed) == {whole, half}  # due at once, on the next bind or connection
+    assert claimed[half].done_parts == frozenset({1}) and claimed[whole].attempts == 1
+    async with sessions() as session:
+        parts = (await session.execute(select(MTPart.mt_id, MTPart.part_no))).all()
+    assert sorted(parts) == sorted([(half, 1), (mixed, 1)])  # nothing written for a segment never sent
+
+
+async def test_receipt_for_one_part_while_another_is_retried_does_not_fail_the_mt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    [mt_id] = await queue_and_claim(sessions)
+    lost = PartResult(mt_id, 2, 2, "movistar", T0, T0, error_code=0x10000002, retryable=True)
+    async with sessions.begin() as session:
+        await record_part_results(session, [accepted(mt_id, 1, 2, "m1"), lost], T0, RETRY)
+    retry_at = T0 + timedelta(seconds=10)
+    async with sessions.begin() as session:
+        [claimed] = await claim_mts(session, "gw-a", retry_at, limit=1, lease=60)
+        # part 1's receipt comes while part 2 is out again: the MT waits for part 2
+        outcome = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", retry_at)], retry_at)
+    assert claimed.done_parts == frozenset({1}) and outcome.matched == 1 and outcome.changes == []
+    async with sessions.begin() as session:
+        # and a restart while part 2 is out sends part 2 again instead of failing the MT
+        own = await reconcile_sending(session, retry_at, owner="gw-a")
+    assert [(c.mt_id, c.status) for c in own] == [(mt_id, MTStatus.QUEUED)]
+    async with sessions.begin() as session:
+        await claim_mts(session, "gw-a", retry_at, limit=1, lease=60)
+        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], retry_at, RETRY)
+        final = await record_receipts(session, [ReceiptIn("movistar", "m2", "DELIVRD", retry_at)], retry_at)
+    assert [c.status for c in changes] == [MTStatus.ACCEPTED]
+    assert [c.status for c in final.changes] == [MTStatus.DELIVERED]
+
+
 async def test_reconcile_after_restart(sessions: async_sessionmaker[AsyncSession]) -> None:
     sent, unsent = await queue_and_claim(sessions, 2)
     async with sessions.begin() as session:
@@ -382,6 +469,21 @@ async def test_reconcile_after_restart(sessions: async_sessionmaker[AsyncSession
     assert done == {sent: frozenset({1}), unsent: frozenset()}
     assert [(c.mt_id, c.status) for c in own] == [(unsent, MTStatus.QUEUED)]
     assert (await status_of(sessions, sent)).status is MTStatus.ACCEPTED
+
+
+async def test_renewed_lease_keeps_a_live_daemons_mts_from_reconciliation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    mine, other = await queue_and_claim(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(
+            MTMessage.__table__.update().where(MTMessage.id == other).values(claim_owner="gw-dead")
+        )
+        assert await renew_leases(session, "gw-a", T0 + timedelta(seconds=30), lease=60) == 1
+        changes = await reconcile_sending(session, T0 + timedelta(seconds=61))
+    assert [(c.mt_id, c.status) for c in changes] == [(other, MTStatus.QUEUED)]
+    mt = await status_of(sessions, mine)
+    assert mt.status is MTStatus.SENDING and mt.claim_expires_at == T0 + timedelta(seconds=90)
 
 
 async def test_requeue_and_cancel(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -443,3 +545,45 @@ async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(
     assert parts[first].status is PartStatus.DELIVERED and parts[first].receipt_at == later
     assert parts[second].status is PartStatus.ACCEPTED and parts[second].receipt_state == "ACCEPTD"
     assert (await status_of(sessions, second)).status is MTStatus.ACCEPTED
+
+
+async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: str) -> None:
+    """Two receipt batches in concurrent transactions, each with the receipt of one part of a two-part
+    MT (the receipts pipeline commits two batches at a time on PostgreSQL): neither may decide the MT's
+    status from a view without the other's part, or the MT stays ``accepted`` with both parts delivered."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        [mt_id] = await queue_and_claim(sessions)
+        async with sessions.begin() as session:
+            await record_part_results(
+                session, [accepted(mt_id, 1, 2, "m1"), accepted(mt_id, 2, 2, "m2")], T0, RETRY
+            )
+        async with sessions() as first, sessions() as second, sessions() as observer:
+            await first.begin()
+            one = await record_receipts(first, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+            await second.begin()
+            other = asyncio.create_task(
+                record_receipts(second, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
+            )
+
+            async def blocked_or_done() -> bool:
+                waiting = await observer.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+                await observer.rollback()
+                return other.done() or bool(waiting)
+
+            await eventually(blocked_or_done)
+            await first.commit()
+            two = await asyncio.wait_for(other, 10)
+            await second.commit()
+        assert one.changes == []
+        assert [(c.mt_id, c.status) for c in two.changes] == [(mt_id, MTStatus.DELIVERED)]
+        assert (await status_of(sessions, mt_id)).status is MTStatus.DELIVERED
+    finally:
+        await engine.dispose()

@@ -184,8 +184,10 @@ async def test_smsc_answers_enquire_link_before_bind_and_drops_a_silent_esme() -
 async def test_smsc_unbind_waits_for_deliveries_in_flight(smsc: tuple[SMSCServer, RecordingHandler]) -> None:
     server, handler = smsc
     gate = asyncio.Event()
+    arrived = asyncio.Event()
 
     async def slow(pdu: DeliverSM | DataSM) -> int:
+        arrived.set()
         await gate.wait()
         return 0
 
@@ -194,7 +196,7 @@ async def test_smsc_unbind_waits_for_deliveries_in_flight(smsc: tuple[SMSCServer
     outcomes: list[object] = []
     assert session.deliver_nowait(DeliverSM(short_message=b"pending"), outcomes.append)
     unbinding = asyncio.create_task(session.unbind())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(arrived.wait(), 10)  # the delivery is with the ESME, its answer held back
     assert not unbinding.done() and esme.bound
     gate.set()
     await asyncio.wait_for(unbinding, 10)

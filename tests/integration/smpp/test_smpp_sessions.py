@@ -232,7 +232,7 @@ async def test_graceful_unbind_drains_in_flight_first(smsc: tuple[SMSCServer, Re
         esme.submit_nowait(SubmitSM(short_message=b"%d" % index), outcomes.append)
     await eventually(lambda: len(held.requests) == 3)
     unbinding = asyncio.create_task(esme.unbind())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: the unbind is now waiting for the three answers
     assert not unbinding.done() and esme.bound and handler.closed == []
     with pytest.raises(SessionClosed):
         esme.submit_nowait(SubmitSM(short_message=b"refused while draining"), outcomes.append)
@@ -241,6 +241,87 @@ async def test_graceful_unbind_drains_in_flight_first(smsc: tuple[SMSCServer, Re
     assert [type(outcome) for outcome in outcomes] == [SubmitSMResp] * 3
     assert esme.closed and esme.close_reason == "unbound"
     await handler.wait_for(lambda: len(handler.closed) == 1)
+
+
+def sent_flags(outcomes: list[object]) -> list[bool]:
+    """Per outcome, whether the ``SessionClosed`` it is says the request may have reached the SMSC."""
+    assert all(isinstance(outcome, SessionClosed) for outcome in outcomes), outcomes
+    return [outcome.sent for outcome in outcomes if isinstance(outcome, SessionClosed)]
+
+
+async def test_connection_lost_tells_requests_sent_from_requests_never_sent(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    """The SMSC drops the connection with the window full: the requests it holds may have been taken
+    (sent), those still waiting for the window certainly were not."""
+    server, handler = smsc
+    held = Held()
+    handler.answer = held
+    outcomes: list[object] = []
+    esme = await ESMESession(config_for(server.port, window=2)).__aenter__()
+    for index in range(5):
+        esme.submit_nowait(SubmitSM(short_message=b"%d" % index), outcomes.append)
+    await eventually(lambda: len(held.requests) == 2)
+    held.requests[0][0].drop("test: connection dropped by the SMSC")
+    await esme.wait_closed()
+    assert sent_flags(outcomes) == [True, True, False, False, False]
+    assert texts(handler.requests) == [b"0", b"1"]
+
+
+async def test_request_still_in_the_write_buffer_was_never_sent(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    server, handler = smsc
+    outcomes: list[object] = []
+    esme = await ESMESession(config_for(server.port)).__aenter__()
+    esme.submit_nowait(SubmitSM(short_message=b"buffered"), outcomes.append)
+    esme.abort()  # in the same loop turn: its bytes are buffered, not yet handed to the transport
+    await esme.wait_closed()
+    assert sent_flags(outcomes) == [False]
+    assert esme.in_flight == 0
+
+
+async def test_stop_sending_gives_back_the_queue_and_waits_for_requests_in_flight(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    server, handler = smsc
+    held = Held()
+    handler.answer = held
+    outcomes: list[object] = []
+    esme = await ESMESession(config_for(server.port, window=2)).__aenter__()
+    for index in range(5):
+        esme.submit_nowait(SubmitSM(short_message=b"%d" % index), outcomes.append)
+    batch = asyncio.create_task(esme.submit_many([SubmitSM(short_message=b"batch")]))
+    await eventually(lambda: len(held.requests) == 2)
+    esme.stop_sending()
+    assert sent_flags(outcomes) == [False, False, False]  # at once: the three that waited for the window
+    assert "stopped sending" in str(outcomes[0])
+    (batch_outcome,) = await asyncio.wait_for(batch, 10)
+    assert isinstance(batch_outcome, SessionClosed) and not batch_outcome.sent
+    with pytest.raises(SessionClosed, match="stopped sending") as refused:
+        esme.submit_nowait(SubmitSM(short_message=b"after"), outcomes.append)
+    assert not refused.value.sent
+    assert esme.bound and esme.in_flight == 2
+    held.release()
+    await eventually(lambda: len(outcomes) == 5)
+    assert [type(outcome) for outcome in outcomes[3:]] == [SubmitSMResp, SubmitSMResp]
+    await asyncio.wait_for(esme.unbind(), 10)
+    assert texts(handler.requests) == [b"0", b"1"]
+
+
+async def test_submissions_refused_by_a_closed_session_were_never_sent(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    server, handler = smsc
+    esme = ESMESession(config_for(server.port))
+    async with esme:
+        pass
+    with pytest.raises(SessionClosed) as refused:
+        esme.submit_nowait(SubmitSM(), lambda outcome: None)
+    assert not refused.value.sent
+    with pytest.raises(SessionClosed) as refused:
+        await esme.submit(SubmitSM())
+    assert not refused.value.sent
 
 
 async def test_session_can_be_opened_again_after_it_closed(smsc: tuple[SMSCServer, RecordingHandler]) -> None:

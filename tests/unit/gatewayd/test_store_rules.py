@@ -31,7 +31,10 @@ A, D, U, E, R = (
         (3, [D, U], MTStatus.FAILED),
         (2, [E, D], MTStatus.EXPIRED),
         (2, [E, U], MTStatus.FAILED),
-        (1, [R], MTStatus.FAILED),
+        # a rejected part is one whose resend is pending (the rejection itself failed or retried the MT)
+        (1, [R], None),
+        (2, [D, R], None),
+        (2, [R, U], MTStatus.FAILED),
         (0, [], None),
     ],
 )
