@@ -32,7 +32,9 @@ _BIND_TYPES = {
     BindType.TRANSMITTER: SMPPBindType.TRANSMITTER,
 }
 
-StateObserver = Callable[[str, str, bool], None]
+#: Told (carrier, bind, up, unbound) on every bind and loss of a bind; ``unbound`` when a lost
+#: connection ended with the SMSC answering our unbind, so everything written before reached it.
+StateObserver = Callable[[str, str, bool, bool], None]
 #: Told (carrier, rule) each time an MT finds no bind up to leave by.
 NoRouteObserver = Callable[[str, str], None]
 #: A carrier left without a route is logged at most this often (seconds); the metric counts every MT.
@@ -269,7 +271,11 @@ class BindSupervisor:
     async def _bind_loop(self, slot: BindSlot, stop: asyncio.Event) -> None:
         handler = self._handler_for(slot.info) if slot.config.can_receive else None
         config = esme_config(slot, reconnect_min=self._reconnect[0], reconnect_max=self._reconnect[1])
-        client = ESMEClient(config, on_message=handler, on_state=lambda name, up: self._state(slot, up))
+        client = ESMEClient(
+            config,
+            on_message=handler,
+            on_state=lambda name, up: self._state(slot, up, unbound=not up and client.last_unbind_answered),
+        )
         log_event(
             log,
             "bind.starting",
@@ -292,7 +298,7 @@ class BindSupervisor:
                 self._state(slot, False)
             log_event(log, "bind.stopped", carrier=slot.carrier, bind=slot.name)
 
-    def _state(self, slot: BindSlot, up: bool) -> None:
+    def _state(self, slot: BindSlot, up: bool, *, unbound: bool = False) -> None:
         self._binds_changed()
         self.bound_changed.set()
         binds_up = self.binds_up(slot.carrier)
@@ -309,4 +315,4 @@ class BindSupervisor:
         )
         self._events.bind_state(slot.carrier, slot.name, up, binds_up)
         if self._on_state is not None:
-            self._on_state(slot.carrier, slot.name, up)
+            self._on_state(slot.carrier, slot.name, up, unbound)

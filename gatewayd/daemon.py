@@ -225,6 +225,7 @@ class Daemon:
             on_committed=hooks.mo_committed,
             on_incomplete=hooks.mo_incomplete,
             on_refused=hooks.mo_refused,
+            health=self.loop_health,
         )
         self.binds = BindSupervisor(
             config.carriers,
@@ -258,10 +259,10 @@ class Daemon:
             health=self.loop_health,
         )
 
-    def _bind_state(self, carrier: str, bind: str, up: bool) -> None:
+    def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:
         # the MO pipeline first: answers given on a connection just lost are in doubt
         if self.mo is not None:
-            self.mo.bind_state(carrier, bind, up)
+            self.mo.bind_state(carrier, bind, up, unbound=unbound)
         if self.hooks.bind_state is not None:
             self.hooks.bind_state(carrier, bind, up)
 

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
+from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.mo_message import (
     BindInfo,
@@ -169,6 +170,7 @@ class MOPipeline:
         on_incomplete: Callable[[str], None] | None = None,
         on_refused: RefusalObserver | None = None,
         commit_retry_window: float = 4.0,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
         self._events = events
@@ -183,6 +185,7 @@ class MOPipeline:
         self._on_incomplete = on_incomplete
         self._on_refused = on_refused
         self._commit_retry_window = commit_retry_window
+        self._health = health or LoopHealth()
         self._committer: GroupCommitter[_Item, int] = GroupCommitter(
             self._commit_batch,
             max_batch=max_batch,
@@ -240,18 +243,25 @@ class MOPipeline:
             return error.status
         return self._admit(_Arrival(unit, self._generations.get(bind.bind, 0), time.monotonic()))
 
-    def bind_state(self, carrier: str, bind: str, up: bool) -> None:
+    def bind_state(self, carrier: str, bind: str, up: bool, *, unbound: bool = False) -> None:
         """A bind's connection came up or was lost. Answers given on a lost connection within
         :data:`ANSWER_GRACE` (or not given at all: their PDU's commit ends after the loss) may never
-        have arrived: they stay unconfirmed, so the SMSC's redelivery of their MOs is recognised."""
+        have arrived: they stay unconfirmed, so the SMSC's redelivery of their MOs is recognised.
+        ``unbound``: the connection ended with the SMSC answering our unbind (a stop, a reload), so it
+        read every answer written before: those are confirmed at once, and the same text sent again
+        after a restart is a new MO."""
         if up:
             return
         self._generations[bind] = self._generations.get(bind, 0) + 1
-        in_doubt = [answers for answers in self._settling if answers.bind == bind]
-        if not in_doubt:
+        given = [answers for answers in self._settling if answers.bind == bind]
+        if not given:
             return
         self._settling = deque(answers for answers in self._settling if answers.bind != bind)
-        # INFO: the bind's own loss is the warning (and a clean unbind at shutdown ends here too)
+        if unbound:
+            self._confirm_now(given)
+            return
+        in_doubt = given
+        # INFO: the bind's own loss is the warning
         log_event(
             log,
             "mo.answers_in_doubt",
@@ -262,6 +272,22 @@ class MOPipeline:
         )
         for answers in in_doubt:
             self._release(answers.keys)
+
+    def _confirm_now(self, answers: list[_Answers]) -> None:
+        """Confirm ``answers`` in the next group commit, before their grace is over."""
+        keys = [key for given in answers for key in given.keys]
+        try:
+            confirmation = self._committer.submit_nowait(_Confirmation(answers))
+        except (CommitterClosed, CommitterFull):  # left unconfirmed: the safe side
+            self._release(keys)
+            return
+
+        def decided(done: asyncio.Future[int]) -> None:
+            if not done.cancelled():
+                done.exception()  # a failed confirmation leaves them unconfirmed: the safe side
+            self._release(keys)
+
+        confirmation.add_done_callback(decided)
 
     def _keywords(self, country: str) -> KeywordSet:
         keywords = self._keyword_sets.get(country)
@@ -449,7 +475,10 @@ class MOPipeline:
         window = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
             written = await ride_out(
-                lambda: self._commit_once(batch), window, retry_if=lambda error: not is_data_error(error)
+                lambda: self._commit_once(batch),
+                window,
+                self._failed_commit,
+                retry_if=lambda error: not is_data_error(error),
             )
         except Exception as error:
             if not is_data_error(error):
@@ -459,8 +488,14 @@ class MOPipeline:
             middle = len(batch) // 2
             first = await self._commit_or_split(batch[:middle], deadline)
             return first + await self._commit_or_split(batch[middle:], deadline)
+        self._health.succeeded("mo.commit")
         await self._committed([item for item in batch if isinstance(item, _Arrival)], written)
         return [CommandStatus.ESME_ROK] * len(batch)
+
+    def _failed_commit(self, error: BaseException) -> None:
+        """A try of a batch failed: the database is away (health) or refuses its data (split)."""
+        if not is_data_error(error):
+            self._health.failed("mo.commit", error)
 
     def _failed(self, batch: Sequence[_Item], error: BaseException) -> list[int]:
         arrivals = [item for item in batch if isinstance(item, _Arrival)]

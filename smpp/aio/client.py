@@ -46,6 +46,9 @@ class ESMEClient:
         self._task: asyncio.Task[None] | None = None
         self.connects = 0  # successful binds so far
         self.last_error: BaseException | None = None
+        #: Whether the last session ended with the SMSC answering our unbind (see ``ESMESession``):
+        #: read in ``on_state(name, False)``, it tells a clean end from a lost connection.
+        self.last_unbind_answered = False
 
     @property
     def session(self) -> ESMESession | None:
@@ -148,6 +151,7 @@ class ESMEClient:
                 session.abort()  # cancelled while bound: the client is being torn down
             self._session = None
             self.last_error = SessionClosed(session.close_reason or "closed")
+            self.last_unbind_answered = session.unbind_answered
             self._set_state(False)
 
     def _set_state(self, bound: bool) -> None:

@@ -156,6 +156,8 @@ class ESMESession(SessionProtocol):
         #: why submissions are refused while the connection is up
         self._refusal = "not bound"
         self._drained: asyncio.Future[None] | None = None
+        #: True once the SMSC answered our unbind: it read all we wrote before it, every answer included.
+        self.unbind_answered = False
         self._message_tasks: set[asyncio.Task[None]] = set()
         self._batches: deque[_Batch] = deque()
 
@@ -249,6 +251,7 @@ class ESMESession(SessionProtocol):
             try:
                 self.send_request(Outstanding(Unbind(), None, answer), self.config.response_timeout)
                 await answer
+                self.unbind_answered = True
             except (ResponseTimeout, SessionClosed) as error:
                 self.log.warning("%s: unbind not answered: %s", self.name, error)
         self.drop("unbound")

@@ -99,6 +99,39 @@ async def test_health_turns_unhealthy_while_claims_keep_failing(
             assert (await client.get("/healthz")).json()["failing"] == {}
 
 
+async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """MOs keep coming and every commit fails (the MO table is gone): /healthz names ``mo.commit``
+    while the SMSC is answered ESME_RX_T_APPN, and turns healthy once the MOs are stored."""
+    config = make_config(tmp_path, pg_url, simulator)
+    metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
+    config = dataclasses.replace(config, metrics=metrics_config)
+    async with running_daemon(config) as daemon:
+        await daemon.metrics_started.wait()
+        assert daemon.sessions is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.metrics_service.port}") as client:
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mo_messages RENAME TO mo_messages_away"))
+            simulator.inject_mo(MOVISTAR, "+34600111222", MOVISTAR_SHORT_CODE, "hola")
+
+            async def unhealthy() -> bool:
+                return (await client.get("/healthz")).status_code == 503
+
+            await eventually(unhealthy, timeout=30, interval=0.2)
+            report = (await client.get("/healthz")).json()
+            assert "mo.commit" in report["failing"]
+            assert "mo_messages" in report["failing"]["mo.commit"]["last_error"]
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mo_messages_away RENAME TO mo_messages"))
+
+            async def healthy() -> bool:
+                return (await client.get("/healthz")).status_code == 200
+
+            await eventually(healthy, timeout=60, interval=0.2)
+        assert simulator.carrier(MOVISTAR).counters.mo_delivered == 1
+
+
 def test_dashboard_uses_only_exported_metrics() -> None:
     exported = set(re.findall(r"^# TYPE (\S+) ", GatewayMetrics().render().decode(), re.MULTILINE))
     names = exported | {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}

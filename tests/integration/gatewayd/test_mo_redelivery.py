@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import gatewayd.mo
 from gatewayd.config import Config
 from gatewayd.daemon import Daemon
 from gatewayd.store.engine import create_engine
@@ -63,6 +64,33 @@ async def test_hola_twice_is_two_mos(tmp_path: Path, database_url: str, simulato
         assert await texts(sessions) == ["hola"] * 4
         assert daemon.mo.duplicates == 0
     assert simulator.carrier(MOVISTAR).counters.mo_delivered == 4
+
+
+async def test_hola_again_after_a_clean_restart_is_a_new_mo(
+    tmp_path: Path, database_url: str, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop unbinds: the SMSC answering our unbind has read every answer written before it, so
+    the answers of the last moments before the stop are not in doubt, and the subscriber who writes
+    the same words again after the restart has written a new MO."""
+    # answers stay unconfirmed for a minute unless the unbind confirms them: no race with the stop
+    monkeypatch.setattr(gatewayd.mo, "ANSWER_GRACE", 60.0)
+    config = make_config(tmp_path, database_url, simulator)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        simulator.inject_mo(MOVISTAR, "+" + SUBSCRIBER, MOVISTAR_SHORT_CODE, "hola")
+        await eventually(lambda: simulator.carrier(MOVISTAR).counters.mo_delivered == 1)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.mo is not None
+        sessions = daemon.sessions
+        simulator.inject_mo(MOVISTAR, "+" + SUBSCRIBER, MOVISTAR_SHORT_CODE, "hola")
+        await eventually(lambda: simulator.carrier(MOVISTAR).counters.mo_delivered == 2)
+
+        async def both_stored() -> bool:
+            return await texts(sessions) == ["hola", "hola"]
+
+        await eventually(both_stored)
+        assert daemon.mo.duplicates == 0
 
 
 @pytest.fixture
