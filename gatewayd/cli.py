@@ -270,9 +270,18 @@ def _user(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
+    from gatewayd.bus import create_bus
     from panel.auth.cli import handle_user_command
 
-    return asyncio.run(handle_user_command(args, config.database.url))
+    # Sessions a command ends are announced to the panels; an in-process bus reaches no other process.
+    bus = None
+    if not config.bus.url.startswith("memory:"):
+        bus = create_bus(
+            config.bus.url,
+            topic_prefix=config.bus.topic_prefix,
+            client_id=f"{config.bus.client_id}-cli-{os.getpid()}",
+        )
+    return asyncio.run(handle_user_command(args, config.database.url, bus))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -85,6 +85,8 @@ class MQTTBus:
         self._keepalive = keepalive
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
         self._dropped = 0
         self._subscriptions = SubscriptionSet()
         #: Patterns the broker confirmed on the current connection (an UNSUBSCRIBE removes its pattern
@@ -124,6 +126,11 @@ class MQTTBus:
             self._dropped += 1
         self._outbox.append((check_topic(topic), body))
         self._outbox_ready.set()
+        self._outbox_empty.clear()
+
+    async def flushed(self) -> None:
+        """Returns once the outgoing buffer has been handed to the broker (waits for a connection)."""
+        await self._outbox_empty.wait()
 
     @asynccontextmanager
     async def subscribe(
@@ -241,6 +248,7 @@ class MQTTBus:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
             if not self._outbox:
+                self._outbox_empty.set()
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue

@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option of the engines behind `read_session_factory`: their SQLite transactions begin deferred.
+READ_ONLY_OPTION = "echat_read_only"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -65,12 +67,27 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (the caller frames each transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for units of work that only read (the panel's pages, its session lookups).
+
+    On SQLite their transactions begin deferred, so they never take the write lock the pipelines'
+    commits need (in WAL mode a reader sees the last commit and blocks no writer); on PostgreSQL
+    they are READ ONLY transactions. Write through `session_factory`: a write here fails on PostgreSQL
+    and, on SQLite, may fail with "database is locked" instead of queueing for the lock.
+    """
+    options = {READ_ONLY_OPTION: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return async_sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 def concurrent_writers(sessions: async_sessionmaker[AsyncSession]) -> int:

@@ -16,6 +16,7 @@ from panel.auth.passwords import PasswordRejected
 from panel.auth.sessions import create_session, revoke_session
 from panel.i18n import format_datetime
 from panel.middleware import LANGUAGE_COOKIE, cookie_header
+from panel.presence import announce_account_change
 from panel.web import current_user, db, gettext, panel, render, require_user
 
 FAILED_LOGIN_STATUS = {
@@ -111,10 +112,13 @@ async def login(request: Request) -> Response:
 
 @requires()
 async def logout(request: Request) -> Response:
-    settings = panel(request).settings
+    state = panel(request)
+    settings = state.settings
     token = request.cookies.get(settings.session_cookie, "")
     async with db(request) as session, session.begin():
         await revoke_session(session, token)
+    # Open desks of this session end now; an operator with no other session leaves the desk.
+    await announce_account_change(state.bus, require_user(request).account_id)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
     response.headers.append(
         "set-cookie", cookie_header(settings.session_cookie, "", secure=settings.secure_cookies, max_age=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.events import Event
+from gatewayd.store.engine import read_session_factory
 from panel.assignment import AssignmentPolicy, AssignmentService
 from panel.runtime import PanelRuntime
 from plugins.contract import EventHandler, StartupHook
@@ -19,16 +20,24 @@ from plugins.contract import EventHandler, StartupHook
 
 @dataclass(frozen=True, slots=True)
 class DeskSettings:
-    """``heartbeat``: seconds between keep-alive comments on an idle event stream; the session is
-    re-checked at each (a signed-out operator's stream ends)."""
+    """``heartbeat``: seconds between keep-alive comments on an idle event stream; at each the session
+    is re-checked (a signed-out operator's stream ends) and the desk marked live, so the policy's
+    ``presence_grace`` must be longer."""
 
     policy: AssignmentPolicy = AssignmentPolicy()
     heartbeat: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.policy.presence_grace.total_seconds() <= self.heartbeat:
+            raise ValueError("the presence grace must be longer than the desk's heartbeat")
 
 
 @dataclass(slots=True)
 class _Running:
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Read-only units of work (the event streams' reads): on SQLite they never wait for, nor hold,
+    # the write lock the daemon's MO commits need.
+    readers: async_sessionmaker[AsyncSession]
     service: AssignmentService
     settings: DeskSettings
     sweep: asyncio.Task[None]
@@ -56,15 +65,20 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
     return _running(runtime).settings
 
 
+def desk_readers(runtime: PanelRuntime) -> async_sessionmaker[AsyncSession]:
+    return _running(runtime).readers
+
+
 def startup_hook(settings: DeskSettings) -> StartupHook:
     async def start_assignment(runtime: PanelRuntime) -> None:
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy)
+        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
             _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
-        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, service, settings, sweep)
+        readers = read_session_factory(runtime.engine)
+        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, readers, service, settings, sweep)
 
     return start_assignment
 
@@ -94,6 +108,14 @@ async def on_mo(event: Event, runtime: PanelRuntime) -> None:
         await assignment_service(runtime).on_mo_event(event)
 
 
+async def on_account_changed(event: Event, runtime: PanelRuntime) -> None:
+    """An operator was signed out, locked or left: if they are no longer at the desk, what they hold
+    goes back to the queue now rather than at the next sweep."""
+    if _own_topic(event, runtime):
+        await assignment_service(runtime).on_account_event(event)
+
+
 # "+/+/mo" is "<prefix>/<short code>/mo" whatever the configured prefix; others' prefixes are ignored.
 MO_PATTERN = "+/+/mo"
-EVENT_HANDLERS: dict[str, EventHandler] = {MO_PATTERN: on_mo}
+ACCOUNT_PATTERN = "+/account/+/changed"
+EVENT_HANDLERS: dict[str, EventHandler] = {MO_PATTERN: on_mo, ACCOUNT_PATTERN: on_account_changed}
