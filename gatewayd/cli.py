@@ -255,6 +255,7 @@ def _panel(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     from gatewayd.bus import EventBus, create_bus
+    from gatewayd.logging import configure_logging
     from panel.serve import serve_panel, settings_from_config
 
     def bus_factory(url: str) -> EventBus:
@@ -262,7 +263,8 @@ def _panel(args: argparse.Namespace) -> int:
             url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-panel"
         )
 
-    asyncio.run(serve_panel(settings_from_config(config), bus_factory))
+    configure_logging(config.log.level, json_lines=config.log.json)
+    asyncio.run(serve_panel(settings_from_config(config), bus_factory, http=config.panel.http))
     return EXIT_OK
 
 
