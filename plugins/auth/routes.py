@@ -196,6 +196,7 @@ async def change_password(request: Request) -> Response:
     # Rendered once the transaction is over: the page opens a session of its own.
     if error is not None:
         return await _profile_page(request, error=error, status_code=400)
+    await announce_account_change(state.bus, user.account_id)  # the other sessions' open desks end now
     return await _profile_page(request, message=gettext(request, "auth.profile.password_changed"))
 
 

@@ -130,7 +130,8 @@ class OperatorStream:
         return await _unbroken(self._check_in(touch))
 
     async def _check_in(self, touch: bool) -> Presence | None:
-        async with self.runtime.sessionmaker() as session, session.begin():
+        sessions = self.runtime.sessionmaker if touch else desk_readers(self.runtime)
+        async with sessions() as session, session.begin():
             return await self._alive(session, touch=touch)
 
     async def _alive(self, session: AsyncSession, *, touch: bool) -> Presence | None:

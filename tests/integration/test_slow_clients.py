@@ -1,11 +1,11 @@
 """Slow clients against the real commands (issue 9, item 4): ``gatewayd panel`` and the metrics
 endpoint of ``gatewayd run``, each in a process whose open-files limit is lowered to 1,024.
 
-1,100 connections (more than the server may open files) send half a request head and wait. The server goes on answering real
-requests meanwhile, closes every half-sent one (the oldest to make room, the rest when their headers
-are late), and writes a bounded number of log lines, none with a traceback. Before, the process ran
-out of descriptors, stopped accepting and logged an ``accept()`` traceback per attempt (tens of
-megabytes within seconds).
+1,100 connections (more than the server may open files) send half a request head and wait. The
+server goes on answering real requests meanwhile, closes every half-sent one (the oldest to make
+room, the rest when their headers are late), and writes a bounded number of log lines, none with a
+traceback. Before, the process ran out of descriptors, stopped accepting and logged an ``accept()``
+traceback per attempt (tens of megabytes within seconds).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from panel.auth.cli import add_user_commands, handle_user_command, user_lock
 from panel.settings import PanelSettings
 from plugins.desk.service import assignment_service
 
-from ..conftest import FAST_ARGON2, PanelClient, login, page_csrf, serving
+from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, login, page_csrf, serving
 from .conftest import (
     at_desk,
     choose,
@@ -305,3 +305,34 @@ async def test_two_panels_hand_a_leaving_operators_conversations_on_once(pg_url:
         assert moves == Counter({**{(c, None): 1 for c in held}, **{(c, otto_id): 1 for c in held}})
     finally:
         await engine.dispose()
+
+
+async def test_a_password_change_ends_the_other_sessions_desk_streams_at_once(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """Olga changes her password in one browser: her desk open in another ends at once (its session
+    was revoked), not at its next heartbeat (15 s); she stays at the desk in the first."""
+    async with (
+        MemoryBus() as bus,
+        live_server(desk_app(panel_settings(database_url), desk_settings(), bus)) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as laptop,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as phone,
+    ):
+        for browser in (laptop, phone):
+            assert (await login(browser, "olga")).status_code == 303
+        await choose(laptop, Presence.ONLINE)
+        async with phone.stream("GET", "/desk/events") as stream:
+            received = events(stream.aiter_lines())
+            assert (await anext(received))[0] == "ready"
+            token = await page_csrf(laptop, "/profile")
+            form = {
+                "csrf_token": token,
+                "current_password": PASSWORD,
+                "new_password": "another good password",
+                "confirm_password": "another good password",
+            }
+            assert (await laptop.post("/profile/password", data=form)).status_code == 200
+            async with asyncio.timeout(5):
+                remaining = [name async for name, _ in received]
+        assert remaining == ["signout"]
+        assert (await account(sessions, "olga")).presence is Presence.ONLINE
