@@ -15,12 +15,17 @@ of that carrier's binds: the environment is the operator's last word.
 
 Secrets (bind passwords, the panel's secret key) are :class:`Secret` objects whose ``repr``/``str`` is
 ``***``; ``*_file`` variants are read at load time. URLs keep their password out of ``repr``.
+
+The file and the secret files it names are read by :func:`simulator.settings.read_text_file` (the
+simulator reads its ``[simulator]`` table under the same rules): a regular file of at most 1 MiB of
+UTF-8; anything else is one clear problem, never a traceback or a hang.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -37,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
+from simulator.settings import FileProblem, read_text_file, read_toml_file
 
 ENV_PREFIX: Final = "GATEWAYD_"
 DEMO_SOURCE: Final = "<built-in demo configuration>"
@@ -187,13 +193,21 @@ class HealthConfig:
 
 @dataclass(frozen=True, slots=True)
 class PanelConfig:
-    """``secret_key_ephemeral`` is true when no key was configured and a random one was made: panel
-    sessions then do not survive a restart and are not shared between instances."""
+    """``secret_key_ephemeral`` is true when no key was configured and a random one was made: sign-in
+    forms then expire at a restart and are not shared between instances. ``public_url`` is the origin
+    people reach the panel at (``https://chat.example.com``, behind a TLS proxy); None means HTTPS
+    somewhere we cannot see: cookies are Secure unless it is an ``http://`` URL."""
 
     listen: ListenAddress = ListenAddress("127.0.0.1", 8080)
     secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
     secret_key_ephemeral: bool = True
+    public_url: str | None = None
     http: HTTPServerConfig = HTTPServerConfig()
+
+    @property
+    def secure(self) -> bool:
+        """Whether browsers reach the panel over HTTPS: Secure cookies, HSTS."""
+        return self.public_url is None or self.public_url.startswith("https://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,7 +667,12 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     return convert
 
 
-def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]:
+def _number(
+    minimum: float, *, exclusive: bool = False, maximum: float | None = None
+) -> Callable[[Any], float]:
+    """Every float setting: TOML (and float()) accept nan and inf, which pass any comparison with
+    ``minimum`` and then break every computation that uses them, so they are refused here."""
+
     def convert(value: Any) -> float:
         if isinstance(value, _EnvText):
             try:
@@ -662,11 +681,29 @@ def _number(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float
                 raise _Invalid(f"must be a number, not {str(value)!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Invalid(f"must be a number, not {type(value).__name__}")
-        if value < minimum or (exclusive and value == minimum):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _Invalid("must be a finite number, not an integer beyond the range of floats") from None
+        if not math.isfinite(number):
+            raise _Invalid(f"must be a finite number, not {number}")
+        if number < minimum or (exclusive and number == minimum):
             raise _Invalid(f"must be {'greater than' if exclusive else 'at least'} {minimum}, not {value}")
-        return float(value)
+        if maximum is not None and number > maximum:
+            raise _Invalid(f"must be at most {maximum:.15g}, not {value}")
+        return number
 
     return convert
+
+
+#: The longest duration setting (30 days): a lease or a backoff of thousands of years overflows the
+#: timestamps computed from it, failing every claim as surely as nan would.
+_MAX_SECONDS: Final = 30 * 86_400.0
+
+
+def _seconds(*, positive: bool = False) -> Callable[[Any], float]:
+    """A duration in seconds: from 0 (above 0 when ``positive``) up to 30 days."""
+    return _number(0.0, exclusive=positive, maximum=_MAX_SECONDS)
 
 
 def _boolean(value: Any) -> bool:
@@ -749,6 +786,22 @@ def _listen(value: Any) -> ListenAddress:
     return ListenAddress(host, port)
 
 
+def _public_url(value: Any) -> str:
+    """An origin: http(s)://host[:port], nothing after it (the panel is served at the root)."""
+    text = _non_empty(value)
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f"must be https://host[:port] (or http:// for a local trial), not {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise _Invalid(f"must be an origin (scheme, host, port) with no path, not {text!r}")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _database_url(value: Any) -> str:
     url = _non_empty(value)
     scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -819,9 +872,9 @@ def _read_secret_file(reader: _Reader, key: str) -> Secret | None:
         return None
     path = reader.base_dir / path_text
     try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as error:
-        reader.problems.add((*reader.path, key), f"cannot read {path}: {error.strerror or error}")
+        content = read_text_file(path)
+    except FileProblem as problem:
+        reader.problems.add((*reader.path, key), str(problem))
         return None
     lines = content.splitlines()
     secret = lines[0].strip() if lines else ""
@@ -892,10 +945,13 @@ def _panel(reader: _Reader) -> PanelConfig:
     key = Secret(inline) if inline else from_file
     if key is not None and len(key.reveal()) < 16:
         reader.problems.add((*reader.path, "secret_key"), "must be at least 16 characters")
+    public_url = reader.get("public_url", _public_url, None)
     reader.finish()
     if key is None:
-        return PanelConfig(listen=listen, http=http)
-    return PanelConfig(listen=listen, secret_key=key, secret_key_ephemeral=False, http=http)
+        return PanelConfig(listen=listen, public_url=public_url, http=http)
+    return PanelConfig(
+        listen=listen, secret_key=key, secret_key_ephemeral=False, public_url=public_url, http=http
+    )
 
 
 def _daemon(reader: _Reader) -> DaemonConfig:
@@ -907,13 +963,13 @@ def _daemon(reader: _Reader) -> DaemonConfig:
         ),
         timezone=reader.get("timezone", _timezone, "Europe/Madrid"),
         group_commit_max_batch=reader.get("group_commit_max_batch", _integer(1, 100_000), 2000),
-        group_commit_max_delay=reader.get("group_commit_max_delay", _number(0.0), 0.0),
+        group_commit_max_delay=reader.get("group_commit_max_delay", _seconds(), 0.0),
         mt_claim_batch=reader.get("mt_claim_batch", _integer(1, 100_000), 500),
-        mt_claim_lease=reader.get("mt_claim_lease", _number(0.0, exclusive=True), 60.0),
+        mt_claim_lease=reader.get("mt_claim_lease", _seconds(positive=True), 60.0),
         mt_retry_limit=reader.get("mt_retry_limit", _integer(0, 1000), 5),
-        mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _number(0.0), 5.0),
-        mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _number(0.0), 300.0),
-        reassembly_timeout=reader.get("reassembly_timeout", _number(0.0, exclusive=True), 120.0),
+        mt_retry_backoff_initial=reader.get("mt_retry_backoff_initial", _seconds(), 5.0),
+        mt_retry_backoff_max=reader.get("mt_retry_backoff_max", _seconds(), 300.0),
+        reassembly_timeout=reader.get("reassembly_timeout", _seconds(positive=True), 120.0),
     )
     if config.mt_retry_backoff_max < config.mt_retry_backoff_initial:
         reader.problems.add(
@@ -977,8 +1033,8 @@ def _bind(reader: _Reader, carrier: _Reader, index: int, carrier_name: str) -> B
         count=reader.get("count", _integer(1, 64), 1),
         window=reader.get("window", _integer(1, 10_000), 10),
         tps=reader.get("tps", _number(0.0, exclusive=True), 100.0),
-        enquire_link_interval=reader.get("enquire_link_interval", _number(0.0, exclusive=True), 30.0),
-        response_timeout=reader.get("response_timeout", _number(0.0, exclusive=True), 10.0),
+        enquire_link_interval=reader.get("enquire_link_interval", _seconds(positive=True), 30.0),
+        response_timeout=reader.get("response_timeout", _seconds(positive=True), 10.0),
     )
     reader.finish()
     return config
@@ -1219,6 +1275,8 @@ def demo_settings() -> dict[str, Any]:
     return {
         "database": {"url": "sqlite+aiosqlite:///var/gatewayd.db"},
         "bus": {"url": "memory://"},
+        # Plain HTTP on loopback: cookies without Secure, or the browser would not send them back.
+        "panel": {"public_url": "http://127.0.0.1:8080"},
         "daemon": {"instance": "gatewayd-demo"},
         "carriers": [
             {
@@ -1258,19 +1316,9 @@ def load_config(
         source_path = Path(path)
         base_dir = source_path.parent
         try:
-            text = source_path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(
-                [ConfigProblem("<file>", f"cannot read: {error.strerror or error}", str(source_path))]
-            ) from error
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            position = re.search(r"at line (\d+)", str(error))  # Python 3.11 has no error.lineno
-            line = int(position.group(1)) if position else None
-            raise ConfigError(
-                [ConfigProblem("<file>", f"not valid TOML: {error}", str(source_path), line)]
-            ) from error
+            raw, text = read_toml_file(source_path)
+        except FileProblem as problem:
+            raise ConfigError([ConfigProblem("<file>", problem.reason, problem.path, problem.line)]) from None
         origins = _Origins(str(source_path), locate_keys(text))
     if "keywords" not in raw:
         raw["keywords"] = default_keywords()

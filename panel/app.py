@@ -17,12 +17,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gatewayd.bus.base import Subscription
-from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.engine import create_engine, read_session_factory, session_factory
 from panel.access import access_of
-from panel.auth.passwords import PasswordPolicy
+from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.i18n import Catalog
-from panel.middleware import CSRFMiddleware, SecurityHeadersMiddleware, SessionMiddleware
+from panel.middleware import (
+    CSRFMiddleware,
+    RequestGuardMiddleware,
+    SecurityHeadersMiddleware,
+    SessionMiddleware,
+)
 from panel.runtime import STATE_KEY, EventBus, PanelRuntime, StopSignal
 from panel.settings import PanelSettings
 from panel.templating import CORE_STATIC, build_templates
@@ -143,8 +148,9 @@ def create_app(
     `stop_signal` lets the server end the event streams as soon as it begins to stop (see
     `panel.serve.PanelServer`); the lifespan raises it anyway when it ends.
 
-    Lifespan order: engine, bus, each plugin's `on_startup` (by name); at shutdown the stop signal,
-    the event handlers, each plugin's `on_shutdown` in reverse order, then the bus and the engine.
+    Lifespan order: engine, bus, the password-hashing workers, each plugin's `on_startup` (by name);
+    at shutdown the stop signal, the event handlers, each plugin's `on_shutdown` in reverse order,
+    then the hashing workers, the bus and the engine.
     A plugin's `on_shutdown` runs only if its `on_startup` (when it has one) succeeded.
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
@@ -165,14 +171,21 @@ def create_app(
             own_bus = bus
             if own_bus is None and bus_factory is not None:
                 own_bus = await stack.enter_async_context(bus_factory(settings.bus_url))
+            hashing = await stack.enter_async_context(
+                PasswordHashing(
+                    passwords, workers=settings.password_hash_workers, queue=settings.password_hash_queue
+                )
+            )
             state = PanelRuntime(
                 settings=settings,
                 engine=own_engine,
                 sessionmaker=session_factory(own_engine),
+                readers=read_session_factory(own_engine),
                 bus=own_bus,
                 plugins=loaded,
                 permissions=registry,
                 passwords=passwords,
+                hashing=hashing,
                 catalog=catalog,
                 templates=templates,
                 menu=menu,
@@ -216,10 +229,9 @@ def create_app(
 
     middleware = [
         Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
+        Middleware(RequestGuardMiddleware, settings=settings),
         Middleware(SessionMiddleware),
-        Middleware(
-            CSRFMiddleware, trusted_origins=settings.trusted_origins, max_body_bytes=settings.max_body_bytes
-        ),
+        Middleware(CSRFMiddleware, trusted_origins=settings.trusted_origins),
     ]
     return Starlette(
         routes=routes,

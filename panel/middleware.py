@@ -1,24 +1,36 @@
-"""The panel's ASGI middleware: security headers, session loading and CSRF protection."""
+"""The panel's ASGI middleware: security headers, request limits, session loading and CSRF protection."""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import re
+import time
 from collections.abc import Iterable
+from urllib.parse import unquote_to_bytes
 
-from starlette.datastructures import MutableHeaders
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import FormData, MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from panel.auth.csrf import anonymous_token_valid, issue_anonymous_token
 from panel.auth.identity import CurrentUser
-from panel.auth.sessions import get_active_session, new_token, touch_session
+from panel.auth.sessions import get_active_session, needs_touch, touch_session
 from panel.i18n import negotiate_language
-from panel.runtime import runtime_from_scope
-from panel.web import CSRF_FIELD, CSRF_HEADER, CSRF_KEY, LANGUAGE_KEY, USER_KEY, error_response
+from panel.runtime import PanelRuntime, runtime_from_scope
+from panel.settings import SESSION_COOKIE, PanelSettings
+from panel.web import CSRF_FIELD, CSRF_HEADER, CSRF_KEY, FORM_KEY, LANGUAGE_KEY, USER_KEY, error_response
 from plugins.contract import LANGUAGES
+
+logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 STATIC_PREFIX = "/static/"
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Base names; with secure cookies they are sent as __Host-<name> (see PanelSettings.cookie_name).
 ANONYMOUS_CSRF_COOKIE = "echat_csrf"
 LANGUAGE_COOKIE = "echat_lang"
 
@@ -28,11 +40,13 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def cookie_header(name: str, value: str, *, secure: bool, max_age: int | None = None) -> str:
-    parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
+def cookie_header(settings: PanelSettings, name: str, value: str, *, max_age: int | None = None) -> str:
+    """A Set-Cookie value for the panel cookie ``name`` (a base name such as ``LANGUAGE_COOKIE``):
+    HttpOnly, SameSite=Lax, Path=/ and no Domain; Secure and __Host- prefixed when cookies are secure."""
+    parts = [f"{settings.cookie_name(name)}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
-    if secure:
+    if settings.secure_cookies:
         parts.append("Secure")
     return "; ".join(parts)
 
@@ -54,7 +68,7 @@ def _with_cookies(send: Send, cookies: Iterable[str]) -> Send:
 
 class SecurityHeadersMiddleware:
     """CSP without inline script, no framing, no sniffing; pages are never cached (the back button after
-    sign-out must show nothing)."""
+    sign-out must show nothing); HSTS when the panel is served over HTTPS."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
@@ -83,68 +97,6 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class SessionMiddleware:
-    """Loads the signed-in user (or none) from the session cookie, picks the language and the CSRF
-    token the next unsafe request must echo."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        state = runtime_from_scope(scope)
-        settings = state.settings
-        connection = HTTPConnection(scope)
-        cookies: list[str] = []
-        user: CurrentUser | None = None
-        token = connection.cookies.get(settings.session_cookie)
-        if token:
-            async with state.sessionmaker() as session:
-                found = await get_active_session(session, token, settings)
-                if found is not None:
-                    record, account = found
-                    user = CurrentUser(
-                        account_id=account.id,
-                        username=account.username,
-                        display_name=account.display_name,
-                        role=account.role,
-                        permissions=state.permissions.effective(account.role, account.permissions),
-                        language=account.language,
-                        timezone=account.timezone,
-                        presence=account.presence,
-                        session_id=record.id,
-                        csrf_token=record.csrf_token,
-                    )
-                    if touch_session(record):
-                        await session.commit()
-            if user is None:
-                cookies.append(
-                    cookie_header(settings.session_cookie, "", secure=settings.secure_cookies, max_age=0)
-                )
-        scope[USER_KEY] = user
-
-        if user is not None:
-            scope[CSRF_KEY] = user.csrf_token
-            scope[LANGUAGE_KEY] = user.language
-        else:
-            anonymous_token = connection.cookies.get(ANONYMOUS_CSRF_COOKIE, "")
-            if len(anonymous_token) < 32:
-                anonymous_token = new_token()
-                cookies.append(
-                    cookie_header(ANONYMOUS_CSRF_COOKIE, anonymous_token, secure=settings.secure_cookies)
-                )
-            scope[CSRF_KEY] = anonymous_token
-            chosen = connection.cookies.get(LANGUAGE_COOKIE, "")
-            scope[LANGUAGE_KEY] = (
-                chosen
-                if chosen in LANGUAGES
-                else negotiate_language(connection.headers.get("accept-language"), settings.default_language)
-            )
-        await self.app(scope, receive, _with_cookies(send, cookies))
 
 
 class _BodyTooLarge(Exception):
@@ -181,14 +133,169 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class CSRFMiddleware:
-    """Every unsafe request must echo the session's CSRF token (form field `csrf_token` or header
-    `X-CSRF-Token`, compared in constant time) and, when it sends Origin, come from the panel itself."""
+def _declared_length(connection: HTTPConnection) -> int | None:
+    value = connection.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
 
-    def __init__(self, app: ASGIApp, *, trusted_origins: Iterable[str] = (), max_body_bytes: int) -> None:
+
+# Text no database column can hold: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates (no UTF-8
+# encoding; a multipart form may declare a charset such as unicode_escape that decodes to them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _form_has_unstorable_text(form: FormData) -> bool:
+    for name, value in form.multi_items():
+        text = (value.filename or "") if isinstance(value, UploadFile) else value
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(text):
+            return True
+    return False
+
+
+class RequestGuardMiddleware:
+    """Refuses, before any other work, what no panel route can take, with a clear 4xx:
+
+    - a NUL character in the path or the query (400): PostgreSQL cannot store one in text;
+    - on unsafe methods, a body over ``max_body_bytes`` (413), counted as it arrives whatever
+      Content-Length says, however the CSRF token is sent;
+    - a form with more fields, files or bytes per part than the settings allow, or that does not
+      parse (400), or with a NUL or a lone surrogate in a field (400): text no column can hold.
+
+    The form is parsed here once, within those limits, and left in the scope for the CSRF check;
+    the endpoint reads the same body again."""
+
+    def __init__(self, app: ASGIApp, *, settings: PanelSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+            await error_response(Request(scope), 400, "panel.error.bad_characters")(scope, receive, send)
+            return
+        if scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        limit = self.settings.max_body_bytes
+        declared = _declared_length(connection)
+        try:
+            if declared is not None and declared > limit:
+                raise _BodyTooLarge
+            body = await _read_body(receive, limit)
+        except _BodyTooLarge:
+            await error_response(Request(scope), 413, "panel.error.too_large")(scope, receive, send)
+            return
+        content_type = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type not in FORM_TYPES:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            form = await Request(scope, _replay(body, receive)).form(
+                max_fields=self.settings.max_form_fields,
+                max_files=self.settings.max_form_files,
+                max_part_size=self.settings.max_form_part_bytes,
+            )
+        except (HTTPException, MultiPartException):
+            await error_response(Request(scope), 400, "panel.error.bad_form")(scope, receive, send)
+            return
+        try:
+            if _form_has_unstorable_text(form):
+                await error_response(Request(scope), 400, "panel.error.bad_characters")(scope, receive, send)
+                return
+            scope[FORM_KEY] = form
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            await form.close()
+
+
+class SessionMiddleware:
+    """Loads the signed-in user (or none) from the session cookie, picks the language and the CSRF
+    token the next unsafe request must echo. The lookup never takes SQLite's write lock; a session's
+    last-seen time is written at most once a minute, after the response, so no page waits for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        state = runtime_from_scope(scope)
+        settings = state.settings
+        connection = HTTPConnection(scope)
+        cookies: list[str] = []
+        user: CurrentUser | None = None
+        touch_due = False
+        token = connection.cookies.get(settings.session_cookie)
+        if token:
+            user, touch_due = await _load_user(state, token)
+            if user is None:
+                cookies.append(cookie_header(settings, SESSION_COOKIE, "", max_age=0))
+        scope[USER_KEY] = user
+
+        if user is not None:
+            scope[CSRF_KEY] = user.csrf_token
+            scope[LANGUAGE_KEY] = user.language
+        else:
+            anonymous_token = connection.cookies.get(settings.cookie_name(ANONYMOUS_CSRF_COOKIE), "")
+            now = time.time()
+            if not anonymous_token_valid(anonymous_token, settings.secret_key, now):
+                anonymous_token = issue_anonymous_token(settings.secret_key, now)
+                cookies.append(cookie_header(settings, ANONYMOUS_CSRF_COOKIE, anonymous_token))
+            scope[CSRF_KEY] = anonymous_token
+            chosen = connection.cookies.get(settings.cookie_name(LANGUAGE_COOKIE), "")
+            scope[LANGUAGE_KEY] = (
+                chosen
+                if chosen in LANGUAGES
+                else negotiate_language(connection.headers.get("accept-language"), settings.default_language)
+            )
+        await self.app(scope, receive, _with_cookies(send, cookies))
+        if user is not None and touch_due:
+            await _mark_activity(state, user.session_id)
+
+
+async def _load_user(state: PanelRuntime, token: str) -> tuple[CurrentUser | None, bool]:
+    """The signed-in user, and whether the session's last-seen time is due to be written."""
+    async with state.readers() as session:
+        found = await get_active_session(session, token, state.settings)
+    if found is None:
+        return None, False
+    record, account = found
+    user = CurrentUser(
+        account_id=account.id,
+        username=account.username,
+        display_name=account.display_name,
+        role=account.role,
+        permissions=state.permissions.effective(account.role, account.permissions),
+        language=account.language,
+        timezone=account.timezone,
+        presence=account.presence,
+        session_id=record.id,
+        csrf_token=record.csrf_token,
+    )
+    return user, needs_touch(record)
+
+
+async def _mark_activity(state: PanelRuntime, session_id: str) -> None:
+    """Runs once the response is sent. A miss costs nothing but a log line: the next request of the
+    session writes it."""
+    try:
+        async with state.sessionmaker() as session, session.begin():
+            await touch_session(session, session_id)
+    except SQLAlchemyError as error:
+        logger.warning("panel: session activity not recorded, the next request retries: %s", error)
+
+
+class CSRFMiddleware:
+    """Every unsafe request must echo the CSRF token the session middleware chose (form field
+    `csrf_token` or header `X-CSRF-Token`, compared in constant time) and, when it sends Origin, come
+    from the panel itself or a trusted origin."""
+
+    def __init__(self, app: ASGIApp, *, trusted_origins: Iterable[str] = ()) -> None:
         self.app = app
         self.trusted_origins = frozenset(origin.rstrip("/") for origin in trusted_origins)
-        self.max_body_bytes = max_body_bytes
 
     def _origin_allowed(self, connection: HTTPConnection) -> bool:
         origin = connection.headers.get("origin")
@@ -203,25 +310,19 @@ class CSRFMiddleware:
             return
         connection = HTTPConnection(scope)
         expected = scope.get(CSRF_KEY)
-        if not self._origin_allowed(connection) or not isinstance(expected, str) or not expected:
-            await error_response(Request(scope), 403, "panel.error.csrf")(scope, receive, send)
-            return
         submitted = connection.headers.get(CSRF_HEADER)
         if submitted is None:
-            try:
-                body = await _read_body(receive, self.max_body_bytes)
-            except _BodyTooLarge:
-                await error_response(Request(scope), 413, "panel.error.too_large")(scope, receive, send)
-                return
-            receive = _replay(body, receive)
-            form_request = Request(scope, _replay(body, receive))
-            try:
-                async with form_request.form() as form:
-                    value = form.get(CSRF_FIELD)
-                    submitted = value if isinstance(value, str) else None
-            except (HTTPException, ValueError):  # an unparsable body carries no token either way
-                submitted = None
-        if submitted is None or not hmac.compare_digest(submitted.encode(), expected.encode()):
+            form = scope.get(FORM_KEY)
+            value = form.get(CSRF_FIELD) if isinstance(form, FormData) else None
+            submitted = value if isinstance(value, str) else None
+        if (
+            not self._origin_allowed(connection)
+            or not isinstance(expected, str)
+            or not expected
+            or submitted is None
+            or not submitted.isascii()
+            or not hmac.compare_digest(submitted, expected)
+        ):
             await error_response(Request(scope), 403, "panel.error.csrf")(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -18,7 +18,7 @@ from plugins.contract import MenuItem, Plugin
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
-    from panel.auth.passwords import PasswordPolicy
+    from panel.auth.passwords import PasswordHashing, PasswordPolicy
     from panel.auth.permissions import PermissionRegistry
     from panel.i18n import Catalog
 
@@ -68,10 +68,14 @@ class PanelRuntime:
     settings: PanelSettings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Read-only units of work: on SQLite they never take the write lock the daemon's commits need.
+    readers: async_sessionmaker[AsyncSession]
     bus: EventBus | None
     plugins: tuple[Plugin, ...]
     permissions: PermissionRegistry
     passwords: PasswordPolicy
+    # Hashing for requests: off the event loop, a few at a time (see `PasswordHashing`).
+    hashing: PasswordHashing
     catalog: Catalog
     templates: Jinja2Templates
     menu: tuple[MenuItem, ...]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Sequence
 
@@ -22,25 +21,20 @@ from plugins.contract import Plugin
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def settings_from_config(config: Config) -> PanelSettings:
-    """Panel settings from the daemon's configuration. Cookies carry Secure unless the panel listens
-    on loopback only (the demo on http://127.0.0.1), where browsers would otherwise drop them."""
-    listen = config.panel.listen
+    """Panel settings from the daemon's configuration. Cookies are Secure (and __Host- prefixed) and
+    HSTS is sent unless ``[panel] public_url`` is an http:// URL (the demo on http://127.0.0.1): the
+    panel usually listens on loopback behind a TLS proxy, so where it listens tells nothing. The
+    public URL's origin is also accepted as the Origin of unsafe requests."""
+    panel = config.panel
     return PanelSettings(
         database_url=config.database.url,
         bus_url=config.bus.url,
-        host=listen.host,
-        port=listen.port,
-        secure_cookies=not _is_loopback(listen.host),
+        host=panel.listen.host,
+        port=panel.listen.port,
+        secure_cookies=panel.secure,
+        secret_key=panel.secret_key,
+        trusted_origins=(panel.public_url,) if panel.public_url is not None else (),
     )
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
+
+from gatewayd.config import Secret
+
+# Secure cookies carry this prefix: the browser then accepts them only with Secure, Path=/ and no
+# Domain, so a sibling site (or plain-HTTP page) of the same domain cannot plant them.
+SECURE_COOKIE_PREFIX = "__Host-"
+SESSION_COOKIE = "echat_session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,20 +28,43 @@ class PanelSettings:
     bus_url: str = "memory://"
     host: str = "127.0.0.1"
     port: int = 8080
-    # Cookies carry Secure unless the panel is served over plain HTTP on purpose (local demo).
+    # Cookies carry Secure (and the __Host- prefix) unless the panel is served over plain HTTP on
+    # purpose (the local demo): `[panel] public_url` decides (see `panel.serve.settings_from_config`).
     secure_cookies: bool = True
-    session_cookie: str = "echat_session"
+    # Signs the anonymous CSRF token (the sign-in form's); a random one when not configured.
+    secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)), repr=False)
     session_idle_minutes: int = 120
     session_lifetime_hours: int = 12
-    max_failed_logins: int = 5
-    lock_minutes: int = 15
+    # Failed sign-ins per user name (known or not) answered at once; each further one doubles a
+    # wait before the next try, from login_delay_seconds up to login_delay_max_seconds. Failures
+    # older than login_failure_window_minutes are forgotten.
+    login_free_failures: int = 3
+    login_delay_seconds: float = 1.0
+    login_delay_max_seconds: float = 60.0
+    login_failure_window_minutes: int = 15
     ip_max_failures: int = 20
     ip_window_minutes: int = 10
+    # argon2 runs in this many worker threads; this many more sign-ins may wait for one, the rest
+    # are answered 503 at once.
+    password_hash_workers: int = 2
+    password_hash_queue: int = 8
     # Extra origins accepted on unsafe requests besides the panel's own (e.g. behind a TLS proxy).
     trusted_origins: tuple[str, ...] = ()
     default_language: str = "es"
     default_timezone: str = "Europe/Madrid"
     argon2: Argon2Params = field(default_factory=Argon2Params)
+    # Every unsafe request: at most this many body bytes, form fields, uploaded files and bytes per part.
     max_body_bytes: int = 10 * 1024 * 1024
+    max_form_fields: int = 50
+    max_form_files: int = 0
+    max_form_part_bytes: int = 1024 * 1024
     # None: every plugin of the `echat.plugins` entry-point group; else "module:attribute" references.
     plugins: tuple[str, ...] | None = None
+
+    def cookie_name(self, name: str) -> str:
+        """The name a panel cookie is sent under: prefixed with __Host- when cookies are Secure."""
+        return f"{SECURE_COOKIE_PREFIX}{name}" if self.secure_cookies else name
+
+    @property
+    def session_cookie(self) -> str:
+        return self.cookie_name(SESSION_COOKIE)

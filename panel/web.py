@@ -6,17 +6,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
 from panel.auth.identity import CurrentUser
+from panel.i18n import negotiate_language
 from panel.runtime import PanelRuntime, PanelStateMissing, runtime
 
 USER_KEY = "echat.user"
 CSRF_KEY = "echat.csrf"
+FORM_KEY = "echat.form"  # the unsafe request's form, parsed within the panel's limits
 LANGUAGE_KEY = "echat.language"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+
+class DatabaseIdConvertor(Convertor[int]):
+    """``{name:id}`` in a route path: a database id, 1 to 18 digits, so it always fits a 64-bit
+    column. Anything longer is no route (404), never an overflow in the database driver."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", DatabaseIdConvertor())
 
 
 def current_user(connection: HTTPConnection) -> CurrentUser | None:
@@ -41,7 +60,9 @@ def language(connection: HTTPConnection) -> str:
     found = connection.scope.get(LANGUAGE_KEY)
     if isinstance(found, str):
         return found
-    return runtime(connection).settings.default_language
+    # Before the session middleware chose one (a request refused at the door): the browser's.
+    default = runtime(connection).settings.default_language
+    return negotiate_language(connection.headers.get("accept-language"), default)
 
 
 def gettext(connection: HTTPConnection, key: str, /, **params: object) -> str:
@@ -51,6 +72,12 @@ def gettext(connection: HTTPConnection, key: str, /, **params: object) -> str:
 def db(connection: HTTPConnection) -> AsyncSession:
     """A new session (one unit of work): `async with db(request) as session, session.begin(): ...`."""
     return runtime(connection).sessionmaker()
+
+
+def db_read(connection: HTTPConnection) -> AsyncSession:
+    """A new session for a unit of work that only reads (`async with db_read(request) as session:`).
+    On SQLite it never takes the write lock, so pages do not hold up the daemon's commits."""
+    return runtime(connection).readers()
 
 
 def panel(connection: HTTPConnection) -> PanelRuntime:

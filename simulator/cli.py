@@ -1,7 +1,7 @@
 """``gatewayd simulator``: run the simulator, or talk to a running one through its control API.
 
 gatewayd simulator                          # movistar :2775, vodafone :2776, API :8025
-gatewayd simulator --config sim.toml --trace pdus.jsonl
+gatewayd simulator --config sim.toml --trace pdus.jsonl --trace-dir /var/tmp/traces
 gatewayd simulator inject --carrier movistar --from 34600111222 --to 997745 --text "Hola"
 """
 
@@ -37,6 +37,9 @@ def add_simulator_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--control-port", metavar="PORT", type=int, help="control API port (8025)")
     parser.add_argument("--no-api", action="store_true", help="run without the control API")
     parser.add_argument("--trace", metavar="FILE", help="write every PDU, decoded, as JSON lines to FILE")
+    parser.add_argument(
+        "--trace-dir", metavar="DIR", help="where PUT /api/trace may create trace files (default: .)"
+    )
     parser.add_argument("--seed", type=int, help="seed of the random choices (receipt states, delays, load)")
     actions = parser.add_subparsers(dest="simulator_action", metavar="ACTION")
     inject = actions.add_parser(
@@ -87,6 +90,8 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         config = replace(config, control_port=None)
     if args.trace:
         config = replace(config, trace_path=args.trace)
+    if args.trace_dir:
+        config = replace(config, trace_dir=args.trace_dir)
     if args.seed is not None:
         config = replace(config, seed=args.seed)
     return config

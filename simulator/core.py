@@ -30,7 +30,7 @@ from simulator.pdu_json import message_content
 from simulator.profiles import CarrierProfile, SimulatorConfig, default_config, parse_carrier
 from simulator.settings import Reader, SettingsError
 from simulator.timerwheel import TimerWheel
-from simulator.trace import PDUTracer
+from simulator.trace import PDUTracer, trace_file
 from smpp.aio import SMSCServer
 from smpp.text import MAX_PARTS
 
@@ -113,7 +113,11 @@ class Simulator:
     async def _start_api(self) -> None:
         from simulator.api import create_app
 
-        sock = socket.socket(socket.AF_INET6 if ":" in self.config.control_host else socket.AF_INET)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto
+        # says TCP, and without it every response after the first on a kept-alive connection waits
+        # for the client's delayed ACK (~40 ms).
+        family = socket.AF_INET6 if ":" in self.config.control_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.control_host, self.config.control_port or 0))
         self._api_port = sock.getsockname()[1]
@@ -344,6 +348,19 @@ class Simulator:
         targets = [self.carrier(carrier)] if carrier is not None else list(self.carriers.values())
         for target in targets:
             target.faults.clear()
+
+    def trace_to(self, name: str | None) -> None:
+        """Trace into the file ``name`` in the configured trace directory, or stop with None (the control
+        API's way: ``set_trace`` takes any path). Raises ``SettingsError`` for a bad name or a file that
+        cannot be opened."""
+        if name is None:
+            self.set_trace(None)
+            return
+        path = trace_file(self.config.trace_dir, name)
+        try:
+            self.set_trace(path)
+        except OSError as exc:
+            raise SettingsError(f"name: cannot open {path}: {exc.strerror or exc}") from None
 
     def set_trace(self, path: str | None) -> None:
         if self.tracer is not None:

@@ -79,7 +79,7 @@ class FaultState:
             count, seconds = 0, 0.0
             if sub is not None:
                 count = sub.integer("count", 0, minimum=0)
-                seconds = sub.number("seconds", 0.0, minimum=0)
+                seconds = sub.seconds("seconds", 0.0)
                 sub.finish()
                 if count == 0 and seconds == 0:
                     raise SettingsError(f"{reader.key('msgqful')}: give count (submits) and/or seconds")
@@ -88,7 +88,7 @@ class FaultState:
             sub = _sub_or_off(reader, "slow")
             seconds = 0.0
             if sub is not None:
-                seconds = sub.number("seconds", minimum=0, exclusive_minimum=True, maximum=3600)
+                seconds = sub.seconds("seconds", positive=True, maximum=3600)
                 sub.finish()
             staged["slow"] = seconds
         for flag in ("no_response", "generic_nack", "ignore_enquire_link"):

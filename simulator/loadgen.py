@@ -56,8 +56,8 @@ def parse_load_spec(reader: Reader) -> LoadSpec:
     low, high = 1.0, 5.0
     delay = reader.sub("reply_delay")
     if delay is not None:
-        low = delay.number("low", low, minimum=0)
-        high = delay.number("high", max(low, high), minimum=0)
+        low = delay.seconds("low", low)
+        high = delay.seconds("high", max(low, high))
         delay.finish()
         if high < low:
             raise SettingsError(f"{delay.key('high')}: must be at least low ({low:g})")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, plan_for
 from simulator.redelivery import RedeliveryPolicy
-from simulator.settings import Reader, SettingsError
+from simulator.settings import Reader, SettingsError, read_toml_file
 from smpp.constants import BindType, MessageState
 
 #: Final states a receipt can report, by their receipt text ("stat:" field), with the SMPP message_state.
@@ -151,6 +150,8 @@ class SimulatorConfig:
     mt_store_size: int = 100_000
     #: JSON-lines file that receives every PDU, decoded; None = no trace.
     trace_path: str | None = None
+    #: Where the control API's ``PUT /api/trace`` writes (it names a file in here, never a path).
+    trace_dir: str = "."
     #: Period of the timer that sends due receipts and generated load, in seconds.
     tick: float = 0.01
     seed: int | None = None
@@ -200,10 +201,10 @@ def default_config() -> SimulatorConfig:
 
 def parse_delay(reader: Reader, base: DelayDistribution) -> DelayDistribution:
     kind = reader.choice("kind", DELAY_KINDS, base.kind)
-    seconds = reader.number("seconds", base.seconds, minimum=0)
-    low = reader.number("low", base.low, minimum=0)
-    high = reader.number("high", base.high, minimum=0)
-    mean = reader.number("mean", base.mean, minimum=0)
+    seconds = reader.seconds("seconds", base.seconds)
+    low = reader.seconds("low", base.low)
+    high = reader.seconds("high", base.high)
+    mean = reader.seconds("mean", base.mean)
     reader.finish()
     if high < low:
         raise SettingsError(f"{reader.key('high')}: must be at least low ({low:g}), got {high:g}")
@@ -327,9 +328,9 @@ def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None)
 
 def parse_redelivery(reader: Reader, base: RedeliveryPolicy) -> RedeliveryPolicy:
     """``[carriers.redelivery]``: initial, maximum, window (seconds) and max_attempts."""
-    initial = reader.number("initial", base.initial, minimum=0, exclusive_minimum=True)
-    maximum = reader.number("maximum", base.maximum, minimum=0, exclusive_minimum=True)
-    window = reader.number("window", base.window, minimum=0, exclusive_minimum=True)
+    initial = reader.seconds("initial", base.initial, positive=True)
+    maximum = reader.seconds("maximum", base.maximum, positive=True)
+    window = reader.seconds("window", base.window, positive=True)
     max_attempts = reader.integer("max_attempts", base.max_attempts, minimum=1)
     reader.finish()
     if maximum < initial:
@@ -364,6 +365,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SimulatorCo
             control.finish()
         mt_store_size = reader.integer("mt_store_size", defaults.mt_store_size, minimum=1)
         trace = reader.string("trace", "") or None
+        trace_dir = reader.string("trace_dir", defaults.trace_dir, allow_empty=False)
         tick = reader.number("tick", defaults.tick, minimum=0.001, maximum=1.0)
         seed = reader.integer("seed") if reader.has("seed") else None
         carriers = defaults.carriers
@@ -384,19 +386,14 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SimulatorCo
         control_port=control_port,
         mt_store_size=mt_store_size,
         trace_path=trace,
+        trace_dir=trace_dir,
         tick=tick,
         seed=seed,
     )
 
 
 def load_config(path: str | Path) -> SimulatorConfig:
-    """Read a TOML file; a bad value raises :class:`SettingsError` naming the file and the key."""
-    path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    """Read a TOML file; a bad value raises :class:`SettingsError` naming the file and the key (an
+    unusable file, :class:`~simulator.settings.FileProblem`)."""
+    data, _ = read_toml_file(path)
     return parse_config(data, str(path))

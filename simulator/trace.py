@@ -7,11 +7,29 @@ Buffered by the file object and flushed by the simulator's clock, so tracing cos
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from typing import IO
 
 from simulator.pdu_json import pdu_to_dict
+from simulator.settings import SettingsError
 from smpp.pdu import PDU
+
+#: A trace file the control API may name: no directory part, not hidden, and a ``.jsonl`` file, so
+#: no request can reach a file outside the trace directory or one that is not a trace.
+TRACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.jsonl")
+
+
+def trace_file(directory: str, name: str) -> str:
+    """The path of the trace file ``name`` in ``directory`` (the control API names files; only the
+    simulator's operator chooses where they go)."""
+    if not TRACE_NAME.fullmatch(name):
+        raise SettingsError(
+            f"name: {name[:80]!r} is not a trace file name: letters, digits, '.', '_' or '-', "
+            f"ending in .jsonl (the file goes in the trace directory {directory})"
+        )
+    return os.path.abspath(os.path.join(directory, name))
 
 
 class PDUTracer:

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, select
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, case, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gatewayd.store._dialect import table_of, upsert_insert
 from gatewayd.store.base import Base, utcnow
 
 
@@ -48,8 +49,6 @@ class Account(Base):
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     locked: Mapped[bool] = mapped_column(default=False)
     lock_reason: Mapped[str | None] = mapped_column(String(255), default=None)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(default=None)
     language: Mapped[str] = mapped_column(String(8), default="es")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Madrid")
     presence: Mapped[Presence] = mapped_column(
@@ -101,6 +100,18 @@ class LoginAttempt(Base):
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class LoginThrottle(Base):
+    """Recent failed sign-ins under one user name, whether an account has that name or not (so a
+    delay tells nothing about which names exist). Deleted by a successful sign-in, a new password or
+    an unlock."""
+
+    __tablename__ = "login_throttles"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int]
+    last_failure_at: Mapped[datetime]
+
+
 async def get_account(session: AsyncSession, account_id: int) -> Account | None:
     return await session.get(Account, account_id)
 
@@ -113,3 +124,30 @@ async def get_account_by_username(session: AsyncSession, username: str) -> Accou
 async def list_accounts(session: AsyncSession) -> Sequence[Account]:
     result = await session.execute(select(Account).order_by(Account.username))
     return result.scalars().all()
+
+
+async def get_login_throttle(session: AsyncSession, username: str) -> LoginThrottle | None:
+    return await session.get(LoginThrottle, username)
+
+
+async def record_login_failure(
+    session: AsyncSession, username: str, now: datetime, *, forget_before: datetime
+) -> None:
+    """One more failure under ``username``; failures from before ``forget_before`` no longer count.
+    One statement, so concurrent failures under one name all count."""
+    table = table_of(LoginThrottle)
+    statement = upsert_insert(session, table).values(username=username, failures=1, last_failure_at=now)
+    recent = table.c.last_failure_at >= forget_before
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.username],
+            set_={
+                "failures": case((recent, table.c.failures + 1), else_=1),
+                "last_failure_at": now,
+            },
+        )
+    )
+
+
+async def clear_login_failures(session: AsyncSession, username: str) -> None:
+    await session.execute(delete(LoginThrottle).where(LoginThrottle.username == username))

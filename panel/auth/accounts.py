@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store.accounts import Account, Role, get_account_by_username
+from gatewayd.store.accounts import Account, Role, clear_login_failures, get_account_by_username
 from gatewayd.store.base import utcnow
 from panel.auth.passwords import PasswordPolicy, check_password_rules
 from panel.auth.permissions import PermissionRegistry
@@ -97,13 +97,29 @@ async def set_password(
     keep_session_id: str | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Change the password and end every other session of the account; returns how many ended."""
+    """Change the password and end every other session of the account; returns how many ended.
+    Hashes on the calling thread: the panel's requests hash in its workers and call
+    `store_password_hash`."""
     check_password_rules(new_password, account.username)
+    return await store_password_hash(
+        session, account, passwords.hash(new_password), keep_session_id=keep_session_id, now=now
+    )
+
+
+async def store_password_hash(
+    session: AsyncSession,
+    account: Account,
+    password_hash: str,
+    *,
+    keep_session_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Store a new password's hash (its rules already checked), forget the failed sign-ins under the
+    account's name and end every other session of the account; returns how many ended."""
     now = now or utcnow()
-    account.password_hash = passwords.hash(new_password)
+    account.password_hash = password_hash
     account.password_changed_at = now
-    account.failed_logins = 0
-    account.locked_until = None
+    await clear_login_failures(session, account.username)
     return await revoke_account_sessions(session, account.id, now=now, keep_session_id=keep_session_id)
 
 
@@ -120,9 +136,8 @@ async def lock_account(
     return await revoke_account_sessions(session, account.id, now=now or utcnow())
 
 
-def unlock_account(account: Account) -> None:
-    """Lift both the administrator's lock and the failed-login lock."""
+async def unlock_account(session: AsyncSession, account: Account) -> None:
+    """Lift the administrator's lock and the delay recent failed sign-ins put on the account's name."""
     account.locked = False
     account.lock_reason = None
-    account.failed_logins = 0
-    account.locked_until = None
+    await clear_login_failures(session, account.username)

@@ -129,8 +129,8 @@ async def user_passwd(
     argon2: Argon2Params | None = None,
     bus: EventBus | None = None,
 ) -> int:
-    """Set a new password (and unlock a failed-login lock); returns how many sessions were ended
-    (announced on ``bus`` when some were)."""
+    """Set a new password (and lift the sign-in delay on the name); returns how many sessions ended
+    (announced on ``bus`` when some did)."""
     try:
         async with _unit_of_work(url) as session:
             account = await _existing(session, username)
@@ -154,7 +154,7 @@ async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus 
 
 async def user_unlock(url: str, username: str) -> None:
     async with _unit_of_work(url) as session:
-        unlock_account(await _existing(session, username))
+        await unlock_account(session, await _existing(session, username))
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -222,7 +222,7 @@ def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
     lock.add_argument("--reason", default="")
     lock.set_defaults(user_action=_lock)
 
-    unlock = actions.add_parser("unlock", help="unlock an account")
+    unlock = actions.add_parser("unlock", help="unlock an account and lift its sign-in delay")
     unlock.add_argument("username")
     unlock.set_defaults(user_action=_unlock)
     return user

@@ -75,13 +75,16 @@ async def get_active_session(
     return record, account
 
 
-def touch_session(record: WebSession, *, now: datetime | None = None) -> bool:
-    """Mark activity; returns whether the row changed (the caller then commits)."""
-    now = now or utcnow()
-    if now - record.last_seen_at < TOUCH_INTERVAL:
-        return False
-    record.last_seen_at = now
-    return True
+def needs_touch(record: WebSession, *, now: datetime | None = None) -> bool:
+    """Whether the session's last-seen time is due to be written (see `TOUCH_INTERVAL`)."""
+    return (now or utcnow()) - record.last_seen_at >= TOUCH_INTERVAL
+
+
+async def touch_session(session: AsyncSession, session_id: str, *, now: datetime | None = None) -> None:
+    """Mark activity. The caller commits."""
+    await session.execute(
+        update(WebSession).where(WebSession.id == session_id).values(last_seen_at=now or utcnow())
+    )
 
 
 async def revoke_session(session: AsyncSession, token: str, *, now: datetime | None = None) -> bool:

@@ -20,6 +20,11 @@ MESSAGES: dict[str, str] = {
     "panel.presence.paused": "En pausa",
     "panel.presence.offline": "Desconectado",
     "panel.error.title": "Error {status}",
+    "panel.error.400": "La petición no es válida.",
+    "panel.error.bad_form": (
+        "No se pudo leer el formulario: demasiados campos o ficheros, o un campo demasiado largo."
+    ),
+    "panel.error.bad_characters": "La petición contiene un carácter no permitido (NUL o no válido).",
     "panel.error.401": "Tienes que iniciar sesión para ver esta página.",
     "panel.error.403": "Tu cuenta no tiene permiso para esta acción.",
     "panel.error.404": "La página no existe.",

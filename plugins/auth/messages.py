@@ -7,10 +7,8 @@ ES: dict[str, str] = {
     "auth.login.password": "Contraseña",
     "auth.login.submit": "Entrar",
     "auth.login.bad_credentials": "Usuario o contraseña incorrectos.",
-    "auth.login.locked": "Esta cuenta está bloqueada. Contacta con el administrador.",
-    "auth.login.temporarily_locked": (
-        "Demasiados intentos fallidos. La cuenta está bloqueada hasta las {until}."
-    ),
+    "auth.login.delayed": "Demasiados intentos fallidos. Espera {seconds} s y vuelve a intentarlo.",
+    "auth.login.busy": "El servidor está ocupado. Inténtalo de nuevo en un momento.",
     "auth.login.rate_limited": "Demasiados intentos desde esta conexión. Espera unos minutos.",
     "auth.login.signed_out": "Has salido de la cuenta.",
     "auth.profile.title": "Mi perfil",
@@ -41,8 +39,8 @@ EN: dict[str, str] = {
     "auth.login.password": "Password",
     "auth.login.submit": "Sign in",
     "auth.login.bad_credentials": "Wrong user name or password.",
-    "auth.login.locked": "This account is locked. Please contact the administrator.",
-    "auth.login.temporarily_locked": "Too many failed attempts. The account is locked until {until}.",
+    "auth.login.delayed": "Too many failed attempts. Please wait {seconds} s and try again.",
+    "auth.login.busy": "The server is busy. Please try again in a moment.",
     "auth.login.rate_limited": "Too many attempts from this connection. Please wait a few minutes.",
     "auth.login.signed_out": "You have signed out.",
     "auth.profile.title": "My profile",

@@ -10,20 +10,35 @@ from starlette.routing import Route
 
 from gatewayd.store.accounts import Account
 from panel.access import public, requires
-from panel.auth.accounts import AccountRejected, check_language, check_timezone, set_password
-from panel.auth.login import LoginOutcome, authenticate
-from panel.auth.passwords import PasswordRejected
-from panel.auth.sessions import create_session, revoke_session
-from panel.i18n import format_datetime
+from panel.auth.accounts import (
+    AccountRejected,
+    check_language,
+    check_timezone,
+    store_password_hash,
+)
+from panel.auth.identity import CurrentUser
+from panel.auth.login import LoginOutcome, SignIn, sign_in
+from panel.auth.passwords import HashingBusy, PasswordRejected, check_password_rules
+from panel.auth.sessions import revoke_session
 from panel.middleware import LANGUAGE_COOKIE, cookie_header
 from panel.presence import announce_account_change
-from panel.web import current_user, db, gettext, panel, render, require_user
+from panel.settings import SESSION_COOKIE
+from panel.web import current_user, db, db_read, gettext, panel, render, require_user
 
+# Unknown names, wrong passwords and locked accounts share one status and one message.
 FAILED_LOGIN_STATUS = {
     LoginOutcome.BAD_CREDENTIALS: 401,
-    LoginOutcome.LOCKED: 423,
-    LoginOutcome.TEMPORARILY_LOCKED: 423,
+    LoginOutcome.LOCKED: 401,
+    LoginOutcome.DELAYED: 429,
     LoginOutcome.RATE_LIMITED: 429,
+    LoginOutcome.BUSY: 503,
+}
+FAILED_LOGIN_MESSAGE = {
+    LoginOutcome.BAD_CREDENTIALS: "auth.login.bad_credentials",
+    LoginOutcome.LOCKED: "auth.login.bad_credentials",
+    LoginOutcome.DELAYED: "auth.login.delayed",
+    LoginOutcome.RATE_LIMITED: "auth.login.rate_limited",
+    LoginOutcome.BUSY: "auth.login.busy",
 }
 
 
@@ -36,8 +51,12 @@ def safe_next(value: object, default: str = "/") -> str:
     return value
 
 
+# What the ip columns hold: an IPv6 address in full. A proxy header may carry anything longer.
+MAX_IP_LENGTH = 45
+
+
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return request.client.host[:MAX_IP_LENGTH] if request.client else None
 
 
 def _form_text(value: object, limit: int = 512) -> str:
@@ -52,9 +71,11 @@ def _login_page(
     error: str | None = None,
     notice: str | None = None,
     status_code: int = 200,
+    retry_after: int | None = None,
 ) -> Response:
     context = {"next": next_path, "username": username, "error": error, "notice": notice}
-    return render(request, "auth/login.html", context, status_code=status_code)
+    headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+    return render(request, "auth/login.html", context, status_code=status_code, headers=headers)
 
 
 @public
@@ -71,42 +92,31 @@ async def login(request: Request) -> Response:
     state = panel(request)
     form = await request.form()
     username = _form_text(form.get("username"), 64)
-    password = _form_text(form.get("password"), 1024)
     next_path = safe_next(form.get("next"))
-    async with db(request) as session, session.begin():
-        result = await authenticate(
-            session,
-            state.passwords,
-            state.settings,
-            username=username,
-            password=password,
-            ip=_client_ip(request),
+    attempt = SignIn(
+        username=username,
+        password=_form_text(form.get("password"), 1024),
+        ip=_client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        presented_token=request.cookies.get(state.settings.session_cookie),
+    )
+    result = await sign_in(state, attempt)
+    if result.issued is not None:
+        previous = current_user(request)
+        if previous is not None:  # the session this browser presented has ended: its desks end now
+            await announce_account_change(state.bus, previous.account_id)
+        response: Response = RedirectResponse(next_path, status_code=303)
+        response.headers.append(
+            "set-cookie", cookie_header(state.settings, SESSION_COOKIE, result.issued.token)
         )
-        if result.outcome is LoginOutcome.OK and result.account is not None:
-            issued = await create_session(
-                session,
-                result.account,
-                state.settings,
-                ip=_client_ip(request),
-                user_agent=request.headers.get("user-agent"),
-            )
-            response: Response = RedirectResponse(next_path, status_code=303)
-            response.headers.append(
-                "set-cookie",
-                cookie_header(
-                    state.settings.session_cookie, issued.token, secure=state.settings.secure_cookies
-                ),
-            )
-            return response
-    timezone = result.account.timezone if result.account is not None else state.settings.default_timezone
-    until = format_datetime(result.locked_until, timezone, "time") if result.locked_until else ""
-    error = gettext(request, f"auth.login.{result.outcome.value}", until=until)
+        return response
     return _login_page(
         request,
         next_path=next_path,
         username=username,
-        error=error,
+        error=gettext(request, FAILED_LOGIN_MESSAGE[result.outcome], seconds=result.retry_after),
         status_code=FAILED_LOGIN_STATUS[result.outcome],
+        retry_after=result.retry_after,
     )
 
 
@@ -120,9 +130,7 @@ async def logout(request: Request) -> Response:
     # Open desks of this session end now; an operator with no other session leaves the desk.
     await announce_account_change(state.bus, require_user(request).account_id)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
-    response.headers.append(
-        "set-cookie", cookie_header(settings.session_cookie, "", secure=settings.secure_cookies, max_age=0)
-    )
+    response.headers.append("set-cookie", cookie_header(settings, SESSION_COOKIE, "", max_age=0))
     return response
 
 
@@ -143,8 +151,7 @@ async def switch_language(request: Request) -> Response:
                 account.language = chosen
     settings = panel(request).settings
     response.headers.append(
-        "set-cookie",
-        cookie_header(LANGUAGE_COOKIE, chosen, secure=settings.secure_cookies, max_age=365 * 86400),
+        "set-cookie", cookie_header(settings, LANGUAGE_COOKIE, chosen, max_age=365 * 86400)
     )
     return response
 
@@ -157,7 +164,7 @@ async def _profile_page(
     request: Request, *, message: str | None = None, error: str | None = None, status_code: int = 200
 ) -> Response:
     user = require_user(request)
-    async with db(request) as session:
+    async with db_read(request) as session:
         account = await session.get(Account, user.account_id)
     context = {
         "account": account,
@@ -174,29 +181,53 @@ async def profile(request: Request) -> Response:
     return await _profile_page(request, message=gettext(request, "auth.profile.saved") if saved else None)
 
 
+async def _new_password_hash(
+    request: Request, user: CurrentUser, current: str, new: str
+) -> tuple[str, str] | None:
+    """(the hash the current password was verified against, the new password's hash), or None when
+    the current password is wrong. Hashing runs in the panel's workers, outside any transaction.
+    Raises `PasswordRejected` (a rule of new passwords) or `HashingBusy`."""
+    state = panel(request)
+    check_password_rules(new, user.username)
+    async with db_read(request) as session:
+        account = await session.get(Account, user.account_id)
+    if account is None or not await state.hashing.verify(account.password_hash, current):
+        return None
+    return account.password_hash, await state.hashing.hash(new)
+
+
 @requires()
 async def change_password(request: Request) -> Response:
     user = require_user(request)
-    state = panel(request)
     form = await request.form()
     current = _form_text(form.get("current_password"), 1024)
     new = _form_text(form.get("new_password"), 1024)
     if new != _form_text(form.get("confirm_password"), 1024):
         return await _profile_page(request, error=gettext(request, "auth.profile.mismatch"), status_code=400)
-    error: str | None = None
-    async with db(request) as session, session.begin():
-        account = await session.get(Account, user.account_id)
-        if account is None or not state.passwords.verify(account.password_hash, current):
-            error = gettext(request, "auth.profile.wrong_password")
-        else:
-            try:
-                await set_password(session, state.passwords, account, new, keep_session_id=user.session_id)
-            except PasswordRejected as rejected:
-                error = gettext(request, rejected.key, **rejected.params)
+    try:
+        hashes = await _new_password_hash(request, user, current, new)
+    except PasswordRejected as rejected:
+        return await _profile_page(
+            request, error=gettext(request, rejected.key, **rejected.params), status_code=400
+        )
+    except HashingBusy:
+        return await _profile_page(request, error=gettext(request, "auth.login.busy"), status_code=503)
+    stored = False
+    if hashes is not None:
+        verified_hash, new_hash = hashes
+        async with db(request) as session, session.begin():
+            account = await session.get(Account, user.account_id, with_for_update=True)
+            # Stored only if the password did not change since the current one was verified.
+            if account is not None and account.password_hash == verified_hash:
+                await store_password_hash(session, account, new_hash, keep_session_id=user.session_id)
+                stored = True
     # Rendered once the transaction is over: the page opens a session of its own.
-    if error is not None:
+    if not stored:
+        error = gettext(request, "auth.profile.wrong_password")
         return await _profile_page(request, error=error, status_code=400)
-    await announce_account_change(state.bus, user.account_id)  # the other sessions' open desks end now
+    await announce_account_change(
+        panel(request).bus, user.account_id
+    )  # the other sessions' open desks end now
     return await _profile_page(request, message=gettext(request, "auth.profile.password_changed"))
 
 

@@ -27,7 +27,7 @@ from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from panel.i18n import zone_or_utc
-from panel.web import db, error_response, gettext, panel, render, require_user
+from panel.web import db, db_read, error_response, gettext, panel, render, require_user
 from plugins.desk.charts import client_charts
 from plugins.desk.queries import (
     ConversationView,
@@ -131,7 +131,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
     view: ConversationView | None = None
     notice = request.query_params.get("notice")
     notice_mt: dict[str, Any] | None = None
-    async with db(request) as session:
+    async with db_read(request) as session:
         queue = await operator_queue(session, user.account_id, now, settings.policy)
         sent_id = _int_param(request.query_params.get("mt")) if notice == "sent" else None
         sent_status = await sent_mt_status(session, sent_id, user.account_id) if sent_id else None
@@ -170,7 +170,7 @@ async def desk(request: Request) -> Response:
     user = require_user(request)
     selected = _int_param(request.query_params.get("c"))
     if selected is None:
-        async with db(request) as session:
+        async with db_read(request) as session:
             selected = await next_waiting(session, user.account_id)
         selected = selected or _int_param(request.query_params.get("after"))
     return await _render_desk(request, DeskPage(selected))
@@ -282,7 +282,7 @@ async def _render_push(
     request: Request, *, error: str | None = None, client: str = "", text: str = "", status_code: int = 200
 ) -> Response:
     user = require_user(request)
-    async with db(request) as session:
+    async with db_read(request) as session:
         pushes = await recent_pushes(session, user.account_id)
     sent = _int_param(request.query_params.get("sent"))
     context = {
@@ -360,8 +360,8 @@ routes = [
     Route("/desk/events", desk_events, methods=["GET"], name="desk.events"),
     Route("/desk/presence", change_presence, methods=["POST"], name="desk.presence"),
     Route("/desk/draft", draft, methods=["POST"], name="desk.draft"),
-    Route("/desk/conversations/{conversation_id:int}/reply", reply, methods=["POST"], name="desk.reply"),
-    Route("/desk/conversations/{conversation_id:int}/close", close, methods=["POST"], name="desk.close"),
+    Route("/desk/conversations/{conversation_id:id}/reply", reply, methods=["POST"], name="desk.reply"),
+    Route("/desk/conversations/{conversation_id:id}/close", close, methods=["POST"], name="desk.close"),
     Route("/desk/clients/{client_id}/details", save_client, methods=["POST"], name="desk.client"),
     Route("/desk/push", push_page, methods=["GET"], name="desk.push_page"),
     Route("/desk/push", push, methods=["POST"], name="desk.push"),

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.events import Event
-from gatewayd.store.engine import read_session_factory
 from panel.assignment import AssignmentPolicy, AssignmentService
 from panel.runtime import PanelRuntime
 from plugins.contract import EventHandler, StartupHook
@@ -35,9 +34,6 @@ class DeskSettings:
 @dataclass(slots=True)
 class _Running:
     sessionmaker: async_sessionmaker[AsyncSession]
-    # Read-only units of work (the event streams' reads): on SQLite they never wait for, nor hold,
-    # the write lock the daemon's MO commits need.
-    readers: async_sessionmaker[AsyncSession]
     service: AssignmentService
     settings: DeskSettings
     sweep: asyncio.Task[None]
@@ -65,10 +61,6 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
     return _running(runtime).settings
 
 
-def desk_readers(runtime: PanelRuntime) -> async_sessionmaker[AsyncSession]:
-    return _running(runtime).readers
-
-
 def startup_hook(settings: DeskSettings) -> StartupHook:
     async def start_assignment(runtime: PanelRuntime) -> None:
         service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
@@ -77,8 +69,7 @@ def startup_hook(settings: DeskSettings) -> StartupHook:
         sweep = asyncio.get_running_loop().create_task(
             _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
-        readers = read_session_factory(runtime.engine)
-        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, readers, service, settings, sweep)
+        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, service, settings, sweep)
 
     return start_assignment
 

@@ -52,7 +52,7 @@ from plugins.desk.queries import (
     operator_queue,
     watched_mt_ids,
 )
-from plugins.desk.service import desk_readers, desk_settings
+from plugins.desk.service import desk_settings
 
 T = TypeVar("T")
 
@@ -130,7 +130,7 @@ class OperatorStream:
         return await _unbroken(self._check_in(touch))
 
     async def _check_in(self, touch: bool) -> Presence | None:
-        sessions = self.runtime.sessionmaker if touch else desk_readers(self.runtime)
+        sessions = self.runtime.sessionmaker if touch else self.runtime.readers
         async with sessions() as session, session.begin():
             return await self._alive(session, touch=touch)
 
@@ -143,19 +143,19 @@ class OperatorStream:
         return found[1].presence
 
     async def _read(self, batch: _Batch) -> tuple[dict[int, MOEntry], dict[int, MTState]]:
-        async with desk_readers(self.runtime)() as session:
+        async with self.runtime.readers() as session:
             return await mo_entries(session, batch.mo_ids), await mt_states(session, batch.mt_ids)
 
     async def _read_assigned(self, conversation_id: int) -> tuple[list[QueueItem], set[int]]:
         policy = desk_settings(self.runtime).policy
-        async with desk_readers(self.runtime)() as session:
+        async with self.runtime.readers() as session:
             items = await operator_queue(
                 session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
             )
             return items, await watched_mt_ids(session, self.user.account_id)
 
     async def _read_holder(self, conversation_id: int) -> int | None:
-        async with desk_readers(self.runtime)() as session:
+        async with self.runtime.readers() as session:
             return await conversation_holder(session, conversation_id)
 
     # -- bus events ----------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +65,88 @@ def test_check_config_names_every_bad_key_with_file_and_line(
     country_line = lines.index('country = "Spain"') + 1
     assert f"{path}:{port_line}: carriers[0].binds[0].port" in error
     assert f"{path}:{country_line}: carriers[0].country" in error
+
+
+def test_check_config_refuses_nan_and_infinity(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.format(url=sqlite_url) + "\n[daemon]\nmt_claim_lease = nan\n"
+    text = text.replace("port = 2775", "port = 2775\ntps = inf")
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    lines = text.splitlines()
+    assert (
+        f"{path}:{lines.index('tps = inf') + 1}: carriers[0].binds[0].tps: must be a finite number" in error
+    )
+    lease_line = lines.index("mt_claim_lease = nan") + 1
+    assert f"{path}:{lease_line}: daemon.mt_claim_lease: must be a finite number, not nan" in error
+
+
+def test_check_config_gives_one_line_for_a_file_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        "latin1.toml": (
+            b'[log]\nlevel = "INFO" # caf\xe9\n',
+            ":2: <file>: not valid UTF-8: byte 0xe9 at byte offset",
+        ),
+        "deep.toml": (b"x = " + b"[" * 5000 + b"]" * 5000, ": <file>: nested deeper than 32 levels"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert main(["check-config", "--config", str(path)]) == 2
+        error = capsys.readouterr().err
+        assert f"  {path}{message}" in error and "Traceback" not in error
+
+
+def run_gatewayd(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``gatewayd`` in a child process whose address space is capped (a reader that slurps /dev/zero
+    fails there, not on the machine) and with a deadline (one that blocks on a FIFO fails the test)."""
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    command = [sys.executable, "-m", "gatewayd", *argv]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check-config", "--config", "/dev/zero"],
+        ["run", "--config", "/dev/zero"],
+        ["migrate", "--config", "/dev/zero"],
+        ["send", "--config", "/dev/zero", "600111222", "hola"],
+        ["panel", "--config", "/dev/zero"],
+        ["user", "--config", "/dev/zero", "add", "ana"],
+        ["simulator", "--config", "/dev/zero"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_every_command_refuses_a_device_as_its_configuration(command: list[str]) -> None:
+    finished = run_gatewayd(*command)
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stderr.count("/dev/zero") == 1 and "not a regular file" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_a_fifo_as_configuration_or_secret_file_is_refused_without_blocking(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    finished = run_gatewayd("check-config", "--config", str(fifo))
+    assert (finished.returncode, finished.stderr.splitlines()[-1].strip()) == (
+        2,
+        f"{fifo}: <file>: not a regular file",
+    )
+    text = GOOD.format(url=sqlite_url).replace('password = "secret1"', f'password_file = "{fifo}"')
+    finished = run_gatewayd("check-config", "--config", str(write(tmp_path, text)))
+    assert finished.returncode == 2 and f"{fifo}: not a regular file" in finished.stderr
 
 
 def test_migrate_then_send_queues_an_mt(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,26 @@ async def test_metrics_and_health_are_served(tmp_path: Path, sqlite_url: str, si
         received = f'gatewayd_mo_received_total{{carrier="movistar",short_code="{MOVISTAR_SHORT_CODE}"}} 1.0'
         assert received in metrics
         assert 'gatewayd_db_commit_seconds_count{operation="mo"}' in metrics
+
+
+async def test_scrapes_on_a_kept_alive_connection_are_not_held_by_delayed_acks(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator
+) -> None:
+    """Nagle's algorithm on the metrics socket held every response after the first on a connection
+    until the client's delayed ACK: ~44 ms a scrape."""
+    config = make_config(tmp_path, sqlite_url, simulator)
+    metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
+    config = dataclasses.replace(config, metrics=metrics_config)
+    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with running_daemon(config) as daemon:
+        await daemon.metrics_started.wait()
+        base = f"http://127.0.0.1:{daemon.metrics_service.port}"
+        async with httpx.AsyncClient(base_url=base, limits=one_connection) as client:
+            started = time.perf_counter()
+            for _ in range(200):
+                assert (await client.get("/metrics")).status_code == 200
+            elapsed = time.perf_counter() - started
+    assert elapsed < 3.0, f"200 scrapes on one connection took {elapsed:.1f} s"
 
 
 def test_dashboard_uses_only_exported_metrics() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -105,3 +108,44 @@ async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str)
         assert f"WHERE ({column} IS NOT NULL)" in definitions[f"ix_mt_messages_{column}"]
     assert "ix_mt_messages_status_next_attempt_at" not in definitions
     assert options == ["fillfactor=50"]
+
+
+async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(database_url: str) -> None:
+    # 0006 drops two account columns: on SQLite by ALTER TABLE, not by copying the table, whose old
+    # copy's DROP would cascade (foreign keys are on) and delete every web session.
+    def upgrade_to(revision: str) -> Callable[[Connection], None]:
+        def run(connection: Connection) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+        return run
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("0005"))
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO accounts (id, username, display_name, password_hash, role, permissions,"
+                    " locked, failed_logins, language, timezone, presence, max_open_conversations,"
+                    " created_at, password_changed_at) VALUES (1, 'ana', 'Ana', 'x', 'admin', '[]', false,"
+                    " 4, 'es', 'Europe/Madrid', 'offline', 5, :now, :now)"
+                ),
+                {"now": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO web_sessions (id, account_id, csrf_token, created_at, last_seen_at,"
+                    " expires_at) VALUES ('s1', 1, 't', :now, :now, :now)"
+                ),
+                {"now": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("head"))
+        async with engine.connect() as connection:
+            accounts = (await connection.execute(sa.text("SELECT username FROM accounts"))).scalars().all()
+            sessions = (await connection.execute(sa.text("SELECT id FROM web_sessions"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert accounts == ["ana"] and sessions == ["s1"]

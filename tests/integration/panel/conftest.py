@@ -76,7 +76,7 @@ class Samples:
     msisdn: str
 
     def path(self, template: str) -> str:
-        """``/desk/conversations/{conversation_id:int}/reply`` with the sample values put in."""
+        """``/desk/conversations/{conversation_id:id}/reply`` with the sample values put in."""
         values = {"conversation_id": str(self.conversation_id), "client_id": self.client_id}
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)
 
@@ -140,8 +140,9 @@ def settings(sqlite_url: str) -> PanelSettings:
         database_url=sqlite_url,
         secure_cookies=False,
         argon2=FAST_ARGON2,
-        max_failed_logins=3,
-        lock_minutes=15,
+        login_free_failures=2,
+        login_delay_seconds=1.0,
+        login_delay_max_seconds=4.0,
         ip_max_failures=6,
         ip_window_minutes=10,
     )
@@ -163,8 +164,12 @@ def memory_bus(url: str) -> MemoryBus:
 
 
 @asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[PanelClient]:
-    """The app's lifespan around an httpx client, state handed to each request as a server does."""
+async def serving(
+    app: Starlette, base_url: str = "http://testserver", client_host: str = "127.0.0.1"
+) -> AsyncIterator[PanelClient]:
+    """The app's lifespan around an httpx client, state handed to each request as a server does
+    (``https://...`` for a panel behind TLS: the client then sends Secure cookies back; the client's
+    address as a proxy header may have set it)."""
     async with app.router.lifespan_context(app) as state:
         assert state is not None
 
@@ -172,8 +177,8 @@ async def serving(app: Starlette) -> AsyncIterator[PanelClient]:
             scope["state"] = dict(state)
             await app(scope, receive, send)
 
-        transport = httpx.ASGITransport(app=with_state)
-        async with PanelClient(transport=transport, base_url="http://testserver") as client:
+        transport = httpx.ASGITransport(app=with_state, client=(client_host, 123))
+        async with PanelClient(transport=transport, base_url=base_url) as client:
             client.runtime = state["panel"]
             client.asgi = transport
             yield client

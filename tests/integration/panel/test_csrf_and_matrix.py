@@ -60,7 +60,7 @@ def test_the_app_serves_every_plugins_routes(app: Starlette) -> None:
         ("POST", "/notes/preview"),
         ("GET", "/desk"),
         ("GET", "/desk/events"),
-        ("POST", "/desk/conversations/{conversation_id:int}/reply"),
+        ("POST", "/desk/conversations/{conversation_id:id}/reply"),
     } <= served
 
 
@@ -141,7 +141,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/notes/preview"): {"text": "hola"},
     ("POST", "/desk/presence"): {"presence": "online"},
     ("POST", "/desk/draft"): {"text": "hola"},
-    ("POST", "/desk/conversations/{conversation_id:int}/reply"): {"text": "hola"},
+    ("POST", "/desk/conversations/{conversation_id:id}/reply"): {"text": "hola"},
     ("POST", "/desk/clients/{client_id}/details"): {"conversation_id": "{conversation_id}", "alias": "Pepe"},
     ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
 }
@@ -169,14 +169,14 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/desk/events"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("POST", "/desk/presence"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
     ("POST", "/desk/draft"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
-    ("POST", "/desk/conversations/{conversation_id:int}/reply"): {
+    ("POST", "/desk/conversations/{conversation_id:id}/reply"): {
         "anonymous": 401,
         "ana": 403,
         "marta": 403,
         "oscar": 303,
         "nadie": 403,
     },
-    ("POST", "/desk/conversations/{conversation_id:int}/close"): {
+    ("POST", "/desk/conversations/{conversation_id:id}/close"): {
         "anonymous": 401,
         "ana": 404,
         "marta": 404,

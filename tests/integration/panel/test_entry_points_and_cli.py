@@ -25,13 +25,12 @@ from panel.auth.cli import (
     user_passwd,
     user_unlock,
 )
-from panel.auth.login import LoginOutcome, authenticate
 from panel.auth.passwords import PasswordPolicy
-from panel.auth.sessions import create_session, get_active_session
+from panel.auth.sessions import get_active_session
 from panel.settings import PanelSettings
-from plugins import PluginError, load_plugins
+from plugins import PluginError, auth, home, load_plugins
 
-from .conftest import EXAMPLE_PLUGINS, FAST_ARGON2, serving
+from .conftest import EXAMPLE_PLUGINS, FAST_ARGON2, login, serving
 
 
 def register_distribution(folder: Path, name: str, entry_points: str) -> None:
@@ -159,26 +158,16 @@ async def test_cli_parsers_and_handler(
 async def test_accounts_and_sessions_on_postgresql(pg_url: str) -> None:
     await _schema(pg_url)
     await user_add(pg_url, "ana", "admin", "a good long password", argon2=FAST_ARGON2)
-    settings = PanelSettings(database_url=pg_url, argon2=FAST_ARGON2)
+    settings = PanelSettings(database_url=pg_url, secure_cookies=False, argon2=FAST_ARGON2)
+    async with serving(create_app(settings, bus=MemoryBus(), plugins=[auth.plugin, home.plugin])) as client:
+        assert (await login(client, "ANA", "a good long password")).status_code == 303
+        token = client.cookies["echat_session"]
     engine = create_engine(pg_url)
     try:
-        async with session_factory(engine)() as session, session.begin():
-            result = await authenticate(
-                session,
-                PasswordPolicy(FAST_ARGON2),
-                settings,
-                username="ANA",
-                password="a good long password",
-                ip="10.0.0.1",
-            )
-            assert result.outcome is LoginOutcome.OK and result.account is not None
-            issued = await create_session(
-                session, result.account, settings, ip="10.0.0.1", user_agent="pytest"
-            )
         async with session_factory(engine)() as session:
-            found = await get_active_session(session, issued.token, settings)
+            found = await get_active_session(session, token, settings)
             assert found is not None and found[1].username == "ana"
             stored = (await session.execute(select(WebSession.id))).scalars().all()
-            assert stored == [issued.record.id] and issued.token not in stored
+            assert stored == [found[0].id] and token not in stored
     finally:
         await engine.dispose()

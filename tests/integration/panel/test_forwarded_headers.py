@@ -5,6 +5,7 @@ anyone reaching the port) cannot pick the address the sign-in rate limit counts 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from plugins import auth, home
 from .conftest import FAST_ARGON2, HTML, prepare_store
 
 FAILURES_PER_ADDRESS = 3
+_GUESSES = itertools.count()
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 
 
@@ -67,7 +69,8 @@ async def bad_login(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx
     page = await client.get("/login", headers={**HTML, **headers})
     found = CSRF_META.search(page.text)
     assert found is not None
-    form = {"username": "ana", "password": "wrong password!", "csrf_token": found.group(1)}
+    # Another unknown name each time: only the limit per address applies, not the delay per name.
+    form = {"username": f"guess{next(_GUESSES)}", "password": "wrong password!", "csrf_token": found.group(1)}
     return await client.post("/login", data=form, headers={**HTML, **headers})
 
 

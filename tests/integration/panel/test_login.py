@@ -1,13 +1,58 @@
-"""Sign-in, sign-out, failed-login lock, per-address rate limit, administrator's lock."""
+"""Sign-in and sign-out on SQLite and PostgreSQL: the session cookie, the progressive delay per user
+name (the same for names that exist and names that do not), the per-address rate limit, the
+administrator's lock, rehashing, and the session a browser presents when it signs in again."""
 
 from __future__ import annotations
 
-from gatewayd.store.accounts import get_account_by_username
-from panel.auth.accounts import lock_account
-from panel.auth.passwords import PasswordPolicy
-from panel.settings import Argon2Params
+from datetime import timedelta
 
-from .conftest import HTML, PASSWORD, PanelClient, login, page_csrf
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from gatewayd.store.accounts import LoginAttempt, LoginThrottle, WebSession, get_account_by_username
+from panel.auth.accounts import lock_account
+from panel.auth.cli import user_passwd, user_unlock
+from panel.auth.passwords import PasswordPolicy
+from panel.settings import Argon2Params, PanelSettings
+
+from .conftest import FAST_ARGON2, HTML, PASSWORD, PanelClient, login, page_csrf
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest) -> PanelSettings:
+    """The panel's test settings (see conftest) on both databases; two failures per name are free,
+    then waits of 30 s, 60 s, 120 s (the cap): long enough that no test outruns one by accident."""
+    url = str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+    return PanelSettings(
+        database_url=url,
+        secure_cookies=False,
+        argon2=FAST_ARGON2,
+        login_free_failures=2,
+        login_delay_seconds=30.0,
+        login_delay_max_seconds=120.0,
+        ip_max_failures=10,
+        ip_window_minutes=10,
+    )
+
+
+async def failures_age(client: PanelClient, username: str, seconds: float) -> None:
+    """As if ``seconds`` had passed since the last failure under ``username``."""
+    async with client.runtime.sessionmaker() as session, session.begin():
+        throttle = await session.get(LoginThrottle, username)
+        assert throttle is not None
+        throttle.last_failure_at -= timedelta(seconds=seconds)
+
+
+async def attempts_recorded(client: PanelClient) -> int:
+    async with client.runtime.sessionmaker() as session:
+        return int((await session.execute(select(func.count()).select_from(LoginAttempt))).scalar_one())
+
+
+def answer(response: httpx.Response) -> tuple[int, str | None, str]:
+    """What a client learns from a failed sign-in: status, Retry-After and the message shown."""
+    start = response.text.index('role="alert">') + len('role="alert">')
+    return response.status_code, response.headers.get("retry-after"), response.text[start:].split("<")[0]
 
 
 async def test_login_sets_an_httponly_lax_session_cookie_and_redirects_to_next(client: PanelClient) -> None:
@@ -43,48 +88,88 @@ async def test_logout_revokes_the_session_and_the_old_cookie_no_longer_works(cli
     assert (await client.get("/admin")).status_code == 401
 
 
-async def test_wrong_passwords_lock_the_account_for_a_while(client: PanelClient) -> None:
-    for attempt in range(2):
-        response = await login(client, "oscar", "wrong password!")
-        assert response.status_code == 401, attempt
-    assert (await client.account("oscar")).failed_logins == 2
-    third = await login(client, "oscar", "wrong password!")
-    assert third.status_code == 423
-    locked = await client.account("oscar")
-    assert locked.locked_until is not None
-    # While locked even the right password is refused (the lock is no password oracle).
-    assert (await login(client, "oscar", PASSWORD)).status_code == 423
+async def test_a_known_and_an_unknown_name_fail_alike_message_delay_and_all(client: PanelClient) -> None:
+    client.headers["accept-language"] = "en"
+    seen: dict[str, list[tuple[int, str | None, str]]] = {}
+    for name in ("oscar", "nobody-here"):
+        seen[name] = [answer(await login(client, name, "wrong password!")) for _ in range(3)]
+        seen[name].append(answer(await login(client, name, PASSWORD)))  # within the delay
+    assert seen["oscar"] == seen["nobody-here"]
+    assert seen["oscar"] == [
+        (401, None, "Wrong user name or password."),
+        (401, None, "Wrong user name or password."),
+        (401, None, "Wrong user name or password."),
+        (429, "30", "Too many failed attempts. Please wait 30 s and try again."),
+    ]
     assert "echat_session" not in client.cookies
 
 
-async def test_lock_message_speaks_the_readers_language(client: PanelClient) -> None:
+async def test_wrong_passwords_delay_the_next_try_briefly_never_lock_the_owner_out(
+    client: PanelClient,
+) -> None:
+    delays = []
+    for _ in range(6):
+        response = await login(client, "oscar", "wrong password!")
+        if response.status_code == 429:  # within the delay: not checked, not counted
+            delays.append(int(response.headers["retry-after"]))
+            await failures_age(client, "oscar", delays[-1])
+            response = await login(client, "oscar", "wrong password!")
+        assert response.status_code == 401
+    assert delays == [30, 60, 120]  # doubling from the third failure on ...
+    capped = await login(client, "oscar", PASSWORD)
+    assert (capped.status_code, capped.headers["retry-after"]) == (429, "120")  # ... up to the cap
+    # Once the delay has passed, the owner's right password works: no lock-out.
+    await failures_age(client, "oscar", 120)
+    assert (await login(client, "oscar", PASSWORD)).status_code == 303
+    async with client.runtime.sessionmaker() as session:
+        assert await session.get(LoginThrottle, "oscar") is None  # a success forgets the failures
+
+
+async def test_failures_older_than_the_window_are_forgotten(client: PanelClient) -> None:
     for _ in range(3):
-        await login(client, "oscar", "wrong password!")
-    client.headers["accept-language"] = "en-GB,en;q=0.9,es;q=0.5"
-    english = await login(client, "oscar", PASSWORD)
-    assert "Too many failed attempts" in english.text
-    client.headers["accept-language"] = "es-ES,es;q=0.9"
-    spanish = await login(client, "oscar", PASSWORD)
-    assert "Demasiados intentos fallidos" in spanish.text
+        assert (await login(client, "ghost", "whatever it is")).status_code == 401
+    await failures_age(client, "ghost", 15 * 60 + 1)
+    # The count starts again: two free failures and a third try, not a doubled wait.
+    for _ in range(3):
+        assert (await login(client, "ghost", "whatever it is")).status_code == 401
 
 
-async def test_a_success_clears_the_failure_count(client: PanelClient) -> None:
-    await login(client, "oscar", "wrong password!")
-    await login(client, "oscar", "wrong password!")
-    assert (await login(client, "oscar")).status_code == 303
-    assert (await client.account("oscar")).failed_logins == 0
+async def test_an_unlock_or_a_new_password_lifts_the_delay(
+    client: PanelClient, settings: PanelSettings
+) -> None:
+    for name in ("oscar", "marta"):
+        for _ in range(3):
+            assert (await login(client, name, "wrong password!")).status_code == 401
+        assert (await login(client, name, PASSWORD)).status_code == 429
+    await user_unlock(settings.database_url, "oscar")
+    assert (await login(client, "oscar", PASSWORD)).status_code == 303
+    client.cookies.clear()
+    await user_passwd(settings.database_url, "marta", "a brand new password", argon2=FAST_ARGON2)
+    assert (await login(client, "marta", "a brand new password")).status_code == 303
 
 
-async def test_too_many_failures_from_one_address_are_rate_limited(client: PanelClient) -> None:
-    # Spread over unknown names so no account lock is involved: only the address counts.
-    for number in range(6):
+async def test_too_many_failures_from_one_address_are_rate_limited_without_hashing(
+    client: PanelClient, settings: PanelSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spread over unknown names so no name's delay is involved: only the address counts.
+    for number in range(settings.ip_max_failures):
         assert (await login(client, f"ghost{number}", "whatever it is")).status_code == 401
+    recorded = await attempts_recorded(client)
+
+    def no_hashing(*_: object) -> bool:
+        raise AssertionError("a rate-limited sign-in must not run argon2")
+
+    monkeypatch.setattr(client.runtime.passwords, "verify_or_decoy", no_hashing)
     limited = await login(client, "ana", PASSWORD)
     assert limited.status_code == 429
+    assert 0 < int(limited.headers["retry-after"]) <= 600
     assert "echat_session" not in client.cookies
+    assert await attempts_recorded(client) == recorded  # refused at the door: nothing written
 
 
-async def test_an_administrators_lock_ends_open_sessions_and_refuses_sign_in(client: PanelClient) -> None:
+async def test_an_administrators_lock_ends_sessions_and_sign_in_fails_like_a_wrong_password(
+    client: PanelClient,
+) -> None:
     await login(client, "oscar")
     assert (await client.get("/operator", headers=HTML)).status_code == 200
     state = client.runtime
@@ -99,8 +184,11 @@ async def test_an_administrators_lock_ends_open_sessions_and_refuses_sign_in(cli
     assert (await client.get("/operator", headers=HTML)).status_code == 303
     client.headers["accept-language"] = "en"
     refused = await login(client, "oscar")
-    assert refused.status_code == 423
-    assert "This account is locked" in refused.text
+    # Even the right password tells a guesser nothing: the locked account answers like a wrong one.
+    assert answer(refused) == (401, None, "Wrong user name or password.")
+    async with state.sessionmaker() as session:
+        latest = select(LoginAttempt.outcome).order_by(LoginAttempt.id.desc()).limit(1)
+        assert (await session.execute(latest)).scalar_one() == "locked"  # the audit trail says why
 
 
 async def test_a_weaker_stored_hash_is_rehashed_at_sign_in(client: PanelClient) -> None:
@@ -120,6 +208,32 @@ async def test_a_weaker_stored_hash_is_rehashed_at_sign_in(client: PanelClient) 
     assert new_hash != old_hash
     assert not state.passwords.needs_rehash(new_hash)
     assert state.passwords.verify(new_hash, PASSWORD)
+
+
+async def test_signing_in_again_revokes_the_session_the_browser_presented(client: PanelClient) -> None:
+    await login(client, "ana")
+    anas_cookie = client.cookies["echat_session"]
+    # Signed in as ana, the same browser signs in as oscar (the form posted with ana's token).
+    form = {"username": "oscar", "password": PASSWORD, "csrf_token": await page_csrf(client, "/profile")}
+    assert (await client.post("/login", data=form, headers=HTML)).status_code == 303
+    assert client.cookies["echat_session"] != anas_cookie
+    client.cookies.set("echat_session", anas_cookie)
+    assert (await client.get("/admin")).status_code == 401  # ana's session ended with the new sign-in
+
+
+async def test_activity_is_written_at_most_once_a_minute(client: PanelClient) -> None:
+    await login(client, "ana")
+    async with client.runtime.sessionmaker() as session, session.begin():
+        record = (await session.execute(select(WebSession))).scalar_one()
+        record.last_seen_at -= timedelta(seconds=61)
+        earlier = record.last_seen_at
+    assert (await client.get("/admin", headers=HTML)).status_code == 200
+    async with client.runtime.sessionmaker() as session:
+        touched = (await session.execute(select(WebSession.last_seen_at))).scalar_one()
+    assert touched - earlier >= timedelta(seconds=60)
+    assert (await client.get("/admin", headers=HTML)).status_code == 200
+    async with client.runtime.sessionmaker() as session:
+        assert (await session.execute(select(WebSession.last_seen_at))).scalar_one() == touched
 
 
 async def test_signed_in_visitor_of_the_login_page_goes_home(client: PanelClient) -> None:
@@ -147,10 +261,6 @@ async def test_sessions_are_stored_hashed(client: PanelClient) -> None:
     state = client.runtime
 
     async def session_ids() -> list[str]:
-        from sqlalchemy import select
-
-        from gatewayd.store.accounts import WebSession
-
         async with state.sessionmaker() as session:
             return list((await session.execute(select(WebSession.id))).scalars())
 

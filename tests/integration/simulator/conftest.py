@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,3 +24,16 @@ async def api(simulator: Simulator) -> AsyncIterator[httpx.AsyncClient]:
     assert simulator.control_url is not None
     async with httpx.AsyncClient(base_url=simulator.control_url, timeout=10.0) as client:
         yield client
+
+
+@pytest.fixture
+def trace_dir(tmp_path: Path) -> Path:
+    (tmp_path / "traces").mkdir()
+    return tmp_path / "traces"
+
+
+@pytest.fixture
+async def tracing_simulator(trace_dir: Path) -> AsyncIterator[Simulator]:
+    """A running simulator whose control API writes its trace files in ``trace_dir``."""
+    async with Simulator(replace(make_config(), trace_dir=str(trace_dir))) as running:
+        yield running

@@ -3,16 +3,20 @@ secrets kept out of reprs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 
 from gatewayd.config import (
     DEMO_SOURCE,
+    BindConfig,
     BindType,
     ConfigError,
     ConfigProblem,
+    DaemonConfig,
     LongMessageMode,
     Secret,
     load_config,
@@ -151,6 +155,60 @@ def test_every_problem_is_reported_with_key_file_and_line(tmp_path: Path) -> Non
     assert "toolongpassword" not in error
 
 
+def float_keys(table: type[Any]) -> list[str]:
+    return [item.name for item in dataclasses.fields(table) if item.type == "float"]
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf", "+nan"])
+def test_every_float_key_refuses_non_finite_numbers(tmp_path: Path, literal: str) -> None:
+    """TOML's nan and inf pass every range check; a nan claim lease made the daemon fail each claim."""
+    daemon_keys, bind_keys = float_keys(DaemonConfig), float_keys(BindConfig)
+    assert "mt_claim_lease" in daemon_keys and "tps" in bind_keys
+    text = VALID.replace('instance = "node-1"', "\n".join(f"{key} = {literal}" for key in daemon_keys))
+    text = text.replace(
+        "port = 2775\n\n", "port = 2775\n" + "".join(f"{key} = {literal}\n" for key in bind_keys), 1
+    )
+    path = write(tmp_path, text)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = {problem.key: problem for problem in problems(path)}
+    expected = [f"daemon.{key}" for key in daemon_keys] + [f"carriers[0].binds[0].{key}" for key in bind_keys]
+    assert sorted(found) == sorted(expected)
+    for problem in found.values():
+        assert problem.message.startswith("must be a finite number"), problem
+        assert problem.source == str(path) and lines[problem.line - 1].startswith(
+            problem.key.rsplit(".", 1)[1]
+        )
+
+
+def test_durations_are_at_most_thirty_days(tmp_path: Path) -> None:
+    """A lease of 1e12 s put every claim's expiry past year 9999: each claim failed, as with nan."""
+    durations = [*float_keys(DaemonConfig), "enquire_link_interval", "response_timeout"]
+    text = VALID.replace(
+        'instance = "node-1"', "\n".join(f"{key} = 1e12" for key in float_keys(DaemonConfig))
+    )
+    text = text.replace(
+        "port = 2775\n\n", "port = 2775\nenquire_link_interval = 1e12\nresponse_timeout = 1e12\n\n", 1
+    )
+    found = {problem.key.rsplit(".", 1)[1]: problem.message for problem in problems(write(tmp_path, text))}
+    assert found == {key: "must be at most 2592000, not 1000000000000.0" for key in durations}
+    month = VALID.replace('instance = "node-1"', "mt_claim_lease = 2592000\nmt_retry_backoff_max = 2592000")
+    assert load_config(write(tmp_path, month), {}).daemon.mt_claim_lease == 2_592_000
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1e999"])
+def test_environment_overrides_refuse_non_finite_numbers(tmp_path: Path, text: str) -> None:
+    [problem] = problems(write(tmp_path, VALID), {"GATEWAYD_DAEMON_MT_CLAIM_LEASE": text})
+    assert (problem.key, problem.source) == ("daemon.mt_claim_lease", "$GATEWAYD_DAEMON_MT_CLAIM_LEASE")
+    assert problem.message.startswith("must be a finite number")
+
+
+def test_an_integer_beyond_float_range_is_not_a_number_setting(tmp_path: Path) -> None:
+    text = VALID.replace('instance = "node-1"', f"mt_claim_lease = {10**400}")
+    [problem] = problems(write(tmp_path, text))
+    assert (problem.key, problem.line) == ("daemon.mt_claim_lease", 9)
+    assert "beyond the range of floats" in problem.message
+
+
 def test_environment_overrides(tmp_path: Path) -> None:
     environ = {
         "GATEWAYD_DATABASE_URL": "sqlite+aiosqlite:///tmp/x.db",
@@ -231,6 +289,50 @@ def test_invalid_toml_reports_its_line(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     [problem] = problems(Path("/nonexistent/gatewayd.toml"))
     assert problem.source == "/nonexistent/gatewayd.toml" and "cannot read" in problem.message
+
+
+def test_invalid_utf8_names_the_line_and_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "gatewayd.toml"
+    path.write_bytes(b'[log]\nlevel = "INFO"\n# caf\xe9\n')
+    [problem] = problems(path)
+    assert (problem.source, problem.line) == (str(path), 3)
+    assert problem.message == "not valid UTF-8: byte 0xe9 at byte offset 26"
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deep_nesting_is_one_clear_problem(tmp_path: Path, depth: int) -> None:
+    """5,000 levels overflowed the parser's recursion; 40 parse but are refused before anything walks them."""
+    path = write(tmp_path, VALID.replace("source_ton = 3", f"deep = {'[' * depth}{']' * depth}"))
+    [problem] = problems(path)
+    assert (problem.key, problem.source) == ("<file>", str(path))
+    assert problem.message == "nested deeper than 32 levels"
+
+
+def test_an_integer_of_thousands_of_digits_is_invalid_toml(tmp_path: Path) -> None:
+    [problem] = problems(write(tmp_path, f"[daemon]\nmt_retry_limit = {'9' * 5000}\n"))
+    assert problem.message == "not valid TOML: an integer with thousands of digits"
+
+
+def test_a_file_larger_than_a_mebibyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "gatewayd.toml"
+    with path.open("wb") as file:
+        file.truncate(2 << 20)  # sparse: 2 MiB of NUL bytes
+    [problem] = problems(path)
+    assert problem.message == "too large: more than 1,048,576 bytes"
+
+
+def test_a_directory_is_not_a_configuration_file(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path)
+    assert (problem.source, problem.message) == (str(tmp_path), "not a regular file")
+
+
+def test_secret_files_are_read_under_the_same_rules(tmp_path: Path) -> None:
+    with (tmp_path / "huge.pw").open("wb") as file:
+        file.truncate(2 << 20)
+    text = VALID.replace('password = "secret1"', 'password_file = "huge.pw"')
+    [problem] = problems(write(tmp_path, text))
+    assert (problem.key, problem.line) == ("carriers[0].password_file", 17)
+    assert problem.message == f"{tmp_path / 'huge.pw'}: too large: more than 1,048,576 bytes"
 
 
 def test_the_shipped_example_is_valid(tmp_path: Path) -> None:

@@ -3,12 +3,12 @@ ends event streams as it stops."""
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import pytest
 
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.config import ListenAddress, load_config
+from gatewayd.config import Config, ConfigError, load_config
 from panel.runtime import StopSignal
 from panel.serve import (
     GRACEFUL_SHUTDOWN_SECONDS,
@@ -27,11 +27,45 @@ def test_settings_follow_the_configuration() -> None:
     assert settings.database_url == config.database.url
     assert settings.bus_url == config.bus.url
     assert (settings.host, settings.port) == (config.panel.listen.host, config.panel.listen.port)
-    assert settings.secure_cookies is False  # the demo listens on loopback over plain HTTP
-    public = dataclasses.replace(
-        config, panel=dataclasses.replace(config.panel, listen=ListenAddress("0.0.0.0", 8443))
+    assert settings.secret_key == config.panel.secret_key
+    # The demo says it is served over plain HTTP on loopback: plain cookie names, no Secure.
+    assert config.panel.public_url == "http://127.0.0.1:8080"
+    assert settings.secure_cookies is False
+    assert settings.session_cookie == "echat_session"
+
+
+def _panel_config(tmp_path: Path, panel: str) -> Config:
+    path = tmp_path / "gatewayd.toml"
+    path.write_text(f'[database]\nurl = "sqlite+aiosqlite:///x.db"\n[panel]\n{panel}\n', encoding="utf-8")
+    return load_config(path, environ={})
+
+
+def test_behind_a_tls_proxy_on_loopback_cookies_are_secure(tmp_path: Path) -> None:
+    # The production set-up: the panel listens on loopback, a TLS proxy in front of it.
+    proxied = settings_from_config(
+        _panel_config(tmp_path, 'listen = "127.0.0.1:8080"\npublic_url = "https://Chat.Example.com/"')
     )
-    assert settings_from_config(public).secure_cookies is True
+    assert proxied.secure_cookies is True
+    assert proxied.session_cookie == "__Host-echat_session"
+    assert proxied.trusted_origins == ("https://chat.example.com",)
+    # Without a public URL the panel cannot know how it is reached: secure by default.
+    unsaid = settings_from_config(_panel_config(tmp_path, 'listen = "127.0.0.1:8080"'))
+    assert unsaid.secure_cookies is True and unsaid.trusted_origins == ()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["chat.example.com", "ftp://chat.example.com", "https://chat.example.com/panel", "https://a@b.example"],
+)
+def test_a_public_url_that_is_no_origin_is_refused_with_its_key(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"gatewayd.toml:4: panel.public_url: must be"):
+        _panel_config(tmp_path, f'public_url = "{url}"')
+
+
+def test_the_secret_key_reaches_the_panel_but_never_its_repr(tmp_path: Path) -> None:
+    settings = settings_from_config(_panel_config(tmp_path, 'secret_key = "0123456789abcdef-panel"'))
+    assert settings.secret_key.reveal() == "0123456789abcdef-panel"
+    assert "0123456789abcdef" not in repr(settings)
 
 
 def test_the_standalone_bus_factory_opens_memory_buses_only() -> None:

@@ -33,6 +33,7 @@ def test_toml_file_with_a_simulator_table(tmp_path: Path) -> None:
 [simulator]
 mt_store_size = 500
 trace = "/tmp/pdus.jsonl"
+trace_dir = "/var/tmp/traces"
 [simulator.control]
 port = 9000
 [simulator.carriers.orange]
@@ -56,7 +57,7 @@ msgqful = { count = 3 }
     config = load_config(path)
     [orange] = config.carriers
     assert config.control_port == 9000 and config.mt_store_size == 500
-    assert config.trace_path == "/tmp/pdus.jsonl"
+    assert config.trace_path == "/tmp/pdus.jsonl" and config.trace_dir == "/var/tmp/traces"
     assert orange.country == "FR" and orange.tps == 50 and orange.message_id_format == "decimal"
     assert orange.allowed_bind_types == frozenset({BindType.TRANSCEIVER})
     assert orange.receipts.delay.kind == "exponential" and orange.receipts.delay.mean == 2.5
@@ -141,6 +142,39 @@ def test_missing_toml_file_is_reported(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'[simulator]\ntrace = "caf\xe9"\n', "sim.toml:2: not valid UTF-8: byte 0xe9 at byte offset 24"),
+        (b"[simulator]\nseed = " + b"[" * 5000 + b"]" * 5000, "sim.toml: nested deeper than 32 levels"),
+        (b"[simulator]\nseed = " + b"[" * 40 + b"]" * 40, "sim.toml: nested deeper than 32 levels"),
+        (
+            b"[simulator]\nseed = " + b"9" * 5000,
+            "sim.toml: not valid TOML: an integer with thousands of digits",
+        ),
+        (b"[simulator]\ntick = nan\n", "sim.toml: simulator.tick: expected a finite number, got nan"),
+        (b"[simulator]\nseed = " + b"9" * 30, "sim.toml: simulator.seed: expected a 64-bit integer"),
+    ],
+    ids=["utf8", "nested-5000", "nested-40", "digits-5000", "nan", "int64"],
+)
+def test_unusable_toml_file_is_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError) as error:
+        load_config(path)
+    assert str(error.value).startswith(str(tmp_path / message))
+
+
+def test_only_a_regular_file_of_at_most_a_mebibyte_is_read(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=f"^{tmp_path}: not a regular file$"):
+        load_config(tmp_path)
+    big = tmp_path / "big.toml"
+    with big.open("wb") as file:
+        file.truncate(2 << 20)
+    with pytest.raises(SettingsError, match="big.toml: too large: more than 1,048,576 bytes$"):
+        load_config(big)
+
+
 def test_profile_patch_keeps_what_it_does_not_name() -> None:
     base = default_config().carriers[0]
     patched = parse_carrier(Reader({"tps": 10, "receipts": {"enabled": False}}, "profile"), "movistar", base)
@@ -182,9 +216,22 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_flags_override_the_defaults() -> None:
-    args = _parse(["simulator", "--control-port", "0", "--trace", "/tmp/x.jsonl", "--seed", "5"])
+    args = _parse(
+        [
+            "simulator",
+            "--control-port",
+            "0",
+            "--trace",
+            "/tmp/x.jsonl",
+            "--trace-dir",
+            "/srv/t",
+            "--seed",
+            "5",
+        ]
+    )
     config = _config_from_args(args)
     assert config.control_port == 0 and config.trace_path == "/tmp/x.jsonl" and config.seed == 5
+    assert config.trace_dir == "/srv/t" and _config_from_args(_parse(["simulator"])).trace_dir == "."
     assert _config_from_args(_parse(["simulator", "--no-api"])).control_port is None
 
 

@@ -336,3 +336,30 @@ async def test_a_password_change_ends_the_other_sessions_desk_streams_at_once(
                 remaining = [name async for name, _ in received]
         assert remaining == ["signout"]
         assert (await account(sessions, "olga")).presence is Presence.ONLINE
+
+
+async def test_signing_in_as_someone_else_ends_the_first_operators_desk_at_once(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """One browser, one signed-in user: Otto signing in where Olga's desk is open ends her session,
+    her open stream at once, and hands her conversations on (to Otto, the one now at the desk)."""
+    async with (
+        MemoryBus() as bus,
+        live_server(desk_app(panel_settings(database_url), desk_settings(), bus)) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as browser,
+    ):
+        assert (await login(browser, "olga")).status_code == 303
+        await choose(browser, Presence.ONLINE)
+        olga_id = (await account(sessions, "olga")).id
+        held = await three_for(sessions, bus, olga_id)
+        async with browser.stream("GET", "/desk/events") as stream:
+            received = events(stream.aiter_lines())
+            assert (await anext(received))[0] == "ready"
+            # A signed-in browser is sent away from the login page: the form posts from another tab.
+            form = {"csrf_token": await page_csrf(browser, "/desk"), "username": "otto", "password": PASSWORD}
+            assert (await browser.post("/login", data=form)).status_code == 303
+            async with asyncio.timeout(5):
+                remaining = [name async for name, _ in received]
+        assert remaining == ["signout"]
+        await choose(browser, Presence.ONLINE)
+        await moved_to(sessions, held, (await account(sessions, "otto")).id)

@@ -4,8 +4,8 @@ The desk's event stream marks ``accounts.desk_seen_at`` when it opens and at eve
 operator whose desk has not been seen within a short grace (the browser closed), whose sessions all
 ended or whose account was locked takes no new conversation and gives back those they hold.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05 18:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
