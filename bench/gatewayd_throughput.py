@@ -39,7 +39,7 @@ from sqlalchemy import func, select  # noqa: E402
 from gatewayd.config import Config, load_config  # noqa: E402
 from gatewayd.daemon import Daemon  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
-from gatewayd.store.messages import MTMessage  # noqa: E402
+from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.store.repo_mt import NewMT, queue_mts  # noqa: E402
 from simulator.core import Simulator  # noqa: E402
@@ -307,15 +307,15 @@ async def mt_with_receipts(simulator: RemoteSimulator, config: Config, binds: in
 async def mo_latency(
     simulator: RemoteSimulator, config: Config, binds: int, rate: int, seconds: float
 ) -> tuple[float, float]:
-    received: dict[str, float] = {}
+    received: dict[int, float] = {}
     async with running(config, binds) as daemon:
-        assert daemon.bus is not None
+        assert daemon.bus is not None and daemon.sessions is not None
         bus = daemon.bus
         async with bus.subscribe(bus.topics.all_mo(), buffer=1_000_000) as events:
 
             async def collect() -> None:
                 async for event in events:
-                    received[event.payload["text"]] = time.monotonic()
+                    received[event.payload["id"]] = time.monotonic()
 
             collector = asyncio.create_task(collect())
             sent: dict[str, float] = await simulator.call("paced", "latency", rate, seconds)
@@ -325,7 +325,12 @@ async def mo_latency(
                         break
                     await asyncio.sleep(0.05)
             collector.cancel()
-    latencies = sorted(received[text] - at for text, at in sent.items())
+        async with daemon.sessions() as session:  # events carry ids: the texts sent are in the database
+            rows = await session.execute(
+                select(MOMessage.id, MOMessage.text).where(MOMessage.id.in_(received))
+            )
+            texts = dict(rows.tuples().all())
+    latencies = sorted(received[mo_id] - sent[text] for mo_id, text in texts.items() if text in sent)
     return statistics.median(latencies), latencies[max(0, int(len(latencies) * 0.99) - 1)]
 
 

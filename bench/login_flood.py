@@ -41,10 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from gatewayd.config import load_config  # noqa: E402
 from gatewayd.daemon import Daemon  # noqa: E402
 from gatewayd.store.accounts import Role  # noqa: E402
+from gatewayd.store.engine import read_session_factory  # noqa: E402
+from gatewayd.store.messages import MOMessage  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
 from panel.app import create_app  # noqa: E402
 from panel.auth.accounts import create_account  # noqa: E402
@@ -231,18 +234,24 @@ async def seed_admin(daemon: Daemon) -> None:
 async def inject_and_measure(
     simulator: Simulator, daemon: Daemon, phase: Phase, rate: float, seconds: float
 ) -> None:
-    assert daemon.bus is not None
+    assert daemon.bus is not None and daemon.engine is not None
     loop = asyncio.get_running_loop()
     injected_at: dict[int, float] = {}
     total = int(rate * seconds)
+    readers = read_session_factory(daemon.engine)
     async with daemon.bus.subscribe(daemon.bus.topics.mo(SHORT_CODE)) as events:
 
         async def collect() -> None:
             async for event in events:
-                found = _TOKEN.search(str(event.payload.get("text", "")))
+                arrived = loop.time()
+                async with readers() as session:  # events carry ids: the text is in the database
+                    text = await session.scalar(
+                        select(MOMessage.text).where(MOMessage.id == event.payload["id"])
+                    )
+                found = _TOKEN.search(text or "")
                 sent = injected_at.pop(int(found.group(1)), None) if found else None
                 if sent is not None:
-                    phase.latencies.append(loop.time() - sent)
+                    phase.latencies.append(arrived - sent)
                     if len(phase.latencies) == total:
                         return
 

@@ -255,6 +255,7 @@ def _panel(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     from gatewayd.bus import EventBus, create_bus
+    from gatewayd.logging import configure_logging
     from panel.serve import serve_panel, settings_from_config
 
     def bus_factory(url: str) -> EventBus:
@@ -262,7 +263,8 @@ def _panel(args: argparse.Namespace) -> int:
             url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-panel"
         )
 
-    asyncio.run(serve_panel(settings_from_config(config), bus_factory))
+    configure_logging(config.log.level, json_lines=config.log.json)
+    asyncio.run(serve_panel(settings_from_config(config), bus_factory, http=config.panel.http))
     return EXIT_OK
 
 
@@ -270,9 +272,18 @@ def _user(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
+    from gatewayd.bus import create_bus
     from panel.auth.cli import handle_user_command
 
-    return asyncio.run(handle_user_command(args, config.database.url))
+    # Sessions a command ends are announced to the panels; an in-process bus reaches no other process.
+    bus = None
+    if not config.bus.url.startswith("memory:"):
+        bus = create_bus(
+            config.bus.url,
+            topic_prefix=config.bus.topic_prefix,
+            client_id=f"{config.bus.client_id}-cli-{os.getpid()}",
+        )
+    return asyncio.run(handle_user_command(args, config.database.url, bus))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

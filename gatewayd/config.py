@@ -160,9 +160,26 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPServerConfig:
+    """An HTTP endpoint's defences against slow and too many clients (``gatewayd.webserver``):
+    ``max_connections`` open at once (also kept under the open-files limit); ``header_timeout``
+    seconds for a request's headers to arrive whole, and at most between two pieces of its body;
+    ``keep_alive_timeout`` seconds an idle connection stays open; ``forwarded_allow_ips`` the proxies
+    (addresses or networks) whose ``X-Forwarded-For`` / ``-Proto`` are believed (none: the peer's
+    address is the client's)."""
+
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    keep_alive_timeout: int = 5
+    forwarded_allow_ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
     listen: ListenAddress = ListenAddress("127.0.0.1", 9105)
+    # Prometheus scrapes over one or two connections.
+    http: HTTPServerConfig = HTTPServerConfig(max_connections=64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +202,7 @@ class PanelConfig:
     secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
     secret_key_ephemeral: bool = True
     public_url: str | None = None
+    http: HTTPServerConfig = HTTPServerConfig()
 
     @property
     def secure(self) -> bool:
@@ -900,8 +918,27 @@ def _bus(reader: _Reader, instance: str) -> BusConfig:
     return config
 
 
+def _http_server(reader: _Reader, defaults: HTTPServerConfig, *, proxied: bool) -> HTTPServerConfig:
+    """The HTTP server keys of [panel] (``proxied``: it may sit behind a reverse proxy) or [metrics]."""
+    return HTTPServerConfig(
+        max_connections=reader.get("max_connections", _integer(1, 1_000_000), defaults.max_connections),
+        header_timeout=reader.get("header_timeout", _number(0, exclusive=True), defaults.header_timeout),
+        keep_alive_timeout=reader.get("keep_alive_timeout", _integer(1, 3600), defaults.keep_alive_timeout),
+        forwarded_allow_ips=reader.get("forwarded_allow_ips", _string_list(_network), ()) if proxied else (),
+    )
+
+
+def _network(value: Any) -> str:
+    text = _non_empty(value)
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise _Invalid(f"must be an IP address or network (127.0.0.1, 10.0.0.0/8), not {text!r}") from None
+
+
 def _panel(reader: _Reader) -> PanelConfig:
     listen = reader.get("listen", _listen, ListenAddress("127.0.0.1", 8080))
+    http = _http_server(reader, HTTPServerConfig(), proxied=True)
     inline = reader.get("secret_key", _non_empty, "")
     from_file = _read_secret_file(reader, "secret_key_file")
     if inline and reader.has("secret_key_file"):
@@ -912,8 +949,10 @@ def _panel(reader: _Reader) -> PanelConfig:
     public_url = reader.get("public_url", _public_url, None)
     reader.finish()
     if key is None:
-        return PanelConfig(listen=listen, public_url=public_url)
-    return PanelConfig(listen=listen, secret_key=key, secret_key_ephemeral=False, public_url=public_url)
+        return PanelConfig(listen=listen, public_url=public_url, http=http)
+    return PanelConfig(
+        listen=listen, secret_key=key, secret_key_ephemeral=False, public_url=public_url, http=http
+    )
 
 
 def _daemon(reader: _Reader) -> DaemonConfig:
@@ -1207,6 +1246,7 @@ def _metrics(reader: _Reader) -> MetricsConfig:
     config = MetricsConfig(
         enabled=reader.get("enabled", _boolean, True),
         listen=reader.get("listen", _listen, ListenAddress("127.0.0.1", 9105)),
+        http=_http_server(reader, MetricsConfig().http, proxied=False),
     )
     reader.finish()
     return config

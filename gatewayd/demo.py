@@ -130,7 +130,9 @@ def _panel_server(config: Config, daemon: Daemon) -> PanelServer:
     """The panel in this process, sharing the daemon's engine and bus."""
     from panel.serve import panel_server, settings_from_config
 
-    return panel_server(settings_from_config(config), engine=daemon.engine, bus=daemon.bus)
+    return panel_server(
+        settings_from_config(config), engine=daemon.engine, bus=daemon.bus, http=config.panel.http
+    )
 
 
 def _print_urls(config: Config, simulator: Simulator, daemon: Daemon, accounts: list[DemoAccount]) -> None:

@@ -26,16 +26,16 @@ Payload = dict[str, Any]
 
 
 def mo_payload(mo: InboundMO, mo_id: int, client_id: str, conversation_id: int | None) -> Payload:
+    """Ids and routing facts only: the subscriber's number and words stay in the database (whoever
+    shows an MO reads it there by ``id``); ``client_id`` is the manual's pseudonymous client ID."""
     return {
         "id": mo_id,
         "short_code": mo.short_code,
         "carrier": mo.carrier,
         "bind": mo.bind,
         "country": mo.country,
-        "msisdn": mo.msisdn,
         "client_id": client_id,
         "conversation_id": conversation_id,
-        "text": mo.text,
         "parts": mo.parts_total,
         "incomplete": mo.incomplete,
         "keyword": mo.keyword.keyword if mo.keyword else None,

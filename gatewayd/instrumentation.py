@@ -4,19 +4,17 @@ and the small HTTP server that serves them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-import uvicorn
 
 from gatewayd.config import Config
 from gatewayd.logging import log_event
 from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
 from gatewayd.store.repo_mt import outbox_depth
+from gatewayd.webserver import guarded_server
 
 if TYPE_CHECKING:
     from gatewayd.daemon import Daemon, DaemonHooks
@@ -143,7 +141,14 @@ class MetricsService:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         self.port = sock.getsockname()[1]
-        server = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        server = guarded_server(
+            app,
+            self.daemon.config.metrics.http,
+            embedded=True,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
         log_event(log, "metrics.listening", url=f"http://{host}:{self.port}/metrics")
         if started is not None:
             started.set()
@@ -154,11 +159,3 @@ class MetricsService:
             raise
         finally:
             sock.close()
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the daemon's loop: the daemon owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield

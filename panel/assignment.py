@@ -1,9 +1,12 @@
 """Assignment of waiting conversations to operators.
 
-A conversation nobody holds goes to an operator whose presence is online, in turn (round robin), as
-long as they hold fewer open conversations than their ``max_open_conversations``. A conversation
-already held stays with its operator for every later message. An operator going offline gives back
-the conversations they never answered, so they are handed to someone else.
+A conversation nobody holds goes to an operator who is at the desk (``panel.presence``) with their
+presence online, in turn (round robin), as long as they hold fewer open conversations than their
+``max_open_conversations``. A conversation already held stays with its operator for every later
+message. An operator who goes offline or leaves the desk (signed out, session over, locked, desk closed
+past the grace) gives back every conversation they hold that is not closed: those waiting for an answer
+are handed to someone else at once, the others when their client writes again. A paused operator keeps
+what they hold and takes nothing new.
 
 Safe with several panel processes on one database: the online operators' account rows are locked
 (``FOR UPDATE`` on PostgreSQL; SQLite serializes writers with ``BEGIN IMMEDIATE``) before their load
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.base import EventBus
@@ -27,6 +30,8 @@ from gatewayd.store.accounts import Account, Presence
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
+from panel.presence import absent_operators, announce_account_change, mark_left, present, touch_desk
+from panel.settings import PanelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +39,14 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class AssignmentPolicy:
     """``overdue_after``: a conversation waiting longer is flagged; ``sweep_interval``: seconds between
-    passes over everything waiting; ``batch``: conversations handed out per pass at most."""
+    passes over everything waiting (and over who left the desk); ``batch``: conversations handed out per
+    pass at most; ``presence_grace``: how long an operator's desk may go unseen (its stream closed, the
+    browser gone) before they leave. Longer than the desk's heartbeat, which marks a live desk."""
 
     overdue_after: timedelta = timedelta(minutes=2)
     sweep_interval: float = 2.0
     batch: int = 200
+    presence_grace: timedelta = timedelta(seconds=40)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +85,12 @@ def is_overdue(waiting_since: datetime | None, now: datetime, policy: Assignment
     return waiting_since is not None and now - waiting_since > policy.overdue_after
 
 
-async def _lock_online_operators(session: AsyncSession) -> dict[int, int]:
-    """{operator id: max open conversations} of the online operators, their rows locked until commit."""
+async def _lock_online_operators(session: AsyncSession, present: ColumnElement[bool]) -> dict[int, int]:
+    """{operator id: max open conversations} of the online operators at the desk, their rows locked
+    until commit."""
     statement = (
         select(Account.id, Account.max_open_conversations)
-        .where(Account.presence == Presence.ONLINE, Account.locked.is_(False))
+        .where(Account.presence == Presence.ONLINE, present)
         .order_by(Account.id)
         .with_for_update()
     )
@@ -127,17 +136,18 @@ async def assign_waiting(
     now: datetime,
     *,
     limit: int,
+    present: ColumnElement[bool],
     conversation_ids: Sequence[int] | None = None,
 ) -> list[Assignment]:
     """Hands waiting conversations nobody holds (all, or those among ``conversation_ids``) to the online
-    operators with free slots, oldest first. The caller frames the transaction and publishes after
-    committing."""
+    operators that are ``present`` (``panel.presence.present``) with free slots, oldest first. The
+    caller frames the transaction and publishes after committing."""
     if conversation_ids is not None and not conversation_ids:
         return []
     waiting = await _unassigned_waiting(session, limit, conversation_ids)
     if not waiting:
         return []
-    capacity = await _lock_online_operators(session)
+    capacity = await _lock_online_operators(session, present)
     load = await open_counts(session, list(capacity))
     assignments: list[Assignment] = []
     for conversation_id in waiting:
@@ -162,15 +172,13 @@ async def assign_waiting(
     return assignments
 
 
-async def release_unanswered(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
-    """Gives back the conversations ``operator_id`` holds but never answered (they go to someone else);
-    conversations they already answered stay theirs."""
+async def release_held(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
+    """Gives back every conversation ``operator_id`` holds that is not closed: nobody would answer it."""
     held = (
         select(Conversation.id)
         .where(
             Conversation.assigned_operator_id == operator_id,
-            Conversation.status == ConversationStatus.WAITING,
-            Conversation.last_mt_at.is_(None),
+            Conversation.status != ConversationStatus.CLOSED,
         )
         .order_by(Conversation.id)
     )
@@ -192,37 +200,72 @@ async def set_presence(session: AsyncSession, account_id: int, presence: Presenc
 
 class AssignmentService:
     """Assigns in the panel process: on each MO event, when an operator comes online or frees a slot,
-    and in a periodic sweep; publishes ``<prefix>/conversation/<id>/assigned`` after each commit."""
+    and in a periodic sweep; makes operators who left the desk give back what they hold (on their
+    account's event and in the sweep); publishes ``<prefix>/conversation/<id>/assigned`` after each
+    commit."""
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         bus: EventBus | None,
         policy: AssignmentPolicy,
+        settings: PanelSettings,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.policy = policy
+        self.settings = settings
         self.robin = RoundRobin()
 
+    def _present(self, now: datetime) -> ColumnElement[bool]:
+        return present(now, self.policy.presence_grace, self.settings)
+
     async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
+        now = utcnow()
         async with self.sessionmaker() as session, session.begin():
             done = await assign_waiting(
-                session, self.robin, utcnow(), limit=self.policy.batch, conversation_ids=conversation_ids
+                session,
+                self.robin,
+                now,
+                limit=self.policy.batch,
+                present=self._present(now),
+                conversation_ids=conversation_ids,
             )
         await self.publish(done)
         return done
 
     async def change_presence(self, account_id: int, presence: Presence) -> list[Assignment]:
-        """Sets the operator's presence; offline gives back what they never answered, online takes
-        what waits. Returns the changes of hands."""
+        """Sets the operator's presence from their desk (which is live, then); offline gives back what
+        they hold, online takes what waits. Returns the changes of hands."""
         now = utcnow()
         async with self.sessionmaker() as session, session.begin():
             await set_presence(session, account_id, presence)
+            await touch_desk(session, account_id, now)
             released = []
             if presence is Presence.OFFLINE:
-                released = await release_unanswered(session, account_id, now)
+                released = await release_held(session, account_id, now)
         await self.publish(released)
+        return released + await self.assign()
+
+    async def settle_presence(self, account_ids: Sequence[int] | None = None) -> list[Assignment]:
+        """Makes the operators who left the desk (all, or those among ``account_ids``) give back what
+        they hold, announces each on the bus, then hands out what waits. Returns the changes of hands."""
+        now = utcnow()
+        grace = self.policy.presence_grace
+        async with self.sessionmaker() as session:
+            absent = await absent_operators(session, now, grace, self.settings, account_ids)
+        released: list[Assignment] = []
+        for account_id in absent:
+            async with self.sessionmaker() as session, session.begin():
+                left = await mark_left(session, account_id, now, grace, self.settings)
+                given_back = await release_held(session, account_id, now) if left else []
+            if left:
+                logger.info("presence.left account_id=%s released=%d", account_id, len(given_back))
+                await self.publish(given_back)
+                await announce_account_change(self.bus, account_id)
+                released += given_back
+        if not released:
+            return []
         return released + await self.assign()
 
     async def close(self, conversation_id: int, operator_id: int) -> bool:
@@ -254,9 +297,16 @@ class AssignmentService:
             topic = self.bus.topics.conversation_assigned(assignment.conversation_id)
             await self.bus.publish(topic, assignment.event_payload())
 
+    async def on_account_event(self, event: Event) -> None:
+        account_id = event.payload.get("account_id")
+        if isinstance(account_id, int) and not isinstance(account_id, bool):
+            await self.settle_presence([account_id])
+
     async def sweep(self) -> None:
-        """One periodic pass over everything waiting; a failure is logged, the next pass tries again."""
+        """One periodic pass over who left the desk and everything waiting; a failure is logged, the
+        next pass tries again."""
         try:
+            await self.settle_presence()
             await self.assign()
         except Exception:  # a database hiccup must not end the sweeping
             logger.exception("assignment sweep failed")

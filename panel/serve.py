@@ -9,7 +9,8 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.config import Config
+from gatewayd.config import Config, HTTPServerConfig
+from gatewayd.webserver import BoundedLog, GuardedServer, uvicorn_config
 from panel.app import BusFactory, create_app
 from panel.runtime import EventBus, StopSignal
 from panel.settings import PanelSettings
@@ -43,12 +44,15 @@ def memory_bus_factory(url: str) -> MemoryBus:
     return MemoryBus()
 
 
-class PanelServer(uvicorn.Server):
-    """uvicorn that raises the panel's stop signal as its shutdown begins, so the open event streams
-    end at once instead of holding the graceful shutdown until its timeout."""
+class PanelServer(GuardedServer):
+    """uvicorn with the limits of ``gatewayd.webserver`` that raises the panel's stop signal as its
+    shutdown begins, so the open event streams end at once instead of holding the graceful shutdown
+    until its timeout."""
 
-    def __init__(self, config: uvicorn.Config, stop_signal: StopSignal) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: uvicorn.Config, stop_signal: StopSignal, *, trouble: BoundedLog | None = None
+    ) -> None:
+        super().__init__(config, trouble or BoundedLog())
         self.stop_signal = stop_signal
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -63,16 +67,21 @@ def panel_server(
     bus: EventBus | None = None,
     bus_factory: BusFactory | None = None,
     plugins: Sequence[Plugin | str] | None = None,
+    http: HTTPServerConfig | None = None,
 ) -> PanelServer:
     """The panel app (see `create_app` for the options) under a `PanelServer` listening where
-    ``settings`` says: standalone with a ``bus_factory``, or in the daemon's process with its
-    ``engine`` and ``bus``."""
+    ``settings`` says, with ``http``'s limits (``[panel]``: connections, timeouts, trusted proxies;
+    by default no proxy is trusted): standalone with a ``bus_factory``, or in the daemon's process
+    with its ``engine`` and ``bus``."""
     stop_signal = StopSignal()
     app = create_app(
         settings, engine=engine, bus=bus, bus_factory=bus_factory, plugins=plugins, stop_signal=stop_signal
     )
-    config = uvicorn.Config(
+    trouble = BoundedLog()
+    config = uvicorn_config(
         app,
+        http or HTTPServerConfig(),
+        trouble,
         host=settings.host,
         port=settings.port,
         lifespan="on",
@@ -80,9 +89,13 @@ def panel_server(
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    return PanelServer(config, stop_signal)
+    return PanelServer(config, stop_signal, trouble=trouble)
 
 
-async def serve_panel(settings: PanelSettings, bus_factory: BusFactory = memory_bus_factory) -> None:
+async def serve_panel(
+    settings: PanelSettings,
+    bus_factory: BusFactory = memory_bus_factory,
+    http: HTTPServerConfig | None = None,
+) -> None:
     """Serve until interrupted; the lifespan opens and closes the engine and the bus."""
-    await panel_server(settings, bus_factory=bus_factory).serve()
+    await panel_server(settings, bus_factory=bus_factory, http=http).serve()

@@ -30,6 +30,10 @@ class EventBus(Protocol):
 
     async def publish(self, topic: str, payload: Mapping[str, Any]) -> None: ...
 
+    async def flushed(self) -> None:
+        """Returns once every event published so far has left this process (use with a timeout)."""
+        ...
+
     def subscribe(
         self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
     ) -> AbstractAsyncContextManager[Subscription]: ...
@@ -85,6 +89,13 @@ class Subscription:
     async def get(self) -> Event:
         """The next event; StopAsyncIteration once closed and drained."""
         return await self.__anext__()
+
+    def take_queued(self) -> list[Event]:
+        """Every event already queued, in order, without waiting (a reader catching up handles them
+        as one batch)."""
+        queued = list(self._events)
+        self._events.clear()
+        return queued
 
 
 class SubscriptionSet:

@@ -91,6 +91,11 @@ class Topics:
         """A conversation was (re)assigned to an operator."""
         return f"{self.prefix}/conversation/{conversation_id}/assigned"
 
+    def account_changed(self, account_id: int) -> str:
+        """A panel account was signed out, locked or left the desk: open desks of that operator check
+        their session and presence again, from the database."""
+        return f"{self.prefix}/account/{account_id}/changed"
+
     def outbox_queued(self) -> str:
         """Another process (the panel) queued an MT: daemons claim at once instead of at their next poll.
         A topic of its own, so daemons need not receive every MT status event to hear of it."""

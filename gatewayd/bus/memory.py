@@ -127,6 +127,9 @@ class MemoryBus:
             assert copied is not None
         self._subscriptions.dispatch(Event(topic, copied))
 
+    async def flushed(self) -> None:
+        """At once: ``publish`` hands each event to the subscriptions before it returns."""
+
     @asynccontextmanager
     async def subscribe(
         self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER

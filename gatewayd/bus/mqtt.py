@@ -1,20 +1,25 @@
 """The MQTT bus (aiomqtt 2.x): several daemons and panels share events through one broker.
 
 One named task keeps a connection (``bus.mqtt.connection``), reconnecting with exponential back-off;
-while connected, ``bus.mqtt.publish`` drains the outgoing buffer and ``bus.mqtt.receive`` fans incoming
-messages out to local subscriptions. Subscriptions are made again after every reconnect. A broker
-outage never blocks ``publish``: the buffer keeps the newest ``buffer_size`` events, dropping (and
-counting) the oldest.
+while connected, ``bus.mqtt.publish`` drains the outgoing buffer, ``bus.mqtt.receive`` fans incoming
+messages out to local subscriptions and ``bus.mqtt.subscriptions`` keeps the broker's subscriptions in
+line with the local ones. Subscriptions are made again after every reconnect. A broker outage never
+blocks ``publish``: the buffer keeps the newest ``buffer_size`` events, dropping (and counting) the
+oldest.
+
+Only ``bus.mqtt.subscriptions`` sends SUBSCRIBE and UNSUBSCRIBE, never the code entering or leaving
+``subscribe()``: that code is often a request cancelled at any await (a browser leaving its event
+stream), and an aiomqtt call cut that way forgets its message id, so the broker's answer would be
+logged as an unexpected message id with a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -25,6 +30,25 @@ from gatewayd.bus.base import DEFAULT_SUBSCRIPTION_BUFFER, Subscription, Subscri
 from gatewayd.bus.events import Event, Topics, check_pattern, check_topic, decode_payload, encode_payload
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a SUBSCRIBE / UNSUBSCRIBE in flight may still take when the bus closes or the connection
+#: fails meanwhile (a live broker answers in milliseconds).
+ANSWER_GRACE = 1.0
+
+
+async def _answered(call: Coroutine[Any, Any, object]) -> None:
+    """Awaits a broker call to its answer even when the caller is cancelled (the bus closing): aiomqtt
+    forgets the message id of a call cut halfway and then logs the broker's answer as unexpected."""
+    pending = asyncio.ensure_future(call)
+    try:
+        await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        await asyncio.wait([pending], timeout=ANSWER_GRACE)
+        if not pending.done():
+            pending.cancel()  # the connection is gone: no answer will come
+        elif not pending.cancelled():
+            pending.exception()  # retrieved: the connection loop reports failures
+        raise
 
 
 class MQTTBus:
@@ -60,8 +84,15 @@ class MQTTBus:
         self._keepalive = keepalive
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
         self._dropped = 0
         self._subscriptions = SubscriptionSet()
+        #: Patterns the broker confirmed on the current connection (an UNSUBSCRIBE removes its pattern
+        #: before it is sent, so a subscriber never trusts a pattern about to be dropped).
+        self._at_broker: set[str] = set()
+        self._patterns_changed = asyncio.Event()
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,28 +126,33 @@ class MQTTBus:
             self._dropped += 1
         self._outbox.append((check_topic(topic), body))
         self._outbox_ready.set()
+        self._outbox_empty.clear()
+
+    async def flushed(self) -> None:
+        """Returns once the outgoing buffer has been handed to the broker (waits for a connection)."""
+        await self._outbox_empty.wait()
 
     @asynccontextmanager
     async def subscribe(
         self, pattern: str, *, buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
     ) -> AsyncIterator[Subscription]:
-        """Subscribes at the broker (at once when connected, else on connecting) and yields the local
-        subscription; leaving unsubscribes when no other local subscription uses the pattern."""
+        """Yields the local subscription once the broker has confirmed the pattern (at once while
+        disconnected: connecting subscribes every pattern). Leaving never waits: the broker's
+        subscription is dropped in the background once no local subscription uses the pattern.
+        Cancelling the caller at any point leaves nothing behind."""
         subscription = Subscription(check_pattern(pattern), buffer)
-        first = self._subscriptions.count(pattern) == 0
         self._subscriptions.add(subscription)
-        client = self._client
-        if first and client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):  # the reconnect subscribes again
-                await client.subscribe(pattern, qos=self._qos)
         try:
+            if self.connected and pattern not in self._at_broker:
+                confirmed = asyncio.get_running_loop().create_future()
+                self._confirmations.setdefault(pattern, []).append(confirmed)
+                self._patterns_changed.set()
+                await confirmed  # a cancellation ends this wait only, never the broker's call
             yield subscription
         finally:
             self._subscriptions.remove(subscription)
-            client = self._client
-            if self._subscriptions.count(pattern) == 0 and client is not None:
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await client.unsubscribe(pattern)
+            if self._subscriptions.count(pattern) == 0:
+                self._patterns_changed.set()
 
     async def __aenter__(self) -> Self:
         if self._task is not None:
@@ -140,6 +176,7 @@ class MQTTBus:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
         self._subscriptions.close_all()
+        self._release_confirmations()
 
     # -- background loops ----------------------------------------------------------------------------
 
@@ -161,6 +198,7 @@ class MQTTBus:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._publish_loop(client), name="bus.mqtt.publish")
                         group.create_task(self._receive_loop(client), name="bus.mqtt.receive")
+                        group.create_task(self._subscription_loop(client), name="bus.mqtt.subscriptions")
             except* (aiomqtt.MqttError, OSError) as errors:
                 logger.warning(
                     "bus.mqtt.disconnected host=%s port=%s error=%s retry_in=%.1fs",
@@ -172,19 +210,52 @@ class MQTTBus:
             finally:
                 self._client = None
                 self._connected.clear()
+                self._at_broker.clear()
+                # Whoever waits for a confirmation goes on: connecting again subscribes every pattern.
+                self._release_confirmations()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max)
 
     async def _on_connected(self, client: aiomqtt.Client) -> None:
-        for pattern in sorted(self._subscriptions.patterns()):
-            await client.subscribe(pattern, qos=self._qos)
+        await self._sync_subscriptions(client)
         self._client = client
         self._connected.set()
         logger.info("bus.mqtt.connected host=%s port=%s", self.host, self.port)
 
+    async def _subscription_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._patterns_changed.wait()
+            await self._sync_subscriptions(client)
+
+    async def _sync_subscriptions(self, client: aiomqtt.Client) -> None:
+        """Subscribes the patterns local subscriptions use and the broker lacks, unsubscribes those no
+        one uses any more, until nothing changed meanwhile."""
+        while True:
+            self._patterns_changed.clear()
+            wanted = self._subscriptions.patterns()
+            for pattern in sorted(wanted - self._at_broker):
+                await _answered(client.subscribe(pattern, qos=self._qos))
+                self._at_broker.add(pattern)
+                for confirmed in self._confirmations.pop(pattern, []):
+                    if not confirmed.done():
+                        confirmed.set_result(None)
+            for pattern in sorted(self._at_broker - wanted):
+                self._at_broker.discard(pattern)
+                await _answered(client.unsubscribe(pattern))
+            if not self._patterns_changed.is_set():
+                return
+
+    def _release_confirmations(self) -> None:
+        for waiting in self._confirmations.values():
+            for confirmed in waiting:
+                if not confirmed.done():
+                    confirmed.set_result(None)
+        self._confirmations.clear()
+
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while not self._closing:
             if not self._outbox:
+                self._outbox_empty.set()
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue

@@ -56,6 +56,9 @@ class Account(Base):
         default=Presence.OFFLINE,
     )
     max_open_conversations: Mapped[int] = mapped_column(default=5)
+    # When the operator's desk was last seen live (its event stream marks it at every heartbeat);
+    # None once they left. Assignment counts only operators seen within a short grace.
+    desk_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), default=None
     )

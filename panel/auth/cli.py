@@ -1,14 +1,20 @@
 """`gatewayd user add|passwd|lock|unlock`: account administration from the shell.
 
 The lead's CLI calls `add_user_commands(subparsers)` to build the parsers and, for a parsed
-`args.command == "user"`, `await handle_user_command(args, database_url)` for the exit status.
+`args.command == "user"`, `await handle_user_command(args, database_url, bus)` for the exit status.
 Passwords are never taken from the command line (visible in `ps`): they are prompted for, or read
 from standard input with `--password-stdin`.
+
+Locking an account or changing its password ends its sessions; given the deployment's bus (MQTT:
+the panels run in other processes), the command announces it there, so the account's open desks end
+at once and a locked operator's conversations go back to the queue (`panel.presence`). Without it the
+panels notice at their next check.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gatewayd.bus.base import EventBus
 from gatewayd.store.accounts import Account, Role, get_account_by_username
 from gatewayd.store.engine import create_engine, session_factory
 from panel.auth.accounts import (
@@ -30,13 +37,35 @@ from panel.auth.accounts import (
 from panel.auth.passwords import PasswordPolicy, PasswordRejected
 from panel.auth.permissions import PermissionRegistry
 from panel.i18n import Catalog
+from panel.presence import announce_account_change
 from panel.settings import Argon2Params
 from plugins.contract import LANGUAGES
 from plugins.loader import load_plugins
 
+#: Seconds the command waits for the broker to take its announcement.
+ANNOUNCE_TIMEOUT = 5.0
+
 
 class UserCommandError(Exception):
     """A user command could not be done; the message is for the operator at the shell."""
+
+
+async def _announce(bus: EventBus | None, account_id: int) -> None:
+    """Tells the running panels that the account's sessions ended (the change is committed already:
+    a broker out of reach only delays the panels noticing it)."""
+    if bus is None:
+        return
+    async with bus:
+        await announce_account_change(bus, account_id)
+        try:
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                await bus.flushed()
+        except TimeoutError:
+            print(
+                "gatewayd user: the event bus was not reached; "
+                "open panel pages notice the change at their next check",
+                file=sys.stderr,
+            )
 
 
 @asynccontextmanager
@@ -92,20 +121,35 @@ async def user_add(
         raise UserCommandError(_explain(error)) from error
 
 
-async def user_passwd(url: str, username: str, password: str, *, argon2: Argon2Params | None = None) -> int:
-    """Set a new password (and lift the sign-in delay on the name); returns how many sessions ended."""
+async def user_passwd(
+    url: str,
+    username: str,
+    password: str,
+    *,
+    argon2: Argon2Params | None = None,
+    bus: EventBus | None = None,
+) -> int:
+    """Set a new password (and lift the sign-in delay on the name); returns how many sessions ended
+    (announced on ``bus`` when some did)."""
     try:
         async with _unit_of_work(url) as session:
             account = await _existing(session, username)
-            return await set_password(session, PasswordPolicy(argon2 or Argon2Params()), account, password)
+            ended = await set_password(session, PasswordPolicy(argon2 or Argon2Params()), account, password)
     except PasswordRejected as error:
         raise UserCommandError(_explain(error)) from error
+    if ended:
+        await _announce(bus, account.id)
+    return ended
 
 
-async def user_lock(url: str, username: str, reason: str = "") -> int:
-    """Lock the account and end its sessions; returns how many sessions were ended."""
+async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus | None = None) -> int:
+    """Lock the account and end its sessions, announced on ``bus``; returns how many sessions were
+    ended."""
     async with _unit_of_work(url) as session:
-        return await lock_account(session, await _existing(session, username), reason)
+        account = await _existing(session, username)
+        ended = await lock_account(session, account, reason)
+    await _announce(bus, account.id)
+    return ended
 
 
 async def user_unlock(url: str, username: str) -> None:
@@ -122,7 +166,7 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-async def _add(args: argparse.Namespace, url: str) -> str:
+async def _add(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
     password = _read_password(args)
     account_id = await user_add(
         url,
@@ -136,22 +180,22 @@ async def _add(args: argparse.Namespace, url: str) -> str:
     return f"account {normalize_username(args.username)!r} created (id {account_id}, role {args.role})"
 
 
-async def _passwd(args: argparse.Namespace, url: str) -> str:
-    ended = await user_passwd(url, args.username, _read_password(args))
+async def _passwd(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
+    ended = await user_passwd(url, args.username, _read_password(args), bus=bus)
     return f"password of {normalize_username(args.username)!r} changed; {ended} session(s) ended"
 
 
-async def _lock(args: argparse.Namespace, url: str) -> str:
-    ended = await user_lock(url, args.username, args.reason)
+async def _lock(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
+    ended = await user_lock(url, args.username, args.reason, bus=bus)
     return f"account {normalize_username(args.username)!r} locked; {ended} session(s) ended"
 
 
-async def _unlock(args: argparse.Namespace, url: str) -> str:
+async def _unlock(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
     await user_unlock(url, args.username)
     return f"account {normalize_username(args.username)!r} unlocked"
 
 
-UserAction = Callable[[argparse.Namespace, str], Awaitable[str]]
+UserAction = Callable[[argparse.Namespace, str, EventBus | None], Awaitable[str]]
 
 
 def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -184,11 +228,14 @@ def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
     return user
 
 
-async def handle_user_command(args: argparse.Namespace, database_url: str) -> int:
-    """Run a parsed `user ...` command; prints one line and returns the exit status."""
+async def handle_user_command(
+    args: argparse.Namespace, database_url: str, bus: EventBus | None = None
+) -> int:
+    """Run a parsed `user ...` command; prints one line and returns the exit status. ``bus`` (not yet
+    entered) is where ended sessions are announced to the running panels."""
     action: UserAction = args.user_action
     try:
-        print(await action(args, database_url))
+        print(await action(args, database_url, bus))
     except UserCommandError as error:
         print(f"gatewayd user {args.user_command}: {error}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from panel.auth.login import LoginOutcome, SignIn, sign_in
 from panel.auth.passwords import HashingBusy, PasswordRejected, check_password_rules
 from panel.auth.sessions import revoke_session
 from panel.middleware import LANGUAGE_COOKIE, cookie_header
+from panel.presence import announce_account_change
 from panel.settings import SESSION_COOKIE
 from panel.web import current_user, db, db_read, gettext, panel, render, require_user
 
@@ -101,6 +102,9 @@ async def login(request: Request) -> Response:
     )
     result = await sign_in(state, attempt)
     if result.issued is not None:
+        previous = current_user(request)
+        if previous is not None:  # the session this browser presented has ended: its desks end now
+            await announce_account_change(state.bus, previous.account_id)
         response: Response = RedirectResponse(next_path, status_code=303)
         response.headers.append(
             "set-cookie", cookie_header(state.settings, SESSION_COOKIE, result.issued.token)
@@ -118,10 +122,13 @@ async def login(request: Request) -> Response:
 
 @requires()
 async def logout(request: Request) -> Response:
-    settings = panel(request).settings
+    state = panel(request)
+    settings = state.settings
     token = request.cookies.get(settings.session_cookie, "")
     async with db(request) as session, session.begin():
         await revoke_session(session, token)
+    # Open desks of this session end now; an operator with no other session leaves the desk.
+    await announce_account_change(state.bus, require_user(request).account_id)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
     response.headers.append("set-cookie", cookie_header(settings, SESSION_COOKIE, "", max_age=0))
     return response
@@ -218,6 +225,9 @@ async def change_password(request: Request) -> Response:
     if not stored:
         error = gettext(request, "auth.profile.wrong_password")
         return await _profile_page(request, error=error, status_code=400)
+    await announce_account_change(
+        panel(request).bus, user.account_id
+    )  # the other sessions' open desks end now
     return await _profile_page(request, message=gettext(request, "auth.profile.password_changed"))
 
 

@@ -206,3 +206,55 @@ async def sent_mt_status(session: AsyncSession, mt_id: int, operator_id: int) ->
         select(MTMessage.status).where(MTMessage.id == mt_id, MTMessage.operator_id == operator_id)
     )
     return MTStatus(status) if status is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class MOEntry:
+    id: int
+    conversation_id: int | None
+    text: str
+    received_at: datetime
+
+
+async def mo_entries(session: AsyncSession, mo_ids: Sequence[int]) -> dict[int, MOEntry]:
+    """The MOs by id, as the database holds them (what the desk shows never comes from an event)."""
+    if not mo_ids:
+        return {}
+    rows = await session.execute(
+        select(MOMessage.id, MOMessage.conversation_id, MOMessage.text, MOMessage.received_at).where(
+            MOMessage.id.in_(sorted(set(mo_ids)))
+        )
+    )
+    return {row.id: MOEntry(row.id, row.conversation_id, row.text, row.received_at) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class MTState:
+    id: int
+    status: MTStatus
+    operator_id: int | None
+    conversation_id: int | None
+
+
+async def mt_states(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, MTState]:
+    """The MTs' current statuses and owners by id."""
+    if not mt_ids:
+        return {}
+    rows = await session.execute(
+        select(MTMessage.id, MTMessage.status, MTMessage.operator_id, MTMessage.conversation_id).where(
+            MTMessage.id.in_(sorted(set(mt_ids)))
+        )
+    )
+    return {
+        row.id: MTState(row.id, MTStatus(row.status), row.operator_id, row.conversation_id) for row in rows
+    }
+
+
+async def conversation_holder(session: AsyncSession, conversation_id: int) -> int | None:
+    """The operator holding the conversation, if it is not closed."""
+    holder: int | None = await session.scalar(
+        select(Conversation.assigned_operator_id).where(
+            Conversation.id == conversation_id, Conversation.status != ConversationStatus.CLOSED
+        )
+    )
+    return holder

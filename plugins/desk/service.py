@@ -19,11 +19,16 @@ from plugins.contract import EventHandler, StartupHook
 
 @dataclass(frozen=True, slots=True)
 class DeskSettings:
-    """``heartbeat``: seconds between keep-alive comments on an idle event stream; the session is
-    re-checked at each (a signed-out operator's stream ends)."""
+    """``heartbeat``: seconds between keep-alive comments on an idle event stream; at each the session
+    is re-checked (a signed-out operator's stream ends) and the desk marked live, so the policy's
+    ``presence_grace`` must be longer."""
 
     policy: AssignmentPolicy = AssignmentPolicy()
     heartbeat: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.policy.presence_grace.total_seconds() <= self.heartbeat:
+            raise ValueError("the presence grace must be longer than the desk's heartbeat")
 
 
 @dataclass(slots=True)
@@ -58,7 +63,7 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
 
 def startup_hook(settings: DeskSettings) -> StartupHook:
     async def start_assignment(runtime: PanelRuntime) -> None:
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy)
+        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
@@ -94,6 +99,14 @@ async def on_mo(event: Event, runtime: PanelRuntime) -> None:
         await assignment_service(runtime).on_mo_event(event)
 
 
+async def on_account_changed(event: Event, runtime: PanelRuntime) -> None:
+    """An operator was signed out, locked or left: if they are no longer at the desk, what they hold
+    goes back to the queue now rather than at the next sweep."""
+    if _own_topic(event, runtime):
+        await assignment_service(runtime).on_account_event(event)
+
+
 # "+/+/mo" is "<prefix>/<short code>/mo" whatever the configured prefix; others' prefixes are ignored.
 MO_PATTERN = "+/+/mo"
-EVENT_HANDLERS: dict[str, EventHandler] = {MO_PATTERN: on_mo}
+ACCOUNT_PATTERN = "+/account/+/changed"
+EVENT_HANDLERS: dict[str, EventHandler] = {MO_PATTERN: on_mo, ACCOUNT_PATTERN: on_account_changed}

@@ -1,36 +1,57 @@
 """The desk's server-sent events: what concerns the signed-in operator, live from the bus.
 
-Events: ``ready`` (subscribed), ``assigned`` (a conversation came to me, with its queue item),
-``unassigned`` (it left me), ``mo`` (the subscriber wrote in one of my conversations), ``mt`` (an MT
-I watch changed status), ``signout`` (the session ended; the stream ends too). A comment line goes
-out when nothing happened for a heartbeat; the session is re-checked then. The stream ends as soon
-as the panel begins to stop (``PanelRuntime.stopping``), so it never holds the server's shutdown.
+Events: ``ready`` (subscribed, with my presence), ``assigned`` (a conversation came to me, with its
+queue item), ``unassigned`` (it left me), ``mo`` (the subscriber wrote in one of my conversations),
+``mt`` (an MT I watch changed status), ``presence`` (my presence changed: I left the desk, or chose
+another in another tab), ``signout`` (the session ended; the stream ends too).
+
+A bus event only says *which* row changed. What the desk shows -- texts, times, statuses, who holds a
+conversation -- is read from the database by id, so whoever can publish on the broker cannot put words
+on an operator's desk; the event's ids only pick which rows to read. Events that queued up while the
+stream was busy are handled as one batch, with one query per kind.
+
+At every heartbeat (a comment line goes out when nothing else did) the session is re-checked and the
+desk marked live (``panel.presence``); an event about my account (signed out, locked, left the desk)
+re-checks at once. The stream ends as soon as the panel begins to stop (``PanelRuntime.stopping``),
+so it never holds the server's shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gatewayd.bus.base import EventBus, Subscription
 from gatewayd.bus.events import Event
+from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
-from gatewayd.store.enums import MTStatus
 from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.auth.sessions import get_active_session
 from panel.i18n import format_datetime
+from panel.presence import touch_desk
 from panel.runtime import PanelRuntime
 from panel.web import error_response, panel, require_user
-from plugins.desk.queries import QueueItem, held_conversation_ids, operator_queue, watched_mt_ids
+from plugins.desk.queries import (
+    MOEntry,
+    MTState,
+    QueueItem,
+    conversation_holder,
+    held_conversation_ids,
+    mo_entries,
+    mt_states,
+    operator_queue,
+    watched_mt_ids,
+)
 from plugins.desk.service import desk_settings
 
 T = TypeVar("T")
@@ -51,14 +72,12 @@ def _integer(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+@dataclass(slots=True)
+class _Batch:
+    """The ids a batch of bus events names, sorted by what must be read for them."""
+
+    mo_ids: list[int] = field(default_factory=list)
+    mt_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -67,6 +86,7 @@ class OperatorStream:
 
     runtime: PanelRuntime
     user: CurrentUser
+    token: str
     held: set[int] = field(default_factory=set)
     watched: set[int] = field(default_factory=set)
 
@@ -88,66 +108,141 @@ class OperatorStream:
             "last_at": self.when(item.last_at),
         }
 
-    async def load(self) -> None:
-        self.held, self.watched = await _unbroken(self._read_held_and_watched())
+    def presence(self, presence: Presence) -> dict[str, str]:
+        return {"presence": presence.value, "label": self.text(f"panel.presence.{presence.value}")}
 
-    async def _read_held_and_watched(self) -> tuple[set[int], set[int]]:
-        async with self.runtime.readers() as session:
-            held = await held_conversation_ids(session, self.user.account_id)
-            return held, await watched_mt_ids(session, self.user.account_id)
+    # -- the database --------------------------------------------------------------------------------
 
-    async def handle(self, event: Event) -> str | None:
-        """The desk event for a bus event, or None when it does not concern this operator."""
-        levels = event.topic.split("/")
-        payload = event.payload
-        if len(levels) == 3 and levels[2] == "mo":
-            return self._mo(payload)
-        if len(levels) == 4 and levels[1] == "mt" and levels[3] == "status":
-            return self._mt(payload)
-        if len(levels) == 4 and levels[1] == "conversation" and levels[3] == "assigned":
-            return await self._assigned(payload)
-        return None
+    async def open(self) -> Presence | None:
+        """Loads what I hold and watch and marks my desk live; None when the session is over."""
+        return await _unbroken(self._open())
 
-    def _mo(self, payload: Mapping[str, Any]) -> str | None:
-        conversation_id = _integer(payload.get("conversation_id"))
-        if conversation_id is None or conversation_id not in self.held:
+    async def _open(self) -> Presence | None:
+        async with self.runtime.sessionmaker() as session, session.begin():
+            presence = await self._alive(session, touch=True)
+            if presence is not None:
+                self.held = await held_conversation_ids(session, self.user.account_id)
+                self.watched = await watched_mt_ids(session, self.user.account_id)
+            return presence
+
+    async def check_in(self, *, touch: bool) -> Presence | None:
+        """My presence while the session lives (marking the desk live when ``touch``), else None."""
+        return await _unbroken(self._check_in(touch))
+
+    async def _check_in(self, touch: bool) -> Presence | None:
+        sessions = self.runtime.sessionmaker if touch else self.runtime.readers
+        async with sessions() as session, session.begin():
+            return await self._alive(session, touch=touch)
+
+    async def _alive(self, session: AsyncSession, *, touch: bool) -> Presence | None:
+        found = await get_active_session(session, self.token, self.runtime.settings)
+        if found is None or found[0].id != self.user.session_id:
             return None
-        text = payload.get("text")
+        if touch:
+            await touch_desk(session, self.user.account_id, utcnow())
+        return found[1].presence
+
+    async def _read(self, batch: _Batch) -> tuple[dict[int, MOEntry], dict[int, MTState]]:
+        async with self.runtime.readers() as session:
+            return await mo_entries(session, batch.mo_ids), await mt_states(session, batch.mt_ids)
+
+    async def _read_assigned(self, conversation_id: int) -> tuple[list[QueueItem], set[int]]:
+        policy = desk_settings(self.runtime).policy
+        async with self.runtime.readers() as session:
+            items = await operator_queue(
+                session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
+            )
+            return items, await watched_mt_ids(session, self.user.account_id)
+
+    async def _read_holder(self, conversation_id: int) -> int | None:
+        async with self.runtime.readers() as session:
+            return await conversation_holder(session, conversation_id)
+
+    # -- bus events ----------------------------------------------------------------------------------
+
+    def _batch(self, events: Sequence[Event]) -> _Batch:
+        """The MOs and MTs worth reading: those whose event names one of my conversations or MTs (the
+        database then says whether they really are mine)."""
+        batch = _Batch()
+        for event in events:
+            levels = event.topic.split("/")
+            payload = event.payload
+            if len(levels) == 3 and levels[2] == "mo":
+                mo_id = _integer(payload.get("id"))
+                if mo_id is not None and _integer(payload.get("conversation_id")) in self.held:
+                    batch.mo_ids.append(mo_id)
+            elif len(levels) == 4 and levels[1] == "mt" and levels[3] == "status":
+                mt_id = _integer(payload.get("id"))
+                if mt_id is not None and (
+                    mt_id in self.watched
+                    or _integer(payload.get("operator_id")) == self.user.account_id
+                    or _integer(payload.get("conversation_id")) in self.held
+                ):
+                    batch.mt_ids.append(mt_id)
+        return batch
+
+    async def handle(self, events: Sequence[Event]) -> tuple[list[str], bool]:
+        """The desk events for a batch of bus events, in order, and whether the stream ends (signed
+        out)."""
+        batch = self._batch(events)
+        mos, mts = await _unbroken(self._read(batch)) if batch.mo_ids or batch.mt_ids else ({}, {})
+        chunks: list[str] = []
+        shown_mts: set[int] = set()
+        for event in events:
+            levels = event.topic.split("/")
+            payload = event.payload
+            chunk: str | None = None
+            if len(levels) == 3 and levels[2] == "mo":
+                chunk = self._mo(mos.get(_integer(payload.get("id")) or 0))
+            elif len(levels) == 4 and levels[1] == "mt" and levels[3] == "status":
+                mt_id = _integer(payload.get("id")) or 0
+                if mt_id not in shown_mts:  # one event per MT and batch: its status now
+                    shown_mts.add(mt_id)
+                    chunk = self._mt(mts.get(mt_id))
+            elif len(levels) == 4 and levels[1] == "conversation" and levels[3] == "assigned":
+                chunk = await self._assigned(payload)
+            elif len(levels) == 4 and levels[1] == "account" and levels[3] == "changed":
+                if _integer(payload.get("account_id")) == self.user.account_id:
+                    presence = await self.check_in(touch=False)
+                    if presence is None:
+                        chunks.append(sse("signout", {}))
+                        return chunks, True
+                    chunk = sse("presence", self.presence(presence))
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks, False
+
+    def _mo(self, mo: MOEntry | None) -> str | None:
+        if mo is None or mo.conversation_id not in self.held:
+            return None
         return sse(
             "mo",
             {
-                "conversation_id": conversation_id,
-                "id": _integer(payload.get("id")),
-                "text": text if isinstance(text, str) else "",
-                "at": self.when(_instant(payload.get("received_at"))),
+                "conversation_id": mo.conversation_id,
+                "id": mo.id,
+                "text": mo.text,
+                "at": self.when(mo.received_at),
                 "status_label": self.text("desk.conversation.status.waiting"),
             },
         )
 
-    def _mt(self, payload: Mapping[str, Any]) -> str | None:
-        mt_id = _integer(payload.get("id"))
-        if mt_id is None:
-            mt_id = _integer(payload.get("mt_id"))
-        try:
-            status = MTStatus(str(payload.get("status")))
-        except ValueError:
+    def _mt(self, mt: MTState | None) -> str | None:
+        if mt is None:
             return None
-        if mt_id is None:
+        mine = mt.operator_id == self.user.account_id or mt.conversation_id in self.held
+        if mt.id not in self.watched and not mine:
             return None
-        if mt_id not in self.watched:
-            mine = _integer(payload.get("operator_id")) == self.user.account_id
-            if not (mine or _integer(payload.get("conversation_id")) in self.held):
-                return None
-            self.watched.add(mt_id)
-        if status.is_final:
-            self.watched.discard(mt_id)
+        if mt.status.is_final:
+            self.watched.discard(mt.id)
+        else:
+            self.watched.add(mt.id)
         return sse(
             "mt",
             {
-                "id": mt_id,
-                "status": status.value,
-                "label": self.text(f"desk.mt.status.{status.value}"),
-                "final": status.is_final,
+                "id": mt.id,
+                "status": mt.status.value,
+                "label": self.text(f"desk.mt.status.{mt.status.value}"),
+                "final": mt.status.is_final,
             },
         )
 
@@ -158,62 +253,55 @@ class OperatorStream:
         if _integer(payload.get("operator_id")) == self.user.account_id:
             items, watched = await _unbroken(self._read_assigned(conversation_id))
             self.watched |= watched
-            if not items:  # already closed or handed on again
+            if not items:  # not mine after all: closed, handed on again, or never
                 return None
             self.held.add(conversation_id)
             return sse("assigned", self.queue_item(items[0]))
         if conversation_id in self.held:
+            if await _unbroken(self._read_holder(conversation_id)) == self.user.account_id:
+                return None  # still mine: the event was stale or not the database's
             self.held.discard(conversation_id)
             return sse("unassigned", {"conversation_id": conversation_id})
         return None
 
-    async def _read_assigned(self, conversation_id: int) -> tuple[list[QueueItem], set[int]]:
-        policy = desk_settings(self.runtime).policy
-        async with self.runtime.readers() as session:
-            items = await operator_queue(
-                session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
-            )
-            return items, await watched_mt_ids(session, self.user.account_id)
+    # -- the stream ----------------------------------------------------------------------------------
 
-    async def session_alive(self, token: str) -> bool:
-        return await _unbroken(self._read_session_alive(token))
-
-    async def _read_session_alive(self, token: str) -> bool:
-        async with self.runtime.readers() as session:
-            found = await get_active_session(session, token, self.runtime.settings)
-        return found is not None and found[0].id == self.user.session_id
-
-    async def run(self, bus: EventBus, token: str, heartbeat: float) -> AsyncIterator[str]:
+    async def run(self, bus: EventBus, heartbeat: float) -> AsyncIterator[str]:
         async with bus.subscribe(bus.topics.everything()) as subscription:
             # The panel stopping closes the subscription: the stream ends instead of holding shutdown.
             with self.runtime.stopping.ending(subscription.close):
-                await self.load()  # after subscribing: nothing published meanwhile is missed
+                presence = await self.open()  # after subscribing: nothing published meanwhile is missed
+                if presence is None:
+                    yield sse("signout", {})
+                    return
                 yield "retry: 2000\n\n"
-                yield sse("ready", {"held": len(self.held)})
-                async for chunk in self._events(subscription, token, heartbeat):
+                yield sse("ready", {"held": len(self.held), **self.presence(presence)})
+                async for chunk in self._events(subscription, heartbeat):
                     yield chunk
 
-    async def _events(self, subscription: Subscription, token: str, heartbeat: float) -> AsyncIterator[str]:
+    async def _events(self, subscription: Subscription, heartbeat: float) -> AsyncIterator[str]:
         clock = asyncio.get_running_loop().time
         next_check = clock() + heartbeat
         while True:
             remaining = next_check - clock()
             if remaining <= 0:  # also under constant traffic: the session is checked every heartbeat
-                if not await self.session_alive(token):
+                if await self.check_in(touch=True) is None:
                     yield sse("signout", {})
                     return
                 yield ": heartbeat\n\n"
                 next_check = clock() + heartbeat
                 continue
             try:
-                event = await asyncio.wait_for(subscription.get(), timeout=remaining)
+                first = await asyncio.wait_for(subscription.get(), timeout=remaining)
             except TimeoutError:
                 continue
             except StopAsyncIteration:  # the panel is stopping, or its bus closed
                 return
-            chunk = await self.handle(event)
-            if chunk is not None:
+            chunks, ended = await self.handle([first, *subscription.take_queued()])
+            for chunk in chunks:
                 yield chunk
+            if ended:
+                return
 
 
 @requires(OPERATOR_MODE)
@@ -223,10 +311,10 @@ async def desk_events(request: Request) -> Response:
     if runtime.bus is None:
         return error_response(request, 503)
     token = request.cookies.get(runtime.settings.session_cookie, "")
-    stream = OperatorStream(runtime, user)
+    stream = OperatorStream(runtime, user, token)
     heartbeat = desk_settings(runtime).heartbeat
     return StreamingResponse(
-        stream.run(runtime.bus, token, heartbeat),
+        stream.run(runtime.bus, heartbeat),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

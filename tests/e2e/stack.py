@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -51,6 +52,10 @@ class StackOptions:
     receipt_delay: float = 1.0
     operator_capacity: int = 5
     stream_heartbeat: float = 1.0
+    # The sweep makes up for lost events and finds operators who left (their desk closed past the
+    # grace); live assignment is what most tests exercise.
+    sweep_interval: float = 3600.0
+    presence_grace: float = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +121,15 @@ short_code = "{SHORT_CODE}"
 
 
 def desk_plugins(options: StackOptions) -> list[Plugin]:
-    # The sweep makes up for lost events only; live assignment is what the tests exercise.
-    desk = DeskSettings(policy=AssignmentPolicy(sweep_interval=3600.0), heartbeat=options.stream_heartbeat)
+    policy = AssignmentPolicy(
+        sweep_interval=options.sweep_interval, presence_grace=timedelta(seconds=options.presence_grace)
+    )
+    desk = DeskSettings(policy=policy, heartbeat=options.stream_heartbeat)
     return [auth.plugin, home.plugin, build_plugin(desk)]
 
 
 async def add_operator(
-    sessions: async_sessionmaker[AsyncSession], plugins: list[Plugin], capacity: int
+    sessions: async_sessionmaker[AsyncSession], plugins: list[Plugin], capacity: int, username: str = OPERATOR
 ) -> None:
     registry = PermissionRegistry.build(plugins)
     async with sessions() as session, session.begin():
@@ -130,10 +137,10 @@ async def add_operator(
             session,
             PasswordPolicy(FAST_ARGON2),
             registry,
-            username=OPERATOR,
+            username=username,
             password=PASSWORD,
             role=Role.OPERATOR,
-            display_name="Olga",
+            display_name=username.title(),
             language="es",
             max_open_conversations=capacity,
         )

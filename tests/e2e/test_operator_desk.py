@@ -28,10 +28,10 @@ LIVE_WITHIN_MS = 1000
 MARKER = "window.__e2eMarker"
 
 
-async def sign_in(page: Page) -> None:
+async def sign_in(page: Page, username: str = OPERATOR) -> None:
     await page.goto("/desk")  # anonymous: sent to the login form, back to the desk after it
     await expect(page).to_have_url(re.compile(r"/login\?next="))
-    await page.fill("#username", OPERATOR)
+    await page.fill("#username", username)
     await page.fill("#password", PASSWORD)
     async with page.expect_navigation():
         await page.click("form[action='/login'] button[type=submit]")

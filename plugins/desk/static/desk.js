@@ -147,6 +147,14 @@
     });
   }
 
+  // The server's word on my presence (I left the desk, or chose another in another tab).
+  function onPresence(data) {
+    var select = byId("presence");
+    if (!select || !data.presence) { return; }
+    select.value = data.presence;
+    select.className = "presence-" + data.presence;
+  }
+
   // --- the live stream --------------------------------------------------------------------------
 
   function listen(url) {
@@ -159,7 +167,11 @@
         handler(data);
       });
     }
-    on("ready", function () { root.setAttribute("data-live", "yes"); });
+    on("ready", function (data) {
+      onPresence(data);
+      root.setAttribute("data-live", "yes");
+    });
+    on("presence", onPresence);
     on("assigned", onAssigned);
     on("unassigned", onUnassigned);
     on("mo", onMO);

@@ -56,6 +56,11 @@ async def mo_texts(sessions: async_sessionmaker[AsyncSession]) -> Counter[str]:
         return Counter((await session.execute(select(MOMessage.text))).scalars())
 
 
+async def mo_ids(sessions: async_sessionmaker[AsyncSession]) -> set[int]:
+    async with sessions() as session:
+        return set((await session.execute(select(MOMessage.id))).scalars())
+
+
 async def mt_status_counts(sessions: async_sessionmaker[AsyncSession]) -> Counter[MTStatus]:
     async with sessions() as session:
         rows = await session.execute(select(MTMessage.status, func.count()).group_by(MTMessage.status))

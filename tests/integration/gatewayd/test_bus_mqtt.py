@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
+import anyio
 import pytest
 
 from gatewayd.bus import MQTTBus, create_bus
@@ -91,3 +93,31 @@ async def test_closing_with_a_backlog_ends_at_once(mqtt_url: str, topic_prefix: 
         done, _ = await asyncio.wait([closing], timeout=10)
         assert done, f"try {attempt}: the bus did not stop ({bus.pending} events left)"
         closing.result()
+
+
+async def test_streams_cut_while_subscribing_or_leaving_log_nothing(
+    mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A desk stream whose browser leaves is cancelled by Starlette's cancel scope, which cancels every
+    await inside it, also the broker's SUBSCRIBE / UNSUBSCRIBE in flight. The broker's answer to a call
+    cut that way must not be logged as an unexpected message id, and the bus goes on subscribing."""
+    caplog.set_level(logging.WARNING, logger="mqtt")
+    async with mqtt_bus(mqtt_url, topic_prefix) as bus:
+        await asyncio.wait_for(bus.wait_connected(), 10)
+        pattern = bus.topics.everything()
+
+        async def browser_leaves(at_once: bool) -> None:
+            with anyio.CancelScope() as scope:
+                if at_once:  # before the broker confirmed the SUBSCRIBE
+                    asyncio.get_running_loop().call_soon(scope.cancel)
+                async with bus.subscribe(pattern) as subscription:
+                    scope.cancel()  # while the stream waits: leaving sends UNSUBSCRIBE
+                    await subscription.get()
+
+        for round_ in range(20):
+            await browser_leaves(at_once=round_ % 2 == 0)
+        async with bus.subscribe(pattern) as events:
+            for number in range(3):  # every answer to the cut calls has come back by the third event
+                await bus.publish(bus.topics.mt_status(number), {"n": number})
+                assert (await asyncio.wait_for(events.get(), 10)).payload["n"] == number
+    assert [record.getMessage() for record in caplog.records if record.name == "mqtt"] == []

@@ -16,7 +16,7 @@ from tests.integration.gatewayd.conftest import (
     make_config,
     running_daemon,
 )
-from tests.integration.gatewayd.faults import mo_texts, subscriber
+from tests.integration.gatewayd.faults import mo_ids, mo_texts, subscriber
 from tests.integration.gatewayd.proxy import TCPProxy
 
 
@@ -56,10 +56,11 @@ async def test_broker_outage_blocks_nothing_and_loses_no_mo(
             assert proxy.cut_off
             assert simulator.carrier(MOVISTAR).counters.mo_delivered == 200
             proxy.restore()
-            received: set[str] = set()
+            stored = await mo_ids(sessions)
+            received: set[int] = set()
             async with asyncio.timeout(30):
-                while received != during:
+                while received != stored:
                     event = await events.get()
-                    received.add(event.payload["text"])
+                    received.add(event.payload["id"])
             assert daemon.bus.dropped == 0
         assert simulator.carrier(MOVISTAR).counters.mo_failed == 0

@@ -28,6 +28,8 @@ from panel.app import create_app
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
+from panel.auth.sessions import create_session
+from panel.presence import touch_desk
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from plugins import Plugin, auth, desk, home
@@ -84,7 +86,8 @@ SAMPLE_OPERATOR = "oscar"
 
 
 async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "hola") -> Samples:
-    """An MO stored as the daemon stores it, its conversation handed to ``operator``."""
+    """An MO stored as the daemon stores it, its conversation handed to ``operator``, who is at the
+    desk in a browser of their own (a live session, the desk just seen): it stays theirs."""
     engine = create_engine(url)
     try:
         now = utcnow()
@@ -106,6 +109,8 @@ async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "h
                 .where(Conversation.id == stored.conversation_id)
                 .values(assigned_operator_id=holder.id)
             )
+            await create_session(session, holder, PanelSettings(database_url=url), ip=None, user_agent=None)
+            await touch_desk(session, holder.id, now)
         return Samples(stored.conversation_id, stored.subscriber.client_id, msisdn)
     finally:
         await engine.dispose()
@@ -175,11 +180,20 @@ async def serving(
         transport = httpx.ASGITransport(app=with_state, client=(client_host, 123))
         async with PanelClient(transport=transport, base_url=base_url) as client:
             client.runtime = state["panel"]
+            client.asgi = transport
             yield client
 
 
 class PanelClient(httpx.AsyncClient):
     runtime: PanelRuntime
+    asgi: httpx.ASGITransport
+
+    def another_browser(self) -> PanelClient:
+        """A client with cookies of its own on the same app: another person at another browser."""
+        browser = PanelClient(transport=self.asgi, base_url=self.base_url)
+        browser.runtime = self.runtime
+        browser.asgi = self.asgi
+        return browser
 
     async def account(self, username: str) -> Account:
         async with self.runtime.sessionmaker() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from panel.access import public, requires
 from panel.app import create_app
 from panel.settings import PanelSettings
 from plugins import MenuItem, Mode, PermissionSpec, Plugin, PluginError, auth, home, load_plugins
+from plugins.desk import AssignmentPolicy, DeskSettings
 
 SETTINGS = PanelSettings(database_url="sqlite+aiosqlite://")
 
@@ -140,3 +142,10 @@ async def test_a_failing_startup_hook_names_its_plugin() -> None:
         async with app.router.lifespan_context(app):
             pass
     assert raised.value.plugin == "fragile"
+
+
+def test_the_desks_presence_grace_outlasts_its_heartbeat() -> None:
+    """The heartbeat marks a live desk: a grace no longer than it would make live operators leave."""
+    with pytest.raises(ValueError, match="presence grace"):
+        DeskSettings(policy=AssignmentPolicy(presence_grace=timedelta(seconds=15)), heartbeat=15.0)
+    assert DeskSettings().policy.presence_grace > timedelta(seconds=DeskSettings().heartbeat)

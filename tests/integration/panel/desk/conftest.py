@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from starlette.applications import Starlette
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store import models
-from gatewayd.store.accounts import Role
+from gatewayd.store.accounts import Presence, Role
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
@@ -34,7 +35,7 @@ from panel.settings import PanelSettings
 from plugins import auth, home
 from plugins.desk import DeskSettings, build_plugin
 
-from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, serving
+from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, login, page_csrf, serving
 
 SHORT_CODE = "997745"
 CARRIER = "movistar"
@@ -66,14 +67,20 @@ async def prepare_desk_store(url: str, limits: dict[str, int] | None = None) -> 
         await engine.dispose()
 
 
-def desk_settings(sweep_interval: float = 3600.0, heartbeat: float = 15.0) -> DeskSettings:
+def desk_settings(
+    sweep_interval: float = 3600.0, heartbeat: float = 15.0, presence_grace: float = 40.0
+) -> DeskSettings:
     return DeskSettings(
-        policy=AssignmentPolicy(overdue_after=timedelta(seconds=60), sweep_interval=sweep_interval),
+        policy=AssignmentPolicy(
+            overdue_after=timedelta(seconds=60),
+            sweep_interval=sweep_interval,
+            presence_grace=timedelta(seconds=presence_grace),
+        ),
         heartbeat=heartbeat,
     )
 
 
-def desk_app(settings: PanelSettings, desk: DeskSettings, bus: MemoryBus) -> Starlette:
+def desk_app(settings: PanelSettings, desk: DeskSettings, bus: EventBus) -> Starlette:
     return create_app(settings, bus=bus, plugins=[auth.plugin, home.plugin, build_plugin(desk)])
 
 
@@ -111,18 +118,33 @@ async def deliver_mo(
         return stored
     await bus.publish(
         bus.topics.mo(SHORT_CODE),
-        {
+        {  # ids, as the daemon publishes them: the desk reads the text from the database
             "id": stored.mo_id,
             "short_code": SHORT_CODE,
             "carrier": CARRIER,
-            "msisdn": msisdn,
             "client_id": stored.subscriber.client_id,
             "conversation_id": stored.conversation_id,
-            "text": text,
             "received_at": now.isoformat(),
         },
     )
     return stored
+
+
+async def choose(browser: httpx.AsyncClient, presence: Presence) -> None:
+    """Sets the signed-in operator's presence with the desk's control."""
+    token = await page_csrf(browser, "/desk")
+    response = await browser.post("/desk/presence", data={"csrf_token": token, "presence": presence.value})
+    assert response.status_code == 303
+
+
+@asynccontextmanager
+async def at_desk(client: PanelClient, username: str, presence: Presence) -> AsyncIterator[PanelClient]:
+    """``username`` signed in at a browser of their own, presence set at the desk; the desk counts as
+    live for the presence grace (no stream over this transport)."""
+    async with client.another_browser() as browser:
+        assert (await login(browser, username)).status_code == 303
+        await choose(browser, presence)
+        yield browser
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:

@@ -12,7 +12,7 @@ from panel.settings import PanelSettings
 from plugins.desk.service import assignment_service
 
 from ..conftest import FAST_ARGON2, serving
-from .conftest import deliver_mo, desk_app, desk_settings, eventually, holders, prepare_desk_store
+from .conftest import at_desk, deliver_mo, desk_app, desk_settings, eventually, holders, prepare_desk_store
 
 
 async def test_two_panels_never_give_a_conversation_twice(pg_url: str) -> None:
@@ -25,11 +25,11 @@ async def test_two_panels_never_give_a_conversation_twice(pg_url: str) -> None:
             MemoryBus() as bus,
             serving(desk_app(settings, desk_settings(), bus)) as first,
             serving(desk_app(settings, desk_settings(), bus)) as second,
+            at_desk(first, "olga", Presence.ONLINE),
+            at_desk(second, "otto", Presence.ONLINE),
         ):
             olga = (await first.account("olga")).id
             otto = (await first.account("otto")).id
-            await assignment_service(first.runtime).change_presence(olga, Presence.ONLINE)
-            await assignment_service(second.runtime).change_presence(otto, Presence.ONLINE)
             async with bus.subscribe(f"{bus.topics.prefix}/conversation/+/assigned") as seen:
                 for round_ in range(2):
                     for subscriber in range(12):

@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from gatewayd.bus.memory import MemoryBus
+from gatewayd.store.accounts import Presence
 from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
 from panel.runtime import StopSignal
@@ -22,6 +23,7 @@ from plugins.desk.service import DeskNotStarted, assignment_service
 
 from ..conftest import PASSWORD, serving
 from .conftest import (
+    at_desk,
     deliver_mo,
     desk_app,
     desk_settings,
@@ -44,12 +46,13 @@ async def test_the_sweep_stops_with_the_panel_while_the_bus_stays_open(
 ) -> None:
     await prepare_desk_store(desk_panel_settings.database_url)
     async with MemoryBus() as bus:  # the daemon's bus: it outlives the panel
-        async with serving(desk_app(desk_panel_settings, desk_settings(sweep_interval=0.05), bus)) as client:
+        async with (
+            serving(desk_app(desk_panel_settings, desk_settings(sweep_interval=0.05), bus)) as client,
+            at_desk(client, "olga", Presence.ONLINE),
+        ):
             runtime = client.runtime
             assert len(sweep_tasks()) == 1
-            service = assignment_service(runtime)
             olga = await client.account("olga")
-            await service.change_presence(olga.id, olga.presence.ONLINE)
             lost = await deliver_mo(runtime.sessionmaker, None, "34650000123", "sin evento")
 
             async def swept() -> bool:

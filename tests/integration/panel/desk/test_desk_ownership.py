@@ -14,16 +14,14 @@ from panel.auth.accounts import set_permissions
 from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_OTHERS, PUSH_SEND
 
 from ..conftest import HTML, PanelClient, login, page_csrf
-from .conftest import deliver_mo, eventually, holders
+from .conftest import at_desk, deliver_mo, eventually, holders
 
 MSISDN = "34650000777"
 
 
 async def olgas_conversation(client: PanelClient) -> tuple[int, str]:
-    """A conversation handed to olga (the only operator online), and its client ID."""
-    assert (await login(client, "olga")).status_code == 303
-    token = await page_csrf(client, "/desk")
-    await client.post("/desk/presence", data={"csrf_token": token, "presence": Presence.ONLINE.value})
+    """A conversation handed to olga (the only operator online, at her desk in her own browser), and
+    its client ID."""
     stored = await deliver_mo(client.runtime.sessionmaker, client.runtime.bus, MSISDN, "solo para Olga")
     conversation_id = stored.conversation_id
     assert conversation_id is not None
@@ -33,7 +31,6 @@ async def olgas_conversation(client: PanelClient) -> tuple[int, str]:
         return (await holders(client.runtime.sessionmaker)).get(conversation_id) == olga.id
 
     await eventually(held_by_olga)
-    await client.post("/logout", data={"csrf_token": token})
     return conversation_id, stored.subscriber.client_id
 
 
@@ -77,6 +74,11 @@ async def try_everything(client: PanelClient, conversation_id: int, client_id: s
 
 
 async def test_another_operator_can_neither_read_nor_answer(desk_client: PanelClient) -> None:
+    async with at_desk(desk_client, "olga", Presence.ONLINE):
+        await otto_tries_olgas_conversation(desk_client)
+
+
+async def otto_tries_olgas_conversation(desk_client: PanelClient) -> None:
     conversation_id, client_id = await olgas_conversation(desk_client)
     before = await state(desk_client, conversation_id)
     assert (await login(desk_client, "otto")).status_code == 303
@@ -90,6 +92,11 @@ async def test_another_operator_can_neither_read_nor_answer(desk_client: PanelCl
 
 
 async def test_see_others_reads_but_still_cannot_answer_or_close(desk_client: PanelClient) -> None:
+    async with at_desk(desk_client, "olga", Presence.ONLINE):
+        await otto_sees_olgas_conversation(desk_client)
+
+
+async def otto_sees_olgas_conversation(desk_client: PanelClient) -> None:
     conversation_id, client_id = await olgas_conversation(desk_client)
     async with desk_client.runtime.sessionmaker() as session, session.begin():
         otto = await get_account_by_username(session, "otto")
