@@ -29,7 +29,6 @@ import contextlib
 import json
 import re
 import signal
-import socket
 import sys
 import tempfile
 from collections import Counter
@@ -49,6 +48,7 @@ from gatewayd.store.accounts import Role  # noqa: E402
 from gatewayd.store.engine import read_session_factory  # noqa: E402
 from gatewayd.store.messages import MOMessage  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
+from gatewayd.webserver import listening_socket
 from panel.app import create_app  # noqa: E402
 from panel.auth.accounts import create_account  # noqa: E402
 from panel.auth.passwords import PasswordPolicy  # noqa: E402
@@ -200,8 +200,7 @@ class Phase:
 async def panel_server(daemon: Daemon, settings: PanelSettings) -> AsyncIterator[str]:
     assert daemon.engine is not None and daemon.bus is not None
     app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=[auth.plugin, home.plugin])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)
     )

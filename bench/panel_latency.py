@@ -26,7 +26,6 @@ import contextlib
 import json
 import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from gatewayd.daemon import Daemon
 from gatewayd.store.accounts import Role
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.migrate import upgrade
+from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
@@ -82,8 +82,7 @@ async def run_gateway(config_path: Path) -> None:
     assert daemon.engine is not None and daemon.bus is not None
     settings = PanelSettings(database_url=config.database.url, secure_cookies=False, argon2=FAST_ARGON2)
     app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=bench_plugins())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)
     )

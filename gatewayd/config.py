@@ -42,7 +42,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
-from simulator.settings import FileProblem, read_text_file, read_toml_file
+from simulator.profiles import parse_config
+from simulator.settings import FileProblem, SettingsError, read_text_file, read_toml_file
 
 ENV_PREFIX: Final = "GATEWAYD_"
 DEMO_SOURCE: Final = "<built-in demo configuration>"
@@ -1229,9 +1230,19 @@ def _build(raw: dict[str, Any], origins: _Origins, base_dir: Path, problems: _Pr
         keywords=_keywords(keywords_reader),
         routes=_routes(root.child("routes")),
     )
+    root.get("simulator", _simulator_table, None)
     root.finish()
     _cross_check(config, problems)
     return config
+
+
+def _simulator_table(value: Any) -> None:
+    """The ``[simulator]`` table is ``gatewayd simulator``'s (docs/SIMULATOR.md); checked here too, so
+    that ``check-config`` finds its mistakes before the simulator starts."""
+    try:
+        parse_config({"simulator": value}, source="simulator")
+    except SettingsError as error:  # "simulator: simulator.control.port: ..." -> "control.port: ..."
+        raise _Invalid(str(error).removeprefix("simulator: ").removeprefix("simulator.")) from None
 
 
 def _log(reader: _Reader) -> LogConfig:

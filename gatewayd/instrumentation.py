@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -14,7 +13,7 @@ from gatewayd.config import Config
 from gatewayd.logging import log_event
 from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
 from gatewayd.store.repo_mt import outbox_depth
-from gatewayd.webserver import guarded_server
+from gatewayd.webserver import guarded_server, listening_socket
 
 if TYPE_CHECKING:
     from gatewayd.daemon import Daemon, DaemonHooks
@@ -134,12 +133,7 @@ class MetricsService:
     async def serve(self, host: str, port: int, *, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled. ``port`` 0 picks a free one (read :attr:`port`)."""
         app = create_metrics_app(self.metrics, self.health)
-        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto
-        # says TCP; without it each scrape after the first on a kept-alive connection waits ~40 ms.
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        sock = listening_socket(host, port)
         self.port = sock.getsockname()[1]
         server = guarded_server(
             app,

@@ -367,6 +367,7 @@ async def _event_stream(simulator: Simulator, carrier: str | None, msisdn: str |
             simulator.refresh_observers()
             yield ": connected\n\n"
             stopping = asyncio.ensure_future(simulator.stopping.wait())
+            getter: asyncio.Future[dict[str, Any]] | None = None
             try:
                 while True:
                     getter = asyncio.ensure_future(queue.get())
@@ -386,6 +387,9 @@ async def _event_stream(simulator: Simulator, carrier: str | None, msisdn: str |
                         continue
                     yield f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
             finally:
+                # a client that leaves cancels this generator while it waits: neither wait may outlive it
                 stopping.cancel()
+                if getter is not None:
+                    getter.cancel()
     finally:
         simulator.refresh_observers()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
 from gatewayd.store.accounts import Role
 from gatewayd.store.migrate import upgrade
+from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
@@ -171,8 +171,7 @@ async def stopped(daemon: Daemon, task: asyncio.Task[None]) -> None:
 @asynccontextmanager
 async def serving(app: Starlette) -> AsyncIterator[str]:
     """``app`` under uvicorn on an ephemeral 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)

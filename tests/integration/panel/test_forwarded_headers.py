@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from gatewayd.config import HTTPServerConfig
 from gatewayd.store.accounts import LoginAttempt
 from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.webserver import listening_socket
 from panel.serve import panel_server
 from panel.settings import PanelSettings
 from plugins import auth, home
@@ -31,8 +31,7 @@ CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 @asynccontextmanager
 async def served(settings: PanelSettings, http: HTTPServerConfig) -> AsyncIterator[str]:
     """``gatewayd panel``'s server (``panel_server``) on an ephemeral 127.0.0.1 port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     server = panel_server(settings, plugins=[auth.plugin, home.plugin], http=http)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="test.panel.server")
     try:

@@ -7,14 +7,13 @@ when every connection is busy with a request. The flood under a lowered open-fil
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 
 from gatewayd.config import HTTPServerConfig
-from gatewayd.webserver import MIN_CONNECTIONS
+from gatewayd.webserver import MIN_CONNECTIONS, listening_socket
 from panel.serve import panel_server
 from panel.settings import PanelSettings
 from plugins import auth, home
@@ -56,8 +55,7 @@ async def served(url: str, http: HTTPServerConfig) -> AsyncIterator[Clients]:
     """``panel_server`` (what ``gatewayd panel`` runs) on an ephemeral 127.0.0.1 port."""
     await prepare_store(url)
     settings = PanelSettings(database_url=url, secure_cookies=False, argon2=FAST_ARGON2)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     server = panel_server(settings, plugins=[auth.plugin, home.plugin], http=http)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="test.panel.server")
     try:

@@ -208,6 +208,23 @@ async def test_events_stream_shows_a_phone_conversation(simulator: Simulator, ap
     assert conversation(events) == [("mo", "Hola"), ("mt", "Hola, soy Ana")]
 
 
+async def test_a_phone_that_leaves_the_event_stream_leaves_no_waiting_task(
+    simulator: Simulator, api: httpx.AsyncClient
+) -> None:
+    """The browser closing its event stream cancels the response while it waits for the next event:
+    the wait for the event goes with it (a task left pending is destroyed later, logged as an error)."""
+
+    def event_waits() -> list[asyncio.Task[object]]:
+        return [task for task in asyncio.all_tasks() if "Queue.get" in repr(task.get_coro())]
+
+    async with api.stream("GET", "/api/events") as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == ": connected"
+        await eventually(lambda: len(event_waits()) == 1)
+    await eventually(lambda: not simulator.hub.listening)
+    await eventually(lambda: not event_waits())
+
+
 def conversation(events: list[tuple[str, dict[str, object]]]) -> list[tuple[str, object]]:
     return [(kind, data["text"]) for kind, data in events if kind in ("mo", "mt")]
 

@@ -369,3 +369,16 @@ def test_locate_keys_handles_arrays_of_tables_and_multiline_strings() -> None:
     assert positions[("a", 1, "b", 0, "y")] == 11
     assert positions[("a", 1, "b", 1, "y")] == 13
     assert positions[("a", 1, "b", 1, "inline")] == 14
+
+
+def test_the_simulator_table_is_accepted_and_checked(tmp_path: Path) -> None:
+    """The gatewayd file may hold ``gatewayd simulator``'s ``[simulator]`` table (docs/SIMULATOR.md):
+    the daemon accepts it, and check-config names a mistake in it with its file and line."""
+    table = '\n[simulator]\ncontrol = { host = "127.0.0.1", port = 8025 }\n'
+    load_config(write(tmp_path, VALID + table), {})
+    bad = '\n[simulator]\ncontrol = { host = "127.0.0.1", port = "x" }\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, VALID + bad), {})
+    [problem] = caught.value.problems
+    assert problem.key == "simulator" and "control.port" in problem.message
+    assert problem.line == (VALID + bad).splitlines().index("[simulator]") + 1

@@ -4,7 +4,6 @@ MemoryBus, MOs delivered the way the daemon does (stored, then an MO event), a l
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.repo_mo import IngestedMO, NewMO, ingest_mos, mo_dedup_key
+from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
@@ -171,8 +171,7 @@ class LiveServer:
 @asynccontextmanager
 async def live_server(app: Starlette) -> AsyncIterator[LiveServer]:
     """The app served by uvicorn on an ephemeral 127.0.0.1 port (streaming responses need a server)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=2

@@ -4,7 +4,6 @@ stays open, and open event streams end as soon as the server begins to stop."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ import uvicorn
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Presence
 from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.runtime import StopSignal
 from panel.serve import PanelServer
@@ -71,8 +71,7 @@ async def test_an_open_event_stream_ends_when_the_server_begins_to_stop(
     desk_panel_settings: PanelSettings,
 ) -> None:
     await prepare_desk_store(desk_panel_settings.database_url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     stop_signal = StopSignal()
     async with MemoryBus() as bus:
