@@ -30,6 +30,13 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy so far (everything but idle and I/O wait), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def context_switches(pid: int) -> tuple[int, int]:
     """(voluntary, involuntary) context switches of ``pid`` so far."""
     voluntary = involuntary = 0

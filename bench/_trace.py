@@ -39,8 +39,10 @@ class _Recorder:
         self.arrivals: dict[int, float] = {}
         self.answers: dict[int, float] = {}
         self.flushes = array("d")
-        #: name, size, start, end, task name, sequence numbers (MO batches)
-        self.batches: list[tuple[str, int, float, float, str, list[int]]] = []
+        #: name, size, start, end, task name, sequence numbers (MO batches), task id
+        self.batches: list[tuple[str, int, float, float, str, list[int], int]] = []
+        #: the database transaction of each MO batch: start, end, the batch task's id
+        self.transactions: list[tuple[float, float, int]] = []
         #: kind, label, start, end, task name
         self.calls: list[tuple[str, str, float, float, str]] = []
         self.labels: dict[str, str] = {}
@@ -57,6 +59,7 @@ class _Recorder:
             "answers": list(self.answers.items()),
             "flushes": list(self.flushes),
             "batches": self.batches,
+            "transactions": self.transactions,
             "calls": self.calls,
             "labels": self.labels,
             "claims": self.claims,
@@ -154,9 +157,30 @@ def install(path: Path) -> None:
         try:
             await commit_batch(self, items, futures)
         finally:
-            recorder.batches.append((self.name, len(items), started, monotonic(), _task_name(), sequences))
+            recorder.batches.append(
+                (
+                    self.name,
+                    len(items),
+                    started,
+                    monotonic(),
+                    _task_name(),
+                    sequences,
+                    id(asyncio.current_task()),
+                )
+            )
 
     GroupCommitter._commit_batch = traced_commit_batch  # type: ignore[method-assign]
+
+    commit_once = MOPipeline._commit_once
+
+    async def traced_commit_once(self: MOPipeline, batch: Any) -> Any:
+        started = monotonic()
+        try:
+            return await commit_once(self, batch)
+        finally:
+            recorder.transactions.append((started, monotonic(), id(asyncio.current_task())))
+
+    MOPipeline._commit_once = traced_commit_once  # type: ignore[method-assign]
 
     claim = MTPipeline._claim
 
@@ -299,13 +323,24 @@ def _report_mo(data: dict[str, Any], start: float, end: float) -> None:
     flushes: list[float] = data["flushes"]
     waits: list[float] = []
     commits: list[float] = []
+    before_tx: list[float] = []
+    in_tx: list[float] = []
+    after_tx: list[float] = []
+    transactions: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for began, ended, task in data.get("transactions", []):
+        transactions[task].append((began, ended))
     afters: list[float] = []
     writes: list[float] = []
     totals: list[float] = []
     sizes: list[int] = []
     batches = [b for b in data["batches"] if b[0] == "mo.group-commit" and start <= b[2] <= end]
-    for _name, size, began, ended, _task, sequences in batches:
+    for _name, size, began, ended, _task, sequences, task_id in batches:
         sizes.append(size)
+        tx = next((tx for tx in transactions.get(task_id, ()) if began <= tx[0] <= ended), None)
+        if tx is not None:
+            before_tx.append(tx[0] - began)
+            in_tx.append(tx[1] - tx[0])
+            after_tx.append(ended - tx[1])
         for seq in sequences:
             arrived, answered = arrivals.get(seq), answers.get(seq)
             if arrived is None or answered is None:
@@ -326,6 +361,10 @@ def _report_mo(data: dict[str, Any], start: float, end: float) -> None:
     )
     print(f"    per MO, µs: arrival -> commit start   {_stats(waits)}")
     print(f"                commit (its batch)       {_stats(commits)}")
+    if in_tx:
+        print(f"      per batch: before the transaction  {_stats(before_tx)}")
+        print(f"                 the transaction         {_stats(in_tx)}")
+        print(f"                 after it (events)       {_stats(after_tx)}")
     print(f"                commit end -> answered   {_stats(afters)}")
     print(f"                answered -> written      {_stats(writes)}")
     print(f"                arrival -> written       {_stats(totals)}")
@@ -366,6 +405,15 @@ def _report_mt(data: dict[str, Any], start: float, end: float, window: int) -> N
         print(
             f"    receipt batches: {len(receipt_batches)}, size mean"
             f" {statistics.fmean(b[1] for b in receipt_batches):.1f}; µs each: {_stats(durations)}"
+        )
+    arrivals = [(int(seq), at) for seq, at in data["arrivals"] if start <= at <= end]
+    if arrivals:
+        answers = {int(seq): at for seq, at in data["answers"]}
+        waits = [answers[seq] - at for seq, at in arrivals if seq in answers]
+        own = sum(b[1] for b in receipt_batches)
+        print(
+            f"    deliver_sm (receipts) in: {len(arrivals)}; through the receipt group commit: {own};"
+            f" arrival -> answered, µs: {_stats(waits)}"
         )
     if pumps:
         starved = sum(1 for _, in_flight, queued in pumps if in_flight < window and queued == 0)
@@ -444,10 +492,25 @@ def _package(frame: str) -> str:
     return "other: " + location.split(":")[0][-40:]
 
 
+def _activity(frames: Sequence[str]) -> str:
+    """What the loop was running when the sample was taken: the frame right under the last
+    ``Handle._run`` (a task's coroutine or a callback); a stack that never went through the loop (a
+    greenlet's, the start-up) is named by its first frame."""
+    for index in range(len(frames) - 1, -1, -1):
+        if frames[index].startswith("Handle._run "):
+            if index + 1 < len(frames):
+                return frames[index + 1].split(" (")[0]
+            return "asyncio (callback itself)"
+        if frames[index].startswith(("BaseEventLoop._run_once", "EpollSelector.select")):
+            return "asyncio (loop: select, timers)"
+    return frames[0].split(" (")[0] if frames else "?"
+
+
 def profile_summary(path: Path, top: int = 14) -> None:
     """Self time by package and the heaviest of our own functions (inclusive), from py-spy's raw
     (collapsed) output."""
     by_package: Counter[str] = Counter()
+    by_activity: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
@@ -458,6 +521,7 @@ def profile_summary(path: Path, top: int = 14) -> None:
         total += count
         frames = stack.split(";")
         by_package[_package(frames[-1])] += count
+        by_activity[_activity(frames)] += count
         for frame in dict.fromkeys(frames):
             if "gatewayd/" in frame or "smpp/" in frame:
                 inclusive[frame] += count
@@ -467,6 +531,9 @@ def profile_summary(path: Path, top: int = 14) -> None:
         "      self time by package: "
         + ", ".join(f"{name} {count / total:.0%}" for name, count in by_package.most_common(9))
     )
+    print("      by activity (what the loop was running):")
+    for name, count in by_activity.most_common(top):
+        print(f"        {count / total:4.0%}  {name[:110]}")
     print("      our functions, inclusive:")
     for frame, count in inclusive.most_common(top):
         print(f"        {count / total:4.0%}  {frame[:110]}")

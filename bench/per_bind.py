@@ -7,6 +7,9 @@ pushed with at most W unanswered), PostgreSQL, and this driver, which injects MT
 (``queue_mts`` in batches, then ``<prefix>/outbox/queued`` on the bus) and reads every process's CPU
 from /proc. Phases, per window:
 
+  roundtrip  what one PostgreSQL round trip costs on this machine (wall time, client and server CPU),
+             bare and as the pipelines' unit of work (pool checkout with pre-ping, BEGIN, a statement,
+             COMMIT), with and without the pre-ping, reading and writing (fsync at COMMIT)
   reference  the lean SMSC against a bare ESME (struct, answers at once): MO, MT and MT+receipt rates
              and the SMSC's CPU per message, to show the SMSC is never the bottleneck
   mo         MOs (20,000 at W=100, 10,000 at W=10) pushed as fast as the window allows: committed and
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -51,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,6 +72,7 @@ from _lean_smsc import SHORT_CODE, msisdn  # noqa: E402
 from _measure import (  # noqa: E402
     CPUSnapshot,
     context_switches,
+    machine_busy,
     pids_named,
     postgres_auxiliary,
     postgres_backends,
@@ -78,6 +83,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
 from gatewayd.bus import MQTTBus, create_bus  # noqa: E402
+from gatewayd.store._pg import pg_execute  # noqa: E402
 from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
@@ -86,7 +92,7 @@ from gatewayd.store.repo_mt import NewMT, queue_mts  # noqa: E402
 CARRIER = "movistar"
 MQTT_URL = "mqtt://127.0.0.1:1883"
 ARTIFACTS = ROOT / "artifacts"
-PHASES = ("reference", "mo", "mt", "receipts", "latency", "backlog", "backlog_receipts")
+PHASES = ("roundtrip", "reference", "mo", "mt", "receipts", "latency", "backlog", "backlog_receipts")
 #: How often the driver looks at the database while waiting for the last MTs (outside what it times,
 #: except the final ``delivered`` count, whose resolution this is).
 POLL = 0.005
@@ -506,6 +512,8 @@ class CPUWindow:
         self.groups = processes.groups()
         self.before = CPUSnapshot.take(self.groups)
         self.switches = context_switches(processes.daemon)
+        self.busy = machine_busy()
+        self.started = time.monotonic()
 
     async def stop(self) -> dict[str, float]:
         await settle(self.processes.daemon)
@@ -515,6 +523,9 @@ class CPUWindow:
         voluntary, involuntary = context_switches(self.processes.daemon)
         used["daemon_voluntary_switches"] = voluntary - self.switches[0]
         used["daemon_involuntary_switches"] = involuntary - self.switches[1]
+        # what the rest of the machine (other users of the shared cores) took meanwhile, in cores
+        ours = sum(seconds for name, seconds in used.items() if "switches" not in name)
+        used["others_cores"] = (machine_busy() - self.busy - ours) / (time.monotonic() - self.started)
         return used
 
 
@@ -552,7 +563,12 @@ class Context:
 
 
 def per_message(cpu: dict[str, float], count: int) -> dict[str, float]:
-    figures = {f"{name}_us": seconds / count * 1e6 for name, seconds in cpu.items() if "switches" not in name}
+    figures = {
+        f"{name}_us": seconds / count * 1e6
+        for name, seconds in cpu.items()
+        if "switches" not in name and name != "others_cores"
+    }
+    figures["others_cores"] = cpu["others_cores"]
     figures["daemon_switches_per_msg"] = (
         cpu["daemon_voluntary_switches"] + cpu["daemon_involuntary_switches"]
     ) / count
@@ -593,6 +609,7 @@ async def phase_latency(context: Context) -> dict[str, float]:
         "max_ms": answer["max_ms"],
         "daemon_us": used["daemon"] / count * 1e6,
         "pg_us": used["pg"] / count * 1e6,
+        "others_cores": used["others_cores"],
     }
 
 
@@ -646,6 +663,87 @@ async def phase_backlog(context: Context, receipts: bool) -> dict[str, float]:
     return {"per_s": context.count / (finished - started), **per_message(used, context.count)}
 
 
+async def roundtrip_costs(url: str, count: int = 2000) -> dict[str, float]:
+    """µs of wall time, client CPU and server CPU per operation, each run ``count`` times in a row."""
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    figures: dict[str, float] = {}
+
+    async def timed(name: str, backend: int, operation: Callable[[], Awaitable[object]]) -> None:
+        for _ in range(50):  # warm: prepared statements, caches
+            await operation()
+        started, cpu, server = time.monotonic(), time.process_time(), process_cpu(backend)
+        for _ in range(count):
+            await operation()
+        figures[f"{name}_wall_us"] = (time.monotonic() - started) / count * 1e6
+        figures[f"{name}_client_us"] = (time.process_time() - cpu) / count * 1e6
+        figures[f"{name}_server_us"] = (process_cpu(backend) - server) / count * 1e6
+
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS bench_roundtrip (id bigserial PRIMARY KEY, v int)"
+        )
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        await timed("asyncpg_select", backend, lambda: connection.fetchval("SELECT 1"))
+        await timed(
+            "asyncpg_insert_commit",
+            backend,
+            lambda: connection.execute("INSERT INTO bench_roundtrip (v) VALUES (1)"),
+        )
+
+        async def transaction() -> None:
+            async with connection.transaction():
+                await connection.execute("INSERT INTO bench_roundtrip (v) VALUES (1)")
+
+        await timed("asyncpg_transaction", backend, transaction)
+    finally:
+        await connection.close()
+    for label, pre_ping in (("unit", True), ("unit_no_ping", False)):
+        engine = create_async_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_pre_ping=pre_ping,
+            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+        )
+        sessions = session_factory(engine)
+        try:
+            async with sessions() as session:
+                backend = int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+            await timed(f"{label}_select", backend, functools.partial(_unit_of_work, sessions, "SELECT 1"))
+            insert = functools.partial(_unit_of_work, sessions, "INSERT INTO bench_roundtrip (v) VALUES (1)")
+            await timed(f"{label}_insert", backend, insert)
+        finally:
+            await engine.dispose()
+    return figures
+
+
+async def _unit_of_work(sessions: async_sessionmaker[AsyncSession], sql: str) -> None:
+    """One statement in a transaction of its own, framed the way the pipelines frame theirs."""
+    async with sessions() as session, session.begin():
+        await pg_execute(session, sql)
+
+
+def show_roundtrips(figures: dict[str, float]) -> None:
+    print("  roundtrip, µs per operation:              wall   client CPU   server CPU")
+    for name, label in (
+        ("asyncpg_select", "asyncpg SELECT 1 (1 round trip)"),
+        ("asyncpg_insert_commit", "asyncpg INSERT, autocommit (1 + fsync)"),
+        ("asyncpg_transaction", "asyncpg BEGIN, INSERT, COMMIT (3 + fsync)"),
+        ("unit_select", "unit of work, SELECT 1 (7 round trips)"),
+        ("unit_insert", "unit of work, INSERT (7 + fsync)"),
+        ("unit_no_ping_select", "  without pre-ping, SELECT 1 (4)"),
+        ("unit_no_ping_insert", "  without pre-ping, INSERT (4 + fsync)"),
+    ):
+        print(
+            f"    {label:40s} {figures[f'{name}_wall_us']:7.0f} {figures[f'{name}_client_us']:12.0f}"
+            f" {figures[f'{name}_server_us']:12.0f}"
+        )
+
+
 async def warm_up(context: Context, created: bool) -> None:
     """Untimed: the subscribers (the first time), the daemon's connections and prepared statements."""
     smsc = context.smsc
@@ -667,6 +765,7 @@ async def warm_up(context: Context, created: bool) -> None:
 async def statements_reset(producer: Producer) -> None:
     async with producer.sessions() as session, session.begin():
         await session.execute(text("SELECT pg_stat_statements_reset()"))
+        await session.execute(text("SELECT pg_stat_reset()"))  # this database's table counters
 
 
 async def statements_report(producer: Producer, count: int, label: str) -> None:
@@ -680,12 +779,27 @@ async def statements_report(producer: Producer, count: int, label: str) -> None:
                 )
             )
         ).all()
+        await asyncio.sleep(0.6)  # table counters reach the view within PGSTAT_MIN_INTERVAL (0.5 s)
+        tables = (
+            await session.execute(
+                text(
+                    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
+                    " WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname"
+                )
+            )
+        ).all()
     print(f"    pg_stat_statements, {label} (per message: µs exec + µs plan, calls; the producer's included)")
     for calls, exec_ms, plan_ms, _rows, query in rows:
         line = " ".join(query.split())[:110]
         print(
             f"      {exec_ms * 1000 / count:7.1f} + {plan_ms * 1000 / count:6.1f} µs  {calls:7d} calls"
             f"  {line}"
+        )
+    print("    rows written per message (inserted, updated of which HOT, deleted):")
+    for name, inserted, updated, hot, deleted in tables:
+        print(
+            f"      {name:24s} {inserted / count:5.2f} {updated / count:5.2f} ({hot / count:4.2f} HOT)"
+            f" {deleted / count:5.2f}"
         )
 
 
@@ -750,7 +864,7 @@ async def run_window(
             await reference(smsc, window, count, args.subscribers) for _ in range(args.repeat)
         ]
         show(window, "reference", results["reference"])
-    phases = [phase for phase in args.phase if phase != "reference"]
+    phases = [phase for phase in args.phase if phase not in ("reference", "roundtrip")]
     if not phases:
         return results
     trace = directory / f"trace-w{window}.json" if args.trace else None
@@ -828,6 +942,11 @@ def result_line(results: dict[int, dict[str, list[Figures]]], latency_rate: int)
             if phase == "latency":
                 fields.append(f"w{window}_mo_p50_ms_at_{latency_rate}={median['p50_ms']:.2f}")
                 fields.append(f"w{window}_mo_p99_ms_at_{latency_rate}={median['p99_ms']:.2f}")
+            if phase == "roundtrip":
+                fields += [
+                    f"roundtrip_{name}_us={median[f'{name}_wall_us']:.0f}"
+                    for name in ("asyncpg_select", "unit_select", "unit_insert", "unit_no_ping_insert")
+                ]
             if phase == "reference":
                 fields.append(f"w{window}_smsc_ref_mo_per_s={median['mo_per_s']:.0f}")
                 fields.append(f"w{window}_smsc_ref_mt_receipt_per_s={median['mt_receipt_per_s']:.0f}")
@@ -853,6 +972,10 @@ async def main(args: argparse.Namespace) -> None:
                 await _create_pg_stat_statements(url)
             smsc = await stack.enter_async_context(SMSCProcess())
             producer = await stack.enter_async_context(Producer(url, prefix, args.inject_batch))
+            if "roundtrip" in args.phase:
+                runs = [await roundtrip_costs(url) for _ in range(args.repeat)]
+                show_roundtrips(median_of(runs))
+                results[0] = {"roundtrip": runs}
             for index, window in enumerate(args.window):
                 results[window] = await run_window(
                     args, smsc, producer, url, prefix, directory, window, created=index > 0
