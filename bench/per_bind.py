@@ -126,7 +126,7 @@ class SMSCProcess:
             async with asyncio.timeout(10):
                 await self.call("stop")
                 await process.wait()
-        except TimeoutError:
+        except (TimeoutError, RuntimeError, ConnectionError):  # stuck, or a command left half-way
             process.kill()
             await process.wait()
 
@@ -393,11 +393,12 @@ async def wait_bound(smsc: SMSCProcess, daemon: asyncio.subprocess.Process, log:
     waiting = asyncio.ensure_future(smsc.call("wait_bound"))
     ended = asyncio.ensure_future(daemon.wait())
     done, _ = await asyncio.wait({waiting, ended}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
     if waiting not in done:
+        waiting.cancel()  # the SMSC's answer would otherwise be read by the next command
         raise RuntimeError(
             f"the daemon did not bind (exit code {daemon.returncode}); its log ends:\n{_log_tail(log)}"
         )
-    ended.cancel()
 
 
 # --- the producer: MTs queued the way the panel and the API do ---------------------------------------
