@@ -1,0 +1,94 @@
+"""``gatewayd`` under a benchmark's conditions, without changing the product: uvloop as the event loop,
+the per-cycle tracer of bench/_trace.py, and "what if" variants that estimate what a change in gatewayd/
+would gain before anyone writes it; then the ordinary command line.
+
+    python bench/_daemon.py [--uvloop] [--trace FILE] [--what-if NAME ...] -- run --config gatewayd.toml
+
+What-ifs (each replaces one thing at start-up, in this process only):
+  no-pre-ping    the engine without ``pool_pre_ping`` (a checkout costs no BEGIN / ';' / ROLLBACK)
+  generic-plans  PostgreSQL's default ``plan_cache_mode`` (auto) instead of ``force_custom_plan``
+  no-events      events are built but not published (no JSON, no MQTT per MO and per MT change)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+WHAT_IFS = ("no-pre-ping", "generic-plans", "no-events")
+
+
+def apply_what_ifs(names: set[str]) -> None:
+    if names & {"no-pre-ping", "generic-plans"}:
+        from typing import Any
+
+        import gatewayd.store.engine as engine
+
+        create_async_engine: Any = getattr(engine, "create_async_engine")  # noqa: B009  (not exported)
+
+        def create(url: Any, **options: Any) -> Any:
+            if "no-pre-ping" in names:
+                options["pool_pre_ping"] = False
+            if "generic-plans" in names and "connect_args" in options:
+                options["connect_args"] = {"server_settings": {"plan_cache_mode": "auto"}}
+            return create_async_engine(url, **options)
+
+        setattr(engine, "create_async_engine", create)  # noqa: B010
+    if "no-events" in names:
+        from gatewayd.events import EventPublisher
+
+        async def publish_nothing(self: EventPublisher, topic: str, payload: object) -> None:
+            return None
+
+        EventPublisher._publish = publish_nothing  # type: ignore[method-assign]
+
+
+def accept_uvloop_transports() -> None:
+    """smpp/aio/transport.py asserts ``isinstance(transport, asyncio.Transport)``, which uvloop's TCP
+    transport is not (it implements the interface without the base class), so the daemon cannot bind
+    under uvloop. That module alone is given an ``asyncio`` whose ``Transport`` names both."""
+    import types
+
+    import uvloop.loop
+
+    from smpp.aio import transport
+
+    proxy = types.ModuleType("asyncio")
+    proxy.__dict__.update(vars(asyncio))
+    proxy.__dict__["Transport"] = (asyncio.Transport, uvloop.loop.TCPTransport)  # type: ignore[attr-defined]
+    transport.asyncio = proxy  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--uvloop", action="store_true", help="run the event loop on uvloop")
+    parser.add_argument("--trace", type=Path, help="record the per-cycle trace into this JSON file at exit")
+    parser.add_argument("--what-if", choices=WHAT_IFS, action="append", default=[], help="a variant")
+    parser.add_argument("gatewayd", nargs=argparse.REMAINDER, help="-- then the gatewayd arguments")
+    args = parser.parse_args()
+    command = args.gatewayd[1:] if args.gatewayd[:1] == ["--"] else args.gatewayd
+    if not command:
+        parser.error("give the gatewayd arguments after --")
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        accept_uvloop_transports()
+    apply_what_ifs(set(args.what_if))
+    if args.trace is not None:
+        import _trace
+
+        _trace.install(args.trace)
+    from gatewayd.cli import main as gatewayd
+
+    return gatewayd(command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
