@@ -142,6 +142,7 @@ async def test_a_sign_in_flood_does_not_hold_up_mo_storage(tmp_path: Path, flood
     assert set(statuses) <= {401, 429}, statuses  # refusals only: no 500, no 'database is locked'
     if flood == "rate_limited":
         assert statuses[429] > statuses[401]  # the address was soon refused without hashing
-    # Generous: about 50 ms on a quiet machine; the flood took it to seconds when argon2 ran on the
-    # event loop inside a write transaction.
-    assert statistics.median(latencies) < 1.0, sorted(latencies)
+    # Generous: about 20 ms on a quiet machine and about 1 s with both cores busy elsewhere (the flood's
+    # requests share the daemon's event loop here, as in the demo); 6 to 60 s when argon2 ran on the
+    # event loop inside a write transaction. The figures belong to bench/login_flood.py.
+    assert statistics.median(latencies) < 3.0, sorted(latencies)

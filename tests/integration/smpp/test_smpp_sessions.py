@@ -99,9 +99,10 @@ async def test_tps_throttle_paces_submissions(smsc: tuple[SMSCServer, RecordingH
     async with ESMESession(config_for(server.port, window=50, tps=100.0)) as esme:
         outcomes = await esme.submit_many([SubmitSM(short_message=b"x") for _ in range(30)])
     assert all(isinstance(outcome, SubmitSMResp) for outcome in outcomes)
-    # 30 messages at 100/s with one token to start: at least 29 tokens had to be earned (a lower bound
-    # only: a slow machine can only make it longer).
-    assert arrivals[-1] - arrivals[0] >= 0.28
+    # 30 messages at 100/s: the bucket holds at most 50 ms worth (5 tokens, earned while a slow machine
+    # binds), so at least 25 had to be earned one by one (a lower bound only: a slow machine can only
+    # make it longer).
+    assert arrivals[-1] - arrivals[0] >= 0.24
 
 
 @pytest.mark.parametrize("status", [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL])
