@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import re
-import signal
 import sys
 import tempfile
 from collections import Counter
@@ -38,7 +36,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
@@ -56,88 +53,12 @@ from panel.auth.permissions import PermissionRegistry  # noqa: E402
 from panel.settings import Argon2Params, PanelSettings  # noqa: E402
 from plugins import auth, home  # noqa: E402
 from simulator import Simulator, default_config  # noqa: E402
+from tests.integration.panel.signin_flood import ADMIN, attackers  # noqa: E402
 
 CARRIER = "movistar"
 SHORT_CODE = "997745"
-ADMIN = "admin"
-SCRIPT = str(Path(__file__).resolve())
 PHASES = ("quiet", "flood", "hashed")
-_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 _TOKEN = re.compile(r"#(\d+)#")
-
-
-# --- the attackers (child process) -----------------------------------------------------------------
-
-
-async def attacker(
-    client: httpx.AsyncClient,
-    number: int,
-    unique_names: bool,
-    statuses: Counter[str],
-    answered: asyncio.Event,
-) -> None:
-    """Bad sign-ins back to back; ``answered`` once the first is answered."""
-    attempt = 0
-    while True:
-        try:
-            page = await client.get("/login", headers={"accept": "text/html"})
-            found = _CSRF.search(page.text)
-            if found is None:
-                statuses[f"get_{page.status_code}"] += 1
-                continue
-            attempt += 1
-            name = f"guess{number}x{attempt}" if unique_names else ADMIN
-            form = {"csrf_token": found.group(1), "username": name, "password": f"guess {attempt}"}
-            statuses[str((await client.post("/login", data=form)).status_code)] += 1
-        except httpx.HTTPError as error:
-            statuses[type(error).__name__] += 1
-        answered.set()
-
-
-async def attack(url: str, clients: int, unique_names: bool) -> None:
-    """Floods until SIGTERM; prints ``UNDERWAY`` once every client was answered, then the statuses.
-    Each client has its own connection and cookies, as separate browsers would."""
-    statuses: Counter[str] = Counter()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        answered = [asyncio.Event() for _ in range(clients)]
-        tasks = []
-        for number in range(clients):
-            client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
-            tasks.append(
-                asyncio.create_task(attacker(client, number, unique_names, statuses, answered[number]))
-            )
-        await asyncio.gather(*(event.wait() for event in answered))
-        print("UNDERWAY", flush=True)
-        await stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps(dict(statuses)), flush=True)
-
-
-@contextlib.asynccontextmanager
-async def attackers(url: str, clients: int, unique_names: bool) -> AsyncIterator[Counter[str]]:
-    """The child process flooding ``url``; the statuses it saw are filled in when the block ends."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, SCRIPT, "attack", url, str(clients), "1" if unique_names else "0",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
-    statuses: Counter[str] = Counter()
-    try:
-        async with asyncio.timeout(60):
-            line = await process.stdout.readline()
-        if line.strip() != b"UNDERWAY":
-            raise RuntimeError(f"the attackers did not start: {line!r}")
-        yield statuses
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = await process.stdout.read()
-        await process.wait()
-        if output.strip():
-            statuses.update(json.loads(output.decode().strip().splitlines()[-1]))
 
 
 # --- the gateway (this process) --------------------------------------------------------------------
@@ -324,9 +245,6 @@ async def drive(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "attack":
-        asyncio.run(attack(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
-        return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
