@@ -209,6 +209,8 @@ class MTPipeline:
         #: MTs done sending (or given back unsent) whose outcome is not written yet: still ``sending``
         self._unrecorded = 0
         self._closing = False
+        #: The claim loop has returned: no claim is under way whose MTs the record loop must still record.
+        self._claims_ended = False
         self.submitted = 0
         self.accepted = 0
         self.rejected = 0
@@ -226,6 +228,11 @@ class MTPipeline:
         quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
         self._carriers = {carrier.name: carrier for carrier in carriers}
         self._quirks = quirks
+
+    @property
+    def closing(self) -> bool:
+        """:meth:`close` was called: no new claims; what is under way is finished and recorded."""
+        return self._closing
 
     @property
     def in_flight(self) -> int:
@@ -300,6 +307,14 @@ class MTPipeline:
             self._wakeup.set()
 
     async def _claim_loop(self) -> None:
+        try:
+            await self._claim_until_closed()
+        finally:
+            # a claim that returned after close() dispatched its MTs: the record loop records them
+            self._claims_ended = True
+            self._results_ready.set()
+
+    async def _claim_until_closed(self) -> None:
         next_reconcile = time.monotonic() + self._lease / 2
         while not self._closing:
             if time.monotonic() >= next_reconcile:
@@ -568,7 +583,7 @@ class MTPipeline:
     async def _record_loop(self) -> None:
         while True:
             if not self._results and not self._requeue:
-                if self._closing and not self._in_flight and not self._waiting:
+                if self._closing and self._claims_ended and not self._in_flight and not self._waiting:
                     return
                 self._results_ready.clear()
                 await self._wait(self._results_ready, self._poll_interval)

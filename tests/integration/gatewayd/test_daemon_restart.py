@@ -11,17 +11,27 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.mt import WINDOWS_AHEAD
 from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.enums import MTStatus
+from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
+from gatewayd.store.repo_mt import NewMT, queue_mts
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, eventually, write_config
+from tests.integration.gatewayd.conftest import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    eventually,
+    make_config,
+    running_daemon,
+    write_config,
+)
 from tests.integration.gatewayd.faults import (
     mo_texts,
     mt_status_counts,
@@ -177,5 +187,58 @@ async def test_sigterm_at_any_point_of_a_burst_stops_within_the_drain_time(
         assert accepted == counters.mt_accepted == len(set(texts_at_simulator(simulator, MOVISTAR)))
         assert attempts == accepted  # each sent once
         assert statuses.get(MTStatus.QUEUED, (0, 0))[1] == 0  # the unsent ones spent no attempt
+    finally:
+        await engine.dispose()
+
+
+async def test_mts_claimed_while_stopping_go_back_to_the_outbox(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """A claim that returns after SIGTERM began (its statement waited for a lock) still has its MTs
+    recorded: they go back to the outbox without a spent attempt, never stay ``sending``."""
+    config = make_config(tmp_path, pg_url, simulator)
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with running_daemon(config) as daemon, engine.connect() as blocker:
+            # the MTs are queued by the transaction that holds the outbox: the next claim waits for it,
+            # then sees them
+            await blocker.begin()
+            await blocker.exec_driver_sql("LOCK TABLE mt_messages IN ACCESS EXCLUSIVE MODE")
+            mts = [
+                NewMT(MTKind.PUSH, MOVISTAR, MOVISTAR_SHORT_CODE, subscriber(index), f"late {index}")
+                for index in range(20)
+            ]
+            async with AsyncSession(bind=blocker) as session:
+                await queue_mts(session, mts, datetime.now(UTC))
+
+            async def a_claim_waits() -> bool:
+                async with engine.connect() as probe:
+                    waiting = await probe.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND query ILIKE '%SKIP LOCKED%'"
+                    )
+                    return bool(waiting.scalar())
+
+            await eventually(a_claim_waits, timeout=15, interval=0.05)
+            daemon.stop()
+            pipeline = daemon.mt
+            assert pipeline is not None
+            await eventually(lambda: pipeline.closing)
+            # the record loop, with nothing to record and nothing in flight, sees the stop before the
+            # claim returns (it ended there when it did not wait for the claim)
+            for _ in range(50):
+                await asyncio.sleep(0)
+            await blocker.commit()
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(MTMessage.status, func.count(), func.sum(MTMessage.attempts)).group_by(
+                        MTMessage.status
+                    )
+                )
+            ).all()
+        statuses = {MTStatus(status): (count, attempts) for status, count, attempts in rows}
+        assert statuses == {MTStatus.QUEUED: (20, 0)}, statuses
     finally:
         await engine.dispose()
