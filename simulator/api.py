@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -30,15 +30,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from simulator.core import UnknownCarrier
+from simulator.engine import SMSCEngine, UnknownCarrier
+from simulator.loadgen import LoadGenerators
 from simulator.mo import MOError
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn
 from simulator.mtstore import assemble
 from simulator.settings import MAX_NESTING, Reader, SettingsError, finite, too_deep
 from smpp.text import MAX_PARTS
-
-if TYPE_CHECKING:
-    from simulator.core import Simulator
 
 #: Seconds between SSE comments that keep idle connections (and proxies) alive.
 SSE_HEARTBEAT = 15.0
@@ -155,8 +153,8 @@ def _query_float(request: Request, name: str) -> float | None:
     return finite(name, value)
 
 
-def create_app(simulator: Simulator) -> Starlette:
-    """The control API of ``simulator``."""
+def create_app(simulator: SMSCEngine, loads: LoadGenerators) -> Starlette:
+    """The control API of ``simulator`` and its ``loads``."""
 
     async def openapi(request: Request) -> Response:
         return Response(
@@ -170,14 +168,16 @@ def create_app(simulator: Simulator) -> Starlette:
         return JSONResponse(simulator.status())
 
     async def carriers(request: Request) -> JSONResponse:
-        return JSONResponse({"carriers": [c.profile_dict() for c in simulator.carriers.values()]})
+        return JSONResponse({"carriers": [simulator.profile_dict(name) for name in simulator.carriers]})
 
     async def carrier(request: Request) -> JSONResponse:
         target = simulator.carrier(request.path_params["name"])
         if request.method == "PATCH":
             simulator.update_profile(target.name, await _json_body(request))
-            return JSONResponse(target.profile_dict())
-        return JSONResponse({**target.profile_dict(), "status": target.status(simulator.clock())})
+            return JSONResponse(simulator.profile_dict(target.name))
+        return JSONResponse(
+            {**simulator.profile_dict(target.name), "status": simulator.carrier_status(target.name)}
+        )
 
     async def faults(request: Request) -> JSONResponse:
         target = simulator.carrier(request.path_params["name"])
@@ -237,10 +237,10 @@ def create_app(simulator: Simulator) -> Starlette:
 
     async def load(request: Request) -> JSONResponse:
         if request.method == "POST":
-            return JSONResponse(simulator.start_load(await _json_body(request)), status_code=201)
+            return JSONResponse(loads.start(await _json_body(request)), status_code=201)
         if request.method == "DELETE":
-            return JSONResponse({"stopped": simulator.stop_load(request.query_params.get("carrier") or None)})
-        return JSONResponse({"generators": simulator.load_status()})
+            return JSONResponse({"stopped": loads.stop(request.query_params.get("carrier") or None)})
+        return JSONResponse({"generators": loads.status()})
 
     async def trace(request: Request) -> JSONResponse:
         if request.method == "PUT":
@@ -360,7 +360,7 @@ def _host_name(authority: str) -> str:
     return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
 
 
-async def _event_stream(simulator: Simulator, carrier: str | None, msisdn: str | None) -> AsyncIterator[str]:
+async def _event_stream(simulator: SMSCEngine, carrier: str | None, msisdn: str | None) -> AsyncIterator[str]:
     """Server-sent events from the simulator's own event hub, filtered for one phone (or everything)."""
     try:
         async with simulator.hub.subscribe() as queue:

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from simulator.carrier import Carrier
 from simulator.corpus import OPENERS, REPLIES
+from simulator.engine import SMSCEngine
 from simulator.mo import MOMessage, build_mo
 from simulator.msisdn import random_msisdns
+from simulator.mtstore import MTRecord
 from simulator.settings import Reader, SettingsError
 from smpp.pdu import DeliverSM
-
-if TYPE_CHECKING:
-    from simulator.carrier import Carrier
-    from simulator.mtstore import MTRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +147,6 @@ class LoadGenerator:
 
     def _send(self, msisdn: str, short_code: str, text: str) -> None:
         carrier = self.carrier
-        simulator = carrier.simulator
         template = self._templates.get(text)
         if template is not None:  # a one-part text: reuse its encoding, only the addresses change
             part = template.parts[0]
@@ -164,9 +162,8 @@ class LoadGenerator:
             )
             self.sent += 1
             carrier.counters.mo_injected += 1
-            if simulator.hub.listening:  # the message object is only for the event stream
-                message = MOMessage(msisdn, short_code, text, template.data_coding, (mo,))
-                simulator.publish_mo(carrier, message)
+            if carrier.hub.listening:  # the message object is only for the event stream
+                carrier.publish_mo(MOMessage(msisdn, short_code, text, template.data_coding, (mo,)))
             carrier.enqueue(mo)
             return
         message = build_mo(msisdn, short_code, text, reference=carrier.next_mo_reference())
@@ -174,8 +171,8 @@ class LoadGenerator:
             self._templates[text] = message
         self.sent += 1
         carrier.counters.mo_injected += 1
-        if simulator.hub.listening:
-            simulator.publish_mo(carrier, message)
+        if carrier.hub.listening:
+            carrier.publish_mo(message)
         for part in message.parts:
             carrier.enqueue(part)
 
@@ -190,3 +187,66 @@ class LoadGenerator:
             "elapsed": round(elapsed, 3),
             "achieved_rate": round(self.sent / elapsed, 1),
         }
+
+
+class LoadGenerators(Mapping[str, LoadGenerator]):
+    """The running load generators of an engine, one per carrier (by carrier name). They run on the
+    engine's clock and see its MTs only while there is one."""
+
+    def __init__(self, engine: SMSCEngine) -> None:
+        self._engine = engine
+        self._running: dict[str, LoadGenerator] = {}
+
+    def __getitem__(self, carrier: str) -> LoadGenerator:
+        return self._running[carrier]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._running)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def start(self, spec_data: Mapping[str, Any]) -> dict[str, Any]:
+        """Start the load described by ``spec_data`` (replacing the carrier's running one)."""
+        engine = self._engine
+        spec = parse_load_spec(Reader(spec_data, "load"))
+        target = engine.carrier(spec.carrier)
+        load = LoadGenerator(spec, target, engine.clock(), engine.wheel.schedule)
+        if not self._running:
+            engine.add_ticker(self._tick)
+            engine.add_mt_listener(self._on_mt)
+        old = self._running.pop(spec.carrier, None)
+        if old is not None:
+            old.running = False
+        self._running[spec.carrier] = load
+        return load.status(engine.clock())
+
+    def stop(self, carrier: str | None = None) -> list[dict[str, Any]]:
+        """Stop the load of ``carrier``, or every load; their last status."""
+        engine = self._engine
+        if carrier is not None:
+            engine.carrier(carrier)
+        names = list(self._running) if carrier is None else [carrier] if carrier in self._running else []
+        now = engine.clock()
+        stopped = []
+        for name in names:
+            load = self._running.pop(name)
+            load.running = False
+            stopped.append(load.status(now))
+        if names and not self._running:
+            engine.remove_ticker(self._tick)
+            engine.remove_mt_listener(self._on_mt)
+        return stopped
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self._engine.clock()
+        return [load.status(now) for load in self._running.values()]
+
+    def _tick(self, now: float) -> None:
+        for load in self._running.values():
+            load.tick(now)
+
+    def _on_mt(self, carrier: Carrier, record: MTRecord, now: float) -> None:
+        load = self._running.get(carrier.name)
+        if load is not None:
+            load.on_mt(record, now)

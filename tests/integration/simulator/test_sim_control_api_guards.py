@@ -232,7 +232,8 @@ async def test_a_cross_site_origin_is_refused(simulator: Simulator, api: httpx.A
 async def test_a_wildcard_listener_serves_ip_addresses_but_not_names() -> None:
     """Listening on every address, the API is reached by this machine's addresses; a name is still
     what DNS rebinding needs. (The app is driven in-process: tests listen on 127.0.0.1 only.)"""
-    app = create_app(Simulator(replace(make_config(), control_host="0.0.0.0")))
+    simulator = Simulator(replace(make_config(), control_host="0.0.0.0"))
+    app = create_app(simulator, simulator.loads)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.7:8025") as client:
         assert (await client.get("/api/status")).status_code == 200
