@@ -113,11 +113,11 @@ class ReceiptPlan:
         receipts = profile.receipts
         self.enabled = receipts.enabled
         self.delay = receipts.delay
-        self.states = [stat for stat, _ in receipts.statuses]
-        self.cumulative = list(accumulate(weight for _, weight in receipts.statuses))
+        self.states = list(receipts.statuses)
+        self.cumulative = list(accumulate(receipts.statuses.values()))
         self.total = self.cumulative[-1]
         self.overrides = dict(receipts.overrides)
-        positive = [stat for stat, weight in receipts.statuses if weight > 0]
+        positive = [stat for stat, weight in receipts.statuses.items() if weight > 0]
         self.fixed_state = positive[0] if len(positive) == 1 else None
         #: The state of every receipt when no draw or override can change it, else None.
         self.same_state = self.fixed_state if not self.overrides else None
@@ -173,10 +173,7 @@ class Carrier:
         self._receipt_dates: dict[int, str] = {}
         self._mo_reference = self.rng.randrange(256)
         self.apply_profile(profile)
-        if profile.faults:
-            from simulator.settings import Reader
-
-            self.faults.apply(Reader(profile.faults, "faults"), self.clock(), profile.tps)
+        self.faults.apply(profile.faults, self.clock(), profile.tps)
 
     def apply_profile(self, profile: CarrierProfile) -> None:
         self.profile = profile

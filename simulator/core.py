@@ -18,7 +18,7 @@ import uvicorn
 
 from simulator.api import create_app
 from simulator.engine import SMSCEngine, UnknownCarrier
-from simulator.loadgen import LoadGenerators
+from simulator.loadgen import LoadGenerators, LoadSpec
 from simulator.profiles import SimulatorConfig
 
 __all__ = ["Simulator", "UnknownCarrier"]
@@ -108,8 +108,8 @@ class Simulator(SMSCEngine):
 
     # --- load ---------------------------------------------------------------------------------------
 
-    def start_load(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self.loads.start(spec)
+    def start_load(self, spec: LoadSpec | Mapping[str, Any]) -> dict[str, Any]:
+        return self.loads.start(LoadSpec.model_validate(spec))
 
     def stop_load(self, carrier: str | None = None) -> list[dict[str, Any]]:
         return self.loads.stop(carrier)

@@ -13,18 +13,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
 from simulator.carrier import Carrier, DueItem
+from simulator.errors import SettingsError
 from simulator.events import EventHub
+from simulator.faults import ActiveFaults, FaultPatch
 from simulator.mo import MOMessage, mo_parts
 from simulator.msisdn import normalize_msisdn
 from simulator.mtstore import MTRecord, MTStore
-from simulator.profiles import CarrierProfile, SimulatorConfig, default_config, parse_carrier
-from simulator.settings import Reader, SettingsError
+from simulator.profiles import CarrierProfile, SimulatorConfig, default_config
 from simulator.timerwheel import TimerWheel
 from simulator.trace import PDUTracer, trace_file
 from smpp.aio import SessionProtocol, SMSCServer
@@ -284,23 +284,22 @@ class SMSCEngine:
     # --- control ------------------------------------------------------------------------------------
 
     def update_profile(self, carrier: str, patch: Mapping[str, Any]) -> CarrierProfile:
-        """Change a carrier's profile while it runs; host and port cannot change."""
+        """Change a carrier's profile while it runs (the keys ``patch`` gives); its name, host and port
+        cannot change. Raises ``SettingsError`` or pydantic's ``ValidationError``, changing nothing."""
         target = self.carrier(carrier)
         current = target.profile
-        reader = Reader(patch, "profile")
         for fixed in ("host", "port", "name"):
-            if reader.has(fixed) and patch[fixed] != getattr(current, fixed):
-                raise SettingsError(f"profile.{fixed}: cannot change while the simulator runs")
-        profile = parse_carrier(reader, current.name, base=current)
-        if profile.port != current.port:
-            profile = replace(profile, port=current.port)
+            if fixed in patch and patch[fixed] != getattr(current, fixed):
+                raise SettingsError(f"{fixed}: cannot change while the simulator runs")
+        profile = current.patched(patch)
         target.apply_profile(profile)
         return profile
 
-    def set_faults(self, carrier: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    def set_faults(self, carrier: str, patch: FaultPatch | Mapping[str, Any]) -> ActiveFaults:
+        """Set the faults ``patch`` gives (see ``simulator.faults``); the faults now active."""
         target = self.carrier(carrier)
         now = self.clock()
-        if target.faults.apply(Reader(patch, "faults"), now, target.profile.tps):
+        if target.faults.apply(FaultPatch.model_validate(patch), now, target.profile.tps):
             target.drop_connections()
         return target.faults.to_dict(now)
 

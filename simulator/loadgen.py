@@ -9,70 +9,61 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from settingsfile import Int64, Number, Seconds
 from simulator.carrier import Carrier
 from simulator.corpus import OPENERS, REPLIES
 from simulator.engine import SMSCEngine
+from simulator.errors import SettingsError
 from simulator.mo import MOMessage, build_mo
 from simulator.msisdn import random_msisdns
 from simulator.mtstore import MTRecord
-from simulator.settings import Reader, SettingsError
 from smpp.pdu import DeliverSM
 
 
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    carrier: str
-    subscribers: int = 100
+class ReplyDelay(BaseModel):
+    """Seconds after an MT before its subscriber answers: uniform between ``low`` and ``high``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: Seconds = 1.0
+    high: Seconds = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _high_follows_low(cls, data: Any) -> Any:
+        """Only ``low`` given, above the default ``high``: the delay is fixed at ``low``."""
+        if isinstance(data, dict) and "high" not in data and isinstance(data.get("low"), int | float):
+            return {**data, "high": max(data["low"], 5.0)}
+        return data
+
+    @field_validator("high")
+    @classmethod
+    def _not_below_low(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low", 0.0)
+        if high < low:
+            raise ValueError(f"must be at least low ({low:g})")
+        return high
+
+
+class LoadSpec(BaseModel):
+    """A load: ``subscribers`` virtual phones of the carrier's country texting its short codes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    carrier: str = Field(min_length=1)
+    subscribers: int = Field(100, ge=1, le=1_000_000)
     #: New conversations (MOs from the opener list) per second, across all subscribers.
-    rate: float = 1.0
+    rate: Number = Field(1.0, ge=0, le=1_000_000)
     #: Chance that a subscriber answers an MT.
-    reply_probability: float = 0.5
-    reply_delay_low: float = 1.0
-    reply_delay_high: float = 5.0
+    reply_probability: Number = Field(0.5, ge=0, le=1)
+    reply_delay: ReplyDelay = ReplyDelay()
     #: Short codes to text; empty = every short code of the carrier.
     short_codes: tuple[str, ...] = ()
-    seed: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "carrier": self.carrier,
-            "subscribers": self.subscribers,
-            "rate": self.rate,
-            "reply_probability": self.reply_probability,
-            "reply_delay": {"low": self.reply_delay_low, "high": self.reply_delay_high},
-            "short_codes": list(self.short_codes),
-        }
-
-
-def parse_load_spec(reader: Reader) -> LoadSpec:
-    carrier = reader.string("carrier", allow_empty=False)
-    subscribers = reader.integer("subscribers", 100, minimum=1, maximum=1_000_000)
-    rate = reader.number("rate", 1.0, minimum=0, maximum=1_000_000)
-    probability = reader.number("reply_probability", 0.5, minimum=0, maximum=1)
-    low, high = 1.0, 5.0
-    delay = reader.sub("reply_delay")
-    if delay is not None:
-        low = delay.seconds("low", low)
-        high = delay.seconds("high", max(low, high))
-        delay.finish()
-        if high < low:
-            raise SettingsError(f"{delay.key('high')}: must be at least low ({low:g})")
-    short_codes = reader.strings("short_codes", ())
-    seed = reader.integer("seed") if reader.has("seed") else None
-    reader.finish()
-    return LoadSpec(
-        carrier=carrier,
-        subscribers=subscribers,
-        rate=rate,
-        reply_probability=probability,
-        reply_delay_low=low,
-        reply_delay_high=high,
-        short_codes=short_codes,
-        seed=seed,
-    )
+    seed: Int64 | None = None
 
 
 def poisson(mean: float, rng: random.Random) -> int:
@@ -134,7 +125,7 @@ class LoadGenerator:
         spec = self.spec
         for destination in record.destinations:
             if destination in self._subscriber_set and self.rng.random() < spec.reply_probability:
-                due = now + self.rng.uniform(spec.reply_delay_low, spec.reply_delay_high)
+                due = now + self.rng.uniform(spec.reply_delay.low, spec.reply_delay.high)
                 self.replies_scheduled += 1
                 self._schedule(due, (self._reply, (destination, record.pdu.source_addr)))
 
@@ -179,7 +170,7 @@ class LoadGenerator:
     def status(self, now: float) -> dict[str, Any]:
         elapsed = max(now - self.started_at, 1e-9)
         return {
-            **self.spec.to_dict(),
+            **self.spec.model_dump(mode="json", exclude={"seed"}),
             "running": self.running,
             "sent": self.sent,
             "replies_scheduled": self.replies_scheduled,
@@ -206,10 +197,9 @@ class LoadGenerators(Mapping[str, LoadGenerator]):
     def __len__(self) -> int:
         return len(self._running)
 
-    def start(self, spec_data: Mapping[str, Any]) -> dict[str, Any]:
-        """Start the load described by ``spec_data`` (replacing the carrier's running one)."""
+    def start(self, spec: LoadSpec) -> dict[str, Any]:
+        """Start the load ``spec`` (replacing the carrier's running one)."""
         engine = self._engine
-        spec = parse_load_spec(Reader(spec_data, "load"))
         target = engine.carrier(spec.carrier)
         load = LoadGenerator(spec, target, engine.clock(), engine.wheel.schedule)
         if not self._running:

@@ -14,8 +14,8 @@ import re
 import time
 from typing import IO
 
+from simulator.errors import SettingsError
 from simulator.pdu_json import pdu_to_dict
-from simulator.settings import SettingsError
 from smpp.pdu import PDU
 
 #: A trace file the control API may name: no directory part, not hidden, and a ``.jsonl`` file, so
