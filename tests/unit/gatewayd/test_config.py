@@ -382,3 +382,28 @@ def test_the_simulator_table_is_left_to_the_simulator(tmp_path: Path) -> None:
     alone (``gatewayd check-config`` checks it with the simulator's model)."""
     table = '\n[simulator]\ncontrol = { host = "127.0.0.1", port = "x" }\n'
     assert load_config(write(tmp_path, VALID + table), {}).carriers
+
+
+def test_each_service_has_a_time_zone_the_daemons_by_default(tmp_path: Path) -> None:
+    """The hora / fecha variables are read in the service's zone: its own, or [daemon] timezone."""
+    text = VALID.replace('instance = "node-1"', 'instance = "node-1"\ntimezone = "America/Bogota"')
+    text += dedent("""
+        [[services]]
+        name = "canarias"
+        short_code = "997745"
+        keyword = "ISLAS"
+        timezone = "Atlantic/Canary"
+        """)
+    chat, canarias = load_config(write(tmp_path, text), {}).services
+    assert (str(chat.zone), str(canarias.zone)) == ("America/Bogota", "Atlantic/Canary")
+    bad = text.replace("Atlantic/Canary", "Mars/Olympus")
+    [problem] = problems(write(tmp_path, bad))
+    assert (problem.key, problem.message) == ("services[1].timezone", "unknown time zone 'Mars/Olympus'")
+
+
+def test_keys_nothing_reads_are_refused(tmp_path: Path) -> None:
+    """daemon.group_commit_max_delay was accepted and ignored: a batch commits as soon as the one
+    before it is done. A key that does nothing must not look as if it did."""
+    text = VALID.replace('instance = "node-1"', 'instance = "node-1"\ngroup_commit_max_delay = 0.5')
+    [problem] = problems(write(tmp_path, text))
+    assert (problem.key, problem.message) == ("daemon.group_commit_max_delay", "unknown key")
