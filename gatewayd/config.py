@@ -39,9 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     PrivateAttr,
@@ -67,6 +65,7 @@ from settingsfile import (
     Problem,
     ProblemAt,
     Seconds,
+    Settings,
     at_least_one,
     describe,
     format_key,
@@ -98,7 +97,7 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
-class EnvText(str):
+class _EnvText(str):
     """A value from the environment: always text, parsed by the setting it lands in."""
 
     __slots__ = ()
@@ -106,7 +105,7 @@ class EnvText(str):
 
 def _comma_separated(value: Any) -> Any:
     """A list from the environment is one comma-separated string."""
-    if isinstance(value, EnvText):
+    if isinstance(value, _EnvText):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
@@ -261,7 +260,7 @@ def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
         elif isinstance(item, list):
             frozen[key] = tuple(item)
         else:
-            frozen[key] = str(item) if isinstance(item, EnvText) else item
+            frozen[key] = str(item) if isinstance(item, _EnvText) else item
     return MappingProxyType(frozen)
 
 
@@ -297,18 +296,12 @@ def _secret_from_file(data: Any, key: str, info: ValidationInfo, kind: TypeAdapt
     return {**rest, key: secret}
 
 
-class _Section(BaseModel):
-    """A table of the file: frozen, and a key nobody declared is an error, never silently ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 # --------------------------------------------------------------------------------------------------
 # The sections
 # --------------------------------------------------------------------------------------------------
 
 
-class DatabaseConfig(_Section):
+class DatabaseConfig(Settings):
     """``url`` is an SQLAlchemy async URL (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``)."""
 
     url: Annotated[Text, AfterValidator(_database_url)] = Field(
@@ -323,7 +316,7 @@ class DatabaseConfig(_Section):
         return redact_url(self.url)
 
 
-class BusConfig(_Section):
+class BusConfig(Settings):
     """``url`` is ``memory://`` or ``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS);
     ``client_id`` defaults to ``[daemon] instance``."""
 
@@ -340,7 +333,7 @@ class BusConfig(_Section):
         return redact_url(self.url)
 
 
-class LogConfig(_Section):
+class LogConfig(Settings):
     level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = (
         "INFO"
     )
@@ -348,7 +341,7 @@ class LogConfig(_Section):
     json_lines: bool = Field(False, alias="json")
 
 
-class _HTTPKeys(_Section):
+class _HTTPKeys(Settings):
     max_connections: int = Field(1000, ge=1, le=1_000_000)
     header_timeout: Number = Field(10.0, gt=0)
     keep_alive_timeout: int = Field(5, ge=1, le=3600)
@@ -384,7 +377,7 @@ class MetricsConfig(_HTTPKeys):
         )
 
 
-class HealthConfig(_Section):
+class HealthConfig(Settings):
     """What ``/healthz`` calls healthy: at least ``min_binds_up`` binds up for every carrier and an
     outbox no deeper than ``max_outbox_depth``."""
 
@@ -440,7 +433,7 @@ def _default_instance() -> str:
     return f"gatewayd-{host}"
 
 
-class DaemonConfig(_Section):
+class DaemonConfig(Settings):
     """Durations are seconds. ``timezone`` is the services' default time zone (the manual's ``hora``
     and ``fecha`` variables)."""
 
@@ -485,7 +478,7 @@ class LongMessageMode(StrEnum):
     PAYLOAD = "payload"
 
 
-class BindConfig(_Section):
+class BindConfig(Settings):
     """One configured bind; ``count`` identical sessions are opened (named ``{name}#{k}`` by the
     supervisor when ``count`` > 1). ``system_id`` and ``password`` may be given on its carrier."""
 
@@ -535,7 +528,7 @@ class BindConfig(_Section):
 INHERITED_BIND_KEYS: Final = ("system_id", "password", "password_file")
 
 
-class CarrierConfig(_Section):
+class CarrierConfig(Settings):
     """A mobile carrier. ``quirks`` is handed untouched to ``routing`` (a read-only mapping)."""
 
     name: Name
@@ -586,7 +579,7 @@ class CarrierConfig(_Section):
         return binds
 
 
-class ServiceConfig(_Section):
+class ServiceConfig(Settings):
     """A chat service on a short code, optionally only for MOs starting with ``keyword``; ``timezone``
     (default: ``[daemon] timezone``) is where its ``hora`` and ``fecha`` variables are read."""
 
@@ -630,7 +623,7 @@ def _rules(parse: Any) -> PlainValidator:
     return PlainValidator(validate)
 
 
-class RoutesConfig(_Section):
+class RoutesConfig(Settings):
     """Explicit routing rules (``[[routes.mo]]`` / ``[[routes.mt]]``), validated by ``routing``.
 
     MO rules are tried before the rules made from ``[[services]]``; a table without a rule marked
@@ -640,7 +633,7 @@ class RoutesConfig(_Section):
     mt: Annotated[tuple[MTRoute, ...], _rules(MTRoute.from_dict)] = ()
 
 
-class ReservedKeywords(_Section):
+class ReservedKeywords(Settings):
     """Keywords reserved in one country; matched case-insensitively on the MO's first word."""
 
     opt_out: Keywords = ()
@@ -653,7 +646,7 @@ def default_keywords() -> dict[str, Any]:
     return {"ES": {"opt_out": ["BAJA", "STOP"], "opt_in": ["ALTA"], "help": ["AYUDA", "INFO"]}}
 
 
-class Config(_Section):
+class Config(Settings):
     """The whole configuration. ``source`` is the file read, or None for the built-in demo."""
 
     database: DatabaseConfig = DatabaseConfig()
@@ -842,7 +835,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], origins:
                 )
                 continue
             key = _existing_key(node, segments[-1])
-            node[key] = EnvText(environ[variable])
+            node[key] = _EnvText(environ[variable])
             origins.overrides[(*path, key)] = where
             if len(path) == 2 and path[0] == "carriers" and key in INHERITED_BIND_KEYS:
                 _override_binds(node, key)

@@ -24,7 +24,15 @@ from settingsfile.reading import (
     read_toml_file,
     too_deep,
 )
-from settingsfile.types import MAX_SECONDS, Int64, Number, PositiveSeconds, Seconds, at_least_one
+from settingsfile.types import (
+    MAX_SECONDS,
+    Int64,
+    Number,
+    PositiveSeconds,
+    Seconds,
+    Settings,
+    at_least_one,
+)
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -40,6 +48,7 @@ __all__ = [
     "PositiveSeconds",
     "ProblemAt",
     "Seconds",
+    "Settings",
     "at_least_one",
     "describe",
     "error_key",

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from settingsfile.problems import MAX_INTEGER
+
+
+class Settings(BaseModel):
+    """A table of settings (or a JSON object): frozen once read, and a key nobody declared is an
+    error, never a typo silently falling back to a default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
 
 #: The longest duration a setting may give (30 days): a lease or a backoff of thousands of years
 #: overflows the timestamps computed from it, failing as surely as nan would.

@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from settingsfile import MAX_NESTING, Number, describe, error_key, format_key, too_deep
+from settingsfile import MAX_NESTING, Number, Settings, describe, error_key, format_key, too_deep
 from simulator.engine import SMSCEngine, UnknownCarrier
 from simulator.errors import SettingsError
 from simulator.faults import ActiveFaults, FaultPatch
@@ -150,10 +150,10 @@ def _json_float(text: str) -> float:
     return value
 
 
-class MORequest(BaseModel):
+class MORequest(Settings):
     """An MO to inject: from a subscriber of the carrier's country to one of its short codes."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     carrier: str = Field(min_length=1)
     sender: str = Field(alias="from", min_length=1, description="MSISDN, national or international")
@@ -166,10 +166,8 @@ class MORequest(BaseModel):
     max_parts: int = Field(MAX_PARTS, ge=1, le=MAX_PARTS)
 
 
-class TraceRequest(BaseModel):
+class TraceRequest(Settings):
     """The trace file to write (a name in the trace directory), or null to stop tracing."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^{TRACE_NAME.pattern}$"})] | None = (
         None

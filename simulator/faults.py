@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads its annotations on Python 3.11
 
-from settingsfile import Number, Seconds
+from settingsfile import Number, Seconds, Settings
 from simulator.errors import SettingsError
 from smpp.constants import CommandStatus, status_name
 
@@ -39,17 +39,13 @@ def _switch(table: type[BaseModel]) -> Any:
     return BeforeValidator(_off_on_or_table, json_schema_input_type=bool | None | table)
 
 
-class _Fault(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Throttle(_Fault):
+class Throttle(Settings):
     """ESME_RTHROTTLED above ``tps`` submits a second (without it: the profile's tps)."""
 
     tps: Annotated[Number, Field(gt=0)] | None = None
 
 
-class QueueFull(_Fault):
+class QueueFull(Settings):
     """ESME_RMSGQFUL for the next ``count`` submits and/or the next ``seconds``."""
 
     count: int = Field(0, ge=0)
@@ -62,13 +58,13 @@ class QueueFull(_Fault):
         return self
 
 
-class Slow(_Fault):
+class Slow(Settings):
     """Every request answered ``seconds`` late."""
 
     seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 
 
-class Drop(_Fault):
+class Drop(Settings):
     """Drop every connection ``now``, or a connection on its ``after_pdus``-th request from now."""
 
     now: bool = False
@@ -91,7 +87,7 @@ def _command_status(value: Any) -> Any:
     return value
 
 
-class RefuseBinds(_Fault):
+class RefuseBinds(Settings):
     """Binds refused with ``status`` (by name or number; ESME_RBINDFAIL without it)."""
 
     status: Annotated[
@@ -99,10 +95,8 @@ class RefuseBinds(_Fault):
     ] = int(CommandStatus.ESME_RBINDFAIL)
 
 
-class FaultPatch(BaseModel):
+class FaultPatch(Settings):
     """Faults to set (a key given changes that fault; ``false`` / ``null`` clears it)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     throttle: Annotated[Throttle | None, _switch(Throttle)] = None
     msgqful: Annotated[QueueFull | None, _switch(QueueFull)] = None

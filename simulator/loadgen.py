@@ -11,9 +11,9 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from settingsfile import Int64, Number, Seconds
+from settingsfile import Int64, Number, Seconds, Settings
 from simulator.carrier import Carrier
 from simulator.corpus import OPENERS, REPLIES
 from simulator.engine import SMSCEngine
@@ -24,10 +24,8 @@ from simulator.mtstore import MTRecord
 from smpp.pdu import DeliverSM
 
 
-class ReplyDelay(BaseModel):
+class ReplyDelay(Settings):
     """Seconds after an MT before its subscriber answers: uniform between ``low`` and ``high``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     low: Seconds = 1.0
     high: Seconds = 5.0
@@ -49,10 +47,8 @@ class ReplyDelay(BaseModel):
         return high
 
 
-class LoadSpec(BaseModel):
+class LoadSpec(Settings):
     """A load: ``subscribers`` virtual phones of the carrier's country texting its short codes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     carrier: str = Field(min_length=1)
     subscribers: int = Field(100, ge=1, le=1_000_000)

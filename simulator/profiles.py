@@ -38,6 +38,7 @@ from settingsfile import (
     Problem,
     ProblemAt,
     Seconds,
+    Settings,
     at_least_one,
     locate_keys,
     located,
@@ -74,12 +75,6 @@ BindTypeName = Literal["transmitter", "receiver", "transceiver"]
 
 def _all_delivered() -> dict[ReceiptState, float]:
     return {"DELIVRD": 1.0}
-
-
-class Settings(BaseModel):
-    """A table of settings (or a JSON object): frozen, and a key nobody declared is an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DelayDistribution(Settings):
@@ -200,11 +195,17 @@ class CarrierProfile(Settings):
 
 
 def _merged(model: BaseModel, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``model``'s fields with ``patch`` over them; a table (not faults: a patch of its own) merged."""
     data = dict(model)
     for key, value in patch.items():
         current = data.get(key)
-        nested = isinstance(current, BaseModel) and not isinstance(current, FaultPatch)
-        data[key] = _merged(current, value) if nested and isinstance(value, Mapping) else value  # type: ignore[arg-type]
+        if (
+            isinstance(current, BaseModel)
+            and not isinstance(current, FaultPatch)
+            and isinstance(value, Mapping)
+        ):
+            value = _merged(current, value)
+        data[key] = value
     return data
 
 

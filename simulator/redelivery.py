@@ -7,17 +7,15 @@ longer each time, until its validity period runs out. Pure: times are passed in 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from settingsfile import PositiveSeconds
+from settingsfile import PositiveSeconds, Settings
 
 
-class RedeliveryPolicy(BaseModel):
+class RedeliveryPolicy(Settings):
     """Wait ``initial`` seconds after the first failed attempt, doubling up to ``maximum``; give up
     after ``max_attempts`` attempts or once the next one would start more than ``window`` seconds
     after the first."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     initial: PositiveSeconds = 1.0
     maximum: PositiveSeconds = 60.0
