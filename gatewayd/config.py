@@ -159,7 +159,8 @@ def _at_least_characters(limit: int) -> AfterValidator:
 
 
 Text = Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=1)]
-Name = Annotated[str, _pattern(r"^[a-z0-9][a-z0-9_\-]{0,31}$", "lower-case letters, digits, '_' or '-'")]
+_NAME: Final = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+Name = Annotated[str, _pattern(_NAME, "lower-case letters, digits, '_' or '-'")]
 ShortCode = Annotated[str, BeforeValidator(_stripped), _pattern(r"^[0-9]{3,15}$", "3-15 digits")]
 Country = Annotated[str, BeforeValidator(_upper), _pattern(r"^[A-Z]{2}$", "an ISO 3166 alpha-2 code")]
 Keyword = Annotated[str, BeforeValidator(_upper), StringConstraints(min_length=1), AfterValidator(_one_word)]
@@ -551,6 +552,8 @@ class CarrierConfig(Settings):
         if not isinstance(data, dict) or not isinstance(data.get("binds"), list):
             return data
         defaults = {key: data[key] for key in INHERITED_BIND_KEYS if key in data}
+        name = data.get("name")
+        prefix = name if isinstance(name, str) and re.match(_NAME, name) else "carrier"  # its own error
         binds = []
         for index, bind in enumerate(data["binds"]):
             if isinstance(bind, dict):
@@ -560,7 +563,7 @@ class CarrierConfig(Settings):
                     for key, value in defaults.items()
                     if key not in bind and not (key != "system_id" and own_password)
                 }
-                bind = {"name": f"{data.get('name') or 'carrier'}-{index + 1}", **inherited, **bind}
+                bind = {"name": f"{prefix}-{index + 1}", **inherited, **bind}
             binds.append(bind)
         rest = {key: value for key, value in data.items() if key not in INHERITED_BIND_KEYS}
         return {**rest, "binds": binds}

@@ -407,3 +407,10 @@ def test_keys_nothing_reads_are_refused(tmp_path: Path) -> None:
     text = VALID.replace('instance = "node-1"', 'instance = "node-1"\ngroup_commit_max_delay = 0.5')
     [problem] = problems(write(tmp_path, text))
     assert (problem.key, problem.message) == ("daemon.group_commit_max_delay", "unknown key")
+
+
+def test_a_bad_carrier_name_is_one_problem_not_one_per_bind(tmp_path: Path) -> None:
+    """Binds without a name are named after their carrier: a carrier name that is wrong must not make
+    a wrong name for each of its binds, which the file does not even spell."""
+    text = VALID.replace('name = "movistar"', 'name = "Movistar"')
+    assert [problem.key for problem in problems(write(tmp_path, text))] == ["carriers[0].name"]
