@@ -293,7 +293,7 @@ def _secret_from_file(data: Any, key: str, info: ValidationInfo, kind: TypeAdapt
         kind.validate_python(secret)
     except ValidationError as error:
         raise ProblemAt(file_key, f"{path}: the {key} {describe(error.errors()[0])}") from None
-    rest = {name: value for name, value in data.items() if name != file_key}
+    rest = {other: value for other, value in data.items() if other != file_key}
     return {**rest, key: secret}
 
 
