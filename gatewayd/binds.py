@@ -73,7 +73,7 @@ def esme_config(slot: BindSlot, *, reconnect_min: float = 1.0, reconnect_max: fl
     context: ssl.SSLContext | None = None
     if bind.tls:
         context = ssl.create_default_context(cafile=str(bind.tls_ca_file) if bind.tls_ca_file else None)
-    password = bind.password.reveal()
+    password = bind.password.get_secret_value()
     register_secret(password)
     return ESMEConfig(
         host=bind.host,

@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from gatewayd.logging import configure_logging
 
-    configure_logging(args.log_level or config.log.level, json_lines=args.log_json or config.log.json)
+    configure_logging(args.log_level or config.log.level, json_lines=args.log_json or config.log.json_lines)
     return asyncio.run(_run_daemon(config, args.config))
 
 
@@ -183,8 +183,18 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
+    """The daemon's configuration, and the ``[simulator]`` table it may hold (``gatewayd simulator``'s,
+    which the daemon leaves alone): every problem of both at once."""
+    from simulator.profiles import simulator_table_problems
+
+    try:
+        config, problems = load_config(args.config), []
+    except ConfigError as error:
+        config, problems = None, list(error.problems)
+    if args.config is not None and not any(problem.key == "<file>" for problem in problems):
+        problems += simulator_table_problems(args.config)
+    if problems or config is None:
+        print(f"gatewayd check-config: {ConfigError(problems)}", file=sys.stderr)
         return EXIT_USAGE
     binds = sum(bind.count for carrier in config.carriers for bind in carrier.binds)
     where = str(config.source) if config.source else "built-in demo configuration"
@@ -263,7 +273,7 @@ def _panel(args: argparse.Namespace) -> int:
             url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-panel"
         )
 
-    configure_logging(config.log.level, json_lines=config.log.json)
+    configure_logging(config.log.level, json_lines=config.log.json_lines)
     asyncio.run(serve_panel(settings_from_config(config), bus_factory, http=config.panel.http))
     return EXIT_OK
 

@@ -46,8 +46,8 @@ def demo_config(var: Path) -> Config:
     """The built-in demo configuration with its database in ``var``."""
     config = load_config(None, environ={})
     path = (var / "gatewayd.db").resolve()
-    database = dataclasses.replace(config.database, url=f"sqlite+aiosqlite:///{path}")
-    return dataclasses.replace(config, database=database)
+    database = config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{path}"})
+    return config.model_copy(update={"database": database})
 
 
 def demo_simulator_config() -> SimulatorConfig:

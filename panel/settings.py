@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from gatewayd.config import Secret
+from pydantic import SecretStr
 
 # Secure cookies carry this prefix: the browser then accepts them only with Secure, Path=/ and no
 # Domain, so a sibling site (or plain-HTTP page) of the same domain cannot plant them.
@@ -32,7 +32,7 @@ class PanelSettings:
     # purpose (the local demo): `[panel] public_url` decides (see `panel.serve.settings_from_config`).
     secure_cookies: bool = True
     # Signs the anonymous CSRF token (the sign-in form's); a random one when not configured.
-    secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)), repr=False)
+    secret_key: SecretStr = field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), repr=False)
     session_idle_minutes: int = 120
     session_lifetime_hours: int = 12
     # Failed sign-ins per user name (known or not) answered at once; each further one doubles a

@@ -1,6 +1,7 @@
 """An SMSC simulator: simulated carriers on SMPP ports, a control API, a load generator, a virtual phone."""
 
 from simulator.core import Simulator, UnknownCarrier
+from simulator.errors import SettingsError
 from simulator.profiles import (
     CarrierProfile,
     DelayDistribution,
@@ -15,6 +16,7 @@ __all__ = [
     "CarrierProfile",
     "DelayDistribution",
     "ReceiptProfile",
+    "SettingsError",
     "Simulator",
     "SimulatorConfig",
     "UnknownCarrier",

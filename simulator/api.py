@@ -1,4 +1,5 @@
-"""The HTTP control API (Starlette, JSON) and the virtual phone page. Documented in ``openapi.json``.
+"""The HTTP control API (Starlette, JSON) and the virtual phone page. Its OpenAPI document, at
+``/openapi.json``, is made from the table of operations below and the models they validate with.
 
 Every bad request gets a 4xx with ``{"error": "<what is wrong>"}``: 400 for a bad value, 404 for an
 unknown carrier or path, 405 for a wrong method, 413 for a body over 1 MiB, 415 for a body that is not
@@ -19,8 +20,10 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Final, Literal, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import ErrorDetails
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -30,16 +33,30 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from simulator.core import UnknownCarrier
+from settingsfile import MAX_NESTING, Number, Settings, describe, error_key, format_key, too_deep
+from simulator.engine import SMSCEngine, UnknownCarrier
+from simulator.errors import SettingsError
+from simulator.faults import ActiveFaults, FaultPatch
+from simulator.loadgen import LoadGenerators, LoadSpec
 from simulator.mo import MOError
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn
-from simulator.mtstore import assemble
-from simulator.settings import MAX_NESTING, Reader, SettingsError, finite, too_deep
+from simulator.mtstore import MTList, assemble
+from simulator.openapi import Operation, build_document
+from simulator.profiles import CarrierProfile
+from simulator.trace import TRACE_NAME
 from smpp.text import MAX_PARTS
 
-if TYPE_CHECKING:
-    from simulator.core import Simulator
-
+API_DESCRIPTION: Final = (
+    "Control a running SMSC simulator: inject MOs, list received MTs, set carrier profiles and faults, "
+    'read counters, run the load generator, trace PDUs. Errors are JSON {"error": message}: 400 for a '
+    "bad value (the message names the field), 404 for an unknown carrier or path, 405 for a wrong method, "
+    "413 for a body over 1 MiB, 415 for a body that is not Content-Type: application/json. Bodies are "
+    "strict JSON: no NaN or Infinity, integers of at most 64 bits, at most 32 levels of nesting. Only "
+    "this machine's own clients are served, never a web page of another site: a Host header other than "
+    "the listen host, localhost, 127.0.0.1 or [::1] (any IP address when listening on 0.0.0.0 or ::) is "
+    "refused with 421 (DNS rebinding), and an Origin header other than this server's own (http:// and "
+    "the request's Host) with 403."
+)
 #: Seconds between SSE comments that keep idle connections (and proxies) alive.
 SSE_HEARTBEAT = 15.0
 MAX_LIST_LIMIT = 10_000
@@ -61,6 +78,11 @@ class BodyTooLarge(BadRequest):
 
 class NotJSON(BadRequest):
     status = 415
+
+
+def problem_text(error: ErrorDetails) -> str:
+    """``key: message`` for one validation error of a body or a query."""
+    return f"{format_key(error_key(error))}: {describe(error, table='object')}"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -128,183 +150,369 @@ def _json_float(text: str) -> float:
     return value
 
 
-def _query_int(
-    request: Request, name: str, default: int | None, minimum: int, maximum: int | None = None
-) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: expected an integer, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
-        raise BadRequest(f"{name}: must be {bound}, got {value}")
-    return value
+class MORequest(Settings):
+    """An MO to inject: from a subscriber of the carrier's country to one of its short codes."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    carrier: str = Field(min_length=1)
+    sender: str = Field(alias="from", min_length=1, description="MSISDN, national or international")
+    to: str = Field(min_length=1, description="one of the carrier's short codes")
+    text: str
+    encoding: Literal["auto", "gsm7", "ucs2", "latin1"] = "auto"
+    order: Literal["in_order", "reverse", "shuffle"] = Field(
+        "in_order", description="order the parts are sent in"
+    )
+    max_parts: int = Field(MAX_PARTS, ge=1, le=MAX_PARTS)
 
 
-def _query_float(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: expected a number (Unix seconds), got {raw!r}") from None
-    return finite(name, value)
+class TraceRequest(Settings):
+    """The trace file to write (a name in the trace directory), or null to stop tracing."""
+
+    name: Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^{TRACE_NAME.pattern}$"})] | None = (
+        None
+    )
 
 
-def create_app(simulator: Simulator) -> Starlette:
-    """The control API of ``simulator``."""
+class _Query(BaseModel):
+    """Query parameters; others are ignored (a browser or a proxy may add its own)."""
 
-    async def openapi(request: Request) -> Response:
-        return Response(
-            resources.files("simulator").joinpath("openapi.json").read_bytes(), media_type="application/json"
-        )
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    async def phone(request: Request) -> HTMLResponse:
-        return HTMLResponse(resources.files("simulator").joinpath("phone.html").read_text("utf-8"))
 
-    async def status(request: Request) -> JSONResponse:
-        return JSONResponse(simulator.status())
+class MTQuery(_Query):
+    carrier: str | None = None
+    destination: str | None = Field(None, description="MSISDN as the ESME sent it")
+    source: str | None = None
+    since_id: int | None = Field(None, ge=0, description="only ids above this")
+    since: Number | None = Field(None, description="Unix time")
+    limit: int = Field(100, ge=1, le=MAX_LIST_LIMIT)
+    view: Literal["parts", "messages"] = "parts"
 
-    async def carriers(request: Request) -> JSONResponse:
-        return JSONResponse({"carriers": [c.profile_dict() for c in simulator.carriers.values()]})
 
-    async def carrier(request: Request) -> JSONResponse:
-        target = simulator.carrier(request.path_params["name"])
-        if request.method == "PATCH":
-            simulator.update_profile(target.name, await _json_body(request))
-            return JSONResponse(target.profile_dict())
-        return JSONResponse({**target.profile_dict(), "status": target.status(simulator.clock())})
+class CarrierQuery(_Query):
+    carrier: str | None = None
 
-    async def faults(request: Request) -> JSONResponse:
-        target = simulator.carrier(request.path_params["name"])
-        if request.method == "POST":
-            return JSONResponse(simulator.set_faults(target.name, await _json_body(request)))
-        if request.method == "DELETE":
-            simulator.clear_faults(target.name)
-        return JSONResponse(target.faults.to_dict(simulator.clock()))
 
-    async def clear_all_faults(request: Request) -> JSONResponse:
-        simulator.clear_faults()
-        return JSONResponse({"cleared": list(simulator.carriers)})
+class EventsQuery(_Query):
+    carrier: str | None = None
+    msisdn: str | None = Field(None, description="only this subscriber's events (with carrier)")
 
-    async def inject(request: Request) -> JSONResponse:
-        reader = Reader(await _json_body(request))
-        carrier_name = reader.string("carrier", allow_empty=False)
-        sender = reader.string("from", allow_empty=False)
-        short_code = reader.string("to", allow_empty=False)
-        text = reader.string("text")
-        encoding = reader.string("encoding", "auto")
-        order = reader.string("order", "in_order")
-        max_parts = reader.integer("max_parts", MAX_PARTS, minimum=1, maximum=MAX_PARTS)
-        reader.finish()
-        result = simulator.inject_mo(
-            carrier_name, sender, short_code, text, encoding=encoding, order=order, max_parts=max_parts
-        )
-        return JSONResponse(result, status_code=202)
 
-    async def mts(request: Request) -> JSONResponse:
-        carrier_name = request.query_params.get("carrier") or None
-        if carrier_name is not None:
-            simulator.carrier(carrier_name)
-        view = request.query_params.get("view", "parts")
-        if view not in ("parts", "messages"):
-            raise BadRequest(f"view: {view!r} is not one of parts, messages")
-        records = simulator.store.query(
-            carrier=carrier_name,
-            destination=request.query_params.get("destination") or None,
-            source=request.query_params.get("source") or None,
-            since_id=_query_int(request, "since_id", None, 0),
-            since_time=_query_float(request, "since"),
-            limit=_query_int(request, "limit", 100, 1, MAX_LIST_LIMIT) or 100,
-        )
-        body: dict[str, Any] = {"last_id": simulator.store.last_id}
-        if view == "parts":
-            body["mts"] = [record.to_dict() for record in records]
-        else:
-            body["messages"] = assemble(records)
-        return JSONResponse(body)
+Q = TypeVar("Q", bound=_Query)
 
-    async def counters(request: Request) -> JSONResponse:
-        return JSONResponse(simulator.counters())
 
-    async def reset(request: Request) -> JSONResponse:
-        simulator.reset()
-        return JSONResponse(simulator.counters())
+def _query(request: Request, model: type[Q]) -> Q:
+    return model.model_validate({name: value for name, value in request.query_params.items() if value})
 
-    async def load(request: Request) -> JSONResponse:
-        if request.method == "POST":
-            return JSONResponse(simulator.start_load(await _json_body(request)), status_code=201)
-        if request.method == "DELETE":
-            return JSONResponse({"stopped": simulator.stop_load(request.query_params.get("carrier") or None)})
-        return JSONResponse({"generators": simulator.load_status()})
 
-    async def trace(request: Request) -> JSONResponse:
-        if request.method == "PUT":
-            reader = Reader(await _json_body(request))
-            name = reader.raw("name")
-            reader.finish()
-            if name is not None and not isinstance(name, str):
-                raise BadRequest("name: expected a file name or null")
-            simulator.trace_to(name)
-        tracer = simulator.tracer
-        return JSONResponse(
-            {"path": None if tracer is None else tracer.path, "lines": 0 if tracer is None else tracer.lines}
-        )
+def _simulator(request: Request) -> SMSCEngine:
+    simulator: SMSCEngine = request.app.state.simulator
+    return simulator
 
-    async def events(request: Request) -> StreamingResponse:
-        carrier_name = request.query_params.get("carrier") or None
-        msisdn = request.query_params.get("msisdn") or None
-        if carrier_name is not None:
-            target = simulator.carrier(carrier_name)
-            if msisdn is not None:
-                msisdn = normalize_msisdn(msisdn, target.profile.country)
-        stream = _event_stream(simulator, carrier_name, msisdn)
-        return StreamingResponse(
-            stream,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
 
-    async def on_bad_request(request: Request, exc: Exception) -> Response:
-        return _error(exc.status if isinstance(exc, BadRequest) else 400, str(exc))
+def _path_carrier(request: Request) -> str:
+    return _simulator(request).carrier(request.path_params["name"]).name
 
-    async def on_unknown_carrier(request: Request, exc: Exception) -> Response:
-        return _error(404, str(exc))
 
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+# --- the operations ------------------------------------------------------------------------------
 
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def _phone(request: Request) -> HTMLResponse:
+    return HTMLResponse(resources.files("simulator").joinpath("phone.html").read_text("utf-8"))
+
+
+async def _status(request: Request) -> JSONResponse:
+    return JSONResponse(_simulator(request).status())
+
+
+async def _carriers(request: Request) -> JSONResponse:
+    simulator = _simulator(request)
+    return JSONResponse({"carriers": [simulator.profile_dict(name) for name in simulator.carriers]})
+
+
+async def _carrier(request: Request) -> JSONResponse:
+    simulator, name = _simulator(request), _path_carrier(request)
+    return JSONResponse({**simulator.profile_dict(name), "status": simulator.carrier_status(name)})
+
+
+async def _patch_carrier(request: Request) -> JSONResponse:
+    simulator, name = _simulator(request), _path_carrier(request)
+    simulator.update_profile(name, await _json_body(request))
+    return JSONResponse(simulator.profile_dict(name))
+
+
+async def _faults(request: Request) -> JSONResponse:
+    simulator, name = _simulator(request), _path_carrier(request)
+    return JSONResponse(simulator.carrier(name).faults.to_dict(simulator.clock()))
+
+
+async def _set_faults(request: Request) -> JSONResponse:
+    simulator, name = _simulator(request), _path_carrier(request)
+    patch = FaultPatch.model_validate(await _json_body(request))
+    return JSONResponse(simulator.set_faults(name, patch))
+
+
+async def _clear_faults(request: Request) -> JSONResponse:
+    simulator, name = _simulator(request), _path_carrier(request)
+    simulator.clear_faults(name)
+    return JSONResponse(simulator.carrier(name).faults.to_dict(simulator.clock()))
+
+
+async def _clear_all_faults(request: Request) -> JSONResponse:
+    simulator = _simulator(request)
+    simulator.clear_faults()
+    return JSONResponse({"cleared": list(simulator.carriers)})
+
+
+async def _inject(request: Request) -> JSONResponse:
+    mo = MORequest.model_validate(await _json_body(request))
+    result = _simulator(request).inject_mo(
+        mo.carrier, mo.sender, mo.to, mo.text, encoding=mo.encoding, order=mo.order, max_parts=mo.max_parts
+    )
+    return JSONResponse(result, status_code=202)
+
+
+async def _mts(request: Request) -> JSONResponse:
+    simulator = _simulator(request)
+    query = _query(request, MTQuery)
+    if query.carrier is not None:
+        simulator.carrier(query.carrier)
+    records = simulator.store.query(
+        carrier=query.carrier,
+        destination=query.destination,
+        source=query.source,
+        since_id=query.since_id,
+        since_time=query.since,
+        limit=query.limit,
+    )
+    body: MTList = {"last_id": simulator.store.last_id}
+    if query.view == "parts":
+        body["mts"] = [record.to_dict() for record in records]
+    else:
+        body["messages"] = assemble(records)
+    return JSONResponse(body)
+
+
+async def _counters(request: Request) -> JSONResponse:
+    return JSONResponse(_simulator(request).counters())
+
+
+async def _reset(request: Request) -> JSONResponse:
+    simulator = _simulator(request)
+    simulator.reset()
+    return JSONResponse(simulator.counters())
+
+
+def _loads(request: Request) -> LoadGenerators:
+    loads: LoadGenerators = request.app.state.loads
+    return loads
+
+
+async def _load_status(request: Request) -> JSONResponse:
+    return JSONResponse({"generators": _loads(request).status()})
+
+
+async def _start_load(request: Request) -> JSONResponse:
+    spec = LoadSpec.model_validate(await _json_body(request))
+    return JSONResponse(_loads(request).start(spec), status_code=201)
+
+
+async def _stop_load(request: Request) -> JSONResponse:
+    return JSONResponse({"stopped": _loads(request).stop(_query(request, CarrierQuery).carrier)})
+
+
+def _trace_state(simulator: SMSCEngine) -> JSONResponse:
+    tracer = simulator.tracer
+    return JSONResponse(
+        {"path": None if tracer is None else tracer.path, "lines": 0 if tracer is None else tracer.lines}
+    )
+
+
+async def _trace(request: Request) -> JSONResponse:
+    return _trace_state(_simulator(request))
+
+
+async def _set_trace(request: Request) -> JSONResponse:
+    simulator = _simulator(request)
+    simulator.trace_to(TraceRequest.model_validate(await _json_body(request)).name)
+    return _trace_state(simulator)
+
+
+async def _events(request: Request) -> StreamingResponse:
+    simulator = _simulator(request)
+    query = _query(request, EventsQuery)
+    msisdn = query.msisdn
+    if query.carrier is not None:
+        target = simulator.carrier(query.carrier)
+        if msisdn is not None:
+            msisdn = normalize_msisdn(msisdn, target.profile.country)
+    return StreamingResponse(
+        _event_stream(simulator, query.carrier, msisdn),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+_CARRIER = "/api/carriers/{name}"
+#: Every operation of the API: the routes are made from this table, and so is the OpenAPI document.
+OPERATIONS: Final = (
+    Operation("GET", "/openapi.json", _openapi, "This document"),
+    Operation("GET", "/phone", _phone, "The virtual phone page", content="text/html"),
+    Operation("GET", "/api/status", _status, "Carriers, their binds, queued deliver_sm and active faults"),
+    Operation("GET", "/api/carriers", _carriers, "Every carrier profile (passwords masked)"),
+    Operation("GET", _CARRIER, _carrier, "One carrier profile with its live status", answer=CarrierProfile),
+    Operation(
+        "PATCH",
+        _CARRIER,
+        _patch_carrier,
+        "Change a profile while running (any subset of the fields; host and port are fixed)",
+        body=CarrierProfile,
+        answer=CarrierProfile,
+    ),
+    Operation("GET", f"{_CARRIER}/faults", _faults, "Active faults", answer=ActiveFaults),
+    Operation(
+        "POST",
+        f"{_CARRIER}/faults",
+        _set_faults,
+        "Set faults (keys given are changed, false/null clears one; drop.now drops every connection)",
+        body=FaultPatch,
+        answer=ActiveFaults,
+    ),
+    Operation(
+        "DELETE", f"{_CARRIER}/faults", _clear_faults, "Clear every fault of the carrier", answer=ActiveFaults
+    ),
+    Operation("DELETE", "/api/faults", _clear_all_faults, "Clear every fault of every carrier"),
+    Operation(
+        "POST",
+        "/api/mo",
+        _inject,
+        "Inject one MO (split into UDH parts when long); queued while no receiver is bound",
+        body=MORequest,
+        status=202,
+        unknown_carrier=True,
+    ),
+    Operation(
+        "GET",
+        "/api/mts",
+        _mts,
+        "MTs received (oldest first), as PDUs (view=parts) or reassembled messages (view=messages)",
+        query=MTQuery,
+        answer=MTList,
+        unknown_carrier=True,
+        bad_query=True,
+    ),
+    Operation(
+        "GET",
+        "/api/counters",
+        _counters,
+        "PDUs in/out by command, binds, MT/MO/receipt counts, throughput over the last 1 and 10 s",
+    ),
+    Operation("POST", "/api/reset", _reset, "Zero the counters and forget stored MTs"),
+    Operation("GET", "/api/load", _load_status, "Running load generators"),
+    Operation(
+        "POST",
+        "/api/load",
+        _start_load,
+        "Start (or replace) the load generator of a carrier",
+        body=LoadSpec,
+        status=201,
+        unknown_carrier=True,
+    ),
+    Operation(
+        "DELETE",
+        "/api/load",
+        _stop_load,
+        "Stop the load generator of ?carrier=, or all",
+        query=CarrierQuery,
+        unknown_carrier=True,
+    ),
+    Operation("GET", "/api/trace", _trace, "PDU trace state"),
+    Operation(
+        "PUT",
+        "/api/trace",
+        _set_trace,
+        "Start tracing every PDU as JSON lines to the file name in the trace directory, or stop with null",
+        body=TraceRequest,
+    ),
+    Operation(
+        "GET",
+        "/api/events",
+        _events,
+        "Server-sent events: mo, mt, receipt, binds (filter by carrier and msisdn)",
+        query=EventsQuery,
+        content="text/event-stream",
+        unknown_carrier=True,
+        bad_query=True,
+    ),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the control API, made from :data:`OPERATIONS` and their models."""
+    return build_document(
+        title="eChat SMSC simulator control API",
+        description=API_DESCRIPTION,
+        operations=OPERATIONS,
+    )
+
+
+async def _on_bad_request(request: Request, exc: Exception) -> Response:
+    return _error(exc.status if isinstance(exc, BadRequest) else 400, str(exc))
+
+
+async def _on_invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return _error(400, "; ".join(problem_text(error) for error in exc.errors()))
+
+
+async def _on_unknown_carrier(request: Request, exc: Exception) -> Response:
+    return _error(404, str(exc))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+
+def create_app(simulator: SMSCEngine, loads: LoadGenerators) -> Starlette:
+    """The control API of ``simulator`` and its ``loads``."""
+    methods: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        methods.setdefault(operation.path, {})[operation.method] = operation.endpoint
     routes = [
-        Route("/openapi.json", openapi),
-        Route("/phone", phone),
-        Route("/api/status", status),
-        Route("/api/carriers", carriers),
-        Route("/api/carriers/{name}", carrier, methods=["GET", "PATCH"]),
-        Route("/api/carriers/{name}/faults", faults, methods=["GET", "POST", "DELETE"]),
-        Route("/api/faults", clear_all_faults, methods=["DELETE"]),
-        Route("/api/mo", inject, methods=["POST"]),
-        Route("/api/mts", mts),
-        Route("/api/counters", counters),
-        Route("/api/reset", reset, methods=["POST"]),
-        Route("/api/load", load, methods=["GET", "POST", "DELETE"]),
-        Route("/api/trace", trace, methods=["GET", "PUT"]),
-        Route("/api/events", events),
+        Route(path, _dispatch(by_method), methods=list(by_method)) for path, by_method in methods.items()
     ]
     handlers: dict[Any, Any] = {
-        BadRequest: on_bad_request,
-        SettingsError: on_bad_request,
-        MOError: on_bad_request,
-        InvalidMSISDN: on_bad_request,
-        UnknownCarrier: on_unknown_carrier,
-        HTTPException: on_http_error,
+        BadRequest: _on_bad_request,
+        SettingsError: _on_bad_request,
+        MOError: _on_bad_request,
+        InvalidMSISDN: _on_bad_request,
+        ValidationError: _on_invalid,
+        UnknownCarrier: _on_unknown_carrier,
+        HTTPException: _on_http_error,
     }
     guard = Middleware(LocalClientsOnly, control_host=simulator.config.control_host)
-    return Starlette(routes=routes, exception_handlers=handlers, middleware=[guard])
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[guard])
+    app.state.simulator = simulator
+    app.state.loads = loads
+    return app
+
+
+def _dispatch(by_method: dict[str, Any]) -> Any:
+    if len(by_method) == 1:
+        return next(iter(by_method.values()))
+
+    async def endpoint(request: Request) -> Response:
+        handler = by_method.get(request.method) or by_method["GET"]  # HEAD is a GET without the body
+        response: Response = await handler(request)
+        return response
+
+    return endpoint
 
 
 class LocalClientsOnly:
@@ -360,7 +568,7 @@ def _host_name(authority: str) -> str:
     return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
 
 
-async def _event_stream(simulator: Simulator, carrier: str | None, msisdn: str | None) -> AsyncIterator[str]:
+async def _event_stream(simulator: SMSCEngine, carrier: str | None, msisdn: str | None) -> AsyncIterator[str]:
     """Server-sent events from the simulator's own event hub, filtered for one phone (or everything)."""
     try:
         async with simulator.hub.subscribe() as queue:

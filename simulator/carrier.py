@@ -14,16 +14,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simulator.counters import Counters
 from simulator.events import EventHub
 from simulator.faults import FaultState, TokenBucket
+from simulator.mo import MOMessage
 from simulator.mtstore import MTPDU, MTRecord, MTStore
-from simulator.pdu_json import as_message
+from simulator.pdu_json import as_message, message_content
 from simulator.profiles import RECEIPT_STATES, CarrierProfile
 from simulator.timerwheel import TimerWheel
-from simulator.trace import PDUTracer
 from smpp.aio import BindRequest, SMSCSession
 from smpp.concat import user_data
 from smpp.constants import (
@@ -35,7 +35,6 @@ from smpp.constants import (
     ESMClass,
     MessageState,
     RegisteredDelivery,
-    status_name,
 )
 from smpp.errors import ResponseTimeout, SessionClosed, SMPPError
 from smpp.pdu import (
@@ -58,9 +57,6 @@ from smpp.pdu import (
 )
 from smpp.text import decode_text
 from smpp.tlv import Tag, TLVs
-
-if TYPE_CHECKING:
-    from simulator.core import Simulator
 
 DueItem = tuple[Callable[[Any], None], Any]
 
@@ -117,11 +113,11 @@ class ReceiptPlan:
         receipts = profile.receipts
         self.enabled = receipts.enabled
         self.delay = receipts.delay
-        self.states = [stat for stat, _ in receipts.statuses]
-        self.cumulative = list(accumulate(weight for _, weight in receipts.statuses))
+        self.states = list(receipts.statuses)
+        self.cumulative = list(accumulate(receipts.statuses.values()))
         self.total = self.cumulative[-1]
         self.overrides = dict(receipts.overrides)
-        positive = [stat for stat, weight in receipts.statuses if weight > 0]
+        positive = [stat for stat, weight in receipts.statuses.items() if weight > 0]
         self.fixed_state = positive[0] if len(positive) == 1 else None
         #: The state of every receipt when no draw or override can change it, else None.
         self.same_state = self.fixed_state if not self.overrides else None
@@ -141,15 +137,26 @@ class ReceiptPlan:
 class Carrier:
     """The SMSC of one carrier. Implements ``smpp.aio.SMSCHandler``."""
 
-    def __init__(self, profile: CarrierProfile, simulator: Simulator, index: int) -> None:
+    def __init__(
+        self,
+        profile: CarrierProfile,
+        index: int,
+        *,
+        store: MTStore,
+        hub: EventHub,
+        wheel: TimerWheel[DueItem],
+        rng: random.Random,
+        clock: Callable[[], float],
+    ) -> None:
         self.profile = profile
         self.name = profile.name
-        self.simulator = simulator
-        self.store: MTStore = simulator.store
-        self.hub: EventHub = simulator.hub
-        self.wheel: TimerWheel[DueItem] = simulator.wheel
-        self.rng: random.Random = simulator.rng
-        self.clock: Callable[[], float] = simulator.clock
+        self.store = store
+        self.hub = hub
+        self.wheel = wheel
+        self.rng = rng
+        self.clock = clock
+        #: Called with each accepted MT while someone observes MTs (the engine sets it), else None.
+        self.mt_observer: Callable[[Carrier, MTRecord], None] | None = None
         self.counters = Counters()
         self.faults = FaultState()
         self.sessions: list[SMSCSession] = []
@@ -166,10 +173,7 @@ class Carrier:
         self._receipt_dates: dict[int, str] = {}
         self._mo_reference = self.rng.randrange(256)
         self.apply_profile(profile)
-        if profile.faults:
-            from simulator.settings import Reader
-
-            self.faults.apply(Reader(profile.faults, "faults"), self.clock(), profile.tps)
+        self.faults.apply(profile.faults, self.clock(), profile.tps)
 
     def apply_profile(self, profile: CarrierProfile) -> None:
         self.profile = profile
@@ -178,29 +182,10 @@ class Carrier:
         self.hex_ids = profile.message_id_format == "hex"
         self.allowed_bind_types = profile.allowed_bind_types
 
-    @property
-    def tracer(self) -> PDUTracer | None:
-        return self.simulator.tracer
-
     # --- SMSCHandler ------------------------------------------------------------------------------
 
     def authenticate(self, session: SMSCSession, bind: BindRequest) -> int:
         status = self._bind_status(bind)
-        tracer = self.simulator.tracer
-        if tracer is not None:
-            tracer.event(
-                "in",
-                self.name,
-                bind.peer,
-                {
-                    "command": f"bind_{bind.bind_type.name.lower()}",
-                    "system_id": bind.system_id,
-                    "password": "********",
-                    "system_type": bind.system_type,
-                    "interface_version": bind.interface_version,
-                    "result": status_name(status),
-                },
-            )
         if status:
             self.counters.binds_refused += 1
         return status
@@ -244,9 +229,6 @@ class Carrier:
         counters = self.counters
         pdus_in = counters.pdus_in
         pdus_in[command_id] = pdus_in.get(command_id, 0) + 1
-        tracer = self.simulator.tracer
-        if tracer is not None:
-            tracer.pdu("in", self.name, session.peer, pdu)
         if self.faults.active:
             response = self._answer_with_faults(session, pdu)
         elif command_id == _ENQUIRE_LINK:
@@ -257,8 +239,6 @@ class Carrier:
             pdus_out = counters.pdus_out
             response_id = response.command_id
             pdus_out[response_id] = pdus_out.get(response_id, 0) + 1
-            if tracer is not None:
-                tracer.pdu("out", self.name, session.peer, response)
         return response
 
     # --- answers --------------------------------------------------------------------------------
@@ -341,9 +321,6 @@ class Carrier:
         if session not in self.sessions:
             return  # the connection went away meanwhile
         self.counters.count_out(response.command_id)
-        tracer = self.simulator.tracer
-        if tracer is not None:
-            tracer.pdu("out", self.name, session.peer, response)
         session.respond(request, response)
 
     # --- MT ---------------------------------------------------------------------------------------
@@ -357,8 +334,9 @@ class Carrier:
         registered = pdu.registered_delivery
         if registered & _RECEIPT_REQUEST and self.receipt_plan.enabled:
             self._schedule_receipts(record, destinations, registered)
-        if self.simulator.mt_observed:
-            self.simulator.observe_mt(self, record)
+        observer = self.mt_observer
+        if observer is not None:
+            observer(self, record)
         return message_id
 
     def _schedule_receipts(self, record: MTRecord, destinations: tuple[str, ...], registered: int) -> None:
@@ -465,7 +443,6 @@ class Carrier:
         count = len(receivers)
         refused = 0
         pdus_out = self.counters.pdus_out
-        tracer = self.simulator.tracer
         delivered = self._delivered
         while outbox and refused < count:
             session = receivers[self._round_robin % count]
@@ -480,8 +457,6 @@ class Carrier:
             if session.deliver_nowait(pdu, functools.partial(delivered, pdu, attempt, first_at)):
                 outbox.popleft()
                 pdus_out[_DELIVER_SM] = pdus_out.get(_DELIVER_SM, 0) + 1
-                if tracer is not None:
-                    tracer.pdu("out", self.name, session.peer, pdu)
                 refused = 0
             else:
                 refused += 1
@@ -535,6 +510,39 @@ class Carrier:
         self._mo_reference = (self._mo_reference + 1) & 0xFF
         return self._mo_reference
 
+    # --- the event stream (the virtual phone) -------------------------------------------------------
+
+    def publish_mo(self, message: MOMessage) -> None:
+        if self.hub.listening:
+            self.hub.publish(
+                {
+                    "type": "mo",
+                    "carrier": self.name,
+                    "msisdn": message.msisdn,
+                    "short_code": message.short_code,
+                    "text": message.text,
+                    "at": time.time(),
+                }
+            )
+
+    def publish_mt(self, record: MTRecord) -> None:
+        if self.hub.listening:
+            content = message_content(record.pdu)
+            for destination in record.destinations:
+                self.hub.publish(
+                    {
+                        "type": "mt",
+                        "carrier": self.name,
+                        "msisdn": destination,
+                        "short_code": record.pdu.source_addr,
+                        "text": content["text"],
+                        "concat": content["concat"],
+                        "message_id": record.message_id,
+                        "id": record.id,
+                        "at": record.received_at,
+                    }
+                )
+
     # --- control ----------------------------------------------------------------------------------
 
     def drop_connections(self) -> int:
@@ -548,14 +556,9 @@ class Carrier:
         self.message_states.clear()
         self._state_order.clear()
 
-    def profile_dict(self) -> dict[str, Any]:
-        """The profile as the API shows it: password masked, the port actually listened on."""
-        return {**self.profile.to_dict(), "port": self.simulator.port(self.name)}
-
     def status(self, now: float) -> dict[str, Any]:
         return {
             "name": self.name,
-            "port": self.simulator.port(self.name),
             "binds": [
                 {
                     "system_id": s.system_id,

@@ -12,15 +12,16 @@ import asyncio
 import json
 import signal
 import sys
-from dataclasses import replace
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from settingsfile import describe, error_key
 from simulator.core import Simulator
+from simulator.errors import SettingsError
 from simulator.mo import ENCODINGS, ORDERS
 from simulator.profiles import SimulatorConfig, default_config, load_config
-from simulator.settings import SettingsError
 
 DEFAULT_API_URL = "http://127.0.0.1:8025"
 
@@ -81,20 +82,30 @@ def run_simulator(args: argparse.Namespace) -> int:
 
 
 def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    """The file's configuration (or the defaults) with the command line's flags over it; SettingsError
+    naming every problem."""
     config = load_config(args.config) if args.config else default_config()
-    if args.control_host:
-        config = replace(config, control_host=args.control_host)
-    if args.control_port is not None:
-        config = replace(config, control_port=args.control_port)
+    flags = {
+        "control_host": args.control_host,
+        "control_port": args.control_port,
+        "trace_path": args.trace,
+        "trace_dir": args.trace_dir,
+        "seed": args.seed,
+    }
+    changes = {name: value for name, value in flags.items() if value is not None}
     if args.no_api:
-        config = replace(config, control_port=None)
-    if args.trace:
-        config = replace(config, trace_path=args.trace)
-    if args.trace_dir:
-        config = replace(config, trace_dir=args.trace_dir)
-    if args.seed is not None:
-        config = replace(config, seed=args.seed)
-    return config
+        changes["control_port"] = None
+    try:
+        return SimulatorConfig.model_validate({**dict(config), **changes})
+    except ValidationError as error:
+        flag = {"trace_path": "trace"}
+        raise SettingsError(
+            "\n".join(
+                f"--{flag.get(str(key[0]), str(key[0])).replace('_', '-')}: {describe(problem)}"
+                for problem in error.errors()
+                for key in [error_key(problem)]
+            )
+        ) from None
 
 
 async def _serve(config: SimulatorConfig) -> None:

@@ -18,10 +18,112 @@ submit_multi, query_sm, cancel_sm and replace_sm; enquire_link has its own fault
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from simulator.settings import Reader, SettingsError
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from typing_extensions import TypedDict  # pydantic reads its annotations on Python 3.11
+
+from settingsfile import Number, Seconds, Settings
+from simulator.errors import SettingsError
 from smpp.constants import CommandStatus, status_name
+
+
+def _off_on_or_table(value: Any) -> Any:
+    """``false`` / ``null`` clear a fault, ``true`` sets it with its defaults, a table sets it so."""
+    if value is None or value is False:
+        return None
+    return {} if value is True else value
+
+
+def _switch(table: type[BaseModel]) -> Any:
+    return BeforeValidator(_off_on_or_table, json_schema_input_type=bool | None | table)
+
+
+class Throttle(Settings):
+    """ESME_RTHROTTLED above ``tps`` submits a second (without it: the profile's tps)."""
+
+    tps: Annotated[Number, Field(gt=0)] | None = None
+
+
+class QueueFull(Settings):
+    """ESME_RMSGQFUL for the next ``count`` submits and/or the next ``seconds``."""
+
+    count: int = Field(0, ge=0)
+    seconds: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _something(self) -> QueueFull:
+        if not self.count and not self.seconds:
+            raise ValueError("give count (submits) and/or seconds")
+        return self
+
+
+class Slow(Settings):
+    """Every request answered ``seconds`` late."""
+
+    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+
+
+class Drop(Settings):
+    """Drop every connection ``now``, or a connection on its ``after_pdus``-th request from now."""
+
+    now: bool = False
+    after_pdus: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> Drop:
+        if not self.now and self.after_pdus is None:
+            raise ValueError("give now: true or after_pdus: N")
+        return self
+
+
+def _command_status(value: Any) -> Any:
+    """A command_status by name (``ESME_RBINDFAIL``) or number."""
+    if isinstance(value, str):
+        try:
+            return int(CommandStatus[value.upper()])
+        except KeyError:
+            raise ValueError(f"unknown command_status {value!r}") from None
+    return value
+
+
+class RefuseBinds(Settings):
+    """Binds refused with ``status`` (by name or number; ESME_RBINDFAIL without it)."""
+
+    status: Annotated[
+        int, BeforeValidator(_command_status, json_schema_input_type=str | int), Field(gt=0, le=0xFFFFFFFF)
+    ] = int(CommandStatus.ESME_RBINDFAIL)
+
+
+class FaultPatch(Settings):
+    """Faults to set (a key given changes that fault; ``false`` / ``null`` clears it)."""
+
+    throttle: Annotated[Throttle | None, _switch(Throttle)] = None
+    msgqful: Annotated[QueueFull | None, _switch(QueueFull)] = None
+    slow: Annotated[Slow | None, _switch(Slow)] = None
+    no_response: bool | None = None
+    generic_nack: bool | None = None
+    drop: Annotated[Drop | None, _switch(Drop)] = None
+    refuse_binds: Annotated[RefuseBinds | None, _switch(RefuseBinds)] = None
+    ignore_enquire_link: bool | None = None
+
+    @property
+    def needs_tps(self) -> bool:
+        """A throttle without a tps of its own takes the carrier's profile's."""
+        return self.throttle is not None and self.throttle.tps is None
+
+
+class ActiveFaults(TypedDict):
+    """The faults active on a carrier, as the control API shows them (null: off)."""
+
+    throttle: dict[str, float] | None
+    msgqful: dict[str, float] | None
+    slow: dict[str, float] | None
+    no_response: bool
+    generic_nack: bool
+    drop: dict[str, int] | None
+    refuse_binds: dict[str, str] | None
+    ignore_enquire_link: bool
 
 
 class TokenBucket:
@@ -65,106 +167,35 @@ class FaultState:
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
 
-    def apply(self, reader: Reader, now: float, default_tps: float | None = None) -> bool:
-        """Apply a patch (see the module docstring); returns True when it asks to drop connections now.
-
-        Nothing changes when the patch is invalid: it is read completely before being applied.
-        """
-        staged: dict[str, Any] = {}
-        drop_now = False
-        if reader.has("throttle"):
-            staged["throttle"] = self._read_throttle(reader, default_tps)
-        if reader.has("msgqful"):
-            sub = _sub_or_off(reader, "msgqful")
-            count, seconds = 0, 0.0
-            if sub is not None:
-                count = sub.integer("count", 0, minimum=0)
-                seconds = sub.seconds("seconds", 0.0)
-                sub.finish()
-                if count == 0 and seconds == 0:
-                    raise SettingsError(f"{reader.key('msgqful')}: give count (submits) and/or seconds")
-            staged["msgqful"] = (count, now + seconds if seconds else 0.0)
-        if reader.has("slow"):
-            sub = _sub_or_off(reader, "slow")
-            seconds = 0.0
-            if sub is not None:
-                seconds = sub.seconds("seconds", positive=True, maximum=3600)
-                sub.finish()
-            staged["slow"] = seconds
-        for flag in ("no_response", "generic_nack", "ignore_enquire_link"):
-            if reader.has(flag):
-                value = reader.raw(flag)
-                if value is not None and not isinstance(value, bool):
-                    raise SettingsError(f"{reader.key(flag)}: expected true or false")
-                staged[flag] = bool(value)
-        if reader.has("drop"):
-            sub = _sub_or_off(reader, "drop")
-            after: int | None = None
-            if sub is not None:
-                drop_now = sub.boolean("now", False)
-                if sub.has("after_pdus"):
-                    after = sub.integer("after_pdus", minimum=1)
-                sub.finish()
-                if not drop_now and after is None:
-                    raise SettingsError(f"{reader.key('drop')}: give now: true or after_pdus: N")
-            staged["drop"] = after
-        if reader.has("refuse_binds"):
-            staged["refuse_binds"] = self._read_refuse(reader)
-        reader.finish()
-        self._commit(staged)
-        return drop_now
-
-    @staticmethod
-    def _read_throttle(reader: Reader, default_tps: float | None) -> float | None:
-        value = reader.raw("throttle")
-        if value is None or value is False:
-            return None
-        if value is True:
-            tps = default_tps
-        else:
-            sub = Reader(value, reader.key("throttle"))
-            tps = sub.optional_number("tps", minimum=0, exclusive_minimum=True) or default_tps
-            sub.finish()
-        if tps is None:
-            raise SettingsError(
-                f"{reader.key('throttle')}: the carrier has no tps in its profile; "
-                'give throttle: {"tps": N}'
-            )
-        return tps
-
-    @staticmethod
-    def _read_refuse(reader: Reader) -> int | None:
-        value = reader.raw("refuse_binds")
-        if value is None or value is False:
-            return None
-        if value is True:
-            return CommandStatus.ESME_RBINDFAIL
-        sub = Reader(value, reader.key("refuse_binds"))
-        raw = sub.raw("status")
-        sub.finish()
-        if raw is None:
-            return CommandStatus.ESME_RBINDFAIL
-        return parse_status(raw, sub.key("status"))
-
-    def _commit(self, staged: dict[str, Any]) -> None:
-        if "throttle" in staged:
-            tps = staged["throttle"]
+    def apply(self, patch: FaultPatch, now: float, default_tps: float | None = None) -> bool:
+        """Apply the faults ``patch`` gives (the keys it was given with); True when it asks to drop
+        connections now. Raises :class:`SettingsError`, changing nothing, for a throttle without a tps
+        when the carrier has none."""
+        given = patch.model_fields_set
+        throttle = patch.throttle
+        tps = None if throttle is None else throttle.tps or default_tps
+        if throttle is not None and tps is None:
+            raise SettingsError('throttle: the carrier has no tps in its profile; give throttle: {"tps": N}')
+        if "throttle" in given:
             self.throttle = None if tps is None else TokenBucket(tps, 0.0)
-        if "msgqful" in staged:
-            self.msgqful_remaining, self.msgqful_until = staged["msgqful"]
-        if "slow" in staged:
-            self.slow_seconds = staged["slow"]
-        if "no_response" in staged:
-            self.no_response = staged["no_response"]
-        if "generic_nack" in staged:
-            self.generic_nack = staged["generic_nack"]
-        if "ignore_enquire_link" in staged:
-            self.ignore_enquire_link = staged["ignore_enquire_link"]
-        if "drop" in staged:
-            self.drop_after_pdus = staged["drop"]
-        if "refuse_binds" in staged:
-            self.refuse_binds_status = staged["refuse_binds"]
+        if "msgqful" in given:
+            full = patch.msgqful
+            self.msgqful_remaining = 0 if full is None else full.count
+            self.msgqful_until = now + full.seconds if full is not None and full.seconds else 0.0
+        if "slow" in given:
+            self.slow_seconds = 0.0 if patch.slow is None else patch.slow.seconds
+        if "no_response" in given:
+            self.no_response = bool(patch.no_response)
+        if "generic_nack" in given:
+            self.generic_nack = bool(patch.generic_nack)
+        if "ignore_enquire_link" in given:
+            self.ignore_enquire_link = bool(patch.ignore_enquire_link)
+        if "drop" in given:
+            self.drop_after_pdus = None if patch.drop is None else patch.drop.after_pdus
+        if "refuse_binds" in given:
+            self.refuse_binds_status = None if patch.refuse_binds is None else patch.refuse_binds.status
         self._refresh()
+        return patch.drop is not None and patch.drop.now
 
     def _refresh(self) -> None:
         self.active = bool(
@@ -205,7 +236,7 @@ class FaultState:
         self._refresh()
         return True
 
-    def to_dict(self, now: float) -> dict[str, Any]:
+    def to_dict(self, now: float) -> ActiveFaults:
         return {
             "throttle": None if self.throttle is None else {"tps": self.throttle.rate},
             "msgqful": (
@@ -227,24 +258,3 @@ class FaultState:
             ),
             "ignore_enquire_link": self.ignore_enquire_link,
         }
-
-
-def _sub_or_off(reader: Reader, name: str) -> Reader | None:
-    value = reader.raw(name)
-    if value is None or value is False:
-        return None
-    if value is True:
-        return Reader({}, reader.key(name))
-    return Reader(value, reader.key(name))
-
-
-def parse_status(raw: object, key: str) -> int:
-    """A command_status given by name (``ESME_RBINDFAIL``) or number."""
-    if isinstance(raw, str):
-        try:
-            return CommandStatus[raw.upper()]
-        except KeyError:
-            raise SettingsError(f"{key}: unknown command_status {raw!r}") from None
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= 0xFFFFFFFF:
-        return raw
-    raise SettingsError(f"{key}: expected a command_status name or a number above 0")

@@ -8,72 +8,58 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from settingsfile import Int64, Number, Seconds, Settings
+from simulator.carrier import Carrier
 from simulator.corpus import OPENERS, REPLIES
+from simulator.engine import SMSCEngine
+from simulator.errors import SettingsError
 from simulator.mo import MOMessage, build_mo
 from simulator.msisdn import random_msisdns
-from simulator.settings import Reader, SettingsError
+from simulator.mtstore import MTRecord
 from smpp.pdu import DeliverSM
 
-if TYPE_CHECKING:
-    from simulator.carrier import Carrier
-    from simulator.mtstore import MTRecord
+
+class ReplyDelay(Settings):
+    """Seconds after an MT before its subscriber answers: uniform between ``low`` and ``high``."""
+
+    low: Seconds = 1.0
+    high: Seconds = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _high_follows_low(cls, data: Any) -> Any:
+        """Only ``low`` given, above the default ``high``: the delay is fixed at ``low``."""
+        if isinstance(data, dict) and "high" not in data and isinstance(data.get("low"), int | float):
+            return {**data, "high": max(data["low"], 5.0)}
+        return data
+
+    @field_validator("high")
+    @classmethod
+    def _not_below_low(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low", 0.0)
+        if high < low:
+            raise ValueError(f"must be at least low ({low:g})")
+        return high
 
 
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    carrier: str
-    subscribers: int = 100
+class LoadSpec(Settings):
+    """A load: ``subscribers`` virtual phones of the carrier's country texting its short codes."""
+
+    carrier: str = Field(min_length=1)
+    subscribers: int = Field(100, ge=1, le=1_000_000)
     #: New conversations (MOs from the opener list) per second, across all subscribers.
-    rate: float = 1.0
+    rate: Number = Field(1.0, ge=0, le=1_000_000)
     #: Chance that a subscriber answers an MT.
-    reply_probability: float = 0.5
-    reply_delay_low: float = 1.0
-    reply_delay_high: float = 5.0
+    reply_probability: Number = Field(0.5, ge=0, le=1)
+    reply_delay: ReplyDelay = ReplyDelay()
     #: Short codes to text; empty = every short code of the carrier.
     short_codes: tuple[str, ...] = ()
-    seed: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "carrier": self.carrier,
-            "subscribers": self.subscribers,
-            "rate": self.rate,
-            "reply_probability": self.reply_probability,
-            "reply_delay": {"low": self.reply_delay_low, "high": self.reply_delay_high},
-            "short_codes": list(self.short_codes),
-        }
-
-
-def parse_load_spec(reader: Reader) -> LoadSpec:
-    carrier = reader.string("carrier", allow_empty=False)
-    subscribers = reader.integer("subscribers", 100, minimum=1, maximum=1_000_000)
-    rate = reader.number("rate", 1.0, minimum=0, maximum=1_000_000)
-    probability = reader.number("reply_probability", 0.5, minimum=0, maximum=1)
-    low, high = 1.0, 5.0
-    delay = reader.sub("reply_delay")
-    if delay is not None:
-        low = delay.seconds("low", low)
-        high = delay.seconds("high", max(low, high))
-        delay.finish()
-        if high < low:
-            raise SettingsError(f"{delay.key('high')}: must be at least low ({low:g})")
-    short_codes = reader.strings("short_codes", ())
-    seed = reader.integer("seed") if reader.has("seed") else None
-    reader.finish()
-    return LoadSpec(
-        carrier=carrier,
-        subscribers=subscribers,
-        rate=rate,
-        reply_probability=probability,
-        reply_delay_low=low,
-        reply_delay_high=high,
-        short_codes=short_codes,
-        seed=seed,
-    )
+    seed: Int64 | None = None
 
 
 def poisson(mean: float, rng: random.Random) -> int:
@@ -135,7 +121,7 @@ class LoadGenerator:
         spec = self.spec
         for destination in record.destinations:
             if destination in self._subscriber_set and self.rng.random() < spec.reply_probability:
-                due = now + self.rng.uniform(spec.reply_delay_low, spec.reply_delay_high)
+                due = now + self.rng.uniform(spec.reply_delay.low, spec.reply_delay.high)
                 self.replies_scheduled += 1
                 self._schedule(due, (self._reply, (destination, record.pdu.source_addr)))
 
@@ -148,7 +134,6 @@ class LoadGenerator:
 
     def _send(self, msisdn: str, short_code: str, text: str) -> None:
         carrier = self.carrier
-        simulator = carrier.simulator
         template = self._templates.get(text)
         if template is not None:  # a one-part text: reuse its encoding, only the addresses change
             part = template.parts[0]
@@ -164,9 +149,8 @@ class LoadGenerator:
             )
             self.sent += 1
             carrier.counters.mo_injected += 1
-            if simulator.hub.listening:  # the message object is only for the event stream
-                message = MOMessage(msisdn, short_code, text, template.data_coding, (mo,))
-                simulator.publish_mo(carrier, message)
+            if carrier.hub.listening:  # the message object is only for the event stream
+                carrier.publish_mo(MOMessage(msisdn, short_code, text, template.data_coding, (mo,)))
             carrier.enqueue(mo)
             return
         message = build_mo(msisdn, short_code, text, reference=carrier.next_mo_reference())
@@ -174,15 +158,15 @@ class LoadGenerator:
             self._templates[text] = message
         self.sent += 1
         carrier.counters.mo_injected += 1
-        if simulator.hub.listening:
-            simulator.publish_mo(carrier, message)
+        if carrier.hub.listening:
+            carrier.publish_mo(message)
         for part in message.parts:
             carrier.enqueue(part)
 
     def status(self, now: float) -> dict[str, Any]:
         elapsed = max(now - self.started_at, 1e-9)
         return {
-            **self.spec.to_dict(),
+            **self.spec.model_dump(mode="json", exclude={"seed"}),
             "running": self.running,
             "sent": self.sent,
             "replies_scheduled": self.replies_scheduled,
@@ -190,3 +174,65 @@ class LoadGenerator:
             "elapsed": round(elapsed, 3),
             "achieved_rate": round(self.sent / elapsed, 1),
         }
+
+
+class LoadGenerators(Mapping[str, LoadGenerator]):
+    """The running load generators of an engine, one per carrier (by carrier name). They run on the
+    engine's clock and see its MTs only while there is one."""
+
+    def __init__(self, engine: SMSCEngine) -> None:
+        self._engine = engine
+        self._running: dict[str, LoadGenerator] = {}
+
+    def __getitem__(self, carrier: str) -> LoadGenerator:
+        return self._running[carrier]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._running)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def start(self, spec: LoadSpec) -> dict[str, Any]:
+        """Start the load ``spec`` (replacing the carrier's running one)."""
+        engine = self._engine
+        target = engine.carrier(spec.carrier)
+        load = LoadGenerator(spec, target, engine.clock(), engine.wheel.schedule)
+        if not self._running:
+            engine.add_ticker(self._tick)
+            engine.add_mt_listener(self._on_mt)
+        old = self._running.pop(spec.carrier, None)
+        if old is not None:
+            old.running = False
+        self._running[spec.carrier] = load
+        return load.status(engine.clock())
+
+    def stop(self, carrier: str | None = None) -> list[dict[str, Any]]:
+        """Stop the load of ``carrier``, or every load; their last status."""
+        engine = self._engine
+        if carrier is not None:
+            engine.carrier(carrier)
+        names = list(self._running) if carrier is None else [carrier] if carrier in self._running else []
+        now = engine.clock()
+        stopped = []
+        for name in names:
+            load = self._running.pop(name)
+            load.running = False
+            stopped.append(load.status(now))
+        if names and not self._running:
+            engine.remove_ticker(self._tick)
+            engine.remove_mt_listener(self._on_mt)
+        return stopped
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self._engine.clock()
+        return [load.status(now) for load in self._running.values()]
+
+    def _tick(self, now: float) -> None:
+        for load in self._running.values():
+            load.tick(now)
+
+    def _on_mt(self, carrier: Carrier, record: MTRecord, now: float) -> None:
+        load = self._running.get(carrier.name)
+        if load is not None:
+            load.on_mt(record, now)

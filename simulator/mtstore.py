@@ -8,13 +8,58 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import (
+    Any,
+    NotRequired,  # pydantic reads them on Python 3.11
+)
 
-from simulator.pdu_json import as_message, command_name, message_content, tlvs_to_dict
+from typing_extensions import TypedDict
+
+from simulator.pdu_json import MessageContent, as_message, command_name, message_content, tlvs_to_dict
 from smpp.concat import Reassembler, user_data
 from smpp.pdu import DataSM, SMEAddress, SubmitMulti, SubmitSM
 
 MTPDU = SubmitSM | DataSM | SubmitMulti
+
+
+class MT(MessageContent):
+    """One MT part as the control API lists it: the PDU's fields and its decoded content."""
+
+    id: int
+    carrier: str
+    system_id: str
+    received_at: float
+    command: str
+    message_id: str
+    source: str
+    destinations: list[str]
+    esm_class: int
+    registered_delivery: int
+    tlvs: dict[str, Any]
+
+
+class Message(TypedDict):
+    """An MT as people read it: its parts joined; an incomplete one says which parts are missing."""
+
+    carrier: str
+    source: str
+    destinations: list[str]
+    received_at: float
+    text: str
+    encoding: str
+    segments: int
+    complete: bool
+    missing_parts: list[int]
+    part_ids: list[int]
+    message_ids: list[str]
+
+
+class MTList(TypedDict):
+    """``GET /api/mts``: the parts (``view=parts``) or the messages (``view=messages``)."""
+
+    last_id: int
+    mts: NotRequired[list[MT]]
+    messages: NotRequired[list[Message]]
 
 
 class MTRecord:
@@ -38,7 +83,7 @@ class MTRecord:
             return tuple(d.address for d in pdu.dest_addresses if isinstance(d, SMEAddress))
         return (pdu.destination_addr,)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MT:
         pdu = self.pdu
         return {
             "id": self.id,
@@ -112,13 +157,13 @@ class MTStore:
         return out
 
 
-def assemble(records: list[MTRecord]) -> list[dict[str, Any]]:
+def assemble(records: list[MTRecord]) -> list[Message]:
     """Messages as people read them: concatenated parts joined (in any arrival order), singles as they are.
 
     Each message lists its part record ids; an incomplete one says which parts are missing.
     """
     reassembler: Reassembler[MTRecord] = Reassembler(timeout=float("inf"), max_pending=max(1, len(records)))
-    messages: list[tuple[int, dict[str, Any]]] = []
+    messages: list[tuple[int, Message]] = []
     for record in records:
         message = as_message(record.pdu)
         info, body = user_data(message)
@@ -145,7 +190,7 @@ def assemble(records: list[MTRecord]) -> list[dict[str, Any]]:
 
 def _assembled(
     items: tuple[MTRecord, ...], text: str, data_coding: int, total: int, missing: tuple[int, ...]
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, Message]:
     parts = sorted(items, key=lambda r: r.id)
     encoding = message_content(parts[0].pdu)["encoding"]
     del data_coding
@@ -154,7 +199,7 @@ def _assembled(
 
 def _message(
     first: MTRecord, parts: list[MTRecord], text: str, encoding: str, total: int, missing: tuple[int, ...]
-) -> dict[str, Any]:
+) -> Message:
     return {
         "carrier": first.carrier,
         "source": first.pdu.source_addr,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from typing_extensions import TypedDict  # pydantic reads its annotations on Python 3.11
+
 from smpp.concat import UDH, ConcatInfo, parse_udh, user_data
 from smpp.constants import CommandID, ESMClass, status_name
 from smpp.pdu import PDU, DataSM, DeliverSM, DistributionList, SMEAddress, SubmitMulti, SubmitSM
@@ -63,7 +65,16 @@ def as_message(pdu: SubmitSM | DeliverSM | DataSM | SubmitMulti) -> SubmitSM | D
     return pdu
 
 
-def message_content(pdu: SubmitSM | DeliverSM | DataSM | SubmitMulti) -> dict[str, Any]:
+class MessageContent(TypedDict):
+    data_coding: int
+    encoding: str
+    text: str
+    udh: dict[str, Any] | None
+    concat: dict[str, Any] | None
+    segments: int
+
+
+def message_content(pdu: SubmitSM | DeliverSM | DataSM | SubmitMulti) -> MessageContent:
     """Text, coding, UDH and concatenation info of a message-carrying PDU."""
     message = as_message(pdu)
     info, body = user_data(message)

@@ -1,22 +1,53 @@
-"""Carrier profiles and the simulator configuration: frozen values, read from TOML or JSON.
+"""Carrier profiles and the simulator configuration: frozen pydantic models, read from TOML or JSON.
 
 A profile is what a carrier *is* (where it listens, who may bind, how fast, how receipts come back);
-faults are what is going wrong with it right now (see ``simulator.faults``).
+faults are what is going wrong with it right now (see ``simulator.faults``). The same models check the
+TOML file, the gatewayd file's ``[simulator]`` table and the control API's bodies, and the API's
+OpenAPI document is generated from them.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from settingsfile import (
+    FileProblem,
+    Int64,
+    KeyPath,
+    Number,
+    Origins,
+    Problem,
+    ProblemAt,
+    Seconds,
+    Settings,
+    at_least_one,
+    locate_keys,
+    located,
+    read_toml_file,
+)
+from simulator.errors import SettingsError
+from simulator.faults import FaultPatch
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, plan_for
 from simulator.redelivery import RedeliveryPolicy
-from simulator.settings import Reader, SettingsError, read_toml_file
 from smpp.constants import BindType, MessageState
 
 #: Final states a receipt can report, by their receipt text ("stat:" field), with the SMPP message_state.
@@ -30,6 +61,7 @@ RECEIPT_STATES: Mapping[str, MessageState] = MappingProxyType(
         "UNKNOWN": MessageState.UNKNOWN,
     }
 )
+ReceiptState = Literal["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"]
 
 BIND_TYPE_NAMES: Mapping[str, BindType] = MappingProxyType(
     {
@@ -38,20 +70,29 @@ BIND_TYPE_NAMES: Mapping[str, BindType] = MappingProxyType(
         "transceiver": BindType.TRANSCEIVER,
     }
 )
-
-DELAY_KINDS = ("fixed", "uniform", "exponential")
-MESSAGE_ID_FORMATS = ("hex", "decimal")
+BindTypeName = Literal["transmitter", "receiver", "transceiver"]
 
 
-@dataclass(frozen=True, slots=True)
-class DelayDistribution:
+def _all_delivered() -> dict[ReceiptState, float]:
+    return {"DELIVRD": 1.0}
+
+
+class DelayDistribution(Settings):
     """How long after the submit a receipt comes back: fixed, uniform(low, high) or exponential(mean)."""
 
-    kind: str = "fixed"
-    seconds: float = 1.0
-    low: float = 0.5
-    high: float = 2.0
-    mean: float = 1.0
+    kind: Literal["fixed", "uniform", "exponential"] = "fixed"
+    seconds: Seconds = 1.0
+    low: Seconds = 0.5
+    high: Seconds = 2.0
+    mean: Seconds = 1.0
+
+    @field_validator("high")
+    @classmethod
+    def _not_below_low(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low", 0.0)
+        if high < low:
+            raise ValueError(f"must be at least low ({low:g}), not {high:g}")
+        return high
 
     def sample(self, rng: random.Random) -> float:
         if self.kind == "fixed":
@@ -60,16 +101,14 @@ class DelayDistribution:
             return rng.uniform(self.low, self.high)
         return rng.expovariate(1.0 / self.mean) if self.mean > 0 else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        if self.kind == "fixed":
-            return {"kind": "fixed", "seconds": self.seconds}
-        if self.kind == "uniform":
-            return {"kind": "uniform", "low": self.low, "high": self.high}
-        return {"kind": "exponential", "mean": self.mean}
+
+def _some_weight(statuses: Mapping[str, float]) -> Mapping[str, float]:
+    if sum(statuses.values()) <= 0:
+        raise ValueError("at least one state needs a weight above 0")
+    return statuses
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptProfile:
+class ReceiptProfile(Settings):
     """Delivery receipts: when they come, which final states in which proportion, numbers that always fail.
 
     Receipts are only sent for submits whose registered_delivery asks for one, one per part of a long
@@ -77,84 +116,146 @@ class ReceiptProfile:
     """
 
     enabled: bool = True
-    delay: DelayDistribution = field(default_factory=DelayDistribution)
-    #: (stat, weight) pairs; weights need not add up to anything.
-    statuses: tuple[tuple[str, float], ...] = (("DELIVRD", 1.0),)
-    #: (msisdn, stat) pairs: receipts for these destinations always carry that state.
-    overrides: tuple[tuple[str, str], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "delay": self.delay.to_dict(),
-            "statuses": dict(self.statuses),
-            "overrides": dict(self.overrides),
-        }
+    delay: DelayDistribution = DelayDistribution()
+    #: Weight of each final state; weights need not add up to anything.
+    statuses: Annotated[
+        Mapping[ReceiptState, Annotated[Number, Field(ge=0)]], AfterValidator(_some_weight)
+    ] = Field(default_factory=_all_delivered)
+    #: Receipts for these destinations always carry that state (numbers as the carrier's country writes
+    #: them; stored in international form).
+    overrides: Mapping[str, ReceiptState] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class CarrierProfile:
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class CarrierProfile(Settings):
     name: str
-    country: str
-    port: int
-    system_id: str
-    password: str
-    host: str = "127.0.0.1"
-    short_codes: tuple[str, ...] = ()
-    bind_types: tuple[str, ...] = ("transmitter", "receiver", "transceiver")
-    max_binds: int = 8
+    country: Annotated[str, BeforeValidator(_upper)]
+    port: int = Field(ge=0, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = Field(max_length=8)
+    host: str = Field("127.0.0.1", min_length=1)
+    short_codes: tuple[Annotated[str, Field(pattern=r"^[0-9]+$")], ...] = ()
+    bind_types: tuple[BindTypeName, ...] = ("transmitter", "receiver", "transceiver")
+    max_binds: int = Field(8, ge=1)
     #: Submits per second accepted before ESME_RTHROTTLED (token bucket); None = unlimited.
-    tps: float | None = None
-    message_id_format: str = "hex"
-    receipts: ReceiptProfile = field(default_factory=ReceiptProfile)
+    tps: Annotated[Number, Field(gt=0)] | None = None
+    message_id_format: Literal["hex", "decimal"] = "hex"
+    receipts: ReceiptProfile = ReceiptProfile()
     #: Faults active from the start, in the control API's format (see ``simulator.faults``).
-    faults: Mapping[str, Any] = field(default_factory=dict)
+    faults: FaultPatch = FaultPatch()
     #: Outstanding deliver_sm per bind before the simulator waits for responses.
-    deliver_window: int = 100
+    deliver_window: int = Field(100, ge=1, le=10_000)
     #: MOs and receipts kept while no receiver is bound (the oldest are dropped beyond this).
-    queue_size: int = 10_000
+    queue_size: int = Field(10_000, ge=1)
     #: When a deliver_sm answered with a temporary error, or not answered, is tried again.
-    redelivery: RedeliveryPolicy = field(default_factory=RedeliveryPolicy)
+    redelivery: RedeliveryPolicy = RedeliveryPolicy()
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, country: str) -> str:
+        plan_for(country)  # ValueError naming the countries it knows
+        return country
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CarrierProfile:
+        """Override numbers in international form (they depend on the country), and a throttle fault
+        that needs the profile's tps has one."""
+        overrides: dict[str, str] = {}
+        for number, stat in self.receipts.overrides.items():
+            try:
+                overrides[normalize_msisdn(number, self.country)] = stat
+            except InvalidMSISDN as error:
+                raise ProblemAt(("receipts", "overrides", number), str(error)) from None
+        if self.faults.needs_tps and self.tps is None:
+            raise ProblemAt(("faults", "throttle"), 'the carrier has no tps in its profile; give {"tps": N}')
+        if overrides == self.receipts.overrides:
+            return self
+        receipts = self.receipts.model_copy(update={"overrides": overrides})
+        return self.model_copy(update={"receipts": receipts})
+
+    @field_serializer("password")
+    def _masked(self, password: str) -> str:
+        return "********"
 
     @property
     def allowed_bind_types(self) -> frozenset[BindType]:
         return frozenset(BIND_TYPE_NAMES[name] for name in self.bind_types)
 
-    def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "country": self.country,
-            "host": self.host,
-            "port": self.port,
-            "system_id": self.system_id,
-            "password": self.password if secrets else "********",
-            "short_codes": list(self.short_codes),
-            "bind_types": list(self.bind_types),
-            "max_binds": self.max_binds,
-            "tps": self.tps,
-            "message_id_format": self.message_id_format,
-            "receipts": self.receipts.to_dict(),
-            "deliver_window": self.deliver_window,
-            "queue_size": self.queue_size,
-            "redelivery": self.redelivery.to_dict(),
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as the control API shows it (the password masked)."""
+        return self.model_dump(mode="json")
+
+    def patched(self, patch: Mapping[str, Any]) -> CarrierProfile:
+        """This profile with the keys of ``patch`` changed (a table in it changes only the keys it
+        names); ValidationError naming the keys otherwise."""
+        return CarrierProfile.model_validate(_merged(self, patch))
 
 
-@dataclass(frozen=True, slots=True)
-class SimulatorConfig:
-    carriers: tuple[CarrierProfile, ...]
-    control_host: str = "127.0.0.1"
+def _merged(model: BaseModel, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``model``'s fields with ``patch`` over them; a table (not faults: a patch of its own) merged."""
+    data = dict(model)
+    for key, value in patch.items():
+        current = data.get(key)
+        if (
+            isinstance(current, BaseModel)
+            and not isinstance(current, FaultPatch)
+            and isinstance(value, Mapping)
+        ):
+            value = _merged(current, value)
+        data[key] = value
+    return data
+
+
+def _named_tables(carriers: Any) -> Any:
+    """``[carriers.<name>]`` tables: each carrier is named by its key."""
+    if isinstance(carriers, Mapping):
+        return [
+            {"name": name, **table} if isinstance(table, Mapping) else table
+            for name, table in carriers.items()
+        ]
+    return carriers
+
+
+class ControlTable(Settings):
+    """``[control]``: where the control API listens (``enabled = false``: no API)."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8025, ge=0, le=65535)
+    enabled: bool = True
+
+
+class SimulatorConfig(Settings):
+    model_config = ConfigDict(populate_by_name=True)
+
+    carriers: Annotated[tuple[CarrierProfile, ...], at_least_one("carrier"), BeforeValidator(_named_tables)]
+    control_host: str = Field("127.0.0.1", min_length=1)
     #: Port of the HTTP control API; 0 picks a free one; None runs no API.
-    control_port: int | None = 8025
+    control_port: int | None = Field(8025, ge=0, le=65535)
     #: MTs kept for the API (a ring buffer: the oldest go first).
-    mt_store_size: int = 100_000
-    #: JSON-lines file that receives every PDU, decoded; None = no trace.
-    trace_path: str | None = None
+    mt_store_size: int = Field(100_000, ge=1)
+    #: JSON-lines file that receives every PDU, decoded; None = no trace (``trace`` in the file).
+    trace_path: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        None, validation_alias=AliasChoices("trace", "trace_path")
+    )
     #: Where the control API's ``PUT /api/trace`` writes (it names a file in here, never a path).
-    trace_dir: str = "."
+    trace_dir: str = Field(".", min_length=1)
     #: Period of the timer that sends due receipts and generated load, in seconds.
-    tick: float = 0.01
-    seed: int | None = None
+    tick: Number = Field(0.01, ge=0.001, le=1.0)
+    seed: Int64 | None = None
+
+    #: The file's ``[control]`` table: it sets ``control_host`` and ``control_port``.
+    control: ControlTable | None = Field(None, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _control_table(self) -> SimulatorConfig:
+        control = self.control
+        if control is None:
+            return self
+        port = control.port if control.enabled else None
+        return self.model_copy(update={"control_host": control.host, "control_port": port, "control": None})
 
     def carrier(self, name: str) -> CarrierProfile:
         for profile in self.carriers:
@@ -164,10 +265,11 @@ class SimulatorConfig:
 
     def with_ephemeral_ports(self) -> SimulatorConfig:
         """The same simulator on ports picked by the OS (tests, benches)."""
-        return replace(
-            self,
-            carriers=tuple(replace(c, port=0) for c in self.carriers),
-            control_port=None if self.control_port is None else 0,
+        return self.model_copy(
+            update={
+                "carriers": tuple(carrier.model_copy(update={"port": 0}) for carrier in self.carriers),
+                "control_port": None if self.control_port is None else 0,
+            }
         )
 
 
@@ -199,201 +301,71 @@ def default_config() -> SimulatorConfig:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def parse_delay(reader: Reader, base: DelayDistribution) -> DelayDistribution:
-    kind = reader.choice("kind", DELAY_KINDS, base.kind)
-    seconds = reader.seconds("seconds", base.seconds)
-    low = reader.seconds("low", base.low)
-    high = reader.seconds("high", base.high)
-    mean = reader.seconds("mean", base.mean)
-    reader.finish()
-    if high < low:
-        raise SettingsError(f"{reader.key('high')}: must be at least low ({low:g}), got {high:g}")
-    return DelayDistribution(kind=kind, seconds=seconds, low=low, high=high, mean=mean)
-
-
-def parse_receipts(reader: Reader, base: ReceiptProfile, country: str) -> ReceiptProfile:
-    enabled = reader.boolean("enabled", base.enabled)
-    delay_reader = reader.sub("delay")
-    delay = base.delay if delay_reader is None else parse_delay(delay_reader, base.delay)
-    statuses = base.statuses
-    if reader.has("statuses"):
-        statuses = _parse_statuses(reader.mapping("statuses"), reader.key("statuses"))
-    overrides = base.overrides
-    if reader.has("overrides"):
-        overrides = _parse_overrides(reader.mapping("overrides"), reader.key("overrides"), country)
-    reader.finish()
-    return ReceiptProfile(enabled=enabled, delay=delay, statuses=statuses, overrides=overrides)
-
-
-def _parse_statuses(data: Mapping[str, Any], key: str) -> tuple[tuple[str, float], ...]:
-    pairs: list[tuple[str, float]] = []
-    for stat, weight in data.items():
-        if stat not in RECEIPT_STATES:
-            raise SettingsError(f"{key}: {stat!r} is not one of {', '.join(RECEIPT_STATES)}")
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, int | float)
-            or not math.isfinite(weight)
-            or weight < 0
-        ):
-            raise SettingsError(f"{key}.{stat}: expected a weight >= 0, got {weight!r}")
-        pairs.append((stat, float(weight)))
-    if not pairs or sum(weight for _, weight in pairs) <= 0:
-        raise SettingsError(f"{key}: at least one state needs a weight above 0")
-    return tuple(pairs)
-
-
-def _parse_overrides(data: Mapping[str, Any], key: str, country: str) -> tuple[tuple[str, str], ...]:
-    pairs: list[tuple[str, str]] = []
-    for number, stat in data.items():
-        try:
-            msisdn = normalize_msisdn(number, country)
-        except InvalidMSISDN as exc:
-            raise SettingsError(f"{key}: {exc}") from None
-        if stat not in RECEIPT_STATES:
-            raise SettingsError(f"{key}.{number}: {stat!r} is not one of {', '.join(RECEIPT_STATES)}")
-        pairs.append((msisdn, stat))
-    return tuple(pairs)
-
-
-def parse_carrier(reader: Reader, name: str, base: CarrierProfile | None = None) -> CarrierProfile:
-    """A profile from a mapping; with ``base``, a partial update of it (missing keys keep their value)."""
-    if base is None:
-        base = CarrierProfile(name=name, country="ES", port=0, system_id="", password="")
-        required = True
-    else:
-        required = False
-    country = reader.string("country", None if required else base.country).upper()
+def config_problems(
+    data: Mapping[str, Any], origins: Origins
+) -> tuple[SimulatorConfig | None, list[Problem]]:
+    """The configuration in ``data`` (its ``[simulator]`` table when it has one), or every problem
+    with it, located through ``origins``."""
+    prefix: KeyPath = ()
+    if "simulator" in data:
+        data, prefix = data["simulator"], ("simulator",)
+    if not isinstance(data, Mapping):
+        return None, [
+            Problem(".".join(map(str, prefix)) or "<root>", "must be a table", *origins.locate(prefix))
+        ]
+    names = list(data["carriers"]) if isinstance(data.get("carriers"), Mapping) else []
+    data = {"carriers": default_config().carriers, **data}
     try:
-        plan_for(country)
-    except ValueError as exc:
-        raise SettingsError(f"{reader.key('country')}: {exc}") from None
-    host = reader.string("host", base.host, allow_empty=False)
-    port = reader.integer("port", None if required else base.port, minimum=0, maximum=65535)
-    system_id = reader.string("system_id", None if required else base.system_id, allow_empty=False)
-    password = reader.string("password", None if required else base.password)
-    if len(system_id) > 15 or len(password) > 8:
-        raise SettingsError(
-            f"{reader.key('system_id')}: SMPP allows 15 characters for system_id and 8 for password"
-        )
-    short_codes = reader.strings("short_codes", base.short_codes)
-    for code in short_codes:
-        if not code.isdigit():
-            raise SettingsError(f"{reader.key('short_codes')}: {code!r} is not a numeric short code")
-    bind_types = reader.strings("bind_types", base.bind_types)
-    for bind_type in bind_types:
-        if bind_type not in BIND_TYPE_NAMES:
-            raise SettingsError(
-                f"{reader.key('bind_types')}: {bind_type!r} is not one of {', '.join(BIND_TYPE_NAMES)}"
-            )
-    max_binds = reader.integer("max_binds", base.max_binds, minimum=1)
-    tps = base.tps
-    if reader.has("tps"):
-        tps = reader.optional_number("tps", minimum=0, exclusive_minimum=True)
-    message_id_format = reader.choice("message_id_format", MESSAGE_ID_FORMATS, base.message_id_format)
-    receipts_reader = reader.sub("receipts")
-    receipts = (
-        base.receipts if receipts_reader is None else parse_receipts(receipts_reader, base.receipts, country)
-    )
-    faults = base.faults
-    if reader.has("faults"):
-        faults = dict(reader.mapping("faults"))
-        _validate_faults(faults, reader.key("faults"), tps)
-    deliver_window = reader.integer("deliver_window", base.deliver_window, minimum=1, maximum=10_000)
-    queue_size = reader.integer("queue_size", base.queue_size, minimum=1)
-    redelivery_reader = reader.sub("redelivery")
-    redelivery = (
-        base.redelivery if redelivery_reader is None else parse_redelivery(redelivery_reader, base.redelivery)
-    )
-    reader.finish()
-    return CarrierProfile(
-        name=name,
-        country=country,
-        host=host,
-        port=port,
-        system_id=system_id,
-        password=password,
-        short_codes=short_codes,
-        bind_types=bind_types,
-        max_binds=max_binds,
-        tps=tps,
-        message_id_format=message_id_format,
-        receipts=receipts,
-        faults=faults,
-        deliver_window=deliver_window,
-        queue_size=queue_size,
-        redelivery=redelivery,
-    )
+        return SimulatorConfig.model_validate(data), []
+    except ValidationError as error:
+        return None, located(error.errors(), origins, prefix=prefix, relocate=_carrier_names(prefix, names))
 
 
-def parse_redelivery(reader: Reader, base: RedeliveryPolicy) -> RedeliveryPolicy:
-    """``[carriers.redelivery]``: initial, maximum, window (seconds) and max_attempts."""
-    initial = reader.seconds("initial", base.initial, positive=True)
-    maximum = reader.seconds("maximum", base.maximum, positive=True)
-    window = reader.seconds("window", base.window, positive=True)
-    max_attempts = reader.integer("max_attempts", base.max_attempts, minimum=1)
-    reader.finish()
-    if maximum < initial:
-        raise SettingsError(f"{reader.key('maximum')}: must not be below initial ({initial})")
-    return RedeliveryPolicy(initial=initial, maximum=maximum, window=window, max_attempts=max_attempts)
+def _carrier_names(prefix: KeyPath, names: list[str]) -> Callable[[KeyPath], KeyPath]:
+    """``carriers[1].port`` is ``carriers.vodafone.port`` in the file: carriers are tables by name."""
 
+    def relocate(path: KeyPath) -> KeyPath:
+        at = len(prefix)
+        if path[at : at + 1] == ("carriers",) and len(path) > at + 1 and isinstance(path[at + 1], int):
+            index = path[at + 1]
+            if isinstance(index, int) and index < len(names):
+                return (*path[: at + 1], names[index], *path[at + 2 :])
+        return path
 
-def _validate_faults(data: Mapping[str, Any], key: str, tps: float | None) -> None:
-    from simulator.faults import FaultState  # the fault module owns the format
-
-    FaultState().apply(Reader(data, key), now=0.0, default_tps=tps)
+    return relocate
 
 
 def parse_config(data: Mapping[str, Any], source: str = "config") -> SimulatorConfig:
-    """The configuration from a parsed TOML document (its ``[simulator]`` table when there is one)."""
-    if "simulator" in data:
-        data = data["simulator"]
-        prefix = "simulator"
-    else:
-        prefix = ""
+    """The configuration from a parsed TOML document (its ``[simulator]`` table when there is one);
+    :class:`SettingsError` listing every problem otherwise."""
+    config, problems = config_problems(data, Origins(source))
+    if config is None:
+        raise SettingsError("\n".join(str(problem) for problem in problems))
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:
+    """Read a TOML file; :class:`SettingsError` naming the file, the line and the key of every problem
+    (or the one reason the file is unusable)."""
     try:
-        reader = Reader(data, prefix)
-        defaults = default_config()
-        control = reader.sub("control")
-        control_host, control_port = defaults.control_host, defaults.control_port
-        if control is not None:
-            control_host = control.string("host", control_host, allow_empty=False)
-            if control.boolean("enabled", True):
-                control_port = control.integer("port", control_port or 8025, minimum=0, maximum=65535)
-            else:
-                control_port = None
-            control.finish()
-        mt_store_size = reader.integer("mt_store_size", defaults.mt_store_size, minimum=1)
-        trace = reader.string("trace", "") or None
-        trace_dir = reader.string("trace_dir", defaults.trace_dir, allow_empty=False)
-        tick = reader.number("tick", defaults.tick, minimum=0.001, maximum=1.0)
-        seed = reader.integer("seed") if reader.has("seed") else None
-        carriers = defaults.carriers
-        if reader.has("carriers"):
-            carriers_data = reader.mapping("carriers")
-            carriers = tuple(
-                parse_carrier(Reader(value, f"{reader.key('carriers')}.{name}"), name)
-                for name, value in carriers_data.items()
-            )
-            if not carriers:
-                raise SettingsError(f"{reader.key('carriers')}: at least one carrier is needed")
-        reader.finish()
-    except SettingsError as exc:
-        raise SettingsError(f"{source}: {exc}") from None
-    return SimulatorConfig(
-        carriers=carriers,
-        control_host=control_host,
-        control_port=control_port,
-        mt_store_size=mt_store_size,
-        trace_path=trace,
-        trace_dir=trace_dir,
-        tick=tick,
-        seed=seed,
-    )
+        data, text = read_toml_file(path)
+    except FileProblem as problem:
+        raise SettingsError(str(problem)) from None
+    config, problems = config_problems(data, Origins(str(Path(path)), locate_keys(text)))
+    if config is None:
+        raise SettingsError("\n".join(str(problem) for problem in problems))
+    return config
 
 
-def load_config(path: str | Path) -> SimulatorConfig:
-    """Read a TOML file; a bad value raises :class:`SettingsError` naming the file and the key (an
-    unusable file, :class:`~simulator.settings.FileProblem`)."""
-    data, _ = read_toml_file(path)
-    return parse_config(data, str(path))
+def simulator_table_problems(path: str | os.PathLike[str]) -> list[Problem]:
+    """Every problem of the ``[simulator]`` table of a TOML file that may hold one (the gatewayd file),
+    named with its line; none when there is no such table or the file cannot be read (its reader
+    reports that)."""
+    try:
+        data, text = read_toml_file(path)
+    except FileProblem:
+        return []
+    if "simulator" not in data:
+        return []
+    _, problems = config_problems({"simulator": data["simulator"]}, Origins(str(path), locate_keys(text)))
+    return problems

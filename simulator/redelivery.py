@@ -7,26 +7,28 @@ longer each time, until its validity period runs out. Pure: times are passed in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from pydantic import Field, ValidationInfo, field_validator
+
+from settingsfile import PositiveSeconds, Settings
 
 
-@dataclass(frozen=True, slots=True)
-class RedeliveryPolicy:
+class RedeliveryPolicy(Settings):
     """Wait ``initial`` seconds after the first failed attempt, doubling up to ``maximum``; give up
     after ``max_attempts`` attempts or once the next one would start more than ``window`` seconds
     after the first."""
 
-    initial: float = 1.0
-    maximum: float = 60.0
-    window: float = 3600.0
-    max_attempts: int = 100
+    initial: PositiveSeconds = 1.0
+    maximum: PositiveSeconds = 60.0
+    window: PositiveSeconds = 3600.0
+    max_attempts: int = Field(100, ge=1)
 
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum:
-            raise ValueError("redelivery: need 0 < initial <= maximum")
-        if self.window <= 0 or self.max_attempts < 1:
-            raise ValueError("redelivery: window must be positive and max_attempts at least 1")
+    @field_validator("maximum")
+    @classmethod
+    def _not_below_initial(cls, maximum: float, info: ValidationInfo) -> float:
+        initial = info.data.get("initial", 0.0)
+        if maximum < initial:
+            raise ValueError(f"must not be below initial ({initial:g})")
+        return maximum
 
     def delay(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""
@@ -38,11 +40,3 @@ class RedeliveryPolicy:
             return None
         due = now + self.delay(attempt)
         return due if due - first_at <= self.window else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "initial": self.initial,
-            "maximum": self.maximum,
-            "window": self.window,
-            "max_attempts": self.max_attempts,
-        }

@@ -1,5 +1,7 @@
 """The PDU trace: one JSON line per PDU in either direction, decoded, written to a file.
 
+Fed by the SMPP sessions' wiretap (``smpp.aio.SessionProtocol.wiretap``), so it holds every PDU on
+the wire, binds and the SMSC's own requests included, with the sequence number the ESME saw.
 Buffered by the file object and flushed by the simulator's clock, so tracing costs a dict and a
 ``json.dumps`` per PDU, and nothing at all when it is off.
 """
@@ -12,8 +14,8 @@ import re
 import time
 from typing import IO
 
+from simulator.errors import SettingsError
 from simulator.pdu_json import pdu_to_dict
-from simulator.settings import SettingsError
 from smpp.pdu import PDU
 
 #: A trace file the control API may name: no directory part, not hidden, and a ``.jsonl`` file, so
@@ -38,28 +40,18 @@ class PDUTracer:
         self._file: IO[str] = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
         self.lines = 0
 
-    def pdu(self, direction: str, carrier: str, peer: tuple[str, int] | None, pdu: PDU) -> None:
-        """``direction`` is ``in`` (from the ESME) or ``out`` (to the ESME)."""
+    def pdu(
+        self, direction: str, carrier: str, peer: tuple[str, int] | None, pdu: PDU, sequence_number: int
+    ) -> None:
+        """``direction`` is ``in`` (from the ESME) or ``out`` (to the ESME); ``sequence_number`` is the
+        one on the wire (a PDU the SMSC sends is numbered as it is encoded)."""
         record = {
             "ts": round(time.time(), 6),
             "dir": direction,
             "carrier": carrier,
             "peer": None if peer is None else f"{peer[0]}:{peer[1]}",
             **pdu_to_dict(pdu),
-        }
-        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self.lines += 1
-
-    def event(
-        self, direction: str, carrier: str, peer: tuple[str, int] | None, what: dict[str, object]
-    ) -> None:
-        """A PDU the SMPP layer handled itself (a bind, as the handler sees it)."""
-        record = {
-            "ts": round(time.time(), 6),
-            "dir": direction,
-            "carrier": carrier,
-            "peer": None if peer is None else f"{peer[0]}:{peer[1]}",
-            **what,
+            "sequence_number": sequence_number,
         }
         self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.lines += 1

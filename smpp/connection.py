@@ -71,12 +71,14 @@ class ProtocolErrorEvent:
 
     ``fatal`` means the byte stream cannot be framed any more: ``ConnectionClosed`` follows.
     ``request_command_id`` is set when a malformed response answered one of our requests, which is
-    then no longer outstanding (the application should fail it with ``error``).
+    then no longer outstanding (the application should fail it with ``error``). ``pdu`` is the request
+    when it was well formed but not allowed in the current state.
     """
 
     error: RemoteProtocolError
     fatal: bool = False
     request_command_id: int | None = None
+    pdu: PDU | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,7 @@ class Connection:
                 sequence_number=sequence_number,
                 command_id=command_id,
             )
-            return ProtocolErrorEvent(error)
+            return ProtocolErrorEvent(error, pdu=pdu)
         if pdu.response_class is not None:
             self._unanswered[sequence_number] = command_id
         new_state = ON_REQUEST.get(command_id)

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from base64 import urlsafe_b64encode
 
-from gatewayd.config import Secret
+from pydantic import SecretStr
 
 # A sign-in form older than this is refused ("the form has expired"); reloading it gives a new token.
 ANONYMOUS_TOKEN_LIFETIME_SECONDS = 12 * 3600
@@ -20,18 +20,20 @@ _MAX_TOKEN_LENGTH = 128  # what we issue is about 90 characters
 _PURPOSE = b"echat.panel.anonymous-csrf\x00"
 
 
-def _signature(key: Secret, payload: str) -> str:
-    digest = hmac.new(key.reveal().encode("utf-8"), _PURPOSE + payload.encode("ascii"), hashlib.sha256)
+def _signature(key: SecretStr, payload: str) -> str:
+    digest = hmac.new(
+        key.get_secret_value().encode("utf-8"), _PURPOSE + payload.encode("ascii"), hashlib.sha256
+    )
     return urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
 
 
-def issue_anonymous_token(key: Secret, now: float) -> str:
+def issue_anonymous_token(key: SecretStr, now: float) -> str:
     """``nonce.issued_at.signature``: random, dated, and verifiable with the key alone."""
     payload = f"{secrets.token_urlsafe(24)}.{int(now)}"
     return f"{payload}.{_signature(key, payload)}"
 
 
-def anonymous_token_valid(token: str, key: Secret, now: float) -> bool:
+def anonymous_token_valid(token: str, key: SecretStr, now: float) -> bool:
     """Issued by this panel (same key) and not older than its lifetime."""
     if len(token) > _MAX_TOKEN_LENGTH or not token.isascii():
         return False

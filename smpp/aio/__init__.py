@@ -11,7 +11,7 @@ from smpp.aio.esme import (
 )
 from smpp.aio.smsc import BindRequest, SMSCHandler, SMSCServer, SMSCSession
 from smpp.aio.throttle import TokenBucket
-from smpp.aio.transport import Callback, Outcome
+from smpp.aio.transport import Callback, Outcome, SessionProtocol, WireTap
 
 __all__ = [
     "AnyMessageHandler",
@@ -26,7 +26,9 @@ __all__ = [
     "SMSCHandler",
     "SMSCServer",
     "SMSCSession",
+    "SessionProtocol",
     "SubmitPDU",
     "TokenBucket",
+    "WireTap",
     "backoff_delay",
 ]

@@ -355,6 +355,7 @@ class ESMESession(SessionProtocol):
         flushes = self._flushes
         deadline = now + self.config.response_timeout
         in_flight = self._in_flight
+        wiretap = self.wiretap
         # The hot path of the ESME: what send_request() does, inlined, once per loop instead of per call.
         while in_flight < window:
             if held:
@@ -386,6 +387,8 @@ class ESMESession(SessionProtocol):
                 request.finish(error)
                 continue
             buffer.append(data)
+            if wiretap is not None:
+                wiretap(self, "out", request.pdu, sequence_number)
             request.deadline = deadline
             request.flush = flushes
             pending[sequence_number] = request

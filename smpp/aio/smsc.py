@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol
 
-from smpp.aio.transport import Callback, Outcome, Outstanding, SessionProtocol
+from smpp.aio.transport import Callback, Outcome, Outstanding, SessionProtocol, WireTap
 from smpp.connection import Role, SessionState
 from smpp.constants import BindType, CommandID, CommandStatus
 from smpp.errors import LocalProtocolError, ResponseTimeout, SessionClosed, SMPPError
@@ -291,6 +291,18 @@ class SMSCServer:
         self._server: asyncio.Server | None = None
         self._connected: set[SMSCSession] = set()
         self._bound: dict[SMSCSession, None] = {}  # insertion-ordered set
+        self._wiretap: WireTap | None = None
+
+    @property
+    def wiretap(self) -> WireTap | None:
+        """Sees every PDU of every connection (see ``SessionProtocol.wiretap``), from the first bind."""
+        return self._wiretap
+
+    @wiretap.setter
+    def wiretap(self, wiretap: WireTap | None) -> None:
+        self._wiretap = wiretap
+        for session in self._connected:
+            session.wiretap = wiretap
 
     @property
     def sessions(self) -> list[SMSCSession]:
@@ -340,6 +352,7 @@ class SMSCServer:
 
     def _new_session(self) -> SMSCSession:
         session = SMSCSession(self)
+        session.wiretap = self._wiretap
         self._connected.add(session)
         return session
 

@@ -13,12 +13,14 @@ import logging
 import socket
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from smpp._state import BOUND_STATES
+from smpp.codec import decode
 from smpp.connection import (
     NEED_DATA,
     Connection,
+    NeedData,
     ProtocolErrorEvent,
     RequestReceived,
     ResponseReceived,
@@ -33,6 +35,10 @@ from smpp.pdu import PDU, EnquireLink, EnquireLinkResp
 #: What a request's completion callback receives: the response PDU, or why there is none.
 Outcome = PDU | SMPPError
 Callback = Callable[[Outcome], None]
+#: Sees every PDU of a session as it crosses the wire: the session, ``"in"`` (read) or ``"out"``
+#: (written), the PDU and its sequence number on the wire (an outgoing PDU object is numbered when
+#: it is encoded, so its own ``sequence_number`` may still be 0).
+WireTap = Callable[["SessionProtocol", Literal["in", "out"], PDU, int], None]
 
 
 class Outstanding:
@@ -87,6 +93,8 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self.close_reason: str | None = None
         self.peer: tuple[str, int] = ("", 0)
         self._role = role
+        #: Set to see every PDU read and written (a trace); None costs one check per PDU.
+        self.wiretap: WireTap | None = None
         self._enquire_link_interval = enquire_link_interval
         self._enquire_link_timeout = enquire_link_timeout
         self._reset()
@@ -150,13 +158,18 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         connection = self._connection
         connection.receive_data(data)
         self._last_received = self._loop.time()
+        wiretap = self.wiretap
         while True:
             event = connection.next_event()
             kind = type(event)
+            if wiretap is not None and kind is not NeedData:
+                tapped = getattr(event, "pdu", None)  # None: bytes that were no PDU, or the end
+                if tapped is not None:
+                    wiretap(self, "in", tapped, tapped.sequence_number)
             if kind is ResponseReceived:
                 self._response_received(event.pdu, event.request_command_id)  # type: ignore[union-attr,arg-type]
             elif kind is RequestReceived:
-                self._request_received(event.pdu)  # type: ignore[union-attr]
+                self._request_received(event.pdu)  # type: ignore[union-attr,arg-type]
             elif event is NEED_DATA:
                 break
             elif kind is ProtocolErrorEvent:
@@ -288,7 +301,20 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     def _send_automatic_answers(self) -> None:
         data = self._connection.data_to_send()
         if data:
+            if self.wiretap is not None:
+                self._tap_written(data)
             self.write(data)
+
+    def _tap_written(self, data: bytes) -> None:
+        """Show the wiretap the PDUs the connection encoded by itself (generic_nack, refusals)."""
+        assert self.wiretap is not None
+        while data:
+            decoded = decode(data)
+            if decoded is None:
+                return
+            pdu, used = decoded
+            self.wiretap(self, "out", pdu, pdu.sequence_number)
+            data = data[used:]
 
     def respond(self, request: PDU, response: PDU) -> None:
         """Send ``response`` to the peer's ``request`` (numbered after it when its own number is 0)."""
@@ -297,6 +323,8 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
             return
         sequence_number = response.sequence_number or request.sequence_number
         self.write(self._connection.send_response(response, sequence_number))
+        if self.wiretap is not None:
+            self.wiretap(self, "out", response, sequence_number)
 
     def send_request(self, request: Outstanding, timeout: float, now: float | None = None) -> int:
         """Put a request on the wire and wait ``timeout`` seconds at most for its answer."""
@@ -304,6 +332,8 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
             raise SessionClosed(f"{self.name}: {self.close_reason or 'not connected'}", sent=False)
         sequence_number, data = self._connection.send_request(request.pdu)
         self.write(data)
+        if self.wiretap is not None:
+            self.wiretap(self, "out", request.pdu, sequence_number)
         request.flush = self._flushes
         if request.pdu.response_class is not None:
             deadline = (self._loop.time() if now is None else now) + timeout

@@ -6,7 +6,6 @@ panel served by uvicorn on the daemon's engine and bus, as ``gatewayd demo`` run
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -72,12 +71,11 @@ class Stack:
 
 def simulator_config(receipt_delay: float) -> SimulatorConfig:
     receipts = ReceiptProfile(
-        delay=DelayDistribution(kind="fixed", seconds=receipt_delay), statuses=(("DELIVRD", 1.0),)
+        delay=DelayDistribution(kind="fixed", seconds=receipt_delay), statuses={"DELIVRD": 1.0}
     )
     base = default_config().with_ephemeral_ports()
-    return dataclasses.replace(
-        base, carriers=tuple(dataclasses.replace(carrier, receipts=receipts) for carrier in base.carriers)
-    )
+    carriers = tuple(carrier.model_copy(update={"receipts": receipts}) for carrier in base.carriers)
+    return base.model_copy(update={"carriers": carriers})
 
 
 def gateway_toml(database_url: str, simulator: Simulator) -> str:

@@ -195,3 +195,25 @@ def test_run_refuses_a_database_that_is_behind(
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["run", "--config", str(path)]) == 1
     assert "gatewayd migrate" in capsys.readouterr().err
+
+
+def test_check_config_checks_the_simulator_table_with_the_rest(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon leaves ``[simulator]`` to ``gatewayd simulator``; check-config names its mistakes
+    with their lines, together with the daemon's own."""
+    good = GOOD.format(url=sqlite_url) + '\n[simulator]\ncontrol = { host = "127.0.0.1", port = 8025 }\n'
+    assert main(["check-config", "--config", str(write(tmp_path, good))]) == 0
+    capsys.readouterr()
+    text = GOOD.format(url=sqlite_url).replace("port = 2775", "port = 99999")
+    text += '\n[simulator]\ntick = 5\n[simulator.carriers.orange]\ncountry = "FR"\nport = 3000\n'
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    lines = text.splitlines()
+    assert (
+        f"{path}:{lines.index('port = 99999') + 1}: carriers[0].binds[0].port: must be at most 65535" in error
+    )
+    assert f"{path}:{lines.index('tick = 5') + 1}: simulator.tick: must be at most 1, not 5" in error
+    orange = lines.index("[simulator.carriers.orange]") + 1
+    assert f"{path}:{orange}: simulator.carriers.orange.system_id: is required" in error

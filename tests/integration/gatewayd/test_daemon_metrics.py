@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -28,7 +27,7 @@ DASHBOARD = Path(__file__).resolve().parents[3] / "dashboards" / "gatewayd-grafa
 async def test_metrics_and_health_are_served(tmp_path: Path, sqlite_url: str, simulator: Simulator) -> None:
     config = make_config(tmp_path, sqlite_url, simulator)
     metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
-    config = dataclasses.replace(config, metrics=metrics_config)
+    config = config.model_copy(update={"metrics": metrics_config})
     async with running_daemon(config) as daemon:
         await daemon.metrics_started.wait()
         base = f"http://127.0.0.1:{daemon.metrics_service.port}"
@@ -51,7 +50,7 @@ async def test_scrapes_on_a_kept_alive_connection_are_not_held_by_delayed_acks(
     until the client's delayed ACK: ~44 ms a scrape."""
     config = make_config(tmp_path, sqlite_url, simulator)
     metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
-    config = dataclasses.replace(config, metrics=metrics_config)
+    config = config.model_copy(update={"metrics": metrics_config})
     one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with running_daemon(config) as daemon:
         await daemon.metrics_started.wait()
@@ -71,7 +70,7 @@ async def test_health_turns_unhealthy_while_claims_keep_failing(
     503 and names the failing loops; once claims work again it is healthy again."""
     config = make_config(tmp_path, pg_url, simulator)
     metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
-    config = dataclasses.replace(config, metrics=metrics_config)
+    config = config.model_copy(update={"metrics": metrics_config})
     async with running_daemon(config) as daemon:
         await daemon.metrics_started.wait()
         assert daemon.sessions is not None
@@ -106,7 +105,7 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
     while the SMSC is answered ESME_RX_T_APPN, and turns healthy once the MOs are stored."""
     config = make_config(tmp_path, pg_url, simulator)
     metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
-    config = dataclasses.replace(config, metrics=metrics_config)
+    config = config.model_copy(update={"metrics": metrics_config})
     async with running_daemon(config) as daemon:
         await daemon.metrics_started.wait()
         assert daemon.sessions is not None

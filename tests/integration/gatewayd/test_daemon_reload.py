@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from simulator.core import Simulator
@@ -18,9 +17,8 @@ async def test_reload_stops_removed_binds_and_keeps_the_others(
         binds = daemon.binds
         movistar_client = binds.client("movistar-1")
         assert movistar_client is not None and movistar_client.connects == 1
-        only_movistar = dataclasses.replace(
-            config, carriers=tuple(carrier for carrier in config.carriers if carrier.name == MOVISTAR)
-        )
+        carriers = tuple(carrier for carrier in config.carriers if carrier.name == MOVISTAR)
+        only_movistar = config.model_copy(update={"carriers": carriers})
         daemon.reload(only_movistar)
         await eventually(lambda: binds.binds_up(VODAFONE) == 0 and binds.client("vodafone-1") is None)
         assert binds.client("movistar-1") is movistar_client and movistar_client.connects == 1

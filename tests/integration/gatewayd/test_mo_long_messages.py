@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,8 @@ def stop_and_wait_simulator() -> SimulatorConfig:
     base = simulator_config()
     movistar = base.carriers[0]
     assert movistar.name == MOVISTAR
-    return replace(base, carriers=(replace(movistar, deliver_window=1), base.carriers[1]))
+    narrow = movistar.model_copy(update={"deliver_window": 1})
+    return base.model_copy(update={"carriers": (narrow, base.carriers[1])})
 
 
 async def whole_mos(sessions: async_sessionmaker[AsyncSession]) -> list[MOMessage]:

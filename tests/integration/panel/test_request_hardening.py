@@ -9,11 +9,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.config import Secret
 from panel.app import create_app
 from panel.auth.csrf import ANONYMOUS_TOKEN_LIFETIME_SECONDS, issue_anonymous_token
 from panel.settings import PanelSettings
@@ -187,7 +187,7 @@ async def test_the_anonymous_csrf_token_counts_only_when_this_panel_signed_it(
     assert "echat_session" not in client.cookies
     # Well-formed and dated, but signed with another key; or signed by us, but too old.
     for token in (
-        issue_anonymous_token(Secret("another panel's secret key"), time.time()),
+        issue_anonymous_token(SecretStr("another panel's secret key"), time.time()),
         issue_anonymous_token(settings.secret_key, time.time() - ANONYMOUS_TOKEN_LIFETIME_SECONDS - 60),
     ):
         client.cookies.set("echat_csrf", token)

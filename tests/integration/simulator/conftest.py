@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -35,5 +34,5 @@ def trace_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def tracing_simulator(trace_dir: Path) -> AsyncIterator[Simulator]:
     """A running simulator whose control API writes its trace files in ``trace_dir``."""
-    async with Simulator(replace(make_config(), trace_dir=str(trace_dir))) as running:
+    async with Simulator(make_config().model_copy(update={"trace_dir": str(trace_dir)})) as running:
         yield running

@@ -4,7 +4,6 @@ round robin between receivers."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
 
@@ -19,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 async def test_receipts_wait_for_room_in_a_full_window_and_all_arrive() -> None:
     config = make_config()
-    config = replace(config, carriers=(replace(config.carriers[0], deliver_window=2), *config.carriers[1:]))
+    narrow = config.carriers[0].model_copy(update={"deliver_window": 2})
+    config = config.model_copy(update={"carriers": (narrow, *config.carriers[1:])})
     async with Simulator(config) as simulator:
         carrier = simulator.carrier("movistar")
         in_flight: list[int] = []

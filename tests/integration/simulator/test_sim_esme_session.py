@@ -117,7 +117,7 @@ async def test_long_udh_mt_is_reassembled_in_the_mt_list(simulator: Simulator) -
 
 
 async def test_receipt_status_mix_over_1000_messages() -> None:
-    config = make_config(statuses=(("DELIVRD", 70.0), ("UNDELIV", 20.0), ("EXPIRED", 10.0)))
+    config = make_config(statuses={"DELIVRD": 70.0, "UNDELIV": 20.0, "EXPIRED": 10.0})
     async with Simulator(config) as simulator:
         inbox = Inbox()
         async with ESMESession(esme_config(simulator, window=100), inbox) as session:
@@ -143,7 +143,7 @@ async def test_receipt_status_mix_over_1000_messages() -> None:
 
 
 async def test_number_override_always_fails_and_no_receipt_without_registered_delivery() -> None:
-    config = make_config(overrides=(("34699999999", "UNDELIV"),))
+    config = make_config(overrides={"34699999999": "UNDELIV"})
     async with Simulator(config) as simulator:
         inbox = Inbox()
         async with ESMESession(esme_config(simulator), inbox) as session:

@@ -3,7 +3,6 @@ is accepted or its window runs out; a permanent error drops the MO, counted."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from simulator import Simulator
@@ -32,8 +31,8 @@ class ScriptedInbox:
 
 def simulator_with(policy: RedeliveryPolicy) -> Simulator:
     config = make_config()
-    carriers = tuple(dataclasses.replace(carrier, redelivery=policy) for carrier in config.carriers)
-    return Simulator(dataclasses.replace(config, carriers=carriers))
+    carriers = tuple(carrier.model_copy(update={"redelivery": policy}) for carrier in config.carriers)
+    return Simulator(config.model_copy(update={"carriers": carriers}))
 
 
 async def test_temporary_errors_are_redelivered_with_backoff_until_accepted() -> None:

@@ -6,8 +6,9 @@ import dataclasses
 from types import MappingProxyType
 
 import pytest
+from pydantic import SecretStr
 
-from gatewayd.config import BindConfig, CarrierConfig, LongMessageMode, Secret
+from gatewayd.config import BindConfig, CarrierConfig, LongMessageMode
 from gatewayd.mt import build_submits, carrier_quirks
 from gatewayd.mt_policy import is_temporary, receipt_error_code
 from gatewayd.replies import reply_for
@@ -27,7 +28,7 @@ def carrier(
     latin1: bool = False,
     quirks: dict[str, object] | None = None,
 ) -> CarrierConfig:
-    bind = BindConfig(name="m-1", host="127.0.0.1", port=2775, system_id="echat", password=Secret("pw"))
+    bind = BindConfig(name="m-1", host="127.0.0.1", port=2775, system_id="echat", password=SecretStr("pw"))
     return CarrierConfig(
         name="movistar",
         country="ES",

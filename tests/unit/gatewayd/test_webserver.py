@@ -58,7 +58,12 @@ keep_alive_timeout = 3
 forwarded_allow_ips = ["127.0.0.1", "10.1.0.0/16"]
 """
     http = load(tmp_path, panel)
-    assert http == HTTPServerConfig(300, 2.5, 3, ("127.0.0.1/32", "10.1.0.0/16"))
+    assert http == HTTPServerConfig(
+        max_connections=300,
+        header_timeout=2.5,
+        keep_alive_timeout=3,
+        forwarded_allow_ips=("127.0.0.1/32", "10.1.0.0/16"),
+    )
     overridden = load(tmp_path, panel, {"GATEWAYD_PANEL_FORWARDED_ALLOW_IPS": "::1, 192.168.0.0/24"})
     assert overridden.forwarded_allow_ips == ("::1/128", "192.168.0.0/24")
 
@@ -79,7 +84,7 @@ forwarded_allow_ips = ["127.0.0.1"]
     assert named == {
         "panel.max_connections",
         "panel.header_timeout",
-        "panel.forwarded_allow_ips",
+        "panel.forwarded_allow_ips[0]",
         "metrics.forwarded_allow_ips",  # /metrics sits behind no proxy: an unknown key there
     }
 

@@ -64,7 +64,7 @@ def test_a_public_url_that_is_no_origin_is_refused_with_its_key(tmp_path: Path, 
 
 def test_the_secret_key_reaches_the_panel_but_never_its_repr(tmp_path: Path) -> None:
     settings = settings_from_config(_panel_config(tmp_path, 'secret_key = "0123456789abcdef-panel"'))
-    assert settings.secret_key.reveal() == "0123456789abcdef-panel"
+    assert settings.secret_key.get_secret_value() == "0123456789abcdef-panel"
     assert "0123456789abcdef" not in repr(settings)
 
 

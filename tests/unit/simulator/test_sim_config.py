@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import _config_from_args, add_simulator_command
+from simulator.errors import SettingsError
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, random_msisdns
-from simulator.profiles import default_config, load_config, parse_carrier, parse_config
-from simulator.settings import Reader, SettingsError
+from simulator.profiles import default_config, load_config, parse_config
 from smpp.constants import BindType
 
 
@@ -62,8 +62,8 @@ msgqful = { count = 3 }
     assert orange.allowed_bind_types == frozenset({BindType.TRANSCEIVER})
     assert orange.receipts.delay.kind == "exponential" and orange.receipts.delay.mean == 2.5
     assert dict(orange.receipts.statuses) == {"DELIVRD": 80.0, "UNDELIV": 20.0}
-    assert orange.receipts.overrides == (("33612345678", "REJECTD"),)
-    assert orange.faults == {"msgqful": {"count": 3}}
+    assert orange.receipts.overrides == {"33612345678": "REJECTD"}
+    assert orange.faults.model_dump(exclude_unset=True) == {"msgqful": {"count": 3}}
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ msgqful = { count = 3 }
     [
         (
             {"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a"}}},
-            "carriers.x.password: required",
+            "carriers.x.password: is required",
         ),
         (
             {"carriers": {"x": {"country": "ZZ", "port": 1, "system_id": "a", "password": "b"}}},
@@ -79,11 +79,11 @@ msgqful = { count = 3 }
         ),
         (
             {"carriers": {"x": {"country": "ES", "port": 70000, "system_id": "a", "password": "b"}}},
-            "carriers.x.port: must be at most 65535",
+            "carriers.x.port: must be at most 65535, not 70000",
         ),
         (
             {"carriers": {"x": {"country": "ES", "port": 1, "system_id": "a", "password": "b", "tsp": 3}}},
-            "unknown key(s) tsp",
+            "carriers.x.tsp: unknown key",
         ),
         (
             {
@@ -97,7 +97,7 @@ msgqful = { count = 3 }
                     }
                 }
             },
-            "carriers.x.receipts.delay.high: must be at least low",
+            "carriers.x.receipts.delay.high: must be at least low (3), not 1",
         ),
         (
             {
@@ -111,7 +111,7 @@ msgqful = { count = 3 }
                     }
                 }
             },
-            "at least one state needs a weight",
+            "carriers.x.receipts.statuses: at least one state needs a weight above 0",
         ),
         (
             {
@@ -125,9 +125,9 @@ msgqful = { count = 3 }
                     }
                 }
             },
-            "has no tps in its profile",
+            "carriers.x.faults.throttle: the carrier has no tps in its profile",
         ),
-        ({"carriers": {}}, "at least one carrier is needed"),
+        ({"carriers": {}}, "carriers: needs at least one carrier"),
     ],
 )
 def test_bad_config_names_the_key(data: dict[str, object], message: str) -> None:
@@ -152,8 +152,11 @@ def test_missing_toml_file_is_reported(tmp_path: Path) -> None:
             b"[simulator]\nseed = " + b"9" * 5000,
             "sim.toml: not valid TOML: an integer with thousands of digits",
         ),
-        (b"[simulator]\ntick = nan\n", "sim.toml: simulator.tick: expected a finite number, got nan"),
-        (b"[simulator]\nseed = " + b"9" * 30, "sim.toml: simulator.seed: expected a 64-bit integer"),
+        (b"[simulator]\ntick = nan\n", "sim.toml:2: simulator.tick: must be a finite number, not nan"),
+        (
+            b"[simulator]\nseed = " + b"9" * 30,
+            "sim.toml:2: simulator.seed: must be at most 9223372036854775807, not an integer of 30 digits",
+        ),
     ],
     ids=["utf8", "nested-5000", "nested-40", "digits-5000", "nan", "int64"],
 )
@@ -175,9 +178,25 @@ def test_only_a_regular_file_of_at_most_a_mebibyte_is_read(tmp_path: Path) -> No
         load_config(big)
 
 
+def test_every_problem_of_a_file_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_text(
+        "[simulator]\ntick = 5\n[simulator.control]\nport = 99999\n"
+        "[simulator.carriers.orange]\ncountry = 'FR'\nport = 3000\nsystem_id = 'echat'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError) as error:
+        load_config(path)
+    assert sorted(str(error.value).splitlines()) == [
+        f"{path}:2: simulator.tick: must be at most 1, not 5",
+        f"{path}:4: simulator.control.port: must be at most 65535, not 99999",
+        f"{path}:5: simulator.carriers.orange.password: is required",
+    ]
+
+
 def test_profile_patch_keeps_what_it_does_not_name() -> None:
     base = default_config().carriers[0]
-    patched = parse_carrier(Reader({"tps": 10, "receipts": {"enabled": False}}, "profile"), "movistar", base)
+    patched = base.patched({"tps": 10, "receipts": {"enabled": False}})
     assert patched.tps == 10 and patched.receipts.enabled is False
     assert patched.receipts.statuses == base.receipts.statuses
     assert patched.port == base.port and patched.password == base.password

@@ -148,13 +148,11 @@ def test_receipt_plan_fixed_values_only_when_nothing_is_drawn() -> None:
     assert (plain.same_state, plain.fixed_delay) == ("DELIVRD", 2.5)
     mixed = ReceiptPlan(
         profile_with(
-            ReceiptProfile(
-                statuses=(("DELIVRD", 1.0), ("UNDELIV", 1.0)), delay=DelayDistribution(kind="uniform")
-            )
+            ReceiptProfile(statuses={"DELIVRD": 1.0, "UNDELIV": 1.0}, delay=DelayDistribution(kind="uniform"))
         )
     )
     assert (mixed.same_state, mixed.fixed_delay) == (None, None)
-    overridden = ReceiptPlan(profile_with(ReceiptProfile(overrides=(("34699999999", "REJECTD"),))))
+    overridden = ReceiptPlan(profile_with(ReceiptProfile(overrides={"34699999999": "REJECTD"})))
     assert overridden.same_state is None and overridden.fixed_state == "DELIVRD"
 
 

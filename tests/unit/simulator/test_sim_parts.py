@@ -7,14 +7,15 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
+from pydantic import ValidationError
 
 from simulator.carrier import ReceiptPlan
-from simulator.faults import FaultState, TokenBucket
+from simulator.errors import SettingsError
+from simulator.faults import FaultPatch, FaultState, TokenBucket
 from simulator.loadgen import poisson
 from simulator.mo import MOError, build_mo
 from simulator.mtstore import MTStore, assemble
 from simulator.profiles import RECEIPT_STATES, CarrierProfile, ReceiptProfile
-from simulator.settings import Reader, SettingsError
 from simulator.timerwheel import TimerWheel
 from smpp.concat import Reassembler, split_message, user_data
 from smpp.constants import CommandStatus, MessageState
@@ -33,40 +34,43 @@ def test_token_bucket_allows_rate_per_second() -> None:
 def test_fault_patch_sets_and_clears_single_faults() -> None:
     faults = FaultState()
     assert not faults.active
-    faults.apply(Reader({"no_response": True, "slow": {"seconds": 0.5}}), now=0.0)
+    faults.apply(FaultPatch.model_validate({"no_response": True, "slow": {"seconds": 0.5}}), now=0.0)
     assert faults.active and faults.no_response and faults.slow_seconds == 0.5
-    faults.apply(Reader({"no_response": False, "slow": None}), now=0.0)
+    faults.apply(FaultPatch.model_validate({"no_response": False, "slow": None}), now=0.0)
     assert not faults.active
 
 
 def test_invalid_fault_patch_changes_nothing() -> None:
     faults = FaultState()
-    with pytest.raises(SettingsError, match="faults.slow.seconds"):
-        faults.apply(Reader({"generic_nack": True, "slow": {"seconds": -1}}, "faults"), now=0.0)
+    with pytest.raises(ValidationError, match="slow.seconds"):
+        faults.apply(FaultPatch.model_validate({"generic_nack": True, "slow": {"seconds": -1}}), now=0.0)
+    assert not faults.generic_nack and not faults.active
+    with pytest.raises(SettingsError, match="throttle: the carrier has no tps"):
+        faults.apply(FaultPatch.model_validate({"generic_nack": True, "throttle": True}), now=0.0)
     assert not faults.generic_nack and not faults.active
 
 
 def test_msgqful_by_count_and_by_time() -> None:
     faults = FaultState()
-    faults.apply(Reader({"msgqful": {"count": 2}}), now=0.0)
+    faults.apply(FaultPatch.model_validate({"msgqful": {"count": 2}}), now=0.0)
     assert [faults.queue_full(0.0) for _ in range(3)] == [True, True, False]
     assert not faults.active
-    faults.apply(Reader({"msgqful": {"seconds": 1}}), now=10.0)
+    faults.apply(FaultPatch.model_validate({"msgqful": {"seconds": 1}}), now=10.0)
     assert faults.queue_full(10.5) and not faults.queue_full(11.0)
 
 
 def test_drop_after_counts_requests_once() -> None:
     faults = FaultState()
-    assert faults.apply(Reader({"drop": {"after_pdus": 3}}), now=0.0) is False
+    assert faults.apply(FaultPatch.model_validate({"drop": {"after_pdus": 3}}), now=0.0) is False
     assert [faults.count_for_drop() for _ in range(4)] == [False, False, True, False]
-    assert faults.apply(Reader({"drop": {"now": True}}), now=0.0) is True
+    assert faults.apply(FaultPatch.model_validate({"drop": {"now": True}}), now=0.0) is True
 
 
 def test_refuse_binds_by_name_number_or_default() -> None:
     faults = FaultState()
-    faults.apply(Reader({"refuse_binds": True}), now=0.0)
+    faults.apply(FaultPatch.model_validate({"refuse_binds": True}), now=0.0)
     assert faults.refuse_binds_status == CommandStatus.ESME_RBINDFAIL
-    faults.apply(Reader({"refuse_binds": {"status": 0x58}}), now=0.0)
+    faults.apply(FaultPatch.model_validate({"refuse_binds": {"status": 0x58}}), now=0.0)
     assert faults.refuse_binds_status == CommandStatus.ESME_RTHROTTLED
     assert faults.to_dict(0.0)["refuse_binds"] == {"status": "ESME_RTHROTTLED"}
 
@@ -85,7 +89,7 @@ def test_timer_wheel_fires_in_deadline_order_and_only_when_due() -> None:
 
 def test_receipt_plan_follows_weights_and_overrides() -> None:
     receipts = ReceiptProfile(
-        statuses=(("DELIVRD", 70), ("UNDELIV", 20), ("EXPIRED", 10)), overrides=(("34699999999", "REJECTD"),)
+        statuses={"DELIVRD": 70, "UNDELIV": 20, "EXPIRED": 10}, overrides={"34699999999": "REJECTD"}
     )
     profile = CarrierProfile(name="c", country="ES", port=0, system_id="a", password="b", receipts=receipts)
     plan = ReceiptPlan(profile)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from simulator.profiles import parse_carrier
+from simulator.profiles import CarrierProfile
 from simulator.redelivery import RedeliveryPolicy
-from simulator.settings import Reader, SettingsError
 
 
 def test_waits_double_up_to_the_maximum() -> None:
@@ -32,14 +32,15 @@ def test_invalid_policies_are_refused() -> None:
 
 def test_a_carrier_profile_reads_its_redelivery_table() -> None:
     data = {
+        "name": "movistar",
         "country": "ES",
         "port": 0,
         "system_id": "echat",
         "password": "pw",
         "redelivery": {"initial": 0.5, "maximum": 30, "window": 600, "max_attempts": 12},
     }
-    profile = parse_carrier(Reader(data, "carriers.movistar"), "movistar")
+    profile = CarrierProfile.model_validate(data)
     assert profile.redelivery == RedeliveryPolicy(initial=0.5, maximum=30.0, window=600.0, max_attempts=12)
     assert profile.to_dict()["redelivery"]["max_attempts"] == 12
-    with pytest.raises(SettingsError, match="maximum"):
-        parse_carrier(Reader({**data, "redelivery": {"initial": 10, "maximum": 1}}, "c"), "movistar")
+    with pytest.raises(ValidationError, match="maximum"):
+        CarrierProfile.model_validate({**data, "redelivery": {"initial": 10, "maximum": 1}})
