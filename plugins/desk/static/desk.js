@@ -176,9 +176,15 @@
     on("unassigned", onUnassigned);
     on("mo", onMO);
     on("mt", onMT);
+    // A form on its way (the sign-out button above all) navigates by itself: the stream's own
+    // sign-out must not cut that navigation short.
+    var submitting = false;
+    document.addEventListener("submit", function (event) {
+      if (!event.defaultPrevented) { submitting = true; }
+    });
     on("signout", function () {
       source.close();
-      window.location.assign("/login");
+      if (!submitting) { window.location.assign("/login"); }
     });
     window.addEventListener("pagehide", function () { source.close(); });
   }
