@@ -20,7 +20,8 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind
 from gatewayd.store.errors import MTRefused
 from gatewayd.store.messages import MOMessage
-from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
