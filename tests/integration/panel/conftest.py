@@ -24,6 +24,7 @@ from gatewayd.store.accounts import Account, Role, get_account_by_username
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.repo_assignment import touch_desk
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.store import Store
 from panel.app import create_app
@@ -31,7 +32,6 @@ from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.auth.sessions import create_session
-from panel.presence import touch_desk
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from plugins import Plugin, auth, desk, home
