@@ -693,7 +693,7 @@ class MOPipeline:
     def _new_mo(self, mo: InboundMO, answer_id: int | None, *, check_redelivery: bool) -> NewMO:
         return NewMO(
             dedup_key=mo.dedup_key,
-            msisdn=mo.msisdn.removeprefix("+"),
+            msisdn=mo.msisdn,
             carrier=mo.carrier,
             short_code=mo.short_code,
             text=mo.text,
@@ -732,7 +732,7 @@ class MOPipeline:
                     kind=MTKind.SYSTEM,
                     carrier=mo.carrier,
                     source=mo.short_code,
-                    destination=mo.msisdn.removeprefix("+"),
+                    destination=mo.msisdn,
                     text=reply_for(mo.keyword.kind, mo.country, mo.short_code),
                     priority=10,
                     bind_name=mo.bind,

@@ -18,7 +18,7 @@ from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn
 from routing.errors import InvalidNumber
-from routing.numbers import country_of, normalise_msisdn
+from routing.numbers import country_of, normalise_msisdn, to_international
 
 
 class SendError(ValueError):
@@ -64,7 +64,7 @@ async def queue_message(
         e164 = normalise_msisdn(to, default_country)
     except InvalidNumber as error:
         raise SendError(str(error)) from error
-    digits = e164.removeprefix("+")
+    digits = to_international(e164)
     async with sessions() as session, session.begin():
         subscriber = await get_subscriber_by_msisdn(session, digits)
         chosen = pick_carrier(

@@ -29,7 +29,7 @@ MO_UNCONFIRMED = table_of(MOUnconfirmed)
 
 @dataclass(slots=True)
 class NewPart:
-    """One part to store; ``msisdn`` in E.164, ``answer_id`` from ``open_answers``."""
+    """One part to store; ``msisdn`` as E.164 digits without '+', ``answer_id`` from ``open_answers``."""
 
     set_key: str
     dedup_key: str
