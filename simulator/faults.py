@@ -21,30 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.settings import Reader, SettingsError
+from smpp.aio.throttle import TokenBucket
 from smpp.constants import CommandStatus, status_name
 
 
-class TokenBucket:
-    """``rate`` tokens per second, bursts up to one second's worth; time is passed in (monotonic)."""
-
-    __slots__ = ("rate", "capacity", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        tokens = self._tokens + (now - self._stamp) * self.rate
-        self._stamp = now
-        if tokens > self.capacity:
-            tokens = self.capacity
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return True
-        self._tokens = tokens
-        return False
+def carrier_bucket(tps: float, now: float) -> TokenBucket:
+    """A carrier's submit rate: ``tps`` per second, bursts up to one second's worth, the first at once."""
+    return TokenBucket(tps, max(1.0, tps), now=now, full=True)
 
 
 class FaultState:
@@ -149,7 +132,7 @@ class FaultState:
     def _commit(self, staged: dict[str, Any]) -> None:
         if "throttle" in staged:
             tps = staged["throttle"]
-            self.throttle = None if tps is None else TokenBucket(tps, 0.0)
+            self.throttle = None if tps is None else carrier_bucket(tps, 0.0)  # full whenever first asked
         if "msgqful" in staged:
             self.msgqful_remaining, self.msgqful_until = staged["msgqful"]
         if "slow" in staged:
