@@ -1,13 +1,14 @@
 """Store throughput: the daemon's hot paths against a fresh PostgreSQL database and a fresh SQLite file.
 
 Prints, per backend:
-  MO ingest    ``ingest_mos`` in committed batches, several concurrent sessions (the MO pipeline's group
+  MO ingest    ``store.mos.ingest`` in committed batches, several concurrent sessions (the MO pipeline's group
                commit). ``first contact``: 40,000 MOs from 20,000 MSISDNs (half new subscribers, half
                already known); ``steady``: the same subscribers writing again (all known, conversations
                open), the daemon's usual case.
-  MT           per batch, three transactions as the MT and receipt pipelines do them:
-               ``claim_mts`` -> ``record_part_results`` (every segment accepted) -> ``record_receipts``
-               (DELIVRD), after which every MT must be ``delivered``. Queueing is not timed.
+  MT           per batch, three transactions as the MT pipeline and its recorder do them:
+               ``store.claims.claim`` -> ``store.results.record`` (every segment accepted) ->
+               ``store.receipts.record`` (DELIVRD), after which every MT must be ``delivered``.
+               Queueing is not timed.
 Ends with one ``RESULT`` line (the MO figure is the first-contact run, the MT figure the loop above).
 
     .venv/bin/python bench/store_throughput.py [--backend both|postgresql|sqlite] [--mos 40000]

@@ -16,10 +16,8 @@ from gatewayd.bus.memory import MemoryBus
 from gatewayd.events import EventPublisher
 from gatewayd.mo_message import BindInfo
 from gatewayd.recorder import MTRecorder
-from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT, PartResult
 from gatewayd.store.store import Store
@@ -30,16 +28,6 @@ from smpp.receipt import format_receipt
 pytestmark = pytest.mark.integration
 
 BIND = BindInfo(carrier="movistar", bind="movistar-1", country="ES", short_codes=("997745",))
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        yield Store.for_engine(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

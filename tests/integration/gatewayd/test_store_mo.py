@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,11 +13,9 @@ from sqlalchemy import func, select, update
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.store.conversations import Conversation
-from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.errors import NotFound
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_conversations import ConversationKey
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
@@ -42,22 +39,6 @@ from gatewayd.store.subscribers import Subscriber
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """The store of a freshly migrated database."""
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        yield Store.for_engine(engine)
-    finally:
-        await engine.dispose()
 
 
 def mo(

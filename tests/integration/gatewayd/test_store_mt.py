@@ -4,7 +4,6 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,21 +33,6 @@ T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
 RETRY = RetryPolicy(limit=2, initial=10.0, maximum=60.0)
 THROTTLED = 0x58
 INVALID_DESTINATION = 0x0B
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        yield Store.for_engine(engine)
-    finally:
-        await engine.dispose()
 
 
 async def claim(
