@@ -237,6 +237,7 @@ class MTRecorder:
         self._results_ready = asyncio.Event()
         #: MTs handed over (results or give-backs) whose outcome is not written yet: still ``sending``
         self._unrecorded = 0
+        #: set while nothing handed over waits to be written
         self._all_written = asyncio.Event()
         self._all_written.set()
         #: results are written without lingering for receipts (the daemon is stopping)
@@ -400,16 +401,16 @@ class MTRecorder:
                 continue
             self._health.succeeded("mt.record")
             self._unrecorded -= len({result.mt_id for result in results}) + len(requeue)
-            if not self._unrecorded:
+            if not self._results and not self._requeue:
                 self._all_written.set()
+            if self._on_written is not None:  # before publishing: the claims go on meanwhile
+                self._on_written(any(change.status is MTStatus.QUEUED for change in changes))
             if keys:
                 self._pending.committed(keys)
                 if self._sweep_until:  # early receipts may match the parts now
                     self._sweep_wakeup.set()
             self._unanswered_retried(results, changes)
             await self._published(changes)
-            if self._on_written is not None:
-                self._on_written(any(change.status is MTStatus.QUEUED for change in changes))
 
     async def _results_to_record(self) -> list[PartResult]:
         """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
