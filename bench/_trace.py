@@ -99,6 +99,7 @@ def install(path: Path) -> None:
     from gatewayd.batching import GroupCommitter
     from gatewayd.mo import MOPipeline
     from gatewayd.mt import MTPipeline
+    from gatewayd.recorder import MTRecorder
     from smpp.aio.esme import ESMESession
     from smpp.aio.transport import SessionProtocol
 
@@ -190,9 +191,9 @@ def install(path: Path) -> None:
         recorder.claims.append((started, monotonic(), len(claimed)))
         return claimed
 
-    record = MTPipeline._record
+    record = MTRecorder._record
 
-    async def traced_record(self: MTPipeline, results: list[Any], requeue: Any, receipts: Any) -> Any:
+    async def traced_record(self: MTRecorder, results: list[Any], requeue: Any, receipts: Any) -> Any:
         started = monotonic()
         try:
             return await record(self, results, requeue, receipts)
@@ -200,7 +201,7 @@ def install(path: Path) -> None:
             recorder.records.append((started, monotonic(), len(results)))
 
     MTPipeline._claim = traced_claim  # type: ignore[method-assign]
-    MTPipeline._record = traced_record  # type: ignore[method-assign]
+    MTRecorder._record = traced_record  # type: ignore[method-assign]
 
     # --- database calls -----------------------------------------------------------------------------
     connection_class = adapter.AsyncAdapt_asyncpg_connection

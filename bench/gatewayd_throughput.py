@@ -41,7 +41,8 @@ from gatewayd.daemon import Daemon  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
 from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
-from gatewayd.store.repo_mt import NewMT, queue_mts  # noqa: E402
+from gatewayd.store.mt.queue import queue_mts  # noqa: E402
+from gatewayd.store.mt.values import NewMT  # noqa: E402
 from simulator.core import Simulator  # noqa: E402
 from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile, SimulatorConfig  # noqa: E402
 

@@ -87,7 +87,8 @@ from gatewayd.store._pg import pg_execute  # noqa: E402
 from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
-from gatewayd.store.repo_mt import NewMT, queue_mts  # noqa: E402
+from gatewayd.store.mt.queue import queue_mts  # noqa: E402
+from gatewayd.store.mt.values import NewMT  # noqa: E402
 
 CARRIER = "movistar"
 MQTT_URL = "mqtt://127.0.0.1:1883"

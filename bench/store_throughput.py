@@ -1,13 +1,14 @@
 """Store throughput: the daemon's hot paths against a fresh PostgreSQL database and a fresh SQLite file.
 
 Prints, per backend:
-  MO ingest    ``ingest_mos`` in committed batches, several concurrent sessions (the MO pipeline's group
+  MO ingest    ``store.mos.ingest`` in committed batches, several concurrent sessions (the MO pipeline's group
                commit). ``first contact``: 40,000 MOs from 20,000 MSISDNs (half new subscribers, half
                already known); ``steady``: the same subscribers writing again (all known, conversations
                open), the daemon's usual case.
-  MT           per batch, three transactions as the MT and receipt pipelines do them:
-               ``claim_mts`` -> ``record_part_results`` (every segment accepted) -> ``record_receipts``
-               (DELIVRD), after which every MT must be ``delivered``. Queueing is not timed.
+  MT           per batch, three transactions as the MT pipeline and its recorder do them:
+               ``store.claims.claim`` -> ``store.results.record`` (every segment accepted) ->
+               ``store.receipts.record`` (DELIVRD), after which every MT must be ``delivered``.
+               Queueing is not timed.
 Ends with one ``RESULT`` line (the MO figure is the first-contact run, the MT figure the loop above).
 
     .venv/bin/python bench/store_throughput.py [--backend both|postgresql|sqlite] [--mos 40000]
@@ -35,22 +36,16 @@ from scratch_postgres import scratch_database  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
+from gatewayd.mo_message import dedup_key  # noqa: E402
 from gatewayd.store.base import utcnow  # noqa: E402
-from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
+from gatewayd.store.engine import create_engine  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
 from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
 from gatewayd.store.migrate import upgrade  # noqa: E402
-from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key  # noqa: E402
-from gatewayd.store.repo_mt import (  # noqa: E402
-    NewMT,
-    PartResult,
-    ReceiptIn,
-    RetryPolicy,
-    claim_mts,
-    queue_mts,
-    record_part_results,
-    record_receipts,
-)
+from gatewayd.store.mt.queue import queue_mts  # noqa: E402
+from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy  # noqa: E402
+from gatewayd.store.repo_mo import NewMO  # noqa: E402
+from gatewayd.store.store import Store  # noqa: E402
 
 CARRIER = "movistar"
 SHORT_CODE = "997745"
@@ -81,20 +76,18 @@ def _mos(workload: Workload, round_no: int, now: datetime) -> list[NewMO]:
     mos = []
     for index in range(workload.mos):
         msisdn = _msisdn(index, workload.subscribers)
-        key = mo_dedup_key(CARRIER, msisdn, SHORT_CODE, smsc_message_id=f"r{round_no}-{index}")
+        key = dedup_key(CARRIER, msisdn, SHORT_CODE, 0, f"r{round_no} hola {index}".encode())
         mos.append(NewMO(key, msisdn, CARRIER, SHORT_CODE, f"hola {index}", now, country="ES"))
     return mos
 
 
-async def _ingest(
-    sessions: async_sessionmaker[AsyncSession], mos: Sequence[NewMO], workload: Workload, now: datetime
-) -> float:
+async def _ingest(store: Store, mos: Sequence[NewMO], workload: Workload, now: datetime) -> float:
     batches = [mos[start : start + workload.mo_batch] for start in range(0, len(mos), workload.mo_batch)]
 
     async def worker(mine: Sequence[Sequence[NewMO]]) -> None:
         for batch in mine:
-            async with sessions.begin() as session:
-                await ingest_mos(session, batch, now)
+            async with store.transaction() as session:
+                await store.mos.ingest(session, batch, now)
 
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
@@ -103,10 +96,8 @@ async def _ingest(
     return len(mos) / (time.perf_counter() - started)
 
 
-async def _send_and_deliver(
-    sessions: async_sessionmaker[AsyncSession], workload: Workload, now: datetime
-) -> float:
-    async with sessions.begin() as session:
+async def _send_and_deliver(store: Store, workload: Workload, now: datetime) -> float:
+    async with store.transaction() as session:
         await queue_mts(
             session,
             [
@@ -119,20 +110,20 @@ async def _send_and_deliver(
     sent = 0
     started = time.perf_counter()
     while True:
-        async with sessions.begin() as session:
-            claimed = await claim_mts(session, "bench", now, limit=workload.mt_batch, lease=60)
+        async with store.transaction() as session:
+            claimed = (await store.claims.claim(session, "bench", now, limit=workload.mt_batch, lease=60)).mts
         if not claimed:
             break
-        async with sessions.begin() as session:
-            await record_part_results(
+        async with store.transaction() as session:
+            await store.results.record(
                 session,
                 [PartResult(mt.id, 1, 1, CARRIER, now, now, smsc_message_id=f"m{mt.id}") for mt in claimed],
                 now,
                 retry,
             )
-        async with sessions.begin() as session:
+        async with store.transaction() as session:
             receipts = [ReceiptIn(CARRIER, f"m{mt.id}", "DELIVRD", now) for mt in claimed]
-            await record_receipts(session, receipts, now)
+            await store.receipts.record(session, receipts, now)
         sent += len(claimed)
     rate = sent / (time.perf_counter() - started)
     return rate
@@ -155,13 +146,13 @@ async def _check(sessions: async_sessionmaker[AsyncSession], workload: Workload)
 async def run(url: str, workload: Workload) -> Figures:
     await upgrade(url)
     engine = create_engine(url, pool_size=workload.concurrency + 2)
-    sessions = session_factory(engine)
+    store = Store.for_engine(engine)
     now = utcnow()
     try:
-        first = await _ingest(sessions, _mos(workload, 1, now), workload, now)
-        steady = await _ingest(sessions, _mos(workload, 2, now), workload, now)
-        mt = await _send_and_deliver(sessions, workload, now)
-        await _check(sessions, workload)
+        first = await _ingest(store, _mos(workload, 1, now), workload, now)
+        steady = await _ingest(store, _mos(workload, 2, now), workload, now)
+        mt = await _send_and_deliver(store, workload, now)
+        await _check(store.sessions, workload)
     finally:
         await engine.dispose()
     return Figures(first, steady, mt)

@@ -3,12 +3,15 @@
 It reports every bind going up or down (an event on ``bind/<carrier>/state``, the metrics, the log)
 and tells the MT pipeline which bound session a message may leave by, as the MT routing table
 decides from the binds that are up (see ``gatewayd.routes``): by default the bind the subscriber
-came in on when it is up, otherwise another bind of the same carrier (in turn).
+came in on when it is up, otherwise another bind of the same carrier (in turn). What a bind
+receives goes where :class:`InboundDispatch` says: delivery receipts to the MT recorder, MOs to the
+MO pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -21,8 +24,10 @@ from gatewayd.logging import log_event, register_secret
 from gatewayd.mo_message import BindInfo
 from gatewayd.routes import MTRouter, bind_copies
 from routing.errors import NoRoute
-from smpp.aio import AnyMessageHandler, ESMEClient, ESMEConfig, ESMESession
+from smpp.aio import ESMEClient, ESMEConfig, ESMESession, FutureMessageHandler
 from smpp.constants import BindType as SMPPBindType
+from smpp.pdu import DataSM, DeliverSM
+from smpp.receipt import is_receipt
 
 log = logging.getLogger("gatewayd.binds")
 
@@ -39,6 +44,29 @@ StateObserver = Callable[[str, str, bool, bool], None]
 NoRouteObserver = Callable[[str, str], None]
 #: A carrier left without a route is logged at most this often (seconds); the metric counts every MT.
 NO_ROUTE_LOG_INTERVAL = 10.0
+
+#: Takes an inbound PDU of a bind: the deliver_sm_resp / data_sm_resp command_status, now or (a future)
+#: once what it carries is committed.
+InboundHandler = Callable[[BindInfo, DeliverSM | DataSM], int | asyncio.Future[int]]
+ReceiptHandler = Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDispatch:
+    """Where what a bind receives goes: a delivery receipt (esm_class says so) to ``receipts``, any
+    other deliver_sm or data_sm (an MO, or a part of one) to ``messages``."""
+
+    messages: InboundHandler
+    receipts: ReceiptHandler
+
+    def handler(self, bind: BindInfo) -> FutureMessageHandler:
+        """The ``on_message`` callback of one bind (no task per PDU)."""
+        return functools.partial(self.accept, bind)
+
+    def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int | asyncio.Future[int]:
+        if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class):
+            return self.receipts(bind, pdu)
+        return self.messages(bind, pdu)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +128,7 @@ class BindSupervisor:
     def __init__(
         self,
         carriers: Sequence[CarrierConfig],
-        handler_for: Callable[[BindInfo], AnyMessageHandler],
+        inbound: InboundDispatch,
         events: EventPublisher,
         *,
         router: MTRouter | None = None,
@@ -111,7 +139,7 @@ class BindSupervisor:
     ) -> None:
         self._slots = bind_slots(carriers)
         self._router = router or MTRouter.from_carriers(carriers)
-        self._handler_for = handler_for
+        self._inbound = inbound
         self._events = events
         self._on_state = on_state
         self._on_no_route = on_no_route
@@ -269,7 +297,7 @@ class BindSupervisor:
         self._group.create_task(self._bind_loop(slot, stop), name=f"bind[{slot.name}]")
 
     async def _bind_loop(self, slot: BindSlot, stop: asyncio.Event) -> None:
-        handler = self._handler_for(slot.info) if slot.config.can_receive else None
+        handler = self._inbound.handler(slot.info) if slot.config.can_receive else None
         config = esme_config(slot, reconnect_min=self._reconnect[0], reconnect_max=self._reconnect[1])
         client = ESMEClient(
             config,

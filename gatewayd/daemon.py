@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gatewayd.binds import BindSupervisor
+from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
 from gatewayd.events import EventPublisher
@@ -30,13 +30,14 @@ from gatewayd.mo import MOPipeline
 from gatewayd.mo_message import InboundMO, keyword_set
 from gatewayd.mt import MTPipeline
 from gatewayd.notify import SystemdNotifier
-from gatewayd.receipts import ReceiptPipeline
+from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
 from gatewayd.sending import queue_message
-from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind
 from gatewayd.store.migrate import check_at_head
-from gatewayd.store.repo_mt import MTStatusChange, RetryPolicy
+from gatewayd.store.mt.values import MTStatusChange, RetryPolicy
+from gatewayd.store.store import Store
 from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
@@ -92,12 +93,14 @@ class Daemon:
         self.stopped = asyncio.Event()
         self._stop = asyncio.Event()
         self.engine: AsyncEngine | None = None
+        self.store: Store | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.bus: EventBus | None = None
         self.binds: BindSupervisor | None = None
         self.mo: MOPipeline | None = None
         self.mt: MTPipeline | None = None
-        self.receipts: ReceiptPipeline | None = None
+        #: Submit results and delivery receipts: what became of each MT part.
+        self.recorder: MTRecorder | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
         self.routes: RouteTables = build_routes(config)
 
@@ -178,7 +181,8 @@ class Daemon:
                 url, pool_size=config.database.pool_size, max_overflow=config.database.max_overflow
             )
             stack.push_async_callback(self.engine.dispose)
-            self.sessions = session_factory(self.engine)
+            self.store = Store.for_engine(self.engine)
+            self.sessions = self.store.sessions
             bus = create_bus(
                 config.bus.url,
                 topic_prefix=config.bus.topic_prefix,
@@ -199,24 +203,30 @@ class Daemon:
 
     def _build(self, events: EventPublisher) -> None:
         config = self.config
-        assert self.sessions is not None
+        assert self.store is not None
         hooks = self.hooks
-        self.receipts = ReceiptPipeline(
-            self.sessions,
+        self.recorder = MTRecorder(
+            self.store,
             events,
+            retry=RetryPolicy(
+                limit=config.daemon.mt_retry_limit,
+                initial=config.daemon.mt_retry_backoff_initial,
+                maximum=config.daemon.mt_retry_backoff_max,
+            ),
             max_batch=config.daemon.group_commit_max_batch,
+            on_written=self._mt_recorded,
             on_batch=hooks.receipt_batch,
             on_receipt=hooks.receipt,
             on_early=hooks.receipts_early,
             on_changes=hooks.mt_changes,
+            on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
         )
         self.mo = MOPipeline(
-            self.sessions,
+            self.store,
             events,
             keywords_for=self._keywords_for,
             router=MORouter(self.routes.mo),
-            receipts=self.receipts.accept,
             mt_queued=self._mt_queued,
             reassembly_timeout=config.daemon.reassembly_timeout,
             answer_deadline=config.daemon.mo_answer_deadline,
@@ -229,32 +239,24 @@ class Daemon:
         )
         self.binds = BindSupervisor(
             config.carriers,
-            self.mo.handler,
+            InboundDispatch(messages=self.mo.accept, receipts=self.recorder.receipt),
             events,
             router=MTRouter(self.routes.mt, config.carriers),
             on_state=self._bind_state,
             on_no_route=self._count_no_route,
         )
         self.mt = MTPipeline(
-            self.sessions,
+            self.store,
             events,
             self.binds,
             config.carriers,
+            self.recorder,
             owner=config.daemon.instance,
             claim_batch=config.daemon.mt_claim_batch,
             lease=config.daemon.mt_claim_lease,
-            retry=RetryPolicy(
-                limit=config.daemon.mt_retry_limit,
-                initial=config.daemon.mt_retry_backoff_initial,
-                maximum=config.daemon.mt_retry_backoff_max,
-            ),
             poll_interval=self.poll_interval,
             on_submitted=hooks.mt_submitted,
             on_changes=hooks.mt_changes,
-            on_accepted=self.receipts.part_accepted,
-            on_recorded=self.receipts.parts_recorded,
-            take_receipts=self.receipts.take_attached,
-            on_not_recorded=self.receipts.parts_not_recorded,
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
         )
@@ -270,6 +272,10 @@ class Daemon:
         if self.mt is not None:
             self.mt.wake()
 
+    def _mt_recorded(self, requeued: bool) -> None:
+        if self.mt is not None:
+            self.mt.recorded(requeued)
+
     def _keywords_for(self, country: str) -> KeywordSet:
         configured = self.config.keywords.get(country.upper())
         if configured is None:
@@ -281,9 +287,9 @@ class Daemon:
 
     async def _run_tasks(self) -> None:
         assert self.binds is not None and self.mo is not None and self.mt is not None
-        assert self.receipts is not None
+        assert self.recorder is not None
         async with asyncio.TaskGroup() as group:
-            receipts_task = group.create_task(self.receipts.run_loop(), name="receipts.run_loop")
+            recorder_task = group.create_task(self.recorder.run_loop(), name="recorder.run_loop")
             mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
             binds_task = group.create_task(self.binds.run_loop(), name="binds.run_loop")
             mt_task = group.create_task(self.mt.run_loop(), name="mt.run_loop")
@@ -313,8 +319,8 @@ class Daemon:
             # 3. drain what the committers still hold
             self.mo.close()
             await mo_task
-            self.receipts.close()
-            await receipts_task
+            self.recorder.close()
+            await recorder_task
             for task in background:
                 task.cancel()
 

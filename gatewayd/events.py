@@ -18,7 +18,7 @@ from gatewayd.logging import log_event
 
 if TYPE_CHECKING:
     from gatewayd.mo_message import InboundMO
-    from gatewayd.store.repo_mt import MTStatusChange
+    from gatewayd.store.mt.values import MTStatusChange
 
 log = logging.getLogger("gatewayd.events")
 

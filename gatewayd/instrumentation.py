@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from gatewayd.config import Config
 from gatewayd.logging import log_event
 from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
-from gatewayd.store.repo_mt import outbox_depth
+from gatewayd.store.mt.status import outbox_depth
 from gatewayd.webserver import guarded_server, listening_socket
 
 if TYPE_CHECKING:
     from gatewayd.daemon import Daemon, DaemonHooks
     from gatewayd.mo_message import InboundMO
-    from gatewayd.store.repo_mt import MTStatusChange
+    from gatewayd.store.mt.values import MTStatusChange
 
 log = logging.getLogger("gatewayd.metrics")
 

@@ -1,5 +1,5 @@
-"""The MO pipeline: deliver_sm / data_sm -> (receipt? to receipts) -> normalise -> group commit ->
-deliver_sm_resp -> event.
+"""The MO pipeline: deliver_sm / data_sm (not a receipt: the bind's dispatcher sends those to the MT
+recorder) -> normalise -> group commit -> deliver_sm_resp -> event.
 
 The SMSC's ``deliver_sm_resp`` is the promise that the MO is ours. So the handler the bind calls
 awaits the group commit that holds its MO and answers only then: 0 when stored (or when it is a
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import deque
@@ -35,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
 from gatewayd.events import EventPublisher
@@ -52,16 +51,16 @@ from gatewayd.mo_message import (
 )
 from gatewayd.replies import reply_for
 from gatewayd.routes import MORouter
-from gatewayd.store.engine import concurrent_writers
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import describe_error, is_data_error
+from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     IngestedMO,
     NewMO,
     confirm_answers,
     forget_unconfirmed,
-    ingest_mos,
     open_answers,
 )
 from gatewayd.store.repo_mo_parts import (
@@ -69,20 +68,17 @@ from gatewayd.store.repo_mo_parts import (
     StoredPart,
     expired_part_sets,
     forget_assembled_parts,
-    lock_part_sets,
     mark_assembled,
     oldest_waiting_part,
     store_parts,
     waiting_parts,
 )
-from gatewayd.store.repo_mt import NewMT, queue_mts
 from gatewayd.store.repo_subscribers import set_opted_out
+from gatewayd.store.store import Store
 from routing.keywords import KeywordKind, KeywordSet
-from smpp.aio import FutureMessageHandler
 from smpp.concat import user_data
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
-from smpp.receipt import is_receipt
 
 log = logging.getLogger("gatewayd.mo")
 
@@ -155,12 +151,11 @@ class MOPipeline:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        store: Store,
         events: EventPublisher,
         *,
         keywords_for: Callable[[str], KeywordSet],
         router: MORouter | None = None,
-        receipts: Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]] | None = None,
         mt_queued: Callable[[], None] | None = None,
         reassembly_timeout: float = 120.0,
         answer_deadline: float = 5.0,
@@ -172,12 +167,11 @@ class MOPipeline:
         commit_retry_window: float = 4.0,
         health: LoopHealth | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._store = store
         self._events = events
         self._keywords_for = keywords_for
         #: Gives each MO its service; the daemon swaps its table on reload.
         self.router = router or MORouter()
-        self._receipts = receipts
         self._mt_queued = mt_queued
         self._reassembly_timeout = timedelta(seconds=reassembly_timeout)
         self._answer_deadline = answer_deadline
@@ -192,7 +186,7 @@ class MOPipeline:
             max_pending=max(50_000, max_batch),
             on_batch=on_batch,
             name="mo.group-commit",
-            concurrency=concurrent_writers(sessions),
+            concurrency=store.concurrent_writers,
         )
         self._keyword_sets: dict[str, KeywordSet] = {}
         #: Per bind: how many times its connection was lost (answers given before are then in doubt).
@@ -216,17 +210,9 @@ class MOPipeline:
 
     # --- the bind-facing side ------------------------------------------------------------------------
 
-    def handler(self, bind: BindInfo) -> FutureMessageHandler:
-        """The ``on_message`` callback for one bind: the command_status of the response, or a future
-        that holds it once the MO is committed (no task per PDU)."""
-        return functools.partial(self.accept, bind)
-
     def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int | asyncio.Future[int]:
-        """Handle one inbound PDU: its response's command_status, now or (a future) once committed."""
-        if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class):
-            if self._receipts is None:
-                return CommandStatus.ESME_ROK
-            return self._receipts(bind, pdu)
+        """Handle one MO (or part of one): its response's command_status, now or (a future) once
+        committed (no task per PDU)."""
         if self._closing:
             return CommandStatus.ESME_RX_T_APPN
         self.received += 1
@@ -413,7 +399,7 @@ class MOPipeline:
     async def _upkeep(self) -> None:
         now = datetime.now(UTC)
         try:
-            async with self._sessions() as session, session.begin():
+            async with self._store.transaction() as session:
                 await forget_unconfirmed(session, now - REDELIVERY_WINDOW)
                 await forget_assembled_parts(session, now - REDELIVERY_WINDOW)
                 oldest = await oldest_waiting_part(session)
@@ -449,12 +435,12 @@ class MOPipeline:
 
     async def _flush_once(self) -> tuple[list[tuple[InboundMO, IngestedMO]], int, datetime | None]:
         now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
+        async with self._store.transaction() as session:
             expired = await expired_part_sets(session, now - self._reassembly_timeout)
             stored: list[tuple[InboundMO, IngestedMO]] = []
             mts_queued = 0
             if expired:
-                await lock_part_sets(session, expired)
+                await self._store.mo_parts.lock(session, expired)
                 # read again under the lock: another daemon may have assembled some meanwhile
                 waiting = await waiting_parts(session, expired)
                 stored, mts_queued = await self._assemble(session, list(waiting.values()), now)
@@ -539,7 +525,7 @@ class MOPipeline:
             answers.answer_id for item in batch if isinstance(item, _Confirmation) for answers in item.answers
         ]
         arrivals = [item for item in batch if isinstance(item, _Arrival)]
-        async with self._sessions() as session, session.begin():
+        async with self._store.transaction() as session:
             if confirmed:
                 await confirm_answers(session, confirmed)
             return await self._write_batch(session, arrivals, now)
@@ -631,7 +617,7 @@ class MOPipeline:
             assert isinstance(part, InboundPart)
             parts.append(part)
             rows.append(_new_part(part, answer_of[index]))
-        await lock_part_sets(session, [part.set_key for part in parts])
+        await self._store.mo_parts.lock(session, [part.set_key for part in parts])
         stored = await store_parts(session, rows, now)
         for index, was_stored in zip(indexes, stored, strict=True):
             new[index] = was_stored
@@ -665,7 +651,7 @@ class MOPipeline:
         for mo in assembled:
             mos.append(mo)
             rows.append(self._new_mo(mo, None, check_redelivery=False))
-        ingested = await ingest_mos(session, rows, now)
+        ingested = await self._store.mos.ingest(session, rows, now)
         if new is not None:
             for index, result in zip(at, ingested, strict=False):
                 new[index] = result.mo_id is not None
@@ -707,7 +693,7 @@ class MOPipeline:
     def _new_mo(self, mo: InboundMO, answer_id: int | None, *, check_redelivery: bool) -> NewMO:
         return NewMO(
             dedup_key=mo.dedup_key,
-            msisdn=mo.msisdn.removeprefix("+"),
+            msisdn=mo.msisdn,
             carrier=mo.carrier,
             short_code=mo.short_code,
             text=mo.text,
@@ -746,7 +732,7 @@ class MOPipeline:
                     kind=MTKind.SYSTEM,
                     carrier=mo.carrier,
                     source=mo.short_code,
-                    destination=mo.msisdn.removeprefix("+"),
+                    destination=mo.msisdn,
                     text=reply_for(mo.keyword.kind, mo.country, mo.short_code),
                     priority=10,
                     bind_name=mo.bind,

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from routing.errors import InvalidNumber
 from routing.keywords import KeywordKind, KeywordMatch, KeywordSet, normalise_keyword, split_first_word
-from routing.numbers import normalise_msisdn
+from routing.numbers import normalise_msisdn, to_international
 from smpp.concat import ConcatInfo
 from smpp.constants import TON, CommandStatus
 from smpp.pdu import DataSM, DeliverSM
@@ -29,6 +29,8 @@ MAX_SHORT_CODE = 16
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 #: Codings whose octets are not text: the store keeps them as they came, beside their Latin-1 reading.
 _NOT_TEXT = frozenset({None, Alphabet.OCTETS})
+#: Content keys digest the subscriber's number in E.164 form (see :func:`dedup_key`).
+_KEYED_NUMBER = "+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class InboundMO:
     carrier: str
     bind: str
     country: str
-    #: The subscriber in E.164 ('+34600111222').
+    #: The subscriber: E.164 digits without '+' ('34600111222'), as the daemon and the store hold numbers.
     msisdn: str
     short_code: str
     text: str
@@ -126,16 +128,16 @@ def short_code_of(destination: str, bind: BindInfo) -> str:
 
 
 def subscriber_number(pdu: DeliverSM | DataSM, bind: BindInfo) -> str:
-    """The MO's source as E.164, read the way the bind's carrier means it."""
+    """The MO's source as E.164 digits without '+', read the way the bind's carrier means it."""
     try:
-        return normalise_msisdn(
-            pdu.source_addr, bind.country, ton=pdu.source_addr_ton, npi=pdu.source_addr_npi
+        return to_international(
+            normalise_msisdn(pdu.source_addr, bind.country, ton=pdu.source_addr_ton, npi=pdu.source_addr_npi)
         )
     except InvalidNumber as error:
         if pdu.source_addr_ton not in (TON.UNKNOWN, TON.INTERNATIONAL, TON.NATIONAL):
             # a carrier sending TON 4/6 for subscriber numbers: try the digits without the hint
             try:
-                return normalise_msisdn(pdu.source_addr, bind.country)
+                return to_international(normalise_msisdn(pdu.source_addr, bind.country))
             except InvalidNumber:
                 pass
         # the reason without the address: it is (or may be) a subscriber's number, which logs never show
@@ -169,10 +171,12 @@ def dedup_key(
 
     A redelivery carries the same; so does the same subscriber texting the same words twice, which is
     a second MO: the store matches an MO only with one whose answer may not have reached the SMSC.
+    The subscriber enters the digest in E.164 form ('+' and digits), as in the keys stored before the
+    daemon held numbers as bare digits: a redelivery across that upgrade is still recognised.
     """
     fields = (
         carrier,
-        msisdn,
+        _KEYED_NUMBER + msisdn,
         short_code,
         str(data_coding),
         "" if reference is None else str(reference),
@@ -184,8 +188,10 @@ def dedup_key(
 
 
 def part_set_key(carrier: str, msisdn: str, short_code: str, reference: int, total: int) -> str:
-    """The message a part belongs to, whichever bind it came through."""
-    head = "".join(f"{field}\x1f" for field in (carrier, msisdn, short_code, str(reference), str(total)))
+    """The message a part belongs to, whichever bind it came through (the number keyed as in
+    :func:`dedup_key`, so that parts stored before an upgrade still join their message)."""
+    fields = (carrier, _KEYED_NUMBER + msisdn, short_code, str(reference), str(total))
+    head = "".join(f"{field}\x1f" for field in fields)
     return hashlib.blake2b(head.encode(), digest_size=16).hexdigest()
 
 

@@ -1,12 +1,12 @@
-"""The MT pipeline: outbox -> claim in batches -> route to a bind -> split -> submit -> record results.
+"""The MT pipeline: outbox -> claim in batches -> route to a bind -> split -> submit.
 
 One claim loop takes due MTs from the outbox (many per statement, leased to this daemon), picks
 the bind each leaves by (the one its subscriber came in on, else another bind of the carrier),
 splits long texts the way the carrier wants and hands the segments to the session with
 ``submit_nowait``: the session's window and TPS pace them, and its throttling backoff keeps them
-in order. Responses are gathered per MT; once all segments of an MT are answered its results join
-the next batch of the record loop, which writes them (and applies receipts that arrived early) in
-one transaction. Temporary errors go back to the outbox with a backoff, up to the retry limit.
+in order. Responses are gathered per MT; once all segments of an MT are answered its results go to
+the :class:`~gatewayd.recorder.MTRecorder`, which writes them with the receipts that came for them
+(temporary errors go back to the outbox with a backoff, up to the retry limit).
 
 On start the MTs this instance had in flight when it stopped are reconciled: segments the SMSC
 accepted (their message ids are recorded) are never sent again, the others are.
@@ -18,11 +18,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.binds import BindSupervisor
 from gatewayd.config import CarrierConfig
@@ -30,25 +28,15 @@ from gatewayd.events import EventPublisher
 from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.mt_policy import LOCAL_ENCODING, LOCAL_NO_ROUTE, LOCAL_SESSION_LOST, LOCAL_TIMEOUT, is_temporary
-from gatewayd.pipeline_queries import refuse_mts, subscriber_blocks
-from gatewayd.store.enums import MTKind, MTStatus
-from gatewayd.store.repo_mt import (
-    ClaimedMT,
-    MTStatusChange,
-    PartResult,
-    ReceiptIn,
-    RetryPolicy,
-    claim_mts,
-    reconcile_sending,
-    record_part_results,
-    renew_leases,
-    requeue_mts,
-)
+from gatewayd.recorder import RESTART, DuplicateObserver, MTRecorder, possible_duplicates
+from gatewayd.store.enums import MTStatus
+from gatewayd.store.mt.values import ClaimedMT, MTStatusChange, PartResult
+from gatewayd.store.store import Store
 from routing.errors import InvalidAddress
 from routing.quirks import CarrierQuirks, mt_header
 from smpp.aio import ESMESession, Outcome
 from smpp.concat import Segment, split_message
-from smpp.constants import NPI, TON, RegisteredDelivery
+from smpp.constants import RegisteredDelivery
 from smpp.errors import LocalProtocolError, NegativeResponseError, ResponseTimeout, SessionClosed, SMPPError
 from smpp.pdu import SubmitSM, SubmitSMResp
 from smpp.receipt import normalise_message_id
@@ -56,22 +44,13 @@ from smpp.text import ConcatMode, choose_encoding
 
 log = logging.getLogger("gatewayd.mt")
 
-#: A part by (carrier, normalised SMSC message id), as receipts name it.
-PartKey = tuple[str, str]
-
 #: Delay before an MT whose carrier has no bind up is tried again (not counted as an attempt).
 NO_BIND_DELAY = 2.0
-#: How long a complete MT's results wait before they are recorded, for receipts right behind them.
-RECEIPT_LINGER = 0.02
 #: Pause after the database failed in a loop, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 #: MTs claimed and not yet recorded at most: the windows of the binds that can send, this many times
 #: over (a window in flight, one queued behind it, two answered and being recorded).
 WINDOWS_AHEAD = 4
-#: Why an MT may reach the carrier twice (``mt.possible_duplicate``, the metric's label): its daemon
-#: died with it in flight, or its submit_sm left and was never answered.
-RESTART = "restart"
-UNANSWERED = "unanswered"
 
 
 @dataclass(slots=True)
@@ -96,13 +75,14 @@ _CONCAT_MODES: Mapping[str, ConcatMode] = {mode.value: mode for mode in ConcatMo
 
 
 def build_submits(
-    mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks | None = None
+    mt: ClaimedMT, carrier: CarrierConfig, quirks: CarrierQuirks
 ) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
     """(total segments, [(segment, submit_sm)] for the segments still to send) of one MT, each
-    submit_sm rewritten by the carrier's quirks (source/destination TON-NPI and format,
+    submit_sm written the way the carrier's quirks say (source/destination TON-NPI and format,
     service_type, vendor TLVs, registered_delivery ceiling).
 
-    Raises ``LocalProtocolError`` for a text the coding cannot carry or one too long to send.
+    Raises ``LocalProtocolError`` for a text the coding cannot carry or one too long to send, and
+    ``InvalidAddress`` for a destination the carrier's format cannot write.
     """
     data_coding = (
         mt.data_coding
@@ -114,103 +94,62 @@ def build_submits(
     segments = split_message(mt.text, data_coding, mode=mode, reference=reference)
     registered = RegisteredDelivery.FINAL if mt.request_receipt else RegisteredDelivery.NONE
     done = mt.done_parts
-    if quirks is not None:
-        # the carrier's header fields once per MT, then each segment's submit_sm built directly
-        header = mt_header(quirks, mt.source, mt.destination, registered_delivery=registered)
-        build = header.submit_sm
-        return len(segments), [
-            (segment, build(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs))
-            for segment in segments
-            if segment.part_number not in done
-        ]
-    source_ton = (
-        TON.ALPHANUMERIC
-        if not mt.source.isdigit()
-        else (TON.NETWORK_SPECIFIC if len(mt.source) <= 8 else TON.INTERNATIONAL)
-    )
-    submits = [
-        (
-            segment,
-            SubmitSM(
-                source_addr_ton=source_ton,
-                source_addr_npi=NPI.ISDN if source_ton == TON.INTERNATIONAL else NPI.UNKNOWN,
-                source_addr=mt.source,
-                dest_addr_ton=TON.INTERNATIONAL,
-                dest_addr_npi=NPI.ISDN,
-                destination_addr=mt.destination.removeprefix("+"),
-                esm_class=segment.esm_class_flags,
-                registered_delivery=registered,
-                data_coding=data_coding,
-                short_message=segment.short_message,
-                tlvs=segment.tlvs,
-            ),
-        )
+    # the carrier's header fields once per MT, then each segment's submit_sm built directly
+    build = mt_header(quirks, mt.source, mt.destination, registered_delivery=registered).submit_sm
+    return len(segments), [
+        (segment, build(segment.short_message, data_coding, segment.esm_class_flags, segment.tlvs))
         for segment in segments
         if segment.part_number not in done
     ]
-    return len(segments), submits
 
 
 class MTPipeline:
-    """Sends the outbox. ``run_loop`` runs the claim and record loops until :meth:`close`."""
+    """Sends the outbox. ``run_loop`` runs the claim loop until :meth:`close`; what becomes of each MT
+    sent is the ``recorder``'s to write."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        store: Store,
         events: EventPublisher,
         binds: BindSupervisor,
         carriers: Sequence[CarrierConfig],
+        recorder: MTRecorder,
         *,
         owner: str,
         claim_batch: int = 500,
         lease: float = 60.0,
-        retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         max_in_flight: int = 5000,
         on_submitted: Callable[[str, str, float], None] | None = None,
         on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
-        on_accepted: Callable[[str, str], None] | None = None,
-        on_recorded: Callable[[Sequence[PartResult]], None] | None = None,
-        take_receipts: Callable[[Iterable[PartKey]], Mapping[PartKey, ReceiptIn]] | None = None,
-        on_not_recorded: Callable[[Iterable[PartKey]], None] | None = None,
-        on_possible_duplicates: Callable[[str, int], None] | None = None,
+        on_possible_duplicates: DuplicateObserver | None = None,
         health: LoopHealth | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._store = store
         self._events = events
         self._binds = binds
         self._carriers: Mapping[str, CarrierConfig] = {carrier.name: carrier for carrier in carriers}
         self._quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
+        self._recorder = recorder
         self._owner = owner
         self._claim_batch = claim_batch
         self._lease = lease
-        self._retry = retry or RetryPolicy()
         self._poll_interval = poll_interval
         self._max_in_flight = max_in_flight
         self._on_submitted = on_submitted
         self._on_changes = on_changes
-        self._on_accepted = on_accepted
-        self._on_recorded = on_recorded
-        self._take_receipts = take_receipts
-        self._on_not_recorded = on_not_recorded
         self._on_possible_duplicates = on_possible_duplicates
         self._health = health or LoopHealth()
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
-        #: MTs' part results waiting to be recorded, each with the time.monotonic() it was complete at
-        self._results: deque[tuple[float, list[PartResult]]] = deque()
-        #: claimed MTs going back to the outbox unsent: (id, why, seconds before they are due again)
-        self._requeue: list[tuple[int, str, float]] = []
-        self._results_ready = asyncio.Event()
         self._in_flight: dict[int, _InFlight] = {}
         #: Subscribers with an MT in flight, and the MTs to them waiting their turn.
         self._busy: dict[str, deque[ClaimedMT]] = {}
         self._waiting = 0
-        #: MTs done sending (or given back unsent) whose outcome is not written yet: still ``sending``
-        self._unrecorded = 0
+        #: set while no MT is in flight or waiting its turn
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closing = False
-        #: The claim loop has returned: no claim is under way whose MTs the record loop must still record.
-        self._claims_ended = False
         self.submitted = 0
         self.accepted = 0
         self.rejected = 0
@@ -222,6 +161,13 @@ class MTPipeline:
     def wake(self) -> None:
         """An MT was queued in this process: claim now instead of at the next poll."""
         self._wakeup.set()
+
+    def recorded(self, requeued: bool) -> None:
+        """The recorder wrote a batch: there is room to claim again, and MTs due now when
+        ``requeued``."""
+        self._capacity.set()
+        if requeued:
+            self._wakeup.set()
 
     def update_carriers(self, carriers: Sequence[CarrierConfig]) -> None:
         """A reload; raises ``InvalidQuirks`` (and changes nothing) when a carrier's quirks are bad."""
@@ -246,18 +192,17 @@ class MTPipeline:
         self._binds.stop_sending()
         self._wakeup.set()
         self._capacity.set()
-        self._results_ready.set()
         self._binds.bound_changed.set()  # ends the bind-watch loop, which otherwise waits for a bind change
 
     async def run_loop(self) -> None:
+        """Claims and sends until :meth:`close`, then returns once every MT sent is recorded."""
         await self._reconcile()
         async with asyncio.TaskGroup() as group:
             watch = group.create_task(self._bind_watch_loop(), name="mt.bind_watch_loop")
-            claim = group.create_task(self._claim_loop(), name="mt.claim_loop")
-            record = group.create_task(self._record_loop(), name="mt.record_loop")
-            await claim
-            await record
+            await group.create_task(self._claim_loop(), name="mt.claim_loop")
+            await self._idle.wait()
             watch.cancel()
+        await self._recorder.flush()
 
     # --- claim ---------------------------------------------------------------------------------------
 
@@ -266,8 +211,10 @@ class MTPipeline:
         while not self._closing:
             try:
                 now = datetime.now(UTC)
-                async with self._sessions() as session, session.begin():
-                    changes = await reconcile_sending(session, now, owner=self._owner if own else None)
+                async with self._store.transaction() as session:
+                    changes = await self._store.claims.reconcile(
+                        session, now, owner=self._owner if own else None
+                    )
             except Exception as error:
                 self._health.failed("mt.reconcile", error)
                 log_event(log, "mt.reconcile_failed", logging.WARNING, error=repr(error))
@@ -277,10 +224,11 @@ class MTPipeline:
             if changes:
                 log_event(log, "mt.reconciled", count=len(changes))
                 # sent again, though their submit_sm may have reached the SMSC before the daemon died
-                self._possible_duplicates(
+                possible_duplicates(
                     [change.mt_id for change in changes if change.status is MTStatus.QUEUED],
                     RESTART,
                     "its daemon stopped (or its lease ran out) before recording an answer",
+                    self._on_possible_duplicates,
                 )
                 await self._published(changes)
             return
@@ -291,8 +239,8 @@ class MTPipeline:
         daemon left (and sent twice)."""
         try:
             now = datetime.now(UTC)
-            async with self._sessions() as session, session.begin():
-                await renew_leases(session, self._owner, now, lease=self._lease)
+            async with self._store.transaction() as session:
+                await self._store.claims.renew_leases(session, self._owner, now, lease=self._lease)
         except Exception as error:
             self._health.failed("mt.lease", error)
             log_event(log, "mt.lease_renewal_failed", logging.WARNING, error=repr(error))
@@ -307,14 +255,6 @@ class MTPipeline:
             self._wakeup.set()
 
     async def _claim_loop(self) -> None:
-        try:
-            await self._claim_until_closed()
-        finally:
-            # a claim that returned after close() dispatched its MTs: the record loop records them
-            self._claims_ended = True
-            self._results_ready.set()
-
-    async def _claim_until_closed(self) -> None:
         next_reconcile = time.monotonic() + self._lease / 2
         while not self._closing:
             if time.monotonic() >= next_reconcile:
@@ -351,7 +291,7 @@ class MTPipeline:
         times over (``max_in_flight`` caps it), claimed once a quarter of that is free. An MT claimed
         far ahead of its turn would also wait long in a session's queue behind a slow carrier."""
         limit = min(self._max_in_flight, self._binds.sending_window() * WINDOWS_AHEAD)
-        held = len(self._in_flight) + self._waiting + self._unrecorded
+        held = len(self._in_flight) + self._waiting + self._recorder.unrecorded
         room = limit - held
         if held and room < min(self._claim_batch, max(1, limit // 4)):
             return 0
@@ -366,37 +306,23 @@ class MTPipeline:
         event.clear()
 
     async def _claim(self, limit: int, carriers: set[str]) -> list[ClaimedMT]:
-        """Claim due MTs; those whose subscriber opted out or was banned since are refused here."""
+        """Claim due MTs; those whose subscriber opted out or was banned since are refused by the store."""
         now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            claimed = await claim_mts(
+        async with self._store.transaction() as session:
+            claimed = await self._store.claims.claim(
                 session, self._owner, now, limit=limit, lease=self._lease, carriers=carriers
             )
-            blocks = await subscriber_blocks(session, [mt.destination for mt in claimed]) if claimed else {}
-            refusals: list[tuple[int, str]] = []
-            for mt in claimed:
-                block = blocks.get(mt.destination)
-                if block is None:
-                    continue
-                opted_out, banned, reason = block
-                if banned:
-                    refusals.append((mt.id, "subscriber banned" + (f": {reason}" if reason else "")))
-                elif opted_out and mt.kind is not MTKind.SYSTEM:
-                    refusals.append((mt.id, "subscriber opted out"))
-            await refuse_mts(session, refusals, now)
-        if refusals:
-            refused = {mt_id for mt_id, _ in refusals}
-            for mt_id, reason in refusals:
-                log_event(log, "mt.refused", mt_id=mt_id, reason=reason)
-                await self._events.mt_status(mt_id, MTStatus.REFUSED.value, reason, now)
-            claimed = [mt for mt in claimed if mt.id not in refused]
-        return claimed
+        for mt_id, reason in claimed.refused:
+            log_event(log, "mt.refused", mt_id=mt_id, reason=reason)
+            await self._events.mt_status(mt_id, MTStatus.REFUSED.value, reason, now)
+        return claimed.mts
 
     # --- submit --------------------------------------------------------------------------------------
 
     def _dispatch(self, mt: ClaimedMT) -> None:
         """Send ``mt`` now, or after the MT to the same subscriber that is still in flight: a
         subscriber reads their messages in the order they were queued, throttling or not."""
+        self._idle.clear()
         waiting = self._busy.get(mt.destination)
         if waiting is not None:
             waiting.append(mt)
@@ -413,12 +339,12 @@ class MTPipeline:
             self._send(waiting.popleft())
         else:
             self._busy.pop(destination, None)
+        if not self._in_flight and not self._waiting:
+            self._idle.set()
 
     def _send(self, mt: ClaimedMT) -> None:
         if self._closing:  # an MT that waited for its subscriber's previous one: another run sends it
-            self._requeue.append((mt.id, "not sent: the daemon is stopping", 0.0))
-            self._unrecorded += 1
-            self._results_ready.set()
+            self._recorder.give_back(mt.id, "not sent: the daemon is stopping")
             self._release(mt.destination)
             return
         carrier = self._carriers.get(mt.carrier)
@@ -429,14 +355,12 @@ class MTPipeline:
             return
         choice = self._binds.choose(mt.carrier, mt.bind_name, destination=mt.destination, source=mt.source)
         if choice is None:
-            self._requeue.append((mt.id, f"no bind of {mt.carrier} is up", NO_BIND_DELAY))
-            self._unrecorded += 1
-            self._results_ready.set()
+            self._recorder.give_back(mt.id, f"no bind of {mt.carrier} is up", NO_BIND_DELAY)
             self._release(mt.destination)
             return
         bind_name, session = choice
         try:
-            segments, submits = build_submits(mt, carrier, self._quirks.get(mt.carrier))
+            segments, submits = build_submits(mt, carrier, self._quirks[mt.carrier])
         except (LocalProtocolError, InvalidAddress) as error:
             self._finish_now(mt, 1, datetime.now(UTC), LOCAL_ENCODING, str(error), False)
             return
@@ -490,8 +414,8 @@ class MTPipeline:
         if isinstance(outcome, SubmitSMResp) and outcome.command_status == 0:
             self.accepted += 1
             message_id = normalise_message_id(outcome.message_id)
-            if self._on_accepted is not None:
-                self._on_accepted(mt.carrier, message_id)
+            # its receipt may come before the MT's other segments are answered: the recorder knows it
+            self._recorder.accepted(mt.carrier, message_id)
             return PartResult(
                 mt_id=mt.id,
                 part_no=part_no,
@@ -546,128 +470,30 @@ class MTPipeline:
         flight.pending -= 1
         if flight.pending == 0:
             del self._in_flight[flight.mt.id]
-            self._results.append((time.monotonic(), flight.results))
-            self._unrecorded += 1
-            self._results_ready.set()
-            self._capacity.set()
+            self._recorder.add(flight.results)
             self._release(flight.mt.destination)
 
     def _finish_now(
         self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str, retryable: bool
     ) -> None:
         log_event(log, "mt.not_sent", logging.WARNING, mt_id=mt.id, carrier=mt.carrier, reason=text)
-        self._unrecorded += 1
-        self._results.append(
-            (
-                0.0,
-                [
-                    PartResult(
-                        mt_id=mt.id,
-                        part_no=1,
-                        segments=segments,
-                        carrier=mt.carrier,
-                        submitted_at=now,
-                        responded_at=now,
-                        error_code=code,
-                        error_text=text,
-                        retryable=retryable,
-                    )
-                ],
-            )
+        self._recorder.add(
+            [
+                PartResult(
+                    mt_id=mt.id,
+                    part_no=1,
+                    segments=segments,
+                    carrier=mt.carrier,
+                    submitted_at=now,
+                    responded_at=now,
+                    error_code=code,
+                    error_text=text,
+                    retryable=retryable,
+                )
+            ],
+            linger=False,
         )
-        self._results_ready.set()
         self._release(mt.destination)
-
-    # --- record --------------------------------------------------------------------------------------
-
-    async def _record_loop(self) -> None:
-        while True:
-            if not self._results and not self._requeue:
-                if self._closing and self._claims_ended and not self._in_flight and not self._waiting:
-                    return
-                self._results_ready.clear()
-                await self._wait(self._results_ready, self._poll_interval)
-                continue
-            results = await self._results_to_record()
-            requeue, self._requeue = self._requeue, []
-            keys = [
-                (result.carrier, result.smsc_message_id)
-                for result in results
-                if result.smsc_message_id is not None
-            ]
-            receipts = self._take_receipts(keys) if self._take_receipts is not None and keys else {}
-            try:
-                changes = await self._record(results, requeue, receipts)
-            except Exception as error:  # keep them: nothing is forgotten while the database is away
-                self._results.appendleft((0.0, results))
-                self._requeue = requeue + self._requeue
-                if self._on_not_recorded is not None:
-                    self._on_not_recorded(keys)
-                self._health.failed("mt.record", error)
-                log_event(log, "mt.record_failed", logging.WARNING, results=len(results), error=repr(error))
-                await asyncio.sleep(DATABASE_RETRY_DELAY)
-                continue
-            self._health.succeeded("mt.record")
-            self._unrecorded -= len({result.mt_id for result in results}) + len(requeue)
-            self._capacity.set()
-            if results and self._on_recorded is not None:
-                self._on_recorded(results)
-            self._unanswered_retried(results, changes)
-            await self._published(changes)
-            if any(change.status is MTStatus.QUEUED for change in changes):
-                self._wakeup.set()
-
-    def _unanswered_retried(self, results: Sequence[PartResult], changes: Sequence[MTStatusChange]) -> None:
-        """MTs going back to the outbox because a submit_sm that left got no answer (a timeout, the
-        session lost): the SMSC may have accepted it, and it is sent again."""
-        unanswered = {
-            result.mt_id
-            for result in results
-            if result.sent and result.error_code in (LOCAL_TIMEOUT, LOCAL_SESSION_LOST)
-        }
-        if unanswered:
-            self._possible_duplicates(
-                [c.mt_id for c in changes if c.status is MTStatus.QUEUED and c.mt_id in unanswered],
-                UNANSWERED,
-                "its submit_sm left but was not answered",
-            )
-
-    def _possible_duplicates(self, mt_ids: Sequence[int], reason: str, why: str) -> None:
-        """At-least-once made visible: each MT sent again although the SMSC may already have it."""
-        for mt_id in mt_ids:
-            log_event(log, "mt.possible_duplicate", logging.WARNING, mt_id=mt_id, reason=reason, detail=why)
-        if mt_ids and self._on_possible_duplicates is not None:
-            self._on_possible_duplicates(reason, len(mt_ids))
-
-    async def _results_to_record(self) -> list[PartResult]:
-        """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
-        submit_sm_resp within a few milliseconds (an SMSC that delivers at once) are then attached
-        to their part and written with it, instead of in a transaction of their own."""
-        if self._results and not self._closing:
-            wait = self._results[0][0] + RECEIPT_LINGER - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        cutoff = time.monotonic() - RECEIPT_LINGER if not self._closing else float("inf")
-        results: list[PartResult] = []
-        while self._results and self._results[0][0] <= cutoff:
-            results += self._results.popleft()[1]
-        return results
-
-    async def _record(
-        self,
-        results: list[PartResult],
-        requeue: list[tuple[int, str, float]],
-        receipts: Mapping[PartKey, ReceiptIn],
-    ) -> list[MTStatusChange]:
-        now = datetime.now(UTC)
-        changes: list[MTStatusChange] = []
-        async with self._sessions() as session, session.begin():
-            if results:
-                changes += await record_part_results(session, results, now, self._retry, receipts)
-            for reason, delay in sorted({(reason, delay) for _, reason, delay in requeue}):
-                ids = [mt_id for mt_id, why, wait in requeue if why == reason and wait == delay]
-                changes += await requeue_mts(session, ids, now, delay=delay, reason=reason)
-        return changes
 
     async def _published(self, changes: Sequence[MTStatusChange]) -> None:
         await self._events.mt_changes(changes)

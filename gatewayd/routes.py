@@ -93,23 +93,24 @@ class MORouter:
         self._table = table
 
     def service(self, *, short_code: str, text: str, carrier: str, msisdn: str, country: str | None) -> str:
-        """The service that handles the MO; the default route's when its sender is not in E.164."""
+        """The service that handles the MO from ``msisdn`` (E.164 digits without '+'); the default
+        route's when its sender is no E.164 number."""
         try:
             ctx = MOContext(
-                short_code=short_code, text=text, carrier=carrier, source_e164=msisdn, country=country
+                short_code=short_code, text=text, carrier=carrier, source_e164="+" + msisdn, country=country
             )
         except InvalidNumber:
             return self._table.default.service
         return self._table.route(ctx).service
 
     def service_of(self, mo: InboundMO) -> str:
-        """The service of an MO the pipeline has normalised: its number is E.164 and its first word
-        already read, so only the carrier and country (configuration spellings) are folded here."""
+        """The service of an MO the pipeline has normalised: its number is E.164 digits and its first
+        word already read, so only the carrier and country (configuration spellings) are folded here."""
         ctx = MOContext.normalised(
             short_code=mo.short_code,
             text=mo.text,
             carrier=normalise_carrier(mo.carrier),
-            source_e164=mo.msisdn,
+            source_e164="+" + mo.msisdn,  # routing speaks E.164
             country=normalise_country(mo.country),
             keyword=mo.service_keyword,
         )
@@ -191,8 +192,8 @@ class MTRouter:
         source: str | None = None,
         inbound_bind: str | None = None,
     ) -> str:
-        """The bind to submit by now. ``destination`` is the subscriber's number (digits, with or
-        without '+'). Raises :class:`NoRoute` when no bind the matching rule allows is up."""
+        """The bind to submit by now. ``destination`` is the subscriber's number (E.164 digits without
+        '+', as the store holds it). Raises :class:`NoRoute` when no bind the matching rule allows is up."""
         if self._table is None:
             raise NoRoute("no carrier is configured")
         ctx = self._context(carrier, destination, source, inbound_bind)
@@ -209,7 +210,7 @@ class MTRouter:
             return None
         try:
             return MTContext(
-                destination_e164="+" + destination.removeprefix("+"),
+                destination_e164="+" + destination,  # routing speaks E.164
                 short_code=source,
                 carrier=carrier,
                 inbound_bind=inbound_bind,

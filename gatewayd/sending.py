@@ -7,30 +7,22 @@ source short code, queues the MT through the store and can wait for its final st
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.config import CarrierConfig, Config
-from gatewayd.store.enums import MTKind, MTStatus
-from gatewayd.store.messages import MTMessage
-from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.enums import MTKind
+from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.status import MTState, mt_state
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn
 from routing.errors import InvalidNumber
-from routing.numbers import country_of, normalise_msisdn
+from routing.numbers import country_of, normalise_msisdn, to_international
 
 
 class SendError(ValueError):
     """The MT cannot be queued as asked (unknown carrier, unreadable number, no carrier for it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FinalStatus:
-    mt_id: int
-    status: MTStatus
-    detail: str | None
 
 
 def pick_carrier(config: Config, e164: str, *, carrier: str | None, known: str | None) -> CarrierConfig:
@@ -72,7 +64,7 @@ async def queue_message(
         e164 = normalise_msisdn(to, default_country)
     except InvalidNumber as error:
         raise SendError(str(error)) from error
-    digits = e164.removeprefix("+")
+    digits = to_international(e164)
     async with sessions() as session, session.begin():
         subscriber = await get_subscriber_by_msisdn(session, digits)
         chosen = pick_carrier(
@@ -97,20 +89,13 @@ async def queue_message(
         )
 
 
-async def mt_status(sessions: async_sessionmaker[AsyncSession], mt_id: int) -> FinalStatus:
-    async with sessions() as session:
-        row = (
-            await session.execute(select(MTMessage.status, MTMessage.last_error).where(MTMessage.id == mt_id))
-        ).one()
-    return FinalStatus(mt_id, MTStatus(row.status), row.last_error)
-
-
-async def wait_final(
-    sessions: async_sessionmaker[AsyncSession], mt_id: int, *, poll: float = 0.2
-) -> FinalStatus:
-    """Poll the MT until it reaches a final status (the caller bounds the wait with a timeout)."""
+async def wait_final(sessions: async_sessionmaker[AsyncSession], mt_id: int, *, poll: float = 0.2) -> MTState:
+    """Poll the MT (queued by this process: it exists) until it reaches a final status (the caller
+    bounds the wait with a timeout)."""
     while True:
-        status = await mt_status(sessions, mt_id)
-        if status.status.is_final:
-            return status
+        async with sessions() as session:
+            state = await mt_state(session, mt_id)
+        assert state is not None, f"MT {mt_id} vanished"
+        if state.status.is_final:
+            return state
         await asyncio.sleep(poll)

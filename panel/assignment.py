@@ -11,7 +11,8 @@ what they hold and takes nothing new.
 Safe with several panel processes on one database: the online operators' account rows are locked
 (``FOR UPDATE`` on PostgreSQL; SQLite serializes writers with ``BEGIN IMMEDIATE``) before their load
 is counted, and each conversation is taken with ``UPDATE ... WHERE assigned_operator_id IS NULL``, so
-a conversation is never given twice and no operator goes over their limit.
+a conversation is never given twice and no operator goes over their limit (the statements:
+``gatewayd.store.repo_assignment``).
 """
 
 from __future__ import annotations
@@ -21,16 +22,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.events import Event
-from gatewayd.store.accounts import Account, Presence
+from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
-from gatewayd.store.conversations import Conversation
-from gatewayd.store.enums import ConversationStatus
-from panel.presence import absent_operators, announce_account_change, mark_left, present, touch_desk
+from gatewayd.store.repo_assignment import (
+    absent_operators,
+    close_held,
+    lock_online_operators,
+    mark_left,
+    open_counts,
+    release_held,
+    set_presence,
+    take_conversation,
+    touch_desk,
+    unassigned_waiting,
+)
+from panel.presence import announce_account_change, session_idle
 from panel.settings import PanelSettings
 
 logger = logging.getLogger(__name__)
@@ -81,73 +91,25 @@ class RoundRobin:
         return after + [operator_id for operator_id in ordered if operator_id <= self.last_operator_id]
 
 
-def is_overdue(waiting_since: datetime | None, now: datetime, policy: AssignmentPolicy) -> bool:
-    return waiting_since is not None and now - waiting_since > policy.overdue_after
-
-
-async def _lock_online_operators(session: AsyncSession, present: ColumnElement[bool]) -> dict[int, int]:
-    """{operator id: max open conversations} of the online operators at the desk, their rows locked
-    until commit."""
-    statement = (
-        select(Account.id, Account.max_open_conversations)
-        .where(Account.presence == Presence.ONLINE, present)
-        .order_by(Account.id)
-        .with_for_update()
-    )
-    return {row.id: row.max_open_conversations for row in await session.execute(statement)}
-
-
-async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dict[int, int]:
-    """Conversations not closed held by each operator."""
-    if not operator_ids:
-        return {}
-    statement = (
-        select(Conversation.assigned_operator_id, func.count())
-        .where(
-            Conversation.assigned_operator_id.in_(sorted(operator_ids)),
-            Conversation.status != ConversationStatus.CLOSED,
-        )
-        .group_by(Conversation.assigned_operator_id)
-    )
-    counts = {operator_id: 0 for operator_id in operator_ids}
-    for operator_id, count in await session.execute(statement):
-        if operator_id is not None:
-            counts[operator_id] = int(count)
-    return counts
-
-
-async def _unassigned_waiting(
-    session: AsyncSession, limit: int, conversation_ids: Sequence[int] | None
-) -> list[int]:
-    statement = (
-        select(Conversation.id)
-        .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
-        .order_by(Conversation.waiting_since, Conversation.id)
-        .limit(limit)
-    )
-    if conversation_ids is not None:
-        statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
-    return list((await session.execute(statement)).scalars())
-
-
 async def assign_waiting(
     session: AsyncSession,
     robin: RoundRobin,
     now: datetime,
     *,
     limit: int,
-    present: ColumnElement[bool],
+    grace: timedelta,
+    idle: timedelta,
     conversation_ids: Sequence[int] | None = None,
 ) -> list[Assignment]:
     """Hands waiting conversations nobody holds (all, or those among ``conversation_ids``) to the online
-    operators that are ``present`` (``panel.presence.present``) with free slots, oldest first. The
-    caller frames the transaction and publishes after committing."""
+    operators present at the desk (their desk seen within ``grace``, a session idle at most ``idle``)
+    with free slots, oldest first. The caller frames the transaction and publishes after committing."""
     if conversation_ids is not None and not conversation_ids:
         return []
-    waiting = await _unassigned_waiting(session, limit, conversation_ids)
+    waiting = await unassigned_waiting(session, limit, conversation_ids)
     if not waiting:
         return []
-    capacity = await _lock_online_operators(session, present)
+    capacity = await lock_online_operators(session, now, grace, idle)
     load = await open_counts(session, list(capacity))
     assignments: list[Assignment] = []
     for conversation_id in waiting:
@@ -155,16 +117,7 @@ async def assign_waiting(
         if not free:
             break
         operator_id = robin.turn_order(free)[0]
-        taken = await session.execute(
-            update(Conversation)
-            .where(
-                Conversation.id == conversation_id,
-                Conversation.assigned_operator_id.is_(None),
-                Conversation.status != ConversationStatus.CLOSED,
-            )
-            .values(assigned_operator_id=operator_id)
-        )
-        if getattr(taken, "rowcount", 0) != 1:  # another panel took it first
+        if not await take_conversation(session, conversation_id, operator_id):  # another panel took it first
             continue
         robin.last_operator_id = operator_id
         load[operator_id] += 1
@@ -172,30 +125,12 @@ async def assign_waiting(
     return assignments
 
 
-async def release_held(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
+async def give_back(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
     """Gives back every conversation ``operator_id`` holds that is not closed: nobody would answer it."""
-    held = (
-        select(Conversation.id)
-        .where(
-            Conversation.assigned_operator_id == operator_id,
-            Conversation.status != ConversationStatus.CLOSED,
-        )
-        .order_by(Conversation.id)
-    )
-    released: list[Assignment] = []
-    for conversation_id in list((await session.execute(held)).scalars()):
-        result = await session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
-            .values(assigned_operator_id=None)
-        )
-        if getattr(result, "rowcount", 0) == 1:
-            released.append(Assignment(conversation_id, None, operator_id, now))
-    return released
-
-
-async def set_presence(session: AsyncSession, account_id: int, presence: Presence) -> None:
-    await session.execute(update(Account).where(Account.id == account_id).values(presence=presence))
+    return [
+        Assignment(conversation_id, None, operator_id, now)
+        for conversation_id in await release_held(session, operator_id)
+    ]
 
 
 class AssignmentService:
@@ -217,9 +152,6 @@ class AssignmentService:
         self.settings = settings
         self.robin = RoundRobin()
 
-    def _present(self, now: datetime) -> ColumnElement[bool]:
-        return present(now, self.policy.presence_grace, self.settings)
-
     async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
         now = utcnow()
         async with self.sessionmaker() as session, session.begin():
@@ -228,7 +160,8 @@ class AssignmentService:
                 self.robin,
                 now,
                 limit=self.policy.batch,
-                present=self._present(now),
+                grace=self.policy.presence_grace,
+                idle=session_idle(self.settings),
                 conversation_ids=conversation_ids,
             )
         await self.publish(done)
@@ -243,7 +176,7 @@ class AssignmentService:
             await touch_desk(session, account_id, now)
             released = []
             if presence is Presence.OFFLINE:
-                released = await release_held(session, account_id, now)
+                released = await give_back(session, account_id, now)
         await self.publish(released)
         return released + await self.assign()
 
@@ -252,13 +185,14 @@ class AssignmentService:
         they hold, announces each on the bus, then hands out what waits. Returns the changes of hands."""
         now = utcnow()
         grace = self.policy.presence_grace
+        idle = session_idle(self.settings)
         async with self.sessionmaker() as session:
-            absent = await absent_operators(session, now, grace, self.settings, account_ids)
+            absent = await absent_operators(session, now, grace, idle, account_ids)
         released: list[Assignment] = []
         for account_id in absent:
             async with self.sessionmaker() as session, session.begin():
-                left = await mark_left(session, account_id, now, grace, self.settings)
-                given_back = await release_held(session, account_id, now) if left else []
+                left = await mark_left(session, account_id, now, grace, idle)
+                given_back = await give_back(session, account_id, now) if left else []
             if left:
                 logger.info("presence.left account_id=%s released=%d", account_id, len(given_back))
                 await self.publish(given_back)
@@ -271,16 +205,7 @@ class AssignmentService:
     async def close(self, conversation_id: int, operator_id: int) -> bool:
         """Closes a conversation its operator holds, then fills the freed slot."""
         async with self.sessionmaker() as session, session.begin():
-            result = await session.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == conversation_id,
-                    Conversation.assigned_operator_id == operator_id,
-                    Conversation.status != ConversationStatus.CLOSED,
-                )
-                .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=utcnow())
-            )
-        closed = getattr(result, "rowcount", 0) == 1
+            closed = await close_held(session, conversation_id, operator_id, utcnow())
         if closed:
             await self.assign()
         return closed

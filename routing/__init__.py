@@ -24,7 +24,14 @@ from routing.errors import (
     RoutingError,
 )
 from routing.keywords import KeywordKind, KeywordMatch, KeywordSet, default_keywords, service_keyword
-from routing.numbers import NumberStyle, country_of, format_for_carrier, normalise_msisdn, to_national
+from routing.numbers import (
+    NumberStyle,
+    country_of,
+    format_for_carrier,
+    normalise_msisdn,
+    to_international,
+    to_national,
+)
 from routing.quirks import CarrierQuirks, apply_mt, normalise_mo_source
 from routing.rules import MORoute, MTRoute
 from routing.table import MODecision, MORoutingTable, MTDecision, MTRoutingTable
@@ -61,5 +68,6 @@ __all__ = [
     "normalise_msisdn",
     "render_template",
     "service_keyword",
+    "to_international",
     "to_national",
 ]

@@ -304,13 +304,20 @@ def to_national(e164: str) -> str:
     return plan.national_prefix + nsn
 
 
+def to_international(e164: str) -> str:
+    """The number without its '+', country code first: '+34600111222' -> '34600111222' (how SMPP writes
+    an address of TON 1, and how the gateway keeps a subscriber's number)."""
+    _require_e164(e164)
+    return e164[1:]
+
+
 def format_for_carrier(e164: str, style: NumberStyle) -> str:
     """The number written the way a carrier wants it in destination_addr."""
-    _require_e164(e164)
     if style is NumberStyle.E164:
+        _require_e164(e164)
         return e164
     if style is NumberStyle.INTERNATIONAL:
-        return e164[1:]
+        return to_international(e164)
     return to_national(e164)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from simulator.counters import Counters
 from simulator.events import EventHub
-from simulator.faults import FaultState, TokenBucket
+from simulator.faults import FaultState, carrier_bucket
 from simulator.mo import MOMessage
 from simulator.mtstore import MTPDU, MTRecord, MTStore
 from simulator.pdu_json import as_message, message_content
@@ -177,7 +177,7 @@ class Carrier:
 
     def apply_profile(self, profile: CarrierProfile) -> None:
         self.profile = profile
-        self.bucket = None if profile.tps is None else TokenBucket(profile.tps, self.clock())
+        self.bucket = None if profile.tps is None else carrier_bucket(profile.tps, self.clock())
         self.receipt_plan = ReceiptPlan(profile)
         self.hex_ids = profile.message_id_format == "hex"
         self.allowed_bind_types = profile.allowed_bind_types
@@ -247,7 +247,7 @@ class Carrier:
         command_id = pdu.command_id
         if command_id == _SUBMIT_SM:  # nearly every request
             bucket = self.bucket
-            if bucket is not None and not bucket.take(self.clock()):
+            if bucket is not None and bucket.take(self.clock()) > 0.0:  # no token: throttled
                 self.counters.mt_rejected += 1
                 return _error(pdu, CommandStatus.ESME_RTHROTTLED)
             assert isinstance(pdu, SubmitSM)
@@ -257,7 +257,7 @@ class Carrier:
             )
         if command_id in _SUBMITS:
             bucket = self.bucket
-            if bucket is not None and not bucket.take(self.clock()):
+            if bucket is not None and bucket.take(self.clock()) > 0.0:  # no token: throttled
                 self.counters.mt_rejected += 1
                 return _error(pdu, CommandStatus.ESME_RTHROTTLED)
             if command_id == _DATA_SM:
@@ -303,7 +303,7 @@ class Carrier:
             return GenericNack(sequence_number=pdu.sequence_number, command_status=CommandStatus.ESME_RSYSERR)
         now = self.clock()
         response: PDU
-        if pdu.command_id in _SUBMITS and faults.throttle is not None and not faults.throttle.take(now):
+        if pdu.command_id in _SUBMITS and faults.throttle is not None and faults.throttle.take(now) > 0.0:
             self.counters.mt_rejected += 1
             response = _error(pdu, CommandStatus.ESME_RTHROTTLED)
         elif pdu.command_id in _SUBMITS and faults.queue_full(now):

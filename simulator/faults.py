@@ -25,6 +25,7 @@ from typing_extensions import TypedDict  # pydantic reads its annotations on Pyt
 
 from settingsfile import Number, Seconds, Settings
 from simulator.errors import SettingsError
+from smpp.aio.throttle import TokenBucket
 from smpp.constants import CommandStatus, status_name
 
 
@@ -126,27 +127,9 @@ class ActiveFaults(TypedDict):
     ignore_enquire_link: bool
 
 
-class TokenBucket:
-    """``rate`` tokens per second, bursts up to one second's worth; time is passed in (monotonic)."""
-
-    __slots__ = ("rate", "capacity", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        tokens = self._tokens + (now - self._stamp) * self.rate
-        self._stamp = now
-        if tokens > self.capacity:
-            tokens = self.capacity
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return True
-        self._tokens = tokens
-        return False
+def carrier_bucket(tps: float, now: float) -> TokenBucket:
+    """A carrier's submit rate: ``tps`` per second, bursts up to one second's worth, the first at once."""
+    return TokenBucket(tps, max(1.0, tps), now=now, full=True)
 
 
 class FaultState:
@@ -177,7 +160,7 @@ class FaultState:
         if throttle is not None and tps is None:
             raise SettingsError('throttle: the carrier has no tps in its profile; give throttle: {"tps": N}')
         if "throttle" in given:
-            self.throttle = None if tps is None else TokenBucket(tps, 0.0)
+            self.throttle = None if tps is None else carrier_bucket(tps, 0.0)  # full whenever first asked
         if "msgqful" in given:
             full = patch.msgqful
             self.msgqful_remaining = 0 if full is None else full.count

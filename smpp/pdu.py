@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from smpp._fastinit import fast_init
-from smpp.constants import INTERFACE_VERSION_34, RESPONSE_BIT, CommandID
+from smpp.constants import INTERFACE_VERSION_34, CommandID
 from smpp.tlv import EMPTY_TLVS, TLVs
 
 
@@ -24,10 +24,6 @@ class PDU:
 
     sequence_number: int = 0
     command_status: int = 0
-
-    @property
-    def is_response(self) -> bool:
-        return bool(self.command_id & RESPONSE_BIT)
 
 
 # --- session management ---------------------------------------------------------------------------

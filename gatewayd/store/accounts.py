@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, case, delete, select
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gatewayd.store._dialect import table_of, upsert_insert
-from gatewayd.store.base import Base, utcnow
+from gatewayd.store.base import Base, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -130,22 +129,25 @@ async def get_login_throttle(session: AsyncSession, username: str) -> LoginThrot
     return await session.get(LoginThrottle, username)
 
 
+# The same statement on SQLite and PostgreSQL: both speak INSERT ... ON CONFLICT DO UPDATE alike.
+_RECORD_LOGIN_FAILURE = text(
+    """
+    INSERT INTO login_throttles (username, failures, last_failure_at) VALUES (:username, 1, :now)
+    ON CONFLICT (username) DO UPDATE SET
+        failures = CASE WHEN login_throttles.last_failure_at >= :forget_before
+                        THEN login_throttles.failures + 1 ELSE 1 END,
+        last_failure_at = :now
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("forget_before", type_=UTCDateTime()))
+
+
 async def record_login_failure(
     session: AsyncSession, username: str, now: datetime, *, forget_before: datetime
 ) -> None:
     """One more failure under ``username``; failures from before ``forget_before`` no longer count.
     One statement, so concurrent failures under one name all count."""
-    table = table_of(LoginThrottle)
-    statement = upsert_insert(session, table).values(username=username, failures=1, last_failure_at=now)
-    recent = table.c.last_failure_at >= forget_before
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c.username],
-            set_={
-                "failures": case((recent, table.c.failures + 1), else_=1),
-                "last_failure_at": now,
-            },
-        )
+        _RECORD_LOGIN_FAILURE, {"username": username, "now": now, "forget_before": forget_before}
     )
 
 

@@ -90,12 +90,3 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return async_sessionmaker(engine.execution_options(**options), expire_on_commit=False)
-
-
-def concurrent_writers(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """How many write transactions of one pipeline may usefully run at once: two on PostgreSQL (one
-    commits while the next is written), one on SQLite (a single writer: a second would only queue)."""
-    bind = sessions.kw.get("bind")
-    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-        return 2
-    return 1

@@ -88,7 +88,7 @@ class MOPart(Base):
     carrier: Mapped[str] = mapped_column(String(32))
     bind_name: Mapped[str | None] = mapped_column(String(64), default=None)
     country: Mapped[str | None] = mapped_column(String(2), default=None)
-    #: The subscriber in E.164 ('+34600111222'), as the assembled MO needs it.
+    #: The subscriber as E.164 digits without '+' ('34600111222'), as every table holds numbers.
     msisdn: Mapped[str] = mapped_column(String(20))
     short_code: Mapped[str] = mapped_column(String(16))
     reference: Mapped[int]

@@ -1,20 +1,22 @@
-"""Conversations: race-safe get-or-open, the waiting/open transitions, assignment to an operator."""
+"""Conversations: race-safe get-or-open, the waiting/open transitions (who holds one: see
+``repo_assignment``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
 from gatewayd.store._pg_ingest import open_conversations
+from gatewayd.store._tables import table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
-from gatewayd.store.errors import NotFound
 
 CONVERSATIONS = table_of(Conversation)
 
@@ -31,16 +33,60 @@ class ConversationKey:
     last_mo_at: datetime | None = None
 
 
-async def get_or_open_conversations(
-    session: AsyncSession, keys: Sequence[ConversationKey], now: datetime
-) -> dict[tuple[int, str], int]:
-    """The id of the not-closed conversation of each (subscriber_id, short_code), opening those that
-    have none. Race-safe: a partial unique index allows one active conversation per pair, and the
-    insert is ``ON CONFLICT DO NOTHING`` followed by a select."""
-    wanted = {(key.subscriber_id, key.short_code): key for key in keys}
-    if not wanted:
-        return {}
-    if dialect_name(session) == "postgresql":
+class ConversationOpening(ABC):
+    """The active conversation of each (subscriber, short code) an MO batch names, opened if need be."""
+
+    async def get_or_open(
+        self, session: AsyncSession, keys: Sequence[ConversationKey], now: datetime
+    ) -> dict[tuple[int, str], int]:
+        """The id of the not-closed conversation of each (subscriber_id, short_code), opening those
+        that have none. Race-safe: a partial unique index allows one active conversation per pair, and
+        the insert is ``ON CONFLICT DO NOTHING`` followed by a select."""
+        wanted = {(key.subscriber_id, key.short_code): key for key in keys}
+        if not wanted:
+            return {}
+        return await self._open(session, wanted, now)
+
+    @abstractmethod
+    async def _open(
+        self, session: AsyncSession, wanted: Mapping[tuple[int, str], ConversationKey], now: datetime
+    ) -> dict[tuple[int, str], int]:
+        """:meth:`get_or_open` of one key per pair."""
+
+
+class SQLiteConversationOpening(ConversationOpening):
+    """A SELECT, an executemany INSERT ... ON CONFLICT DO NOTHING of those missing, a SELECT of them."""
+
+    async def _open(
+        self, session: AsyncSession, wanted: Mapping[tuple[int, str], ConversationKey], now: datetime
+    ) -> dict[tuple[int, str], int]:
+        pairs = sorted(wanted)
+        found = await _active(session, pairs)
+        missing = [pair for pair in pairs if pair not in found]
+        if missing:
+            rows = [
+                {
+                    "subscriber_id": pair[0],
+                    "short_code": pair[1],
+                    "service": wanted[pair].service,
+                    "status": ConversationStatus.WAITING,
+                    "opened_at": now,
+                    "waiting_since": wanted[pair].first_mo_at,
+                    "last_mo_at": wanted[pair].last_mo_at,
+                }
+                for pair in missing
+            ]
+            await session.execute(sqlite.insert(CONVERSATIONS).on_conflict_do_nothing(), rows)
+            found.update(await _active(session, missing))
+        return found
+
+
+class PostgreSQLConversationOpening(ConversationOpening):
+    """One array statement opens the missing and reads back every pair."""
+
+    async def _open(
+        self, session: AsyncSession, wanted: Mapping[tuple[int, str], ConversationKey], now: datetime
+    ) -> dict[tuple[int, str], int]:
         return await open_conversations(
             session,
             [
@@ -49,35 +95,6 @@ async def get_or_open_conversations(
             ],
             now,
         )
-    pairs = sorted(wanted)
-    found = await _active(session, pairs)
-    missing = [pair for pair in pairs if pair not in found]
-    if missing:
-        rows = [
-            {
-                "subscriber_id": pair[0],
-                "short_code": pair[1],
-                "service": wanted[pair].service,
-                "status": ConversationStatus.WAITING,
-                "opened_at": now,
-                "waiting_since": wanted[pair].first_mo_at,
-                "last_mo_at": wanted[pair].last_mo_at,
-            }
-            for pair in missing
-        ]
-        await session.execute(upsert_insert(session, CONVERSATIONS).on_conflict_do_nothing(), rows)
-        found.update(await _active(session, missing))
-    return found
-
-
-async def get_or_open_conversation(
-    session: AsyncSession, subscriber_id: int, short_code: str, now: datetime, *, service: str | None = None
-) -> Conversation:
-    ids = await get_or_open_conversations(session, [ConversationKey(subscriber_id, short_code, service)], now)
-    conversation = await session.get(Conversation, ids[(subscriber_id, short_code)])
-    if conversation is None:  # deleted between the two statements (erasure): surface it
-        raise NotFound(f"conversation of subscriber {subscriber_id} on {short_code} vanished")
-    return conversation
 
 
 async def _active(session: AsyncSession, pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -133,23 +150,4 @@ async def note_reply(session: AsyncSession, conversation_id: int, now: datetime)
         update(table)
         .where(and_(table.c.id == conversation_id, table.c.status != ConversationStatus.CLOSED))
         .values(status=ConversationStatus.OPEN, waiting_since=None, last_mt_at=now)
-    )
-
-
-async def assign_conversation(session: AsyncSession, conversation_id: int, operator_id: int | None) -> None:
-    """(Re)assigns to an operator, or unassigns with None. NotFound if the conversation does not exist."""
-    result = await session.execute(
-        update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.id == conversation_id)
-        .values(assigned_operator_id=operator_id)
-    )
-    if not getattr(result, "rowcount", 0):
-        raise NotFound(f"no conversation {conversation_id}")
-
-
-async def close_conversation(session: AsyncSession, conversation_id: int, now: datetime) -> None:
-    await session.execute(
-        update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.id == conversation_id)
-        .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=now)
     )

@@ -1,6 +1,6 @@
 """MOs: durable batch ingestion with redelivery detection, and the manual's message variables.
 
-The MO pipeline calls :func:`ingest_mos` once per group-commit batch: a handful of bulk statements
+The MO pipeline calls :meth:`MOIngest.ingest` once per group-commit batch: a handful of bulk statements
 whatever the batch size (subscribers upserted, conversations opened, MOs inserted but redeliveries,
 counters touched), then commits.
 
@@ -14,9 +14,9 @@ is new, however alike: the same text twice is two MOs.
 
 from __future__ import annotations
 
-import hashlib
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,49 +24,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import dialect_name, table_of
 from gatewayd.store._pg_ingest import CHECK_REDELIVERY, insert_mos
+from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
-from gatewayd.store.repo_conversations import ConversationKey, get_or_open_conversations, note_mos
-from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, upsert_subscribers
+from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
+from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
 MO_UNCONFIRMED = table_of(MOUnconfirmed)
-#: Keys per IN (...) list: far below SQLite's bind-parameter limit.
-_KEYS_PER_QUERY = 900
 SUBSCRIBERS = table_of(Subscriber)
 #: How long after an MO whose answer is unconfirmed the same content counts as its redelivery: an SMSC
 #: sends it again once the bind is back (seconds), or after a daemon restart (minutes). Longer would
 #: only risk taking a subscriber's real repeat for one, should their first MO's answer be in doubt.
 REDELIVERY_WINDOW = timedelta(minutes=10)
-
-
-def mo_dedup_key(
-    carrier: str,
-    source: str,
-    destination: str,
-    *,
-    smsc_message_id: str | None = None,
-    smsc_timestamp: str | None = None,
-    content: bytes | str | None = None,
-) -> str:
-    """The identity of an MO, so a redelivery (after a lost deliver_sm_resp) is stored once.
-
-    With the SMSC's message id: carrier + source + destination + id. Without it: carrier + source +
-    destination + the SMSC's timestamp (e.g. the deliver_sm's schedule/validity field or a vendor TLV)
-    + a hash of the content; ``smsc_timestamp`` is required then, or two identical texts sent on
-    purpose would be taken for one.
-    """
-    if smsc_message_id:
-        fields = ["id", carrier, source, destination, smsc_message_id]
-    else:
-        if not smsc_timestamp or content is None:
-            raise ValueError("an MO without an SMSC message id needs smsc_timestamp and content")
-        body = content.encode("utf-8") if isinstance(content, str) else content
-        fields = ["content", carrier, source, destination, smsc_timestamp, hashlib.sha256(body).hexdigest()]
-    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
 
 
 # Built per MO on the ingest path: a plain slotted dataclass builds several times faster than a frozen one.
@@ -129,8 +101,7 @@ async def open_answers(session: AsyncSession, binds: Sequence[str | None], now: 
 
 async def confirm_answers(session: AsyncSession, answer_ids: Sequence[int]) -> None:
     """These answers reached the SMSC: their MOs are no longer matched by later ones."""
-    for start in range(0, len(answer_ids), _KEYS_PER_QUERY):
-        chunk = answer_ids[start : start + _KEYS_PER_QUERY]
+    for chunk in chunks(answer_ids):
         await session.execute(delete(MO_UNCONFIRMED).where(MO_UNCONFIRMED.c.id.in_(chunk)))
 
 
@@ -140,55 +111,108 @@ async def forget_unconfirmed(session: AsyncSession, before: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def ingest_mos(session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
-    """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in order."""
-    if not mos:
-        return []
-    since = now - REDELIVERY_WINDOW
-    first_of_key: dict[str, NewMO] = {}
-    for mo in mos:
-        first_of_key.setdefault(mo.dedup_key, mo)
-    # A subscriber or conversation this batch creates starts with its figures of the batch already set,
-    # so the MO statement does not rewrite rows it just inserted.
-    subscribers = await upsert_subscribers(session, _subscribers_seen(mos, first_of_key.values()), now)
-    keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
-    conversations = await get_or_open_conversations(session, keys, now)
-    conversation_ids = [
-        conversations.get((subscribers[mo.msisdn].id, mo.short_code)) if mo.opens_conversation else None
-        for mo in mos
-    ]
-    rows = {
-        mo.dedup_key: _row(mo, subscribers[mo.msisdn].id, conversation_id)
-        for mo, conversation_id in zip(mos, conversation_ids, strict=True)
-        if first_of_key[mo.dedup_key] is mo
-    }
-    on_postgresql = dialect_name(session) == "postgresql"
-    if on_postgresql:  # counters and conversations are updated by the same statement
+class MOIngest(ABC):
+    """Stores MO batches: subscribers upserted, conversations opened, MOs inserted but redeliveries,
+    counters and waiting marks touched."""
+
+    def __init__(self, subscribers: SubscriberUpserts, conversations: ConversationOpening) -> None:
+        self._subscribers = subscribers
+        self._conversations = conversations
+
+    async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+        """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in
+        order."""
+        if not mos:
+            return []
+        since = now - REDELIVERY_WINDOW
+        first_of_key: dict[str, NewMO] = {}
+        for mo in mos:
+            first_of_key.setdefault(mo.dedup_key, mo)
+        # A subscriber or conversation this batch creates starts with its figures of the batch already
+        # set, so the MO statement does not rewrite rows it just inserted.
+        subscribers = await self._subscribers.upsert(
+            session, _subscribers_seen(mos, first_of_key.values()), now
+        )
+        keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
+        conversations = await self._conversations.get_or_open(session, keys, now)
+        conversation_ids = [
+            conversations.get((subscribers[mo.msisdn].id, mo.short_code)) if mo.opens_conversation else None
+            for mo in mos
+        ]
+        rows = {
+            mo.dedup_key: _row(mo, subscribers[mo.msisdn].id, conversation_id)
+            for mo, conversation_id in zip(mos, conversation_ids, strict=True)
+            if first_of_key[mo.dedup_key] is mo
+        }
+        inserted = await self._insert(session, rows, subscribers, since)
+        results: list[IngestedMO] = []
+        claimed: set[str] = set()
+        for mo, conversation_id in zip(mos, conversation_ids, strict=True):
+            # A dedup key repeated inside the batch is new only at its first occurrence.
+            mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
+            claimed.add(mo.dedup_key)
+            results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
+        await self._count(session, [result for result in results if result.mo_id is not None])
+        return results
+
+    @abstractmethod
+    async def _insert(
+        self,
+        session: AsyncSession,
+        rows: Mapping[str, dict[str, object]],
+        subscribers: Mapping[str, SubscriberRef],
+        since: datetime,
+    ) -> dict[str, int]:
+        """Inserts the rows (by unique dedup key) but the redeliveries of MOs received since ``since``;
+        returns {dedup_key: id} of those inserted."""
+
+    @abstractmethod
+    async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
+        """The new MOs counted on their subscribers, their conversations marked waiting."""
+
+
+class SQLiteMOIngest(MOIngest):
+    """Redeliveries looked up first, the others inserted; then the counters and waiting marks, by
+    executemany UPDATEs."""
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        rows: Mapping[str, dict[str, object]],
+        subscribers: Mapping[str, SubscriberRef],
+        since: datetime,
+    ) -> dict[str, int]:
+        return await _insert_new(session, list(rows.values()), since)
+
+    async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
+        await _touch_subscribers(session, new)
+        await note_mos(
+            session,
+            [
+                (result.conversation_id, result.mo.received_at)
+                for result in new
+                if result.conversation_id is not None
+            ],
+        )
+
+
+class PostgreSQLMOIngest(MOIngest):
+    """One array statement inserts the MOs but the redeliveries and updates the counters and waiting
+    marks of the new ones (minus what a subscriber's creation counted already)."""
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        rows: Mapping[str, dict[str, object]],
+        subscribers: Mapping[str, SubscriberRef],
+        since: datetime,
+    ) -> dict[str, int]:
         counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
-        inserted = await insert_mos(session, [rows[key] for key in sorted(rows)], since, counted)
-    else:
-        inserted = await _insert_new(session, list(rows.values()), since)
-    results: list[IngestedMO] = []
-    claimed: set[str] = set()
-    for mo, conversation_id in zip(mos, conversation_ids, strict=True):
-        # A dedup key repeated inside the batch is new only at its first occurrence.
-        mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
-        claimed.add(mo.dedup_key)
-        results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
-    if on_postgresql:
-        return results
-    new = [result for result in results if result.mo_id is not None]
-    await _touch_subscribers(session, new)
-    await note_mos(
-        session,
-        [
-            (result.conversation_id, result.mo.received_at)
-            for result in new
-            if result.conversation_id is not None
-        ],
-    )
-    return results
+        return await insert_mos(session, [rows[key] for key in sorted(rows)], since, counted)
+
+    async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
+        """Nothing left: the insert statement counted them."""
 
 
 def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> list[SubscriberSeen]:
@@ -272,11 +296,11 @@ async def unconfirmed_keys(
     """{key: row id} for the keys among ``keys`` of rows of ``table`` (MOs or MO parts) received since
     ``since`` whose answer is unconfirmed: what comes with such a key is that row's redelivery."""
     found: dict[str, int] = {}
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
+    for chunk in chunks(keys):
         rows = await session.execute(
             select(table.c.dedup_key, table.c.id)
             .join(MO_UNCONFIRMED, MO_UNCONFIRMED.c.id == table.c.answer_id)
-            .where(table.c.dedup_key.in_(keys[start : start + _KEYS_PER_QUERY]), table.c.received_at >= since)
+            .where(table.c.dedup_key.in_(chunk), table.c.received_at >= since)
         )
         found.update({row.dedup_key: row.id for row in rows})
     return found

@@ -1,7 +1,7 @@
 """The parts of long MOs: stored one by one as they come, read back to assemble their message.
 
 Each part is stored in the group commit that answers it, so an SMSC that waits for one answer before
-sending the next part is answered at once. The caller locks the messages (:func:`lock_part_sets`)
+sending the next part is answered at once. The caller locks the messages (:meth:`MOPartLocks.lock`)
 before it stores parts or reads them back, so that two transactions storing the last parts of one
 message at the same time (two binds, two daemons) see each other's part, one after the other: the
 second finds the message complete, and assembles it once.
@@ -10,6 +10,7 @@ second finds the message complete, and assembles it once.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,19 +19,17 @@ from datetime import datetime
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import dialect_name, table_of
+from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.messages import MOPart, MOUnconfirmed
 from gatewayd.store.repo_mo import REDELIVERY_WINDOW, take_answers
 
 MO_PARTS = table_of(MOPart)
 MO_UNCONFIRMED = table_of(MOUnconfirmed)
-#: Keys per IN (...) list: far below SQLite's bind-parameter limit.
-_KEYS_PER_QUERY = 900
 
 
 @dataclass(slots=True)
 class NewPart:
-    """One part to store; ``msisdn`` in E.164, ``answer_id`` from ``open_answers``."""
+    """One part to store; ``msisdn`` as E.164 digits without '+', ``answer_id`` from ``open_answers``."""
 
     set_key: str
     dedup_key: str
@@ -67,16 +66,31 @@ class StoredPart:
     received_at: datetime
 
 
-async def lock_part_sets(session: AsyncSession, set_keys: Sequence[str]) -> None:
-    """Hold these messages until the transaction ends (PostgreSQL; SQLite has one writer already).
-    Always in the same order, so that transactions wanting several never wait on each other in a ring."""
-    if dialect_name(session) != "postgresql" or not set_keys:
-        return
-    locks = sorted({_lock_id(key) for key in set_keys})
-    connection = await session.connection()
-    await connection.exec_driver_sql(
-        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k", (locks,)
-    )
+class MOPartLocks(ABC):
+    """Holding the messages whose parts a transaction stores or reads back, until it ends."""
+
+    @abstractmethod
+    async def lock(self, session: AsyncSession, set_keys: Sequence[str]) -> None:
+        """Holds these messages until the transaction ends. Always in the same order, so that
+        transactions wanting several never wait on each other in a ring."""
+
+
+class SQLiteMOPartLocks(MOPartLocks):
+    async def lock(self, session: AsyncSession, set_keys: Sequence[str]) -> None:
+        """Nothing to do: SQLite has one writer already (transactions begin IMMEDIATE)."""
+
+
+class PostgreSQLMOPartLocks(MOPartLocks):
+    """Transaction-level advisory locks, one per message, in key order."""
+
+    async def lock(self, session: AsyncSession, set_keys: Sequence[str]) -> None:
+        if not set_keys:
+            return
+        locks = sorted({_lock_id(key) for key in set_keys})
+        connection = await session.connection()
+        await connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k", (locks,)
+        )
 
 
 def _lock_id(set_key: str) -> int:
@@ -113,10 +127,10 @@ async def _redelivered(session: AsyncSession, keys: Sequence[str], since: dateti
     """{key: part id} of the parts stored already: waiting for their message, or answered unconfirmed."""
     found: dict[str, int] = {}
     unconfirmed = select(MO_UNCONFIRMED.c.id).where(MO_UNCONFIRMED.c.id == MO_PARTS.c.answer_id).exists()
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
+    for chunk in chunks(keys):
         rows = await session.execute(
             select(MO_PARTS.c.dedup_key, MO_PARTS.c.id).where(
-                MO_PARTS.c.dedup_key.in_(keys[start : start + _KEYS_PER_QUERY]),
+                MO_PARTS.c.dedup_key.in_(chunk),
                 MO_PARTS.c.received_at >= since,
                 or_(MO_PARTS.c.mo_id.is_(None), unconfirmed),
             )
@@ -149,7 +163,7 @@ async def waiting_parts(session: AsyncSession, set_keys: Sequence[str]) -> dict[
     within a part number)."""
     found: dict[str, list[StoredPart]] = defaultdict(list)
     ordered = sorted(set(set_keys))
-    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+    for chunk in chunks(ordered):
         rows = await session.execute(
             select(
                 MO_PARTS.c.id,
@@ -166,9 +180,7 @@ async def waiting_parts(session: AsyncSession, set_keys: Sequence[str]) -> dict[
                 MO_PARTS.c.payload,
                 MO_PARTS.c.received_at,
             )
-            .where(
-                MO_PARTS.c.set_key.in_(ordered[start : start + _KEYS_PER_QUERY]), MO_PARTS.c.mo_id.is_(None)
-            )
+            .where(MO_PARTS.c.set_key.in_(chunk), MO_PARTS.c.mo_id.is_(None))
             .order_by(MO_PARTS.c.set_key, MO_PARTS.c.part_no, MO_PARTS.c.id)
         )
         for row in rows:

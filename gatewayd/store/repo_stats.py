@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import table_of
+from gatewayd.store._tables import table_of
 from gatewayd.store.messages import MOMessage, MTMessage
 
 MO_MESSAGES = table_of(MOMessage)

@@ -1,39 +1,30 @@
-"""Subscribers: race-safe bulk upsert by MSISDN, look-ups, opt-out, ban and session reset."""
+"""Subscribers: race-safe bulk upsert by MSISDN, look-ups, opt-out, ban and session reset.
+
+A subscriber's number is held as E.164 digits without '+' (``34600111222``), as everywhere in the
+daemon and the store: the '+' belongs to the edges that show or parse numbers.
+"""
 
 from __future__ import annotations
 
 import base64
-import re
 import secrets
-from collections.abc import Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._dialect import dialect_name, table_of, upsert_insert
 from gatewayd.store._pg_ingest import insert_subscribers
+from gatewayd.store._tables import table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.errors import NotFound
 from gatewayd.store.subscribers import Subscriber
 
-_MSISDN_RE = re.compile(r"^[1-9][0-9]{5,14}$")
 _CLIENT_ID_ATTEMPTS = 5
 SUBSCRIBERS = table_of(Subscriber)
-
-
-def normalize_msisdn(text: str) -> str:
-    """E.164 digits without ``+``: strips spaces, dashes, a leading ``+`` or ``00``. ValueError if the
-    result is not 6-15 digits starting with a non-zero country code."""
-    digits = re.sub(r"[\s\-().]", "", text)
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    if not _MSISDN_RE.match(digits):
-        raise ValueError(f"not an international MSISDN: {text!r}")
-    return digits
 
 
 def new_client_id() -> str:
@@ -87,89 +78,110 @@ _REF_COLUMNS = (
 )
 
 
-async def upsert_subscribers(
-    session: AsyncSession, seen: Sequence[SubscriberSeen], now: datetime
-) -> dict[str, SubscriberRef]:
-    """Creates the subscribers not known yet and returns every one by MSISDN.
+class SubscriberUpserts(ABC):
+    """Creating the subscribers an MO batch names, in bulk."""
 
-    Race-safe across daemons: ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``; rows are inserted
-    in MSISDN order so concurrent batches cannot deadlock. A changed carrier or country (number
-    portability) is updated. Later entries for the same MSISDN win.
-    """
-    wanted: dict[str, SubscriberSeen] = {item.msisdn: item for item in seen}
-    if not wanted:
-        return {}
-    found: dict[str, SubscriberRef] = {}
-    missing = sorted(wanted)
-    on_postgresql = dialect_name(session) == "postgresql"
-    for _ in range(_CLIENT_ID_ATTEMPTS):
-        if on_postgresql:
-            # One statement inserts and reads back; what it could not see is read again below.
-            rows = await insert_subscribers(
-                session,
-                [
-                    (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
-                    for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
-                    for item in (wanted[msisdn],)
-                ],
-                now,
-            )
-            found.update(
-                (
-                    row.msisdn,
-                    SubscriberRef(
-                        row.id,
-                        row.client_id,
-                        row.msisdn,
-                        row.carrier,
-                        row.country,
-                        row.opted_out,
-                        row.banned,
-                        row.counted,
-                    ),
-                )
-                for row in rows
-            )
-            unseen = [msisdn for msisdn in missing if msisdn not in found]
-            if unseen:
-                found.update(await _refs_by_msisdn(session, unseen))
+    async def upsert(
+        self, session: AsyncSession, seen: Sequence[SubscriberSeen], now: datetime
+    ) -> dict[str, SubscriberRef]:
+        """Creates the subscribers not known yet and returns every one by MSISDN.
+
+        Race-safe across daemons: ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``; rows are
+        inserted in MSISDN order so concurrent batches cannot deadlock. A changed carrier or country
+        (number portability) is updated. Later entries for the same MSISDN win.
+        """
+        wanted: dict[str, SubscriberSeen] = {item.msisdn: item for item in seen}
+        if not wanted:
+            return {}
+        found: dict[str, SubscriberRef] = {}
+        missing = sorted(wanted)
+        for _ in range(_CLIENT_ID_ATTEMPTS):
+            found.update(await self._insert(session, wanted, missing, now))
+            # Anything still missing lost a client_id collision: try again with fresh IDs.
+            missing = [msisdn for msisdn in missing if msisdn not in found]
+            if not missing:
+                break
         else:
-            await session.execute(
-                upsert_insert(session, SUBSCRIBERS).on_conflict_do_nothing(),
-                [
-                    {
-                        "client_id": client_id,
-                        "msisdn": msisdn,
-                        "carrier": wanted[msisdn].carrier,
-                        "country": wanted[msisdn].country,
-                        "first_seen": now,
-                        "last_seen": now,
-                    }
-                    for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
-                ],
+            raise RuntimeError(f"could not allocate client IDs for {len(missing)} subscriber(s)")
+        await _update_carriers(session, wanted, found)
+        return found
+
+    @abstractmethod
+    async def _insert(
+        self,
+        session: AsyncSession,
+        wanted: Mapping[str, SubscriberSeen],
+        missing: Sequence[str],
+        now: datetime,
+    ) -> dict[str, SubscriberRef]:
+        """Inserts the ``missing`` MSISDNs (sorted) with fresh client IDs but those known meanwhile;
+        returns the subscribers of ``missing`` it can see (those that lost a client ID collision not)."""
+
+
+class SQLiteSubscriberUpserts(SubscriberUpserts):
+    """An executemany INSERT ... ON CONFLICT DO NOTHING, then a SELECT."""
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        wanted: Mapping[str, SubscriberSeen],
+        missing: Sequence[str],
+        now: datetime,
+    ) -> dict[str, SubscriberRef]:
+        await session.execute(
+            sqlite.insert(SUBSCRIBERS).on_conflict_do_nothing(),
+            [
+                {
+                    "client_id": client_id,
+                    "msisdn": msisdn,
+                    "carrier": wanted[msisdn].carrier,
+                    "country": wanted[msisdn].country,
+                    "first_seen": now,
+                    "last_seen": now,
+                }
+                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
+            ],
+        )
+        return await _refs_by_msisdn(session, missing)
+
+
+class PostgreSQLSubscriberUpserts(SubscriberUpserts):
+    """One array statement inserts and reads back, a subscriber it creates starting with its batch's MOs
+    counted (see :class:`SubscriberSeen`); what it could not see is read again."""
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        wanted: Mapping[str, SubscriberSeen],
+        missing: Sequence[str],
+        now: datetime,
+    ) -> dict[str, SubscriberRef]:
+        rows = await insert_subscribers(
+            session,
+            [
+                (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
+                for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
+                for item in (wanted[msisdn],)
+            ],
+            now,
+        )
+        found = {
+            row.msisdn: SubscriberRef(
+                row.id,
+                row.client_id,
+                row.msisdn,
+                row.carrier,
+                row.country,
+                row.opted_out,
+                row.banned,
+                row.counted,
             )
-            found.update(await _refs_by_msisdn(session, missing))
-        # Anything still missing lost a client_id collision: try again with fresh IDs.
-        missing = [msisdn for msisdn in missing if msisdn not in found]
-        if not missing:
-            break
-    else:
-        raise RuntimeError(f"could not allocate client IDs for {len(missing)} subscriber(s)")
-    await _update_carriers(session, wanted, found)
-    return found
-
-
-async def upsert_subscriber(
-    session: AsyncSession,
-    msisdn: str,
-    now: datetime,
-    *,
-    carrier: str | None = None,
-    country: str | None = None,
-) -> SubscriberRef:
-    """One-subscriber form of :func:`upsert_subscribers`."""
-    refs = await upsert_subscribers(session, [SubscriberSeen(msisdn, carrier, country)], now)
-    return refs[msisdn]
+            for row in rows
+        }
+        unseen = [msisdn for msisdn in missing if msisdn not in found]
+        if unseen:
+            found.update(await _refs_by_msisdn(session, unseen))
+        return found
 
 
 async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict[str, SubscriberRef]:
@@ -178,7 +190,7 @@ async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict
 
 
 async def _update_carriers(
-    session: AsyncSession, wanted: dict[str, SubscriberSeen], found: dict[str, SubscriberRef]
+    session: AsyncSession, wanted: Mapping[str, SubscriberSeen], found: dict[str, SubscriberRef]
 ) -> None:
     changes = []
     for msisdn, ref in found.items():

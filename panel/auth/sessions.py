@@ -7,9 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Exists, exists, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from gatewayd.store.accounts import Account, WebSession
 from gatewayd.store.base import utcnow
@@ -111,16 +110,3 @@ async def list_account_sessions(session: AsyncSession, account_id: int) -> list[
         select(WebSession).where(WebSession.account_id == account_id).order_by(WebSession.created_at)
     )
     return list(result.scalars().all())
-
-
-def live_session_exists(
-    account_id: ColumnElement[int] | InstrumentedAttribute[int], settings: PanelSettings, now: datetime
-) -> Exists:
-    """SQL for "the account has a live session": not revoked, not expired, not idle too long (the
-    rule of `get_active_session`, for queries over many accounts)."""
-    return exists().where(
-        WebSession.account_id == account_id,
-        WebSession.revoked_at.is_(None),
-        WebSession.expires_at > now,
-        WebSession.last_seen_at >= now - timedelta(minutes=settings.session_idle_minutes),
-    )

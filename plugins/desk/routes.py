@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -19,24 +18,26 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.messages import MOMessage
-from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.values import NewMT
+from gatewayd.store.repo_desk import (
+    ConversationView,
+    conversation_view,
+    get_conversation,
+    last_mo_of_subscriber,
+    next_waiting,
+    operator_queue,
+    recent_pushes,
+    reply_target,
+    sent_mt_status,
+)
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
-from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from panel.i18n import zone_or_utc
 from panel.web import db, db_read, error_response, gettext, panel, render, require_user
 from plugins.desk.charts import client_charts
-from plugins.desk.queries import (
-    ConversationView,
-    conversation_view,
-    next_waiting,
-    operator_queue,
-    recent_pushes,
-    sent_mt_status,
-)
 from plugins.desk.service import assignment_service, desk_settings
 from plugins.desk.stream import desk_events
 from smpp.errors import SMPPError
@@ -132,7 +133,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
     notice = request.query_params.get("notice")
     notice_mt: dict[str, Any] | None = None
     async with db_read(request) as session:
-        queue = await operator_queue(session, user.account_id, now, settings.policy)
+        queue = await operator_queue(session, user.account_id, now, settings.policy.overdue_after)
         sent_id = _int_param(request.query_params.get("mt")) if notice == "sent" else None
         sent_status = await sent_mt_status(session, sent_id, user.account_id) if sent_id else None
         if sent_id is not None and sent_status is not None:
@@ -198,24 +199,15 @@ async def reply(request: Request) -> Response:
     try:
         text = _checked_text(draft)
         async with db(request) as session, session.begin():
-            conversation = await session.get(Conversation, conversation_id)
-            if conversation is None:
+            target = await reply_target(session, conversation_id)
+            if target is None:
                 return error_response(request, 404)
+            conversation, subscriber, last_mo = target.conversation, target.subscriber, target.last_mo
             if (
                 conversation.assigned_operator_id != user.account_id
                 or conversation.status is ConversationStatus.CLOSED
             ):
                 raise Rejected("desk.error.not_yours", 403)
-            subscriber = await session.get(Subscriber, conversation.subscriber_id)
-            assert subscriber is not None  # a foreign key holds it
-            last_mo = (
-                await session.execute(
-                    select(MOMessage)
-                    .where(MOMessage.conversation_id == conversation_id)
-                    .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
             carrier = last_mo.carrier if last_mo is not None else subscriber.carrier
             if carrier is None:
                 raise Rejected("desk.error.no_carrier", 409)
@@ -263,7 +255,7 @@ async def save_client(request: Request) -> Response:
     notes = _text(form, "notes", MAX_NOTES).strip() or None
     async with db(request) as session, session.begin():
         subscriber = await get_subscriber_by_client_id(session, request.path_params["client_id"])
-        conversation = await session.get(Conversation, conversation_id) if conversation_id else None
+        conversation = await get_conversation(session, conversation_id) if conversation_id else None
         if subscriber is None or conversation is None or conversation.subscriber_id != subscriber.id:
             return error_response(request, 404)
         if not _may_view(user, conversation):
@@ -314,14 +306,7 @@ async def push(request: Request) -> Response:
             subscriber = await get_subscriber_by_client_id(session, client) if client else None
             if subscriber is None:
                 raise Rejected("desk.error.unknown_client", 404)
-            last_mo = (
-                await session.execute(
-                    select(MOMessage)
-                    .where(MOMessage.subscriber_id == subscriber.id)
-                    .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            last_mo = await last_mo_of_subscriber(session, subscriber.id)
             carrier = subscriber.carrier or (last_mo.carrier if last_mo is not None else None)
             if carrier is None or last_mo is None:
                 raise Rejected("desk.error.no_carrier", 409)

@@ -33,15 +33,8 @@ from gatewayd.bus.base import EventBus, Subscription
 from gatewayd.bus.events import Event
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
-from panel.access import requires
-from panel.auth.identity import CurrentUser
-from panel.auth.permissions import OPERATOR_MODE
-from panel.auth.sessions import get_active_session
-from panel.i18n import format_datetime
-from panel.presence import touch_desk
-from panel.runtime import PanelRuntime
-from panel.web import error_response, panel, require_user
-from plugins.desk.queries import (
+from gatewayd.store.repo_assignment import touch_desk
+from gatewayd.store.repo_desk import (
     MOEntry,
     MTState,
     QueueItem,
@@ -52,6 +45,13 @@ from plugins.desk.queries import (
     operator_queue,
     watched_mt_ids,
 )
+from panel.access import requires
+from panel.auth.identity import CurrentUser
+from panel.auth.permissions import OPERATOR_MODE
+from panel.auth.sessions import get_active_session
+from panel.i18n import format_datetime
+from panel.runtime import PanelRuntime
+from panel.web import error_response, panel, require_user
 from plugins.desk.service import desk_settings
 
 T = TypeVar("T")
@@ -150,7 +150,11 @@ class OperatorStream:
         policy = desk_settings(self.runtime).policy
         async with self.runtime.readers() as session:
             items = await operator_queue(
-                session, self.user.account_id, utcnow(), policy, conversation_ids=[conversation_id]
+                session,
+                self.user.account_id,
+                utcnow(),
+                policy.overdue_after,
+                conversation_ids=[conversation_id],
             )
             return items, await watched_mt_ids(session, self.user.account_id)
 

@@ -10,19 +10,23 @@ class TokenBucket:
     """``rate`` tokens per second, holding at most ``capacity`` (the largest burst).
 
     The default capacity is 50 ms worth of tokens (at least one): a carrier counts per second, and a
-    short burst keeps a fast bind from waking up once per message.
+    short burst keeps a fast bind from waking up once per message. It starts with one token (one
+    message may leave at once, the rest is earned), or ``full`` (a receiver admitting a whole burst
+    at once, as an SMSC enforcing its TPS does).
     """
 
     __slots__ = ("rate", "capacity", "_tokens", "_updated")
 
-    def __init__(self, rate: float, capacity: float | None = None, *, now: float = 0.0) -> None:
+    def __init__(
+        self, rate: float, capacity: float | None = None, *, now: float = 0.0, full: bool = False
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.capacity = capacity if capacity is not None else max(1.0, rate * 0.05)
         if self.capacity < 1:
             raise ValueError("capacity must hold at least one token")
-        self._tokens = 1.0  # one message may leave at once, the rest is earned
+        self._tokens = self.capacity if full else 1.0
         self._updated = now
 
     def take(self, now: float) -> float:

@@ -11,7 +11,9 @@ import pytest
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
+from gatewayd.store.engine import create_engine
 from gatewayd.store.migrate import upgrade
+from gatewayd.store.store import Store
 from simulator.core import Simulator
 from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile, SimulatorConfig
 
@@ -174,3 +176,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """The store of a freshly migrated database (SQLite and PostgreSQL, as ``database_url``)."""
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        yield Store.for_engine(engine)
+    finally:
+        await engine.dispose()

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
-from gatewayd.store.repo_mt import NewMT, queue_mts
+from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
 from smpp.concat import user_data
 from smpp.pdu import SubmitSM

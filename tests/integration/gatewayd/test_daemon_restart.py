@@ -22,7 +22,8 @@ from gatewayd.mt import WINDOWS_AHEAD
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
-from gatewayd.store.repo_mt import NewMT, queue_mts
+from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,

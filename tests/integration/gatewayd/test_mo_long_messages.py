@@ -78,7 +78,10 @@ async def test_a_stop_and_wait_smsc_gets_each_part_answered_and_the_desk_one_mes
 
             await eventually(one_message)  # each part waited on its own commit, not on the others
             [mo] = await whole_mos(sessions)
+            async with sessions() as session:
+                numbers = set((await session.execute(select(MOPart.msisdn))).scalars())
             counters = simulator.carrier(MOVISTAR).counters
+        assert numbers == {SUBSCRIBER}  # the parts hold the number as every table does: digits, no '+'
         assert mo.text == LONG_TEXT * 2
         assert mo.parts == counters.mo_delivered > 2 and not mo.incomplete
         assert mo.service == "chat-movistar" and mo.conversation_id is not None

@@ -16,7 +16,8 @@ from gatewayd.bus import Subscription, create_bus
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart, MTStatusHistory
-from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn
 from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
@@ -107,7 +108,7 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
     async with Simulator(simulator_config(receipt_delay=0.0)) as simulator:
         config = make_config(tmp_path, database_url, simulator)
         async with running_daemon(config) as daemon:
-            assert daemon.bus is not None and daemon.receipts is not None and daemon.sessions is not None
+            assert daemon.bus is not None and daemon.recorder is not None and daemon.sessions is not None
             async with daemon.bus.subscribe(daemon.bus.topics.all_mt_status()) as events:
                 ids = [
                     await daemon.queue_mt(f"+3460011{index:04d}", f"hola {index}", carrier=MOVISTAR)
@@ -119,7 +120,7 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
                         event = await events.get()
                         seen.setdefault(event.payload["id"], []).append(event.payload["status"])
             assert all(seen[mt_id] == ["accepted", "delivered"] for mt_id in ids)
-            assert daemon.receipts.with_part > 0
+            assert daemon.recorder.with_part > 0
             async with daemon.sessions() as session:
                 history = (
                     await session.execute(

@@ -8,21 +8,13 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from gatewayd.pipeline_queries import sweep_early_receipts
-from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage
 from gatewayd.store.migrate import upgrade
-from gatewayd.store.repo_mt import (
-    NewMT,
-    PartResult,
-    ReceiptIn,
-    RetryPolicy,
-    claim_mts,
-    queue_mts,
-    record_part_results,
-    record_receipts,
-)
+from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy
+from gatewayd.store.store import Store
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import eventually, make_config, running_daemon
 
@@ -30,7 +22,8 @@ from tests.integration.gatewayd.conftest import eventually, make_config, running
 async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)
-    sessions = session_factory(engine)
+    store = Store.for_engine(engine)
+    sessions = store.sessions
     now = datetime.now(UTC)
     try:
         async with sessions() as session, session.begin():
@@ -47,9 +40,9 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
                 ],
                 now,
             )
-            claimed = await claim_mts(session, "test", now, limit=10, lease=60)
+            claimed = await store.claims.claim(session, "test", now, limit=10, lease=60)
         mt_id = outcome.ids[0]
-        assert [mt.id for mt in claimed] == [mt_id]
+        assert [mt.id for mt in claimed.mts] == [mt_id]
         part = PartResult(
             mt_id=mt_id or 0,
             part_no=1,
@@ -65,14 +58,14 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
             # the part's transaction is open; the receipt's transaction cannot see its row and commits
             # the receipt as early; then the part's transaction commits, without having seen the receipt
             async with sessions() as part_session, part_session.begin():
-                await record_part_results(part_session, [part], now, RetryPolicy())
+                await store.results.record(part_session, [part], now, RetryPolicy())
                 async with sessions() as receipt_session, receipt_session.begin():
-                    early = await record_receipts(receipt_session, [receipt], now)
+                    early = await store.receipts.record(receipt_session, [receipt], now)
                 assert early.early == 1
         else:
             # SQLite serialises writers, so the race cannot happen there; leave the same state behind
             async with sessions() as session, session.begin():
-                await record_part_results(session, [part], now, RetryPolicy())
+                await store.results.record(session, [part], now, RetryPolicy())
                 await session.execute(
                     insert(EarlyReceipt).values(
                         carrier="movistar", smsc_message_id="abc123", state="DELIVRD", received_at=now
@@ -82,7 +75,7 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
             status = (await session.execute(select(MTMessage.status).where(MTMessage.id == mt_id))).scalar()
         assert status is MTStatus.ACCEPTED  # the receipt is stranded as early
         async with sessions() as session, session.begin():
-            swept = await sweep_early_receipts(session, now)
+            swept = await store.receipts.sweep_early(session, now)
         assert [(change.mt_id, change.status) for change in swept.changes] == [(mt_id, MTStatus.DELIVERED)]
         async with sessions() as session:
             status = (await session.execute(select(MTMessage.status).where(MTMessage.id == mt_id))).scalar()
@@ -90,7 +83,7 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
         assert status is MTStatus.DELIVERED
         assert left == 0
         async with sessions() as session, session.begin():
-            again = await sweep_early_receipts(session, now)
+            again = await store.receipts.sweep_early(session, now)
         assert again.matched == 0 and again.changes == []
     finally:
         await engine.dispose()
@@ -105,7 +98,8 @@ async def test_receipt_stranded_by_a_stopped_daemon_is_applied_when_the_next_one
     config = make_config(tmp_path, database_url, simulator)
     await upgrade(database_url)
     engine = create_engine(database_url)
-    sessions = session_factory(engine)
+    store = Store.for_engine(engine)
+    sessions = store.sessions
     now = datetime.now(UTC)
     try:
         async with sessions() as session, session.begin():
@@ -114,10 +108,10 @@ async def test_receipt_stranded_by_a_stopped_daemon_is_applied_when_the_next_one
                 [NewMT(MTKind.PUSH, "movistar", "997745", "34600111222", "hola")],
                 now,
             )
-            await claim_mts(session, "earlier", now, limit=1, lease=60)
+            await store.claims.claim(session, "earlier", now, limit=1, lease=60)
             mt_id = outcome.ids[0] or 0
             part = PartResult(mt_id, 1, 1, "movistar", now, now, smsc_message_id="ab12")
-            await record_part_results(session, [part], now, RetryPolicy())
+            await store.results.record(session, [part], now, RetryPolicy())
             await session.execute(
                 insert(EarlyReceipt).values(
                     carrier="movistar", smsc_message_id="ab12", state="DELIVRD", received_at=now

@@ -12,7 +12,8 @@ from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart
-from gatewayd.store.repo_mt import NewMT, queue_mt
+from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,

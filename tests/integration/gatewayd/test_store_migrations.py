@@ -20,6 +20,17 @@ from gatewayd.store.models import metadata
 pytestmark = pytest.mark.integration
 
 
+def upgrade_to(revision: str) -> Callable[[Connection], None]:
+    """Alembic's upgrade to ``revision``, on the connection it is run with."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    return run
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
@@ -113,14 +124,6 @@ async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str)
 async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(database_url: str) -> None:
     # 0006 drops two account columns: on SQLite by ALTER TABLE, not by copying the table, whose old
     # copy's DROP would cascade (foreign keys are on) and delete every web session.
-    def upgrade_to(revision: str) -> Callable[[Connection], None]:
-        def run(connection: Connection) -> None:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-
-        return run
-
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
@@ -149,3 +152,27 @@ async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(da
     finally:
         await engine.dispose()
     assert accounts == ["ana"] and sessions == ["s1"]
+
+
+async def test_parts_stored_with_a_plus_are_rewritten_as_digits(database_url: str) -> None:
+    # 0009: the daemon holds numbers as E.164 digits; a part an earlier version stored with '+' must
+    # still assemble into an MO of the subscriber it names.
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("0008"))
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO mo_parts (set_key, dedup_key, carrier, msisdn, short_code, reference, total,"
+                    " part_no, data_coding, payload, received_at) VALUES ('s', 'd', 'movistar',"
+                    " '+34600111222', '997745', 7, 2, 1, 0, :payload, :now)"
+                ),
+                {"payload": b"hola", "now": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("head"))
+        async with engine.connect() as connection:
+            numbers = (await connection.execute(sa.text("SELECT msisdn FROM mo_parts"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert numbers == ["34600111222"]

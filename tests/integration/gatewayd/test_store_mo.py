@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, update
 
+from gatewayd.mo_message import dedup_key
 from gatewayd.store.conversations import Conversation
-from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.errors import NotFound
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
-from gatewayd.store.migrate import upgrade
-from gatewayd.store.repo_conversations import (
-    assign_conversation,
-    close_conversation,
-    get_or_open_conversation,
-)
+from gatewayd.store.repo_conversations import ConversationKey
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     NewMO,
     confirm_answers,
     forget_unconfirmed,
-    ingest_mos,
     message_variables,
-    mo_dedup_key,
     open_answers,
 )
 from gatewayd.store.repo_subscribers import (
@@ -41,29 +32,13 @@ from gatewayd.store.repo_subscribers import (
     get_subscriber_by_client_id,
     reset_sessions,
     unban_subscriber,
-    upsert_subscribers,
 )
+from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on a freshly migrated database."""
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 def mo(
@@ -75,7 +50,7 @@ def mo(
     short_code: str = "997745",
     opens_conversation: bool = True,
 ) -> NewMO:
-    key = mo_dedup_key("movistar", msisdn, short_code, smsc_message_id=smsc_id)
+    key = dedup_key("movistar", msisdn, short_code, 0, smsc_id.encode())
     return NewMO(
         dedup_key=key,
         msisdn=msisdn,
@@ -88,81 +63,73 @@ def mo(
     )
 
 
-async def test_an_mo_is_a_redelivery_only_while_its_answer_is_unconfirmed(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_an_mo_is_a_redelivery_only_while_its_answer_is_unconfirmed(store: Store) -> None:
     later = T0 + timedelta(seconds=5)
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         [answer] = await open_answers(session, ["movistar-1"], T0)
         batch = [mo("34600000001", "a1"), mo("34600000001", "a1"), mo("34600000002", "b1", at=later)]
         for new in batch:
             new.answer_id = answer
-        first = await ingest_mos(session, batch, T0)
+        first = await store.mos.ingest(session, batch, T0)
     assert [result.duplicate for result in first] == [False, True, False]
     assert first[0].mo_id is not None and first[2].mo_id is not None
     # its answer may not have reached the SMSC (a crash, a lost connection): the same MO again is it
-    async with sessions.begin() as session:
-        again = await ingest_mos(session, batch[:1], T0 + timedelta(minutes=1))
+    async with store.transaction() as session:
+        again = await store.mos.ingest(session, batch[:1], T0 + timedelta(minutes=1))
     assert again[0].duplicate
     assert again[0].subscriber.id == first[0].subscriber.id
     # once its answer is confirmed, the same text is a new MO (the subscriber wrote it twice)
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         await confirm_answers(session, [answer])
-    async with sessions.begin() as session:
-        repeated = await ingest_mos(session, batch[:1], T0 + timedelta(minutes=2))
+    async with store.transaction() as session:
+        repeated = await store.mos.ingest(session, batch[:1], T0 + timedelta(minutes=2))
     assert not repeated[0].duplicate
-    async with sessions() as session:
+    async with store.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(MOMessage)) == 3
         subscriber = await get_subscriber(session, first[0].subscriber.id)
         assert subscriber is not None and subscriber.mo_count == 2
 
 
-async def test_an_unconfirmed_mo_is_matched_only_within_the_redelivery_window(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions.begin() as session:
+async def test_an_unconfirmed_mo_is_matched_only_within_the_redelivery_window(store: Store) -> None:
+    async with store.transaction() as session:
         [answer] = await open_answers(session, [None], T0)
         stored = mo("34600000003", "c1")
         stored.answer_id = answer
-        await ingest_mos(session, [stored], T0)
-    async with sessions.begin() as session:
-        inside = await ingest_mos(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW)
+        await store.mos.ingest(session, [stored], T0)
+    async with store.transaction() as session:
+        inside = await store.mos.ingest(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW)
         assembled = replace(mo("34600000003", "c1"), check_redelivery=False)
-        known = await ingest_mos(session, [assembled], T0 + REDELIVERY_WINDOW)
-        outside = await ingest_mos(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW * 2)
+        known = await store.mos.ingest(session, [assembled], T0 + REDELIVERY_WINDOW)
+        outside = await store.mos.ingest(session, [mo("34600000003", "c1")], T0 + REDELIVERY_WINDOW * 2)
     assert inside[0].duplicate and not known[0].duplicate and not outside[0].duplicate
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         assert await forget_unconfirmed(session, T0 + timedelta(seconds=1)) == 1
-    async with sessions() as session:
+    async with store.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(MOUnconfirmed)) == 0
 
 
-async def test_the_octets_are_stored_beside_a_text_that_cannot_say_them(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_the_octets_are_stored_beside_a_text_that_cannot_say_them(store: Store) -> None:
     cleaned = replace(mo("34600000005", "e1", text="hola\ufffd"), raw=b"\x00h\x00o\x00l\x00a\x00\x00")
-    async with sessions.begin() as session:
-        result, _ = await ingest_mos(session, [cleaned, mo("34600000006", "f1")], T0)
-    async with sessions() as session:
+    async with store.transaction() as session:
+        result, _ = await store.mos.ingest(session, [cleaned, mo("34600000006", "f1")], T0)
+    async with store.sessions() as session:
         stored = await session.get(MOMessage, result.mo_id)
         assert stored is not None and stored.text == "hola\ufffd" and stored.raw == cleaned.raw
 
 
-async def test_ingest_opens_one_waiting_conversation_per_subscriber_and_short_code(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_ingest_opens_one_waiting_conversation_per_subscriber_and_short_code(store: Store) -> None:
     batch = [
         mo("34600000001", "a1", at=T0 + timedelta(seconds=30)),
         mo("34600000001", "a2", at=T0),
         mo("34600000001", "a3", short_code="795500"),
         mo("34600000003", "c1", opens_conversation=False),
     ]
-    async with sessions.begin() as session:
-        results = await ingest_mos(session, batch, T0)
+    async with store.transaction() as session:
+        results = await store.mos.ingest(session, batch, T0)
     assert results[0].conversation_id == results[1].conversation_id
     assert results[2].conversation_id not in (None, results[0].conversation_id)
     assert results[3].conversation_id is None
-    async with sessions() as session:
+    async with store.sessions() as session:
         conversation = await session.get(Conversation, results[0].conversation_id)
         assert conversation is not None
         assert conversation.status is ConversationStatus.WAITING
@@ -172,78 +139,80 @@ async def test_ingest_opens_one_waiting_conversation_per_subscriber_and_short_co
         assert stored is not None and stored.conversation_id == results[1].conversation_id
 
 
-async def test_closed_conversation_is_replaced_by_a_new_one(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions.begin() as session:
-        [first] = await ingest_mos(session, [mo("34600000001", "a1")], T0)
+async def test_closed_conversation_is_replaced_by_a_new_one(store: Store) -> None:
+    async with store.transaction() as session:
+        [first] = await store.mos.ingest(session, [mo("34600000001", "a1")], T0)
         assert first.conversation_id is not None
-        await close_conversation(session, first.conversation_id, T0)
-        [second] = await ingest_mos(session, [mo("34600000001", "a2")], T0)
+        closing = update(Conversation).where(Conversation.id == first.conversation_id)
+        await session.execute(closing.values(status=ConversationStatus.CLOSED, closed_at=T0))
+        [second] = await store.mos.ingest(session, [mo("34600000001", "a2")], T0)
     assert second.conversation_id not in (None, first.conversation_id)
 
 
-async def test_concurrent_upserts_agree_on_one_subscriber(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_concurrent_upserts_agree_on_one_subscriber(store: Store) -> None:
     numbers = [f"3460000{n:04d}" for n in range(50)]
 
     async def upsert(order: list[str]) -> dict[str, int]:
-        async with sessions.begin() as session:
-            refs = await upsert_subscribers(session, [SubscriberSeen(n, "movistar", "ES") for n in order], T0)
+        async with store.transaction() as session:
+            refs = await store.subscribers.upsert(
+                session, [SubscriberSeen(n, "movistar", "ES") for n in order], T0
+            )
             return {msisdn: ref.id for msisdn, ref in refs.items()}
 
     one, two = await asyncio.gather(upsert(numbers), upsert(list(reversed(numbers))))
     assert one == two
-    async with sessions() as session:
+    async with store.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 50
         client_ids = (await session.execute(select(Subscriber.client_id))).scalars().all()
     assert len(set(client_ids)) == 50
     assert all(re.fullmatch(r"C[A-Z2-7]{8}", client_id) for client_id in client_ids)
 
 
-async def test_ported_number_updates_its_carrier(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
-        await upsert_subscribers(session, [SubscriberSeen("34600000001", "movistar", "ES")], T0)
-    async with sessions.begin() as session:
-        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001", "vodafone", None)], T0)
+async def test_ported_number_updates_its_carrier(store: Store) -> None:
+    async with store.transaction() as session:
+        await store.subscribers.upsert(session, [SubscriberSeen("34600000001", "movistar", "ES")], T0)
+    async with store.transaction() as session:
+        refs = await store.subscribers.upsert(session, [SubscriberSeen("34600000001", "vodafone", None)], T0)
     assert refs["34600000001"].carrier == "vodafone"
     assert refs["34600000001"].country == "ES"
 
 
-async def test_ban_unban_and_reset_by_client_id(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
-        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001")], T0)
+async def test_ban_unban_and_reset_by_client_id(store: Store) -> None:
+    async with store.transaction() as session:
+        refs = await store.subscribers.upsert(session, [SubscriberSeen("34600000001")], T0)
         client_id = refs["34600000001"].client_id
         banned = await ban_subscriber(session, client_id.lower(), "abuse", T0)
         assert banned.banned and banned.banned_reason == "abuse"
         with pytest.raises(NotFound):
             await ban_subscriber(session, "CNOSUCH00", "x", T0)
         assert await reset_sessions(session, ["34600000001", "34699999999"], T0) == 1
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         unbanned = await unban_subscriber(session, client_id)
         assert not unbanned.banned and unbanned.banned_at is None
         found = await get_subscriber_by_client_id(session, client_id)
         assert found is not None and found.session_reset_at == T0
 
 
-async def test_assigning_a_missing_conversation_raises(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
-        refs = await upsert_subscribers(session, [SubscriberSeen("34600000001")], T0)
-        conversation = await get_or_open_conversation(session, refs["34600000001"].id, "997745", T0)
-        again = await get_or_open_conversation(session, refs["34600000001"].id, "997745", T0)
-        assert again.id == conversation.id
-        await assign_conversation(session, conversation.id, None)
-        with pytest.raises(NotFound):
-            await assign_conversation(session, conversation.id + 1000, None)
+async def test_a_subscriber_has_one_active_conversation_per_short_code(store: Store) -> None:
+    async with store.transaction() as session:
+        refs = await store.subscribers.upsert(session, [SubscriberSeen("34600000001")], T0)
+        key = ConversationKey(refs["34600000001"].id, "997745")
+        first = await store.conversations.get_or_open(session, [key], T0)
+        again = await store.conversations.get_or_open(session, [key, key], T0)
+        other = await store.conversations.get_or_open(
+            session, [ConversationKey(key.subscriber_id, "795500")], T0
+        )
+    assert again == first and set(other.values()).isdisjoint(first.values())
 
 
-async def test_message_variables_use_the_local_time_zone(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
-        [result] = await ingest_mos(
+async def test_message_variables_use_the_local_time_zone(store: Store) -> None:
+    async with store.transaction() as session:
+        [result] = await store.mos.ingest(
             session,
             [mo("34600000001", "a1", text="ALIAS hola", at=datetime(2024, 12, 31, 23, 30, 5, tzinfo=UTC))],
             T0,
         )
-    async with sessions() as session:
+    async with store.sessions() as session:
         stored = await session.get(MOMessage, result.mo_id)
         assert stored is not None
         variables = message_variables(stored, "34600000001", ZoneInfo("Europe/Madrid"))
@@ -258,17 +227,15 @@ async def test_message_variables_use_the_local_time_zone(sessions: async_session
     }
 
 
-async def test_concurrent_overlapping_batches_count_every_mo_once(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_concurrent_overlapping_batches_count_every_mo_once(store: Store) -> None:
     # Four batches share subscribers (in different orders) and the redelivery of an MO whose answer is
     # unconfirmed: no deadlock, one subscriber and one conversation per MSISDN, every distinct MO
     # counted once.
     numbers = [f"3460000{n:04d}" for n in range(40)]
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         [answer] = await open_answers(session, ["movistar-1"], T0)
         original = replace(mo(numbers[0], "redelivered"), answer_id=answer)
-        await ingest_mos(session, [original], T0)
+        await store.mos.ingest(session, [original], T0)
     batches = [
         [mo(number, f"{lane}-{index}") for index, number in enumerate(numbers[::step])]
         for lane, step in enumerate((1, -1, 2, -2))
@@ -277,11 +244,11 @@ async def test_concurrent_overlapping_batches_count_every_mo_once(
         batch.append(mo(numbers[0], "redelivered"))
 
     async def ingest(batch: list[NewMO]) -> None:
-        async with sessions.begin() as session:
-            await ingest_mos(session, batch, T0)
+        async with store.transaction() as session:
+            await store.mos.ingest(session, batch, T0)
 
     await asyncio.gather(*(ingest(batch) for batch in batches))
-    async with sessions() as session:
+    async with store.sessions() as session:
         stored = await session.scalar(select(func.count()).select_from(MOMessage))
         rows = await session.execute(select(Subscriber.msisdn, Subscriber.mo_count))
         counts = {row.msisdn: row.mo_count for row in rows}

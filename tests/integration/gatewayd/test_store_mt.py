@@ -4,7 +4,6 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,31 +11,20 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.mo_message import dedup_key
 from gatewayd.store.conversations import Conversation
-from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.migrate import upgrade
-from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
-from gatewayd.store.repo_mt import (
-    NewMT,
-    PartResult,
-    ReceiptIn,
-    RetryPolicy,
-    cancel_mt,
-    claim_mts,
-    outbox_depth,
-    queue_mt,
-    queue_mts,
-    reconcile_sending,
-    record_part_results,
-    record_receipts,
-    renew_leases,
-    requeue_mts,
-)
+from gatewayd.store.mt.queue import queue_mt, queue_mts
+from gatewayd.store.mt.status import outbox_depth
+from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy
+from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
-from gatewayd.store.repo_subscribers import SubscriberSeen, ban_subscriber, set_opted_out, upsert_subscribers
+from gatewayd.store.repo_subscribers import SubscriberSeen, ban_subscriber, set_opted_out
+from gatewayd.store.store import Store
 from tests.integration.gatewayd.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -47,19 +35,20 @@ THROTTLED = 0x58
 INVALID_DESTINATION = 0x0B
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
+async def claim(
+    store: Store,
+    session: AsyncSession,
+    owner: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: float,
+    carriers: list[str] | None = None,
+) -> list[ClaimedMT]:
+    """The MTs a claim leases (none of these tests' subscribers is refused)."""
+    claimed = await store.claims.claim(session, owner, now, limit=limit, lease=lease, carriers=carriers)
+    assert claimed.refused == []
+    return claimed.mts
 
 
 def push(
@@ -115,24 +104,22 @@ async def status_of(sessions: async_sessionmaker[AsyncSession], mt_id: int) -> M
         return mt
 
 
-async def queue_and_claim(sessions: async_sessionmaker[AsyncSession], count: int = 1) -> list[int]:
-    async with sessions.begin() as session:
+async def queue_and_claim(store: Store, count: int = 1) -> list[int]:
+    async with store.transaction() as session:
         outcome = await queue_mts(session, [push(f"3460000{n:04d}") for n in range(count)], T0)
-        claimed = await claim_mts(session, "gw-a", T0, limit=count, lease=60)
+        claimed = await claim(store, session, "gw-a", T0, limit=count, lease=60)
     assert sorted(mt.id for mt in claimed) == sorted(i for i in outcome.ids if i is not None)
     return [mt.id for mt in claimed]
 
 
-async def test_opted_out_and_banned_subscribers_are_refused(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions.begin() as session:
-        refs = await upsert_subscribers(
+async def test_opted_out_and_banned_subscribers_are_refused(store: Store) -> None:
+    async with store.transaction() as session:
+        refs = await store.subscribers.upsert(
             session, [SubscriberSeen("34600000001"), SubscriberSeen("34600000002")], T0
         )
         await set_opted_out(session, refs["34600000001"].id, True, T0)
         await ban_subscriber(session, refs["34600000002"].client_id, "abuse", T0)
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         with pytest.raises(MTRefused) as caught:
             await queue_mt(session, push("34600000001"), T0)
         assert caught.value.reason is RefusalReason.OPTED_OUT
@@ -141,66 +128,66 @@ async def test_opted_out_and_banned_subscribers_are_refused(
     assert outcome.ids[0] is None and outcome.ids[1] is not None
 
 
-async def test_claim_takes_due_mts_by_priority_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
+async def test_claim_takes_due_mts_by_priority_once(store: Store) -> None:
+    async with store.transaction() as session:
         low = await queue_mt(session, push(priority=0), T0)
         high = await queue_mt(session, push(priority=5), T0)
         later = await queue_mt(session, push(priority=9, not_before=T0 + timedelta(minutes=5)), T0)
         other = await queue_mt(session, push(carrier="vodafone"), T0)
-    async with sessions.begin() as session:
-        claimed = await claim_mts(session, "gw-a", T0, limit=10, lease=30, carriers=["movistar"])
+    async with store.transaction() as session:
+        claimed = await claim(store, session, "gw-a", T0, limit=10, lease=30, carriers=["movistar"])
     assert [mt.id for mt in claimed] == [high, low]
     assert all(mt.attempts == 1 and mt.done_parts == frozenset() for mt in claimed)
-    async with sessions.begin() as session:
-        assert await claim_mts(session, "gw-b", T0, limit=10, lease=30, carriers=["movistar"]) == []
+    async with store.transaction() as session:
+        assert await claim(store, session, "gw-b", T0, limit=10, lease=30, carriers=["movistar"]) == []
         depth = await outbox_depth(session)
     assert depth == {"movistar": 3, "vodafone": 1}
-    mt = await status_of(sessions, high)
+    mt = await status_of(store.sessions, high)
     assert mt.status is MTStatus.SENDING and mt.claim_owner == "gw-a"
     assert mt.claim_expires_at == T0 + timedelta(seconds=30)
-    assert (await status_of(sessions, later)).status is MTStatus.QUEUED
-    assert (await status_of(sessions, other)).status is MTStatus.QUEUED
+    assert (await status_of(store.sessions, later)).status is MTStatus.QUEUED
+    assert (await status_of(store.sessions, other)).status is MTStatus.QUEUED
 
 
-async def test_concurrent_claimers_never_share_an_mt(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions.begin() as session:
+async def test_concurrent_claimers_never_share_an_mt(store: Store) -> None:
+    async with store.transaction() as session:
         await queue_mts(session, [push(f"3460000{n:04d}") for n in range(200)], T0)
 
-    async def claim(owner: str) -> list[int]:
+    async def claim_all(owner: str) -> list[int]:
         taken: list[int] = []
         while True:
-            async with sessions.begin() as session:
-                batch = await claim_mts(session, owner, T0, limit=7, lease=60)
+            async with store.transaction() as session:
+                batch = await claim(store, session, owner, T0, limit=7, lease=60)
             if not batch:
                 return taken
             taken += [mt.id for mt in batch]
 
-    results = await asyncio.gather(*(claim(f"gw-{n}") for n in range(4)))
+    results = await asyncio.gather(*(claim_all(f"gw-{n}") for n in range(4)))
     everything = [mt_id for result in results for mt_id in result]
     assert len(everything) == 200 and len(set(everything)) == 200
 
 
-async def test_all_parts_accepted_then_delivered(sessions: async_sessionmaker[AsyncSession]) -> None:
-    [mt_id] = await queue_and_claim(sessions)
-    async with sessions.begin() as session:
-        assert await record_part_results(session, [accepted(mt_id, 1, 2, "m1")], T0, RETRY) == []
-    assert (await status_of(sessions, mt_id)).status is MTStatus.SENDING
-    async with sessions.begin() as session:
-        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
+async def test_all_parts_accepted_then_delivered(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
+    async with store.transaction() as session:
+        assert await store.results.record(session, [accepted(mt_id, 1, 2, "m1")], T0, RETRY) == []
+    assert (await status_of(store.sessions, mt_id)).status is MTStatus.SENDING
+    async with store.transaction() as session:
+        changes = await store.results.record(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
     assert [(c.mt_id, c.previous, c.status) for c in changes] == [
         (mt_id, MTStatus.SENDING, MTStatus.ACCEPTED)
     ]
-    async with sessions.begin() as session:
-        interim = await record_receipts(session, [ReceiptIn("movistar", "m1", "ENROUTE", T0)], T0)
-        first = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
-        second = await record_receipts(session, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
+    async with store.transaction() as session:
+        interim = await store.receipts.record(session, [ReceiptIn("movistar", "m1", "ENROUTE", T0)], T0)
+        first = await store.receipts.record(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+        second = await store.receipts.record(session, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
     assert interim.changes == [] and first.changes == [] and first.matched == 1
     assert [c.status for c in second.changes] == [MTStatus.DELIVERED]
-    mt = await status_of(sessions, mt_id)
+    mt = await status_of(store.sessions, mt_id)
     assert (
         mt.status is MTStatus.DELIVERED and mt.final_at == T0 and mt.segments == 2 and mt.claim_owner is None
     )
-    async with sessions() as session:
+    async with store.sessions() as session:
         history = (
             (
                 await session.execute(
@@ -215,47 +202,43 @@ async def test_all_parts_accepted_then_delivered(sessions: async_sessionmaker[As
     assert history == [MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
 
 
-async def test_one_undeliverable_part_fails_the_message(sessions: async_sessionmaker[AsyncSession]) -> None:
-    [mt_id] = await queue_and_claim(sessions)
-    async with sessions.begin() as session:
-        await record_part_results(
+async def test_one_undeliverable_part_fails_the_message(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
+    async with store.transaction() as session:
+        await store.results.record(
             session, [accepted(mt_id, 1, 2, "m1"), accepted(mt_id, 2, 2, "m2")], T0, RETRY
         )
-        outcome = await record_receipts(
+        outcome = await store.receipts.record(
             session, [ReceiptIn("movistar", "m2", "UNDELIV", T0, error_code=0x1F)], T0
         )
     assert [c.status for c in outcome.changes] == [MTStatus.FAILED]
     assert outcome.changes[0].detail == "receipt error 0x1F"
-    async with sessions.begin() as session:
-        late = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+    async with store.transaction() as session:
+        late = await store.receipts.record(session, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
     assert late.changes == []
-    assert (await status_of(sessions, mt_id)).status is MTStatus.FAILED
+    assert (await status_of(store.sessions, mt_id)).status is MTStatus.FAILED
 
 
-async def test_receipt_before_submit_response_is_applied_later(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    [mt_id] = await queue_and_claim(sessions)
-    async with sessions.begin() as session:
-        outcome = await record_receipts(session, [ReceiptIn("movistar", "m9", "DELIVRD", T0)], T0)
+async def test_receipt_before_submit_response_is_applied_later(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
+    async with store.transaction() as session:
+        outcome = await store.receipts.record(session, [ReceiptIn("movistar", "m9", "DELIVRD", T0)], T0)
     assert (outcome.matched, outcome.early) == (0, 1)
-    async with sessions.begin() as session:
-        changes = await record_part_results(session, [accepted(mt_id, 1, 1, "m9")], T0, RETRY)
+    async with store.transaction() as session:
+        changes = await store.results.record(session, [accepted(mt_id, 1, 1, "m9")], T0, RETRY)
     # the SMSC accepted it, then delivered it: the history shows both steps
     assert [(c.previous, c.status) for c in changes] == [
         (MTStatus.SENDING, MTStatus.ACCEPTED),
         (MTStatus.ACCEPTED, MTStatus.DELIVERED),
     ]
-    async with sessions() as session:
+    async with store.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
         part = (await session.execute(select(MTPart).where(MTPart.mt_id == mt_id))).scalar_one()
     assert part.status is PartStatus.DELIVERED and part.receipt_state == "DELIVRD"
 
 
-async def test_receipts_that_came_with_the_submit_results_are_written_with_the_parts(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    delivered, failed, pending = await queue_and_claim(sessions, 3)
+async def test_receipts_that_came_with_the_submit_results_are_written_with_the_parts(store: Store) -> None:
+    delivered, failed, pending = await queue_and_claim(store, 3)
     t1 = T0 + timedelta(seconds=1)
     receipts = {
         ("movistar", "d1"): ReceiptIn("movistar", "d1", "DELIVRD", t1),
@@ -269,8 +252,8 @@ async def test_receipts_that_came_with_the_submit_results_are_written_with_the_p
         accepted(failed, 1, 1, "f1"),
         accepted(pending, 1, 1, "p1"),
     ]
-    async with sessions.begin() as session:
-        changes = await record_part_results(session, results, t1, RETRY, receipts)
+    async with store.transaction() as session:
+        changes = await store.results.record(session, results, t1, RETRY, receipts)
     assert [(c.mt_id, c.previous, c.status) for c in changes] == [
         (delivered, MTStatus.SENDING, MTStatus.ACCEPTED),
         (delivered, MTStatus.ACCEPTED, MTStatus.DELIVERED),
@@ -284,9 +267,9 @@ async def test_receipts_that_came_with_the_submit_results_are_written_with_the_p
         (failed, MTStatus.FAILED, 1),
         (pending, MTStatus.ACCEPTED, 1),
     ):
-        mt = await status_of(sessions, mt_id)
+        mt = await status_of(store.sessions, mt_id)
         assert (mt.status, mt.segments, mt.final_at is not None) == (status, segments, status.is_final)
-    async with sessions() as session:
+    async with store.sessions() as session:
         parts = {(p.mt_id, p.part_no): p for p in (await session.execute(select(MTPart))).scalars()}
         history = (
             (
@@ -306,46 +289,46 @@ async def test_receipts_that_came_with_the_submit_results_are_written_with_the_p
     # an intermediate state is noted on the part, which stays accepted until its final receipt
     assert (parts[pending, 1].status, parts[pending, 1].receipt_state) == (PartStatus.ACCEPTED, "ENROUTE")
     assert history == [MTStatus.QUEUED, MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED]
-    async with sessions.begin() as session:
-        later = await record_receipts(session, [ReceiptIn("movistar", "p1", "DELIVRD", t1)], t1)
+    async with store.transaction() as session:
+        later = await store.receipts.record(session, [ReceiptIn("movistar", "p1", "DELIVRD", t1)], t1)
     assert [(c.mt_id, c.status) for c in later.changes] == [(pending, MTStatus.DELIVERED)]
 
 
-async def test_throttled_submit_is_retried_with_backoff_then_fails(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    [mt_id] = await queue_and_claim(sessions)
+async def test_throttled_submit_is_retried_with_backoff_then_fails(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
     now = T0
     for attempt in (1, 2):
-        async with sessions.begin() as session:
-            changes = await record_part_results(
+        async with store.transaction() as session:
+            changes = await store.results.record(
                 session, [rejected(mt_id, THROTTLED, retryable=True)], now, RETRY
             )
         assert [c.status for c in changes] == [MTStatus.QUEUED]
-        mt = await status_of(sessions, mt_id)
+        mt = await status_of(store.sessions, mt_id)
         assert mt.next_attempt_at == now + timedelta(seconds=10 * 2 ** (attempt - 1))
         assert mt.last_error is not None and "0x00000058" in mt.last_error
         now = mt.next_attempt_at
-        async with sessions.begin() as session:
-            [claimed] = await claim_mts(session, "gw-a", now, limit=1, lease=60)
+        async with store.transaction() as session:
+            [claimed] = await claim(store, session, "gw-a", now, limit=1, lease=60)
         assert claimed.attempts == attempt + 1
-    async with sessions.begin() as session:
-        changes = await record_part_results(session, [rejected(mt_id, THROTTLED, retryable=True)], now, RETRY)
+    async with store.transaction() as session:
+        changes = await store.results.record(
+            session, [rejected(mt_id, THROTTLED, retryable=True)], now, RETRY
+        )
     assert [c.status for c in changes] == [MTStatus.FAILED]
 
 
-async def test_permanent_rejection_fails_at_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    [mt_id] = await queue_and_claim(sessions)
-    async with sessions.begin() as session:
-        changes = await record_part_results(
+async def test_permanent_rejection_fails_at_once(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
+    async with store.transaction() as session:
+        changes = await store.results.record(
             session, [rejected(mt_id, INVALID_DESTINATION, retryable=False)], T0, RETRY
         )
     assert [c.status for c in changes] == [MTStatus.FAILED]
-    assert (await status_of(sessions, mt_id)).final_at == T0
+    assert (await status_of(store.sessions, mt_id)).final_at == T0
 
 
-async def test_retry_sends_only_the_parts_not_accepted(sessions: async_sessionmaker[AsyncSession]) -> None:
-    [mt_id] = await queue_and_claim(sessions)
+async def test_retry_sends_only_the_parts_not_accepted(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
     second = PartResult(
         mt_id=mt_id,
         part_no=2,
@@ -356,13 +339,13 @@ async def test_retry_sends_only_the_parts_not_accepted(sessions: async_sessionma
         error_code=THROTTLED,
         retryable=True,
     )
-    async with sessions.begin() as session:
-        await record_part_results(session, [accepted(mt_id, 1, 2, "m1"), second], T0, RETRY)
-    async with sessions.begin() as session:
-        [claimed] = await claim_mts(session, "gw-a", T0 + timedelta(minutes=1), limit=1, lease=60)
+    async with store.transaction() as session:
+        await store.results.record(session, [accepted(mt_id, 1, 2, "m1"), second], T0, RETRY)
+    async with store.transaction() as session:
+        [claimed] = await claim(store, session, "gw-a", T0 + timedelta(minutes=1), limit=1, lease=60)
     assert claimed.done_parts == frozenset({1}) and claimed.segments == 2
-    async with sessions.begin() as session:
-        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
+    async with store.transaction() as session:
+        changes = await store.results.record(session, [accepted(mt_id, 2, 2, "m2")], T0, RETRY)
     assert [c.status for c in changes] == [MTStatus.ACCEPTED]
 
 
@@ -381,13 +364,11 @@ def never_sent(mt_id: int, part_no: int, segments: int) -> PartResult:
     )
 
 
-async def test_segments_never_sent_requeue_at_once_without_spending_the_attempt(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    whole, half, mixed = await queue_and_claim(sessions, 3)
+async def test_segments_never_sent_requeue_at_once_without_spending_the_attempt(store: Store) -> None:
+    whole, half, mixed = await queue_and_claim(store, 3)
     later = T0 + timedelta(seconds=3)
-    async with sessions.begin() as session:
-        changes = await record_part_results(
+    async with store.transaction() as session:
+        changes = await store.results.record(
             session,
             [
                 never_sent(whole, 1, 1),
@@ -408,105 +389,103 @@ async def test_segments_never_sent_requeue_at_once_without_spending_the_attempt(
         ]
     )
     for mt_id in (whole, half):
-        mt = await status_of(sessions, mt_id)
+        mt = await status_of(store.sessions, mt_id)
         assert (mt.status, mt.attempts, mt.next_attempt_at, mt.claim_owner) == (
             MTStatus.QUEUED,
             0,
             later,
             None,
         )
-    retried = await status_of(sessions, mixed)
+    retried = await status_of(store.sessions, mixed)
     assert (retried.attempts, retried.next_attempt_at) == (1, later + timedelta(seconds=10))
-    async with sessions.begin() as session:
-        claimed = {mt.id: mt for mt in await claim_mts(session, "gw-a", later, limit=5, lease=60)}
+    async with store.transaction() as session:
+        claimed = {mt.id: mt for mt in await claim(store, session, "gw-a", later, limit=5, lease=60)}
     assert set(claimed) == {whole, half}  # due at once, on the next bind or connection
     assert claimed[half].done_parts == frozenset({1}) and claimed[whole].attempts == 1
-    async with sessions() as session:
+    async with store.sessions() as session:
         parts = (await session.execute(select(MTPart.mt_id, MTPart.part_no))).all()
     assert sorted(parts) == sorted([(half, 1), (mixed, 1)])  # nothing written for a segment never sent
 
 
-async def test_receipt_for_one_part_while_another_is_retried_does_not_fail_the_mt(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    [mt_id] = await queue_and_claim(sessions)
+async def test_receipt_for_one_part_while_another_is_retried_does_not_fail_the_mt(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
     lost = PartResult(mt_id, 2, 2, "movistar", T0, T0, error_code=0x10000002, retryable=True)
-    async with sessions.begin() as session:
-        await record_part_results(session, [accepted(mt_id, 1, 2, "m1"), lost], T0, RETRY)
+    async with store.transaction() as session:
+        await store.results.record(session, [accepted(mt_id, 1, 2, "m1"), lost], T0, RETRY)
     retry_at = T0 + timedelta(seconds=10)
-    async with sessions.begin() as session:
-        [claimed] = await claim_mts(session, "gw-a", retry_at, limit=1, lease=60)
+    async with store.transaction() as session:
+        [claimed] = await claim(store, session, "gw-a", retry_at, limit=1, lease=60)
         # part 1's receipt comes while part 2 is out again: the MT waits for part 2
-        outcome = await record_receipts(session, [ReceiptIn("movistar", "m1", "DELIVRD", retry_at)], retry_at)
+        outcome = await store.receipts.record(
+            session, [ReceiptIn("movistar", "m1", "DELIVRD", retry_at)], retry_at
+        )
     assert claimed.done_parts == frozenset({1}) and outcome.matched == 1 and outcome.changes == []
-    async with sessions.begin() as session:
+    async with store.transaction() as session:
         # and a restart while part 2 is out sends part 2 again instead of failing the MT
-        own = await reconcile_sending(session, retry_at, owner="gw-a")
+        own = await store.claims.reconcile(session, retry_at, owner="gw-a")
     assert [(c.mt_id, c.status) for c in own] == [(mt_id, MTStatus.QUEUED)]
-    async with sessions.begin() as session:
-        await claim_mts(session, "gw-a", retry_at, limit=1, lease=60)
-        changes = await record_part_results(session, [accepted(mt_id, 2, 2, "m2")], retry_at, RETRY)
-        final = await record_receipts(session, [ReceiptIn("movistar", "m2", "DELIVRD", retry_at)], retry_at)
+    async with store.transaction() as session:
+        await claim(store, session, "gw-a", retry_at, limit=1, lease=60)
+        changes = await store.results.record(session, [accepted(mt_id, 2, 2, "m2")], retry_at, RETRY)
+        final = await store.receipts.record(
+            session, [ReceiptIn("movistar", "m2", "DELIVRD", retry_at)], retry_at
+        )
     assert [c.status for c in changes] == [MTStatus.ACCEPTED]
     assert [c.status for c in final.changes] == [MTStatus.DELIVERED]
 
 
-async def test_reconcile_after_restart(sessions: async_sessionmaker[AsyncSession]) -> None:
-    sent, unsent = await queue_and_claim(sessions, 2)
-    async with sessions.begin() as session:
-        await record_part_results(session, [accepted(sent, 1, 2, "m1")], T0, RETRY)
+async def test_reconcile_after_restart(store: Store) -> None:
+    sent, unsent = await queue_and_claim(store, 2)
+    async with store.transaction() as session:
+        await store.results.record(session, [accepted(sent, 1, 2, "m1")], T0, RETRY)
         # The daemon died before part 2's response: part 1 is kept, the MT goes back to the queue.
-        assert await reconcile_sending(session, T0 + timedelta(seconds=10)) == []
-        changes = await reconcile_sending(session, T0 + timedelta(seconds=61))
+        assert await store.claims.reconcile(session, T0 + timedelta(seconds=10)) == []
+        changes = await store.claims.reconcile(session, T0 + timedelta(seconds=61))
     assert sorted((c.mt_id, c.status) for c in changes) == sorted(
         [(sent, MTStatus.QUEUED), (unsent, MTStatus.QUEUED)]
     )
-    async with sessions.begin() as session:
-        claimed = await claim_mts(session, "gw-b", T0 + timedelta(seconds=61), limit=5, lease=60)
+    async with store.transaction() as session:
+        claimed = await claim(store, session, "gw-b", T0 + timedelta(seconds=61), limit=5, lease=60)
         done = {mt.id: mt.done_parts for mt in claimed}
-        await record_part_results(session, [accepted(sent, 2, 2, "m2")], T0, RETRY)
-        own = await reconcile_sending(session, T0 + timedelta(seconds=62), owner="gw-b")
+        await store.results.record(session, [accepted(sent, 2, 2, "m2")], T0, RETRY)
+        own = await store.claims.reconcile(session, T0 + timedelta(seconds=62), owner="gw-b")
     assert done == {sent: frozenset({1}), unsent: frozenset()}
     assert [(c.mt_id, c.status) for c in own] == [(unsent, MTStatus.QUEUED)]
-    assert (await status_of(sessions, sent)).status is MTStatus.ACCEPTED
+    assert (await status_of(store.sessions, sent)).status is MTStatus.ACCEPTED
 
 
-async def test_renewed_lease_keeps_a_live_daemons_mts_from_reconciliation(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    mine, other = await queue_and_claim(sessions, 2)
-    async with sessions.begin() as session:
+async def test_renewed_lease_keeps_a_live_daemons_mts_from_reconciliation(store: Store) -> None:
+    mine, other = await queue_and_claim(store, 2)
+    async with store.transaction() as session:
         await session.execute(
             MTMessage.__table__.update().where(MTMessage.id == other).values(claim_owner="gw-dead")
         )
-        assert await renew_leases(session, "gw-a", T0 + timedelta(seconds=30), lease=60) == 1
-        changes = await reconcile_sending(session, T0 + timedelta(seconds=61))
+        assert await store.claims.renew_leases(session, "gw-a", T0 + timedelta(seconds=30), lease=60) == 1
+        changes = await store.claims.reconcile(session, T0 + timedelta(seconds=61))
     assert [(c.mt_id, c.status) for c in changes] == [(other, MTStatus.QUEUED)]
-    mt = await status_of(sessions, mine)
+    mt = await status_of(store.sessions, mine)
     assert mt.status is MTStatus.SENDING and mt.claim_expires_at == T0 + timedelta(seconds=90)
 
 
-async def test_requeue_and_cancel(sessions: async_sessionmaker[AsyncSession]) -> None:
-    [mt_id] = await queue_and_claim(sessions)
-    async with sessions.begin() as session:
-        changes = await requeue_mts(session, [mt_id], T0, delay=5, reason="bind down")
-        assert [c.status for c in changes] == [MTStatus.QUEUED]
-        assert await cancel_mt(session, mt_id, T0)
-        assert not await cancel_mt(session, mt_id, T0)
-    mt = await status_of(sessions, mt_id)
-    assert mt.status is MTStatus.CANCELLED and mt.attempts == 0
+async def test_requeue_gives_the_attempt_back(store: Store) -> None:
+    [mt_id] = await queue_and_claim(store)
+    async with store.transaction() as session:
+        changes = await store.claims.requeue(session, [mt_id], T0, delay=5, reason="bind down")
+    assert [(c.status, c.detail) for c in changes] == [(MTStatus.QUEUED, "bind down")]
+    mt = await status_of(store.sessions, mt_id)
+    assert (mt.status, mt.attempts, mt.next_attempt_at) == (MTStatus.QUEUED, 0, T0 + timedelta(seconds=5))
 
 
-async def test_reply_answers_the_conversation_and_stats_count_it(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    key = mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="x1")
-    async with sessions.begin() as session:
-        [mo] = await ingest_mos(session, [NewMO(key, "34600000001", "movistar", "997745", "hola", T0)], T0)
+async def test_reply_answers_the_conversation_and_stats_count_it(store: Store) -> None:
+    key = dedup_key("movistar", "34600000001", "997745", 0, b"hola")
+    async with store.transaction() as session:
+        [mo] = await store.mos.ingest(
+            session, [NewMO(key, "34600000001", "movistar", "997745", "hola", T0)], T0
+        )
         assert mo.conversation_id is not None
         reply_at = T0 + timedelta(minutes=90)
         await queue_mt(session, push(kind=MTKind.REPLY, conversation_id=mo.conversation_id), reply_at)
-    async with sessions() as session:
+    async with store.sessions() as session:
         conversation = await session.get(Conversation, mo.conversation_id)
         assert conversation is not None
         assert conversation.status is ConversationStatus.OPEN and conversation.waiting_since is None
@@ -518,17 +497,15 @@ async def test_reply_answers_the_conversation_and_stats_count_it(
     assert [(entry.direction, entry.status) for entry in history] == [("mt", "queued"), ("mo", None)]
 
 
-async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    first, second = await queue_and_claim(sessions, 2)
-    async with sessions.begin() as session:
-        await record_part_results(
+async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(store: Store) -> None:
+    first, second = await queue_and_claim(store, 2)
+    async with store.transaction() as session:
+        await store.results.record(
             session, [accepted(first, 1, 1, "a1"), accepted(second, 1, 1, "b1")], T0, RETRY
         )
     later = T0 + timedelta(seconds=5)
-    async with sessions.begin() as session:
-        outcome = await record_receipts(
+    async with store.transaction() as session:
+        outcome = await store.receipts.record(
             session,
             [
                 ReceiptIn("movistar", "a1", "DELIVRD", later),
@@ -540,11 +517,11 @@ async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(
         )
     assert outcome.matched == 4 and outcome.early == 0
     assert [(c.mt_id, c.status) for c in outcome.changes] == [(first, MTStatus.DELIVERED)]
-    async with sessions() as session:
+    async with store.sessions() as session:
         parts = {part.mt_id: part for part in (await session.execute(select(MTPart))).scalars()}
     assert parts[first].status is PartStatus.DELIVERED and parts[first].receipt_at == later
     assert parts[second].status is PartStatus.ACCEPTED and parts[second].receipt_state == "ACCEPTD"
-    assert (await status_of(sessions, second)).status is MTStatus.ACCEPTED
+    assert (await status_of(store.sessions, second)).status is MTStatus.ACCEPTED
 
 
 async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: str) -> None:
@@ -553,19 +530,19 @@ async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: s
     status from a view without the other's part, or the MT stays ``accepted`` with both parts delivered."""
     await upgrade(pg_url)
     engine = create_engine(pg_url)
-    sessions = session_factory(engine)
+    store = Store.for_engine(engine)
     try:
-        [mt_id] = await queue_and_claim(sessions)
-        async with sessions.begin() as session:
-            await record_part_results(
+        [mt_id] = await queue_and_claim(store)
+        async with store.transaction() as session:
+            await store.results.record(
                 session, [accepted(mt_id, 1, 2, "m1"), accepted(mt_id, 2, 2, "m2")], T0, RETRY
             )
-        async with sessions() as first, sessions() as second, sessions() as observer:
+        async with store.sessions() as first, store.sessions() as second, store.sessions() as observer:
             await first.begin()
-            one = await record_receipts(first, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
+            one = await store.receipts.record(first, [ReceiptIn("movistar", "m1", "DELIVRD", T0)], T0)
             await second.begin()
             other = asyncio.create_task(
-                record_receipts(second, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
+                store.receipts.record(second, [ReceiptIn("movistar", "m2", "DELIVRD", T0)], T0)
             )
 
             async def blocked_or_done() -> bool:
@@ -584,6 +561,6 @@ async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: s
             await second.commit()
         assert one.changes == []
         assert [(c.mt_id, c.status) for c in two.changes] == [(mt_id, MTStatus.DELIVERED)]
-        assert (await status_of(sessions, mt_id)).status is MTStatus.DELIVERED
+        assert (await status_of(store.sessions, mt_id)).status is MTStatus.DELIVERED
     finally:
         await engine.dispose()

@@ -19,17 +19,19 @@ from starlette.types import Receive, Scope, Send
 
 import gatewayd.store.models  # noqa: F401  (registers every table on Base.metadata)
 from gatewayd.bus.memory import MemoryBus
+from gatewayd.mo_message import dedup_key
 from gatewayd.store.accounts import Account, Role, get_account_by_username
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
+from gatewayd.store.repo_assignment import touch_desk
+from gatewayd.store.repo_mo import NewMO
+from gatewayd.store.store import Store
 from panel.app import create_app
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.auth.sessions import create_session
-from panel.presence import touch_desk
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from plugins import Plugin, auth, desk, home
@@ -92,7 +94,7 @@ async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "h
     try:
         now = utcnow()
         mo = NewMO(
-            dedup_key=mo_dedup_key("movistar", msisdn, "997745", smsc_message_id=uuid.uuid4().hex),
+            dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
             msisdn=msisdn,
             carrier="movistar",
             short_code="997745",
@@ -100,8 +102,9 @@ async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "h
             received_at=now,
             country="ES",
         )
-        async with session_factory(engine)() as session, session.begin():
-            (stored,) = await ingest_mos(session, [mo], now)
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:
+            (stored,) = await store.mos.ingest(session, [mo], now)
             holder = await get_account_by_username(session, operator)
             assert stored.conversation_id is not None and holder is not None
             await session.execute(

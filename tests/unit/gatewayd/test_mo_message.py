@@ -15,6 +15,7 @@ from gatewayd.mo_message import (
     dedup_key,
     inbound_mo,
     keyword_set,
+    part_set_key,
     short_code_of,
     stored_text,
 )
@@ -47,14 +48,14 @@ def deliver(
 
 def test_national_number_becomes_e164_with_the_carrier_country() -> None:
     mo = build_inbound(BIND, deliver("600111222", b"hola"), b"hola", 0, KEYWORDS, AT)
-    assert mo.msisdn == "+34600111222"
+    assert mo.msisdn == "34600111222"  # E.164 digits, as the daemon and the store hold numbers
     assert mo.country == "ES" and mo.carrier == "movistar" and mo.bind == "movistar-1"
     assert mo.text == "hola" and not mo.is_reserved
 
 
 def test_international_number_keeps_its_country_code() -> None:
     mo = build_inbound(BIND, deliver("447700900123", b"hi", ton=TON.INTERNATIONAL), b"hi", 0, KEYWORDS, AT)
-    assert mo.msisdn == "+447700900123"
+    assert mo.msisdn == "447700900123"
 
 
 def test_unreadable_source_is_refused_with_invalid_source_status() -> None:
@@ -99,7 +100,7 @@ def assembled(payload: bytes, *, received: int, total: int = 3) -> InboundMO:
         "movistar",
         "movistar-1",
         "ES",
-        "+34600111222",
+        "34600111222",
         "997745",
         payload,
         0,
@@ -125,17 +126,19 @@ def test_ucs2_text_is_decoded() -> None:
 
 
 def test_dedup_key_is_stable_and_tells_messages_apart() -> None:
-    first = dedup_key("movistar", "+34600111222", "997745", 0, b"hola")
-    assert first == dedup_key("movistar", "+34600111222", "997745", 0, b"hola")
-    assert first != dedup_key("movistar", "+34600111222", "997745", 0, b"hola!")
-    assert first != dedup_key("vodafone", "+34600111222", "997745", 0, b"hola")
-    assert first != dedup_key("movistar", "+34600111222", "997745", 0, b"hola", reference=3)
+    first = dedup_key("movistar", "34600111222", "997745", 0, b"hola")
+    assert first == dedup_key("movistar", "34600111222", "997745", 0, b"hola")
+    assert first != dedup_key("movistar", "34600111222", "997745", 0, b"hola!")
+    assert first != dedup_key("vodafone", "34600111222", "997745", 0, b"hola")
+    assert first != dedup_key("movistar", "34600111222", "997745", 0, b"hola", reference=3)
 
 
 def test_dedup_key_format_is_fixed_so_redeliveries_across_a_restart_still_match() -> None:
-    # blake2b-128 over each field then 0x1f, then the payload: keys already stored must keep matching
-    key = dedup_key("movistar", "+34600111222", "997745", 0, b"hola", 7)
+    # blake2b-128 over each field then 0x1f (the number as E.164, '+' and digits, as it was keyed when
+    # the daemon held it so), then the payload: keys already stored must keep matching
+    key = dedup_key("movistar", "34600111222", "997745", 0, b"hola", 7)
     assert key == "1ce04754b56bc40651e3dec7f3f9ab75"
+    assert part_set_key("movistar", "34600111222", "997745", 7, 3) == "2dd985234829d15e9218cda8dc0b9e66"
 
 
 def test_the_same_content_has_the_same_key_whenever_it_comes() -> None:
@@ -202,7 +205,7 @@ def test_parts_of_one_message_share_its_set_and_differ_in_content() -> None:
     other = build_part(BIND, deliver("600111222", b"a"), ConcatInfo(8, 3, 1, ConcatMode.UDH8), b"first", AT)
     assert one.set_key == two.set_key != other.set_key
     assert len({one.dedup_key, two.dedup_key, other.dedup_key}) == 3
-    assert (one.msisdn, one.short_code, one.part_number, one.total) == ("+34600111222", "997745", 1, 3)
+    assert (one.msisdn, one.short_code, one.part_number, one.total) == ("34600111222", "997745", 1, 3)
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,12 @@ from gatewayd.mt import build_submits, carrier_quirks
 from gatewayd.mt_policy import is_temporary, receipt_error_code
 from gatewayd.replies import reply_for
 from gatewayd.store.enums import MTKind
-from gatewayd.store.repo_mt import ClaimedMT
+from gatewayd.store.mt.values import ClaimedMT
 from routing.errors import InvalidQuirks
 from routing.keywords import KeywordKind
-from smpp.concat import user_data
+from smpp.concat import Segment, user_data
 from smpp.constants import TON, CommandStatus, DataCoding, ESMClass
+from smpp.pdu import SubmitSM
 from smpp.text import decode_text
 from smpp.tlv import Tag
 
@@ -65,8 +66,13 @@ def claimed(
     )
 
 
+def submits_for(mt: ClaimedMT, configured: CarrierConfig) -> tuple[int, list[tuple[Segment, SubmitSM]]]:
+    """What the pipeline submits for ``mt``: through the carrier's quirks (the defaults when none)."""
+    return build_submits(mt, configured, carrier_quirks(configured))
+
+
 def test_short_gsm_text_is_one_plain_submit() -> None:
-    total, submits = build_submits(claimed("Hola, ¿qué tal?"), carrier())
+    total, submits = submits_for(claimed("Hola, ¿qué tal?"), carrier())
     assert total == 1 and len(submits) == 1
     _, pdu = submits[0]
     assert pdu.data_coding == DataCoding.DEFAULT
@@ -77,7 +83,7 @@ def test_short_gsm_text_is_one_plain_submit() -> None:
 
 def test_long_ucs2_text_is_split_with_udh_and_the_mt_reference() -> None:
     text = "Привет, как дела? " * 10
-    total, submits = build_submits(claimed(text, mt_id=0x1234), carrier())
+    total, submits = submits_for(claimed(text, mt_id=0x1234), carrier())
     assert total == len(submits) == 3
     numbers = []
     joined = b""
@@ -91,37 +97,37 @@ def test_long_ucs2_text_is_split_with_udh_and_the_mt_reference() -> None:
 
 
 def test_sar_carrier_gets_sar_tlvs() -> None:
-    _, submits = build_submits(claimed("x" * 200), carrier(LongMessageMode.SAR))
+    _, submits = submits_for(claimed("x" * 200), carrier(LongMessageMode.SAR))
     assert [pdu.tlvs.get_int(Tag.SAR_SEGMENT_SEQNUM) for _, pdu in submits] == [1, 2]
     assert all(pdu.esm_class == 0 for _, pdu in submits)
 
 
 def test_payload_carrier_gets_one_submit() -> None:
-    total, submits = build_submits(claimed("y" * 500), carrier(LongMessageMode.PAYLOAD))
+    total, submits = submits_for(claimed("y" * 500), carrier(LongMessageMode.PAYLOAD))
     assert total == 1 and len(submits) == 1
     assert submits[0][1].tlvs.get_bytes(Tag.MESSAGE_PAYLOAD) == b"y" * 500
 
 
 def test_a_retry_resends_only_the_segments_not_yet_accepted() -> None:
-    total, submits = build_submits(claimed("z" * 400, done=frozenset({1, 3})), carrier())
+    total, submits = submits_for(claimed("z" * 400, done=frozenset({1, 3})), carrier())
     assert total == 3
     assert [segment.part_number for segment, _ in submits] == [2]
 
 
 def test_no_receipt_requested_when_the_mt_says_so() -> None:
-    _, submits = build_submits(claimed("hola", receipt=False), carrier())
+    _, submits = submits_for(claimed("hola", receipt=False), carrier())
     assert submits[0][1].registered_delivery == 0
 
 
 def test_alphanumeric_source_is_sent_as_such() -> None:
     mt = dataclasses.replace(claimed("hola"), source="eChat")
-    assert build_submits(mt, carrier())[1][0][1].source_addr_ton == TON.ALPHANUMERIC
+    assert submits_for(mt, carrier())[1][0][1].source_addr_ton == TON.ALPHANUMERIC
 
 
 def test_latin1_only_when_the_carrier_accepts_it() -> None:
     text = "Très bien, ça va: ¤"
-    assert build_submits(claimed(text), carrier())[1][0][1].data_coding == DataCoding.UCS2
-    assert build_submits(claimed(text), carrier(latin1=True))[1][0][1].data_coding == DataCoding.LATIN1
+    assert submits_for(claimed(text), carrier())[1][0][1].data_coding == DataCoding.UCS2
+    assert submits_for(claimed(text), carrier(latin1=True))[1][0][1].data_coding == DataCoding.LATIN1
 
 
 @pytest.mark.parametrize(
@@ -174,7 +180,7 @@ def test_carrier_quirks_rewrite_every_segment() -> None:
             "extra_tlvs": {"0x1401": "0a0b"},
         }
     )
-    _, submits = build_submits(claimed("x" * 200), configured, carrier_quirks(configured))
+    _, submits = submits_for(claimed("x" * 200), configured)
     assert len(submits) == 2
     for _, pdu in submits:
         assert pdu.service_type == "CHAT"

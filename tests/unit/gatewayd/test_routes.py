@@ -90,7 +90,7 @@ def service(
     *,
     short_code: str = "997745",
     carrier: str = "movistar",
-    msisdn: str = "+34600111222",
+    msisdn: str = "34600111222",
 ) -> str:
     return router.service(short_code=short_code, text=text, carrier=carrier, msisdn=msisdn, country="ES")
 
@@ -143,8 +143,8 @@ def test_explicit_mo_rules_come_before_services_and_may_replace_the_default(tmp_
     assert [rule.name for rule in table.rules][0] == "vip-prefix"
     assert table.default.name == "catch-all"
     router = MORouter(table)
-    assert service(router, "alias hola", msisdn="+34699000111") == "vip"
-    assert service(router, "alias hola", msisdn="+34600000111") == "alias-chat"
+    assert service(router, "alias hola", msisdn="34699000111") == "vip"
+    assert service(router, "alias hola", msisdn="34600000111") == "alias-chat"
     assert service(router, "hola", short_code="997746") == "overflow"
 
 
@@ -289,7 +289,7 @@ def test_inbound_bind_down_fails_over_to_another_bind_of_the_same_carrier(tmp_pa
 def test_without_a_preference_the_carriers_binds_take_turns_never_the_receiver(tmp_path: Path) -> None:
     router = router_for(tmp_path)
     up = {"mov-a", "mov-b", "mov-rx", "voda#1", "voda#2"}
-    chosen = [router.select(up, carrier="movistar", destination="+34600111222") for _ in range(4)]
+    chosen = [router.select(up, carrier="movistar", destination="34600111222") for _ in range(4)]
     assert sorted(chosen) == ["mov-a", "mov-a", "mov-b", "mov-b"]
     copies = {router.select(up, carrier="vodafone", destination="34700111222") for _ in range(4)}
     assert copies == {"voda#1", "voda#2"}

@@ -1,4 +1,4 @@
-"""The store's pure rules: MT status from its parts, receipt states, MO identity, MSISDNs, back-off."""
+"""The store's pure rules: MT status from its parts, receipt states, client IDs, back-off."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 
 from gatewayd.store.enums import MTStatus, PartStatus
-from gatewayd.store.repo_mo import mo_dedup_key
-from gatewayd.store.repo_mt import RetryPolicy, derive_mt_status, receipt_part_status
-from gatewayd.store.repo_subscribers import new_client_id, new_client_ids, normalize_msisdn
+from gatewayd.store.mt.values import RetryPolicy, derive_mt_status, receipt_part_status
+from gatewayd.store.repo_subscribers import new_client_id, new_client_ids
 
 A, D, U, E, R = (
     PartStatus.ACCEPTED,
@@ -58,42 +57,6 @@ def test_mt_status_from_parts(segments: int, parts: list[PartStatus], expected: 
 )
 def test_receipt_states(state: str, expected: PartStatus | None) -> None:
     assert receipt_part_status(state) is expected
-
-
-def test_mo_identity() -> None:
-    by_id = mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="abc")
-    assert re.fullmatch(r"[0-9a-f]{64}", by_id)
-    assert by_id == mo_dedup_key("movistar", "34600000001", "997745", smsc_message_id="abc")
-    assert by_id != mo_dedup_key("vodafone", "34600000001", "997745", smsc_message_id="abc")
-    by_content = mo_dedup_key(
-        "movistar", "34600000001", "997745", smsc_timestamp="240701100000000+", content="HOLA"
-    )
-    assert by_content != mo_dedup_key(
-        "movistar", "34600000001", "997745", smsc_timestamp="240701100001000+", content="HOLA"
-    )
-    assert by_content == mo_dedup_key(
-        "movistar", "34600000001", "997745", smsc_timestamp="240701100000000+", content=b"HOLA"
-    )
-    with pytest.raises(ValueError, match="smsc_timestamp"):
-        mo_dedup_key("movistar", "34600000001", "997745", content="HOLA")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("+34 600 000 001", "34600000001"),
-        ("0034600000001", "34600000001"),
-        ("34-600-000-001", "34600000001"),
-    ],
-)
-def test_msisdn_normalization(text: str, expected: str) -> None:
-    assert normalize_msisdn(text) == expected
-
-
-@pytest.mark.parametrize("text", ["600", "+0034600000001", "34 600 abc", "3460000000112345678"])
-def test_msisdn_rejects_non_international_numbers(text: str) -> None:
-    with pytest.raises(ValueError, match="MSISDN"):
-        normalize_msisdn(text)
 
 
 def test_client_ids_are_pseudonymous() -> None:

@@ -30,6 +30,12 @@ def test_token_bucket_burst_is_bounded_by_capacity() -> None:
     assert burst == 50
 
 
+def test_a_full_bucket_starts_with_its_whole_burst() -> None:
+    bucket = TokenBucket(5.0, 5.0, now=0.0, full=True)
+    assert [bucket.take(0.0) for _ in range(5)] == [0.0] * 5
+    assert bucket.take(0.0) == pytest.approx(0.2)
+
+
 @pytest.mark.parametrize(("rate", "capacity"), [(0.0, None), (-1.0, None), (5.0, 0.5)])
 def test_token_bucket_rejects_nonsense(rate: float, capacity: float | None) -> None:
     with pytest.raises(ValueError):

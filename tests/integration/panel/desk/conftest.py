@@ -14,17 +14,19 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.memory import MemoryBus
+from gatewayd.mo_message import dedup_key
 from gatewayd.store import models
 from gatewayd.store.accounts import Presence, Role
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.repo_mo import IngestedMO, NewMO, ingest_mos, mo_dedup_key
+from gatewayd.store.repo_mo import IngestedMO, NewMO
+from gatewayd.store.store import Store
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.assignment import AssignmentPolicy
@@ -103,7 +105,7 @@ async def deliver_mo(
     event when ``bus`` is None: a lost event, which the sweep makes up for)."""
     now = utcnow()
     mo = NewMO(
-        dedup_key=mo_dedup_key(CARRIER, msisdn, SHORT_CODE, smsc_message_id=uuid.uuid4().hex),
+        dedup_key=dedup_key(CARRIER, msisdn, SHORT_CODE, 0, uuid.uuid4().bytes),
         msisdn=msisdn,
         carrier=CARRIER,
         short_code=SHORT_CODE,
@@ -111,8 +113,11 @@ async def deliver_mo(
         received_at=now,
         country="ES",
     )
-    async with sessions() as session, session.begin():
-        (stored,) = await ingest_mos(session, [mo], now)
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    store = Store.for_engine(engine)
+    async with store.transaction() as session:
+        (stored,) = await store.mos.ingest(session, [mo], now)
     assert stored.mo_id is not None
     if bus is None:
         return stored

@@ -1,20 +1,20 @@
-"""What the desk shows, read from the store: the operator's queue, a conversation's thread, pushes."""
+"""What the operator's desk reads and writes: their queue, a conversation's thread and client, what a
+reply or a push is sent from, the MTs and MOs its live updates name."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.subscribers import Subscriber
-from panel.assignment import AssignmentPolicy, is_overdue
 
 THREAD_LIMIT = 100
 SNIPPET_LENGTH = 80
@@ -71,16 +71,21 @@ async def _last_mo_texts(session: AsyncSession, conversation_ids: Sequence[int])
     return {row.conversation_id: row.text for row in rows}
 
 
+def is_overdue(waiting_since: datetime | None, now: datetime, overdue_after: timedelta) -> bool:
+    """A conversation waiting for an answer longer than ``overdue_after`` is flagged on the desk."""
+    return waiting_since is not None and now - waiting_since > overdue_after
+
+
 async def operator_queue(
     session: AsyncSession,
     operator_id: int,
     now: datetime,
-    policy: AssignmentPolicy,
+    overdue_after: timedelta,
     *,
     conversation_ids: Sequence[int] | None = None,
 ) -> list[QueueItem]:
     """The conversations the operator holds, not closed: waiting ones first (oldest first), then the
-    others by their latest message."""
+    others by their latest message; those waiting longer than ``overdue_after`` flagged."""
     statement = (
         select(Conversation, Subscriber.client_id, Subscriber.alias)
         .join(Subscriber, Subscriber.id == Conversation.subscriber_id)
@@ -109,7 +114,7 @@ async def operator_queue(
                 status=conversation.status,
                 waiting_since=conversation.waiting_since,
                 overdue=conversation.status is ConversationStatus.WAITING
-                and is_overdue(conversation.waiting_since, now, policy),
+                and is_overdue(conversation.waiting_since, now, overdue_after),
                 last_text=snippet(texts.get(conversation.id, "")),
                 last_at=conversation.last_mo_at,
             )
@@ -258,3 +263,55 @@ async def conversation_holder(session: AsyncSession, conversation_id: int) -> in
         )
     )
     return holder
+
+
+@dataclass(frozen=True, slots=True)
+class LastMO:
+    """The subscriber's latest MO: a reply or a push leaves by its carrier, bind and short code."""
+
+    id: int
+    carrier: str
+    bind_name: str | None
+    short_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """A conversation an operator answers: who holds it, its subscriber, its latest MO."""
+
+    conversation: Conversation
+    subscriber: Subscriber
+    last_mo: LastMO | None
+
+
+async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
+    return await session.get(Conversation, conversation_id)
+
+
+async def reply_target(session: AsyncSession, conversation_id: int) -> ReplyTarget | None:
+    """The conversation with its subscriber and latest MO (None when there is no such conversation)."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    subscriber = await session.get(Subscriber, conversation.subscriber_id)
+    assert subscriber is not None  # the write paths create or lock the parent with the child
+    return ReplyTarget(
+        conversation, subscriber, await _last_mo(session, MOMessage.conversation_id == conversation_id)
+    )
+
+
+async def last_mo_of_subscriber(session: AsyncSession, subscriber_id: int) -> LastMO | None:
+    """The subscriber's latest MO, whatever the conversation (a push leaves by it)."""
+    return await _last_mo(session, MOMessage.subscriber_id == subscriber_id)
+
+
+async def _last_mo(session: AsyncSession, where: ColumnElement[bool]) -> LastMO | None:
+    row = (
+        await session.execute(
+            select(MOMessage.id, MOMessage.carrier, MOMessage.bind_name, MOMessage.short_code)
+            .where(where)
+            .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    return None if row is None else LastMO(row.id, row.carrier, row.bind_name, row.short_code)

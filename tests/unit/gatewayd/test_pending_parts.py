@@ -1,22 +1,22 @@
-"""PendingPartCommits: receipts ride along with their part's submit result, or wait for it to be
-committed, within bounds."""
+"""PendingParts (the recorder's state machine of a part's result meeting its receipt): receipts ride
+along with their part's submit result, or wait for it to be committed, within bounds."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
-from gatewayd.receipts import PendingPartCommits
-from gatewayd.store.repo_mt import ReceiptIn
+from gatewayd.recorder import PendingParts
+from gatewayd.store.mt.values import ReceiptIn
 
 
 async def test_a_part_not_pending_does_not_make_the_receipt_wait() -> None:
-    pending = PendingPartCommits(wait_limit=30.0)
+    pending = PendingParts(wait_limit=30.0)
     assert await asyncio.wait_for(pending.wait("movistar", "1a"), 1.0) is True
 
 
 async def test_receipts_wait_until_the_part_is_committed() -> None:
-    pending = PendingPartCommits(wait_limit=30.0)
+    pending = PendingParts(wait_limit=30.0)
     pending.accepted("movistar", "1a")
     first = asyncio.create_task(pending.wait("movistar", "1a"))
     second = asyncio.create_task(pending.wait("movistar", "1a"))
@@ -30,7 +30,7 @@ async def test_receipts_wait_until_the_part_is_committed() -> None:
 
 
 async def test_the_wait_runs_out_when_the_commit_does_not_land() -> None:
-    pending = PendingPartCommits(wait_limit=0.01)
+    pending = PendingParts(wait_limit=0.01)
     pending.accepted("movistar", "1a")
     assert await pending.wait("movistar", "1a") is False
     assert len(pending) == 1  # still pending: the commit may land later
@@ -39,7 +39,7 @@ async def test_the_wait_runs_out_when_the_commit_does_not_land() -> None:
 
 
 async def test_accepted_parts_are_bounded() -> None:
-    pending = PendingPartCommits(wait_limit=30.0, max_pending=2)
+    pending = PendingParts(wait_limit=30.0, max_pending=2)
     for message_id in ("1", "2", "3"):
         pending.accepted("movistar", message_id)
     assert len(pending) == 2
@@ -51,7 +51,7 @@ def receipt(message_id: str, state: str = "DELIVRD") -> ReceiptIn:
 
 
 async def test_a_receipt_attached_to_its_part_is_answered_once_committed_with_it() -> None:
-    pending = PendingPartCommits(wait_limit=30.0)
+    pending = PendingParts(wait_limit=30.0)
     pending.accepted("movistar", "1a")
     pending.accepted("movistar", "2b")
     applied = pending.attach(receipt("1a"))
@@ -69,7 +69,7 @@ async def test_a_receipt_attached_to_its_part_is_answered_once_committed_with_it
 
 
 async def test_attached_receipts_go_their_own_way_when_the_batch_fails() -> None:
-    pending = PendingPartCommits(wait_limit=30.0)
+    pending = PendingParts(wait_limit=30.0)
     pending.accepted("movistar", "1a")
     applied = pending.attach(receipt("1a"))
     assert applied is not None
@@ -82,7 +82,7 @@ async def test_attached_receipts_go_their_own_way_when_the_batch_fails() -> None
 
 
 async def test_an_attached_receipt_not_taken_in_time_goes_its_own_way() -> None:
-    pending = PendingPartCommits(wait_limit=0.01)
+    pending = PendingParts(wait_limit=0.01)
     pending.accepted("movistar", "1a")
     applied = pending.attach(receipt("1a"))
     assert applied is not None
@@ -91,7 +91,7 @@ async def test_an_attached_receipt_not_taken_in_time_goes_its_own_way() -> None:
 
 
 async def test_a_receipt_taken_for_writing_waits_for_the_outcome_past_the_limit() -> None:
-    pending = PendingPartCommits(wait_limit=0.01)
+    pending = PendingParts(wait_limit=0.01)
     pending.accepted("movistar", "1a")
     applied = pending.attach(receipt("1a"))
     assert applied is not None

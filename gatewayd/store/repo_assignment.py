@@ -1,0 +1,195 @@
+"""Who is at the desk and who holds which conversation: the statements of presence and assignment.
+
+An operator is *present* while their account is not locked, one of their web sessions is live and their
+desk was seen within a grace (``accounts.desk_seen_at``, marked by the desk's event stream). Taking,
+giving back and closing a conversation are conditional updates (``WHERE assigned_operator_id ...``),
+so two panels acting on one conversation at once never both succeed. The policy (who gets what, in
+which turn) is the caller's (``panel.assignment``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from gatewayd.store.accounts import Account, Presence, WebSession
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.enums import ConversationStatus
+
+
+def live_session_exists(
+    account_id: ColumnElement[int] | InstrumentedAttribute[int], idle: timedelta, now: datetime
+) -> ColumnElement[bool]:
+    """SQL for "the account has a live session": not revoked, not expired, not idle longer than
+    ``idle`` (the rule of ``panel.auth.sessions.get_active_session``, over many accounts)."""
+    return exists().where(
+        WebSession.account_id == account_id,
+        WebSession.revoked_at.is_(None),
+        WebSession.expires_at > now,
+        WebSession.last_seen_at >= now - idle,
+    )
+
+
+def present(now: datetime, grace: timedelta, idle: timedelta) -> ColumnElement[bool]:
+    """SQL: the account is not locked, has a live session (idle at most ``idle``) and its desk was
+    seen within ``grace``."""
+    return and_(
+        Account.locked.is_(False),
+        Account.desk_seen_at >= now - grace,
+        live_session_exists(Account.id, idle, now),
+    )
+
+
+def _has_something_to_give_back() -> ColumnElement[bool]:
+    holds = exists().where(
+        Conversation.assigned_operator_id == Account.id, Conversation.status != ConversationStatus.CLOSED
+    )
+    return or_(Account.presence != Presence.OFFLINE, Account.desk_seen_at.is_not(None), holds)
+
+
+def _leaving(now: datetime, grace: timedelta, idle: timedelta) -> ColumnElement[bool]:
+    return and_(not_(present(now, grace, idle)), _has_something_to_give_back())
+
+
+async def absent_operators(
+    session: AsyncSession,
+    now: datetime,
+    grace: timedelta,
+    idle: timedelta,
+    account_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Accounts no longer present that still count as at the desk or hold conversations (all, or those
+    among ``account_ids``)."""
+    statement = select(Account.id).where(_leaving(now, grace, idle)).order_by(Account.id)
+    if account_ids is not None:
+        statement = statement.where(Account.id.in_(sorted(set(account_ids))))
+    return list((await session.execute(statement)).scalars())
+
+
+async def mark_left(
+    session: AsyncSession, account_id: int, now: datetime, grace: timedelta, idle: timedelta
+) -> bool:
+    """Makes the operator leave if, checked again under their row's lock, they are still absent:
+    presence offline, desk no longer seen. Returns whether they left (the caller then gives back what
+    they hold, in the same transaction)."""
+    still_absent = await session.scalar(
+        select(Account.id).where(Account.id == account_id, _leaving(now, grace, idle)).with_for_update()
+    )
+    if still_absent is None:
+        return False
+    await session.execute(
+        update(Account).where(Account.id == account_id).values(presence=Presence.OFFLINE, desk_seen_at=None)
+    )
+    return True
+
+
+async def touch_desk(session: AsyncSession, account_id: int, now: datetime) -> None:
+    """The operator's desk is live now."""
+    await session.execute(update(Account).where(Account.id == account_id).values(desk_seen_at=now))
+
+
+async def set_presence(session: AsyncSession, account_id: int, presence: Presence) -> None:
+    await session.execute(update(Account).where(Account.id == account_id).values(presence=presence))
+
+
+async def lock_online_operators(
+    session: AsyncSession, now: datetime, grace: timedelta, idle: timedelta
+) -> dict[int, int]:
+    """{operator id: max open conversations} of the online operators present at the desk, their rows
+    locked until commit (so two panels never count the same operator's load at once)."""
+    statement = (
+        select(Account.id, Account.max_open_conversations)
+        .where(Account.presence == Presence.ONLINE, present(now, grace, idle))
+        .order_by(Account.id)
+        .with_for_update()
+    )
+    return {row.id: row.max_open_conversations for row in await session.execute(statement)}
+
+
+async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dict[int, int]:
+    """Conversations not closed held by each operator."""
+    if not operator_ids:
+        return {}
+    statement = (
+        select(Conversation.assigned_operator_id, func.count())
+        .where(
+            Conversation.assigned_operator_id.in_(sorted(operator_ids)),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .group_by(Conversation.assigned_operator_id)
+    )
+    counts = {operator_id: 0 for operator_id in operator_ids}
+    for operator_id, count in await session.execute(statement):
+        if operator_id is not None:
+            counts[operator_id] = int(count)
+    return counts
+
+
+async def unassigned_waiting(
+    session: AsyncSession, limit: int, conversation_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Waiting conversations nobody holds (all, or those among ``conversation_ids``), oldest first."""
+    statement = (
+        select(Conversation.id)
+        .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
+        .order_by(Conversation.waiting_since, Conversation.id)
+        .limit(limit)
+    )
+    if conversation_ids is not None:
+        statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
+    return list((await session.execute(statement)).scalars())
+
+
+async def take_conversation(session: AsyncSession, conversation_id: int, operator_id: int) -> bool:
+    """Gives the conversation to ``operator_id`` if nobody holds it and it is not closed; False when
+    another took it first."""
+    taken = await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.assigned_operator_id.is_(None),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .values(assigned_operator_id=operator_id)
+    )
+    return getattr(taken, "rowcount", 0) == 1
+
+
+async def release_held(session: AsyncSession, operator_id: int) -> list[int]:
+    """Gives back every conversation ``operator_id`` holds that is not closed; returns their ids."""
+    held = (
+        select(Conversation.id)
+        .where(
+            Conversation.assigned_operator_id == operator_id,
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .order_by(Conversation.id)
+    )
+    released: list[int] = []
+    for conversation_id in list((await session.execute(held)).scalars()):
+        result = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
+            .values(assigned_operator_id=None)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            released.append(conversation_id)
+    return released
+
+
+async def close_held(session: AsyncSession, conversation_id: int, operator_id: int, now: datetime) -> bool:
+    """Closes the conversation if ``operator_id`` holds it and it is open; whether it did."""
+    result = await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.assigned_operator_id == operator_id,
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=now)
+    )
+    return getattr(result, "rowcount", 0) == 1

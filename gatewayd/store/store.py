@@ -1,0 +1,110 @@
+"""The store as the pipelines use it: the session factory of one engine, and each statement set whose
+SQL differs between SQLite and PostgreSQL in that engine's dialect.
+
+The dialect is chosen once, here, when the store is made from the engine (as SQLAlchemy picks a
+dialect for an engine), never by an ``if`` per call. Every statement set still takes the caller's
+``AsyncSession``: the caller frames the transaction. Statements that are the same on both databases
+stay plain repository functions (``repo_*``, ``mt.queue``, ``mt.status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gatewayd.store.engine import session_factory
+from gatewayd.store.mt.claims import Claims, PostgreSQLClaims, SQLiteClaims
+from gatewayd.store.mt.receipts import PostgreSQLReceipts, Receipts, SQLiteReceipts
+from gatewayd.store.mt.results import PostgreSQLResults, Results, SQLiteResults
+from gatewayd.store.mt.status import PostgreSQLStatuses, SQLiteStatuses, Statuses
+from gatewayd.store.repo_conversations import (
+    ConversationOpening,
+    PostgreSQLConversationOpening,
+    SQLiteConversationOpening,
+)
+from gatewayd.store.repo_mo import MOIngest, PostgreSQLMOIngest, SQLiteMOIngest
+from gatewayd.store.repo_mo_parts import MOPartLocks, PostgreSQLMOPartLocks, SQLiteMOPartLocks
+from gatewayd.store.repo_subscribers import (
+    PostgreSQLSubscriberUpserts,
+    SQLiteSubscriberUpserts,
+    SubscriberUpserts,
+)
+
+
+class UnsupportedDatabase(ValueError):
+    """The engine's database is neither SQLite nor PostgreSQL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """One engine's sessions and statement sets. Build it with :meth:`for_engine`."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    #: How many write transactions of one pipeline may usefully run at once: two on PostgreSQL (one
+    #: commits while the next is written), one on SQLite (a single writer: a second would only queue).
+    concurrent_writers: int
+    subscribers: SubscriberUpserts
+    conversations: ConversationOpening
+    mos: MOIngest
+    mo_parts: MOPartLocks
+    claims: Claims
+    results: Results
+    receipts: Receipts
+    statuses: Statuses
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> Store:
+        """The store of ``engine``, its statement sets in the engine's dialect."""
+        name = engine.dialect.name
+        if name == "postgresql":
+            return cls._postgresql(session_factory(engine))
+        if name == "sqlite":
+            return cls._sqlite(session_factory(engine))
+        raise UnsupportedDatabase(f"the store runs on SQLite or PostgreSQL, not on {name}")
+
+    @classmethod
+    def _sqlite(cls, sessions: async_sessionmaker[AsyncSession]) -> Store:
+        subscribers = SQLiteSubscriberUpserts()
+        conversations = SQLiteConversationOpening()
+        statuses = SQLiteStatuses()
+        receipts = SQLiteReceipts(statuses)
+        return cls(
+            sessions=sessions,
+            concurrent_writers=1,
+            subscribers=subscribers,
+            conversations=conversations,
+            mos=SQLiteMOIngest(subscribers, conversations),
+            mo_parts=SQLiteMOPartLocks(),
+            claims=SQLiteClaims(statuses),
+            results=SQLiteResults(receipts, statuses),
+            receipts=receipts,
+            statuses=statuses,
+        )
+
+    @classmethod
+    def _postgresql(cls, sessions: async_sessionmaker[AsyncSession]) -> Store:
+        subscribers = PostgreSQLSubscriberUpserts()
+        conversations = PostgreSQLConversationOpening()
+        statuses = PostgreSQLStatuses()
+        receipts = PostgreSQLReceipts(statuses)
+        return cls(
+            sessions=sessions,
+            concurrent_writers=2,
+            subscribers=subscribers,
+            conversations=conversations,
+            mos=PostgreSQLMOIngest(subscribers, conversations),
+            mo_parts=PostgreSQLMOPartLocks(),
+            claims=PostgreSQLClaims(statuses),
+            results=PostgreSQLResults(receipts, statuses),
+            receipts=receipts,
+            statuses=statuses,
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed when the block ends (rolled back if it raises)."""
+        async with self.sessions() as session, session.begin():
+            yield session
