@@ -35,11 +35,11 @@ from scratch_postgres import scratch_database  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
+from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.base import utcnow  # noqa: E402
 from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
 from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
-from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key  # noqa: E402
 from gatewayd.store.repo_mt import (  # noqa: E402
     NewMT,

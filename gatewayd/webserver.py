@@ -230,6 +230,9 @@ def uvicorn_config(app: Any, http: HTTPServerConfig, trouble: BoundedLog, **opti
         proxy_headers=bool(forwarded),
         forwarded_allow_ips=forwarded,
         server_header=False,
+        # The program's logging writes uvicorn's lines too (with their time); uvicorn's own set-up
+        # would give its loggers handlers of their own, with no timestamp.
+        log_config=None,
         **options,
     )
 

@@ -124,6 +124,7 @@ class Simulator:
         config = uvicorn.Config(
             create_app(self),
             log_level="warning",
+            log_config=None,  # the host program's logging, with its timestamps
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,

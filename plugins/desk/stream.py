@@ -39,7 +39,7 @@ from panel.auth.permissions import OPERATOR_MODE
 from panel.auth.sessions import get_active_session
 from panel.i18n import format_datetime
 from panel.presence import touch_desk
-from panel.runtime import PanelRuntime
+from panel.types import PanelRuntime
 from panel.web import error_response, panel, require_user
 from plugins.desk.queries import (
     MOEntry,

@@ -11,7 +11,7 @@ import pytest
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
-from gatewayd.store.migrate import upgrade
+from gatewayd.schema import upgrade
 from simulator.core import Simulator
 from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile, SimulatorConfig
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gatewayd.cli import main
+from echat.cli import main
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
@@ -108,7 +108,7 @@ def run_gatewayd(*argv: str) -> subprocess.CompletedProcess[str]:
     def cap_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
-    command = [sys.executable, "-m", "gatewayd", *argv]
+    command = [sys.executable, "-m", "echat", *argv]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory, stdin=subprocess.DEVNULL
     )

@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 
 from gatewayd.pipeline_queries import sweep_early_receipts
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_mt import (
     NewMT,
     PartResult,

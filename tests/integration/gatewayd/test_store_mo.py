@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.errors import NotFound
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_conversations import (
     assign_conversation,
     close_conversation,

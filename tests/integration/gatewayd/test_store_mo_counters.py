@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.schema import upgrade
 from gatewayd.store._pg_ingest import CHECK_REDELIVERY, MO_COLUMNS, insert_mos
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_conversations import note_reply
 from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key, open_answers
 from gatewayd.store.repo_subscribers import SubscriberSeen, get_subscriber, upsert_subscribers

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MOPart
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_mo import REDELIVERY_WINDOW, confirm_answers, open_answers
 from gatewayd.store.repo_mo_parts import (
     NewPart,

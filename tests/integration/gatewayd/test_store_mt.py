@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.repo_mo import NewMO, ingest_mos, mo_dedup_key
 from gatewayd.store.repo_mt import (
     NewMT,
