@@ -32,11 +32,18 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The configuration named after the command, else before it, else by $GATEWAYD_CONFIG."""
+    given: str | None = args.config or args.config_before
+    return given if given is not None else os.environ.get("GATEWAYD_CONFIG")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewayd", description="eChat Gateway: the SMPP chat gateway daemon."
     )
-    parser.add_argument("--config", "-c", metavar="FILE", default=None, help=_CONFIG_HELP)
+    parser.add_argument("--config", "-c", metavar="FILE", dest="config_before", help=_CONFIG_HELP)
+    parser.set_defaults(config=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -86,8 +93,7 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
     from simulator.cli import add_simulator_command
 
     simulator = add_simulator_command(commands)
-    # Its own --config (a [simulator] table or a standalone file) keeps one given before the command.
-    simulator.set_defaults(config=argparse.SUPPRESS)
+    simulator.set_defaults(handler=_simulator)
 
     panel = commands.add_parser("panel", help="serve the web panel on [panel] listen")
     _config_argument(panel)
@@ -95,11 +101,6 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
 
     user = add_user_commands(commands, _config_argument)
     user.set_defaults(handler=_user)
-
-
-def _config_path(args: argparse.Namespace) -> str | None:
-    given: str | None = args.config
-    return given if given is not None else os.environ.get("GATEWAYD_CONFIG")
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -274,8 +275,17 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
 # --- demo, panel, user -----------------------------------------------------------------------------
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    """The simulator's own command, reading (a [simulator] table of) the configuration named before
+    the command when none is named after it."""
+    from simulator.cli import run_simulator
+
+    args.config = args.config or args.config_before
+    return run_simulator(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    if args.config is not None:
+    if args.config_before is not None:
         print(
             "gatewayd demo: takes no --config: it runs its built-in set-up "
             "(`gatewayd run --config FILE` runs the daemon on yours)",

@@ -143,5 +143,5 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
     # third-party chatter at INFO is noise for an operator
-    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "alembic.runtime.migration"):
+    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -179,9 +179,9 @@ def test_send_refuses_an_unknown_carrier(
     assert "unknown carrier 'orange' (configured: movistar)" in capsys.readouterr().err
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def root_logging() -> Iterator[None]:
-    """`gatewayd run` installs its own log handler; give pytest its handlers back afterwards."""
+    """Every command installs its own log handler; give pytest its handlers back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -190,7 +190,7 @@ def root_logging() -> Iterator[None]:
 
 
 def test_run_refuses_a_database_that_is_behind(
-    tmp_path: Path, sqlite_url: str, root_logging: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["run", "--config", str(path)]) == 1
