@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -170,3 +171,57 @@ class Child:
             self.process.wait()
         self.stdout.join()
         self.stderr.join()
+
+
+class MuteBroker:
+    """A front for the MQTT broker that can go silent the way a dead link does: connections stay open,
+    what the client sends is still taken, but nothing comes back (no reset, no answer). With
+    ``answer_connect_only`` it lets each connection's first answer (CONNACK) through and then falls
+    silent: the client is connected and its SUBSCRIBE is never confirmed."""
+
+    def __init__(self, broker_host: str, broker_port: int, *, answer_connect_only: bool = False) -> None:
+        self.broker = (broker_host, broker_port)
+        self.answer_connect_only = answer_connect_only
+        self.silent = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> MuteBroker:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            broker_reader, broker_writer = await asyncio.open_connection(*self.broker)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, broker_writer))
+        await asyncio.gather(
+            self._pipe(reader, broker_writer, answers=False),
+            self._pipe(broker_reader, writer, answers=True),
+            return_exceptions=True,
+        )
+        for each in (writer, broker_writer):
+            self._writers.discard(each)
+            each.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, answers: bool
+    ) -> None:
+        first = True
+        while data := await reader.read(65536):
+            if answers and (self.silent or (self.answer_connect_only and not first)):
+                continue  # swallowed: the client waits for an answer that never comes
+            first = False
+            writer.write(data)
+            await writer.drain()
