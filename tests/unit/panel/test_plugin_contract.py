@@ -158,3 +158,12 @@ def test_the_desks_presence_grace_outlasts_its_heartbeat() -> None:
     with pytest.raises(ValueError, match="presence grace"):
         DeskSettings(policy=AssignmentPolicy(presence_grace=timedelta(seconds=15)), heartbeat=15.0)
     assert DeskSettings().policy.presence_grace > timedelta(seconds=DeskSettings().heartbeat)
+
+
+def test_plugins_written_against_plugins_contract_get_the_panels_contract() -> None:
+    import panel.types
+    import plugins.contract
+
+    for name in plugins.contract.__all__:
+        assert getattr(plugins.contract, name) is getattr(panel.types, name), name
+    assert {"Plugin", "PluginState", "MenuItem", "Mode", "PermissionSpec"} <= set(plugins.contract.__all__)
