@@ -17,8 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
 from gatewayd.logging import configure_logging
+from simulator.cli import add_simulator_command, run_simulator
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -89,9 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``simulator`` belongs to its package and the user commands to `echat.users`; they are wired in
     here."""
-    from echat.users import add_user_commands
-    from simulator.cli import add_simulator_command
-
     simulator = add_simulator_command(commands)
     simulator.set_defaults(handler=_simulator)
 
@@ -278,8 +277,6 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
 def _simulator(args: argparse.Namespace) -> int:
     """The simulator's own command, reading (a [simulator] table of) the configuration named before
     the command when none is named after it."""
-    from simulator.cli import run_simulator
-
     args.config = args.config or args.config_before
     return run_simulator(args)
 
@@ -326,7 +323,6 @@ def _user(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not _schema_ready(f"{args.command} {args.user_command}", config.database.url):
         return EXIT_FAILURE
-    from echat.users import handle_user_command
     from gatewayd.bus import create_bus
 
     # Sessions a command ends are announced to the panels; an in-process bus reaches no other process.
