@@ -167,6 +167,29 @@ def test_every_line_the_daemon_logs_carries_its_time(
             assert PLAIN_LINE.match(line), line
 
 
+def test_every_line_the_simulator_logs_carries_its_time(tmp_path: Path) -> None:
+    """Its control API's uvicorn used to install uvicorn's own handlers (no time on its lines), and the
+    simulator's command set up no logging at all."""
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        '[simulator.control]\nhost = "127.0.0.1"\nport = 0\n'
+        '[simulator.carriers.movistar]\ncountry = "ES"\nhost = "127.0.0.1"\nport = 0\n'
+        'system_id = "echat"\npassword = "secret1"\nshort_codes = ["997745"]\n',
+        encoding="utf-8",
+    )
+    with Child("simulator", "--config", str(config)) as simulator:
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", simulator.stdout.until("control API on"))
+        assert found is not None
+        with socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=5) as connection:
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            connection.recv(1024)
+        simulator.stderr.until("Invalid HTTP request")
+        simulator.process.send_signal(signal.SIGTERM)
+        lines = simulator.stderr.rest()
+    for line in lines:
+        assert PLAIN_LINE.match(line), line
+
+
 # --- gatewayd user list ------------------------------------------------------------------------------
 
 
