@@ -195,8 +195,13 @@ class MQTTBus:
         self._closing = True
         self._outbox_ready.set()
         if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # not ``await task``: a cancellation of our own caller propagates
+            # Cancelled again until it has ended: a cancellation that lands as aiomqtt's CONNECT is
+            # answered is swallowed (asyncio.wait_for on Python 3.11), and the loop would go on to
+            # wait for messages from a broker that sends none.
+            while not task.done():
+                task.cancel()
+                # not ``await task``: a cancellation of our own caller propagates
+                await asyncio.wait([task], timeout=ANSWER_GRACE + self._answer_timeout)
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
         self._subscriptions.close_all()
@@ -218,6 +223,8 @@ class MQTTBus:
                     keepalive=self._keepalive,
                     timeout=self._answer_timeout,
                 ) as client:
+                    if self._closing:  # the bus closed while connecting (see __aexit__)
+                        return
                     await self._on_connected(client)
                     delay = self._reconnect_initial
                     async with asyncio.TaskGroup() as group:

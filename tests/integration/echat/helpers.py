@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -124,9 +125,10 @@ class Lines:
         return line
 
     def until(self, needle: str, within: float = 30.0) -> str:
-        """Reads up to the first line holding ``needle`` and returns it."""
+        """Reads up to the first line holding ``needle`` (within ``within`` seconds in all)."""
+        deadline = time.monotonic() + within
         while True:
-            line = self.next(within)
+            line = self.next(max(0.0, deadline - time.monotonic()))
             if needle in line:
                 return line
 
@@ -173,17 +175,41 @@ class Child:
         self.stderr.join()
 
 
+MQTT_SUBSCRIBE = 8  # control packet type
+
+
+def mqtt_packet_types(buffer: bytearray) -> list[int]:
+    """Takes the whole MQTT packets off the front of ``buffer``; returns their types."""
+    types: list[int] = []
+    while len(buffer) >= 2:
+        length, shift, index = 0, 0, 1
+        while index < len(buffer) and buffer[index] & 0x80:
+            length |= (buffer[index] & 0x7F) << shift
+            shift, index = shift + 7, index + 1
+        if index >= len(buffer):
+            break
+        length |= buffer[index] << shift
+        end = index + 1 + length
+        if end > len(buffer):
+            break
+        types.append(buffer[0] >> 4)
+        del buffer[:end]
+    return types
+
+
 class MuteBroker:
     """A front for the MQTT broker that can go silent the way a dead link does: connections stay open,
     what the client sends is still taken, but nothing comes back (no reset, no answer). With
     ``answer_connect_only`` it lets each connection's first answer (CONNACK) through and then falls
-    silent: the client is connected and its SUBSCRIBE is never confirmed."""
+    silent: the client is connected and its SUBSCRIBE is never confirmed. ``subscribed`` is set once a
+    client has sent a SUBSCRIBE."""
 
     def __init__(self, broker_host: str, broker_port: int, *, answer_connect_only: bool = False) -> None:
         self.broker = (broker_host, broker_port)
         self.answer_connect_only = answer_connect_only
         self.silent = False
         self.port = 0
+        self.subscribed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -219,9 +245,14 @@ class MuteBroker:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, answers: bool
     ) -> None:
         first = True
+        sent = bytearray()
         while data := await reader.read(65536):
             if answers and (self.silent or (self.answer_connect_only and not first)):
                 continue  # swallowed: the client waits for an answer that never comes
             first = False
             writer.write(data)
             await writer.drain()
+            if not answers:
+                sent += data
+                if MQTT_SUBSCRIBE in mqtt_packet_types(sent):
+                    self.subscribed.set()
