@@ -85,7 +85,7 @@ def main() -> int:
         import _trace
 
         _trace.install(args.trace)
-    from gatewayd.cli import main as gatewayd
+    from echat.cli import main as gatewayd
 
     return gatewayd(command)
 

@@ -38,9 +38,9 @@ from sqlalchemy import func, select  # noqa: E402
 
 from gatewayd.config import Config, load_config  # noqa: E402
 from gatewayd.daemon import Daemon  # noqa: E402
+from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
 from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
-from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT  # noqa: E402
 from simulator.core import Simulator  # noqa: E402

@@ -41,10 +41,10 @@ from sqlalchemy import select  # noqa: E402
 
 from gatewayd.config import load_config  # noqa: E402
 from gatewayd.daemon import Daemon  # noqa: E402
+from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.accounts import Role  # noqa: E402
 from gatewayd.store.engine import read_session_factory  # noqa: E402
 from gatewayd.store.messages import MOMessage  # noqa: E402
-from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.webserver import listening_socket
 from panel.app import create_app  # noqa: E402
 from panel.auth.accounts import create_account  # noqa: E402

@@ -38,9 +38,9 @@ import uvicorn
 
 from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
+from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Role
 from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.migrate import upgrade
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
 from panel.assignment import AssignmentPolicy
@@ -48,8 +48,8 @@ from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
+from panel.types import Plugin
 from plugins import auth, home
-from plugins.contract import Plugin
 from plugins.desk import DeskSettings, build_plugin
 from simulator import Simulator, default_config
 

@@ -83,10 +83,10 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
 from gatewayd.bus import MQTTBus, create_bus  # noqa: E402
+from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store._pg import pg_execute  # noqa: E402
 from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind  # noqa: E402
-from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT  # noqa: E402
 
@@ -373,7 +373,7 @@ async def daemon_process(config: Path, options: DaemonOptions) -> AsyncIterator[
             command += ["--what-if", name]
         command += ["--", "run", "--config", str(config)]
     else:
-        command = [sys.executable, "-m", "gatewayd", "run", "--config", str(config)]
+        command = [sys.executable, "-m", "echat", "run", "--config", str(config)]
     log = _open_log(options.log)
     process = await asyncio.create_subprocess_exec(*command, stdout=log, stderr=log)
     try:

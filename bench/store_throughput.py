@@ -37,11 +37,11 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
 from gatewayd.mo_message import dedup_key  # noqa: E402
+from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.base import utcnow  # noqa: E402
 from gatewayd.store.engine import create_engine  # noqa: E402
 from gatewayd.store.enums import MTKind, MTStatus  # noqa: E402
 from gatewayd.store.messages import MOMessage, MTMessage  # noqa: E402
-from gatewayd.store.migrate import upgrade  # noqa: E402
 from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy  # noqa: E402
 from gatewayd.store.repo_mo import NewMO  # noqa: E402

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,42 +21,25 @@ from gatewayd.config import Config
 from gatewayd.events import EventPublisher
 from gatewayd.gc_tuning import tune_for_throughput
 from gatewayd.health import LoopHealth
-from gatewayd.instrumentation import MetricsService, metrics_hooks
+from gatewayd.instrumentation import DaemonHooks, MetricsService, metrics_hooks
 from gatewayd.logging import log_event, redact_url
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.mo import MOPipeline
-from gatewayd.mo_message import InboundMO, keyword_set
+from gatewayd.mo_message import keyword_set
 from gatewayd.mt import MTPipeline
 from gatewayd.notify import SystemdNotifier
 from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
+from gatewayd.schema import check_at_head
 from gatewayd.sending import queue_message
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind
-from gatewayd.store.migrate import check_at_head
-from gatewayd.store.mt.values import MTStatusChange, RetryPolicy
+from gatewayd.store.mt.values import RetryPolicy
 from gatewayd.store.store import Store
 from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
 log = logging.getLogger("gatewayd.daemon")
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonHooks:
-    """Optional observers (metrics): every callable is cheap and synchronous."""
-
-    mo_batch: Callable[[int, float, BaseException | None], None] | None = None
-    mo_committed: Callable[[Sequence[InboundMO], int], None] | None = None
-    mo_incomplete: Callable[[str], None] | None = None
-    mo_refused: Callable[[str, str], None] | None = None
-    receipt_batch: Callable[[int, float, BaseException | None], None] | None = None
-    receipt: Callable[[str, str], None] | None = None
-    receipts_early: Callable[[str, int], None] | None = None
-    bind_state: Callable[[str, str, bool], None] | None = None
-    mt_submitted: Callable[[str, str, float], None] | None = None
-    mt_changes: Callable[[Sequence[MTStatusChange]], None] | None = None
-    mt_possible_duplicates: Callable[[str, int], None] | None = None
 
 
 class Daemon:
@@ -76,7 +57,7 @@ class Daemon:
         self.config = config
         self.notifier = notifier or SystemdNotifier(None)
         self.metrics = metrics or GatewayMetrics()
-        self.hooks = metrics_hooks(self.metrics)
+        self.hooks: DaemonHooks = metrics_hooks(self.metrics)
         #: the loops that keep failing, for /healthz
         self.loop_health = LoopHealth()
         self.metrics_service = MetricsService(self, self.metrics)

@@ -1,24 +1,29 @@
 """The daemon's metrics: pipeline hooks feeding the Prometheus collectors, sampled gauges, ``/healthz``,
-and the small HTTP server that serves them."""
+and the small HTTP server that serves them.
+
+The daemon builds on this module, never the other way round: the service reads the daemon through
+the :class:`Monitored` protocol (what ``/healthz`` and the gauges need), not through its class."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.binds import BindSupervisor
 from gatewayd.config import Config
+from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.metrics import GatewayMetrics, HealthReport, create_metrics_app, labelled_children
+from gatewayd.mo_message import InboundMO
 from gatewayd.store.mt.status import outbox_depth
+from gatewayd.store.mt.values import MTStatusChange
 from gatewayd.webserver import guarded_server, listening_socket
-
-if TYPE_CHECKING:
-    from gatewayd.daemon import Daemon, DaemonHooks
-    from gatewayd.mo_message import InboundMO
-    from gatewayd.store.mt.values import MTStatusChange
 
 log = logging.getLogger("gatewayd.metrics")
 
@@ -26,10 +31,47 @@ log = logging.getLogger("gatewayd.metrics")
 SAMPLE_INTERVAL = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class DaemonHooks:
+    """Optional observers of the daemon's pipelines (metrics): every callable is cheap and synchronous."""
+
+    mo_batch: Callable[[int, float, BaseException | None], None] | None = None
+    mo_committed: Callable[[Sequence[InboundMO], int], None] | None = None
+    mo_incomplete: Callable[[str], None] | None = None
+    mo_refused: Callable[[str, str], None] | None = None
+    receipt_batch: Callable[[int, float, BaseException | None], None] | None = None
+    receipt: Callable[[str, str], None] | None = None
+    receipts_early: Callable[[str, int], None] | None = None
+    bind_state: Callable[[str, str, bool], None] | None = None
+    mt_submitted: Callable[[str, str, float], None] | None = None
+    mt_changes: Callable[[Sequence[MTStatusChange]], None] | None = None
+    mt_possible_duplicates: Callable[[str, int], None] | None = None
+
+
+class Monitored(Protocol):
+    """What the metrics service reads of a running daemon (`gatewayd.daemon.Daemon`)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def binds(self) -> BindSupervisor | None: ...
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession] | None: ...
+
+    @property
+    def loop_health(self) -> LoopHealth: ...
+
+    @property
+    def ready(self) -> asyncio.Event: ...
+
+    @property
+    def stopped(self) -> asyncio.Event: ...
+
+
 def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     """Pipeline observers that update ``metrics`` (cheap: label look-ups, no I/O)."""
-    from gatewayd.daemon import DaemonHooks
-
     commit_latency = labelled_children(metrics.db_commit_latency)
     mo_received = labelled_children(metrics.mo_received)
     mo_duplicates = labelled_children(metrics.mo_duplicates)
@@ -79,7 +121,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
 class MetricsService:
     """Serves ``/metrics`` and ``/healthz`` for a daemon and refreshes its sampled gauges."""
 
-    def __init__(self, daemon: Daemon, metrics: GatewayMetrics) -> None:
+    def __init__(self, daemon: Monitored, metrics: GatewayMetrics) -> None:
         self.daemon = daemon
         self.metrics = metrics
         self._depth: dict[str, int] = {}

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TextIO
 
 REDACTED: Final = "***"
 _SECRET_FIELD = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
@@ -117,11 +117,25 @@ class EventFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class _StandardError(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when logging was set
+    up: a program that swaps it (a test harness capturing a command's output) gets the lines, and
+    none go to a stream it has closed since."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(
     level: str | int = "INFO", *, json_lines: bool = False, stream: IO[str] | None = None
 ) -> None:
-    """Install the event formatter on the root logger (idempotent: replaces earlier handlers)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    """Install the event formatter on the root logger (idempotent: replaces earlier handlers); lines go
+    to ``stream``, by default standard error."""
+    handler = logging.StreamHandler(stream) if stream is not None else _StandardError()
     handler.setFormatter(EventFormatter(json_lines=json_lines))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -129,5 +143,5 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
     # third-party chatter at INFO is noise for an operator
-    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "alembic.runtime.migration"):
+    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -90,7 +90,9 @@ class BoundedLog:
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (0: a free port), for ``serve(sockets=[...])``.
+    """A TCP socket listening on ``host``:``port`` (0: a free port), for ``serve(sockets=[...])``:
+    connections made before the server starts wait in the backlog instead of being refused, so the
+    address can be announced as soon as this returns.
 
     Made with ``IPPROTO_TCP``, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets
     whose protocol says TCP, and without it every response after the first on a kept-alive connection
@@ -99,6 +101,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(BACKLOG)
     return sock
 
 
@@ -230,6 +233,9 @@ def uvicorn_config(app: Any, http: HTTPServerConfig, trouble: BoundedLog, **opti
         proxy_headers=bool(forwarded),
         forwarded_allow_ips=forwarded,
         server_header=False,
+        # The program's logging writes uvicorn's lines too (with their time); uvicorn's own set-up
+        # would give its loggers handlers of their own, with no timestamp.
+        log_config=None,
         **options,
     )
 

@@ -21,7 +21,10 @@ from gatewayd.store.engine import create_engine, read_session_factory, session_f
 from panel.access import access_of
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
+from panel.errors import PluginError
 from panel.i18n import Catalog
+from panel.loader import load_plugins
+from panel.menu import MenuItem
 from panel.middleware import (
     CSRFMiddleware,
     RequestGuardMiddleware,
@@ -31,10 +34,8 @@ from panel.middleware import (
 from panel.runtime import STATE_KEY, EventBus, PanelRuntime, StopSignal
 from panel.settings import PanelSettings
 from panel.templating import CORE_STATIC, build_templates
+from panel.types import EventHandler, Plugin, PluginLifespan
 from panel.web import error_response
-from plugins.contract import EventHandler, MenuItem, Plugin, ShutdownHook
-from plugins.errors import PluginError
-from plugins.loader import load_plugins
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,25 @@ async def _event_handler_loop(
             )
 
 
-async def _run_shutdown_hook(plugin: str, hook: ShutdownHook, state: PanelRuntime) -> None:
+@asynccontextmanager
+async def _plugin_lifespan(plugin: str, lifespan: PluginLifespan, state: PanelRuntime) -> AsyncIterator[None]:
+    """A plugin's lifespan as the panel runs it: what it yields is the plugin's state while it runs; a
+    failed start names the plugin; a failed stop is logged, so the other plugins, the bus and the
+    engine still close."""
+    context = lifespan(state)
     try:
-        await hook(state)
-    except Exception:  # one plugin failing to stop must not keep the others, the bus or the engine open
-        logger.exception("plugin %s: on_shutdown failed", plugin)
+        state.plugin_states[plugin] = await context.__aenter__()
+    except Exception as exc:
+        raise PluginError(plugin, f"lifespan failed to start: {exc}") from exc
+    try:
+        yield
+    finally:
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception:  # one plugin failing to stop must not keep the others, the bus or the engine open
+            logger.exception("plugin %s: lifespan failed to stop", plugin)
+        finally:
+            del state.plugin_states[plugin]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -148,10 +163,10 @@ def create_app(
     `stop_signal` lets the server end the event streams as soon as it begins to stop (see
     `panel.serve.PanelServer`); the lifespan raises it anyway when it ends.
 
-    Lifespan order: engine, bus, the password-hashing workers, each plugin's `on_startup` (by name);
-    at shutdown the stop signal, the event handlers, each plugin's `on_shutdown` in reverse order,
-    then the hashing workers, the bus and the engine.
-    A plugin's `on_shutdown` runs only if its `on_startup` (when it has one) succeeded.
+    Lifespan order: engine, bus, the password-hashing workers, each plugin's lifespan entered (by
+    name; what it yields is the plugin's `PluginState`); at shutdown the stop signal, the event
+    handlers, each plugin's lifespan left in reverse order, then the hashing workers, the bus and the
+    engine. Only the lifespans that started are left.
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
     registry = PermissionRegistry.build(loaded)
@@ -182,7 +197,6 @@ def create_app(
                 sessionmaker=session_factory(own_engine),
                 readers=read_session_factory(own_engine),
                 bus=own_bus,
-                plugins=loaded,
                 permissions=registry,
                 passwords=passwords,
                 hashing=hashing,
@@ -191,14 +205,9 @@ def create_app(
                 menu=menu,
                 stopping=stop_signal or StopSignal(),
             )
-            for plugin in loaded:
-                if plugin.on_startup is not None:
-                    try:
-                        await plugin.on_startup(state)
-                    except Exception as exc:
-                        raise PluginError(plugin.name, f"on_startup failed: {exc}") from exc
-                if plugin.on_shutdown is not None:  # the exit stack runs these in reverse order
-                    stack.push_async_callback(_run_shutdown_hook, plugin.name, plugin.on_shutdown, state)
+            for plugin in loaded:  # the exit stack leaves them in reverse order
+                if plugin.lifespan is not None:
+                    await stack.enter_async_context(_plugin_lifespan(plugin.name, plugin.lifespan, state))
             handlers = [
                 (plugin.name, pattern, handler)
                 for plugin in loaded

@@ -19,11 +19,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from panel.auth.csrf import anonymous_token_valid, issue_anonymous_token
 from panel.auth.identity import CurrentUser
 from panel.auth.sessions import get_active_session, needs_touch, touch_session
-from panel.i18n import negotiate_language
+from panel.i18n import LANGUAGES, negotiate_language
 from panel.runtime import PanelRuntime, runtime_from_scope
 from panel.settings import SESSION_COOKIE, PanelSettings
 from panel.web import CSRF_FIELD, CSRF_HEADER, CSRF_KEY, FORM_KEY, LANGUAGE_KEY, USER_KEY, error_response
-from plugins.contract import LANGUAGES
 
 logger = logging.getLogger(__name__)
 

@@ -1,26 +1,23 @@
-"""What the panel's lifespan owns and every request can reach: engine, bus, registry, templates."""
+"""What the panel's lifespan owns and every request can reach: engine, bus, registry, templates, and
+the state each plugin's lifespan keeps for this panel."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
+from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
 from gatewayd.bus.base import EventBus
+from panel.auth.passwords import PasswordHashing, PasswordPolicy
+from panel.auth.permissions import PermissionRegistry
+from panel.i18n import Catalog
+from panel.menu import MenuItem
 from panel.settings import PanelSettings
-from plugins.contract import MenuItem, Plugin
-
-if TYPE_CHECKING:
-    from starlette.templating import Jinja2Templates
-
-    from panel.auth.passwords import PasswordHashing, PasswordPolicy
-    from panel.auth.permissions import PermissionRegistry
-    from panel.i18n import Catalog
 
 STATE_KEY = "panel"
 
@@ -71,7 +68,6 @@ class PanelRuntime:
     # Read-only units of work: on SQLite they never take the write lock the daemon's commits need.
     readers: async_sessionmaker[AsyncSession]
     bus: EventBus | None
-    plugins: tuple[Plugin, ...]
     permissions: PermissionRegistry
     passwords: PasswordPolicy
     # Hashing for requests: off the event loop, a few at a time (see `PasswordHashing`).
@@ -80,6 +76,8 @@ class PanelRuntime:
     templates: Jinja2Templates
     menu: tuple[MenuItem, ...]
     stopping: StopSignal = field(default_factory=StopSignal)
+    # plugin name -> what its lifespan yielded; read through `panel.types.PluginState`.
+    plugin_states: dict[str, object] = field(default_factory=dict)
 
 
 class PanelStateMissing(RuntimeError):

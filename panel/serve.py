@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,7 +14,7 @@ from gatewayd.webserver import BoundedLog, GuardedServer, uvicorn_config
 from panel.app import BusFactory, create_app
 from panel.runtime import EventBus, StopSignal
 from panel.settings import PanelSettings
-from plugins.contract import Plugin
+from panel.types import Plugin
 
 # Seconds uvicorn waits for open responses before cancelling them at shutdown. Event streams end
 # on the stop signal at once; this bounds any other slow response.
@@ -47,13 +47,30 @@ def memory_bus_factory(url: str) -> MemoryBus:
 class PanelServer(GuardedServer):
     """uvicorn with the limits of ``gatewayd.webserver`` that raises the panel's stop signal as its
     shutdown begins, so the open event streams end at once instead of holding the graceful shutdown
-    until its timeout."""
+    until its timeout. ``on_listening`` is told the URL it serves once it has started."""
 
     def __init__(
-        self, config: uvicorn.Config, stop_signal: StopSignal, *, trouble: BoundedLog | None = None
+        self,
+        config: uvicorn.Config,
+        stop_signal: StopSignal,
+        *,
+        trouble: BoundedLog | None = None,
+        on_listening: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(config, trouble or BoundedLog())
         self.stop_signal = stop_signal
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_listening is not None:
+            self.on_listening(self.url)
+
+    @property
+    def url(self) -> str:
+        """Where the started server listens, e.g. ``http://127.0.0.1:8080``."""
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stop_signal.begin()
@@ -68,6 +85,7 @@ def panel_server(
     bus_factory: BusFactory | None = None,
     plugins: Sequence[Plugin | str] | None = None,
     http: HTTPServerConfig | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> PanelServer:
     """The panel app (see `create_app` for the options) under a `PanelServer` listening where
     ``settings`` says, with ``http``'s limits (``[panel]``: connections, timeouts, trusted proxies;
@@ -86,16 +104,16 @@ def panel_server(
         port=settings.port,
         lifespan="on",
         access_log=False,
-        log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    return PanelServer(config, stop_signal, trouble=trouble)
+    return PanelServer(config, stop_signal, trouble=trouble, on_listening=on_listening)
 
 
 async def serve_panel(
     settings: PanelSettings,
     bus_factory: BusFactory = memory_bus_factory,
     http: HTTPServerConfig | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted; the lifespan opens and closes the engine and the bus."""
-    await panel_server(settings, bus_factory=bus_factory, http=http).serve()
+    await panel_server(settings, bus_factory=bus_factory, http=http, on_listening=on_listening).serve()

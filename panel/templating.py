@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,43 +11,14 @@ import jinja2
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
-from panel.auth.identity import CurrentUser
-from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
-from panel.i18n import Catalog, format_datetime
+from panel.i18n import LANGUAGES, Catalog, format_datetime
+from panel.menu import menu_for
 from panel.runtime import runtime
+from panel.types import Plugin
 from panel.web import CSRF_FIELD, csrf_token, current_user, language
-from plugins.contract import LANGUAGES, MenuItem, Mode, Plugin
 
 CORE_TEMPLATES = Path(__file__).parent / "templates"
 CORE_STATIC = Path(__file__).parent / "static"
-
-MODE_PERMISSION = {Mode.OPERATOR: OPERATOR_MODE, Mode.ADMIN: PANEL_ACCESS}
-MODE_LABEL = {Mode.OPERATOR: "panel.menu.operator", Mode.ADMIN: "panel.menu.admin"}
-
-
-@dataclass(frozen=True, slots=True)
-class MenuSection:
-    mode: Mode
-    label: str
-    items: tuple[MenuItem, ...]
-
-
-def menu_for(user: CurrentUser | None, menu: Sequence[MenuItem]) -> tuple[MenuSection, ...]:
-    """The left menu: one section per mode the user may enter, holding the items they may open."""
-    if user is None:
-        return ()
-    sections: list[MenuSection] = []
-    for mode in Mode:
-        if not user.has(MODE_PERMISSION[mode]):
-            continue
-        items = tuple(
-            item
-            for item in menu
-            if item.mode is mode and (item.permission is None or user.has(item.permission))
-        )
-        if items:
-            sections.append(MenuSection(mode, MODE_LABEL[mode], items))
-    return tuple(sections)
 
 
 def _layout_context(request: Request) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class Simulator(SMSCEngine):
         config = uvicorn.Config(
             create_app(self, self.loads),
             log_level="warning",
+            log_config=None,  # the host program's logging, with its timestamps
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,

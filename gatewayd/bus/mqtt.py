@@ -11,12 +11,24 @@ Only ``bus.mqtt.subscriptions`` sends SUBSCRIBE and UNSUBSCRIBE, never the code 
 ``subscribe()``: that code is often a request cancelled at any await (a browser leaving its event
 stream), and an aiomqtt call cut that way forgets its message id, so the broker's answer would be
 logged as an unexpected message id with a traceback.
+
+Each bus has a client identifier of its own: the configured ``client_id`` names the program, and the
+bus adds its process id and a random suffix. A broker drops the older of two connections with one
+identifier, so two processes sharing a configuration (two panels) would otherwise take turns dropping
+each other, several times a second, for as long as both run.
+
+A broker has ``answer_timeout`` seconds to answer (CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT); one
+that takes longer is taken for gone and the connection made again. So a connection that went silent
+(a broker behind a dead link: no reset, no answers) holds nobody for long: not a panel starting (its
+subscriptions wait for the broker's confirmation), nor one told to stop meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -34,6 +46,14 @@ logger = logging.getLogger(__name__)
 #: Seconds a SUBSCRIBE / UNSUBSCRIBE in flight may still take when the bus closes or the connection
 #: fails meanwhile (a live broker answers in milliseconds).
 ANSWER_GRACE = 1.0
+#: Seconds the broker has to answer a CONNECT, SUBSCRIBE, UNSUBSCRIBE or DISCONNECT.
+ANSWER_TIMEOUT = 2.0
+
+
+def unique_client_id(name: str) -> str:
+    """``name`` made this bus's own: ``<name>-<pid>-<random>`` (MQTT allows 23 characters at least;
+    brokers in use take far more)."""
+    return f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 async def _answered(call: Coroutine[Any, Any, object]) -> None:
@@ -53,7 +73,8 @@ async def _answered(call: Coroutine[Any, Any, object]) -> None:
 
 class MQTTBus:
     """An :class:`~gatewayd.bus.base.EventBus` over an MQTT broker. ``qos`` applies to publishing and
-    subscribing (0 by default: events are notifications; the database holds the truth)."""
+    subscribing (0 by default: events are notifications; the database holds the truth).
+    ``client_id`` names the program; the identifier the broker sees is made unique per bus."""
 
     def __init__(
         self,
@@ -70,18 +91,21 @@ class MQTTBus:
         reconnect_initial: float = 0.1,
         reconnect_max: float = 5.0,
         keepalive: int = 30,
+        answer_timeout: float = ANSWER_TIMEOUT,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
         self.topics = Topics(topic_prefix)
         self.host, self.port = host, port
-        self.client_id = client_id
+        #: What the broker knows this bus by (None: aiomqtt makes up a random one).
+        self.client_id = unique_client_id(client_id) if client_id else None
         self.buffer_size = buffer_size
         self.malformed = 0
         self._username, self._password, self._tls = username, password, tls_context
         self._qos = qos
         self._reconnect_initial, self._reconnect_max = reconnect_initial, reconnect_max
         self._keepalive = keepalive
+        self._answer_timeout = answer_timeout
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
@@ -171,8 +195,13 @@ class MQTTBus:
         self._closing = True
         self._outbox_ready.set()
         if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # not ``await task``: a cancellation of our own caller propagates
+            # Cancelled again until it has ended: a cancellation that lands as aiomqtt's CONNECT is
+            # answered is swallowed (asyncio.wait_for on Python 3.11), and the loop would go on to
+            # wait for messages from a broker that sends none.
+            while not task.done():
+                task.cancel()
+                # not ``await task``: a cancellation of our own caller propagates
+                await asyncio.wait([task], timeout=ANSWER_GRACE + self._answer_timeout)
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
         self._subscriptions.close_all()
@@ -192,7 +221,10 @@ class MQTTBus:
                     password=self._password,
                     tls_context=self._tls,
                     keepalive=self._keepalive,
+                    timeout=self._answer_timeout,
                 ) as client:
+                    if self._closing:  # the bus closed while connecting (see __aexit__)
+                        return
                     await self._on_connected(client)
                     delay = self._reconnect_initial
                     async with asyncio.TaskGroup() as group:
@@ -201,9 +233,10 @@ class MQTTBus:
                         group.create_task(self._subscription_loop(client), name="bus.mqtt.subscriptions")
             except* (aiomqtt.MqttError, OSError) as errors:
                 logger.warning(
-                    "bus.mqtt.disconnected host=%s port=%s error=%s retry_in=%.1fs",
+                    "bus.mqtt.disconnected host=%s port=%s client_id=%s error=%s retry_in=%.1fs",
                     self.host,
                     self.port,
+                    self.client_id,
                     errors.exceptions[0],
                     delay,
                 )
@@ -220,7 +253,7 @@ class MQTTBus:
         await self._sync_subscriptions(client)
         self._client = client
         self._connected.set()
-        logger.info("bus.mqtt.connected host=%s port=%s", self.host, self.port)
+        logger.info("bus.mqtt.connected host=%s port=%s client_id=%s", self.host, self.port, self.client_id)
 
     async def _subscription_loop(self, client: aiomqtt.Client) -> None:
         while True:

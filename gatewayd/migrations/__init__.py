@@ -1,1 +1,1 @@
-"""Alembic migration scripts of the store, shipped inside the package (see gatewayd.store.migrate)."""
+"""Alembic migration scripts of the store, shipped inside the package (see gatewayd.schema)."""

@@ -1,6 +1,6 @@
 """Alembic environment: async engines, batch mode for SQLite, the store's metadata and naming convention.
 
-Run two ways: from :mod:`gatewayd.store.migrate`, which hands over an open connection in
+Run two ways: from :mod:`gatewayd.schema`, which hands over an open connection in
 ``config.attributes["connection"]``; or from the ``alembic`` command line, which connects to
 ``GATEWAYD_DATABASE_URL`` (or the ``sqlalchemy.url`` option).
 """

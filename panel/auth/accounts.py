@@ -13,8 +13,7 @@ from gatewayd.store.base import utcnow
 from panel.auth.passwords import PasswordPolicy, check_password_rules
 from panel.auth.permissions import PermissionRegistry
 from panel.auth.sessions import revoke_account_sessions
-from panel.i18n import is_valid_timezone
-from plugins.contract import LANGUAGES
+from panel.i18n import LANGUAGES, is_valid_timezone
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 

@@ -1,49 +1,48 @@
-"""The registry of named permissions and the defaults each role gets."""
+"""Named permissions: what one is, the registry of those the panel knows and each role's defaults.
+
+The panel itself declares only the two permissions that open its modes (the control panel and the
+operator's desk: `panel.menu`); every other power is declared by the plugin whose routes need it,
+built-in or not, through `Plugin.permissions`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from gatewayd.store.accounts import Role
-from plugins.contract import PermissionSpec, Plugin
-from plugins.errors import PluginError
+from panel.errors import PluginError
 
 PANEL_ACCESS = "panel.access"
 OPERATOR_MODE = "operator.mode"
-OPERATOR_SEE_OTHERS = "operator.see_others"
-OPERATOR_SEE_MSISDN = "operator.see_msisdn"
-PUSH_SEND = "push.send"
-PUSH_MASS = "push.mass"
-MONITOR_VIEW = "monitor.view"
-MONITOR_REASSIGN = "monitor.reassign"
-USERS_MANAGE = "users.manage"
-SUBSCRIBERS_BAN = "subscribers.ban"
-REPORTS_VIEW = "reports.view"
-CALLCENTER_MANAGE = "callcenter.manage"
-SESSIONS_RESET = "sessions.reset"
-GALLERY_MANAGE = "gallery.manage"
 
 _MASTER = frozenset({Role.MASTER.value})
 _MASTER_OPERATOR = frozenset({Role.MASTER.value, Role.OPERATOR.value})
 
-# The manual's powers. Admins hold every permission; masters get the control panel minus account
-# management; operators get the operator's desk and manual push.
+
+@dataclass(frozen=True, slots=True)
+class PermissionSpec:
+    name: str  # "<area>.<power>", e.g. "push.send"
+    description: str  # i18n key
+    default_roles: frozenset[str] = frozenset()  # roles ("master", "operator") granted it at creation
+
+
+# Admins hold every permission; masters may enter both modes, operators the operator's desk.
 CORE_PERMISSIONS: tuple[PermissionSpec, ...] = (
     PermissionSpec(PANEL_ACCESS, "perm.panel.access", _MASTER),
     PermissionSpec(OPERATOR_MODE, "perm.operator.mode", _MASTER_OPERATOR),
-    PermissionSpec(OPERATOR_SEE_OTHERS, "perm.operator.see_others", _MASTER),
-    PermissionSpec(OPERATOR_SEE_MSISDN, "perm.operator.see_msisdn", _MASTER),
-    PermissionSpec(PUSH_SEND, "perm.push.send", _MASTER_OPERATOR),
-    PermissionSpec(PUSH_MASS, "perm.push.mass", _MASTER),
-    PermissionSpec(MONITOR_VIEW, "perm.monitor.view", _MASTER),
-    PermissionSpec(MONITOR_REASSIGN, "perm.monitor.reassign", _MASTER),
-    PermissionSpec(USERS_MANAGE, "perm.users.manage"),
-    PermissionSpec(SUBSCRIBERS_BAN, "perm.subscribers.ban", _MASTER),
-    PermissionSpec(REPORTS_VIEW, "perm.reports.view", _MASTER),
-    PermissionSpec(CALLCENTER_MANAGE, "perm.callcenter.manage"),
-    PermissionSpec(SESSIONS_RESET, "perm.sessions.reset", _MASTER),
-    PermissionSpec(GALLERY_MANAGE, "perm.gallery.manage", _MASTER),
 )
+
+
+class DeclaresPermissions(Protocol):
+    """What the registry reads of a plugin: its name and the permissions it introduces."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def permissions(self) -> Sequence[PermissionSpec]: ...
 
 
 class UnknownPermission(ValueError):
@@ -62,7 +61,7 @@ class PermissionRegistry:
             self._add("panel", spec)
 
     @classmethod
-    def build(cls, plugins: Iterable[Plugin]) -> PermissionRegistry:
+    def build(cls, plugins: Iterable[DeclaresPermissions]) -> PermissionRegistry:
         registry = cls()
         for plugin in plugins:
             for spec in plugin.permissions:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from panel.errors import PluginError
 from panel.i18n.messages_en import MESSAGES as CORE_EN
 from panel.i18n.messages_es import MESSAGES as CORE_ES
-from plugins.contract import LANGUAGES, Plugin
-from plugins.errors import PluginError
+
+#: The languages of the panel, its messages and every plugin's.
+LANGUAGES = ("es", "en")
 
 CORE_MESSAGES: Mapping[str, Mapping[str, str]] = {"es": CORE_ES, "en": CORE_EN}
 
@@ -28,6 +31,16 @@ def missing_keys(messages: Mapping[str, Mapping[str, str]]) -> dict[str, set[str
     return {lang: every_key - set(messages.get(lang, {})) for lang in LANGUAGES}
 
 
+class DeclaresMessages(Protocol):
+    """What the catalogue reads of a plugin: its name and its messages (language -> key -> text)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def messages(self) -> Mapping[str, Mapping[str, str]]: ...
+
+
 class Catalog:
     """Messages for every supported language; a key missing everywhere renders as the key itself."""
 
@@ -38,7 +51,7 @@ class Catalog:
         self.default_language = default_language
 
     @classmethod
-    def build(cls, plugins: Iterable[Plugin], default_language: str = "es") -> Catalog:
+    def build(cls, plugins: Iterable[DeclaresMessages], default_language: str = "es") -> Catalog:
         merged: dict[str, dict[str, str]] = {lang: dict(CORE_MESSAGES[lang]) for lang in LANGUAGES}
         owners: dict[str, str] = dict.fromkeys(CORE_MESSAGES["es"], "panel")
         for plugin in plugins:

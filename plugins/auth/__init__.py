@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from panel.types import Plugin
 from plugins.auth.messages import EN, ES
 from plugins.auth.routes import routes
-from plugins.contract import Plugin
 
 plugin = Plugin(
     name="auth",

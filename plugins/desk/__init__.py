@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from panel.assignment import AssignmentPolicy
-from panel.auth.permissions import OPERATOR_MODE, PUSH_SEND
-from plugins.contract import MenuItem, Mode, Plugin
+from panel.auth.permissions import OPERATOR_MODE
+from panel.types import MenuItem, Mode, Plugin
 from plugins.desk.messages import EN, ES
+from plugins.desk.permissions import PERMISSIONS, PUSH_SEND
 from plugins.desk.routes import routes
-from plugins.desk.service import EVENT_HANDLERS, DeskSettings, startup_hook, stop_assignment
+from plugins.desk.service import DESK, EVENT_HANDLERS, Desk, DeskSettings, desk_lifespan
 
 HERE = Path(__file__).parent
 
-__all__ = ["AssignmentPolicy", "DeskSettings", "build_plugin", "plugin"]
+__all__ = ["DESK", "AssignmentPolicy", "Desk", "DeskSettings", "build_plugin", "plugin"]
 
 
 def build_plugin(settings: DeskSettings | None = None) -> Plugin:
@@ -29,9 +30,9 @@ def build_plugin(settings: DeskSettings | None = None) -> Plugin:
         ),
         templates=HERE / "templates",
         static=HERE / "static",
+        permissions=PERMISSIONS,
         event_handlers=EVENT_HANDLERS,
-        on_startup=startup_hook(settings or DeskSettings()),
-        on_shutdown=stop_assignment,
+        lifespan=desk_lifespan(settings or DeskSettings()),
         messages={"es": ES, "en": EN},
     )
 

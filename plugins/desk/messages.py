@@ -1,6 +1,9 @@
 """Texts of the operator's desk."""
 
 ES: dict[str, str] = {
+    "desk.perm.see_others": "Leer las respuestas de otros operadores",
+    "desk.perm.see_msisdn": "Ver el número de teléfono completo del cliente",
+    "desk.perm.push_send": "Enviar SMS push manuales",
     "desk.title": "Escritorio",
     "desk.menu": "Escritorio",
     "desk.menu.push": "SMS push",
@@ -71,6 +74,9 @@ ES: dict[str, str] = {
 }
 
 EN: dict[str, str] = {
+    "desk.perm.see_others": "Read other operators' answers",
+    "desk.perm.see_msisdn": "See the client's full phone number",
+    "desk.perm.push_send": "Send push SMS by hand",
     "desk.title": "Desk",
     "desk.menu": "Desk",
     "desk.menu.push": "Push SMS",

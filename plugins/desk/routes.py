@@ -34,10 +34,11 @@ from gatewayd.store.repo_desk import (
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
 from panel.access import requires
 from panel.auth.identity import CurrentUser
-from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
+from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
 from panel.web import db, db_read, error_response, gettext, panel, render, require_user
 from plugins.desk.charts import client_charts
+from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_settings
 from plugins.desk.stream import desk_events
 from smpp.errors import SMPPError

@@ -1,20 +1,20 @@
-"""The desk's assignment service in the panel process: one per running panel, found by its runtime.
+"""The desk's assignment service in the panel process: one per running panel, kept as the plugin's
+typed state (`DESK`).
 
-The plugin's startup hook creates the service and starts its periodic sweep; its shutdown hook stops
-the sweep, whether the panel runs on its own or inside the daemon (whose bus outlives the panel).
+The plugin's lifespan creates the service and starts its periodic sweep, and stops the sweep when the
+panel stops, whether the panel runs on its own or inside the daemon (whose bus outlives the panel).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.events import Event
 from panel.assignment import AssignmentPolicy, AssignmentService
-from panel.runtime import PanelRuntime
-from plugins.contract import EventHandler, StartupHook
+from panel.types import EventHandler, PanelRuntime, PluginState
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,56 +31,41 @@ class DeskSettings:
             raise ValueError("the presence grace must be longer than the desk's heartbeat")
 
 
-@dataclass(slots=True)
-class _Running:
-    sessionmaker: async_sessionmaker[AsyncSession]
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """The desk's state in one running panel."""
+
     service: AssignmentService
     settings: DeskSettings
-    sweep: asyncio.Task[None]
 
 
-_RUNNING: dict[int, _Running] = {}
-
-
-class DeskNotStarted(RuntimeError):
-    pass
-
-
-def _running(runtime: PanelRuntime) -> _Running:
-    found = _RUNNING.get(id(runtime.sessionmaker))
-    if found is None or found.sessionmaker is not runtime.sessionmaker:
-        raise DeskNotStarted("the desk plugin's startup hook has not run for this panel")
-    return found
+DESK = PluginState("desk", Desk)
 
 
 def assignment_service(runtime: PanelRuntime) -> AssignmentService:
-    return _running(runtime).service
+    return DESK.of(runtime).service
 
 
 def desk_settings(runtime: PanelRuntime) -> DeskSettings:
-    return _running(runtime).settings
+    return DESK.of(runtime).settings
 
 
-def startup_hook(settings: DeskSettings) -> StartupHook:
-    async def start_assignment(runtime: PanelRuntime) -> None:
+def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAsyncContextManager[Desk]]:
+    @asynccontextmanager
+    async def run_desk(runtime: PanelRuntime) -> AsyncIterator[Desk]:
         service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
             _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
-        _RUNNING[id(runtime.sessionmaker)] = _Running(runtime.sessionmaker, service, settings, sweep)
+        try:
+            yield Desk(service, settings)
+        finally:  # the sweep ends before the panel's engine and bus close
+            sweep.cancel()
+            await asyncio.wait([sweep])
 
-    return start_assignment
-
-
-async def stop_assignment(runtime: PanelRuntime) -> None:
-    """The shutdown hook: the sweep ends before the panel's engine and bus close."""
-    running = _RUNNING.pop(id(runtime.sessionmaker), None)
-    if running is None or running.sessionmaker is not runtime.sessionmaker:
-        return
-    running.sweep.cancel()
-    await asyncio.wait([running.sweep])
+    return run_desk
 
 
 async def _sweep_loop(service: AssignmentService, interval: float) -> None:

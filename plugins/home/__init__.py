@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
-from plugins.contract import MenuItem, Mode, Plugin
+from panel.types import MenuItem, Mode, Plugin
 from plugins.home.messages import EN, ES
 from plugins.home.routes import routes
 

@@ -8,9 +8,8 @@ from starlette.routing import Route
 
 from panel.access import requires
 from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
-from panel.templating import menu_for
+from panel.menu import Mode, menu_for
 from panel.web import panel, render, require_user
-from plugins.contract import Mode
 
 DASHBOARD_TITLE = {Mode.OPERATOR: "home.operator.title", Mode.ADMIN: "home.admin.title"}
 DASHBOARD_PATH = {Mode.OPERATOR: "/operator", Mode.ADMIN: "/admin"}

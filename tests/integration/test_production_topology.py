@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import load_config
+from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.migrate import upgrade
 from panel.app import create_app
 from panel.settings import PanelSettings
 from simulator import Simulator

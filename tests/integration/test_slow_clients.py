@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gatewayd.store.migrate import upgrade
+from gatewayd.schema import upgrade
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import simulator_config, write_config
 

@@ -11,8 +11,8 @@ import pytest
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.store import Store
 from simulator.core import Simulator
 from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile, SimulatorConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
 
 import anyio
 import pytest
@@ -22,7 +23,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def mqtt_bus(mqtt_url: str, topic_prefix: str, **options: int) -> MQTTBus:
+def mqtt_bus(mqtt_url: str, topic_prefix: str, **options: Any) -> MQTTBus:
     bus = create_bus(mqtt_url, topic_prefix=topic_prefix, **options)
     assert isinstance(bus, MQTTBus)
     return bus
@@ -121,3 +122,31 @@ async def test_streams_cut_while_subscribing_or_leaving_log_nothing(
                 await bus.publish(bus.topics.mt_status(number), {"n": number})
                 assert (await asyncio.wait_for(events.get(), 10)).payload["n"] == number
     assert [record.getMessage() for record in caplog.records if record.name == "mqtt"] == []
+
+
+async def test_two_buses_configured_with_one_client_id_do_not_knock_each_other_off(
+    mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two panels started from one configuration: the broker would drop the older connection each time
+    the other connected with the same identifier, over and over. Each bus has its own identifier, so
+    both stay connected and hear each other."""
+    caplog.set_level(logging.INFO, logger="gatewayd.bus.mqtt")
+    first = mqtt_bus(mqtt_url, topic_prefix, client_id="gatewayd-node1-panel")
+    second = mqtt_bus(mqtt_url, topic_prefix, client_id="gatewayd-node1-panel")
+    async with first, second:
+        await asyncio.wait_for(asyncio.gather(first.wait_connected(), second.wait_connected()), 10)
+        async with (
+            first.subscribe(first.topics.mt_status(1)) as heard_by_first,
+            second.subscribe(second.topics.mt_status(2)) as heard_by_second,
+        ):
+            for round_trip in range(5):
+                await first.publish(first.topics.mt_status(2), {"round": round_trip})
+                assert (await asyncio.wait_for(heard_by_second.get(), 10)).payload["round"] == round_trip
+                await second.publish(second.topics.mt_status(1), {"round": round_trip})
+                assert (await asyncio.wait_for(heard_by_first.get(), 10)).payload["round"] == round_trip
+        lines = [record.getMessage() for record in caplog.records if record.name == "gatewayd.bus.mqtt"]
+    assert not [line for line in lines if line.startswith("bus.mqtt.disconnected")], lines
+    assert first.client_id != second.client_id
+    assert first.client_id is not None and first.client_id.startswith("gatewayd-node1-panel-")
+    for bus in (first, second):
+        assert sum(f"client_id={bus.client_id}" in line for line in lines) == 1, lines

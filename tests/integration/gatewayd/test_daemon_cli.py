@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gatewayd.cli import main
+from echat.cli import main
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
@@ -108,7 +108,7 @@ def run_gatewayd(*argv: str) -> subprocess.CompletedProcess[str]:
     def cap_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
-    command = [sys.executable, "-m", "gatewayd", *argv]
+    command = [sys.executable, "-m", "echat", *argv]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory, stdin=subprocess.DEVNULL
     )
@@ -179,9 +179,9 @@ def test_send_refuses_an_unknown_carrier(
     assert "unknown carrier 'orange' (configured: movistar)" in capsys.readouterr().err
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def root_logging() -> Iterator[None]:
-    """`gatewayd run` installs its own log handler; give pytest its handlers back afterwards."""
+    """Every command installs its own log handler; give pytest its handlers back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -190,7 +190,7 @@ def root_logging() -> Iterator[None]:
 
 
 def test_run_refuses_a_database_that_is_behind(
-    tmp_path: Path, sqlite_url: str, root_logging: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, GOOD.format(url=sqlite_url))
     assert main(["run", "--config", str(path)]) == 1

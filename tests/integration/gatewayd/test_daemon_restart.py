@@ -1,5 +1,6 @@
-"""The daemon as operators run it (``python -m gatewayd run``), killed with SIGKILL mid-burst and
-started again: what was queued is sent, what was in flight is reconciled, no MO and no MT is lost."""
+"""The daemon as operators run it (``python -m echat run`` is ``gatewayd run``), killed with SIGKILL
+mid-burst and started again: what was queued is sent, what was in flight is reconciled, no MO and no
+MT is lost."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def gatewayd(*args: str, log: Path) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gatewayd",
+            "echat",
             *args,
             cwd=REPOSITORY,
             env=environment,

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.daemon import Daemon
 from gatewayd.logging import EventFormatter
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
-from gatewayd.store.migrate import upgrade
 from simulator.core import Simulator
 from smpp.constants import CommandID, CommandStatus
 from tests.integration.gatewayd.conftest import MOVISTAR, eventually, make_config, running_daemon

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy
 from gatewayd.store.store import Store

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from gatewayd.schema import alembic_config, upgrade
 from gatewayd.store.engine import create_engine
-from gatewayd.store.migrate import alembic_config, upgrade
 
 pytestmark = pytest.mark.integration
 

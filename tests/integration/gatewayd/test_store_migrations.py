@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+from gatewayd.schema import alembic_config, check_at_head, current_revision, head_revision, upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
-from gatewayd.store.migrate import alembic_config, check_at_head, current_revision, head_revision, upgrade
 from gatewayd.store.models import metadata
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
-from gatewayd.store.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.mo_message import dedup_key
+from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
-from gatewayd.store.migrate import upgrade
 from gatewayd.store.mt.queue import queue_mt, queue_mts
 from gatewayd.store.mt.status import outbox_depth
 from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy

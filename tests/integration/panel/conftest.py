@@ -34,7 +34,8 @@ from panel.auth.permissions import PermissionRegistry
 from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
-from plugins import Plugin, auth, desk, home
+from panel.types import Plugin
+from plugins import auth, desk, home
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)

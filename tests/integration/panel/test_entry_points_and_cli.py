@@ -3,7 +3,6 @@ account tables on PostgreSQL."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 from pathlib import Path
@@ -11,24 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from echat.cli import build_parser
+from echat.users import handle_user_command
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Account, Role, WebSession, get_account_by_username
 from gatewayd.store.base import Base
 from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
-from panel.auth.cli import (
-    UserCommandError,
-    add_user_commands,
-    handle_user_command,
-    user_add,
-    user_lock,
-    user_passwd,
-    user_unlock,
-)
+from panel.auth.admin import UserCommandError, user_add, user_lock, user_passwd, user_unlock
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.sessions import get_active_session
+from panel.errors import PluginError
+from panel.loader import load_plugins
 from panel.settings import PanelSettings
-from plugins import PluginError, auth, home, load_plugins
+from plugins import auth, home
 
 from .conftest import EXAMPLE_PLUGINS, FAST_ARGON2, login, serving
 
@@ -66,7 +61,8 @@ async def test_an_app_assembled_from_entry_points_serves_the_plugin(
     async with serving(create_app(settings, bus=MemoryBus())) as client:
         assert (await client.get("/notes/about")).status_code == 200
         assert (await client.get("/static/notes/notes.css")).status_code == 200
-        assert sqlite_url in echat_notes.STARTED  # the startup hook ran in the lifespan
+        # the plugin's lifespan ran in the panel's and its state is reachable through the typed accessor
+        assert echat_notes.NOTES.of(client.runtime).database_url == sqlite_url
 
 
 def test_a_broken_entry_point_is_an_error_naming_the_plugin(
@@ -136,8 +132,7 @@ async def test_cli_parsers_and_handler(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await _schema(sqlite_url)
-    parser = argparse.ArgumentParser(prog="gatewayd")
-    add_user_commands(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     args = parser.parse_args(
         ["user", "add", "lucia", "--role", "operator", "--language", "en", "--password-stdin"]
     )

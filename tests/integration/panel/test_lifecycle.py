@@ -1,11 +1,12 @@
-"""Plugin lifecycle: on_startup in name order, on_shutdown in reverse order before the bus and the
-engine close; a failing start-up stops only what had started; a failing shutdown hook does not keep
-the others from running."""
+"""Plugin lifecycle: lifespans entered in name order, left in reverse order before the bus and the
+engine close; a failing start-up stops only what had started; a lifespan failing to stop does not keep
+the others from stopping; what a lifespan yields is the plugin's state for that panel only."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import TracebackType
 
 import pytest
@@ -14,9 +15,8 @@ from sqlalchemy import func, select
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Account
 from panel.app import create_app
-from panel.runtime import PanelRuntime
 from panel.settings import PanelSettings
-from plugins import Plugin, PluginError, ShutdownHook, StartupHook
+from panel.types import PanelRuntime, Plugin, PluginError, PluginState, PluginStateMissing
 
 from .conftest import prepare_store, serving
 
@@ -38,12 +38,12 @@ class RecordingBus(MemoryBus):
 def recording_plugin(
     name: str, log: list[str], *, fail_start: bool = False, fail_stop: bool = False
 ) -> Plugin:
-    async def start(runtime: PanelRuntime) -> None:
+    @asynccontextmanager
+    async def lifespan(runtime: PanelRuntime) -> AsyncIterator[str]:
         if fail_start:
             raise RuntimeError(f"{name} cannot start")
         log.append(f"start {name}")
-
-    async def stop(runtime: PanelRuntime) -> None:
+        yield f"{name} state"
         # The engine still serves queries and the stop signal has been raised.
         async with runtime.sessionmaker() as session:
             accounts = (await session.execute(select(func.count()).select_from(Account))).scalar_one()
@@ -51,9 +51,7 @@ def recording_plugin(
         if fail_stop:
             raise RuntimeError(f"{name} cannot stop")
 
-    startup: StartupHook = start
-    shutdown: ShutdownHook = stop
-    return Plugin(name=name, title=f"{name}.title", on_startup=startup, on_shutdown=shutdown)
+    return Plugin(name=name, title=f"{name}.title", lifespan=lifespan)
 
 
 def bus_factory(log: list[str]) -> Callable[[str], MemoryBus]:
@@ -70,7 +68,7 @@ async def prepared(settings: PanelSettings, example_on_path: None) -> PanelSetti
     return settings
 
 
-async def test_shutdown_hooks_run_in_reverse_order_before_the_bus_closes(prepared: PanelSettings) -> None:
+async def test_lifespans_end_in_reverse_order_before_the_bus_closes(prepared: PanelSettings) -> None:
     log: list[str] = []
     plugins = [recording_plugin(name, log) for name in ("gamma", "alpha", "beta")]
     app = create_app(prepared, bus_factory=bus_factory(log), plugins=plugins)
@@ -78,6 +76,10 @@ async def test_shutdown_hooks_run_in_reverse_order_before_the_bus_closes(prepare
         assert log == ["start alpha", "start beta", "start gamma"]
         assert (await client.get("/static/panel/panel.css")).status_code == 200
         assert client.runtime.stopping.stopping is False
+        assert PluginState("beta", str).of(client.runtime) == "beta state"
+        runtime = client.runtime
+    with pytest.raises(PluginStateMissing):  # a stopped panel holds no plugin state
+        PluginState("beta", str).of(runtime)
     assert log[3:] == [
         "stop gamma accounts=4 stopping=True",
         "stop beta accounts=4 stopping=True",
@@ -94,13 +96,13 @@ async def test_a_failed_start_up_stops_only_the_plugins_that_started(prepared: P
         recording_plugin("gamma", log),
     ]
     app = create_app(prepared, bus_factory=bus_factory(log), plugins=plugins)
-    with pytest.raises(PluginError, match="beta.*on_startup failed: beta cannot start"):
+    with pytest.raises(PluginError, match="beta.*lifespan failed to start: beta cannot start"):
         async with serving(app):
             pass
     assert log == ["start alpha", "stop alpha accounts=4 stopping=False", "bus closed"]
 
 
-async def test_a_failing_shutdown_hook_is_logged_and_the_others_still_run(
+async def test_a_lifespan_failing_to_stop_is_logged_and_the_others_still_stop(
     prepared: PanelSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     log: list[str] = []
@@ -119,9 +121,19 @@ async def test_a_failing_shutdown_hook_is_logged_and_the_others_still_run(
         "stop alpha",
         "bus closed",
     ]
-    assert any("plugin beta: on_shutdown failed" in record.getMessage() for record in caplog.records)
+    assert any("plugin beta: lifespan failed to stop" in record.getMessage() for record in caplog.records)
 
 
-def test_on_shutdown_must_be_callable() -> None:
-    with pytest.raises(PluginError, match="on_shutdown must be an async callable"):
-        Plugin(name="broken", title="x", on_shutdown="later")  # type: ignore[arg-type]
+def test_a_lifespan_must_be_callable() -> None:
+    with pytest.raises(PluginError, match="lifespan must be a callable"):
+        Plugin(name="broken", title="x", lifespan="later")  # type: ignore[arg-type]
+
+
+async def test_a_state_of_another_kind_is_refused(prepared: PanelSettings) -> None:
+    log: list[str] = []
+    app = create_app(prepared, bus_factory=bus_factory(log), plugins=[recording_plugin("alpha", log)])
+    async with serving(app) as client:
+        with pytest.raises(PluginStateMissing, match="'alpha' holds no int"):
+            PluginState("alpha", int).of(client.runtime)
+        with pytest.raises(PluginStateMissing, match="'nobody'"):
+            PluginState("nobody", str).of(client.runtime)

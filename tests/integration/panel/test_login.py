@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from gatewayd.store.accounts import LoginAttempt, LoginThrottle, WebSession, get_account_by_username
 from panel.auth.accounts import lock_account
-from panel.auth.cli import user_passwd, user_unlock
+from panel.auth.admin import user_passwd, user_unlock
 from panel.auth.passwords import PasswordPolicy
 from panel.settings import Argon2Params, PanelSettings
 

@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
+from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Role
 from gatewayd.store.engine import read_session_factory
 from gatewayd.store.messages import MOMessage
-from gatewayd.store.migrate import upgrade
 from panel.app import create_app
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy

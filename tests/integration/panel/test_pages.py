@@ -139,11 +139,11 @@ async def test_plugin_event_handlers_receive_bus_events(client: PanelClient) -> 
 
     bus = client.runtime.bus
     assert bus is not None
-    while not echat_notes.RECEIVED.empty():
-        echat_notes.RECEIVED.get_nowait()
+    received = echat_notes.NOTES.of(client.runtime).received  # this panel's, not another's
+    assert received.empty()
     await bus.publish("echat/997745/mo", {"v": 1, "text": "explode"})
     await bus.publish("echat/997745/mo", {"v": 1, "text": "hola"})
     await bus.publish("echat/mt/7/status", {"v": 1, "status": "DELIVRD"})
-    event = await asyncio.wait_for(echat_notes.RECEIVED.get(), 10)
+    event = await asyncio.wait_for(received.get(), 10)
     assert event.topic == "echat/997745/mo" and event.payload["text"] == "hola"
-    assert echat_notes.RECEIVED.empty()
+    assert received.empty()

@@ -1,28 +1,45 @@
-"""A minimal panel plugin: one page per mode, a form, a permission pair, a startup hook."""
+"""A minimal panel plugin: one page per mode, a form, a permission pair, a lifespan keeping the
+plugin's typed state for each panel, and a handler of MO events."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gatewayd.bus.events import Event
 from panel.access import public, requires
-from panel.runtime import PanelRuntime
+from panel.types import Event, MenuItem, Mode, PanelRuntime, PermissionSpec, Plugin, PluginState
 from panel.web import render
-from plugins.contract import MenuItem, Mode, PermissionSpec, Plugin
 
 HERE = Path(__file__).parent
-STARTED: list[str] = []  # database URLs of the panels that ran this plugin's startup hook
-RECEIVED: asyncio.Queue[Event] = asyncio.Queue()  # MO events seen by the handler
+
+
+@dataclass(frozen=True, slots=True)
+class Notes:
+    """What the plugin keeps for one running panel (never in module globals: a process may run two)."""
+
+    database_url: str
+    received: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)  # MO events seen
+
+
+NOTES = PluginState("notes", Notes)
+
+
+@asynccontextmanager
+async def notes_lifespan(runtime: PanelRuntime) -> AsyncIterator[Notes]:
+    yield Notes(runtime.settings.database_url)
 
 
 @requires("notes.read")
 async def notes_page(request: Request) -> Response:
-    return render(request, "notes/index.html", {"preview": None})
+    seen = NOTES.of(request).received.qsize()
+    return render(request, "notes/index.html", {"preview": None, "seen": seen})
 
 
 @requires("notes.write")
@@ -42,14 +59,10 @@ async def about(request: Request) -> Response:
     return render(request, "notes/index.html", {"preview": None})
 
 
-async def remember_start(runtime: PanelRuntime) -> None:
-    STARTED.append(runtime.settings.database_url)
-
-
 async def on_mo(event: Event, runtime: PanelRuntime) -> None:
     if event.payload.get("text") == "explode":
         raise ValueError("a handler failure is logged, the subscription goes on")
-    await RECEIVED.put(event)
+    await NOTES.of(runtime).received.put(event)
 
 
 plugin = Plugin(
@@ -71,7 +84,7 @@ plugin = Plugin(
         PermissionSpec("notes.read", "notes.perm.read", frozenset({"master", "operator"})),
         PermissionSpec("notes.write", "notes.perm.write", frozenset({"master"})),
     ],
-    on_startup=remember_start,
+    lifespan=notes_lifespan,
     event_handlers={"echat/+/mo": on_mo},
     messages={
         "es": {
@@ -81,6 +94,7 @@ plugin = Plugin(
             "notes.perm.read": "Leer notas",
             "notes.perm.write": "Escribir notas",
             "notes.preview": "Vista previa",
+            "notes.seen": "Mensajes recibidos: {count}",
         },
         "en": {
             "notes.title": "Notes",
@@ -89,6 +103,7 @@ plugin = Plugin(
             "notes.perm.read": "Read notes",
             "notes.perm.write": "Write notes",
             "notes.preview": "Preview",
+            "notes.seen": "Messages received: {count}",
         },
     },
 )

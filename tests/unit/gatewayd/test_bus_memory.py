@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 
 import pytest
 
@@ -88,7 +90,11 @@ def test_create_bus_from_urls() -> None:
     assert isinstance(create_bus("memory://", topic_prefix="p"), MemoryBus)
     mqtt = create_bus("mqtt://user:p%40ss@broker.example:1884", client_id="gw-1")
     assert isinstance(mqtt, MQTTBus)
-    assert (mqtt.host, mqtt.port, mqtt.client_id) == ("broker.example", 1884, "gw-1")
+    assert (mqtt.host, mqtt.port) == ("broker.example", 1884)
+    # the configured id names the program; each bus adds its pid and a random suffix
+    assert re.fullmatch(rf"gw-1-{os.getpid()}-[0-9a-f]{{6}}", mqtt.client_id or "")
+    other = create_bus("mqtt://broker.example", client_id="gw-1")
+    assert isinstance(other, MQTTBus) and other.client_id != mqtt.client_id
     with pytest.raises(ValueError, match="bus URL"):
         create_bus("amqp://broker")
 

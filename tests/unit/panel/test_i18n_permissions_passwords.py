@@ -11,9 +11,9 @@ from panel.auth.identity import CurrentUser
 from panel.auth.passwords import PasswordPolicy, PasswordRejected, check_password_rules
 from panel.auth.permissions import CORE_PERMISSIONS, PermissionRegistry, UnknownPermission
 from panel.i18n import CORE_MESSAGES, Catalog, format_datetime, missing_keys, negotiate_language
+from panel.menu import menu_for
 from panel.settings import Argon2Params
-from panel.templating import menu_for
-from plugins import auth, home
+from plugins import auth, desk, home
 
 FAST = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 
@@ -22,8 +22,8 @@ def test_spanish_and_english_catalogs_are_complete() -> None:
     assert missing_keys(CORE_MESSAGES) == {"es": set(), "en": set()}
     for plugin in (auth.plugin, home.plugin):
         assert missing_keys(plugin.messages) == {"es": set(), "en": set()}
-    catalog = Catalog.build([auth.plugin, home.plugin])
-    for spec in CORE_PERMISSIONS:
+    catalog = Catalog.build([auth.plugin, home.plugin, desk.plugin])
+    for spec in (*CORE_PERMISSIONS, *desk.plugin.permissions):
         assert catalog.has(spec.description), spec.name
     for role in Role:
         assert catalog.has(f"panel.role.{role.value}")
@@ -65,20 +65,37 @@ def test_dates_show_in_the_readers_zone_in_the_manuals_format() -> None:
 
 
 def test_role_defaults_follow_the_manual() -> None:
-    registry = PermissionRegistry.build([auth.plugin, home.plugin])
+    registry = PermissionRegistry.build([auth.plugin, home.plugin, desk.plugin])
     assert registry.defaults_for(Role.ADMIN) == registry.names
     master = registry.defaults_for(Role.MASTER)
-    assert {"panel.access", "operator.see_others", "reports.view"} <= master
-    assert "users.manage" not in master
+    assert {"panel.access", "operator.mode", "operator.see_others", "operator.see_msisdn"} <= master
     assert registry.defaults_for(Role.OPERATOR) == {"operator.mode", "push.send"}
+
+
+def test_the_panel_declares_its_modes_and_each_builtin_its_own_powers() -> None:
+    """Only permissions a route uses exist; the desk declares its own as any plugin would."""
+    assert {spec.name for spec in CORE_PERMISSIONS} == {"panel.access", "operator.mode"}
+    assert {spec.name for spec in desk.plugin.permissions} == {
+        "operator.see_others",
+        "operator.see_msisdn",
+        "push.send",
+    }
+    assert auth.plugin.permissions == () and home.plugin.permissions == ()
+    assert PermissionRegistry.build([auth.plugin, home.plugin, desk.plugin]).names == {
+        "panel.access",
+        "operator.mode",
+        "operator.see_others",
+        "operator.see_msisdn",
+        "push.send",
+    }
 
 
 def test_effective_permissions() -> None:
     registry = PermissionRegistry()
     assert registry.effective(Role.ADMIN, []) == registry.names
-    assert registry.effective(Role.OPERATOR, ["push.send", "gone.away"]) == {"push.send"}
+    assert registry.effective(Role.OPERATOR, ["operator.mode", "gone.away"]) == {"operator.mode"}
     with pytest.raises(UnknownPermission):
-        registry.validate(["push.send", "gone.away"])
+        registry.validate(["operator.mode", "gone.away"])
 
 
 def test_password_rules() -> None:

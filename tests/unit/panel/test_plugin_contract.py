@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,11 +14,14 @@ from starlette.routing import Mount, Route
 
 from panel.access import public, requires
 from panel.app import create_app
+from panel.loader import load_plugins
 from panel.settings import PanelSettings
-from plugins import MenuItem, Mode, PermissionSpec, Plugin, PluginError, auth, home, load_plugins
+from panel.types import MenuItem, Mode, PanelRuntime, PermissionSpec, Plugin, PluginError
+from plugins import auth, desk, home
 from plugins.desk import AssignmentPolicy, DeskSettings
 
 SETTINGS = PanelSettings(database_url="sqlite+aiosqlite://")
+PUSH = PermissionSpec("push.send", "x")
 
 
 async def bare(request: Request) -> Response:
@@ -110,9 +115,11 @@ def test_menu_items_need_known_permissions_and_messages() -> None:
 
 
 def test_plugins_cannot_redeclare_permissions_or_message_keys() -> None:
-    clash = Plugin(name="clash", title="x", permissions=[PermissionSpec("push.send", "x")])
+    clash = Plugin(name="clash", title="x", permissions=[PermissionSpec("operator.mode", "x")])
     with pytest.raises(PluginError, match="already declared by 'panel'"):
         create_app(SETTINGS, plugins=[clash])
+    with pytest.raises(PluginError, match="'push.send' is already declared by 'desk'"):
+        create_app(SETTINGS, plugins=[desk.plugin, Plugin(name="pusher", title="x", permissions=[PUSH])])
     keys = Plugin(name="keys", title="x", messages={"es": {"panel.logout": "x"}, "en": {"panel.logout": "x"}})
     with pytest.raises(PluginError, match="already defined by 'panel'"):
         create_app(SETTINGS, plugins=[keys])
@@ -133,12 +140,14 @@ async def test_event_handlers_without_a_bus_stop_the_start() -> None:
     assert raised.value.plugin == "listener"
 
 
-async def test_a_failing_startup_hook_names_its_plugin() -> None:
-    async def explode(runtime: object) -> None:
+async def test_a_failing_lifespan_names_its_plugin() -> None:
+    @asynccontextmanager
+    async def explode(runtime: PanelRuntime) -> AsyncIterator[None]:
         raise RuntimeError("boom")
+        yield
 
-    app = create_app(SETTINGS, plugins=[Plugin(name="fragile", title="x", on_startup=explode)])
-    with pytest.raises(PluginError, match="on_startup failed: boom") as raised:
+    app = create_app(SETTINGS, plugins=[Plugin(name="fragile", title="x", lifespan=explode)])
+    with pytest.raises(PluginError, match="lifespan failed to start: boom") as raised:
         async with app.router.lifespan_context(app):
             pass
     assert raised.value.plugin == "fragile"
@@ -149,3 +158,12 @@ def test_the_desks_presence_grace_outlasts_its_heartbeat() -> None:
     with pytest.raises(ValueError, match="presence grace"):
         DeskSettings(policy=AssignmentPolicy(presence_grace=timedelta(seconds=15)), heartbeat=15.0)
     assert DeskSettings().policy.presence_grace > timedelta(seconds=DeskSettings().heartbeat)
+
+
+def test_plugins_written_against_plugins_contract_get_the_panels_contract() -> None:
+    import panel.types
+    import plugins.contract
+
+    for name in plugins.contract.__all__:
+        assert getattr(plugins.contract, name) is getattr(panel.types, name), name
+    assert {"Plugin", "PluginState", "MenuItem", "Mode", "PermissionSpec"} <= set(plugins.contract.__all__)

@@ -17,9 +17,10 @@ from panel.app import create_app
 from panel.runtime import StopSignal
 from panel.serve import PanelServer
 from panel.settings import PanelSettings
+from panel.types import PluginStateMissing
 from plugins import auth, home
 from plugins.desk import build_plugin
-from plugins.desk.service import DeskNotStarted, assignment_service
+from plugins.desk.service import assignment_service
 
 from ..conftest import PASSWORD, serving
 from .conftest import (
@@ -60,7 +61,7 @@ async def test_the_sweep_stops_with_the_panel_while_the_bus_stays_open(
 
             await eventually(swept)  # the sweep runs while the panel does
         assert sweep_tasks() == []
-        with pytest.raises(DeskNotStarted):
+        with pytest.raises(PluginStateMissing):
             assignment_service(runtime)
         async with bus.subscribe("echat/#") as still_open:
             await bus.publish("echat/panel/check", {"open": True})

@@ -11,7 +11,8 @@ from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.subscribers import Subscriber
 from panel.auth.accounts import set_permissions
-from panel.auth.permissions import OPERATOR_MODE, OPERATOR_SEE_OTHERS, PUSH_SEND
+from panel.auth.permissions import OPERATOR_MODE
+from plugins.desk.permissions import OPERATOR_SEE_OTHERS, PUSH_SEND
 
 from ..conftest import HTML, PanelClient, login, page_csrf
 from .conftest import at_desk, deliver_mo, eventually, holders

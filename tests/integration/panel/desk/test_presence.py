@@ -5,7 +5,6 @@ PostgreSQL; the race between several panels on PostgreSQL."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,12 +17,14 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from echat.cli import build_parser
+from echat.users import handle_user_command
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Account, Presence, WebSession, get_account_by_username
 from gatewayd.store.base import utcnow
 from gatewayd.store.engine import create_engine, session_factory
-from panel.auth.cli import add_user_commands, handle_user_command, user_lock
+from panel.auth.admin import user_lock
 from panel.settings import PanelSettings
 from plugins.desk.service import assignment_service
 
@@ -244,9 +245,7 @@ async def test_the_lock_command_reaches_the_desks_over_mqtt_at_once(
 ) -> None:
     """Panel and `gatewayd user lock` in separate processes share the broker: the command's event ends
     the stream and hands the conversations on at once, with no sweep running."""
-    parser = argparse.ArgumentParser(prog="gatewayd")
-    add_user_commands(parser.add_subparsers(dest="command", required=True))
-    lock = parser.parse_args(["user", "lock", "olga", "--reason", "audit"])
+    lock = build_parser().parse_args(["user", "lock", "olga", "--reason", "audit"])
     panel_bus = create_bus(mqtt_url, topic_prefix=topic_prefix, client_id=f"{topic_prefix}-panel")
     async with (
         panel_bus,

@@ -1,7 +1,10 @@
 """``gatewayd``: run the daemon, migrate, check a config, send a test MT, the demo, the simulator,
 the panel and panel accounts.
 
-Exit statuses: 0 success, 1 failure at run time, 2 bad usage or configuration.
+``--config FILE`` (default ``$GATEWAYD_CONFIG``) goes before or after the command, for every command
+that reads a configuration. Every command logs through the daemon's formatter: each line carries its
+time, plain or JSON as ``[log]`` says. Exit statuses: 0 success, 1 failure at run time, 2 bad usage
+or configuration.
 """
 
 from __future__ import annotations
@@ -14,27 +17,36 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
+from gatewayd.logging import configure_logging
+from simulator.cli import add_simulator_command, run_simulator
+from simulator.profiles import simulator_table_problems
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+_CONFIG_HELP = "TOML configuration (default $GATEWAYD_CONFIG; without it, the demo set-up)"
+
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        default=os.environ.get("GATEWAYD_CONFIG"),
-        help="TOML configuration (default $GATEWAYD_CONFIG; without it, the demo set-up)",
-    )
+    """``--config`` after a command: given there, it wins over one given before the command."""
+    parser.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The configuration named after the command, else before it, else by $GATEWAYD_CONFIG."""
+    given: str | None = args.config or args.config_before
+    return given if given is not None else os.environ.get("GATEWAYD_CONFIG")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewayd", description="eChat Gateway: the SMPP chat gateway daemon."
     )
+    parser.add_argument("--config", "-c", metavar="FILE", dest="config_before", help=_CONFIG_HELP)
+    parser.set_defaults(config=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -65,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
     send.set_defaults(handler=_send)
 
-    demo = commands.add_parser("demo", help="simulator + daemon (+ panel) in one process, no services needed")
+    demo = commands.add_parser(
+        "demo", help="simulator + daemon (+ panel) in one process, no services needed (no --config)"
+    )
     demo.add_argument("--var", default="var", help="directory for the demo's SQLite file (default ./var)")
     demo.add_argument("--mo-rate", type=float, default=2.0, help="generated MOs per second (default 2)")
     demo.add_argument("--no-panel", action="store_true", help="do not start the web panel")
@@ -76,28 +90,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``simulator``, ``panel`` and ``user`` belong to their packages; they are only wired in here."""
-    from simulator.cli import add_simulator_command
-
-    add_simulator_command(commands)
+    """``simulator`` belongs to its package and the user commands to `echat.users`; they are wired in
+    here."""
+    simulator = add_simulator_command(commands)
+    simulator.set_defaults(handler=_simulator)
 
     panel = commands.add_parser("panel", help="serve the web panel on [panel] listen")
     _config_argument(panel)
     panel.set_defaults(handler=_panel)
 
-    from panel.auth.cli import add_user_commands
-
-    user = add_user_commands(commands)
-    _config_argument(user)
+    user = add_user_commands(commands, _config_argument)
     user.set_defaults(handler=_user)
 
 
 def _load(args: argparse.Namespace) -> Config | None:
+    """The configuration, with logging set up as its ``[log]`` says; None (reported) when invalid."""
     try:
-        return load_config(args.config)
+        config = load_config(_config_path(args))
     except ConfigError as error:
         print(f"gatewayd {args.command}: {error}", file=sys.stderr)
         return None
+    configure_logging(config.log.level, json_lines=config.log.json_lines)
+    return config
+
+
+def _schema_ready(command: str, url: str) -> bool:
+    """Whether the database's schema is this version's; if not, says so (naming `gatewayd migrate`)."""
+    from gatewayd.logging import redact_url
+    from gatewayd.schema import check_at_head
+    from gatewayd.store.errors import SchemaVersionError
+
+    try:
+        asyncio.run(check_at_head(url))
+    except SchemaVersionError as error:
+        print(f"gatewayd {command}: {error}", file=sys.stderr)
+        return False
+    except (OSError, ConnectionError) as error:
+        print(f"gatewayd {command}: cannot reach the database {redact_url(url)}: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 # --- run -------------------------------------------------------------------------------------------
@@ -107,10 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
-    from gatewayd.logging import configure_logging
-
     configure_logging(args.log_level or config.log.level, json_lines=args.log_json or config.log.json_lines)
-    return asyncio.run(_run_daemon(config, args.config))
+    return asyncio.run(_run_daemon(config, _config_path(args)))
 
 
 async def _run_daemon(config: Config, path: str | None) -> int:
@@ -168,7 +197,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     from gatewayd.logging import redact_url
-    from gatewayd.store.migrate import head_revision, upgrade
+    from gatewayd.schema import head_revision, upgrade
 
     try:
         asyncio.run(upgrade(config.database.url))
@@ -185,14 +214,13 @@ def _migrate(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     """The daemon's configuration, and the ``[simulator]`` table it may hold (``gatewayd simulator``'s,
     which the daemon leaves alone): every problem of both at once."""
-    from simulator.profiles import simulator_table_problems
-
+    path = _config_path(args)
     try:
-        config, problems = load_config(args.config), []
+        config, problems = load_config(path), []
     except ConfigError as error:
         config, problems = None, list(error.problems)
-    if args.config is not None and not any(problem.key == "<file>" for problem in problems):
-        problems += simulator_table_problems(args.config)
+    if path is not None and not any(problem.key == "<file>" for problem in problems):
+        problems += simulator_table_problems(path)
     if problems or config is None:
         print(f"gatewayd check-config: {ConfigError(problems)}", file=sys.stderr)
         return EXIT_USAGE
@@ -213,6 +241,8 @@ def _send(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
+    if not _schema_ready(args.command, config.database.url):
+        return EXIT_FAILURE
     return asyncio.run(_send_async(config, args))
 
 
@@ -254,8 +284,22 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
 # --- demo, panel, user -----------------------------------------------------------------------------
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    """The simulator's own command, reading (a [simulator] table of) the configuration named before
+    the command when none is named after it."""
+    args.config = args.config or args.config_before
+    return run_simulator(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from gatewayd.demo import run_demo
+    if args.config_before is not None:
+        print(
+            "gatewayd demo: takes no --config: it runs its built-in set-up "
+            "(`gatewayd run --config FILE` runs the daemon on yours)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from echat.demo import run_demo
 
     return run_demo(Path(args.var), mo_rate=args.mo_rate, with_panel=not args.no_panel)
 
@@ -264,8 +308,9 @@ def _panel(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
+    if not _schema_ready(args.command, config.database.url):
+        return EXIT_FAILURE
     from gatewayd.bus import EventBus, create_bus
-    from gatewayd.logging import configure_logging
     from panel.serve import serve_panel, settings_from_config
 
     def bus_factory(url: str) -> EventBus:
@@ -273,8 +318,12 @@ def _panel(args: argparse.Namespace) -> int:
             url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-panel"
         )
 
-    configure_logging(config.log.level, json_lines=config.log.json_lines)
-    asyncio.run(serve_panel(settings_from_config(config), bus_factory, http=config.panel.http))
+    def announce(url: str) -> None:
+        public = f" (public URL {config.panel.public_url})" if config.panel.public_url else ""
+        print(f"panel on {url}/{public}", flush=True)
+
+    settings = settings_from_config(config)
+    asyncio.run(serve_panel(settings, bus_factory, http=config.panel.http, on_listening=announce))
     return EXIT_OK
 
 
@@ -282,22 +331,23 @@ def _user(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_USAGE
+    if not _schema_ready(f"{args.command} {args.user_command}", config.database.url):
+        return EXIT_FAILURE
     from gatewayd.bus import create_bus
-    from panel.auth.cli import handle_user_command
 
     # Sessions a command ends are announced to the panels; an in-process bus reaches no other process.
     bus = None
     if not config.bus.url.startswith("memory:"):
         bus = create_bus(
-            config.bus.url,
-            topic_prefix=config.bus.topic_prefix,
-            client_id=f"{config.bus.client_id}-cli-{os.getpid()}",
+            config.bus.url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-user"
         )
     return asyncio.run(handle_user_command(args, config.database.url, bus))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Until a command reads its configuration (which may say otherwise), log plain lines at INFO.
+    configure_logging("INFO")
     status: int = args.handler(args)
     return status
 

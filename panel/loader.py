@@ -6,8 +6,8 @@ import importlib
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
-from plugins.contract import Plugin
-from plugins.errors import PluginError
+from panel.errors import PluginError
+from panel.types import Plugin
 
 ENTRY_POINT_GROUP = "echat.plugins"
 

@@ -1,6 +1,8 @@
-"""Schema migrations from inside the daemon: upgrade to head, read the revision, refuse a stale schema.
+"""The database schema's version: upgrade to head, read the revision, refuse a stale schema.
 
-The Alembic scripts live in :mod:`gatewayd.migrations` so they ship with the installed package.
+The Alembic scripts live in :mod:`gatewayd.migrations` so they ship with the installed package; their
+``env.py`` builds on the store (its engine and metadata), and this module drives them from above both,
+so the store never reaches up into its own migrations.
 """
 
 from __future__ import annotations

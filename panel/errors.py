@@ -1,4 +1,4 @@
-"""Errors of the plugin framework."""
+"""Errors of the panel's plugin framework."""
 
 from __future__ import annotations
 

@@ -16,19 +16,17 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
 from gatewayd.logging import configure_logging, log_event
-from gatewayd.store.migrate import upgrade
+from gatewayd.schema import upgrade
+from panel.auth.admin import UserCommandError, user_add, user_passwd
+from panel.serve import PanelServer, panel_server, settings_from_config
 from simulator.core import Simulator
 from simulator.profiles import SimulatorConfig, default_config
 
-if TYPE_CHECKING:  # the panel sits above the daemon: imported only when the demo opens it
-    from panel.serve import PanelServer
-
-log = logging.getLogger("gatewayd.demo")
+log = logging.getLogger("echat.demo")
 
 DEMO_ADMIN = "admin"
 #: The demo's chat operators: who answers the load generator's MOs from the desk.
@@ -108,8 +106,6 @@ async def _wait_ready(daemon: Daemon, task: asyncio.Task[None]) -> None:
 
 async def _demo_accounts(config: Config) -> list[DemoAccount]:
     """The admin and the operators of the demo; their passwords are new each run (printed once)."""
-    from panel.auth.cli import UserCommandError, user_add, user_passwd
-
     accounts = [DemoAccount(DEMO_ADMIN, "admin", secrets.token_urlsafe(9))]
     accounts.extend(DemoAccount(name, "operator", secrets.token_urlsafe(9)) for name in DEMO_OPERATORS)
     for account in accounts:
@@ -128,8 +124,6 @@ async def _demo_accounts(config: Config) -> list[DemoAccount]:
 
 def _panel_server(config: Config, daemon: Daemon) -> PanelServer:
     """The panel in this process, sharing the daemon's engine and bus."""
-    from panel.serve import panel_server, settings_from_config
-
     return panel_server(
         settings_from_config(config), engine=daemon.engine, bus=daemon.bus, http=config.panel.http
     )

@@ -1,0 +1,5 @@
+"""``python -m echat ...`` is ``gatewayd ...``."""
+
+from echat.cli import main
+
+raise SystemExit(main())

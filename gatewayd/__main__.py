@@ -1,5 +1,0 @@
-"""``python -m gatewayd ...`` is ``gatewayd ...``."""
-
-from gatewayd.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Account administration outside the web panel (the ``gatewayd user`` commands, the demo): create an
+account, set its password, lock, unlock, list. Each call is one unit of work on the database at a URL.
+
+Locking an account or changing its password ends its sessions; given the deployment's bus (MQTT:
+the panels run in other processes), the change is announced there, so the account's open desks end
+at once and a locked operator's conversations go back to the queue (`panel.presence`). Without it the
+panels notice at their next check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.bus.base import EventBus
+from gatewayd.logging import log_event
+from gatewayd.store.accounts import Account, Presence, Role, get_account_by_username, list_accounts
+from gatewayd.store.engine import create_engine, read_session_factory, session_factory
+from panel.auth.accounts import (
+    AccountRejected,
+    create_account,
+    lock_account,
+    normalize_username,
+    set_password,
+    unlock_account,
+)
+from panel.auth.passwords import PasswordPolicy, PasswordRejected
+from panel.auth.permissions import PermissionRegistry
+from panel.i18n import Catalog
+from panel.loader import load_plugins
+from panel.presence import announce_account_change
+from panel.settings import Argon2Params
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the broker to take an announcement.
+ANNOUNCE_TIMEOUT = 5.0
+
+
+class UserCommandError(Exception):
+    """An account change could not be made; the message is for the person at the shell."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """What ``gatewayd user list`` shows of an account: nothing secret (no hash, no session)."""
+
+    username: str
+    role: Role
+    presence: Presence
+    locked: bool
+    last_login_at: datetime | None
+
+
+async def _announce(bus: EventBus | None, account_id: int) -> None:
+    """Tells the running panels that the account's sessions ended (the change is committed already:
+    a broker out of reach only delays the panels noticing it)."""
+    if bus is None:
+        return
+    async with bus:
+        await announce_account_change(bus, account_id)
+        try:
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                await bus.flushed()
+        except TimeoutError:
+            log_event(
+                log,
+                "account.announce_failed",
+                logging.WARNING,
+                account_id=account_id,
+                reason="the event bus was not reached: open panel pages notice it at their next check",
+            )
+
+
+@asynccontextmanager
+async def _unit_of_work(url: str) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            yield session
+    finally:
+        await engine.dispose()
+
+
+async def _existing(session: AsyncSession, username: str) -> Account:
+    account = await get_account_by_username(session, normalize_username(username))
+    if account is None:
+        raise UserCommandError(f"no account named {username!r}")
+    return account
+
+
+def _explain(error: AccountRejected | PasswordRejected) -> str:
+    return Catalog.build(()).gettext("en", error.key, **error.params)
+
+
+async def user_add(
+    url: str,
+    username: str,
+    role: Role | str,
+    password: str,
+    language: str = "es",
+    *,
+    display_name: str | None = None,
+    timezone: str = "Europe/Madrid",
+    argon2: Argon2Params | None = None,
+    registry: PermissionRegistry | None = None,
+) -> int:
+    """Create an account with its role's default permissions (those of the installed plugins);
+    returns its id."""
+    registry = registry or PermissionRegistry.build(load_plugins())
+    try:
+        async with _unit_of_work(url) as session:
+            account = await create_account(
+                session,
+                PasswordPolicy(argon2 or Argon2Params()),
+                registry,
+                username=username,
+                password=password,
+                role=Role(role),
+                display_name=display_name,
+                language=language,
+                timezone=timezone,
+            )
+            return account.id
+    except (AccountRejected, PasswordRejected) as error:
+        raise UserCommandError(_explain(error)) from error
+
+
+async def user_passwd(
+    url: str,
+    username: str,
+    password: str,
+    *,
+    argon2: Argon2Params | None = None,
+    bus: EventBus | None = None,
+) -> int:
+    """Set a new password (and lift the sign-in delay on the name); returns how many sessions ended
+    (announced on ``bus`` when some did)."""
+    try:
+        async with _unit_of_work(url) as session:
+            account = await _existing(session, username)
+            ended = await set_password(session, PasswordPolicy(argon2 or Argon2Params()), account, password)
+    except PasswordRejected as error:
+        raise UserCommandError(_explain(error)) from error
+    if ended:
+        await _announce(bus, account.id)
+    return ended
+
+
+async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus | None = None) -> int:
+    """Lock the account and end its sessions, announced on ``bus``; returns how many sessions were
+    ended."""
+    async with _unit_of_work(url) as session:
+        account = await _existing(session, username)
+        ended = await lock_account(session, account, reason)
+    await _announce(bus, account.id)
+    return ended
+
+
+async def user_unlock(url: str, username: str) -> None:
+    async with _unit_of_work(url) as session:
+        await unlock_account(session, await _existing(session, username))
+
+
+async def user_list(url: str) -> list[AccountSummary]:
+    """Every account by name, read without taking a write lock."""
+    engine = create_engine(url)
+    try:
+        async with read_session_factory(engine)() as session:
+            accounts = await list_accounts(session)
+            return [
+                AccountSummary(
+                    account.username, account.role, account.presence, account.locked, account.last_login_at
+                )
+                for account in accounts
+            ]
+    finally:
+        await engine.dispose()
