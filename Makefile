@@ -23,16 +23,19 @@ lock: $(STAMP)
 		--no-emit-find-links -o requirements/dev.lock pyproject.toml
 
 # The translation catalogues (docs/I18N.md): extract each domain's English texts into its .pot, then merge
-# them into every language's .po (new texts empty, changed ones fuzzy). A new language: see docs/I18N.md.
+# them into every language's .po (new texts empty, changed ones fuzzy); a .pot whose texts did not change
+# is left alone. A new language: see docs/I18N.md.
 I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk gatewayd:gatewayd \
 	simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
-		mkdir -p $$dir/locale; \
-		$(BIN)/pybabel -q extract -F babel.cfg --add-comments=TRANSLATORS: --sort-by-file -k translate:2 -k translate_plural:2,3 \
-			--project="eChat Gateway" --copyright-holder="eChat Gateway" --msgid-bugs-address="" \
-			-o $$dir/locale/$$domain.pot $$dir; \
-		$(BIN)/pybabel -q update --previous -i $$dir/locale/$$domain.pot -d $$dir/locale -D $$domain; \
+		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \
+		$(BIN)/pybabel -q extract -F babel.cfg --add-comments=TRANSLATORS: --sort-by-file \
+			-k translate:2 -k translate_plural:2,3 --project="eChat Gateway" \
+			--copyright-holder="eChat Gateway" -o $$pot.new $$dir; \
+		if [ -f $$pot ] && [ "$$(grep -v '^"POT-Creation-Date' $$pot)" = "$$(grep -v '^"POT-Creation-Date' $$pot.new)" ]; \
+		then rm $$pot.new; \
+		else mv $$pot.new $$pot; $(BIN)/pybabel -q update --previous -i $$pot -d $$dir/locale -D $$domain; fi; \
 	done
 
 demo: $(STAMP)

@@ -23,7 +23,8 @@ DOMAIN = "gatewayd"
 _TEXTS = {
     # TRANSLATORS: one SMS: no accented letters (á í ó ú), at most 160 characters with a 6-digit %(host)s.
     KeywordKind.OPT_OUT: N_(
-        "You have unsubscribed from %(host)s. You will get no more messages. Text START to %(host)s to come back."
+        "You have unsubscribed from %(host)s. You will get no more messages. "
+        "Text START to %(host)s to come back."
     ),
     # TRANSLATORS: one SMS: no accented letters (á í ó ú), at most 160 characters with a 6-digit %(host)s.
     KeywordKind.OPT_IN: N_("You are subscribed to %(host)s. Text STOP to %(host)s to unsubscribe."),
