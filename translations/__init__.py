@@ -41,7 +41,7 @@ SOURCE_LANGUAGE = "en"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]")
 
 
-def N_(message: str) -> str:  # noqa: N802 - the gettext name extraction looks for
+def N_(message: str) -> str:  # the name gettext's extraction looks for
     """Mark a text for extraction where it is defined; it is translated where it is shown."""
     return message
 
@@ -142,8 +142,8 @@ def load_catalogue(
 ) -> Catalogue:
     """Merge the ``(locale folder, domain)`` sources per language into one set of translations.
 
-    Where two sources translate the same English text, the first one wins: a msgid means one text in one
-    program (give a different sense its own ``msgctxt``, ``pgettext``)."""
+    Where two sources translate the same English text, the first translation wins: a msgid means one text
+    in one program (give a different sense its own ``msgctxt``, ``pgettext``)."""
     if default_language not in languages:
         raise ValueError(f"unsupported default language {default_language!r}")
     by_language: dict[str, NullTranslations] = {}
@@ -157,7 +157,11 @@ def load_catalogue(
                 merged = catalog
                 continue
             for message in catalog:
-                if message.id and merged.get(message.id, message.context) is None:
+                existing = merged.get(message.id, message.context) if message.id else message
+                if existing is not None and not any(texts_of(existing)[1]):
+                    merged.delete(message.id, message.context)  # setting would keep the empty one
+                    existing = None
+                if existing is None:
                     merged[message.id] = message
         by_language[language] = NullTranslations() if merged is None else _compiled(merged)
     return Catalogue(tuple(languages), default_language, by_language)

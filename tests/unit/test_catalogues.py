@@ -101,3 +101,16 @@ def test_the_catalogues_load_with_plural_forms_and_contexts() -> None:
     )
     assert catalogue.gettext("fr", "Sign out") == "Salir de la cuenta"  # unknown: the default language
     assert catalogue.gettext("es", "Never marked") == "Never marked"  # untranslated: the English text
+
+
+def test_the_first_translation_of_a_text_wins(tmp_path: Path) -> None:
+    header = 'msgid ""\nmsgstr ""\n"Language: es\\n"\n\n'
+    for domain, entries in (("first", {"A": "", "B": "b1"}), ("second", {"A": "a2", "B": "b2", "C": "c2"})):
+        folder = tmp_path / domain / "es" / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        body = "".join(f'msgid "{msgid}"\nmsgstr "{text}"\n\n' for msgid, text in entries.items())
+        (folder / f"{domain}.po").write_text(header + body, encoding="utf-8")
+    sources = [(tmp_path / "first", "first"), (tmp_path / "second", "second")]
+    catalogue = load_catalogue(sources, ("es", "en"), "es")
+    assert [catalogue.gettext("es", msgid) for msgid in "ABC"] == ["a2", "b1", "c2"]
+    assert catalogue.gettext("en", "A") == "A"
