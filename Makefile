@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck unit integration e2e bench fuzz services browser clean lock
+.PHONY: demo test lint format typecheck unit integration e2e bench fuzz services browser clean lock messages
 
 # Every dependency at the version and hash in the lock file (pip-tools: a plain requirements file that
 # pip itself installs with --require-hashes, no other tool needed on a fresh machine); then the project.
@@ -21,6 +21,22 @@ lock: $(STAMP)
 		--no-emit-find-links -o requirements/runtime.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --extra dev --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
 		--no-emit-find-links -o requirements/dev.lock pyproject.toml
+
+# The translation catalogues (docs/I18N.md): extract each domain's English texts into its .pot, then merge
+# them into every language's .po (new texts empty, changed ones fuzzy); a .pot whose texts did not change
+# is left alone. A new language: see docs/I18N.md.
+I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk gatewayd:gatewayd \
+	simulator:simulator
+messages: $(STAMP)
+	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
+		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \
+		$(BIN)/pybabel -q extract -F babel.cfg --add-comments=TRANSLATORS: --sort-by-file \
+			-k translate:2 -k translate_plural:2,3 --project="eChat Gateway" \
+			--copyright-holder="eChat Gateway" -o $$pot.new $$dir; \
+		if [ -f $$pot ] && [ "$$(grep -v '^"POT-Creation-Date' $$pot)" = "$$(grep -v '^"POT-Creation-Date' $$pot.new)" ]; \
+		then rm $$pot.new; \
+		else mv $$pot.new $$pot; $(BIN)/pybabel -q update --previous -i $$pot -d $$dir/locale -D $$domain; fi; \
+	done
 
 demo: $(STAMP)
 	$(BIN)/gatewayd demo

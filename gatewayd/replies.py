@@ -1,29 +1,48 @@
-"""The gateway's own answers to reserved keywords (opt-out, opt-in, help), per language.
+"""The gateway's own answers to reserved keywords (opt-out, opt-in, help), in the country's language.
 
-Written in the GSM 03.38 alphabet (no á, í, ó, ú) so each fits one 160-character SMS.
+The texts are English here and translated in ``gatewayd/locale/<language>/LC_MESSAGES/gatewayd.po``, the
+same catalogue system as the panel's and the simulator's (docs/I18N.md). The country of the MO (its
+carrier's, `CarrierConfig.country`) chooses the language.
 """
 
 from __future__ import annotations
 
-from routing.keywords import KeywordKind
+from functools import cache
+from pathlib import Path
 
-_SPANISH = {
-    KeywordKind.OPT_OUT: "Te has dado de baja del servicio {host}. No recibiras mas mensajes. "
-    "Para volver, envia ALTA al {host}.",
-    KeywordKind.OPT_IN: "Te has dado de alta en el servicio {host}. "
-    "Para darte de baja, envia BAJA al {host}.",
-    KeywordKind.HELP: "Servicio de chat {host}. Para darte de baja, envia BAJA al {host}.",
-}
-_ENGLISH = {
-    KeywordKind.OPT_OUT: "You have unsubscribed from {host}. You will get no more messages. "
-    "Text START to {host} to come back.",
-    KeywordKind.OPT_IN: "You are subscribed to {host}. Text STOP to {host} to unsubscribe.",
-    KeywordKind.HELP: "Chat service {host}. Text STOP to {host} to unsubscribe.",
+from routing.keywords import KeywordKind
+from translations import N_, Catalogue, load_catalogue
+
+#: The languages the daemon answers in; English where the country speaks no other of them.
+LANGUAGES = ("es", "en")
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "gatewayd"
+
+# Each text is one SMS: in the GSM 03.38 alphabet (no á, í, ó, ú) and at most 160 characters with a
+# 6-digit short code for %(host)s, or it costs two (a unit test checks both for every language).
+_TEXTS = {
+    # TRANSLATORS: one SMS: no accented letters (á í ó ú), at most 160 characters with a 6-digit %(host)s.
+    KeywordKind.OPT_OUT: N_(
+        "You have unsubscribed from %(host)s. You will get no more messages. "
+        "Text START to %(host)s to come back."
+    ),
+    # TRANSLATORS: one SMS: no accented letters (á í ó ú), at most 160 characters with a 6-digit %(host)s.
+    KeywordKind.OPT_IN: N_("You are subscribed to %(host)s. Text STOP to %(host)s to unsubscribe."),
+    # TRANSLATORS: one SMS: no accented letters (á í ó ú), at most 160 characters with a 6-digit %(host)s.
+    KeywordKind.HELP: N_("Chat service %(host)s. Text STOP to %(host)s to unsubscribe."),
 }
 _SPANISH_SPEAKING = frozenset({"ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "UY", "PY", "BO", "CR", "GT"})
 
 
+@cache
+def catalogue() -> Catalogue:
+    return load_catalogue([(LOCALE_DIR, DOMAIN)], LANGUAGES, "en")
+
+
+def language_for(country: str) -> str:
+    return "es" if country.upper() in _SPANISH_SPEAKING else "en"
+
+
 def reply_for(kind: KeywordKind, country: str, short_code: str) -> str:
     """The confirmation text for a reserved keyword, in the country's language."""
-    texts = _SPANISH if country.upper() in _SPANISH_SPEAKING else _ENGLISH
-    return texts[kind].format(host=short_code)
+    return catalogue().gettext(language_for(country), _TEXTS[kind], host=short_code)

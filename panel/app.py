@@ -22,7 +22,7 @@ from panel.access import access_of
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.errors import PluginError
-from panel.i18n import Catalog
+from panel.i18n import build_catalogue
 from panel.loader import load_plugins
 from panel.menu import MenuItem
 from panel.middleware import (
@@ -90,9 +90,7 @@ def _assemble_routes(plugins: Sequence[Plugin]) -> list[BaseRoute]:
     return routes
 
 
-def _assemble_menu(
-    plugins: Sequence[Plugin], registry: PermissionRegistry, catalog: Catalog
-) -> tuple[MenuItem, ...]:
+def _assemble_menu(plugins: Sequence[Plugin], registry: PermissionRegistry) -> tuple[MenuItem, ...]:
     items: list[MenuItem] = []
     for plugin in plugins:
         for item in plugin.menu_items:
@@ -100,8 +98,6 @@ def _assemble_menu(
                 raise PluginError(
                     plugin.name, f"menu item {item.label!r} needs unknown permission {item.permission!r}"
                 )
-            if not catalog.has(item.label):
-                raise PluginError(plugin.name, f"menu item label {item.label!r} has no message")
             items.append(item)
     return tuple(sorted(items, key=lambda item: (item.mode.value, item.order, item.label)))
 
@@ -170,9 +166,9 @@ def create_app(
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
     registry = PermissionRegistry.build(loaded)
-    catalog = Catalog.build(loaded, settings.default_language)
-    menu = _assemble_menu(loaded, registry, catalog)
-    templates = build_templates(loaded, catalog)
+    catalog = build_catalogue(loaded, settings.default_language)
+    menu = _assemble_menu(loaded, registry)
+    templates = build_templates(loaded)
     routes = _assemble_routes(loaded)
     passwords = PasswordPolicy(settings.argon2)
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
+from translations import N_
 
 
 class Mode(StrEnum):
@@ -27,7 +28,7 @@ class MenuItem:
 
 
 MODE_PERMISSION = {Mode.OPERATOR: OPERATOR_MODE, Mode.ADMIN: PANEL_ACCESS}
-MODE_LABEL = {Mode.OPERATOR: "panel.menu.operator", Mode.ADMIN: "panel.menu.admin"}
+MODE_LABEL = {Mode.OPERATOR: N_("Operator mode"), Mode.ADMIN: N_("Admin mode")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from panel.i18n import LANGUAGES, negotiate_language
 from panel.runtime import PanelRuntime, runtime_from_scope
 from panel.settings import SESSION_COOKIE, PanelSettings
 from panel.web import CSRF_FIELD, CSRF_HEADER, CSRF_KEY, FORM_KEY, LANGUAGE_KEY, USER_KEY, error_response
+from translations import N_
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,11 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
-            await error_response(Request(scope), 400, "panel.error.bad_characters")(scope, receive, send)
+            await error_response(
+                Request(scope),
+                400,
+                N_("The request contains a character that is not allowed (NUL or invalid)."),
+            )(scope, receive, send)
             return
         if scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
@@ -184,7 +189,7 @@ class RequestGuardMiddleware:
                 raise _BodyTooLarge
             body = await _read_body(receive, limit)
         except _BodyTooLarge:
-            await error_response(Request(scope), 413, "panel.error.too_large")(scope, receive, send)
+            await error_response(Request(scope), 413, N_("The request is too large."))(scope, receive, send)
             return
         content_type = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type not in FORM_TYPES:
@@ -197,11 +202,19 @@ class RequestGuardMiddleware:
                 max_part_size=self.settings.max_form_part_bytes,
             )
         except (HTTPException, MultiPartException):
-            await error_response(Request(scope), 400, "panel.error.bad_form")(scope, receive, send)
+            await error_response(
+                Request(scope),
+                400,
+                N_("The form could not be read: too many fields or files, or a field too long."),
+            )(scope, receive, send)
             return
         try:
             if _form_has_unstorable_text(form):
-                await error_response(Request(scope), 400, "panel.error.bad_characters")(scope, receive, send)
+                await error_response(
+                    Request(scope),
+                    400,
+                    N_("The request contains a character that is not allowed (NUL or invalid)."),
+                )(scope, receive, send)
                 return
             scope[FORM_KEY] = form
             await self.app(scope, _replay(body, receive), send)
@@ -322,6 +335,10 @@ class CSRFMiddleware:
             or not submitted.isascii()
             or not hmac.compare_digest(submitted, expected)
         ):
-            await error_response(Request(scope), 403, "panel.error.csrf")(scope, receive, send)
+            await error_response(
+                Request(scope),
+                403,
+                N_("The form has expired or did not come from this panel. Please reload the page."),
+            )(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -15,9 +15,9 @@ from starlette.types import Scope
 from gatewayd.bus.base import EventBus
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
-from panel.i18n import Catalog
 from panel.menu import MenuItem
 from panel.settings import PanelSettings
+from translations import Catalogue
 
 STATE_KEY = "panel"
 
@@ -72,7 +72,7 @@ class PanelRuntime:
     passwords: PasswordPolicy
     # Hashing for requests: off the event loop, a few at a time (see `PasswordHashing`).
     hashing: PasswordHashing
-    catalog: Catalog
+    catalog: Catalogue
     templates: Jinja2Templates
     menu: tuple[MenuItem, ...]
     stopping: StopSignal = field(default_factory=StopSignal)

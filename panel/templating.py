@@ -1,4 +1,7 @@
-"""One Jinja2 environment over the core templates and every plugin's, with the layout's context."""
+"""One Jinja2 environment over the core templates and every plugin's, with the layout's context.
+
+Texts go through Jinja2's i18n extension (``_()``, ``ngettext``, ``pgettext``, ``{% trans %}``; newstyle,
+see `translations.jinja`), in the request's language."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
-from panel.i18n import LANGUAGES, Catalog, format_datetime
+import translations.jinja
+from panel.i18n import LANGUAGE_NAMES, LANGUAGES, PRESENCE_LABELS, ROLE_LABELS, format_datetime
 from panel.menu import menu_for
 from panel.runtime import runtime
 from panel.types import Plugin
@@ -25,19 +29,17 @@ def _layout_context(request: Request) -> dict[str, Any]:
     state = runtime(request)
     user = current_user(request)
     lang = language(request)
-    catalog = state.catalog
-
-    def translate(key: str, /, **params: object) -> str:
-        return catalog.gettext(lang, key, **params)
-
     return {
         "user": user,
         "csrf_token": csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "lang": lang,
         "languages": LANGUAGES,
+        "language_names": LANGUAGE_NAMES,
+        "role_labels": ROLE_LABELS,
+        "presence_labels": PRESENCE_LABELS,
+        translations.jinja.CONTEXT_KEY: state.catalog.translations(lang),
         "timezone": user.timezone if user else state.settings.default_timezone,
-        "_": translate,
         "menu": menu_for(user, state.menu),
         "current_path": request.url.path,
     }
@@ -54,7 +56,7 @@ def static_url(plugin: str, path: str) -> str:
     return f"/static/{plugin}/{path.lstrip('/')}"
 
 
-def build_templates(plugins: Sequence[Plugin], catalog: Catalog) -> Jinja2Templates:
+def build_templates(plugins: Sequence[Plugin]) -> Jinja2Templates:
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(CORE_TEMPLATES)]
     loaders.extend(
         jinja2.FileSystemLoader(plugin.templates) for plugin in plugins if plugin.templates is not None
@@ -66,6 +68,8 @@ def build_templates(plugins: Sequence[Plugin], catalog: Catalog) -> Jinja2Templa
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The request's language comes with each render (`_layout_context`), not with the environment.
+    translations.jinja.install(environment)
     environment.filters["localtime"] = _localtime_filter
     environment.globals["static_url"] = static_url
     return Jinja2Templates(env=environment, context_processors=[_layout_context])

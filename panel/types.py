@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute
 from gatewayd.bus.events import Event
 from panel.auth.permissions import PermissionSpec
 from panel.errors import PluginError
-from panel.i18n import LANGUAGES
 from panel.menu import MenuItem, Mode
 from panel.runtime import PanelRuntime, runtime
 
@@ -93,7 +92,7 @@ class Plugin:
     """One panel plugin. Every route must declare its access (see `panel.access`)."""
 
     name: str
-    title: str  # i18n key
+    title: str  # English, marked for the catalogue: N_("Notes")
     routes: Sequence[BaseRoute] = ()
     menu_items: Sequence[MenuItem] = ()
     templates: Path | None = None
@@ -101,8 +100,9 @@ class Plugin:
     permissions: Sequence[PermissionSpec] = ()
     event_handlers: Mapping[str, EventHandler] = field(default_factory=dict)
     lifespan: PluginLifespan | None = None
-    # language -> i18n key -> text; keys should start with the plugin's name.
-    messages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # The plugin's gettext catalogues: ``<locale>/<language>/LC_MESSAGES/<name>.po`` for every language
+    # of the panel but English (the texts in its code and templates are English); see docs/I18N.md.
+    locale: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PLUGIN_NAME.match(self.name):
@@ -111,9 +111,6 @@ class Plugin:
         object.__setattr__(self, "menu_items", tuple(self.menu_items))
         object.__setattr__(self, "permissions", tuple(self.permissions))
         object.__setattr__(self, "event_handlers", _frozen_mapping(self.event_handlers))
-        object.__setattr__(
-            self, "messages", _frozen_mapping({lang: _frozen_mapping(m) for lang, m in self.messages.items()})
-        )
         self._validate()
 
     def _validate(self) -> None:
@@ -130,7 +127,11 @@ class Plugin:
                 raise PluginError(
                     self.name, f"permission {spec!r} must be a PermissionSpec named 'area.power'"
                 )
-        for folder, label in ((self.templates, "templates"), (self.static, "static")):
+        for folder, label in (
+            (self.templates, "templates"),
+            (self.static, "static"),
+            (self.locale, "locale"),
+        ):
             if folder is not None and not Path(folder).is_dir():
                 raise PluginError(self.name, f"{label} folder {folder} does not exist")
         for pattern, handler in self.event_handlers.items():
@@ -138,6 +139,3 @@ class Plugin:
                 raise PluginError(self.name, f"bad event handler for {pattern!r}")
         if self.lifespan is not None and not callable(self.lifespan):
             raise PluginError(self.name, "lifespan must be a callable returning an async context manager")
-        for lang in self.messages:
-            if lang not in LANGUAGES:
-                raise PluginError(self.name, f"messages for unsupported language {lang!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from panel.auth.identity import CurrentUser
 from panel.i18n import negotiate_language
 from panel.runtime import PanelRuntime, PanelStateMissing, runtime
+from translations import N_
 
 USER_KEY = "echat.user"
 CSRF_KEY = "echat.csrf"
@@ -65,8 +67,17 @@ def language(connection: HTTPConnection) -> str:
     return negotiate_language(connection.headers.get("accept-language"), default)
 
 
-def gettext(connection: HTTPConnection, key: str, /, **params: object) -> str:
-    return runtime(connection).catalog.gettext(language(connection), key, **params)
+def translate(connection: HTTPConnection, message: str, /, **params: object) -> str:
+    """``message`` (English, ``%(name)s`` placeholders) in the reader's language; `make messages`
+    extracts the second argument of each call."""
+    return runtime(connection).catalog.gettext(language(connection), message, **params)
+
+
+def translate_plural(
+    connection: HTTPConnection, singular: str, plural: str, n: int, /, **params: object
+) -> str:
+    """The singular or a plural form for ``n`` (``%(num)d``) in the reader's language."""
+    return runtime(connection).catalog.ngettext(language(connection), singular, plural, n, **params)
 
 
 def db(connection: HTTPConnection) -> AsyncSession:
@@ -98,9 +109,22 @@ def render(
     )
 
 
-def error_response(connection: HTTPConnection, status: int, message_key: str | None = None) -> Response:
-    """An error page in the reader's language (plain text when the panel state is not there)."""
-    key = message_key or f"panel.error.{status}"
+ERROR_MESSAGES = MappingProxyType(
+    {
+        400: N_("The request is not valid."),
+        401: N_("Please sign in to see this page."),
+        403: N_("Your account is not allowed to do this."),
+        404: N_("This page does not exist."),
+        405: N_("Method not allowed."),
+        500: N_("Internal error. Please try again in a few minutes."),
+    }
+)
+
+
+def error_response(connection: HTTPConnection, status: int, message: str | None = None) -> Response:
+    """An error page in the reader's language (plain text when the panel state is not there); ``message``
+    is an English text marked with ``N_``, the status's own by default."""
+    key = message or ERROR_MESSAGES.get(status, ERROR_MESSAGES[400 if status < 500 else 500])
     try:
         state = runtime(connection)
     except PanelStateMissing:

@@ -19,7 +19,6 @@ import ipaddress
 import json
 import math
 from collections.abc import AsyncIterator, Mapping
-from importlib import resources
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
@@ -42,6 +41,7 @@ from simulator.mo import MOError
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn
 from simulator.mtstore import MTList, assemble
 from simulator.openapi import Operation, build_document
+from simulator.phone import choose_language, render_phone
 from simulator.profiles import CarrierProfile
 from simulator.trace import TRACE_NAME
 from smpp.text import MAX_PARTS
@@ -223,7 +223,10 @@ async def _openapi(request: Request) -> Response:
 
 
 async def _phone(request: Request) -> HTMLResponse:
-    return HTMLResponse(resources.files("simulator").joinpath("phone.html").read_text("utf-8"))
+    language = choose_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+    return HTMLResponse(
+        render_phone(language), headers={"Content-Language": language, "Vary": "Accept-Language"}
+    )
 
 
 async def _status(request: Request) -> JSONResponse:

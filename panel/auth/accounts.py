@@ -14,15 +14,16 @@ from panel.auth.passwords import PasswordPolicy, check_password_rules
 from panel.auth.permissions import PermissionRegistry
 from panel.auth.sessions import revoke_account_sessions
 from panel.i18n import LANGUAGES, is_valid_timezone
+from translations import N_
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 
 class AccountRejected(ValueError):
-    """Account data breaks a rule; `key` and `params` give the message to show."""
+    """Account data breaks a rule: `key` (English, translated where shown) and `params` say which."""
 
     def __init__(self, key: str, **params: object) -> None:
-        super().__init__(key if not params else f"{key} {params}")
+        super().__init__(key % params if params else key)
         self.key = key
         self.params = params
 
@@ -34,19 +35,19 @@ def normalize_username(username: str) -> str:
 def check_username(username: str) -> str:
     normalized = normalize_username(username)
     if not USERNAME.match(normalized):
-        raise AccountRejected("panel.account.invalid_username")
+        raise AccountRejected(N_("Invalid user name: 2 to 64 letters, digits, '.', '_' or '-'."))
     return normalized
 
 
 def check_language(language: str) -> str:
     if language not in LANGUAGES:
-        raise AccountRejected("panel.account.invalid_language")
+        raise AccountRejected(N_("Language not available."))
     return language
 
 
 def check_timezone(timezone: str) -> str:
     if not is_valid_timezone(timezone):
-        raise AccountRejected("panel.account.invalid_timezone")
+        raise AccountRejected(N_("Unknown time zone."))
     return timezone
 
 
@@ -70,7 +71,7 @@ async def create_account(
     check_password_rules(password, username)
     granted = registry.defaults_for(role) if permissions is None else registry.validate(permissions)
     if await get_account_by_username(session, username) is not None:
-        raise AccountRejected("panel.account.username_taken")
+        raise AccountRejected(N_("That user name already exists."))
     account = Account(
         username=username,
         display_name=(display_name or username).strip()[:128],

@@ -32,7 +32,6 @@ from panel.auth.accounts import (
 )
 from panel.auth.passwords import PasswordPolicy, PasswordRejected
 from panel.auth.permissions import PermissionRegistry
-from panel.i18n import Catalog
 from panel.loader import load_plugins
 from panel.presence import announce_account_change
 from panel.settings import Argon2Params
@@ -96,7 +95,8 @@ async def _existing(session: AsyncSession, username: str) -> Account:
 
 
 def _explain(error: AccountRejected | PasswordRejected) -> str:
-    return Catalog.build(()).gettext("en", error.key, **error.params)
+    """The reason in English, the language of the command line (the panel translates the same text)."""
+    return error.key % error.params if error.params else error.key
 
 
 async def user_add(

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from panel.settings import Argon2Params
+from translations import N_
 
 T = TypeVar("T")
 
@@ -23,21 +24,25 @@ MAX_PASSWORD_LENGTH = 256
 
 
 class PasswordRejected(ValueError):
-    """A new password breaks a rule; `key` and `params` give the message to show."""
+    """A new password breaks a rule: `key` (English, translated where shown) and `params` say which."""
 
     def __init__(self, key: str, **params: object) -> None:
-        super().__init__(key)
+        super().__init__(key % params if params else key)
         self.key = key
         self.params = params
 
 
 def check_password_rules(password: str, username: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise PasswordRejected("panel.password.too_short", min=MIN_PASSWORD_LENGTH)
+        raise PasswordRejected(
+            N_("The password must have at least %(min)s characters."), min=MIN_PASSWORD_LENGTH
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise PasswordRejected("panel.password.too_long", max=MAX_PASSWORD_LENGTH)
+        raise PasswordRejected(
+            N_("The password cannot have more than %(max)s characters."), max=MAX_PASSWORD_LENGTH
+        )
     if password.strip().lower() == username.strip().lower():
-        raise PasswordRejected("panel.password.same_as_username")
+        raise PasswordRejected(N_("The password cannot be the user name."))
 
 
 class PasswordPolicy:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from gatewayd.store.accounts import Role
 from panel.errors import PluginError
+from translations import N_
 
 PANEL_ACCESS = "panel.access"
 OPERATOR_MODE = "operator.mode"
@@ -30,8 +31,8 @@ class PermissionSpec:
 
 # Admins hold every permission; masters may enter both modes, operators the operator's desk.
 CORE_PERMISSIONS: tuple[PermissionSpec, ...] = (
-    PermissionSpec(PANEL_ACCESS, "perm.panel.access", _MASTER),
-    PermissionSpec(OPERATOR_MODE, "perm.operator.mode", _MASTER_OPERATOR),
+    PermissionSpec(PANEL_ACCESS, N_("Access the control panel (admin mode)"), _MASTER),
+    PermissionSpec(OPERATOR_MODE, N_("Operator mode: answer the assigned SMS"), _MASTER_OPERATOR),
 )
 
 

@@ -1,21 +1,59 @@
-"""Spanish and English messages: plain dictionaries merged from the core and every plugin."""
+"""The panel's languages and texts: gettext catalogues (``panel/locale/``, one ``.po`` per language),
+merged at start with the catalogue each plugin brings (`Plugin.locale`), and its dates and time zones.
+
+The code and the templates are written in English (``_("Sign out")``); ``docs/I18N.md`` says how the
+catalogues are extracted, updated and translated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from gatewayd.store.accounts import Presence, Role
 from panel.errors import PluginError
-from panel.i18n.messages_en import MESSAGES as CORE_EN
-from panel.i18n.messages_es import MESSAGES as CORE_ES
+from translations import N_, SOURCE_LANGUAGE, Catalogue, load_catalogue, placeholder_problems, read_catalogue
+from translations import negotiate_language as _negotiate
+
+__all__ = [
+    "LANGUAGES",
+    "LANGUAGE_NAMES",
+    "LOCALE_DIR",
+    "PRESENCE_LABELS",
+    "ROLE_LABELS",
+    "Catalogue",
+    "build_catalogue",
+    "format_datetime",
+    "is_valid_timezone",
+    "negotiate_language",
+    "zone_or_utc",
+]
 
 #: The languages of the panel, its messages and every plugin's.
 LANGUAGES = ("es", "en")
+#: Each language by its own name, as the language menus show it (not translated).
+LANGUAGE_NAMES = MappingProxyType({"es": "Español", "en": "English"})
+#: The panel's own catalogue: ``panel/locale/<language>/LC_MESSAGES/panel.po``.
+LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"
+DOMAIN = "panel"
 
-CORE_MESSAGES: Mapping[str, Mapping[str, str]] = {"es": CORE_ES, "en": CORE_EN}
+ROLE_LABELS = MappingProxyType(
+    {
+        Role.ADMIN.value: N_("Administrator"),
+        Role.MASTER.value: N_("Master"),
+        Role.OPERATOR.value: N_("Operator"),
+    }
+)
+PRESENCE_LABELS = MappingProxyType(
+    {
+        Presence.ONLINE.value: N_("Online"),
+        Presence.PAUSED.value: N_("Paused"),
+        Presence.OFFLINE.value: N_("Offline"),
+    }
+)
 
 DATE_FORMATS = {
     "datetime": "%d/%m/%Y %H:%M:%S",
@@ -25,75 +63,42 @@ DATE_FORMATS = {
 }
 
 
-def missing_keys(messages: Mapping[str, Mapping[str, str]]) -> dict[str, set[str]]:
-    """Per language, the keys another language has and this one lacks."""
-    every_key = set().union(*(set(catalog) for catalog in messages.values())) if messages else set()
-    return {lang: every_key - set(messages.get(lang, {})) for lang in LANGUAGES}
-
-
-class DeclaresMessages(Protocol):
-    """What the catalogue reads of a plugin: its name and its messages (language -> key -> text)."""
+class BringsCatalogue(Protocol):
+    """What the catalogue reads of a plugin: its name (the gettext domain) and its ``locale`` folder."""
 
     @property
     def name(self) -> str: ...
 
     @property
-    def messages(self) -> Mapping[str, Mapping[str, str]]: ...
+    def locale(self) -> Path | None: ...
 
 
-class Catalog:
-    """Messages for every supported language; a key missing everywhere renders as the key itself."""
+def build_catalogue(plugins: Iterable[BringsCatalogue], default_language: str = "es") -> Catalogue:
+    """The panel's catalogue first, then each plugin's (in the order given): where two translate one
+    English text, the first wins. A plugin's catalogue must exist for every language but English and
+    keep the placeholders of each text (``%(name)s``), or the panel does not start."""
+    sources: list[tuple[Path, str]] = [(LOCALE_DIR, DOMAIN)]
+    for plugin in plugins:
+        if plugin.locale is not None:
+            check_plugin_catalogue(plugin.name, plugin.locale, LANGUAGES)
+            sources.append((plugin.locale, plugin.name))
+    return load_catalogue(sources, LANGUAGES, default_language)
 
-    def __init__(self, messages: Mapping[str, Mapping[str, str]], default_language: str = "es") -> None:
-        if default_language not in LANGUAGES:
-            raise ValueError(f"unsupported default language {default_language!r}")
-        self._messages = MappingProxyType({lang: dict(messages.get(lang, {})) for lang in LANGUAGES})
-        self.default_language = default_language
 
-    @classmethod
-    def build(cls, plugins: Iterable[DeclaresMessages], default_language: str = "es") -> Catalog:
-        merged: dict[str, dict[str, str]] = {lang: dict(CORE_MESSAGES[lang]) for lang in LANGUAGES}
-        owners: dict[str, str] = dict.fromkeys(CORE_MESSAGES["es"], "panel")
-        for plugin in plugins:
-            for lang, keys in missing_keys(plugin.messages).items():
-                if keys:
-                    raise PluginError(plugin.name, f"messages lack a {lang!r} text for {sorted(keys)}")
-            for key in plugin.messages.get("es", {}):
-                if key in owners:
-                    first = owners[key]
-                    raise PluginError(plugin.name, f"message key {key!r} is already defined by {first!r}")
-                owners[key] = plugin.name
-            for lang in LANGUAGES:
-                merged[lang].update(plugin.messages.get(lang, {}))
-        return cls(merged, default_language)
-
-    def gettext(self, language: str, key: str, /, **params: object) -> str:
-        catalog = self._messages.get(language) or self._messages[self.default_language]
-        text = catalog.get(key) or self._messages[self.default_language].get(key) or key
-        return text.format(**params) if params else text
-
-    def has(self, key: str) -> bool:
-        return all(key in catalog for catalog in self._messages.values())
+def check_plugin_catalogue(name: str, locale: Path, languages: Sequence[str]) -> None:
+    for language in languages:
+        if language == SOURCE_LANGUAGE:
+            continue
+        catalog = read_catalogue(locale, language, name)
+        if catalog is None:
+            raise PluginError(name, f"no {language!r} catalogue: {locale}/{language}/LC_MESSAGES/{name}.po")
+        for problem in placeholder_problems(catalog):
+            raise PluginError(name, problem)
 
 
 def negotiate_language(accept_language: str | None, default: str) -> str:
-    """The best supported language of an Accept-Language header (q-values honoured)."""
-    if not accept_language:
-        return default
-    ranked: list[tuple[float, int, str]] = []
-    for position, part in enumerate(accept_language.split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                quality = 0.0
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else default
+    """The best of the panel's languages for an Accept-Language header (q-values honoured)."""
+    return _negotiate(accept_language, LANGUAGES, default)
 
 
 def zone_or_utc(name: str) -> ZoneInfo:

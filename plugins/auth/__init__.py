@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from panel.types import Plugin
-from plugins.auth.messages import EN, ES
 from plugins.auth.routes import routes
+from translations import N_
 
 plugin = Plugin(
     name="auth",
-    title="auth.title",
+    title=N_("Sign-in and profile"),
     routes=routes,
     templates=Path(__file__).parent / "templates",
-    messages={"es": ES, "en": EN},
+    locale=Path(__file__).parent / "locale",
 )

@@ -23,7 +23,8 @@ from panel.auth.sessions import revoke_session
 from panel.middleware import LANGUAGE_COOKIE, cookie_header
 from panel.presence import announce_account_change
 from panel.settings import SESSION_COOKIE
-from panel.web import current_user, db, db_read, gettext, panel, render, require_user
+from panel.web import current_user, db, db_read, panel, render, require_user, translate
+from translations import N_
 
 # Unknown names, wrong passwords and locked accounts share one status and one message.
 FAILED_LOGIN_STATUS = {
@@ -34,11 +35,11 @@ FAILED_LOGIN_STATUS = {
     LoginOutcome.BUSY: 503,
 }
 FAILED_LOGIN_MESSAGE = {
-    LoginOutcome.BAD_CREDENTIALS: "auth.login.bad_credentials",
-    LoginOutcome.LOCKED: "auth.login.bad_credentials",
-    LoginOutcome.DELAYED: "auth.login.delayed",
-    LoginOutcome.RATE_LIMITED: "auth.login.rate_limited",
-    LoginOutcome.BUSY: "auth.login.busy",
+    LoginOutcome.BAD_CREDENTIALS: N_("Wrong user name or password."),
+    LoginOutcome.LOCKED: N_("Wrong user name or password."),
+    LoginOutcome.DELAYED: N_("Too many failed attempts. Please wait %(seconds)s s and try again."),
+    LoginOutcome.RATE_LIMITED: N_("Too many attempts from this connection. Please wait a few minutes."),
+    LoginOutcome.BUSY: N_("The server is busy. Please try again in a moment."),
 }
 
 
@@ -83,7 +84,7 @@ async def login_form(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"))
     if current_user(request) is not None:
         return RedirectResponse(next_path, status_code=303)
-    notice = gettext(request, "auth.login.signed_out") if request.query_params.get("signed_out") else None
+    notice = translate(request, "You have signed out.") if request.query_params.get("signed_out") else None
     return _login_page(request, next_path=next_path, notice=notice)
 
 
@@ -114,7 +115,7 @@ async def login(request: Request) -> Response:
         request,
         next_path=next_path,
         username=username,
-        error=gettext(request, FAILED_LOGIN_MESSAGE[result.outcome], seconds=result.retry_after),
+        error=translate(request, FAILED_LOGIN_MESSAGE[result.outcome], seconds=result.retry_after),
         status_code=FAILED_LOGIN_STATUS[result.outcome],
         retry_after=result.retry_after,
     )
@@ -178,7 +179,7 @@ async def _profile_page(
 @requires()
 async def profile(request: Request) -> Response:
     saved = request.query_params.get("saved") == "1"
-    return await _profile_page(request, message=gettext(request, "auth.profile.saved") if saved else None)
+    return await _profile_page(request, message=translate(request, "Preferences saved.") if saved else None)
 
 
 async def _new_password_hash(
@@ -203,15 +204,21 @@ async def change_password(request: Request) -> Response:
     current = _form_text(form.get("current_password"), 1024)
     new = _form_text(form.get("new_password"), 1024)
     if new != _form_text(form.get("confirm_password"), 1024):
-        return await _profile_page(request, error=gettext(request, "auth.profile.mismatch"), status_code=400)
+        return await _profile_page(
+            request, error=translate(request, "The two new passwords differ."), status_code=400
+        )
     try:
         hashes = await _new_password_hash(request, user, current, new)
     except PasswordRejected as rejected:
         return await _profile_page(
-            request, error=gettext(request, rejected.key, **rejected.params), status_code=400
+            request, error=translate(request, rejected.key, **rejected.params), status_code=400
         )
     except HashingBusy:
-        return await _profile_page(request, error=gettext(request, "auth.login.busy"), status_code=503)
+        return await _profile_page(
+            request,
+            error=translate(request, "The server is busy. Please try again in a moment."),
+            status_code=503,
+        )
     stored = False
     if hashes is not None:
         verified_hash, new_hash = hashes
@@ -223,12 +230,14 @@ async def change_password(request: Request) -> Response:
                 stored = True
     # Rendered once the transaction is over: the page opens a session of its own.
     if not stored:
-        error = gettext(request, "auth.profile.wrong_password")
+        error = translate(request, "The current password is not right.")
         return await _profile_page(request, error=error, status_code=400)
     await announce_account_change(
         panel(request).bus, user.account_id
     )  # the other sessions' open desks end now
-    return await _profile_page(request, message=gettext(request, "auth.profile.password_changed"))
+    return await _profile_page(
+        request, message=translate(request, "Password changed. Your other open sessions have been closed.")
+    )
 
 
 @requires()
@@ -239,7 +248,7 @@ async def save_preferences(request: Request) -> Response:
         chosen_language = check_language(_form_text(form.get("language"), 8))
         chosen_timezone = check_timezone(_form_text(form.get("timezone"), 64))
     except AccountRejected as rejected:
-        return await _profile_page(request, error=gettext(request, rejected.key), status_code=400)
+        return await _profile_page(request, error=translate(request, rejected.key), status_code=400)
     async with db(request) as session, session.begin():
         account = await session.get(Account, user.account_id)
         if account is not None:

@@ -8,10 +8,10 @@ from pathlib import Path
 from panel.assignment import AssignmentPolicy
 from panel.auth.permissions import OPERATOR_MODE
 from panel.types import MenuItem, Mode, Plugin
-from plugins.desk.messages import EN, ES
 from plugins.desk.permissions import PERMISSIONS, PUSH_SEND
 from plugins.desk.routes import routes
 from plugins.desk.service import DESK, EVENT_HANDLERS, Desk, DeskSettings, desk_lifespan
+from translations import N_
 
 HERE = Path(__file__).parent
 
@@ -22,18 +22,18 @@ def build_plugin(settings: DeskSettings | None = None) -> Plugin:
     """The desk with its assignment policy (overdue time, sweep interval) and stream heartbeat."""
     return Plugin(
         name="desk",
-        title="desk.title",
+        title=N_("Desk"),
         routes=routes,
         menu_items=(
-            MenuItem("desk.menu", "/desk", Mode.OPERATOR, OPERATOR_MODE, order=10),
-            MenuItem("desk.menu.push", "/desk/push", Mode.OPERATOR, PUSH_SEND, order=20),
+            MenuItem(N_("Desk"), "/desk", Mode.OPERATOR, OPERATOR_MODE, order=10),
+            MenuItem(N_("Push SMS"), "/desk/push", Mode.OPERATOR, PUSH_SEND, order=20),
         ),
         templates=HERE / "templates",
         static=HERE / "static",
         permissions=PERMISSIONS,
         event_handlers=EVENT_HANDLERS,
         lifespan=desk_lifespan(settings or DeskSettings()),
-        messages={"es": ES, "en": EN},
+        locale=HERE / "locale",
     )
 
 

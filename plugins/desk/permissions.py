@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gatewayd.store.accounts import Role
 from panel.types import PermissionSpec
+from translations import N_
 
 OPERATOR_SEE_OTHERS = "operator.see_others"
 OPERATOR_SEE_MSISDN = "operator.see_msisdn"
@@ -16,7 +17,7 @@ _MASTER = frozenset({Role.MASTER.value})
 _MASTER_OPERATOR = frozenset({Role.MASTER.value, Role.OPERATOR.value})
 
 PERMISSIONS = (
-    PermissionSpec(OPERATOR_SEE_OTHERS, "desk.perm.see_others", _MASTER),
-    PermissionSpec(OPERATOR_SEE_MSISDN, "desk.perm.see_msisdn", _MASTER),
-    PermissionSpec(PUSH_SEND, "desk.perm.push_send", _MASTER_OPERATOR),
+    PermissionSpec(OPERATOR_SEE_OTHERS, N_("Read other operators' answers"), _MASTER),
+    PermissionSpec(OPERATOR_SEE_MSISDN, N_("See the client's full phone number"), _MASTER),
+    PermissionSpec(PUSH_SEND, N_("Send push SMS by hand"), _MASTER_OPERATOR),
 )

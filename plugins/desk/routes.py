@@ -36,18 +36,19 @@ from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
-from panel.web import db, db_read, error_response, gettext, panel, render, require_user
+from panel.web import db, db_read, error_response, panel, render, require_user, translate_plural
 from plugins.desk.charts import client_charts
+from plugins.desk.labels import LABELS, NOTICES, REFUSED
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_settings
 from plugins.desk.stream import desk_events
 from smpp.errors import SMPPError
 from smpp.text import DraftInfo, draft_info
+from translations import N_
 
 MAX_SEGMENTS = 10
 MAX_ALIAS = 64
 MAX_NOTES = 2000
-NOTICES = frozenset({"sent", "closed", "saved", "pushed"})
 
 
 class Rejected(Exception):
@@ -79,21 +80,26 @@ def counter(request: Request, text: str) -> dict[str, Any]:
         "segment_capacity": info.segment_capacity,
         "non_gsm_chars": list(info.non_gsm_chars),
         "fits": info.fits,
-        "label": gettext(
-            request, "desk.counter", encoding=info.encoding, segments=info.segments, left=info.units_left
+        "label": translate_plural(
+            request,
+            "%(encoding)s · %(segments)s SMS · %(num)d character left",
+            "%(encoding)s · %(segments)s SMS · %(num)d characters left",
+            info.units_left,
+            encoding=info.encoding,
+            segments=info.segments,
         ),
     }
 
 
 def _checked_text(text: str) -> str:
     if not text.strip():
-        raise Rejected("desk.error.empty")
+        raise Rejected(N_("Write a message."))
     try:
         info = draft_info(text, max_segments=MAX_SEGMENTS)
     except SMPPError as error:
-        raise Rejected("desk.error.unencodable") from error
+        raise Rejected(N_("The message holds characters that cannot be sent.")) from error
     if not info.fits:
-        raise Rejected("desk.error.too_long")
+        raise Rejected(N_("The message is too long (10 SMS at most)."))
     return text
 
 
@@ -163,6 +169,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
         "error": page.error,
         "draft": page.draft,
         "counter": counter(request, page.draft),
+        "labels": LABELS,
     }
     return render(request, "desk/desk.html", context, status_code=page.status_code)
 
@@ -208,10 +215,10 @@ async def reply(request: Request) -> Response:
                 conversation.assigned_operator_id != user.account_id
                 or conversation.status is ConversationStatus.CLOSED
             ):
-                raise Rejected("desk.error.not_yours", 403)
+                raise Rejected(N_("This conversation is not assigned to you."), 403)
             carrier = last_mo.carrier if last_mo is not None else subscriber.carrier
             if carrier is None:
-                raise Rejected("desk.error.no_carrier", 409)
+                raise Rejected(N_("This client's carrier is unknown: cannot send."), 409)
             mt_id = await queue_mt(
                 session,
                 NewMT(
@@ -229,7 +236,7 @@ async def reply(request: Request) -> Response:
                 now,
             )
     except MTRefused as refused:
-        page = DeskPage(conversation_id, f"desk.error.refused.{refused.reason.value}", draft, 409)
+        page = DeskPage(conversation_id, REFUSED[refused.reason], draft, 409)
         return await _render_desk(request, page)
     except Rejected as rejected:
         return await _render_desk(request, DeskPage(conversation_id, rejected.key, draft, rejected.status))
@@ -285,6 +292,7 @@ async def _render_push(
         "draft": text,
         "counter": counter(request, text),
         "sent": sent,
+        "labels": LABELS,
     }
     return render(request, "desk/push.html", context, status_code=status_code)
 
@@ -306,11 +314,11 @@ async def push(request: Request) -> Response:
         async with db(request) as session, session.begin():
             subscriber = await get_subscriber_by_client_id(session, client) if client else None
             if subscriber is None:
-                raise Rejected("desk.error.unknown_client", 404)
+                raise Rejected(N_("There is no client with that ID."), 404)
             last_mo = await last_mo_of_subscriber(session, subscriber.id)
             carrier = subscriber.carrier or (last_mo.carrier if last_mo is not None else None)
             if carrier is None or last_mo is None:
-                raise Rejected("desk.error.no_carrier", 409)
+                raise Rejected(N_("This client's carrier is unknown: cannot send."), 409)
             mt_id = await queue_mt(
                 session,
                 NewMT(
@@ -328,7 +336,7 @@ async def push(request: Request) -> Response:
     except MTRefused as refused:
         return await _render_push(
             request,
-            error=f"desk.error.refused.{refused.reason.value}",
+            error=REFUSED[refused.reason],
             client=client,
             text=draft,
             status_code=409,

@@ -49,9 +49,10 @@ from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.auth.sessions import get_active_session
-from panel.i18n import format_datetime
+from panel.i18n import PRESENCE_LABELS, format_datetime
 from panel.runtime import PanelRuntime
 from panel.web import error_response, panel, require_user
+from plugins.desk.labels import CONVERSATION_STATUS, MT_STATUS
 from plugins.desk.service import desk_settings
 
 T = TypeVar("T")
@@ -101,7 +102,7 @@ class OperatorStream:
             "conversation_id": item.conversation_id,
             "label": item.label,
             "status": item.status.value,
-            "status_label": self.text(f"desk.conversation.status.{item.status.value}"),
+            "status_label": self.text(CONVERSATION_STATUS[item.status.value]),
             "overdue": item.overdue,
             "waiting_since": item.waiting_since.isoformat() if item.waiting_since else None,
             "last_text": item.last_text,
@@ -109,7 +110,7 @@ class OperatorStream:
         }
 
     def presence(self, presence: Presence) -> dict[str, str]:
-        return {"presence": presence.value, "label": self.text(f"panel.presence.{presence.value}")}
+        return {"presence": presence.value, "label": self.text(PRESENCE_LABELS[presence])}
 
     # -- the database --------------------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ class OperatorStream:
                 "id": mo.id,
                 "text": mo.text,
                 "at": self.when(mo.received_at),
-                "status_label": self.text("desk.conversation.status.waiting"),
+                "status_label": self.text(CONVERSATION_STATUS["waiting"]),
             },
         )
 
@@ -245,7 +246,7 @@ class OperatorStream:
             {
                 "id": mt.id,
                 "status": mt.status.value,
-                "label": self.text(f"desk.mt.status.{mt.status.value}"),
+                "label": self.text(MT_STATUS[mt.status.value]),
                 "final": mt.status.is_final,
             },
         )

@@ -4,17 +4,17 @@ from pathlib import Path
 
 from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
 from panel.types import MenuItem, Mode, Plugin
-from plugins.home.messages import EN, ES
 from plugins.home.routes import routes
+from translations import N_
 
 plugin = Plugin(
     name="home",
-    title="home.title",
+    title=N_("Start"),
     routes=routes,
     menu_items=(
-        MenuItem("home.menu.operator", "/operator", Mode.OPERATOR, OPERATOR_MODE, order=0),
-        MenuItem("home.menu.admin", "/admin", Mode.ADMIN, PANEL_ACCESS, order=0),
+        MenuItem(N_("Operator start"), "/operator", Mode.OPERATOR, OPERATOR_MODE, order=0),
+        MenuItem(N_("Control panel start"), "/admin", Mode.ADMIN, PANEL_ACCESS, order=0),
     ),
     templates=Path(__file__).parent / "templates",
-    messages={"es": ES, "en": EN},
+    locale=Path(__file__).parent / "locale",
 )

@@ -10,8 +10,9 @@ from panel.access import requires
 from panel.auth.permissions import OPERATOR_MODE, PANEL_ACCESS
 from panel.menu import Mode, menu_for
 from panel.web import panel, render, require_user
+from translations import N_
 
-DASHBOARD_TITLE = {Mode.OPERATOR: "home.operator.title", Mode.ADMIN: "home.admin.title"}
+DASHBOARD_TITLE = {Mode.OPERATOR: N_("Operator's desk"), Mode.ADMIN: N_("Control panel")}
 DASHBOARD_PATH = {Mode.OPERATOR: "/operator", Mode.ADMIN: "/admin"}
 
 
@@ -22,7 +23,7 @@ async def start(request: Request) -> Response:
         return RedirectResponse("/admin", status_code=303)
     if user.has(OPERATOR_MODE):
         return RedirectResponse("/operator", status_code=303)
-    return render(request, "home/dashboard.html", {"title": "home.title", "items": ()})
+    return render(request, "home/dashboard.html", {"title": N_("Start"), "items": ()})
 
 
 def _dashboard(request: Request, mode: Mode) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -110,3 +111,80 @@ async def test_a_page_of_another_origin_cannot_drive_the_api(simulator: Simulato
     assert outcomes == ["opaque", "refused", "refused"]  # the browser shows a page nothing more
     assert simulator.carrier("movistar").counters.mo_injected == 0
     assert simulator.carrier("movistar").profile.tps is None
+
+
+@pytest.mark.parametrize(
+    ("locale", "texts"),
+    [
+        (
+            "es-ES",
+            {
+                "title": "Teléfono virtual — simulador de SMSC de eChat",
+                "labels": ["Operadora", "Número corto", "Mi número", "Abrir"],
+                "send": "Enviar",
+                "placeholder": "Escribe un mensaje…",
+                "status": f"en línea: {MSISDN} en movistar",
+                "receipt": "acuse ",
+            },
+        ),
+        (
+            "en-GB",
+            {
+                "title": "Virtual phone — eChat SMSC simulator",
+                "labels": ["Carrier", "Short code", "My number", "Open"],
+                "send": "Send",
+                "placeholder": "Type a message…",
+                "status": f"live: {MSISDN} on movistar",
+                "receipt": "receipt ",
+            },
+        ),
+    ],
+)
+async def test_the_phone_speaks_the_browsers_language_throughout(
+    simulator: Simulator, browser: Browser, artifacts: Path, locale: str, texts: dict[str, Any]
+) -> None:
+    """Every text of the page and of its script (status, receipts) in one language, chosen by
+    Accept-Language; the switch under the phone changes it."""
+
+    async def answer(pdu: DeliverSM | DataSM) -> int:
+        """The chat service: the MO gets a reply with a receipt (the receipt gets nothing)."""
+        assert isinstance(pdu, DeliverSM)
+        if pdu.esm_class & 0x04:
+            return 0
+        reply = SubmitSM(
+            source_addr=pdu.destination_addr,
+            destination_addr=pdu.source_addr,
+            short_message=REPLY.encode(),
+            registered_delivery=1,
+        )
+        session.submit_nowait(reply, lambda outcome: None)
+        return 0
+
+    config = ESMEConfig(
+        host="127.0.0.1", port=simulator.port("movistar"), system_id="echat", password="secret1"
+    )
+    context = await browser.new_context(base_url=simulator.control_url, viewport=VIEWPORT, locale=locale)
+    try:
+        async with ESMESession(config, answer) as session:
+            phone = await context.new_page()
+            await phone.goto("/phone")
+            await expect(phone).to_have_title(texts["title"])
+            await expect(phone.locator("header label")).to_contain_text(texts["labels"])
+            await expect(phone.locator("#compose button")).to_have_text(texts["send"])
+            await expect(phone.locator("#text")).to_have_attribute("placeholder", texts["placeholder"])
+            await expect(phone.locator("html")).to_have_attribute("lang", locale[:2])
+            await phone.fill("#msisdn", MSISDN)
+            await phone.click("#connect")
+            await expect(phone.locator("#status")).to_have_text(texts["status"])  # written by the script
+            await phone.fill("#text", "hola")
+            await phone.press("#text", "Enter")
+            await expect(phone.locator(".msg.mt")).to_contain_text(REPLY)
+            await expect(phone.locator(".note")).to_contain_text(texts["receipt"])
+            await phone.screenshot(path=str(artifacts / f"phone-{locale[:2]}.png"))
+
+        other = "en" if locale.startswith("es") else "es"
+        await phone.click(f".languages a[hreflang={other}]")
+        await expect(phone.locator("html")).to_have_attribute("lang", other)
+        await expect(phone.locator(".languages a[aria-current]")).to_have_attribute("hreflang", other)
+    finally:
+        await context.close()

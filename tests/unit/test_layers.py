@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Lowest first; packages on one floor do not import each other.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("smpp", "settingsfile"),
+    ("smpp", "settingsfile", "translations"),
     ("routing",),
     ("gatewayd",),
     ("panel",),

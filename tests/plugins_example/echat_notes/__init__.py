@@ -16,6 +16,7 @@ from starlette.routing import Route
 from panel.access import public, requires
 from panel.types import Event, MenuItem, Mode, PanelRuntime, PermissionSpec, Plugin, PluginState
 from panel.web import render
+from translations import N_
 
 HERE = Path(__file__).parent
 
@@ -67,7 +68,7 @@ async def on_mo(event: Event, runtime: PanelRuntime) -> None:
 
 plugin = Plugin(
     name="notes",
-    title="notes.title",
+    title=N_("Notes"),
     routes=[
         Route("/notes", notes_page, methods=["GET"]),
         Route("/notes/preview", preview_note, methods=["POST"]),
@@ -75,35 +76,17 @@ plugin = Plugin(
         Route("/notes/about", about, methods=["GET"]),
     ],
     menu_items=[
-        MenuItem("notes.menu", "/notes", Mode.OPERATOR, "notes.read", order=50),
-        MenuItem("notes.menu.settings", "/notes/settings", Mode.ADMIN, "notes.write", order=50),
+        MenuItem(N_("Notes"), "/notes", Mode.OPERATOR, "notes.read", order=50),
+        MenuItem(N_("Notes settings"), "/notes/settings", Mode.ADMIN, "notes.write", order=50),
     ],
     templates=HERE / "templates",
     static=HERE / "static",
     permissions=[
-        PermissionSpec("notes.read", "notes.perm.read", frozenset({"master", "operator"})),
-        PermissionSpec("notes.write", "notes.perm.write", frozenset({"master"})),
+        PermissionSpec("notes.read", N_("Read notes"), frozenset({"master", "operator"})),
+        PermissionSpec("notes.write", N_("Write notes"), frozenset({"master"})),
     ],
     lifespan=notes_lifespan,
     event_handlers={"echat/+/mo": on_mo},
-    messages={
-        "es": {
-            "notes.title": "Notas",
-            "notes.menu": "Notas",
-            "notes.menu.settings": "Ajustes de notas",
-            "notes.perm.read": "Leer notas",
-            "notes.perm.write": "Escribir notas",
-            "notes.preview": "Vista previa",
-            "notes.seen": "Mensajes recibidos: {count}",
-        },
-        "en": {
-            "notes.title": "Notes",
-            "notes.menu": "Notes",
-            "notes.menu.settings": "Notes settings",
-            "notes.perm.read": "Read notes",
-            "notes.perm.write": "Write notes",
-            "notes.preview": "Preview",
-            "notes.seen": "Messages received: {count}",
-        },
-    },
+    # Its own catalogue (domain "notes"): locale/es/LC_MESSAGES/notes.po, made with pybabel (docs/I18N.md).
+    locale=HERE / "locale",
 )

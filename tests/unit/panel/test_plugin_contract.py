@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from panel.access import public, requires
 from panel.app import create_app
+from panel.i18n import build_catalogue
 from panel.loader import load_plugins
 from panel.settings import PanelSettings
 from panel.types import MenuItem, Mode, PanelRuntime, PermissionSpec, Plugin, PluginError
@@ -53,7 +54,7 @@ def test_a_plugin_is_frozen_and_holds_tuples() -> None:
         ({"menu_items": [MenuItem("x", "relative", Mode.ADMIN)]}, "must start with '/'"),
         ({"permissions": [PermissionSpec("nodot", "x")]}, "named 'area.power'"),
         ({"templates": Path("/does/not/exist")}, "templates folder"),
-        ({"messages": {"fr": {}}}, "unsupported language"),
+        ({"locale": Path("/no/such/locale")}, "locale folder"),
         ({"event_handlers": {"echat/+/mo": "not callable"}}, "bad event handler"),
     ],
 )
@@ -104,28 +105,60 @@ def test_two_plugins_serving_one_path_and_method_clash() -> None:
     create_app(SETTINGS, plugins=[first, other_method])
 
 
-def test_menu_items_need_known_permissions_and_messages() -> None:
-    needs_unknown = MenuItem("panel.profile", "/m", Mode.ADMIN, "no.such")
+def test_menu_items_need_known_permissions() -> None:
+    needs_unknown = MenuItem("My profile", "/m", Mode.ADMIN, "no.such")
     unknown = Plugin(name="menus", title="x", menu_items=[needs_unknown])
     with pytest.raises(PluginError, match="unknown permission 'no.such'"):
         create_app(SETTINGS, plugins=[unknown])
-    unlabelled = Plugin(name="menus", title="x", menu_items=[MenuItem("menus.nothing", "/m", Mode.ADMIN)])
-    with pytest.raises(PluginError, match="has no message"):
-        create_app(SETTINGS, plugins=[unlabelled])
 
 
-def test_plugins_cannot_redeclare_permissions_or_message_keys() -> None:
+def test_plugins_cannot_redeclare_permissions() -> None:
     clash = Plugin(name="clash", title="x", permissions=[PermissionSpec("operator.mode", "x")])
     with pytest.raises(PluginError, match="already declared by 'panel'"):
         create_app(SETTINGS, plugins=[clash])
     with pytest.raises(PluginError, match="'push.send' is already declared by 'desk'"):
         create_app(SETTINGS, plugins=[desk.plugin, Plugin(name="pusher", title="x", permissions=[PUSH])])
-    keys = Plugin(name="keys", title="x", messages={"es": {"panel.logout": "x"}, "en": {"panel.logout": "x"}})
-    with pytest.raises(PluginError, match="already defined by 'panel'"):
-        create_app(SETTINGS, plugins=[keys])
-    half = Plugin(name="half", title="x", messages={"es": {"half.a": "a"}})
-    with pytest.raises(PluginError, match="lack a 'en' text"):
+
+
+def _po(folder: Path, domain: str, entries: str) -> Path:
+    target = folder / "es" / "LC_MESSAGES"
+    target.mkdir(parents=True)
+    header = 'msgid ""\nmsgstr ""\n"Language: es\\n"\n"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
+    (target / f"{domain}.po").write_text(header + entries, encoding="utf-8")
+    return folder
+
+
+def test_a_plugin_brings_its_catalogue_and_the_panels_texts_come_first(tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match="locale folder .* does not exist"):
+        Plugin(name="gone", title="x", locale=tmp_path / "nowhere")
+    entries = 'msgid "Bye"\nmsgstr "Adiós"\n\nmsgid "Sign out"\nmsgstr "Largarse"\n'
+    own = Plugin(name="own", title="x", locale=_po(tmp_path / "own", "own", entries))
+    catalogue = build_catalogue([own])
+    assert catalogue.gettext("es", "Bye") == "Adiós"
+    assert catalogue.gettext("es", "Sign out") == "Salir de la cuenta"  # the panel's own wins
+    assert catalogue.gettext("en", "Bye") == "Bye"
+
+
+def test_a_plugin_catalogue_must_cover_every_language_and_keep_placeholders(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    half = Plugin(name="half", title="x", locale=tmp_path / "empty")
+    with pytest.raises(PluginError, match="no 'es' catalogue"):
         create_app(SETTINGS, plugins=[half])
+    wrong = _po(tmp_path / "wrong", "wrong", 'msgid "Hello %(name)s"\nmsgstr "Hola %(nombre)s"\n')
+    with pytest.raises(PluginError, match="placeholders"):
+        create_app(SETTINGS, plugins=[Plugin(name="wrong", title="x", locale=wrong)])
+
+
+def test_the_example_plugin_counts_in_each_languages_plural_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins_example"))
+    import echat_notes
+
+    catalogue = build_catalogue([echat_notes.plugin])
+    one, many = "%(num)d message received", "%(num)d messages received"
+    assert catalogue.ngettext("es", one, many, 1) == "1 mensaje recibido"
+    assert catalogue.ngettext("es", one, many, 3) == "3 mensajes recibidos"
+    assert catalogue.ngettext("en", one, many, 1) == "1 message received"
+    assert catalogue.ngettext("en", one, many, 0) == "0 messages received"
 
 
 async def test_event_handlers_without_a_bus_stop_the_start() -> None:

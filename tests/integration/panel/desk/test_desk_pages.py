@@ -177,6 +177,25 @@ async def test_the_counter_is_the_one_smpp_computes(desk_client: PanelClient) ->
         )
 
 
+async def test_the_counter_counts_in_the_operators_language_with_plural_forms(
+    desk_client: PanelClient,
+) -> None:
+    labels = {}
+    for username in ("olga", "otto"):  # Spanish, English
+        await login(desk_client, username)
+        token = await page_csrf(desk_client, "/desk")
+        for text in ("x" * 159, "x" * 4):
+            answer = await desk_client.post(
+                "/desk/draft", data={"text": text}, headers={"x-csrf-token": token}
+            )
+            labels[username, len(text)] = answer.json()["label"]
+        await desk_client.post("/logout", data={"csrf_token": token})
+    assert labels["olga", 159] == "GSM-7 · 1 SMS · queda 1 carácter"
+    assert labels["olga", 4] == "GSM-7 · 1 SMS · quedan 156 caracteres"
+    assert labels["otto", 159] == "GSM-7 · 1 SMS · 1 character left"
+    assert labels["otto", 4] == "GSM-7 · 1 SMS · 156 characters left"
+
+
 async def test_push_is_queued_and_refused_for_unknown_or_banned_clients(desk_client: PanelClient) -> None:
     await online_with_one_mo(desk_client)
     async with desk_client.runtime.sessionmaker() as session:

@@ -1,0 +1,48 @@
+"""The desk's names for states and outcomes, in English for the catalogue; pages and the live stream
+translate them where they are shown."""
+
+from __future__ import annotations
+
+from types import MappingProxyType, SimpleNamespace
+
+from gatewayd.store.enums import ConversationStatus, MTStatus
+from gatewayd.store.errors import RefusalReason
+from translations import N_
+
+CONVERSATION_STATUS = MappingProxyType(
+    {
+        ConversationStatus.WAITING.value: N_("Waiting for an answer"),
+        ConversationStatus.OPEN.value: N_("Answered"),
+        ConversationStatus.CLOSED.value: N_("Closed"),
+    }
+)
+MT_STATUS = MappingProxyType(
+    {
+        MTStatus.QUEUED.value: N_("Queued"),
+        MTStatus.SENDING.value: N_("Sending"),
+        MTStatus.ACCEPTED.value: N_("Accepted"),
+        MTStatus.DELIVERED.value: N_("Delivered"),
+        MTStatus.FAILED.value: N_("Failed"),
+        MTStatus.EXPIRED.value: N_("Expired"),
+        MTStatus.REFUSED.value: N_("Refused"),
+        MTStatus.CANCELLED.value: N_("Cancelled"),
+    }
+)
+#: The notice after a redirect (``?notice=``); anything else in the address shows none.
+NOTICES = MappingProxyType(
+    {
+        "sent": N_("Reply queued for sending."),
+        "closed": N_("Conversation closed."),
+        "saved": N_("Client card saved."),
+        "pushed": N_("Push SMS queued for sending."),
+    }
+)
+REFUSED = MappingProxyType(
+    {
+        RefusalReason.BANNED: N_("Not sent: the client is banned."),
+        RefusalReason.OPTED_OUT: N_("Not sent: the client opted out (STOP)."),
+    }
+)
+
+#: What the desk's templates read as ``labels``.
+LABELS = SimpleNamespace(conversation_status=CONVERSATION_STATUS, mt_status=MT_STATUS, notices=NOTICES)
