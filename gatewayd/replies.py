@@ -1,5 +1,6 @@
 """The gateway's own answers to reserved keywords (opt-out, opt-in, help), per language.
 
+Templates with the manual's variables (``{host}``), rendered by the outbox like every MT's text.
 Written in the GSM 03.38 alphabet (no á, í, ó, ú) so each fits one 160-character SMS.
 """
 
@@ -23,7 +24,8 @@ _ENGLISH = {
 _SPANISH_SPEAKING = frozenset({"ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "UY", "PY", "BO", "CR", "GT"})
 
 
-def reply_for(kind: KeywordKind, country: str, short_code: str) -> str:
-    """The confirmation text for a reserved keyword, in the country's language."""
+def reply_template(kind: KeywordKind, country: str) -> str:
+    """The confirmation for a reserved keyword, in the country's language: a template the outbox
+    renders (``{host}`` is the short code the keyword came to)."""
     texts = _SPANISH if country.upper() in _SPANISH_SPEAKING else _ENGLISH
-    return texts[kind].format(host=short_code)
+    return texts[kind]
