@@ -249,8 +249,13 @@ class Outbox:
         process's sender woken. Best effort: the MTs are stored, a daemon polls for them anyway."""
         if not queued:
             return
-        if self._wake is not None:
-            self._wake()
+        try:
+            await self._publish(queued)
+        finally:  # after the events: a status the sender publishes never overtakes ``queued``
+            if self._wake is not None:
+                self._wake()
+
+    async def _publish(self, queued: Sequence[Queued]) -> None:
         bus = self.bus
         if bus is None:
             return

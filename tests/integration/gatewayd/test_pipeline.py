@@ -87,7 +87,7 @@ async def test_mt_is_submitted_and_receipt_gives_final_status(
                 event = await events.get()
                 if event.payload["id"] == mt_id:
                     statuses.append(event.payload["status"])
-        assert statuses == ["accepted", "delivered"]
+        assert statuses == ["queued", "accepted", "delivered"]  # the outbox announces what it queues
         records = simulator.store.query(carrier=MOVISTAR, destination=SUBSCRIBER[1:])
         assert len(records) == 1
         assert records[0].pdu.source_addr == MOVISTAR_SHORT_CODE
@@ -119,7 +119,7 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
                     while any("delivered" not in statuses for statuses in seen.values()):
                         event = await events.get()
                         seen.setdefault(event.payload["id"], []).append(event.payload["status"])
-            assert all(seen[mt_id] == ["accepted", "delivered"] for mt_id in ids)
+            assert all(seen[mt_id] == ["queued", "accepted", "delivered"] for mt_id in ids)
             assert daemon.recorder.with_part > 0
             async with daemon.sessions() as session:
                 history = (
