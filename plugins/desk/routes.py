@@ -118,10 +118,6 @@ def _masked_view(view: ConversationView, show_msisdn: bool) -> ConversationView:
     return replace(view, thread=thread)
 
 
-def _refused_text(error: TextRefused) -> Rejected:
-    return Rejected(f"desk.error.{error.reason}")
-
-
 def _may_view(user: CurrentUser, conversation: Conversation) -> bool:
     return conversation.assigned_operator_id == user.account_id or user.has(OPERATOR_SEE_OTHERS)
 
@@ -255,7 +251,8 @@ async def reply(request: Request) -> Response:
         page = DeskPage(conversation_id, f"desk.error.refused.{refused.reason.value}", draft, 409)
         return await _render_desk(request, page)
     except TextRefused as error:
-        return await _render_desk(request, DeskPage(conversation_id, _refused_text(error).key, draft, 400))
+        page = DeskPage(conversation_id, f"desk.error.{error.reason}", draft, 400)
+        return await _render_desk(request, page)
     except OutboxError:
         return await _render_desk(request, DeskPage(conversation_id, "desk.error.no_carrier", draft, 409))
     except Rejected as rejected:
@@ -377,7 +374,7 @@ async def push(request: Request) -> Response:
         )
     except TextRefused as error:
         return await _render_push(
-            request, error=_refused_text(error).key, client=client, text=draft, status_code=400
+            request, error=f"desk.error.{error.reason}", client=client, text=draft, status_code=400
         )
     except OutboxError:
         return await _render_push(
