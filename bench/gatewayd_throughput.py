@@ -253,8 +253,7 @@ async def queue_bulk(config: Config, count: int, tag: str) -> set[int]:
                 for index in range(start, min(count, start + 5000))
             ]
             async with sessions() as session, session.begin():
-                queued = await queue_mts(session, mts, now)
-            ids.update(mt_id for mt_id in queued.ids if mt_id is not None)
+                ids.update(await queue_mts(session, mts, now))
     finally:
         await engine.dispose()
     return ids

@@ -447,10 +447,7 @@ class Producer:
                 for index in range(start, min(count, start + self.batch))
             ]
             async with self.sessions() as session, session.begin():
-                queued = await queue_mts(session, mts, now)
-            ids = [mt_id for mt_id in queued.ids if mt_id is not None]
-            if len(ids) != len(mts):
-                raise RuntimeError(f"{len(mts) - len(ids)} MTs refused: {queued.refused}")
+                ids = await queue_mts(session, mts, now)
             lowest = lowest or ids[0]
             highest = ids[-1]
             await self.bus.publish(self.bus.topics.outbox_queued(), {"mt_id": highest})

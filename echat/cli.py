@@ -247,7 +247,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 async def _send_async(config: Config, args: argparse.Namespace) -> int:
-    from gatewayd.sending import SendError, queue_message, wait_final
+    from gatewayd.outbox import MTRequest, Outbox, OutboxError, OutboxSettings, wait_final
     from gatewayd.store.engine import create_engine, session_factory
     from gatewayd.store.enums import MTStatus
     from gatewayd.store.errors import MTRefused
@@ -256,10 +256,10 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
     sessions = session_factory(engine)
     try:
         try:
-            mt_id = await queue_message(
-                sessions, config, args.to, args.text, carrier=args.carrier, source=args.source
-            )
-        except (SendError, MTRefused) as error:
+            outbox = Outbox(OutboxSettings.from_config(config), sessions=sessions)
+            request = MTRequest(args.to, args.text, carrier=args.carrier, source=args.source)
+            mt_id = (await outbox.queue(request)).mt_id
+        except (OutboxError, MTRefused) as error:
             print(f"gatewayd send: {error}", file=sys.stderr)
             return EXIT_FAILURE
         print(f"MT {mt_id} queued")

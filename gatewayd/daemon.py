@@ -28,10 +28,10 @@ from gatewayd.mo import MOPipeline
 from gatewayd.mo_message import keyword_set
 from gatewayd.mt import MTPipeline
 from gatewayd.notify import SystemdNotifier
+from gatewayd.outbox import MTRequest, Outbox, OutboxSettings
 from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
 from gatewayd.schema import check_at_head
-from gatewayd.sending import queue_message
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
@@ -80,6 +80,8 @@ class Daemon:
         self.binds: BindSupervisor | None = None
         self.mo: MOPipeline | None = None
         self.mt: MTPipeline | None = None
+        #: The one way MTs are queued in this process (keyword answers, :meth:`queue_mt`).
+        self.outbox: Outbox | None = None
         #: Submit results and delivery receipts: what became of each MT part.
         self.recorder: MTRecorder | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
@@ -111,6 +113,8 @@ class Daemon:
             self.mt.wake()
         self.config = config
         self.routes = routes
+        if self.outbox is not None:
+            self.outbox.settings = OutboxSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
         if self.binds is not None:
@@ -132,15 +136,11 @@ class Daemon:
         kind: MTKind = MTKind.PUSH,
         priority: int = 0,
     ) -> int:
-        """Queue an MT in-process and wake the sender at once (no poll delay)."""
-        if self.sessions is None:
+        """Queue an MT in-process through the outbox (which wakes the sender at once); its id."""
+        if self.outbox is None:
             raise RuntimeError("the daemon is not running")
-        mt_id = await queue_message(
-            self.sessions, self.config, to, text, carrier=carrier, source=source, kind=kind, priority=priority
-        )
-        if self.mt is not None:
-            self.mt.wake()
-        return mt_id
+        request = MTRequest(to, text, kind=kind, priority=priority, carrier=carrier, source=source)
+        return (await self.outbox.queue(request)).mt_id
 
     # --- life ----------------------------------------------------------------------------------------
 
@@ -186,6 +186,12 @@ class Daemon:
         config = self.config
         assert self.store is not None
         hooks = self.hooks
+        self.outbox = Outbox(
+            OutboxSettings.from_config(config),
+            sessions=self.store.sessions,
+            bus=events.bus,
+            wake=self._mt_queued,
+        )
         self.recorder = MTRecorder(
             self.store,
             events,
@@ -208,7 +214,7 @@ class Daemon:
             events,
             keywords_for=self._keywords_for,
             router=MORouter(self.routes.mo),
-            mt_queued=self._mt_queued,
+            outbox=self.outbox,
             reassembly_timeout=config.daemon.reassembly_timeout,
             answer_deadline=config.daemon.mo_answer_deadline,
             max_batch=config.daemon.group_commit_max_batch,

@@ -49,12 +49,11 @@ from gatewayd.mo_message import (
     build_part,
     inbound_mo,
 )
-from gatewayd.replies import reply_for
+from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.replies import reply_template
 from gatewayd.routes import MORouter
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import describe_error, is_data_error
-from gatewayd.store.mt.queue import queue_mts
-from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     IngestedMO,
@@ -141,7 +140,8 @@ class _Written:
     new: list[bool]
     #: The MOs stored, assembled ones included, with what the store made of them.
     stored: list[tuple[InboundMO, IngestedMO]]
-    mts_queued: int
+    #: The keyword answers queued with them, announced once committed.
+    mts_queued: list[Queued]
     #: Per bind connection of the batch: (bind, generation, answer id, arrival indexes).
     answers: list[tuple[str, int, int, list[int]]] = field(default_factory=list)
 
@@ -156,7 +156,7 @@ class MOPipeline:
         *,
         keywords_for: Callable[[str], KeywordSet],
         router: MORouter | None = None,
-        mt_queued: Callable[[], None] | None = None,
+        outbox: Outbox | None = None,
         reassembly_timeout: float = 120.0,
         answer_deadline: float = 5.0,
         max_batch: int = 2000,
@@ -172,7 +172,8 @@ class MOPipeline:
         self._keywords_for = keywords_for
         #: Gives each MO its service; the daemon swaps its table on reload.
         self.router = router or MORouter()
-        self._mt_queued = mt_queued
+        #: Queues the keyword answers in the MOs' own commit and announces them after it.
+        self._outbox = outbox or Outbox(OutboxSettings())
         self._reassembly_timeout = timedelta(seconds=reassembly_timeout)
         self._answer_deadline = answer_deadline
         self._on_committed = on_committed
@@ -433,12 +434,12 @@ class MOPipeline:
                     self._on_incomplete(mo.carrier)
         await self._published(stored, 0, mts_queued)
 
-    async def _flush_once(self) -> tuple[list[tuple[InboundMO, IngestedMO]], int, datetime | None]:
+    async def _flush_once(self) -> tuple[list[tuple[InboundMO, IngestedMO]], list[Queued], datetime | None]:
         now = datetime.now(UTC)
         async with self._store.transaction() as session:
             expired = await expired_part_sets(session, now - self._reassembly_timeout)
             stored: list[tuple[InboundMO, IngestedMO]] = []
-            mts_queued = 0
+            mts_queued: list[Queued] = []
             if expired:
                 await self._store.mo_parts.lock(session, expired)
                 # read again under the lock: another daemon may have assembled some meanwhile
@@ -566,15 +567,15 @@ class MOPipeline:
             self._reassembly_wakeup.set()
 
     async def _published(
-        self, stored: Sequence[tuple[InboundMO, IngestedMO]], duplicates: int, mts_queued: int
+        self, stored: Sequence[tuple[InboundMO, IngestedMO]], duplicates: int, mts_queued: Sequence[Queued]
     ) -> None:
         self.stored += len(stored)
         if self._on_committed is not None:
             self._on_committed([mo for mo, _ in stored], duplicates)
         for mo, result in stored:
             await self._events.mo(mo, result.mo_id or 0, result.subscriber.client_id, result.conversation_id)
-        if mts_queued and self._mt_queued is not None:
-            self._mt_queued()
+        if mts_queued:
+            await self._outbox.announce(mts_queued)
 
     async def _write_batch(self, session: AsyncSession, batch: Sequence[_Arrival], now: datetime) -> _Written:
         """Store the batch: its answers (unconfirmed), its parts and the messages they complete, its
@@ -638,9 +639,9 @@ class MOPipeline:
         whole: Sequence[tuple[Unit, int | None]] = (),
         new: list[bool] | None = None,
         at: Sequence[int] = (),
-    ) -> tuple[list[tuple[InboundMO, IngestedMO]], int]:
+    ) -> tuple[list[tuple[InboundMO, IngestedMO]], list[Queued]]:
         """Store the whole MOs (``new[at[i]]`` set to False for a redelivery of ``whole[i]``) and one MO
-        per set of stored parts; the MOs stored and how many reserved keyword confirmations were queued."""
+        per set of stored parts; the MOs stored and the reserved keyword confirmations queued."""
         assembled = [self._assembled(parts, now) for parts in sets]
         mos: list[InboundMO] = []
         rows: list[NewMO] = []
@@ -663,7 +664,7 @@ class MOPipeline:
         await mark_assembled(session, done)
         stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
         reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
-        mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else 0
+        mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else []
         return stored, mts_queued
 
     def _assembled(self, parts: Sequence[StoredPart], now: datetime) -> InboundMO:
@@ -713,31 +714,36 @@ class MOPipeline:
 
     async def _reserved_keywords(
         self, session: AsyncSession, reserved: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
-    ) -> int:
-        """BAJA / STOP / ALTA / help: record the opt-out or opt-in, queue the confirmation MT.
-
-        Opt-in is recorded before its confirmation is queued and opt-out after, so that both
-        confirmations reach the subscriber (the outbox refuses MTs to opted-out subscribers)."""
-        confirmations: list[NewMT] = []
-        opt_out: list[int] = []
+    ) -> list[Queued]:
+        """BAJA / STOP / ALTA / help: record the opt-out or opt-in, queue the confirmation MT through the
+        outbox in this transaction (announced after the commit). The recipient rule lets the gateway's
+        own answers (``SYSTEM``) reach an opted-out subscriber, so the confirmation of an opt-out goes."""
+        confirmations: list[MTRequest] = []
         for mo, result in reserved:
-            assert mo.keyword is not None
+            assert mo.keyword is not None and result.mo_id is not None
             subscriber_id = result.subscriber.id
             if mo.keyword.kind is KeywordKind.OPT_IN:
                 await set_opted_out(session, subscriber_id, False, now)
             elif mo.keyword.kind is KeywordKind.OPT_OUT:
-                opt_out.append(subscriber_id)
+                await set_opted_out(session, subscriber_id, True, now)
+            answered = AnsweredMO(
+                id=result.mo_id,
+                carrier=mo.carrier,
+                bind_name=mo.bind or None,
+                short_code=mo.short_code,
+                text=mo.text,
+                received_at=mo.received_at,
+                country=mo.country or None,
+                service=self.router.service_of(mo),
+            )
             confirmations.append(
-                NewMT(
+                MTRequest(
+                    to=mo.msisdn,
+                    text=reply_template(mo.keyword.kind, mo.country),
                     kind=MTKind.SYSTEM,
-                    carrier=mo.carrier,
-                    source=mo.short_code,
-                    destination=mo.msisdn,
-                    text=reply_for(mo.keyword.kind, mo.country, mo.short_code),
                     priority=10,
-                    bind_name=mo.bind,
                     subscriber_id=subscriber_id,
-                    in_reply_to_mo_id=result.mo_id,
+                    mo=answered,
                 )
             )
             log_event(
@@ -749,10 +755,7 @@ class MOPipeline:
                 short_code=mo.short_code,
                 client_id=result.subscriber.client_id,
             )
-        queued = await queue_mts(session, confirmations, now)
-        for subscriber_id in sorted(set(opt_out)):
-            await set_opted_out(session, subscriber_id, True, now)
-        return sum(1 for mt_id in queued.ids if mt_id is not None)
+        return (await self._outbox.queue_in(session, confirmations, now)).queued
 
 
 def _new_part(part: InboundPart, answer_id: int | None) -> NewPart:

@@ -2,7 +2,8 @@
 
 The texts are English here and translated in ``gatewayd/locale/<language>/LC_MESSAGES/gatewayd.po``, the
 same catalogue system as the panel's and the simulator's (docs/I18N.md). The country of the MO (its
-carrier's, `CarrierConfig.country`) chooses the language.
+carrier's, `CarrierConfig.country`) chooses the language. Each answer is a template with the manual's
+variables (``{host}``), rendered by the outbox like every MT's text.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def language_for(country: str) -> str:
     return "es" if country.upper() in _SPANISH_SPEAKING else "en"
 
 
-def reply_for(kind: KeywordKind, country: str, short_code: str) -> str:
-    """The confirmation text for a reserved keyword, in the country's language."""
-    return catalogue().gettext(language_for(country), _TEXTS[kind], host=short_code)
+def reply_template(kind: KeywordKind, country: str) -> str:
+    """The confirmation for a reserved keyword, in the country's language: a template the outbox
+    renders. Translators write ``%(host)s`` (gettext's python-format, checked by Babel); it becomes the
+    manual's ``{host}`` variable here, the short code the keyword came to."""
+    return catalogue().gettext(language_for(country), _TEXTS[kind], host="{host}")

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.config import Config, HTTPServerConfig
+from gatewayd.outbox import OutboxSettings
 from gatewayd.webserver import BoundedLog, GuardedServer, uvicorn_config
 from panel.app import BusFactory, create_app
 from panel.runtime import EventBus, StopSignal
@@ -35,6 +36,7 @@ def settings_from_config(config: Config) -> PanelSettings:
         secure_cookies=panel.secure,
         secret_key=panel.secret_key,
         trusted_origins=(panel.public_url,) if panel.public_url is not None else (),
+        outbox=OutboxSettings.from_config(config),
     )
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from gatewayd.outbox import OutboxSettings
+
 # Secure cookies carry this prefix: the browser then accepts them only with Secure, Path=/ and no
 # Domain, so a sibling site (or plain-HTTP page) of the same domain cannot plant them.
 SECURE_COOKIE_PREFIX = "__Host-"
@@ -60,6 +62,8 @@ class PanelSettings:
     max_form_part_bytes: int = 1024 * 1024
     # None: every plugin of the `echat.plugins` entry-point group; else "module:attribute" references.
     plugins: tuple[str, ...] | None = None
+    # Carriers and services (their time zones) for the MTs the panel queues through the outbox.
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
 
     def cookie_name(self, name: str) -> str:
         """The name a panel cookie is sent under: prefixed with __Host- when cookies are Secure."""

@@ -16,7 +16,7 @@ from gatewayd.store.subscribers import ID_TYPE
 class MOMessage(Base):
     """One mobile-originated SMS, reassembled. The manual's variables come from here: mensaje=``text``,
     host=``short_code``, operador=``carrier``, telefono=the subscriber's MSISDN, hora/fecha=``received_at``
-    in the daemon's time zone, pais=``country``.
+    in its service's time zone, pais=``country`` (rendered by ``gatewayd.outbox``).
 
     ``dedup_key`` digests the content as the SMSC sent it; a later MO with the same key is a redelivery
     of this one only while ``answer_id`` names a row of ``mo_unconfirmed`` (its deliver_sm_resp may not

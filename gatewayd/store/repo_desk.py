@@ -168,17 +168,29 @@ class PushRow:
     text: str
     status: MTStatus
     created_at: datetime
+    #: Where it went (the panel hides it, and the text's ``{telefono}``, without the MSISDN permission).
+    destination: str
 
 
 async def recent_pushes(session: AsyncSession, operator_id: int, *, limit: int = 20) -> list[PushRow]:
     rows = await session.execute(
-        select(MTMessage.id, Subscriber.client_id, MTMessage.text, MTMessage.status, MTMessage.created_at)
+        select(
+            MTMessage.id,
+            Subscriber.client_id,
+            MTMessage.text,
+            MTMessage.status,
+            MTMessage.created_at,
+            MTMessage.destination,
+        )
         .outerjoin(Subscriber, Subscriber.id == MTMessage.subscriber_id)
         .where(MTMessage.operator_id == operator_id, MTMessage.kind == MTKind.PUSH)
         .order_by(MTMessage.id.desc())
         .limit(limit)
     )
-    return [PushRow(row.id, row.client_id, row.text, MTStatus(row.status), row.created_at) for row in rows]
+    return [
+        PushRow(row.id, row.client_id, row.text, MTStatus(row.status), row.created_at, row.destination)
+        for row in rows
+    ]
 
 
 async def watched_mt_ids(session: AsyncSession, operator_id: int) -> set[int]:
@@ -267,12 +279,17 @@ async def conversation_holder(session: AsyncSession, conversation_id: int) -> in
 
 @dataclass(frozen=True, slots=True)
 class LastMO:
-    """The subscriber's latest MO: a reply or a push leaves by its carrier, bind and short code."""
+    """The subscriber's latest MO: a reply or a push leaves by its carrier, bind and short code; a
+    reply's message variables are its (``gatewayd.outbox``)."""
 
     id: int
     carrier: str
     bind_name: str | None
     short_code: str
+    text: str
+    received_at: datetime
+    country: str | None
+    service: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +325,30 @@ async def last_mo_of_subscriber(session: AsyncSession, subscriber_id: int) -> La
 async def _last_mo(session: AsyncSession, where: ColumnElement[bool]) -> LastMO | None:
     row = (
         await session.execute(
-            select(MOMessage.id, MOMessage.carrier, MOMessage.bind_name, MOMessage.short_code)
+            select(
+                MOMessage.id,
+                MOMessage.carrier,
+                MOMessage.bind_name,
+                MOMessage.short_code,
+                MOMessage.text,
+                MOMessage.received_at,
+                MOMessage.country,
+                MOMessage.service,
+            )
             .where(where)
             .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
             .limit(1)
         )
     ).one_or_none()
-    return None if row is None else LastMO(row.id, row.carrier, row.bind_name, row.short_code)
+    if row is None:
+        return None
+    return LastMO(
+        row.id,
+        row.carrier,
+        row.bind_name,
+        row.short_code,
+        row.text,
+        row.received_at,
+        row.country,
+        row.service,
+    )

@@ -1,4 +1,4 @@
-"""MOs: durable batch ingestion with redelivery detection, and the manual's message variables.
+"""MOs: durable batch ingestion with redelivery detection.
 
 The MO pipeline calls :meth:`MOIngest.ingest` once per group-commit batch: a handful of bulk statements
 whatever the batch size (subscribers upserted, conversations opened, MOs inserted but redeliveries,
@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -338,18 +337,3 @@ async def _touch_subscribers(session: AsyncSession, new: Sequence[IngestedMO]) -
     await session.execute(
         statement, [{"b_id": sid, "b_count": counts[sid], "b_seen": latest[sid]} for sid in sorted(counts)]
     )
-
-
-def message_variables(mo: MOMessage | NewMO, msisdn: str, zone: ZoneInfo) -> dict[str, str]:
-    """The manual's variables of an MO: mensaje, host, operador, telefono, hora (hh:mm:ss, 24 h), fecha
-    (dd/mm/yyyy) in ``zone``, pais (ISO code, empty when unknown)."""
-    local = mo.received_at.astimezone(zone)
-    return {
-        "mensaje": mo.text,
-        "host": mo.short_code,
-        "operador": mo.carrier,
-        "telefono": msisdn,
-        "hora": local.strftime("%H:%M:%S"),
-        "fecha": local.strftime("%d/%m/%Y"),
-        "pais": mo.country or "",
-    }

@@ -43,6 +43,15 @@ REFUSED = MappingProxyType(
         RefusalReason.OPTED_OUT: N_("Not sent: the client opted out (STOP)."),
     }
 )
+#: A text the outbox refuses (:class:`gatewayd.outbox.TextRefused`), by its reason.
+TEXT_REFUSED = MappingProxyType(
+    {
+        "empty": N_("Write a message."),
+        "unencodable": N_("The message holds characters that cannot be sent."),
+        "too_long": N_("The message is too long (10 SMS at most)."),
+    }
+)
+NO_CARRIER = N_("This client's carrier is unknown: cannot send.")
 
 #: What the desk's templates read as ``labels``.
 LABELS = SimpleNamespace(conversation_status=CONVERSATION_STATUS, mt_status=MT_STATUS, notices=NOTICES)

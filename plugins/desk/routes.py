@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import contextlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,19 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gatewayd.events import mt_status_payload
+from gatewayd.outbox import MAX_SEGMENTS, MTRequest, OutboxError, Prepared, TextRefused
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.mt.queue import queue_mt
-from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import (
     ConversationView,
+    ReplyTarget,
     conversation_view,
     get_conversation,
-    last_mo_of_subscriber,
     next_waiting,
     operator_queue,
     recent_pushes,
@@ -32,21 +30,22 @@ from gatewayd.store.repo_desk import (
     sent_mt_status,
 )
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
+from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
 from panel.web import db, db_read, error_response, panel, render, require_user, translate_plural
 from plugins.desk.charts import client_charts
-from plugins.desk.labels import LABELS, NOTICES, REFUSED
+from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
-from plugins.desk.service import assignment_service, desk_settings
+from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
+from routing.variables import render_template
 from smpp.errors import SMPPError
 from smpp.text import DraftInfo, draft_info
 from translations import N_
 
-MAX_SEGMENTS = 10
 MAX_ALIAS = 64
 MAX_NOTES = 2000
 
@@ -70,7 +69,8 @@ def _int_param(value: str | None) -> int | None:
 
 
 def counter(request: Request, text: str) -> dict[str, Any]:
-    """The reply box's counter, from smpp.text (what the gateway will actually send)."""
+    """The reply box's counter, from smpp.text (what the gateway will actually send): give it the
+    text rendered (see :func:`draft`)."""
     info: DraftInfo = draft_info(text, max_segments=MAX_SEGMENTS)
     return {
         "encoding": info.encoding,
@@ -91,30 +91,41 @@ def counter(request: Request, text: str) -> dict[str, Any]:
     }
 
 
-def _checked_text(text: str) -> str:
-    if not text.strip():
-        raise Rejected(N_("Write a message."))
-    try:
-        info = draft_info(text, max_segments=MAX_SEGMENTS)
-    except SMPPError as error:
-        raise Rejected(N_("The message holds characters that cannot be sent.")) from error
-    if not info.fits:
-        raise Rejected(N_("The message is too long (10 SMS at most)."))
-    return text
+#: What an operator without the MSISDN permission sees instead of a subscriber's number.
+MASK = "\u2022"
+
+
+def masked(text: str, msisdn: str, show_msisdn: bool) -> str:
+    """``text`` as the panel shows it: the subscriber's number (as ``{telefono}`` put it in an MT)
+    hidden from an operator without the MSISDN permission."""
+    if show_msisdn or not msisdn:
+        return text
+    return text.replace(msisdn, MASK * len(msisdn))
+
+
+def preview(prepared: Prepared, show_msisdn: bool) -> str:
+    """What the client will receive, as the panel may show it: rendered from the same variables,
+    ``telefono`` masked for an operator without the MSISDN permission."""
+    if show_msisdn:
+        return prepared.text
+    hidden = {**prepared.variables, "telefono": MASK * len(prepared.variables.get("telefono", ""))}
+    return render_template(prepared.request.text, hidden)
+
+
+def _masked_view(view: ConversationView, show_msisdn: bool) -> ConversationView:
+    """The thread as the operator may see it: the MTs' texts with the number masked (see :func:`masked`)."""
+    if show_msisdn:
+        return view
+    msisdn = view.subscriber.msisdn
+    thread = [
+        replace(entry, text=masked(entry.text, msisdn, False)) if entry.direction == "mt" else entry
+        for entry in view.thread
+    ]
+    return replace(view, thread=thread)
 
 
 def _may_view(user: CurrentUser, conversation: Conversation) -> bool:
     return conversation.assigned_operator_id == user.account_id or user.has(OPERATOR_SEE_OTHERS)
-
-
-async def _publish_queued(request: Request, mt_id: int, at: datetime, **extra: int | None) -> None:
-    bus = panel(request).bus
-    if bus is not None:
-        await bus.publish(
-            bus.topics.mt_status(mt_id), {**mt_status_payload(mt_id, "queued", None, None, at), **extra}
-        )
-        # The daemon's outbox wakes on this instead of waiting for its next poll.
-        await bus.publish(bus.topics.outbox_queued(), {"mt_id": mt_id})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
                 return error_response(request, 403)
             if view is None:
                 return error_response(request, 404)
+            view = _masked_view(view, user.has(OPERATOR_SEE_MSISDN))
             card = await _card(session, request, view)
     context = {
         "queue": queue,
@@ -197,51 +209,63 @@ async def change_presence(request: Request) -> Response:
     return RedirectResponse("/desk", status_code=303)
 
 
+def _reply_request(target: ReplyTarget, text: str, operator_id: int) -> MTRequest:
+    """A reply: to the conversation's subscriber, from its short code, answering its latest MO (the
+    carrier and bind it came by, the variables' values)."""
+    return MTRequest(
+        to=target.subscriber.msisdn,
+        text=text,
+        kind=MTKind.REPLY,
+        source=target.conversation.short_code,
+        subscriber_id=target.subscriber.id,
+        conversation_id=target.conversation.id,
+        operator_id=operator_id,
+        mo=target.last_mo,
+    )
+
+
+def _push_request(subscriber: Subscriber, text: str, operator_id: int) -> MTRequest:
+    """A push: to the client, the way they last wrote (the outbox picks it), no MO answered."""
+    return MTRequest(
+        to=subscriber.msisdn,
+        text=text,
+        kind=MTKind.PUSH,
+        subscriber_id=subscriber.id,
+        operator_id=operator_id,
+    )
+
+
 @requires(OPERATOR_MODE)
 async def reply(request: Request) -> Response:
     user = require_user(request)
     conversation_id = int(request.path_params["conversation_id"])
     form = await request.form()
     draft = _text(form, "text", 5000)
-    now = utcnow()
+    outbox = desk_outbox(panel(request))
     try:
-        text = _checked_text(draft)
         async with db(request) as session, session.begin():
             target = await reply_target(session, conversation_id)
             if target is None:
                 return error_response(request, 404)
-            conversation, subscriber, last_mo = target.conversation, target.subscriber, target.last_mo
+            conversation = target.conversation
             if (
                 conversation.assigned_operator_id != user.account_id
                 or conversation.status is ConversationStatus.CLOSED
             ):
                 raise Rejected(N_("This conversation is not assigned to you."), 403)
-            carrier = last_mo.carrier if last_mo is not None else subscriber.carrier
-            if carrier is None:
-                raise Rejected(N_("This client's carrier is unknown: cannot send."), 409)
-            mt_id = await queue_mt(
-                session,
-                NewMT(
-                    kind=MTKind.REPLY,
-                    carrier=carrier,
-                    source=conversation.short_code,
-                    destination=subscriber.msisdn,
-                    text=text,
-                    bind_name=last_mo.bind_name if last_mo is not None else None,
-                    subscriber_id=subscriber.id,
-                    conversation_id=conversation_id,
-                    operator_id=user.account_id,
-                    in_reply_to_mo_id=last_mo.id if last_mo is not None else None,
-                ),
-                now,
-            )
+            queued = await outbox.queue_one_in(session, _reply_request(target, draft, user.account_id))
     except MTRefused as refused:
         page = DeskPage(conversation_id, REFUSED[refused.reason], draft, 409)
         return await _render_desk(request, page)
+    except TextRefused as error:
+        page = DeskPage(conversation_id, TEXT_REFUSED[error.reason], draft, 400)
+        return await _render_desk(request, page)
+    except OutboxError:
+        return await _render_desk(request, DeskPage(conversation_id, NO_CARRIER, draft, 409))
     except Rejected as rejected:
         return await _render_desk(request, DeskPage(conversation_id, rejected.key, draft, rejected.status))
-    await _publish_queued(request, mt_id, now, operator_id=user.account_id, conversation_id=conversation_id)
-    return RedirectResponse(f"/desk?after={conversation_id}&notice=sent&mt={mt_id}", status_code=303)
+    await outbox.announce([queued])
+    return RedirectResponse(f"/desk?after={conversation_id}&notice=sent&mt={queued.mt_id}", status_code=303)
 
 
 @requires(OPERATOR_MODE)
@@ -274,8 +298,39 @@ async def save_client(request: Request) -> Response:
 
 @requires(OPERATOR_MODE)
 async def draft(request: Request) -> Response:
+    """The reply box's counter and preview, live: the draft rendered as the client will receive it
+    (for the conversation or the client the form names), counted on that text; ``telefono`` masked
+    in the preview for an operator without the MSISDN permission."""
+    user = require_user(request)
     form = await request.form()
-    return JSONResponse(counter(request, _text(form, "text", 5000)))
+    text = _text(form, "text", 5000)
+    conversation_id = _int_param(_text(form, "conversation_id", 20))
+    client = _text(form, "client_id", 16).strip().upper()
+    show_msisdn = user.has(OPERATOR_SEE_MSISDN)
+    prepared: Prepared | None = None
+    if text.strip() and (conversation_id is not None or client):
+        outbox = desk_outbox(panel(request))
+        async with db_read(request) as session:
+            mt: MTRequest | None = None
+            if conversation_id is not None:
+                target = await reply_target(session, conversation_id)
+                if target is not None and _may_view(user, target.conversation):
+                    mt = _reply_request(target, text, user.account_id)
+            elif user.has(PUSH_SEND):
+                subscriber = await get_subscriber_by_client_id(session, client)
+                if subscriber is not None:
+                    mt = _push_request(subscriber, text, user.account_id)
+            if mt is not None:
+                with contextlib.suppress(OutboxError):  # no way out for it: the send will say so
+                    prepared = (await outbox.prepare(session, [mt], utcnow()))[0]
+    rendered = prepared.text if prepared is not None else text
+    try:
+        info = counter(request, rendered)
+    except SMPPError:
+        info = counter(request, "")
+        info["fits"] = False
+    info["preview"] = preview(prepared, show_msisdn) if prepared is not None else text
+    return JSONResponse(info)
 
 
 async def _render_push(
@@ -284,6 +339,8 @@ async def _render_push(
     user = require_user(request)
     async with db_read(request) as session:
         pushes = await recent_pushes(session, user.account_id)
+    show_msisdn = user.has(OPERATOR_SEE_MSISDN)
+    pushes = [replace(row, text=masked(row.text, row.destination, show_msisdn)) for row in pushes]
     sent = _int_param(request.query_params.get("sent"))
     context = {
         "pushes": pushes,
@@ -308,31 +365,13 @@ async def push(request: Request) -> Response:
     form = await request.form()
     client = _text(form, "client_id", 16).strip().upper()
     draft = _text(form, "text", 5000)
-    now = utcnow()
+    outbox = desk_outbox(panel(request))
     try:
-        text = _checked_text(draft)
         async with db(request) as session, session.begin():
             subscriber = await get_subscriber_by_client_id(session, client) if client else None
             if subscriber is None:
                 raise Rejected(N_("There is no client with that ID."), 404)
-            last_mo = await last_mo_of_subscriber(session, subscriber.id)
-            carrier = subscriber.carrier or (last_mo.carrier if last_mo is not None else None)
-            if carrier is None or last_mo is None:
-                raise Rejected(N_("This client's carrier is unknown: cannot send."), 409)
-            mt_id = await queue_mt(
-                session,
-                NewMT(
-                    kind=MTKind.PUSH,
-                    carrier=carrier,
-                    source=last_mo.short_code,
-                    destination=subscriber.msisdn,
-                    text=text,
-                    bind_name=last_mo.bind_name,
-                    subscriber_id=subscriber.id,
-                    operator_id=user.account_id,
-                ),
-                now,
-            )
+            queued = await outbox.queue_one_in(session, _push_request(subscriber, draft, user.account_id))
     except MTRefused as refused:
         return await _render_push(
             request,
@@ -341,12 +380,18 @@ async def push(request: Request) -> Response:
             text=draft,
             status_code=409,
         )
+    except TextRefused as error:
+        return await _render_push(
+            request, error=TEXT_REFUSED[error.reason], client=client, text=draft, status_code=400
+        )
+    except OutboxError:
+        return await _render_push(request, error=NO_CARRIER, client=client, text=draft, status_code=409)
     except Rejected as rejected:
         return await _render_push(
             request, error=rejected.key, client=client, text=draft, status_code=rejected.status
         )
-    await _publish_queued(request, mt_id, now, operator_id=user.account_id)
-    return RedirectResponse(f"/desk/push?sent={mt_id}", status_code=303)
+    await outbox.announce([queued])
+    return RedirectResponse(f"/desk/push?sent={queued.mt_id}", status_code=303)
 
 
 routes = [

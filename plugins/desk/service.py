@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from gatewayd.bus.events import Event
+from gatewayd.outbox import Outbox
 from panel.assignment import AssignmentPolicy, AssignmentService
 from panel.types import EventHandler, PanelRuntime, PluginState
 
@@ -33,10 +34,12 @@ class DeskSettings:
 
 @dataclass(frozen=True, slots=True)
 class Desk:
-    """The desk's state in one running panel."""
+    """The desk's state in one running panel: assignment, settings, and the outbox its replies and
+    pushes go through."""
 
     service: AssignmentService
     settings: DeskSettings
+    outbox: Outbox
 
 
 DESK = PluginState("desk", Desk)
@@ -50,6 +53,10 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
     return DESK.of(runtime).settings
 
 
+def desk_outbox(runtime: PanelRuntime) -> Outbox:
+    return DESK.of(runtime).outbox
+
+
 def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAsyncContextManager[Desk]]:
     @asynccontextmanager
     async def run_desk(runtime: PanelRuntime) -> AsyncIterator[Desk]:
@@ -60,7 +67,8 @@ def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAs
             _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
         try:
-            yield Desk(service, settings)
+            outbox = Outbox(runtime.settings.outbox, sessions=runtime.sessionmaker, bus=runtime.bus)
+            yield Desk(service, settings, outbox)
         finally:  # the sweep ends before the panel's engine and bus close
             sweep.cancel()
             await asyncio.wait([sweep])

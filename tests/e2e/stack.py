@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from gatewayd.bus import EventBus
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
+from gatewayd.outbox import OutboxSettings
 from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Role
 from gatewayd.webserver import listening_socket
@@ -36,6 +37,8 @@ from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorCon
 CARRIER = "movistar"
 SHORT_CODE = "997745"
 OPERATOR = "olga"
+# The chat service's time zone (the ``hora`` / ``fecha`` variables): neither UTC nor the default.
+SERVICE_ZONE = "America/Mexico_City"
 PASSWORD = "correct horse battery"
 # Cheap hashing: the login itself is under test, not argon2's cost.
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -115,6 +118,7 @@ enquire_link_interval = 5
 [[services]]
 name = "chat"
 short_code = "{SHORT_CODE}"
+timezone = "{SERVICE_ZONE}"
 """
 
 
@@ -206,7 +210,12 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
         assert daemon.engine is not None and daemon.sessions is not None and daemon.bus is not None
         plugins = desk_plugins(options)
         await add_operator(daemon.sessions, plugins, options.operator_capacity)
-        settings = PanelSettings(database_url=database_url, secure_cookies=False, argon2=FAST_ARGON2)
+        settings = PanelSettings(
+            database_url=database_url,
+            secure_cookies=False,
+            argon2=FAST_ARGON2,
+            outbox=OutboxSettings.from_config(config),
+        )
         app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=plugins)
         panel_url = await stack.enter_async_context(serving(app))
         yield Stack(

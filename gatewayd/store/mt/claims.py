@@ -22,6 +22,7 @@ from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt import _pg as pg
+from gatewayd.store.mt.recipients import refusal
 from gatewayd.store.mt.status import Statuses, insert_history
 from gatewayd.store.mt.values import ERROR_TEXT_LIMIT, MT_KIND_BY_VALUE, ClaimedMT, MTStatusChange
 from gatewayd.store.subscribers import Subscriber
@@ -64,17 +65,6 @@ class Claimed:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
-def refusal(mt: ClaimedMT, block: Block) -> str | None:
-    """Why ``mt`` may not go to its subscriber (None: it may). A ban stops every MT; an opt-out every
-    MT but the gateway's own (the confirmation of the opt-out itself)."""
-    opted_out, banned, reason = block
-    if banned:
-        return "subscriber banned" + (f": {reason}" if reason else "")
-    if opted_out and mt.kind is not MTKind.SYSTEM:
-        return "subscriber opted out"
-    return None
-
-
 class Claims(ABC):
     """Leasing the outbox's MTs to the daemons that send them."""
 
@@ -93,7 +83,8 @@ class Claims(ABC):
     ) -> Claimed:
         """Leases up to ``limit`` due MTs (highest priority, then oldest; of ``carriers`` only, when
         given) to ``owner`` for ``lease`` seconds; those whose subscriber may no longer receive them
-        are ``refused`` instead, with the reason as last error and in the history."""
+        (a ban or an opt-out since they were queued: the rule is :func:`recipients.refusal`, the one the
+        outbox applied) are ``refused`` instead, with the reason as last error and in the history."""
         claimed = await self._lease(session, owner, now, now + timedelta(seconds=lease), limit, carriers)
         if not claimed:
             return Claimed([])
@@ -103,9 +94,12 @@ class Claims(ABC):
         refused: list[tuple[int, str]] = []
         for mt in claimed:
             block = blocks.get(mt.destination)
-            reason = refusal(mt, block) if block is not None else None
-            if reason is not None:
-                refused.append((mt.id, reason))
+            if block is None:
+                continue
+            opted_out, banned, ban_reason = block
+            refused_now = refusal(mt.kind, opted_out=opted_out, banned=banned, ban_reason=ban_reason)
+            if refused_now is not None:
+                refused.append((mt.id, refused_now.detail))
         if not refused:
             return Claimed(claimed)
         await _refuse(session, refused, now)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
-from gatewayd.store.errors import RefusalReason
 
 #: The longest error text or status detail an MT row and its history keep.
 ERROR_TEXT_LIMIT = 255
@@ -35,14 +34,6 @@ class NewMT:
     in_reply_to_mo_id: int | None = None
     request_receipt: bool = True
     not_before: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueOutcome:
-    """``ids`` aligns with the input (None where refused); ``refused`` maps input index to reason."""
-
-    ids: list[int | None]
-    refused: dict[int, RefusalReason]
 
 
 # ClaimedMT and PartResult are made per MT and per part on the hot path: plain slotted dataclasses,

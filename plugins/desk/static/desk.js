@@ -194,25 +194,40 @@
   function counter(textarea) {
     var output = byId(textarea.getAttribute("data-counter"));
     if (!output) { return; }
+    var preview = byId(textarea.getAttribute("data-preview") || "");
+    var previewText = byId((textarea.getAttribute("data-preview") || "") + "-text");
+    var clientField = byId(textarea.getAttribute("data-client-field") || "");
     var timer = null;
     var sequence = 0;
     function update() {
       var mine = ++sequence;
       var body = new URLSearchParams();
       body.set("text", textarea.value);
+      // The server renders the message variables for this conversation (or client) and counts the
+      // rendered text: what the client will receive.
+      var conversation = textarea.getAttribute("data-conversation-id");
+      if (conversation) { body.set("conversation_id", conversation); }
+      if (clientField) { body.set("client_id", clientField.value); }
       window.echat.fetch("/desk/draft", { method: "POST", body: body })
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (info) {
           if (!info || mine !== sequence) { return; }
           output.textContent = info.label;
           output.setAttribute("data-fits", info.fits ? "yes" : "no");
+          if (preview && previewText) {
+            previewText.textContent = info.preview || "";
+            preview.hidden = !info.preview || info.preview === textarea.value;
+          }
         })
         .catch(function () { /* the server checks again on sending */ });
     }
-    textarea.addEventListener("input", function () {
+    function later() {
       if (timer) { window.clearTimeout(timer); }
       timer = window.setTimeout(update, 150);
-    });
+    }
+    textarea.addEventListener("input", later);
+    if (clientField) { clientField.addEventListener("input", later); }
+    if (textarea.value) { later(); }
   }
 
   document.querySelectorAll("textarea[data-counter]").forEach(counter);

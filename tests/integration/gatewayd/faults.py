@@ -47,7 +47,7 @@ async def queue_many(
     ]
     async with sessions() as session, session.begin():
         outcome = await queue_mts(session, mts, now)
-    ids = [mt_id for mt_id in outcome.ids if mt_id is not None]
+    ids = list(outcome)
     assert len(ids) == len(texts)
     return ids
 

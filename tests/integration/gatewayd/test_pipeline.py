@@ -16,7 +16,7 @@ from gatewayd.bus import Subscription, create_bus
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import MTRefused
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart, MTStatusHistory
-from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn
 from gatewayd.store.subscribers import Subscriber
@@ -87,7 +87,7 @@ async def test_mt_is_submitted_and_receipt_gives_final_status(
                 event = await events.get()
                 if event.payload["id"] == mt_id:
                     statuses.append(event.payload["status"])
-        assert statuses == ["accepted", "delivered"]
+        assert statuses == ["queued", "accepted", "delivered"]  # the outbox announces what it queues
         records = simulator.store.query(carrier=MOVISTAR, destination=SUBSCRIBER[1:])
         assert len(records) == 1
         assert records[0].pdu.source_addr == MOVISTAR_SHORT_CODE
@@ -119,7 +119,7 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
                     while any("delivered" not in statuses for statuses in seen.values()):
                         event = await events.get()
                         seen.setdefault(event.payload["id"], []).append(event.payload["status"])
-            assert all(seen[mt_id] == ["accepted", "delivered"] for mt_id in ids)
+            assert all(seen[mt_id] == ["queued", "accepted", "delivered"] for mt_id in ids)
             assert daemon.recorder.with_part > 0
             async with daemon.sessions() as session:
                 history = (
@@ -217,16 +217,18 @@ async def test_banned_subscriber_mt_is_refused_with_reason(
         async with sessions() as session, session.begin():
             subscriber = await get_subscriber_by_msisdn(session, SUBSCRIBER[1:])
             assert subscriber is not None
-            early_mt = await queue_mt(
+            [early_mt] = await queue_mts(
                 session,
-                NewMT(
-                    kind=MTKind.REPLY,
-                    carrier=MOVISTAR,
-                    source=MOVISTAR_SHORT_CODE,
-                    destination=SUBSCRIBER[1:],
-                    text="Hola, ¿qué tal?",
-                    not_before=now + timedelta(seconds=1),
-                ),
+                [
+                    NewMT(
+                        kind=MTKind.REPLY,
+                        carrier=MOVISTAR,
+                        source=MOVISTAR_SHORT_CODE,
+                        destination=SUBSCRIBER[1:],
+                        text="Hola, ¿qué tal?",
+                        not_before=now + timedelta(seconds=1),
+                    )
+                ],
                 now,
             )
             await ban_subscriber(session, subscriber.client_id, "abusive language", now)

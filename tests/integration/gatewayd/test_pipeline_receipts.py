@@ -41,7 +41,7 @@ async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_ur
                 now,
             )
             claimed = await store.claims.claim(session, "test", now, limit=10, lease=60)
-        mt_id = outcome.ids[0]
+        mt_id = outcome[0]
         assert [mt.id for mt in claimed.mts] == [mt_id]
         part = PartResult(
             mt_id=mt_id or 0,
@@ -109,7 +109,7 @@ async def test_receipt_stranded_by_a_stopped_daemon_is_applied_when_the_next_one
                 now,
             )
             await store.claims.claim(session, "earlier", now, limit=1, lease=60)
-            mt_id = outcome.ids[0] or 0
+            mt_id = outcome[0]
             part = PartResult(mt_id, 1, 1, "movistar", now, now, smsc_message_id="ab12")
             await store.results.record(session, [part], now, RetryPolicy())
             await session.execute(

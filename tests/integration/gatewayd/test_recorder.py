@@ -49,7 +49,7 @@ async def claimed_mt(store: Store) -> int:
             session, [NewMT(MTKind.PUSH, "movistar", "997745", "34600111222", "hola")], now
         )
         claimed = await store.claims.claim(session, "gw-test", now, limit=1, lease=60)
-    assert [mt.id for mt in claimed.mts] == outcome.ids
+    assert [mt.id for mt in claimed.mts] == outcome
     return claimed.mts[0].id
 
 

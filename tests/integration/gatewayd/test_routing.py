@@ -12,7 +12,7 @@ from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart
-from gatewayd.store.mt.queue import queue_mt
+from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
@@ -102,17 +102,19 @@ async def test_a_reply_fails_over_to_the_other_bind_of_the_carrier(
             await eventually(lambda: binds.binds_up(MOVISTAR) == 1)
             assert binds.sending_up() >= {"movistar-2"} and "movistar-1" not in binds.sending_up()
             async with daemon.sessions() as session, session.begin():
-                mt_id = await queue_mt(
+                [mt_id] = await queue_mts(
                     session,
-                    NewMT(
-                        kind=MTKind.REPLY,
-                        carrier=MOVISTAR,
-                        source=MOVISTAR_SHORT_CODE,
-                        destination=SUBSCRIBER.removeprefix("+"),
-                        text="Hola, soy Ana",
-                        bind_name=mo.bind_name,
-                        in_reply_to_mo_id=mo.id,
-                    ),
+                    [
+                        NewMT(
+                            kind=MTKind.REPLY,
+                            carrier=MOVISTAR,
+                            source=MOVISTAR_SHORT_CODE,
+                            destination=SUBSCRIBER.removeprefix("+"),
+                            text="Hola, soy Ana",
+                            bind_name=mo.bind_name,
+                            in_reply_to_mo_id=mo.id,
+                        )
+                    ],
                     datetime.now(UTC),
                 )
             daemon.mt.wake()

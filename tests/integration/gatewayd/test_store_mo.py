@@ -6,23 +6,23 @@ import asyncio
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
 
 from gatewayd.mo_message import dedup_key
+from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Route
 from gatewayd.store.conversations import Conversation
-from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.enums import ConversationStatus, MTKind
 from gatewayd.store.errors import NotFound
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey
+from gatewayd.store.repo_desk import last_mo_of_subscriber
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     NewMO,
     confirm_answers,
     forget_unconfirmed,
-    message_variables,
     open_answers,
 )
 from gatewayd.store.repo_subscribers import (
@@ -205,7 +205,8 @@ async def test_a_subscriber_has_one_active_conversation_per_short_code(store: St
     assert again == first and set(other.values()).isdisjoint(first.values())
 
 
-async def test_message_variables_use_the_local_time_zone(store: Store) -> None:
+async def test_a_stored_mos_variables_use_the_local_time_zone(store: Store) -> None:
+    """The MO as the store gives it back (a reply's answered MO) renders in the service's zone."""
     async with store.transaction() as session:
         [result] = await store.mos.ingest(
             session,
@@ -213,9 +214,11 @@ async def test_message_variables_use_the_local_time_zone(store: Store) -> None:
             T0,
         )
     async with store.sessions() as session:
-        stored = await session.get(MOMessage, result.mo_id)
-        assert stored is not None
-        variables = message_variables(stored, "34600000001", ZoneInfo("Europe/Madrid"))
+        answered = await last_mo_of_subscriber(session, result.subscriber.id)
+    assert answered is not None and answered.id == result.mo_id
+    request = MTRequest("34600000001", "x", kind=MTKind.REPLY, mo=answered)
+    outbox = Outbox(OutboxSettings(timezone="Europe/Madrid"))
+    variables = outbox.variables(request, "34600000001", None, Route("movistar", "997745", None), T0)
     assert variables == {
         "mensaje": "ALIAS hola",
         "host": "997745",

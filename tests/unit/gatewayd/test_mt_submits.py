@@ -11,11 +11,12 @@ from pydantic import SecretStr
 from gatewayd.config import BindConfig, CarrierConfig, LongMessageMode
 from gatewayd.mt import build_submits, carrier_quirks
 from gatewayd.mt_policy import is_temporary, receipt_error_code
-from gatewayd.replies import reply_for
+from gatewayd.replies import reply_template
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import ClaimedMT
 from routing.errors import InvalidQuirks
 from routing.keywords import KeywordKind
+from routing.variables import render_template
 from smpp.concat import Segment, user_data
 from smpp.constants import TON, CommandStatus, DataCoding, ESMClass
 from smpp.pdu import SubmitSM
@@ -162,11 +163,11 @@ def test_confirmations_fit_one_gsm_sms() -> None:
 
     for kind in KeywordKind:
         for country in ("ES", "GB"):
-            text = reply_for(kind, country, "997745")
+            text = render_template(reply_template(kind, country), {"host": "997745"})
             assert "997745" in text
             assert choose_encoding(text) == DataCoding.DEFAULT and len(text) <= 160
-    assert "baja" in reply_for(KeywordKind.OPT_OUT, "ES", "997745")
-    assert "unsubscribed" in reply_for(KeywordKind.OPT_OUT, "GB", "997745")
+    assert "baja" in reply_template(KeywordKind.OPT_OUT, "ES")
+    assert "unsubscribed" in reply_template(KeywordKind.OPT_OUT, "GB")
 
 
 def test_carrier_quirks_rewrite_every_segment() -> None:

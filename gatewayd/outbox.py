@@ -1,0 +1,428 @@
+"""The outbox: the one way an MT is queued, whoever produces it (the desk's replies and pushes,
+``gatewayd send``, the MO pipeline's keyword answers; later the mass push, the API, campaigns).
+
+For each :class:`MTRequest` the :class:`Outbox`
+
+1. finds the subscriber (by id, else by number) and applies the recipient rule
+   (:func:`gatewayd.store.mt.recipients.refusal`: the one rule; the claim re-checks it at send time);
+2. picks carrier, source short code and bind (:meth:`Outbox.route`): the MO it answers, else the
+   subscriber's latest MO, else the subscriber's known carrier, else the first carrier serving the
+   number's country; the request may name carrier and source;
+3. renders the manual's message variables (:func:`routing.variables.render_template`) in the text:
+   ``mensaje``, ``host``, ``operador``, ``telefono``, ``hora``, ``fecha``, ``pais``, times in the
+   service's zone (:meth:`OutboxSettings.zone`). Without an MO (a push) ``mensaje`` is empty and
+   ``hora`` / ``fecha`` are the time of queueing;
+4. stores the MTs (``gatewayd.store.mt.queue``), and once they are committed
+5. publishes each one's ``queued`` status and one ``outbox/queued`` wake-up on the bus, and wakes the
+   daemon in its own process (:meth:`Outbox.announce`).
+
+:meth:`Outbox.queue` does it all in a transaction of its own. :meth:`Outbox.queue_in` works in the
+caller's transaction (the MO pipeline queues keyword answers in the commit that stores their MOs; the
+desk checks the conversation in the transaction that queues the reply): the caller commits, then
+calls :meth:`Outbox.announce` with what it returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.bus import EventBus
+from gatewayd.config import CarrierConfig, Config, ServiceConfig
+from gatewayd.events import mt_status_payload
+from gatewayd.logging import log_event
+from gatewayd.store.enums import MTKind
+from gatewayd.store.errors import MTRefused
+from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.recipients import Recipient, Refusal, recipients
+from gatewayd.store.mt.status import MTState, mt_state
+from gatewayd.store.mt.values import NewMT
+from gatewayd.store.repo_desk import LastMO, last_mo_of_subscriber
+from routing.errors import InvalidNumber
+from routing.numbers import country_of, normalise_msisdn, to_international
+from routing.variables import message_variables, render_template
+from smpp.errors import SMPPError
+from smpp.text import DraftInfo, draft_info
+
+log = logging.getLogger("gatewayd.outbox")
+
+#: The MO an MT answers: its carrier, short code and bind are the reply's way out, its text and time
+#: the variables' ``mensaje``, ``hora`` and ``fecha``.
+AnsweredMO = LastMO
+
+
+#: The longest MT the outbox takes, in segments (SMS on the air).
+MAX_SEGMENTS = 10
+
+
+class OutboxError(ValueError):
+    """The MT cannot be queued as asked (unknown carrier, unreadable number, no carrier or short code
+    for it); the message says what to give."""
+
+
+class TextRefused(OutboxError):
+    """The text, rendered, cannot be sent: ``reason`` is ``empty``, ``unencodable`` (no SMS coding
+    holds it) or ``too_long`` (over :data:`MAX_SEGMENTS` segments)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the text cannot be sent: {reason.replace('_', ' ')}")
+        self.reason = reason
+
+
+def check_text(text: str) -> DraftInfo:
+    """What ``text`` costs as an SMS; :class:`TextRefused` when it cannot be sent."""
+    if not text.strip():
+        raise TextRefused("empty")
+    try:
+        info = draft_info(text, max_segments=MAX_SEGMENTS)
+    except SMPPError as error:
+        raise TextRefused("unencodable") from error
+    if not info.fits:
+        raise TextRefused("too_long")
+    return info
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """What the outbox reads of the configuration: the carriers (to pick one for a number nobody
+    answered yet) and the services with their time zones (``hora`` and ``fecha``)."""
+
+    carriers: tuple[CarrierConfig, ...] = ()
+    services: tuple[ServiceConfig, ...] = ()
+    #: ``[daemon] timezone``: the zone of a short code no service names.
+    timezone: str = "Europe/Madrid"
+
+    @classmethod
+    def from_config(cls, config: Config) -> OutboxSettings:
+        return cls(config.carriers, config.services, config.daemon.timezone)
+
+    def zone(self, service: str | None, short_code: str) -> ZoneInfo:
+        """The time zone of the service by name (the MO's), else of the first service on the short
+        code, else the default."""
+        for item in self.services:
+            if service is not None and item.name == service:
+                return item.zone
+        for item in self.services:
+            if item.short_code == short_code:
+                return item.zone
+        return ZoneInfo(self.timezone)
+
+    def carrier(self, name: str) -> CarrierConfig | None:
+        return next((item for item in self.carriers if item.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class MTRequest:
+    """One MT to queue. ``to``: the number in any form ``routing.numbers`` reads (E.164 with or
+    without '+', or national for the first carrier's country); ``subscriber_id`` spares the look-up.
+    ``text`` is a template: ``{telefono}`` and the other variables are rendered. ``mo``: the MO it
+    answers (a reply, a keyword answer). ``carrier`` / ``source`` / ``bind_name``: given, they are
+    used as they are; else the outbox picks them."""
+
+    to: str
+    text: str
+    kind: MTKind = MTKind.PUSH
+    priority: int = 0
+    carrier: str | None = None
+    source: str | None = None
+    bind_name: str | None = None
+    subscriber_id: int | None = None
+    conversation_id: int | None = None
+    operator_id: int | None = None
+    mo: AnsweredMO | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an MT leaves: carrier, source short code, bind (None: any of the carrier's)."""
+
+    carrier: str
+    source: str
+    bind_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request made ready to store: its destination digits, its subscriber, its route and its text
+    rendered (``variables`` are what was put in)."""
+
+    request: MTRequest
+    destination: str
+    recipient: Recipient | None
+    route: Route
+    text: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An MT stored in the outbox (committed once the caller's transaction is)."""
+
+    mt_id: int
+    prepared: Prepared
+    at: datetime
+
+
+@dataclass(slots=True)
+class Batch:
+    """What :meth:`Outbox.queue_in` did: per request (in order) the MT queued, or why not."""
+
+    outcomes: list[Queued | Refusal] = field(default_factory=list)
+
+    @property
+    def queued(self) -> list[Queued]:
+        return [outcome for outcome in self.outcomes if isinstance(outcome, Queued)]
+
+
+class Outbox:
+    """The one entry of the MT outbox. ``sessions`` for :meth:`queue` (its own transaction); ``bus``
+    for the ``queued`` events and the daemons' wake-up (None: the daemons find the MTs at their next
+    poll); ``wake``: the sender in this process, woken at once."""
+
+    def __init__(
+        self,
+        settings: OutboxSettings,
+        *,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        bus: EventBus | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self.bus = bus
+        self._wake = wake
+
+    # --- the entries ---------------------------------------------------------------------------------
+
+    async def queue(self, request: MTRequest, now: datetime | None = None) -> Queued:
+        """Queues one MT in a transaction of its own and announces it. Raises :class:`OutboxError`, or
+        ``MTRefused`` when the subscriber may not receive it."""
+        if self._sessions is None:
+            raise RuntimeError("this outbox has no sessions: use queue_in with the caller's session")
+        async with self._sessions() as session, session.begin():
+            queued = await self.queue_one_in(session, request, now)
+        await self.announce([queued])
+        return queued
+
+    async def queue_one_in(
+        self, session: AsyncSession, request: MTRequest, now: datetime | None = None
+    ) -> Queued:
+        """:meth:`queue_in` for one request: the MT queued, or ``MTRefused`` raised."""
+        outcome = (await self.queue_in(session, [request], now)).outcomes[0]
+        if isinstance(outcome, Refusal):
+            raise MTRefused(request.to, outcome.reason)
+        return outcome
+
+    async def queue_in(
+        self, session: AsyncSession, requests: Sequence[MTRequest], now: datetime | None = None
+    ) -> Batch:
+        """Queues the requests in the caller's transaction; those the recipient rule refuses are left
+        out (their :class:`Refusal` in the batch). Raises :class:`OutboxError` when one cannot be
+        routed, :class:`TextRefused` when one's rendered text cannot be sent (nothing is queued then).
+        After the commit, call :meth:`announce` with ``.queued``."""
+        now = now or datetime.now(UTC)
+        prepared = await self.prepare(session, requests, now)
+        for item in prepared:
+            check_text(item.text)
+        refusals = [
+            item.recipient.refusal(item.request.kind) if item.recipient is not None else None
+            for item in prepared
+        ]
+        allowed = [item for item, refused in zip(prepared, refusals, strict=True) if refused is None]
+        ids = iter(await queue_mts(session, [_new_mt(item) for item in allowed], now))
+        return Batch(
+            [
+                Queued(next(ids), item, now) if refused is None else refused
+                for item, refused in zip(prepared, refusals, strict=True)
+            ]
+        )
+
+    async def announce(self, queued: Sequence[Queued]) -> None:
+        """After the commit: each MT's ``queued`` status on the bus (with the operator and the
+        conversation of a desk's MT), one ``outbox/queued`` so the daemons claim now, and this
+        process's sender woken. Best effort: the MTs are stored, a daemon polls for them anyway."""
+        if not queued:
+            return
+        try:
+            await self._publish(queued)
+        finally:  # after the events: a status the sender publishes never overtakes ``queued``
+            if self._wake is not None:
+                self._wake()
+
+    async def _publish(self, queued: Sequence[Queued]) -> None:
+        bus = self.bus
+        if bus is None:
+            return
+        try:
+            for item in queued:
+                request = item.prepared.request
+                extra = {
+                    name: value
+                    for name, value in (
+                        ("operator_id", request.operator_id),
+                        ("conversation_id", request.conversation_id),
+                    )
+                    if value is not None
+                }
+                payload = {**mt_status_payload(item.mt_id, "queued", None, None, item.at), **extra}
+                await bus.publish(bus.topics.mt_status(item.mt_id), payload)
+            await bus.publish(bus.topics.outbox_queued(), {"mt_id": queued[0].mt_id, "count": len(queued)})
+        except Exception as error:  # the MTs are committed: their events are best effort
+            log_event(log, "outbox.announce_failed", logging.WARNING, mts=len(queued), error=repr(error))
+
+    # --- the decisions -------------------------------------------------------------------------------
+
+    async def prepare(
+        self, session: AsyncSession, requests: Sequence[MTRequest], now: datetime
+    ) -> list[Prepared]:
+        """Each request with its subscriber, route and rendered text (read in ``session``; nothing
+        written; the texts are not checked: :func:`check_text`). Raises :class:`OutboxError` for a
+        request that cannot be routed."""
+        destinations = [self.destination(request) for request in requests]
+        found = await recipients(
+            session,
+            ids=[request.subscriber_id for request in requests if request.subscriber_id is not None],
+            msisdns=[
+                digits
+                for request, digits in zip(requests, destinations, strict=True)
+                if request.subscriber_id is None
+            ],
+        )
+        by_id = {recipient.id: recipient for recipient in found}
+        by_msisdn = {recipient.msisdn: recipient for recipient in found}
+        prepared: list[Prepared] = []
+        latest: dict[int, AnsweredMO | None] = {}
+        for request, digits in zip(requests, destinations, strict=True):
+            recipient = by_id.get(request.subscriber_id) if request.subscriber_id is not None else None
+            recipient = recipient or by_msisdn.get(digits)
+            mo = request.mo
+            if mo is None and recipient is not None and (request.carrier is None or request.source is None):
+                if recipient.id not in latest:
+                    latest[recipient.id] = await last_mo_of_subscriber(session, recipient.id)
+                known = latest[recipient.id]
+            else:
+                known = None
+            route = self.route(request, digits, recipient, known)
+            variables = self.variables(request, digits, recipient, route, now)
+            text = render_template(request.text, variables)
+            prepared.append(Prepared(request, digits, recipient, route, text, variables))
+        return prepared
+
+    def destination(self, request: MTRequest) -> str:
+        """The request's number as the store keeps it (E.164 digits without '+')."""
+        if request.to.isdigit() and request.subscriber_id is not None:
+            return request.to  # from the store or the MO pipeline: digits already
+        default_country = self.settings.carriers[0].country if self.settings.carriers else None
+        try:
+            return to_international(normalise_msisdn(request.to, default_country))
+        except InvalidNumber as error:
+            raise OutboxError(str(error)) from error
+
+    def route(
+        self, request: MTRequest, digits: str, recipient: Recipient | None, latest: AnsweredMO | None
+    ) -> Route:
+        """Carrier, source and bind: what the request names; else the MO it answers (a reply leaves
+        by the carrier, short code and bind the MO came by), else the subscriber's latest MO; else
+        the subscriber's known carrier, else the first carrier serving the number's country, with
+        that carrier's first short code."""
+        by = request.mo or latest
+        carrier = request.carrier
+        if carrier is None and by is not None:
+            carrier = by.carrier
+        if carrier is None and recipient is not None:
+            carrier = recipient.carrier
+        if carrier is None:
+            country = country_of("+" + digits)
+            serving = next((item for item in self.settings.carriers if item.country == country), None)
+            if serving is None:
+                raise OutboxError(
+                    f"no carrier serves +{digits} (country {country or 'unknown'}); give a carrier"
+                )
+            carrier = serving.name
+        elif (
+            request.carrier is not None and self.settings.carriers and self.settings.carrier(carrier) is None
+        ):
+            names = ", ".join(item.name for item in self.settings.carriers)
+            raise OutboxError(f"unknown carrier {carrier!r} (configured: {names})")
+        same_way = by is not None and by.carrier == carrier
+        source = request.source
+        if source is None and same_way:
+            assert by is not None
+            source = by.short_code
+        if source is None:
+            configured = self.settings.carrier(carrier)
+            if configured is None or not configured.short_codes:
+                raise OutboxError(f"carrier {carrier} has no short code; give a source")
+            source = configured.short_codes[0]
+        bind_name = request.bind_name
+        if bind_name is None and same_way and by is not None and by.short_code == source:
+            bind_name = by.bind_name
+        return Route(carrier, source, bind_name)
+
+    def variables(
+        self, request: MTRequest, digits: str, recipient: Recipient | None, route: Route, now: datetime
+    ) -> dict[str, str]:
+        """The manual's variables for this MT: of the MO it answers; without one (a push), ``mensaje``
+        empty, ``hora`` / ``fecha`` now, ``host`` and ``operador`` the MT's own short code and carrier.
+        Times in the zone of the MO's service (else of the short code's service, else the default)."""
+        mo = request.mo
+        country = (mo.country if mo is not None else None) or (recipient.country if recipient else None)
+        country = country or country_of("+" + digits)
+        if mo is None:
+            zone = self.settings.zone(None, route.source)
+            return message_variables("", route.source, route.carrier, digits, now, zone, country)
+        zone = self.settings.zone(mo.service, mo.short_code)
+        return message_variables(mo.text, mo.short_code, mo.carrier, digits, mo.received_at, zone, country)
+
+
+def _new_mt(item: Prepared) -> NewMT:
+    request, route = item.request, item.route
+    mo = request.mo
+    return NewMT(
+        kind=request.kind,
+        carrier=route.carrier,
+        source=route.source,
+        destination=item.destination,
+        text=item.text,
+        priority=request.priority,
+        bind_name=route.bind_name,
+        subscriber_id=item.recipient.id if item.recipient is not None else None,
+        conversation_id=request.conversation_id,
+        operator_id=request.operator_id,
+        in_reply_to_mo_id=mo.id if mo is not None else None,
+    )
+
+
+async def wait_final(sessions: async_sessionmaker[AsyncSession], mt_id: int, *, poll: float = 0.2) -> MTState:
+    """Poll the MT (queued by this process: it exists) until it reaches a final status (the caller
+    bounds the wait with a timeout): ``gatewayd send --wait``."""
+    while True:
+        async with sessions() as session:
+            state = await mt_state(session, mt_id)
+        assert state is not None, f"MT {mt_id} vanished"
+        if state.status.is_final:
+            return state
+        await asyncio.sleep(poll)
+
+
+__all__ = [
+    "MAX_SEGMENTS",
+    "AnsweredMO",
+    "Batch",
+    "MTRequest",
+    "Outbox",
+    "OutboxError",
+    "OutboxSettings",
+    "Prepared",
+    "Queued",
+    "Route",
+    "TextRefused",
+    "check_text",
+    "wait_final",
+]

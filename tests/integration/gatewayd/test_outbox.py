@@ -1,0 +1,125 @@
+"""The outbox through the real store (SQLite and PostgreSQL) and a real bus: the recipient rule at queue
+time and again at the claim, the way a push leaves, the variables stored rendered, the announcements."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from gatewayd.bus.memory import MemoryBus
+from gatewayd.config import BindConfig, CarrierConfig
+from gatewayd.mo_message import dedup_key
+from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.store.enums import MTKind, MTStatus
+from gatewayd.store.errors import MTRefused, RefusalReason
+from gatewayd.store.messages import MTMessage
+from gatewayd.store.mt.recipients import Refusal
+from gatewayd.store.repo_mo import NewMO
+from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn, set_opted_out
+from gatewayd.store.store import Store
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 9, 15, 0, tzinfo=UTC)
+OPTED_OUT, BANNED, FREE = "34600000001", "34600000002", "34600000003"
+
+
+def settings() -> OutboxSettings:
+    bind = BindConfig(name="m-1", host="127.0.0.1", port=2775, system_id="echat", password=SecretStr("pw"))
+    movistar = CarrierConfig(name="movistar", country="ES", short_codes=("997745",), binds=(bind,))
+    return OutboxSettings(carriers=(movistar,), timezone="Europe/Madrid")
+
+
+async def with_subscribers(store: Store) -> None:
+    """Three subscribers who wrote to vodafone's 795500: one opted out, one banned, one free."""
+    async with store.transaction() as session:
+        rows = [
+            NewMO(
+                dedup_key=dedup_key("vodafone", msisdn, "795500", 0, uuid.uuid4().bytes),
+                msisdn=msisdn,
+                carrier="vodafone",
+                short_code="795500",
+                text="hola",
+                received_at=T0,
+                country="ES",
+                bind_name="vodafone-3",
+            )
+            for msisdn in (OPTED_OUT, BANNED, FREE)
+        ]
+        stored = await store.mos.ingest(session, rows, T0)
+        await set_opted_out(session, stored[0].subscriber.id, True, T0)
+        await ban_subscriber(session, stored[1].subscriber.client_id, "abuse", T0)
+
+
+async def test_the_rule_is_applied_once_per_request_and_the_others_are_queued(store: Store) -> None:
+    await with_subscribers(store)
+    outbox = Outbox(settings(), sessions=store.sessions)
+    requests = [
+        MTRequest(OPTED_OUT, "oferta"),
+        MTRequest(BANNED, "oferta"),
+        MTRequest(FREE, "oferta {telefono}"),
+        MTRequest(OPTED_OUT, "Te has dado de baja de {host}", kind=MTKind.SYSTEM),
+        MTRequest("+34600000009", "hola, desconocido"),  # nobody yet: no rule stops it
+    ]
+    async with store.transaction() as session:
+        batch = await outbox.queue_in(session, requests, T0)
+    opted_out, banned, free, system, unknown = batch.outcomes
+    assert isinstance(opted_out, Refusal) and opted_out.reason is RefusalReason.OPTED_OUT
+    assert isinstance(banned, Refusal) and banned.reason is RefusalReason.BANNED
+    assert isinstance(free, Queued) and isinstance(system, Queued) and isinstance(unknown, Queued)
+    async with store.sessions() as session:
+        rows = {mt.id: mt for mt in (await session.execute(select(MTMessage))).scalars()}
+    assert set(rows) == {free.mt_id, system.mt_id, unknown.mt_id}
+    # a push leaves the way its subscriber last wrote: vodafone's 795500, by the same bind
+    assert (rows[free.mt_id].carrier, rows[free.mt_id].source, rows[free.mt_id].bind_name) == (
+        "vodafone",
+        "795500",
+        "vodafone-3",
+    )
+    assert rows[free.mt_id].text == f"oferta {FREE}" and rows[free.mt_id].subscriber_id is not None
+    assert rows[system.mt_id].text == "Te has dado de baja de 795500"
+    # a number nobody wrote from: the carrier serving its country, with its first short code
+    assert (rows[unknown.mt_id].carrier, rows[unknown.mt_id].source) == ("movistar", "997745")
+    assert rows[unknown.mt_id].subscriber_id is None
+    with pytest.raises(MTRefused, match="banned"):
+        await outbox.queue(MTRequest(BANNED, "otra"))
+
+
+async def test_a_ban_after_queueing_is_caught_by_the_claim_with_the_same_rule(store: Store) -> None:
+    await with_subscribers(store)
+    outbox = Outbox(settings(), sessions=store.sessions)
+    queued = await outbox.queue(MTRequest(FREE, "hola"), T0)
+    async with store.transaction() as session:
+        subscriber = await get_subscriber_by_msisdn(session, FREE)
+        assert subscriber is not None
+        await ban_subscriber(session, subscriber.client_id, "spam", T0)
+    async with store.transaction() as session:
+        claimed = await store.claims.claim(session, "gw", T0 + timedelta(seconds=1), limit=10, lease=30)
+    assert claimed.mts == [] and claimed.refused == [(queued.mt_id, "subscriber banned: spam")]
+    async with store.sessions() as session:
+        mt = await session.get(MTMessage, queued.mt_id)
+    assert mt is not None and mt.status is MTStatus.REFUSED
+
+
+async def test_queueing_announces_each_mt_and_wakes_the_daemons(store: Store) -> None:
+    await with_subscribers(store)
+    woken: list[bool] = []
+    async with MemoryBus() as bus:
+        outbox = Outbox(settings(), sessions=store.sessions, bus=bus, wake=lambda: woken.append(True))
+        async with (
+            bus.subscribe(bus.topics.all_mt_status()) as statuses,
+            bus.subscribe(bus.topics.outbox_queued()) as wakeups,
+        ):
+            queued = await outbox.queue(MTRequest(FREE, "hola"))
+            status = await statuses.get()
+            wakeup = await wakeups.get()
+    assert status.topic == bus.topics.mt_status(queued.mt_id)
+    assert (status.payload["id"], status.payload["status"]) == (queued.mt_id, "queued")
+    assert "operator_id" not in status.payload  # a desk's MT names its operator and conversation
+    assert "conversation_id" not in status.payload
+    assert wakeup.payload["mt_id"] == queued.mt_id and wakeup.payload["count"] == 1
+    assert woken == [True]
