@@ -104,8 +104,13 @@ class MORouter:
         return self._table.route(ctx).service
 
     def service_of(self, mo: InboundMO) -> str:
-        """The service of an MO the pipeline has normalised: its number is E.164 digits and its first
-        word already read, so only the carrier and country (configuration spellings) are folded here."""
+        """The service of an MO the pipeline has normalised (see :meth:`route_of`)."""
+        return self.route_of(mo).service
+
+    def route_of(self, mo: InboundMO) -> MORoute:
+        """The rule that routes an MO the pipeline has normalised: its number is E.164 digits and its
+        first word already read, so only the carrier and country (configuration spellings) are folded
+        here. The rule carries the decision: service, operator pool, call-centre flag."""
         ctx = MOContext.normalised(
             short_code=mo.short_code,
             text=mo.text,
@@ -114,7 +119,7 @@ class MORouter:
             country=normalise_country(mo.country),
             keyword=mo.service_keyword,
         )
-        return self._table.match(ctx).service
+        return self._table.match(ctx)
 
 
 # --- MT ---------------------------------------------------------------------------------------------
