@@ -32,7 +32,8 @@ from routing.table import MORoutingTable, MTDecision, MTRoutingTable
 
 #: The service of an MO that no rule claims (unknown short code, or no service for it).
 DEFAULT_SERVICE = "default"
-#: The operator pool of the built-in default route.
+#: The operator pool of the built-in default route; also the pool of an operator listed in no pool
+#: and of a conversation opened before pools were stored (``gatewayd.assignment``).
 DEFAULT_POOL = "default"
 #: Names of the rules made here; brackets keep them apart from names written in the configuration.
 DEFAULT_RULE = "[default]"
@@ -75,6 +76,11 @@ def mo_table(config: Config) -> MORoutingTable:
     if not any(rule.default for rule in explicit):
         rules.append(_default_mo_route())
     return MORoutingTable(rules)
+
+
+def routed_pools(config: Config) -> frozenset[str]:
+    """The operator pools the MO table of ``config`` gives conversations (the default route's too)."""
+    return frozenset(rule.operator_pool for rule in mo_table(config).rules)
 
 
 class MORouter:

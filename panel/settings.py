@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from gatewayd.assignment import SESSION_IDLE_MINUTES
+
 # Secure cookies carry this prefix: the browser then accepts them only with Secure, Path=/ and no
 # Domain, so a sibling site (or plain-HTTP page) of the same domain cannot plant them.
 SECURE_COOKIE_PREFIX = "__Host-"
@@ -33,7 +35,7 @@ class PanelSettings:
     secure_cookies: bool = True
     # Signs the anonymous CSRF token (the sign-in form's); a random one when not configured.
     secret_key: SecretStr = field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), repr=False)
-    session_idle_minutes: int = 120
+    session_idle_minutes: int = SESSION_IDLE_MINUTES
     session_lifetime_hours: int = 12
     # Failed sign-ins per user name (known or not) answered at once; each further one doubles a
     # wait before the next try, from login_delay_seconds up to login_delay_max_seconds. Failures

@@ -73,6 +73,14 @@ class Account(Base):
 POOL_NAME_LENGTH = 64
 
 
+def check_pool_name(name: str) -> str:
+    """A pool name as stored: stripped, 1 to :data:`POOL_NAME_LENGTH` characters; ValueError else."""
+    name = name.strip()
+    if not name or len(name) > POOL_NAME_LENGTH:
+        raise ValueError(f"a pool name has 1 to {POOL_NAME_LENGTH} characters, got {name!r}")
+    return name
+
+
 class AccountPool(Base):
     """An operator answers the conversations of this pool (the MO routes' ``operator_pool``). An
     operator with no row answers the default pool (``gatewayd.assignment``)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.bus.events import Event
-from panel.assignment import AssignmentPolicy, AssignmentService
+from panel.presence import session_idle
 from panel.types import EventHandler, PanelRuntime, PluginState
 
 
@@ -53,7 +54,8 @@ def desk_settings(runtime: PanelRuntime) -> DeskSettings:
 def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAsyncContextManager[Desk]]:
     @asynccontextmanager
     async def run_desk(runtime: PanelRuntime) -> AsyncIterator[Desk]:
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
+        policy = replace(settings.policy, session_idle=session_idle(runtime.settings))
+        service = AssignmentService(runtime.sessionmaker, runtime.bus, policy)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(

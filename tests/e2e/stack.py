@@ -16,6 +16,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from gatewayd.assignment import AssignmentPolicy
 from gatewayd.bus import EventBus
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
@@ -23,7 +24,6 @@ from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Role
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
-from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
