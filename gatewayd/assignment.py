@@ -186,7 +186,8 @@ async def assign_waiting(
     committing."""
     if conversation_ids is not None and not conversation_ids:
         return []
-    if not await unassigned_waiting(session, 1, conversation_ids):
+    # a sweep locks nobody when nothing waits; conversations just noted wait, most likely
+    if conversation_ids is None and not await unassigned_waiting(session, 1):
         return []
     capacity = await lock_online_operators(session, now, grace, idle)
     load = await open_counts(session, list(capacity))

@@ -78,8 +78,9 @@ def simulator_config(receipt_delay: float) -> SimulatorConfig:
     return base.model_copy(update={"carriers": carriers})
 
 
-def gateway_toml(database_url: str, simulator: Simulator) -> str:
-    """One carrier (movistar) with one transceiver bind on the simulator's real port; chat service."""
+def gateway_toml(database_url: str, simulator: Simulator, options: StackOptions) -> str:
+    """One carrier (movistar) with one transceiver bind on the simulator's real port; chat service; the
+    daemon's assignment with the desk's sweep and presence grace."""
     profile = simulator.config.carrier(CARRIER)
     return f"""
 [database]
@@ -90,6 +91,10 @@ url = "memory://"
 
 [metrics]
 enabled = false
+
+[assignment]
+sweep_interval = {options.sweep_interval}
+presence_grace = {options.presence_grace}
 
 [daemon]
 instance = "gatewayd-e2e"
@@ -199,7 +204,7 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
         simulator_url = simulator.control_url
         assert simulator_url is not None, "the simulator's control API is off"
         config_path = workdir / "gatewayd.toml"
-        config_path.write_text(gateway_toml(database_url, simulator), encoding="utf-8")
+        config_path.write_text(gateway_toml(database_url, simulator, options), encoding="utf-8")
         config = load_config(config_path, environ={})
         await upgrade(database_url)
         daemon = await stack.enter_async_context(running_daemon(config))
