@@ -472,7 +472,8 @@ class AssignmentConfig(Settings):
     """How the daemon hands waiting conversations to operators (``gatewayd.assignment``): a pass over
     everything waiting and everyone who left the desk every ``sweep_interval`` seconds, at most
     ``batch`` conversations per pass; an operator whose desk went unseen for ``presence_grace`` seconds
-    (longer than the desk's heartbeat) has left and gives back what they hold."""
+    (longer than the desk's heartbeat) has left and gives back what they hold. A panel started from
+    this configuration assigns with the same settings (``panel.serve.settings_from_config``)."""
 
     sweep_interval: PositiveSeconds = 2.0
     presence_grace: PositiveSeconds = 40.0

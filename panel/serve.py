@@ -35,6 +35,8 @@ def settings_from_config(config: Config) -> PanelSettings:
         secure_cookies=panel.secure,
         secret_key=panel.secret_key,
         trusted_origins=(panel.public_url,) if panel.public_url is not None else (),
+        presence_grace_seconds=config.assignment.presence_grace,
+        assignment_sweep_seconds=config.assignment.sweep_interval,
     )
 
 
