@@ -50,6 +50,7 @@ from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
 from gatewayd.store.repo_assignment import (
     absent_operators,
+    anyone_online,
     close_held,
     lock_online_operators,
     mark_left,
@@ -242,8 +243,13 @@ class AssignmentService:
         sessionmaker: async_sessionmaker[AsyncSession],
         bus: EventBus | None,
         policy: AssignmentPolicy,
+        *,
+        readers: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        #: Read-only sessions (``read_session_factory``): the looks that decide whether there is
+        #: anything to write take no write lock (SQLite) while nobody is at the desk.
+        self.readers = readers or sessionmaker
         self.bus = bus
         self.policy = policy
         self.robin = RoundRobin()
@@ -252,6 +258,10 @@ class AssignmentService:
 
     async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
         now = utcnow()
+        async with self.readers() as session:
+            online = await anyone_online(session, now, self.policy.presence_grace, self.policy.session_idle)
+        if not online:  # nobody to hand anything to: no write transaction
+            return []
         async with self.sessionmaker() as session, session.begin():
             done = await assign_waiting(
                 session,
@@ -284,7 +294,7 @@ class AssignmentService:
         now = utcnow()
         grace = self.policy.presence_grace
         idle = self.policy.session_idle
-        async with self.sessionmaker() as session:
+        async with self.readers() as session:
             absent = await absent_operators(session, now, grace, idle, account_ids)
         released: list[Assignment] = []
         for account_id in absent:

@@ -34,7 +34,7 @@ from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
 from gatewayd.schema import check_at_head
 from gatewayd.sending import queue_message
-from gatewayd.store.engine import create_engine
+from gatewayd.store.engine import create_engine, read_session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
 from gatewayd.store.store import Store
@@ -177,7 +177,9 @@ class Daemon:
             await stack.enter_async_context(bus)
             self.bus = bus
             self.metrics.track_bus_drops(lambda: bus.dropped)
-            self.assignment = AssignmentService(self.sessions, bus, _assignment_policy(config))
+            self.assignment = AssignmentService(
+                self.sessions, bus, _assignment_policy(config), readers=read_session_factory(self.engine)
+            )
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self._build(events)
             tune_for_throughput()

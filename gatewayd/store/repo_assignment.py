@@ -111,6 +111,12 @@ async def lock_online_operators(
     return {row.id: row.max_open_conversations for row in await session.execute(statement)}
 
 
+async def anyone_online(session: AsyncSession, now: datetime, grace: timedelta, idle: timedelta) -> bool:
+    """Whether an operator is online and present at the desk (a plain read: no row locked)."""
+    statement = select(Account.id).where(Account.presence == Presence.ONLINE, present(now, grace, idle))
+    return (await session.scalar(statement.limit(1))) is not None
+
+
 async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dict[int, int]:
     """Conversations not closed held by each operator."""
     if not operator_ids:

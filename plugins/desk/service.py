@@ -59,7 +59,7 @@ def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAs
         if policy.presence_grace.total_seconds() <= settings.heartbeat:
             heartbeat = settings.heartbeat
             raise ValueError(f"[assignment] presence_grace must exceed the desk's heartbeat, {heartbeat} s")
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, policy)
+        service = AssignmentService(runtime.sessionmaker, runtime.bus, policy, readers=runtime.readers)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
