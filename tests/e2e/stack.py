@@ -78,9 +78,10 @@ def simulator_config(receipt_delay: float) -> SimulatorConfig:
     return base.model_copy(update={"carriers": carriers})
 
 
-def gateway_toml(database_url: str, simulator: Simulator, options: StackOptions) -> str:
+def gateway_toml(database_url: str, simulator: Simulator, options: StackOptions | None = None) -> str:
     """One carrier (movistar) with one transceiver bind on the simulator's real port; chat service; the
     daemon's assignment with the desk's sweep and presence grace."""
+    options = options or StackOptions()
     profile = simulator.config.carrier(CARRIER)
     return f"""
 [database]
