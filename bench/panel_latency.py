@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from gatewayd.assignment import AssignmentPolicy
 from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
 from gatewayd.schema import upgrade
@@ -43,7 +44,6 @@ from gatewayd.store.accounts import Role
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
-from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry

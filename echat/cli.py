@@ -341,7 +341,9 @@ def _user(args: argparse.Namespace) -> int:
         bus = create_bus(
             config.bus.url, topic_prefix=config.bus.topic_prefix, client_id=f"{config.bus.client_id}-user"
         )
-    return asyncio.run(handle_user_command(args, config.database.url, bus))
+    from gatewayd.routes import routed_pools
+
+    return asyncio.run(handle_user_command(args, config.database.url, bus, routed_pools=routed_pools(config)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``gatewayd user add|passwd|lock|unlock|list``: panel accounts from the shell.
+"""``gatewayd user add|passwd|lock|unlock|pools|list``: panel accounts from the shell.
 
 Passwords are never taken from the command line (visible in `ps`): they are prompted for, or read
 from standard input with `--password-stdin`. The work is `panel.auth.admin`'s; this module parses the
@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
+from gatewayd.assignment import DEFAULT_POOL
 from gatewayd.bus.base import EventBus
 from gatewayd.store.accounts import Role
 from panel.auth.accounts import normalize_username
@@ -23,6 +24,7 @@ from panel.auth.admin import (
     user_list,
     user_lock,
     user_passwd,
+    user_pools,
     user_unlock,
 )
 from panel.i18n import LANGUAGES
@@ -51,8 +53,24 @@ async def _add(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
         args.language,
         display_name=args.display_name,
         timezone=args.timezone,
+        pools=args.pools,
     )
-    return f"account {normalize_username(args.username)!r} created (id {account_id}, role {args.role})"
+    created = f"account {normalize_username(args.username)!r} created (id {account_id}, role {args.role})"
+    return f"{created}, {_serves(args.pools)}"
+
+
+def _serves(pools: Collection[str]) -> str:
+    if not pools:
+        return f"in no pool: answers the pool {DEFAULT_POOL!r}"
+    return "answers the pool(s) " + ", ".join(repr(pool) for pool in sorted(set(pools)))
+
+
+async def _pools(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
+    if args.none and args.pools:
+        raise UserCommandError("name pools or --none, not both")
+    pools = [] if args.none else (args.pools or None)
+    listed = await user_pools(url, args.username, pools)
+    return f"{normalize_username(args.username)!r} {_serves(listed)}"
 
 
 async def _passwd(args: argparse.Namespace, url: str, bus: EventBus | None) -> str:
@@ -75,14 +93,16 @@ async def _list(args: argparse.Namespace, url: str, bus: EventBus | None) -> str
 
 
 def format_accounts(accounts: Sequence[AccountSummary]) -> str:
-    """One line per account under a header: name, role, presence, locked, last sign-in (UTC)."""
-    header = ("USER", "ROLE", "PRESENCE", "LOCKED", "LAST SIGN-IN (UTC)")
+    """One line per account under a header: name, role, presence, locked, operator pools ("(default)":
+    in none, it answers the default pool), last sign-in (UTC)."""
+    header = ("USER", "ROLE", "PRESENCE", "LOCKED", "POOLS", "LAST SIGN-IN (UTC)")
     rows = [
         (
             account.username,
             account.role.value,
             account.presence.value,
             "yes" if account.locked else "no",
+            ",".join(account.pools) if account.pools else f"({DEFAULT_POOL})",
             account.last_login_at.strftime("%Y-%m-%d %H:%M:%S") if account.last_login_at else "never",
         )
         for account in accounts
@@ -108,6 +128,14 @@ def add_user_commands(subparsers: Any, shared: SharedOptions) -> argparse.Argume
     add.add_argument("--timezone", default="Europe/Madrid")
     add.add_argument("--display-name", dest="display_name", default=None)
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument(
+        "--pool",
+        dest="pools",
+        action="append",
+        default=[],
+        metavar="POOL",
+        help=f"an operator pool it answers (repeat for several; none: the pool {DEFAULT_POOL!r})",
+    )
     add.set_defaults(user_action=_add)
 
     passwd = actions.add_parser("passwd", help="set a new password")
@@ -124,25 +152,49 @@ def add_user_commands(subparsers: Any, shared: SharedOptions) -> argparse.Argume
     unlock.add_argument("username")
     unlock.set_defaults(user_action=_unlock)
 
+    pools = actions.add_parser(
+        "pools",
+        help="show the operator pools an account answers, or set them (the conversations it holds stay)",
+    )
+    pools.add_argument("username")
+    pools.add_argument("pools", nargs="*", metavar="POOL", help="the pools it answers from now on")
+    pools.add_argument(
+        "--none", action="store_true", help=f"in no pool: it answers the pool {DEFAULT_POOL!r}"
+    )
+    pools.set_defaults(user_action=_pools)
+
     listing = actions.add_parser(
-        "list", help="list the accounts (name, role, presence, locked, last sign-in)"
+        "list", help="list the accounts (name, role, presence, locked, pools, last sign-in)"
     )
     listing.set_defaults(user_action=_list)
 
-    for action in (add, passwd, lock, unlock, listing):
+    for action in (add, passwd, lock, unlock, pools, listing):
         shared(action)
     return user
 
 
 async def handle_user_command(
-    args: argparse.Namespace, database_url: str, bus: EventBus | None = None
+    args: argparse.Namespace,
+    database_url: str,
+    bus: EventBus | None = None,
+    *,
+    routed_pools: Collection[str] | None = None,
 ) -> int:
     """Run a parsed ``user ...`` command; prints its answer and returns the exit status. ``bus`` (not
-    yet entered) is where ended sessions are announced to the running panels."""
+    yet entered) is where ended sessions are announced to the running panels; ``routed_pools``, the
+    pools the configuration's MO routes name, makes it warn about a pool no conversation will have."""
     action: UserAction = args.user_action
     try:
         print(await action(args, database_url, bus))
     except UserCommandError as error:
         print(f"gatewayd user {args.user_command}: {error}", file=sys.stderr)
         return 1
+    unrouted = sorted(set(getattr(args, "pools", None) or ()) - set(routed_pools or ()))
+    if routed_pools is not None and unrouted:
+        named = ", ".join(repr(pool) for pool in unrouted)
+        print(
+            f"gatewayd user {args.user_command}: warning: no MO route of the configuration gives the "
+            f"pool(s) {named}: no conversation is offered there",
+            file=sys.stderr,
+        )
     return 0

@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from gatewayd.logging import redact_url
+from gatewayd.store.accounts import POOL_NAME_LENGTH
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
 from settingsfile import (
@@ -159,6 +160,10 @@ def _at_least_characters(limit: int) -> AfterValidator:
 
 
 Text = Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=1)]
+#: An operator pool's name (``[[services]] operator_pool``, ``[[routes.mo]] operator_pool``).
+Pool = Annotated[
+    str, BeforeValidator(_stripped), StringConstraints(min_length=1, max_length=POOL_NAME_LENGTH)
+]
 _NAME: Final = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
 Name = Annotated[str, _pattern(_NAME, "lower-case letters, digits, '_' or '-'")]
 ShortCode = Annotated[str, BeforeValidator(_stripped), _pattern(r"^[0-9]{3,15}$", "3-15 digits")]
@@ -463,6 +468,18 @@ class DaemonConfig(Settings):
         return ZoneInfo(self.timezone)
 
 
+class AssignmentConfig(Settings):
+    """How the daemon hands waiting conversations to operators (``gatewayd.assignment``): a pass over
+    everything waiting and everyone who left the desk every ``sweep_interval`` seconds, at most
+    ``batch`` conversations per pass; an operator whose desk went unseen for ``presence_grace`` seconds
+    (longer than the desk's heartbeat) has left and gives back what they hold. A panel started from
+    this configuration assigns with the same settings (``panel.serve.settings_from_config``)."""
+
+    sweep_interval: PositiveSeconds = 2.0
+    presence_grace: PositiveSeconds = 40.0
+    batch: int = Field(200, ge=1, le=10_000)
+
+
 class BindType(StrEnum):
     TRANSCEIVER = "transceiver"
     RECEIVER = "receiver"
@@ -589,7 +606,7 @@ class ServiceConfig(Settings):
     name: Name
     short_code: ShortCode
     keyword: Keyword | None = None
-    operator_pool: Text = "default"
+    operator_pool: Pool = "default"
     callcentre: bool = False
     timezone: TimeZone | None = None
 
@@ -635,6 +652,18 @@ class RoutesConfig(Settings):
     mo: Annotated[tuple[MORoute, ...], _rules(MORoute.from_dict)] = ()
     mt: Annotated[tuple[MTRoute, ...], _rules(MTRoute.from_dict)] = ()
 
+    @field_validator("mo")
+    @classmethod
+    def _pool_names_fit(cls, rules: tuple[MORoute, ...]) -> tuple[MORoute, ...]:
+        too_long = [
+            ((index, "operator_pool"), f"must be at most {POOL_NAME_LENGTH} characters")
+            for index, rule in enumerate(rules)
+            if len(rule.operator_pool) > POOL_NAME_LENGTH
+        ]
+        if too_long:
+            raise problems_at(*too_long)
+        return rules
+
 
 class ReservedKeywords(Settings):
     """Keywords reserved in one country; matched case-insensitively on the MO's first word."""
@@ -659,6 +688,7 @@ class Config(Settings):
     health: HealthConfig = HealthConfig()
     panel: PanelConfig = Field(default_factory=PanelConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    assignment: AssignmentConfig = AssignmentConfig()
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(

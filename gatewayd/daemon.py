@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
@@ -32,7 +34,7 @@ from gatewayd.outbox import MTRequest, Outbox, OutboxSettings
 from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
 from gatewayd.schema import check_at_head
-from gatewayd.store.engine import create_engine
+from gatewayd.store.engine import create_engine, read_session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
 from gatewayd.store.store import Store
@@ -84,6 +86,8 @@ class Daemon:
         self.outbox: Outbox | None = None
         #: Submit results and delivery receipts: what became of each MT part.
         self.recorder: MTRecorder | None = None
+        #: Hands waiting conversations to the operators of their pool, panel open or not.
+        self.assignment: AssignmentService | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
         self.routes: RouteTables = build_routes(config)
 
@@ -173,7 +177,10 @@ class Daemon:
             await stack.enter_async_context(bus)
             self.bus = bus
             self.metrics.track_bus_drops(lambda: bus.dropped)
-            events = EventPublisher(bus)
+            self.assignment = AssignmentService(
+                self.sessions, bus, _assignment_policy(config), readers=read_session_factory(self.engine)
+            )
+            events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self._build(events)
             tune_for_throughput()
             try:
@@ -274,7 +281,7 @@ class Daemon:
 
     async def _run_tasks(self) -> None:
         assert self.binds is not None and self.mo is not None and self.mt is not None
-        assert self.recorder is not None
+        assert self.recorder is not None and self.assignment is not None
         async with asyncio.TaskGroup() as group:
             recorder_task = group.create_task(self.recorder.run_loop(), name="recorder.run_loop")
             mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
@@ -284,6 +291,7 @@ class Daemon:
                 group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
+                group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
             ]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
@@ -326,3 +334,12 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+def _assignment_policy(config: Config) -> AssignmentPolicy:
+    assignment = config.assignment
+    return AssignmentPolicy(
+        sweep_interval=assignment.sweep_interval,
+        batch=assignment.batch,
+        presence_grace=timedelta(seconds=assignment.presence_grace),
+    )

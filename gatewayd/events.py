@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,9 +63,11 @@ class EventPublisher:
     """Publishes the daemon's events on ``bus``; a failing publish is logged, never raised into the
     pipelines (the message is already committed: its event is best effort)."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, *, on_conversation: Callable[[int], None] | None = None) -> None:
         self.bus = bus
         self.topics = bus.topics
+        #: Told the conversation of each MO published (the daemon's assignment hands it out).
+        self.on_conversation = on_conversation
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = 0
 
@@ -78,6 +80,8 @@ class EventPublisher:
 
     async def mo(self, mo: InboundMO, mo_id: int, client_id: str, conversation_id: int | None) -> None:
         await self._publish(self.topics.mo(mo.short_code), mo_payload(mo, mo_id, client_id, conversation_id))
+        if conversation_id is not None and self.on_conversation is not None:
+            self.on_conversation(conversation_id)
 
     async def mt_changes(self, changes: Iterable[MTStatusChange]) -> None:
         stamps: dict[datetime, str] = {}  # a batch's changes share their time: formatted once

@@ -692,6 +692,7 @@ class MOPipeline:
         )
 
     def _new_mo(self, mo: InboundMO, answer_id: int | None, *, check_redelivery: bool) -> NewMO:
+        route = self.router.route_of(mo)
         return NewMO(
             dedup_key=mo.dedup_key,
             msisdn=mo.msisdn,
@@ -704,7 +705,9 @@ class MOPipeline:
             parts=mo.parts_total,
             incomplete=mo.incomplete,
             bind_name=mo.bind or None,
-            service=self.router.service_of(mo),
+            service=route.service,
+            operator_pool=route.operator_pool,
+            callcentre=route.callcentre,
             keyword=mo.keyword.keyword if mo.keyword else None,
             opens_conversation=not mo.is_reserved,
             raw=mo.raw,

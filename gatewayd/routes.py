@@ -32,7 +32,8 @@ from routing.table import MORoutingTable, MTDecision, MTRoutingTable
 
 #: The service of an MO that no rule claims (unknown short code, or no service for it).
 DEFAULT_SERVICE = "default"
-#: The operator pool of the built-in default route.
+#: The operator pool of the built-in default route; also the pool of an operator listed in no pool
+#: and of a conversation opened before pools were stored (``gatewayd.assignment``).
 DEFAULT_POOL = "default"
 #: Names of the rules made here; brackets keep them apart from names written in the configuration.
 DEFAULT_RULE = "[default]"
@@ -77,6 +78,11 @@ def mo_table(config: Config) -> MORoutingTable:
     return MORoutingTable(rules)
 
 
+def routed_pools(config: Config) -> frozenset[str]:
+    """The operator pools the MO table of ``config`` gives conversations (the default route's too)."""
+    return frozenset(rule.operator_pool for rule in mo_table(config).rules)
+
+
 class MORouter:
     """The service of each MO, by the MO table; swap the table on reload with :meth:`update`."""
 
@@ -104,8 +110,13 @@ class MORouter:
         return self._table.route(ctx).service
 
     def service_of(self, mo: InboundMO) -> str:
-        """The service of an MO the pipeline has normalised: its number is E.164 digits and its first
-        word already read, so only the carrier and country (configuration spellings) are folded here."""
+        """The service of an MO the pipeline has normalised (see :meth:`route_of`)."""
+        return self.route_of(mo).service
+
+    def route_of(self, mo: InboundMO) -> MORoute:
+        """The rule that routes an MO the pipeline has normalised: its number is E.164 digits and its
+        first word already read, so only the carrier and country (configuration spellings) are folded
+        here. The rule carries the decision: service, operator pool, call-centre flag."""
         ctx = MOContext.normalised(
             short_code=mo.short_code,
             text=mo.text,
@@ -114,7 +125,7 @@ class MORouter:
             country=normalise_country(mo.country),
             keyword=mo.service_keyword,
         )
-        return self._table.match(ctx).service
+        return self._table.match(ctx)
 
 
 # --- MT ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 An operator is *present* while their account is not locked, one of their web sessions is live and their
 desk was seen within a short grace: the desk's event stream marks ``accounts.desk_seen_at`` when it
 opens and at every heartbeat, and so does the presence control. Assignment hands conversations only to
-present operators whose chosen presence is online (``panel.assignment``).
+present operators whose chosen presence is online, of the conversation's pool (``gatewayd.assignment``,
+which the daemon runs and the panel calls for its operators' actions).
 
 An operator who is no longer present -- signed out, session expired or revoked, account locked, desk
 closed for longer than the grace -- *leaves*: their presence becomes offline and the conversations they
@@ -21,17 +22,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gatewayd.bus.base import EventBus
+from gatewayd.assignment import announce_account_change
 from panel.settings import PanelSettings
+
+__all__ = ["announce_account_change", "session_idle"]
 
 
 def session_idle(settings: PanelSettings) -> timedelta:
     """How long a web session may go unused and still count as live."""
     return timedelta(minutes=settings.session_idle_minutes)
-
-
-async def announce_account_change(bus: EventBus | None, account_id: int) -> None:
-    """Tells every panel that ``account_id`` was signed out, locked or left (after the commit): the
-    payload carries the id only, whoever hears it reads the rest from the database."""
-    if bus is not None:
-        await bus.publish(bus.topics.account_changed(account_id), {"account_id": account_id})

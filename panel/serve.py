@@ -37,6 +37,8 @@ def settings_from_config(config: Config) -> PanelSettings:
         secret_key=panel.secret_key,
         trusted_origins=(panel.public_url,) if panel.public_url is not None else (),
         outbox=OutboxSettings.from_config(config),
+        presence_grace_seconds=config.assignment.presence_grace,
+        assignment_sweep_seconds=config.assignment.sweep_interval,
     )
 
 

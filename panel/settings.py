@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from gatewayd.assignment import SESSION_IDLE_MINUTES
 from gatewayd.outbox import OutboxSettings
 
 # Secure cookies carry this prefix: the browser then accepts them only with Secure, Path=/ and no
@@ -35,7 +36,11 @@ class PanelSettings:
     secure_cookies: bool = True
     # Signs the anonymous CSRF token (the sign-in form's); a random one when not configured.
     secret_key: SecretStr = field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), repr=False)
-    session_idle_minutes: int = 120
+    session_idle_minutes: int = SESSION_IDLE_MINUTES
+    # The configuration's [assignment] presence_grace and sweep_interval (seconds), which the desk's
+    # assignment then uses as the daemon does; None: the desk plugin's own policy.
+    presence_grace_seconds: float | None = None
+    assignment_sweep_seconds: float | None = None
     session_lifetime_hours: int = 12
     # Failed sign-ins per user name (known or not) answered at once; each further one doubles a
     # wait before the next try, from login_delay_seconds up to login_delay_max_seconds. Failures

@@ -51,12 +51,14 @@ JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) 
 # the MO statement finds nothing to change on it (no second row version, no index writes).
 _OPEN_CONVERSATIONS = """
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $5::timestamptz[], $6::timestamptz[])
-        AS i(subscriber_id, short_code, service, first_mo_at, last_mo_at)
+    SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $5::timestamptz[], $6::timestamptz[],
+                         $7::varchar[], $8::boolean[])
+        AS i(subscriber_id, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre)
 ), inserted AS (
     INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
-                               last_mo_at)
-    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $4::timestamptz, i.first_mo_at, i.last_mo_at
+                               last_mo_at, operator_pool, callcentre)
+    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $4::timestamptz, i.first_mo_at, i.last_mo_at,
+           i.operator_pool, i.callcentre
     FROM input AS i
     LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
                        WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
@@ -200,17 +202,17 @@ async def insert_subscribers(
     return await pg_rows(session, _INSERT_SUBSCRIBERS, *columns[:4], aware(now), *columns[4:])
 
 
-ConversationInput = tuple[int, str, str | None, datetime | None, datetime | None]
+ConversationInput = tuple[int, str, str | None, datetime | None, datetime | None, str | None, bool]
 
 
 async def open_conversations(
     session: AsyncSession, keys: Sequence[ConversationInput], now: datetime
 ) -> dict[tuple[int, str], int]:
-    """Opens a conversation for each (subscriber_id, short_code, service, first_mo_at, last_mo_at) with no
-    active one, waiting since ``first_mo_at``; returns the active conversation id of every pair, looking up
-    again those a concurrent batch opened."""
+    """Opens a conversation for each (subscriber_id, short_code, service, first_mo_at, last_mo_at,
+    operator_pool, callcentre) with no active one, waiting since ``first_mo_at``; returns the active
+    conversation id of every pair, looking up again those a concurrent batch opened."""
     ordered = sorted(keys, key=lambda key: (key[0], key[1]))
-    columns = [[key[index] for key in ordered] for index in range(5)]
+    columns = [[key[index] for key in ordered] for index in range(7)]
     rows = await pg_rows(session, _OPEN_CONVERSATIONS, *columns[:3], aware(now), *columns[3:])
     found = {(row.subscriber_id, row.short_code): row.id for row in rows}
     missing = [key for key in ordered if (key[0], key[1]) not in found]

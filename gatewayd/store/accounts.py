@@ -69,6 +69,28 @@ class Account(Base):
         return f"Account(id={self.id!r}, username={self.username!r}, role={self.role!r})"
 
 
+#: The longest operator pool name (the configuration refuses longer ones).
+POOL_NAME_LENGTH = 64
+
+
+def check_pool_name(name: str) -> str:
+    """A pool name as stored: stripped, 1 to :data:`POOL_NAME_LENGTH` characters; ValueError else."""
+    name = name.strip()
+    if not name or len(name) > POOL_NAME_LENGTH:
+        raise ValueError(f"a pool name has 1 to {POOL_NAME_LENGTH} characters, got {name!r}")
+    return name
+
+
+class AccountPool(Base):
+    """An operator answers the conversations of this pool (the MO routes' ``operator_pool``). An
+    operator with no row answers the default pool (``gatewayd.assignment``)."""
+
+    __tablename__ = "account_pools"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(POOL_NAME_LENGTH), primary_key=True)
+
+
 class WebSession(Base):
     """A browser session. `id` is the SHA-256 of the cookie token: a database leak opens no session."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gatewayd.store.accounts import POOL_NAME_LENGTH
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import ConversationStatus, enum_type
 from gatewayd.store.subscribers import ID_TYPE
@@ -45,6 +46,12 @@ class Conversation(Base):
         enum_type(ConversationStatus), default=ConversationStatus.WAITING
     )
     service: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The operator pool the MO route decided when the conversation opened (``gatewayd.routes``):
+    #: only operators of this pool are offered it. None (opened before pools were stored): the
+    #: default pool's (``gatewayd.assignment``).
+    operator_pool: Mapped[str | None] = mapped_column(String(POOL_NAME_LENGTH), default=None)
+    #: The route's call-centre flag when the conversation opened, kept for the call-centre diversion.
+    callcentre: Mapped[bool] = mapped_column(default=False, server_default=false())
     assigned_operator_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), default=None
     )

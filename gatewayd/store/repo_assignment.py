@@ -3,20 +3,21 @@
 An operator is *present* while their account is not locked, one of their web sessions is live and their
 desk was seen within a grace (``accounts.desk_seen_at``, marked by the desk's event stream). Taking,
 giving back and closing a conversation are conditional updates (``WHERE assigned_operator_id ...``),
-so two panels acting on one conversation at once never both succeed. The policy (who gets what, in
-which turn) is the caller's (``panel.assignment``).
+so two processes acting on one conversation at once never both succeed. Pool membership
+(``account_pools``) is read and written here too. The policy (who gets what, in which turn, what an
+operator in no pool answers) is the caller's (``gatewayd.assignment``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gatewayd.store.accounts import Account, Presence, WebSession
+from gatewayd.store.accounts import Account, AccountPool, Presence, WebSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
 
@@ -110,6 +111,12 @@ async def lock_online_operators(
     return {row.id: row.max_open_conversations for row in await session.execute(statement)}
 
 
+async def anyone_online(session: AsyncSession, now: datetime, grace: timedelta, idle: timedelta) -> bool:
+    """Whether an operator is online and present at the desk (a plain read: no row locked)."""
+    statement = select(Account.id).where(Account.presence == Presence.ONLINE, present(now, grace, idle))
+    return (await session.scalar(statement.limit(1))) is not None
+
+
 async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dict[int, int]:
     """Conversations not closed held by each operator."""
     if not operator_ids:
@@ -130,18 +137,54 @@ async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dic
 
 
 async def unassigned_waiting(
-    session: AsyncSession, limit: int, conversation_ids: Sequence[int] | None = None
-) -> list[int]:
-    """Waiting conversations nobody holds (all, or those among ``conversation_ids``), oldest first."""
+    session: AsyncSession,
+    limit: int,
+    conversation_ids: Sequence[int] | None = None,
+    *,
+    pools: Collection[str] | None = None,
+    default_pool: str | None = None,
+) -> list[tuple[int, str | None]]:
+    """(id, operator pool) of the waiting conversations nobody holds (all, or those among
+    ``conversation_ids``; of ``pools`` only, when given: a conversation without a pool counts as
+    ``default_pool``'s), oldest first."""
     statement = (
-        select(Conversation.id)
+        select(Conversation.id, Conversation.operator_pool)
         .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
         .order_by(Conversation.waiting_since, Conversation.id)
         .limit(limit)
     )
     if conversation_ids is not None:
         statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
-    return list((await session.execute(statement)).scalars())
+    if pools is not None:
+        of_pools: ColumnElement[bool] = Conversation.operator_pool.in_(sorted(pools))
+        if default_pool is not None and default_pool in pools:
+            of_pools = or_(of_pools, Conversation.operator_pool.is_(None))
+        statement = statement.where(of_pools)
+    return [(row.id, row.operator_pool) for row in await session.execute(statement)]
+
+
+async def operator_pools(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, frozenset[str]]:
+    """The pools each of ``account_ids`` is listed in (an account listed in none is left out)."""
+    if not account_ids:
+        return {}
+    rows = await session.execute(
+        select(AccountPool.account_id, AccountPool.pool).where(
+            AccountPool.account_id.in_(sorted(set(account_ids)))
+        )
+    )
+    found: dict[int, set[str]] = {}
+    for account_id, pool in rows:
+        found.setdefault(account_id, set()).add(pool)
+    return {account_id: frozenset(pools) for account_id, pools in found.items()}
+
+
+async def set_operator_pools(session: AsyncSession, account_id: int, pools: Collection[str]) -> None:
+    """Lists ``account_id`` in exactly ``pools`` (none: no row)."""
+    await session.execute(delete(AccountPool).where(AccountPool.account_id == account_id))
+    if pools:
+        await session.execute(
+            insert(AccountPool), [{"account_id": account_id, "pool": pool} for pool in sorted(set(pools))]
+        )
 
 
 async def take_conversation(session: AsyncSession, conversation_id: int, operator_id: int) -> bool:

@@ -23,14 +23,17 @@ CONVERSATIONS = table_of(Conversation)
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
-    """A conversation is identified by its subscriber and short code; ``service`` is set on opening, and
-    so are ``first_mo_at``/``last_mo_at`` (its waiting marks) when MOs open it."""
+    """A conversation is identified by its subscriber and short code; ``service``, ``operator_pool`` and
+    ``callcentre`` (the MO route's decision) are set on opening, and so are ``first_mo_at``/``last_mo_at``
+    (its waiting marks) when MOs open it."""
 
     subscriber_id: int
     short_code: str
     service: str | None = None
     first_mo_at: datetime | None = None
     last_mo_at: datetime | None = None
+    operator_pool: str | None = None
+    callcentre: bool = False
 
 
 class ConversationOpening(ABC):
@@ -73,6 +76,8 @@ class SQLiteConversationOpening(ConversationOpening):
                     "opened_at": now,
                     "waiting_since": wanted[pair].first_mo_at,
                     "last_mo_at": wanted[pair].last_mo_at,
+                    "operator_pool": wanted[pair].operator_pool,
+                    "callcentre": wanted[pair].callcentre,
                 }
                 for pair in missing
             ]
@@ -90,7 +95,15 @@ class PostgreSQLConversationOpening(ConversationOpening):
         return await open_conversations(
             session,
             [
-                (key.subscriber_id, key.short_code, key.service, key.first_mo_at, key.last_mo_at)
+                (
+                    key.subscriber_id,
+                    key.short_code,
+                    key.service,
+                    key.first_mo_at,
+                    key.last_mo_at,
+                    key.operator_pool,
+                    key.callcentre,
+                )
                 for key in wanted.values()
             ],
             now,

@@ -62,6 +62,9 @@ class NewMO:
     service: str | None = None
     keyword: str | None = None
     opens_conversation: bool = True
+    #: The MO route's operator pool and call-centre flag: kept on the conversation it opens.
+    operator_pool: str | None = None
+    callcentre: bool = False
     #: The octets as the SMSC sent them, when ``text`` cannot say everything they do.
     raw: bytes | None = None
     #: The ``mo_unconfirmed`` row of this MO's answer (:func:`open_answers`).
@@ -229,15 +232,17 @@ def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> li
 
 
 def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
-    """One key per (subscriber, short code), waiting since its batch's first MO (service: the last's)."""
-    spans: dict[tuple[int, str], tuple[str | None, datetime, datetime]] = {}
+    """One key per (subscriber, short code), waiting since its batch's first MO; the service, pool and
+    call-centre flag are those of the batch's first MO for it, the one that opens the conversation
+    when it has none yet."""
+    spans: dict[tuple[int, str], tuple[NewMO, datetime, datetime]] = {}
     for subscriber_id, mo in opening:
         pair = (subscriber_id, mo.short_code)
-        _, first, last = spans.get(pair, (mo.service, mo.received_at, mo.received_at))
-        spans[pair] = (mo.service, min(first, mo.received_at), max(last, mo.received_at))
+        opener, first, last = spans.get(pair, (mo, mo.received_at, mo.received_at))
+        spans[pair] = (opener, min(first, mo.received_at), max(last, mo.received_at))
     return [
-        ConversationKey(pair[0], pair[1], service, first, last)
-        for pair, (service, first, last) in spans.items()
+        ConversationKey(pair[0], pair[1], mo.service, first, last, mo.operator_pool, mo.callcentre)
+        for pair, (mo, first, last) in spans.items()
     ]
 
 

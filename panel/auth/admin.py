@@ -1,5 +1,6 @@
 """Account administration outside the web panel (the ``gatewayd user`` commands, the demo): create an
-account, set its password, lock, unlock, list. Each call is one unit of work on the database at a URL.
+account, set its password, lock, unlock, set its operator pools, list. Each call is one unit of work on
+the database at a URL.
 
 Locking an account or changing its password ends its sessions; given the deployment's bus (MQTT:
 the panels run in other processes), the change is announced there, so the account's open desks end
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.bus.base import EventBus
 from gatewayd.logging import log_event
-from gatewayd.store.accounts import Account, Presence, Role, get_account_by_username, list_accounts
+from gatewayd.store.accounts import (
+    Account,
+    Presence,
+    Role,
+    check_pool_name,
+    get_account_by_username,
+    list_accounts,
+)
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
+from gatewayd.store.repo_assignment import operator_pools, set_operator_pools
 from panel.auth.accounts import (
     AccountRejected,
     create_account,
@@ -55,6 +64,8 @@ class AccountSummary:
     presence: Presence
     locked: bool
     last_login_at: datetime | None
+    #: The operator pools the account is listed in (none: it answers the default pool).
+    pools: tuple[str, ...] = ()
 
 
 async def _announce(bus: EventBus | None, account_id: int) -> None:
@@ -110,10 +121,12 @@ async def user_add(
     timezone: str = "Europe/Madrid",
     argon2: Argon2Params | None = None,
     registry: PermissionRegistry | None = None,
+    pools: Collection[str] = (),
 ) -> int:
-    """Create an account with its role's default permissions (those of the installed plugins);
-    returns its id."""
+    """Create an account with its role's default permissions (those of the installed plugins), listed
+    in the operator ``pools`` (none: it answers the default pool); returns its id."""
     registry = registry or PermissionRegistry.build(load_plugins())
+    names = _pool_names(pools)
     try:
         async with _unit_of_work(url) as session:
             account = await create_account(
@@ -127,6 +140,7 @@ async def user_add(
                 language=language,
                 timezone=timezone,
             )
+            await set_operator_pools(session, account.id, names)
             return account.id
     except (AccountRejected, PasswordRejected) as error:
         raise UserCommandError(_explain(error)) from error
@@ -174,11 +188,35 @@ async def user_list(url: str) -> list[AccountSummary]:
     try:
         async with read_session_factory(engine)() as session:
             accounts = await list_accounts(session)
+            pools = await operator_pools(session, [account.id for account in accounts])
             return [
                 AccountSummary(
-                    account.username, account.role, account.presence, account.locked, account.last_login_at
+                    account.username,
+                    account.role,
+                    account.presence,
+                    account.locked,
+                    account.last_login_at,
+                    tuple(sorted(pools.get(account.id, ()))),
                 )
                 for account in accounts
             ]
     finally:
         await engine.dispose()
+
+
+def _pool_names(pools: Collection[str]) -> list[str]:
+    try:
+        return sorted({check_pool_name(pool) for pool in pools})
+    except ValueError as error:
+        raise UserCommandError(str(error)) from error
+
+
+async def user_pools(url: str, username: str, pools: Collection[str] | None = None) -> list[str]:
+    """Lists the account in exactly ``pools`` (empty: in none, so it answers the default pool), or,
+    with None, changes nothing; returns the pools it is listed in. Conversations it holds stay with it;
+    the next ones follow its new pools."""
+    async with _unit_of_work(url) as session:
+        account = await _existing(session, username)
+        if pools is not None:
+            await set_operator_pools(session, account.id, _pool_names(pools))
+        return sorted((await operator_pools(session, [account.id])).get(account.id, ()))

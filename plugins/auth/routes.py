@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from gatewayd.assignment import pools_served
 from gatewayd.store.accounts import Account
+from gatewayd.store.repo_assignment import operator_pools
 from panel.access import public, requires
 from panel.auth.accounts import (
     AccountRejected,
@@ -167,8 +169,11 @@ async def _profile_page(
     user = require_user(request)
     async with db_read(request) as session:
         account = await session.get(Account, user.account_id)
+        listed = (await operator_pools(session, [user.account_id])).get(user.account_id, frozenset())
     context = {
         "account": account,
+        # the pools whose conversations the operator is offered (gatewayd.assignment)
+        "pools": sorted(pools_served(listed)),
         "timezones": _sorted_timezones(),
         "message": message,
         "error": error,

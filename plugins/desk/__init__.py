@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from panel.assignment import AssignmentPolicy
+from gatewayd.assignment import AssignmentPolicy
 from panel.auth.permissions import OPERATOR_MODE
 from panel.types import MenuItem, Mode, Plugin
 from plugins.desk.permissions import PERMISSIONS, PUSH_SEND

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
+from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.bus.events import Event
 from gatewayd.outbox import Outbox
-from panel.assignment import AssignmentPolicy, AssignmentService
+from panel.presence import session_idle
 from panel.types import EventHandler, PanelRuntime, PluginState
 
 
@@ -60,11 +62,15 @@ def desk_outbox(runtime: PanelRuntime) -> Outbox:
 def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAsyncContextManager[Desk]]:
     @asynccontextmanager
     async def run_desk(runtime: PanelRuntime) -> AsyncIterator[Desk]:
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, settings.policy, runtime.settings)
+        policy = _policy(settings.policy, runtime)
+        if policy.presence_grace.total_seconds() <= settings.heartbeat:
+            heartbeat = settings.heartbeat
+            raise ValueError(f"[assignment] presence_grace must exceed the desk's heartbeat, {heartbeat} s")
+        service = AssignmentService(runtime.sessionmaker, runtime.bus, policy, readers=runtime.readers)
         # Whatever waited while no panel was running is handed out now.
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
-            _sweep_loop(service, settings.policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
+            _sweep_loop(service, policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
         try:
             outbox = Outbox(runtime.settings.outbox, sessions=runtime.sessionmaker, bus=runtime.bus)
@@ -74,6 +80,18 @@ def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAs
             await asyncio.wait([sweep])
 
     return run_desk
+
+
+def _policy(policy: AssignmentPolicy, runtime: PanelRuntime) -> AssignmentPolicy:
+    """The desk's policy with the panel's session idle time and, when the panel was started from a
+    configuration, its ``[assignment]`` grace and sweep: the same presence rule as the daemon's."""
+    panel = runtime.settings
+    policy = replace(policy, session_idle=session_idle(panel))
+    if panel.presence_grace_seconds is not None:
+        policy = replace(policy, presence_grace=timedelta(seconds=panel.presence_grace_seconds))
+    if panel.assignment_sweep_seconds is not None:
+        policy = replace(policy, sweep_interval=panel.assignment_sweep_seconds)
+    return policy
 
 
 async def _sweep_loop(service: AssignmentService, interval: float) -> None:

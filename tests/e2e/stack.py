@@ -16,6 +16,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from gatewayd.assignment import AssignmentPolicy
 from gatewayd.bus import EventBus
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
@@ -24,7 +25,6 @@ from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Role
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
-from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
@@ -81,8 +81,10 @@ def simulator_config(receipt_delay: float) -> SimulatorConfig:
     return base.model_copy(update={"carriers": carriers})
 
 
-def gateway_toml(database_url: str, simulator: Simulator) -> str:
-    """One carrier (movistar) with one transceiver bind on the simulator's real port; chat service."""
+def gateway_toml(database_url: str, simulator: Simulator, options: StackOptions | None = None) -> str:
+    """One carrier (movistar) with one transceiver bind on the simulator's real port; chat service; the
+    daemon's assignment with the desk's sweep and presence grace."""
+    options = options or StackOptions()
     profile = simulator.config.carrier(CARRIER)
     return f"""
 [database]
@@ -93,6 +95,10 @@ url = "memory://"
 
 [metrics]
 enabled = false
+
+[assignment]
+sweep_interval = {options.sweep_interval}
+presence_grace = {options.presence_grace}
 
 [daemon]
 instance = "gatewayd-e2e"
@@ -203,7 +209,7 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
         simulator_url = simulator.control_url
         assert simulator_url is not None, "the simulator's control API is off"
         config_path = workdir / "gatewayd.toml"
-        config_path.write_text(gateway_toml(database_url, simulator), encoding="utf-8")
+        config_path.write_text(gateway_toml(database_url, simulator, options), encoding="utf-8")
         config = load_config(config_path, environ={})
         await upgrade(database_url)
         daemon = await stack.enter_async_context(running_daemon(config))

@@ -208,9 +208,70 @@ def test_user_list_shows_names_roles_presence_locks_and_sign_ins_but_no_secret(
     listed = gatewayd("user", "list", "--config", config)
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
-    assert header.split() == ["USER", "ROLE", "PRESENCE", "LOCKED", "LAST", "SIGN-IN", "(UTC)"]
+    assert header.split() == ["USER", "ROLE", "PRESENCE", "LOCKED", "POOLS", "LAST", "SIGN-IN", "(UTC)"]
     assert [row.split() for row in rows] == [
-        ["marta", "master", "offline", "no", "never"],
-        ["oscar", "operator", "offline", "yes", "never"],
+        ["marta", "master", "offline", "no", "(default)", "never"],
+        ["oscar", "operator", "offline", "yes", "(default)", "never"],
     ]
     assert "$argon2" not in listed.stdout and "holiday" not in listed.stdout
+
+
+# --- gatewayd user add --pool, gatewayd user pools -----------------------------------------------------
+
+POOL_ROUTES = """
+[[services]]
+name = "chat"
+short_code = "997745"
+operator_pool = "chat-team"
+
+[[routes.mo]]
+name = "tarot"
+short_code = "997745"
+keyword = "TAROT"
+service = "tarot"
+operator_pool = "tarot-team"
+"""
+
+
+def _pools_column(config: str) -> dict[str, str]:
+    listed = gatewayd("user", "list", "--config", config)
+    assert listed.returncode == 0, listed.stderr
+    return {row.split()[0]: row.split()[4] for row in listed.stdout.splitlines()[1:]}
+
+
+def test_operators_get_their_pools_from_the_command_line(tmp_path: Path, sqlite_url: str) -> None:
+    path = write_config(tmp_path, sqlite_url)
+    path.write_text(path.read_text(encoding="utf-8") + POOL_ROUTES, encoding="utf-8")
+    config = str(path)
+    migrated(path)
+    password = "a good long password\n"
+    added = gatewayd(
+        "user", "add", "olga", "--pool", "tarot-team", "--pool", "chat-team", "--password-stdin",
+        "--config", config, input=password,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "answers the pool(s) 'chat-team', 'tarot-team'" in added.stdout
+    assert added.stderr == ""  # both pools are routed
+    plain = gatewayd("user", "add", "otto", "--password-stdin", "--config", config, input=password)
+    assert plain.returncode == 0 and "in no pool: answers the pool 'default'" in plain.stdout
+    assert _pools_column(config) == {"olga": "chat-team,tarot-team", "otto": "(default)"}
+
+    shown = gatewayd("user", "pools", "olga", "--config", config)
+    assert shown.returncode == 0 and "'olga' answers the pool(s) 'chat-team', 'tarot-team'" in shown.stdout
+    moved = gatewayd("user", "pools", "otto", "tarot-team", "--config", config)
+    assert moved.returncode == 0 and "'otto' answers the pool(s) 'tarot-team'" in moved.stdout
+    cleared = gatewayd("user", "pools", "olga", "--none", "--config", config)
+    assert cleared.returncode == 0 and "in no pool" in cleared.stdout
+    assert _pools_column(config) == {"olga": "(default)", "otto": "tarot-team"}
+
+    # a pool no route gives is set, with a warning: no conversation would ever be offered there
+    typo = gatewayd("user", "pools", "otto", "tarot-teem", "--config", config)
+    assert typo.returncode == 0
+    assert "warning" in typo.stderr and "'tarot-teem'" in typo.stderr
+    both = gatewayd("user", "pools", "otto", "x", "--none", "--config", config)
+    assert both.returncode == 1 and "not both" in both.stderr
+    too_long = gatewayd("user", "pools", "otto", "p" * 65, "--config", config)
+    assert too_long.returncode == 1 and "1 to 64 characters" in too_long.stderr
+    ghost = gatewayd("user", "pools", "ghost", "x", "--config", config)
+    assert ghost.returncode == 1 and "no account named 'ghost'" in ghost.stderr
+    assert _pools_column(config) == {"olga": "(default)", "otto": "tarot-teem"}

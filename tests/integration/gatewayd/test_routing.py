@@ -1,4 +1,5 @@
-"""Routing in the running daemon: MO rules give the stored MO its service; a reply leaves by the bind
+"""Routing in the running daemon: MO rules give the stored MO its service and its conversation the
+operator pool and call-centre flag; a reply leaves by the bind
 its MO came in on, and by another bind of the same carrier when that one is down."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from gatewayd.config import load_config
 from gatewayd.daemon import Daemon
+from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart
 from gatewayd.store.mt.queue import queue_mts
@@ -40,6 +42,7 @@ carrier = "{VODAFONE}"
 keyword = "TAROT"
 service = "tarot"
 operator_pool = "tarot-team"
+callcentre = true
 """
 
 
@@ -47,6 +50,12 @@ async def stored_mos(daemon: Daemon) -> list[MOMessage]:
     assert daemon.sessions is not None
     async with daemon.sessions() as session:
         return list((await session.execute(select(MOMessage).order_by(MOMessage.id))).scalars().all())
+
+
+async def conversations(daemon: Daemon) -> list[Conversation]:
+    assert daemon.sessions is not None
+    async with daemon.sessions() as session:
+        return list((await session.execute(select(Conversation))).scalars().all())
 
 
 async def test_mo_rules_pick_the_service_of_each_stored_mo(
@@ -65,12 +74,18 @@ async def test_mo_rules_pick_the_service_of_each_stored_mo(
 
         await eventually(all_stored)
         services = {mo.text: mo.service for mo in await stored_mos(daemon)}
+        pools = {
+            (conversation.short_code, conversation.operator_pool, conversation.callcentre)
+            for conversation in await conversations(daemon)
+        }
     assert services == {
         "alias hola, ¿hay alguien?": "alias-chat",
         "hola alias": "chat-movistar",
         "Tarot: ¿qué me espera?": "tarot",
         "hola": "chat-vodafone",
     }
+    # each conversation keeps the pool and call-centre flag of the route of the MO that opened it
+    assert pools == {(MOVISTAR_SHORT_CODE, "default", False), (VODAFONE_SHORT_CODE, "tarot-team", True)}
 
 
 async def test_a_reply_fails_over_to_the_other_bind_of_the_carrier(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from panel.auth.admin import user_pools
 from panel.settings import PanelSettings
 
 from .conftest import EVIL_NAME, HTML, PASSWORD, PanelClient, login, page_csrf
@@ -147,3 +148,13 @@ async def test_plugin_event_handlers_receive_bus_events(client: PanelClient) -> 
     event = await asyncio.wait_for(received.get(), 10)
     assert event.topic == "echat/997745/mo" and event.payload["text"] == "hola"
     assert received.empty()
+
+
+async def test_profile_shows_the_operator_pools(client: PanelClient, settings: PanelSettings) -> None:
+    await login(client, "oscar")
+    page = await client.get("/profile", headers=HTML)
+    assert '<dd class="pools">default</dd>' in page.text  # in no pool: the default pool's
+    assert await user_pools(settings.database_url, "oscar", ["tarot", "alias"]) == ["alias", "tarot"]
+    page = await client.get("/profile", headers=HTML)
+    assert "Grupos de operadores" in page.text
+    assert '<dd class="pools">alias, tarot</dd>' in page.text

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 MODULES = sorted(
     [
         *(ROOT / "plugins" / "desk").glob("*.py"),
-        ROOT / "panel" / "assignment.py",
+        ROOT / "gatewayd" / "assignment.py",
         ROOT / "panel" / "presence.py",
     ]
 )

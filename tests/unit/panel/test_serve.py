@@ -32,6 +32,9 @@ def test_settings_follow_the_configuration() -> None:
     assert config.panel.public_url == "http://127.0.0.1:8080"
     assert settings.secure_cookies is False
     assert settings.session_cookie == "echat_session"
+    # the desk's assignment takes the daemon's presence rule
+    assert settings.presence_grace_seconds == config.assignment.presence_grace == 40.0
+    assert settings.assignment_sweep_seconds == config.assignment.sweep_interval
 
 
 def _panel_config(tmp_path: Path, panel: str) -> Config:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from gatewayd.assignment import AssignmentPolicy
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.mo_message import dedup_key
@@ -29,7 +30,6 @@ from gatewayd.store.repo_mo import IngestedMO, NewMO
 from gatewayd.store.store import Store
 from gatewayd.webserver import listening_socket
 from panel.app import create_app
-from panel.assignment import AssignmentPolicy
 from panel.auth.accounts import create_account
 from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry

@@ -1,0 +1,382 @@
+"""Assignment of waiting conversations to operators: the domain rule, in one place.
+
+A conversation nobody holds goes to an operator who is at the desk (see *presence* below) with their
+presence online, **of the conversation's operator pool**, in turn (round robin per pool), as long as
+they hold fewer open conversations than their ``max_open_conversations``. A conversation nobody of its
+pool can take waits, whoever else is online. A conversation already held stays with its operator for
+every later message. An operator who goes offline or leaves the desk (signed out, session over,
+locked, desk closed past the grace) gives back every conversation they hold that is not closed: those
+waiting for an answer are handed to someone else at once, the others when their client writes again.
+A paused operator keeps what they hold and takes nothing new.
+
+**Pools.** The MO routing table decides each MO's operator pool (``[[services]] operator_pool``,
+``[[routes.mo]] operator_pool``, :data:`gatewayd.routes.DEFAULT_POOL` for the built-in default route);
+the conversation keeps the pool of the MO that opened it (``conversations.operator_pool``; none for a
+conversation opened before pools were stored: the default pool's). An operator answers the pools
+listed for them (``account_pools``, ``gatewayd user pools``); an operator listed in no pool answers the
+default pool, so a gateway that names no pool works as before: everybody answers everything.
+``conversations.callcentre`` keeps the route's call-centre flag; the call-centre diversion that will
+read it is not built yet.
+
+**Presence.** An operator is present while their account is not locked, one of their web sessions is
+live (idle at most ``session_idle``) and their desk was seen within ``presence_grace`` (the desk's event
+stream marks ``accounts.desk_seen_at`` at every heartbeat).
+
+**Where it runs.** The daemon runs an :class:`AssignmentService` whether or not a panel is open: it
+hands out the conversations of the MOs it commits (their events on its own bus) and sweeps everything
+waiting and everyone who left the desk. The panel calls the same service for what an operator does
+(presence, closing a conversation) and for the events it hears. Safe with any number of processes on
+one database: the online operators' account rows are locked (``FOR UPDATE`` on PostgreSQL; SQLite
+serializes writers) before their load is counted, and each conversation is taken with ``UPDATE ...
+WHERE assigned_operator_id IS NULL``, so a conversation is never given twice and no operator goes over
+their limit (the statements: ``gatewayd.store.repo_assignment``). After each commit the service
+publishes ``<prefix>/conversation/<id>/assigned``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatewayd.bus.base import EventBus
+from gatewayd.bus.events import Event
+from gatewayd.routes import DEFAULT_POOL
+from gatewayd.store.accounts import Presence
+from gatewayd.store.base import utcnow
+from gatewayd.store.repo_assignment import (
+    absent_operators,
+    anyone_online,
+    close_held,
+    lock_online_operators,
+    mark_left,
+    open_counts,
+    operator_pools,
+    release_held,
+    set_presence,
+    take_conversation,
+    touch_desk,
+    unassigned_waiting,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_POOL",
+    "SESSION_IDLE_MINUTES",
+    "Assignment",
+    "AssignmentPolicy",
+    "AssignmentService",
+    "RoundRobin",
+    "announce_account_change",
+    "assign_waiting",
+    "choose_operator",
+    "give_back",
+    "pool_of",
+    "pools_served",
+    "serves",
+]
+
+#: How long a web session may go unused and still count as live (``PanelSettings`` starts from it).
+SESSION_IDLE_MINUTES = 120
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentPolicy:
+    """``overdue_after``: a conversation waiting longer is flagged; ``sweep_interval``: seconds between
+    passes over everything waiting (and over who left the desk); ``batch``: conversations handed out per
+    pass at most; ``presence_grace``: how long an operator's desk may go unseen (its stream closed, the
+    browser gone) before they leave. Longer than the desk's heartbeat, which marks a live desk;
+    ``session_idle``: how long a web session may go unused and still count as live."""
+
+    overdue_after: timedelta = timedelta(minutes=2)
+    sweep_interval: float = 2.0
+    batch: int = 200
+    presence_grace: timedelta = timedelta(seconds=40)
+    session_idle: timedelta = timedelta(minutes=SESSION_IDLE_MINUTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A conversation changed hands: to ``operator_id`` (None: back to the waiting queue)."""
+
+    conversation_id: int
+    operator_id: int | None
+    previous_operator_id: int | None
+    at: datetime
+
+    def event_payload(self) -> dict[str, object]:
+        return {
+            "conversation_id": self.conversation_id,
+            "operator_id": self.operator_id,
+            "previous_operator_id": self.previous_operator_id,
+            "at": self.at.isoformat(),
+        }
+
+
+def pool_of(conversation_pool: str | None) -> str:
+    """The pool a conversation belongs to (one opened before pools were stored: the default pool)."""
+    return conversation_pool or DEFAULT_POOL
+
+
+def pools_served(memberships: Collection[str]) -> frozenset[str]:
+    """The pools an operator answers: those they are listed in, the default pool when none."""
+    return frozenset(memberships) if memberships else frozenset((DEFAULT_POOL,))
+
+
+def serves(memberships: Collection[str], conversation_pool: str | None) -> bool:
+    """Whether an operator listed in ``memberships`` may be offered a conversation of
+    ``conversation_pool``."""
+    return pool_of(conversation_pool) in pools_served(memberships)
+
+
+class RoundRobin:
+    """Remembers, per pool, who got its last conversation, so the next one goes to the following
+    operator."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def turn_order(self, operator_ids: Sequence[int], pool: str = DEFAULT_POOL) -> list[int]:
+        ordered = sorted(operator_ids)
+        last = self.last.get(pool)
+        if last is None:
+            return ordered
+        after = [operator_id for operator_id in ordered if operator_id > last]
+        return after + [operator_id for operator_id in ordered if operator_id <= last]
+
+    def took(self, pool: str, operator_id: int) -> None:
+        self.last[pool] = operator_id
+
+
+def choose_operator(
+    robin: RoundRobin,
+    pool: str | None,
+    free_slots: Mapping[int, int],
+    memberships: Mapping[int, Collection[str]],
+) -> int | None:
+    """The operator whose turn it is among those with a free slot who serve ``pool``; None when nobody
+    of the pool can take it (the conversation waits)."""
+    candidates = [
+        operator_id
+        for operator_id, free in free_slots.items()
+        if free > 0 and serves(memberships.get(operator_id, ()), pool)
+    ]
+    if not candidates:
+        return None
+    return robin.turn_order(candidates, pool_of(pool))[0]
+
+
+async def assign_waiting(
+    session: AsyncSession,
+    robin: RoundRobin,
+    now: datetime,
+    *,
+    limit: int,
+    grace: timedelta,
+    idle: timedelta,
+    conversation_ids: Sequence[int] | None = None,
+) -> list[Assignment]:
+    """Hands waiting conversations nobody holds (all, or those among ``conversation_ids``) to the online
+    operators of their pool present at the desk (their desk seen within ``grace``, a session idle at
+    most ``idle``) with free slots, oldest first. The caller frames the transaction and publishes after
+    committing."""
+    if conversation_ids is not None and not conversation_ids:
+        return []
+    # a sweep locks nobody when nothing waits; conversations just noted wait, most likely
+    if conversation_ids is None and not await unassigned_waiting(session, 1):
+        return []
+    capacity = await lock_online_operators(session, now, grace, idle)
+    load = await open_counts(session, list(capacity))
+    free_slots = {
+        operator_id: capacity[operator_id] - load[operator_id]
+        for operator_id in capacity
+        if load[operator_id] < capacity[operator_id]
+    }
+    if not free_slots:
+        return []
+    memberships = await operator_pools(session, list(free_slots))
+    pools = frozenset().union(*(pools_served(memberships.get(op, ())) for op in free_slots))
+    waiting = await unassigned_waiting(
+        session, limit, conversation_ids, pools=pools, default_pool=DEFAULT_POOL
+    )
+    assignments: list[Assignment] = []
+    for conversation_id, pool in waiting:
+        operator_id = choose_operator(robin, pool, free_slots, memberships)
+        if operator_id is None:  # nobody of its pool has room: it waits
+            continue
+        if not await take_conversation(session, conversation_id, operator_id):  # another process took it
+            continue
+        robin.took(pool_of(pool), operator_id)
+        free_slots[operator_id] -= 1
+        assignments.append(Assignment(conversation_id, operator_id, None, now))
+    return assignments
+
+
+async def give_back(session: AsyncSession, operator_id: int, now: datetime) -> list[Assignment]:
+    """Gives back every conversation ``operator_id`` holds that is not closed: nobody would answer it."""
+    return [
+        Assignment(conversation_id, None, operator_id, now)
+        for conversation_id in await release_held(session, operator_id)
+    ]
+
+
+async def announce_account_change(bus: EventBus | None, account_id: int) -> None:
+    """Tells every panel that ``account_id`` was signed out, locked or left (after the commit): the
+    payload carries the id only, whoever hears it reads the rest from the database."""
+    if bus is not None:
+        await bus.publish(bus.topics.account_changed(account_id), {"account_id": account_id})
+
+
+class AssignmentService:
+    """Assigns: on each MO event, when an operator comes online or frees a slot, and in a periodic
+    sweep; makes operators who left the desk give back what they hold (on their account's event and in
+    the sweep); publishes ``<prefix>/conversation/<id>/assigned`` after each commit. The daemon runs
+    one (:meth:`run_loop`); each panel uses one for its operators' actions."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventBus | None,
+        policy: AssignmentPolicy,
+        *,
+        readers: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        #: Read-only sessions (``read_session_factory``): the looks that decide whether there is
+        #: anything to write take no write lock (SQLite) while nobody is at the desk.
+        self.readers = readers or sessionmaker
+        self.bus = bus
+        self.policy = policy
+        self.robin = RoundRobin()
+        self._pending: set[int] = set()
+        self._wakeup = asyncio.Event()
+
+    async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
+        now = utcnow()
+        async with self.readers() as session:
+            online = await anyone_online(session, now, self.policy.presence_grace, self.policy.session_idle)
+        if not online:  # nobody to hand anything to: no write transaction
+            return []
+        async with self.sessionmaker() as session, session.begin():
+            done = await assign_waiting(
+                session,
+                self.robin,
+                now,
+                limit=self.policy.batch,
+                grace=self.policy.presence_grace,
+                idle=self.policy.session_idle,
+                conversation_ids=conversation_ids,
+            )
+        await self.publish(done)
+        return done
+
+    async def change_presence(self, account_id: int, presence: Presence) -> list[Assignment]:
+        """Sets the operator's presence from their desk (which is live, then); offline gives back what
+        they hold, online takes what waits. Returns the changes of hands."""
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            await set_presence(session, account_id, presence)
+            await touch_desk(session, account_id, now)
+            released = []
+            if presence is Presence.OFFLINE:
+                released = await give_back(session, account_id, now)
+        await self.publish(released)
+        return released + await self.assign()
+
+    async def settle_presence(self, account_ids: Sequence[int] | None = None) -> list[Assignment]:
+        """Makes the operators who left the desk (all, or those among ``account_ids``) give back what
+        they hold, announces each on the bus, then hands out what waits. Returns the changes of hands."""
+        now = utcnow()
+        grace = self.policy.presence_grace
+        idle = self.policy.session_idle
+        async with self.readers() as session:
+            absent = await absent_operators(session, now, grace, idle, account_ids)
+        released: list[Assignment] = []
+        for account_id in absent:
+            async with self.sessionmaker() as session, session.begin():
+                left = await mark_left(session, account_id, now, grace, idle)
+                given_back = await give_back(session, account_id, now) if left else []
+            if left:
+                logger.info("presence.left account_id=%s released=%d", account_id, len(given_back))
+                await self.publish(given_back)
+                await announce_account_change(self.bus, account_id)
+                released += given_back
+        if not released:
+            return []
+        return released + await self.assign()
+
+    async def close(self, conversation_id: int, operator_id: int) -> bool:
+        """Closes a conversation its operator holds, then fills the freed slot."""
+        async with self.sessionmaker() as session, session.begin():
+            closed = await close_held(session, conversation_id, operator_id, utcnow())
+        if closed:
+            await self.assign()
+        return closed
+
+    async def on_mo_event(self, event: Event) -> None:
+        conversation_id = _event_id(event, "conversation_id")
+        if conversation_id is not None:
+            await self.assign([conversation_id])
+
+    async def on_account_event(self, event: Event) -> None:
+        account_id = _event_id(event, "account_id")
+        if account_id is not None:
+            await self.settle_presence([account_id])
+
+    async def publish(self, assignments: Sequence[Assignment]) -> None:
+        if self.bus is None:
+            return
+        for assignment in assignments:
+            topic = self.bus.topics.conversation_assigned(assignment.conversation_id)
+            await self.bus.publish(topic, assignment.event_payload())
+
+    async def sweep(self) -> None:
+        """One periodic pass over who left the desk and everything waiting; a failure is logged, the
+        next pass tries again."""
+        try:
+            await self.settle_presence()
+            await self.assign()
+        except Exception:  # a database hiccup must not end the sweeping
+            logger.exception("assignment sweep failed")
+
+    # --- the daemon's loop ---------------------------------------------------------------------------
+
+    def note_waiting(self, conversation_id: int) -> None:
+        """An MO was committed in this process for ``conversation_id``: :meth:`run_loop` hands it out
+        (with the others noted meanwhile, in one transaction)."""
+        self._pending.add(conversation_id)
+        self._wakeup.set()
+
+    async def run_loop(self) -> None:
+        """The daemon's assignment: a sweep at start (what waited while nobody assigned), then the
+        conversations noted by :meth:`note_waiting` as they come and a sweep every ``sweep_interval``.
+        Runs until cancelled."""
+        await self.sweep()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.policy.sweep_interval
+        while True:
+            try:
+                async with asyncio.timeout_at(next_sweep):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                await self.sweep()
+                next_sweep = loop.time() + self.policy.sweep_interval
+                continue
+            self._wakeup.clear()
+            pending, self._pending = sorted(self._pending), set()
+            try:
+                await self.assign(pending)
+            except Exception:  # the sweep hands them out later
+                logger.exception("assignment of new conversations failed")
+
+
+def _event_id(event: Event, key: str) -> int | None:
+    value = event.payload.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None

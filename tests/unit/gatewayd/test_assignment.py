@@ -1,0 +1,56 @@
+"""The assignment decision: who may be offered a conversation of which pool, and whose turn it is."""
+
+from __future__ import annotations
+
+from gatewayd.assignment import (
+    DEFAULT_POOL,
+    RoundRobin,
+    choose_operator,
+    pool_of,
+    pools_served,
+    serves,
+)
+
+
+def test_an_operator_in_no_pool_serves_the_default_pool_only() -> None:
+    assert pools_served(()) == {DEFAULT_POOL}
+    assert serves((), DEFAULT_POOL)
+    assert serves((), None)  # a conversation from before pools were stored
+    assert not serves((), "tarot")
+
+
+def test_an_operator_in_pools_serves_those_pools_only() -> None:
+    assert serves({"tarot"}, "tarot")
+    assert not serves({"tarot"}, "alias")
+    assert not serves({"tarot"}, DEFAULT_POOL)
+    assert not serves({"tarot"}, None)
+    assert serves({"tarot", DEFAULT_POOL}, None)
+    assert pool_of(None) == DEFAULT_POOL and pool_of("tarot") == "tarot"
+
+
+def test_a_conversation_waits_when_nobody_of_its_pool_has_room() -> None:
+    robin = RoundRobin()
+    members = {1: frozenset({"a"}), 2: frozenset({"b"})}
+    # operator 2 (pool b) is free, operator 1 (pool a) is full
+    assert choose_operator(robin, "a", {1: 0, 2: 3}, members) is None
+    assert choose_operator(robin, "b", {1: 0, 2: 3}, members) == 2
+    # an operator of no pool is not offered pool a either
+    assert choose_operator(robin, "a", {3: 5}, {}) is None
+    assert choose_operator(robin, None, {3: 5}, {}) == 3
+
+
+def test_turns_are_kept_per_pool() -> None:
+    robin = RoundRobin()
+    members = {1: frozenset({"a", "b"}), 2: frozenset({"a"}), 3: frozenset({"b"})}
+    free = {1: 5, 2: 5, 3: 5}
+    picks_a = []
+    for _ in range(4):
+        operator_id = choose_operator(robin, "a", free, members)
+        assert operator_id is not None
+        robin.took("a", operator_id)
+        picks_a.append(operator_id)
+    assert picks_a == [1, 2, 1, 2]
+    # pool b's turn did not move with pool a's
+    assert choose_operator(robin, "b", free, members) == 1
+    robin.took("b", 1)
+    assert choose_operator(robin, "b", free, members) == 3
