@@ -49,22 +49,6 @@ def apply_what_ifs(names: set[str]) -> None:
         EventPublisher._publish = publish_nothing  # type: ignore[method-assign]
 
 
-def accept_uvloop_transports() -> None:
-    """smpp/aio/transport.py asserts ``isinstance(transport, asyncio.Transport)``, which uvloop's TCP
-    transport is not (it implements the interface without the base class), so the daemon cannot bind
-    under uvloop. That module alone is given an ``asyncio`` whose ``Transport`` names both."""
-    import types
-
-    import uvloop.loop
-
-    from smpp.aio import transport
-
-    proxy = types.ModuleType("asyncio")
-    proxy.__dict__.update(vars(asyncio))
-    proxy.__dict__["Transport"] = (asyncio.Transport, uvloop.loop.TCPTransport)  # type: ignore[attr-defined]
-    transport.asyncio = proxy  # type: ignore[attr-defined]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--uvloop", action="store_true", help="run the event loop on uvloop")
@@ -79,7 +63,6 @@ def main() -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        accept_uvloop_transports()
     apply_what_ifs(set(args.what_if))
     if args.trace is not None:
         import _trace
