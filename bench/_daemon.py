@@ -1,8 +1,11 @@
-"""``gatewayd`` under a benchmark's conditions, without changing the product: uvloop as the event loop,
-the per-cycle tracer of bench/_trace.py, and "what if" variants that estimate what a change in gatewayd/
-would gain before anyone writes it; then the ordinary command line.
+"""``gatewayd`` under a benchmark's conditions, without changing the product: the per-cycle tracer of
+bench/_trace.py, and "what if" variants that estimate what a change in gatewayd/ would gain before
+anyone writes it; then the ordinary command line (``gatewayd run`` picks its event loop itself:
+``--event-loop``).
 
-    python bench/_daemon.py [--uvloop] [--trace FILE] [--what-if NAME ...] -- run --config gatewayd.toml
+no-pre-ping and generic-plans are what the daemon does since issue 11 (they change nothing now).
+
+    python bench/_daemon.py [--trace FILE] [--what-if NAME ...] -- run --config gatewayd.toml
 
 What-ifs (each replaces one thing at start-up, in this process only):
   no-pre-ping    the engine without ``pool_pre_ping`` (a checkout costs no BEGIN / ';' / ROLLBACK)
@@ -13,7 +16,6 @@ What-ifs (each replaces one thing at start-up, in this process only):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -49,25 +51,8 @@ def apply_what_ifs(names: set[str]) -> None:
         EventPublisher._publish = publish_nothing  # type: ignore[method-assign]
 
 
-def accept_uvloop_transports() -> None:
-    """smpp/aio/transport.py asserts ``isinstance(transport, asyncio.Transport)``, which uvloop's TCP
-    transport is not (it implements the interface without the base class), so the daemon cannot bind
-    under uvloop. That module alone is given an ``asyncio`` whose ``Transport`` names both."""
-    import types
-
-    import uvloop.loop
-
-    from smpp.aio import transport
-
-    proxy = types.ModuleType("asyncio")
-    proxy.__dict__.update(vars(asyncio))
-    proxy.__dict__["Transport"] = (asyncio.Transport, uvloop.loop.TCPTransport)  # type: ignore[attr-defined]
-    transport.asyncio = proxy  # type: ignore[attr-defined]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--uvloop", action="store_true", help="run the event loop on uvloop")
     parser.add_argument("--trace", type=Path, help="record the per-cycle trace into this JSON file at exit")
     parser.add_argument("--what-if", choices=WHAT_IFS, action="append", default=[], help="a variant")
     parser.add_argument("gatewayd", nargs=argparse.REMAINDER, help="-- then the gatewayd arguments")
@@ -75,11 +60,6 @@ def main() -> int:
     command = args.gatewayd[1:] if args.gatewayd[:1] == ["--"] else args.gatewayd
     if not command:
         parser.error("give the gatewayd arguments after --")
-    if args.uvloop:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        accept_uvloop_transports()
     apply_what_ifs(set(args.what_if))
     if args.trace is not None:
         import _trace

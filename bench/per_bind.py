@@ -27,12 +27,13 @@ database; the server's WAL writer and checkpointer apart) and of the SMSC. Figur
 MOs come from known subscribers into open conversations, as in a running chat service.
 
     .venv/bin/python bench/per_bind.py [--window 100 --window 10] [--phase mo ...] [--repeat 3]
-        [--messages N] [--profile] [--uvloop] [--trace] [--statements]
+        [--messages N] [--profile] [--event-loop asyncio] [--trace] [--statements]
 
 --profile   py-spy record of the daemon per phase into artifacts/ (if py-spy is installed)
---uvloop    the daemon runs under uvloop (bench/_daemon.py; uvloop installed in the venv)
+--event-loop  the daemon's loop: uvloop (gatewayd run's default) or asyncio (Python's own)
 --trace     the daemon records each MO's arrival, commit and answer, each batch's database calls and
-            the loop's turns (bench/_trace.py): the per-cycle breakdown is printed per phase
+            the loop's turns (bench/_trace.py): the per-cycle breakdown is printed per phase (the
+            loop's turns only with --event-loop asyncio: uvloop runs its callbacks in C)
 --statements pg_stat_statements per phase (the server must preload it: a private server, see
             ECHAT_TEST_PG_PORT in bench/scratch_postgres.py)
 --what-if   a daemon variant that estimates a change before it is made (bench/_daemon.py lists them)
@@ -346,7 +347,7 @@ response_timeout = 30
 
 @dataclass
 class DaemonOptions:
-    uvloop: bool = False
+    event_loop: str = "uvloop"
     trace: Path | None = None
     log: Path | None = None
     what_ifs: Sequence[str] = ()
@@ -362,18 +363,17 @@ def _log_tail(path: Path | None) -> str:
 
 @asynccontextmanager
 async def daemon_process(config: Path, options: DaemonOptions) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``gatewayd run`` (through bench/_daemon.py under uvloop or tracing) until SIGTERM."""
-    if options.uvloop or options.trace is not None or options.what_ifs:
+    """``gatewayd run`` (through bench/_daemon.py when tracing or under a what-if) until SIGTERM."""
+    run = ["run", "--config", str(config), "--event-loop", options.event_loop]
+    if options.trace is not None or options.what_ifs:
         command = [sys.executable, str(BENCH / "_daemon.py")]
-        if options.uvloop:
-            command.append("--uvloop")
         if options.trace is not None:
             command += ["--trace", str(options.trace)]
         for name in options.what_ifs:
             command += ["--what-if", name]
-        command += ["--", "run", "--config", str(config)]
+        command += ["--", *run]
     else:
-        command = [sys.executable, "-m", "echat", "run", "--config", str(config)]
+        command = [sys.executable, "-m", "echat", *run]
     log = _open_log(options.log)
     process = await asyncio.create_subprocess_exec(*command, stdout=log, stderr=log)
     try:
@@ -869,7 +869,7 @@ async def run_window(
     trace = directory / f"trace-w{window}.json" if args.trace else None
     log = (ARTIFACTS if args.profile or args.trace else directory) / f"per_bind-daemon-w{window}.log"
     log.parent.mkdir(exist_ok=True)
-    options = DaemonOptions(uvloop=args.uvloop, trace=trace, log=log, what_ifs=args.what_if)
+    options = DaemonOptions(event_loop=args.event_loop, trace=trace, log=log, what_ifs=args.what_if)
     spans: list[tuple[str, float, float]] = []
     async with daemon_process(daemon_config(directory, url, smsc.port, window, prefix), options) as daemon:
         await wait_bound(smsc, daemon, log)
@@ -885,7 +885,7 @@ async def run_window(
             for phase in phases:
                 label = (
                     f"w{window}-{phase}"
-                    + ("-uvloop" if args.uvloop else "")
+                    + ("-asyncio" if args.event_loop == "asyncio" else "")
                     + "".join(f"-{name}" for name in args.what_if)
                 )
                 if args.statements:
@@ -956,7 +956,7 @@ async def main(args: argparse.Namespace) -> None:
     prefix = f"bench-per-bind-{uuid.uuid4().hex[:8]}"
     print(
         f"per_bind: windows {args.window}, phases {args.phase}, median of {args.repeat}"
-        + (", daemon under uvloop" if args.uvloop else "")
+        + (", daemon on asyncio's own loop" if args.event_loop == "asyncio" else "")
         + "".join(f", what if {name}" for name in args.what_if)
         + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores",
         flush=True,
@@ -1014,7 +1014,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--inject-batch", type=int, default=500, help="MTs per producer transaction")
     parser.add_argument("--profile", action="store_true", help="py-spy record of the daemon into artifacts/")
-    parser.add_argument("--uvloop", action="store_true", help="run the daemon under uvloop")
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the daemon's event loop (gatewayd run --event-loop; uvloop is its default)",
+    )
     parser.add_argument("--trace", action="store_true", help="per-cycle breakdown from inside the daemon")
     parser.add_argument("--statements", action="store_true", help="pg_stat_statements per phase")
     parser.add_argument(

@@ -162,8 +162,14 @@ class Daemon:
         if self.require_schema_at_head:
             await check_at_head(url)
         async with AsyncExitStack() as stack:
+            # no pre-ping (a dead pooled connection fails its transaction, which the loops try again)
+            # and generic plans for the pipelines' statements: see create_engine
             self.engine = create_engine(
-                url, pool_size=config.database.pool_size, max_overflow=config.database.max_overflow
+                url,
+                pool_size=config.database.pool_size,
+                max_overflow=config.database.max_overflow,
+                pre_ping=False,
+                custom_plans=False,
             )
             stack.push_async_callback(self.engine.dispose)
             self.store = Store.for_engine(self.engine)

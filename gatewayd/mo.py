@@ -1,5 +1,6 @@
 """The MO pipeline: deliver_sm / data_sm (not a receipt: the bind's dispatcher sends those to the MT
-recorder) -> normalise -> group commit -> deliver_sm_resp -> event.
+recorder) -> normalise -> group commit -> deliver_sm_resp -> event (published after the answers, by a
+loop of its own: the bus is never on the way to a ``deliver_sm_resp``).
 
 The SMSC's ``deliver_sm_resp`` is the promise that the MO is ours. So the handler the bind calls
 awaits the group commit that holds its MO and answers only then: 0 when stored (or when it is a
@@ -200,6 +201,10 @@ class MOPipeline:
         #: When the first stored part still waiting for its message times out (None: none known).
         self._parts_deadline: datetime | None = None
         self._reassembly_wakeup = asyncio.Event()
+        #: Committed MOs whose events are still to be published (see :meth:`_event_loop`).
+        self._unpublished: list[tuple[InboundMO, IngestedMO]] = []
+        self._unannounced: list[Queued] = []
+        self._publish_wakeup = asyncio.Event()
         self._closing = False
         self._drained = False
         self.received = 0
@@ -337,9 +342,11 @@ class MOPipeline:
             committing = group.create_task(self._committer.run_loop(), name="mo.group-commit")
             group.create_task(self._settle_loop(), name="mo.settle")
             group.create_task(self._reassembly_loop(), name="mo.reassembly")
+            group.create_task(self._event_loop(), name="mo.events")
             await committing
             self._drained = True
             self._settle_wakeup.set()
+            self._publish_wakeup.set()
 
     def close(self) -> None:
         """Stop taking MOs: the committer drains; stored parts wait for the next run."""
@@ -432,7 +439,7 @@ class MOPipeline:
                 )
                 if self._on_incomplete is not None:
                     self._on_incomplete(mo.carrier)
-        await self._published(stored, 0, mts_queued)
+        self._published(stored, 0, mts_queued)
 
     async def _flush_once(self) -> tuple[list[tuple[InboundMO, IngestedMO]], list[Queued], datetime | None]:
         now = datetime.now(UTC)
@@ -550,7 +557,7 @@ class MOPipeline:
         self._settle_wakeup.set()
         self._release(released)
         self._note_parts(batch, written)
-        await self._published(written.stored, duplicates, written.mts_queued)
+        self._published(written.stored, duplicates, written.mts_queued)
 
     def _note_parts(self, batch: Sequence[_Arrival], written: _Written) -> None:
         """Parts stored in this batch may start a message: wake the timer if it now times out sooner."""
@@ -566,16 +573,38 @@ class MOPipeline:
             self._parts_deadline = deadline
             self._reassembly_wakeup.set()
 
-    async def _published(
+    def _published(
         self, stored: Sequence[tuple[InboundMO, IngestedMO]], duplicates: int, mts_queued: Sequence[Queued]
     ) -> None:
+        """Counters now; the MOs' events and the keyword answers' announcement (which wakes the
+        sender) once the MOs' answers are out (the event loop runs the answers' callbacks, queued when
+        the batch's futures are resolved, before :meth:`_event_loop` gets to them)."""
         self.stored += len(stored)
         if self._on_committed is not None:
             self._on_committed([mo for mo, _ in stored], duplicates)
-        for mo, result in stored:
-            await self._events.mo(mo, result.mo_id or 0, result.subscriber.client_id, result.conversation_id)
-        if mts_queued:
-            await self._outbox.announce(mts_queued)
+        if stored or mts_queued:
+            self._unpublished.extend(stored)
+            self._unannounced.extend(mts_queued)
+            self._publish_wakeup.set()
+
+    async def _event_loop(self) -> None:
+        """Publishes the committed MOs' events after their answers: never on the way to a
+        ``deliver_sm_resp``. Ends once the group commit is drained and everything is published."""
+        while True:
+            if not self._unpublished and not self._unannounced:
+                if self._drained:
+                    return
+                self._publish_wakeup.clear()
+                await self._publish_wakeup.wait()
+                # woken as a batch was committed: its answers' callbacks go first
+                await asyncio.sleep(0)
+                continue
+            stored, self._unpublished = self._unpublished, []
+            queued, self._unannounced = self._unannounced, []
+            for mo, result in stored:
+                subscriber = result.subscriber
+                await self._events.mo(mo, result.mo_id or 0, subscriber.client_id, result.conversation_id)
+            await self._outbox.announce(queued)  # after the MOs they answer
 
     async def _write_batch(self, session: AsyncSession, batch: Sequence[_Arrival], now: datetime) -> _Written:
         """Store the batch: its answers (unconfirmed), its parts and the messages they complete, its

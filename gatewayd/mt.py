@@ -49,8 +49,12 @@ NO_BIND_DELAY = 2.0
 #: Pause after the database failed in a loop, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 #: MTs claimed and not yet recorded at most: the windows of the binds that can send, this many times
-#: over (a window in flight, one queued behind it, two answered and being recorded).
-WINDOWS_AHEAD = 4
+#: over (what a crash leaves ``sending``, to be sent again as possible duplicates) ...
+WINDOWS_AHEAD = 8
+#: ... of which waiting their turn or in flight at most this many windows (a window in flight, the
+#: next ones queued behind it); the rest are answered and being recorded, so that a small window
+#: never drains while the recorder writes the answers of the previous ones.
+SENDING_AHEAD = 4
 
 
 @dataclass(slots=True)
@@ -285,15 +289,20 @@ class MTPipeline:
                 self._dispatch(mt)
 
     def _claim_room(self) -> int:
-        """How many MTs to claim now; 0: wait for some to be recorded. The MTs claimed and not yet
-        recorded (waiting, in flight, answered) are what a crash leaves ``sending``, to be sent again
-        as possible duplicates: at most the windows of the binds that can send, ``WINDOWS_AHEAD``
-        times over (``max_in_flight`` caps it), claimed once a quarter of that is free. An MT claimed
-        far ahead of its turn would also wait long in a session's queue behind a slow carrier."""
-        limit = min(self._max_in_flight, self._binds.sending_window() * WINDOWS_AHEAD)
-        held = len(self._in_flight) + self._waiting + self._recorder.unrecorded
-        room = limit - held
-        if held and room < min(self._claim_batch, max(1, limit // 4)):
+        """How many MTs to claim now; 0: wait. The MTs claimed and not yet answered (waiting their
+        turn, in flight) are at most the windows of the binds that can send, ``SENDING_AHEAD`` times
+        over, claimed once a quarter of that is free: an MT claimed far ahead of its turn would wait
+        long in a session's queue behind a slow carrier. Everything claimed and not yet recorded
+        (answered MTs lingering for their receipts or being committed included), which is what a
+        crash leaves ``sending`` to be sent again as possible duplicates, is at most
+        ``WINDOWS_AHEAD`` windows (and ``max_in_flight``): the answered ones have room of their own,
+        so a small window never drains while the recorder writes the previous ones' answers."""
+        window = self._binds.sending_window()
+        limit = window * SENDING_AHEAD
+        sending = len(self._in_flight) + self._waiting
+        held = sending + self._recorder.unrecorded
+        room = min(limit - sending, min(self._max_in_flight, window * WINDOWS_AHEAD) - held)
+        if sending and room < min(self._claim_batch, max(1, limit // 4)):
             return 0
         return max(0, room)
 
@@ -472,6 +481,7 @@ class MTPipeline:
             del self._in_flight[flight.mt.id]
             self._recorder.add(flight.results)
             self._release(flight.mt.destination)
+            self._capacity.set()  # room in the windows: claim the next ones before they drain
 
     def _finish_now(
         self, mt: ClaimedMT, segments: int, now: datetime, code: int, text: str, retryable: bool

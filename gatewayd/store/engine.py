@@ -19,16 +19,26 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def create_engine(
-    url: str | URL, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    echo: bool = False,
+    pre_ping: bool = True,
+    custom_plans: bool = True,
 ) -> AsyncEngine:
     """An async engine tuned for the daemon.
 
     SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys enforced, and every transaction
     opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
     when a read transaction tries to upgrade to a write. The file's directory is created if missing.
-    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow`` with pre-ping, every statement
-    planned for its parameters (``plan_cache_mode=force_custom_plan``). On both, an error never shows
-    the statement's parameters: they hold subscribers' numbers, and errors end up in logs.
+    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow``, with pre-ping unless
+    ``pre_ping`` is False (the daemon: a pre-ping costs every transaction three round trips, and its
+    pipelines try a transaction again when the database fails it, a dead pooled connection too,
+    which the pool then drops with every connection made before it), every statement
+    planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans`` is
+    False (the daemon, see below). On both, an error never shows the statement's parameters: they
+    hold subscribers' numbers, and errors end up in logs.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -38,17 +48,23 @@ def create_engine(
         engine = create_async_engine(parsed, echo=echo, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
-    # Custom plans for every execution: the pipelines run a few large prepared statements per batch,
-    # so planning is cheap next to them, while a generic plan cached when a table was small (a fresh
-    # database, the first minute after start) keeps scanning it sequentially long after it has grown.
+    # Custom plans for every execution by default: planning is cheap next to a large statement, while a
+    # generic plan cached when a table was small (a fresh database) scans it sequentially until
+    # PostgreSQL replans it. The daemon's pipelines run the same few prepared statements thousands of
+    # times a second, in batches of a few rows at the windows carriers give: planning each execution
+    # cost PostgreSQL about half its CPU per MO at window 10 (bench/per_bind.py). They take
+    # PostgreSQL's default (``auto``: custom plans for a statement's first five executions, then the
+    # generic plan if it is not dearer); a cached plan is made again whenever its tables are analysed
+    # (autovacuum does so as they grow), so a plan made on a small table does not outlive its size.
+    plan_cache_mode = "force_custom_plan" if custom_plans else "auto"
     return create_async_engine(
         parsed,
         echo=echo,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+        pool_pre_ping=pre_ping,
+        connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}},
     )
 
 

@@ -13,7 +13,7 @@ import logging
 import socket
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from smpp._state import BOUND_STATES
 from smpp.codec import decode
@@ -146,8 +146,9 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport, though not necessarily an asyncio.Transport subclass: uvloop's TCP
+        # transport implements the interface without the base class
+        self._transport = cast(asyncio.Transport, transport)
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):

@@ -211,6 +211,56 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
             assert sum((await mo_texts(sessions)).values()) == 400
 
 
+async def test_pooled_connections_killed_between_batches_lose_nothing(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """The daemon's pool does not pre-ping: a connection PostgreSQL ended (a restart, an idle
+    timeout, an administrator) fails the transaction that uses it, which is tried again on a fresh
+    one. Every MO is stored and acknowledged, none refused, and the MTs go out."""
+    import asyncpg
+
+    database = make_url(pg_url).database
+    config = make_config(tmp_path, pg_url, simulator)
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        counters = simulator.carrier(MOVISTAR).counters
+        sent = inject_mos(simulator, "before kill", 100)
+
+        async def stored(texts: set[str]) -> bool:
+            try:
+                return set(await mo_texts(sessions)) == texts
+            except Exception:  # the test's own query may hit a pooled connection just killed
+                return False
+
+        await eventually(lambda: stored(sent))
+        user = make_url(pg_url).username
+        admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user, database="postgres")
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", database
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        sent |= inject_mos(simulator, "after kill", 100)
+        await eventually(lambda: stored(sent), timeout=30)
+        texts = [f"mt after kill {index}" for index in range(20)]
+        mt_ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts)
+
+        async def mts_sent() -> bool:
+            try:
+                counts = await mt_status_counts(sessions)
+            except Exception:
+                return False
+            return counts.get(MTStatus.QUEUED, 0) == 0 and counts.get(MTStatus.SENDING, 0) == 0
+
+        await eventually(mts_sent, timeout=30)
+        assert sorted(texts_at_simulator(simulator, MOVISTAR)) == sorted(texts) and len(mt_ids) == 20
+        assert counters.mo_failed == 0
+        assert sum((await mo_texts(sessions)).values()) == 200
+
+
 async def test_simulator_throttling_keeps_mt_order(
     tmp_path: Path, database_url: str, simulator: Simulator
 ) -> None:

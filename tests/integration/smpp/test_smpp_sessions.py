@@ -456,3 +456,21 @@ async def test_handler_exception_in_smsc_answers_rsyserr(smsc: tuple[SMSCServer,
         with pytest.raises(NegativeResponseError) as caught:
             await esme.submit(SubmitSM())
         assert caught.value.status == CommandStatus.ESME_RSYSERR
+
+
+def test_sessions_run_on_uvloop() -> None:
+    """uvloop's TCP transport implements asyncio's interface without subclassing asyncio.Transport:
+    both ends still bind, submit and unbind on it (bench/per_bind.py --uvloop measures it)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def exchange() -> list[bytes]:
+        handler = RecordingHandler()
+        async with SMSCServer(handler, deliver_window=5) as server:
+            async with ESMESession(config_for(server.port, window=4)) as esme:
+                answers = await asyncio.gather(
+                    *(esme.submit(SubmitSM(short_message=b"%d" % n)) for n in range(8))
+                )
+                assert all(isinstance(answer, SubmitSMResp) for answer in answers)
+            return texts(handler.requests)
+
+    assert sorted(uvloop.run(exchange())) == [b"%d" % n for n in range(8)]
