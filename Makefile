@@ -43,7 +43,7 @@ demo: $(STAMP)
 
 # Everything CI runs: lint, types, unit, integration (PostgreSQL, Mosquitto, simulator) and browser tests.
 test: $(STAMP) services browser
-	$(BIN)/ruff check settingsfile smpp routing gatewayd panel plugins simulator echat tests bench
+	$(BIN)/ruff check settingsfile translations smpp routing gatewayd panel plugins simulator echat tests bench
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	mkdir -p var artifacts
@@ -51,12 +51,12 @@ test: $(STAMP) services browser
 	$(BIN)/python tools/check_coverage.py var/coverage.json smpp=95
 
 lint: $(STAMP)
-	$(BIN)/ruff check settingsfile smpp routing gatewayd panel plugins simulator echat tests bench
+	$(BIN)/ruff check settingsfile translations smpp routing gatewayd panel plugins simulator echat tests bench
 	$(BIN)/ruff format --check .
 
 format: $(STAMP)
 	$(BIN)/ruff format .
-	$(BIN)/ruff check --fix settingsfile smpp routing gatewayd panel plugins simulator echat tests bench
+	$(BIN)/ruff check --fix settingsfile translations smpp routing gatewayd panel plugins simulator echat tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
