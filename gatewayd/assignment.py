@@ -36,6 +36,7 @@ publishes ``<prefix>/conversation/<id>/assigned``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -260,7 +261,12 @@ class AssignmentService:
         now = utcnow()
         async with self.readers() as session:
             online = await anyone_online(session, now, self.policy.presence_grace, self.policy.session_idle)
-        if not online:  # nobody to hand anything to: no write transaction
+            # Noted conversations are mostly ongoing chats someone already holds (or one another
+            # process has just handed out): nothing to write for those either.
+            waiting = online and (
+                conversation_ids is None or bool(await unassigned_waiting(session, 1, conversation_ids))
+            )
+        if not waiting:  # nobody to hand anything to, or nothing to hand: no write transaction
             return []
         async with self.sessionmaker() as session, session.begin():
             done = await assign_waiting(
@@ -360,17 +366,23 @@ class AssignmentService:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.policy.sweep_interval
         while True:
-            try:
-                async with asyncio.timeout_at(next_sweep):
-                    await self._wakeup.wait()
-            except TimeoutError:
+            # Checked before waiting: under steady traffic the wake-up is always set again while a pass
+            # runs, and a wait that returns at once never times out, so the sweep would never come.
+            if loop.time() >= next_sweep:
                 await self.sweep()
                 next_sweep = loop.time() + self.policy.sweep_interval
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(next_sweep):
+                    await self._wakeup.wait()
+            if not self._wakeup.is_set():
                 continue
             self._wakeup.clear()
             pending, self._pending = sorted(self._pending), set()
             try:
-                await self.assign(pending)
+                batch = self.policy.batch
+                for start in range(0, len(pending), batch):  # a pass hands out at most ``batch``
+                    await self.assign(pending[start : start + batch])
             except Exception:  # the sweep hands them out later
                 logger.exception("assignment of new conversations failed")
 

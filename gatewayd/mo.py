@@ -50,7 +50,7 @@ from gatewayd.mo_message import (
     build_part,
     inbound_mo,
 )
-from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxError, OutboxSettings, Queued
 from gatewayd.replies import reply_template
 from gatewayd.routes import MORouter
 from gatewayd.store.enums import MTKind
@@ -787,7 +787,18 @@ class MOPipeline:
                 short_code=mo.short_code,
                 client_id=result.subscriber.client_id,
             )
-        return (await self._outbox.queue_in(session, confirmations, now)).queued
+        try:
+            return (await self._outbox.queue_in(session, confirmations, now)).queued
+        except OutboxError:
+            # One answer the outbox cannot send (nothing was written) must not fail the MOs' commit,
+            # which would be tried again and again: the others go, that one is logged.
+            queued: list[Queued] = []
+            for request in confirmations:
+                try:
+                    queued += (await self._outbox.queue_in(session, [request], now)).queued
+                except OutboxError as error:
+                    log_event(log, "mo.keyword_answer_not_queued", logging.WARNING, reason=str(error))
+            return queued
 
 
 def _new_part(part: InboundPart, answer_id: int | None) -> NewPart:

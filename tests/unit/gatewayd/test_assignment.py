@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, cast
+
 from gatewayd.assignment import (
     DEFAULT_POOL,
+    Assignment,
+    AssignmentPolicy,
+    AssignmentService,
     RoundRobin,
     choose_operator,
     pool_of,
@@ -54,3 +62,43 @@ def test_turns_are_kept_per_pool() -> None:
     assert choose_operator(robin, "b", free, members) == 1
     robin.took("b", 1)
     assert choose_operator(robin, "b", free, members) == 3
+
+
+class _Recording(AssignmentService):
+    """The daemon's loop with the database passes replaced by records; each pass of new conversations
+    sees another MO noted meanwhile, as under steady traffic."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(Any, None), None, AssignmentPolicy(sweep_interval=0.05, batch=3))
+        self.sweeps = 0
+        self.passes: list[list[int]] = []
+        self.swept_again = asyncio.Event()
+        self.noted = 100
+
+    async def sweep(self) -> None:
+        self.sweeps += 1
+        if self.sweeps >= 3:
+            self.swept_again.set()
+
+    async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
+        assert conversation_ids is not None
+        self.passes.append(list(conversation_ids))
+        self.noted += 1
+        self.note_waiting(self.noted)  # an MO committed while this pass ran
+        await asyncio.sleep(0)
+        return []
+
+
+async def test_the_sweep_still_comes_while_mos_keep_waking_the_loop() -> None:
+    service = _Recording()
+    for conversation_id in range(1, 8):
+        service.note_waiting(conversation_id)
+    running = asyncio.create_task(service.run_loop())
+    try:
+        await asyncio.wait_for(service.swept_again.wait(), 10)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    # noted conversations are handed out a batch at a time, the first ones before any later one
+    assert service.passes[:3] == [[1, 2, 3], [4, 5, 6], [7]]
