@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 
@@ -14,6 +15,11 @@ from gatewayd.outbox import OutboxSettings
 # Domain, so a sibling site (or plain-HTTP page) of the same domain cannot plant them.
 SECURE_COOKIE_PREFIX = "__Host-"
 SESSION_COOKIE = "echat_session"
+
+
+def default_hash_workers(cores: int | None) -> int:
+    """Half the machine's cores for argon2, at least one."""
+    return max(1, (cores or 1) // 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +57,15 @@ class PanelSettings:
     login_failure_window_minutes: int = 15
     ip_max_failures: int = 20
     ip_window_minutes: int = 10
-    # argon2 runs in this many worker threads; this many more sign-ins may wait for one, the rest
-    # are answered 503 at once.
-    password_hash_workers: int = 2
-    password_hash_queue: int = 8
+    # A refusal that costs no hashing (address rate limited, name delayed, hashing workers busy) is
+    # answered after this pause, at most its Retry-After: a client repeating refused attempts back
+    # to back is paced to one per pause per connection instead of taking the event loop's time.
+    refusal_pause_seconds: float = 2.0
+    # argon2 runs in this many worker threads (by default one core in two, at least one: the
+    # daemon sharing the machine keeps a core under a flood of sign-ins); this many more sign-ins
+    # may wait for one, the rest are answered 503 after the refusal pause.
+    password_hash_workers: int = field(default_factory=lambda: default_hash_workers(os.cpu_count()))
+    password_hash_queue: int = 16
     # Extra origins accepted on unsafe requests besides the panel's own (e.g. behind a TLS proxy).
     trusted_origins: tuple[str, ...] = ()
     default_language: str = "es"

@@ -3,7 +3,11 @@
 A sign-in never holds a transaction while argon2 runs, and argon2 never runs on the event loop:
 
 1. a read-only look (no write lock on SQLite): is the address rate limited, is the user name in its
-   delay, which hash to check; a refusal here is answered at once, with no hashing and no write;
+   delay, which hash to check; a refusal here costs no hashing and no write, and is answered after a
+   short pause (`refusal_pause_seconds`, never beyond its Retry-After) so that a client repeating
+   refused attempts back to back gets one answer per pause per connection: in the demo the panel
+   shares the daemon's event loop, and a flood answered at once would take the loop's time from
+   the MOs;
 2. the hash, in the panel's hashing workers (`PasswordHashing`), outside any transaction;
 3. one short write transaction: the attempt, the name's failure count, and on success the account's
    sign-in time, the presented session revoked and the new session.
@@ -15,6 +19,7 @@ the timing tells which names exist.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,6 +137,17 @@ async def _refusal(
     return None
 
 
+async def _paced(refused: LoginResult, settings: PanelSettings) -> LoginResult:
+    """``refused`` after the refusal pause, outside any transaction (a sleeping task holds nothing
+    but its connection, and uvicorn's ``limit_concurrency`` bounds those)."""
+    pause = settings.refusal_pause_seconds
+    if refused.retry_after is not None:
+        pause = min(pause, refused.retry_after)
+    if pause > 0:
+        await asyncio.sleep(pause)
+    return refused
+
+
 async def _open_session(
     session: AsyncSession,
     state: PanelRuntime,
@@ -164,9 +180,9 @@ async def sign_in(state: PanelRuntime, attempt: SignIn, *, now: datetime | None 
     password = attempt.password[: MAX_PASSWORD_LENGTH + 1]
     async with state.readers() as session:
         refused = await _refusal(session, settings, username, attempt.ip, now)
-        if refused is not None:
-            return refused
-        account = await get_account_by_username(session, username)
+        account = None if refused is not None else await get_account_by_username(session, username)
+    if refused is not None:
+        return await _paced(refused, settings)
 
     try:
         verified = await state.hashing.verify_or_decoy(
@@ -176,7 +192,7 @@ async def sign_in(state: PanelRuntime, attempt: SignIn, *, now: datetime | None 
         if verified and account is not None and state.passwords.needs_rehash(account.password_hash):
             rehashed = await state.hashing.hash(password)
     except HashingBusy:
-        return LoginResult(LoginOutcome.BUSY, retry_after=BUSY_RETRY_AFTER)
+        return await _paced(LoginResult(LoginOutcome.BUSY, retry_after=BUSY_RETRY_AFTER), settings)
 
     outcome = LoginOutcome.BAD_CREDENTIALS
     if account is not None and account.locked:

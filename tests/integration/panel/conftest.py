@@ -149,6 +149,7 @@ def settings(sqlite_url: str) -> PanelSettings:
         login_delay_max_seconds=4.0,
         ip_max_failures=6,
         ip_window_minutes=10,
+        refusal_pause_seconds=0,  # the pause has its own test (test_login.py)
     )
 
 

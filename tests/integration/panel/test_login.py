@@ -4,19 +4,24 @@ administrator's lock, rehashing, and the session a browser presents when it sign
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from starlette.applications import Starlette
 
 from gatewayd.store.accounts import LoginAttempt, LoginThrottle, WebSession, get_account_by_username
+from panel.app import create_app
 from panel.auth.accounts import lock_account
 from panel.auth.admin import user_passwd, user_unlock
 from panel.auth.passwords import PasswordPolicy
 from panel.settings import Argon2Params, PanelSettings
+from plugins import auth, home
 
-from .conftest import FAST_ARGON2, HTML, PASSWORD, PanelClient, login, page_csrf
+from .conftest import FAST_ARGON2, HTML, PASSWORD, PanelClient, login, memory_bus, page_csrf, serving
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,6 +38,7 @@ def settings(request: pytest.FixtureRequest) -> PanelSettings:
         login_delay_max_seconds=120.0,
         ip_max_failures=10,
         ip_window_minutes=10,
+        refusal_pause_seconds=0,  # the pause has its own test below
     )
 
 
@@ -165,6 +171,33 @@ async def test_too_many_failures_from_one_address_are_rate_limited_without_hashi
     assert 0 < int(limited.headers["retry-after"]) <= 600
     assert "echat_session" not in client.cookies
     assert await attempts_recorded(client) == recorded  # refused at the door: nothing written
+
+
+async def test_a_refusal_without_hashing_comes_after_the_pause_which_holds_up_nobody_else(
+    app: Starlette, settings: PanelSettings
+) -> None:
+    """A client repeating refused attempts back to back gets one answer per pause: in the demo the
+    panel shares the daemon's event loop, and refusals answered at once would take its time."""
+    pause = 1.5
+    paced = create_app(
+        dataclasses.replace(settings, refusal_pause_seconds=pause),
+        bus_factory=memory_bus,
+        plugins=[auth.plugin, home.plugin],
+    )
+    async with serving(paced) as client:
+        for number in range(settings.ip_max_failures):  # hashed and refused: no pause
+            assert (await login(client, f"ghost{number}", "whatever it is")).status_code == 401
+        recorded = await attempts_recorded(client)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        refused = asyncio.create_task(login(client, "ana", PASSWORD))
+        # while the refusal waits, another browser is served: the pause is a sleep, not a lock
+        other = client.another_browser()
+        page = await other.get("/login", headers=HTML)
+        assert page.status_code == 200 and not refused.done()
+        limited = await refused
+        assert limited.status_code == 429 and loop.time() - started >= pause
+        assert await attempts_recorded(client) == recorded
 
 
 async def test_an_administrators_lock_ends_sessions_and_sign_in_fails_like_a_wrong_password(

@@ -6,7 +6,8 @@ simulator sends MOs at a steady rate while ten clients post bad sign-ins as fast
 Every MO must be committed (its event published) and acknowledged without ESME_RX_T_APPN, and the
 panel must answer every sign-in with a refusal, never a server error. Two floods: with the default
 limits (the address is soon rate limited, refused without hashing) and with limits out of reach,
-so every attempt costs a full argon2 run in the hashing workers.
+so every attempt costs a full argon2 run in the hashing workers. Refusals that cost no hashing come
+after the panel's refusal pause, so the flood is paced instead of taking the shared loop's time.
 
 The MO-to-row figures themselves are measured by ``bench/login_flood.py``; here only generous bounds.
 """
@@ -116,6 +117,7 @@ async def test_a_sign_in_flood_does_not_hold_up_mo_storage(tmp_path: Path, flood
     assert set(statuses) <= {"401", "429"}, statuses
     if flood == "rate_limited":
         assert statuses["429"] > statuses["401"]  # the address was soon refused without hashing
-    # Generous: about 20 ms on a quiet machine; 6 to 60 s when argon2 ran on the event loop inside a
-    # write transaction. The figures belong to bench/login_flood.py.
-    assert statistics.median(latencies) < 1.0, sorted(latencies)
+    # Generous: 8 to 10 ms on a quiet machine in every phase; 6 to 60 s when argon2 ran on the event
+    # loop inside a write transaction, 230 ms to 1 s while rate-limited refusals were answered at once
+    # (the flood then took the loop's time). The figures belong to bench/login_flood.py.
+    assert statistics.median(latencies) < 0.5, sorted(latencies)

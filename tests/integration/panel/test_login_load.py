@@ -98,6 +98,7 @@ async def slow_hashing(sqlite_url: str, example_on_path: None) -> AsyncIterator[
         password_hash_workers=1,
         password_hash_queue=0,
         ip_max_failures=100,
+        refusal_pause_seconds=0,  # a busy answer never waits for the worker (its pause: test_login.py)
     )
     app: Starlette = create_app(settings, bus=MemoryBus(), plugins=[auth.plugin, home.plugin])
     async with serving(app) as client:
