@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from echat.audit import add_audit_commands, check_audit_trail, describe
 from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
 from gatewayd.logging import configure_logging
@@ -107,6 +108,9 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
 
     user = add_user_commands(commands, _config_argument)
     user.set_defaults(handler=_user)
+
+    audit = add_audit_commands(commands, _config_argument)
+    audit.set_defaults(handler=_audit)
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -348,6 +352,17 @@ def _panel(args: argparse.Namespace) -> int:
     settings = settings_from_config(config)
     asyncio.run(serve_panel(settings, bus_factory, http=config.panel.http, on_listening=announce))
     return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    if not _schema_ready(f"{args.command} {args.audit_command}", config.database.url):
+        return EXIT_FAILURE
+    check = asyncio.run(check_audit_trail(config.database.url))
+    print(describe(check), file=sys.stdout if check.intact else sys.stderr)
+    return EXIT_OK if check.intact else EXIT_FAILURE
 
 
 def _user(args: argparse.Namespace) -> int:
