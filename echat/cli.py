@@ -141,6 +141,17 @@ def _schema_ready(command: str, url: str) -> bool:
     return True
 
 
+def _config_at_head(args: argparse.Namespace, command: str) -> Config | int:
+    """The configuration of a command that works on the database, or its exit status when the
+    configuration is invalid (usage) or the database's schema is not this version's (failure)."""
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    if not _schema_ready(command, config.database.url):
+        return EXIT_FAILURE
+    return config
+
+
 # --- run -------------------------------------------------------------------------------------------
 
 
@@ -265,11 +276,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_USAGE
-    if not _schema_ready(args.command, config.database.url):
-        return EXIT_FAILURE
+    config = _config_at_head(args, args.command)
+    if isinstance(config, int):
+        return config
     return asyncio.run(_send_async(config, args))
 
 
@@ -332,11 +341,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _panel(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_USAGE
-    if not _schema_ready(args.command, config.database.url):
-        return EXIT_FAILURE
+    config = _config_at_head(args, args.command)
+    if isinstance(config, int):
+        return config
     from gatewayd.bus import EventBus, create_bus
     from panel.serve import serve_panel, settings_from_config
 
@@ -355,22 +362,18 @@ def _panel(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_USAGE
-    if not _schema_ready(f"{args.command} {args.audit_command}", config.database.url):
-        return EXIT_FAILURE
+    config = _config_at_head(args, f"{args.command} {args.audit_command}")
+    if isinstance(config, int):
+        return config
     check = asyncio.run(check_audit_trail(config.database.url))
     print(describe(check), file=sys.stdout if check.intact else sys.stderr)
     return EXIT_OK if check.intact else EXIT_FAILURE
 
 
 def _user(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_USAGE
-    if not _schema_ready(f"{args.command} {args.user_command}", config.database.url):
-        return EXIT_FAILURE
+    config = _config_at_head(args, f"{args.command} {args.user_command}")
+    if isinstance(config, int):
+        return config
     from gatewayd.bus import create_bus
 
     # Sessions a command ends are announced to the panels; an in-process bus reaches no other process.
