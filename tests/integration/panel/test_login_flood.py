@@ -116,7 +116,10 @@ async def test_a_sign_in_flood_does_not_hold_up_mo_storage(tmp_path: Path, flood
     # refusals only: no 500, no 'database is locked', no request left unanswered
     assert set(statuses) <= {"401", "429"}, statuses
     if flood == "rate_limited":
-        assert statuses["429"] > statuses["401"]  # the address was soon refused without hashing
+        # Hashing soon stopped: past the address's limit only the attempts already in flight (one per
+        # client) were hashed, the rest refused without hashing. (Refusals come after the refusal
+        # pause, so how many there were depends on the flood's length, not how many were hashed.)
+        assert statuses["429"] > 0 and statuses["401"] <= settings.ip_max_failures + CLIENTS, statuses
     # Generous: 8 to 10 ms on a quiet machine in every phase; 6 to 60 s when argon2 ran on the event
     # loop inside a write transaction, 230 ms to 1 s while rate-limited refusals were answered at once
     # (the flood then took the loop's time). The figures belong to bench/login_flood.py.
