@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, bindparam, delete, select, text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +67,14 @@ class Account(Base):
 
     def __repr__(self) -> str:
         return f"Account(id={self.id!r}, username={self.username!r}, role={self.role!r})"
+
+
+async def count_active_admins(session: AsyncSession) -> int:
+    """How many admin accounts are not locked (the panel never lets this fall to zero)."""
+    found = await session.execute(
+        select(func.count()).select_from(Account).where(Account.role == Role.ADMIN, Account.locked.is_(False))
+    )
+    return int(found.scalar_one())
 
 
 #: The longest operator pool name (the configuration refuses longer ones).

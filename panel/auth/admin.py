@@ -25,7 +25,6 @@ from gatewayd.store.accounts import (
     Account,
     Presence,
     Role,
-    check_pool_name,
     get_account_by_username,
     list_accounts,
 )
@@ -33,6 +32,7 @@ from gatewayd.store.engine import create_engine, read_session_factory, session_f
 from gatewayd.store.repo_assignment import operator_pools, set_operator_pools
 from panel.auth.accounts import (
     AccountRejected,
+    check_pool_names,
     create_account,
     lock_account,
     normalize_username,
@@ -169,10 +169,13 @@ async def user_passwd(
 
 async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus | None = None) -> int:
     """Lock the account and end its sessions, announced on ``bus``; returns how many sessions were
-    ended."""
-    async with _unit_of_work(url) as session:
-        account = await _existing(session, username)
-        ended = await lock_account(session, account, reason)
+    ended. Never the last active admin."""
+    try:
+        async with _unit_of_work(url) as session:
+            account = await _existing(session, username)
+            ended = await lock_account(session, account, reason)
+    except AccountRejected as error:
+        raise UserCommandError(_explain(error)) from error
     await _announce(bus, account.id)
     return ended
 
@@ -206,9 +209,9 @@ async def user_list(url: str) -> list[AccountSummary]:
 
 def _pool_names(pools: Collection[str]) -> list[str]:
     try:
-        return sorted({check_pool_name(pool) for pool in pools})
-    except ValueError as error:
-        raise UserCommandError(str(error)) from error
+        return check_pool_names(pools)
+    except AccountRejected as error:
+        raise UserCommandError(_explain(error)) from error
 
 
 async def user_pools(url: str, username: str, pools: Collection[str] | None = None) -> list[str]:

@@ -43,6 +43,9 @@ class DeclaresPermissions(Protocol):
     def name(self) -> str: ...
 
     @property
+    def title(self) -> str: ...
+
+    @property
     def permissions(self) -> Sequence[PermissionSpec]: ...
 
 
@@ -58,6 +61,8 @@ class PermissionRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, PermissionSpec] = {}
         self._owners: dict[str, str] = {}
+        #: owner (plugin name, "panel" for the core) -> its title (English, marked for the catalogue)
+        self._titles: dict[str, str] = {"panel": N_("Panel modes")}
         for spec in CORE_PERMISSIONS:
             self._add("panel", spec)
 
@@ -65,6 +70,7 @@ class PermissionRegistry:
     def build(cls, plugins: Iterable[DeclaresPermissions]) -> PermissionRegistry:
         registry = cls()
         for plugin in plugins:
+            registry._titles.setdefault(plugin.name, plugin.title)
             for spec in plugin.permissions:
                 registry._add(plugin.name, spec)
         return registry
@@ -82,6 +88,15 @@ class PermissionRegistry:
     @property
     def specs(self) -> tuple[PermissionSpec, ...]:
         return tuple(sorted(self._specs.values(), key=lambda spec: spec.name))
+
+    def grouped(self) -> tuple[tuple[str, tuple[PermissionSpec, ...]], ...]:
+        """The permissions by the plugin that declares them, as (its title, its specs by name), the
+        core's first: what an account's powers are edited by."""
+        owners = ["panel", *sorted({owner for owner in self._owners.values() if owner != "panel"})]
+        return tuple(
+            (self._titles[owner], tuple(spec for spec in self.specs if self._owners[spec.name] == owner))
+            for owner in owners
+        )
 
     @property
     def names(self) -> frozenset[str]:

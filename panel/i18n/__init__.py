@@ -29,6 +29,7 @@ __all__ = [
     "format_datetime",
     "is_valid_timezone",
     "negotiate_language",
+    "timezone_choices",
     "zone_or_utc",
 ]
 
@@ -110,6 +111,11 @@ def zone_or_utc(name: str) -> ZoneInfo:
 
 def is_valid_timezone(name: str) -> bool:
     return name in available_timezones()
+
+
+def timezone_choices() -> list[str]:
+    """The time zones the forms offer, by name ("Area/City" and UTC)."""
+    return sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC")
 
 
 def format_datetime(value: datetime | None, timezone: str, style: str = "datetime") -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import available_timezones
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -22,6 +20,7 @@ from panel.auth.identity import CurrentUser
 from panel.auth.login import LoginOutcome, SignIn, sign_in
 from panel.auth.passwords import HashingBusy, PasswordRejected, check_password_rules
 from panel.auth.sessions import revoke_session
+from panel.i18n import timezone_choices
 from panel.middleware import LANGUAGE_COOKIE, cookie_header
 from panel.presence import announce_account_change
 from panel.settings import SESSION_COOKIE
@@ -159,10 +158,6 @@ async def switch_language(request: Request) -> Response:
     return response
 
 
-def _sorted_timezones() -> list[str]:
-    return sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC")
-
-
 async def _profile_page(
     request: Request, *, message: str | None = None, error: str | None = None, status_code: int = 200
 ) -> Response:
@@ -174,7 +169,7 @@ async def _profile_page(
         "account": account,
         # the pools whose conversations the operator is offered (gatewayd.assignment)
         "pools": sorted(pools_served(listed)),
-        "timezones": _sorted_timezones(),
+        "timezones": timezone_choices(),
         "message": message,
         "error": error,
     }

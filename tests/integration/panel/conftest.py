@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import auth, desk, home
+from plugins import accounts, auth, desk, home
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -50,7 +50,9 @@ async def prepare_store(url: str) -> None:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
-        registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
+        registry = PermissionRegistry.build(
+            [auth.plugin, desk.plugin, home.plugin, accounts.plugin, load_example_plugin()]
+        )
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():
             for username, role in ACCOUNTS.items():
@@ -72,15 +74,21 @@ async def prepare_store(url: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Samples:
-    """Real values for path parameters: a conversation its operator holds, and its client."""
+    """Real values for path parameters: a conversation its operator holds, its client and the
+    operator's account."""
 
     conversation_id: int
     client_id: str
     msisdn: str
+    account_id: int
 
     def path(self, template: str) -> str:
         """``/desk/conversations/{conversation_id:id}/reply`` with the sample values put in."""
-        values = {"conversation_id": str(self.conversation_id), "client_id": self.client_id}
+        values = {
+            "conversation_id": str(self.conversation_id),
+            "client_id": self.client_id,
+            "account_id": str(self.account_id),
+        }
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)
 
 
@@ -115,7 +123,7 @@ async def seed_conversation(url: str, operator: str, msisdn: str, text: str = "h
             )
             await create_session(session, holder, PanelSettings(database_url=url), ip=None, user_agent=None)
             await touch_desk(session, holder.id, now)
-        return Samples(stored.conversation_id, stored.subscriber.client_id, msisdn)
+        return Samples(stored.conversation_id, stored.subscriber.client_id, msisdn, holder.id)
     finally:
         await engine.dispose()
 
@@ -159,7 +167,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
     return create_app(
         settings,
         bus_factory=memory_bus,
-        plugins=[auth.plugin, desk.plugin, home.plugin, "echat_notes:plugin"],
+        plugins=[auth.plugin, desk.plugin, home.plugin, accounts.plugin, "echat_notes:plugin"],
     )
 
 

@@ -74,6 +74,33 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "notes": "llama por las tardes",
     },
     ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
+    ("POST", "/admin/accounts"): {
+        "username": "nueva",
+        "display_name": "Nueva",
+        "role": "operator",
+        "password": PASSWORD,
+        "confirm_password": PASSWORD,
+        "language": "es",
+        "timezone": "Europe/Madrid",
+        "pools": "tarot",
+        "max_open_conversations": "5",
+        "permissions": "operator.mode",
+    },
+    ("POST", "/admin/accounts/{account_id:id}"): {
+        "display_name": "Óscar",
+        "role": "operator",
+        "language": "es",
+        "timezone": "Europe/Madrid",
+        "pools": "tarot",
+        "max_open_conversations": "5",
+        "permissions": "operator.mode",
+    },
+    ("POST", "/admin/accounts/{account_id:id}/password"): {
+        "password": PASSWORD,
+        "confirm_password": PASSWORD,
+    },
+    ("POST", "/admin/accounts/{account_id:id}/lock"): {"reason": "baja"},
+    ("POST", "/admin/accounts/{account_id:id}/unlock"): {},
 }
 
 
