@@ -20,6 +20,7 @@ from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
+from gatewayd.diversion import DiversionCache
 from gatewayd.events import EventPublisher
 from gatewayd.gc_tuning import tune_for_throughput
 from gatewayd.health import LoopHealth
@@ -184,7 +185,11 @@ class Daemon:
             self.bus = bus
             self.metrics.track_bus_drops(lambda: bus.dropped)
             self.assignment = AssignmentService(
-                self.sessions, bus, _assignment_policy(config), readers=read_session_factory(self.engine)
+                self.sessions,
+                bus,
+                _assignment_policy(config),
+                readers=read_session_factory(self.engine),
+                diversion=DiversionCache.for_services((s.name, s.callcentre) for s in config.services),
             )
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self._build(events)
@@ -298,6 +303,7 @@ class Daemon:
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
+                group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
             ]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
@@ -348,4 +354,5 @@ def _assignment_policy(config: Config) -> AssignmentPolicy:
         sweep_interval=assignment.sweep_interval,
         batch=assignment.batch,
         presence_grace=timedelta(seconds=assignment.presence_grace),
+        callcentre_pool=assignment.callcentre_pool,
     )
