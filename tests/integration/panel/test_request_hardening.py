@@ -74,6 +74,8 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "notes": "llama por las tardes",
     },
     ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
+    ("POST", "/admin/diversion"): {"service": "chat", "diverted": "on"},
+    ("POST", "/admin/sessions"): {"numbers": "600000001", "country": "ES"},
 }
 
 
