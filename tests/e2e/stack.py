@@ -30,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import auth, home
+from plugins import auth, home, services
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -133,11 +133,15 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         sweep_interval=options.sweep_interval, presence_grace=timedelta(seconds=options.presence_grace)
     )
     desk = DeskSettings(policy=policy, heartbeat=options.stream_heartbeat)
-    return [auth.plugin, home.plugin, build_plugin(desk)]
+    return [auth.plugin, home.plugin, build_plugin(desk), services.plugin]
 
 
 async def add_operator(
-    sessions: async_sessionmaker[AsyncSession], plugins: list[Plugin], capacity: int, username: str = OPERATOR
+    sessions: async_sessionmaker[AsyncSession],
+    plugins: list[Plugin],
+    capacity: int,
+    username: str = OPERATOR,
+    role: Role = Role.OPERATOR,
 ) -> None:
     registry = PermissionRegistry.build(plugins)
     async with sessions() as session, session.begin():
@@ -147,7 +151,7 @@ async def add_operator(
             registry,
             username=username,
             password=PASSWORD,
-            role=Role.OPERATOR,
+            role=role,
             display_name=username.title(),
             language="es",
             max_open_conversations=capacity,
