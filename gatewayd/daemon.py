@@ -102,8 +102,9 @@ class Daemon:
             self._stop.set()
 
     def reload(self, config: Config) -> None:
-        """SIGHUP: apply the carriers and routes of a freshly loaded configuration without a restart;
-        a configuration whose rules or quirks do not validate changes nothing."""
+        """SIGHUP: apply the carriers, routes and services' initial call-centre diversion of a freshly
+        loaded configuration without a restart; a configuration whose rules or quirks do not validate
+        changes nothing."""
         try:
             routes = build_routes(config)
         except InvalidRule as error:
@@ -122,6 +123,8 @@ class Daemon:
             self.outbox.settings = OutboxSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
+        if self.assignment is not None:  # services added or with a new initial callcentre value
+            self.assignment.diversion.configure((s.name, s.callcentre) for s in config.services)
         if self.binds is not None:
             self.binds.reload(config.carriers, MTRouter(routes.mt, config.carriers))
         log_event(log, "routes.loaded", mo_rules=len(routes.mo), mt_rules=len(routes.mt or ()))

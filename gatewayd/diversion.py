@@ -34,9 +34,14 @@ class Diversion:
 
 def diversion_of(initial: Mapping[str, bool], rows: Mapping[str, ServiceSetting]) -> Diversion:
     """The diverted services: the switched ones by their switch, the others by ``initial``."""
-    diverted = {name for name, on in initial.items() if on and name not in rows}
-    diverted.update(name for name, row in rows.items() if row.callcentre_diverted)
-    return Diversion(frozenset(diverted), sum(row.version for row in rows.values()))
+    switched = {name: row.callcentre_diverted for name, row in rows.items()}
+    return _diversion(initial, switched, sum(row.version for row in rows.values()))
+
+
+def _diversion(initial: Mapping[str, bool], switched: Mapping[str, bool], version: int) -> Diversion:
+    diverted = {name for name, on in initial.items() if on and name not in switched}
+    diverted.update(name for name, on in switched.items() if on)
+    return Diversion(frozenset(diverted), version)
 
 
 class DiversionCache:
@@ -45,7 +50,8 @@ class DiversionCache:
 
     def __init__(self, initial: Mapping[str, bool] | None = None) -> None:
         self.initial = dict(initial or {})
-        self.current = diversion_of(self.initial, {})
+        self._switched: dict[str, bool] = {}
+        self.current = _diversion(self.initial, self._switched, 0)
 
     @classmethod
     def for_services(cls, services: Iterable[tuple[str, bool]]) -> DiversionCache:
@@ -59,9 +65,17 @@ class DiversionCache:
         """Whether an announced ``version`` is newer than the one cached."""
         return version > self.current.version
 
+    def configure(self, services: Iterable[tuple[str, bool]]) -> Diversion:
+        """New configured values (a reloaded configuration); the switches read last still win."""
+        self.initial = dict(services)
+        self.current = _diversion(self.initial, self._switched, self.current.version)
+        return self.current
+
     async def refresh(self, session: AsyncSession) -> Diversion:
         """Reads the switches again; returns the diversion now in force."""
-        self.current = diversion_of(self.initial, await service_settings(session))
+        rows = await service_settings(session)
+        self._switched = {name: row.callcentre_diverted for name, row in rows.items()}
+        self.current = _diversion(self.initial, self._switched, sum(row.version for row in rows.values()))
         return self.current
 
 
