@@ -1,5 +1,6 @@
 """Built-in plugin `services`: the call-centre diversion switch per service (manual 1.5) and the
-session reset of a list of clients (manual 1.7)."""
+session reset of a list of clients (manual 1.7). It applies both through the desk plugin's assignment
+service (`plugins.desk.service`), so it is loaded with the desk."""
 
 from __future__ import annotations
 
