@@ -15,8 +15,13 @@ the conversation keeps the pool of the MO that opened it (``conversations.operat
 conversation opened before pools were stored: the default pool's). An operator answers the pools
 listed for them (``account_pools``, ``gatewayd user pools``); an operator listed in no pool answers the
 default pool, so a gateway that names no pool works as before: everybody answers everything.
-``conversations.callcentre`` keeps the route's call-centre flag; the call-centre diversion that will
-read it is not built yet.
+``conversations.callcentre`` keeps the route's call-centre flag.
+
+**Call-centre diversion.** A service diverted to the call centre (``gatewayd.diversion``: the admin's
+switch, else ``[[services]] callcentre``) has every conversation nobody holds offered to the
+call-centre pool (``[assignment] callcentre_pool``) instead of its own pool, those already waiting
+too; a conversation already held stays with its operator. The service reads the switches from a
+cache refreshed on the bus event of a switch and at every sweep, never per MO.
 
 **Presence.** An operator is present while their account is not locked, one of their web sessions is
 live (idle at most ``session_idle``) and their desk was seen within ``presence_grace`` (the desk's event
@@ -46,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.events import Event
+from gatewayd.diversion import DiversionCache
 from gatewayd.routes import DEFAULT_POOL
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
@@ -92,13 +98,15 @@ class AssignmentPolicy:
     passes over everything waiting (and over who left the desk); ``batch``: conversations handed out per
     pass at most; ``presence_grace``: how long an operator's desk may go unseen (its stream closed, the
     browser gone) before they leave. Longer than the desk's heartbeat, which marks a live desk;
-    ``session_idle``: how long a web session may go unused and still count as live."""
+    ``session_idle``: how long a web session may go unused and still count as live;
+    ``callcentre_pool``: the pool diverted services' conversations go to."""
 
     overdue_after: timedelta = timedelta(minutes=2)
     sweep_interval: float = 2.0
     batch: int = 200
     presence_grace: timedelta = timedelta(seconds=40)
     session_idle: timedelta = timedelta(minutes=SESSION_IDLE_MINUTES)
+    callcentre_pool: str = "callcentre"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +189,13 @@ async def assign_waiting(
     grace: timedelta,
     idle: timedelta,
     conversation_ids: Sequence[int] | None = None,
+    diverted: Collection[str] = (),
+    callcentre_pool: str | None = None,
 ) -> list[Assignment]:
     """Hands waiting conversations nobody holds (all, or those among ``conversation_ids``) to the online
     operators of their pool present at the desk (their desk seen within ``grace``, a session idle at
-    most ``idle``) with free slots, oldest first. The caller frames the transaction and publishes after
+    most ``idle``) with free slots, oldest first; those of the ``diverted`` services to the operators of
+    ``callcentre_pool`` instead of their own pool's. The caller frames the transaction and publishes after
     committing."""
     if conversation_ids is not None and not conversation_ids:
         return []
@@ -203,7 +214,13 @@ async def assign_waiting(
     memberships = await operator_pools(session, list(free_slots))
     pools = frozenset().union(*(pools_served(memberships.get(op, ())) for op in free_slots))
     waiting = await unassigned_waiting(
-        session, limit, conversation_ids, pools=pools, default_pool=DEFAULT_POOL
+        session,
+        limit,
+        conversation_ids,
+        pools=pools,
+        default_pool=DEFAULT_POOL,
+        diverted=diverted,
+        diversion_pool=callcentre_pool,
     )
     assignments: list[Assignment] = []
     for conversation_id, pool in waiting:
@@ -246,6 +263,7 @@ class AssignmentService:
         policy: AssignmentPolicy,
         *,
         readers: async_sessionmaker[AsyncSession] | None = None,
+        diversion: DiversionCache | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         #: Read-only sessions (``read_session_factory``): the looks that decide whether there is
@@ -254,6 +272,8 @@ class AssignmentService:
         self.bus = bus
         self.policy = policy
         self.robin = RoundRobin()
+        #: The services diverted to the call centre, as this process last read them.
+        self.diversion = diversion or DiversionCache()
         self._pending: set[int] = set()
         self._wakeup = asyncio.Event()
 
@@ -277,6 +297,8 @@ class AssignmentService:
                 grace=self.policy.presence_grace,
                 idle=self.policy.session_idle,
                 conversation_ids=conversation_ids,
+                diverted=self.diversion.services,
+                callcentre_pool=self.policy.callcentre_pool,
             )
         await self.publish(done)
         return done
@@ -329,6 +351,30 @@ class AssignmentService:
         if conversation_id is not None:
             await self.assign([conversation_id])
 
+    async def refresh_diversion(self) -> None:
+        """Reads the diversion switches again (after a switch, and at every sweep)."""
+        async with self.readers() as session:
+            await self.diversion.refresh(session)
+
+    async def on_diversion_event(self, event: Event) -> None:
+        """A service was switched: read the switches again if this process has not yet, then hand out
+        what waits (a diverted service's waiting conversations may now go to the call centre)."""
+        version = _event_id(event, "version")
+        if version is None or self.diversion.is_stale(version):
+            await self.refresh_diversion()
+            await self.assign()
+
+    async def diversion_loop(self) -> None:
+        """The daemon's ear for diversion switches made in a panel. Runs until cancelled."""
+        if self.bus is None:
+            return
+        async with self.bus.subscribe(self.bus.topics.all_service_diversions()) as switched:
+            async for event in switched:
+                try:
+                    await self.on_diversion_event(event)
+                except Exception:  # the sweep reads the switches again
+                    logger.exception("diversion refresh failed")
+
     async def on_account_event(self, event: Event) -> None:
         account_id = _event_id(event, "account_id")
         if account_id is not None:
@@ -345,6 +391,7 @@ class AssignmentService:
         """One periodic pass over who left the desk and everything waiting; a failure is logged, the
         next pass tries again."""
         try:
+            await self.refresh_diversion()
             await self.settle_presence()
             await self.assign()
         except Exception:  # a database hiccup must not end the sweeping

@@ -473,11 +473,15 @@ class AssignmentConfig(Settings):
     everything waiting and everyone who left the desk every ``sweep_interval`` seconds, at most
     ``batch`` conversations per pass; an operator whose desk went unseen for ``presence_grace`` seconds
     (longer than the desk's heartbeat) has left and gives back what they hold. A panel started from
-    this configuration assigns with the same settings (``panel.serve.settings_from_config``)."""
+    this configuration assigns with the same settings (``panel.serve.settings_from_config``).
+    ``callcentre_pool`` is the call-centre team's operator pool: a service diverted to the call
+    centre (``[[services]] callcentre``, then the admin's switch) has its conversations offered to
+    that pool's operators instead of its own (``gatewayd.diversion``)."""
 
     sweep_interval: PositiveSeconds = 2.0
     presence_grace: PositiveSeconds = 40.0
     batch: int = Field(200, ge=1, le=10_000)
+    callcentre_pool: Pool = "callcentre"
 
 
 class BindType(StrEnum):

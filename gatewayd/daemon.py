@@ -20,6 +20,7 @@ from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.config import Config
+from gatewayd.diversion import DiversionCache
 from gatewayd.events import EventPublisher
 from gatewayd.gc_tuning import tune_for_throughput
 from gatewayd.health import LoopHealth
@@ -101,8 +102,9 @@ class Daemon:
             self._stop.set()
 
     def reload(self, config: Config) -> None:
-        """SIGHUP: apply the carriers and routes of a freshly loaded configuration without a restart;
-        a configuration whose rules or quirks do not validate changes nothing."""
+        """SIGHUP: apply the carriers, routes and services' initial call-centre diversion of a freshly
+        loaded configuration without a restart; a configuration whose rules or quirks do not validate
+        changes nothing."""
         try:
             routes = build_routes(config)
         except InvalidRule as error:
@@ -121,6 +123,8 @@ class Daemon:
             self.outbox.settings = OutboxSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
+        if self.assignment is not None:  # services added or with a new initial callcentre value
+            self.assignment.diversion.configure((s.name, s.callcentre) for s in config.services)
         if self.binds is not None:
             self.binds.reload(config.carriers, MTRouter(routes.mt, config.carriers))
         log_event(log, "routes.loaded", mo_rules=len(routes.mo), mt_rules=len(routes.mt or ()))
@@ -184,7 +188,11 @@ class Daemon:
             self.bus = bus
             self.metrics.track_bus_drops(lambda: bus.dropped)
             self.assignment = AssignmentService(
-                self.sessions, bus, _assignment_policy(config), readers=read_session_factory(self.engine)
+                self.sessions,
+                bus,
+                _assignment_policy(config),
+                readers=read_session_factory(self.engine),
+                diversion=DiversionCache.for_services((s.name, s.callcentre) for s in config.services),
             )
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self._build(events)
@@ -298,6 +306,7 @@ class Daemon:
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
+                group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
             ]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
@@ -348,4 +357,5 @@ def _assignment_policy(config: Config) -> AssignmentPolicy:
         sweep_interval=assignment.sweep_interval,
         batch=assignment.batch,
         presence_grace=timedelta(seconds=assignment.presence_grace),
+        callcentre_pool=assignment.callcentre_pool,
     )

@@ -234,7 +234,11 @@ def create_app(
 
     middleware = [
         Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
-        Middleware(RequestGuardMiddleware, settings=settings),
+        Middleware(
+            RequestGuardMiddleware,
+            settings=settings,
+            uploads=frozenset(path for plugin in loaded for path in plugin.uploads),
+        ),
         Middleware(SessionMiddleware),
         Middleware(CSRFMiddleware, trusted_origins=settings.trusted_origins),
     ]

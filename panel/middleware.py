@@ -161,11 +161,15 @@ class RequestGuardMiddleware:
       parse (400), or with a NUL or a lone surrogate in a field (400): text no column can hold.
 
     The form is parsed here once, within those limits, and left in the scope for the CSRF check;
-    the endpoint reads the same body again."""
+    the endpoint reads the same body again. A form posted to one of ``uploads`` (the paths plugins
+    declare) may carry one file; others take ``max_form_files``."""
 
-    def __init__(self, app: ASGIApp, *, settings: PanelSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: PanelSettings, uploads: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
@@ -198,7 +202,9 @@ class RequestGuardMiddleware:
         try:
             form = await Request(scope, _replay(body, receive)).form(
                 max_fields=self.settings.max_form_fields,
-                max_files=self.settings.max_form_files,
+                max_files=max(1, self.settings.max_form_files)
+                if scope["path"] in self.uploads
+                else self.settings.max_form_files,
                 max_part_size=self.settings.max_form_part_bytes,
             )
         except (HTTPException, MultiPartException):

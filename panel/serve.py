@@ -39,6 +39,7 @@ def settings_from_config(config: Config) -> PanelSettings:
         outbox=OutboxSettings.from_config(config),
         presence_grace_seconds=config.assignment.presence_grace,
         assignment_sweep_seconds=config.assignment.sweep_interval,
+        callcentre_pool=config.assignment.callcentre_pool,
     )
 
 

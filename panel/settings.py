@@ -47,6 +47,8 @@ class PanelSettings:
     # assignment then uses as the daemon does; None: the desk plugin's own policy.
     presence_grace_seconds: float | None = None
     assignment_sweep_seconds: float | None = None
+    # The configuration's [assignment] callcentre_pool; None: the desk plugin's own policy.
+    callcentre_pool: str | None = None
     session_lifetime_hours: int = 12
     # Failed sign-ins per user name (known or not) answered at once; each further one doubles a
     # wait before the next try, from login_delay_seconds up to login_delay_max_seconds. Failures

@@ -103,6 +103,9 @@ class Plugin:
     # The plugin's gettext catalogues: ``<locale>/<language>/LC_MESSAGES/<name>.po`` for every language
     # of the panel but English (the texts in its code and templates are English); see docs/I18N.md.
     locale: Path | None = None
+    # Paths whose POST form may carry one uploaded file (at most the settings' part size); every
+    # other form of the panel takes none.
+    uploads: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PLUGIN_NAME.match(self.name):
@@ -110,6 +113,7 @@ class Plugin:
         object.__setattr__(self, "routes", tuple(self.routes))
         object.__setattr__(self, "menu_items", tuple(self.menu_items))
         object.__setattr__(self, "permissions", tuple(self.permissions))
+        object.__setattr__(self, "uploads", tuple(self.uploads))
         object.__setattr__(self, "event_handlers", _frozen_mapping(self.event_handlers))
         self._validate()
 

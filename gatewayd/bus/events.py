@@ -101,6 +101,14 @@ class Topics:
         A topic of its own, so daemons need not receive every MT status event to hear of it."""
         return f"{self.prefix}/outbox/queued"
 
+    def service_diversion(self, service: str) -> str:
+        """An admin switched the service's call-centre diversion: assigning processes read the
+        switches again (``gatewayd.diversion``)."""
+        return f"{self.prefix}/service/{service}/diversion"
+
+    def all_service_diversions(self) -> str:
+        return f"{self.prefix}/service/+/diversion"
+
     def all_mo(self) -> str:
         return f"{self.prefix}/+/mo"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -143,12 +143,19 @@ async def unassigned_waiting(
     *,
     pools: Collection[str] | None = None,
     default_pool: str | None = None,
+    diverted: Collection[str] = (),
+    diversion_pool: str | None = None,
 ) -> list[tuple[int, str | None]]:
     """(id, operator pool) of the waiting conversations nobody holds (all, or those among
     ``conversation_ids``; of ``pools`` only, when given: a conversation without a pool counts as
-    ``default_pool``'s), oldest first."""
+    ``default_pool``'s), oldest first. A conversation of a service in ``diverted`` counts as
+    ``diversion_pool``'s whatever its own pool (the call-centre diversion)."""
+    pool: ColumnElement[str | None] = Conversation.operator_pool.expression
+    if diverted and diversion_pool is not None:
+        own = func.coalesce(Conversation.operator_pool, default_pool) if default_pool else pool
+        pool = case((Conversation.service.in_(sorted(diverted)), diversion_pool), else_=own)
     statement = (
-        select(Conversation.id, Conversation.operator_pool)
+        select(Conversation.id, pool.label("pool"))
         .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
         .order_by(Conversation.waiting_since, Conversation.id)
         .limit(limit)
@@ -156,11 +163,11 @@ async def unassigned_waiting(
     if conversation_ids is not None:
         statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
     if pools is not None:
-        of_pools: ColumnElement[bool] = Conversation.operator_pool.in_(sorted(pools))
+        of_pools: ColumnElement[bool] = pool.in_(sorted(pools))
         if default_pool is not None and default_pool in pools:
-            of_pools = or_(of_pools, Conversation.operator_pool.is_(None))
+            of_pools = or_(of_pools, pool.is_(None))
         statement = statement.where(of_pools)
-    return [(row.id, row.operator_pool) for row in await session.execute(statement)]
+    return [(row.id, row.pool) for row in await session.execute(statement)]
 
 
 async def operator_pools(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, frozenset[str]]:
@@ -224,6 +231,11 @@ async def release_held(session: AsyncSession, operator_id: int) -> list[int]:
     return released
 
 
+def _closing(now: datetime) -> dict[str, object]:
+    """The values that close a conversation (the desk's close and a session reset alike)."""
+    return {"status": ConversationStatus.CLOSED, "waiting_since": None, "closed_at": now}
+
+
 async def close_held(session: AsyncSession, conversation_id: int, operator_id: int, now: datetime) -> bool:
     """Closes the conversation if ``operator_id`` holds it and it is open; whether it did."""
     result = await session.execute(
@@ -233,6 +245,31 @@ async def close_held(session: AsyncSession, conversation_id: int, operator_id: i
             Conversation.assigned_operator_id == operator_id,
             Conversation.status != ConversationStatus.CLOSED,
         )
-        .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=now)
+        .values(**_closing(now))
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+async def close_open_of(session: AsyncSession, subscriber_id: int, now: datetime) -> list[int]:
+    """Closes every conversation of the subscriber that is not closed, whoever holds it (a session
+    reset); returns their ids."""
+    open_ids = list(
+        (
+            await session.execute(
+                select(Conversation.id)
+                .where(
+                    Conversation.subscriber_id == subscriber_id,
+                    Conversation.status != ConversationStatus.CLOSED,
+                )
+                .order_by(Conversation.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    if open_ids:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id.in_(open_ids), Conversation.status != ConversationStatus.CLOSED)
+            .values(**_closing(now))
+        )
+    return open_ids

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.bus.events import Event
+from gatewayd.diversion import DiversionCache
 from gatewayd.outbox import Outbox
 from panel.presence import session_idle
 from panel.types import EventHandler, PanelRuntime, PluginState
@@ -66,8 +67,13 @@ def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAs
         if policy.presence_grace.total_seconds() <= settings.heartbeat:
             heartbeat = settings.heartbeat
             raise ValueError(f"[assignment] presence_grace must exceed the desk's heartbeat, {heartbeat} s")
-        service = AssignmentService(runtime.sessionmaker, runtime.bus, policy, readers=runtime.readers)
+        services = runtime.settings.outbox.services
+        diversion = DiversionCache.for_services((item.name, item.callcentre) for item in services)
+        service = AssignmentService(
+            runtime.sessionmaker, runtime.bus, policy, readers=runtime.readers, diversion=diversion
+        )
         # Whatever waited while no panel was running is handed out now.
+        await service.refresh_diversion()
         await service.assign()
         sweep = asyncio.get_running_loop().create_task(
             _sweep_loop(service, policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
@@ -91,6 +97,8 @@ def _policy(policy: AssignmentPolicy, runtime: PanelRuntime) -> AssignmentPolicy
         policy = replace(policy, presence_grace=timedelta(seconds=panel.presence_grace_seconds))
     if panel.assignment_sweep_seconds is not None:
         policy = replace(policy, sweep_interval=panel.assignment_sweep_seconds)
+    if panel.callcentre_pool is not None:
+        policy = replace(policy, callcentre_pool=panel.callcentre_pool)
     return policy
 
 
@@ -117,7 +125,19 @@ async def on_account_changed(event: Event, runtime: PanelRuntime) -> None:
         await assignment_service(runtime).on_account_event(event)
 
 
+async def on_diversion(event: Event, runtime: PanelRuntime) -> None:
+    """An admin switched a service's call-centre diversion (here or in another panel): this panel's
+    assignment reads the switches again and hands out what waits."""
+    if _own_topic(event, runtime):
+        await assignment_service(runtime).on_diversion_event(event)
+
+
 # "+/+/mo" is "<prefix>/<short code>/mo" whatever the configured prefix; others' prefixes are ignored.
 MO_PATTERN = "+/+/mo"
 ACCOUNT_PATTERN = "+/account/+/changed"
-EVENT_HANDLERS: dict[str, EventHandler] = {MO_PATTERN: on_mo, ACCOUNT_PATTERN: on_account_changed}
+DIVERSION_PATTERN = "+/service/+/diversion"
+EVENT_HANDLERS: dict[str, EventHandler] = {
+    MO_PATTERN: on_mo,
+    ACCOUNT_PATTERN: on_account_changed,
+    DIVERSION_PATTERN: on_diversion,
+}

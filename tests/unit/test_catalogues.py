@@ -23,6 +23,7 @@ DOMAINS = {
     "plugins/home": "home",
     "plugins/desk": "desk",
     "plugins/accounts": "accounts",
+    "plugins/services": "services",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

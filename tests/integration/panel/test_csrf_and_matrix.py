@@ -1,6 +1,6 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts and the example plugin) tried by each role and by an anonymous client, against a
-pinned table of statuses. The matrix runs against a real uvicorn server, so the desk's event stream
+(auth, home, desk, accounts, services and the example plugin) tried by each role and by an anonymous client,
+against a pinned table of statuses. The matrix runs against a real uvicorn server, so the desk's event stream
 (which never ends) is covered like any other route: its status and headers are read, then it is closed.
 """
 
@@ -20,7 +20,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, auth, desk, home
+from plugins import accounts, auth, desk, home, services
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -149,6 +149,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/accounts/{account_id:id}"): {"role": ""},
     ("POST", "/admin/accounts/{account_id:id}/password"): {"password": "x", "confirm_password": "y"},
     ("POST", "/admin/accounts/{account_id:id}/lock"): {"reason": ""},
+    ("POST", "/admin/diversion"): {"service": "no-such-service", "diverted": "on"},
+    ("POST", "/admin/sessions"): {"numbers": "{client_id}\n600000001\nhola", "country": "ES"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -235,6 +237,10 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "oscar": 403,
         "nadie": 403,
     },
+    ("GET", "/admin/diversion"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/diversion"): {"anonymous": 401, "ana": 404, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/sessions"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/sessions"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -250,7 +256,7 @@ def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
 async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
     accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
     registry = PermissionRegistry.build(
-        [auth.plugin, desk.plugin, home.plugin, accounts.plugin, load_example_plugin()]
+        [auth.plugin, desk.plugin, home.plugin, accounts.plugin, services.plugin, load_example_plugin()]
     )
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":

@@ -101,6 +101,8 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("POST", "/admin/accounts/{account_id:id}/lock"): {"reason": "baja"},
     ("POST", "/admin/accounts/{account_id:id}/unlock"): {},
+    ("POST", "/admin/diversion"): {"service": "chat", "diverted": "on"},
+    ("POST", "/admin/sessions"): {"numbers": "600000001", "country": "ES"},
 }
 
 
