@@ -22,6 +22,7 @@ DOMAINS = {
     "plugins/auth": "auth",
     "plugins/home": "home",
     "plugins/desk": "desk",
+    "plugins/audit": "audit",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

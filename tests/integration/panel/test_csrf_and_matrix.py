@@ -20,7 +20,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import auth, desk, home
+from plugins import audit, auth, desk, home
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -192,6 +192,10 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/desk/push"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("POST", "/desk/push"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+    # The audit trail: admins only (audit.view is no role's default; the master lacks it).
+    ("GET", "/admin/audit"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/audit.csv"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/audit/verify"): {"anonymous": 401, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -206,7 +210,9 @@ def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
 @pytest.mark.parametrize("who", ["anonymous", *ACCOUNTS])
 async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
     accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
-    registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
+    registry = PermissionRegistry.build(
+        [auth.plugin, desk.plugin, home.plugin, audit.plugin, load_example_plugin()]
+    )
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":
         engine = create_engine(settings.database_url)
