@@ -245,7 +245,9 @@ class AuditFilter:
     """Which records a reader asks for; every given criterion must hold. ``actor``, ``action`` and
     ``source`` match exactly (the actor's name in any case); ``subject`` matches exactly, or, without
     a colon, every subject of that kind (``conversation`` -> ``conversation:*``); ``since`` (inclusive)
-    and ``until`` (exclusive) bound the time; ``text`` is looked for in the details, in any case."""
+    and ``until`` (exclusive) bound the time; ``text`` is looked for in the details, letters A-Z in
+    any case, others as typed (the JSON column may hold them escaped, and SQLite folds the case of
+    ASCII letters only)."""
 
     actor: str | None = None
     action: str | None = None
