@@ -296,7 +296,7 @@ async def export(request: Request) -> Response:
     except BadFilter as bad:
         return error_response(request, 400, bad.key)
     async with db(request) as session, session.begin():  # the export itself is on the record
-        await audit(session, request, "audit.export", subject="audit", details={"filters": query.values})
+        await audit(session, request, "audit.export", details={"filters": query.values})
     header: list[object] = [translate(request, name) for name in CSV_HEADER]
     stamp = datetime.now(zone).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
@@ -313,7 +313,7 @@ async def verify(request: Request) -> Response:
         check = await verify_audit(session)
     details = {"records": check.records, "intact": check.intact, "bad_seq": check.bad_seq}
     async with db(request) as session, session.begin():
-        await audit(session, request, "audit.verify", subject="audit", details=details)
+        await audit(session, request, "audit.verify", details=details)
     return await _page(request, parse_query(QueryParams(), _zone(request)), check=check)
 
 
