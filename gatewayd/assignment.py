@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,6 +54,7 @@ from gatewayd.bus.events import Event
 from gatewayd.diversion import DiversionCache
 from gatewayd.routes import DEFAULT_POOL
 from gatewayd.store.accounts import Presence
+from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.base import utcnow
 from gatewayd.store.repo_assignment import (
     absent_operators,
@@ -303,12 +304,18 @@ class AssignmentService:
         await self.publish(done)
         return done
 
-    async def change_presence(self, account_id: int, presence: Presence) -> list[Assignment]:
+    async def change_presence(
+        self, account_id: int, presence: Presence, *, audit: AuditEntry | None = None
+    ) -> list[Assignment]:
         """Sets the operator's presence from their desk (which is live, then); offline gives back what
-        they hold, online takes what waits. Returns the changes of hands."""
+        they hold, online takes what waits. Returns the changes of hands. ``audit``: recorded with the
+        change (its details set to the presence before and after), when the presence changed."""
         now = utcnow()
         async with self.sessionmaker() as session, session.begin():
-            await set_presence(session, account_id, presence)
+            before = await set_presence(session, account_id, presence)
+            if audit is not None and before is not None and before is not presence:
+                details = {"before": before.value, "after": presence.value}
+                await append_audit(session, replace(audit, details=details), now=now)
             await touch_desk(session, account_id, now)
             released = []
             if presence is Presence.OFFLINE:
@@ -338,10 +345,13 @@ class AssignmentService:
             return []
         return released + await self.assign()
 
-    async def close(self, conversation_id: int, operator_id: int) -> bool:
-        """Closes a conversation its operator holds, then fills the freed slot."""
+    async def close(self, conversation_id: int, operator_id: int, *, audit: AuditEntry | None = None) -> bool:
+        """Closes a conversation its operator holds, then fills the freed slot. ``audit``: recorded
+        with the close, when it closed."""
         async with self.sessionmaker() as session, session.begin():
             closed = await close_held(session, conversation_id, operator_id, utcnow())
+            if closed and audit is not None:
+                await append_audit(session, audit)
         if closed:
             await self.assign()
         return closed

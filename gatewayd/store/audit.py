@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, BigInteger, Integer, String, event, select, update
+from sqlalchemy import DDL, JSON, BigInteger, Integer, String, Text, cast, event, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -238,3 +238,89 @@ async def verify_audit(session: AsyncSession, *, page: int = 1000) -> AuditCheck
             checked + 1,
         )
     return AuditCheck(checked, head.seq, head.hash)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which records a reader asks for; every given criterion must hold. ``actor``, ``action`` and
+    ``source`` match exactly (the actor's name in any case); ``subject`` matches exactly, or, without
+    a colon, every subject of that kind (``conversation`` -> ``conversation:*``); ``since`` (inclusive)
+    and ``until`` (exclusive) bound the time; ``text`` is looked for in the details, letters A-Z in
+    any case, others as typed (the JSON column may hold them escaped, and SQLite folds the case of
+    ASCII letters only)."""
+
+    actor: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+
+def _conditions(wanted: AuditFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if wanted.actor:
+        conditions.append(func.lower(AuditRecord.actor) == wanted.actor.lower())
+    if wanted.action:
+        conditions.append(AuditRecord.action == wanted.action)
+    if wanted.subject:
+        if ":" in wanted.subject:
+            conditions.append(AuditRecord.subject == wanted.subject)
+        else:
+            conditions.append(AuditRecord.subject.startswith(wanted.subject + ":", autoescape=True))
+    if wanted.source:
+        conditions.append(AuditRecord.source == wanted.source)
+    if wanted.since is not None:
+        conditions.append(AuditRecord.at >= wanted.since)
+    if wanted.until is not None:
+        conditions.append(AuditRecord.at < wanted.until)
+    if wanted.text:
+        stored = cast(AuditRecord.details, Text)
+        # The JSON column may hold non-ASCII characters escaped (\u00f1): either form is found.
+        escaped = json.dumps(wanted.text)[1:-1]
+        conditions.append(
+            or_(stored.icontains(wanted.text, autoescape=True), stored.icontains(escaped, autoescape=True))
+        )
+    return conditions
+
+
+async def audit_page(
+    session: AsyncSession,
+    wanted: AuditFilter,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> list[AuditRecord]:
+    """Up to ``limit`` records matching ``wanted``, newest first: those just below record ``before``
+    (the next page), or just above record ``after`` (the page before), or the newest (keyset paging
+    on the record number: a page costs the same however deep it lies)."""
+    statement = select(AuditRecord).where(*_conditions(wanted))
+    if after is not None:
+        statement = statement.where(AuditRecord.seq > after).order_by(AuditRecord.seq.asc())
+    else:
+        if before is not None:
+            statement = statement.where(AuditRecord.seq < before)
+        statement = statement.order_by(AuditRecord.seq.desc())
+    records = list((await session.scalars(statement.limit(limit))).all())
+    return records[::-1] if after is not None else records
+
+
+async def audit_has(
+    session: AsyncSession, wanted: AuditFilter, *, below: int | None, above: int | None
+) -> bool:
+    """Whether a record matching ``wanted`` lies below record ``below`` or above record ``above``."""
+    statement = select(AuditRecord.seq).where(*_conditions(wanted))
+    if below is not None:
+        statement = statement.where(AuditRecord.seq < below)
+    if above is not None:
+        statement = statement.where(AuditRecord.seq > above)
+    return (await session.scalar(statement.limit(1))) is not None
+
+
+async def audit_actions(session: AsyncSession) -> list[str]:
+    """The distinct actions recorded so far, sorted (what a reader can filter on)."""
+    return list(
+        (await session.scalars(select(AuditRecord.action).distinct().order_by(AuditRecord.action))).all()
+    )

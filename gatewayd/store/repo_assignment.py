@@ -93,8 +93,11 @@ async def touch_desk(session: AsyncSession, account_id: int, now: datetime) -> N
     await session.execute(update(Account).where(Account.id == account_id).values(desk_seen_at=now))
 
 
-async def set_presence(session: AsyncSession, account_id: int, presence: Presence) -> None:
+async def set_presence(session: AsyncSession, account_id: int, presence: Presence) -> Presence | None:
+    """Sets the account's presence; returns the one it had (None: no such account)."""
+    before = await session.scalar(select(Account.presence).where(Account.id == account_id))
     await session.execute(update(Account).where(Account.id == account_id).values(presence=presence))
+    return before
 
 
 async def lock_online_operators(

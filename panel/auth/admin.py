@@ -2,6 +2,10 @@
 account, set its password, lock, unlock, set its operator pools, list. Each call is one unit of work on
 the database at a URL.
 
+Each change is recorded in the audit trail in its own transaction, by the actor ``cli`` from the
+source ``cli`` (``account.create``, ``account.password``, ``account.lock``, ``account.unlock``,
+``account.pools``); listing records nothing.
+
 Locking an account or changing its password ends its sessions; given the deployment's bus (MQTT:
 the panels run in other processes), the change is announced there, so the account's open desks end
 at once and a locked operator's conversations go back to the queue (`panel.presence`). Without it the
@@ -28,6 +32,7 @@ from gatewayd.store.accounts import (
     get_account_by_username,
     list_accounts,
 )
+from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
 from gatewayd.store.repo_assignment import operator_pools, set_operator_pools
 from panel.auth.accounts import (
@@ -46,6 +51,10 @@ from panel.presence import announce_account_change
 from panel.settings import Argon2Params
 
 log = logging.getLogger(__name__)
+
+#: Who and from where the audit trail says a command-line change came.
+CLI_ACTOR = "cli"
+CLI_SOURCE = "cli"
 
 #: Seconds to wait for the broker to take an announcement.
 ANNOUNCE_TIMEOUT = 5.0
@@ -98,6 +107,12 @@ async def _unit_of_work(url: str) -> AsyncIterator[AsyncSession]:
         await engine.dispose()
 
 
+async def _record(session: AsyncSession, action: str, account: Account, **details: object) -> None:
+    """The audit record of a command-line change to ``account``, in the change's transaction."""
+    entry = AuditEntry(action, CLI_ACTOR, source=CLI_SOURCE, subject=f"account:{account.id}", details=details)
+    await append_audit(session, entry)
+
+
 async def _existing(session: AsyncSession, username: str) -> Account:
     account = await get_account_by_username(session, normalize_username(username))
     if account is None:
@@ -141,6 +156,12 @@ async def user_add(
                 timezone=timezone,
             )
             await set_operator_pools(session, account.id, names)
+            await _record(
+                session,
+                "account.create",
+                account,
+                after={"username": account.username, "role": account.role.value, "pools": names},
+            )
             return account.id
     except (AccountRejected, PasswordRejected) as error:
         raise UserCommandError(_explain(error)) from error
@@ -160,6 +181,7 @@ async def user_passwd(
         async with _unit_of_work(url) as session:
             account = await _existing(session, username)
             ended = await set_password(session, PasswordPolicy(argon2 or Argon2Params()), account, password)
+            await _record(session, "account.password", account, by=CLI_ACTOR, sessions_ended=ended)
     except PasswordRejected as error:
         raise UserCommandError(_explain(error)) from error
     if ended:
@@ -173,7 +195,17 @@ async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus 
     try:
         async with _unit_of_work(url) as session:
             account = await _existing(session, username)
+            before = account.locked
             ended = await lock_account(session, account, reason)
+            await _record(
+                session,
+                "account.lock",
+                account,
+                before={"locked": before},
+                after={"locked": True},
+                reason=reason,
+                sessions_ended=ended,
+            )
     except AccountRejected as error:
         raise UserCommandError(_explain(error)) from error
     await _announce(bus, account.id)
@@ -182,7 +214,10 @@ async def user_lock(url: str, username: str, reason: str = "", *, bus: EventBus 
 
 async def user_unlock(url: str, username: str) -> None:
     async with _unit_of_work(url) as session:
-        await unlock_account(session, await _existing(session, username))
+        account = await _existing(session, username)
+        before = account.locked
+        await unlock_account(session, account)
+        await _record(session, "account.unlock", account, before={"locked": before}, after={"locked": False})
 
 
 async def user_list(url: str) -> list[AccountSummary]:
@@ -220,6 +255,10 @@ async def user_pools(url: str, username: str, pools: Collection[str] | None = No
     the next ones follow its new pools."""
     async with _unit_of_work(url) as session:
         account = await _existing(session, username)
-        if pools is not None:
-            await set_operator_pools(session, account.id, _pool_names(pools))
-        return sorted((await operator_pools(session, [account.id])).get(account.id, ()))
+        listed = sorted((await operator_pools(session, [account.id])).get(account.id, ()))
+        if pools is None:
+            return listed
+        names = _pool_names(pools)
+        await set_operator_pools(session, account.id, names)
+        await _record(session, "account.pools", account, before={"pools": listed}, after={"pools": names})
+        return names

@@ -9,8 +9,12 @@ A sign-in never holds a transaction while argon2 runs, and argon2 never runs on 
    shares the daemon's event loop, and a flood answered at once would take the loop's time from
    the MOs;
 2. the hash, in the panel's hashing workers (`PasswordHashing`), outside any transaction;
-3. one short write transaction: the attempt, the name's failure count, and on success the account's
-   sign-in time, the presented session revoked and the new session.
+3. one short write transaction: the attempt, the name's failure count, on success the account's
+   sign-in time, the presented session revoked and the new session, and the audit record of the
+   outcome (``auth.login`` or ``auth.login_failed``) when the caller gave one.
+
+Refusals of step 1 and a busy hashing pool write nothing, not even an audit record: they stay free
+of the write lock, so a flood of them cannot hold up the daemon's commits.
 
 Unknown names, wrong passwords and accounts locked by an administrator get the same answer, cost the
 same argon2 run and count the same way against the name typed, so neither the message, the delay nor
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -36,6 +40,7 @@ from gatewayd.store.accounts import (
     get_login_throttle,
     record_login_failure,
 )
+from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.base import utcnow
 from panel.auth.accounts import normalize_username
 from panel.auth.passwords import MAX_PASSWORD_LENGTH, HashingBusy
@@ -171,9 +176,40 @@ async def _open_session(
     )
 
 
-async def sign_in(state: PanelRuntime, attempt: SignIn, *, now: datetime | None = None) -> LoginResult:
+#: The actor of a failed sign-in's audit record: nobody signed in (the typed name is in its details).
+ANONYMOUS_ACTOR = "-"
+
+
+def _audit_entry(
+    entry: AuditEntry, outcome: LoginOutcome, username: str, account: Account | None
+) -> AuditEntry:
+    """``entry`` (its source) made the record of the attempt's outcome: the account signing in, or
+    the anonymous actor with the typed name and the outcome (never the password)."""
+    if outcome is LoginOutcome.OK and account is not None:
+        return replace(
+            entry,
+            action="auth.login",
+            actor=account.username,
+            actor_id=account.id,
+            subject=f"account:{account.id}",
+            details={},
+        )
+    return replace(
+        entry,
+        action="auth.login_failed",
+        actor=ANONYMOUS_ACTOR,
+        actor_id=None,
+        subject=f"account:{account.id}" if account is not None else None,
+        details={"username": username, "outcome": outcome.value},
+    )
+
+
+async def sign_in(
+    state: PanelRuntime, attempt: SignIn, *, now: datetime | None = None, audit: AuditEntry | None = None
+) -> LoginResult:
     """Check a user name and password and, when they are right, open a session (see the module's
-    docstring for the steps and what each costs)."""
+    docstring for the steps and what each costs). ``audit``: the entry whose source the attempt is
+    recorded under (its action, actor, subject and details are set from the outcome)."""
     now = now or utcnow()
     settings = state.settings
     username = normalize_username(attempt.username)[:64]
@@ -218,4 +254,6 @@ async def sign_in(state: PanelRuntime, attempt: SignIn, *, now: datetime | None 
             await clear_login_failures(session, username)
         else:
             await record_login_failure(session, username, now, forget_before=now - _failure_window(settings))
+        if audit is not None:
+            await append_audit(session, _audit_entry(audit, outcome, username, account), now=now)
     return LoginResult(outcome, issued)

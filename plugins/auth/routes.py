@@ -10,6 +10,7 @@ from gatewayd.assignment import pools_served
 from gatewayd.store.accounts import Account
 from gatewayd.store.repo_assignment import operator_pools
 from panel.access import public, requires
+from panel.audit import audit, entry_for
 from panel.auth.accounts import (
     AccountRejected,
     check_language,
@@ -102,7 +103,7 @@ async def login(request: Request) -> Response:
         user_agent=request.headers.get("user-agent"),
         presented_token=request.cookies.get(state.settings.session_cookie),
     )
-    result = await sign_in(state, attempt)
+    result = await sign_in(state, attempt, audit=entry_for(request, "auth.login"))
     if result.issued is not None:
         previous = current_user(request)
         if previous is not None:  # the session this browser presented has ended: its desks end now
@@ -127,10 +128,12 @@ async def logout(request: Request) -> Response:
     state = panel(request)
     settings = state.settings
     token = request.cookies.get(settings.session_cookie, "")
+    user = require_user(request)
     async with db(request) as session, session.begin():
         await revoke_session(session, token)
+        await audit(session, request, "auth.logout", subject=f"account:{user.account_id}")
     # Open desks of this session end now; an operator with no other session leaves the desk.
-    await announce_account_change(state.bus, require_user(request).account_id)
+    await announce_account_change(state.bus, user.account_id)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
     response.headers.append("set-cookie", cookie_header(settings, SESSION_COOKIE, "", max_age=0))
     return response
@@ -149,8 +152,16 @@ async def switch_language(request: Request) -> Response:
     if user is not None:
         async with db(request) as session, session.begin():
             account = await session.get(Account, user.account_id)
-            if account is not None:
+            if account is not None and account.language != chosen:
+                before = {"language": account.language}
                 account.language = chosen
+                await audit(
+                    session,
+                    request,
+                    "account.profile",
+                    subject=f"account:{account.id}",
+                    details={"before": before, "after": {"language": chosen}},
+                )
     settings = panel(request).settings
     response.headers.append(
         "set-cookie", cookie_header(settings, LANGUAGE_COOKIE, chosen, max_age=365 * 86400)
@@ -226,7 +237,14 @@ async def change_password(request: Request) -> Response:
             account = await session.get(Account, user.account_id, with_for_update=True)
             # Stored only if the password did not change since the current one was verified.
             if account is not None and account.password_hash == verified_hash:
-                await store_password_hash(session, account, new_hash, keep_session_id=user.session_id)
+                ended = await store_password_hash(session, account, new_hash, keep_session_id=user.session_id)
+                await audit(
+                    session,
+                    request,
+                    "account.password",
+                    subject=f"account:{account.id}",
+                    details={"by": "self", "sessions_ended": ended},
+                )
                 stored = True
     # Rendered once the transaction is over: the page opens a session of its own.
     if not stored:
@@ -252,8 +270,18 @@ async def save_preferences(request: Request) -> Response:
     async with db(request) as session, session.begin():
         account = await session.get(Account, user.account_id)
         if account is not None:
+            before = {"language": account.language, "timezone": account.timezone}
+            after = {"language": chosen_language, "timezone": chosen_timezone}
             account.language = chosen_language
             account.timezone = chosen_timezone
+            if before != after:
+                await audit(
+                    session,
+                    request,
+                    "account.profile",
+                    subject=f"account:{account.id}",
+                    details={"before": before, "after": after},
+                )
     return RedirectResponse("/profile?saved=1", status_code=303)
 
 

@@ -32,6 +32,7 @@ from gatewayd.store.repo_desk import (
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, update_subscriber_details
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
+from panel.audit import audit, entry_for
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
@@ -205,7 +206,8 @@ async def change_presence(request: Request) -> Response:
         presence = Presence(_text(form, "presence", 16))
     except ValueError:
         return error_response(request, 400)
-    await assignment_service(panel(request)).change_presence(user.account_id, presence)
+    record = entry_for(request, "operator.presence", subject=f"account:{user.account_id}")
+    await assignment_service(panel(request)).change_presence(user.account_id, presence, audit=record)
     return RedirectResponse("/desk", status_code=303)
 
 
@@ -254,6 +256,17 @@ async def reply(request: Request) -> Response:
             ):
                 raise Rejected(N_("This conversation is not assigned to you."), 403)
             queued = await outbox.queue_one_in(session, _reply_request(target, draft, user.account_id))
+            await audit(
+                session,
+                request,
+                "mt.sent",
+                subject=f"conversation:{conversation_id}",
+                details={
+                    "mt_ids": [queued.mt_id],
+                    "kind": MTKind.REPLY.value,
+                    "operator_id": user.account_id,
+                },
+            )
     except MTRefused as refused:
         page = DeskPage(conversation_id, REFUSED[refused.reason], draft, 409)
         return await _render_desk(request, page)
@@ -272,7 +285,8 @@ async def reply(request: Request) -> Response:
 async def close(request: Request) -> Response:
     user = require_user(request)
     conversation_id = int(request.path_params["conversation_id"])
-    closed = await assignment_service(panel(request)).close(conversation_id, user.account_id)
+    record = entry_for(request, "conversation.close", subject=f"conversation:{conversation_id}")
+    closed = await assignment_service(panel(request)).close(conversation_id, user.account_id, audit=record)
     if not closed:
         return error_response(request, 404)
     return RedirectResponse("/desk?notice=closed", status_code=303)
@@ -292,7 +306,17 @@ async def save_client(request: Request) -> Response:
             return error_response(request, 404)
         if not _may_view(user, conversation):
             return error_response(request, 403)
-        await update_subscriber_details(session, subscriber.id, alias=alias, notes=notes)
+        before = {"alias": subscriber.alias, "notes": subscriber.notes}
+        after = {"alias": alias, "notes": notes}
+        if before != after:
+            await update_subscriber_details(session, subscriber.id, alias=alias, notes=notes)
+            await audit(
+                session,
+                request,
+                "client.details",
+                subject=f"client:{subscriber.client_id}",
+                details={"before": before, "after": after},
+            )
     return RedirectResponse(f"/desk?c={conversation_id}&notice=saved", status_code=303)
 
 
@@ -372,6 +396,13 @@ async def push(request: Request) -> Response:
             if subscriber is None:
                 raise Rejected(N_("There is no client with that ID."), 404)
             queued = await outbox.queue_one_in(session, _push_request(subscriber, draft, user.account_id))
+            await audit(
+                session,
+                request,
+                "mt.sent",
+                subject=f"client:{subscriber.client_id}",
+                details={"mt_ids": [queued.mt_id], "kind": MTKind.PUSH.value, "operator_id": user.account_id},
+            )
     except MTRefused as refused:
         return await _render_push(
             request,

@@ -24,6 +24,7 @@ DOMAINS = {
     "plugins/desk": "desk",
     "plugins/accounts": "accounts",
     "plugins/services": "services",
+    "plugins/audit": "audit",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,13 @@ from gatewayd.schema import upgrade
 from gatewayd.store.audit import (
     GENESIS_HASH,
     AuditEntry,
+    AuditFilter,
     AuditHead,
     AuditRecord,
     append_audit,
+    audit_actions,
+    audit_has,
+    audit_page,
     verify_audit,
 )
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
@@ -134,3 +139,31 @@ def test_gatewayd_audit_verify_reports_an_intact_and_a_broken_chain(
     assert main(["audit", "verify", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "audit trail BROKEN at record 1: its contents do not match its hash" in err
+
+
+async def test_the_viewers_filters_and_pages_on_both_databases(engine: AsyncEngine) -> None:
+    moment = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    async with session_factory(engine)() as session, session.begin():
+        for n in range(5):
+            details = {"before": {"notes": None}, "after": {"notes": f"Ñandú {n} 100%"}}
+            entry = AuditEntry("client.details", "Ana", 1, "10.0.0.1", f"client:C{n}", details)
+            await append_audit(session, entry, now=moment + timedelta(hours=n))
+        await append_audit(session, AuditEntry("account.lock", "cli", None, "cli", "account:12"), now=moment)
+    async with read_session_factory(engine)() as session:
+
+        async def numbers(wanted: AuditFilter, **page: int) -> list[int]:
+            return [record.seq for record in await audit_page(session, wanted, limit=2, **page)]
+
+        assert await numbers(AuditFilter()) == [6, 5]
+        assert await numbers(AuditFilter(), before=5) == [4, 3]
+        assert await numbers(AuditFilter(), after=2) == [4, 3]
+        assert await numbers(AuditFilter(actor="ANA", text="ÑANDú 3")) == [4]
+        assert await numbers(AuditFilter(text="100%"), before=3) == [2, 1]
+        assert await numbers(AuditFilter(text="_")) == []
+        assert await numbers(AuditFilter(subject="client")) == [5, 4]
+        assert await numbers(AuditFilter(subject="account:12", source="cli")) == [6]
+        since, until = moment + timedelta(hours=1), moment + timedelta(hours=3)
+        assert await numbers(AuditFilter(since=since, until=until, action="client.details")) == [3, 2]
+        assert await audit_has(session, AuditFilter(subject="client"), below=2, above=None)
+        assert not await audit_has(session, AuditFilter(subject="client"), below=None, above=5)
+        assert await audit_actions(session) == ["account.lock", "client.details"]

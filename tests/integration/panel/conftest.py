@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, auth, desk, home, services
+from plugins import accounts, audit, auth, desk, home, services
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -51,7 +51,15 @@ async def prepare_store(url: str) -> None:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
         registry = PermissionRegistry.build(
-            [auth.plugin, desk.plugin, home.plugin, accounts.plugin, services.plugin, load_example_plugin()]
+            [
+                auth.plugin,
+                desk.plugin,
+                home.plugin,
+                accounts.plugin,
+                services.plugin,
+                audit.plugin,
+                load_example_plugin(),
+            ]
         )
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():
@@ -173,6 +181,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
             home.plugin,
             accounts.plugin,
             services.plugin,
+            audit.plugin,
             "echat_notes:plugin",
         ],
     )

@@ -20,7 +20,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, auth, desk, home, services
+from plugins import accounts, audit, auth, desk, home, services
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -241,6 +241,10 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/diversion"): {"anonymous": 401, "ana": 404, "marta": 403, "oscar": 403, "nadie": 403},
     ("GET", "/admin/sessions"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/admin/sessions"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    # The audit trail: admins only (audit.view is no role's default; the master lacks it).
+    ("GET", "/admin/audit"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/audit.csv"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/audit/verify"): {"anonymous": 401, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -256,7 +260,15 @@ def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
 async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
     accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
     registry = PermissionRegistry.build(
-        [auth.plugin, desk.plugin, home.plugin, accounts.plugin, services.plugin, load_example_plugin()]
+        [
+            auth.plugin,
+            desk.plugin,
+            home.plugin,
+            accounts.plugin,
+            services.plugin,
+            audit.plugin,
+            load_example_plugin(),
+        ]
     )
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":

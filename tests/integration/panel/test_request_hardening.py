@@ -103,6 +103,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/accounts/{account_id:id}/unlock"): {},
     ("POST", "/admin/diversion"): {"service": "chat", "diverted": "on"},
     ("POST", "/admin/sessions"): {"numbers": "600000001", "country": "ES"},
+    ("POST", "/admin/audit/verify"): {},
 }
 
 

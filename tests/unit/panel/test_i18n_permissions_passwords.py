@@ -20,7 +20,7 @@ from panel.i18n import (
 )
 from panel.menu import menu_for
 from panel.settings import Argon2Params
-from plugins import auth, desk, home
+from plugins import audit, auth, desk, home
 from plugins.desk.labels import CONVERSATION_STATUS, MT_STATUS
 from translations import read_catalogue
 
@@ -30,7 +30,7 @@ FAST = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 def test_every_label_the_panel_shows_is_translated() -> None:
     sources = [
         (LOCALE_DIR, "panel"),
-        *((plugin.locale, plugin.name) for plugin in (auth.plugin, desk.plugin)),
+        *((plugin.locale, plugin.name) for plugin in (auth.plugin, desk.plugin, audit.plugin)),
     ]
     spanish = {
         message.id
@@ -38,7 +38,7 @@ def test_every_label_the_panel_shows_is_translated() -> None:
         for message in read_catalogue(locale, "es", domain) or ()
         if locale is not None and message.string
     }
-    for spec in (*CORE_PERMISSIONS, *desk.plugin.permissions):
+    for spec in (*CORE_PERMISSIONS, *desk.plugin.permissions, *audit.plugin.permissions):
         assert spec.description in spanish, spec.name
     labels = [
         *ROLE_LABELS.values(),

@@ -1,0 +1,324 @@
+"""The audit trail's viewer: newest first, filtered, paged by record number; the same records as CSV;
+and, on demand, the check of the whole hash chain (`gatewayd.store.audit.verify_audit`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gatewayd.store.audit import (
+    ACTION_LENGTH,
+    ACTOR_LENGTH,
+    SOURCE_LENGTH,
+    SUBJECT_LENGTH,
+    AuditCheck,
+    AuditFilter,
+    AuditRecord,
+    audit_actions,
+    audit_has,
+    audit_page,
+    verify_audit,
+)
+from panel.access import requires
+from panel.audit import audit
+from panel.auth.permissions import PANEL_ACCESS
+from panel.i18n import zone_or_utc
+from panel.runtime import PanelRuntime
+from panel.web import db, db_read, error_response, panel, render, require_user, translate
+from plugins.audit.permissions import AUDIT_VIEW
+from translations import N_
+
+#: Records per page on screen, and per query while a CSV export streams.
+PAGE_SIZE = 100
+CSV_PAGE_SIZE = 500
+MAX_TEXT = 200
+#: The filters a page or an export takes, by their query parameter.
+FILTER_FIELDS = ("actor", "action", "subject", "source", "from", "to", "q")
+_ACTION = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+#: A spreadsheet takes a cell starting with one of these as a formula: such cells get a leading "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ARROW = "\u2192"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class BadFilter(Exception):
+    """A filter the viewer refuses; ``key`` is the message shown (English, marked with N_)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A reader's request: the filters as typed (to show them back and to build links) and as a
+    store filter, and the page asked for."""
+
+    values: dict[str, str]
+    wanted: AuditFilter
+    before: int | None = None
+    after: int | None = None
+
+
+def _text(params: QueryParams, name: str, limit: int) -> str:
+    value = params.get(name, "").strip()
+    if len(value) > limit:
+        raise BadFilter(N_("A filter value is too long."))
+    return value
+
+
+def _day(value: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadFilter(N_("Dates must be written as YYYY-MM-DD.")) from None
+
+
+def _seq(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise BadFilter(N_("The page asked for is not valid."))
+    return int(value)
+
+
+def _start_of(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def parse_query(params: QueryParams, zone: ZoneInfo) -> Query:
+    """The filters and page of a request, dates read as days in the reader's time zone (``to`` is
+    inclusive). Raises `BadFilter`."""
+    values = {
+        "actor": _text(params, "actor", ACTOR_LENGTH),
+        "action": _text(params, "action", ACTION_LENGTH),
+        "subject": _text(params, "subject", SUBJECT_LENGTH),
+        "source": _text(params, "source", SOURCE_LENGTH),
+        "from": _text(params, "from", 10),
+        "to": _text(params, "to", 10),
+        "q": _text(params, "q", MAX_TEXT),
+    }
+    if values["action"] and not _ACTION.fullmatch(values["action"]):
+        raise BadFilter(N_("There is no such action."))
+    first, last = _day(values["from"]), _day(values["to"])
+    if first is not None and last is not None and first > last:
+        raise BadFilter(N_("The start date is after the end date."))
+    wanted = AuditFilter(
+        actor=values["actor"] or None,
+        action=values["action"] or None,
+        subject=values["subject"] or None,
+        source=values["source"] or None,
+        since=_start_of(first, zone) if first is not None else None,
+        until=_start_of(last + timedelta(days=1), zone) if last is not None else None,
+        text=values["q"] or None,
+    )
+    before, after = _seq(params.get("before")), _seq(params.get("after"))
+    if before is not None and after is not None:
+        raise BadFilter(N_("The page asked for is not valid."))
+    return Query({name: value for name, value in values.items() if value}, wanted, before, after)
+
+
+def _link(path: str, values: Mapping[str, str], **page: int) -> str:
+    query = urlencode({**values, **{name: str(seq) for name, seq in page.items()}})
+    return f"{path}?{query}" if query else path
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "\u2014"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ", ".join(_shown(item) for item in value) or "\u2014"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def describe(details: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A record's details as (label, text) lines: each field changed as ``before -> after``, then the
+    other details as they are."""
+    lines: list[tuple[str, str]] = []
+    before, after = details.get("before"), details.get("after")
+    if isinstance(before, dict) or isinstance(after, dict):
+        old = before if isinstance(before, dict) else {}
+        new = after if isinstance(after, dict) else {}
+        for name in sorted({*old, *new}):
+            if name in old and name in new:
+                lines.append((name, f"{_shown(old[name])} {ARROW} {_shown(new[name])}"))
+            elif name in new:
+                lines.append((name, f"{ARROW} {_shown(new[name])}"))
+            else:
+                lines.append((name, f"{_shown(old[name])} {ARROW}"))
+    elif "before" in details or "after" in details:
+        lines.append(("", f"{_shown(before)} {ARROW} {_shown(after)}"))
+    lines.extend((name, _shown(value)) for name, value in details.items() if name not in ("before", "after"))
+    return lines
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "at": record.at,
+        "actor": record.actor,
+        "source": record.source or "",
+        "action": record.action,
+        "subject": record.subject or "",
+        "details": describe(record.details),
+    }
+
+
+def _zone(request: Request) -> ZoneInfo:
+    return zone_or_utc(require_user(request).timezone)
+
+
+async def _page(
+    request: Request,
+    query: Query | None,
+    *,
+    check: AuditCheck | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    rows: list[dict[str, Any]] = []
+    newer = older = None
+    values = query.values if query is not None else {}
+    async with db_read(request) as session:
+        actions = await audit_actions(session)
+        if query is not None:
+            records = await audit_page(
+                session, query.wanted, before=query.before, after=query.after, limit=PAGE_SIZE
+            )
+            rows = [_row(record) for record in records]
+            if records:
+                top, bottom = records[0].seq, records[-1].seq
+                if await audit_has(session, query.wanted, below=None, above=top):
+                    newer = _link("/admin/audit", values, after=top)
+                if await audit_has(session, query.wanted, below=bottom, above=None):
+                    older = _link("/admin/audit", values, before=bottom)
+    context = {
+        "values": values,
+        "actions": actions,
+        "rows": rows,
+        "newer": newer,
+        "older": older,
+        "newest": _link("/admin/audit", values) if newer else None,
+        "csv_url": _link("/admin/audit.csv", values),
+        "check": check,
+        "error": error,
+    }
+    return render(request, "audit/trail.html", context, status_code=status_code)
+
+
+@requires(PANEL_ACCESS, AUDIT_VIEW)
+async def trail(request: Request) -> Response:
+    try:
+        query = parse_query(request.query_params, _zone(request))
+    except BadFilter as bad:
+        return await _page(request, None, error=translate(request, bad.key), status_code=400)
+    return await _page(request, query)
+
+
+def csv_cell(value: object) -> str:
+    """A value as a CSV cell a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_line(cells: list[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([csv_cell(cell) for cell in cells])
+    return buffer.getvalue()
+
+
+async def _csv_lines(
+    runtime: PanelRuntime, wanted: AuditFilter, zone: ZoneInfo, header: list[object]
+) -> AsyncIterator[str]:
+    """The BOM (Excel then reads UTF-8), the header, then the records newest first, one keyset page
+    per short read session."""
+    yield "\ufeff" + _csv_line(header)
+    before: int | None = None
+    while True:
+        async with runtime.readers() as session:
+            records = await audit_page(session, wanted, before=before, limit=CSV_PAGE_SIZE)
+        for record in records:
+            details = json.dumps(record.details, ensure_ascii=False, sort_keys=True)
+            at = record.at.astimezone(zone).strftime(TIME_FORMAT)
+            yield _csv_line(
+                [
+                    record.seq,
+                    at,
+                    record.actor,
+                    record.actor_id,
+                    record.source,
+                    record.action,
+                    record.subject,
+                    details,
+                    record.hash,
+                ]
+            )
+        if len(records) < CSV_PAGE_SIZE:
+            return
+        before = records[-1].seq
+
+
+CSV_HEADER = (
+    N_("Number"),
+    N_("Time"),
+    N_("Actor"),
+    N_("Actor's account"),
+    N_("Source"),
+    N_("Action"),
+    N_("Subject"),
+    N_("Details"),
+    N_("Hash"),
+)
+
+
+@requires(PANEL_ACCESS, AUDIT_VIEW)
+async def export(request: Request) -> Response:
+    zone = _zone(request)
+    try:
+        query = parse_query(request.query_params, zone)
+    except BadFilter as bad:
+        return error_response(request, 400, bad.key)
+    async with db(request) as session, session.begin():  # the export itself is on the record
+        await audit(session, request, "audit.export", details={"filters": query.values})
+    header: list[object] = [translate(request, name) for name in CSV_HEADER]
+    stamp = datetime.now(zone).strftime("%Y%m%d-%H%M")
+    return StreamingResponse(
+        _csv_lines(panel(request), query.wanted, zone, header),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="audit-{stamp}.csv"'},
+    )
+
+
+@requires(PANEL_ACCESS, AUDIT_VIEW)
+async def verify(request: Request) -> Response:
+    """Checks the whole chain (it reads every record: on demand only), records the check, shows it."""
+    async with db_read(request) as session:
+        check = await verify_audit(session)
+    details = {"records": check.records, "intact": check.intact, "bad_seq": check.bad_seq}
+    async with db(request) as session, session.begin():
+        await audit(session, request, "audit.verify", details=details)
+    return await _page(request, parse_query(QueryParams(), _zone(request)), check=check)
+
+
+routes = [
+    Route("/admin/audit", trail, methods=["GET"], name="audit.trail"),
+    Route("/admin/audit.csv", export, methods=["GET"], name="audit.export"),
+    Route("/admin/audit/verify", verify, methods=["POST"], name="audit.verify"),
+]

@@ -1,0 +1,218 @@
+"""The audit trail's viewer (/admin/audit): who may open it, its filters (dates in the reader's time
+zone), keyset pages, refusals of bad filters, the CSV export (formula cells escaped, BOM, filtered,
+itself recorded) and the check of the chain on demand, which shows an edited record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from gatewayd.store.accounts import Account
+from gatewayd.store.audit import AuditEntry, AuditRecord, append_audit
+from panel.auth.accounts import set_permissions
+from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
+from plugins import audit, auth, desk, home
+from plugins.audit.permissions import AUDIT_VIEW
+
+from .conftest import HTML, PanelClient, load_example_plugin, login, page_csrf
+
+_SEQ = re.compile(r'data-seq="(\d+)"')
+_LINK = re.compile(r'<a href="([^"]*)" rel="(first|prev|next)">')
+BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def seed(client: PanelClient, entries: list[tuple[AuditEntry, datetime]]) -> None:
+    async with client.runtime.sessionmaker() as session, session.begin():
+        for entry, moment in entries:
+            await append_audit(session, entry, now=moment)
+
+
+def seqs(html: str) -> list[int]:
+    return [int(found) for found in _SEQ.findall(html)]
+
+
+def links(html: str) -> dict[str, str]:
+    return {rel: href.replace("&amp;", "&") for href, rel in _LINK.findall(html)}
+
+
+async def records(client: PanelClient) -> list[AuditRecord]:
+    async with client.runtime.readers() as session:
+        return list((await session.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all())
+
+
+async def test_only_holders_of_audit_view_may_open_it(client: PanelClient) -> None:
+    for who, status in (("oscar", 403), ("marta", 403), ("ana", 200)):
+        browser = client.another_browser()
+        await login(browser, who)
+        for path in ("/admin/audit", "/admin/audit.csv"):
+            assert (await browser.get(path, headers=HTML)).status_code == status, (who, path)
+        menu = await browser.get("/profile", headers=HTML)
+        assert ('href="/admin/audit"' in menu.text) is (status == 200), who
+    # A master given the power opens it.
+    registry = PermissionRegistry.build(
+        [auth.plugin, desk.plugin, home.plugin, audit.plugin, load_example_plugin()]
+    )
+    async with client.runtime.sessionmaker() as session, session.begin():
+        marta = (await session.scalars(select(Account).where(Account.username == "marta"))).one()
+        await set_permissions(marta, registry, [*marta.permissions, AUDIT_VIEW])
+        assert PANEL_ACCESS in marta.permissions
+    await login(client, "marta")
+    page = await client.get("/admin/audit", headers=HTML)
+    assert page.status_code == 200 and "Audit trail" in page.text  # marta reads English
+
+
+async def test_filters_and_the_dates_in_the_readers_time_zone(client: PanelClient) -> None:
+    late = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March 00:30 in Madrid, ana's time zone
+    await seed(
+        client,
+        [
+            (AuditEntry("client.ban", "Marta", 2, "10.0.0.9", "client:CABC", {"reason": "Ñandú 100%"}), BASE),
+            (AuditEntry("account.lock", "ana", 1, "10.0.0.8", "account:12", {"reason": "left"}), BASE),
+            (AuditEntry("account.lock", "ana", 1, "10.0.0.8", "account:1", {"reason": "other"}), late),
+            (
+                AuditEntry(
+                    "account.pools",
+                    "cli",
+                    None,
+                    "cli",
+                    "account:12",
+                    {"before": {"pools": ["a"]}, "after": {"pools": ["a", "b"]}},
+                ),
+                late,
+            ),
+        ],
+    )
+    await login(client, "ana")
+    ana_login = (await records(client))[-1].seq
+    cases = {
+        "actor=marta": [1],
+        "action=account.lock": [3, 2],
+        "subject=account:12": [4, 2],
+        "subject=account": [ana_login, 4, 3, 2],
+        "source=cli": [4],
+        "from=2026-03-02&to=2026-03-02": [4, 3],
+        "from=2026-03-01&to=2026-03-01": [2, 1],
+        "q=%C3%91AND%C3%BA": [1],  # "ÑANDú": A-Z in any case, other letters as typed
+        "q=100%25": [1],  # a literal %, not a wildcard
+        "q=left&action=account.lock": [2],
+        "actor=nadie": [],
+    }
+    for query, expected in cases.items():
+        page = await client.get(f"/admin/audit?{query}", headers=HTML)
+        assert page.status_code == 200, query
+        assert seqs(page.text) == expected, query
+    page = await client.get("/admin/audit?source=cli", headers=HTML)
+    assert "pools:</span> a \u2192 a, b" in page.text  # before -> after, readable
+    assert "<option selected>account.lock</option>" not in page.text
+    assert "<option>client.ban</option>" in page.text  # the actions present, to choose from
+    empty = await client.get("/admin/audit?actor=nadie", headers=HTML)
+    assert "Ningún registro coincide" in empty.text
+
+
+async def test_bad_filters_are_refused_with_a_message(client: PanelClient) -> None:
+    await login(client, "ana")
+    refused = {
+        "from=2026-13-01": "AAAA-MM-DD",
+        "to=yesterday": "AAAA-MM-DD",
+        "from=2026-03-02&to=2026-03-01": "posterior",
+        "action=DROP%20TABLE": "No existe esa acción",
+        "before=abc": "no es válida",
+        "before=1&after=2": "no es válida",
+        "after=99999999999999999999": "no es válida",
+        f"actor={'x' * 65}": "demasiado largo",
+    }
+    for query, message in refused.items():
+        page = await client.get(f"/admin/audit?{query}", headers=HTML)
+        assert page.status_code == 400, query
+        assert message in page.text, query
+        export = await client.get(f"/admin/audit.csv?{query}")
+        assert export.status_code == 400, query
+
+
+async def test_pages_of_a_hundred_newest_first_keyed_on_the_number(client: PanelClient) -> None:
+    entries = [
+        (AuditEntry("mt.sent", "oscar", 3, "10.0.0.1", f"conversation:{n}", {"mt_ids": [n]}), BASE)
+        for n in range(250)
+    ]
+    await seed(client, entries)
+    await login(client, "ana")
+    query = "action=mt.sent"
+    first = await client.get(f"/admin/audit?{query}", headers=HTML)
+    assert seqs(first.text) == list(range(250, 150, -1))
+    assert set(links(first.text)) == {"next"}
+    second = await client.get(links(first.text)["next"], headers=HTML)
+    assert seqs(second.text) == list(range(150, 50, -1))
+    assert set(links(second.text)) == {"first", "prev", "next"}
+    third = await client.get(links(second.text)["next"], headers=HTML)
+    assert seqs(third.text) == list(range(50, 0, -1))
+    assert set(links(third.text)) == {"first", "prev"}
+    back = await client.get(links(third.text)["prev"], headers=HTML)
+    assert seqs(back.text) == list(range(150, 50, -1))
+    assert all("action=mt.sent" in link for link in links(back.text).values())
+
+
+async def test_the_csv_export_escapes_formulas_is_filtered_and_recorded(client: PanelClient) -> None:
+    await seed(
+        client,
+        [
+            (
+                AuditEntry(
+                    "client.details",
+                    '=HYPERLINK("x")',
+                    5,
+                    "+34 1",
+                    "@client:C1",
+                    {"after": {"notes": "=1+1 ñ"}},
+                ),
+                BASE,
+            ),
+            (AuditEntry("client.details", "-ana", 5, "\tx", "\rclient:C2", {}), BASE),
+            (AuditEntry("account.lock", "ana", 1, "10.0.0.1", "account:9", {}), BASE),
+        ],
+    )
+    await login(client, "ana")
+    response = await client.get("/admin/audit.csv?action=client.details")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"].startswith('attachment; filename="audit-')
+    assert response.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["Número", "Hora", "Autor"]
+    assert [row[0] for row in rows[1:]] == ["2", "1"]
+    assert rows[2][1] == "2026-03-01 13:00:00"  # ana's time zone, Europe/Madrid
+    assert rows[2][2:7] == ['\'=HYPERLINK("x")', "5", "'+34 1", "client.details", "'@client:C1"]
+    assert rows[2][7] == '{"after": {"notes": "=1+1 ñ"}}'
+    assert rows[1][2] == "'-ana" and rows[1][4] == "'\tx" and rows[1][6] == "'\rclient:C2"
+    assert len(rows[1][8]) == 64  # the hash, to compare with the chain
+    exported = (await records(client))[-1]
+    assert (exported.action, exported.actor, exported.details) == (
+        "audit.export",
+        "ana",
+        {"filters": {"action": "client.details"}},
+    )
+
+
+async def test_the_chain_is_checked_on_demand_and_an_edit_shows(client: PanelClient) -> None:
+    await seed(
+        client, [(AuditEntry("account.lock", "ana", 1, "cli", f"account:{n}", {}), BASE) for n in range(5)]
+    )
+    await login(client, "ana")
+    page = await client.get("/admin/audit", headers=HTML)
+    assert "cadena intacta" not in page.text  # not computed on every page
+    token = await page_csrf(client, "/admin/audit")
+    intact = await client.post("/admin/audit/verify", data={"csrf_token": token}, headers=HTML)
+    assert intact.status_code == 200
+    assert "6 registros, cadena intacta." in intact.text  # five, and ana's sign-in
+    last = (await records(client))[-1]
+    assert (last.action, last.details) == ("audit.verify", {"records": 6, "intact": True, "bad_seq": None})
+    async with client.runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AuditRecord).where(AuditRecord.seq == 3).values(details={"edited": True})
+        )
+    broken = await client.post("/admin/audit/verify", data={"csrf_token": token}, headers=HTML)
+    assert "2 registros, cadena rota en el n.º 3." in broken.text
+    assert broken.text.count("data-seq=") == 8  # the page still lists the records
