@@ -14,11 +14,10 @@ from sqlalchemy import select, update
 from gatewayd.store.accounts import Account
 from gatewayd.store.audit import AuditEntry, AuditRecord, append_audit
 from panel.auth.accounts import set_permissions
-from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
-from plugins import audit, auth, desk, home
+from panel.auth.permissions import PANEL_ACCESS
 from plugins.audit.permissions import AUDIT_VIEW
 
-from .conftest import HTML, PanelClient, load_example_plugin, login, page_csrf
+from .conftest import HTML, PanelClient, login, page_csrf
 
 _SEQ = re.compile(r'data-seq="(\d+)"')
 _LINK = re.compile(r'<a href="([^"]*)" rel="(first|prev|next)">')
@@ -53,9 +52,7 @@ async def test_only_holders_of_audit_view_may_open_it(client: PanelClient) -> No
         menu = await browser.get("/profile", headers=HTML)
         assert ('href="/admin/audit"' in menu.text) is (status == 200), who
     # A master given the power opens it.
-    registry = PermissionRegistry.build(
-        [auth.plugin, desk.plugin, home.plugin, audit.plugin, load_example_plugin()]
-    )
+    registry = client.runtime.permissions  # the app's own: every plugin's powers
     async with client.runtime.sessionmaker() as session, session.begin():
         marta = (await session.scalars(select(Account).where(Account.username == "marta"))).one()
         await set_permissions(marta, registry, [*marta.permissions, AUDIT_VIEW])
