@@ -7,7 +7,9 @@ pool can take waits, whoever else is online. A conversation already held stays w
 every later message. An operator who goes offline or leaves the desk (signed out, session over,
 locked, desk closed past the grace) gives back every conversation they hold that is not closed: those
 waiting for an answer are handed to someone else at once, the others when their client writes again.
-A paused operator keeps what they hold and takes nothing new.
+A paused operator keeps what they hold and takes nothing new. A banned or opted-out client's
+conversation is never handed out (their MOs are stored all the same); a client banned while an operator
+holds their conversation is taken from that operator (:func:`withdraw_clients`).
 
 **Pools.** The MO routing table decides each MO's operator pool (``[[services]] operator_pool``,
 ``[[routes.mo]] operator_pool``, :data:`gatewayd.routes.DEFAULT_POOL` for the built-in default route);
@@ -57,6 +59,7 @@ from gatewayd.store.repo_assignment import (
     mark_left,
     open_counts,
     operator_pools,
+    release_clients,
     release_held,
     set_presence,
     take_conversation,
@@ -77,8 +80,10 @@ __all__ = [
     "assign_waiting",
     "choose_operator",
     "give_back",
+    "withdraw_clients",
     "pool_of",
     "pools_served",
+    "publish_assignments",
     "serves",
 ]
 
@@ -226,6 +231,27 @@ async def give_back(session: AsyncSession, operator_id: int, now: datetime) -> l
     ]
 
 
+async def withdraw_clients(
+    session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+) -> list[Assignment]:
+    """Takes the open conversations of clients just banned from their operators (they leave the desks;
+    assignment skips them while the ban lasts). The caller commits, then :func:`publish_assignments`."""
+    return [
+        Assignment(conversation_id, None, operator_id, now)
+        for conversation_id, operator_id in await release_clients(session, subscriber_ids)
+    ]
+
+
+async def publish_assignments(bus: EventBus | None, assignments: Sequence[Assignment]) -> None:
+    """Publishes ``<prefix>/conversation/<id>/assigned`` for each change of hands (after the commit)."""
+    if bus is None:
+        return
+    for assignment in assignments:
+        await bus.publish(
+            bus.topics.conversation_assigned(assignment.conversation_id), assignment.event_payload()
+        )
+
+
 async def announce_account_change(bus: EventBus | None, account_id: int) -> None:
     """Tells every panel that ``account_id`` was signed out, locked or left (after the commit): the
     payload carries the id only, whoever hears it reads the rest from the database."""
@@ -335,11 +361,7 @@ class AssignmentService:
             await self.settle_presence([account_id])
 
     async def publish(self, assignments: Sequence[Assignment]) -> None:
-        if self.bus is None:
-            return
-        for assignment in assignments:
-            topic = self.bus.topics.conversation_assigned(assignment.conversation_id)
-            await self.bus.publish(topic, assignment.event_payload())
+        await publish_assignments(self.bus, assignments)
 
     async def sweep(self) -> None:
         """One periodic pass over who left the desk and everything waiting; a failure is logged, the

@@ -121,6 +121,7 @@ class Daemon:
             self.outbox.settings = OutboxSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
+            self.mo.banned_replies = banned_replies(config)
         if self.binds is not None:
             self.binds.reload(config.carriers, MTRouter(routes.mt, config.carriers))
         log_event(log, "routes.loaded", mo_rules=len(routes.mo), mt_rules=len(routes.mt or ()))
@@ -228,6 +229,7 @@ class Daemon:
             keywords_for=self._keywords_for,
             router=MORouter(self.routes.mo),
             outbox=self.outbox,
+            banned_replies=banned_replies(config),
             reassembly_timeout=config.daemon.reassembly_timeout,
             answer_deadline=config.daemon.mo_answer_deadline,
             max_batch=config.daemon.group_commit_max_batch,
@@ -349,3 +351,8 @@ def _assignment_policy(config: Config) -> AssignmentPolicy:
         batch=assignment.batch,
         presence_grace=timedelta(seconds=assignment.presence_grace),
     )
+
+
+def banned_replies(config: Config) -> dict[str, str]:
+    """Each service's ``banned_reply``, for the services that have one."""
+    return {service.name: service.banned_reply for service in config.services if service.banned_reply}

@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from gatewayd.store.accounts import Account, AccountPool, Presence, WebSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.subscribers import Subscriber
 
 
 def live_session_exists(
@@ -146,10 +147,15 @@ async def unassigned_waiting(
 ) -> list[tuple[int, str | None]]:
     """(id, operator pool) of the waiting conversations nobody holds (all, or those among
     ``conversation_ids``; of ``pools`` only, when given: a conversation without a pool counts as
-    ``default_pool``'s), oldest first."""
+    ``default_pool``'s), oldest first. A banned or opted-out client's conversation is never among them
+    (see :func:`barred_client`)."""
     statement = (
         select(Conversation.id, Conversation.operator_pool)
-        .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
+        .where(
+            Conversation.assigned_operator_id.is_(None),
+            Conversation.status == ConversationStatus.WAITING,
+            not_(barred_client()),
+        )
         .order_by(Conversation.waiting_since, Conversation.id)
         .limit(limit)
     )
@@ -161,6 +167,14 @@ async def unassigned_waiting(
             of_pools = or_(of_pools, Conversation.operator_pool.is_(None))
         statement = statement.where(of_pools)
     return [(row.id, row.operator_pool) for row in await session.execute(statement)]
+
+
+def barred_client() -> ColumnElement[bool]:
+    """SQL: the conversation's client is banned or opted out, so no operator is given it (its MOs are
+    stored all the same; an unban or an ALTA makes it assignable again)."""
+    return exists().where(
+        Subscriber.id == Conversation.subscriber_id, or_(Subscriber.banned, Subscriber.opted_out)
+    )
 
 
 async def operator_pools(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, frozenset[str]]:
@@ -221,6 +235,32 @@ async def release_held(session: AsyncSession, operator_id: int) -> list[int]:
         )
         if getattr(result, "rowcount", 0) == 1:
             released.append(conversation_id)
+    return released
+
+
+async def release_clients(session: AsyncSession, subscriber_ids: Collection[int]) -> list[tuple[int, int]]:
+    """Takes every conversation of these subscribers that is not closed from the operator holding it;
+    returns (conversation id, previous operator id) of those released."""
+    if not subscriber_ids:
+        return []
+    held = (
+        select(Conversation.id, Conversation.assigned_operator_id)
+        .where(
+            Conversation.subscriber_id.in_(sorted(set(subscriber_ids))),
+            Conversation.assigned_operator_id.is_not(None),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .order_by(Conversation.id)
+    )
+    released: list[tuple[int, int]] = []
+    for conversation_id, operator_id in (await session.execute(held)).all():
+        result = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
+            .values(assigned_operator_id=None)
+        )
+        if operator_id is not None and getattr(result, "rowcount", 0) == 1:
+            released.append((conversation_id, operator_id))
     return released
 
 
