@@ -25,7 +25,7 @@ lock: $(STAMP)
 # The translation catalogues (docs/I18N.md): extract each domain's English texts into its .pot, then merge
 # them into every language's .po (new texts empty, changed ones fuzzy); a .pot whose texts did not change
 # is left alone. A new language: see docs/I18N.md.
-I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk gatewayd:gatewayd \
+I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk plugins/clients:clients gatewayd:gatewayd \
 	simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \

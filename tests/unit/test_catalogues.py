@@ -22,6 +22,7 @@ DOMAINS = {
     "plugins/auth": "auth",
     "plugins/home": "home",
     "plugins/desk": "desk",
+    "plugins/clients": "clients",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import auth, desk, home
+from plugins import auth, clients, desk, home
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -50,7 +50,9 @@ async def prepare_store(url: str) -> None:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
-        registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
+        registry = PermissionRegistry.build(
+            [auth.plugin, desk.plugin, home.plugin, clients.plugin, load_example_plugin()]
+        )
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():
             for username, role in ACCOUNTS.items():
@@ -159,7 +161,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
     return create_app(
         settings,
         bus_factory=memory_bus,
-        plugins=[auth.plugin, desk.plugin, home.plugin, "echat_notes:plugin"],
+        plugins=[auth.plugin, desk.plugin, home.plugin, clients.plugin, "echat_notes:plugin"],
     )
 
 

@@ -1,5 +1,5 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk and the example plugin) tried by each role and by an anonymous client, against a
+(auth, home, desk, clients and the example plugin) tried by each role and by an anonymous client, against a
 pinned table of statuses. The matrix runs against a real uvicorn server, so the desk's event stream
 (which never ends) is covered like any other route: its status and headers are read, then it is closed.
 """
@@ -20,7 +20,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import auth, desk, home
+from plugins import auth, clients, desk, home
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -144,6 +144,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/desk/conversations/{conversation_id:id}/reply"): {"text": "hola"},
     ("POST", "/desk/clients/{client_id}/details"): {"conversation_id": "{conversation_id}", "alias": "Pepe"},
     ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
+    # an unban of a client who is not banned: "already", nothing changes for the routes after it
+    ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -192,6 +194,8 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/desk/push"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 200, "nadie": 403},
     ("POST", "/desk/push"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 403},
+    ("GET", "/admin/clients"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/clients"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -206,7 +210,9 @@ def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
 @pytest.mark.parametrize("who", ["anonymous", *ACCOUNTS])
 async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
     accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
-    registry = PermissionRegistry.build([auth.plugin, desk.plugin, home.plugin, load_example_plugin()])
+    registry = PermissionRegistry.build(
+        [auth.plugin, desk.plugin, home.plugin, clients.plugin, load_example_plugin()]
+    )
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":
         engine = create_engine(settings.database_url)
