@@ -162,3 +162,37 @@ async def test_an_opted_out_client_takes_no_slot_and_baja_alta_are_audited(
         assert records[0].details["after"] == {"opted_out": True}
         assert records[0].details["keyword"] == "BAJA"
         assert BANNED[1:] not in str([r.details for r in records])  # no phone number in the trail
+
+
+async def test_banned_reply_follows_a_reload(tmp_path: Path, database_url: str, simulator: Simulator) -> None:
+    """Without ``banned_reply`` a banned client's MO gets no answer; after a reload that adds it, the
+    next one does."""
+    plain = write_config(tmp_path / "plain.toml", database_url, simulator)
+    async with running_daemon(load_config(plain, environ={})) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "hola")
+        await eventually(lambda: conversation_of(sessions, BANNED))
+        async with sessions() as session, session.begin():
+            subscriber = await get_subscriber_by_msisdn(session, BANNED[1:])
+            assert subscriber is not None
+            await set_bans(session, [subscriber.client_id], reason="spam", now=utcnow())
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "sin respuesta")
+        await eventually(lambda: mo_count_is(sessions, 2))
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(MTMessage)) == 0
+
+        daemon.reload(load_config(configure(tmp_path, database_url, simulator), environ={}))
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "¿y ahora?")
+
+        async def answered() -> bool:
+            return bool(simulator.store.query(carrier=MOVISTAR, destination=BANNED[1:]))
+
+        await eventually(answered)
+        async with sessions() as session:
+            kinds = list((await session.execute(select(MTMessage.kind))).scalars())
+        assert kinds == [MTKind.BAN_NOTICE]
+
+
+async def mo_count_is(sessions: async_sessionmaker[AsyncSession], wanted: int) -> bool:
+    return await mo_count(sessions) == wanted
