@@ -74,6 +74,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "notes": "llama por las tardes",
     },
     ("POST", "/desk/push"): {"client_id": "{client_id}", "text": "hola"},
+    ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}", "reason": "spam"},
 }
 
 
