@@ -9,7 +9,9 @@ locked, desk closed past the grace) gives back every conversation they hold that
 waiting for an answer are handed to someone else at once, the others when their client writes again.
 A paused operator keeps what they hold and takes nothing new. A banned or opted-out client's
 conversation is never handed out (their MOs are stored all the same); a client banned while an operator
-holds their conversation is taken from that operator (:func:`withdraw_clients`).
+holds their conversation is taken from that operator (:func:`withdraw_clients`, in the ban's
+transaction; and by the sweep, :meth:`AssignmentService.withdraw_barred`, for a BAJA or a ban made
+elsewhere).
 
 **Pools.** The MO routing table decides each MO's operator pool (``[[services]] operator_pool``,
 ``[[routes.mo]] operator_pool``, :data:`gatewayd.routes.DEFAULT_POOL` for the built-in default route);
@@ -54,12 +56,14 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.repo_assignment import (
     absent_operators,
     anyone_online,
+    barred_held,
     close_held,
     lock_online_operators,
     mark_left,
     open_counts,
     operator_pools,
     release_clients,
+    release_conversations,
     release_held,
     set_presence,
     take_conversation,
@@ -307,6 +311,25 @@ class AssignmentService:
         await self.publish(done)
         return done
 
+    async def withdraw_barred(self) -> list[Assignment]:
+        """Takes from their operators the conversations of clients banned or opted out since they were
+        handed out (a BAJA, a ban from another process): a read first, a write only when there are
+        any. Returns the changes of hands."""
+        async with self.readers() as session:
+            held = await barred_held(session, self.policy.batch)
+        if not held:
+            return []
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            released = await release_conversations(session, held)
+        done = [
+            Assignment(conversation_id, None, operator_id, now) for conversation_id, operator_id in released
+        ]
+        if done:
+            logger.info("assignment.withdrawn_barred released=%d", len(done))
+        await self.publish(done)
+        return done
+
     async def change_presence(self, account_id: int, presence: Presence) -> list[Assignment]:
         """Sets the operator's presence from their desk (which is live, then); offline gives back what
         they hold, online takes what waits. Returns the changes of hands."""
@@ -368,6 +391,7 @@ class AssignmentService:
         next pass tries again."""
         try:
             await self.settle_presence()
+            await self.withdraw_barred()
             await self.assign()
         except Exception:  # a database hiccup must not end the sweeping
             logger.exception("assignment sweep failed")

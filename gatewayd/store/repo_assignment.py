@@ -243,23 +243,51 @@ async def release_clients(session: AsyncSession, subscriber_ids: Collection[int]
     returns (conversation id, previous operator id) of those released."""
     if not subscriber_ids:
         return []
-    held = (
+    return await release_conversations(
+        session, await _held(session, Conversation.subscriber_id.in_(sorted(set(subscriber_ids))))
+    )
+
+
+async def barred_held(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+    """(conversation id, operator id) of conversations an operator holds, not closed, whose client is
+    banned or opted out (see :func:`barred_client`): a plain read, no row locked."""
+    return await _held(session, barred_client(), limit)
+
+
+async def _held(
+    session: AsyncSession, condition: ColumnElement[bool], limit: int | None = None
+) -> list[tuple[int, int]]:
+    statement = (
         select(Conversation.id, Conversation.assigned_operator_id)
         .where(
-            Conversation.subscriber_id.in_(sorted(set(subscriber_ids))),
+            condition,
             Conversation.assigned_operator_id.is_not(None),
             Conversation.status != ConversationStatus.CLOSED,
         )
         .order_by(Conversation.id)
     )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [
+        (conversation_id, operator_id)
+        for conversation_id, operator_id in (await session.execute(statement)).all()
+        if operator_id is not None
+    ]
+
+
+async def release_conversations(
+    session: AsyncSession, held: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Takes each (conversation, operator) from that operator if they still hold it; returns those
+    released."""
     released: list[tuple[int, int]] = []
-    for conversation_id, operator_id in (await session.execute(held)).all():
+    for conversation_id, operator_id in held:
         result = await session.execute(
             update(Conversation)
             .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
             .values(assigned_operator_id=None)
         )
-        if operator_id is not None and getattr(result, "rowcount", 0) == 1:
+        if getattr(result, "rowcount", 0) == 1:
             released.append((conversation_id, operator_id))
     return released
 

@@ -292,7 +292,8 @@ async def set_bans(
     ban = reason is not None
     changed: dict[str, BanChange] = {}
     already: set[str] = set()
-    for client_id, subscriber in found.items():
+    for client_id in sorted(found):  # changes in client ID order (their audit records too)
+        subscriber = found[client_id]
         if subscriber.banned == ban:
             already.add(client_id)
             continue

@@ -196,3 +196,28 @@ async def test_banned_reply_follows_a_reload(tmp_path: Path, database_url: str, 
 
 async def mo_count_is(sessions: async_sessionmaker[AsyncSession], wanted: int) -> bool:
     return await mo_count(sessions) == wanted
+
+
+async def test_baja_takes_the_held_conversation_from_the_operator(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """A client who opts out while an operator holds their conversation frees that operator's slot at
+    the daemon's next sweep (no panel involved); their ALTA makes it assignable again."""
+    config = load_config(configure(tmp_path, database_url, simulator), environ={})
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None and daemon.assignment is not None
+        sessions = daemon.sessions
+        await user_add(database_url, "olga", "operator", PASSWORD, argon2=FAST_ARGON2)
+        olga = await at_desk(sessions, database_url, "olga")
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "hola")
+        await eventually(lambda: held_by(sessions, BANNED, olga))
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "BAJA")
+
+        async def released() -> bool:
+            conversation = await conversation_of(sessions, BANNED)
+            return conversation is not None and conversation.assigned_operator_id is None
+
+        await eventually(released)
+        assert await daemon.assignment.withdraw_barred() == []  # nothing more to take
+        simulator.inject_mo(MOVISTAR, BANNED, MOVISTAR_SHORT_CODE, "ALTA")
+        await eventually(lambda: held_by(sessions, BANNED, olga))
