@@ -7,7 +7,11 @@ pool can take waits, whoever else is online. A conversation already held stays w
 every later message. An operator who goes offline or leaves the desk (signed out, session over,
 locked, desk closed past the grace) gives back every conversation they hold that is not closed: those
 waiting for an answer are handed to someone else at once, the others when their client writes again.
-A paused operator keeps what they hold and takes nothing new.
+A paused operator keeps what they hold and takes nothing new. A banned or opted-out client's
+conversation is never handed out (their MOs are stored all the same); a client banned while an operator
+holds their conversation is taken from that operator (:func:`withdraw_clients`, in the ban's
+transaction; and by the sweep, :meth:`AssignmentService.withdraw_barred`, for a BAJA or a ban made
+elsewhere).
 
 **Pools.** The MO routing table decides each MO's operator pool (``[[services]] operator_pool``,
 ``[[routes.mo]] operator_pool``, :data:`gatewayd.routes.DEFAULT_POOL` for the built-in default route);
@@ -59,11 +63,14 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.repo_assignment import (
     absent_operators,
     anyone_online,
+    barred_held,
     close_held,
     lock_online_operators,
     mark_left,
     open_counts,
     operator_pools,
+    release_clients,
+    release_conversations,
     release_held,
     set_presence,
     take_conversation,
@@ -84,8 +91,10 @@ __all__ = [
     "assign_waiting",
     "choose_operator",
     "give_back",
+    "withdraw_clients",
     "pool_of",
     "pools_served",
+    "publish_assignments",
     "serves",
 ]
 
@@ -244,6 +253,27 @@ async def give_back(session: AsyncSession, operator_id: int, now: datetime) -> l
     ]
 
 
+async def withdraw_clients(
+    session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+) -> list[Assignment]:
+    """Takes the open conversations of clients just banned from their operators (they leave the desks;
+    assignment skips them while the ban lasts). The caller commits, then :func:`publish_assignments`."""
+    return [
+        Assignment(conversation_id, None, operator_id, now)
+        for conversation_id, operator_id in await release_clients(session, subscriber_ids)
+    ]
+
+
+async def publish_assignments(bus: EventBus | None, assignments: Sequence[Assignment]) -> None:
+    """Publishes ``<prefix>/conversation/<id>/assigned`` for each change of hands (after the commit)."""
+    if bus is None:
+        return
+    for assignment in assignments:
+        await bus.publish(
+            bus.topics.conversation_assigned(assignment.conversation_id), assignment.event_payload()
+        )
+
+
 async def announce_account_change(bus: EventBus | None, account_id: int) -> None:
     """Tells every panel that ``account_id`` was signed out, locked or left (after the commit): the
     payload carries the id only, whoever hears it reads the rest from the database."""
@@ -301,6 +331,25 @@ class AssignmentService:
                 diverted=self.diversion.services,
                 callcentre_pool=self.policy.callcentre_pool,
             )
+        await self.publish(done)
+        return done
+
+    async def withdraw_barred(self) -> list[Assignment]:
+        """Takes from their operators the conversations of clients banned or opted out since they were
+        handed out (a BAJA, a ban from another process): a read first, a write only when there are
+        any. Returns the changes of hands."""
+        async with self.readers() as session:
+            held = await barred_held(session, self.policy.batch)
+        if not held:
+            return []
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            released = await release_conversations(session, held)
+        done = [
+            Assignment(conversation_id, None, operator_id, now) for conversation_id, operator_id in released
+        ]
+        if done:
+            logger.info("assignment.withdrawn_barred released=%d", len(done))
         await self.publish(done)
         return done
 
@@ -391,11 +440,7 @@ class AssignmentService:
             await self.settle_presence([account_id])
 
     async def publish(self, assignments: Sequence[Assignment]) -> None:
-        if self.bus is None:
-            return
-        for assignment in assignments:
-            topic = self.bus.topics.conversation_assigned(assignment.conversation_id)
-            await self.bus.publish(topic, assignment.event_payload())
+        await publish_assignments(self.bus, assignments)
 
     async def sweep(self) -> None:
         """One periodic pass over who left the desk and everything waiting; a failure is logged, the
@@ -403,6 +448,7 @@ class AssignmentService:
         try:
             await self.refresh_diversion()
             await self.settle_presence()
+            await self.withdraw_barred()
             await self.assign()
         except Exception:  # a database hiccup must not end the sweeping
             logger.exception("assignment sweep failed")

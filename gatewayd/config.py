@@ -605,7 +605,8 @@ class CarrierConfig(Settings):
 
 class ServiceConfig(Settings):
     """A chat service on a short code, optionally only for MOs starting with ``keyword``; ``timezone``
-    (default: ``[daemon] timezone``) is where its ``hora`` and ``fecha`` variables are read."""
+    (default: ``[daemon] timezone``) is where its ``hora`` and ``fecha`` variables are read;
+    ``banned_reply`` is sent (once per client per 24 h) to a banned client who texts it."""
 
     name: Name
     short_code: ShortCode
@@ -613,6 +614,8 @@ class ServiceConfig(Settings):
     operator_pool: Pool = "default"
     callcentre: bool = False
     timezone: TimeZone | None = None
+    #: The automatic answer to a banned client's MO (None: no answer), at most one per client per 24 h.
+    banned_reply: Text | None = None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -123,6 +123,7 @@ class Daemon:
             self.outbox.settings = OutboxSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
+            self.mo.banned_replies = banned_replies(config)
         if self.assignment is not None:  # services added or with a new initial callcentre value
             self.assignment.diversion.configure((s.name, s.callcentre) for s in config.services)
         if self.binds is not None:
@@ -236,6 +237,7 @@ class Daemon:
             keywords_for=self._keywords_for,
             router=MORouter(self.routes.mo),
             outbox=self.outbox,
+            banned_replies=banned_replies(config),
             reassembly_timeout=config.daemon.reassembly_timeout,
             answer_deadline=config.daemon.mo_answer_deadline,
             max_batch=config.daemon.group_commit_max_batch,
@@ -359,3 +361,8 @@ def _assignment_policy(config: Config) -> AssignmentPolicy:
         presence_grace=timedelta(seconds=assignment.presence_grace),
         callcentre_pool=assignment.callcentre_pool,
     )
+
+
+def banned_replies(config: Config) -> dict[str, str]:
+    """Each service's ``banned_reply``, for the services that have one."""
+    return {service.name: service.banned_reply for service in config.services if service.banned_reply}

@@ -31,10 +31,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.batching import BatchObserver, CommitterClosed, CommitterFull, GroupCommitter, ride_out
@@ -53,8 +54,10 @@ from gatewayd.mo_message import (
 from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxError, OutboxSettings, Queued
 from gatewayd.replies import reply_template
 from gatewayd.routes import MORouter
+from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import describe_error, is_data_error
+from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     IngestedMO,
@@ -91,6 +94,12 @@ CONFIRM_INTERVAL = 0.25
 UPKEEP_INTERVAL = 60.0
 #: How long after a failed attempt to store expired parts the next one is made.
 FLUSH_RETRY = 5.0
+
+#: At most one ``banned_reply`` per client in this time: a banned client texting in a loop is not
+#: charged a reply for each MO.
+BANNED_REPLY_INTERVAL = timedelta(hours=24)
+#: The audit trail's actor of what a client did by SMS (BAJA / ALTA); the source is the carrier.
+SMS_ACTOR = "sms"
 
 #: A whole MO or one part of a long one: what a deliver_sm / data_sm becomes.
 Unit = InboundMO | InboundPart
@@ -158,6 +167,7 @@ class MOPipeline:
         keywords_for: Callable[[str], KeywordSet],
         router: MORouter | None = None,
         outbox: Outbox | None = None,
+        banned_replies: Mapping[str, str] | None = None,
         reassembly_timeout: float = 120.0,
         answer_deadline: float = 5.0,
         max_batch: int = 2000,
@@ -175,6 +185,9 @@ class MOPipeline:
         self.router = router or MORouter()
         #: Queues the keyword answers in the MOs' own commit and announces them after it.
         self._outbox = outbox or Outbox(OutboxSettings())
+        #: Per service, the answer a banned client's MO gets (``[[services]] banned_reply``); the daemon
+        #: swaps it on reload.
+        self.banned_replies: Mapping[str, str] = banned_replies or {}
         self._reassembly_timeout = timedelta(seconds=reassembly_timeout)
         self._answer_deadline = answer_deadline
         self._on_committed = on_committed
@@ -694,6 +707,9 @@ class MOPipeline:
         stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
         reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
         mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else []
+        banned = [(mo, result) for mo, result in stored if result.subscriber.banned and not mo.is_reserved]
+        if banned and self.banned_replies:
+            mts_queued += await self._banned_replies(session, banned, now)
         return stored, mts_queued
 
     def _assembled(self, parts: Sequence[StoredPart], now: datetime) -> InboundMO:
@@ -751,23 +767,17 @@ class MOPipeline:
         outbox in this transaction (announced after the commit). The recipient rule lets the gateway's
         own answers (``SYSTEM``) reach an opted-out subscriber, so the confirmation of an opt-out goes."""
         confirmations: list[MTRequest] = []
+        opted_out = {result.subscriber.id: result.subscriber.opted_out for _, result in reserved}
         for mo, result in reserved:
             assert mo.keyword is not None and result.mo_id is not None
             subscriber_id = result.subscriber.id
-            if mo.keyword.kind is KeywordKind.OPT_IN:
-                await set_opted_out(session, subscriber_id, False, now)
-            elif mo.keyword.kind is KeywordKind.OPT_OUT:
-                await set_opted_out(session, subscriber_id, True, now)
-            answered = AnsweredMO(
-                id=result.mo_id,
-                carrier=mo.carrier,
-                bind_name=mo.bind or None,
-                short_code=mo.short_code,
-                text=mo.text,
-                received_at=mo.received_at,
-                country=mo.country or None,
-                service=self.router.service_of(mo),
-            )
+            if mo.keyword.kind in (KeywordKind.OPT_IN, KeywordKind.OPT_OUT):
+                wanted = mo.keyword.kind is KeywordKind.OPT_OUT
+                await set_opted_out(session, subscriber_id, wanted, now)
+                if opted_out[subscriber_id] != wanted:
+                    # only these MOs take the audit head's lock: the chat MOs of the batch never do
+                    await append_audit(session, _opt_entry(mo, result.subscriber.client_id, wanted), now=now)
+                    opted_out[subscriber_id] = wanted
             confirmations.append(
                 MTRequest(
                     to=mo.msisdn,
@@ -775,7 +785,7 @@ class MOPipeline:
                     kind=MTKind.SYSTEM,
                     priority=10,
                     subscriber_id=subscriber_id,
-                    mo=answered,
+                    mo=self._answered(mo, result.mo_id),
                 )
             )
             log_event(
@@ -787,6 +797,60 @@ class MOPipeline:
                 short_code=mo.short_code,
                 client_id=result.subscriber.client_id,
             )
+        return await self._queue_answers(session, confirmations, now)
+
+    def _answered(self, mo: InboundMO, mo_id: int) -> AnsweredMO:
+        return AnsweredMO(
+            id=mo_id,
+            carrier=mo.carrier,
+            bind_name=mo.bind or None,
+            short_code=mo.short_code,
+            text=mo.text,
+            received_at=mo.received_at,
+            country=mo.country or None,
+            service=self.router.service_of(mo),
+        )
+
+    async def _banned_replies(
+        self, session: AsyncSession, banned: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
+    ) -> list[Queued]:
+        """The service's ``banned_reply`` to banned clients' MOs, queued in this transaction: at most
+        one per client per :data:`BANNED_REPLY_INTERVAL` (none if one went out, or is queued, since)."""
+        subscriber_ids = sorted({result.subscriber.id for _, result in banned})
+        answered_lately = set(
+            (
+                await session.execute(
+                    select(MTMessage.subscriber_id).where(
+                        MTMessage.subscriber_id.in_(subscriber_ids),
+                        MTMessage.kind == MTKind.BAN_NOTICE,
+                        MTMessage.created_at >= now - BANNED_REPLY_INTERVAL,
+                    )
+                )
+            ).scalars()
+        )
+        replies: list[MTRequest] = []
+        for mo, result in banned:
+            text = self.banned_replies.get(self.router.service_of(mo))
+            if text is None or result.subscriber.id in answered_lately or result.mo_id is None:
+                continue
+            answered_lately.add(result.subscriber.id)
+            replies.append(
+                MTRequest(
+                    to=mo.msisdn,
+                    text=text,
+                    kind=MTKind.BAN_NOTICE,
+                    priority=10,
+                    subscriber_id=result.subscriber.id,
+                    mo=self._answered(mo, result.mo_id),
+                )
+            )
+        return await self._queue_answers(session, replies, now) if replies else []
+
+    async def _queue_answers(
+        self, session: AsyncSession, answers: list[MTRequest], now: datetime
+    ) -> list[Queued]:
+        """Queues the automatic answers of a batch's MOs in its transaction."""
+        confirmations = answers
         try:
             return (await self._outbox.queue_in(session, confirmations, now)).queued
         except OutboxError:
@@ -799,6 +863,22 @@ class MOPipeline:
                 except OutboxError as error:
                     log_event(log, "mo.keyword_answer_not_queued", logging.WARNING, reason=str(error))
             return queued
+
+
+def _opt_entry(mo: InboundMO, client_id: str, opted_out: bool) -> AuditEntry:
+    """The audit record of a client's BAJA (``client.opt_out``) or ALTA (``client.opt_in``)."""
+    return AuditEntry(
+        action="client.opt_out" if opted_out else "client.opt_in",
+        actor=SMS_ACTOR,
+        source=mo.carrier,
+        subject=f"client:{client_id}",
+        details={
+            "keyword": mo.keyword.keyword if mo.keyword else None,
+            "short_code": mo.short_code,
+            "before": {"opted_out": not opted_out},
+            "after": {"opted_out": opted_out},
+        },
+    )
 
 
 def _new_part(part: InboundPart, answer_id: int | None) -> NewPart:

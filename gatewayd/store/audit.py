@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -171,6 +171,17 @@ async def append_audit(
     await session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(hash=digest))
     await session.flush([record])
     return record
+
+
+async def records_about(
+    session: AsyncSession, subject: str, *, actions: Sequence[str] | None = None, limit: int = 200
+) -> list[AuditRecord]:
+    """The newest ``limit`` records about ``subject`` (of ``actions`` only, when given), newest first."""
+    statement = select(AuditRecord).where(AuditRecord.subject == subject)
+    if actions is not None:
+        statement = statement.where(AuditRecord.action.in_(sorted(actions)))
+    rows = await session.execute(statement.order_by(AuditRecord.seq.desc()).limit(limit))
+    return list(rows.scalars())
 
 
 _HASHED = (

@@ -41,6 +41,7 @@ class MTKind(StrEnum):
     PUSH = "push"  # an operator's push to one client
     SYSTEM = "system"  # automatic (opt-out confirmation, help text, price notice)
     MASS = "mass"  # mass push ("animator mode")
+    BAN_NOTICE = "ban_notice"  # the service's answer to a banned client's MO (``banned_reply``)
 
 
 class PartStatus(StrEnum):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from gatewayd.store.accounts import Account, AccountPool, Presence, WebSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.subscribers import Subscriber
 
 
 def live_session_exists(
@@ -152,14 +153,19 @@ async def unassigned_waiting(
     """(id, operator pool) of the waiting conversations nobody holds (all, or those among
     ``conversation_ids``; of ``pools`` only, when given: a conversation without a pool counts as
     ``default_pool``'s), oldest first. A conversation of a service in ``diverted`` counts as
-    ``diversion_pool``'s whatever its own pool (the call-centre diversion)."""
+    ``diversion_pool``'s whatever its own pool (the call-centre diversion). A banned or opted-out
+    client's conversation is never among them (see :func:`barred_client`)."""
     pool: ColumnElement[str | None] = Conversation.operator_pool.expression
     if diverted and diversion_pool is not None:
         own = func.coalesce(Conversation.operator_pool, default_pool) if default_pool else pool
         pool = case((Conversation.service.in_(sorted(diverted)), diversion_pool), else_=own)
     statement = (
         select(Conversation.id, pool.label("pool"))
-        .where(Conversation.assigned_operator_id.is_(None), Conversation.status == ConversationStatus.WAITING)
+        .where(
+            Conversation.assigned_operator_id.is_(None),
+            Conversation.status == ConversationStatus.WAITING,
+            not_(barred_client()),
+        )
         .order_by(Conversation.waiting_since, Conversation.id)
         .limit(limit)
     )
@@ -171,6 +177,14 @@ async def unassigned_waiting(
             of_pools = or_(of_pools, pool.is_(None))
         statement = statement.where(of_pools)
     return [(row.id, row.pool) for row in await session.execute(statement)]
+
+
+def barred_client() -> ColumnElement[bool]:
+    """SQL: the conversation's client is banned or opted out, so no operator is given it (its MOs are
+    stored all the same; an unban or an ALTA makes it assignable again)."""
+    return exists().where(
+        Subscriber.id == Conversation.subscriber_id, or_(Subscriber.banned, Subscriber.opted_out)
+    )
 
 
 async def operator_pools(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, frozenset[str]]:
@@ -237,6 +251,60 @@ async def release_held(session: AsyncSession, operator_id: int) -> list[int]:
 def _closing(now: datetime) -> dict[str, object]:
     """The values that close a conversation (the desk's close and a session reset alike)."""
     return {"status": ConversationStatus.CLOSED, "waiting_since": None, "closed_at": now}
+
+
+async def release_clients(session: AsyncSession, subscriber_ids: Collection[int]) -> list[tuple[int, int]]:
+    """Takes every conversation of these subscribers that is not closed from the operator holding it;
+    returns (conversation id, previous operator id) of those released."""
+    if not subscriber_ids:
+        return []
+    return await release_conversations(
+        session, await _held(session, Conversation.subscriber_id.in_(sorted(set(subscriber_ids))))
+    )
+
+
+async def barred_held(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+    """(conversation id, operator id) of conversations an operator holds, not closed, whose client is
+    banned or opted out (see :func:`barred_client`): a plain read, no row locked."""
+    return await _held(session, barred_client(), limit)
+
+
+async def _held(
+    session: AsyncSession, condition: ColumnElement[bool], limit: int | None = None
+) -> list[tuple[int, int]]:
+    statement = (
+        select(Conversation.id, Conversation.assigned_operator_id)
+        .where(
+            condition,
+            Conversation.assigned_operator_id.is_not(None),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .order_by(Conversation.id)
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [
+        (conversation_id, operator_id)
+        for conversation_id, operator_id in (await session.execute(statement)).all()
+        if operator_id is not None
+    ]
+
+
+async def release_conversations(
+    session: AsyncSession, held: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Takes each (conversation, operator) from that operator if they still hold it; returns those
+    released."""
+    released: list[tuple[int, int]] = []
+    for conversation_id, operator_id in held:
+        result = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
+            .values(assigned_operator_id=None)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            released.append((conversation_id, operator_id))
+    return released
 
 
 async def close_held(session: AsyncSession, conversation_id: int, operator_id: int, now: datetime) -> bool:

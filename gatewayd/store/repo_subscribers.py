@@ -18,7 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import insert_subscribers
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.errors import NotFound
 from gatewayd.store.subscribers import Subscriber
@@ -255,6 +255,55 @@ async def unban_subscriber(session: AsyncSession, client_id: str) -> Subscriber:
     subscriber.banned, subscriber.banned_reason, subscriber.banned_at = False, None, None
     await session.flush()
     return subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class BanChange:
+    """A subscriber whose ban changed: the reason before (None: was not banned) and after (None: is
+    not banned now)."""
+
+    subscriber_id: int
+    client_id: str
+    reason_before: str | None
+    reason_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BanOutcome:
+    """What :func:`set_bans` did with each client ID it was given (upper case)."""
+
+    changed: dict[str, BanChange]
+    already: set[str]
+    unknown: set[str]
+
+
+async def set_bans(
+    session: AsyncSession, client_ids: Sequence[str], *, reason: str | None, now: datetime
+) -> BanOutcome:
+    """Bans (``reason`` given) or unbans (None) the subscribers with these client IDs, their rows
+    locked; a subscriber already in that state is left as it is (its reason and date too)."""
+    wanted = sorted({client_id.strip().upper() for client_id in client_ids})
+    found: dict[str, Subscriber] = {}
+    for part in chunks(wanted):
+        rows = await session.execute(
+            select(Subscriber).where(Subscriber.client_id.in_(part)).order_by(Subscriber.id).with_for_update()
+        )
+        found.update({subscriber.client_id: subscriber for subscriber in rows.scalars()})
+    ban = reason is not None
+    changed: dict[str, BanChange] = {}
+    already: set[str] = set()
+    for client_id in sorted(found):  # changes in client ID order (their audit records too)
+        subscriber = found[client_id]
+        if subscriber.banned == ban:
+            already.add(client_id)
+            continue
+        before = subscriber.banned_reason if subscriber.banned else None
+        subscriber.banned = ban
+        subscriber.banned_reason = reason[:255] if reason is not None else None
+        subscriber.banned_at = now if ban else None
+        changed[client_id] = BanChange(subscriber.id, client_id, before, subscriber.banned_reason)
+    await session.flush()
+    return BanOutcome(changed, already, set(wanted) - set(found))
 
 
 async def update_subscriber_details(

@@ -30,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, home, services
+from plugins import accounts, audit, auth, clients, home, services
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -133,7 +133,15 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         sweep_interval=options.sweep_interval, presence_grace=timedelta(seconds=options.presence_grace)
     )
     desk = DeskSettings(policy=policy, heartbeat=options.stream_heartbeat)
-    return [auth.plugin, home.plugin, build_plugin(desk), accounts.plugin, services.plugin, audit.plugin]
+    return [
+        auth.plugin,
+        home.plugin,
+        build_plugin(desk),
+        accounts.plugin,
+        clients.plugin,
+        services.plugin,
+        audit.plugin,
+    ]
 
 
 async def add_operator(

@@ -25,6 +25,7 @@ DOMAINS = {
     "plugins/accounts": "accounts",
     "plugins/services": "services",
     "plugins/audit": "audit",
+    "plugins/clients": "clients",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, desk, home, services
+from plugins import accounts, audit, auth, clients, desk, home, services
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -56,6 +56,7 @@ async def prepare_store(url: str) -> None:
                 desk.plugin,
                 home.plugin,
                 accounts.plugin,
+                clients.plugin,
                 services.plugin,
                 audit.plugin,
                 load_example_plugin(),
@@ -180,6 +181,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
             desk.plugin,
             home.plugin,
             accounts.plugin,
+            clients.plugin,
             services.plugin,
             audit.plugin,
             "echat_notes:plugin",

@@ -1,7 +1,8 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, services and the example plugin) tried by each role and by an anonymous client,
-against a pinned table of statuses. The matrix runs against a real uvicorn server, so the desk's event stream
-(which never ends) is covered like any other route: its status and headers are read, then it is closed.
+(auth, home, desk, accounts, clients, services, audit and the example plugin) tried by each role and by an
+anonymous client, against a pinned table of statuses. The matrix runs against a real uvicorn server, so
+the desk's event stream (which never ends) is covered like any other route: its status and headers are
+read, then it is closed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, audit, auth, desk, home, services
+from plugins import accounts, audit, auth, clients, desk, home, services
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -151,6 +152,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/accounts/{account_id:id}/lock"): {"reason": ""},
     ("POST", "/admin/diversion"): {"service": "no-such-service", "diverted": "on"},
     ("POST", "/admin/sessions"): {"numbers": "{client_id}\n600000001\nhola", "country": "ES"},
+    # an unban of a client who is not banned: "already", nothing changes for the routes after it
+    ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -245,6 +248,8 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/admin/audit"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("GET", "/admin/audit.csv"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("POST", "/admin/audit/verify"): {"anonymous": 401, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/clients"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/clients"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -265,6 +270,7 @@ async def test_permission_matrix(app: Starlette, samples: Samples, settings: Pan
             desk.plugin,
             home.plugin,
             accounts.plugin,
+            clients.plugin,
             services.plugin,
             audit.plugin,
             load_example_plugin(),

@@ -104,6 +104,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/diversion"): {"service": "chat", "diverted": "on"},
     ("POST", "/admin/sessions"): {"numbers": "600000001", "country": "ES"},
     ("POST", "/admin/audit/verify"): {},
+    ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}", "reason": "spam"},
 }
 
 

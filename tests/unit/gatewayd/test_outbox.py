@@ -70,8 +70,8 @@ def mo(
 # --- the recipient rule ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(MTKind))
-def test_a_ban_stops_every_mt_and_says_why(kind: MTKind) -> None:
+@pytest.mark.parametrize("kind", [kind for kind in MTKind if kind is not MTKind.BAN_NOTICE])
+def test_a_ban_stops_every_mt_but_its_notice_and_says_why(kind: MTKind) -> None:
     refused = refusal(kind, opted_out=False, banned=True, ban_reason="abuse")
     assert refused is not None and refused.reason is RefusalReason.BANNED
     assert refused.detail == "subscriber banned: abuse"
@@ -81,11 +81,18 @@ def test_a_ban_stops_every_mt_and_says_why(kind: MTKind) -> None:
 @pytest.mark.parametrize("kind", list(MTKind))
 def test_an_opt_out_stops_every_mt_but_the_gateways_own(kind: MTKind) -> None:
     refused = refusal(kind, opted_out=True, banned=False)
-    if kind is MTKind.SYSTEM:  # the answer to BAJA itself, ALTA, AYUDA
+    if kind in (MTKind.SYSTEM, MTKind.BAN_NOTICE):  # the answer to BAJA itself, ALTA, AYUDA; the ban's
         assert refused is None
     else:
         assert refused is not None and refused.reason is RefusalReason.OPTED_OUT
     assert refusal(kind, opted_out=False, banned=False) is None
+
+
+def test_the_ban_notice_reaches_a_banned_client() -> None:
+    """``[[services]] banned_reply``: the one MT a ban lets through (the pipeline sends it at most
+    once a day per client)."""
+    assert refusal(MTKind.BAN_NOTICE, opted_out=False, banned=True, ban_reason="abuse") is None
+    assert refusal(MTKind.BAN_NOTICE, opted_out=True, banned=True) is None
 
 
 # --- the way out ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 ``service_settings`` holds a row per service an admin switched; a service without one keeps the
 configuration's ``[[services]] callcentre`` (``gatewayd.diversion``).
 
-Revision ID: 0013
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-06 00:30:00.000000
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
