@@ -41,8 +41,10 @@ async def subscriber(client: PanelClient, client_id: str) -> Subscriber:
 
 
 async def records(client: PanelClient) -> list[AuditRecord]:
+    """The audit records about clients (sign-ins have theirs too)."""
     async with client.runtime.sessionmaker() as session:
-        return list((await session.execute(select(AuditRecord).order_by(AuditRecord.seq))).scalars())
+        about_clients = select(AuditRecord).where(AuditRecord.subject.like("client:%"))
+        return list((await session.execute(about_clients.order_by(AuditRecord.seq))).scalars())
 
 
 async def post(client: PanelClient, **form: str) -> tuple[int, str]:
