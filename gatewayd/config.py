@@ -817,7 +817,7 @@ _ARRAY_KEYS: Final = ("carriers", "services", "binds")
 
 
 def _find_element(items: list[Any], selector: str) -> int | None:
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():
         index = int(selector)
         return index if index < len(items) else None
     for index, item in enumerate(items):

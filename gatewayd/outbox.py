@@ -316,7 +316,7 @@ class Outbox:
 
     def destination(self, request: MTRequest) -> str:
         """The request's number as the store keeps it (E.164 digits without '+')."""
-        if request.to.isdigit() and request.subscriber_id is not None:
+        if request.to.isascii() and request.to.isdigit() and request.subscriber_id is not None:
             return request.to  # from the store or the MO pipeline: digits already
         default_country = self.settings.carriers[0].country if self.settings.carriers else None
         try:

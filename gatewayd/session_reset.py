@@ -20,7 +20,11 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.repo_assignment import close_open_of
-from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, get_subscriber_by_msisdn
+from gatewayd.store.repo_subscribers import (
+    client_id_of,
+    get_subscriber_by_client_id,
+    get_subscriber_by_msisdn,
+)
 from gatewayd.store.subscribers import Subscriber
 from routing.errors import InvalidNumber
 from routing.numbers import normalise_msisdn, to_international
@@ -39,7 +43,6 @@ __all__ = [
 MAX_LINES = 10_000
 MAX_UPLOAD_BYTES = 1024 * 1024
 
-_CLIENT_ID = re.compile(r"^C[A-Z2-7]{8}$")
 _SEPARATORS = re.compile(r"[,;\t]")
 #: Characters a typed phone number may hold besides digits.
 _NUMBER = re.compile(r"^\+?[0-9 .()\-/]+$")
@@ -70,8 +73,9 @@ def _first_cell(raw: str) -> str:
 
 def read_line(number: int, raw: str, country: str | None) -> Line:
     text = _first_cell(raw)
-    if _CLIENT_ID.match(text.upper()):
-        return Line(number, text, LineKind.CLIENT_ID, key=text.upper())
+    client_id = client_id_of(text)
+    if client_id is not None:
+        return Line(number, text, LineKind.CLIENT_ID, key=client_id)
     if not _NUMBER.match(text) or not any(char.isdigit() for char in text):
         return Line(number, text, LineKind.INVALID, problem="neither a phone number nor a client ID")
     try:

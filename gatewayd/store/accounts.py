@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, bindparam, delete, func, select, text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -70,11 +70,17 @@ class Account(Base):
 
 
 async def count_active_admins(session: AsyncSession) -> int:
-    """How many admin accounts are not locked (the panel never lets this fall to zero)."""
+    """How many admin accounts are not locked (the panel never lets this fall to zero). Their rows
+    stay locked until the caller's transaction ends (PostgreSQL; SQLite's write transactions run one
+    at a time): two admins locking each other at once are counted one after the other, so the
+    second sees the first's change instead of both seeing two admins."""
     found = await session.execute(
-        select(func.count()).select_from(Account).where(Account.role == Role.ADMIN, Account.locked.is_(False))
+        select(Account.id)
+        .where(Account.role == Role.ADMIN, Account.locked.is_(False))
+        .order_by(Account.id)
+        .with_for_update()
     )
-    return int(found.scalar_one())
+    return len(found.all())
 
 
 #: The longest operator pool name (the configuration refuses longer ones).

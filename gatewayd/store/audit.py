@@ -9,7 +9,10 @@ Records are numbered 1, 2, 3... without gaps. One row, ``audit_head``, holds the
 an append first updates it (``seq + 1``), which takes its row lock on PostgreSQL and the write lock on
 SQLite, so concurrent appends from daemons and panels queue for the head and the chain stays one line
 (the same statements on both databases). The record is written in the caller's transaction: an action
-and its record commit together or not at all.
+and its record commit together or not at all. Append LAST in a transaction, once every row it changes
+is locked: every writer then takes rows before the head, so two of them never wait on each other
+(the desk's close, an MO batch recording a BAJA, a ban, a session reset), and the head is held only
+until the commit.
 
 A chain proves the records agree with each other, not who wrote them: someone who can write to the
 database can recompute every hash. ``gatewayd audit verify`` prints the head's hash; kept elsewhere

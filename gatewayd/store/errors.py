@@ -25,10 +25,6 @@ class MTRefused(StoreError):
         super().__init__(f"MT to subscriber refused: {reason.value.replace('_', ' ')}")
 
 
-class NotFound(StoreError):
-    """The row the caller named does not exist."""
-
-
 class SchemaVersionError(StoreError):
     """The database schema is not the one this code was written for."""
 

@@ -293,13 +293,18 @@ async def _held(
 async def release_conversations(
     session: AsyncSession, held: Sequence[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """Takes each (conversation, operator) from that operator if they still hold it; returns those
-    released."""
+    """Takes each (conversation, operator) from that operator if they still hold it and its client is
+    still banned or opted out (an unban or an ALTA since the look that found it keeps it with its
+    operator); returns those released."""
     released: list[tuple[int, int]] = []
     for conversation_id, operator_id in held:
         result = await session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.assigned_operator_id == operator_id)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.assigned_operator_id == operator_id,
+                barred_client(),
+            )
             .values(assigned_operator_id=None)
         )
         if getattr(result, "rowcount", 0) == 1:

@@ -7,9 +7,10 @@ daemon and the store: the '+' belongs to the edges that show or parse numbers.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,12 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import insert_subscribers
 from gatewayd.store._tables import chunks, table_of
-from gatewayd.store.base import UTCDateTime
-from gatewayd.store.errors import NotFound
 from gatewayd.store.subscribers import Subscriber
 
 _CLIENT_ID_ATTEMPTS = 5
 SUBSCRIBERS = table_of(Subscriber)
+
+
+#: What a client ID looks like: "C" and 8 base32 characters (as :func:`new_client_id` makes them).
+CLIENT_ID_PATTERN = re.compile(r"^C[A-Z2-7]{8}$")
+
+
+def client_id_of(text: str) -> str | None:
+    """The client ID ``text`` names (any case, spaces around), None when it names none."""
+    candidate = text.strip().upper()
+    return candidate if CLIENT_ID_PATTERN.match(candidate) else None
 
 
 def new_client_id() -> str:
@@ -226,13 +235,6 @@ async def get_subscriber_by_client_id(session: AsyncSession, client_id: str) -> 
     return result.scalar_one_or_none()
 
 
-async def _by_client_id(session: AsyncSession, client_id: str) -> Subscriber:
-    subscriber = await get_subscriber_by_client_id(session, client_id)
-    if subscriber is None:
-        raise NotFound(f"no subscriber with client ID {client_id!r}")
-    return subscriber
-
-
 async def set_opted_out(session: AsyncSession, subscriber_id: int, opted_out: bool, now: datetime) -> None:
     """Opt-out (BAJA/STOP) or back in (ALTA). Queued MTs are not touched: the sender re-checks."""
     await session.execute(
@@ -240,21 +242,6 @@ async def set_opted_out(session: AsyncSession, subscriber_id: int, opted_out: bo
         .where(SUBSCRIBERS.c.id == subscriber_id)
         .values(opted_out=opted_out, opted_out_at=now if opted_out else None)
     )
-
-
-async def ban_subscriber(session: AsyncSession, client_id: str, reason: str, now: datetime) -> Subscriber:
-    """Bans by client ID (admin's user control); NotFound if unknown."""
-    subscriber = await _by_client_id(session, client_id)
-    subscriber.banned, subscriber.banned_reason, subscriber.banned_at = True, reason[:255], now
-    await session.flush()
-    return subscriber
-
-
-async def unban_subscriber(session: AsyncSession, client_id: str) -> Subscriber:
-    subscriber = await _by_client_id(session, client_id)
-    subscriber.banned, subscriber.banned_reason, subscriber.banned_at = False, None, None
-    await session.flush()
-    return subscriber
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,17 +300,3 @@ async def update_subscriber_details(
     await session.execute(
         update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == subscriber_id).values(alias=alias, notes=notes)
     )
-
-
-async def reset_sessions(session: AsyncSession, msisdns: Iterable[str], now: datetime) -> int:
-    """Marks the session of each known MSISDN as restarted (eligible for mass push again); returns how
-    many subscribers were found."""
-    numbers = sorted(set(msisdns))
-    if not numbers:
-        return 0
-    result = await session.execute(
-        update(SUBSCRIBERS)
-        .where(SUBSCRIBERS.c.msisdn.in_(numbers))
-        .values(session_reset_at=bindparam("b_now", now, type_=UTCDateTime()))
-    )
-    return int(getattr(result, "rowcount", 0))

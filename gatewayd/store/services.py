@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import String, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,25 +45,34 @@ async def settings_version(session: AsyncSession) -> int:
 
 async def switch_diversion(
     session: AsyncSession, service: str, diverted: bool, now: datetime, *, by: str, by_id: int | None
-) -> ServiceSetting:
+) -> bool | None:
     """Sets the service's diversion (creating its row on the first switch), its row locked until the
-    caller commits."""
+    caller commits; returns what the row said before (None: never switched, the configuration's
+    value held). Two first switches at once: the second finds the first's row and updates it."""
     row = await session.get(ServiceSetting, service, with_for_update=True)
     if row is None:
-        row = ServiceSetting(
-            service=service,
-            callcentre_diverted=diverted,
-            changed_at=now,
-            changed_by=by[:64],
-            changed_by_id=by_id,
-            version=1,
-        )
-        session.add(row)
-    else:
-        row.callcentre_diverted = diverted
-        row.changed_at = now
-        row.changed_by = by[:64]
-        row.changed_by_id = by_id
-        row.version += 1
+        try:
+            async with session.begin_nested():
+                session.add(
+                    ServiceSetting(
+                        service=service,
+                        callcentre_diverted=diverted,
+                        changed_at=now,
+                        changed_by=by[:64],
+                        changed_by_id=by_id,
+                        version=1,
+                    )
+                )
+            return None
+        except IntegrityError:  # another transaction made the row since the look above
+            row = await session.get(ServiceSetting, service, with_for_update=True, populate_existing=True)
+            if row is None:
+                raise
+    previous = row.callcentre_diverted
+    row.callcentre_diverted = diverted
+    row.changed_at = now
+    row.changed_by = by[:64]
+    row.changed_by_id = by_id
+    row.version += 1
     await session.flush()
-    return row
+    return previous

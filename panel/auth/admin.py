@@ -216,8 +216,11 @@ async def user_unlock(url: str, username: str) -> None:
     async with _unit_of_work(url) as session:
         account = await _existing(session, username)
         before = account.locked
-        await unlock_account(session, account)
-        await _record(session, "account.unlock", account, before={"locked": before}, after={"locked": False})
+        await unlock_account(session, account)  # also lifts a delay on the name: worth it unlocked too
+        if before:
+            await _record(
+                session, "account.unlock", account, before={"locked": True}, after={"locked": False}
+            )
 
 
 async def user_list(url: str) -> list[AccountSummary]:

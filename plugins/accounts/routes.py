@@ -40,7 +40,7 @@ from panel.auth.accounts import (
 )
 from panel.auth.identity import CurrentUser
 from panel.auth.passwords import HashingBusy, PasswordRejected, check_password_rules
-from panel.auth.permissions import UnknownPermission
+from panel.auth.permissions import PANEL_ACCESS, UnknownPermission
 from panel.i18n import LANGUAGES, timezone_choices
 from panel.presence import announce_account_change
 from panel.web import db, db_read, error_response, panel, render, require_user, translate
@@ -49,6 +49,7 @@ from plugins.accounts.rules import (
     Refused,
     check_grants,
     check_manages,
+    check_manages_account,
     check_not_self,
     check_role_change,
     may_manage_role,
@@ -92,7 +93,7 @@ def _parse(request: Request, form: FormData) -> AccountForm:
     if role_text not in {role.value for role in Role}:
         raise Refused(N_("Choose a role."))
     limit_text = _text(form, "max_open_conversations", 8)
-    if not limit_text.isdigit():
+    if not (limit_text.isascii() and limit_text.isdigit()):  # "²" is a digit to isdigit, not to int()
         raise Refused(
             N_("The conversation limit is a number from %(low)d to %(high)d."),
             low=MIN_CONVERSATIONS,
@@ -183,7 +184,7 @@ def _refusal(request: Request, refused: Refused | AccountRejected | PasswordReje
 # -- the list -------------------------------------------------------------------------------------
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def account_list(request: Request) -> Response:
     actor = require_user(request)
     role = request.query_params.get("role", "")
@@ -224,7 +225,7 @@ async def account_list(request: Request) -> Response:
 # -- create ---------------------------------------------------------------------------------------
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def new_account(request: Request) -> Response:
     actor = require_user(request)
     registry = panel(request).permissions
@@ -241,7 +242,7 @@ async def new_account(request: Request) -> Response:
     return render(request, "accounts/form.html", _form_context(request, actor, values, account=None))
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def create(request: Request) -> Response:
     actor = require_user(request)
     form = await request.form()
@@ -306,7 +307,7 @@ async def _target(session: AsyncSession, account_id: int, *, for_update: bool = 
     return await session.get(Account, account_id, with_for_update=for_update)
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def edit_page(request: Request) -> Response:
     actor = require_user(request)
     async with db_read(request) as session:
@@ -339,7 +340,7 @@ async def _page_with_error(
     return render(request, "accounts/form.html", context, status_code=status)
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def save(request: Request) -> Response:
     actor = require_user(request)
     account_id: int = request.path_params["account_id"]
@@ -350,7 +351,7 @@ async def save(request: Request) -> Response:
             account = await _target(session, account_id, for_update=True)
             if account is None:
                 return error_response(request, 404)
-            check_manages(actor, account.role)
+            check_manages_account(actor, account)
             check_role_change(actor, account.role, checked.role)
             before_permissions = _stored_permissions(account)
             check_grants(actor, before_permissions, checked.permissions)
@@ -425,7 +426,7 @@ async def _apply(
 # -- password, lock, unlock -----------------------------------------------------------------------
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def reset_password(request: Request) -> Response:
     actor = require_user(request)
     account_id: int = request.path_params["account_id"]
@@ -437,7 +438,7 @@ async def reset_password(request: Request) -> Response:
             found = await _target(session, account_id)
         if found is None:
             return error_response(request, 404)
-        check_manages(actor, found.role)
+        check_manages_account(actor, found)
         if password != form.get("confirm_password"):
             raise Refused(N_("The two passwords differ."))
         check_password_rules(password, found.username)
@@ -446,7 +447,7 @@ async def reset_password(request: Request) -> Response:
             account = await _target(session, account_id, for_update=True)
             if account is None:
                 return error_response(request, 404)
-            check_manages(actor, account.role)
+            check_manages_account(actor, account)
             keep = actor.session_id if account.id == actor.account_id else None
             ended = await store_password_hash(session, account, password_hash, keep_session_id=keep)
             details = {"sessions_ended": ended}
@@ -462,7 +463,7 @@ async def reset_password(request: Request) -> Response:
     return RedirectResponse(f"/admin/accounts/{account_id}?done=password", status_code=303)
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def lock(request: Request) -> Response:
     actor = require_user(request)
     account_id: int = request.path_params["account_id"]
@@ -473,7 +474,7 @@ async def lock(request: Request) -> Response:
             account = await _target(session, account_id, for_update=True)
             if account is None:
                 return error_response(request, 404)
-            check_manages(actor, account.role)
+            check_manages_account(actor, account)
             check_not_self(actor, account)
             if not reason:
                 raise Refused(N_("Say why the account is locked."))
@@ -490,7 +491,7 @@ async def lock(request: Request) -> Response:
     return RedirectResponse(f"/admin/accounts/{account_id}?done=locked", status_code=303)
 
 
-@requires(ACCOUNTS_MANAGE)
+@requires(PANEL_ACCESS, ACCOUNTS_MANAGE)
 async def unlock(request: Request) -> Response:
     actor = require_user(request)
     account_id: int = request.path_params["account_id"]
@@ -499,7 +500,7 @@ async def unlock(request: Request) -> Response:
             account = await _target(session, account_id, for_update=True)
             if account is None:
                 return error_response(request, 404)
-            check_manages(actor, account.role)
+            check_manages_account(actor, account)
             if not account.locked:
                 raise Refused(N_("The account is not locked."), 409)
             details = {"before": {"reason": account.lock_reason}}

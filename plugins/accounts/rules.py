@@ -1,6 +1,7 @@
-"""Who may manage whom: masters manage operators only and grant only the powers they hold; admins
-manage every account and the roles; nobody locks themselves. (The last active admin is kept by
-`panel.auth.accounts`, whoever makes the change: the panel or the command line.)"""
+"""Who may manage whom: masters manage operators only, and only those whose powers they hold all of,
+and grant only the powers they hold; admins manage every account and the roles; nobody locks
+themselves. (The last active admin is kept by `panel.auth.accounts`, whoever makes the change: the
+panel or the command line.)"""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def may_manage_role(actor: CurrentUser, role: Role) -> bool:
 def check_manages(actor: CurrentUser, role: Role) -> None:
     if not may_manage_role(actor, role):
         raise Refused(N_("Only an administrator manages administrators and masters."), 403)
+
+
+def check_manages_account(actor: CurrentUser, account: Account) -> None:
+    """As :func:`check_manages` for the account's role; and a non-admin manages (edits, locks,
+    sets the password of) only an account whose powers they hold all of themselves: else a master
+    could set a new password for an operator given a power the master lacks, and sign in as them."""
+    check_manages(actor, account.role)
+    if actor.role is not Role.ADMIN and set(account.permissions or ()) - actor.permissions:
+        raise Refused(N_("You cannot manage an account that holds powers you do not hold."), 403)
 
 
 def check_role_change(actor: CurrentUser, before: Role, after: Role) -> None:

@@ -73,6 +73,10 @@ class Query:
     after: int | None = None
 
 
+#: The years a date filter may name.
+FIRST_YEAR, LAST_YEAR = 2000, 9998
+
+
 def _text(params: QueryParams, name: str, limit: int) -> str:
     value = params.get(name, "").strip()
     if len(value) > limit:
@@ -84,15 +88,18 @@ def _day(value: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise BadFilter(N_("Dates must be written as YYYY-MM-DD.")) from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:  # the day after the last must still be a date
+        raise BadFilter(N_("Dates must be written as YYYY-MM-DD."))
+    return day
 
 
 def _seq(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # int() takes "²" as no digit
         raise BadFilter(N_("The page asked for is not valid."))
     return int(value)
 

@@ -22,6 +22,7 @@ from gatewayd.assignment import publish_assignments, withdraw_clients
 from gatewayd.store.audit import AuditRecord, records_about
 from gatewayd.store.base import utcnow
 from gatewayd.store.repo_subscribers import (
+    client_id_of,
     get_subscriber_by_client_id,
     get_subscriber_by_msisdn,
     set_bans,
@@ -44,7 +45,6 @@ SHOWN_LINE = 40
 #: The actions the card's history lists.
 HISTORY_ACTIONS = ("client.ban", "client.unban", "client.opt_out", "client.opt_in")
 
-CLIENT_ID = re.compile(r"^C[A-Z2-7]{8}$")
 PHONE = re.compile(r"^\+?[0-9]{6,15}$")
 
 BANNED, UNBANNED, ALREADY, UNKNOWN, INVALID = "banned", "unbanned", "already", "unknown", "invalid"
@@ -83,12 +83,6 @@ class HistoryEntry:
     record: AuditRecord
     label: str
     reason: str | None
-
-
-def client_id_of(line: str) -> str | None:
-    """The client ID a line names (any case, spaces around), None when it names none."""
-    candidate = line.strip().upper()
-    return candidate if CLIENT_ID.match(candidate) else None
 
 
 def pasted_lines(text: str) -> list[tuple[int, str]]:
@@ -213,6 +207,11 @@ async def change_bans(request: Request) -> Response:
         outcome = await set_bans(
             session, [client_id for _, _, client_id in named if client_id], reason=ban_reason, now=now
         )
+        withdrawn = []
+        if ban_reason is not None:
+            subscriber_ids = [change.subscriber_id for change in outcome.changed.values()]
+            withdrawn = await withdraw_clients(session, subscriber_ids, now)
+        # the audit head last: every row this transaction locks is locked before it (no deadlock)
         verb = "client.ban" if ban_reason is not None else "client.unban"
         for change in outcome.changed.values():
             await audit(
@@ -225,10 +224,6 @@ async def change_bans(request: Request) -> Response:
                     "after": {"banned": ban_reason is not None, "reason": change.reason_after},
                 },
             )
-        withdrawn = []
-        if ban_reason is not None:
-            subscriber_ids = [change.subscriber_id for change in outcome.changed.values()]
-            withdrawn = await withdraw_clients(session, subscriber_ids, now)
     await publish_assignments(panel(request).bus, withdrawn)
     report: list[ReportLine] = []
     reported: set[str] = set()

@@ -66,7 +66,10 @@ def _text(form: FormData, name: str, limit: int) -> str:
 
 
 def _int_param(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() and len(value) < 19 else None
+    # isascii: "²" is a digit to isdigit(), not to int()
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
 
 
 def counter(request: Request, text: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from gatewayd.diversion import announce_diversion, diversion_of
 from gatewayd.session_reset import (
     MAX_LINES,
     MAX_UPLOAD_BYTES,
+    Line,
     LineKind,
     find_client,
     read_lines,
@@ -26,6 +27,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.services import service_settings, settings_version, switch_diversion
+from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
@@ -120,9 +122,10 @@ async def switch(request: Request) -> Response:
         return error_response(request, 400, N_("Choose whether the service is diverted."))
     diverted = wanted == "on"
     async with db(request) as session, session.begin():
-        row = (await service_settings(session)).get(name)
-        before = row.callcentre_diverted if row is not None else services[name].callcentre
-        await switch_diversion(session, name, diverted, utcnow(), by=user.username, by_id=user.account_id)
+        switched = await switch_diversion(
+            session, name, diverted, utcnow(), by=user.username, by_id=user.account_id
+        )
+        before = switched if switched is not None else services[name].callcentre
         await audit(
             session,
             request,
@@ -252,10 +255,17 @@ async def _reset(request: Request, form: FormData) -> Response:
         message = N_("Paste at least one phone number or client ID, or choose a file.")
         return _sessions_page(request, 400, error=message, country=country, pasted=shown)
     show = user.has(OPERATOR_SEE_MSISDN)
+
+    def shown_id(line: Line, client: Subscriber) -> str:
+        """The client's id, but not on a number's line for a user who may not see numbers: the id
+        would tell them whose number it is."""
+        return client.client_id if show or line.kind is LineKind.CLIENT_ID else ""
+
     report: list[ReportLine] = []
     now = utcnow()
     async with db(request) as session, session.begin():
         done: dict[int, int] = {}  # subscriber id -> line it was reset at
+        records: list[tuple[str, dict[str, object]]] = []
         for line in lines:
             written = line.text if line.kind is LineKind.CLIENT_ID else _masked(line.text, show)
             if line.kind is LineKind.INVALID:
@@ -267,26 +277,29 @@ async def _reset(request: Request, form: FormData) -> Response:
                 continue
             if client.id in done:
                 report.append(
-                    ReportLine(line.number, written, "reset", REASONS["again"], "", client.client_id)
+                    ReportLine(line.number, written, "reset", REASONS["again"], "", shown_id(line, client))
                 )
                 continue
             before = client.session_reset_at
             closed = await reset_session(session, client.id, now)
             done[client.id] = line.number
-            await audit(
-                session,
-                request,
-                "client.session_reset",
-                subject=f"client:{client.client_id}",
-                details={
-                    "before": {"session_reset_at": before.isoformat() if before else None},
-                    "after": {"session_reset_at": now.isoformat(), "closed_conversations": closed},
-                },
+            records.append(
+                (
+                    f"client:{client.client_id}",
+                    {
+                        "before": {"session_reset_at": before.isoformat() if before else None},
+                        "after": {"session_reset_at": now.isoformat(), "closed_conversations": closed},
+                    },
+                )
             )
             reason = REASONS["reset_closed"] if closed else REASONS["reset"]
             report.append(
-                ReportLine(line.number, written, "reset", reason, "", client.client_id, len(closed))
+                ReportLine(line.number, written, "reset", reason, "", shown_id(line, client), len(closed))
             )
+        # The audit head last, once every row this transaction locks is locked (the desk's close and
+        # the MO pipeline take rows first too): no deadlock, and the head is held only to the commit.
+        for subject, details in records:
+            await audit(session, request, "client.session_reset", subject=subject, details=details)
     if any(line.closed for line in report):
         await assignment_service(panel(request)).assign()  # the closed conversations freed slots
     counts = {outcome: sum(1 for line in report if line.outcome == outcome) for outcome in OUTCOMES}

@@ -32,10 +32,11 @@ def refusal(kind: MTKind, *, opted_out: bool, banned: bool, ban_reason: str | No
     """Why an MT of ``kind`` may not go to a subscriber with these flags (None: it may). A ban stops
     every MT but the service's notice of the ban itself (``BAN_NOTICE``, ``[[services]] banned_reply``);
     an opt-out every MT but the gateway's own (``SYSTEM``: the answers to BAJA / ALTA / AYUDA, the
-    confirmation of the opt-out itself included, and ``BAN_NOTICE``)."""
-    if kind is MTKind.BAN_NOTICE:
+    confirmation of the opt-out itself included): a client who sent BAJA gets no charged notice of a
+    ban either."""
+    if kind is MTKind.BAN_NOTICE and not opted_out:
         return None
-    if banned:
+    if banned and kind is not MTKind.BAN_NOTICE:
         return Refusal(RefusalReason.BANNED, "subscriber banned" + (f": {ban_reason}" if ban_reason else ""))
     if opted_out and kind is not MTKind.SYSTEM:
         return Refusal(RefusalReason.OPTED_OUT, "subscriber opted out")

@@ -19,7 +19,7 @@ from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.recipients import Refusal
 from gatewayd.store.repo_mo import NewMO
-from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn, set_opted_out
+from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans, set_opted_out
 from gatewayd.store.store import Store
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ async def with_subscribers(store: Store) -> None:
         ]
         stored = await store.mos.ingest(session, rows, T0)
         await set_opted_out(session, stored[0].subscriber.id, True, T0)
-        await ban_subscriber(session, stored[1].subscriber.client_id, "abuse", T0)
+        await set_bans(session, [stored[1].subscriber.client_id], reason="abuse", now=T0)
 
 
 async def test_the_rule_is_applied_once_per_request_and_the_others_are_queued(store: Store) -> None:
@@ -96,7 +96,7 @@ async def test_a_ban_after_queueing_is_caught_by_the_claim_with_the_same_rule(st
     async with store.transaction() as session:
         subscriber = await get_subscriber_by_msisdn(session, FREE)
         assert subscriber is not None
-        await ban_subscriber(session, subscriber.client_id, "spam", T0)
+        await set_bans(session, [subscriber.client_id], reason="spam", now=T0)
     async with store.transaction() as session:
         claimed = await store.claims.claim(session, "gw", T0 + timedelta(seconds=1), limit=10, lease=30)
     assert claimed.mts == [] and claimed.refused == [(queued.mt_id, "subscriber banned: spam")]

@@ -18,7 +18,7 @@ from gatewayd.store.errors import MTRefused
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
-from gatewayd.store.repo_subscribers import ban_subscriber, get_subscriber_by_msisdn
+from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans
 from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
 from smpp.concat import user_data
@@ -231,7 +231,7 @@ async def test_banned_subscriber_mt_is_refused_with_reason(
                 ],
                 now,
             )
-            await ban_subscriber(session, subscriber.client_id, "abusive language", now)
+            await set_bans(session, [subscriber.client_id], reason="abusive language", now=now)
         # a new MT is refused when queued ...
         with pytest.raises(MTRefused, match="banned"):
             await daemon.queue_mt(SUBSCRIBER, "Hola", carrier=MOVISTAR)

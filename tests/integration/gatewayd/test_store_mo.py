@@ -14,7 +14,6 @@ from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Route
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind
-from gatewayd.store.errors import NotFound
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey
 from gatewayd.store.repo_desk import last_mo_of_subscriber
@@ -27,11 +26,9 @@ from gatewayd.store.repo_mo import (
 )
 from gatewayd.store.repo_subscribers import (
     SubscriberSeen,
-    ban_subscriber,
     get_subscriber,
     get_subscriber_by_client_id,
-    reset_sessions,
-    unban_subscriber,
+    set_bans,
 )
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
@@ -177,20 +174,19 @@ async def test_ported_number_updates_its_carrier(store: Store) -> None:
     assert refs["34600000001"].country == "ES"
 
 
-async def test_ban_unban_and_reset_by_client_id(store: Store) -> None:
+async def test_ban_and_unban_by_client_id(store: Store) -> None:
     async with store.transaction() as session:
         refs = await store.subscribers.upsert(session, [SubscriberSeen("34600000001")], T0)
         client_id = refs["34600000001"].client_id
-        banned = await ban_subscriber(session, client_id.lower(), "abuse", T0)
-        assert banned.banned and banned.banned_reason == "abuse"
-        with pytest.raises(NotFound):
-            await ban_subscriber(session, "CNOSUCH00", "x", T0)
-        assert await reset_sessions(session, ["34600000001", "34699999999"], T0) == 1
+        outcome = await set_bans(session, [client_id.lower(), "CNOSUCH00"], reason="abuse", now=T0)
+        assert list(outcome.changed) == [client_id] and outcome.unknown == {"CNOSUCH00"}
+        banned = await get_subscriber_by_client_id(session, client_id)
+        assert banned is not None and banned.banned and banned.banned_reason == "abuse"
     async with store.transaction() as session:
-        unbanned = await unban_subscriber(session, client_id)
-        assert not unbanned.banned and unbanned.banned_at is None
-        found = await get_subscriber_by_client_id(session, client_id)
-        assert found is not None and found.session_reset_at == T0
+        outcome = await set_bans(session, [client_id], reason=None, now=T0)
+        assert outcome.changed[client_id].reason_before == "abuse"
+        unbanned = await get_subscriber_by_client_id(session, client_id)
+        assert unbanned is not None and not unbanned.banned and unbanned.banned_at is None
 
 
 async def test_a_subscriber_has_one_active_conversation_per_short_code(store: Store) -> None:

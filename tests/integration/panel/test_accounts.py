@@ -308,3 +308,43 @@ async def test_unknown_accounts_are_404(client: PanelClient) -> None:
         assert (await ana.get(path, headers=HTML)).status_code == 404
         assert (await post(ana, path + "/unlock", {})).status_code == 404
     assert (await ana.get("/admin/accounts/9999999999999999999", headers=HTML)).status_code == 404
+
+
+async def test_a_master_cannot_take_over_an_operator_with_a_power_the_master_lacks(
+    client: PanelClient,
+) -> None:
+    """Else a master sets a new password for an operator an admin gave ``audit.view`` and signs in
+    as them (review finding: the password reset checked the role only)."""
+    oscar = await client.account("oscar")
+    async with client.runtime.sessionmaker() as session, session.begin():
+        held = await session.get(Account, oscar.id)
+        assert held is not None
+        held.permissions = sorted({*held.permissions, "audit.view"})
+    marta = await signed_in(client, "marta")
+    password = {"password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
+    for path, form in (
+        (f"/admin/accounts/{oscar.id}/password", password),
+        (f"/admin/accounts/{oscar.id}/lock", {"reason": "x"}),
+        (f"/admin/accounts/{oscar.id}", edit_form(await client.account("oscar"), max_open_conversations="9")),
+    ):
+        refused = await post(marta, path, form)
+        assert refused.status_code == 403, path
+        assert "You cannot manage an account that holds powers you do not hold." in refused.text
+    after = await client.account("oscar")
+    assert (after.password_hash, after.locked, after.max_open_conversations) == (
+        oscar.password_hash,
+        False,
+        oscar.max_open_conversations,
+    )
+    # An admin may.
+    ana = await signed_in(client, "ana")
+    assert (await post(ana, f"/admin/accounts/{oscar.id}/password", password)).status_code == 303
+
+
+@pytest.mark.parametrize("limit", ["²", "١٢", "3.5", "-1"])
+async def test_a_conversation_limit_that_is_not_ascii_digits_is_a_400(
+    client: PanelClient, limit: str
+) -> None:
+    ana = await signed_in(client, "ana")
+    answer = await post(ana, "/admin/accounts", new_operator(max_open_conversations=limit))
+    assert answer.status_code == 400 and "The conversation limit is a number" in answer.text

@@ -120,6 +120,9 @@ async def test_bad_filters_are_refused_with_a_message(client: PanelClient) -> No
         "before=abc": "no es válida",
         "before=1&after=2": "no es válida",
         "after=99999999999999999999": "no es válida",
+        "before=%C2%B2": "no es válida",  # "²": a digit to str.isdigit, not to int()
+        "to=9999-12-31": "AAAA-MM-DD",  # its next day is past the last date Python knows
+        "from=0001-01-01": "AAAA-MM-DD",
         f"actor={'x' * 65}": "demasiado largo",
     }
     for query, message in refused.items():

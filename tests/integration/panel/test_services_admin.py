@@ -290,7 +290,13 @@ async def test_numbers_are_masked_for_a_user_who_may_not_see_them(
     rows = report_rows(response.text)
     assert [row.split('"')[0] for row in rows] == ["reset", "unknown", "invalid"]
     assert "611000001" not in response.text and "699999999" not in response.text
-    assert "\u2022" * 9 in rows[0] and held.client_id in rows[0]
+    # nor whose number it is: the client ID would lead back to the number's owner
+    assert "\u2022" * 9 in rows[0] and held.client_id not in response.text
+    # a line that names the client ID shows it: the user typed it
+    by_id = await client.post(
+        "/admin/sessions", data={"csrf_token": token, "numbers": held.client_id}, headers=HTML
+    )
+    assert by_id.status_code == 200 and held.client_id in report_rows(by_id.text)[0]
 
 
 async def test_an_uploaded_csv_file_is_read_and_bad_uploads_are_refused(

@@ -81,7 +81,7 @@ def test_a_ban_stops_every_mt_but_its_notice_and_says_why(kind: MTKind) -> None:
 @pytest.mark.parametrize("kind", list(MTKind))
 def test_an_opt_out_stops_every_mt_but_the_gateways_own(kind: MTKind) -> None:
     refused = refusal(kind, opted_out=True, banned=False)
-    if kind in (MTKind.SYSTEM, MTKind.BAN_NOTICE):  # the answer to BAJA itself, ALTA, AYUDA; the ban's
+    if kind is MTKind.SYSTEM:  # the answer to BAJA itself, ALTA, AYUDA
         assert refused is None
     else:
         assert refused is not None and refused.reason is RefusalReason.OPTED_OUT
@@ -92,7 +92,12 @@ def test_the_ban_notice_reaches_a_banned_client() -> None:
     """``[[services]] banned_reply``: the one MT a ban lets through (the pipeline sends it at most
     once a day per client)."""
     assert refusal(MTKind.BAN_NOTICE, opted_out=False, banned=True, ban_reason="abuse") is None
-    assert refusal(MTKind.BAN_NOTICE, opted_out=True, banned=True) is None
+
+
+def test_a_client_who_sent_baja_gets_no_ban_notice() -> None:
+    """The notice is charged like any MT: an opt-out stops it too."""
+    refused = refusal(MTKind.BAN_NOTICE, opted_out=True, banned=True)
+    assert refused is not None and refused.reason is RefusalReason.OPTED_OUT
 
 
 # --- the way out ----------------------------------------------------------------------------------

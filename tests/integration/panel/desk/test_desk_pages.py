@@ -9,7 +9,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
-from gatewayd.store.repo_subscribers import ban_subscriber
+from gatewayd.store.repo_subscribers import set_bans
 from gatewayd.store.subscribers import Subscriber
 from smpp.text import draft_info
 
@@ -100,7 +100,7 @@ async def test_reply_to_a_banned_subscriber_is_refused_clearly(desk_client: Pane
     conversation_id = await online_with_one_mo(desk_client)
     async with desk_client.runtime.sessionmaker() as session, session.begin():
         subscriber = (await session.execute(select(Subscriber))).scalar_one()
-        await ban_subscriber(session, subscriber.client_id, "abuse", utcnow())
+        await set_bans(session, [subscriber.client_id], reason="abuse", now=utcnow())
     token = await page_csrf(desk_client, "/desk")
     refused = await desk_client.post(
         f"/desk/conversations/{conversation_id}/reply",
@@ -214,7 +214,7 @@ async def test_push_is_queued_and_refused_for_unknown_or_banned_clients(desk_cli
     )
     assert unknown.status_code == 404
     async with desk_client.runtime.sessionmaker() as session, session.begin():
-        await ban_subscriber(session, client_id, "abuse", utcnow())
+        await set_bans(session, [client_id], reason="abuse", now=utcnow())
     banned = await desk_client.post(
         "/desk/push", data={"csrf_token": token, "client_id": client_id, "text": "Oferta"}, headers=HTML
     )
