@@ -318,6 +318,7 @@ class Daemon:
                 group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                 group.create_task(self._status_loop(), name="daemon.status_loop"),
+                group.create_task(self._status_request_loop(), name="daemon.status_request_loop"),
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
                 group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
@@ -350,13 +351,21 @@ class Daemon:
 
     async def _status_loop(self) -> None:
         """Publishes the binds up per carrier at once on every bind change, else every
-        ``status_interval`` seconds: the panels' start page shows them (and "unknown" when none came)."""
+        ``status_interval`` seconds, and when a panel asks: the panels' start page shows them (and
+        "unknown" when none came)."""
         assert self.binds is not None and self.events is not None
         while True:
             self._status_changed.clear()
             await self.events.status(*self.binds.carrier_binds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_changed.wait(), self.status_interval)
+
+    async def _status_request_loop(self) -> None:
+        """A panel asked for the status (it just started): published at once."""
+        assert self.bus is not None
+        async with self.bus.subscribe(self.bus.topics.status_request()) as requests:
+            async for _event in requests:
+                self._status_changed.set()
 
     async def _outbox_wake_loop(self) -> None:
         """The panel (maybe another process) queued an MT: claim now rather than at the next poll."""

@@ -92,6 +92,10 @@ class Topics:
         panel started later hears it soon."""
         return f"{self.prefix}/status"
 
+    def status_request(self) -> str:
+        """A panel that just started asks for the daemon's status now rather than at the next interval."""
+        return f"{self.prefix}/status/request"
+
     def conversation_assigned(self, conversation_id: int) -> str:
         """A conversation was (re)assigned to an operator."""
         return f"{self.prefix}/conversation/{conversation_id}/assigned"

@@ -38,6 +38,9 @@ async def start(request: Request) -> Response:
 
 #: Where each figure leads, when the reader may open that section (its menu item is theirs).
 FIGURE_LINKS = {
+    "mo": ("/admin/monitor",),
+    "mt": ("/admin/monitor",),
+    "delivered": ("/admin/monitor",),
     "waiting": ("/admin/monitor",),
     "operators": ("/admin/monitor", "/admin/accounts"),
 }

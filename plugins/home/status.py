@@ -1,7 +1,8 @@
 """What the panel knows of the daemon's binds: the latest status event (``<prefix>/status``).
 
-The daemon publishes it on every bind change and every ``STATUS_INTERVAL`` seconds; a panel that heard
-none lately (no daemon, no bus, or a panel started a moment ago) says "unknown" rather than guess.
+The daemon publishes it on every bind change, every ``STATUS_INTERVAL`` seconds and when a panel asks
+(``<prefix>/status/request``, sent as this panel starts). A panel that heard none lately (no daemon,
+no bus) says "unknown" rather than guess.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ async def follow_daemon_status(runtime: PanelRuntime) -> AsyncIterator[DaemonSta
         task = asyncio.get_running_loop().create_task(
             status.follow_loop(subscription), name="panel.home.status_loop"
         )
+        # Subscribed first, then asked: the daemon answers now instead of at its next interval.
+        await runtime.bus.publish(runtime.bus.topics.status_request(), {})
         try:
             yield status
         finally:

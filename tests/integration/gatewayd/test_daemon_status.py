@@ -32,3 +32,17 @@ async def test_a_bind_change_is_published_at_once(
             await next_status(heard, {"movistar": 1}, {"movistar": 1})
             daemon.reload(config)  # and back: the vodafone bind up again is told too
             await next_status(heard, {"movistar": 1, "vodafone": 1}, {"movistar": 1, "vodafone": 1})
+
+
+async def test_a_panel_asking_is_answered_at_once(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator
+) -> None:
+    config = make_config(tmp_path, sqlite_url, simulator)
+    async with running_daemon(config) as daemon:
+        bus = daemon.bus
+        assert bus is not None
+        async with bus.subscribe(bus.topics.status()) as heard:
+            await bus.publish(bus.topics.status_request(), {})
+            # well before the 15 s interval (next_status gives up after 15 s)
+            async with asyncio.timeout(5):
+                await next_status(heard, {"movistar": 1, "vodafone": 1}, {"movistar": 1, "vodafone": 1})
