@@ -171,6 +171,13 @@ class BindSupervisor:
             if client.bound and (carrier is None or slot.carrier == carrier)
         )
 
+    def carrier_binds(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(binds up, binds configured) per carrier: what the daemon's status event tells the panels."""
+        configured: dict[str, int] = {}
+        for slot in self._slots.values():
+            configured[slot.carrier] = configured.get(slot.carrier, 0) + 1
+        return {carrier: self.binds_up(carrier) for carrier in configured}, configured
+
     def carriers_up(self) -> set[str]:
         """Carriers with at least one bound bind that can send."""
         return {

@@ -9,6 +9,7 @@ stops delivering); then the MO and receipt committers drain what they still hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -42,6 +43,9 @@ from gatewayd.store.store import Store
 from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
+#: Seconds between the daemon's status events when no bind changes.
+STATUS_INTERVAL = 15.0
+
 log = logging.getLogger("gatewayd.daemon")
 
 
@@ -56,6 +60,7 @@ class Daemon:
         metrics: GatewayMetrics | None = None,
         poll_interval: float = 1.0,
         require_schema_at_head: bool = True,
+        status_interval: float = STATUS_INTERVAL,
     ) -> None:
         self.config = config
         self.notifier = notifier or SystemdNotifier(None)
@@ -72,6 +77,10 @@ class Daemon:
             registry=self.metrics.registry,
         )
         self.poll_interval = poll_interval
+        #: seconds between the status events (binds up per carrier) when no bind changes
+        self.status_interval = status_interval
+        self._status_changed = asyncio.Event()
+        self.events: EventPublisher | None = None
         self.require_schema_at_head = require_schema_at_head
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -196,6 +205,7 @@ class Daemon:
                 diversion=DiversionCache.for_services((s.name, s.callcentre) for s in config.services),
             )
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
+            self.events = events
             self._build(events)
             tune_for_throughput()
             try:
@@ -277,6 +287,7 @@ class Daemon:
             self.mo.bind_state(carrier, bind, up, unbound=unbound)
         if self.hooks.bind_state is not None:
             self.hooks.bind_state(carrier, bind, up)
+        self._status_changed.set()
 
     def _mt_queued(self) -> None:
         if self.mt is not None:
@@ -306,6 +317,8 @@ class Daemon:
             background = [
                 group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
+                group.create_task(self._status_loop(), name="daemon.status_loop"),
+                group.create_task(self._status_request_loop(), name="daemon.status_request_loop"),
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
                 group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
@@ -335,6 +348,24 @@ class Daemon:
             await recorder_task
             for task in background:
                 task.cancel()
+
+    async def _status_loop(self) -> None:
+        """Publishes the binds up per carrier at once on every bind change, else every
+        ``status_interval`` seconds, and when a panel asks: the panels' start page shows them (and
+        "unknown" when none came)."""
+        assert self.binds is not None and self.events is not None
+        while True:
+            self._status_changed.clear()
+            await self.events.status(*self.binds.carrier_binds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_changed.wait(), self.status_interval)
+
+    async def _status_request_loop(self) -> None:
+        """A panel asked for the status (it just started): published at once."""
+        assert self.bus is not None
+        async with self.bus.subscribe(self.bus.topics.status_request()) as requests:
+            async for _event in requests:
+                self._status_changed.set()
 
     async def _outbox_wake_loop(self) -> None:
         """The panel (maybe another process) queued an MT: claim now rather than at the next poll."""

@@ -1,15 +1,15 @@
 """The daemon's events on the bus: one place that knows the topics and builds the JSON payloads.
 
 Topics come from the bus (``<prefix>/<shortcode>/mo``, ``<prefix>/mt/<id>/status``,
-``<prefix>/bind/<carrier>/state``); the bus adds ``"v": 1``. Publishing never waits on a broker:
-the bus buffers and counts what it drops, so an outage never slows SMPP traffic.
+``<prefix>/bind/<carrier>/state``, ``<prefix>/status``); the bus adds ``"v": 1``. Publishing never
+waits on a broker: the bus buffers and counts what it drops, so an outage never slows SMPP traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,11 @@ def bind_state_payload(carrier: str, bind: str, up: bool, binds_up: int) -> Payl
         "binds_up": binds_up,
         "at": datetime.now(UTC).isoformat(),
     }
+
+
+def status_payload(binds_up: Mapping[str, int], binds: Mapping[str, int]) -> Payload:
+    """Binds up and binds configured per carrier, as the daemon sees them now."""
+    return {"binds_up": dict(binds_up), "binds": dict(binds), "at": datetime.now(UTC).isoformat()}
 
 
 class EventPublisher:
@@ -111,3 +116,6 @@ class EventPublisher:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def status(self, binds_up: Mapping[str, int], binds: Mapping[str, int]) -> None:
+        await self._publish(self.topics.status(), status_payload(binds_up, binds))

@@ -87,6 +87,15 @@ class Topics:
         """A bind went up or down."""
         return f"{self.prefix}/bind/{carrier}/state"
 
+    def status(self) -> str:
+        """The daemon's status (binds up per carrier): on every bind change and every few seconds, so a
+        panel started later hears it soon."""
+        return f"{self.prefix}/status"
+
+    def status_request(self) -> str:
+        """A panel that just started asks for the daemon's status now rather than at the next interval."""
+        return f"{self.prefix}/status/request"
+
     def conversation_assigned(self, conversation_id: int) -> str:
         """A conversation was (re)assigned to an operator."""
         return f"{self.prefix}/conversation/{conversation_id}/assigned"

@@ -1,18 +1,23 @@
-"""Statistics for operators and reports: a client's SMS by date and hour, and their latest messages."""
+"""Statistics for operators and reports: a client's SMS by date and hour, their latest messages, and the
+figures of a day at a glance for the control panel's start page."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import table_of
+from gatewayd.store.accounts import Account, Presence
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.enums import ConversationStatus, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.repo_assignment import present
 
 MO_MESSAGES = table_of(MOMessage)
 MT_MESSAGES = table_of(MTMessage)
@@ -97,3 +102,70 @@ async def client_history(session: AsyncSession, subscriber_id: int, *, limit: in
     ]
     entries.sort(key=lambda entry: (entry.at, entry.direction == "mt", entry.id), reverse=True)
     return entries[:limit]
+
+
+#: MTs that left the gateway for an SMSC (queued, refused and cancelled ones never did).
+SENT_STATUSES = (MTStatus.SENDING, MTStatus.ACCEPTED, MTStatus.DELIVERED, MTStatus.FAILED, MTStatus.EXPIRED)
+#: The final outcomes of a sent MT: delivered, or not.
+OUTCOME_STATUSES = (MTStatus.DELIVERED, MTStatus.FAILED, MTStatus.EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """The traffic of [since, until) and the state now. ``delivered_percent`` is of the MTs sent in the
+    range that reached a final outcome (delivered, failed, expired); None while none has."""
+
+    mo_received: int
+    mt_sent: int
+    mt_delivered: int
+    mt_final: int
+    waiting: int
+    operators_online: int
+
+    @property
+    def delivered_percent(self) -> float | None:
+        return None if self.mt_final == 0 else 100.0 * self.mt_delivered / self.mt_final
+
+
+async def day_figures(
+    session: AsyncSession,
+    since: datetime,
+    until: datetime,
+    *,
+    now: datetime,
+    grace: timedelta,
+    idle: timedelta,
+) -> DayFigures:
+    """Four counting statements: MOs received and MTs created in [since, until), conversations waiting
+    and operators online (presence online and at the desk, the assignment's rule) now."""
+    received = await session.scalar(
+        select(func.count()).where(MO_MESSAGES.c.received_at >= since, MO_MESSAGES.c.received_at < until)
+    )
+    status = MT_MESSAGES.c.status
+    mts = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(case((status.in_(SENT_STATUSES), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((status == MTStatus.DELIVERED, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((status.in_(OUTCOME_STATUSES), 1), else_=0)), 0),
+            ).where(MT_MESSAGES.c.created_at >= since, MT_MESSAGES.c.created_at < until)
+        )
+    ).one()
+    waiting = await session.scalar(
+        select(func.count())
+        .select_from(Conversation)
+        .where(Conversation.status == ConversationStatus.WAITING)
+    )
+    online = await session.scalar(
+        select(func.count())
+        .select_from(Account)
+        .where(Account.presence == Presence.ONLINE, present(now, grace, idle))
+    )
+    return DayFigures(
+        mo_received=received or 0,
+        mt_sent=int(mts[0]),
+        mt_delivered=int(mts[1]),
+        mt_final=int(mts[2]),
+        waiting=waiting or 0,
+        operators_online=online or 0,
+    )

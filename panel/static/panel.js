@@ -21,6 +21,15 @@
 
   document.documentElement.classList.add("js");
 
+  // Narrow screens: the top bar keeps the brand and a menu button; the button shows the menu and the
+  // account's links (panel.css hides them below 800 px while the page is not "menu-open").
+  document.addEventListener("click", function (event) {
+    var toggle = event.target instanceof Element ? event.target.closest("[data-menu-toggle]") : null;
+    if (!toggle) { return; }
+    var open = document.documentElement.classList.toggle("menu-open");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target instanceof HTMLSelectElement && target.hasAttribute("data-autosubmit") && target.form) {

@@ -1,0 +1,88 @@
+"""What the panel knows of the daemon's binds: the latest status event (``<prefix>/status``).
+
+The daemon publishes it on every bind change, every ``STATUS_INTERVAL`` seconds and when a panel asks
+(``<prefix>/status/request``, sent as this panel starts). A panel that heard none lately (no daemon,
+no bus) says "unknown" rather than guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from gatewayd.bus.base import Subscription
+from gatewayd.daemon import STATUS_INTERVAL
+from panel.types import PanelRuntime, PluginState
+
+#: A status older than this is no longer believed: three intervals missed.
+STALE_AFTER = 3 * STATUS_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
+class BindsUp:
+    """Binds up and configured per carrier, as of the last status heard."""
+
+    up: Mapping[str, int]
+    configured: Mapping[str, int]
+
+    @property
+    def total_up(self) -> int:
+        return sum(self.up.values())
+
+    @property
+    def total(self) -> int:
+        return sum(self.configured.values())
+
+
+class DaemonStatus:
+    """The latest status event heard by this panel, and when (a monotonic clock)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._binds: BindsUp | None = None
+        self._heard_at = 0.0
+
+    def heard(self, payload: Mapping[str, object]) -> None:
+        up, configured = payload.get("binds_up"), payload.get("binds")
+        if not isinstance(up, Mapping) or not isinstance(configured, Mapping):
+            return
+        self._binds = BindsUp(
+            {str(carrier): int(count) for carrier, count in up.items()},
+            {str(carrier): int(count) for carrier, count in configured.items()},
+        )
+        self._heard_at = self._clock()
+
+    def binds(self) -> BindsUp | None:
+        """The binds as last heard, or None when nothing was heard within ``STALE_AFTER``."""
+        if self._binds is None or self._clock() - self._heard_at > STALE_AFTER:
+            return None
+        return self._binds
+
+    async def follow_loop(self, subscription: Subscription) -> None:
+        async for event in subscription:
+            self.heard(event.payload)
+
+
+DAEMON_STATUS = PluginState("home", DaemonStatus)
+
+
+@asynccontextmanager
+async def follow_daemon_status(runtime: PanelRuntime) -> AsyncIterator[DaemonStatus]:
+    status = DaemonStatus()
+    if runtime.bus is None:
+        yield status
+        return
+    async with runtime.bus.subscribe(runtime.bus.topics.status(), buffer=16) as subscription:
+        task = asyncio.get_running_loop().create_task(
+            status.follow_loop(subscription), name="panel.home.status_loop"
+        )
+        # Subscribed first, then asked: the daemon answers now instead of at its next interval.
+        await runtime.bus.publish(runtime.bus.topics.status_request(), {})
+        try:
+            yield status
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
