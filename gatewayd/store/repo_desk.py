@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
-from gatewayd.store.repo_history import ThreadEntry, conversation_thread, earlier_messages
+from gatewayd.store.repo_history import (
+    ThreadEntry,
+    conversation_thread,
+    earlier_messages,
+    failed_receipts,
+    failure_code,
+)
 from gatewayd.store.subscribers import Subscriber
 
 THREAD_LIMIT = 100
@@ -233,19 +239,36 @@ class MTState:
     status: MTStatus
     operator_id: int | None
     conversation_id: int | None
+    #: Why it failed (:func:`gatewayd.store.repo_history.failure_code`), None while it has not.
+    failure: str | None = None
 
 
 async def mt_states(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, MTState]:
-    """The MTs' current statuses and owners by id."""
+    """The MTs' current statuses, owners and failure reasons by id."""
     if not mt_ids:
         return {}
-    rows = await session.execute(
-        select(MTMessage.id, MTMessage.status, MTMessage.operator_id, MTMessage.conversation_id).where(
-            MTMessage.id.in_(sorted(set(mt_ids)))
+    rows = (
+        await session.execute(
+            select(
+                MTMessage.id,
+                MTMessage.status,
+                MTMessage.operator_id,
+                MTMessage.conversation_id,
+                MTMessage.last_error,
+            ).where(MTMessage.id.in_(sorted(set(mt_ids))))
         )
-    )
+    ).all()
+    ended = [row.id for row in rows if MTStatus(row.status) in (MTStatus.FAILED, MTStatus.EXPIRED)]
+    receipts = await failed_receipts(session, ended)
     return {
-        row.id: MTState(row.id, MTStatus(row.status), row.operator_id, row.conversation_id) for row in rows
+        row.id: MTState(
+            row.id,
+            MTStatus(row.status),
+            row.operator_id,
+            row.conversation_id,
+            failure_code(MTStatus(row.status), row.last_error, receipts.get(row.id)),
+        )
+        for row in rows
     }
 
 

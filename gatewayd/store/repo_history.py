@@ -86,7 +86,7 @@ async def thread_entries(
             .limit(limit)
         )
     ).all()
-    receipts = await _failed_receipts(
+    receipts = await failed_receipts(
         session, [row.id for row in mts if MTStatus(row.status) in (MTStatus.FAILED, MTStatus.EXPIRED)]
     )
     entries = [
@@ -112,7 +112,8 @@ async def thread_entries(
     return entries[-limit:]
 
 
-async def _failed_receipts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, str]:
+async def failed_receipts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, str]:
+    """The receipt state that says why each of these MTs was not delivered (its first such part)."""
     if not mt_ids:
         return {}
     rows = await session.execute(

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gatewayd.store.repo_desk import mt_states
+
 from ..conftest import HTML, PanelClient, login
 from .story import ANA_NUMBER, Story, set_alias, tell
 
@@ -57,6 +59,14 @@ async def test_the_desk_shows_who_wrote_each_mt_why_it_failed_the_push_and_earli
     # A reply refused by policy says so.
     third = thread_of((await browser_client.get(f"/desk?c={story.third}", headers=HTML)).text)
     assert "Claro, Bea" in third and "Rechazado por la política: el cliente está baneado" in third
+    # What the desk's live stream reads when an MT's status changes: the same reasons.
+    async with browser_client.runtime.sessionmaker() as session:
+        states = await mt_states(session, [story.reply_id, story.push_id, story.refused_id])
+    assert [states[mt_id].failure for mt_id in (story.reply_id, story.push_id, story.refused_id)] == [
+        "UNDELIV",
+        None,
+        "banned",
+    ]
 
 
 async def test_search_by_every_filter_newest_first(browser_client: PanelClient) -> None:
@@ -178,6 +188,9 @@ async def test_a_conversation_whole_and_the_clients_history_across_conversations
     outside = history.split('data-conversation-id=""', 1)[1].split("</section>", 1)[0]
     assert "Oferta especial para ti" in outside and "Fuera de una conversación" in outside
     assert text.index("hola, busco pareja") < text.index("vuelvo a escribir")
+    # The client control's card leads there, for those who may read it.
+    card = await browser_client.get("/admin/clients", params={"q": story.ana}, headers=HTML)
+    assert f'href="/admin/clients/{story.ana}/history"' in card.text
 
 
 @pytest.mark.parametrize(
