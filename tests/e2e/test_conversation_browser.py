@@ -91,6 +91,26 @@ async def test_a_master_searches_by_text_and_opens_the_conversation(
     finally:
         await admin.context.close()
 
+    # The operator closes the conversation; the client comes back: the desk shows the earlier messages.
+    page.on("dialog", lambda dialog: dialog.accept())
+    first_conversation = page.locator(".queue-item", has_text="citas para el sábado")
+    async with page.expect_navigation():
+        await first_conversation.locator("a").click()
+    async with page.expect_navigation():
+        await page.click("form[action$='/close'] button[type=submit]")
+    await inject_mo(stack, msisdn, "¿y el domingo?")
+    again = page.locator(".queue-item", has_text="el domingo")
+    await expect(again).to_be_visible(timeout=5000)
+    async with page.expect_navigation():
+        await again.locator("a").click()
+    earlier = page.locator("details.earlier")
+    await expect(earlier.locator(".msg")).to_have_count(2)
+    await earlier.locator("summary").click()
+    await expect(earlier.locator(".msg.mt .text")).to_have_text([answer])
+    await expect(earlier.locator(".msg.mt .mt-author")).to_have_text(["Olga"])
+    await expect(page.locator("#thread .msg.mo .text")).to_have_text(["¿y el domingo?"])
+    await page.screenshot(path=str(artifacts / "desk-earlier-1366.png"), full_page=True)
+
     path = conversation_url.split(stack.panel_url, 1)[1]
     for width, height in SIZES[1:]:
         small = await master_at(stack, browser, width, height, "/admin/conversations?text=hueco")
