@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.repo_history import (
+    ThreadEntry,
+    conversation_thread,
+    earlier_messages,
+    failed_receipts,
+    failure_code,
+)
 from gatewayd.store.subscribers import Subscriber
 
 THREAD_LIMIT = 100
+#: How many of a returning client's earlier messages the desk shows above the thread.
+EARLIER_LIMIT = 50
 SNIPPET_LENGTH = 80
 
 
@@ -37,19 +45,12 @@ class QueueItem:
 
 
 @dataclass(frozen=True, slots=True)
-class ThreadEntry:
-    direction: Literal["mo", "mt"]
-    id: int
-    at: datetime
-    text: str
-    status: MTStatus | None  # the MT's; None for an MO
-
-
-@dataclass(frozen=True, slots=True)
 class ConversationView:
     conversation: Conversation
     subscriber: Subscriber
     thread: list[ThreadEntry]
+    #: The client's messages from before this conversation (their earlier ones), oldest first.
+    earlier: list[ThreadEntry]
 
 
 def snippet(text: str) -> str:
@@ -129,22 +130,9 @@ async def conversation_view(session: AsyncSession, conversation_id: int) -> Conv
     subscriber = await session.get(Subscriber, conversation.subscriber_id)
     if subscriber is None:
         return None
-    mos = await session.execute(
-        select(MOMessage.id, MOMessage.received_at, MOMessage.text)
-        .where(MOMessage.conversation_id == conversation_id)
-        .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
-        .limit(THREAD_LIMIT)
-    )
-    mts = await session.execute(
-        select(MTMessage.id, MTMessage.created_at, MTMessage.text, MTMessage.status)
-        .where(MTMessage.conversation_id == conversation_id)
-        .order_by(MTMessage.created_at.desc(), MTMessage.id.desc())
-        .limit(THREAD_LIMIT)
-    )
-    thread = [ThreadEntry("mo", row.id, row.received_at, row.text, None) for row in mos]
-    thread += [ThreadEntry("mt", row.id, row.created_at, row.text, MTStatus(row.status)) for row in mts]
-    thread.sort(key=lambda entry: (entry.at, entry.direction == "mt", entry.id))
-    return ConversationView(conversation, subscriber, thread[-THREAD_LIMIT:])
+    thread = await conversation_thread(session, conversation, THREAD_LIMIT)
+    earlier = await earlier_messages(session, conversation, EARLIER_LIMIT)
+    return ConversationView(conversation, subscriber, thread, earlier)
 
 
 async def next_waiting(session: AsyncSession, operator_id: int) -> int | None:
@@ -251,19 +239,36 @@ class MTState:
     status: MTStatus
     operator_id: int | None
     conversation_id: int | None
+    #: Why it failed (:func:`gatewayd.store.repo_history.failure_code`), None while it has not.
+    failure: str | None = None
 
 
 async def mt_states(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, MTState]:
-    """The MTs' current statuses and owners by id."""
+    """The MTs' current statuses, owners and failure reasons by id."""
     if not mt_ids:
         return {}
-    rows = await session.execute(
-        select(MTMessage.id, MTMessage.status, MTMessage.operator_id, MTMessage.conversation_id).where(
-            MTMessage.id.in_(sorted(set(mt_ids)))
+    rows = (
+        await session.execute(
+            select(
+                MTMessage.id,
+                MTMessage.status,
+                MTMessage.operator_id,
+                MTMessage.conversation_id,
+                MTMessage.last_error,
+            ).where(MTMessage.id.in_(sorted(set(mt_ids))))
         )
-    )
+    ).all()
+    ended = [row.id for row in rows if MTStatus(row.status) in (MTStatus.FAILED, MTStatus.EXPIRED)]
+    receipts = await failed_receipts(session, ended)
     return {
-        row.id: MTState(row.id, MTStatus(row.status), row.operator_id, row.conversation_id) for row in rows
+        row.id: MTState(
+            row.id,
+            MTStatus(row.status),
+            row.operator_id,
+            row.conversation_id,
+            failure_code(MTStatus(row.status), row.last_error, receipts.get(row.id)),
+        )
+        for row in rows
     }
 
 

@@ -33,7 +33,7 @@ from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, panel, render, require_user
 from plugins.clients.permissions import CLIENTS_CONTROL
-from plugins.desk.permissions import OPERATOR_SEE_MSISDN
+from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS
 from translations import N_
 
 #: Lines of a pasted list at most.
@@ -148,6 +148,7 @@ def _page(request: Request, context: dict[str, Any], status: int = 200) -> Respo
         "max_lines": MAX_LINES,
         "max_reason": MAX_REASON,
         "may_search_numbers": user.has(OPERATOR_SEE_MSISDN),
+        "may_read_history": user.has(OPERATOR_SEE_OTHERS),
         "query": "",
         "ids": "",
         "reason": "",

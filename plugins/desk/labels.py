@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from types import MappingProxyType, SimpleNamespace
 
-from gatewayd.store.enums import ConversationStatus, MTStatus
+from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.errors import RefusalReason
+from gatewayd.store.repo_history import BANNED, OPTED_OUT, SUBMIT_REJECTED
 from translations import N_
 
 CONVERSATION_STATUS = MappingProxyType(
@@ -51,7 +52,35 @@ TEXT_REFUSED = MappingProxyType(
         "too_long": N_("The message is too long (10 SMS at most)."),
     }
 )
+#: Why an MT failed (:func:`gatewayd.store.repo_history.failure_code`): receipt states and refusals.
+FAILURES = MappingProxyType(
+    {
+        "UNDELIV": N_("Undeliverable (UNDELIV)"),
+        "EXPIRED": N_("Expired before delivery (EXPIRED)"),
+        "REJECTD": N_("Rejected by the carrier (REJECTD)"),
+        "DELETED": N_("Deleted by the carrier (DELETED)"),
+        "UNKNOWN": N_("Delivery unknown (UNKNOWN)"),
+        BANNED: N_("Refused by policy: the client is banned"),
+        OPTED_OUT: N_("Refused by policy: the client opted out"),
+        SUBMIT_REJECTED: N_("Refused by the SMSC when sent"),
+    }
+)
+MT_KIND = MappingProxyType(
+    {
+        MTKind.REPLY.value: N_("Reply"),
+        MTKind.PUSH.value: N_("Push"),
+        MTKind.SYSTEM.value: N_("Automatic"),
+        MTKind.MASS.value: N_("Mass push"),
+        MTKind.BAN_NOTICE.value: N_("Ban notice"),
+    }
+)
 NO_CARRIER = N_("This client's carrier is unknown: cannot send.")
 
 #: What the desk's templates read as ``labels``.
-LABELS = SimpleNamespace(conversation_status=CONVERSATION_STATUS, mt_status=MT_STATUS, notices=NOTICES)
+LABELS = SimpleNamespace(
+    conversation_status=CONVERSATION_STATUS,
+    mt_status=MT_STATUS,
+    notices=NOTICES,
+    failures=FAILURES,
+    mt_kind=MT_KIND,
+)

@@ -39,6 +39,7 @@ from panel.i18n import zone_or_utc
 from panel.web import db, db_read, error_response, panel, render, require_user, translate_plural
 from plugins.desk.charts import client_charts
 from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
+from plugins.desk.masking import MASK, masked, masked_thread
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
@@ -95,18 +96,6 @@ def counter(request: Request, text: str) -> dict[str, Any]:
     }
 
 
-#: What an operator without the MSISDN permission sees instead of a subscriber's number.
-MASK = "\u2022"
-
-
-def masked(text: str, msisdn: str, show_msisdn: bool) -> str:
-    """``text`` as the panel shows it: the subscriber's number (as ``{telefono}`` put it in an MT)
-    hidden from an operator without the MSISDN permission."""
-    if show_msisdn or not msisdn:
-        return text
-    return text.replace(msisdn, MASK * len(msisdn))
-
-
 def preview(prepared: Prepared, show_msisdn: bool) -> str:
     """What the client will receive, as the panel may show it: rendered from the same variables,
     ``telefono`` masked for an operator without the MSISDN permission."""
@@ -117,15 +106,13 @@ def preview(prepared: Prepared, show_msisdn: bool) -> str:
 
 
 def _masked_view(view: ConversationView, show_msisdn: bool) -> ConversationView:
-    """The thread as the operator may see it: the MTs' texts with the number masked (see :func:`masked`)."""
-    if show_msisdn:
-        return view
+    """The thread as the operator may see it (see :func:`plugins.desk.masking.masked_thread`)."""
     msisdn = view.subscriber.msisdn
-    thread = [
-        replace(entry, text=masked(entry.text, msisdn, False)) if entry.direction == "mt" else entry
-        for entry in view.thread
-    ]
-    return replace(view, thread=thread)
+    return replace(
+        view,
+        thread=masked_thread(view.thread, msisdn, show_msisdn),
+        earlier=masked_thread(view.earlier, msisdn, show_msisdn),
+    )
 
 
 def _may_view(user: CurrentUser, conversation: Conversation) -> bool:

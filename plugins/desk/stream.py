@@ -52,7 +52,7 @@ from panel.auth.sessions import get_active_session
 from panel.i18n import PRESENCE_LABELS, format_datetime
 from panel.runtime import PanelRuntime
 from panel.web import error_response, panel, require_user
-from plugins.desk.labels import CONVERSATION_STATUS, MT_STATUS
+from plugins.desk.labels import CONVERSATION_STATUS, FAILURES, MT_STATUS
 from plugins.desk.service import desk_settings
 
 T = TypeVar("T")
@@ -248,6 +248,7 @@ class OperatorStream:
                 "status": mt.status.value,
                 "label": self.text(MT_STATUS[mt.status.value]),
                 "final": mt.status.is_final,
+                "failure": self.text(FAILURES.get(mt.failure, mt.failure)) if mt.failure else "",
             },
         )
 

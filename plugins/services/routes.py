@@ -32,8 +32,8 @@ from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, error_response, panel, render, require_user
+from plugins.desk.masking import MASK
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
-from plugins.desk.routes import MASK
 from plugins.desk.service import assignment_service
 from plugins.services.permissions import CLIENTS_SESSION_RESET, SERVICES_DIVERSION
 from translations import N_

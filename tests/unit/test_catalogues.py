@@ -26,6 +26,7 @@ DOMAINS = {
     "plugins/services": "services",
     "plugins/audit": "audit",
     "plugins/clients": "clients",
+    "plugins/conversations": "conversations",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

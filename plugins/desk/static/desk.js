@@ -102,6 +102,13 @@
     holders.forEach(function (badge) {
       badge.textContent = data.label;
       badge.className = "mt-status status-" + data.status;
+      // why it failed (UNDELIV, refused by policy...), under the message
+      var li = badge.closest("li");
+      if (li && data.failure && !li.querySelector(".mt-failure")) {
+        var reason = element("p", "mt-failure", data.failure);
+        reason.setAttribute("role", "note");
+        li.appendChild(reason);
+      }
     });
     var notice = byId("desk-notice");
     if (notice && notice.getAttribute("data-mt-id") === String(data.id)) {

@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, desk, home, services
+from plugins import accounts, audit, auth, clients, conversations, desk, home, services
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -57,6 +57,7 @@ async def prepare_store(url: str) -> None:
                 home.plugin,
                 accounts.plugin,
                 clients.plugin,
+                conversations.plugin,
                 services.plugin,
                 audit.plugin,
                 load_example_plugin(),
@@ -182,6 +183,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
             home.plugin,
             accounts.plugin,
             clients.plugin,
+            conversations.plugin,
             services.plugin,
             audit.plugin,
             "echat_notes:plugin",

@@ -1,8 +1,8 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, services, audit and the example plugin) tried by each role and by an
-anonymous client, against a pinned table of statuses. The matrix runs against a real uvicorn server, so
-the desk's event stream (which never ends) is covered like any other route: its status and headers are
-read, then it is closed.
+(auth, home, desk, accounts, clients, conversations, services, audit and the example plugin) tried by
+each role and by an anonymous client, against a pinned table of statuses. The matrix runs against a
+real uvicorn server, so the desk's event stream (which never ends) is covered like any other route: its
+status and headers are read, then it is closed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, audit, auth, clients, desk, home, services
+from plugins import accounts, audit, auth, clients, conversations, desk, home, services
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
@@ -250,6 +250,22 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/audit/verify"): {"anonymous": 401, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("GET", "/admin/clients"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/admin/clients"): {"anonymous": 401, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    # The conversation browser: who may read other operators' answers (a master's default) in the panel.
+    ("GET", "/admin/conversations"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/conversations/{conversation_id:id}"): {
+        "anonymous": 303,
+        "ana": 200,
+        "marta": 200,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("GET", "/admin/clients/{client_id}/history"): {
+        "anonymous": 303,
+        "ana": 200,
+        "marta": 200,
+        "oscar": 403,
+        "nadie": 403,
+    },
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -271,6 +287,7 @@ async def test_permission_matrix(app: Starlette, samples: Samples, settings: Pan
             home.plugin,
             accounts.plugin,
             clients.plugin,
+            conversations.plugin,
             services.plugin,
             audit.plugin,
             load_example_plugin(),

@@ -146,6 +146,6 @@ async def test_the_desk_shows_what_the_database_holds_never_what_an_event_says(
         await engine.dispose()
     # The forged MT event names a real MT of mine: the desk shows its status as stored (queued).
     assert seen == [
-        ("mt", {"id": mt_id, "status": "queued", "label": "En cola", "final": False}),
+        ("mt", {"id": mt_id, "status": "queued", "label": "En cola", "final": False, "failure": ""}),
         ("mo", {**seen[-1][1], "id": last.mo_id, "conversation_id": conversation, "text": "¿sigues?"}),
     ]
