@@ -26,6 +26,7 @@ DOMAINS = {
     "plugins/services": "services",
     "plugins/audit": "audit",
     "plugins/clients": "clients",
+    "plugins/monitor": "monitor",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }
