@@ -186,6 +186,16 @@ async def live_conversations(
     return rows
 
 
+async def conversations_of_mts(session: AsyncSession, mt_ids: Sequence[int]) -> set[int]:
+    """The conversations the MTs ``mt_ids`` were sent in (a receipt's status event names the MT only)."""
+    if not mt_ids:
+        return set()
+    found = select(MTMessage.conversation_id).where(
+        MTMessage.id.in_(sorted(set(mt_ids))), MTMessage.conversation_id.is_not(None)
+    )
+    return {found_id for found_id in (await session.execute(found)).scalars() if found_id is not None}
+
+
 async def closed_among(session: AsyncSession, conversation_ids: Sequence[int]) -> set[int]:
     """Those of ``conversation_ids`` no longer live (closed, or gone)."""
     if not conversation_ids:

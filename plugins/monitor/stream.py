@@ -30,6 +30,7 @@ from gatewayd.store.repo_monitor import (
     MonitorRow,
     OperatorLoad,
     closed_among,
+    conversations_of_mts,
     live_conversations,
     monitor_state,
     operator_loads,
@@ -151,8 +152,11 @@ class MonitorStream:
             loads = await operator_loads(session, utcnow(), policy.presence_grace, policy.session_idle)
         return sse("operators", {"operators": [self.view.operator(load) for load in loads]})
 
-    async def _rows(self, conversation_ids: Sequence[int]) -> str:
+    async def _rows(self, conversation_ids: Sequence[int], mt_ids: Sequence[int] = ()) -> str | None:
         async with self.runtime.readers() as session:
+            conversation_ids = sorted({*conversation_ids, *await conversations_of_mts(session, mt_ids)})
+            if not conversation_ids:
+                return None
             rows = await live_conversations(session, self.view.filters, conversation_ids=conversation_ids)
         now = utcnow()
         visible = self.view.visible(rows, now)
@@ -165,6 +169,7 @@ class MonitorStream:
     async def handle(self, events: Sequence[Event]) -> tuple[list[str], bool]:
         """The monitor events for a batch of bus events, and whether the stream ends (signed out)."""
         changed: set[int] = set()
+        mts: set[int] = set()  # MTs whose event does not name their conversation (a receipt's)
         strip = False
         for event in events:
             kind = _kind(event.topic)
@@ -175,12 +180,17 @@ class MonitorStream:
                         return [sse("signout", {})], True
                 continue
             conversation_id = _integer(event.payload.get("conversation_id"))
+            mt_id = _integer(event.payload.get("id"))
             if kind is not None and conversation_id is not None:
                 changed.add(conversation_id)
+            elif kind == "mt" and mt_id is not None:
+                mts.add(mt_id)
             strip = strip or kind == "assigned"
         chunks: list[str] = []
-        if changed:
-            chunks.append(await unbroken(self._rows(sorted(changed))))
+        if changed or mts:
+            rows = await unbroken(self._rows(sorted(changed), sorted(mts)))
+            if rows is not None:
+                chunks.append(rows)
         if strip:
             chunks.append(await unbroken(self._operators()))
         return chunks, False
