@@ -1,10 +1,11 @@
 """The live monitor in real browsers against the whole stack (issue 12, 1.1).
 
 Two operators are online at their desks and an admin watches /admin/monitor. An MO injected at the
-simulator appears on the monitor as "assigned, unanswered" without a reload; the holder answers it and
-the monitor's row turns "answered", live. The admin then reassigns the conversation to the other
-operator: it leaves the first desk and shows on the second one, neither desk reloading. Screenshots of
-the monitor at 1366 × 768, 1024 × 768 and 390 × 844.
+simulator appears on the monitor as "assigned, unanswered" without a reload; the holder answers it
+and the monitor's row turns "answered", live, and its last MT "delivered" when the receipt comes. The
+admin then reassigns the conversation to the other operator: it leaves the first desk and shows on
+the second one, neither desk reloading. Screenshots of the monitor at 1366 × 768, 1024 × 768 and
+390 × 844.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ async def test_the_monitor_colours_change_live_and_a_reassignment_moves_the_conv
     await expect(row).to_have_class("state-answered")
     await expect(row.locator(".badge")).to_have_text("Respondida")
     await expect(row.locator(".mt-text")).to_have_text("Sí, dime.")
+    # the receipt (DELIVRD a second later) names the MT only: the row's delivery status follows
+    await expect(row.locator(".mt-status")).to_have_text("Entregado", timeout=10_000)
     assert await admin.evaluate(MARKER) == "no reload"
     await holder.goto("/desk")  # back to the queue; from here on, the desk does not reload
     await holder.evaluate(f"{MARKER} = 'no reload'")
