@@ -156,6 +156,7 @@ async def _page(
             | ({filters.carrier} if filters.carrier else set())
         ),
         "query": query,
+        "back": urlencode({k: v for k, v in query.items() if v}),
         "events_url": "/admin/monitor/events?" + urlencode({k: v for k, v in query.items() if v}),
         "thresholds": {name: int(limit.total_seconds()) for name, limit in view.thresholds.items()},
         "default_threshold": int(DEFAULT_OVERDUE.total_seconds()),
@@ -218,12 +219,18 @@ async def reassign(request: Request) -> Response:
     except BadFilter as bad:
         return await _page(request, MonitorFilters(), error=bad.key, status=400)
     operator_id = None if target == QUEUE else int(target)
+    back = form.get("back")
+    try:  # the page's filters, kept across the reassignment (dropped when not valid)
+        filters = parse_filters(QueryParams(back if isinstance(back, str) else ""))
+    except BadFilter:
+        filters = MonitorFilters()
     record = entry_for(request, "conversation.reassign")
     try:
         moved = await assignment_service(panel(request)).reassign(ids, operator_id, audit=record)
     except ReassignRefused as refused:
-        return await _page(request, MonitorFilters(), error=REFUSALS[refused.reason], status=409)
-    return RedirectResponse(f"/admin/monitor?moved={len(moved)}", status_code=303)
+        return await _page(request, filters, error=REFUSALS[refused.reason], status=409)
+    kept = {name: value for name, value in _query(filters).items() if value}
+    return RedirectResponse(f"/admin/monitor?{urlencode({**kept, 'moved': len(moved)})}", status_code=303)
 
 
 routes = [

@@ -109,6 +109,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "operator": "queue",
         "conversation": "{conversation_id}",
         "conversations": "{conversation_id}",
+        "back": "state=waiting",
     },
 }
 

@@ -53,9 +53,9 @@ async def hand(client: PanelClient, conversation_id: int, username: str | None, 
         )
 
 
-async def reassign(client: PanelClient, ids: list[int], operator: str) -> httpx.Response:
+async def reassign(client: PanelClient, ids: list[int], operator: str, back: str = "") -> httpx.Response:
     token = await page_csrf(client, "/admin/monitor")
-    form = {"csrf_token": token, "operator": operator, "conversation": [str(i) for i in ids]}
+    form = {"csrf_token": token, "operator": operator, "conversation": [str(i) for i in ids], "back": back}
     return await client.post("/admin/monitor/reassign", data=form, headers=HTML)
 
 
@@ -178,8 +178,9 @@ async def test_a_master_reassigns_one_and_many_with_audit(monitor_client: PanelC
 
     # back to the queue, many at once (olga has left: nobody takes them meanwhile)
     all_three = [first.conversation_id or 0, second.conversation_id or 0, third.conversation_id or 0]
-    queued = await reassign(monitor_client, all_three, "queue")
-    assert queued.status_code == 303 and queued.headers["location"] == "/admin/monitor?moved=3"
+    queued = await reassign(monitor_client, all_three, "queue", back="state=assigned&operator=queue&x=1")
+    assert queued.status_code == 303  # back to the page's filters
+    assert queued.headers["location"] == "/admin/monitor?operator=queue&state=assigned&moved=3"
     held = await holders(monitor_client.runtime.sessionmaker)
     assert [held[i] for i in all_three] == [None, None, None]
     records = await reassign_records(monitor_client)
