@@ -26,7 +26,8 @@ lock: $(STAMP)
 # them into every language's .po (new texts empty, changed ones fuzzy); a .pot whose texts did not change
 # is left alone. A new language: see docs/I18N.md.
 I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk plugins/accounts:accounts \
-	plugins/clients:clients plugins/conversations:conversations plugins/services:services plugins/audit:audit gatewayd:gatewayd simulator:simulator
+	plugins/clients:clients plugins/conversations:conversations plugins/services:services plugins/audit:audit \
+	plugins/monitor:monitor gatewayd:gatewayd simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
 		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \

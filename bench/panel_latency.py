@@ -70,8 +70,9 @@ _TOKEN = re.compile(r"#(\d+)#")
 # --- the gateway process --------------------------------------------------------------------------
 
 
-async def run_gateway(config_path: Path) -> None:
-    """Daemon + panel in one process until SIGTERM; prints ``PANEL_URL <url>`` once both are up."""
+async def run_gateway(config_path: Path, plugins: list[Plugin] | None = None) -> None:
+    """Daemon + panel (``plugins``, :func:`bench_plugins` by default) in one process until SIGTERM;
+    prints ``PANEL_URL <url>`` once both are up."""
     config = load_config(config_path, environ={})
     daemon = Daemon(config, poll_interval=MT_POLL_INTERVAL)
     daemon_task = asyncio.create_task(daemon.run(), name="bench.daemon")
@@ -81,7 +82,7 @@ async def run_gateway(config_path: Path) -> None:
         await asyncio.sleep(0.02)
     assert daemon.engine is not None and daemon.bus is not None
     settings = PanelSettings(database_url=config.database.url, secure_cookies=False, argon2=FAST_ARGON2)
-    app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=bench_plugins())
+    app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=plugins or bench_plugins())
     sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1)
@@ -160,9 +161,10 @@ async def prepare_database(database_url: str, capacity: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gateway_process(config_path: Path) -> AsyncIterator[str]:
+async def gateway_process(config_path: Path, script: str = GATEWAY_SCRIPT) -> AsyncIterator[str]:
+    """The gateway child process (``script gateway CONFIG``); yields the panel's URL."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, GATEWAY_SCRIPT, "gateway", str(config_path), stdout=asyncio.subprocess.PIPE
+        sys.executable, script, "gateway", str(config_path), stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
     try:

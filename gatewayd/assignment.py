@@ -65,8 +65,10 @@ from gatewayd.store.repo_assignment import (
     anyone_online,
     barred_held,
     close_held,
+    lock_holders,
     lock_online_operators,
     mark_left,
+    move_conversation,
     open_counts,
     operator_pools,
     release_clients,
@@ -86,6 +88,7 @@ __all__ = [
     "Assignment",
     "AssignmentPolicy",
     "AssignmentService",
+    "ReassignRefused",
     "RoundRobin",
     "announce_account_change",
     "assign_waiting",
@@ -281,6 +284,17 @@ async def announce_account_change(bus: EventBus | None, account_id: int) -> None
         await bus.publish(bus.topics.account_changed(account_id), {"account_id": account_id})
 
 
+class ReassignRefused(Exception):
+    """A reassignment that cannot be done: ``reason`` is ``"unavailable"`` (the operator is not online
+    at the desk) or ``"no_room"`` (they would go over their limit; ``room`` says how many they can
+    still take)."""
+
+    def __init__(self, reason: str, room: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.room = room
+
+
 class AssignmentService:
     """Assigns: on each MO event, when an operator comes online or frees a slot, and in a periodic
     sweep; makes operators who left the desk give back what they hold (on their account's event and in
@@ -404,6 +418,48 @@ class AssignmentService:
         if closed:
             await self.assign()
         return closed
+
+    async def reassign(
+        self,
+        conversation_ids: Collection[int],
+        operator_id: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> list[Assignment]:
+        """Hands live conversations to ``operator_id`` -- who must be online at the desk with room for
+        all of them, or :class:`ReassignRefused` -- or, with None, takes them back to the queue (the
+        next pass hands them out again). A closed conversation, one already where it is asked to go, and
+        (to an operator) a banned or opted-out client's are left alone. ``audit``: one record per
+        conversation moved (subject ``conversation:<id>``, details the operator before and after), in
+        the same transaction. Returns the changes of hands, published after the commit."""
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            if operator_id is not None:
+                capacity = await lock_online_operators(
+                    session, now, self.policy.presence_grace, self.policy.session_idle
+                )
+                if operator_id not in capacity:
+                    raise ReassignRefused("unavailable")
+            holders = await lock_holders(session, conversation_ids, assignable=operator_id is not None)
+            moving = {cid: holder for cid, holder in holders.items() if holder != operator_id}
+            if operator_id is not None and moving:
+                room = capacity[operator_id] - (await open_counts(session, [operator_id]))[operator_id]
+                if len(moving) > room:
+                    raise ReassignRefused("no_room", max(room, 0))
+            done: list[Assignment] = []
+            for conversation_id, holder in moving.items():
+                if not await move_conversation(session, conversation_id, holder, operator_id):
+                    continue
+                done.append(Assignment(conversation_id, operator_id, holder, now))
+                if audit is not None:
+                    record = replace(
+                        audit,
+                        subject=f"conversation:{conversation_id}",
+                        details={"before": {"operator_id": holder}, "after": {"operator_id": operator_id}},
+                    )
+                    await append_audit(session, record, now=now)
+        await self.publish(done)
+        return done
 
     async def on_mo_event(self, event: Event) -> None:
         conversation_id = _event_id(event, "conversation_id")

@@ -606,7 +606,9 @@ class CarrierConfig(Settings):
 class ServiceConfig(Settings):
     """A chat service on a short code, optionally only for MOs starting with ``keyword``; ``timezone``
     (default: ``[daemon] timezone``) is where its ``hora`` and ``fecha`` variables are read;
-    ``banned_reply`` is sent (once per client per 24 h) to a banned client who texts it."""
+    ``banned_reply`` is sent (once per client per 24 h) to a banned client who texts it;
+    ``overdue_after``: seconds a conversation may wait for an answer before the live monitor shows it
+    overdue."""
 
     name: Name
     short_code: ShortCode
@@ -616,6 +618,8 @@ class ServiceConfig(Settings):
     timezone: TimeZone | None = None
     #: The automatic answer to a banned client's MO (None: no answer), at most one per client per 24 h.
     banned_reply: Text | None = None
+    #: Seconds a conversation of this service may wait for an answer before the monitor flags it.
+    overdue_after: int = Field(120, ge=1, le=86_400)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -349,3 +349,43 @@ async def close_open_of(session: AsyncSession, subscriber_id: int, now: datetime
             .values(**_closing(now))
         )
     return open_ids
+
+
+async def lock_holders(
+    session: AsyncSession, conversation_ids: Collection[int], *, assignable: bool
+) -> dict[int, int | None]:
+    """{conversation id: its holder (None: nobody)} of those of ``conversation_ids`` not closed (and,
+    when ``assignable``, whose client is neither banned nor opted out), their rows locked until commit
+    (``FOR UPDATE`` on PostgreSQL; SQLite serializes writers)."""
+    if not conversation_ids:
+        return {}
+    statement = (
+        select(Conversation.id, Conversation.assigned_operator_id)
+        .where(
+            Conversation.id.in_(sorted(set(conversation_ids))),
+            Conversation.status != ConversationStatus.CLOSED,
+        )
+        .order_by(Conversation.id)
+        .with_for_update()
+    )
+    if assignable:
+        statement = statement.where(not_(barred_client()))
+    return {row.id: row.assigned_operator_id for row in await session.execute(statement)}
+
+
+async def move_conversation(
+    session: AsyncSession, conversation_id: int, holder: int | None, operator_id: int | None
+) -> bool:
+    """Hands the conversation from ``holder`` (None: the queue) to ``operator_id`` (None: back to the
+    queue) if ``holder`` still holds it and it is open; whether it did."""
+    held_by = (
+        Conversation.assigned_operator_id.is_(None)
+        if holder is None
+        else Conversation.assigned_operator_id == holder
+    )
+    result = await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, held_by, Conversation.status != ConversationStatus.CLOSED)
+        .values(assigned_operator_id=operator_id)
+    )
+    return getattr(result, "rowcount", 0) == 1

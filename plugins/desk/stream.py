@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ from plugins.desk.service import desk_settings
 T = TypeVar("T")
 
 
-async def _unbroken(work: Coroutine[Any, Any, T]) -> T:
+async def unbroken(work: Coroutine[Any, Any, T]) -> T:
     """Runs one unit of database work to its end even when the stream is cancelled meanwhile (the
     browser left: the server cancels the response). A transaction cut halfway would keep its
     connection, and on SQLite the write lock, stalling every other writer of the panel."""
@@ -116,7 +116,7 @@ class OperatorStream:
 
     async def open(self) -> Presence | None:
         """Loads what I hold and watch and marks my desk live; None when the session is over."""
-        return await _unbroken(self._open())
+        return await unbroken(self._open())
 
     async def _open(self) -> Presence | None:
         async with self.runtime.sessionmaker() as session, session.begin():
@@ -128,7 +128,7 @@ class OperatorStream:
 
     async def check_in(self, *, touch: bool) -> Presence | None:
         """My presence while the session lives (marking the desk live when ``touch``), else None."""
-        return await _unbroken(self._check_in(touch))
+        return await unbroken(self._check_in(touch))
 
     async def _check_in(self, touch: bool) -> Presence | None:
         sessions = self.runtime.sessionmaker if touch else self.runtime.readers
@@ -190,7 +190,7 @@ class OperatorStream:
         """The desk events for a batch of bus events, in order, and whether the stream ends (signed
         out)."""
         batch = self._batch(events)
-        mos, mts = await _unbroken(self._read(batch)) if batch.mo_ids or batch.mt_ids else ({}, {})
+        mos, mts = await unbroken(self._read(batch)) if batch.mo_ids or batch.mt_ids else ({}, {})
         chunks: list[str] = []
         shown_mts: set[int] = set()
         for event in events:
@@ -257,14 +257,14 @@ class OperatorStream:
         if conversation_id is None:
             return None
         if _integer(payload.get("operator_id")) == self.user.account_id:
-            items, watched = await _unbroken(self._read_assigned(conversation_id))
+            items, watched = await unbroken(self._read_assigned(conversation_id))
             self.watched |= watched
             if not items:  # not mine after all: closed, handed on again, or never
                 return None
             self.held.add(conversation_id)
             return sse("assigned", self.queue_item(items[0]))
         if conversation_id in self.held:
-            if await _unbroken(self._read_holder(conversation_id)) == self.user.account_id:
+            if await unbroken(self._read_holder(conversation_id)) == self.user.account_id:
                 return None  # still mine: the event was stale or not the database's
             self.held.discard(conversation_id)
             return sse("unassigned", {"conversation_id": conversation_id})
@@ -285,29 +285,51 @@ class OperatorStream:
                 async for chunk in self._events(subscription, heartbeat):
                     yield chunk
 
-    async def _events(self, subscription: Subscription, heartbeat: float) -> AsyncIterator[str]:
-        clock = asyncio.get_running_loop().time
-        next_check = clock() + heartbeat
-        while True:
-            remaining = next_check - clock()
-            if remaining <= 0:  # also under constant traffic: the session is checked every heartbeat
-                if await self.check_in(touch=True) is None:
-                    yield sse("signout", {})
-                    return
-                yield ": heartbeat\n\n"
-                next_check = clock() + heartbeat
-                continue
-            try:
-                first = await asyncio.wait_for(subscription.get(), timeout=remaining)
-            except TimeoutError:
-                continue
-            except StopAsyncIteration:  # the panel is stopping, or its bus closed
+    async def _beat(self) -> list[str] | None:
+        if await self.check_in(touch=True) is None:
+            return None
+        return [": heartbeat\n\n"]
+
+    def _events(self, subscription: Subscription, heartbeat: float) -> AsyncIterator[str]:
+        return bus_stream(subscription, heartbeat, self._beat, self.handle)
+
+
+Beat = Callable[[], Awaitable[list[str] | None]]
+Handler = Callable[[Sequence[Event]], Awaitable[tuple[list[str], bool]]]
+
+
+async def bus_stream(
+    subscription: Subscription, heartbeat: float, beat: Beat, handle: Handler
+) -> AsyncIterator[str]:
+    """The machinery of a panel's event stream (the desk's, the monitor's): bus events that queued up
+    while the stream was busy are handled as one batch (``handle`` returns the chunks and whether the
+    stream ends); every ``heartbeat`` seconds, also under constant traffic, ``beat`` re-checks the
+    session (None: it is over, ``signout`` is sent and the stream ends) and returns what to send (at
+    least a comment line, so the connection is seen alive). Ends when the subscription closes."""
+    clock = asyncio.get_running_loop().time
+    next_check = clock() + heartbeat
+    while True:
+        remaining = next_check - clock()
+        if remaining <= 0:
+            chunks = await beat()
+            if chunks is None:
+                yield sse("signout", {})
                 return
-            chunks, ended = await self.handle([first, *subscription.take_queued()])
             for chunk in chunks:
                 yield chunk
-            if ended:
-                return
+            next_check = clock() + heartbeat
+            continue
+        try:
+            first = await asyncio.wait_for(subscription.get(), timeout=remaining)
+        except TimeoutError:
+            continue
+        except StopAsyncIteration:  # the panel is stopping, or its bus closed
+            return
+        chunks, ended = await handle([first, *subscription.take_queued()])
+        for chunk in chunks:
+            yield chunk
+        if ended:
+            return
 
 
 @requires(OPERATOR_MODE)

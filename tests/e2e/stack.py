@@ -30,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, home, services
+from plugins import accounts, audit, auth, clients, conversations, home, monitor, services
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -142,6 +142,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         conversations.plugin,
         services.plugin,
         audit.plugin,
+        monitor.plugin,
     ]
 
 

@@ -27,6 +27,7 @@ DOMAINS = {
     "plugins/audit": "audit",
     "plugins/clients": "clients",
     "plugins/conversations": "conversations",
+    "plugins/monitor": "monitor",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

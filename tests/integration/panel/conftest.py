@@ -35,7 +35,7 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, desk, home, services
+from plugins import accounts, audit, auth, clients, conversations, desk, home, monitor, services
 
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -60,6 +60,7 @@ async def prepare_store(url: str) -> None:
                 conversations.plugin,
                 services.plugin,
                 audit.plugin,
+                monitor.plugin,
                 load_example_plugin(),
             ]
         )
@@ -186,6 +187,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
             conversations.plugin,
             services.plugin,
             audit.plugin,
+            monitor.plugin,
             "echat_notes:plugin",
         ],
     )

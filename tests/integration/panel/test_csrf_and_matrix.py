@@ -1,8 +1,8 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit and the example plugin) tried by
-each role and by an anonymous client, against a pinned table of statuses. The matrix runs against a
-real uvicorn server, so the desk's event stream (which never ends) is covered like any other route: its
-status and headers are read, then it is closed.
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor and the example plugin)
+tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
+against a real uvicorn server, so the event streams (which never end) are covered like any other
+route: their status and headers are read, then they are closed.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, audit, auth, clients, conversations, desk, home, services
+from plugins import accounts, audit, auth, clients, conversations, desk, home, monitor, services
 
 from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
 from .desk.conftest import live_server
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
-STREAMS = frozenset({("GET", "/desk/events")})  # never-ending responses: only status and headers are read
+# never-ending responses: only status and headers are read
+STREAMS = frozenset({("GET", "/desk/events"), ("GET", "/admin/monitor/events")})
 
 
 def plugin_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, Access]]:
@@ -154,6 +155,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/sessions"): {"numbers": "{client_id}\n600000001\nhola", "country": "ES"},
     # an unban of a client who is not banned: "already", nothing changes for the routes after it
     ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}"},
+    # a target that is no operator: refused (400), the sample conversation stays with its operator
+    ("POST", "/admin/monitor/reassign"): {"operator": "nobody", "conversations": "{conversation_id}"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -266,6 +269,22 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "oscar": 403,
         "nadie": 403,
     },
+    # The live monitor: monitor.view is the master's by default (and every admin's).
+    ("GET", "/admin/monitor"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/monitor/events"): {
+        "anonymous": 303,
+        "ana": 200,
+        "marta": 200,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/monitor/reassign"): {
+        "anonymous": 401,
+        "ana": 400,
+        "marta": 400,
+        "oscar": 403,
+        "nadie": 403,
+    },
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
@@ -290,6 +309,7 @@ async def test_permission_matrix(app: Starlette, samples: Samples, settings: Pan
             conversations.plugin,
             services.plugin,
             audit.plugin,
+            monitor.plugin,
             load_example_plugin(),
         ]
     )

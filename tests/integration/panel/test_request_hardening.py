@@ -105,6 +105,12 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/sessions"): {"numbers": "600000001", "country": "ES"},
     ("POST", "/admin/audit/verify"): {},
     ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}", "reason": "spam"},
+    ("POST", "/admin/monitor/reassign"): {
+        "operator": "queue",
+        "conversation": "{conversation_id}",
+        "conversations": "{conversation_id}",
+        "back": "state=waiting",
+    },
 }
 
 
