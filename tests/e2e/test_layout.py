@@ -22,8 +22,10 @@ pytestmark = pytest.mark.e2e
 ADMIN = "ana"
 ADMIN_PAGES = (
     "/admin",
+    "/admin/monitor",
     "/admin/accounts",
     "/admin/accounts/new",
+    "/admin/conversations",
     "/admin/clients",
     "/admin/diversion",
     "/admin/sessions",
