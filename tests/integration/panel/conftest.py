@@ -37,6 +37,18 @@ from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
 from plugins import accounts, audit, auth, clients, conversations, desk, home, monitor, services
 
+#: Every built-in plugin, as the panel's entry points list them (the tests add the example plugin).
+BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
+    auth.plugin,
+    desk.plugin,
+    home.plugin,
+    accounts.plugin,
+    clients.plugin,
+    conversations.plugin,
+    services.plugin,
+    audit.plugin,
+    monitor.plugin,
+)
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 PASSWORD = "correct horse battery"
@@ -50,20 +62,7 @@ async def prepare_store(url: str) -> None:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
-        registry = PermissionRegistry.build(
-            [
-                auth.plugin,
-                desk.plugin,
-                home.plugin,
-                accounts.plugin,
-                clients.plugin,
-                conversations.plugin,
-                services.plugin,
-                audit.plugin,
-                monitor.plugin,
-                load_example_plugin(),
-            ]
-        )
+        registry = PermissionRegistry.build([*BUILT_IN_PLUGINS, load_example_plugin()])
         passwords = PasswordPolicy(FAST_ARGON2)
         async with session_factory(engine)() as session, session.begin():
             for username, role in ACCOUNTS.items():
@@ -178,18 +177,7 @@ async def app(settings: PanelSettings, example_on_path: None) -> Starlette:
     return create_app(
         settings,
         bus_factory=memory_bus,
-        plugins=[
-            auth.plugin,
-            desk.plugin,
-            home.plugin,
-            accounts.plugin,
-            clients.plugin,
-            conversations.plugin,
-            services.plugin,
-            audit.plugin,
-            monitor.plugin,
-            "echat_notes:plugin",
-        ],
+        plugins=[*BUILT_IN_PLUGINS, "echat_notes:plugin"],
     )
 
 

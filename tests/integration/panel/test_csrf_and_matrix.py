@@ -21,9 +21,17 @@ from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
-from plugins import accounts, audit, auth, clients, conversations, desk, home, monitor, services
 
-from .conftest import ACCOUNTS, HTML, PanelClient, Samples, load_example_plugin, login, page_csrf
+from .conftest import (
+    ACCOUNTS,
+    BUILT_IN_PLUGINS,
+    HTML,
+    PanelClient,
+    Samples,
+    load_example_plugin,
+    login,
+    page_csrf,
+)
 from .desk.conftest import live_server
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
@@ -299,20 +307,7 @@ def test_every_route_of_every_plugin_is_pinned(app: Starlette) -> None:
 @pytest.mark.parametrize("who", ["anonymous", *ACCOUNTS])
 async def test_permission_matrix(app: Starlette, samples: Samples, settings: PanelSettings, who: str) -> None:
     accesses = {(method, path): access for method, path, access in plugin_routes(app.routes)}
-    registry = PermissionRegistry.build(
-        [
-            auth.plugin,
-            desk.plugin,
-            home.plugin,
-            accounts.plugin,
-            clients.plugin,
-            conversations.plugin,
-            services.plugin,
-            audit.plugin,
-            monitor.plugin,
-            load_example_plugin(),
-        ]
-    )
+    registry = PermissionRegistry.build([*BUILT_IN_PLUGINS, load_example_plugin()])
     permissions: frozenset[str] = frozenset()
     if who != "anonymous":
         engine = create_engine(settings.database_url)
