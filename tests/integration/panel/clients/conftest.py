@@ -10,13 +10,9 @@ from starlette.applications import Starlette
 
 from gatewayd.bus.base import EventBus
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.store import models
 from gatewayd.store.accounts import Role
-from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
-from panel.auth.accounts import create_account
-from panel.auth.passwords import PasswordPolicy
-from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
+from panel.auth.permissions import PANEL_ACCESS
 from panel.settings import PanelSettings
 from panel.types import Plugin
 from plugins import auth, clients, home
@@ -25,6 +21,7 @@ from plugins.desk import DeskSettings, build_plugin
 
 from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, serving
 from ..desk.conftest import desk_settings
+from ..seeding import create_store_with_accounts
 
 # username -> (role, permissions: None for the role's defaults)
 CLIENT_ACCOUNTS: dict[str, tuple[Role, list[str] | None]] = {
@@ -42,26 +39,14 @@ def plugins(desk: DeskSettings) -> list[Plugin]:
 
 
 async def prepare_clients_store(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(models.metadata.create_all)
-        registry = PermissionRegistry.build([auth.plugin, home.plugin, build_plugin(), clients.plugin])
-        async with session_factory(engine)() as session, session.begin():
-            for username, (role, permissions) in CLIENT_ACCOUNTS.items():
-                await create_account(
-                    session,
-                    PasswordPolicy(FAST_ARGON2),
-                    registry,
-                    username=username,
-                    password=PASSWORD,
-                    role=role,
-                    display_name=username.title(),
-                    language="en" if username == "otto" else "es",
-                    permissions=permissions,
-                )
-    finally:
-        await engine.dispose()
+    await create_store_with_accounts(
+        url,
+        [auth.plugin, home.plugin, build_plugin(), clients.plugin],
+        CLIENT_ACCOUNTS,
+        password=PASSWORD,
+        argon2=FAST_ARGON2,
+        english={"otto"},
+    )
 
 
 def clients_app(settings: PanelSettings, bus: EventBus, desk: DeskSettings | None = None) -> Starlette:

@@ -9,13 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gatewayd.bus.memory import MemoryBus
-from gatewayd.store import models
 from gatewayd.store.accounts import Role
-from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
-from panel.auth.accounts import create_account
-from panel.auth.passwords import PasswordPolicy
-from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
+from panel.auth.permissions import PANEL_ACCESS
 from panel.settings import PanelSettings
 from panel.types import Plugin
 from plugins import auth, clients, conversations, home
@@ -24,6 +20,7 @@ from plugins.desk.permissions import OPERATOR_SEE_OTHERS
 
 from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, serving
 from ..desk.conftest import desk_settings
+from ..seeding import create_store_with_accounts
 
 # username -> (role, permissions: None for the role's defaults)
 BROWSER_ACCOUNTS: dict[str, tuple[Role, list[str] | None]] = {
@@ -41,26 +38,9 @@ def plugins() -> list[Plugin]:
 
 
 async def prepare_browser_store(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(models.metadata.create_all)
-        registry = PermissionRegistry.build(plugins())
-        async with session_factory(engine)() as session, session.begin():
-            for username, (role, permissions) in BROWSER_ACCOUNTS.items():
-                await create_account(
-                    session,
-                    PasswordPolicy(FAST_ARGON2),
-                    registry,
-                    username=username,
-                    password=PASSWORD,
-                    role=role,
-                    display_name=username.title(),
-                    language="en" if username == "otto" else "es",
-                    permissions=permissions,
-                )
-    finally:
-        await engine.dispose()
+    await create_store_with_accounts(
+        url, plugins(), BROWSER_ACCOUNTS, password=PASSWORD, argon2=FAST_ARGON2, english={"otto"}
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

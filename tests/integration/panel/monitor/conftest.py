@@ -13,13 +13,9 @@ from gatewayd.bus.base import EventBus
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.config import ServiceConfig
 from gatewayd.outbox import OutboxSettings
-from gatewayd.store import models
 from gatewayd.store.accounts import Role
-from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
-from panel.auth.accounts import create_account
-from panel.auth.passwords import PasswordPolicy
-from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
+from panel.auth.permissions import PANEL_ACCESS
 from panel.settings import PanelSettings
 from panel.types import Plugin
 from plugins import auth, home, monitor
@@ -27,6 +23,7 @@ from plugins.desk import DeskSettings, build_plugin
 
 from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, serving
 from ..desk.conftest import SHORT_CODE, desk_settings
+from ..seeding import create_store_with_accounts
 
 # username -> (role, permissions: None for the role's defaults)
 MONITOR_ACCOUNTS: dict[str, tuple[Role, list[str] | None]] = {
@@ -49,27 +46,15 @@ def outbox_settings() -> OutboxSettings:
 
 
 async def prepare_monitor_store(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(models.metadata.create_all)
-        registry = PermissionRegistry.build([auth.plugin, home.plugin, build_plugin(), monitor.plugin])
-        async with session_factory(engine)() as session, session.begin():
-            for username, (role, permissions) in MONITOR_ACCOUNTS.items():
-                await create_account(
-                    session,
-                    PasswordPolicy(FAST_ARGON2),
-                    registry,
-                    username=username,
-                    password=PASSWORD,
-                    role=role,
-                    display_name=username.title(),
-                    language="en" if username == "ana" else "es",
-                    permissions=permissions,
-                    max_open_conversations=OPERATOR_LIMIT,
-                )
-    finally:
-        await engine.dispose()
+    await create_store_with_accounts(
+        url,
+        [auth.plugin, home.plugin, build_plugin(), monitor.plugin],
+        MONITOR_ACCOUNTS,
+        password=PASSWORD,
+        argon2=FAST_ARGON2,
+        english={"ana"},
+        limit=OPERATOR_LIMIT,
+    )
 
 
 def monitor_settings(url: str) -> PanelSettings:
