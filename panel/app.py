@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from gatewayd.bus.base import Subscription
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
+from gatewayd.store.errors import is_conflict
 from panel.access import access_of
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
@@ -36,6 +38,7 @@ from panel.settings import PanelSettings
 from panel.templating import CORE_STATIC, build_templates
 from panel.types import EventHandler, Plugin, PluginLifespan
 from panel.web import error_response
+from translations import N_
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +138,26 @@ async def _plugin_lifespan(plugin: str, lifespan: PluginLifespan, state: PanelRu
             del state.plugin_states[plugin]
 
 
+#: Seconds a client is asked to wait before trying a request that collided with another again.
+CONFLICT_RETRY_AFTER = 1
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     return error_response(request, status)
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A transaction the database ended because another collided with it (two admins locking each
+    other at once: a deadlock) is answered "try again"; nothing was written. Any other database
+    error goes on to the server-error handler (500)."""
+    if not is_conflict(exc):
+        raise exc
+    response = error_response(
+        request, 503, N_("Another change was being made at the same moment. Please try again.")
+    )
+    response.headers["retry-after"] = str(CONFLICT_RETRY_AFTER)
+    return response
 
 
 def create_app(
@@ -246,5 +266,5 @@ def create_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+        exception_handlers={HTTPException: _http_error, DBAPIError: _database_error, Exception: _http_error},
     )

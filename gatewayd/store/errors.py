@@ -71,6 +71,24 @@ def is_data_error(error: BaseException) -> bool:
     return False
 
 
+#: SQLSTATEs of a transaction the database ended because it collided with another: 40001
+#: serialization failure, 40P01 deadlock detected (PostgreSQL picks one of the two to end).
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_conflict(error: BaseException) -> bool:
+    """True when the transaction was ended because another one collided with it at the same moment
+    (a deadlock, a serialization failure, SQLite's write lock not granted in time): nothing was
+    written, and the same request made again a moment later will very likely pass."""
+    for cause in _causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate in _CONFLICT_SQLSTATES
+        if isinstance(cause, sqlite3.OperationalError):
+            return "database is locked" in str(cause)
+    return False
+
+
 def describe_error(error: BaseException) -> str:
     """What went wrong, without the statement or its values (they hold subscribers' numbers): the
     error's classes down to the driver's, and the SQLSTATE when there is one."""

@@ -5,16 +5,34 @@ without locks, both saw two admins and both locks went through, leaving none."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Account, Role
 from gatewayd.store.engine import create_engine, session_factory
+from panel.app import create_app
 from panel.auth.accounts import AccountRejected, lock_account
+from panel.settings import PanelSettings
+
+from .conftest import (
+    BUILT_IN_PLUGINS,
+    FAST_ARGON2,
+    HTML,
+    login,
+    memory_bus,
+    page_csrf,
+    prepare_store,
+    serving,
+)
+
+ADMIN_SETTINGS = PanelSettings(database_url="", secure_cookies=False, argon2=FAST_ARGON2)
 
 
 @pytest.fixture
@@ -57,3 +75,65 @@ async def test_two_admins_locking_each_other_at_once_leave_one_active(engine: As
             .where(Account.role == Role.ADMIN, Account.locked.is_(False))
         )
     assert active == 1
+
+
+async def test_a_request_that_postgresql_ends_in_a_deadlock_is_answered_503_try_again(
+    pg_url: str, example_on_path: None
+) -> None:
+    """The same collision through the panel: the admin's lock request holds its target's row and
+    waits for the other admin's row, which another transaction holds while it asks for the target's.
+    PostgreSQL ends the request's transaction (it waited first); the admin gets "try again" with a
+    Retry-After, not a 500, and nothing was written."""
+    settings = dataclasses.replace(ADMIN_SETTINGS, database_url=pg_url)
+    await prepare_store(pg_url)
+    app = create_app(settings, bus_factory=memory_bus, plugins=list(BUILT_IN_PLUGINS))
+    sessions = session_factory(create_engine(pg_url))
+    async with sessions() as session, session.begin():
+        ana = (await session.execute(select(Account).where(Account.username == "ana"))).scalar_one()
+        alba = Account(
+            username="alba", display_name="Alba", password_hash="-", role=Role.ADMIN, permissions=[]
+        )
+        session.add(alba)
+        await session.flush()
+        ana_id, alba_id = ana.id, alba.id
+    assert ana_id < alba_id  # the request counts the admins in id order: ana's row first
+    async with serving(app) as client:
+        await login(client, "ana")
+        token = await page_csrf(client, "/profile")
+        async with sessions() as other, other.begin():
+            await other.execute(select(Account.id).where(Account.id == ana_id).with_for_update())
+            request = asyncio.create_task(
+                client.post(
+                    f"/admin/accounts/{alba_id}/lock",
+                    data={"csrf_token": token, "reason": "collision"},
+                    headers=HTML,
+                )
+            )
+            await waiting_for_a_row_lock(other)
+            with contextlib.suppress(
+                DBAPIError
+            ):  # the request ended, or this one: either way no deadlock stays
+                await other.execute(select(Account.id).where(Account.id == alba_id).with_for_update())
+            answer = await request
+    assert answer.status_code == 503, answer.status_code
+    assert answer.headers["retry-after"] == "1"
+    assert "Another change was being made at the same moment" in answer.text
+    async with sessions() as session:
+        assert (await session.get(Account, alba_id)).locked is False  # type: ignore[union-attr]
+
+
+async def waiting_for_a_row_lock(session: AsyncSession) -> None:
+    """Until another backend of this database waits for a lock (the request, on ana's row)."""
+    mine = await session.scalar(select(func.pg_backend_pid()))
+    async with asyncio.timeout(10):
+        while True:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> :mine"
+                ),
+                {"mine": mine},
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.02)

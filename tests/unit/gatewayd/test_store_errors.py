@@ -6,7 +6,7 @@ import sqlite3
 
 import sqlalchemy.exc
 
-from gatewayd.store.errors import describe_error, is_data_error
+from gatewayd.store.errors import describe_error, is_conflict, is_data_error
 
 
 class DriverError(Exception):
@@ -34,6 +34,16 @@ def test_sqlite_refusals_are_data_errors_and_a_locked_database_is_not() -> None:
     assert is_data_error(wrapped(sqlite3.DataError("string or blob too big")))
     assert not is_data_error(wrapped(sqlite3.OperationalError("database is locked")))
     assert not is_data_error(ConnectionRefusedError(111, "refused"))
+
+
+def test_a_deadlock_a_serialization_failure_and_a_busy_sqlite_are_conflicts() -> None:
+    """Worth trying again a moment later (the panel answers 503 "try again"); nothing else is."""
+    assert is_conflict(wrapped(DriverError("40P01", "deadlock detected")))
+    assert is_conflict(wrapped(DriverError("40001", "could not serialize access")))
+    assert is_conflict(wrapped(sqlite3.OperationalError("database is locked")))
+    assert not is_conflict(wrapped(DriverError("23505", "duplicate key value")))
+    assert not is_conflict(wrapped(sqlite3.OperationalError("no such table: accounts")))
+    assert not is_conflict(ConnectionRefusedError(111, "refused"))
 
 
 def test_a_cause_raised_from_counts_too() -> None:
