@@ -39,3 +39,9 @@ async def live_photo(session: AsyncSession, token: str) -> Photo | None:
     if len(token) != TOKEN_LENGTH:
         return None
     return await session.scalar(select(Photo).where(Photo.token == token, Photo.deleted_at.is_(None)))
+
+
+async def recent_photos(session: AsyncSession, limit: int) -> list[Photo]:
+    """The latest photos not deleted, newest first."""
+    statement = select(Photo).where(Photo.deleted_at.is_(None)).order_by(Photo.id.desc()).limit(limit)
+    return list((await session.scalars(statement)).all())

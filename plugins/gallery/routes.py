@@ -24,13 +24,13 @@ from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, error_response, panel, render, require_user
 from plugins.gallery.fetch import MAX_URL, FetchRefused, fetch
 from plugins.gallery.images import MAX_BYTES, TOO_LARGE, CleanImage, ImageRefused, clean_image
+from plugins.gallery.links import PUBLIC_PREFIX, public_base
 from plugins.gallery.permissions import GALLERY_MANAGE
 from translations import N_
 
 GALLERY_PATH = "/admin/gallery"
 UPLOAD_PATH = "/admin/gallery/upload"
 IMPORT_PATH = "/admin/gallery/import"
-PUBLIC_PREFIX = "/p/"
 PAGE_SIZE = 60
 DEFAULT_ALBUM = "general"
 #: A phone may keep a photo this long; the panel itself answers 404 as soon as the photo is deleted.
@@ -49,16 +49,6 @@ def _field(form: FormData, name: str, limit: int) -> str:
 
 def gallery_dir(request: Request) -> Path:
     return Path(panel(request).settings.gallery_dir)
-
-
-def public_base(request: Request) -> str:
-    """The origin of the public links: ``[panel] public_url``, else the address this page was reached at."""
-    configured = panel(request).settings.public_url
-    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
-
-
-def public_link(request: Request, photo: Photo) -> str:
-    return f"{public_base(request)}{PUBLIC_PREFIX}{photo.token}"
 
 
 def _album(form: FormData) -> str:

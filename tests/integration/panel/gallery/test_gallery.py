@@ -28,6 +28,7 @@ from ..conftest import (
     login,
     memory_bus,
     prepare_store,
+    seed_conversation,
     serving,
 )
 from .helpers import (
@@ -332,3 +333,25 @@ async def test_an_operator_may_not_open_the_gallery(gallery_client: PanelClient)
     async with operator:
         assert (await login(operator, "oscar")).status_code == 303
         assert (await operator.get("/admin/gallery", headers=HTML)).status_code == 403
+
+
+async def test_the_desk_offers_the_gallerys_photos_to_insert_as_links(
+    gallery_client: PanelClient, gallery_settings: PanelSettings
+) -> None:
+    assert (await upload(gallery_client, "oferta.png", png(), "image/png", "promos"))[0] == 303
+    assert (await upload(gallery_client, "borrada.png", png(), "image/png"))[0] == 303
+    kept, gone = await photos(gallery_client)
+    token = await csrf(gallery_client)
+    delete = await gallery_client.post(f"/admin/gallery/{gone.id}/delete", data={"csrf_token": token})
+    assert delete.status_code == 303
+    samples = await seed_conversation(gallery_settings.database_url, "oscar", "34600111222")
+    operator = gallery_client.another_browser()
+    async with operator:
+        assert (await login(operator, "oscar")).status_code == 303
+        desk = await operator.get(f"/desk?c={samples.conversation_id}", headers=HTML)
+        assert desk.status_code == 200
+        link = f"https://chat.example.com/p/{kept.token}"
+        assert f'data-insert="{link}" data-target="reply-text"' in desk.text
+        assert gone.token not in desk.text
+        push = await operator.get("/desk/push", headers=HTML)
+        assert f'data-insert="{link}" data-target="push-text"' in push.text
