@@ -19,8 +19,11 @@ from translations import N_
 MAX_BYTES: Final = 8 * 1024 * 1024
 MAX_PIXELS: Final = 40_000_000
 THUMBNAIL_SIDE: Final = 320
-#: Pillow's own guard, at our limit (it raises at twice this, warns above it: we refuse before).
+#: Pillow's own guard at our limit: it raises above twice this and warns above it; the warning is made
+#: an error for the whole process (a filter set once here: a per-call `catch_warnings` is not
+#: thread-safe, and images are decoded in worker threads), so both refuse the image.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 #: Pillow format -> (Content-Type, extension).
 FORMATS: Final = {
@@ -87,10 +90,7 @@ def clean_image(data: bytes) -> CleanImage:
     if len(data) > MAX_BYTES:
         raise ImageRefused(TOO_LARGE)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data), formats=list(FORMATS))
-        with opened as image:
+        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
             format_ = image.format
             if format_ not in FORMATS:
                 raise ImageRefused(NOT_AN_IMAGE)
