@@ -1,7 +1,8 @@
 """The photo gallery through the panel (issue 13, 1.8): uploads checked by decoding (hostile files
 refused with a clear 400, a 50 MB body 413), metadata stripped, URL imports refused toward loopback,
 private, link-local and IPv6 loopback addresses and allowed from an allow-listed local server, the
-public link's headers, search and albums, delete (404 at once), and an audit record per action."""
+public link's headers, search and albums, delete (404 at once), and an audit record per action; on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -68,10 +69,16 @@ async def image_server() -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
 
 
+@pytest.fixture(params=["sqlite_url", "pg_url"], ids=["sqlite", "pg"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(request.param)
+    return url
+
+
 @pytest.fixture
-def gallery_settings(sqlite_url: str, tmp_path: Path, image_server: int) -> PanelSettings:
+def gallery_settings(database_url: str, tmp_path: Path, image_server: int) -> PanelSettings:
     return PanelSettings(
-        database_url=sqlite_url,
+        database_url=database_url,
         secure_cookies=False,
         argon2=FAST_ARGON2,
         public_url="https://chat.example.com",
