@@ -409,6 +409,10 @@ class PanelConfig(HTTPServerConfig):
     listen: Listen = ListenAddress("127.0.0.1", 8080)
     secret_key: PanelSecretKey = Field(default_factory=_random_secret_key)
     public_url: Annotated[Text, AfterValidator(_public_url)] | None = None
+    #: The photo gallery's files (relative: to the working directory) and the "host:port" pairs a URL
+    #: import may fetch from although they are loopback or private addresses (tests, a local CDN).
+    gallery_dir: Text = "var/gallery"
+    gallery_fetch_allow: tuple[Text, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -68,7 +68,8 @@ def _with_cookies(send: Send, cookies: Iterable[str]) -> Send:
 
 class SecurityHeadersMiddleware:
     """CSP without inline script, no framing, no sniffing; pages are never cached (the back button after
-    sign-out must show nothing); HSTS when the panel is served over HTTPS."""
+    sign-out must show nothing) — only a response that declares itself ``public`` (content anyone with
+    the link may see, no session in it) keeps its Cache-Control; HSTS when the panel is served over HTTPS."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
@@ -91,7 +92,8 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("permissions-policy", "camera=(), microphone=(), geolocation=()")
                 if self.hsts:
                     headers.setdefault("strict-transport-security", "max-age=31536000")
-                if not is_static:
+                # A response that calls itself public (the photo gallery's public links) keeps its own.
+                if not is_static and not headers.get("cache-control", "").startswith("public"):
                     headers["cache-control"] = "no-store"
                     headers["pragma"] = "no-cache"
             await send(message)

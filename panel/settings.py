@@ -80,6 +80,12 @@ class PanelSettings:
     max_form_part_bytes: int = 1024 * 1024
     # None: every plugin of the `echat.plugins` entry-point group; else "module:attribute" references.
     plugins: tuple[str, ...] | None = None
+    # The origin people reach the panel at (`[panel] public_url`): the photo gallery's public links.
+    public_url: str | None = None
+    # The photo gallery: where its files are, and "host:port" pairs a URL import may fetch from although
+    # they are loopback or private addresses (`[panel] gallery_dir`, `gallery_fetch_allow`).
+    gallery_dir: str = "var/gallery"
+    gallery_fetch_allow: tuple[str, ...] = ()
     # Carriers and services (their time zones) for the MTs the panel queues through the outbox.
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from gatewayd.store import accounts, audit, conversations, messages, services, subscribers
+from gatewayd.store import accounts, audit, conversations, messages, photos, services, subscribers
 from gatewayd.store.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["Base", "accounts", "audit", "conversations", "messages", "metadata", "services", "subscribers"]
+__all__ = [
+    "Base",
+    "accounts",
+    "audit",
+    "conversations",
+    "messages",
+    "metadata",
+    "photos",
+    "services",
+    "subscribers",
+]

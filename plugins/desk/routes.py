@@ -43,6 +43,7 @@ from plugins.desk.masking import MASK, masked, masked_thread
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
+from plugins.gallery.links import photo_picker
 from routing.variables import render_template
 from smpp.errors import SMPPError
 from smpp.text import DraftInfo, draft_info
@@ -155,7 +156,7 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
                 return error_response(request, 404)
             view = _masked_view(view, user.has(OPERATOR_SEE_MSISDN))
             card = await _card(session, request, view)
-    context = {
+    context: dict[str, Any] = {
         "queue": queue,
         "view": view,
         "card": card,
@@ -174,6 +175,8 @@ async def _render_desk(request: Request, page: DeskPage) -> Response:
         "counter": counter(request, page.draft),
         "labels": LABELS,
     }
+    if context["can_reply"]:
+        context.update(await photo_picker(request))
     return render(request, "desk/desk.html", context, status_code=page.status_code)
 
 
@@ -364,6 +367,7 @@ async def _render_push(
         "counter": counter(request, text),
         "sent": sent,
         "labels": LABELS,
+        **await photo_picker(request),
     }
     return render(request, "desk/push.html", context, status_code=status_code)
 

@@ -30,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, home, monitor, services
+from plugins import accounts, audit, auth, clients, conversations, gallery, home, monitor, services
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -143,6 +143,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         services.plugin,
         audit.plugin,
         monitor.plugin,
+        gallery.plugin,
     ]
 
 
@@ -236,6 +237,8 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
             secure_cookies=False,
             argon2=FAST_ARGON2,
             outbox=OutboxSettings.from_config(config),
+            # No public_url: the gallery's links use the address the panel was reached at (127.0.0.1).
+            gallery_dir=str(workdir / "gallery"),
         )
         app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=plugins)
         panel_url = await stack.enter_async_context(serving(app))

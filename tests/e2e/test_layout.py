@@ -30,6 +30,7 @@ ADMIN_PAGES = (
     "/admin/diversion",
     "/admin/sessions",
     "/admin/audit",
+    "/admin/gallery",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {

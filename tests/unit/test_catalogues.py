@@ -28,6 +28,7 @@ DOMAINS = {
     "plugins/clients": "clients",
     "plugins/conversations": "conversations",
     "plugins/monitor": "monitor",
+    "plugins/gallery": "gallery",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -237,6 +237,24 @@
     if (textarea.value) { later(); }
   }
 
+  // The gallery's photo picker: the photo's public link goes into the text at the cursor (the counter
+  // and the preview follow, as for typing); it travels as that text.
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element ? event.target.closest(".photo-insert") : null;
+    if (!button) { return; }
+    var textarea = byId(button.getAttribute("data-target") || "");
+    if (!textarea) { return; }
+    var link = button.getAttribute("data-insert") || "";
+    var start = textarea.selectionStart, end = textarea.selectionEnd;
+    var before = textarea.value.slice(0, start), after = textarea.value.slice(end);
+    if (before && !/\s$/.test(before)) { link = " " + link; }
+    if (after && !/^\s/.test(after)) { link = link + " "; }
+    textarea.value = before + link + after;
+    textarea.focus();
+    textarea.selectionStart = textarea.selectionEnd = before.length + link.length;
+    textarea.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
   document.querySelectorAll("textarea[data-counter]").forEach(counter);
   var stream = root.getAttribute("data-stream");
   if (stream) { listen(stream); }

@@ -1,6 +1,6 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit, monitor and the example plugin)
-tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery and the example
+plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
 against a real uvicorn server, so the event streams (which never end) are covered like any other
 route: their status and headers are read, then they are closed.
 """
@@ -165,6 +165,9 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/clients"): {"action": "unban", "ids": "{client_id}"},
     # a target that is no operator: refused (400), the sample conversation stays with its operator
     ("POST", "/admin/monitor/reassign"): {"operator": "nobody", "conversations": "{conversation_id}"},
+    # the gallery: no file, a loopback address (refused before any connection), a photo that is not there
+    ("POST", "/admin/gallery/upload"): {"album": "x"},
+    ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "x"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -293,6 +296,32 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "oscar": 403,
         "nadie": 403,
     },
+    # The photo gallery: gallery.manage is the master's by default; the public links need no session
+    # (no photo has the sample token: 404 for everyone, never a sign-in redirect).
+    ("GET", "/admin/gallery"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/gallery/upload"): {
+        "anonymous": 401,
+        "ana": 400,
+        "marta": 400,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/gallery/import"): {
+        "anonymous": 401,
+        "ana": 400,
+        "marta": 400,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/gallery/{photo_id:int}/delete"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 404,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("GET", "/p/{token}"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
+    ("GET", "/p/{token}/thumb"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 

@@ -111,6 +111,9 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "conversations": "{conversation_id}",
         "back": "state=waiting",
     },
+    ("POST", "/admin/gallery/upload"): {"album": "verano"},
+    ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
+    ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
 }
 
 
