@@ -117,7 +117,7 @@ async def test_a_request_that_postgresql_ends_in_a_deadlock_is_answered_503_try_
             answer = await request
     assert answer.status_code == 503, answer.status_code
     assert answer.headers["retry-after"] == "1"
-    assert "Another change was being made at the same moment" in answer.text
+    assert "Se estaba haciendo otro cambio en el mismo momento" in answer.text  # ana reads Spanish
     async with sessions() as session:
         assert (await session.get(Account, alba_id)).locked is False  # type: ignore[union-attr]
 
