@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,11 +37,8 @@ from gatewayd.store.base import Base, UTCDateTime
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.subscribers import ID_TYPE, Subscriber
-
-if TYPE_CHECKING:
-    from gatewayd.store.mt.values import NewMT
-    from gatewayd.store.repo_mo import IngestedMO
 
 #: Upper bounds (seconds) of the first-response buckets; a bucket is stored by its lower bound
 #: (``over_s``: the response took more than that, at most the next bound), the last one open-ended.
@@ -107,6 +104,39 @@ SUBSCRIBERS = table_of(Subscriber)
 CONVERSATIONS = table_of(Conversation)
 MT_MESSAGES = table_of(MTMessage)
 MO_MESSAGES = table_of(MOMessage)
+
+
+class _MO(Protocol):
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def service(self) -> str | None: ...
+    @property
+    def short_code(self) -> str: ...
+    @property
+    def carrier(self) -> str: ...
+    @property
+    def country(self) -> str | None: ...
+
+
+class _Subscriber(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def created(self) -> bool: ...
+
+
+class StoredMO(Protocol):
+    """What the MO ingest says of each MO of a batch (``repo_mo.IngestedMO``): ``mo_id`` None for a
+    redelivery."""
+
+    @property
+    def mo_id(self) -> int | None: ...
+    @property
+    def mo(self) -> _MO: ...
+    @property
+    def subscriber(self) -> _Subscriber: ...
+
 
 TrafficKey = tuple[datetime, str, str, str, str]
 OperatorKey = tuple[datetime, int]
@@ -197,7 +227,7 @@ def traffic_key(
     return (hour_of(at), service or "", short_code or "", carrier or "", country or "")
 
 
-async def count_mos(session: AsyncSession, results: Sequence[IngestedMO]) -> None:
+async def count_mos(session: AsyncSession, results: Sequence[StoredMO]) -> None:
     """The new MOs of an ingested batch (redeliveries not), and the clients they made known."""
     tally = Tally.empty()
     created: set[int] = set()
@@ -214,7 +244,7 @@ async def count_mos(session: AsyncSession, results: Sequence[IngestedMO]) -> Non
     await tally.write(session)
 
 
-async def count_opt_outs(session: AsyncSession, opt_outs: Iterable[IngestedMO], now: datetime) -> None:
+async def count_opt_outs(session: AsyncSession, opt_outs: Iterable[StoredMO], now: datetime) -> None:
     """Subscribers who opted out now, each by the MO that asked for it."""
     tally = Tally.empty()
     for result in opt_outs:

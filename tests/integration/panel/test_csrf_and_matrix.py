@@ -1,5 +1,5 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery and the example
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery, reports and the example
 plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
 against a real uvicorn server, so the event streams (which never end) are covered like any other
 route: their status and headers are read, then they are closed.
@@ -322,6 +322,11 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/p/{token}"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
     ("GET", "/p/{token}/thumb"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
+    # The reports: reports.view is the master's by default; pages only read (no form to post).
+    ("GET", "/admin/reports"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/reports/operators"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/reports/traffic"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/reports/clients"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 
