@@ -65,6 +65,17 @@ DIMENSION_TITLES = {
     "carrier": N_("Carrier"),
     "country": N_("Country"),
 }
+#: An MT's status as the history shows it.
+STATUS_LABELS = {
+    "queued": N_("queued"),
+    "sending": N_("sending"),
+    "accepted": N_("accepted"),
+    "delivered": N_("delivered"),
+    "failed": N_("failed"),
+    "expired": N_("expired"),
+    "refused": N_("refused"),
+    "cancelled": N_("cancelled"),
+}
 BAD_DIMENSION = N_("Group the traffic by service, short code, carrier or country.")
 BAD_PAGE = N_("The page number is not valid.")
 
@@ -285,6 +296,8 @@ async def clients_page(request: Request) -> Response:
         N_("Reports: client history"),
         "clients",
         query=wanted,
+        may_search_numbers=require_user(request).has(OPERATOR_SEE_MSISDN),
+        statuses=STATUS_LABELS,
         client=subscriber,
         problem=problem,
         lines=lines[:HISTORY_PAGE],
