@@ -35,7 +35,19 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, desk, gallery, home, monitor, reports, services
+from plugins import (
+    accounts,
+    audit,
+    auth,
+    clients,
+    conversations,
+    desk,
+    gallery,
+    home,
+    monitor,
+    reports,
+    services,
+)
 
 #: Every built-in plugin, as the panel's entry points list them (the tests add the example plugin).
 BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
