@@ -9,8 +9,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import delete, func, select
 
+from echat.cli import main
 from gatewayd.outbox import MTRequest
 from gatewayd.schema import upgrade
 from gatewayd.store.accounts import Account, Role
@@ -20,6 +22,7 @@ from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
+from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans
 from gatewayd.store.rollups import (
     FINAL_MEASURE,
@@ -289,3 +292,64 @@ async def test_concurrent_upserts_of_one_key_lose_nothing(pg_url: str) -> None:
         assert sent == 120
     finally:
         await engine.dispose()
+
+
+def test_gatewayd_reports_rebuild_counts_traffic_stored_before_the_rollups(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'echat.db'}"
+    config = tmp_path / "gatewayd.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    received = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+
+    async def store_traffic_then_forget_its_rollups() -> Figures:
+        await upgrade(url)
+        engine = create_engine(url)
+        store = Store.for_engine(engine)
+        try:
+            async with store.transaction() as session:
+                await store.mos.ingest(
+                    session,
+                    [
+                        NewMO(
+                            f"k{n}",
+                            msisdn,
+                            MOVISTAR,
+                            MOVISTAR_SHORT_CODE,
+                            "hola",
+                            received,
+                            "ES",
+                            service="chat",
+                        )
+                        for n, msisdn in enumerate(("34600111001", "34600111001", "34600111002"))
+                    ],
+                    received,
+                )
+            expected = await rollups(store)
+            async with store.transaction() as session:  # as a database from before migration 0014 has it
+                await session.execute(delete(TrafficHourly))
+            assert await rollups(store) == ({}, {}, {})
+            return expected
+        finally:
+            await engine.dispose()
+
+    async def figures() -> Figures:
+        engine = create_engine(url)
+        try:
+            return await rollups(Store.for_engine(engine))
+        finally:
+            await engine.dispose()
+
+    expected = asyncio.run(store_traffic_then_forget_its_rollups())
+    [(key, counts)] = expected[0].items()
+    assert key[0] == datetime(2026, 11, 30, 23, tzinfo=UTC) and counts == {"mo": 3, "new_clients": 2}
+    assert main(["reports", "rebuild", "--config", str(config), "--since", "2026-12-01"]) == 0
+    assert "rollups rebuilt from 2026-12-01 00:00 UTC" in capsys.readouterr().out
+    assert asyncio.run(figures()) == ({}, {}, {})  # the traffic is of the day before
+    assert main(["reports", "rebuild", "--config", str(config)]) == 0
+    assert asyncio.run(figures()) == expected
+    assert main(["reports", "rebuild", "--config", str(config)]) == 0  # idempotent
+    assert asyncio.run(figures()) == expected
+    with pytest.raises(SystemExit):
+        main(["reports", "rebuild", "--config", str(config), "--since", "yesterday"])
+    assert "invalid fromisoformat value" in capsys.readouterr().err
