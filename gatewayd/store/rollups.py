@@ -12,8 +12,9 @@ Buckets are UTC hours, so a report in any whole-hour time zone sums them exactly
 
 An MT counts in the hour it was queued, also for its final status (so a delivered % never exceeds
 100 % in a bucket). The pipelines call the ``count_*`` functions below in the transaction that stores
-the traffic; each aggregates its batch in Python and upserts once per distinct key, keys sorted so that
-concurrent daemons lock rows in the same order and queue instead of deadlocking. The upsert statement
+the traffic; each adds its batch to the transaction's pending counts (:func:`pending`), written when the
+transaction commits with one upsert per distinct key, keys sorted, so that concurrent daemons lock the
+rollup rows last and in the same order and queue instead of deadlocking. The upsert statement
 (``INSERT .. ON CONFLICT .. DO UPDATE``) reads the same on SQLite and PostgreSQL, so there is no
 dialect to choose on this path. ``gatewayd reports rebuild`` (:mod:`gatewayd.store.rollups_rebuild`)
 recomputes them from the message tables.
@@ -28,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindparam, func, select, text
+from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindparam, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import Base, UTCDateTime
@@ -187,8 +188,12 @@ class Tally:
         self.operators.setdefault(key, Counter())[measure] += count
 
     async def write(self, session: AsyncSession) -> None:
+        await session.run_sync(self.write_sync)
+
+    def write_sync(self, session: Session) -> None:
+        """One upsert per distinct key, in key order (tables always in this order too)."""
         if self.traffic:
-            await session.execute(
+            session.execute(
                 _TRAFFIC_UPSERT,
                 [
                     {
@@ -200,25 +205,53 @@ class Tally:
                 ],
             )
         if self.operators:
-            await session.execute(
+            session.execute(
                 _OPERATOR_UPSERT,
                 [
                     {
-                        "hour": hour,
-                        "operator_id": operator,
+                        "hour": key[0],
+                        "operator_id": key[1],
                         **{name: counts[name] for name in OPERATOR_MEASURES},
                     }
-                    for (hour, operator), counts in sorted(self.operators.items())
+                    for key, counts in sorted(self.operators.items())
                 ],
             )
         if self.responses:
-            await session.execute(
+            session.execute(
                 _RESPONSE_UPSERT,
                 [
                     {"hour": hour, "operator_id": operator, "over_s": floor, "replies": count}
                     for (hour, operator, floor), count in sorted(self.responses.items())
                 ],
             )
+
+
+_PENDING = "echat.rollups.pending"
+
+
+def pending(session: AsyncSession) -> Tally:
+    """The counts of the session's transaction so far: written when it commits, all at once and in key
+    order, so the rollup rows are the last locks a transaction takes and every transaction takes them in
+    the same order (two calls in one transaction each writing its own keys could lock them crosswise)."""
+    info = session.sync_session.info
+    tally = info.get(_PENDING)
+    if tally is None:
+        tally = info[_PENDING] = Tally.empty()
+    assert isinstance(tally, Tally)
+    return tally
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    tally = session.info.pop(_PENDING, None)
+    if tally is not None:
+        tally.write_sync(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (or committed: already written)
+        session.info.pop(_PENDING, None)
 
 
 def traffic_key(
@@ -229,7 +262,7 @@ def traffic_key(
 
 async def count_mos(session: AsyncSession, results: Sequence[StoredMO]) -> None:
     """The new MOs of an ingested batch (redeliveries not), and the clients they made known."""
-    tally = Tally.empty()
+    tally = pending(session)
     created: set[int] = set()
     for result in results:
         if result.mo_id is None:
@@ -241,16 +274,14 @@ async def count_mos(session: AsyncSession, results: Sequence[StoredMO]) -> None:
         if subscriber.created and subscriber.id not in created:
             created.add(subscriber.id)
             tally.add(key, "new_clients")
-    await tally.write(session)
 
 
 async def count_opt_outs(session: AsyncSession, opt_outs: Iterable[StoredMO], now: datetime) -> None:
     """Subscribers who opted out now, each by the MO that asked for it."""
-    tally = Tally.empty()
+    tally = pending(session)
     for result in opt_outs:
         mo = result.mo
         tally.add(traffic_key(now, mo.service, mo.short_code, mo.carrier, mo.country), "opt_outs")
-    await tally.write(session)
 
 
 async def count_mts(
@@ -260,7 +291,7 @@ async def count_mts(
     conversation is told by the replies stored before it). ``subscriber_ids``: each MT's subscriber."""
     countries = await _values(session, SUBSCRIBERS, "country", subscriber_ids)
     services = await _values(session, CONVERSATIONS, "service", [mt.conversation_id for mt in mts])
-    tally = Tally.empty()
+    tally = pending(session)
     hour = hour_of(now)
     for mt, subscriber_id in zip(mts, subscriber_ids, strict=True):
         service = services.get(mt.conversation_id) if mt.conversation_id is not None else None
@@ -269,7 +300,6 @@ async def count_mts(
         if mt.operator_id is not None:
             tally.add_operator((hour, mt.operator_id), "mts_sent")
     await _count_replies(session, tally, [mt for mt in mts if mt.kind is MTKind.REPLY], now)
-    await tally.write(session)
 
 
 async def _count_replies(
@@ -325,7 +355,7 @@ async def count_finals(session: AsyncSession, finals: Iterable[tuple[int, MTStat
     measures = {mt_id: FINAL_MEASURE[status] for mt_id, status in finals if status in FINAL_MEASURE}
     if not measures:
         return
-    tally = Tally.empty()
+    tally = pending(session)
     for chunk in chunks(sorted(measures)):
         rows = await session.execute(
             select(
@@ -349,7 +379,6 @@ async def count_finals(session: AsyncSession, finals: Iterable[tuple[int, MTStat
             tally.add(traffic_key(row.created_at, row.service, row.source, row.carrier, row.country), measure)
             if measure == "mt_delivered" and row.operator_id is not None:
                 tally.add_operator((hour_of(row.created_at), row.operator_id), "mts_delivered")
-    await tally.write(session)
 
 
 async def _values(

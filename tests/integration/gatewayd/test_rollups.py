@@ -5,7 +5,6 @@ upserts of one key neither deadlock nor lose counts."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from gatewayd.store.rollups import (
     Tally,
     TrafficHourly,
     hour_of,
+    pending,
     response_floor,
     traffic_key,
 )
@@ -261,7 +261,7 @@ async def test_rollups_equal_a_recount_and_a_rebuild(
     await engine.dispose()
 
 
-async def test_concurrent_upserts_of_one_key_lose_nothing(pg_url: str) -> None:
+async def test_concurrent_transactions_counting_the_same_keys_lose_nothing(pg_url: str) -> None:
     await upgrade(pg_url)
     engine = create_engine(pg_url)
     store = Store.for_engine(engine)
@@ -272,13 +272,13 @@ async def test_concurrent_upserts_of_one_key_lose_nothing(pg_url: str) -> None:
         async def writer(order: list[int]) -> None:
             for _ in range(20):
                 async with store.transaction() as session:
-                    tally = Tally.empty()
+                    # as two pipeline calls in one transaction, each counting its own key, with I/O between
                     for index in order:
-                        tally.add(keys[index], "mo")
-                    tally.operators[(hour, 1)] = Counter(mts_sent=1)
-                    await tally.write(session)
+                        pending(session).add(keys[index], "mo")
+                        await session.execute(select(1))
+                    pending(session).add_operator((hour, 1), "mts_sent")
 
-        # opposite orders of arrival: the writes are sorted, so they queue rather than deadlock
+        # opposite orders of arrival: written at commit, sorted, so they queue rather than deadlock
         await asyncio.gather(*(writer([0, 1, 2] if n % 2 else [2, 1, 0]) for n in range(6)))
         async with store.sessions() as session:
             mos = dict(
