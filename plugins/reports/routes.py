@@ -11,7 +11,9 @@ date range in the viewer's time zone and exports its tables as CSV (``?format=cs
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -89,6 +91,22 @@ def _period(request: Request) -> Period:
     return parse_period(request.query_params, utcnow().astimezone(zone).date(), zone)
 
 
+def _with_period(
+    page: Callable[[Request, Period], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The page gets the range its query asks for; a range it cannot report is a 400 saying why."""
+
+    @functools.wraps(page)
+    async def ranged(request: Request) -> Response:
+        try:
+            period = _period(request)
+        except PeriodError as error:
+            return error_response(request, 400, error.args[0])
+        return await page(request, period)
+
+    return ranged
+
+
 def _wants_csv(request: Request) -> bool:
     return request.query_params.get("format") == "csv"
 
@@ -120,11 +138,8 @@ def _seconds(response: FirstResponse | None) -> str:
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-async def overview_page(request: Request) -> Response:
-    try:
-        period = _period(request)
-    except PeriodError as error:
-        return error_response(request, 400, error.args[0])
+@_with_period
+async def overview_page(request: Request, period: Period) -> Response:
     async with db_read(request) as session:
         totals = await hourly_totals(session, period.start, period.end)
     days = per_day(totals, period.days, period.zone)
@@ -156,11 +171,8 @@ async def overview_page(request: Request) -> Response:
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-async def operators_page(request: Request) -> Response:
-    try:
-        period = _period(request)
-    except PeriodError as error:
-        return error_response(request, 400, error.args[0])
+@_with_period
+async def operators_page(request: Request, period: Period) -> Response:
     async with db_read(request) as session:
         rows = await operators(session, period.start, period.end)
     if _wants_csv(request):
@@ -198,14 +210,11 @@ def _operator_table(rows: list[OperatorRow]) -> tuple[list[str], list[list[objec
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-async def traffic_page(request: Request) -> Response:
+@_with_period
+async def traffic_page(request: Request, period: Period) -> Response:
     dimension = request.query_params.get("by", "service")
     if dimension not in DIMENSIONS:
         return error_response(request, 400, BAD_DIMENSION)
-    try:
-        period = _period(request)
-    except PeriodError as error:
-        return error_response(request, 400, error.args[0])
     async with db_read(request) as session:
         rows = await traffic_by(session, dimension, period.start, period.end)
     if _wants_csv(request):
@@ -250,11 +259,8 @@ async def _find_client(request: Request, wanted: str) -> tuple[Subscriber | None
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-async def clients_page(request: Request) -> Response:
-    try:
-        period = _period(request)
-    except PeriodError as error:
-        return error_response(request, 400, error.args[0])
+@_with_period
+async def clients_page(request: Request, period: Period) -> Response:
     wanted = request.query_params.get("q", "").strip()[:64]
     try:
         page = int(request.query_params.get("page", "1"))
