@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.rollups import (
+    OPERATOR_KEY,
     OPERATOR_MEASURES,
     RESPONSE_BOUNDS,
     RESPONSE_FLOORS,
-    TRAFFIC_DIMENSIONS,
+    RESPONSE_KEY,
+    TRAFFIC_KEY,
     TRAFFIC_MEASURES,
     hour_of,
 )
@@ -56,19 +58,21 @@ DIALECTS = {
 
 
 def _insert(table: str, keys: tuple[str, ...], measures: tuple[str, ...], select: str) -> str:
+    """``select`` gives the keys but the shard, the measures, then the shard (a rebuild writes shard 0)."""
     added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in measures)
+    assert keys[-1] == "shard"
     return (
-        f"INSERT INTO {table} ({', '.join((*keys, *measures))}) {select} "
+        f"INSERT INTO {table} ({', '.join((*keys[:-1], *measures, 'shard'))}) {select} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {added}"
     )
 
 
 def _traffic(select: str) -> str:
-    return _insert("traffic_hourly", ("hour", *TRAFFIC_DIMENSIONS), TRAFFIC_MEASURES, select)
+    return _insert("traffic_hourly", TRAFFIC_KEY, TRAFFIC_MEASURES, select)
 
 
 def _operators(select: str) -> str:
-    return _insert("operator_hourly", ("hour", "operator_id"), OPERATOR_MEASURES, select)
+    return _insert("operator_hourly", OPERATOR_KEY, OPERATOR_MEASURES, select)
 
 
 def statements(dialect: Dialect) -> list[str]:
@@ -99,7 +103,7 @@ def statements(dialect: Dialect) -> list[str]:
         "DELETE FROM operator_first_responses WHERE hour >= :since",
         _traffic(
             f"""SELECT {hour("received_at")}, COALESCE(service, ''), short_code, carrier,
-                   COALESCE(country, ''), count(*), 0, 0, 0, 0, 0, 0
+                   COALESCE(country, ''), count(*), 0, 0, 0, 0, 0, 0, 0
             FROM mo_messages WHERE received_at >= :since GROUP BY 1, 2, 3, 4, 5"""
         ),
         _traffic(
@@ -107,7 +111,7 @@ def statements(dialect: Dialect) -> list[str]:
                    COALESCE(s.country, ''), 0, count(*),
                    sum(CASE WHEN m.status = 'delivered' THEN 1 ELSE 0 END),
                    sum(CASE WHEN m.status IN ('failed', 'expired') THEN 1 ELSE 0 END),
-                   sum(CASE WHEN m.status = 'refused' THEN 1 ELSE 0 END), 0, 0
+                   sum(CASE WHEN m.status = 'refused' THEN 1 ELSE 0 END), 0, 0, 0
             FROM mt_messages AS m
             LEFT JOIN subscribers AS s ON s.id = m.subscriber_id
             LEFT JOIN conversations AS c ON c.id = m.conversation_id
@@ -116,7 +120,7 @@ def statements(dialect: Dialect) -> list[str]:
         # a new client: counted at the subscriber's first MO
         _traffic(
             f"""SELECT {hour("m.received_at")}, COALESCE(m.service, ''), m.short_code, m.carrier,
-                   COALESCE(m.country, ''), 0, 0, 0, 0, 0, 0, count(*)
+                   COALESCE(m.country, ''), 0, 0, 0, 0, 0, 0, count(*), 0
             FROM mo_messages AS m
             WHERE m.received_at >= :since AND NOT EXISTS (
                 SELECT 1 FROM mo_messages AS e WHERE e.subscriber_id = m.subscriber_id
@@ -127,7 +131,7 @@ def statements(dialect: Dialect) -> list[str]:
         _traffic(
             f"""SELECT {hour("s.opted_out_at")}, COALESCE(m.service, ''), COALESCE(m.short_code, ''),
                    COALESCE(m.carrier, s.carrier, ''), COALESCE(m.country, s.country, ''),
-                   0, 0, 0, 0, 0, count(*), 0
+                   0, 0, 0, 0, 0, count(*), 0, 0
             FROM subscribers AS s
             LEFT JOIN mo_messages AS m ON m.id = (
                 SELECT e.id FROM mo_messages AS e
@@ -137,7 +141,7 @@ def statements(dialect: Dialect) -> list[str]:
         ),
         _operators(
             f"""SELECT {hour("created_at")}, operator_id, 0, 0, count(*),
-                   sum(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END)
+                   sum(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0
             FROM mt_messages WHERE operator_id IS NOT NULL AND created_at >= :since GROUP BY 1, 2"""
         ),
         # a conversation handled: the operator's first reply in it
@@ -148,23 +152,23 @@ def statements(dialect: Dialect) -> list[str]:
             WHERE kind = 'reply' AND operator_id IS NOT NULL AND conversation_id IS NOT NULL
         ) """
         + _operators(
-            f"""SELECT {hour("created_at")}, operator_id, count(*), 0, 0, 0
+            f"""SELECT {hour("created_at")}, operator_id, count(*), 0, 0, 0, 0
             FROM firsts WHERE n = 1 AND created_at >= :since GROUP BY 1, 2"""
         ),
         answers
         + " "
         + _operators(
-            f"""SELECT {hour("created_at")}, operator_id, 0, sum(mos), 0, 0
+            f"""SELECT {hour("created_at")}, operator_id, 0, sum(mos), 0, 0, 0
             FROM answers WHERE true GROUP BY 1, 2"""
         ),
         answers
         + " "
         + _insert(
             "operator_first_responses",
-            ("hour", "operator_id", "over_s"),
+            RESPONSE_KEY,
             ("replies",),
             f"""SELECT {hour("created_at")}, operator_id,
-                   CASE {buckets} ELSE {RESPONSE_FLOORS[-1]} END, count(*)
+                   CASE {buckets} ELSE {RESPONSE_FLOORS[-1]} END, count(*), 0
             FROM answers WHERE true GROUP BY 1, 2, 3""",
         ),
     ]

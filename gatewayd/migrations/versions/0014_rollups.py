@@ -34,28 +34,33 @@ def upgrade() -> None:
         sa.Column("short_code", sa.String(length=16), nullable=False),
         sa.Column("carrier", sa.String(length=32), nullable=False),
         sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), nullable=False),
         *(
             _counter(name)
             for name in ("mo", "mt", "mt_delivered", "mt_failed", "mt_refused", "opt_outs", "new_clients")
         ),
         sa.PrimaryKeyConstraint(
-            "hour", "service", "short_code", "carrier", "country", name=op.f("pk_traffic_hourly")
+            "hour", "service", "short_code", "carrier", "country", "shard", name=op.f("pk_traffic_hourly")
         ),
     )
     op.create_table(
         "operator_hourly",
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("operator_id", ID_TYPE, nullable=False),
+        sa.Column("shard", sa.SmallInteger(), nullable=False),
         *(_counter(name) for name in ("conversations", "mos_answered", "mts_sent", "mts_delivered")),
-        sa.PrimaryKeyConstraint("hour", "operator_id", name=op.f("pk_operator_hourly")),
+        sa.PrimaryKeyConstraint("hour", "operator_id", "shard", name=op.f("pk_operator_hourly")),
     )
     op.create_table(
         "operator_first_responses",
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("operator_id", ID_TYPE, nullable=False),
         sa.Column("over_s", sa.SmallInteger(), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), nullable=False),
         _counter("replies"),
-        sa.PrimaryKeyConstraint("hour", "operator_id", "over_s", name=op.f("pk_operator_first_responses")),
+        sa.PrimaryKeyConstraint(
+            "hour", "operator_id", "over_s", "shard", name=op.f("pk_operator_first_responses")
+        ),
     )
 
 
