@@ -8,8 +8,8 @@
    traffic per service, short code, carrier and country) are run ``--runs`` times for a month and for
    the year: p95 each (target < 500 ms);
 4. ``bench/gatewayd_throughput.py`` runs without and with the rollups (``--without-rollups`` swaps the
-   pipelines' rollup calls for nothing in that bench process only), best of ``--throughput-runs`` each:
-   each figure with rollups as a share of the figure without (target >= 90 %).
+   pipelines' rollup calls for nothing in that bench process only), runs alternating, best of
+   ``--throughput-runs`` each: each figure with rollups as a share of the figure without (target >= 90 %).
 
 The scratch database is dropped at the end. Ends with one ``RESULT key=value ...`` line.
 Run: ``.venv/bin/python bench/reports.py`` (``--rows 100000 --no-throughput`` for a quick try).
@@ -193,18 +193,28 @@ async def time_reports(url: str, runs: int) -> dict[str, float]:
 THROUGHPUT_KEYS = ("mo_per_s", "mo_steady_per_s", "mt_accepted_per_s", "mt_receipts_per_s")
 
 
-def throughput(extra: list[str], runs: int, without: bool) -> dict[str, float]:
-    """The best of ``runs`` runs of bench/gatewayd_throughput.py, per figure."""
-    best: dict[str, float] = {}
+def throughput_run(extra: list[str], without: bool) -> dict[str, float]:
+    """One run of bench/gatewayd_throughput.py: its figures."""
     script = Path(__file__).with_name("gatewayd_throughput.py")
+    command = [sys.executable, str(script), *extra, *(["--without-rollups"] if without else [])]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    print(f"  {'without' if without else 'with   '} rollups: {result}", flush=True)
+    return {
+        key: float(value)
+        for key, value in re.findall(r"(\w+)=([0-9.]+)", result)
+        if key.endswith(THROUGHPUT_KEYS)
+    }
+
+
+def throughput(extra: list[str], runs: int) -> tuple[dict[str, float], dict[str, float]]:
+    """The best of ``runs`` runs without and with the rollups, per figure; runs alternate, so that
+    what else the machine does weighs on both alike."""
+    best: tuple[dict[str, float], dict[str, float]] = ({}, {})
     for _ in range(runs):
-        command = [sys.executable, str(script), *extra, *(["--without-rollups"] if without else [])]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        result = next(line for line in output.splitlines() if line.startswith("RESULT "))
-        for key, value in re.findall(r"(\w+)=([0-9.]+)", result):
-            if key.endswith(THROUGHPUT_KEYS):
-                best[key] = max(best.get(key, 0.0), float(value))
-        print(f"  {'without' if without else 'with   '} rollups: {result}", flush=True)
+        for index, without in enumerate((True, False)):
+            for key, value in throughput_run(extra, without).items():
+                best[index][key] = max(best[index].get(key, 0.0), value)
     return best
 
 
@@ -226,8 +236,7 @@ async def main(args: argparse.Namespace) -> None:
     if not args.no_throughput:
         extra = args.throughput_args.split()
         print("bench/gatewayd_throughput.py " + " ".join(extra), flush=True)
-        without = throughput(extra, args.throughput_runs, without=True)
-        with_rollups = throughput(extra, args.throughput_runs, without=False)
+        without, with_rollups = throughput(extra, args.throughput_runs)
         for key, base in without.items():
             results[f"{key}_share_pct"] = 100 * with_rollups.get(key, 0.0) / base if base else 0.0
             print(
@@ -251,7 +260,7 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=10_000_000, help="MOs, and as many MTs")
     parser.add_argument("--runs", type=int, default=20, help="runs of each report query (p95 over them)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the hot-path comparison")
-    parser.add_argument("--throughput-runs", type=int, default=2, help="runs of each throughput variant")
+    parser.add_argument("--throughput-runs", type=int, default=3, help="runs of each throughput variant")
     parser.add_argument(
         "--throughput-args",
         default="--mo 10000 --mt 5000 --latency-seconds 1",
