@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory  # noqa: E402
 from gatewayd.store.rollups import OperatorHourly, TrafficHourly  # noqa: E402
-from gatewayd.store.rollups_rebuild import rebuild_rollups  # noqa: E402
+from gatewayd.store.store import Store  # noqa: E402
 from plugins.reports.figures import DIMENSIONS, hourly_totals, operators, traffic_by  # noqa: E402
 
 YEAR_START = datetime(2025, 12, 1, tzinfo=UTC)
@@ -144,8 +144,9 @@ async def rebuild(url: str) -> tuple[float, int, int]:
     engine = create_engine(url)
     try:
         started = time.perf_counter()
-        async with session_factory(engine)() as session, session.begin():
-            await rebuild_rollups(session)
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:
+            await store.rollup_rebuild.rebuild(session)
         seconds = time.perf_counter() - started
         async with engine.begin() as connection:
             await connection.execute(

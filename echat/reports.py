@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from echat.users import SharedOptions
-from gatewayd.store.engine import create_engine, session_factory
-from gatewayd.store.rollups_rebuild import rebuild_rollups
+from gatewayd.store.engine import create_engine
+from gatewayd.store.store import Store
 
 
 def add_reports_commands(subparsers: Any, shared: SharedOptions) -> argparse.ArgumentParser:
@@ -31,8 +31,9 @@ async def rebuild(url: str, since: date | None) -> datetime:
     """Rebuilds in one transaction; returns the first hour rebuilt."""
     engine = create_engine(url)
     try:
-        async with session_factory(engine)() as session, session.begin():
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:
             start = datetime(since.year, since.month, since.day, tzinfo=UTC) if since is not None else None
-            return await rebuild_rollups(session, start)
+            return await store.rollup_rebuild.rebuild(session, start)
     finally:
         await engine.dispose()

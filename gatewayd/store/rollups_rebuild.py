@@ -8,7 +8,8 @@ differences a recount cannot avoid: an MT's country and service are its subscrib
 now (the pipelines take them when it is queued), and an opt-out later taken back is not counted.
 
 The statements differ between SQLite and PostgreSQL only in how they cut a time to its hour and tell
-the seconds between two times: :class:`Dialect` holds both, chosen once per rebuild.
+the seconds between two times: :class:`Dialect` holds both; the store's :class:`RollupRebuild` has its
+database's, chosen when the store is made (``Store.for_engine``).
 """
 
 from __future__ import annotations
@@ -44,17 +45,17 @@ class Dialect:
     seconds: str
 
 
-DIALECTS = {
-    "postgresql": Dialect(
-        hour="(date_trunc('hour', ({}) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')",
-        seconds="EXTRACT(EPOCH FROM (({}) - ({})))",
-    ),
-    # SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text in UTC, as SQLAlchemy writes them.
-    "sqlite": Dialect(
-        hour="strftime('%Y-%m-%d %H:00:00.000000', {})",
-        seconds="((julianday({}) - julianday({})) * 86400.0)",
-    ),
-}
+#: The PostgreSQL fragments.
+POSTGRESQL = Dialect(
+    hour="(date_trunc('hour', ({}) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')",
+    seconds="EXTRACT(EPOCH FROM (({}) - ({})))",
+)
+#: The SQLite fragments: SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text in UTC, as SQLAlchemy
+#: writes them.
+SQLITE = Dialect(
+    hour="strftime('%Y-%m-%d %H:00:00.000000', {})",
+    seconds="((julianday({}) - julianday({})) * 86400.0)",
+)
 
 
 def _insert(table: str, keys: tuple[str, ...], measures: tuple[str, ...], select: str) -> str:
@@ -174,11 +175,16 @@ def statements(dialect: Dialect) -> list[str]:
     ]
 
 
-async def rebuild_rollups(session: AsyncSession, since: datetime | None = None) -> datetime:
-    """Recomputes the rollups of the hours from ``since``'s (every hour without it) in the caller's
-    transaction; returns the first hour rebuilt."""
-    dialect = DIALECTS[session.get_bind().dialect.name]
-    start = hour_of(since) if since is not None else EPOCH
-    for statement in statements(dialect):
-        await session.execute(text(statement).bindparams(bindparam("since", start, type_=UTCDateTime())))
-    return start
+@dataclass(frozen=True, slots=True)
+class RollupRebuild:
+    """The rebuild in one database's SQL (``Store.rollup_rebuild``, chosen with the store)."""
+
+    fragments: Dialect
+
+    async def rebuild(self, session: AsyncSession, since: datetime | None = None) -> datetime:
+        """Recomputes the rollups of the hours from ``since``'s (every hour without it) in the caller's
+        transaction; returns the first hour rebuilt."""
+        start = hour_of(since) if since is not None else EPOCH
+        for statement in statements(self.fragments):
+            await session.execute(text(statement).bindparams(bindparam("since", start, type_=UTCDateTime())))
+        return start

@@ -37,7 +37,6 @@ from gatewayd.store.rollups import (
     response_floor,
     traffic_key,
 )
-from gatewayd.store.rollups_rebuild import rebuild_rollups
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
@@ -249,10 +248,10 @@ async def test_rollups_equal_a_recount_and_a_rebuild(
         assert sum(responses.values()) == 3
         # rebuilt from scratch, and again from today: the same figures
         async with store.transaction() as session:
-            await rebuild_rollups(session)
+            await store.rollup_rebuild.rebuild(session)
         assert await rollups(store) == incremental
         async with store.transaction() as session:
-            await rebuild_rollups(session, datetime.now(UTC) - timedelta(hours=1))
+            await store.rollup_rebuild.rebuild(session, datetime.now(UTC) - timedelta(hours=1))
         assert await rollups(store) == incremental
     await engine.dispose()
 
