@@ -10,7 +10,8 @@ Figures, per database:
   * p50 / p99 MO-to-event latency: MOs at a steady rate, from injection to the bus event.
 
 Run: ``.venv/bin/python bench/gatewayd_throughput.py`` (PostgreSQL on 127.0.0.1:5432 as in the tests;
-``--no-postgres`` for SQLite only). Ends with one ``RESULT key=value ...`` line.
+``--no-postgres`` for SQLite only; ``--without-rollups`` to measure the daemon without the reports'
+rollups, as ``bench/reports.py`` does). Ends with one ``RESULT key=value ...`` line.
 """
 
 from __future__ import annotations
@@ -386,4 +387,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--no-postgres", action="store_true")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--without-rollups", action="store_true", help="no reports' rollups (see bench/reports.py)"
+    )
+    arguments = parser.parse_args()
+    if arguments.without_rollups:
+        from _rollups_off import switch_rollups_off
+
+        switch_rollups_off()
+    asyncio.run(main(arguments))

@@ -13,6 +13,7 @@ Ends with one ``RESULT`` line (the MO figure is the first-contact run, the MT fi
 
     .venv/bin/python bench/store_throughput.py [--backend both|postgresql|sqlite] [--mos 40000]
         [--subscribers 20000] [--mo-batch 2000] [--concurrency 4] [--mts 20000] [--mt-batch 1000]
+        [--without-rollups]
 
 PostgreSQL: 127.0.0.1:5432, user postgres (``ECHAT_TEST_PG_*`` as in tests/conftest.py); a database is
 created for the run and dropped afterwards. SQLite: a file in a temporary directory.
@@ -181,7 +182,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--mts", type=int, default=20_000)
     parser.add_argument("--mt-batch", type=int, default=1_000)
+    parser.add_argument("--without-rollups", action="store_true", help="no reports' rollups")
     args = parser.parse_args()
+    if args.without_rollups:
+        from _rollups_off import switch_rollups_off
+
+        switch_rollups_off()
     workload = Workload(args.mos, args.subscribers, args.mo_batch, args.concurrency, args.mts, args.mt_batch)
     result: dict[str, str] = {}
     if args.backend in ("both", "postgresql"):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from echat.audit import add_audit_commands, check_audit_trail, describe
+from echat.reports import add_reports_commands, rebuild
 from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
 from gatewayd.logging import configure_logging
@@ -111,6 +112,9 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
 
     audit = add_audit_commands(commands, _config_argument)
     audit.set_defaults(handler=_audit)
+
+    reports = add_reports_commands(commands, _config_argument)
+    reports.set_defaults(handler=_reports)
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -368,6 +372,15 @@ def _audit(args: argparse.Namespace) -> int:
     check = asyncio.run(check_audit_trail(config.database.url))
     print(describe(check), file=sys.stdout if check.intact else sys.stderr)
     return EXIT_OK if check.intact else EXIT_FAILURE
+
+
+def _reports(args: argparse.Namespace) -> int:
+    config = _config_at_head(args, f"{args.command} {args.reports_command}")
+    if isinstance(config, int):
+        return config
+    start = asyncio.run(rebuild(config.database.url, args.since))
+    print(f"reports: rollups rebuilt from {start:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
 
 
 def _user(args: argparse.Namespace) -> int:

@@ -77,6 +77,7 @@ from gatewayd.store.repo_mo_parts import (
     waiting_parts,
 )
 from gatewayd.store.repo_subscribers import set_opted_out
+from gatewayd.store.rollups import count_opt_outs
 from gatewayd.store.store import Store
 from routing.keywords import KeywordKind, KeywordSet
 from smpp.concat import user_data
@@ -768,6 +769,7 @@ class MOPipeline:
         own answers (``SYSTEM``) reach an opted-out subscriber, so the confirmation of an opt-out goes."""
         confirmations: list[MTRequest] = []
         opted_out = {result.subscriber.id: result.subscriber.opted_out for _, result in reserved}
+        newly_opted_out: list[IngestedMO] = []
         for mo, result in reserved:
             assert mo.keyword is not None and result.mo_id is not None
             subscriber_id = result.subscriber.id
@@ -778,6 +780,8 @@ class MOPipeline:
                     # only these MOs take the audit head's lock: the chat MOs of the batch never do
                     await append_audit(session, _opt_entry(mo, result.subscriber.client_id, wanted), now=now)
                     opted_out[subscriber_id] = wanted
+                    if wanted:
+                        newly_opted_out.append(result)
             confirmations.append(
                 MTRequest(
                     to=mo.msisdn,
@@ -797,6 +801,7 @@ class MOPipeline:
                 short_code=mo.short_code,
                 client_id=result.subscriber.client_id,
             )
+        await count_opt_outs(session, newly_opted_out, now)
         return await self._queue_answers(session, confirmations, now)
 
     def _answered(self, mo: InboundMO, mo_id: int) -> AnsweredMO:

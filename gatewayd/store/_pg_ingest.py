@@ -40,9 +40,9 @@ WITH input AS (
     ON CONFLICT DO NOTHING
     RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mo_count AS counted
 )
-SELECT id, client_id, msisdn, carrier, country, opted_out, banned, counted FROM inserted
+SELECT id, client_id, msisdn, carrier, country, opted_out, banned, counted, true AS created FROM inserted
 UNION ALL
-SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, 0
+SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, 0, false
 FROM input AS i
 JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
 """
@@ -191,8 +191,8 @@ async def insert_subscribers(
 ) -> Sequence[Row[Any]]:
     """Inserts the (msisdn, client_id, carrier, country, mos, last_mo_at) not known yet, starting them with
     ``mos`` MOs counted and last seen at ``last_mo_at`` when later than ``now``; returns the subscriber rows
-    (id, client_id, msisdn, carrier, country, opted_out, banned, counted) of every MSISDN it could see,
-    ``counted`` being the MOs counted on creation (0 for a subscriber that existed)."""
+    (id, client_id, msisdn, carrier, country, opted_out, banned, counted, created) of every MSISDN it
+    could see, ``counted`` being the MOs counted on creation (0 for a subscriber that existed)."""
     ordered = sorted(rows, key=lambda row: row[0])
     columns = [[row[index] for row in ordered] for index in range(6)]
     for last_mo_at in columns[5]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatewayd.store import accounts, audit, conversations, messages, photos, services, subscribers
+from gatewayd.store import accounts, audit, conversations, messages, photos, rollups, services, subscribers
 from gatewayd.store.base import Base
 
 metadata = Base.metadata
@@ -15,6 +15,7 @@ __all__ = [
     "messages",
     "metadata",
     "photos",
+    "rollups",
     "services",
     "subscribers",
 ]

@@ -29,6 +29,7 @@ from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
 from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts
+from gatewayd.store.rollups import count_mos
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
@@ -155,6 +156,7 @@ class MOIngest(ABC):
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
         await self._count(session, [result for result in results if result.mo_id is not None])
+        await count_mos(session, results)
         return results
 
     @abstractmethod

@@ -11,7 +11,7 @@ import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -74,6 +74,8 @@ class SubscriberRef:
     banned: bool
     #: MOs counted on the subscriber when this upsert created it (see :class:`SubscriberSeen`).
     counted_mos: int = 0
+    #: This upsert created the subscriber (a new client, for the reports' rollups).
+    created: bool = False
 
 
 _REF_COLUMNS = (
@@ -151,7 +153,16 @@ class SQLiteSubscriberUpserts(SubscriberUpserts):
                 for msisdn, client_id in zip(missing, new_client_ids(len(missing)), strict=True)
             ],
         )
-        return await _refs_by_msisdn(session, missing)
+        found = await _refs_by_msisdn(session, missing)
+        # SQLite has one writer at a time: a row first seen at this batch's instant is this batch's.
+        created = await session.execute(
+            select(SUBSCRIBERS.c.msisdn).where(
+                SUBSCRIBERS.c.msisdn.in_(missing), SUBSCRIBERS.c.first_seen == now
+            )
+        )
+        for msisdn in created.scalars():
+            found[msisdn] = replace(found[msisdn], created=True)
+        return found
 
 
 class PostgreSQLSubscriberUpserts(SubscriberUpserts):
@@ -184,6 +195,7 @@ class PostgreSQLSubscriberUpserts(SubscriberUpserts):
                 row.opted_out,
                 row.banned,
                 row.counted,
+                row.created,
             )
             for row in rows
         }
@@ -208,9 +220,7 @@ async def _update_carriers(
         country = item.country or ref.country
         if (carrier, country) != (ref.carrier, ref.country):
             changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
-            found[msisdn] = SubscriberRef(
-                ref.id, ref.client_id, msisdn, carrier, country, ref.opted_out, ref.banned, ref.counted_mos
-            )
+            found[msisdn] = replace(ref, carrier=carrier, country=country)
     if changes:
         statement = (
             update(SUBSCRIBERS)

@@ -32,6 +32,7 @@ from gatewayd.store.repo_subscribers import (
     SQLiteSubscriberUpserts,
     SubscriberUpserts,
 )
+from gatewayd.store.rollups_rebuild import POSTGRESQL, SQLITE, RollupRebuild
 
 
 class UnsupportedDatabase(ValueError):
@@ -54,6 +55,7 @@ class Store:
     results: Results
     receipts: Receipts
     statuses: Statuses
+    rollup_rebuild: RollupRebuild
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -82,6 +84,7 @@ class Store:
             results=SQLiteResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
+            rollup_rebuild=RollupRebuild(SQLITE),
         )
 
     @classmethod
@@ -101,6 +104,7 @@ class Store:
             results=PostgreSQLResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
+            rollup_rebuild=RollupRebuild(POSTGRESQL),
         )
 
     @asynccontextmanager

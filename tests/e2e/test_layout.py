@@ -31,6 +31,10 @@ ADMIN_PAGES = (
     "/admin/sessions",
     "/admin/audit",
     "/admin/gallery",
+    "/admin/reports",
+    "/admin/reports/operators",
+    "/admin/reports/traffic",
+    "/admin/reports/clients",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {

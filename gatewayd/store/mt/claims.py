@@ -25,6 +25,7 @@ from gatewayd.store.mt import _pg as pg
 from gatewayd.store.mt.recipients import refusal
 from gatewayd.store.mt.status import Statuses, insert_history
 from gatewayd.store.mt.values import ERROR_TEXT_LIMIT, MT_KIND_BY_VALUE, ClaimedMT, MTStatusChange
+from gatewayd.store.rollups import count_finals
 from gatewayd.store.subscribers import Subscriber
 
 MT_MESSAGES = table_of(MTMessage)
@@ -332,6 +333,7 @@ async def _refuse(session: AsyncSession, refusals: Iterable[tuple[int, str]], no
         insert(MTStatusHistory),
         [{"mt_id": mt_id, "status": MTStatus.REFUSED, "at": now, "detail": reason} for mt_id, reason in rows],
     )
+    await count_finals(session, [(mt_id, MTStatus.REFUSED) for mt_id, _ in rows])
 
 
 async def requeue_mts(

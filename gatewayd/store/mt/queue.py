@@ -19,6 +19,7 @@ from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.status import insert_history
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_conversations import note_reply
+from gatewayd.store.rollups import count_mts
 from gatewayd.store.subscribers import Subscriber
 
 MT_MESSAGES = table_of(MTMessage)
@@ -28,11 +29,14 @@ SUBSCRIBERS = table_of(Subscriber)
 async def queue_mts(session: AsyncSession, mts: Sequence[NewMT], now: datetime) -> list[int]:
     """Stores MTs in bulk (``queued``, with their history line); their ids, in order. An MT without a
     ``subscriber_id`` gets the one of its destination when it is a known subscriber. Replies mark
-    their conversation answered; each queued MT counts in its subscriber's ``mt_count``."""
+    their conversation answered; each queued MT counts in its subscriber's ``mt_count`` and in the
+    reports' rollups."""
     if not mts:
         return []
     known = await _subscribers_by_msisdn(session, {mt.destination for mt in mts if mt.subscriber_id is None})
-    rows = [_mt_row(mt, mt.subscriber_id or known.get(mt.destination), now) for mt in mts]
+    subscriber_ids = [mt.subscriber_id or known.get(mt.destination) for mt in mts]
+    await count_mts(session, mts, subscriber_ids, now)
+    rows = [_mt_row(mt, subscriber_id, now) for mt, subscriber_id in zip(mts, subscriber_ids, strict=True)]
     insert = MT_MESSAGES.insert().returning(MT_MESSAGES.c.id, sort_by_parameter_order=True)
     ids = list((await session.execute(insert, rows)).scalars())
     await insert_history(session, [(mt_id, MTStatus.QUEUED, now, None) for mt_id in ids])

@@ -31,6 +31,7 @@ from gatewayd.store.mt.values import (
     receipt_part_status,
     state_text,
 )
+from gatewayd.store.rollups import count_finals
 
 MT_MESSAGES = table_of(MTMessage)
 MT_PARTS = table_of(MTPart)
@@ -343,6 +344,7 @@ async def _fail_or_retry(
             .values(status=MTStatus.FAILED, final_at=now, last_error=bindparam("b_error"), **common),
             fail,
         )
+        await count_finals(session, [(row["b_id"], MTStatus.FAILED) for row in fail])
     await insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
     return changes
 

@@ -26,6 +26,7 @@ from gatewayd.store.mt.values import (
     MTStatusChange,
     derive_mt_status,
 )
+from gatewayd.store.rollups import count_finals
 
 MT_MESSAGES = table_of(MTMessage)
 MT_PARTS = table_of(MTPart)
@@ -161,6 +162,7 @@ class SQLiteStatuses(Statuses):
                 [{"b_id": mt_id, "b_previous": previous} for mt_id, previous, to in moves if to is target],
             )
         await insert_history(session, [(c.mt_id, c.status, c.at, c.detail) for c in changes])
+        await count_finals(session, [(mt_id, target) for mt_id, _, target in moves if target.is_final])
         return changes
 
 
@@ -230,6 +232,9 @@ class PostgreSQLStatuses(Statuses):
             ],
             [(c.mt_id, c.status.value, c.detail) for c in changes],
             now,
+        )
+        await count_finals(
+            session, [(mt_id, target) for mt_id, _, target in moves if target.is_final and mt_id in moved]
         )
         if len(moved) == len(moves):
             return changes, []

@@ -1,8 +1,8 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery and the example
-plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
-against a real uvicorn server, so the event streams (which never end) are covered like any other
-route: their status and headers are read, then they are closed.
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery, reports and the
+example plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The
+matrix runs against a real uvicorn server, so the event streams (which never end) are covered like any
+other route: their status and headers are read, then they are closed.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/gallery/upload"): {"album": "x"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "x"},
 }
+REPORTS_ACCESS = {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403}
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
     ("GET", "/login"): {"anonymous": 200, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
@@ -322,6 +323,11 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/p/{token}"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
     ("GET", "/p/{token}/thumb"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
+    # The reports: reports.view is the master's by default; pages only read (no form to post).
+    ("GET", "/admin/reports"): REPORTS_ACCESS,
+    ("GET", "/admin/reports/operators"): REPORTS_ACCESS,
+    ("GET", "/admin/reports/traffic"): REPORTS_ACCESS,
+    ("GET", "/admin/reports/clients"): REPORTS_ACCESS,
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 

@@ -1,0 +1,217 @@
+"""The reports' figures, read from the hourly rollups only (:mod:`gatewayd.store.rollups`), except a
+client's history, which is that client's own rows of the message tables (read by the subscriber index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store.accounts import Account
+from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.rollups import (
+    RESPONSE_BOUNDS,
+    RESPONSE_FLOORS,
+    OperatorFirstResponse,
+    OperatorHourly,
+    TrafficHourly,
+)
+
+#: The dimensions the traffic report groups by (a column of ``traffic_hourly`` each).
+DIMENSIONS = ("service", "short_code", "carrier", "country")
+
+
+@dataclass(frozen=True, slots=True)
+class HourTotal:
+    hour: datetime
+    mo: int
+    mt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRow:
+    name: str
+    mo: int
+    mt: int
+    delivered: int
+    failed: int
+    refused: int
+    opt_outs: int
+    new_clients: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A percentile of first responses, as the bucket it fell in: at most ``within`` seconds (None: more
+    than ``over`` seconds, the last bucket)."""
+
+    over: int
+    within: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRow:
+    operator_id: int
+    name: str
+    conversations: int
+    mos_answered: int
+    mts_sent: int
+    mts_delivered: int
+    replies_timed: int
+    median: Response | None
+    p90: Response | None
+
+    @property
+    def delivered_percent(self) -> float | None:
+        return round(100 * self.mts_delivered / self.mts_sent, 1) if self.mts_sent else None
+
+
+async def hourly_totals(session: AsyncSession, start: datetime, end: datetime) -> list[HourTotal]:
+    """MOs and MTs per UTC hour (hours without traffic left out)."""
+    t = TrafficHourly
+    rows = await session.execute(
+        select(t.hour, func.sum(t.mo), func.sum(t.mt))
+        .where(t.hour >= start, t.hour < end)
+        .group_by(t.hour)
+        .order_by(t.hour)
+    )
+    return [HourTotal(hour, int(mo), int(mt)) for hour, mo, mt in rows]
+
+
+def per_day(totals: Sequence[HourTotal], days: Sequence[date], zone: ZoneInfo) -> list[tuple[date, int, int]]:
+    """(day, MOs, MTs) for each of ``days`` in the viewer's zone."""
+    mos: dict[date, int] = {}
+    mts: dict[date, int] = {}
+    for total in totals:
+        day = total.hour.astimezone(zone).date()
+        mos[day] = mos.get(day, 0) + total.mo
+        mts[day] = mts.get(day, 0) + total.mt
+    return [(day, mos.get(day, 0), mts.get(day, 0)) for day in days]
+
+
+def per_weekday_hour(totals: Sequence[HourTotal], zone: ZoneInfo) -> list[list[int]]:
+    """MOs + MTs as [weekday (Monday 0)][local hour]."""
+    grid = [[0] * 24 for _ in range(7)]
+    for total in totals:
+        local = total.hour.astimezone(zone)
+        grid[local.weekday()][local.hour] += total.mo + total.mt
+    return grid
+
+
+async def traffic_by(
+    session: AsyncSession, dimension: str, start: datetime, end: datetime
+) -> list[TrafficRow]:
+    """The traffic per value of ``dimension`` (one of :data:`DIMENSIONS`), busiest first."""
+    t = TrafficHourly
+    column = getattr(t, dimension)
+    sums = [
+        func.sum(getattr(t, name))
+        for name in ("mo", "mt", "mt_delivered", "mt_failed", "mt_refused", "opt_outs", "new_clients")
+    ]
+    rows = await session.execute(
+        select(column, *sums).where(t.hour >= start, t.hour < end).group_by(column).order_by(column)
+    )
+    found = [TrafficRow(str(name), *(int(value) for value in values)) for name, *values in rows]
+    return sorted(found, key=lambda row: (-(row.mo + row.mt), row.name))
+
+
+def percentile(histogram: Mapping[int, int], share: float) -> Response | None:
+    """The bucket the ``share`` percentile (0.5: median) of a first-response histogram falls in."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    needed = share * total
+    seen = 0
+    for index, floor in enumerate(RESPONSE_FLOORS):
+        seen += histogram.get(floor, 0)
+        if seen >= needed:
+            return Response(floor, RESPONSE_BOUNDS[index] if index < len(RESPONSE_BOUNDS) else None)
+    return Response(RESPONSE_FLOORS[-1], None)
+
+
+async def operators(session: AsyncSession, start: datetime, end: datetime) -> list[OperatorRow]:
+    """Per operator who sent or answered anything in the range, by name."""
+    o = OperatorHourly
+    rows = await session.execute(
+        select(o.operator_id, func.sum(o.conversations), func.sum(o.mos_answered), func.sum(o.mts_sent))
+        .add_columns(func.sum(o.mts_delivered))
+        .where(o.hour >= start, o.hour < end)
+        .group_by(o.operator_id)
+    )
+    sums = {row[0]: [int(value) for value in row[1:]] for row in rows}
+    r = OperatorFirstResponse
+    histograms: dict[int, dict[int, int]] = {}
+    for operator_id, floor, replies in await session.execute(
+        select(r.operator_id, r.over_s, func.sum(r.replies))
+        .where(r.hour >= start, r.hour < end)
+        .group_by(r.operator_id, r.over_s)
+    ):
+        histograms.setdefault(operator_id, {})[floor] = int(replies)
+    ids = sorted(set(sums) | set(histograms))
+    names: dict[int, str] = {}
+    if ids:
+        accounts = await session.execute(select(Account.id, Account.display_name).where(Account.id.in_(ids)))
+        names = {account_id: name for account_id, name in accounts}
+    result = []
+    for operator_id in ids:
+        conversations, answered, sent, delivered = sums.get(operator_id, [0, 0, 0, 0])
+        histogram = histograms.get(operator_id, {})
+        result.append(
+            OperatorRow(
+                operator_id,
+                names.get(operator_id, f"#{operator_id}"),
+                conversations,
+                answered,
+                sent,
+                delivered,
+                sum(histogram.values()),
+                percentile(histogram, 0.5),
+                percentile(histogram, 0.9),
+            )
+        )
+    return sorted(result, key=lambda row: (row.name.lower(), row.operator_id))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    direction: str  # 'mo' or 'mt'
+    message_id: int
+    at: datetime
+    text: str
+    short_code: str
+    carrier: str
+    status: str | None
+
+
+async def client_history(
+    session: AsyncSession, subscriber_id: int, *, limit: int, offset: int = 0
+) -> list[HistoryLine]:
+    """The client's MOs and MTs, newest first (``limit`` from ``offset``)."""
+    mos = select(
+        literal("mo").label("direction"),
+        MOMessage.id,
+        MOMessage.received_at.label("at"),
+        MOMessage.text,
+        MOMessage.short_code,
+        MOMessage.carrier,
+        literal(None).label("status"),
+    ).where(MOMessage.subscriber_id == subscriber_id)
+    mts = select(
+        literal("mt"),
+        MTMessage.id,
+        MTMessage.created_at,
+        MTMessage.text,
+        MTMessage.source,
+        MTMessage.carrier,
+        MTMessage.status,
+    ).where(MTMessage.subscriber_id == subscriber_id)
+    both = union_all(mos, mts).subquery()
+    rows = await session.execute(
+        select(both).order_by(both.c.at.desc(), both.c.id.desc()).limit(limit).offset(offset)
+    )
+    return [HistoryLine(*row) for row in rows]
