@@ -733,7 +733,7 @@ class Config(Settings):
     panel: PanelConfig = Field(default_factory=PanelConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     assignment: AssignmentConfig = AssignmentConfig()
-    campaigns: CampaignsConfig = CampaignsConfig()
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(
