@@ -31,6 +31,8 @@ ADMIN_PAGES = (
     "/admin/sessions",
     "/admin/audit",
     "/admin/gallery",
+    "/admin/campaigns",
+    "/admin/campaigns/new",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {
