@@ -120,10 +120,12 @@ async def test_the_counters_follow_the_campaign_mts(store: Store) -> None:
 
 async def test_the_pace_and_the_carriers_room_limit_each_pass(store: Store) -> None:
     await answered_history(store)
-    campaign_id = await new_campaign(store, tps=2)
+    campaign_id = await new_campaign(store, tps=4)
     paced = sender(store)
     await paced.step(NOW)
-    assert len(await campaign_mts(store)) == 2  # the campaign's 2 MTs a second, one second's worth
+    assert len(await campaign_mts(store)) == 2  # the campaign's 4 MTs a second, half a second's worth
+    await paced.step(NOW + timedelta(milliseconds=250))
+    assert len(await campaign_mts(store)) == 3
     # the carriers' share of the outbox: 1 MT a second, 3 seconds' worth at most
     roomy = await new_campaign(store, name="room")
     narrow = sender(store, carrier_tps={"movistar": 1.0, "vodafone": 1.0}, backlog_seconds=3.0)
@@ -164,7 +166,7 @@ async def test_recipients_in_quiet_hours_wait_for_morning(store: Store) -> None:
 
 async def test_pause_resume_and_cancel(store: Store) -> None:
     await answered_history(store)
-    campaign_id = await new_campaign(store, tps=2)
+    campaign_id = await new_campaign(store, tps=4)
     feeding = sender(store)
     await feeding.step(NOW)
     async with store.transaction() as session:
