@@ -262,7 +262,7 @@ def _label(request: Request, status: CampaignStatus) -> str:
 
 def _action(form: FormData) -> str | None:
     value = form.get("action")
-    return value if isinstance(value, str) and value in ACTIONS and value != "schedule" else None
+    return value if isinstance(value, str) and value in ACTIONS else None
 
 
 @requires(PANEL_ACCESS, CAMPAIGNS_MANAGE)
