@@ -22,7 +22,7 @@ Throughout, the daemon's and the panel's RSS are sampled every second, and a sig
 the campaign's progress (``/admin/campaigns/{id}/progress``) every half second, timed.
 
     .venv/bin/python bench/mass_push.py [--clients 1000000] [--seconds 15] [--reply-rate 20]
-        [--campaign-tps 200] [--bind-tps 1000]
+        [--campaign-tps 200] [--bind-tps 1000] [--backlog-seconds 5]
 
 Ends with one ``RESULT key=value ...`` line.
 """
@@ -174,7 +174,7 @@ async def panel_process(database_url: str) -> AsyncIterator[tuple[str, int]]:
 # --- the driver ----------------------------------------------------------------------------------------
 
 
-def daemon_toml(directory: Path, url: str, port: int, prefix: str, bind_tps: int) -> Path:
+def daemon_toml(directory: Path, url: str, port: int, prefix: str, bind_tps: int, backlog: float) -> Path:
     path = directory / "gatewayd.toml"
     path.write_text(
         f"""
@@ -196,7 +196,7 @@ instance = "{prefix}"
 
 [campaigns]
 quiet_hours = "off"
-backlog_seconds = 5.0
+backlog_seconds = {backlog}
 
 [[carriers]]
 name = "{CARRIER}"
@@ -407,7 +407,7 @@ async def drive(args: argparse.Namespace) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mass-push-")))
         prefix = f"bench-mass-{int(time.time())}"
         smsc = await stack.enter_async_context(SMSCProcess())
-        config = daemon_toml(workdir, url, smsc.port, prefix, args.bind_tps)
+        config = daemon_toml(workdir, url, smsc.port, prefix, args.bind_tps, args.backlog_seconds)
         log = workdir / "daemon.log"
         daemon = await stack.enter_async_context(daemon_process(config, DaemonOptions(log=log)))
         await wait_bound(smsc, daemon, log)
@@ -507,6 +507,7 @@ def main() -> int:
     parser.add_argument("--reply-rate", type=float, default=20.0)
     parser.add_argument("--campaign-tps", type=int, default=200)
     parser.add_argument("--bind-tps", type=int, default=1000)
+    parser.add_argument("--backlog-seconds", type=float, default=5.0, help="[campaigns] backlog_seconds")
     return asyncio.run(drive(parser.parse_args()))
 
 
