@@ -101,12 +101,6 @@ def upgrade() -> None:
         ),
         sa.Column("reason", sa.String(length=64), nullable=True),
         sa.Column("mt_id", ID, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["campaign_id"],
-            ["campaigns.id"],
-            name=op.f("fk_campaign_recipients_campaign_id_campaigns"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_recipients")),
         sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_campaign_recipients_campaign_id"),
     )
