@@ -488,6 +488,35 @@ class AssignmentConfig(Settings):
     callcentre_pool: Pool = "callcentre"
 
 
+_QUIET_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _quiet_hours(value: str) -> str:
+    text = value.strip().replace(" ", "")
+    if text.lower() in ("", "off"):
+        return ""
+    if not _QUIET_HOURS.match(text):
+        raise ValueError(f"must be HH:MM-HH:MM (e.g. 22:00-09:00) or off, not {value!r}")
+    return text
+
+
+class CampaignsConfig(Settings):
+    """The mass push's sender (``gatewayd.campaigns``). ``quiet_hours`` (``HH:MM-HH:MM``, across
+    midnight when the end comes first; ``off`` for none) is read in the client's country's zone:
+    ``country_zones`` maps a country to an IANA zone, any other country is read in ``[daemon]
+    timezone``. ``backlog_seconds``: how many seconds of each carrier's binds' TPS of campaign MTs
+    the outbox holds at most (a reply queued meanwhile waits behind no more); ``batch``: recipients
+    queued per transaction at most; ``poll_interval``: seconds between the sender's passes."""
+
+    quiet_hours: Annotated[str, AfterValidator(_quiet_hours)] = "22:00-09:00"
+    country_zones: Annotated[Mapping[Country, TimeZone], AfterValidator(MappingProxyType)] = Field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    backlog_seconds: PositiveSeconds = 5.0
+    batch: int = Field(500, ge=1, le=10_000)
+    poll_interval: PositiveSeconds = 1.0
+
+
 class BindType(StrEnum):
     TRANSCEIVER = "transceiver"
     RECEIVER = "receiver"
@@ -704,6 +733,7 @@ class Config(Settings):
     panel: PanelConfig = Field(default_factory=PanelConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     assignment: AssignmentConfig = AssignmentConfig()
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
+from gatewayd.campaigns import CampaignSender, CampaignSettings
 from gatewayd.config import Config
 from gatewayd.diversion import DiversionCache
 from gatewayd.events import EventPublisher
@@ -98,6 +99,8 @@ class Daemon:
         self.recorder: MTRecorder | None = None
         #: Hands waiting conversations to the operators of their pool, panel open or not.
         self.assignment: AssignmentService | None = None
+        #: Feeds the running mass push campaigns into the outbox.
+        self.campaigns: CampaignSender | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
         self.routes: RouteTables = build_routes(config)
 
@@ -130,6 +133,8 @@ class Daemon:
         self.routes = routes
         if self.outbox is not None:
             self.outbox.settings = OutboxSettings.from_config(config)
+        if self.campaigns is not None:
+            self.campaigns.settings = CampaignSettings.from_config(config)
         if self.mo is not None:
             self.mo.router.update(routes.mo)
             self.mo.banned_replies = banned_replies(config)
@@ -224,6 +229,7 @@ class Daemon:
             bus=events.bus,
             wake=self._mt_queued,
         )
+        self.campaigns = CampaignSender(self.store, self.outbox, CampaignSettings.from_config(config))
         self.recorder = MTRecorder(
             self.store,
             events,
@@ -308,7 +314,7 @@ class Daemon:
 
     async def _run_tasks(self) -> None:
         assert self.binds is not None and self.mo is not None and self.mt is not None
-        assert self.recorder is not None and self.assignment is not None
+        assert self.recorder is not None and self.assignment is not None and self.campaigns is not None
         async with asyncio.TaskGroup() as group:
             recorder_task = group.create_task(self.recorder.run_loop(), name="recorder.run_loop")
             mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
@@ -322,6 +328,7 @@ class Daemon:
                 group.create_task(self.metrics_service.sample_loop(), name="metrics.sample_loop"),
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
                 group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
+                group.create_task(self.campaigns.run_loop(), name="campaigns.run_loop"),
             ]
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen

@@ -1,5 +1,5 @@
 """The outbox: the one way an MT is queued, whoever produces it (the desk's replies and pushes,
-``gatewayd send``, the MO pipeline's keyword answers; later the mass push, the API, campaigns).
+``gatewayd send``, the MO pipeline's keyword answers, the mass push's sender; later the API).
 
 For each :class:`MTRequest` the :class:`Outbox`
 

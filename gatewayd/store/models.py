@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from gatewayd.store import accounts, audit, conversations, messages, photos, rollups, services, subscribers
+from gatewayd.store import (
+    accounts,
+    audit,
+    campaigns,
+    conversations,
+    messages,
+    photos,
+    rollups,
+    services,
+    subscribers,
+)
 from gatewayd.store.base import Base
 
 metadata = Base.metadata
@@ -11,6 +21,7 @@ __all__ = [
     "Base",
     "accounts",
     "audit",
+    "campaigns",
     "conversations",
     "messages",
     "metadata",

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gatewayd.outbox import MAX_SEGMENTS, MTRequest, OutboxError, Prepared, TextRefused
+from gatewayd.outbox import MTRequest, OutboxError, Prepared, TextRefused
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
@@ -36,17 +36,16 @@ from panel.audit import audit, entry_for
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
-from panel.web import db, db_read, error_response, panel, render, require_user, translate_plural
+from panel.web import db, db_read, error_response, panel, render, require_user
 from plugins.desk.charts import client_charts
+from plugins.desk.compose import counter, preview
 from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
-from plugins.desk.masking import MASK, masked, masked_thread
+from plugins.desk.masking import masked, masked_thread
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
 from plugins.gallery.links import photo_picker
-from routing.variables import render_template
 from smpp.errors import SMPPError
-from smpp.text import DraftInfo, draft_info
 from translations import N_
 
 MAX_ALIAS = 64
@@ -72,38 +71,6 @@ def _int_param(value: str | None) -> int | None:
     if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         return None
     return int(value)
-
-
-def counter(request: Request, text: str) -> dict[str, Any]:
-    """The reply box's counter, from smpp.text (what the gateway will actually send): give it the
-    text rendered (see :func:`draft`)."""
-    info: DraftInfo = draft_info(text, max_segments=MAX_SEGMENTS)
-    return {
-        "encoding": info.encoding,
-        "segments": info.segments,
-        "units": info.units,
-        "units_left": info.units_left,
-        "segment_capacity": info.segment_capacity,
-        "non_gsm_chars": list(info.non_gsm_chars),
-        "fits": info.fits,
-        "label": translate_plural(
-            request,
-            "%(encoding)s · %(segments)s SMS · %(num)d character left",
-            "%(encoding)s · %(segments)s SMS · %(num)d characters left",
-            info.units_left,
-            encoding=info.encoding,
-            segments=info.segments,
-        ),
-    }
-
-
-def preview(prepared: Prepared, show_msisdn: bool) -> str:
-    """What the client will receive, as the panel may show it: rendered from the same variables,
-    ``telefono`` masked for an operator without the MSISDN permission."""
-    if show_msisdn:
-        return prepared.text
-    hidden = {**prepared.variables, "telefono": MASK * len(prepared.variables.get("telefono", ""))}
-    return render_template(prepared.request.text, hidden)
 
 
 def _masked_view(view: ConversationView, show_msisdn: bool) -> ConversationView:

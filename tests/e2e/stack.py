@@ -30,7 +30,19 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, gallery, home, monitor, reports, services
+from plugins import (
+    accounts,
+    audit,
+    auth,
+    campaigns,
+    clients,
+    conversations,
+    gallery,
+    home,
+    monitor,
+    reports,
+    services,
+)
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -145,6 +157,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         monitor.plugin,
         gallery.plugin,
         reports.plugin,
+        campaigns.plugin,
     ]
 
 

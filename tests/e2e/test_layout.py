@@ -35,6 +35,8 @@ ADMIN_PAGES = (
     "/admin/reports/operators",
     "/admin/reports/traffic",
     "/admin/reports/clients",
+    "/admin/campaigns",
+    "/admin/campaigns/new",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {

@@ -30,6 +30,7 @@ DOMAINS = {
     "plugins/monitor": "monitor",
     "plugins/gallery": "gallery",
     "plugins/reports": "reports",
+    "plugins/campaigns": "campaigns",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -2,7 +2,8 @@
 
 The outbox (``gatewayd.outbox``) applies :func:`refusal` when an MT is queued; the claim applies the
 same function again when the MT is sent, because a ban or an opt-out can arrive in between. Nobody
-else decides it.
+else decides it. :func:`may_receive` is the same rule as an SQL condition, for statements that pick
+recipients by the thousand (the mass push's audience); a test holds the two together.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import chunks
@@ -41,6 +42,17 @@ def refusal(kind: MTKind, *, opted_out: bool, banned: bool, ban_reason: str | No
     if opted_out and kind is not MTKind.SYSTEM:
         return Refusal(RefusalReason.OPTED_OUT, "subscriber opted out")
     return None
+
+
+def may_receive(kind: MTKind) -> ColumnElement[bool]:
+    """:func:`refusal` as a condition on ``subscribers``: true for the subscribers it lets an MT of
+    ``kind`` go to."""
+    if kind is MTKind.BAN_NOTICE:
+        return Subscriber.opted_out.is_(False)
+    conditions: list[ColumnElement[bool]] = [Subscriber.banned.is_(False)]
+    if kind is not MTKind.SYSTEM:
+        conditions.append(Subscriber.opted_out.is_(False))
+    return and_(true(), *conditions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from plugins import (
     accounts,
     audit,
     auth,
+    campaigns,
     clients,
     conversations,
     desk,
@@ -62,6 +63,7 @@ BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
     monitor.plugin,
     gallery.plugin,
     reports.plugin,
+    campaigns.plugin,
 )
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -114,6 +116,7 @@ class Samples:
             "account_id": str(self.account_id),
             # The gallery's routes: no photo has these (the gallery's own tests use real ones).
             "photo_id": "424242",
+            "campaign_id": "424242",
             "token": "n0-such-photo-token-n0-such-photo-token-xyz",
         }
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)

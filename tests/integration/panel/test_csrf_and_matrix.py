@@ -168,6 +168,10 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     # the gallery: no file, a loopback address (refused before any connection), a photo that is not there
     ("POST", "/admin/gallery/upload"): {"album": "x"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "x"},
+    # the mass push: a campaign without its text (400), a counter, a campaign that is not there
+    ("POST", "/admin/campaigns"): {"name": "x", "last_pushes": "2", "tps": "10"},
+    ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
+    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
 }
 REPORTS_ACCESS = {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403}
 PINNED: dict[tuple[str, str], dict[str, int]] = {
@@ -328,6 +332,46 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/admin/reports/operators"): REPORTS_ACCESS,
     ("GET", "/admin/reports/traffic"): REPORTS_ACCESS,
     ("GET", "/admin/reports/clients"): REPORTS_ACCESS,
+    # The mass push: campaigns.manage is the master's by default. The audience count without its
+    # filters is a 400 (the number of pushes is missing); the sample campaign does not exist.
+    ("GET", "/admin/campaigns"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/campaigns"): {"anonymous": 401, "ana": 400, "marta": 400, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/campaigns/new"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/campaigns/audience"): {
+        "anonymous": 303,
+        "ana": 400,
+        "marta": 400,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/campaigns/draft"): {
+        "anonymous": 401,
+        "ana": 200,
+        "marta": 200,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("GET", "/admin/campaigns/{campaign_id:int}"): {
+        "anonymous": 303,
+        "ana": 404,
+        "marta": 404,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("GET", "/admin/campaigns/{campaign_id:int}/progress"): {
+        "anonymous": 303,
+        "ana": 404,
+        "marta": 404,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 404,
+        "oscar": 403,
+        "nadie": 403,
+    },
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 

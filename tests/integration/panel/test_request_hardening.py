@@ -114,6 +114,22 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/gallery/upload"): {"album": "verano"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
     ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
+    ("POST", "/admin/campaigns"): {
+        "name": "verano",
+        "text": "Hola, vuelve al chat",
+        "last_pushes": "2",
+        "include_new": "1",
+        "service": "",
+        "carrier": "",
+        "country": "ES",
+        "active_days": "30",
+        "tps": "10",
+        "when": "now",
+        "scheduled_at": "",
+        "action": "count",
+    },
+    ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
+    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
 }
 
 

@@ -1,0 +1,312 @@
+"""The mass push's sender ("animator mode", manual 1.6): a daemon loop that starts the campaigns
+whose time came (their audience snapshotted into ``campaign_recipients``), feeds the running ones'
+pending recipients into the outbox, and follows the MTs it queued so each campaign's counters say
+how far it got.
+
+Feeding goes through :meth:`gatewayd.outbox.Outbox.queue_in` (kind ``mass``, priority
+:data:`CAMPAIGN_PRIORITY`, below the operators' replies), in the transaction that marks the
+recipients ``queued`` with their MT: a crash sends nobody twice and loses nobody. It is paced three
+ways: the campaign's own TPS (a token bucket per campaign in this process), each carrier's binds'
+TPS (no more than ``[campaigns] backlog_seconds`` of it waits in the outbox, so a reply queued now
+leaves within seconds), and the quiet hours of the client's country (those recipients stay pending
+until morning). Several daemons may share the database: the claims of recipients skip the rows
+another holds (PostgreSQL), and the campaign row is locked while it is fed, so a pause or a cancel
+waits for the batch in hand and then stops the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.config import CarrierConfig, Config
+from gatewayd.logging import log_event
+from gatewayd.outbox import MTRequest, Outbox, OutboxError, Queued, TextRefused
+from gatewayd.store.campaigns import Campaign, CampaignStatus, RecipientState
+from gatewayd.store.enums import MTKind
+from gatewayd.store.mt.recipients import Refusal
+from gatewayd.store.repo_campaigns import (
+    Awake,
+    PendingRecipient,
+    campaign_backlog,
+    claim_pending,
+    finish_done,
+    follow_mts,
+    mark_queued,
+    mark_skipped,
+    running_campaigns,
+    shift,
+    start_due,
+)
+from gatewayd.store.store import Store
+
+log = logging.getLogger("gatewayd.campaigns")
+
+#: Campaign MTs leave after every reply (0) and keyword answer (10) queued before them.
+CAMPAIGN_PRIORITY = -10
+#: Open recipients whose MT moved on, followed per pass at most.
+FOLLOW_BATCH = 5000
+#: Seconds between passes while a campaign is being fed, and the most a campaign may queue at once,
+#: in seconds of its TPS: small, frequent batches, so a reply queued meanwhile finds few campaign MTs
+#: claimed ahead of it in the daemons' MT pipelines.
+FEED_INTERVAL = 0.2
+BURST_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local hours ``[start, end)`` in which no campaign MT leaves; across midnight when ``end`` comes
+    before ``start`` (22:00-09:00); none when they are equal."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> QuietHours | None:
+        """``HH:MM-HH:MM`` as ``[campaigns] quiet_hours`` holds it; None for ``""`` (off)."""
+        if not text:
+            return None
+        first, second = text.split("-")
+        return cls(time.fromisoformat(first), time.fromisoformat(second))
+
+    def quiet(self, local: time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def quiet_at(self, now: datetime, zone: ZoneInfo) -> bool:
+        """Whether ``now`` (aware) falls in the quiet hours of ``zone``'s wall clock (DST included)."""
+        return self.quiet(now.astimezone(zone).time().replace(tzinfo=None))
+
+
+@dataclass(slots=True)
+class Pace:
+    """A token bucket: ``rate`` MTs a second, at most ``burst`` at once."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    at: float | None = None
+
+    def take(self, now: float, wanted: int) -> int:
+        """How many of ``wanted`` may go at ``now`` (seconds; taken from the bucket)."""
+        if self.at is None:
+            self.tokens = self.burst
+        else:
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.at = now
+        granted = max(0, min(wanted, math.floor(self.tokens)))
+        self.tokens -= granted
+        return granted
+
+    def give_back(self, count: int) -> None:
+        self.tokens = min(self.burst, self.tokens + count)
+
+
+def carrier_tps(carriers: Sequence[CarrierConfig]) -> dict[str, float]:
+    """Each carrier's MTs a second: the TPS of its binds that send, times their sessions."""
+    return {
+        carrier.name: sum(bind.tps * bind.count for bind in carrier.binds if bind.can_send)
+        for carrier in carriers
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSettings:
+    quiet_hours: QuietHours | None = None
+    country_zones: Mapping[str, ZoneInfo] = field(default_factory=dict)
+    default_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Madrid"))
+    carrier_tps: Mapping[str, float] = field(default_factory=dict)
+    backlog_seconds: float = 5.0
+    batch: int = 500
+    poll_interval: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> CampaignSettings:
+        section = config.campaigns
+        return cls(
+            quiet_hours=QuietHours.parse(section.quiet_hours),
+            country_zones={country: ZoneInfo(zone) for country, zone in section.country_zones.items()},
+            default_zone=config.daemon.zone,
+            carrier_tps=carrier_tps(config.carriers),
+            backlog_seconds=section.backlog_seconds,
+            batch=section.batch,
+            poll_interval=section.poll_interval,
+        )
+
+    def awake(self, now: datetime) -> Awake:
+        """Where it is not quiet hours at ``now``."""
+        quiet = self.quiet_hours
+        if quiet is None:
+            return Awake.everywhere()
+        countries = frozenset(c for c, zone in self.country_zones.items() if not quiet.quiet_at(now, zone))
+        return Awake(countries, frozenset(self.country_zones), not quiet.quiet_at(now, self.default_zone))
+
+    def room(self, carrier: str, backlog: int) -> int:
+        """How many more campaign MTs the carrier's share of the outbox takes now."""
+        return max(0, math.ceil(self.carrier_tps.get(carrier, 0.0) * self.backlog_seconds) - backlog)
+
+
+#: What became of one recipient's request: the MT queued, the recipient rule's refusal, or the reason
+#: the outbox could not take it.
+Outcome = Queued | Refusal | str
+
+
+class CampaignSender:
+    """Feeds the running campaigns into the outbox (see the module's docstring)."""
+
+    def __init__(self, store: Store, outbox: Outbox, settings: CampaignSettings) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.settings = settings
+        self._paces: dict[int, Pace] = {}
+
+    async def run_loop(self) -> None:
+        """Passes every ``poll_interval`` seconds, every :data:`FEED_INTERVAL` while there is work; a
+        pass that fails is logged and tried again at the next."""
+        while True:
+            busy = False
+            try:
+                busy = await self.step()
+            except Exception as error:  # the database went away: the next pass tries again
+                log_event(log, "campaigns.pass_failed", logging.WARNING, error=repr(error))
+            await asyncio.sleep(FEED_INTERVAL if busy else self.settings.poll_interval)
+
+    async def step(self, now: datetime | None = None) -> bool:
+        """One pass: start what is due, feed what runs, follow MTs, finish what is done. Whether it
+        did anything (another pass may find more)."""
+        now = now or datetime.now(UTC)
+        async with self.store.transaction() as session:
+            started = await start_due(session, now)
+        for campaign_id, count in started:
+            log_event(log, "campaign.started", campaign=campaign_id, recipients=count)
+        async with self.store.transaction() as session:
+            campaigns = await running_campaigns(session)
+            backlog = await campaign_backlog(session) if campaigns else {}
+        fed = 0
+        for campaign in campaigns:
+            fed += await self._feed(campaign, backlog, now)
+        async with self.store.transaction() as session:
+            moves = await follow_mts(session, FOLLOW_BATCH)
+            finished = await finish_done(session, now)
+        for campaign_id in finished:
+            self._paces.pop(campaign_id, None)
+            log_event(log, "campaign.finished", campaign=campaign_id)
+        return bool(fed or moves)
+
+    def _pace(self, campaign: Campaign) -> Pace:
+        pace = self._paces.get(campaign.id)
+        burst = max(1.0, campaign.tps * BURST_SECONDS)
+        if pace is None or pace.rate != campaign.tps:
+            pace = self._paces[campaign.id] = Pace(float(campaign.tps), burst)
+        return pace
+
+    async def _feed(self, campaign: Campaign, backlog: dict[str, int], now: datetime) -> int:
+        """Queues what the campaign's pace, the carriers' room and the quiet hours allow now."""
+        pace = self._pace(campaign)
+        allowed = pace.take(now.timestamp(), self.settings.batch)
+        awake = Awake.everywhere() if campaign.ignore_quiet_hours else self.settings.awake(now)
+        claimed = 0
+        carriers = sorted(self.settings.carrier_tps)
+        rooms = {name: self.settings.room(name, backlog.get(name, 0)) for name in carriers}
+        for name in carriers:
+            wanted = min(allowed - claimed, rooms[name])
+            if wanted <= 0:
+                continue
+            count = await self._queue(campaign.id, wanted, awake, now, carriers=[name])
+            if count is None:
+                break  # no longer running
+            claimed += count
+            backlog[name] = backlog.get(name, 0) + count
+        else:
+            # clients of no configured carrier (the outbox routes them by their number's country)
+            wanted = min(allowed - claimed, min(rooms.values(), default=0))
+            if wanted > 0:
+                claimed += await self._queue(campaign.id, wanted, awake, now, others=carriers) or 0
+        pace.give_back(allowed - claimed)
+        return claimed
+
+    async def _queue(
+        self,
+        campaign_id: int,
+        limit: int,
+        awake: Awake,
+        now: datetime,
+        *,
+        carriers: Sequence[str] | None = None,
+        others: Sequence[str] = (),
+    ) -> int | None:
+        """One transaction: the campaign locked and still running (else None), up to ``limit`` of its
+        pending recipients claimed, queued through the outbox and marked; how many were claimed."""
+        async with self.store.transaction() as session:
+            status = await session.scalar(
+                select(Campaign.status).where(Campaign.id == campaign_id).with_for_update()
+            )
+            if status is not CampaignStatus.RUNNING:
+                return None
+            pending = await claim_pending(
+                session, campaign_id, limit, awake=awake, carriers=carriers, other_carriers=others
+            )
+            if not pending:
+                return 0
+            text = await session.scalar(select(Campaign.text).where(Campaign.id == campaign_id))
+            assert text is not None
+            outcomes = await self._queue_in(session, [_request(item, text) for item in pending], now)
+            queued = [
+                (item.id, o.mt_id) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, Queued)
+            ]
+            skipped = [
+                (item.id, o.reason.value if isinstance(o, Refusal) else o)
+                for item, o in zip(pending, outcomes, strict=True)
+                if not isinstance(o, Queued)
+            ]
+            await mark_queued(session, queued)
+            await mark_skipped(session, skipped)
+            await shift(
+                session,
+                campaign_id,
+                {
+                    RecipientState.PENDING: -len(pending),
+                    RecipientState.QUEUED: len(queued),
+                    RecipientState.SKIPPED: len(skipped),
+                },
+            )
+        await self.outbox.announce([o for o in outcomes if isinstance(o, Queued)])
+        return len(pending)
+
+    async def _queue_in(
+        self, session: AsyncSession, requests: list[MTRequest], now: datetime
+    ) -> list[Outcome]:
+        """The batch through the outbox; when one request cannot be routed or rendered, each on its
+        own (a savepoint each), the failing ones with their reason."""
+        try:
+            async with session.begin_nested():
+                return list((await self.outbox.queue_in(session, requests, now)).outcomes)
+        except OutboxError:
+            pass
+        outcomes: list[Outcome] = []
+        for request in requests:
+            try:
+                async with session.begin_nested():
+                    outcomes.append((await self.outbox.queue_in(session, [request], now)).outcomes[0])
+            except TextRefused as error:
+                outcomes.append(f"text_{error.reason}")
+            except OutboxError:
+                outcomes.append("no_route")
+        return outcomes
+
+
+def _request(item: PendingRecipient, text: str) -> MTRequest:
+    return MTRequest(
+        item.msisdn, text, kind=MTKind.MASS, priority=CAMPAIGN_PRIORITY, subscriber_id=item.subscriber_id
+    )
