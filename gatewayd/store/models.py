@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatewayd.store import accounts, audit, conversations, messages, photos, services, subscribers
+from gatewayd.store import accounts, apikeys, audit, conversations, messages, photos, services, subscribers
 from gatewayd.store.base import Base
 
 metadata = Base.metadata
@@ -10,6 +10,7 @@ metadata = Base.metadata
 __all__ = [
     "Base",
     "accounts",
+    "apikeys",
     "audit",
     "conversations",
     "messages",
