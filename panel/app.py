@@ -21,6 +21,8 @@ from gatewayd.bus.base import Subscription
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
 from gatewayd.store.errors import is_conflict
 from panel.access import access_of
+from panel.api import API_ROOT
+from panel.api.app import create_api
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.errors import PluginError
@@ -189,7 +191,8 @@ def create_app(
     catalog = build_catalogue(loaded, settings.default_language)
     menu = _assemble_menu(loaded, registry)
     templates = build_templates(loaded)
-    routes = _assemble_routes(loaded)
+    # The integrator API: its own authentication (keys, no cookies), so no plugin's access rules.
+    routes = [*_assemble_routes(loaded), Mount(API_ROOT, app=create_api(), name="api")]
     passwords = PasswordPolicy(settings.argon2)
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from gatewayd.store.accounts import get_account_by_username
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
+from panel.api import API_ROOT
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
 
@@ -42,6 +43,8 @@ STREAMS = frozenset({("GET", "/desk/events"), ("GET", "/admin/monitor/events")})
 def plugin_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, Access]]:
     """(method, path template, access) of every plugin endpoint; static mounts hold no Route."""
     for route in routes:
+        if isinstance(route, Mount) and route.path == API_ROOT:
+            continue  # the integrator API: keys, not sessions (tests/integration/panel/api)
         if isinstance(route, Mount):
             yield from plugin_routes(route.routes, prefix + route.path)
         elif isinstance(route, Route):

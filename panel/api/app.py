@@ -1,0 +1,103 @@
+"""The API's Starlette application: the route table, the OpenAPI document and its page, and problem
+details for every error (unknown path, wrong method, a database conflict, a bug)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.exc import DBAPIError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gatewayd.store.apikeys import Scope
+from gatewayd.store.errors import is_conflict
+from panel.api import API_ROOT, messages, models
+from panel.api.auth import KeyLimits
+from panel.api.operations import Operation, openapi_document, routes
+from panel.api.problems import Problem
+
+logger = logging.getLogger(__name__)
+
+TITLE = "eChat Gateway API"
+VERSION = "1.0.0"
+#: Seconds a client waits before repeating a request a concurrent transaction collided with.
+CONFLICT_RETRY_AFTER = 1
+IDEMPOTENCY = (
+    (
+        "Idempotency-Key",
+        "Up to 128 printable ASCII characters: the same key and body within 24 h replays the first "
+        "answer (Idempotent-Replayed: true) and sends nothing again; another body is a 422 problem.",
+    ),
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "POST",
+        "/messages",
+        messages.send_message,
+        Scope.SEND,
+        "Send one MT",
+        {201: messages.SentMessage},
+        body=models.MessageIn,
+        headers=IDEMPOTENCY,
+    ),
+    Operation(
+        "POST",
+        "/messages/batch",
+        messages.send_batch,
+        Scope.SEND,
+        "Send up to 1,000 MTs: per item its id or why it was refused",
+        {201: models.SendResult, 207: models.SendResult},
+        body=models.BatchIn,
+        headers=IDEMPOTENCY,
+    ),
+    Operation(
+        "GET",
+        "/messages/{mt_id:id}",
+        messages.get_message,
+        Scope.READ,
+        "An MT with its parts and their receipts",
+        {200: models.Message},
+    ),
+)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kinds = {404: "not-found", 405: "method-not-allowed"}
+    if status == 500:
+        logger.exception("api: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return Problem(status, kinds.get(status, "error")).response()
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if not is_conflict(exc):
+        return await _http_error(request, exc)
+    return Problem(
+        503,
+        "conflict",
+        "Another change was being made at the same moment; nothing was done. Try again.",
+        headers={"retry-after": str(CONFLICT_RETRY_AFTER)},
+    ).response()
+
+
+def create_api(operations: Sequence[Operation] = OPERATIONS) -> Starlette:
+    """The API application the panel mounts at :data:`API_ROOT`; it reads the panel's runtime from the
+    scope's state (engine, bus, settings)."""
+    document = openapi_document(operations, title=TITLE, version=VERSION, server=API_ROOT)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    table = [
+        *routes(operations, KeyLimits()),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=table,
+        exception_handlers={HTTPException: _http_error, DBAPIError: _database_error, Exception: _http_error},
+    )

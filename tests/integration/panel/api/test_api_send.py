@@ -1,0 +1,247 @@
+"""The integrator API through the panel app, on SQLite and on PostgreSQL: keys (401 for none, a wrong
+or a revoked one at once, 403 without the scope or from an address off the allow-list, 429 with
+Retry-After over the rate), sending (one, a batch with refusals, Idempotency-Key sequential and
+concurrent), reading an MT, problems for bad input, and the audit record of each send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from gatewayd.store.apikeys import APIKey, Scope, parse_token, revoke_key
+from gatewayd.store.audit import AuditRecord
+from gatewayd.store.base import utcnow
+from gatewayd.store.messages import MTMessage
+
+from ..conftest import PanelClient
+from .conftest import BANNED, FREE, OPTED_OUT, MakeKey, seed_subscribers
+
+pytestmark = pytest.mark.integration
+
+PROBLEM = "application/problem+json"
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", **extra}
+
+
+async def mt_count(api: PanelClient) -> int:
+    async with api.runtime.readers() as session:
+        return int(await session.scalar(select(func.count()).select_from(MTMessage)) or 0)
+
+
+def assert_problem(response: object, status: int, kind: str) -> dict[str, object]:
+    import httpx
+
+    assert isinstance(response, httpx.Response)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and body["type"].endswith("#" + kind), body
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_send_one_is_queued_read_back_and_audited_with_the_key_as_actor(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    await seed_subscribers(api.runtime.settings.database_url)
+    token = await make_key()
+    sent = await api.post(
+        "/api/v1/messages", json={"to": "+" + FREE, "text": "Hola desde {host}"}, headers=bearer(token)
+    )
+    assert sent.status_code == 201, sent.text
+    mt_id = sent.json()["id"]
+
+    read = await api.get(f"/api/v1/messages/{mt_id}", headers=bearer(token))
+    assert read.status_code == 200
+    body = read.json()
+    assert body["text"] == "Hola desde 997745"  # the variables rendered by the outbox
+    assert body["to"] == FREE and body["client_id"] and body["status"] == "queued" and body["parts"] == []
+
+    async with api.runtime.readers() as session:
+        record = await session.scalar(select(AuditRecord).where(AuditRecord.action == "api.send"))
+    assert record is not None
+    assert record.actor.startswith("apikey:") and record.subject == f"mt:{mt_id}"
+    assert record.details["mt_ids"] == [mt_id] and record.source == "10.1.2.3"
+
+
+async def test_without_the_msisdn_scope_the_number_is_hidden(api: PanelClient, make_key: MakeKey) -> None:
+    token = await make_key(Scope.SEND, Scope.READ)
+    sent = await api.post("/api/v1/messages", json={"to": FREE, "text": "hola"}, headers=bearer(token))
+    read = await api.get(f"/api/v1/messages/{sent.json()['id']}", headers=bearer(token))
+    assert read.json()["to"] is None
+
+
+async def test_a_batch_answers_each_item_with_its_id_or_its_refusal(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    await seed_subscribers(api.runtime.settings.database_url)
+    token = await make_key(Scope.SEND)
+    items = [
+        {"to": FREE, "text": "uno"},
+        {"to": OPTED_OUT, "text": "dos"},
+        {"to": BANNED, "text": "tres"},
+        {"to": "not a number", "text": "cuatro"},
+        {"to": FREE, "text": "emoji 😀 " * 200},
+        {"to": "+447700900123", "text": "no UK carrier"},
+        {"to": FREE, "text": "cinco", "carrier": "movistar", "source": "997745"},
+    ]
+    response = await api.post("/api/v1/messages/batch", json={"items": items}, headers=bearer(token))
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert body["queued"] == 2 and body["refused"] == 5
+    outcomes = [(item["index"], item["status"], item.get("reason")) for item in body["items"]]
+    assert outcomes == [
+        (0, "queued", None),
+        (1, "refused", "opted_out"),
+        (2, "refused", "banned"),
+        (3, "refused", "invalid_number"),
+        (4, "refused", "too_long"),
+        (5, "refused", "no_route"),
+        (6, "queued", None),
+    ]
+    assert await mt_count(api) == 2
+
+
+async def test_a_refused_single_send_is_a_problem_with_its_reason(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    await seed_subscribers(api.runtime.settings.database_url)
+    token = await make_key(Scope.SEND)
+    response = await api.post("/api/v1/messages", json={"to": OPTED_OUT, "text": "x"}, headers=bearer(token))
+    assert assert_problem(response, 422, "refused")["reason"] == "opted_out"
+
+
+async def test_a_repeated_idempotency_key_sends_once_and_replays_the_answer(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    token = await make_key(Scope.SEND)
+    batch = {"items": [{"to": FREE, "text": f"mensaje {n}"} for n in range(5)]}
+    headers = bearer(token, **{"idempotency-key": "order-42"})
+    first = await api.post("/api/v1/messages/batch", json=batch, headers=headers)
+    # The same body written differently is the same request.
+    again = await api.post(
+        "/api/v1/messages/batch",
+        content=json.dumps(batch, indent=2),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert await mt_count(api) == 5
+
+    other = await api.post("/api/v1/messages/batch", json={"items": batch["items"][:1]}, headers=headers)
+    assert_problem(other, 422, "idempotency-key-reused")
+    # Another key's Idempotency-Key of the same name is its own.
+    second_key = await make_key(Scope.SEND, name="erp")
+    theirs = await api.post(
+        "/api/v1/messages/batch", json=batch, headers=bearer(second_key, **{"idempotency-key": "order-42"})
+    )
+    assert theirs.status_code == 201 and "idempotent-replayed" not in theirs.headers
+    assert await mt_count(api) == 10
+
+
+async def test_concurrent_requests_with_one_idempotency_key_send_once(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    token = await make_key(Scope.SEND)
+    batch = {"items": [{"to": FREE, "text": f"mensaje {n}"} for n in range(20)]}
+    headers = bearer(token, **{"idempotency-key": "same-moment"})
+    answers = await asyncio.gather(
+        *(api.post("/api/v1/messages/batch", json=batch, headers=headers) for _ in range(6))
+    )
+    assert {answer.status_code for answer in answers} == {201}
+    assert len({answer.text for answer in answers}) == 1
+    assert sum(1 for answer in answers if "idempotent-replayed" not in answer.headers) == 1
+    assert await mt_count(api) == 20
+
+
+async def test_keys_are_checked_revoked_keys_stop_at_once(api: PanelClient, make_key: MakeKey) -> None:
+    no_key = await api.post("/api/v1/messages", json={"to": FREE, "text": "x"})
+    assert_problem(no_key, 401, "unauthorized")
+    assert no_key.headers["www-authenticate"].startswith("Bearer")
+    token = await make_key(Scope.READ)
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert_problem(await api.get("/api/v1/messages/1", headers=bearer(wrong)), 401, "unauthorized")
+    assert_problem(await api.get("/api/v1/messages/1", headers=bearer("garbage")), 401, "unauthorized")
+
+    refused = await api.post("/api/v1/messages", json={"to": FREE, "text": "x"}, headers=bearer(token))
+    assert "'send'" in str(assert_problem(refused, 403, "missing-scope")["detail"])
+    assert await mt_count(api) == 0
+
+    assert_problem(await api.get("/api/v1/messages/999", headers=bearer(token)), 404, "not-found")
+    async with api.runtime.sessionmaker() as session, session.begin():
+        parsed = parse_token(token)
+        assert parsed is not None
+        key_id = await session.scalar(select(APIKey.id).where(APIKey.public_id == parsed[0]))
+        assert key_id is not None
+        assert await revoke_key(session, key_id, utcnow()) is not None
+    assert_problem(await api.get("/api/v1/messages/999", headers=bearer(token)), 401, "unauthorized")
+
+
+async def test_the_allow_list_and_the_rate(api: PanelClient, make_key: MakeKey) -> None:
+    elsewhere = await make_key(Scope.READ, allow=("192.168.0.0/16",))
+    assert_problem(await api.get("/api/v1/messages/1", headers=bearer(elsewhere)), 403, "forbidden-address")
+    here = await make_key(Scope.READ, allow=("192.168.0.0/16", "10.0.0.0/8"))
+    assert (await api.get("/api/v1/messages/1", headers=bearer(here))).status_code == 404
+
+    slow = await make_key(Scope.READ, rate=2)
+    answers = [await api.get("/api/v1/messages/1", headers=bearer(slow)) for _ in range(4)]
+    assert [answer.status_code for answer in answers][:2] == [404, 404]
+    limited = answers[-1]
+    assert_problem(limited, 429, "rate-limited")
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "kind"),
+    [
+        (b"{not json", "application/json", 400, "invalid-json"),
+        (b'{"to": "34600000003"}', "application/json", 422, "invalid-request"),
+        (b'{"to": "34600000003", "text": "x", "extra": 1}', "application/json", 422, "invalid-request"),
+        (b'{"to": 34600000003, "text": "x"}', "application/json", 422, "invalid-request"),
+        (b"[]", "application/json", 422, "invalid-request"),
+        (b"to=1&text=x", "application/x-www-form-urlencoded", 415, "unsupported-media-type"),
+        (b"\xff\xfe", "application/json", 400, "invalid-json"),
+        (b'{"to": "34600000003", "text": "a\\u0000b"}', "application/json", 422, "invalid-request"),
+        (b'{"to": "34600000003", "text": "a\\ud800b"}', "application/json", 422, "invalid-request"),
+    ],
+)
+async def test_bad_bodies_are_problems(
+    api: PanelClient, make_key: MakeKey, content: bytes, content_type: str, status: int, kind: str
+) -> None:
+    token = await make_key(Scope.SEND)
+    response = await api.post(
+        "/api/v1/messages", content=content, headers=bearer(token, **{"content-type": content_type})
+    )
+    body = assert_problem(response, status, kind)
+    if status == 422:
+        assert body["errors"] and all(error["loc"][0] == "body" for error in body["errors"])  # type: ignore[index,union-attr]
+
+
+async def test_limits_and_unknown_routes_are_problems(api: PanelClient, make_key: MakeKey) -> None:
+    token = await make_key(Scope.SEND)
+    too_many = {"items": [{"to": FREE, "text": "x"}] * 1001}
+    assert_problem(
+        await api.post("/api/v1/messages/batch", json=too_many, headers=bearer(token)), 422, "invalid-request"
+    )
+    huge = b'{"to": "1", "text": "' + b"a" * (5 * 1024 * 1024) + b'"}'
+    assert_problem(
+        await api.post(
+            "/api/v1/messages", content=huge, headers=bearer(token, **{"content-type": "application/json"})
+        ),
+        413,
+        "too-large",
+    )
+    bad_key = bearer(token, **{"idempotency-key": "x" * 200})
+    assert_problem(
+        await api.post("/api/v1/messages", json={"to": FREE, "text": "x"}, headers=bad_key),
+        400,
+        "invalid-idempotency-key",
+    )
+    assert_problem(await api.get("/api/v1/nothing"), 404, "not-found")
+    assert_problem(await api.delete("/api/v1/messages"), 405, "method-not-allowed")
+    assert await mt_count(api) == 0
