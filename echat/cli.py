@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from echat.apikeys import APIKeyCommandError, add_apikey_commands, handle_apikey_command
 from echat.audit import add_audit_commands, check_audit_trail, describe
 from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
@@ -111,6 +112,9 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
 
     audit = add_audit_commands(commands, _config_argument)
     audit.set_defaults(handler=_audit)
+
+    apikey = add_apikey_commands(commands, _config_argument)
+    apikey.set_defaults(handler=_apikey)
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -368,6 +372,18 @@ def _audit(args: argparse.Namespace) -> int:
     check = asyncio.run(check_audit_trail(config.database.url))
     print(describe(check), file=sys.stdout if check.intact else sys.stderr)
     return EXIT_OK if check.intact else EXIT_FAILURE
+
+
+def _apikey(args: argparse.Namespace) -> int:
+    config = _config_at_head(args, f"{args.command} {args.apikey_command}")
+    if isinstance(config, int):
+        return config
+    try:
+        print(asyncio.run(handle_apikey_command(args, config.database.url)))
+    except APIKeyCommandError as error:
+        print(f"gatewayd {args.command} {args.apikey_command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _user(args: argparse.Namespace) -> int:
