@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.errors import is_conflict
-from panel.api import API_ROOT, messages, models
+from panel.api import API_ROOT, messages, models, resources
 from panel.api.auth import KeyLimits
 from panel.api.operations import Operation, openapi_document, routes
 from panel.api.problems import Problem
@@ -62,6 +62,68 @@ OPERATIONS: tuple[Operation, ...] = (
         Scope.READ,
         "An MT with its parts and their receipts",
         {200: models.Message},
+    ),
+    Operation(
+        "GET",
+        "/mos",
+        resources.list_mos,
+        Scope.READ,
+        "MOs, newest first, a page at a time",
+        {200: models.MOPage},
+        query=models.MOQuery,
+    ),
+    Operation(
+        "GET",
+        "/conversations",
+        resources.list_conversations,
+        Scope.READ,
+        "Conversations, newest first, a page at a time",
+        {200: models.ConversationPage},
+        query=models.ConversationQuery,
+    ),
+    Operation(
+        "GET",
+        "/clients",
+        resources.list_clients,
+        Scope.READ,
+        "Clients, newest first, a page at a time",
+        {200: models.ClientPage},
+        query=models.ClientQuery,
+    ),
+    Operation(
+        "GET",
+        "/clients/{client_id}",
+        resources.get_client,
+        Scope.READ,
+        "A client by client ID",
+        {200: models.Client},
+    ),
+    *(
+        Operation(
+            "POST",
+            f"/clients/{{client_id}}/{verb}",
+            handler,
+            Scope.ADMIN,
+            summary,
+            {200: models.Client},
+            body=body,
+        )
+        for verb, handler, summary, body in (
+            (
+                "opt-out",
+                resources.opt_out_client,
+                "Opt the client out (only the gateway's own MTs reach them)",
+                None,
+            ),
+            ("opt-in", resources.opt_in_client, "Opt the client back in", None),
+            (
+                "ban",
+                resources.ban_client,
+                "Ban the client (their MTs refused, taken off the desks)",
+                models.BanIn,
+            ),
+            ("unban", resources.unban_client, "Lift the client's ban", None),
+        )
     ),
 )
 

@@ -93,3 +93,96 @@ class Message(BaseModel):
     created_at: datetime
     last_error: str | None
     parts: list[Part]
+
+
+# --- lists: cursor pagination and filters ----------------------------------------------------------
+
+
+class ListQuery(Strict):
+    """Newest first. ``cursor``: the ``next_cursor`` of the page before (opaque)."""
+
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=64)
+    since: datetime | None = Field(None, description="At or after (ISO 8601 with a zone)")
+    until: datetime | None = Field(None, description="Before (ISO 8601 with a zone)")
+
+
+class MOQuery(ListQuery):
+    short_code: Text | None = Field(None, max_length=16)
+    client_id: Text | None = Field(None, max_length=16)
+
+
+class ConversationQuery(MOQuery):
+    status: Literal["waiting", "open", "closed"] | None = None
+
+
+class ClientQuery(ListQuery):
+    status: Literal["active", "opted_out", "banned"] | None = Field(
+        None, description="since / until: when the client last wrote"
+    )
+
+
+class MO(BaseModel):
+    id: int
+    client_id: str
+    msisdn: str | None = Field(description="Only with the msisdn scope")
+    carrier: str
+    short_code: str
+    service: str | None
+    keyword: str | None
+    text: str
+    received_at: datetime
+    conversation_id: int | None
+
+
+class MOPage(BaseModel):
+    """A page of MOs, newest first."""
+
+    items: list[MO]
+    next_cursor: str | None
+
+
+class Conversation(BaseModel):
+    id: int
+    client_id: str
+    short_code: str
+    service: str | None
+    status: str
+    opened_at: datetime
+    last_mo_at: datetime | None
+    last_mt_at: datetime | None
+    closed_at: datetime | None
+
+
+class ConversationPage(BaseModel):
+    """A page of conversations, newest first."""
+
+    items: list[Conversation]
+    next_cursor: str | None
+
+
+class Client(BaseModel):
+    """A client (subscriber), known by the client ID."""
+
+    client_id: str
+    msisdn: str | None = Field(description="Only with the msisdn scope")
+    carrier: str | None
+    country: str | None
+    first_seen: datetime
+    last_seen: datetime
+    opted_out: bool
+    banned: bool
+    banned_reason: str | None
+    mo_count: int
+    mt_count: int
+
+
+class ClientPage(BaseModel):
+    """A page of clients, newest first."""
+
+    items: list[Client]
+    next_cursor: str | None
+
+
+class BanIn(Strict):
+    reason: Text = Field(min_length=1, max_length=255)

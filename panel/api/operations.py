@@ -33,6 +33,7 @@ class Call:
     request: Request
     caller: Caller
     body: BaseModel | None
+    query: BaseModel | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class Operation:
     summary: str
     responses: dict[int, type[BaseModel]]
     body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
     #: (name, description) of headers it reads.
     headers: tuple[tuple[str, str], ...] = ()
     #: Problem statuses it may answer besides those of every operation.
@@ -113,6 +115,21 @@ async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         raise problem_from_validation(error, "body") from None
 
 
+def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    """The query string as ``model``; a parameter given twice is an error, not a silent choice."""
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        errors = [
+            {"loc": ["query", name], "msg": "given more than once", "type": "repeated"} for name in repeated
+        ]
+        raise Problem(422, "invalid-request", "A query parameter is repeated.", errors=errors)
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as error:
+        raise problem_from_validation(error, "query") from None
+
+
 def json_reply(reply: Reply) -> Response:
     return Response(
         json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")),
@@ -127,7 +144,8 @@ def endpoint(operation: Operation, limits: KeyLimits) -> Callable[[Request], Awa
         try:
             caller = await authorise(request, limits, operation.scope, utcnow())
             body = await parse_body(request, operation.body) if operation.body is not None else None
-            reply = await operation.handler(Call(request, caller, body))
+            query = parse_query(request, operation.query) if operation.query is not None else None
+            reply = await operation.handler(Call(request, caller, body, query))
         except Problem as problem:
             return problem.response()
         return json_reply(reply)
@@ -186,6 +204,8 @@ def openapi_document(
     for item in operations:
         path, parameters = _path_and_parameters(item.path)
         in_path = bool(parameters)
+        if item.query is not None:
+            parameters += _query_parameters(item.query)
         parameters += [
             {
                 "name": name,
@@ -204,6 +224,8 @@ def openapi_document(
             for status, model in item.responses.items()
         }
         statuses = COMMON_PROBLEMS + item.problems + (BODY_PROBLEMS if item.body is not None else ())
+        if item.query is not None:
+            statuses += (422,)
         if in_path:
             statuses += (404,)
         for status in sorted(set(statuses)):
@@ -234,6 +256,25 @@ def openapi_document(
             },
         },
     }
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One OpenAPI parameter per field of a flat query model (its JSON Schema inlined)."""
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        entry = {key: value for key, value in field_schema.items() if key not in ("title", "description")}
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": entry,
+        }
+        if "description" in field_schema:
+            parameter["description"] = field_schema["description"]
+        parameters.append(parameter)
+    return parameters
 
 
 def _is_input(model: type[BaseModel], operations: Sequence[Operation]) -> bool:
