@@ -10,13 +10,15 @@ from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.errors import is_conflict
 from panel.api import API_ROOT, messages, models, resources
 from panel.api.auth import KeyLimits
+from panel.api.docs_page import STATIC, render_docs
 from panel.api.operations import Operation, openapi_document, routes
 from panel.api.problems import Problem
 
@@ -152,12 +154,20 @@ def create_api(operations: Sequence[Operation] = OPERATIONS) -> Starlette:
     scope's state (engine, bus, settings)."""
     document = openapi_document(operations, title=TITLE, version=VERSION, server=API_ROOT)
 
+    page = render_docs(document)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    # The document and its page need no key: they hold no data, only the API's shape.
     table = [
         *routes(operations, KeyLimits()),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="api-static"),
     ]
     return Starlette(
         routes=table,
