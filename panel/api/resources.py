@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +28,7 @@ from panel.runtime import runtime
 
 _CURSOR_PREFIX = b"v1:"
 #: A SELECT of any columns (SQLAlchemy types its rows variadically).
-Statement = TypeVar("Statement", bound=Select[Unpack[tuple[Any, ...]]])
+Statement = TypeVar("Statement", bound=Select[*tuple[Any, ...]])
 
 
 def encode_cursor(last_id: int) -> str:
