@@ -1,7 +1,7 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery and the example
-plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The matrix runs
-against a real uvicorn server, so the event streams (which never end) are covered like any other
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery, apikeys and the
+example plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The
+matrix runs against a real uvicorn server, so the event streams (which never end) are covered like any other
 route: their status and headers are read, then they are closed.
 """
 
@@ -171,6 +171,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     # the gallery: no file, a loopback address (refused before any connection), a photo that is not there
     ("POST", "/admin/gallery/upload"): {"album": "x"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "x"},
+    # API keys: a key with no name and no scope is refused; the sample key id is no key
+    ("POST", "/admin/api-keys"): {"name": ""},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -325,6 +327,16 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/p/{token}"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
     ("GET", "/p/{token}/thumb"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
+    # API keys: apikeys.manage is no role's by default, so only admins (every power) hold it.
+    ("GET", "/admin/api-keys"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/api-keys"): {"anonymous": 401, "ana": 400, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/api-keys/{key_id:id}/revoke"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 

@@ -117,6 +117,8 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/gallery/upload"): {"album": "verano"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
     ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
+    ("POST", "/admin/api-keys"): {"name": "crm", "scope": "send", "allow": "10.0.0.0/8", "rate": "5"},
+    ("POST", "/admin/api-keys/{key_id:id}/revoke"): {},
 }
 
 
