@@ -23,6 +23,7 @@ from gatewayd.store.errors import is_conflict
 from panel.access import access_of
 from panel.api import API_ROOT
 from panel.api.app import create_api
+from panel.api.problems import Problem
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.errors import PluginError
@@ -146,6 +147,9 @@ CONFLICT_RETRY_AFTER = 1
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if request.url.path.startswith(API_ROOT + "/"):
+        # A path under the API that its mount does not take (a newline in it): the API's own answer.
+        return Problem(status, "not-found" if status == 404 else "error").response()
     return error_response(request, status)
 
 
