@@ -24,6 +24,7 @@ from panel.access import access_of
 from panel.api import API_ROOT
 from panel.api.app import create_api
 from panel.api.problems import Problem
+from panel.api.sweep import idempotency_sweep_loop
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.errors import PluginError
@@ -186,9 +187,9 @@ def create_app(
     `panel.serve.PanelServer`); the lifespan raises it anyway when it ends.
 
     Lifespan order: engine, bus, the password-hashing workers, each plugin's lifespan entered (by
-    name; what it yields is the plugin's `PluginState`); at shutdown the stop signal, the event
-    handlers, each plugin's lifespan left in reverse order, then the hashing workers, the bus and the
-    engine. Only the lifespans that started are left.
+    name; what it yields is the plugin's `PluginState`), the API's idempotency sweep; at shutdown the
+    stop signal, the event handlers, the sweep, each plugin's lifespan left in reverse order, then
+    the hashing workers, the bus and the engine. Only the lifespans that started are left.
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
     registry = PermissionRegistry.build(loaded)
@@ -252,6 +253,9 @@ def create_app(
                     )
                     for name, handler, subscription in subscriptions
                 ]
+                running.append(
+                    tasks.create_task(idempotency_sweep_loop(state), name="panel.api.idempotency_sweep_loop")
+                )
                 try:
                     yield {STATE_KEY: state}
                 finally:

@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from starlette.applications import Starlette
 
-from gatewayd.store.apikeys import APIKey, Scope, parse_token, revoke_key
+from gatewayd.store.apikeys import (
+    IDEMPOTENCY_KEPT,
+    APIIdempotency,
+    APIKey,
+    Scope,
+    create_key,
+    parse_token,
+    remember,
+    revoke_key,
+)
 from gatewayd.store.audit import AuditRecord
 from gatewayd.store.base import utcnow
+from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
 
-from ..conftest import PanelClient
+from ..conftest import PanelClient, serving
 from .conftest import BANNED, FREE, OPTED_OUT, MakeKey, seed_subscribers
+from .helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +260,42 @@ async def test_limits_and_unknown_routes_are_problems(api: PanelClient, make_key
     assert_problem(await api.get("/api/v1/clients/a%0Ab", headers=bearer(token)), 404, "not-found")
     assert_problem(await api.delete("/api/v1/messages"), 405, "method-not-allowed")
     assert await mt_count(api) == 0
+
+
+async def test_kept_answers_are_forgotten_after_a_day(api_app: Starlette, api_database_url: str) -> None:
+    """The panel's lifespan sweeps at start (then hourly): an answer older than a day is forgotten, so
+    its Idempotency-Key sends again; a fresh one is kept."""
+    engine = create_engine(api_database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            made = await create_key(
+                session, name="crm", scopes=[Scope.SEND], allow=[], rate=None, created_by="test", now=utcnow()
+            )
+            for name, at in (
+                ("old", utcnow() - IDEMPOTENCY_KEPT - timedelta(minutes=1)),
+                ("fresh", utcnow()),
+            ):
+                await remember(
+                    session,
+                    key_id=made.key.id,
+                    idempotency_key=name,
+                    request_sha256="x",
+                    status=201,
+                    response={},
+                    now=at,
+                )
+    finally:
+        await engine.dispose()
+    async with serving(api_app) as api:
+
+        async def only_the_fresh_one_is_kept() -> bool:
+            async with api.runtime.readers() as session:
+                return set((await session.scalars(select(APIIdempotency.idempotency_key))).all()) == {"fresh"}
+
+        await eventually(only_the_fresh_one_is_kept)
+        again = await api.post(
+            "/api/v1/messages",
+            json={"to": FREE, "text": "x"},
+            headers=bearer(made.token, **{"idempotency-key": "old"}),
+        )
+        assert again.status_code == 201 and "idempotent-replayed" not in again.headers
