@@ -205,7 +205,7 @@ async def change_bans(request: Request) -> Response:
     named = [(number, text, client_id_of(text)) for number, text in lines]
     now = utcnow()
     async with db(request) as session, session.begin():
-        result = await apply_bans(
+        changes = await apply_bans(
             session,
             [client_id for _, _, client_id in named if client_id],
             reason=ban_reason,
@@ -214,7 +214,7 @@ async def change_bans(request: Request) -> Response:
                 request, action, subject=subject, details=details
             ),
         )
-    outcome, withdrawn = result.outcome, result.withdrawn
+    outcome, withdrawn = changes.outcome, changes.withdrawn
     await publish_assignments(panel(request).bus, withdrawn)
     report: list[ReportLine] = []
     reported: set[str] = set()
