@@ -6,6 +6,8 @@ A new resource (the webhooks) adds its handlers and ``Operation`` rows to :data:
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gatewayd.logging import log_event
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.base import utcnow
 from panel.api.auth import Caller, KeyLimits, authorise
 from panel.api.problems import PROBLEM_TYPE, Problem, ProblemBody
+
+log = logging.getLogger("panel.api")
 
 #: Bytes of a request body (a batch of 1,000 long texts fits).
 MAX_BODY = 4 * 1024 * 1024
@@ -140,15 +145,28 @@ def json_reply(reply: Reply) -> Response:
 
 
 def endpoint(operation: Operation, limits: KeyLimits) -> Callable[[Request], Awaitable[Response]]:
+    """The route's endpoint; each call is logged (``api.call``: operation, key, status, time): reads
+    are counted there, changes are also in the audit trail."""
+
     async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        caller: Caller | None = None
         try:
             caller = await authorise(request, limits, operation.scope, utcnow())
             body = await parse_body(request, operation.body) if operation.body is not None else None
             query = parse_query(request, operation.query) if operation.query is not None else None
-            reply = await operation.handler(Call(request, caller, body, query))
+            response = json_reply(await operation.handler(Call(request, caller, body, query)))
         except Problem as problem:
-            return problem.response()
-        return json_reply(reply)
+            response = problem.response()
+        log_event(
+            log,
+            "api.call",
+            operation=operation.operation_id,
+            key=caller.public_id if caller is not None else None,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
 
     run.__name__ = operation.operation_id
     return run

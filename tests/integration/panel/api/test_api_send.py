@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -82,11 +83,22 @@ async def test_send_one_is_queued_read_back_and_audited_with_the_key_as_actor(
     assert record.details["mt_ids"] == [mt_id] and record.source == "10.1.2.3"
 
 
-async def test_without_the_msisdn_scope_the_number_is_hidden(api: PanelClient, make_key: MakeKey) -> None:
+async def test_without_the_msisdn_scope_the_number_is_hidden_and_each_call_is_logged(
+    api: PanelClient, make_key: MakeKey, caplog: pytest.LogCaptureFixture
+) -> None:
     token = await make_key(Scope.SEND, Scope.READ)
+    caplog.set_level(logging.INFO, logger="panel.api")
     sent = await api.post("/api/v1/messages", json={"to": FREE, "text": "hola"}, headers=bearer(token))
     read = await api.get(f"/api/v1/messages/{sent.json()['id']}", headers=bearer(token))
     assert read.json()["to"] is None
+    await api.get("/api/v1/messages/1")
+    calls = [record.echat_fields for record in caplog.records if record.getMessage() == "api.call"]  # type: ignore[attr-defined]
+    public_id = token.split("_")[1]
+    assert [(call["operation"], call["key"], call["status"]) for call in calls] == [
+        ("send_message", public_id, 201),
+        ("get_message", public_id, 200),
+        ("get_message", None, 401),
+    ]
 
 
 async def test_a_batch_answers_each_item_with_its_id_or_its_refusal(
