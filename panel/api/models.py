@@ -18,11 +18,11 @@ MAX_TEXT = 160 * MAX_SEGMENTS
 
 
 # What no column can store: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates (no UTF-8 form).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _storable(value: str) -> str:
-    if _UNSTORABLE.search(value):
+    if UNSTORABLE.search(value):
         raise ValueError("contains NUL or a lone surrogate, which cannot be stored")
     return value
 

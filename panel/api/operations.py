@@ -22,6 +22,7 @@ from gatewayd.logging import log_event
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.base import utcnow
 from panel.api.auth import Caller, KeyLimits, authorise
+from panel.api.models import UNSTORABLE
 from panel.api.problems import PROBLEM_TYPE, Problem, ProblemBody
 
 log = logging.getLogger("panel.api")
@@ -153,6 +154,8 @@ def endpoint(operation: Operation, limits: KeyLimits) -> Callable[[Request], Awa
         caller: Caller | None = None
         try:
             caller = await authorise(request, limits, operation.scope, utcnow())
+            if any(UNSTORABLE.search(str(value)) for value in request.path_params.values()):
+                raise Problem(404, "not-found", "No such resource: the path holds NUL or a lone surrogate.")
             body = await parse_body(request, operation.body) if operation.body is not None else None
             query = parse_query(request, operation.query) if operation.query is not None else None
             response = json_reply(await operation.handler(Call(request, caller, body, query)))

@@ -137,3 +137,17 @@ async def test_client_actions_change_the_rule_at_once_and_are_audited(
         "client.unban",
     ]
     assert all(record.actor.startswith("apikey:") and record.details["key"] == "crm" for record in records)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/clients/a%00b", "/api/v1/clients/%ED%A0%80", "/api/v1/mos?client_id=a%00b"]
+)
+async def test_text_no_column_can_hold_is_a_problem_not_a_500(
+    api: PanelClient, make_key: MakeKey, path: str
+) -> None:
+    reader = await make_key(Scope.READ, Scope.ADMIN)
+    answer = await api.get(path, headers=bearer(reader))
+    assert answer.status_code in (404, 422), answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    posted = await api.post("/api/v1/clients/a%00b/opt-out", headers=bearer(reader))
+    assert posted.status_code == 404 and posted.headers["content-type"].startswith("application/problem+json")
