@@ -115,6 +115,9 @@ async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise Problem(400, "invalid-json", f"The body is not JSON: {error}") from None
+    except RecursionError:
+        # Arrays or objects nested deeper than the parser's stack (a few hundred kB of "[").
+        raise Problem(400, "invalid-json", "The body is nested too deeply.") from None
     try:
         return model.model_validate(data)
     except ValidationError as error:
