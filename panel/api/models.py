@@ -4,10 +4,10 @@ OpenAPI document's schemas are generated."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from gatewayd.outbox import MAX_SEGMENTS
 
@@ -28,6 +28,18 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    # The store's columns take UTC; an offset that moves the time past year 1 or 9999 has no UTC form.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+#: A time with its zone (a naive one is refused), as UTC: what a filter compares with the store.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class Strict(BaseModel):
@@ -103,8 +115,8 @@ class ListQuery(Strict):
 
     limit: int = Field(100, ge=1, le=500)
     cursor: str | None = Field(None, max_length=64)
-    since: datetime | None = Field(None, description="At or after (ISO 8601 with a zone)")
-    until: datetime | None = Field(None, description="Before (ISO 8601 with a zone)")
+    since: UtcTime | None = Field(None, description="At or after (ISO 8601 with a zone)")
+    until: UtcTime | None = Field(None, description="Before (ISO 8601 with a zone)")
 
 
 class MOQuery(ListQuery):

@@ -46,6 +46,10 @@ async def test_lists_page_newest_first_and_filter(api: PanelClient, make_key: Ma
     assert [mo["client_id"] for mo in only] == [ids[FREE]]
     assert await all_pages(api, "/api/v1/mos", reader, short_code="795500") == []
     assert await all_pages(api, "/api/v1/mos", reader, since="2100-01-01T00:00:00Z") == []
+    # Any zone, compared in UTC; the extremes that still have a UTC form are accepted.
+    assert len(await all_pages(api, "/api/v1/mos", reader, since="2000-01-01T10:00:00+14:00")) == 3
+    assert len(await all_pages(api, "/api/v1/mos", reader, until="9999-12-31T23:59:59+14:00")) == 3
+    assert await all_pages(api, "/api/v1/mos", reader, until="0001-01-01T00:00:00-14:00") == []
 
     conversations = await all_pages(api, "/api/v1/conversations", reader, status="waiting", limit="1")
     assert {item["client_id"] for item in conversations} <= set(ids.values())
@@ -71,16 +75,21 @@ async def test_lists_page_newest_first_and_filter(api: PanelClient, make_key: Ma
         {"cursor": "not-a-cursor"},
         {"cursor": "djE6LTE"},  # "v1:-1"
         {"since": "yesterday"},
+        {"since": "2026-01-01T00:00:00"},  # no zone
+        {"until": "2026-01-01"},
+        {"until": "9999-12-31T23:59:59-14:00"},  # past year 9999 in UTC
+        {"since": "0001-01-01T00:00:00+14:00"},  # before year 1 in UTC
         {"status": "asleep"},
         {"unknown": "1"},
         {"limit": ["1", "2"]},
     ],
 )
-async def test_bad_query_parameters_are_problems(api: PanelClient, make_key: MakeKey, params: Any) -> None:
+@pytest.mark.parametrize("path", ["/api/v1/clients", "/api/v1/mos", "/api/v1/conversations"])
+async def test_bad_query_parameters_are_problems(
+    api: PanelClient, make_key: MakeKey, params: Any, path: str
+) -> None:
     reader = await make_key(Scope.READ)
-    body = assert_problem(
-        await api.get("/api/v1/clients", params=params, headers=bearer(reader)), 422, "invalid-request"
-    )
+    body = assert_problem(await api.get(path, params=params, headers=bearer(reader)), 422, "invalid-request")
     assert body["errors"]
 
 
