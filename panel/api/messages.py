@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gatewayd.masking import masked
 from gatewayd.outbox import InvalidDestination, MTRequest, Outbox, OutboxError, Queued, TextRefused
 from gatewayd.store.apikeys import IDEMPOTENCY_KEY_LENGTH, Scope, remember, remembered
 from gatewayd.store.audit import AuditEntry, append_audit
@@ -183,18 +184,20 @@ async def get_message(call: Call) -> Reply:
             if mt.subscriber_id is not None
             else None
         )
+    # Without the msisdn scope the number is hidden wherever it shows: a {telefono} in the text, an error.
+    seer = Scope.MSISDN.value in call.caller.scopes
     body = models.Message(
         id=mt.id,
         kind=mt.kind.value,
         status=mt.status.value,
         carrier=mt.carrier,
         source=mt.source,
-        to=mt.destination if Scope.MSISDN.value in call.caller.scopes else None,
+        to=mt.destination if seer else None,
         client_id=client_id,
-        text=mt.text,
+        text=masked(mt.text, mt.destination, seer),
         segments=mt.segments,
         created_at=mt.created_at,
-        last_error=mt.last_error,
+        last_error=masked(mt.last_error, mt.destination, seer) if mt.last_error is not None else None,
         parts=[
             models.Part(
                 segment=part.part_no,

@@ -87,15 +87,31 @@ async def test_without_the_msisdn_scope_the_number_is_hidden_and_each_call_is_lo
     api: PanelClient, make_key: MakeKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = await make_key(Scope.SEND, Scope.READ)
+    seer = await make_key(Scope.READ, Scope.MSISDN)
     caplog.set_level(logging.INFO, logger="panel.api")
-    sent = await api.post("/api/v1/messages", json={"to": FREE, "text": "hola"}, headers=bearer(token))
-    read = await api.get(f"/api/v1/messages/{sent.json()['id']}", headers=bearer(token))
+    sent = await api.post(
+        "/api/v1/messages", json={"to": FREE, "text": "hola {telefono}"}, headers=bearer(token)
+    )
+    mt_id = sent.json()["id"]
+    async with api.runtime.sessionmaker() as session:  # an error that quotes the destination
+        mt = await session.get(MTMessage, mt_id)
+        assert mt is not None
+        mt.last_error = f"submit to {FREE} refused"
+        await session.commit()
+    read = await api.get(f"/api/v1/messages/{mt_id}", headers=bearer(token))
+    hidden = "\u2022" * len(FREE)
     assert read.json()["to"] is None
+    assert (
+        read.json()["text"] == f"hola {hidden}" and read.json()["last_error"] == f"submit to {hidden} refused"
+    )
+    shown = (await api.get(f"/api/v1/messages/{mt_id}", headers=bearer(seer))).json()
+    assert shown["to"] == FREE and shown["text"] == f"hola {FREE}" and FREE in shown["last_error"]
+    caplog.clear()
+    await api.get(f"/api/v1/messages/{mt_id}", headers=bearer(token))
     await api.get("/api/v1/messages/1")
     calls = [record.echat_fields for record in caplog.records if record.getMessage() == "api.call"]  # type: ignore[attr-defined]
     public_id = token.split("_")[1]
     assert [(call["operation"], call["key"], call["status"]) for call in calls] == [
-        ("send_message", public_id, 201),
         ("get_message", public_id, 200),
         ("get_message", None, 401),
     ]
