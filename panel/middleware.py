@@ -16,6 +16,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from panel.api import API_ROOT
 from panel.auth.csrf import anonymous_token_valid, issue_anonymous_token
 from panel.auth.identity import CurrentUser
 from panel.auth.sessions import get_active_session, needs_touch, touch_session
@@ -30,8 +31,8 @@ logger = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 STATIC_PREFIX = "/static/"
 # The integrator API (panel.api): keys instead of cookies, its own body limit and problem answers, so
-# none of the session, CSRF or form machinery applies to it.
-API_PREFIX = "/api/"
+# none of the session, CSRF or form machinery applies to it. Only its own root: /api/nope is a panel path.
+API_PREFIX = API_ROOT + "/"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # Base names; with secure cookies they are sent as __Host-<name> (see PanelSettings.cookie_name).
 ANONYMOUS_CSRF_COOKIE = "echat_csrf"

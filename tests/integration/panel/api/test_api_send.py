@@ -335,3 +335,12 @@ async def test_kept_answers_are_forgotten_after_a_day(api_app: Starlette, api_da
             headers=bearer(made.token, **{"idempotency-key": "old"}),
         )
         assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+
+
+async def test_only_the_api_root_is_the_api(api: PanelClient) -> None:
+    """/api/nope is a panel path like any other: the panel's 404 page and its CSRF check, not a problem."""
+    page = await api.get("/api/nope", headers={"accept": "text/html"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in page.headers
+    posted = await api.post("/api/nope", json={})
+    assert posted.status_code == 403 and not posted.headers["content-type"].startswith(PROBLEM)
