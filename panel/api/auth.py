@@ -89,6 +89,9 @@ def _allowed(address: str | None, allow: list[str]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    # A dual-stack listener shows an IPv4 client as ::ffff:a.b.c.d; the allow-list names it as a.b.c.d.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allow)
 
 

@@ -344,3 +344,30 @@ async def test_only_the_api_root_is_the_api(api: PanelClient) -> None:
     assert "content-security-policy" in page.headers
     posted = await api.post("/api/nope", json={})
     assert posted.status_code == 403 and not posted.headers["content-type"].startswith(PROBLEM)
+
+
+@pytest.mark.parametrize(
+    ("client_host", "allowed"),
+    [("::ffff:10.1.2.3", True), ("::ffff:192.0.2.1", False), ("2001:db8::1", True), ("2001:db9::1", False)],
+)
+async def test_the_allow_list_on_a_dual_stack_listener(
+    api_app: Starlette, client_host: str, allowed: bool
+) -> None:
+    """An IPv4 client reaching a dual-stack listener has a mapped address (::ffff:a.b.c.d): it is checked
+    as the IPv4 address the allow-list names."""
+    async with serving(api_app, client_host=client_host) as client:
+        async with client.runtime.sessionmaker() as session, session.begin():
+            made = await create_key(
+                session,
+                name="crm",
+                scopes=[Scope.READ],
+                allow=["10.0.0.0/8", "2001:db8::/32"],
+                rate=None,
+                created_by="test",
+                now=utcnow(),
+            )
+        answer = await client.get("/api/v1/messages/1", headers=bearer(made.token))
+    if allowed:
+        assert_problem(answer, 404, "not-found")
+    else:
+        assert_problem(answer, 403, "forbidden-address")
