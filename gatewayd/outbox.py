@@ -414,6 +414,8 @@ class Outbox:
             raise OutboxError(f"unknown carrier {carrier!r} (configured: {names})")
         same_way = by is not None and by.carrier == carrier
         source = request.source
+        if source is not None:
+            self._check_source(carrier, source, by if same_way else None)
         if source is None and same_way:
             assert by is not None
             source = by.short_code
@@ -426,6 +428,17 @@ class Outbox:
         if bind_name is None and same_way and by is not None and by.short_code == source:
             bind_name = by.bind_name
         return Route(carrier, source, bind_name)
+
+    def _check_source(self, carrier: str, source: str, by: AnsweredMO | None) -> None:
+        """A source named by the request must be one of the carrier's short codes (a sender may not
+        pose as another service's number), or the short code of the MO it answers that way."""
+        configured = self.settings.carrier(carrier)
+        if configured is None or source in configured.short_codes:
+            return
+        if by is not None and by.short_code == source:
+            return
+        codes = ", ".join(configured.short_codes) or "none"
+        raise OutboxError(f"short code {source} is not one of carrier {carrier}'s (its short codes: {codes})")
 
     def variables(
         self, request: MTRequest, digits: str, recipient: Recipient | None, route: Route, now: datetime

@@ -130,11 +130,12 @@ async def test_a_batch_answers_each_item_with_its_id_or_its_refusal(
         {"to": FREE, "text": "emoji 😀 " * 200},
         {"to": "+447700900123", "text": "no UK carrier"},
         {"to": FREE, "text": "cinco", "carrier": "movistar", "source": "997745"},
+        {"to": FREE, "text": "another service's number", "source": "795500"},
     ]
     response = await api.post("/api/v1/messages/batch", json={"items": items}, headers=bearer(token))
     assert response.status_code == 207, response.text
     body = response.json()
-    assert body["queued"] == 2 and body["refused"] == 5
+    assert body["queued"] == 2 and body["refused"] == 6
     outcomes = [(item["index"], item["status"], item.get("reason")) for item in body["items"]]
     assert outcomes == [
         (0, "queued", None),
@@ -144,7 +145,9 @@ async def test_a_batch_answers_each_item_with_its_id_or_its_refusal(
         (4, "refused", "too_long"),
         (5, "refused", "no_route"),
         (6, "queued", None),
+        (7, "refused", "no_route"),
     ]
+    assert "795500 is not one of carrier movistar's" in body["items"][7]["detail"]
     assert await mt_count(api) == 2
 
 
