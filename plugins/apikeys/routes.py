@@ -21,6 +21,8 @@ from panel.audit import client_address
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, render, require_user
 from plugins.apikeys.permissions import APIKEYS_MANAGE
+from plugins.clients.permissions import CLIENTS_CONTROL
+from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from translations import N_
 
 KEYS_PATH = "/admin/api-keys"
@@ -30,6 +32,19 @@ SCOPES = (
     (Scope.READ, N_("read: MTs, MOs, conversations, clients")),
     (Scope.ADMIN, N_("admin: opt-out, opt-in, ban, unban")),
     (Scope.MSISDN, N_("msisdn: see phone numbers")),
+)
+#: The panel power a person must hold to give a key each scope: a key never does more than its maker may.
+SCOPE_POWERS = {
+    Scope.SEND: PUSH_SEND,
+    Scope.READ: OPERATOR_SEE_OTHERS,
+    Scope.ADMIN: CLIENTS_CONTROL,
+    Scope.MSISDN: OPERATOR_SEE_MSISDN,
+}
+BEYOND_POWERS = N_(
+    'You may give a key only the scopes whose powers you hold yourself: send needs "Send push SMS by '
+    'hand", read "Read other operators\' answers", admin "Client control: ban and '
+    'unban", msisdn "See the client\'s '
+    'full phone number".'
 )
 NOTICES = {"revoked": N_("The key was revoked: its next request is refused.")}
 #: What a field's error says, by the field the validation names.
@@ -100,6 +115,8 @@ async def create(request: Request) -> Response:
     if spec is None:
         return await _page(request, 400, errors=errors, form=kept)
     user = require_user(request)
+    if not user.has(*(SCOPE_POWERS[scope] for scope in spec.scopes)):
+        return await _page(request, 403, errors=[BEYOND_POWERS], form=kept)
     async with db(request) as session, session.begin():
         made = await add_key(
             session,

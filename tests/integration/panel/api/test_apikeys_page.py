@@ -11,15 +11,22 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from gatewayd.store.accounts import Role
 from gatewayd.store.apikeys import APIKey
 from gatewayd.store.audit import AuditRecord
+from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
+from panel.auth.accounts import create_account
+from panel.auth.permissions import PANEL_ACCESS
 from panel.settings import PanelSettings
+from plugins.apikeys.permissions import APIKEYS_MANAGE
+from plugins.desk.permissions import PUSH_SEND
 
 from ..conftest import (
     BUILT_IN_PLUGINS,
     FAST_ARGON2,
     HTML,
+    PASSWORD,
     PanelClient,
     login,
     memory_bus,
@@ -112,3 +119,50 @@ async def test_bad_values_are_a_400_with_the_reason(
     assert refused.status_code == 400 and message in refused.text
     async with admin.runtime.readers() as session:
         assert await session.scalar(select(APIKey.id)) is None
+
+
+@pytest.fixture
+async def keeper(api_database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
+    """Signed in as "kim", who may make keys and send push SMS, and holds no other power."""
+    await prepare_store(api_database_url)
+    settings = PanelSettings(
+        database_url=api_database_url, secure_cookies=False, argon2=FAST_ARGON2, outbox=outbox_settings()
+    )
+    app: Starlette = create_app(
+        settings, bus_factory=memory_bus, plugins=[*BUILT_IN_PLUGINS, "echat_notes:plugin"]
+    )
+    async with serving(app) as client:
+        engine = create_engine(api_database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                await create_account(
+                    session,
+                    client.runtime.passwords,
+                    client.runtime.permissions,
+                    username="kim",
+                    password=PASSWORD,
+                    role=Role.MASTER,
+                    language="en",
+                    permissions=[PANEL_ACCESS, APIKEYS_MANAGE, PUSH_SEND],
+                )
+        finally:
+            await engine.dispose()
+        assert (await login(client, "kim")).status_code == 303
+        yield client
+
+
+@pytest.mark.parametrize(
+    "scopes", [["send", "admin"], ["msisdn"], ["read"], ["send", "read", "admin", "msisdn"]]
+)
+async def test_a_key_gets_no_scope_beyond_its_makers_powers(keeper: PanelClient, scopes: list[str]) -> None:
+    csrf = await page_csrf(keeper, "/admin/api-keys")
+    refused = await keeper.post(
+        "/admin/api-keys", data={"name": "crm", "scope": scopes, "csrf_token": csrf}, headers=HTML
+    )
+    assert refused.status_code == 403 and "only the scopes whose powers you hold" in refused.text
+    async with keeper.runtime.readers() as session:
+        assert await session.scalar(select(APIKey.id)) is None
+    made = await keeper.post(
+        "/admin/api-keys", data={"name": "crm", "scope": "send", "csrf_token": csrf}, headers=HTML
+    )
+    assert made.status_code == 201 and TOKEN.search(made.text)
