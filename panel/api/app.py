@@ -135,7 +135,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     kinds = {404: "not-found", 405: "method-not-allowed"}
     if status == 500:
         logger.exception("api: %s %s failed", request.method, request.url.path, exc_info=exc)
-    return Problem(status, kinds.get(status, "error")).response()
+    # Starlette's 405 names the methods the path takes (Allow): a problem keeps them.
+    headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
+    return Problem(status, kinds.get(status, "error"), headers=headers).response()
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
