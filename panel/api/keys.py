@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gatewayd.store.apikeys import NAME_LENGTH, APIKey, NewKey, Scope, create_key, revoke_key
 from gatewayd.store.audit import AuditEntry, append_audit
 
-#: The highest rate a key may be given (requests a second).
+#: The lowest and the highest rate a key may be given (requests a second): one request in 1,000 s
+#: keeps the bucket's wait a number a Retry-After can say.
+MIN_RATE = 0.001
 MAX_RATE = 10_000.0
 
 
@@ -25,7 +27,7 @@ class KeySpec(BaseModel):
     name: str = Field(min_length=1, max_length=NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
     scopes: list[Scope] = Field(min_length=1)
     allow: list[str] = Field(default_factory=list, max_length=50)
-    rate: float | None = Field(None, gt=0, le=MAX_RATE)
+    rate: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE)
 
     @field_validator("allow")
     @classmethod

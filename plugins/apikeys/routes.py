@@ -52,7 +52,7 @@ FIELD_ERRORS = {
     "name": N_("Give the key a name (at most 64 characters, no control characters)."),
     "scopes": N_("Choose at least one scope."),
     "allow": N_("Each allowed address must be an IP address or a network such as 10.0.0.0/8."),
-    "rate": N_("The rate must be a number of requests a second above 0 and at most 10000."),
+    "rate": N_("The rate must be a number of requests a second from 0.001 to 10000."),
 }
 
 

@@ -67,7 +67,8 @@ def test_bad_values_are_refused_with_a_message(tmp_path: Path, sqlite_url: str) 
         "apikey", "add", "--name", "x", "--scope", "send", "--allow", "10.0.0.300/8", "--config", config
     )
     assert bad.returncode == 1 and "not an address or a network" in bad.stderr
-    slow = gatewayd("apikey", "add", "--name", "x", "--scope", "send", "--rate", "0", "--config", config)
-    assert slow.returncode == 1 and "rate" in slow.stderr
+    for rate in ("0", "5e-324"):
+        slow = gatewayd("apikey", "add", "--name", "x", "--scope", "send", "--rate", rate, "--config", config)
+        assert slow.returncode == 1 and "rate" in slow.stderr
     scope = gatewayd("apikey", "add", "--name", "x", "--scope", "everything", "--config", config)
     assert scope.returncode == 2 and "invalid choice" in scope.stderr

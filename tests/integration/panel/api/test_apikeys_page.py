@@ -108,6 +108,8 @@ async def test_a_key_is_shown_once_works_and_is_revoked(admin: PanelClient) -> N
         ({"name": "crm", "scope": "send", "rate": "fast"}, "number of requests a second"),
         ({"name": "crm", "scope": "send", "rate": "1e9"}, "number of requests a second"),
         ({"name": "crm", "scope": "send", "rate": "nan"}, "number of requests a second"),
+        ({"name": "crm", "scope": "send", "rate": "5e-324"}, "number of requests a second"),
+        ({"name": "crm", "scope": "send", "rate": "0.0009"}, "number of requests a second"),
     ],
 )
 async def test_bad_values_are_a_400_with_the_reason(
