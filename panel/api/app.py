@@ -32,9 +32,11 @@ IDEMPOTENCY = (
     (
         "Idempotency-Key",
         "Up to 128 printable ASCII characters: the same key and body within 24 h replays the first "
-        "answer (Idempotent-Replayed: true) and sends nothing again; another body is a 422 problem.",
+        "answer (Idempotent-Replayed: true) and sends nothing again; another body is a 422 problem. "
+        "An answer that sent nothing (every MT refused) is not kept: its retry is tried anew.",
     ),
 )
+REPLAYED = (("Idempotent-Replayed", '"true" when this is the kept answer of an earlier request'),)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -46,6 +48,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: messages.SentMessage},
         body=models.MessageIn,
         headers=IDEMPOTENCY,
+        reply_headers=REPLAYED,
     ),
     Operation(
         "POST",
@@ -56,6 +59,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: models.SendResult, 207: models.SendResult},
         body=models.BatchIn,
         headers=IDEMPOTENCY,
+        reply_headers=REPLAYED,
     ),
     Operation(
         "GET",

@@ -106,7 +106,9 @@ async def _send(call: Call, items: Sequence[models.MessageIn], *, batch: bool) -
                 outcomes = await outbox.queue_each_in(session, _requests(items), now)
                 results = [_outcome(index, outcome) for index, outcome in enumerate(outcomes)]
                 reply = _batch_reply(results) if batch else _one_reply(results[0])
-                if key is not None:
+                # Kept only when something was sent: a request refused whole (a route not configured
+                # yet, an opted-out client) sent nothing, so its retry is tried anew, not replayed.
+                if key is not None and any(isinstance(outcome, Queued) for outcome in outcomes):
                     await remember(
                         session,
                         key_id=call.caller.id,

@@ -71,6 +71,8 @@ class Operation:
     query: type[BaseModel] | None = None
     #: (name, description) of headers it reads.
     headers: tuple[tuple[str, str], ...] = ()
+    #: (name, description) of headers its successful answers may carry.
+    reply_headers: tuple[tuple[str, str], ...] = ()
     #: Problem statuses it may answer besides those of every operation.
     problems: tuple[int, ...] = ()
 
@@ -247,6 +249,12 @@ def openapi_document(
             }
             for status, model in item.responses.items()
         }
+        if item.reply_headers:
+            for response in responses.values():
+                response["headers"] = {
+                    name: {"description": text, "schema": {"type": "string"}}
+                    for name, text in item.reply_headers
+                }
         statuses = COMMON_PROBLEMS + item.problems + (BODY_PROBLEMS if item.body is not None else ())
         if item.query is not None:
             statuses += (422,)

@@ -24,6 +24,9 @@ async def test_the_document_lists_every_operation_with_its_scope_and_problems(ap
     assert batch["x-scope"] == "send" and {"201", "207", "401", "403", "413", "415", "422", "429"} <= set(
         batch["responses"]
     )
+    for status in ("201", "207"):
+        assert "Idempotent-Replayed" in batch["responses"][status]["headers"]
+    assert "Idempotent-Replayed" in document["paths"]["/messages"]["post"]["responses"]["201"]["headers"]
     assert "MessageIn" in document["components"]["schemas"]
     assert document["components"]["schemas"]["MessageIn"]["additionalProperties"] is False
 

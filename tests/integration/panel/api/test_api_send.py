@@ -188,6 +188,32 @@ async def test_a_repeated_idempotency_key_sends_once_and_replays_the_answer(
     assert await mt_count(api) == 10
 
 
+async def test_an_answer_that_sent_nothing_is_not_kept(api: PanelClient, make_key: MakeKey) -> None:
+    """A refusal depends on what may change (here the carrier's short codes): its retry is tried anew."""
+    token = await make_key(Scope.SEND)
+    headers = bearer(token, **{"idempotency-key": "order-7"})
+    message = {"to": FREE, "text": "hola", "source": "795500"}
+    refused = await api.post("/api/v1/messages", json=message, headers=headers)
+    assert_problem(refused, 422, "refused")
+    async with api.runtime.readers() as session:
+        assert await session.scalar(select(func.count()).select_from(APIIdempotency)) == 0
+    again = await api.post("/api/v1/messages", json=message, headers=headers)
+    assert_problem(again, 422, "refused")
+    assert "idempotent-replayed" not in again.headers
+    batch = {"items": [message, {"to": FREE, "text": "hola"}]}
+    partial = await api.post(
+        "/api/v1/messages/batch", json=batch, headers=bearer(token, **{"idempotency-key": "b"})
+    )
+    replayed = await api.post(
+        "/api/v1/messages/batch", json=batch, headers=bearer(token, **{"idempotency-key": "b"})
+    )
+    assert (
+        partial.status_code == replayed.status_code == 207
+        and replayed.headers["idempotent-replayed"] == "true"
+    )
+    assert await mt_count(api) == 1
+
+
 async def test_concurrent_requests_with_one_idempotency_key_send_once(
     api: PanelClient, make_key: MakeKey
 ) -> None:
