@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
+from functools import lru_cache
 
 VARIABLE_NAMES = ("mensaje", "host", "operador", "telefono", "hora", "fecha", "pais")
 
@@ -46,6 +47,7 @@ def message_variables(
     }
 
 
+@lru_cache(maxsize=1024)  # the same few names in every MT of a batch; bounded: templates are input
 def _placeholder_key(name: str) -> str:
     """Placeholders match without regard to case or accents: '{Teléfono}' is '{telefono}'."""
     decomposed = unicodedata.normalize("NFKD", name)
@@ -54,6 +56,8 @@ def _placeholder_key(name: str) -> str:
 
 def render_template(template: str, variables: Mapping[str, str]) -> str:
     """``template`` with ``{name}`` replaced by ``variables[name]``; see the module notes for the rules."""
+    if "{" not in template and "}" not in template:
+        return template  # nothing to replace (most pushes): no lookup, no scan
     lookup = {_placeholder_key(name): value for name, value in variables.items()}
 
     def substitute(match: re.Match[str]) -> str:
