@@ -35,16 +35,22 @@ def message_variables(
     """The variables of one received message; times are shown in ``tz`` (the service's time zone)."""
     if received_at.tzinfo is None or received_at.utcoffset() is None:
         raise ValueError("received_at must be timezone-aware; a naive time has no defined local hour")
-    local = received_at.astimezone(tz)
+    hora, fecha = _clock(received_at, tz)
     return {
         "mensaje": text,
         "host": short_code,
         "operador": carrier,
         "telefono": msisdn,
-        "hora": local.strftime("%H:%M:%S"),
-        "fecha": local.strftime("%d/%m/%Y"),
+        "hora": hora,
+        "fecha": fecha,
         "pais": (country or "").upper(),
     }
+
+
+@lru_cache(maxsize=64)  # the pushes of one batch share their time: formatted once
+def _clock(received_at: datetime, tz: tzinfo) -> tuple[str, str]:
+    local = received_at.astimezone(tz)
+    return local.strftime("%H:%M:%S"), local.strftime("%d/%m/%Y")
 
 
 @lru_cache(maxsize=1024)  # the same few names in every MT of a batch; bounded: templates are input
