@@ -41,16 +41,18 @@ pytestmark = pytest.mark.integration
 TOKEN = re.compile(r'id="new-token"[^>]*value="(ek_[0-9a-f]{12}_[A-Za-z0-9_-]{43})"')
 
 
+async def _panel(url: str) -> Starlette:
+    """The panel with every built-in plugin on a store with the test accounts."""
+    await prepare_store(url)
+    settings = PanelSettings(
+        database_url=url, secure_cookies=False, argon2=FAST_ARGON2, outbox=outbox_settings()
+    )
+    return create_app(settings, bus_factory=memory_bus, plugins=[*BUILT_IN_PLUGINS, "echat_notes:plugin"])
+
+
 @pytest.fixture
 async def admin(api_database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
-    await prepare_store(api_database_url)
-    settings = PanelSettings(
-        database_url=api_database_url, secure_cookies=False, argon2=FAST_ARGON2, outbox=outbox_settings()
-    )
-    app: Starlette = create_app(
-        settings, bus_factory=memory_bus, plugins=[*BUILT_IN_PLUGINS, "echat_notes:plugin"]
-    )
-    async with serving(app) as client:
+    async with serving(await _panel(api_database_url)) as client:
         assert (await login(client, "ana")).status_code == 303
         yield client
 
@@ -126,14 +128,7 @@ async def test_bad_values_are_a_400_with_the_reason(
 @pytest.fixture
 async def keeper(api_database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
     """Signed in as "kim", who may make keys and send push SMS, and holds no other power."""
-    await prepare_store(api_database_url)
-    settings = PanelSettings(
-        database_url=api_database_url, secure_cookies=False, argon2=FAST_ARGON2, outbox=outbox_settings()
-    )
-    app: Starlette = create_app(
-        settings, bus_factory=memory_bus, plugins=[*BUILT_IN_PLUGINS, "echat_notes:plugin"]
-    )
-    async with serving(app) as client:
+    async with serving(await _panel(api_database_url)) as client:
         engine = create_engine(api_database_url)
         try:
             async with session_factory(engine)() as session, session.begin():
