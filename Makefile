@@ -28,7 +28,7 @@ lock: $(STAMP)
 I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk plugins/accounts:accounts \
 	plugins/clients:clients plugins/conversations:conversations plugins/services:services plugins/audit:audit \
 	plugins/monitor:monitor plugins/gallery:gallery plugins/reports:reports plugins/campaigns:campaigns \
-	gatewayd:gatewayd simulator:simulator
+	plugins/apikeys:apikeys gatewayd:gatewayd simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
 		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \

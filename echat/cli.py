@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from echat.apikeys import APIKeyCommandError, add_apikey_commands, handle_apikey_command
 from echat.audit import add_audit_commands, check_audit_trail, describe
 from echat.reports import add_reports_commands, rebuild
 from echat.users import add_user_commands, handle_user_command
@@ -115,6 +116,9 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
 
     reports = add_reports_commands(commands, _config_argument)
     reports.set_defaults(handler=_reports)
+
+    apikey = add_apikey_commands(commands, _config_argument)
+    apikey.set_defaults(handler=_apikey)
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -380,6 +384,18 @@ def _reports(args: argparse.Namespace) -> int:
         return config
     start = asyncio.run(rebuild(config.database.url, args.since))
     print(f"reports: rollups rebuilt from {start:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
+
+
+def _apikey(args: argparse.Namespace) -> int:
+    config = _config_at_head(args, f"{args.command} {args.apikey_command}")
+    if isinstance(config, int):
+        return config
+    try:
+        print(asyncio.run(handle_apikey_command(args, config.database.url)))
+    except APIKeyCommandError as error:
+        print(f"gatewayd {args.command} {args.apikey_command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -66,6 +66,10 @@ class OutboxError(ValueError):
     for it); the message says what to give."""
 
 
+class InvalidDestination(OutboxError):
+    """The number cannot be read as a phone number."""
+
+
 class TextRefused(OutboxError):
     """The text, rendered, cannot be sent: ``reason`` is ``empty``, ``unencodable`` (no SMS coding
     holds it) or ``too_long`` (over :data:`MAX_SEGMENTS` segments)."""
@@ -230,18 +234,53 @@ class Outbox:
         prepared = await self.prepare(session, requests, now)
         for item in prepared:
             check_text(item.text)
-        refusals = [
-            item.recipient.refusal(item.request.kind) if item.recipient is not None else None
+        outcomes = await self._store(session, prepared, now)
+        # Every item was prepared: none is an error.
+        return Batch([outcome for outcome in outcomes if not isinstance(outcome, OutboxError)])
+
+    async def queue_each_in(
+        self, session: AsyncSession, requests: Sequence[MTRequest], now: datetime | None = None
+    ) -> list[Queued | Refusal | OutboxError]:
+        """:meth:`queue_in` for independent requests (the API's batches): one that cannot be routed or
+        whose text cannot be sent is left out alone, its :class:`OutboxError` (or :class:`TextRefused`)
+        in its place; the others are queued. After the commit, :meth:`announce` the queued ones."""
+        now = now or datetime.now(UTC)
+        prepared: list[Prepared | OutboxError] = []
+        for item in await self._prepare_each(session, requests, now):
+            if isinstance(item, Prepared):
+                try:
+                    check_text(item.text)
+                except TextRefused as error:
+                    item = error
+            prepared.append(item)
+        return await self._store(session, prepared, now)
+
+    async def _store(
+        self, session: AsyncSession, prepared: Sequence[Prepared | OutboxError], now: datetime
+    ) -> list[Queued | Refusal | OutboxError]:
+        """Stores the prepared MTs the recipient rule allows; per item its MT, refusal or error."""
+        decided: list[Refusal | OutboxError | None] = [
+            item
+            if isinstance(item, OutboxError)
+            else item.recipient.refusal(item.request.kind)
+            if item.recipient is not None
+            else None
             for item in prepared
         ]
-        allowed = [item for item, refused in zip(prepared, refusals, strict=True) if refused is None]
+        allowed = [
+            item
+            for item, refused in zip(prepared, decided, strict=True)
+            if refused is None and isinstance(item, Prepared)
+        ]
         ids = iter(await queue_mts(session, [_new_mt(item) for item in allowed], now))
-        return Batch(
-            [
-                Queued(next(ids), item, now) if refused is None else refused
-                for item, refused in zip(prepared, refusals, strict=True)
-            ]
-        )
+        outcomes: list[Queued | Refusal | OutboxError] = []
+        for item, refused in zip(prepared, decided, strict=True):
+            if refused is not None:
+                outcomes.append(refused)
+            else:
+                assert isinstance(item, Prepared)  # an error is its own refusal
+                outcomes.append(Queued(next(ids), item, now))
+        return outcomes
 
     async def announce(self, queued: Sequence[Queued]) -> None:
         """After the commit: each MT's ``queued`` status on the bus (with the operator and the
@@ -284,21 +323,40 @@ class Outbox:
         """Each request with its subscriber, route and rendered text (read in ``session``; nothing
         written; the texts are not checked: :func:`check_text`). Raises :class:`OutboxError` for a
         request that cannot be routed."""
-        destinations = [self.destination(request) for request in requests]
+        prepared: list[Prepared] = []
+        for item in await self._prepare_each(session, requests, now):
+            if isinstance(item, OutboxError):
+                raise item
+            prepared.append(item)
+        return prepared
+
+    async def _prepare_each(
+        self, session: AsyncSession, requests: Sequence[MTRequest], now: datetime
+    ) -> list[Prepared | OutboxError]:
+        """:meth:`prepare`, with the :class:`OutboxError` of a request that cannot be routed in its place."""
+        destinations: list[str | OutboxError] = []
+        for request in requests:
+            try:
+                destinations.append(self.destination(request))
+            except OutboxError as error:
+                destinations.append(error)
         found = await recipients(
             session,
             ids=[request.subscriber_id for request in requests if request.subscriber_id is not None],
             msisdns=[
                 digits
                 for request, digits in zip(requests, destinations, strict=True)
-                if request.subscriber_id is None
+                if request.subscriber_id is None and isinstance(digits, str)
             ],
         )
         by_id = {recipient.id: recipient for recipient in found}
         by_msisdn = {recipient.msisdn: recipient for recipient in found}
-        prepared: list[Prepared] = []
+        prepared: list[Prepared | OutboxError] = []
         latest: dict[int, AnsweredMO | None] = {}
         for request, digits in zip(requests, destinations, strict=True):
+            if isinstance(digits, OutboxError):
+                prepared.append(digits)
+                continue
             recipient = by_id.get(request.subscriber_id) if request.subscriber_id is not None else None
             recipient = recipient or by_msisdn.get(digits)
             mo = request.mo
@@ -308,7 +366,11 @@ class Outbox:
                 known = latest[recipient.id]
             else:
                 known = None
-            route = self.route(request, digits, recipient, known)
+            try:
+                route = self.route(request, digits, recipient, known)
+            except OutboxError as error:
+                prepared.append(error)
+                continue
             variables = self.variables(request, digits, recipient, route, now)
             text = render_template(request.text, variables)
             prepared.append(Prepared(request, digits, recipient, route, text, variables))
@@ -322,7 +384,7 @@ class Outbox:
         try:
             return to_international(normalise_msisdn(request.to, default_country))
         except InvalidNumber as error:
-            raise OutboxError(str(error)) from error
+            raise InvalidDestination(str(error)) from error
 
     def route(
         self, request: MTRequest, digits: str, recipient: Recipient | None, latest: AnsweredMO | None
@@ -352,6 +414,8 @@ class Outbox:
             raise OutboxError(f"unknown carrier {carrier!r} (configured: {names})")
         same_way = by is not None and by.carrier == carrier
         source = request.source
+        if source is not None:
+            self._check_source(carrier, source, by if same_way else None)
         if source is None and same_way:
             assert by is not None
             source = by.short_code
@@ -364,6 +428,17 @@ class Outbox:
         if bind_name is None and same_way and by is not None and by.short_code == source:
             bind_name = by.bind_name
         return Route(carrier, source, bind_name)
+
+    def _check_source(self, carrier: str, source: str, by: AnsweredMO | None) -> None:
+        """A source named by the request must be one of the carrier's short codes (a sender may not
+        pose as another service's number), or the short code of the MO it answers that way."""
+        configured = self.settings.carrier(carrier)
+        if configured is None or source in configured.short_codes:
+            return
+        if by is not None and by.short_code == source:
+            return
+        codes = ", ".join(configured.short_codes) or "none"
+        raise OutboxError(f"short code {source} is not one of carrier {carrier}'s (its short codes: {codes})")
 
     def variables(
         self, request: MTRequest, digits: str, recipient: Recipient | None, route: Route, now: datetime
@@ -415,6 +490,7 @@ __all__ = [
     "MAX_SEGMENTS",
     "AnsweredMO",
     "Batch",
+    "InvalidDestination",
     "MTRequest",
     "Outbox",
     "OutboxError",

@@ -21,6 +21,10 @@ from gatewayd.bus.base import Subscription
 from gatewayd.store.engine import create_engine, read_session_factory, session_factory
 from gatewayd.store.errors import is_conflict
 from panel.access import access_of
+from panel.api import API_ROOT
+from panel.api.app import create_api
+from panel.api.problems import Problem
+from panel.api.sweep import idempotency_sweep_loop
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.errors import PluginError
@@ -144,6 +148,9 @@ CONFLICT_RETRY_AFTER = 1
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if request.url.path.startswith(API_ROOT + "/"):
+        # A path under the API that its mount does not take (a newline in it): the API's own answer.
+        return Problem(status, "not-found" if status == 404 else "error").response()
     return error_response(request, status)
 
 
@@ -180,16 +187,17 @@ def create_app(
     `panel.serve.PanelServer`); the lifespan raises it anyway when it ends.
 
     Lifespan order: engine, bus, the password-hashing workers, each plugin's lifespan entered (by
-    name; what it yields is the plugin's `PluginState`); at shutdown the stop signal, the event
-    handlers, each plugin's lifespan left in reverse order, then the hashing workers, the bus and the
-    engine. Only the lifespans that started are left.
+    name; what it yields is the plugin's `PluginState`), the API's idempotency sweep; at shutdown the
+    stop signal, the event handlers, the sweep, each plugin's lifespan left in reverse order, then
+    the hashing workers, the bus and the engine. Only the lifespans that started are left.
     """
     loaded = load_plugins(plugins if plugins is not None else settings.plugins)
     registry = PermissionRegistry.build(loaded)
     catalog = build_catalogue(loaded, settings.default_language)
     menu = _assemble_menu(loaded, registry)
     templates = build_templates(loaded)
-    routes = _assemble_routes(loaded)
+    # The integrator API: its own authentication (keys, no cookies), so no plugin's access rules.
+    routes = [*_assemble_routes(loaded), Mount(API_ROOT, app=create_api(), name="api")]
     passwords = PasswordPolicy(settings.argon2)
 
     @asynccontextmanager
@@ -245,6 +253,9 @@ def create_app(
                     )
                     for name, handler, subscription in subscriptions
                 ]
+                running.append(
+                    tasks.create_task(idempotency_sweep_loop(state), name="panel.api.idempotency_sweep_loop")
+                )
                 try:
                     yield {STATE_KEY: state}
                 finally:

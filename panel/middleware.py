@@ -16,6 +16,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from panel.api import API_ROOT
 from panel.auth.csrf import anonymous_token_valid, issue_anonymous_token
 from panel.auth.identity import CurrentUser
 from panel.auth.sessions import get_active_session, needs_touch, touch_session
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 STATIC_PREFIX = "/static/"
+# The integrator API (panel.api): keys instead of cookies, its own body limit and problem answers, so
+# none of the session, CSRF or form machinery applies to it. Only its own root: /api/nope is a panel path.
+API_PREFIX = API_ROOT + "/"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # Base names; with secure cookies they are sent as __Host-<name> (see PanelSettings.cookie_name).
 ANONYMOUS_CSRF_COOKIE = "echat_csrf"
@@ -174,7 +178,7 @@ class RequestGuardMiddleware:
         self.uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
+        if scope["type"] != "http" or scope["path"].startswith((STATIC_PREFIX, API_PREFIX)):
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
@@ -239,7 +243,7 @@ class SessionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(STATIC_PREFIX):
+        if scope["type"] != "http" or scope["path"].startswith((STATIC_PREFIX, API_PREFIX)):
             await self.app(scope, receive, send)
             return
         state = runtime_from_scope(scope)
@@ -325,7 +329,7 @@ class CSRFMiddleware:
         return origin == own or origin in self.trusted_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
+from functools import lru_cache
 
 VARIABLE_NAMES = ("mensaje", "host", "operador", "telefono", "hora", "fecha", "pais")
 
@@ -34,18 +35,25 @@ def message_variables(
     """The variables of one received message; times are shown in ``tz`` (the service's time zone)."""
     if received_at.tzinfo is None or received_at.utcoffset() is None:
         raise ValueError("received_at must be timezone-aware; a naive time has no defined local hour")
-    local = received_at.astimezone(tz)
+    hora, fecha = _clock(received_at, tz)
     return {
         "mensaje": text,
         "host": short_code,
         "operador": carrier,
         "telefono": msisdn,
-        "hora": local.strftime("%H:%M:%S"),
-        "fecha": local.strftime("%d/%m/%Y"),
+        "hora": hora,
+        "fecha": fecha,
         "pais": (country or "").upper(),
     }
 
 
+@lru_cache(maxsize=64)  # the pushes of one batch share their time: formatted once
+def _clock(received_at: datetime, tz: tzinfo) -> tuple[str, str]:
+    local = received_at.astimezone(tz)
+    return local.strftime("%H:%M:%S"), local.strftime("%d/%m/%Y")
+
+
+@lru_cache(maxsize=1024)  # the same few names in every MT of a batch; bounded: templates are input
 def _placeholder_key(name: str) -> str:
     """Placeholders match without regard to case or accents: '{Teléfono}' is '{telefono}'."""
     decomposed = unicodedata.normalize("NFKD", name)
@@ -54,6 +62,8 @@ def _placeholder_key(name: str) -> str:
 
 def render_template(template: str, variables: Mapping[str, str]) -> str:
     """``template`` with ``{name}`` replaced by ``variables[name]``; see the module notes for the rules."""
+    if "{" not in template and "}" not in template:
+        return template  # nothing to replace (most pushes): no lookup, no scan
     lookup = {_placeholder_key(name): value for name, value in variables.items()}
 
     def substitute(match: re.Match[str]) -> str:

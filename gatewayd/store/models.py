@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gatewayd.store import (
     accounts,
+    apikeys,
     audit,
     campaigns,
     conversations,
@@ -20,6 +21,7 @@ metadata = Base.metadata
 __all__ = [
     "Base",
     "accounts",
+    "apikeys",
     "audit",
     "campaigns",
     "conversations",

@@ -1,9 +1,9 @@
 """Client control: ban / unban by client ID (one or a pasted list, with a per-line report) and the
 client's card (state, counts, and the history of bans and opt-outs from the audit trail).
 
-A ban is :func:`gatewayd.store.repo_subscribers.set_bans` plus, in the same transaction, the audit
-record of each change and the withdrawal of the client's conversations from their operators
-(:func:`gatewayd.assignment.withdraw_clients`, published after the commit). What a ban then stops is
+A ban is :func:`gatewayd.client_control.change_bans` (shared with the API): the rows, in the same
+transaction the audit record of each change and the withdrawal of the client's conversations from
+their operators (published after the commit). What a ban then stops is
 decided where it always is: assignment skips the client (``gatewayd.store.repo_assignment``) and the
 recipient rule refuses their MTs (``gatewayd.store.mt.recipients.refusal``).
 """
@@ -18,18 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gatewayd.assignment import publish_assignments, withdraw_clients
+from gatewayd.assignment import publish_assignments
+from gatewayd.client_control import change_bans as apply_bans
 from gatewayd.store.audit import AuditRecord, records_about
 from gatewayd.store.base import utcnow
 from gatewayd.store.repo_subscribers import (
     client_id_of,
     get_subscriber_by_client_id,
     get_subscriber_by_msisdn,
-    set_bans,
 )
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
-from panel.audit import audit
+from panel.audit import entry_for
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, panel, render, require_user
 from plugins.clients.permissions import CLIENTS_CONTROL
@@ -205,26 +205,16 @@ async def change_bans(request: Request) -> Response:
     named = [(number, text, client_id_of(text)) for number, text in lines]
     now = utcnow()
     async with db(request) as session, session.begin():
-        outcome = await set_bans(
-            session, [client_id for _, _, client_id in named if client_id], reason=ban_reason, now=now
+        changes = await apply_bans(
+            session,
+            [client_id for _, _, client_id in named if client_id],
+            reason=ban_reason,
+            now=now,
+            record=lambda action, subject, details: entry_for(
+                request, action, subject=subject, details=details
+            ),
         )
-        withdrawn = []
-        if ban_reason is not None:
-            subscriber_ids = [change.subscriber_id for change in outcome.changed.values()]
-            withdrawn = await withdraw_clients(session, subscriber_ids, now)
-        # the audit head last: every row this transaction locks is locked before it (no deadlock)
-        verb = "client.ban" if ban_reason is not None else "client.unban"
-        for change in outcome.changed.values():
-            await audit(
-                session,
-                request,
-                verb,
-                subject=f"client:{change.client_id}",
-                details={
-                    "before": {"banned": ban_reason is None, "reason": change.reason_before},
-                    "after": {"banned": ban_reason is not None, "reason": change.reason_after},
-                },
-            )
+    outcome, withdrawn = changes.outcome, changes.withdrawn
     await publish_assignments(panel(request).bus, withdrawn)
     report: list[ReportLine] = []
     reported: set[str] = set()

@@ -9,9 +9,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gatewayd.masking import MASK
 from gatewayd.outbox import MAX_SEGMENTS, Prepared
 from panel.web import translate_plural
-from plugins.desk.masking import MASK
 from routing.variables import render_template
 from smpp.text import DraftInfo, draft_info
 

@@ -1,22 +1,12 @@
-"""Hiding the client's phone number from those without the power to see it (``operator.see_msisdn``):
-the one place the panel does it, for the desk, the push page and the conversation browser."""
+"""Hiding the client's phone number from those without the power to see it (``operator.see_msisdn``) in
+the desk, the push page and the conversation browser; the rule itself is :mod:`gatewayd.masking`'s."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from gatewayd.masking import masked
 from gatewayd.store.repo_history import ThreadEntry
-
-#: What an operator without the MSISDN permission sees instead of a subscriber's number.
-MASK = "\u2022"
-
-
-def masked(text: str, msisdn: str, show_msisdn: bool) -> str:
-    """``text`` as the panel shows it: the subscriber's number (as ``{telefono}`` put it in an MT)
-    hidden from an operator without the MSISDN permission."""
-    if show_msisdn or not msisdn:
-        return text
-    return text.replace(msisdn, MASK * len(msisdn))
 
 
 def masked_thread(entries: list[ThreadEntry], msisdn: str, show_msisdn: bool) -> list[ThreadEntry]:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gatewayd.masking import masked
 from gatewayd.outbox import MTRequest, OutboxError, Prepared, TextRefused
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
@@ -40,7 +41,7 @@ from panel.web import db, db_read, error_response, panel, render, require_user
 from plugins.desk.charts import client_charts
 from plugins.desk.compose import counter, preview
 from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
-from plugins.desk.masking import masked, masked_thread
+from plugins.desk.masking import masked_thread
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, PUSH_SEND
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gatewayd.diversion import announce_diversion, diversion_of
+from gatewayd.masking import MASK
 from gatewayd.session_reset import (
     MAX_LINES,
     MAX_UPLOAD_BYTES,
@@ -32,7 +33,6 @@ from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, error_response, panel, render, require_user
-from plugins.desk.masking import MASK
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.desk.service import assignment_service
 from plugins.services.permissions import CLIENTS_SESSION_RESET, SERVICES_DIVERSION

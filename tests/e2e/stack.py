@@ -32,6 +32,7 @@ from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
 from plugins import (
     accounts,
+    apikeys,
     audit,
     auth,
     campaigns,
@@ -158,6 +159,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         gallery.plugin,
         reports.plugin,
         campaigns.plugin,
+        apikeys.plugin,
     ]
 
 

@@ -37,6 +37,7 @@ ADMIN_PAGES = (
     "/admin/reports/clients",
     "/admin/campaigns",
     "/admin/campaigns/new",
+    "/admin/api-keys",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {

@@ -31,6 +31,7 @@ DOMAINS = {
     "plugins/gallery": "gallery",
     "plugins/reports": "reports",
     "plugins/campaigns": "campaigns",
+    "plugins/apikeys": "apikeys",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

@@ -37,6 +37,7 @@ from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
 from plugins import (
     accounts,
+    apikeys,
     audit,
     auth,
     campaigns,
@@ -64,6 +65,7 @@ BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
     gallery.plugin,
     reports.plugin,
     campaigns.plugin,
+    apikeys.plugin,
 )
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -117,6 +119,7 @@ class Samples:
             # The gallery's routes: no photo has these (the gallery's own tests use real ones).
             "photo_id": "424242",
             "campaign_id": "424242",
+            "key_id": "424242",  # no API key has it
             "token": "n0-such-photo-token-n0-such-photo-token-xyz",
         }
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)

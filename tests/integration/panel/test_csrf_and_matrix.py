@@ -1,8 +1,8 @@
 """CSRF on every unsafe route of every plugin, and the permission matrix: every route of every plugin
-(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery, reports and the
-example plugin) tried by each role and by an anonymous client, against a pinned table of statuses. The
-matrix runs against a real uvicorn server, so the event streams (which never end) are covered like any
-other route: their status and headers are read, then they are closed.
+(auth, home, desk, accounts, clients, conversations, services, audit, monitor, gallery, reports, campaigns,
+apikeys and the example plugin) tried by each role and by an anonymous client, against a pinned table of
+statuses. The matrix runs against a real uvicorn server, so the event streams (which never end) are covered
+like any other route: their status and headers are read, then they are closed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gatewayd.store.accounts import get_account_by_username
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
 from panel.access import Access, access_of
+from panel.api import API_ROOT
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import PanelSettings
 
@@ -42,6 +43,8 @@ STREAMS = frozenset({("GET", "/desk/events"), ("GET", "/admin/monitor/events")})
 def plugin_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, Access]]:
     """(method, path template, access) of every plugin endpoint; static mounts hold no Route."""
     for route in routes:
+        if isinstance(route, Mount) and route.path == API_ROOT:
+            continue  # the integrator API: keys, not sessions (tests/integration/panel/api)
         if isinstance(route, Mount):
             yield from plugin_routes(route.routes, prefix + route.path)
         elif isinstance(route, Route):
@@ -172,6 +175,8 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/campaigns"): {"name": "x", "last_pushes": "2", "tps": "10"},
     ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
     ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
+    # API keys: a key with no name and no scope is refused; the sample key id is no key
+    ("POST", "/admin/api-keys"): {"name": ""},
 }
 REPORTS_ACCESS = {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403}
 PINNED: dict[tuple[str, str], dict[str, int]] = {
@@ -369,6 +374,16 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "anonymous": 401,
         "ana": 404,
         "marta": 404,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    # API keys: apikeys.manage is no role's by default, so only admins (every power) hold it.
+    ("GET", "/admin/api-keys"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/api-keys"): {"anonymous": 401, "ana": 400, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/api-keys/{key_id:id}/revoke"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
         "oscar": 403,
         "nadie": 403,
     },

@@ -138,7 +138,16 @@ def test_no_way_out_is_an_error_that_says_what_to_give() -> None:
         OUTBOX.route(MTRequest("447700900123", "x"), "447700900123", None, None)
     with pytest.raises(OutboxError, match="unknown carrier 'orange'"):
         OUTBOX.route(MTRequest("34600111222", "x", carrier="orange"), "34600111222", None, None)
+    with pytest.raises(OutboxError, match="short code 5555 is not one of carrier movistar's"):
+        OUTBOX.route(MTRequest("34600111222", "x", source="5555"), "34600111222", subscriber(), None)
+    # Answering an MO the way it came, its short code is the source even if the carrier no longer lists it.
+    old_code = mo(short_code="5555")
+    answered = OUTBOX.route(
+        MTRequest("34600111222", "x", source="5555", mo=old_code), "34600111222", None, None
+    )
+    assert answered.source == "5555"
     bare = Outbox(OutboxSettings())
+    assert bare.route(MTRequest("34600111222", "x", carrier="any", source="5555"), "34600111222", None, None)
     with pytest.raises(OutboxError, match="has no short code"):
         bare.route(MTRequest("34600111222", "x"), "34600111222", subscriber(), None)
 

@@ -1,0 +1,200 @@
+"""The API's bodies: pydantic models (``extra="forbid"``: an unknown field is an error), from which the
+OpenAPI document's schemas are generated."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from gatewayd.outbox import MAX_SEGMENTS
+
+#: Items of one batch.
+MAX_BATCH = 1000
+#: Characters of a template's text before rendering (the outbox checks the rendered SMS).
+MAX_TEXT = 160 * MAX_SEGMENTS
+
+
+# What no column can store: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates (no UTF-8 form).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    if UNSTORABLE.search(value):
+        raise ValueError("contains NUL or a lone surrogate, which cannot be stored")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    # The store's columns take UTC; an offset that moves the time past year 1 or 9999 has no UTC form.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+#: A time with its zone (a naive one is refused), as UTC: what a filter compares with the store.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageIn(Strict):
+    """One MT. ``text`` may hold the manual's variables (``{telefono}``, ``{host}``, ``{operador}``,
+    ``{hora}``, ``{fecha}``, ``{pais}``), rendered by the gateway."""
+
+    to: Text = Field(min_length=1, max_length=32, description="E.164 (with or without '+') or national")
+    text: Text = Field(min_length=1, max_length=MAX_TEXT)
+    carrier: Text | None = Field(None, min_length=1, max_length=32, description="Default: automatic")
+    source: Text | None = Field(None, min_length=1, max_length=16, description="Source short code")
+
+
+class BatchIn(Strict):
+    items: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Queued(BaseModel):
+    index: int
+    status: Literal["queued"] = "queued"
+    id: int = Field(description="The MT's id: GET /messages/{id}")
+
+
+class Refused(BaseModel):
+    index: int
+    status: Literal["refused"] = "refused"
+    reason: str = Field(
+        description="opted_out, banned, ... (the recipient rule), invalid_number, no_route, "
+        "empty, unencodable or too_long"
+    )
+    detail: str
+
+
+class SendResult(BaseModel):
+    queued: int
+    refused: int
+    items: list[Queued | Refused]
+
+
+class Part(BaseModel):
+    segment: int
+    status: str
+    smsc_message_id: str | None
+    submitted_at: datetime | None
+    receipt_state: str | None = Field(description="The receipt's state (DELIVRD, UNDELIV, ...)")
+    receipt_at: datetime | None
+    error_code: int | None
+
+
+class Message(BaseModel):
+    id: int
+    kind: str
+    status: str
+    carrier: str
+    source: str
+    to: str | None = Field(description="Only with the msisdn scope")
+    client_id: str | None
+    text: str
+    segments: int
+    created_at: datetime
+    last_error: str | None
+    parts: list[Part]
+
+
+# --- lists: cursor pagination and filters ----------------------------------------------------------
+
+
+class ListQuery(Strict):
+    """Newest first. ``cursor``: the ``next_cursor`` of the page before (opaque)."""
+
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=64)
+    since: UtcTime | None = Field(None, description="At or after (ISO 8601 with a zone)")
+    until: UtcTime | None = Field(None, description="Before (ISO 8601 with a zone)")
+
+
+class MOQuery(ListQuery):
+    short_code: Text | None = Field(None, max_length=16)
+    client_id: Text | None = Field(None, max_length=16)
+
+
+class ConversationQuery(MOQuery):
+    status: Literal["waiting", "open", "closed"] | None = None
+
+
+class ClientQuery(ListQuery):
+    status: Literal["active", "opted_out", "banned"] | None = Field(
+        None, description="since / until: when the client last wrote"
+    )
+
+
+class MO(BaseModel):
+    id: int
+    client_id: str
+    msisdn: str | None = Field(description="Only with the msisdn scope")
+    carrier: str
+    short_code: str
+    service: str | None
+    keyword: str | None
+    text: str
+    received_at: datetime
+    conversation_id: int | None
+
+
+class MOPage(BaseModel):
+    """A page of MOs, newest first."""
+
+    items: list[MO]
+    next_cursor: str | None
+
+
+class Conversation(BaseModel):
+    id: int
+    client_id: str
+    short_code: str
+    service: str | None
+    status: str
+    opened_at: datetime
+    last_mo_at: datetime | None
+    last_mt_at: datetime | None
+    closed_at: datetime | None
+
+
+class ConversationPage(BaseModel):
+    """A page of conversations, newest first."""
+
+    items: list[Conversation]
+    next_cursor: str | None
+
+
+class Client(BaseModel):
+    """A client (subscriber), known by the client ID."""
+
+    client_id: str
+    msisdn: str | None = Field(description="Only with the msisdn scope")
+    carrier: str | None
+    country: str | None
+    first_seen: datetime
+    last_seen: datetime
+    opted_out: bool
+    banned: bool
+    banned_reason: str | None
+    mo_count: int
+    mt_count: int
+
+
+class ClientPage(BaseModel):
+    """A page of clients, newest first."""
+
+    items: list[Client]
+    next_cursor: str | None
+
+
+class BanIn(Strict):
+    reason: Text = Field(min_length=1, max_length=255)

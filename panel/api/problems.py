@@ -1,0 +1,71 @@
+"""RFC 9457 problem details: every error the API gives, in one shape (``application/problem+json``)."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+PROBLEM_TYPE = "application/problem+json"
+#: Problem types are documented in docs/API.md under these anchors.
+TYPE_BASE = "https://echat.example/docs/api#"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: body / query / header, then the path")
+    msg: str
+    type: str
+
+
+class ProblemBody(BaseModel):
+    """What every error answers with (RFC 9457)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Problem(Exception):
+    """An error answered as a problem: ``kind`` names its type (``TYPE_BASE`` + kind)."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or kind)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_BASE + self.kind,
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+        }
+        if self.detail is not None:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+    def response(self) -> Response:
+        return Response(
+            json.dumps(self.body(), ensure_ascii=False),
+            status_code=self.status,
+            media_type=PROBLEM_TYPE,
+            headers=self.headers,
+        )
