@@ -43,7 +43,7 @@ from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.recipients import Recipient, Refusal, recipients
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
-from gatewayd.store.repo_desk import LastMO, last_mo_of_subscriber
+from gatewayd.store.repo_desk import LastMO, last_mos_of_subscribers
 from routing.errors import InvalidNumber
 from routing.numbers import country_of, normalise_msisdn, to_international
 from routing.variables import message_variables, render_template
@@ -351,21 +351,36 @@ class Outbox:
         )
         by_id = {recipient.id: recipient for recipient in found}
         by_msisdn = {recipient.msisdn: recipient for recipient in found}
+        found_of = [
+            None
+            if isinstance(digits, OutboxError)
+            else (by_id.get(request.subscriber_id) if request.subscriber_id is not None else None)
+            or by_msisdn.get(digits)
+            for request, digits in zip(requests, destinations, strict=True)
+        ]
+        # the latest MO routes what neither answers an MO nor names its way out: one statement for all
+        unrouted = [
+            recipient is not None
+            and request.mo is None
+            and (request.carrier is None or request.source is None)
+            for request, recipient in zip(requests, found_of, strict=True)
+        ]
+        latest = await last_mos_of_subscribers(
+            session,
+            [
+                recipient.id
+                for recipient, wanted in zip(found_of, unrouted, strict=True)
+                if recipient and wanted
+            ],
+        )
         prepared: list[Prepared | OutboxError] = []
-        latest: dict[int, AnsweredMO | None] = {}
-        for request, digits in zip(requests, destinations, strict=True):
+        for request, digits, recipient, wanted in zip(
+            requests, destinations, found_of, unrouted, strict=True
+        ):
             if isinstance(digits, OutboxError):
                 prepared.append(digits)
                 continue
-            recipient = by_id.get(request.subscriber_id) if request.subscriber_id is not None else None
-            recipient = recipient or by_msisdn.get(digits)
-            mo = request.mo
-            if mo is None and recipient is not None and (request.carrier is None or request.source is None):
-                if recipient.id not in latest:
-                    latest[recipient.id] = await last_mo_of_subscriber(session, recipient.id)
-                known = latest[recipient.id]
-            else:
-                known = None
+            known = latest.get(recipient.id) if recipient is not None and wanted else None
             try:
                 route = self.route(request, digits, recipient, known)
             except OutboxError as error:

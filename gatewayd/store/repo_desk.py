@@ -3,11 +3,12 @@ reply or a push is sent from, the MTs and MOs its live updates name."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Unpack
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Row, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.conversations import Conversation
@@ -324,29 +325,55 @@ async def reply_target(session: AsyncSession, conversation_id: int) -> ReplyTarg
 
 async def last_mo_of_subscriber(session: AsyncSession, subscriber_id: int) -> LastMO | None:
     """The subscriber's latest MO, whatever the conversation (a push leaves by it)."""
-    return await _last_mo(session, MOMessage.subscriber_id == subscriber_id)
+    return (await last_mos_of_subscribers(session, [subscriber_id])).get(subscriber_id)
+
+
+async def last_mos_of_subscribers(
+    session: AsyncSession, subscriber_ids: Collection[int]
+) -> dict[int, LastMO]:
+    """:func:`last_mo_of_subscriber` for many subscribers in one statement (a batch of pushes): each
+    one's latest MO by subscriber id; those without an MO are left out."""
+    if not subscriber_ids:
+        return {}
+    latest = (
+        select(MOMessage.id)
+        .where(MOMessage.subscriber_id == Subscriber.id)
+        .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
+        .limit(1)
+        .correlate(Subscriber)
+        .scalar_subquery()
+    )
+    statement = select(MOMessage.subscriber_id, *_LAST_MO_COLUMNS).where(
+        MOMessage.id.in_(select(latest).where(Subscriber.id.in_(sorted(set(subscriber_ids)))))
+    )
+    return {row.subscriber_id: _as_last_mo(row) for row in (await session.execute(statement)).all()}
+
+
+_LAST_MO_COLUMNS = (
+    MOMessage.id,
+    MOMessage.carrier,
+    MOMessage.bind_name,
+    MOMessage.short_code,
+    MOMessage.text,
+    MOMessage.received_at,
+    MOMessage.country,
+    MOMessage.service,
+)
 
 
 async def _last_mo(session: AsyncSession, where: ColumnElement[bool]) -> LastMO | None:
     row = (
         await session.execute(
-            select(
-                MOMessage.id,
-                MOMessage.carrier,
-                MOMessage.bind_name,
-                MOMessage.short_code,
-                MOMessage.text,
-                MOMessage.received_at,
-                MOMessage.country,
-                MOMessage.service,
-            )
+            select(*_LAST_MO_COLUMNS)
             .where(where)
             .order_by(MOMessage.received_at.desc(), MOMessage.id.desc())
             .limit(1)
         )
     ).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _as_last_mo(row)
+
+
+def _as_last_mo(row: Row[Unpack[tuple[Any, ...]]]) -> LastMO:
     return LastMO(
         row.id,
         row.carrier,

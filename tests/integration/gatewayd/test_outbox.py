@@ -123,3 +123,36 @@ async def test_queueing_announces_each_mt_and_wakes_the_daemons(store: Store) ->
     assert "conversation_id" not in status.payload
     assert wakeup.payload["mt_id"] == queued.mt_id and wakeup.payload["count"] == 1
     assert woken == [True]
+
+
+async def test_a_batch_of_pushes_leaves_each_by_its_own_subscribers_latest_mo(store: Store) -> None:
+    """The latest MOs are read for the whole batch at once: each subscriber's own, the newest (the
+    higher id when two came at the same second), whatever the others wrote."""
+    first, second, silent = "34600000011", "34600000012", "34600000013"
+    written = [
+        (first, "vodafone", "795500", "vodafone-1", T0),
+        (first, "orange", "700700", "orange-1", T0 + timedelta(minutes=5)),
+        (second, "orange", "700700", "orange-2", T0 + timedelta(minutes=9)),
+        (second, "vodafone", "795500", "vodafone-2", T0 + timedelta(minutes=9)),
+    ]
+    async with store.transaction() as session:
+        for msisdn, carrier, short_code, bind_name, at in written:
+            key = dedup_key(carrier, msisdn, short_code, 0, uuid.uuid4().bytes)
+            mo = NewMO(key, msisdn, carrier, short_code, "hola", at, country="ES", bind_name=bind_name)
+            await store.mos.ingest(session, [mo], at)
+    requests = [MTRequest(second, "a"), MTRequest(first, "b"), MTRequest(silent, "c"), MTRequest(first, "d")]
+    async with store.transaction() as session:
+        batch = await Outbox(settings()).queue_in(session, requests, T0 + timedelta(hours=1))
+    async with store.sessions() as session:
+        rows = {mt.id: mt for mt in (await session.execute(select(MTMessage))).scalars()}
+    ways = [
+        (rows[o.mt_id].carrier, rows[o.mt_id].source, rows[o.mt_id].bind_name)
+        for o in batch.outcomes
+        if isinstance(o, Queued)
+    ]
+    assert ways == [
+        ("vodafone", "795500", "vodafone-2"),
+        ("orange", "700700", "orange-1"),
+        ("movistar", "997745", None),  # nobody wrote from it: the carrier of its country
+        ("orange", "700700", "orange-1"),
+    ]
