@@ -146,6 +146,10 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
         ({"when": "at", "scheduled_at": "mañana"}, "Give the date and time"),
         ({"when": "at", "scheduled_at": "2026-02-30T10:00"}, "Give the date and time"),
         ({"when": "at", "scheduled_at": "2020-01-01T10:00"}, "not in the past"),
+        # marta is west of UTC: this one is past year 9999 in UTC
+        ({"when": "at", "scheduled_at": "9999-12-31T23:59"}, "at most a year ahead"),
+        ({"when": "at", "scheduled_at": "0001-01-01T00:00"}, "not in the past"),
+        ({"when": "at", "scheduled_at": "2100-01-01T10:00"}, "at most a year ahead"),
     ],
 )
 async def test_bad_input_is_a_400_with_its_message(
