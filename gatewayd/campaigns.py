@@ -41,7 +41,7 @@ from gatewayd.store.repo_campaigns import (
     finish_done,
     follow_mts,
     mark_queued,
-    mark_skipped,
+    mark_unqueued,
     running_campaigns,
     shift,
     start_due,
@@ -265,19 +265,22 @@ class CampaignSender:
             queued = [
                 (item.id, o.mt_id) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, Queued)
             ]
-            skipped = [
-                (item.id, o.reason.value if isinstance(o, Refusal) else o)
+            refused = [
+                (item.id, o.reason.value)
                 for item, o in zip(pending, outcomes, strict=True)
-                if not isinstance(o, Queued)
+                if isinstance(o, Refusal)
             ]
+            skipped = [(item.id, o) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, str)]
             await mark_queued(session, queued)
-            await mark_skipped(session, skipped)
+            await mark_unqueued(session, RecipientState.REFUSED, refused)
+            await mark_unqueued(session, RecipientState.SKIPPED, skipped)
             await shift(
                 session,
                 campaign_id,
                 {
                     RecipientState.PENDING: -len(pending),
                     RecipientState.QUEUED: len(queued),
+                    RecipientState.REFUSED: len(refused),
                     RecipientState.SKIPPED: len(skipped),
                 },
             )

@@ -363,15 +363,20 @@ async def mark_queued(session: AsyncSession, queued: Sequence[tuple[int, int]]) 
         await session.execute(statement, [{"r_id": rid, "r_mt_id": mt_id} for rid, mt_id in queued])
 
 
-async def mark_skipped(session: AsyncSession, skipped: Sequence[tuple[int, str]]) -> None:
-    """Recipients (id, reason) the outbox would not queue."""
-    if skipped:
+async def mark_unqueued(
+    session: AsyncSession, state: RecipientState, recipients: Sequence[tuple[int, str]]
+) -> None:
+    """Recipients (id, reason) the outbox would not queue: ``refused`` by the recipient rule (opted
+    out or banned since the audience was taken), ``skipped`` when it could not route or render."""
+    if recipients:
         statement = (
             update(RECIPIENTS)
             .where(RECIPIENTS.c.id == bindparam("r_id"))
-            .values(state=RecipientState.SKIPPED, reason=bindparam("r_reason"))
+            .values(state=state, reason=bindparam("r_reason"))
         )
-        await session.execute(statement, [{"r_id": rid, "r_reason": reason[:64]} for rid, reason in skipped])
+        await session.execute(
+            statement, [{"r_id": rid, "r_reason": reason[:64]} for rid, reason in recipients]
+        )
 
 
 async def campaign_backlog(session: AsyncSession) -> dict[str, int]:

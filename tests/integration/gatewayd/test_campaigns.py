@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from gatewayd.campaigns import CAMPAIGN_PRIORITY, CampaignSender, CampaignSettings, QuietHours
 from gatewayd.outbox import MTRequest, Outbox
-from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus
+from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientState
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_campaigns import (
@@ -225,3 +225,27 @@ async def test_a_reply_queued_during_a_campaign_leaves_first(store: Store) -> No
     async with store.transaction() as session:
         claimed = await store.claims.claim(session, "test", NOW + timedelta(seconds=2), limit=1, lease=30)
     assert [mt.id for mt in claimed.mts] == [reply.mt_id]
+
+
+async def test_clients_opted_out_or_banned_after_the_audience_was_taken_are_refused(store: Store) -> None:
+    history = await answered_history(store)
+    campaign_id = await new_campaign(store)
+    await sender(store, carrier_tps={}).step(NOW)  # started; no carrier has room: nobody fed yet
+    assert (await campaign(store, campaign_id)).pending == len(EVERYONE)
+    async with store.transaction() as session:
+        await session.execute(
+            update(Subscriber).where(Subscriber.id == history.ids["last"]).values(opted_out=True)
+        )
+        await session.execute(
+            update(Subscriber).where(Subscriber.id == history.ids["voda"]).values(banned=True)
+        )
+    await sender(store).step(NOW + timedelta(seconds=1))
+    counts = await campaign(store, campaign_id)
+    assert (counts.queued, counts.refused, counts.skipped) == (4, 2, 0)
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(CampaignRecipient))).all()
+    refused = {row.subscriber_id: (row.state, row.reason) for row in rows if row.mt_id is None}
+    assert refused == {
+        history.ids["last"]: (RecipientState.REFUSED, "opted_out"),
+        history.ids["voda"]: (RecipientState.REFUSED, "banned"),
+    }
