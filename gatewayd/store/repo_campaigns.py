@@ -4,8 +4,8 @@ following of their MTs. The caller frames the transaction.
 
 The audience of a campaign (:func:`audience`) is, among the subscribers the recipient rule lets a
 mass push reach (:func:`gatewayd.store.mt.recipients.may_receive`) and that match its filters, those
-who sent an MO after at least one of the last ``X`` pushes (kind ``push`` or ``mass``, not refused
-nor cancelled) they got since their session reset; that is, after the X-th latest of them (after the
+who sent an MO after at least one of the last ``X`` pushes (kind ``push`` or ``mass``, accepted by
+the SMSC: delivered or awaiting its receipt) they got since their session reset; that is, after the X-th latest of them (after the
 oldest, when there are fewer). With ``include_new``, those who got no push since they first wrote or
 since their reset count too. Each subscriber costs a few probes of
 ``ix_mt_messages_subscriber_id_created_at`` and ``ix_mo_messages_subscriber_id_received_at``.
@@ -60,9 +60,11 @@ MO_MESSAGES = table_of(MOMessage)
 
 #: The most pushes back an audience may look.
 MAX_LAST_PUSHES = 100
-#: The pushes that count: what an operator or a campaign sent to the client, that was not withdrawn.
+#: The pushes that count: what an operator or a campaign sent to the client ...
 PUSH_KINDS = (MTKind.PUSH, MTKind.MASS)
-_NOT_RECEIVED = (MTStatus.REFUSED, MTStatus.CANCELLED)
+#: ... and the SMSC accepted (delivered or awaiting its receipt): one still queued, refused, withdrawn,
+#: failed or expired never reached the client.
+SENT = (MTStatus.ACCEPTED, MTStatus.DELIVERED)
 
 #: The recipient state an MT's status puts its recipient in.
 STATE_OF_MT = {
@@ -120,7 +122,7 @@ def audience(spec: AudienceSpec, now: datetime) -> Select[int]:
         .where(
             mt.c.subscriber_id == s.c.id,
             mt.c.kind.in_(PUSH_KINDS),
-            mt.c.status.not_in(_NOT_RECEIVED),
+            mt.c.status.in_(SENT),
             since_reset,
         )
         .correlate(s)
