@@ -197,7 +197,7 @@ class CampaignSender:
         for campaign in campaigns:
             fed += await self._feed(campaign, backlog, now)
         async with self.store.transaction() as session:
-            moves = await follow_mts(session, FOLLOW_BATCH)
+            moves = await follow_mts(session, FOLLOW_BATCH, now)
             finished = await finish_done(session, now)
         for campaign_id in finished:
             self._paces.pop(campaign_id, None)

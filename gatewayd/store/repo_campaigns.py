@@ -5,9 +5,9 @@ following of their MTs. The caller frames the transaction.
 The audience of a campaign (:func:`audience`) is, among the subscribers the recipient rule lets a
 mass push reach (:func:`gatewayd.store.mt.recipients.may_receive`) and that match its filters, those
 who sent an MO after at least one of the last ``X`` pushes (kind ``push`` or ``mass``, accepted by
-the SMSC: delivered or awaiting its receipt) they got since their session reset; that is, after the X-th latest of them (after the
-oldest, when there are fewer). With ``include_new``, those who got no push since they first wrote or
-since their reset count too. Each subscriber costs a few probes of
+the SMSC: delivered or awaiting its receipt) they got since their session reset; that is, after the
+X-th latest of them (after the oldest, when there are fewer). With ``include_new``, those who got no
+push since they first wrote or since their reset count too. Each subscriber costs a few probes of
 ``ix_mt_messages_subscriber_id_created_at`` and ``ix_mo_messages_subscriber_id_received_at``.
 """
 
@@ -65,6 +65,10 @@ PUSH_KINDS = (MTKind.PUSH, MTKind.MASS)
 #: ... and the SMSC accepted (delivered or awaiting its receipt): one still queued, refused, withdrawn,
 #: failed or expired never reached the client.
 SENT = (MTStatus.ACCEPTED, MTStatus.DELIVERED)
+
+#: How long a finished campaign's MTs are still followed: longer than the SMSCs keep an MT trying
+#: (its validity period), so the receipts that will ever come have come.
+FOLLOWED_AFTER_FINISH = timedelta(days=3)
 
 #: The recipient state an MT's status puts its recipient in.
 STATE_OF_MT = {
@@ -404,15 +408,20 @@ def _state_of_mt() -> ColumnElement[str]:
     )
 
 
-async def follow_mts(session: AsyncSession, limit: int) -> dict[int, Counter[RecipientState]]:
+async def follow_mts(session: AsyncSession, limit: int, now: datetime) -> dict[int, Counter[RecipientState]]:
     """Moves up to ``limit`` open recipients (MT queued or sent) whose MT moved on to the state it
-    implies, and their campaigns' counters; the moves per campaign."""
-    r, mt = RECIPIENTS, MT_MESSAGES
+    implies, and their campaigns' counters; the moves per campaign. Only campaigns not finished, or
+    finished less than :data:`FOLLOWED_AFTER_FINISH` ago: an MT the SMSC accepted and never sent a
+    receipt for would otherwise be read again every pass, forever."""
+    r, mt, c = RECIPIENTS, MT_MESSAGES, CAMPAIGNS
     implied = _state_of_mt()
+    followed = select(c.c.id).where(
+        or_(c.c.finished_at.is_(None), c.c.finished_at > now - FOLLOWED_AFTER_FINISH)
+    )
     statement = (
         select(r.c.id, r.c.campaign_id, r.c.state, implied.label("implied"))
         .join(mt, mt.c.id == r.c.mt_id)
-        .where(_among(r.c.state, *OPEN_STATES), implied != r.c.state)
+        .where(r.c.campaign_id.in_(followed), _among(r.c.state, *OPEN_STATES), implied != r.c.state)
         .limit(limit)
         .with_for_update(of=r, skip_locked=True)
     )

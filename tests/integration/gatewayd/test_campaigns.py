@@ -17,6 +17,7 @@ from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_campaigns import (
+    FOLLOWED_AFTER_FINISH,
     AudienceSpec,
     audience,
     audience_sample,
@@ -116,6 +117,30 @@ async def test_the_counters_follow_the_campaign_mts(store: Store) -> None:
     await sender(store).step(NOW + timedelta(seconds=1))
     counts = await campaign(store, campaign_id)
     assert (counts.queued, counts.sent, counts.delivered, counts.failed, counts.refused) == (1, 1, 2, 1, 1)
+
+
+async def test_a_campaign_finished_days_ago_is_no_longer_followed(store: Store) -> None:
+    await answered_history(store)
+    campaign_id = await new_campaign(store)
+    await sender(store).step(NOW)
+    async with store.transaction() as session:
+        await session.execute(
+            update(MTMessage).where(MTMessage.kind == MTKind.MASS).values(status=MTStatus.ACCEPTED)
+        )
+    later = NOW + timedelta(seconds=1)
+    await sender(store).step(later)
+    finished = await campaign(store, campaign_id)
+    assert (finished.status, finished.sent, finished.finished_at) == (CampaignStatus.FINISHED, 6, NOW)
+    # receipts that come within the SMSCs' validity period are followed; after it, nothing is read
+    async with store.transaction() as session:
+        await session.execute(
+            update(MTMessage).where(MTMessage.kind == MTKind.MASS).values(status=MTStatus.DELIVERED)
+        )
+    await sender(store).step(NOW + FOLLOWED_AFTER_FINISH + timedelta(seconds=1))
+    assert (await campaign(store, campaign_id)).sent == 6
+    await sender(store).step(NOW + FOLLOWED_AFTER_FINISH - timedelta(seconds=1))
+    followed = await campaign(store, campaign_id)
+    assert (followed.sent, followed.delivered) == (0, 6)
 
 
 async def test_the_pace_and_the_carriers_room_limit_each_pass(store: Store) -> None:
