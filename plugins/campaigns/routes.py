@@ -23,12 +23,14 @@ from gatewayd.store.enums import MTKind
 from gatewayd.store.repo_campaigns import (
     ACTIONS,
     AudienceSpec,
+    TooSlow,
     audience_sample,
     audience_size,
     cancel_campaign_mts,
     change_status,
     get_campaign,
     list_campaigns,
+    time_limit,
 )
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
@@ -172,6 +174,13 @@ async def create(request: Request) -> Response:
     return RedirectResponse(f"{CAMPAIGNS_PATH}/{campaign.id}?notice=created", status_code=303)
 
 
+#: How long the live figures wait for the audience (PostgreSQL): the count as the filters change, the
+#: sample client of the text's preview. The "Count audience" button waits as long as it takes.
+LIVE_COUNT_SECONDS = 3.0
+LIVE_SAMPLE_SECONDS = 1.0
+SLOW_COUNT = N_("Counting this audience takes a while: press Count audience.")
+
+
 @requires(PANEL_ACCESS, CAMPAIGNS_MANAGE)
 async def audience(request: Request) -> Response:
     """The audience size of the filters in the query string (the form's JavaScript calls it)."""
@@ -179,8 +188,11 @@ async def audience(request: Request) -> Response:
     spec = _spec(request, form)
     if spec is None:
         return JSONResponse({"errors": form.errors}, status_code=400)
-    async with db_read(request) as session:
-        size = await audience_size(session, spec, utcnow())
+    try:
+        async with db_read(request) as session, time_limit(session, LIVE_COUNT_SECONDS):
+            size = await audience_size(session, spec, utcnow())
+    except TooSlow:
+        return JSONResponse({"errors": {"audience": translate(request, SLOW_COUNT)}}, status_code=503)
     label = translate_plural(request, "%(num)d client", "%(num)d clients", size)
     return JSONResponse({"size": size, "label": label})
 
@@ -191,7 +203,11 @@ async def _sample_preview(request: Request, form: CampaignForm, spec: AudienceSp
         return None
     now = utcnow()
     async with db_read(request) as session:
-        sample = await audience_sample(session, spec, now)
+        try:
+            async with time_limit(session, LIVE_SAMPLE_SECONDS):
+                sample = await audience_sample(session, spec, now)
+        except TooSlow:
+            return None  # the counter then counts the text as written
         client = await session.get(Subscriber, sample) if sample is not None else None
         if client is None:
             return None

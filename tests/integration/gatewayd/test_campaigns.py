@@ -9,21 +9,25 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from gatewayd.campaigns import CAMPAIGN_PRIORITY, CampaignSender, CampaignSettings, QuietHours
 from gatewayd.outbox import MTRequest, Outbox
+from gatewayd.schema import upgrade
 from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientState
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_campaigns import (
     FOLLOWED_AFTER_FINISH,
     AudienceSpec,
+    TooSlow,
     audience,
     audience_sample,
     audience_size,
     cancel_campaign_mts,
     change_status,
+    time_limit,
 )
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
@@ -274,3 +278,17 @@ async def test_clients_opted_out_or_banned_after_the_audience_was_taken_are_refu
         history.ids["last"]: (RecipientState.REFUSED, "opted_out"),
         history.ids["voda"]: (RecipientState.REFUSED, "banned"),
     }
+
+
+async def test_a_time_limit_stops_a_slow_statement_on_postgresql(pg_url: str) -> None:
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        async with Store.for_engine(engine).sessions() as session:
+            async with time_limit(session, 5):
+                assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+            with pytest.raises(TooSlow):
+                async with time_limit(session, 0.05):
+                    await session.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()
