@@ -6,7 +6,8 @@ how far it got.
 Feeding goes through :meth:`gatewayd.outbox.Outbox.queue_in` (kind ``mass``, priority
 :data:`CAMPAIGN_PRIORITY`, below the operators' replies), in the transaction that marks the
 recipients ``queued`` with their MT: a crash sends nobody twice and loses nobody. It is paced three
-ways: the campaign's own TPS (a token bucket per campaign in this process), each carrier's binds'
+ways: the campaign's own TPS (a token bucket per campaign in this process: N daemons send a campaign
+at up to N times its TPS, as ADMIN.md says), each carrier's binds'
 TPS (no more than ``[campaigns] backlog_seconds`` of it waits in the outbox, so a reply queued now
 leaves within seconds), and the quiet hours of the client's country (those recipients stay pending
 until morning). Several daemons may share the database: the claims of recipients skip the rows
