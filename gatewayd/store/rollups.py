@@ -216,6 +216,13 @@ class Tally:
     def add_operator(self, key: OperatorKey, measure: str, count: int = 1) -> None:
         self.operators.setdefault(key, Counter())[measure] += count
 
+    def copy(self) -> Tally:
+        return Tally(
+            {key: Counter(counts) for key, counts in self.traffic.items()},
+            {key: Counter(counts) for key, counts in self.operators.items()},
+            Counter(self.responses),
+        )
+
     async def write(self, session: AsyncSession) -> None:
         await session.run_sync(self.write_sync)
 
@@ -274,8 +281,33 @@ def pending(session: AsyncSession) -> Tally:
     return tally
 
 
+_SAVEPOINTS = "echat.rollups.savepoints"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _remember_pending(session: Session, transaction: SessionTransaction) -> None:
+    """At a savepoint, the counts so far: what a rollback to it gives back."""
+    if transaction.nested:
+        tally = session.info.get(_PENDING)
+        saved = tally.copy() if isinstance(tally, Tally) else None
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = saved
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _restore_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    """A savepoint rolled back: its statements are undone, and so are the counts added since it."""
+    if previous_transaction.nested:
+        saved = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, None)
+        if saved is None:
+            session.info.pop(_PENDING, None)
+        else:
+            session.info[_PENDING] = saved
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    # the session's own changes flushed first: the rollup rows are the transaction's last locks
+    session.flush()
     tally = session.info.pop(_PENDING, None)
     if tally is not None:
         tally.write_sync(session)
@@ -285,6 +317,7 @@ def _write_pending(session: Session) -> None:
 def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # rolled back (or committed: already written)
         session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
 
 
 def traffic_key(

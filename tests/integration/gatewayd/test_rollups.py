@@ -289,6 +289,26 @@ async def test_concurrent_transactions_counting_the_same_keys_lose_nothing(pg_ur
         await engine.dispose()
 
 
+async def test_counts_added_in_a_savepoint_rolled_back_are_not_written(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    store = Store.for_engine(engine)
+    key = traffic_key(datetime.now(UTC), "chat", "997745", "movistar", "ES")
+    try:
+        async with store.transaction() as session:
+            pending(session).add(key, "mo")
+            with pytest.raises(ValueError):
+                async with session.begin_nested():
+                    pending(session).add(key, "mo", 10)
+                    raise ValueError
+            async with session.begin_nested():
+                pending(session).add(key, "mo", 100)
+        traffic, _, _ = await rollups(store)
+        assert traffic == {key: {"mo": 101}}
+    finally:
+        await engine.dispose()
+
+
 async def test_two_replies_racing_in_one_waiting_conversation_count_it_once(pg_url: str) -> None:
     await upgrade(pg_url)
     engine = create_engine(pg_url)
