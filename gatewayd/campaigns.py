@@ -38,6 +38,7 @@ from gatewayd.store.repo_campaigns import (
     Awake,
     PendingRecipient,
     campaign_backlog,
+    cancel_requeued,
     claim_pending,
     finish_done,
     follow_mts,
@@ -199,6 +200,7 @@ class CampaignSender:
             fed += await self._feed(campaign, backlog, now)
         async with self.store.transaction() as session:
             moves = await follow_mts(session, FOLLOW_BATCH, now)
+            await cancel_requeued(session, now)
             finished = await finish_done(session, now)
         for campaign_id in finished:
             self._paces.pop(campaign_id, None)

@@ -296,6 +296,22 @@ async def cancel_campaign_mts(session: AsyncSession, campaign_id: int, now: date
     return await cancel_queued(session, queued, now, reason=f"campaign {campaign_id} cancelled")
 
 
+async def cancel_requeued(session: AsyncSession, now: datetime) -> list[MTStatusChange]:
+    """MTs of campaigns cancelled lately back in the outbox: ones being sent when the cancel came, put
+    back by a bind that went down (the sender calls it each pass; a read of the small ``campaigns``
+    table while no cancelled campaign has an MT in the outbox)."""
+    c = CAMPAIGNS
+    cancelled = select(c.c.id).where(
+        c.c.status == CampaignStatus.CANCELLED,
+        c.c.queued > 0,
+        c.c.finished_at > now - FOLLOWED_AFTER_FINISH,
+    )
+    changes: list[MTStatusChange] = []
+    for campaign_id in (await session.scalars(cancelled.order_by(c.c.id))).all():
+        changes += await cancel_campaign_mts(session, campaign_id, now)
+    return changes
+
+
 async def finish_done(session: AsyncSession, now: datetime) -> list[int]:
     """Running campaigns with no pending recipient left are finished; their ids."""
     result = await session.execute(

@@ -18,6 +18,7 @@ from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
+from gatewayd.store.mt.claims import requeue_mts
 from gatewayd.store.repo_campaigns import (
     FOLLOWED_AFTER_FINISH,
     AudienceSpec,
@@ -224,6 +225,25 @@ async def test_pause_resume_and_cancel(store: Store) -> None:
         0,
         6,
     )
+
+
+async def test_an_mt_being_sent_at_the_cancel_and_given_back_is_cancelled_too(store: Store) -> None:
+    await answered_history(store)
+    campaign_id = await new_campaign(store, tps=4)
+    await sender(store).step(NOW)  # two of them queued
+    async with store.transaction() as session:
+        claimed = await store.claims.claim(session, "test", NOW, limit=1, lease=30)
+    [in_flight] = [mt.id for mt in claimed.mts]
+    async with store.transaction() as session:
+        assert await change_status(session, campaign_id, "cancel", NOW) is not None
+        assert len(await cancel_campaign_mts(session, campaign_id, NOW)) == 1
+    async with store.transaction() as session:  # its bind went down: back in the outbox
+        await requeue_mts(session, [in_flight], NOW, reason="bind down")
+    await sender(store).step(NOW + timedelta(seconds=1))
+    assert {mt.status for mt in await campaign_mts(store)} == {MTStatus.CANCELLED}
+    await sender(store).step(NOW + timedelta(seconds=2))
+    counts = await campaign(store, campaign_id)
+    assert (counts.queued, counts.cancelled) == (0, len(EVERYONE))
 
 
 async def test_two_senders_at_once_send_nobody_twice(store: Store) -> None:
