@@ -8,9 +8,12 @@ pause / resume / cancel (audited in the transaction that changes it). The daemon
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -197,6 +200,30 @@ async def audience(request: Request) -> Response:
     return JSONResponse({"size": size, "label": label})
 
 
+#: How long the sample client of a filter set is kept: the preview follows each keystroke of the text,
+#: the audience is looked at again only when the filters change (or after this).
+SAMPLE_KEPT_SECONDS = 60.0
+_SAMPLES_KEPT = 256
+
+
+async def _sample(request: Request, session: AsyncSession, spec: AudienceSpec, now: datetime) -> int | None:
+    """The audience's sample client, picked once per filter set (kept in the app's state)."""
+    state = request.app.state
+    samples: dict[AudienceSpec, tuple[float, int | None]] | None = getattr(state, "campaign_samples", None)
+    if samples is None:
+        samples = state.campaign_samples = {}
+    clock = time.monotonic()
+    kept = samples.get(spec)
+    if kept is not None and clock - kept[0] < SAMPLE_KEPT_SECONDS:
+        return kept[1]
+    async with time_limit(session, LIVE_SAMPLE_SECONDS):
+        sample = await audience_sample(session, spec, now)
+    if len(samples) >= _SAMPLES_KEPT:
+        samples.clear()
+    samples[spec] = (clock, sample)
+    return sample
+
+
 async def _sample_preview(request: Request, form: CampaignForm, spec: AudienceSpec | None) -> str | None:
     """The text as the audience's first client would receive it; None without a client to show."""
     if spec is None or not form.text:
@@ -204,8 +231,7 @@ async def _sample_preview(request: Request, form: CampaignForm, spec: AudienceSp
     now = utcnow()
     async with db_read(request) as session:
         try:
-            async with time_limit(session, LIVE_SAMPLE_SECONDS):
-                sample = await audience_sample(session, spec, now)
+            sample = await _sample(request, session, spec, now)
         except TooSlow:
             return None  # the counter then counts the text as written
         client = await session.get(Subscriber, sample) if sample is not None else None
