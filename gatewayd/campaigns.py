@@ -6,7 +6,8 @@ how far it got.
 Feeding goes through :meth:`gatewayd.outbox.Outbox.queue_in` (kind ``mass``, priority
 :data:`CAMPAIGN_PRIORITY`, below the operators' replies), in the transaction that marks the
 recipients ``queued`` with their MT: a crash sends nobody twice and loses nobody. It is paced three
-ways: the campaign's own TPS (a token bucket per campaign in this process), each carrier's binds'
+ways: the campaign's own TPS (a token bucket per campaign in this process: N daemons send a campaign
+at up to N times its TPS, as ADMIN.md says), each carrier's binds'
 TPS (no more than ``[campaigns] backlog_seconds`` of it waits in the outbox, so a reply queued now
 leaves within seconds), and the quiet hours of the client's country (those recipients stay pending
 until morning). Several daemons may share the database: the claims of recipients skip the rows
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
@@ -37,11 +38,12 @@ from gatewayd.store.repo_campaigns import (
     Awake,
     PendingRecipient,
     campaign_backlog,
+    cancel_requeued,
     claim_pending,
     finish_done,
     follow_mts,
     mark_queued,
-    mark_skipped,
+    mark_unqueued,
     running_campaigns,
     shift,
     start_due,
@@ -172,24 +174,41 @@ class CampaignSender:
         self._paces: dict[int, Pace] = {}
 
     async def run_loop(self) -> None:
-        """Passes every ``poll_interval`` seconds, every :data:`FEED_INTERVAL` while there is work; a
-        pass that fails is logged and tried again at the next."""
+        """Two loops: one starts the due campaigns, the other feeds, follows and finishes them. Taking
+        a large audience is one long transaction (about 44 s at a million clients): apart, it holds
+        up neither the other campaigns' sending nor the following of their MTs."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every_pass(self.start), name="campaigns.start")
+            group.create_task(self._every_pass(self.send), name="campaigns.send")
+
+    async def _every_pass(self, work: Callable[[datetime], Awaitable[bool]]) -> None:
+        """``work`` every ``poll_interval`` seconds, every :data:`FEED_INTERVAL` while there is work;
+        a pass that fails is logged and tried again at the next."""
         while True:
             busy = False
             try:
-                busy = await self.step()
+                busy = await work(datetime.now(UTC))
             except Exception as error:  # the database went away: the next pass tries again
                 log_event(log, "campaigns.pass_failed", logging.WARNING, error=repr(error))
             await asyncio.sleep(FEED_INTERVAL if busy else self.settings.poll_interval)
 
     async def step(self, now: datetime | None = None) -> bool:
-        """One pass: start what is due, feed what runs, follow MTs, finish what is done. Whether it
-        did anything (another pass may find more)."""
+        """One pass of both loops: start what is due, then :meth:`send`. Whether it did anything
+        (another pass may find more)."""
         now = now or datetime.now(UTC)
+        await self.start(now)
+        return await self.send(now)
+
+    async def start(self, now: datetime) -> bool:
+        """Starts the campaigns whose time came (their audience taken); whether there were any."""
         async with self.store.transaction() as session:
             started = await start_due(session, now)
         for campaign_id, count in started:
             log_event(log, "campaign.started", campaign=campaign_id, recipients=count)
+        return bool(started)
+
+    async def send(self, now: datetime) -> bool:
+        """Feed what runs, follow MTs, finish what is done; whether it fed or followed anything."""
         async with self.store.transaction() as session:
             campaigns = await running_campaigns(session)
             backlog = await campaign_backlog(session) if campaigns else {}
@@ -197,7 +216,8 @@ class CampaignSender:
         for campaign in campaigns:
             fed += await self._feed(campaign, backlog, now)
         async with self.store.transaction() as session:
-            moves = await follow_mts(session, FOLLOW_BATCH)
+            moves = await follow_mts(session, FOLLOW_BATCH, now)
+            await cancel_requeued(session, now)
             finished = await finish_done(session, now)
         for campaign_id in finished:
             self._paces.pop(campaign_id, None)
@@ -265,19 +285,22 @@ class CampaignSender:
             queued = [
                 (item.id, o.mt_id) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, Queued)
             ]
-            skipped = [
-                (item.id, o.reason.value if isinstance(o, Refusal) else o)
+            refused = [
+                (item.id, o.reason.value)
                 for item, o in zip(pending, outcomes, strict=True)
-                if not isinstance(o, Queued)
+                if isinstance(o, Refusal)
             ]
+            skipped = [(item.id, o) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, str)]
             await mark_queued(session, queued)
-            await mark_skipped(session, skipped)
+            await mark_unqueued(session, RecipientState.REFUSED, refused)
+            await mark_unqueued(session, RecipientState.SKIPPED, skipped)
             await shift(
                 session,
                 campaign_id,
                 {
                     RecipientState.PENDING: -len(pending),
                     RecipientState.QUEUED: len(queued),
+                    RecipientState.REFUSED: len(refused),
                     RecipientState.SKIPPED: len(skipped),
                 },
             )

@@ -5,7 +5,8 @@ The recipients are a snapshot of the audience taken when the campaign starts
 (``gatewayd.store.repo_campaigns``); ``UNIQUE (campaign_id, subscriber_id)`` makes "no client gets a
 campaign twice" hold across restarts and daemons. A recipient moves ``pending -> queued`` (its MT in
 the outbox, ``mt_id`` set, in one transaction) ``-> sent -> delivered | failed``, or ends ``refused``
-(at send time), ``cancelled`` or ``skipped`` (the outbox would not queue it: ``reason``). The campaign
+(opted out or banned since the audience was taken, when queued or sent: ``reason``), ``cancelled`` or
+``skipped`` (the outbox could not route or render it: ``reason``). The campaign
 keeps one counter per recipient state, moved in the transaction that moves the recipients, so its
 progress is one row read whatever the audience size.
 """
@@ -44,7 +45,7 @@ class RecipientState(StrEnum):
     SENT = "sent"  # accepted by the SMSC, no receipt yet
     DELIVERED = "delivered"
     FAILED = "failed"  # failed or expired
-    REFUSED = "refused"  # refused when claimed (opted out or banned since it was queued)
+    REFUSED = "refused"  # opted out or banned since the audience was taken: ``reason`` says which
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # never queued: ``reason`` says why
 

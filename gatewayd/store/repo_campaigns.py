@@ -4,17 +4,18 @@ following of their MTs. The caller frames the transaction.
 
 The audience of a campaign (:func:`audience`) is, among the subscribers the recipient rule lets a
 mass push reach (:func:`gatewayd.store.mt.recipients.may_receive`) and that match its filters, those
-who sent an MO after at least one of the last ``X`` pushes (kind ``push`` or ``mass``, not refused
-nor cancelled) they got since their session reset; that is, after the X-th latest of them (after the
-oldest, when there are fewer). With ``include_new``, those who got no push since they first wrote or
-since their reset count too. Each subscriber costs a few probes of
+who sent an MO after at least one of the last ``X`` pushes (kind ``push`` or ``mass``, accepted by
+the SMSC: delivered or awaiting its receipt) they got since their session reset; that is, after the
+X-th latest of them (after the oldest, when there are fewer). With ``include_new``, those who got no
+push since they first wrote or since their reset count too. Each subscriber costs a few probes of
 ``ix_mt_messages_subscriber_id_created_at`` and ``ix_mo_messages_subscriber_id_received_at``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,8 +34,10 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import table_of
@@ -60,9 +63,15 @@ MO_MESSAGES = table_of(MOMessage)
 
 #: The most pushes back an audience may look.
 MAX_LAST_PUSHES = 100
-#: The pushes that count: what an operator or a campaign sent to the client, that was not withdrawn.
+#: The pushes that count: what an operator or a campaign sent to the client ...
 PUSH_KINDS = (MTKind.PUSH, MTKind.MASS)
-_NOT_RECEIVED = (MTStatus.REFUSED, MTStatus.CANCELLED)
+#: ... and the SMSC accepted (delivered or awaiting its receipt): one still queued, refused, withdrawn,
+#: failed or expired never reached the client.
+SENT = (MTStatus.ACCEPTED, MTStatus.DELIVERED)
+
+#: How long a finished campaign's MTs are still followed: longer than the SMSCs keep an MT trying
+#: (its validity period), so the receipts that will ever come have come.
+FOLLOWED_AFTER_FINISH = timedelta(days=3)
 
 #: The recipient state an MT's status puts its recipient in.
 STATE_OF_MT = {
@@ -120,7 +129,7 @@ def audience(spec: AudienceSpec, now: datetime) -> Select[int]:
         .where(
             mt.c.subscriber_id == s.c.id,
             mt.c.kind.in_(PUSH_KINDS),
-            mt.c.status.not_in(_NOT_RECEIVED),
+            mt.c.status.in_(SENT),
             since_reset,
         )
         .correlate(s)
@@ -150,6 +159,29 @@ def audience(spec: AudienceSpec, now: datetime) -> Select[int]:
             ).correlate(s)
         )
     return select(s.c.id).where(and_(*conditions))
+
+
+class TooSlow(Exception):
+    """A statement ran past the time :func:`time_limit` gave it."""
+
+
+#: PostgreSQL's SQLSTATE for a statement cancelled by ``statement_timeout``.
+_QUERY_CANCELED = "57014"
+
+
+@asynccontextmanager
+async def time_limit(session: AsyncSession, seconds: float) -> AsyncIterator[None]:
+    """The statements of the block give up after ``seconds`` each, raising :class:`TooSlow`: for the
+    panel's live audience figures, which a large audience makes slow. PostgreSQL only (``SET LOCAL``:
+    to the end of the transaction); SQLite databases are small enough to wait for."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}"))
+    try:
+        yield
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == _QUERY_CANCELED:
+            raise TooSlow from error
+        raise
 
 
 async def audience_size(session: AsyncSession, spec: AudienceSpec, now: datetime) -> int:
@@ -264,6 +296,22 @@ async def cancel_campaign_mts(session: AsyncSession, campaign_id: int, now: date
     return await cancel_queued(session, queued, now, reason=f"campaign {campaign_id} cancelled")
 
 
+async def cancel_requeued(session: AsyncSession, now: datetime) -> list[MTStatusChange]:
+    """MTs of campaigns cancelled lately back in the outbox: ones being sent when the cancel came, put
+    back by a bind that went down (the sender calls it each pass; a read of the small ``campaigns``
+    table while no cancelled campaign has an MT in the outbox)."""
+    c = CAMPAIGNS
+    cancelled = select(c.c.id).where(
+        c.c.status == CampaignStatus.CANCELLED,
+        c.c.queued > 0,
+        c.c.finished_at > now - FOLLOWED_AFTER_FINISH,
+    )
+    changes: list[MTStatusChange] = []
+    for campaign_id in (await session.scalars(cancelled.order_by(c.c.id))).all():
+        changes += await cancel_campaign_mts(session, campaign_id, now)
+    return changes
+
+
 async def finish_done(session: AsyncSession, now: datetime) -> list[int]:
     """Running campaigns with no pending recipient left are finished; their ids."""
     result = await session.execute(
@@ -363,15 +411,20 @@ async def mark_queued(session: AsyncSession, queued: Sequence[tuple[int, int]]) 
         await session.execute(statement, [{"r_id": rid, "r_mt_id": mt_id} for rid, mt_id in queued])
 
 
-async def mark_skipped(session: AsyncSession, skipped: Sequence[tuple[int, str]]) -> None:
-    """Recipients (id, reason) the outbox would not queue."""
-    if skipped:
+async def mark_unqueued(
+    session: AsyncSession, state: RecipientState, recipients: Sequence[tuple[int, str]]
+) -> None:
+    """Recipients (id, reason) the outbox would not queue: ``refused`` by the recipient rule (opted
+    out or banned since the audience was taken), ``skipped`` when it could not route or render."""
+    if recipients:
         statement = (
             update(RECIPIENTS)
             .where(RECIPIENTS.c.id == bindparam("r_id"))
-            .values(state=RecipientState.SKIPPED, reason=bindparam("r_reason"))
+            .values(state=state, reason=bindparam("r_reason"))
         )
-        await session.execute(statement, [{"r_id": rid, "r_reason": reason[:64]} for rid, reason in skipped])
+        await session.execute(
+            statement, [{"r_id": rid, "r_reason": reason[:64]} for rid, reason in recipients]
+        )
 
 
 async def campaign_backlog(session: AsyncSession) -> dict[str, int]:
@@ -397,15 +450,20 @@ def _state_of_mt() -> ColumnElement[str]:
     )
 
 
-async def follow_mts(session: AsyncSession, limit: int) -> dict[int, Counter[RecipientState]]:
+async def follow_mts(session: AsyncSession, limit: int, now: datetime) -> dict[int, Counter[RecipientState]]:
     """Moves up to ``limit`` open recipients (MT queued or sent) whose MT moved on to the state it
-    implies, and their campaigns' counters; the moves per campaign."""
-    r, mt = RECIPIENTS, MT_MESSAGES
+    implies, and their campaigns' counters; the moves per campaign. Only campaigns not finished, or
+    finished less than :data:`FOLLOWED_AFTER_FINISH` ago: an MT the SMSC accepted and never sent a
+    receipt for would otherwise be read again every pass, forever."""
+    r, mt, c = RECIPIENTS, MT_MESSAGES, CAMPAIGNS
     implied = _state_of_mt()
+    followed = select(c.c.id).where(
+        or_(c.c.finished_at.is_(None), c.c.finished_at > now - FOLLOWED_AFTER_FINISH)
+    )
     statement = (
         select(r.c.id, r.c.campaign_id, r.c.state, implied.label("implied"))
         .join(mt, mt.c.id == r.c.mt_id)
-        .where(_among(r.c.state, *OPEN_STATES), implied != r.c.state)
+        .where(r.c.campaign_id.in_(followed), _among(r.c.state, *OPEN_STATES), implied != r.c.state)
         .limit(limit)
         .with_for_update(of=r, skip_locked=True)
     )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -154,6 +154,16 @@ async def note_mos(session: AsyncSession, received: Sequence[tuple[int, datetime
         statement,
         [{"b_id": cid, "b_first": first, "b_last": last} for cid, (first, last) in sorted(spans.items())],
     )
+
+
+async def lock_conversations(session: AsyncSession, conversation_ids: Iterable[int]) -> None:
+    """Holds these conversations' rows until the transaction ends (PostgreSQL; in id order)."""
+    ids = sorted(set(conversation_ids))
+    if ids:
+        table = CONVERSATIONS
+        await session.execute(
+            select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update()
+        )
 
 
 async def note_reply(session: AsyncSession, conversation_id: int, now: datetime) -> None:

@@ -216,6 +216,13 @@ class Tally:
     def add_operator(self, key: OperatorKey, measure: str, count: int = 1) -> None:
         self.operators.setdefault(key, Counter())[measure] += count
 
+    def copy(self) -> Tally:
+        return Tally(
+            {key: Counter(counts) for key, counts in self.traffic.items()},
+            {key: Counter(counts) for key, counts in self.operators.items()},
+            Counter(self.responses),
+        )
+
     async def write(self, session: AsyncSession) -> None:
         await session.run_sync(self.write_sync)
 
@@ -274,8 +281,33 @@ def pending(session: AsyncSession) -> Tally:
     return tally
 
 
+_SAVEPOINTS = "echat.rollups.savepoints"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _remember_pending(session: Session, transaction: SessionTransaction) -> None:
+    """At a savepoint, the counts so far: what a rollback to it gives back."""
+    if transaction.nested:
+        tally = session.info.get(_PENDING)
+        saved = tally.copy() if isinstance(tally, Tally) else None
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = saved
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _restore_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    """A savepoint rolled back: its statements are undone, and so are the counts added since it."""
+    if previous_transaction.nested:
+        saved = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, None)
+        if saved is None:
+            session.info.pop(_PENDING, None)
+        else:
+            session.info[_PENDING] = saved
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    # the session's own changes flushed first: the rollup rows are the transaction's last locks
+    session.flush()
     tally = session.info.pop(_PENDING, None)
     if tally is not None:
         tally.write_sync(session)
@@ -285,6 +317,7 @@ def _write_pending(session: Session) -> None:
 def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # rolled back (or committed: already written)
         session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
 
 
 def traffic_key(
@@ -320,8 +353,8 @@ async def count_opt_outs(session: AsyncSession, opt_outs: Iterable[StoredMO], no
 async def count_mts(
     session: AsyncSession, mts: Sequence[NewMT], subscriber_ids: Sequence[int | None], now: datetime
 ) -> None:
-    """MTs about to be queued at ``now`` (call before inserting them: an operator's first reply in a
-    conversation is told by the replies stored before it). ``subscriber_ids``: each MT's subscriber."""
+    """MTs about to be queued at ``now``; ``subscriber_ids``: each MT's subscriber. The operators'
+    replies are counted apart, by :func:`count_replies`, under their conversations' locks."""
     countries = await _values(session, SUBSCRIBERS, "country", subscriber_ids)
     services = await _values(session, CONVERSATIONS, "service", [mt.conversation_id for mt in mts])
     tally = pending(session)
@@ -332,17 +365,23 @@ async def count_mts(
         tally.add(traffic_key(now, service, mt.source, mt.carrier, country), "mt")
         if mt.operator_id is not None:
             tally.add_operator((hour, mt.operator_id), "mts_sent")
-    await _count_replies(session, tally, [mt for mt in mts if mt.kind is MTKind.REPLY], now)
 
 
-async def _count_replies(
-    session: AsyncSession, tally: Tally, replies: Sequence[NewMT], now: datetime
+async def count_replies(
+    session: AsyncSession, mts: Sequence[NewMT], ids: Sequence[int], now: datetime
 ) -> None:
-    """Operators' replies: a conversation handled at an operator's first reply in it; the MOs it
-    answered (received since its conversation began waiting) and how long the first of them waited."""
-    answering = [mt for mt in replies if mt.operator_id is not None and mt.conversation_id is not None]
+    """Operators' replies just stored as ``ids``: a conversation handled at an operator's first reply
+    in it; the MOs it answered (received since its conversation began waiting) and how long the first
+    of them waited. Call with the conversations locked, before they are marked answered: a reply
+    racing in another transaction then reads what this one left, so nothing counts twice."""
+    answering = [
+        mt
+        for mt in mts
+        if mt.kind is MTKind.REPLY and mt.operator_id is not None and mt.conversation_id is not None
+    ]
     if not answering:
         return
+    tally = pending(session)
     conversation_ids = sorted({mt.conversation_id for mt in answering if mt.conversation_id is not None})
     waiting: dict[int, tuple[int, datetime]] = {}
     replied: set[tuple[int, int | None]] = set()
@@ -365,6 +404,7 @@ async def _count_replies(
                 MT_MESSAGES.c.conversation_id.in_(chunk),
                 MT_MESSAGES.c.kind == MTKind.REPLY,
                 MT_MESSAGES.c.operator_id.is_not(None),
+                MT_MESSAGES.c.id.not_in(ids),
             )
             .distinct()
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gatewayd.store.campaigns import NAME_LENGTH, TEXT_LENGTH
@@ -19,6 +19,8 @@ DEFAULT_TPS = 10
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: What a browser's datetime-local field sends (seconds optional).
 LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
+#: How far ahead a campaign may be scheduled.
+MAX_AHEAD = timedelta(days=366)
 
 ERRORS = {
     "name": N_("Give the campaign a name (at most 100 characters)."),
@@ -29,7 +31,9 @@ ERRORS = {
     "carrier": N_("Choose a carrier from the list."),
     "country": N_("A country is two letters (ISO 3166, such as ES)."),
     "tps": N_("The speed must be a whole number of SMS per second from 1 to 1000."),
-    "scheduled_at": N_("Give the date and time to send at (in your time zone), not in the past."),
+    "scheduled_at": N_(
+        "Give the date and time to send at (in your time zone), not in the past and at most a year ahead."
+    ),
 }
 
 
@@ -130,12 +134,12 @@ class CampaignForm:
             self.errors["scheduled_at"] = ERRORS["scheduled_at"]
             return None
         try:
-            local = datetime.fromisoformat(self.scheduled_at)
-        except ValueError:
+            # In UTC here: near year 1 or 9999 the viewer's zone steps off the calendar (OverflowError).
+            at = datetime.fromisoformat(self.scheduled_at).replace(tzinfo=zone).astimezone(UTC)
+        except (ValueError, OverflowError):
             self.errors["scheduled_at"] = ERRORS["scheduled_at"]
             return None
-        at = local.replace(tzinfo=zone)
-        if at.timestamp() < now.timestamp() - 60:
+        if not now - timedelta(seconds=60) <= at <= now + MAX_AHEAD:
             self.errors["scheduled_at"] = ERRORS["scheduled_at"]
             return None
         return at

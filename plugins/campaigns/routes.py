@@ -8,9 +8,12 @@ pause / resume / cancel (audited in the transaction that changes it). The daemon
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -23,12 +26,14 @@ from gatewayd.store.enums import MTKind
 from gatewayd.store.repo_campaigns import (
     ACTIONS,
     AudienceSpec,
+    TooSlow,
     audience_sample,
     audience_size,
     cancel_campaign_mts,
     change_status,
     get_campaign,
     list_campaigns,
+    time_limit,
 )
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
@@ -172,6 +177,13 @@ async def create(request: Request) -> Response:
     return RedirectResponse(f"{CAMPAIGNS_PATH}/{campaign.id}?notice=created", status_code=303)
 
 
+#: How long the live figures wait for the audience (PostgreSQL): the count as the filters change, the
+#: sample client of the text's preview. The "Count audience" button waits as long as it takes.
+LIVE_COUNT_SECONDS = 3.0
+LIVE_SAMPLE_SECONDS = 1.0
+SLOW_COUNT = N_("Counting this audience takes a while: press Count audience.")
+
+
 @requires(PANEL_ACCESS, CAMPAIGNS_MANAGE)
 async def audience(request: Request) -> Response:
     """The audience size of the filters in the query string (the form's JavaScript calls it)."""
@@ -179,10 +191,37 @@ async def audience(request: Request) -> Response:
     spec = _spec(request, form)
     if spec is None:
         return JSONResponse({"errors": form.errors}, status_code=400)
-    async with db_read(request) as session:
-        size = await audience_size(session, spec, utcnow())
+    try:
+        async with db_read(request) as session, time_limit(session, LIVE_COUNT_SECONDS):
+            size = await audience_size(session, spec, utcnow())
+    except TooSlow:
+        return JSONResponse({"errors": {"audience": translate(request, SLOW_COUNT)}}, status_code=503)
     label = translate_plural(request, "%(num)d client", "%(num)d clients", size)
     return JSONResponse({"size": size, "label": label})
+
+
+#: How long the sample client of a filter set is kept: the preview follows each keystroke of the text,
+#: the audience is looked at again only when the filters change (or after this).
+SAMPLE_KEPT_SECONDS = 60.0
+_SAMPLES_KEPT = 256
+
+
+async def _sample(request: Request, session: AsyncSession, spec: AudienceSpec, now: datetime) -> int | None:
+    """The audience's sample client, picked once per filter set (kept in the app's state)."""
+    state = request.app.state
+    samples: dict[AudienceSpec, tuple[float, int | None]] | None = getattr(state, "campaign_samples", None)
+    if samples is None:
+        samples = state.campaign_samples = {}
+    clock = time.monotonic()
+    kept = samples.get(spec)
+    if kept is not None and clock - kept[0] < SAMPLE_KEPT_SECONDS:
+        return kept[1]
+    async with time_limit(session, LIVE_SAMPLE_SECONDS):
+        sample = await audience_sample(session, spec, now)
+    if len(samples) >= _SAMPLES_KEPT:
+        samples.clear()
+    samples[spec] = (clock, sample)
+    return sample
 
 
 async def _sample_preview(request: Request, form: CampaignForm, spec: AudienceSpec | None) -> str | None:
@@ -191,7 +230,10 @@ async def _sample_preview(request: Request, form: CampaignForm, spec: AudienceSp
         return None
     now = utcnow()
     async with db_read(request) as session:
-        sample = await audience_sample(session, spec, now)
+        try:
+            sample = await _sample(request, session, spec, now)
+        except TooSlow:
+            return None  # the counter then counts the text as written
         client = await session.get(Subscriber, sample) if sample is not None else None
         if client is None:
             return None

@@ -14,6 +14,10 @@ from translations import N_
 PRESETS = ("day", "week", "month")
 #: The longest range a report covers (two years and a leap day).
 MAX_DAYS = 731
+#: The days a report may name: far from the calendar's ends, so a week, a month or a viewer's time zone
+#: around them never steps past year 1 or 9999.
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2100, 12, 31)
 
 
 class PeriodError(ValueError):
@@ -23,6 +27,7 @@ class PeriodError(ValueError):
 BAD_DATE = N_("Dates are written as YYYY-MM-DD (for example 2026-12-06).")
 REVERSED = N_("The first day of the range is after its last day.")
 TOO_LONG = N_("A report covers at most two years: choose a shorter range.")
+OUT_OF_RANGE = N_("Reports cover days from 2000-01-01 to 2100-12-31.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +63,12 @@ class Period:
 
 def _day(text: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError as error:
         raise PeriodError(BAD_DATE) from error
+    if not EARLIEST <= day <= LATEST:
+        raise PeriodError(OUT_OF_RANGE)
+    return day
 
 
 def parse_period(params: Mapping[str, str], today: date, zone: ZoneInfo) -> Period:

@@ -18,8 +18,8 @@ from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.status import insert_history
 from gatewayd.store.mt.values import NewMT
-from gatewayd.store.repo_conversations import note_reply
-from gatewayd.store.rollups import count_mts
+from gatewayd.store.repo_conversations import lock_conversations, note_reply
+from gatewayd.store.rollups import count_mts, count_replies
 from gatewayd.store.subscribers import Subscriber
 
 MT_MESSAGES = table_of(MTMessage)
@@ -44,6 +44,9 @@ async def queue_mts(session: AsyncSession, mts: Sequence[NewMT], now: datetime) 
     answered = {
         mt.conversation_id for mt in mts if mt.kind is MTKind.REPLY and mt.conversation_id is not None
     }
+    # locked after the subscribers, as before: the replies counted from what the lock holds
+    await lock_conversations(session, answered)
+    await count_replies(session, mts, ids, now)
     for conversation_id in sorted(answered):
         await note_reply(session, conversation_id, now)
     return ids

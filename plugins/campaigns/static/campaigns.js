@@ -12,15 +12,21 @@
     if (!output || !url) { return; }
     var timer = null;
     var sequence = 0;
+    var inFlight = null;
     function update() {
       var mine = ++sequence;
+      // a count for filters since changed is of no use (the server gives up on any after a few seconds)
+      if (inFlight) { inFlight.abort(); }
+      inFlight = window.AbortController ? new window.AbortController() : null;
       var data = new FormData(form);
       var params = new URLSearchParams();
       FILTERS.forEach(function (name) {
         var value = data.get(name);
         if (value !== null) { params.set(name, String(value)); }
       });
-      window.fetch(url + "?" + params.toString(), { credentials: "same-origin" })
+      var options = { credentials: "same-origin" };
+      if (inFlight) { options.signal = inFlight.signal; }
+      window.fetch(url + "?" + params.toString(), options)
         .then(function (response) { return response.json(); })
         .then(function (info) {
           if (mine !== sequence) { return; }
@@ -33,7 +39,7 @@
           output.setAttribute("data-valid", "yes");
           output.setAttribute("data-size", String(info.size));
         })
-        .catch(function () { /* the "Count audience" button still works */ });
+        .catch(function () { /* aborted, or offline: the "Count audience" button still works */ });
     }
     function later(event) {
       if (event && event.target && FILTERS.indexOf(event.target.name) < 0) { return; }

@@ -166,7 +166,9 @@ async def answered_history(store: Store) -> History:
         "reset_silent",
     ):
         for minute in (10, 20, 30):
-            await history.push(name, minute)
+            # accepted by the SMSC, no receipt yet: sent, so one of the last pushes
+            accepted = MTStatus.ACCEPTED if (name, minute) == ("middle", 30) else None
+            await history.push(name, minute, status=accepted)
     for name in ("last", "opted_out", "banned", "voda", "mexico"):
         await history.mo(name, 35)
     await history.mo("middle", 25)
@@ -176,8 +178,12 @@ async def answered_history(store: Store) -> History:
     await history.mo("reset_silent", 35)
     await history.reset("reset_silent", 36)
     await history.push("reset_silent", 37)
-    # a push refused or cancelled was never received: it is not one of the last pushes
-    await history.push("last", 38, status=MTStatus.REFUSED)
+    # a push not sent (being sent, refused, cancelled, failed, expired) was never received: it is
+    # not one of the last pushes
+    for minute, never_sent in enumerate(
+        (MTStatus.REFUSED, MTStatus.CANCELLED, MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.SENDING), start=38
+    ):
+        await history.push("last", minute, status=never_sent)
     await history.opt_out("opted_out")
     await history.ban("banned")
     return history

@@ -9,20 +9,26 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from gatewayd.campaigns import CAMPAIGN_PRIORITY, CampaignSender, CampaignSettings, QuietHours
 from gatewayd.outbox import MTRequest, Outbox
-from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus
+from gatewayd.schema import upgrade
+from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientState
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
+from gatewayd.store.mt.claims import requeue_mts
 from gatewayd.store.repo_campaigns import (
+    FOLLOWED_AFTER_FINISH,
     AudienceSpec,
+    TooSlow,
     audience,
     audience_sample,
     audience_size,
     cancel_campaign_mts,
     change_status,
+    time_limit,
 )
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
@@ -118,6 +124,30 @@ async def test_the_counters_follow_the_campaign_mts(store: Store) -> None:
     assert (counts.queued, counts.sent, counts.delivered, counts.failed, counts.refused) == (1, 1, 2, 1, 1)
 
 
+async def test_a_campaign_finished_days_ago_is_no_longer_followed(store: Store) -> None:
+    await answered_history(store)
+    campaign_id = await new_campaign(store)
+    await sender(store).step(NOW)
+    async with store.transaction() as session:
+        await session.execute(
+            update(MTMessage).where(MTMessage.kind == MTKind.MASS).values(status=MTStatus.ACCEPTED)
+        )
+    later = NOW + timedelta(seconds=1)
+    await sender(store).step(later)
+    finished = await campaign(store, campaign_id)
+    assert (finished.status, finished.sent, finished.finished_at) == (CampaignStatus.FINISHED, 6, NOW)
+    # receipts that come within the SMSCs' validity period are followed; after it, nothing is read
+    async with store.transaction() as session:
+        await session.execute(
+            update(MTMessage).where(MTMessage.kind == MTKind.MASS).values(status=MTStatus.DELIVERED)
+        )
+    await sender(store).step(NOW + FOLLOWED_AFTER_FINISH + timedelta(seconds=1))
+    assert (await campaign(store, campaign_id)).sent == 6
+    await sender(store).step(NOW + FOLLOWED_AFTER_FINISH - timedelta(seconds=1))
+    followed = await campaign(store, campaign_id)
+    assert (followed.sent, followed.delivered) == (0, 6)
+
+
 async def test_the_pace_and_the_carriers_room_limit_each_pass(store: Store) -> None:
     await answered_history(store)
     campaign_id = await new_campaign(store, tps=4)
@@ -197,6 +227,25 @@ async def test_pause_resume_and_cancel(store: Store) -> None:
     )
 
 
+async def test_an_mt_being_sent_at_the_cancel_and_given_back_is_cancelled_too(store: Store) -> None:
+    await answered_history(store)
+    campaign_id = await new_campaign(store, tps=4)
+    await sender(store).step(NOW)  # two of them queued
+    async with store.transaction() as session:
+        claimed = await store.claims.claim(session, "test", NOW, limit=1, lease=30)
+    [in_flight] = [mt.id for mt in claimed.mts]
+    async with store.transaction() as session:
+        assert await change_status(session, campaign_id, "cancel", NOW) is not None
+        assert len(await cancel_campaign_mts(session, campaign_id, NOW)) == 1
+    async with store.transaction() as session:  # its bind went down: back in the outbox
+        await requeue_mts(session, [in_flight], NOW, reason="bind down")
+    await sender(store).step(NOW + timedelta(seconds=1))
+    assert {mt.status for mt in await campaign_mts(store)} == {MTStatus.CANCELLED}
+    await sender(store).step(NOW + timedelta(seconds=2))
+    counts = await campaign(store, campaign_id)
+    assert (counts.queued, counts.cancelled) == (0, len(EVERYONE))
+
+
 async def test_two_senders_at_once_send_nobody_twice(store: Store) -> None:
     history = await answered_history(store)
     for index in range(3):
@@ -225,3 +274,41 @@ async def test_a_reply_queued_during_a_campaign_leaves_first(store: Store) -> No
     async with store.transaction() as session:
         claimed = await store.claims.claim(session, "test", NOW + timedelta(seconds=2), limit=1, lease=30)
     assert [mt.id for mt in claimed.mts] == [reply.mt_id]
+
+
+async def test_clients_opted_out_or_banned_after_the_audience_was_taken_are_refused(store: Store) -> None:
+    history = await answered_history(store)
+    campaign_id = await new_campaign(store)
+    await sender(store, carrier_tps={}).step(NOW)  # started; no carrier has room: nobody fed yet
+    assert (await campaign(store, campaign_id)).pending == len(EVERYONE)
+    async with store.transaction() as session:
+        await session.execute(
+            update(Subscriber).where(Subscriber.id == history.ids["last"]).values(opted_out=True)
+        )
+        await session.execute(
+            update(Subscriber).where(Subscriber.id == history.ids["voda"]).values(banned=True)
+        )
+    await sender(store).step(NOW + timedelta(seconds=1))
+    counts = await campaign(store, campaign_id)
+    assert (counts.queued, counts.refused, counts.skipped) == (4, 2, 0)
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(CampaignRecipient))).all()
+    refused = {row.subscriber_id: (row.state, row.reason) for row in rows if row.mt_id is None}
+    assert refused == {
+        history.ids["last"]: (RecipientState.REFUSED, "opted_out"),
+        history.ids["voda"]: (RecipientState.REFUSED, "banned"),
+    }
+
+
+async def test_a_time_limit_stops_a_slow_statement_on_postgresql(pg_url: str) -> None:
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        async with Store.for_engine(engine).sessions() as session:
+            async with time_limit(session, 5):
+                assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+            with pytest.raises(TooSlow):
+                async with time_limit(session, 0.05):
+                    await session.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from echat.cli import main
 from gatewayd.outbox import MTRequest
@@ -285,6 +285,82 @@ async def test_concurrent_transactions_counting_the_same_keys_lose_nothing(pg_ur
         assert mos == {"997745": 120, "795500": 120, "222": 120}
         assert sent == 120
         assert shards > 1  # concurrent connections added to rows of their own
+    finally:
+        await engine.dispose()
+
+
+async def test_counts_added_in_a_savepoint_rolled_back_are_not_written(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    store = Store.for_engine(engine)
+    key = traffic_key(datetime.now(UTC), "chat", "997745", "movistar", "ES")
+    try:
+        async with store.transaction() as session:
+            pending(session).add(key, "mo")
+            with pytest.raises(ValueError):
+                async with session.begin_nested():
+                    pending(session).add(key, "mo", 10)
+                    raise ValueError
+            async with session.begin_nested():
+                pending(session).add(key, "mo", 100)
+        traffic, _, _ = await rollups(store)
+        assert traffic == {key: {"mo": 101}}
+    finally:
+        await engine.dispose()
+
+
+async def test_two_replies_racing_in_one_waiting_conversation_count_it_once(pg_url: str) -> None:
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    store = Store.for_engine(engine)
+    now = datetime.now(UTC)
+    msisdn = ANA[1:]
+    try:
+        async with store.transaction() as session:
+            operator = Account(username="ana.op", display_name="Ana", password_hash="-", role=Role.OPERATOR)
+            session.add(operator)
+            mos = [
+                NewMO(f"w{n}", msisdn, MOVISTAR, MOVISTAR_SHORT_CODE, "hola", now, "ES", service="chat")
+                for n in range(2)
+            ]
+            await store.mos.ingest(session, mos, now)
+        async with store.sessions() as session:
+            conversation = (await session.scalars(select(Conversation))).one()
+        assert conversation.waiting_since is not None
+
+        def reply(words: str) -> NewMT:
+            return NewMT(
+                kind=MTKind.REPLY,
+                carrier=MOVISTAR,
+                source=MOVISTAR_SHORT_CODE,
+                destination=msisdn,
+                text=words,
+                conversation_id=conversation.id,
+                operator_id=operator.id,
+            )
+
+        async def second_reply() -> None:
+            async with store.transaction() as session:
+                await queue_mts(session, [reply("¿Sigues?")], datetime.now(UTC))
+
+        async def one_waits_on_a_lock() -> bool:
+            async with store.sessions() as session:
+                waiting = text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                return bool((await session.execute(waiting)).scalar_one())
+
+        # the second reply is queued while the first's transaction is still open
+        async with store.transaction() as session:
+            await queue_mts(session, [reply("Hola")], datetime.now(UTC))
+            second = asyncio.create_task(second_reply())
+            await eventually(one_waits_on_a_lock)
+        await second
+        _, operators, responses = await rollups(store)
+        [figures] = operators.values()
+        assert figures == {"conversations": 1, "mos_answered": 2, "mts_sent": 2}
+        assert sum(responses.values()) == 1
     finally:
         await engine.dispose()
 

@@ -292,3 +292,20 @@ async def test_behind_https_cookies_are_host_prefixed_and_secure_with_hsts(
         assert "strict-transport-security" not in page.headers
         assert page.headers["set-cookie"].startswith("echat_csrf=")
         assert "Secure" not in page.headers["set-cookie"]
+
+
+async def test_report_days_near_the_calendars_ends_are_a_400(client: PanelClient) -> None:
+    # A month, a week or a time zone around year 9999 (or year 1, east of UTC) steps off the calendar.
+    await login(client, "marta")  # a master, west of UTC (America/Bogota)
+    queries = ("date=9999-12-31", "period=week&date=9999-12-31", "from=9999-12-31", "from=0001-01-01")
+    for query in queries:
+        response = await client.get(f"/admin/reports?{query}", headers=HTML)
+        assert response.status_code == 400, (query, response.status_code)
+    token = await page_csrf(client, "/profile")
+    preferences = {"language": "en", "timezone": "Asia/Tokyo", "csrf_token": token}
+    assert (await client.post("/profile/preferences", data=preferences)).status_code in (200, 303)
+    for path in ("/admin/reports", "/admin/reports/operators", "/admin/reports/traffic"):
+        for query in queries:
+            response = await client.get(f"{path}?{query}", headers=HTML)
+            assert response.status_code == 400, (path, query, response.status_code)
+            assert "Reports cover days from 2000-01-01 to 2100-12-31." in response.text

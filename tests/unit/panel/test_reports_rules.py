@@ -44,6 +44,10 @@ def test_presets_cover_the_day_the_week_from_monday_and_the_month() -> None:
         {"date": "x"},
         {"from": "2026-03-02", "to": "2026-03-01"},
         {"from": "2020-01-01", "to": "2026-01-01"},
+        {"date": "9999-12-31"},
+        {"period": "week", "date": "9999-12-31"},
+        {"from": "9999-12-31"},
+        {"from": "0001-01-01"},
     ],
 )
 def test_bad_ranges_are_refused(params: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 
 from gatewayd.campaigns import CampaignSender, CampaignSettings
@@ -23,6 +23,7 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.store import Store
+from gatewayd.store.subscribers import Subscriber
 from panel.app import create_app
 from panel.settings import PanelSettings
 from tests.integration.gatewayd.helpers_campaigns import answered_history, outbox_settings
@@ -146,6 +147,10 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
         ({"when": "at", "scheduled_at": "mañana"}, "Give the date and time"),
         ({"when": "at", "scheduled_at": "2026-02-30T10:00"}, "Give the date and time"),
         ({"when": "at", "scheduled_at": "2020-01-01T10:00"}, "not in the past"),
+        # marta is west of UTC: this one is past year 9999 in UTC
+        ({"when": "at", "scheduled_at": "9999-12-31T23:59"}, "at most a year ahead"),
+        ({"when": "at", "scheduled_at": "0001-01-01T00:00"}, "not in the past"),
+        ({"when": "at", "scheduled_at": "2100-01-01T10:00"}, "at most a year ahead"),
     ],
 )
 async def test_bad_input_is_a_400_with_its_message(
@@ -169,6 +174,26 @@ async def test_the_counter_and_the_preview_for_a_sample_client(admin: PanelClien
     # rendered for the audience's first client: the vodafone one (9th made), who last wrote to 795500
     assert info["preview"] == "Hola 34600000009 desde 795500"
     assert "SMS" in info["label"]
+
+
+async def test_the_preview_client_is_picked_once_per_filter_set(admin: PanelClient, store: Store) -> None:
+    token = await page_csrf(admin, "/admin/campaigns/new")
+
+    async def preview_of(text: str, last_pushes: str) -> str:
+        form = {"text": text, "last_pushes": last_pushes, "carrier": "vodafone"}
+        response = await admin.post("/admin/campaigns/draft", data=form, headers={"X-CSRF-Token": token})
+        assert response.status_code == 200
+        return str(response.json()["preview"])
+
+    assert await preview_of("Hola {telefono}", "2") == "Hola 34600000009"
+    async with store.transaction() as session:  # no longer in the audience ...
+        await session.execute(
+            update(Subscriber).where(Subscriber.msisdn == "34600000009").values(opted_out=True)
+        )
+    # ... but each keystroke of the text does not look for a sample client again
+    assert await preview_of("Hola {telefono}!", "2") == "Hola 34600000009!"
+    # other filters: a client of their audience
+    assert await preview_of("Hola {telefono}!", "3") != "Hola 34600000009!"
 
 
 async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: PanelClient, store: Store) -> None:

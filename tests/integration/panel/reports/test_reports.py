@@ -160,6 +160,10 @@ async def test_traffic_by_each_dimension_and_its_csv_defuses_formulas(reports_cl
         ("date=yesterday", "Dates are written as YYYY-MM-DD"),
         ("from=2026-12-02&to=2026-12-01", "The first day of the range is after its last day."),
         ("from=2024-01-01&to=2026-12-01", "A report covers at most two years"),
+        ("date=9999-12-31", "Reports cover days from 2000-01-01 to 2100-12-31."),
+        ("period=week&date=9999-12-31", "Reports cover days from 2000-01-01"),
+        ("from=9999-12-31", "Reports cover days from 2000-01-01"),
+        ("from=0001-01-01", "Reports cover days from 2000-01-01"),
     ],
 )
 async def test_bad_ranges_are_refused_with_a_clear_message(
