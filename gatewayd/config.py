@@ -472,6 +472,32 @@ class DaemonConfig(Settings):
         return ZoneInfo(self.timezone)
 
 
+class WebhooksConfig(Settings):
+    """The webhook delivery worker (``gatewayd.webhooks``). Durations are seconds. A failed delivery is
+    tried again after ``backoff_initial`` doubling up to ``backoff_max`` (with jitter), and is dead after
+    ``max_attempts`` tries or once older than ``max_age``. ``allow`` lists ``host:port`` targets exempt
+    from the public-address rule (a receiver on this host or the private network)."""
+
+    enabled: bool = True
+    timeout: PositiveSeconds = 10.0
+    max_attempts: int = Field(12, ge=1, le=1000)
+    max_age: PositiveSeconds = 86_400.0
+    backoff_initial: PositiveSeconds = 5.0
+    backoff_max: PositiveSeconds = 3600.0
+    concurrency: int = Field(32, ge=1, le=1000)
+    per_subscription: int = Field(8, ge=1, le=1000)
+    poll_interval: PositiveSeconds = 1.0
+    refresh_interval: PositiveSeconds = 30.0
+    allow: tuple[Text, ...] = ()
+
+    @field_validator("backoff_max")
+    @classmethod
+    def _backoff_grows(cls, maximum: float, info: ValidationInfo) -> float:
+        if maximum < info.data.get("backoff_initial", 0.0):
+            raise ValueError("must not be below backoff_initial")
+        return maximum
+
+
 class AssignmentConfig(Settings):
     """How the daemon hands waiting conversations to operators (``gatewayd.assignment``): a pass over
     everything waiting and everyone who left the desk every ``sweep_interval`` seconds, at most
@@ -704,6 +730,7 @@ class Config(Settings):
     panel: PanelConfig = Field(default_factory=PanelConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     assignment: AssignmentConfig = AssignmentConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(

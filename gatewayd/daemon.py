@@ -40,6 +40,8 @@ from gatewayd.store.engine import create_engine, read_session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
 from gatewayd.store.store import Store
+from gatewayd.webhooks.delivery import WebhookDeliverer
+from gatewayd.webhooks.enqueue import WebhookTargets
 from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
@@ -98,6 +100,8 @@ class Daemon:
         self.recorder: MTRecorder | None = None
         #: Hands waiting conversations to the operators of their pool, panel open or not.
         self.assignment: AssignmentService | None = None
+        #: Posts the webhook deliveries the pipelines queue (None when ``[webhooks] enabled`` is false).
+        self.webhooks: WebhookDeliverer | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
         self.routes: RouteTables = build_routes(config)
 
@@ -207,6 +211,8 @@ class Daemon:
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self.events = events
             self._build(events)
+            if self.webhooks is not None:  # before the first MO: its deliveries are queued with it
+                await self.webhooks.refresh()
             tune_for_throughput()
             try:
                 await self._run_tasks()
@@ -241,6 +247,11 @@ class Daemon:
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
         )
+        targets = WebhookTargets()
+        if config.webhooks.enabled:
+            self.webhooks = WebhookDeliverer(
+                self.store, config.webhooks, targets, bus=events.bus, health=self.loop_health
+            )
         self.mo = MOPipeline(
             self.store,
             events,
@@ -256,6 +267,7 @@ class Daemon:
             on_incomplete=hooks.mo_incomplete,
             on_refused=hooks.mo_refused,
             health=self.loop_health,
+            webhooks=targets,
         )
         self.binds = BindSupervisor(
             config.carriers,
@@ -323,6 +335,8 @@ class Daemon:
                 group.create_task(self.assignment.run_loop(), name="assignment.run_loop"),
                 group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
             ]
+            if self.webhooks is not None:
+                background.append(group.create_task(self.webhooks.run_loop(), name="webhooks.run_loop"))
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
                 background.append(

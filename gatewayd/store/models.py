@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatewayd.store import accounts, audit, conversations, messages, photos, services, subscribers
+from gatewayd.store import accounts, audit, conversations, messages, photos, services, subscribers, webhooks
 from gatewayd.store.base import Base
 
 metadata = Base.metadata
@@ -17,4 +17,5 @@ __all__ = [
     "photos",
     "services",
     "subscribers",
+    "webhooks",
 ]

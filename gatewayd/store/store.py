@@ -32,6 +32,7 @@ from gatewayd.store.repo_subscribers import (
     SQLiteSubscriberUpserts,
     SubscriberUpserts,
 )
+from gatewayd.store.webhooks import DeliveryClaims, PostgreSQLDeliveryClaims, SQLiteDeliveryClaims
 
 
 class UnsupportedDatabase(ValueError):
@@ -54,6 +55,7 @@ class Store:
     results: Results
     receipts: Receipts
     statuses: Statuses
+    webhook_claims: DeliveryClaims
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -82,6 +84,7 @@ class Store:
             results=SQLiteResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
+            webhook_claims=SQLiteDeliveryClaims(),
         )
 
     @classmethod
@@ -101,6 +104,7 @@ class Store:
             results=PostgreSQLResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
+            webhook_claims=PostgreSQLDeliveryClaims(),
         )
 
     @asynccontextmanager

@@ -1,0 +1,242 @@
+"""The webhook delivery worker: a daemon background loop posting due deliveries from the database queue.
+
+Each pass leases due deliveries (``Store.webhook_claims``: per client and subscription only the oldest
+pending one, several daemons sharing the queue) within the free slots: ``[webhooks] concurrency`` in all,
+``per_subscription`` per subscription, so a slow or dead receiver holds only its own slots and never the
+MO pipeline, which only inserts rows. Each delivery is posted signed (:mod:`.signing`) to the checked
+address of its URL (:mod:`gatewayd.net_safety`), without redirects or proxies from the environment,
+within ``timeout``, reading at most :data:`MAX_RESPONSE` bytes of the answer. A 2xx answer delivers it;
+anything else retries it after a growing backoff, until it is dead (``max_attempts``, ``max_age``). A
+worker that dies while posting leaves the lease to expire: that delivery is posted again (at least once;
+the delivery id lets the receiver drop a repeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from gatewayd.bus import EventBus
+from gatewayd.config import WebhooksConfig
+from gatewayd.health import LoopHealth
+from gatewayd.logging import log_event
+from gatewayd.net_safety import UnsafeTarget, pinned, vetted_target
+from gatewayd.store.store import Store
+from gatewayd.store.webhooks import ClaimedDelivery, record_delivered, record_failed
+from gatewayd.webhooks.enqueue import WebhookTargets
+from gatewayd.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, backoff, signature
+from gatewayd.webhooks.subscriptions import active_subscriptions
+
+log = logging.getLogger("gatewayd.webhooks")
+
+#: Bytes of a receiver's answer read at most (the status is what counts).
+MAX_RESPONSE = 64 * 1024
+USER_AGENT = "eChat-Gateway-Webhooks/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+class WebhookDeliverer:
+    """Posts the queued deliveries of the active subscriptions. ``refresh`` once before MOs are taken,
+    then ``run_loop`` in the daemon's TaskGroup (cancelled at shutdown: the leases of what was in flight
+    expire and those are posted again)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: WebhooksConfig,
+        targets: WebhookTargets,
+        *,
+        bus: EventBus | None = None,
+        health: LoopHealth | None = None,
+    ) -> None:
+        self._store = store
+        self.settings = settings
+        self.targets = targets
+        self._bus = bus
+        self._health = health or LoopHealth()
+        self._endpoints: dict[int, Endpoint] = {}
+        self._in_flight: dict[int, int] = {}
+        self._wakeup = asyncio.Event()
+        #: Deliveries posted with a 2xx answer, and failed tries, since start.
+        self.delivered = 0
+        self.failed = 0
+
+    async def refresh(self) -> None:
+        """Reads the active subscriptions again (enqueue side and endpoints)."""
+        async with self._store.sessions() as session:
+            subscriptions = await active_subscriptions(session)
+        self.targets.replace(subscriptions)
+        self._endpoints = {s.id: Endpoint(s.url, s.secret) for s in subscriptions}
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run_loop(self) -> None:
+        timeout = httpx.Timeout(self.settings.timeout)
+        limits = httpx.Limits(max_connections=self.settings.concurrency)
+        async with (
+            httpx.AsyncClient(
+                timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+            ) as client,
+            asyncio.TaskGroup() as group,
+        ):
+            group.create_task(self._refresh_loop(), name="webhooks.refresh_loop")
+            while True:
+                self._wakeup.clear()
+                claimed = await self._claim()
+                for delivery in claimed:
+                    subscription_id = delivery.subscription_id
+                    self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+                    group.create_task(
+                        self._deliver(client, delivery), name=f"webhooks.deliver[{delivery.id}]"
+                    )
+                if not claimed:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.settings.poll_interval):
+                            await self._wakeup.wait()
+
+    async def _refresh_loop(self) -> None:
+        """Reads the subscriptions when a panel announces a change, and every ``refresh_interval``."""
+        async with contextlib.AsyncExitStack() as stack:
+            changes = None
+            if self._bus is not None:
+                changes = await stack.enter_async_context(
+                    self._bus.subscribe(self._bus.topics.webhooks_changed())
+                )
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.refresh_interval):
+                        if changes is None:
+                            await asyncio.Event().wait()
+                        else:
+                            await changes.get()
+                try:
+                    await self.refresh()
+                except Exception as error:  # the next change or interval reads them again
+                    self._health.failed("webhooks.refresh", error)
+                    log_event(log, "webhooks.refresh_failed", logging.WARNING, error=str(error))
+
+    async def _claim(self) -> list[ClaimedDelivery]:
+        settings = self.settings
+        room = settings.concurrency - sum(self._in_flight.values())
+        free = {
+            subscription_id: settings.per_subscription - self._in_flight.get(subscription_id, 0)
+            for subscription_id in self._endpoints
+        }
+        free = {subscription_id: slots for subscription_id, slots in free.items() if slots > 0}
+        if room < 1 or not free:
+            return []
+        now = datetime.now(UTC)
+        lease_until = now + timedelta(seconds=2 * settings.timeout + 30)
+        try:
+            async with self._store.transaction() as session:
+                claimed = await self._store.webhook_claims.claim(session, free, room, now, lease_until)
+        except Exception as error:  # the database is away: the next pass tries again
+            self._health.failed("webhooks.claim", error)
+            log_event(log, "webhooks.claim_failed", logging.WARNING, error=str(error))
+            return []
+        self._health.succeeded("webhooks.claim")
+        return claimed
+
+    async def _deliver(self, client: httpx.AsyncClient, delivery: ClaimedDelivery) -> None:
+        try:
+            endpoint = self._endpoints.get(delivery.subscription_id)
+            if endpoint is None:  # made inactive meanwhile: its queue waits, leased until it is back
+                return
+            outcome = await self._post(client, endpoint, delivery)
+            await self._record(delivery, outcome)
+        finally:
+            self._in_flight[delivery.subscription_id] -= 1
+            self._wakeup.set()
+
+    async def _post(
+        self, client: httpx.AsyncClient, endpoint: Endpoint, delivery: ClaimedDelivery
+    ) -> Outcome:
+        body = delivery.payload.encode("utf-8")
+        try:
+            target = await vetted_target(endpoint.url, self.settings.allow)
+        except UnsafeTarget as error:
+            return Outcome(None, f"target refused: {error.refusal.value}")
+        url, host, extensions = pinned(endpoint.url, target)
+        headers = {
+            **host,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            SIGNATURE_HEADER: signature(endpoint.secret, int(time.time()), body),
+            DELIVERY_HEADER: str(delivery.id),
+            EVENT_HEADER: delivery.event,
+        }
+        try:
+            async with (
+                asyncio.timeout(self.settings.timeout),
+                client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
+            ):
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= MAX_RESPONSE:
+                        break
+                status = response.status_code
+        except (httpx.HTTPError, TimeoutError, OSError) as error:
+            return Outcome(None, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        if 200 <= status < 300:
+            return Outcome(status, None)
+        return Outcome(status, f"HTTP {status}")
+
+    async def _record(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
+        now = datetime.now(UTC)
+        settings = self.settings
+        try:
+            async with self._store.transaction() as session:
+                if outcome.delivered:
+                    assert outcome.status is not None
+                    await record_delivered(session, delivery.id, outcome.status, now)
+                else:
+                    attempts = delivery.attempts + 1
+                    expired = now - delivery.created_at >= timedelta(seconds=settings.max_age)
+                    retry_at = None
+                    if attempts < settings.max_attempts and not expired:
+                        delay = backoff(attempts, settings.backoff_initial, settings.backoff_max)
+                        retry_at = now + timedelta(seconds=delay)
+                    await record_failed(
+                        session, delivery.id, outcome.status, outcome.error or "", retry_at=retry_at
+                    )
+        except Exception as error:  # not recorded: the lease expires and it is posted again
+            self._health.failed("webhooks.record", error)
+            log_event(log, "webhooks.record_failed", logging.WARNING, delivery=delivery.id, error=str(error))
+            return
+        if outcome.delivered:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            log_event(
+                log,
+                "webhooks.delivery_failed",
+                logging.INFO,
+                delivery=delivery.id,
+                subscription=delivery.subscription_id,
+                status=outcome.status,
+                error=outcome.error,
+            )

@@ -1,0 +1,138 @@
+"""Queues webhook deliveries in the transaction that stores their events: the one hook the pipelines
+call (MO ingest, opt-out / opt-in).
+
+:class:`WebhookTargets` holds the active subscriptions in memory (the daemon reads them again when a
+panel announces a change, and every ``refresh_interval``): with no subscription wanting an event, queuing
+it costs a dictionary look-up and no statement. Otherwise each batch makes ONE insert of a row per
+(event, subscription wanting it). Payloads carry the client ID; the MSISDN only for subscriptions made
+with ``include_msisdn``. Their JSON is documented in docs/WEBHOOKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.store.webhooks import DELIVERIES, DeliveryState, WebhookEvent, WebhookSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An active subscription as the enqueue side needs it."""
+
+    subscription_id: int
+    include_msisdn: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One event to queue: its type, the client it concerns (the ordering key), its payload without and
+    with the MSISDN."""
+
+    event: WebhookEvent
+    client_id: str
+    msisdn: str
+    payload: Mapping[str, Any]
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class WebhookTargets:
+    """Per event type, the active subscriptions that want it."""
+
+    by_event: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+
+    def replace(self, subscriptions: Sequence[WebhookSubscription]) -> None:
+        by_event: dict[str, list[Target]] = {}
+        for subscription in subscriptions:
+            for event in subscription.event_set:
+                by_event.setdefault(event, []).append(Target(subscription.id, subscription.include_msisdn))
+        self.by_event = {event: tuple(targets) for event, targets in by_event.items()}
+
+    def wants(self, event: WebhookEvent) -> bool:
+        return event.value in self.by_event
+
+    @property
+    def subscription_ids(self) -> list[int]:
+        return sorted({target.subscription_id for targets in self.by_event.values() for target in targets})
+
+    async def enqueue(self, session: AsyncSession, occurrences: Sequence[Occurrence], now: datetime) -> int:
+        """Queues ``occurrences`` for every subscription that wants them (in the caller's transaction);
+        returns how many deliveries."""
+        rows: list[dict[str, Any]] = []
+        for occurrence in occurrences:
+            for target in self.by_event.get(occurrence.event.value, ()):
+                body = dict(occurrence.payload)
+                if target.include_msisdn:
+                    body["msisdn"] = occurrence.msisdn
+                rows.append(
+                    {
+                        "subscription_id": target.subscription_id,
+                        "event": occurrence.event.value,
+                        "ordering_key": occurrence.client_id,
+                        "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        "state": DeliveryState.PENDING.value,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                )
+        if rows:
+            await session.execute(insert(DELIVERIES), rows)
+        return len(rows)
+
+
+def mo_received(
+    *,
+    mo_id: int,
+    client_id: str,
+    msisdn: str,
+    short_code: str,
+    service: str | None,
+    carrier: str,
+    country: str | None,
+    keyword: str | None,
+    text: str,
+    parts: int,
+    conversation_id: int | None,
+    received_at: datetime,
+) -> Occurrence:
+    payload = {
+        "event": WebhookEvent.MO_RECEIVED.value,
+        "mo_id": mo_id,
+        "client_id": client_id,
+        "short_code": short_code,
+        "service": service,
+        "carrier": carrier,
+        "country": country,
+        "keyword": keyword,
+        "text": text,
+        "parts": parts,
+        "conversation_id": conversation_id,
+        "received_at": iso(received_at),
+    }
+    return Occurrence(WebhookEvent.MO_RECEIVED, client_id, msisdn, payload)
+
+
+def opt_changed(
+    *, opted_out: bool, client_id: str, msisdn: str, short_code: str, keyword: str, mo_id: int, at: datetime
+) -> Occurrence:
+    event = WebhookEvent.CLIENT_OPT_OUT if opted_out else WebhookEvent.CLIENT_OPT_IN
+    payload = {
+        "event": event.value,
+        "client_id": client_id,
+        "short_code": short_code,
+        "keyword": keyword,
+        "mo_id": mo_id,
+        "at": iso(at),
+    }
+    return Occurrence(event, client_id, msisdn, payload)

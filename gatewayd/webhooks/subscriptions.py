@@ -1,0 +1,176 @@
+"""The one place webhook subscriptions are made, changed and deleted (the panel and the API call it).
+
+The caller frames the transaction and writes the audit record in it; after the commit it calls
+:func:`announce_change` so that every daemon reads the active subscriptions again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatewayd.bus import EventBus
+from gatewayd.net_safety import UnsafeTarget, vetted_target
+from gatewayd.store.webhooks import (
+    NAME_LENGTH,
+    DeliveryState,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+
+EVENTS = tuple(WebhookEvent)
+
+
+class InvalidSubscription(ValueError):
+    """What was given cannot make a subscription; ``field`` names the form field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInput:
+    name: str
+    url: str
+    events: Collection[str]
+    include_msisdn: bool = False
+    active: bool = True
+
+
+def new_secret() -> str:
+    """32 random bytes, hex: the HMAC key, shown once."""
+    return secrets.token_hex(32)
+
+
+async def _checked(given: SubscriptionInput, allow: Collection[str]) -> tuple[str, str, str]:
+    name = given.name.strip()
+    if not name or len(name) > NAME_LENGTH:
+        raise InvalidSubscription("name", f"Give a name of 1 to {NAME_LENGTH} characters.")
+    events = sorted(set(given.events))
+    if not events:
+        raise InvalidSubscription("events", "Choose at least one event.")
+    unknown = [event for event in events if event not in EVENTS]
+    if unknown:
+        raise InvalidSubscription("events", f"Unknown event: {unknown[0]}.")
+    url = given.url.strip()
+    try:
+        await vetted_target(url, allow)
+    except UnsafeTarget as error:
+        raise InvalidSubscription("url", error.refusal.value) from error
+    return name, url, ",".join(events)
+
+
+async def _name_taken(session: AsyncSession, name: str, other_than: int | None) -> None:
+    found = await session.scalar(select(WebhookSubscription.id).where(WebhookSubscription.name == name))
+    if found is not None and found != other_than:
+        raise InvalidSubscription("name", "A subscription of that name exists already.")
+
+
+async def create_subscription(
+    session: AsyncSession, given: SubscriptionInput, *, by: str, now: datetime, allow: Collection[str] = ()
+) -> WebhookSubscription:
+    """A new subscription with a fresh secret (its ``secret`` is to be shown once), or
+    InvalidSubscription."""
+    name, url, events = await _checked(given, allow)
+    await _name_taken(session, name, None)
+    subscription = WebhookSubscription(
+        name=name,
+        url=url,
+        events=events,
+        secret=new_secret(),
+        include_msisdn=given.include_msisdn,
+        active=given.active,
+        created_by=by,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(subscription)
+    await session.flush()
+    return subscription
+
+
+async def update_subscription(
+    session: AsyncSession,
+    subscription: WebhookSubscription,
+    given: SubscriptionInput,
+    *,
+    now: datetime,
+    allow: Collection[str] = (),
+) -> None:
+    """Changes name, URL, events, MSISDN flag and active; the secret stays."""
+    name, url, events = await _checked(given, allow)
+    await _name_taken(session, name, subscription.id)
+    subscription.name = name
+    subscription.url = url
+    subscription.events = events
+    subscription.include_msisdn = given.include_msisdn
+    subscription.active = given.active
+    subscription.updated_at = now
+
+
+def rotate_secret(subscription: WebhookSubscription, now: datetime) -> str:
+    """A new secret (to be shown once): deliveries signed from now on use it."""
+    subscription.secret = new_secret()
+    subscription.updated_at = now
+    return subscription.secret
+
+
+async def delete_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
+    """The subscription and its queued and past deliveries."""
+    await session.execute(delete(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id))
+    await session.delete(subscription)
+
+
+async def get_subscription(session: AsyncSession, subscription_id: int) -> WebhookSubscription | None:
+    return await session.get(WebhookSubscription, subscription_id)
+
+
+async def list_subscriptions(session: AsyncSession) -> list[WebhookSubscription]:
+    return list((await session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.name))).all())
+
+
+async def active_subscriptions(session: AsyncSession) -> list[WebhookSubscription]:
+    statement = select(WebhookSubscription).where(WebhookSubscription.active).order_by(WebhookSubscription.id)
+    return list((await session.scalars(statement)).all())
+
+
+async def recent_deliveries(
+    session: AsyncSession, subscription_id: int, *, state: str | None = None, limit: int = 100
+) -> list[WebhookDelivery]:
+    """The subscription's latest deliveries, newest first (``state``: only those in that state)."""
+    statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    if state is not None:
+        statement = statement.where(WebhookDelivery.state == state)
+    return list((await session.scalars(statement.order_by(WebhookDelivery.id.desc()).limit(limit))).all())
+
+
+async def redeliver(
+    session: AsyncSession, subscription_id: int, delivery_ids: Iterable[int] | None, now: datetime
+) -> int:
+    """Queues dead deliveries again (those of ``delivery_ids``, or all the subscription's dead ones when
+    None), as fresh: due now, attempts from zero. Returns how many."""
+    statement = (
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == DeliveryState.DEAD
+        )
+        .values(state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=now, created_at=now)
+    )
+    if delivery_ids is not None:
+        statement = statement.where(WebhookDelivery.id.in_(list(delivery_ids)))
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def announce_change(bus: EventBus | None) -> None:
+    """Tells every daemon to read the active subscriptions again (after the commit)."""
+    if bus is not None:
+        await bus.publish(bus.topics.webhooks_changed(), {})
