@@ -230,6 +230,11 @@ class Daemon:
             bus=events.bus,
             wake=self._mt_queued,
         )
+        targets = WebhookTargets()
+        if config.webhooks.enabled:
+            self.webhooks = WebhookDeliverer(
+                self.store, config.webhooks, targets, bus=events.bus, health=self.loop_health
+            )
         self.recorder = MTRecorder(
             self.store,
             events,
@@ -246,12 +251,8 @@ class Daemon:
             on_changes=hooks.mt_changes,
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
+            webhooks=targets,
         )
-        targets = WebhookTargets()
-        if config.webhooks.enabled:
-            self.webhooks = WebhookDeliverer(
-                self.store, config.webhooks, targets, bus=events.bus, health=self.loop_health
-            )
         self.mo = MOPipeline(
             self.store,
             events,

@@ -1,5 +1,5 @@
 """Queues webhook deliveries in the transaction that stores their events: the one hook the pipelines
-call (MO ingest, opt-out / opt-in).
+call (MO ingest, opt-out / opt-in, the MT recorder's status moves and receipts).
 
 :class:`WebhookTargets` holds the active subscriptions in memory (the daemon reads them again when a
 panel announces a change, and every ``refresh_interval``): with no subscription wanting an event, queuing
@@ -16,10 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gatewayd.store._tables import chunks, table_of
+from gatewayd.store.messages import MTMessage
+from gatewayd.store.mt.values import MTStatusChange
+from gatewayd.store.subscribers import Subscriber
 from gatewayd.store.webhooks import DELIVERIES, DeliveryState, WebhookEvent, WebhookSubscription
+
+MTS = table_of(MTMessage)
+SUBSCRIBERS = table_of(Subscriber)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,30 @@ class WebhookTargets:
     @property
     def subscription_ids(self) -> list[int]:
         return sorted({target.subscription_id for targets in self.by_event.values() for target in targets})
+
+    async def mt_changes(
+        self, session: AsyncSession, changes: Sequence[MTStatusChange], event: WebhookEvent, now: datetime
+    ) -> int:
+        """Queues ``event`` (``mt.status`` for submit results and retries, ``mt.receipt`` for moves a
+        delivery receipt made) for each MT status change, in the transaction that wrote them."""
+        if not changes or not self.wants(event):
+            return 0
+        recipients: dict[int, tuple[str | None, str, str, str]] = {}
+        for chunk in chunks(sorted({change.mt_id for change in changes})):
+            rows = await session.execute(
+                select(MTS.c.id, SUBSCRIBERS.c.client_id, MTS.c.destination, MTS.c.kind, MTS.c.carrier)
+                .select_from(MTS.outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MTS.c.subscriber_id))
+                .where(MTS.c.id.in_(chunk))
+            )
+            for mt_id, client_id, destination, kind, carrier in rows:
+                recipients[mt_id] = (client_id, destination, str(getattr(kind, "value", kind)), carrier)
+        occurrences = []
+        for change in changes:
+            found = recipients.get(change.mt_id)
+            if found is not None:
+                client_id, destination, kind, carrier = found
+                occurrences.append(mt_changed(event, change, client_id, destination, kind, carrier))
+        return await self.enqueue(session, occurrences, now)
 
     async def enqueue(self, session: AsyncSession, occurrences: Sequence[Occurrence], now: datetime) -> int:
         """Queues ``occurrences`` for every subscription that wants them (in the caller's transaction);
@@ -121,6 +152,29 @@ def mo_received(
         "received_at": iso(received_at),
     }
     return Occurrence(WebhookEvent.MO_RECEIVED, client_id, msisdn, payload)
+
+
+def mt_changed(
+    event: WebhookEvent,
+    change: MTStatusChange,
+    client_id: str | None,
+    destination: str,
+    kind: str,
+    carrier: str,
+) -> Occurrence:
+    payload = {
+        "event": event.value,
+        "mt_id": change.mt_id,
+        "client_id": client_id,
+        "kind": kind,
+        "carrier": carrier,
+        "status": change.status.value,
+        "previous": change.previous.value,
+        "detail": change.detail,
+        "at": iso(change.at),
+    }
+    # an MT to a number that never wrote has no client: its number orders its deliveries
+    return Occurrence(event, client_id or destination, destination, payload)
 
 
 def opt_changed(

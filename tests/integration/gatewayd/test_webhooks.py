@@ -175,3 +175,30 @@ def assert_in_order_once(receiver: Receiver, *, clients: int, each: int) -> None
     for items in by_client.values():
         ids = [item.delivery_id for item in items]
         assert ids == sorted(ids) and len({item.payload["mo_id"] for item in items}) == each
+
+
+async def test_an_mts_status_moves_and_receipt_reach_the_receiver(
+    tmp_path: Path, database_url: str, simulator: Simulator, receiver: Receiver
+) -> None:
+    await subscribe(database_url, receiver, ["mt.status", "mt.receipt"])
+    config = make_config(tmp_path, database_url, simulator, extra=webhooks_section(receiver))
+    async with running_daemon(config) as daemon:
+        simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "hola")  # no delivery: not wanted
+
+        async def client_known() -> str | None:
+            assert daemon.sessions is not None
+            async with daemon.sessions() as session:
+                return (await session.scalars(select(Subscriber.client_id))).one_or_none()
+
+        await eventually(client_known)
+        mt_id = await daemon.queue_mt(SUBSCRIBER, "¡Hola! Soy Ana.", carrier=MOVISTAR)
+        expected = ["mt.status", "mt.receipt"]
+        await eventually(lambda: [item.event for item in receiver.acknowledged] == expected)
+        client_id = await client_known()
+    accepted, receipt = receiver.acknowledged
+    assert all(item.signed for item in receiver.received)
+    assert accepted.payload["mt_id"] == receipt.payload["mt_id"] == mt_id
+    assert (accepted.payload["previous"], accepted.payload["status"]) == ("sending", "accepted")
+    assert (receipt.payload["previous"], receipt.payload["status"]) == ("accepted", "delivered")
+    assert receipt.payload["client_id"] == client_id and receipt.payload["carrier"] == MOVISTAR
+    assert "msisdn" not in receipt.payload
