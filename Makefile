@@ -27,7 +27,7 @@ lock: $(STAMP)
 # is left alone. A new language: see docs/I18N.md.
 I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk plugins/accounts:accounts \
 	plugins/clients:clients plugins/conversations:conversations plugins/services:services plugins/audit:audit \
-	plugins/monitor:monitor plugins/gallery:gallery gatewayd:gatewayd simulator:simulator
+	plugins/monitor:monitor plugins/gallery:gallery plugins/webhooks:webhooks gatewayd:gatewayd simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
 		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \

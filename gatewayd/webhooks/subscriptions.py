@@ -10,12 +10,13 @@ import secrets
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.bus import EventBus
-from gatewayd.net_safety import UnsafeTarget, vetted_target
+from gatewayd.net_safety import Refusal, UnsafeTarget, vetted_target
 from gatewayd.store.webhooks import (
     NAME_LENGTH,
     DeliveryState,
@@ -27,13 +28,24 @@ from gatewayd.store.webhooks import (
 EVENTS = tuple(WebhookEvent)
 
 
-class InvalidSubscription(ValueError):
-    """What was given cannot make a subscription; ``field`` names the form field at fault."""
+class Problem(StrEnum):
+    """Why a subscription was refused (each caller words it for its users: panel, API)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    NAME = "name"  # empty or too long
+    NAME_TAKEN = "name_taken"
+    NO_EVENTS = "no_events"
+    UNKNOWN_EVENT = "unknown_event"
+    BAD_URL = Refusal.BAD_URL.value
+    NO_HOST = Refusal.NO_HOST.value
+    NOT_PUBLIC = Refusal.NOT_PUBLIC.value
+
+
+class InvalidSubscription(ValueError):
+    """What was given cannot make a subscription; ``problem`` says why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,25 +65,24 @@ def new_secret() -> str:
 async def _checked(given: SubscriptionInput, allow: Collection[str]) -> tuple[str, str, str]:
     name = given.name.strip()
     if not name or len(name) > NAME_LENGTH:
-        raise InvalidSubscription("name", f"Give a name of 1 to {NAME_LENGTH} characters.")
+        raise InvalidSubscription(Problem.NAME)
     events = sorted(set(given.events))
     if not events:
-        raise InvalidSubscription("events", "Choose at least one event.")
-    unknown = [event for event in events if event not in EVENTS]
-    if unknown:
-        raise InvalidSubscription("events", f"Unknown event: {unknown[0]}.")
+        raise InvalidSubscription(Problem.NO_EVENTS)
+    if any(event not in EVENTS for event in events):
+        raise InvalidSubscription(Problem.UNKNOWN_EVENT)
     url = given.url.strip()
     try:
         await vetted_target(url, allow)
     except UnsafeTarget as error:
-        raise InvalidSubscription("url", error.refusal.value) from error
+        raise InvalidSubscription(Problem(error.refusal.value)) from error
     return name, url, ",".join(events)
 
 
 async def _name_taken(session: AsyncSession, name: str, other_than: int | None) -> None:
     found = await session.scalar(select(WebhookSubscription.id).where(WebhookSubscription.name == name))
     if found is not None and found != other_than:
-        raise InvalidSubscription("name", "A subscription of that name exists already.")
+        raise InvalidSubscription(Problem.NAME_TAKEN)
 
 
 async def create_subscription(
@@ -174,3 +185,16 @@ async def announce_change(bus: EventBus | None) -> None:
     """Tells every daemon to read the active subscriptions again (after the commit)."""
     if bus is not None:
         await bus.publish(bus.topics.webhooks_changed(), {})
+
+
+async def delivery_counts(session: AsyncSession) -> dict[int, dict[str, int]]:
+    """Per subscription, its deliveries per state."""
+    rows = await session.execute(
+        select(WebhookDelivery.subscription_id, WebhookDelivery.state, func.count()).group_by(
+            WebhookDelivery.subscription_id, WebhookDelivery.state
+        )
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for subscription_id, state, count in rows:
+        counts.setdefault(subscription_id, {})[state] = int(count)
+    return counts

@@ -30,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, gallery, home, monitor, services
+from plugins import accounts, audit, auth, clients, conversations, gallery, home, monitor, services, webhooks
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
 
@@ -144,6 +144,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         audit.plugin,
         monitor.plugin,
         gallery.plugin,
+        webhooks.plugin,
     ]
 
 

@@ -29,6 +29,7 @@ DOMAINS = {
     "plugins/conversations": "conversations",
     "plugins/monitor": "monitor",
     "plugins/gallery": "gallery",
+    "plugins/webhooks": "webhooks",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }

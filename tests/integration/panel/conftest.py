@@ -35,7 +35,19 @@ from panel.auth.sessions import create_session
 from panel.runtime import PanelRuntime
 from panel.settings import Argon2Params, PanelSettings
 from panel.types import Plugin
-from plugins import accounts, audit, auth, clients, conversations, desk, gallery, home, monitor, services
+from plugins import (
+    accounts,
+    audit,
+    auth,
+    clients,
+    conversations,
+    desk,
+    gallery,
+    home,
+    monitor,
+    services,
+    webhooks,
+)
 
 #: Every built-in plugin, as the panel's entry points list them (the tests add the example plugin).
 BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
@@ -49,6 +61,7 @@ BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
     audit.plugin,
     monitor.plugin,
     gallery.plugin,
+    webhooks.plugin,
 )
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -102,6 +115,9 @@ class Samples:
             # The gallery's routes: no photo has these (the gallery's own tests use real ones).
             "photo_id": "424242",
             "token": "n0-such-photo-token-n0-such-photo-token-xyz",
+            # The webhooks' routes: no subscription or delivery has these (their own tests use real ones).
+            "subscription_id": "424242",
+            "delivery_id": "424243",
         }
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)
 

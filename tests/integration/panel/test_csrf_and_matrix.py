@@ -168,6 +168,9 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     # the gallery: no file, a loopback address (refused before any connection), a photo that is not there
     ("POST", "/admin/gallery/upload"): {"album": "x"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "x"},
+    # the webhooks: a loopback receiver (refused before anything is stored), a subscription not there
+    ("POST", "/admin/webhooks"): {"name": "crm", "url": "http://127.0.0.1/hooks", "events": "mo.received"},
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {"name": "crm", "url": "http://127.0.0.1/hooks"},
 }
 PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/"): {"anonymous": 303, "ana": 303, "marta": 303, "oscar": 303, "nadie": 200},
@@ -322,6 +325,51 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     },
     ("GET", "/p/{token}"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
     ("GET", "/p/{token}/thumb"): {"anonymous": 404, "ana": 404, "marta": 404, "oscar": 404, "nadie": 404},
+    # The webhooks: webhooks.manage is the admins' only; no subscription has the sample id (404).
+    ("GET", "/admin/webhooks"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/webhooks"): {"anonymous": 401, "ana": 400, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/webhooks/{subscription_id:id}"): {
+        "anonymous": 303,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/rotate"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/delete"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/redeliver"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/deliveries/{delivery_id:id}/redeliver"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
     ("POST", "/logout"): {"anonymous": 401, "ana": 303, "marta": 303, "oscar": 303, "nadie": 303},
 }
 

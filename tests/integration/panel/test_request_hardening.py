@@ -114,6 +114,24 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/gallery/upload"): {"album": "verano"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
     ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
+    ("POST", "/admin/webhooks"): {
+        "name": "crm",
+        "url": "https://crm.example.com/hooks",
+        "events": "mo.received",
+        "include_msisdn": "on",
+        "active": "on",
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {
+        "name": "crm",
+        "url": "https://crm.example.com/hooks",
+        "events": "mo.received",
+        "include_msisdn": "on",
+        "active": "on",
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/rotate"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/delete"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/redeliver"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/deliveries/{delivery_id:id}/redeliver"): {},
 }
 
 
