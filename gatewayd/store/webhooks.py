@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, Integer, Select, String, Text, func, select, update
+from sqlalchemy import BigInteger, Index, Integer, Select, String, Text, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -176,17 +176,21 @@ class PostgreSQLDeliveryClaims(DeliveryClaims):
         return due.with_for_update(skip_locked=True)
 
 
-async def record_delivered(session: AsyncSession, delivery_id: int, status: int, now: datetime) -> None:
+async def record_delivered(session: AsyncSession, delivered: Sequence[tuple[int, int, datetime]]) -> None:
+    """(delivery id, the 2xx status, when) each: delivered, in one batch of statements."""
+    if not delivered:
+        return
     await session.execute(
         update(DELIVERIES)
-        .where(DELIVERIES.c.id == delivery_id)
+        .where(DELIVERIES.c.id == bindparam("delivery_id"))
         .values(
             state=DeliveryState.DELIVERED.value,
             attempts=DELIVERIES.c.attempts + 1,
-            last_status=status,
+            last_status=bindparam("status"),
             last_error=None,
-            delivered_at=now,
-        )
+            delivered_at=bindparam("at"),
+        ),
+        [{"delivery_id": delivery_id, "status": status, "at": at} for delivery_id, status, at in delivered],
     )
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,8 @@ log = logging.getLogger("gatewayd.webhooks")
 #: Bytes of a receiver's answer read at most (the status is what counts).
 MAX_RESPONSE = 64 * 1024
 USER_AGENT = "eChat-Gateway-Webhooks/1"
+#: Rounds of slots claimed ahead: a claim's cost is shared by this many posts per slot.
+PREFETCH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,12 @@ class WebhookDeliverer:
         self._bus = bus
         self._health = health or LoopHealth()
         self._endpoints: dict[int, Endpoint] = {}
+        #: Per subscription: deliveries being posted, and claimed ones waiting for a slot.
         self._in_flight: dict[int, int] = {}
+        self._queued: dict[int, deque[ClaimedDelivery]] = {}
+        #: Posted, their outcome not written yet: (delivery, outcome, when).
+        self._outcomes: list[tuple[ClaimedDelivery, Outcome, datetime]] = []
+        self._group: asyncio.TaskGroup | None = None
         self._wakeup = asyncio.Event()
         #: Deliveries posted with a 2xx answer, and failed tries, since start.
         self.delivered = 0
@@ -102,20 +110,43 @@ class WebhookDeliverer:
             ) as client,
             asyncio.TaskGroup() as group,
         ):
+            self._group = group
             group.create_task(self._refresh_loop(), name="webhooks.refresh_loop")
             while True:
                 self._wakeup.clear()
-                claimed = await self._claim()
+                recorded = await self._record_outcomes()
+                self._dispatch(client)
+                # claim when some subscription has less than a round of slots waiting: in between, a
+                # pass only records and starts posts
+                low = any(
+                    len(self._queued.get(s, ())) < self.settings.per_subscription for s in self._endpoints
+                )
+                claimed = await self._claim() if low else []
                 for delivery in claimed:
-                    subscription_id = delivery.subscription_id
-                    self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
-                    group.create_task(
-                        self._deliver(client, delivery), name=f"webhooks.deliver[{delivery.id}]"
-                    )
-                if not claimed:
+                    self._queued.setdefault(delivery.subscription_id, deque()).append(delivery)
+                self._dispatch(client)
+                if not claimed and not recorded:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.poll_interval):
                             await self._wakeup.wait()
+
+    def _dispatch(self, client: httpx.AsyncClient) -> None:
+        """Starts the claimed deliveries there are slots for."""
+        group = self._group
+        if group is None:
+            return
+        settings = self.settings
+        posting = sum(self._in_flight.values())
+        for subscription_id, queue in self._queued.items():
+            while (
+                queue
+                and posting < settings.concurrency
+                and self._in_flight.get(subscription_id, 0) < settings.per_subscription
+            ):
+                delivery = queue.popleft()
+                self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+                posting += 1
+                group.create_task(self._deliver(client, delivery), name=f"webhooks.deliver[{delivery.id}]")
 
     async def _refresh_loop(self) -> None:
         """Reads the subscriptions when a panel announces a change, and every ``refresh_interval``."""
@@ -139,17 +170,29 @@ class WebhookDeliverer:
                     log_event(log, "webhooks.refresh_failed", logging.WARNING, error=str(error))
 
     async def _claim(self) -> list[ClaimedDelivery]:
+        """Leases due deliveries up to :data:`PREFETCH` rounds of each subscription's slots (one claim
+        feeds many posts), within ``PREFETCH`` rounds of the global ones."""
         settings = self.settings
-        room = settings.concurrency - sum(self._in_flight.values())
-        free = {
-            subscription_id: settings.per_subscription - self._in_flight.get(subscription_id, 0)
+        held = {
+            subscription_id: self._in_flight.get(subscription_id, 0)
+            + len(self._queued.get(subscription_id, ()))
             for subscription_id in self._endpoints
         }
-        free = {subscription_id: slots for subscription_id, slots in free.items() if slots > 0}
+        room = (
+            settings.concurrency * PREFETCH
+            - sum(self._in_flight.values())
+            - sum(map(len, self._queued.values()))
+        )
+        free = {
+            subscription_id: settings.per_subscription * PREFETCH - count
+            for subscription_id, count in held.items()
+            if count < settings.per_subscription * PREFETCH
+        }
         if room < 1 or not free:
             return []
         now = datetime.now(UTC)
-        lease_until = now + timedelta(seconds=2 * settings.timeout + 30)
+        # long enough for a claimed delivery to wait its turn behind PREFETCH rounds of time-outs
+        lease_until = now + timedelta(seconds=(PREFETCH + 1) * settings.timeout + 30)
         try:
             async with self._store.transaction() as session:
                 claimed = await self._store.webhook_claims.claim(session, free, room, now, lease_until)
@@ -166,10 +209,11 @@ class WebhookDeliverer:
             if endpoint is None:  # made inactive meanwhile: its queue waits, leased until it is back
                 return
             outcome = await self._post(client, endpoint, delivery)
-            await self._record(delivery, outcome)
+            self._outcomes.append((delivery, outcome, datetime.now(UTC)))
         finally:
             self._in_flight[delivery.subscription_id] -= 1
             self._wakeup.set()
+        self._dispatch(client)  # the next claimed one at once: posts do not wait for the bookkeeping
 
     async def _post(
         self, client: httpx.AsyncClient, endpoint: Endpoint, delivery: ClaimedDelivery
@@ -205,31 +249,42 @@ class WebhookDeliverer:
             return Outcome(status, None)
         return Outcome(status, f"HTTP {status}")
 
-    async def _record(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
-        now = datetime.now(UTC)
+    async def _record_outcomes(self) -> bool:
+        """Writes the outcomes posted since the last pass, in one transaction; whether there were any."""
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return False
         settings = self.settings
         try:
             async with self._store.transaction() as session:
-                if outcome.delivered:
-                    assert outcome.status is not None
-                    await record_delivered(session, delivery.id, outcome.status, now)
-                else:
+                delivered = [
+                    (delivery.id, outcome.status or 0, at)
+                    for delivery, outcome, at in outcomes
+                    if outcome.delivered
+                ]
+                await record_delivered(session, delivered)
+                for delivery, outcome, at in outcomes:
+                    if outcome.delivered:
+                        continue
                     attempts = delivery.attempts + 1
-                    expired = now - delivery.created_at >= timedelta(seconds=settings.max_age)
+                    expired = at - delivery.created_at >= timedelta(seconds=settings.max_age)
                     retry_at = None
                     if attempts < settings.max_attempts and not expired:
                         delay = backoff(attempts, settings.backoff_initial, settings.backoff_max)
-                        retry_at = now + timedelta(seconds=delay)
-                    await record_failed(
-                        session, delivery.id, outcome.status, outcome.error or "", retry_at=retry_at
-                    )
-        except Exception as error:  # not recorded: the lease expires and it is posted again
+                        retry_at = at + timedelta(seconds=delay)
+                    error = outcome.error or ""
+                    await record_failed(session, delivery.id, outcome.status, error, retry_at=retry_at)
+        except Exception as error:  # not recorded: the leases expire and these are posted again
             self._health.failed("webhooks.record", error)
-            log_event(log, "webhooks.record_failed", logging.WARNING, delivery=delivery.id, error=str(error))
-            return
-        if outcome.delivered:
-            self.delivered += 1
-        else:
+            log_event(
+                log, "webhooks.record_failed", logging.WARNING, deliveries=len(outcomes), error=str(error)
+            )
+            return True
+        self._health.succeeded("webhooks.record")
+        for delivery, outcome, _ in outcomes:
+            if outcome.delivered:
+                self.delivered += 1
+                continue
             self.failed += 1
             log_event(
                 log,
@@ -240,3 +295,4 @@ class WebhookDeliverer:
                 status=outcome.status,
                 error=outcome.error,
             )
+        return True
