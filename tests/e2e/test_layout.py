@@ -31,6 +31,7 @@ ADMIN_PAGES = (
     "/admin/sessions",
     "/admin/audit",
     "/admin/gallery",
+    "/admin/webhooks",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {
