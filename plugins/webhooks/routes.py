@@ -81,7 +81,8 @@ def _input(form: FormData) -> SubscriptionInput:
         url=url[: MAX_URL + 1] if isinstance(url, str) else "",
         events=[event for event in form.getlist("events") if isinstance(event, str)][: len(EVENTS) * 2],
         include_msisdn=form.get("include_msisdn") == "on",
-        active=form.get("active", "on") == "on",
+        # the form sends a hidden "off" before the checkbox: ticked is "on" among the values
+        active=not form.getlist("active") or "on" in form.getlist("active"),
     )
 
 
