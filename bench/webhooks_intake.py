@@ -10,7 +10,13 @@ to the last deliver_sm_resp (as ``gatewayd_throughput.py``'s ``mo_steady_per_s``
   * ``dead``: one subscription whose receiver accepts connections and never answers (every post
     waits for the time-out: the worst a receiver can do).
 
-Run: ``.venv/bin/python bench/webhooks_intake.py`` (``--mo N``). Ends with one ``RESULT ...`` line.
+With ``--backlog N`` it also times a claim (median of 50, rolled back) with an empty queue and with N
+deliveries already queued for a dead endpoint (2,000 clients, their heads in backoff, the rest waiting
+behind them) beside 64 due ones of a healthy subscription: ``claim_ms_empty`` and ``claim_ms_backlog``
+should be alike, a claim reading due heads only.
+
+Run: ``.venv/bin/python bench/webhooks_intake.py`` (``--mo N``, ``--backlog N``). Ends with one
+``RESULT ...`` line.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -30,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatewayd_throughput import RemoteSimulator, daemon_config, poll_until, running  # noqa: E402
 from scratch_postgres import scratch_database  # noqa: E402
-from sqlalchemy import delete, func, select  # noqa: E402
+from sqlalchemy import delete, func, select, text  # noqa: E402
 
 from gatewayd.config import Config, WebhooksConfig  # noqa: E402
 from gatewayd.schema import upgrade  # noqa: E402
@@ -130,6 +137,59 @@ async def intake(
     return count / (finished - started), drained
 
 
+BACKLOG_CLIENTS = 2000
+HEALTHY, DEAD = 1001, 1002
+
+
+async def queue_backlog(url: str, healthy: int, dead: int) -> None:
+    """``healthy`` due heads of their own clients; ``dead`` rows of a dead endpoint: one head per client
+    in backoff, the rest waiting (as the enqueue and the worker leave them)."""
+    engine = create_engine(url)
+    try:
+        async with Store.for_engine(engine).transaction() as session:
+            await session.execute(delete(WebhookDelivery))
+            await session.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (subscription_id, event, ordering_key, payload, state,"
+                    " attempts, next_attempt_at, created_at)"
+                    " SELECT :subscription, 'mo.received', 'c' || (n % :clients), '{}',"
+                    " CASE WHEN n < :clients THEN 'pending' ELSE 'waiting' END, 0,"
+                    " now() + CASE WHEN :delayed THEN interval '1 hour' ELSE interval '0' END, now()"
+                    " FROM generate_series(0, :rows - 1) AS n"
+                ),
+                [
+                    {"subscription": HEALTHY, "clients": healthy, "rows": healthy, "delayed": False},
+                    {"subscription": DEAD, "clients": BACKLOG_CLIENTS, "rows": dead, "delayed": True},
+                ],
+            )
+        async with engine.connect() as connection:
+            await connection.execute(text("ANALYZE webhook_deliveries"))
+    finally:
+        await engine.dispose()
+
+
+async def claim_ms(url: str, backlog: int) -> float:
+    """The median time of a claim of both subscriptions' slots (rolled back: the queue stays as it is)."""
+    await queue_backlog(url, 64, backlog)
+    engine = create_engine(url)
+    store = Store.for_engine(engine)
+    timings = []
+    try:
+        for _ in range(50):
+            async with store.sessions() as session, session.begin() as transaction:
+                now = datetime.now(UTC)
+                started = time.perf_counter()
+                claimed = await store.webhook_queue.claim(
+                    session, {HEALTHY: 64, DEAD: 64}, now, now + timedelta(seconds=60)
+                )
+                timings.append((time.perf_counter() - started) * 1000)
+                assert len(claimed) == 64
+                await transaction.rollback()
+    finally:
+        await engine.dispose()
+    return statistics.median(timings)
+
+
 def with_webhooks(config: Config, port: int) -> Config:
     webhooks = WebhooksConfig(allow=(f"127.0.0.1:{port}",), timeout=10.0, poll_interval=0.1)
     return config.model_copy(update={"webhooks": webhooks})
@@ -156,12 +216,16 @@ async def main(args: argparse.Namespace) -> None:
                 figures["dead_mo_per_s"], _ = await intake(
                     simulator, with_webhooks(config, port), args.mo, "dead"
                 )
+            if args.backlog:
+                figures["claim_ms_empty"] = await claim_ms(url, 0)
+                figures["claim_ms_backlog"] = await claim_ms(url, args.backlog)
     for key, value in figures.items():
-        print(f"{key:26s} {value:9.0f}")
+        print(f"{key:26s} {value:9.1f}")
     print("RESULT " + " ".join(f"pg_{key}={value:.1f}" for key, value in figures.items()))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mo", type=int, default=20_000, help="MOs per run")
+    parser.add_argument("--backlog", type=int, default=0, help="deliveries queued before timing a claim")
     asyncio.run(main(parser.parse_args()))

@@ -230,7 +230,7 @@ class Daemon:
             bus=events.bus,
             wake=self._mt_queued,
         )
-        targets = WebhookTargets()
+        targets = WebhookTargets(self.store.webhook_queue)
         if config.webhooks.enabled:
             self.webhooks = WebhookDeliverer(
                 self.store, config.webhooks, targets, bus=events.bus, health=self.loop_health

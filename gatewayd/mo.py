@@ -199,7 +199,7 @@ class MOPipeline:
         self._commit_retry_window = commit_retry_window
         self._health = health or LoopHealth()
         #: The subscriptions whose deliveries are queued with the MOs (none: nothing queued).
-        self._webhooks = webhooks or WebhookTargets()
+        self._webhooks = webhooks or WebhookTargets(store.webhook_queue)
         self._committer: GroupCommitter[_Item, int] = GroupCommitter(
             self._commit_batch,
             max_batch=max_batch,

@@ -233,7 +233,7 @@ class MTRecorder:
         self._on_possible_duplicates = on_possible_duplicates
         self._health = health or LoopHealth()
         #: The subscriptions whose deliveries are queued with the status moves (none: nothing queued).
-        self._webhooks = webhooks or WebhookTargets()
+        self._webhooks = webhooks or WebhookTargets(store.webhook_queue)
         self._pending = PendingParts()
         #: MTs' part results waiting to be recorded, each with the time.monotonic() it was complete at
         self._results: deque[tuple[float, list[PartResult]]] = deque()

@@ -32,7 +32,7 @@ from gatewayd.store.repo_subscribers import (
     SQLiteSubscriberUpserts,
     SubscriberUpserts,
 )
-from gatewayd.store.webhooks import DeliveryClaims, PostgreSQLDeliveryClaims, SQLiteDeliveryClaims
+from gatewayd.store.webhooks import DeliveryQueue, PostgreSQLDeliveryQueue, SQLiteDeliveryQueue
 
 
 class UnsupportedDatabase(ValueError):
@@ -55,7 +55,7 @@ class Store:
     results: Results
     receipts: Receipts
     statuses: Statuses
-    webhook_claims: DeliveryClaims
+    webhook_queue: DeliveryQueue
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -84,7 +84,7 @@ class Store:
             results=SQLiteResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
-            webhook_claims=SQLiteDeliveryClaims(),
+            webhook_queue=SQLiteDeliveryQueue(),
         )
 
     @classmethod
@@ -104,7 +104,7 @@ class Store:
             results=PostgreSQLResults(receipts, statuses),
             receipts=receipts,
             statuses=statuses,
-            webhook_claims=PostgreSQLDeliveryClaims(),
+            webhook_queue=PostgreSQLDeliveryQueue(),
         )
 
     @asynccontextmanager

@@ -1,6 +1,6 @@
 """The webhook delivery worker: a daemon background loop posting due deliveries from the database queue.
 
-Each pass leases due deliveries (``Store.webhook_claims``: per client and subscription only the oldest
+Each pass leases due deliveries (``Store.webhook_queue``: per client and subscription only the oldest
 pending one, several daemons sharing the queue) within the free slots: ``[webhooks] concurrency`` in all,
 ``per_subscription`` per subscription, so a slow or dead receiver holds only its own slots and never the
 MO pipeline, which only inserts rows. Each delivery is posted signed (:mod:`.signing`) to the checked
@@ -8,7 +8,10 @@ address of its URL (:mod:`gatewayd.net_safety`), without redirects or proxies fr
 within ``timeout``, reading at most :data:`MAX_RESPONSE` bytes of the answer. A 2xx answer delivers it;
 anything else retries it after a growing backoff, until it is dead (``max_attempts``, ``max_age``). A
 worker that dies while posting leaves the lease to expire: that delivery is posted again (at least once;
-the delivery id lets the receiver drop a repeat).
+the delivery id lets the receiver drop a repeat). An outcome is written only while the claim's lease token
+is still on the row, so a late worker never overwrites the next one's; a worker gives back the leases it
+has not posted when it stops or a subscription goes inactive, and skips a claimed delivery whose lease
+would run out during the post.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.net_safety import UnsafeTarget, pinned, vetted_target
 from gatewayd.store.store import Store
-from gatewayd.store.webhooks import ClaimedDelivery, record_delivered, record_failed
+from gatewayd.store.webhooks import ClaimedDelivery, record_delivered, record_failed, release
 from gatewayd.webhooks.enqueue import WebhookTargets
 from gatewayd.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, backoff, signature
 from gatewayd.webhooks.subscriptions import active_subscriptions
@@ -82,8 +85,12 @@ class WebhookDeliverer:
         #: Per subscription: deliveries being posted, and claimed ones waiting for a slot.
         self._in_flight: dict[int, int] = {}
         self._queued: dict[int, deque[ClaimedDelivery]] = {}
+        #: Ids of the deliveries being posted (never claimed again while they are).
+        self._posting: set[int] = set()
         #: Posted, their outcome not written yet: (delivery, outcome, when).
         self._outcomes: list[tuple[ClaimedDelivery, Outcome, datetime]] = []
+        #: Claimed and not posted: their leases to give back.
+        self._unposted: list[ClaimedDelivery] = []
         self._group: asyncio.TaskGroup | None = None
         self._wakeup = asyncio.Event()
         #: Deliveries posted with a 2xx answer, and failed tries, since start.
@@ -104,31 +111,38 @@ class WebhookDeliverer:
     async def run_loop(self) -> None:
         timeout = httpx.Timeout(self.settings.timeout)
         limits = httpx.Limits(max_connections=self.settings.concurrency)
-        async with (
-            httpx.AsyncClient(
-                timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
-            ) as client,
-            asyncio.TaskGroup() as group,
-        ):
-            self._group = group
-            group.create_task(self._refresh_loop(), name="webhooks.refresh_loop")
-            while True:
-                self._wakeup.clear()
-                recorded = await self._record_outcomes()
-                self._dispatch(client)
-                # claim when some subscription has less than a round of slots waiting: in between, a
-                # pass only records and starts posts
-                low = any(
-                    len(self._queued.get(s, ())) < self.settings.per_subscription for s in self._endpoints
-                )
-                claimed = await self._claim() if low else []
-                for delivery in claimed:
-                    self._queued.setdefault(delivery.subscription_id, deque()).append(delivery)
-                self._dispatch(client)
-                if not claimed and not recorded:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.settings.poll_interval):
-                            await self._wakeup.wait()
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+                ) as client,
+                asyncio.TaskGroup() as group,
+            ):
+                await self._loop(client, group)
+        finally:
+            self._unposted.extend(delivery for queue in self._queued.values() for delivery in queue)
+            self._queued.clear()
+            await self._release()
+
+    async def _loop(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
+        self._group = group
+        group.create_task(self._refresh_loop(), name="webhooks.refresh_loop")
+        while True:
+            self._wakeup.clear()
+            recorded = await self._record_outcomes()
+            await self._release()
+            self._dispatch(client)
+            # claim when some subscription has less than a round of slots waiting: in between, a
+            # pass only records and starts posts
+            low = any(len(self._queued.get(s, ())) < self.settings.per_subscription for s in self._endpoints)
+            claimed = await self._claim() if low else []
+            for delivery in claimed:
+                self._queued.setdefault(delivery.subscription_id, deque()).append(delivery)
+            self._dispatch(client)
+            if not claimed and not recorded:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await self._wakeup.wait()
 
     def _dispatch(self, client: httpx.AsyncClient) -> None:
         """Starts the claimed deliveries there are slots for."""
@@ -190,12 +204,18 @@ class WebhookDeliverer:
         }
         if room < 1 or not free:
             return []
+        # each subscription's fair share of the room, so a busy one never takes it all
+        share = max(1, room // len(free))
+        free = {subscription_id: min(count, share) for subscription_id, count in free.items()}
+        held_ids = {delivery.id for queue in self._queued.values() for delivery in queue} | self._posting
         now = datetime.now(UTC)
         # long enough for a claimed delivery to wait its turn behind PREFETCH rounds of time-outs
         lease_until = now + timedelta(seconds=(PREFETCH + 1) * settings.timeout + 30)
         try:
             async with self._store.transaction() as session:
-                claimed = await self._store.webhook_claims.claim(session, free, room, now, lease_until)
+                claimed = await self._store.webhook_queue.claim(
+                    session, free, now, lease_until, held=held_ids
+                )
         except Exception as error:  # the database is away: the next pass tries again
             self._health.failed("webhooks.claim", error)
             log_event(log, "webhooks.claim_failed", logging.WARNING, error=str(error))
@@ -204,16 +224,33 @@ class WebhookDeliverer:
         return claimed
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: ClaimedDelivery) -> None:
+        self._posting.add(delivery.id)
         try:
             endpoint = self._endpoints.get(delivery.subscription_id)
-            if endpoint is None:  # made inactive meanwhile: its queue waits, leased until it is back
+            if endpoint is None:  # made inactive meanwhile: its lease is given back
+                self._unposted.append(delivery)
                 return
+            if datetime.now(UTC) + timedelta(seconds=self.settings.timeout) >= delivery.lease_until:
+                return  # the lease would run out during the post: it is another claim's to take
             outcome = await self._post(client, endpoint, delivery)
             self._outcomes.append((delivery, outcome, datetime.now(UTC)))
         finally:
+            self._posting.discard(delivery.id)
             self._in_flight[delivery.subscription_id] -= 1
             self._wakeup.set()
         self._dispatch(client)  # the next claimed one at once: posts do not wait for the bookkeeping
+
+    async def _release(self) -> None:
+        """Gives back the leases of claimed deliveries that were not posted."""
+        unposted, self._unposted = self._unposted, []
+        if not unposted:
+            return
+        try:
+            async with self._store.transaction() as session:
+                await release(session, unposted, datetime.now(UTC))
+        except Exception as error:  # not given back: their leases expire
+            self._health.failed("webhooks.release", error)
+            log_event(log, "webhooks.release_failed", logging.WARNING, error=str(error))
 
     async def _post(
         self, client: httpx.AsyncClient, endpoint: Endpoint, delivery: ClaimedDelivery
@@ -255,14 +292,16 @@ class WebhookDeliverer:
         if not outcomes:
             return False
         settings = self.settings
+        queue = self._store.webhook_queue
+        now = datetime.now(UTC)
         try:
             async with self._store.transaction() as session:
                 delivered = [
-                    (delivery.id, outcome.status or 0, at)
+                    (delivery, outcome.status or 0, at)
                     for delivery, outcome, at in outcomes
                     if outcome.delivered
                 ]
-                await record_delivered(session, delivered)
+                await record_delivered(queue, session, delivered, now)
                 for delivery, outcome, at in outcomes:
                     if outcome.delivered:
                         continue
@@ -273,7 +312,9 @@ class WebhookDeliverer:
                         delay = backoff(attempts, settings.backoff_initial, settings.backoff_max)
                         retry_at = at + timedelta(seconds=delay)
                     error = outcome.error or ""
-                    await record_failed(session, delivery.id, outcome.status, error, retry_at=retry_at)
+                    await record_failed(
+                        queue, session, delivery, outcome.status, error, retry_at=retry_at, now=now
+                    )
         except Exception as error:  # not recorded: the leases expire and these are posted again
             self._health.failed("webhooks.record", error)
             log_event(

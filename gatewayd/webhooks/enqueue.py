@@ -23,7 +23,14 @@ from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.values import MTStatusChange
 from gatewayd.store.subscribers import Subscriber
-from gatewayd.store.webhooks import DELIVERIES, DeliveryState, WebhookEvent, WebhookSubscription
+from gatewayd.store.webhooks import (
+    DELIVERIES,
+    DeliveryQueue,
+    DeliveryState,
+    WebhookEvent,
+    WebhookSubscription,
+    headed,
+)
 
 MTS = table_of(MTMessage)
 SUBSCRIBERS = table_of(Subscriber)
@@ -54,8 +61,9 @@ def iso(moment: datetime) -> str:
 
 @dataclass(slots=True)
 class WebhookTargets:
-    """Per event type, the active subscriptions that want it."""
+    """Per event type, the active subscriptions that want it; ``queue`` locks the clients' queues."""
 
+    queue: DeliveryQueue
     by_event: dict[str, tuple[Target, ...]] = field(default_factory=dict)
 
     def replace(self, subscriptions: Sequence[WebhookSubscription]) -> None:
@@ -98,7 +106,8 @@ class WebhookTargets:
 
     async def enqueue(self, session: AsyncSession, occurrences: Sequence[Occurrence], now: datetime) -> int:
         """Queues ``occurrences`` for every subscription that wants them (in the caller's transaction);
-        returns how many deliveries."""
+        returns how many deliveries. Each row waits behind its client's head; a client with none gets its
+        oldest one due now."""
         rows: list[dict[str, Any]] = []
         for occurrence in occurrences:
             for target in self.by_event.get(occurrence.event.value, ()):
@@ -111,13 +120,21 @@ class WebhookTargets:
                         "event": occurrence.event.value,
                         "ordering_key": occurrence.client_id,
                         "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                        "state": DeliveryState.PENDING.value,
+                        "state": DeliveryState.WAITING.value,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
                     }
                 )
         if rows:
+            keys = {(row["subscription_id"], row["ordering_key"]) for row in rows}
+            await self.queue.lock_keys(session, keys)
+            headless = keys - await headed(session, keys)
+            for row in rows:  # the first row of an empty queue is its head, due now
+                key = (row["subscription_id"], row["ordering_key"])
+                if key in headless:
+                    row["state"] = DeliveryState.PENDING.value
+                    headless.discard(key)
             await session.execute(insert(DELIVERIES), rows)
         return len(rows)
 

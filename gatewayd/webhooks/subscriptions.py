@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from gatewayd.bus import EventBus
 from gatewayd.net_safety import Refusal, UnsafeTarget, vetted_target
@@ -23,6 +24,8 @@ from gatewayd.store.webhooks import (
     WebhookDelivery,
     WebhookEvent,
     WebhookSubscription,
+    promote_heads,
+    queue_of,
 )
 
 EVENTS = tuple(WebhookEvent)
@@ -167,17 +170,23 @@ async def redeliver(
     session: AsyncSession, subscription_id: int, delivery_ids: Iterable[int] | None, now: datetime
 ) -> int:
     """Queues dead deliveries again (those of ``delivery_ids``, or all the subscription's dead ones when
-    None), as fresh: due now, attempts from zero. Returns how many."""
-    statement = (
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == DeliveryState.DEAD
-        )
-        .values(state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=now, created_at=now)
-    )
+    None), as fresh: attempts from zero, each its client's next (due now when the client has nothing
+    else in flight, else behind the one that is). Returns how many."""
+    dead: list[ColumnElement[bool]] = [
+        WebhookDelivery.subscription_id == subscription_id,
+        WebhookDelivery.state == DeliveryState.DEAD,
+    ]
     if delivery_ids is not None:
-        statement = statement.where(WebhookDelivery.id.in_(list(delivery_ids)))
-    result = await session.execute(statement)
+        dead.append(WebhookDelivery.id.in_(list(delivery_ids)))
+    clients = (await session.scalars(select(WebhookDelivery.ordering_key).where(*dead).distinct())).all()
+    keys = [(subscription_id, client) for client in clients]
+    await queue_of(session).lock_keys(session, keys)
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(*dead)
+        .values(state=DeliveryState.WAITING.value, attempts=0, next_attempt_at=now, created_at=now)
+    )
+    await promote_heads(session, keys, now)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -188,7 +197,8 @@ async def announce_change(bus: EventBus | None) -> None:
 
 
 async def delivery_counts(session: AsyncSession) -> dict[int, dict[str, int]]:
-    """Per subscription, its deliveries per state."""
+    """Per subscription, its deliveries per state (``waiting`` ones counted as ``pending``: not yet
+    delivered)."""
     rows = await session.execute(
         select(WebhookDelivery.subscription_id, WebhookDelivery.state, func.count()).group_by(
             WebhookDelivery.subscription_id, WebhookDelivery.state
@@ -196,5 +206,7 @@ async def delivery_counts(session: AsyncSession) -> dict[int, dict[str, int]]:
     )
     counts: dict[int, dict[str, int]] = {}
     for subscription_id, state, count in rows:
-        counts.setdefault(subscription_id, {})[state] = int(count)
+        shown = DeliveryState.PENDING.value if state == DeliveryState.WAITING else state
+        per_state = counts.setdefault(subscription_id, {})
+        per_state[shown] = per_state.get(shown, 0) + int(count)
     return counts

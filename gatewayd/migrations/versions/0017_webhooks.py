@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease", sa.Integer(), nullable=True),
         sa.Column("last_status", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.String(length=300), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -54,7 +55,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_webhook_deliveries_queue", ["subscription_id", "ordering_key", "state", "id"], unique=False
         )
-        batch_op.create_index("ix_webhook_deliveries_due", ["state", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_deliveries_due",
+            ["subscription_id", "next_attempt_at"],
+            unique=False,
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        )
 
 
 def downgrade() -> None:
