@@ -445,7 +445,8 @@ class MTRecorder:
             for reason, delay in sorted({(reason, delay) for _, reason, delay in requeue}):
                 ids = [mt_id for mt_id, why, wait in requeue if why == reason and wait == delay]
                 changes += await self._store.claims.requeue(session, ids, now, delay=delay, reason=reason)
-            await self._webhooks.mt_changes(session, changes, WebhookEvent.MT_STATUS, now)
+            # receipts that came with the results move MTs on too: each change queued as what it is
+            await self._webhooks.mt_changes(session, changes, now)
         return changes
 
     def _unanswered_retried(self, results: Sequence[PartResult], changes: Sequence[MTStatusChange]) -> None:
@@ -507,7 +508,7 @@ class MTRecorder:
         now = datetime.now(UTC)
         async with self._store.transaction() as session:
             outcome = await self._store.receipts.record(session, batch, now)
-            await self._webhooks.mt_changes(session, outcome.changes, WebhookEvent.MT_RECEIPT, now)
+            await self._webhooks.mt_changes(session, outcome.changes, now, event=WebhookEvent.MT_RECEIPT)
             return outcome
 
     async def _sweep_loop(self) -> None:
@@ -529,7 +530,9 @@ class MTRecorder:
                 now = datetime.now(UTC)
                 async with self._store.transaction() as session:
                     outcome = await self._store.receipts.sweep_early(session, now)
-                    await self._webhooks.mt_changes(session, outcome.changes, WebhookEvent.MT_RECEIPT, now)
+                    await self._webhooks.mt_changes(
+                        session, outcome.changes, now, event=WebhookEvent.MT_RECEIPT
+                    )
             except Exception as error:
                 self._health.failed("receipts.sweep", error)
                 log_event(log, "receipt.sweep_failed", logging.WARNING, error=repr(error))

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import chunks, table_of
+from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.values import MTStatusChange
 from gatewayd.store.subscribers import Subscriber
@@ -81,11 +82,17 @@ class WebhookTargets:
         return sorted({target.subscription_id for targets in self.by_event.values() for target in targets})
 
     async def mt_changes(
-        self, session: AsyncSession, changes: Sequence[MTStatusChange], event: WebhookEvent, now: datetime
+        self,
+        session: AsyncSession,
+        changes: Sequence[MTStatusChange],
+        now: datetime,
+        *,
+        event: WebhookEvent | None = None,
     ) -> int:
-        """Queues ``event`` (``mt.status`` for submit results and retries, ``mt.receipt`` for moves a
-        delivery receipt made) for each MT status change, in the transaction that wrote them."""
-        if not changes or not self.wants(event):
+        """Queues an event for each MT status change, in the transaction that wrote them: ``event`` for
+        all of them (``mt.receipt`` from the receipt paths), or when None each one's own
+        (:func:`mt_event`: a submit result's batch also applies the receipts that came with it)."""
+        if not changes or not (self.wants(WebhookEvent.MT_STATUS) or self.wants(WebhookEvent.MT_RECEIPT)):
             return 0
         recipients: dict[int, tuple[str | None, str, str, str]] = {}
         for chunk in chunks(sorted({change.mt_id for change in changes})):
@@ -101,7 +108,8 @@ class WebhookTargets:
             found = recipients.get(change.mt_id)
             if found is not None:
                 client_id, destination, kind, carrier = found
-                occurrences.append(mt_changed(event, change, client_id, destination, kind, carrier))
+                moved = event or mt_event(change)
+                occurrences.append(mt_changed(moved, change, client_id, destination, kind, carrier))
         return await self.enqueue(session, occurrences, now)
 
     async def enqueue(self, session: AsyncSession, occurrences: Sequence[Occurrence], now: datetime) -> int:
@@ -169,6 +177,14 @@ def mo_received(
         "received_at": iso(received_at),
     }
     return Occurrence(WebhookEvent.MO_RECEIVED, client_id, msisdn, payload)
+
+
+def mt_event(change: MTStatusChange) -> WebhookEvent:
+    """``mt.receipt`` for a move from ``accepted`` to a final status (only a delivery receipt makes
+    one), ``mt.status`` for the others (submit results, retries, requeues)."""
+    if change.previous is MTStatus.ACCEPTED and change.status.is_final:
+        return WebhookEvent.MT_RECEIPT
+    return WebhookEvent.MT_STATUS
 
 
 def mt_changed(

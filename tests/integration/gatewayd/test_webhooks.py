@@ -23,6 +23,7 @@ from tests.integration.gatewayd.conftest import (
     eventually,
     make_config,
     running_daemon,
+    simulator_config,
 )
 from tests.integration.gatewayd.webhook_receiver import Received, Receiver
 
@@ -177,12 +178,19 @@ def assert_in_order_once(receiver: Receiver, *, clients: int, each: int) -> None
         assert ids == sorted(ids) and len({item.payload["mo_id"] for item in items}) == each
 
 
+@pytest.mark.parametrize("receipt_delay", [0.0, 0.3], ids=["receipt-with-result", "receipt-later"])
 async def test_an_mts_status_moves_and_receipt_reach_the_receiver(
-    tmp_path: Path, database_url: str, simulator: Simulator, receiver: Receiver
+    tmp_path: Path, database_url: str, receiver: Receiver, receipt_delay: float
 ) -> None:
+    """The receipt is ``mt.receipt`` whether it is applied on its own or with the submit result (an
+    SMSC answering at once: both moves written in one transaction)."""
     await subscribe(database_url, receiver, ["mt.status", "mt.receipt"])
-    config = make_config(tmp_path, database_url, simulator, extra=webhooks_section(receiver))
-    async with running_daemon(config) as daemon:
+    async with (
+        Simulator(simulator_config(receipt_delay=receipt_delay)) as simulator,
+        running_daemon(
+            make_config(tmp_path, database_url, simulator, extra=webhooks_section(receiver))
+        ) as daemon,
+    ):
         simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "hola")  # no delivery: not wanted
 
         async def client_known() -> str | None:
