@@ -1,6 +1,8 @@
 """A webhook receiver for the tests: a small asyncio HTTP/1.1 server on 127.0.0.1 that checks each
-delivery's signature, answers with the status its ``answer`` callback chooses, and can be stopped (every
-connection cut) and started again on the same port: a receiver outage."""
+delivery's signature, answers with the status its ``answer`` callback chooses, and can be stopped and
+started again on the same port: a receiver outage. Stopping cuts the idle connections and lets a request
+being answered finish first, so an answer counted as given was written whole (a worker that saw it cut
+would post that delivery again, legitimately)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ class Receiver:
     port: int = 0
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    #: Connections between a request's head and the end of its answer.
+    _answering: set[asyncio.StreamWriter] = field(default_factory=set)
+    _answered: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _stopping: bool = False
 
     @property
     def url(self) -> str:
@@ -44,23 +50,35 @@ class Receiver:
         return [item for item in self.received if 200 <= item.status < 300]
 
     async def start(self) -> None:
+        self._stopping = False
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Down: no new connection, every open one cut."""
+        """Down: no new connection, the idle ones cut, those being answered closed once answered."""
         assert self._server is not None
+        self._stopping = True
         self._server.close()
-        for writer in list(self._writers):
+        for writer in list(self._writers - self._answering):
             writer.transport.abort()
+        async with self._answered:
+            await self._answered.wait_for(lambda: not self._answering)
         await self._server.wait_closed()
         self._server = None
+
+    async def _done_answering(self, writer: asyncio.StreamWriter) -> None:
+        async with self._answered:
+            self._answering.discard(writer)
+            self._answered.notify_all()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if self._stopping:
+                    break
+                self._answering.add(writer)
                 lines = head.decode("latin-1").split("\r\n")
                 headers = {}
                 for line in lines[1:]:
@@ -73,12 +91,16 @@ class Receiver:
                     int(headers["x-echat-delivery"]), headers["x-echat-event"], json.loads(body), signed, 0
                 )
                 status = self.answer(item)
-                self.received.append(Received(item.delivery_id, item.event, item.payload, signed, status))
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
+                self.received.append(Received(item.delivery_id, item.event, item.payload, signed, status))
+                await self._done_answering(writer)
+                if self._stopping:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            await self._done_answering(writer)
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
