@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from gatewayd.logging import redact_url
+from gatewayd.net_safety import allow_entry
 from gatewayd.store.accounts import POOL_NAME_LENGTH
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
@@ -165,6 +166,8 @@ Pool = Annotated[
     str, BeforeValidator(_stripped), StringConstraints(min_length=1, max_length=POOL_NAME_LENGTH)
 ]
 _NAME: Final = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+#: An outbound target exempt from the public-address rule: ``host:port``, lower-cased.
+AllowEntry = Annotated[Text, AfterValidator(allow_entry)]
 Name = Annotated[str, _pattern(_NAME, "lower-case letters, digits, '_' or '-'")]
 ShortCode = Annotated[str, BeforeValidator(_stripped), _pattern(r"^[0-9]{3,15}$", "3-15 digits")]
 Country = Annotated[str, BeforeValidator(_upper), _pattern(r"^[A-Z]{2}$", "an ISO 3166 alpha-2 code")]
@@ -412,7 +415,7 @@ class PanelConfig(HTTPServerConfig):
     #: The photo gallery's files (relative: to the working directory) and the "host:port" pairs a URL
     #: import may fetch from although they are loopback or private addresses (tests, a local CDN).
     gallery_dir: Text = "var/gallery"
-    gallery_fetch_allow: tuple[Text, ...] = ()
+    gallery_fetch_allow: tuple[AllowEntry, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -488,7 +491,7 @@ class WebhooksConfig(Settings):
     per_subscription: int = Field(8, ge=1, le=1000)
     poll_interval: PositiveSeconds = 1.0
     refresh_interval: PositiveSeconds = 30.0
-    allow: tuple[Text, ...] = ()
+    allow: tuple[AllowEntry, ...] = ()
 
     @field_validator("backoff_max")
     @classmethod

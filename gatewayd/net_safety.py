@@ -44,10 +44,61 @@ class VettedTarget:
     address: str
 
 
+#: IPv6 ranges refused whatever ``is_global`` says (Python 3.11 calls them global): IPv4-compatible
+#: (deprecated, ::a.b.c.d), local-use NAT64 (RFC 8215) and site-local (deprecated, fec0::/10).
+REFUSED_V6 = tuple(ipaddress.IPv6Network(net) for net in ("::/96", "64:ff9b:1::/48", "fec0::/10"))
+#: Well-known NAT64 prefix: the IPv4 address is its last 32 bits.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_v4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one leads to (mapped, 6to4, Teredo server and client, NAT64)."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in REFUSED_V6):
+            return False
+        embedded = embedded_v4(address)
+        if embedded:
+            return all(is_public(inner) for inner in embedded)
     return address.is_global and not address.is_multicast
+
+
+def allow_entry(value: str) -> str:
+    """An allow-list entry as ``vetted_target`` compares it: ``host:port`` (``[v6]:port``), lower-case;
+    ValueError naming what is wrong."""
+    text = value.strip().lower()
+    try:
+        parts = urlsplit(f"http://{text}")
+        port = parts.port
+    except ValueError:
+        port = None
+        parts = None
+    host = parts.hostname if parts is not None else None
+    if (
+        parts is None
+        or not host
+        or port is None
+        or not 0 < port < 65536
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"must be host:port (an IPv6 address in brackets: [::1]:8080), not {value!r}")
+    written = f"[{host}]" if ":" in host else host
+    return f"{written}:{port}"
 
 
 def check_url(url: str) -> tuple[str, str, int]:
@@ -84,7 +135,7 @@ async def vetted_target(url: str, allow: Collection[str]) -> VettedTarget:
     scheme, host, port = check_url(url)
     written = f"[{host}]" if ":" in host else host
     addresses = await _addresses(host, port)
-    if f"{written}:{port}" not in allow:
+    if f"{written.lower()}:{port}" not in allow:
         for address in addresses:
             if not is_public(ipaddress.ip_address(address.partition("%")[0])):
                 raise UnsafeTarget(Refusal.NOT_PUBLIC)
