@@ -68,7 +68,8 @@ class DeliveryState(StrEnum):
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # 64-bit: a panel path admits any id of up to 18 digits (a 404, never an overflow)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     url: Mapped[str] = mapped_column(String(URL_LENGTH))
     #: The event names it wants, comma-separated, sorted.
@@ -102,7 +103,7 @@ class WebhookDelivery(Base):
     )
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
-    subscription_id: Mapped[int] = mapped_column()
+    subscription_id: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(32))
     ordering_key: Mapped[str] = mapped_column(String(64))
     #: The JSON body posted, exactly as signed.
@@ -233,12 +234,13 @@ class PostgreSQLDeliveryQueue(DeliveryQueue):
         return due.with_for_update(skip_locked=True)
 
     async def lock_keys(self, session: AsyncSession, keys: Iterable[QueueKey]) -> None:
-        # transaction-scoped advisory locks, always taken in the same order (no deadlock between two)
+        # transaction-scoped advisory locks on a 64-bit hash of the queue, always taken in the same order
+        # (no deadlock between two; a collision only makes two queues wait for each other)
         ordered = sorted(set(keys))
         if ordered:
             await session.execute(
-                text("SELECT pg_advisory_xact_lock(:subscription_id, hashtext(:ordering_key))"),
-                [{"subscription_id": s, "ordering_key": k} for s, k in ordered],
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:queue, 0))"),
+                [{"queue": f"webhooks/{s}/{k}"} for s, k in ordered],
             )
 
 

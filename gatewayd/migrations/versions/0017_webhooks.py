@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "webhook_subscriptions",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("events", sa.String(length=200), nullable=False),
@@ -37,7 +37,7 @@ def upgrade() -> None:
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("subscription_id", sa.Integer(), nullable=False),
+        sa.Column("subscription_id", sa.BigInteger(), nullable=False),
         sa.Column("event", sa.String(length=32), nullable=False),
         sa.Column("ordering_key", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),

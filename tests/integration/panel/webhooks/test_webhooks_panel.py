@@ -202,3 +202,11 @@ async def test_dead_deliveries_are_listed_and_redelivered_one_and_all(admin: Pan
     records = [record for record in await audit_records(admin) if record.action == "webhook.redeliver"]
     assert [record.details["queued"] for record in records] == [1, 0, 2]
     assert dead3 in (await states(admin))
+
+
+async def test_ids_beyond_a_subscription_are_a_404_on_every_route(admin: PanelClient) -> None:
+    """18 digits pass the panel's id convertor: beyond 32 bits they once overflowed PostgreSQL (500)."""
+    path = "/admin/webhooks/999999999999999999"
+    assert (await admin.get(path, headers=HTML)).status_code == 404
+    for action in ("", "/rotate", "/delete", "/redeliver", "/deliveries/999999999999999999/redeliver"):
+        assert (await post(admin, path + action, VALID))[0] == 404, action
