@@ -44,7 +44,11 @@ from gatewayd.schema import upgrade  # noqa: E402
 from gatewayd.store.engine import create_engine  # noqa: E402
 from gatewayd.store.store import Store  # noqa: E402
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery, WebhookSubscription  # noqa: E402
-from gatewayd.webhooks.subscriptions import SubscriptionInput, create_subscription  # noqa: E402
+from gatewayd.webhooks.subscriptions import (  # noqa: E402
+    SubscriptionInput,
+    check_subscription,
+    create_subscription,
+)
 
 BINDS = 4
 
@@ -103,7 +107,8 @@ async def subscribe(url: str, receiver_port: int | None) -> None:
             if receiver_port is not None:
                 given = SubscriptionInput("bench", f"http://127.0.0.1:{receiver_port}/hook", ["mo.received"])
                 allow = [f"127.0.0.1:{receiver_port}"]
-                await create_subscription(session, given, by="bench", now=datetime.now(UTC), allow=allow)
+                checked = await check_subscription(given, allow)
+                await create_subscription(session, checked, by="bench", now=datetime.now(UTC))
     finally:
         await engine.dispose()
 

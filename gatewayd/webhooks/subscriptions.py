@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -65,7 +66,22 @@ def new_secret() -> str:
     return secrets.token_hex(32)
 
 
-async def _checked(given: SubscriptionInput, allow: Collection[str]) -> tuple[str, str, str]:
+@dataclass(frozen=True, slots=True)
+class CheckedSubscription:
+    """A subscription's fields once checked, its URL vetted (a DNS look-up): made by
+    :func:`check_subscription` before the transaction, so no row lock waits on a DNS answer."""
+
+    name: str
+    url: str
+    #: Comma-separated, sorted.
+    events: str
+    include_msisdn: bool
+    active: bool
+
+
+async def check_subscription(given: SubscriptionInput, allow: Collection[str] = ()) -> CheckedSubscription:
+    """``given`` checked (name, events, the URL vetted), or InvalidSubscription; call it outside any
+    transaction."""
     name = given.name.strip()
     if not name or len(name) > NAME_LENGTH:
         raise InvalidSubscription(Problem.NAME)
@@ -79,7 +95,7 @@ async def _checked(given: SubscriptionInput, allow: Collection[str]) -> tuple[st
         await vetted_target(url, allow)
     except UnsafeTarget as error:
         raise InvalidSubscription(Problem(error.refusal.value)) from error
-    return name, url, ",".join(events)
+    return CheckedSubscription(name, url, ",".join(events), given.include_msisdn, given.active)
 
 
 async def _name_taken(session: AsyncSession, name: str, other_than: int | None) -> None:
@@ -88,46 +104,49 @@ async def _name_taken(session: AsyncSession, name: str, other_than: int | None) 
         raise InvalidSubscription(Problem.NAME_TAKEN)
 
 
+async def _flushed(session: AsyncSession) -> None:
+    """Writes the change; a name another transaction took meanwhile is NAME_TAKEN (the caller's
+    transaction is then rolled back)."""
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise InvalidSubscription(Problem.NAME_TAKEN) from error
+
+
 async def create_subscription(
-    session: AsyncSession, given: SubscriptionInput, *, by: str, now: datetime, allow: Collection[str] = ()
+    session: AsyncSession, checked: CheckedSubscription, *, by: str, now: datetime
 ) -> WebhookSubscription:
     """A new subscription with a fresh secret (its ``secret`` is to be shown once), or
-    InvalidSubscription."""
-    name, url, events = await _checked(given, allow)
-    await _name_taken(session, name, None)
+    InvalidSubscription (NAME_TAKEN)."""
+    await _name_taken(session, checked.name, None)
     subscription = WebhookSubscription(
-        name=name,
-        url=url,
-        events=events,
+        name=checked.name,
+        url=checked.url,
+        events=checked.events,
         secret=new_secret(),
-        include_msisdn=given.include_msisdn,
-        active=given.active,
+        include_msisdn=checked.include_msisdn,
+        active=checked.active,
         created_by=by,
         created_at=now,
         updated_at=now,
     )
     session.add(subscription)
-    await session.flush()
+    await _flushed(session)
     return subscription
 
 
 async def update_subscription(
-    session: AsyncSession,
-    subscription: WebhookSubscription,
-    given: SubscriptionInput,
-    *,
-    now: datetime,
-    allow: Collection[str] = (),
+    session: AsyncSession, subscription: WebhookSubscription, checked: CheckedSubscription, *, now: datetime
 ) -> None:
     """Changes name, URL, events, MSISDN flag and active; the secret stays."""
-    name, url, events = await _checked(given, allow)
-    await _name_taken(session, name, subscription.id)
-    subscription.name = name
-    subscription.url = url
-    subscription.events = events
-    subscription.include_msisdn = given.include_msisdn
-    subscription.active = given.active
+    await _name_taken(session, checked.name, subscription.id)
+    subscription.name = checked.name
+    subscription.url = checked.url
+    subscription.events = checked.events
+    subscription.include_msisdn = checked.include_msisdn
+    subscription.active = checked.active
     subscription.updated_at = now
+    await _flushed(session)
 
 
 def rotate_secret(subscription: WebhookSubscription, now: datetime) -> str:

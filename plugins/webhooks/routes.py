@@ -22,6 +22,7 @@ from gatewayd.webhooks.subscriptions import (
     Problem,
     SubscriptionInput,
     announce_change,
+    check_subscription,
     create_subscription,
     delete_subscription,
     delivery_counts,
@@ -169,13 +170,11 @@ async def list_page(request: Request) -> Response:
 async def create(request: Request) -> Response:
     given = _input(await request.form())
     try:
+        # the URL's DNS look-up before the transaction: no lock waits on it
+        checked = await check_subscription(given, panel(request).settings.webhooks_allow)
         async with db(request) as session, session.begin():
             subscription = await create_subscription(
-                session,
-                given,
-                by=require_user(request).username,
-                now=utcnow(),
-                allow=panel(request).settings.webhooks_allow,
+                session, checked, by=require_user(request).username, now=utcnow()
             )
             details = {"before": None, "after": _described(subscription)}
             await audit(session, request, "webhook.create", subject=_subject(subscription), details=details)
@@ -196,14 +195,14 @@ async def update(request: Request) -> Response:
     subscription_id = _id(request)
     given = _input(await request.form())
     try:
+        # the URL's DNS look-up before the row is locked
+        checked = await check_subscription(given, panel(request).settings.webhooks_allow)
         async with db(request) as session, session.begin():
             subscription = await session.get(WebhookSubscription, subscription_id, with_for_update=True)
             if subscription is None:
                 return error_response(request, 404, N_("There is no such subscription."))
             before = _described(subscription)
-            await update_subscription(
-                session, subscription, given, now=utcnow(), allow=panel(request).settings.webhooks_allow
-            )
+            await update_subscription(session, subscription, checked, now=utcnow())
             details = {"before": before, "after": _described(subscription)}
             await audit(session, request, "webhook.update", subject=_subject(subscription), details=details)
     except InvalidSubscription as invalid:

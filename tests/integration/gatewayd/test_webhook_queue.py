@@ -4,10 +4,14 @@ holder of the lease."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
+from gatewayd.schema import upgrade
+from gatewayd.store.engine import create_engine
 from gatewayd.store.store import Store
 from gatewayd.store.webhooks import (
     ClaimedDelivery,
@@ -20,11 +24,24 @@ from gatewayd.store.webhooks import (
     release,
 )
 from gatewayd.webhooks.enqueue import Occurrence, WebhookTargets
-from gatewayd.webhooks.subscriptions import redeliver
+from gatewayd.webhooks.subscriptions import (
+    InvalidSubscription,
+    Problem,
+    SubscriptionInput,
+    check_subscription,
+    create_subscription,
+    redeliver,
+)
+from tests.integration.gatewayd.conftest import eventually
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 LEASE = T0 + timedelta(seconds=60)
 SUBSCRIPTION = 7
+#: Lock requests waiting in this test's database (the server is shared).
+WAITING_HERE = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE NOT l.granted AND a.datname = current_database()"
+)
 
 
 def targets(store: Store) -> WebhookTargets:
@@ -143,3 +160,35 @@ async def test_a_redelivered_dead_delivery_waits_behind_its_clients_delivery_in_
     await deliver(store, [in_flight])
     (redelivered,) = await claim(store)
     assert redelivered.id == dead.id
+
+
+async def test_two_admins_making_the_same_name_at_once_get_name_taken(pg_url: str) -> None:
+    """The second's check ran before the first committed: its insert waits on the unique name, then
+    fails; that is NAME_TAKEN, not a 500 (PostgreSQL: two writers at once)."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    store = Store.for_engine(engine)
+    given = SubscriptionInput("crm", "http://127.0.0.1:9/", ["mo.received"])
+    checked = await check_subscription(given, ["127.0.0.1:9"])
+    try:
+        async with store.transaction() as first:
+            await create_subscription(first, checked, by="ana", now=T0)
+
+            async def second() -> None:
+                async with store.transaction() as session:
+                    await create_subscription(session, checked, by="luis", now=T0)
+
+            racing = asyncio.create_task(second())
+
+            async def waiting_on_the_name() -> bool:
+                async with engine.connect() as connection:
+                    return bool(
+                        await connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                    )
+
+            await eventually(waiting_on_the_name)
+        with pytest.raises(InvalidSubscription) as refused:
+            await racing
+        assert refused.value.problem is Problem.NAME_TAKEN
+    finally:
+        await engine.dispose()

@@ -15,7 +15,12 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery
-from gatewayd.webhooks.subscriptions import SubscriptionInput, create_subscription, redeliver
+from gatewayd.webhooks.subscriptions import (
+    SubscriptionInput,
+    check_subscription,
+    create_subscription,
+    redeliver,
+)
 from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
@@ -54,13 +59,11 @@ async def subscribe(
     engine = create_engine(database_url)
     try:
         async with Store.for_engine(engine).transaction() as session:
-            subscription = await create_subscription(
-                session,
+            checked = await check_subscription(
                 SubscriptionInput("crm", receiver.url, events, include_msisdn=include_msisdn),
-                by="admin",
-                now=datetime.now(UTC),
-                allow=[f"127.0.0.1:{receiver.port}"],
+                [f"127.0.0.1:{receiver.port}"],
             )
+            subscription = await create_subscription(session, checked, by="admin", now=datetime.now(UTC))
             receiver.secret = subscription.secret
             return subscription.id
     finally:
