@@ -719,6 +719,9 @@ class MOPipeline:
         if banned and self.banned_replies:
             mts_queued += await self._banned_replies(session, banned, now)
         if occurrences:
+            # each opt-out / opt-in right after its own MO: a client's events in the order they happened
+            position = {result.mo_id: index for index, (_, result) in enumerate(stored)}
+            occurrences.sort(key=lambda occurrence: position.get(occurrence.payload["mo_id"], len(position)))
             await self._webhooks.enqueue(session, occurrences, now)
         return stored, mts_queued
 

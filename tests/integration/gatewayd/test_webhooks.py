@@ -89,16 +89,24 @@ async def test_an_mo_and_an_opt_out_reach_the_receiver_signed(
     async with running_daemon(config) as daemon:
         simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "hola, ¿hay alguien?")
         await eventually(lambda: len(receiver.acknowledged) == 1)
+        # right behind each other (likely one batch): the opt-out comes right after its own MO
         simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "BAJA")
-        await eventually(lambda: len(receiver.acknowledged) == 3)  # the BAJA MO, then its opt-out
-        await eventually(lambda: all_delivered(daemon.store, 3))
+        simulator.inject_mo(MOVISTAR, SUBSCRIBER, MOVISTAR_SHORT_CODE, "una cosa más")
+        await eventually(lambda: len(receiver.acknowledged) == 4)
+        await eventually(lambda: all_delivered(daemon.store, 4))
         stored = await deliveries(daemon.store)
         assert daemon.sessions is not None
         async with daemon.sessions() as session:
             client_id = (await session.scalars(select(Subscriber.client_id))).one()
-    first, baja, opt_out = receiver.acknowledged
+    first, baja, opt_out, later = receiver.acknowledged
     assert all(item.signed for item in receiver.received)
-    assert [item.event for item in receiver.acknowledged] == ["mo.received", "mo.received", "client.opt_out"]
+    assert [item.event for item in receiver.acknowledged] == [
+        "mo.received",
+        "mo.received",
+        "client.opt_out",
+        "mo.received",
+    ]
+    assert later.payload["text"] == "una cosa más"
     assert first.payload["text"] == "hola, ¿hay alguien?"
     assert first.payload["client_id"] == client_id
     assert first.payload["short_code"] == MOVISTAR_SHORT_CODE and first.payload["carrier"] == MOVISTAR
