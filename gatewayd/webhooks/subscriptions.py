@@ -176,12 +176,22 @@ async def active_subscriptions(session: AsyncSession) -> list[WebhookSubscriptio
 
 
 async def recent_deliveries(
-    session: AsyncSession, subscription_id: int, *, state: str | None = None, limit: int = 100
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    state: str | None = None,
+    failing: bool = False,
+    limit: int = 100,
 ) -> list[WebhookDelivery]:
-    """The subscription's latest deliveries, newest first (``state``: only those in that state)."""
+    """The subscription's latest deliveries, newest first (``state``: only those in that state;
+    ``failing``: only pending ones with a failed try)."""
     statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
     if state is not None:
         statement = statement.where(WebhookDelivery.state == state)
+    if failing:
+        statement = statement.where(
+            WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.attempts > 0
+        )
     return list((await session.scalars(statement.order_by(WebhookDelivery.id.desc()).limit(limit))).all())
 
 

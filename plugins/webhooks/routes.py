@@ -129,13 +129,9 @@ async def _detail_page(request: Request, subscription_id: int, status: int = 200
         if subscription is None:
             return error_response(request, 404, N_("There is no such subscription."))
         if state == "failing":
-            deliveries = [
-                delivery
-                for delivery in await recent_deliveries(
-                    session, subscription_id, state=DeliveryState.PENDING.value, limit=DELIVERIES_SHOWN
-                )
-                if delivery.attempts > 0
-            ]
+            deliveries = await recent_deliveries(
+                session, subscription_id, failing=True, limit=DELIVERIES_SHOWN
+            )
         else:
             deliveries = await recent_deliveries(
                 session, subscription_id, state=state or None, limit=DELIVERIES_SHOWN

@@ -210,3 +210,18 @@ async def test_ids_beyond_a_subscription_are_a_404_on_every_route(admin: PanelCl
     assert (await admin.get(path, headers=HTML)).status_code == 404
     for action in ("", "/rotate", "/delete", "/redeliver", "/deliveries/999999999999999999/redeliver"):
         assert (await post(admin, path + action, VALID))[0] == 404, action
+
+
+async def test_the_failing_tab_finds_a_failing_delivery_behind_many_newer_pending_ones(
+    admin: PanelClient,
+) -> None:
+    await post(admin, "/admin/webhooks", VALID)
+    (subscription,) = await subscriptions(admin)
+    (failing,) = await add_deliveries(admin, subscription.id, [DeliveryState.PENDING])
+    async with admin.runtime.sessionmaker() as session, session.begin():
+        delivery = await session.get(WebhookDelivery, failing)
+        assert delivery is not None
+        delivery.attempts, delivery.last_error = 3, "HTTP 503"
+    await add_deliveries(admin, subscription.id, [DeliveryState.PENDING] * 120)  # newer, never tried
+    page = (await admin.get(f"/admin/webhooks/{subscription.id}?state=failing", headers=HTML)).text
+    assert f'data-delivery="{failing}"' in page and page.count("data-delivery=") == 1
