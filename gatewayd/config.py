@@ -479,7 +479,9 @@ class WebhooksConfig(Settings):
     """The webhook delivery worker (``gatewayd.webhooks``). Durations are seconds. A failed delivery is
     tried again after ``backoff_initial`` doubling up to ``backoff_max`` (with jitter), and is dead after
     ``max_attempts`` tries or once older than ``max_age``. ``allow`` lists ``host:port`` targets exempt
-    from the public-address rule (a receiver on this host or the private network)."""
+    from the public-address rule (a receiver on this host or the private network). Delivered deliveries
+    are deleted ``keep_delivered_days`` after their delivery (dead ones stay until redelivered or their
+    subscription is deleted)."""
 
     enabled: bool = True
     timeout: PositiveSeconds = 10.0
@@ -491,6 +493,7 @@ class WebhooksConfig(Settings):
     per_subscription: int = Field(8, ge=1, le=1000)
     poll_interval: PositiveSeconds = 1.0
     refresh_interval: PositiveSeconds = 30.0
+    keep_delivered_days: float = Field(7.0, gt=0, le=3650)
     allow: tuple[AllowEntry, ...] = ()
 
     @field_validator("backoff_max")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     exists,
     func,
     select,
@@ -91,6 +92,15 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         Index("ix_webhook_deliveries_queue", "subscription_id", "ordering_key", "state", "id"),
+        # the panel's newest deliveries of a subscription in a state
+        Index("ix_webhook_deliveries_recent", "subscription_id", "state", "id"),
+        # the purge of old delivered ones
+        Index(
+            "ix_webhook_deliveries_delivered_at",
+            "delivered_at",
+            postgresql_where=text("state = 'delivered'"),
+            sqlite_where=text("state = 'delivered'"),
+        ),
         # the heads only (one per client with something queued): a claim's cost does not grow with the
         # backlog behind them
         Index(
@@ -380,6 +390,17 @@ async def _finish(
         .returning(DELIVERIES.c.subscription_id, DELIVERIES.c.ordering_key)
     )
     await promote_heads(session, [(subscription_id, key) for subscription_id, key in result], now)
+
+
+async def purge_delivered(session: AsyncSession, before: datetime, batch: int) -> int:
+    """Deletes at most ``batch`` deliveries delivered before ``before``; how many."""
+    old = (
+        select(DELIVERIES.c.id)
+        .where(DELIVERIES.c.state == DeliveryState.DELIVERED, DELIVERIES.c.delivered_at < before)
+        .limit(batch)
+    )
+    result = await session.execute(delete(DELIVERIES).where(DELIVERIES.c.id.in_(old)))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def release(session: AsyncSession, deliveries: Sequence[ClaimedDelivery], now: datetime) -> None:

@@ -32,7 +32,13 @@ from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
 from gatewayd.net_safety import UnsafeTarget, pinned, vetted_target
 from gatewayd.store.store import Store
-from gatewayd.store.webhooks import ClaimedDelivery, record_delivered, record_failed, release
+from gatewayd.store.webhooks import (
+    ClaimedDelivery,
+    purge_delivered,
+    record_delivered,
+    record_failed,
+    release,
+)
 from gatewayd.webhooks.enqueue import WebhookTargets
 from gatewayd.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, backoff, signature
 from gatewayd.webhooks.subscriptions import active_subscriptions
@@ -42,6 +48,9 @@ log = logging.getLogger("gatewayd.webhooks")
 #: Bytes of a receiver's answer read at most (the status is what counts).
 MAX_RESPONSE = 64 * 1024
 USER_AGENT = "eChat-Gateway-Webhooks/1"
+#: Seconds between purges of old delivered deliveries, and the rows one purge statement deletes.
+PURGE_INTERVAL = 300.0
+PURGE_BATCH = 1000
 #: Rounds of slots claimed ahead: a claim's cost is shared by this many posts per slot.
 PREFETCH = 4
 
@@ -127,6 +136,7 @@ class WebhookDeliverer:
     async def _loop(self, client: httpx.AsyncClient, group: asyncio.TaskGroup) -> None:
         self._group = group
         group.create_task(self._refresh_loop(), name="webhooks.refresh_loop")
+        group.create_task(self._purge_loop(), name="webhooks.purge_loop")
         while True:
             self._wakeup.clear()
             recorded = await self._record_outcomes()
@@ -182,6 +192,30 @@ class WebhookDeliverer:
                 except Exception as error:  # the next change or interval reads them again
                     self._health.failed("webhooks.refresh", error)
                     log_event(log, "webhooks.refresh_failed", logging.WARNING, error=str(error))
+
+    async def _purge_loop(self) -> None:
+        """Deletes the deliveries delivered more than ``keep_delivered_days`` ago, a batch per
+        transaction, every :data:`PURGE_INTERVAL` seconds (at start too)."""
+        while True:
+            before = datetime.now(UTC) - timedelta(days=self.settings.keep_delivered_days)
+            try:
+                await self.purge(before)
+            except Exception as error:  # the next interval tries again
+                self._health.failed("webhooks.purge", error)
+                log_event(log, "webhooks.purge_failed", logging.WARNING, error=str(error))
+            else:
+                self._health.succeeded("webhooks.purge")
+            await asyncio.sleep(PURGE_INTERVAL)
+
+    async def purge(self, before: datetime) -> int:
+        """Deletes the deliveries delivered before ``before``; how many."""
+        purged = 0
+        while True:
+            async with self._store.transaction() as session:
+                deleted = await purge_delivered(session, before, PURGE_BATCH)
+            purged += deleted
+            if deleted < PURGE_BATCH:
+                return purged
 
     async def _claim(self) -> list[ClaimedDelivery]:
         """Leases due deliveries up to :data:`PREFETCH` rounds of each subscription's slots (one claim

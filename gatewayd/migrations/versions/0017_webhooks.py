@@ -56,6 +56,16 @@ def upgrade() -> None:
             "ix_webhook_deliveries_queue", ["subscription_id", "ordering_key", "state", "id"], unique=False
         )
         batch_op.create_index(
+            "ix_webhook_deliveries_recent", ["subscription_id", "state", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_webhook_deliveries_delivered_at",
+            ["delivered_at"],
+            unique=False,
+            postgresql_where=sa.text("state = 'delivered'"),
+            sqlite_where=sa.text("state = 'delivered'"),
+        )
+        batch_op.create_index(
             "ix_webhook_deliveries_due",
             ["subscription_id", "next_attempt_at"],
             unique=False,
@@ -66,6 +76,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_delivered_at")
+        batch_op.drop_index("ix_webhook_deliveries_recent")
         batch_op.drop_index("ix_webhook_deliveries_due")
         batch_op.drop_index("ix_webhook_deliveries_queue")
     op.drop_table("webhook_deliveries")

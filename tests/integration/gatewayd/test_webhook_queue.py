@@ -8,8 +8,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
+from gatewayd.config import WebhooksConfig
 from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.store import Store
@@ -23,6 +24,7 @@ from gatewayd.store.webhooks import (
     record_failed,
     release,
 )
+from gatewayd.webhooks.delivery import PURGE_BATCH, WebhookDeliverer
 from gatewayd.webhooks.enqueue import Occurrence, WebhookTargets
 from gatewayd.webhooks.subscriptions import (
     InvalidSubscription,
@@ -192,3 +194,25 @@ async def test_two_admins_making_the_same_name_at_once_get_name_taken(pg_url: st
         assert refused.value.problem is Problem.NAME_TAKEN
     finally:
         await engine.dispose()
+
+
+async def test_old_delivered_deliveries_are_purged_in_batches_and_the_rest_kept(store: Store) -> None:
+    await enqueue(store, [f"c{n}" for n in range(PURGE_BATCH * 2 + 5)])
+    async with store.transaction() as session:
+        await session.execute(
+            update(WebhookDelivery).values(state=DeliveryState.DELIVERED.value, delivered_at=T0)
+        )
+    await enqueue(store, ["recent", "dead", "waiting"])
+    async with store.transaction() as session:
+        later = T0 + timedelta(days=1)
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.ordering_key == "recent")
+            .values(state=DeliveryState.DELIVERED.value, delivered_at=later)
+        )
+        await session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.ordering_key == "dead").values(state="dead")
+        )
+    deliverer = WebhookDeliverer(store, WebhooksConfig(), WebhookTargets(store.webhook_queue))
+    assert await deliverer.purge(T0 + timedelta(hours=1)) == PURGE_BATCH * 2 + 5
+    assert sorted(key for key, _ in await states(store)) == ["dead", "recent", "waiting"]
