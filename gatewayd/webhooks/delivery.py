@@ -71,6 +71,33 @@ class Outcome:
         return self.error is None
 
 
+def take_in_turn(
+    queued: dict[int, deque[ClaimedDelivery]],
+    in_flight: dict[int, int],
+    concurrency: int,
+    per_subscription: int,
+    turn: int,
+) -> list[ClaimedDelivery]:
+    """Takes the deliveries to start now off ``queued`` (counting them in ``in_flight``): one of each
+    subscription with a free slot in turn, beginning at the ``turn``-th, until the global slots run out."""
+    order = sorted(queued)
+    if not order:
+        return []
+    start = turn % len(order)
+    order = order[start:] + order[:start]
+    posting = sum(in_flight.values())
+    taken: list[ClaimedDelivery] = []
+    while posting < concurrency:
+        ready = [s for s in order if queued[s] and in_flight.get(s, 0) < per_subscription]
+        if not ready:
+            break
+        for subscription_id in ready[: concurrency - posting]:
+            taken.append(queued[subscription_id].popleft())
+            in_flight[subscription_id] = in_flight.get(subscription_id, 0) + 1
+            posting += 1
+    return taken
+
+
 class WebhookDeliverer:
     """Posts the queued deliveries of the active subscriptions. ``refresh`` once before MOs are taken,
     then ``run_loop`` in the daemon's TaskGroup (cancelled at shutdown: the leases of what was in flight
@@ -101,6 +128,8 @@ class WebhookDeliverer:
         #: Claimed and not posted: their leases to give back.
         self._unposted: list[ClaimedDelivery] = []
         self._group: asyncio.TaskGroup | None = None
+        #: Where the next dispatch starts among the subscriptions.
+        self._turn = 0
         self._wakeup = asyncio.Event()
         #: Deliveries posted with a 2xx answer, and failed tries, since start.
         self.delivered = 0
@@ -155,22 +184,20 @@ class WebhookDeliverer:
                         await self._wakeup.wait()
 
     def _dispatch(self, client: httpx.AsyncClient) -> None:
-        """Starts the claimed deliveries there are slots for."""
+        """Starts the claimed deliveries there are slots for, one per subscription in turn (the turn
+        starting one subscription further each time), so a busy one never takes every global slot."""
         group = self._group
         if group is None:
             return
-        settings = self.settings
-        posting = sum(self._in_flight.values())
-        for subscription_id, queue in self._queued.items():
-            while (
-                queue
-                and posting < settings.concurrency
-                and self._in_flight.get(subscription_id, 0) < settings.per_subscription
-            ):
-                delivery = queue.popleft()
-                self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
-                posting += 1
-                group.create_task(self._deliver(client, delivery), name=f"webhooks.deliver[{delivery.id}]")
+        self._turn += 1
+        for delivery in take_in_turn(
+            self._queued,
+            self._in_flight,
+            self.settings.concurrency,
+            self.settings.per_subscription,
+            self._turn,
+        ):
+            group.create_task(self._deliver(client, delivery), name=f"webhooks.deliver[{delivery.id}]")
 
     async def _refresh_loop(self) -> None:
         """Reads the subscriptions when a panel announces a change, and every ``refresh_interval``."""
