@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,7 +31,7 @@ from gatewayd.bus import EventBus
 from gatewayd.config import WebhooksConfig
 from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
-from gatewayd.net_safety import UnsafeTarget, pinned, vetted_target
+from gatewayd.net_safety import UnsafeTarget, VettedTarget, pinned, vetted_target
 from gatewayd.store.store import Store
 from gatewayd.store.webhooks import (
     ClaimedDelivery,
@@ -48,6 +49,8 @@ log = logging.getLogger("gatewayd.webhooks")
 #: Bytes of a receiver's answer read at most (the status is what counts).
 MAX_RESPONSE = 64 * 1024
 USER_AGENT = "eChat-Gateway-Webhooks/1"
+#: Seconds a URL's checked address is used before it is looked up again.
+TARGET_TTL = 60.0
 #: Seconds between purges of old delivered deliveries, and the rows one purge statement deletes.
 PURGE_INTERVAL = 300.0
 PURGE_BATCH = 1000
@@ -69,6 +72,26 @@ class Outcome:
     @property
     def delivered(self) -> bool:
         return self.error is None
+
+
+class TargetCache:
+    """Each URL's checked address, kept ``ttl`` seconds, so a post does not wait for a DNS answer each
+    time; a refused URL is not kept (checked again at its next post)."""
+
+    def __init__(self, ttl: float = TARGET_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: dict[str, tuple[VettedTarget, float]] = {}
+
+    async def get(self, url: str, allow: Collection[str]) -> VettedTarget:
+        now = self._clock()
+        kept = self._kept.get(url)
+        if kept is not None and kept[1] > now:
+            return kept[0]
+        target = await vetted_target(url, allow)
+        self._kept = {u: k for u, k in self._kept.items() if k[1] > now}  # forget URLs no longer posted to
+        self._kept[url] = (target, now + self._ttl)
+        return target
 
 
 def take_in_turn(
@@ -128,6 +151,7 @@ class WebhookDeliverer:
         #: Claimed and not posted: their leases to give back.
         self._unposted: list[ClaimedDelivery] = []
         self._group: asyncio.TaskGroup | None = None
+        self._targets = TargetCache()
         #: Where the next dispatch starts among the subscriptions.
         self._turn = 0
         self._wakeup = asyncio.Event()
@@ -318,29 +342,29 @@ class WebhookDeliverer:
     ) -> Outcome:
         body = delivery.payload.encode("utf-8")
         try:
-            target = await vetted_target(endpoint.url, self.settings.allow)
+            # the DNS look-up (cached) and the post within the one time-out
+            async with asyncio.timeout(self.settings.timeout):
+                target = await self._targets.get(endpoint.url, self.settings.allow)
+                url, host, extensions = pinned(endpoint.url, target)
+                headers = {
+                    **host,
+                    "content-type": "application/json",
+                    "user-agent": USER_AGENT,
+                    SIGNATURE_HEADER: signature(endpoint.secret, int(time.time()), body),
+                    DELIVERY_HEADER: str(delivery.id),
+                    EVENT_HEADER: delivery.event,
+                }
+                async with client.stream(
+                    "POST", url, content=body, headers=headers, extensions=extensions
+                ) as response:
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_RESPONSE:
+                            break
+                    status = response.status_code
         except UnsafeTarget as error:
             return Outcome(None, f"target refused: {error.refusal.value}")
-        url, host, extensions = pinned(endpoint.url, target)
-        headers = {
-            **host,
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            SIGNATURE_HEADER: signature(endpoint.secret, int(time.time()), body),
-            DELIVERY_HEADER: str(delivery.id),
-            EVENT_HEADER: delivery.event,
-        }
-        try:
-            async with (
-                asyncio.timeout(self.settings.timeout),
-                client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
-            ):
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE:
-                        break
-                status = response.status_code
         except (httpx.HTTPError, TimeoutError, OSError) as error:
             return Outcome(None, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         if 200 <= status < 300:
