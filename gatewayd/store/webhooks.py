@@ -127,6 +127,8 @@ class WebhookDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH), default=None)
     created_at: Mapped[datetime] = mapped_column()
+    #: When an admin last queued it again (dead -> redelivered): its age for ``max_age`` counts from it.
+    requeued_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -145,7 +147,8 @@ class ClaimedDelivery:
     event: str
     payload: str
     attempts: int
-    created_at: datetime
+    #: When it was queued (created, or last redelivered): its age counts from it.
+    queued_at: datetime
     ordering_key: str
     #: The claim's token and the end of its lease.
     lease: int
@@ -200,7 +203,7 @@ class DeliveryQueue(ABC):
                     DELIVERIES.c.event,
                     DELIVERIES.c.payload,
                     DELIVERIES.c.attempts,
-                    DELIVERIES.c.created_at,
+                    func.coalesce(DELIVERIES.c.requeued_at, DELIVERIES.c.created_at).label("queued_at"),
                     DELIVERIES.c.ordering_key,
                 )
             )
@@ -211,7 +214,7 @@ class DeliveryQueue(ABC):
                     event=row.event,
                     payload=row.payload,
                     attempts=row.attempts,
-                    created_at=row.created_at,
+                    queued_at=row.queued_at,
                     lease=token,
                     lease_until=lease_until,
                     ordering_key=row.ordering_key,

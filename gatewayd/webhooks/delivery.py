@@ -391,7 +391,7 @@ class WebhookDeliverer:
                     if outcome.delivered:
                         continue
                     attempts = delivery.attempts + 1
-                    expired = at - delivery.created_at >= timedelta(seconds=settings.max_age)
+                    expired = at - delivery.queued_at >= timedelta(seconds=settings.max_age)
                     retry_at = None
                     if attempts < settings.max_attempts and not expired:
                         delay = backoff(attempts, settings.backoff_initial, settings.backoff_max)

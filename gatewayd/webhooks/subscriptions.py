@@ -199,7 +199,8 @@ async def redeliver(
     session: AsyncSession, subscription_id: int, delivery_ids: Iterable[int] | None, now: datetime
 ) -> int:
     """Queues dead deliveries again (those of ``delivery_ids``, or all the subscription's dead ones when
-    None), as fresh: attempts from zero, each its client's next (due now when the client has nothing
+    None), as fresh: attempts from zero, their age from now (``requeued_at``; ``created_at`` stays), each
+    its client's next (due now when the client has nothing
     else in flight, else behind the one that is). Returns how many."""
     dead: list[ColumnElement[bool]] = [
         WebhookDelivery.subscription_id == subscription_id,
@@ -213,7 +214,7 @@ async def redeliver(
     result = await session.execute(
         update(WebhookDelivery)
         .where(*dead)
-        .values(state=DeliveryState.WAITING.value, attempts=0, next_attempt_at=now, created_at=now)
+        .values(state=DeliveryState.WAITING.value, attempts=0, next_attempt_at=now, requeued_at=now)
     )
     await promote_heads(session, keys, now)
     return int(getattr(result, "rowcount", 0) or 0)

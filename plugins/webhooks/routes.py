@@ -243,6 +243,8 @@ async def _redeliver(request: Request, delivery_id: int | None) -> Response:
             delivery = await session.get(WebhookDelivery, delivery_id)
             if delivery is None or delivery.subscription_id != subscription_id:
                 return error_response(request, 404, N_("There is no such delivery."))
+            if delivery.state != DeliveryState.DEAD:
+                return error_response(request, 409, N_("Only a dead delivery can be redelivered."))
         ids = None if delivery_id is None else [delivery_id]
         queued = await redeliver(session, subscription_id, ids, utcnow())
         details = {"deliveries": "all dead" if delivery_id is None else delivery_id, "queued": queued}

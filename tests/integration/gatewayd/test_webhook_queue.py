@@ -155,13 +155,17 @@ async def test_a_redelivered_dead_delivery_waits_behind_its_clients_delivery_in_
     async with store.transaction() as session:
         await record_failed(store.webhook_queue, session, dead, 500, "HTTP 500", retry_at=None, now=T0)
     await enqueue(store, ["a"])
-    (in_flight,) = await claim(store)
+    requeued = T0 + timedelta(hours=30)  # past max_age from its creation: its age counts from now
+    (in_flight,) = await claim(store, lease_until=requeued + timedelta(hours=1))
     async with store.transaction() as session:
-        assert await redeliver(session, SUBSCRIPTION, None, T0) == 1
-    assert await claim(store) == []  # one delivery of a client at a time
-    await deliver(store, [in_flight])
-    (redelivered,) = await claim(store)
-    assert redelivered.id == dead.id
+        assert await redeliver(session, SUBSCRIPTION, None, requeued) == 1
+    assert await claim(store, now=requeued) == []  # one delivery of a client at a time
+    await deliver(store, [in_flight], requeued)
+    (redelivered,) = await claim(store, now=requeued, lease_until=requeued + timedelta(seconds=60))
+    assert (redelivered.id, redelivered.queued_at) == (dead.id, requeued)
+    async with store.sessions() as session:
+        row = await session.get(WebhookDelivery, dead.id)
+        assert row is not None and row.created_at == T0
 
 
 async def test_two_admins_making_the_same_name_at_once_get_name_taken(pg_url: str) -> None:

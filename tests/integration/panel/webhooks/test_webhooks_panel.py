@@ -194,13 +194,14 @@ async def test_dead_deliveries_are_listed_and_redelivered_one_and_all(admin: Pan
     assert (await post(admin, f"{path}/deliveries/{dead2}/redeliver"))[0] == 303
     assert (await states(admin))[dead2] == ("pending", 0)
     assert (await states(admin))[dead1] == ("dead", 12)
-    assert (await post(admin, f"{path}/deliveries/{delivered}/redeliver"))[0] == 303  # not dead: untouched
+    status, page = await post(admin, f"{path}/deliveries/{delivered}/redeliver")
+    assert status == 409 and "Solo se puede reenviar una entrega descartada." in page  # not dead: untouched
     assert (await states(admin))[delivered] == ("delivered", 0)
     assert (await post(admin, path + "/redeliver"))[0] == 303
     assert {state for state, _ in (await states(admin)).values()} == {"pending", "delivered"}
     assert (await post(admin, f"{path}/deliveries/999999/redeliver"))[0] == 404
     records = [record for record in await audit_records(admin) if record.action == "webhook.redeliver"]
-    assert [record.details["queued"] for record in records] == [1, 0, 2]
+    assert [record.details["queued"] for record in records] == [1, 2]
     assert dead3 in (await states(admin))
 
 
