@@ -292,6 +292,7 @@ class Daemon:
             on_changes=hooks.mt_changes,
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
+            webhooks=targets,
         )
 
     def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
+from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery
@@ -30,6 +31,7 @@ from tests.integration.gatewayd.conftest import (
     running_daemon,
     simulator_config,
 )
+from tests.integration.gatewayd.test_store_mt import push
 from tests.integration.gatewayd.webhook_receiver import Received, Receiver
 
 SUBSCRIBER = "+34600111222"
@@ -221,3 +223,25 @@ async def test_an_mts_status_moves_and_receipt_reach_the_receiver(
     assert (receipt.payload["previous"], receipt.payload["status"]) == ("accepted", "delivered")
     assert receipt.payload["client_id"] == client_id and receipt.payload["carrier"] == MOVISTAR
     assert "msisdn" not in receipt.payload
+
+
+async def test_an_mt_its_daemon_left_sending_is_queued_as_mt_status_when_reconciled(
+    tmp_path: Path, database_url: str, simulator: Simulator, receiver: Receiver
+) -> None:
+    await subscribe(database_url, receiver, ["mt.status"])
+    engine = create_engine(database_url)
+    try:
+        store = Store.for_engine(engine)
+        now = datetime.now(UTC)
+        async with store.transaction() as session:  # claimed by this daemon's instance, which then died
+            (mt_id,) = await queue_mts(session, [push("34600111333")], now)
+            assert (await store.claims.claim(session, "gatewayd-test", now, limit=1, lease=60)).mts
+    finally:
+        await engine.dispose()
+    async with running_daemon(
+        make_config(tmp_path, database_url, simulator, extra=webhooks_section(receiver))
+    ):
+        await eventually(lambda: len(receiver.acknowledged) >= 1)
+    first = receiver.acknowledged[0].payload
+    assert (first["mt_id"], first["previous"], first["status"]) == (mt_id, "sending", "queued")
+    assert first["detail"] == "reconciled after restart"
