@@ -315,9 +315,14 @@ class WebhookDeliverer:
             if endpoint is None:  # made inactive meanwhile: its lease is given back
                 self._unposted.append(delivery)
                 return
-            if datetime.now(UTC) + timedelta(seconds=self.settings.timeout) >= delivery.lease_until:
+            now = datetime.now(UTC)
+            if now + timedelta(seconds=self.settings.timeout) >= delivery.lease_until:
                 return  # the lease would run out during the post: it is another claim's to take
-            outcome = await self._post(client, endpoint, delivery)
+            if now - delivery.queued_at >= timedelta(seconds=self.settings.max_age):
+                # too old to post (a backlog kept while its subscription was disabled): dead unposted
+                outcome = Outcome(None, "older than max_age: not posted")
+            else:
+                outcome = await self._post(client, endpoint, delivery)
             self._outcomes.append((delivery, outcome, datetime.now(UTC)))
         finally:
             self._posting.discard(delivery.id)

@@ -4,7 +4,7 @@ retried, dead-lettered, redelivered, in order per client (SQLite and PostgreSQL)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
-from gatewayd.store.webhooks import DeliveryState, WebhookDelivery
+from gatewayd.store.webhooks import DeliveryState, WebhookDelivery, WebhookEvent, WebhookSubscription
+from gatewayd.webhooks.enqueue import Occurrence, WebhookTargets
 from gatewayd.webhooks.subscriptions import (
     SubscriptionInput,
     check_subscription,
@@ -245,3 +246,30 @@ async def test_an_mt_its_daemon_left_sending_is_queued_as_mt_status_when_reconci
     first = receiver.acknowledged[0].payload
     assert (first["mt_id"], first["previous"], first["status"]) == (mt_id, "sending", "queued")
     assert first["detail"] == "reconciled after restart"
+
+
+async def test_a_delivery_older_than_max_age_is_dead_without_being_posted(
+    tmp_path: Path, database_url: str, simulator: Simulator, receiver: Receiver
+) -> None:
+    await subscribe(database_url, receiver, ["mo.received"])
+    engine = create_engine(database_url)
+    try:
+        store = Store.for_engine(engine)
+        targets = WebhookTargets(store.webhook_queue)
+        async with store.sessions() as session:
+            targets.replace(list((await session.scalars(select(WebhookSubscription))).all()))
+        old = datetime.now(UTC) - timedelta(hours=2)  # queued while the subscription was disabled
+        async with store.transaction() as session:
+            await targets.enqueue(session, [Occurrence(WebhookEvent.MO_RECEIVED, "c1", SUBSCRIBER, {})], old)
+    finally:
+        await engine.dispose()
+    config = make_config(tmp_path, database_url, simulator, extra=webhooks_section(receiver, max_age=3600))
+    async with running_daemon(config) as daemon:
+
+        async def dead() -> bool:
+            return [(d.state, d.last_error) for d in await deliveries(daemon.store)] == [
+                (DeliveryState.DEAD, "older than max_age: not posted")
+            ]
+
+        await eventually(dead)
+    assert receiver.received == []
