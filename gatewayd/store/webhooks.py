@@ -77,6 +77,9 @@ class WebhookSubscription(Base):
     events: Mapped[str] = mapped_column(String(200))
     #: The HMAC key of its signatures (hex): kept in clear because the worker signs with it.
     secret: Mapped[str] = mapped_column(String(128))
+    #: The secret before the last rotation, also signed with until ``previous_secret_until``.
+    previous_secret: Mapped[str | None] = mapped_column(String(128), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     include_msisdn: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(64))

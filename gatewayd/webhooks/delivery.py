@@ -62,6 +62,14 @@ PREFETCH = 4
 class Endpoint:
     url: str
     secret: str
+    #: The secret before a rotation, signed with too until ``previous_until`` (its grace period).
+    previous: str | None = None
+    previous_until: datetime | None = None
+
+    def secrets(self, now: datetime) -> tuple[str, ...]:
+        if self.previous is not None and self.previous_until is not None and now < self.previous_until:
+            return (self.previous,)
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +172,9 @@ class WebhookDeliverer:
         async with self._store.sessions() as session:
             subscriptions = await active_subscriptions(session)
         self.targets.replace(subscriptions)
-        self._endpoints = {s.id: Endpoint(s.url, s.secret) for s in subscriptions}
+        self._endpoints = {
+            s.id: Endpoint(s.url, s.secret, s.previous_secret, s.previous_secret_until) for s in subscriptions
+        }
         self._wakeup.set()
 
     def wake(self) -> None:
@@ -355,7 +365,9 @@ class WebhookDeliverer:
                     **host,
                     "content-type": "application/json",
                     "user-agent": USER_AGENT,
-                    SIGNATURE_HEADER: signature(endpoint.secret, int(time.time()), body),
+                    SIGNATURE_HEADER: signature(
+                        endpoint.secret, int(time.time()), body, *endpoint.secrets(datetime.now(UTC))
+                    ),
                     DELIVERY_HEADER: str(delivery.id),
                     EVENT_HEADER: delivery.event,
                 }

@@ -11,23 +11,28 @@ DELIVERY_HEADER = "X-Echat-Delivery"
 EVENT_HEADER = "X-Echat-Event"
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
+def signature(secret: str, timestamp: int, body: bytes, *older: str) -> str:
     """``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``: the timestamp is signed with the body so
-    that a receiver can refuse a replayed old delivery."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    that a receiver can refuse a replayed old delivery. ``older`` secrets (a rotation's grace period) add
+    one more ``v1=`` each, after the current one."""
+    digests = [
+        hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        for key in (secret, *older)
+    ]
+    return f"t={timestamp}," + ",".join(f"v1={digest}" for digest in digests)
 
 
 def verify(secret: str, header: str, body: bytes, now: int, tolerance: int = 300) -> bool:
     """Whether ``header`` signs ``body`` with ``secret`` within ``tolerance`` seconds of ``now`` (the
     receiver's side, as docs/WEBHOOKS.md shows it)."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    pairs = [part.split("=", 1) for part in header.split(",") if "=" in part]
     try:
-        timestamp = int(fields["t"])
+        timestamp = int(dict(pairs)["t"])
     except (KeyError, ValueError):
         return False
     expected = signature(secret, timestamp, body).partition(",v1=")[2]
-    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, fields.get("v1", ""))
+    signed = any(hmac.compare_digest(expected, value) for name, value in pairs if name == "v1")
+    return abs(now - timestamp) <= tolerance and signed
 
 
 def backoff(attempts: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:

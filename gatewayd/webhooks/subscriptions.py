@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, func, select, update
@@ -30,6 +30,8 @@ from gatewayd.store.webhooks import (
 )
 
 EVENTS = tuple(WebhookEvent)
+#: How long after a rotation deliveries are signed with the old secret as well.
+ROTATION_GRACE = timedelta(hours=24)
 
 
 class Problem(StrEnum):
@@ -150,7 +152,10 @@ async def update_subscription(
 
 
 def rotate_secret(subscription: WebhookSubscription, now: datetime) -> str:
-    """A new secret (to be shown once): deliveries signed from now on use it."""
+    """A new secret (to be shown once): deliveries signed from now on use it, and for
+    :data:`ROTATION_GRACE` the old one too (two ``v1=``), so receivers can switch without a gap."""
+    subscription.previous_secret = subscription.secret
+    subscription.previous_secret_until = now + ROTATION_GRACE
     subscription.secret = new_secret()
     subscription.updated_at = now
     return subscription.secret

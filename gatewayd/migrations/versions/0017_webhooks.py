@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("events", sa.String(length=200), nullable=False),
         sa.Column("secret", sa.String(length=128), nullable=False),
+        sa.Column("previous_secret", sa.String(length=128), nullable=True),
+        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("include_msisdn", sa.Boolean(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gatewayd.config import WebhooksConfig
+from gatewayd.store.webhooks import WebhookSubscription
+from gatewayd.webhooks.delivery import Endpoint
 from gatewayd.webhooks.signing import backoff, signature, verify
+from gatewayd.webhooks.subscriptions import ROTATION_GRACE, rotate_secret
 
 SECRET = "a" * 64
 BODY = b'{"event":"mo.received","text":"hola"}'
@@ -44,3 +48,22 @@ def test_backoff_doubles_from_the_initial_delay_up_to_the_cap_with_jitter_below(
 def test_the_backoff_cap_may_not_be_below_the_initial_delay() -> None:
     with pytest.raises(ValueError, match="backoff_initial"):
         WebhooksConfig(backoff_initial=10, backoff_max=5)
+
+
+def test_during_a_rotations_grace_both_secrets_sign_and_either_verifies() -> None:
+    old = "b" * 64
+    header = signature(SECRET, 1_700_000_000, BODY, old)
+    assert header.count("v1=") == 2 and header.startswith(signature(SECRET, 1_700_000_000, BODY))
+    assert verify(SECRET, header, BODY, now=1_700_000_000)
+    assert verify(old, header, BODY, now=1_700_000_000)
+    assert not verify("c" * 64, header, BODY, now=1_700_000_000)
+
+
+def test_a_rotation_keeps_the_old_secret_for_its_grace_period_only() -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    subscription = WebhookSubscription(secret=SECRET)
+    new = rotate_secret(subscription, now)
+    assert new != SECRET and subscription.previous_secret == SECRET
+    endpoint = Endpoint("http://x/", new, subscription.previous_secret, subscription.previous_secret_until)
+    assert endpoint.secrets(now + ROTATION_GRACE - timedelta(seconds=1)) == (SECRET,)
+    assert endpoint.secrets(now + ROTATION_GRACE) == ()
