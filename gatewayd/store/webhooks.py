@@ -260,13 +260,6 @@ class PostgreSQLDeliveryQueue(DeliveryQueue):
             )
 
 
-def queue_of(session: AsyncSession) -> DeliveryQueue:
-    """The queue writes for the database of ``session`` (for callers without a ``Store``: the panel)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return PostgreSQLDeliveryQueue()
-    return SQLiteDeliveryQueue()
-
-
 async def promote_heads(session: AsyncSession, keys: Iterable[QueueKey], now: datetime) -> None:
     """Makes the oldest waiting delivery of each of these queues its head, due now, where it has none
     (call with the keys locked: :meth:`DeliveryQueue.lock_keys`)."""

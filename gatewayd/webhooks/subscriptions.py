@@ -21,12 +21,12 @@ from gatewayd.bus import EventBus
 from gatewayd.net_safety import Refusal, UnsafeTarget, vetted_target
 from gatewayd.store.webhooks import (
     NAME_LENGTH,
+    DeliveryQueue,
     DeliveryState,
     WebhookDelivery,
     WebhookEvent,
     WebhookSubscription,
     promote_heads,
-    queue_of,
 )
 
 EVENTS = tuple(WebhookEvent)
@@ -201,7 +201,11 @@ async def recent_deliveries(
 
 
 async def redeliver(
-    session: AsyncSession, subscription_id: int, delivery_ids: Iterable[int] | None, now: datetime
+    session: AsyncSession,
+    queue: DeliveryQueue,
+    subscription_id: int,
+    delivery_ids: Iterable[int] | None,
+    now: datetime,
 ) -> int:
     """Queues dead deliveries again (those of ``delivery_ids``, or all the subscription's dead ones when
     None), as fresh: attempts from zero, their age from now (``requeued_at``; ``created_at`` stays), each
@@ -215,7 +219,7 @@ async def redeliver(
         dead.append(WebhookDelivery.id.in_(list(delivery_ids)))
     clients = (await session.scalars(select(WebhookDelivery.ordering_key).where(*dead).distinct())).all()
     keys = [(subscription_id, client) for client in clients]
-    await queue_of(session).lock_keys(session, keys)
+    await queue.lock_keys(session, keys)
     result = await session.execute(
         update(WebhookDelivery)
         .where(*dead)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from gatewayd.net_safety import MAX_URL
 from gatewayd.store.base import utcnow
+from gatewayd.store.store import Store
 from gatewayd.store.webhooks import NAME_LENGTH, DeliveryState, WebhookDelivery, WebhookSubscription
 from gatewayd.webhooks.subscriptions import (
     EVENTS,
@@ -246,7 +247,8 @@ async def _redeliver(request: Request, delivery_id: int | None) -> Response:
             if delivery.state != DeliveryState.DEAD:
                 return error_response(request, 409, N_("Only a dead delivery can be redelivered."))
         ids = None if delivery_id is None else [delivery_id]
-        queued = await redeliver(session, subscription_id, ids, utcnow())
+        queue = Store.for_engine(panel(request).engine).webhook_queue  # the dialect's statements
+        queued = await redeliver(session, queue, subscription_id, ids, utcnow())
         details = {"deliveries": "all dead" if delivery_id is None else delivery_id, "queued": queued}
         await audit(session, request, "webhook.redeliver", subject=_subject(subscription), details=details)
     return RedirectResponse(f"{LIST_PATH}/{subscription_id}?notice=redelivered", status_code=303)

@@ -158,7 +158,7 @@ async def test_a_redelivered_dead_delivery_waits_behind_its_clients_delivery_in_
     requeued = T0 + timedelta(hours=30)  # past max_age from its creation: its age counts from now
     (in_flight,) = await claim(store, lease_until=requeued + timedelta(hours=1))
     async with store.transaction() as session:
-        assert await redeliver(session, SUBSCRIPTION, None, requeued) == 1
+        assert await redeliver(session, store.webhook_queue, SUBSCRIPTION, None, requeued) == 1
     assert await claim(store, now=requeued) == []  # one delivery of a client at a time
     await deliver(store, [in_flight], requeued)
     (redelivered,) = await claim(store, now=requeued, lease_until=requeued + timedelta(seconds=60))

@@ -142,7 +142,8 @@ async def test_failures_are_retried_then_dead_then_redelivered(
         receiver.answer = lambda _: 204
         assert daemon.store is not None and daemon.webhooks is not None
         async with daemon.store.transaction() as session:
-            assert await redeliver(session, subscription_id, None, datetime.now(UTC)) == 1
+            queue = daemon.store.webhook_queue
+            assert await redeliver(session, queue, subscription_id, None, datetime.now(UTC)) == 1
         daemon.webhooks.wake()
         await eventually(lambda: all_delivered(daemon.store, 1))
         (delivered,) = await deliveries(daemon.store)
