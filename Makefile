@@ -28,12 +28,12 @@ lock: $(STAMP)
 I18N_DOMAINS := panel:panel plugins/auth:auth plugins/home:home plugins/desk:desk plugins/accounts:accounts \
 	plugins/clients:clients plugins/conversations:conversations plugins/services:services plugins/audit:audit \
 	plugins/monitor:monitor plugins/gallery:gallery plugins/reports:reports plugins/campaigns:campaigns \
-	plugins/apikeys:apikeys gatewayd:gatewayd simulator:simulator
+	plugins/apikeys:apikeys plugins/webhooks:webhooks gatewayd:gatewayd simulator:simulator
 messages: $(STAMP)
 	@set -e; for pair in $(I18N_DOMAINS); do dir=$${pair%%:*}; domain=$${pair##*:}; \
 		pot=$$dir/locale/$$domain.pot; mkdir -p $$dir/locale; \
 		$(BIN)/pybabel -q extract -F babel.cfg --add-comments=TRANSLATORS: --sort-by-file \
-			-k translate:2 -k translate_plural:2,3 --project="eChat Gateway" \
+			-k translate:2 -k translate_plural:2,3 -k NP_:1c,2 --project="eChat Gateway" \
 			--copyright-holder="eChat Gateway" -o $$pot.new $$dir; \
 		if [ -f $$pot ] && [ "$$(grep -v '^"POT-Creation-Date' $$pot)" = "$$(grep -v '^"POT-Creation-Date' $$pot.new)" ]; \
 		then rm $$pot.new; \

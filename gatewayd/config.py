@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from gatewayd.logging import redact_url
+from gatewayd.net_safety import allow_entry
 from gatewayd.store.accounts import POOL_NAME_LENGTH
 from routing.errors import InvalidRule
 from routing.rules import MORoute, MTRoute
@@ -165,6 +166,8 @@ Pool = Annotated[
     str, BeforeValidator(_stripped), StringConstraints(min_length=1, max_length=POOL_NAME_LENGTH)
 ]
 _NAME: Final = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+#: An outbound target exempt from the public-address rule: ``host:port``, lower-cased.
+AllowEntry = Annotated[Text, AfterValidator(allow_entry)]
 Name = Annotated[str, _pattern(_NAME, "lower-case letters, digits, '_' or '-'")]
 ShortCode = Annotated[str, BeforeValidator(_stripped), _pattern(r"^[0-9]{3,15}$", "3-15 digits")]
 Country = Annotated[str, BeforeValidator(_upper), _pattern(r"^[A-Z]{2}$", "an ISO 3166 alpha-2 code")]
@@ -412,7 +415,7 @@ class PanelConfig(HTTPServerConfig):
     #: The photo gallery's files (relative: to the working directory) and the "host:port" pairs a URL
     #: import may fetch from although they are loopback or private addresses (tests, a local CDN).
     gallery_dir: Text = "var/gallery"
-    gallery_fetch_allow: tuple[Text, ...] = ()
+    gallery_fetch_allow: tuple[AllowEntry, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -470,6 +473,35 @@ class DaemonConfig(Settings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class WebhooksConfig(Settings):
+    """The webhook delivery worker (``gatewayd.webhooks``). Durations are seconds. A failed delivery is
+    tried again after ``backoff_initial`` doubling up to ``backoff_max`` (with jitter), and is dead after
+    ``max_attempts`` tries or once older than ``max_age``. ``allow`` lists ``host:port`` targets exempt
+    from the public-address rule (a receiver on this host or the private network). Delivered deliveries
+    are deleted ``keep_delivered_days`` after their delivery (dead ones stay until redelivered or their
+    subscription is deleted)."""
+
+    enabled: bool = True
+    timeout: PositiveSeconds = 10.0
+    max_attempts: int = Field(12, ge=1, le=1000)
+    max_age: PositiveSeconds = 86_400.0
+    backoff_initial: PositiveSeconds = 5.0
+    backoff_max: PositiveSeconds = 3600.0
+    concurrency: int = Field(32, ge=1, le=1000)
+    per_subscription: int = Field(8, ge=1, le=1000)
+    poll_interval: PositiveSeconds = 1.0
+    refresh_interval: PositiveSeconds = 30.0
+    keep_delivered_days: float = Field(7.0, gt=0, le=3650)
+    allow: tuple[AllowEntry, ...] = ()
+
+    @field_validator("backoff_max")
+    @classmethod
+    def _backoff_grows(cls, maximum: float, info: ValidationInfo) -> float:
+        if maximum < info.data.get("backoff_initial", 0.0):
+            raise ValueError("must not be below backoff_initial")
+        return maximum
 
 
 class AssignmentConfig(Settings):
@@ -734,6 +766,7 @@ class Config(Settings):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     assignment: AssignmentConfig = AssignmentConfig()
     campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
+    webhooks: WebhooksConfig = WebhooksConfig()
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(

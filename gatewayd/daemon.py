@@ -41,6 +41,8 @@ from gatewayd.store.engine import create_engine, read_session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
 from gatewayd.store.store import Store
+from gatewayd.webhooks.delivery import WebhookDeliverer
+from gatewayd.webhooks.enqueue import WebhookTargets
 from routing.errors import InvalidQuirks, InvalidRule
 from routing.keywords import KeywordSet, default_keywords
 
@@ -101,6 +103,8 @@ class Daemon:
         self.assignment: AssignmentService | None = None
         #: Feeds the running mass push campaigns into the outbox.
         self.campaigns: CampaignSender | None = None
+        #: Posts the webhook deliveries the pipelines queue (None when ``[webhooks] enabled`` is false).
+        self.webhooks: WebhookDeliverer | None = None
         #: Built once here and on every reload; invalid rules stop the start-up.
         self.routes: RouteTables = build_routes(config)
 
@@ -212,6 +216,8 @@ class Daemon:
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self.events = events
             self._build(events)
+            if self.webhooks is not None:  # before the first MO: its deliveries are queued with it
+                await self.webhooks.refresh()
             tune_for_throughput()
             try:
                 await self._run_tasks()
@@ -230,6 +236,11 @@ class Daemon:
             wake=self._mt_queued,
         )
         self.campaigns = CampaignSender(self.store, self.outbox, CampaignSettings.from_config(config))
+        targets = WebhookTargets(self.store.webhook_queue)
+        if config.webhooks.enabled:
+            self.webhooks = WebhookDeliverer(
+                self.store, config.webhooks, targets, bus=events.bus, health=self.loop_health
+            )
         self.recorder = MTRecorder(
             self.store,
             events,
@@ -246,6 +257,7 @@ class Daemon:
             on_changes=hooks.mt_changes,
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
+            webhooks=targets,
         )
         self.mo = MOPipeline(
             self.store,
@@ -262,6 +274,7 @@ class Daemon:
             on_incomplete=hooks.mo_incomplete,
             on_refused=hooks.mo_refused,
             health=self.loop_health,
+            webhooks=targets,
         )
         self.binds = BindSupervisor(
             config.carriers,
@@ -285,6 +298,7 @@ class Daemon:
             on_changes=hooks.mt_changes,
             on_possible_duplicates=hooks.mt_possible_duplicates,
             health=self.loop_health,
+            webhooks=targets,
         )
 
     def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:
@@ -330,6 +344,8 @@ class Daemon:
                 group.create_task(self.assignment.diversion_loop(), name="assignment.diversion_loop"),
                 group.create_task(self.campaigns.run_loop(), name="campaigns.run_loop"),
             ]
+            if self.webhooks is not None:
+                background.append(group.create_task(self.webhooks.run_loop(), name="webhooks.run_loop"))
             if self.config.metrics.enabled:
                 listen = self.config.metrics.listen
                 background.append(

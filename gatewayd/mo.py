@@ -79,6 +79,8 @@ from gatewayd.store.repo_mo_parts import (
 from gatewayd.store.repo_subscribers import set_opted_out
 from gatewayd.store.rollups import count_opt_outs
 from gatewayd.store.store import Store
+from gatewayd.store.webhooks import WebhookEvent
+from gatewayd.webhooks.enqueue import Occurrence, WebhookTargets, mo_received, opt_changed
 from routing.keywords import KeywordKind, KeywordSet
 from smpp.concat import user_data
 from smpp.constants import CommandStatus
@@ -178,6 +180,7 @@ class MOPipeline:
         on_refused: RefusalObserver | None = None,
         commit_retry_window: float = 4.0,
         health: LoopHealth | None = None,
+        webhooks: WebhookTargets | None = None,
     ) -> None:
         self._store = store
         self._events = events
@@ -196,6 +199,8 @@ class MOPipeline:
         self._on_refused = on_refused
         self._commit_retry_window = commit_retry_window
         self._health = health or LoopHealth()
+        #: The subscriptions whose deliveries are queued with the MOs (none: nothing queued).
+        self._webhooks = webhooks or WebhookTargets(store.webhook_queue)
         self._committer: GroupCommitter[_Item, int] = GroupCommitter(
             self._commit_batch,
             max_batch=max_batch,
@@ -706,11 +711,19 @@ class MOPipeline:
         ]
         await mark_assembled(session, done)
         stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
+        occurrences: list[Occurrence] = []
+        if self._webhooks.wants(WebhookEvent.MO_RECEIVED):
+            occurrences.extend(_mo_received(mo, result) for mo, result in stored)
         reserved = [(mo, result) for mo, result in stored if mo.is_reserved]
-        mts_queued = await self._reserved_keywords(session, reserved, now) if reserved else []
+        mts_queued = await self._reserved_keywords(session, reserved, now, occurrences) if reserved else []
         banned = [(mo, result) for mo, result in stored if result.subscriber.banned and not mo.is_reserved]
         if banned and self.banned_replies:
             mts_queued += await self._banned_replies(session, banned, now)
+        if occurrences:
+            # each opt-out / opt-in right after its own MO: a client's events in the order they happened
+            position = {result.mo_id: index for index, (_, result) in enumerate(stored)}
+            occurrences.sort(key=lambda occurrence: position.get(occurrence.payload["mo_id"], len(position)))
+            await self._webhooks.enqueue(session, occurrences, now)
         return stored, mts_queued
 
     def _assembled(self, parts: Sequence[StoredPart], now: datetime) -> InboundMO:
@@ -762,11 +775,16 @@ class MOPipeline:
         )
 
     async def _reserved_keywords(
-        self, session: AsyncSession, reserved: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
+        self,
+        session: AsyncSession,
+        reserved: Sequence[tuple[InboundMO, IngestedMO]],
+        now: datetime,
+        occurrences: list[Occurrence],
     ) -> list[Queued]:
-        """BAJA / STOP / ALTA / help: record the opt-out or opt-in, queue the confirmation MT through the
-        outbox in this transaction (announced after the commit). The recipient rule lets the gateway's
-        own answers (``SYSTEM``) reach an opted-out subscriber, so the confirmation of an opt-out goes."""
+        """BAJA / STOP / ALTA / help: record the opt-out or opt-in (and its webhook ``occurrences``), queue
+        the confirmation MT through the outbox in this transaction (announced after the commit). The
+        recipient rule lets the gateway's own answers (``SYSTEM``) reach an opted-out subscriber, so the
+        confirmation of an opt-out goes."""
         confirmations: list[MTRequest] = []
         opted_out = {result.subscriber.id: result.subscriber.opted_out for _, result in reserved}
         newly_opted_out: list[IngestedMO] = []
@@ -782,6 +800,17 @@ class MOPipeline:
                     opted_out[subscriber_id] = wanted
                     if wanted:
                         newly_opted_out.append(result)
+                    occurrences.append(
+                        opt_changed(
+                            opted_out=wanted,
+                            client_id=result.subscriber.client_id,
+                            msisdn=mo.msisdn,
+                            short_code=mo.short_code,
+                            keyword=mo.keyword.keyword,
+                            mo_id=result.mo_id,
+                            at=now,
+                        )
+                    )
             confirmations.append(
                 MTRequest(
                     to=mo.msisdn,
@@ -868,6 +897,24 @@ class MOPipeline:
                 except OutboxError as error:
                     log_event(log, "mo.keyword_answer_not_queued", logging.WARNING, reason=str(error))
             return queued
+
+
+def _mo_received(mo: InboundMO, result: IngestedMO) -> Occurrence:
+    assert result.mo_id is not None
+    return mo_received(
+        mo_id=result.mo_id,
+        client_id=result.subscriber.client_id,
+        msisdn=mo.msisdn,
+        short_code=mo.short_code,
+        service=result.mo.service,
+        carrier=mo.carrier,
+        country=mo.country or None,
+        keyword=mo.keyword.keyword if mo.keyword else None,
+        text=mo.text,
+        parts=mo.parts_total,
+        conversation_id=result.conversation_id,
+        received_at=mo.received_at,
+    )
 
 
 def _opt_entry(mo: InboundMO, client_id: str, opted_out: bool) -> AuditEntry:

@@ -32,6 +32,7 @@ from gatewayd.recorder import RESTART, DuplicateObserver, MTRecorder, possible_d
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.mt.values import ClaimedMT, MTStatusChange, PartResult
 from gatewayd.store.store import Store
+from gatewayd.webhooks.enqueue import WebhookTargets
 from routing.errors import InvalidAddress
 from routing.quirks import CarrierQuirks, mt_header
 from smpp.aio import ESMESession, Outcome
@@ -128,10 +129,13 @@ class MTPipeline:
         on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
         on_possible_duplicates: DuplicateObserver | None = None,
         health: LoopHealth | None = None,
+        webhooks: WebhookTargets | None = None,
     ) -> None:
         self._store = store
         self._events = events
         self._binds = binds
+        #: The subscriptions whose mt.status deliveries are queued with the reconciled moves.
+        self._webhooks = webhooks or WebhookTargets(store.webhook_queue)
         self._carriers: Mapping[str, CarrierConfig] = {carrier.name: carrier for carrier in carriers}
         self._quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
         self._recorder = recorder
@@ -219,6 +223,7 @@ class MTPipeline:
                     changes = await self._store.claims.reconcile(
                         session, now, owner=self._owner if own else None
                     )
+                    await self._webhooks.mt_changes(session, changes, now)
             except Exception as error:
                 self._health.failed("mt.reconcile", error)
                 log_event(log, "mt.reconcile_failed", logging.WARNING, error=repr(error))

@@ -44,6 +44,8 @@ from gatewayd.mt_policy import LOCAL_SESSION_LOST, LOCAL_TIMEOUT, receipt_error_
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.mt.values import MTStatusChange, PartResult, ReceiptIn, ReceiptOutcome, RetryPolicy
 from gatewayd.store.store import Store
+from gatewayd.store.webhooks import WebhookEvent
+from gatewayd.webhooks.enqueue import WebhookTargets
 from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSM
 from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt
@@ -216,6 +218,7 @@ class MTRecorder:
         on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
         on_possible_duplicates: DuplicateObserver | None = None,
         health: LoopHealth | None = None,
+        webhooks: WebhookTargets | None = None,
     ) -> None:
         """``on_written(requeued)`` is told after each record batch is committed (room for more claims;
         ``requeued``: some MTs went back to the outbox)."""
@@ -229,6 +232,8 @@ class MTRecorder:
         self._on_changes = on_changes
         self._on_possible_duplicates = on_possible_duplicates
         self._health = health or LoopHealth()
+        #: The subscriptions whose deliveries are queued with the status moves (none: nothing queued).
+        self._webhooks = webhooks or WebhookTargets(store.webhook_queue)
         self._pending = PendingParts()
         #: MTs' part results waiting to be recorded, each with the time.monotonic() it was complete at
         self._results: deque[tuple[float, list[PartResult]]] = deque()
@@ -440,6 +445,8 @@ class MTRecorder:
             for reason, delay in sorted({(reason, delay) for _, reason, delay in requeue}):
                 ids = [mt_id for mt_id, why, wait in requeue if why == reason and wait == delay]
                 changes += await self._store.claims.requeue(session, ids, now, delay=delay, reason=reason)
+            # receipts that came with the results move MTs on too: each change queued as what it is
+            await self._webhooks.mt_changes(session, changes, now)
         return changes
 
     def _unanswered_retried(self, results: Sequence[PartResult], changes: Sequence[MTStatusChange]) -> None:
@@ -500,7 +507,9 @@ class MTRecorder:
     async def _commit_receipts_once(self, batch: Sequence[ReceiptIn]) -> ReceiptOutcome:
         now = datetime.now(UTC)
         async with self._store.transaction() as session:
-            return await self._store.receipts.record(session, batch, now)
+            outcome = await self._store.receipts.record(session, batch, now)
+            await self._webhooks.mt_changes(session, outcome.changes, now, event=WebhookEvent.MT_RECEIPT)
+            return outcome
 
     async def _sweep_loop(self) -> None:
         """While early receipts are recent, apply those whose part has been recorded since; once an
@@ -521,6 +530,9 @@ class MTRecorder:
                 now = datetime.now(UTC)
                 async with self._store.transaction() as session:
                     outcome = await self._store.receipts.sweep_early(session, now)
+                    await self._webhooks.mt_changes(
+                        session, outcome.changes, now, event=WebhookEvent.MT_RECEIPT
+                    )
             except Exception as error:
                 self._health.failed("receipts.sweep", error)
                 log_event(log, "receipt.sweep_failed", logging.WARNING, error=repr(error))

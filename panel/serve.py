@@ -39,6 +39,7 @@ def settings_from_config(config: Config) -> PanelSettings:
         public_url=panel.public_url,
         gallery_dir=panel.gallery_dir,
         gallery_fetch_allow=panel.gallery_fetch_allow,
+        webhooks_allow=config.webhooks.allow,
         outbox=OutboxSettings.from_config(config),
         presence_grace_seconds=config.assignment.presence_grace,
         assignment_sweep_seconds=config.assignment.sweep_interval,

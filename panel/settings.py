@@ -86,6 +86,8 @@ class PanelSettings:
     # they are loopback or private addresses (`[panel] gallery_dir`, `gallery_fetch_allow`).
     gallery_dir: str = "var/gallery"
     gallery_fetch_allow: tuple[str, ...] = ()
+    # "host:port" webhook targets a subscription may have although local or private (`[webhooks] allow`).
+    webhooks_allow: tuple[str, ...] = ()
     # Carriers and services (their time zones) for the MTs the panel queues through the outbox.
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
 

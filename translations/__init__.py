@@ -46,6 +46,11 @@ def N_(message: str) -> str:  # the name gettext's extraction looks for
     return message
 
 
+def NP_(context: str, message: str) -> str:  # extracted with its context (``-k NP_:1c,2``)
+    """:func:`N_` for a text that means something else elsewhere: shown with ``pgettext(context, ...)``."""
+    return message
+
+
 def po_path(locale_dir: Path, language: str, domain: str) -> Path:
     return Path(locale_dir) / language / "LC_MESSAGES" / f"{domain}.po"
 

@@ -118,6 +118,10 @@ class Topics:
     def all_service_diversions(self) -> str:
         return f"{self.prefix}/service/+/diversion"
 
+    def webhooks_changed(self) -> str:
+        """An admin changed the webhook subscriptions: daemons read the active ones again."""
+        return f"{self.prefix}/webhooks/changed"
+
     def all_mo(self) -> str:
         return f"{self.prefix}/+/mo"
 

@@ -13,6 +13,7 @@ from gatewayd.store import (
     rollups,
     services,
     subscribers,
+    webhooks,
 )
 from gatewayd.store.base import Base
 
@@ -31,4 +32,5 @@ __all__ = [
     "rollups",
     "services",
     "subscribers",
+    "webhooks",
 ]

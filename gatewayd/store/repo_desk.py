@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -373,7 +373,7 @@ async def _last_mo(session: AsyncSession, where: ColumnElement[bool]) -> LastMO 
     return None if row is None else _as_last_mo(row)
 
 
-def _as_last_mo(row: Row[Unpack[tuple[Any, ...]]]) -> LastMO:
+def _as_last_mo(row: Row[*tuple[Any, ...]]) -> LastMO:
     return LastMO(
         row.id,
         row.carrier,

@@ -33,6 +33,7 @@ from gatewayd.store.repo_subscribers import (
     SubscriberUpserts,
 )
 from gatewayd.store.rollups_rebuild import POSTGRESQL, SQLITE, RollupRebuild
+from gatewayd.store.webhooks import DeliveryQueue, PostgreSQLDeliveryQueue, SQLiteDeliveryQueue
 
 
 class UnsupportedDatabase(ValueError):
@@ -56,6 +57,7 @@ class Store:
     receipts: Receipts
     statuses: Statuses
     rollup_rebuild: RollupRebuild
+    webhook_queue: DeliveryQueue
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -85,6 +87,7 @@ class Store:
             receipts=receipts,
             statuses=statuses,
             rollup_rebuild=RollupRebuild(SQLITE),
+            webhook_queue=SQLiteDeliveryQueue(),
         )
 
     @classmethod
@@ -105,6 +108,7 @@ class Store:
             receipts=receipts,
             statuses=statuses,
             rollup_rebuild=RollupRebuild(POSTGRESQL),
+            webhook_queue=PostgreSQLDeliveryQueue(),
         )
 
     @asynccontextmanager

@@ -40,24 +40,36 @@ from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.i18n import zone_or_utc
-from panel.web import db, db_read, error_response, panel, render, require_user, translate, translate_plural
+from panel.web import (
+    db,
+    db_read,
+    error_response,
+    language,
+    panel,
+    render,
+    require_user,
+    translate,
+    translate_plural,
+)
 from plugins.campaigns.forms import CampaignForm
 from plugins.campaigns.permissions import CAMPAIGNS_MANAGE
 from plugins.desk.compose import counter, preview
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.gallery.links import photo_picker
 from smpp.errors import SMPPError
-from translations import N_
+from translations import N_, NP_
 
 CAMPAIGNS_PATH = "/admin/campaigns"
 
+#: The context of the statuses' names (a cancelled campaign is not a cancelled MT: their words differ).
+STATUS_CONTEXT = "campaign"
 STATUS_LABELS = {
-    CampaignStatus.DRAFT: N_("Draft"),
-    CampaignStatus.SCHEDULED: N_("Scheduled"),
-    CampaignStatus.RUNNING: N_("Sending"),
-    CampaignStatus.PAUSED: N_("Paused"),
-    CampaignStatus.FINISHED: N_("Finished"),
-    CampaignStatus.CANCELLED: N_("Cancelled"),
+    CampaignStatus.DRAFT: NP_("campaign", "Draft"),
+    CampaignStatus.SCHEDULED: NP_("campaign", "Scheduled"),
+    CampaignStatus.RUNNING: NP_("campaign", "Sending"),
+    CampaignStatus.PAUSED: NP_("campaign", "Paused"),
+    CampaignStatus.FINISHED: NP_("campaign", "Finished"),
+    CampaignStatus.CANCELLED: NP_("campaign", "Cancelled"),
 }
 #: The actions the campaign's page offers in each status.
 OFFERED = {
@@ -90,7 +102,7 @@ def _progress(campaign: Campaign) -> dict[str, int]:
 async def campaigns_page(request: Request) -> Response:
     async with db_read(request) as session:
         campaigns = await list_campaigns(session)
-    context = {"campaigns": campaigns, "labels": STATUS_LABELS, "progress": _progress}
+    context = {"campaigns": campaigns, "labels": _labels(request), "progress": _progress}
     return render(request, "campaigns/list.html", context)
 
 
@@ -273,7 +285,7 @@ async def campaign_page(request: Request) -> Response:
     notice = NOTICES.get(request.query_params.get("notice", ""))
     context = {
         "campaign": campaign,
-        "labels": STATUS_LABELS,
+        "labels": _labels(request),
         "progress": _progress(campaign),
         "offered": OFFERED.get(campaign.status, ()),
         "notice": notice,
@@ -299,7 +311,7 @@ async def progress(request: Request) -> Response:
 
 
 def _label(request: Request, status: CampaignStatus) -> str:
-    return translate(request, STATUS_LABELS[status])
+    return panel(request).catalog.pgettext(language(request), STATUS_CONTEXT, STATUS_LABELS[status])
 
 
 def _action(form: FormData) -> str | None:
@@ -343,3 +355,8 @@ routes = [
     ),
     Route(f"{CAMPAIGNS_PATH}/{{campaign_id:int}}/status", change, methods=["POST"], name="campaigns.status"),
 ]
+
+
+def _labels(request: Request) -> dict[CampaignStatus, str]:
+    """Every status's name in the reader's language (a campaign's own words: ``campaign`` context)."""
+    return {status: _label(request, status) for status in CampaignStatus}

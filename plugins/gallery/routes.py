@@ -16,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gatewayd.net_safety import MAX_URL
 from gatewayd.store.base import utcnow
 from gatewayd.store.photos import ALBUM_LENGTH, NAME_LENGTH, Photo, live_photo
 from panel.access import public, requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, error_response, panel, render, require_user
-from plugins.gallery.fetch import MAX_URL, FetchRefused, fetch
+from plugins.gallery.fetch import FetchRefused, fetch
 from plugins.gallery.images import MAX_BYTES, TOO_LARGE, CleanImage, ImageRefused, clean_image
 from plugins.gallery.links import PUBLIC_PREFIX, public_base
 from plugins.gallery.permissions import GALLERY_MANAGE

@@ -43,6 +43,7 @@ from plugins import (
     monitor,
     reports,
     services,
+    webhooks,
 )
 from plugins.desk import DeskSettings, build_plugin
 from simulator import DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig, default_config
@@ -71,6 +72,8 @@ class StackOptions:
     # grace); live assignment is what most tests exercise.
     sweep_interval: float = 3600.0
     presence_grace: float = 40.0
+    # "host:port" webhook receivers allowed on loopback (daemon and panel), with a quick back-off.
+    webhooks_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,13 @@ enquire_link_interval = 5
 name = "chat"
 short_code = "{SHORT_CODE}"
 timezone = "{SERVICE_ZONE}"
+
+[webhooks]
+allow = [{", ".join(f'"{target}"' for target in options.webhooks_allow)}]
+backoff_initial = 0.2
+backoff_max = 0.5
+max_attempts = 2
+poll_interval = 0.1
 """
 
 
@@ -160,6 +170,7 @@ def desk_plugins(options: StackOptions) -> list[Plugin]:
         reports.plugin,
         campaigns.plugin,
         apikeys.plugin,
+        webhooks.plugin,
     ]
 
 
@@ -255,6 +266,7 @@ async def running_stack(workdir: Path, options: StackOptions | None = None) -> A
             outbox=OutboxSettings.from_config(config),
             # No public_url: the gallery's links use the address the panel was reached at (127.0.0.1).
             gallery_dir=str(workdir / "gallery"),
+            webhooks_allow=options.webhooks_allow,
         )
         app = create_app(settings, engine=daemon.engine, bus=daemon.bus, plugins=plugins)
         panel_url = await stack.enter_async_context(serving(app))

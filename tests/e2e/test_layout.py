@@ -38,6 +38,7 @@ ADMIN_PAGES = (
     "/admin/campaigns",
     "/admin/campaigns/new",
     "/admin/api-keys",
+    "/admin/webhooks",
     "/profile",
 )
 SIZES: dict[str, ViewportSize] = {

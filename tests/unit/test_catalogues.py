@@ -32,11 +32,12 @@ DOMAINS = {
     "plugins/reports": "reports",
     "plugins/campaigns": "campaigns",
     "plugins/apikeys": "apikeys",
+    "plugins/webhooks": "webhooks",
     "gatewayd": "gatewayd",
     "simulator": "simulator",
 }
 TRANSLATED = [language for language in LANGUAGES if language != SOURCE_LANGUAGE]
-KEYWORDS = {**DEFAULT_KEYWORDS, "translate": (2,), "translate_plural": (2, 3)}
+KEYWORDS = {**DEFAULT_KEYWORDS, "translate": (2,), "translate_plural": (2, 3), "NP_": ((1, "c"), 2)}
 
 
 def test_the_makefile_extracts_the_same_domains() -> None:
@@ -45,7 +46,7 @@ def test_the_makefile_extracts_the_same_domains() -> None:
     assert found is not None
     pairs = found.group(1).replace("\\\n", " ").split()
     assert dict(pair.split(":") for pair in pairs) == DOMAINS
-    assert "-k translate:2 -k translate_plural:2,3" in makefile
+    assert "-k translate:2 -k translate_plural:2,3 -k NP_:1c,2" in makefile
 
 
 @cache

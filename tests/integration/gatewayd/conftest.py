@@ -72,6 +72,7 @@ def write_config(
     ports: dict[str, int] | None = None,
     response_timeout: float = 5.0,
     reassembly_timeout: float = 2.0,
+    extra: str = "",
 ) -> Path:
     """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy)."""
     ports = ports or {}
@@ -128,7 +129,7 @@ short_code = "{MOVISTAR_SHORT_CODE}"
 [[services]]
 name = "chat-vodafone"
 short_code = "{VODAFONE_SHORT_CODE}"
-"""
+{extra}"""
     path.write_text(text, encoding="utf-8")
     return path
 

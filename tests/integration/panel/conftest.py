@@ -49,6 +49,7 @@ from plugins import (
     monitor,
     reports,
     services,
+    webhooks,
 )
 
 #: Every built-in plugin, as the panel's entry points list them (the tests add the example plugin).
@@ -66,6 +67,7 @@ BUILT_IN_PLUGINS: tuple[Plugin, ...] = (
     reports.plugin,
     campaigns.plugin,
     apikeys.plugin,
+    webhooks.plugin,
 )
 EXAMPLE_PLUGINS = Path(__file__).resolve().parents[2] / "plugins_example"
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
@@ -121,6 +123,9 @@ class Samples:
             "campaign_id": "424242",
             "key_id": "424242",  # no API key has it
             "token": "n0-such-photo-token-n0-such-photo-token-xyz",
+            # The webhooks' routes: no subscription or delivery has these (their own tests use real ones).
+            "subscription_id": "424242",
+            "delivery_id": "424243",
         }
         return _PATH_PARAMETER.sub(lambda found: values[found.group(1)], template)
 

@@ -177,6 +177,9 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
     # API keys: a key with no name and no scope is refused; the sample key id is no key
     ("POST", "/admin/api-keys"): {"name": ""},
+    # the webhooks: a loopback receiver (refused before anything is stored), a subscription not there
+    ("POST", "/admin/webhooks"): {"name": "crm", "url": "http://127.0.0.1/hooks", "events": "mo.received"},
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {"name": "crm", "url": "http://127.0.0.1/hooks"},
 }
 REPORTS_ACCESS = {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403}
 PINNED: dict[tuple[str, str], dict[str, int]] = {
@@ -381,6 +384,51 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/admin/api-keys"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
     ("POST", "/admin/api-keys"): {"anonymous": 401, "ana": 400, "marta": 403, "oscar": 403, "nadie": 403},
     ("POST", "/admin/api-keys/{key_id:id}/revoke"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    # The webhooks: webhooks.manage is the admins' only; no subscription has the sample id (404).
+    ("GET", "/admin/webhooks"): {"anonymous": 303, "ana": 200, "marta": 403, "oscar": 403, "nadie": 403},
+    ("POST", "/admin/webhooks"): {"anonymous": 401, "ana": 400, "marta": 403, "oscar": 403, "nadie": 403},
+    ("GET", "/admin/webhooks/{subscription_id:id}"): {
+        "anonymous": 303,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/rotate"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/delete"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/redeliver"): {
+        "anonymous": 401,
+        "ana": 404,
+        "marta": 403,
+        "oscar": 403,
+        "nadie": 403,
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/deliveries/{delivery_id:id}/redeliver"): {
         "anonymous": 401,
         "ana": 404,
         "marta": 403,

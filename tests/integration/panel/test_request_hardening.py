@@ -135,6 +135,24 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
     ("POST", "/admin/api-keys"): {"name": "crm", "scope": "send", "allow": "10.0.0.0/8", "rate": "5"},
     ("POST", "/admin/api-keys/{key_id:id}/revoke"): {},
+    ("POST", "/admin/webhooks"): {
+        "name": "crm",
+        "url": "https://crm.example.com/hooks",
+        "events": "mo.received",
+        "include_msisdn": "on",
+        "active": "on",
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}"): {
+        "name": "crm",
+        "url": "https://crm.example.com/hooks",
+        "events": "mo.received",
+        "include_msisdn": "on",
+        "active": "on",
+    },
+    ("POST", "/admin/webhooks/{subscription_id:id}/rotate"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/delete"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/redeliver"): {},
+    ("POST", "/admin/webhooks/{subscription_id:id}/deliveries/{delivery_id:id}/redeliver"): {},
 }
 
 

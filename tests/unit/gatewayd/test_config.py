@@ -414,3 +414,14 @@ def test_a_bad_carrier_name_is_one_problem_not_one_per_bind(tmp_path: Path) -> N
     a wrong name for each of its binds, which the file does not even spell."""
     text = VALID.replace('name = "movistar"', 'name = "Movistar"')
     assert [problem.key for problem in problems(write(tmp_path, text))] == ["carriers[0].name"]
+
+
+def test_allow_lists_are_host_port_pairs_lower_cased_and_a_bad_one_names_its_key(tmp_path: Path) -> None:
+    good = VALID + '\n[webhooks]\nallow = ["LocalHost:8080", "[::1]:9000"]\n'
+    assert load_config(write(tmp_path, good), {}).webhooks.allow == ("localhost:8080", "[::1]:9000")
+    bad = (
+        VALID + '\n[panel]\ngallery_fetch_allow = ["cdn.local"]\n\n[webhooks]\nallow = ["127.0.0.1:99999"]\n'
+    )
+    found = {problem.key: problem.message for problem in problems(write(tmp_path, bad))}
+    assert set(found) == {"panel.gallery_fetch_allow[0]", "webhooks.allow[0]"}
+    assert found["webhooks.allow[0]"].startswith("must be host:port")
