@@ -4,7 +4,6 @@ receiver gets it, signed with that secret."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +30,6 @@ from tests.integration.gatewayd.webhook_receiver import Receiver
 pytestmark = pytest.mark.e2e
 
 ADMIN = "ana"
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "admin-webhooks.png"
 
 
 @pytest.fixture
@@ -114,7 +112,6 @@ async def run(
         await expect(page.locator("strong.delivered")).to_have_text("1")
         await expect(page.locator("tr[data-state=delivered]")).to_contain_text("HTTP 204")
         await page.screenshot(path=str(artifacts / "webhooks-1366.png"), full_page=True)
-        shutil.copyfile(artifacts / "webhooks-1366.png", DOCS_SCREENSHOT)
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.screenshot(path=str(artifacts / "webhooks-390.png"), full_page=True)
     finally:
