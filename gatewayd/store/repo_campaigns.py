@@ -170,11 +170,11 @@ _QUERY_CANCELED = "57014"
 
 
 @asynccontextmanager
-async def time_limit(session: AsyncSession, seconds: float) -> AsyncIterator[None]:
+async def time_limit(session: AsyncSession, seconds: float, *, enforced: bool) -> AsyncIterator[None]:
     """The statements of the block give up after ``seconds`` each, raising :class:`TooSlow`: for the
     panel's live audience figures, which a large audience makes slow. PostgreSQL only (``SET LOCAL``:
     to the end of the transaction); SQLite databases are small enough to wait for."""
-    if session.get_bind().dialect.name == "postgresql":
+    if enforced:  # Store.statement_timeouts
         await session.execute(text(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}"))
     try:
         yield

@@ -58,6 +58,8 @@ class Store:
     statuses: Statuses
     rollup_rebuild: RollupRebuild
     webhook_queue: DeliveryQueue
+    #: Whether a statement can be given a time limit (PostgreSQL's ``statement_timeout``; SQLite has none).
+    statement_timeouts: bool
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -88,6 +90,7 @@ class Store:
             statuses=statuses,
             rollup_rebuild=RollupRebuild(SQLITE),
             webhook_queue=SQLiteDeliveryQueue(),
+            statement_timeouts=False,
         )
 
     @classmethod
@@ -109,6 +112,7 @@ class Store:
             statuses=statuses,
             rollup_rebuild=RollupRebuild(POSTGRESQL),
             webhook_queue=PostgreSQLDeliveryQueue(),
+            statement_timeouts=True,
         )
 
     @asynccontextmanager

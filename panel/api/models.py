@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from gatewayd.outbox import MAX_SEGMENTS
 
@@ -38,8 +38,16 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("out of range once converted to UTC") from None
 
 
+def _iso_8601(value: object) -> object:
+    # pydantic would also read a number (or a string of digits) as Unix seconds: the document says
+    # ISO 8601 text, so that is all a time is read from.
+    if not isinstance(value, str) or value.strip().lstrip("+-").isdigit():
+        raise ValueError("must be an ISO 8601 date and time with its zone, e.g. 2026-12-06T10:00:00Z")
+    return value
+
+
 #: A time with its zone (a naive one is refused), as UTC: what a filter compares with the store.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
 
 
 class Strict(BaseModel):

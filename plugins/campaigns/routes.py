@@ -35,6 +35,7 @@ from gatewayd.store.repo_campaigns import (
     list_campaigns,
     time_limit,
 )
+from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.audit import audit
@@ -204,7 +205,10 @@ async def audience(request: Request) -> Response:
     if spec is None:
         return JSONResponse({"errors": form.errors}, status_code=400)
     try:
-        async with db_read(request) as session, time_limit(session, LIVE_COUNT_SECONDS):
+        async with (
+            db_read(request) as session,
+            time_limit(session, LIVE_COUNT_SECONDS, enforced=_timeouts(request)),
+        ):
             size = await audience_size(session, spec, utcnow())
     except TooSlow:
         return JSONResponse({"errors": {"audience": translate(request, SLOW_COUNT)}}, status_code=503)
@@ -228,7 +232,7 @@ async def _sample(request: Request, session: AsyncSession, spec: AudienceSpec, n
     kept = samples.get(spec)
     if kept is not None and clock - kept[0] < SAMPLE_KEPT_SECONDS:
         return kept[1]
-    async with time_limit(session, LIVE_SAMPLE_SECONDS):
+    async with time_limit(session, LIVE_SAMPLE_SECONDS, enforced=_timeouts(request)):
         sample = await audience_sample(session, spec, now)
     if len(samples) >= _SAMPLES_KEPT:
         samples.clear()
@@ -360,3 +364,8 @@ routes = [
 def _labels(request: Request) -> dict[CampaignStatus, str]:
     """Every status's name in the reader's language (a campaign's own words: ``campaign`` context)."""
     return {status: _label(request, status) for status in CampaignStatus}
+
+
+def _timeouts(request: Request) -> bool:
+    """Whether the panel's database can time a statement out (chosen with the store, not per call)."""
+    return Store.for_engine(panel(request).engine).statement_timeouts

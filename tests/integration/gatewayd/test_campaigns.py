@@ -304,11 +304,13 @@ async def test_a_time_limit_stops_a_slow_statement_on_postgresql(pg_url: str) ->
     await upgrade(pg_url)
     engine = create_engine(pg_url)
     try:
-        async with Store.for_engine(engine).sessions() as session:
-            async with time_limit(session, 5):
+        store = Store.for_engine(engine)
+        assert store.statement_timeouts
+        async with store.sessions() as session:
+            async with time_limit(session, 5, enforced=store.statement_timeouts):
                 assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
             with pytest.raises(TooSlow):
-                async with time_limit(session, 0.05):
+                async with time_limit(session, 0.05, enforced=store.statement_timeouts):
                     await session.execute(text("SELECT pg_sleep(2)"))
     finally:
         await engine.dispose()

@@ -79,6 +79,8 @@ async def test_lists_page_newest_first_and_filter(api: PanelClient, make_key: Ma
         {"until": "2026-01-01"},
         {"until": "9999-12-31T23:59:59-14:00"},  # past year 9999 in UTC
         {"since": "0001-01-01T00:00:00+14:00"},  # before year 1 in UTC
+        {"until": "55255807"},  # Unix seconds: the document says ISO 8601 (schemathesis found it)
+        {"since": "-1"},
         {"status": "asleep"},
         {"unknown": "1"},
         {"limit": ["1", "2"]},
