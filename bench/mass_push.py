@@ -268,8 +268,10 @@ class Driver:
         self.engine = create_engine(url, pool_size=2, max_overflow=0)
         self.sessions = session_factory(self.engine)
         self.bus = create_bus(MQTT_URL, topic_prefix=prefix, client_id=f"{prefix}-driver")
+        #: Each reply's own transaction (queue -> committed), in ms.
+        self.commit_ms: list[float] = []
 
-    async def replies(self, rate: float, seconds: float, offset: int) -> tuple[int, int]:
+    async def replies(self, rate: float, seconds: float, offset: int) -> tuple[int, int, int]:
         """Replies at ``rate`` a second (one transaction and one wake-up each), as the desk queues them."""
         count = max(1, int(rate * seconds))
         lowest = highest = 0
@@ -279,28 +281,32 @@ class Driver:
             # clients i % 10 == 3: none opted out or banned (the claim would refuse the reply)
             to = msisdn(offset + index * 10 + 3)
             mt = NewMT(MTKind.REPLY, CARRIER, SHORT_CODE, to, "respuesta del operador")
+            queued_at = time.perf_counter()
             async with self.sessions() as session, session.begin():
                 (mt_id,) = await queue_mts(session, [mt], datetime.now(UTC))
+            self.commit_ms.append(1000 * (time.perf_counter() - queued_at))
             await self.bus.publish(self.bus.topics.outbox_queued(), {"mt_id": mt_id})
             lowest, highest = lowest or mt_id, mt_id
-        return lowest, highest
+        return lowest, highest, count
 
-    async def reply_latency(self, lowest: int, highest: int) -> list[float]:
-        """Each reply's queue -> submit_sm_resp, in ms, once all are answered."""
+    async def reply_latency(self, lowest: int, highest: int, count: int) -> tuple[list[float], list[float]]:
+        """Each of the ``count`` replies' queue -> submit_sm_resp, and of it queue -> claimed (its
+        ``sending`` history line), in ms, once all are answered. Campaign MTs queued meanwhile have ids
+        between the replies': only the replies are read."""
         statement = text(
-            """SELECT extract(epoch FROM p.accepted_at - m.created_at) * 1000
+            """SELECT extract(epoch FROM p.accepted_at - m.created_at) * 1000,
+                      extract(epoch FROM (SELECT min(h.at) FROM mt_status_history h
+                                          WHERE h.mt_id = m.id AND h.status = 'sending')
+                                         - m.created_at) * 1000
                FROM mt_messages m JOIN mt_parts p ON p.mt_id = m.id
-               WHERE m.id BETWEEN :lo AND :hi AND p.accepted_at IS NOT NULL"""
+               WHERE m.id BETWEEN :lo AND :hi AND m.kind = 'reply' AND p.accepted_at IS NOT NULL"""
         )
         async with asyncio.timeout(60):
             while True:
                 async with self.sessions() as session:
-                    found = sorted(
-                        float(v)
-                        for v in (await session.execute(statement, {"lo": lowest, "hi": highest})).scalars()
-                    )
-                if len(found) >= highest - lowest + 1:
-                    return found
+                    found = (await session.execute(statement, {"lo": lowest, "hi": highest})).all()
+                if len(found) >= count:
+                    return sorted(float(row[0]) for row in found), sorted(float(row[1]) for row in found)
                 await asyncio.sleep(0.2)
 
     async def campaign(self, campaign_id: int) -> Campaign:
@@ -374,9 +380,23 @@ async def audience_and_snapshot(url: str, campaign_tps: int) -> tuple[int, float
     return size, counted, recipients, snapshot, campaign_id
 
 
-def show_latency(figures: tuple[float, float, float]) -> None:
-    p50, p99, worst = figures
-    print(f"  reply queue->submit_sm_resp p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms", flush=True)
+Figures = tuple[float, float, float]
+
+
+def show_latency(figures: Figures, claims: Figures, commits: Figures) -> None:
+    for label, (p50, p99, worst) in (
+        ("reply queue->submit_sm_resp", figures),
+        ("  of which queue->claimed  ", claims),
+        ("  of which queue->committed", commits),
+    ):
+        print(f"  {label} p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms", flush=True)
+
+
+def commit_figures(driver: Driver) -> Figures:
+    """The replies' own transactions since the last call."""
+    figures = latency_figures(sorted(driver.commit_ms))
+    driver.commit_ms.clear()
+    return figures
 
 
 def latency_figures(values: list[float]) -> tuple[float, float, float]:
@@ -429,9 +449,11 @@ async def drive(args: argparse.Namespace) -> int:
             print(
                 f"alone: replies at {args.reply_rate}/s for {args.seconds} s, the campaign paused", flush=True
             )
-            lo, hi = await driver.replies(args.reply_rate, args.seconds, 0)
-            alone = latency_figures(await driver.reply_latency(lo, hi))
-            show_latency(alone)
+            lo, hi, count = await driver.replies(args.reply_rate, args.seconds, 0)
+            totals, claims = await driver.reply_latency(lo, hi, count)
+            alone, alone_claims = latency_figures(totals), latency_figures(claims)
+            alone_commits = commit_figures(driver)
+            show_latency(alone, alone_claims, alone_commits)
 
             await driver.set_status(campaign_id, CampaignStatus.RUNNING)
             async with asyncio.timeout(60):  # the campaign's backlog is in the outbox
@@ -443,11 +465,13 @@ async def drive(args: argparse.Namespace) -> int:
                 f"campaign: replies at {args.reply_rate}/s for {args.seconds} s, the campaign running",
                 flush=True,
             )
-            lo, hi = await driver.replies(args.reply_rate, args.seconds, 100_000)
-            during = latency_figures(await driver.reply_latency(lo, hi))
+            lo, hi, count = await driver.replies(args.reply_rate, args.seconds, 100_000)
+            totals, claims = await driver.reply_latency(lo, hi, count)
+            during, during_claims = latency_figures(totals), latency_figures(claims)
+            during_commits = commit_figures(driver)
             after = await driver.campaign(campaign_id)
             rate = (before.pending - after.pending) / (time.monotonic() - started)
-            show_latency(during)
+            show_latency(during, during_claims, during_commits)
             print(
                 f"  campaign MTs queued: {rate:.0f}/s "
                 f"(campaign TPS {args.campaign_tps}, bind TPS {args.bind_tps})"
@@ -471,6 +495,11 @@ async def drive(args: argparse.Namespace) -> int:
             "reply_p50_ms_campaign": during[0],
             "reply_p99_ms_campaign": during[1],
             "reply_max_ms_campaign": during[2],
+            "reply_claim_p50_ms_alone": alone_claims[0],
+            "reply_claim_p50_ms_campaign": during_claims[0],
+            "reply_claim_p99_ms_campaign": during_claims[1],
+            "reply_commit_p50_ms_alone": alone_commits[0],
+            "reply_commit_p50_ms_campaign": during_commits[0],
             "campaign_mt_per_s": rate,
             "progress_p50_ms": statistics.median(progress),
             "progress_p99_ms": percentile(progress, 0.99),

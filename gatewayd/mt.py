@@ -4,9 +4,11 @@ One claim loop takes due MTs from the outbox (many per statement, leased to this
 the bind each leaves by (the one its subscriber came in on, else another bind of the carrier),
 splits long texts the way the carrier wants and hands the segments to the session with
 ``submit_nowait``: the session's window and TPS pace them, and its throttling backoff keeps them
-in order. Responses are gathered per MT; once all segments of an MT are answered its results go to
-the :class:`~gatewayd.recorder.MTRecorder`, which writes them with the receipts that came for them
-(temporary errors go back to the outbox with a backoff, up to the retry limit).
+in order. MTs below the default priority (a mass push's) go as the session's bulk: a reply claimed
+after a campaign's burst is sent before what is left of it. Responses are gathered per MT; once
+all segments of an MT are answered its results go to the :class:`~gatewayd.recorder.MTRecorder`,
+which writes them with the receipts that came for them (temporary errors go back to the outbox
+with a backoff, up to the retry limit).
 
 On start the MTs this instance had in flight when it stopped are reconciled: segments the SMSC
 accepted (their message ids are recorded) are never sent again, the others are.
@@ -411,7 +413,7 @@ class MTPipeline:
 
         self.submitted += 1
         try:
-            session.submit_nowait(pdu, done)
+            session.submit_nowait(pdu, done, bulk=mt.priority < 0)
         except SMPPError as error:  # the session closed between choosing it and now
             done(error)
 

@@ -144,6 +144,9 @@ class ESMESession(SessionProtocol):
         super()._reset()
         config = self.config
         self._queue: deque[Outstanding] = deque()
+        #: Bulk submissions (a mass push): they go out only when nothing else waits, so a reply
+        #: submitted after them overtakes them instead of queueing behind a campaign's burst.
+        self._bulk: deque[Outstanding] = deque()
         #: Throttled requests by original submission order: they go out before anything in the queue.
         self._held: list[tuple[int, Outstanding]] = []
         self._bucket = TokenBucket(config.tps, now=self._loop.time()) if config.tps else None
@@ -176,7 +179,7 @@ class ESMESession(SessionProtocol):
     def queued(self) -> int:
         """Submissions waiting for the window, the throttle or a backoff pause (the PDUs that
         ``submit_many`` has not read from its iterable yet are not counted)."""
-        return len(self._queue) + len(self._held)
+        return len(self._queue) + len(self._bulk) + len(self._held)
 
     # --- connect, bind, unbind --------------------------------------------------------------------
 
@@ -243,7 +246,7 @@ class ESMESession(SessionProtocol):
         self._refusal = "unbinding"
         if self._transport is None:
             return
-        if self._in_flight or self._queue or self._held or self._batches:
+        if self._in_flight or self._waiting():
             self._drained = self._loop.create_future()
             await asyncio.shield(self._drained)
         if self.bound:
@@ -269,15 +272,16 @@ class ESMESession(SessionProtocol):
         self._enqueue(Outstanding(pdu, None, future, self._take_order(), True))
         return await future
 
-    def submit_nowait(self, pdu: SubmitPDU, callback: Callback) -> None:
+    def submit_nowait(self, pdu: SubmitPDU, callback: Callback, *, bulk: bool = False) -> None:
         """Queue ``pdu`` and call ``callback`` with its response, or the ``SMPPError`` it failed with
         (``NegativeResponseError``, ``ResponseTimeout``, ``SessionClosed``). No coroutine, no future:
-        the fast path for pipelines that submit many messages."""
+        the fast path for pipelines that submit many messages. ``bulk``: it waits until no other
+        submission does (the window and the throttle serve everything else first)."""
         if not self._accepting:
             raise self._not_accepting()
         order = self._next_order
         self._next_order = order + 1
-        self._queue.append(Outstanding(pdu, callback, None, order, True))
+        (self._bulk if bulk else self._queue).append(Outstanding(pdu, callback, None, order, True))
         if self._in_flight < self.config.window and self._pump_handle is None:
             self._pump()
 
@@ -348,6 +352,7 @@ class ESMESession(SessionProtocol):
             self._pump_later(self._throttled_until)
             return
         queue = self._queue
+        bulk = self._bulk
         bucket = self._bucket
         connection = self._connection
         pending = self._pending
@@ -362,6 +367,8 @@ class ESMESession(SessionProtocol):
                 request = held[0][1]
             elif queue:
                 request = queue[0]
+            elif bulk:
+                request = bulk[0]
             else:
                 pulled = self._pull() if self._batches else None
                 if pulled is None:
@@ -377,8 +384,10 @@ class ESMESession(SessionProtocol):
                     break
             if held:
                 heapq.heappop(held)
-            else:
+            elif queue:
                 queue.popleft()
+            else:
+                bulk.popleft()
             if abandoned:
                 continue
             try:
@@ -400,14 +409,18 @@ class ESMESession(SessionProtocol):
             if self._sweep_handle is None or deadline < self._sweep_at:
                 self._arm_sweep(deadline)
 
+    def _waiting(self) -> bool:
+        """Whether submissions wait to be sent."""
+        return bool(self._queue or self._bulk or self._held or self._batches)
+
     def _pump_later(self, when: float) -> None:
         if self._pump_handle is None:
             self._pump_handle = self._loop.call_at(when, self._pump)
 
     def _after_events(self) -> None:
-        if self._pump_handle is None and (self._queue or self._held or self._batches):
+        if self._pump_handle is None and self._waiting():
             self._pump()
-        if self._drained is not None and not (self._in_flight or self._queue or self._held or self._batches):
+        if self._drained is not None and not (self._in_flight or self._waiting()):
             if not self._drained.done():
                 self._drained.set_result(None)
             self._drained = None
@@ -459,9 +472,13 @@ class ESMESession(SessionProtocol):
         if self._pump_handle is not None:
             self._pump_handle.cancel()
             self._pump_handle = None
-        waiting = [request for _, request in sorted(self._held)] + list(self._queue)
+        waiting = sorted(
+            [request for _, request in self._held] + list(self._queue) + list(self._bulk),
+            key=lambda request: request.order,
+        )
         self._held.clear()
         self._queue.clear()
+        self._bulk.clear()
         for request in waiting:
             request.finish(error)
         while (unsent := self._pull()) is not None:  # what submit_many had not handed over yet

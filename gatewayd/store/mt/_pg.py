@@ -145,14 +145,19 @@ WITH locked AS (
         segments = CASE WHEN l.segments > 0 THEN l.segments ELSE m.segments END
     FROM locked AS l
     WHERE m.id = l.id
-    RETURNING m.id
+    RETURNING m.id, l.status, l.final, m.created_at, m.carrier, m.source, m.operator_id, m.subscriber_id,
+              m.conversation_id
+), history AS (
+    INSERT INTO mt_status_history (mt_id, status, at, detail)
+    SELECT h.mt_id, h.status, $9::timestamptz, h.detail
+    FROM unnest($6::bigint[], $7::varchar[], $8::varchar[]) WITH ORDINALITY AS h(mt_id, status, detail, n)
+    WHERE h.mt_id IN (SELECT id FROM updated)
+    ORDER BY h.n
 )
-INSERT INTO mt_status_history (mt_id, status, at, detail)
-SELECT h.mt_id, h.status, $9::timestamptz, h.detail
-FROM unnest($6::bigint[], $7::varchar[], $8::varchar[]) WITH ORDINALITY AS h(mt_id, status, detail, n)
-WHERE h.mt_id IN (SELECT id FROM updated)
-ORDER BY h.n
-RETURNING mt_id
+SELECT u.id, u.status, u.final, u.created_at, u.carrier, u.source, u.operator_id, s.country, c.service
+FROM updated AS u
+LEFT JOIN subscribers AS s ON u.final AND s.id = u.subscriber_id
+LEFT JOIN conversations AS c ON u.final AND c.id = u.conversation_id
 """
 
 
@@ -229,15 +234,16 @@ async def change_status(
     moves: Sequence[tuple[int, str, str, bool, int]],
     history: Sequence[tuple[int, str, str | None]],
     now: datetime,
-) -> set[int]:
+) -> Sequence[Row[Any]]:
     """``moves``: (mt id, previous, status, is final, segments or 0), one per MT: moves each MT still in
     ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
-    moved. Returns the ids of the MTs that moved."""
-    rows = await pg_rows(
+    moved. Returns a row per MT that moved: ``id``, ``status``, ``final`` and, for a final status, what
+    the reports' rollups count it by (``created_at``, ``carrier``, ``source``, ``operator_id``,
+    ``country``, ``service``), read in the same round trip."""
+    return await pg_rows(
         session,
         _CHANGE_STATUS,
         *([move[i] for move in moves] for i in range(5)),
         *([line[i] for line in history] for i in range(3)),
         aware(now),
     )
-    return {row[0] for row in rows}

@@ -26,7 +26,7 @@ from gatewayd.store.mt.values import (
     MTStatusChange,
     derive_mt_status,
 )
-from gatewayd.store.rollups import count_finals
+from gatewayd.store.rollups import count_final_rows, count_finals
 
 MT_MESSAGES = table_of(MTMessage)
 MT_PARTS = table_of(MTPart)
@@ -224,7 +224,7 @@ class PostgreSQLStatuses(Statuses):
         changes, moves = derived_changes(mts, states, errors, now)
         if not moves:
             return [], []
-        moved = await pg.change_status(
+        rows = await pg.change_status(
             session,
             [
                 (mt_id, previous.value, target.value, target.is_final, segments.get(mt_id, 0))
@@ -233,9 +233,8 @@ class PostgreSQLStatuses(Statuses):
             [(c.mt_id, c.status.value, c.detail) for c in changes],
             now,
         )
-        await count_finals(
-            session, [(mt_id, target) for mt_id, _, target in moves if target.is_final and mt_id in moved]
-        )
+        moved = {row.id for row in rows}
+        count_final_rows(session, [(row, MTStatus(row.status)) for row in rows if row.final])
         if len(moved) == len(moves):
             return changes, []
         return (

@@ -4,6 +4,7 @@ throttled retry order, response and enquire_link timeouts, reconnect, graceful u
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -103,6 +104,34 @@ async def test_tps_throttle_paces_submissions(smsc: tuple[SMSCServer, RecordingH
     # binds), so at least 25 had to be earned one by one (a lower bound only: a slow machine can only
     # make it longer).
     assert arrivals[-1] - arrivals[0] >= 0.24
+
+
+async def test_a_submission_overtakes_the_bulk_waiting_for_the_window(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    server, handler = smsc
+    held = Held()
+    handler.answer = held
+    answered: list[bytes] = []
+
+    def answer_of(text: bytes) -> Callable[[object], None]:
+        return lambda outcome: answered.append(text) if isinstance(outcome, SubmitSMResp) else None
+
+    async with ESMESession(config_for(server.port, window=2)) as esme:
+        for index in range(6):  # a campaign's burst: two in flight, four waiting
+            esme.submit_nowait(
+                SubmitSM(short_message=b"bulk%d" % index), answer_of(b"bulk%d" % index), bulk=True
+            )
+        await eventually(lambda: len(held.requests) == 2)
+        assert esme.queued == 4
+        esme.submit_nowait(SubmitSM(short_message=b"reply"), answer_of(b"reply"))
+        while len(answered) < 7:
+            await eventually(lambda: bool(held.requests))
+            held.release(1)
+            await eventually(lambda: len(answered) + len(held.requests) + esme.queued == 7)  # noqa: B023
+    # the reply took the first room in the window; the bulk kept its own order
+    assert texts(handler.requests) == [b"bulk0", b"bulk1", b"reply", b"bulk2", b"bulk3", b"bulk4", b"bulk5"]
+    assert answered == texts(handler.requests)
 
 
 @pytest.mark.parametrize("status", [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL])
