@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +25,7 @@ from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn
 from tests.e2e.conftest import VIEWPORT
 from tests.e2e.stack import OPERATOR, PASSWORD, SHORT_CODE, Stack, StackOptions, add_operator, desk_plugins
 from tests.e2e.test_operator_desk import inject_mo, subscriber
+from tests.waiting import eventually as wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +40,6 @@ async def sign_in_master(page: Page, path: str) -> None:
     async with page.expect_navigation():
         await page.click("form[action='/login'] button[type=submit]")
     await expect(page.locator("h1")).to_have_text("Informes")
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.1)
 
 
 async def field(page: Page, row: str, name: str) -> str:

@@ -24,8 +24,8 @@ from tests.e2e.stack import (
     desk_plugins,
     running_stack,
 )
-from tests.integration.gatewayd.conftest import eventually
 from tests.integration.gatewayd.webhook_receiver import Receiver
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -6,9 +6,7 @@ reply is queued by the panel and announced over MQTT, and the daemon sends it to
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -36,19 +34,10 @@ from tests.e2e.stack import (
     serving,
     simulator_config,
 )
+from tests.waiting import eventually
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 SUBSCRIBER = "34600123987"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15.0
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within 15 s: {what}")
 
 
 async def csrf(client: httpx.AsyncClient, path: str) -> str:
@@ -109,7 +98,7 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
                 async def is_assigned() -> bool:
                     return await assigned_conversation() is not None
 
-                await eventually(is_assigned, "the MO event over MQTT assigned the conversation")
+                await eventually(is_assigned, what="the MO event over MQTT assigned the conversation")
                 conversation_id = await assigned_conversation()
 
                 token = await csrf(client, f"/desk?c={conversation_id}")
@@ -123,6 +112,6 @@ async def test_daemon_and_panel_talk_only_through_postgresql_and_mqtt(
                     records = simulator.store.query(carrier=CARRIER, destination=SUBSCRIBER)
                     return any("aquí estoy" in str(record.to_dict().get("text", "")) for record in records)
 
-                await eventually(carrier_got_reply, "the daemon sent the panel's reply to the carrier")
+                await eventually(carrier_got_reply, what="the daemon sent the panel's reply to the carrier")
         finally:
             await engine.dispose()

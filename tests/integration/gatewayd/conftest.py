@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -157,18 +157,6 @@ async def running_daemon(config: Config, *, migrate: bool = True, binds_up: int 
         daemon.stop()
         async with asyncio.timeout(30):
             await task
-
-
-async def eventually(check: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05) -> None:  # noqa: ASYNC109
-    """Wait until ``check()`` is truthy (awaiting it when it returns an awaitable)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
-            await asyncio.sleep(interval)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -25,10 +25,10 @@ from tests.integration.gatewayd.conftest import (
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     VODAFONE_SHORT_CODE,
-    eventually,
     running_daemon,
     write_config,
 )
+from tests.waiting import eventually
 
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 PASSWORD = "a good long password"

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from gatewayd.bus import MQTTBus, create_bus
-from tests.integration.gatewayd.conftest import eventually
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ async def test_closing_with_a_backlog_ends_at_once(mqtt_url: str, topic_prefix: 
         for number in range(2000):
             await bus.publish(bus.topics.mt_status(number), {"status": "accepted"})
         # close mid-drain, while publishes are awaited
-        await eventually(lambda: bus.pending <= 1900, timeout=10, interval=0.001)  # noqa: B023
+        await eventually(lambda: bus.pending <= 1900, within=10, interval=0.001)  # noqa: B023
         closing = asyncio.ensure_future(bus.__aexit__(None, None, None))
         done, _ = await asyncio.wait([closing], timeout=10)
         assert done, f"try {attempt}: the bus did not stop ({bus.pending} events left)"

@@ -25,11 +25,11 @@ from tests.integration.gatewayd.conftest import (
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     VODAFONE_SHORT_CODE,
-    eventually,
     running_daemon,
     write_config,
 )
 from tests.integration.gatewayd.test_assignment_pools import FAST_ARGON2, PASSWORD, at_desk
+from tests.waiting import eventually
 
 SETTINGS = """
 [assignment]

@@ -20,14 +20,9 @@ from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans
 from panel.auth.admin import user_add
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    running_daemon,
-    write_config,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, running_daemon, write_config
 from tests.integration.gatewayd.test_assignment_pools import FAST_ARGON2, PASSWORD, at_desk
+from tests.waiting import eventually
 
 BANNED, OTHER = "+34600000011", "+34600000012"
 NOTICE = "Este servicio no está disponible para tu número."

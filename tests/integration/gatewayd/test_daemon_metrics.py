@@ -13,13 +13,8 @@ from sqlalchemy import text
 from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.metrics import GatewayMetrics
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    make_config,
-    running_daemon,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
+from tests.waiting import eventually
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "dashboards" / "gatewayd-grafana.json"
 
@@ -84,7 +79,7 @@ async def test_health_turns_unhealthy_while_claims_keep_failing(
                 response = await client.get("/healthz")
                 return response.status_code == 503 and "mt.claim" in response.json()["failing"]
 
-            await eventually(claims_failing, timeout=30, interval=0.2)
+            await eventually(claims_failing, within=30, interval=0.2)
             report = (await client.get("/healthz")).json()
             assert report["ok"] is False and report["binds_up"] == {"movistar": 1, "vodafone": 1}
             assert report["failing"]["mt.claim"]["failures"] >= 2
@@ -95,7 +90,7 @@ async def test_health_turns_unhealthy_while_claims_keep_failing(
             async def healthy() -> bool:
                 return (await client.get("/healthz")).status_code == 200
 
-            await eventually(healthy, timeout=30, interval=0.2)
+            await eventually(healthy, within=30, interval=0.2)
             assert (await client.get("/healthz")).json()["failing"] == {}
 
 
@@ -118,7 +113,7 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
             async def unhealthy() -> bool:
                 return (await client.get("/healthz")).status_code == 503
 
-            await eventually(unhealthy, timeout=30, interval=0.2)
+            await eventually(unhealthy, within=30, interval=0.2)
             report = (await client.get("/healthz")).json()
             assert "mo.commit" in report["failing"]
             assert "mo_messages" in report["failing"]["mo.commit"]["last_error"]
@@ -128,7 +123,7 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
             async def healthy() -> bool:
                 return (await client.get("/healthz")).status_code == 200
 
-            await eventually(healthy, timeout=60, interval=0.2)
+            await eventually(healthy, within=60, interval=0.2)
         assert simulator.carrier(MOVISTAR).counters.mo_delivered == 1
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, VODAFONE, eventually, make_config, running_daemon
+from tests.integration.gatewayd.conftest import MOVISTAR, VODAFONE, make_config, running_daemon
+from tests.waiting import eventually
 
 
 async def test_reload_stops_removed_binds_and_keeps_the_others(

@@ -29,7 +29,6 @@ from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
     write_config,
@@ -41,6 +40,7 @@ from tests.integration.gatewayd.faults import (
     subscriber,
     texts_at_simulator,
 )
+from tests.waiting import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 
@@ -88,11 +88,11 @@ async def test_sigkill_mid_burst_and_restart_loses_nothing(
         simulator.set_faults(MOVISTAR, {"throttle": {"tps": 300}})  # slow enough to kill it mid-burst
         mo_sent = {f"kill mo {index}" for index in range(300)}
         async with daemon_process(config, log) as first:
-            await eventually(lambda: counters.mt_accepted >= 100, timeout=30)
+            await eventually(lambda: counters.mt_accepted >= 100, within=30)
             for index in range(300):
                 msisdn = "+" + subscriber(index % 25)
                 simulator.inject_mo(MOVISTAR, msisdn, MOVISTAR_SHORT_CODE, f"kill mo {index}")
-            await eventually(lambda: counters.mo_delivered >= 50, timeout=30)
+            await eventually(lambda: counters.mo_delivered >= 50, within=30)
             first.send_signal(signal.SIGKILL)
             assert await first.wait() == -signal.SIGKILL
         accepted_before = counters.mt_accepted
@@ -105,7 +105,7 @@ async def test_sigkill_mid_burst_and_restart_loses_nothing(
                     await mo_texts(sessions)
                 ) == mo_sent
 
-            await eventually(everything_done, timeout=90)
+            await eventually(everything_done, within=90)
             second.send_signal(signal.SIGTERM)  # and a clean stop: drain, unbind, exit 0
             assert await second.wait() == 0, log.read_text()[-3000:]
 
@@ -168,7 +168,7 @@ async def test_sigterm_at_any_point_of_a_burst_stops_within_the_drain_time(
             sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, destinations=burst, request_receipt=False
         )
         async with daemon_process(config, log) as daemon:
-            await eventually(lambda: counters.mt_accepted >= at * burst, timeout=60, interval=0.002)
+            await eventually(lambda: counters.mt_accepted >= at * burst, within=60, interval=0.002)
             daemon.send_signal(signal.SIGTERM)
             stopping = time.monotonic()
             async with asyncio.timeout(DRAIN_TIME):
@@ -222,7 +222,7 @@ async def test_mts_claimed_while_stopping_go_back_to_the_outbox(
                     )
                     return bool(waiting.scalar())
 
-            await eventually(a_claim_waits, timeout=15, interval=0.05)
+            await eventually(a_claim_waits, within=15, interval=0.05)
             daemon.stop()
             pipeline = daemon.mt
             assert pipeline is not None

@@ -20,13 +20,7 @@ from simulator.core import Simulator
 from simulator.counters import Counters
 from smpp.constants import CommandID
 from tests.conftest import PG_HOST, PG_PORT
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    make_config,
-    running_daemon,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.faults import (
     mo_texts,
     mt_status_counts,
@@ -35,6 +29,7 @@ from tests.integration.gatewayd.faults import (
     texts_at_simulator,
 )
 from tests.integration.gatewayd.proxy import TCPProxy
+from tests.waiting import eventually
 
 
 def unanswered_deliveries(counters: Counters) -> int:
@@ -66,7 +61,7 @@ async def test_bind_dropped_during_a_burst_loses_nothing(
             statuses = await mt_status_counts(sessions)
             return statuses[MTStatus.DELIVERED] == 300 and set(await mo_texts(sessions)) == sent
 
-        await eventually(everything_arrived, timeout=60)
+        await eventually(everything_arrived, within=60)
         counters = simulator.carrier(MOVISTAR).counters
         assert counters.connections_closed >= 1 or counters.binds_accepted >= 2  # the drop happened
         assert counters.mo_failed == 0
@@ -96,14 +91,14 @@ async def test_ten_bind_drops_during_a_burst_fail_nothing_and_charge_only_what_w
         closed_before = counters.connections_closed
         for drop in range(1, drops + 1):
             simulator.set_faults(MOVISTAR, {"drop": {"after_pdus": 40}})
-            await eventually(lambda: counters.connections_closed >= closed_before + drop, timeout=30)  # noqa: B023
+            await eventually(lambda: counters.connections_closed >= closed_before + drop, within=30)  # noqa: B023
         simulator.clear_faults(MOVISTAR)
 
         async def all_final() -> bool:
             statuses = await mt_status_counts(sessions)
             return statuses[MTStatus.DELIVERED] + statuses[MTStatus.FAILED] == mts
 
-        await eventually(all_final, timeout=90)
+        await eventually(all_final, within=90)
         assert (await mt_status_counts(sessions))[MTStatus.DELIVERED] == mts
         async with sessions() as session:
             attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
@@ -132,7 +127,7 @@ async def test_mts_slower_than_their_lease_are_not_taken_for_abandoned_ones(
         async def all_delivered() -> bool:
             return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == len(texts)
 
-        await eventually(all_delivered, timeout=60)
+        await eventually(all_delivered, within=60)
         async with sessions() as session:
             attempts = (await session.execute(select(func.sum(MTMessage.attempts)))).scalar_one()
     assert sorted(texts_at_simulator(simulator, MOVISTAR)) == sorted(texts)  # each exactly once
@@ -162,7 +157,7 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(
             sent |= inject_mos(simulator, "during lock", 200)
             # held until the SMSC's whole deliver window waits on the daemon, which cannot store them
             window = simulator.carrier(MOVISTAR).profile.deliver_window
-            await eventually(lambda: unanswered_deliveries(counters) >= window, timeout=30)
+            await eventually(lambda: unanswered_deliveries(counters) >= window, within=30)
             await asyncio.to_thread(blocker.execute, "COMMIT")
         finally:
             blocker.close()
@@ -171,7 +166,7 @@ async def test_sqlite_locked_during_mo_traffic_loses_nothing(
         async def all_stored() -> bool:
             return set(await mo_texts(sessions)) == sent
 
-        await eventually(all_stored, timeout=60)
+        await eventually(all_stored, within=60)
         assert simulator.carrier(MOVISTAR).counters.mo_failed == 0
         assert sum((await mo_texts(sessions)).values()) == 400
 
@@ -196,7 +191,7 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
             proxy.cut()
             sent |= inject_mos(simulator, "during cut", 200)
             # cut until the daemon gave up on a batch (ESME_RX_T_APPN) and the SMSC will deliver it again
-            await eventually(lambda: counters.redeliveries > 0, timeout=30)
+            await eventually(lambda: counters.redeliveries > 0, within=30)
             proxy.restore()
             sent |= inject_mos(simulator, "after cut", 100)
 
@@ -206,7 +201,7 @@ async def test_postgresql_unreachable_during_mo_traffic_loses_nothing(
                 except Exception:  # the test's own query may hit a pooled connection the cut killed
                     return False
 
-            await eventually(all_stored, timeout=60)
+            await eventually(all_stored, within=60)
             assert simulator.carrier(MOVISTAR).counters.mo_failed == 0
             assert sum((await mo_texts(sessions)).values()) == 400
 
@@ -244,7 +239,7 @@ async def test_pooled_connections_killed_between_batches_lose_nothing(
             await admin.close()
         assert killed >= 1
         sent |= inject_mos(simulator, "after kill", 100)
-        await eventually(lambda: stored(sent), timeout=30)
+        await eventually(lambda: stored(sent), within=30)
         texts = [f"mt after kill {index}" for index in range(20)]
         mt_ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts)
 
@@ -255,7 +250,7 @@ async def test_pooled_connections_killed_between_batches_lose_nothing(
                 return False
             return counts.get(MTStatus.QUEUED, 0) == 0 and counts.get(MTStatus.SENDING, 0) == 0
 
-        await eventually(mts_sent, timeout=30)
+        await eventually(mts_sent, within=30)
         assert sorted(texts_at_simulator(simulator, MOVISTAR)) == sorted(texts) and len(mt_ids) == 20
         assert counters.mo_failed == 0
         assert sum((await mo_texts(sessions)).values()) == 200
@@ -281,7 +276,7 @@ async def test_simulator_throttling_keeps_mt_order(
             return (await mt_status_counts(sessions))[MTStatus.DELIVERED] == 400
 
         daemon.mt.wake()
-        await eventually(all_delivered, timeout=60)
+        await eventually(all_delivered, within=60)
         assert simulator.carrier(MOVISTAR).counters.mt_rejected > 0, "the throttle never fired"
         records = simulator.store.query(carrier=MOVISTAR, limit=1_000_000)
         arrived = texts_at_simulator(simulator, MOVISTAR)

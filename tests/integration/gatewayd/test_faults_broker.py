@@ -9,15 +9,10 @@ from urllib.parse import urlsplit
 
 from gatewayd.bus import MQTTBus, create_bus
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    make_config,
-    running_daemon,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.faults import mo_ids, mo_texts, subscriber
 from tests.integration.gatewayd.proxy import TCPProxy
+from tests.waiting import eventually
 
 
 async def test_broker_outage_blocks_nothing_and_loses_no_mo(
@@ -52,7 +47,7 @@ async def test_broker_outage_blocks_nothing_and_loses_no_mo(
                 return set(await mo_texts(sessions)) == during
 
             # SMPP traffic and the database go on while the broker is unreachable
-            await eventually(stored_during_outage, timeout=30)
+            await eventually(stored_during_outage, within=30)
             assert proxy.cut_off
             assert simulator.carrier(MOVISTAR).counters.mo_delivered == 200
             proxy.restore()

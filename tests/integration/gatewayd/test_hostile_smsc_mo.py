@@ -24,8 +24,9 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
 from simulator.core import Simulator
 from smpp.constants import CommandID, CommandStatus
-from tests.integration.gatewayd.conftest import MOVISTAR, eventually, make_config, running_daemon
+from tests.integration.gatewayd.conftest import MOVISTAR, make_config, running_daemon
 from tests.integration.gatewayd.hostile import HostileSMSC, raw_pdu
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -21,12 +21,12 @@ from smpp.constants import CommandStatus
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
     simulator_config,
 )
 from tests.integration.gatewayd.hostile import HostileSMSC
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

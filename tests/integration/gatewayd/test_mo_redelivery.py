@@ -25,14 +25,9 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
 from simulator.core import Simulator
 from smpp.constants import CommandStatus
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    make_config,
-    running_daemon,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.hostile import HostileSMSC
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

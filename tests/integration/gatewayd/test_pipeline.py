@@ -26,11 +26,11 @@ from smpp.text import decode_text
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
     simulator_config,
 )
+from tests.waiting import eventually
 
 SUBSCRIBER = "+34600111222"
 

@@ -16,7 +16,8 @@ from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy
 from gatewayd.store.store import Store
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import eventually, make_config, running_daemon
+from tests.integration.gatewayd.conftest import make_config, running_daemon
+from tests.waiting import eventually
 
 
 async def test_early_receipt_racing_its_part_is_applied_by_the_sweep(database_url: str) -> None:

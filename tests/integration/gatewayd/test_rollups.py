@@ -45,10 +45,10 @@ from tests.integration.gatewayd.conftest import (
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     VODAFONE_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
 )
+from tests.waiting import eventually
 
 ANA = "+34600111001"
 BEA = "+34600111002"

@@ -22,11 +22,11 @@ from tests.integration.gatewayd.conftest import (
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     VODAFONE_SHORT_CODE,
-    eventually,
     running_daemon,
     write_config,
 )
 from tests.integration.gatewayd.proxy import TCPProxy
+from tests.waiting import eventually
 
 SUBSCRIBER = "+34600111222"
 

@@ -23,7 +23,7 @@ from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, Re
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
 from gatewayd.store.store import Store
-from tests.integration.gatewayd.conftest import eventually
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -34,7 +34,7 @@ from gatewayd.webhooks.subscriptions import (
     create_subscription,
     redeliver,
 )
-from tests.integration.gatewayd.conftest import eventually
+from tests.waiting import eventually
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 LEASE = T0 + timedelta(seconds=60)

@@ -27,13 +27,13 @@ from simulator.core import Simulator
 from tests.integration.gatewayd.conftest import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
     simulator_config,
 )
 from tests.integration.gatewayd.test_store_mt import push
 from tests.integration.gatewayd.webhook_receiver import Received, Receiver
+from tests.waiting import eventually
 
 SUBSCRIBER = "+34600111222"
 
@@ -173,7 +173,7 @@ async def test_each_clients_deliveries_stay_in_order_across_failures(
         for number in range(10):
             for client in clients:
                 simulator.inject_mo(MOVISTAR, client, MOVISTAR_SHORT_CODE, f"{client} {number}")
-        await eventually(lambda: len(receiver.acknowledged) == 40, timeout=30)
+        await eventually(lambda: len(receiver.acknowledged) == 40, within=30)
     assert any(item.status == 503 for item in receiver.received)
     assert all(item.signed for item in receiver.received)
     assert_in_order_once(receiver, clients=4, each=10)

@@ -11,15 +11,10 @@ from sqlalchemy import func, select
 
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    eventually,
-    make_config,
-    running_daemon,
-)
+from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.test_webhooks import assert_in_order_once, subscribe, webhooks_section
 from tests.integration.gatewayd.webhook_receiver import Receiver
+from tests.waiting import eventually
 
 CLIENTS = 50
 EVENTS = 5000
@@ -50,7 +45,7 @@ async def test_a_receiver_down_for_30_seconds_mid_way_gets_every_event_once_in_o
 
         for index in range(EVENTS // 2):
             simulator.inject_mo(MOVISTAR, numbers[index % CLIENTS], MOVISTAR_SHORT_CODE, f"mensaje {index}")
-        await eventually(lambda: len(receiver.acknowledged) >= EVENTS // 5, timeout=60)
+        await eventually(lambda: len(receiver.acknowledged) >= EVENTS // 5, within=60)
         await receiver.stop()  # the outage: connections cut, nothing listening
         for index in range(EVENTS // 2, EVENTS):
             simulator.inject_mo(MOVISTAR, numbers[index % CLIENTS], MOVISTAR_SHORT_CODE, f"mensaje {index}")
@@ -60,7 +55,7 @@ async def test_a_receiver_down_for_30_seconds_mid_way_gets_every_event_once_in_o
         async def all_delivered() -> bool:
             return await state_counts() == {DeliveryState.DELIVERED.value: EVENTS}
 
-        await eventually(all_delivered, timeout=60, interval=0.5)
+        await eventually(all_delivered, within=60, interval=0.5)
         async with store.sessions() as session:
             stored = set((await session.scalars(select(WebhookDelivery.id))).all())
             most_tries = await session.scalar(select(func.max(WebhookDelivery.attempts)))

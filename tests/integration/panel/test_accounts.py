@@ -16,9 +16,9 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.repo_assignment import operator_pools
 from panel.auth.admin import UserCommandError, user_lock
 from panel.settings import PanelSettings
+from tests.waiting import eventually
 
 from .conftest import HTML, PASSWORD, PanelClient, Samples, login, page_csrf
-from .desk.conftest import eventually
 
 NEW_PASSWORD = "otra clave muy larga"
 

@@ -20,9 +20,10 @@ from panel.app import create_app
 from panel.auth.passwords import PasswordPolicy
 from panel.settings import Argon2Params, PanelSettings
 from plugins import auth, home
+from tests.waiting import eventually
 
 from .conftest import HTML, PanelClient, login, page_csrf, prepare_store, serving
-from .desk.conftest import eventually, live_server
+from .desk.conftest import live_server
 
 # A hash of about 0.4 s here: long enough that a stalled event loop cannot go unseen.
 SLOW_ARGON2 = Argon2Params(time_cost=8, memory_cost=65536, parallelism=1)

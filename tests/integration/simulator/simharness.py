@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from simulator import CarrierProfile, DelayDistribution, ReceiptProfile, Simulator, SimulatorConfig
 from smpp.aio import ESMEConfig
@@ -74,15 +73,3 @@ class Inbox:
                 self._changed.clear()
                 await self._changed.wait()
         return self.pdus
-
-
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], seconds: float = 10.0) -> None:
-    """Wait until ``condition`` holds (polling the simulator's state, never a fixed sleep)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            result = condition()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.01)

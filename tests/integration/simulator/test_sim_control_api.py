@@ -17,7 +17,8 @@ from smpp.aio import ESMESession
 from smpp.constants import CommandStatus
 from smpp.errors import NegativeResponseError
 from smpp.pdu import DeliverSM, SubmitSM
-from tests.integration.simulator.simharness import Inbox, esme_config, eventually
+from tests.integration.simulator.simharness import Inbox, esme_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

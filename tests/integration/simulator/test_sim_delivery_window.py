@@ -11,7 +11,8 @@ from simulator import Simulator
 from smpp.aio import ESMESession
 from smpp.pdu import DataSM, DeliverSM, SubmitSM, SubmitSMResp
 from smpp.receipt import parse_receipt
-from tests.integration.simulator.simharness import Inbox, esme_config, eventually, make_config
+from tests.integration.simulator.simharness import Inbox, esme_config, make_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from smpp.errors import NegativeResponseError, ResponseTimeout, SessionClosed
 from smpp.pdu import DeliverSM, GenericNack, SubmitSM, SubmitSMResp
 from smpp.receipt import is_receipt, parse_receipt
 from smpp.text import ConcatMode, encode_text
-from tests.integration.simulator.simharness import Inbox, esme_config, eventually, make_config
+from tests.integration.simulator.simharness import Inbox, esme_config, make_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

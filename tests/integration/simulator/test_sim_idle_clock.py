@@ -9,7 +9,8 @@ import pytest
 from simulator import Simulator
 from smpp.aio import ESMESession
 from smpp.pdu import SubmitSM
-from tests.integration.simulator.simharness import Inbox, esme_config, eventually, make_config
+from tests.integration.simulator.simharness import Inbox, esme_config, make_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -56,4 +57,4 @@ async def test_counters_are_sampled_while_idle() -> None:
     async with Simulator(make_config()) as simulator:
         await idle_clock(simulator)
         counters = simulator.carrier("movistar").counters
-        await eventually(lambda: len(counters._samples) >= 3, seconds=5)
+        await eventually(lambda: len(counters._samples) >= 3, within=5)

@@ -10,7 +10,8 @@ from simulator.redelivery import RedeliveryPolicy
 from smpp.aio import ESMESession
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
-from tests.integration.simulator.simharness import esme_config, eventually, make_config
+from tests.integration.simulator.simharness import esme_config, make_config
+from tests.waiting import eventually
 
 SUBSCRIBER = "+34600111222"
 SHORT_CODE = "997745"

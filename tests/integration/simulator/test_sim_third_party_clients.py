@@ -15,7 +15,7 @@ from aiosmpplib.hook import AbstractHook
 
 from simulator import Simulator
 from smpp.constants import CommandStatus
-from tests.integration.simulator.simharness import eventually
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from smpp.aio import ESMESession
 from smpp.codec import encode
 from smpp.constants import CommandID, RegisteredDelivery
 from smpp.pdu import EnquireLink, SubmitSM
-from tests.integration.simulator.simharness import Inbox, esme_config, eventually, make_config
+from tests.integration.simulator.simharness import Inbox, esme_config, make_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -142,10 +142,3 @@ def response(request_command_id: int, sequence: int, status: int = 0, body: byte
 
 def raw_pdu(command_id: int, sequence: int, body: bytes = b"", status: int = 0) -> bytes:
     return HEADER.pack(16 + len(body), command_id, status, sequence) + body
-
-
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds (generous: never a timing test)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - conditions on plain attributes have no event to wait on
-            await asyncio.sleep(0.005)

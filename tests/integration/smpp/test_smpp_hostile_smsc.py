@@ -17,7 +17,8 @@ from smpp.aio import ESMEConfig, ESMESession
 from smpp.constants import CommandID, CommandStatus, ESMClass
 from smpp.errors import NegativeResponseError, RemoteProtocolError, SessionClosed
 from smpp.pdu import DataSM, DeliverSM, SubmitSM
-from tests.integration.smpp.smpp_peers import RawSMSC, eventually, raw_pdu, response
+from tests.integration.smpp.smpp_peers import RawSMSC, raw_pdu, response
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

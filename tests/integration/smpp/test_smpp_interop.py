@@ -16,7 +16,8 @@ from smpp.aio import SMSCServer
 from smpp.constants import CommandStatus, DataCoding, ESMClass
 from smpp.pdu import DeliverSM, SubmitSM
 from smpp.tlv import Tag
-from tests.integration.smpp.smpp_peers import PASSWORD, RecordingHandler, eventually
+from tests.integration.smpp.smpp_peers import PASSWORD, RecordingHandler
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

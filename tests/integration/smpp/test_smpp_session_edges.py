@@ -23,7 +23,8 @@ from smpp.pdu import (
     SubmitSM,
     SubmitSMResp,
 )
-from tests.integration.smpp.smpp_peers import PASSWORD, RawSMSC, RecordingHandler, eventually
+from tests.integration.smpp.smpp_peers import PASSWORD, RawSMSC, RecordingHandler
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from smpp.pdu import (
     SubmitSM,
     SubmitSMResp,
 )
-from tests.integration.smpp.smpp_peers import PASSWORD, RawSMSC, RecordingHandler, eventually, response
+from tests.integration.smpp.smpp_peers import PASSWORD, RawSMSC, RecordingHandler, response
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

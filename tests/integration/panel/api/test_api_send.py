@@ -28,10 +28,10 @@ from gatewayd.store.audit import AuditRecord
 from gatewayd.store.base import utcnow
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
+from tests.waiting import eventually
 
 from ..conftest import PanelClient, serving
 from .conftest import BANNED, FREE, OPTED_OUT, MakeKey, seed_subscribers
-from .helpers import eventually
 
 pytestmark = pytest.mark.integration
 

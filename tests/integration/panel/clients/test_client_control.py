@@ -17,9 +17,10 @@ from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, set_opted_out
 from gatewayd.store.subscribers import Subscriber
+from tests.waiting import eventually
 
 from ..conftest import HTML, PanelClient, login, page_csrf
-from ..desk.conftest import at_desk, deliver_mo, eventually, holders
+from ..desk.conftest import at_desk, deliver_mo, holders
 
 NUMBERS = ("34650000001", "34650000002", "34650000003")
 

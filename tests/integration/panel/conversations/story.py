@@ -16,9 +16,10 @@ from gatewayd.store.mt.values import PartResult, ReceiptIn, RetryPolicy
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.repo_subscribers import get_subscriber_by_client_id, set_bans, update_subscriber_details
 from gatewayd.store.store import Store
+from tests.waiting import eventually
 
 from ..conftest import PanelClient, login, page_csrf
-from ..desk.conftest import CARRIER, SHORT_CODE, choose, eventually, holders
+from ..desk.conftest import CARRIER, SHORT_CODE, choose, holders
 
 ANA_NUMBER = "34650000001"  # the returning client
 BEA_NUMBER = "34650000002"  # banned after her answer was queued

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -150,15 +150,6 @@ async def at_desk(client: PanelClient, username: str, presence: Presence) -> Asy
         assert (await login(browser, username)).status_code == 303
         await choose(browser, presence)
         yield browser
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
-    """Waits for a condition the panel reaches asynchronously (a bound, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def holders(sessions: async_sessionmaker[AsyncSession]) -> dict[int, int | None]:

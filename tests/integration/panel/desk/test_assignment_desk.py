@@ -14,6 +14,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from panel.settings import PanelSettings
+from tests.waiting import eventually
 
 from ..conftest import HTML, PanelClient, login, page_csrf, serving
 from .conftest import (
@@ -22,7 +23,6 @@ from .conftest import (
     deliver_mo,
     desk_app,
     desk_settings,
-    eventually,
     holders,
     live_server,
     prepare_desk_store,

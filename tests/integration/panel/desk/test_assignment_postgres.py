@@ -10,9 +10,10 @@ from gatewayd.store.accounts import Presence
 from gatewayd.store.engine import create_engine, session_factory
 from panel.settings import PanelSettings
 from plugins.desk.service import assignment_service
+from tests.waiting import eventually
 
 from ..conftest import FAST_ARGON2, serving
-from .conftest import at_desk, deliver_mo, desk_app, desk_settings, eventually, holders, prepare_desk_store
+from .conftest import at_desk, deliver_mo, desk_app, desk_settings, holders, prepare_desk_store
 
 
 async def test_two_panels_never_give_a_conversation_twice(pg_url: str) -> None:

@@ -21,18 +21,10 @@ from panel.types import PluginStateMissing
 from plugins import auth, home
 from plugins.desk import build_plugin
 from plugins.desk.service import assignment_service
+from tests.waiting import eventually
 
 from ..conftest import PASSWORD, serving
-from .conftest import (
-    at_desk,
-    deliver_mo,
-    desk_app,
-    desk_settings,
-    eventually,
-    holders,
-    live_server,
-    prepare_desk_store,
-)
+from .conftest import at_desk, deliver_mo, desk_app, desk_settings, holders, live_server, prepare_desk_store
 from .test_desk_stream import csrf, events
 
 SWEEP_TASK = "panel.desk.assignment.sweep_loop"

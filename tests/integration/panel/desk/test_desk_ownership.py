@@ -13,9 +13,10 @@ from gatewayd.store.subscribers import Subscriber
 from panel.auth.accounts import set_permissions
 from panel.auth.permissions import OPERATOR_MODE
 from plugins.desk.permissions import OPERATOR_SEE_OTHERS, PUSH_SEND
+from tests.waiting import eventually
 
 from ..conftest import HTML, PanelClient, login, page_csrf
-from .conftest import at_desk, deliver_mo, eventually, holders
+from .conftest import at_desk, deliver_mo, holders
 
 MSISDN = "34650000777"
 

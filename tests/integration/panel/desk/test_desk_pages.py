@@ -12,9 +12,10 @@ from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_subscribers import set_bans
 from gatewayd.store.subscribers import Subscriber
 from smpp.text import draft_info
+from tests.waiting import eventually
 
 from ..conftest import HTML, PanelClient, login, page_csrf
-from .conftest import deliver_mo, eventually, holders
+from .conftest import deliver_mo, holders
 
 MSISDN = "34650000001"
 EVIL = "<script>alert('x')</script>"

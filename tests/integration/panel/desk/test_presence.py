@@ -27,6 +27,7 @@ from gatewayd.store.engine import create_engine, session_factory
 from panel.auth.admin import user_lock
 from panel.settings import PanelSettings
 from plugins.desk.service import assignment_service
+from tests.waiting import eventually
 
 from ..conftest import FAST_ARGON2, PASSWORD, PanelClient, login, page_csrf, serving
 from .conftest import (
@@ -35,7 +36,6 @@ from .conftest import (
     deliver_mo,
     desk_app,
     desk_settings,
-    eventually,
     holders,
     live_server,
     prepare_desk_store,
