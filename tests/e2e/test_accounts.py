@@ -5,7 +5,6 @@ at three screen sizes go to artifacts/."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gatewayd.store.accounts import Account, Role
 from gatewayd.store.conversations import Conversation
 from tests.e2e.stack import PASSWORD, Stack, StackOptions, add_operator, desk_plugins
 from tests.e2e.test_operator_desk import go_online, inject_mo, subscriber
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -114,11 +114,11 @@ async def test_an_admin_creates_an_operator_and_locks_them_during_work(
         async with page.expect_navigation():
             await page.click("form[action$='/lock'] button[type=submit]")
         await expect(page.locator(".flash.ok")).to_contain_text("Cuenta bloqueada")
-        async with asyncio.timeout(10):  # the panel's desk settles the locked operator's presence
-            while True:
-                if await holder(stack, question) == (conversation_id, None):
-                    break
-                await asyncio.sleep(0.05)
+
+        async def released() -> bool:  # the panel's desk settles the locked operator's presence
+            return await holder(stack, question) == (conversation_id, None)
+
+        await eventually(released, what="the locked operator's conversation has no holder")
         await operator.goto("/desk")
         await expect(operator).to_have_url(re.compile(r"/login"))
         await page.goto("/admin/accounts?state=locked")

@@ -4,7 +4,6 @@ then shows its part and receipt; the admin revokes the key and the next call is 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from gatewayd.store.accounts import Role
 from tests.e2e.conftest import VIEWPORT
 from tests.e2e.stack import PASSWORD, Stack, StackOptions, add_operator, desk_plugins
 from tests.e2e.test_operator_desk import subscriber, wait_for_mt
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +36,14 @@ async def sign_in_admin(page: Page) -> None:
 
 async def delivered(api: httpx.AsyncClient, mt_id: int) -> dict[str, Any]:
     """The MT as the API shows it once its receipt is in."""
-    async with asyncio.timeout(15):
-        while True:
-            body: dict[str, Any] = (await api.get(f"/api/v1/messages/{mt_id}")).json()
-            if body["status"] == "delivered" and body["parts"] and body["parts"][0]["receipt_at"]:
-                return body
-            await asyncio.sleep(0.05)
+    body: dict[str, Any] = {}
+
+    async def receipt_in() -> bool:
+        body.update((await api.get(f"/api/v1/messages/{mt_id}")).json())
+        return body["status"] == "delivered" and bool(body["parts"]) and bool(body["parts"][0]["receipt_at"])
+
+    await eventually(receipt_in, what=f"MT {mt_id} delivered with its receipt")
+    return body
 
 
 async def test_a_key_made_in_the_panel_sends_an_mt_to_the_carrier_until_revoked(

@@ -6,7 +6,6 @@ out, was banned or did not answer."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 import uuid
@@ -24,6 +23,7 @@ from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans
 from tests.e2e.conftest import VIEWPORT
 from tests.e2e.stack import PASSWORD, Stack, StackOptions, add_operator, desk_plugins
 from tests.e2e.test_operator_desk import inject_mo, simulator_messages, subscriber, wait_for_mt
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +33,12 @@ RENDERED = "Oferta de 997745: vuelve al chat"
 
 
 async def mos_stored(stack: Stack, msisdn: str, count: int) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            async with stack.sessions() as session:
-                found = await get_subscriber_by_msisdn(session, msisdn)
-            if found is not None and found.mo_count >= count:
-                return
-            await asyncio.sleep(0.05)
+    async def stored() -> bool:
+        async with stack.sessions() as session:
+            found = await get_subscriber_by_msisdn(session, msisdn)
+        return found is not None and found.mo_count >= count
+
+    await eventually(stored, what=f"{count} MOs of {msisdn} stored")
 
 
 async def push_all(stack: Stack, msisdns: list[str], round_: int) -> None:
@@ -71,12 +70,12 @@ async def the_campaign(stack: Stack) -> Campaign:
 
 async def fed_all_settled(stack: Stack) -> None:
     """Until every MT the campaign queued got its receipt."""
-    async with asyncio.timeout(15):
-        while True:
-            campaign = await the_campaign(stack)
-            if campaign.queued + campaign.sent == 0:
-                return
-            await asyncio.sleep(0.1)
+
+    async def settled() -> bool:
+        campaign = await the_campaign(stack)
+        return campaign.queued + campaign.sent == 0
+
+    await eventually(settled, what="every MT of the campaign got its receipt")
 
 
 def the_sender(stack: Stack) -> CampaignSender:

@@ -5,9 +5,9 @@ zone."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +18,7 @@ from gatewayd.store.messages import MOMessage
 from smpp.text import draft_info
 from tests.e2e.stack import CARRIER, SERVICE_ZONE, SHORT_CODE, Stack
 from tests.e2e.test_operator_desk import go_online, inject_mo, sign_in, simulator_messages, subscriber
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -57,12 +58,13 @@ async def test_a_reply_with_the_seven_variables_reaches_the_phone_rendered(
 
     async with page.expect_navigation():
         await page.click("form.reply button[type=submit]")
-    async with asyncio.timeout(15):  # the MT as the simulator (the phone's carrier) received it
-        while True:
-            received = await simulator_messages(stack, msisdn)
-            if received:
-                break
-            await asyncio.sleep(0.05)
+    received: list[dict[str, Any]] = []
+
+    async def carrier_got_it() -> bool:  # the MT as the simulator (the phone's carrier) received it
+        received[:] = await simulator_messages(stack, msisdn)
+        return bool(received)
+
+    await eventually(carrier_got_it, what="the simulator received the reply")
     (mt,) = received
     text = mt["text"]
     for value in (question, SHORT_CODE, CARRIER, msisdn, hora, fecha, "ES"):

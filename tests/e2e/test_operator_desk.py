@@ -8,7 +8,6 @@ turns the MT to delivered on the same page.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from playwright.async_api import Page, expect
 
 from smpp.text import draft_info
 from tests.e2e.stack import CARRIER, OPERATOR, PASSWORD, SHORT_CODE, Stack
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +63,15 @@ async def simulator_messages(stack: Stack, msisdn: str) -> list[dict[str, Any]]:
 
 
 async def wait_for_mt(stack: Stack, msisdn: str, text: str) -> dict[str, Any]:
-    async with asyncio.timeout(15):
-        while True:
-            for message in await simulator_messages(stack, msisdn):
-                if message.get("text") == text:
-                    return message
-            await asyncio.sleep(0.05)
+    """The MT with ``text`` as the simulator (the subscriber's carrier) received it."""
+    found: list[dict[str, Any]] = []
+
+    async def received() -> bool:
+        found[:] = [m for m in await simulator_messages(stack, msisdn) if m.get("text") == text]
+        return bool(found)
+
+    await eventually(received, what=f"the simulator received {text!r} for {msisdn}")
+    return found[0]
 
 
 def subscriber() -> str:

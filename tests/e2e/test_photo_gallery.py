@@ -4,7 +4,6 @@ MT, and the link in it opens the image (no session: the phone is not signed in t
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from gatewayd.store.accounts import Role
 from tests.e2e.conftest import VIEWPORT
 from tests.e2e.stack import PASSWORD, Stack, StackOptions, add_operator, desk_plugins
 from tests.e2e.test_operator_desk import go_online, sign_in, simulator_messages, subscriber
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -93,11 +93,11 @@ async def test_an_uploaded_photo_travels_as_a_link_the_phone_opens(
 
         await expect(phone.locator(".msg.mt")).to_contain_text(text)
         await phone.screenshot(path=str(artifacts / "gallery-phone.png"))
-        async with asyncio.timeout(15):  # the MT as the simulator (the phone's carrier) received it
-            while True:
-                if any(mt["text"] == text for mt in await simulator_messages(stack, msisdn)):
-                    break
-                await asyncio.sleep(0.05)
+
+        async def carrier_got_it() -> bool:  # the MT as the simulator (the phone's carrier) received it
+            return any(mt["text"] == text for mt in await simulator_messages(stack, msisdn))
+
+        await eventually(carrier_got_it, what="the simulator received the MT with the photo link")
 
         # The link in the MT opens the image on a phone that never signed in to the panel.
         shown = (await phone.locator(".msg.mt").last.inner_text()).strip()

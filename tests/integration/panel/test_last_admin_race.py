@@ -20,6 +20,7 @@ from gatewayd.store.engine import create_engine, session_factory
 from panel.app import create_app
 from panel.auth.accounts import AccountRejected, lock_account
 from panel.settings import PanelSettings
+from tests.waiting import eventually
 
 from .conftest import (
     BUILT_IN_PLUGINS,
@@ -125,15 +126,16 @@ async def test_a_request_that_postgresql_ends_in_a_deadlock_is_answered_503_try_
 async def waiting_for_a_row_lock(session: AsyncSession) -> None:
     """Until another backend of this database waits for a lock (the request, on ana's row)."""
     mine = await session.scalar(select(func.pg_backend_pid()))
-    async with asyncio.timeout(10):
-        while True:
-            waiting = await session.scalar(
+
+    async def waiting() -> bool:
+        return bool(
+            await session.scalar(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND wait_event_type = 'Lock' AND pid <> :mine"
                 ),
                 {"mine": mine},
             )
-            if waiting:
-                return
-            await asyncio.sleep(0.02)
+        )
+
+    await eventually(waiting, what="the request waits on a row lock")
