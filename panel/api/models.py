@@ -70,10 +70,18 @@ class BatchIn(Strict):
     items: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+#: What ``not_before`` says wherever an answer carries it.
+NOT_BEFORE = (
+    "Set when the MT is a push held for the client's quiet hours: it leaves at this time (UTC), not "
+    "before; null when it leaves as soon as it can"
+)
+
+
 class Queued(BaseModel):
     index: int
     status: Literal["queued"] = "queued"
     id: int = Field(description="The MT's id: GET /messages/{id}")
+    not_before: datetime | None = Field(None, description=NOT_BEFORE)
 
 
 class Refused(BaseModel):
@@ -113,6 +121,9 @@ class Message(BaseModel):
     text: str
     segments: int
     created_at: datetime
+    not_before: datetime | None = Field(
+        description="While queued: the earliest time it leaves (a push held for quiet hours, a retry)"
+    )
     last_error: str | None
     parts: list[Part]
 
