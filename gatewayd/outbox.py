@@ -127,6 +127,16 @@ class OutboxSettings:
     def carrier(self, name: str) -> CarrierConfig | None:
         return next((item for item in self.carriers if item.name == name), None)
 
+    @staticmethod
+    def client_country(country: str | None, destination: str) -> str | None:
+        """The country whose quiet hours a client keeps: theirs as known, else their number's."""
+        return country or country_of("+" + destination)
+
+    def client_zone(self, country: str | None, destination: str) -> ZoneInfo | None:
+        """The zone a client's quiet hours are read in (None: no quiet hours configured)."""
+        quiet = self.quiet
+        return quiet.zone(self.client_country(country, destination)) if quiet is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class MTRequest:
@@ -417,7 +427,7 @@ class Outbox:
         quiet = self.settings.quiet
         assert quiet is not None
         recipient = item.recipient
-        country = (recipient.country if recipient is not None else None) or country_of("+" + item.destination)
+        country = self.settings.client_country(recipient.country if recipient else None, item.destination)
         wrote = max(
             (mo.received_at for mo in (item.request.mo, last) if mo is not None),
             default=None,
