@@ -291,7 +291,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 async def _send_async(config: Config, args: argparse.Namespace) -> int:
-    from gatewayd.outbox import MTRequest, Outbox, OutboxError, OutboxSettings, wait_final
+    from gatewayd.outbox import MTRequest, Outbox, OutboxError, OutboxSettings, held_note, wait_final
     from gatewayd.store.engine import create_engine, session_factory
     from gatewayd.store.enums import MTStatus
     from gatewayd.store.errors import MTRefused
@@ -302,11 +302,13 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
         try:
             outbox = Outbox(OutboxSettings.from_config(config), sessions=sessions)
             request = MTRequest(args.to, args.text, carrier=args.carrier, source=args.source)
-            mt_id = (await outbox.queue(request)).mt_id
+            queued = await outbox.queue(request)
         except (OutboxError, MTRefused) as error:
             print(f"gatewayd send: {error}", file=sys.stderr)
             return EXIT_FAILURE
-        print(f"MT {mt_id} queued")
+        mt_id, until, zone = queued.mt_id, queued.held_until, queued.prepared.zone
+        held = f", {held_note(until, zone)}" if until is not None and zone is not None else ""
+        print(f"MT {mt_id} queued{held}")
         if not args.wait:
             return EXIT_OK
         try:

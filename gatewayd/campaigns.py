@@ -22,8 +22,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +48,7 @@ from gatewayd.store.repo_campaigns import (
     start_due,
 )
 from gatewayd.store.store import Store
+from routing.quiet_hours import QuietRule
 
 log = logging.getLogger("gatewayd.campaigns")
 
@@ -61,34 +61,6 @@ FOLLOW_BATCH = 5000
 #: claimed ahead of it in the daemons' MT pipelines.
 FEED_INTERVAL = 0.2
 BURST_SECONDS = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """Local hours ``[start, end)`` in which no campaign MT leaves; across midnight when ``end`` comes
-    before ``start`` (22:00-09:00); none when they are equal."""
-
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, text: str) -> QuietHours | None:
-        """``HH:MM-HH:MM`` as ``[campaigns] quiet_hours`` holds it; None for ``""`` (off)."""
-        if not text:
-            return None
-        first, second = text.split("-")
-        return cls(time.fromisoformat(first), time.fromisoformat(second))
-
-    def quiet(self, local: time) -> bool:
-        if self.start == self.end:
-            return False
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def quiet_at(self, now: datetime, zone: ZoneInfo) -> bool:
-        """Whether ``now`` (aware) falls in the quiet hours of ``zone``'s wall clock (DST included)."""
-        return self.quiet(now.astimezone(zone).time().replace(tzinfo=None))
 
 
 @dataclass(slots=True)
@@ -125,9 +97,8 @@ def carrier_tps(carriers: Sequence[CarrierConfig]) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class CampaignSettings:
-    quiet_hours: QuietHours | None = None
-    country_zones: Mapping[str, ZoneInfo] = field(default_factory=dict)
-    default_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Madrid"))
+    #: ``[quiet_hours]``: the rule the outbox's pushes follow too (none by default here).
+    quiet: QuietRule = field(default_factory=QuietRule)
     carrier_tps: Mapping[str, float] = field(default_factory=dict)
     backlog_seconds: float = 5.0
     batch: int = 500
@@ -137,9 +108,7 @@ class CampaignSettings:
     def from_config(cls, config: Config) -> CampaignSettings:
         section = config.campaigns
         return cls(
-            quiet_hours=QuietHours.parse(section.quiet_hours),
-            country_zones={country: ZoneInfo(zone) for country, zone in section.country_zones.items()},
-            default_zone=config.daemon.zone,
+            quiet=config.quiet_rule(),
             carrier_tps=carrier_tps(config.carriers),
             backlog_seconds=section.backlog_seconds,
             batch=section.batch,
@@ -148,11 +117,10 @@ class CampaignSettings:
 
     def awake(self, now: datetime) -> Awake:
         """Where it is not quiet hours at ``now``."""
-        quiet = self.quiet_hours
-        if quiet is None:
-            return Awake.everywhere()
-        countries = frozenset(c for c, zone in self.country_zones.items() if not quiet.quiet_at(now, zone))
-        return Awake(countries, frozenset(self.country_zones), not quiet.quiet_at(now, self.default_zone))
+        rule = self.quiet
+        own = rule.own_countries
+        awake = frozenset(country for country in own if not rule.quiet_for(country, now))
+        return Awake(awake, own, not rule.quiet_for(None, now))
 
     def room(self, carrier: str, backlog: int) -> int:
         """How many more campaign MTs the carrier's share of the outbox takes now."""

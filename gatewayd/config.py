@@ -30,6 +30,7 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -57,6 +58,7 @@ from gatewayd.logging import redact_url
 from gatewayd.net_safety import allow_entry
 from gatewayd.store.accounts import POOL_NAME_LENGTH
 from routing.errors import InvalidRule
+from routing.quiet_hours import QuietHours, QuietRule
 from routing.rules import MORoute, MTRoute
 from settingsfile import (
     FileProblem,
@@ -532,11 +534,32 @@ def _quiet_hours(value: str) -> str:
     return text
 
 
+QuietHoursText = Annotated[str, AfterValidator(_quiet_hours)]
+
+
+class QuietHoursConfig(Settings):
+    """Quiet hours for pushes and campaigns (``routing.quiet_hours``): ``default`` (``HH:MM-HH:MM``,
+    across midnight when the end comes first; ``off`` for none) unless ``countries`` gives a country
+    its own (``GB = "21:00-08:00"``, ``off`` for none there), read on the client's wall clock:
+    ``zones`` maps a country to an IANA zone, any other country is read in ``[daemon] timezone``.
+    ``reply_window``: seconds after a client's MO in which a push to them is not held (an answer to
+    someone who just wrote). Unset ``default`` / ``zones`` fall back to the older ``[campaigns]
+    quiet_hours`` / ``[campaigns.country_zones]`` (whose default is 22:00-09:00)."""
+
+    default: QuietHoursText | None = None
+    countries: Annotated[Mapping[Country, QuietHoursText], AfterValidator(MappingProxyType)] = Field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    zones: Annotated[Mapping[Country, TimeZone], AfterValidator(MappingProxyType)] = Field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    reply_window: Seconds = 1800.0
+
+
 class CampaignsConfig(Settings):
-    """The mass push's sender (``gatewayd.campaigns``). ``quiet_hours`` (``HH:MM-HH:MM``, across
-    midnight when the end comes first; ``off`` for none) is read in the client's country's zone:
-    ``country_zones`` maps a country to an IANA zone, any other country is read in ``[daemon]
-    timezone``. ``backlog_seconds``: how many seconds of each carrier's binds' TPS of campaign MTs
+    """The mass push's sender (``gatewayd.campaigns``). ``quiet_hours`` and ``country_zones``: the
+    older spelling of ``[quiet_hours] default`` and ``zones`` (still read; the quiet hours apply to
+    single pushes as well). ``backlog_seconds``: how many seconds of each carrier's binds' TPS of campaign MTs
     the outbox holds at most (a reply queued meanwhile waits behind no more); ``batch``: recipients
     queued per transaction at most; ``poll_interval``: seconds between the sender's passes."""
 
@@ -767,6 +790,7 @@ class Config(Settings):
     assignment: AssignmentConfig = AssignmentConfig()
     campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     webhooks: WebhooksConfig = WebhooksConfig()
+    quiet_hours: QuietHoursConfig = Field(default_factory=QuietHoursConfig)
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     keywords: Annotated[Mapping[Country, ReservedKeywords], AfterValidator(MappingProxyType)] = Field(
@@ -785,6 +809,39 @@ class Config(Settings):
             if carrier.name == name:
                 return carrier
         raise KeyError(name)
+
+    def quiet_rule(self) -> QuietRule:
+        """The quiet hours pushes and campaigns follow: ``[quiet_hours]``, with the older
+        ``[campaigns]`` keys where it leaves them unset."""
+        section, older = self.quiet_hours, self.campaigns
+        default = section.default if section.default is not None else older.quiet_hours
+        zones = {**older.country_zones, **section.zones}
+        return QuietRule(
+            default=QuietHours.parse(default),
+            default_zone=self.daemon.zone,
+            countries=MappingProxyType(
+                {country: QuietHours.parse(hours) for country, hours in section.countries.items()}
+            ),
+            zones=MappingProxyType({country: ZoneInfo(zone) for country, zone in zones.items()}),
+            recent=timedelta(seconds=section.reply_window),
+        )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_said_once(cls, section: QuietHoursConfig, info: ValidationInfo) -> QuietHoursConfig:
+        """The default hours and a country's zone are given in one table or the other, not both."""
+        older: CampaignsConfig | None = info.data.get("campaigns")
+        if older is None:
+            return section
+        found: list[tuple[KeyPath, str]] = []
+        if section.default is not None and "quiet_hours" in older.model_fields_set:
+            found.append((("default",), "also given as [campaigns] quiet_hours: keep one"))
+        for country in sorted(set(section.zones) & set(older.country_zones)):
+            message = f"{country} also has a zone in [campaigns.country_zones]: keep one"
+            found.append((("zones", country), message))
+        if found:
+            raise problems_at(*found)
+        return section
 
     @model_validator(mode="after")
     def _daemon_defaults(self) -> Config:

@@ -12,8 +12,12 @@ For each :class:`MTRequest` the :class:`Outbox`
    ``mensaje``, ``host``, ``operador``, ``telefono``, ``hora``, ``fecha``, ``pais``, times in the
    service's zone (:meth:`OutboxSettings.zone`). Without an MO (a push) ``mensaje`` is empty and
    ``hora`` / ``fecha`` are the time of queueing;
-4. stores the MTs (``gatewayd.store.mt.queue``), and once they are committed
-5. publishes each one's ``queued`` status and one ``outbox/queued`` wake-up on the bus, and wakes the
+4. holds a push to a client in their quiet hours (:mod:`routing.quiet_hours`, ``[quiet_hours]``): it is
+   queued with ``next_attempt_at`` at the end of the quiet period (the claim waits for it), its
+   history line saying so. Replies, system messages and ban notices are never held, nor a push to a
+   client who wrote within the rule's ``recent`` window (their latest MO, read with the routing's);
+5. stores the MTs (``gatewayd.store.mt.queue``), and once they are committed
+6. publishes each one's ``queued`` status and one ``outbox/queued`` wake-up on the bus, and wakes the
    daemon in its own process (:meth:`Outbox.announce`).
 
 :meth:`Outbox.queue` does it all in a transaction of its own. :meth:`Outbox.queue_in` works in the
@@ -27,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -46,6 +50,7 @@ from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import LastMO, last_mos_of_subscribers
 from routing.errors import InvalidNumber
 from routing.numbers import country_of, normalise_msisdn, to_international
+from routing.quiet_hours import QuietRule
 from routing.variables import message_variables, render_template
 from smpp.errors import SMPPError
 from smpp.text import DraftInfo, draft_info
@@ -95,16 +100,18 @@ def check_text(text: str) -> DraftInfo:
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
     """What the outbox reads of the configuration: the carriers (to pick one for a number nobody
-    answered yet) and the services with their time zones (``hora`` and ``fecha``)."""
+    answered yet), the services with their time zones (``hora`` and ``fecha``) and the quiet hours
+    pushes wait out (None: none, as in tests that do not ask for them)."""
 
     carriers: tuple[CarrierConfig, ...] = ()
     services: tuple[ServiceConfig, ...] = ()
     #: ``[daemon] timezone``: the zone of a short code no service names.
     timezone: str = "Europe/Madrid"
+    quiet: QuietRule | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> OutboxSettings:
-        return cls(config.carriers, config.services, config.daemon.timezone)
+        return cls(config.carriers, config.services, config.daemon.timezone, config.quiet_rule())
 
     def zone(self, service: str | None, short_code: str) -> ZoneInfo:
         """The time zone of the service by name (the MO's), else of the first service on the short
@@ -119,6 +126,16 @@ class OutboxSettings:
 
     def carrier(self, name: str) -> CarrierConfig | None:
         return next((item for item in self.carriers if item.name == name), None)
+
+    @staticmethod
+    def client_country(country: str | None, destination: str) -> str | None:
+        """The country whose quiet hours a client keeps: theirs as known, else their number's."""
+        return country or country_of("+" + destination)
+
+    def client_zone(self, country: str | None, destination: str) -> ZoneInfo | None:
+        """The zone a client's quiet hours are read in (None: no quiet hours configured)."""
+        quiet = self.quiet
+        return quiet.zone(self.client_country(country, destination)) if quiet is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +171,8 @@ class Route:
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A request made ready to store: its destination digits, its subscriber, its route and its text
-    rendered (``variables`` are what was put in)."""
+    rendered (``variables`` are what was put in); ``held_until``: a push held for the client's quiet
+    hours leaves then (UTC), in ``zone``."""
 
     request: MTRequest
     destination: str
@@ -162,6 +180,8 @@ class Prepared:
     route: Route
     text: str
     variables: dict[str, str]
+    held_until: datetime | None = None
+    zone: ZoneInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +191,11 @@ class Queued:
     mt_id: int
     prepared: Prepared
     at: datetime
+
+    @property
+    def held_until(self) -> datetime | None:
+        """When a push held for the client's quiet hours leaves (UTC); None: as soon as it can."""
+        return self.prepared.held_until
 
 
 @dataclass(slots=True)
@@ -358,38 +383,58 @@ class Outbox:
             or by_msisdn.get(digits)
             for request, digits in zip(requests, destinations, strict=True)
         ]
-        # the latest MO routes what neither answers an MO nor names its way out: one statement for all
+        # the latest MO routes what neither answers an MO nor names its way out, and says whether a
+        # push's client just wrote (quiet hours): one statement for all
         unrouted = [
             recipient is not None
             and request.mo is None
             and (request.carrier is None or request.source is None)
             for request, recipient in zip(requests, found_of, strict=True)
         ]
+        quiet = self.settings.quiet
+        holdable = [quiet is not None and request.kind is MTKind.PUSH for request in requests]
         latest = await last_mos_of_subscribers(
             session,
             [
                 recipient.id
-                for recipient, wanted in zip(found_of, unrouted, strict=True)
-                if recipient and wanted
+                for recipient, wanted, push in zip(found_of, unrouted, holdable, strict=True)
+                if recipient and (wanted or push)
             ],
         )
         prepared: list[Prepared | OutboxError] = []
-        for request, digits, recipient, wanted in zip(
-            requests, destinations, found_of, unrouted, strict=True
+        for request, digits, recipient, wanted, push in zip(
+            requests, destinations, found_of, unrouted, holdable, strict=True
         ):
             if isinstance(digits, OutboxError):
                 prepared.append(digits)
                 continue
-            known = latest.get(recipient.id) if recipient is not None and wanted else None
+            last = latest.get(recipient.id) if recipient is not None else None
             try:
-                route = self.route(request, digits, recipient, known)
+                route = self.route(request, digits, recipient, last if wanted else None)
             except OutboxError as error:
                 prepared.append(error)
                 continue
             variables = self.variables(request, digits, recipient, route, now)
             text = render_template(request.text, variables)
-            prepared.append(Prepared(request, digits, recipient, route, text, variables))
+            item = Prepared(request, digits, recipient, route, text, variables)
+            if push:
+                item = self._held(item, last, now)
+            prepared.append(item)
         return prepared
+
+    def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
+        """The push held until the client's quiet hours end, unless they just wrote."""
+        quiet = self.settings.quiet
+        assert quiet is not None
+        recipient = item.recipient
+        country = self.settings.client_country(recipient.country if recipient else None, item.destination)
+        wrote = max(
+            (mo.received_at for mo in (item.request.mo, last) if mo is not None),
+            default=None,
+            key=_utc,
+        )
+        until = quiet.held_until(country, now, wrote)
+        return replace(item, held_until=until, zone=quiet.zone(country)) if until is not None else item
 
     def destination(self, request: MTRequest) -> str:
         """The request's number as the store keeps it (E.164 digits without '+')."""
@@ -471,9 +516,20 @@ class Outbox:
         return message_variables(mo.text, mo.short_code, mo.carrier, digits, mo.received_at, zone, country)
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def held_note(until: datetime, zone: ZoneInfo) -> str:
+    """The history line of a held push: when it leaves, on the client's clock and in UTC."""
+    local = until.astimezone(zone)
+    return f"held for quiet hours until {local:%Y-%m-%d %H:%M} {zone.key} ({until.astimezone(UTC):%H:%M} UTC)"
+
+
 def _new_mt(item: Prepared) -> NewMT:
     request, route = item.request, item.route
     mo = request.mo
+    held = item.held_until
     return NewMT(
         kind=request.kind,
         carrier=route.carrier,
@@ -486,6 +542,8 @@ def _new_mt(item: Prepared) -> NewMT:
         conversation_id=request.conversation_id,
         operator_id=request.operator_id,
         in_reply_to_mo_id=mo.id if mo is not None else None,
+        not_before=held,
+        note=held_note(held, item.zone) if held is not None and item.zone is not None else None,
     )
 
 
@@ -515,5 +573,6 @@ __all__ = [
     "Route",
     "TextRefused",
     "check_text",
+    "held_note",
     "wait_final",
 ]

@@ -159,6 +159,9 @@ class PushRow:
     created_at: datetime
     #: Where it went (the panel hides it, and the text's ``{telefono}``, without the MSISDN permission).
     destination: str
+    #: While queued, when it may leave (a push held for the client's quiet hours: their end).
+    next_attempt_at: datetime
+    country: str | None
 
 
 async def recent_pushes(session: AsyncSession, operator_id: int, *, limit: int = 20) -> list[PushRow]:
@@ -170,6 +173,8 @@ async def recent_pushes(session: AsyncSession, operator_id: int, *, limit: int =
             MTMessage.status,
             MTMessage.created_at,
             MTMessage.destination,
+            MTMessage.next_attempt_at,
+            Subscriber.country,
         )
         .outerjoin(Subscriber, Subscriber.id == MTMessage.subscriber_id)
         .where(MTMessage.operator_id == operator_id, MTMessage.kind == MTKind.PUSH)
@@ -177,7 +182,16 @@ async def recent_pushes(session: AsyncSession, operator_id: int, *, limit: int =
         .limit(limit)
     )
     return [
-        PushRow(row.id, row.client_id, row.text, MTStatus(row.status), row.created_at, row.destination)
+        PushRow(
+            row.id,
+            row.client_id,
+            row.text,
+            MTStatus(row.status),
+            row.created_at,
+            row.destination,
+            row.next_attempt_at,
+            row.country,
+        )
         for row in rows
     ]
 

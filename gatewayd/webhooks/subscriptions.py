@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +62,17 @@ class SubscriptionInput:
     events: Collection[str]
     include_msisdn: bool = False
     active: bool = True
+
+
+def described(subscription: WebhookSubscription) -> dict[str, Any]:
+    """What the audit trail keeps of a subscription (never its secret): the panel's and the API's."""
+    return {
+        "name": subscription.name,
+        "url": subscription.url,
+        "events": subscription.events,
+        "include_msisdn": subscription.include_msisdn,
+        "active": subscription.active,
+    }
 
 
 def new_secret() -> str:
@@ -187,10 +199,14 @@ async def recent_deliveries(
     state: str | None = None,
     failing: bool = False,
     limit: int = 100,
+    before: int | None = None,
 ) -> list[WebhookDelivery]:
     """The subscription's latest deliveries, newest first (``state``: only those in that state;
-    ``failing``: only pending ones with a failed try)."""
+    ``failing``: only pending ones with a failed try; ``before``: only those of a lower id, the next
+    page after the one that ended at that id)."""
     statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    if before is not None:
+        statement = statement.where(WebhookDelivery.id < before)
     if state is not None:
         statement = statement.where(WebhookDelivery.state == state)
     if failing:

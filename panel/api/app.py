@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.errors import is_conflict
-from panel.api import API_ROOT, messages, models, resources
+from panel.api import API_ROOT, messages, models, resources, webhooks
 from panel.api.auth import KeyLimits
 from panel.api.docs_page import STATIC, render_docs
 from panel.api.operations import Operation, openapi_document, routes
@@ -130,6 +130,77 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             ("unban", resources.unban_client, "Lift the client's ban", None),
         )
+    ),
+    Operation(
+        "GET",
+        "/webhooks",
+        webhooks.list_webhooks,
+        Scope.ADMIN,
+        "The webhook subscriptions, by name",
+        {200: models.WebhookPage},
+    ),
+    Operation(
+        "POST",
+        "/webhooks",
+        webhooks.create_webhook,
+        Scope.ADMIN,
+        "Subscribe a URL to events: the answer shows the signing secret this once",
+        {201: models.WebhookCreated},
+        body=models.WebhookIn,
+        reply_headers=(("Location", "The subscription's path"),),
+        problems=(409,),
+    ),
+    Operation(
+        "GET",
+        "/webhooks/{webhook_id:id}",
+        webhooks.get_webhook,
+        Scope.ADMIN,
+        "A webhook subscription (never its secret)",
+        {200: models.Webhook},
+    ),
+    Operation(
+        "PATCH",
+        "/webhooks/{webhook_id:id}",
+        webhooks.update_webhook,
+        Scope.ADMIN,
+        "Change a subscription's name, URL, events, MSISDN flag or active (the fields given)",
+        {200: models.Webhook},
+        body=models.WebhookChange,
+        problems=(409,),
+    ),
+    Operation(
+        "DELETE",
+        "/webhooks/{webhook_id:id}",
+        webhooks.delete_webhook,
+        Scope.ADMIN,
+        "Delete a subscription with its queued and past deliveries",
+        {204: None},
+    ),
+    Operation(
+        "POST",
+        "/webhooks/{webhook_id:id}/secret",
+        webhooks.rotate_webhook_secret,
+        Scope.ADMIN,
+        "Rotate the secret: the new one shown this once, the old one also signs for 24 h",
+        {200: models.WebhookSecret},
+    ),
+    Operation(
+        "GET",
+        "/webhooks/{webhook_id:id}/deliveries",
+        webhooks.list_webhook_deliveries,
+        Scope.ADMIN,
+        "A subscription's deliveries, newest first, a page at a time",
+        {200: models.DeliveryPage},
+        query=models.DeliveryQuery,
+    ),
+    Operation(
+        "POST",
+        "/webhooks/{webhook_id:id}/deliveries/{delivery_id:id}/redeliver",
+        webhooks.redeliver_webhook_delivery,
+        Scope.ADMIN,
+        "Queue a dead delivery again (409 when it is not dead)",
+        {200: models.Redelivered},
+        problems=(409,),
     ),
 )
 

@@ -25,6 +25,8 @@ def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
             body = entry.get("requestBody", {}).get("content", {})
             responses = [
                 (status, _schema_name(next(iter(answer["content"].values()))["schema"]["$ref"]))
+                if "content" in answer
+                else (status, None)
                 for status, answer in entry["responses"].items()
             ]
             operations.append(

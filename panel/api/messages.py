@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from gatewayd.outbox import InvalidDestination, MTRequest, Outbox, OutboxError, 
 from gatewayd.store.apikeys import IDEMPOTENCY_KEY_LENGTH, Scope, remember, remembered
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.base import utcnow
-from gatewayd.store.enums import MTKind
+from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.mt.recipients import Refusal
 from gatewayd.store.subscribers import Subscriber
@@ -36,6 +36,7 @@ class SentMessage(BaseModel):
 
     id: int = Field(description="The MT's id: GET /messages/{id}")
     status: str = "queued"
+    not_before: datetime | None = Field(None, description=models.NOT_BEFORE)
 
 
 def _idempotency_key(call: Call) -> str | None:
@@ -59,7 +60,7 @@ def _fingerprint(call: Call) -> str:
 
 def _outcome(index: int, outcome: Queued | Refusal | OutboxError) -> models.Queued | models.Refused:
     if isinstance(outcome, Queued):
-        return models.Queued(index=index, id=outcome.mt_id)
+        return models.Queued(index=index, id=outcome.mt_id, not_before=outcome.held_until)
     if isinstance(outcome, Refusal):
         return models.Refused(index=index, reason=outcome.reason.value, detail=outcome.detail)
     if isinstance(outcome, TextRefused):
@@ -70,7 +71,7 @@ def _outcome(index: int, outcome: Queued | Refusal | OutboxError) -> models.Queu
 
 def _one_reply(result: models.Queued | models.Refused) -> Reply:
     if isinstance(result, models.Queued):
-        return Reply.of(201, SentMessage(id=result.id))
+        return Reply.of(201, SentMessage(id=result.id, not_before=result.not_before))
     problem = Problem(422, "refused", result.detail, reason=result.reason)
     return Reply(422, problem.body(), media="application/problem+json")
 
@@ -149,6 +150,13 @@ async def _audit_send(
     ids = [outcome.mt_id for outcome in outcomes if isinstance(outcome, Queued)]
     subject = f"mt:{ids[0]}" if len(outcomes) == 1 and ids else f"apikey:{call.caller.public_id}"
     details: dict[str, object] = {"key": call.caller.name, "mt_ids": ids, "refused": len(outcomes) - len(ids)}
+    held = {
+        str(outcome.mt_id): outcome.held_until.isoformat()
+        for outcome in outcomes
+        if isinstance(outcome, Queued) and outcome.held_until is not None
+    }
+    if held:
+        details["held_until"] = held  # quiet hours: MT id -> when it leaves
     if key is not None:
         details["idempotency_key"] = key
     entry = AuditEntry(
@@ -169,6 +177,12 @@ async def send_message(call: Call) -> Reply:
 async def send_batch(call: Call) -> Reply:
     assert isinstance(call.body, models.BatchIn)
     return await _send(call, call.body.items, batch=True)
+
+
+def _later(moment: datetime, now: datetime) -> datetime | None:
+    """``moment`` (UTC; SQLite gives it back naive) when it is still to come."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware if aware > now else None
 
 
 async def get_message(call: Call) -> Reply:
@@ -199,6 +213,7 @@ async def get_message(call: Call) -> Reply:
         text=masked(mt.text, mt.destination, seer),
         segments=mt.segments,
         created_at=mt.created_at,
+        not_before=_later(mt.next_attempt_at, utcnow()) if mt.status is MTStatus.QUEUED else None,
         last_error=masked(mt.last_error, mt.destination, seer) if mt.last_error is not None else None,
         parts=[
             models.Part(

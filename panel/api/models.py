@@ -9,7 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from gatewayd.net_safety import MAX_URL
 from gatewayd.outbox import MAX_SEGMENTS
+from gatewayd.store.webhooks import NAME_LENGTH, WebhookEvent
 
 #: Items of one batch.
 MAX_BATCH = 1000
@@ -68,10 +70,18 @@ class BatchIn(Strict):
     items: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+#: What ``not_before`` says wherever an answer carries it.
+NOT_BEFORE = (
+    "Set when the MT is a push held for the client's quiet hours: it leaves at this time (UTC), not "
+    "before; null when it leaves as soon as it can"
+)
+
+
 class Queued(BaseModel):
     index: int
     status: Literal["queued"] = "queued"
     id: int = Field(description="The MT's id: GET /messages/{id}")
+    not_before: datetime | None = Field(None, description=NOT_BEFORE)
 
 
 class Refused(BaseModel):
@@ -111,6 +121,9 @@ class Message(BaseModel):
     text: str
     segments: int
     created_at: datetime
+    not_before: datetime | None = Field(
+        description="While queued: the earliest time it leaves (a push held for quiet hours, a retry)"
+    )
     last_error: str | None
     parts: list[Part]
 
@@ -206,3 +219,101 @@ class ClientPage(BaseModel):
 
 class BanIn(Strict):
     reason: Text = Field(min_length=1, max_length=255)
+
+
+# --- webhook subscriptions -------------------------------------------------------------------------
+
+Events = Annotated[list[WebhookEvent], Field(min_length=1, max_length=len(WebhookEvent))]
+
+
+class WebhookIn(Strict):
+    """A new subscription. The URL is checked as the worker will reach it: http or https, no user name
+    or password, its host resolving to public addresses only (unless ``[webhooks] allow`` lists it)."""
+
+    name: Text = Field(min_length=1, max_length=NAME_LENGTH, description="Unique")
+    url: Text = Field(min_length=1, max_length=MAX_URL)
+    events: Events
+    include_msisdn: bool = Field(False, description="Payloads carry the MSISDN (needs the msisdn scope)")
+    active: bool = True
+
+
+class WebhookChange(Strict):
+    """The fields to change (any of them); the secret changes only by rotation."""
+
+    name: Text | None = Field(None, min_length=1, max_length=NAME_LENGTH)
+    url: Text | None = Field(None, min_length=1, max_length=MAX_URL)
+    events: Events | None = None
+    include_msisdn: bool | None = Field(None, description="true needs the msisdn scope")
+    active: bool | None = None
+
+
+class Webhook(BaseModel):
+    """A subscription (its secret is never shown again after creation or rotation)."""
+
+    id: int
+    name: str
+    url: str
+    events: list[str]
+    include_msisdn: bool
+    active: bool
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    """The subscription made, with its secret: shown this once."""
+
+    secret: str = Field(description="The HMAC-SHA256 key of the signatures (hex): shown this once")
+
+
+class WebhookPage(BaseModel):
+    """The subscriptions, by name."""
+
+    items: list[Webhook]
+
+
+class WebhookSecret(BaseModel):
+    """The new secret, shown this once; the old one also signs until ``previous_secret_until``."""
+
+    id: int
+    secret: str
+    previous_secret_until: datetime
+
+
+class DeliveryQuery(Strict):
+    """Newest first. ``cursor``: the ``next_cursor`` of the page before (opaque)."""
+
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=64)
+    state: Literal["pending", "waiting", "delivered", "dead", "failing"] | None = Field(
+        None, description="failing: pending after at least one failed try"
+    )
+
+
+class Delivery(BaseModel):
+    id: int = Field(description="The delivery id the receiver got (X-Echat-Delivery)")
+    event: str
+    client_id: str = Field(description="Deliveries of one client are made in order")
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    requeued_at: datetime | None
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    """A page of a subscription's deliveries, newest first."""
+
+    items: list[Delivery]
+    next_cursor: str | None
+
+
+class Redelivered(BaseModel):
+    """The dead delivery queued again (its client's next)."""
+
+    id: int
+    state: str

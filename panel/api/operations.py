@@ -1,14 +1,14 @@
 """The API's route table, declared once: each :class:`Operation` makes its Starlette route (key check,
 scope, body size and type, JSON parsed and validated) and its entry in the OpenAPI 3.1 document.
 
-A new resource (the webhooks) adds its handlers and ``Operation`` rows to :data:`panel.api.app.OPERATIONS`."""
+A new resource adds its handlers and ``Operation`` rows to :data:`panel.api.app.OPERATIONS`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,8 @@ class Operation:
     handler: Handler
     scope: Scope
     summary: str
-    responses: dict[int, type[BaseModel]]
+    #: Status -> the body's model (None: no body, e.g. 204).
+    responses: dict[int, type[BaseModel] | None]
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     #: (name, description) of headers it reads.
@@ -143,6 +144,8 @@ def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
 
 
 def json_reply(reply: Reply) -> Response:
+    if reply.status == 204:
+        return Response(status_code=204, headers=reply.headers)
     return Response(
         json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")),
         status_code=reply.status,
@@ -208,6 +211,15 @@ def _path_and_parameters(path: str) -> tuple[str, list[dict[str, Any]]]:
     return "/".join(parts), parameters
 
 
+def _response(model: type[BaseModel] | None, ref: Mapping[Any, str]) -> dict[str, Any]:
+    if model is None:
+        return {"description": "Done; no body"}
+    return {
+        "description": model.__doc__.strip().splitlines()[0] if model.__doc__ else model.__name__,
+        "content": {JSON_TYPE: {"schema": {"$ref": ref[model]}}},
+    }
+
+
 def _problem(ref: str) -> dict[str, Any]:
     return {"description": "A problem (RFC 9457)", "content": {PROBLEM_TYPE: {"schema": {"$ref": ref}}}}
 
@@ -217,7 +229,7 @@ def openapi_document(
 ) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ProblemBody}
     for item in operations:
-        models.update(item.responses.values())
+        models.update(model for model in item.responses.values() if model is not None)
         if item.body is not None:
             models.add(item.body)
     ordered = sorted(models, key=lambda model: model.__name__)
@@ -244,11 +256,7 @@ def openapi_document(
             for name, text in item.headers
         ]
         responses: dict[str, Any] = {
-            str(status): {
-                "description": model.__doc__.strip().splitlines()[0] if model.__doc__ else model.__name__,
-                "content": {JSON_TYPE: {"schema": {"$ref": ref[model]}}},
-            }
-            for status, model in item.responses.items()
+            str(status): _response(model, ref) for status, model in item.responses.items()
         }
         if item.reply_headers:
             for response in responses.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,10 +18,11 @@ from gatewayd.outbox import MTRequest, OutboxError, Prepared, TextRefused
 from gatewayd.store.accounts import Presence
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
-from gatewayd.store.enums import ConversationStatus, MTKind
+from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.errors import MTRefused
 from gatewayd.store.repo_desk import (
     ConversationView,
+    PushRow,
     ReplyTarget,
     conversation_view,
     get_conversation,
@@ -328,6 +330,7 @@ async def _render_push(
     pushes = [replace(row, text=masked(row.text, row.destination, show_msisdn)) for row in pushes]
     sent = _int_param(request.query_params.get("sent"))
     context = {
+        "held": _held_until(request, next((row for row in pushes if row.id == sent), None)),
         "pushes": pushes,
         "error": error,
         "client": client or request.query_params.get("client", "")[:16],
@@ -338,6 +341,17 @@ async def _render_push(
         **await photo_picker(request),
     }
     return render(request, "desk/push.html", context, status_code=status_code)
+
+
+def _held_until(request: Request, row: PushRow | None) -> str | None:
+    """``HH:MM`` on the client's clock when the push just sent is held for their quiet hours, else None."""
+    if row is None or row.status is not MTStatus.QUEUED:
+        return None
+    leaves = row.next_attempt_at if row.next_attempt_at.tzinfo else row.next_attempt_at.replace(tzinfo=UTC)
+    zone = panel(request).settings.outbox.client_zone(row.country, row.destination)
+    if zone is None or leaves <= utcnow():
+        return None
+    return f"{leaves.astimezone(zone):%H:%M}"
 
 
 @requires(OPERATOR_MODE, PUSH_SEND)
@@ -358,12 +372,15 @@ async def push(request: Request) -> Response:
             if subscriber is None:
                 raise Rejected(N_("There is no client with that ID."), 404)
             queued = await outbox.queue_one_in(session, _push_request(subscriber, draft, user.account_id))
+            details: dict[str, Any] = {
+                "mt_ids": [queued.mt_id],
+                "kind": MTKind.PUSH.value,
+                "operator_id": user.account_id,
+            }
+            if queued.held_until is not None:
+                details["held_until"] = queued.held_until.isoformat()  # the client's quiet hours
             await audit(
-                session,
-                request,
-                "mt.sent",
-                subject=f"client:{subscriber.client_id}",
-                details={"mt_ids": [queued.mt_id], "kind": MTKind.PUSH.value, "operator_id": user.account_id},
+                session, request, "mt.sent", subject=f"client:{subscriber.client_id}", details=details
             )
     except MTRefused as refused:
         return await _render_push(

@@ -27,6 +27,7 @@ from gatewayd.webhooks.subscriptions import (
     create_subscription,
     delete_subscription,
     delivery_counts,
+    described,
     get_subscription,
     list_subscriptions,
     recent_deliveries,
@@ -86,17 +87,6 @@ def _input(form: FormData) -> SubscriptionInput:
         # the form sends a hidden "off" before the checkbox: ticked is "on" among the values
         active=not form.getlist("active") or "on" in form.getlist("active"),
     )
-
-
-def _described(subscription: WebhookSubscription) -> dict[str, Any]:
-    """What the audit trail keeps of a subscription (never its secret)."""
-    return {
-        "name": subscription.name,
-        "url": subscription.url,
-        "events": subscription.events,
-        "include_msisdn": subscription.include_msisdn,
-        "active": subscription.active,
-    }
 
 
 def _subject(subscription: WebhookSubscription) -> str:
@@ -173,7 +163,7 @@ async def create(request: Request) -> Response:
             subscription = await create_subscription(
                 session, checked, by=require_user(request).username, now=utcnow()
             )
-            details = {"before": None, "after": _described(subscription)}
+            details = {"before": None, "after": described(subscription)}
             await audit(session, request, "webhook.create", subject=_subject(subscription), details=details)
             secret, name = subscription.secret, subscription.name
     except InvalidSubscription as invalid:
@@ -198,9 +188,9 @@ async def update(request: Request) -> Response:
             subscription = await session.get(WebhookSubscription, subscription_id, with_for_update=True)
             if subscription is None:
                 return error_response(request, 404, N_("There is no such subscription."))
-            before = _described(subscription)
+            before = described(subscription)
             await update_subscription(session, subscription, checked, now=utcnow())
-            details = {"before": before, "after": _described(subscription)}
+            details = {"before": before, "after": described(subscription)}
             await audit(session, request, "webhook.update", subject=_subject(subscription), details=details)
     except InvalidSubscription as invalid:
         return await _detail_page(request, subscription_id, 400, error=PROBLEMS[invalid.problem])
@@ -227,7 +217,7 @@ async def delete(request: Request) -> Response:
         subscription = await session.get(WebhookSubscription, _id(request), with_for_update=True)
         if subscription is None:
             return error_response(request, 404, N_("There is no such subscription."))
-        details = {"before": _described(subscription), "after": None}
+        details = {"before": described(subscription), "after": None}
         await audit(session, request, "webhook.delete", subject=_subject(subscription), details=details)
         await delete_subscription(session, subscription)
     await announce_change(panel(request).bus)

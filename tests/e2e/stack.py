@@ -116,6 +116,10 @@ enabled = false
 sweep_interval = {options.sweep_interval}
 presence_grace = {options.presence_grace}
 
+# pushes leave at any hour in these tests (the quiet hours' own: test_outbox_quiet_hours.py)
+[quiet_hours]
+default = "off"
+
 [daemon]
 instance = "gatewayd-e2e"
 mt_retry_backoff_initial = 0.2

@@ -39,7 +39,9 @@ async def queue_mts(session: AsyncSession, mts: Sequence[NewMT], now: datetime) 
     rows = [_mt_row(mt, subscriber_id, now) for mt, subscriber_id in zip(mts, subscriber_ids, strict=True)]
     insert = MT_MESSAGES.insert().returning(MT_MESSAGES.c.id, sort_by_parameter_order=True)
     ids = list((await session.execute(insert, rows)).scalars())
-    await insert_history(session, [(mt_id, MTStatus.QUEUED, now, None) for mt_id in ids])
+    await insert_history(
+        session, [(mt_id, MTStatus.QUEUED, now, mt.note) for mt_id, mt in zip(ids, mts, strict=True)]
+    )
     await _count_mts(session, [row["subscriber_id"] for row in rows])
     answered = {
         mt.conversation_id for mt in mts if mt.kind is MTKind.REPLY and mt.conversation_id is not None

@@ -18,7 +18,8 @@ ERROR_TEXT_LIMIT = 255
 @dataclass(frozen=True, slots=True)
 class NewMT:
     """An MT to queue. ``destination`` is the normalized MSISDN; ``subscriber_id`` is looked up by it
-    when not given. ``not_before`` delays the first attempt."""
+    when not given. ``not_before`` delays the first attempt; ``note``: the detail of its ``queued``
+    history line (why it waits)."""
 
     kind: MTKind
     carrier: str
@@ -34,6 +35,7 @@ class NewMT:
     in_reply_to_mo_id: int | None = None
     request_receipt: bool = True
     not_before: datetime | None = None
+    note: str | None = None
 
 
 # ClaimedMT and PartResult are made per MT and per part on the hot path: plain slotted dataclasses,

@@ -70,6 +70,10 @@ json = {"true" if log_json else "false"}
 [metrics]
 listen = "{metrics_listen}"
 
+# a push leaves at any hour here (quiet hours: tests/integration/gatewayd/test_daemon_cli.py)
+[quiet_hours]
+default = "off"
+
 [panel]
 listen = "{panel_listen}"
 public_url = "http://127.0.0.1:8080"

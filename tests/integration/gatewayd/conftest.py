@@ -115,6 +115,10 @@ topic_prefix = "{topic_prefix}"
 [metrics]
 enabled = false
 
+# pushes leave at any hour in these tests (the quiet hours' own: test_outbox_quiet_hours.py)
+[quiet_hours]
+default = "off"
+
 [daemon]
 instance = "gatewayd-test"
 mt_retry_backoff_initial = 0.2

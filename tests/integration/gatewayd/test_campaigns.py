@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, text, update
 
-from gatewayd.campaigns import CAMPAIGN_PRIORITY, CampaignSender, CampaignSettings, QuietHours
+from gatewayd.campaigns import CAMPAIGN_PRIORITY, CampaignSender, CampaignSettings
 from gatewayd.outbox import MTRequest, Outbox
 from gatewayd.schema import upgrade
 from gatewayd.store.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientState
@@ -32,6 +32,7 @@ from gatewayd.store.repo_campaigns import (
 )
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
+from routing.quiet_hours import QuietHours, QuietRule
 from tests.integration.gatewayd.helpers_campaigns import T0, answered_history, new_campaign, outbox_settings
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,6 @@ EVERYONE = {"last", "middle", "reset", "voda", "mexico", "new"}
 def sender(store: Store, **options: object) -> CampaignSender:
     values: dict[str, object] = {
         "carrier_tps": {"movistar": 1000.0, "vodafone": 1000.0},
-        "default_zone": ZoneInfo("Europe/Madrid"),
         **options,
     }
     return CampaignSender(store, Outbox(outbox_settings()), CampaignSettings(**values))  # type: ignore[arg-type]
@@ -182,8 +182,11 @@ async def test_recipients_in_quiet_hours_wait_for_morning(store: Store) -> None:
     # 14:00 in Madrid, 07:00 in Mexico City: Mexico sleeps until 09:00
     quiet = sender(
         store,
-        quiet_hours=QuietHours.parse("22:00-09:00"),
-        country_zones={"MX": ZoneInfo("America/Mexico_City")},
+        quiet=QuietRule(
+            default=QuietHours.parse("22:00-09:00"),
+            default_zone=ZoneInfo("Europe/Madrid"),
+            zones={"MX": ZoneInfo("America/Mexico_City")},
+        ),
     )
     await quiet.step(NOW)
     sent = {mt.subscriber_id for mt in await campaign_mts(store)}

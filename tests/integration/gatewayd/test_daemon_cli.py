@@ -9,6 +9,7 @@ import resource
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,21 @@ def test_migrate_then_send_queues_an_mt(
             await engine.dispose()
 
     assert asyncio.run(stored()) == ("movistar", "997745", "34600111222", MTStatus.QUEUED)
+
+
+def test_send_says_when_a_push_is_held_for_quiet_hours(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ends = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    hours = f"{(ends.hour - 3) % 24:02d}:00-{ends:%H}:00"  # from an hour before now to two after
+    quiet = f'[daemon]\ntimezone = "UTC"\n\n[quiet_hours]\ndefault = "{hours}"\n'
+    path = write(tmp_path, quiet + GOOD.format(url=sqlite_url))
+    assert main(["migrate", "--config", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["send", "--config", str(path), "600111222", "Hola"]) == 0
+    assert capsys.readouterr().out == (
+        f"MT 1 queued, held for quiet hours until {ends:%Y-%m-%d %H:%M} UTC ({ends:%H:%M} UTC)\n"
+    )
 
 
 def test_send_refuses_an_unknown_carrier(

@@ -1,5 +1,6 @@
-"""The mass push's pure rules: quiet hours (across midnight, in the client's zone, over DST changes),
-the token bucket that paces a campaign, the carriers' room, and the recipient rule's SQL twin."""
+"""The mass push's pure rules: which countries are awake (the quiet-hours rule itself:
+tests/unit/routing/test_routing_quiet_hours.py), the token bucket that paces a campaign, the carriers'
+room, and the recipient rule's SQL twin."""
 
 from __future__ import annotations
 
@@ -7,58 +8,27 @@ import itertools
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
-import pytest
 from pydantic import SecretStr
 from sqlalchemy import create_engine, insert, select
 
-from gatewayd.campaigns import CampaignSettings, Pace, QuietHours, carrier_tps
+from gatewayd.campaigns import CampaignSettings, Pace, carrier_tps
 from gatewayd.config import BindConfig, BindType, CarrierConfig
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.recipients import may_receive, refusal
 from gatewayd.store.subscribers import Subscriber
+from routing.quiet_hours import QuietHours, QuietRule
 
 MADRID = ZoneInfo("Europe/Madrid")
 NIGHT = QuietHours(time(22, 0), time(9, 0))
 
 
-@pytest.mark.parametrize(
-    ("local", "quiet"),
-    [
-        (time(21, 59), False),
-        (time(22, 0), True),
-        (time(23, 59), True),
-        (time(0, 0), True),
-        (time(8, 59), True),
-        (time(9, 0), False),
-        (time(13, 0), False),
-    ],
-)
-def test_night_hours_span_midnight(local: time, quiet: bool) -> None:
-    assert NIGHT.quiet(local) is quiet
-
-
-def test_day_hours_and_no_hours() -> None:
-    siesta = QuietHours(time(14, 0), time(16, 0))
-    assert siesta.quiet(time(15, 0)) and not siesta.quiet(time(16, 0)) and not siesta.quiet(time(13, 59))
-    assert not QuietHours(time(9, 0), time(9, 0)).quiet(time(9, 0))
-    assert QuietHours.parse("") is None
-    assert QuietHours.parse("22:30-07:15") == QuietHours(time(22, 30), time(7, 15))
-
-
-def test_quiet_hours_follow_the_wall_clock_across_dst() -> None:
-    # 2026-03-29 Madrid goes from UTC+1 to UTC+2: 07:30 UTC is still night the day before, morning after
-    assert NIGHT.quiet_at(datetime(2026, 3, 28, 7, 30, tzinfo=UTC), MADRID)  # 08:30 CET
-    assert not NIGHT.quiet_at(datetime(2026, 3, 29, 7, 30, tzinfo=UTC), MADRID)  # 09:30 CEST
-    # autumn: 2026-10-25, back to UTC+1; 21:30 UTC is 23:30 CEST the day before, 22:30 CET after
-    assert NIGHT.quiet_at(datetime(2026, 10, 24, 20, 30, tzinfo=UTC), MADRID)  # 22:30 CEST
-    assert not NIGHT.quiet_at(datetime(2026, 10, 25, 20, 30, tzinfo=UTC), MADRID)  # 21:30 CET
-
-
 def test_the_awake_countries() -> None:
     settings = CampaignSettings(
-        quiet_hours=NIGHT,
-        country_zones={"MX": ZoneInfo("America/Mexico_City"), "ES": MADRID},
-        default_zone=ZoneInfo("UTC"),
+        quiet=QuietRule(
+            default=NIGHT,
+            zones={"MX": ZoneInfo("America/Mexico_City"), "ES": MADRID},
+            default_zone=ZoneInfo("UTC"),
+        )
     )
     # 12:00 UTC: 13:00 in Madrid, 06:00 in Mexico City, 12:00 in the default zone
     awake = settings.awake(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
@@ -66,6 +36,25 @@ def test_the_awake_countries() -> None:
     late = settings.awake(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # 23:30 Madrid, 16:30 Mexico
     assert (late.countries, late.others) == (frozenset({"MX"}), False)
     assert CampaignSettings().awake(datetime(2026, 3, 2, 3, 0, tzinfo=UTC)).others
+
+
+def test_a_country_with_hours_of_its_own_wakes_by_them() -> None:
+    rule = QuietRule(
+        default=NIGHT,
+        default_zone=MADRID,
+        countries={"GB": QuietHours(time(21, 0), time(8, 0)), "FR": None},
+        zones={"GB": ZoneInfo("Europe/London")},
+    )
+    # 08:30 UTC: 08:30 in London (awake by its 21:00-08:00), 09:30 in Madrid; FR has no quiet hours
+    morning = CampaignSettings(quiet=rule).awake(datetime(2026, 12, 7, 7, 30, tzinfo=UTC))
+    # 07:30 UTC: 07:30 London (asleep), 08:30 Madrid (asleep), FR awake (its hours are off)
+    assert (morning.countries, morning.zoned, morning.others) == (
+        frozenset({"FR"}),
+        frozenset({"GB", "FR"}),
+        False,
+    )
+    later = CampaignSettings(quiet=rule).awake(datetime(2026, 12, 7, 8, 30, tzinfo=UTC))
+    assert (later.countries, later.others) == (frozenset({"GB", "FR"}), True)
 
 
 def test_the_pace_grants_its_rate_with_a_burst() -> None:

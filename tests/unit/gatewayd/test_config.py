@@ -425,3 +425,72 @@ def test_allow_lists_are_host_port_pairs_lower_cased_and_a_bad_one_names_its_key
     found = {problem.key: problem.message for problem in problems(write(tmp_path, bad))}
     assert set(found) == {"panel.gallery_fetch_allow[0]", "webhooks.allow[0]"}
     assert found["webhooks.allow[0]"].startswith("must be host:port")
+
+
+def test_quiet_hours_per_country_over_the_default(tmp_path: Path) -> None:
+    text = VALID + dedent(
+        """
+        [quiet_hours]
+        default = "22:00-09:00"
+        reply_window = 600
+
+        [quiet_hours.countries]
+        gb = "21:00-08:00"
+        FR = "off"
+
+        [quiet_hours.zones]
+        GB = "Europe/London"
+        """
+    )
+    rule = load_config(write(tmp_path, text), {}).quiet_rule()
+    assert str(rule.hours("GB")) == "21:00-08:00" and rule.hours("FR") is None
+    assert str(rule.hours("ES")) == "22:00-09:00" and rule.zone("GB").key == "Europe/London"
+    assert rule.zone("ES").key == "Europe/Madrid" and rule.recent.total_seconds() == 600
+
+
+def test_the_older_campaigns_keys_still_set_the_quiet_hours(tmp_path: Path) -> None:
+    assert str(load_config(write(tmp_path, VALID), {}).quiet_rule().default) == "22:00-09:00"
+    older = VALID + dedent(
+        """
+        [campaigns]
+        quiet_hours = "23:00-08:00"
+
+        [campaigns.country_zones]
+        MX = "America/Mexico_City"
+        """
+    )
+    rule = load_config(write(tmp_path, older), {}).quiet_rule()
+    assert str(rule.default) == "23:00-08:00" and rule.zone("MX").key == "America/Mexico_City"
+    off = VALID + '\n[quiet_hours]\ndefault = "off"\n'
+    assert load_config(write(tmp_path, off), {}).quiet_rule().default is None
+
+
+def test_quiet_hours_said_twice_or_badly_name_the_key_and_line(tmp_path: Path) -> None:
+    text = VALID + dedent(
+        """
+        [campaigns]
+        quiet_hours = "23:00-08:00"
+
+        [campaigns.country_zones]
+        MX = "America/Mexico_City"
+
+        [quiet_hours]
+        default = "22:00-09:00"
+
+        [quiet_hours.countries]
+        GB = "21-08"
+
+        [quiet_hours.zones]
+        MX = "America/Mexico_City"
+        """
+    )
+    path = write(tmp_path, text)
+    found = {problem.key: problem.message for problem in problems(path)}
+    assert found["quiet_hours.countries.GB"].startswith("must be HH:MM-HH:MM")
+    # the conflicts are checked once the table itself is valid
+    fixed = text.replace('GB = "21-08"', 'GB = "21:00-08:00"')
+    found = {problem.key: problem.message for problem in problems(write(tmp_path, fixed))}
+    assert found == {
+        "quiet_hours.default": "also given as [campaigns] quiet_hours: keep one",
+        "quiet_hours.zones.MX": "MX also has a zone in [campaigns.country_zones]: keep one",
+    }

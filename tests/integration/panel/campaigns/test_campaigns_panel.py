@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -217,9 +216,7 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
         page.status_code == 200 and "Vuelta al chat" in page.text and "The campaign is scheduled" in page.text
     )
     # the daemon's sender starts it: 4 MTs a second, half a second's worth at once
-    settings = CampaignSettings(
-        carrier_tps={"movistar": 100.0, "vodafone": 100.0}, default_zone=ZoneInfo("UTC")
-    )
+    settings = CampaignSettings(carrier_tps={"movistar": 100.0, "vodafone": 100.0})
     sender = CampaignSender(store, Outbox(outbox_settings()), settings)
     await sender.step(utcnow() + timedelta(seconds=1))
     progress = (await admin.get(f"/admin/campaigns/{campaign.id}/progress")).json()

@@ -1,0 +1,161 @@
+"""Quiet hours for single pushes, through the outbox and the real store (SQLite and PostgreSQL): a push
+at 23:00 in Madrid is held to 09:00 (its history says so) and the claim leaves it until then; replies,
+system messages and ban notices are never held, nor a push to a client who just wrote; a country's own
+hours; a batch reads its clients' latest MOs in one statement as before."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import Connection
+
+from gatewayd.mo_message import dedup_key
+from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.store.enums import MTKind
+from gatewayd.store.messages import MTMessage, MTStatusHistory
+from gatewayd.store.repo_desk import last_mos_of_subscribers
+from gatewayd.store.repo_mo import NewMO
+from gatewayd.store.store import Store
+from routing.quiet_hours import QuietHours, QuietRule
+
+from .test_outbox import settings as plain_settings
+
+pytestmark = pytest.mark.integration
+
+MADRID = ZoneInfo("Europe/Madrid")
+#: 23:00 in Madrid (UTC+1 in December); the quiet period ends at 09:00 local, 08:00 UTC.
+NIGHT = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
+MORNING = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+SPAIN, BRITAIN = "34600000003", "447700900123"
+
+
+def quiet_settings() -> OutboxSettings:
+    rule = QuietRule(
+        default=QuietHours(time(22, 0), time(9, 0)),
+        default_zone=MADRID,
+        countries={"GB": QuietHours(time(21, 0), time(7, 0))},
+        zones={"GB": ZoneInfo("Europe/London")},
+        recent=timedelta(minutes=30),
+    )
+    plain = plain_settings()
+    return OutboxSettings(plain.carriers, plain.services, plain.timezone, rule)
+
+
+async def client_wrote(store: Store, msisdn: str, at: datetime) -> int:
+    async with store.transaction() as session:
+        row = NewMO(
+            dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
+            msisdn=msisdn,
+            carrier="movistar",
+            short_code="997745",
+            text="hola",
+            received_at=at,
+            country="ES" if msisdn.startswith("34") else "GB",
+        )
+        (stored,) = await store.mos.ingest(session, [row], at)
+        return stored.subscriber.id
+
+
+async def queued(store: Store, outbox: Outbox, requests: list[MTRequest], now: datetime) -> list[Queued]:
+    async with store.transaction() as session:
+        batch = await outbox.queue_in(session, requests, now)
+    assert all(isinstance(item, Queued) for item in batch.outcomes)
+    return batch.queued
+
+
+async def due_ids(store: Store, now: datetime) -> set[int]:
+    async with store.transaction() as session:
+        claimed = await store.claims.claim(session, "gw", now, limit=100, lease=30)
+    return {mt.id for mt in claimed.mts}
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def test_a_push_at_23_in_madrid_is_held_to_09_and_leaves_then(store: Store) -> None:
+    await client_wrote(store, SPAIN, NIGHT - timedelta(days=3))
+    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    (push,) = await queued(store, outbox, [MTRequest(SPAIN, "oferta")], NIGHT)
+    assert push.held_until == MORNING
+
+    async with store.sessions() as session:
+        mt = await session.get(MTMessage, push.mt_id)
+        history = (
+            await session.scalars(select(MTStatusHistory).where(MTStatusHistory.mt_id == push.mt_id))
+        ).all()
+    assert mt is not None and aware(mt.next_attempt_at) == MORNING
+    assert [line.detail for line in history] == [
+        "held for quiet hours until 2026-12-07 09:00 Europe/Madrid (08:00 UTC)"
+    ]
+    assert await due_ids(store, NIGHT + timedelta(minutes=1)) == set()
+    assert await due_ids(store, MORNING - timedelta(seconds=1)) == set()
+    assert await due_ids(store, MORNING) == {push.mt_id}
+
+
+async def test_replies_system_messages_and_ban_notices_are_never_held(store: Store) -> None:
+    subscriber_id = await client_wrote(store, SPAIN, NIGHT - timedelta(days=3))
+    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    async with store.sessions() as session:
+        last = (await last_mos_of_subscribers(session, [subscriber_id]))[subscriber_id]
+    requests = [
+        MTRequest(SPAIN, "respuesta", kind=MTKind.REPLY, mo=last, subscriber_id=subscriber_id),
+        MTRequest(SPAIN, "aviso", kind=MTKind.SYSTEM),
+        MTRequest(SPAIN, "baneado", kind=MTKind.BAN_NOTICE),
+        MTRequest(SPAIN, "campaña", kind=MTKind.MASS),  # the campaign's sender decides for those
+    ]
+    items = await queued(store, outbox, requests, NIGHT)
+    assert [item.held_until for item in items] == [None] * 4
+    assert await due_ids(store, NIGHT) == {item.mt_id for item in items}
+
+
+async def test_a_push_to_a_client_who_just_wrote_is_not_held(store: Store) -> None:
+    await client_wrote(store, SPAIN, NIGHT - timedelta(minutes=10))
+    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    (push,) = await queued(store, outbox, [MTRequest(SPAIN, "¿sigues ahí?")], NIGHT)
+    assert push.held_until is None
+    (later,) = await queued(store, outbox, [MTRequest(SPAIN, "buenas noches")], NIGHT + timedelta(minutes=31))
+    assert later.held_until == MORNING
+    assert await due_ids(store, NIGHT + timedelta(minutes=31)) == {push.mt_id}
+
+
+async def count_reads(store: Store, outbox: Outbox, requests: list[MTRequest], now: datetime) -> int:
+    statements: list[str] = []
+
+    def seen(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = store.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await queued(store, outbox, requests, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return sum(statement.lstrip().upper().startswith("SELECT") for statement in statements)
+
+
+async def test_a_batch_costs_the_same_reads_whatever_its_size(store: Store) -> None:
+    """The hot path: the clients' latest MOs (routing and quiet hours alike) in one statement, no read
+    per MT (SQLite's inserts with RETURNING go row by row whatever the outbox does: not counted)."""
+    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    small = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 2, NIGHT)
+    large = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 20, NIGHT)
+    assert small == large
+
+
+async def test_a_country_with_its_own_hours(store: Store) -> None:
+    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    await client_wrote(store, BRITAIN, NIGHT - timedelta(days=1))
+    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    both = [MTRequest(SPAIN, "a"), MTRequest(BRITAIN, "b")]
+    # 20:30 UTC: 21:30 in Madrid (awake), 20:30 in London (awake until 21:00)
+    early = await queued(store, outbox, both, NIGHT - timedelta(hours=1, minutes=30))
+    assert [item.held_until for item in early] == [None, None]
+    # 21:30 UTC: 22:30 in Madrid and 21:30 in London, both quiet; London's end at 07:00 its time
+    late = await queued(store, outbox, both, NIGHT - timedelta(minutes=30))
+    assert [item.held_until for item in late] == [MORNING, datetime(2026, 12, 7, 7, 0, tzinfo=UTC)]
