@@ -42,6 +42,11 @@ REFUSED = MappingProxyType(
     {
         RefusalReason.BANNED: N_("Not sent: the client is banned."),
         RefusalReason.OPTED_OUT: N_("Not sent: the client opted out (STOP)."),
+        RefusalReason.AWAITING_ACCEPTANCE: N_("Not sent: the client has not accepted the price notice yet."),
+        RefusalReason.AWAITING_CONFIRMATION: N_(
+            "Not sent: the chat is paused until the client confirms the spend."
+        ),
+        RefusalReason.SPEND_CAP: N_("Not sent: the client reached this month's spend cap."),
     }
 )
 #: A text the outbox refuses (:class:`gatewayd.outbox.TextRefused`), by its reason.
@@ -62,6 +67,11 @@ FAILURES = MappingProxyType(
         "UNKNOWN": N_("Delivery unknown (UNKNOWN)"),
         BANNED: N_("Refused by policy: the client is banned"),
         OPTED_OUT: N_("Refused by policy: the client opted out"),
+        RefusalReason.AWAITING_ACCEPTANCE.value: N_("Refused: the client had not accepted the price notice"),
+        RefusalReason.AWAITING_CONFIRMATION.value: N_(
+            "Refused: the chat was paused until the client confirms"
+        ),
+        RefusalReason.SPEND_CAP.value: N_("Refused: the client reached this month's spend cap"),
         SUBMIT_REJECTED: N_("Refused by the SMSC when sent"),
     }
 )

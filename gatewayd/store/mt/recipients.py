@@ -34,6 +34,8 @@ _HELD = {
     PremiumState.PAUSED: (RefusalReason.AWAITING_CONFIRMATION, "client has not confirmed the spend"),
     PremiumState.CAPPED: (RefusalReason.SPEND_CAP, "client reached the month's spend cap"),
 }
+#: Each premium refusal's reason with the detail an MT's last error then starts with.
+HELD_DETAILS = tuple(_HELD.values())
 
 
 @dataclass(frozen=True, slots=True)
