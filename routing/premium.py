@@ -180,6 +180,18 @@ def _since(before: Account, after: Account, now: datetime) -> Account:
     return after
 
 
+def standing(account: Account | None, terms: Terms, now: datetime) -> tuple[int, PremiumState]:
+    """What the desk shows of a client's account now: the month's spend and the state that holds
+    their billed MTs (``normal`` when none does; awaiting for a client never noticed where the
+    service requires acceptance)."""
+    if account is None:
+        account = Account()
+    current = in_month(account, terms, now)
+    if terms.acceptance and current.noticed_at is None:
+        return current.spent, PremiumState.AWAITING
+    return current.spent, hold(current.state, current.held_until, now) or PremiumState.NORMAL
+
+
 def is_acceptance(text: str, accept: Iterable[str]) -> bool:
     """Does the MO's first word accept (``si``, ``Sí.``, ``YES``; case, accents and punctuation
     ignored)? ``accept`` holds normalised keywords."""

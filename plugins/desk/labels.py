@@ -8,6 +8,7 @@ from types import MappingProxyType, SimpleNamespace
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.errors import RefusalReason
 from gatewayd.store.repo_history import BANNED, OPTED_OUT, SUBMIT_REJECTED
+from routing.premium import PremiumState
 from translations import N_
 
 CONVERSATION_STATUS = MappingProxyType(
@@ -75,6 +76,28 @@ FAILURES = MappingProxyType(
         SUBMIT_REJECTED: N_("Refused by the SMSC when sent"),
     }
 )
+#: A client's standing on a billed service (``routing.premium.PremiumState``), on the client card.
+PREMIUM_STATE = MappingProxyType(
+    {
+        PremiumState.NORMAL.value: N_("Normal"),
+        PremiumState.AWAITING.value: N_("Awaiting acceptance of the price notice"),
+        PremiumState.PAUSED.value: N_("Paused until the client confirms"),
+        PremiumState.CAPPED.value: N_("Monthly spend cap reached"),
+    }
+)
+#: Why the reply box is closed while the client is held on a billed service.
+REPLY_HELD = MappingProxyType(
+    {
+        PremiumState.AWAITING.value: N_(
+            "Replies are held: the client has not accepted the price notice yet (they answer %(keywords)s)."
+        ),
+        PremiumState.PAUSED.value: N_(
+            "Replies are held: the chat is paused until the client confirms the spend "
+            "(they answer %(keywords)s)."
+        ),
+        PremiumState.CAPPED.value: N_("Replies are stopped: the client reached this month's spend cap."),
+    }
+)
 MT_KIND = MappingProxyType(
     {
         MTKind.REPLY.value: N_("Reply"),
@@ -93,4 +116,6 @@ LABELS = SimpleNamespace(
     notices=NOTICES,
     failures=FAILURES,
     mt_kind=MT_KIND,
+    premium_state=PREMIUM_STATE,
+    reply_held=REPLY_HELD,
 )
