@@ -926,6 +926,7 @@ class MOPipeline:
                     kind=MTKind.SYSTEM,
                     priority=10,
                     subscriber_id=result.subscriber.id,
+                    conversation_id=result.conversation_id,  # in the thread the operator reads
                     mo=self._answered(mo, result.mo_id),
                     extra_variables=tuple(notice.variables.items()),
                 )

@@ -375,6 +375,18 @@ def test_the_shipped_example_is_valid(tmp_path: Path) -> None:
     copy = write(tmp_path, example.read_text(encoding="utf-8"), "example.toml")
     config = load_config(copy, {})
     assert [carrier.name for carrier in config.carriers] == ["movistar", "vodafone"]
+    billing = config.services[1].billing
+    assert billing is not None and (billing.price_mt, billing.currency, billing.acceptance) == (
+        120,
+        "EUR",
+        True,
+    )
+    assert [(step.at, step.action.value) for step in config.spend["GB"].steps] == [
+        (1000, "confirm"),
+        (1500, "notify"),
+        (3000, "confirm"),
+        (4000, "cap"),
+    ]
 
 
 def test_the_simulator_table_is_left_to_the_simulator(tmp_path: Path) -> None:
@@ -598,3 +610,26 @@ notice = "1.20 EUR"
             " service on it has billing",
         )
     ]
+
+
+@pytest.mark.parametrize(("index", "country", "short_code"), [(0, "ES", "355500"), (1, "GB", "69000")])
+def test_the_compliance_examples_are_valid(tmp_path: Path, index: int, country: str, short_code: str) -> None:
+    """docs/COMPLIANCE.md's Spanish and UK examples load as written (with a carrier for the short code)."""
+    document = (Path(__file__).parents[3] / "docs" / "COMPLIANCE.md").read_text(encoding="utf-8")
+    example = document.split("```toml\n")[index + 1].split("```", 1)[0]
+    carrier = f"""
+[[carriers]]
+name = "carrier"
+country = "{country}"
+short_codes = ["{short_code}"]
+system_id = "echat"
+password = "secret"
+
+[[carriers.binds]]
+host = "127.0.0.1"
+port = 2775
+"""
+    config = load_config(write(tmp_path, carrier + example), {})
+    billing = config.services[0].billing
+    assert billing is not None and billing.acceptance
+    assert config.keywords[country].accept
