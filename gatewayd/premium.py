@@ -257,7 +257,7 @@ class Premium:
             (item.subscriber_id, settings.services_by_code[item.short_code]): item.short_code
             for item in items
         }
-        accounts = await lock_accounts(session, wanted, now, create=True)
+        accounts = await lock_accounts(session, wanted, now, create=True, clients_first=True)
         changed: dict[Key, Account] = {}
         for item in items:
             service = settings.services_by_code[item.short_code]

@@ -23,6 +23,7 @@ from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import MTStatus, enum_type
 from gatewayd.store.messages import MTMessage
+from gatewayd.store.subscribers import Subscriber
 from routing.premium import Account, PremiumState, hold, hold_of_queued
 
 
@@ -80,14 +81,31 @@ def _account(row: PremiumAccount) -> Account:
 
 
 async def lock_accounts(
-    session: AsyncSession, wanted: Mapping[Key, str], now: datetime, *, create: bool
+    session: AsyncSession,
+    wanted: Mapping[Key, str],
+    now: datetime,
+    *,
+    create: bool,
+    clients_first: bool = False,
 ) -> dict[Key, Account]:
     """The accounts of these (subscriber, service) keys (value: the service's short code), locked for
     the caller's transaction (in key order: two transactions never wait on each other in a circle);
-    ``create``: the missing ones are made first (a first MO), else they are left out."""
+    ``create``: the missing ones are made first (a first MO), else they are left out.
+    ``clients_first``: their subscribers' rows are locked before (the outbox, which updates them
+    later; the MO pipeline's upsert holds them already): every transaction takes a client's
+    subscriber row, then their accounts."""
     keys = sorted(wanted)
     if not keys:
         return {}
+    if clients_first:
+        subscribers = table_of(Subscriber)
+        for ids in chunks(sorted({sid for sid, _ in keys})):
+            await session.execute(
+                select(subscribers.c.id)
+                .where(subscribers.c.id.in_(ids))
+                .order_by(subscribers.c.id)
+                .with_for_update()
+            )
     if create:
         await session.execute(
             _CREATE,
