@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gatewayd.daemon import Daemon
 from gatewayd.outbox import MTRequest
@@ -183,3 +183,74 @@ async def test_a_clients_journey_on_a_billed_service(
             "premium.accept",
             "premium.cap",
         ]
+
+
+MO_BILLED = """
+[services.billing]
+price_mo = 1.00
+currency = "EUR"
+provider = "Chat Acme SL"
+billed = "mo"
+notice = "{host}: cada mensaje que envias cuesta {precio} {moneda}. {proveedor}."
+steps = [{at = 2, action = "confirm", text = "Llevas {gasto} {moneda}. Responde SI para seguir."}]
+"""
+
+
+async def test_an_mo_billed_service_counts_each_chat_mo(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """MO-billed without acceptance: the notice goes, the chat opens at once; each chat MO adds its
+    price, the second crosses the confirm step: the operator's replies wait for the client's yes."""
+    config = make_config(tmp_path, database_url, simulator, extra=MO_BILLED)
+    async with running_daemon(config) as daemon:
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "Hola")
+        await eventually(lambda: len(phone_texts(simulator)) == 1)
+        assert phone_texts(simulator) == ["795500: cada mensaje que envias cuesta 1.00 EUR. Chat Acme SL."]
+        assert (await account(daemon)).spent == 100
+        await reply(daemon, "Hola, soy Laura")  # no acceptance required: the chat is open
+        await eventually(lambda: "Hola, soy Laura" in phone_texts(simulator))
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "¿Qué tal?")
+        await eventually(lambda: "Llevas 2.00 EUR. Responde SI para seguir." in phone_texts(simulator))
+        assert (await account(daemon)).state is PremiumState.PAUSED
+        with pytest.raises(MTRefused) as refused:
+            await reply(daemon, "Bien")
+        assert refused.value.reason is RefusalReason.AWAITING_CONFIRMATION
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "SI")
+
+        async def confirmed() -> bool:
+            found = await account(daemon)
+            return found.state is PremiumState.NORMAL and found.spent == 300  # the yes is an MO too
+
+        await eventually(confirmed)
+        await reply(daemon, "Bien")
+        await eventually(lambda: "Bien" in phone_texts(simulator))
+        assert all(charge is None for _, _, charge in (await statuses(daemon)).values())  # MTs are free
+
+
+async def test_a_service_without_billing_reads_no_premium_table(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """Nothing billed in the configuration: an MO and a reply never touch the premium accounts."""
+    config = make_config(tmp_path, database_url, simulator)
+    statements: list[str] = []
+    async with running_daemon(config) as daemon:
+        assert daemon.engine is not None
+
+        def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(daemon.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "Hola")
+
+            async def stored() -> bool:
+                assert daemon.sessions is not None
+                async with daemon.sessions() as session:
+                    return (await session.execute(select(MOMessage.id))).first() is not None
+
+            await eventually(stored)
+            await reply(daemon, "Hola, soy Laura")
+            await eventually(lambda: "Hola, soy Laura" in phone_texts(simulator))
+        finally:
+            event.remove(daemon.engine.sync_engine, "before_cursor_execute", seen)
+    assert statements and not [statement for statement in statements if "premium_accounts" in statement]
