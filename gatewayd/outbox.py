@@ -371,7 +371,8 @@ class Outbox:
         self, session: AsyncSession, notices: Sequence[tuple[Notice, Prepared]], now: datetime
     ) -> list[Queued]:
         """Queues the premium notices (``SYSTEM``: free, never charged) by the way their MT took, and
-        audits each with its MT."""
+        audits each with its MT. A notice whose text cannot be sent (a step's text too long once
+        rendered) is left out and logged: the MT that crossed the step is not refused for it."""
         requests = [
             MTRequest(
                 to=item.destination,
@@ -387,7 +388,17 @@ class Outbox:
             )
             for notice, item in notices
         ]
-        outcomes, _ = await self._store(session, await self._prepare_each(session, requests, now), now)
+        prepared: list[Prepared | OutboxError] = []
+        for item in await self._prepare_each(session, requests, now):
+            if isinstance(item, Prepared):
+                try:
+                    check_text(item.text)
+                except TextRefused as error:
+                    item = error
+            if isinstance(item, OutboxError):
+                log_event(log, "outbox.premium_notice_not_queued", logging.WARNING, reason=str(item))
+            prepared.append(item)
+        outcomes, _ = await self._store(session, prepared, now)
         await Premium.audit(
             session,
             [

@@ -4,6 +4,7 @@ and a billed MT that ends refused gives its charge back."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from sqlalchemy import select, update
 
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
 from gatewayd.premium import PremiumSettings
+from gatewayd.store.audit import AuditRecord
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.premium import PremiumAccount
@@ -116,3 +118,23 @@ async def test_without_billed_short_codes_the_claim_reads_no_holds(store: Store)
         claimed = await store.claims.claim(session, "test", NOW, limit=10, lease=60)
         mts = (await session.execute(select(MTMessage))).scalars().all()
     assert len(claimed.mts) == 1 and claimed.refused == [] and mts[0].charge is None
+
+
+async def test_a_step_notice_that_cannot_be_sent_leaves_the_reply_queued_and_is_audited(store: Store) -> None:
+    too_long = replace(TERMS, steps=(SpendStep(100, StepAction.NOTIFY, "x" * 2000),))
+    premium = PremiumSettings(
+        terms={"chat": too_long}, services_by_code={"795500": "chat"}, countries={"chat": "ES"}
+    )
+    async with store.transaction() as session:
+        subscriber = Subscriber(client_id="CPREMIUM3", msisdn="34600555111", carrier="vodafone", country="ES")
+        session.add(subscriber)
+        await session.flush()
+        batch = await Outbox(OutboxSettings(premium=premium)).queue_in(
+            session, [reply(subscriber.id, "uno")], NOW
+        )
+    assert [item.prepared.text for item in batch.queued] == ["uno"]
+    async with store.transaction() as session:
+        records = (await session.execute(select(AuditRecord))).scalars().all()
+        row = await session.get(PremiumAccount, (subscriber.id, "chat"))
+    assert [(record.action, record.details["mt_id"]) for record in records] == [("premium.notify", None)]
+    assert row is not None and row.spent == 100 and row.steps_passed == 1
