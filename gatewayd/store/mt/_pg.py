@@ -240,7 +240,8 @@ async def change_status(
     ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
     moved. Returns a row per MT that moved: ``id``, ``status``, ``final`` and, for a final status, what
     the reports' rollups count it by (``created_at``, ``carrier``, ``source``, ``operator_id``,
-    ``country``, ``service``), read in the same round trip."""
+    ``country``, ``service``) and what gives a billed MT's charge back (``subscriber_id``,
+    ``charge``), read in the same round trip."""
     return await pg_rows(
         session,
         _CHANGE_STATUS,

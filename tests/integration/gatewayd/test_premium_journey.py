@@ -25,10 +25,11 @@ from smpp.text import decode_text
 from tests.integration.gatewayd.conftest import (
     VODAFONE,
     VODAFONE_SHORT_CODE,
-    eventually,
     make_config,
     running_daemon,
+    simulator_config,
 )
+from tests.waiting import eventually
 
 SUBSCRIBER = "34600555111"
 
@@ -254,3 +255,27 @@ async def test_a_service_without_billing_reads_no_premium_table(
         finally:
             event.remove(daemon.engine.sync_engine, "before_cursor_execute", seen)
     assert statements and not [statement for statement in statements if "premium_accounts" in statement]
+
+
+async def test_a_billed_mt_that_fails_gives_its_charge_back(tmp_path: Path, database_url: str) -> None:
+    """The carrier's receipt says UNDELIV: the MT ends failed and the client's spend drops back (the
+    receipts' path, which on PostgreSQL reads what it needs in the status change's own round trip)."""
+    base = simulator_config()
+    receipts = base.carriers[1].receipts.model_copy(update={"overrides": {SUBSCRIBER: "UNDELIV"}})
+    carriers = (base.carriers[0], base.carriers[1].model_copy(update={"receipts": receipts}))
+    async with Simulator(base.model_copy(update={"carriers": carriers})) as simulator:
+        config = make_config(
+            tmp_path, database_url, simulator, extra=BILLING.replace("acceptance = true", "")
+        )
+        async with running_daemon(config) as daemon:
+            simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "Hola")
+            await eventually(lambda: len(phone_texts(simulator)) == 1)  # the notice (it fails too: free)
+            mt_id = await reply(daemon, "Hola, soy Laura")
+            assert (await account(daemon)).spent == 100
+
+            async def failed() -> bool:
+                return (await statuses(daemon))[mt_id][1] is MTStatus.FAILED
+
+            await eventually(failed)
+            assert (await statuses(daemon))[mt_id][2] == 100  # the MT keeps what it was charged
+            assert (await account(daemon)).spent == 0
