@@ -299,9 +299,9 @@ class Outbox:
         self, session: AsyncSession, prepared: Sequence[Prepared | OutboxError], now: datetime
     ) -> tuple[list[Queued | Refusal | OutboxError], list[Queued]]:
         """Stores the prepared MTs the recipient rule allows; per item its MT, refusal or error, and
-        the premium notices queued after them. Billed
-        MTs from a billed service's short code are applied to the clients' premium accounts first
-        (:meth:`_charge`): charged, or refused by the same rule in the state that refuses them."""
+        the premium notices queued after them. Billed MTs from a billed service's short code are
+        applied to the clients' premium accounts first (:meth:`_charge`): charged, or refused by the
+        same rule in the state that refuses them."""
         decided: list[Refusal | OutboxError | None] = [
             item
             if isinstance(item, OutboxError)
@@ -352,14 +352,16 @@ class Outbox:
                 continue
             if item.recipient is None:  # never wrote: no notice yet
                 if settings.terms[settings.services_by_code[source]].acceptance:
-                    decided[index] = refusal_of(item.request.kind, PremiumState.AWAITING)
+                    decided[index] = _premium_refusal(item.request.kind, PremiumState.AWAITING)
                 continue
             billable.append(Billable(index, item.recipient.id, item.recipient.client_id, source))
         if not billable:
             return {}, []
         charges = await Premium(settings).charge(session, billable, now)
         for index, state in charges.refused.items():
-            decided[index] = refusal_of(prepared[index].request.kind, state)  # type: ignore[union-attr]
+            refused_item = prepared[index]
+            assert isinstance(refused_item, Prepared)
+            decided[index] = _premium_refusal(refused_item.request.kind, state)
         notices: list[tuple[Notice, Prepared]] = []
         for notice in charges.notices:
             item = prepared[notice.index]
@@ -632,7 +634,7 @@ def held_note(until: datetime, zone: ZoneInfo) -> str:
     return f"held for quiet hours until {local:%Y-%m-%d %H:%M} {zone.key} ({until.astimezone(UTC):%H:%M} UTC)"
 
 
-def refusal_of(kind: MTKind, state: PremiumState) -> Refusal | None:
+def _premium_refusal(kind: MTKind, state: PremiumState) -> Refusal | None:
     """The recipient rule's refusal of an MT of ``kind`` to a client held in ``state``."""
     return refusal(kind, opted_out=False, banned=False, held=state)
 
