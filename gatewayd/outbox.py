@@ -373,8 +373,9 @@ class Outbox:
         self, session: AsyncSession, notices: Sequence[tuple[Notice, Prepared]], now: datetime
     ) -> list[Queued]:
         """Queues the premium notices (``SYSTEM``: free, never charged) by the way their MT took, and
-        audits each with its MT. A notice whose text cannot be sent (a step's text too long once
-        rendered) is left out and logged: the MT that crossed the step is not refused for it."""
+        audits each with its MT; the notice of a push held for the client's quiet hours is held with
+        it. A notice whose text cannot be sent (a step's text too long once rendered) is left out and
+        logged: the MT that crossed the step is not refused for it."""
         requests = [
             MTRequest(
                 to=item.destination,
@@ -391,8 +392,12 @@ class Outbox:
             for notice, item in notices
         ]
         prepared: list[Prepared | OutboxError] = []
-        for item in await self._prepare_each(session, requests, now):
+        for (_, crossing), item in zip(
+            notices, await self._prepare_each(session, requests, now), strict=True
+        ):
             if isinstance(item, Prepared):
+                if crossing.held_until is not None:  # a push held for quiet hours: its notice waits with it
+                    item = replace(item, held_until=crossing.held_until, zone=crossing.zone)
                 try:
                     check_text(item.text)
                 except TextRefused as error:

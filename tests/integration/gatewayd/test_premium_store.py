@@ -5,7 +5,7 @@ and a billed MT that ends refused gives its charge back."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -19,6 +19,7 @@ from gatewayd.store.premium import PremiumAccount
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import Billed, PremiumState, SpendStep, StepAction, Terms
+from routing.quiet_hours import QuietHours, QuietRule
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 TERMS = Terms(
@@ -138,3 +139,31 @@ async def test_a_step_notice_that_cannot_be_sent_leaves_the_reply_queued_and_is_
         row = await session.get(PremiumAccount, (subscriber.id, "chat"))
     assert [(record.action, record.details["mt_id"]) for record in records] == [("premium.notify", None)]
     assert row is not None and row.spent == 100 and row.steps_passed == 1
+
+
+async def test_the_notice_of_a_push_held_for_quiet_hours_waits_with_it(store: Store) -> None:
+    """A billed push queued in the client's quiet hours is held till they end (charged now: the cap
+    counts what waits); the step notice it crosses is held with it, not sent in the night."""
+    hours = QuietHours(time((NOW.hour - 1) % 24), time((NOW.hour + 2) % 24))
+    ends = NOW.replace(minute=0) + timedelta(hours=2)
+    terms = replace(TERMS, steps=(SpendStep(100, StepAction.NOTIFY, "llevas {gasto}"),))
+    premium = PremiumSettings(
+        terms={"chat": terms}, services_by_code={"795500": "chat"}, countries={"chat": "ES"}
+    )
+    settings = OutboxSettings(quiet=QuietRule(default=hours, default_zone=ZoneInfo("UTC")), premium=premium)
+    async with store.transaction() as session:
+        subscriber = Subscriber(client_id="CPREMIUM4", msisdn="34600555111", carrier="vodafone", country="ES")
+        session.add(subscriber)
+        await session.flush()
+        push = replace(reply(subscriber.id, "buenas noches"), kind=MTKind.PUSH)
+        batch = await Outbox(settings).queue_in(session, [push], NOW)
+    assert [(item.prepared.text, item.held_until) for item in batch.queued] == [
+        ("buenas noches", ends),
+        ("llevas 1.00", ends),
+    ]
+    async with store.transaction() as session:
+        mts = (await session.execute(select(MTMessage).order_by(MTMessage.id))).scalars().all()
+    assert [(mt.kind, mt.next_attempt_at, mt.charge) for mt in mts] == [
+        (MTKind.PUSH, ends, 100),
+        (MTKind.SYSTEM, ends, None),
+    ]
