@@ -31,6 +31,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +59,7 @@ from gatewayd.logging import redact_url
 from gatewayd.net_safety import allow_entry
 from gatewayd.store.accounts import POOL_NAME_LENGTH
 from routing.errors import InvalidRule
+from routing.premium import Billed, SpendStep, StepAction, check_steps
 from routing.quiet_hours import QuietHours, QuietRule
 from routing.rules import MORoute, MTRoute
 from settingsfile import (
@@ -261,6 +263,31 @@ def _time_zone(name: str) -> str:
 
 
 TimeZone = Annotated[str, BeforeValidator(_stripped), AfterValidator(_time_zone)]
+
+
+def _minor_units(value: Any) -> Any:
+    """A price or an amount (``1.20``, ``"1.20"``, ``40``) as minor units (120, 4000): at most two
+    decimals, not negative, at most 100,000."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("must be an amount such as 1.20")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"must be an amount such as 1.20, not {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"must be an amount such as 1.20, not {value!r}")
+    if amount < 0:
+        raise ValueError(f"must not be negative, not {value}")
+    if amount > 100_000:
+        raise ValueError(f"must be at most 100000, not {value}")
+    minor = amount * 100
+    if minor != minor.to_integral_value():
+        raise ValueError(f"must have at most two decimals, not {value}")
+    return int(minor)
+
+
+#: An amount of money as minor units (cents, pence): ``1.20`` in the file is 120.
+Money = Annotated[int, BeforeValidator(_minor_units)]
 
 
 def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -691,6 +718,66 @@ class CarrierConfig(Settings):
         return binds
 
 
+class SpendStepConfig(Settings):
+    """One spend step: at ``at`` spent in a calendar month (in the service's zone), ``action``
+    (``notify``: a reminder; ``confirm``: a reminder, and billed MTs stop until the client answers an
+    acceptance keyword; ``cap``: the cap notice, and billed MTs stop until the month ends); ``text``
+    its notice (default: the gateway's own, in the country's language)."""
+
+    at: Money
+    action: StepAction
+    text: Text | None = None
+
+    @property
+    def step(self) -> SpendStep:
+        return SpendStep(self.at, self.action, self.text)
+
+
+def _steps_in_order(steps: tuple[SpendStepConfig, ...]) -> tuple[SpendStepConfig, ...]:
+    problems = check_steps([step.step for step in steps])
+    if problems:
+        raise problems_at(*(((index, field), message) for index, field, message in problems))
+    return steps
+
+
+SpendSteps = Annotated[tuple[SpendStepConfig, ...], AfterValidator(_steps_in_order)]
+
+
+class SpendConfig(Settings):
+    """``[spend.<country>]``: the spend steps of the billed services on that country's short codes
+    (a service's own ``[services.billing] steps`` replace them)."""
+
+    steps: SpendSteps = ()
+
+
+class BillingConfig(Settings):
+    """``[services.billing]``: the service bills its clients. ``price_mo`` / ``price_mt`` per message
+    (amounts such as ``1.20``, in ``currency``), ``billed``: which messages the carrier bills (``mo``:
+    each chat MO; ``mt``: each operator MT — reply, push, mass push); ``notice`` the price notice (the
+    manual's variables and ``{precio}`` / ``{price}``, ``{moneda}`` / ``{currency}``, ``{proveedor}`` /
+    ``{provider}``), sent as a system MT before anything else on a client's first MO and again after
+    ``notice_again_after_days`` of silence; ``acceptance``: the chat waits for the client's acceptance
+    keyword after the notice; ``steps``: this service's spend steps (default: ``[spend.<country>]``)."""
+
+    price_mo: Money = 0
+    price_mt: Money = 0
+    currency: Annotated[str, BeforeValidator(_upper), _pattern(r"^[A-Z]{3}$", "an ISO 4217 code such as EUR")]
+    provider: Text
+    billed: Billed
+    notice: Text
+    notice_again_after_days: int | None = Field(None, ge=1, le=3650)
+    acceptance: bool = False
+    steps: SpendSteps | None = None
+
+    @model_validator(mode="after")
+    def _billed_price(self) -> BillingConfig:
+        price = self.price_mo if self.billed is Billed.MO else self.price_mt
+        if price == 0:
+            message = f"must be above 0: the service bills each {self.billed.value.upper()}"
+            raise problems_at(((f"price_{self.billed.value}",), message))
+        return self
+
+
 class ServiceConfig(Settings):
     """A chat service on a short code, optionally only for MOs starting with ``keyword``; ``timezone``
     (default: ``[daemon] timezone``) is where its ``hora`` and ``fecha`` variables are read;
@@ -708,6 +795,8 @@ class ServiceConfig(Settings):
     banned_reply: Text | None = None
     #: Seconds a conversation of this service may wait for an answer before the monitor flags it.
     overdue_after: int = Field(120, ge=1, le=86_400)
+    #: The service bills its clients: price notice, acceptance, spend control (None: it does not).
+    billing: BillingConfig | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -770,11 +859,20 @@ class ReservedKeywords(Settings):
     opt_out: Keywords = ()
     opt_in: Keywords = ()
     help: Keywords = ()
+    #: A client's positive answer to a billed service's price notice or confirm step (first word).
+    accept: Keywords = ()
 
 
 def default_keywords() -> dict[str, Any]:
     """Reserved keywords used when the file has no [keywords] table (Spain's BAJA/STOP, ALTA, AYUDA)."""
-    return {"ES": {"opt_out": ["BAJA", "STOP"], "opt_in": ["ALTA"], "help": ["AYUDA", "INFO"]}}
+    return {
+        "ES": {
+            "opt_out": ["BAJA", "STOP"],
+            "opt_in": ["ALTA"],
+            "help": ["AYUDA", "INFO"],
+            "accept": ["SI", "YES"],
+        }
+    }
 
 
 class Config(Settings):
@@ -797,6 +895,10 @@ class Config(Settings):
         default_factory=default_keywords, validate_default=True
     )
     routes: RoutesConfig = RoutesConfig()
+    #: Spend steps per country (``[spend.GB]``) for the billed services on its short codes.
+    spend: Annotated[Mapping[Country, SpendConfig], AfterValidator(MappingProxyType)] = Field(
+        default_factory=dict
+    )
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -887,6 +989,17 @@ class Config(Settings):
                 message = f"another service already takes short code {service.short_code} with this keyword"
                 found.append(((index, "keyword"), message))
             taken.add((service.short_code, service.keyword))
+        billed: dict[str, str] = {}
+        for index, service in enumerate(services):
+            if service.billing is None:
+                continue
+            if service.short_code in billed:
+                message = (
+                    f"service {billed[service.short_code]!r} already bills short code {service.short_code}:"
+                    " a short code has one price, so at most one service on it has billing"
+                )
+                found.append(((index, "billing"), message))
+            billed.setdefault(service.short_code, service.name)
         if found:
             raise problems_at(*found)
         return services

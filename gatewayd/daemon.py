@@ -137,6 +137,8 @@ class Daemon:
         self.routes = routes
         if self.outbox is not None:
             self.outbox.settings = OutboxSettings.from_config(config)
+            if self.mt is not None:
+                self.mt.billed_short_codes = self.outbox.settings.premium.billed_short_codes
         if self.campaigns is not None:
             self.campaigns.settings = CampaignSettings.from_config(config)
         if self.mo is not None:
@@ -300,6 +302,7 @@ class Daemon:
             health=self.loop_health,
             webhooks=targets,
         )
+        self.mt.billed_short_codes = self.outbox.settings.premium.billed_short_codes
 
     def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:
         # the MO pipeline first: answers given on a connection just lost are in doubt

@@ -52,6 +52,7 @@ from gatewayd.mo_message import (
     inbound_mo,
 )
 from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxError, OutboxSettings, Queued
+from gatewayd.premium import ChatMO, Premium
 from gatewayd.replies import reply_template
 from gatewayd.routes import MORouter
 from gatewayd.store.audit import AuditEntry, append_audit
@@ -719,6 +720,18 @@ class MOPipeline:
         banned = [(mo, result) for mo, result in stored if result.subscriber.banned and not mo.is_reserved]
         if banned and self.banned_replies:
             mts_queued += await self._banned_replies(session, banned, now)
+        terms = self._outbox.settings.premium.terms
+        if terms:  # no billed service: not even this look
+            billed = [
+                (mo, result)
+                for mo, result in stored
+                if result.mo.service in terms
+                and not mo.is_reserved
+                and not result.subscriber.banned
+                and not result.subscriber.opted_out
+            ]
+            if billed:
+                mts_queued += await self._premium_terms(session, billed, now)
         if occurrences:
             # each opt-out / opt-in right after its own MO: a client's events in the order they happened
             position = {result.mo_id: index for index, (_, result) in enumerate(stored)}
@@ -879,6 +892,66 @@ class MOPipeline:
                 )
             )
         return await self._queue_answers(session, replies, now) if replies else []
+
+    async def _premium_terms(
+        self, session: AsyncSession, billed: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
+    ) -> list[Queued]:
+        """The chat MOs of billed services applied to their clients' premium accounts
+        (``gatewayd.premium``): the price notices and spend-step notices queued in this transaction as
+        ``SYSTEM`` MTs answering their MO (before any operator can answer it), each audited with its MT."""
+        chat = [
+            ChatMO(
+                index,
+                result.subscriber.id,
+                result.subscriber.client_id,
+                result.mo.service or "",
+                mo.short_code,
+                mo.text,
+                mo.country or None,
+                mo.carrier,
+            )
+            for index, (mo, result) in enumerate(billed)
+        ]
+        notices = await Premium(self._outbox.settings.premium).after_mos(session, chat, now)
+        if not notices:
+            return []
+        requests = []
+        for notice in notices:
+            mo, result = billed[notice.index]
+            assert result.mo_id is not None
+            requests.append(
+                MTRequest(
+                    to=mo.msisdn,
+                    text=notice.text,
+                    kind=MTKind.SYSTEM,
+                    priority=10,
+                    subscriber_id=result.subscriber.id,
+                    conversation_id=result.conversation_id,  # in the thread the operator reads
+                    mo=self._answered(mo, result.mo_id),
+                    extra_variables=tuple(notice.variables.items()),
+                )
+            )
+        outcomes: list[Queued | None] = []
+        try:
+            batch = await self._outbox.queue_in(session, requests, now)
+            outcomes = [outcome if isinstance(outcome, Queued) else None for outcome in batch.outcomes]
+        except OutboxError:
+            for request in requests:  # as _queue_answers: the one that cannot go is logged, the others go
+                try:
+                    outcome = (await self._outbox.queue_in(session, [request], now)).outcomes[0]
+                except OutboxError as error:
+                    log_event(log, "mo.premium_notice_not_queued", logging.WARNING, reason=str(error))
+                    outcome = None
+                outcomes.append(outcome if isinstance(outcome, Queued) else None)
+        await Premium.audit(
+            session,
+            [
+                (notice, outcome.mt_id if outcome is not None else None)
+                for notice, outcome in zip(notices, outcomes, strict=True)
+            ],
+            now,
+        )
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def _queue_answers(
         self, session: AsyncSession, answers: list[MTRequest], now: datetime

@@ -141,6 +141,9 @@ class MTPipeline:
         self._carriers: Mapping[str, CarrierConfig] = {carrier.name: carrier for carrier in carriers}
         self._quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
         self._recorder = recorder
+        #: The short codes of billed services (their billed MTs meet the premium holds at claim time);
+        #: the daemon sets it from the configuration, and again on reload.
+        self.billed_short_codes: frozenset[str] = frozenset()
         self._owner = owner
         self._claim_batch = claim_batch
         self._lease = lease
@@ -326,7 +329,13 @@ class MTPipeline:
         now = datetime.now(UTC)
         async with self._store.transaction() as session:
             claimed = await self._store.claims.claim(
-                session, self._owner, now, limit=limit, lease=self._lease, carriers=carriers
+                session,
+                self._owner,
+                now,
+                limit=limit,
+                lease=self._lease,
+                carriers=carriers,
+                billed_short_codes=self.billed_short_codes,
             )
         for mt_id, reason in claimed.refused:
             log_event(log, "mt.refused", mt_id=mt_id, reason=reason)

@@ -41,15 +41,17 @@ from gatewayd.bus import EventBus
 from gatewayd.config import CarrierConfig, Config, ServiceConfig
 from gatewayd.events import mt_status_payload
 from gatewayd.logging import log_event
+from gatewayd.premium import Billable, Notice, Premium, PremiumSettings
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import MTRefused
 from gatewayd.store.mt.queue import queue_mts
-from gatewayd.store.mt.recipients import Recipient, Refusal, recipients
+from gatewayd.store.mt.recipients import BILLED_KINDS, Recipient, Refusal, recipients, refusal
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import LastMO, last_mos_of_subscribers
 from routing.errors import InvalidNumber
 from routing.numbers import country_of, normalise_msisdn, to_international
+from routing.premium import PremiumState
 from routing.quiet_hours import QuietRule
 from routing.variables import message_variables, render_template
 from smpp.errors import SMPPError
@@ -108,10 +110,18 @@ class OutboxSettings:
     #: ``[daemon] timezone``: the zone of a short code no service names.
     timezone: str = "Europe/Madrid"
     quiet: QuietRule | None = None
+    #: The billed services' terms (price notice, acceptance, spend control).
+    premium: PremiumSettings = field(default_factory=PremiumSettings)
 
     @classmethod
     def from_config(cls, config: Config) -> OutboxSettings:
-        return cls(config.carriers, config.services, config.daemon.timezone, config.quiet_rule())
+        return cls(
+            config.carriers,
+            config.services,
+            config.daemon.timezone,
+            config.quiet_rule(),
+            PremiumSettings.from_config(config),
+        )
 
     def zone(self, service: str | None, short_code: str) -> ZoneInfo:
         """The time zone of the service by name (the MO's), else of the first service on the short
@@ -157,6 +167,8 @@ class MTRequest:
     conversation_id: int | None = None
     operator_id: int | None = None
     mo: AnsweredMO | None = None
+    #: Variables besides the manual's (a premium notice's ``{precio}``, ``{proveedor}``...).
+    extra_variables: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +215,12 @@ class Batch:
     """What :meth:`Outbox.queue_in` did: per request (in order) the MT queued, or why not."""
 
     outcomes: list[Queued | Refusal] = field(default_factory=list)
+    #: The premium notices the requests brought (a spend step crossed), queued with them.
+    notices: list[Queued] = field(default_factory=list)
 
     @property
     def queued(self) -> list[Queued]:
-        return [outcome for outcome in self.outcomes if isinstance(outcome, Queued)]
+        return [outcome for outcome in self.outcomes if isinstance(outcome, Queued)] + self.notices
 
 
 class Outbox:
@@ -259,16 +273,17 @@ class Outbox:
         prepared = await self.prepare(session, requests, now)
         for item in prepared:
             check_text(item.text)
-        outcomes = await self._store(session, prepared, now)
+        outcomes, notices = await self._store(session, prepared, now)
         # Every item was prepared: none is an error.
-        return Batch([outcome for outcome in outcomes if not isinstance(outcome, OutboxError)])
+        return Batch([outcome for outcome in outcomes if not isinstance(outcome, OutboxError)], notices)
 
     async def queue_each_in(
         self, session: AsyncSession, requests: Sequence[MTRequest], now: datetime | None = None
     ) -> list[Queued | Refusal | OutboxError]:
         """:meth:`queue_in` for independent requests (the API's batches): one that cannot be routed or
         whose text cannot be sent is left out alone, its :class:`OutboxError` (or :class:`TextRefused`)
-        in its place; the others are queued. After the commit, :meth:`announce` the queued ones."""
+        in its place; the others are queued. After the commit, :meth:`announce` the queued ones (the
+        daemons' wake-up also brings the premium notices queued with them)."""
         now = now or datetime.now(UTC)
         prepared: list[Prepared | OutboxError] = []
         for item in await self._prepare_each(session, requests, now):
@@ -278,26 +293,35 @@ class Outbox:
                 except TextRefused as error:
                     item = error
             prepared.append(item)
-        return await self._store(session, prepared, now)
+        return (await self._store(session, prepared, now))[0]
 
     async def _store(
         self, session: AsyncSession, prepared: Sequence[Prepared | OutboxError], now: datetime
-    ) -> list[Queued | Refusal | OutboxError]:
-        """Stores the prepared MTs the recipient rule allows; per item its MT, refusal or error."""
+    ) -> tuple[list[Queued | Refusal | OutboxError], list[Queued]]:
+        """Stores the prepared MTs the recipient rule allows; per item its MT, refusal or error, and
+        the premium notices queued after them. Billed MTs from a billed service's short code are
+        applied to the clients' premium accounts first (:meth:`_charge`): charged, or refused by the
+        same rule in the state that refuses them."""
         decided: list[Refusal | OutboxError | None] = [
             item
             if isinstance(item, OutboxError)
-            else item.recipient.refusal(item.request.kind)
+            else item.recipient.refusal(item.request.kind, item.route.source, now)
             if item.recipient is not None
             else None
             for item in prepared
         ]
+        charged: dict[int, int] = {}
+        notices: list[tuple[Notice, Prepared]] = []
+        if self.settings.premium.terms:
+            charged, notices = await self._charge(session, prepared, decided, now)
         allowed = [
-            item
-            for item, refused in zip(prepared, decided, strict=True)
+            (index, item)
+            for index, (item, refused) in enumerate(zip(prepared, decided, strict=True))
             if refused is None and isinstance(item, Prepared)
         ]
-        ids = iter(await queue_mts(session, [_new_mt(item) for item in allowed], now))
+        ids = iter(
+            await queue_mts(session, [_new_mt(item, charged.get(index)) for index, item in allowed], now)
+        )
         outcomes: list[Queued | Refusal | OutboxError] = []
         for item, refused in zip(prepared, decided, strict=True):
             if refused is not None:
@@ -305,7 +329,92 @@ class Outbox:
             else:
                 assert isinstance(item, Prepared)  # an error is its own refusal
                 outcomes.append(Queued(next(ids), item, now))
-        return outcomes
+        return outcomes, await self._notify(session, notices, now) if notices else []
+
+    async def _charge(
+        self,
+        session: AsyncSession,
+        prepared: Sequence[Prepared | OutboxError],
+        decided: list[Refusal | OutboxError | None],
+        now: datetime,
+    ) -> tuple[dict[int, int], list[tuple[Notice, Prepared]]]:
+        """The billed MTs from billed short codes, applied to their clients' premium accounts
+        (``gatewayd.premium``): their charges by index, the refusals written into ``decided`` (a client
+        never noticed where acceptance is required, a cap that would be passed), and the step notices
+        with the MT that crossed the step."""
+        settings = self.settings.premium
+        billable: list[Billable] = []
+        for index, (item, refused) in enumerate(zip(prepared, decided, strict=True)):
+            if refused is not None or not isinstance(item, Prepared):
+                continue
+            source = item.route.source
+            if item.request.kind not in BILLED_KINDS or source not in settings.services_by_code:
+                continue
+            if item.recipient is None:  # never wrote: no notice yet
+                if settings.terms[settings.services_by_code[source]].acceptance:
+                    decided[index] = _premium_refusal(item.request.kind, PremiumState.AWAITING)
+                continue
+            billable.append(Billable(index, item.recipient.id, item.recipient.client_id, source))
+        if not billable:
+            return {}, []
+        charges = await Premium(settings).charge(session, billable, now)
+        for index, state in charges.refused.items():
+            refused_item = prepared[index]
+            assert isinstance(refused_item, Prepared)
+            decided[index] = _premium_refusal(refused_item.request.kind, state)
+        notices: list[tuple[Notice, Prepared]] = []
+        for notice in charges.notices:
+            item = prepared[notice.index]
+            assert isinstance(item, Prepared)
+            notices.append((notice, item))
+        return charges.charged, notices
+
+    async def _notify(
+        self, session: AsyncSession, notices: Sequence[tuple[Notice, Prepared]], now: datetime
+    ) -> list[Queued]:
+        """Queues the premium notices (``SYSTEM``: free, never charged) by the way their MT took, and
+        audits each with its MT; the notice of a push held for the client's quiet hours is held with
+        it. A notice whose text cannot be sent (a step's text too long once rendered) is left out and
+        logged: the MT that crossed the step is not refused for it."""
+        requests = [
+            MTRequest(
+                to=item.destination,
+                text=notice.text,
+                kind=MTKind.SYSTEM,
+                carrier=item.route.carrier,
+                source=item.route.source,
+                bind_name=item.route.bind_name,
+                subscriber_id=notice.subscriber_id,
+                conversation_id=item.request.conversation_id,
+                mo=item.request.mo,
+                extra_variables=tuple(notice.variables.items()),
+            )
+            for notice, item in notices
+        ]
+        prepared: list[Prepared | OutboxError] = []
+        for (_, crossing), item in zip(
+            notices, await self._prepare_each(session, requests, now), strict=True
+        ):
+            if isinstance(item, Prepared):
+                if crossing.held_until is not None:  # a push held for quiet hours: its notice waits with it
+                    item = replace(item, held_until=crossing.held_until, zone=crossing.zone)
+                try:
+                    check_text(item.text)
+                except TextRefused as error:
+                    item = error
+            if isinstance(item, OutboxError):
+                log_event(log, "outbox.premium_notice_not_queued", logging.WARNING, reason=str(item))
+            prepared.append(item)
+        outcomes, _ = await self._store(session, prepared, now)
+        await Premium.audit(
+            session,
+            [
+                (notice, outcome.mt_id if isinstance(outcome, Queued) else None)
+                for (notice, _), outcome in zip(notices, outcomes, strict=True)
+            ],
+            now,
+        )
+        return [outcome for outcome in outcomes if isinstance(outcome, Queued)]
 
     async def announce(self, queued: Sequence[Queued]) -> None:
         """After the commit: each MT's ``queued`` status on the bus (with the operator and the
@@ -373,6 +482,8 @@ class Outbox:
                 for request, digits in zip(requests, destinations, strict=True)
                 if request.subscriber_id is None and isinstance(digits, str)
             ],
+            premium=bool(self.settings.premium.terms)
+            and any(request.kind in BILLED_KINDS for request in requests),
         )
         by_id = {recipient.id: recipient for recipient in found}
         by_msisdn = {recipient.msisdn: recipient for recipient in found}
@@ -415,6 +526,8 @@ class Outbox:
                 prepared.append(error)
                 continue
             variables = self.variables(request, digits, recipient, route, now)
+            if request.extra_variables:
+                variables = {**dict(request.extra_variables), **variables}
             text = render_template(request.text, variables)
             item = Prepared(request, digits, recipient, route, text, variables)
             if push:
@@ -526,7 +639,12 @@ def held_note(until: datetime, zone: ZoneInfo) -> str:
     return f"held for quiet hours until {local:%Y-%m-%d %H:%M} {zone.key} ({until.astimezone(UTC):%H:%M} UTC)"
 
 
-def _new_mt(item: Prepared) -> NewMT:
+def _premium_refusal(kind: MTKind, state: PremiumState) -> Refusal | None:
+    """The recipient rule's refusal of an MT of ``kind`` to a client held in ``state``."""
+    return refusal(kind, opted_out=False, banned=False, held=state)
+
+
+def _new_mt(item: Prepared, charge: int | None = None) -> NewMT:
     request, route = item.request, item.route
     mo = request.mo
     held = item.held_until
@@ -544,6 +662,7 @@ def _new_mt(item: Prepared) -> NewMT:
         in_reply_to_mo_id=mo.id if mo is not None else None,
         not_before=held,
         note=held_note(held, item.zone) if held is not None and item.zone is not None else None,
+        charge=charge,
     )
 
 

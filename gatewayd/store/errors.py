@@ -14,6 +14,12 @@ class StoreError(Exception):
 class RefusalReason(StrEnum):
     OPTED_OUT = "opted_out"
     BANNED = "banned"
+    #: A billed service's price notice went out and the client has not accepted it yet.
+    AWAITING_ACCEPTANCE = "awaiting_acceptance"
+    #: The client's spend crossed a ``confirm`` step and they have not confirmed yet.
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    #: The client's spend reached the month's cap (or the MT would pass it).
+    SPEND_CAP = "spend_cap"
 
 
 class MTRefused(StoreError):

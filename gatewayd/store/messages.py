@@ -171,6 +171,9 @@ class MTMessage(Base):
     final_at: Mapped[datetime | None] = mapped_column(default=None)
     claim_owner: Mapped[str | None] = mapped_column(String(64), default=None)
     claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: What the MT adds to its client's spend on a billed service, in minor units (None: not billed);
+    #: given back when it ends failed, expired or refused (``gatewayd.store.premium.credit``).
+    charge: Mapped[int | None] = mapped_column(default=None)
 
 
 class MTPart(Base):

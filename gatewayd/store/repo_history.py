@@ -17,6 +17,7 @@ from gatewayd.store.accounts import Account
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart
+from gatewayd.store.mt.recipients import HELD_DETAILS
 from gatewayd.store.subscribers import Subscriber
 
 #: Receipt states that say why an MT was not delivered (``mt_parts.receipt_state``).
@@ -40,10 +41,15 @@ class ThreadEntry:
 
 def failure_code(status: MTStatus, last_error: str | None, receipt: str | None) -> str | None:
     """Why an MT that ended badly did: the receipt's state (UNDELIV, EXPIRED, REJECTD…), the policy
-    refusal (``banned`` / ``opted_out``, as :func:`gatewayd.store.mt.recipients.refusal` words it) or a
-    negative submit response; None for an MT that did not fail."""
+    refusal (``banned`` / ``opted_out`` / a premium hold's reason, as
+    :func:`gatewayd.store.mt.recipients.refusal` words it) or a negative submit response; None for an
+    MT that did not fail."""
     if status is MTStatus.REFUSED:
-        return OPTED_OUT if (last_error or "").startswith("subscriber opted out") else BANNED
+        error = last_error or ""
+        held = next((reason for reason, detail in HELD_DETAILS if error.startswith(detail)), None)
+        if held is not None:
+            return held.value
+        return OPTED_OUT if error.startswith("subscriber opted out") else BANNED
     if status not in (MTStatus.FAILED, MTStatus.EXPIRED):
         return None
     if receipt is not None:

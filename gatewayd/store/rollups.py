@@ -41,6 +41,7 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.mt.values import NewMT
+from gatewayd.store.premium import credit_finals
 from gatewayd.store.subscribers import ID_TYPE, Subscriber
 
 #: Upper bounds (seconds) of the first-response buckets; a bucket is stored by its lower bound
@@ -454,6 +455,8 @@ async def count_finals(session: AsyncSession, finals: Iterable[tuple[int, MTStat
                 MT_MESSAGES.c.carrier,
                 MT_MESSAGES.c.source,
                 MT_MESSAGES.c.operator_id,
+                MT_MESSAGES.c.subscriber_id,
+                MT_MESSAGES.c.charge,
                 SUBSCRIBERS.c.country,
                 CONVERSATIONS.c.service,
             )
@@ -464,7 +467,10 @@ async def count_finals(session: AsyncSession, finals: Iterable[tuple[int, MTStat
             )
             .where(MT_MESSAGES.c.id.in_(chunk))
         )
-        count_final_rows(session, [(row, statuses[row.id]) for row in rows])
+        found = [(row, statuses[row.id]) for row in rows]
+        count_final_rows(session, found)
+        # a billed MT that never reached the client is not part of their spend
+        await credit_finals(session, found)
 
 
 def count_final_rows(session: AsyncSession, finals: Iterable[tuple[FinalMT, MTStatus]]) -> None:

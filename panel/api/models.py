@@ -88,8 +88,8 @@ class Refused(BaseModel):
     index: int
     status: Literal["refused"] = "refused"
     reason: str = Field(
-        description="opted_out, banned, ... (the recipient rule), invalid_number, no_route, "
-        "empty, unencodable or too_long"
+        description="opted_out, banned, awaiting_acceptance, awaiting_confirmation, spend_cap (the "
+        "recipient rule), invalid_number, no_route, empty, unencodable or too_long"
     )
     detail: str
 

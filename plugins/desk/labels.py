@@ -8,6 +8,7 @@ from types import MappingProxyType, SimpleNamespace
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.errors import RefusalReason
 from gatewayd.store.repo_history import BANNED, OPTED_OUT, SUBMIT_REJECTED
+from routing.premium import PremiumState
 from translations import N_
 
 CONVERSATION_STATUS = MappingProxyType(
@@ -42,6 +43,11 @@ REFUSED = MappingProxyType(
     {
         RefusalReason.BANNED: N_("Not sent: the client is banned."),
         RefusalReason.OPTED_OUT: N_("Not sent: the client opted out (STOP)."),
+        RefusalReason.AWAITING_ACCEPTANCE: N_("Not sent: the client has not accepted the price notice yet."),
+        RefusalReason.AWAITING_CONFIRMATION: N_(
+            "Not sent: the chat is paused until the client confirms the spend."
+        ),
+        RefusalReason.SPEND_CAP: N_("Not sent: the client reached this month's spend cap."),
     }
 )
 #: A text the outbox refuses (:class:`gatewayd.outbox.TextRefused`), by its reason.
@@ -62,7 +68,34 @@ FAILURES = MappingProxyType(
         "UNKNOWN": N_("Delivery unknown (UNKNOWN)"),
         BANNED: N_("Refused by policy: the client is banned"),
         OPTED_OUT: N_("Refused by policy: the client opted out"),
+        RefusalReason.AWAITING_ACCEPTANCE.value: N_("Refused: the client had not accepted the price notice"),
+        RefusalReason.AWAITING_CONFIRMATION.value: N_(
+            "Refused: the chat was paused until the client confirms"
+        ),
+        RefusalReason.SPEND_CAP.value: N_("Refused: the client reached this month's spend cap"),
         SUBMIT_REJECTED: N_("Refused by the SMSC when sent"),
+    }
+)
+#: A client's standing on a billed service (``routing.premium.PremiumState``), on the client card.
+PREMIUM_STATE = MappingProxyType(
+    {
+        PremiumState.NORMAL.value: N_("Normal"),
+        PremiumState.AWAITING.value: N_("Awaiting acceptance of the price notice"),
+        PremiumState.PAUSED.value: N_("Paused until the client confirms"),
+        PremiumState.CAPPED.value: N_("Monthly spend cap reached"),
+    }
+)
+#: Why the reply box is closed while the client is held on a billed service.
+REPLY_HELD = MappingProxyType(
+    {
+        PremiumState.AWAITING.value: N_(
+            "Replies are held: the client has not accepted the price notice yet (they answer %(keywords)s)."
+        ),
+        PremiumState.PAUSED.value: N_(
+            "Replies are held: the chat is paused until the client confirms the spend "
+            "(they answer %(keywords)s)."
+        ),
+        PremiumState.CAPPED.value: N_("Replies are stopped: the client reached this month's spend cap."),
     }
 )
 MT_KIND = MappingProxyType(
@@ -83,4 +116,6 @@ LABELS = SimpleNamespace(
     notices=NOTICES,
     failures=FAILURES,
     mt_kind=MT_KIND,
+    premium_state=PREMIUM_STATE,
+    reply_held=REPLY_HELD,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.errors import MTRefused
+from gatewayd.store.premium import account_of
 from gatewayd.store.repo_desk import (
     ConversationView,
     PushRow,
@@ -48,6 +49,7 @@ from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, P
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
 from plugins.gallery.links import photo_picker
+from routing.premium import PremiumState, format_money, standing
 from smpp.errors import SMPPError
 from translations import N_
 
@@ -100,8 +102,34 @@ class DeskPage:
 
 async def _card(session: AsyncSession, request: Request, view: ConversationView) -> dict[str, Any]:
     user = require_user(request)
-    charts = await client_charts(session, view.subscriber.id, utcnow(), zone_or_utc(user.timezone))
-    return {"subscriber": view.subscriber, "charts": charts}
+    now = utcnow()
+    charts = await client_charts(session, view.subscriber.id, now, zone_or_utc(user.timezone))
+    return {
+        "subscriber": view.subscriber,
+        "charts": charts,
+        "premium": await _premium(session, request, view, now),
+    }
+
+
+async def _premium(
+    session: AsyncSession, request: Request, view: ConversationView, now: datetime
+) -> dict[str, Any] | None:
+    """The client's standing on the conversation's billed service (None: the service bills nothing):
+    the month's spend, the currency and the state that holds the operator's replies."""
+    settings = desk_outbox(panel(request)).settings.premium
+    service = view.conversation.service
+    terms = settings.terms.get(service) if service is not None else None
+    if service is None or terms is None:
+        return None
+    spent, state = standing(await account_of(session, view.subscriber.id, service), terms, now)
+    accept = sorted(settings.accepts(view.subscriber.country))
+    return {
+        "spent": format_money(spent),
+        "currency": terms.currency,
+        "state": state.value,
+        "held": state is not PremiumState.NORMAL,
+        "keywords": " / ".join(accept),
+    }
 
 
 async def _render_desk(request: Request, page: DeskPage) -> Response:

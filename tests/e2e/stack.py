@@ -74,6 +74,8 @@ class StackOptions:
     presence_grace: float = 40.0
     # "host:port" webhook receivers allowed on loopback (daemon and panel), with a quick back-off.
     webhooks_allow: tuple[str, ...] = ()
+    # TOML added to the chat service (``[services.billing]``: a billed service).
+    service_extra: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ enquire_link_interval = 5
 name = "chat"
 short_code = "{SHORT_CODE}"
 timezone = "{SERVICE_ZONE}"
+{options.service_extra}
 
 [webhooks]
 allow = [{", ".join(f'"{target}"' for target in options.webhooks_allow)}]

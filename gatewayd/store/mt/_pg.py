@@ -146,7 +146,7 @@ WITH locked AS (
     FROM locked AS l
     WHERE m.id = l.id
     RETURNING m.id, l.status, l.final, m.created_at, m.carrier, m.source, m.operator_id, m.subscriber_id,
-              m.conversation_id
+              m.conversation_id, m.charge
 ), history AS (
     INSERT INTO mt_status_history (mt_id, status, at, detail)
     SELECT h.mt_id, h.status, $9::timestamptz, h.detail
@@ -154,7 +154,8 @@ WITH locked AS (
     WHERE h.mt_id IN (SELECT id FROM updated)
     ORDER BY h.n
 )
-SELECT u.id, u.status, u.final, u.created_at, u.carrier, u.source, u.operator_id, s.country, c.service
+SELECT u.id, u.status, u.final, u.created_at, u.carrier, u.source, u.operator_id, s.country, c.service,
+       u.subscriber_id, u.charge
 FROM updated AS u
 LEFT JOIN subscribers AS s ON u.final AND s.id = u.subscriber_id
 LEFT JOIN conversations AS c ON u.final AND c.id = u.conversation_id
@@ -239,7 +240,8 @@ async def change_status(
     ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
     moved. Returns a row per MT that moved: ``id``, ``status``, ``final`` and, for a final status, what
     the reports' rollups count it by (``created_at``, ``carrier``, ``source``, ``operator_id``,
-    ``country``, ``service``), read in the same round trip."""
+    ``country``, ``service``) and what gives a billed MT's charge back (``subscriber_id``,
+    ``charge``), read in the same round trip."""
     return await pg_rows(
         session,
         _CHANGE_STATUS,

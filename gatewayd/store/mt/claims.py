@@ -22,9 +22,10 @@ from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt import _pg as pg
-from gatewayd.store.mt.recipients import refusal
+from gatewayd.store.mt.recipients import BILLED_KINDS, refusal
 from gatewayd.store.mt.status import Statuses, insert_history
 from gatewayd.store.mt.values import ERROR_TEXT_LIMIT, MT_KIND_BY_VALUE, ClaimedMT, MTStatusChange
+from gatewayd.store.premium import holds_of_mts
 from gatewayd.store.rollups import count_finals
 from gatewayd.store.subscribers import Subscriber
 
@@ -81,24 +82,32 @@ class Claims(ABC):
         limit: int,
         lease: float,
         carriers: Collection[str] | None = None,
+        billed_short_codes: Collection[str] = (),
     ) -> Claimed:
         """Leases up to ``limit`` due MTs (highest priority, then oldest; of ``carriers`` only, when
         given) to ``owner`` for ``lease`` seconds; those whose subscriber may no longer receive them
-        (a ban or an opt-out since they were queued: the rule is :func:`recipients.refusal`, the one the
-        outbox applied) are ``refused`` instead, with the reason as last error and in the history."""
+        (a ban, an opt-out or a premium hold since they were queued: the rule is
+        :func:`recipients.refusal`, the one the outbox applied) are ``refused`` instead, with the reason
+        as last error and in the history. ``billed_short_codes``: the short codes of billed services,
+        whose billed MTs are checked against the clients' premium holds (none: no statement)."""
         claimed = await self._lease(session, owner, now, now + timedelta(seconds=lease), limit, carriers)
         if not claimed:
             return Claimed([])
         blocks = await self._blocks(session, sorted({mt.destination for mt in claimed}))
-        if not blocks:
+        billed = [mt.id for mt in claimed if mt.kind in BILLED_KINDS and mt.source in billed_short_codes]
+        holds = await holds_of_mts(session, billed, now) if billed else {}
+        if not blocks and not holds:
             return Claimed(claimed)
         refused: list[tuple[int, str]] = []
         for mt in claimed:
             block = blocks.get(mt.destination)
-            if block is None:
+            hold_now = holds.get(mt.id)
+            if block is None and hold_now is None:
                 continue
-            opted_out, banned, ban_reason = block
-            refused_now = refusal(mt.kind, opted_out=opted_out, banned=banned, ban_reason=ban_reason)
+            opted_out, banned, ban_reason = block or (False, False, None)
+            refused_now = refusal(
+                mt.kind, opted_out=opted_out, banned=banned, ban_reason=ban_reason, held=hold_now
+            )
             if refused_now is not None:
                 refused.append((mt.id, refused_now.detail))
         if not refused:

@@ -73,6 +73,7 @@ def _mt_row(mt: NewMT, subscriber_id: int | None, now: datetime) -> dict[str, ob
         "conversation_id": mt.conversation_id,
         "operator_id": mt.operator_id,
         "in_reply_to_mo_id": mt.in_reply_to_mo_id,
+        "charge": mt.charge,
         "created_at": now,
         "updated_at": now,
         "last_error": None,

@@ -26,6 +26,7 @@ from gatewayd.store.mt.values import (
     MTStatusChange,
     derive_mt_status,
 )
+from gatewayd.store.premium import credit_finals
 from gatewayd.store.rollups import count_final_rows, count_finals
 
 MT_MESSAGES = table_of(MTMessage)
@@ -234,7 +235,9 @@ class PostgreSQLStatuses(Statuses):
             now,
         )
         moved = {row.id for row in rows}
-        count_final_rows(session, [(row, MTStatus(row.status)) for row in rows if row.final])
+        finals = [(row, MTStatus(row.status)) for row in rows if row.final]
+        count_final_rows(session, finals)
+        await credit_finals(session, finals)
         if len(moved) == len(moves):
             return changes, []
         return (

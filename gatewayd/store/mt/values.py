@@ -36,6 +36,8 @@ class NewMT:
     request_receipt: bool = True
     not_before: datetime | None = None
     note: str | None = None
+    #: Minor units added to the client's spend on a billed service (None: not billed).
+    charge: int | None = None
 
 
 # ClaimedMT and PartResult are made per MT and per part on the hot path: plain slotted dataclasses,

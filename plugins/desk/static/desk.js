@@ -87,6 +87,10 @@
     }
     var thread = byId("thread");
     if (thread && thread.getAttribute("data-conversation-id") === String(data.conversation_id)) {
+      if (byId("reply-held")) {  // the client may have accepted or confirmed: read the state again
+        window.location.reload();
+        return;
+      }
       var li = element("li", "msg mo");
       li.appendChild(element("p", "text", data.text));
       var meta = element("p", "meta");

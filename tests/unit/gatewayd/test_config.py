@@ -375,6 +375,18 @@ def test_the_shipped_example_is_valid(tmp_path: Path) -> None:
     copy = write(tmp_path, example.read_text(encoding="utf-8"), "example.toml")
     config = load_config(copy, {})
     assert [carrier.name for carrier in config.carriers] == ["movistar", "vodafone"]
+    billing = config.services[1].billing
+    assert billing is not None and (billing.price_mt, billing.currency, billing.acceptance) == (
+        120,
+        "EUR",
+        True,
+    )
+    assert [(step.at, step.action.value) for step in config.spend["GB"].steps] == [
+        (1000, "confirm"),
+        (1500, "notify"),
+        (3000, "confirm"),
+        (4000, "cap"),
+    ]
 
 
 def test_the_simulator_table_is_left_to_the_simulator(tmp_path: Path) -> None:
@@ -494,3 +506,130 @@ def test_quiet_hours_said_twice_or_badly_name_the_key_and_line(tmp_path: Path) -
         "quiet_hours.default": "also given as [campaigns] quiet_hours: keep one",
         "quiet_hours.zones.MX": "MX also has a zone in [campaigns.country_zones]: keep one",
     }
+
+
+BILLED = (
+    VALID
+    + """
+[services.billing]
+price_mt = 1.50
+currency = "gbp"
+provider = "Acme"
+billed = "mt"
+notice = "Chat {price} {currency} per message from {provider}. Reply YES"
+acceptance = true
+notice_again_after_days = 30
+
+[keywords.ES]
+opt_out = ["BAJA"]
+accept = ["Sí", "yes"]
+
+[spend.ES]
+steps = [
+  {at = 10, action = "confirm"},
+  {at = 15, action = "notify", text = "{spent} so far"},
+  {at = 40, action = "cap"},
+]
+"""
+)
+
+
+def test_a_billed_service(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BILLED), {})
+    billing = config.services[0].billing
+    assert billing is not None
+    assert (billing.price_mt, billing.price_mo, billing.currency) == (150, 0, "GBP")
+    assert billing.acceptance and billing.notice_again_after_days == 30 and billing.steps is None
+    assert [(step.at, step.action.value, step.text) for step in config.spend["ES"].steps] == [
+        (1000, "confirm", None),
+        (1500, "notify", "{spent} so far"),
+        (4000, "cap", None),
+    ]
+    assert config.keywords["ES"].accept == ("SÍ", "YES")
+
+
+def test_a_service_without_billing_has_none(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    assert config.services[0].billing is None and dict(config.spend) == {}
+    assert load_config(None, {}).keywords["ES"].accept == ("SI", "YES")
+
+
+def test_billing_problems_are_named(tmp_path: Path) -> None:
+    text = (
+        BILLED.replace("price_mt = 1.50", "price_mt = 1.505")
+        .replace('billed = "mt"', 'billed = "mt"\nprice_mo = -1')
+        .replace('currency = "gbp"', 'currency = "pounds"')
+        .replace('action = "notify"', 'action = "remind"')
+    )
+    found = {(problem.key, problem.message) for problem in problems(write(tmp_path, text))}
+    assert ("services[0].billing.price_mt", "must have at most two decimals, not 1.505") in found
+    assert ("services[0].billing.price_mo", "must not be negative, not -1") in found
+    assert ("services[0].billing.currency", "must be an ISO 4217 code such as EUR, not 'POUNDS'") in found
+    assert ("spend.ES.steps[1].action", "must be one of 'notify', 'confirm' or 'cap', not 'remind'") in found
+
+
+def test_steps_must_increase_and_end_with_the_cap(tmp_path: Path) -> None:
+    text = BILLED.replace('{at = 10, action = "confirm"},', '{at = 10, action = "cap"},').replace(
+        '{at = 15, action = "notify", text = "{spent} so far"},\n  {at = 40, action = "cap"},',
+        '{at = 10, action = "notify"},',
+    )
+    found = {(problem.key, problem.message) for problem in problems(write(tmp_path, text))}
+    assert found == {
+        ("spend.ES.steps[0].action", "a cap must be the last step (nothing is billed after it)"),
+        ("spend.ES.steps[1].at", "must be above the step before (10.00), not 10.00"),
+    }
+
+
+def test_the_billed_price_must_be_set(tmp_path: Path) -> None:
+    text = BILLED.replace('billed = "mt"', 'billed = "mo"')
+    found = [(problem.key, problem.message) for problem in problems(write(tmp_path, text))]
+    assert found == [("services[0].billing.price_mo", "must be above 0: the service bills each MO")]
+
+
+def test_one_billed_service_per_short_code(tmp_path: Path) -> None:
+    text = BILLED.replace(
+        "[keywords.ES]",
+        """[[services]]
+name = "tarot"
+short_code = "997745"
+keyword = "tarot"
+[services.billing]
+price_mo = 1.20
+currency = "EUR"
+provider = "Acme"
+billed = "mo"
+notice = "1.20 EUR"
+
+[keywords.ES]""",
+    )
+    found = [(problem.key, problem.message) for problem in problems(write(tmp_path, text))]
+    assert found == [
+        (
+            "services[1].billing",
+            "service 'chat' already bills short code 997745: a short code has one price, so at most one"
+            " service on it has billing",
+        )
+    ]
+
+
+@pytest.mark.parametrize(("index", "country", "short_code"), [(0, "ES", "355500"), (1, "GB", "69000")])
+def test_the_compliance_examples_are_valid(tmp_path: Path, index: int, country: str, short_code: str) -> None:
+    """docs/COMPLIANCE.md's Spanish and UK examples load as written (with a carrier for the short code)."""
+    document = (Path(__file__).parents[3] / "docs" / "COMPLIANCE.md").read_text(encoding="utf-8")
+    example = document.split("```toml\n")[index + 1].split("```", 1)[0]
+    carrier = f"""
+[[carriers]]
+name = "carrier"
+country = "{country}"
+short_codes = ["{short_code}"]
+system_id = "echat"
+password = "secret"
+
+[[carriers.binds]]
+host = "127.0.0.1"
+port = 2775
+"""
+    config = load_config(write(tmp_path, carrier + example), {})
+    billing = config.services[0].billing
+    assert billing is not None and billing.acceptance
+    assert config.keywords[country].accept
