@@ -64,6 +64,9 @@ async def test_the_desk_shows_a_paused_client(
     await expect(page.locator("#thread .msg.mt .text")).to_have_text(
         ["Chat 997745: 1.50 EUR/mensaje, de Chat Acme SL. Responde SI para aceptar."]
     )
+    # the gateway's own message says "Automático" once (its kind), with no author beside it
+    await expect(page.locator("#thread .msg.mt .mt-kind")).to_have_text(["Automático"])
+    await expect(page.locator("#thread .msg.mt .mt-author")).to_have_count(0)
     held = page.locator("#reply-held")
     await expect(held.locator("textarea")).to_be_disabled()
     await expect(held).to_contain_text("aún no ha aceptado el aviso de precio")
