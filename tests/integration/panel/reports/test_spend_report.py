@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from gatewayd.premium import PremiumSettings
 from gatewayd.store.accounts import Role
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind
+from gatewayd.store.premium import lock_accounts, save_accounts
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from panel.app import create_app
@@ -28,7 +30,7 @@ from panel.auth.passwords import PasswordPolicy
 from panel.auth.permissions import PANEL_ACCESS, PermissionRegistry
 from panel.settings import PanelSettings
 from plugins.reports.permissions import REPORTS_VIEW
-from routing.premium import Billed, SpendStep, StepAction, Terms
+from routing.premium import Billed, SpendStep, StepAction, Terms, month_of, month_start
 
 from ..conftest import (
     BUILT_IN_PLUGINS,
@@ -123,6 +125,16 @@ async def bill(url: str) -> None:
                     )
                     batch = await outbox.queue_in(session, [request], when)
                     assert isinstance(batch.outcomes[0], Queued), (client_id, n)
+        async with store.transaction() as session:  # a client who wrote in June, not billed yet
+            quiet = Subscriber(client_id="CNOSPEND5", msisdn="34600000005", carrier="vodafone", country="ES")
+            session.add(quiet)
+            await session.flush()
+            key = (quiet.id, "chat")
+            found = await lock_accounts(session, {key: "795500"}, JUNE, create=True)
+            june = replace(
+                found[key], month=month_of(JUNE, CHAT.zone), month_start=month_start(JUNE, CHAT.zone)
+            )
+            await save_accounts(session, {key: june}, JUNE)
         async with store.transaction() as session:  # once paused or capped, a billed reply is refused
             for client_id, msisdn, short_code, _, _ in (BILLED[0], BILLED[3]):
                 subscriber_id = await session.scalar(
@@ -201,6 +213,7 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     top = page.text.split('id="spend-clients"', 1)[1]
     order = [part.split('"', 1)[0] for part in top.split('data-client-id="')[1:]]
     assert order == ["CCAPPED04", "CPAUSED01", "CNORMAL02", "CMAYONLY3"]  # by service, biggest first
+    assert "CNOSPEND5" not in page.text  # an account with nothing spent is no client billed
     assert cells(top, 'data-client-id="CPAUSED01"') == {
         "msisdn": "34600000001",
         "spend": "3.00 EUR",
