@@ -341,16 +341,17 @@ async def spend_page(request: Request, period: Period) -> Response:
     if not terms:
         return error_response(request, 404)
     now = utcnow()
-    async with db_read(request) as session:
-        services = await spend_by_service(session, terms, period.start, period.end, now)
-        clients = await top_clients(session, terms, period.start, period.end, now)
     may_see_numbers = require_user(request).has(OPERATOR_SEE_MSISDN)
-    if _wants_csv(request):
-        if request.query_params.get("table") == "clients":
-            return csv_response(
-                f"reports-spend-clients_{period.slug()}.csv", *_client_table(clients, may_see_numbers)
-            )
-        return csv_response(f"reports-spend_{period.slug()}.csv", *_spend_table(services))
+    table = request.query_params.get("table")
+    async with db_read(request) as session:
+        if _wants_csv(request) and table == "clients":
+            clients = await top_clients(session, terms, period.start, period.end, now)
+            name = f"reports-spend-clients_{period.slug()}.csv"
+            return csv_response(name, *_client_table(clients, may_see_numbers))
+        services = await spend_by_service(session, terms, period.start, period.end, now)
+        if _wants_csv(request):
+            return csv_response(f"reports-spend_{period.slug()}.csv", *_spend_table(services))
+        clients = await top_clients(session, terms, period.start, period.end, now)
     context = _context(
         request,
         period,
@@ -362,6 +363,7 @@ async def spend_page(request: Request, period: Period) -> Response:
         states=SPEND_STATES,
         money=format_money,
         zones=sorted({str(item.zone) for item in terms.values()}),
+        services_csv_query=urlencode({**period.query(), "format": "csv"}),
         clients_csv_query=urlencode({**period.query(), "table": "clients", "format": "csv"}),
     )
     return render(request, "reports/spend.html", context)

@@ -220,6 +220,12 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
         "state": "paused for confirmation",
     }
     assert cells(top, 'data-client-id="CCAPPED04"')["state"] == "capped"
+    # the export links: each table's own, whatever the page's query carried
+    assert 'href="/admin/reports/spend?from=2099-05-20&amp;to=2099-06-20&amp;format=csv"' in page.text
+    clients_link = (
+        'href="/admin/reports/spend?from=2099-05-20&amp;to=2099-06-20&amp;table=clients&amp;format=csv"'
+    )
+    assert clients_link in page.text
     # a range within June: May's row and client are left out
     june_only = await spend_client.get("/admin/reports/spend?from=2099-06-01&to=2099-06-30", headers=HTML)
     assert 'data-month="2099-05"' not in june_only.text and "CMAYONLY3" not in june_only.text
