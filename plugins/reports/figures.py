@@ -1,19 +1,22 @@
 """The reports' figures, read from the hourly rollups only (:mod:`gatewayd.store.rollups`), except a
-client's history, which is that client's own rows of the message tables (read by the subscriber index).
+client's history, which is that client's own rows of the message tables (read by the subscriber index),
+and the spend of the billed services, read from the premium accounts (:mod:`gatewayd.store.premium`:
+per client and billed service, the spend of the client's current month in the service's zone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import ColumnElement, case, func, literal, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.accounts import Account
 from gatewayd.store.messages import MOMessage, MTMessage
+from gatewayd.store.premium import PremiumAccount
 from gatewayd.store.rollups import (
     RESPONSE_BOUNDS,
     RESPONSE_FLOORS,
@@ -21,6 +24,8 @@ from gatewayd.store.rollups import (
     OperatorHourly,
     TrafficHourly,
 )
+from gatewayd.store.subscribers import Subscriber
+from routing.premium import PremiumState, Terms
 
 #: The dimensions the traffic report groups by (a column of ``traffic_hourly`` each).
 DIMENSIONS = ("service", "short_code", "carrier", "country")
@@ -215,3 +220,149 @@ async def client_history(
         select(both).order_by(both.c.at.desc(), both.c.id.desc()).limit(limit).offset(offset)
     )
     return [HistoryLine(*row) for row in rows]
+
+
+#: The clients the spend report lists per billed service.
+TOP_CLIENTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpend:
+    """One billed service's spend in one of its months (minor units of ``currency``)."""
+
+    service: str
+    month: str  # YYYY-MM in the service's zone
+    currency: str
+    clients: int  # clients billed (spent above nothing)
+    total: int
+    top: int  # the most one client spent
+    paused: int  # clients paused for confirmation now
+    capped: int  # clients at the month's cap now
+
+    @property
+    def average(self) -> int:
+        """Per client billed, rounded half up to a minor unit."""
+        return (2 * self.total + self.clients) // (2 * self.clients) if self.clients else 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpend:
+    service: str
+    currency: str
+    client_id: str
+    msisdn: str
+    total: int  # the client's month, one of the range's months
+    state: PremiumState  # the state that holds now (normal when none does)
+
+
+def spend_months(start: datetime, end: datetime, zone: tzinfo) -> list[str]:
+    """``YYYY-MM`` of each calendar month in ``zone`` that ``[start, end)`` touches."""
+    first = start.astimezone(zone)
+    last = (end - timedelta(microseconds=1)).astimezone(zone)
+    months = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _months_wanted(terms: Mapping[str, Terms], start: datetime, end: datetime) -> list[tuple[str, str]]:
+    return sorted(
+        (service, month)
+        for service, service_terms in terms.items()
+        for month in spend_months(start, end, service_terms.zone)
+    )
+
+
+def _holding(state: PremiumState, now: datetime) -> ColumnElement[bool]:
+    """The account's ``state`` holds now (as :func:`routing.premium.hold` decides)."""
+    a = PremiumAccount
+    return (a.state == state) & (a.held_until.is_(None) | (a.held_until > now))
+
+
+async def spend_by_service(
+    session: AsyncSession, terms: Mapping[str, Terms], start: datetime, end: datetime, now: datetime
+) -> list[ServiceSpend]:
+    """Per billed service and month of the service's zone that ``[start, end)`` touches, the spend
+    kept in ``premium_accounts`` (one grouped statement); months nobody was billed in left out."""
+    wanted = _months_wanted(terms, start, end)
+    if not wanted:
+        return []
+    a = PremiumAccount
+    billed = a.spent > 0
+    rows = await session.execute(
+        select(
+            a.service,
+            a.month,
+            func.sum(case((billed, 1), else_=0)),
+            func.sum(a.spent),
+            func.max(a.spent),
+            func.sum(case((_holding(PremiumState.PAUSED, now), 1), else_=0)),
+            func.sum(case((_holding(PremiumState.CAPPED, now), 1), else_=0)),
+        )
+        .where(tuple_(a.service, a.month).in_(wanted))
+        .group_by(a.service, a.month)
+        .order_by(a.service, a.month)
+    )
+    found = [
+        ServiceSpend(
+            service,
+            month,
+            terms[service].currency,
+            *(int(value or 0) for value in (clients, total, top, paused, capped)),
+        )
+        for service, month, clients, total, top, paused, capped in rows
+    ]
+    return [row for row in found if row.clients or row.paused or row.capped]
+
+
+async def top_clients(
+    session: AsyncSession,
+    terms: Mapping[str, Terms],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    limit: int = TOP_CLIENTS,
+) -> list[ClientSpend]:
+    """Per billed service, the ``limit`` clients who spent most in the months ``[start, end)``
+    touches (ties by client ID), biggest first (an account keeps its client's current month only)."""
+    wanted = _months_wanted(terms, start, end)
+    if not wanted:
+        return []
+    a = PremiumAccount
+    held_now = case(
+        (_holding(PremiumState.CAPPED, now), PremiumState.CAPPED.value),
+        (_holding(PremiumState.PAUSED, now), PremiumState.PAUSED.value),
+        else_=None,
+    )
+    ranked = (
+        select(
+            a.service,
+            a.spent,
+            held_now.label("held"),
+            Subscriber.client_id,
+            Subscriber.msisdn,
+            func.row_number()
+            .over(partition_by=a.service, order_by=(a.spent.desc(), Subscriber.client_id))
+            .label("place"),
+        )
+        .join_from(a, Subscriber, Subscriber.id == a.subscriber_id)
+        .where(tuple_(a.service, a.month).in_(wanted), a.spent > 0)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked).where(ranked.c.place <= limit).order_by(ranked.c.service, ranked.c.place)
+    )
+    return [
+        ClientSpend(
+            row.service,
+            terms[row.service].currency,
+            row.client_id,
+            row.msisdn,
+            int(row.spent),
+            PremiumState(row.held) if row.held else PremiumState.NORMAL,
+        )
+        for row in rows
+    ]

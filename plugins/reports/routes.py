@@ -6,7 +6,10 @@ date range in the viewer's time zone and exports its tables as CSV (``?format=cs
   response median and p90, delivered %;
 * ``/admin/reports/traffic?by=service|short_code|carrier|country``: MOs, MTs, delivered / failed /
   refused, opt-outs, new clients;
-* ``/admin/reports/clients?q=``: one client's whole history of MOs and MTs, paginated.
+* ``/admin/reports/clients?q=``: one client's whole history of MOs and MTs, paginated;
+* ``/admin/reports/spend`` (only where a service bills its clients): per billed service and month of
+  its zone, the clients billed, the spend (total, average and most per client) and the clients held
+  now; and the clients who spent most (``?table=clients`` exports them).
 """
 
 from __future__ import annotations
@@ -32,19 +35,23 @@ from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.auth.permissions import PANEL_ACCESS
 from panel.i18n import zone_or_utc
-from panel.web import db_read, error_response, render, require_user
+from panel.web import db_read, error_response, panel, render, require_user
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.reports.charts import heat_map, per_day_chart
 from plugins.reports.export import csv_response
 from plugins.reports.figures import (
     DIMENSIONS,
+    ClientSpend,
     HistoryLine,
     OperatorRow,
+    ServiceSpend,
     client_history,
     hourly_totals,
     operators,
     per_day,
     per_weekday_hour,
+    spend_by_service,
+    top_clients,
     traffic_by,
 )
 from plugins.reports.figures import (
@@ -52,6 +59,7 @@ from plugins.reports.figures import (
 )
 from plugins.reports.period import PRESETS, Period, PeriodError, parse_period
 from plugins.reports.permissions import REPORTS_VIEW
+from routing.premium import PremiumState, Terms, format_money
 from translations import N_
 
 BASE = "/admin/reports"
@@ -77,6 +85,12 @@ STATUS_LABELS = {
     "expired": N_("expired"),
     "refused": N_("refused"),
     "cancelled": N_("cancelled"),
+}
+#: A billed client's standing, as the spend report shows it.
+SPEND_STATES = {
+    PremiumState.NORMAL.value: N_("billed"),
+    PremiumState.PAUSED.value: N_("paused for confirmation"),
+    PremiumState.CAPPED.value: N_("capped"),
 }
 BAD_DIMENSION = N_("Group the traffic by service, short code, carrier or country.")
 BAD_PAGE = N_("The page number is not valid.")
@@ -111,10 +125,16 @@ def _wants_csv(request: Request) -> bool:
     return request.query_params.get("format") == "csv"
 
 
+def _billing(request: Request) -> dict[str, Terms]:
+    """The billed services' terms (none: the deployment bills nobody and has no spend report)."""
+    return dict(panel(request).settings.outbox.premium.terms)
+
+
 def _context(request: Request, period: Period, title: str, tab: str, **values: Any) -> dict[str, Any]:
     query = period.query()
     return {
         "title": title,
+        "bills": bool(_billing(request)),
         "tab": tab,
         "period": period,
         "presets": PRESETS,
@@ -314,9 +334,78 @@ async def clients_page(request: Request, period: Period) -> Response:
     return render(request, "reports/clients.html", context, status_code=status)
 
 
+@requires(PANEL_ACCESS, REPORTS_VIEW)
+@_with_period
+async def spend_page(request: Request, period: Period) -> Response:
+    terms = _billing(request)
+    if not terms:
+        return error_response(request, 404)
+    now = utcnow()
+    may_see_numbers = require_user(request).has(OPERATOR_SEE_MSISDN)
+    table = request.query_params.get("table")
+    async with db_read(request) as session:
+        if _wants_csv(request) and table == "clients":
+            clients = await top_clients(session, terms, period.start, period.end, now)
+            name = f"reports-spend-clients_{period.slug()}.csv"
+            return csv_response(name, *_client_table(clients, may_see_numbers))
+        services = await spend_by_service(session, terms, period.start, period.end, now)
+        if _wants_csv(request):
+            return csv_response(f"reports-spend_{period.slug()}.csv", *_spend_table(services))
+        clients = await top_clients(session, terms, period.start, period.end, now)
+    context = _context(
+        request,
+        period,
+        N_("Reports: spend"),
+        "spend",
+        services=services,
+        clients=clients,
+        may_see_numbers=may_see_numbers,
+        states=SPEND_STATES,
+        money=format_money,
+        zones=sorted({str(item.zone) for item in terms.values()}),
+        services_csv_query=urlencode({**period.query(), "format": "csv"}),
+        clients_csv_query=urlencode({**period.query(), "table": "clients", "format": "csv"}),
+    )
+    return render(request, "reports/spend.html", context)
+
+
+def _spend_table(rows: list[ServiceSpend]) -> tuple[list[str], list[list[object]]]:
+    header = ["service", "month", "currency", "clients_billed", "total", "average", "max", "paused", "capped"]
+    return header, [
+        [
+            row.service,
+            row.month,
+            row.currency,
+            row.clients,
+            format_money(row.total),
+            format_money(row.average),
+            format_money(row.top),
+            row.paused,
+            row.capped,
+        ]
+        for row in rows
+    ]
+
+
+def _client_table(rows: list[ClientSpend], with_numbers: bool) -> tuple[list[str], list[list[object]]]:
+    header = ["service", "client_id", *(["msisdn"] if with_numbers else []), "currency", "spend", "state"]
+    return header, [
+        [
+            row.service,
+            row.client_id,
+            *([row.msisdn] if with_numbers else []),
+            row.currency,
+            format_money(row.total),
+            row.state.value,
+        ]
+        for row in rows
+    ]
+
+
 routes = [
     Route(BASE, overview_page, methods=["GET"]),
     Route(f"{BASE}/operators", operators_page, methods=["GET"]),
     Route(f"{BASE}/traffic", traffic_page, methods=["GET"]),
     Route(f"{BASE}/clients", clients_page, methods=["GET"]),
+    Route(f"{BASE}/spend", spend_page, methods=["GET"]),
 ]

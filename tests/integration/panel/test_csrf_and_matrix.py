@@ -340,6 +340,8 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/admin/reports/operators"): REPORTS_ACCESS,
     ("GET", "/admin/reports/traffic"): REPORTS_ACCESS,
     ("GET", "/admin/reports/clients"): REPORTS_ACCESS,
+    # The spend report is only where a service bills its clients (this panel's services bill nobody).
+    ("GET", "/admin/reports/spend"): {"anonymous": 303, "ana": 404, "marta": 404, "oscar": 403, "nadie": 403},
     # The mass push: campaigns.manage is the master's by default. The audience count without its
     # filters is a 400 (the number of pushes is missing); the sample campaign does not exist.
     ("GET", "/admin/campaigns"): {"anonymous": 303, "ana": 200, "marta": 200, "oscar": 403, "nadie": 403},

@@ -1,5 +1,6 @@
 """The reports' pure rules: date ranges in the viewer's zone, first-response buckets and percentiles,
-the heat map's levels, and CSV cells a spreadsheet cannot take for formulas."""
+the heat map's levels, CSV cells a spreadsheet cannot take for formulas, the months of each billed
+service's zone a range touches and the average spend per client."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from gatewayd.store.rollups import RESPONSE_BOUNDS, RESPONSE_FLOORS, hour_of, response_floor
 from plugins.reports.charts import LEVELS, heat_map, level
 from plugins.reports.export import cell, csv_text
-from plugins.reports.figures import Response, percentile
+from plugins.reports.figures import Response, ServiceSpend, percentile, spend_months
 from plugins.reports.period import MAX_DAYS, PeriodError, parse_period
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -114,3 +115,21 @@ def test_csv_is_utf8_with_a_bom_numbers_untouched() -> None:
         ["'=cmd|' /C calc'!A0", "-1"],
         ["", "2.5"],
     ]
+
+
+def test_the_months_a_range_touches_in_the_services_zone() -> None:
+    bogota = ZoneInfo("America/Bogota")
+    december = parse_period({"period": "month", "date": "2026-12-06"}, TODAY, bogota)
+    # Bogotá's December runs from 05:00 UTC on the 1st to 05:00 UTC on 1 January: in Madrid it
+    # starts and ends on the 1st at 06:00, touching January; in Bogotá it is December alone
+    assert spend_months(december.start, december.end, MADRID) == ["2026-12", "2027-01"]
+    assert spend_months(december.start, december.end, bogota) == ["2026-12"]
+    year = parse_period({"from": "2026-11-15", "to": "2027-02-01"}, TODAY, MADRID)
+    assert spend_months(year.start, year.end, MADRID) == ["2026-11", "2026-12", "2027-01", "2027-02"]
+
+
+def test_the_average_per_client_rounds_half_up_to_a_minor_unit() -> None:
+    def average(clients: int, total: int) -> int:
+        return ServiceSpend("chat", "2026-12", "EUR", clients, total, total, 0, 0).average
+
+    assert (average(2, 5), average(3, 10), average(3, 11), average(0, 0)) == (3, 3, 4, 0)
