@@ -152,7 +152,6 @@ async def update_webhook(call: Call) -> Reply:
     read to merge them must be the one changed (else 409: it changed meanwhile)."""
     change = call.body
     assert isinstance(change, models.WebhookChange)
-    _may_include_msisdn(call, change.include_msisdn)
     subscription_id = _id(call)
     state = runtime(call.request)
     async with state.readers() as session:
@@ -169,6 +168,9 @@ async def update_webhook(call: Call) -> Reply:
         ),
         active=change.active if change.active is not None else current.active,
     )
+    # Any change that leaves the MSISDN in the payloads (a new URL, more events, waking it) decides
+    # where numbers go: only a key that may see them (turning the flag off needs no such scope).
+    _may_include_msisdn(call, given.include_msisdn)
     try:
         # the URL's DNS look-up before the row is locked
         checked = await check_subscription(given, state.settings.webhooks_allow)

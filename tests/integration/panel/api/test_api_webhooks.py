@@ -245,3 +245,31 @@ async def test_deliveries_page_by_state_and_a_dead_one_is_redelivered(
     assert_problem(other, 404, "not-found")
     bad = await hooks_api.get(path + "/deliveries", params={"cursor": "nope"}, headers=bearer(token))
     assert_problem(bad, 422, "invalid-request")
+
+
+async def test_a_key_without_msisdn_cannot_redirect_a_subscription_that_carries_the_msisdn(
+    hooks_api: PanelClient, make_key: MakeKey
+) -> None:
+    """A key that may not see numbers must not point an MSISDN-carrying subscription at its own
+    receiver (nor widen or wake it): any change that leaves ``include_msisdn`` on needs the scope."""
+    seer = await make_key(Scope.ADMIN, Scope.MSISDN)
+    made = await hooks_api.post(
+        "/api/v1/webhooks", json={**VALID, "include_msisdn": True}, headers=bearer(seer)
+    )
+    assert made.status_code == 201, made.text
+    path = f"/api/v1/webhooks/{made.json()['id']}"
+    admin = await make_key(Scope.ADMIN)
+    for change in (
+        {"url": "http://127.0.0.1:9999/mine"},
+        {"events": ["mo.received", "mt.receipt", "client.opt_out"]},
+        {"active": True},
+        {"name": "renamed"},
+    ):
+        assert_problem(await hooks_api.patch(path, json=change, headers=bearer(admin)), 403, "missing-scope")
+    (row,) = await stored(hooks_api)
+    assert (row.url, row.name, row.include_msisdn) == (RECEIVER, "crm", True)
+    # turning the MSISDN off needs no scope: it shows less
+    off = await hooks_api.patch(path, json={"include_msisdn": False}, headers=bearer(admin))
+    assert off.status_code == 200 and off.json()["include_msisdn"] is False
+    moved = await hooks_api.patch(path, json={"url": "http://127.0.0.1:9999/mine"}, headers=bearer(admin))
+    assert moved.status_code == 200, moved.text
