@@ -502,8 +502,11 @@ class Outbox:
             and (request.carrier is None or request.source is None)
             for request, recipient in zip(requests, found_of, strict=True)
         ]
-        quiet = self.settings.quiet
-        holdable = [quiet is not None and request.kind is MTKind.PUSH for request in requests]
+        # a push may be held only in its client's quiet hours (pure): by day, no MO is read for it
+        holdable = [
+            isinstance(digits, str) and self._in_quiet_hours(request, digits, recipient, now)
+            for request, digits, recipient in zip(requests, destinations, found_of, strict=True)
+        ]
         latest = await last_mos_of_subscribers(
             session,
             [
@@ -534,6 +537,17 @@ class Outbox:
                 item = self._held(item, last, now)
             prepared.append(item)
         return prepared
+
+    def _in_quiet_hours(
+        self, request: MTRequest, digits: str, recipient: Recipient | None, now: datetime
+    ) -> bool:
+        """Whether ``request`` is a push whose client is in their quiet hours at ``now``."""
+        quiet = self.settings.quiet
+        if quiet is None or request.kind is not MTKind.PUSH:
+            return False
+        return quiet.quiet_for(
+            self.settings.client_country(recipient.country if recipient else None, digits), now
+        )
 
     def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
         """The push held until the client's quiet hours end, unless they just wrote."""

@@ -159,3 +159,17 @@ async def test_a_country_with_its_own_hours(store: Store) -> None:
     # 21:30 UTC: 22:30 in Madrid and 21:30 in London, both quiet; London's end at 07:00 its time
     late = await queued(store, outbox, both, NIGHT - timedelta(minutes=30))
     assert [item.held_until for item in late] == [MORNING, datetime(2026, 12, 7, 7, 0, tzinfo=UTC)]
+
+
+async def test_by_day_a_batch_that_names_its_way_out_reads_no_mo_for_the_quiet_hours(store: Store) -> None:
+    """The API's batch with carrier and source given needs no latest MO to route: by day (nobody in
+    quiet hours) it must cost what it cost without quiet hours, not one more statement per batch."""
+    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    named = [MTRequest(SPAIN, "a", carrier="movistar", source="997745")] * 5
+    day = NIGHT + timedelta(hours=12)  # 11:00 in Madrid
+    without = await count_reads(store, Outbox(plain_settings(), sessions=store.sessions), named, day)
+    with_rule = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, day)
+    assert with_rule == without
+    # at night the same batch reads the clients' latest MOs (did they just write?) and is held
+    night = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, NIGHT)
+    assert night == without + 1
