@@ -44,7 +44,7 @@ from gatewayd.logging import log_event
 from gatewayd.premium import Billable, Notice, Premium, PremiumSettings
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.queue import queue_mts, release_held_pushes
 from gatewayd.store.mt.recipients import BILLED_KINDS, Recipient, Refusal, recipients, refusal
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
@@ -548,6 +548,23 @@ class Outbox:
         return quiet.quiet_for(
             self.settings.client_country(recipient.country if recipient else None, digits), now
         )
+
+    async def release_held(
+        self, session: AsyncSession, writers: Sequence[tuple[int, str | None, str]], now: datetime
+    ) -> list[int]:
+        """The pushes held for the quiet hours of clients who just wrote (subscriber id, country,
+        MSISDN), made due now: awake, they are answered, not woken (an MO in their quiet hours spares
+        a push queued after it, and one queued before it as well). Only a client in their quiet hours
+        can have a held push: by day no statement. The ids released."""
+        quiet = self.settings.quiet
+        if quiet is None:
+            return []
+        asleep = [
+            subscriber_id
+            for subscriber_id, country, msisdn in writers
+            if quiet.quiet_for(self.settings.client_country(country, msisdn), now)
+        ]
+        return await release_held_pushes(session, asleep, now)
 
     def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
         """The push held until the client's quiet hours end, unless they just wrote."""

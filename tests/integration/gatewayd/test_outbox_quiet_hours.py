@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,13 +16,17 @@ from sqlalchemy.engine import Connection
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
-from gatewayd.store.enums import MTKind
+from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
+from gatewayd.store.mt.queue import RELEASED
 from gatewayd.store.repo_desk import last_mos_of_subscribers
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.store import Store
 from routing.quiet_hours import QuietHours, QuietRule
+from simulator.core import Simulator
+from tests.waiting import eventually
 
+from .conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from .test_outbox import settings as plain_settings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +35,7 @@ MADRID = ZoneInfo("Europe/Madrid")
 #: 23:00 in Madrid (UTC+1 in December); the quiet period ends at 09:00 local, 08:00 UTC.
 NIGHT = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
 MORNING = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-SPAIN, BRITAIN = "34600000003", "447700900123"
+SPAIN, BRITAIN, OTHER = "34600000003", "447700900123", "34600000004"
 
 
 def quiet_settings() -> OutboxSettings:
@@ -173,3 +178,47 @@ async def test_by_day_a_batch_that_names_its_way_out_reads_no_mo_for_the_quiet_h
     # at night the same batch reads the clients' latest MOs (did they just write?) and is held
     night = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, NIGHT)
     assert night == without + 1
+
+
+async def test_a_held_push_leaves_when_its_client_writes_in_their_quiet_hours(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """Through the daemon and the simulator: a push held for the night is released by the client's MO
+    (they are awake: the push leaves now, not at 09:00 after the chat it preceded), its history says
+    why; a held push of another client stays held."""
+    now = datetime.now(UTC)
+    hours = f"{(now.hour - 1) % 24:02d}:00-{(now.hour + 2) % 24:02d}:00"  # now, for two hours at least
+    config = make_config(
+        tmp_path, database_url, simulator, quiet_hours=hours, extra_daemon='timezone = "UTC"'
+    )
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        store = Store.for_engine(sessions.kw["bind"])
+        for msisdn in (SPAIN, OTHER):  # known clients who last wrote yesterday
+            await client_wrote(store, msisdn, now - timedelta(days=1))
+        pushed = await daemon.queue_mt("+" + SPAIN, "¿hablamos?")
+        other = await daemon.queue_mt("+" + OTHER, "buenas")
+        async with sessions() as session:
+            held = [await session.get(MTMessage, mt_id) for mt_id in (pushed, other)]
+        assert all(mt is not None and aware(mt.next_attempt_at) > now + timedelta(hours=1) for mt in held)
+
+        simulator.inject_mo(MOVISTAR, "+" + SPAIN, MOVISTAR_SHORT_CODE, "hola, ¿estás?")
+
+        async def pushed_left() -> bool:
+            return bool(simulator.store.query(carrier=MOVISTAR, destination=SPAIN))
+
+        await eventually(pushed_left)
+        async with sessions() as session:
+            lines = (
+                await session.scalars(
+                    select(MTStatusHistory.detail)
+                    .where(MTStatusHistory.mt_id == pushed)
+                    .order_by(MTStatusHistory.id)
+                )
+            ).all()
+            still = await session.get(MTMessage, other)
+        assert lines[0] is not None and lines[0].startswith("held for quiet hours until ")
+        assert lines[1] == RELEASED
+        assert still is not None and still.status == MTStatus.QUEUED
+        assert aware(still.next_attempt_at) > now + timedelta(hours=1)
