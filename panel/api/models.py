@@ -238,12 +238,16 @@ class WebhookIn(Strict):
 
 
 class WebhookChange(Strict):
-    """The fields to change (any of them); the secret changes only by rotation."""
+    """The fields to change (any of them); the secret changes only by rotation. A subscription that
+    carries the MSISDN after the change (``include_msisdn``) is changed only by a key with the msisdn
+    scope."""
 
     name: Text | None = Field(None, min_length=1, max_length=NAME_LENGTH)
     url: Text | None = Field(None, min_length=1, max_length=MAX_URL)
     events: Events | None = None
-    include_msisdn: bool | None = Field(None, description="true needs the msisdn scope")
+    include_msisdn: bool | None = Field(
+        None, description="true, or any change of a subscription that keeps it true, needs the msisdn scope"
+    )
     active: bool | None = None
 
 
