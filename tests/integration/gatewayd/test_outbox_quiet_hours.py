@@ -146,10 +146,12 @@ async def count_reads(store: Store, outbox: Outbox, requests: list[MTRequest], n
 async def test_a_batch_costs_the_same_reads_whatever_its_size(store: Store) -> None:
     """The hot path: the clients' latest MOs (routing and quiet hours alike) in one statement, no read
     per MT (SQLite's inserts with RETURNING go row by row whatever the outbox does: not counted)."""
-    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    clients = [f"3460000{index:04d}" for index in range(20)]  # twenty clients, all asleep
+    for msisdn in clients:
+        await client_wrote(store, msisdn, NIGHT - timedelta(days=1))
     outbox = Outbox(quiet_settings(), sessions=store.sessions)
-    small = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 2, NIGHT)
-    large = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 20, NIGHT)
+    small = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients[:2]], NIGHT)
+    large = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients], NIGHT)
     assert small == large
 
 
