@@ -298,7 +298,12 @@ class DeliveryQuery(Strict):
 class Delivery(BaseModel):
     id: int = Field(description="The delivery id the receiver got (X-Echat-Delivery)")
     event: str
-    client_id: str = Field(description="Deliveries of one client are made in order")
+    client_id: str = Field(
+        description=(
+            "Deliveries of one client are made in order. An MT's event for a number that never wrote "
+            "(no client) carries the number instead, its digits masked with • without the msisdn scope"
+        )
+    )
     state: str
     attempts: int
     next_attempt_at: datetime

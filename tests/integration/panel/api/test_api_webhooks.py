@@ -360,3 +360,36 @@ async def test_hostile_delivery_queries_get_a_problem(
     assert 400 <= answer.status_code < 500 or (answer.status_code == 200 and query == {"cursor": ""}), (
         answer.text
     )
+
+
+async def test_a_delivery_ordered_by_a_number_hides_it_from_a_key_without_msisdn(
+    hooks_api: PanelClient, make_key: MakeKey
+) -> None:
+    """An MT's event for a number that never wrote is ordered by that number (it has no client ID):
+    the deliveries' list must not hand the MSISDN to a key that may not see numbers."""
+    admin = await make_key(Scope.ADMIN)
+    made = (await hooks_api.post("/api/v1/webhooks", json=VALID, headers=bearer(admin))).json()
+    (client_delivery,) = await add_deliveries(hooks_api, made["id"], [DeliveryState.DELIVERED])
+    async with hooks_api.runtime.sessionmaker() as session, session.begin():
+        row = await session.get(WebhookDelivery, client_delivery)
+        assert row is not None
+        session.add(
+            WebhookDelivery(
+                subscription_id=made["id"],
+                event="mt.status",
+                ordering_key="34600111222",
+                payload="{}",
+                state=DeliveryState.DELIVERED.value,
+                attempts=1,
+                next_attempt_at=row.next_attempt_at,
+                created_at=row.created_at,
+            )
+        )
+    path = f"/api/v1/webhooks/{made['id']}/deliveries"
+    hidden = await hooks_api.get(path, headers=bearer(admin))
+    assert hidden.status_code == 200, hidden.text
+    assert "34600111222" not in hidden.text
+    assert [item["client_id"] for item in hidden.json()["items"]] == ["\u2022" * 11, "client0"]
+    seer = await make_key(Scope.ADMIN, Scope.MSISDN)
+    shown = await hooks_api.get(path, headers=bearer(seer))
+    assert [item["client_id"] for item in shown.json()["items"]] == ["34600111222", "client0"]
