@@ -61,8 +61,9 @@ RELEASED = "released: the client wrote, awake before their quiet hours ended"
 async def release_held_pushes(
     session: AsyncSession, subscriber_ids: Collection[int], now: datetime
 ) -> list[int]:
-    """The pushes held for these subscribers' quiet hours (``queued``, never tried, due later) made due
-    at ``now``, each with a history line: the client wrote, so they are awake. Their ids."""
+    """The pushes held for these subscribers' quiet hours (``queued``, never tried, due later), and the
+    premium notices held with them (``SYSTEM``), made due at ``now``, each with a history line: the
+    client wrote, so they are awake. Their ids."""
     if not subscriber_ids:
         return []
     table = MT_MESSAGES
@@ -71,7 +72,7 @@ async def release_held_pushes(
         .where(
             table.c.subscriber_id.in_(sorted(set(subscriber_ids))),
             table.c.status == MTStatus.QUEUED,
-            table.c.kind == MTKind.PUSH,
+            table.c.kind.in_([MTKind.PUSH, MTKind.SYSTEM]),
             table.c.attempts == 0,
             table.c.next_attempt_at > now,
         )

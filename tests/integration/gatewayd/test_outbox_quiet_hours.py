@@ -11,14 +11,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import Connection
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
-from gatewayd.store.mt.queue import RELEASED
+from gatewayd.store.mt.queue import RELEASED, queue_mts, release_held_pushes
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import last_mos_of_subscribers
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.store import Store
@@ -224,3 +225,40 @@ async def test_a_held_push_leaves_when_its_client_writes_in_their_quiet_hours(
         assert lines[1] == RELEASED
         assert still is not None and still.status == MTStatus.QUEUED
         assert aware(still.next_attempt_at) > now + timedelta(hours=1)
+
+
+async def test_what_a_client_s_mo_releases(store: Store) -> None:
+    """The client's held push and the premium notice held with it (SYSTEM) leave together; a push
+    already due, one already tried (a retry's backoff), another client's and a campaign's MT stay."""
+    mine = await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    theirs = await client_wrote(store, OTHER, NIGHT - timedelta(days=1))
+
+    def mt(kind: MTKind, subscriber_id: int, not_before: datetime | None = MORNING) -> NewMT:
+        destination = SPAIN if subscriber_id == mine else OTHER
+        return NewMT(
+            kind, "movistar", "997745", destination, "x", subscriber_id=subscriber_id, not_before=not_before
+        )
+
+    async with store.transaction() as session:
+        push, notice, due, tried, other, mass = await queue_mts(
+            session,
+            [
+                mt(MTKind.PUSH, mine),
+                mt(MTKind.SYSTEM, mine),
+                mt(MTKind.PUSH, mine, None),
+                mt(MTKind.PUSH, mine),
+                mt(MTKind.PUSH, theirs),
+                mt(MTKind.MASS, mine),
+            ],
+            NIGHT,
+        )
+        await session.execute(update(MTMessage).where(MTMessage.id == tried).values(attempts=1))
+    later = NIGHT + timedelta(hours=2)
+    async with store.transaction() as session:
+        released = await release_held_pushes(session, [mine], later)
+    assert released == [push, notice]
+    async with store.sessions() as session:
+        rows = {row.id: row for row in (await session.scalars(select(MTMessage))).all()}
+    assert [aware(rows[mt_id].next_attempt_at) for mt_id in (push, notice)] == [later, later]
+    assert [aware(rows[mt_id].next_attempt_at) for mt_id in (tried, other, mass)] == [MORNING] * 3
+    assert aware(rows[due].next_attempt_at) == NIGHT
