@@ -311,6 +311,11 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
         print(f"MT {mt_id} queued{held}")
         if not args.wait:
             return EXIT_OK
+        if until is not None:
+            # its final status comes after the quiet hours: waiting would only end in the time-out's
+            # misleading "is `gatewayd run` running?"; not delivered, so not a success either
+            print(f"MT {mt_id}: held for the client's quiet hours, not waiting for it", file=sys.stderr)
+            return EXIT_FAILURE
         try:
             async with asyncio.timeout(args.timeout):
                 final = await wait_final(sessions, mt_id)

@@ -712,6 +712,8 @@ class MOPipeline:
         ]
         await mark_assembled(session, done)
         stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
+        writers = [(result.subscriber.id, result.subscriber.country, mo.msisdn) for mo, result in stored]
+        await self._outbox.release_held(session, writers, now)
         occurrences: list[Occurrence] = []
         if self._webhooks.wants(WebhookEvent.MO_RECEIVED):
             occurrences.extend(_mo_received(mo, result) for mo, result in stored)

@@ -44,7 +44,7 @@ from gatewayd.logging import log_event
 from gatewayd.premium import Billable, Notice, Premium, PremiumSettings
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.queue import queue_mts, release_held_pushes
 from gatewayd.store.mt.recipients import BILLED_KINDS, Recipient, Refusal, recipients, refusal
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
@@ -502,8 +502,11 @@ class Outbox:
             and (request.carrier is None or request.source is None)
             for request, recipient in zip(requests, found_of, strict=True)
         ]
-        quiet = self.settings.quiet
-        holdable = [quiet is not None and request.kind is MTKind.PUSH for request in requests]
+        # a push may be held only in its client's quiet hours (pure): by day, no MO is read for it
+        holdable = [
+            isinstance(digits, str) and self._in_quiet_hours(request, digits, recipient, now)
+            for request, digits, recipient in zip(requests, destinations, found_of, strict=True)
+        ]
         latest = await last_mos_of_subscribers(
             session,
             [
@@ -534,6 +537,34 @@ class Outbox:
                 item = self._held(item, last, now)
             prepared.append(item)
         return prepared
+
+    def _in_quiet_hours(
+        self, request: MTRequest, digits: str, recipient: Recipient | None, now: datetime
+    ) -> bool:
+        """Whether ``request`` is a push whose client is in their quiet hours at ``now``."""
+        quiet = self.settings.quiet
+        if quiet is None or request.kind is not MTKind.PUSH:
+            return False
+        return quiet.quiet_for(
+            self.settings.client_country(recipient.country if recipient else None, digits), now
+        )
+
+    async def release_held(
+        self, session: AsyncSession, writers: Sequence[tuple[int, str | None, str]], now: datetime
+    ) -> list[int]:
+        """The pushes held for the quiet hours of clients who just wrote (subscriber id, country,
+        MSISDN), made due now: awake, they are answered, not woken (an MO in their quiet hours spares
+        a push queued after it, and one queued before it as well). Only a client in their quiet hours
+        can have a held push: by day no statement. The ids released."""
+        quiet = self.settings.quiet
+        if quiet is None:
+            return []
+        asleep = [
+            subscriber_id
+            for subscriber_id, country, msisdn in writers
+            if quiet.quiet_for(self.settings.client_country(country, msisdn), now)
+        ]
+        return await release_held_pushes(session, asleep, now)
 
     def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
         """The push held until the client's quiet hours end, unless they just wrote."""

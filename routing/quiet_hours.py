@@ -63,9 +63,11 @@ class QuietHours:
         day = local.date()
         if self.start > self.end and local.time().replace(tzinfo=None) >= self.start:
             day += timedelta(days=1)  # evening: it ends tomorrow morning
-        end = datetime.combine(day, self.end, tzinfo=zone)
-        # An end inside a spring-forward gap (no such wall time) is read as the time after the gap.
-        return max(end.astimezone(UTC), now.astimezone(UTC))
+        wall = datetime.combine(day, self.end)
+        end = wall.replace(tzinfo=zone).astimezone(UTC)
+        if end.astimezone(zone).replace(tzinfo=None) != wall:
+            end = _clock_reaches(wall, zone, end)  # no such wall time: a spring-forward gap
+        return max(end, now.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,21 @@ class QuietRule:
             return None
         hours = self.hours(country)
         return hours.ends_after(now, self.zone(country)) if hours is not None else None
+
+
+def _clock_reaches(wall: datetime, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first second (UTC) at which ``zone``'s clock shows ``wall`` or later, for a ``wall`` time the
+    clock skips: the instant it jumps over the gap. No later than ``after`` (``wall`` read with the
+    offset before the jump); a clock skips two hours at most."""
+    start = after - timedelta(hours=2)
+    low, high = 0, 2 * 3600  # seconds after start: the clock is short of ``wall`` at low, past it at high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (start + timedelta(seconds=middle)).astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return start + timedelta(seconds=high)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -238,12 +238,16 @@ class WebhookIn(Strict):
 
 
 class WebhookChange(Strict):
-    """The fields to change (any of them); the secret changes only by rotation."""
+    """The fields to change (any of them); the secret changes only by rotation. A subscription that
+    carries the MSISDN after the change (``include_msisdn``) is changed only by a key with the msisdn
+    scope."""
 
     name: Text | None = Field(None, min_length=1, max_length=NAME_LENGTH)
     url: Text | None = Field(None, min_length=1, max_length=MAX_URL)
     events: Events | None = None
-    include_msisdn: bool | None = Field(None, description="true needs the msisdn scope")
+    include_msisdn: bool | None = Field(
+        None, description="true, or any change of a subscription that keeps it true, needs the msisdn scope"
+    )
     active: bool | None = None
 
 
@@ -294,7 +298,12 @@ class DeliveryQuery(Strict):
 class Delivery(BaseModel):
     id: int = Field(description="The delivery id the receiver got (X-Echat-Delivery)")
     event: str
-    client_id: str = Field(description="Deliveries of one client are made in order")
+    client_id: str = Field(
+        description=(
+            "Deliveries of one client are made in order. An MT's event for a number that never wrote "
+            "(no client) carries the number instead, its digits masked with • without the msisdn scope"
+        )
+    )
     state: str
     attempts: int
     next_attempt_at: datetime

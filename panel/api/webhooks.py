@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gatewayd.masking import masked
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.base import utcnow
@@ -152,7 +153,6 @@ async def update_webhook(call: Call) -> Reply:
     read to merge them must be the one changed (else 409: it changed meanwhile)."""
     change = call.body
     assert isinstance(change, models.WebhookChange)
-    _may_include_msisdn(call, change.include_msisdn)
     subscription_id = _id(call)
     state = runtime(call.request)
     async with state.readers() as session:
@@ -169,6 +169,9 @@ async def update_webhook(call: Call) -> Reply:
         ),
         active=change.active if change.active is not None else current.active,
     )
+    # Any change that leaves the MSISDN in the payloads (a new URL, more events, waking it) decides
+    # where numbers go: only a key that may see them (turning the flag off needs no such scope).
+    _may_include_msisdn(call, given.include_msisdn)
     try:
         # the URL's DNS look-up before the row is locked
         checked = await check_subscription(given, state.settings.webhooks_allow)
@@ -223,11 +226,14 @@ async def rotate_webhook_secret(call: Call) -> Reply:
     return Reply.of(200, body)
 
 
-def _delivery(delivery: WebhookDelivery) -> models.Delivery:
+def _delivery(delivery: WebhookDelivery, seer: bool) -> models.Delivery:
+    key = delivery.ordering_key
+    # an MT to a number that never wrote has no client: its number is the ordering key (digits; a
+    # client ID is never all digits), hidden from a key without the msisdn scope as everywhere
     return models.Delivery(
         id=delivery.id,
         event=delivery.event,
-        client_id=delivery.ordering_key,
+        client_id=masked(key, key, seer) if key.isdigit() else key,
         state=delivery.state,
         attempts=delivery.attempts,
         next_attempt_at=delivery.next_attempt_at,
@@ -258,7 +264,9 @@ async def list_webhook_deliveries(call: Call) -> Reply:
         )
     page = rows[: query.limit]
     cursor = encode_cursor(page[-1].id) if len(rows) > query.limit else None
-    return Reply.of(200, models.DeliveryPage(items=[_delivery(row) for row in page], next_cursor=cursor))
+    seer = Scope.MSISDN.value in call.caller.scopes
+    items = [_delivery(row, seer) for row in page]
+    return Reply.of(200, models.DeliveryPage(items=items, next_cursor=cursor))
 
 
 async def redeliver_webhook_delivery(call: Call) -> Reply:

@@ -372,8 +372,9 @@ async def _render_push(
 
 
 def _held_until(request: Request, row: PushRow | None) -> str | None:
-    """``HH:MM`` on the client's clock when the push just sent is held for their quiet hours, else None."""
-    if row is None or row.status is not MTStatus.QUEUED:
+    """``HH:MM`` on the client's clock when the push just sent is held for their quiet hours, else None
+    (a push given back to the queue for a while, a bind down, is not held for quiet hours)."""
+    if row is None or row.status is not MTStatus.QUEUED or request.query_params.get("held") != "1":
         return None
     leaves = row.next_attempt_at if row.next_attempt_at.tzinfo else row.next_attempt_at.replace(tzinfo=UTC)
     zone = panel(request).settings.outbox.client_zone(row.country, row.destination)
@@ -429,7 +430,8 @@ async def push(request: Request) -> Response:
             request, error=rejected.key, client=client, text=draft, status_code=rejected.status
         )
     await outbox.announce([queued])
-    return RedirectResponse(f"/desk/push?sent={queued.mt_id}", status_code=303)
+    held = "&held=1" if queued.held_until is not None else ""  # the outbox held it, nothing else did
+    return RedirectResponse(f"/desk/push?sent={queued.mt_id}{held}", status_code=303)
 
 
 routes = [

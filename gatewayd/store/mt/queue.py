@@ -7,7 +7,7 @@ Only the outbox (``gatewayd.outbox``) calls this: it has applied the recipient r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -51,6 +51,36 @@ async def queue_mts(session: AsyncSession, mts: Sequence[NewMT], now: datetime) 
     await count_replies(session, mts, ids, now)
     for conversation_id in sorted(answered):
         await note_reply(session, conversation_id, now)
+    return ids
+
+
+#: The history line of a held push released early.
+RELEASED = "released: the client wrote, awake before their quiet hours ended"
+
+
+async def release_held_pushes(
+    session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+) -> list[int]:
+    """The pushes held for these subscribers' quiet hours (``queued``, never tried, due later), and the
+    premium notices held with them (``SYSTEM``), made due at ``now``, each with a history line: the
+    client wrote, so they are awake. Their ids."""
+    if not subscriber_ids:
+        return []
+    table = MT_MESSAGES
+    result = await session.execute(
+        update(table)
+        .where(
+            table.c.subscriber_id.in_(sorted(set(subscriber_ids))),
+            table.c.status == MTStatus.QUEUED,
+            table.c.kind.in_([MTKind.PUSH, MTKind.SYSTEM]),
+            table.c.attempts == 0,
+            table.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, updated_at=now)
+        .returning(table.c.id)
+    )
+    ids = sorted(result.scalars())
+    await insert_history(session, [(mt_id, MTStatus.QUEUED, now, RELEASED) for mt_id in ids])
     return ids
 
 

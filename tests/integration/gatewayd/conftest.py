@@ -73,6 +73,7 @@ def write_config(
     response_timeout: float = 5.0,
     reassembly_timeout: float = 2.0,
     extra: str = "",
+    quiet_hours: str = "off",
 ) -> Path:
     """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy)."""
     ports = ports or {}
@@ -117,7 +118,7 @@ enabled = false
 
 # pushes leave at any hour in these tests (the quiet hours' own: test_outbox_quiet_hours.py)
 [quiet_hours]
-default = "off"
+default = "{quiet_hours}"
 
 [daemon]
 instance = "gatewayd-test"

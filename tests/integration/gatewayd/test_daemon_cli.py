@@ -184,6 +184,11 @@ def test_send_says_when_a_push_is_held_for_quiet_hours(
     assert capsys.readouterr().out == (
         f"MT 1 queued, held for quiet hours until {ends:%Y-%m-%d %H:%M} UTC ({ends:%H:%M} UTC)\n"
     )
+    # --wait does not wait hours for it (nor blame the daemon when its time-out ends): it says why
+    assert main(["send", "--config", str(path), "600111222", "Hola", "--wait", "--timeout", "60"]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("MT 2 queued, held for quiet hours until ")
+    assert err == "MT 2: held for the client's quiet hours, not waiting for it\n"
 
 
 def test_send_refuses_an_unknown_carrier(

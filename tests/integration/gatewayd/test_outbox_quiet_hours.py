@@ -7,21 +7,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import Connection
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
-from gatewayd.store.enums import MTKind
+from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
+from gatewayd.store.mt.queue import RELEASED, queue_mts, release_held_pushes
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import last_mos_of_subscribers
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.store import Store
 from routing.quiet_hours import QuietHours, QuietRule
+from simulator.core import Simulator
+from tests.waiting import eventually
 
+from .conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from .test_outbox import settings as plain_settings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +36,7 @@ MADRID = ZoneInfo("Europe/Madrid")
 #: 23:00 in Madrid (UTC+1 in December); the quiet period ends at 09:00 local, 08:00 UTC.
 NIGHT = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
 MORNING = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-SPAIN, BRITAIN = "34600000003", "447700900123"
+SPAIN, BRITAIN, OTHER = "34600000003", "447700900123", "34600000004"
 
 
 def quiet_settings() -> OutboxSettings:
@@ -141,10 +147,12 @@ async def count_reads(store: Store, outbox: Outbox, requests: list[MTRequest], n
 async def test_a_batch_costs_the_same_reads_whatever_its_size(store: Store) -> None:
     """The hot path: the clients' latest MOs (routing and quiet hours alike) in one statement, no read
     per MT (SQLite's inserts with RETURNING go row by row whatever the outbox does: not counted)."""
-    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    clients = [f"3460000{index:04d}" for index in range(20)]  # twenty clients, all asleep
+    for msisdn in clients:
+        await client_wrote(store, msisdn, NIGHT - timedelta(days=1))
     outbox = Outbox(quiet_settings(), sessions=store.sessions)
-    small = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 2, NIGHT)
-    large = await count_reads(store, outbox, [MTRequest(SPAIN, "a")] * 20, NIGHT)
+    small = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients[:2]], NIGHT)
+    large = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients], NIGHT)
     assert small == large
 
 
@@ -159,3 +167,98 @@ async def test_a_country_with_its_own_hours(store: Store) -> None:
     # 21:30 UTC: 22:30 in Madrid and 21:30 in London, both quiet; London's end at 07:00 its time
     late = await queued(store, outbox, both, NIGHT - timedelta(minutes=30))
     assert [item.held_until for item in late] == [MORNING, datetime(2026, 12, 7, 7, 0, tzinfo=UTC)]
+
+
+async def test_by_day_a_batch_that_names_its_way_out_reads_no_mo_for_the_quiet_hours(store: Store) -> None:
+    """The API's batch with carrier and source given needs no latest MO to route: by day (nobody in
+    quiet hours) it must cost what it cost without quiet hours, not one more statement per batch."""
+    await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    named = [MTRequest(SPAIN, "a", carrier="movistar", source="997745")] * 5
+    day = NIGHT + timedelta(hours=12)  # 11:00 in Madrid
+    without = await count_reads(store, Outbox(plain_settings(), sessions=store.sessions), named, day)
+    with_rule = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, day)
+    assert with_rule == without
+    # at night the same batch reads the clients' latest MOs (did they just write?) and is held
+    night = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, NIGHT)
+    assert night == without + 1
+
+
+async def test_a_held_push_leaves_when_its_client_writes_in_their_quiet_hours(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """Through the daemon and the simulator: a push held for the night is released by the client's MO
+    (they are awake: the push leaves now, not at 09:00 after the chat it preceded), its history says
+    why; a held push of another client stays held."""
+    now = datetime.now(UTC)
+    hours = f"{(now.hour - 1) % 24:02d}:00-{(now.hour + 2) % 24:02d}:00"  # now, for two hours at least
+    config = make_config(
+        tmp_path, database_url, simulator, quiet_hours=hours, extra_daemon='timezone = "UTC"'
+    )
+    async with running_daemon(config) as daemon:
+        assert daemon.sessions is not None
+        sessions = daemon.sessions
+        store = Store.for_engine(sessions.kw["bind"])
+        for msisdn in (SPAIN, OTHER):  # known clients who last wrote yesterday
+            await client_wrote(store, msisdn, now - timedelta(days=1))
+        pushed = await daemon.queue_mt("+" + SPAIN, "¿hablamos?")
+        other = await daemon.queue_mt("+" + OTHER, "buenas")
+        async with sessions() as session:
+            held = [await session.get(MTMessage, mt_id) for mt_id in (pushed, other)]
+        assert all(mt is not None and aware(mt.next_attempt_at) > now + timedelta(hours=1) for mt in held)
+
+        simulator.inject_mo(MOVISTAR, "+" + SPAIN, MOVISTAR_SHORT_CODE, "hola, ¿estás?")
+
+        async def pushed_left() -> bool:
+            return bool(simulator.store.query(carrier=MOVISTAR, destination=SPAIN))
+
+        await eventually(pushed_left)
+        async with sessions() as session:
+            lines = (
+                await session.scalars(
+                    select(MTStatusHistory.detail)
+                    .where(MTStatusHistory.mt_id == pushed)
+                    .order_by(MTStatusHistory.id)
+                )
+            ).all()
+            still = await session.get(MTMessage, other)
+        assert lines[0] is not None and lines[0].startswith("held for quiet hours until ")
+        assert lines[1] == RELEASED
+        assert still is not None and still.status == MTStatus.QUEUED
+        assert aware(still.next_attempt_at) > now + timedelta(hours=1)
+
+
+async def test_what_a_client_s_mo_releases(store: Store) -> None:
+    """The client's held push and the premium notice held with it (SYSTEM) leave together; a push
+    already due, one already tried (a retry's backoff), another client's and a campaign's MT stay."""
+    mine = await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    theirs = await client_wrote(store, OTHER, NIGHT - timedelta(days=1))
+
+    def mt(kind: MTKind, subscriber_id: int, not_before: datetime | None = MORNING) -> NewMT:
+        destination = SPAIN if subscriber_id == mine else OTHER
+        return NewMT(
+            kind, "movistar", "997745", destination, "x", subscriber_id=subscriber_id, not_before=not_before
+        )
+
+    async with store.transaction() as session:
+        push, notice, due, tried, other, mass = await queue_mts(
+            session,
+            [
+                mt(MTKind.PUSH, mine),
+                mt(MTKind.SYSTEM, mine),
+                mt(MTKind.PUSH, mine, None),
+                mt(MTKind.PUSH, mine),
+                mt(MTKind.PUSH, theirs),
+                mt(MTKind.MASS, mine),
+            ],
+            NIGHT,
+        )
+        await session.execute(update(MTMessage).where(MTMessage.id == tried).values(attempts=1))
+    later = NIGHT + timedelta(hours=2)
+    async with store.transaction() as session:
+        released = await release_held_pushes(session, [mine], later)
+    assert released == [push, notice]
+    async with store.sessions() as session:
+        rows = {row.id: row for row in (await session.scalars(select(MTMessage))).all()}
+    assert [aware(rows[mt_id].next_attempt_at) for mt_id in (push, notice)] == [later, later]
+    assert [aware(rows[mt_id].next_attempt_at) for mt_id in (tried, other, mass)] == [MORNING] * 3
+    assert aware(rows[due].next_attempt_at) == NIGHT

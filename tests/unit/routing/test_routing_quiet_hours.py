@@ -70,12 +70,26 @@ def test_the_end_follows_the_wall_clock_on_dst_days_in_madrid() -> None:
     autumn = datetime(2026, 10, 24, 21, 0, tzinfo=UTC)
     assert NIGHT.ends_after(autumn, MADRID) == datetime(2026, 10, 25, 8, 0, tzinfo=UTC)
     assert not NIGHT.quiet_at(datetime(2026, 10, 25, 20, 30, tzinfo=UTC), MADRID)  # 21:30 CET
-    # an end inside the spring gap (02:30 does not exist that night) is read as the gap's end
-    gap = QuietHours(time(22, 0), time(2, 30))
-    ends = gap.ends_after(datetime(2026, 3, 28, 23, 30, tzinfo=UTC), MADRID)
-    assert ends is not None and datetime(2026, 3, 29, 0, 30, tzinfo=UTC) <= ends <= datetime(
-        2026, 3, 29, 1, 30, tzinfo=UTC
+    # an end inside the spring gap (02:30 does not exist that night) is when the clock jumps over it:
+    # 02:00 CET becomes 03:00 CEST at 01:00 UTC (not 03:30 CEST, the offset before the jump)
+    jump = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    night = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 00:30 CET
+    assert QuietHours(time(22, 0), time(2, 30)).ends_after(night, MADRID) == jump
+    assert QuietHours(time(22, 0), time(2, 0)).ends_after(night, MADRID) == jump
+    assert (
+        QuietHours(time(1, 0), time(2, 59)).ends_after(datetime(2026, 3, 29, 0, 30, tzinfo=UTC), MADRID)
+        == jump
     )
+    # New York jumps at 02:00 EST (07:00 UTC); Lord Howe skips half an hour (02:00 -> 02:30)
+    new_york = ZoneInfo("America/New_York")
+    at = datetime(2026, 3, 8, 4, 0, tzinfo=UTC)  # 23:00 EST
+    assert QuietHours(time(22, 0), time(2, 30)).ends_after(at, new_york) == datetime(
+        2026, 3, 8, 7, 0, tzinfo=UTC
+    )
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    at = datetime(2026, 10, 3, 12, 0, tzinfo=UTC)  # 22:30 there (UTC+10:30)
+    ends = QuietHours(time(22, 0), time(2, 15)).ends_after(at, lord_howe)
+    assert ends == datetime(2026, 10, 3, 15, 30, tzinfo=UTC)
 
 
 def test_a_country_has_its_own_hours_and_zone_over_the_default() -> None:

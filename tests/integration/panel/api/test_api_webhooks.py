@@ -5,6 +5,7 @@ deliveries paged by cursor and filtered by state; deletion; each change audited 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -245,3 +246,150 @@ async def test_deliveries_page_by_state_and_a_dead_one_is_redelivered(
     assert_problem(other, 404, "not-found")
     bad = await hooks_api.get(path + "/deliveries", params={"cursor": "nope"}, headers=bearer(token))
     assert_problem(bad, 422, "invalid-request")
+
+
+async def test_a_key_without_msisdn_cannot_redirect_a_subscription_that_carries_the_msisdn(
+    hooks_api: PanelClient, make_key: MakeKey
+) -> None:
+    """A key that may not see numbers must not point an MSISDN-carrying subscription at its own
+    receiver (nor widen or wake it): any change that leaves ``include_msisdn`` on needs the scope."""
+    seer = await make_key(Scope.ADMIN, Scope.MSISDN)
+    made = await hooks_api.post(
+        "/api/v1/webhooks", json={**VALID, "include_msisdn": True}, headers=bearer(seer)
+    )
+    assert made.status_code == 201, made.text
+    path = f"/api/v1/webhooks/{made.json()['id']}"
+    admin = await make_key(Scope.ADMIN)
+    for change in (
+        {"url": "http://127.0.0.1:9999/mine"},
+        {"events": ["mo.received", "mt.receipt", "client.opt_out"]},
+        {"active": True},
+        {"name": "renamed"},
+    ):
+        assert_problem(await hooks_api.patch(path, json=change, headers=bearer(admin)), 403, "missing-scope")
+    (row,) = await stored(hooks_api)
+    assert (row.url, row.name, row.include_msisdn) == (RECEIVER, "crm", True)
+    # turning the MSISDN off needs no scope: it shows less
+    off = await hooks_api.patch(path, json={"include_msisdn": False}, headers=bearer(admin))
+    assert off.status_code == 200 and off.json()["include_msisdn"] is False
+    moved = await hooks_api.patch(path, json={"url": "http://127.0.0.1:9999/mine"}, headers=bearer(admin))
+    assert moved.status_code == 200, moved.text
+
+
+HOSTILE_BODIES: list[object] = [
+    None,
+    [],
+    "crm",
+    {},
+    {**VALID, "name": ""},
+    {**VALID, "name": "a\u0000b"},
+    {**VALID, "name": "\ud800"},
+    {**VALID, "name": "x" * 65},
+    {**VALID, "name": 7},
+    {**VALID, "url": ""},
+    {**VALID, "url": "http://[::1/"},
+    {**VALID, "url": "http://[::1]:99999/"},
+    {**VALID, "url": "http://crm.example.com:0/"},
+    {**VALID, "url": "http://" + "a" * 70 + ".example.com/"},
+    {**VALID, "url": "http://exa mple.com/"},
+    {**VALID, "url": "http://xn--/"},
+    {**VALID, "url": "http://\u00e9\u0301..example/"},
+    {**VALID, "url": "https://" + "a" * 1990},
+    {**VALID, "url": "javascript:alert(1)"},
+    {**VALID, "url": "http://0x7f.1/"},
+    {**VALID, "url": "http://[::ffff:127.0.0.1]/"},
+    {**VALID, "url": "http://localhost./"},
+    {**VALID, "events": []},
+    {**VALID, "events": "mo.received"},
+    {**VALID, "events": ["mo.received"] * 9},
+    {**VALID, "events": [None]},
+    {**VALID, "active": "maybe"},
+    {**VALID, "include_msisdn": [True]},
+    {**VALID, "secret": "mine"},
+    {**VALID, "id": 5},
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
+async def test_hostile_bodies_get_a_problem_never_a_500_nor_a_row(
+    hooks_api: PanelClient, make_key: MakeKey, body: object
+) -> None:
+    token = await make_key(Scope.ADMIN)
+    # as a hostile client writes it: ASCII JSON, a lone surrogate as its \\u escape
+    sent = {**bearer(token), "content-type": "application/json"}
+    made = await hooks_api.post("/api/v1/webhooks", content=json.dumps(body), headers=sent)
+    assert 400 <= made.status_code < 500, made.text
+    assert made.headers["content-type"].startswith("application/problem+json")
+    assert await stored(hooks_api) == []
+    # the same fields as a change of an existing subscription
+    good = await hooks_api.post("/api/v1/webhooks", json=VALID, headers=bearer(token))
+    # only what differs from the valid subscription: the hostile part alone
+    change = {k: v for k, v in body.items() if VALID.get(k, ...) != v} if isinstance(body, dict) else body
+    if change == {}:
+        return
+    path = f"/api/v1/webhooks/{good.json()['id']}"
+    changed = await hooks_api.patch(path, content=json.dumps(change), headers=sent)
+    assert 400 <= changed.status_code < 500, changed.text
+    (row,) = await stored(hooks_api)
+    assert (row.url, row.events) == (RECEIVER, "client.opt_out,mo.received")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "abc"},
+        {"limit": "1e3"},
+        {"state": "DEAD"},
+        {"state": ""},
+        {"cursor": ""},
+        {"cursor": "x" * 65},
+        {"cursor": "Y3Vyc29yOjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5"},
+        {"other": "1"},
+    ],
+)
+async def test_hostile_delivery_queries_get_a_problem(
+    hooks_api: PanelClient, make_key: MakeKey, query: dict[str, str]
+) -> None:
+    token = await make_key(Scope.ADMIN)
+    made = (await hooks_api.post("/api/v1/webhooks", json=VALID, headers=bearer(token))).json()
+    answer = await hooks_api.get(
+        f"/api/v1/webhooks/{made['id']}/deliveries", params=query, headers=bearer(token)
+    )
+    assert 400 <= answer.status_code < 500 or (answer.status_code == 200 and query == {"cursor": ""}), (
+        answer.text
+    )
+
+
+async def test_a_delivery_ordered_by_a_number_hides_it_from_a_key_without_msisdn(
+    hooks_api: PanelClient, make_key: MakeKey
+) -> None:
+    """An MT's event for a number that never wrote is ordered by that number (it has no client ID):
+    the deliveries' list must not hand the MSISDN to a key that may not see numbers."""
+    admin = await make_key(Scope.ADMIN)
+    made = (await hooks_api.post("/api/v1/webhooks", json=VALID, headers=bearer(admin))).json()
+    (client_delivery,) = await add_deliveries(hooks_api, made["id"], [DeliveryState.DELIVERED])
+    async with hooks_api.runtime.sessionmaker() as session, session.begin():
+        row = await session.get(WebhookDelivery, client_delivery)
+        assert row is not None
+        session.add(
+            WebhookDelivery(
+                subscription_id=made["id"],
+                event="mt.status",
+                ordering_key="34600111222",
+                payload="{}",
+                state=DeliveryState.DELIVERED.value,
+                attempts=1,
+                next_attempt_at=row.next_attempt_at,
+                created_at=row.created_at,
+            )
+        )
+    path = f"/api/v1/webhooks/{made['id']}/deliveries"
+    hidden = await hooks_api.get(path, headers=bearer(admin))
+    assert hidden.status_code == 200, hidden.text
+    assert "34600111222" not in hidden.text
+    assert [item["client_id"] for item in hidden.json()["items"]] == ["\u2022" * 11, "client0"]
+    seer = await make_key(Scope.ADMIN, Scope.MSISDN)
+    shown = await hooks_api.get(path, headers=bearer(seer))
+    assert [item["client_id"] for item in shown.json()["items"]] == ["34600111222", "client0"]

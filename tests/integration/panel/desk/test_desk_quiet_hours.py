@@ -73,3 +73,22 @@ async def test_a_push_in_quiet_hours_says_until_when_it_is_held(
     assert leaves == ends
     assert ["held_until" in record.details for record in records] == [False, True]
     assert datetime.fromisoformat(records[1].details["held_until"]) == ends
+
+
+async def test_a_push_waiting_for_another_reason_is_not_said_to_be_held_for_quiet_hours(
+    desk_client: PanelClient,
+) -> None:
+    """A push the client's MO spared, then given back to the queue for a while (a bind went down):
+    queued with a later next attempt, but the confirmation must not blame the quiet hours."""
+    await online_with_one_mo(desk_client)
+    async with desk_client.runtime.sessionmaker() as session:
+        client_id = (await session.execute(select(Subscriber.client_id))).scalar_one()
+    token = await page_csrf(desk_client, "/desk/push")
+    pushed = await desk_client.post(
+        "/desk/push", data={"csrf_token": token, "client_id": client_id, "text": "Oferta"}
+    )
+    assert pushed.status_code == 303 and "held" not in pushed.headers["location"]
+    async with desk_client.runtime.sessionmaker() as session, session.begin():
+        await session.execute(update(MTMessage).values(next_attempt_at=utcnow() + timedelta(minutes=5)))
+    page = (await desk_client.get(pushed.headers["location"], headers=HTML)).text
+    assert "Push en cola de envío; su estado se actualiza solo." in page and "retenido" not in page
