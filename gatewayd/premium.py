@@ -154,6 +154,8 @@ class Billable:
     subscriber_id: int
     client_id: str
     short_code: str
+    #: The SMS segments of the MT: an MT-billed service charges each (the carrier may bill each).
+    parts: int = 1
 
 
 @dataclass(slots=True)
@@ -246,8 +248,8 @@ class Premium:
 
     async def charge(self, session: AsyncSession, items: Sequence[Billable], now: datetime) -> Charges:
         """Applies billed MTs (in order) to their clients' accounts (:func:`routing.premium.charge_mt`):
-        each MT's charge on an MT-billed service, or the state that refuses it (awaiting: the client
-        never got the notice of a service that requires acceptance; capped: it would pass the cap),
+        each MT's charge on an MT-billed service (per part), or the state that refuses it (awaiting: the
+        client never got the price notice; capped: it would pass the cap),
         and the step notices. A client with no account yet gets one."""
         settings = self.settings
         charges = Charges()
@@ -264,12 +266,12 @@ class Premium:
             key = (item.subscriber_id, service)
             terms = settings.terms[service]
             before = changed.get(key) or accounts.get(key) or Account()
-            outcome = charge_mt(before, terms, now)
+            outcome = charge_mt(before, terms, now, item.parts)
             changed[key] = outcome.account
             if not outcome.allowed:
                 charges.refused[item.index] = outcome.account.state
             elif terms.billed is Billed.MT:
-                charges.charged[item.index] = terms.price_mt
+                charges.charged[item.index] = terms.price_mt * item.parts
             charges.notices += self._steps(
                 item.index,
                 item.subscriber_id,

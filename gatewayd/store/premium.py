@@ -6,7 +6,7 @@ two daemons' batches racing on the same client make one), then read ``FOR UPDATE
 them (the MO pipeline's batch, the outbox charging a billed MT), so two transactions never both add
 to the same spend. The recipient rule reads the holds (:func:`holds_of`, :func:`holds_by_msisdn`);
 an MT's charge is kept on the MT (``mt_messages.charge``) and given back by :func:`credit` when the
-MT ends failed, expired or refused.
+MT ends failed, expired, refused or cancelled.
 """
 
 from __future__ import annotations
@@ -278,8 +278,9 @@ class ChargedMT(Protocol):
     def created_at(self) -> datetime: ...
 
 
-#: The final statuses of an MT that never reached its client: its charge is given back.
-UNDELIVERED = frozenset({MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED})
+#: The final statuses of an MT that never reached its client: its charge is given back (a cancelled
+#: MT, withdrawn while queued, by ``gatewayd.store.mt.cancels``, where rollups count nothing).
+UNDELIVERED = frozenset({MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED, MTStatus.CANCELLED})
 
 
 async def credit_finals(session: AsyncSession, finals: Iterable[tuple[ChargedMT, MTStatus]]) -> None:
