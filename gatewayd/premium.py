@@ -39,6 +39,7 @@ from routing.premium import (
     Terms,
     after_mo,
     charge_mt,
+    count_mo,
     format_money,
     is_acceptance,
     normalised_keywords,
@@ -130,6 +131,9 @@ class ChatMO:
     text: str
     country: str | None
     carrier: str
+    #: The gateway does not write to this client (opted out when the MO came, or banned): the MO is
+    #: only counted (:func:`routing.premium.count_mo`), its steps audited without a notice.
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,7 @@ class Premium:
     async def after_mos(self, session: AsyncSession, mos: Sequence[ChatMO], now: datetime) -> list[Notice]:
         """Applies a batch's chat MOs to billed services (in order) to their clients' accounts; the
         notices to queue (price notices, spend steps). An acceptance is audited here (it sends
-        nothing)."""
+        nothing), and so is a step crossed by a quiet MO (:attr:`ChatMO.quiet`: no notice)."""
         settings = self.settings
         wanted = {(mo.subscriber_id, mo.service): mo.short_code for mo in mos}
         accounts = await lock_accounts(session, wanted, now, create=True)
@@ -190,6 +194,24 @@ class Premium:
             key = (mo.subscriber_id, mo.service)
             terms = settings.terms[mo.service]
             before = changed.get(key) or accounts.get(key) or Account()
+            if mo.quiet:
+                quiet = count_mo(before, terms, now)
+                changed[key] = quiet.account
+                for step in self._steps(
+                    mo.index,
+                    mo.subscriber_id,
+                    mo.client_id,
+                    mo.service,
+                    quiet.crossed,
+                    quiet.account,
+                    mo.carrier,
+                ):
+                    await append_audit(
+                        session,
+                        replace(step.entry, details={**step.entry.details, "mt_id": None, "quiet": True}),
+                        now=now,
+                    )
+                continue
             accepts = is_acceptance(mo.text, settings.accepts(mo.country))
             outcome = after_mo(before, terms, accepts=accepts, now=now)
             changed[key] = outcome.account

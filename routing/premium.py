@@ -233,6 +233,18 @@ def after_mo(account: Account, terms: Terms, *, accepts: bool, now: datetime) ->
     return Outcome(_since(account, current, now), notice=notice, accepted=accepted, crossed=crossed)
 
 
+def count_mo(account: Account, terms: Terms, now: datetime) -> Outcome:
+    """A chat MO from a client the gateway does not write to (opted out, banned): no notice and no
+    acceptance read, but an MO-billed service counts its price (the carrier charged it whatever the
+    gateway does) with the steps it crosses and the holds they bring, so a client who comes back
+    (ALTA) does not find the month's spend understated."""
+    current = in_month(account, terms, now)
+    crossed: tuple[SpendStep, ...] = ()
+    if terms.billed is Billed.MO:
+        current, crossed = _spend(current, terms, terms.price_mo, now)
+    return Outcome(_since(account, current, now), crossed=crossed)
+
+
 def charge_mt(account: Account, terms: Terms, now: datetime, parts: int = 1) -> Outcome:
     """A billed MT (an operator's or a mass push's) to the client of a billed service. Refused
     (``allowed`` False, the account in the state that refuses it) to a client who never got the

@@ -19,6 +19,7 @@ from routing.premium import (
     after_mo,
     charge_mt,
     check_steps,
+    count_mo,
     format_money,
     hold,
     hold_of_queued,
@@ -169,6 +170,17 @@ def test_the_month_turns_at_midnight_local_across_dst() -> None:
     assert month_start(first_of_august, LONDON) == datetime(2026, 7, 31, 23, 0, tzinfo=UTC)
     outcome = charge_mt(capped, UK, first_of_august)
     assert outcome.allowed and outcome.account.month == "2026-08" and outcome.account.spent == 150
+
+
+def test_a_quiet_mo_is_counted_on_an_mo_billed_service_without_notice_or_acceptance() -> None:
+    terms = replace(UK, billed=Billed.MO, price_mo=500, price_mt=0)
+    first = count_mo(Account(), terms, NOW)
+    assert first.account.spent == 500 and first.account.noticed_at is None and not first.notice
+    second = count_mo(first.account, terms, NOW)
+    assert [step.action for step in second.crossed] == [StepAction.CONFIRM]
+    assert second.account.state is PremiumState.PAUSED
+    # an MT-billed service counts nothing for an MO
+    assert count_mo(Account(), UK, NOW).account.spent == 0
 
 
 def test_a_new_month_clears_spend_pause_and_cap_but_not_the_wait() -> None:
