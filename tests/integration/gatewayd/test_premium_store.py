@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.outbox import Batch, MTRequest, Outbox, OutboxSettings, Queued
-from gatewayd.premium import PremiumSettings
+from gatewayd.premium import ChatMO, Premium, PremiumSettings
 from gatewayd.schema import upgrade
 from gatewayd.store.audit import AuditRecord
 from gatewayd.store.engine import create_engine
@@ -325,3 +325,56 @@ async def test_a_long_reply_is_charged_per_part(store: Store) -> None:
         row = await session.get(PremiumAccount, (subscriber_id, "chat"))
     assert mt is not None and mt.charge == 200
     assert row is not None and row.spent == 200 and row.state is PremiumState.PAUSED
+
+
+async def test_a_clients_mo_and_a_reply_racing_on_postgresql_do_not_deadlock(pg_url: str) -> None:
+    """The MO pipeline holds the client's subscriber row (its upsert) when it locks their account; the
+    outbox takes the same two in the same order, so a reply queued meanwhile waits for the MO's
+    transaction instead of locking the account first and deadlocking with it."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    store = Store.for_engine(engine)
+    premium = PremiumSettings(
+        terms={"chat": TERMS}, services_by_code={"795500": "chat"}, countries={"chat": "ES"}
+    )
+    outbox = Outbox(OutboxSettings(premium=premium))
+    try:
+        async with store.transaction() as session:
+            subscriber = await noticed_client(session, "CPREMIUM10")
+            subscriber_id, client_id = subscriber.id, subscriber.client_id
+        mo_holds_the_client = asyncio.Event()
+
+        async def operator() -> Batch:
+            await mo_holds_the_client.wait()
+            async with store.transaction() as session:
+                return await outbox.queue_in(session, [reply(subscriber_id, "hola")], NOW)
+
+        async def blocked_on_a_lock() -> bool:
+            async with engine.connect() as connection:
+                waiting = await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                )
+            return bool(waiting)
+
+        task = asyncio.create_task(operator())
+        async with store.transaction() as session:
+            # the MO pipeline's upsert of the client's row, then its premium step
+            await session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == subscriber_id)
+                .values(mo_count=Subscriber.mo_count + 1)
+            )
+            mo_holds_the_client.set()
+            await eventually(blocked_on_a_lock, what="the reply waiting on the MO's transaction")
+            mo = ChatMO(0, subscriber_id, client_id, "chat", "795500", "¿sigues?", "ES", "vodafone")
+            assert await Premium(premium).after_mos(session, [mo], NOW) == []
+        batch = await asyncio.wait_for(task, 30)
+        assert [item.prepared.text for item in batch.queued] == ["hola"]
+        async with store.transaction() as session:
+            row = await session.get(PremiumAccount, (subscriber_id, "chat"))
+        assert row is not None and row.spent == 100 and row.last_mo_at == NOW
+    finally:
+        await engine.dispose()
