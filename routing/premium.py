@@ -304,6 +304,14 @@ def _spend(
     return account, crossed
 
 
+def given_back(charge: int, maybe_delivered: int) -> int:
+    """What a billed MT that ended undelivered (failed, expired, refused, cancelled) gives back of
+    its ``charge``: all of it when none of its segments may have reached the phone, else nothing (a
+    segment delivered, or still awaiting its receipt, may be billed by the carrier; the spend is then
+    overstated rather than understated, so the cap is never passed late)."""
+    return charge if maybe_delivered <= 0 else 0
+
+
 def format_money(minor: int) -> str:
     """Minor units as an amount with two decimals: 120 -> '1.20'."""
     sign = "-" if minor < 0 else ""

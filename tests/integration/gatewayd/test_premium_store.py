@@ -17,12 +17,12 @@ from gatewayd.premium import ChatMO, Premium, PremiumSettings
 from gatewayd.schema import upgrade
 from gatewayd.store.audit import AuditRecord
 from gatewayd.store.engine import create_engine
-from gatewayd.store.enums import MTKind, MTStatus
+from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.errors import RefusalReason
-from gatewayd.store.messages import MTMessage
+from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.mt.cancels import cancel_queued
 from gatewayd.store.mt.recipients import Refusal
-from gatewayd.store.premium import PremiumAccount, account_of
+from gatewayd.store.premium import PremiumAccount, account_of, credit_finals
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import Billed, PremiumState, SpendStep, StepAction, Terms
@@ -378,3 +378,28 @@ async def test_a_clients_mo_and_a_reply_racing_on_postgresql_do_not_deadlock(pg_
         assert row is not None and row.spent == 100 and row.last_mo_at == NOW
     finally:
         await engine.dispose()
+
+
+async def test_a_long_mt_that_fails_after_a_segment_went_keeps_that_segments_charge(store: Store) -> None:
+    """Two segments charged 2.00; the first delivered, the second undeliverable: the MT fails, but a
+    segment reached the phone (the carrier may bill it), so nothing is given back: the spend may be
+    overstated, never understated."""
+    outbox = Outbox(SETTINGS)
+    async with store.transaction() as session:
+        subscriber_id = (await noticed_client(session, "CPREMIUM11")).id
+        batch = await outbox.queue_in(session, [reply(subscriber_id, "y" * 200)], NOW)
+    mt_id = batch.queued[0].mt_id
+    async with store.transaction() as session:
+        await session.execute(update(MTMessage).where(MTMessage.id == mt_id).values(segments=2))
+        for part_no, status in ((1, PartStatus.DELIVERED), (2, PartStatus.UNDELIVERABLE)):
+            session.add(
+                MTPart(mt_id=mt_id, part_no=part_no, carrier="vodafone", status=status, submitted_at=NOW)
+            )
+        await session.flush()
+        mt = await session.get(MTMessage, mt_id)
+        assert mt is not None and mt.charge == 200
+        await credit_finals(session, [(mt, MTStatus.FAILED)])
+        spent = await session.scalar(
+            select(PremiumAccount.spent).where(PremiumAccount.subscriber_id == subscriber_id)
+        )
+    assert spent == 200

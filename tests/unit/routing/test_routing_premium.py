@@ -21,6 +21,7 @@ from routing.premium import (
     check_steps,
     count_mo,
     format_money,
+    given_back,
     hold,
     hold_of_queued,
     in_month,
@@ -279,3 +280,8 @@ def test_price_variables_in_both_languages() -> None:
         "spent": "10.50",
     }
     assert format_money(5) == "0.05" and format_money(-120) == "-1.20"
+
+
+def test_what_an_undelivered_mt_gives_back() -> None:
+    assert given_back(300, 0) == 300  # no segment may have reached the phone: all of it
+    assert given_back(300, 1) == 0  # one delivered or awaiting its receipt: the carrier may bill it
