@@ -859,7 +859,7 @@ class ReservedKeywords(Settings):
     opt_out: Keywords = ()
     opt_in: Keywords = ()
     help: Keywords = ()
-    #: A client's positive answer to a billed service's price notice or confirm step (first word).
+    #: A client's positive answer to a billed service's price notice or confirm step (the whole MO).
     accept: Keywords = ()
 
 

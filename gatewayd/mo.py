@@ -83,6 +83,7 @@ from gatewayd.store.store import Store
 from gatewayd.store.webhooks import WebhookEvent
 from gatewayd.webhooks.enqueue import Occurrence, WebhookTargets, mo_received, opt_changed
 from routing.keywords import KeywordKind, KeywordSet
+from routing.premium import Billed
 from smpp.concat import user_data
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
@@ -724,13 +725,18 @@ class MOPipeline:
             mts_queued += await self._banned_replies(session, banned, now)
         terms = self._outbox.settings.premium.terms
         if terms:  # no billed service: not even this look
+            # a client opted out (as of their MO, a BAJA earlier in the batch included) or banned gets
+            # no notice; an MO-billed service still counts their MO (quiet)
+            opted_out = _opted_out_as_of(stored)
             billed = [
-                (mo, result)
-                for mo, result in stored
-                if result.mo.service in terms
-                and not mo.is_reserved
-                and not result.subscriber.banned
-                and not result.subscriber.opted_out
+                (mo, result, result.subscriber.banned or opted_out[index])
+                for index, (mo, result) in enumerate(stored)
+                if result.mo.service in terms and not mo.is_reserved
+            ]
+            billed = [
+                (mo, result, quiet)
+                for mo, result, quiet in billed
+                if not quiet or terms[result.mo.service or ""].billed is Billed.MO
             ]
             if billed:
                 mts_queued += await self._premium_terms(session, billed, now)
@@ -896,7 +902,7 @@ class MOPipeline:
         return await self._queue_answers(session, replies, now) if replies else []
 
     async def _premium_terms(
-        self, session: AsyncSession, billed: Sequence[tuple[InboundMO, IngestedMO]], now: datetime
+        self, session: AsyncSession, billed: Sequence[tuple[InboundMO, IngestedMO, bool]], now: datetime
     ) -> list[Queued]:
         """The chat MOs of billed services applied to their clients' premium accounts
         (``gatewayd.premium``): the price notices and spend-step notices queued in this transaction as
@@ -911,15 +917,16 @@ class MOPipeline:
                 mo.text,
                 mo.country or None,
                 mo.carrier,
+                quiet,
             )
-            for index, (mo, result) in enumerate(billed)
+            for index, (mo, result, quiet) in enumerate(billed)
         ]
         notices = await Premium(self._outbox.settings.premium).after_mos(session, chat, now)
         if not notices:
             return []
         requests = []
         for notice in notices:
-            mo, result = billed[notice.index]
+            mo, result, _ = billed[notice.index]
             assert result.mo_id is not None
             requests.append(
                 MTRequest(
@@ -990,6 +997,24 @@ def _mo_received(mo: InboundMO, result: IngestedMO) -> Occurrence:
         conversation_id=result.conversation_id,
         received_at=mo.received_at,
     )
+
+
+def _opted_out_as_of(stored: Sequence[tuple[InboundMO, IngestedMO]]) -> list[bool]:
+    """Per stored MO, whether its client was opted out when it came: as their row was read, then as
+    their BAJA / ALTA earlier in the batch left it (applied in the same transaction)."""
+    state: dict[int, bool] = {}
+    found: list[bool] = []
+    for mo, result in stored:
+        subscriber_id = result.subscriber.id
+        keyword = mo.keyword
+        if (
+            mo.is_reserved
+            and keyword is not None
+            and keyword.kind in (KeywordKind.OPT_IN, KeywordKind.OPT_OUT)
+        ):
+            state[subscriber_id] = keyword.kind is KeywordKind.OPT_OUT
+        found.append(state.get(subscriber_id, result.subscriber.opted_out))
+    return found
 
 
 def _opt_entry(mo: InboundMO, client_id: str, opted_out: bool) -> AuditEntry:

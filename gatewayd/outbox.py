@@ -339,8 +339,8 @@ class Outbox:
         now: datetime,
     ) -> tuple[dict[int, int], list[tuple[Notice, Prepared]]]:
         """The billed MTs from billed short codes, applied to their clients' premium accounts
-        (``gatewayd.premium``): their charges by index, the refusals written into ``decided`` (a client
-        never noticed where acceptance is required, a cap that would be passed), and the step notices
+        (``gatewayd.premium``): their charges by index (per SMS part), the refusals written into
+        ``decided`` (a client never sent the price notice, a cap that would be passed), and the step notices
         with the MT that crossed the step."""
         settings = self.settings.premium
         billable: list[Billable] = []
@@ -350,11 +350,11 @@ class Outbox:
             source = item.route.source
             if item.request.kind not in BILLED_KINDS or source not in settings.services_by_code:
                 continue
-            if item.recipient is None:  # never wrote: no notice yet
-                if settings.terms[settings.services_by_code[source]].acceptance:
-                    decided[index] = _premium_refusal(item.request.kind, PremiumState.AWAITING)
+            if item.recipient is None:  # never wrote: no price notice yet, and no account to charge
+                decided[index] = _premium_refusal(item.request.kind, PremiumState.AWAITING)
                 continue
-            billable.append(Billable(index, item.recipient.id, item.recipient.client_id, source))
+            parts = check_text(item.text).segments
+            billable.append(Billable(index, item.recipient.id, item.recipient.client_id, source, parts))
         if not billable:
             return {}, []
         charges = await Premium(settings).charge(session, billable, now)

@@ -39,6 +39,7 @@ from routing.premium import (
     Terms,
     after_mo,
     charge_mt,
+    count_mo,
     format_money,
     is_acceptance,
     normalised_keywords,
@@ -130,6 +131,9 @@ class ChatMO:
     text: str
     country: str | None
     carrier: str
+    #: The gateway does not write to this client (opted out when the MO came, or banned): the MO is
+    #: only counted (:func:`routing.premium.count_mo`), its steps audited without a notice.
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,8 @@ class Billable:
     subscriber_id: int
     client_id: str
     short_code: str
+    #: The SMS segments of the MT: an MT-billed service charges each (the carrier may bill each).
+    parts: int = 1
 
 
 @dataclass(slots=True)
@@ -178,7 +184,7 @@ class Premium:
     async def after_mos(self, session: AsyncSession, mos: Sequence[ChatMO], now: datetime) -> list[Notice]:
         """Applies a batch's chat MOs to billed services (in order) to their clients' accounts; the
         notices to queue (price notices, spend steps). An acceptance is audited here (it sends
-        nothing)."""
+        nothing), and so is a step crossed by a quiet MO (:attr:`ChatMO.quiet`: no notice)."""
         settings = self.settings
         wanted = {(mo.subscriber_id, mo.service): mo.short_code for mo in mos}
         accounts = await lock_accounts(session, wanted, now, create=True)
@@ -188,6 +194,24 @@ class Premium:
             key = (mo.subscriber_id, mo.service)
             terms = settings.terms[mo.service]
             before = changed.get(key) or accounts.get(key) or Account()
+            if mo.quiet:
+                quiet = count_mo(before, terms, now)
+                changed[key] = quiet.account
+                for step in self._steps(
+                    mo.index,
+                    mo.subscriber_id,
+                    mo.client_id,
+                    mo.service,
+                    quiet.crossed,
+                    quiet.account,
+                    mo.carrier,
+                ):
+                    await append_audit(
+                        session,
+                        replace(step.entry, details={**step.entry.details, "mt_id": None, "quiet": True}),
+                        now=now,
+                    )
+                continue
             accepts = is_acceptance(mo.text, settings.accepts(mo.country))
             outcome = after_mo(before, terms, accepts=accepts, now=now)
             changed[key] = outcome.account
@@ -246,8 +270,8 @@ class Premium:
 
     async def charge(self, session: AsyncSession, items: Sequence[Billable], now: datetime) -> Charges:
         """Applies billed MTs (in order) to their clients' accounts (:func:`routing.premium.charge_mt`):
-        each MT's charge on an MT-billed service, or the state that refuses it (awaiting: the client
-        never got the notice of a service that requires acceptance; capped: it would pass the cap),
+        each MT's charge on an MT-billed service (per part), or the state that refuses it (awaiting: the
+        client never got the price notice; capped: it would pass the cap),
         and the step notices. A client with no account yet gets one."""
         settings = self.settings
         charges = Charges()
@@ -264,12 +288,12 @@ class Premium:
             key = (item.subscriber_id, service)
             terms = settings.terms[service]
             before = changed.get(key) or accounts.get(key) or Account()
-            outcome = charge_mt(before, terms, now)
+            outcome = charge_mt(before, terms, now, item.parts)
             changed[key] = outcome.account
             if not outcome.allowed:
                 charges.refused[item.index] = outcome.account.state
             elif terms.billed is Billed.MT:
-                charges.charged[item.index] = terms.price_mt
+                charges.charged[item.index] = terms.price_mt * item.parts
             charges.notices += self._steps(
                 item.index,
                 item.subscriber_id,

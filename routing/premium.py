@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from routing.keywords import normalise_keyword, split_first_word
+from routing.keywords import normalise_keyword
 
 
 class PremiumState(StrEnum):
@@ -182,30 +182,32 @@ def _since(before: Account, after: Account, now: datetime) -> Account:
 
 def standing(account: Account | None, terms: Terms, now: datetime) -> tuple[int, PremiumState]:
     """What the desk shows of a client's account now: the month's spend and the state that holds
-    their billed MTs (``normal`` when none does; awaiting for a client never noticed where the
-    service requires acceptance)."""
+    their billed MTs (``normal`` when none does; awaiting for a client never sent the price
+    notice: no billed MT goes before it)."""
     if account is None:
         account = Account()
     current = in_month(account, terms, now)
-    if terms.acceptance and current.noticed_at is None:
+    if current.noticed_at is None:
         return current.spent, PremiumState.AWAITING
     return current.spent, hold(current.state, current.held_until, now) or PremiumState.NORMAL
 
 
 def is_acceptance(text: str, accept: Iterable[str]) -> bool:
-    """Does the MO's first word accept (``si``, ``Sí.``, ``YES``; case, accents and punctuation
-    ignored)? ``accept`` holds normalised keywords."""
-    first, _ = split_first_word(text)
-    return bool(first) and normalise_keyword(first) in set(accept)
+    """Is the MO an acceptance keyword and nothing else (``si``, ``Sí.``, `` ¡YES! ``; case, accents,
+    spacing and surrounding punctuation ignored)? An express acceptance must be unambiguous: an MO
+    that only starts with one (``Si quieres hablamos``: Spanish *if*) accepts nothing. ``accept``
+    holds normalised keywords."""
+    words = " ".join(text.split())
+    return bool(words) and normalise_keyword(words) in set(accept)
 
 
 def after_mo(account: Account, terms: Terms, *, accepts: bool, now: datetime) -> Outcome:
-    """What a chat MO to the service does to the client's ``account`` (``accepts``: its first word is
-    an acceptance keyword). The notice goes out before anything else on a first MO (never noticed)
-    and after ``notice_again_after`` of silence, and asks for acceptance again where the service
-    requires it (the MO that gets the notice accepts nothing: the client has not read it yet);
-    otherwise an acceptance keyword lifts a wait for acceptance or a confirm step's pause. An
-    MO-billed service then charges the MO."""
+    """What a chat MO to the service does to the client's ``account`` (``accepts``: it is an
+    acceptance keyword alone, :func:`is_acceptance`). The notice goes out before anything else on a
+    first MO (never noticed) and after ``notice_again_after`` of silence, and asks for acceptance
+    again where the service requires it (the MO that gets the notice accepts nothing: the client
+    has not read it yet); otherwise an acceptance keyword lifts a wait for acceptance or a confirm
+    step's pause. An MO-billed service then charges the MO."""
     current = in_month(account, terms, now)
     silent = (
         terms.notice_again_after is not None
@@ -231,23 +233,39 @@ def after_mo(account: Account, terms: Terms, *, accepts: bool, now: datetime) ->
     return Outcome(_since(account, current, now), notice=notice, accepted=accepted, crossed=crossed)
 
 
-def charge_mt(account: Account, terms: Terms, now: datetime) -> Outcome:
+def count_mo(account: Account, terms: Terms, now: datetime) -> Outcome:
+    """A chat MO from a client the gateway does not write to (opted out, banned): no notice and no
+    acceptance read, but an MO-billed service counts its price (the carrier charged it whatever the
+    gateway does) with the steps it crosses and the holds they bring, so a client who comes back
+    (ALTA) does not find the month's spend understated."""
+    current = in_month(account, terms, now)
+    crossed: tuple[SpendStep, ...] = ()
+    if terms.billed is Billed.MO:
+        current, crossed = _spend(current, terms, terms.price_mo, now)
+    return Outcome(_since(account, current, now), crossed=crossed)
+
+
+def charge_mt(account: Account, terms: Terms, now: datetime, parts: int = 1) -> Outcome:
     """A billed MT (an operator's or a mass push's) to the client of a billed service. Refused
     (``allowed`` False, the account in the state that refuses it) to a client who never got the
     price notice where the service requires acceptance (awaiting), and, on an MT-billed service, when
     it would take the month's spend past the cap (capped; the cap's notice among ``crossed`` if it
-    has not gone out yet); else an MT-billed service adds its price and the steps it crosses. The
-    caller has applied the recipient rule; a hold begun earlier in the same batch refuses the MT."""
+    has not gone out yet); else an MT-billed service adds its price per part (``parts``: the SMS
+    segments of a long MT, each a message the carrier may bill) and the steps it crosses. The caller
+    has applied the recipient rule; a hold begun earlier in the same batch refuses the MT. A client
+    never sent the price notice gets no billed MT, whether or not the service asks for acceptance: the
+    price goes out before the first charge."""
     current = in_month(account, terms, now)
-    if terms.acceptance and current.noticed_at is None:
+    if current.noticed_at is None:
         return Outcome(_since(account, replace(current, state=PremiumState.AWAITING), now), allowed=False)
     held = hold(current.state, current.held_until, now)
     if held is not None:  # an MT of the same batch after one that paused or capped the account
         return Outcome(current, allowed=False)
     if terms.billed is not Billed.MT:
         return Outcome(current)
+    price = terms.price_mt * parts
     cap = terms.cap
-    if cap is not None and current.spent + terms.price_mt > cap:
+    if cap is not None and current.spent + price > cap:
         through_cap = [index for index, step in enumerate(terms.steps) if step.action is StepAction.CAP][
             0
         ] + 1
@@ -259,7 +277,7 @@ def charge_mt(account: Account, terms: Terms, now: datetime) -> Outcome:
             held_until=month_end(now, terms.zone),
         )
         return Outcome(_since(account, capped, now), crossed=tuple(crossed), allowed=False)
-    current, crossed = _spend(current, terms, terms.price_mt, now)
+    current, crossed = _spend(current, terms, price, now)
     return Outcome(_since(account, current, now), crossed=crossed)
 
 
@@ -284,6 +302,14 @@ def _spend(
         held_until=held_until,
     )
     return account, crossed
+
+
+def given_back(charge: int, maybe_delivered: int) -> int:
+    """What a billed MT that ended undelivered (failed, expired, refused, cancelled) gives back of
+    its ``charge``: all of it when none of its segments may have reached the phone, else nothing (a
+    segment delivered, or still awaiting its receipt, may be billed by the carrier; the spend is then
+    overstated rather than understated, so the cap is never passed late)."""
+    return charge if maybe_delivered <= 0 else 0
 
 
 def format_money(minor: int) -> str:

@@ -6,7 +6,7 @@ two daemons' batches racing on the same client make one), then read ``FOR UPDATE
 them (the MO pipeline's batch, the outbox charging a billed MT), so two transactions never both add
 to the same spend. The recipient rule reads the holds (:func:`holds_of`, :func:`holds_by_msisdn`);
 an MT's charge is kept on the MT (``mt_messages.charge``) and given back by :func:`credit` when the
-MT ends failed, expired or refused.
+MT ends failed, expired, refused or cancelled.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import Base, utcnow
-from gatewayd.store.enums import MTStatus, enum_type
-from gatewayd.store.messages import MTMessage
+from gatewayd.store.enums import MTStatus, PartStatus, enum_type
+from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.subscribers import Subscriber
-from routing.premium import Account, PremiumState, hold, hold_of_queued
+from routing.premium import Account, PremiumState, given_back, hold, hold_of_queued
 
 
 class PremiumAccount(Base):
@@ -269,6 +269,8 @@ class ChargedMT(Protocol):
     """An MT that reached a final status, with what giving its charge back reads."""
 
     @property
+    def id(self) -> int: ...
+    @property
     def subscriber_id(self) -> int | None: ...
     @property
     def source(self) -> str: ...
@@ -278,18 +280,45 @@ class ChargedMT(Protocol):
     def created_at(self) -> datetime: ...
 
 
-#: The final statuses of an MT that never reached its client: its charge is given back.
-UNDELIVERED = frozenset({MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED})
+#: The final statuses of an MT that never reached its client: its charge is given back (a cancelled
+#: MT, withdrawn while queued, by ``gatewayd.store.mt.cancels``, where rollups count nothing).
+UNDELIVERED = frozenset({MTStatus.FAILED, MTStatus.EXPIRED, MTStatus.REFUSED, MTStatus.CANCELLED})
+
+
+#: The part states of a segment that may have reached the phone (the carrier may bill it).
+_MAYBE_DELIVERED = (PartStatus.ACCEPTED, PartStatus.DELIVERED)
 
 
 async def credit_finals(session: AsyncSession, finals: Iterable[tuple[ChargedMT, MTStatus]]) -> None:
-    """:func:`credit` for the charged MTs among ``finals`` that ended failed, expired or refused (no
-    statement when there is none: where the final statuses are counted, for every MT)."""
+    """:func:`credit` for the charged MTs among ``finals`` that ended failed, expired, refused or
+    cancelled (no statement when there is none: where the final statuses are counted, for every MT):
+    what :func:`routing.premium.given_back` says of each, from its segments that may have reached the
+    phone (one more statement, only when there are such MTs)."""
+    undelivered = [
+        mt for mt, status in finals if status in UNDELIVERED and mt.charge and mt.subscriber_id is not None
+    ]
+    if not undelivered:
+        return
+    parts = table_of(MTPart)
+    reached: dict[int, set[int]] = {}
+    for part in chunks(sorted({mt.id for mt in undelivered})):
+        rows = await session.execute(
+            select(parts.c.mt_id, parts.c.part_no).where(
+                parts.c.mt_id.in_(part), parts.c.status.in_(_MAYBE_DELIVERED)
+            )
+        )
+        for row in rows:
+            reached.setdefault(row.mt_id, set()).add(row.part_no)
     await credit(
         session,
         [
-            (mt.subscriber_id, mt.source, mt.charge, mt.created_at)
-            for mt, status in finals
-            if status in UNDELIVERED and mt.charge and mt.subscriber_id is not None
+            (
+                mt.subscriber_id,
+                mt.source,
+                given_back(mt.charge, len(reached.get(mt.id, ()))),
+                mt.created_at,
+            )
+            for mt in undelivered
+            if mt.charge and mt.subscriber_id is not None
         ],
     )

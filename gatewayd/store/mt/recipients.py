@@ -6,7 +6,7 @@ between. Nobody else decides it. A premium hold (``gatewayd.store.premium``, ``r
 awaiting acceptance of the price notice, paused until the client confirms, the month's cap reached)
 stops the MTs the client pays for (:data:`BILLED_KINDS`) from the billed service's short code.
 :func:`may_receive` is the same rule as an SQL condition, for statements that pick recipients by the
-thousand (the mass push's audience); a test holds the two together.
+thousand (the mass push's audience), premium holds left to the outbox; a test holds the two together.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import chunks
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import RefusalReason
-from gatewayd.store.premium import ACCOUNTS, Hold, held, holds_of
+from gatewayd.store.premium import Hold, held, holds_of
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import PremiumState
 
@@ -74,29 +74,15 @@ def refusal(
     return None
 
 
-def may_receive(
-    kind: MTKind, *, short_code: str | None = None, now: datetime | None = None
-) -> ColumnElement[bool]:
+def may_receive(kind: MTKind) -> ColumnElement[bool]:
     """:func:`refusal` as a condition on ``subscribers``: true for the subscribers it lets an MT of
-    ``kind`` go to (from ``short_code`` at ``now``: with both, a premium hold on that short code
-    counts; without, the caller leaves holds to the outbox, which refuses those MTs at queue time)."""
+    ``kind`` go to, premium holds left out (they depend on the short code the MT leaves from, which
+    the mass push's audience does not know: the outbox refuses those MTs when it queues them)."""
     if kind is MTKind.BAN_NOTICE:
         return Subscriber.opted_out.is_(False)
     conditions: list[ColumnElement[bool]] = [Subscriber.banned.is_(False)]
     if kind is not MTKind.SYSTEM:
         conditions.append(Subscriber.opted_out.is_(False))
-    if kind in BILLED_KINDS and short_code is not None and now is not None:
-        holding = (
-            select(ACCOUNTS.c.subscriber_id)
-            .where(
-                ACCOUNTS.c.subscriber_id == Subscriber.id,
-                ACCOUNTS.c.short_code == short_code,
-                ACCOUNTS.c.state != PremiumState.NORMAL,
-                or_(ACCOUNTS.c.held_until.is_(None), ACCOUNTS.c.held_until > now),
-            )
-            .correlate(Subscriber)
-        )
-        conditions.append(~exists(holding))
     return and_(true(), *conditions)
 
 

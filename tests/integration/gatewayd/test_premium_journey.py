@@ -228,6 +228,39 @@ async def test_an_mo_billed_service_counts_each_chat_mo(
         assert all(charge is None for _, _, charge in (await statuses(daemon)).values())  # MTs are free
 
 
+async def test_an_opted_out_clients_mos_are_counted_on_an_mo_billed_service_without_a_notice(
+    tmp_path: Path, database_url: str, simulator: Simulator
+) -> None:
+    """The carrier bills an MO-billed service's MO whoever sends it: a client who sent BAJA gets no
+    price notice or reminder, but their chat MOs count (a crossed step audited as quiet), so after
+    ALTA the month's spend is what they paid and the notice goes at their next MO."""
+    config = make_config(tmp_path, database_url, simulator, extra=MO_BILLED)
+    async with running_daemon(config) as daemon:
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "BAJA")
+        await eventually(lambda: len(phone_texts(simulator)) == 1)  # the opt-out's confirmation
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "Hola")
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "¿Sigues ahí?")
+
+        async def counted() -> bool:
+            assert daemon.sessions is not None
+            async with daemon.sessions() as session:
+                found = (await session.execute(select(PremiumAccount))).scalar_one_or_none()
+            return found is not None and found.spent == 200
+
+        await eventually(counted)
+        quiet = await account(daemon)
+        assert quiet.state is PremiumState.PAUSED and quiet.noticed_at is None
+        # no notice and no reminder was queued: the only MT is the answer to BAJA
+        assert [kind for kind, _, _ in (await statuses(daemon)).values()] == [MTKind.SYSTEM]
+        assert await audit_actions(daemon) == ["premium.confirm"]
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "ALTA")
+        await eventually(lambda: len(phone_texts(simulator)) == 2)
+        simulator.inject_mo(VODAFONE, SUBSCRIBER, VODAFONE_SHORT_CODE, "Hola otra vez")
+        await eventually(lambda: len(phone_texts(simulator)) == 3)
+        assert phone_texts(simulator)[-1] == "795500: cada mensaje que envias cuesta 1.00 EUR. Chat Acme SL."
+        assert (await account(daemon)).spent == 300
+
+
 async def test_a_service_without_billing_reads_no_premium_table(
     tmp_path: Path, database_url: str, simulator: Simulator
 ) -> None:

@@ -15,9 +15,7 @@ from gatewayd.campaigns import CampaignSettings, Pace, carrier_tps
 from gatewayd.config import BindConfig, BindType, CarrierConfig
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.recipients import may_receive, refusal
-from gatewayd.store.premium import PremiumAccount
 from gatewayd.store.subscribers import Subscriber
-from routing.premium import PremiumState, hold
 from routing.quiet_hours import QuietHours, QuietRule
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -111,63 +109,3 @@ def test_may_receive_is_the_recipient_rule_in_sql() -> None:
                 if refusal(kind, opted_out=opted_out, banned=banned) is None
             }
             assert allowed == expected, kind
-
-
-def test_may_receive_holds_premium_clients_as_the_rule_does() -> None:
-    """With a short code and a time, the SQL twin also leaves out the clients the recipient rule holds
-    on that short code (awaiting, paused, capped; a hold that ended does not count)."""
-    engine = create_engine("sqlite://")
-    Subscriber.__table__.create(engine)  # type: ignore[attr-defined]
-    PremiumAccount.__table__.create(engine)  # type: ignore[attr-defined]
-    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    states = [
-        (PremiumState.NORMAL, None),
-        (PremiumState.AWAITING, None),
-        (PremiumState.PAUSED, datetime(2027, 1, 1, tzinfo=UTC)),
-        (PremiumState.CAPPED, datetime(2027, 1, 1, tzinfo=UTC)),
-        (PremiumState.CAPPED, datetime(2026, 12, 1, tzinfo=UTC)),  # last month's cap
-    ]
-    with engine.begin() as connection:
-        for index, (state, until) in enumerate(states):
-            connection.execute(
-                insert(Subscriber.__table__).values(
-                    id=index + 1,
-                    client_id=f"C{index}",
-                    msisdn=f"4470000000{index}",
-                    opted_out=False,
-                    banned=False,
-                    first_seen=now,
-                    last_seen=now,
-                    mo_count=0,
-                    mt_count=0,
-                )
-            )
-            connection.execute(
-                insert(PremiumAccount.__table__).values(
-                    subscriber_id=index + 1,
-                    service="chat",
-                    short_code="795500",
-                    state=state,
-                    month="2026-12",
-                    spent=0,
-                    steps_passed=0,
-                    held_until=until,
-                    updated_at=now,
-                )
-            )
-        for kind in MTKind:
-            for short_code in ("795500", "997745"):
-                condition = may_receive(kind, short_code=short_code, now=now)
-                allowed = set(connection.scalars(select(Subscriber.id).where(condition)))
-                expected = {
-                    index + 1
-                    for index, (state, until) in enumerate(states)
-                    if refusal(
-                        kind,
-                        opted_out=False,
-                        banned=False,
-                        held=hold(state, until, now) if short_code == "795500" else None,
-                    )
-                    is None
-                }
-                assert allowed == expected, (kind, short_code)

@@ -19,7 +19,9 @@ from routing.premium import (
     after_mo,
     charge_mt,
     check_steps,
+    count_mo,
     format_money,
+    given_back,
     hold,
     hold_of_queued,
     in_month,
@@ -143,6 +145,45 @@ def test_a_client_never_noticed_gets_no_billed_mt_where_acceptance_is_required()
     assert not outcome.allowed and outcome.account.state is PremiumState.AWAITING
 
 
+def test_no_billed_mt_before_the_price_notice_even_without_acceptance() -> None:
+    """The price goes out before the first charge: a push to a client who never wrote is refused
+    whether or not the service asks for an express yes."""
+    terms = replace(UK, acceptance=False)
+    outcome = charge_mt(Account(), terms, NOW)
+    assert not outcome.allowed and outcome.account.spent == 0
+    noticed = after_mo(Account(), terms, accepts=False, now=NOW).account
+    assert charge_mt(noticed, terms, NOW).allowed
+
+
+def test_a_long_mt_is_charged_per_part_and_cannot_slip_past_the_cap() -> None:
+    three = charge_mt(replace(accepted(), spent=3000, steps_passed=3), UK, NOW, parts=3)
+    assert three.allowed and three.account.spent == 3450
+    # 3450 + 3 x 150 = 3900 is within the cap; 3900 + 2 x 150 would pass it: refused, capped
+    four = charge_mt(replace(three.account, spent=3900), UK, NOW, parts=2)
+    assert not four.allowed and four.account.spent == 3900
+    assert four.account.state is PremiumState.CAPPED
+
+
+def test_the_month_turns_at_midnight_local_across_dst() -> None:
+    """The 1st at 00:30 in London in summer is still the 31st at 23:30 UTC: a new month there."""
+    capped = replace(accepted(), spent=4000, steps_passed=4, state=PremiumState.CAPPED, month="2026-07")
+    first_of_august = datetime(2026, 7, 31, 23, 30, tzinfo=UTC)  # 00:30 BST on 1 August
+    assert month_start(first_of_august, LONDON) == datetime(2026, 7, 31, 23, 0, tzinfo=UTC)
+    outcome = charge_mt(capped, UK, first_of_august)
+    assert outcome.allowed and outcome.account.month == "2026-08" and outcome.account.spent == 150
+
+
+def test_a_quiet_mo_is_counted_on_an_mo_billed_service_without_notice_or_acceptance() -> None:
+    terms = replace(UK, billed=Billed.MO, price_mo=500, price_mt=0)
+    first = count_mo(Account(), terms, NOW)
+    assert first.account.spent == 500 and first.account.noticed_at is None and not first.notice
+    second = count_mo(first.account, terms, NOW)
+    assert [step.action for step in second.crossed] == [StepAction.CONFIRM]
+    assert second.account.state is PremiumState.PAUSED
+    # an MT-billed service counts nothing for an MO
+    assert count_mo(Account(), UK, NOW).account.spent == 0
+
+
 def test_a_new_month_clears_spend_pause_and_cap_but_not_the_wait() -> None:
     capped = replace(accepted(), spent=4000, steps_passed=4, state=PremiumState.CAPPED)
     capped = replace(capped, held_until=month_end(NOW, LONDON))
@@ -184,14 +225,33 @@ def test_an_mt_queued_before_the_hold_began_still_goes() -> None:
     assert hold_of_queued(PremiumState.PAUSED, None, since, later, later) is PremiumState.PAUSED
 
 
-@pytest.mark.parametrize("text", ["SI", "si", "Sí.", " ¡SÍ! gracias", "yes please"])
-def test_acceptance_reads_the_first_word(text: str) -> None:
+@pytest.mark.parametrize("text", ["SI", "si", "Sí.", " ¡SÍ! ", "yes", "YES!!", "\tsí\n"])
+def test_acceptance_is_the_keyword_alone(text: str) -> None:
     assert is_acceptance(text, DEFAULT_ACCEPT)
 
 
-@pytest.mark.parametrize("text", ["", "sino", "no", "vale si"])
-def test_other_words_do_not_accept(text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "sino",
+        "no",
+        "vale si",
+        "Si quieres hablamos",
+        "si no me contestas me voy",
+        " ¡SÍ! gracias",
+        "yes please",
+    ],
+)
+def test_other_texts_do_not_accept(text: str) -> None:
+    """Spanish "si" (if) opens many a chat MO: only an unambiguous yes accepts a charge."""
     assert not is_acceptance(text, DEFAULT_ACCEPT)
+
+
+def test_a_keyword_of_several_words_is_matched_whole() -> None:
+    accept = normalised_keywords(["SI ACEPTO"])
+    assert is_acceptance("sí,  acepto.", accept) is False  # the comma is inside: not the keyword
+    assert is_acceptance("Sí   acepto!", accept)
 
 
 def test_keywords_are_normalised() -> None:
@@ -220,3 +280,8 @@ def test_price_variables_in_both_languages() -> None:
         "spent": "10.50",
     }
     assert format_money(5) == "0.05" and format_money(-120) == "-1.20"
+
+
+def test_what_an_undelivered_mt_gives_back() -> None:
+    assert given_back(300, 0) == 300  # no segment may have reached the phone: all of it
+    assert given_back(300, 1) == 0  # one delivered or awaiting its receipt: the carrier may bill it
