@@ -15,7 +15,8 @@ from gatewayd.premium import PremiumSettings
 from gatewayd.store.audit import AuditRecord
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
-from gatewayd.store.premium import PremiumAccount
+from gatewayd.store.premium import PremiumAccount, credit_finals
+from gatewayd.store.premium_months import PremiumMonth
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import Billed, PremiumState, SpendStep, StepAction, Terms
@@ -167,3 +168,43 @@ async def test_the_notice_of_a_push_held_for_quiet_hours_waits_with_it(store: St
         (MTKind.PUSH, ends, 100),
         (MTKind.SYSTEM, ends, None),
     ]
+
+
+async def test_every_month_is_kept_and_a_charge_given_back_lowers_its_own_month(store: Store) -> None:
+    """The account keeps the current month; ``premium_months`` keeps November when the client is billed
+    in December. A December charge given back lowers December; a November one, given back once the
+    account is in December, lowers nothing (a closed month is not reopened, here as in the account)."""
+    november = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    settings = OutboxSettings(
+        premium=PremiumSettings(
+            terms={"chat": replace(TERMS, steps=())},
+            services_by_code={"795500": "chat"},
+            countries={"chat": "ES"},
+        )
+    )
+    outbox = Outbox(settings)
+    async with store.transaction() as session:
+        subscriber = Subscriber(client_id="CPREMIUM5", msisdn="34600555111", carrier="vodafone", country="ES")
+        session.add(subscriber)
+        await session.flush()
+        subscriber_id = subscriber.id
+    for text, when in (("uno", november), ("dos", november), ("tres", NOW), ("cuatro", NOW)):
+        async with store.transaction() as session:
+            await outbox.queue_in(session, [reply(subscriber_id, text)], when)
+
+    async def spend() -> tuple[int, dict[str, int]]:
+        async with store.transaction() as session:
+            account = await session.get(PremiumAccount, (subscriber_id, "chat"))
+            months = await session.execute(
+                select(PremiumMonth.month, PremiumMonth.spent).where(
+                    PremiumMonth.subscriber_id == subscriber_id, PremiumMonth.service == "chat"
+                )
+            )
+            assert account is not None
+            return account.spent, {month: spent for month, spent in months}
+
+    assert await spend() == (200, {"2026-11": 200, "2026-12": 200})
+    async with store.transaction() as session:
+        mts = {mt.text: mt for mt in (await session.execute(select(MTMessage))).scalars()}
+        await credit_finals(session, [(mts["tres"], MTStatus.FAILED), (mts["uno"], MTStatus.EXPIRED)])
+    assert await spend() == (100, {"2026-11": 200, "2026-12": 100})
