@@ -23,6 +23,7 @@ from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import MTStatus, PartStatus, enum_type
 from gatewayd.store.messages import MTMessage, MTPart
+from gatewayd.store.premium_months import give_back, keep_months
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import Account, PremiumState, given_back, hold, hold_of_queued
 
@@ -133,7 +134,8 @@ async def lock_accounts(
 
 
 async def save_accounts(session: AsyncSession, accounts: Mapping[Key, Account], now: datetime) -> None:
-    """Writes the accounts (locked by :func:`lock_accounts` in this transaction)."""
+    """Writes the accounts (locked by :func:`lock_accounts` in this transaction), and their month's
+    spend to ``premium_months``."""
     if not accounts:
         return
     statement = (
@@ -172,6 +174,7 @@ async def save_accounts(session: AsyncSession, accounts: Mapping[Key, Account], 
             for (sid, service), account in sorted(accounts.items())
         ],
     )
+    await keep_months(session, ((sid, svc, a.month, a.spent) for (sid, svc), a in accounts.items()))
 
 
 _HOLDS = select(
@@ -235,7 +238,7 @@ async def account_of(session: AsyncSession, subscriber_id: int, service: str) ->
 async def credit(session: AsyncSession, charges: Iterable[tuple[int, str, int, datetime]]) -> None:
     """Gives back the charges of MTs that ended failed, expired or refused: (subscriber id, short
     code, amount, when charged), to the account of the short code's service when the charge is of
-    its current month (a month closed is not reopened)."""
+    its current month (a month closed is not reopened), and off that month in ``premium_months``."""
     amounts: dict[tuple[int, str], list[tuple[int, datetime]]] = {}
     for subscriber_id, short_code, amount, at in charges:
         amounts.setdefault((subscriber_id, short_code), []).append((amount, at))
@@ -244,7 +247,11 @@ async def credit(session: AsyncSession, charges: Iterable[tuple[int, str, int, d
     for part in chunks(sorted(amounts)):
         rows = await session.execute(
             select(
-                ACCOUNTS.c.subscriber_id, ACCOUNTS.c.service, ACCOUNTS.c.short_code, ACCOUNTS.c.month_start
+                ACCOUNTS.c.subscriber_id,
+                ACCOUNTS.c.service,
+                ACCOUNTS.c.short_code,
+                ACCOUNTS.c.month,
+                ACCOUNTS.c.month_start,
             )
             .where(tuple_(ACCOUNTS.c.subscriber_id, ACCOUNTS.c.short_code).in_(part))
             .order_by(ACCOUNTS.c.subscriber_id, ACCOUNTS.c.service)
@@ -263,6 +270,7 @@ async def credit(session: AsyncSession, charges: Iterable[tuple[int, str, int, d
                     .where(ACCOUNTS.c.subscriber_id == row.subscriber_id, ACCOUNTS.c.service == row.service)
                     .values(spent=ACCOUNTS.c.spent - back)
                 )
+                await give_back(session, row.subscriber_id, row.service, row.month, back)
 
 
 class ChargedMT(Protocol):

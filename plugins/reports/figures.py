@@ -1,7 +1,7 @@
 """The reports' figures, read from the hourly rollups only (:mod:`gatewayd.store.rollups`), except a
 client's history, which is that client's own rows of the message tables (read by the subscriber index),
-and the spend of the billed services, read from the premium accounts (:mod:`gatewayd.store.premium`:
-per client and billed service, the spend of the client's current month in the service's zone).
+and the spend of the billed services, read from ``premium_months`` (:mod:`gatewayd.store.premium_months`:
+per client, billed service and month of the service's zone) with the holds of the premium accounts.
 """
 
 from __future__ import annotations
@@ -11,12 +11,23 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, func, literal, select, tuple_, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    case,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store.accounts import Account
 from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.premium import PremiumAccount
+from gatewayd.store.premium_months import PremiumMonth
 from gatewayd.store.rollups import (
     RESPONSE_BOUNDS,
     RESPONSE_FLOORS,
@@ -251,7 +262,7 @@ class ClientSpend:
     currency: str
     client_id: str
     msisdn: str
-    total: int  # the client's month, one of the range's months
+    total: int  # the client's spend in the range's months
     state: PremiumState  # the state that holds now (normal when none does)
 
 
@@ -285,25 +296,42 @@ async def spend_by_service(
     session: AsyncSession, terms: Mapping[str, Terms], start: datetime, end: datetime, now: datetime
 ) -> list[ServiceSpend]:
     """Per billed service and month of the service's zone that ``[start, end)`` touches, the spend
-    kept in ``premium_accounts`` (one grouped statement); months nobody was billed in left out."""
+    kept in ``premium_months`` and the clients held now (their accounts, counted in the account's
+    month), in one grouped statement; months nobody was billed or is held in left out."""
     wanted = _months_wanted(terms, start, end)
     if not wanted:
         return []
-    a = PremiumAccount
-    billed = a.spent > 0
+    m, a = PremiumMonth, PremiumAccount
+    none = literal_column("0", BigInteger())
+    spends = select(
+        m.service.label("service"),
+        m.month.label("month"),
+        case((m.spent > 0, 1), else_=0).label("billed"),
+        m.spent.label("spent"),
+        none.label("paused"),
+        none.label("capped"),
+    ).where(tuple_(m.service, m.month).in_(wanted))
+    holds = select(
+        a.service,
+        a.month,
+        none,
+        none,
+        case((_holding(PremiumState.PAUSED, now), 1), else_=0),
+        case((_holding(PremiumState.CAPPED, now), 1), else_=0),
+    ).where(tuple_(a.service, a.month).in_(wanted), a.state.in_([PremiumState.PAUSED, PremiumState.CAPPED]))
+    both = union_all(spends, holds).subquery()
     rows = await session.execute(
         select(
-            a.service,
-            a.month,
-            func.sum(case((billed, 1), else_=0)),
-            func.sum(a.spent),
-            func.max(a.spent),
-            func.sum(case((_holding(PremiumState.PAUSED, now), 1), else_=0)),
-            func.sum(case((_holding(PremiumState.CAPPED, now), 1), else_=0)),
+            both.c.service,
+            both.c.month,
+            func.sum(both.c.billed),
+            func.sum(both.c.spent),
+            func.max(both.c.spent),
+            func.sum(both.c.paused),
+            func.sum(both.c.capped),
         )
-        .where(tuple_(a.service, a.month).in_(wanted))
-        .group_by(a.service, a.month)
-        .order_by(a.service, a.month)
+        .group_by(both.c.service, both.c.month)
+        .order_by(both.c.service, both.c.month)
     )
     found = [
         ServiceSpend(
@@ -327,11 +355,19 @@ async def top_clients(
     limit: int = TOP_CLIENTS,
 ) -> list[ClientSpend]:
     """Per billed service, the ``limit`` clients who spent most in the months ``[start, end)``
-    touches (ties by client ID), biggest first (an account keeps its client's current month only)."""
+    touches (their spend of those months added up; ties by client ID), biggest first, with the state
+    that holds them now."""
     wanted = _months_wanted(terms, start, end)
     if not wanted:
         return []
-    a = PremiumAccount
+    m, a = PremiumMonth, PremiumAccount
+    spends = (
+        select(m.service, m.subscriber_id, func.sum(m.spent).label("spent"))
+        .where(tuple_(m.service, m.month).in_(wanted))
+        .group_by(m.service, m.subscriber_id)
+        .having(func.sum(m.spent) > 0)
+        .subquery()
+    )
     held_now = case(
         (_holding(PremiumState.CAPPED, now), PremiumState.CAPPED.value),
         (_holding(PremiumState.PAUSED, now), PremiumState.PAUSED.value),
@@ -339,17 +375,17 @@ async def top_clients(
     )
     ranked = (
         select(
-            a.service,
-            a.spent,
+            spends.c.service,
+            spends.c.spent,
             held_now.label("held"),
             Subscriber.client_id,
             Subscriber.msisdn,
             func.row_number()
-            .over(partition_by=a.service, order_by=(a.spent.desc(), Subscriber.client_id))
+            .over(partition_by=spends.c.service, order_by=(spends.c.spent.desc(), Subscriber.client_id))
             .label("place"),
         )
-        .join_from(a, Subscriber, Subscriber.id == a.subscriber_id)
-        .where(tuple_(a.service, a.month).in_(wanted), a.spent > 0)
+        .join_from(spends, Subscriber, Subscriber.id == spends.c.subscriber_id)
+        .outerjoin(a, (a.subscriber_id == spends.c.subscriber_id) & (a.service == spends.c.service))
         .subquery()
     )
     rows = await session.execute(

@@ -23,6 +23,7 @@ from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.mt.cancels import cancel_queued
 from gatewayd.store.mt.recipients import Refusal
 from gatewayd.store.premium import PremiumAccount, account_of, credit_finals
+from gatewayd.store.premium_months import PremiumMonth
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from routing.premium import Billed, PremiumState, SpendStep, StepAction, Terms
@@ -403,3 +404,40 @@ async def test_a_long_mt_that_fails_after_a_segment_went_keeps_that_segments_cha
             select(PremiumAccount.spent).where(PremiumAccount.subscriber_id == subscriber_id)
         )
     assert spent == 200
+
+
+async def test_every_month_is_kept_and_a_charge_given_back_lowers_its_own_month(store: Store) -> None:
+    """The account keeps the current month; ``premium_months`` keeps November when the client is billed
+    in December. A December charge given back lowers December; a November one, given back once the
+    account is in December, lowers nothing (a closed month is not reopened, here as in the account)."""
+    november = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    settings = OutboxSettings(
+        premium=PremiumSettings(
+            terms={"chat": replace(TERMS, steps=())},
+            services_by_code={"795500": "chat"},
+            countries={"chat": "ES"},
+        )
+    )
+    outbox = Outbox(settings)
+    async with store.transaction() as session:
+        subscriber_id = (await noticed_client(session, "CPREMIUM9")).id
+    for words, when in (("uno", november), ("dos", november), ("tres", NOW), ("cuatro", NOW)):
+        async with store.transaction() as session:
+            await outbox.queue_in(session, [reply(subscriber_id, words)], when)
+
+    async def spend() -> tuple[int, dict[str, int]]:
+        async with store.transaction() as session:
+            account = await session.get(PremiumAccount, (subscriber_id, "chat"))
+            months = await session.execute(
+                select(PremiumMonth.month, PremiumMonth.spent).where(
+                    PremiumMonth.subscriber_id == subscriber_id, PremiumMonth.service == "chat"
+                )
+            )
+            assert account is not None
+            return account.spent, {month: spent for month, spent in months}
+
+    assert await spend() == (200, {"2026-11": 200, "2026-12": 200})
+    async with store.transaction() as session:
+        mts = {mt.text: mt for mt in (await session.execute(select(MTMessage))).scalars()}
+        await credit_finals(session, [(mts["tres"], MTStatus.FAILED), (mts["uno"], MTStatus.EXPIRED)])
+    assert await spend() == (100, {"2026-11": 200, "2026-12": 100})

@@ -176,3 +176,49 @@ async def test_parts_stored_with_a_plus_are_rewritten_as_digits(database_url: st
     finally:
         await engine.dispose()
     assert numbers == ["34600111222"]
+
+
+async def test_the_months_migration_keeps_each_accounts_current_month(database_url: str) -> None:
+    # 0019: the spend of every month; an account held its client's current month only, so that is
+    # the month kept (an account not yet in a month, '', has none).
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("0018"))
+            for sid in (1, 2):
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO subscribers (id, client_id, msisdn, first_seen, last_seen, opted_out,"
+                        " banned, mo_count, mt_count) VALUES (:id, :client, :msisdn, :now, :now, false,"
+                        " false, 0, 0)"
+                    ),
+                    {"id": sid, "client": f"CMONTHS0{sid}", "msisdn": f"3460000000{sid}", "now": now},
+                )
+            for sid, service, month, spent in (
+                (1, "chat", "2026-11", 1250),
+                (1, "club", "2026-10", 300),
+                (2, "chat", "", 0),
+            ):
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO premium_accounts (subscriber_id, service, short_code, state, month,"
+                        " spent, steps_passed, updated_at) VALUES (:sid, :service, '795500', 'normal',"
+                        " :month, :spent, 0, :now)"
+                    ),
+                    {"sid": sid, "service": service, "month": month, "spent": spent, "now": now},
+                )
+        async with engine.begin() as connection:
+            await connection.run_sync(upgrade_to("head"))
+        async with engine.connect() as connection:
+            months = (
+                await connection.execute(
+                    sa.text(
+                        "SELECT service, month, subscriber_id, spent FROM premium_months"
+                        " ORDER BY service, month, subscriber_id"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in months] == [("chat", "2026-11", 1, 1250), ("club", "2026-10", 1, 300)]

@@ -81,6 +81,7 @@ BILLED = (
     ("CPAUSED01", "34600000001", "795500", 3, JUNE),  # 3.00 EUR: the confirm step pauses them
     ("CNORMAL02", "34600000002", "795500", 2, JUNE),  # 2.00 EUR
     ("CMAYONLY3", "34600000003", "795500", 1, MAY),  # 1.00 EUR in May, not billed since
+    # and CBOTHMON6: 2.00 EUR in May, then 2.00 EUR in June (see bill)
     ("CCAPPED04", "447700000004", "797700", 2, JUNE),  # 3.00 GBP: the cap
 )
 
@@ -125,6 +126,23 @@ async def bill(url: str) -> None:
                     )
                     batch = await outbox.queue_in(session, [request], when)
                     assert isinstance(batch.outcomes[0], Queued), (client_id, n)
+        async with store.transaction() as session:  # billed in May, then in June (the account's reset)
+            both = Subscriber(client_id="CBOTHMON6", msisdn="34600000006", carrier="vodafone", country="ES")
+            session.add(both)
+            await session.flush()
+            both_id = both.id
+        for when in (MAY, MAY, JUNE, JUNE):
+            async with store.transaction() as session:
+                request = MTRequest(
+                    to="34600000006",
+                    text="respuesta",
+                    kind=MTKind.REPLY,
+                    carrier="vodafone",
+                    source="795500",
+                    subscriber_id=both_id,
+                )
+                batch = await outbox.queue_in(session, [request], when)
+                assert isinstance(batch.outcomes[0], Queued), when
         async with store.transaction() as session:  # a client who wrote in June, not billed yet
             quiet = Subscriber(client_id="CNOSPEND5", msisdn="34600000005", carrier="vodafone", country="ES")
             session.add(quiet)
@@ -192,15 +210,24 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     assert "calendar month in the service’s time zone (Europe/London, Europe/Madrid)" in page.text
     june = cells(page.text, 'data-service="chat" data-month="2099-06"')
     assert june == {
-        "clients": "2",
-        "total": "5.00 EUR",
-        "average": "2.50 EUR",
+        "clients": "3",
+        "total": "7.00 EUR",
+        "average": "2.33 EUR",
         "max": "3.00 EUR",
         "paused": "1",
         "capped": "0",
     }
+    # May is exact though CBOTHMON6's account has moved on to June
     may = cells(page.text, 'data-service="chat" data-month="2099-05"')
-    assert may["clients"] == "1" and may["total"] == "1.00 EUR" and may["paused"] == "0"
+    assert may == {
+        "clients": "2",
+        "total": "3.00 EUR",
+        "average": "1.50 EUR",
+        "max": "2.00 EUR",
+        "paused": "0",
+        "capped": "0",
+    }
+    assert "past month counts" not in page.text and "as charged minus what was given back" in page.text
     club = cells(page.text, 'data-service="=club" data-month="2099-06"')
     assert club == {
         "clients": "1",
@@ -212,7 +239,9 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     }
     top = page.text.split('id="spend-clients"', 1)[1]
     order = [part.split('"', 1)[0] for part in top.split('data-client-id="')[1:]]
-    assert order == ["CCAPPED04", "CPAUSED01", "CNORMAL02", "CMAYONLY3"]  # by service, biggest first
+    # by service, biggest first; CBOTHMON6's May and June added up
+    assert order == ["CCAPPED04", "CBOTHMON6", "CPAUSED01", "CNORMAL02", "CMAYONLY3"]
+    assert cells(top, 'data-client-id="CBOTHMON6"')["spend"] == "4.00 EUR"
     assert "CNOSPEND5" not in page.text  # an account with nothing spent is no client billed
     assert cells(top, 'data-client-id="CPAUSED01"') == {
         "msisdn": "34600000001",
@@ -226,9 +255,15 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
         'href="/admin/reports/spend?from=2099-05-20&amp;to=2099-06-20&amp;table=clients&amp;format=csv"'
     )
     assert clients_link in page.text
-    # a range within June: May's row and client are left out
+    # a range within June: May's row and client are left out, and May's spend of CBOTHMON6
     june_only = await spend_client.get("/admin/reports/spend?from=2099-06-01&to=2099-06-30", headers=HTML)
     assert 'data-month="2099-05"' not in june_only.text and "CMAYONLY3" not in june_only.text
+    assert cells(june_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "2.00 EUR"
+    # May read in June (a range within May in Madrid): its exact total, CBOTHMON6's May included
+    may_only = await spend_client.get("/admin/reports/spend?from=2099-05-01&to=2099-05-30", headers=HTML)
+    assert cells(may_only.text, 'data-service="chat" data-month="2099-05"')["total"] == "3.00 EUR"
+    assert cells(may_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "2.00 EUR"
+    assert 'data-month="2099-06"' not in may_only.text
 
 
 async def test_both_tables_as_csv_with_formulas_defused(spend_client: PanelClient) -> None:
@@ -239,13 +274,14 @@ async def test_both_tables_as_csv_with_formulas_defused(spend_client: PanelClien
     assert rows(services.text) == [
         ["service", "month", "currency", "clients_billed", "total", "average", "max", "paused", "capped"],
         ["'=club", "2099-06", "GBP", "1", "3.00", "3.00", "3.00", "0", "1"],
-        ["chat", "2099-05", "EUR", "1", "1.00", "1.00", "1.00", "0", "0"],
-        ["chat", "2099-06", "EUR", "2", "5.00", "2.50", "3.00", "1", "0"],
+        ["chat", "2099-05", "EUR", "2", "3.00", "1.50", "2.00", "0", "0"],
+        ["chat", "2099-06", "EUR", "3", "7.00", "2.33", "3.00", "1", "0"],
     ]
     clients = rows((await spend_client.get(f"/admin/reports/spend?{query}&table=clients")).text)
     assert clients == [
         ["service", "client_id", "msisdn", "currency", "spend", "state"],
         ["'=club", "CCAPPED04", "447700000004", "GBP", "3.00", "capped"],
+        ["chat", "CBOTHMON6", "34600000006", "EUR", "4.00", "normal"],
         ["chat", "CPAUSED01", "34600000001", "EUR", "3.00", "paused"],
         ["chat", "CNORMAL02", "34600000002", "EUR", "2.00", "normal"],
         ["chat", "CMAYONLY3", "34600000003", "EUR", "1.00", "normal"],
