@@ -21,7 +21,7 @@ from gatewayd.premium import PremiumSettings
 from gatewayd.store.accounts import Role
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind
-from gatewayd.store.premium import lock_accounts, save_accounts
+from gatewayd.store.premium import PremiumAccount, lock_accounts, save_accounts
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from panel.app import create_app
@@ -92,6 +92,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def noticed(subscriber_id: int, short_code: str, at: datetime) -> PremiumAccount:
+    """The client's account once they wrote and got the price notice (no billed MT goes before it)."""
+    service = PREMIUM.services_by_code[short_code]
+    return PremiumAccount(
+        subscriber_id=subscriber_id, service=service, short_code=short_code, noticed_at=at, last_mo_at=at
+    )
+
+
 async def bill(url: str) -> None:
     """The clients' billed replies queued through the outbox, as the desk and the API queue them."""
     outbox = Outbox(OutboxSettings(premium=PREMIUM))
@@ -115,6 +123,8 @@ async def bill(url: str) -> None:
                 subscriber = Subscriber(client_id=client_id, msisdn=msisdn, carrier="vodafone", country="ES")
                 session.add(subscriber)
                 await session.flush()
+                session.add(noticed(subscriber.id, short_code, when))
+                await session.flush()
                 for n in range(replies):
                     request = MTRequest(
                         to=msisdn,
@@ -131,6 +141,7 @@ async def bill(url: str) -> None:
             session.add(both)
             await session.flush()
             both_id = both.id
+            session.add(noticed(both_id, "795500", MAY))
         for when in (MAY, MAY, JUNE, JUNE):
             async with store.transaction() as session:
                 request = MTRequest(
