@@ -50,7 +50,7 @@ def mo(
     )
 
 
-async def traffic(store: Store) -> dict[tuple[datetime, str, str, str, str], tuple[int, int]]:
+async def traffic(store: Store) -> dict[tuple[object, ...], tuple[int, int]]:
     """(mo, new_clients) per traffic key, the shards summed."""
     table = TrafficHourly
     key = (table.hour, table.service, table.short_code, table.carrier, table.country)
@@ -58,7 +58,7 @@ async def traffic(store: Store) -> dict[tuple[datetime, str, str, str, str], tup
         rows = await session.execute(
             select(*key, func.sum(table.mo), func.sum(table.new_clients)).group_by(*key)
         )
-        return {tuple(row[:5]): (int(row[5]), int(row[6])) for row in rows}  # type: ignore[misc]
+        return {tuple(row[:5]): (int(row[5]), int(row[6])) for row in rows}
 
 
 @pytest.mark.parametrize("last", [True, False])
