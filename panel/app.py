@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gatewayd.bus.base import Subscription
-from gatewayd.store.engine import create_engine, read_session_factory
+from gatewayd.store.engine import create_engine, lookup_session_factory, read_session_factory
 from gatewayd.store.errors import is_conflict
 from gatewayd.store.store import Store
 from panel.access import access_of
@@ -222,6 +222,7 @@ def create_app(
                 engine=own_engine,
                 sessionmaker=store.sessions,
                 readers=read_session_factory(own_engine),
+                lookups=lookup_session_factory(own_engine),
                 store=store,
                 bus=own_bus,
                 permissions=registry,

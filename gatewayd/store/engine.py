@@ -139,3 +139,15 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return async_sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+
+
+def lookup_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a unit of work that is one read statement (the API's key look-up, on every
+    request). On PostgreSQL the statement runs alone, in autocommit: one round trip where a READ ONLY
+    transaction costs three (BEGIN, the statement, ROLLBACK), and one statement sees one snapshot
+    either way. On SQLite the readers' sessions (a deferred transaction costs no round trip)."""
+    if engine.dialect.name == "postgresql":
+        return async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
+    return read_session_factory(engine)

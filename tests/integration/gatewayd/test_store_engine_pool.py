@@ -1,6 +1,7 @@
-"""The PostgreSQL pool's pre-ping after rest (``gatewayd.store.engine``): a connection that rested in
-the pool is pinged at checkout and replaced when PostgreSQL ended it; one checked in moments ago is
-handed out without the ping's three round trips (the API's sends check two out per request)."""
+"""The PostgreSQL pool (``gatewayd.store.engine``): a connection that rested in the pool is pinged at
+checkout and replaced when PostgreSQL ended it; one checked in moments ago is handed out without the
+ping's three round trips (the API's sends check two out per request); a look-up without a transaction
+leaves its connection to the next unit of work transactional."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gatewayd.store import engine as engine_module
-from gatewayd.store.engine import create_engine
+from gatewayd.store.engine import create_engine, lookup_session_factory, session_factory
 from tests.conftest import PG_HOST, PG_PORT
 
 pytestmark = pytest.mark.integration
@@ -74,3 +75,20 @@ async def test_a_connection_postgresql_ended_while_it_rested_is_replaced_before_
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.0)
     assert await backend_pid(engine) != ended  # no error: the ping found it dead, the pool made another
     assert len(pings) == 1
+
+
+async def test_a_lookup_without_transaction_leaves_the_next_unit_of_work_atomic(engine: AsyncEngine) -> None:
+    """The key look-up runs in autocommit on a pooled connection; the send that takes the same
+    connection next is one transaction again: what it wrote before failing is rolled back."""
+    lookups, sessions = lookup_session_factory(engine), session_factory(engine)
+    async with sessions() as session, session.begin():
+        await session.execute(text("CREATE TABLE written (n integer)"))
+    async with lookups() as session:
+        first = await session.scalar(text("SELECT pg_backend_pid()"))
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            assert await session.scalar(text("SELECT pg_backend_pid()")) == first  # the one connection
+            await session.execute(text("INSERT INTO written VALUES (1)"))
+            raise RuntimeError("the send fails after its first write")
+    async with lookups() as session:
+        assert await session.scalar(text("SELECT count(*) FROM written")) == 0
