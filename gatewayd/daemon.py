@@ -236,6 +236,7 @@ class Daemon:
             sessions=self.store.sessions,
             bus=events.bus,
             wake=self._mt_queued,
+            inserts=self.store.mt_inserts,
         )
         self.campaigns = CampaignSender(self.store, self.outbox, CampaignSettings.from_config(config))
         targets = WebhookTargets(self.store.webhook_queue)

@@ -44,7 +44,7 @@ from gatewayd.logging import log_event
 from gatewayd.premium import Billable, Notice, Premium, PremiumSettings
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.mt.queue import queue_mts, release_held_pushes
+from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts, release_held_pushes
 from gatewayd.store.mt.recipients import BILLED_KINDS, Recipient, Refusal, recipients, refusal
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
@@ -226,7 +226,8 @@ class Batch:
 class Outbox:
     """The one entry of the MT outbox. ``sessions`` for :meth:`queue` (its own transaction); ``bus``
     for the ``queued`` events and the daemons' wake-up (None: the daemons find the MTs at their next
-    poll); ``wake``: the sender in this process, woken at once."""
+    poll); ``wake``: the sender in this process, woken at once; ``inserts``: how the MTs are written,
+    the store's (``Store.mt_inserts``: PostgreSQL's array statement), else statements for any database."""
 
     def __init__(
         self,
@@ -235,11 +236,13 @@ class Outbox:
         sessions: async_sessionmaker[AsyncSession] | None = None,
         bus: EventBus | None = None,
         wake: Callable[[], None] | None = None,
+        inserts: MTInserts = ANY_DATABASE,
     ) -> None:
         self.settings = settings
         self._sessions = sessions
         self.bus = bus
         self._wake = wake
+        self._inserts = inserts
 
     # --- the entries ---------------------------------------------------------------------------------
 
@@ -320,7 +323,12 @@ class Outbox:
             if refused is None and isinstance(item, Prepared)
         ]
         ids = iter(
-            await queue_mts(session, [_new_mt(item, charged.get(index)) for index, item in allowed], now)
+            await queue_mts(
+                session,
+                [_new_mt(item, charged.get(index)) for index, item in allowed],
+                now,
+                self._inserts,
+            )
         )
         outcomes: list[Queued | Refusal | OutboxError] = []
         for item, refused in zip(prepared, decided, strict=True):

@@ -18,8 +18,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gatewayd.bus.base import Subscription
-from gatewayd.store.engine import create_engine, read_session_factory, session_factory
+from gatewayd.store.engine import create_engine, lookup_session_factory, read_session_factory
 from gatewayd.store.errors import is_conflict
+from gatewayd.store.store import Store
 from panel.access import access_of
 from panel.api import API_ROOT
 from panel.api.app import create_api
@@ -215,11 +216,14 @@ def create_app(
                     passwords, workers=settings.password_hash_workers, queue=settings.password_hash_queue
                 )
             )
+            store = Store.for_engine(own_engine)
             state = PanelRuntime(
                 settings=settings,
                 engine=own_engine,
-                sessionmaker=session_factory(own_engine),
+                sessionmaker=store.sessions,
                 readers=read_session_factory(own_engine),
+                lookups=lookup_session_factory(own_engine),
+                store=store,
                 bus=own_bus,
                 permissions=registry,
                 passwords=passwords,

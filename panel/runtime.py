@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
 from gatewayd.bus.base import EventBus
+from gatewayd.store.store import Store
 from panel.auth.passwords import PasswordHashing, PasswordPolicy
 from panel.auth.permissions import PermissionRegistry
 from panel.menu import MenuItem
@@ -67,6 +68,10 @@ class PanelRuntime:
     sessionmaker: async_sessionmaker[AsyncSession]
     # Read-only units of work: on SQLite they never take the write lock the daemon's commits need.
     readers: async_sessionmaker[AsyncSession]
+    # One read statement as a unit of work (the API key's look-up): no transaction on PostgreSQL.
+    lookups: async_sessionmaker[AsyncSession]
+    # The engine's statement sets in its dialect (the outbox's MT inserts), chosen once here.
+    store: Store
     bus: EventBus | None
     permissions: PermissionRegistry
     passwords: PasswordPolicy

@@ -322,6 +322,8 @@ _UDH_OCTETS = {
     ConcatMode.SAR: 7,
 }
 MAX_USER_DATA_OCTETS = 140
+#: Septets of one GSM-7 SMS (no UDH).
+_SINGLE_GSM7_SEPTETS = MAX_USER_DATA_OCTETS * 8 // 7
 #: message_payload limit: the TLV length is 16-bit, and the whole PDU must stay under MAX_PDU_SIZE.
 MAX_PAYLOAD_OCTETS = 64_000
 #: Concatenation IEs and SAR TLVs count parts in one octet.
@@ -432,6 +434,30 @@ def draft_info(
     Without ``data_coding`` the cheapest coding is chosen (see ``choose_encoding``).
     """
     mode = ConcatMode(concat)
+    if data_coding is None:
+        # Most MTs (the outbox checks each one): one SMS of GSM basic-table characters, whatever the
+        # concatenation mode, counted from the one encode the choice of coding makes anyway.
+        septets = _basic_septets(text)
+        if septets is not None and 0 < len(septets) <= _SINGLE_GSM7_SEPTETS:
+            return DraftInfo(
+                data_coding=0x00,
+                encoding=Alphabet.GSM7.value,
+                units=len(septets),
+                segments=1,
+                pdus=1,
+                units_left=_SINGLE_GSM7_SEPTETS - len(septets),
+                segment_capacity=_SINGLE_GSM7_SEPTETS,
+                non_gsm_chars=(),
+                unencodable_chars=(),
+                max_segments=max_segments,
+            )
+    return _draft_info(text, data_coding, max_segments, mode, allow_latin1)
+
+
+def _draft_info(
+    text: str, data_coding: int | None, max_segments: int | None, mode: ConcatMode, allow_latin1: bool
+) -> DraftInfo:
+    """:func:`draft_info` the general way, every coding and length."""
     if data_coding is None:
         data_coding = choose_encoding(text, allow_latin1=allow_latin1)
     alphabet = alphabet_for(data_coding)

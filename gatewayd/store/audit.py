@@ -28,11 +28,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, BigInteger, Integer, String, Text, cast, event, func, or_, select, update
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    cast,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gatewayd.store._tables import table_of
 from gatewayd.store.base import Base, utcnow
 
 #: The previous hash of the first record.
@@ -169,11 +184,10 @@ async def append_audit(
         "details": details,
     }
     digest = record_hash(**fields, prev_hash=prev_hash)
-    record = AuditRecord(**fields, prev_hash=prev_hash, hash=digest)
-    session.add(record)
+    # a Core insert: the record is written now, in statement order, without the unit of work's flush
+    await session.execute(insert(table_of(AuditRecord)).values(**fields, prev_hash=prev_hash, hash=digest))
     await session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(hash=digest))
-    await session.flush([record])
-    return record
+    return AuditRecord(**fields, prev_hash=prev_hash, hash=digest)
 
 
 async def records_about(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option of the engines behind `read_session_factory`: their SQLite transactions begin deferred.
 READ_ONLY_OPTION = "echat_read_only"
+#: Seconds a pooled PostgreSQL connection may rest before its next checkout pings it (HikariCP's
+#: 500 ms bypass window): one used this recently is handed out as it is.
+PING_AFTER_IDLE = 0.5
+_LAST_CHECKIN = "echat.last_checkin"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -35,7 +42,10 @@ def create_engine(
     PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow``, with pre-ping unless
     ``pre_ping`` is False (the daemon: a pre-ping costs every transaction three round trips, and its
     pipelines try a transaction again when the database fails it, a dead pooled connection too,
-    which the pool then drops with every connection made before it), every statement
+    which the pool then drops with every connection made before it). The pre-ping is skipped for a
+    connection checked in less than :data:`PING_AFTER_IDLE` ago (:func:`_ping_after_idle`): under
+    load (the API's sends) every connection is back within milliseconds, and two checkouts a request
+    cost six round trips of seventeen; every statement
     planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans`` is
     False (the daemon, see below). On both, an error never shows the statement's parameters: they
     hold subscribers' numbers, and errors end up in logs.
@@ -57,15 +67,38 @@ def create_engine(
     # generic plan if it is not dearer); a cached plan is made again whenever its tables are analysed
     # (autovacuum does so as they grow), so a plan made on a small table does not outlive its size.
     plan_cache_mode = "force_custom_plan" if custom_plans else "auto"
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
         echo=echo,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=pre_ping,
         connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}},
     )
+    if pre_ping:
+        _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's pre-ping (the dialect's ping: BEGIN, ';', ROLLBACK) at checkout, for a connection
+    that rested in the pool over :data:`PING_AFTER_IDLE` (a new one was just made: no ping). One that
+    fails is dropped and the checkout takes another (the pool's answer to ``DisconnectionError``)."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_LAST_CHECKIN] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checking_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        rested_since = record.info.get(_LAST_CHECKIN)
+        if rested_since is None or time.monotonic() - rested_since <= PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("the pooled connection failed its ping") from error
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -106,3 +139,15 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return async_sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+
+
+def lookup_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a unit of work that is one read statement (the API's key look-up, on every
+    request). On PostgreSQL the statement runs alone, in autocommit: one round trip where a READ ONLY
+    transaction costs three (BEGIN, the statement, ROLLBACK), and one statement sees one snapshot
+    either way. On SQLite the readers' sessions (a deferred transaction costs no round trip)."""
+    if engine.dialect.name == "postgresql":
+        return async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
+    return read_session_factory(engine)

@@ -370,12 +370,19 @@ async def count_mts(
     services = await _values(session, CONVERSATIONS, "service", [mt.conversation_id for mt in mts])
     tally = pending(session)
     hour = hour_of(now)
+    # counted per distinct key first: a batch of a thousand pushes is a handful of keys
+    keys: Counter[tuple[str | None, str, str, str | None]] = Counter()
+    sent: Counter[int] = Counter()
     for mt, subscriber_id in zip(mts, subscriber_ids, strict=True):
         service = services.get(mt.conversation_id) if mt.conversation_id is not None else None
         country = countries.get(subscriber_id) if subscriber_id is not None else None
-        tally.add(traffic_key(now, service, mt.source, mt.carrier, country), "mt")
+        keys[(service, mt.source, mt.carrier, country)] += 1
         if mt.operator_id is not None:
-            tally.add_operator((hour, mt.operator_id), "mts_sent")
+            sent[mt.operator_id] += 1
+    for (service, source, carrier, country), count in keys.items():
+        tally.add(traffic_key(now, service, source, carrier, country), "mt", count)
+    for operator_id, count in sent.items():
+        tally.add_operator((hour, operator_id), "mts_sent", count)
 
 
 async def count_replies(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gatewayd.store.engine import session_factory
 from gatewayd.store.mt.claims import Claims, PostgreSQLClaims, SQLiteClaims
+from gatewayd.store.mt.queue import MTInserts, PostgreSQLMTInserts
 from gatewayd.store.mt.receipts import PostgreSQLReceipts, Receipts, SQLiteReceipts
 from gatewayd.store.mt.results import PostgreSQLResults, Results, SQLiteResults
 from gatewayd.store.mt.status import PostgreSQLStatuses, SQLiteStatuses, Statuses
@@ -52,6 +53,8 @@ class Store:
     conversations: ConversationOpening
     mos: MOIngest
     mo_parts: MOPartLocks
+    #: The outbox's MT rows (``Outbox(inserts=...)``).
+    mt_inserts: MTInserts
     claims: Claims
     results: Results
     receipts: Receipts
@@ -84,6 +87,7 @@ class Store:
             conversations=conversations,
             mos=SQLiteMOIngest(subscribers, conversations),
             mo_parts=SQLiteMOPartLocks(),
+            mt_inserts=MTInserts(),
             claims=SQLiteClaims(statuses),
             results=SQLiteResults(receipts, statuses),
             receipts=receipts,
@@ -106,6 +110,7 @@ class Store:
             conversations=conversations,
             mos=PostgreSQLMOIngest(subscribers, conversations),
             mo_parts=PostgreSQLMOPartLocks(),
+            mt_inserts=PostgreSQLMTInserts(),
             claims=PostgreSQLClaims(statuses),
             results=PostgreSQLResults(receipts, statuses),
             receipts=receipts,

@@ -112,7 +112,7 @@ async def authorise(request: Request, limits: KeyLimits, scope: Scope | None, no
     ``scope``; else the problem (401, 403, 429). Writes the key's last use when due."""
     token = _bearer(request)
     state = runtime(request)
-    async with state.readers() as session:
+    async with state.lookups() as session:
         key = await authenticate(session, token)
     if key is None:
         raise Problem(

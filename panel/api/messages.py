@@ -95,7 +95,9 @@ async def _send(call: Call, items: Sequence[models.MessageIn], *, batch: bool) -
     key = _idempotency_key(call)
     fingerprint = _fingerprint(call) if key is not None else ""
     state = runtime(call.request)
-    outbox = Outbox(state.settings.outbox, sessions=state.sessionmaker, bus=state.bus)
+    outbox = Outbox(
+        state.settings.outbox, sessions=state.sessionmaker, bus=state.bus, inserts=state.store.mt_inserts
+    )
     for attempt in range(2):
         try:
             async with state.sessionmaker() as session, session.begin():

@@ -79,7 +79,12 @@ def desk_lifespan(settings: DeskSettings) -> Callable[[PanelRuntime], AbstractAs
             _sweep_loop(service, policy.sweep_interval), name="panel.desk.assignment.sweep_loop"
         )
         try:
-            outbox = Outbox(runtime.settings.outbox, sessions=runtime.sessionmaker, bus=runtime.bus)
+            outbox = Outbox(
+                runtime.settings.outbox,
+                sessions=runtime.sessionmaker,
+                bus=runtime.bus,
+                inserts=runtime.store.mt_inserts,
+            )
             yield Desk(service, settings, outbox)
         finally:  # the sweep ends before the panel's engine and bus close
             sweep.cancel()

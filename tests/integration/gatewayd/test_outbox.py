@@ -57,7 +57,7 @@ async def with_subscribers(store: Store) -> None:
 
 async def test_the_rule_is_applied_once_per_request_and_the_others_are_queued(store: Store) -> None:
     await with_subscribers(store)
-    outbox = Outbox(settings(), sessions=store.sessions)
+    outbox = Outbox(settings(), sessions=store.sessions, inserts=store.mt_inserts)
     requests = [
         MTRequest(OPTED_OUT, "oferta"),
         MTRequest(BANNED, "oferta"),
@@ -91,7 +91,7 @@ async def test_the_rule_is_applied_once_per_request_and_the_others_are_queued(st
 
 async def test_a_ban_after_queueing_is_caught_by_the_claim_with_the_same_rule(store: Store) -> None:
     await with_subscribers(store)
-    outbox = Outbox(settings(), sessions=store.sessions)
+    outbox = Outbox(settings(), sessions=store.sessions, inserts=store.mt_inserts)
     queued = await outbox.queue(MTRequest(FREE, "hola"), T0)
     async with store.transaction() as session:
         subscriber = await get_subscriber_by_msisdn(session, FREE)
@@ -109,7 +109,13 @@ async def test_queueing_announces_each_mt_and_wakes_the_daemons(store: Store) ->
     await with_subscribers(store)
     woken: list[bool] = []
     async with MemoryBus() as bus:
-        outbox = Outbox(settings(), sessions=store.sessions, bus=bus, wake=lambda: woken.append(True))
+        outbox = Outbox(
+            settings(),
+            sessions=store.sessions,
+            bus=bus,
+            wake=lambda: woken.append(True),
+            inserts=store.mt_inserts,
+        )
         async with (
             bus.subscribe(bus.topics.all_mt_status()) as statuses,
             bus.subscribe(bus.topics.outbox_queued()) as wakeups,
@@ -142,7 +148,9 @@ async def test_a_batch_of_pushes_leaves_each_by_its_own_subscribers_latest_mo(st
             await store.mos.ingest(session, [mo], at)
     requests = [MTRequest(second, "a"), MTRequest(first, "b"), MTRequest(silent, "c"), MTRequest(first, "d")]
     async with store.transaction() as session:
-        batch = await Outbox(settings()).queue_in(session, requests, T0 + timedelta(hours=1))
+        batch = await Outbox(settings(), inserts=store.mt_inserts).queue_in(
+            session, requests, T0 + timedelta(hours=1)
+        )
     async with store.sessions() as session:
         rows = {mt.id: mt for mt in (await session.execute(select(MTMessage))).scalars()}
     ways = [

@@ -17,12 +17,13 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
-from gatewayd.store.mt.queue import queue_mts
+from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts
 from gatewayd.store.mt.status import outbox_depth
 from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.repo_stats import HourlyCount, client_activity, client_history
 from gatewayd.store.store import Store
+from gatewayd.store.subscribers import Subscriber
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -482,6 +483,77 @@ async def test_reply_answers_the_conversation_and_stats_count_it(store: Store) -
         history = await client_history(session, mo.subscriber.id)
     assert activity == [HourlyCount(T0.date(), 12, 1, 0), HourlyCount(T0.date(), 13, 0, 1)]
     assert [(entry.direction, entry.status) for entry in history] == [("mt", "queued"), ("mo", None)]
+
+
+async def _queued_rows(store: Store, inserts: MTInserts, known: str) -> list[tuple[object, ...]]:
+    """A batch through ``inserts`` (to a known subscriber, to unknown numbers, one given its subscriber,
+    one held): each MT's row (id left out) with its history, and the subscriber's ``mt_count``."""
+    async with store.transaction() as session:
+        subscriber = await session.scalar(select(Subscriber).where(Subscriber.msisdn == known))
+        assert subscriber is not None
+        before = subscriber.mt_count
+        mts = [
+            push(known),
+            push("34600000901", priority=3),
+            NewMT(
+                MTKind.SYSTEM,
+                "movistar",
+                "997745",
+                "34600000902",
+                "aviso",
+                data_coding=8,
+                bind_name="m-1",
+                request_receipt=False,
+                not_before=T0 + timedelta(hours=1),
+                note="held for the quiet hours",
+            ),
+            push("34600000903", kind=MTKind.REPLY, conversation_id=None),
+            NewMT(MTKind.PUSH, "movistar", "997745", known, "dada", subscriber_id=subscriber.id, charge=150),
+        ]
+        ids = await queue_mts(session, mts, T0, inserts)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)  # in the batch's order: the claim's order
+    async with store.sessions() as session:
+        rows = {mt.id: mt for mt in (await session.scalars(select(MTMessage).where(MTMessage.id.in_(ids))))}
+        history = (
+            await session.execute(
+                select(
+                    MTStatusHistory.mt_id, MTStatusHistory.status, MTStatusHistory.at, MTStatusHistory.detail
+                ).where(MTStatusHistory.mt_id.in_(ids))
+            )
+        ).all()
+        count = await session.scalar(select(Subscriber.mt_count).where(Subscriber.id == subscriber.id))
+    notes = [mt.note for mt in mts]
+    assert sorted(history) == [
+        (mt_id, MTStatus.QUEUED, T0, note) for mt_id, note in zip(ids, notes, strict=True)
+    ]
+    columns = [column.key for column in MTMessage.__table__.columns if column.key != "id"]
+    return [
+        *(tuple(getattr(rows[mt_id], name) for name in columns) for mt_id in ids),
+        ("mt_count", count - before),
+    ]
+
+
+async def test_the_stores_inserts_write_what_the_portable_ones_write(store: Store) -> None:
+    """``Store.mt_inserts`` (on PostgreSQL one array statement) stores the same rows, history lines and
+    counts as the SQLAlchemy Core statements any database runs."""
+    known = "34600000900"
+    async with store.transaction() as session:
+        await store.mos.ingest(
+            session,
+            [NewMO(dedup_key("movistar", known, "997745", 0, b"x"), known, "movistar", "997745", "hola", T0)],
+            T0,
+        )
+    portable = await _queued_rows(store, ANY_DATABASE, known)
+    chosen = await _queued_rows(store, store.mt_inserts, known)
+    assert chosen == portable
+    subscriber_ids = {row[columns_index("subscriber_id")] for row in portable[:-1]}
+    assert len(subscriber_ids - {None}) == 1 and portable[-1] == ("mt_count", 2)
+    assert portable[2][columns_index("next_attempt_at")] == T0 + timedelta(hours=1)
+    assert portable[4][columns_index("charge")] == 150
+
+
+def columns_index(name: str) -> int:
+    return [column.key for column in MTMessage.__table__.columns if column.key != "id"].index(name)
 
 
 async def test_receipts_for_one_part_in_one_batch_apply_in_time_order(store: Store) -> None:

@@ -36,8 +36,11 @@ from smpp.text import (
     _GSM_ENCODE_TABLE,
     GSM_BASIC_CHARS,
     GSM_CHARS,
+    ConcatMode,
     _basic_septets,
+    _draft_info,
     choose_encoding,
+    draft_info,
     encode_text,
 )
 from smpp.tlv import Tag, TLVs
@@ -362,6 +365,26 @@ def test_single_sms_limits_per_alphabet(text: str, data_coding: int, parts: int)
             part_number=1,
             total_parts=1,
         )
+
+
+@given(
+    st.text(st.sampled_from(sorted(GSM_CHARS | {"á", "é", "€", "Ω", "😀"})), max_size=170),
+    st.sampled_from(["udh8", "udh16", "sar", "payload"]),
+    st.sampled_from([None, 1, 10]),
+    st.booleans(),
+)
+def test_draft_info_of_one_basic_gsm_sms_equals_the_general_count(
+    text: str, concat: str, max_segments: int | None, allow_latin1: bool
+) -> None:
+    """The outbox checks every MT with ``draft_info``: one SMS of basic-table characters is counted
+    without the general path, and the count is the same."""
+    general = _draft_info(text, None, max_segments, ConcatMode(concat), allow_latin1)
+    assert draft_info(text, max_segments=max_segments, concat=concat, allow_latin1=allow_latin1) == general
+
+
+@pytest.mark.parametrize("text", ["a" * 160, "a" * 161, "a" * 159 + "€", "", "Hola +34600000001"])
+def test_draft_info_shortcut_edges(text: str) -> None:
+    assert draft_info(text, max_segments=10) == _draft_info(text, None, 10, ConcatMode.UDH8, False)
 
 
 # --- receipts -------------------------------------------------------------------------------------------
