@@ -1,3 +1,0 @@
-"""Helpers of the API's tests."""
-
-from __future__ import annotations
