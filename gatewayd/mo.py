@@ -737,14 +737,8 @@ class MOPipeline:
             mos.append(unit)
             rows.append(self._new_mo(unit, None, check_redelivery=True))
         binds, answer_of = answering
-        # reserved keywords are answered, webhooks' deliveries enqueued and billed services' accounts
-        # written after the MOs: then the rollup is written at commit, its rows still the last locks
-        terms = self._outbox.settings.premium.terms
-        last = (
-            not any(mo.is_reserved for mo in mos)
-            and not self._webhooks.wants(WebhookEvent.MO_RECEIVED)
-            and not (terms and any(row.service in terms for row in rows))
-        )
+        # reserved keywords are answered and webhooks' deliveries enqueued after the MOs
+        last = not any(mo.is_reserved for mo in mos) and not self._webhooks.wants(WebhookEvent.MO_RECEIVED)
         answer_ids, ingested = await self._store.mos.ingest_answered(
             session, rows, now, binds, answer_of, last=last
         )
