@@ -633,34 +633,21 @@ class MOPipeline:
         connections: dict[tuple[str, int], list[int]] = {}
         for index, arrival in enumerate(batch):
             connections.setdefault((arrival.unit.bind, arrival.generation), []).append(index)
-        binds = [bind for bind, _ in connections]
+        answer_ids = await open_answers(session, [bind for bind, _ in connections], now)
+        answer_of: list[int | None] = [None] * len(batch)
+        answers: list[tuple[str, int, int, list[int]]] = []
+        for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True):
+            answers.append((bind, generation, answer_id, indexes))
+            for index in indexes:
+                answer_of[index] = answer_id
         new = [True] * len(batch)
         part_indexes = [index for index, arrival in enumerate(batch) if isinstance(arrival.unit, InboundPart)]
-        mo_indexes = [index for index, arrival in enumerate(batch) if isinstance(arrival.unit, InboundMO)]
         complete: list[list[StoredPart]] = []
         if part_indexes:
-            answer_ids = await open_answers(session, binds, now)
-            answer_of = [0] * len(batch)
-            for number, indexes in enumerate(connections.values()):
-                for index in indexes:
-                    answer_of[index] = answer_ids[number]
             complete = await self._store_parts(session, batch, part_indexes, answer_of, new, now)
-            whole = [(batch[index].unit, answer_of[index]) for index in mo_indexes]
-            stored, mts_queued = await self._assemble(
-                session, complete, now, whole=whole, new=new, at=mo_indexes
-            )
-        else:
-            # whole MOs only (the common case): their answers are opened with them, one round trip less
-            number_of = {key: number for number, key in enumerate(connections)}
-            answering = [number_of[(batch[index].unit.bind, batch[index].generation)] for index in mo_indexes]
-            whole_mos = [batch[index].unit for index in mo_indexes]
-            answer_ids, (stored, mts_queued) = await self._assemble_answered(
-                session, now, whole=whole_mos, new=new, at=mo_indexes, answering=(binds, answering)
-            )
-        answers = [
-            (bind, generation, answer_id, indexes)
-            for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True)
-        ]
+        mo_indexes = [index for index, arrival in enumerate(batch) if isinstance(arrival.unit, InboundMO)]
+        whole = [(batch[index].unit, answer_of[index]) for index in mo_indexes]
+        stored, mts_queued = await self._assemble(session, complete, now, whole=whole, new=new, at=mo_indexes)
         return _Written(new=new, stored=stored, mts_queued=mts_queued, answers=answers)
 
     async def _store_parts(
@@ -716,55 +703,12 @@ class MOPipeline:
             mos.append(mo)
             rows.append(self._new_mo(mo, None, check_redelivery=False))
         ingested = await self._store.mos.ingest(session, rows, now)
-        return await self._ingested(session, sets, now, mos, ingested, whole=len(whole), new=new, at=at)
-
-    async def _assemble_answered(
-        self,
-        session: AsyncSession,
-        now: datetime,
-        *,
-        whole: Sequence[Unit],
-        new: list[bool],
-        at: Sequence[int],
-        answering: tuple[Sequence[str | None], Sequence[int]],
-    ) -> tuple[list[int], tuple[list[tuple[InboundMO, IngestedMO]], list[Queued]]]:
-        """:meth:`_assemble` of whole MOs only, their answers opened with them (``answering``: one bind
-        per answer, the answer of each MO); returns the answers' ids too."""
-        mos: list[InboundMO] = []
-        rows: list[NewMO] = []
-        for unit in whole:
-            assert isinstance(unit, InboundMO)
-            mos.append(unit)
-            rows.append(self._new_mo(unit, None, check_redelivery=True))
-        binds, answer_of = answering
-        # reserved keywords are answered and webhooks' deliveries enqueued after the MOs
-        last = not any(mo.is_reserved for mo in mos) and not self._webhooks.wants(WebhookEvent.MO_RECEIVED)
-        answer_ids, ingested = await self._store.mos.ingest_answered(
-            session, rows, now, binds, answer_of, last=last
-        )
-        done = await self._ingested(session, [], now, mos, ingested, whole=len(whole), new=new, at=at)
-        return answer_ids, done
-
-    async def _ingested(
-        self,
-        session: AsyncSession,
-        sets: Sequence[Sequence[StoredPart]],
-        now: datetime,
-        mos: Sequence[InboundMO],
-        ingested: Sequence[IngestedMO],
-        *,
-        whole: int,
-        new: list[bool] | None,
-        at: Sequence[int],
-    ) -> tuple[list[tuple[InboundMO, IngestedMO]], list[Queued]]:
-        """What follows the MOs' ingest: the redeliveries told (``new``), the parts assembled marked,
-        the reserved keywords and banned subscribers answered, the webhooks' deliveries enqueued."""
         if new is not None:
             for index, result in zip(at, ingested, strict=False):
                 new[index] = result.mo_id is not None
         done = [
             (result.mo_id, [part.id for part in parts])
-            for parts, result in zip(sets, ingested[whole:], strict=True)
+            for parts, result in zip(sets, ingested[len(whole) :], strict=True)
             if result.mo_id is not None
         ]
         await mark_assembled(session, done)

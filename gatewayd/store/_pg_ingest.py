@@ -12,7 +12,6 @@ UPDATE``) before they are updated, so concurrent batches queue instead of deadlo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,79 +77,6 @@ JOIN LATERAL (SELECT * FROM conversations AS c
               LIMIT 1) AS c ON true
 """
 
-# An MO batch's first round trip on the common path: its answers (one ``mo_unconfirmed`` row per bind
-# connection), its subscribers and its conversations, each part as the statements above do it
-# (_INSERT_SUBSCRIBERS, _OPEN_CONVERSATIONS), the conversations keyed by MSISDN so that they can open
-# for subscribers this very statement creates. The answers' ids are drawn first so that each is known
-# by its place in the input. Every row reads back tagged with its part (``part``: a, s, c); what the
-# statement could not see (a row a concurrent transaction committed meanwhile) is missing, and the
-# caller looks it up again with the statements above.
-_OPEN_BATCH = """
-WITH answers AS MATERIALIZED (
-    SELECT nextval('mo_unconfirmed_id_seq') AS id, b.bind_name, b.ord
-    FROM unnest($1::varchar[]) WITH ORDINALITY AS b(bind_name, ord)
-), answered AS (
-    INSERT INTO mo_unconfirmed (id, bind_name, created_at) SELECT id, bind_name, $6::timestamptz FROM answers
-), subscriber_input AS (
-    SELECT * FROM unnest($2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $7::integer[],
-                         $8::timestamptz[])
-        AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
-), created_subscribers AS (
-    INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
-                             mo_count, mt_count)
-    SELECT i.client_id, i.msisdn, i.carrier, i.country, $6::timestamptz,
-           GREATEST($6::timestamptz, i.last_mo_at), false, false, i.mos, 0
-    FROM subscriber_input AS i
-    LEFT JOIN LATERAL (SELECT true AS known FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS k
-        ON true
-    WHERE k.known IS NULL
-    ORDER BY i.msisdn
-    ON CONFLICT DO NOTHING
-    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mo_count AS counted
-), batch_subscribers AS MATERIALIZED (
-    SELECT id, client_id, msisdn, carrier, country, opted_out, banned, counted, true AS created
-    FROM created_subscribers
-    UNION ALL
-    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, 0, false
-    FROM subscriber_input AS i
-    JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
-), conversation_input AS (
-    SELECT s.id AS subscriber_id, i.*
-    FROM unnest($9::varchar[], $10::varchar[], $11::varchar[], $12::timestamptz[], $13::timestamptz[],
-                $14::varchar[], $15::boolean[])
-        AS i(msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre)
-    JOIN batch_subscribers AS s ON s.msisdn = i.msisdn
-), opened AS (
-    INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
-                               last_mo_at, operator_pool, callcentre)
-    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $6::timestamptz, i.first_mo_at, i.last_mo_at,
-           i.operator_pool, i.callcentre
-    FROM conversation_input AS i
-    LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
-                       WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
-                         AND c.status != 'closed' LIMIT 1) AS a ON true
-    WHERE a.active IS NULL
-    ORDER BY i.subscriber_id, i.short_code
-    ON CONFLICT DO NOTHING
-    RETURNING subscriber_id, short_code, id
-)
-SELECT 'a' AS part, id, NULL::bigint AS subscriber_id, NULL AS msisdn, NULL AS client_id, NULL AS carrier,
-       NULL AS country, NULL::boolean AS opted_out, NULL::boolean AS banned, ord::integer AS counted,
-       NULL::boolean AS created, NULL AS short_code
-FROM answers
-UNION ALL
-SELECT 's', id, NULL, msisdn, client_id, carrier, country, opted_out, banned, counted, created, NULL
-FROM batch_subscribers
-UNION ALL
-SELECT 'c', id, subscriber_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, short_code FROM opened
-UNION ALL
-SELECT 'c', c.id, c.subscriber_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.short_code
-FROM conversation_input AS i
-JOIN LATERAL (SELECT * FROM conversations AS c
-              WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code AND c.status != 'closed'
-              LIMIT 1) AS c ON true
-"""
-
 _ACTIVE_CONVERSATIONS = """
 SELECT c.subscriber_id, c.short_code, c.id
 FROM conversations AS c
@@ -167,7 +93,7 @@ WHERE c.status != 'closed'
 # new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
 # a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
 # was: 340 ms for 2,000 MOs of known subscribers).
-_MO_CTES = """
+_INSERT_MOS = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
                          $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
@@ -196,8 +122,7 @@ WITH input AS (
            data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id
     FROM input
     WHERE NOT EXISTS (SELECT 1 FROM matched WHERE matched.dedup_key = input.dedup_key)
-    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at, service, short_code, carrier,
-              country
+    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
 ), inserted_per_subscriber AS (
     SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
 ), per_subscriber AS (  -- what is left to count: minus what the subscriber's creation counted already
@@ -214,7 +139,6 @@ WITH input AS (
     SET mo_count = s.mo_count + l.mos, last_seen = GREATEST(s.last_seen, l.latest)
     FROM locked_subscribers AS l
     WHERE s.id = l.id
-    RETURNING s.id
 ), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
@@ -232,47 +156,9 @@ WITH input AS (
                           ELSE c.last_mo_at END
     FROM locked_conversations AS l
     WHERE c.id = l.id
-    RETURNING c.id
-)"""
-_INSERT_MOS = (
-    _MO_CTES
-    + """
-SELECT id, dedup_key FROM inserted
-"""
-)
-
-# The same, the batch's MOs counted in the traffic rollup too (``rollups.count_mos``: each new MO in the
-# hour it was received, a new client at the first new MO of each subscriber the batch created), into
-# the shard of the connection. The rollup rows are locked last, once the subscribers' and
-# conversations' updates are done (the scalar subqueries wait for them), in key order.
-_INSERT_MOS_COUNTED = (
-    _MO_CTES
-    + """, new_clients AS (
-    SELECT DISTINCT ON (i.subscriber_id) i.dedup_key
-    FROM inserted AS i
-    JOIN unnest($1::varchar[], $26::integer[]) AS p(dedup_key, position) ON p.dedup_key = i.dedup_key
-    WHERE i.subscriber_id = ANY($24::bigint[])
-    ORDER BY i.subscriber_id, p.position
-), counts AS (
-    SELECT date_trunc('hour', i.received_at, 'UTC') AS hour, COALESCE(i.service, '') AS service,
-           COALESCE(i.short_code, '') AS short_code, COALESCE(i.carrier, '') AS carrier,
-           COALESCE(i.country, '') AS country, count(*) AS mos, count(n.dedup_key) AS new_clients
-    FROM inserted AS i LEFT JOIN new_clients AS n ON n.dedup_key = i.dedup_key
-    WHERE (SELECT count(*) FROM touched_subscribers) >= 0 AND (SELECT count(*) FROM noted_conversations) >= 0
-    GROUP BY 1, 2, 3, 4, 5
-), rolled_up AS (
-    INSERT INTO traffic_hourly (hour, service, short_code, carrier, country, shard, mo, mt, mt_delivered,
-                                mt_failed, mt_refused, opt_outs, new_clients)
-    SELECT hour, service, short_code, carrier, country, $25::smallint, mos, 0, 0, 0, 0, 0, new_clients
-    FROM counts
-    ORDER BY hour, service, short_code, carrier, country
-    ON CONFLICT (hour, service, short_code, carrier, country, shard)
-    DO UPDATE SET mo = traffic_hourly.mo + excluded.mo,
-                  new_clients = traffic_hourly.new_clients + excluded.new_clients
 )
 SELECT id, dedup_key FROM inserted
 """
-)
 
 MO_COLUMNS = (
     "dedup_key",
@@ -338,77 +224,18 @@ async def open_conversations(
     return found
 
 
-ConversationByMSISDN = tuple[str, str, str | None, datetime | None, datetime | None, str | None, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedBatch:
-    """What :func:`open_batch` made and saw: the answers' ids in input order, the subscriber rows (as
-    :func:`insert_subscribers` returns them) and the active conversation of each (subscriber_id,
-    short_code) it could see."""
-
-    answer_ids: list[int]
-    subscribers: list[Row[Any]]
-    conversations: dict[tuple[int, str], int]
-
-
-async def open_batch(
-    session: AsyncSession,
-    binds: Sequence[str | None],
-    subscribers: Sequence[SubscriberInput],
-    conversations: Sequence[ConversationByMSISDN],
-    now: datetime,
-) -> OpenedBatch:
-    """In one round trip: one unconfirmed answer per entry of ``binds``, the subscribers as
-    :func:`insert_subscribers` and the conversations as :func:`open_conversations` make them, these
-    keyed by (msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre). What a
-    concurrent transaction committed meanwhile is missing from what it returns."""
-    ordered = sorted(subscribers, key=lambda row: row[0])
-    columns = [[row[index] for row in ordered] for index in range(6)]
-    for last_mo_at in columns[5]:
-        if last_mo_at is not None:
-            assert isinstance(last_mo_at, datetime)
-            aware(last_mo_at)
-    keys = [[key[index] for key in conversations] for index in range(7)]
-    rows = await pg_rows(session, _OPEN_BATCH, list(binds), *columns[:4], aware(now), *columns[4:], *keys)
-    answer_ids = [0] * len(binds)
-    seen: list[Row[Any]] = []
-    found: dict[tuple[int, str], int] = {}
-    for row in rows:
-        if row.part == "a":
-            answer_ids[row.counted - 1] = row.id
-        elif row.part == "s":
-            seen.append(row)
-        else:
-            found[(row.subscriber_id, row.short_code)] = row.id
-    return OpenedBatch(answer_ids, seen, found)
-
-
-@dataclass(frozen=True, slots=True)
-class MOTally:
-    """What :func:`insert_mos` needs to count the MOs in the traffic rollup itself: the rollup shard of
-    the session's connection, the subscribers the batch created, and each row's place in the batch
-    (a new client counts at its first new MO)."""
-
-    shard: int
-    created: Sequence[int]
-    positions: Sequence[int]
-
-
 async def insert_mos(
     session: AsyncSession,
     rows: Sequence[dict[str, object]],
     since: datetime,
     counted: Mapping[int, int] | None = None,
-    tally: MOTally | None = None,
 ) -> dict[str, int]:
     """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS` and
     :data:`CHECK_REDELIVERY`) but those that are a redelivery (checked, and an MO received since
     ``since`` with the same key has its answer in ``mo_unconfirmed``), counts them on their
     subscribers and marks their conversations waiting; returns {dedup_key: id} of those inserted.
     ``counted`` is {subscriber_id: MOs} already counted when the subscriber was created by this batch:
-    only the difference is added. With a ``tally``, the statement counts the MOs inserted in the traffic
-    rollup too, last."""
+    only the difference is added."""
     columns = [[row[name] for row in rows] for name in (*MO_COLUMNS, CHECK_REDELIVERY)]
     for received_at in columns[MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)
@@ -419,20 +246,16 @@ async def insert_mos(
         {_id(row["conversation_id"]) for row in rows if row["conversation_id"] is not None}
     )
     precounted = sorted((counted or {}).items())
-    parameters = [
+    inserted = await pg_rows(
+        session,
+        _INSERT_MOS,
         *columns,
         aware(since),
         subscriber_ids,
         conversation_ids,
         [item[0] for item in precounted],
         [item[1] for item in precounted],
-    ]
-    if tally is None:
-        inserted = await pg_rows(session, _INSERT_MOS, *parameters)
-    else:
-        assert len(tally.positions) == len(rows)
-        parameters += [sorted(tally.created), tally.shard, list(tally.positions)]
-        inserted = await pg_rows(session, _INSERT_MOS_COUNTED, *parameters)
+    )
     return {row.dedup_key: row.id for row in inserted}
 
 

@@ -1,9 +1,8 @@
 """MOs: durable batch ingestion with redelivery detection.
 
-The MO pipeline calls :meth:`MOIngest.ingest_answered` once per group-commit batch of whole MOs (with
-its answers), :meth:`MOIngest.ingest` for the MOs its parts complete: a handful of bulk statements
+The MO pipeline calls :meth:`MOIngest.ingest` once per group-commit batch: a handful of bulk statements
 whatever the batch size (subscribers upserted, conversations opened, MOs inserted but redeliveries,
-counters touched; on PostgreSQL two statements for a batch of whole MOs), then commits.
+counters touched), then commits.
 
 An SMSC delivers an MO again only when our deliver_sm_resp may not have reached it. So every batch
 records its answers as unconfirmed (:func:`open_answers`, one ``mo_unconfirmed`` row per bind
@@ -20,25 +19,17 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
 
 from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._pg_ingest import CHECK_REDELIVERY, MOTally, insert_mos, open_batch
+from gatewayd.store._pg_ingest import CHECK_REDELIVERY, insert_mos
 from gatewayd.store._tables import chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
-from gatewayd.store.repo_subscribers import (
-    SubscriberRef,
-    SubscriberSeen,
-    SubscriberUpserts,
-    new_client_ids,
-    subscriber_ref,
-    update_carriers,
-)
-from gatewayd.store.rollups import connection_shard, count_mos
+from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts
+from gatewayd.store.rollups import count_mos
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
@@ -136,7 +127,10 @@ class MOIngest(ABC):
         order."""
         if not mos:
             return []
-        first_of_key = _first_of_key(mos)
+        since = now - REDELIVERY_WINDOW
+        first_of_key: dict[str, NewMO] = {}
+        for mo in mos:
+            first_of_key.setdefault(mo.dedup_key, mo)
         # A subscriber or conversation this batch creates starts with its figures of the batch already
         # set, so the MO statement does not rewrite rows it just inserted.
         subscribers = await self._subscribers.upsert(
@@ -144,40 +138,6 @@ class MOIngest(ABC):
         )
         keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
         conversations = await self._conversations.get_or_open(session, keys, now)
-        return await self._store(session, mos, first_of_key, subscribers, conversations, now)
-
-    async def ingest_answered(
-        self,
-        session: AsyncSession,
-        mos: Sequence[NewMO],
-        now: datetime,
-        binds: Sequence[str | None],
-        answer_of: Sequence[int],
-        *,
-        last: bool = False,
-    ) -> tuple[list[int], list[IngestedMO]]:
-        """:meth:`ingest` with the batch's answers opened first (:func:`open_answers`, one per entry of
-        ``binds``), ``mos[i]`` answered by the ``answer_of[i]``-th; returns the answers' ids and the
-        outcomes. ``last``: the caller writes nothing after the MOs in this transaction, but for
-        banned subscribers (see :class:`PostgreSQLMOIngest`)."""
-        answer_ids = await open_answers(session, binds, now)
-        for mo, index in zip(mos, answer_of, strict=True):
-            mo.answer_id = answer_ids[index]
-        return answer_ids, await self.ingest(session, mos, now)
-
-    async def _store(
-        self,
-        session: AsyncSession,
-        mos: Sequence[NewMO],
-        first_of_key: Mapping[str, NewMO],
-        subscribers: Mapping[str, SubscriberRef],
-        conversations: Mapping[tuple[int, str], int],
-        now: datetime,
-        *,
-        tally: bool = False,
-    ) -> list[IngestedMO]:
-        """The MOs inserted (their subscribers and conversations known), counted and rolled up (with
-        ``tally``, by the insert statement itself, rather than at commit)."""
         conversation_ids = [
             conversations.get((subscribers[mo.msisdn].id, mo.short_code)) if mo.opens_conversation else None
             for mo in mos
@@ -187,7 +147,7 @@ class MOIngest(ABC):
             for mo, conversation_id in zip(mos, conversation_ids, strict=True)
             if first_of_key[mo.dedup_key] is mo
         }
-        inserted = await self._insert(session, rows, subscribers, now - REDELIVERY_WINDOW, tally=tally)
+        inserted = await self._insert(session, rows, subscribers, since)
         results: list[IngestedMO] = []
         claimed: set[str] = set()
         for mo, conversation_id in zip(mos, conversation_ids, strict=True):
@@ -196,8 +156,7 @@ class MOIngest(ABC):
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
         await self._count(session, [result for result in results if result.mo_id is not None])
-        if not tally:
-            await count_mos(session, results)
+        await count_mos(session, results)
         return results
 
     @abstractmethod
@@ -207,12 +166,9 @@ class MOIngest(ABC):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-        *,
-        tally: bool = False,
     ) -> dict[str, int]:
-        """Inserts the rows (by unique dedup key, in batch order) but the redeliveries of MOs received
-        since ``since``; returns {dedup_key: id} of those inserted. With ``tally`` (PostgreSQL only), it
-        counts those in the traffic rollup as :func:`count_mos` does."""
+        """Inserts the rows (by unique dedup key) but the redeliveries of MOs received since ``since``;
+        returns {dedup_key: id} of those inserted."""
 
     @abstractmethod
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
@@ -229,10 +185,7 @@ class SQLiteMOIngest(MOIngest):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-        *,
-        tally: bool = False,
     ) -> dict[str, int]:
-        assert not tally, "SQLite counts at commit"
         return await _insert_new(session, list(rows.values()), since)
 
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
@@ -257,88 +210,13 @@ class PostgreSQLMOIngest(MOIngest):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-        *,
-        tally: bool = False,
     ) -> dict[str, int]:
         counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
-        keys = sorted(rows)
-        counting = None
-        if tally:
-            position = {key: index for index, key in enumerate(rows)}
-            counting = MOTally(
-                await connection_shard(session),
-                [ref.id for ref in subscribers.values() if ref.created],
-                [position[key] for key in keys],
-            )
-        return await insert_mos(session, [rows[key] for key in keys], since, counted, counting)
+        return await insert_mos(session, [rows[key] for key in sorted(rows)], since, counted)
 
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
         """Nothing left: the insert statement counted them."""
-
-    async def ingest_answered(
-        self,
-        session: AsyncSession,
-        mos: Sequence[NewMO],
-        now: datetime,
-        binds: Sequence[str | None],
-        answer_of: Sequence[int],
-        *,
-        last: bool = False,
-    ) -> tuple[list[int], list[IngestedMO]]:
-        """Two round trips: the answers, subscribers and conversations in one (:func:`open_batch`), the
-        MOs in the other; what the first could not see (committed meanwhile by a concurrent batch, or a
-        client ID taken) is looked up or made again by the statements of :meth:`ingest` in between.
-        When the MOs are the transaction's ``last`` writes and no subscriber of the batch is banned
-        (their MOs may be answered), the MO statement counts them in the traffic rollup too, as its
-        last step: the rollup rows stay the transaction's last locks, and the commit has nothing left
-        to write."""
-        if not mos:
-            return await super().ingest_answered(session, mos, now, binds, answer_of)
-        first_of_key = _first_of_key(mos)
-        seen = {item.msisdn: item for item in _subscribers_seen(mos, first_of_key.values())}
-        msisdns = sorted(seen)
-        opening = _openings([(mo.msisdn, mo) for mo in mos if mo.opens_conversation])
-        opened = await open_batch(
-            session,
-            binds,
-            [
-                (msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
-                for msisdn, client_id in zip(msisdns, new_client_ids(len(msisdns)), strict=True)
-                for item in (seen[msisdn],)
-            ],
-            [
-                (
-                    item.subscriber,
-                    item.short_code,
-                    item.service,
-                    item.first_mo_at,
-                    item.last_mo_at,
-                    item.operator_pool,
-                    item.callcentre,
-                )
-                for item in opening
-            ],
-            now,
-        )
-        for mo, index in zip(mos, answer_of, strict=True):
-            mo.answer_id = opened.answer_ids[index]
-        subscribers = {row.msisdn: subscriber_ref(row) for row in opened.subscribers}
-        unseen = [seen[msisdn] for msisdn in msisdns if msisdn not in subscribers]
-        if unseen:
-            subscribers.update(await self._subscribers.upsert(session, unseen, now))
-        await update_carriers(session, seen, subscribers)
-        conversations = dict(opened.conversations)
-        missing = [
-            _key(item, subscribers[item.subscriber].id)
-            for item in opening
-            if (subscribers[item.subscriber].id, item.short_code) not in conversations
-        ]
-        if missing:
-            conversations.update(await self._conversations.get_or_open(session, missing, now))
-        tally = last and not any(ref.banned for ref in subscribers.values())
-        results = await self._store(session, mos, first_of_key, subscribers, conversations, now, tally=tally)
-        return opened.answer_ids, results
 
 
 def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> list[SubscriberSeen]:
@@ -355,61 +233,19 @@ def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> li
     ]
 
 
-#: How an MO batch names a subscriber: by id, or by MSISDN before the subscriber is known.
-K = TypeVar("K")
-
-
-@dataclass(frozen=True, slots=True)
-class _Opening(Generic[K]):
-    """A conversation an MO batch names: its subscriber (by id, or by MSISDN before the subscriber is
-    known) and short code, and what opens it (see :class:`ConversationKey`)."""
-
-    subscriber: K
-    short_code: str
-    service: str | None
-    first_mo_at: datetime
-    last_mo_at: datetime
-    operator_pool: str | None
-    callcentre: bool
-
-
-def _openings(opening: Sequence[tuple[K, NewMO]]) -> list[_Opening[K]]:
-    """One entry per (subscriber, short code), waiting since its batch's first MO; the service, pool and
+def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
+    """One key per (subscriber, short code), waiting since its batch's first MO; the service, pool and
     call-centre flag are those of the batch's first MO for it, the one that opens the conversation
     when it has none yet."""
-    spans: dict[tuple[K, str], tuple[NewMO, datetime, datetime]] = {}
-    for subscriber, mo in opening:
-        pair = (subscriber, mo.short_code)
+    spans: dict[tuple[int, str], tuple[NewMO, datetime, datetime]] = {}
+    for subscriber_id, mo in opening:
+        pair = (subscriber_id, mo.short_code)
         opener, first, last = spans.get(pair, (mo, mo.received_at, mo.received_at))
         spans[pair] = (opener, min(first, mo.received_at), max(last, mo.received_at))
     return [
-        _Opening(pair[0], pair[1], mo.service, first, last, mo.operator_pool, mo.callcentre)
+        ConversationKey(pair[0], pair[1], mo.service, first, last, mo.operator_pool, mo.callcentre)
         for pair, (mo, first, last) in spans.items()
     ]
-
-
-def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
-    return [_key(item, item.subscriber) for item in _openings(opening)]
-
-
-def _key(item: _Opening[K], subscriber_id: int) -> ConversationKey:
-    return ConversationKey(
-        subscriber_id,
-        item.short_code,
-        item.service,
-        item.first_mo_at,
-        item.last_mo_at,
-        item.operator_pool,
-        item.callcentre,
-    )
-
-
-def _first_of_key(mos: Sequence[NewMO]) -> dict[str, NewMO]:
-    """The first MO of each dedup key: the one stored, should the key repeat in the batch."""
-    first_of_key: dict[str, NewMO] = {}
-    for mo in mos:
-        first_of_key.setdefault(mo.dedup_key, mo)
-    return first_of_key
 
 
 def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str, object]:

@@ -13,11 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import insert_subscribers
@@ -116,7 +114,7 @@ class SubscriberUpserts(ABC):
                 break
         else:
             raise RuntimeError(f"could not allocate client IDs for {len(missing)} subscriber(s)")
-        await update_carriers(session, wanted, found)
+        await _update_carriers(session, wanted, found)
         return found
 
     @abstractmethod
@@ -187,26 +185,24 @@ class PostgreSQLSubscriberUpserts(SubscriberUpserts):
             ],
             now,
         )
-        found = {row.msisdn: subscriber_ref(row) for row in rows}
+        found = {
+            row.msisdn: SubscriberRef(
+                row.id,
+                row.client_id,
+                row.msisdn,
+                row.carrier,
+                row.country,
+                row.opted_out,
+                row.banned,
+                row.counted,
+                row.created,
+            )
+            for row in rows
+        }
         unseen = [msisdn for msisdn in missing if msisdn not in found]
         if unseen:
             found.update(await _refs_by_msisdn(session, unseen))
         return found
-
-
-def subscriber_ref(row: Row[Any]) -> SubscriberRef:
-    """The reference a PostgreSQL subscriber statement's row (``_pg_ingest``) reads back as."""
-    return SubscriberRef(
-        row.id,
-        row.client_id,
-        row.msisdn,
-        row.carrier,
-        row.country,
-        row.opted_out,
-        row.banned,
-        row.counted,
-        row.created,
-    )
 
 
 async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict[str, SubscriberRef]:
@@ -214,11 +210,9 @@ async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict
     return {row.msisdn: SubscriberRef(*row) for row in result}
 
 
-async def update_carriers(
+async def _update_carriers(
     session: AsyncSession, wanted: Mapping[str, SubscriberSeen], found: dict[str, SubscriberRef]
 ) -> None:
-    """A changed carrier or country (number portability) of the subscribers ``found`` by MSISDN, as the
-    batch sees them (``wanted``), updated in the database and in ``found``."""
     changes = []
     for msisdn, ref in found.items():
         item = wanted[msisdn]

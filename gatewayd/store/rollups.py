@@ -16,9 +16,7 @@ the traffic; each adds its batch to the transaction's pending counts (:func:`pen
 transaction commits with one upsert per distinct key, keys sorted, so that concurrent daemons lock the
 rollup rows last and in the same order and queue instead of deadlocking. The upsert statement
 (``INSERT .. ON CONFLICT .. DO UPDATE``) reads the same on SQLite and PostgreSQL, so there is no
-dialect to choose on this path; the one exception is PostgreSQL's MO statement, which counts its MOs as
-:func:`count_mos` does, as its last step, when nothing follows them in the transaction
-(``_pg_ingest.insert_mos``). ``gatewayd reports rebuild`` (:mod:`gatewayd.store.rollups_rebuild`)
+dialect to choose on this path. ``gatewayd reports rebuild`` (:mod:`gatewayd.store.rollups_rebuild`)
 recomputes them from the message tables.
 """
 
@@ -31,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindparam, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -194,15 +192,7 @@ def shard_of(session: Session) -> int:
     keys: with one row per key, concurrent transactions would queue on it from their upsert to their
     commit (PostgreSQL's write pipelines lost two fifths of their throughput so); connections numbered
     in turn rarely share a row."""
-    return _shard(session.connection().info)
-
-
-async def connection_shard(session: AsyncSession) -> int:
-    """:func:`shard_of` from async code: for a statement that adds to the rollup itself."""
-    return _shard((await session.connection()).info)
-
-
-def _shard(info: dict[Any, Any]) -> int:
+    info = session.connection().info
     shard = info.get(_SHARD)
     if shard is None:
         shard = info[_SHARD] = next(_next_shard) % SHARDS
