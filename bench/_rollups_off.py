@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import gatewayd.mo
-import gatewayd.store._pg_ingest
 import gatewayd.store.mt._pg
 import gatewayd.store.mt.claims
 import gatewayd.store.mt.queue
@@ -30,16 +29,6 @@ FROM updated AS u
 """
 
 
-_insert_mos = gatewayd.store._pg_ingest.insert_mos
-
-
-async def _insert_mos_uncounted(
-    session: Any, rows: Any, since: Any, counted: Any = None, tally: Any = None
-) -> Any:
-    """The MO statement without the traffic rollup it writes itself on PostgreSQL's common path."""
-    return await _insert_mos(session, rows, since, counted, None)
-
-
 def switch_rollups_off() -> None:
     for module, name in (
         (gatewayd.store.repo_mo, "count_mos"),
@@ -51,8 +40,6 @@ def switch_rollups_off() -> None:
     ):
         assert hasattr(module, name), f"{module.__name__} no longer calls {name}"
         setattr(module, name, _nothing)
-    assert hasattr(gatewayd.store.repo_mo, "insert_mos"), "the MO statement moved: count it off there"
-    setattr(gatewayd.store.repo_mo, "insert_mos", _insert_mos_uncounted)  # noqa: B010 - not a public name
     assert hasattr(gatewayd.store.mt.status, "count_final_rows"), "the status change no longer counts"
     gatewayd.store.mt.status.count_final_rows = _nothing_now
     statement = gatewayd.store.mt._pg._CHANGE_STATUS
