@@ -178,9 +178,6 @@ class Premium:
     def __init__(self, settings: PremiumSettings | None = None) -> None:
         self.settings = settings or PremiumSettings()
 
-    def billed_service(self, service: str | None) -> bool:
-        return service is not None and service in self.settings.terms
-
     async def after_mos(self, session: AsyncSession, mos: Sequence[ChatMO], now: datetime) -> list[Notice]:
         """Applies a batch's chat MOs to billed services (in order) to their clients' accounts; the
         notices to queue (price notices, spend steps). An acceptance is audited here (it sends
