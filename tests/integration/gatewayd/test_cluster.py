@@ -35,6 +35,8 @@ from tests.integration.gatewayd.conftest import (
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     VODAFONE_SHORT_CODE,
+    make_config,
+    running_daemon,
     simulator_config,
 )
 from tests.integration.gatewayd.faults import mt_status_counts, queue_many
@@ -477,5 +479,39 @@ async def test_a_daemon_cut_off_from_the_database_unbinds_before_another_binds_i
             # node-b dropped its binds by its own clock before its leases expired and node-a took them
             assert binds(simulator)["max"] == SLOTS, binds(simulator)
             await eventually(lambda: "cluster.fenced" in running.log("node-b"), what="node-b fenced")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_reload_releases_the_slots_removed_and_takes_the_slots_added(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """SIGHUP with fewer binds: their sessions unbind and their leases go; with more: they are taken."""
+    config = make_config(tmp_path, pg_url, simulator, binds_per_carrier=2)
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+
+    async def leased() -> set[str]:
+        async with sessions() as session:
+            return set((await session.execute(select(BindLease.slot))).scalars())
+
+    try:
+        async with running_daemon(config, binds_up=4) as daemon:
+            assert await leased() == {"movistar-1", "movistar-2", "vodafone-1", "vodafone-2"}
+            daemon.reload(make_config(tmp_path, pg_url, simulator, binds_per_carrier=1))
+
+            async def released() -> bool:
+                return await leased() == {"movistar-1", "vodafone-1"} and binds(simulator)["now"] == 1
+
+            await eventually(released, what="the removed binds unbound and their leases given up")
+            daemon.reload(make_config(tmp_path, pg_url, simulator, binds_per_carrier=2))
+
+            async def taken() -> bool:
+                return len(await leased()) == 4 and binds(simulator)["now"] == 2
+
+            await eventually(taken, what="the added binds leased and bound")
+            assert daemon.binds is not None and daemon.binds.binds_up() == 4
+        assert await leased() == set()  # a clean stop gives every lease up
+        assert binds(simulator)["max"] == 2
     finally:
         await engine.dispose()
