@@ -39,7 +39,7 @@ from tests.integration.gatewayd.conftest import (
     running_daemon,
     simulator_config,
 )
-from tests.integration.gatewayd.faults import mt_status_counts, queue_many
+from tests.integration.gatewayd.faults import mo_texts, mt_status_counts, queue_many
 from tests.waiting import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -235,6 +235,21 @@ async def test_daemons_with_one_configuration_split_the_binds_and_never_exceed_t
             await running.start("node-c")
             # 4 slots over 3 daemons: the first in name order gets 2
             await spread(sessions, simulator, {"node-a": 2, "node-b": 1, "node-c": 1}, within=30)
+
+            # receipts and MOs arrive on any daemon's bind and still reach their MT and conversation
+            texts = [f"split mt {index}" for index in range(60)]
+            await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts)
+            for index in range(30):
+                simulator.inject_mo(
+                    MOVISTAR, f"+3460000{index:04d}", MOVISTAR_SHORT_CODE, f"split mo {index}"
+                )
+
+            async def all_through() -> bool:
+                delivered = (await mt_status_counts(sessions))[MTStatus.DELIVERED] == len(texts)
+                return delivered and len(await mo_texts(sessions)) == 30
+
+            await eventually(all_through, within=60, what="every receipt applied and every MO stored")
+            assert set((await mo_texts(sessions)).values()) == {1}
 
             status = tmp_path / "status.json"
             with status.open("wb") as output:
