@@ -443,7 +443,7 @@ class Daemon:
         assert self.binds is not None and self.events is not None
         while True:
             self._status_changed.clear()
-            await self.events.status(*self.binds.carrier_binds())
+            await self.events.status(*self.binds.carrier_binds(), instance=self.config.daemon.instance)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_changed.wait(), self.status_interval)
 
