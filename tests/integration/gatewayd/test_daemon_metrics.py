@@ -117,6 +117,12 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
             report = (await client.get("/healthz")).json()
             assert "mo.commit" in report["failing"]
             assert "mo_messages" in report["failing"]["mo.commit"]["last_error"]
+            failing = re.search(
+                r'^gatewayd_loop_failing_seconds\{loop="mo.commit"\} (\S+)$',
+                (await client.get("/metrics")).text,
+                re.MULTILINE,
+            )
+            assert failing is not None and float(failing.group(1)) >= 5
             async with daemon.sessions.begin() as session:
                 await session.execute(text("ALTER TABLE mo_messages_away RENAME TO mo_messages"))
 
@@ -124,6 +130,7 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
                 return (await client.get("/healthz")).status_code == 200
 
             await eventually(healthy, within=60, interval=0.2)
+            assert "gatewayd_loop_failing_seconds{" not in (await client.get("/metrics")).text
         assert simulator.carrier(MOVISTAR).counters.mo_delivered == 1
 
 
