@@ -1,0 +1,43 @@
+"""The Prometheus alerting rules shipped beside the dashboard are valid and do what their unit tests
+(dashboards/alerts_test.yml) say: ``promtool`` from Debian's prometheus package (``make promtool``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
+
+
+def _promtool(*arguments: str) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: `make promtool` installs Debian's prometheus package"
+    finished = subprocess.run(
+        [promtool, *arguments], cwd=DASHBOARDS, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 0, f"promtool {' '.join(arguments)}:\n{finished.stdout}{finished.stderr}"
+
+
+def test_the_rules_are_valid() -> None:
+    _promtool("check", "rules", "alerts.yml")
+
+
+def test_the_rules_pass_their_unit_tests() -> None:
+    _promtool("test", "rules", "alerts_test.yml")
+
+
+def test_every_rule_has_a_severity_a_runbook_and_a_unit_test() -> None:
+    """Read as text (each rule's block up to the next ``- alert:``): promtool has checked the YAML."""
+    text = (DASHBOARDS / "alerts.yml").read_text(encoding="utf-8")
+    rules = re.split(r"^      - alert: ", text, flags=re.M)[1:]
+    tests = (DASHBOARDS / "alerts_test.yml").read_text(encoding="utf-8")
+    tested = set(re.findall(r"alertname: (\w+)", tests))
+    assert len(rules) >= 8
+    for rule in rules:
+        name = rule.split("\n", 1)[0]
+        assert re.search(r"^          severity: (page|ticket)$", rule, re.M), name
+        assert re.search(r"^          summary: ", rule, re.M), name
+        assert "Runbook:" in rule, name
+        assert name in tested, f"{name} has no unit test"
