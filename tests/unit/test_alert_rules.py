@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from gatewayd.metrics import GatewayMetrics
+
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 
 
@@ -20,6 +22,10 @@ def _promtool(*arguments: str) -> None:
     assert finished.returncode == 0, f"promtool {' '.join(arguments)}:\n{finished.stdout}{finished.stderr}"
 
 
+def _rules_text() -> str:
+    return (DASHBOARDS / "alerts.yml").read_text(encoding="utf-8")
+
+
 def test_the_rules_are_valid() -> None:
     _promtool("check", "rules", "alerts.yml")
 
@@ -30,8 +36,7 @@ def test_the_rules_pass_their_unit_tests() -> None:
 
 def test_every_rule_has_a_severity_a_runbook_and_a_unit_test() -> None:
     """Read as text (each rule's block up to the next ``- alert:``): promtool has checked the YAML."""
-    text = (DASHBOARDS / "alerts.yml").read_text(encoding="utf-8")
-    rules = re.split(r"^      - alert: ", text, flags=re.M)[1:]
+    rules = re.split(r"^      - alert: ", _rules_text(), flags=re.M)[1:]
     tests = (DASHBOARDS / "alerts_test.yml").read_text(encoding="utf-8")
     tested = set(re.findall(r"alertname: (\w+)", tests))
     assert len(rules) >= 8
@@ -41,3 +46,12 @@ def test_every_rule_has_a_severity_a_runbook_and_a_unit_test() -> None:
         assert re.search(r"^          summary: ", rule, re.M), name
         assert "Runbook:" in rule, name
         assert name in tested, f"{name} has no unit test"
+
+
+def test_the_rules_use_only_metrics_the_daemon_exports() -> None:
+    exported = set(re.findall(r"^# TYPE (\S+) ", GatewayMetrics().render().decode(), re.MULTILINE))
+    names = exported | {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
+    expressions = re.findall(r"^        expr: (.*?)\n        (?:for|labels):", _rules_text(), re.M | re.S)
+    used = {name for expression in expressions for name in re.findall(r"gatewayd_[a-z_]+", expression)}
+    assert len(expressions) >= 8 and used, expressions
+    assert used <= names, used - names

@@ -31,9 +31,9 @@ from tests.integration.gatewayd.faults import queue_many, subscriber
 from tests.waiting import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[3]
-#: Release N: main before migration 0019 (the premium months, additive: a new table). This tree's
-#: migrations after it are the ones the rolling upgrade runs under release N's daemon.
-RELEASE_N = "c620033788f5b82d4bb2943d209b3e42403e0dff"
+#: Release N: main before the cluster work of issue 15 (its last migration is 0019). This tree's
+#: migrations after it (0020: the daemons and their bind leases) run under release N's daemon.
+RELEASE_N = "1bc2130cea1a2d69063b121fc7e7ca707666d6e8"
 
 #: Queues MTs the way release N's producers do (its own ``queue_mts``), run with release N's code.
 PRODUCER = """
