@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -55,3 +56,21 @@ def test_the_rules_use_only_metrics_the_daemon_exports() -> None:
     used = {name for expression in expressions for name in re.findall(r"gatewayd_[a-z_]+", expression)}
     assert len(expressions) >= 8 and used, expressions
     assert used <= names, used - names
+
+
+def test_the_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Each query of the Grafana dashboard, the ``$carrier`` variable set to all, checked by promtool as
+    the expression of a recording rule."""
+    dashboard = json.loads((DASHBOARDS / "gatewayd-grafana.json").read_text(encoding="utf-8"))
+    queries = [
+        (panel["id"], target["refId"], target["expr"].replace("$carrier", ".*"))
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    assert len(queries) >= 20
+    rules = "".join(
+        f"      - record: dashboard:panel_{panel}_{ref}\n        expr: {json.dumps(expr)}\n"
+        for panel, ref, expr in queries
+    )
+    (tmp_path / "dashboard.yml").write_text(f"groups:\n  - name: dashboard\n    rules:\n{rules}")
+    _promtool("check", "rules", str(tmp_path / "dashboard.yml"))

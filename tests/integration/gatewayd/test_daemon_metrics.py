@@ -141,7 +141,21 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     used = {
         match
         for panel in dashboard["panels"]
-        for target in panel["targets"]
+        for target in panel.get("targets", [])  # a row has none
         for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])
     }
     assert used and used <= names, used - names
+
+
+def test_dashboard_panels_have_their_own_ids_and_places() -> None:
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    cells = [
+        (x, y)
+        for panel in panels
+        for x in range(panel["gridPos"]["x"], panel["gridPos"]["x"] + panel["gridPos"]["w"])
+        for y in range(panel["gridPos"]["y"], panel["gridPos"]["y"] + panel["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells)), "two panels overlap"
+    assert all(x < 24 for x, _ in cells)
+    assert "Cluster" in {panel["title"] for panel in panels if panel["type"] == "row"}
