@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck unit integration e2e bench fuzz services browser promtool clean lock messages
+.PHONY: demo test lint format typecheck unit integration e2e bench soak fuzz services browser promtool clean lock messages
 
 # Every dependency at the version and hash in the lock file (pip-tools: a plain requirements file that
 # pip itself installs with --require-hashes, no other tool needed on a fresh machine); then the project.
@@ -88,9 +88,14 @@ promtool:
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 		&& (systemctl disable --now prometheus >/dev/null 2>&1 || true))
 
-# Every benchmark; bench/_*.py are their helpers, not benchmarks.
+# Every benchmark; bench/_*.py are their helpers, not benchmarks, and the hour-long soak runs on its own.
 bench: $(STAMP)
-	for script in bench/[!_]*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do [ $$script = bench/soak.py ] || $(BIN)/python $$script || exit 1; done
+
+# An hour of MO, MT and receipt traffic through two daemons and a panel with 50 desk streams: the memory
+# of every process each minute (bench/soak.py).
+soak: $(STAMP) services
+	$(BIN)/python bench/soak.py
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz_codec.py --iterations 1000000
