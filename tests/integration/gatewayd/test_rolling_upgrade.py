@@ -67,6 +67,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.arg
 def extract_release(commit: str, directory: Path) -> Path:
     """This repository's tree at ``commit`` in ``directory`` (``git archive | tar -x``)."""
     directory.mkdir()
+    exists = ["git", "-C", str(REPOSITORY), "cat-file", "-e", f"{commit}^{{commit}}"]
+    known = subprocess.run(exists, capture_output=True, timeout=60, check=False)
+    assert known.returncode == 0, f"release N ({commit}) is not in this clone: `git fetch --unshallow` first"
     archive = subprocess.run(
         ["git", "-C", str(REPOSITORY), "archive", commit], capture_output=True, check=True, timeout=60
     ).stdout
