@@ -39,7 +39,7 @@ from gatewayd.notify import SystemdNotifier
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings
 from gatewayd.recorder import MTRecorder
 from gatewayd.routes import MORouter, MTRouter, RouteTables, build_routes
-from gatewayd.schema import check_at_head
+from gatewayd.schema import check_at_head, head_revision
 from gatewayd.store.engine import create_engine, read_session_factory
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import RetryPolicy
@@ -192,7 +192,16 @@ class Daemon:
             carriers=len(config.carriers),
         )
         if self.require_schema_at_head:
-            await check_at_head(url)
+            revision = await check_at_head(url)
+            if revision != head_revision():
+                log_event(
+                    log,
+                    "daemon.schema_newer",
+                    logging.WARNING,
+                    revision=revision,
+                    head=head_revision(),
+                    action="a newer release migrated the database (expanding only): upgrade this host next",
+                )
         async with AsyncExitStack() as stack:
             # no pre-ping (a dead pooled connection fails its transaction, which the loops try again)
             # and generic plans for the pipelines' statements: see create_engine

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Connection
 import gatewayd.migrations
 from gatewayd.store.engine import create_engine
 from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
+from gatewayd.store.schema_floor import read_floor
 
 MIGRATIONS_DIR = Path(gatewayd.migrations.__file__).parent
 
@@ -66,13 +67,26 @@ async def current_revision(url: str | URL) -> str | None:
 
 
 async def check_at_head(url: str | URL) -> str:
-    """Returns the head revision when the database is at it; raises :class:`DatabaseBehind` when it
-    needs migrating and :class:`DatabaseAhead` when a newer release migrated it."""
+    """Returns the database's revision when this code works on it: this code's head, or a newer
+    release's whose schema floor (:mod:`gatewayd.store.schema_floor`) this code knows (a rolling
+    upgrade migrated the database under it, expanding only). Raises :class:`DatabaseBehind` when it
+    needs migrating and :class:`DatabaseAhead` when a newer release migrated it past this code."""
     head = head_revision()
-    current = await current_revision(url)
+
+    def read(connection: Connection) -> tuple[str | None, str | None]:
+        return MigrationContext.configure(connection).get_current_revision(), read_floor(connection)
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            current, floor = await connection.run_sync(read)
+    finally:
+        await engine.dispose()
     if current == head:
         return head
     known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if current is not None and current not in known:
+        if floor is not None and floor in known:
+            return current
         raise DatabaseAhead(current, head)
     raise DatabaseBehind(current, head)

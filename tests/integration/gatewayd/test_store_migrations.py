@@ -88,12 +88,13 @@ async def test_downgrade_to_the_initial_schema_and_back(database_url: str) -> No
     assert await current_revision(database_url) == head_revision()
 
 
-async def test_unknown_revision_means_a_newer_release(database_url: str) -> None:
+async def test_unknown_revision_without_a_floor_means_a_newer_release(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
             await connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff_future'")
+            await connection.exec_driver_sql("DELETE FROM schema_floor")
     finally:
         await engine.dispose()
     with pytest.raises(DatabaseAhead, match="newer release"):
@@ -222,3 +223,24 @@ async def test_the_months_migration_keeps_each_accounts_current_month(database_u
     finally:
         await engine.dispose()
     assert [tuple(row) for row in months] == [("chat", "2026-11", 1, 1250), ("club", "2026-10", 1, 300)]
+
+
+async def test_a_newer_revision_above_a_floor_this_code_knows_is_worked_on(database_url: str) -> None:
+    # a rolling upgrade: the next release migrated (expanding only) while this one's daemons run
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff_future'")
+    finally:
+        await engine.dispose()
+    assert await check_at_head(database_url) == "ffff_future"
+    # once a contract migration raised the floor past this code, it refuses
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE schema_floor SET revision = 'fffe_future'")
+    finally:
+        await engine.dispose()
+    with pytest.raises(DatabaseAhead, match="newer release"):
+        await check_at_head(database_url)
