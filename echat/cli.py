@@ -1,5 +1,5 @@
-"""``gatewayd``: run the daemon, migrate, check a config, send a test MT, the demo, the simulator,
-the panel and panel accounts.
+"""``gatewayd``: run the daemon, migrate, check a config, send a test MT, the daemons' status, the
+demo, the simulator, the panel and panel accounts.
 
 ``--config FILE`` (default ``$GATEWAYD_CONFIG``) goes before or after the command, for every command
 that reads a configuration. Every command logs through the daemon's formatter: each line carries its
@@ -20,6 +20,7 @@ from pathlib import Path
 from echat.apikeys import APIKeyCommandError, add_apikey_commands, handle_apikey_command
 from echat.audit import add_audit_commands, check_audit_trail, describe
 from echat.reports import add_reports_commands, rebuild
+from echat.status import add_status_command
 from echat.users import add_user_commands, handle_user_command
 from gatewayd.config import Config, ConfigError, load_config
 from gatewayd.logging import configure_logging
@@ -117,6 +118,9 @@ def _add_delegated_commands(commands: argparse._SubParsersAction[argparse.Argume
     reports = add_reports_commands(commands, _config_argument)
     reports.set_defaults(handler=_reports)
 
+    status = add_status_command(commands, _config_argument)
+    status.set_defaults(handler=_status)
+
     apikey = add_apikey_commands(commands, _config_argument)
     apikey.set_defaults(handler=_apikey)
 
@@ -191,6 +195,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def _run_daemon(config: Config, path: str | None) -> int:
     import logging
 
+    from gatewayd.cluster import InstanceTaken
     from gatewayd.daemon import Daemon
     from gatewayd.logging import log_event
     from gatewayd.notify import SystemdNotifier
@@ -225,6 +230,9 @@ async def _run_daemon(config: Config, path: str | None) -> int:
         print(f"gatewayd run: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except InvalidQuirks as error:
+        print(f"gatewayd run: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except InstanceTaken as error:
         print(f"gatewayd run: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:
@@ -392,6 +400,16 @@ def _reports(args: argparse.Namespace) -> int:
     start = asyncio.run(rebuild(config.database.url, args.since))
     print(f"reports: rollups rebuilt from {start:%Y-%m-%d %H:%M} UTC")
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = _config_at_head(args, args.command)
+    if isinstance(config, int):
+        return config
+    from echat.status import print_status, read_view
+
+    view = asyncio.run(read_view(config.database.url))
+    return EXIT_OK if print_status(config, view, as_json=args.json) else EXIT_FAILURE
 
 
 def _apikey(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""The bind supervisor: one ``ESMEClient`` per configured bind, each a named task, reloadable.
+"""The bind supervisor: one ``ESMEClient`` per bind slot this daemon owns, each a named task,
+reloadable.
+
+Which of the configured slots it runs is decided by the ownership service (``gatewayd.cluster``):
+:meth:`BindSupervisor.own` starts the slots won, :meth:`BindSupervisor.release` unbinds the slots
+given up and returns once their connections are closed (so a lease is deleted only after its bind).
 
 It reports every bind going up or down (an event on ``bind/<carrier>/state``, the metrics, the log)
 and tells the MT pipeline which bound session a message may leave by, as the MT routing table
@@ -15,7 +20,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from gatewayd.config import BindConfig, BindType, CarrierConfig
@@ -123,7 +128,7 @@ def esme_config(slot: BindSlot, *, reconnect_min: float = 1.0, reconnect_max: fl
 
 
 class BindSupervisor:
-    """Keeps every configured bind up; ``run_loop`` owns their tasks until :meth:`stop`."""
+    """Keeps the owned binds up; ``run_loop`` owns their tasks until :meth:`stop`."""
 
     def __init__(
         self,
@@ -148,6 +153,10 @@ class BindSupervisor:
         #: Running clients with the slot they were started for (a reload may have dropped the slot).
         self._clients: dict[str, tuple[BindSlot, ESMEClient]] = {}
         self._stops: dict[str, asyncio.Event] = {}
+        #: The bind tasks still running, a slot being released or reloaded included, until it is closed.
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The slots this daemon owns (the ownership service says which): only these are run.
+        self._owned: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
         self.bound_changed = asyncio.Event()
@@ -163,6 +172,25 @@ class BindSupervisor:
     def client(self, name: str) -> ESMEClient | None:
         running = self._clients.get(name)
         return running[1] if running is not None else None
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The slots this daemon owns and runs."""
+        return frozenset(self._owned)
+
+    def owned_binds(self) -> dict[str, int]:
+        """Owned slots per carrier (every configured carrier, 0 when none)."""
+        owned = {slot.carrier: 0 for slot in self._slots.values()}
+        for name in self._owned:
+            slot = self._slots.get(name)
+            if slot is not None:
+                owned[slot.carrier] += 1
+        return owned
+
+    def up(self, name: str) -> bool:
+        """Whether slot ``name`` is bound here."""
+        running = self._clients.get(name)
+        return running is not None and running[1].bound
 
     def binds_up(self, carrier: str | None = None) -> int:
         return sum(
@@ -183,7 +211,7 @@ class BindSupervisor:
         return {
             slot.carrier
             for slot, client in self._clients.values()
-            if client.bound and slot.config.can_send and slot.name in self._slots
+            if client.bound and slot.config.can_send and slot.name in self._slots and slot.name in self._owned
         }
 
     def sending_up(self) -> frozenset[str]:
@@ -192,7 +220,10 @@ class BindSupervisor:
             self._sending_up = frozenset(
                 name
                 for name, (slot, client) in self._clients.items()
-                if client.bound and slot.config.can_send and self._slots.get(name) == slot
+                if client.bound
+                and slot.config.can_send
+                and self._slots.get(name) == slot
+                and name in self._owned
             )
         return self._sending_up
 
@@ -263,11 +294,12 @@ class BindSupervisor:
     # --- life ----------------------------------------------------------------------------------------
 
     async def run_loop(self) -> None:
-        """Start every bind and keep them until :meth:`stop`; binds unbind cleanly on the way out."""
+        """Run the owned binds (those owned before it started first) until :meth:`stop`; binds
+        unbind cleanly on the way out."""
         async with asyncio.TaskGroup() as group:
             self._group = group
-            for slot in self._slots.values():
-                self._start(slot)
+            for name in sorted(self._owned):
+                self._start(self._slots[name])
             await self._stopped.wait()
             for stop in self._stops.values():
                 stop.set()
@@ -276,15 +308,57 @@ class BindSupervisor:
     def stop(self) -> None:
         self._stopped.set()
 
+    def own(self, names: Iterable[str]) -> list[str]:
+        """Start the binds of these configured slots (won by this daemon); returns those started."""
+        started = []
+        for name in names:
+            if name in self._slots and name not in self._owned and not self._stopped.is_set():
+                self._owned.add(name)
+                started.append(name)
+                if self._group is not None:
+                    self._start(self._slots[name])
+        if started:
+            self._binds_changed()
+        return started
+
+    async def release(self, names: Collection[str], *, grace: float | None = None) -> None:
+        """Unbind these slots (given up, lost or no longer configured) and return once their
+        connections are closed. After ``grace`` seconds the connections still open are dropped
+        without waiting for answers (a daemon that could not renew its leases)."""
+        tasks = []
+        for name in names:
+            self._owned.discard(name)
+            stop = self._stops.pop(name, None)
+            if stop is not None:
+                stop.set()
+            task = self._tasks.get(name)
+            if task is not None:
+                tasks.append(task)
+        self._binds_changed()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            for name in names:
+                client = self.client(name)
+                if client is not None:
+                    client.abort()
+            await asyncio.wait(pending)
+
     def reload(
         self, carriers: Sequence[CarrierConfig], router: MTRouter | None = None
     ) -> tuple[list[str], list[str]]:
-        """Apply a new carrier configuration and MT routing: binds removed or changed are unbound, new
-        or changed ones started, untouched ones keep running. Returns (started, stopped) bind names."""
+        """Apply a new carrier configuration and MT routing: binds removed or changed are unbound, the
+        owned changed ones started again, untouched ones keep running; new slots start once owned
+        (the ownership service takes them at its next heartbeat). Returns (started, stopped) bind
+        names."""
         self._router = router or MTRouter.from_carriers(carriers)
         wanted = bind_slots(carriers)
         stopped = [name for name, slot in self._slots.items() if wanted.get(name) != slot]
-        started = [name for name, slot in wanted.items() if self._slots.get(name) != slot]
+        started = [
+            name for name, slot in wanted.items() if self._slots.get(name) != slot and name in self._owned
+        ]
+        self._owned &= set(wanted)
         for name in stopped:
             stop = self._stops.pop(name, None)
             if stop is not None:
@@ -301,7 +375,9 @@ class BindSupervisor:
         assert self._group is not None
         stop = asyncio.Event()
         self._stops[slot.name] = stop
-        self._group.create_task(self._bind_loop(slot, stop), name=f"bind[{slot.name}]")
+        self._tasks[slot.name] = self._group.create_task(
+            self._bind_loop(slot, stop), name=f"bind[{slot.name}]"
+        )
 
     async def _bind_loop(self, slot: BindSlot, stop: asyncio.Event) -> None:
         handler = self._inbound.handler(slot.info) if slot.config.can_receive else None
@@ -328,6 +404,8 @@ class BindSupervisor:
         finally:
             if self._clients.get(slot.name, (None, None))[1] is client:
                 del self._clients[slot.name]
+            if self._tasks.get(slot.name) is asyncio.current_task():
+                del self._tasks[slot.name]
             self._binds_changed()
             if client.bound:
                 self._state(slot, False)

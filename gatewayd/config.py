@@ -416,8 +416,9 @@ class MetricsConfig(_HTTPKeys):
 
 
 class HealthConfig(Settings):
-    """What ``/healthz`` calls healthy: at least ``min_binds_up`` binds up for every carrier and an
-    outbox no deeper than ``max_outbox_depth``."""
+    """What ``/healthz`` calls healthy: at least ``min_binds_up`` binds up for every carrier (or as many
+    as this daemon owns of it, when other daemons own the rest: ``[cluster]``) and an outbox no deeper
+    than ``max_outbox_depth``."""
 
     min_binds_up: int = Field(1, ge=0)
     max_outbox_depth: int = Field(100_000, ge=1)
@@ -502,6 +503,30 @@ class DaemonConfig(Settings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class ClusterConfig(Settings):
+    """Bind ownership among the daemons sharing one database (``gatewayd.cluster``): each daemon beats
+    every ``heartbeat`` seconds, renewing the leases of the bind slots it owns to ``lease`` seconds.
+    A daemon killed outright loses its slots to the others after ``lease`` seconds; one that cannot
+    renew unbinds its slots a quarter ``lease`` before its lease can expire. ``lease`` must be at least
+    three heartbeats, so one late heartbeat never costs a bind."""
+
+    lease: PositiveSeconds = 6.0
+    heartbeat: PositiveSeconds = 1.0
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _three_per_lease(cls, heartbeat: float, info: ValidationInfo) -> float:
+        lease = info.data.get("lease")
+        if lease is not None and lease < 3 * heartbeat:
+            raise ValueError(f"must be at most a third of lease ({lease:g} s): three heartbeats per lease")
+        return heartbeat
+
+    @property
+    def margin(self) -> float:
+        """Seconds before its lease may expire elsewhere that a daemon that could not renew unbinds."""
+        return self.lease / 4
 
 
 class WebhooksConfig(Settings):
@@ -885,6 +910,7 @@ class Config(Settings):
     health: HealthConfig = HealthConfig()
     panel: PanelConfig = Field(default_factory=PanelConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    cluster: ClusterConfig = ClusterConfig()
     assignment: AssignmentConfig = AssignmentConfig()
     campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     webhooks: WebhooksConfig = WebhooksConfig()

@@ -3,7 +3,8 @@
 ``Daemon(config).run()`` starts everything as named tasks in one ``TaskGroup`` and returns after
 :meth:`Daemon.stop` has drained it. Shutdown order matters for "nothing lost": first no more MTs
 are claimed and those in flight get their responses recorded; then the binds unbind (the SMSC
-stops delivering); then the MO and receipt committers drain what they still hold.
+stops delivering); then the bind leases are given up (another daemon binds them at once: see
+``gatewayd.cluster``); then the MO and receipt committers drain what they still hold.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,6 +23,7 @@ from gatewayd.assignment import AssignmentPolicy, AssignmentService
 from gatewayd.binds import BindSupervisor, InboundDispatch
 from gatewayd.bus import EventBus, create_bus
 from gatewayd.campaigns import CampaignSender, CampaignSettings
+from gatewayd.cluster import Ownership, Timings, this_member
 from gatewayd.config import Config
 from gatewayd.diversion import DiversionCache
 from gatewayd.events import EventPublisher
@@ -93,6 +96,8 @@ class Daemon:
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.bus: EventBus | None = None
         self.binds: BindSupervisor | None = None
+        #: Which bind slots this daemon owns among those sharing the database.
+        self.cluster: Ownership | None = None
         self.mo: MOPipeline | None = None
         self.mt: MTPipeline | None = None
         #: The one way MTs are queued in this process (keyword answers, :meth:`queue_mt`).
@@ -148,6 +153,8 @@ class Daemon:
             self.assignment.diversion.configure((s.name, s.callcentre) for s in config.services)
         if self.binds is not None:
             self.binds.reload(config.carriers, MTRouter(routes.mt, config.carriers))
+        if self.cluster is not None:  # new slots are taken, removed ones given up, now
+            self.cluster.changed()
         log_event(log, "routes.loaded", mo_rules=len(routes.mo), mt_rules=len(routes.mt or ()))
         self.notifier.status(f"reloaded: {len(config.carriers)} carrier(s)")
 
@@ -199,6 +206,12 @@ class Daemon:
             stack.push_async_callback(self.engine.dispose)
             self.store = Store.for_engine(self.engine)
             self.sessions = self.store.sessions
+            # the heartbeat's own small pool, with time limits: it never waits behind the pipelines'
+            # connections, and a database that stops answering cannot hang it
+            cluster_engine = create_engine(
+                url, pool_size=1, max_overflow=1, pre_ping=False, timeout=config.cluster.lease / 2
+            )
+            stack.push_async_callback(cluster_engine.dispose)
             bus = create_bus(
                 config.bus.url,
                 topic_prefix=config.bus.topic_prefix,
@@ -218,6 +231,20 @@ class Daemon:
             events = EventPublisher(bus, on_conversation=self.assignment.note_waiting)
             self.events = events
             self._build(events)
+            assert self.binds is not None
+            self.cluster = Ownership(
+                Store.for_engine(cluster_engine),
+                self.binds,
+                this_member(config.daemon.instance),
+                Timings.from_config(config.cluster),
+                metrics=self.metrics,
+                bus=bus,
+                status=self._cluster_status,
+                health=self.loop_health,
+            )
+            member = self.cluster.member
+            self.metrics.instance_info.labels(member.instance, member.host, member.version).set(1)
+            await self.cluster.join()
             if self.webhooks is not None:  # before the first MO: its deliveries are queued with it
                 await self.webhooks.refresh()
             tune_for_throughput()
@@ -300,6 +327,7 @@ class Daemon:
             on_submitted=hooks.mt_submitted,
             on_changes=hooks.mt_changes,
             on_possible_duplicates=hooks.mt_possible_duplicates,
+            on_reclaimed=self.metrics.mt_reclaimed.inc,
             health=self.loop_health,
             webhooks=targets,
         )
@@ -312,6 +340,30 @@ class Daemon:
         if self.hooks.bind_state is not None:
             self.hooks.bind_state(carrier, bind, up)
         self._status_changed.set()
+
+    def lags(self) -> dict[str, int]:
+        """What the pipelines hold not written yet (``gatewayd status``, the metrics)."""
+        return {
+            "mo_pending": self.mo.pending if self.mo is not None else 0,
+            "receipts_pending": self.recorder.receipts_pending if self.recorder is not None else 0,
+            "mt_in_flight": self.mt.in_flight if self.mt is not None else 0,
+            "mt_unrecorded": self.recorder.unrecorded if self.recorder is not None else 0,
+        }
+
+    def _cluster_status(self) -> dict[str, Any]:
+        """What this daemon's heartbeat writes about it: its binds, its lags (``gatewayd status``)."""
+        binds = self.binds
+        slots = binds.slots if binds is not None else {}
+        owned = sorted(binds.owned) if binds is not None else []
+        return {
+            "binds": {
+                name: {"carrier": slots[name].carrier, "up": binds is not None and binds.up(name)}
+                for name in owned
+                if name in slots
+            },
+            "outbox_depth": self.metrics_service.outbox_depth,
+            **self.lags(),
+        }
 
     def _mt_queued(self) -> None:
         if self.mt is not None:
@@ -333,12 +385,15 @@ class Daemon:
     async def _run_tasks(self) -> None:
         assert self.binds is not None and self.mo is not None and self.mt is not None
         assert self.recorder is not None and self.assignment is not None and self.campaigns is not None
+        assert self.cluster is not None
         async with asyncio.TaskGroup() as group:
             recorder_task = group.create_task(self.recorder.run_loop(), name="recorder.run_loop")
             mo_task = group.create_task(self.mo.run_loop(), name="mo.run_loop")
             binds_task = group.create_task(self.binds.run_loop(), name="binds.run_loop")
             mt_task = group.create_task(self.mt.run_loop(), name="mt.run_loop")
+            cluster_task = group.create_task(self.cluster.cluster_loop(), name="cluster_loop")
             background = [
+                group.create_task(self._cluster_changed_loop(), name="cluster.changed_loop"),
                 group.create_task(self._watchdog_loop(), name="daemon.watchdog_loop"),
                 group.create_task(self._outbox_wake_loop(), name="mt.outbox_wake_loop"),
                 group.create_task(self._status_loop(), name="daemon.status_loop"),
@@ -362,13 +417,18 @@ class Daemon:
             self.notifier.ready(status=f"{len(self.binds.slots)} bind(s) configured")
             log_event(log, "daemon.ready", binds=len(self.binds.slots))
             await self._stop.wait()
+            # 0. no more bind slots taken
+            self.cluster.close()
             # 1. no new MTs; the ones in flight get their responses and are recorded
             self.mt.close()
             await mt_task
             # 2. unbind: the SMSC stops delivering; in-flight deliveries are answered first
             self.binds.stop()
             await binds_task
-            # 3. drain what the committers still hold
+            # 3. the leases given up: the other daemons bind the slots now
+            await self.cluster.leave()
+            await cluster_task
+            # 4. drain what the committers still hold
             self.mo.close()
             await mo_task
             self.recorder.close()
@@ -393,6 +453,13 @@ class Daemon:
         async with self.bus.subscribe(self.bus.topics.status_request()) as requests:
             async for _event in requests:
                 self._status_changed.set()
+
+    async def _cluster_changed_loop(self) -> None:
+        """Another daemon joined, gave slots up or left: beat now rather than at the next heartbeat."""
+        assert self.bus is not None and self.cluster is not None
+        async with self.bus.subscribe(self.bus.topics.cluster_changed()) as changes:
+            async for _event in changes:
+                self.cluster.changed()
 
     async def _outbox_wake_loop(self) -> None:
         """The panel (maybe another process) queued an MT: claim now rather than at the next poll."""

@@ -69,6 +69,10 @@ class Monitored(Protocol):
     @property
     def stopped(self) -> asyncio.Event: ...
 
+    def lags(self) -> dict[str, int]:
+        """What the pipelines hold not written yet: ``mo_pending``, ``receipts_pending``, ..."""
+        ...
+
 
 def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     """Pipeline observers that update ``metrics`` (cheap: label look-ups, no I/O)."""
@@ -82,10 +86,13 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     receipts_early = labelled_children(metrics.receipts_early)
     reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
     mo_refused = labelled_children(metrics.mo_refused)
+    commit_failures = labelled_children(metrics.db_commit_failures)
     possible_duplicates = labelled_children(metrics.mt_possible_duplicates)
 
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("mo").observe(seconds)
+        if error is not None:
+            commit_failures("mo").inc()
 
     def mo_committed(stored: Sequence[InboundMO], duplicates: int) -> None:
         for (carrier, short_code), count in Counter((mo.carrier, mo.short_code) for mo in stored).items():
@@ -95,6 +102,8 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
 
     def receipt_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("receipts").observe(seconds)
+        if error is not None:
+            commit_failures("receipts").inc()
 
     def mt_submitted(carrier: str, outcome: str, seconds: float) -> None:
         mt_submitted_count(carrier, outcome).inc()
@@ -130,16 +139,28 @@ class MetricsService:
         config: Config = self.daemon.config
         binds = self.daemon.binds
         up = {carrier.name: binds.binds_up(carrier.name) if binds else 0 for carrier in config.carriers}
+        # the binds this daemon owns must be up: a carrier whose slots other daemons own is theirs
+        owned = binds.owned_binds() if binds else {}
         depth = sum(self._depth.values())
         failing = self.daemon.loop_health.failing()
         ok = (
             self.daemon.ready.is_set()
             and not self.daemon.stopped.is_set()
-            and all(count >= config.health.min_binds_up for count in up.values())
+            and all(
+                count >= min(config.health.min_binds_up, owned.get(carrier, 0))
+                for carrier, count in up.items()
+            )
             and depth <= config.health.max_outbox_depth
             and not failing
         )
-        return HealthReport(ok, {"binds_up": up, "outbox_depth": depth, "failing": failing})
+        return HealthReport(
+            ok, {"binds_up": up, "binds_owned": owned, "outbox_depth": depth, "failing": failing}
+        )
+
+    @property
+    def outbox_depth(self) -> int:
+        """MTs queued or sending at the last sample, every carrier's."""
+        return sum(self._depth.values())
 
     async def sample_loop(self) -> None:
         while True:
@@ -148,6 +169,9 @@ class MetricsService:
             await asyncio.sleep(SAMPLE_INTERVAL)
 
     def _sample_binds(self) -> None:
+        lags = self.daemon.lags()
+        self.metrics.mo_pending.set(lags.get("mo_pending", 0))
+        self.metrics.receipts_pending.set(lags.get("receipts_pending", 0))
         binds = self.daemon.binds
         if binds is None:
             return

@@ -142,6 +142,62 @@ class GatewayMetrics:
             namespace=ns,
             registry=r,
         )
+        self.db_commit_failures = Counter(
+            "db_commit_failures",
+            "Store transactions of a pipeline that failed (and are tried again), per unit of work",
+            ["operation"],
+            namespace=ns,
+            registry=r,
+        )
+        self.mo_pending = Gauge("mo_pending", "MOs received and not committed yet", namespace=ns, registry=r)
+        self.receipts_pending = Gauge(
+            "receipts_pending", "Delivery receipts received and not committed yet", namespace=ns, registry=r
+        )
+        # --- several daemons (gatewayd.cluster) ---
+        self.instance_info = Gauge(
+            "instance_info",
+            "1, labelled with this daemon's instance name, host and version",
+            ["instance", "host", "version"],
+            namespace=ns,
+            registry=r,
+        )
+        self.bind_slots_owned = Gauge(
+            "bind_slots_owned",
+            "Bind slots this daemon owns, per carrier",
+            ["carrier"],
+            namespace=ns,
+            registry=r,
+        )
+        self.bind_slots_configured = Gauge(
+            "bind_slots_configured",
+            "Bind slots configured (binds x count), per carrier",
+            ["carrier"],
+            namespace=ns,
+            registry=r,
+        )
+        self.cluster_daemons = Gauge(
+            "cluster_daemons", "Live daemons this daemon saw at its last heartbeat", namespace=ns, registry=r
+        )
+        self.bind_leases_lost = Counter(
+            "bind_leases_lost",
+            "Bind slots this daemon dropped because it could not renew their leases in time, or found "
+            "them taken",
+            namespace=ns,
+            registry=r,
+        )
+        self.mt_reclaimed = Counter(
+            "mt_reclaimed",
+            "MTs taken over from a daemon whose claim lease ran out (it died or was cut off) that may have "
+            "reached the SMSC: sent again (at-least-once), at most what that daemon had in flight",
+            namespace=ns,
+            registry=r,
+        )
+        self.cluster_heartbeat_age = Gauge(
+            "cluster_heartbeat_age_seconds",
+            "Seconds since this daemon's last successful lease renewal (-1 before the first)",
+            namespace=ns,
+            registry=r,
+        )
         self._events_dropped = _CallbackCounter(
             f"{ns}_bus_events_dropped", "Bus events dropped because a buffer was full"
         )

@@ -356,6 +356,11 @@ class MOPipeline:
 
     # --- loops ---------------------------------------------------------------------------------------
 
+    @property
+    def pending(self) -> int:
+        """MOs (and confirmations) waiting to be committed."""
+        return self._committer.pending
+
     async def run_loop(self) -> None:
         """The group committer, the answer confirmations and the reassembly timer; returns after
         :meth:`close` has drained them."""

@@ -130,6 +130,7 @@ class MTPipeline:
         on_submitted: Callable[[str, str, float], None] | None = None,
         on_changes: Callable[[Sequence[MTStatusChange]], None] | None = None,
         on_possible_duplicates: DuplicateObserver | None = None,
+        on_reclaimed: Callable[[int], None] | None = None,
         health: LoopHealth | None = None,
         webhooks: WebhookTargets | None = None,
     ) -> None:
@@ -152,6 +153,8 @@ class MTPipeline:
         self._on_submitted = on_submitted
         self._on_changes = on_changes
         self._on_possible_duplicates = on_possible_duplicates
+        #: Told how many MTs another daemon's expired claim left unanswered were taken over.
+        self._on_reclaimed = on_reclaimed
         self._health = health or LoopHealth()
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
@@ -237,6 +240,11 @@ class MTPipeline:
             self._health.succeeded("mt.reconcile")
             if changes:
                 log_event(log, "mt.reconciled", count=len(changes))
+                reclaimed = sum(1 for change in changes if change.status is MTStatus.QUEUED)
+                if not own and reclaimed and self._on_reclaimed is not None:
+                    # another daemon's claims whose lease ran out: it died (or was cut off) with them in
+                    # flight, so each may have reached the SMSC; at most what it had in flight
+                    self._on_reclaimed(reclaimed)
                 # sent again, though their submit_sm may have reached the SMSC before the daemon died
                 possible_duplicates(
                     [change.mt_id for change in changes if change.status is MTStatus.QUEUED],

@@ -268,6 +268,11 @@ class MTRecorder:
     # --- from the MT pipeline ------------------------------------------------------------------------
 
     @property
+    def receipts_pending(self) -> int:
+        """Receipts waiting to be committed."""
+        return self._committer.pending
+
+    @property
     def unrecorded(self) -> int:
         """MTs handed over whose outcome is not written yet."""
         return self._unrecorded

@@ -215,6 +215,7 @@ class Carrier:
 
     def on_bound(self, session: SMSCSession) -> None:
         self.counters.binds_accepted += 1
+        self.counters.bound(session.system_id)
         self.sessions.append(session)
         if session.can_receive:
             self.receivers.append(session)
@@ -225,6 +226,7 @@ class Carrier:
         if session in self.sessions:
             self.sessions.remove(session)
             self.counters.connections_closed += 1
+            self.counters.unbound(session.system_id)
         if session in self.receivers:
             self.receivers.remove(session)
         self._publish_binds()
@@ -566,6 +568,8 @@ class Carrier:
 
     def reset(self) -> None:
         self.counters = Counters()
+        for session in self.sessions:  # the binds open now are the new maximum's start
+            self.counters.bound(session.system_id)
         self.message_states.clear()
         self._state_order.clear()
 

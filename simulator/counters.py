@@ -34,7 +34,19 @@ class Counters:
         #: deliver_sm given up after the redelivery window or attempts ran out.
         self.deliveries_expired = 0
         self.queue_dropped = 0
+        #: Sessions bound now, and the most ever bound at once, per system_id: a carrier's limit on
+        #: binds is per system_id, and several daemons sharing one must never exceed it together.
+        self.binds_now: dict[str, int] = {}
+        self.binds_max: dict[str, int] = {}
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=self.WINDOW_SECONDS + 1)
+
+    def bound(self, system_id: str) -> None:
+        now = self.binds_now[system_id] = self.binds_now.get(system_id, 0) + 1
+        if now > self.binds_max.get(system_id, 0):
+            self.binds_max[system_id] = now
+
+    def unbound(self, system_id: str) -> None:
+        self.binds_now[system_id] = max(0, self.binds_now.get(system_id, 0) - 1)
 
     def count_in(self, command_id: int) -> None:
         pdus_in = self.pdus_in
@@ -82,6 +94,10 @@ class Counters:
             "redeliveries": self.redeliveries,
             "deliveries_expired": self.deliveries_expired,
             "queue_dropped": self.queue_dropped,
+            "binds_by_system_id": {
+                system_id: {"now": self.binds_now.get(system_id, 0), "max": most}
+                for system_id, most in sorted(self.binds_max.items())
+            },
             "throughput_1s": self.throughput(now, 1.0),
             "throughput_10s": self.throughput(now, 10.0),
         }

@@ -105,6 +105,10 @@ class Topics:
         their session and presence again, from the database."""
         return f"{self.prefix}/account/{account_id}/changed"
 
+    def cluster_changed(self) -> str:
+        """A daemon joined, gave bind slots up or left: the others beat now (``gatewayd.cluster``)."""
+        return f"{self.prefix}/cluster/changed"
+
     def outbox_queued(self) -> str:
         """Another process (the panel) queued an MT: daemons claim at once instead of at their next poll.
         A topic of its own, so daemons need not receive every MT status event to hear of it."""

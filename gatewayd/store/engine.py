@@ -33,6 +33,7 @@ def create_engine(
     echo: bool = False,
     pre_ping: bool = True,
     custom_plans: bool = True,
+    timeout: float | None = None,
 ) -> AsyncEngine:
     """An async engine tuned for the daemon.
 
@@ -47,7 +48,9 @@ def create_engine(
     load (the API's sends) every connection is back within milliseconds, and two checkouts a request
     cost six round trips of seventeen; every statement
     planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans`` is
-    False (the daemon, see below). On both, an error never shows the statement's parameters: they
+    False (the daemon, see below); with ``timeout``, connecting and each statement give up after that
+    many seconds (the ownership service's heartbeat: a database that stops answering must not hang it).
+    On both, an error never shows the statement's parameters: they
     hold subscribers' numbers, and errors end up in logs.
     """
     parsed = make_url(url)
@@ -73,7 +76,10 @@ def create_engine(
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}},
+        connect_args={
+            "server_settings": {"plan_cache_mode": plan_cache_mode},
+            **({} if timeout is None else {"timeout": timeout, "command_timeout": timeout}),
+        },
     )
     if pre_ping:
         _ping_after_idle(engine)

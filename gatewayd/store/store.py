@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gatewayd.store.cluster import ClusterStatements, PostgreSQLClusterStatements, SQLiteClusterStatements
 from gatewayd.store.engine import session_factory
 from gatewayd.store.mt.claims import Claims, PostgreSQLClaims, SQLiteClaims
 from gatewayd.store.mt.queue import MTInserts, PostgreSQLMTInserts
@@ -61,6 +62,8 @@ class Store:
     statuses: Statuses
     rollup_rebuild: RollupRebuild
     webhook_queue: DeliveryQueue
+    #: Bind ownership among the daemons (``gatewayd.cluster``, ``gatewayd status``).
+    cluster: ClusterStatements
     #: Whether a statement can be given a time limit (PostgreSQL's ``statement_timeout``; SQLite has none).
     statement_timeouts: bool
 
@@ -94,6 +97,7 @@ class Store:
             statuses=statuses,
             rollup_rebuild=RollupRebuild(SQLITE),
             webhook_queue=SQLiteDeliveryQueue(),
+            cluster=SQLiteClusterStatements(),
             statement_timeouts=False,
         )
 
@@ -117,6 +121,7 @@ class Store:
             statuses=statuses,
             rollup_rebuild=RollupRebuild(POSTGRESQL),
             webhook_queue=PostgreSQLDeliveryQueue(),
+            cluster=PostgreSQLClusterStatements(),
             statement_timeouts=True,
         )
 

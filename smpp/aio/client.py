@@ -90,6 +90,13 @@ class ESMEClient:
         # The body's own exception propagates as is (not wrapped in an ExceptionGroup by the TaskGroup).
         await task_group.__aexit__(None, None, None)
 
+    def abort(self) -> None:
+        """Drop the current connection now, without waiting for answers or for the unbind's (a daemon
+        that lost its lease); once the client is stopping it does not reconnect."""
+        session = self._session
+        if session is not None:
+            session.abort()
+
     async def wait_bound(self, timeout: float | None = None) -> ESMESession:  # noqa: ASYNC109
         """The bound session, once there is one. Raises ``TimeoutError`` after ``timeout`` seconds."""
         assert self._bound_event is not None, "use ESMEClient inside `async with`"
