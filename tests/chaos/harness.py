@@ -109,7 +109,8 @@ class FaultLog:
 class Traffic:
     """What the harness offered: MOs the simulator took, MTs the panels queued (token -> MT id)."""
 
-    mo_offered: int = 0
+    #: MO token -> when the simulator's API took it.
+    mo_offered: dict[str, float] = field(default_factory=dict)
     mo_refused: int = 0
     mt_queued: dict[str, int] = field(default_factory=dict)
     mt_given_up: list[str] = field(default_factory=list)
@@ -268,6 +269,9 @@ class Chaos:
         ]
         self.gatewayd = python
         self.api_key = ""
+        #: The most binds of our system_id the simulator saw at once, over all its runs (None: it does
+        #: not count them).
+        self.max_binds: int | None = None
         #: What :meth:`drained` found still to do, last time it looked.
         self.waiting_for = ""
         self._restarts: list[asyncio.Task[None]] = []
@@ -362,6 +366,7 @@ class Chaos:
             self.broker.start()
             self.faults.add("broker-up", f"mosquitto (pid {self.broker.pid})")
         elif kind == "simulator":
+            await self.sample_binds()  # its bind counters go with it
             self.faults.add("simulator", f"simulator (pid {self.simulator.pid}) stopped (SIGTERM)")
             await self.simulator.stop()
             self.faults.add("simulator-down", "exited")
@@ -391,12 +396,12 @@ class Chaos:
             while (now := time.monotonic()) < until:
                 await asyncio.sleep(max(0.0, next_at - now))
                 next_at += interval
-                number = next(sequence)
+                token = f"{MO_TOKEN}{next(sequence)}"
                 body = {
                     "carrier": CARRIER,
                     "from": self.rng.choice(SUBSCRIBERS),
                     "to": SHORT_CODE,
-                    "text": f"{MO_TOKEN}{number} hola",
+                    "text": f"{token} hola",
                 }
                 try:
                     answer = await client.post("/api/mo", json=body)
@@ -404,7 +409,7 @@ class Chaos:
                 except httpx.HTTPError:
                     offered = False
                 if offered:
-                    self.traffic.mo_offered += 1
+                    self.traffic.mo_offered[token] = time.time()
                 else:
                     self.traffic.mo_refused += 1
 
@@ -456,11 +461,12 @@ class Chaos:
         until = started + self.plan.duration
         self.faults.add("traffic", f"{self.plan.mo_rate:g} MO/s, {self.plan.mt_rate:g} MT/s")
         faults = asyncio.create_task(self._faults_loop(started))
-        await asyncio.gather(self._mo_loop(until), self._mt_loop(until))
+        await asyncio.gather(self._mo_loop(until), self._mt_loop(until), self._binds_loop(until))
         await faults
         await asyncio.gather(*self._restarts)
         self.faults.add(
-            "traffic-end", f"{self.traffic.mo_offered} MOs offered, {len(self.traffic.mt_queued)} MTs queued"
+            "traffic-end",
+            f"{len(self.traffic.mo_offered)} MOs offered, {len(self.traffic.mt_queued)} MTs queued",
         )
 
     # --- drain and check ----------------------------------------------------------------------------
@@ -492,7 +498,7 @@ class Chaos:
             self.waiting_for = f"the database: {error}"
             return False
         report = check_ledger(list(read_ledger(self.ledger)), snapshot, self.faults, self.traffic)
-        self.waiting_for = "; ".join(report.pending)
+        self.waiting_for = "; ".join(report.pending[:10])
         return not report.pending
 
     async def snapshot(self) -> Snapshot:
@@ -522,15 +528,26 @@ class Chaos:
             ) from None
         self.faults.add("drained", "nothing queued, every acknowledged MO and receipt stored")
 
-    async def max_binds(self) -> int | None:
-        """The most binds of our system_id the simulator saw at once (issue 15's bind counter), or None
-        where the simulator does not count them."""
-        async with httpx.AsyncClient(timeout=2) as client:
-            counters = (await client.get(f"http://127.0.0.1:{self.api_port}/api/counters")).json()
-        found = counters["carriers"][CARRIER].get("max_concurrent_binds")
-        if isinstance(found, dict):
-            return int(found.get(SYSTEM_ID, 0))
-        return None if found is None else int(found)
+    async def sample_binds(self) -> None:
+        """Fold the simulator's most-binds-at-once of our system_id into :attr:`max_binds` (its counter
+        starts again at each simulator restart: read before each one, and all along)."""
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                answer = await client.get(f"http://127.0.0.1:{self.api_port}/api/counters")
+        except httpx.HTTPError:
+            return
+        if answer.status_code != 200:
+            return
+        counted = answer.json()["carriers"][CARRIER].get("binds_by_system_id")
+        if counted is None:
+            return  # a simulator that does not count binds per system_id: max_binds stays None
+        most = int(counted.get(SYSTEM_ID, {}).get("max", 0))
+        self.max_binds = most if self.max_binds is None else max(self.max_binds, most)
+
+    async def _binds_loop(self, until: float) -> None:
+        while time.monotonic() < until:
+            await self.sample_binds()
+            await asyncio.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -544,7 +561,8 @@ class Snapshot:
 
 @dataclass
 class LedgerReport:
-    """Counts per category; ``problems`` fail the test, ``pending`` means not drained yet."""
+    """Counts per category; ``problems`` fail the test; ``pending`` is what a system still draining may
+    yet do, and fails the test once it has drained."""
 
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -559,8 +577,8 @@ class LedgerReport:
 
 #: MT states no daemon will change any more by itself (accepted waits only for a receipt).
 SETTLED = {"accepted", "delivered", "failed", "expired", "refused", "cancelled"}
-#: Seconds a receipt may wait in the simulator (its delay, then its queue while no bind is up): an MT
-#: submitted this long before a simulator restart may have lost its receipt in the restart.
+#: Seconds a receipt or an MO may wait in the simulator (a receipt's delay, then the queue while no
+#: bind is up): one this long before a simulator restart may have been lost in the restart.
 RECEIPT_QUEUE_SECONDS = 30.0
 
 
@@ -577,8 +595,21 @@ def check_ledger(
         event["text"].split()[0] for event in events if event["kind"] == "mo" and event["result"] == "ok"
     }
     tried_mo = Counter(event["text"].split()[0] for event in events if event["kind"] == "mo")
-    counts["MOs offered (simulator API)"] = traffic.mo_offered
+    restarts = faults.times("simulator")
+    counts["MOs offered (simulator API)"] = len(traffic.mo_offered)
     counts["MOs acknowledged (deliver_sm_resp OK)"] = len(acked_mo)
+    # An MO offered and never acknowledged: only a simulator restart may take it (its queue goes).
+    unacknowledged = lost_in_restart = 0
+    for token, offered_at in traffic.mo_offered.items():
+        if token in acked_mo:
+            continue
+        unacknowledged += 1
+        if any(0 <= restart - offered_at < RECEIPT_QUEUE_SECONDS for restart in restarts):
+            lost_in_restart += 1
+        else:
+            report.pending.append(f"MO {token} offered, never acknowledged (no restart explains it)")
+    counts["MOs offered, never acknowledged"] = unacknowledged
+    counts["  of which offered just before the simulator restarted"] = lost_in_restart
     counts["MOs delivered more than once"] = sum(1 for n in tried_mo.values() if n > 1)
     counts["MOs stored exactly once"] = sum(1 for token in acked_mo if snapshot.mo_counts.get(token) == 1)
     missing = sorted(token for token in acked_mo if token not in snapshot.mo_counts)
@@ -649,7 +680,6 @@ def check_ledger(
     counts["receipts of a duplicate's other copy"] = other_copy
     # An MT left accepted: its receipt was never acknowledged, which only a simulator restart explains
     # (receipts waiting on its timer or in its deliver_sm queue go with it).
-    restarts = faults.times("simulator")
     waiting = lost_in_restart = 0
     for mt_id, (status, token) in snapshot.mts.items():
         if status != "accepted":
@@ -659,7 +689,7 @@ def check_ledger(
         if last is not None and any(0 <= restart - last < RECEIPT_QUEUE_SECONDS for restart in restarts):
             lost_in_restart += 1
         else:
-            report.problems.append(
+            report.pending.append(
                 f"MT {mt_id} ({token}) accepted, its receipt never came (no restart explains it)"
             )
     counts["MTs accepted, receipt never acknowledged"] = waiting
