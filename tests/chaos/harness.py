@@ -314,8 +314,9 @@ class Chaos:
         )
         self.simulator.start()
         await eventually(lambda: listening(self.api_port), within=30, what="the simulator's API listens")
-        for child in [*self.daemons, *self.panels]:
-            child.start()
+        for panel in self.panels:
+            panel.start()
+        await asyncio.gather(*(self.start_daemon(daemon) for daemon in self.daemons))
         for port in self.panel_ports:
             await eventually(lambda port=port: listening(port), within=60, what=f"the panel on {port}")
         await eventually(self._bound, within=60, what="the daemons bound to the simulator")
@@ -378,8 +379,23 @@ class Chaos:
         status = await daemon.stop(signum, within=30.0)
         self.faults.add("daemon-exit", f"{daemon.name} exited with {status}")
         await asyncio.sleep(pause)
-        daemon.start()
-        self.faults.add("daemon-start", f"{daemon.name} (pid {daemon.pid})")
+        await self.start_daemon(daemon)
+
+    async def start_daemon(self, daemon: Child) -> None:
+        """Start ``daemon`` and see it serve its metrics; one that exits first (it found PostgreSQL
+        restarting, say) is started again a second later, as systemd's Restart=on-failure would."""
+        port = self.metrics_ports[self.daemons.index(daemon)]
+        for _ in range(30):
+            daemon.start()
+            self.faults.add("daemon-start", f"{daemon.name} (pid {daemon.pid})")
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: listening(port) or not daemon.alive, within=60, what="")
+            if daemon.alive:
+                return
+            assert daemon.process is not None
+            self.faults.add("daemon-exit", f"{daemon.name} exited at start with {daemon.process.returncode}")
+            await asyncio.sleep(1.0)
+        raise AssertionError(f"{daemon.name} does not start: see {daemon.log}")
 
     async def _faults_loop(self, started: float) -> None:
         for at, kind in self.schedule():
@@ -519,6 +535,12 @@ class Chaos:
             parts=[(row[0], row[1], row[2], row[3]) for row in parts],
         )
 
+    def unexpected_exits(self) -> list[str]:
+        """Processes that are down although no fault took them down (a crash is a finding)."""
+        return [
+            f"{child.name} exited by itself: see {child.log}" for child in self.children if not child.alive
+        ]
+
     async def drain(self) -> None:
         try:
             await eventually(self.drained, within=self.plan.drain_within, interval=1.0, what="drained")
@@ -595,7 +617,7 @@ def check_ledger(
         event["text"].split()[0] for event in events if event["kind"] == "mo" and event["result"] == "ok"
     }
     tried_mo = Counter(event["text"].split()[0] for event in events if event["kind"] == "mo")
-    restarts = faults.times("simulator")
+    restarts = faults.times("simulator-down")  # when it had exited: what it took until then
     counts["MOs offered (simulator API)"] = len(traffic.mo_offered)
     counts["MOs acknowledged (deliver_sm_resp OK)"] = len(acked_mo)
     # An MO offered and never acknowledged: only a simulator restart may take it (its queue goes).

@@ -19,6 +19,8 @@ from tests.chaos.harness import BIND_SLOTS, Chaos, Plan, check_ledger, print_rep
 
 pytestmark = pytest.mark.integration
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
 
 async def test_nothing_is_lost_while_daemons_databases_brokers_and_the_smsc_fail() -> None:
     began = time.monotonic()
@@ -30,7 +32,9 @@ async def test_nothing_is_lost_while_daemons_databases_brokers_and_the_smsc_fail
     try:
         await chaos.start()
         await chaos.run()
+        assert not chaos.unexpected_exits(), chaos.unexpected_exits()
         await chaos.drain()
+        assert not chaos.unexpected_exits(), chaos.unexpected_exits()
         report = check_ledger(read_ledger(chaos.ledger), await chaos.snapshot(), chaos.faults, chaos.traffic)
         await chaos.sample_binds()
         max_binds = chaos.max_binds
@@ -43,8 +47,14 @@ async def test_nothing_is_lost_while_daemons_databases_brokers_and_the_smsc_fail
         assert max_binds <= BIND_SLOTS, f"{max_binds} binds at once, {BIND_SLOTS} configured"
         passed = True
     finally:
-        if not passed:
-            for child in chaos.children:
-                print(f"--- {child.name} ({child.log}) ---\n{child.tail()}")
         chaos.cleanup()
+        if not passed:  # the ledger and every log, for the post-mortem; the database files are not kept
+            kept = ARTIFACTS / f"chaos-{plan.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            shutil.copytree(directory, kept, ignore=shutil.ignore_patterns("pg"))
+            if chaos.pg.log.exists():
+                shutil.copy(chaos.pg.log, kept / "postgresql.log")
+            (kept / "faults.txt").write_text(
+                "".join(f"{at:.3f} {kind}: {detail}\n" for at, kind, detail in chaos.faults.entries), "utf-8"
+            )
+            print(f"chaos: ledger and logs kept in {kept}")
         shutil.rmtree(directory, ignore_errors=True)

@@ -72,7 +72,7 @@ def test_what_only_a_simulator_restart_explains() -> None:
         mo_counts={}, mts={7: ("accepted", "chaos-mt-1")}, parts=[(7, "a1", "accepted", None)]
     )
     traffic = Traffic(mo_offered={"chaos-mo-1": T0 + 1.0}, mt_queued={"chaos-mt-1": 7})
-    restarted = check_ledger(events, snapshot, faults((3.0, "simulator")), traffic)
+    restarted = check_ledger(events, snapshot, faults((3.0, "simulator-down")), traffic)
     assert restarted.problems == [] and restarted.pending == []
     assert restarted.counts["  of which offered just before the simulator restarted"] == 1
     assert restarted.counts["  of which submitted just before the simulator restarted"] == 1
