@@ -275,6 +275,8 @@ class Chaos:
         #: What :meth:`drained` found still to do, last time it looked.
         self.waiting_for = ""
         self._restarts: list[asyncio.Task[None]] = []
+        #: Daemons a fault is stopping or starting again: no other fault picks them meanwhile.
+        self._bouncing: set[str] = set()
 
     # --- start and stop -----------------------------------------------------------------------------
 
@@ -347,11 +349,10 @@ class Chaos:
     async def _strike(self, kind: str) -> None:
         if kind in ("sigkill", "sigterm"):
             await eventually(
-                lambda: sum(d.alive for d in self.daemons) >= 2,
-                within=60,
-                what="two daemons up before stopping one",
+                lambda: len(self._ready_daemons()) >= 2, within=90, what="two daemons up before stopping one"
             )
-            victim = self.rng.choice([d for d in self.daemons if d.alive])
+            victim = self.rng.choice(self._ready_daemons())
+            self._bouncing.add(victim.name)
             signum = signal.SIGKILL if kind == "sigkill" else signal.SIGTERM
             pause = self.rng.uniform(0.5, 4.0)
             self.faults.add(kind, f"{victim.name} (pid {victim.pid}), back after {pause:.1f} s")
@@ -375,11 +376,18 @@ class Chaos:
             await eventually(lambda: listening(self.api_port), within=30, what="the simulator is back")
             self.faults.add("simulator-up", f"simulator (pid {self.simulator.pid})")
 
+    def _ready_daemons(self) -> list[Child]:
+        """Daemons up and not in the middle of a fault (being stopped, or started again)."""
+        return [daemon for daemon in self.daemons if daemon.alive and daemon.name not in self._bouncing]
+
     async def _bounce(self, daemon: Child, signum: int, pause: float) -> None:
-        status = await daemon.stop(signum, within=30.0)
-        self.faults.add("daemon-exit", f"{daemon.name} exited with {status}")
-        await asyncio.sleep(pause)
-        await self.start_daemon(daemon)
+        try:
+            status = await daemon.stop(signum, within=30.0)
+            self.faults.add("daemon-exit", f"{daemon.name} exited with {status}")
+            await asyncio.sleep(pause)
+            await self.start_daemon(daemon)
+        finally:
+            self._bouncing.discard(daemon.name)
 
     async def start_daemon(self, daemon: Child) -> None:
         """Start ``daemon`` and see it serve its metrics; one that exits first (it found PostgreSQL
@@ -641,6 +649,8 @@ def check_ledger(
     counts["MOs stored twice"] = len(twice)
     if twice:
         report.problems.append(f"MOs stored more than once: {twice[:10]}")
+        for token in twice[:10]:  # what the simulator saw of each, and the faults about then
+            report.problems.append(_story(token, events, faults, kind="mo"))
     counts["MOs stored, never acknowledged"] = len(set(snapshot.mo_counts) - acked_mo)
     # MTs: every queued one settled; the simulator's copies.
     statuses = Counter(status for status, _ in snapshot.mts.values())
@@ -717,6 +727,21 @@ def check_ledger(
     counts["MTs accepted, receipt never acknowledged"] = waiting
     counts["  of which submitted just before the simulator restarted"] = lost_in_restart
     return report
+
+
+def _story(token: str, events: list[dict[str, Any]], faults: FaultLog, *, kind: str) -> str:
+    """The ledger's events of ``token`` and the faults within five seconds of them, times from the
+    start of the run."""
+    mine = [event for event in events if event["kind"] == kind and event["text"].split()[0] == token]
+    seen = ", ".join(
+        f"+{event['at'] - faults.started:.2f}s {event.get('result', 'submit')}" for event in mine
+    )
+    near = ", ".join(
+        f"+{at - faults.started:.2f}s {what}: {detail}"
+        for at, what, detail in faults.entries
+        if any(abs(at - event["at"]) < 5.0 for event in mine)
+    )
+    return f"  {token}: the simulator saw {seen or 'nothing'}; faults about then: {near or 'none'}"
 
 
 def print_report(chaos: Chaos, report: LedgerReport, max_binds: int | None, elapsed: float) -> None:
