@@ -120,6 +120,12 @@ class AssignmentPolicy:
     presence_grace: timedelta = timedelta(seconds=40)
     session_idle: timedelta = timedelta(minutes=SESSION_IDLE_MINUTES)
     callcentre_pool: str = "callcentre"
+    #: The daemon hands out the conversations of newly committed MOs at most this often (seconds): one
+    #: pass for every MO batch would cost a transaction per batch, for nothing a person could notice.
+    note_interval: float = 0.02
+    #: After a pass found nobody online, the next pass of noted conversations waits this long (an
+    #: operator going online is handed what waits by their own presence change, in the panel).
+    absence_recheck: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +327,14 @@ class AssignmentService:
         self.diversion = diversion or DiversionCache()
         self._pending: set[int] = set()
         self._wakeup = asyncio.Event()
+        #: Whether the last look found nobody online at the desk (it spaces the loop's passes).
+        self._nobody_online = False
 
     async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
         now = utcnow()
         async with self.readers() as session:
             online = await anyone_online(session, now, self.policy.presence_grace, self.policy.session_idle)
+            self._nobody_online = not online
             # Noted conversations are mostly ongoing chats someone already holds (or one another
             # process has just handed out): nothing to write for those either.
             waiting = online and (
@@ -519,31 +528,40 @@ class AssignmentService:
 
     async def run_loop(self) -> None:
         """The daemon's assignment: a sweep at start (what waited while nobody assigned), then the
-        conversations noted by :meth:`note_waiting` as they come and a sweep every ``sweep_interval``.
-        Runs until cancelled."""
+        conversations noted by :meth:`note_waiting`, together at most every ``note_interval`` (every
+        ``absence_recheck`` while nobody is online), and a sweep every ``sweep_interval``. Runs until
+        cancelled."""
         await self.sweep()
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.policy.sweep_interval
+        next_pass = loop.time()
         while True:
             # Checked before waiting: under steady traffic the wake-up is always set again while a pass
             # runs, and a wait that returns at once never times out, so the sweep would never come.
-            if loop.time() >= next_sweep:
+            now = loop.time()
+            if now >= next_sweep:
                 await self.sweep()
                 next_sweep = loop.time() + self.policy.sweep_interval
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(next_sweep):
-                    await self._wakeup.wait()
-            if not self._wakeup.is_set():
+            if self._pending and now >= next_pass:
+                await self._assign_noted()
+                spacing = self.policy.absence_recheck if self._nobody_online else self.policy.note_interval
+                next_pass = loop.time() + spacing
                 continue
+            wake_at = min(next_sweep, next_pass) if self._pending else next_sweep
             self._wakeup.clear()
-            pending, self._pending = sorted(self._pending), set()
-            try:
-                batch = self.policy.batch
-                for start in range(0, len(pending), batch):  # a pass hands out at most ``batch``
-                    await self.assign(pending[start : start + batch])
-            except Exception:  # the sweep hands them out later
-                logger.exception("assignment of new conversations failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(wake_at):
+                    await self._wakeup.wait()
+
+    async def _assign_noted(self) -> None:
+        pending, self._pending = sorted(self._pending), set()
+        try:
+            batch = self.policy.batch
+            for start in range(0, len(pending), batch):  # a pass hands out at most ``batch``
+                await self.assign(pending[start : start + batch])
+        except Exception:  # the sweep hands them out later
+            logger.exception("assignment of new conversations failed")
 
 
 def _event_id(event: Event, key: str) -> int | None:

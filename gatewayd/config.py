@@ -1079,7 +1079,7 @@ def _short_codes(info: ValidationInfo) -> set[str] | None:
 # Environment overrides
 # --------------------------------------------------------------------------------------------------
 
-_PLAIN_SECTIONS: Final = ("database", "bus", "log", "metrics", "health", "panel", "daemon")
+_PLAIN_SECTIONS: Final = ("database", "bus", "log", "metrics", "health", "panel", "daemon", "cluster")
 _ARRAY_KEYS: Final = ("carriers", "services", "binds")
 
 

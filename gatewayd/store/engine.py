@@ -49,7 +49,9 @@ def create_engine(
     cost six round trips of seventeen; every statement
     planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans`` is
     False (the daemon, see below); with ``timeout``, connecting and each statement give up after that
-    many seconds (the ownership service's heartbeat: a database that stops answering must not hang it).
+    many seconds (the ownership service's heartbeat: a database that stops answering must not hang it),
+    and the server ends a session left idle in a transaction that long: a daemon cut off mid-heartbeat
+    must not keep its lease rows locked (the others could never take them).
     On both, an error never shows the statement's parameters: they
     hold subscribers' numbers, and errors end up in logs.
     """
@@ -77,13 +79,19 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         connect_args={
-            "server_settings": {"plan_cache_mode": plan_cache_mode},
+            "server_settings": {"plan_cache_mode": plan_cache_mode, **_idle_limit(timeout)},
             **({} if timeout is None else {"timeout": timeout, "command_timeout": timeout}),
         },
     )
     if pre_ping:
         _ping_after_idle(engine)
     return engine
+
+
+def _idle_limit(timeout: float | None) -> dict[str, str]:
+    if timeout is None:
+        return {}
+    return {"idle_in_transaction_session_timeout": str(max(1, round(timeout * 1000)))}
 
 
 def _ping_after_idle(engine: AsyncEngine) -> None:

@@ -6,6 +6,7 @@ bus so that the daemons read the subscriptions again. A secret is shown once: at
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -39,6 +40,7 @@ from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
 from panel.web import db, db_read, error_response, panel, render, require_user
+from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.webhooks.permissions import WEBHOOKS_MANAGE
 from translations import N_
 
@@ -64,6 +66,11 @@ PROBLEMS = {
         "webhooks only go to public addresses unless [webhooks] allow lists it."
     ),
 }
+#: Whoever may not read the clients' numbers may not send them to another system either.
+MSISDN_REFUSED = N_(
+    "Your account may not see clients' phone numbers, so its subscriptions cannot carry them: "
+    "untick the phone number option."
+)
 NOTICES = {
     "saved": N_("The subscription was saved."),
     "deleted": N_("The subscription and its deliveries were deleted."),
@@ -107,6 +114,7 @@ async def _list_page(request: Request, status: int = 200, **context: Any) -> Res
         "given": None,
         "secret": None,
         "created": None,
+        "may_include_msisdn": require_user(request).has(OPERATOR_SEE_MSISDN),
         **context,
     }
     return render(request, "webhooks/list.html", values, status_code=status)
@@ -139,6 +147,7 @@ async def _detail_page(request: Request, subscription_id: int, status: int = 200
         "notice": NOTICES.get(request.query_params.get("notice", "")),
         "error": None,
         "secret": None,
+        "may_include_msisdn": require_user(request).has(OPERATOR_SEE_MSISDN),
         **context,
     }
     return render(request, "webhooks/detail.html", values, status_code=status)
@@ -156,6 +165,8 @@ async def list_page(request: Request) -> Response:
 @requires(PANEL_ACCESS, WEBHOOKS_MANAGE)
 async def create(request: Request) -> Response:
     given = _input(await request.form())
+    if given.include_msisdn and not require_user(request).has(OPERATOR_SEE_MSISDN):
+        return await _list_page(request, 403, error=MSISDN_REFUSED, given=given)
     try:
         # the URL's DNS look-up before the transaction: no lock waits on it
         checked = await check_subscription(given, panel(request).settings.webhooks_allow)
@@ -188,6 +199,9 @@ async def update(request: Request) -> Response:
             subscription = await session.get(WebhookSubscription, subscription_id, with_for_update=True)
             if subscription is None:
                 return error_response(request, 404, N_("There is no such subscription."))
+            if not require_user(request).has(OPERATOR_SEE_MSISDN):
+                # the box is not theirs to change: a subscription that carries numbers keeps them
+                checked = replace(checked, include_msisdn=subscription.include_msisdn)
             before = described(subscription)
             await update_subscription(session, subscription, checked, now=utcnow())
             details = {"before": before, "after": described(subscription)}

@@ -18,6 +18,7 @@ from gatewayd.assignment import (
     pools_served,
     serves,
 )
+from tests.waiting import eventually
 
 
 def test_an_operator_in_no_pool_serves_the_default_pool_only() -> None:
@@ -102,3 +103,56 @@ async def test_the_sweep_still_comes_while_mos_keep_waking_the_loop() -> None:
             await running
     # noted conversations are handed out a batch at a time, the first ones before any later one
     assert service.passes[:3] == [[1, 2, 3], [4, 5, 6], [7]]
+
+
+class _Absent(AssignmentService):
+    """Passes recorded; every look finds nobody online."""
+
+    def __init__(self, policy: AssignmentPolicy) -> None:
+        super().__init__(cast(Any, None), None, policy)
+        self.passes: list[list[int]] = []
+
+    async def sweep(self) -> None:
+        return None
+
+    async def assign(self, conversation_ids: Sequence[int] | None = None) -> list[Assignment]:
+        assert conversation_ids is not None
+        self.passes.append(list(conversation_ids))
+        self._nobody_online = True
+        return []
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_while_nobody_is_online_new_conversations_wait_for_the_recheck() -> None:
+    # one pass per MO batch would be a transaction per batch for nobody: the loop spaces them instead
+    service = _Absent(AssignmentPolicy(sweep_interval=3600, note_interval=0.0, absence_recheck=3600))
+    running = asyncio.create_task(service.run_loop())
+    try:
+        service.note_waiting(1)
+        await eventually(lambda: service.passes == [[1]], what="the first pass")
+        for conversation_id in range(2, 12):
+            service.note_waiting(conversation_id)
+            await _turns(5)
+        assert service.passes == [[1]]  # nobody online: the next look waits for the recheck
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    service = _Absent(AssignmentPolicy(sweep_interval=3600, note_interval=0.0, absence_recheck=0.05))
+    running = asyncio.create_task(service.run_loop())
+    try:
+        service.note_waiting(1)
+        await eventually(lambda: service.passes == [[1]], what="the first pass")
+        for conversation_id in range(2, 5):
+            service.note_waiting(conversation_id)
+        # everything noted meanwhile goes in one pass once the recheck is due
+        await eventually(lambda: service.passes == [[1], [2, 3, 4]], what="the pass after the recheck")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -633,3 +633,15 @@ port = 2775
     billing = config.services[0].billing
     assert billing is not None and billing.acceptance
     assert config.keywords[country].accept
+
+
+def test_cluster_timings_have_defaults_and_three_heartbeats_per_lease(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    assert (config.cluster.lease, config.cluster.heartbeat, config.cluster.margin) == (6.0, 1.0, 1.5)
+    path = write(tmp_path, VALID + "\n[cluster]\nlease = 5.0\nheartbeat = 2.0\n")
+    [problem] = problems(path)
+    assert problem.key == "cluster.heartbeat"
+    assert "a third of lease" in problem.message
+    assert problem.line == VALID.count("\n") + 4
+    tuned = load_config(path, {"GATEWAYD_CLUSTER_HEARTBEAT": "1.5"})
+    assert (tuned.cluster.lease, tuned.cluster.heartbeat) == (5.0, 1.5)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from gatewayd.store.accounts import Account
 from gatewayd.store.audit import AuditRecord
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery, WebhookSubscription
 from panel.app import create_app
@@ -226,3 +227,31 @@ async def test_the_failing_tab_finds_a_failing_delivery_behind_many_newer_pendin
     await add_deliveries(admin, subscription.id, [DeliveryState.PENDING] * 120)  # newer, never tried
     page = (await admin.get(f"/admin/webhooks/{subscription.id}?state=failing", headers=HTML)).text
     assert f'data-delivery="{failing}"' in page and page.count("data-delivery=") == 1
+
+
+async def test_an_account_that_may_not_see_numbers_cannot_make_a_subscription_carry_them(
+    admin: PanelClient,
+) -> None:
+    # ana (an admin) makes one that carries numbers; marta manages webhooks without operator.see_msisdn
+    await post(admin, "/admin/webhooks", {**VALID, "include_msisdn": "on"})
+    (carrying,) = await subscriptions(admin)
+    async with admin.runtime.sessionmaker() as session, session.begin():
+        marta = await session.scalar(select(Account).where(Account.username == "marta"))
+        assert marta is not None
+        marta.permissions = ["panel.access", "webhooks.manage"]
+    admin.cookies.clear()  # signed out: marta signs in
+    assert (await login(admin, "marta")).status_code == 303
+
+    page = (await admin.get("/admin/webhooks", headers=HTML)).text
+    assert 'name="include_msisdn" disabled' in page and "Only an account that may see" in page
+    status, text = await post(admin, "/admin/webhooks", {**VALID, "name": "crm-2", "include_msisdn": "on"})
+    assert status == 403 and "may not see clients' phone numbers" in text
+    assert [item.name for item in await subscriptions(admin)] == ["crm"]
+
+    status, _ = await post(admin, "/admin/webhooks", {**VALID, "name": "crm-2"})
+    assert status == 200
+    # a change by marta (the box disabled: not sent) leaves the numbers where ana put them
+    path = f"/admin/webhooks/{carrying.id}"
+    assert (await post(admin, path, {**VALID, "name": "crm-renamed"}))[0] == 303
+    by_name = {item.name: item for item in await subscriptions(admin)}
+    assert by_name["crm-renamed"].include_msisdn and not by_name["crm-2"].include_msisdn
