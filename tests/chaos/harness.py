@@ -78,10 +78,20 @@ class Plan:
 
     @classmethod
     def from_environment(cls, duration: float, daemon_faults: int) -> Plan:
-        seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1 << 31))
-        duration = float(os.environ.get("CHAOS_DURATION") or duration)
-        faults = int(os.environ.get("CHAOS_DAEMON_FAULTS") or max(daemon_faults, round(duration / 15)))
-        return cls(duration=duration, seed=seed, daemon_faults=faults)
+        """``CHAOS_SEED`` (a run's faults again), ``CHAOS_DURATION`` (seconds of traffic),
+        ``CHAOS_DAEMON_FAULTS`` (default: the given count, or one per 15 s if more),
+        ``CHAOS_MO_RATE`` and ``CHAOS_MT_RATE`` (per second) over the defaults."""
+        environ = os.environ
+        seed = int(environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1 << 31))
+        duration = float(environ.get("CHAOS_DURATION") or duration)
+        faults = int(environ.get("CHAOS_DAEMON_FAULTS") or max(daemon_faults, round(duration / 15)))
+        return cls(
+            duration=duration,
+            seed=seed,
+            daemon_faults=faults,
+            mo_rate=float(environ.get("CHAOS_MO_RATE") or cls.mo_rate),
+            mt_rate=float(environ.get("CHAOS_MT_RATE") or cls.mt_rate),
+        )
 
 
 @dataclass
