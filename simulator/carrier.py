@@ -68,6 +68,10 @@ _DELIVER_SM = int(CommandID.DELIVER_SM)
 _SUBMIT_MULTI = int(CommandID.SUBMIT_MULTI)
 _SUBMITS = frozenset({_SUBMIT_SM, _DATA_SM, _SUBMIT_MULTI})
 # Plain ints: IntFlag arithmetic costs a microsecond per operation on the hot path.
+#: Answers after which a deliver_sm is tried again later (with backoff): the temporary errors, and
+#: ESME_RINVBNDSTS, which an unbinding ESME gives a deliver_sm that crossed its unbind (the session
+#: refused it, not the message: the next attempt goes to a bind still up).
+_RETRIED_STATUSES = frozenset({*TEMPORARY_STATUSES, CommandStatus.ESME_RINVBNDSTS})
 _RECEIPT_REQUEST = int(RegisteredDelivery.FINAL | RegisteredDelivery.FAILURE)
 _FAILURE_ONLY = int(RegisteredDelivery.FAILURE)
 _UDHI = int(ESMClass.UDHI)
@@ -490,7 +494,7 @@ class Carrier:
                     counters.receipts_sent += 1
                 else:
                     counters.mo_delivered += 1
-            elif status in TEMPORARY_STATUSES:
+            elif status in _RETRIED_STATUSES:
                 self._redeliver_later(pdu, attempt, first_at)
             else:
                 counters.mo_failed += 1
