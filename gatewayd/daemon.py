@@ -332,6 +332,8 @@ class Daemon:
             webhooks=targets,
         )
         self.mt.billed_short_codes = self.outbox.settings.premium.billed_short_codes
+        mo, recorder = self.mo, self.recorder
+        self.metrics.track_commit_failures(lambda: mo.temporary_failures, lambda: recorder.temporary_failures)
 
     def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:
         # the MO pipeline first: answers given on a connection just lost are in doubt
@@ -443,7 +445,7 @@ class Daemon:
         assert self.binds is not None and self.events is not None
         while True:
             self._status_changed.clear()
-            await self.events.status(*self.binds.carrier_binds())
+            await self.events.status(*self.binds.carrier_binds(), instance=self.config.daemon.instance)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_changed.wait(), self.status_interval)
 

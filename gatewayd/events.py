@@ -59,9 +59,15 @@ def bind_state_payload(carrier: str, bind: str, up: bool, binds_up: int) -> Payl
     }
 
 
-def status_payload(binds_up: Mapping[str, int], binds: Mapping[str, int]) -> Payload:
-    """Binds up and binds configured per carrier, as the daemon sees them now."""
-    return {"binds_up": dict(binds_up), "binds": dict(binds), "at": datetime.now(UTC).isoformat()}
+def status_payload(binds_up: Mapping[str, int], binds: Mapping[str, int], instance: str) -> Payload:
+    """Binds up in this daemon (``instance``) and binds configured per carrier, as it sees them now
+    (several daemons share the configured binds: a panel adds up what each has up)."""
+    return {
+        "binds_up": dict(binds_up),
+        "binds": dict(binds),
+        "instance": instance,
+        "at": datetime.now(UTC).isoformat(),
+    }
 
 
 class EventPublisher:
@@ -117,5 +123,5 @@ class EventPublisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def status(self, binds_up: Mapping[str, int], binds: Mapping[str, int]) -> None:
-        await self._publish(self.topics.status(), status_payload(binds_up, binds))
+    async def status(self, binds_up: Mapping[str, int], binds: Mapping[str, int], *, instance: str) -> None:
+        await self._publish(self.topics.status(), status_payload(binds_up, binds, instance))

@@ -86,13 +86,10 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     receipts_early = labelled_children(metrics.receipts_early)
     reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
     mo_refused = labelled_children(metrics.mo_refused)
-    commit_failures = labelled_children(metrics.db_commit_failures)
     possible_duplicates = labelled_children(metrics.mt_possible_duplicates)
 
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("mo").observe(seconds)
-        if error is not None:
-            commit_failures("mo").inc()
 
     def mo_committed(stored: Sequence[InboundMO], duplicates: int) -> None:
         for (carrier, short_code), count in Counter((mo.carrier, mo.short_code) for mo in stored).items():
@@ -102,8 +99,6 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
 
     def receipt_batch(size: int, seconds: float, error: BaseException | None) -> None:
         commit_latency("receipts").observe(seconds)
-        if error is not None:
-            commit_failures("receipts").inc()
 
     def mt_submitted(carrier: str, outcome: str, seconds: float) -> None:
         mt_submitted_count(carrier, outcome).inc()

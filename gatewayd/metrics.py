@@ -142,13 +142,6 @@ class GatewayMetrics:
             namespace=ns,
             registry=r,
         )
-        self.db_commit_failures = Counter(
-            "db_commit_failures",
-            "Store transactions of a pipeline that failed (and are tried again), per unit of work",
-            ["operation"],
-            namespace=ns,
-            registry=r,
-        )
         self.mo_pending = Gauge("mo_pending", "MOs received and not committed yet", namespace=ns, registry=r)
         self.receipts_pending = Gauge(
             "receipts_pending", "Delivery receipts received and not committed yet", namespace=ns, registry=r
@@ -202,10 +195,26 @@ class GatewayMetrics:
             f"{ns}_bus_events_dropped", "Bus events dropped because a buffer was full"
         )
         self.registry.register(self._events_dropped)
+        self._mo_commit_failures = _CallbackCounter(
+            f"{ns}_mo_commit_failures",
+            "MOs answered ESME_RX_T_APPN because the database did not take them, or not in time (a full "
+            "backlog): the SMSC delivers them again",
+        )
+        self.registry.register(self._mo_commit_failures)
+        self._receipt_commit_failures = _CallbackCounter(
+            f"{ns}_receipt_commit_failures",
+            "Receipts answered ESME_RX_T_APPN because the database did not take them (delivered again)",
+        )
+        self.registry.register(self._receipt_commit_failures)
 
     def track_bus_drops(self, read_dropped: Callable[[], int]) -> None:
         """Reports ``read_dropped()`` (e.g. ``lambda: bus.dropped``) as the dropped-events counter."""
         self._events_dropped.source = read_dropped
+
+    def track_commit_failures(self, mos: Callable[[], int], receipts: Callable[[], int]) -> None:
+        """Reports the MO pipeline's and the receipt recorder's own counts of commits given up."""
+        self._mo_commit_failures.source = mos
+        self._receipt_commit_failures.source = receipts
 
     def render(self) -> bytes:
         """The text exposition format of every collector."""

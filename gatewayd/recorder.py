@@ -242,6 +242,8 @@ class MTRecorder:
         self._results_ready = asyncio.Event()
         #: MTs handed over (results or give-backs) whose outcome is not written yet: still ``sending``
         self._unrecorded = 0
+        #: Receipts answered ESME_RX_T_APPN because their commit failed (the SMSC delivers them again).
+        self.temporary_failures = 0
         #: set while nothing handed over waits to be written
         self._all_written = asyncio.Event()
         self._all_written.set()
@@ -489,6 +491,7 @@ class MTRecorder:
                 functools.partial(self._health.failed, "receipts.commit"),
             )
         except Exception as error:
+            self.temporary_failures += len(batch)
             log_event(
                 log,
                 "receipt.commit_failed",

@@ -1,8 +1,10 @@
-"""What the panel knows of the daemon's binds: the latest status event (``<prefix>/status``).
+"""What the panel knows of the daemons' binds: the latest status event (``<prefix>/status``) of
+each daemon instance.
 
-The daemon publishes it on every bind change, every ``STATUS_INTERVAL`` seconds and when a panel asks
-(``<prefix>/status/request``, sent as this panel starts). A panel that heard none lately (no daemon,
-no bus) says "unknown" rather than guess.
+A daemon publishes it on every bind change, every ``STATUS_INTERVAL`` seconds and when a panel asks
+(``<prefix>/status/request``, sent as this panel starts). Several daemons share the configured binds
+(``docs/CLUSTER.md``): the binds up are what they have up together. A panel that heard none lately
+(no daemon, no bus) says "unknown" rather than guess.
 """
 
 from __future__ import annotations
@@ -38,28 +40,41 @@ class BindsUp:
 
 
 class DaemonStatus:
-    """The latest status event heard by this panel, and when (a monotonic clock)."""
+    """The latest status event heard by this panel from each daemon, and when (a monotonic clock)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._binds: BindsUp | None = None
-        self._heard_at = 0.0
+        self._heard: dict[str, tuple[BindsUp, float]] = {}
 
     def heard(self, payload: Mapping[str, object]) -> None:
         up, configured = payload.get("binds_up"), payload.get("binds")
         if not isinstance(up, Mapping) or not isinstance(configured, Mapping):
             return
-        self._binds = BindsUp(
+        binds = BindsUp(
             {str(carrier): int(count) for carrier, count in up.items()},
             {str(carrier): int(count) for carrier, count in configured.items()},
         )
-        self._heard_at = self._clock()
+        self._heard[str(payload.get("instance", ""))] = (binds, self._clock())
 
     def binds(self) -> BindsUp | None:
-        """The binds as last heard, or None when nothing was heard within ``STALE_AFTER``."""
-        if self._binds is None or self._clock() - self._heard_at > STALE_AFTER:
+        """The binds up in every daemon heard within ``STALE_AFTER`` (never more than configured: a
+        daemon that just stopped may not have said so), or None when none was heard."""
+        now = self._clock()
+        fresh = [binds for binds, at in self._heard.values() if now - at <= STALE_AFTER]
+        if not fresh:
             return None
-        return self._binds
+        if len(fresh) == 1:
+            return fresh[0]
+        configured: dict[str, int] = {}
+        up: dict[str, int] = {}
+        for binds in fresh:
+            for carrier, count in binds.configured.items():
+                configured[carrier] = max(configured.get(carrier, 0), count)
+            for carrier, count in binds.up.items():
+                up[carrier] = up.get(carrier, 0) + count
+        return BindsUp(
+            {carrier: min(count, configured.get(carrier, count)) for carrier, count in up.items()}, configured
+        )
 
     async def follow_loop(self, subscription: Subscription) -> None:
         async for event in subscription:

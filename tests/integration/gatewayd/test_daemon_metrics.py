@@ -8,12 +8,20 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.metrics import GatewayMetrics
+from gatewayd.store.enums import MTStatus
+from gatewayd.store.messages import MTMessage
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
+from tests.integration.gatewayd.conftest import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    make_config,
+    running_daemon,
+    simulator_config,
+)
 from tests.waiting import eventually
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "dashboards" / "gatewayd-grafana.json"
@@ -36,6 +44,15 @@ async def test_metrics_and_health_are_served(tmp_path: Path, sqlite_url: str, si
         received = f'gatewayd_mo_received_total{{carrier="movistar",short_code="{MOVISTAR_SHORT_CODE}"}} 1.0'
         assert received in metrics
         assert 'gatewayd_db_commit_seconds_count{operation="mo"}' in metrics
+        # the cluster's: this daemon alone owns every bind slot
+        assert 'instance="gatewayd-test"' in metrics and "gatewayd_instance_info{" in metrics
+        assert 'gatewayd_bind_slots_owned{carrier="movistar"} 1.0' in metrics
+        assert 'gatewayd_bind_slots_configured{carrier="vodafone"} 1.0' in metrics
+        assert "gatewayd_cluster_daemons 1.0" in metrics
+        age = float(re.findall(r"^gatewayd_cluster_heartbeat_age_seconds (\S+)$", metrics, re.MULTILINE)[0])
+        assert 0 <= age < 5
+        assert "gatewayd_mo_pending 0.0" in metrics and "gatewayd_receipts_pending 0.0" in metrics
+        assert health.json()["binds_owned"] == {"movistar": 1, "vodafone": 1}
 
 
 async def test_scrapes_on_a_kept_alive_connection_are_not_held_by_delayed_acks(
@@ -117,6 +134,13 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
             report = (await client.get("/healthz")).json()
             assert "mo.commit" in report["failing"]
             assert "mo_messages" in report["failing"]["mo.commit"]["last_error"]
+
+            async def counted() -> bool:  # once the commit's retries gave up: answered ESME_RX_T_APPN
+                metrics = (await client.get("/metrics")).text
+                found = re.findall(r"^gatewayd_mo_commit_failures_total (\S+)$", metrics, re.MULTILINE)
+                return bool(found) and float(found[0]) >= 1
+
+            await eventually(counted, within=30, interval=0.2)
             async with daemon.sessions.begin() as session:
                 await session.execute(text("ALTER TABLE mo_messages_away RENAME TO mo_messages"))
 
@@ -138,3 +162,42 @@ def test_dashboard_uses_only_exported_metrics() -> None:
         for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])
     }
     assert used and used <= names, used - names
+
+
+async def test_receipts_the_database_does_not_take_are_counted(tmp_path: Path, pg_url: str) -> None:
+    """Receipts whose commit keeps failing (the parts table is gone) are answered ESME_RX_T_APPN and
+    counted; once the table is back the SMSC's redelivery applies them."""
+    async with Simulator(simulator_config(receipt_delay=1.0)) as simulator:
+        config = make_config(tmp_path, pg_url, simulator)
+        metrics_config = MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))
+        config = config.model_copy(update={"metrics": metrics_config})
+        async with running_daemon(config) as daemon:
+            await daemon.metrics_started.wait()
+            assert daemon.sessions is not None
+            mt_id = await daemon.queue_mt("+34600111222", "hola", carrier=MOVISTAR)
+            counters = simulator.carrier(MOVISTAR).counters
+            await eventually(lambda: counters.mt_accepted == 1)
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mt_parts RENAME TO mt_parts_away"))
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{daemon.metrics_service.port}"
+            ) as client:
+
+                async def counted() -> bool:
+                    metrics = (await client.get("/metrics")).text
+                    found = re.findall(
+                        r"^gatewayd_receipt_commit_failures_total (\S+)$", metrics, re.MULTILINE
+                    )
+                    return bool(found) and float(found[0]) >= 1
+
+                await eventually(counted, within=30, interval=0.2)
+            async with daemon.sessions.begin() as session:
+                await session.execute(text("ALTER TABLE mt_parts_away RENAME TO mt_parts"))
+
+            async def delivered() -> bool:
+                assert daemon.sessions is not None
+                async with daemon.sessions() as session:
+                    status = await session.scalar(select(MTMessage.status).where(MTMessage.id == mt_id))
+                return status == MTStatus.DELIVERED
+
+            await eventually(delivered, within=60, interval=0.2)

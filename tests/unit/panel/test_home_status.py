@@ -55,3 +55,25 @@ def test_today_in_the_readers_zone_on_the_days_the_clocks_change() -> None:
     late = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)
     assert today_range(madrid, late)[0] == datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
     assert today_range(ZoneInfo("America/Bogota"), late)[0] == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+
+
+def test_several_daemons_binds_up_are_added_up_and_a_silent_one_forgotten() -> None:
+    clock = Clock()
+    status = DaemonStatus(clock)
+    configured = {"movistar": 4, "vodafone": 1}
+    status.heard({"binds_up": {"movistar": 2, "vodafone": 1}, "binds": configured, "instance": "a"})
+    clock.now += 10
+    status.heard({"binds_up": {"movistar": 2, "vodafone": 0}, "binds": configured, "instance": "b"})
+    binds = status.binds()
+    assert binds is not None and (dict(binds.up), binds.total_up, binds.total) == (
+        {"movistar": 4, "vodafone": 1},
+        5,
+        5,
+    )
+    # a daemon that took over another's binds while the stopped one's last word still counts
+    status.heard({"binds_up": {"movistar": 4, "vodafone": 1}, "binds": configured, "instance": "b"})
+    binds = status.binds()
+    assert binds is not None and dict(binds.up) == {"movistar": 4, "vodafone": 1}
+    clock.now += STALE_AFTER - 5  # "a" is silent for longer than believed
+    binds = status.binds()
+    assert binds is not None and (binds.total_up, binds.total) == (5, 5)
