@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck unit integration e2e chaos bench fuzz services browser clean lock messages
+.PHONY: demo test lint format typecheck unit integration e2e chaos bench soak fuzz services browser promtool clean lock messages
 
 # Every dependency at the version and hash in the lock file (pip-tools: a plain requirements file that
 # pip itself installs with --require-hashes, no other tool needed on a fresh machine); then the project.
@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(BIN)/gatewayd demo
 
 # Everything CI runs: lint, types, unit, integration (PostgreSQL, Mosquitto, simulator) and browser tests.
-test: $(STAMP) services browser
+test: $(STAMP) services browser promtool
 	$(BIN)/ruff check settingsfile translations smpp routing gatewayd panel plugins simulator echat tests bench
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -63,7 +63,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) promtool
 	$(BIN)/pytest tests/unit
 
 integration: $(STAMP) services
@@ -86,9 +86,22 @@ services:
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-# Every benchmark; bench/_*.py are their helpers, not benchmarks.
+# Debian's prometheus package for promtool, which checks and unit-tests dashboards/alerts.yml
+# (tests/unit/test_alert_rules.py). The package's own Prometheus server is not wanted: stopped and disabled
+# where systemd started it.
+promtool:
+	@command -v promtool >/dev/null || (apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+		&& (systemctl disable --now prometheus >/dev/null 2>&1 || true))
+
+# Every benchmark; bench/_*.py are their helpers, not benchmarks, and the hour-long soak runs on its own.
 bench: $(STAMP)
-	for script in bench/[!_]*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do [ $$script = bench/soak.py ] || $(BIN)/python $$script || exit 1; done
+
+# An hour of MO, MT and receipt traffic through two daemons and a panel with 50 desk streams: the memory
+# of every process each minute (bench/soak.py).
+soak: $(STAMP) services
+	$(BIN)/python bench/soak.py
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz_codec.py --iterations 1000000

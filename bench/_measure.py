@@ -93,6 +93,31 @@ def pids_named(name: str) -> set[int]:
     return found
 
 
+def connections_to(pid: int, port: int) -> int:
+    """Established TCP connections of ``pid`` to ``port`` on any address (a daemon's binds to an SMSC):
+    the sockets among its open files whose remote port is ``port`` in /proc/net/tcp and tcp6."""
+    sockets: set[str] = set()
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for fd in descriptors:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except (FileNotFoundError, ProcessLookupError):  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port and inode in sockets:
+                count += 1
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class CPUSnapshot:
     """CPU seconds of named groups of processes at one moment."""

@@ -12,6 +12,15 @@ Figures, per database:
 Run: ``.venv/bin/python bench/gatewayd_throughput.py`` (PostgreSQL on 127.0.0.1:5432 as in the tests;
 ``--no-postgres`` for SQLite only; ``--without-rollups`` to measure the daemon without the reports'
 rollups, as ``bench/reports.py`` does). Ends with one ``RESULT key=value ...`` line.
+
+``--daemons N``: N ``gatewayd run`` processes instead of the daemon in this process, with the same
+configuration file (each its own ``[daemon] instance`` through ``GATEWAYD_DAEMON_INSTANCE``) on one
+PostgreSQL database and the MQTT bus (127.0.0.1:1883, a topic prefix of their own): with bind ownership
+they split the binds. A phase starts once every daemon holds its share of the binds at the SMSC; the
+MTs are queued inside the timed window by this process (batches of 1,000 and a wake-up on the bus, as
+producers do). Each phase prints the total rate and the CPU per message of each daemon, of PostgreSQL
+(the benchmark database's backends; the producer's apart) and of the simulator. No latency phase
+(it reads the daemon's bus in this process). ``--daemons 1`` is the comparable one-daemon figure.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -34,9 +45,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _measure import CPUSnapshot, connections_to, postgres_backends  # noqa: E402
 from scratch_postgres import scratch_database  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
+from gatewayd.bus import create_bus  # noqa: E402
 from gatewayd.config import Config, load_config  # noqa: E402
 from gatewayd.daemon import Daemon  # noqa: E402
 from gatewayd.schema import upgrade  # noqa: E402
@@ -49,6 +62,8 @@ from simulator.profiles import CarrierProfile, DelayDistribution, ReceiptProfile
 
 CARRIER = "movistar"
 SHORT_CODE = "997745"
+MQTT_URL = "mqtt://127.0.0.1:1883"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulator_config() -> SimulatorConfig:
@@ -75,13 +90,20 @@ def simulator_config() -> SimulatorConfig:
 
 
 def daemon_config(directory: Path, database_url: str, port: int, binds: int) -> Config:
-    text = f"""
+    return load_config(daemon_config_file(directory, database_url, port, binds), environ={})
+
+
+def daemon_config_file(
+    directory: Path, database_url: str, port: int, binds: int, bus: str = "memory://", prefix: str = "echat"
+) -> Path:
+    config = f"""
 [database]
 url = "{database_url}"
 pool_size = 10
 
 [bus]
-url = "memory://"
+url = "{bus}"
+topic_prefix = "{prefix}"
 buffer_size = 1000000
 
 [metrics]
@@ -110,8 +132,8 @@ tps = 1000000
 response_timeout = 30
 """
     path = directory / f"bench-{uuid.uuid4().hex[:6]}.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path, environ={})
+    path.write_text(config, encoding="utf-8")
+    return path
 
 
 def msisdn(index: int) -> str:
@@ -166,6 +188,8 @@ async def _simulator_main(connection: Connection) -> None:
             elif command == "profile":
                 simulator.update_profile(CARRIER, arguments[0])
                 connection.send(None)
+            elif command == "bound":
+                connection.send(len(carrier.sessions))
 
 
 class RemoteSimulator:
@@ -191,6 +215,11 @@ class RemoteSimulator:
     async def call(self, *command: Any) -> Any:
         self._connection.send(command)
         return await self._recv()
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
 
 
 @asynccontextmanager
@@ -360,11 +389,212 @@ async def run_backend(label: str, url: str, args: argparse.Namespace, directory:
     return figures
 
 
+# --- --daemons N: gatewayd run processes --------------------------------------------------------------
+
+
+class DaemonProcesses:
+    """``count`` ``gatewayd run`` processes on one configuration file, until SIGTERM; entered once every
+    one of them holds its share of the ``binds`` at the SMSC."""
+
+    def __init__(self, config: Path, count: int, binds: int, simulator: RemoteSimulator) -> None:
+        self.config, self.count, self.binds, self.simulator = config, count, binds, simulator
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.logs = [config.with_name(f"daemon-{index + 1}.log") for index in range(count)]
+
+    async def __aenter__(self) -> DaemonProcesses:
+        for index, log in enumerate(self.logs):
+            environment = {**os.environ, "GATEWAYD_DAEMON_INSTANCE": f"bench-{index + 1}"}
+            command = [sys.executable, "-m", "echat", "run", "--config", str(self.config)]
+            with log.open("ab") as output:
+                self.processes.append(
+                    await asyncio.create_subprocess_exec(
+                        *command, cwd=ROOT, env=environment, stdout=output, stderr=output
+                    )
+                )
+        async with asyncio.timeout(120):
+            while not await self._split():
+                self._check_running()
+                await asyncio.sleep(0.1)
+        return self
+
+    def _check_running(self) -> None:
+        for process, log in zip(self.processes, self.logs, strict=True):
+            if process.returncode is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"a daemon exited ({process.returncode}); its log ends:\n{tail}")
+
+    async def _split(self) -> bool:
+        """Every bind up, and each daemon bound at least its share (they rebalance as they start)."""
+        share = self.binds // self.count
+        held = [connections_to(pid, self.simulator.port) for pid in self.pids]
+        return bool(await self.simulator.call("bound") >= self.binds) and min(held) >= share
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for process in self.processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                async with asyncio.timeout(60):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+
+class Producer:
+    """Queues MTs as the panel and the API do: a transaction per batch, then a wake-up on the bus."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        from gatewayd.store.engine import create_engine, session_factory
+
+        self.engine = create_engine(url, pool_size=1, max_overflow=0)
+        self.sessions = session_factory(self.engine)
+        self.bus = create_bus(MQTT_URL, topic_prefix=prefix, client_id=f"{prefix}-producer")
+        self.backend_pid = 0
+
+    async def __aenter__(self) -> Producer:
+        await self.bus.__aenter__()
+        async with self.sessions() as session:
+            self.backend_pid = int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.bus.__aexit__(None, None, None)
+        await self.engine.dispose()
+
+    async def queue(self, count: int, tag: str) -> tuple[int, int]:
+        """The (lowest, highest) id queued."""
+        lowest = highest = 0
+        for start in range(0, count, 1000):
+            mts = [
+                NewMT(
+                    kind=MTKind.PUSH,
+                    carrier=CARRIER,
+                    source=SHORT_CODE,
+                    destination=msisdn(index)[1:],
+                    text=f"{tag} {index} hola, soy Laura",
+                )
+                for index in range(start, min(count, start + 1000))
+            ]
+            async with self.sessions() as session, session.begin():
+                ids = list(await queue_mts(session, mts, datetime.now(UTC)))
+            lowest, highest = lowest or min(ids), max(ids)
+            await self.bus.publish(self.bus.topics.outbox_queued(), {"mt_id": highest})
+        return lowest, highest
+
+    async def delivered(self, lowest: int, highest: int) -> int:
+        statement = text(
+            "SELECT count(*) FROM mt_messages WHERE id BETWEEN :lo AND :hi AND status = 'delivered'"
+        )
+        async with self.sessions() as session:
+            return int((await session.execute(statement, {"lo": lowest, "hi": highest})).scalar_one())
+
+
+class CPUWindow:
+    """CPU seconds of each daemon, of PostgreSQL (the database's backends but the producer's), of the
+    producer's backend and of the simulator, from construction to :meth:`stop`."""
+
+    def __init__(
+        self, daemons: DaemonProcesses, simulator: RemoteSimulator, database: str, producer: int
+    ) -> None:
+        self.daemons, self.simulator, self.database, self.producer = daemons, simulator, database, producer
+        self.groups = self._groups()
+        self.before = CPUSnapshot.take(self.groups)
+        self.started = time.perf_counter()
+
+    def _groups(self) -> dict[str, set[int]]:
+        groups = {f"daemon{index + 1}": {pid} for index, pid in enumerate(self.daemons.pids)}
+        groups["pg"] = postgres_backends(self.database) - {self.producer}
+        groups["pg_producer"] = {self.producer}
+        groups["simulator"] = {self.simulator.pid}
+        return groups
+
+    def stop(self) -> tuple[float, dict[str, float]]:
+        """Seconds elapsed and the CPU seconds of each group."""
+        now = self._groups()
+        groups = {name: pids | now.get(name, set()) for name, pids in self.groups.items()}
+        return time.perf_counter() - self.started, CPUSnapshot.take(groups).since(self.before)
+
+
+def phase_figures(label: str, count: int, seconds: float, cpu: dict[str, float]) -> dict[str, float]:
+    """The rate and each group's CPU µs per message (and the daemons' sum), printed on one line."""
+    cpu = {**cpu, "daemons": sum(used for name, used in cpu.items() if name.startswith("daemon"))}
+    figures = {f"{label}_per_s": count / seconds}
+    figures |= {f"{label}_{name}_us": used / count * 1e6 for name, used in cpu.items()}
+    shown = "  ".join(f"{name} {used / count * 1e6:.1f}" for name, used in cpu.items())
+    print(f"  {label:12s} {count / seconds:9.0f}/s   CPU µs per message: {shown}", flush=True)
+    return figures
+
+
+async def run_processes(url: str, args: argparse.Namespace, directory: Path) -> dict[str, float]:
+    """The MO and MT figures with ``args.daemons`` ``gatewayd run`` processes on ``url``."""
+    await upgrade(url)
+    database = url.rsplit("/", 1)[1]
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    figures: dict[str, float] = {}
+    print(f"postgresql: {args.daemons} gatewayd run processes, {args.binds} binds", flush=True)
+    async with RemoteSimulator() as simulator, Producer(url, prefix) as producer:
+        config = daemon_config_file(directory, url, simulator.port, args.binds, MQTT_URL, prefix)
+
+        def daemons() -> DaemonProcesses:
+            return DaemonProcesses(config, args.daemons, args.binds, simulator)
+
+        def counted(counter: str, target: int) -> Callable[[], Awaitable[bool]]:
+            async def reached() -> bool:
+                return bool((await simulator.call("counters"))[counter] >= target)
+
+            return reached
+
+        # the same numbers twice: new subscribers first, then known ones writing into open conversations
+        for label in ("mo", "mo_steady"):
+            async with daemons() as running:
+                window = CPUWindow(running, simulator, database, producer.backend_pid)
+                before = (await simulator.call("counters"))["mo_delivered"]
+                await simulator.call("inject", f"bench {label}", args.mo)
+                await poll_until(counted("mo_delivered", before + args.mo), 0.01)
+                figures |= phase_figures(label, args.mo, *window.stop())
+        assert (await simulator.call("counters"))["mo_failed"] == 0
+
+        await simulator.call("profile", {"receipts": {"enabled": False}})
+        async with daemons() as running:
+            window = CPUWindow(running, simulator, database, producer.backend_pid)
+            before = (await simulator.call("counters"))["mt_accepted"]
+            await producer.queue(args.mt, "accepted")
+            await poll_until(counted("mt_accepted", before + args.mt), 0.01)
+            figures |= phase_figures("mt_accepted", args.mt, *window.stop())
+
+        receipts_at_once = {"enabled": True, "delay": {"kind": "fixed", "seconds": 0}}
+        await simulator.call("profile", {"receipts": receipts_at_once})
+        async with daemons() as running:
+            window = CPUWindow(running, simulator, database, producer.backend_pid)
+            lowest, highest = await producer.queue(args.mt, "receipt")
+
+            async def all_delivered() -> bool:
+                return await producer.delivered(lowest, highest) >= args.mt
+
+            async with asyncio.timeout(300):
+                await poll_until(all_delivered, 0.05)
+            figures |= phase_figures("mt_receipts", args.mt, *window.stop())
+    return figures
+
+
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory)
+        if args.daemons is not None:
+            async with scratch_database() as url:
+                figures = await run_processes(url, args, path)
+            print(
+                "RESULT " + " ".join(f"pg{args.daemons}d_{key}={value:.1f}" for key, value in figures.items())
+            )
+            return
         results["sqlite"] = await run_backend("sqlite", f"sqlite+aiosqlite:///{path}/bench.db", args, path)
         if not args.no_postgres:
             async with scratch_database() as url:
@@ -387,6 +617,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--daemons",
+        type=int,
+        help="N gatewayd run processes on one PostgreSQL database (1 for the comparable one-daemon figure)",
+    )
     parser.add_argument(
         "--without-rollups", action="store_true", help="no reports' rollups (see bench/reports.py)"
     )

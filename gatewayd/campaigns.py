@@ -6,8 +6,8 @@ how far it got.
 Feeding goes through :meth:`gatewayd.outbox.Outbox.queue_in` (kind ``mass``, priority
 :data:`CAMPAIGN_PRIORITY`, below the operators' replies), in the transaction that marks the
 recipients ``queued`` with their MT: a crash sends nobody twice and loses nobody. It is paced three
-ways: the campaign's own TPS (a token bucket per campaign in this process: N daemons send a campaign
-at up to N times its TPS, as ADMIN.md says), each carrier's binds'
+ways: the campaign's own TPS (a token bucket kept on the campaign's row, taken from in the transaction
+that feeds it: one pace however many daemons feed it), each carrier's binds'
 TPS (no more than ``[campaigns] backlog_seconds`` of it waits in the outbox, so a reply queued now
 leaves within seconds), and the quiet hours of the client's country (those recipients stay pending
 until morning). Several daemons may share the database: the claims of recipients skip the rows
@@ -65,7 +65,8 @@ BURST_SECONDS = 0.5
 
 @dataclass(slots=True)
 class Pace:
-    """A token bucket: ``rate`` MTs a second, at most ``burst`` at once."""
+    """A token bucket: ``rate`` MTs a second, at most ``burst`` at once. ``at``: seconds (a timestamp)
+    of the last take; the state is kept on the campaign's row (:meth:`of`, :meth:`save`)."""
 
     rate: float
     burst: float
@@ -85,6 +86,17 @@ class Pace:
 
     def give_back(self, count: int) -> None:
         self.tokens = min(self.burst, self.tokens + count)
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> Pace:
+        """The campaign's bucket as its row holds it (full at first: a campaign starts with a burst)."""
+        burst = max(1.0, campaign.tps * BURST_SECONDS)
+        at = campaign.pace_at.timestamp() if campaign.pace_at is not None else None
+        return cls(float(campaign.tps), burst, campaign.pace_tokens or 0.0, at)
+
+    def save(self, campaign: Campaign) -> None:
+        campaign.pace_tokens = self.tokens
+        campaign.pace_at = datetime.fromtimestamp(self.at, UTC) if self.at is not None else None
 
 
 def carrier_tps(carriers: Sequence[CarrierConfig]) -> dict[str, float]:
@@ -139,7 +151,6 @@ class CampaignSender:
         self.store = store
         self.outbox = outbox
         self.settings = settings
-        self._paces: dict[int, Pace] = {}
 
     async def run_loop(self) -> None:
         """Two loops: one starts the due campaigns, the other feeds, follows and finishes them. Taking
@@ -188,40 +199,32 @@ class CampaignSender:
             await cancel_requeued(session, now)
             finished = await finish_done(session, now)
         for campaign_id in finished:
-            self._paces.pop(campaign_id, None)
             log_event(log, "campaign.finished", campaign=campaign_id)
         return bool(fed or moves)
 
-    def _pace(self, campaign: Campaign) -> Pace:
-        pace = self._paces.get(campaign.id)
-        burst = max(1.0, campaign.tps * BURST_SECONDS)
-        if pace is None or pace.rate != campaign.tps:
-            pace = self._paces[campaign.id] = Pace(float(campaign.tps), burst)
-        return pace
-
     async def _feed(self, campaign: Campaign, backlog: dict[str, int], now: datetime) -> int:
         """Queues what the campaign's pace, the carriers' room and the quiet hours allow now."""
-        pace = self._pace(campaign)
-        allowed = pace.take(now.timestamp(), self.settings.batch)
         awake = Awake.everywhere() if campaign.ignore_quiet_hours else self.settings.awake(now)
         claimed = 0
         carriers = sorted(self.settings.carrier_tps)
         rooms = {name: self.settings.room(name, backlog.get(name, 0)) for name in carriers}
         for name in carriers:
-            wanted = min(allowed - claimed, rooms[name])
+            wanted = min(self.settings.batch - claimed, rooms[name])
             if wanted <= 0:
                 continue
-            count = await self._queue(campaign.id, wanted, awake, now, carriers=[name])
-            if count is None:
-                break  # no longer running
+            fed = await self._queue(campaign.id, wanted, awake, now, carriers=[name])
+            if fed is None:
+                return claimed  # no longer running
+            count, paced_out = fed
             claimed += count
             backlog[name] = backlog.get(name, 0) + count
-        else:
-            # clients of no configured carrier (the outbox routes them by their number's country)
-            wanted = min(allowed - claimed, min(rooms.values(), default=0))
-            if wanted > 0:
-                claimed += await self._queue(campaign.id, wanted, awake, now, others=carriers) or 0
-        pace.give_back(allowed - claimed)
+            if paced_out:
+                return claimed
+        # clients of no configured carrier (the outbox routes them by their number's country)
+        wanted = min(self.settings.batch - claimed, min(rooms.values(), default=0))
+        if wanted > 0:
+            fed = await self._queue(campaign.id, wanted, awake, now, others=carriers)
+            claimed += fed[0] if fed is not None else 0
         return claimed
 
     async def _queue(
@@ -233,23 +236,28 @@ class CampaignSender:
         *,
         carriers: Sequence[str] | None = None,
         others: Sequence[str] = (),
-    ) -> int | None:
-        """One transaction: the campaign locked and still running (else None), up to ``limit`` of its
-        pending recipients claimed, queued through the outbox and marked; how many were claimed."""
+    ) -> tuple[int, bool] | None:
+        """One transaction: the campaign locked and still running (else None), as many of its pending
+        recipients as ``limit`` and its pace allow claimed, queued through the outbox and marked; how
+        many were claimed, and whether the pace has nothing left for now."""
         async with self.store.transaction() as session:
-            status = await session.scalar(
-                select(Campaign.status).where(Campaign.id == campaign_id).with_for_update()
-            )
-            if status is not CampaignStatus.RUNNING:
+            locked = select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+            campaign = await session.scalar(locked)
+            if campaign is None or campaign.status is not CampaignStatus.RUNNING:
                 return None
-            pending = await claim_pending(
-                session, campaign_id, limit, awake=awake, carriers=carriers, other_carriers=others
-            )
+            pace = Pace.of(campaign)
+            granted = pace.take(now.timestamp(), limit)
+            pending: list[PendingRecipient] = []
+            if granted:
+                pending = await claim_pending(
+                    session, campaign_id, granted, awake=awake, carriers=carriers, other_carriers=others
+                )
+            pace.give_back(granted - len(pending))
+            pace.save(campaign)
+            paced_out = pace.tokens < 1
             if not pending:
-                return 0
-            text = await session.scalar(select(Campaign.text).where(Campaign.id == campaign_id))
-            assert text is not None
-            outcomes = await self._queue_in(session, [_request(item, text) for item in pending], now)
+                return 0, paced_out
+            outcomes = await self._queue_in(session, [_request(item, campaign.text) for item in pending], now)
             queued = [
                 (item.id, o.mt_id) for item, o in zip(pending, outcomes, strict=True) if isinstance(o, Queued)
             ]
@@ -273,7 +281,7 @@ class CampaignSender:
                 },
             )
         await self.outbox.announce([o for o in outcomes if isinstance(o, Queued)])
-        return len(pending)
+        return len(pending), paced_out
 
     async def _queue_in(
         self, session: AsyncSession, requests: list[MTRequest], now: datetime

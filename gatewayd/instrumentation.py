@@ -128,6 +128,7 @@ class MetricsService:
     def __init__(self, daemon: Monitored, metrics: GatewayMetrics) -> None:
         self.daemon = daemon
         self.metrics = metrics
+        metrics.track_failing_loops(daemon.loop_health.failing)
         self._depth: dict[str, int] = {}
 
     def health(self) -> HealthReport:

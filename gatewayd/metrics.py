@@ -19,7 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -206,6 +206,12 @@ class GatewayMetrics:
             "Receipts answered ESME_RX_T_APPN because the database did not take them (delivered again)",
         )
         self.registry.register(self._receipt_commit_failures)
+        self._failing_loops = _FailingLoops(
+            f"{ns}_loop_failing_seconds",
+            "Seconds a loop (mo.commit, mt.claim, receipts.commit, ...) has kept failing with no success in "
+            "between; only the loops failing now (as /healthz names them)",
+        )
+        self.registry.register(self._failing_loops)
 
     def track_bus_drops(self, read_dropped: Callable[[], int]) -> None:
         """Reports ``read_dropped()`` (e.g. ``lambda: bus.dropped``) as the dropped-events counter."""
@@ -215,6 +221,10 @@ class GatewayMetrics:
         """Reports the MO pipeline's and the receipt recorder's own counts of commits given up."""
         self._mo_commit_failures.source = mos
         self._receipt_commit_failures.source = receipts
+
+    def track_failing_loops(self, read_failing: Callable[[], Mapping[str, Mapping[str, object]]]) -> None:
+        """Reports ``read_failing()`` (``LoopHealth.failing``: loop -> ``for_seconds`` ...) as a gauge."""
+        self._failing_loops.source = read_failing
 
     def render(self) -> bytes:
         """The text exposition format of every collector."""
@@ -235,6 +245,25 @@ class _CallbackCounter(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self.name, self.documentation)
+
+
+class _FailingLoops(Collector):
+    """A gauge per failing loop, read from the daemon's loop health at each scrape."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.source: Callable[[], Mapping[str, Mapping[str, object]]] = dict
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["loop"])
+        for loop, failing in self.source().items():
+            seconds = failing["for_seconds"]
+            assert isinstance(seconds, int | float)
+            family.add_metric([loop], float(seconds))
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["loop"])
 
 
 @dataclass(frozen=True, slots=True)

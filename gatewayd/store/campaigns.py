@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Float, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gatewayd.store.base import Base, utcnow
@@ -73,6 +73,10 @@ class Campaign(Base):
     tps: Mapped[int] = mapped_column()
     #: Send in the recipients' quiet hours too.
     ignore_quiet_hours: Mapped[bool] = mapped_column(default=False)
+    #: The pace's token bucket (MTs it may queue now, as of ``pace_at``), shared by every daemon that
+    #: feeds the campaign: one pace per campaign, however many daemons (``gatewayd.campaigns.Pace``).
+    pace_tokens: Mapped[float | None] = mapped_column(Float, default=None)
+    pace_at: Mapped[datetime | None] = mapped_column(default=None)
     status: Mapped[CampaignStatus] = mapped_column(enum_type(CampaignStatus), default=CampaignStatus.DRAFT)
     scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str] = mapped_column(String(64))

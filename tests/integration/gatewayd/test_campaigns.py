@@ -176,6 +176,22 @@ async def test_the_pace_and_the_carriers_room_limit_each_pass(store: Store) -> N
     assert (await campaign(store, roomy)).pending > 0
 
 
+async def test_daemons_feeding_one_campaign_share_its_pace(store: Store) -> None:
+    # two daemons' senders on one database: the campaign's 4 MTs a second hold for both together
+    await answered_history(store)
+    await new_campaign(store, tps=4)
+    first, second = sender(store), sender(store)
+    await first.step(NOW)
+    await second.step(NOW)
+    assert len(await campaign_mts(store)) == 2  # half a second's worth, once
+    await second.step(NOW + timedelta(milliseconds=250))
+    await first.step(NOW + timedelta(milliseconds=250))
+    assert len(await campaign_mts(store)) == 3
+    await first.step(NOW + timedelta(milliseconds=500))
+    await second.step(NOW + timedelta(milliseconds=750))
+    assert len(await campaign_mts(store)) == 5
+
+
 async def test_recipients_in_quiet_hours_wait_for_morning(store: Store) -> None:
     history = await answered_history(store)
     await new_campaign(store)

@@ -134,6 +134,12 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
             report = (await client.get("/healthz")).json()
             assert "mo.commit" in report["failing"]
             assert "mo_messages" in report["failing"]["mo.commit"]["last_error"]
+            failing = re.search(
+                r'^gatewayd_loop_failing_seconds\{loop="mo.commit"\} (\S+)$',
+                (await client.get("/metrics")).text,
+                re.MULTILINE,
+            )
+            assert failing is not None and float(failing.group(1)) >= 5
 
             async def counted() -> bool:  # once the commit's retries gave up: answered ESME_RX_T_APPN
                 metrics = (await client.get("/metrics")).text
@@ -148,6 +154,7 @@ async def test_health_turns_unhealthy_while_mo_commits_keep_failing(
                 return (await client.get("/healthz")).status_code == 200
 
             await eventually(healthy, within=60, interval=0.2)
+            assert "gatewayd_loop_failing_seconds{" not in (await client.get("/metrics")).text
         assert simulator.carrier(MOVISTAR).counters.mo_delivered == 1
 
 
@@ -158,10 +165,24 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     used = {
         match
         for panel in dashboard["panels"]
-        for target in panel["targets"]
+        for target in panel.get("targets", [])  # a row has none
         for match in re.findall(r"gatewayd_[a-z_]+", target["expr"])
     }
     assert used and used <= names, used - names
+
+
+def test_dashboard_panels_have_their_own_ids_and_places() -> None:
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    cells = [
+        (x, y)
+        for panel in panels
+        for x in range(panel["gridPos"]["x"], panel["gridPos"]["x"] + panel["gridPos"]["w"])
+        for y in range(panel["gridPos"]["y"], panel["gridPos"]["y"] + panel["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells)), "two panels overlap"
+    assert all(x < 24 for x, _ in cells)
+    assert "Cluster" in {panel["title"] for panel in panels if panel["type"] == "row"}
 
 
 async def test_receipts_the_database_does_not_take_are_counted(tmp_path: Path, pg_url: str) -> None:
