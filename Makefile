@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck unit integration e2e bench soak fuzz services browser promtool clean lock messages
+.PHONY: demo test lint format typecheck unit integration e2e chaos bench soak fuzz services browser promtool clean lock messages
 
 # Every dependency at the version and hash in the lock file (pip-tools: a plain requirements file that
 # pip itself installs with --require-hashes, no other tool needed on a fresh machine); then the project.
@@ -71,6 +71,12 @@ integration: $(STAMP) services
 
 e2e: $(STAMP) browser
 	$(BIN)/pytest tests/e2e
+
+# The chaos test for five minutes (the short one runs in `make test`): private PostgreSQL and Mosquitto,
+# the simulator, three daemons, two panels, faults at random; prints its seed and the ledger's table.
+# CHAOS_SEED=N replays a run's faults; CHAOS_DURATION=S changes the seconds of traffic.
+chaos: $(STAMP)
+	CHAOS_DURATION=$${CHAOS_DURATION:-300} $(BIN)/pytest tests/chaos -q -s
 
 # Start PostgreSQL and Mosquitto when they are not already running (idempotent).
 services:

@@ -19,6 +19,7 @@ from typing import Any
 from simulator.counters import Counters
 from simulator.events import EventHub
 from simulator.faults import FaultState, carrier_bucket
+from simulator.ledger import Ledger
 from simulator.mo import MOMessage
 from simulator.mtstore import MTPDU, MTRecord, MTStore
 from simulator.pdu_json import as_message, message_content
@@ -67,6 +68,10 @@ _DELIVER_SM = int(CommandID.DELIVER_SM)
 _SUBMIT_MULTI = int(CommandID.SUBMIT_MULTI)
 _SUBMITS = frozenset({_SUBMIT_SM, _DATA_SM, _SUBMIT_MULTI})
 # Plain ints: IntFlag arithmetic costs a microsecond per operation on the hot path.
+#: Answers after which a deliver_sm is tried again later (with backoff): the temporary errors, and
+#: ESME_RINVBNDSTS, which an unbinding ESME gives a deliver_sm that crossed its unbind (the session
+#: refused it, not the message: the next attempt goes to a bind still up).
+_RETRIED_STATUSES = frozenset({*TEMPORARY_STATUSES, CommandStatus.ESME_RINVBNDSTS})
 _RECEIPT_REQUEST = int(RegisteredDelivery.FINAL | RegisteredDelivery.FAILURE)
 _FAILURE_ONLY = int(RegisteredDelivery.FAILURE)
 _UDHI = int(ESMClass.UDHI)
@@ -157,6 +162,8 @@ class Carrier:
         self.clock = clock
         #: Called with each accepted MT while someone observes MTs (the engine sets it), else None.
         self.mt_observer: Callable[[Carrier, MTRecord], None] | None = None
+        #: Where accepted MTs and the answers to MOs and receipts are recorded, if anywhere.
+        self.ledger: Ledger | None = None
         self.counters = Counters()
         self.faults = FaultState()
         self.sessions: list[SMSCSession] = []
@@ -174,6 +181,12 @@ class Carrier:
         self._mo_reference = self.rng.randrange(256)
         self.apply_profile(profile)
         self.faults.apply(profile.faults, self.clock(), profile.tps)
+
+    def keep_ledger(self, ledger: Ledger) -> None:
+        """Record into ``ledger``, and number MTs after the last one it holds for this carrier (the
+        ids handed out before a restart are never given again)."""
+        self.ledger = ledger
+        self._next_message_number = max(self._next_message_number, ledger.last_numbers.get(self.name, 0) + 1)
 
     def apply_profile(self, profile: CarrierProfile) -> None:
         self.profile = profile
@@ -333,6 +346,8 @@ class Carrier:
         message_id = f"{number:x}" if self.hex_ids else str(number)
         self.counters.mt_accepted += 1
         record = self.store.add(self.name, session.system_id, time.time(), pdu, message_id)
+        if self.ledger is not None:
+            self.ledger.submit(self.name, session.system_id, record, number)
         registered = pdu.registered_delivery
         if registered & _RECEIPT_REQUEST and self.receipt_plan.enabled:
             self._schedule_receipts(record, destinations, registered)
@@ -467,6 +482,8 @@ class Carrier:
         """Count the answer; a temporary error or no answer is redelivered later, with backoff; a
         permanent error drops the deliver_sm (counted in ``mo_failed``)."""
         counters = self.counters
+        if self.ledger is not None:
+            self.ledger.delivered(self.name, pdu, attempt, outcome)
         if isinstance(outcome, PDU):
             pdus_in = counters.pdus_in
             command_id = outcome.command_id
@@ -477,7 +494,7 @@ class Carrier:
                     counters.receipts_sent += 1
                 else:
                     counters.mo_delivered += 1
-            elif status in TEMPORARY_STATUSES:
+            elif status in _RETRIED_STATUSES:
                 self._redeliver_later(pdu, attempt, first_at)
             else:
                 counters.mo_failed += 1

@@ -39,6 +39,11 @@ def add_simulator_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-api", action="store_true", help="run without the control API")
     parser.add_argument("--trace", metavar="FILE", help="write every PDU, decoded, as JSON lines to FILE")
     parser.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help="append every MO, MT and receipt outcome to FILE (JSON lines), kept across restarts",
+    )
+    parser.add_argument(
         "--trace-dir", metavar="DIR", help="where PUT /api/trace may create trace files (default: .)"
     )
     parser.add_argument("--seed", type=int, help="seed of the random choices (receipt states, delays, load)")
@@ -75,6 +80,9 @@ def run_simulator(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(_serve(config))
+    except SettingsError as exc:
+        print(f"gatewayd simulator: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"gatewayd simulator: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -89,6 +97,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         "control_host": args.control_host,
         "control_port": args.control_port,
         "trace_path": args.trace,
+        "ledger_path": args.ledger,
         "trace_dir": args.trace_dir,
         "seed": args.seed,
     }
@@ -98,7 +107,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     try:
         return SimulatorConfig.model_validate({**dict(config), **changes})
     except ValidationError as error:
-        flag = {"trace_path": "trace"}
+        flag = {"trace_path": "trace", "ledger_path": "ledger"}
         raise SettingsError(
             "\n".join(
                 f"--{flag.get(str(key[0]), str(key[0])).replace('_', '-')}: {describe(problem)}"

@@ -21,6 +21,7 @@ from simulator.carrier import Carrier, DueItem
 from simulator.errors import SettingsError
 from simulator.events import EventHub
 from simulator.faults import ActiveFaults, FaultPatch
+from simulator.ledger import Ledger
 from simulator.mo import MOMessage, mo_parts
 from simulator.msisdn import normalize_msisdn
 from simulator.mtstore import MTRecord, MTStore
@@ -74,6 +75,11 @@ class SMSCEngine:
             )
             for index, profile in enumerate(self.config.carriers)
         }
+        self.ledger: Ledger | None = None
+        if self.config.ledger_path:
+            self.ledger = Ledger(self.config.ledger_path)
+            for carrier in self.carriers.values():
+                carrier.keep_ledger(self.ledger)
         self._tickers: list[Ticker] = []
         self._mt_listeners: list[MTListener] = []
         self.started_at = 0.0
@@ -123,11 +129,18 @@ class SMSCEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tracer is not None:
             self.tracer.flush()
+        if self.ledger is not None:
+            self.ledger.flush()
 
     async def close(self) -> None:
-        """Stop and release the trace file."""
+        """Stop and release the trace and ledger files."""
         await self.stop()
         self.set_trace(None)
+        if self.ledger is not None:
+            for carrier in self.carriers.values():
+                carrier.ledger = None
+            self.ledger.close()
+            self.ledger = None
 
     async def __aenter__(self) -> SMSCEngine:
         await self.start()
@@ -164,6 +177,8 @@ class SMSCEngine:
                     log.exception("scheduled %s failed", getattr(action, "__name__", action))
             for ticker in self._tickers:
                 ticker(now)
+            if self.ledger is not None:
+                self.ledger.flush()
             if now >= next_sample:
                 next_sample = now + 1.0
                 for carrier in self.carriers.values():

@@ -240,6 +240,11 @@ class SimulatorConfig(Settings):
     trace_path: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
         None, validation_alias=AliasChoices("trace", "trace_path")
     )
+    #: JSON-lines file of every MO, MT and receipt outcome, kept across restarts (``simulator.ledger``);
+    #: None = no ledger.
+    ledger_path: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        None, validation_alias=AliasChoices("ledger", "ledger_path")
+    )
     #: Where the control API's ``PUT /api/trace`` writes (it names a file in here, never a path).
     trace_dir: str = Field(".", min_length=1)
     #: Period of the timer that sends due receipts and generated load, in seconds.

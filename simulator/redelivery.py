@@ -1,8 +1,9 @@
 """When an SMSC tries a deliver_sm again: exponential backoff inside a validity window.
 
 A real SMSC that gets a temporary error (ESME_RX_T_APPN, ESME_RSYSERR, ESME_RMSGQFUL,
-ESME_RTHROTTLED) or no answer for an MO or a receipt keeps it and delivers it again later, waiting
-longer each time, until its validity period runs out. Pure: times are passed in (seconds).
+ESME_RTHROTTLED), ESME_RINVBNDSTS (the deliver_sm crossed the ESME's unbind) or no answer for an MO or
+a receipt keeps it and delivers it again later, waiting longer each time, until its validity period
+runs out. Pure: times are passed in (seconds).
 """
 
 from __future__ import annotations

@@ -162,6 +162,9 @@ class ESMESession(SessionProtocol):
         #: True once the SMSC answered our unbind: it read all we wrote before it, every answer included.
         self.unbind_answered = False
         self._message_tasks: set[asyncio.Task[None]] = set()
+        #: Inbound messages handed to the handler and not answered yet; :meth:`unbind` waits for them.
+        self._unanswered = 0
+        self._all_answered: asyncio.Future[None] | None = None
         self._batches: deque[_Batch] = deque()
 
     # --- properties -------------------------------------------------------------------------------
@@ -241,7 +244,12 @@ class ESMESession(SessionProtocol):
         self._after_events()
 
     async def unbind(self) -> None:
-        """Stop taking submissions, wait for those already taken to be answered, unbind, close."""
+        """Stop taking submissions, wait for those already taken to be answered, and for the inbound
+        messages the handler still holds to be answered (at most ``response_timeout``), unbind, close.
+
+        An inbound message left unanswered when the session closes is delivered again by the SMSC,
+        maybe at once on another bind, maybe to another process that cannot yet see what this one's
+        handler is storing: it would be stored twice (the chaos test found it at a daemon's SIGTERM)."""
         self._accepting = False
         self._refusal = "unbinding"
         if self._transport is None:
@@ -249,6 +257,13 @@ class ESMESession(SessionProtocol):
         if self._in_flight or self._waiting():
             self._drained = self._loop.create_future()
             await asyncio.shield(self._drained)
+        if self._unanswered and self._transport is not None:
+            self._all_answered = self._loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._all_answered), self.config.response_timeout)
+            except TimeoutError:
+                self.log.warning("%s: unbinding with %d message(s) unanswered", self.name, self._unanswered)
+            self._all_answered = None
         if self.bound:
             answer: asyncio.Future[PDU] = self._loop.create_future()
             try:
@@ -525,19 +540,34 @@ class ESMESession(SessionProtocol):
             if result.done():
                 self._message_done(pdu, result)
             else:
-                result.add_done_callback(functools.partial(self._message_done, pdu))
+                self._unanswered += 1
+                result.add_done_callback(functools.partial(self._message_settled, pdu))
         else:
+            self._unanswered += 1
             task = self._loop.create_task(self._await_message(pdu, result), name=f"bind[{self.name}].message")
             self._message_tasks.add(task)
             task.add_done_callback(self._message_tasks.discard)
 
     async def _await_message(self, pdu: DeliverSM | DataSM, pending: Awaitable[int]) -> None:
         try:
-            status = await pending
-        except Exception:
-            self._handler_failed(pdu)
-            status = CommandStatus.ESME_RX_T_APPN
-        self._answer_message(pdu, status)
+            try:
+                status = await pending
+            except Exception:
+                self._handler_failed(pdu)
+                status = CommandStatus.ESME_RX_T_APPN
+            self._answer_message(pdu, status)
+        finally:
+            self._one_answered()
+
+    def _message_settled(self, pdu: DeliverSM | DataSM, future: asyncio.Future[int]) -> None:
+        self._message_done(pdu, future)
+        self._one_answered()
+
+    def _one_answered(self) -> None:
+        self._unanswered -= 1
+        waiter = self._all_answered
+        if not self._unanswered and waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _message_done(self, pdu: DeliverSM | DataSM, future: asyncio.Future[int]) -> None:
         if future.cancelled():

@@ -59,6 +59,20 @@ async def test_temporary_errors_are_redelivered_with_backoff_until_accepted() ->
         assert all(gap >= policy.delay(attempt) - 0.02 for attempt, gap in enumerate(gaps, start=1))
 
 
+async def test_a_deliver_sm_refused_for_the_bind_state_is_delivered_again() -> None:
+    """An ESME that has sent its unbind answers a deliver_sm crossing it with ESME_RINVBNDSTS: the
+    session refused it, not the message, so it is tried again (found by the chaos test: dropping it
+    lost an MO at every daemon's SIGTERM that met one)."""
+    policy = RedeliveryPolicy(initial=0.05, maximum=0.1, window=30.0, max_attempts=10)
+    inbox = ScriptedInbox([CommandStatus.ESME_RINVBNDSTS])
+    async with simulator_with(policy) as simulator, ESMESession(esme_config(simulator), inbox):
+        simulator.inject_mo("movistar", SUBSCRIBER, SHORT_CODE, "hola")
+        counters = simulator.carrier("movistar").counters
+        await eventually(lambda: counters.mo_delivered == 1)
+        assert [text for _, text in inbox.arrivals] == [b"hola", b"hola"]
+        assert counters.redeliveries == 1 and counters.mo_failed == 0
+
+
 async def test_a_permanent_error_drops_the_mo_and_counts_it() -> None:
     policy = RedeliveryPolicy(initial=0.05, maximum=0.1, window=30.0, max_attempts=10)
     inbox = ScriptedInbox([CommandStatus.ESME_RINVDSTADR])

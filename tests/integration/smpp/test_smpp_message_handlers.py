@@ -4,6 +4,7 @@ or a future of it. Our SMSCServer pushes deliver_sm / data_sm over 127.0.0.1 and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -13,6 +14,7 @@ from smpp.constants import CommandStatus
 from smpp.errors import SessionClosed
 from smpp.pdu import DataSM, DataSMResp, DeliverSM, DeliverSMResp
 from tests.integration.smpp.smpp_peers import PASSWORD, RecordingHandler
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +187,59 @@ async def test_a_future_done_after_the_connection_closed_is_dropped_quietly(
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     with pytest.raises(SessionClosed):
         await delivery
+
+
+async def test_unbind_waits_for_the_messages_the_handler_still_holds(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    """A message unanswered when the session closes would be delivered again, maybe to another process
+    that cannot see yet what this one stores: unbind answers what the handler holds first."""
+    server, _ = smsc
+    handler = Pending()
+    esme = ESMESession(config_for(server.port), handler)
+    async with esme:
+        (session,) = server.sessions
+        held = asyncio.ensure_future(session.deliver(DeliverSM(short_message=b"held")))
+        await handler.wait_for(1)
+        unbinding = asyncio.ensure_future(esme.unbind())
+        await eventually(lambda: esme._all_answered is not None, what="unbind waits for the answer")
+        assert session.bound and not held.done()
+        handler.futures[0].set_result(0)
+        assert (await held).command_status == 0
+        await unbinding
+        assert esme.unbind_answered
+
+
+async def test_unbind_waits_for_a_coroutine_handler_too(smsc: tuple[SMSCServer, RecordingHandler]) -> None:
+    server, _ = smsc
+    release = asyncio.Event()
+
+    async def handler(pdu: DeliverSM | DataSM) -> int:
+        await release.wait()
+        return 0
+
+    esme = ESMESession(config_for(server.port), handler)
+    async with esme:
+        (session,) = server.sessions
+        delivery = asyncio.ensure_future(session.deliver(DeliverSM(short_message=b"task")))
+        await eventually(lambda: bool(message_tasks()))
+        unbinding = asyncio.ensure_future(esme.unbind())
+        await eventually(lambda: esme._all_answered is not None, what="unbind waits for the answer")
+        release.set()
+        await unbinding
+        assert (await delivery).command_status == 0
+
+
+async def test_unbind_waits_at_most_the_response_timeout_for_an_answer(
+    smsc: tuple[SMSCServer, RecordingHandler],
+) -> None:
+    server, _ = smsc
+    handler = Pending()
+    esme = ESMESession(dataclasses.replace(config_for(server.port), response_timeout=0.3), handler)
+    async with esme:
+        (session,) = server.sessions
+        never = asyncio.ensure_future(session.deliver(DeliverSM(short_message=b"never")))
+        await handler.wait_for(1)
+        await asyncio.wait_for(esme.unbind(), 5)
+    with pytest.raises(SessionClosed):
+        await never
