@@ -258,7 +258,7 @@ class Chaos:
         self.daemons = [
             Child(
                 f"daemon-{index + 1}",
-                [*python, "run", "--event-loop", "asyncio"],
+                [*python, "run"],
                 directory / f"daemon-{index + 1}.log",
                 env={
                     **os.environ,
