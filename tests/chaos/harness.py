@@ -47,9 +47,9 @@ from tests.chaos.services import Child, PrivateMosquitto, PrivatePostgres, free_
 from tests.waiting import eventually
 
 #: Port ranges of this harness (other suites and helpers use others).
-PG_PORTS = range(55430, 55440)
-MQTT_PORTS = range(18930, 18940)
-SERVICE_PORTS = range(18830, 18870)
+#: Where the run's private services listen: each run probes from a random place of the range (two runs on
+#: one machine, a developer's and CI's, would otherwise probe the same free ports before either binds them).
+PORTS = range(21000, 29000)
 
 CARRIER = "movistar"
 SYSTEM_ID = "echat"
@@ -220,21 +220,18 @@ class Chaos:
         self.rng = random.Random(plan.seed)
         self.faults = FaultLog()
         self.traffic = Traffic()
-        taken: set[int] = set()
+        start = random.SystemRandom().randrange(PORTS.start, PORTS.stop - 100)
+        candidates = iter(range(start, PORTS.stop))
 
-        def port(candidates: range) -> int:
-            free = free_port(
-                range(max([candidates.start, *(p + 1 for p in taken if p in candidates)]), candidates.stop)
-            )
-            taken.add(free)
-            return free
+        def port() -> int:
+            return free_port(candidates)
 
-        self.pg = PrivatePostgres(directory / "pg", port(PG_PORTS))
-        self.broker = PrivateMosquitto(directory, port(MQTT_PORTS))
-        self.smpp_port = port(SERVICE_PORTS)
-        self.api_port = port(SERVICE_PORTS)
-        self.panel_ports = [port(SERVICE_PORTS) for _ in range(PANELS)]
-        self.metrics_ports = [port(SERVICE_PORTS) for _ in range(DAEMONS)]
+        self.pg = PrivatePostgres(directory / "pg", port())
+        self.broker = PrivateMosquitto(directory, port())
+        self.smpp_port = port()
+        self.api_port = port()
+        self.panel_ports = [port() for _ in range(PANELS)]
+        self.metrics_ports = [port() for _ in range(DAEMONS)]
         self.ledger = directory / "ledger.jsonl"
         self.config = directory / "gatewayd.toml"
         self.config.write_text(_gatewayd_toml(self.pg, self.broker, self.smpp_port), encoding="utf-8")

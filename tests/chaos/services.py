@@ -13,15 +13,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 #: initdb and the server refuse to run as root: as root, PostgreSQL runs as this user.
 POSTGRES_USER = "postgres"
 
 
-def free_port(candidates: range) -> int:
-    """The first port of ``candidates`` nothing listens on (nor is bound) on 127.0.0.1."""
+def free_port(candidates: Iterator[int]) -> int:
+    """The next port of ``candidates`` nothing listens on (nor is bound) on 127.0.0.1 (those passed
+    over are used up: each call returns another port)."""
     for port in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -30,7 +31,7 @@ def free_port(candidates: range) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {candidates.start}-{candidates.stop - 1}")
+    raise RuntimeError("no free port left to probe")
 
 
 def listening(port: int) -> bool:
