@@ -118,7 +118,11 @@ class Ownership:
         self._status = status
         self._health = health or LoopHealth()
         self._wake = asyncio.Event()
+        #: Shutdown began: no more slots taken; the leases still owned are renewed (and fenced) until
+        #: :meth:`leave`, as their binds may take a response timeout and an unbind to close.
         self._closing = False
+        #: :meth:`leave` began: the binds are closed, the loop ends.
+        self._leaving = False
         #: The monotonic time by which a renewal must succeed, or every owned bind is dropped.
         self._deadline: float | None = None
         self._last_renewal: float | None = None
@@ -151,6 +155,7 @@ class Ownership:
         """After the binds are unbound: give up every lease, mark this daemon stopping, and tell the
         others to take the slots now."""
         self.close()
+        self._leaving = True
         if self._beat_task is not None and not self._beat_task.done():  # it may be taking slots
             await asyncio.wait({self._beat_task}, timeout=self.timings.lease)
         self._deadline = None
@@ -173,7 +178,8 @@ class Ownership:
         self._wake.set()
 
     async def cluster_loop(self) -> None:
-        """Beat until :meth:`close`, never letting an owned bind outlive its lease."""
+        """Beat until :meth:`leave`, never letting an owned bind outlive its lease: after :meth:`close`
+        the leases are still renewed while the binds drain and unbind, without taking any more."""
         announced = False
         try:
             await self._beats(announced)
@@ -182,7 +188,7 @@ class Ownership:
                 self._beat_task.cancel()
 
     async def _beats(self, announced: bool) -> None:
-        while not self._closing:
+        while not self._leaving:
             self._wake.clear()
             self._beat_task = asyncio.create_task(self._beat(), name="cluster.beat")
             await self._until(self._beat_task)
@@ -195,7 +201,7 @@ class Ownership:
                 if not announced:  # the others rebalance now rather than at their next heartbeat
                     announced = True
                     await self._announce("joined")
-            if not self._closing:
+            if not self._leaving:
                 await self._until(self._wake, self.timings.heartbeat)
 
     async def _until(self, what: asyncio.Task[None] | asyncio.Event, within: float | None = None) -> None:
