@@ -283,8 +283,19 @@ class Ownership:
                 if won:
                     log_event(log, "cluster.acquired", slots=",".join(won))
                 started += won
-            self._binds.own(started)
+            if started and not self._renewal_current():
+                # this beat took so long that its renewal may expire before a bind would be up (the
+                # deadline passed): bind them at the next beat instead of binding and fencing at once
+                log_event(log, "cluster.renewal_late", logging.WARNING, slots=",".join(started))
+            else:
+                self._binds.own(started)
         self._publish_owned()
+
+    def _renewal_current(self) -> bool:
+        """Whether the last renewal leaves time to bind under it (always, where nobody fences)."""
+        if not self._store.cluster.fences:
+            return True
+        return self._deadline is not None and time.monotonic() < self._deadline
 
     def _renewed(self, t0: float, *, keep_earlier: bool = False) -> None:
         deadline = t0 + self.timings.lease - self.timings.margin
