@@ -134,17 +134,21 @@ class Ownership:
     # --- start and stop ------------------------------------------------------------------------------
 
     async def join(self) -> None:
-        """Before anything binds: refuses (:class:`InstanceTaken`) when another live daemon runs under
-        this instance."""
+        """Before anything binds: takes this instance's name, or refuses (:class:`InstanceTaken`) when
+        another live daemon runs under it. Checked and written in one transaction that holds the row,
+        so of two daemons started together under one name the second sees the first."""
+        cluster = self._store.cluster
         async with self._store.transaction() as session:
-            view = await self._store.cluster.view(session)
-        for seen in view.live(self.timings.lease):
-            if seen.instance == self.member.instance and conflicting(self.member, seen):
-                raise InstanceTaken(
-                    f"instance {seen.instance!r} is already running (host {seen.host}, pid {seen.pid}, "
-                    f"last heartbeat {(view.now - seen.heartbeat_at).total_seconds():.1f} s ago): give this "
-                    "daemon another [daemon] instance (or GATEWAYD_DAEMON_INSTANCE)"
-                )
+            await cluster.lock_instance(session, self.member.instance)
+            view = await cluster.view(session)
+            for seen in view.live(self.timings.lease):
+                if seen.instance == self.member.instance and conflicting(self.member, seen):
+                    raise InstanceTaken(
+                        f"instance {seen.instance!r} is already running (host {seen.host}, pid {seen.pid}, "
+                        f"last heartbeat {(view.now - seen.heartbeat_at).total_seconds():.1f} s ago): give "
+                        "this daemon another [daemon] instance (or GATEWAYD_DAEMON_INSTANCE)"
+                    )
+            await cluster.write_member(session, self.member, self._status())
 
     def close(self) -> None:
         """Shutdown began: take no more slots (those owned are unbound with the binds)."""

@@ -405,6 +405,34 @@ async def test_a_stopping_daemon_keeps_its_leases_while_its_binds_drain_longer_t
         await engine.dispose()
 
 
+async def test_two_daemons_started_at_once_under_one_instance_name_one_refuses(
+    tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Two units on one host left with the default instance name, started together: joining takes the
+    name in one transaction, so the second waits for the first and refuses instead of both owning (and
+    binding) the same slots."""
+    config = cluster_config(tmp_path / "gatewayd.toml", pg_url, simulator, mqtt_url, topic_prefix)
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with daemons(config, tmp_path) as running:
+            for name in ("twin-1", "twin-2"):  # the log's name; the instance is "twin" for both
+                await running.start(name, env={"GATEWAYD_DAEMON_INSTANCE": "twin"})
+            first, second = running.processes["twin-1"], running.processes["twin-2"]
+            done, _ = await asyncio.wait(
+                {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())},
+                timeout=30,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert len(done) == 1, "neither twin refused to start"
+            assert done.pop().result() == 2
+            await spread(sessions, simulator, {"twin": 4}, within=30)
+            assert [p.returncode for p in (first, second)].count(None) == 1
+        assert binds(simulator)["max"] == SLOTS, binds(simulator)
+    finally:
+        await engine.dispose()
+
+
 async def test_a_daemon_without_a_carrier_s_bind_does_not_claim_its_mts(
     tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
 ) -> None:
