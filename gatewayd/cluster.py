@@ -127,6 +127,10 @@ class Ownership:
         self._deadline: float | None = None
         self._last_renewal: float | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        #: Slots over the share being unbound, their leases (still renewed) deleted once closed; the
+        #: beats go on meanwhile, as an unbind may wait a response timeout for the submissions in flight.
+        self._giving_up: set[str] = set()
+        self._give_ups: set[asyncio.Task[None]] = set()
         #: The last view of the cluster (``gatewayd status`` reads the database itself).
         self.view: ClusterView | None = None
         metrics.cluster_heartbeat_age.set_function(self._heartbeat_age)
@@ -160,8 +164,10 @@ class Ownership:
         others to take the slots now."""
         self.close()
         self._leaving = True
-        if self._beat_task is not None and not self._beat_task.done():  # it may be taking slots
-            await asyncio.wait({self._beat_task}, timeout=self.timings.lease)
+        tasks = (self._beat_task, *self._give_ups)
+        waiting = {task for task in tasks if task is not None and not task.done()}
+        if waiting:  # a beat may be taking slots, a give-up deleting leases
+            await asyncio.wait(waiting, timeout=self.timings.lease)
         self._deadline = None
         try:
             async with asyncio.timeout(self.timings.lease):
@@ -188,8 +194,9 @@ class Ownership:
         try:
             await self._beats(announced)
         finally:
-            if self._beat_task is not None and not self._beat_task.done():
-                self._beat_task.cancel()
+            for task in (self._beat_task, *self._give_ups):
+                if task is not None and not task.done():
+                    task.cancel()
 
     async def _beats(self, announced: bool) -> None:
         while not self._leaving:
@@ -230,7 +237,7 @@ class Ownership:
 
     async def _fence(self) -> None:
         """No renewal succeeded in time: every owned bind is dropped at once, its slot taken as lost."""
-        owned = sorted(self._binds.owned)
+        owned = sorted(self._binds.owned | self._giving_up)
         self._deadline = None
         if not owned:
             return
@@ -265,18 +272,20 @@ class Ownership:
         live = [d.instance for d in view.live(timings.lease)]
         self._metrics.cluster_daemons.set(len(set(live) | {member.instance}))
         moves = plan(member.instance, configured, live, held)
-        if moves.release:
-            # unbind first, then give the lease up: the binds open never exceed those configured
-            await self._binds.release(moves.release)
-            async with self._store.transaction() as session:
-                await cluster.release(session, member.instance, moves.release)
-            log_event(log, "cluster.released", slots=",".join(moves.release))
-            await self._announce("released")
+        release = [name for name in moves.release if name not in self._giving_up]
+        if release:
+            self._giving_up.update(release)
+            task = asyncio.create_task(self._give_up(release), name="cluster.give_up")
+            self._give_ups.add(task)
+            task.add_done_callback(self._give_ups.discard)
         if not self._closing:
             started = [
                 name
                 for name in renewed
-                if name in configured and name not in owned and name not in moves.release
+                if name in configured
+                and name not in owned
+                and name not in moves.release
+                and name not in self._giving_up
             ]
             if moves.acquire:
                 t1 = time.monotonic()
@@ -294,6 +303,22 @@ class Ownership:
             else:
                 self._binds.own(started)
         self._publish_owned()
+
+    async def _give_up(self, slots: list[str]) -> None:
+        """Unbind first, then delete the leases: the binds open never exceed those configured. The
+        beats renew these leases until then (and fence them with the others)."""
+        try:
+            await self._binds.release(slots)
+            async with self._store.transaction() as session:
+                await self._store.cluster.release(session, self.member.instance, slots)
+        except Exception as error:  # the next beat finds them over the share again
+            names = ",".join(slots)
+            log_event(log, "cluster.release_failed", logging.WARNING, slots=names, error=repr(error))
+            return
+        finally:
+            self._giving_up.difference_update(slots)
+        log_event(log, "cluster.released", slots=",".join(slots))
+        await self._announce("released")
 
     def _renewal_current(self) -> bool:
         """Whether the last renewal leaves time to bind under it (always, where nobody fences)."""

@@ -405,6 +405,38 @@ async def test_a_stopping_daemon_keeps_its_leases_while_its_binds_drain_longer_t
         await engine.dispose()
 
 
+async def test_a_daemon_giving_slots_up_to_a_slow_carrier_keeps_renewing_the_others(
+    tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
+    """A daemon joins while the carrier answers 8 s late (the lease is 6 s): the one giving two slots up
+    waits for their submissions and unbinds longer than a lease, and meanwhile keeps renewing the
+    leases of the slots it keeps, so it never fences them."""
+    config = cluster_config(
+        tmp_path / "gatewayd.toml", pg_url, simulator, mqtt_url, topic_prefix, response_timeout=12.0
+    )
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with daemons(config, tmp_path) as running:
+            await running.start("node-a")
+            await spread(sessions, simulator, {"node-a": 4}, within=30)
+            simulator.set_faults(MOVISTAR, {"slow": {"seconds": 8}})
+            texts = [f"slow {i}" for i in range(200)]
+            await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, request_receipt=False)
+            await eventually(
+                lambda: simulator.carrier(MOVISTAR).counters.mt_accepted >= 30,
+                within=30,
+                what="node-a's binds with submissions in flight",
+            )
+            await running.start("node-b")
+            await spread(sessions, simulator, {"node-a": 2, "node-b": 2}, within=40)
+            assert "cluster.fenced" not in running.log("node-a")
+            assert "cluster.released" in running.log("node-a")
+        assert binds(simulator)["max"] == SLOTS, binds(simulator)
+    finally:
+        await engine.dispose()
+
+
 async def test_two_daemons_started_at_once_under_one_instance_name_one_refuses(
     tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
 ) -> None:
