@@ -194,9 +194,11 @@ class Ownership:
         try:
             await self._beats(announced)
         finally:
-            for task in (self._beat_task, *self._give_ups):
-                if task is not None and not task.done():
-                    task.cancel()
+            pending = {task for task in (self._beat_task, *self._give_ups) if task and not task.done()}
+            for task in pending:
+                task.cancel()
+            if pending:  # none outlives the loop (a connection of the heartbeat's pool each)
+                await asyncio.wait(pending)
 
     async def _beats(self, announced: bool) -> None:
         while not self._leaving:
