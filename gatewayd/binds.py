@@ -375,11 +375,22 @@ class BindSupervisor:
         assert self._group is not None
         stop = asyncio.Event()
         self._stops[slot.name] = stop
+        # a session of this slot still closing (a reload changed it) is closed before this one binds:
+        # the carrier never sees two sessions of one slot
+        closing = self._tasks.get(slot.name)
         self._tasks[slot.name] = self._group.create_task(
-            self._bind_loop(slot, stop), name=f"bind[{slot.name}]"
+            self._bind_loop(slot, stop, after=closing), name=f"bind[{slot.name}]"
         )
 
-    async def _bind_loop(self, slot: BindSlot, stop: asyncio.Event) -> None:
+    async def _bind_loop(
+        self, slot: BindSlot, stop: asyncio.Event, *, after: asyncio.Task[None] | None = None
+    ) -> None:
+        if after is not None:
+            await asyncio.wait({after})
+            if stop.is_set():  # released meanwhile
+                if self._tasks.get(slot.name) is asyncio.current_task():
+                    del self._tasks[slot.name]
+                return
         handler = self._inbound.handler(slot.info) if slot.config.can_receive else None
         config = esme_config(slot, reconnect_min=self._reconnect[0], reconnect_max=self._reconnect[1])
         client = ESMEClient(

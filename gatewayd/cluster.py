@@ -118,11 +118,19 @@ class Ownership:
         self._status = status
         self._health = health or LoopHealth()
         self._wake = asyncio.Event()
+        #: Shutdown began: no more slots taken; the leases still owned are renewed (and fenced) until
+        #: :meth:`leave`, as their binds may take a response timeout and an unbind to close.
         self._closing = False
+        #: :meth:`leave` began: the binds are closed, the loop ends.
+        self._leaving = False
         #: The monotonic time by which a renewal must succeed, or every owned bind is dropped.
         self._deadline: float | None = None
         self._last_renewal: float | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        #: Slots over the share being unbound, their leases (still renewed) deleted once closed; the
+        #: beats go on meanwhile, as an unbind may wait a response timeout for the submissions in flight.
+        self._giving_up: set[str] = set()
+        self._give_ups: set[asyncio.Task[None]] = set()
         #: The last view of the cluster (``gatewayd status`` reads the database itself).
         self.view: ClusterView | None = None
         metrics.cluster_heartbeat_age.set_function(self._heartbeat_age)
@@ -130,17 +138,21 @@ class Ownership:
     # --- start and stop ------------------------------------------------------------------------------
 
     async def join(self) -> None:
-        """Before anything binds: refuses (:class:`InstanceTaken`) when another live daemon runs under
-        this instance."""
+        """Before anything binds: takes this instance's name, or refuses (:class:`InstanceTaken`) when
+        another live daemon runs under it. Checked and written in one transaction that holds the row,
+        so of two daemons started together under one name the second sees the first."""
+        cluster = self._store.cluster
         async with self._store.transaction() as session:
-            view = await self._store.cluster.view(session)
-        for seen in view.live(self.timings.lease):
-            if seen.instance == self.member.instance and conflicting(self.member, seen):
-                raise InstanceTaken(
-                    f"instance {seen.instance!r} is already running (host {seen.host}, pid {seen.pid}, "
-                    f"last heartbeat {(view.now - seen.heartbeat_at).total_seconds():.1f} s ago): give this "
-                    "daemon another [daemon] instance (or GATEWAYD_DAEMON_INSTANCE)"
-                )
+            await cluster.lock_instance(session, self.member.instance)
+            view = await cluster.view(session)
+            for seen in view.live(self.timings.lease):
+                if seen.instance == self.member.instance and conflicting(self.member, seen):
+                    raise InstanceTaken(
+                        f"instance {seen.instance!r} is already running (host {seen.host}, pid {seen.pid}, "
+                        f"last heartbeat {(view.now - seen.heartbeat_at).total_seconds():.1f} s ago): give "
+                        "this daemon another [daemon] instance (or GATEWAYD_DAEMON_INSTANCE)"
+                    )
+            await cluster.write_member(session, self.member, self._status())
 
     def close(self) -> None:
         """Shutdown began: take no more slots (those owned are unbound with the binds)."""
@@ -151,8 +163,11 @@ class Ownership:
         """After the binds are unbound: give up every lease, mark this daemon stopping, and tell the
         others to take the slots now."""
         self.close()
-        if self._beat_task is not None and not self._beat_task.done():  # it may be taking slots
-            await asyncio.wait({self._beat_task}, timeout=self.timings.lease)
+        self._leaving = True
+        tasks = (self._beat_task, *self._give_ups)
+        waiting = {task for task in tasks if task is not None and not task.done()}
+        if waiting:  # a beat may be taking slots, a give-up deleting leases
+            await asyncio.wait(waiting, timeout=self.timings.lease)
         self._deadline = None
         try:
             async with asyncio.timeout(self.timings.lease):
@@ -173,16 +188,20 @@ class Ownership:
         self._wake.set()
 
     async def cluster_loop(self) -> None:
-        """Beat until :meth:`close`, never letting an owned bind outlive its lease."""
+        """Beat until :meth:`leave`, never letting an owned bind outlive its lease: after :meth:`close`
+        the leases are still renewed while the binds drain and unbind, without taking any more."""
         announced = False
         try:
             await self._beats(announced)
         finally:
-            if self._beat_task is not None and not self._beat_task.done():
-                self._beat_task.cancel()
+            pending = {task for task in (self._beat_task, *self._give_ups) if task and not task.done()}
+            for task in pending:
+                task.cancel()
+            if pending:  # none outlives the loop (a connection of the heartbeat's pool each)
+                await asyncio.wait(pending)
 
     async def _beats(self, announced: bool) -> None:
-        while not self._closing:
+        while not self._leaving:
             self._wake.clear()
             self._beat_task = asyncio.create_task(self._beat(), name="cluster.beat")
             await self._until(self._beat_task)
@@ -195,7 +214,7 @@ class Ownership:
                 if not announced:  # the others rebalance now rather than at their next heartbeat
                     announced = True
                     await self._announce("joined")
-            if not self._closing:
+            if not self._leaving:
                 await self._until(self._wake, self.timings.heartbeat)
 
     async def _until(self, what: asyncio.Task[None] | asyncio.Event, within: float | None = None) -> None:
@@ -220,7 +239,7 @@ class Ownership:
 
     async def _fence(self) -> None:
         """No renewal succeeded in time: every owned bind is dropped at once, its slot taken as lost."""
-        owned = sorted(self._binds.owned)
+        owned = sorted(self._binds.owned | self._giving_up)
         self._deadline = None
         if not owned:
             return
@@ -255,18 +274,20 @@ class Ownership:
         live = [d.instance for d in view.live(timings.lease)]
         self._metrics.cluster_daemons.set(len(set(live) | {member.instance}))
         moves = plan(member.instance, configured, live, held)
-        if moves.release:
-            # unbind first, then give the lease up: the binds open never exceed those configured
-            await self._binds.release(moves.release)
-            async with self._store.transaction() as session:
-                await cluster.release(session, member.instance, moves.release)
-            log_event(log, "cluster.released", slots=",".join(moves.release))
-            await self._announce("released")
+        release = [name for name in moves.release if name not in self._giving_up]
+        if release:
+            self._giving_up.update(release)
+            task = asyncio.create_task(self._give_up(release), name="cluster.give_up")
+            self._give_ups.add(task)
+            task.add_done_callback(self._give_ups.discard)
         if not self._closing:
             started = [
                 name
                 for name in renewed
-                if name in configured and name not in owned and name not in moves.release
+                if name in configured
+                and name not in owned
+                and name not in moves.release
+                and name not in self._giving_up
             ]
             if moves.acquire:
                 t1 = time.monotonic()
@@ -277,8 +298,35 @@ class Ownership:
                 if won:
                     log_event(log, "cluster.acquired", slots=",".join(won))
                 started += won
-            self._binds.own(started)
+            if started and not self._renewal_current():
+                # this beat took so long that its renewal may expire before a bind would be up (the
+                # deadline passed): bind them at the next beat instead of binding and fencing at once
+                log_event(log, "cluster.renewal_late", logging.WARNING, slots=",".join(started))
+            else:
+                self._binds.own(started)
         self._publish_owned()
+
+    async def _give_up(self, slots: list[str]) -> None:
+        """Unbind first, then delete the leases: the binds open never exceed those configured. The
+        beats renew these leases until then (and fence them with the others)."""
+        try:
+            await self._binds.release(slots)
+            async with self._store.transaction() as session:
+                await self._store.cluster.release(session, self.member.instance, slots)
+        except Exception as error:  # the next beat finds them over the share again
+            names = ",".join(slots)
+            log_event(log, "cluster.release_failed", logging.WARNING, slots=names, error=repr(error))
+            return
+        finally:
+            self._giving_up.difference_update(slots)
+        log_event(log, "cluster.released", slots=",".join(slots))
+        await self._announce("released")
+
+    def _renewal_current(self) -> bool:
+        """Whether the last renewal leaves time to bind under it (always, where nobody fences)."""
+        if not self._store.cluster.fences:
+            return True
+        return self._deadline is not None and time.monotonic() < self._deadline
 
     def _renewed(self, t0: float, *, keep_earlier: bool = False) -> None:
         deadline = t0 + self.timings.lease - self.timings.margin

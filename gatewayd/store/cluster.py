@@ -148,12 +148,30 @@ class ClusterStatements(ABC):
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT with ``on_conflict_do_update``."""
 
-    async def beat(
-        self, session: AsyncSession, member: Member, status: dict[str, Any], *, lease: float
-    ) -> dict[str, int]:
-        """The heartbeat: ``member``'s row written (alive, not stopping, ``status``) and every lease it
-        holds renewed to ``lease`` seconds from now, in one statement. Returns the slots it holds
-        (slot -> generation): a slot it had and is not among them was taken or given up."""
+    async def lock_instance(self, session: AsyncSession, instance: str) -> None:
+        """Holds the row of ``instance`` until the transaction ends (written first, as stopping, when
+        there is none): a daemon joining under the same name at the same moment waits for this
+        transaction, then sees the row it wrote."""
+        now = self.now()
+        await session.execute(
+            self._insert(DAEMONS)
+            .values(
+                instance=instance,
+                host="",
+                pid=0,
+                version="",
+                started_at=now,
+                heartbeat_at=now,
+                stopping=True,
+                status={},
+            )
+            .on_conflict_do_nothing(index_elements=[DAEMONS.c.instance])
+        )
+        held = select(DAEMONS.c.instance).where(DAEMONS.c.instance == instance).with_for_update()
+        await session.execute(held)
+
+    async def write_member(self, session: AsyncSession, member: Member, status: dict[str, Any]) -> None:
+        """``member``'s row written: alive now, not stopping, with ``status``."""
         row = {
             "instance": member.instance,
             "host": member.host,
@@ -171,6 +189,14 @@ class ClusterStatements(ABC):
                 set_={key: statement.excluded[key] for key in row if key != "instance"},
             )
         )
+
+    async def beat(
+        self, session: AsyncSession, member: Member, status: dict[str, Any], *, lease: float
+    ) -> dict[str, int]:
+        """The heartbeat: ``member``'s row written (:meth:`write_member`) and every lease it holds
+        renewed to ``lease`` seconds from now, in one statement. Returns the slots it holds
+        (slot -> generation): a slot it had and is not among them was taken or given up."""
+        await self.write_member(session, member, status)
         renewed = await session.execute(
             update(LEASES)
             .where(LEASES.c.owner == member.instance)

@@ -75,6 +75,7 @@ def cluster_config(
     carriers: tuple[CarrierProfile, ...] | None = None,
     binds: tuple[int, int] = (2, 2),
     mt_claim_lease: float = 60.0,
+    response_timeout: float = 5.0,
 ) -> Path:
     """One configuration for every daemon: ``binds`` = (binds, count) per carrier (Movistar only,
     unless ``carriers`` says otherwise)."""
@@ -124,7 +125,7 @@ port = {simulator.port(name)}
 count = {binds[1]}
 window = 10
 tps = 100000
-response_timeout = 5
+response_timeout = {response_timeout:g}
 enquire_link_interval = 5
 """
     for name in names:
@@ -359,6 +360,107 @@ async def test_a_killed_daemon_s_binds_and_mts_are_taken_over_and_a_stopped_one_
             assert took <= 2.0
             assert await running.wait("node-c") == 0, running.log("node-c")[-3000:]
         assert binds(simulator)["max"] <= SLOTS, binds(simulator)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_stopping_daemon_keeps_its_leases_while_its_binds_drain_longer_than_a_lease(
+    tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
+    """SIGTERM with submissions in flight that the carrier answers 8 s late (the lease is 6 s): the
+    daemon keeps renewing its leases until its binds are closed, so the other daemon binds the slots
+    only after them and the carrier never sees more binds than configured."""
+    config = cluster_config(
+        tmp_path / "gatewayd.toml", pg_url, simulator, mqtt_url, topic_prefix, response_timeout=12.0
+    )
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with daemons(config, tmp_path) as running:
+            await running.start("node-a")
+            await spread(sessions, simulator, {"node-a": 4}, within=30)
+            await running.start("node-b")
+            await spread(sessions, simulator, {"node-a": 2, "node-b": 2}, within=30)
+            simulator.set_faults(MOVISTAR, {"slow": {"seconds": 8}})
+            texts = [f"slow {i}" for i in range(200)]
+            await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, request_receipt=False)
+
+            async def node_a_sending() -> bool:
+                async with sessions() as session:
+                    attempts = await session.execute(
+                        select(MTStatusHistory.id).where(MTStatusHistory.detail.like("attempt % by node-a"))
+                    )
+                    return attempts.first() is not None
+
+            await eventually(node_a_sending, within=30, what="node-a with submissions in flight")
+            running.signal("node-a", signal.SIGTERM)
+            stopping = time.monotonic()
+            assert await running.wait("node-a") == 0, running.log("node-a")[-3000:]
+            drained = time.monotonic() - stopping
+            print(f"node-a drained and left {drained:.2f} s after SIGTERM")
+            assert drained > 6.0  # longer than a lease: what this test is about
+            await spread(sessions, simulator, {"node-b": 4}, within=20)
+        assert binds(simulator)["max"] == SLOTS, binds(simulator)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_daemon_giving_slots_up_to_a_slow_carrier_keeps_renewing_the_others(
+    tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
+    """A daemon joins while the carrier answers 8 s late (the lease is 6 s): the one giving two slots up
+    waits for their submissions and unbinds longer than a lease, and meanwhile keeps renewing the
+    leases of the slots it keeps, so it never fences them."""
+    config = cluster_config(
+        tmp_path / "gatewayd.toml", pg_url, simulator, mqtt_url, topic_prefix, response_timeout=12.0
+    )
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with daemons(config, tmp_path) as running:
+            await running.start("node-a")
+            await spread(sessions, simulator, {"node-a": 4}, within=30)
+            simulator.set_faults(MOVISTAR, {"slow": {"seconds": 8}})
+            texts = [f"slow {i}" for i in range(200)]
+            await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts, request_receipt=False)
+            await eventually(
+                lambda: simulator.carrier(MOVISTAR).counters.mt_accepted >= 30,
+                within=30,
+                what="node-a's binds with submissions in flight",
+            )
+            await running.start("node-b")
+            await spread(sessions, simulator, {"node-a": 2, "node-b": 2}, within=40)
+            assert "cluster.fenced" not in running.log("node-a")
+            assert "cluster.released" in running.log("node-a")
+        assert binds(simulator)["max"] == SLOTS, binds(simulator)
+    finally:
+        await engine.dispose()
+
+
+async def test_two_daemons_started_at_once_under_one_instance_name_one_refuses(
+    tmp_path: Path, pg_url: str, simulator: Simulator, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Two units on one host left with the default instance name, started together: joining takes the
+    name in one transaction, so the second waits for the first and refuses instead of both owning (and
+    binding) the same slots."""
+    config = cluster_config(tmp_path / "gatewayd.toml", pg_url, simulator, mqtt_url, topic_prefix)
+    engine = create_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        async with daemons(config, tmp_path) as running:
+            for name in ("twin-1", "twin-2"):  # the log's name; the instance is "twin" for both
+                await running.start(name, env={"GATEWAYD_DAEMON_INSTANCE": "twin"})
+            first, second = running.processes["twin-1"], running.processes["twin-2"]
+            done, _ = await asyncio.wait(
+                {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())},
+                timeout=30,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert len(done) == 1, "neither twin refused to start"
+            assert done.pop().result() == 2
+            await spread(sessions, simulator, {"twin": 4}, within=30)
+            assert [p.returncode for p in (first, second)].count(None) == 1
+        assert binds(simulator)["max"] == SLOTS, binds(simulator)
     finally:
         await engine.dispose()
 

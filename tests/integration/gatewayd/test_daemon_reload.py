@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gatewayd.store.engine import create_engine, session_factory
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, VODAFONE, make_config, running_daemon
+from tests.integration.gatewayd.conftest import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    VODAFONE,
+    make_config,
+    running_daemon,
+)
+from tests.integration.gatewayd.faults import queue_many
 from tests.waiting import eventually
 
 
@@ -28,3 +36,32 @@ async def test_reload_stops_removed_binds_and_keeps_the_others(
         await eventually(lambda: binds.binds_up(VODAFONE) == 1)
         assert binds.client("movistar-1") is movistar_client
         assert simulator.carrier(VODAFONE).counters.binds_accepted == 2
+
+
+async def test_a_changed_bind_binds_again_only_once_its_old_session_is_closed(
+    tmp_path: Path, sqlite_url: str, simulator: Simulator
+) -> None:
+    """A reload that changes a bind (its window) while the carrier answers 3 s late: the old session
+    finishes its submissions and unbinds before the new one binds, so the carrier never sees two."""
+    config = make_config(tmp_path, sqlite_url, simulator)
+    engine = create_engine(sqlite_url)
+    sessions = session_factory(engine)
+    counters = simulator.carrier(MOVISTAR).counters
+    try:
+        async with running_daemon(config) as daemon:
+            assert daemon.binds is not None
+            binds = daemon.binds
+            old = binds.client("movistar-1")
+            simulator.set_faults(MOVISTAR, {"slow": {"seconds": 3}})
+            await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, [f"m {i}" for i in range(20)])
+            await eventually(lambda: counters.mt_accepted >= 5, what="submissions in flight")
+            daemon.reload(make_config(tmp_path, sqlite_url, simulator, window=40))
+
+            def rebound() -> bool:
+                client = binds.client("movistar-1")
+                return client is not None and client is not old and client.bound
+
+            await eventually(rebound, within=30, what="the changed bind bound again")
+        assert counters.binds_max.get("echat", 0) == 1, counters.binds_max
+    finally:
+        await engine.dispose()
