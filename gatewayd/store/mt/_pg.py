@@ -28,7 +28,10 @@ WITH due AS (
     UPDATE mt_messages AS m
     SET status = 'sending', claim_owner = $3::varchar, claim_expires_at = $4::timestamptz,
         attempts = m.attempts + 1, updated_at = $1::timestamptz
-    FROM due WHERE m.id = due.id AND m.status = 'queued'
+    -- By primary key alone (``due`` locked the rows while still queued): joined to the CTE, with the
+    -- statistics of an outbox that was empty when last analyzed, the planner scanned the outbox index
+    -- once per due row, quadratic in the backlog (600 ms a claim with 12,000 MTs queued).
+    WHERE m.id = ANY(ARRAY(SELECT id FROM due))
     RETURNING m.id, m.kind, m.carrier, m.bind_name, m.source, m.destination, m.text, m.data_coding,
               m.priority, m.attempts, m.request_receipt, m.segments
 ), history AS (

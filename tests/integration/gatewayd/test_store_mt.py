@@ -17,6 +17,7 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
+from gatewayd.store.mt._pg import _CLAIM_ANY_CARRIER as pg_claim_statement
 from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts
 from gatewayd.store.mt.status import outbox_depth
 from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy
@@ -623,3 +624,45 @@ async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: s
         assert (await status_of(store.sessions, mt_id)).status is MTStatus.DELIVERED
     finally:
         await engine.dispose()
+
+
+async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_url: str) -> None:
+    # Statistics taken while nothing was queued (as autovacuum leaves them between bursts) made the
+    # claim's update scan the outbox index once per due MT: quadratic in the backlog (600 ms a claim of
+    # 200 with 12,000 queued). The plan must reach the claimed rows by primary key.
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:  # a running outbox: what was queued was sent
+            await queue_mts(session, [push(f"3460{n:07d}") for n in range(3000)], T0)
+            await session.execute(text("UPDATE mt_messages SET status = 'delivered'"))
+        async with store.transaction() as session:
+            await session.execute(text("ANALYZE mt_messages"))
+        async with store.transaction() as session:  # then a burst
+            await queue_mts(session, [push(f"3461{n:07d}") for n in range(3000)], T0)
+        async with store.transaction() as session:
+            plan = await session.scalar(
+                text(
+                    "EXPLAIN (FORMAT JSON) "
+                    + pg_claim_statement.replace("$1", "CAST(:now AS timestamptz)")
+                    .replace("$2", "200")
+                    .replace("$3", "'gw'")
+                    .replace("$4", "CAST(:now AS timestamptz)")
+                ),
+                {"now": T0},
+            )
+            claimed = await claim(store, session, "gw", T0, limit=200, lease=60)
+    finally:
+        await engine.dispose()
+    assert len(claimed) == 200
+
+    def nodes(node: dict[str, object]) -> list[dict[str, object]]:
+        children = node.get("Plans", [])
+        assert isinstance(children, list)
+        return [node, *(found for child in children for found in nodes(child))]
+
+    update = next(node for node in nodes(plan[0]["Plan"]) if node.get("Node Type") == "ModifyTable")
+    scans = [node for node in nodes(update) if "Scan" in str(node.get("Node Type"))]
+    assert any(node.get("Index Name") == "pk_mt_messages" for node in scans), scans
+    assert not any(node.get("Index Name") == "ix_mt_messages_outbox_status_next_attempt_at" for node in scans)
