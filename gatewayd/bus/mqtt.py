@@ -1,11 +1,12 @@
 """The MQTT bus (aiomqtt 2.x): several daemons and panels share events through one broker.
 
 One named task keeps a connection (``bus.mqtt.connection``), reconnecting with exponential back-off;
-while connected, ``bus.mqtt.publish`` drains the outgoing buffer, ``bus.mqtt.receive`` fans incoming
-messages out to local subscriptions and ``bus.mqtt.subscriptions`` keeps the broker's subscriptions in
-line with the local ones. Subscriptions are made again after every reconnect. A broker outage never
-blocks ``publish``: the buffer keeps the newest ``buffer_size`` events, dropping (and counting) the
-oldest.
+while connected, ``bus.mqtt.publish`` drains the outgoing buffer, incoming messages go to the local
+subscriptions as they are read (``bus.mqtt.receive`` notices the broker leaving) and
+``bus.mqtt.subscriptions`` keeps the broker's subscriptions in line with the local ones.
+Subscriptions are made again after every reconnect. A broker outage never blocks ``publish``: the
+buffer keeps the newest ``buffer_size`` events, dropping (and counting) the oldest. Nothing incoming
+waits outside the subscriptions' bounded buffers, however busy the process.
 
 Only ``bus.mqtt.subscriptions`` sends SUBSCRIBE and UNSUBSCRIBE, never the code entering or leaving
 ``subscribe()``: that code is often a request cancelled at any await (a browser leaving its event
@@ -33,7 +34,7 @@ import os
 import secrets
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -227,6 +228,7 @@ class MQTTBus:
                     tls_context=self._tls,
                     keepalive=self._keepalive,
                     timeout=self._answer_timeout,
+                    queue_type=_handing_over(self._receive),
                 ) as client:
                     if self._closing:  # the bus closed while connecting (see __aexit__)
                         return
@@ -311,13 +313,34 @@ class MQTTBus:
                     self._outbox.popleft()
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        """Ends the connection when the broker goes (the iterator raises). Incoming messages reach the
+        subscriptions as they are read (:func:`_handing_over`); one that went through aiomqtt's queue
+        after all is handed over here."""
         async for message in client.messages:
-            body = message.payload
-            payload = decode_payload(body) if isinstance(body, bytes | bytearray) else None
-            if payload is None:
-                self.malformed += 1
-                continue
-            self._subscriptions.dispatch(Event(message.topic.value, payload))
+            self._receive(message)
+
+    def _receive(self, message: aiomqtt.Message) -> None:
+        body = message.payload
+        payload = decode_payload(body) if isinstance(body, bytes | bytearray) else None
+        if payload is None:
+            self.malformed += 1
+            return
+        self._subscriptions.dispatch(Event(message.topic.value, payload))
+
+
+def _handing_over(receive: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue (its ``queue_type``) made a hand-off: each message read from the socket
+    goes straight to ``receive``, i.e. into the subscriptions' bounded buffers, and nothing waits in
+    between. aiomqtt's own queue is unbounded and its iterator takes one message per task and wait
+    (several event-loop passes), while the socket is read a packet a pass: a process whose loop is
+    busy (a panel serving fifty desk streams) fell behind and kept every event since in that queue,
+    growing by megabytes a minute."""
+
+    class HandingOver(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            receive(item)
+
+    return HandingOver
 
 
 def _can_bundle(client: aiomqtt.Client) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any
 
 import anyio
@@ -64,6 +65,47 @@ async def test_a_burst_arrives_whole_and_in_order(mqtt_url: str, topic_prefix: s
     assert received[4].topic == f"{topic_prefix}/mt/4/status"
     assert [len(event.payload["pad"]) for event in received[:4]] == sizes
     assert publisher.dropped == 0 and listener.dropped == 0
+
+
+async def test_a_busy_process_keeps_nothing_incoming_outside_the_subscriptions(
+    mqtt_url: str, topic_prefix: str
+) -> None:
+    """Incoming events go into the subscriptions as they are read, however busy the event loop (a
+    panel serving fifty desk streams): a subscriber that lags loses the oldest from its bounded buffer
+    and nothing piles up in the connection's queue. Before, aiomqtt's unbounded queue sat in between,
+    drained one message per several loop passes while the socket gave one a pass, and kept every event
+    of a busy panel since it fell behind: its memory grew by megabytes a minute in the soak."""
+    count, kept = 600, 50
+    async with mqtt_bus(mqtt_url, topic_prefix) as publisher, mqtt_bus(mqtt_url, topic_prefix) as listener:
+        await asyncio.wait_for(asyncio.gather(publisher.wait_connected(), listener.wait_connected()), 10)
+        async with listener.subscribe(listener.topics.everything(), buffer=kept) as events:
+            stopping = asyncio.Event()
+
+            async def busy() -> None:  # every loop pass costs a few milliseconds, as in a loaded panel
+                while not stopping.is_set():
+                    until = time.perf_counter() + 0.001
+                    while time.perf_counter() < until:
+                        pass
+                    await asyncio.sleep(0)
+
+            waiting_in_connection: list[int] = []
+
+            def all_arrived() -> bool:
+                client = listener._client
+                waiting_in_connection.append(len(client.messages) if client is not None else 0)
+                return events.dropped == count - kept
+
+            hogs = [asyncio.create_task(busy()) for _ in range(4)]
+            try:
+                for number in range(count):
+                    await publisher.publish(publisher.topics.mt_status(number), {"n": number})
+                await eventually(all_arrived, within=60, interval=0, what=f"{count} events at the listener")
+            finally:
+                stopping.set()
+                await asyncio.gather(*hogs)
+            newest = [event.payload["n"] for event in events.take_queued()]
+    assert newest == list(range(count - kept, count))
+    assert max(waiting_in_connection) == 0
 
 
 async def test_wildcard_subscription_sees_every_kind(mqtt_url: str, topic_prefix: str) -> None:
