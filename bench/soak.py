@@ -224,11 +224,25 @@ def memory_kib(pid: int, fields: tuple[str, ...]) -> int:
     return sum(int(line.split()[1]) for line in lines if line.split(":", 1)[0] in fields)
 
 
-def sample(children: list[Child], database: str) -> dict[str, int]:
-    """KiB per process: RSS of ours, private memory of the database's PostgreSQL backends summed."""
+def client_backends(database: str) -> set[int]:
+    """The database's client backends: autovacuum workers come and go with their own memory budget."""
+    return {pid for pid in postgres_backends(database) if "autovacuum" not in process_title(pid)}
+
+
+def process_title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def sample(children: list[Child], database: str) -> tuple[dict[str, int], int]:
+    """KiB per process (RSS of ours, private memory of the database's client backends summed) and the
+    number of those backends: a pool that opens one more connection adds a backend, not a leak."""
     row = {child.name: memory_kib(child.process.pid, ("VmRSS",)) for child in children}
-    row["postgres"] = sum(memory_kib(pid, ("RssAnon",)) for pid in postgres_backends(database))
-    return row
+    backends = client_backends(database)
+    row["postgres"] = sum(memory_kib(pid, ("RssAnon",)) for pid in backends)
+    return row, len(backends)
 
 
 # --- traffic -----------------------------------------------------------------------------------------
@@ -361,6 +375,7 @@ class Run:
     """What one soak saw: the memory samples and the traffic."""
 
     samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    backends: list[int] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     queued: int = 0
     desk_events: int = 0
@@ -414,7 +429,8 @@ async def traffic(
         producer = asyncio.create_task(produce_mts(url, prefix, args.mt_rate, stopping))
         try:
             columns = "  ".join(f"{name + ' MiB':>11s}" for name in names)
-            print(f"{'min':>6s}  {columns}  {'MO acked':>9s} {'MT acked':>9s} {'events':>9s}", flush=True)
+            counted = f"{'backends':>8s}  {'MO acked':>9s} {'MT acked':>9s} {'events':>9s}"
+            print(f"{'min':>6s}  {columns}  {counted}", flush=True)
             started = time.monotonic()
             while True:
                 at = time.monotonic() - started
@@ -422,13 +438,14 @@ async def traffic(
                 if producer.done():
                     producer.result()
                 counters = (await control.get("/api/counters")).json()["carriers"][CARRIER]
-                row = sample(children, database)
+                row, backends = sample(children, database)
                 run.samples.append((at, row))
+                run.backends.append(backends)
                 events = sum(desk.events for desk in desks)
                 memory = "  ".join(f"{row[name] / 1024:11.1f}" for name in names)
                 print(
-                    f"{at / 60:6.1f}  {memory}  {counters['mo_delivered']:9d} {counters['mt_accepted']:9d}"
-                    f" {events:9d}",
+                    f"{at / 60:6.1f}  {memory}  {backends:8d}  {counters['mo_delivered']:9d}"
+                    f" {counters['mt_accepted']:9d} {events:9d}",
                     flush=True,
                 )
                 if at >= duration:
@@ -472,6 +489,8 @@ def report(args: argparse.Namespace, run: Run) -> int:
         "warmup_min": f"{warmup / 60:g}",
         **{f"{name}_growth_pct": f"{value:.1f}" for name, value in grown.items()},
         **{f"{name}_mib": f"{run.samples[-1][1][name] / 1024:.0f}" for name in grown},
+        "pg_backends_first": run.backends[0],
+        "pg_backends_last": run.backends[-1],
         "max_growth_pct": f"{worst:.1f}",
         "target_met": "yes" if worst < TARGET_GROWTH_PCT else "no",
     }
