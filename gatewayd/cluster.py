@@ -47,6 +47,10 @@ from gatewayd.store.store import Store
 
 log = logging.getLogger("gatewayd.cluster")
 
+#: A daemon row silent this long (seconds) and holding no lease is deleted when a daemon joins: a week
+#: of "gone" in ``gatewayd status`` covers a NOC's look back at an incident, not every retired name.
+FORGET_GONE_AFTER = 7 * 24 * 3600.0
+
 
 class InstanceTaken(RuntimeError):
     """Another live daemon runs under this daemon's ``[daemon] instance``."""
@@ -153,6 +157,7 @@ class Ownership:
                         "this daemon another [daemon] instance (or GATEWAYD_DAEMON_INSTANCE)"
                     )
             await cluster.write_member(session, self.member, self._status())
+            await cluster.forget_gone(session, FORGET_GONE_AFTER)
 
     def close(self) -> None:
         """Shutdown began: take no more slots (those owned are unbound with the binds)."""

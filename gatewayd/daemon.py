@@ -211,6 +211,7 @@ class Daemon:
                 max_overflow=config.database.max_overflow,
                 pre_ping=False,
                 custom_plans=False,
+                application_name=f"gatewayd {config.daemon.instance}",
             )
             stack.push_async_callback(self.engine.dispose)
             self.store = Store.for_engine(self.engine)
@@ -218,7 +219,12 @@ class Daemon:
             # the heartbeat's own small pool, with time limits: it never waits behind the pipelines'
             # connections, and a database that stops answering cannot hang it
             cluster_engine = create_engine(
-                url, pool_size=1, max_overflow=1, pre_ping=False, timeout=config.cluster.lease / 2
+                url,
+                pool_size=1,
+                max_overflow=1,
+                pre_ping=False,
+                timeout=config.cluster.lease / 2,
+                application_name=f"gatewayd {config.daemon.instance} cluster",
             )
             stack.push_async_callback(cluster_engine.dispose)
             bus = create_bus(

@@ -206,7 +206,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             own_engine = engine
             if own_engine is None:
-                own_engine = create_engine(settings.database_url)
+                own_engine = create_engine(settings.database_url, application_name="echat panel")
                 stack.push_async_callback(own_engine.dispose)
             own_bus = bus
             if own_bus is None and bus_factory is not None:

@@ -190,6 +190,15 @@ class ClusterStatements(ABC):
             )
         )
 
+    async def forget_gone(self, session: AsyncSession, silent_for: float) -> int:
+        """Deletes the rows of daemons silent for ``silent_for`` seconds that hold no lease (renamed or
+        retired instances, which ``gatewayd status`` would list as gone for ever); how many."""
+        holds = select(LEASES.c.slot).where(LEASES.c.owner == DAEMONS.c.instance).exists()
+        result = await session.execute(
+            delete(DAEMONS).where(DAEMONS.c.heartbeat_at < self.after(-silent_for), ~holds)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def beat(
         self, session: AsyncSession, member: Member, status: dict[str, Any], *, lease: float
     ) -> dict[str, int]:

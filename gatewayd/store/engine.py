@@ -34,6 +34,7 @@ def create_engine(
     pre_ping: bool = True,
     custom_plans: bool = True,
     timeout: float | None = None,
+    application_name: str = "echat",
 ) -> AsyncEngine:
     """An async engine tuned for the daemon.
 
@@ -51,7 +52,8 @@ def create_engine(
     False (the daemon, see below); with ``timeout``, connecting and each statement give up after that
     many seconds (the ownership service's heartbeat: a database that stops answering must not hang it),
     and the server ends a session left idle in a transaction that long: a daemon cut off mid-heartbeat
-    must not keep its lease rows locked (the others could never take them).
+    must not keep its lease rows locked (the others could never take them). Each PostgreSQL session
+    carries ``application_name`` (``pg_stat_activity``): which process of which daemon holds it.
     On both, an error never shows the statement's parameters: they
     hold subscribers' numbers, and errors end up in logs.
     """
@@ -79,7 +81,12 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         connect_args={
-            "server_settings": {"plan_cache_mode": plan_cache_mode, **_idle_limit(timeout)},
+            "server_settings": {
+                "plan_cache_mode": plan_cache_mode,
+                # PostgreSQL keeps 63 bytes of it
+                "application_name": application_name.encode()[:63].decode(errors="ignore"),
+                **_idle_limit(timeout),
+            },
             **({} if timeout is None else {"timeout": timeout, "command_timeout": timeout}),
         },
     )

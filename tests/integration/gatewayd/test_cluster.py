@@ -15,16 +15,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.mt import WINDOWS_AHEAD
-from gatewayd.store.cluster import BindLease
+from gatewayd.store.cluster import BindLease, DaemonRecord
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
@@ -229,6 +230,16 @@ async def test_daemons_with_one_configuration_split_the_binds_and_never_exceed_t
     sessions = session_factory(engine)
     try:
         async with daemons(config, tmp_path) as running:
+            # rows of daemons gone before: a retired name is forgotten after a week, yesterday's kept
+            now = datetime.now(UTC)
+            async with sessions.begin() as session:
+                for instance, silent in (("retired", timedelta(days=8)), ("crashed", timedelta(days=1))):
+                    session.add(
+                        DaemonRecord(
+                            instance=instance, host="gw0", pid=1, version="0.0.9", started_at=now - silent,
+                            heartbeat_at=now - silent, stopping=False, status={},
+                        )
+                    )  # fmt: skip
             await running.start("node-a")
             await spread(sessions, simulator, {"node-a": 4}, within=30)
             await running.start("node-b")
@@ -262,10 +273,16 @@ async def test_daemons_with_one_configuration_split_the_binds_and_never_exceed_t
             document = json.loads(status.read_text())
             assert document["unowned"] == {}
             daemons_seen = {daemon["instance"]: daemon for daemon in document["daemons"]}
-            assert {name: d["state"] for name, d in daemons_seen.items()} == dict.fromkeys(
-                ["node-a", "node-b", "node-c"], "live"
-            )
+            assert {name: d["state"] for name, d in daemons_seen.items()} == {
+                **dict.fromkeys(["node-a", "node-b", "node-c"], "live"),
+                "crashed": "gone",
+            }
             assert len(daemons_seen["node-a"]["binds"]) == 2
+            # a NOC engineer tells the daemons' sessions apart in pg_stat_activity
+            activity = "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+            async with sessions() as session:
+                names = set((await session.execute(text(activity))).scalars())
+            assert {"gatewayd node-a", "gatewayd node-a cluster", "gatewayd node-c"} <= names, names
             assert all(bind["carrier"] == MOVISTAR for bind in daemons_seen["node-a"]["binds"].values())
             assert {"mo_pending", "receipts_pending", "outbox_depth"} <= set(daemons_seen["node-b"]["lag"])
 
