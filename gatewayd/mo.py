@@ -55,6 +55,7 @@ from gatewayd.outbox import AnsweredMO, MTRequest, Outbox, OutboxError, OutboxSe
 from gatewayd.premium import ChatMO, Premium
 from gatewayd.replies import reply_template
 from gatewayd.routes import MORouter
+from gatewayd.store._tables import among
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import describe_error, is_data_error
@@ -881,7 +882,7 @@ class MOPipeline:
             (
                 await session.execute(
                     select(MTMessage.subscriber_id).where(
-                        MTMessage.subscriber_id.in_(subscriber_ids),
+                        among(MTMessage.subscriber_id, subscriber_ids),
                         MTMessage.kind == MTKind.BAN_NOTICE,
                         MTMessage.created_at >= now - BANNED_REPLY_INTERVAL,
                     )

@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, ForeignKey, SmallInteger, String, bindparam, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import MTStatus, PartStatus, enum_type
 from gatewayd.store.messages import MTMessage, MTPart
@@ -103,7 +103,7 @@ async def lock_accounts(
         for ids in chunks(sorted({sid for sid, _ in keys})):
             await session.execute(
                 select(subscribers.c.id)
-                .where(subscribers.c.id.in_(ids))
+                .where(among(subscribers.c.id, ids))
                 .order_by(subscribers.c.id)
                 .with_for_update()
             )
@@ -187,7 +187,7 @@ async def holds_of(session: AsyncSession, subscriber_ids: Collection[int]) -> di
     still holds is :func:`routing.premium.hold` with the time)."""
     found: dict[int, dict[str, Hold]] = {}
     for part in chunks(sorted(set(subscriber_ids))):
-        for row in await session.execute(_HOLDS.where(ACCOUNTS.c.subscriber_id.in_(part))):
+        for row in await session.execute(_HOLDS.where(among(ACCOUNTS.c.subscriber_id, part))):
             found.setdefault(row.subscriber_id, {})[row.short_code] = (row.state, row.held_until)
     return found
 
@@ -214,7 +214,7 @@ async def holds_of_mts(
                 ACCOUNTS,
                 (ACCOUNTS.c.subscriber_id == mts.c.subscriber_id) & (ACCOUNTS.c.short_code == mts.c.source),
             )
-            .where(mts.c.id.in_(part), ACCOUNTS.c.state != PremiumState.NORMAL)
+            .where(among(mts.c.id, part), ACCOUNTS.c.state != PremiumState.NORMAL)
         )
         for row in rows:
             state = hold_of_queued(row.state, row.held_until, row.held_since, row.created_at, now)
@@ -312,7 +312,7 @@ async def credit_finals(session: AsyncSession, finals: Iterable[tuple[ChargedMT,
     for part in chunks(sorted({mt.id for mt in undelivered})):
         rows = await session.execute(
             select(parts.c.mt_id, parts.c.part_no).where(
-                parts.c.mt_id.in_(part), parts.c.status.in_(_MAYBE_DELIVERED)
+                among(parts.c.mt_id, part), parts.c.status.in_(_MAYBE_DELIVERED)
             )
         )
         for row in rows:

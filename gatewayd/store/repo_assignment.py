@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from gatewayd.store._tables import among
 from gatewayd.store.accounts import Account, AccountPool, Presence, WebSession
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
@@ -68,7 +69,7 @@ async def absent_operators(
     among ``account_ids``)."""
     statement = select(Account.id).where(_leaving(now, grace, idle)).order_by(Account.id)
     if account_ids is not None:
-        statement = statement.where(Account.id.in_(sorted(set(account_ids))))
+        statement = statement.where(among(Account.id, sorted(set(account_ids))))
     return list((await session.execute(statement)).scalars())
 
 
@@ -128,7 +129,7 @@ async def open_counts(session: AsyncSession, operator_ids: Sequence[int]) -> dic
     statement = (
         select(Conversation.assigned_operator_id, func.count())
         .where(
-            Conversation.assigned_operator_id.in_(sorted(operator_ids)),
+            among(Conversation.assigned_operator_id, sorted(operator_ids)),
             Conversation.status != ConversationStatus.CLOSED,
         )
         .group_by(Conversation.assigned_operator_id)
@@ -170,7 +171,7 @@ async def unassigned_waiting(
         .limit(limit)
     )
     if conversation_ids is not None:
-        statement = statement.where(Conversation.id.in_(sorted(set(conversation_ids))))
+        statement = statement.where(among(Conversation.id, sorted(set(conversation_ids))))
     if pools is not None:
         of_pools: ColumnElement[bool] = pool.in_(sorted(pools))
         if default_pool is not None and default_pool in pools:
@@ -193,7 +194,7 @@ async def operator_pools(session: AsyncSession, account_ids: Sequence[int]) -> d
         return {}
     rows = await session.execute(
         select(AccountPool.account_id, AccountPool.pool).where(
-            AccountPool.account_id.in_(sorted(set(account_ids)))
+            among(AccountPool.account_id, sorted(set(account_ids)))
         )
     )
     found: dict[int, set[str]] = {}
@@ -259,7 +260,7 @@ async def release_clients(session: AsyncSession, subscriber_ids: Collection[int]
     if not subscriber_ids:
         return []
     return await release_conversations(
-        session, await _held(session, Conversation.subscriber_id.in_(sorted(set(subscriber_ids))))
+        session, await _held(session, among(Conversation.subscriber_id, sorted(set(subscriber_ids))))
     )
 
 
@@ -345,7 +346,7 @@ async def close_open_of(session: AsyncSession, subscriber_id: int, now: datetime
     if open_ids:
         await session.execute(
             update(Conversation)
-            .where(Conversation.id.in_(open_ids), Conversation.status != ConversationStatus.CLOSED)
+            .where(among(Conversation.id, open_ids), Conversation.status != ConversationStatus.CLOSED)
             .values(**_closing(now))
         )
     return open_ids
@@ -362,7 +363,7 @@ async def lock_holders(
     statement = (
         select(Conversation.id, Conversation.assigned_operator_id)
         .where(
-            Conversation.id.in_(sorted(set(conversation_ids))),
+            among(Conversation.id, sorted(set(conversation_ids))),
             Conversation.status != ConversationStatus.CLOSED,
         )
         .order_by(Conversation.id)

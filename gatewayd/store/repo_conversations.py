@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import open_conversations
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import among, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus
@@ -116,8 +116,8 @@ async def _active(session: AsyncSession, pairs: Sequence[tuple[int, str]]) -> di
     wanted = set(pairs)
     result = await session.execute(
         select(table.c.subscriber_id, table.c.short_code, table.c.id).where(
-            table.c.subscriber_id.in_(sorted({pair[0] for pair in wanted})),
-            table.c.short_code.in_(sorted({pair[1] for pair in wanted})),
+            among(table.c.subscriber_id, sorted({pair[0] for pair in wanted})),
+            among(table.c.short_code, sorted({pair[1] for pair in wanted})),
             table.c.status != ConversationStatus.CLOSED,
         )
     )
@@ -162,7 +162,7 @@ async def lock_conversations(session: AsyncSession, conversation_ids: Iterable[i
     if ids:
         table = CONVERSATIONS
         await session.execute(
-            select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update()
+            select(table.c.id).where(among(table.c.id, ids)).order_by(table.c.id).with_for_update()
         )
 
 

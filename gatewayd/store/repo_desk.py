@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gatewayd.store._tables import among
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage
@@ -64,7 +65,7 @@ async def _last_mo_texts(session: AsyncSession, conversation_ids: Sequence[int])
         return {}
     newest = (
         select(func.max(MOMessage.id))
-        .where(MOMessage.conversation_id.in_(sorted(conversation_ids)))
+        .where(among(MOMessage.conversation_id, sorted(conversation_ids)))
         .group_by(MOMessage.conversation_id)
     )
     rows = await session.execute(
@@ -103,7 +104,7 @@ async def operator_queue(
         )
     )
     if conversation_ids is not None:
-        statement = statement.where(Conversation.id.in_(sorted(conversation_ids)))
+        statement = statement.where(among(Conversation.id, sorted(conversation_ids)))
     rows = (await session.execute(statement)).all()
     texts = await _last_mo_texts(session, [row.Conversation.id for row in rows])
     items: list[QueueItem] = []
@@ -242,7 +243,7 @@ async def mo_entries(session: AsyncSession, mo_ids: Sequence[int]) -> dict[int, 
         return {}
     rows = await session.execute(
         select(MOMessage.id, MOMessage.conversation_id, MOMessage.text, MOMessage.received_at).where(
-            MOMessage.id.in_(sorted(set(mo_ids)))
+            among(MOMessage.id, sorted(set(mo_ids)))
         )
     )
     return {row.id: MOEntry(row.id, row.conversation_id, row.text, row.received_at) for row in rows}
@@ -270,7 +271,7 @@ async def mt_states(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, M
                 MTMessage.operator_id,
                 MTMessage.conversation_id,
                 MTMessage.last_error,
-            ).where(MTMessage.id.in_(sorted(set(mt_ids))))
+            ).where(among(MTMessage.id, sorted(set(mt_ids))))
         )
     ).all()
     ended = [row.id for row in rows if MTStatus(row.status) in (MTStatus.FAILED, MTStatus.EXPIRED)]
@@ -358,7 +359,7 @@ async def last_mos_of_subscribers(
         .scalar_subquery()
     )
     statement = select(MOMessage.subscriber_id, *_LAST_MO_COLUMNS).where(
-        MOMessage.id.in_(select(latest).where(Subscriber.id.in_(sorted(set(subscriber_ids)))))
+        MOMessage.id.in_(select(latest).where(among(Subscriber.id, sorted(set(subscriber_ids)))))
     )
     return {row.subscriber_id: _as_last_mo(row) for row in (await session.execute(statement)).all()}
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import insert_subscribers
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.subscribers import Subscriber
 
 _CLIENT_ID_ATTEMPTS = 5
@@ -157,7 +157,7 @@ class SQLiteSubscriberUpserts(SubscriberUpserts):
         # SQLite has one writer at a time: a row first seen at this batch's instant is this batch's.
         created = await session.execute(
             select(SUBSCRIBERS.c.msisdn).where(
-                SUBSCRIBERS.c.msisdn.in_(missing), SUBSCRIBERS.c.first_seen == now
+                among(SUBSCRIBERS.c.msisdn, missing), SUBSCRIBERS.c.first_seen == now
             )
         )
         for msisdn in created.scalars():
@@ -206,7 +206,7 @@ class PostgreSQLSubscriberUpserts(SubscriberUpserts):
 
 
 async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict[str, SubscriberRef]:
-    result = await session.execute(select(*_REF_COLUMNS).where(SUBSCRIBERS.c.msisdn.in_(msisdns)))
+    result = await session.execute(select(*_REF_COLUMNS).where(among(SUBSCRIBERS.c.msisdn, msisdns)))
     return {row.msisdn: SubscriberRef(*row) for row in result}
 
 
@@ -283,7 +283,10 @@ async def set_bans(
     found: dict[str, Subscriber] = {}
     for part in chunks(wanted):
         rows = await session.execute(
-            select(Subscriber).where(Subscriber.client_id.in_(part)).order_by(Subscriber.id).with_for_update()
+            select(Subscriber)
+            .where(among(Subscriber.client_id, part))
+            .order_by(Subscriber.id)
+            .with_for_update()
         )
         found.update({subscriber.client_id: subscriber for subscriber in rows.scalars()})
     ban = reason is not None

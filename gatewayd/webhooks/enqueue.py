@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.values import MTStatusChange
@@ -99,7 +99,7 @@ class WebhookTargets:
             rows = await session.execute(
                 select(MTS.c.id, SUBSCRIBERS.c.client_id, MTS.c.destination, MTS.c.kind, MTS.c.carrier)
                 .select_from(MTS.outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MTS.c.subscriber_id))
-                .where(MTS.c.id.in_(chunk))
+                .where(among(MTS.c.id, chunk))
             )
             for mt_id, client_id, destination, kind, carrier in rows:
                 recipients[mt_id] = (client_id, destination, str(getattr(kind, "value", kind)), carrier)

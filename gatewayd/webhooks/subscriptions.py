@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gatewayd.bus import EventBus
 from gatewayd.net_safety import Refusal, UnsafeTarget, vetted_target
+from gatewayd.store._tables import among
 from gatewayd.store.webhooks import (
     NAME_LENGTH,
     DeliveryQueue,
@@ -232,7 +233,7 @@ async def redeliver(
         WebhookDelivery.state == DeliveryState.DEAD,
     ]
     if delivery_ids is not None:
-        dead.append(WebhookDelivery.id.in_(list(delivery_ids)))
+        dead.append(among(WebhookDelivery.id, list(delivery_ids)))
     clients = (await session.scalars(select(WebhookDelivery.ordering_key).where(*dead).distinct())).all()
     keys = [(subscription_id, client) for client in clients]
     await queue.lock_keys(session, keys)

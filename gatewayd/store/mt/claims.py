@@ -18,7 +18,7 @@ from sqlalchemy import String, any_, bindparam, case, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt import _pg as pg
@@ -241,7 +241,7 @@ class SQLiteClaims(Claims):
     async def _blocks(self, session: AsyncSession, msisdns: Sequence[str]) -> dict[str, Block]:
         found: dict[str, Block] = {}
         for part in chunks(msisdns):
-            rows = await session.execute(_BLOCKS.where(Subscriber.msisdn.in_(part)))
+            rows = await session.execute(_BLOCKS.where(among(Subscriber.msisdn, part)))
             for row in rows:
                 found[row.msisdn] = (row.opted_out, row.banned, row.banned_reason)
         return found

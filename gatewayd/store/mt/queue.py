@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_rows
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import among, table_of
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.mt.status import insert_history
@@ -213,7 +213,7 @@ async def _subscribers_by_msisdn(session: AsyncSession, msisdns: set[str]) -> di
     if not msisdns:
         return {}
     result = await session.execute(
-        select(SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.msisdn.in_(sorted(msisdns)))
+        select(SUBSCRIBERS.c.msisdn, SUBSCRIBERS.c.id).where(among(SUBSCRIBERS.c.msisdn, sorted(msisdns)))
     )
     return {row.msisdn: row.id for row in result}
 

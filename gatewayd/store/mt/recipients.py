@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import RefusalReason
 from gatewayd.store.premium import Hold, held, holds_of
@@ -135,9 +135,9 @@ async def recipients(
     found: dict[int, Recipient] = {}
     wanted_ids, wanted_msisdns = sorted(set(ids)), sorted(set(msisdns))
     for id_part in chunks(wanted_ids):
-        await _read(session, found, _SUBSCRIBERS.c.id.in_(id_part))
+        await _read(session, found, among(_SUBSCRIBERS.c.id, id_part))
     for msisdn_part in chunks(wanted_msisdns):
-        await _read(session, found, _SUBSCRIBERS.c.msisdn.in_(msisdn_part))
+        await _read(session, found, among(_SUBSCRIBERS.c.msisdn, msisdn_part))
     if premium and found:
         holds = await holds_of(session, found)
         for subscriber_id, by_code in holds.items():
