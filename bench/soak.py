@@ -40,9 +40,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -542,7 +544,21 @@ def main() -> int:
     parser.add_argument("--sample-seconds", type=float, default=60.0)
     parser.add_argument("--warmup-minutes", type=float, help="growth is measured after it (default 10)")
     parser.add_argument("--base-port", type=int, default=18820, help="control API; +1 SMPP, +2 panel")
-    return asyncio.run(soak(parser.parse_args()))
+    return asyncio.run(interruptible(soak(parser.parse_args())))
+
+
+async def interruptible(run: Coroutine[Any, Any, int]) -> int:
+    """``run``, cancelled by SIGTERM or SIGINT (ignored in a background job, where Python raises no
+    KeyboardInterrupt): the children are stopped and the scratch database dropped on the way out."""
+    task = asyncio.ensure_future(run)
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        print("soak: interrupted, everything it started is stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
