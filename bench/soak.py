@@ -64,6 +64,7 @@ from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind  # noqa: E402
 from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT  # noqa: E402
+from gatewayd.store.store import Store  # noqa: E402
 from panel.auth.accounts import create_account  # noqa: E402
 from panel.auth.passwords import PasswordPolicy  # noqa: E402
 from panel.auth.permissions import PermissionRegistry  # noqa: E402
@@ -317,8 +318,9 @@ class Desk:
 
 async def produce_mts(url: str, prefix: str, rate: float, stopping: asyncio.Event) -> int:
     """MTs at ``rate`` per second until ``stopping``: a transaction and a wake-up every 100 ms."""
-    engine = create_engine(url, pool_size=1, max_overflow=0)
+    engine = create_engine(url, pool_size=1, max_overflow=0, application_name="soak producer")
     sessions = session_factory(engine)
+    inserts = Store.for_engine(engine).mt_inserts  # the producers' (API, desk): one array statement
     bus = create_bus(MQTT_URL, topic_prefix=prefix, client_id=f"{prefix}-producer")
     queued = 0
     started = time.monotonic()
@@ -339,7 +341,7 @@ async def produce_mts(url: str, prefix: str, rate: float, stopping: asyncio.Even
                 ]
                 if mts:
                     async with sessions() as session, session.begin():
-                        ids = await queue_mts(session, mts, datetime.now(UTC))
+                        ids = await queue_mts(session, mts, datetime.now(UTC), inserts)
                     queued = due
                     await bus.publish(bus.topics.outbox_queued(), {"mt_id": max(ids)})
                 with contextlib.suppress(TimeoutError):

@@ -303,12 +303,17 @@ async def _send_async(config: Config, args: argparse.Namespace) -> int:
     from gatewayd.store.engine import create_engine, session_factory
     from gatewayd.store.enums import MTStatus
     from gatewayd.store.errors import MTRefused
+    from gatewayd.store.store import Store
 
     engine = create_engine(config.database.url, pool_size=1, max_overflow=0)
     sessions = session_factory(engine)
     try:
         try:
-            outbox = Outbox(OutboxSettings.from_config(config), sessions=sessions)
+            outbox = Outbox(
+                OutboxSettings.from_config(config),
+                sessions=sessions,
+                inserts=Store.for_engine(engine).mt_inserts,
+            )
             request = MTRequest(args.to, args.text, carrier=args.carrier, source=args.source)
             queued = await outbox.queue(request)
         except (OutboxError, MTRefused) as error:
