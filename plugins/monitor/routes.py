@@ -160,7 +160,7 @@ async def _page(
         "events_url": "/admin/monitor/events?" + urlencode({k: v for k, v in query.items() if v}),
         "thresholds": {name: int(limit.total_seconds()) for name, limit in view.thresholds.items()},
         "default_threshold": int(DEFAULT_OVERDUE.total_seconds()),
-        "moved": int(moved) if moved.isdigit() and len(moved) < 6 else None,
+        "moved": int(moved) if moved.isascii() and moved.isdigit() and len(moved) < 6 else None,
         "error": error,
         "max_reassign": MAX_REASSIGN,
     }
