@@ -34,6 +34,7 @@ ERRORS = {
     "scheduled_at": N_(
         "Give the date and time to send at (in your time zone), not in the past and at most a year ahead."
     ),
+    "action": N_("Nothing was scheduled: press Schedule campaign to send it."),
 }
 
 

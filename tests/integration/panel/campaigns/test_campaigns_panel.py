@@ -150,6 +150,9 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
         ({"when": "at", "scheduled_at": "9999-12-31T23:59"}, "at most a year ahead"),
         ({"when": "at", "scheduled_at": "0001-01-01T00:00"}, "not in the past"),
         ({"when": "at", "scheduled_at": "2100-01-01T10:00"}, "at most a year ahead"),
+        # only the form's Schedule button sends: no button, or another, schedules nothing
+        ({"action": ""}, "Nothing was scheduled: press Schedule campaign"),
+        ({"action": "explode"}, "Nothing was scheduled: press Schedule campaign"),
     ],
 )
 async def test_bad_input_is_a_400_with_its_message(
