@@ -55,6 +55,7 @@ from translations import N_
 
 MAX_ALIAS = 64
 MAX_NOTES = 2000
+DETAILS_TOO_LONG = N_("Nothing was saved: the alias takes at most 64 characters and the notes 2,000.")
 
 
 class Rejected(Exception):
@@ -288,8 +289,12 @@ async def save_client(request: Request) -> Response:
     user = require_user(request)
     form = await request.form()
     conversation_id = _int_param(_text(form, "conversation_id", 20))
-    alias = _text(form, "alias", MAX_ALIAS).strip() or None
-    notes = _text(form, "notes", MAX_NOTES).strip() or None
+    typed_alias = _text(form, "alias", 4 * MAX_ALIAS).strip()
+    # The box's maxlength counts a line break as one character, the browser sends it as two (CRLF).
+    typed_notes = _text(form, "notes", 4 * MAX_NOTES).replace("\r\n", "\n").strip()
+    if len(typed_alias) > MAX_ALIAS or len(typed_notes) > MAX_NOTES:
+        return error_response(request, 400, DETAILS_TOO_LONG)  # never cut what was typed
+    alias, notes = typed_alias or None, typed_notes or None
     async with db(request) as session, session.begin():
         subscriber = await get_subscriber_by_client_id(session, request.path_params["client_id"])
         conversation = await get_conversation(session, conversation_id) if conversation_id else None

@@ -144,6 +144,32 @@ async def test_client_card_edit_is_saved_and_escaped(desk_client: PanelClient) -
     assert '<svg viewBox="0 0 240 60"' in page.text  # the charts, drawn on the server
 
 
+async def test_client_notes_are_kept_whole_or_refused_never_cut(desk_client: PanelClient) -> None:
+    """The notes box's maxlength (2,000) counts a line break as one character; the browser sends it
+    as two (CRLF): such notes are kept whole. Longer ones (no browser sends them) are refused."""
+    conversation_id = await online_with_one_mo(desk_client)
+    async with desk_client.runtime.sessionmaker() as session:
+        client_id = (await session.execute(select(Subscriber.client_id))).scalar_one()
+    token = await page_csrf(desk_client, "/desk")
+    lines = "\n".join(["llama por las tardes"] * 95)  # 1,994 characters as the browser counts them
+    form = {"csrf_token": token, "conversation_id": str(conversation_id), "alias": "Pepe"}
+    path = f"/desk/clients/{client_id}/details"
+    saved = await desk_client.post(path, data={**form, "notes": lines.replace("\n", "\r\n")})
+    assert saved.status_code == 303
+
+    async def details() -> tuple[str | None, str | None]:
+        async with desk_client.runtime.sessionmaker() as session:
+            subscriber = (await session.execute(select(Subscriber))).scalar_one()
+        return subscriber.alias, subscriber.notes
+
+    assert await details() == ("Pepe", lines)
+    for field, value in (("notes", "x" * 2001), ("alias", "y" * 65)):
+        refused = await desk_client.post(path, data={**form, field: value}, headers=HTML)
+        assert refused.status_code == 400
+        assert "No se ha guardado nada" in refused.text
+        assert await details() == ("Pepe", lines)
+
+
 async def test_msisdn_hidden_from_operators_shown_with_the_permission(desk_client: PanelClient) -> None:
     conversation_id = await online_with_one_mo(desk_client)
     operator_page = await desk_client.get(f"/desk?c={conversation_id}", headers=HTML)
