@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from gatewayd.store.campaigns import NAME_LENGTH, TEXT_LENGTH
 from gatewayd.store.repo_campaigns import MAX_LAST_PUSHES, AudienceSpec
+from panel.web import textarea_text
 from translations import N_
 
 MAX_ACTIVE_DAYS = 3650
@@ -73,7 +74,7 @@ class CampaignForm:
     def read(cls, form: Mapping[str, object]) -> CampaignForm:
         return cls(
             name=" ".join(_text(form, "name", NAME_LENGTH * 2).split()),
-            text=_text(form, "text", TEXT_LENGTH + 1).strip(),
+            text=textarea_text(form, "text", TEXT_LENGTH + 1).strip(),
             last_pushes=_text(form, "last_pushes", 20).strip(),
             include_new=bool(form.get("include_new")),
             service=_text(form, "service", 40).strip(),

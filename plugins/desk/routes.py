@@ -40,7 +40,7 @@ from panel.audit import audit, entry_for
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
-from panel.web import db, db_read, error_response, panel, render, require_user
+from panel.web import db, db_read, error_response, panel, render, require_user, textarea_text
 from plugins.desk.charts import client_charts
 from plugins.desk.compose import counter, preview
 from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
@@ -234,7 +234,7 @@ async def reply(request: Request) -> Response:
     user = require_user(request)
     conversation_id = int(request.path_params["conversation_id"])
     form = await request.form()
-    draft = _text(form, "text", 5000)
+    draft = textarea_text(form, "text", 5000)
     outbox = desk_outbox(panel(request))
     try:
         async with db(request) as session, session.begin():
@@ -290,8 +290,7 @@ async def save_client(request: Request) -> Response:
     form = await request.form()
     conversation_id = _int_param(_text(form, "conversation_id", 20))
     typed_alias = _text(form, "alias", 4 * MAX_ALIAS).strip()
-    # The box's maxlength counts a line break as one character, the browser sends it as two (CRLF).
-    typed_notes = _text(form, "notes", 4 * MAX_NOTES).replace("\r\n", "\n").strip()
+    typed_notes = textarea_text(form, "notes", 4 * MAX_NOTES).strip()
     if len(typed_alias) > MAX_ALIAS or len(typed_notes) > MAX_NOTES:
         return error_response(request, 400, DETAILS_TOO_LONG)  # never cut what was typed
     alias, notes = typed_alias or None, typed_notes or None
@@ -323,7 +322,7 @@ async def draft(request: Request) -> Response:
     in the preview for an operator without the MSISDN permission."""
     user = require_user(request)
     form = await request.form()
-    text = _text(form, "text", 5000)
+    text = textarea_text(form, "text", 5000)
     conversation_id = _int_param(_text(form, "conversation_id", 20))
     client = _text(form, "client_id", 16).strip().upper()
     show_msisdn = user.has(OPERATOR_SEE_MSISDN)
@@ -398,7 +397,7 @@ async def push(request: Request) -> Response:
     user = require_user(request)
     form = await request.form()
     client = _text(form, "client_id", 16).strip().upper()
-    draft = _text(form, "text", 5000)
+    draft = textarea_text(form, "text", 5000)
     outbox = desk_outbox(panel(request))
     try:
         async with db(request) as session, session.begin():

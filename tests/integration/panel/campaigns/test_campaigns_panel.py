@@ -164,6 +164,16 @@ async def test_bad_input_is_a_400_with_its_message(
     assert await campaigns(admin) == []
 
 
+async def test_a_text_with_line_breaks_is_taken_as_the_box_counted_it(admin: PanelClient) -> None:
+    """The box's maxlength (2,000) and its live counter count a line break as one character (LF); the
+    form sends it as two (CRLF). Such a text is taken, and stored as it was counted."""
+    typed = "\n".join(["Vuelve al chat"] * 133)  # 1,994 characters in the box
+    status, page, _ = await post(admin, "/admin/campaigns", form(text=typed.replace("\n", "\r\n")))
+    assert status == 303, page
+    (campaign,) = await campaigns(admin)
+    assert campaign.text == typed
+
+
 async def test_the_counter_and_the_preview_for_a_sample_client(admin: PanelClient) -> None:
     token = await page_csrf(admin, "/admin/campaigns/new")
     response = await admin.post(

@@ -70,6 +70,26 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
     assert f'id="desk-notice" class="flash ok desk-notice" role="status" data-mt-id="{mt.id}"' in shown.text
 
 
+async def test_a_reply_with_line_breaks_is_sent_as_its_counter_counted_it(desk_client: PanelClient) -> None:
+    """The box's live counter posts its value (LF line breaks); the form sends them as CRLF. The MT is
+    the text the counter counted: 160 GSM characters with a line break are one SMS, not two."""
+    conversation_id = await online_with_one_mo(desk_client)
+    token = await page_csrf(desk_client, "/desk")
+    typed = "a" * 79 + "\n" + "b" * 80
+    counted = await desk_client.post("/desk/draft", data={"text": typed}, headers={"x-csrf-token": token})
+    as_sent = await desk_client.post(
+        "/desk/draft", data={"text": typed.replace("\n", "\r\n")}, headers={"x-csrf-token": token}
+    )
+    assert counted.json()["segments"] == as_sent.json()["segments"] == 1
+    sent = await desk_client.post(
+        f"/desk/conversations/{conversation_id}/reply",
+        data={"csrf_token": token, "text": typed.replace("\n", "\r\n")},
+    )
+    assert sent.status_code == 303
+    (mt,) = await mts(desk_client)
+    assert mt.text == typed
+
+
 async def test_the_reply_notice_shows_the_status_of_its_mt(desk_client: PanelClient) -> None:
     conversation_id = await online_with_one_mo(desk_client)
     token = await page_csrf(desk_client, "/desk")
