@@ -358,11 +358,11 @@ routes = [
     Route(f"{CAMPAIGNS_PATH}/new", new_page, methods=["GET"], name="campaigns.new"),
     Route(f"{CAMPAIGNS_PATH}/audience", audience, methods=["GET"], name="campaigns.audience"),
     Route(f"{CAMPAIGNS_PATH}/draft", draft, methods=["POST"], name="campaigns.draft"),
-    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:int}}", campaign_page, methods=["GET"], name="campaigns.campaign"),
+    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:id}}", campaign_page, methods=["GET"], name="campaigns.campaign"),
     Route(
-        f"{CAMPAIGNS_PATH}/{{campaign_id:int}}/progress", progress, methods=["GET"], name="campaigns.progress"
+        f"{CAMPAIGNS_PATH}/{{campaign_id:id}}/progress", progress, methods=["GET"], name="campaigns.progress"
     ),
-    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:int}}/status", change, methods=["POST"], name="campaigns.status"),
+    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:id}}/status", change, methods=["POST"], name="campaigns.status"),
 ]
 
 

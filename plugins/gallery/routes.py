@@ -34,6 +34,8 @@ UPLOAD_PATH = "/admin/gallery/upload"
 IMPORT_PATH = "/admin/gallery/import"
 PAGE_SIZE = 60
 DEFAULT_ALBUM = "general"
+#: photos.id is a 32-bit integer: a larger id in a path names no photo (PostgreSQL would refuse it).
+MAX_PHOTO_ID = 2**31 - 1
 #: A phone may keep a photo this long; the panel itself answers 404 as soon as the photo is deleted.
 CACHE_CONTROL = "public, max-age=300"
 
@@ -191,9 +193,8 @@ async def import_url(request: Request) -> Response:
 
 @requires(PANEL_ACCESS, GALLERY_MANAGE)
 async def delete(request: Request) -> Response:
-    try:
-        photo_id = int(request.path_params["photo_id"])
-    except ValueError:
+    photo_id: int = request.path_params["photo_id"]
+    if photo_id > MAX_PHOTO_ID:
         return error_response(request, 404, N_("There is no such photo."))
     async with db(request) as session, session.begin():
         photo = await session.get(Photo, photo_id, with_for_update=True)
@@ -238,7 +239,7 @@ routes = [
     Route(GALLERY_PATH, gallery_page, methods=["GET"], name="gallery.page"),
     Route(UPLOAD_PATH, upload, methods=["POST"], name="gallery.upload"),
     Route(IMPORT_PATH, import_url, methods=["POST"], name="gallery.import"),
-    Route("/admin/gallery/{photo_id:int}/delete", delete, methods=["POST"], name="gallery.delete"),
+    Route("/admin/gallery/{photo_id:id}/delete", delete, methods=["POST"], name="gallery.delete"),
     Route(PUBLIC_PREFIX + "{token}", photo_file, methods=["GET"], name="gallery.photo"),
     Route(PUBLIC_PREFIX + "{token}/thumb", photo_thumbnail, methods=["GET"], name="gallery.thumbnail"),
 ]

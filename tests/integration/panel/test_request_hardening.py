@@ -116,7 +116,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("POST", "/admin/gallery/upload"): {"album": "verano"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
-    ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
+    ("POST", "/admin/gallery/{photo_id:id}/delete"): {},
     ("POST", "/admin/campaigns"): {
         "name": "verano",
         "text": "Hola, vuelve al chat",
@@ -132,7 +132,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "action": "count",
     },
     ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
-    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
+    ("POST", "/admin/campaigns/{campaign_id:id}/status"): {"action": "pause"},
     ("POST", "/admin/api-keys"): {"name": "crm", "scope": "send", "allow": "10.0.0.0/8", "rate": "5"},
     ("POST", "/admin/api-keys/{key_id:id}/revoke"): {},
     ("POST", "/admin/webhooks"): {

@@ -269,5 +269,8 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
     )
     listing = await admin.get("/admin/campaigns", headers=HTML)
     assert "Vuelta al chat" in listing.text and "Cancelled" in listing.text
-    assert (await post(admin, "/admin/campaigns/424242/status", {"action": "resume"}))[0] == 404
+    for missing in ("424242", "9223372036854775808", "99999999999999999999999"):  # none, beyond 64 bits
+        assert (await post(admin, f"/admin/campaigns/{missing}/status", {"action": "resume"}))[0] == 404
+        assert (await admin.get(f"/admin/campaigns/{missing}", headers=HTML)).status_code == 404
+        assert (await admin.get(f"/admin/campaigns/{missing}/progress")).status_code == 404
     assert (await post(admin, f"/admin/campaigns/{campaign.id}/status", {"action": "explode"}))[0] == 400
