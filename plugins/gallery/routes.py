@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gatewayd.net_safety import MAX_URL
-from gatewayd.store.base import utcnow
+from gatewayd.store.base import MAX_INT32_ID, utcnow
 from gatewayd.store.photos import ALBUM_LENGTH, NAME_LENGTH, Photo, live_photo
 from panel.access import public, requires
 from panel.audit import audit
@@ -34,8 +34,6 @@ UPLOAD_PATH = "/admin/gallery/upload"
 IMPORT_PATH = "/admin/gallery/import"
 PAGE_SIZE = 60
 DEFAULT_ALBUM = "general"
-#: photos.id is a 32-bit integer: a larger id in a path names no photo (PostgreSQL would refuse it).
-MAX_PHOTO_ID = 2**31 - 1
 #: A phone may keep a photo this long; the panel itself answers 404 as soon as the photo is deleted.
 CACHE_CONTROL = "public, max-age=300"
 
@@ -194,7 +192,7 @@ async def import_url(request: Request) -> Response:
 @requires(PANEL_ACCESS, GALLERY_MANAGE)
 async def delete(request: Request) -> Response:
     photo_id: int = request.path_params["photo_id"]
-    if photo_id > MAX_PHOTO_ID:
+    if photo_id > MAX_INT32_ID:
         return error_response(request, 404, N_("There is no such photo."))
     async with db(request) as session, session.begin():
         photo = await session.get(Photo, photo_id, with_for_update=True)
