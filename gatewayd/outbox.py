@@ -87,7 +87,7 @@ class TextRefused(OutboxError):
         self.reason = reason
 
 
-def _shows_nothing(text: str) -> bool:
+def shows_nothing(text: str) -> bool:
     """Only white space, control and format characters (a zero-width space, a byte-order mark, a
     direction mark, tag characters): a phone shows an empty SMS, which the client still pays for."""
     stripped = text.strip()
@@ -98,7 +98,7 @@ def _shows_nothing(text: str) -> bool:
 
 def check_text(text: str) -> DraftInfo:
     """What ``text`` costs as an SMS; :class:`TextRefused` when it cannot be sent."""
-    if _shows_nothing(text):
+    if shows_nothing(text):
         raise TextRefused("empty")
     try:
         info = draft_info(text, max_segments=MAX_SEGMENTS)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from gatewayd.outbox import shows_nothing
 from gatewayd.store.campaigns import NAME_LENGTH, TEXT_LENGTH
 from gatewayd.store.repo_campaigns import MAX_LAST_PUSHES, AudienceSpec
 from panel.web import textarea_text
@@ -119,7 +120,7 @@ class CampaignForm:
         their problems in ``errors``."""
         if not self.name or len(self.name) > NAME_LENGTH:
             self.errors["name"] = ERRORS["name"]
-        if not self.text or len(self.text) > TEXT_LENGTH:
+        if shows_nothing(self.text) or len(self.text) > TEXT_LENGTH:
             self.errors["text"] = ERRORS["text"]
         tps = _whole(self.tps, 1, MAX_TPS)
         if tps is None:

@@ -135,6 +135,7 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
     ("values", "message"),
     [
         ({"text": "   "}, "Write the message"),
+        ({"text": "\u200b\ufeff"}, "Write the message"),  # a zero-width space, a BOM: shows nothing
         ({"text": "x" * 2001}, "Write the message"),
         ({"name": ""}, "Give the campaign a name"),
         ({"last_pushes": "0"}, "from 1 to 100"),
