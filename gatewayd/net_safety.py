@@ -104,7 +104,9 @@ def allow_entry(value: str) -> str:
 def check_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a well-formed http(s) URL without credentials, or UnsafeTarget(BAD_URL);
     no DNS look-up."""
-    if len(url) > MAX_URL:
+    # Control characters: urlsplit drops tabs and line breaks, so the URL checked (and reached) would
+    # not be the one stored and shown.
+    if len(url) > MAX_URL or any(ord(char) < 32 or ord(char) == 127 for char in url.strip()):
         raise UnsafeTarget(Refusal.BAD_URL)
     try:
         parts = urlsplit(url.strip())

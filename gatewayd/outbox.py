@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -86,9 +87,18 @@ class TextRefused(OutboxError):
         self.reason = reason
 
 
+def shows_nothing(text: str) -> bool:
+    """Only white space, control and format characters (a zero-width space, a byte-order mark, a
+    direction mark, tag characters): a phone shows an empty SMS, which the client still pays for."""
+    stripped = text.strip()
+    if stripped.isprintable():  # the usual text: no scan
+        return not stripped
+    return all(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in stripped)
+
+
 def check_text(text: str) -> DraftInfo:
     """What ``text`` costs as an SMS; :class:`TextRefused` when it cannot be sent."""
-    if not text.strip():
+    if shows_nothing(text):
         raise TextRefused("empty")
     try:
         info = draft_info(text, max_segments=MAX_SEGMENTS)

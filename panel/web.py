@@ -40,6 +40,15 @@ class DatabaseIdConvertor(Convertor[int]):
 register_url_convertor("id", DatabaseIdConvertor())
 
 
+def textarea_text(form: Mapping[str, object], name: str, limit: int) -> str:
+    """A ``<textarea>``'s text as its page counted it, at most ``limit`` characters ('' when the field
+    is missing or a file). A browser submits each line break as CRLF but counts it as one LF (the box's
+    maxlength, the live SMS counters that post the box's value): kept as CRLF, an SMS would cost one
+    character more a line than the operator was shown, and text under maxlength would be over it."""
+    value = form.get(name)
+    return value[: 2 * limit].replace("\r\n", "\n")[:limit] if isinstance(value, str) else ""
+
+
 def current_user(connection: HTTPConnection) -> CurrentUser | None:
     found = connection.scope.get(USER_KEY)
     return found if isinstance(found, CurrentUser) else None

@@ -24,7 +24,7 @@ from sqlalchemy import JSON, Float, ForeignKey, String, UniqueConstraint, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gatewayd.store.base import Base
+from gatewayd.store.base import MAX_INT32_ID, Base
 
 KEY_PREFIX = "ek"
 PUBLIC_ID_LENGTH = 12  # hex: never holds the "_" that separates the parts
@@ -138,6 +138,8 @@ async def list_keys(session: AsyncSession) -> list[APIKey]:
 
 async def revoke_key(session: AsyncSession, key_id: int, now: datetime) -> APIKey | None:
     """Revokes a live key; None when there is no such live key."""
+    if key_id > MAX_INT32_ID:
+        return None
     key = await session.scalar(select(APIKey).where(APIKey.id == key_id).with_for_update())
     if key is None or key.revoked_at is not None:
         return None

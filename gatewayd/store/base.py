@@ -36,6 +36,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: The largest id of the tables whose id is a 32-bit integer (accounts, api_keys, photos): a larger id
+#: names no row there (PostgreSQL refuses to compare the column with it), a caller answers "not found".
+MAX_INT32_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gatewayd.store.accounts import Account, Role
+from gatewayd.store.base import MAX_INT32_ID
 from gatewayd.store.repo_assignment import operator_pools, set_operator_pools
 from panel.access import requires
 from panel.audit import audit
@@ -304,6 +305,8 @@ async def create(request: Request) -> Response:
 
 
 async def _target(session: AsyncSession, account_id: int, *, for_update: bool = False) -> Account | None:
+    if account_id > MAX_INT32_ID:
+        return None
     return await session.get(Account, account_id, with_for_update=for_update)
 
 

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from gatewayd.outbox import shows_nothing
 from gatewayd.store.campaigns import NAME_LENGTH, TEXT_LENGTH
 from gatewayd.store.repo_campaigns import MAX_LAST_PUSHES, AudienceSpec
+from panel.web import textarea_text
 from translations import N_
 
 MAX_ACTIVE_DAYS = 3650
@@ -34,6 +36,7 @@ ERRORS = {
     "scheduled_at": N_(
         "Give the date and time to send at (in your time zone), not in the past and at most a year ahead."
     ),
+    "action": N_("Nothing was scheduled: press Schedule campaign to send it."),
 }
 
 
@@ -72,7 +75,7 @@ class CampaignForm:
     def read(cls, form: Mapping[str, object]) -> CampaignForm:
         return cls(
             name=" ".join(_text(form, "name", NAME_LENGTH * 2).split()),
-            text=_text(form, "text", TEXT_LENGTH + 1).strip(),
+            text=textarea_text(form, "text", TEXT_LENGTH + 1).strip(),
             last_pushes=_text(form, "last_pushes", 20).strip(),
             include_new=bool(form.get("include_new")),
             service=_text(form, "service", 40).strip(),
@@ -117,7 +120,7 @@ class CampaignForm:
         their problems in ``errors``."""
         if not self.name or len(self.name) > NAME_LENGTH:
             self.errors["name"] = ERRORS["name"]
-        if not self.text or len(self.text) > TEXT_LENGTH:
+        if shows_nothing(self.text) or len(self.text) > TEXT_LENGTH:
             self.errors["text"] = ERRORS["text"]
         tps = _whole(self.tps, 1, MAX_TPS)
         if tps is None:

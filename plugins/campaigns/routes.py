@@ -52,7 +52,7 @@ from panel.web import (
     translate,
     translate_plural,
 )
-from plugins.campaigns.forms import CampaignForm
+from plugins.campaigns.forms import ERRORS, CampaignForm
 from plugins.campaigns.permissions import CAMPAIGNS_MANAGE
 from plugins.desk.compose import counter, preview
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
@@ -138,8 +138,8 @@ def _spec(request: Request, form: CampaignForm) -> AudienceSpec | None:
 
 @requires(PANEL_ACCESS, CAMPAIGNS_MANAGE)
 async def create(request: Request) -> Response:
-    """``action=count``: the form again with its audience size. Else the campaign is created and
-    scheduled (now or at the date given), audited in the same transaction."""
+    """``action=count``: the form again with its audience size; ``action=send``: the campaign is created
+    and scheduled (now or at the date given), audited in the same transaction; else a 400."""
     user = require_user(request)
     data = await request.form()
     form = CampaignForm.read(data)
@@ -151,6 +151,11 @@ async def create(request: Request) -> Response:
         async with db_read(request) as session:
             size = await audience_size(session, spec, now)
         return await _form_page(request, form, size=size)
+    if data.get("action") != "send":
+        # Only the form's own button schedules: a request without it (a replay, a script, another
+        # form) sends no SMS to anyone; it gets the form back.
+        form.errors["action"] = ERRORS["action"]
+        return await _form_page(request, form, status_code=400)
     checked = form.check_campaign(zone_or_utc(user.timezone), now)
     if spec is None or checked is None:
         return await _form_page(request, form, status_code=400)
@@ -353,11 +358,11 @@ routes = [
     Route(f"{CAMPAIGNS_PATH}/new", new_page, methods=["GET"], name="campaigns.new"),
     Route(f"{CAMPAIGNS_PATH}/audience", audience, methods=["GET"], name="campaigns.audience"),
     Route(f"{CAMPAIGNS_PATH}/draft", draft, methods=["POST"], name="campaigns.draft"),
-    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:int}}", campaign_page, methods=["GET"], name="campaigns.campaign"),
+    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:id}}", campaign_page, methods=["GET"], name="campaigns.campaign"),
     Route(
-        f"{CAMPAIGNS_PATH}/{{campaign_id:int}}/progress", progress, methods=["GET"], name="campaigns.progress"
+        f"{CAMPAIGNS_PATH}/{{campaign_id:id}}/progress", progress, methods=["GET"], name="campaigns.progress"
     ),
-    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:int}}/status", change, methods=["POST"], name="campaigns.status"),
+    Route(f"{CAMPAIGNS_PATH}/{{campaign_id:id}}/status", change, methods=["POST"], name="campaigns.status"),
 ]
 
 

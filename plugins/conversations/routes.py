@@ -40,6 +40,9 @@ THREAD_LIMIT = 500
 #: The longest text a search field takes.
 MAX_FIELD = 100
 FILTERS = ("client", "alias", "operator", "text", "since", "until", "service")
+#: The years a date filter takes: near year 1 or 9999 the reader's zone (or the day after the last)
+#: steps off the calendar.
+FIRST_YEAR, LAST_YEAR = 2000, 9998
 
 
 class BadFilter(Exception):
@@ -64,6 +67,8 @@ def _day(value: str, zone_name: str, *, end: bool) -> datetime | None:
         day = date.fromisoformat(value)
     except ValueError:
         raise BadFilter(N_("Dates are written YYYY-MM-DD.")) from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise BadFilter(N_("Dates are written YYYY-MM-DD."))
     if end:
         day += timedelta(days=1)
     local = datetime.combine(day, time(), tzinfo=zone_or_utc(zone_name))
@@ -73,7 +78,8 @@ def _day(value: str, zone_name: str, *, end: bool) -> datetime | None:
 def _id(value: str, key: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    # isascii: "²" is a digit to isdigit(), not to int()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise BadFilter(key)
     return int(value)
 

@@ -40,7 +40,7 @@ from panel.audit import audit, entry_for
 from panel.auth.identity import CurrentUser
 from panel.auth.permissions import OPERATOR_MODE
 from panel.i18n import zone_or_utc
-from panel.web import db, db_read, error_response, panel, render, require_user
+from panel.web import db, db_read, error_response, panel, render, require_user, textarea_text
 from plugins.desk.charts import client_charts
 from plugins.desk.compose import counter, preview
 from plugins.desk.labels import LABELS, NO_CARRIER, NOTICES, REFUSED, TEXT_REFUSED
@@ -55,6 +55,7 @@ from translations import N_
 
 MAX_ALIAS = 64
 MAX_NOTES = 2000
+DETAILS_TOO_LONG = N_("Nothing was saved: the alias takes at most 64 characters and the notes 2,000.")
 
 
 class Rejected(Exception):
@@ -233,7 +234,7 @@ async def reply(request: Request) -> Response:
     user = require_user(request)
     conversation_id = int(request.path_params["conversation_id"])
     form = await request.form()
-    draft = _text(form, "text", 5000)
+    draft = textarea_text(form, "text", 5000)
     outbox = desk_outbox(panel(request))
     try:
         async with db(request) as session, session.begin():
@@ -288,8 +289,11 @@ async def save_client(request: Request) -> Response:
     user = require_user(request)
     form = await request.form()
     conversation_id = _int_param(_text(form, "conversation_id", 20))
-    alias = _text(form, "alias", MAX_ALIAS).strip() or None
-    notes = _text(form, "notes", MAX_NOTES).strip() or None
+    typed_alias = _text(form, "alias", 4 * MAX_ALIAS).strip()
+    typed_notes = textarea_text(form, "notes", 4 * MAX_NOTES).strip()
+    if len(typed_alias) > MAX_ALIAS or len(typed_notes) > MAX_NOTES:
+        return error_response(request, 400, DETAILS_TOO_LONG)  # never cut what was typed
+    alias, notes = typed_alias or None, typed_notes or None
     async with db(request) as session, session.begin():
         subscriber = await get_subscriber_by_client_id(session, request.path_params["client_id"])
         conversation = await get_conversation(session, conversation_id) if conversation_id else None
@@ -318,7 +322,7 @@ async def draft(request: Request) -> Response:
     in the preview for an operator without the MSISDN permission."""
     user = require_user(request)
     form = await request.form()
-    text = _text(form, "text", 5000)
+    text = textarea_text(form, "text", 5000)
     conversation_id = _int_param(_text(form, "conversation_id", 20))
     client = _text(form, "client_id", 16).strip().upper()
     show_msisdn = user.has(OPERATOR_SEE_MSISDN)
@@ -393,7 +397,7 @@ async def push(request: Request) -> Response:
     user = require_user(request)
     form = await request.form()
     client = _text(form, "client_id", 16).strip().upper()
-    draft = _text(form, "text", 5000)
+    draft = textarea_text(form, "text", 5000)
     outbox = desk_outbox(panel(request))
     try:
         async with db(request) as session, session.begin():

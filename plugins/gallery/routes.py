@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gatewayd.net_safety import MAX_URL
-from gatewayd.store.base import utcnow
+from gatewayd.store.base import MAX_INT32_ID, utcnow
 from gatewayd.store.photos import ALBUM_LENGTH, NAME_LENGTH, Photo, live_photo
 from panel.access import public, requires
 from panel.audit import audit
@@ -191,9 +191,8 @@ async def import_url(request: Request) -> Response:
 
 @requires(PANEL_ACCESS, GALLERY_MANAGE)
 async def delete(request: Request) -> Response:
-    try:
-        photo_id = int(request.path_params["photo_id"])
-    except ValueError:
+    photo_id: int = request.path_params["photo_id"]
+    if photo_id > MAX_INT32_ID:
         return error_response(request, 404, N_("There is no such photo."))
     async with db(request) as session, session.begin():
         photo = await session.get(Photo, photo_id, with_for_update=True)
@@ -238,7 +237,7 @@ routes = [
     Route(GALLERY_PATH, gallery_page, methods=["GET"], name="gallery.page"),
     Route(UPLOAD_PATH, upload, methods=["POST"], name="gallery.upload"),
     Route(IMPORT_PATH, import_url, methods=["POST"], name="gallery.import"),
-    Route("/admin/gallery/{photo_id:int}/delete", delete, methods=["POST"], name="gallery.delete"),
+    Route("/admin/gallery/{photo_id:id}/delete", delete, methods=["POST"], name="gallery.delete"),
     Route(PUBLIC_PREFIX + "{token}", photo_file, methods=["GET"], name="gallery.photo"),
     Route(PUBLIC_PREFIX + "{token}/thumb", photo_thumbnail, methods=["GET"], name="gallery.thumbnail"),
 ]

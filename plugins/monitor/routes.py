@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gatewayd.assignment import ReassignRefused
-from gatewayd.store.base import utcnow
+from gatewayd.store.base import MAX_INT32_ID, utcnow
 from gatewayd.store.repo_monitor import (
     MonitorFilters,
     MonitorState,
@@ -45,6 +45,12 @@ QUEUE = "queue"
 NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 SHORT_CODE = re.compile(r"^[0-9]{3,15}$")
 ACCOUNT_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+
+
+def _is_account_id(text: str) -> bool:
+    """An id accounts.id (32 bits) may hold."""
+    return ACCOUNT_ID.match(text) is not None and int(text) <= MAX_INT32_ID
+
 
 STATE_LABELS = {
     MonitorState.WAITING: N_("Waiting"),
@@ -83,7 +89,7 @@ def parse_filters(params: QueryParams) -> MonitorFilters:
     if operator == QUEUE:
         operator_id = 0
     elif operator:
-        if not ACCOUNT_ID.match(operator):
+        if not _is_account_id(operator):
             raise BadFilter(N_("Unknown operator filter."))
         operator_id = int(operator)
     state_text = params.get("state", "").strip()
@@ -160,7 +166,7 @@ async def _page(
         "events_url": "/admin/monitor/events?" + urlencode({k: v for k, v in query.items() if v}),
         "thresholds": {name: int(limit.total_seconds()) for name, limit in view.thresholds.items()},
         "default_threshold": int(DEFAULT_OVERDUE.total_seconds()),
-        "moved": int(moved) if moved.isdigit() and len(moved) < 6 else None,
+        "moved": int(moved) if moved.isascii() and moved.isdigit() and len(moved) < 6 else None,
         "error": error,
         "max_reassign": MAX_REASSIGN,
     }
@@ -214,7 +220,7 @@ async def reassign(request: Request) -> Response:
     ]
     try:
         ids = _conversation_ids(picked)
-        if not isinstance(target, str) or not (target == QUEUE or ACCOUNT_ID.match(target)):
+        if not isinstance(target, str) or not (target == QUEUE or _is_account_id(target)):
             raise BadFilter(N_("Choose an operator or the queue."))
     except BadFilter as bad:
         return await _page(request, MonitorFilters(), error=bad.key, status=400)

@@ -174,7 +174,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     # the mass push: a campaign without its text (400), a counter, a campaign that is not there
     ("POST", "/admin/campaigns"): {"name": "x", "last_pushes": "2", "tps": "10"},
     ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
-    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
+    ("POST", "/admin/campaigns/{campaign_id:id}/status"): {"action": "pause"},
     # API keys: a key with no name and no scope is refused; the sample key id is no key
     ("POST", "/admin/api-keys"): {"name": ""},
     # the webhooks: a loopback receiver (refused before anything is stored), a subscription not there
@@ -326,7 +326,7 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "oscar": 403,
         "nadie": 403,
     },
-    ("POST", "/admin/gallery/{photo_id:int}/delete"): {
+    ("POST", "/admin/gallery/{photo_id:id}/delete"): {
         "anonymous": 401,
         "ana": 404,
         "marta": 404,
@@ -361,21 +361,21 @@ PINNED: dict[tuple[str, str], dict[str, int]] = {
         "oscar": 403,
         "nadie": 403,
     },
-    ("GET", "/admin/campaigns/{campaign_id:int}"): {
+    ("GET", "/admin/campaigns/{campaign_id:id}"): {
         "anonymous": 303,
         "ana": 404,
         "marta": 404,
         "oscar": 403,
         "nadie": 403,
     },
-    ("GET", "/admin/campaigns/{campaign_id:int}/progress"): {
+    ("GET", "/admin/campaigns/{campaign_id:id}/progress"): {
         "anonymous": 303,
         "ana": 404,
         "marta": 404,
         "oscar": 403,
         "nadie": 403,
     },
-    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {
+    ("POST", "/admin/campaigns/{campaign_id:id}/status"): {
         "anonymous": 401,
         "ana": 404,
         "marta": 404,

@@ -116,7 +116,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("POST", "/admin/gallery/upload"): {"album": "verano"},
     ("POST", "/admin/gallery/import"): {"url": "http://127.0.0.1/x.png", "album": "verano"},
-    ("POST", "/admin/gallery/{photo_id:int}/delete"): {},
+    ("POST", "/admin/gallery/{photo_id:id}/delete"): {},
     ("POST", "/admin/campaigns"): {
         "name": "verano",
         "text": "Hola, vuelve al chat",
@@ -132,7 +132,7 @@ FIELDS: dict[tuple[str, str], dict[str, str]] = {
         "action": "count",
     },
     ("POST", "/admin/campaigns/draft"): {"text": "hola", "last_pushes": "2"},
-    ("POST", "/admin/campaigns/{campaign_id:int}/status"): {"action": "pause"},
+    ("POST", "/admin/campaigns/{campaign_id:id}/status"): {"action": "pause"},
     ("POST", "/admin/api-keys"): {"name": "crm", "scope": "send", "allow": "10.0.0.0/8", "rate": "5"},
     ("POST", "/admin/api-keys/{key_id:id}/revoke"): {},
     ("POST", "/admin/webhooks"): {
@@ -217,6 +217,34 @@ async def test_ids_beyond_64_bits_are_no_route(client: PanelClient, samples: Sam
             response = await client.post(path, data={"csrf_token": token, "text": "hola"}, headers=HTML)
             assert response.status_code == 404, (path, response.status_code)
     assert (await client.get("/desk?c=99999999999999999999", headers=HTML)).status_code == 200
+
+
+async def test_ids_beyond_a_32_bit_column_name_nothing(client: PanelClient, samples: Samples) -> None:
+    """accounts, api_keys and photos have 32-bit ids: a larger one (PostgreSQL refuses to compare the
+    column with it) is no such account, key or photo, or a filter refused with its message."""
+    await login(client, "ana")
+    token = await page_csrf(client, "/profile")
+    big = "2147483648"
+    for path in (
+        f"/admin/accounts/{big}",
+        f"/admin/accounts/{big}/password",
+        f"/admin/accounts/{big}/lock",
+        f"/admin/accounts/{big}/unlock",
+        f"/admin/api-keys/{big}/revoke",
+        f"/admin/gallery/{big}/delete",
+    ):
+        form = {"csrf_token": token, "display_name": "x", "password": "x", "reason": "x"}
+        response = await client.post(path, data=form, headers=HTML)
+        assert response.status_code == 404, (path, response.status_code)
+    assert (await client.get(f"/admin/accounts/{big}", headers=HTML)).status_code == 404
+    filtered = await client.get(f"/admin/monitor?operator={big}", headers=HTML)
+    assert filtered.status_code == 400 and "Filtro de operador desconocido." in filtered.text
+    moved = await client.post(
+        "/admin/monitor/reassign",
+        data={"csrf_token": token, "operator": big, "conversation": str(samples.conversation_id)},
+        headers=HTML,
+    )
+    assert moved.status_code == 400 and "Elige un operador o la cola." in moved.text
 
 
 async def test_the_body_limit_holds_whichever_way_the_csrf_token_comes(client: PanelClient) -> None:

@@ -12,7 +12,17 @@ from gatewayd.net_safety import Refusal, UnsafeTarget, allow_entry, is_public, p
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http://", "x" * 3000],
+    [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "http://user:pw@example.com/",
+        "http://",
+        "x" * 3000,
+        # urlsplit drops tabs and line breaks anywhere: the URL checked would not be the one kept
+        "https://203.0.113.7/a\r\nX-Injected: 1",
+        "https://203.0.113.7/\tb",
+        "https://example.com/\x7f",
+    ],
 )
 async def test_only_plain_http_and_https_urls(url: str) -> None:
     with pytest.raises(UnsafeTarget) as refused:

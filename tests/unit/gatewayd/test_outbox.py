@@ -202,11 +202,15 @@ def test_a_push_has_no_message_and_the_time_of_queueing() -> None:
 
 def test_texts_that_cannot_be_sent_are_refused_with_the_reason() -> None:
     assert check_text("hola").segments == 1
-    for text, reason in ((" \n", "empty"), ("x" * 1531, "too_long")):
+    # what a phone shows as nothing: white space, a zero-width space, a byte-order mark, a direction
+    # mark, a tag character
+    invisible = (" \n", "\u200b", "\ufeff", " \u200e\r\n", "\U000e0001", "\x00\x1b")
+    for text, reason in [*((text, "empty") for text in invisible), ("x" * 1531, "too_long")]:
         with pytest.raises(TextRefused) as refused:
             check_text(text)
         assert refused.value.reason == reason
     assert check_text("x" * 1530).segments == 10
+    assert check_text("\u200bhola\n").segments == 1  # something shows
 
 
 # --- one way in -----------------------------------------------------------------------------------

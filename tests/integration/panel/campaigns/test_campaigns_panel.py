@@ -135,6 +135,7 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
     ("values", "message"),
     [
         ({"text": "   "}, "Write the message"),
+        ({"text": "\u200b\ufeff"}, "Write the message"),  # a zero-width space, a BOM: shows nothing
         ({"text": "x" * 2001}, "Write the message"),
         ({"name": ""}, "Give the campaign a name"),
         ({"last_pushes": "0"}, "from 1 to 100"),
@@ -150,6 +151,9 @@ async def test_the_audience_size_as_the_filters_change(admin: PanelClient) -> No
         ({"when": "at", "scheduled_at": "9999-12-31T23:59"}, "at most a year ahead"),
         ({"when": "at", "scheduled_at": "0001-01-01T00:00"}, "not in the past"),
         ({"when": "at", "scheduled_at": "2100-01-01T10:00"}, "at most a year ahead"),
+        # only the form's Schedule button sends: no button, or another, schedules nothing
+        ({"action": ""}, "Nothing was scheduled: press Schedule campaign"),
+        ({"action": "explode"}, "Nothing was scheduled: press Schedule campaign"),
     ],
 )
 async def test_bad_input_is_a_400_with_its_message(
@@ -159,6 +163,16 @@ async def test_bad_input_is_a_400_with_its_message(
     assert status == 400
     assert message in page
     assert await campaigns(admin) == []
+
+
+async def test_a_text_with_line_breaks_is_taken_as_the_box_counted_it(admin: PanelClient) -> None:
+    """The box's maxlength (2,000) and its live counter count a line break as one character (LF); the
+    form sends it as two (CRLF). Such a text is taken, and stored as it was counted."""
+    typed = "\n".join(["Vuelve al chat"] * 133)  # 1,994 characters in the box
+    status, page, _ = await post(admin, "/admin/campaigns", form(text=typed.replace("\n", "\r\n")))
+    assert status == 303, page
+    (campaign,) = await campaigns(admin)
+    assert campaign.text == typed
 
 
 async def test_the_counter_and_the_preview_for_a_sample_client(admin: PanelClient) -> None:
@@ -256,5 +270,8 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
     )
     listing = await admin.get("/admin/campaigns", headers=HTML)
     assert "Vuelta al chat" in listing.text and "Cancelled" in listing.text
-    assert (await post(admin, "/admin/campaigns/424242/status", {"action": "resume"}))[0] == 404
+    for missing in ("424242", "9223372036854775808", "99999999999999999999999"):  # none, beyond 64 bits
+        assert (await post(admin, f"/admin/campaigns/{missing}/status", {"action": "resume"}))[0] == 404
+        assert (await admin.get(f"/admin/campaigns/{missing}", headers=HTML)).status_code == 404
+        assert (await admin.get(f"/admin/campaigns/{missing}/progress")).status_code == 404
     assert (await post(admin, f"/admin/campaigns/{campaign.id}/status", {"action": "explode"}))[0] == 400

@@ -121,6 +121,12 @@ async def test_pages_follow_the_keyset(browser_client: PanelClient, monkeypatch:
         ({"operator": "abc"}, "Elige un operador de la lista."),
         ({"operator": "999999"}, "Elige un operador de la lista."),
         ({"before": "-1"}, "Esa página no existe."),
+        # "²" is a digit to str.isdigit, not to int(); the calendar's last day has no day after it,
+        # its first none in UTC from a zone east of Greenwich.
+        ({"before": "²"}, "Esa página no existe."),
+        ({"operator": "²"}, "Elige un operador de la lista."),
+        ({"until": "9999-12-31"}, "Las fechas se escriben AAAA-MM-DD."),
+        ({"since": "0001-01-01"}, "Las fechas se escriben AAAA-MM-DD."),
         ({"text": "x" * 101}, "como mucho 100 caracteres"),
     ],
 )

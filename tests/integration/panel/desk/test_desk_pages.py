@@ -70,6 +70,26 @@ async def test_reply_is_queued_published_and_answers_the_conversation(desk_clien
     assert f'id="desk-notice" class="flash ok desk-notice" role="status" data-mt-id="{mt.id}"' in shown.text
 
 
+async def test_a_reply_with_line_breaks_is_sent_as_its_counter_counted_it(desk_client: PanelClient) -> None:
+    """The box's live counter posts its value (LF line breaks); the form sends them as CRLF. The MT is
+    the text the counter counted: 160 GSM characters with a line break are one SMS, not two."""
+    conversation_id = await online_with_one_mo(desk_client)
+    token = await page_csrf(desk_client, "/desk")
+    typed = "a" * 79 + "\n" + "b" * 80
+    counted = await desk_client.post("/desk/draft", data={"text": typed}, headers={"x-csrf-token": token})
+    as_sent = await desk_client.post(
+        "/desk/draft", data={"text": typed.replace("\n", "\r\n")}, headers={"x-csrf-token": token}
+    )
+    assert counted.json()["segments"] == as_sent.json()["segments"] == 1
+    sent = await desk_client.post(
+        f"/desk/conversations/{conversation_id}/reply",
+        data={"csrf_token": token, "text": typed.replace("\n", "\r\n")},
+    )
+    assert sent.status_code == 303
+    (mt,) = await mts(desk_client)
+    assert mt.text == typed
+
+
 async def test_the_reply_notice_shows_the_status_of_its_mt(desk_client: PanelClient) -> None:
     conversation_id = await online_with_one_mo(desk_client)
     token = await page_csrf(desk_client, "/desk")
@@ -142,6 +162,32 @@ async def test_client_card_edit_is_saved_and_escaped(desk_client: PanelClient) -
         subscriber = (await session.execute(select(Subscriber))).scalar_one()
     assert (subscriber.alias, subscriber.notes) == ("<b>Pepe</b>", "Le gusta el tarot")
     assert '<svg viewBox="0 0 240 60"' in page.text  # the charts, drawn on the server
+
+
+async def test_client_notes_are_kept_whole_or_refused_never_cut(desk_client: PanelClient) -> None:
+    """The notes box's maxlength (2,000) counts a line break as one character; the browser sends it
+    as two (CRLF): such notes are kept whole. Longer ones (no browser sends them) are refused."""
+    conversation_id = await online_with_one_mo(desk_client)
+    async with desk_client.runtime.sessionmaker() as session:
+        client_id = (await session.execute(select(Subscriber.client_id))).scalar_one()
+    token = await page_csrf(desk_client, "/desk")
+    lines = "\n".join(["llama por las tardes"] * 95)  # 1,994 characters as the browser counts them
+    form = {"csrf_token": token, "conversation_id": str(conversation_id), "alias": "Pepe"}
+    path = f"/desk/clients/{client_id}/details"
+    saved = await desk_client.post(path, data={**form, "notes": lines.replace("\n", "\r\n")})
+    assert saved.status_code == 303
+
+    async def details() -> tuple[str | None, str | None]:
+        async with desk_client.runtime.sessionmaker() as session:
+            subscriber = (await session.execute(select(Subscriber))).scalar_one()
+        return subscriber.alias, subscriber.notes
+
+    assert await details() == ("Pepe", lines)
+    for field, value in (("notes", "x" * 2001), ("alias", "y" * 65)):
+        refused = await desk_client.post(path, data={**form, field: value}, headers=HTML)
+        assert refused.status_code == 400
+        assert "No se ha guardado nada" in refused.text
+        assert await details() == ("Pepe", lines)
 
 
 async def test_msisdn_hidden_from_operators_shown_with_the_permission(desk_client: PanelClient) -> None:

@@ -187,6 +187,8 @@ async def test_a_master_reassigns_one_and_many_with_audit(monitor_client: PanelC
     assert [r.details["after"] for r in records[1:]] == [{"operator_id": None}] * 3
     page = await monitor_client.get("/admin/monitor?moved=3", headers=HTML)
     assert "Conversaciones reasignadas: 3" in page.text
+    odd = await monitor_client.get("/admin/monitor?moved=%C2%B2", headers=HTML)  # "²": isdigit, not int
+    assert odd.status_code == 200 and "Conversaciones reasignadas" not in odd.text
     async with monitor_client.runtime.sessionmaker() as session:
         assert (await verify_audit(session)).intact
 
