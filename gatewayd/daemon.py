@@ -180,6 +180,21 @@ class Daemon:
 
     # --- life ----------------------------------------------------------------------------------------
 
+    async def _check_server_settings(self) -> None:
+        """Warns of database settings that will slow the service down within hours (not at once)."""
+        assert self.store is not None
+        async with self.store.transaction() as session:
+            unsafe = await self.store.server_settings.unsafe(session)
+        if "autovacuum" in unsafe:
+            log_event(
+                log,
+                "database.autovacuum_off",
+                logging.WARNING,
+                value=unsafe["autovacuum"],
+                action="turn autovacuum on (postgresql.conf): without it the outbox's dead rows pile up and "
+                "the MT claims and receipts slow down by the hour",
+            )
+
     async def run(self) -> None:
         config = self.config
         url = config.database.url
@@ -216,6 +231,7 @@ class Daemon:
             stack.push_async_callback(self.engine.dispose)
             self.store = Store.for_engine(self.engine)
             self.sessions = self.store.sessions
+            await self._check_server_settings()
             # the heartbeat's own small pool, with time limits: it never waits behind the pipelines'
             # connections, and a database that stops answering cannot hang it
             cluster_engine = create_engine(

@@ -35,6 +35,7 @@ from gatewayd.store.repo_subscribers import (
     SubscriberUpserts,
 )
 from gatewayd.store.rollups_rebuild import POSTGRESQL, SQLITE, RollupRebuild
+from gatewayd.store.server_settings import PostgreSQLServerSettings, ServerSettings
 from gatewayd.store.webhooks import DeliveryQueue, PostgreSQLDeliveryQueue, SQLiteDeliveryQueue
 
 
@@ -66,6 +67,8 @@ class Store:
     cluster: ClusterStatements
     #: Whether a statement can be given a time limit (PostgreSQL's ``statement_timeout``; SQLite has none).
     statement_timeouts: bool
+    #: The server's settings a daemon checks when it starts (autovacuum).
+    server_settings: ServerSettings
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Store:
@@ -99,6 +102,7 @@ class Store:
             webhook_queue=SQLiteDeliveryQueue(),
             cluster=SQLiteClusterStatements(),
             statement_timeouts=False,
+            server_settings=ServerSettings(),
         )
 
     @classmethod
@@ -123,6 +127,7 @@ class Store:
             webhook_queue=PostgreSQLDeliveryQueue(),
             cluster=PostgreSQLClusterStatements(),
             statement_timeouts=True,
+            server_settings=PostgreSQLServerSettings(),
         )
 
     @asynccontextmanager
