@@ -507,6 +507,13 @@ def report(args: argparse.Namespace, run: Run) -> int:
     return 0 if worst < TARGET_GROWTH_PCT else 1
 
 
+def prepare_server(server: PrivatePostgres, directory: Path) -> None:
+    """``initdb`` in the run's directory; as root the server runs as postgres and must reach it."""
+    directory.chmod(0o755)
+    server.directory.mkdir()
+    server.init()
+
+
 @contextlib.asynccontextmanager
 async def soak_database(args: argparse.Namespace, directory: Path) -> AsyncIterator[str]:
     """A PostgreSQL server of the soak's own with the server's defaults (``initdb``: autovacuum on, as in
@@ -517,10 +524,8 @@ async def soak_database(args: argparse.Namespace, directory: Path) -> AsyncItera
         async with scratch_database() as url:
             yield url
         return
-    directory.chmod(0o755)  # as root, the server runs as postgres and must reach its directory
     server = PrivatePostgres(directory / "postgresql", free_port(iter(range(args.base_port + 10, 29000))))
-    (directory / "postgresql").mkdir()
-    await asyncio.to_thread(server.init)
+    await asyncio.to_thread(prepare_server, server, directory)
     await asyncio.to_thread(server.start)
     try:
         # a name of its own: the backends are told apart by the database in their process title
