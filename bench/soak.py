@@ -20,14 +20,15 @@ Processes, each as production runs it:
 Every ``--sample-seconds`` (60) it reads the RSS of each daemon, the panel and the simulator, and the
 private memory (RssAnon) of the database's PostgreSQL backends summed (their RSS counts the shared
 buffers they touched, which only grows towards ``shared_buffers``). It prints a table, the traffic
-(MOs stored, MTs delivered, desk events read), and one ``RESULT key=value ...`` line with each process's
-growth from the first sample after ``--warmup-minutes`` (10, or a third of a shorter run) to the last.
+(MOs stored, MOs the daemons took for redeliveries, MTs delivered, desk events read), and one
+``RESULT key=value ...`` line with each process's growth from the first sample after
+``--warmup-minutes`` (10, or a third of a shorter run) to the last.
 
     .venv/bin/python bench/soak.py [--minutes 60] [--daemons 2] [--desks 50] [--mo-rate 300]
         [--mt-rate 300] [--sample-seconds 60] [--warmup-minutes 10]
 
-Ports 18820 (control API), 18821 (SMPP) and 18822 (panel) on 127.0.0.1 must be free (--base-port); its
-PostgreSQL server takes the first free port from 18830.
+Ports 18820 (control API), 18821 (SMPP), 18822 (panel) and from 18823 one per daemon (its metrics) on
+127.0.0.1 must be free (--base-port); its PostgreSQL server takes the first free port from 18830.
 An hour writes about two million messages into the scratch database: a few GB of disk for the run.
 """
 
@@ -125,9 +126,6 @@ topic_prefix = "{prefix}"
 
 [log]
 level = "WARNING"
-
-[metrics]
-enabled = false
 
 [panel]
 listen = "127.0.0.1:{args.base_port + 2}"
@@ -356,6 +354,25 @@ async def produce_mts(url: str, prefix: str, rate: float, stopping: asyncio.Even
     return queued
 
 
+def metrics_port(args: argparse.Namespace, index: int) -> int:
+    return int(args.base_port) + 3 + index
+
+
+_DUPLICATES = re.compile(r"^gatewayd_mo_duplicates_total\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+async def mo_duplicates(args: argparse.Namespace) -> int:
+    """The MOs the daemons took for redeliveries (``gatewayd_mo_duplicates_total``, summed): each was
+    acknowledged and is stored once, under the MO it repeats."""
+    total = 0.0
+    async with httpx.AsyncClient(timeout=10) as client:
+        for index in range(args.daemons):
+            page = await client.get(f"http://127.0.0.1:{metrics_port(args, index)}/metrics")
+            page.raise_for_status()
+            total += sum(float(value) for value in _DUPLICATES.findall(page.text))
+    return int(total)
+
+
 async def counts(url: str) -> dict[str, int]:
     engine = create_engine(url)
     try:
@@ -387,6 +404,7 @@ class Run:
     backends: list[int] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     queued: int = 0
+    duplicates: int = 0
     desk_events: int = 0
     reconnects: int = 0
     stored: dict[str, int] = field(default_factory=dict)
@@ -401,7 +419,10 @@ async def start_stack(args: argparse.Namespace, directory: Path, url: str, prefi
     children = [await start("simulator", directory, "simulator", "--config", str(simulator_file))]
     await wait_http(f"http://127.0.0.1:{args.base_port}/api/counters", children)
     for index in range(args.daemons):
-        instance = {"GATEWAYD_DAEMON_INSTANCE": f"{prefix}-{index + 1}"}
+        instance = {
+            "GATEWAYD_DAEMON_INSTANCE": f"{prefix}-{index + 1}",
+            "GATEWAYD_METRICS_LISTEN": f"127.0.0.1:{metrics_port(args, index)}",
+        }
         children.append(
             await start(f"daemon{index + 1}", directory, "run", "--config", str(config), environment=instance)
         )
@@ -466,6 +487,7 @@ async def traffic(
                 await control.delete("/api/load", params={"carrier": CARRIER})
         run.queued = await producer
         run.counters = (await control.get("/api/counters")).json()["carriers"][CARRIER]
+        run.duplicates = await mo_duplicates(args)
     run.desk_events = sum(desk.events for desk in desks)
     run.reconnects = sum(desk.reconnects for desk in desks)
 
@@ -479,7 +501,8 @@ def report(args: argparse.Namespace, run: Run) -> int:
     delivered = run.stored.get("mt_delivered", 0)
     print(
         f"traffic: {acknowledged} MOs acknowledged ({acknowledged / elapsed:.0f}/s), "
-        f"{run.stored['mo_stored']} stored; {run.queued} MTs queued ({run.queued / elapsed:.0f}/s), "
+        f"{run.stored['mo_stored']} stored, {run.duplicates} taken for redeliveries; "
+        f"{run.queued} MTs queued ({run.queued / elapsed:.0f}/s), "
         f"{delivered} delivered, {run.counters['receipts_sent']} receipts sent; "
         f"{run.desk_events} desk events read, {run.reconnects} stream reconnects"
     )
@@ -492,6 +515,9 @@ def report(args: argparse.Namespace, run: Run) -> int:
         "mo_per_s": f"{acknowledged / elapsed:.0f}",
         "mt_per_s": f"{run.queued / elapsed:.0f}",
         "mo_stored": run.stored["mo_stored"],
+        "mo_duplicates": run.duplicates,
+        # acknowledged, yet neither stored nor matched to a stored MO: a lost MO (0 is the only answer)
+        "mo_unaccounted": max(0, acknowledged - run.stored["mo_stored"] - run.duplicates),
         "mt_delivered": delivered,
         "desk_events": run.desk_events,
         "reconnects": run.reconnects,
