@@ -20,6 +20,7 @@ from simulator.counters import Counters
 from simulator.events import EventHub
 from simulator.faults import FaultState, carrier_bucket
 from simulator.ledger import Ledger
+from simulator.message_states import MessageStates, format_message_id, message_number
 from simulator.mo import MOMessage
 from simulator.mtstore import MTPDU, MTRecord, MTStore
 from simulator.pdu_json import as_message, message_content
@@ -171,10 +172,7 @@ class Carrier:
         #: deliver_sm waiting for a receiver's window: the PDU, the attempt number it will be, and when
         #: its first attempt was made (None before that).
         self.outbox: deque[tuple[DeliverSM, int, float | None]] = deque()
-        self.message_states: dict[str, int] = {}
-        # message_states' keys, oldest first: evicting through the dict's own iterator would scan
-        # every deleted slot at its head, tens of microseconds per MT once the limit is reached.
-        self._state_order: deque[str] = deque()
+        self.message_states = MessageStates(MAX_TRACKED_STATES)
         self._next_message_number = (index + 1) << 28
         self._round_robin = 0
         self._receipt_dates: dict[int, str] = {}
@@ -289,7 +287,7 @@ class Carrier:
                 sequence_number=pdu.sequence_number, message_id=self._accept(session, pdu, destinations)
             )
         if isinstance(pdu, QuerySM):
-            state = self.message_states.get(pdu.message_id)
+            state = self.message_state(pdu.message_id)
             if state is None:
                 return _error(pdu, CommandStatus.ESME_RQUERYFAIL)
             return QuerySMResp(
@@ -343,20 +341,22 @@ class Carrier:
     def _accept(self, session: SMSCSession, pdu: MTPDU, destinations: tuple[str, ...]) -> str:
         number = self._next_message_number
         self._next_message_number = number + 1
-        message_id = f"{number:x}" if self.hex_ids else str(number)
+        message_id = format_message_id(number, self.hex_ids)
         self.counters.mt_accepted += 1
         record = self.store.add(self.name, session.system_id, time.time(), pdu, message_id)
         if self.ledger is not None:
             self.ledger.submit(self.name, session.system_id, record, number)
         registered = pdu.registered_delivery
         if registered & _RECEIPT_REQUEST and self.receipt_plan.enabled:
-            self._schedule_receipts(record, destinations, registered)
+            self._schedule_receipts(record, number, destinations, registered)
         observer = self.mt_observer
         if observer is not None:
             observer(self, record)
         return message_id
 
-    def _schedule_receipts(self, record: MTRecord, destinations: tuple[str, ...], registered: int) -> None:
+    def _schedule_receipts(
+        self, record: MTRecord, number: int, destinations: tuple[str, ...], registered: int
+    ) -> None:
         plan = self.receipt_plan
         failure_only = registered & _RECEIPT_REQUEST == _FAILURE_ONLY
         now = self.clock()
@@ -371,7 +371,7 @@ class Carrier:
                 continue
             delay = same_delay if same_delay is not None else plan.delay.sample(self.rng)
             schedule(now + delay, (send_receipt, (record, destination, stat)))
-        self._track_state(record.message_id, _ENROUTE)
+        self.message_states.set(number, _ENROUTE)
 
     def receipt_text(
         self, message_id: str, stat: str, submitted_at: float, done_at: float, excerpt: str
@@ -398,14 +398,10 @@ class Carrier:
             text = cache[minute] = time.strftime("%y%m%d%H%M", time.localtime(minute * 60))
         return text
 
-    def _track_state(self, message_id: str, state: int) -> None:
-        states = self.message_states
-        if message_id not in states:
-            order = self._state_order
-            order.append(message_id)
-            if len(order) > MAX_TRACKED_STATES:
-                del states[order.popleft()]
-        states[message_id] = state
+    def message_state(self, message_id: str) -> int | None:
+        """The state the last receipt of an MT of this carrier reported (query_sm), if known."""
+        number = message_number(message_id, self.hex_ids)
+        return None if number is None else self.message_states.get(number)
 
     def _send_receipt(self, item: tuple[MTRecord, str, str]) -> None:
         record, destination, stat = item
@@ -424,11 +420,9 @@ class Carrier:
             short_message=head.encode("ascii", "replace") + receipt_excerpt(pdu),
             tlvs=TLVs(((_RECEIPTED_MESSAGE_ID, message_id), (_MESSAGE_STATE, state))),
         )
-        states = self.message_states
-        if message_id in states:  # tracked as enroute when accepted, unless evicted since
-            states[message_id] = state
-        else:
-            self._track_state(message_id, state)
+        number = message_number(message_id, self.hex_ids)
+        if number is not None:  # None: the profile's id format changed since the MT was accepted
+            self.message_states.set(number, state)
         if self.hub.listening:
             self.hub.publish(
                 {
@@ -575,7 +569,6 @@ class Carrier:
         for session in self.sessions:  # the binds open now are the new maximum's start
             self.counters.bound(session.system_id)
         self.message_states.clear()
-        self._state_order.clear()
 
     def status(self, now: float) -> dict[str, Any]:
         return {

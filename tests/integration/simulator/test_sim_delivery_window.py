@@ -9,7 +9,9 @@ import pytest
 
 from simulator import Simulator
 from smpp.aio import ESMESession
-from smpp.pdu import DataSM, DeliverSM, SubmitSM, SubmitSMResp
+from smpp.constants import CommandStatus
+from smpp.errors import NegativeResponseError
+from smpp.pdu import DataSM, DeliverSM, QuerySM, QuerySMResp, SubmitSM, SubmitSMResp
 from smpp.receipt import parse_receipt
 from tests.integration.simulator.simharness import Inbox, esme_config, make_config
 from tests.waiting import eventually
@@ -49,7 +51,7 @@ async def test_receipts_wait_for_room_in_a_full_window_and_all_arrive() -> None:
     submitted = [r.message_id for r in responses if isinstance(r, SubmitSMResp)]
     assert sorted(receipts) == sorted(submitted) and len(set(receipts)) == 40
     assert carrier.counters.receipts_sent == 40
-    assert all(carrier.message_states[message_id] == 2 for message_id in submitted)  # DELIVERED
+    assert all(carrier.message_state(message_id) == 2 for message_id in submitted)  # DELIVERED
 
 
 async def test_mos_go_round_robin_between_receivers() -> None:
@@ -66,3 +68,25 @@ async def test_mos_go_round_robin_between_receivers() -> None:
     assert sorted(texts[0] + texts[1]) == sorted(f"Hola {n}".encode() for n in range(10))
     assert {len(texts[0]), len(texts[1])} == {5}
     assert simulator.carrier("movistar").counters.mo_delivered == 10
+
+
+async def test_query_sm_answers_the_state_of_the_last_receipt_and_refuses_unknown_ids() -> None:
+    async with Simulator(make_config()) as simulator:
+        receipts = Inbox()
+        async with ESMESession(esme_config(simulator), receipts) as session:
+            mt = SubmitSM(
+                source_addr="997745",
+                destination_addr="34600111222",
+                short_message=b"hola",
+                registered_delivery=1,
+            )
+            answer = await session.submit(mt)
+            assert isinstance(answer, SubmitSMResp)
+            await receipts.wait_for(1)
+            queried = await session.submit(QuerySM(message_id=answer.message_id, source_addr="997745"))
+            assert isinstance(queried, QuerySMResp)
+            assert (queried.message_id, queried.message_state) == (answer.message_id, 2)  # DELIVERED
+            for unknown in ("ffffffff", answer.message_id.upper() + "0", " " + answer.message_id):
+                with pytest.raises(NegativeResponseError) as refused:
+                    await session.submit(QuerySM(message_id=unknown, source_addr="997745"))
+                assert refused.value.response.command_status == CommandStatus.ESME_RQUERYFAIL

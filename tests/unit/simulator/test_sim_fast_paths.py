@@ -9,6 +9,7 @@ import simulator.carrier as carrier_module
 from simulator.carrier import Carrier, ReceiptPlan, receipt_excerpt
 from simulator.core import Simulator
 from simulator.loadgen import LoadGenerator, LoadSpec
+from simulator.message_states import MessageStates, format_message_id, message_number
 from simulator.mo import build_mo, mo_parts
 from simulator.mtstore import MTPDU
 from simulator.pdu_json import as_message
@@ -122,21 +123,44 @@ def test_mo_parts_match_the_general_splitter(text: str, encoding: str) -> None:
     assert (message.data_coding, message.parts, message.text) == (data_coding, parts, text)
 
 
-def test_message_states_keep_the_newest_and_forget_the_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_message_states_keep_the_newest_numbers_and_forget_the_older_ones() -> None:
+    states = MessageStates(3)
+    for number in range(4):
+        states.set(number, 1)
+    assert [states.get(number) for number in range(4)] == [None, 1, 1, 1]
+    states.set(0, 2)  # older than the newest three: not kept
+    states.set(2, 5)  # a later receipt of one still held
+    assert [states.get(number) for number in range(4)] == [None, 1, 5, 1]
+    states.set(5, 0)  # 4 passed over: its slot (number 1's) holds nothing
+    assert [states.get(number) for number in range(7)] == [None, None, None, 1, None, 0, None]
+    states.set(100, 3)  # far ahead: everything before is forgotten
+    assert [states.get(number) for number in (3, 5, 98, 99, 100)] == [None, None, None, None, 3]
+    assert len(states) == 1
+    states.clear()
+    assert states.get(100) is None and len(states) == 0
+
+
+@pytest.mark.parametrize("hex_ids", [True, False])
+def test_a_message_id_names_its_number_in_the_carriers_format_only(hex_ids: bool) -> None:
+    number = 0x1000002A
+    given = format_message_id(number, hex_ids)
+    assert given == ("1000002a" if hex_ids else "268435498")
+    assert message_number(given, hex_ids) == number
+    for other in (" " + given, "+" + given, "0" + given, given.upper() + "A", "1_0", "-1", "", "٣", "x" * 70):
+        assert message_number(other, hex_ids) is None, other
+
+
+def test_query_sm_reports_the_last_receipts_state(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(carrier_module, "MAX_TRACKED_STATES", 3)
     carrier: Carrier = Simulator(default_config()).carriers["movistar"]
-    for message_id in "abcd":
-        carrier._track_state(message_id, 1)
-    assert carrier.message_states == {"b": 1, "c": 1, "d": 1}
-    carrier._track_state("b", 2)  # an update keeps its place in line
-    carrier._track_state("e", 1)
-    assert carrier.message_states == {"c": 1, "d": 1, "e": 1}
-    carrier._track_state("b", 2)  # forgotten, then seen again: the newest
-    assert list(carrier.message_states) == ["d", "e", "b"]
+    numbers = range(1 << 28, (1 << 28) + 5)
+    for number in numbers:
+        carrier.message_states.set(number, 2)
+    ids = [format_message_id(number, carrier.hex_ids) for number in numbers]
+    assert [carrier.message_state(message_id) for message_id in ids] == [None, None, 2, 2, 2]
+    assert carrier.message_state("nonsense") is None
     carrier.reset()
-    for message_id in "xyz":
-        carrier._track_state(message_id, 1)
-    assert list(carrier.message_states) == ["x", "y", "z"]
+    assert carrier.message_state(ids[-1]) is None
 
 
 def profile_with(receipts: ReceiptProfile) -> CarrierProfile:
