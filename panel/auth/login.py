@@ -212,11 +212,15 @@ async def sign_in(
     recorded under (its action, actor, subject and details are set from the outcome)."""
     now = now or utcnow()
     settings = state.settings
-    username = normalize_username(attempt.username)[:64]
+    typed = normalize_username(attempt.username)
+    # throttled and audited under its first 64 characters (the columns' width); no account's name is
+    # longer, so a longer one is nobody's, not the account its first 64 characters name
+    username = typed[:64]
     password = attempt.password[: MAX_PASSWORD_LENGTH + 1]
     async with state.readers() as session:
         refused = await _refusal(session, settings, username, attempt.ip, now)
-        account = None if refused is not None else await get_account_by_username(session, username)
+        known = refused is None and len(typed) <= 64
+        account = await get_account_by_username(session, username) if known else None
     if refused is not None:
         return await _paced(refused, settings)
 

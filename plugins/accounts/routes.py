@@ -85,8 +85,19 @@ class AccountForm:
 
 
 def _text(form: FormData, name: str, limit: int) -> str:
+    """The field stripped and cut at ``limit``: what the form shows again, or what a check refuses
+    anyway when it is longer (a role, a number, a language)."""
     value = form.get(name)
     return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _within(form: FormData, name: str, limit: int, too_long: str) -> str:
+    """The field stripped, refused with ``too_long`` beyond ``limit`` characters, never cut: only a
+    script gets past the form's maxlength, and what it stores must be what it sent."""
+    value = _text(form, name, limit + 1)
+    if len(value) > limit:
+        raise Refused(too_long, limit=limit)
+    return value
 
 
 def _parse(request: Request, form: FormData) -> AccountForm:
@@ -106,7 +117,12 @@ def _parse(request: Request, form: FormData) -> AccountForm:
     names = [str(name) for name in form.getlist("permissions") if isinstance(name, str)]
     try:
         return AccountForm(
-            display_name=_text(form, "display_name", MAX_DISPLAY_NAME),
+            display_name=_within(
+                form,
+                "display_name",
+                MAX_DISPLAY_NAME,
+                N_("The display name may be at most %(limit)d characters long."),
+            ),
             role=Role(role_text),
             language=check_language(_text(form, "language", 8)),
             timezone=check_timezone(_text(form, "timezone", 64)),
@@ -249,7 +265,8 @@ async def create(request: Request) -> Response:
     form = await request.form()
     try:
         checked = _parse(request, form)
-        username = check_username(_text(form, "username", 64))
+        # cut only far beyond the rule, which refuses more than 64 characters: never stored cut
+        username = check_username(_text(form, "username", 256))
         password = form.get("password")
         password = password[:1024] if isinstance(password, str) else ""
         if password != form.get("confirm_password"):
@@ -471,7 +488,7 @@ async def lock(request: Request) -> Response:
     actor = require_user(request)
     account_id: int = request.path_params["account_id"]
     form = await request.form()
-    reason = _text(form, "reason", MAX_REASON)
+    reason = _text(form, "reason", MAX_REASON + 1)
     try:
         async with db(request) as session, session.begin():
             account = await _target(session, account_id, for_update=True)
@@ -481,6 +498,8 @@ async def lock(request: Request) -> Response:
             check_not_self(actor, account)
             if not reason:
                 raise Refused(N_("Say why the account is locked."))
+            if len(reason) > MAX_REASON:  # never stored cut
+                raise Refused(N_("The reason may be at most %(limit)d characters long."), limit=MAX_REASON)
             if account.locked:
                 raise Refused(N_("The account is locked already."), 409)
             ended = await lock_account(session, account, reason)

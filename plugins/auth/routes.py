@@ -94,7 +94,7 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     state = panel(request)
     form = await request.form()
-    username = _form_text(form.get("username"), 64)
+    username = _form_text(form.get("username"), 256)  # sign_in tells a longer one from a real name
     next_path = safe_next(form.get("next"))
     attempt = SignIn(
         username=username,

@@ -226,6 +226,9 @@ async def test_a_lock_ends_the_sessions_and_returns_the_conversations_to_the_que
     ana = await signed_in(client, "ana")
     no_reason = await post(ana, f"/admin/accounts/{samples.account_id}/lock", {"reason": "  "})
     assert no_reason.status_code == 400 and "Say why the account is locked." in no_reason.text
+    too_long = await post(ana, f"/admin/accounts/{samples.account_id}/lock", {"reason": "r" * 256})
+    assert too_long.status_code == 400
+    assert "The reason may be at most 255 characters long." in too_long.text
     locked = await post(ana, f"/admin/accounts/{samples.account_id}/lock", {"reason": "left the company"})
     assert locked.status_code == 303
 
@@ -282,6 +285,9 @@ async def test_a_password_reset_ends_the_sessions_and_records_no_secret(client: 
         ({"permissions": ["nope.nothing"]}, "Unknown power: nope.nothing."),
         ({"pools": "a, " + "p" * 65}, "A pool name has 1 to 64 characters."),
         ({"username": "A B"}, "Invalid user name"),
+        # past the form's maxlength (a script): refused, never stored cut
+        ({"username": "o" * 65}, "Invalid user name"),
+        ({"display_name": "D" * 129}, "The display name may be at most 128 characters long."),
         ({"username": "oscar"}, "That user name already exists."),
         ({"confirm_password": "otra"}, "The two passwords differ."),
         ({"password": "olivia", "confirm_password": "olivia"}, "The password must have at least"),

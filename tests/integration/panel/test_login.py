@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from gatewayd.store.accounts import LoginAttempt, LoginThrottle, WebSession, get_account_by_username
+from gatewayd.store.accounts import LoginAttempt, LoginThrottle, Role, WebSession, get_account_by_username
 from panel.app import create_app
-from panel.auth.accounts import lock_account
+from panel.auth.accounts import create_account, lock_account
 from panel.auth.admin import user_passwd, user_unlock
 from panel.auth.passwords import PasswordPolicy
 from panel.settings import Argon2Params, PanelSettings
@@ -108,6 +108,23 @@ async def test_a_known_and_an_unknown_name_fail_alike_message_delay_and_all(clie
         (429, "30", "Too many failed attempts. Please wait 30 s and try again."),
     ]
     assert "echat_session" not in client.cookies
+
+
+async def test_a_name_longer_than_any_account_signs_nobody_in(client: PanelClient) -> None:
+    """A name of 64 characters, the most there is, and a script's longer one that starts with it: the
+    longer one is nobody's, not the account its first 64 characters name."""
+    longest = "o" * 64
+    async with client.runtime.sessionmaker() as session, session.begin():
+        await create_account(
+            session,
+            client.runtime.passwords,
+            client.runtime.permissions,
+            username=longest,
+            password=PASSWORD,
+            role=Role.OPERATOR,
+        )
+    assert (await login(client.another_browser(), longest + "x")).status_code == 401
+    assert (await login(client.another_browser(), longest)).status_code == 303
 
 
 async def test_wrong_passwords_delay_the_next_try_briefly_never_lock_the_owner_out(
