@@ -12,6 +12,9 @@ from /proc. Phases, per window:
              COMMIT), with and without the pre-ping, reading and writing (fsync at COMMIT)
   reference  the lean SMSC against a bare ESME (struct, answers at once): MO, MT and MT+receipt rates
              and the SMSC's CPU per message, to show the SMSC is never the bottleneck
+  floor      the least a store can do per MO (bench/_store_floor.py): the MO rows alone, W per
+             transaction, on a bare asyncpg connection; the driver's and PostgreSQL's CPU per MO are
+             the floor under the daemon's and PostgreSQL's figures of the mo phase
   mo         MOs (20,000 at W=100, 10,000 at W=10) pushed as fast as the window allows: committed and
              acknowledged per second (first deliver_sm to last deliver_sm_resp), p50/p99 latency
   mt         MTs injected -> submit_sm answered, per second (the inserts inside the timed window)
@@ -94,7 +97,7 @@ from gatewayd.store.mt.values import NewMT  # noqa: E402
 CARRIER = "movistar"
 MQTT_URL = "mqtt://127.0.0.1:1883"
 ARTIFACTS = ROOT / "artifacts"
-PHASES = ("roundtrip", "reference", "mo", "mt", "receipts", "latency", "backlog", "backlog_receipts")
+PHASES = ("roundtrip", "reference", "floor", "mo", "mt", "receipts", "latency", "backlog", "backlog_receipts")
 #: How often the driver looks at the database while waiting for the last MTs (outside what it times,
 #: except the final ``delivered`` count, whose resolution this is).
 POLL = 0.005
@@ -591,6 +594,19 @@ async def phase_mo(context: Context) -> dict[str, float]:
     }
 
 
+async def phase_floor(context: Context, url: str) -> dict[str, float]:
+    """bench/_store_floor.py in a process of its own (uvloop, as the daemon): its one JSON line."""
+    floor = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("_store_floor.py")), url, str(context.window),
+        str(context.count), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await floor.communicate()
+    if floor.returncode != 0:
+        raise RuntimeError(f"bench/_store_floor.py failed (exit status {floor.returncode})")
+    figures: dict[str, float] = json.loads(output)
+    return figures
+
+
 async def phase_latency(context: Context) -> dict[str, float]:
     count = int(context.latency_rate * context.latency_seconds)
     tag = f"bench paced w{context.window} r{context.run} {uuid.uuid4().hex[:4]}"
@@ -898,6 +914,8 @@ async def run_window(
                 async with profiled(daemon.pid, label, args.profile and run == 0):
                     if phase == "mo":
                         figures = await phase_mo(context)
+                    elif phase == "floor":
+                        figures = await phase_floor(context, url)
                     elif phase == "latency":
                         figures = await phase_latency(context)
                     elif phase.startswith("backlog"):
@@ -943,6 +961,10 @@ def result_line(results: dict[int, dict[str, list[Figures]]], latency_rate: int)
             if phase in ("mt", "receipts", "backlog", "backlog_receipts"):
                 for who in ("daemon", "pg"):
                     fields.append(f"w{window}_{who}_us_per_{names[phase]}={median[f'{who}_us']:.0f}")
+            if phase == "floor":
+                fields.append(f"w{window}_floor_mo_per_s={median['per_s']:.0f}")
+                for who in ("driver", "pg"):
+                    fields.append(f"w{window}_floor_{who}_us_per_mo={median[f'{who}_us']:.0f}")
             if phase == "latency":
                 fields.append(f"w{window}_mo_p50_ms_at_{latency_rate}={median['p50_ms']:.2f}")
                 fields.append(f"w{window}_mo_p99_ms_at_{latency_rate}={median['p99_ms']:.2f}")
