@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import random
 import time
 from collections import deque
@@ -38,7 +39,7 @@ from smpp.constants import (
     MessageState,
     RegisteredDelivery,
 )
-from smpp.errors import ResponseTimeout, SessionClosed, SMPPError
+from smpp.errors import LocalProtocolError, ResponseTimeout, SessionClosed, SMPPError
 from smpp.pdu import (
     PDU,
     CancelSM,
@@ -62,6 +63,8 @@ from smpp.tlv import Tag, TLVs
 
 DueItem = tuple[Callable[[Any], None], Any]
 
+log = logging.getLogger("simulator.carrier")
+
 _ENQUIRE_LINK = int(CommandID.ENQUIRE_LINK)
 _SUBMIT_SM = int(CommandID.SUBMIT_SM)
 _DATA_SM = int(CommandID.DATA_SM)
@@ -82,6 +85,10 @@ _RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
 _MESSAGE_STATE = int(Tag.MESSAGE_STATE)
 _INTERNATIONAL = TON.INTERNATIONAL
 _ISDN = NPI.ISDN
+#: The longest address a deliver_sm holds (SMPP 3.4 §4.6.1, 21-octet C-strings), as many digits as
+#: GSM 03.40 gives a handset's TP-OA / TP-DA. data_sm allows 64 (for non-GSM networks): an MT with a
+#: longer address could be neither answered by an MO nor given its receipt, so it is refused.
+MAX_ADDRESS = 20
 #: Message states kept for query_sm.
 MAX_TRACKED_STATES = 100_000
 #: Per receipt stat: the message_state TLV value, the dlvrd field, and the text after the dates.
@@ -269,6 +276,12 @@ class Carrier:
                 message_id=self._accept(session, pdu, (pdu.destination_addr,)),
             )
         if command_id in _SUBMITS:
+            if command_id == _DATA_SM:
+                assert isinstance(pdu, DataSM)
+                status = _address_status(pdu)
+                if status:
+                    self.counters.mt_rejected += 1
+                    return _error(pdu, status)
             bucket = self.bucket
             if bucket is not None and bucket.take(self.clock()) > 0.0:  # no token: throttled
                 self.counters.mt_rejected += 1
@@ -465,12 +478,33 @@ class Carrier:
             pdu, attempt, first_at = outbox[0]
             if first_at is None:
                 first_at = self.clock()
-            if session.deliver_nowait(pdu, functools.partial(delivered, pdu, attempt, first_at)):
+            try:
+                sent = session.deliver_nowait(pdu, functools.partial(delivered, pdu, attempt, first_at))
+            except LocalProtocolError as error:
+                # The bind can receive (checked there), so it is the PDU that cannot be encoded, on
+                # any bind: it goes, or it would stop the queue, and raise in whoever pumps next.
+                outbox.popleft()
+                self._unencodable(pdu, attempt, error)
+                continue
+            if sent:
                 outbox.popleft()
                 pdus_out[_DELIVER_SM] = pdus_out.get(_DELIVER_SM, 0) + 1
                 refused = 0
             else:
                 refused += 1
+
+    def _unencodable(self, pdu: DeliverSM, attempt: int, error: LocalProtocolError) -> None:
+        self.counters.deliveries_unencodable += 1
+        if self.ledger is not None:
+            self.ledger.delivered(self.name, pdu, attempt, error)
+        log.warning(
+            "%s: %s from %r to %r dropped: it cannot be encoded: %s",
+            self.name,
+            "receipt" if pdu.esm_class & _RECEIPT_ESM_CLASS else "MO",
+            pdu.source_addr,
+            pdu.destination_addr,
+            error,
+        )
 
     def _delivered(self, pdu: DeliverSM, attempt: int, first_at: float, outcome: PDU | SMPPError) -> None:
         """Count the answer; a temporary error or no answer is redelivered later, with backoff; a
@@ -602,6 +636,15 @@ def receipt_excerpt(pdu: MTPDU) -> bytes:
     else:
         _, body = user_data(as_message(pdu))
     return decode_text(body[:40], pdu.data_coding)[:20].encode("ascii", "replace")
+
+
+def _address_status(pdu: DataSM) -> int:
+    """ESME_RINVSRCADR / ESME_RINVDSTADR for a data_sm address longer than ``MAX_ADDRESS``, else 0."""
+    if len(pdu.source_addr) > MAX_ADDRESS:
+        return CommandStatus.ESME_RINVSRCADR
+    if len(pdu.destination_addr) > MAX_ADDRESS:
+        return CommandStatus.ESME_RINVDSTADR
+    return 0
 
 
 def _error(pdu: PDU, status: int) -> PDU:

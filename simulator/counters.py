@@ -34,6 +34,8 @@ class Counters:
         #: deliver_sm given up after the redelivery window or attempts ran out.
         self.deliveries_expired = 0
         self.queue_dropped = 0
+        #: deliver_sm (MOs and receipts) that could not be encoded (an address too long), dropped.
+        self.deliveries_unencodable = 0
         #: Sessions bound now, and the most ever bound at once, per system_id: a carrier's limit on
         #: binds is per system_id, and several daemons sharing one must never exceed it together.
         self.binds_now: dict[str, int] = {}
@@ -94,6 +96,7 @@ class Counters:
             "redeliveries": self.redeliveries,
             "deliveries_expired": self.deliveries_expired,
             "queue_dropped": self.queue_dropped,
+            "deliveries_unencodable": self.deliveries_unencodable,
             "binds_by_system_id": {
                 system_id: {"now": self.binds_now.get(system_id, 0), "max": most}
                 for system_id, most in sorted(self.binds_max.items())
