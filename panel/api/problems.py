@@ -64,8 +64,20 @@ class Problem(Exception):
 
     def response(self) -> Response:
         return Response(
-            json.dumps(self.body(), ensure_ascii=False),
+            json.dumps(_encodable(self.body()), ensure_ascii=False),
             status_code=self.status,
             media_type=PROBLEM_TYPE,
             headers=self.headers,
         )
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every string UTF-8 can encode: a problem may echo what the request held (a JSON
+    key in ``loc``), and a lone surrogate there becomes its escape as text (``\\ud800``)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    return value

@@ -286,6 +286,13 @@ async def test_the_allow_list_and_the_rate(api: PanelClient, make_key: MakeKey) 
         ),
         (b'{"to": "34600000003", "text": "a\\u0000b"}', "application/json", 422, "invalid-request"),
         (b'{"to": "34600000003", "text": "a\\ud800b"}', "application/json", 422, "invalid-request"),
+        pytest.param(
+            b'{"to": "34600000003", "text": "x", "\\ud800": 1}',
+            "application/json",
+            422,
+            "invalid-request",
+            id="lone-surrogate-key",
+        ),
     ],
 )
 async def test_bad_bodies_are_problems(
@@ -298,6 +305,19 @@ async def test_bad_bodies_are_problems(
     body = assert_problem(response, status, kind)
     if status == 422:
         assert body["errors"] and all(error["loc"][0] == "body" for error in body["errors"])  # type: ignore[index,union-attr]
+
+
+async def test_a_lone_surrogate_key_is_a_422_problem(api: PanelClient, make_key: MakeKey) -> None:
+    """Wherever the key is (pydantic may echo it in ``loc``), the answer is the usual problem."""
+    token = await make_key(Scope.SEND)
+    headers = bearer(token, **{"content-type": "application/json"})
+    for path, content in (
+        ("/api/v1/messages", b'{"to": "34600000003", "text": "x", "\\ud800": 1}'),
+        ("/api/v1/messages/batch", b'{"items": [{"to": "34600000003", "text": "x", "\\udc00": 1}]}'),
+    ):
+        body = assert_problem(await api.post(path, content=content, headers=headers), 422, "invalid-request")
+        assert all(error["loc"][0] == "body" for error in body["errors"])  # type: ignore[index,union-attr]
+    assert await mt_count(api) == 0
 
 
 async def test_limits_and_unknown_routes_are_problems(api: PanelClient, make_key: MakeKey) -> None:
