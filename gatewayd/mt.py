@@ -29,7 +29,14 @@ from gatewayd.config import CarrierConfig
 from gatewayd.events import EventPublisher
 from gatewayd.health import LoopHealth
 from gatewayd.logging import log_event
-from gatewayd.mt_policy import LOCAL_ENCODING, LOCAL_NO_ROUTE, LOCAL_SESSION_LOST, LOCAL_TIMEOUT, is_temporary
+from gatewayd.mt_policy import (
+    LOCAL_ENCODING,
+    LOCAL_NO_ROUTE,
+    LOCAL_SESSION_LOST,
+    LOCAL_TIMEOUT,
+    error_code_of,
+    is_temporary,
+)
 from gatewayd.recorder import RESTART, DuplicateObserver, MTRecorder, possible_duplicates
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.mt.values import ClaimedMT, MTStatusChange, PartResult
@@ -477,14 +484,15 @@ class MTPipeline:
             )
         self.rejected += 1
         if isinstance(outcome, NegativeResponseError):
-            code, text, retryable = outcome.status, str(outcome), is_temporary(outcome.status)
+            code, text, retryable = error_code_of(outcome.status), str(outcome), is_temporary(outcome.status)
         elif isinstance(outcome, ResponseTimeout):
             code, text, retryable = LOCAL_TIMEOUT, "no response", True
         elif isinstance(outcome, SMPPError):
             code, text, retryable = LOCAL_SESSION_LOST, str(outcome) or "session lost", True
         else:
-            code = outcome.command_status
-            text, retryable = f"unexpected {type(outcome).__name__}", is_temporary(code)
+            code = error_code_of(outcome.command_status)
+            retryable = is_temporary(outcome.command_status)
+            text = f"unexpected {type(outcome).__name__} status 0x{outcome.command_status:08X}"
         return PartResult(
             mt_id=mt.id,
             part_no=part_no,

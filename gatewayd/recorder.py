@@ -42,13 +42,14 @@ from gatewayd.logging import log_event
 from gatewayd.mo_message import BindInfo
 from gatewayd.mt_policy import LOCAL_SESSION_LOST, LOCAL_TIMEOUT, receipt_error_code
 from gatewayd.store.enums import MTStatus
+from gatewayd.store.errors import describe_error, is_data_error
 from gatewayd.store.mt.values import MTStatusChange, PartResult, ReceiptIn, ReceiptOutcome, RetryPolicy
 from gatewayd.store.store import Store
 from gatewayd.store.webhooks import WebhookEvent
 from gatewayd.webhooks.enqueue import WebhookTargets
 from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSM
-from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt
+from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt, stat_name
 
 log = logging.getLogger("gatewayd.recorder")
 
@@ -244,6 +245,8 @@ class MTRecorder:
         self._unrecorded = 0
         #: Receipts answered ESME_RX_T_APPN because their commit failed (the SMSC delivers them again).
         self.temporary_failures = 0
+        #: Receipts the database refused for their data, answered ESME_RX_P_APPN (never delivered again).
+        self.refused_receipts = 0
         #: set while nothing handed over waits to be written
         self._all_written = asyncio.Event()
         self._all_written.set()
@@ -323,7 +326,9 @@ class MTRecorder:
         item = ReceiptIn(
             carrier=bind.carrier,
             smsc_message_id=normalise_message_id(parsed.message_id),
-            state=parsed.stat or parsed.state.name,
+            # the standard name of what the receipt (text or message_state TLV) says: the store knows
+            # those, where a carrier's own spelling (UNDELIVERED, 5) would leave the MT unfinished
+            state=stat_name(parsed.state),
             received_at=datetime.now(UTC),
             error_code=receipt_error_code(parsed.err),
         )
@@ -484,13 +489,28 @@ class MTRecorder:
         """One transaction for the batch, tried again through a database blip shorter than
         ``commit_retry_window``; ``ESME_RX_T_APPN`` for every receipt when the database stayed away
         (the SMSC delivers them again)."""
+        deadline = asyncio.get_running_loop().time() + self._commit_retry_window
+        return await self._commit_receipts_or_split(batch, deadline)
+
+    async def _commit_receipts_or_split(self, batch: Sequence[ReceiptIn], deadline: float) -> list[int]:
+        """Commit ``batch``. When the database refuses its data, each half is committed on its own,
+        down to the one receipt it refuses (answered ``ESME_RX_P_APPN``: it would be refused again,
+        and the receipts around it must not wait for it)."""
+        window = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
             outcome = await ride_out(
                 lambda: self._commit_receipts_once(batch),
-                self._commit_retry_window,
-                functools.partial(self._health.failed, "receipts.commit"),
+                window,
+                self._failed_receipts_commit,
+                retry_if=lambda error: not is_data_error(error),
             )
         except Exception as error:
+            if is_data_error(error):
+                if len(batch) == 1:
+                    return [self._refused_receipt(batch[0], error)]
+                middle = len(batch) // 2
+                first = await self._commit_receipts_or_split(batch[:middle], deadline)
+                return first + await self._commit_receipts_or_split(batch[middle:], deadline)
             self.temporary_failures += len(batch)
             log_event(
                 log,
@@ -511,6 +531,23 @@ class MTRecorder:
             self._on_early(carriers.pop() if len(carriers) == 1 else "multiple", outcome.early)
         await self._published(outcome.changes)
         return [CommandStatus.ESME_ROK] * len(batch)
+
+    def _failed_receipts_commit(self, error: BaseException) -> None:
+        """A try of a receipt batch failed: the database is away (health), or refuses its data (split)."""
+        if not is_data_error(error):
+            self._health.failed("receipts.commit", error)
+
+    def _refused_receipt(self, receipt: ReceiptIn, error: BaseException) -> int:
+        self.refused_receipts += 1
+        log_event(
+            log,
+            "receipt.refused",
+            logging.ERROR,
+            carrier=receipt.carrier,
+            error=describe_error(error),
+            action="answered ESME_RX_P_APPN: the database refuses it, the SMSC must not deliver it again",
+        )
+        return CommandStatus.ESME_RX_P_APPN
 
     async def _commit_receipts_once(self, batch: Sequence[ReceiptIn]) -> ReceiptOutcome:
         now = datetime.now(UTC)

@@ -12,6 +12,8 @@ HEADER_SIZE = 16
 #: Largest PDU we accept or send. SMPP sets no limit; 64 KiB holds any message_payload seen in practice
 #: and bounds what a hostile peer can make us buffer.
 MAX_PDU_SIZE = 65_536
+#: Characters of a message_id: a C-Octet String of up to 65 octets, its NUL included (SMPP 3.4 §5.2.23).
+MAX_MESSAGE_ID = 64
 MAX_SEQUENCE_NUMBER = 0x7FFFFFFF
 RESPONSE_BIT = 0x80000000
 INTERFACE_VERSION_34 = 0x34

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smpp._fastinit import fast_init
-from smpp.constants import ESM_MESSAGE_TYPE_MASK, CommandStatus, ESMClass, MessageState
+from smpp.constants import ESM_MESSAGE_TYPE_MASK, MAX_MESSAGE_ID, CommandStatus, ESMClass, MessageState
 from smpp.errors import RemoteProtocolError
 from smpp.tlv import EMPTY_TLVS, Tag, TLVs
 
@@ -153,6 +153,9 @@ def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:
     message_id = (tlvs.get_str(Tag.RECEIPTED_MESSAGE_ID) or "").strip("\x00 ") or text_id
     if not message_id:
         raise ReceiptParseError(f"no message id in receipt {text[:80]!r}")
+    if len(message_id) > MAX_MESSAGE_ID or not message_id.isprintable():
+        # no submit_sm_resp can have given it: a message_id is a C-Octet String of up to 65 octets
+        raise ReceiptParseError(f"not a message id: {message_id[:80]!r}")
 
     state = _STATES_BY_STAT.get(stat.upper(), MessageState.UNKNOWN)
     tlv_state = tlvs.get_int(Tag.MESSAGE_STATE)

@@ -1,8 +1,9 @@
 """A scripted SMSC for the daemon's hostile-input tests: raw bytes out, every answer recorded with its time.
 
 It accepts any number of binds (the daemon's binds of one carrier), answers binds, enquire_link, unbind
-and submit_sm itself, and lets the test push whatever it likes to one connection or all of them: well
-formed deliver_sm with hostile content, truncated or oversized PDUs, requests an SMSC never sends.
+and submit_sm itself (with the statuses a test scripts), and lets the test push whatever it likes to one
+connection or all of them: well formed deliver_sm with hostile content, truncated or oversized PDUs,
+requests an SMSC never sends.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from gatewayd.daemon import Daemon
+from simulator.core import Simulator
 from smpp.codec import encode
 from smpp.constants import TON, CommandID, ESMClass
 from smpp.pdu import DeliverSM
 from smpp.tlv import TLVs
+from tests.integration.gatewayd.conftest import MOVISTAR, make_config, running_daemon
 
 HEADER = struct.Struct(">IIII")
 _BINDS = (CommandID.BIND_TRANSMITTER, CommandID.BIND_RECEIVER, CommandID.BIND_TRANSCEIVER)
@@ -52,6 +58,10 @@ class HostileSMSC:
         self.sent: dict[int, float] = {}
         #: Called with (connection index, sequence) when a deliver_sm answer arrives, before it is recorded.
         self.on_answer: Callable[[int, int], None] | None = None
+        #: command_status of the next submit_sm answers, in order (a bare header); then success with an id
+        self.submit_statuses: deque[int] = deque()
+        #: (message id or None, status) of every submit_sm answered, in order
+        self.submits: list[tuple[str | None, int]] = []
         self._sequence = 1000
         self._server: asyncio.Server | None = None
         self._changed = asyncio.Event()
@@ -186,9 +196,15 @@ class HostileSMSC:
             connection.bound = True
         elif command_id == CommandID.UNBIND:
             writer.write(response(command_id, sequence))
+        elif command_id == CommandID.SUBMIT_SM and self.submit_statuses:
+            status = self.submit_statuses.popleft()
+            writer.write(response(command_id, sequence, status=status))
+            self.submits.append((None, status))
         elif command_id == CommandID.SUBMIT_SM:
             self._message_ids += 1
-            writer.write(response(command_id, sequence, body=f"h{self._message_ids}\0".encode()))
+            message_id = f"h{self._message_ids}"
+            writer.write(response(command_id, sequence, body=f"{message_id}\0".encode()))
+            self.submits.append((message_id, 0))
         else:
             writer.write(response(command_id, sequence))
         self._changed.set()
@@ -201,3 +217,16 @@ def response(request_command_id: int, sequence: int, status: int = 0, body: byte
 def raw_pdu(command_id: int, sequence: int, body: bytes = b"", *, length: int | None = None) -> bytes:
     """A PDU as bytes; ``length`` overrides the command_length written in the header."""
     return HEADER.pack(16 + len(body) if length is None else length, command_id, 0, sequence) + body
+
+
+@contextlib.asynccontextmanager
+async def daemon_on(
+    tmp_path: Path, database_url: str, simulator: Simulator, smsc: HostileSMSC, **options: object
+) -> AsyncIterator[Daemon]:
+    """A daemon whose two movistar binds talk to ``smsc`` (vodafone stays on the simulator)."""
+    config = make_config(
+        tmp_path, database_url, simulator, binds_per_carrier=2, ports={MOVISTAR: smsc.port}, **options
+    )
+    async with running_daemon(config, binds_up=4) as daemon:
+        await smsc.wait_for(lambda: len(smsc.bound()) == 2)
+        yield daemon

@@ -8,7 +8,6 @@ never answered with a temporary error that brings it back forever. No log line n
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,15 +16,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatewayd.daemon import Daemon
 from gatewayd.logging import EventFormatter
 from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
 from simulator.core import Simulator
 from smpp.constants import CommandID, CommandStatus
-from tests.integration.gatewayd.conftest import MOVISTAR, make_config, running_daemon
-from tests.integration.gatewayd.hostile import HostileSMSC, raw_pdu
+from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on, raw_pdu
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -58,19 +55,6 @@ def hostile_source(index: int) -> str:
 async def smsc() -> AsyncIterator[HostileSMSC]:
     async with HostileSMSC() as running:
         yield running
-
-
-@contextlib.asynccontextmanager
-async def daemon_on(
-    tmp_path: Path, database_url: str, simulator: Simulator, smsc: HostileSMSC, **options: object
-) -> AsyncIterator[Daemon]:
-    """A daemon whose two movistar binds talk to ``smsc`` (vodafone stays on the simulator)."""
-    config = make_config(
-        tmp_path, database_url, simulator, binds_per_carrier=2, ports={MOVISTAR: smsc.port}, **options
-    )
-    async with running_daemon(config, binds_up=4) as daemon:
-        await smsc.wait_for(lambda: len(smsc.bound()) == 2)
-        yield daemon
 
 
 async def stored_mos(sessions: async_sessionmaker[AsyncSession]) -> list[MOMessage]:

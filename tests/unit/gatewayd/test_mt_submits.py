@@ -10,7 +10,13 @@ from pydantic import SecretStr
 
 from gatewayd.config import BindConfig, CarrierConfig, LongMessageMode
 from gatewayd.mt import build_submits, carrier_quirks
-from gatewayd.mt_policy import is_temporary, receipt_error_code
+from gatewayd.mt_policy import (
+    LOCAL_RESERVED_STATUS,
+    MAX_ERROR_CODE,
+    error_code_of,
+    is_temporary,
+    receipt_error_code,
+)
 from gatewayd.replies import reply_template
 from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.values import ClaimedMT
@@ -156,6 +162,25 @@ def test_receipt_error_codes() -> None:
     assert receipt_error_code("0A1") == 0xA1
     assert receipt_error_code(None) is None
     assert receipt_error_code("n/a") is None
+    # past what the store's 32-bit column holds: unknown rather than a batch the database refuses
+    assert receipt_error_code("7fffffff") == MAX_ERROR_CODE
+    assert receipt_error_code("ffffffff") is None
+    assert receipt_error_code("99999999999999999999") is None
+    assert receipt_error_code("-1") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "kept"),
+    [
+        (CommandStatus.ESME_RINVDSTADR, CommandStatus.ESME_RINVDSTADR),
+        (0x0400, 0x0400),  # vendor-specific
+        (MAX_ERROR_CODE, MAX_ERROR_CODE),
+        (0x80000000, LOCAL_RESERVED_STATUS),  # reserved by SMPP 3.4 §5.1.3
+        (0xFFFFFFFF, LOCAL_RESERVED_STATUS),
+    ],
+)
+def test_the_error_code_kept_for_a_refused_submit(status: int, kept: int) -> None:
+    assert error_code_of(status) == kept
 
 
 def test_confirmations_fit_one_gsm_sms() -> None:

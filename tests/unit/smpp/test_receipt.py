@@ -304,11 +304,33 @@ def test_an_unknown_message_state_tlv_is_ignored() -> None:
     assert receipt.state is MessageState.EXPIRED
 
 
+def test_a_message_id_of_64_characters_is_one() -> None:
+    assert parse_receipt("id:" + "a" * 64 + " stat:DELIVRD err:000").message_id == "a" * 64
+
+
+def test_an_overlong_receipted_message_id_tlv_is_refused() -> None:
+    with pytest.raises(ReceiptParseError):
+        parse_receipt("stat:DELIVRD", TLVs([(Tag.RECEIPTED_MESSAGE_ID, "7" * 65)]))
+
+
 def test_an_empty_receipted_message_id_tlv_falls_back_to_the_text() -> None:
     assert parse_receipt("id:7 stat:DELIVRD", TLVs([(Tag.RECEIPTED_MESSAGE_ID, "")])).message_id == "7"
 
 
-@pytest.mark.parametrize("text", ["", "stat:DELIVRD err:000", "id: stat:DELIVRD", "hello world", b"\x00\x00"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "stat:DELIVRD err:000",
+        "id: stat:DELIVRD",
+        "hello world",
+        b"\x00\x00",
+        # ids no submit_sm_resp can have given: over 64 characters, or with control characters
+        "id:" + "9" * 65 + " stat:DELIVRD err:000",
+        "id:12\x0034 stat:DELIVRD err:000",
+        "id:12\x1b34 stat:DELIVRD err:000",
+    ],
+)
 def test_no_message_id_is_the_only_failure(text: str | bytes) -> None:
     with pytest.raises(ReceiptParseError) as caught:
         parse_receipt(text)
