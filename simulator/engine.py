@@ -104,6 +104,7 @@ class SMSCEngine:
                     host=profile.host,
                     port=profile.port,
                     deliver_window=profile.deliver_window,
+                    session_init_timer=profile.session_init_timer,
                     name=profile.name,
                 )
                 server.wiretap = self._wiretap(carrier)
@@ -308,6 +309,9 @@ class SMSCEngine:
                 raise SettingsError(f"{fixed}: cannot change while the simulator runs")
         profile = current.patched(patch)
         target.apply_profile(profile)
+        server = self._servers.get(carrier)
+        if server is not None:
+            server.session_init_timer = profile.session_init_timer
         return profile
 
     def set_faults(self, carrier: str, patch: FaultPatch | Mapping[str, Any]) -> ActiveFaults:

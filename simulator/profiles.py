@@ -48,6 +48,7 @@ from simulator.errors import SettingsError
 from simulator.faults import FaultPatch
 from simulator.msisdn import InvalidMSISDN, normalize_msisdn, plan_for
 from simulator.redelivery import RedeliveryPolicy
+from smpp.aio.smsc import SESSION_INIT_TIMER
 from smpp.constants import BindType, MessageState
 
 #: Final states a receipt can report, by their receipt text ("stat:" field), with the SMPP message_state.
@@ -146,6 +147,9 @@ class CarrierProfile(Settings):
     receipts: ReceiptProfile = ReceiptProfile()
     #: Faults active from the start, in the control API's format (see ``simulator.faults``).
     faults: FaultPatch = FaultPatch()
+    #: Seconds a connection may stay open without binding before it is closed (SMPP 5.0
+    #: session_init_timer): a client that connects and never binds does not hold a socket for ever.
+    session_init_timer: Number = Field(SESSION_INIT_TIMER, gt=0, le=3600)
     #: Outstanding deliver_sm per bind before the simulator waits for responses.
     deliver_window: int = Field(100, ge=1, le=10_000)
     #: MOs and receipts kept while no receiver is bound (the oldest are dropped beyond this).

@@ -40,6 +40,8 @@ _BIND_RESPONSES: Final[dict[int, type[BindTransmitterResp | BindReceiverResp | B
     CommandID.BIND_TRANSCEIVER: BindTransceiverResp,
 }
 _RECEIVING_STATES: Final = frozenset({SessionState.BOUND_RX, SessionState.BOUND_TRX})
+#: Seconds a connection may stay open without a successful bind (SMPP 5.0 §2.10, session_init_timer).
+SESSION_INIT_TIMER: Final = 30.0
 
 log = logging.getLogger("smpp.smsc")
 
@@ -93,6 +95,7 @@ class SMSCSession(SessionProtocol):
         self._in_flight = 0
         self._window_waiters: deque[asyncio.Future[None]] = deque()
         self._was_bound = False
+        self._init_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<SMSCSession {self.system_id!r} {self.state.value} {self.peer[0]}:{self.peer[1]}>"
@@ -106,6 +109,25 @@ class SMSCSession(SessionProtocol):
     def can_receive(self) -> bool:
         """Bound as a receiver or a transceiver: deliver_sm may be pushed."""
         return self._transport is not None and self._connection.state in _RECEIVING_STATES
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        timeout = self._server.session_init_timer
+        if timeout is not None:
+            self._init_timer = self._loop.call_later(timeout, self._session_init_expired)
+
+    def _session_init_expired(self) -> None:
+        self._init_timer = None
+        self.log.info(
+            "%s: %s:%d not bound within %gs (session_init_timer): closing",
+            self.name,
+            *self.peer,
+            self._server.session_init_timer,
+        )
+        if self.close_reason is None:
+            self.close_reason = "not bound within session_init_timer"
+        # abort, not drop: a peer that does not read would hold a closing transport open for ever
+        self.abort()
 
     # --- pushing messages to the ESME ---------------------------------------------------------------
 
@@ -173,6 +195,9 @@ class SMSCSession(SessionProtocol):
         await self.wait_closed()
 
     def _session_ended(self, error: SessionClosed) -> None:
+        if self._init_timer is not None:
+            self._init_timer.cancel()
+            self._init_timer = None
         waiters = list(self._window_waiters)
         self._window_waiters.clear()
         for waiter in waiters:
@@ -252,6 +277,9 @@ class SMSCSession(SessionProtocol):
         self.bind_type = bind_type
         self.system_id = pdu.system_id
         self._was_bound = True
+        if self._init_timer is not None:
+            self._init_timer.cancel()
+            self._init_timer = None
         server._session_bound(self)
         self._start_keepalive()
         self.log.info(
@@ -276,6 +304,7 @@ class SMSCServer:
         deliver_window: int = 10,
         enquire_link_interval: float | None = None,
         response_timeout: float = 10.0,
+        session_init_timer: float | None = SESSION_INIT_TIMER,
         name: str = "smsc",
     ) -> None:
         if deliver_window < 1:
@@ -287,6 +316,9 @@ class SMSCServer:
         self.deliver_window = deliver_window
         self.enquire_link_interval = enquire_link_interval
         self.response_timeout = response_timeout
+        #: Seconds a connection may stay unbound before it is closed; None: no limit. Read by each
+        #: new connection, so a change applies to those accepted after it.
+        self.session_init_timer = session_init_timer
         self.name = name
         self._server: asyncio.Server | None = None
         self._connected: set[SMSCSession] = set()

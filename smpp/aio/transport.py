@@ -39,6 +39,9 @@ Callback = Callable[[Outcome], None]
 #: (written), the PDU and its sequence number on the wire (an outgoing PDU object is numbered when
 #: it is encoded, so its own ``sequence_number`` may still be 0).
 WireTap = Callable[["SessionProtocol", Literal["in", "out"], PDU, int], None]
+#: Protocol errors of one connection logged one by one; the rest are counted, and the count logged at
+#: the end, so a peer sending garbage in a loop cannot flood the log.
+PROTOCOL_ERRORS_LOGGED = 10
 
 
 class Outstanding:
@@ -115,6 +118,7 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self._enquire_link_waiting = False
         self._last_received = self._loop.time()
         self._paused = False
+        self._protocol_errors = 0
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self.close_reason = None
 
@@ -218,15 +222,27 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
         for request in pending:  # a request still in the write buffer never left: the peer never saw it
             self._request_failed(request, error if request.flush < flushes else unsent)
         self._session_ended(unsent)
+        unlogged = self._protocol_errors - PROTOCOL_ERRORS_LOGGED
+        if unlogged > 0:
+            self.log.warning(
+                "%s: %d more protocol errors from %s:%d were not logged", self.name, unlogged, *self.peer
+            )
         self.log.info("%s: connection to %s:%d closed: %s", self.name, *self.peer, self.close_reason)
         if not self._closed.done():
             self._closed.set_result(None)
 
     def pause_writing(self) -> None:
+        # The peer does not read what we write: stop reading its requests too, or their answers pile up
+        # in the transport's buffer without limit (a client sending enquire_link in a loop).
         self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
         self._after_events()
 
     # --- hooks for the roles ----------------------------------------------------------------------
@@ -256,15 +272,23 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     def _protocol_error(self, event: ProtocolErrorEvent) -> None:
         error = event.error
         command_id = error.command_id
-        self.log.warning(
-            "%s: protocol error from %s:%d (command_id %s, sequence_number %s, answered %s): %s",
-            self.name,
-            *self.peer,
-            f"0x{command_id:08X}" if command_id is not None else "?",
-            error.sequence_number,
-            status_name(error.status),
-            error,
-        )
+        self._protocol_errors += 1
+        if self._protocol_errors <= PROTOCOL_ERRORS_LOGGED:
+            self.log.warning(
+                "%s: protocol error from %s:%d (command_id %s, sequence_number %s, answered %s): %s",
+                self.name,
+                *self.peer,
+                f"0x{command_id:08X}" if command_id is not None else "?",
+                error.sequence_number,
+                status_name(error.status),
+                error,
+            )
+        elif self._protocol_errors == PROTOCOL_ERRORS_LOGGED + 1:
+            self.log.warning(
+                "%s: further protocol errors from %s:%d are counted, not logged, until the connection ends",
+                self.name,
+                *self.peer,
+            )
         if event.request_command_id is not None and error.sequence_number is not None:
             request = self._pending.pop(error.sequence_number, None)
             if request is not None:
