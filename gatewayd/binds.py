@@ -31,8 +31,9 @@ from gatewayd.routes import MTRouter, bind_copies
 from routing.errors import NoRoute
 from smpp.aio import ESMEClient, ESMEConfig, ESMESession, FutureMessageHandler
 from smpp.constants import BindType as SMPPBindType
+from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
-from smpp.receipt import is_receipt
+from smpp.receipt import is_acknowledgement, is_delivery_report
 
 log = logging.getLogger("gatewayd.binds")
 
@@ -53,13 +54,15 @@ NO_ROUTE_LOG_INTERVAL = 10.0
 #: Takes an inbound PDU of a bind: the deliver_sm_resp / data_sm_resp command_status, now or (a future)
 #: once what it carries is committed.
 InboundHandler = Callable[[BindInfo, DeliverSM | DataSM], int | asyncio.Future[int]]
-ReceiptHandler = Callable[[BindInfo, DeliverSM], int | asyncio.Future[int]]
+ReceiptHandler = Callable[[BindInfo, DeliverSM | DataSM], int | asyncio.Future[int]]
 
 
 @dataclass(frozen=True, slots=True)
 class InboundDispatch:
-    """Where what a bind receives goes: a delivery receipt (esm_class says so) to ``receipts``, any
-    other deliver_sm or data_sm (an MO, or a part of one) to ``messages``."""
+    """Where what a bind receives goes, by the message type in its esm_class: a delivery receipt or
+    intermediate notification (by deliver_sm or data_sm) to ``receipts``; an SME acknowledgement or a
+    conversation abort (we never ask for them, and they are nobody's message) answered and logged;
+    anything else (an MO, or a part of one) to ``messages``."""
 
     messages: InboundHandler
     receipts: ReceiptHandler
@@ -69,8 +72,19 @@ class InboundDispatch:
         return functools.partial(self.accept, bind)
 
     def accept(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int | asyncio.Future[int]:
-        if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class):
+        if is_delivery_report(pdu.esm_class):
             return self.receipts(bind, pdu)
+        if is_acknowledgement(pdu.esm_class):
+            log_event(
+                log,
+                "inbound.acknowledgement",
+                logging.INFO,
+                carrier=bind.carrier,
+                bind=bind.bind,
+                esm_class=f"0x{pdu.esm_class:02X}",
+                action="answered, not stored: an acknowledgement is no subscriber's message",
+            )
+            return CommandStatus.ESME_ROK
         return self.messages(bind, pdu)
 
 

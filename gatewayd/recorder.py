@@ -48,8 +48,9 @@ from gatewayd.store.store import Store
 from gatewayd.store.webhooks import WebhookEvent
 from gatewayd.webhooks.enqueue import WebhookTargets
 from smpp.constants import CommandStatus
-from smpp.pdu import DeliverSM
+from smpp.pdu import DataSM, DeliverSM
 from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt, stat_name
+from smpp.tlv import Tag
 
 log = logging.getLogger("gatewayd.recorder")
 
@@ -311,11 +312,12 @@ class MTRecorder:
 
     # --- from the binds ------------------------------------------------------------------------------
 
-    def receipt(self, bind: BindInfo, pdu: DeliverSM) -> int | asyncio.Future[int]:
-        """Handle one receipt: the deliver_sm_resp command_status, now or (a future) once committed."""
+    def receipt(self, bind: BindInfo, pdu: DeliverSM | DataSM) -> int | asyncio.Future[int]:
+        """Handle one receipt (or intermediate notification), by deliver_sm or data_sm: the response's
+        command_status, now or (a future) once committed."""
         self.receipts_received += 1
         try:
-            parsed = parse_receipt(pdu.short_message, pdu.tlvs)
+            parsed = parse_receipt(_report_text(pdu), pdu.tlvs)
         except ReceiptParseError as error:
             # nothing to correlate, and a redelivery would not change that: acknowledge and log
             self.unparsable += 1
@@ -626,3 +628,9 @@ def _settle(answer: asyncio.Future[int], status: int | asyncio.Future[int]) -> N
 
 async def _as_awaitable(status: int | asyncio.Future[int]) -> int:
     return status if isinstance(status, int) else await status
+
+
+def _report_text(pdu: DeliverSM | DataSM) -> bytes:
+    """A receipt's text: short_message, or message_payload when that is empty (always for data_sm)."""
+    text = pdu.short_message if isinstance(pdu, DeliverSM) else b""
+    return text or pdu.tlvs.get_bytes(Tag.MESSAGE_PAYLOAD) or b""

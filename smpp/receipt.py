@@ -24,6 +24,8 @@ __all__ = [
     "Receipt",
     "ReceiptParseError",
     "format_receipt",
+    "is_acknowledgement",
+    "is_delivery_report",
     "is_receipt",
     "message_id_candidates",
     "message_ids_match",
@@ -138,6 +140,28 @@ class Receipt:
 def is_receipt(esm_class: int) -> bool:
     """True when esm_class marks a deliver_sm as an SMSC delivery receipt (message type bits 0001)."""
     return esm_class & ESM_MESSAGE_TYPE_MASK == ESMClass.DELIVERY_RECEIPT
+
+
+#: Message type 0110: a conversation abort (Korean CDMA), in esm_class bits 5-2.
+_CONVERSATION_ABORT = 0x18
+#: Message types (esm_class bits 5-2, SMPP 3.4 §5.2.12) that report on an MT: the SMSC's delivery
+#: receipt and its intermediate delivery notification.
+_REPORTS = frozenset({ESMClass.DELIVERY_RECEIPT, ESMClass.INTERMEDIATE_NOTIFICATION})
+#: Message types that are about another message, never a message of the subscriber's own: the SME's
+#: delivery and manual acknowledgements, and the conversation abort.
+_ACKNOWLEDGEMENTS = frozenset({ESMClass.DELIVERY_ACK, ESMClass.USER_ACK, _CONVERSATION_ABORT})
+
+
+def is_delivery_report(esm_class: int) -> bool:
+    """True when a deliver_sm or data_sm reports on an MT: a delivery receipt or an intermediate
+    notification (its text and TLVs read as a receipt's)."""
+    return esm_class & ESM_MESSAGE_TYPE_MASK in _REPORTS
+
+
+def is_acknowledgement(esm_class: int) -> bool:
+    """True when a deliver_sm or data_sm is an SME acknowledgement or a conversation abort: nothing a
+    subscriber wrote, and nothing we asked for."""
+    return esm_class & ESM_MESSAGE_TYPE_MASK in _ACKNOWLEDGEMENTS
 
 
 def parse_receipt(text: str | bytes, tlvs: TLVs | None = None) -> Receipt:

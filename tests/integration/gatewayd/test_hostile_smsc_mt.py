@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.mt_policy import LOCAL_RESERVED_STATUS
 from gatewayd.schema import upgrade
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTStatus
-from gatewayd.store.messages import MTMessage, MTPart
+from gatewayd.store.messages import MOMessage, MTMessage, MTPart
 from simulator.core import Simulator
-from smpp.constants import CommandStatus, ESMClass, MessageState
+from smpp.codec import encode
+from smpp.constants import CommandID, CommandStatus, ESMClass, MessageState
+from smpp.pdu import DataSM
 from smpp.tlv import Tag, TLVs
 from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE
 from tests.integration.gatewayd.faults import queue_many
@@ -203,3 +205,62 @@ async def test_a_receipt_the_database_refuses_is_answered_permanently_and_the_re
             "h4": MTStatus.DELIVERED,
         }
         assert daemon.recorder.refused_receipts == 1 and daemon.recorder.temporary_failures == 0
+
+
+async def test_reports_by_data_sm_and_intermediate_notifications_reach_their_mts_and_acks_are_no_mos(
+    tmp_path: Path, database_url: str, simulator: Simulator, smsc: HostileSMSC
+) -> None:
+    async with daemon_on(tmp_path, database_url, simulator, smsc) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, ["uno", "dos"])
+        daemon.mt.wake()
+
+        async def all_accepted() -> bool:
+            rows = await mt_rows(sessions, ids)
+            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
+
+        await eventually(all_accepted, within=15)
+        mt_of = {message_id: part.mt_id for message_id, part in (await parts_by_message_id(sessions)).items()}
+        # a receipt by data_sm (SMPP 3.4 §4.7.1), its text in message_payload
+        by_data_sm = smsc.next_sequence()
+        smsc.push(
+            encode(
+                DataSM(
+                    source_addr="34600000001",
+                    destination_addr=MOVISTAR_SHORT_CODE,
+                    esm_class=ESMClass.DELIVERY_RECEIPT,
+                    tlvs=TLVs({Tag.MESSAGE_PAYLOAD: receipt("h1", "DELIVRD", "000")}),
+                ),
+                sequence_number=by_data_sm,
+            )
+        )
+        notification = smsc.deliver(
+            "34600000002", receipt("h2", "ENROUTE", "000"), esm_class=ESMClass.INTERMEDIATE_NOTIFICATION
+        )
+        acknowledgements = [
+            smsc.deliver("34600000003", b"ack", esm_class=esm_class)
+            for esm_class in (ESMClass.DELIVERY_ACK, ESMClass.USER_ACK, 0x18)
+        ]
+        answers = await smsc.wait_answered(by_data_sm, notification, *acknowledgements)
+        assert [answer.status for answer in answers] == [CommandStatus.ESME_ROK] * 5
+        assert answers[0].command_id == CommandID.DATA_SM_RESP
+
+        async def first_delivered() -> bool:
+            return (await mt_rows(sessions, ids))[mt_of["h1"]].status is MTStatus.DELIVERED
+
+        await eventually(first_delivered, within=15)
+        parts = await parts_by_message_id(sessions)
+        assert parts["h2"].receipt_state == "ENROUTE"  # noted, not final
+        assert (await mt_rows(sessions, ids))[mt_of["h2"]].status is MTStatus.ACCEPTED
+        final = smsc.deliver(
+            "34600000002", receipt("h2", "DELIVRD", "000"), esm_class=ESMClass.DELIVERY_RECEIPT
+        )
+        await smsc.wait_answered(final)
+
+        async def second_delivered() -> bool:
+            return (await mt_rows(sessions, ids))[mt_of["h2"]].status is MTStatus.DELIVERED
+
+        await eventually(second_delivered, within=15)
+        async with sessions() as session:
+            assert (await session.execute(select(func.count()).select_from(MOMessage))).scalar() == 0

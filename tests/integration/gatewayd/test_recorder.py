@@ -121,14 +121,14 @@ async def test_a_claimed_mt_given_back_is_queued_again_without_spending_its_atte
     assert (row.status, row.attempts) == (MTStatus.QUEUED, 0)
 
 
-def test_the_binds_send_receipts_to_the_recorder_and_everything_else_to_the_mo_pipeline() -> None:
+def test_the_binds_send_reports_to_the_recorder_answer_acknowledgements_and_the_rest_are_mos() -> None:
     seen: list[tuple[str, DeliverSM | DataSM]] = []
 
     def message(bind: BindInfo, pdu: DeliverSM | DataSM) -> int:
         seen.append(("mo", pdu))
         return CommandStatus.ESME_ROK
 
-    def delivery_receipt(bind: BindInfo, pdu: DeliverSM) -> int:
+    def delivery_receipt(bind: BindInfo, pdu: DeliverSM | DataSM) -> int:
         seen.append(("receipt", pdu))
         return CommandStatus.ESME_ROK
 
@@ -136,6 +136,18 @@ def test_the_binds_send_receipts_to_the_recorder_and_everything_else_to_the_mo_p
     mo = DeliverSM(short_message=b"hola")
     data = DataSM()
     dlr = receipt("c3")
-    for pdu in (mo, dlr, data):
+    data_dlr = DataSM(esm_class=ESMClass.DELIVERY_RECEIPT)
+    notification = DeliverSM(
+        esm_class=ESMClass.INTERMEDIATE_NOTIFICATION, short_message=b"id:c4 stat:ENROUTE"
+    )
+    acknowledgement = DeliverSM(esm_class=ESMClass.USER_ACK, short_message=b"ok")
+    for pdu in (mo, dlr, data, data_dlr, notification, acknowledgement):
         assert handler(pdu) == CommandStatus.ESME_ROK
-    assert seen == [("mo", mo), ("receipt", dlr), ("mo", data)]
+    # the acknowledgement is answered, and nobody's MO
+    assert seen == [
+        ("mo", mo),
+        ("receipt", dlr),
+        ("mo", data),
+        ("receipt", data_dlr),
+        ("receipt", notification),
+    ]

@@ -15,6 +15,8 @@ from smpp.receipt import (
     Receipt,
     ReceiptParseError,
     format_receipt,
+    is_acknowledgement,
+    is_delivery_report,
     is_receipt,
     message_id_candidates,
     message_ids_match,
@@ -384,6 +386,26 @@ def test_is_final() -> None:
 )
 def test_is_receipt(esm_class: int, expected: bool) -> None:
     assert is_receipt(esm_class) is expected
+
+
+@pytest.mark.parametrize(
+    ("esm_class", "report", "acknowledgement"),
+    [
+        (0x00, False, False),  # a subscriber's message
+        (0x40, False, False),  # one with a UDH
+        (0x04, True, False),  # SMSC delivery receipt
+        (0x44, True, False),
+        (0x20, True, False),  # intermediate delivery notification
+        (0x08, False, True),  # SME delivery acknowledgement
+        (0x10, False, True),  # SME manual / user acknowledgement
+        (0x18, False, True),  # conversation abort
+        (0x0C, False, False),  # reserved types: left to the MO path, as before
+        (0x24, False, False),
+    ],
+)
+def test_message_types(esm_class: int, report: bool, acknowledgement: bool) -> None:
+    assert is_delivery_report(esm_class) is report
+    assert is_acknowledgement(esm_class) is acknowledgement
 
 
 # --- format ------------------------------------------------------------------------------------------------
