@@ -80,6 +80,8 @@ class SMSCHandler(Protocol):
 class SMSCSession(SessionProtocol):
     """One ESME connection on the SMSC side; it owns the window of deliver_sm pushed to that ESME."""
 
+    reads_only_while_writing = True
+
     def __init__(self, server: SMSCServer) -> None:
         self._server = server
         self.bind_type: BindType | None = None

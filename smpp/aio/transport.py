@@ -13,7 +13,7 @@ import logging
 import socket
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from smpp._state import BOUND_STATES
 from smpp.codec import decode
@@ -87,6 +87,12 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
     """Base of ``ESMESession`` and ``SMSCSession``: one TCP connection, one SMPP session."""
+
+    #: Stop reading the peer while what we write to it waits over the transport's high-water mark: a
+    #: server's answer to a client that sends and never reads would pile up without limit. The SMSC
+    #: side only: an ESME's writes are bounded by its windows, and it keeps reading its SMSC, for two
+    #: peers that both stopped reading while blocked could wedge a bind with a big window for good.
+    reads_only_while_writing: ClassVar[bool] = False
 
     def __init__(
         self, role: Role, name: str, *, enquire_link_interval: float | None, enquire_link_timeout: float
@@ -232,16 +238,14 @@ class SessionProtocol(asyncio.Protocol, metaclass=ABCMeta):
             self._closed.set_result(None)
 
     def pause_writing(self) -> None:
-        # The peer does not read what we write: stop reading its requests too, or their answers pile up
-        # in the transport's buffer without limit (a client sending enquire_link in a loop).
         self._paused = True
-        if self._transport is not None:
+        if self.reads_only_while_writing and self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if self.reads_only_while_writing and transport is not None and not transport.is_closing():
             transport.resume_reading()
         self._after_events()
 
