@@ -149,6 +149,7 @@ class MTPipeline:
         self._carriers: Mapping[str, CarrierConfig] = {carrier.name: carrier for carrier in carriers}
         self._quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
         self._recorder = recorder
+        recorder.quirks = self._quirks  # how each carrier's receipts write the ids we got
         #: The short codes of billed services (their billed MTs meet the premium holds at claim time);
         #: the daemon sets it from the configuration, and again on reload.
         self.billed_short_codes: frozenset[str] = frozenset()
@@ -197,6 +198,7 @@ class MTPipeline:
         quirks = {carrier.name: carrier_quirks(carrier) for carrier in carriers}
         self._carriers = {carrier.name: carrier for carrier in carriers}
         self._quirks = quirks
+        self._recorder.quirks = quirks
 
     @property
     def closing(self) -> bool:

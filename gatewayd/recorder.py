@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +47,7 @@ from gatewayd.store.mt.values import MTStatusChange, PartResult, ReceiptIn, Rece
 from gatewayd.store.store import Store
 from gatewayd.store.webhooks import WebhookEvent
 from gatewayd.webhooks.enqueue import WebhookTargets
+from routing.quirks import CarrierQuirks, receipt_id_as_submitted
 from smpp.constants import CommandStatus
 from smpp.pdu import DataSM, DeliverSM
 from smpp.receipt import ReceiptParseError, normalise_message_id, parse_receipt, stat_name
@@ -270,6 +271,9 @@ class MTRecorder:
         self.waited_out = 0
         self.early = 0
         self.unparsable = 0
+        #: Each carrier's quirks, by name (the MT pipeline, their owner, sets them): how its receipts
+        #: write the message ids its submit_sm_resp gave.
+        self.quirks: Mapping[str, CarrierQuirks] = {}
 
     # --- from the MT pipeline ------------------------------------------------------------------------
 
@@ -325,9 +329,13 @@ class MTRecorder:
             return CommandStatus.ESME_ROK
         if self._on_receipt is not None:
             self._on_receipt(bind.carrier, parsed.state.name.lower())
+        message_id = parsed.message_id
+        quirks = self.quirks.get(bind.carrier)
+        if quirks is not None:
+            message_id = receipt_id_as_submitted(quirks, message_id)
         item = ReceiptIn(
             carrier=bind.carrier,
-            smsc_message_id=normalise_message_id(parsed.message_id),
+            smsc_message_id=normalise_message_id(message_id),
             # the standard name of what the receipt (text or message_state TLV) says: the store knows
             # those, where a carrier's own spelling (UNDELIVERED, 5) would leave the MT unfinished
             state=stat_name(parsed.state),

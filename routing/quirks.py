@@ -36,6 +36,15 @@ REGISTERED_DELIVERY_MAX = 0x1F
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
+class ReceiptIdForm(StrEnum):
+    """How the carrier writes an MT's id in its receipts, next to how its submit_sm_resp gave it
+    (Kannel's ``msg-id-type``)."""
+
+    AS_GIVEN = "as_given"  # the same characters (leading zeros and case aside)
+    HEX = "hex"  # the receipt writes in hex the number submit_sm_resp gave in decimal
+    DECIMAL = "decimal"  # the receipt writes in decimal the number submit_sm_resp gave in hex
+
+
 class SourceKind(StrEnum):
     """What an MT's source address is, which decides its TON / NPI."""
 
@@ -69,6 +78,8 @@ class CarrierQuirks:
     mo_source_international: bool = False
     #: A prefix the SMSC puts before the short code in MO destinations ('34' in '34997745'), removed.
     mo_short_code_prefix: str = ""
+    #: How receipts write the id submit_sm_resp gave (see :func:`receipt_id_as_submitted`).
+    receipt_message_id: ReceiptIdForm = ReceiptIdForm.AS_GIVEN
 
     def __post_init__(self) -> None:
         subject = f"carrier quirks {self.name!r}"
@@ -160,6 +171,8 @@ class CarrierQuirks:
             changes["mo_source_international"] = read.boolean("mo_source_international", False)
         if read.has("mo_short_code_prefix"):
             changes["mo_short_code_prefix"] = read.optional_str("mo_short_code_prefix") or ""
+        if read.has("receipt_message_id"):
+            changes["receipt_message_id"] = _read_receipt_id_form(read)
         try:
             return dataclasses.replace(base, **changes)
         except InvalidQuirks as error:
@@ -192,6 +205,31 @@ def _read_style(read: FieldReader) -> NumberStyle:
     except ValueError:
         styles = ", ".join(style.value for style in NumberStyle)
         raise read.fail("destination_style", f"must be one of {styles}, got {text!r}") from None
+
+
+def _read_receipt_id_form(read: FieldReader) -> ReceiptIdForm:
+    text = read.required_str("receipt_message_id")
+    try:
+        return ReceiptIdForm(text.lower())
+    except ValueError:
+        forms = ", ".join(form.value for form in ReceiptIdForm)
+        raise read.fail("receipt_message_id", f"must be one of {forms}, got {text!r}") from None
+
+
+def receipt_id_as_submitted(quirks: CarrierQuirks, message_id: str) -> str:
+    """A receipt's message id written the way the carrier's submit_sm_resp gave it: converted from hex
+    to decimal or back as the carrier's ``receipt_message_id`` says. An id that is not a number in the
+    form announced is left as it is (it then matches nothing, as it would have)."""
+    form = quirks.receipt_message_id
+    if form is ReceiptIdForm.AS_GIVEN:
+        return message_id
+    digits = message_id.strip(" \t\r\n\x00")
+    try:
+        if form is ReceiptIdForm.HEX:
+            return str(int(digits, 16)) if digits.isascii() and digits.isalnum() else message_id
+        return format(int(digits), "x") if digits.isascii() and digits.isdigit() else message_id
+    except ValueError:
+        return message_id
 
 
 def _parse_hex_int(text: str) -> int:

@@ -2,9 +2,11 @@
 
 ``id:IIIIIIIIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E Text:...``
 
-Carriers vary the case, the order, the separators and the date length, add fields, drop fields and
-give the id in hex where submit_sm_resp gave it in decimal (or the other way round). The parser
-accepts all of that; it fails only when no message id can be found anywhere.
+Carriers vary the case, the order, the separators and the date length, add fields and drop fields.
+The parser accepts all of that; it fails only when no message id can be found anywhere (or none that
+a submit_sm_resp could have given). Some give the id in hex where submit_sm_resp gave it in decimal
+(or the other way round): which one is the carrier's ``receipt_message_id`` quirk
+(``routing.quirks.receipt_id_as_submitted``), never a guess.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ __all__ = [
     "is_acknowledgement",
     "is_delivery_report",
     "is_receipt",
-    "message_id_candidates",
-    "message_ids_match",
     "normalise_message_id",
     "parse_receipt",
     "stat_name",
@@ -311,22 +311,3 @@ def normalise_message_id(message_id: str) -> str:
     if stripped and set(stripped) <= _HEX_DIGITS:
         return stripped.lower().lstrip("0") or "0"
     return stripped
-
-
-def message_id_candidates(message_id: str) -> frozenset[str]:
-    """Normalised forms the other side may use for this id: itself, its hex form when it is decimal,
-    and its decimal form when it is hex. Look an MT up by any of them."""
-    normal = normalise_message_id(message_id)
-    candidates = {normal}
-    if normal and set(normal) <= _HEX_DIGITS:
-        if normal.isdecimal():
-            candidates.add(format(int(normal), "x"))
-        candidates.add(str(int(normal, 16)))
-    return frozenset(candidates)
-
-
-def message_ids_match(one: str, other: str) -> bool:
-    """True when the ids are equal, or one is the other written in hex instead of decimal."""
-    return normalise_message_id(other) in message_id_candidates(one) or normalise_message_id(
-        one
-    ) in message_id_candidates(other)

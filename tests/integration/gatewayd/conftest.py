@@ -74,9 +74,12 @@ def write_config(
     reassembly_timeout: float = 2.0,
     extra: str = "",
     quiet_hours: str = "off",
+    quirks: dict[str, str] | None = None,
 ) -> Path:
-    """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy)."""
+    """A gatewayd TOML file for the simulator's carriers (``ports`` overrides a carrier's port: a proxy;
+    ``quirks`` a carrier's ``[carriers.quirks]`` lines)."""
     ports = ports or {}
+    quirks = quirks or {}
     carriers = []
     for name, code, password in (
         (MOVISTAR, MOVISTAR_SHORT_CODE, "secret1"),
@@ -104,7 +107,7 @@ short_codes = ["{code}"]
 system_id = "echat"
 password = "{password}"
 long_message = "udh8"
-{binds}""")
+{f"[carriers.quirks]{chr(10)}{quirks[name]}{chr(10)}" if name in quirks else ""}{binds}""")
     text = f"""
 [database]
 url = "{database_url}"

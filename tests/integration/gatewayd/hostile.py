@@ -60,6 +60,8 @@ class HostileSMSC:
         self.on_answer: Callable[[int, int], None] | None = None
         #: command_status of the next submit_sm answers, in order (a bare header); then success with an id
         self.submit_statuses: deque[int] = deque()
+        #: The id the n-th accepted submit_sm gets (``h1``, ``h2``... by default)
+        self.message_id_of: Callable[[int], str] = lambda number: f"h{number}"
         #: (message id or None, status) of every submit_sm answered, in order
         self.submits: list[tuple[str | None, int]] = []
         self._sequence = 1000
@@ -202,7 +204,7 @@ class HostileSMSC:
             self.submits.append((None, status))
         elif command_id == CommandID.SUBMIT_SM:
             self._message_ids += 1
-            message_id = f"h{self._message_ids}"
+            message_id = self.message_id_of(self._message_ids)
             writer.write(response(command_id, sequence, body=f"{message_id}\0".encode()))
             self.submits.append((message_id, 0))
         else:

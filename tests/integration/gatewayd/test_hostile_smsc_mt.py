@@ -5,7 +5,7 @@ the MTs around it are sent, recorded and finished as usual, and every receipt is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -264,3 +264,51 @@ async def test_reports_by_data_sm_and_intermediate_notifications_reach_their_mts
         await eventually(second_delivered, within=15)
         async with sessions() as session:
             assert (await session.execute(select(func.count()).select_from(MOMessage))).scalar() == 0
+
+
+@pytest.mark.parametrize(
+    ("form", "given", "in_receipt"),
+    [
+        # the id submit_sm_resp gave in decimal, the receipt in hex, and the other way round
+        ("hex", lambda number: str(40_000_000_000 + number), lambda given: format(int(given), "X")),
+        ("decimal", lambda number: format(0xABC0000 + number, "x"), lambda given: str(int(given, 16))),
+    ],
+)
+async def test_receipts_that_write_the_id_in_the_other_base_reach_their_mt_by_the_carriers_quirk(
+    tmp_path: Path,
+    database_url: str,
+    simulator: Simulator,
+    smsc: HostileSMSC,
+    form: str,
+    given: Callable[[int], str],
+    in_receipt: Callable[[str], str],
+) -> None:
+    smsc.message_id_of = given
+    quirks = {MOVISTAR: f'receipt_message_id = "{form}"'}
+    async with daemon_on(tmp_path, database_url, simulator, smsc, quirks=quirks) as daemon:
+        assert daemon.sessions is not None and daemon.mt is not None
+        sessions = daemon.sessions
+        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, ["uno", "dos"])
+        daemon.mt.wake()
+
+        async def all_accepted() -> bool:
+            rows = await mt_rows(sessions, ids)
+            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
+
+        await eventually(all_accepted, within=15)
+        sequences = [
+            smsc.deliver(
+                "34600000001",
+                receipt(in_receipt(message_id), "DELIVRD", "000"),
+                esm_class=ESMClass.DELIVERY_RECEIPT,
+            )
+            for message_id, _ in smsc.submits
+            if message_id is not None
+        ]
+        await smsc.wait_answered(*sequences)
+
+        async def all_delivered() -> bool:
+            rows = await mt_rows(sessions, ids)
+            return all(mt.status is MTStatus.DELIVERED for mt in rows.values())
+
+        await eventually(all_delivered, within=15)

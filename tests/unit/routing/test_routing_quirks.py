@@ -15,6 +15,7 @@ from routing.quirks import (
     PRESETS,
     CarrierQuirks,
     MTHeader,
+    ReceiptIdForm,
     SourceKind,
     apply_mt,
     classify_source,
@@ -23,6 +24,7 @@ from routing.quirks import (
     normalise_mo_source,
     outgoing_source,
     preset,
+    receipt_id_as_submitted,
 )
 from smpp.constants import NPI, TON
 from smpp.pdu import SubmitSM
@@ -202,6 +204,7 @@ def test_from_dict_reads_every_field() -> None:
             "extra_tlvs": {"0x1401": "0a 0b", 0x1402: ""},
             "mo_source_international": True,
             "mo_short_code_prefix": "34",
+            "receipt_message_id": "Hex",
         },
         name="acme",
     )
@@ -218,7 +221,29 @@ def test_from_dict_reads_every_field() -> None:
         extra_tlvs=TLVs([(0x1401, b"\x0a\x0b"), (0x1402, b"")]),
         mo_source_international=True,
         mo_short_code_prefix="34",
+        receipt_message_id=ReceiptIdForm.HEX,
     )
+
+
+@pytest.mark.parametrize(
+    ("form", "in_receipt", "as_submitted"),
+    [
+        (ReceiptIdForm.AS_GIVEN, "1A2B", "1A2B"),
+        (ReceiptIdForm.HEX, "1A2B", "6699"),  # submit_sm_resp gave 6699, the receipt 0x1A2B
+        (ReceiptIdForm.HEX, "001a2b", "6699"),
+        (ReceiptIdForm.HEX, "9502F9001", "40000000001"),
+        (ReceiptIdForm.DECIMAL, "6699", "1a2b"),  # submit_sm_resp gave 1a2b, the receipt 6699
+        (ReceiptIdForm.DECIMAL, "0006699", "1a2b"),
+        # not a number in the form announced: left as it is
+        (ReceiptIdForm.HEX, "not-hex", "not-hex"),
+        (ReceiptIdForm.HEX, "xyz", "xyz"),
+        (ReceiptIdForm.DECIMAL, "1a2b", "1a2b"),
+        (ReceiptIdForm.DECIMAL, "\u0663\u0664", "\u0663\u0664"),  # Arabic-Indic digits are no decimal id
+    ],
+)
+def test_receipt_id_as_submitted(form: ReceiptIdForm, in_receipt: str, as_submitted: str) -> None:
+    quirks = CarrierQuirks(name="x", receipt_message_id=form)
+    assert receipt_id_as_submitted(quirks, in_receipt) == as_submitted
 
 
 def test_from_dict_starts_from_a_preset() -> None:
@@ -251,6 +276,7 @@ def test_from_dict_starts_from_a_preset() -> None:
         ({"name": "x", "extra_tlvs": {"0x1401": "00" * 0x10000}}, "extra_tlvs", "longer than 65535"),
         ({"name": "x", "mo_source_international": "yes"}, "mo_source_international", "true or false"),
         ({"name": "x", "mo_short_code_prefix": "+34"}, "mo_short_code_prefix", "must be digits"),
+        ({"name": "x", "receipt_message_id": "octal"}, "receipt_message_id", "must be one of as_given"),
     ],
 )
 def test_from_dict_errors_name_the_field(data: dict[str, object], field: str, reason: str) -> None:

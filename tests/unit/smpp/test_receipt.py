@@ -18,8 +18,6 @@ from smpp.receipt import (
     is_acknowledgement,
     is_delivery_report,
     is_receipt,
-    message_id_candidates,
-    message_ids_match,
     normalise_message_id,
     parse_receipt,
     parse_receipt_date,
@@ -503,38 +501,6 @@ def test_parser_fails_only_with_its_own_error(text: str) -> None:
 )
 def test_normalise_message_id(raw: str, normal: str) -> None:
     assert normalise_message_id(raw) == normal
-
-
-def test_message_id_candidates() -> None:
-    assert message_id_candidates("255") == {"255", "ff", "597"}
-    assert message_id_candidates("00FF") == {"ff", "255"}
-    assert message_id_candidates("Msg-1") == {"Msg-1"}
-    assert message_id_candidates("") == {""}
-
-
-@pytest.mark.parametrize(
-    ("one", "other", "expected"),
-    [
-        ("255", "FF", True),
-        ("000000FF", "255", True),
-        ("4294967295", "ffffffff", True),
-        ("0123", "123", True),
-        ("22", "10", False),
-        ("16", "10", True),
-        ("abc", "ABC", True),
-        ("Msg-1", "msg-1", False),
-        ("1000", "999", False),
-    ],
-)
-def test_message_ids_match(one: str, other: str, expected: bool) -> None:
-    assert message_ids_match(one, other) is expected
-    assert message_ids_match(other, one) is expected
-
-
-@given(st.integers(0, 2**64))
-def test_a_decimal_id_matches_its_hex_form(value: int) -> None:
-    assert message_ids_match(str(value), f"{value:X}")
-    assert message_ids_match(f"{value:010d}", f"{value:08x}")
 
 
 # --- the standard layout is read in one match; anything else by the tolerant scan -----------------------
