@@ -19,7 +19,7 @@ from gatewayd.store.errors import is_conflict
 from panel.api import API_ROOT, messages, models, resources, webhooks
 from panel.api.auth import KeyLimits
 from panel.api.docs_page import STATIC, render_docs
-from panel.api.operations import Operation, openapi_document, routes
+from panel.api.operations import MAX_BATCH_BODY, Operation, openapi_document, routes
 from panel.api.problems import Problem
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=models.BatchIn,
         headers=IDEMPOTENCY,
         reply_headers=REPLAYED,
+        max_body=MAX_BATCH_BODY,
     ),
     Operation(
         "GET",

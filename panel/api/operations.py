@@ -27,9 +27,12 @@ from panel.api.problems import PROBLEM_TYPE, Problem, ProblemBody
 
 log = logging.getLogger("panel.api")
 
-#: Bytes of a request body: a batch of 1,000 ASCII texts of 1,600 characters fits; mostly non-ASCII
-#: texts (2 to 4 bytes a character in UTF-8, 6 or 12 as \u escapes) may need smaller batches.
-MAX_BODY = 4 * 1024 * 1024
+#: Bytes of a request body: the largest valid one (a 1,600-character text or a 2,000-character webhook
+#: URL, every character a 12-byte \u escape pair) fits three times over; more is not a request.
+MAX_BODY = 64 * 1024
+#: Bytes of a batch's body: 1,000 ASCII texts of 1,600 characters fit; mostly non-ASCII texts (2 to 4
+#: bytes a character in UTF-8, 6 or 12 as \u escapes) may need smaller batches.
+MAX_BATCH_BODY = 4 * 1024 * 1024
 JSON_TYPE = "application/json"
 
 
@@ -77,6 +80,8 @@ class Operation:
     reply_headers: tuple[tuple[str, str], ...] = ()
     #: Problem statuses it may answer besides those of every operation.
     problems: tuple[int, ...] = ()
+    #: Bytes its body may have (413 beyond).
+    max_body: int = MAX_BODY
 
     @property
     def operation_id(self) -> str:
@@ -96,25 +101,26 @@ def problem_from_validation(error: ValidationError, where: str) -> Problem:
     return Problem(422, "invalid-request", "The request's fields are not valid.", errors=errors)
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = Problem(413, "too-large", f"The body is over {limit} bytes.")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise Problem(413, "too-large", f"The body is over {MAX_BODY} bytes.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, "too-large", f"The body is over {MAX_BODY} bytes.")
+        if size > limit:
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+async def parse_body(request: Request, model: type[BaseModel], limit: int) -> BaseModel:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != JSON_TYPE:
         raise Problem(415, "unsupported-media-type", "Send the body as application/json.")
-    raw = await _read_body(request)
+    raw = await _read_body(request, limit)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
@@ -165,7 +171,11 @@ def endpoint(operation: Operation, limits: KeyLimits) -> Callable[[Request], Awa
             caller = await authorise(request, limits, operation.scope, utcnow())
             if any(UNSTORABLE.search(str(value)) for value in request.path_params.values()):
                 raise Problem(404, "not-found", "No such resource: the path holds NUL or a lone surrogate.")
-            body = await parse_body(request, operation.body) if operation.body is not None else None
+            body = (
+                await parse_body(request, operation.body, operation.max_body)
+                if operation.body is not None
+                else None
+            )
             query = parse_query(request, operation.query) if operation.query is not None else None
             response = json_reply(await operation.handler(Call(request, caller, body, query)))
         except Problem as problem:
@@ -282,6 +292,7 @@ def openapi_document(
         if item.body is not None:
             entry["requestBody"] = {
                 "required": True,
+                "description": f"At most {item.max_body:,} bytes (a 413 problem beyond)",
                 "content": {JSON_TYPE: {"schema": {"$ref": ref[item.body]}}},
             }
         paths.setdefault(path, {})[item.method.lower()] = entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -12,6 +13,9 @@ from starlette.responses import Response
 PROBLEM_TYPE = "application/problem+json"
 #: Problem types are documented in docs/API.md under these anchors.
 TYPE_BASE = "https://echat.example/docs/api#"
+#: Field errors a problem lists; the rest are only counted (``more_errors``): a body of unknown keys
+#: would otherwise make an answer many times its own size.
+MAX_LISTED_ERRORS = 20
 
 
 class FieldError(BaseModel):
@@ -29,7 +33,8 @@ class ProblemBody(BaseModel):
     title: str
     status: int
     detail: str | None = None
-    errors: list[FieldError] | None = None
+    errors: list[FieldError] | None = Field(None, description=f"The first {MAX_LISTED_ERRORS} field errors")
+    more_errors: int | None = Field(None, description="How many field errors are not listed")
 
 
 class Problem(Exception):
@@ -42,6 +47,7 @@ class Problem(Exception):
         detail: str | None = None,
         *,
         headers: dict[str, str] | None = None,
+        errors: Sequence[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or kind)
@@ -50,6 +56,10 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+        if errors is not None:
+            self.extra["errors"] = list(errors[:MAX_LISTED_ERRORS])
+            if len(errors) > MAX_LISTED_ERRORS:
+                self.extra["more_errors"] = len(errors) - MAX_LISTED_ERRORS
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -28,6 +28,8 @@ from gatewayd.store.audit import AuditRecord
 from gatewayd.store.base import utcnow
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
+from panel.api.operations import MAX_BODY
+from panel.api.problems import MAX_LISTED_ERRORS
 from tests.waiting import eventually
 
 from ..conftest import PanelClient, serving
@@ -276,9 +278,9 @@ async def test_the_allow_list_and_the_rate(api: PanelClient, make_key: MakeKey) 
         (b"[]", "application/json", 422, "invalid-request"),
         (b"to=1&text=x", "application/x-www-form-urlencoded", 415, "unsupported-media-type"),
         (b"\xff\xfe", "application/json", 400, "invalid-json"),
-        pytest.param(b"[" * 200_000 + b"]" * 200_000, "application/json", 400, "invalid-json", id="deep"),
+        pytest.param(b"[" * 30_000 + b"]" * 30_000, "application/json", 400, "invalid-json", id="deep"),
         pytest.param(
-            b'{"to": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+            b'{"to": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
             "application/json",
             400,
             "invalid-json",
@@ -317,6 +319,39 @@ async def test_a_lone_surrogate_key_is_a_422_problem(api: PanelClient, make_key:
     ):
         body = assert_problem(await api.post(path, content=content, headers=headers), 422, "invalid-request")
         assert all(error["loc"][0] == "body" for error in body["errors"])  # type: ignore[index,union-attr]
+    assert await mt_count(api) == 0
+
+
+async def test_only_a_batch_takes_a_large_body(api: PanelClient, make_key: MakeKey) -> None:
+    token = await make_key(Scope.SEND, Scope.ADMIN)
+    headers = bearer(token, **{"content-type": "application/json"})
+    padded = b'{"to": "34600000003", "text": "x"' + b" " * MAX_BODY + b"}"
+    problem = assert_problem(
+        await api.post("/api/v1/messages", content=padded, headers=headers), 413, "too-large"
+    )
+    assert problem["detail"] == f"The body is over {MAX_BODY} bytes."
+    batch = b'{"items": [{"to": "34600000003", "text": "x"}]' + b" " * MAX_BODY + b"}"
+    assert (await api.post("/api/v1/messages/batch", content=batch, headers=headers)).status_code == 201
+    assert_problem(
+        await api.post("/api/v1/clients/C1/ban", content=padded, headers=headers), 413, "too-large"
+    )
+
+
+async def test_a_problem_lists_the_first_errors_only(api: PanelClient, make_key: MakeKey) -> None:
+    """One error per unknown key: a body of them would otherwise make an answer many times its size."""
+    token = await make_key(Scope.SEND)
+    unknown = {f"k{index}": 1 for index in range(3000)}
+    for path, content in (
+        ("/api/v1/messages", {"to": FREE, "text": "x", **unknown}),
+        ("/api/v1/messages/batch", {"items": [{"to": FREE, "text": "x"}], **unknown}),
+    ):
+        body = assert_problem(
+            await api.post(path, json=content, headers=bearer(token)), 422, "invalid-request"
+        )
+        assert [error["loc"] for error in body["errors"]] == [  # type: ignore[union-attr,index]
+            ["body", f"k{index}"] for index in range(MAX_LISTED_ERRORS)
+        ]
+        assert body["more_errors"] == len(unknown) - MAX_LISTED_ERRORS
     assert await mt_count(api) == 0
 
 
