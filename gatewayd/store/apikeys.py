@@ -7,7 +7,7 @@ so a slow password hash would buy nothing and cost every request its time. A rev
 
 ``api_idempotency`` holds, per key and ``Idempotency-Key`` header, the hash of the request and the
 answer given; the row is written in the transaction that queues the MTs, so a request either sent and
-left its answer or did neither. Rows older than a day are swept.
+left its answer or did neither. Rows older than a day are not replayed, and are swept.
 """
 
 from __future__ import annotations
@@ -152,12 +152,23 @@ async def touch_key(session: AsyncSession, key_id: int, now: datetime) -> None:
     await session.execute(update(APIKey).where(APIKey.id == key_id).values(last_used_at=now))
 
 
-async def remembered(session: AsyncSession, key_id: int, idempotency_key: str) -> APIIdempotency | None:
-    return await session.scalar(
+async def remembered(
+    session: AsyncSession, key_id: int, idempotency_key: str, now: datetime
+) -> APIIdempotency | None:
+    """The answer kept for ``idempotency_key``; None also when it is older than
+    :data:`IDEMPOTENCY_KEPT`: the sweep runs hourly, so that row is deleted here, in the caller's
+    transaction, for the request's own answer to take its place."""
+    row = await session.scalar(
         select(APIIdempotency).where(
             APIIdempotency.key_id == key_id, APIIdempotency.idempotency_key == idempotency_key
         )
     )
+    if row is not None and row.created_at < now - IDEMPOTENCY_KEPT:
+        # A statement, not session.delete(): a twin request may have deleted it first (0 rows is fine).
+        await session.execute(delete(APIIdempotency).where(APIIdempotency.id == row.id))
+        session.expunge(row)
+        return None
+    return row
 
 
 async def remember(

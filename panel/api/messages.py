@@ -101,11 +101,11 @@ async def _send(call: Call, items: Sequence[models.MessageIn], *, batch: bool) -
     for attempt in range(2):
         try:
             async with state.sessionmaker() as session, session.begin():
+                now = utcnow()
                 if key is not None:
-                    known = await remembered(session, call.caller.id, key)
+                    known = await remembered(session, call.caller.id, key, now)
                     if known is not None:
                         return _replayed(known.request_sha256, fingerprint, known.status, known.response)
-                now = utcnow()
                 outcomes = await outbox.queue_each_in(session, _requests(items), now)
                 results = [_outcome(index, outcome) for index, outcome in enumerate(outcomes)]
                 reply = _batch_reply(results) if batch else _one_reply(results[0])

@@ -423,6 +423,34 @@ async def test_kept_answers_are_forgotten_after_a_day(api_app: Starlette, api_da
         assert again.status_code == 201 and "idempotent-replayed" not in again.headers
 
 
+async def test_an_answer_older_than_a_day_is_not_replayed_before_the_sweep(
+    api: PanelClient, make_key: MakeKey
+) -> None:
+    """The sweep ran when the panel started and runs hourly: the look-up itself ignores the stale
+    answer (and deletes it, so the new one takes its key)."""
+    await seed_subscribers(api.runtime.settings.database_url)
+    token = await make_key(Scope.SEND)
+    public_id, _ = parse_token(token) or ("", "")
+    async with api.runtime.sessionmaker() as session, session.begin():
+        key_id = await session.scalar(select(APIKey.id).where(APIKey.public_id == public_id))
+        assert key_id is not None
+        await remember(
+            session,
+            key_id=key_id,
+            idempotency_key="order-1",
+            request_sha256="another request's",
+            status=201,
+            response={"id": 1, "status": "queued", "not_before": None},
+            now=utcnow() - IDEMPOTENCY_KEPT - timedelta(minutes=1),
+        )
+    headers = bearer(token, **{"idempotency-key": "order-1"})
+    sent = await api.post("/api/v1/messages", json={"to": FREE, "text": "x"}, headers=headers)
+    assert sent.status_code == 201 and "idempotent-replayed" not in sent.headers, sent.text
+    again = await api.post("/api/v1/messages", json={"to": FREE, "text": "x"}, headers=headers)
+    assert again.json() == sent.json() and again.headers["idempotent-replayed"] == "true"
+    assert await mt_count(api) == 1
+
+
 async def test_only_the_api_root_is_the_api(api: PanelClient) -> None:
     """/api/nope is a panel path like any other: the panel's 404 page and its CSRF check, not a problem."""
     page = await api.get("/api/nope", headers={"accept": "text/html"})
