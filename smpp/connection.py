@@ -106,6 +106,7 @@ class Connection:
         "_outbox",
         "_outstanding",
         "_unanswered",
+        "_reused",
         "_next_sequence",
         "_we_may_send",
         "_peer_may_send",
@@ -122,6 +123,9 @@ class Connection:
         self._outstanding: dict[int, int] = {}
         #: The peer's requests waiting for our response: sequence_number -> request command_id.
         self._unanswered: dict[int, int] = {}
+        #: More of the peer's unanswered requests under a sequence_number already in ``_unanswered``
+        #: (a peer that reuses one before we answered): each still gets its answer.
+        self._reused: dict[int, list[int]] = {}
         self._next_sequence = first_sequence_number
         self._eof = False
         self._state = SessionState.OPEN
@@ -142,7 +146,7 @@ class Connection:
     @property
     def unanswered(self) -> int:
         """How many of the peer's requests wait for our response."""
-        return len(self._unanswered)
+        return len(self._unanswered) + sum(len(reused) for reused in self._reused.values())
 
     def is_outstanding(self, sequence_number: int) -> bool:
         return sequence_number in self._outstanding
@@ -234,11 +238,35 @@ class Connection:
             )
             return ProtocolErrorEvent(error, pdu=pdu)
         if pdu.response_class is not None:
-            self._unanswered[sequence_number] = command_id
+            if sequence_number in self._unanswered:
+                self._reused.setdefault(sequence_number, []).append(command_id)
+            else:
+                self._unanswered[sequence_number] = command_id
         new_state = ON_REQUEST.get(command_id)
         if new_state is not None:
             self._set_state(new_state)
         return RequestReceived(pdu)
+
+    def _take_reused(self, sequence_number: int, command_id: int) -> int | None:
+        """The request a response answers among several the peer sent under one sequence_number (the
+        first of its kind, or the first of all for a generic_nack); it is no longer unanswered."""
+        requests = [self._unanswered[sequence_number], *self._reused[sequence_number]]
+        for index, request in enumerate(requests):
+            if command_id == _GENERIC_NACK or request | RESPONSE_BIT == command_id:
+                del requests[index]
+                break
+        else:
+            raise LocalProtocolError(
+                f"response with sequence_number {sequence_number} answers no request of the peer",
+                sequence_number=sequence_number,
+                command_id=command_id,
+            )
+        self._unanswered[sequence_number] = requests[0]
+        if len(requests) > 1:
+            self._reused[sequence_number] = requests[1:]
+        else:
+            del self._reused[sequence_number]
+        return request
 
     def _settle(self, request_command_id: int, status: int) -> None:
         self._set_state(ON_SUCCESS[request_command_id] if status == 0 else ON_FAILURE[request_command_id])
@@ -298,7 +326,9 @@ class Connection:
             sequence_number = pdu.sequence_number
         command_id = pdu.command_id
         request_command_id = self._unanswered.get(sequence_number)
-        if command_id == _GENERIC_NACK:
+        if sequence_number in self._reused:
+            request_command_id = self._take_reused(sequence_number, command_id)
+        elif command_id == _GENERIC_NACK:
             # A generic_nack may also refuse something the peer sent that we never recorded.
             self._unanswered.pop(sequence_number, None)
         elif request_command_id is None or request_command_id | RESPONSE_BIT != command_id:

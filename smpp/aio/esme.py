@@ -560,8 +560,10 @@ class ESMESession(SessionProtocol):
             self._one_answered()
 
     def _message_settled(self, pdu: DeliverSM | DataSM, future: asyncio.Future[int]) -> None:
-        self._message_done(pdu, future)
-        self._one_answered()
+        try:
+            self._message_done(pdu, future)
+        finally:  # an answer that could not be written must not keep an unbind waiting for it
+            self._one_answered()
 
     def _one_answered(self) -> None:
         self._unanswered -= 1

@@ -396,3 +396,24 @@ def test_bound_transceiver_response_carries_system_id() -> None:
     assert isinstance(event, ResponseReceived)
     assert event.pdu == resp
     assert repr(NEED_DATA) == "NEED_DATA"
+
+
+def test_a_sequence_number_the_peer_reuses_before_our_answer_gets_each_answer() -> None:
+    # a non-conforming SMSC sends a second deliver_sm (and an enquire_link) under a sequence_number we
+    # have not answered yet: each request still gets its answer, and nothing more
+    esme, smsc = bound_pair()
+    requests = [
+        encode(DeliverSM(short_message=b"uno"), 7),
+        encode(DeliverSM(short_message=b"dos"), 7),
+        encode(EnquireLink(), 7),
+    ]
+    received = transfer(b"".join(requests), esme)
+    assert [type(event) for event in received] == [RequestReceived] * 3
+    assert esme.unanswered == 3
+    esme.send(EnquireLinkResp(sequence_number=7))
+    esme.send(DeliverSMResp(sequence_number=7))
+    assert esme.unanswered == 1
+    esme.send(DeliverSMResp(sequence_number=7))
+    assert esme.unanswered == 0
+    with pytest.raises(LocalProtocolError):
+        esme.send(DeliverSMResp(sequence_number=7))
