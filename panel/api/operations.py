@@ -116,13 +116,25 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused, not settled by the last one silently winning."""
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise Problem(400, "invalid-json", f"An object in the body repeats the key {key[:64]!r}.")
+            seen.add(key)
+    return made
+
+
 async def parse_body(request: Request, model: type[BaseModel], limit: int) -> BaseModel:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != JSON_TYPE:
         raise Problem(415, "unsupported-media-type", "Send the body as application/json.")
     raw = await _read_body(request, limit)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_object_without_repeats)
     except (ValueError, UnicodeDecodeError) as error:
         raise Problem(400, "invalid-json", f"The body is not JSON: {error}") from None
     except RecursionError:

@@ -289,6 +289,13 @@ async def test_the_allow_list_and_the_rate(api: PanelClient, make_key: MakeKey) 
         (b'{"to": "34600000003", "text": "a\\u0000b"}', "application/json", 422, "invalid-request"),
         (b'{"to": "34600000003", "text": "a\\ud800b"}', "application/json", 422, "invalid-request"),
         pytest.param(
+            b'{"to": "34600000001", "to": "34600000003", "text": "x"}',
+            "application/json",
+            400,
+            "invalid-json",
+            id="repeated-key",
+        ),
+        pytest.param(
             b'{"to": "34600000003", "text": "x", "\\ud800": 1}',
             "application/json",
             422,
@@ -307,6 +314,22 @@ async def test_bad_bodies_are_problems(
     body = assert_problem(response, status, kind)
     if status == 422:
         assert body["errors"] and all(error["loc"][0] == "body" for error in body["errors"])  # type: ignore[index,union-attr]
+
+
+async def test_a_repeated_key_is_refused_wherever_it_is(api: PanelClient, make_key: MakeKey) -> None:
+    """Not the last one silently winning: which number was meant is the sender's to say."""
+    await seed_subscribers(api.runtime.settings.database_url)
+    token = await make_key(Scope.SEND)
+    headers = bearer(token, **{"content-type": "application/json"})
+    for content in (
+        b'{"to": "34600000001", "text": "x", "to": "34600000003"}',
+        b'{"items": [{"to": "34600000003", "text": "x", "text": "y"}]}',
+        b'{"items": [{"to": "34600000003", "text": "x"}], "items": []}',
+    ):
+        path = "/api/v1/messages/batch" if content.startswith(b'{"items"') else "/api/v1/messages"
+        body = assert_problem(await api.post(path, content=content, headers=headers), 400, "invalid-json")
+        assert "repeats the key" in str(body["detail"])
+    assert await mt_count(api) == 0
 
 
 async def test_a_lone_surrogate_key_is_a_422_problem(api: PanelClient, make_key: MakeKey) -> None:
