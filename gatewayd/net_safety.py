@@ -1,9 +1,9 @@
 """Outbound HTTP targets given by an admin (a gallery import, a webhook): refused unless safe to reach.
 
 - only ``http`` and ``https`` URLs, without user name or password;
-- the host is resolved once and EVERY address it resolves to must be a public (global unicast) one: no
-  loopback, private, shared, link-local, multicast, reserved or unspecified address, unless the URL's
-  ``host:port`` is allow-listed;
+- the host is resolved once, within :data:`RESOLVE_TIMEOUT`, and EVERY address it resolves to must be
+  a public (global unicast) one: no loopback, private, shared, link-local, multicast, reserved or
+  unspecified address, unless the URL's ``host:port`` is allow-listed;
 - the caller connects to the address that was checked (:func:`pinned`): the URL's host is kept in the
   Host header and as the TLS server name, so a second DNS answer cannot send the request elsewhere.
 """
@@ -19,6 +19,9 @@ from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
 MAX_URL = 2000
+#: Seconds a host's DNS look-up may take: the resolver's own retries can hold a request (an admin's
+#: save, a delivery) far longer; a host that slow is treated as one that does not resolve.
+RESOLVE_TIMEOUT = 5.0
 
 
 class Refusal(StrEnum):
@@ -121,9 +124,10 @@ def check_url(url: str) -> tuple[str, str, int]:
 
 
 async def _addresses(host: str, port: int) -> list[str]:
+    lookup = asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
+        infos = await asyncio.wait_for(lookup, RESOLVE_TIMEOUT)
+    except (OSError, UnicodeError, TimeoutError) as error:
         raise UnsafeTarget(Refusal.NO_HOST) from error
     found = [str(info[4][0]) for info in infos]
     if not found:

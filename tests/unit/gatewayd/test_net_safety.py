@@ -3,10 +3,12 @@ checked address."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import pytest
 
+from gatewayd import net_safety
 from gatewayd.net_safety import Refusal, UnsafeTarget, allow_entry, is_public, pinned, vetted_target
 
 
@@ -77,3 +79,26 @@ def test_allow_entries_are_host_and_port_lower_cased() -> None:
     for bad in ["example.com", "example.com:0", "example.com:x", "::1:80", "a@b:80", "host:80/path", ":80"]:
         with pytest.raises(ValueError, match="must be host:port"):
             allow_entry(bad)
+
+
+async def test_a_host_that_does_not_resolve_in_time_is_no_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers (no real DNS here): the look-up is given up, not waited on."""
+    loop = asyncio.get_running_loop()
+    asked = asyncio.Event()
+    abandoned = asyncio.Event()
+
+    async def never_answers(*args: object, **kwargs: object) -> list[object]:
+        asked.set()
+        try:
+            await asyncio.Future()
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(loop, "getaddrinfo", never_answers)
+    monkeypatch.setattr(net_safety, "RESOLVE_TIMEOUT", 0.05)
+    with pytest.raises(UnsafeTarget) as refused:
+        await vetted_target("https://hooks.example.com/in", ())
+    assert refused.value.refusal is Refusal.NO_HOST
+    assert asked.is_set() and abandoned.is_set()
