@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from routing._fields import FieldReader
 from routing.errors import InvalidAddress, InvalidQuirks
@@ -160,7 +160,7 @@ class CarrierQuirks:
         if read.has("short_code_max_digits"):
             changes["short_code_max_digits"] = read.integer("short_code_max_digits", 8, minimum=1, maximum=15)
         if read.has("destination_style"):
-            changes["destination_style"] = _read_style(read)
+            changes["destination_style"] = _read_choice(read, "destination_style", NumberStyle)
         if read.has("max_registered_delivery"):
             changes["max_registered_delivery"] = read.integer(
                 "max_registered_delivery", 0, minimum=0, maximum=REGISTERED_DELIVERY_MAX
@@ -172,7 +172,7 @@ class CarrierQuirks:
         if read.has("mo_short_code_prefix"):
             changes["mo_short_code_prefix"] = read.optional_str("mo_short_code_prefix") or ""
         if read.has("receipt_message_id"):
-            changes["receipt_message_id"] = _read_receipt_id_form(read)
+            changes["receipt_message_id"] = _read_choice(read, "receipt_message_id", ReceiptIdForm)
         try:
             return dataclasses.replace(base, **changes)
         except InvalidQuirks as error:
@@ -198,22 +198,17 @@ def _read_enum(read: FieldReader, key: str, enum: type[TON] | type[NPI]) -> int:
     return read.integer(key, 0)
 
 
-def _read_style(read: FieldReader) -> NumberStyle:
-    text = read.required_str("destination_style")
-    try:
-        return NumberStyle(text.lower())
-    except ValueError:
-        styles = ", ".join(style.value for style in NumberStyle)
-        raise read.fail("destination_style", f"must be one of {styles}, got {text!r}") from None
+_Choice = TypeVar("_Choice", NumberStyle, ReceiptIdForm)
 
 
-def _read_receipt_id_form(read: FieldReader) -> ReceiptIdForm:
-    text = read.required_str("receipt_message_id")
+def _read_choice(read: FieldReader, key: str, choices: type[_Choice]) -> _Choice:
+    """One of a string enum's values, in any case."""
+    text = read.required_str(key)
     try:
-        return ReceiptIdForm(text.lower())
+        return choices(text.lower())
     except ValueError:
-        forms = ", ".join(form.value for form in ReceiptIdForm)
-        raise read.fail("receipt_message_id", f"must be one of {forms}, got {text!r}") from None
+        known = ", ".join(choice.value for choice in choices)
+        raise read.fail(key, f"must be one of {known}, got {text!r}") from None
 
 
 def receipt_id_as_submitted(quirks: CarrierQuirks, message_id: str) -> str:

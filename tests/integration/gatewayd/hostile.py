@@ -13,11 +13,13 @@ import contextlib
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.daemon import Daemon
+from gatewayd.schema import upgrade
+from gatewayd.store.engine import create_engine
 from simulator.core import Simulator
 from smpp.codec import encode
 from smpp.constants import TON, CommandID, ESMClass
@@ -232,3 +234,16 @@ async def daemon_on(
     async with running_daemon(config, binds_up=4) as daemon:
         await smsc.wait_for(lambda: len(smsc.bound()) == 2)
         yield daemon
+
+
+async def migrated_with(database_url: str, statements: Mapping[str, Sequence[str]]) -> None:
+    """The database migrated, then the statements of its dialect run (a trigger that makes it refuse a
+    row, as it would a value it cannot store)."""
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements[engine.dialect.name]:
+                await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()

@@ -17,12 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatewayd.logging import EventFormatter
-from gatewayd.schema import upgrade
-from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
 from simulator.core import Simulator
 from smpp.constants import CommandID, CommandStatus
-from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on, raw_pdu
+from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on, migrated_with, raw_pdu
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -144,18 +142,6 @@ REFUSE_POISON = {
 }
 
 
-async def refuse_poison(database_url: str) -> None:
-    """The database refuses one MO's row, as it would a value it cannot store (a data error)."""
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            for statement in REFUSE_POISON[engine.dialect.name]:
-                await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
 async def test_a_row_the_database_refuses_is_answered_permanently_and_the_rest_commit(
     tmp_path: Path,
     database_url: str,
@@ -163,7 +149,7 @@ async def test_a_row_the_database_refuses_is_answered_permanently_and_the_rest_c
     smsc: HostileSMSC,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await refuse_poison(database_url)
+    await migrated_with(database_url, REFUSE_POISON)  # the database refuses one MO's row
     caplog.set_level(logging.INFO)
     async with daemon_on(tmp_path, database_url, simulator, smsc) as daemon:
         assert daemon.sessions is not None and daemon.mo is not None

@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gatewayd.daemon import Daemon
 from gatewayd.mt_policy import LOCAL_RESERVED_STATUS
-from gatewayd.schema import upgrade
-from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MOMessage, MTMessage, MTPart
 from simulator.core import Simulator
@@ -24,7 +23,7 @@ from smpp.pdu import DataSM
 from smpp.tlv import Tag, TLVs
 from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE
 from tests.integration.gatewayd.faults import queue_many
-from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on
+from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on, migrated_with
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -47,6 +46,21 @@ async def mt_rows(sessions: async_sessionmaker[AsyncSession], ids: list[int]) ->
 async def parts_by_message_id(sessions: async_sessionmaker[AsyncSession]) -> dict[str | None, MTPart]:
     async with sessions() as session:
         return {part.smsc_message_id: part for part in (await session.execute(select(MTPart))).scalars()}
+
+
+async def sent_and_accepted(daemon: Daemon, texts: list[str]) -> list[int]:
+    """Queues one MT per text to movistar and waits until the SMSC accepted them all; their ids."""
+    assert daemon.sessions is not None and daemon.mt is not None
+    sessions = daemon.sessions
+    ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, texts)
+    daemon.mt.wake()
+
+    async def all_accepted() -> bool:
+        rows = await mt_rows(sessions, ids)
+        return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
+
+    await eventually(all_accepted, within=15)
+    return ids
 
 
 def receipt(message_id: str, stat: str, err: str) -> bytes:
@@ -94,14 +108,7 @@ async def test_hostile_receipts_are_answered_and_the_ones_that_can_be_applied_ar
     async with daemon_on(tmp_path, database_url, simulator, smsc) as daemon:
         assert daemon.sessions is not None and daemon.mt is not None
         sessions = daemon.sessions
-        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, ["uno", "dos", "tres"])
-        daemon.mt.wake()
-
-        async def all_accepted() -> bool:
-            rows = await mt_rows(sessions, ids)
-            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
-
-        await eventually(all_accepted, within=15)
+        ids = await sent_and_accepted(daemon, ["uno", "dos", "tres"])
         mt_of = {message_id: part.mt_id for message_id, part in (await parts_by_message_id(sessions)).items()}
         first, second, third = (message_id for message_id, _ in smsc.submits)
         assert first is not None and second is not None and third is not None
@@ -163,25 +170,11 @@ REFUSE_H2_RECEIPT = {
 async def test_a_receipt_the_database_refuses_is_answered_permanently_and_the_rest_are_applied(
     tmp_path: Path, database_url: str, simulator: Simulator, smsc: HostileSMSC
 ) -> None:
-    await upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            for statement in REFUSE_H2_RECEIPT[engine.dialect.name]:
-                await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
+    await migrated_with(database_url, REFUSE_H2_RECEIPT)
     async with daemon_on(tmp_path, database_url, simulator, smsc) as daemon:
         assert daemon.sessions is not None and daemon.mt is not None and daemon.recorder is not None
         sessions = daemon.sessions
-        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, [f"mt {index}" for index in range(4)])
-        daemon.mt.wake()
-
-        async def all_accepted() -> bool:
-            rows = await mt_rows(sessions, ids)
-            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
-
-        await eventually(all_accepted, within=15)
+        ids = await sent_and_accepted(daemon, [f"mt {index}" for index in range(4)])
         # the four receipts at once: one group commit, which the database refuses for h2's
         sequences = {
             message_id: smsc.deliver(
@@ -213,14 +206,7 @@ async def test_reports_by_data_sm_and_intermediate_notifications_reach_their_mts
     async with daemon_on(tmp_path, database_url, simulator, smsc) as daemon:
         assert daemon.sessions is not None and daemon.mt is not None
         sessions = daemon.sessions
-        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, ["uno", "dos"])
-        daemon.mt.wake()
-
-        async def all_accepted() -> bool:
-            rows = await mt_rows(sessions, ids)
-            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
-
-        await eventually(all_accepted, within=15)
+        ids = await sent_and_accepted(daemon, ["uno", "dos"])
         mt_of = {message_id: part.mt_id for message_id, part in (await parts_by_message_id(sessions)).items()}
         # a receipt by data_sm (SMPP 3.4 §4.7.1), its text in message_payload
         by_data_sm = smsc.next_sequence()
@@ -288,14 +274,7 @@ async def test_receipts_that_write_the_id_in_the_other_base_reach_their_mt_by_th
     async with daemon_on(tmp_path, database_url, simulator, smsc, quirks=quirks) as daemon:
         assert daemon.sessions is not None and daemon.mt is not None
         sessions = daemon.sessions
-        ids = await queue_many(sessions, MOVISTAR, MOVISTAR_SHORT_CODE, ["uno", "dos"])
-        daemon.mt.wake()
-
-        async def all_accepted() -> bool:
-            rows = await mt_rows(sessions, ids)
-            return all(mt.status is MTStatus.ACCEPTED for mt in rows.values())
-
-        await eventually(all_accepted, within=15)
+        ids = await sent_and_accepted(daemon, ["uno", "dos"])
         sequences = [
             smsc.deliver(
                 "34600000001",
