@@ -14,8 +14,7 @@ push since they first wrote or since their reset count too. Each subscriber cost
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,10 +33,8 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import table_of
@@ -54,6 +51,8 @@ from gatewayd.store.mt.cancels import cancel_queued
 from gatewayd.store.mt.recipients import may_receive
 from gatewayd.store.mt.values import MTStatusChange
 from gatewayd.store.subscribers import Subscriber
+from gatewayd.store.time_limits import TooSlow as TooSlow
+from gatewayd.store.time_limits import time_limit as time_limit
 
 CAMPAIGNS = table_of(Campaign)
 RECIPIENTS = table_of(CampaignRecipient)
@@ -159,29 +158,6 @@ def audience(spec: AudienceSpec, now: datetime) -> Select[int]:
             ).correlate(s)
         )
     return select(s.c.id).where(and_(*conditions))
-
-
-class TooSlow(Exception):
-    """A statement ran past the time :func:`time_limit` gave it."""
-
-
-#: PostgreSQL's SQLSTATE for a statement cancelled by ``statement_timeout``.
-_QUERY_CANCELED = "57014"
-
-
-@asynccontextmanager
-async def time_limit(session: AsyncSession, seconds: float, *, enforced: bool) -> AsyncIterator[None]:
-    """The statements of the block give up after ``seconds`` each, raising :class:`TooSlow`: for the
-    panel's live audience figures, which a large audience makes slow. PostgreSQL only (``SET LOCAL``:
-    to the end of the transaction); SQLite databases are small enough to wait for."""
-    if enforced:  # Store.statement_timeouts
-        await session.execute(text(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}"))
-    try:
-        yield
-    except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == _QUERY_CANCELED:
-            raise TooSlow from error
-        raise
 
 
 async def audience_size(session: AsyncSession, spec: AudienceSpec, now: datetime) -> int:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from gatewayd.store.apikeys import Scope
 from gatewayd.store.errors import is_conflict
+from gatewayd.store.time_limits import TooSlow
 from panel.api import API_ROOT, messages, models, resources, webhooks
 from panel.api.auth import KeyLimits
 from panel.api.docs_page import STATIC, render_docs
@@ -28,6 +30,9 @@ TITLE = "eChat Gateway API"
 VERSION = "1.0.0"
 #: Seconds a client waits before repeating a request a concurrent transaction collided with.
 CONFLICT_RETRY_AFTER = 1
+#: Seconds a client waits before repeating a request the database was too busy for: longer than a
+#: list read may run (``resources.LIST_READ_SECONDS``), so the connections held then are free again.
+BUSY_RETRY_AFTER = 5
 IDEMPOTENCY = (
     (
         "Idempotency-Key",
@@ -227,6 +232,19 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     ).response()
 
 
+async def _busy(request: Request, exc: Exception) -> Response:
+    """A read given up at its time limit, or no pooled connection free within the pool's wait: the
+    database is busy, not the request wrong (a 503, not a 500)."""
+    if isinstance(exc, TooSlow):
+        why = "the read ran past its time limit"
+        detail = "The read took too long and was given up. Try again later, or narrow it (since, until)."
+    else:
+        why = "no database connection was free in time"
+        detail = "The service is too busy to answer now. Try again later."
+    logger.warning("api: %s %s answered 503: %s", request.method, request.url.path, why)
+    return Problem(503, "busy", detail, headers={"retry-after": str(BUSY_RETRY_AFTER)}).response()
+
+
 def create_api(operations: Sequence[Operation] = OPERATIONS) -> Starlette:
     """The API application the panel mounts at :data:`API_ROOT`; it reads the panel's runtime from the
     scope's state (engine, bus, settings)."""
@@ -249,5 +267,11 @@ def create_api(operations: Sequence[Operation] = OPERATIONS) -> Starlette:
     ]
     return Starlette(
         routes=table,
-        exception_handlers={HTTPException: _http_error, DBAPIError: _database_error, Exception: _http_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            DBAPIError: _database_error,
+            TooSlow: _busy,
+            PoolTimeout: _busy,
+            Exception: _http_error,
+        },
     )

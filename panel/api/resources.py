@@ -20,6 +20,7 @@ from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.messages import MOMessage
 from gatewayd.store.subscribers import Subscriber
+from gatewayd.store.time_limits import time_limit
 from panel.api import models
 from panel.api.operations import Call, Reply
 from panel.api.problems import Problem
@@ -27,6 +28,12 @@ from panel.audit import client_address
 from panel.runtime import runtime
 
 _CURSOR_PREFIX = b"v1:"
+#: Seconds each statement of a list read may run (PostgreSQL; SQLite has no statement time limit). A
+#: page walks at most 501 rows down the id index, milliseconds; a filter that makes it scan a large
+#: table instead is given up (a 503 ``busy`` problem) before a few such reads hold every pooled
+#: connection: with reads bounded so, a request queued for a connection waits seconds, well inside the
+#: pool's 30 s wait.
+LIST_READ_SECONDS = 3.0
 #: A SELECT of any columns (SQLAlchemy types its rows variadically).
 Statement = TypeVar("Statement", bound=Select[*tuple[Any, ...]])
 
@@ -56,12 +63,19 @@ def _sees_numbers(call: Call) -> bool:
 
 
 async def _page(
-    session: AsyncSession, statement: Statement, id_column: Any, query: models.ListQuery
+    call: Call, statement: Statement, id_column: Any, query: models.ListQuery
 ) -> tuple[list[Any], str | None]:
-    """Rows of ``statement`` newest first from the cursor on, and the next page's cursor."""
+    """Rows of ``statement`` newest first from the cursor on, and the next page's cursor; a statement
+    over :data:`LIST_READ_SECONDS` raises :class:`~gatewayd.store.time_limits.TooSlow`."""
     if query.cursor is not None:
         statement = statement.where(id_column < decode_cursor(query.cursor))
-    rows = list((await session.execute(statement.order_by(id_column.desc()).limit(query.limit + 1))).all())
+    state = runtime(call.request)
+    async with (
+        state.readers() as session,
+        time_limit(session, LIST_READ_SECONDS, enforced=state.store.statement_timeouts),
+    ):
+        ordered = statement.order_by(id_column.desc()).limit(query.limit + 1)
+        rows = list((await session.execute(ordered)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     return rows, encode_cursor(rows[-1][0].id) if more and rows else None
@@ -86,8 +100,7 @@ async def list_mos(call: Call) -> Reply:
         statement = statement.where(MOMessage.short_code == query.short_code)
     if query.client_id is not None:
         statement = statement.where(Subscriber.client_id == query.client_id.strip().upper())
-    async with runtime(call.request).readers() as session:
-        rows, cursor = await _page(session, statement, MOMessage.id, query)
+    rows, cursor = await _page(call, statement, MOMessage.id, query)
     numbers = _sees_numbers(call)
     items = [
         models.MO(
@@ -120,8 +133,7 @@ async def list_conversations(call: Call) -> Reply:
         statement = statement.where(Subscriber.client_id == query.client_id.strip().upper())
     if query.status is not None:
         statement = statement.where(Conversation.status == query.status)
-    async with runtime(call.request).readers() as session:
-        rows, cursor = await _page(session, statement, Conversation.id, query)
+    rows, cursor = await _page(call, statement, Conversation.id, query)
     items = [
         models.Conversation(
             id=conversation.id,
@@ -165,8 +177,7 @@ async def list_clients(call: Call) -> Reply:
         statement = statement.where(Subscriber.opted_out.is_(True))
     elif query.status == "active":
         statement = statement.where(Subscriber.banned.is_(False), Subscriber.opted_out.is_(False))
-    async with runtime(call.request).readers() as session:
-        rows, cursor = await _page(session, statement, Subscriber.id, query)
+    rows, cursor = await _page(call, statement, Subscriber.id, query)
     items = [_client(subscriber, _sees_numbers(call)) for (subscriber,) in rows]
     return Reply.of(200, models.ClientPage(items=items, next_cursor=cursor))
 
