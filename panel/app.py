@@ -145,6 +145,8 @@ async def _plugin_lifespan(plugin: str, lifespan: PluginLifespan, state: PanelRu
 
 #: Seconds a client is asked to wait before trying a request that collided with another again.
 CONFLICT_RETRY_AFTER = 1
+#: Seconds the stopping panel gives the idempotency sweep to finish the statement under way.
+SWEEP_STOP_GRACE = 2.0
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -257,14 +259,18 @@ def create_app(
                     )
                     for name, handler, subscription in subscriptions
                 ]
-                running.append(
-                    tasks.create_task(idempotency_sweep_loop(state), name="panel.api.idempotency_sweep_loop")
+                sweep = tasks.create_task(
+                    idempotency_sweep_loop(state), name="panel.api.idempotency_sweep_loop"
                 )
                 try:
                     yield {STATE_KEY: state}
                 finally:
-                    state.stopping.begin()
+                    state.stopping.begin()  # the sweep ends by itself, after its statement under way
                     for task in running:
+                        task.cancel()
+                    # ...unless the database does not answer it: then it is cut, not waited for
+                    _, late = await asyncio.wait({sweep}, timeout=SWEEP_STOP_GRACE)
+                    for task in late:
                         task.cancel()
 
     middleware = [

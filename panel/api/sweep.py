@@ -5,6 +5,7 @@ sweeps; two sweeping at once delete the same rows, harmlessly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,12 +21,19 @@ SWEEP_EVERY = 3600.0
 
 
 async def idempotency_sweep_loop(state: PanelRuntime, every: float = SWEEP_EVERY) -> None:
-    while True:
-        try:
-            async with state.sessionmaker() as session, session.begin():
-                forgotten = await sweep_idempotency(session, utcnow())
-            if forgotten:
-                log.info("api: %d idempotency answers older than a day forgotten", forgotten)
-        except SQLAlchemyError as error:  # the next sweep tries again
-            log.warning("api: idempotency sweep failed: %s", error)
-        await asyncio.sleep(every)
+    """Sweeps now and every ``every`` seconds; returns once the panel stops, after the sweep under way
+    (cancelled mid-statement, it would leave a SQLite connection's worker thread to answer a loop
+    that is gone)."""
+    stopped = asyncio.Event()
+    with state.stopping.ending(stopped.set):
+        while not stopped.is_set():
+            try:
+                async with state.sessionmaker() as session, session.begin():
+                    forgotten = await sweep_idempotency(session, utcnow())
+                if forgotten:
+                    log.info("api: %d idempotency answers older than a day forgotten", forgotten)
+            except SQLAlchemyError as error:  # the next sweep tries again
+                log.warning("api: idempotency sweep failed: %s", error)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await stopped.wait()

@@ -30,6 +30,7 @@ from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.messages import MTMessage
 from panel.api.operations import MAX_BODY
 from panel.api.problems import MAX_LISTED_ERRORS
+from panel.api.sweep import idempotency_sweep_loop
 from tests.waiting import eventually
 
 from ..conftest import PanelClient, serving
@@ -508,3 +509,14 @@ async def test_the_allow_list_on_a_dual_stack_listener(
         assert_problem(answer, 404, "not-found")
     else:
         assert_problem(answer, 403, "forbidden-address")
+
+
+async def test_the_sweep_ends_by_itself_when_the_panel_stops(api: PanelClient) -> None:
+    """Stopping waits for the sweep's statement under way instead of cutting it (a SQLite connection
+    cut mid-statement would leave its worker thread to a loop that is gone)."""
+    sweep = asyncio.get_running_loop().create_task(idempotency_sweep_loop(api.runtime))
+    await asyncio.sleep(0)  # its first sweep under way
+    api.runtime.stopping.begin()
+    async with asyncio.timeout(10):
+        await sweep
+    assert not sweep.cancelled()
