@@ -24,7 +24,7 @@ import pytest
 
 from gatewayd.schema import upgrade
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import simulator_config, write_config
+from tests.integration.gatewayd.helpers import simulator_config, write_config
 
 GATEWAYD = str(Path(sys.executable).with_name("gatewayd"))
 OPEN_FILES = 1024

@@ -25,7 +25,7 @@ from smpp.codec import encode
 from smpp.constants import TON, CommandID, ESMClass
 from smpp.pdu import DeliverSM
 from smpp.tlv import TLVs
-from tests.integration.gatewayd.conftest import MOVISTAR, make_config, running_daemon
+from tests.integration.gatewayd.helpers import MOVISTAR, make_config, running_daemon
 
 HEADER = struct.Struct(">IIII")
 _BINDS = (CommandID.BIND_TRANSMITTER, CommandID.BIND_RECEIVER, CommandID.BIND_TRANSCEIVER)

@@ -20,7 +20,7 @@ from panel.auth.admin import user_add
 from panel.auth.sessions import create_session
 from panel.settings import Argon2Params, PanelSettings
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,

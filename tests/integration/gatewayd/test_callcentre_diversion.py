@@ -20,7 +20,7 @@ from gatewayd.store.services import settings_version, switch_diversion
 from gatewayd.store.subscribers import Subscriber
 from panel.auth.admin import user_add
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,

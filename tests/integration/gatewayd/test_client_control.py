@@ -20,7 +20,7 @@ from gatewayd.store.messages import MOMessage, MTMessage
 from gatewayd.store.repo_subscribers import get_subscriber_by_msisdn, set_bans
 from panel.auth.admin import user_add
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, running_daemon, write_config
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, running_daemon, write_config
 from tests.integration.gatewayd.test_assignment_pools import FAST_ARGON2, PASSWORD, at_desk
 from tests.waiting import eventually
 

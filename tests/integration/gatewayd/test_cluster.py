@@ -31,7 +31,8 @@ from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
 from simulator.core import Simulator
 from simulator.profiles import CarrierProfile, SimulatorConfig
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.faults import mo_texts, mt_status_counts, queue_many
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,
@@ -40,7 +41,6 @@ from tests.integration.gatewayd.conftest import (
     running_daemon,
     simulator_config,
 )
-from tests.integration.gatewayd.faults import mo_texts, mt_status_counts, queue_many
 from tests.waiting import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[3]

@@ -15,7 +15,7 @@ from gatewayd.metrics import GatewayMetrics
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.messages import MTMessage
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     make_config,

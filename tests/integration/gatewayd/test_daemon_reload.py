@@ -6,14 +6,14 @@ from pathlib import Path
 
 from gatewayd.store.engine import create_engine, session_factory
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.faults import queue_many
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,
     make_config,
     running_daemon,
 )
-from tests.integration.gatewayd.faults import queue_many
 from tests.waiting import eventually
 
 

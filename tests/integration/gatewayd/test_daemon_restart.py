@@ -26,19 +26,19 @@ from gatewayd.store.messages import MTMessage, MTStatusHistory
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
-    MOVISTAR,
-    MOVISTAR_SHORT_CODE,
-    make_config,
-    running_daemon,
-    write_config,
-)
 from tests.integration.gatewayd.faults import (
     mo_texts,
     mt_status_counts,
     queue_many,
     subscriber,
     texts_at_simulator,
+)
+from tests.integration.gatewayd.helpers import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    make_config,
+    running_daemon,
+    write_config,
 )
 from tests.waiting import eventually
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gatewayd.bus.base import Subscription
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, make_config, running_daemon
+from tests.integration.gatewayd.helpers import MOVISTAR, make_config, running_daemon
 
 
 async def next_status(heard: Subscription, binds_up: dict[str, int], binds: dict[str, int]) -> None:

@@ -20,7 +20,6 @@ from simulator.core import Simulator
 from simulator.counters import Counters
 from smpp.constants import CommandID
 from tests.conftest import PG_HOST, PG_PORT
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.faults import (
     mo_texts,
     mt_status_counts,
@@ -28,6 +27,7 @@ from tests.integration.gatewayd.faults import (
     subscriber,
     texts_at_simulator,
 )
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.proxy import TCPProxy
 from tests.waiting import eventually
 

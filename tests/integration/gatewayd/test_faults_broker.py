@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from gatewayd.bus import MQTTBus, create_bus
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.faults import mo_ids, mo_texts, subscriber
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.proxy import TCPProxy
 from tests.waiting import eventually
 

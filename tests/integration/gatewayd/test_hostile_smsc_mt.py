@@ -21,8 +21,8 @@ from smpp.codec import encode
 from smpp.constants import CommandID, CommandStatus, ESMClass, MessageState
 from smpp.pdu import DataSM
 from smpp.tlv import Tag, TLVs
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE
 from tests.integration.gatewayd.faults import queue_many
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE
 from tests.integration.gatewayd.hostile import HostileSMSC, daemon_on, migrated_with
 from tests.waiting import eventually
 

@@ -18,7 +18,7 @@ from gatewayd.store.messages import MOMessage, MOPart
 from simulator.core import Simulator
 from simulator.profiles import SimulatorConfig
 from smpp.constants import CommandStatus
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     make_config,

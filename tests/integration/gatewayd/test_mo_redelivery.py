@@ -25,7 +25,7 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.messages import MOMessage
 from simulator.core import Simulator
 from smpp.constants import CommandStatus
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.hostile import HostileSMSC
 from tests.waiting import eventually
 

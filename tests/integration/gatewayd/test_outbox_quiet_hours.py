@@ -27,7 +27,7 @@ from routing.quiet_hours import QuietHours, QuietRule
 from simulator.core import Simulator
 from tests.waiting import eventually
 
-from .conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
+from .helpers import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from .test_outbox import settings as plain_settings
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
 from smpp.concat import user_data
 from smpp.text import decode_text
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     make_config,

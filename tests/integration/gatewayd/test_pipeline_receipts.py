@@ -16,7 +16,7 @@ from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT, PartResult, ReceiptIn, RetryPolicy
 from gatewayd.store.store import Store
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import make_config, running_daemon
+from tests.integration.gatewayd.helpers import make_config, running_daemon
 from tests.waiting import eventually
 
 

@@ -22,7 +22,7 @@ from routing.premium import PremiumState
 from simulator.core import Simulator
 from smpp.concat import user_data
 from smpp.text import decode_text
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     VODAFONE,
     VODAFONE_SHORT_CODE,
     make_config,

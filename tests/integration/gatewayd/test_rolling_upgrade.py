@@ -26,8 +26,8 @@ from sqlalchemy import text
 from gatewayd.schema import head_revision
 from gatewayd.store.engine import create_engine, session_factory
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, write_config
 from tests.integration.gatewayd.faults import queue_many, subscriber
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, write_config
 from tests.waiting import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[3]

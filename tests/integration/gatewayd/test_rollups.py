@@ -40,7 +40,7 @@ from gatewayd.store.rollups import (
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,

@@ -17,7 +17,7 @@ from gatewayd.store.messages import MOMessage, MTMessage, MTPart
 from gatewayd.store.mt.queue import queue_mts
 from gatewayd.store.mt.values import NewMT
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     VODAFONE,

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from gatewayd.logging import EventFormatter
 from gatewayd.store.engine import create_engine, is_sqlite
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import make_config, running_daemon
+from tests.integration.gatewayd.helpers import make_config, running_daemon
 
 pytestmark = pytest.mark.integration
 

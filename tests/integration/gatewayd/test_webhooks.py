@@ -24,7 +24,7 @@ from gatewayd.webhooks.subscriptions import (
     redeliver,
 )
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import (
+from tests.integration.gatewayd.helpers import (
     MOVISTAR,
     MOVISTAR_SHORT_CODE,
     make_config,

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from gatewayd.store.webhooks import DeliveryState, WebhookDelivery
 from simulator.core import Simulator
-from tests.integration.gatewayd.conftest import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
+from tests.integration.gatewayd.helpers import MOVISTAR, MOVISTAR_SHORT_CODE, make_config, running_daemon
 from tests.integration.gatewayd.test_webhooks import assert_in_order_once, subscribe, webhooks_section
 from tests.integration.gatewayd.webhook_receiver import Receiver
 from tests.waiting import eventually
