@@ -9,7 +9,8 @@ It reports every bind going up or down (an event on ``bind/<carrier>/state``, th
 and tells the MT pipeline which bound session a message may leave by, as the MT routing table
 decides from the binds that are up (see ``gatewayd.routes``): by default the bind the subscriber
 came in on when it is up, otherwise another bind of the same carrier (in turn). What a bind
-receives goes where :class:`InboundDispatch` says: delivery receipts to the MT recorder, MOs to the
+receives goes where :class:`InboundDispatch` says, by esm_class's message type: delivery receipts and
+intermediate notifications to the MT recorder, SME acknowledgements answered and dropped, MOs to the
 MO pipeline.
 """
 

@@ -78,7 +78,8 @@ class CarrierQuirks:
     mo_source_international: bool = False
     #: A prefix the SMSC puts before the short code in MO destinations ('34' in '34997745'), removed.
     mo_short_code_prefix: str = ""
-    #: How receipts write the id submit_sm_resp gave (see :func:`receipt_id_as_submitted`).
+    #: How receipts write the id submit_sm_resp gave, in their receipted_message_id TLV or their text
+    #: alike, as Kannel's msg-id-type does (see :func:`receipt_id_as_submitted`).
     receipt_message_id: ReceiptIdForm = ReceiptIdForm.AS_GIVEN
 
     def __post_init__(self) -> None:

@@ -28,7 +28,6 @@ __all__ = [
     "format_receipt",
     "is_acknowledgement",
     "is_delivery_report",
-    "is_receipt",
     "normalise_message_id",
     "parse_receipt",
     "stat_name",
@@ -135,11 +134,6 @@ class Receipt:
     def is_final(self) -> bool:
         """True in an end state: delivered, expired, deleted, undeliverable or rejected."""
         return self.state in FINAL_STATES
-
-
-def is_receipt(esm_class: int) -> bool:
-    """True when esm_class marks a deliver_sm as an SMSC delivery receipt (message type bits 0001)."""
-    return esm_class & ESM_MESSAGE_TYPE_MASK == ESMClass.DELIVERY_RECEIPT
 
 
 #: Message type 0110: a conversation abort (Korean CDMA), in esm_class bits 5-2.

@@ -13,7 +13,7 @@ from smpp.concat import Reassembler, split_message, user_data
 from smpp.constants import CommandStatus, DataCoding, RegisteredDelivery
 from smpp.errors import NegativeResponseError, ResponseTimeout, SessionClosed
 from smpp.pdu import DeliverSM, GenericNack, SubmitSM, SubmitSMResp
-from smpp.receipt import is_receipt, parse_receipt
+from smpp.receipt import is_delivery_report, parse_receipt
 from smpp.text import ConcatMode, encode_text
 from tests.integration.simulator.simharness import Inbox, esme_config, make_config
 from tests.waiting import eventually
@@ -130,7 +130,7 @@ async def test_receipt_status_mix_over_1000_messages() -> None:
     receipts = [
         parse_receipt(pdu.short_message, pdu.tlvs)
         for pdu in inbox.pdus
-        if isinstance(pdu, DeliverSM) and is_receipt(pdu.esm_class)
+        if isinstance(pdu, DeliverSM) and is_delivery_report(pdu.esm_class)
     ]
     assert len(receipts) == 1000
     submitted = {r.message_id for r in responses if isinstance(r, SubmitSMResp)}

@@ -109,7 +109,8 @@ async def test_a_client_that_never_reads_is_paused_not_buffered_for() -> None:
 
 
 async def test_a_connection_never_bound_is_closed_after_the_session_init_timer() -> None:
-    async with Simulator(config_with(session_init_timer=0.2)) as simulator:
+    # a second: the bound session must bind within it even on a loaded machine
+    async with Simulator(config_with(session_init_timer=1.0)) as simulator:
         port = simulator.port("movistar")
         async with ESMESession(esme_config(simulator)) as bound, raw_client(port) as idle:
             async with asyncio.timeout(10):

@@ -17,7 +17,6 @@ from smpp.receipt import (
     format_receipt,
     is_acknowledgement,
     is_delivery_report,
-    is_receipt,
     normalise_message_id,
     parse_receipt,
     parse_receipt_date,
@@ -367,23 +366,6 @@ def test_is_final() -> None:
             MessageState.REJECTED,
         }
     )
-
-
-@pytest.mark.parametrize(
-    ("esm_class", "expected"),
-    [
-        (0x04, True),
-        (0x44, True),
-        (0x84, True),
-        (0x00, False),
-        (0x08, False),
-        (0x24, False),
-        (0x40, False),
-        (0x10, False),
-    ],
-)
-def test_is_receipt(esm_class: int, expected: bool) -> None:
-    assert is_receipt(esm_class) is expected
 
 
 @pytest.mark.parametrize(
