@@ -365,6 +365,7 @@ class Daemon:
         self.mt.billed_short_codes = self.outbox.settings.premium.billed_short_codes
         mo, recorder = self.mo, self.recorder
         self.metrics.track_commit_failures(lambda: mo.temporary_failures, lambda: recorder.temporary_failures)
+        self.metrics.track_receipts_dropped(lambda: recorder.unparsable, lambda: recorder.refused_receipts)
 
     def _bind_state(self, carrier: str, bind: str, up: bool, unbound: bool) -> None:
         # the MO pipeline first: answers given on a connection just lost are in doubt

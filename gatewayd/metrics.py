@@ -206,6 +206,16 @@ class GatewayMetrics:
             "Receipts answered ESME_RX_T_APPN because the database did not take them (delivered again)",
         )
         self.registry.register(self._receipt_commit_failures)
+        self._receipts_unparsable = _CallbackCounter(
+            f"{ns}_receipts_unparsable",
+            "Receipts acknowledged but dropped: no message id any submit_sm_resp could have given",
+        )
+        self.registry.register(self._receipts_unparsable)
+        self._receipts_refused = _CallbackCounter(
+            f"{ns}_receipts_refused",
+            "Receipts the database refused for their data, answered ESME_RX_P_APPN (never delivered again)",
+        )
+        self.registry.register(self._receipts_refused)
         self._failing_loops = _FailingLoops(
             f"{ns}_loop_failing_seconds",
             "Seconds a loop (mo.commit, mt.claim, receipts.commit, ...) has kept failing with no success in "
@@ -221,6 +231,11 @@ class GatewayMetrics:
         """Reports the MO pipeline's and the receipt recorder's own counts of commits given up."""
         self._mo_commit_failures.source = mos
         self._receipt_commit_failures.source = receipts
+
+    def track_receipts_dropped(self, unparsable: Callable[[], int], refused: Callable[[], int]) -> None:
+        """Reports the receipt recorder's counts of receipts it could not apply."""
+        self._receipts_unparsable.source = unparsable
+        self._receipts_refused.source = refused
 
     def track_failing_loops(self, read_failing: Callable[[], Mapping[str, Mapping[str, object]]]) -> None:
         """Reports ``read_failing()`` (``LoopHealth.failing``: loop -> ``for_seconds`` ...) as a gauge."""

@@ -175,7 +175,7 @@ async def test_a_receipt_the_database_refuses_is_answered_permanently_and_the_re
         assert daemon.sessions is not None and daemon.mt is not None and daemon.recorder is not None
         sessions = daemon.sessions
         ids = await sent_and_accepted(daemon, [f"mt {index}" for index in range(4)])
-        # the four receipts at once: one group commit, which the database refuses for h2's
+        # the four receipts at once (a group commit or a few): the database refuses the one holding h2
         sequences = {
             message_id: smsc.deliver(
                 "34600000001", receipt(message_id, "DELIVRD", "000"), esm_class=ESMClass.DELIVERY_RECEIPT

@@ -20,6 +20,7 @@ async def test_metrics_endpoint_exposes_the_collectors() -> None:
     metrics.submit_latency.labels(carrier="movistar").observe(0.02)
     dropped = [5]
     metrics.track_bus_drops(lambda: dropped[0])
+    metrics.track_receipts_dropped(lambda: 7, lambda: 1)
     response = await get(create_metrics_app(metrics, lambda: HealthReport(True)), "/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -28,6 +29,7 @@ async def test_metrics_endpoint_exposes_the_collectors() -> None:
     assert 'gatewayd_mo_received_total{carrier="movistar",short_code="997745"} 3.0' in body
     assert 'gatewayd_submit_latency_seconds_count{carrier="movistar"} 1.0' in body
     assert "gatewayd_bus_events_dropped_total 5.0" in body
+    assert "gatewayd_receipts_unparsable_total 7.0" in body and "gatewayd_receipts_refused_total 1.0" in body
 
 
 def test_each_instance_has_its_own_registry() -> None:
