@@ -72,6 +72,33 @@ def test_every_marked_text_is_translated(folder: str, language: str) -> None:
     assert catalog.plural_forms == type(catalog)(locale=language).plural_forms
 
 
+#: The domains the panel merges into one catalogue (the daemon and the simulator load their own).
+PANEL_DOMAINS = {
+    folder: domain for folder, domain in DOMAINS.items() if folder not in ("gatewayd", "simulator")
+}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_a_text_the_panel_s_catalogues_share_has_one_translation(language: str) -> None:
+    """The panel merges its catalogues and the first translation of a text wins: two plugins that
+    translate one text differently make one of them wrong on every page ("Carrier" was "Operador", the
+    chat operator, where four plugins said "Operadora"). A different sense takes its own msgctxt."""
+    translations: dict[tuple[str | None, str], dict[str, object]] = {}
+    for folder, domain in PANEL_DOMAINS.items():
+        catalog = read_catalogue(ROOT / folder / "locale", language, domain)
+        assert catalog is not None
+        for message in catalog:
+            if message.id and message.string:
+                singular = message.id if isinstance(message.id, str) else message.id[0]
+                translations.setdefault((message.context, singular), {})[domain] = message.string
+    differing = {
+        key: by_domain
+        for key, by_domain in translations.items()
+        if len({str(string) for string in by_domain.values()}) > 1
+    }
+    assert differing == {}
+
+
 def test_problems_names_what_a_translator_left_out() -> None:
     from babel.messages.catalog import Catalog
 
