@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from gatewayd.store.accounts import Role
 from tests.e2e.conftest import VIEWPORT
@@ -86,10 +86,18 @@ async def test_a_key_made_in_the_panel_sends_an_mt_to_the_carrier_until_revoked(
             assert body["to"] is None  # no msisdn scope
             assert body["parts"][0]["receipt_state"] == "DELIVRD"
 
-            # The admin revokes it; the very next call is refused.
+            # The admin revokes it, confirming the question the page asks; the very next call is refused.
             await page.goto("/admin/api-keys")
+            asked: list[str] = []
+
+            async def confirm(dialog: Dialog) -> None:
+                asked.append(dialog.message)
+                await dialog.accept()
+
+            page.once("dialog", confirm)
             async with page.expect_navigation():
                 await row.locator("button.danger").click()
+            assert len(asked) == 1 and "no se puede deshacer" in asked[0]
             await expect(page.locator(".flash.ok")).to_contain_text("revocado")
             await expect(row).to_have_class(re.compile("revoked"))
             await page.screenshot(path=str(artifacts / "api-keys-revoked.png"), full_page=True)

@@ -77,6 +77,8 @@ async def test_a_key_is_shown_once_works_and_is_revoked(admin: PanelClient) -> N
     listed = await admin.get("/admin/api-keys", headers=HTML)
     assert token not in listed.text and token.split("_", 2)[2] not in listed.text
     assert "crm" in listed.text and "10.0.0.0/8, 127.0.0.1/32" in listed.text
+    # revoking cannot be undone: the browser asks first (panel.js, data-confirm)
+    assert 'data-confirm="¿Revocar la clave crm? Quien la use queda rechazado' in listed.text
 
     auth = {"authorization": f"Bearer {token}"}
     assert (await admin.get("/api/v1/messages/1", headers=auth)).status_code == 404  # the key works

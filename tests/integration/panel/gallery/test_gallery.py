@@ -280,6 +280,8 @@ async def test_the_public_link_serves_the_image_to_anyone_until_it_is_deleted(
     (photo,) = await photos(gallery_client)
     page = await gallery_client.get("/admin/gallery", headers=HTML)
     assert f"https://chat.example.com/p/{photo.token}" in page.text
+    # deleting cannot be undone: the browser asks first (panel.js, data-confirm)
+    assert 'data-confirm="Delete oferta.png? Its public link stops working' in page.text
     anonymous = gallery_client.another_browser()
     async with anonymous:
         served = await anonymous.get(f"/p/{photo.token}")
