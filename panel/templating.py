@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
@@ -23,6 +24,11 @@ from panel.web import CSRF_FIELD, csrf_token, current_user, language
 
 CORE_TEMPLATES = Path(__file__).parent / "templates"
 CORE_STATIC = Path(__file__).parent / "static"
+#: Unicode's explicit embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069). A name or a text
+#: holding one turns around what the page prints after it: an API key's name reversed the sentence
+#: announcing it, and an audit record could be made to read as another. Pages print each as U+FFFD (what
+#: is stored keeps it); the implicit marks (U+200E, U+200F) that right-to-left text needs stay.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)], "\ufffd")
 
 
 def _layout_context(request: Request) -> dict[str, Any]:
@@ -52,6 +58,16 @@ def _localtime_filter(
     return format_datetime(value, str(context.get("timezone", "UTC")), style)
 
 
+def _without_bidi_controls(value: object) -> object:
+    """Every value a template prints (Jinja2's ``finalize``), its bidi controls made visible."""
+    if not isinstance(value, str):
+        return value
+    cleaned = value.translate(_BIDI_CONTROLS)
+    if cleaned is value or cleaned == value:
+        return value
+    return Markup(cleaned) if isinstance(value, Markup) else cleaned
+
+
 def static_url(plugin: str, path: str) -> str:
     return f"/static/{plugin}/{path.lstrip('/')}"
 
@@ -67,6 +83,7 @@ def build_templates(plugins: Sequence[Plugin]) -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_without_bidi_controls,
     )
     # The request's language comes with each render (`_layout_context`), not with the environment.
     translations.jinja.install(environment)

@@ -1,0 +1,27 @@
+"""What every page prints goes through one filter: bidi controls a name or a text holds cannot turn
+around what the page prints after them."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from panel.templating import build_templates
+
+
+def render(source: str, **values: object) -> str:
+    return build_templates([]).env.from_string(source).render(**values)
+
+
+def test_bidi_overrides_and_isolates_print_as_replacement_characters() -> None:
+    name = "Pepe \u202e<b>x</b>"  # RIGHT-TO-LEFT OVERRIDE: the rest of the line would read backwards
+    printed = render("{{ name }} creada. Cópiela ahora.", name=name)
+    assert printed == "Pepe \ufffd&lt;b&gt;x&lt;/b&gt; creada. Cópiela ahora."
+    every = "".join(chr(code) for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+    assert render("{{ text }}", text=every) == "\ufffd" * 9
+
+
+def test_markup_stays_markup_and_right_to_left_text_keeps_its_marks() -> None:
+    assert render("{{ html }}", html=Markup("<em>\u2067x\u2069</em>")) == "<em>\ufffdx\ufffd</em>"
+    hebrew = "\u05e9\u05dc\u05d5\u05dd \u200f(1)"  # RIGHT-TO-LEFT MARK: needed, and harmless
+    assert render("{{ text }}", text=hebrew) == hebrew
+    assert render("{{ number }} {{ nothing }}", number=3, nothing=None) == "3 None"
