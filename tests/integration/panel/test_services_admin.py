@@ -195,7 +195,7 @@ async def test_the_diversion_switch_refuses_bad_input_and_other_roles(services_c
         data={"csrf_token": token, "service": "chat-movistar", "diverted": "maybe"},
         headers=HTML,
     )
-    assert vague.status_code == 400 and "Elija si el servicio se desvía" in vague.text
+    assert vague.status_code == 400 and "Elige si el servicio se desvía" in vague.text
     assert await audit_records(client, "service.diversion") == []
     # a master holds no diversion power by default
     master = client.another_browser()
@@ -330,7 +330,7 @@ async def test_an_uploaded_csv_file_is_read_and_bad_uploads_are_refused(
     long = await client.post("/admin/sessions", data={"csrf_token": token, "numbers": too_many}, headers=HTML)
     assert long.status_code == 400 and "10.000 líneas" in long.text
     empty = await client.post("/admin/sessions", data={"csrf_token": token, "numbers": " \n "}, headers=HTML)
-    assert empty.status_code == 400 and "Pegue al menos" in empty.text
+    assert empty.status_code == 400 and "Pega al menos" in empty.text
     country = await client.post(
         "/admin/sessions", data={"csrf_token": token, "numbers": "611000001", "country": "ZZ"}, headers=HTML
     )

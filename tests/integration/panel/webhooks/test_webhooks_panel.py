@@ -83,16 +83,16 @@ VALID = {"name": "crm", "url": RECEIVER, "events": ["mo.received", "client.opt_o
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({**VALID, "name": "  "}, "Indique un nombre de 1 a 64 caracteres."),
-        ({**VALID, "name": "x" * 65}, "Indique un nombre de 1 a 64 caracteres."),
-        ({**VALID, "events": []}, "Elija al menos un evento."),
-        ({**VALID, "events": ["mo.received", "rm -rf"]}, "Elija eventos de la lista."),
-        ({**VALID, "url": "ftp://crm.example.com/"}, "Indique una dirección http:// o https://"),
-        ({**VALID, "url": "http://user:pw@crm.example.com/"}, "Indique una dirección http:// o https://"),
+        ({**VALID, "name": "  "}, "Indica un nombre de 1 a 64 caracteres."),
+        ({**VALID, "name": "x" * 65}, "Indica un nombre de 1 a 64 caracteres."),
+        ({**VALID, "events": []}, "Elige al menos un evento."),
+        ({**VALID, "events": ["mo.received", "rm -rf"]}, "Elige eventos de la lista."),
+        ({**VALID, "url": "ftp://crm.example.com/"}, "Indica una dirección http:// o https://"),
+        ({**VALID, "url": "http://user:pw@crm.example.com/"}, "Indica una dirección http:// o https://"),
         ({**VALID, "url": "http://127.0.0.1:8080/"}, "red local, privada o reservada"),
         ({**VALID, "url": "http://169.254.169.254/latest"}, "red local, privada o reservada"),
         ({**VALID, "url": "http://10.0.0.7/"}, "red local, privada o reservada"),
-        ({**VALID, "url": "http://" + "a" * 3000 + ".com/"}, "Indique una dirección http:// o https://"),
+        ({**VALID, "url": "http://" + "a" * 3000 + ".com/"}, "Indica una dirección http:// o https://"),
     ],
 )
 async def test_bad_subscriptions_are_refused_with_a_clear_400(
