@@ -80,6 +80,7 @@ OFFERED = {
 }
 NOTICES = {
     "created": N_("The campaign is scheduled: the gateway sends it from the time you chose."),
+    "started": N_("The campaign is under way: the gateway starts sending it now."),
     "pause": N_("The campaign is paused: no more messages are queued until you resume it."),
     "resume": N_("The campaign goes on."),
     "cancel": N_("The campaign is cancelled: its messages not yet sent were withdrawn."),
@@ -192,7 +193,8 @@ async def create(request: Request) -> Response:
             },
         }
         await audit(session, request, "campaign.create", subject=f"campaign:{campaign.id}", details=details)
-    return RedirectResponse(f"{CAMPAIGNS_PATH}/{campaign.id}?notice=created", status_code=303)
+    notice = "created" if form.when == "at" else "started"
+    return RedirectResponse(f"{CAMPAIGNS_PATH}/{campaign.id}?notice={notice}", status_code=303)
 
 
 #: How long the live figures wait for the audience (PostgreSQL): the count as the filters change, the

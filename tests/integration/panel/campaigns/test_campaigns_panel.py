@@ -6,7 +6,8 @@ for a sample client, a campaign created and audited, its progress as JSON, pause
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -213,7 +214,7 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
     status, _, location = await post(admin, "/admin/campaigns", form(tps="4"))
     assert status == 303
     (campaign,) = await campaigns(admin)
-    assert location == f"/admin/campaigns/{campaign.id}?notice=created"
+    assert location == f"/admin/campaigns/{campaign.id}?notice=started"  # sent now, not at a time chosen
     assert (campaign.status, campaign.last_pushes, campaign.tps, campaign.created_by) == (
         CampaignStatus.SCHEDULED,
         2,
@@ -227,7 +228,7 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
     )
     page = await admin.get(location, headers=HTML)
     assert (
-        page.status_code == 200 and "Vuelta al chat" in page.text and "The campaign is scheduled" in page.text
+        page.status_code == 200 and "Vuelta al chat" in page.text and "The campaign is under way" in page.text
     )
     # the daemon's sender starts it: 4 MTs a second, half a second's worth at once
     settings = CampaignSettings(carrier_tps={"movistar": 100.0, "vodafone": 100.0})
@@ -275,3 +276,13 @@ async def test_a_campaign_is_created_audited_followed_and_cancelled(admin: Panel
         assert (await admin.get(f"/admin/campaigns/{missing}", headers=HTML)).status_code == 404
         assert (await admin.get(f"/admin/campaigns/{missing}/progress")).status_code == 404
     assert (await post(admin, f"/admin/campaigns/{campaign.id}/status", {"action": "explode"}))[0] == 400
+
+
+async def test_a_campaign_for_a_time_chosen_says_it_is_scheduled(admin: PanelClient) -> None:
+    tomorrow = (datetime.now(ZoneInfo("Europe/Madrid")) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    status, _, location = await post(admin, "/admin/campaigns", form(when="at", scheduled_at=tomorrow))
+    assert status == 303
+    (campaign,) = await campaigns(admin)
+    assert location == f"/admin/campaigns/{campaign.id}?notice=created"
+    page = await admin.get(location, headers=HTML)
+    assert "The campaign is scheduled: the gateway sends it from the time you chose." in page.text
