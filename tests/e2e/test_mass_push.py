@@ -165,7 +165,7 @@ async def test_a_campaign_reaches_exactly_who_answered_the_last_two_pushes(
         hold_the_feeding(stack)
         async with page.expect_navigation():
             await page.click("button[value=send]")
-        await expect(page.locator(".flash.ok")).to_contain_text("La campaña está programada")
+        await expect(page.locator(".flash.ok")).to_contain_text("La campaña está en marcha")  # sent now
         await expect(page.locator("[data-figure=pending]")).to_have_text("6", timeout=15_000)
         figure = page.locator("[data-figure=delivered]")
         # live progress: the figures change on the open page as the SMS are delivered
