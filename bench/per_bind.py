@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -95,6 +96,8 @@ from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT  # noqa: E402
 
 CARRIER = "movistar"
+#: The clients' wall clock (``[daemon] timezone``'s default), which their quiet hours are read on.
+CLIENT_ZONE = "Europe/Madrid"
 MQTT_URL = "mqtt://127.0.0.1:1883"
 ARTIFACTS = ROOT / "artifacts"
 PHASES = ("roundtrip", "reference", "floor", "mo", "mt", "receipts", "latency", "backlog", "backlog_receipts")
@@ -306,9 +309,13 @@ async def reference(smsc: SMSCProcess, window: int, count: int, subscribers: int
 # --- the daemon process ------------------------------------------------------------------------------
 
 
-def daemon_config(directory: Path, url: str, port: int, window: int, prefix: str) -> Path:
-    """One carrier, one transceiver bind of ``window``; every other key at its default."""
+def daemon_config(directory: Path, url: str, port: int, window: int, prefix: str, awake: bool) -> Path:
+    """One carrier, one transceiver bind of ``window``; every other key at its default but the quiet
+    hours, which would make the figures depend on the hour the bench runs: in them (the default
+    22:00-09:00 of the clients' zone) each MO batch also releases the pushes held for its clients.
+    So the run is inside quiet hours (the costlier case), or outside any with ``awake``."""
     path = directory / f"gatewayd-w{window}.toml"
+    quiet_hours = "off" if awake else quiet_span(datetime.now(ZoneInfo(CLIENT_ZONE)))
     path.write_text(
         f"""
 [database]
@@ -323,6 +330,9 @@ level = "INFO"
 
 [metrics]
 enabled = false
+
+[quiet_hours]
+default = "{quiet_hours}"
 
 [daemon]
 instance = "{prefix}"
@@ -346,6 +356,11 @@ response_timeout = 30
         encoding="utf-8",
     )
     return path
+
+
+def quiet_span(local: datetime) -> str:
+    """Quiet hours from an hour before ``local`` to three after: the whole run falls inside them."""
+    return f"{local - timedelta(hours=1):%H:%M}-{local + timedelta(hours=3):%H:%M}"
 
 
 @dataclass
@@ -892,7 +907,8 @@ async def run_window(
     log.parent.mkdir(exist_ok=True)
     options = DaemonOptions(event_loop=args.event_loop, trace=trace, log=log, what_ifs=args.what_if)
     spans: list[tuple[str, float, float]] = []
-    async with daemon_process(daemon_config(directory, url, smsc.port, window, prefix), options) as daemon:
+    config = daemon_config(directory, url, smsc.port, window, prefix, args.awake)
+    async with daemon_process(config, options) as daemon:
         await wait_bound(smsc, daemon, log)
         database = url.rsplit("/", 1)[1]
         processes = Processes(daemon.pid, smsc.pid, database, producer.backend_pid)
@@ -1040,6 +1056,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-rate", type=int, default=1000, help="MOs per second of the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--inject-batch", type=int, default=500, help="MTs per producer transaction")
+    parser.add_argument(
+        "--awake",
+        action="store_true",
+        help="no quiet hours (by default the run is inside the clients' quiet hours, whatever the hour)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy record of the daemon into artifacts/")
     parser.add_argument(
         "--event-loop",
