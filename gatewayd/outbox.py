@@ -45,7 +45,7 @@ from gatewayd.logging import log_event
 from gatewayd.premium import Billable, Notice, Premium, PremiumSettings
 from gatewayd.store.enums import MTKind
 from gatewayd.store.errors import MTRefused
-from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts, release_held_pushes
+from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts
 from gatewayd.store.mt.recipients import BILLED_KINDS, Recipient, Refusal, recipients, refusal
 from gatewayd.store.mt.status import MTState, mt_state
 from gatewayd.store.mt.values import NewMT
@@ -577,12 +577,17 @@ class Outbox:
         quiet = self.settings.quiet
         if quiet is None:
             return []
-        asleep = [
-            subscriber_id
-            for subscriber_id, country, msisdn in writers
-            if quiet.quiet_for(self.settings.client_country(country, msisdn), now)
-        ]
-        return await release_held_pushes(session, asleep, now)
+        # one look at the clock per country, not per MO: a batch's writers share a handful of them
+        quiet_in: dict[str | None, bool] = {}
+        asleep: list[int] = []
+        for subscriber_id, country, msisdn in writers:
+            client_country = self.settings.client_country(country, msisdn)
+            in_quiet = quiet_in.get(client_country)
+            if in_quiet is None:
+                in_quiet = quiet_in[client_country] = quiet.quiet_for(client_country, now)
+            if in_quiet:
+                asleep.append(subscriber_id)
+        return await self._inserts.release_held(session, asleep, now)
 
     def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
         """The push held until the client's quiet hours end, unless they just wrote."""

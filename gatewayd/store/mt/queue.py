@@ -28,6 +28,10 @@ from gatewayd.store.subscribers import Subscriber
 
 MT_MESSAGES = table_of(MTMessage)
 SUBSCRIBERS = table_of(Subscriber)
+#: What quiet hours hold back: an operator's push, and the premium notices held with it.
+HELD_KINDS = (MTKind.PUSH, MTKind.SYSTEM)
+#: The history line of a held push released early.
+RELEASED = "released: the client wrote, awake before their quiet hours ended"
 
 
 class MTInserts:
@@ -53,6 +57,31 @@ class MTInserts:
             session, [(mt_id, MTStatus.QUEUED, now, mt.note) for mt_id, mt in zip(ids, mts, strict=True)]
         )
         return list(zip(ids, subscriber_ids, strict=True))
+
+    async def release_held(
+        self, session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+    ) -> list[int]:
+        """The pushes held for these subscribers' quiet hours (``queued``, never tried, due later), and
+        the premium notices held with them (``SYSTEM``), made due at ``now``, each with a history line:
+        the client wrote, so they are awake. Their ids, ascending."""
+        if not subscriber_ids:
+            return []
+        table = MT_MESSAGES
+        result = await session.execute(
+            update(table)
+            .where(
+                among(table.c.subscriber_id, sorted(set(subscriber_ids))),
+                table.c.status == MTStatus.QUEUED,
+                table.c.kind.in_(HELD_KINDS),
+                table.c.attempts == 0,
+                table.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now, updated_at=now)
+            .returning(table.c.id)
+        )
+        ids = sorted(result.scalars())
+        await insert_history(session, [(mt_id, MTStatus.QUEUED, now, RELEASED) for mt_id in ids])
+        return ids
 
 
 # The batch as arrays: each MT takes the next id of the table's sequence in the batch's order (the
@@ -89,6 +118,23 @@ SELECT id, known_subscriber_id FROM numbered ORDER BY n
 """
 
 
+# Asked once per MO batch while its clients are in their quiet hours (all night, on every batch), and
+# almost always releasing nothing: one round trip, the history lines written by the same statement.
+_RELEASE_HELD = f"""
+WITH released AS (
+    UPDATE mt_messages SET next_attempt_at = $2::timestamptz, updated_at = $2::timestamptz
+    WHERE subscriber_id = ANY($1::bigint[]) AND status = '{MTStatus.QUEUED.value}'
+      AND kind IN ({", ".join(f"'{kind.value}'" for kind in HELD_KINDS)})
+      AND attempts = 0 AND next_attempt_at > $2::timestamptz
+    RETURNING id
+), history AS (
+    INSERT INTO mt_status_history (mt_id, status, at, detail)
+    SELECT id, '{MTStatus.QUEUED.value}', $2::timestamptz, $3::varchar FROM released ORDER BY id
+)
+SELECT id FROM released ORDER BY id
+"""
+
+
 class PostgreSQLMTInserts(MTInserts):
     """The same rows in one array statement (``_INSERT_MTS``): the batch's size changes neither the
     statement nor the number of round trips."""
@@ -120,6 +166,14 @@ class PostgreSQLMTInserts(MTInserts):
         )
         return [(row.id, row.known_subscriber_id) for row in rows]
 
+    async def release_held(
+        self, session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+    ) -> list[int]:
+        if not subscriber_ids:
+            return []
+        rows = await pg_rows(session, _RELEASE_HELD, sorted(set(subscriber_ids)), aware(now), RELEASED)
+        return [row.id for row in rows]
+
 
 #: The inserts of a caller without a store (tests, the panel's previews): Core, any database.
 ANY_DATABASE = MTInserts()
@@ -147,36 +201,6 @@ async def queue_mts(
     await count_replies(session, mts, ids, now)
     for conversation_id in sorted(answered):
         await note_reply(session, conversation_id, now)
-    return ids
-
-
-#: The history line of a held push released early.
-RELEASED = "released: the client wrote, awake before their quiet hours ended"
-
-
-async def release_held_pushes(
-    session: AsyncSession, subscriber_ids: Collection[int], now: datetime
-) -> list[int]:
-    """The pushes held for these subscribers' quiet hours (``queued``, never tried, due later), and the
-    premium notices held with them (``SYSTEM``), made due at ``now``, each with a history line: the
-    client wrote, so they are awake. Their ids."""
-    if not subscriber_ids:
-        return []
-    table = MT_MESSAGES
-    result = await session.execute(
-        update(table)
-        .where(
-            table.c.subscriber_id.in_(sorted(set(subscriber_ids))),
-            table.c.status == MTStatus.QUEUED,
-            table.c.kind.in_([MTKind.PUSH, MTKind.SYSTEM]),
-            table.c.attempts == 0,
-            table.c.next_attempt_at > now,
-        )
-        .values(next_attempt_at=now, updated_at=now)
-        .returning(table.c.id)
-    )
-    ids = sorted(result.scalars())
-    await insert_history(session, [(mt_id, MTStatus.QUEUED, now, RELEASED) for mt_id in ids])
     return ids
 
 

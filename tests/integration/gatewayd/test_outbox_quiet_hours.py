@@ -18,7 +18,7 @@ from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage, MTStatusHistory
-from gatewayd.store.mt.queue import RELEASED, queue_mts, release_held_pushes
+from gatewayd.store.mt.queue import RELEASED, queue_mts
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import last_mos_of_subscribers
 from gatewayd.store.repo_mo import NewMO
@@ -66,6 +66,11 @@ async def client_wrote(store: Store, msisdn: str, at: datetime) -> int:
         return stored.subscriber.id
 
 
+def outbox_of(store: Store, settings: OutboxSettings) -> Outbox:
+    """The outbox as the daemon builds it: the store's own inserts (PostgreSQL's array statements)."""
+    return Outbox(settings, sessions=store.sessions, inserts=store.mt_inserts)
+
+
 async def queued(store: Store, outbox: Outbox, requests: list[MTRequest], now: datetime) -> list[Queued]:
     async with store.transaction() as session:
         batch = await outbox.queue_in(session, requests, now)
@@ -85,7 +90,7 @@ def aware(moment: datetime) -> datetime:
 
 async def test_a_push_at_23_in_madrid_is_held_to_09_and_leaves_then(store: Store) -> None:
     await client_wrote(store, SPAIN, NIGHT - timedelta(days=3))
-    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    outbox = outbox_of(store, quiet_settings())
     (push,) = await queued(store, outbox, [MTRequest(SPAIN, "oferta")], NIGHT)
     assert push.held_until == MORNING
 
@@ -105,7 +110,7 @@ async def test_a_push_at_23_in_madrid_is_held_to_09_and_leaves_then(store: Store
 
 async def test_replies_system_messages_and_ban_notices_are_never_held(store: Store) -> None:
     subscriber_id = await client_wrote(store, SPAIN, NIGHT - timedelta(days=3))
-    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    outbox = outbox_of(store, quiet_settings())
     async with store.sessions() as session:
         last = (await last_mos_of_subscribers(session, [subscriber_id]))[subscriber_id]
     requests = [
@@ -121,7 +126,7 @@ async def test_replies_system_messages_and_ban_notices_are_never_held(store: Sto
 
 async def test_a_push_to_a_client_who_just_wrote_is_not_held(store: Store) -> None:
     await client_wrote(store, SPAIN, NIGHT - timedelta(minutes=10))
-    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    outbox = outbox_of(store, quiet_settings())
     (push,) = await queued(store, outbox, [MTRequest(SPAIN, "¿sigues ahí?")], NIGHT)
     assert push.held_until is None
     (later,) = await queued(store, outbox, [MTRequest(SPAIN, "buenas noches")], NIGHT + timedelta(minutes=31))
@@ -150,7 +155,7 @@ async def test_a_batch_costs_the_same_reads_whatever_its_size(store: Store) -> N
     clients = [f"3460000{index:04d}" for index in range(20)]  # twenty clients, all asleep
     for msisdn in clients:
         await client_wrote(store, msisdn, NIGHT - timedelta(days=1))
-    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    outbox = outbox_of(store, quiet_settings())
     small = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients[:2]], NIGHT)
     large = await count_reads(store, outbox, [MTRequest(msisdn, "a") for msisdn in clients], NIGHT)
     assert small == large
@@ -159,7 +164,7 @@ async def test_a_batch_costs_the_same_reads_whatever_its_size(store: Store) -> N
 async def test_a_country_with_its_own_hours(store: Store) -> None:
     await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
     await client_wrote(store, BRITAIN, NIGHT - timedelta(days=1))
-    outbox = Outbox(quiet_settings(), sessions=store.sessions)
+    outbox = outbox_of(store, quiet_settings())
     both = [MTRequest(SPAIN, "a"), MTRequest(BRITAIN, "b")]
     # 20:30 UTC: 21:30 in Madrid (awake), 20:30 in London (awake until 21:00)
     early = await queued(store, outbox, both, NIGHT - timedelta(hours=1, minutes=30))
@@ -175,11 +180,11 @@ async def test_by_day_a_batch_that_names_its_way_out_reads_no_mo_for_the_quiet_h
     await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
     named = [MTRequest(SPAIN, "a", carrier="movistar", source="997745")] * 5
     day = NIGHT + timedelta(hours=12)  # 11:00 in Madrid
-    without = await count_reads(store, Outbox(plain_settings(), sessions=store.sessions), named, day)
-    with_rule = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, day)
+    without = await count_reads(store, outbox_of(store, plain_settings()), named, day)
+    with_rule = await count_reads(store, outbox_of(store, quiet_settings()), named, day)
     assert with_rule == without
     # at night the same batch reads the clients' latest MOs (did they just write?) and is held
-    night = await count_reads(store, Outbox(quiet_settings(), sessions=store.sessions), named, NIGHT)
+    night = await count_reads(store, outbox_of(store, quiet_settings()), named, NIGHT)
     assert night == without + 1
 
 
@@ -255,7 +260,7 @@ async def test_what_a_client_s_mo_releases(store: Store) -> None:
         await session.execute(update(MTMessage).where(MTMessage.id == tried).values(attempts=1))
     later = NIGHT + timedelta(hours=2)
     async with store.transaction() as session:
-        released = await release_held_pushes(session, [mine], later)
+        released = await store.mt_inserts.release_held(session, [mine], later)
     assert released == [push, notice]
     async with store.sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(MTMessage))).all()}
