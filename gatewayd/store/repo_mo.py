@@ -24,7 +24,7 @@ from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg_ingest import CHECK_REDELIVERY, insert_mos
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
@@ -105,7 +105,7 @@ async def open_answers(session: AsyncSession, binds: Sequence[str | None], now: 
 async def confirm_answers(session: AsyncSession, answer_ids: Sequence[int]) -> None:
     """These answers reached the SMSC: their MOs are no longer matched by later ones."""
     for chunk in chunks(answer_ids):
-        await session.execute(delete(MO_UNCONFIRMED).where(MO_UNCONFIRMED.c.id.in_(chunk)))
+        await session.execute(delete(MO_UNCONFIRMED).where(among(MO_UNCONFIRMED.c.id, chunk)))
 
 
 async def forget_unconfirmed(session: AsyncSession, before: datetime) -> int:
@@ -306,7 +306,7 @@ async def unconfirmed_keys(
         rows = await session.execute(
             select(table.c.dedup_key, table.c.id)
             .join(MO_UNCONFIRMED, MO_UNCONFIRMED.c.id == table.c.answer_id)
-            .where(table.c.dedup_key.in_(chunk), table.c.received_at >= since)
+            .where(among(table.c.dedup_key, chunk), table.c.received_at >= since)
         )
         found.update({row.dedup_key: row.id for row in rows})
     return found

@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.messages import MOPart, MOUnconfirmed
 from gatewayd.store.repo_mo import REDELIVERY_WINDOW, take_answers
 
@@ -130,7 +130,7 @@ async def _redelivered(session: AsyncSession, keys: Sequence[str], since: dateti
     for chunk in chunks(keys):
         rows = await session.execute(
             select(MO_PARTS.c.dedup_key, MO_PARTS.c.id).where(
-                MO_PARTS.c.dedup_key.in_(chunk),
+                among(MO_PARTS.c.dedup_key, chunk),
                 MO_PARTS.c.received_at >= since,
                 or_(MO_PARTS.c.mo_id.is_(None), unconfirmed),
             )
@@ -180,7 +180,7 @@ async def waiting_parts(session: AsyncSession, set_keys: Sequence[str]) -> dict[
                 MO_PARTS.c.payload,
                 MO_PARTS.c.received_at,
             )
-            .where(MO_PARTS.c.set_key.in_(chunk), MO_PARTS.c.mo_id.is_(None))
+            .where(among(MO_PARTS.c.set_key, chunk), MO_PARTS.c.mo_id.is_(None))
             .order_by(MO_PARTS.c.set_key, MO_PARTS.c.part_no, MO_PARTS.c.id)
         )
         for row in rows:
@@ -191,7 +191,7 @@ async def waiting_parts(session: AsyncSession, set_keys: Sequence[str]) -> dict[
 async def mark_assembled(session: AsyncSession, assembled: Sequence[tuple[int, Sequence[int]]]) -> None:
     """(mo_id, part ids): those parts now make that MO."""
     for mo_id, part_ids in assembled:
-        await session.execute(update(MO_PARTS).where(MO_PARTS.c.id.in_(part_ids)).values(mo_id=mo_id))
+        await session.execute(update(MO_PARTS).where(among(MO_PARTS.c.id, part_ids)).values(mo_id=mo_id))
 
 
 async def oldest_waiting_part(session: AsyncSession) -> datetime | None:

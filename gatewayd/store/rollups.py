@@ -35,7 +35,7 @@ from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindpar
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
-from gatewayd.store._tables import chunks, table_of
+from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import Base, UTCDateTime
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.enums import MTKind, MTStatus
@@ -398,7 +398,7 @@ async def count_replies(
             select(MO_MESSAGES.c.conversation_id, CONVERSATIONS.c.waiting_since, func.count().label("mos"))
             .select_from(CONVERSATIONS.join(MO_MESSAGES, MO_MESSAGES.c.conversation_id == CONVERSATIONS.c.id))
             .where(
-                CONVERSATIONS.c.id.in_(chunk),
+                among(CONVERSATIONS.c.id, chunk),
                 CONVERSATIONS.c.waiting_since.is_not(None),
                 MO_MESSAGES.c.received_at >= CONVERSATIONS.c.waiting_since,
                 MO_MESSAGES.c.received_at <= now,
@@ -409,7 +409,7 @@ async def count_replies(
         earlier = await session.execute(
             select(MT_MESSAGES.c.conversation_id, MT_MESSAGES.c.operator_id)
             .where(
-                MT_MESSAGES.c.conversation_id.in_(chunk),
+                among(MT_MESSAGES.c.conversation_id, chunk),
                 MT_MESSAGES.c.kind == MTKind.REPLY,
                 MT_MESSAGES.c.operator_id.is_not(None),
                 MT_MESSAGES.c.id.not_in(ids),
@@ -472,7 +472,7 @@ async def count_finals(session: AsyncSession, finals: Iterable[tuple[int, MTStat
                     CONVERSATIONS, CONVERSATIONS.c.id == MT_MESSAGES.c.conversation_id
                 )
             )
-            .where(MT_MESSAGES.c.id.in_(chunk))
+            .where(among(MT_MESSAGES.c.id, chunk))
         )
         found = [(row, statuses[row.id]) for row in rows]
         count_final_rows(session, found)
@@ -500,6 +500,6 @@ async def _values(
     wanted = sorted({value for value in ids if value is not None})
     found: dict[int, str | None] = {}
     for chunk in chunks(wanted):
-        rows = await session.execute(select(table.c.id, table.c[column]).where(table.c.id.in_(chunk)))
+        rows = await session.execute(select(table.c.id, table.c[column]).where(among(table.c.id, chunk)))
         found.update({row[0]: row[1] for row in rows})
     return found

@@ -179,7 +179,7 @@ class Claims(ABC):
         if remaining:
             await session.execute(
                 update(table)
-                .where(table.c.id.in_(remaining), table.c.status == MTStatus.SENDING)
+                .where(among(table.c.id, remaining), table.c.status == MTStatus.SENDING)
                 .values(
                     status=MTStatus.QUEUED,
                     next_attempt_at=now,
@@ -312,7 +312,7 @@ async def _claimed(session: AsyncSession, rows: Sequence[Any]) -> list[ClaimedMT
 async def _done_parts(session: AsyncSession, mt_ids: Sequence[int]) -> dict[int, set[int]]:
     result = await session.execute(
         select(MT_PARTS.c.mt_id, MT_PARTS.c.part_no).where(
-            MT_PARTS.c.mt_id.in_(mt_ids), MT_PARTS.c.status != PartStatus.REJECTED
+            among(MT_PARTS.c.mt_id, mt_ids), MT_PARTS.c.status != PartStatus.REJECTED
         )
     )
     done: dict[int, set[int]] = {}
@@ -355,7 +355,7 @@ async def requeue_mts(
     table = MT_MESSAGES
     result = await session.execute(
         update(table)
-        .where(table.c.id.in_(sorted(mt_ids)), table.c.status == MTStatus.SENDING)
+        .where(among(table.c.id, sorted(mt_ids)), table.c.status == MTStatus.SENDING)
         .values(
             status=MTStatus.QUEUED,
             attempts=case((table.c.attempts > 0, table.c.attempts - 1), else_=0),

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import among, table_of
 from gatewayd.store.enums import MTStatus, PartStatus
 from gatewayd.store.messages import EarlyReceipt, MTPart
 from gatewayd.store.mt import _pg as pg
@@ -60,8 +60,8 @@ def message_ids_in(table: Table, keys: set[PartKey]) -> ColumnElement[bool]:
     """A superset filter for (carrier, smsc_message_id) pairs; callers keep the exact pairs. Two plain
     IN lists use the (carrier, smsc_message_id) index where a row-value IN plans badly on PostgreSQL."""
     return and_(
-        table.c.carrier.in_(sorted({carrier for carrier, _ in keys})),
-        table.c.smsc_message_id.in_(sorted({message_id for _, message_id in keys})),
+        among(table.c.carrier, sorted({carrier for carrier, _ in keys})),
+        among(table.c.smsc_message_id, sorted({message_id for _, message_id in keys})),
     )
 
 
@@ -113,7 +113,7 @@ class Receipts(ABC):
             for row in rows
         ]
         outcome = await self.record(session, receipts, now)
-        await session.execute(delete(early).where(early.c.id.in_([row.id for row in rows])))
+        await session.execute(delete(early).where(among(early.c.id, [row.id for row in rows])))
         return outcome
 
     async def purge_early(self, session: AsyncSession, received_before: datetime) -> int:
@@ -175,7 +175,7 @@ class SQLiteReceipts(Receipts):
                 for r in found
             ],
         )
-        await session.execute(delete(table).where(table.c.id.in_([r.id for r in found])))
+        await session.execute(delete(table).where(among(table.c.id, [r.id for r in found])))
         return {mt_id for _, mt_id in parts.values()}
 
     @staticmethod

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import among, table_of
 from gatewayd.store.enums import MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.mt import _pg as pg
@@ -296,7 +296,7 @@ async def _fail_or_retry(
         return []
     table = MT_MESSAGES
     result = await session.execute(
-        select(table.c.id, table.c.status, table.c.attempts).where(table.c.id.in_(sorted(rejected)))
+        select(table.c.id, table.c.status, table.c.attempts).where(among(table.c.id, sorted(rejected)))
     )
     requeue, fail = [], []
     changes: list[MTStatusChange] = []

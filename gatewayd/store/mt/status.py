@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._tables import table_of
+from gatewayd.store._tables import among, table_of
 from gatewayd.store.enums import MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt import _pg as pg
@@ -126,7 +126,7 @@ class SQLiteStatuses(Statuses):
         mts = (
             await session.execute(
                 select(table.c.id, table.c.status, table.c.segments).where(
-                    table.c.id.in_(sorted(set(mt_ids))),
+                    among(table.c.id, sorted(set(mt_ids))),
                     table.c.status.in_([MTStatus.SENDING, MTStatus.ACCEPTED]),
                 )
             )
@@ -135,7 +135,7 @@ class SQLiteStatuses(Statuses):
             return []
         part_rows = await session.execute(
             select(MT_PARTS.c.mt_id, MT_PARTS.c.status, MT_PARTS.c.error_code).where(
-                MT_PARTS.c.mt_id.in_([row.id for row in mts])
+                among(MT_PARTS.c.mt_id, [row.id for row in mts])
             )
         )
         states: dict[int, list[PartStatus]] = {}

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.schema import upgrade
 from gatewayd.store._tables import among, table_of
 from gatewayd.store.engine import create_engine
+from gatewayd.store.mt.queue import ANY_DATABASE
+from gatewayd.store.repo_mo import confirm_answers
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 
@@ -83,5 +86,25 @@ async def test_on_postgresql_one_prepared_statement_serves_every_length(pg_url: 
                 sql for (sql,) in prepared if sql.startswith("SELECT subscribers.id") and "WHERE" in sql
             ]
             assert len(lookups) == 1, lookups
+    finally:
+        await engine.dispose()
+
+
+async def test_on_postgresql_the_pipelines_look_ups_are_one_statement_whatever_the_batch(pg_url: str) -> None:
+    """Each batch size once made another statement for PostgreSQL to parse, plan and keep: the pushes
+    released for clients writing in their quiet hours (the statements any database runs), the answers
+    confirmed (every quarter second under load)."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        ids = list((await add_subscribers(Store.for_engine(engine))).values())
+        now = datetime.now(UTC)
+        async with AsyncSession(engine) as session, session.begin():
+            for length in range(1, 13):
+                await ANY_DATABASE.release_held(session, ids[:length], now)
+                await confirm_answers(session, list(range(1, length + 1)))
+            prepared = (await session.execute(text("SELECT statement FROM pg_prepared_statements"))).scalars()
+            statements = [sql for sql in prepared if "mt_messages" in sql or "mo_unconfirmed" in sql]
+        assert len(statements) == 2, statements
     finally:
         await engine.dispose()
