@@ -37,6 +37,8 @@ DEFAULT_ALBUM = "general"
 #: A phone may keep a photo this long; the panel itself answers 404 as soon as the photo is deleted.
 CACHE_CONTROL = "public, max-age=300"
 
+#: Beside an upload's refusal once a file was sent: a browser never fills a file input again.
+CHOOSE_AGAIN = N_("Choose the file again: the browser does not keep it after an error.")
 NOTICES = {
     "uploaded": N_("The photo was added to the gallery."),
     "deleted": N_("The photo was deleted: its link no longer works."),
@@ -54,6 +56,12 @@ def gallery_dir(request: Request) -> Path:
 
 def _album(form: FormData) -> str:
     return " ".join(_field(form, "album", ALBUM_LENGTH * 2).split())[:ALBUM_LENGTH].lower() or DEFAULT_ALBUM
+
+
+def _typed(form: FormData, name: str, limit: int) -> str:
+    """A text field as typed (cut at ``limit``), to fill the form again beside its refusal."""
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
 
 
 async def _photos(request: Request, query: str, album: str) -> tuple[list[Photo], list[tuple[str, int]]]:
@@ -94,7 +102,11 @@ async def _page(request: Request, status: int = 200, **context: Any) -> Response
         "public_url_set": panel(request).settings.public_url is not None,
         "notice": NOTICES.get(notice),
         "error": None,
+        "error_form": None,  # "upload" or "import": the form the error is shown in
+        "choose_again": None,  # CHOOSE_AGAIN once a file was sent
         "url": "",
+        "upload_album": album,
+        "import_album": album,
         **context,
     }
     return render(request, "gallery/gallery.html", values, status_code=status)
@@ -160,16 +172,17 @@ async def _store(request: Request, image: CleanImage, name: str, album: str, act
 async def upload(request: Request) -> Response:
     form = await request.form(max_files=1, max_part_size=MAX_BYTES)
     try:
+        typed = {"error_form": "upload", "upload_album": _typed(form, "album", ALBUM_LENGTH * 2)}
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return await _page(request, 400, error=N_("Choose an image file to upload."))
+            return await _page(request, 400, error=N_("Choose an image file to upload."), **typed)
         data = await upload.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
-            return await _page(request, 400, error=TOO_LARGE)
+            return await _page(request, 400, error=TOO_LARGE, choose_again=CHOOSE_AGAIN, **typed)
         try:
             image = await anyio.to_thread.run_sync(clean_image, data)
         except ImageRefused as refused:
-            return await _page(request, 400, error=refused.message)
+            return await _page(request, 400, error=refused.message, choose_again=CHOOSE_AGAIN, **typed)
         name = Path(upload.filename.replace("\\", "/")).name
         return await _store(request, image, name, _album(form), "photo.upload")
     finally:
@@ -184,7 +197,8 @@ async def import_url(request: Request) -> Response:
         data = await fetch(url, panel(request).settings.gallery_fetch_allow)
         image = await anyio.to_thread.run_sync(clean_image, data)
     except (FetchRefused, ImageRefused) as refused:
-        return await _page(request, 400, error=refused.message, url=url[:MAX_URL])
+        typed = {"url": _typed(form, "url", MAX_URL), "import_album": _typed(form, "album", ALBUM_LENGTH * 2)}
+        return await _page(request, 400, error=refused.message, error_form="import", **typed)
     name = url.rstrip("/").rsplit("/", 1)[-1].partition("?")[0] or url
     return await _store(request, image, name, _album(form), "photo.import")
 

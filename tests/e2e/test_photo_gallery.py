@@ -49,6 +49,23 @@ async def test_an_uploaded_photo_travels_as_a_link_the_phone_opens(
         admin, desk, phone = [await context.new_page() for context in contexts]
         # The master uploads the photo into an album.
         await sign_in_master(admin)
+        # A refused import and a refused upload come back as typed, each error in its own form.
+        await admin.fill("#url", "http://127.0.0.1:1/oferta.png")
+        await admin.fill("#import-album", "Promos")
+        async with admin.expect_navigation():
+            await admin.click("form[action='/admin/gallery/import'] button[type=submit]")
+        await expect(admin.locator("#import-error")).to_contain_text("solo descarga de direcciones públicas")
+        await expect(admin.locator("#url")).to_have_value("http://127.0.0.1:1/oferta.png")
+        await expect(admin.locator("#import-album")).to_have_value("Promos")
+        not_an_image = tmp_path / "notas.jpg"
+        not_an_image.write_text("no es una imagen")
+        await admin.set_input_files("#file", str(not_an_image))
+        await admin.fill("#upload-album", "Promos")
+        async with admin.expect_navigation():
+            await admin.click("form[action='/admin/gallery/upload'] button[type=submit]")
+        await expect(admin.locator("#upload-error")).to_contain_text("Vuelve a elegir el archivo")
+        await expect(admin.locator("#upload-album")).to_have_value("Promos")
+        await admin.screenshot(path=str(artifacts / "gallery-refused-upload.png"), full_page=True)
         await admin.set_input_files("#file", str(picture))
         await admin.fill("#upload-album", "Promos")
         async with admin.expect_navigation():

@@ -366,3 +366,45 @@ async def test_the_desk_offers_the_gallerys_photos_to_insert_as_links(
         assert gone.token not in desk.text
         push = await operator.get("/desk/push", headers=HTML)
         assert f'data-insert="{link}" data-target="push-text"' in push.text
+
+
+def form_of(page: str, action: str) -> str:
+    """The HTML of the page's form posting to ``action``."""
+    return page.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+
+
+async def test_a_refused_import_comes_back_as_typed_with_its_error(
+    gallery_client: PanelClient, image_server: int
+) -> None:
+    url = f"http://127.0.0.1:{image_server}/page.html?size=big&amp=1"
+    status, text = await import_url(gallery_client, url, "Promos de Verano")
+    assert status == 400
+    form = form_of(text, "/admin/gallery/import")
+    assert f'id="url" name="url" type="url" maxlength="2000" value="{url.replace("&", "&amp;")}"' in form
+    assert 'id="import-album" name="album" list="albums" maxlength="64" value="Promos de Verano"' in form
+    assert 'aria-describedby="import-error"' in form
+    assert 'id="import-error" role="alert">The server did not send the image (it answered' in form
+    upload_form = form_of(text, "/admin/gallery/upload")
+    assert 'role="alert"' not in upload_form and 'value="Promos de Verano"' not in upload_form
+    assert await photos(gallery_client) == []
+
+
+async def test_a_refused_upload_keeps_the_album_and_asks_for_the_file_again(
+    gallery_client: PanelClient,
+) -> None:
+    status, text = await upload(gallery_client, "shell.jpg", POLYGLOT, album="Promos de Verano")
+    assert status == 400
+    form = form_of(text, "/admin/gallery/upload")
+    assert 'id="upload-album" name="album" list="albums" maxlength="64" value="Promos de Verano"' in form
+    assert "The file is not a JPEG, PNG, WebP or GIF image." in form
+    assert "Choose the file again: the browser does not keep it after an error." in form
+    assert 'value="Promos de Verano"' not in form_of(text, "/admin/gallery/import")
+    # No file sent: nothing to choose again.
+    token = await csrf(gallery_client)
+    response = await gallery_client.post(
+        "/admin/gallery/upload", data={"csrf_token": token, "album": "Otoño"}, headers=HTML
+    )
+    assert response.status_code == 400
+    form = form_of(response.text, "/admin/gallery/upload")
+    assert "Choose an image file to upload." in form and 'value="Otoño"' in form
+    assert "Choose the file again" not in form
