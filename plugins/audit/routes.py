@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -35,9 +35,10 @@ from gatewayd.store.audit import (
 from panel.access import requires
 from panel.audit import audit
 from panel.auth.permissions import PANEL_ACCESS
-from panel.i18n import zone_or_utc
+from panel.i18n import format_datetime, zone_or_utc
 from panel.runtime import PanelRuntime
 from panel.web import db, db_read, error_response, panel, render, require_user, translate
+from plugins.audit.labels import DETAIL_LABELS, NO, TIME_KEYS, YES, readable
 from plugins.audit.permissions import AUDIT_VIEW
 from translations import N_
 
@@ -48,6 +49,7 @@ MAX_TEXT = 200
 #: The filters a page or an export takes, by their query parameter.
 FILTER_FIELDS = ("actor", "action", "subject", "source", "from", "to", "q")
 _ACTION = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: A spreadsheet takes a cell starting with one of these as a formula: such cells get a leading "'".
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ARROW = "\u2192"
@@ -55,11 +57,13 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class BadFilter(Exception):
-    """A filter the viewer refuses; ``key`` is the message shown (English, marked with N_)."""
+    """A filter the viewer refuses; ``key`` is the message shown (English, marked with N_), ``field``
+    the filter it is about (one of FILTER_FIELDS; None: the page asked for)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, field: str | None = None) -> None:
         super().__init__(key)
         self.key = key
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +84,19 @@ FIRST_YEAR, LAST_YEAR = 2000, 9998
 def _text(params: QueryParams, name: str, limit: int) -> str:
     value = params.get(name, "").strip()
     if len(value) > limit:
-        raise BadFilter(N_("A filter value is too long."))
+        raise BadFilter(N_("A filter value is too long."), name)
     return value
 
 
-def _day(value: str) -> date | None:
+def _day(value: str, name: str) -> date | None:
     if not value:
         return None
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise BadFilter(N_("Dates must be written as YYYY-MM-DD.")) from None
+        raise BadFilter(N_("Dates must be written as YYYY-MM-DD."), name) from None
     if not FIRST_YEAR <= day.year <= LAST_YEAR:  # the day after the last must still be a date
-        raise BadFilter(N_("Dates must be written as YYYY-MM-DD."))
+        raise BadFilter(N_("Dates must be written as YYYY-MM-DD."), name)
     return day
 
 
@@ -121,10 +125,10 @@ def parse_query(params: QueryParams, zone: ZoneInfo) -> Query:
         "q": _text(params, "q", MAX_TEXT),
     }
     if values["action"] and not _ACTION.fullmatch(values["action"]):
-        raise BadFilter(N_("There is no such action."))
-    first, last = _day(values["from"]), _day(values["to"])
+        raise BadFilter(N_("There is no such action."), "action")
+    first, last = _day(values["from"], "from"), _day(values["to"], "to")
     if first is not None and last is not None and first > last:
-        raise BadFilter(N_("The start date is after the end date."))
+        raise BadFilter(N_("The start date is after the end date."), "to")
     wanted = AuditFilter(
         actor=values["actor"] or None,
         action=values["action"] or None,
@@ -140,43 +144,90 @@ def parse_query(params: QueryParams, zone: ZoneInfo) -> Query:
     return Query({name: value for name, value in values.items() if value}, wanted, before, after)
 
 
+def typed_filters(params: QueryParams) -> dict[str, str]:
+    """The filters as the reader typed them, to fill the form again when one is refused."""
+    return {name: params[name] for name in FILTER_FIELDS if params.get(name)}
+
+
+def date_input(value: str) -> str:
+    """The type of a date filter's input: "date" (the browser's calendar), or "text" for a value a
+    date input would blank, so that what was typed shows beside its error."""
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return "text" if value else "date"
+    return "date" if _DATE.fullmatch(value) else "text"
+
+
 def _link(path: str, values: Mapping[str, str], **page: int) -> str:
     query = urlencode({**values, **{name: str(seq) for name, seq in page.items()}})
     return f"{path}?{query}" if query else path
 
 
-def _shown(value: Any) -> str:
-    if value is None:
-        return "\u2014"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return ", ".join(_shown(item) for item in value) or "\u2014"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """How the viewer words a record's details: ``label`` names a key of the details in the reader's
+    language, ``when`` writes an instant in the reader's time zone, ``yes``/``no`` a true or false."""
+
+    label: Callable[[str], str]
+    when: Callable[[datetime], str]
+    yes: str = "yes"
+    no: str = "no"
+
+    def value(self, value: Any, key: str = "") -> str:
+        if value is None:
+            return "\u2014"
+        if isinstance(value, bool):
+            return self.yes if value else self.no
+        if isinstance(value, str):
+            return self._instant(value) if key in TIME_KEYS else value
+        if isinstance(value, list):
+            return ", ".join(self.value(item, key) for item in value) or "\u2014"
+        if isinstance(value, dict):
+            if key in TIME_KEYS:  # message id -> when: the ids as they are
+                parts = [f"{name}: {self.value(item, key)}" for name, item in value.items()]
+            else:
+                parts = [f"{self.label(name)}: {self.value(item, name)}" for name, item in value.items()]
+            return "; ".join(parts) or "\u2014"
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+    def _instant(self, text: str) -> str:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return text
+        return self.when(moment) if moment.tzinfo is not None else text
 
 
-def describe(details: Mapping[str, Any]) -> list[tuple[str, str]]:
+def describe(details: Mapping[str, Any], shown: Shown) -> list[tuple[str, str]]:
     """A record's details as (label, text) lines: each field changed as ``before -> after``, then the
-    other details as they are."""
+    other details; keys named by ``shown.label``, instants in the reader's time zone."""
     lines: list[tuple[str, str]] = []
     before, after = details.get("before"), details.get("after")
     if isinstance(before, dict) or isinstance(after, dict):
         old = before if isinstance(before, dict) else {}
         new = after if isinstance(after, dict) else {}
         for name in sorted({*old, *new}):
+            label = shown.label(name)
             if name in old and name in new:
-                lines.append((name, f"{_shown(old[name])} {ARROW} {_shown(new[name])}"))
+                lines.append(
+                    (label, f"{shown.value(old[name], name)} {ARROW} {shown.value(new[name], name)}")
+                )
             elif name in new:
-                lines.append((name, f"{ARROW} {_shown(new[name])}"))
+                lines.append((label, f"{ARROW} {shown.value(new[name], name)}"))
             else:
-                lines.append((name, f"{_shown(old[name])} {ARROW}"))
+                lines.append((label, f"{shown.value(old[name], name)} {ARROW}"))
     elif "before" in details or "after" in details:
-        lines.append(("", f"{_shown(before)} {ARROW} {_shown(after)}"))
-    lines.extend((name, _shown(value)) for name, value in details.items() if name not in ("before", "after"))
+        lines.append(("", f"{shown.value(before)} {ARROW} {shown.value(after)}"))
+    lines.extend(
+        (shown.label(name), shown.value(value, name))
+        for name, value in details.items()
+        if name not in ("before", "after")
+    )
     return lines
 
 
-def _row(record: AuditRecord) -> dict[str, Any]:
+def _row(record: AuditRecord, shown: Shown) -> dict[str, Any]:
     return {
         "seq": record.seq,
         "at": record.at,
@@ -184,8 +235,23 @@ def _row(record: AuditRecord) -> dict[str, Any]:
         "source": record.source or "",
         "action": record.action,
         "subject": record.subject or "",
-        "details": describe(record.details),
+        "details": describe(record.details, shown),
     }
+
+
+def _shown(request: Request) -> Shown:
+    """The reader's wording: labels in their language, instants as every panel page shows them
+    (`panel.i18n.format_datetime`, the templates' ``localtime``) in their time zone."""
+    timezone = require_user(request).timezone
+
+    def label(key: str) -> str:
+        known = DETAIL_LABELS.get(key)
+        return translate(request, known) if known is not None else readable(key)
+
+    def when(moment: datetime) -> str:
+        return format_datetime(moment, timezone)
+
+    return Shown(label, when, translate(request, YES), translate(request, NO))
 
 
 def _zone(request: Request) -> ZoneInfo:
@@ -197,19 +263,23 @@ async def _page(
     query: Query | None,
     *,
     check: AuditCheck | None = None,
-    error: str | None = None,
+    refused: BadFilter | None = None,
+    typed: Mapping[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The trail's page; when a filter was ``refused``, the form as ``typed`` and the message beside
+    the field it is about, and no records."""
     rows: list[dict[str, Any]] = []
     newer = older = None
-    values = query.values if query is not None else {}
+    values = query.values if query is not None else dict(typed or {})
     async with db_read(request) as session:
         actions = await audit_actions(session)
         if query is not None:
             records = await audit_page(
                 session, query.wanted, before=query.before, after=query.after, limit=PAGE_SIZE
             )
-            rows = [_row(record) for record in records]
+            shown = _shown(request)
+            rows = [_row(record, shown) for record in records]
             if records:
                 top, bottom = records[0].seq, records[-1].seq
                 if await audit_has(session, query.wanted, below=None, above=top):
@@ -223,9 +293,11 @@ async def _page(
         "newer": newer,
         "older": older,
         "newest": _link("/admin/audit", values) if newer else None,
-        "csv_url": _link("/admin/audit.csv", values),
+        "csv_url": _link("/admin/audit.csv", values) if refused is None else None,
         "check": check,
-        "error": error,
+        "error": translate(request, refused.key) if refused is not None else None,
+        "error_field": refused.field if refused is not None else None,
+        "date_inputs": {name: date_input(values.get(name, "")) for name in ("from", "to")},
     }
     return render(request, "audit/trail.html", context, status_code=status_code)
 
@@ -235,7 +307,8 @@ async def trail(request: Request) -> Response:
     try:
         query = parse_query(request.query_params, _zone(request))
     except BadFilter as bad:
-        return await _page(request, None, error=translate(request, bad.key), status_code=400)
+        typed = typed_filters(request.query_params)
+        return await _page(request, None, refused=bad, typed=typed, status_code=400)
     return await _page(request, query)
 
 

@@ -77,8 +77,8 @@ async def test_the_admin_filters_the_trail_by_action(
         await expect(rows).to_have_count(1)
         failed = rows.first
         await expect(failed.locator("td.actor")).to_have_text("-")
-        await expect(failed.locator("td.details")).to_contain_text(f"username: {ADMIN}")
-        await expect(failed.locator("td.details")).to_contain_text("outcome: bad_credentials")
+        await expect(failed.locator("td.details")).to_contain_text(f"Usuario: {ADMIN}")
+        await expect(failed.locator("td.details")).to_contain_text("Resultado: bad_credentials")
         await expect(admin.locator("#f-action")).to_have_value("auth.login_failed")
         for name, size in SIZES.items():
             await admin.set_viewport_size(size)
@@ -98,5 +98,20 @@ async def test_the_admin_filters_the_trail_by_action(
             await admin.select_option("#f-action", "auth.login")
             await admin.click("form.filters button[type=submit]")
         await expect(rows).to_have_count(2)  # the operator's and the admin's sign-ins
+
+        # An inverted range: the form comes back as typed, the error beside the end date.
+        await admin.fill("#f-actor", "adela")
+        await admin.fill("#f-from", "2026-03-02")
+        await admin.fill("#f-to", "2026-03-01")
+        async with admin.expect_navigation():
+            await admin.click("form.filters button[type=submit]")
+        await expect(admin.locator("#f-to-error")).to_have_text(
+            "La fecha de inicio es posterior a la fecha de fin."
+        )
+        await expect(admin.locator("#f-actor")).to_have_value("adela")
+        await expect(admin.locator("#f-action")).to_have_value("auth.login")
+        await expect(admin.locator("#f-from")).to_have_value("2026-03-02")
+        await expect(admin.locator("#f-to")).to_have_value("2026-03-01")
+        await admin.screenshot(path=str(artifacts / "audit-trail-refused-filter.png"), full_page=True)
     finally:
         await admins.close()

@@ -43,6 +43,12 @@ async def records(client: PanelClient) -> list[AuditRecord]:
         return list((await session.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all())
 
 
+async def grant_audit_view(client: PanelClient, username: str) -> None:
+    async with client.runtime.sessionmaker() as session, session.begin():
+        account = (await session.scalars(select(Account).where(Account.username == username))).one()
+        await set_permissions(account, client.runtime.permissions, [*account.permissions, AUDIT_VIEW])
+
+
 async def test_only_holders_of_audit_view_may_open_it(client: PanelClient) -> None:
     for who, status in (("oscar", 403), ("marta", 403), ("ana", 200)):
         browser = client.another_browser()
@@ -103,7 +109,7 @@ async def test_filters_and_the_dates_in_the_readers_time_zone(client: PanelClien
         assert page.status_code == 200, query
         assert seqs(page.text) == expected, query
     page = await client.get("/admin/audit?source=cli", headers=HTML)
-    assert "pools:</span> a \u2192 a, b" in page.text  # before -> after, readable
+    assert "Grupos de operadores:</span> a \u2192 a, b" in page.text  # before -> after, readable
     assert "<option selected>account.lock</option>" not in page.text
     assert "<option>client.ban</option>" in page.text  # the actions present, to choose from
     empty = await client.get("/admin/audit?actor=nadie", headers=HTML)
@@ -216,3 +222,86 @@ async def test_the_chain_is_checked_on_demand_and_an_edit_shows(client: PanelCli
     broken = await client.post("/admin/audit/verify", data={"csrf_token": token}, headers=HTML)
     assert "2 registros, cadena rota en el n.º 3." in broken.text
     assert broken.text.count("data-seq=") == 8  # the page still lists the records
+
+
+async def test_a_refused_filter_keeps_the_form_as_typed_with_the_error_beside_its_field(
+    client: PanelClient,
+) -> None:
+    await login(client, "ana")  # ana reads Spanish
+    typed = "actor=Marta&subject=account%3A12&source=cli&q=Ñandú&from=2026-03-02&to=2026-03-01"
+    page = await client.get(f"/admin/audit?{typed}", headers=HTML)
+    assert page.status_code == 400
+    assert 'id="f-actor" name="actor" maxlength="64" value="Marta"' in page.text
+    assert 'value="account:12"' in page.text and 'value="cli"' in page.text and 'value="Ñandú"' in page.text
+    assert 'id="f-from" name="from" type="date" value="2026-03-02"' in page.text
+    to_field = page.text.split('id="f-to"', 1)[1].split("</div>", 1)[0]
+    assert 'value="2026-03-01" aria-invalid="true" aria-describedby="f-to-error"' in to_field
+    assert 'id="f-to-error" role="alert">La fecha de inicio es posterior a la fecha de fin.</p>' in to_field
+    # A date the browser's date input would blank is shown as typed, in a text input.
+    bad_day = await client.get("/admin/audit?from=2026-13-01&actor=ana", headers=HTML)
+    assert bad_day.status_code == 400
+    from_field = bad_day.text.split('id="f-from"', 1)[1].split("</div>", 1)[0]
+    assert 'type="text" value="2026-13-01" aria-invalid="true"' in from_field
+    assert "Las fechas deben escribirse como AAAA-MM-DD." in from_field
+    assert 'value="ana"' in bad_day.text
+    # An action not in the list stays chosen; a bad page has no field: its message is on top.
+    action = await client.get("/admin/audit?action=DROP%20TABLE", headers=HTML)
+    assert "<option selected>DROP TABLE</option>" in action.text
+    assert 'id="f-action-error" role="alert">No existe esa acción.</p>' in action.text
+    page_asked = await client.get("/admin/audit?before=abc&actor=ana", headers=HTML)
+    assert '<p class="flash error" role="alert">La página pedida no es válida.</p>' in page_asked.text
+    assert 'value="ana"' in page_asked.text
+    # In English for an English reader.
+    await grant_audit_view(client, "marta")
+    reader = client.another_browser()
+    async with reader:
+        await login(reader, "marta")
+        english = await reader.get("/admin/audit?to=yesterday", headers=HTML)
+    assert english.status_code == 400
+    assert 'id="f-to-error" role="alert">Dates must be written as YYYY-MM-DD.</p>' in english.text
+    assert 'type="text" value="yesterday"' in english.text
+
+
+async def test_details_show_labels_and_times_in_the_readers_time_zone(client: PanelClient) -> None:
+    details = {
+        "mt_ids": [7],
+        "kind": "push",
+        "held_until": "2026-03-01T22:30:00+00:00",
+        "sessions_ended": 2,
+        "some_new_key": True,
+    }
+    changed = {
+        "before": {"session_reset_at": None, "display_name": "Ana"},
+        "after": {"session_reset_at": "2026-03-01T12:00:00+00:00", "display_name": "Ana B."},
+    }
+    await seed(
+        client,
+        [
+            (AuditEntry("mt.sent", "oscar", 3, "10.0.0.1", "client:CABC", details), BASE),
+            (AuditEntry("client.session_reset", "ana", 1, "10.0.0.8", "client:CABC", changed), BASE),
+        ],
+    )
+    await login(client, "ana")  # Spanish, Europe/Madrid (UTC+1 in March)
+    page = await client.get("/admin/audit?subject=client", headers=HTML)
+    assert page.status_code == 200
+    cells = page.text.split('class="details">')[1:]
+    mt_sent, reset = cells[1], cells[0]  # newest first
+    assert "Mensajes:</span> 7" in mt_sent and "Tipo:</span> push" in mt_sent
+    assert "Retenido hasta:</span> 01/03/2026 23:30:00" in mt_sent  # 22:30 UTC
+    assert "Sesiones cerradas:</span> 2" in mt_sent
+    assert "Some new key:</span> Sí" in mt_sent  # an unknown key, readable
+    assert "Reinicio de sesión:</span> \u2014 \u2192 01/03/2026 13:00:00" in reset
+    assert "Nombre visible:</span> Ana \u2192 Ana B." in reset
+    for key in ("mt_ids", "held_until", "sessions_ended", "some_new_key", "session_reset_at", "+00:00"):
+        assert key not in mt_sent + reset, key
+    # In English, in America/Bogota (UTC-5), for marta.
+    await grant_audit_view(client, "marta")
+    reader = client.another_browser()
+    async with reader:
+        await login(reader, "marta")
+        english = await reader.get("/admin/audit?action=mt.sent", headers=HTML)
+    assert "Held until:</span> 01/03/2026 17:30:00" in english.text
+    assert "Some new key:</span> Yes" in english.text
+    # What is stored does not change.
+    stored = {record.action: record.details for record in await records(client)}
+    assert stored["mt.sent"] == details and stored["client.session_reset"] == changed
