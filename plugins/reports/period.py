@@ -18,10 +18,18 @@ MAX_DAYS = 731
 #: around them never steps past year 1 or 9999.
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 31)
+#: A refused value is shown again in its field, at most this long.
+TYPED_LENGTH = 32
 
 
 class PeriodError(ValueError):
-    """The range asked for cannot be reported; ``args[0]`` is an English message marked with N_."""
+    """The range asked for cannot be reported: ``message`` (English, marked with N_) says why, ``fields``
+    names the form's fields at fault (``date``, ``from``, ``to``)."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message, *fields)
+        self.message = message
+        self.fields = fields
 
 
 BAD_DATE = N_("Dates are written as YYYY-MM-DD (for example 2026-12-06).")
@@ -61,13 +69,48 @@ class Period:
         return f"{self.first.isoformat()}_{self.last.isoformat()}"
 
 
-def _day(text: str) -> date:
+@dataclass(frozen=True, slots=True)
+class RangeForm:
+    """What the range forms show: the values of the range reported, or as typed with what is wrong."""
+
+    preset: str
+    date: str
+    first: str
+    last: str
+    #: Why the range was refused (English, marked with N_; '' when it was not) and the fields at fault.
+    error: str = ""
+    fields: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, period: Period) -> RangeForm:
+        first, last = period.first.isoformat(), period.last.isoformat()
+        return cls(period.preset, first, first, last)
+
+    @classmethod
+    def refused(cls, params: Mapping[str, str], error: PeriodError) -> RangeForm:
+        """The values as they came (cut to a sane length) and the reason they were refused."""
+
+        def typed(name: str) -> str:
+            return params.get(name, "").strip()[:TYPED_LENGTH]
+
+        preset = params.get("period", "")
+        return cls(
+            preset if preset in PRESETS else "",
+            typed("date"),
+            typed("from"),
+            typed("to"),
+            error.message,
+            error.fields,
+        )
+
+
+def _day(text: str, field: str) -> date:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError as error:
-        raise PeriodError(BAD_DATE) from error
+        raise PeriodError(BAD_DATE, field) from error
     if not EARLIEST <= day <= LATEST:
-        raise PeriodError(OUT_OF_RANGE)
+        raise PeriodError(OUT_OF_RANGE, field)
     return day
 
 
@@ -77,12 +120,12 @@ def parse_period(params: Mapping[str, str], today: date, zone: ZoneInfo) -> Peri
     given_from, given_to = params.get("from", "").strip(), params.get("to", "").strip()
     preset = params.get("period", "")
     if given_from or given_to:
-        first = _day(given_from or given_to)
-        last = _day(given_to or given_from)
+        first = _day(given_from, "from") if given_from else _day(given_to, "to")
+        last = _day(given_to, "to") if given_to else first
         preset = ""
     else:
         preset = preset if preset in PRESETS else "month"
-        anchor = _day(params["date"]) if params.get("date", "").strip() else today
+        anchor = _day(params["date"], "date") if params.get("date", "").strip() else today
         if preset == "day":
             first = last = anchor
         elif preset == "week":
@@ -92,7 +135,7 @@ def parse_period(params: Mapping[str, str], today: date, zone: ZoneInfo) -> Peri
             first = anchor.replace(day=1)
             last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     if first > last:
-        raise PeriodError(REVERSED)
+        raise PeriodError(REVERSED, "from", "to")
     if (last - first).days + 1 > MAX_DAYS:
-        raise PeriodError(TOO_LONG)
+        raise PeriodError(TOO_LONG, "from", "to")
     return Period(first, last, zone, preset)

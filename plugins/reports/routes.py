@@ -57,7 +57,7 @@ from plugins.reports.figures import (
 from plugins.reports.figures import (
     Response as FirstResponse,
 )
-from plugins.reports.period import PRESETS, Period, PeriodError, parse_period
+from plugins.reports.period import Period, PeriodError, RangeForm, parse_period
 from plugins.reports.permissions import REPORTS_VIEW
 from routing.premium import PremiumState, Terms, format_money
 from translations import N_
@@ -92,6 +92,14 @@ SPEND_STATES = {
     PremiumState.PAUSED.value: N_("paused for confirmation"),
     PremiumState.CAPPED.value: N_("capped"),
 }
+#: Each report's tab and the title of its page.
+TITLES = {
+    "overview": N_("Reports"),
+    "operators": N_("Reports: operators"),
+    "traffic": N_("Reports: traffic"),
+    "clients": N_("Reports: client history"),
+    "spend": N_("Reports: spend"),
+}
 BAD_DIMENSION = N_("Group the traffic by service, short code, carrier or country.")
 BAD_PAGE = N_("The page number is not valid.")
 
@@ -105,20 +113,45 @@ def _period(request: Request) -> Period:
     return parse_period(request.query_params, utcnow().astimezone(zone).date(), zone)
 
 
-def _with_period(
-    page: Callable[[Request, Period], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """The page gets the range its query asks for; a range it cannot report is a 400 saying why."""
+Page = Callable[[Request, Period], Awaitable[Response]]
 
-    @functools.wraps(page)
-    async def ranged(request: Request) -> Response:
-        try:
-            period = _period(request)
-        except PeriodError as error:
-            return error_response(request, 400, error.args[0])
-        return await page(request, period)
 
-    return ranged
+def _with_period(tab: str) -> Callable[[Page], Callable[[Request], Awaitable[Response]]]:
+    """The page of ``tab`` gets the range its query asks for. A range it cannot report is a 400: the
+    report's page with the range forms as they were filled in and the reason under the fields at fault
+    (an export asked for such a range: the reason alone)."""
+
+    def decorate(page: Page) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(page)
+        async def ranged(request: Request) -> Response:
+            try:
+                period = _period(request)
+            except PeriodError as error:
+                if _wants_csv(request):
+                    return error_response(request, 400, error.message)
+                if tab == "spend" and not _billing(request):
+                    return error_response(request, 404)
+                return _refused(request, tab, RangeForm.refused(request.query_params, error))
+            return await page(request, period)
+
+        return ranged
+
+    return decorate
+
+
+def _refused(request: Request, tab: str, form: RangeForm) -> Response:
+    dimension = request.query_params.get("by", "")
+    context = {
+        "title": TITLES[tab],
+        "bills": bool(_billing(request)),
+        "tab": tab,
+        "form": form,
+        "period": None,
+        "zone": str(_zone(request)),
+        "range_query": "",
+        "hidden": {"by": dimension} if tab == "traffic" and dimension in DIMENSIONS else {},
+    }
+    return render(request, "reports/refused.html", context, status_code=400)
 
 
 def _wants_csv(request: Request) -> bool:
@@ -130,14 +163,14 @@ def _billing(request: Request) -> dict[str, Terms]:
     return dict(panel(request).settings.outbox.premium.terms)
 
 
-def _context(request: Request, period: Period, title: str, tab: str, **values: Any) -> dict[str, Any]:
+def _context(request: Request, period: Period, tab: str, **values: Any) -> dict[str, Any]:
     query = period.query()
     return {
-        "title": title,
+        "title": TITLES[tab],
         "bills": bool(_billing(request)),
         "tab": tab,
+        "form": RangeForm.of(period),
         "period": period,
-        "presets": PRESETS,
         "zone": str(period.zone),
         "range_query": urlencode(query),
         "csv_query": urlencode({**query, **_kept(request), "format": "csv"}),
@@ -158,7 +191,7 @@ def _seconds(response: FirstResponse | None) -> str:
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-@_with_period
+@_with_period("overview")
 async def overview_page(request: Request, period: Period) -> Response:
     async with db_read(request) as session:
         totals = await hourly_totals(session, period.start, period.end)
@@ -178,7 +211,6 @@ async def overview_page(request: Request, period: Period) -> Response:
     context = _context(
         request,
         period,
-        N_("Reports"),
         "overview",
         days=days,
         mo_chart=per_day_chart([(day, mo) for day, mo, _ in days]),
@@ -191,13 +223,13 @@ async def overview_page(request: Request, period: Period) -> Response:
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-@_with_period
+@_with_period("operators")
 async def operators_page(request: Request, period: Period) -> Response:
     async with db_read(request) as session:
         rows = await operators(session, period.start, period.end)
     if _wants_csv(request):
         return csv_response(f"reports-operators_{period.slug()}.csv", *_operator_table(rows))
-    context = _context(request, period, N_("Reports: operators"), "operators", rows=rows)
+    context = _context(request, period, "operators", rows=rows)
     return render(request, "reports/operators.html", context)
 
 
@@ -230,7 +262,7 @@ def _operator_table(rows: list[OperatorRow]) -> tuple[list[str], list[list[objec
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-@_with_period
+@_with_period("traffic")
 async def traffic_page(request: Request, period: Period) -> Response:
     dimension = request.query_params.get("by", "service")
     if dimension not in DIMENSIONS:
@@ -249,7 +281,6 @@ async def traffic_page(request: Request, period: Period) -> Response:
     context = _context(
         request,
         period,
-        N_("Reports: traffic"),
         "traffic",
         rows=rows,
         dimension=dimension,
@@ -279,7 +310,7 @@ async def _find_client(request: Request, wanted: str) -> tuple[Subscriber | None
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-@_with_period
+@_with_period("clients")
 async def clients_page(request: Request, period: Period) -> Response:
     wanted = request.query_params.get("q", "").strip()[:64]
     try:
@@ -319,7 +350,6 @@ async def clients_page(request: Request, period: Period) -> Response:
     context = _context(
         request,
         period,
-        N_("Reports: client history"),
         "clients",
         query=wanted,
         may_search_numbers=require_user(request).has(OPERATOR_SEE_MSISDN),
@@ -335,7 +365,7 @@ async def clients_page(request: Request, period: Period) -> Response:
 
 
 @requires(PANEL_ACCESS, REPORTS_VIEW)
-@_with_period
+@_with_period("spend")
 async def spend_page(request: Request, period: Period) -> Response:
     terms = _billing(request)
     if not terms:
@@ -355,7 +385,6 @@ async def spend_page(request: Request, period: Period) -> Response:
     context = _context(
         request,
         period,
-        N_("Reports: spend"),
         "spend",
         services=services,
         clients=clients,

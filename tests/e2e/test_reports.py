@@ -183,5 +183,20 @@ async def test_every_report_matches_the_ledger_of_what_was_sent(
         response = await page.goto("/admin/reports?from=2026-02-30&to=2026-03-01")
         assert response is not None and response.status == 400
         await expect(page.locator("main")).to_contain_text("AAAA-MM-DD")
+        # A range typed backwards: the report's form again, as it was filled in, the reason under it.
+        await page.goto(f"/admin/reports/operators?{span}")
+        await page.fill("#from", today.isoformat())
+        await page.fill("#to", (today - timedelta(days=3)).isoformat())
+        async with page.expect_navigation() as navigation:
+            await page.click("#to ~ button[type=submit]")
+        assert (await navigation.value).status == 400
+        await expect(page.locator("h1")).to_have_text("Informes: operadores")
+        await expect(page.locator("#from")).to_have_value(today.isoformat())
+        await expect(page.locator("#to")).to_have_value((today - timedelta(days=3)).isoformat())
+        await expect(page.locator("#to")).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator("#range-error")).to_have_text(
+            "El primer día del intervalo es posterior al último."
+        )
+        await shoot(page, artifacts, "reports-reversed-range")
     finally:
         await context.close()

@@ -15,7 +15,7 @@ from gatewayd.store.rollups import RESPONSE_BOUNDS, RESPONSE_FLOORS, hour_of, re
 from plugins.reports.charts import LEVELS, heat_map, level
 from plugins.reports.export import cell, csv_text
 from plugins.reports.figures import Response, ServiceSpend, percentile, spend_months
-from plugins.reports.period import MAX_DAYS, PeriodError, parse_period
+from plugins.reports.period import MAX_DAYS, TYPED_LENGTH, PeriodError, RangeForm, parse_period
 
 MADRID = ZoneInfo("Europe/Madrid")
 TODAY = date(2026, 12, 6)  # a Sunday
@@ -54,6 +54,39 @@ def test_presets_cover_the_day_the_week_from_monday_and_the_month() -> None:
 def test_bad_ranges_are_refused(params: dict[str, str]) -> None:
     with pytest.raises(PeriodError):
         parse_period(params, TODAY, MADRID)
+
+
+@pytest.mark.parametrize(
+    ("params", "fields"),
+    [
+        ({"from": "2026-02-30", "to": "2026-03-01"}, ("from",)),
+        ({"from": "2026-03-01", "to": "01/03/2026"}, ("to",)),
+        ({"to": "0001-01-01"}, ("to",)),
+        ({"date": "x"}, ("date",)),
+        ({"period": "week", "date": "9999-12-31"}, ("date",)),
+        ({"from": "2026-03-02", "to": "2026-03-01"}, ("from", "to")),
+        ({"from": "2020-01-01", "to": "2026-01-01"}, ("from", "to")),
+    ],
+)
+def test_a_refused_range_names_the_fields_at_fault(params: dict[str, str], fields: tuple[str, ...]) -> None:
+    with pytest.raises(PeriodError) as refused:
+        parse_period(params, TODAY, MADRID)
+    assert refused.value.fields == fields
+    form = RangeForm.refused(params, refused.value)
+    assert (form.date, form.first, form.last) == tuple(
+        params.get(name, "") for name in ("date", "from", "to")
+    )
+    assert (form.error, form.fields) == (refused.value.message, fields)
+
+
+def test_the_form_shows_the_range_reported_or_what_was_typed_cut_short() -> None:
+    week = parse_period({"period": "week", "date": "2026-12-02"}, TODAY, MADRID)
+    assert RangeForm.of(week) == RangeForm("week", "2026-11-30", "2026-11-30", "2026-12-06")
+    typed = {"period": "fortnight", "date": " " + "9" * 100}
+    with pytest.raises(PeriodError) as refused:
+        parse_period(typed, TODAY, MADRID)
+    form = RangeForm.refused(typed, refused.value)
+    assert form.preset == "" and form.date == "9" * TYPED_LENGTH
 
 
 def test_two_years_at_most() -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 
 import pytest
 from sqlalchemy import select
@@ -75,14 +78,26 @@ async def seed(url: str) -> int:
     return operator_id
 
 
-@pytest.fixture
-async def reports_client(database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
+@asynccontextmanager
+async def signed_in(database_url: str, username: str) -> AsyncIterator[PanelClient]:
     settings = PanelSettings(database_url=database_url, secure_cookies=False, argon2=FAST_ARGON2)
     await prepare_store(database_url)
     await seed(database_url)
     app: Starlette = create_app(settings, bus_factory=memory_bus, plugins=list(BUILT_IN_PLUGINS))
     async with serving(app) as client:
-        assert (await login(client, "marta")).status_code == 303  # a master: reports.view by default
+        assert (await login(client, username)).status_code == 303
+        yield client
+
+
+@pytest.fixture
+async def reports_client(database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
+    async with signed_in(database_url, "marta") as client:  # a master in English: reports.view by default
+        yield client
+
+
+@pytest.fixture
+async def spanish_client(database_url: str, example_on_path: None) -> AsyncIterator[PanelClient]:
+    async with signed_in(database_url, "ana") as client:  # an admin in Spanish, in Madrid
         yield client
 
 
@@ -153,33 +168,117 @@ async def test_traffic_by_each_dimension_and_its_csv_defuses_formulas(reports_cl
     assert 'data-name="vodafone"' in by_carrier.text and 'data-name="movistar"' in by_carrier.text
 
 
+class Inputs(HTMLParser):
+    """A page's ``<input>`` attributes by name (the last input of a name wins)."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.found: dict[str, dict[str, str | None]] = {}
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "input" and named.get("name"):
+            self.found[str(named["name"])] = named
+
+
+def inputs(page: str) -> dict[str, dict[str, str | None]]:
+    return Inputs(page).found
+
+
+def shown_error(page: str, element_id: str) -> str:
+    """The text of the error message the page shows under a field (``id=element_id``)."""
+    found = re.search(rf'<p [^>]*id="{element_id}"[^>]*>([^<]*)</p>', page)
+    assert found is not None, f"no #{element_id} on the page"
+    return found.group(1)
+
+
+#: Where each field's error shows: under the preset's day, or under the from / to pair.
+ERROR_OF = {"date": "date-error", "from": "range-error", "to": "range-error"}
+
+
 @pytest.mark.parametrize(
-    ("query", "message"),
+    ("query", "message", "fields"),
     [
-        ("from=2026-13-01&to=2026-12-01", "Dates are written as YYYY-MM-DD"),
-        ("date=yesterday", "Dates are written as YYYY-MM-DD"),
-        ("from=2026-12-02&to=2026-12-01", "The first day of the range is after its last day."),
-        ("from=2024-01-01&to=2026-12-01", "A report covers at most two years"),
-        ("date=9999-12-31", "Reports cover days from 2000-01-01 to 2100-12-31."),
-        ("period=week&date=9999-12-31", "Reports cover days from 2000-01-01"),
-        ("from=9999-12-31", "Reports cover days from 2000-01-01"),
-        ("from=0001-01-01", "Reports cover days from 2000-01-01"),
+        ("from=2026-13-01&to=2026-12-01", "Dates are written as YYYY-MM-DD", ["from"]),
+        ("from=2026-12-01&to=2026-02-30", "Dates are written as YYYY-MM-DD", ["to"]),
+        ("date=yesterday", "Dates are written as YYYY-MM-DD", ["date"]),
+        (
+            "from=2026-12-02&to=2026-12-01",
+            "The first day of the range is after its last day.",
+            ["from", "to"],
+        ),
+        ("from=2024-01-01&to=2026-12-01", "A report covers at most two years", ["from", "to"]),
+        ("date=9999-12-31", "Reports cover days from 2000-01-01 to 2100-12-31.", ["date"]),
+        ("period=week&date=9999-12-31", "Reports cover days from 2000-01-01", ["date"]),
+        ("from=9999-12-31", "Reports cover days from 2000-01-01", ["from"]),
+        ("from=0001-01-01", "Reports cover days from 2000-01-01", ["from"]),
     ],
 )
-async def test_bad_ranges_are_refused_with_a_clear_message(
-    reports_client: PanelClient, query: str, message: str
+async def test_bad_ranges_show_the_form_again_with_the_reason_under_the_field(
+    reports_client: PanelClient, query: str, message: str, fields: list[str]
 ) -> None:
-    for path in (
-        "/admin/reports",
-        "/admin/reports/operators",
-        "/admin/reports/traffic",
-        "/admin/reports/clients",
-    ):
+    for path in ("/admin/reports", "/admin/reports/operators", "/admin/reports/traffic"):
         response = await reports_client.get(f"{path}?{query}", headers=HTML)
         assert response.status_code == 400, path
-        assert message in response.text
+        assert 'class="report-tabs"' in response.text, path  # the report's own page, not a bare error
+        form = inputs(response.text)
+        for name in ("date", "from", "to"):
+            if name in fields:
+                assert form[name]["aria-invalid"] == "true", (path, name)
+                assert form[name]["aria-describedby"] == ERROR_OF[name], (path, name)
+                assert message in shown_error(response.text, ERROR_OF[name]), path
+            else:
+                assert "aria-invalid" not in form[name], (path, name)
+    # the client history has no range of its own to correct: the reason, on its page
+    history = await reports_client.get(f"/admin/reports/clients?{query}", headers=HTML)
+    assert history.status_code == 400 and 'class="report-tabs"' in history.text
+    assert message in history.text
+    # an export asked for a bad range gets the reason, not a file
+    export = await reports_client.get(f"/admin/reports?{query}&format=csv")
+    assert export.status_code == 400 and message in export.text
+    assert "text/csv" not in export.headers["content-type"]
     bad = await reports_client.get("/admin/reports/traffic?by=password", headers=HTML)
     assert bad.status_code == 400 and "Group the traffic by service" in bad.text
+
+
+async def test_a_reversed_range_keeps_what_was_typed(reports_client: PanelClient) -> None:
+    for path, title in (
+        ("/admin/reports?", "Reports"),
+        ("/admin/reports/operators?", "Reports: operators"),
+        ("/admin/reports/traffic?by=country&", "Reports: traffic"),
+    ):
+        page = await reports_client.get(f"{path}from=2026-12-02&to=2026-12-01", headers=HTML)
+        assert page.status_code == 400
+        assert f"<h1>{title}</h1>" in page.text
+        form = inputs(page.text)
+        assert (form["from"]["value"], form["to"]["value"]) == ("2026-12-02", "2026-12-01")
+        assert shown_error(page.text, "range-error") == "The first day of the range is after its last day."
+    assert form["by"]["value"] == "country"  # the grouping chosen stays with the corrected range
+    preset = await reports_client.get("/admin/reports?period=week&date=2026-02-30", headers=HTML)
+    assert preset.status_code == 400
+    assert inputs(preset.text)["date"]["value"] == "2026-02-30"
+    assert '<option value="week" selected>' in preset.text
+
+
+async def test_the_reason_is_in_the_readers_language(spanish_client: PanelClient) -> None:
+    page = await spanish_client.get("/admin/reports/operators?from=2026-12-02&to=2026-12-01", headers=HTML)
+    assert page.status_code == 400
+    assert "<h1>Informes: operadores</h1>" in page.text
+    assert shown_error(page.text, "range-error") == "El primer día del intervalo es posterior al último."
+    preset = await spanish_client.get("/admin/reports?period=day&date=ayer", headers=HTML)
+    assert preset.status_code == 400
+    assert inputs(preset.text)["date"]["value"] == "ayer"
+    assert shown_error(preset.text, "date-error") == (
+        "Las fechas se escriben AAAA-MM-DD (por ejemplo 2026-12-06)."
+    )
+
+
+async def test_a_range_missing_one_end_is_that_one_day(reports_client: PanelClient) -> None:
+    for query in ("from=2026-12-01", "from=2026-12-01&to=", "from=&to=2026-12-01"):
+        page = await reports_client.get(f"/admin/reports?{query}", headers=HTML)
+        assert page.status_code == 200, query
+        assert 'data-first="2026-12-01" data-last="2026-12-01"' in page.text, query
 
 
 async def test_a_clients_history_paginated_and_exported(

@@ -327,3 +327,5 @@ async def test_a_deployment_without_billing_has_no_spend_section(
         overview = await client.get("/admin/reports", headers=HTML)
         assert overview.status_code == 200 and "/admin/reports/spend" not in overview.text
         assert (await client.get("/admin/reports/spend", headers=HTML)).status_code == 404
+        reversed_range = "/admin/reports/spend?from=2026-12-02&to=2026-12-01"
+        assert (await client.get(reversed_range, headers=HTML)).status_code == 404
