@@ -14,13 +14,17 @@ date range in the viewer's time zone and exports its tables as CSV (``?format=cs
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from babel import Locale
+from babel.numbers import format_percent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,7 +39,7 @@ from gatewayd.store.subscribers import Subscriber
 from panel.access import requires
 from panel.auth.permissions import PANEL_ACCESS
 from panel.i18n import zone_or_utc
-from panel.web import db_read, error_response, panel, render, require_user
+from panel.web import db_read, error_response, language, panel, render, require_user
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.reports.charts import heat_map, per_day_chart
 from plugins.reports.export import csv_response
@@ -183,6 +187,19 @@ def _kept(request: Request) -> dict[str, str]:
     return {name: request.query_params[name] for name in ("by", "table", "q") if name in request.query_params}
 
 
+def _percent(request: Request) -> Callable[[float], str]:
+    """A percentage (0 to 100, as the figures give it) written as the reader's language writes one
+    (Babel's pattern for the language, one decimal): 80.0% in English, 80,0 % in Spanish."""
+    locale = Locale.parse(language(request))
+    pattern = copy.copy(locale.percent_formats[None])
+    pattern.frac_prec = (1, 1)
+
+    def percent(value: float) -> str:
+        return format_percent(Decimal(str(value)).scaleb(-2), pattern, locale)
+
+    return percent
+
+
 def _seconds(response: FirstResponse | None) -> str:
     """A percentile for the CSV: '<= 30' or '> 3600' seconds, '' without replies."""
     if response is None:
@@ -229,7 +246,7 @@ async def operators_page(request: Request, period: Period) -> Response:
         rows = await operators(session, period.start, period.end)
     if _wants_csv(request):
         return csv_response(f"reports-operators_{period.slug()}.csv", *_operator_table(rows))
-    context = _context(request, period, "operators", rows=rows)
+    context = _context(request, period, "operators", rows=rows, percent=_percent(request))
     return render(request, "reports/operators.html", context)
 
 

@@ -128,7 +128,7 @@ async def test_operators_show_percentiles_from_their_buckets(reports_client: Pan
     assert page.status_code == 200
     assert 'data-field="median">≤ 10 s<' in page.text
     assert 'data-field="p90">≤ 30 s<' in page.text
-    assert "80.0 % (4)" in page.text
+    assert 'data-field="delivered">80.0% (4)<' in page.text
     assert "&lt;script&gt;" in page.text  # the operator's hostile display name, escaped
     export = rows(
         (await reports_client.get("/admin/reports/operators?period=month&date=2026-12-15&format=csv")).text
@@ -279,6 +279,14 @@ async def test_a_range_missing_one_end_is_that_one_day(reports_client: PanelClie
         page = await reports_client.get(f"/admin/reports?{query}", headers=HTML)
         assert page.status_code == 200, query
         assert 'data-first="2026-12-01" data-last="2026-12-01"' in page.text, query
+
+
+async def test_percentages_are_written_as_the_readers_language_writes_them(
+    spanish_client: PanelClient,
+) -> None:
+    page = await spanish_client.get("/admin/reports/operators?period=month&date=2026-12-15", headers=HTML)
+    assert page.status_code == 200
+    assert 'data-field="delivered">80,0\xa0% (4)<' in page.text
 
 
 async def test_a_clients_history_paginated_and_exported(
