@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -42,6 +42,8 @@ from panel.i18n import zone_or_utc
 from panel.web import db_read, error_response, language, panel, render, require_user
 from plugins.desk.permissions import OPERATOR_SEE_MSISDN
 from plugins.reports.charts import heat_map, per_day_chart
+from plugins.reports.columns import COLUMNS
+from plugins.reports.columns import CONTEXT as COLUMN_CONTEXT
 from plugins.reports.export import csv_response
 from plugins.reports.figures import (
     DIMENSIONS,
@@ -187,6 +189,16 @@ def _kept(request: Request) -> dict[str, str]:
     return {name: request.query_params[name] for name in ("by", "table", "q") if name in request.query_params}
 
 
+def _csv(
+    request: Request, filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> Response:
+    """The export with its column names in the reader's language (the hours of the heat map, 00h to 23h,
+    read the same in every language) and its data as it is."""
+    catalog, lang = panel(request).catalog, language(request)
+    names = [catalog.pgettext(lang, COLUMN_CONTEXT, name) if name in COLUMNS else name for name in header]
+    return csv_response(filename, names, rows)
+
+
 def _percent(request: Request) -> Callable[[float], str]:
     """A percentage (0 to 100, as the figures give it) written as the reader's language writes one
     (Babel's pattern for the language, one decimal): 80.0% in English, 80,0 % in Spanish."""
@@ -219,8 +231,9 @@ async def overview_page(request: Request, period: Period) -> Response:
             header = ["weekday", *(f"{hour:02d}h" for hour in range(24))]
             names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
             rows: list[list[object]] = [[names[n], *grid[n]] for n in range(7)]
-            return csv_response(f"reports-heatmap_{period.slug()}.csv", header, rows)
-        return csv_response(
+            return _csv(request, f"reports-heatmap_{period.slug()}.csv", header, rows)
+        return _csv(
+            request,
             f"reports-per-day_{period.slug()}.csv",
             ["day", "mo", "mt"],
             [[day.isoformat(), mo, mt] for day, mo, mt in days],
@@ -245,7 +258,7 @@ async def operators_page(request: Request, period: Period) -> Response:
     async with db_read(request) as session:
         rows = await operators(session, period.start, period.end)
     if _wants_csv(request):
-        return csv_response(f"reports-operators_{period.slug()}.csv", *_operator_table(rows))
+        return _csv(request, f"reports-operators_{period.slug()}.csv", *_operator_table(rows))
     context = _context(request, period, "operators", rows=rows, percent=_percent(request))
     return render(request, "reports/operators.html", context)
 
@@ -292,8 +305,8 @@ async def traffic_page(request: Request, period: Period) -> Response:
             [row.name, row.mo, row.mt, row.delivered, row.failed, row.refused, row.opt_outs, row.new_clients]
             for row in rows
         ]
-        return csv_response(
-            f"reports-traffic-by-{dimension.replace('_', '-')}_{period.slug()}.csv", header, table
+        return _csv(
+            request, f"reports-traffic-by-{dimension.replace('_', '-')}_{period.slug()}.csv", header, table
         )
     context = _context(
         request,
@@ -348,7 +361,8 @@ async def clients_page(request: Request, period: Period) -> Response:
                 )
     if _wants_csv(request) and subscriber is not None:
         zone = period.zone
-        return csv_response(
+        return _csv(
+            request,
             f"reports-client-{subscriber.client_id}.csv",
             ["direction", "id", "at", "short_code", "carrier", "status", "text"],
             [
@@ -394,10 +408,10 @@ async def spend_page(request: Request, period: Period) -> Response:
         if _wants_csv(request) and table == "clients":
             clients = await top_clients(session, terms, period.start, period.end, now)
             name = f"reports-spend-clients_{period.slug()}.csv"
-            return csv_response(name, *_client_table(clients, may_see_numbers))
+            return _csv(request, name, *_client_table(clients, may_see_numbers))
         services = await spend_by_service(session, terms, period.start, period.end, now)
         if _wants_csv(request):
-            return csv_response(f"reports-spend_{period.slug()}.csv", *_spend_table(services))
+            return _csv(request, f"reports-spend_{period.slug()}.csv", *_spend_table(services))
         clients = await top_clients(session, terms, period.start, period.end, now)
     context = _context(
         request,

@@ -133,7 +133,7 @@ async def test_every_report_matches_the_ledger_of_what_was_sent(
         await expect(page.locator(".report-chart-mo rect")).to_have_count(2)
         await shoot(page, artifacts, "reports-overview")
         per_day = await download_csv(page, "a.export[href*='format=csv']:not([href*='heatmap'])")
-        assert per_day[0] == ["day", "mo", "mt"]
+        assert per_day[0] == ["día", "mo", "mt"]  # the master reads Spanish: so do the file's columns
         assert sum(int(row[1]) for row in per_day[1:]) == 4 and sum(int(row[2]) for row in per_day[1:]) == 3
 
         # Per operator.
@@ -159,7 +159,16 @@ async def test_every_report_matches_the_ledger_of_what_was_sent(
             if by == "short_code":
                 await shoot(page, artifacts, "reports-traffic")
                 exported = await download_csv(page, "a.export")
-                assert exported[0] == ["short_code", *ledger]
+                assert exported[0] == [
+                    "número_corto",
+                    "mo",
+                    "mt",
+                    "entregados",
+                    "fallidos",
+                    "rechazados",
+                    "bajas",
+                    "clientes_nuevos",
+                ]
                 assert exported[1] == [SHORT_CODE, *(str(value) for value in ledger.values())]
         # per service: the chat's replies and MOs; BAJA's confirmation belongs to no conversation
         await page.click("nav.report-groups a[href$='by=service']")

@@ -289,6 +289,52 @@ async def test_percentages_are_written_as_the_readers_language_writes_them(
     assert 'data-field="delivered">80,0\xa0% (4)<' in page.text
 
 
+async def test_csv_headers_are_in_the_readers_language_the_data_unchanged(
+    spanish_client: PanelClient,
+) -> None:
+    december = "period=month&date=2026-12-15&format=csv"
+    per_day = rows((await spanish_client.get(f"/admin/reports?{december}")).text)
+    assert per_day[0] == ["día", "mo", "mt"] and per_day[1] == ["2026-12-01", "107", "5"]
+    heat = rows((await spanish_client.get(f"/admin/reports?{december}&table=heatmap")).text)
+    assert heat[0] == ["día_semana", *(f"{hour:02d}h" for hour in range(24))]
+    assert heat[2][0] == "Tue"
+    operators = rows((await spanish_client.get(f"/admin/reports/operators?{december}")).text)
+    assert operators[0] == [
+        "operador",
+        "conversaciones_atendidas",
+        "mo_respondidos",
+        "mt_enviados",
+        "primera_respuesta_mediana_s",
+        "primera_respuesta_p90_s",
+        "respuestas_medidas",
+        "mt_entregados",
+        "porcentaje_entregados",
+    ]
+    assert operators[1][1:] == ["2", "6", "5", "<= 10", "<= 30", "10", "4", "80.0"]  # figures as in English
+    traffic = rows((await spanish_client.get(f"/admin/reports/traffic?{december}&by=short_code")).text)
+    assert traffic[0] == [
+        "número_corto",
+        "mo",
+        "mt",
+        "entregados",
+        "fallidos",
+        "rechazados",
+        "bajas",
+        "clientes_nuevos",
+    ]
+    assert traffic[1] == ["997745", "107", "5", "4", "0", "0", "0", "3"]
+    for by, first in (("service", "servicio"), ("carrier", "operadora"), ("country", "país")):
+        grouped = rows((await spanish_client.get(f"/admin/reports/traffic?{december}&by={by}")).text)
+        assert grouped[0][0] == first
+
+
+async def test_a_clients_history_exported_in_spanish(spanish_client: PanelClient, database_url: str) -> None:
+    samples = await seed_conversation(database_url, "oscar", "34611000009", "hola")
+    export = rows((await spanish_client.get(f"/admin/reports/clients?q={samples.client_id}&format=csv")).text)
+    assert export[0] == ["sentido", "id", "fecha", "número_corto", "operadora", "estado", "texto"]
+    assert export[1][0] == "mo" and export[1][-1] == "hola"
+
+
 async def test_a_clients_history_paginated_and_exported(
     reports_client: PanelClient, database_url: str
 ) -> None:

@@ -329,3 +329,29 @@ async def test_a_deployment_without_billing_has_no_spend_section(
         assert (await client.get("/admin/reports/spend", headers=HTML)).status_code == 404
         reversed_range = "/admin/reports/spend?from=2026-12-02&to=2026-12-01"
         assert (await client.get(reversed_range, headers=HTML)).status_code == 404
+
+
+async def test_the_spend_exports_head_their_columns_in_the_readers_language(
+    database_url: str, example_on_path: None
+) -> None:
+    await prepare_store(database_url)
+    await bill(database_url)
+    async with serving(app_for(database_url, PREMIUM)) as client:
+        assert (await login(client, "ana")).status_code == 303  # an admin in Spanish: every power
+        query = "from=2099-05-20&to=2099-06-20&format=csv"
+        services = rows((await client.get(f"/admin/reports/spend?{query}")).text)
+        assert services[0] == [
+            "servicio",
+            "mes",
+            "moneda",
+            "clientes_facturados",
+            "total",
+            "media",
+            "máximo",
+            "en_pausa",
+            "en_el_tope",
+        ]
+        assert services[3] == ["chat", "2099-06", "EUR", "3", "7.00", "2.33", "3.00", "1", "0"]
+        clients = rows((await client.get(f"/admin/reports/spend?{query}&table=clients")).text)
+        assert clients[0] == ["servicio", "id_cliente", "teléfono", "moneda", "gasto", "estado"]
+        assert clients[1] == ["'=club", "CCAPPED04", "447700000004", "GBP", "3.00", "capped"]
