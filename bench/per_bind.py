@@ -30,7 +30,11 @@ database; the server's WAL writer and checkpointer apart) and of the SMSC. Figur
 MOs come from known subscribers into open conversations, as in a running chat service.
 
     .venv/bin/python bench/per_bind.py [--window 100 --window 10] [--phase mo ...] [--repeat 3]
-        [--messages N] [--profile] [--event-loop asyncio] [--trace] [--statements]
+        [--messages N] [--awake] [--profile] [--event-loop asyncio] [--trace] [--statements]
+
+--awake     no quiet hours: by default the run falls inside the clients' quiet hours whatever the
+            hour, where each MO batch also asks for the pushes held for its clients (at night it
+            does in production; without this the figures changed with the hour of the run)
 
 --profile   py-spy record of the daemon per phase into artifacts/ (if py-spy is installed)
 --event-loop  the daemon's loop: uvloop (gatewayd run's default) or asyncio (Python's own)
