@@ -125,18 +125,19 @@ Page = Callable[[Request, Period], Awaitable[Response]]
 def _with_period(tab: str) -> Callable[[Page], Callable[[Request], Awaitable[Response]]]:
     """The page of ``tab`` gets the range its query asks for. A range it cannot report is a 400: the
     report's page with the range forms as they were filled in and the reason under the fields at fault
-    (an export asked for such a range: the reason alone)."""
+    (an export asked for such a range: the reason alone). The spend tab of a deployment that bills
+    nobody does not exist: a 404 whatever the format and the dates."""
 
     def decorate(page: Page) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(page)
         async def ranged(request: Request) -> Response:
+            if tab == "spend" and not _billing(request):
+                return error_response(request, 404)
             try:
                 period = _period(request)
             except PeriodError as error:
                 if _wants_csv(request):
                     return error_response(request, 400, error.message)
-                if tab == "spend" and not _billing(request):
-                    return error_response(request, 404)
                 return _refused(request, tab, RangeForm.refused(request.query_params, error))
             return await page(request, period)
 
@@ -398,9 +399,7 @@ async def clients_page(request: Request, period: Period) -> Response:
 @requires(PANEL_ACCESS, REPORTS_VIEW)
 @_with_period("spend")
 async def spend_page(request: Request, period: Period) -> Response:
-    terms = _billing(request)
-    if not terms:
-        return error_response(request, 404)
+    terms = _billing(request)  # not empty: a deployment that bills nobody has no spend tab (_with_period)
     now = utcnow()
     may_see_numbers = require_user(request).has(OPERATOR_SEE_MSISDN)
     table = request.query_params.get("table")

@@ -329,6 +329,9 @@ async def test_a_deployment_without_billing_has_no_spend_section(
         assert (await client.get("/admin/reports/spend", headers=HTML)).status_code == 404
         reversed_range = "/admin/reports/spend?from=2026-12-02&to=2026-12-01"
         assert (await client.get(reversed_range, headers=HTML)).status_code == 404
+        # an export asked for, with good or bad dates: still no such tab
+        for query in ("format=csv", "table=clients&format=csv", "from=2026-12-02&to=2026-12-01&format=csv"):
+            assert (await client.get(f"/admin/reports/spend?{query}", headers=HTML)).status_code == 404
 
 
 async def test_the_spend_exports_head_their_columns_in_the_readers_language(
