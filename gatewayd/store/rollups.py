@@ -412,7 +412,7 @@ async def count_replies(
                 among(MT_MESSAGES.c.conversation_id, chunk),
                 MT_MESSAGES.c.kind == MTKind.REPLY,
                 MT_MESSAGES.c.operator_id.is_not(None),
-                MT_MESSAGES.c.id.not_in(ids),
+                ~among(MT_MESSAGES.c.id, ids),
             )
             .distinct()
         )

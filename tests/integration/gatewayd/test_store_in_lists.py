@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gatewayd.schema import upgrade
 from gatewayd.store._tables import among, table_of
 from gatewayd.store.engine import create_engine
+from gatewayd.store.enums import MTKind
 from gatewayd.store.mt.queue import ANY_DATABASE
+from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_mo import confirm_answers
+from gatewayd.store.rollups import count_replies
 from gatewayd.store.store import Store
 from gatewayd.store.subscribers import Subscriber
 
@@ -90,6 +93,12 @@ async def test_on_postgresql_one_prepared_statement_serves_every_length(pg_url: 
         await engine.dispose()
 
 
+def reply(conversation_id: int) -> NewMT:
+    return NewMT(
+        MTKind.REPLY, "movistar", "997745", NUMBERS[0], "hola", conversation_id=conversation_id, operator_id=1
+    )
+
+
 async def test_on_postgresql_the_pipelines_look_ups_are_one_statement_whatever_the_batch(pg_url: str) -> None:
     """Each batch size once made another statement for PostgreSQL to parse, plan and keep: the pushes
     released for clients writing in their quiet hours (the statements any database runs), the answers
@@ -103,8 +112,10 @@ async def test_on_postgresql_the_pipelines_look_ups_are_one_statement_whatever_t
             for length in range(1, 13):
                 await ANY_DATABASE.release_held(session, ids[:length], now)
                 await confirm_answers(session, list(range(1, length + 1)))
+                # an operator's replies of a batch: the look-up of earlier replies leaves the batch out
+                await count_replies(session, [reply(length)] * length, list(range(1, length + 1)), now)
             prepared = (await session.execute(text("SELECT statement FROM pg_prepared_statements"))).scalars()
             statements = [sql for sql in prepared if "mt_messages" in sql or "mo_unconfirmed" in sql]
-        assert len(statements) == 2, statements
+        assert len(statements) == 3, statements
     finally:
         await engine.dispose()
