@@ -137,7 +137,8 @@ SELECT id FROM released ORDER BY id
 
 class PostgreSQLMTInserts(MTInserts):
     """The same rows in one array statement (``_INSERT_MTS``): the batch's size changes neither the
-    statement nor the number of round trips."""
+    statement nor the number of round trips. Held pushes are released by one array statement too
+    (``_RELEASE_HELD``), history lines included."""
 
     async def insert(
         self, session: AsyncSession, mts: Sequence[NewMT], now: datetime

@@ -265,5 +265,18 @@ async def test_what_a_client_s_mo_releases(store: Store) -> None:
     async with store.sessions() as session:
         rows = {row.id: row for row in (await session.scalars(select(MTMessage))).all()}
     assert [aware(rows[mt_id].next_attempt_at) for mt_id in (push, notice)] == [later, later]
+    assert [aware(rows[mt_id].updated_at) for mt_id in (push, notice)] == [later, later]
     assert [aware(rows[mt_id].next_attempt_at) for mt_id in (tried, other, mass)] == [MORNING] * 3
     assert aware(rows[due].next_attempt_at) == NIGHT
+    async with store.sessions() as session:
+        history = await session.execute(
+            select(MTStatusHistory.mt_id, MTStatusHistory.status, MTStatusHistory.at, MTStatusHistory.detail)
+            .where(MTStatusHistory.detail == RELEASED)
+            .order_by(MTStatusHistory.id)
+        )
+        released_lines = [(mt_id, status, aware(at), detail) for mt_id, status, at, detail in history]
+    # one line each for the two released, in id order; none for those left held
+    assert released_lines == [
+        (push, MTStatus.QUEUED, later, RELEASED),
+        (notice, MTStatus.QUEUED, later, RELEASED),
+    ]
