@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from gatewayd.store._tables import IN_LIST_LIMIT, chunks, table_of
+from gatewayd.store._tables import IN_LIST_LIMIT, among, chunks, table_of
 from gatewayd.store.base import Base
 
 ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
@@ -195,7 +195,7 @@ class DeliveryQueue(ABC):
                 .limit(count)
             )
             if held:
-                due = due.where(DELIVERIES.c.id.not_in(list(held)))
+                due = due.where(~among(DELIVERIES.c.id, list(held)))
             result = await session.execute(
                 update(DELIVERIES)
                 .where(DELIVERIES.c.id.in_(self._lockable(due)))
