@@ -46,6 +46,7 @@ NOTICES = {
 
 
 def _field(form: FormData, name: str, limit: int) -> str:
+    """A text field, stripped and cut at ``limit``: as used, and as shown again beside a refusal."""
     value = form.get(name)
     return value.strip()[:limit] if isinstance(value, str) else ""
 
@@ -56,12 +57,6 @@ def gallery_dir(request: Request) -> Path:
 
 def _album(form: FormData) -> str:
     return " ".join(_field(form, "album", ALBUM_LENGTH * 2).split())[:ALBUM_LENGTH].lower() or DEFAULT_ALBUM
-
-
-def _typed(form: FormData, name: str, limit: int) -> str:
-    """A text field as typed (cut at ``limit``), to fill the form again beside its refusal."""
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
 
 
 async def _photos(request: Request, query: str, album: str) -> tuple[list[Photo], list[tuple[str, int]]]:
@@ -172,7 +167,7 @@ async def _store(request: Request, image: CleanImage, name: str, album: str, act
 async def upload(request: Request) -> Response:
     form = await request.form(max_files=1, max_part_size=MAX_BYTES)
     try:
-        typed = {"error_form": "upload", "upload_album": _typed(form, "album", ALBUM_LENGTH * 2)}
+        typed = {"error_form": "upload", "upload_album": _field(form, "album", ALBUM_LENGTH * 2)}
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             return await _page(request, 400, error=N_("Choose an image file to upload."), **typed)
@@ -197,7 +192,7 @@ async def import_url(request: Request) -> Response:
         data = await fetch(url, panel(request).settings.gallery_fetch_allow)
         image = await anyio.to_thread.run_sync(clean_image, data)
     except (FetchRefused, ImageRefused) as refused:
-        typed = {"url": _typed(form, "url", MAX_URL), "import_album": _typed(form, "album", ALBUM_LENGTH * 2)}
+        typed = {"url": _field(form, "url", MAX_URL), "import_album": _field(form, "album", ALBUM_LENGTH * 2)}
         return await _page(request, 400, error=refused.message, error_form="import", **typed)
     name = url.rstrip("/").rsplit("/", 1)[-1].partition("?")[0] or url
     return await _store(request, image, name, _album(form), "photo.import")
