@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -46,8 +47,18 @@ from translations import N_
 PAGE_SIZE = 100
 CSV_PAGE_SIZE = 500
 MAX_TEXT = 200
-#: The filters a page or an export takes, by their query parameter.
-FILTER_FIELDS = ("actor", "action", "subject", "source", "from", "to", "q")
+#: The filters a page or an export takes, by their query parameter, each with the longest value it takes.
+FILTER_LIMITS = MappingProxyType(
+    {
+        "actor": ACTOR_LENGTH,
+        "action": ACTION_LENGTH,
+        "subject": SUBJECT_LENGTH,
+        "source": SOURCE_LENGTH,
+        "from": 10,
+        "to": 10,
+        "q": MAX_TEXT,
+    }
+)
 _ACTION = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: A spreadsheet takes a cell starting with one of these as a formula: such cells get a leading "'".
@@ -58,7 +69,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 class BadFilter(Exception):
     """A filter the viewer refuses; ``key`` is the message shown (English, marked with N_), ``field``
-    the filter it is about (one of FILTER_FIELDS; None: the page asked for)."""
+    the filter it is about (a key of FILTER_LIMITS; None: the page asked for)."""
 
     def __init__(self, key: str, field: str | None = None) -> None:
         super().__init__(key)
@@ -115,15 +126,7 @@ def _start_of(day: date, zone: ZoneInfo) -> datetime:
 def parse_query(params: QueryParams, zone: ZoneInfo) -> Query:
     """The filters and page of a request, dates read as days in the reader's time zone (``to`` is
     inclusive). Raises `BadFilter`."""
-    values = {
-        "actor": _text(params, "actor", ACTOR_LENGTH),
-        "action": _text(params, "action", ACTION_LENGTH),
-        "subject": _text(params, "subject", SUBJECT_LENGTH),
-        "source": _text(params, "source", SOURCE_LENGTH),
-        "from": _text(params, "from", 10),
-        "to": _text(params, "to", 10),
-        "q": _text(params, "q", MAX_TEXT),
-    }
+    values = {name: _text(params, name, limit) for name, limit in FILTER_LIMITS.items()}
     if values["action"] and not _ACTION.fullmatch(values["action"]):
         raise BadFilter(N_("There is no such action."), "action")
     first, last = _day(values["from"], "from"), _day(values["to"], "to")
@@ -145,8 +148,9 @@ def parse_query(params: QueryParams, zone: ZoneInfo) -> Query:
 
 
 def typed_filters(params: QueryParams) -> dict[str, str]:
-    """The filters as the reader typed them, to fill the form again when one is refused."""
-    return {name: params[name] for name in FILTER_FIELDS if params.get(name)}
+    """The filters as the reader typed them, to fill the form again when one is refused; each cut at
+    the longest value its field takes (a refused value of many kilobytes is not sent back whole)."""
+    return {name: params[name][:limit] for name, limit in FILTER_LIMITS.items() if params.get(name)}
 
 
 def date_input(value: str) -> str:

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from gatewayd.store.accounts import Account
-from gatewayd.store.audit import AuditEntry, AuditRecord, append_audit
+from gatewayd.store.audit import (
+    ACTION_LENGTH,
+    ACTOR_LENGTH,
+    SOURCE_LENGTH,
+    SUBJECT_LENGTH,
+    AuditEntry,
+    AuditRecord,
+    append_audit,
+)
 from panel.auth.accounts import set_permissions
 from panel.auth.permissions import PANEL_ACCESS
 from plugins.audit.permissions import AUDIT_VIEW
@@ -305,3 +313,20 @@ async def test_details_show_labels_and_times_in_the_readers_time_zone(client: Pa
     # What is stored does not change.
     stored = {record.action: record.details for record in await records(client)}
     assert stored["mt.sent"] == details and stored["client.session_reset"] == changed
+
+
+async def test_a_refused_filter_shows_back_no_more_of_a_value_than_its_field_takes(
+    client: PanelClient,
+) -> None:
+    await login(client, "ana")
+    typed = {"actor": "a", "action": "b", "subject": "s", "source": "o", "from": "1", "to": "2", "q": "q"}
+    query = "&".join(f"{name}={letter * 5000}" for name, letter in typed.items())
+    page = await client.get(f"/admin/audit?{query}", headers=HTML)
+    assert page.status_code == 400 and "demasiado largo" in page.text
+    limits = {"actor": ACTOR_LENGTH, "action": ACTION_LENGTH, "subject": SUBJECT_LENGTH}
+    limits |= {"source": SOURCE_LENGTH, "from": 10, "to": 10, "q": 200}
+    for name, limit in limits.items():
+        letter = typed[name]
+        assert letter * limit in page.text, name
+        assert letter * (limit + 1) not in page.text, name
+    assert len(page.text) < 20_000
