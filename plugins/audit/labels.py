@@ -83,8 +83,15 @@ DETAIL_LABELS = MappingProxyType(
         "bytes": N_("Bytes"),
         "width": N_("Width"),
         "height": N_("Height"),
-        # the trail itself
+        # the trail itself; an export's filters, named as the trail's form names them
         "filters": N_("Filters"),
+        "actor": N_("User"),
+        "action": N_("Action"),
+        "subject": N_("Subject"),
+        "source": N_("Source"),
+        "from": N_("From"),
+        "to": N_("To"),
+        "q": N_("Text in the details"),
         "records": N_("Records"),
         "intact": N_("Chain intact"),
         "bad_seq": N_("Broken at record"),

@@ -330,3 +330,18 @@ async def test_a_refused_filter_shows_back_no_more_of_a_value_than_its_field_tak
         assert letter * limit in page.text, name
         assert letter * (limit + 1) not in page.text, name
     assert len(page.text) < 20_000
+
+
+async def test_the_details_of_an_export_name_its_filters_as_the_form_does(client: PanelClient) -> None:
+    await login(client, "ana")  # Spanish
+    query = "actor=ana&action=account.lock&subject=account&source=cli&from=2026-03-01&to=2026-03-02&q=x"
+    assert (await client.get(f"/admin/audit.csv?{query}")).status_code == 200
+    page = await client.get("/admin/audit?action=audit.export", headers=HTML)
+    details = page.text.split('class="details">')[1].split("</td>", 1)[0]
+    words = (
+        "Usuario: ana; Acción: account.lock; Objeto: account; Origen: cli; Desde: 2026-03-01; "
+        "Hasta: 2026-03-02; Texto en los detalles: x"
+    )
+    assert f"Filtros:</span> {words}" in details
+    for raw in ("Actor", "Q:", "Subject", "Source", "From", "To:"):
+        assert raw not in details, raw
