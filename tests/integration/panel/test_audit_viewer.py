@@ -345,3 +345,23 @@ async def test_the_details_of_an_export_name_its_filters_as_the_form_does(client
     assert f"Filtros:</span> {words}" in details
     for raw in ("Actor", "Q:", "Subject", "Source", "From", "To:"):
         assert raw not in details, raw
+
+
+async def test_the_text_search_says_it_reads_the_record_as_stored(client: PanelClient) -> None:
+    await login(client, "ana")  # Spanish
+    page = await client.get("/admin/audit", headers=HTML)
+    q_field = page.text.split('id="f-q"', 1)[1].split("</div>", 1)[0]
+    assert 'autocomplete="off" aria-describedby="f-q-hint">' in q_field
+    hint = "Busca en el registro tal como se guardó: nombres de clave en inglés, horas en UTC."
+    assert f'<p class="field-hint" id="f-q-hint">{hint}</p>' in q_field
+    # refused: the message first, then the hint
+    refused = await client.get(f"/admin/audit?q={'q' * 201}", headers=HTML)
+    q_field = refused.text.split('id="f-q"', 1)[1].split("</div>", 1)[0]
+    assert 'aria-invalid="true" aria-describedby="f-q-error f-q-hint">' in q_field
+    assert 'id="f-q-error" role="alert">' in q_field and 'id="f-q-hint"' in q_field
+    await grant_audit_view(client, "marta")
+    reader = client.another_browser()
+    async with reader:
+        await login(reader, "marta")
+        english = await reader.get("/admin/audit", headers=HTML)
+    assert "Searches the record as stored: English key names, times in UTC." in english.text
