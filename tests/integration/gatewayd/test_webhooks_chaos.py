@@ -19,6 +19,11 @@ from tests.waiting import eventually
 CLIENTS = 50
 EVENTS = 5000
 OUTAGE = 30.0  # seconds the receiver is down: the outage being simulated, not a wait for something
+#: How long without the awaited state counts as stalled: a guard against a hang, not a speed check (the
+#: speed is bench/webhooks_intake.py's). 60 s after the outage was missed once by a full CI run under
+#: coverage on a slow 2-core machine (the suite took 52 minutes, 33 before); the test alone passes in
+#: about a minute, its 30 s outage included.
+STALLED = 180.0
 
 
 async def test_a_receiver_down_for_30_seconds_mid_way_gets_every_event_once_in_order(
@@ -45,7 +50,7 @@ async def test_a_receiver_down_for_30_seconds_mid_way_gets_every_event_once_in_o
 
         for index in range(EVENTS // 2):
             simulator.inject_mo(MOVISTAR, numbers[index % CLIENTS], MOVISTAR_SHORT_CODE, f"mensaje {index}")
-        await eventually(lambda: len(receiver.acknowledged) >= EVENTS // 5, within=60)
+        await eventually(lambda: len(receiver.acknowledged) >= EVENTS // 5, within=STALLED)
         await receiver.stop()  # the outage: connections cut, nothing listening
         for index in range(EVENTS // 2, EVENTS):
             simulator.inject_mo(MOVISTAR, numbers[index % CLIENTS], MOVISTAR_SHORT_CODE, f"mensaje {index}")
@@ -55,7 +60,7 @@ async def test_a_receiver_down_for_30_seconds_mid_way_gets_every_event_once_in_o
         async def all_delivered() -> bool:
             return await state_counts() == {DeliveryState.DELIVERED.value: EVENTS}
 
-        await eventually(all_delivered, within=60, interval=0.5)
+        await eventually(all_delivered, within=STALLED, interval=0.5)
         async with store.sessions() as session:
             stored = set((await session.scalars(select(WebhookDelivery.id))).all())
             most_tries = await session.scalar(select(func.max(WebhookDelivery.attempts)))
