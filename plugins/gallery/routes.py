@@ -55,8 +55,13 @@ def gallery_dir(request: Request) -> Path:
     return Path(panel(request).settings.gallery_dir)
 
 
+def _typed_album(form: FormData) -> str:
+    """The album field as typed (room for the spaces that :func:`_album` folds)."""
+    return _field(form, "album", ALBUM_LENGTH * 2)
+
+
 def _album(form: FormData) -> str:
-    return " ".join(_field(form, "album", ALBUM_LENGTH * 2).split())[:ALBUM_LENGTH].lower() or DEFAULT_ALBUM
+    return " ".join(_typed_album(form).split())[:ALBUM_LENGTH].lower() or DEFAULT_ALBUM
 
 
 async def _photos(request: Request, query: str, album: str) -> tuple[list[Photo], list[tuple[str, int]]]:
@@ -167,7 +172,7 @@ async def _store(request: Request, image: CleanImage, name: str, album: str, act
 async def upload(request: Request) -> Response:
     form = await request.form(max_files=1, max_part_size=MAX_BYTES)
     try:
-        typed = {"error_form": "upload", "upload_album": _field(form, "album", ALBUM_LENGTH * 2)}
+        typed = {"error_form": "upload", "upload_album": _typed_album(form)}
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             return await _page(request, 400, error=N_("Choose an image file to upload."), **typed)
@@ -192,7 +197,7 @@ async def import_url(request: Request) -> Response:
         data = await fetch(url, panel(request).settings.gallery_fetch_allow)
         image = await anyio.to_thread.run_sync(clean_image, data)
     except (FetchRefused, ImageRefused) as refused:
-        typed = {"url": _field(form, "url", MAX_URL), "import_album": _field(form, "album", ALBUM_LENGTH * 2)}
+        typed = {"url": _field(form, "url", MAX_URL), "import_album": _typed_album(form)}
         return await _page(request, 400, error=refused.message, error_form="import", **typed)
     name = url.rstrip("/").rsplit("/", 1)[-1].partition("?")[0] or url
     return await _store(request, image, name, _album(form), "photo.import")
