@@ -262,3 +262,205 @@ async def insert_mos(
 def _id(value: object) -> int:
     assert isinstance(value, int)
     return value
+
+
+# The three statements above as one, for a batch whose subscribers and conversations are all resolved
+# by it (the usual case): subscribers created or read, conversations opened or read, MOs inserted but
+# redeliveries, counters and waiting marks updated — one round trip. The statements of a WITH share one
+# snapshot, so the rows created here are invisible to the locking CTEs: they are created with their
+# batch's figures already (as above), and only rows that existed are updated. An MO whose subscriber or
+# conversation a concurrent transaction created meanwhile (invisible here, refused by ON CONFLICT) is not
+# inserted: the caller stores those few with the statements above. Two CTEs are joined only by a FULL
+# JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or merge but never run as a nested loop: a CTE's
+# row estimate is a guess, and a nested loop over two CTEs is quadratic in the batch.
+_INGEST_AT_ONCE = """
+WITH input AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                         $6::varchar[], $7::text[], $8::smallint[], $9::smallint[], $10::boolean[],
+                         $11::varchar[], $12::timestamptz[], $13::varchar[], $14::varchar[], $15::bytea[],
+                         $16::bigint[], $17::boolean[], $18::boolean[])
+        AS i(dedup_key, msisdn, carrier, bind_name, short_code, country, text, data_coding, parts, incomplete,
+             smsc_message_id, received_at, service, keyword, raw, answer_id, check_redelivery,
+             opens_conversation)
+), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
+    SELECT input.dedup_key, earlier.id, input.answer_id
+    FROM input
+    JOIN LATERAL (SELECT m.id FROM mo_messages AS m
+                  JOIN mo_unconfirmed AS u ON u.id = m.answer_id
+                  WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
+                  LIMIT 1) AS earlier ON true
+    WHERE input.check_redelivery
+), rehomed AS (
+    UPDATE mo_messages AS m SET answer_id = matched.answer_id
+    FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
+), subscriber_input AS (
+    SELECT * FROM unnest($21::varchar[], $22::varchar[], $23::varchar[], $24::varchar[], $25::integer[],
+                         $26::timestamptz[])
+        AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
+), known_subscribers AS (
+    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned
+    FROM subscriber_input AS i
+    JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
+), created_subscribers AS (
+    INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
+                             mo_count, mt_count)
+    SELECT i.client_id, i.msisdn, i.carrier, i.country, $20::timestamptz,
+           GREATEST($20::timestamptz, i.last_mo_at), false, false, i.mos, 0
+    FROM subscriber_input AS i
+    LEFT JOIN LATERAL (SELECT true AS known FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS k
+        ON true
+    WHERE k.known IS NULL
+    ORDER BY i.msisdn
+    ON CONFLICT DO NOTHING
+    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned
+), resolved_subscribers AS MATERIALIZED (
+    SELECT *, true AS created FROM created_subscribers
+    UNION ALL
+    SELECT *, false FROM known_subscribers
+), conversation_owners AS MATERIALIZED (
+    SELECT i.*, s.id AS subscriber_id
+    FROM unnest($27::varchar[], $28::varchar[], $29::varchar[], $30::timestamptz[], $31::timestamptz[],
+                $32::varchar[], $33::boolean[])
+        AS i(msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre)
+    FULL JOIN resolved_subscribers AS s ON s.msisdn = i.msisdn
+), known_conversations AS (
+    SELECT c.subscriber_id, c.short_code, c.id
+    FROM conversation_owners AS i
+    JOIN LATERAL (SELECT * FROM conversations AS c
+                  WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+                    AND c.status != 'closed'
+                  LIMIT 1) AS c ON true
+), opened_conversations AS (
+    INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
+                               last_mo_at, operator_pool, callcentre)
+    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $20::timestamptz, i.first_mo_at,
+           i.last_mo_at, i.operator_pool, i.callcentre
+    FROM conversation_owners AS i
+    LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
+                       WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
+                         AND c.status != 'closed' LIMIT 1) AS a ON true
+    WHERE a.active IS NULL AND i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
+    ORDER BY i.subscriber_id, i.short_code
+    ON CONFLICT DO NOTHING
+    RETURNING subscriber_id, short_code, id
+), resolved_conversations AS MATERIALIZED (
+    SELECT subscriber_id, short_code, id FROM opened_conversations
+    UNION ALL
+    SELECT subscriber_id, short_code, id FROM known_conversations
+), placed AS MATERIALIZED (  -- each MO with its subscriber
+    SELECT i.*, s.id AS subscriber_id
+    FROM input AS i FULL JOIN resolved_subscribers AS s ON s.msisdn = i.msisdn
+), homed AS MATERIALIZED (  -- and with its conversation, when it opens one
+    SELECT p.*, CASE WHEN p.opens_conversation THEN c.id END AS conversation_id
+    FROM placed AS p
+    FULL JOIN resolved_conversations AS c ON c.subscriber_id = p.subscriber_id AND c.short_code = p.short_code
+), inserted AS (
+    INSERT INTO mo_messages (dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code,
+                             country, text, data_coding, parts, incomplete, smsc_message_id, received_at,
+                             service, keyword, raw, answer_id)
+    SELECT dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
+           data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id
+    FROM homed
+    WHERE dedup_key IS NOT NULL AND subscriber_id IS NOT NULL
+      AND (conversation_id IS NOT NULL OR NOT opens_conversation)
+      AND NOT EXISTS (SELECT 1 FROM matched WHERE matched.dedup_key = homed.dedup_key)
+    ORDER BY dedup_key
+    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
+), per_subscriber AS (
+    SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
+), locked_subscribers AS (  -- those that existed: a subscriber created above has its figures
+    SELECT s.id, p.mos, p.latest FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
+    WHERE s.id = ANY(ARRAY(SELECT subscriber_id FROM per_subscriber))
+    ORDER BY s.id FOR UPDATE OF s
+), touched_subscribers AS (
+    UPDATE subscribers AS s
+    SET mo_count = s.mo_count + l.mos, last_seen = GREATEST(s.last_seen, l.latest)
+    FROM locked_subscribers AS l
+    WHERE s.id = l.id
+), per_conversation AS (
+    SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
+    WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+), locked_conversations AS (  -- those that existed: one opened above has its marks
+    SELECT c.id, p.first_at, p.last_at
+    FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
+    WHERE c.id = ANY(ARRAY(SELECT conversation_id FROM per_conversation))
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= p.last_at)
+    ORDER BY c.id FOR UPDATE OF c
+), noted_conversations AS (
+    UPDATE conversations AS c
+    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, l.first_at),
+        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
+                          ELSE c.last_mo_at END
+    FROM locked_conversations AS l
+    WHERE c.id = l.id
+)
+SELECT 1 AS kind, id, NULL::bigint AS owner, msisdn AS name, client_id, carrier, country, opted_out, banned,
+       created
+FROM resolved_subscribers
+UNION ALL
+SELECT 2, id, subscriber_id, short_code, NULL, NULL, NULL, NULL, NULL, NULL FROM resolved_conversations
+UNION ALL
+SELECT 3, id, NULL, dedup_key, NULL, NULL, NULL, NULL, NULL, NULL FROM inserted
+"""
+
+#: The columns of an MO row given to :func:`ingest_at_once`, in order.
+AT_ONCE_MO_COLUMNS = (
+    "dedup_key",
+    "msisdn",
+    "carrier",
+    "bind_name",
+    "short_code",
+    "country",
+    "text",
+    "data_coding",
+    "parts",
+    "incomplete",
+    "smsc_message_id",
+    "received_at",
+    "service",
+    "keyword",
+    "raw",
+    "answer_id",
+    CHECK_REDELIVERY,
+    "opens_conversation",
+)
+#: What a row of :func:`ingest_at_once`'s answer is.
+SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW = 1, 2, 3
+OpeningInput = tuple[str, str, str | None, datetime, datetime, str | None, bool]
+
+
+async def ingest_at_once(
+    session: AsyncSession,
+    mos: Sequence[Sequence[object]],
+    subscribers: Sequence[SubscriberInput],
+    openings: Sequence[OpeningInput],
+    since: datetime,
+    now: datetime,
+) -> Sequence[Row[Any]]:
+    """:func:`insert_subscribers`, :func:`open_conversations` and :func:`insert_mos` in one statement.
+
+    ``mos``: one row per distinct dedup key (columns as :data:`AT_ONCE_MO_COLUMNS`); ``subscribers``:
+    (msisdn, client_id, carrier, country, mos, last_mo_at) per MSISDN, each created with ``mos`` counted;
+    ``openings``: (msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre) per
+    pair the MOs open a conversation for. Returns rows (kind, id, owner, name, client_id, carrier, country,
+    opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
+    conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
+    (:data:`MO_ROW`, name = dedup key). An MO whose subscriber or conversation is not among them was not
+    stored."""
+    mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
+    for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
+        assert isinstance(received_at, datetime)
+        aware(received_at)
+    ordered = sorted(subscribers, key=lambda row: row[0])
+    subscriber_columns = [[row[index] for row in ordered] for index in range(6)]
+    opening_columns = [[row[index] for row in openings] for index in range(7)]
+    return await pg_rows(
+        session,
+        _INGEST_AT_ONCE,
+        *mo_columns,
+        aware(since),
+        aware(now),
+        *subscriber_columns,
+        *opening_columns,
+    )

@@ -19,16 +19,23 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._pg_ingest import CHECK_REDELIVERY, insert_mos
+from gatewayd.store._pg_ingest import (
+    CHECK_REDELIVERY,
+    CONVERSATION_ROW,
+    SUBSCRIBER_ROW,
+    ingest_at_once,
+    insert_mos,
+)
 from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
-from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts
+from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts, new_client_ids
 from gatewayd.store.rollups import count_mos
 from gatewayd.store.subscribers import Subscriber
 
@@ -39,6 +46,7 @@ SUBSCRIBERS = table_of(Subscriber)
 #: sends it again once the bind is back (seconds), or after a daemon restart (minutes). Longer would
 #: only risk taking a subscriber's real repeat for one, should their first MO's answer be in doubt.
 REDELIVERY_WINDOW = timedelta(minutes=10)
+OwnerT = TypeVar("OwnerT")
 
 
 # Built per MO on the ingest path: a plain slotted dataclass builds several times faster than a frozen one.
@@ -127,6 +135,12 @@ class MOIngest(ABC):
         order."""
         if not mos:
             return []
+        results = await self._store(session, mos, now)
+        await count_mos(session, results)
+        return results
+
+    async def _store(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+        """:meth:`ingest` but the rollups, in a few statements."""
         since = now - REDELIVERY_WINDOW
         first_of_key: dict[str, NewMO] = {}
         for mo in mos:
@@ -156,7 +170,6 @@ class MOIngest(ABC):
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
         await self._count(session, [result for result in results if result.mo_id is not None])
-        await count_mos(session, results)
         return results
 
     @abstractmethod
@@ -201,8 +214,84 @@ class SQLiteMOIngest(MOIngest):
 
 
 class PostgreSQLMOIngest(MOIngest):
-    """One array statement inserts the MOs but the redeliveries and updates the counters and waiting
-    marks of the new ones (minus what a subscriber's creation counted already)."""
+    """One statement stores the batch (:func:`ingest_at_once`): subscribers, conversations, MOs but the
+    redeliveries, counters and waiting marks. The few MOs whose subscriber or conversation a concurrent
+    batch created meanwhile are stored after it by the array statements of :class:`MOIngest`, which
+    look those rows up again (and retry a client ID that collided)."""
+
+    async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+        if not mos:
+            return []
+        results = await self._at_once(session, mos, now)
+        left = [mo for mo, result in zip(mos, results, strict=True) if result is None]
+        redone = iter(await self._store(session, left, now) if left else ())
+        stored = [result if result is not None else next(redone) for result in results]
+        await count_mos(session, stored)
+        return stored
+
+    async def _at_once(
+        self, session: AsyncSession, mos: Sequence[NewMO], now: datetime
+    ) -> list[IngestedMO | None]:
+        """Each MO's outcome from :func:`ingest_at_once`; None for one it could not store."""
+        first_of_key: dict[str, NewMO] = {}
+        for mo in mos:
+            first_of_key.setdefault(mo.dedup_key, mo)
+        seen = {item.msisdn: item for item in _subscribers_seen(mos, first_of_key.values())}
+        client_ids = new_client_ids(len(seen))
+        spans = _conversation_spans([(mo.msisdn, mo) for mo in mos if mo.opens_conversation])
+        rows = await ingest_at_once(
+            session,
+            # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
+            [_at_once_row(first_of_key[key]) for key in sorted(first_of_key)],
+            [
+                (item.msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
+                for item, client_id in zip(seen.values(), client_ids, strict=True)
+            ],
+            [
+                (msisdn, short_code, mo.service, first, last, mo.operator_pool, mo.callcentre)
+                for (msisdn, short_code), (mo, first, last) in spans.items()
+            ],
+            now - REDELIVERY_WINDOW,
+            now,
+        )
+        subscribers: dict[str, SubscriberRef] = {}
+        conversations: dict[tuple[int, str], int] = {}
+        inserted: dict[str, int] = {}
+        for row in rows:
+            if row.kind == SUBSCRIBER_ROW:
+                subscribers[row.name] = SubscriberRef(
+                    row.id,
+                    row.client_id,
+                    row.name,
+                    row.carrier,
+                    row.country,
+                    row.opted_out,
+                    row.banned,
+                    seen[row.name].mos if row.created else 0,
+                    row.created,
+                )
+            elif row.kind == CONVERSATION_ROW:
+                conversations[(row.owner, row.name)] = row.id
+            else:
+                inserted[row.name] = row.id
+        await self._subscribers.note_carriers(session, seen, subscribers)
+        results: list[IngestedMO | None] = []
+        claimed: set[str] = set()
+        for mo in mos:
+            subscriber = subscribers.get(mo.msisdn)
+            conversation_id = (
+                conversations.get((subscriber.id, mo.short_code))
+                if subscriber is not None and mo.opens_conversation
+                else None
+            )
+            if subscriber is None or (mo.opens_conversation and conversation_id is None):
+                results.append(None)  # stored by the statements of MOIngest, after this
+                continue
+            # A dedup key repeated inside the batch is new only at its first occurrence.
+            mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
+            claimed.add(mo.dedup_key)
+            results.append(IngestedMO(mo, mo_id, subscriber, conversation_id))
+        return results
 
     async def _insert(
         self,
@@ -234,18 +323,47 @@ def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> li
 
 
 def _conversation_keys(opening: Sequence[tuple[int, NewMO]]) -> list[ConversationKey]:
-    """One key per (subscriber, short code), waiting since its batch's first MO; the service, pool and
-    call-centre flag are those of the batch's first MO for it, the one that opens the conversation
-    when it has none yet."""
-    spans: dict[tuple[int, str], tuple[NewMO, datetime, datetime]] = {}
-    for subscriber_id, mo in opening:
-        pair = (subscriber_id, mo.short_code)
-        opener, first, last = spans.get(pair, (mo, mo.received_at, mo.received_at))
-        spans[pair] = (opener, min(first, mo.received_at), max(last, mo.received_at))
+    """One key per (subscriber, short code): see :func:`_conversation_spans`."""
     return [
         ConversationKey(pair[0], pair[1], mo.service, first, last, mo.operator_pool, mo.callcentre)
-        for pair, (mo, first, last) in spans.items()
+        for pair, (mo, first, last) in _conversation_spans(opening).items()
     ]
+
+
+def _conversation_spans(
+    opening: Sequence[tuple[OwnerT, NewMO]],
+) -> dict[tuple[OwnerT, str], tuple[NewMO, datetime, datetime]]:
+    """Per (subscriber, short code): the batch's first MO for it, whose service, pool and call-centre
+    flag open the conversation when it has none yet, and the span of its MOs (it waits since the first)."""
+    spans: dict[tuple[OwnerT, str], tuple[NewMO, datetime, datetime]] = {}
+    for owner, mo in opening:
+        pair = (owner, mo.short_code)
+        opener, first, last = spans.get(pair, (mo, mo.received_at, mo.received_at))
+        spans[pair] = (opener, min(first, mo.received_at), max(last, mo.received_at))
+    return spans
+
+
+def _at_once_row(mo: NewMO) -> tuple[object, ...]:
+    return (
+        mo.dedup_key,
+        mo.msisdn,
+        mo.carrier,
+        mo.bind_name,
+        mo.short_code,
+        mo.country,
+        mo.text,
+        mo.data_coding,
+        mo.parts,
+        mo.incomplete,
+        mo.smsc_message_id,
+        mo.received_at,
+        mo.service,
+        mo.keyword,
+        mo.raw,
+        mo.answer_id,
+        mo.check_redelivery,
+        mo.opens_conversation,
+    )
 
 
 def _row(mo: NewMO, subscriber_id: int, conversation_id: int | None) -> dict[str, object]:

@@ -114,8 +114,30 @@ class SubscriberUpserts(ABC):
                 break
         else:
             raise RuntimeError(f"could not allocate client IDs for {len(missing)} subscriber(s)")
-        await _update_carriers(session, wanted, found)
+        await self.note_carriers(session, wanted, found)
         return found
+
+    @staticmethod
+    async def note_carriers(
+        session: AsyncSession, wanted: Mapping[str, SubscriberSeen], found: dict[str, SubscriberRef]
+    ) -> None:
+        """A carrier or country ``wanted`` names that a subscriber of ``found`` does not have yet
+        (number portability) is stored, and set in ``found``."""
+        changes = []
+        for msisdn, ref in found.items():
+            item = wanted[msisdn]
+            carrier = item.carrier or ref.carrier
+            country = item.country or ref.country
+            if (carrier, country) != (ref.carrier, ref.country):
+                changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
+                found[msisdn] = replace(ref, carrier=carrier, country=country)
+        if changes:
+            statement = (
+                update(SUBSCRIBERS)
+                .where(SUBSCRIBERS.c.id == bindparam("b_id"))
+                .values(carrier=bindparam("b_carrier"), country=bindparam("b_country"))
+            )
+            await session.execute(statement, changes)
 
     @abstractmethod
     async def _insert(
@@ -208,26 +230,6 @@ class PostgreSQLSubscriberUpserts(SubscriberUpserts):
 async def _refs_by_msisdn(session: AsyncSession, msisdns: Sequence[str]) -> dict[str, SubscriberRef]:
     result = await session.execute(select(*_REF_COLUMNS).where(among(SUBSCRIBERS.c.msisdn, msisdns)))
     return {row.msisdn: SubscriberRef(*row) for row in result}
-
-
-async def _update_carriers(
-    session: AsyncSession, wanted: Mapping[str, SubscriberSeen], found: dict[str, SubscriberRef]
-) -> None:
-    changes = []
-    for msisdn, ref in found.items():
-        item = wanted[msisdn]
-        carrier = item.carrier or ref.carrier
-        country = item.country or ref.country
-        if (carrier, country) != (ref.carrier, ref.country):
-            changes.append({"b_id": ref.id, "b_carrier": carrier, "b_country": country})
-            found[msisdn] = replace(ref, carrier=carrier, country=country)
-    if changes:
-        statement = (
-            update(SUBSCRIBERS)
-            .where(SUBSCRIBERS.c.id == bindparam("b_id"))
-            .values(carrier=bindparam("b_carrier"), country=bindparam("b_country"))
-        )
-        await session.execute(statement, changes)
 
 
 async def get_subscriber(session: AsyncSession, subscriber_id: int) -> Subscriber | None:

@@ -1,0 +1,136 @@
+"""PostgreSQL MO ingest: a batch whose subscriber or conversation a concurrent batch creates meanwhile.
+
+The batch is stored by one statement, whose snapshot cannot see a row another transaction commits while
+it waits on that row's unique key; the MOs concerned are stored after it by the statements that look
+such rows up again. Each test holds the first batch's transaction open until the second is blocked on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from gatewayd.mo_message import dedup_key
+from gatewayd.schema import upgrade
+from gatewayd.store.conversations import Conversation
+from gatewayd.store.engine import create_engine
+from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.messages import MOMessage
+from gatewayd.store.repo_mo import IngestedMO, NewMO
+from gatewayd.store.rollups import TrafficHourly
+from gatewayd.store.store import Store
+from gatewayd.store.subscribers import Subscriber
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
+T1 = T0 + timedelta(seconds=1)
+
+
+def mo(msisdn: str, smsc_id: str, *, at: datetime = T0, short_code: str = "997745") -> NewMO:
+    return NewMO(
+        dedup_key=dedup_key("movistar", msisdn, short_code, 0, smsc_id.encode()),
+        msisdn=msisdn,
+        carrier="movistar",
+        short_code=short_code,
+        text=smsc_id,
+        received_at=at,
+        country="ES",
+    )
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[Store]:
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        yield Store.for_engine(engine)
+    finally:
+        await engine.dispose()
+
+
+async def race(store: Store, first: list[NewMO], second: list[NewMO]) -> tuple[list[IngestedMO], ...]:
+    """``first`` ingested and held uncommitted until ``second``'s batch waits on it, then both commit."""
+    async with store.sessions() as one, store.sessions() as two, store.sessions() as observer:
+        await one.begin()
+        done_first = await store.mos.ingest(one, first, T0)
+        await two.begin()
+        other = asyncio.create_task(store.mos.ingest(two, second, T1))
+
+        async def blocked_or_done() -> bool:
+            waiting = await observer.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            await observer.rollback()
+            return other.done() or bool(waiting)
+
+        await eventually(blocked_or_done)
+        await one.commit()
+        done_second = await asyncio.wait_for(other, 10)
+        await two.commit()
+    return done_first, done_second
+
+
+async def test_a_subscriber_created_meanwhile_is_found_and_counted_once(store: Store) -> None:
+    first, second = await race(
+        store,
+        [mo("34600000001", "a")],
+        [
+            mo("34600000001", "b", at=T1),
+            mo("34600000002", "c", at=T1),
+            mo("34600000001", "d", at=T1, short_code="997746"),
+        ],
+    )
+    [made] = first
+    assert made.subscriber.created and made.mo_id is not None
+    # the same subscriber and conversation, new MOs; the other subscriber as usual, in the statement
+    assert [result.subscriber.id for result in second][::2] == [made.subscriber.id] * 2
+    assert second[0].conversation_id == made.conversation_id
+    assert second[2].conversation_id not in (None, made.conversation_id)
+    assert all(result.mo_id is not None for result in second)
+    assert not second[0].subscriber.created and second[1].subscriber.created
+    async with store.sessions() as session:
+        counts = {
+            row.msisdn: row.mo_count
+            for row in await session.execute(select(Subscriber.msisdn, Subscriber.mo_count))
+        }
+        stored = await session.scalar(select(func.count()).select_from(MOMessage))
+        conversations = await session.scalar(select(func.count()).select_from(Conversation))
+        waiting = await session.scalar(
+            select(Conversation.last_mo_at).where(Conversation.id == made.conversation_id)
+        )
+        new_clients = await session.scalar(select(func.sum(TrafficHourly.new_clients)))
+    assert counts == {"34600000001": 3, "34600000002": 1}
+    assert stored == 4 and conversations == 3
+    assert waiting == T1  # the second batch's MO marked the conversation
+    assert new_clients == 2  # each subscriber made known once, by the batch that created it
+
+
+async def test_a_conversation_opened_meanwhile_is_found_and_marked(store: Store) -> None:
+    async with store.transaction() as session:
+        [known] = await store.mos.ingest(session, [mo("34600000001", "a")], T0)
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == known.conversation_id)
+            .values(status=ConversationStatus.CLOSED)
+        )
+    first, second = await race(store, [mo("34600000001", "b")], [mo("34600000001", "c", at=T1)])
+    [opened] = first
+    [joined] = second
+    assert opened.conversation_id not in (None, known.conversation_id)
+    assert joined.conversation_id == opened.conversation_id and joined.mo_id is not None
+    assert joined.subscriber.id == known.subscriber.id
+    async with store.sessions() as session:
+        subscriber = await session.get(Subscriber, known.subscriber.id)
+        conversation = await session.get(Conversation, opened.conversation_id)
+    assert subscriber is not None and subscriber.mo_count == 3
+    assert conversation is not None
+    assert conversation.waiting_since == T0 and conversation.last_mo_at == T1
