@@ -1,16 +1,23 @@
 """One Jinja2 environment over the core templates and every plugin's, with the layout's context.
 
 Texts go through Jinja2's i18n extension (``_()``, ``ngettext``, ``pgettext``, ``{% trans %}``; newstyle,
-see `translations.jinja`), in the request's language."""
+see `translations.jinja`), in the request's language; numbers through the filters ``number`` (a count),
+``money`` and ``percent``, written as that language writes them (Babel): 12,345 / €7.00 / 80.0% in
+English, 12.345 / 7,00 € / 80,0 % in Spanish. Exports and APIs keep plain numbers; only pages use these."""
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel import Locale
+from babel.numbers import NumberPattern, format_currency, format_decimal, format_percent, get_group_symbol
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
@@ -58,6 +65,60 @@ def _localtime_filter(
     return format_datetime(value, str(context.get("timezone", "UTC")), style)
 
 
+@functools.cache
+def _locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+def format_count(value: int, lang: str) -> str:
+    """A count with the language's grouping: 12,345 in English, 12.345 in Spanish."""
+    return format_decimal(value, locale=_locale(lang))
+
+
+def format_amount(minor: int, currency: str, lang: str) -> str:
+    """An amount kept in minor units (hundredths, as the billing stores it: 700 is 7.00) in ``currency``,
+    as the language writes money: €7.00 in English, 7,00 € in Spanish. Exact (Decimal, never float);
+    at least the currency's usual decimals, and none of the cents dropped for a currency that has fewer.
+    Exports write the plain amount (``routing.premium.format_money``)."""
+    amount = Decimal(minor).scaleb(-2)
+    return format_currency(amount, currency, locale=_locale(lang), decimal_quantization=False)
+
+
+@functools.cache
+def _percent_pattern(lang: str, decimals: int) -> NumberPattern:
+    pattern: NumberPattern = copy.copy(_locale(lang).percent_formats[None])
+    pattern.frac_prec = (decimals, decimals)
+    return pattern
+
+
+def format_percentage(value: float, lang: str, decimals: int = 1) -> str:
+    """A percentage (0 to 100, as the figures give it) in the language's pattern with ``decimals``
+    decimals: 80.0% in English, 80,0 % in Spanish."""
+    return format_percent(Decimal(str(value)).scaleb(-2), _percent_pattern(lang, decimals), _locale(lang))
+
+
+@jinja2.pass_context
+def _group_symbol(context: jinja2.runtime.Context) -> str:
+    """The separator ``number`` puts between groups of three digits, for a script that updates counts on
+    the page (they come as plain numbers from the JSON)."""
+    return get_group_symbol(locale=_locale(str(context["lang"])))
+
+
+@jinja2.pass_context
+def _number_filter(context: jinja2.runtime.Context, value: int) -> str:
+    return format_count(value, str(context["lang"]))
+
+
+@jinja2.pass_context
+def _money_filter(context: jinja2.runtime.Context, minor: int, currency: str) -> str:
+    return format_amount(minor, currency, str(context["lang"]))
+
+
+@jinja2.pass_context
+def _percent_filter(context: jinja2.runtime.Context, value: float, decimals: int = 1) -> str:
+    return format_percentage(value, str(context["lang"]), decimals)
+
+
 def _without_bidi_controls(value: object) -> object:
     """Every value a template prints (Jinja2's ``finalize``), its bidi controls made visible."""
     if not isinstance(value, str):
@@ -88,5 +149,9 @@ def build_templates(plugins: Sequence[Plugin]) -> Jinja2Templates:
     # The request's language comes with each render (`_layout_context`), not with the environment.
     translations.jinja.install(environment)
     environment.filters["localtime"] = _localtime_filter
+    environment.filters["number"] = _number_filter
+    environment.filters["money"] = _money_filter
+    environment.filters["percent"] = _percent_filter
     environment.globals["static_url"] = static_url
+    environment.globals["group_symbol"] = _group_symbol
     return Jinja2Templates(env=environment, context_processors=[_layout_context])

@@ -25,3 +25,19 @@ def test_markup_stays_markup_and_right_to_left_text_keeps_its_marks() -> None:
     hebrew = "\u05e9\u05dc\u05d5\u05dd \u200f(1)"  # RIGHT-TO-LEFT MARK: needed, and harmless
     assert render("{{ text }}", text=hebrew) == hebrew
     assert render("{{ number }} {{ nothing }}", number=3, nothing=None) == "3 None"
+
+
+def test_counts_money_and_percentages_in_the_readers_language() -> None:
+    source = (
+        "{{ n | number }} · {{ minor | money(currency) }} · {{ share | percent }} · {{ share | percent(0) }}"
+    )
+    values = {"n": 1234567, "minor": 123456789, "currency": "EUR", "share": 80}
+    assert render(source, lang="es", **values) == "1.234.567 · 1.234.567,89\xa0€ · 80,0\xa0% · 80\xa0%"
+    assert render(source, lang="en", **values) == "1,234,567 · €1,234,567.89 · 80.0% · 80%"
+
+
+def test_money_is_exact_and_keeps_its_cents() -> None:
+    assert render("{{ 1 | money('EUR') }} {{ -250 | money('GBP') }}", lang="en") == "€0.01 -£2.50"
+    # minor units are hundredths whatever the currency: a yen amount with cents keeps them
+    assert render("{{ 125 | money('JPY') }} {{ 300 | money('JPY') }}", lang="en") == "¥1.25 ¥3"
+    assert render("{{ group_symbol() }}", lang="es") == "."
