@@ -14,17 +14,13 @@ date range in the viewer's time zone and exports its tables as CSV (``?format=cs
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from babel import Locale
-from babel.numbers import format_percent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -200,19 +196,6 @@ def _csv(
     return csv_response(filename, names, rows)
 
 
-def _percent(request: Request) -> Callable[[float], str]:
-    """A percentage (0 to 100, as the figures give it) written as the reader's language writes one
-    (Babel's pattern for the language, one decimal): 80.0% in English, 80,0 % in Spanish."""
-    locale = Locale.parse(language(request))
-    pattern = copy.copy(locale.percent_formats[None])
-    pattern.frac_prec = (1, 1)
-
-    def percent(value: float) -> str:
-        return format_percent(Decimal(str(value)).scaleb(-2), pattern, locale)
-
-    return percent
-
-
 def _seconds(response: FirstResponse | None) -> str:
     """A percentile for the CSV: '<= 30' or '> 3600' seconds, '' without replies."""
     if response is None:
@@ -260,7 +243,7 @@ async def operators_page(request: Request, period: Period) -> Response:
         rows = await operators(session, period.start, period.end)
     if _wants_csv(request):
         return _csv(request, f"reports-operators_{period.slug()}.csv", *_operator_table(rows))
-    context = _context(request, period, "operators", rows=rows, percent=_percent(request))
+    context = _context(request, period, "operators", rows=rows)
     return render(request, "reports/operators.html", context)
 
 
@@ -420,7 +403,6 @@ async def spend_page(request: Request, period: Period) -> Response:
         clients=clients,
         may_see_numbers=may_see_numbers,
         states=SPEND_STATES,
-        money=format_money,
         zones=sorted({str(item.zone) for item in terms.values()}),
         services_csv_query=urlencode({**period.query(), "format": "csv"}),
         clients_csv_query=urlencode({**period.query(), "table": "clients", "format": "csv"}),

@@ -154,16 +154,16 @@ async def test_a_master_reads_the_months_spend(
     }
     assert shown == {
         "clients": "2",
-        "total": "4.50 EUR",
-        "average": "2.25 EUR",
-        "max": "3.00 EUR",
+        "total": "4,50\xa0€",
+        "average": "2,25\xa0€",
+        "max": "3,00\xa0€",
         "paused": "1",
         "capped": "0",
     }
     await expect(page.locator("#spend-clients tbody tr")).to_have_count(2)
     top = f"#spend-clients tr[data-client-id='{ana_id}']"
     await expect(page.locator("#spend-clients tbody tr").first).to_have_attribute("data-client-id", ana_id)
-    assert await field(page, top, "spend") == "3.00 EUR"
+    assert await field(page, top, "spend") == "3,00\xa0€"
     assert await field(page, top, "state") == "en pausa hasta que confirme"
     assert await field(page, top, "msisdn") == ana.lstrip("+")
     await shoot(page, artifacts, "reports-spend")

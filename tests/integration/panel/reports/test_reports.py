@@ -289,6 +289,41 @@ async def test_percentages_are_written_as_the_readers_language_writes_them(
     assert 'data-field="delivered">80,0\xa0% (4)<' in page.text
 
 
+async def test_counts_are_grouped_as_the_readers_language_groups_them(
+    reports_client: PanelClient, database_url: str
+) -> None:
+    busy = datetime(2026, 11, 10, 15, tzinfo=UTC)  # 10 November in Bogotá and in Madrid
+    tally = Tally.empty()
+    key = traffic_key(busy, "club", "795500", "vodafone", "ES")
+    tally.add(key, "mo", 12345)
+    tally.add(key, "mt", 23456)
+    engine = create_engine(database_url)
+    try:
+        async with Store.for_engine(engine).transaction() as session:
+            await tally.write(session)
+    finally:
+        await engine.dispose()
+    day = "period=day&date=2026-11-10"
+    spanish = reports_client.another_browser()
+    assert (await login(spanish, "ana")).status_code == 303  # ana reads in Spanish, marta in English
+    for client, mo, mt in ((reports_client, "12,345", "23,456"), (spanish, "12.345", "23.456")):
+        overview = await client.get(f"/admin/reports?{day}", headers=HTML)
+        assert f'data-total="mo">{mo}<' in overview.text and f'data-total="mt">{mt}<' in overview.text
+        assert (
+            f'<tr data-day="2026-11-10"><td>2026-11-10</td><td>{mo}</td><td>{mt}</td></tr>' in overview.text
+        )
+        traffic = await client.get(f"/admin/reports/traffic?{day}&by=service", headers=HTML)
+        row = traffic.text.split('data-name="club"', 1)[1].split("</tr>", 1)[0]
+        assert f'data-field="mo">{mo}<' in row and f'data-field="mt">{mt}<' in row
+        # the exports keep plain numbers
+        assert rows((await client.get(f"/admin/reports/traffic?{day}&by=service&format=csv")).text)[1][
+            1:3
+        ] == [
+            "12345",
+            "23456",
+        ]
+
+
 async def test_csv_headers_are_in_the_readers_language_the_data_unchanged(
     spanish_client: PanelClient,
 ) -> None:

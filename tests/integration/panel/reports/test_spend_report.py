@@ -222,9 +222,9 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     june = cells(page.text, 'data-service="chat" data-month="2099-06"')
     assert june == {
         "clients": "3",
-        "total": "7.00 EUR",
-        "average": "2.33 EUR",
-        "max": "3.00 EUR",
+        "total": "€7.00",
+        "average": "€2.33",
+        "max": "€3.00",
         "paused": "1",
         "capped": "0",
     }
@@ -232,9 +232,9 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     may = cells(page.text, 'data-service="chat" data-month="2099-05"')
     assert may == {
         "clients": "2",
-        "total": "3.00 EUR",
-        "average": "1.50 EUR",
-        "max": "2.00 EUR",
+        "total": "€3.00",
+        "average": "€1.50",
+        "max": "€2.00",
         "paused": "0",
         "capped": "0",
     }
@@ -242,9 +242,9 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     club = cells(page.text, 'data-service="=club" data-month="2099-06"')
     assert club == {
         "clients": "1",
-        "total": "3.00 GBP",
-        "average": "3.00 GBP",
-        "max": "3.00 GBP",
+        "total": "£3.00",
+        "average": "£3.00",
+        "max": "£3.00",
         "paused": "0",
         "capped": "1",
     }
@@ -252,11 +252,11 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     order = [part.split('"', 1)[0] for part in top.split('data-client-id="')[1:]]
     # by service, biggest first; CBOTHMON6's May and June added up
     assert order == ["CCAPPED04", "CBOTHMON6", "CPAUSED01", "CNORMAL02", "CMAYONLY3"]
-    assert cells(top, 'data-client-id="CBOTHMON6"')["spend"] == "4.00 EUR"
+    assert cells(top, 'data-client-id="CBOTHMON6"')["spend"] == "€4.00"
     assert "CNOSPEND5" not in page.text  # an account with nothing spent is no client billed
     assert cells(top, 'data-client-id="CPAUSED01"') == {
         "msisdn": "34600000001",
-        "spend": "3.00 EUR",
+        "spend": "€3.00",
         "state": "paused for confirmation",
     }
     assert cells(top, 'data-client-id="CCAPPED04"')["state"] == "capped"
@@ -269,12 +269,31 @@ async def test_spend_per_service_and_month_and_the_top_clients(spend_client: Pan
     # a range within June: May's row and client are left out, and May's spend of CBOTHMON6
     june_only = await spend_client.get("/admin/reports/spend?from=2099-06-01&to=2099-06-30", headers=HTML)
     assert 'data-month="2099-05"' not in june_only.text and "CMAYONLY3" not in june_only.text
-    assert cells(june_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "2.00 EUR"
+    assert cells(june_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "€2.00"
     # May read in June (a range within May in Madrid): its exact total, CBOTHMON6's May included
     may_only = await spend_client.get("/admin/reports/spend?from=2099-05-01&to=2099-05-30", headers=HTML)
-    assert cells(may_only.text, 'data-service="chat" data-month="2099-05"')["total"] == "3.00 EUR"
-    assert cells(may_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "2.00 EUR"
+    assert cells(may_only.text, 'data-service="chat" data-month="2099-05"')["total"] == "€3.00"
+    assert cells(may_only.text, 'data-client-id="CBOTHMON6"')["spend"] == "€2.00"
     assert 'data-month="2099-06"' not in may_only.text
+
+
+async def test_amounts_are_written_as_the_readers_language_writes_money(spend_client: PanelClient) -> None:
+    query = "/admin/reports/spend?from=2099-05-20&to=2099-06-20"
+    english = await spend_client.get(query, headers=HTML)  # marta reads in English
+    assert cells(english.text, 'data-service="chat" data-month="2099-06"')["total"] == "€7.00"
+    assert cells(english.text, 'data-service="=club" data-month="2099-06"')["total"] == "£3.00"
+    spanish = spend_client.another_browser()
+    assert (await login(spanish, "ana")).status_code == 303  # ana reads in Spanish
+    page = await spanish.get(query, headers=HTML)
+    assert page.status_code == 200
+    june = cells(page.text, 'data-service="chat" data-month="2099-06"')
+    assert (june["total"], june["average"], june["max"]) == ("7,00\xa0€", "2,33\xa0€", "3,00\xa0€")
+    assert cells(page.text, 'data-service="=club" data-month="2099-06"')["total"] == "3,00\xa0GBP"
+    top = page.text.split('id="spend-clients"', 1)[1]
+    assert cells(top, 'data-client-id="CBOTHMON6"')["spend"] == "4,00\xa0€"
+    # the export stays plain numbers, whoever reads it
+    export = rows((await spanish.get(f"{query}&format=csv")).text)
+    assert ["chat", "2099-06", "EUR", "3", "7.00", "2.33", "3.00", "1", "0"] in export
 
 
 async def test_both_tables_as_csv_with_formulas_defused(spend_client: PanelClient) -> None:
