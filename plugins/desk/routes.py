@@ -49,7 +49,7 @@ from plugins.desk.permissions import OPERATOR_SEE_MSISDN, OPERATOR_SEE_OTHERS, P
 from plugins.desk.service import assignment_service, desk_outbox, desk_settings
 from plugins.desk.stream import desk_events
 from plugins.gallery.links import photo_picker
-from routing.premium import PremiumState, format_money, standing
+from routing.premium import PremiumState, standing
 from smpp.errors import SMPPError
 from translations import N_
 
@@ -125,7 +125,7 @@ async def _premium(
     spent, state = standing(await account_of(session, view.subscriber.id, service), terms, now)
     accept = sorted(settings.accepts(view.subscriber.country))
     return {
-        "spent": format_money(spent),
+        "spent": spent,  # minor units, written in the reader's language by the page
         "currency": terms.currency,
         "state": state.value,
         "held": state is not PremiumState.NORMAL,

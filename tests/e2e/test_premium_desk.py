@@ -83,8 +83,8 @@ async def test_the_desk_shows_a_paused_client(
         async with page.expect_navigation():
             await page.click("form.reply button[type=submit]")
         await wait_for_mt(stack, msisdn, text)
-    # 3.00 EUR: the confirm step was crossed, the client is asked to confirm and the chat pauses
-    await expect(page.locator(".premium-spend")).to_have_text("3.00 EUR")
+    # 3,00 €: the confirm step was crossed, the client is asked to confirm and the chat pauses
+    await expect(page.locator(".premium-spend")).to_have_text("3,00\xa0€")
     await expect(page.locator(".premium-state")).to_have_text("Pausado hasta que el cliente confirme")
     await expect(page.locator("#reply-held")).to_contain_text(
         "en pausa hasta que el cliente confirme el gasto"

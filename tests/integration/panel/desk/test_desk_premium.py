@@ -98,7 +98,7 @@ async def test_a_paused_client_shows_spend_and_state_and_closes_the_reply_box(
     page = await premium_client.get(f"/desk?c={conversation_id}", headers=HTML)
     assert page.status_code == 200
     card = page.text.split('id="card-title"', 1)[1]
-    assert '<dd class="premium-spend">10.50 GBP</dd>' in card
+    assert '<dd class="premium-spend">10,50\xa0GBP</dd>' in card
     assert "Pausado hasta que el cliente confirme" in card  # olga reads the desk in Spanish
     held = page.text.split('id="reply-held"', 1)[1].split("</div>", 1)[0]
     assert "disabled" in held and "SI / YES" in held
@@ -119,7 +119,7 @@ async def test_a_client_in_good_standing_gets_the_reply_box_and_is_charged(
 ) -> None:
     conversation_id = await on_billed_service(premium_client, PremiumState.NORMAL, 300)
     page = await premium_client.get(f"/desk?c={conversation_id}", headers=HTML)
-    assert '<dd class="premium-spend">3.00 GBP</dd>' in page.text and 'id="reply-held"' not in page.text
+    assert '<dd class="premium-spend">3,00\xa0GBP</dd>' in page.text and 'id="reply-held"' not in page.text
     assert "state-normal" in page.text
     token = await page_csrf(premium_client, f"/desk?c={conversation_id}")
     sent = await premium_client.post(
@@ -131,11 +131,11 @@ async def test_a_client_in_good_standing_gets_the_reply_box_and_is_charged(
         account = (await session.execute(select(PremiumAccount))).scalar_one()
     assert mt.charge == 150 and account.spent == 450
     shown = await premium_client.get(f"/desk?c={conversation_id}", headers=HTML)
-    assert '<dd class="premium-spend">4.50 GBP</dd>' in shown.text
+    assert '<dd class="premium-spend">4,50\xa0GBP</dd>' in shown.text
 
 
 async def test_a_capped_client(premium_client: PanelClient) -> None:
     conversation_id = await on_billed_service(premium_client, PremiumState.CAPPED, 4000)
     page = await premium_client.get(f"/desk?c={conversation_id}", headers=HTML)
-    assert "40.00 GBP" in page.text and "Tope mensual de gasto alcanzado" in page.text
+    assert "40,00\xa0GBP" in page.text and "Tope mensual de gasto alcanzado" in page.text
     assert "el cliente ha llegado al tope de gasto de este mes" in page.text.split('id="reply-held"', 1)[1]
