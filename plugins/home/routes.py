@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -50,9 +51,12 @@ FIGURE_LINKS = {
 class Figure:
     key: str
     label: str  # i18n key
-    value: str | None  # None: not known
+    value: int | float | str | None  # None: not known
     link: str | None
     note: str = ""  # i18n key, shown under the value
+    #: how the page writes ``value``, in the reader's language: "count" (12,345), "percent" (a
+    #: percentage 0 to 100, whole: 75%) or "text" (as it is)
+    shown_as: Literal["count", "percent", "text"] = "count"
 
 
 def today_range(zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
@@ -74,18 +78,19 @@ def _figures(counts: DayFigures, binds: str | None, paths: set[str]) -> tuple[Fi
 
     percent = counts.delivered_percent
     return (
-        Figure("mo", N_("MOs received"), str(counts.mo_received), link("mo")),
-        Figure("mt", N_("MTs sent"), str(counts.mt_sent), link("mt")),
+        Figure("mo", N_("MOs received"), counts.mo_received, link("mo")),
+        Figure("mt", N_("MTs sent"), counts.mt_sent, link("mt")),
         Figure(
             "delivered",
             N_("Delivered"),
-            "—" if percent is None else f"{percent:.0f} %",
+            "—" if percent is None else percent,
             link("delivered"),
             N_("of the MTs with a final status"),
+            "text" if percent is None else "percent",
         ),
-        Figure("waiting", N_("Waiting now"), str(counts.waiting), link("waiting")),
-        Figure("operators", N_("Operators online"), str(counts.operators_online), link("operators")),
-        Figure("binds", N_("Binds up"), binds, link("binds")),
+        Figure("waiting", N_("Waiting now"), counts.waiting, link("waiting")),
+        Figure("operators", N_("Operators online"), counts.operators_online, link("operators")),
+        Figure("binds", N_("Binds up"), binds, link("binds"), shown_as="text"),
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from gatewayd.store.accounts import Account, Presence, WebSession
 from gatewayd.store.conversations import Conversation
@@ -149,6 +149,39 @@ async def test_the_page_shows_todays_figures_and_operators_online(client: PanelC
         )
     shown = figures((await admin.get("/admin", headers=HTML)).text)
     assert shown["operators"][0] == "0"
+
+
+async def test_figures_are_written_as_the_readers_language_writes_numbers(client: PanelClient) -> None:
+    now = datetime.now(UTC)
+    async with client.runtime.sessionmaker() as session, session.begin():
+        subscriber = Subscriber(msisdn="34600111333", carrier="movistar", country="ES", client_id="CHOME2")
+        session.add(subscriber)
+        await session.flush()
+        mo = {"subscriber_id": subscriber.id, "carrier": "movistar", "short_code": "7777", "text": "hola"}
+        await session.execute(
+            insert(MOMessage), [{**mo, "dedup_key": f"many-{n}", "received_at": now} for n in range(12345)]
+        )
+        for status in (MTStatus.DELIVERED, MTStatus.DELIVERED, MTStatus.DELIVERED, MTStatus.FAILED):
+            session.add(
+                MTMessage(
+                    status=status,
+                    kind=MTKind.REPLY,
+                    text="hola",
+                    carrier="movistar",
+                    source="7777",
+                    destination="34600111333",
+                    subscriber_id=subscriber.id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    await login(client, "ana")  # in Spanish
+    spanish = figures((await client.get("/admin", headers=HTML)).text)
+    assert spanish["mo"][0] == "12.345" and spanish["delivered"][0] == "75\xa0%"
+    english = client.another_browser()
+    await login(english, "marta")
+    shown = figures((await english.get("/admin", headers=HTML)).text)
+    assert shown["mo"][0] == "12,345" and shown["delivered"][0] == "75%"
 
 
 async def test_binds_up_come_from_the_daemons_status_event(client: PanelClient) -> None:
