@@ -66,7 +66,6 @@ from gatewayd.store.repo_mo import (
     NewMO,
     confirm_answers,
     forget_unconfirmed,
-    open_answers,
 )
 from gatewayd.store.repo_mo_parts import (
     NewPart,
@@ -639,7 +638,7 @@ class MOPipeline:
         connections: dict[tuple[str, int], list[int]] = {}
         for index, arrival in enumerate(batch):
             connections.setdefault((arrival.unit.bind, arrival.generation), []).append(index)
-        answer_ids = await open_answers(session, [bind for bind, _ in connections], now)
+        answer_ids = await self._store.mos.open_answers(session, [bind for bind, _ in connections], now)
         answer_of: list[int | None] = [None] * len(batch)
         answers: list[tuple[str, int, int, list[int]]] = []
         for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True):

@@ -293,6 +293,9 @@ WITH input AS (
 ), rehomed AS (
     UPDATE mo_messages AS m SET answer_id = matched.answer_id
     FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
+), answered AS (  -- the answers opened for the batch and not written yet (their ids reserved)
+    INSERT INTO mo_unconfirmed (id, bind_name, created_at)
+    SELECT * FROM unnest($34::bigint[], $35::varchar[], $36::timestamptz[])
 ), subscriber_input AS (
     SELECT * FROM unnest($21::varchar[], $22::varchar[], $23::varchar[], $24::varchar[], $25::integer[],
                          $26::timestamptz[])
@@ -428,6 +431,16 @@ AT_ONCE_MO_COLUMNS = (
 #: What a row of :func:`ingest_at_once`'s answer is.
 SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW = 1, 2, 3
 OpeningInput = tuple[str, str, str | None, datetime, datetime, str | None, bool]
+AnswerInput = tuple[int, str | None, datetime]
+
+# Ids for the answers' rows, taken ahead (see ``PostgreSQLMOIngest.open_answers``).
+_RESERVE_ANSWER_IDS = "SELECT nextval('mo_unconfirmed_id_seq') FROM generate_series(1, $1::integer)"
+
+
+async def reserve_answer_ids(session: AsyncSession, count: int) -> list[int]:
+    """``count`` ids no ``mo_unconfirmed`` row has or will be given by the database: a sequence never
+    hands an id out twice, whatever becomes of the transaction that took it."""
+    return [row[0] for row in await pg_rows(session, _RESERVE_ANSWER_IDS, count)]
 
 
 async def ingest_at_once(
@@ -435,6 +448,7 @@ async def ingest_at_once(
     mos: Sequence[Sequence[object]],
     subscribers: Sequence[SubscriberInput],
     openings: Sequence[OpeningInput],
+    answers: Sequence[AnswerInput],
     since: datetime,
     now: datetime,
 ) -> Sequence[Row[Any]]:
@@ -443,7 +457,8 @@ async def ingest_at_once(
     ``mos``: one row per distinct dedup key (columns as :data:`AT_ONCE_MO_COLUMNS`); ``subscribers``:
     (msisdn, client_id, carrier, country, mos, last_mo_at) per MSISDN, each created with ``mos`` counted;
     ``openings``: (msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre) per
-    pair the MOs open a conversation for. Returns rows (kind, id, owner, name, client_id, carrier, country,
+    pair the MOs open a conversation for; ``answers``: (id, bind_name, created_at) of ``mo_unconfirmed``
+    rows to insert. Returns rows (kind, id, owner, name, client_id, carrier, country,
     opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
     conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
     (:data:`MO_ROW`, name = dedup key). An MO whose subscriber or conversation is not among them was not
@@ -455,6 +470,10 @@ async def ingest_at_once(
     ordered = sorted(subscribers, key=lambda row: row[0])
     subscriber_columns = [[row[index] for row in ordered] for index in range(6)]
     opening_columns = [[row[index] for row in openings] for index in range(7)]
+    answer_columns = [[row[index] for row in answers] for index in range(3)]
+    for created_at in answer_columns[2]:
+        assert isinstance(created_at, datetime)
+        aware(created_at)
     return await pg_rows(
         session,
         _INGEST_AT_ONCE,
@@ -463,4 +482,5 @@ async def ingest_at_once(
         aware(now),
         *subscriber_columns,
         *opening_columns,
+        *answer_columns,
     )

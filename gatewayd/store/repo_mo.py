@@ -15,21 +15,24 @@ is new, however alike: the same text twice is two MOs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Table, bindparam, case, delete, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from gatewayd.store._pg_ingest import (
     CHECK_REDELIVERY,
     CONVERSATION_ROW,
     SUBSCRIBER_ROW,
+    AnswerInput,
     ingest_at_once,
     insert_mos,
+    reserve_answer_ids,
 )
 from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
@@ -130,6 +133,12 @@ class MOIngest(ABC):
         self._subscribers = subscribers
         self._conversations = conversations
 
+    async def open_answers(
+        self, session: AsyncSession, binds: Sequence[str | None], now: datetime
+    ) -> list[int]:
+        """:func:`open_answers`: the answers of a batch, unconfirmed, written in its transaction."""
+        return await open_answers(session, binds, now)
+
     async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
         """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in
         order."""
@@ -219,6 +228,26 @@ class PostgreSQLMOIngest(MOIngest):
     batch created meanwhile are stored after it by the array statements of :class:`MOIngest`, which
     look those rows up again (and retry a client ID that collided)."""
 
+    def __init__(self, subscribers: SubscriberUpserts, conversations: ConversationOpening) -> None:
+        super().__init__(subscribers, conversations)
+        self._answer_ids: deque[int] = deque()
+
+    async def open_answers(
+        self, session: AsyncSession, binds: Sequence[str | None], now: datetime
+    ) -> list[int]:
+        """The answers' ids come from a block reserved ahead (a round trip per
+        :data:`ANSWER_ID_BLOCK` answers); their rows are written by the batch's :meth:`ingest`, in its
+        statement, or else when the transaction commits."""
+        if not binds:
+            return []
+        if len(self._answer_ids) < len(binds):
+            self._answer_ids.extend(await reserve_answer_ids(session, max(ANSWER_ID_BLOCK, len(binds))))
+        ids = [self._answer_ids.popleft() for _ in binds]
+        _unwritten_answers(session).extend(
+            (answer_id, bind, now) for answer_id, bind in zip(ids, binds, strict=True)
+        )
+        return ids
+
     async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
         if not mos:
             return []
@@ -251,6 +280,7 @@ class PostgreSQLMOIngest(MOIngest):
                 (msisdn, short_code, mo.service, first, last, mo.operator_pool, mo.callcentre)
                 for (msisdn, short_code), (mo, first, last) in spans.items()
             ],
+            session.sync_session.info.pop(_UNWRITTEN_ANSWERS, ()),
             now - REDELIVERY_WINDOW,
             now,
         )
@@ -306,6 +336,34 @@ class PostgreSQLMOIngest(MOIngest):
 
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
         """Nothing left: the insert statement counted them."""
+
+
+#: Answer ids :meth:`PostgreSQLMOIngest.open_answers` reserves at a time (one per batch and bind).
+ANSWER_ID_BLOCK = 64
+_UNWRITTEN_ANSWERS = "echat.mo.unwritten_answers"
+
+
+def _unwritten_answers(session: AsyncSession) -> list[AnswerInput]:
+    """The answers opened in the session's transaction whose rows are not written yet."""
+    answers: list[AnswerInput] = session.sync_session.info.setdefault(_UNWRITTEN_ANSWERS, [])
+    return answers
+
+
+@event.listens_for(Session, "before_commit")
+def _write_answers(session: Session) -> None:
+    """A batch's answers no MO statement wrote (a batch of parts only): written before the commit."""
+    answers = session.info.pop(_UNWRITTEN_ANSWERS, None)
+    if answers:
+        session.execute(
+            insert(MO_UNCONFIRMED),
+            [{"id": answer_id, "bind_name": bind, "created_at": at} for answer_id, bind, at in answers],
+        )
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_answers(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (or committed: written)
+        session.info.pop(_UNWRITTEN_ANSWERS, None)
 
 
 def _subscribers_seen(mos: Sequence[NewMO], first_of_key: Iterable[NewMO]) -> list[SubscriberSeen]:

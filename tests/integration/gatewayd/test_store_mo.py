@@ -87,6 +87,37 @@ async def test_an_mo_is_a_redelivery_only_while_its_answer_is_unconfirmed(store:
         assert subscriber is not None and subscriber.mo_count == 2
 
 
+async def test_the_answers_a_batch_opens_are_stored_with_it_whatever_it_holds(store: Store) -> None:
+    # On PostgreSQL the store reserves the ids and writes the rows with the batch's MO statement, or
+    # at the commit when the batch has no whole MO (its parts wait): either way once, and never when
+    # the batch is rolled back.
+    async with store.transaction() as session:
+        [with_mo] = await store.mos.open_answers(session, ["movistar-1"], T0)
+        await store.mos.ingest(session, [replace(mo("34600000001", "a"), answer_id=with_mo)], T0)
+    async with store.transaction() as session:
+        parts_only, other_bind = await store.mos.open_answers(session, ["movistar-1", "movistar-2"], T0)
+    async with store.sessions() as session, session.begin():
+        [rolled_back] = await store.mos.open_answers(session, ["movistar-1"], T0)
+        await session.rollback()
+    async with store.transaction() as session:  # nothing of the rolled back batch is left to write
+        await store.mos.ingest(session, [mo("34600000002", "b")], T0)
+    async with store.sessions() as session:
+        rows = await session.execute(
+            select(MOUnconfirmed.id, MOUnconfirmed.bind_name, MOUnconfirmed.created_at)
+        )
+        stored = {row.id: (row.bind_name, row.created_at) for row in rows}
+    assert stored == {
+        with_mo: ("movistar-1", T0),
+        parts_only: ("movistar-1", T0),
+        other_bind: ("movistar-2", T0),
+    }
+    assert rolled_back not in stored and len({with_mo, parts_only, other_bind, rolled_back}) == 4
+    # the MO delivered again is recognised by its answer
+    async with store.transaction() as session:
+        [again] = await store.mos.ingest(session, [mo("34600000001", "a")], T0 + timedelta(seconds=1))
+    assert again.duplicate
+
+
 async def test_an_unconfirmed_mo_is_matched_only_within_the_redelivery_window(store: Store) -> None:
     async with store.transaction() as session:
         [answer] = await open_answers(session, [None], T0)
