@@ -287,23 +287,26 @@ class PostgreSQLMOIngest(MOIngest):
         subscribers: dict[str, SubscriberRef] = {}
         conversations: dict[tuple[int, str], int] = {}
         inserted: dict[str, int] = {}
-        for row in rows:
-            if row.kind == SUBSCRIBER_ROW:
-                subscribers[row.name] = SubscriberRef(
-                    row.id,
-                    row.client_id,
-                    row.name,
-                    row.carrier,
-                    row.country,
-                    row.opted_out,
-                    row.banned,
-                    seen[row.name].mos if row.created else 0,
-                    row.created,
+        # unpacked: a row's attributes are looked up by name, ten times a row, thirty rows a batch
+        for kind, row_id, owner, name, client_id, carrier, country, opted_out, banned, created in map(
+            tuple, rows
+        ):
+            if kind == SUBSCRIBER_ROW:
+                subscribers[name] = SubscriberRef(
+                    row_id,
+                    client_id,
+                    name,
+                    carrier,
+                    country,
+                    opted_out,
+                    banned,
+                    seen[name].mos if created else 0,
+                    created,
                 )
-            elif row.kind == CONVERSATION_ROW:
-                conversations[(row.owner, row.name)] = row.id
+            elif kind == CONVERSATION_ROW:
+                conversations[(owner, name)] = row_id
             else:
-                inserted[row.name] = row.id
+                inserted[name] = row_id
         await self._subscribers.note_carriers(session, seen, subscribers)
         results: list[IngestedMO | None] = []
         claimed: set[str] = set()
