@@ -218,14 +218,15 @@ class Daemon:
                     action="a newer release migrated the database (expanding only): upgrade this host next",
                 )
         async with AsyncExitStack() as stack:
-            # no pre-ping (a dead pooled connection fails its transaction, which the loops try again)
-            # and generic plans for the pipelines' statements: see create_engine
+            # no pre-ping (a dead pooled connection fails its transaction, which the loops try again),
+            # generic plans and no JIT for the pipelines' statements: see create_engine
             self.engine = create_engine(
                 url,
                 pool_size=config.database.pool_size,
                 max_overflow=config.database.max_overflow,
                 pre_ping=False,
                 custom_plans=False,
+                jit=False,
                 application_name=f"gatewayd {config.daemon.instance}",
             )
             stack.push_async_callback(self.engine.dispose)

@@ -33,6 +33,7 @@ def create_engine(
     echo: bool = False,
     pre_ping: bool = True,
     custom_plans: bool = True,
+    jit: bool = True,
     timeout: float | None = None,
     application_name: str = "echat",
 ) -> AsyncEngine:
@@ -41,19 +42,22 @@ def create_engine(
     SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys enforced, and every transaction
     opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
     when a read transaction tries to upgrade to a write. The file's directory is created if missing.
-    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow``, with pre-ping unless
-    ``pre_ping`` is False (the daemon: a pre-ping costs every transaction three round trips, and its
-    pipelines try a transaction again when the database fails it, a dead pooled connection too,
-    which the pool then drops with every connection made before it). The pre-ping is skipped for a
-    connection checked in less than :data:`PING_AFTER_IDLE` ago (:func:`_ping_after_idle`): under
-    load (the API's sends) every connection is back within milliseconds, and two checkouts a request
-    cost six round trips of seventeen; every statement
-    planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans`` is
-    False (the daemon, see below); with ``timeout``, connecting and each statement give up after that
-    many seconds (the ownership service's heartbeat: a database that stops answering must not hang it),
-    and the server ends a session left idle in a transaction that long: a daemon cut off mid-heartbeat
-    must not keep its lease rows locked (the others could never take them). Each PostgreSQL session
-    carries ``application_name`` (``pg_stat_activity``): which process of which daemon holds it.
+    PostgreSQL: a connection pool of ``pool_size`` + ``max_overflow``, with pre-ping unless ``pre_ping``
+    is False (the daemon: a pre-ping costs every transaction three round trips, and its pipelines try a
+    transaction again when the database fails it, a dead pooled connection too, which the pool then drops
+    with every connection made before it). The pre-ping is skipped for a connection checked in less than
+    :data:`PING_AFTER_IDLE` ago (:func:`_ping_after_idle`): under load (the API's sends) every connection
+    is back within milliseconds, and two checkouts a request cost six round trips of seventeen; every
+    statement planned for its parameters (``plan_cache_mode=force_custom_plan``) unless ``custom_plans``
+    is False (the daemon, see below); JIT compilation off when ``jit`` is False (the daemon: PostgreSQL
+    compiles a statement whose estimated cost passes ``jit_above_cost``, such as the MO ingest's for a
+    batch of a thousand MOs, and the compiling took 110 ms of a statement that runs in 120 without it: a
+    pipeline's statements are short and never repay it); with ``timeout``, connecting and each statement
+    give up after that many seconds (the ownership service's heartbeat: a database that stops answering
+    must not hang it), and the server ends a session left idle in a transaction that long: a daemon cut
+    off mid-heartbeat must not keep its lease rows locked (the others could never take them). Each
+    PostgreSQL session carries ``application_name`` (``pg_stat_activity``): which process of which daemon
+    holds it.
     On both, an error never shows the statement's parameters: they
     hold subscribers' numbers, and errors end up in logs.
     """
@@ -83,6 +87,7 @@ def create_engine(
         connect_args={
             "server_settings": {
                 "plan_cache_mode": plan_cache_mode,
+                **({} if jit else {"jit": "off"}),
                 # PostgreSQL keeps 63 bytes of it
                 "application_name": application_name.encode()[:63].decode(errors="ignore"),
                 **_idle_limit(timeout),

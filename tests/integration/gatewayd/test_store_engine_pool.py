@@ -1,7 +1,8 @@
 """The PostgreSQL pool (``gatewayd.store.engine``): a connection that rested in the pool is pinged at
 checkout and replaced when PostgreSQL ended it; one checked in moments ago is handed out without the
 ping's three round trips (the API's sends check two out per request); a look-up without a transaction
-leaves its connection to the next unit of work transactional."""
+leaves its connection to the next unit of work transactional; an engine made without JIT (the
+daemon's) never compiles a statement."""
 
 from __future__ import annotations
 
@@ -92,3 +93,18 @@ async def test_a_lookup_without_transaction_leaves_the_next_unit_of_work_atomic(
             raise RuntimeError("the send fails after its first write")
     async with lookups() as session:
         assert await session.scalar(text("SELECT count(*) FROM written")) == 0
+
+
+async def test_an_engine_without_jit_never_compiles_a_statement_however_dear(pg_url: str) -> None:
+    # The daemon's engine: JIT compiling the MO ingest of a thousand MOs took longer than running it.
+    without = create_engine(pg_url, pool_size=1, max_overflow=0, jit=False)
+    try:
+        async with without.connect() as connection:
+            assert await connection.scalar(text("SHOW jit")) == "off"
+            await connection.execute(text("SET jit_above_cost = 0"))
+            plan = await connection.scalar(
+                text("EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(n) FROM generate_series(1, 1000) AS n")
+            )
+        assert "JIT" not in plan[0]
+    finally:
+        await without.dispose()
