@@ -270,9 +270,10 @@ def _id(value: object) -> int:
 # snapshot, so the rows created here are invisible to the locking CTEs: they are created with their
 # batch's figures already (as above), and only rows that existed are updated. An MO whose subscriber or
 # conversation a concurrent transaction created meanwhile (invisible here, refused by ON CONFLICT) is not
-# inserted: the caller stores those few with the statements above. Two CTEs are joined only by a FULL
-# JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or merge but never run as a nested loop: a CTE's
-# row estimate is a guess, and a nested loop over two CTEs is quadratic in the batch.
+# inserted: the caller stores those few with the statements above. The rows of two CTEs are matched by a
+# FULL JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or merge but never run as a nested loop: a
+# CTE's row estimate is a guess, and a nested loop over two CTEs is quadratic in the batch (the
+# redeliveries are left out by an anti-join, as in the MO statement above: they are few).
 _INGEST_AT_ONCE = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
