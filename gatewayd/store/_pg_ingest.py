@@ -268,12 +268,17 @@ def _id(value: object) -> int:
 # by it (the usual case): subscribers created or read, conversations opened or read, MOs inserted but
 # redeliveries, counters and waiting marks updated — one round trip. The statements of a WITH share one
 # snapshot, so the rows created here are invisible to the locking CTEs: they are created with their
-# batch's figures already (as above), and only rows that existed are updated. An MO whose subscriber or
-# conversation a concurrent transaction created meanwhile (invisible here, refused by ON CONFLICT) is not
-# inserted: the caller stores those few with the statements above. The rows of two CTEs are matched by a
-# FULL JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or merge but never run as a nested loop: a
-# CTE's row estimate is a guess, and a nested loop over two CTEs is quadratic in the batch (the
-# redeliveries are left out by an anti-join, as in the MO statement above: they are few).
+# batch's figures already (as above), and only rows that existed are updated.
+# A subscriber or conversation a concurrent transaction created meanwhile is invisible to the snapshot
+# and refused by ON CONFLICT: then the statement stops short, and the caller stores the whole batch with
+# the statements above, which take their locks in the same order as ever (subscribers, conversations,
+# then the counters' rows by id). So a subscriber not resolved opens no conversation here, and a
+# conversation not resolved lets no MO in nor locks a counter: holding those locks while the second pass
+# waits on another batch would deadlock (as a reviewer's three-transaction stress did).
+# The rows of two CTEs are matched by a FULL JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or
+# merge but never run as a nested loop: a CTE's row estimate is a guess, and a nested loop over two CTEs
+# is quadratic in the batch (the redeliveries are left out by an anti-join, as in the MO statement
+# above: they are few).
 _INGEST_AT_ONCE = """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
@@ -291,9 +296,6 @@ WITH input AS (
                   WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
                   LIMIT 1) AS earlier ON true
     WHERE input.check_redelivery
-), rehomed AS (
-    UPDATE mo_messages AS m SET answer_id = matched.answer_id
-    FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
 ), answered AS (  -- the answers opened for the batch and not written yet (their ids reserved)
     INSERT INTO mo_unconfirmed (id, bind_name, created_at)
     SELECT * FROM unnest($34::bigint[], $35::varchar[], $36::timestamptz[])
@@ -344,6 +346,7 @@ WITH input AS (
                        WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
                          AND c.status != 'closed' LIMIT 1) AS a ON true
     WHERE a.active IS NULL AND i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
+      AND (SELECT count(*) FROM resolved_subscribers) = cardinality($21::varchar[])
     ORDER BY i.subscriber_id, i.short_code
     ON CONFLICT DO NOTHING
     RETURNING subscriber_id, short_code, id
@@ -351,6 +354,12 @@ WITH input AS (
     SELECT subscriber_id, short_code, id FROM opened_conversations
     UNION ALL
     SELECT subscriber_id, short_code, id FROM known_conversations
+), resolved AS (  -- every subscriber and every conversation: else the caller stores the batch
+    SELECT (SELECT count(*) FROM resolved_subscribers) = cardinality($21::varchar[])
+           AND (SELECT count(*) FROM resolved_conversations) = cardinality($28::varchar[]) AS every
+), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
+    UPDATE mo_messages AS m SET answer_id = matched.answer_id
+    FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL AND (SELECT every FROM resolved)
 ), placed AS MATERIALIZED (  -- each MO with its subscriber
     SELECT i.*, s.id AS subscriber_id
     FROM input AS i FULL JOIN resolved_subscribers AS s ON s.msisdn = i.msisdn
@@ -368,6 +377,7 @@ WITH input AS (
     WHERE dedup_key IS NOT NULL AND subscriber_id IS NOT NULL
       AND (conversation_id IS NOT NULL OR NOT opens_conversation)
       AND NOT EXISTS (SELECT 1 FROM matched WHERE matched.dedup_key = homed.dedup_key)
+      AND (SELECT every FROM resolved)
     ORDER BY dedup_key
     RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
 ), per_subscriber AS (
@@ -462,8 +472,9 @@ async def ingest_at_once(
     rows to insert. Returns rows (kind, id, owner, name, client_id, carrier, country,
     opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
     conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
-    (:data:`MO_ROW`, name = dedup key). An MO whose subscriber or conversation is not among them was not
-    stored."""
+    (:data:`MO_ROW`, name = dedup key). Unless every subscriber and every pair of ``openings`` is among
+    them, no MO was stored and no counter's row locked (and unless every subscriber is, no conversation
+    opened): the caller stores the batch with the other statements."""
     mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
     for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)

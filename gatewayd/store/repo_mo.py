@@ -148,17 +148,27 @@ class MOIngest(ABC):
         await count_mos(session, results)
         return results
 
-    async def _store(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
-        """:meth:`ingest` but the rollups, in a few statements."""
+    async def _store(
+        self,
+        session: AsyncSession,
+        mos: Sequence[NewMO],
+        now: datetime,
+        known: Mapping[str, SubscriberRef] | None = None,
+    ) -> list[IngestedMO]:
+        """:meth:`ingest` but the rollups, in a few statements; ``known``: subscribers this transaction
+        resolved already (and created, with their MOs counted), by MSISDN."""
         since = now - REDELIVERY_WINDOW
         first_of_key: dict[str, NewMO] = {}
         for mo in mos:
             first_of_key.setdefault(mo.dedup_key, mo)
         # A subscriber or conversation this batch creates starts with its figures of the batch already
         # set, so the MO statement does not rewrite rows it just inserted.
-        subscribers = await self._subscribers.upsert(
-            session, _subscribers_seen(mos, first_of_key.values()), now
-        )
+        subscribers = dict(known or {})
+        unknown = [
+            item for item in _subscribers_seen(mos, first_of_key.values()) if item.msisdn not in subscribers
+        ]
+        if unknown:
+            subscribers.update(await self._subscribers.upsert(session, unknown, now))
         keys = _conversation_keys([(subscribers[mo.msisdn].id, mo) for mo in mos if mo.opens_conversation])
         conversations = await self._conversations.get_or_open(session, keys, now)
         conversation_ids = [
@@ -224,9 +234,10 @@ class SQLiteMOIngest(MOIngest):
 
 class PostgreSQLMOIngest(MOIngest):
     """One statement stores the batch (:func:`ingest_at_once`): subscribers, conversations, MOs but the
-    redeliveries, counters and waiting marks. The few MOs whose subscriber or conversation a concurrent
-    batch created meanwhile are stored after it by the array statements of :class:`MOIngest`, which
-    look those rows up again (and retry a client ID that collided)."""
+    redeliveries, counters and waiting marks. When a concurrent batch created one of its subscribers
+    or conversations meanwhile, the statement stops short and the array statements of
+    :class:`MOIngest` store the whole batch, looking those rows up again (and retrying a client ID
+    that collided), with the subscribers the statement created counted as it counted them."""
 
     def __init__(self, subscribers: SubscriberUpserts, conversations: ConversationOpening) -> None:
         super().__init__(subscribers, conversations)
@@ -251,17 +262,17 @@ class PostgreSQLMOIngest(MOIngest):
     async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
         if not mos:
             return []
-        results = await self._at_once(session, mos, now)
-        left = [mo for mo, result in zip(mos, results, strict=True) if result is None]
-        redone = iter(await self._store(session, left, now) if left else ())
-        stored = [result if result is not None else next(redone) for result in results]
-        await count_mos(session, stored)
-        return stored
+        results, subscribers = await self._at_once(session, mos, now)
+        if results is None:  # stopped short: the subscribers it resolved are known now
+            results = await self._store(session, mos, now, subscribers)
+        await count_mos(session, results)
+        return results
 
     async def _at_once(
         self, session: AsyncSession, mos: Sequence[NewMO], now: datetime
-    ) -> list[IngestedMO | None]:
-        """Each MO's outcome from :func:`ingest_at_once`; None for one it could not store."""
+    ) -> tuple[list[IngestedMO] | None, dict[str, SubscriberRef]]:
+        """Each MO's outcome from :func:`ingest_at_once` (None when it stopped short: a subscriber or
+        conversation not resolved), and the subscribers it resolved."""
         first_of_key: dict[str, NewMO] = {}
         for mo in mos:
             first_of_key.setdefault(mo.dedup_key, mo)
@@ -308,23 +319,18 @@ class PostgreSQLMOIngest(MOIngest):
             else:
                 inserted[name] = row_id
         await self._subscribers.note_carriers(session, seen, subscribers)
-        results: list[IngestedMO | None] = []
+        if len(subscribers) < len(seen) or len(conversations) < len(spans):
+            return None, subscribers
+        results: list[IngestedMO] = []
         claimed: set[str] = set()
         for mo in mos:
-            subscriber = subscribers.get(mo.msisdn)
-            conversation_id = (
-                conversations.get((subscriber.id, mo.short_code))
-                if subscriber is not None and mo.opens_conversation
-                else None
-            )
-            if subscriber is None or (mo.opens_conversation and conversation_id is None):
-                results.append(None)  # stored by the statements of MOIngest, after this
-                continue
+            subscriber = subscribers[mo.msisdn]
+            conversation_id = conversations[(subscriber.id, mo.short_code)] if mo.opens_conversation else None
             # A dedup key repeated inside the batch is new only at its first occurrence.
             mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscriber, conversation_id))
-        return results
+        return results, subscribers
 
     async def _insert(
         self,
