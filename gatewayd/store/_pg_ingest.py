@@ -85,24 +85,9 @@ JOIN unnest($1::bigint[], $2::varchar[]) AS i(subscriber_id, short_code)
 WHERE c.status != 'closed'
 """
 
-# The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
-# takes its answer, so that it is confirmed when that one is), then for the new ones only: their
-# subscribers' counters and their conversations' waiting marks (waiting_since keeps the oldest
-# unanswered MO, last_mo_at the newest). Rows already up to date
-# (created by this batch with its figures) are neither locked nor rewritten. The locking CTEs carry the
-# new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
-# a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
-# was: 340 ms for 2,000 MOs of known subscribers).
-_INSERT_MOS = """
-WITH input AS (
-    SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
-                         $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
-                         $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[],
-                         $16::bytea[], $17::bigint[], $18::boolean[])
-        AS i(dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
-             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id,
-             check_redelivery)
-), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
+# Shared by the MO statements below. ``matched``: the MOs of ``input`` that deliver again an MO received
+# since $19 whose answer is unconfirmed (see ``NewMO.check_redelivery``).
+_REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
     SELECT input.dedup_key, earlier.id, input.answer_id
     FROM input
     -- LIMIT 1 keeps this a per-row index probe: an anti-join could hash the whole table
@@ -111,7 +96,49 @@ WITH input AS (
                   WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
                   LIMIT 1) AS earlier ON true
     WHERE input.check_redelivery
-), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
+"""
+# The conversations of the MOs ``inserted``, marked waiting (waiting_since keeps the oldest unanswered
+# MO, last_mo_at the newest); those already so are neither locked nor rewritten. ``{ids}``: the
+# conversations' ids as an array (an index condition for the planner).
+_MARKED_WAITING = """), per_conversation AS (
+    SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
+    WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+), locked_conversations AS (
+    SELECT c.id, p.first_at, p.last_at
+    FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
+    WHERE c.id = ANY({ids})
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= p.last_at)
+    ORDER BY c.id FOR UPDATE OF c
+), noted_conversations AS (
+    UPDATE conversations AS c
+    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, l.first_at),
+        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
+                          ELSE c.last_mo_at END
+    FROM locked_conversations AS l
+    WHERE c.id = l.id"""
+
+# The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
+# takes its answer, so that it is confirmed when that one is), then for the new ones only: their
+# subscribers' counters and their conversations' waiting marks (waiting_since keeps the oldest
+# unanswered MO, last_mo_at the newest). Rows already up to date
+# (created by this batch with its figures) are neither locked nor rewritten. The locking CTEs carry the
+# new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
+# a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
+# was: 340 ms for 2,000 MOs of known subscribers).
+_INSERT_MOS = (
+    """
+WITH input AS (
+    SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[],
+                         $6::varchar[], $7::varchar[], $8::text[], $9::smallint[], $10::smallint[],
+                         $11::boolean[], $12::varchar[], $13::timestamptz[], $14::varchar[], $15::varchar[],
+                         $16::bytea[], $17::bigint[], $18::boolean[])
+        AS i(dedup_key, subscriber_id, conversation_id, carrier, bind_name, short_code, country, text,
+             data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id,
+             check_redelivery)
+"""
+    + _REDELIVERED
+    + """), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
     UPDATE mo_messages AS m SET answer_id = matched.answer_id
     FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
 ), inserted AS (
@@ -139,26 +166,13 @@ WITH input AS (
     SET mo_count = s.mo_count + l.mos, last_seen = GREATEST(s.last_seen, l.latest)
     FROM locked_subscribers AS l
     WHERE s.id = l.id
-), per_conversation AS (
-    SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
-    WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-), locked_conversations AS (
-    SELECT c.id, p.first_at, p.last_at
-    FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
-    WHERE c.id = ANY($21::bigint[])
-      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
-               AND c.last_mo_at >= p.last_at)
-    ORDER BY c.id FOR UPDATE OF c
-), noted_conversations AS (
-    UPDATE conversations AS c
-    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, l.first_at),
-        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
-                          ELSE c.last_mo_at END
-    FROM locked_conversations AS l
-    WHERE c.id = l.id
+"""
+    + _MARKED_WAITING.replace("{ids}", "$21::bigint[]")
+    + """
 )
 SELECT id, dedup_key FROM inserted
 """
+)
 
 MO_COLUMNS = (
     "dedup_key",
@@ -279,7 +293,8 @@ def _id(value: object) -> int:
 # merge but never run as a nested loop: a CTE's row estimate is a guess, and a nested loop over two CTEs
 # is quadratic in the batch (the redeliveries are left out by an anti-join, as in the MO statement
 # above: they are few).
-_INGEST_AT_ONCE = """
+_INGEST_AT_ONCE = (
+    """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
                          $6::varchar[], $7::text[], $8::smallint[], $9::smallint[], $10::boolean[],
@@ -288,15 +303,9 @@ WITH input AS (
         AS i(dedup_key, msisdn, carrier, bind_name, short_code, country, text, data_coding, parts, incomplete,
              smsc_message_id, received_at, service, keyword, raw, answer_id, check_redelivery,
              opens_conversation)
-), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
-    SELECT input.dedup_key, earlier.id, input.answer_id
-    FROM input
-    JOIN LATERAL (SELECT m.id FROM mo_messages AS m
-                  JOIN mo_unconfirmed AS u ON u.id = m.answer_id
-                  WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
-                  LIMIT 1) AS earlier ON true
-    WHERE input.check_redelivery
-), answered AS (  -- the answers opened for the batch and not written yet (their ids reserved)
+"""
+    + _REDELIVERED
+    + """), answered AS (  -- the answers opened for the batch and not written yet (their ids reserved)
     INSERT INTO mo_unconfirmed (id, bind_name, created_at)
     SELECT * FROM unnest($34::bigint[], $35::varchar[], $36::timestamptz[])
 ), subscriber_input AS (
@@ -391,23 +400,9 @@ WITH input AS (
     SET mo_count = s.mo_count + l.mos, last_seen = GREATEST(s.last_seen, l.latest)
     FROM locked_subscribers AS l
     WHERE s.id = l.id
-), per_conversation AS (
-    SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
-    WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-), locked_conversations AS (  -- those that existed: one opened above has its marks
-    SELECT c.id, p.first_at, p.last_at
-    FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
-    WHERE c.id = ANY(ARRAY(SELECT conversation_id FROM per_conversation))
-      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
-               AND c.last_mo_at >= p.last_at)
-    ORDER BY c.id FOR UPDATE OF c
-), noted_conversations AS (
-    UPDATE conversations AS c
-    SET status = 'waiting', waiting_since = COALESCE(c.waiting_since, l.first_at),
-        last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
-                          ELSE c.last_mo_at END
-    FROM locked_conversations AS l
-    WHERE c.id = l.id
+"""
+    + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)")
+    + """
 )
 SELECT 1 AS kind, id, NULL::bigint AS owner, msisdn AS name, client_id, carrier, country, opted_out, banned,
        created
@@ -417,8 +412,9 @@ SELECT 2, id, subscriber_id, short_code, NULL, NULL, NULL, NULL, NULL, NULL FROM
 UNION ALL
 SELECT 3, id, NULL, dedup_key, NULL, NULL, NULL, NULL, NULL, NULL FROM inserted
 """
+)
 
-#: The columns of an MO row given to :func:`ingest_at_once`, in order.
+#: The columns of an MO row given to :func:`ingest_at_once`, in order (the fields of ``repo_mo.NewMO``).
 AT_ONCE_MO_COLUMNS = (
     "dedup_key",
     "msisdn",
