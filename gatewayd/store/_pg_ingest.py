@@ -98,17 +98,20 @@ _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, 
     WHERE input.check_redelivery
 """
 # The conversations of the MOs ``inserted``, marked waiting (waiting_since keeps the oldest unanswered
-# MO, last_mo_at the newest); those already so are neither locked nor rewritten. ``{ids}``: the
-# conversations' ids as an array (an index condition for the planner).
+# MO, last_mo_at the newest); those already so are not rewritten. ``{ids}``: the conversations' ids as
+# an array (an index condition for the planner); ``{opened}``: those the statement itself opened (its
+# snapshot cannot see them, nor need they a mark). Every other one is locked if it is still open, so
+# that ``closed_meanwhile`` names those an operator closed after the batch found them open: a closed
+# conversation is never set waiting again (the pair may have opened its next one already, and one
+# active conversation per pair is the rule); the caller moves their MOs (``MOIngest._move_off_closed``).
+# The lock's WHERE is checked again on the row's newest version when it had to wait for it.
 _MARKED_WAITING = """), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
 ), locked_conversations AS (
     SELECT c.id, p.first_at, p.last_at
     FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
-    WHERE c.id = ANY({ids})
-      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
-               AND c.last_mo_at >= p.last_at)
+    WHERE c.id = ANY({ids}) AND c.status != 'closed'
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
     UPDATE conversations AS c
@@ -116,7 +119,17 @@ _MARKED_WAITING = """), per_conversation AS (
         last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
                           ELSE c.last_mo_at END
     FROM locked_conversations AS l
-    WHERE c.id = l.id"""
+    WHERE c.id = l.id
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= l.last_at)
+), lock_outcome AS MATERIALIZED (  -- FULL JOINs: hashed or merged, never a nested loop over CTEs
+    SELECT p.conversation_id, l.id AS locked, o.id AS opened
+    FROM per_conversation AS p
+    FULL JOIN locked_conversations AS l ON l.id = p.conversation_id
+    FULL JOIN unnest({opened}) AS o(id) ON o.id = p.conversation_id
+), closed_meanwhile AS (
+    SELECT conversation_id AS id FROM lock_outcome
+    WHERE conversation_id IS NOT NULL AND locked IS NULL AND opened IS NULL"""
 
 # The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
 # takes its answer, so that it is confirmed when that one is), then for the new ones only: their
@@ -167,10 +180,12 @@ WITH input AS (
     FROM locked_subscribers AS l
     WHERE s.id = l.id
 """
-    + _MARKED_WAITING.replace("{ids}", "$21::bigint[]")
+    + _MARKED_WAITING.replace("{ids}", "$21::bigint[]").replace("{opened}", "'{}'::bigint[]")
     + """
 )
-SELECT id, dedup_key FROM inserted
+SELECT id, dedup_key, false AS closed FROM inserted
+UNION ALL
+SELECT id, NULL, true FROM closed_meanwhile
 """
 )
 
@@ -243,11 +258,12 @@ async def insert_mos(
     rows: Sequence[dict[str, object]],
     since: datetime,
     counted: Mapping[int, int] | None = None,
-) -> dict[str, int]:
+) -> tuple[dict[str, int], set[int]]:
     """Inserts the MO rows (unique dedup keys, columns as :data:`MO_COLUMNS` and
     :data:`CHECK_REDELIVERY`) but those that are a redelivery (checked, and an MO received since
     ``since`` with the same key has its answer in ``mo_unconfirmed``), counts them on their
-    subscribers and marks their conversations waiting; returns {dedup_key: id} of those inserted.
+    subscribers and marks their conversations waiting; returns {dedup_key: id} of those inserted, and
+    the ids of their conversations that were closed meanwhile (left closed, their MOs in them).
     ``counted`` is {subscriber_id: MOs} already counted when the subscriber was created by this batch:
     only the difference is added."""
     columns = [[row[name] for row in rows] for name in (*MO_COLUMNS, CHECK_REDELIVERY)]
@@ -270,7 +286,10 @@ async def insert_mos(
         [item[0] for item in precounted],
         [item[1] for item in precounted],
     )
-    return {row.dedup_key: row.id for row in inserted}
+    return (
+        {row.dedup_key: row.id for row in inserted if not row.closed},
+        {row.id for row in inserted if row.closed},
+    )
 
 
 def _id(value: object) -> int:
@@ -401,7 +420,9 @@ WITH input AS (
     FROM locked_subscribers AS l
     WHERE s.id = l.id
 """
-    + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)")
+    + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)").replace(
+        "{opened}", "ARRAY(SELECT id FROM opened_conversations)"
+    )
     + """
 )
 SELECT 1 AS kind, id, NULL::bigint AS owner, msisdn AS name, client_id, carrier, country, opted_out, banned,
@@ -411,6 +432,8 @@ UNION ALL
 SELECT 2, id, subscriber_id, short_code, NULL, NULL, NULL, NULL, NULL, NULL FROM resolved_conversations
 UNION ALL
 SELECT 3, id, NULL, dedup_key, NULL, NULL, NULL, NULL, NULL, NULL FROM inserted
+UNION ALL
+SELECT 4, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM closed_meanwhile
 """
 )
 
@@ -436,7 +459,7 @@ AT_ONCE_MO_COLUMNS = (
     "opens_conversation",
 )
 #: What a row of :func:`ingest_at_once`'s answer is.
-SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW = 1, 2, 3
+SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW, CLOSED_ROW = 1, 2, 3, 4
 OpeningInput = tuple[str, str, str | None, datetime, datetime, str | None, bool]
 AnswerInput = tuple[int, str | None, datetime]
 
@@ -468,9 +491,11 @@ async def ingest_at_once(
     rows to insert. Returns rows (kind, id, owner, name, client_id, carrier, country,
     opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
     conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
-    (:data:`MO_ROW`, name = dedup key). Unless every subscriber and every pair of ``openings`` is among
-    them, no MO was stored and no counter's row locked (and unless every subscriber is, no conversation
-    opened): the caller stores the batch with the other statements."""
+    (:data:`MO_ROW`, name = dedup key), a conversation of those MOs closed meanwhile
+    (:data:`CLOSED_ROW`, left closed, the MOs in it: see :func:`insert_mos`). Unless every subscriber
+    and every pair of ``openings`` is among them, no MO was stored and no counter's row locked (and
+    unless every subscriber is, no conversation opened): the caller stores the batch with the other
+    statements."""
     mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
     for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import TypeVar
@@ -30,6 +30,7 @@ from gatewayd.store._pg_ingest import (
     AT_ONCE_MO_COLUMNS,
     CHECK_REDELIVERY,
     CONVERSATION_ROW,
+    MO_ROW,
     SUBSCRIBER_ROW,
     AnswerInput,
     ingest_at_once,
@@ -39,6 +40,7 @@ from gatewayd.store._pg_ingest import (
 from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
+from gatewayd.store.repo_assignment import lock_holders
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
 from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts, new_client_ids
 from gatewayd.store.rollups import count_mos
@@ -182,7 +184,7 @@ class MOIngest(ABC):
             for mo, conversation_id in zip(mos, conversation_ids, strict=True)
             if first_of_key[mo.dedup_key] is mo
         }
-        inserted = await self._insert(session, rows, subscribers, since)
+        inserted, closed = await self._insert(session, rows, subscribers, since)
         results: list[IngestedMO] = []
         claimed: set[str] = set()
         for mo, conversation_id in zip(mos, conversation_ids, strict=True):
@@ -190,7 +192,44 @@ class MOIngest(ABC):
             mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
+        if closed:
+            results = await self._move_off_closed(session, results, closed, now)
         await self._count(session, [result for result in results if result.mo_id is not None])
+        return results
+
+    async def _move_off_closed(
+        self, session: AsyncSession, results: Sequence[IngestedMO], closed: set[int], now: datetime
+    ) -> list[IngestedMO]:
+        """The MOs in ``closed``, conversations an operator closed after the batch found them open, go to
+        their pair's active conversation, opened if it has none, and mark it waiting. A closed
+        conversation is never opened again: the pair may have its next one already. Rare (a close at
+        the moment an MO comes), so plain statements; the pair's conversation is locked after the
+        batch's others, which may deadlock with another batch: the pipeline tries the batch again."""
+        results = list(results)
+        while closed:
+            moving = [index for index, result in enumerate(results) if result.conversation_id in closed]
+            found = await self._conversations.get_or_open(
+                session,
+                _conversation_keys([(results[i].subscriber.id, results[i].mo) for i in moving]),
+                now,
+            )
+            still_open = await lock_holders(session, set(found.values()), assignable=False)
+            for index in moving:
+                result = results[index]
+                results[index] = replace(
+                    result, conversation_id=found[(result.subscriber.id, result.mo.short_code)]
+                )
+            moved = [results[index] for index in moving if results[index].mo_id is not None]
+            await _move_mos(session, moved)
+            await note_mos(
+                session,
+                [
+                    (result.conversation_id, result.mo.received_at)
+                    for result in moved
+                    if result.conversation_id in still_open
+                ],
+            )
+            closed = set(found.values()) - still_open.keys()
         return results
 
     @abstractmethod
@@ -200,9 +239,10 @@ class MOIngest(ABC):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], set[int]]:
         """Inserts the rows (by unique dedup key) but the redeliveries of MOs received since ``since``;
-        returns {dedup_key: id} of those inserted."""
+        returns {dedup_key: id} of those inserted, and the conversations among theirs that an operator
+        closed since they were found open (see :meth:`_move_off_closed`)."""
 
     @abstractmethod
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
@@ -219,8 +259,9 @@ class SQLiteMOIngest(MOIngest):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-    ) -> dict[str, int]:
-        return await _insert_new(session, list(rows.values()), since)
+    ) -> tuple[dict[str, int], set[int]]:
+        # no conversation closes meanwhile: SQLite has one writer (transactions begin IMMEDIATE)
+        return await _insert_new(session, list(rows.values()), since), set()
 
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
         await _touch_subscribers(session, new)
@@ -300,6 +341,7 @@ class PostgreSQLMOIngest(MOIngest):
         subscribers: dict[str, SubscriberRef] = {}
         conversations: dict[tuple[int, str], int] = {}
         inserted: dict[str, int] = {}
+        closed: set[int] = set()
         # unpacked: a row's attributes are looked up by name, ten times a row, thirty rows a batch
         for kind, row_id, owner, name, client_id, carrier, country, opted_out, banned, created in map(
             tuple, rows
@@ -318,8 +360,10 @@ class PostgreSQLMOIngest(MOIngest):
                 )
             elif kind == CONVERSATION_ROW:
                 conversations[(owner, name)] = row_id
-            else:
+            elif kind == MO_ROW:
                 inserted[name] = row_id
+            else:
+                closed.add(row_id)
         await self._subscribers.note_carriers(session, seen, subscribers)
         if len(subscribers) < len(seen) or len(conversations) < len(spans):
             return None, subscribers
@@ -332,6 +376,8 @@ class PostgreSQLMOIngest(MOIngest):
             mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscriber, conversation_id))
+        if closed:
+            results = await self._move_off_closed(session, results, closed, now)
         return results, subscribers
 
     async def _insert(
@@ -340,7 +386,7 @@ class PostgreSQLMOIngest(MOIngest):
         rows: Mapping[str, dict[str, object]],
         subscribers: Mapping[str, SubscriberRef],
         since: datetime,
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], set[int]]:
         counted = {ref.id: ref.counted_mos for ref in subscribers.values() if ref.counted_mos}
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
         return await insert_mos(session, [rows[key] for key in sorted(rows)], since, counted)
@@ -462,6 +508,17 @@ async def _insert_new(
     statement = insert(MO_MESSAGES).returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key)
     result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
+
+
+async def _move_mos(session: AsyncSession, moved: Sequence[IngestedMO]) -> None:
+    """The stored MOs of ``moved`` in the conversations these results name."""
+    if moved:
+        await session.execute(
+            update(MO_MESSAGES)
+            .where(MO_MESSAGES.c.id == bindparam("b_id"))
+            .values(conversation_id=bindparam("b_conversation")),
+            [{"b_id": result.mo_id, "b_conversation": result.conversation_id} for result in moved],
+        )
 
 
 async def unconfirmed_keys(

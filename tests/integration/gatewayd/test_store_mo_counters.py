@@ -97,7 +97,7 @@ async def test_mos_counted_on_creation_but_found_stored_are_taken_back(store: St
         row: dict[str, object] = {name: getattr(stored, name, None) for name in MO_COLUMNS}
         row.update(subscriber_id=newcomer.id, conversation_id=None, parts=1, data_coding=0, incomplete=False)
         row[CHECK_REDELIVERY] = True
-        assert await insert_mos(session, [row], T0, {newcomer.id: 1}) == {}
+        assert await insert_mos(session, [row], T0, {newcomer.id: 1}) == ({}, set())
     async with store.sessions() as session:
         subscriber = await get_subscriber(session, newcomer.id)
         assert subscriber is not None and subscriber.mo_count == 0

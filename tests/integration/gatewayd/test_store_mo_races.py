@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.schema import upgrade
@@ -134,3 +135,132 @@ async def test_a_conversation_opened_meanwhile_is_found_and_marked(store: Store)
     assert subscriber is not None and subscriber.mo_count == 3
     assert conversation is not None
     assert conversation.waiting_since == T0 and conversation.last_mo_at == T1
+
+
+# An operator closes the conversation an MO batch found open, and the batch waits on that row to mark it
+# waiting: the MO must not open the closed conversation again (the pair may have its next one), nor be
+# refused; it goes to the pair's active conversation.
+
+
+async def backend_pid(session: AsyncSession) -> int:
+    pid = await session.scalar(text("SELECT pg_backend_pid()"))
+    assert isinstance(pid, int)
+    return pid
+
+
+async def wait_blocked(observer: AsyncSession, waiter: int, holder: int, task: asyncio.Task[object]) -> None:
+    """Until the backend ``waiter`` waits on a lock ``holder`` holds (or ``task`` ended: its error shows)."""
+
+    async def blocked() -> bool:
+        found = await observer.scalar(
+            text("SELECT CAST(:holder AS integer) = ANY(pg_blocking_pids(:waiter))"),
+            {"holder": holder, "waiter": waiter},
+        )
+        await observer.rollback()
+        return task.done() or bool(found)
+
+    await eventually(blocked)
+
+
+async def close_meanwhile(
+    store: Store, batch: list[NewMO], *, successor: bool, creating: NewMO | None = None
+) -> tuple[IngestedMO, list[IngestedMO], int | None]:
+    """An open conversation of ``batch[-1]``'s pair; an operator's transaction closes it (and, with
+    ``successor``, a batch opens the pair's next conversation in it), uncommitted until ``batch`` waits on
+    the row, then commits. With ``creating``, a batch ingesting it is held uncommitted first, so that
+    ``batch`` (which must hold its new subscriber) waits on that first and is stored by the statements
+    that look such rows up again. Returns the first MO's outcome, the batch's, and the successor's id."""
+    async with store.transaction() as session:
+        [known] = await store.mos.ingest(
+            session, [mo(batch[-1].msisdn, "a", short_code=batch[-1].short_code)], T0
+        )
+    async with (
+        store.sessions() as operator,
+        store.sessions() as creator,
+        store.sessions() as ingesting,
+        store.sessions() as observer,
+    ):
+        await operator.begin()
+        await operator.execute(
+            update(Conversation)
+            .where(Conversation.id == known.conversation_id)
+            .values(status=ConversationStatus.CLOSED, waiting_since=None, closed_at=T0)
+        )
+        successor_id = None
+        if successor:
+            successor_id = await operator.scalar(
+                insert(Conversation)
+                .values(
+                    subscriber_id=known.subscriber.id,
+                    short_code=known.mo.short_code,
+                    status=ConversationStatus.OPEN,
+                    opened_at=T0,
+                )
+                .returning(Conversation.id)
+            )
+        if creating is not None:
+            await creator.begin()
+            await store.mos.ingest(creator, [creating], T0)
+        await ingesting.begin()
+        waiter = await backend_pid(ingesting)
+        task: asyncio.Task[object] = asyncio.create_task(store.mos.ingest(ingesting, batch, T1))
+        if creating is not None:
+            await wait_blocked(observer, waiter, await backend_pid(creator), task)
+            await creator.commit()
+        await wait_blocked(observer, waiter, await backend_pid(operator), task)
+        await operator.commit()
+        results = await asyncio.wait_for(task, 10)
+        await ingesting.commit()
+    assert isinstance(results, list)
+    return known, results, successor_id
+
+
+async def stored_conversations(
+    store: Store, subscriber_id: int
+) -> dict[int, tuple[ConversationStatus, datetime | None]]:
+    async with store.sessions() as session:
+        rows = await session.execute(
+            select(Conversation.id, Conversation.status, Conversation.last_mo_at).where(
+                Conversation.subscriber_id == subscriber_id
+            )
+        )
+        return {row.id: (row.status, row.last_mo_at) for row in rows}
+
+
+async def mo_conversation(store: Store, mo_id: int | None) -> int | None:
+    async with store.sessions() as session:
+        return await session.scalar(select(MOMessage.conversation_id).where(MOMessage.id == mo_id))
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["one-statement", "three-statements"])
+async def test_an_mo_whose_conversation_closes_meanwhile_goes_to_the_pairs_next_one(
+    store: Store, fallback: bool
+) -> None:
+    creating = mo("34600000009", "x") if fallback else None
+    batch = [mo("34600000009", "y", at=T1)] if fallback else []
+    known, results, successor_id = await close_meanwhile(
+        store, [*batch, mo("34600000001", "b", at=T1)], successor=True, creating=creating
+    )
+    moved = results[-1]
+    assert moved.mo_id is not None and moved.conversation_id == successor_id
+    assert await mo_conversation(store, moved.mo_id) == successor_id
+    assert await stored_conversations(store, known.subscriber.id) == {
+        known.conversation_id: (ConversationStatus.CLOSED, T0),  # left closed
+        successor_id: (ConversationStatus.WAITING, T1),
+    }
+    if fallback:
+        assert all(result.mo_id is not None for result in results)
+
+
+async def test_an_mo_whose_conversation_closes_meanwhile_opens_the_pairs_next_one(store: Store) -> None:
+    known, [moved], _ = await close_meanwhile(store, [mo("34600000001", "b", at=T1)], successor=False)
+    assert moved.mo_id is not None and moved.conversation_id not in (None, known.conversation_id)
+    assert await mo_conversation(store, moved.mo_id) == moved.conversation_id
+    conversations = await stored_conversations(store, known.subscriber.id)
+    assert conversations == {
+        known.conversation_id: (ConversationStatus.CLOSED, T0),
+        moved.conversation_id: (ConversationStatus.WAITING, T1),
+    }
+    async with store.sessions() as session:
+        subscriber = await session.get(Subscriber, known.subscriber.id)
+    assert subscriber is not None and subscriber.mo_count == 2
