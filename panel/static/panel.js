@@ -16,6 +16,12 @@
       options.headers.set("X-CSRF-Token", csrfToken());
       options.credentials = "same-origin";
       return window.fetch(url, options);
+    },
+    // A count as the pages write it (panel/templating.py's ``number``): digits grouped by three
+    // with the reader's separator, 12,345 in English and 12.345 in Spanish.
+    number: function (value) {
+      var group = document.documentElement.getAttribute("data-group") || "";
+      return String(value).replace(/\B(?=(\d{3})+(?!\d))/g, group);
     }
   };
 

@@ -57,11 +57,9 @@
     var url = root.getAttribute("data-progress-url");
     var status = document.getElementById("campaign-status");
     var meter = document.getElementById("campaign-meter");
-    var figures = root.querySelector("[data-group]");
-    var group = figures ? figures.getAttribute("data-group") : "";
     // A count as the page wrote it (the reader's grouping of three digits: 12,345 or 12.345).
     function grouped(value) {
-      return typeof value === "number" ? String(value).replace(/\B(?=(\d{3})+(?!\d))/g, group) : String(value);
+      return typeof value === "number" ? window.echat.number(value) : String(value);
     }
     function show(info) {
       Object.keys(info).forEach(function (key) {

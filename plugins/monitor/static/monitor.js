@@ -107,9 +107,9 @@
     }
     Object.keys(totals).forEach(function (state) {
       var node = document.getElementById("count-" + state);
-      if (node) { node.textContent = String(totals[state]); }
+      if (node) { node.textContent = window.echat.number(totals[state]); }
     });
-    document.getElementById("count-total").textContent = String(rows.length);
+    document.getElementById("count-total").textContent = window.echat.number(rows.length);
     document.getElementById("monitor-empty").hidden = rows.length > 0;
   }
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.store.accounts import Presence
@@ -22,6 +22,7 @@ from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.enums import ConversationStatus
 from gatewayd.store.repo_mo import IngestedMO
+from gatewayd.store.subscribers import Subscriber
 
 from ..conftest import HTML, PASSWORD, PanelClient, login, page_csrf
 from ..desk.conftest import at_desk, deliver_mo, holders, live_server
@@ -285,3 +286,39 @@ async def test_the_stream_delivers_a_row_on_an_mo_and_drops_it_when_handed_out(s
             assert data == {"rows": [], "gone": [stored.conversation_id]}
     finally:
         await engine.dispose()
+
+
+async def test_the_counts_are_grouped_as_the_readers_language_groups_them(
+    monitor_client: PanelClient,
+) -> None:
+    now = utcnow()
+    async with monitor_client.runtime.sessionmaker() as session, session.begin():
+        subscribers = await session.execute(
+            insert(Subscriber).returning(Subscriber.id),
+            [
+                {"client_id": f"C{n:07d}", "msisdn": f"3466{n:07d}", "first_seen": now, "last_seen": now}
+                for n in range(1_234)
+            ],
+        )
+        await session.execute(
+            insert(Conversation),
+            [
+                {
+                    "subscriber_id": subscriber_id,
+                    "short_code": "997745",
+                    "opened_at": now,
+                    "waiting_since": now,
+                }
+                for subscriber_id in subscribers.scalars()
+            ],
+        )
+    assert (await login(monitor_client, "ana")).status_code == 303  # English
+    page = await monitor_client.get("/admin/monitor", headers=HTML)
+    assert 'id="count-total">1,234<' in page.text and 'id="count-waiting">1,234<' in page.text
+    assert 'data-group=","' in page.text  # what the page's script groups the live counts with
+    token = await page_csrf(monitor_client, "/admin/monitor")
+    assert (await monitor_client.post("/logout", data={"csrf_token": token})).status_code == 303
+    assert (await login(monitor_client, "marta")).status_code == 303  # Spanish
+    page = await monitor_client.get("/admin/monitor", headers=HTML)
+    assert 'id="count-total">1.234<' in page.text and 'id="count-waiting">1.234<' in page.text
+    assert 'data-group="."' in page.text
