@@ -98,19 +98,26 @@ _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, 
     WHERE input.check_redelivery
 """
 # The conversations of the MOs ``inserted``, marked waiting (waiting_since keeps the oldest unanswered
-# MO, last_mo_at the newest); those already so are not rewritten. ``{ids}``: the conversations' ids as
-# an array (an index condition for the planner); ``{opened}``: those the statement itself opened (its
-# snapshot cannot see them, nor need they a mark). Every other one is locked if it is still open, so
-# that ``closed_meanwhile`` names those an operator closed after the batch found them open: a closed
-# conversation is never set waiting again (the pair may have opened its next one already, and one
-# active conversation per pair is the rule); the caller moves their MOs (``MOIngest._move_off_closed``).
-# The lock's WHERE is checked again on the row's newest version when it had to wait for it.
+# MO, last_mo_at the newest). ``{ids}``: the conversations' ids as an array (an index condition for the
+# planner). Those the statement's snapshot shows up to date (a conversation this transaction opened
+# with its marks, or one a later MO marked already) are neither locked nor rewritten: an operator who
+# closes one closes it with that later MO. The others are locked while they are open, and
+# ``closed_meanwhile`` names those an operator closed after the batch found them open (PostgreSQL
+# checks the lock's WHERE again on the newest version of a row it waited for): a closed conversation
+# is never set waiting again, since the pair may have opened its next one already (one active
+# conversation per pair is the rule); the caller moves their MOs (``MOIngest._move_off_closed``).
 _MARKED_WAITING = """), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-), locked_conversations AS (
+), stale_conversations AS MATERIALIZED (  -- as the snapshot shows them: not up to date, or closed
     SELECT c.id, p.first_at, p.last_at
     FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
+    WHERE c.id = ANY({ids})
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= p.last_at)
+), locked_conversations AS (
+    SELECT c.id, s.first_at, s.last_at
+    FROM conversations AS c JOIN stale_conversations AS s ON c.id = s.id
     WHERE c.id = ANY({ids}) AND c.status != 'closed'
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
@@ -120,16 +127,11 @@ _MARKED_WAITING = """), per_conversation AS (
                           ELSE c.last_mo_at END
     FROM locked_conversations AS l
     WHERE c.id = l.id
-      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
-               AND c.last_mo_at >= l.last_at)
-), lock_outcome AS MATERIALIZED (  -- FULL JOINs: hashed or merged, never a nested loop over CTEs
-    SELECT p.conversation_id, l.id AS locked, o.id AS opened
-    FROM per_conversation AS p
-    FULL JOIN locked_conversations AS l ON l.id = p.conversation_id
-    FULL JOIN unnest({opened}) AS o(id) ON o.id = p.conversation_id
+), lock_outcome AS MATERIALIZED (  -- a FULL JOIN: hashed or merged, never a nested loop over CTEs
+    SELECT s.id, l.id AS locked
+    FROM stale_conversations AS s FULL JOIN locked_conversations AS l ON l.id = s.id
 ), closed_meanwhile AS (
-    SELECT conversation_id AS id FROM lock_outcome
-    WHERE conversation_id IS NOT NULL AND locked IS NULL AND opened IS NULL"""
+    SELECT id FROM lock_outcome WHERE id IS NOT NULL AND locked IS NULL"""
 
 # The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
 # takes its answer, so that it is confirmed when that one is), then for the new ones only: their
@@ -180,7 +182,7 @@ WITH input AS (
     FROM locked_subscribers AS l
     WHERE s.id = l.id
 """
-    + _MARKED_WAITING.replace("{ids}", "$21::bigint[]").replace("{opened}", "'{}'::bigint[]")
+    + _MARKED_WAITING.replace("{ids}", "$21::bigint[]")
     + """
 )
 SELECT id, dedup_key, false AS closed FROM inserted
@@ -420,9 +422,7 @@ WITH input AS (
     FROM locked_subscribers AS l
     WHERE s.id = l.id
 """
-    + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)").replace(
-        "{opened}", "ARRAY(SELECT id FROM opened_conversations)"
-    )
+    + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)")
     + """
 )
 SELECT 1 AS kind, id, NULL::bigint AS owner, msisdn AS name, client_id, carrier, country, opted_out, banned,
