@@ -193,11 +193,14 @@ async def ride_out(
     on_failure: Callable[[BaseException], None] | None = None,
     *,
     retry_if: Callable[[BaseException], bool] | None = None,
+    again_at_once_if: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """``attempt()`` again after a failure (0.05 s, doubling up to 1 s) until it succeeds or the next
     try would start more than ``window`` seconds after the first; then the last error is raised. A
     database blip shorter than the window costs a batch a little latency instead of failing it. An
-    error ``retry_if`` says no to is raised at once: trying again would fail the same way."""
+    error ``retry_if`` says no to is raised at once: trying again would fail the same way. After an
+    error ``again_at_once_if`` says yes to (a collision with another transaction, which has moved on
+    by now), the next try starts without a pause."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + window
     delay = 0.05
@@ -207,7 +210,10 @@ async def ride_out(
         except Exception as error:
             if on_failure is not None:
                 on_failure(error)
-            if loop.time() + delay > deadline or (retry_if is not None and not retry_if(error)):
+            at_once = again_at_once_if is not None and again_at_once_if(error)
+            pause = 0.0 if at_once else delay
+            if loop.time() + pause > deadline or (retry_if is not None and not retry_if(error)):
                 raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        if not at_once:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -58,7 +58,7 @@ from gatewayd.routes import MORouter
 from gatewayd.store._tables import among
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.enums import MTKind
-from gatewayd.store.errors import describe_error, is_data_error
+from gatewayd.store.errors import describe_error, is_conflict, is_data_error
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
@@ -446,7 +446,10 @@ class MOPipeline:
         """Store as one MO flagged incomplete each message whose first part is older than the timeout."""
         try:
             stored, mts_queued, oldest = await ride_out(
-                self._flush_once, self._commit_retry_window, retry_if=lambda error: not is_data_error(error)
+                self._flush_once,
+                self._commit_retry_window,
+                retry_if=lambda error: not is_data_error(error),
+                again_at_once_if=is_conflict,
             )
         except Exception as error:
             log_event(log, "mo.flush_failed", logging.WARNING, error=describe_error(error))
@@ -499,6 +502,7 @@ class MOPipeline:
                 window,
                 self._failed_commit,
                 retry_if=lambda error: not is_data_error(error),
+                again_at_once_if=is_conflict,
             )
         except Exception as error:
             if not is_data_error(error):
@@ -513,8 +517,9 @@ class MOPipeline:
         return [CommandStatus.ESME_ROK] * len(batch)
 
     def _failed_commit(self, error: BaseException) -> None:
-        """A try of a batch failed: the database is away (health) or refuses its data (split)."""
-        if not is_data_error(error):
+        """A try of a batch failed: the database is away (health), refuses its data (split), or the
+        batch collided with another transaction (tried again at once)."""
+        if not is_data_error(error) and not is_conflict(error):
             self._health.failed("mo.commit", error)
 
     def _failed(self, batch: Sequence[_Item], error: BaseException) -> list[int]:

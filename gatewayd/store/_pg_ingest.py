@@ -105,7 +105,10 @@ _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, 
 # ``closed_meanwhile`` names those an operator closed after the batch found them open (PostgreSQL
 # checks the lock's WHERE again on the newest version of a row it waited for): a closed conversation
 # is never set waiting again, since the pair may have opened its next one already (one active
-# conversation per pair is the rule); the caller moves their MOs (``MOIngest._move_off_closed``).
+# conversation per pair is the rule). The caller then raises ``ClosedMeanwhile``: the batch is tried
+# again in a new transaction, whose statements see the close and put the MOs in the pair's next
+# conversation in the usual lock order (moving them in this transaction would lock that conversation
+# after the batch's other rows, crosswise to other batches: a reviewer's stress met a deadlock a second).
 _MARKED_WAITING = """), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
@@ -306,10 +309,11 @@ def _id(value: object) -> int:
 # batch's figures already (as above), and only rows that existed are updated.
 # A subscriber or conversation a concurrent transaction created meanwhile is invisible to the snapshot
 # and refused by ON CONFLICT: then the statement stops short, and the caller stores the whole batch with
-# the statements above, which take their locks in the same order as ever (subscribers, conversations,
-# then the counters' rows by id). So a subscriber not resolved opens no conversation here, and a
-# conversation not resolved lets no MO in nor locks a counter: holding those locks while the second pass
-# waits on another batch would deadlock (as a reviewer's three-transaction stress did).
+# the statements above, which take their locks in the same order as ever (the rows they create, then
+# the existing rows they update, each table's by id). So a subscriber not resolved opens no
+# conversation here, and a conversation not resolved lets no MO in nor locks a counter: holding those
+# locks while the second pass waits on another batch would deadlock (as a reviewer's
+# three-transaction stress did).
 # The rows of two CTEs are matched by a FULL JOIN in a MATERIALIZED CTE, which PostgreSQL can hash or
 # merge but never run as a nested loop: a CTE's row estimate is a guess, and a nested loop over two CTEs
 # is quadratic in the batch (the redeliveries are left out by an anti-join, as in the MO statement

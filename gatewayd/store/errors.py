@@ -11,6 +11,18 @@ class StoreError(Exception):
     """Root of the store's errors."""
 
 
+class ClosedMeanwhile(StoreError):
+    """An MO batch found a conversation open that an operator closed before the batch could mark it
+    waiting. The batch's transaction must be rolled back and tried again: the retry's statements see
+    the close and put the MOs in the pair's next conversation, taking their locks in the usual order
+    (moving them within the transaction would lock that conversation after the batch's subscribers,
+    crosswise to other batches). A conflict (:func:`is_conflict`)."""
+
+    def __init__(self, conversation_ids: set[int]) -> None:
+        super().__init__(f"{len(conversation_ids)} conversation(s) closed while an MO batch marked them")
+        self.conversation_ids = conversation_ids
+
+
 class RefusalReason(StrEnum):
     OPTED_OUT = "opted_out"
     BANNED = "banned"
@@ -84,9 +96,12 @@ _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 
 def is_conflict(error: BaseException) -> bool:
     """True when the transaction was ended because another one collided with it at the same moment
-    (a deadlock, a serialization failure, SQLite's write lock not granted in time): nothing was
-    written, and the same request made again a moment later will very likely pass."""
+    (a deadlock, a serialization failure, SQLite's write lock not granted in time, a conversation
+    closed under an MO batch): nothing was written, and the same request made again a moment later
+    will very likely pass."""
     for cause in _causes(error):
+        if isinstance(cause, ClosedMeanwhile):
+            return True
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str):
             return sqlstate in _CONFLICT_SQLSTATES

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import TypeVar
@@ -39,8 +39,8 @@ from gatewayd.store._pg_ingest import (
 )
 from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
+from gatewayd.store.errors import ClosedMeanwhile
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
-from gatewayd.store.repo_assignment import lock_holders
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
 from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts, new_client_ids
 from gatewayd.store.rollups import count_mos
@@ -193,43 +193,8 @@ class MOIngest(ABC):
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
         if closed:
-            results = await self._move_off_closed(session, results, closed, now)
+            raise ClosedMeanwhile(closed)
         await self._count(session, [result for result in results if result.mo_id is not None])
-        return results
-
-    async def _move_off_closed(
-        self, session: AsyncSession, results: Sequence[IngestedMO], closed: set[int], now: datetime
-    ) -> list[IngestedMO]:
-        """The MOs in ``closed``, conversations an operator closed after the batch found them open, go to
-        their pair's active conversation, opened if it has none, and mark it waiting. A closed
-        conversation is never opened again: the pair may have its next one already. Rare (a close at
-        the moment an MO comes), so plain statements; the pair's conversation is locked after the
-        batch's others, which may deadlock with another batch: the pipeline tries the batch again."""
-        results = list(results)
-        while closed:
-            moving = [index for index, result in enumerate(results) if result.conversation_id in closed]
-            found = await self._conversations.get_or_open(
-                session,
-                _conversation_keys([(results[i].subscriber.id, results[i].mo) for i in moving]),
-                now,
-            )
-            still_open = await lock_holders(session, set(found.values()), assignable=False)
-            for index in moving:
-                result = results[index]
-                results[index] = replace(
-                    result, conversation_id=found[(result.subscriber.id, result.mo.short_code)]
-                )
-            moved = [results[index] for index in moving if results[index].mo_id is not None]
-            await _move_mos(session, moved)
-            await note_mos(
-                session,
-                [
-                    (result.conversation_id, result.mo.received_at)
-                    for result in moved
-                    if result.conversation_id in still_open
-                ],
-            )
-            closed = set(found.values()) - still_open.keys()
         return results
 
     @abstractmethod
@@ -242,7 +207,7 @@ class MOIngest(ABC):
     ) -> tuple[dict[str, int], set[int]]:
         """Inserts the rows (by unique dedup key) but the redeliveries of MOs received since ``since``;
         returns {dedup_key: id} of those inserted, and the conversations among theirs that an operator
-        closed since they were found open (see :meth:`_move_off_closed`)."""
+        closed since they were found open (the caller raises :class:`ClosedMeanwhile`)."""
 
     @abstractmethod
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
@@ -377,7 +342,7 @@ class PostgreSQLMOIngest(MOIngest):
             claimed.add(mo.dedup_key)
             results.append(IngestedMO(mo, mo_id, subscriber, conversation_id))
         if closed:
-            results = await self._move_off_closed(session, results, closed, now)
+            raise ClosedMeanwhile(closed)
         return results, subscribers
 
     async def _insert(
@@ -508,17 +473,6 @@ async def _insert_new(
     statement = insert(MO_MESSAGES).returning(MO_MESSAGES.c.id, MO_MESSAGES.c.dedup_key)
     result = await session.execute(statement, rows)
     return {row.dedup_key: row.id for row in result}
-
-
-async def _move_mos(session: AsyncSession, moved: Sequence[IngestedMO]) -> None:
-    """The stored MOs of ``moved`` in the conversations these results name."""
-    if moved:
-        await session.execute(
-            update(MO_MESSAGES)
-            .where(MO_MESSAGES.c.id == bindparam("b_id"))
-            .values(conversation_id=bindparam("b_conversation")),
-            [{"b_id": result.mo_id, "b_conversation": result.conversation_id} for result in moved],
-        )
 
 
 async def unconfirmed_keys(

@@ -20,6 +20,7 @@ from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus
+from gatewayd.store.errors import ClosedMeanwhile, is_conflict
 from gatewayd.store.messages import MOMessage
 from gatewayd.store.repo_mo import IngestedMO, NewMO
 from gatewayd.store.rollups import TrafficHourly
@@ -138,8 +139,9 @@ async def test_a_conversation_opened_meanwhile_is_found_and_marked(store: Store)
 
 
 # An operator closes the conversation an MO batch found open, and the batch waits on that row to mark it
-# waiting: the MO must not open the closed conversation again (the pair may have its next one), nor be
-# refused; it goes to the pair's active conversation.
+# waiting: the batch must not open the closed conversation again (the pair may have its next one), nor
+# be refused. It raises ClosedMeanwhile, a conflict the MO pipeline tries again at once; the retry's
+# statements see the close and put the MO in the pair's active conversation.
 
 
 async def backend_pid(session: AsyncSession) -> int:
@@ -169,7 +171,9 @@ async def close_meanwhile(
     ``successor``, a batch opens the pair's next conversation in it), uncommitted until ``batch`` waits on
     the row, then commits. With ``creating``, a batch ingesting it is held uncommitted first, so that
     ``batch`` (which must hold its new subscriber) waits on that first and is stored by the statements
-    that look such rows up again. Returns the first MO's outcome, the batch's, and the successor's id."""
+    that look such rows up again. The batch's transaction must raise :class:`ClosedMeanwhile`; it is rolled
+    back and the batch ingested again, as the MO pipeline does. Returns the first MO's outcome, the
+    retry's, and the successor's id."""
     async with store.transaction() as session:
         [known] = await store.mos.ingest(
             session, [mo(batch[-1].msisdn, "a", short_code=batch[-1].short_code)], T0
@@ -209,9 +213,18 @@ async def close_meanwhile(
             await creator.commit()
         await wait_blocked(observer, waiter, await backend_pid(operator), task)
         await operator.commit()
-        results = await asyncio.wait_for(task, 10)
-        await ingesting.commit()
-    assert isinstance(results, list)
+        with pytest.raises(ClosedMeanwhile) as raised:
+            await asyncio.wait_for(task, 10)
+        assert is_conflict(raised.value) and raised.value.conversation_ids == {known.conversation_id}
+        await ingesting.rollback()
+    # the closed conversation stays closed, the batch stored nothing
+    assert (await stored_conversations(store, known.subscriber.id))[known.conversation_id or 0][0] == (
+        ConversationStatus.CLOSED
+    )
+    async with store.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 1 + (creating is not None)
+    async with store.transaction() as session:
+        results = await store.mos.ingest(session, batch, T1)
     return known, results, successor_id
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from gatewayd.batching import CommitterClosed, CommitterFull, GroupCommitter, ride_out
+from gatewayd.store.errors import ClosedMeanwhile, is_conflict
 
 
 class RecordingStore:
@@ -249,4 +250,24 @@ async def test_ride_out_raises_at_once_what_trying_again_cannot_fix() -> None:
 
     with pytest.raises(ValueError):
         await ride_out(refused, window=5.0, retry_if=lambda error: not isinstance(error, ValueError))
+    assert attempts == 1
+
+
+async def test_ride_out_tries_a_collision_again_without_a_pause() -> None:
+    """A transaction another one collided with (a deadlock, a conversation closed under an MO batch)
+    is tried again at once: the other has moved on. Within a window too short for even one pause."""
+    attempts = 0
+
+    async def collides_twice() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ClosedMeanwhile({7})
+        return "committed"
+
+    outcome = await ride_out(collides_twice, window=0.01, again_at_once_if=is_conflict)
+    assert outcome == "committed" and attempts == 3
+    attempts = 0
+    with pytest.raises(ClosedMeanwhile):  # the same window with a pause between tries: given up
+        await ride_out(collides_twice, window=0.01)
     assert attempts == 1
