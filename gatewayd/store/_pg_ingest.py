@@ -99,29 +99,25 @@ _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, 
 """
 # The conversations of the MOs ``inserted``, marked waiting (waiting_since keeps the oldest unanswered
 # MO, last_mo_at the newest). ``{ids}``: the conversations' ids as an array (an index condition for the
-# planner). Those the statement's snapshot shows up to date (a conversation this transaction opened
-# with its marks, or one a later MO marked already) are neither locked nor rewritten: an operator who
-# closes one closes it with that later MO. The others are locked while they are open, and
-# ``closed_meanwhile`` names those an operator closed after the batch found them open (PostgreSQL
-# checks the lock's WHERE again on the newest version of a row it waited for): a closed conversation
-# is never set waiting again, since the pair may have opened its next one already (one active
-# conversation per pair is the rule). The caller then raises ``ClosedMeanwhile``: the batch is tried
-# again in a new transaction, whose statements see the close and put the MOs in the pair's next
-# conversation in the usual lock order (moving them in this transaction would lock that conversation
-# after the batch's other rows, crosswise to other batches: a reviewer's stress met a deadlock a second).
+# planner). Those already up to date (a conversation this transaction opened with its marks, or one a
+# later MO marked already) are neither locked nor rewritten: an operator who closes one closes it with
+# that later MO. The others are locked; when a lock had to wait, PostgreSQL checks the WHERE again on
+# the row's newest version and returns that version, so ``closed_meanwhile`` names those an operator
+# closed after the batch found them open. A closed conversation is never set waiting again, since the
+# pair may have opened its next one already (one active conversation per pair is the rule). The
+# caller then raises ``ClosedMeanwhile``: the batch is tried again in a new transaction, whose
+# statements see the close and put the MOs in the pair's next conversation in the usual lock order
+# (moving them in this transaction would lock that conversation after the batch's other rows,
+# crosswise to other batches: a reviewer's stress met a deadlock a second).
 _MARKED_WAITING = """), per_conversation AS (
     SELECT conversation_id, min(received_at) AS first_at, max(received_at) AS last_at FROM inserted
     WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-), stale_conversations AS MATERIALIZED (  -- as the snapshot shows them: not up to date, or closed
-    SELECT c.id, p.first_at, p.last_at
+), locked_conversations AS (
+    SELECT c.id, c.status, p.first_at, p.last_at
     FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
     WHERE c.id = ANY({ids})
       AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
                AND c.last_mo_at >= p.last_at)
-), locked_conversations AS (
-    SELECT c.id, s.first_at, s.last_at
-    FROM conversations AS c JOIN stale_conversations AS s ON c.id = s.id
-    WHERE c.id = ANY({ids}) AND c.status != 'closed'
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
     UPDATE conversations AS c
@@ -129,12 +125,9 @@ _MARKED_WAITING = """), per_conversation AS (
         last_mo_at = CASE WHEN c.last_mo_at IS NULL OR c.last_mo_at < l.last_at THEN l.last_at
                           ELSE c.last_mo_at END
     FROM locked_conversations AS l
-    WHERE c.id = l.id
-), lock_outcome AS MATERIALIZED (  -- a FULL JOIN: hashed or merged, never a nested loop over CTEs
-    SELECT s.id, l.id AS locked
-    FROM stale_conversations AS s FULL JOIN locked_conversations AS l ON l.id = s.id
+    WHERE c.id = l.id AND l.status != 'closed'
 ), closed_meanwhile AS (
-    SELECT id FROM lock_outcome WHERE id IS NOT NULL AND locked IS NULL"""
+    SELECT id FROM locked_conversations WHERE status = 'closed'"""
 
 # The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
 # takes its answer, so that it is confirmed when that one is), then for the new ones only: their
