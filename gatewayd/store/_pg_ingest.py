@@ -99,11 +99,10 @@ _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, 
 """
 # The conversations of the MOs ``inserted``, marked waiting (waiting_since keeps the oldest unanswered
 # MO, last_mo_at the newest). ``{ids}``: the conversations' ids as an array (an index condition for the
-# planner). Those already up to date (a conversation this transaction opened with its marks, or one a
-# later MO marked already) are neither locked nor rewritten: an operator who closes one closes it with
-# that later MO. The others are locked; when a lock had to wait, PostgreSQL checks the WHERE again on
-# the row's newest version and returns that version, so ``closed_meanwhile`` names those an operator
-# closed after the batch found them open. A closed conversation is never set waiting again, since the
+# planner). Every one is locked, even one already up to date (a later MO marked it), which is then
+# not rewritten: a lock that had to wait returns the row's newest version, so ``closed_meanwhile``
+# names those an operator closed after the batch found them open, and an MO never lands in a
+# conversation closed before it was committed. A closed conversation is never set waiting again, since the
 # pair may have opened its next one already (one active conversation per pair is the rule). The
 # caller then raises ``ClosedMeanwhile``: the batch is tried again in a new transaction, whose
 # statements see the close and put the MOs in the pair's next conversation in the usual lock order
@@ -116,8 +115,6 @@ _MARKED_WAITING = """), per_conversation AS (
     SELECT c.id, c.status, p.first_at, p.last_at
     FROM conversations AS c JOIN per_conversation AS p ON c.id = p.conversation_id
     WHERE c.id = ANY({ids})
-      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
-               AND c.last_mo_at >= p.last_at)
     ORDER BY c.id FOR UPDATE OF c
 ), noted_conversations AS (
     UPDATE conversations AS c
@@ -126,17 +123,19 @@ _MARKED_WAITING = """), per_conversation AS (
                           ELSE c.last_mo_at END
     FROM locked_conversations AS l
     WHERE c.id = l.id AND l.status != 'closed'
+      AND NOT (c.status = 'waiting' AND c.waiting_since IS NOT NULL AND c.last_mo_at IS NOT NULL
+               AND c.last_mo_at >= l.last_at)
 ), closed_meanwhile AS (
     SELECT id FROM locked_conversations WHERE status = 'closed'"""
 
 # The MOs that are no redelivery (see ``NewMO.check_redelivery``; the MO a redelivery delivers again
 # takes its answer, so that it is confirmed when that one is), then for the new ones only: their
 # subscribers' counters and their conversations' waiting marks (waiting_since keeps the oldest
-# unanswered MO, last_mo_at the newest). Rows already up to date
-# (created by this batch with its figures) are neither locked nor rewritten. The locking CTEs carry the
-# new figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at
-# a handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it
-# was: 340 ms for 2,000 MOs of known subscribers).
+# unanswered MO, last_mo_at the newest). Rows already up to date (created by this batch with its
+# figures) are not rewritten, and such subscribers not locked either. The locking CTEs carry the new
+# figures, so each update joins one CTE by primary key: a CTE joined to another CTE is estimated at a
+# handful of rows and may be planned as a nested loop over both, quadratic in the batch size (it was:
+# 340 ms for 2,000 MOs of known subscribers).
 _INSERT_MOS = (
     """
 WITH input AS (
