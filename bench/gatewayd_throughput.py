@@ -359,7 +359,7 @@ async def mo_latency(
             rows = await session.execute(
                 select(MOMessage.id, MOMessage.text).where(MOMessage.id.in_(received))
             )
-            texts = dict(rows.tuples().all())
+            texts = {mo_id: text for mo_id, text in rows}
     latencies = sorted(received[mo_id] - sent[text] for mo_id, text in texts.items() if text in sent)
     return statistics.median(latencies), latencies[max(0, int(len(latencies) * 0.99) - 1)]
 
