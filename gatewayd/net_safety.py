@@ -3,8 +3,7 @@
 - only ``http`` and ``https`` URLs, without user name or password;
 - the host is resolved once, within :data:`RESOLVE_TIMEOUT`, and EVERY address it resolves to must be
   a public (global unicast) one: no loopback, private, shared, link-local, multicast, reserved or
-  unspecified address, unless the URL's ``host:port`` is allow-listed; at most :data:`MAX_LOOKUPS`
-  names are being resolved at once (an address written in the URL needs no look-up);
+  unspecified address, unless the URL's ``host:port`` is allow-listed;
 - the caller connects to the address that was checked (:func:`pinned`): the URL's host is kept in the
   Host header and as the TLS server name, so a second DNS answer cannot send the request elsewhere.
 """
@@ -14,25 +13,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MAX_URL = 2000
 #: Seconds a host's DNS look-up may take: the resolver's own retries can hold a request (an admin's
 #: save, a delivery) far longer; a host that slow is treated as one that does not resolve.
 RESOLVE_TIMEOUT = 5.0
-#: Names being resolved at once. Each look-up holds one of the process's few resolver threads until
-#: the system resolver answers or gives up (tens of seconds for a name whose DNS servers do not
-#: answer), whatever RESOLVE_TIMEOUT: names given by admins and integrators, slow or many, must not
-#: take the threads every other look-up (the broker's, the database's) needs.
-MAX_LOOKUPS = 2
-_lookup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class Refusal(StrEnum):
@@ -135,38 +124,15 @@ def check_url(url: str) -> tuple[str, str, int]:
 
 
 async def _addresses(host: str, port: int) -> list[str]:
+    lookup = asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     try:
-        return [str(ipaddress.ip_address(host))]  # an address: nothing to look up
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    slots = _lookup_slots.get(loop)
-    if slots is None:
-        slots = _lookup_slots[loop] = asyncio.Semaphore(MAX_LOOKUPS)
-    deadline = loop.time() + RESOLVE_TIMEOUT
-    try:
-        async with asyncio.timeout_at(deadline):
-            await slots.acquire()
-    except TimeoutError as error:  # the slots are held by names that are slow to resolve
-        raise UnsafeTarget(Refusal.NO_HOST) from error
-    lookup = asyncio.ensure_future(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-    # Its slot is free when the resolver is: giving up waiting does not stop a resolver thread.
-    lookup.add_done_callback(lambda done: _free(slots, done))
-    try:
-        async with asyncio.timeout_at(deadline):
-            infos = await asyncio.shield(lookup)
+        infos = await asyncio.wait_for(lookup, RESOLVE_TIMEOUT)
     except (OSError, UnicodeError, TimeoutError) as error:
         raise UnsafeTarget(Refusal.NO_HOST) from error
     found = [str(info[4][0]) for info in infos]
     if not found:
         raise UnsafeTarget(Refusal.NO_HOST)
     return found
-
-
-def _free(slots: asyncio.Semaphore, lookup: asyncio.Future[Any]) -> None:
-    slots.release()
-    if not lookup.cancelled():
-        lookup.exception()  # retrieved: a look-up given up on may still fail
 
 
 async def vetted_target(url: str, allow: Collection[str]) -> VettedTarget:
