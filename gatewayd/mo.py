@@ -58,7 +58,7 @@ from gatewayd.routes import MORouter
 from gatewayd.store._tables import among
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.enums import MTKind
-from gatewayd.store.errors import describe_error, is_conflict, is_data_error
+from gatewayd.store.errors import ClosedMeanwhile, describe_error, is_data_error
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
@@ -449,7 +449,7 @@ class MOPipeline:
                 self._flush_once,
                 self._commit_retry_window,
                 retry_if=lambda error: not is_data_error(error),
-                again_at_once_if=is_conflict,
+                again_at_once_if=_closed_meanwhile,
             )
         except Exception as error:
             log_event(log, "mo.flush_failed", logging.WARNING, error=describe_error(error))
@@ -502,7 +502,7 @@ class MOPipeline:
                 window,
                 self._failed_commit,
                 retry_if=lambda error: not is_data_error(error),
-                again_at_once_if=is_conflict,
+                again_at_once_if=_closed_meanwhile,
             )
         except Exception as error:
             if not is_data_error(error):
@@ -517,9 +517,18 @@ class MOPipeline:
         return [CommandStatus.ESME_ROK] * len(batch)
 
     def _failed_commit(self, error: BaseException) -> None:
-        """A try of a batch failed: the database is away (health), refuses its data (split), or the
-        batch collided with another transaction (tried again at once)."""
-        if not is_data_error(error) and not is_conflict(error):
+        """A try of a batch failed: the database is away (health), refuses its data (split), or an
+        operator closed one of its conversations meanwhile (tried again at once)."""
+        if isinstance(error, ClosedMeanwhile):
+            log_event(
+                log,
+                "mo.batch_retried",
+                logging.INFO,
+                reason="conversation_closed",
+                conversations=len(error.conversation_ids),
+                action="tried again at once: the MOs go to the pair's next conversation",
+            )
+        elif not is_data_error(error):
             self._health.failed("mo.commit", error)
 
     def _failed(self, batch: Sequence[_Item], error: BaseException) -> list[int]:
@@ -1076,3 +1085,10 @@ def _resolve_with(future: asyncio.Future[int], outcome: int | asyncio.Future[int
         future.set_result(CommandStatus.ESME_RX_T_APPN if failed else done.result())
 
     outcome.add_done_callback(copy)
+
+
+def _closed_meanwhile(error: BaseException) -> bool:
+    """The batch found a conversation open that an operator closed before it could mark it: the other
+    transaction is done, so the batch is tried again without a pause (a deadlock keeps the back-off:
+    two batches tried again at once may collide again in step)."""
+    return isinstance(error, ClosedMeanwhile)

@@ -260,7 +260,8 @@ async def insert_mos(
     :data:`CHECK_REDELIVERY`) but those that are a redelivery (checked, and an MO received since
     ``since`` with the same key has its answer in ``mo_unconfirmed``), counts them on their
     subscribers and marks their conversations waiting; returns {dedup_key: id} of those inserted, and
-    the ids of their conversations that were closed meanwhile (left closed, their MOs in them).
+    the ids of their conversations that were closed meanwhile (left closed: the caller must roll the
+    transaction back and try again, see ``ClosedMeanwhile``).
     ``counted`` is {subscriber_id: MOs} already counted when the subscriber was created by this batch:
     only the difference is added."""
     columns = [[row[name] for row in rows] for name in (*MO_COLUMNS, CHECK_REDELIVERY)]
@@ -488,7 +489,7 @@ async def ingest_at_once(
     opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
     conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
     (:data:`MO_ROW`, name = dedup key), a conversation of those MOs closed meanwhile
-    (:data:`CLOSED_ROW`, left closed, the MOs in it: see :func:`insert_mos`). Unless every subscriber
+    (:data:`CLOSED_ROW`, left closed: see :func:`insert_mos`). Unless every subscriber
     and every pair of ``openings`` is among them, no MO was stored and no counter's row locked (and
     unless every subscriber is, no conversation opened): the caller stores the batch with the other
     statements."""

@@ -17,11 +17,14 @@
       options.credentials = "same-origin";
       return window.fetch(url, options);
     },
-    // A count as the pages write it (panel/templating.py's ``number``): digits grouped by three
-    // with the reader's separator, 12,345 in English and 12.345 in Spanish.
+    // A count as the pages write it (panel/templating.py's ``number``): the digits of a whole number
+    // grouped by three with the reader's separator, 12,345 in English and 12.345 in Spanish; anything
+    // else as it is.
     number: function (value) {
+      var text = String(value);
+      if (!/^-?\d+$/.test(text)) { return text; }
       var group = document.documentElement.getAttribute("data-group") || "";
-      return String(value).replace(/\B(?=(\d{3})+(?!\d))/g, group);
+      return text.replace(/\B(?=(\d{3})+(?!\d))/g, group);
     }
   };
 

@@ -59,7 +59,7 @@
     var meter = document.getElementById("campaign-meter");
     // A count as the page wrote it (the reader's grouping of three digits: 12,345 or 12.345).
     function grouped(value) {
-      return typeof value === "number" ? window.echat.number(value) : String(value);
+      return typeof value === "number" && window.echat.number ? window.echat.number(value) : String(value);
     }
     function show(info) {
       Object.keys(info).forEach(function (key) {

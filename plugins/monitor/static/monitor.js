@@ -16,6 +16,8 @@
   var pendingGone = {};
   var pendingOperators = null;
   var scheduled = false;
+  // panel.js's grouping; a panel.js cached from before it had one writes plain digits
+  var number = (window.echat && window.echat.number) || String;
 
   function element(tag, className, text) {
     var node = document.createElement(tag);
@@ -107,9 +109,9 @@
     }
     Object.keys(totals).forEach(function (state) {
       var node = document.getElementById("count-" + state);
-      if (node) { node.textContent = window.echat.number(totals[state]); }
+      if (node) { node.textContent = number(totals[state]); }
     });
-    document.getElementById("count-total").textContent = window.echat.number(rows.length);
+    document.getElementById("count-total").textContent = number(rows.length);
     document.getElementById("monitor-empty").hidden = rows.length > 0;
   }
 

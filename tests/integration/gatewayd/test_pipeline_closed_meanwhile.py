@@ -9,11 +9,13 @@ MO, acknowledged with success, joins the next conversation.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, text, update
 
+from gatewayd.logging import EventFormatter
 from gatewayd.store.base import utcnow
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine, session_factory
@@ -29,8 +31,9 @@ SUBSCRIBER = "+34600111333"
 
 
 async def test_an_mo_whose_conversation_an_operator_closes_meanwhile_joins_the_next_one(
-    tmp_path: Path, pg_url: str, simulator: Simulator
+    tmp_path: Path, pg_url: str, simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     config = make_config(tmp_path, pg_url, simulator)
     engine = create_engine(pg_url)
     sessions = session_factory(engine)
@@ -107,6 +110,9 @@ async def test_an_mo_whose_conversation_an_operator_closes_meanwhile_joins_the_n
             successor: ConversationStatus.WAITING,
         }
         assert waiting_since == second.received_at
+        formatter = EventFormatter()
+        retried = [line for line in map(formatter.format, caplog.records) if " mo.batch_retried " in line]
+        assert len(retried) == 1 and "reason=conversation_closed" in retried[0]
         counters = simulator.carrier(MOVISTAR).counters
         assert counters.mo_delivered == 2 and counters.mo_failed == 0 and counters.redeliveries == 0
     finally:

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)
+T2 = T0 + timedelta(seconds=2)
 
 
 def mo(msisdn: str, smsc_id: str, *, at: datetime = T0, short_code: str = "997745") -> NewMO:
@@ -165,19 +166,31 @@ async def wait_blocked(observer: AsyncSession, waiter: int, holder: int, task: a
 
 
 async def close_meanwhile(
-    store: Store, batch: list[NewMO], *, successor: bool, creating: NewMO | None = None
+    store: Store,
+    batch: list[NewMO],
+    *,
+    successor: bool,
+    creating: NewMO | None = None,
+    later: datetime | None = None,
 ) -> tuple[IngestedMO, list[IngestedMO], int | None]:
     """An open conversation of ``batch[-1]``'s pair; an operator's transaction closes it (and, with
     ``successor``, a batch opens the pair's next conversation in it), uncommitted until ``batch`` waits on
     the row, then commits. With ``creating``, a batch ingesting it is held uncommitted first, so that
     ``batch`` (which must hold its new subscriber) waits on that first and is stored by the statements
-    that look such rows up again. The batch's transaction must raise :class:`ClosedMeanwhile`; it is rolled
-    back and the batch ingested again, as the MO pipeline does. Returns the first MO's outcome, the
-    retry's, and the successor's id."""
+    that look such rows up again. With ``later``, an MO of that time marked the conversation before the
+    batch (whose MOs are older): it is up to date, and must be locked all the same. The batch's
+    transaction must raise :class:`ClosedMeanwhile`; it is rolled back and the batch ingested again, as
+    the MO pipeline does. Returns the first MO's outcome, the retry's, and the successor's id."""
     async with store.transaction() as session:
         [known] = await store.mos.ingest(
             session, [mo(batch[-1].msisdn, "a", short_code=batch[-1].short_code)], T0
         )
+    if later is not None:
+        async with store.transaction() as session:
+            [marked] = await store.mos.ingest(
+                session, [mo(batch[-1].msisdn, "z", at=later, short_code=batch[-1].short_code)], later
+            )
+        assert marked.conversation_id == known.conversation_id
     async with (
         store.sessions() as operator,
         store.sessions() as creator,
@@ -222,7 +235,9 @@ async def close_meanwhile(
         ConversationStatus.CLOSED
     )
     async with store.sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(MOMessage)) == 1 + (creating is not None)
+        assert await session.scalar(select(func.count()).select_from(MOMessage)) == (
+            1 + (creating is not None) + (later is not None)
+        )
     async with store.transaction() as session:
         results = await store.mos.ingest(session, batch, T1)
     return known, results, successor_id
@@ -265,8 +280,16 @@ async def test_an_mo_whose_conversation_closes_meanwhile_goes_to_the_pairs_next_
         assert all(result.mo_id is not None for result in results)
 
 
-async def test_an_mo_whose_conversation_closes_meanwhile_opens_the_pairs_next_one(store: Store) -> None:
-    known, [moved], _ = await close_meanwhile(store, [mo("34600000001", "b", at=T1)], successor=False)
+@pytest.mark.parametrize("fallback", [False, True], ids=["one-statement", "three-statements"])
+async def test_an_mo_whose_conversation_closes_meanwhile_opens_the_pairs_next_one(
+    store: Store, fallback: bool
+) -> None:
+    creating = mo("34600000009", "x") if fallback else None
+    batch = [mo("34600000009", "y", at=T1)] if fallback else []
+    known, results, _ = await close_meanwhile(
+        store, [*batch, mo("34600000001", "b", at=T1)], successor=False, creating=creating
+    )
+    moved = results[-1]
     assert moved.mo_id is not None and moved.conversation_id not in (None, known.conversation_id)
     assert await mo_conversation(store, moved.mo_id) == moved.conversation_id
     conversations = await stored_conversations(store, known.subscriber.id)
@@ -277,3 +300,19 @@ async def test_an_mo_whose_conversation_closes_meanwhile_opens_the_pairs_next_on
     async with store.sessions() as session:
         subscriber = await session.get(Subscriber, known.subscriber.id)
     assert subscriber is not None and subscriber.mo_count == 2
+
+
+async def test_an_mo_older_than_its_conversations_last_one_is_not_left_in_it_once_closed(
+    store: Store,
+) -> None:
+    """The conversation is up to date for the batch (a later MO marked it), so the batch has nothing
+    to write on it; it still waits on the operator's close and does not leave its MO in a conversation
+    closed before that MO was committed."""
+    known, [moved], _ = await close_meanwhile(
+        store, [mo("34600000001", "b", at=T1)], successor=False, later=T2
+    )
+    assert moved.mo_id is not None and moved.conversation_id not in (None, known.conversation_id)
+    assert await stored_conversations(store, known.subscriber.id) == {
+        known.conversation_id: (ConversationStatus.CLOSED, T2),
+        moved.conversation_id: (ConversationStatus.WAITING, T1),
+    }
