@@ -641,10 +641,15 @@ async def test_a_reload_releases_the_slots_removed_and_takes_the_slots_added(
             daemon.reload(make_config(tmp_path, pg_url, simulator, binds_per_carrier=2))
 
             async def taken() -> bool:
-                return len(await leased()) == 4 and binds(simulator)["now"] == 2
+                # every carrier's, on both sides: a lease is taken before its bind is up
+                assert daemon.binds is not None
+                return (
+                    len(await leased()) == 4
+                    and binds(simulator)["now"] == binds(simulator, VODAFONE)["now"] == 2
+                    and daemon.binds.binds_up() == 4
+                )
 
             await eventually(taken, what="the added binds leased and bound")
-            assert daemon.binds is not None and daemon.binds.binds_up() == 4
         assert await leased() == set()  # a clean stop gives every lease up
         assert binds(simulator)["max"] == 2
     finally:
