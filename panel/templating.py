@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -129,8 +130,30 @@ def _without_bidi_controls(value: object) -> object:
     return Markup(cleaned) if isinstance(value, Markup) else cleaned
 
 
-def static_url(plugin: str, path: str) -> str:
-    return f"/static/{plugin}/{path.lstrip('/')}"
+def static_urls(directories: dict[str, Path]) -> Callable[[str, str], str]:
+    """``static_url(plugin, path)`` for templates: the file's URL with a digest of its content, so that
+    a browser that cached a panel's scripts fetches them again once they change (an upgrade) instead of
+    running an old panel.js beside a new monitor.js. A file that is not there gets a plain URL."""
+
+    def static_url(plugin: str, path: str) -> str:
+        relative = path.lstrip("/")
+        url = f"/static/{plugin}/{relative}"
+        directory = directories.get(plugin)
+        if directory is None:
+            return url
+        try:
+            stat = (directory / relative).stat()
+        except OSError:
+            return url
+        return f"{url}?v={_digest(directory / relative, stat.st_mtime_ns, stat.st_size)}"
+
+    return static_url
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    """The first 12 hex digits of the file's SHA-256; read again only when its time or size changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def build_templates(plugins: Sequence[Plugin]) -> Jinja2Templates:
@@ -152,6 +175,8 @@ def build_templates(plugins: Sequence[Plugin]) -> Jinja2Templates:
     environment.filters["number"] = _number_filter
     environment.filters["money"] = _money_filter
     environment.filters["percent"] = _percent_filter
-    environment.globals["static_url"] = static_url
+    directories = {"panel": CORE_STATIC}
+    directories.update({plugin.name: plugin.static for plugin in plugins if plugin.static is not None})
+    environment.globals["static_url"] = static_urls(directories)
     environment.globals["group_symbol"] = _group_symbol
     return Jinja2Templates(env=environment, context_processors=[_layout_context])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,11 @@ async def test_statics_of_the_core_and_of_each_plugin(client: PanelClient) -> No
     assert (await client.get("/static/panel/panel.js")).status_code == 200
     assert (await client.get("/static/notes/notes.css")).status_code == 200
     assert (await client.get("/static/notes/../../conftest.py")).status_code == 404
+    # pages name them with a digest of their content (a changed script is fetched again), and serve it
+    await login(client, "ana")
+    page = await client.get("/admin", headers=HTML)
+    [script] = re.findall(r'<script src="(/static/panel/panel\.js\?v=[0-9a-f]{12})"', page.text)
+    assert (await client.get(script)).text == (await client.get("/static/panel/panel.js")).text
 
 
 async def test_menu_follows_permissions(client: PanelClient) -> None:

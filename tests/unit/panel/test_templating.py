@@ -3,9 +3,12 @@ around what the page prints after them."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from markupsafe import Markup
 
-from panel.templating import build_templates
+from panel.templating import CORE_STATIC, build_templates, static_urls
 
 
 def render(source: str, **values: object) -> str:
@@ -41,3 +44,19 @@ def test_money_is_exact_and_keeps_its_cents() -> None:
     # minor units are hundredths whatever the currency: a yen amount with cents keeps them
     assert render("{{ 125 | money('JPY') }} {{ 300 | money('JPY') }}", lang="en") == "¥1.25 ¥3"
     assert render("{{ group_symbol() }}", lang="es") == "."
+
+
+def test_static_urls_carry_a_digest_of_the_file_that_changes_with_it(tmp_path: Path) -> None:
+    """A browser that cached a script fetches it again once an upgrade changed it."""
+    script = tmp_path / "notes.js"
+    script.write_text("var a = 1;\n")
+    static_url = static_urls({"notes": tmp_path, "panel": CORE_STATIC})
+    first = static_url("notes", "notes.js")
+    assert re.fullmatch(r"/static/notes/notes\.js\?v=[0-9a-f]{12}", first)
+    assert static_url("notes", "/notes.js") == first  # the same file, the same URL
+    script.write_text("var a = 2; // a new release\n")
+    assert static_url("notes", "notes.js") not in (first, "/static/notes/notes.js")
+    assert static_url("notes", "missing.js") == "/static/notes/missing.js"
+    assert static_url("unknown", "x.js") == "/static/unknown/x.js"
+    page = render("<script src=\"{{ static_url('panel', 'panel.js') }}\"></script>")
+    assert re.search(r'src="/static/panel/panel\.js\?v=[0-9a-f]{12}"', page)
