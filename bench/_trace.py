@@ -8,7 +8,8 @@ and records times (``time.monotonic()``, the clock the SMSC and the driver use t
   every write to the socket (``_flush``);
 * each group-commit batch (name, size, start, end, the sequence numbers of its MOs);
 * each database call of the SQLAlchemy asyncpg adapter (pre-ping, BEGIN, statement, prepare missed,
-  COMMIT, ROLLBACK), with the task that made it, so calls are attributed to their batch;
+  COMMIT, ROLLBACK) and each array statement sent on the driver's connection (``gatewayd.store._pg``),
+  with the task that made it, so calls are attributed to their batch;
 * the MT pipeline's claims and records, and the ESME window after every pump (in flight, queued);
 * every callback the asyncio loop runs (count, and those that held the loop for over 1 ms).
 
@@ -94,6 +95,7 @@ def _task_name() -> str:
 
 def install(path: Path) -> None:
     """Wraps the traced methods; the trace is written to ``path`` when the process exits."""
+    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.dialects.postgresql import asyncpg as adapter
 
     from gatewayd.batching import GroupCommitter
@@ -274,6 +276,26 @@ def install(path: Path) -> None:
             )
 
     cursor_class._executemany = traced_executemany  # type: ignore[method-assign]
+
+    # the pipelines' array statements (gatewayd.store._pg) go to the driver's connection directly
+    driver_class = asyncpg.Connection
+
+    def traced_driver(method: Any) -> Callable[..., Any]:
+        @functools.wraps(method)
+        async def wrapper(self: Any, query: str, *args: Any, **options: Any) -> Any:
+            if not args:  # the adapter's BEGIN and COMMIT (traced above as such)
+                return await method(self, query, *args, **options)
+            started = monotonic()
+            try:
+                return await method(self, query, *args, **options)
+            finally:
+                label = _label(recorder, query)
+                recorder.calls.append(("execute", label, started, monotonic(), _task_name()))
+
+        return wrapper
+
+    driver_class.fetch = traced_driver(driver_class.fetch)  # type: ignore[method-assign]
+    driver_class.execute = traced_driver(driver_class.execute)  # type: ignore[method-assign]
 
     # --- the loop's callbacks (asyncio only; uvloop runs its handles in C) ---------------------------
     handle_run = asyncio.events.Handle._run

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_rows
@@ -214,7 +213,7 @@ SubscriberInput = tuple[str, str, str | None, str | None, int, datetime | None]
 
 async def insert_subscribers(
     session: AsyncSession, rows: Sequence[SubscriberInput], now: datetime
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """Inserts the (msisdn, client_id, carrier, country, mos, last_mo_at) not known yet, starting them with
     ``mos`` MOs counted and last seen at ``last_mo_at`` when later than ``now``; returns the subscriber rows
     (id, client_id, msisdn, carrier, country, opted_out, banned, counted, created) of every MSISDN it
@@ -478,7 +477,7 @@ async def ingest_at_once(
     answers: Sequence[AnswerInput],
     since: datetime,
     now: datetime,
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """:func:`insert_subscribers`, :func:`open_conversations` and :func:`insert_mos` in one statement.
 
     ``mos``: one row per distinct dedup key (columns as :data:`AT_ONCE_MO_COLUMNS`); ``subscribers``:

@@ -12,7 +12,6 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_execute, pg_rows
@@ -172,7 +171,7 @@ async def claim(
     expires_at: datetime,
     limit: int,
     carriers: Collection[str] | None,
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """Leases due MTs and writes their ``sending`` history; returns the claimed rows."""
     if carriers is None:
         return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
@@ -195,14 +194,14 @@ async def set_segments(session: AsyncSession, segments: dict[int, int]) -> None:
     await pg_execute(session, _SET_SEGMENTS, [mt_id for mt_id, _ in ordered], [count for _, count in ordered])
 
 
-async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Row[Any]]:
+async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Any]:
     """Removes and returns the early receipts of these (carrier, smsc_message_id) pairs."""
     return await pg_rows(session, _TAKE_EARLY_RECEIPTS, [key[0] for key in keys], [key[1] for key in keys])
 
 
 async def apply_receipts(
     session: AsyncSession, rows: Sequence[tuple[str, str, str | None, str, datetime, int | None]]
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """(carrier, smsc message id, final part status or None, receipt state, received at, error code), one
     per part. Returns (mt_id, carrier, smsc_message_id, status, segments) per part found."""
     return await pg_rows(
@@ -225,7 +224,7 @@ async def insert_early_receipts(
     )
 
 
-async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Row[Any]]:
+async def mts_with_parts(session: AsyncSession, mt_ids: Sequence[int]) -> Sequence[Any]:
     """For each MT in ``sending``/``accepted``, locked first: (id, status, segments, part_status,
     error_code), one row per part (part columns NULL for an MT with no part yet)."""
     ids = list(mt_ids)
@@ -238,7 +237,7 @@ async def change_status(
     moves: Sequence[tuple[int, str, str, bool, int]],
     history: Sequence[tuple[int, str, str | None]],
     now: datetime,
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """``moves``: (mt id, previous, status, is final, segments or 0), one per MT: moves each MT still in
     ``previous``. ``history``: (mt id, status, detail) lines at ``now``, written for the MTs that
     moved. Returns a row per MT that moved: ``id``, ``status``, ``final`` and, for a final status, what

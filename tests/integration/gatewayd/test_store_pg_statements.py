@@ -1,0 +1,127 @@
+"""The pipelines' raw statements (``gatewayd.store._pg``) run on the driver's connection, past
+SQLAlchemy's execution layer, and must behave as if they had not: inside the session's transaction
+(also as its first statement), rows read by name, position or unpacking, a refusal raised as the same
+SQLAlchemy exception the callers tell apart, a statement timeout still a :class:`TooSlow`, and a
+connection that died on the way never handed out again by the pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from gatewayd.store._pg import pg_execute, pg_rows
+from gatewayd.store.engine import create_engine, session_factory
+from gatewayd.store.errors import is_data_error
+from gatewayd.store.time_limits import TooSlow, time_limit
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    made = create_engine(pg_url, pool_size=1, max_overflow=0)
+    async with made.begin() as connection:
+        await connection.execute(text("CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)"))
+    try:
+        yield made
+    finally:
+        await made.dispose()
+
+
+async def bodies(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list((await connection.scalars(text("SELECT body FROM notes ORDER BY id"))).all())
+
+
+class Undo(Exception):
+    pass
+
+
+async def test_a_first_statement_runs_inside_the_sessions_transaction(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    with pytest.raises(Undo):
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "undone")
+            raise Undo
+    assert await bodies(engine) == []
+    async with sessions() as session, session.begin():
+        await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "kept")
+        # the ORM's statements and the raw ones share the transaction, both ways round
+        await session.execute(text("INSERT INTO notes VALUES (2, 'orm')"))
+        rows = await pg_rows(session, "SELECT count(*) AS n FROM notes")
+        assert rows[0].n == 2
+    assert await bodies(engine) == ["kept", "orm"]
+
+
+async def test_rows_read_by_name_position_and_unpacking(engine: AsyncEngine) -> None:
+    async with session_factory(engine)() as session, session.begin():
+        rows = await pg_rows(
+            session,
+            "INSERT INTO notes VALUES (unnest($1::int[]), unnest($2::text[])) RETURNING id, body",
+            [1, 2],
+            ["a", "b"],
+        )
+    assert [(row.id, row.body) for row in rows] == [(1, "a"), (2, "b")]
+    assert [row[1] for row in rows] == ["a", "b"]
+    assert [tuple(row) for row in rows] == [(1, "a"), (2, "b")]
+    first_id, first_body = rows[0]
+    assert (first_id, first_body) == (1, "a")
+    with pytest.raises(AttributeError, match="missing"):
+        _ = rows[0].missing
+
+
+async def test_a_refusal_is_sqlalchemys_integrity_error_and_the_connection_serves_on(
+    engine: AsyncEngine,
+) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        await pg_execute(session, "INSERT INTO notes VALUES (1, 'first')")
+    with pytest.raises(exc.IntegrityError) as refused:
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "again")
+    assert getattr(refused.value.orig, "sqlstate", None) == "23505"
+    assert is_data_error(refused.value) and not refused.value.connection_invalidated
+    assert "again" not in str(refused.value)  # parameters never shown: they hold numbers
+    # the same pooled connection (pool of one), rolled back, takes the next transaction
+    async with sessions() as session, session.begin():
+        await pg_execute(session, "INSERT INTO notes VALUES (2, 'next')")
+    assert await bodies(engine) == ["first", "next"]
+
+
+async def test_a_statement_over_its_time_limit_is_too_slow(engine: AsyncEngine) -> None:
+    with pytest.raises(TooSlow):
+        async with session_factory(engine)() as session, session.begin():
+            async with time_limit(session, 0.05, enforced=True):
+                await pg_rows(session, "SELECT pg_sleep(5)")
+
+
+async def test_a_connection_lost_mid_statement_is_not_handed_out_again(
+    engine: AsyncEngine, pg_url: str
+) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        victim = await backend_pid(session)
+    killer = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        with pytest.raises(exc.DBAPIError) as lost:
+            async with sessions() as session, session.begin():
+                assert await backend_pid(session) == victim  # the pool's one connection
+                await killer.execute("SELECT pg_terminate_backend($1)", victim)
+                await pg_rows(session, "SELECT 1")
+    finally:
+        await killer.close()
+    assert lost.value.connection_invalidated and not is_data_error(lost.value)
+    async with sessions() as session, session.begin():
+        assert await backend_pid(session) != victim
+        await pg_execute(session, "INSERT INTO notes VALUES (1, 'after')")
+    assert await bodies(engine) == ["after"]
+
+
+async def backend_pid(session: AsyncSession) -> int:
+    pid = (await pg_rows(session, "SELECT pg_backend_pid() AS pid"))[0].pid
+    assert isinstance(pid, int)
+    return pid
