@@ -9,7 +9,8 @@ from /proc. Phases, per window:
 
   roundtrip  what one PostgreSQL round trip costs on this machine (wall time, client and server CPU),
              bare and as the pipelines' unit of work (pool checkout with pre-ping, BEGIN, a statement,
-             COMMIT), with and without the pre-ping, reading and writing (fsync at COMMIT)
+             COMMIT), with and without the pre-ping, reading and writing (fsync at COMMIT), and the
+             same transaction on the pool's connection without a session (what the session costs)
   reference  the lean SMSC against a bare ESME (struct, answers at once): MO, MT and MT+receipt rates
              and the SMSC's CPU per message, to show the SMSC is never the bottleneck
   floor      the least a store can do per MO (bench/_store_floor.py): the MO rows alone, W per
@@ -750,6 +751,11 @@ async def roundtrip_costs(url: str, count: int = 2000) -> dict[str, float]:
             await timed(f"{label}_select", backend, functools.partial(_unit_of_work, sessions, "SELECT 1"))
             insert = functools.partial(_unit_of_work, sessions, "INSERT INTO bench_roundtrip (v) VALUES (1)")
             await timed(f"{label}_insert", backend, insert)
+            if not pre_ping:  # what of the unit is the session's, and what the pool's
+                pooled = functools.partial(
+                    _pooled_transaction, engine, "INSERT INTO bench_roundtrip (v) VALUES (1)"
+                )
+                await timed("pooled_insert", backend, pooled)
         finally:
             await engine.dispose()
     return figures
@@ -759,6 +765,16 @@ async def _unit_of_work(sessions: async_sessionmaker[AsyncSession], sql: str) ->
     """One statement in a transaction of its own, framed the way the pipelines frame theirs."""
     async with sessions() as session, session.begin():
         await pg_execute(session, sql)
+
+
+async def _pooled_transaction(engine: AsyncEngine, sql: str) -> None:
+    """The same statement and transaction on the pool's connection, without a session: BEGIN and
+    COMMIT by the driver."""
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        async with driver.transaction():
+            await driver.execute(sql)
 
 
 def show_roundtrips(figures: dict[str, float]) -> None:
@@ -771,6 +787,7 @@ def show_roundtrips(figures: dict[str, float]) -> None:
         ("unit_insert", "unit of work, INSERT (7 + fsync)"),
         ("unit_no_ping_select", "  without pre-ping, SELECT 1 (4)"),
         ("unit_no_ping_insert", "  without pre-ping, INSERT (4 + fsync)"),
+        ("pooled_insert", "  no session: pool, driver's BEGIN/COMMIT"),
     ):
         print(
             f"    {label:40s} {figures[f'{name}_wall_us']:7.0f} {figures[f'{name}_client_us']:12.0f}"
