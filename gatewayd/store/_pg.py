@@ -11,14 +11,16 @@ the unit of work without pre-ping, on a machine where the MO phase at window 10 
 the MO, MT and receipt pipelines run one to four such statements a batch. What that layer does for
 a statement is kept: the transaction is begun as SQLAlchemy's asyncpg adapter begins it (at its
 first statement), a failure comes out as the same SQLAlchemy exception with the driver's error as
-``orig``, and a connection lost on the way is invalidated, so the pool does not hand it out again.
-Two of the adapter's private members do it (``_start_transaction``, ``_handle_exception``):
-SQLAlchemy is pinned, and tests/integration/gatewayd/test_store_pg_statements.py fails if they
-change.
+``orig``, and a connection lost on the way is invalidated with the pool's older connections, as is
+one whose call was cancelled, so the pool does not hand them out again.
+Private members of SQLAlchemy do it (the adapter's ``_start_transaction`` and ``_handle_exception``,
+the pool's ``_invalidate``): SQLAlchemy is pinned, and tests/integration/gatewayd/
+test_store_pg_statements.py fails if they change.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -45,48 +47,66 @@ class PGRow(asyncpg.Record):  # type: ignore[misc]
 
 async def pg_rows(session: AsyncSession, sql: str, *parameters: object) -> Sequence[Any]:
     """Runs a statement that returns rows (SELECT, or DML with RETURNING): :class:`PGRow` each."""
-    connection, adapted = await _in_transaction(session)
-    try:
-        rows: Sequence[Any] = await adapted.driver_connection.fetch(sql, *parameters, record_class=PGRow)
-    except Exception as error:
-        raise await _failed(connection, adapted, sql, error) from error
-    return rows
+    return await _run(session, sql, parameters, rows=True)
 
 
 async def pg_execute(session: AsyncSession, sql: str, *parameters: object) -> None:
     """Runs a statement that returns no rows."""
-    connection, adapted = await _in_transaction(session)
-    try:
-        await adapted.driver_connection.execute(sql, *parameters)
-    except Exception as error:
-        raise await _failed(connection, adapted, sql, error) from error
+    await _run(session, sql, parameters, rows=False)
 
 
-async def _in_transaction(session: AsyncSession) -> tuple[AsyncConnection, Any]:
-    """The session's connection and SQLAlchemy's adapter of its driver connection, the transaction
-    begun (the adapter begins it lazily, at the first statement it runs: this may be the first)."""
+async def _run(session: AsyncSession, sql: str, parameters: Sequence[object], *, rows: bool) -> Sequence[Any]:
     connection = await session.connection()
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
-    if adapted._transaction is None:
-        await adapted._start_transaction()
-    return connection, adapted
+    pooled = await connection.get_raw_connection()
+    adapted: Any = pooled.dbapi_connection
+    began = adapted._transaction is not None
+    try:
+        if not began:  # SQLAlchemy's adapter begins at the first statement it runs: this may be it
+            await adapted._start_transaction()
+            began = True
+        if rows:
+            fetched: Sequence[Any] = await adapted.driver_connection.fetch(
+                sql, *parameters, record_class=PGRow
+            )
+            return fetched
+        await adapted.driver_connection.execute(sql, *parameters)
+        return ()
+    except BaseException as error:
+        failure = await asyncio.shield(_failed(connection, pooled, adapted, sql, error, began))
+        if failure is error:
+            raise
+        raise failure from error
 
 
-async def _failed(connection: AsyncConnection, adapted: Any, sql: str, error: Exception) -> BaseException:
-    """The exception SQLAlchemy raises for ``error`` (its DBAPI translation, wrapped); a connection
-    that the error closed is invalidated."""
+async def _failed(
+    connection: AsyncConnection, pooled: Any, adapted: Any, sql: str, error: BaseException, began: bool
+) -> BaseException:
+    """What SQLAlchemy raises for ``error``, the connection dropped where SQLAlchemy drops it:
+
+    - cancelled or timed out mid-call (what the server holds is unknown), or a BEGIN that did not
+      complete (asyncpg would take the next BEGIN for a savepoint): the connection, and ``error`` as
+      it came;
+    - the driver's error: its DBAPI translation, wrapped; when the connection is gone, it and every
+      connection of the pool opened before it (PostgreSQL restarted: they are dead too)."""
+    if isinstance(error, asyncio.CancelledError | TimeoutError) or not isinstance(error, Exception):
+        await connection.invalidate(error)
+        return error
     dbapi_error = adapted.dbapi.Error
     try:
         adapted._handle_exception(error)  # raises the DBAPI translation (and forgets a dead transaction)
     except dbapi_error as translated:
         lost = bool(adapted.driver_connection.is_closed())  # the asyncpg dialect's test of a disconnect
         if lost:
+            connection.sync_engine.pool._invalidate(pooled, translated)
+        if lost or not began:
             await connection.invalidate(translated)
         wrapped: BaseException = exc.DBAPIError.instance(
-            sql, None, translated, dbapi_error, hide_parameters=True, connection_invalidated=lost
+            sql, None, translated, dbapi_error, hide_parameters=True, connection_invalidated=lost or not began
         )
         return wrapped
     except Exception as other:  # not the driver's: as it came
+        if not began:
+            await connection.invalidate(other)
         return other
     raise AssertionError("unreachable: the adapter always raises")  # pragma: no cover
 

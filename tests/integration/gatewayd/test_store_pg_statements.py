@@ -1,11 +1,14 @@
 """The pipelines' raw statements (``gatewayd.store._pg``) run on the driver's connection, past
 SQLAlchemy's execution layer, and must behave as if they had not: inside the session's transaction
 (also as its first statement), rows read by name, position or unpacking, a refusal raised as the same
-SQLAlchemy exception the callers tell apart, a statement timeout still a :class:`TooSlow`, and a
-connection that died on the way never handed out again by the pool."""
+SQLAlchemy exception the callers tell apart, a statement timeout still a :class:`TooSlow`, a
+connection that died (busy or idle in the pool, PostgreSQL restarted under all of them) never handed
+out again, and a call cancelled anywhere, its BEGIN included, leaving no connection that only seems
+to commit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg  # type: ignore[import-untyped]
@@ -17,13 +20,15 @@ from gatewayd.store._pg import pg_execute, pg_rows
 from gatewayd.store.engine import create_engine, session_factory
 from gatewayd.store.errors import is_data_error
 from gatewayd.store.time_limits import TooSlow, time_limit
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    made = create_engine(pg_url, pool_size=1, max_overflow=0)
+    # no pre-ping, as the daemon's pipelines: a dead pooled connection is found by the statement
+    made = create_engine(pg_url, pool_size=2, max_overflow=0, pre_ping=False)
     async with made.begin() as connection:
         await connection.execute(text("CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)"))
     try:
@@ -86,7 +91,7 @@ async def test_a_refusal_is_sqlalchemys_integrity_error_and_the_connection_serve
     assert getattr(refused.value.orig, "sqlstate", None) == "23505"
     assert is_data_error(refused.value) and not refused.value.connection_invalidated
     assert "again" not in str(refused.value)  # parameters never shown: they hold numbers
-    # the same pooled connection (pool of one), rolled back, takes the next transaction
+    # the connection, rolled back, takes the next transaction
     async with sessions() as session, session.begin():
         await pg_execute(session, "INSERT INTO notes VALUES (2, 'next')")
     assert await bodies(engine) == ["first", "next"]
@@ -125,3 +130,70 @@ async def backend_pid(session: AsyncSession) -> int:
     pid = (await pg_rows(session, "SELECT pg_backend_pid() AS pid"))[0].pid
     assert isinstance(pid, int)
     return pid
+
+
+async def kill(pg_url: str, pids: list[int]) -> None:
+    killer = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for pid in pids:
+            await killer.execute("SELECT pg_terminate_backend($1)", pid)
+
+        async def gone() -> bool:
+            query = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = any($1::int[])"
+            return bool(await killer.fetchval(query, pids))
+
+        await eventually(gone, what="the killed backends gone")
+    finally:
+        await killer.close()
+
+
+async def test_connections_that_died_in_the_pool_fail_one_transaction_then_are_replaced(
+    engine: AsyncEngine, pg_url: str
+) -> None:
+    """PostgreSQL restarted under an idle pool: the first raw statement (its BEGIN) finds its
+    connection dead and says so; the pool drops the other one too, and the next transactions work."""
+    sessions = session_factory(engine)
+    async with sessions() as first, sessions() as second:
+        pids = [await backend_pid(first), await backend_pid(second)]
+    await kill(pg_url, pids)
+    with pytest.raises(exc.DBAPIError) as lost:
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "lost")
+    assert lost.value.connection_invalidated
+    for note in (2, 3):
+        async with sessions() as session, session.begin():
+            assert await backend_pid(session) not in pids
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", note, "after")
+    assert await bodies(engine) == ["after", "after"]
+
+
+@pytest.mark.parametrize("turns", range(10))
+async def test_a_unit_cancelled_anywhere_leaves_no_connection_that_only_seems_to_commit(
+    engine: AsyncEngine, pg_url: str, turns: int
+) -> None:
+    """Cancelled after ``turns`` turns of the loop: in the BEGIN, in the statement or after it. Every
+    later transaction on the pool commits for real (seen from another connection)."""
+    sessions = session_factory(engine)
+
+    async def unit() -> None:
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "cancelled")
+
+    async with sessions() as session:  # a connection in the pool: the cancelled unit's BEGIN goes out at once
+        await backend_pid(session)
+    task = asyncio.create_task(unit())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for note in (2, 3, 4):  # more than the pool holds: each connection takes one
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", note, "committed")
+    # read apart from the pool: a connection left in a transaction would see its own rows
+    reader = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        committed = await reader.fetch("SELECT id FROM notes WHERE body = 'committed' ORDER BY id")
+    finally:
+        await reader.close()
+    assert [row["id"] for row in committed] == [2, 3, 4]
