@@ -21,6 +21,7 @@ test_store_pg_statements.py fails if they change.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+log = logging.getLogger(__name__)
 
 
 class PGRow(asyncpg.Record):  # type: ignore[misc]
@@ -72,7 +75,9 @@ async def _run(session: AsyncSession, sql: str, parameters: Sequence[object], *,
         await adapted.driver_connection.execute(sql, *parameters)
         return ()
     except BaseException as error:
-        failure = await asyncio.shield(_failed(connection, pooled, adapted, sql, error, began))
+        # not shielded: a second cancel must not leave the session rolling back on a connection
+        # being closed meanwhile (SQLAlchemy's invalidation copes with a cancel, as in its own path)
+        failure = await _failed(connection, pooled, adapted, sql, error, began)
         if failure is error:
             raise
         raise failure from error
@@ -89,7 +94,10 @@ async def _failed(
     - the driver's error: its DBAPI translation, wrapped; when the connection is gone, it and every
       connection of the pool opened before it (PostgreSQL restarted: they are dead too)."""
     if isinstance(error, asyncio.CancelledError | TimeoutError) or not isinstance(error, Exception):
-        await connection.invalidate(error)
+        try:
+            await connection.invalidate(error)
+        except Exception:  # the cancellation goes on: it is what the caller must see
+            log.warning("a connection whose statement was cut short could not be dropped", exc_info=True)
         return error
     dbapi_error = adapted.dbapi.Error
     try:

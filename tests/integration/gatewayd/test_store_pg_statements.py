@@ -197,3 +197,39 @@ async def test_a_unit_cancelled_anywhere_leaves_no_connection_that_only_seems_to
     finally:
         await reader.close()
     assert [row["id"] for row in committed] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 5, 20])
+async def test_a_unit_cancelled_twice_ends_cancelled_and_commits_nothing(
+    engine: AsyncEngine, pg_url: str, turns: int
+) -> None:
+    """Cancelled in its statement, then again ``turns`` turns later, while its connection is dropped:
+    the unit ends cancelled (a retry loop must not take it for a database error and try again), its
+    row is not written, and the pool serves on."""
+    sessions = session_factory(engine)
+
+    async def unit() -> None:
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 1, "cancelled")
+            await pg_rows(session, "SELECT pg_sleep(30)")
+
+    watcher = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        task = asyncio.create_task(unit())
+
+        async def sleeping() -> bool:
+            query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+            return bool(await watcher.fetchval(query))
+
+        await eventually(sleeping, what="the unit's statement running")
+        task.cancel()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with sessions() as session, session.begin():
+            await pg_execute(session, "INSERT INTO notes VALUES ($1, $2)", 2, "after")
+        assert [row["body"] for row in await watcher.fetch("SELECT body FROM notes ORDER BY id")] == ["after"]
+    finally:
+        await watcher.close()
