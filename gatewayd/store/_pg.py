@@ -100,23 +100,25 @@ async def _failed(
             log.warning("a connection whose statement was cut short could not be dropped", exc_info=True)
         return error
     dbapi_error = adapted.dbapi.Error
+    drop = not began
     try:
         adapted._handle_exception(error)  # raises the DBAPI translation (and forgets a dead transaction)
     except dbapi_error as translated:
         lost = bool(adapted.driver_connection.is_closed())  # the asyncpg dialect's test of a disconnect
         if lost:
             connection.sync_engine.pool._invalidate(pooled, translated)
-        if lost or not began:
-            await connection.invalidate(translated)
-        wrapped: BaseException = exc.DBAPIError.instance(
-            sql, None, translated, dbapi_error, hide_parameters=True, connection_invalidated=lost or not began
+        drop = drop or lost
+        cause: BaseException = translated
+        failure: BaseException = exc.DBAPIError.instance(
+            sql, None, translated, dbapi_error, hide_parameters=True, connection_invalidated=drop
         )
-        return wrapped
     except Exception as other:  # not the driver's: as it came
-        if not began:
-            await connection.invalidate(other)
-        return other
-    raise AssertionError("unreachable: the adapter always raises")  # pragma: no cover
+        cause = failure = other
+    else:  # pragma: no cover
+        raise AssertionError("unreachable: the adapter always raises")
+    if drop:
+        await connection.invalidate(cause)
+    return failure
 
 
 def aware(value: datetime) -> datetime:
