@@ -721,7 +721,8 @@ class MOPipeline:
         for mo in assembled:
             mos.append(mo)
             rows.append(self._new_mo(mo, None, check_redelivery=False))
-        ingested = await self._store.mos.ingest(session, rows, now)
+        quiet_writers = self._outbox.msisdns_in_quiet_hours(((row.country, row.msisdn) for row in rows), now)
+        ingested = await self._store.mos.ingest(session, rows, now, held_for=quiet_writers)
         if new is not None:
             for index, result in zip(at, ingested, strict=False):
                 new[index] = result.mo_id is not None
@@ -732,7 +733,12 @@ class MOPipeline:
         ]
         await mark_assembled(session, done)
         stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
-        writers = [(result.subscriber.id, result.subscriber.country, mo.msisdn) for mo, result in stored]
+        # a writer the ingest found without held pushes needs no release statement (nearly all, at night)
+        writers = [
+            (result.subscriber.id, result.subscriber.country, mo.msisdn)
+            for mo, result in stored
+            if result.held_pushes is not False
+        ]
         await self._outbox.release_held(session, writers, now)
         occurrences: list[Occurrence] = []
         if self._webhooks.wants(WebhookEvent.MO_RECEIVED):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -574,20 +574,34 @@ class Outbox:
         MSISDN), made due now: awake, they are answered, not woken (an MO in their quiet hours spares
         a push queued after it, and one queued before it as well). Only a client in their quiet hours
         can have a held push: by day no statement. The ids released."""
+        asleep = self._asleep([(country, msisdn) for _, country, msisdn in writers], now)
+        ids = [subscriber_id for (subscriber_id, _, _), quiet in zip(writers, asleep, strict=True) if quiet]
+        return await self._inserts.release_held(session, ids, now)
+
+    def msisdns_in_quiet_hours(
+        self, clients: Iterable[tuple[str | None, str]], now: datetime
+    ) -> frozenset[str]:
+        """The MSISDNs of these clients (country, MSISDN) in their quiet hours now: those whose MO
+        would release pushes held for them (the MO pipeline asks its ingest whether they have any)."""
+        clients = list(clients)
+        asleep = self._asleep(clients, now)
+        return frozenset(msisdn for (_, msisdn), quiet in zip(clients, asleep, strict=True) if quiet)
+
+    def _asleep(self, clients: Sequence[tuple[str | None, str]], now: datetime) -> list[bool]:
+        """Whether each client (country, MSISDN) is in their quiet hours now."""
         quiet = self.settings.quiet
         if quiet is None:
-            return []
+            return [False] * len(clients)
         # one look at the clock per country, not per MO: a batch's writers share a handful of them
         quiet_in: dict[str | None, bool] = {}
-        asleep: list[int] = []
-        for subscriber_id, country, msisdn in writers:
+        asleep: list[bool] = []
+        for country, msisdn in clients:
             client_country = self.settings.client_country(country, msisdn)
             in_quiet = quiet_in.get(client_country)
             if in_quiet is None:
                 in_quiet = quiet_in[client_country] = quiet.quiet_for(client_country, now)
-            if in_quiet:
-                asleep.append(subscriber_id)
-        return await self._inserts.release_held(session, asleep, now)
+            asleep.append(in_quiet)
+        return asleep
 
     def _held(self, item: Prepared, last: AnsweredMO | None, now: datetime) -> Prepared:
         """The push held until the client's quiet hours end, unless they just wrote."""

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_rows
+from gatewayd.store.mt.held import held_sql
 
 # A subscriber created here starts with the MOs of the batch already counted (``mo_count``,
 # ``last_seen``), so the MO statement need not rewrite the row it just inserted; ``counted`` tells it.
@@ -330,7 +331,7 @@ WITH input AS (
                          $26::timestamptz[])
         AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
 ), known_subscribers AS (
-    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned
+    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, s.mt_count
     FROM subscriber_input AS i
     JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
 ), created_subscribers AS (
@@ -344,7 +345,7 @@ WITH input AS (
     WHERE k.known IS NULL
     ORDER BY i.msisdn
     ON CONFLICT DO NOTHING
-    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned
+    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mt_count
 ), resolved_subscribers AS MATERIALIZED (
     SELECT *, true AS created FROM created_subscribers
     UNION ALL
@@ -409,7 +410,8 @@ WITH input AS (
 ), per_subscriber AS (
     SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
 ), locked_subscribers AS (  -- those that existed: a subscriber created above has its figures
-    SELECT s.id, p.mos, p.latest FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
+    SELECT s.id, p.mos, p.latest, s.mt_count
+    FROM subscribers AS s JOIN per_subscriber AS p ON s.id = p.subscriber_id
     WHERE s.id = ANY(ARRAY(SELECT subscriber_id FROM per_subscriber))
     ORDER BY s.id FOR UPDATE OF s
 ), touched_subscribers AS (
@@ -430,6 +432,17 @@ UNION ALL
 SELECT 3, id, NULL, dedup_key, NULL, NULL, NULL, NULL, NULL, NULL FROM inserted
 UNION ALL
 SELECT 4, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM closed_meanwhile
+UNION ALL
+SELECT 5, s.id, NULL, s.msisdn, NULL, NULL, NULL, NULL, NULL, NULL
+FROM resolved_subscribers AS s
+WHERE s.msisdn = ANY($37::varchar[]) AND NOT s.created
+  -- a probe per writer: most have few MTs, and an index scan that finds none is cheaper than a bitmap
+  AND (EXISTS (SELECT 1 FROM mt_messages AS m WHERE m.subscriber_id = s.id AND """
+    + held_sql("m", "$20::timestamptz")
+    + """)
+       -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
+       -- lock waited on that transaction (which counted the MT) and returned the row as it left it
+       OR EXISTS (SELECT 1 FROM locked_subscribers AS l WHERE l.id = s.id AND l.mt_count != s.mt_count))
 """
 )
 
@@ -455,7 +468,7 @@ AT_ONCE_MO_COLUMNS = (
     "opens_conversation",
 )
 #: What a row of :func:`ingest_at_once`'s answer is.
-SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW, CLOSED_ROW = 1, 2, 3, 4
+SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW, CLOSED_ROW, HELD_ROW = 1, 2, 3, 4, 5
 OpeningInput = tuple[str, str, str | None, datetime, datetime, str | None, bool]
 AnswerInput = tuple[int, str | None, datetime]
 
@@ -477,6 +490,7 @@ async def ingest_at_once(
     answers: Sequence[AnswerInput],
     since: datetime,
     now: datetime,
+    held_for: Sequence[str] = (),
 ) -> Sequence[Any]:
     """:func:`insert_subscribers`, :func:`open_conversations` and :func:`insert_mos` in one statement.
 
@@ -488,10 +502,11 @@ async def ingest_at_once(
     opted_out, banned, created): a subscriber it resolved (kind :data:`SUBSCRIBER_ROW`, name = MSISDN), a
     conversation (:data:`CONVERSATION_ROW`, owner = subscriber id, name = short code), an MO inserted
     (:data:`MO_ROW`, name = dedup key), a conversation of those MOs closed meanwhile
-    (:data:`CLOSED_ROW`, left closed: see :func:`insert_mos`). Unless every subscriber
-    and every pair of ``openings`` is among them, no MO was stored and no counter's row locked (and
-    unless every subscriber is, no conversation opened): the caller stores the batch with the other
-    statements."""
+    (:data:`CLOSED_ROW`, left closed: see :func:`insert_mos`), a subscriber among ``held_for`` (MSISDNs)
+    that existed and may have pushes held for its quiet hours (:data:`HELD_ROW`, see ``mt.held``: it
+    has, or an MT was queued for it since the statement's snapshot). Unless every subscriber and every
+    pair of ``openings`` is among them, no MO was stored and no counter's row locked (and unless every
+    subscriber is, no conversation opened): the caller stores the batch with the other statements."""
     mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
     for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)
@@ -512,4 +527,5 @@ async def ingest_at_once(
         *subscriber_columns,
         *opening_columns,
         *answer_columns,
+        list(held_for),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -30,6 +30,7 @@ from gatewayd.store._pg_ingest import (
     AT_ONCE_MO_COLUMNS,
     CHECK_REDELIVERY,
     CONVERSATION_ROW,
+    HELD_ROW,
     MO_ROW,
     SUBSCRIBER_ROW,
     AnswerInput,
@@ -93,12 +94,14 @@ class NewMO:
 class IngestedMO:
     """The outcome for one input MO. ``mo_id`` is None for a redelivery (of an MO stored earlier whose
     answer is unconfirmed, or of one earlier in the same batch): answer the SMSC with success, publish
-    nothing."""
+    nothing. ``held_pushes``: whether pushes are held for the subscriber's quiet hours, when the
+    ingest was asked (``held_for``) and could tell; None when it does not know."""
 
     mo: NewMO
     mo_id: int | None
     subscriber: SubscriberRef
     conversation_id: int | None
+    held_pushes: bool | None = None
 
     @property
     def duplicate(self) -> bool:
@@ -143,9 +146,12 @@ class MOIngest(ABC):
         """:func:`open_answers`: the answers of a batch, unconfirmed, written in its transaction."""
         return await open_answers(session, binds, now)
 
-    async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+    async def ingest(
+        self, session: AsyncSession, mos: Sequence[NewMO], now: datetime, held_for: Collection[str] = ()
+    ) -> list[IngestedMO]:
         """Stores a batch of MOs (the caller commits). Returns one :class:`IngestedMO` per input, in
-        order."""
+        order. ``held_for``: MSISDNs whose held pushes the caller would release (writers in their quiet
+        hours); an ingest that can tell at no extra round trip says whether they have any."""
         if not mos:
             return []
         results = await self._store(session, mos, now)
@@ -267,17 +273,19 @@ class PostgreSQLMOIngest(MOIngest):
         )
         return ids
 
-    async def ingest(self, session: AsyncSession, mos: Sequence[NewMO], now: datetime) -> list[IngestedMO]:
+    async def ingest(
+        self, session: AsyncSession, mos: Sequence[NewMO], now: datetime, held_for: Collection[str] = ()
+    ) -> list[IngestedMO]:
         if not mos:
             return []
-        results, subscribers = await self._at_once(session, mos, now)
+        results, subscribers = await self._at_once(session, mos, now, held_for)
         if results is None:  # stopped short: the subscribers it resolved are known now
             results = await self._store(session, mos, now, subscribers)
         await count_mos(session, results)
         return results
 
     async def _at_once(
-        self, session: AsyncSession, mos: Sequence[NewMO], now: datetime
+        self, session: AsyncSession, mos: Sequence[NewMO], now: datetime, held_for: Collection[str]
     ) -> tuple[list[IngestedMO] | None, dict[str, SubscriberRef]]:
         """Each MO's outcome from :func:`ingest_at_once` (None when it stopped short: a subscriber or
         conversation not resolved), and the subscribers it resolved."""
@@ -287,6 +295,7 @@ class PostgreSQLMOIngest(MOIngest):
         seen = {item.msisdn: item for item in _subscribers_seen(mos, first_of_key.values())}
         client_ids = new_client_ids(len(seen))
         spans = _conversation_spans([(mo.msisdn, mo) for mo in mos if mo.opens_conversation])
+        asked = sorted(msisdn for msisdn in seen if msisdn in held_for)
         rows = await ingest_at_once(
             session,
             # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
@@ -302,11 +311,13 @@ class PostgreSQLMOIngest(MOIngest):
             session.sync_session.info.pop(_UNWRITTEN_ANSWERS, ()),
             now - REDELIVERY_WINDOW,
             now,
+            asked,
         )
         subscribers: dict[str, SubscriberRef] = {}
         conversations: dict[tuple[int, str], int] = {}
         inserted: dict[str, int] = {}
         closed: set[int] = set()
+        held: set[str] = set()
         # unpacked: a row's attributes are looked up by name, ten times a row, thirty rows a batch
         for kind, row_id, owner, name, client_id, carrier, country, opted_out, banned, created in map(
             tuple, rows
@@ -327,6 +338,8 @@ class PostgreSQLMOIngest(MOIngest):
                 conversations[(owner, name)] = row_id
             elif kind == MO_ROW:
                 inserted[name] = row_id
+            elif kind == HELD_ROW:
+                held.add(name)
             else:
                 closed.add(row_id)
         await self._subscribers.note_carriers(session, seen, subscribers)
@@ -340,7 +353,8 @@ class PostgreSQLMOIngest(MOIngest):
             # A dedup key repeated inside the batch is new only at its first occurrence.
             mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
             claimed.add(mo.dedup_key)
-            results.append(IngestedMO(mo, mo_id, subscriber, conversation_id))
+            held_pushes = mo.msisdn in held if mo.msisdn in held_for else None
+            results.append(IngestedMO(mo, mo_id, subscriber, conversation_id, held_pushes))
         if closed:
             raise ClosedMeanwhile(closed)
         return results, subscribers

@@ -20,6 +20,7 @@ from gatewayd.store._pg import aware, pg_rows
 from gatewayd.store._tables import among, table_of
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.messages import MTMessage
+from gatewayd.store.mt.held import RELEASED, held, held_sql
 from gatewayd.store.mt.status import insert_history
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_conversations import lock_conversations, note_reply
@@ -28,10 +29,6 @@ from gatewayd.store.subscribers import Subscriber
 
 MT_MESSAGES = table_of(MTMessage)
 SUBSCRIBERS = table_of(Subscriber)
-#: What quiet hours hold back: an operator's push, and the premium notices held with it.
-HELD_KINDS = (MTKind.PUSH, MTKind.SYSTEM)
-#: The history line of a held push released early.
-RELEASED = "released: the client wrote, awake before their quiet hours ended"
 
 
 class MTInserts:
@@ -71,10 +68,7 @@ class MTInserts:
             update(table)
             .where(
                 among(table.c.subscriber_id, sorted(set(subscriber_ids))),
-                table.c.status == MTStatus.QUEUED,
-                table.c.kind.in_(HELD_KINDS),
-                table.c.attempts == 0,
-                table.c.next_attempt_at > now,
+                held(table, now),
             )
             .values(next_attempt_at=now, updated_at=now)
             .returning(table.c.id)
@@ -118,15 +112,14 @@ SELECT id, known_subscriber_id FROM numbered ORDER BY n
 """
 
 
-# Asked once per MO batch while its clients are in their quiet hours (all night, on every batch), and
-# almost always releasing nothing: one round trip, the history lines written by the same statement.
+# Sent for an MO batch's writers in their quiet hours, unless the MO statement found nothing held for
+# them (almost always: a push is held only when queued at night); the history lines are written by
+# the same statement.
 _RELEASE_HELD = f"""
 WITH released AS (
-    UPDATE mt_messages SET next_attempt_at = $2::timestamptz, updated_at = $2::timestamptz
-    WHERE subscriber_id = ANY($1::bigint[]) AND status = '{MTStatus.QUEUED.value}'
-      AND kind IN ({", ".join(f"'{kind.value}'" for kind in HELD_KINDS)})
-      AND attempts = 0 AND next_attempt_at > $2::timestamptz
-    RETURNING id
+    UPDATE mt_messages AS m SET next_attempt_at = $2::timestamptz, updated_at = $2::timestamptz
+    WHERE m.subscriber_id = ANY($1::bigint[]) AND {held_sql("m", "$2::timestamptz")}
+    RETURNING m.id
 ), history AS (
     INSERT INTO mt_status_history (mt_id, status, at, detail)
     SELECT id, '{MTStatus.QUEUED.value}', $2::timestamptz, $3::varchar FROM released ORDER BY id

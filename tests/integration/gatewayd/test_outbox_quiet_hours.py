@@ -5,24 +5,29 @@ hours; a batch reads its clients' latest MOs in one statement as before."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import Pool
 
 from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.schema import upgrade
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
-from gatewayd.store.messages import MTMessage, MTStatusHistory
+from gatewayd.store.messages import MOMessage, MTMessage, MTStatusHistory
 from gatewayd.store.mt.queue import RELEASED, queue_mts
 from gatewayd.store.mt.values import NewMT
 from gatewayd.store.repo_desk import last_mos_of_subscribers
 from gatewayd.store.repo_mo import NewMO
 from gatewayd.store.store import Store
+from gatewayd.store.subscribers import Subscriber
 from routing.quiet_hours import QuietHours, QuietRule
 from simulator.core import Simulator
 from tests.waiting import eventually
@@ -280,3 +285,167 @@ async def test_what_a_client_s_mo_releases(store: Store) -> None:
         (push, MTStatus.QUEUED, later, RELEASED),
         (notice, MTStatus.QUEUED, later, RELEASED),
     ]
+
+
+async def test_the_mo_statement_says_which_writers_have_pushes_held(store: Store, database_url: str) -> None:
+    """Asked about writers in their quiet hours, the PostgreSQL ingest says in its one statement which
+    have pushes held (a push or notice never tried, due later; not a campaign's MT, not one already
+    tried), so that the pipeline sends a release statement only for those; a writer not asked about,
+    and every writer on SQLite (no such statement), is unknown: released as before."""
+    mine = await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+    theirs = await client_wrote(store, OTHER, NIGHT - timedelta(days=1))
+    unasked = "34600000005"
+    await client_wrote(store, unasked, NIGHT - timedelta(days=1))
+
+    def mt(kind: MTKind, subscriber_id: int, destination: str) -> NewMT:
+        return NewMT(
+            kind, "movistar", "997745", destination, "x", subscriber_id=subscriber_id, not_before=MORNING
+        )
+
+    async with store.transaction() as session:
+        tried, _ = await queue_mts(
+            session, [mt(MTKind.PUSH, theirs, OTHER), mt(MTKind.MASS, theirs, OTHER)], NIGHT
+        )
+        await session.execute(update(MTMessage).where(MTMessage.id == tried).values(attempts=1))
+        await queue_mts(session, [mt(MTKind.SYSTEM, mine, SPAIN)], NIGHT)
+    later = NIGHT + timedelta(hours=1)
+
+    def mo(msisdn: str) -> NewMO:
+        return NewMO(
+            dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
+            msisdn=msisdn,
+            carrier="movistar",
+            short_code="997745",
+            text="hola",
+            received_at=later,
+            country="ES",
+        )
+
+    newcomer = "34600000006"
+    async with store.transaction() as session:
+        ingested = await store.mos.ingest(
+            session, [mo(SPAIN), mo(OTHER), mo(newcomer), mo(unasked)], later, {SPAIN, OTHER, newcomer}
+        )
+    held = [result.held_pushes for result in ingested]
+    if database_url.startswith("postgresql"):
+        assert held == [True, False, False, None]
+    else:
+        assert held == [None] * 4
+
+
+async def test_a_batch_whose_writers_have_nothing_held_sends_no_release_statement(
+    tmp_path: Path, pg_url: str, simulator: Simulator
+) -> None:
+    """Through the daemon, on PostgreSQL: all night every MO batch's writers are in their quiet hours;
+    a batch whose writers have no push held sends no release statement (a round trip a batch), one
+    whose writer has sends it and the push leaves."""
+    now = datetime.now(UTC)
+    hours = f"{(now.hour - 1) % 24:02d}:00-{(now.hour + 2) % 24:02d}:00"
+    config = make_config(tmp_path, pg_url, simulator, quiet_hours=hours, extra_daemon='timezone = "UTC"')
+    statements: list[tuple[str, tuple[object, ...]]] = []
+
+    def log_queries(dbapi_connection: object, _: object) -> None:
+        driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
+        driver.add_query_logger(lambda record: statements.append((record.query, tuple(record.args or ()))))
+
+    def releases() -> int:
+        return len([sql for sql, _ in statements if "WITH released AS" in sql])
+
+    event.listen(Pool, "connect", log_queries)
+    try:
+        async with running_daemon(config) as daemon:
+            assert daemon.sessions is not None
+            sessions = daemon.sessions
+            store = Store.for_engine(sessions.kw["bind"])
+            for msisdn in (SPAIN, OTHER):
+                await client_wrote(store, msisdn, now - timedelta(days=1))
+            pushed = await daemon.queue_mt("+" + SPAIN, "¿hablamos?")
+
+            async def mo_stored(msisdn: str, count: int) -> bool:
+                async with sessions() as session:
+                    rows = await session.scalars(
+                        select(MOMessage.id)
+                        .join(Subscriber, Subscriber.id == MOMessage.subscriber_id)
+                        .where(Subscriber.msisdn == msisdn)
+                    )
+                    return len(rows.all()) == count
+
+            simulator.inject_mo(MOVISTAR, "+" + OTHER, MOVISTAR_SHORT_CODE, "hola")
+            await eventually(lambda: mo_stored(OTHER, 2))
+            assert releases() == 0
+            # the daemon's MO statement asked about its writer, in their quiet hours (the test's own
+            # ingests above asked about nobody)
+            asked = [args[-1] for sql, args in statements if "ANY($37::varchar[])" in sql and args[-1]]
+            assert asked == [[OTHER]]
+
+            simulator.inject_mo(MOVISTAR, "+" + SPAIN, MOVISTAR_SHORT_CODE, "hola, ¿estás?")
+
+            async def pushed_left() -> bool:
+                return bool(simulator.store.query(carrier=MOVISTAR, destination=SPAIN))
+
+            await eventually(pushed_left)
+            assert releases() == 1
+            async with sessions() as session:
+                lines = await session.scalars(
+                    select(MTStatusHistory.detail).where(MTStatusHistory.mt_id == pushed)
+                )
+                assert RELEASED in lines.all()
+    finally:
+        event.remove(Pool, "connect", log_queries)
+
+
+async def test_a_push_queued_while_the_mo_statement_waits_for_its_client_is_released(pg_url: str) -> None:
+    """The MO statement reads the held pushes as of its snapshot; a push for the writer committed while
+    the statement waited on that writer's row (queuing it counts on the row) is not in that snapshot,
+    and the statement says so all the same: the release statement is sent and frees it."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    store = Store.for_engine(engine)
+    try:
+        mine = await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
+        later = NIGHT + timedelta(hours=1)
+        row = NewMO(
+            dedup_key=dedup_key("movistar", SPAIN, "997745", 0, uuid.uuid4().bytes),
+            msisdn=SPAIN,
+            carrier="movistar",
+            short_code="997745",
+            text="hola",
+            received_at=later,
+            country="ES",
+        )
+        pusher = store.sessions()
+        async with pusher.begin():
+            (push,) = await queue_mts(
+                pusher,
+                [
+                    NewMT(
+                        MTKind.PUSH, "movistar", "997745", SPAIN, "x", subscriber_id=mine, not_before=MORNING
+                    )
+                ],
+                NIGHT,
+                store.mt_inserts,
+            )
+
+            async def writes() -> list[int]:
+                async with store.transaction() as session:
+                    (stored,) = await store.mos.ingest(session, [row], later, held_for={SPAIN})
+                    assert stored.held_pushes is True
+                    return await store.mt_inserts.release_held(session, [stored.subscriber.id], later)
+
+            writing = asyncio.create_task(writes())
+
+            async def waits_for_the_pusher() -> bool:
+                async with engine.connect() as connection:
+                    waiting = await connection.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                    return bool(waiting)
+
+            await eventually(waits_for_the_pusher)
+        await pusher.close()
+        assert await writing == [push]
+    finally:
+        await engine.dispose()
