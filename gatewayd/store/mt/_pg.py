@@ -38,9 +38,13 @@ WITH due AS (
     SELECT id, 'sending', $1::timestamptz, 'attempt ' || attempts || ' by ' || $3::varchar
     FROM claimed ORDER BY priority DESC, id
 )
-SELECT id, kind, carrier, bind_name, source, destination, text, data_coding, priority, attempts,
-       request_receipt, segments
-FROM claimed
+SELECT c.id, c.kind, c.carrier, c.bind_name, c.source, c.destination, c.text, c.data_coding, c.priority,
+       c.attempts, c.request_receipt, c.segments, s.opted_out, s.banned, s.banned_reason
+FROM claimed AS c
+-- the recipient's flags in the same round trip, as of this statement's snapshot: whether they may
+-- still be sent to (``refusal``); an index probe per MT (the number is unique: LIMIT 1 keeps it a probe)
+LEFT JOIN LATERAL (SELECT s.opted_out, s.banned, s.banned_reason FROM subscribers AS s
+                   WHERE s.msisdn = c.destination LIMIT 1) AS s ON true
 """
 _CLAIM_ANY_CARRIER = _CLAIM.format(carrier_filter="")
 _CLAIM_CARRIERS = _CLAIM.format(carrier_filter="AND carrier = ANY($5::varchar[])")
@@ -172,7 +176,9 @@ async def claim(
     limit: int,
     carriers: Collection[str] | None,
 ) -> Sequence[Any]:
-    """Leases due MTs and writes their ``sending`` history; returns the claimed rows."""
+    """Leases due MTs and writes their ``sending`` history; returns the claimed rows, each with its
+    recipient's ``opted_out``, ``banned`` and ``banned_reason`` (NULL when no subscriber has the
+    number)."""
     if carriers is None:
         return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
     return await pg_rows(

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, case, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._tables import among, chunks, table_of
@@ -36,10 +35,10 @@ _NO_PARTS: frozenset[int] = frozenset()
 #: A subscriber who may not be sent to: (opted out, banned, ban reason).
 Block = tuple[bool, bool, str | None]
 
-_BLOCKS = select(Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason).where(
-    Subscriber.opted_out | Subscriber.banned
-)
-_BLOCKS_ANY = _BLOCKS.where(Subscriber.msisdn == any_(bindparam("msisdns", type_=ARRAY(String(20)))))
+# SQLite's look-up of the claimed MTs' recipients (PostgreSQL's claim statement returns their flags)
+_SQLITE_BLOCKS = select(
+    Subscriber.msisdn, Subscriber.opted_out, Subscriber.banned, Subscriber.banned_reason
+).where(Subscriber.opted_out | Subscriber.banned)
 
 #: The columns a claim returns, in :class:`ClaimedMT` order (but ``done_parts``).
 _CLAIMED_COLUMNS = (
@@ -90,10 +89,11 @@ class Claims(ABC):
         :func:`recipients.refusal`, the one the outbox applied) are ``refused`` instead, with the reason
         as last error and in the history. ``billed_short_codes``: the short codes of billed services,
         whose billed MTs are checked against the clients' premium holds (none: no statement)."""
-        claimed = await self._lease(session, owner, now, now + timedelta(seconds=lease), limit, carriers)
+        claimed, blocks = await self._lease(
+            session, owner, now, now + timedelta(seconds=lease), limit, carriers
+        )
         if not claimed:
             return Claimed([])
-        blocks = await self._blocks(session, sorted({mt.destination for mt in claimed}))
         billed = [mt.id for mt in claimed if mt.kind in BILLED_KINDS and mt.source in billed_short_codes]
         holds = await holds_of_mts(session, billed, now) if billed else {}
         if not blocks and not holds:
@@ -125,12 +125,9 @@ class Claims(ABC):
         expires_at: datetime,
         limit: int,
         carriers: Collection[str] | None,
-    ) -> list[ClaimedMT]:
-        """The due MTs leased to ``owner``, highest priority first, their ``sending`` history written."""
-
-    @abstractmethod
-    async def _blocks(self, session: AsyncSession, msisdns: Sequence[str]) -> dict[str, Block]:
-        """The subscribers among these MSISDNs that opted out or are banned."""
+    ) -> tuple[list[ClaimedMT], dict[str, Block]]:
+        """The due MTs leased to ``owner``, highest priority first, their ``sending`` history written;
+        and the recipients among theirs that opted out or are banned, by MSISDN."""
 
     async def renew_leases(self, session: AsyncSession, owner: str, now: datetime, *, lease: float) -> int:
         """Extends the lease of every MT ``owner`` holds in ``sending`` to ``lease`` seconds from ``now``
@@ -208,7 +205,7 @@ class SQLiteClaims(Claims):
         expires_at: datetime,
         limit: int,
         carriers: Collection[str] | None,
-    ) -> list[ClaimedMT]:
+    ) -> tuple[list[ClaimedMT], dict[str, Block]]:
         table = MT_MESSAGES
         due = (
             select(table.c.id)
@@ -231,24 +228,27 @@ class SQLiteClaims(Claims):
             .returning(*_CLAIMED_COLUMNS)
         )
         claimed = await _claimed(session, (await session.execute(statement)).all())
-        if claimed:
-            await insert_history(
-                session,
-                [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}") for mt in claimed],
-            )
-        return claimed
+        if not claimed:
+            return [], {}
+        await insert_history(
+            session,
+            [(mt.id, MTStatus.SENDING, now, f"attempt {mt.attempts} by {owner}") for mt in claimed],
+        )
+        return claimed, await self._blocks(session, sorted({mt.destination for mt in claimed}))
 
     async def _blocks(self, session: AsyncSession, msisdns: Sequence[str]) -> dict[str, Block]:
+        """The subscribers among these MSISDNs that opted out or are banned."""
         found: dict[str, Block] = {}
         for part in chunks(msisdns):
-            rows = await session.execute(_BLOCKS.where(among(Subscriber.msisdn, part)))
+            rows = await session.execute(_SQLITE_BLOCKS.where(among(Subscriber.msisdn, part)))
             for row in rows:
                 found[row.msisdn] = (row.opted_out, row.banned, row.banned_reason)
         return found
 
 
 class PostgreSQLClaims(Claims):
-    """One array statement leases the due rows (``FOR UPDATE SKIP LOCKED``) and writes their history."""
+    """One array statement leases the due rows (``FOR UPDATE SKIP LOCKED``), writes their history and
+    reads their recipients' flags."""
 
     async def _lease(
         self,
@@ -258,13 +258,14 @@ class PostgreSQLClaims(Claims):
         expires_at: datetime,
         limit: int,
         carriers: Collection[str] | None,
-    ) -> list[ClaimedMT]:
-        return await _claimed(session, await pg.claim(session, owner, now, expires_at, limit, carriers))
-
-    async def _blocks(self, session: AsyncSession, msisdns: Sequence[str]) -> dict[str, Block]:
-        # one prepared statement whatever the count
-        rows = await session.execute(_BLOCKS_ANY, {"msisdns": list(msisdns)})
-        return {row.msisdn: (row.opted_out, row.banned, row.banned_reason) for row in rows}
+    ) -> tuple[list[ClaimedMT], dict[str, Block]]:
+        rows = await pg.claim(session, owner, now, expires_at, limit, carriers)
+        blocks: dict[str, Block] = {
+            row.destination: (row.opted_out, row.banned, row.banned_reason)
+            for row in rows
+            if row.opted_out or row.banned
+        }
+        return await _claimed(session, rows), blocks
 
 
 async def _claimed(session: AsyncSession, rows: Sequence[Any]) -> list[ClaimedMT]:
@@ -303,6 +304,7 @@ async def _claimed(session: AsyncSession, rows: Sequence[Any]) -> list[ClaimedMT
             attempts,
             request_receipt,
             segments,
+            *_,  # on PostgreSQL, the recipient's flags
         ) in rows
     ]
     claimed.sort(key=lambda mt: (-mt.priority, mt.id))

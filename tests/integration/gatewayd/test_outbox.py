@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.config import BindConfig, CarrierConfig
 from gatewayd.mo_message import dedup_key
 from gatewayd.outbox import MTRequest, Outbox, OutboxSettings, Queued
+from gatewayd.schema import upgrade
+from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import MTKind, MTStatus
 from gatewayd.store.errors import MTRefused, RefusalReason
 from gatewayd.store.messages import MTMessage
@@ -103,6 +105,66 @@ async def test_a_ban_after_queueing_is_caught_by_the_claim_with_the_same_rule(st
     async with store.sessions() as session:
         mt = await session.get(MTMessage, queued.mt_id)
     assert mt is not None and mt.status is MTStatus.REFUSED
+
+
+async def test_an_opt_out_after_queueing_is_caught_by_the_claim_and_the_gateway_s_own_mts_go(
+    store: Store,
+) -> None:
+    """The claim applies the recipient rule to each MT by its kind: after an opt-out the client's push
+    (two of them) is refused, the gateway's own message (SYSTEM) goes; an unknown number's goes."""
+    await with_subscribers(store)
+    outbox = Outbox(settings(), sessions=store.sessions, inserts=store.mt_inserts)
+    pushes = [await outbox.queue(MTRequest(FREE, text), T0) for text in ("hola", "¿sigues?")]
+    system = await outbox.queue(MTRequest(FREE, "Baja confirmada", kind=MTKind.SYSTEM), T0)
+    unknown = await outbox.queue(MTRequest("34600000009", "hola"), T0)
+    async with store.transaction() as session:
+        subscriber = await get_subscriber_by_msisdn(session, FREE)
+        assert subscriber is not None
+        await set_opted_out(session, subscriber.id, True, T0)
+    async with store.transaction() as session:
+        claimed = await store.claims.claim(session, "gw", T0 + timedelta(seconds=1), limit=10, lease=30)
+    assert sorted(mt.id for mt in claimed.mts) == sorted([system.mt_id, unknown.mt_id])
+    assert sorted(claimed.refused) == sorted((push.mt_id, "subscriber opted out") for push in pushes)
+
+
+async def test_on_postgresql_a_claim_reads_its_recipients_flags_in_its_one_statement(pg_url: str) -> None:
+    """The recipients' bans and opt-outs come back with the claimed rows: a claim that refuses
+    nothing makes one round trip (and its transaction's BEGIN), where it made two; what it refuses it
+    still refuses (the tests above)."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        store = Store.for_engine(engine)
+        await with_subscribers(store)
+        outbox = Outbox(settings(), sessions=store.sessions, inserts=store.mt_inserts)
+        free = await outbox.queue(MTRequest(FREE, "hola"), T0)
+        unknown = await outbox.queue(MTRequest("34600000009", "hola"), T0)
+        sent: list[str] = []
+
+        def log(record: object) -> None:  # the driver's statements (the pipelines' array statements)
+            sent.append(record.query)  # type: ignore[attr-defined]
+
+        def seen(conn: object, cursor: object, statement: str, *args: object) -> None:  # SQLAlchemy's
+            sent.append(statement)
+
+        async with store.transaction() as session:
+            driver = (await (await session.connection()).get_raw_connection()).driver_connection
+            assert driver is not None
+            driver.add_query_logger(log)
+            event.listen(engine.sync_engine, "before_cursor_execute", seen)
+            try:
+                claimed = await store.claims.claim(
+                    session, "gw", T0 + timedelta(seconds=1), limit=10, lease=30
+                )
+            finally:
+                driver.remove_query_logger(log)
+                event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        assert sorted(mt.id for mt in claimed.mts) == sorted([free.mt_id, unknown.mt_id])
+        assert claimed.refused == []
+        statements = [sql for sql in sent if not sql.startswith("BEGIN")]
+        assert len(statements) == 1 and "UPDATE mt_messages" in statements[0], statements
+    finally:
+        await engine.dispose()
 
 
 async def test_queueing_announces_each_mt_and_wakes_the_daemons(store: Store) -> None:
