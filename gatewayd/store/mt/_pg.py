@@ -50,20 +50,36 @@ _CLAIM_ANY_CARRIER = _CLAIM.format(carrier_filter="")
 _CLAIM_CARRIERS = _CLAIM.format(carrier_filter="AND carrier = ANY($5::varchar[])")
 
 # Each segment's submit result (with its receipt, when that came first); a part recorded again (a retry)
-# is replaced.
+# is replaced. The early receipts of the accepted parts are taken in the same round trip, as of this
+# statement's snapshot: one committed meanwhile by a transaction that could not see the part is left to
+# ``Receipts.sweep_early``, as one committed during a statement of its own was.
 _RECORD_PARTS = """
-INSERT INTO mt_parts (mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at,
-                      accepted_at, receipt_state, receipt_at, error_code)
-SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::varchar[], $4::varchar[], $5::varchar[],
-                     $6::varchar[], $7::timestamptz[], $8::timestamptz[], $9::varchar[], $10::timestamptz[],
-                     $11::integer[])
-    AS i(mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
-         receipt_state, receipt_at, error_code)
-ORDER BY mt_id, part_no
-ON CONFLICT (mt_id, part_no) DO UPDATE SET
-    carrier = excluded.carrier, bind_name = excluded.bind_name, smsc_message_id = excluded.smsc_message_id,
-    status = excluded.status, submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
-    receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at, error_code = excluded.error_code
+WITH recorded AS (
+    INSERT INTO mt_parts (mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at,
+                          accepted_at, receipt_state, receipt_at, error_code)
+    SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::varchar[], $4::varchar[], $5::varchar[],
+                         $6::varchar[], $7::timestamptz[], $8::timestamptz[], $9::varchar[],
+                         $10::timestamptz[], $11::integer[])
+        AS i(mt_id, part_no, carrier, bind_name, smsc_message_id, status, submitted_at, accepted_at,
+             receipt_state, receipt_at, error_code)
+    ORDER BY mt_id, part_no
+    ON CONFLICT (mt_id, part_no) DO UPDATE SET
+        carrier = excluded.carrier, bind_name = excluded.bind_name,
+        smsc_message_id = excluded.smsc_message_id, status = excluded.status,
+        submitted_at = excluded.submitted_at, accepted_at = excluded.accepted_at,
+        receipt_state = excluded.receipt_state, receipt_at = excluded.receipt_at,
+        error_code = excluded.error_code
+    RETURNING carrier, smsc_message_id
+), taken AS (  -- the early receipts of the parts accepted (see receipts.py): nearly always none
+    DELETE FROM early_receipts AS e
+    -- keyed by what the upsert wrote: reading it all first, the parts are locked before the early
+    -- receipts, in the order the sweep locks them (keyed by the parameters, the DELETE ran first, and
+    -- a sweep racing a part written again deadlocked with it: the review's probe)
+    USING (SELECT DISTINCT carrier, smsc_message_id FROM recorded WHERE smsc_message_id IS NOT NULL) AS k
+    WHERE e.carrier = k.carrier AND e.smsc_message_id = k.smsc_message_id
+    RETURNING e.id, e.carrier, e.smsc_message_id, e.state, e.error_code, e.received_at
+)
+SELECT * FROM taken
 """
 
 _SET_SEGMENTS = """
@@ -76,13 +92,6 @@ WITH locked AS (
 UPDATE mt_messages AS m SET segments = l.segments
 FROM locked AS l
 WHERE m.id = l.id
-"""
-
-_TAKE_EARLY_RECEIPTS = """
-DELETE FROM early_receipts AS e
-USING unnest($1::varchar[], $2::varchar[]) AS k(carrier, smsc_message_id)
-WHERE e.carrier = k.carrier AND e.smsc_message_id = k.smsc_message_id
-RETURNING e.id, e.carrier, e.smsc_message_id, e.state, e.error_code, e.received_at
 """
 
 # Receipts applied to the parts they name, in one statement: a final state sets the part's status and
@@ -186,23 +195,19 @@ async def claim(
     )
 
 
-async def record_parts(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+async def record_parts(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:
     """Upserts part rows (unique (mt_id, part_no)), each (mt_id, part_no, carrier, bind_name,
-    smsc_message_id, status, submitted_at, accepted_at, receipt_state, receipt_at, error_code)."""
+    smsc_message_id, status, submitted_at, accepted_at, receipt_state, receipt_at, error_code), and
+    removes and returns the early receipts of those with an SMSC message id, in the same round trip."""
     columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
     columns[5] = [str(status) for status in columns[5]]
-    await pg_execute(session, _RECORD_PARTS, *columns)
+    return await pg_rows(session, _RECORD_PARTS, *columns)
 
 
 async def set_segments(session: AsyncSession, segments: dict[int, int]) -> None:
     """Stores each MT's segment count where it differs."""
     ordered = sorted(segments.items())
     await pg_execute(session, _SET_SEGMENTS, [mt_id for mt_id, _ in ordered], [count for _, count in ordered])
-
-
-async def take_early_receipts(session: AsyncSession, keys: Collection[tuple[str, str]]) -> Sequence[Any]:
-    """Removes and returns the early receipts of these (carrier, smsc_message_id) pairs."""
-    return await pg_rows(session, _TAKE_EARLY_RECEIPTS, [key[0] for key in keys], [key[1] for key in keys])
 
 
 async def apply_receipts(

@@ -2,9 +2,11 @@
 receipts: those whose part is not recorded yet (the receipt overtook its submit_sm_resp, or the two
 were committed at the same time), kept in ``early_receipts`` until the part is.
 
-An early receipt is applied when its part is recorded (:meth:`Receipts.take_early`, in the results'
-transaction), or by :meth:`Receipts.sweep_early` when the two were committed by transactions that
-could not see each other; one never matched is dropped after a while (:meth:`Receipts.purge_early`).
+An early receipt is applied when its part is recorded, in the results' transaction (taken by the
+parts' own statement on PostgreSQL, then :meth:`PostgreSQLReceipts.apply_early`; by
+:meth:`SQLiteReceipts.take_early` on SQLite), or by :meth:`Receipts.sweep_early` when the two were
+committed by transactions that could not see each other; one never matched is dropped after a while
+(:meth:`Receipts.purge_early`).
 """
 
 from __future__ import annotations
@@ -75,11 +77,6 @@ class Receipts(ABC):
         """Applies the receipts to the parts they name and moves their MTs on; a receipt whose part is
         not recorded yet is kept as early."""
 
-    @abstractmethod
-    async def take_early(self, session: AsyncSession, keys: Sequence[PartKey]) -> set[int]:
-        """Applies (and removes) the early receipts of these parts, just recorded; returns the ids of
-        the MTs they touched (whose status the caller derives)."""
-
     async def sweep_early(self, session: AsyncSession, now: datetime, *, limit: int = 5000) -> ReceiptOutcome:
         """Applies the early receipts whose part has been recorded since.
 
@@ -147,6 +144,8 @@ class SQLiteReceipts(Receipts):
         return ReceiptOutcome(changes, len(matched), len(early))
 
     async def take_early(self, session: AsyncSession, keys: Sequence[PartKey]) -> set[int]:
+        """Applies (and removes) the early receipts of these parts, just recorded; returns the ids of
+        the MTs they touched (whose status the caller derives)."""
         if not keys:
             return set()
         table = EARLY_RECEIPTS
@@ -280,10 +279,9 @@ class PostgreSQLReceipts(Receipts):
         changes += await self._statuses.derive(session, sorted(from_database.union(not_moved)), now)
         return ReceiptOutcome(changes, len(receipts) - len(early), len(early))
 
-    async def take_early(self, session: AsyncSession, keys: Sequence[PartKey]) -> set[int]:
-        if not keys:
-            return set()
-        taken = await pg.take_early_receipts(session, set(keys))
+    async def apply_early(self, session: AsyncSession, taken: Sequence[Any]) -> set[int]:
+        """Applies early receipts just taken (removed) with their parts' results (``pg.record_parts``);
+        returns the ids of the MTs they touched (whose status the caller derives)."""
         if not taken:
             return set()
         parts = await self._apply(

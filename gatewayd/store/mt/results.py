@@ -20,7 +20,7 @@ from gatewayd.store.enums import MTStatus, PartStatus
 from gatewayd.store.messages import MTMessage, MTPart
 from gatewayd.store.mt import _pg as pg
 from gatewayd.store.mt.claims import requeue_mts
-from gatewayd.store.mt.receipts import PartKey, PostgreSQLReceipts, Receipts, SQLiteReceipts
+from gatewayd.store.mt.receipts import PartKey, PostgreSQLReceipts, SQLiteReceipts
 from gatewayd.store.mt.status import MTRow, PostgreSQLStatuses, SQLiteStatuses, insert_history
 from gatewayd.store.mt.values import (
     ERROR_TEXT_LIMIT,
@@ -93,9 +93,6 @@ def part_row(result: PartResult, receipt: ReceiptIn | None) -> PartRow:
 class Results(ABC):
     """Writes submit results and moves their MTs on."""
 
-    def __init__(self, receipts: Receipts) -> None:
-        self._receipts = receipts
-
     async def record(
         self,
         session: AsyncSession,
@@ -144,9 +141,9 @@ class Results(ABC):
             }.values()
         )
         segments = {r.mt_id: r.segments for r in results}
-        await self._write_parts(session, rows, segments)
-        accepted = [(r.carrier, r.smsc_message_id) for r in results if r.smsc_message_id is not None]
-        touched_by_early = await self._receipts.take_early(session, accepted)
+        # the parts as written (a part given twice: its later result's id, whose receipt may be early)
+        accepted = [(row.carrier, row.smsc_message_id) for row in rows if row.smsc_message_id is not None]
+        touched_by_early = await self._write_parts(session, rows, segments, accepted)
         rejected: dict[int, PartResult] = {}
         for r in results:
             if not r.accepted and (r.mt_id not in rejected or not r.retryable):
@@ -157,9 +154,15 @@ class Results(ABC):
 
     @abstractmethod
     async def _write_parts(
-        self, session: AsyncSession, rows: Sequence[PartRow], segments: Mapping[int, int]
-    ) -> None:
-        """Upserts the part rows (a part recorded again, on a retry, is replaced)."""
+        self,
+        session: AsyncSession,
+        rows: Sequence[PartRow],
+        segments: Mapping[int, int],
+        accepted: Sequence[PartKey],
+    ) -> set[int]:
+        """Upserts the part rows (a part recorded again, on a retry, is replaced), then applies (and
+        removes) the early receipts of the ``accepted`` parts; returns the ids of the MTs those touched
+        (whose status the caller derives)."""
 
     @abstractmethod
     async def _move_on(
@@ -178,12 +181,16 @@ class SQLiteResults(Results):
     derived from the database."""
 
     def __init__(self, receipts: SQLiteReceipts, statuses: SQLiteStatuses) -> None:
-        super().__init__(receipts)
+        self._receipts = receipts
         self._statuses = statuses
 
     async def _write_parts(
-        self, session: AsyncSession, rows: Sequence[PartRow], segments: Mapping[int, int]
-    ) -> None:
+        self,
+        session: AsyncSession,
+        rows: Sequence[PartRow],
+        segments: Mapping[int, int],
+        accepted: Sequence[PartKey],
+    ) -> set[int]:
         insert = sqlite.insert(MT_PARTS)
         statement = insert.on_conflict_do_update(
             index_elements=["mt_id", "part_no"],
@@ -209,6 +216,7 @@ class SQLiteResults(Results):
             .values(segments=bindparam("b_segments")),
             [{"b_id": mt_id, "b_segments": count} for mt_id, count in sorted(segments.items())],
         )
+        return await self._receipts.take_early(session, accepted)
 
     async def _move_on(
         self,
@@ -227,13 +235,19 @@ class PostgreSQLResults(Results):
     the move; the others are derived from the database."""
 
     def __init__(self, receipts: PostgreSQLReceipts, statuses: PostgreSQLStatuses) -> None:
-        super().__init__(receipts)
+        self._receipts = receipts
         self._statuses = statuses
 
     async def _write_parts(
-        self, session: AsyncSession, rows: Sequence[PartRow], segments: Mapping[int, int]
-    ) -> None:
-        await pg.record_parts(session, rows)
+        self,
+        session: AsyncSession,
+        rows: Sequence[PartRow],
+        segments: Mapping[int, int],
+        accepted: Sequence[PartKey],
+    ) -> set[int]:
+        # one statement: the parts written, the early receipts of those accepted taken (nearly always
+        # none); ``accepted`` are those parts
+        return await self._receipts.apply_early(session, await pg.record_parts(session, rows))
 
     async def _move_on(
         self,
