@@ -141,9 +141,7 @@ class Results(ABC):
             }.values()
         )
         segments = {r.mt_id: r.segments for r in results}
-        # the parts as written (a part given twice: its later result's id, whose receipt may be early)
-        accepted = [(row.carrier, row.smsc_message_id) for row in rows if row.smsc_message_id is not None]
-        touched_by_early = await self._write_parts(session, rows, segments, accepted)
+        touched_by_early = await self._write_parts(session, rows, segments)
         rejected: dict[int, PartResult] = {}
         for r in results:
             if not r.accepted and (r.mt_id not in rejected or not r.retryable):
@@ -158,11 +156,10 @@ class Results(ABC):
         session: AsyncSession,
         rows: Sequence[PartRow],
         segments: Mapping[int, int],
-        accepted: Sequence[PartKey],
     ) -> set[int]:
         """Upserts the part rows (a part recorded again, on a retry, is replaced), then applies (and
-        removes) the early receipts of the ``accepted`` parts; returns the ids of the MTs those touched
-        (whose status the caller derives)."""
+        removes) the early receipts of those with an SMSC message id (a part given twice: the id of
+        the row written); returns the ids of the MTs those touched (whose status the caller derives)."""
 
     @abstractmethod
     async def _move_on(
@@ -189,7 +186,6 @@ class SQLiteResults(Results):
         session: AsyncSession,
         rows: Sequence[PartRow],
         segments: Mapping[int, int],
-        accepted: Sequence[PartKey],
     ) -> set[int]:
         insert = sqlite.insert(MT_PARTS)
         statement = insert.on_conflict_do_update(
@@ -216,6 +212,7 @@ class SQLiteResults(Results):
             .values(segments=bindparam("b_segments")),
             [{"b_id": mt_id, "b_segments": count} for mt_id, count in sorted(segments.items())],
         )
+        accepted = [(row.carrier, row.smsc_message_id) for row in rows if row.smsc_message_id is not None]
         return await self._receipts.take_early(session, accepted)
 
     async def _move_on(
@@ -243,10 +240,9 @@ class PostgreSQLResults(Results):
         session: AsyncSession,
         rows: Sequence[PartRow],
         segments: Mapping[int, int],
-        accepted: Sequence[PartKey],
     ) -> set[int]:
         # one statement: the parts written, the early receipts of those accepted taken (nearly always
-        # none); ``accepted`` are those parts
+        # none)
         return await self._receipts.apply_early(session, await pg.record_parts(session, rows))
 
     async def _move_on(

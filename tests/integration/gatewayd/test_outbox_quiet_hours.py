@@ -56,18 +56,22 @@ def quiet_settings() -> OutboxSettings:
     return OutboxSettings(plain.carriers, plain.services, plain.timezone, rule)
 
 
+def mo_from(msisdn: str, at: datetime) -> NewMO:
+    """An MO of the client to movistar's 997745 at ``at``."""
+    return NewMO(
+        dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
+        msisdn=msisdn,
+        carrier="movistar",
+        short_code="997745",
+        text="hola",
+        received_at=at,
+        country="ES" if msisdn.startswith("34") else "GB",
+    )
+
+
 async def client_wrote(store: Store, msisdn: str, at: datetime) -> int:
     async with store.transaction() as session:
-        row = NewMO(
-            dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
-            msisdn=msisdn,
-            carrier="movistar",
-            short_code="997745",
-            text="hola",
-            received_at=at,
-            country="ES" if msisdn.startswith("34") else "GB",
-        )
-        (stored,) = await store.mos.ingest(session, [row], at)
+        (stored,) = await store.mos.ingest(session, [mo_from(msisdn, at)], at)
         return stored.subscriber.id
 
 
@@ -309,22 +313,13 @@ async def test_the_mo_statement_says_which_writers_have_pushes_held(store: Store
         await session.execute(update(MTMessage).where(MTMessage.id == tried).values(attempts=1))
         await queue_mts(session, [mt(MTKind.SYSTEM, mine, SPAIN)], NIGHT)
     later = NIGHT + timedelta(hours=1)
-
-    def mo(msisdn: str) -> NewMO:
-        return NewMO(
-            dedup_key=dedup_key("movistar", msisdn, "997745", 0, uuid.uuid4().bytes),
-            msisdn=msisdn,
-            carrier="movistar",
-            short_code="997745",
-            text="hola",
-            received_at=later,
-            country="ES",
-        )
-
     newcomer = "34600000006"
     async with store.transaction() as session:
         ingested = await store.mos.ingest(
-            session, [mo(SPAIN), mo(OTHER), mo(newcomer), mo(unasked)], later, {SPAIN, OTHER, newcomer}
+            session,
+            [mo_from(msisdn, later) for msisdn in (SPAIN, OTHER, newcomer, unasked)],
+            later,
+            {SPAIN, OTHER, newcomer},
         )
     held = [result.held_pushes for result in ingested]
     if database_url.startswith("postgresql"):
@@ -404,15 +399,7 @@ async def test_a_push_queued_while_the_mo_statement_waits_for_its_client_is_rele
     try:
         mine = await client_wrote(store, SPAIN, NIGHT - timedelta(days=1))
         later = NIGHT + timedelta(hours=1)
-        row = NewMO(
-            dedup_key=dedup_key("movistar", SPAIN, "997745", 0, uuid.uuid4().bytes),
-            msisdn=SPAIN,
-            carrier="movistar",
-            short_code="997745",
-            text="hola",
-            received_at=later,
-            country="ES",
-        )
+        row = mo_from(SPAIN, later)
         pusher = store.sessions()
         async with pusher.begin():
             (push,) = await queue_mts(
