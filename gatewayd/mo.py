@@ -58,11 +58,12 @@ from gatewayd.routes import MORouter
 from gatewayd.store._tables import among
 from gatewayd.store.audit import AuditEntry, append_audit
 from gatewayd.store.enums import MTKind
-from gatewayd.store.errors import ClosedMeanwhile, describe_error, is_data_error
+from gatewayd.store.errors import ClosedMeanwhile, NeedsTransaction, describe_error, is_data_error
 from gatewayd.store.messages import MTMessage
 from gatewayd.store.repo_mo import (
     REDELIVERY_WINDOW,
     IngestedMO,
+    MOAlone,
     NewMO,
     confirm_answers,
     forget_unconfirmed,
@@ -159,6 +160,24 @@ class _Written:
     mts_queued: list[Queued]
     #: Per bind connection of the batch: (bind, generation, answer id, arrival indexes).
     answers: list[tuple[str, int, int, list[int]]] = field(default_factory=list)
+
+
+def _by_connection(batch: Sequence[_Arrival]) -> dict[tuple[str, int], list[int]]:
+    """The batch's arrivals (their indexes) per bind connection (bind, generation): one answer each."""
+    connections: dict[tuple[str, int], list[int]] = {}
+    for index, arrival in enumerate(batch):
+        connections.setdefault((arrival.unit.bind, arrival.generation), []).append(index)
+    return connections
+
+
+def _answers(
+    answer_ids: Sequence[int], connections: Mapping[tuple[str, int], list[int]]
+) -> list[tuple[str, int, int, list[int]]]:
+    """(bind, generation, answer id, arrival indexes) per connection, its answer id given in order."""
+    return [
+        (bind, generation, answer_id, indexes)
+        for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True)
+    ]
 
 
 class MOPipeline:
@@ -531,6 +550,19 @@ class MOPipeline:
         elif not is_data_error(error):
             self._health.failed("mo.commit", error)
 
+    def _declined(self, declined: NeedsTransaction) -> None:
+        """A plain batch turned out to need a transaction (stored in one at once)."""
+        if declined.reason == NeedsTransaction.Reason.CLOSED_MEANWHILE:
+            log_event(
+                log,
+                "mo.batch_retried",
+                logging.INFO,
+                reason="conversation_closed",
+                action="tried again at once: the MOs go to the pair's next conversation",
+            )
+        else:
+            log.debug("an MO batch needs a transaction: %s", declined.reason)
+
     def _failed(self, batch: Sequence[_Item], error: BaseException) -> list[int]:
         arrivals = [item for item in batch if isinstance(item, _Arrival)]
         self.temporary_failures += len(arrivals)
@@ -573,10 +605,66 @@ class MOPipeline:
             answers.answer_id for item in batch if isinstance(item, _Confirmation) for answers in item.answers
         ]
         arrivals = [item for item in batch if isinstance(item, _Arrival)]
+        alone = self._store.mos_alone
+        if alone is not None and not confirmed:
+            rows = self._plain_rows(arrivals)
+            if rows is not None:
+                written = await self._write_alone(alone, arrivals, rows, now)
+                if written is not None:
+                    return written
         async with self._store.transaction() as session:
             if confirmed:
                 await confirm_answers(session, confirmed)
             return await self._write_batch(session, arrivals, now)
+
+    def _plain_rows(self, batch: Sequence[_Arrival]) -> list[NewMO] | None:
+        """The batch's MO rows when all it may need besides them is what their statement sent alone
+        finds out (``MOAlone``; :meth:`_assemble` does the rest): whole MOs of writers of a known
+        country (their quiet hours follow from it), no reserved keyword (an opt-out, its answer), no
+        billed service (a premium notice), no webhook for them. None otherwise."""
+        if self._webhooks.wants(WebhookEvent.MO_RECEIVED):
+            return None
+        terms = self._outbox.settings.premium.terms
+        rows: list[NewMO] = []
+        for arrival in batch:
+            unit = arrival.unit
+            if not isinstance(unit, InboundMO) or unit.is_reserved or not unit.country:
+                return None
+            row = self._new_mo(unit, None, check_redelivery=True)
+            if row.service in terms:
+                return None
+            rows.append(row)
+        return rows
+
+    async def _write_alone(
+        self, alone: MOAlone, batch: Sequence[_Arrival], rows: list[NewMO], now: datetime
+    ) -> _Written | None:
+        """:meth:`_write_batch` of a plain batch (``rows``: :meth:`_plain_rows`) by one statement
+        committed as it ends; None (nothing stored) when the batch needs a transaction after all."""
+        connections = _by_connection(batch)
+        quiet_writers = self._outbox.msisdns_in_quiet_hours(((row.country, row.msisdn) for row in rows), now)
+        async with alone.connection() as connection:
+            answer_ids = await alone.answer_ids(connection, len(connections))
+            answers = _answers(answer_ids, connections)
+            for _, _, answer_id, indexes in answers:
+                for index in indexes:
+                    rows[index].answer_id = answer_id
+            try:
+                ingested = await alone.ingest(
+                    connection,
+                    rows,
+                    [(answer_id, bind, now) for bind, _, answer_id, _ in answers],
+                    now,
+                    held_for=quiet_writers,
+                    banned_need_transaction=bool(self.banned_replies),
+                )
+            except NeedsTransaction as declined:
+                self._declined(declined)
+                return None
+        mos = [arrival.unit for arrival in batch if isinstance(arrival.unit, InboundMO)]
+        stored = [(mo, result) for mo, result in zip(mos, ingested, strict=True) if result.mo_id is not None]
+        new = [result.mo_id is not None for result in ingested]
+        return _Written(new=new, stored=stored, mts_queued=[], answers=answers)
 
     async def _committed(self, batch: Sequence[_Arrival], written: _Written) -> None:
         """Counters, events and the answers' confirmation, once the batch is committed."""
@@ -649,14 +737,11 @@ class MOPipeline:
     async def _write_batch(self, session: AsyncSession, batch: Sequence[_Arrival], now: datetime) -> _Written:
         """Store the batch: its answers (unconfirmed), its parts and the messages they complete, its
         whole MOs; redeliveries are left out."""
-        connections: dict[tuple[str, int], list[int]] = {}
-        for index, arrival in enumerate(batch):
-            connections.setdefault((arrival.unit.bind, arrival.generation), []).append(index)
+        connections = _by_connection(batch)
         answer_ids = await self._store.mos.open_answers(session, [bind for bind, _ in connections], now)
+        answers = _answers(answer_ids, connections)
         answer_of: list[int | None] = [None] * len(batch)
-        answers: list[tuple[str, int, int, list[int]]] = []
-        for answer_id, ((bind, generation), indexes) in zip(answer_ids, connections.items(), strict=True):
-            answers.append((bind, generation, answer_id, indexes))
+        for _, _, answer_id, indexes in answers:
             for index in indexes:
                 answer_of[index] = answer_id
         new = [True] * len(batch)

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from gatewayd.store.errors import NEEDS_TRANSACTION, NeedsTransaction
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,58 @@ async def _run(session: AsyncSession, sql: str, parameters: Sequence[object], *,
         if failure is error:
             raise
         raise failure from error
+
+
+class Autocommit:
+    """A pooled connection outside any transaction: each statement is its own, committed by PostgreSQL
+    when it ends (one round trip, where BEGIN, the statement and COMMIT take three), or rolled back
+    whole when it fails. :meth:`Autocommits.connection` gives one.
+    Whether a statement cut short (a lost connection, a cancel) committed is unknown for its whole run,
+    where a transaction leaves it unknown only during its COMMIT: a caller must be ready for either, as
+    for a COMMIT whose answer was lost."""
+
+    def __init__(self, connection: AsyncConnection, pooled: Any) -> None:
+        self._connection = connection
+        self._pooled = pooled
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        """The pooled connection's own ``info`` (as ``Connection.info``: it stays with the connection)."""
+        info: dict[Any, Any] = self._pooled.info
+        return info
+
+    async def rows(self, sql: str, *parameters: object) -> Sequence[Any]:
+        """Runs a statement that returns rows: :class:`PGRow` each. Raises ``NeedsTransaction`` (the
+        function's detail as its reason) when the statement declined to run alone, else fails as
+        :func:`pg_rows` does."""
+        adapted: Any = self._pooled.dbapi_connection
+        try:
+            fetched: Sequence[Any] = await adapted.driver_connection.fetch(
+                sql, *parameters, record_class=PGRow
+            )
+        except BaseException as error:
+            if isinstance(error, asyncpg.PostgresError) and error.sqlstate == NEEDS_TRANSACTION:
+                raise NeedsTransaction(error.detail or "") from None
+            # no BEGIN to have failed (``began``): the connection is dropped as the error says
+            failure = await _failed(self._connection, self._pooled, adapted, sql, error, began=True)
+            if failure is error:
+                raise
+            raise failure from error
+        return fetched
+
+
+class Autocommits:
+    """The connections of an engine's pool, as :class:`Autocommit`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Autocommit]:
+        """A pooled connection, back in the pool after the block (SQLAlchemy's reset on return sends
+        nothing: no transaction was begun)."""
+        async with self._engine.connect() as connection:
+            yield Autocommit(connection, await connection.get_raw_connection())
 
 
 async def _failed(

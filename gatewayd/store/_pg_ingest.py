@@ -17,8 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gatewayd.store._pg import aware, pg_rows
+from gatewayd.store._pg import Autocommit, aware, pg_rows
+from gatewayd.store.errors import NeedsTransaction
 from gatewayd.store.mt.held import held_sql
+from gatewayd.store.pg_functions import NEEDS_TRANSACTION_FUNCTION
+from gatewayd.store.rollups import TRAFFIC_KEY, TRAFFIC_MEASURES
+from gatewayd.store.rollups_rebuild import POSTGRESQL
 
 # A subscriber created here starts with the MOs of the batch already counted (``mo_count``,
 # ``last_seen``), so the MO statement need not rewrite the row it just inserted; ``counted`` tells it.
@@ -311,7 +315,7 @@ def _id(value: object) -> int:
 # merge but never run as a nested loop: a CTE's row estimate is a guess, and a nested loop over two CTEs
 # is quadratic in the batch (the redeliveries are left out by an anti-join, as in the MO statement
 # above: they are few).
-_INGEST_AT_ONCE = (
+_AT_ONCE_WITH = (
     """
 WITH input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
@@ -331,7 +335,11 @@ WITH input AS (
                          $26::timestamptz[])
         AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
 ), known_subscribers AS (
-    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, s.mt_count
+    SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, s.mt_count,
+           -- the MO names another carrier or country than the one stored (the rule of
+           -- ``SubscriberUpserts.note_carriers``, which stores it after this statement)
+           (COALESCE(NULLIF(i.carrier, ''), s.carrier) IS DISTINCT FROM s.carrier
+            OR COALESCE(NULLIF(i.country, ''), s.country) IS DISTINCT FROM s.country) AS ported
     FROM subscriber_input AS i
     JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
 ), created_subscribers AS (
@@ -345,7 +353,7 @@ WITH input AS (
     WHERE k.known IS NULL
     ORDER BY i.msisdn
     ON CONFLICT DO NOTHING
-    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mt_count
+    RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mt_count, false AS ported
 ), resolved_subscribers AS MATERIALIZED (
     SELECT *, true AS created FROM created_subscribers
     UNION ALL
@@ -387,6 +395,7 @@ WITH input AS (
 ), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
     UPDATE mo_messages AS m SET answer_id = matched.answer_id
     FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL AND (SELECT every FROM resolved)
+    RETURNING m.id
 ), placed AS MATERIALIZED (  -- each MO with its subscriber
     SELECT i.*, s.id AS subscriber_id
     FROM input AS i FULL JOIN resolved_subscribers AS s ON s.msisdn = i.msisdn
@@ -406,7 +415,8 @@ WITH input AS (
       AND NOT EXISTS (SELECT 1 FROM matched WHERE matched.dedup_key = homed.dedup_key)
       AND (SELECT every FROM resolved)
     ORDER BY dedup_key
-    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at
+    RETURNING id, dedup_key, subscriber_id, conversation_id, received_at,
+              service, short_code, carrier, country  -- the rollups' key
 ), per_subscriber AS (
     SELECT subscriber_id, count(*) AS mos, max(received_at) AS latest FROM inserted GROUP BY subscriber_id
 ), locked_subscribers AS (  -- those that existed: a subscriber created above has its figures
@@ -422,6 +432,20 @@ WITH input AS (
 """
     + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)")
     + """
+), held_writers AS (  -- asked writers that existed and may have pushes held for their quiet hours
+    SELECT s.id, s.msisdn
+    FROM resolved_subscribers AS s
+    WHERE s.msisdn = ANY($37::varchar[]) AND NOT s.created
+      -- a probe per writer: most have few MTs, and an index scan that finds none is cheaper than a bitmap
+      AND (EXISTS (SELECT 1 FROM mt_messages AS m WHERE m.subscriber_id = s.id AND """
+    + held_sql("m", "$20::timestamptz")
+    + """)
+           -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
+           -- lock waited on that transaction (which counted the MT) and returned the row as it left it
+           OR EXISTS (SELECT 1 FROM locked_subscribers AS l WHERE l.id = s.id AND l.mt_count != s.mt_count))
+"""
+)
+_AT_ONCE_ROWS = """
 )
 SELECT 1 AS kind, id, NULL::bigint AS owner, msisdn AS name, client_id, carrier, country, opted_out, banned,
        created
@@ -433,16 +457,76 @@ SELECT 3, id, NULL, dedup_key, NULL, NULL, NULL, NULL, NULL, NULL FROM inserted
 UNION ALL
 SELECT 4, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM closed_meanwhile
 UNION ALL
-SELECT 5, s.id, NULL, s.msisdn, NULL, NULL, NULL, NULL, NULL, NULL
-FROM resolved_subscribers AS s
-WHERE s.msisdn = ANY($37::varchar[]) AND NOT s.created
-  -- a probe per writer: most have few MTs, and an index scan that finds none is cheaper than a bitmap
-  AND (EXISTS (SELECT 1 FROM mt_messages AS m WHERE m.subscriber_id = s.id AND """
-    + held_sql("m", "$20::timestamptz")
-    + """)
-       -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
-       -- lock waited on that transaction (which counted the MT) and returned the row as it left it
-       OR EXISTS (SELECT 1 FROM locked_subscribers AS l WHERE l.id = s.id AND l.mt_count != s.mt_count))
+SELECT 5, id, NULL, msisdn, NULL, NULL, NULL, NULL, NULL, NULL FROM held_writers
+"""
+_INGEST_AT_ONCE = _AT_ONCE_WITH + _AT_ONCE_ROWS
+
+# The statement above sent alone: its own transaction, committed as it ends, so it also writes the
+# batch's traffic rollups (``rollups.count_mos``, into shard $39) and fails, committing nothing, where
+# the batch needs more than this statement (``NeedsTransaction.Reason``; a banned writer only when $40:
+# they are answered). $38: the dedup key of each subscriber's first MO in the batch (aligned with $21),
+# the MO a new client is counted with.
+# The rollup rows are locked last, as in every transaction (``rollups.pending``), and in the order the
+# transactions' tally writes them (keys sorted by code point: ``COLLATE "C"``, whatever the database's
+# collation). Last, because the upsert reads the counts of the other rows' locks (and of the redeliveries'
+# update) first: PostgreSQL runs a data-modifying CTE that the main query does not read after the main
+# query, the later ones first, so without those reads it would lock the rollup rows before them.
+_TEXT_KEY = "COALESCE({}, '') COLLATE \"C\""
+
+
+def _traffic_upsert(source: str, measures: Mapping[str, str]) -> str:
+    """The traffic rollups' upsert of ``source``'s MOs (``received_at``, ``service``, ``short_code``,
+    ``carrier``, ``country``), as ``rollups.Tally`` writes them: ``measures`` {measure: aggregate} (the
+    others add 0), into shard $39, one row per key, in key order."""
+    key = (
+        POSTGRESQL.hour.format("received_at"),
+        *(_TEXT_KEY.format(column) for column in ("service", "short_code", "carrier", "country")),
+        "$39::smallint",
+    )
+    assert len(key) == len(TRAFFIC_KEY)
+    counts = [measures.get(name, "0") for name in TRAFFIC_MEASURES]
+    positions = ", ".join(str(position) for position in range(1, len(key) + 1))
+    added = ", ".join(f"{name} = traffic_hourly.{name} + excluded.{name}" for name in measures)
+    return f"""INSERT INTO traffic_hourly ({", ".join((*TRAFFIC_KEY, *TRAFFIC_MEASURES))})
+    SELECT {", ".join((*key, *counts))}
+    FROM {source}
+    GROUP BY {positions} ORDER BY {positions}
+    ON CONFLICT ({", ".join(TRAFFIC_KEY)}) DO UPDATE SET {added}"""
+
+
+_REASON = NeedsTransaction.Reason
+_INGEST_ALONE = (
+    _AT_ONCE_WITH
+    + """), new_clients AS (  -- each client this batch made known, by the first of their MOs in it
+    SELECT f.first_key
+    FROM unnest($21::varchar[], $38::varchar[]) AS f(msisdn, first_key)
+    FULL JOIN created_subscribers AS c ON c.msisdn = f.msisdn
+    WHERE c.id IS NOT NULL
+), counted AS MATERIALIZED (
+    SELECT m.received_at, m.service, m.short_code, m.carrier, m.country, n.first_key IS NOT NULL AS new_client
+    FROM inserted AS m FULL JOIN new_clients AS n ON n.first_key = m.dedup_key
+    WHERE m.id IS NOT NULL
+), rolled_up AS (
+    """
+    + _traffic_upsert(
+        """counted
+    WHERE (SELECT count(*) FROM locked_subscribers) >= 0 AND (SELECT count(*) FROM rehomed) >= 0
+      AND NOT EXISTS (SELECT 1 FROM closed_meanwhile)""",
+        {"mo": "count(*)", "new_clients": "count(*) FILTER (WHERE new_client)"},
+    )
+    + _AT_ONCE_ROWS
+    + f"""UNION ALL
+SELECT 6, {NEEDS_TRANSACTION_FUNCTION}(r.reason), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM (SELECT CASE
+    WHEN NOT (SELECT every FROM resolved) THEN '{_REASON.UNRESOLVED}'
+    WHEN EXISTS (SELECT 1 FROM closed_meanwhile) THEN '{_REASON.CLOSED_MEANWHILE}'
+    WHEN EXISTS (SELECT 1 FROM held_writers) THEN '{_REASON.HELD_PUSHES}'
+    WHEN EXISTS (SELECT 1 FROM resolved_subscribers WHERE ported) THEN '{_REASON.CARRIER_CHANGED}'
+    WHEN $40::boolean AND EXISTS (SELECT 1 FROM resolved_subscribers AS s
+                                  WHERE s.banned AND s.id = ANY(ARRAY(SELECT subscriber_id FROM inserted)))
+        THEN '{_REASON.BANNED_WRITER}'
+    END AS reason) AS r
+WHERE r.reason IS NOT NULL
 """
 )
 
@@ -482,6 +566,11 @@ async def reserve_answer_ids(session: AsyncSession, count: int) -> list[int]:
     return [row[0] for row in await pg_rows(session, _RESERVE_ANSWER_IDS, count)]
 
 
+async def reserve_answer_ids_alone(connection: Autocommit, count: int) -> list[int]:
+    """:func:`reserve_answer_ids` outside a transaction."""
+    return [row[0] for row in await connection.rows(_RESERVE_ANSWER_IDS, count)]
+
+
 async def ingest_at_once(
     session: AsyncSession,
     mos: Sequence[Sequence[object]],
@@ -507,6 +596,47 @@ async def ingest_at_once(
     has, or an MT was queued for it since the statement's snapshot). Unless every subscriber and every
     pair of ``openings`` is among them, no MO was stored and no counter's row locked (and unless every
     subscriber is, no conversation opened): the caller stores the batch with the other statements."""
+    return await pg_rows(
+        session,
+        _INGEST_AT_ONCE,
+        *_at_once_parameters(mos, subscribers, openings, answers, since, now, held_for),
+    )
+
+
+async def ingest_alone(
+    connection: Autocommit,
+    mos: Sequence[Sequence[object]],
+    subscribers: Sequence[SubscriberInput],
+    first_keys: Mapping[str, str],
+    openings: Sequence[OpeningInput],
+    answers: Sequence[AnswerInput],
+    since: datetime,
+    now: datetime,
+    held_for: Sequence[str],
+    shard: int,
+    banned_need_transaction: bool,
+) -> Sequence[Any]:
+    """:func:`ingest_at_once` in a transaction of its own, the batch's traffic rollups written into
+    ``shard`` (``first_keys``: {MSISDN: the dedup key of its first MO in the batch}, the MO a new client
+    is counted with). Returns the same rows but :data:`CLOSED_ROW` and :data:`HELD_ROW`; raises
+    ``NeedsTransaction``, having stored nothing, where the batch needs more than this statement (see
+    ``_INGEST_ALONE``; ``banned_need_transaction``: a banned writer's MO does)."""
+    parameters = _at_once_parameters(mos, subscribers, openings, answers, since, now, held_for, first_keys)
+    return await connection.rows(_INGEST_ALONE, *parameters, shard, banned_need_transaction)
+
+
+def _at_once_parameters(
+    mos: Sequence[Sequence[object]],
+    subscribers: Sequence[SubscriberInput],
+    openings: Sequence[OpeningInput],
+    answers: Sequence[AnswerInput],
+    since: datetime,
+    now: datetime,
+    held_for: Sequence[str],
+    first_keys: Mapping[str, str] | None = None,
+) -> list[object]:
+    """The statements' parameters $1 to $37, and $38 (``first_keys``, aligned with the subscribers'
+    $21) when given."""
     mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
     for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
         assert isinstance(received_at, datetime)
@@ -518,9 +648,7 @@ async def ingest_at_once(
     for created_at in answer_columns[2]:
         assert isinstance(created_at, datetime)
         aware(created_at)
-    return await pg_rows(
-        session,
-        _INGEST_AT_ONCE,
+    return [
         *mo_columns,
         aware(since),
         aware(now),
@@ -528,4 +656,5 @@ async def ingest_at_once(
         *opening_columns,
         *answer_columns,
         list(held_for),
-    )
+        *([] if first_keys is None else [[first_keys[row[0]] for row in ordered]]),
+    ]

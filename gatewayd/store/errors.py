@@ -23,6 +23,33 @@ class ClosedMeanwhile(StoreError):
         self.conversation_ids = conversation_ids
 
 
+class NeedsTransaction(StoreError):
+    """A statement sent alone (its own transaction) found that its batch needs more than it, and
+    committed nothing: the caller stores the batch in a transaction of several statements. The
+    statement says so by calling ``echat_needs_transaction(reason)``, which fails it with the SQLSTATE
+    :data:`NEEDS_TRANSACTION` and ``reason`` as the error's detail."""
+
+    class Reason(StrEnum):
+        #: A subscriber or conversation of the batch was created meanwhile (its snapshot cannot see it).
+        UNRESOLVED = "unresolved"
+        #: As :class:`ClosedMeanwhile`.
+        CLOSED_MEANWHILE = "closed_meanwhile"
+        #: Pushes are held for a writer in their quiet hours: the MO releases them.
+        HELD_PUSHES = "held_pushes"
+        #: A writer's MO names another carrier or country than the one stored: the MO stores it.
+        CARRIER_CHANGED = "carrier_changed"
+        #: A banned writer wrote: they are answered.
+        BANNED_WRITER = "banned_writer"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the batch needs a transaction: {reason}")
+        self.reason = reason
+
+
+#: The SQLSTATE of ``echat_needs_transaction`` (class EC is none of PostgreSQL's).
+NEEDS_TRANSACTION = "EC001"
+
+
 class RefusalReason(StrEnum):
     OPTED_OUT = "opted_out"
     BANNED = "banned"

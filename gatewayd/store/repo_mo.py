@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, bindparam, case, delete, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from gatewayd.store._pg import Autocommit, Autocommits
 from gatewayd.store._pg_ingest import (
     AT_ONCE_MO_COLUMNS,
     CHECK_REDELIVERY,
@@ -34,9 +36,11 @@ from gatewayd.store._pg_ingest import (
     MO_ROW,
     SUBSCRIBER_ROW,
     AnswerInput,
+    ingest_alone,
     ingest_at_once,
     insert_mos,
     reserve_answer_ids,
+    reserve_answer_ids_alone,
 )
 from gatewayd.store._tables import among, chunks, table_of
 from gatewayd.store.base import UTCDateTime
@@ -44,7 +48,7 @@ from gatewayd.store.errors import ClosedMeanwhile
 from gatewayd.store.messages import MOMessage, MOUnconfirmed
 from gatewayd.store.repo_conversations import ConversationKey, ConversationOpening, note_mos
 from gatewayd.store.repo_subscribers import SubscriberRef, SubscriberSeen, SubscriberUpserts, new_client_ids
-from gatewayd.store.rollups import count_mos
+from gatewayd.store.rollups import connection_shard, count_mos
 from gatewayd.store.subscribers import Subscriber
 
 MO_MESSAGES = table_of(MOMessage)
@@ -265,13 +269,17 @@ class PostgreSQLMOIngest(MOIngest):
         statement, or else when the transaction commits."""
         if not binds:
             return []
-        if len(self._answer_ids) < len(binds):
-            self._answer_ids.extend(await reserve_answer_ids(session, max(ANSWER_ID_BLOCK, len(binds))))
-        ids = [self._answer_ids.popleft() for _ in binds]
+        ids = await self.answer_ids(len(binds), lambda count: reserve_answer_ids(session, count))
         _unwritten_answers(session).extend(
             (answer_id, bind, now) for answer_id, bind in zip(ids, binds, strict=True)
         )
         return ids
+
+    async def answer_ids(self, count: int, reserve: Callable[[int], Awaitable[list[int]]]) -> list[int]:
+        """``count`` answer ids from the block reserved ahead, ``reserve`` taking the next block."""
+        if len(self._answer_ids) < count:
+            self._answer_ids.extend(await reserve(max(ANSWER_ID_BLOCK, count)))
+        return [self._answer_ids.popleft() for _ in range(count)]
 
     async def ingest(
         self, session: AsyncSession, mos: Sequence[NewMO], now: datetime, held_for: Collection[str] = ()
@@ -289,75 +297,25 @@ class PostgreSQLMOIngest(MOIngest):
     ) -> tuple[list[IngestedMO] | None, dict[str, SubscriberRef]]:
         """Each MO's outcome from :func:`ingest_at_once` (None when it stopped short: a subscriber or
         conversation not resolved), and the subscribers it resolved."""
-        first_of_key: dict[str, NewMO] = {}
-        for mo in mos:
-            first_of_key.setdefault(mo.dedup_key, mo)
-        seen = {item.msisdn: item for item in _subscribers_seen(mos, first_of_key.values())}
-        client_ids = new_client_ids(len(seen))
-        spans = _conversation_spans([(mo.msisdn, mo) for mo in mos if mo.opens_conversation])
-        asked = sorted(msisdn for msisdn in seen if msisdn in held_for)
+        batch = _AtOnceBatch(mos, held_for)
         rows = await ingest_at_once(
             session,
-            # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
-            [_at_once_row(first_of_key[key]) for key in sorted(first_of_key)],
-            [
-                (item.msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
-                for item, client_id in zip(seen.values(), client_ids, strict=True)
-            ],
-            [
-                (msisdn, short_code, mo.service, first, last, mo.operator_pool, mo.callcentre)
-                for (msisdn, short_code), (mo, first, last) in spans.items()
-            ],
+            batch.mo_rows,
+            batch.subscriber_rows,
+            batch.openings,
             session.sync_session.info.pop(_UNWRITTEN_ANSWERS, ()),
             now - REDELIVERY_WINDOW,
             now,
-            asked,
+            batch.asked,
         )
-        subscribers: dict[str, SubscriberRef] = {}
-        conversations: dict[tuple[int, str], int] = {}
-        inserted: dict[str, int] = {}
-        closed: set[int] = set()
-        held: set[str] = set()
-        # unpacked: a row's attributes are looked up by name, ten times a row, thirty rows a batch
-        for kind, row_id, owner, name, client_id, carrier, country, opted_out, banned, created in map(
-            tuple, rows
-        ):
-            if kind == SUBSCRIBER_ROW:
-                subscribers[name] = SubscriberRef(
-                    row_id,
-                    client_id,
-                    name,
-                    carrier,
-                    country,
-                    opted_out,
-                    banned,
-                    seen[name].mos if created else 0,
-                    created,
-                )
-            elif kind == CONVERSATION_ROW:
-                conversations[(owner, name)] = row_id
-            elif kind == MO_ROW:
-                inserted[name] = row_id
-            elif kind == HELD_ROW:
-                held.add(name)
-            else:
-                closed.add(row_id)
-        await self._subscribers.note_carriers(session, seen, subscribers)
-        if len(subscribers) < len(seen) or len(conversations) < len(spans):
-            return None, subscribers
-        results: list[IngestedMO] = []
-        claimed: set[str] = set()
-        for mo in mos:
-            subscriber = subscribers[mo.msisdn]
-            conversation_id = conversations[(subscriber.id, mo.short_code)] if mo.opens_conversation else None
-            # A dedup key repeated inside the batch is new only at its first occurrence.
-            mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
-            claimed.add(mo.dedup_key)
-            held_pushes = mo.msisdn in held if mo.msisdn in held_for else None
-            results.append(IngestedMO(mo, mo_id, subscriber, conversation_id, held_pushes))
-        if closed:
-            raise ClosedMeanwhile(closed)
-        return results, subscribers
+        outcome = batch.outcome(rows)
+        await self._subscribers.note_carriers(session, batch.seen, outcome.subscribers)
+        if not outcome.every_resolved:
+            return None, outcome.subscribers
+        results = outcome.results()
+        if outcome.closed:
+            raise ClosedMeanwhile(outcome.closed)
+        return results, outcome.subscribers
 
     async def _insert(
         self,
@@ -372,6 +330,152 @@ class PostgreSQLMOIngest(MOIngest):
 
     async def _count(self, session: AsyncSession, new: Sequence[IngestedMO]) -> None:
         """Nothing left: the insert statement counted them."""
+
+
+class MOAlone:
+    """A batch of whole MOs stored by one statement in a transaction of its own (PostgreSQL): one round
+    trip where a transaction of the session takes four (BEGIN, the MO statement, the rollups, COMMIT),
+    and none of the session's work around them. The statement writes the batch's traffic rollups
+    itself; it commits nothing and :meth:`ingest` raises ``NeedsTransaction`` where the batch needs more
+    than it (see ``_pg_ingest._INGEST_ALONE``): the caller then stores the batch in a transaction. Its
+    caller keeps to batches that need nothing else: no parts, no reserved keyword, no premium notice,
+    no webhook, every MO with a country (the writer's quiet hours then follow from it)."""
+
+    def __init__(self, autocommits: Autocommits, ingest: PostgreSQLMOIngest) -> None:
+        self._autocommits = autocommits
+        self._ingest = ingest
+
+    def connection(self) -> AbstractAsyncContextManager[Autocommit]:
+        """A connection for :meth:`answer_ids` and :meth:`ingest`."""
+        return self._autocommits.connection()
+
+    async def answer_ids(self, connection: Autocommit, count: int) -> list[int]:
+        """Ids for the batch's answers (one per bind connection), given to :meth:`ingest` with their
+        binds: from the ingest's reserve, whose ids are never handed out twice."""
+        return await self._ingest.answer_ids(count, lambda size: reserve_answer_ids_alone(connection, size))
+
+    async def ingest(
+        self,
+        connection: Autocommit,
+        mos: Sequence[NewMO],
+        answers: Sequence[AnswerInput],
+        now: datetime,
+        *,
+        held_for: Collection[str] = (),
+        banned_need_transaction: bool,
+    ) -> list[IngestedMO]:
+        """Stores the batch and its ``answers`` (id, bind, created_at) and counts its MOs, committed;
+        raises ``NeedsTransaction``, having stored nothing, when it needs a transaction. ``held_for``:
+        writers in their quiet hours (a writer with held pushes needs the transaction that releases
+        them); ``banned_need_transaction``: a banned writer's MO is answered, in the transaction that
+        stores it."""
+        if not mos:
+            return []
+        batch = _AtOnceBatch(mos, held_for)
+        rows = await ingest_alone(
+            connection,
+            batch.mo_rows,
+            batch.subscriber_rows,
+            batch.first_keys,
+            batch.openings,
+            answers,
+            now - REDELIVERY_WINDOW,
+            now,
+            batch.asked,
+            connection_shard(connection.info),
+            banned_need_transaction,
+        )
+        return batch.outcome(rows).results()
+
+
+class _AtOnceBatch:
+    """A batch as the one-statement ingest takes it, and its answer read back."""
+
+    def __init__(self, mos: Sequence[NewMO], held_for: Collection[str]) -> None:
+        self.mos = mos
+        self.held_for = held_for
+        first_of_key: dict[str, NewMO] = {}
+        for mo in mos:
+            first_of_key.setdefault(mo.dedup_key, mo)
+        self.seen = {item.msisdn: item for item in _subscribers_seen(mos, first_of_key.values())}
+        self.first_keys: dict[str, str] = {}
+        for mo in mos:
+            self.first_keys.setdefault(mo.msisdn, mo.dedup_key)
+        client_ids = new_client_ids(len(self.seen))
+        self.spans = _conversation_spans([(mo.msisdn, mo) for mo in mos if mo.opens_conversation])
+        self.asked = sorted(msisdn for msisdn in self.seen if msisdn in held_for)
+        # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
+        self.mo_rows = [_at_once_row(first_of_key[key]) for key in sorted(first_of_key)]
+        self.subscriber_rows = [
+            (item.msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
+            for item, client_id in zip(self.seen.values(), client_ids, strict=True)
+        ]
+        self.openings = [
+            (msisdn, short_code, mo.service, first, last, mo.operator_pool, mo.callcentre)
+            for (msisdn, short_code), (mo, first, last) in self.spans.items()
+        ]
+
+    def outcome(self, rows: Sequence[Any]) -> _AtOnceOutcome:
+        outcome = _AtOnceOutcome(self)
+        # unpacked: a row's attributes are looked up by name, ten times a row, thirty rows a batch
+        for kind, row_id, owner, name, client_id, carrier, country, opted_out, banned, created in map(
+            tuple, rows
+        ):
+            if kind == SUBSCRIBER_ROW:
+                outcome.subscribers[name] = SubscriberRef(
+                    row_id,
+                    client_id,
+                    name,
+                    carrier,
+                    country,
+                    opted_out,
+                    banned,
+                    self.seen[name].mos if created else 0,
+                    created,
+                )
+            elif kind == CONVERSATION_ROW:
+                outcome.conversations[(owner, name)] = row_id
+            elif kind == MO_ROW:
+                outcome.inserted[name] = row_id
+            elif kind == HELD_ROW:
+                outcome.held.add(name)
+            else:
+                outcome.closed.add(row_id)
+        return outcome
+
+
+class _AtOnceOutcome:
+    """What the one-statement ingest resolved, stored and found."""
+
+    def __init__(self, batch: _AtOnceBatch) -> None:
+        self.batch = batch
+        self.subscribers: dict[str, SubscriberRef] = {}
+        self.conversations: dict[tuple[int, str], int] = {}
+        self.inserted: dict[str, int] = {}
+        self.closed: set[int] = set()
+        self.held: set[str] = set()
+
+    @property
+    def every_resolved(self) -> bool:
+        batch = self.batch
+        return len(self.subscribers) == len(batch.seen) and len(self.conversations) == len(batch.spans)
+
+    def results(self) -> list[IngestedMO]:
+        """Each MO's outcome, in order (every subscriber and conversation resolved)."""
+        results: list[IngestedMO] = []
+        claimed: set[str] = set()
+        held_for = self.batch.held_for
+        for mo in self.batch.mos:
+            subscriber = self.subscribers[mo.msisdn]
+            conversation_id = (
+                self.conversations[(subscriber.id, mo.short_code)] if mo.opens_conversation else None
+            )
+            # A dedup key repeated inside the batch is new only at its first occurrence.
+            mo_id = self.inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
+            claimed.add(mo.dedup_key)
+            held_pushes = mo.msisdn in self.held if mo.msisdn in held_for else None
+            results.append(IngestedMO(mo, mo_id, subscriber, conversation_id, held_pushes))
+        return results
 
 
 #: Answer ids :meth:`PostgreSQLMOIngest.open_answers` reserves at a time (one per batch and bind).

@@ -16,7 +16,9 @@ the traffic; each adds its batch to the transaction's pending counts (:func:`pen
 transaction commits with one upsert per distinct key, keys sorted, so that concurrent daemons lock the
 rollup rows last and in the same order and queue instead of deadlocking. The upsert statement
 (``INSERT .. ON CONFLICT .. DO UPDATE``) reads the same on SQLite and PostgreSQL, so there is no
-dialect to choose on this path. ``gatewayd reports rebuild`` (:mod:`gatewayd.store.rollups_rebuild`)
+dialect to choose on this path; an MO batch stored by one statement of its own on PostgreSQL
+(``repo_mo.MOAlone``) writes its counts in that statement (``_pg_ingest``), its rollup rows still
+locked last and in the same order. ``gatewayd reports rebuild`` (:mod:`gatewayd.store.rollups_rebuild`)
 recomputes them from the message tables.
 """
 
@@ -29,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Integer, SmallInteger, String, Table, TextClause, bindparam, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -192,7 +194,11 @@ def shard_of(session: Session) -> int:
     keys: with one row per key, concurrent transactions would queue on it from their upsert to their
     commit (PostgreSQL's write pipelines lost two fifths of their throughput so); connections numbered
     in turn rarely share a row."""
-    info = session.connection().info
+    return connection_shard(session.connection().info)
+
+
+def connection_shard(info: dict[Any, Any]) -> int:
+    """The shard of the database connection whose ``info`` this is (see :func:`shard_of`)."""
     shard = info.get(_SHARD)
     if shard is None:
         shard = info[_SHARD] = next(_next_shard) % SHARDS

@@ -3,8 +3,9 @@ SQL differs between SQLite and PostgreSQL in that engine's dialect.
 
 The dialect is chosen once, here, when the store is made from the engine (as SQLAlchemy picks a
 dialect for an engine), never by an ``if`` per call. Every statement set still takes the caller's
-``AsyncSession``: the caller frames the transaction. Statements that are the same on both databases
-stay plain repository functions (``repo_*``, ``mt.queue``, ``mt.status``).
+``AsyncSession``: the caller frames the transaction; but ``mos_alone`` (PostgreSQL only), whose one
+statement is its own transaction. Statements that are the same on both databases stay plain
+repository functions (``repo_*``, ``mt.queue``, ``mt.status``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gatewayd.store._pg import Autocommits
 from gatewayd.store.cluster import ClusterStatements, PostgreSQLClusterStatements, SQLiteClusterStatements
 from gatewayd.store.engine import session_factory
 from gatewayd.store.mt.claims import Claims, PostgreSQLClaims, SQLiteClaims
@@ -27,7 +29,7 @@ from gatewayd.store.repo_conversations import (
     PostgreSQLConversationOpening,
     SQLiteConversationOpening,
 )
-from gatewayd.store.repo_mo import MOIngest, PostgreSQLMOIngest, SQLiteMOIngest
+from gatewayd.store.repo_mo import MOAlone, MOIngest, PostgreSQLMOIngest, SQLiteMOIngest
 from gatewayd.store.repo_mo_parts import MOPartLocks, PostgreSQLMOPartLocks, SQLiteMOPartLocks
 from gatewayd.store.repo_subscribers import (
     PostgreSQLSubscriberUpserts,
@@ -54,6 +56,9 @@ class Store:
     subscribers: SubscriberUpserts
     conversations: ConversationOpening
     mos: MOIngest
+    #: A plain MO batch stored by one statement in a transaction of its own (PostgreSQL; None on
+    #: SQLite, whose transactions cost no round trip).
+    mos_alone: MOAlone | None
     mo_parts: MOPartLocks
     #: The outbox's MT rows (``Outbox(inserts=...)``).
     mt_inserts: MTInserts
@@ -75,7 +80,7 @@ class Store:
         """The store of ``engine``, its statement sets in the engine's dialect."""
         name = engine.dialect.name
         if name == "postgresql":
-            return cls._postgresql(session_factory(engine))
+            return cls._postgresql(session_factory(engine), Autocommits(engine))
         if name == "sqlite":
             return cls._sqlite(session_factory(engine))
         raise UnsupportedDatabase(f"the store runs on SQLite or PostgreSQL, not on {name}")
@@ -92,6 +97,7 @@ class Store:
             subscribers=subscribers,
             conversations=conversations,
             mos=SQLiteMOIngest(subscribers, conversations),
+            mos_alone=None,
             mo_parts=SQLiteMOPartLocks(),
             mt_inserts=MTInserts(),
             claims=SQLiteClaims(statuses),
@@ -106,17 +112,19 @@ class Store:
         )
 
     @classmethod
-    def _postgresql(cls, sessions: async_sessionmaker[AsyncSession]) -> Store:
+    def _postgresql(cls, sessions: async_sessionmaker[AsyncSession], autocommits: Autocommits) -> Store:
         subscribers = PostgreSQLSubscriberUpserts()
         conversations = PostgreSQLConversationOpening()
         statuses = PostgreSQLStatuses()
         receipts = PostgreSQLReceipts(statuses)
+        mos = PostgreSQLMOIngest(subscribers, conversations)
         return cls(
             sessions=sessions,
             concurrent_writers=2,
             subscribers=subscribers,
             conversations=conversations,
-            mos=PostgreSQLMOIngest(subscribers, conversations),
+            mos=mos,
+            mos_alone=MOAlone(autocommits, mos),
             mo_parts=PostgreSQLMOPartLocks(),
             mt_inserts=PostgreSQLMTInserts(),
             claims=PostgreSQLClaims(statuses),

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from gatewayd.schema import alembic_config, check_at_head, current_revision, head_revision, upgrade
 from gatewayd.store.engine import create_engine
-from gatewayd.store.errors import DatabaseAhead, DatabaseBehind
+from gatewayd.store.errors import NEEDS_TRANSACTION, DatabaseAhead, DatabaseBehind
 from gatewayd.store.models import metadata
 
 pytestmark = pytest.mark.integration
@@ -120,6 +120,29 @@ async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str)
         assert f"WHERE ({column} IS NOT NULL)" in definitions[f"ix_mt_messages_{column}"]
     assert "ix_mt_messages_status_next_attempt_at" not in definitions
     assert options == ["fillfactor=50"]
+
+
+async def test_the_function_a_statement_calls_to_fail_is_the_same_migrated_or_created(pg_url: str) -> None:
+    """``echat_needs_transaction``: created by migration 0023 and by ``create_all`` (pg_functions.py),
+    the same function either way; it fails a statement with its SQLSTATE and the reason as detail."""
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    definition = sa.text("SELECT pg_get_functiondef('echat_needs_transaction(text)'::regprocedure)")
+    try:
+        async with engine.begin() as connection:
+            migrated = await connection.scalar(definition)
+            await connection.exec_driver_sql("DROP FUNCTION echat_needs_transaction(text)")
+            await connection.run_sync(metadata.create_all)  # the tables exist: only the function is made
+            created = await connection.scalar(definition)
+        async with engine.connect() as connection:
+            with pytest.raises(sa.exc.DBAPIError) as raised:
+                await connection.exec_driver_sql("SELECT echat_needs_transaction('why')")
+    finally:
+        await engine.dispose()
+    assert migrated == created
+    assert raised.value.orig is not None
+    assert getattr(raised.value.orig, "sqlstate", None) == NEEDS_TRANSACTION
+    assert getattr(raised.value.orig.__cause__, "detail", None) == "why"  # the driver's error
 
 
 async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(database_url: str) -> None:
