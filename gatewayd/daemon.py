@@ -335,6 +335,7 @@ class Daemon:
             on_committed=hooks.mo_committed,
             on_incomplete=hooks.mo_incomplete,
             on_refused=hooks.mo_refused,
+            on_in_transaction=hooks.mo_in_transaction,
             health=self.loop_health,
             webhooks=targets,
         )

@@ -39,6 +39,7 @@ class DaemonHooks:
     mo_committed: Callable[[Sequence[InboundMO], int], None] | None = None
     mo_incomplete: Callable[[str], None] | None = None
     mo_refused: Callable[[str, str], None] | None = None
+    mo_in_transaction: Callable[[str], None] | None = None
     receipt_batch: Callable[[int, float, BaseException | None], None] | None = None
     receipt: Callable[[str, str], None] | None = None
     receipts_early: Callable[[str, int], None] | None = None
@@ -86,6 +87,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
     receipts_early = labelled_children(metrics.receipts_early)
     reassembly_incomplete = labelled_children(metrics.reassembly_incomplete)
     mo_refused = labelled_children(metrics.mo_refused)
+    mo_in_transaction = labelled_children(metrics.mo_batches_in_transaction)
     possible_duplicates = labelled_children(metrics.mt_possible_duplicates)
 
     def mo_batch(size: int, seconds: float, error: BaseException | None) -> None:
@@ -113,6 +115,7 @@ def metrics_hooks(metrics: GatewayMetrics) -> DaemonHooks:
         mo_committed=mo_committed,
         mo_incomplete=lambda carrier: reassembly_incomplete(carrier).inc(),
         mo_refused=lambda carrier, reason: mo_refused(carrier, reason).inc(),
+        mo_in_transaction=lambda reason: mo_in_transaction(reason).inc(),
         receipt_batch=receipt_batch,
         receipt=lambda carrier, state: receipts(carrier, state).inc(),
         receipts_early=lambda carrier, count: receipts_early(carrier).inc(count),

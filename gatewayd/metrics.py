@@ -70,6 +70,14 @@ class GatewayMetrics:
             namespace=ns,
             registry=r,
         )
+        self.mo_batches_in_transaction = Counter(
+            "mo_batches_in_transaction",
+            "Plain MO batches the one-statement path (PostgreSQL) gave to a transaction, by reason: "
+            "unresolved, closed_meanwhile, held_pushes, carrier_changed, banned_writer",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
         self.mo_duplicates = Counter(
             "mo_duplicates",
             "MOs and parts of long MOs the SMSC delivered again (our answer may have been lost), stored once",

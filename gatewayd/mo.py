@@ -199,6 +199,7 @@ class MOPipeline:
         on_committed: Callable[[Sequence[InboundMO], int], None] | None = None,
         on_incomplete: Callable[[str], None] | None = None,
         on_refused: RefusalObserver | None = None,
+        on_in_transaction: Callable[[str], None] | None = None,
         commit_retry_window: float = 4.0,
         health: LoopHealth | None = None,
         webhooks: WebhookTargets | None = None,
@@ -218,6 +219,8 @@ class MOPipeline:
         self._on_committed = on_committed
         self._on_incomplete = on_incomplete
         self._on_refused = on_refused
+        #: Told the reason (``NeedsTransaction.Reason``) of a plain batch given to a transaction.
+        self._on_in_transaction = on_in_transaction
         self._commit_retry_window = commit_retry_window
         self._health = health or LoopHealth()
         #: The subscriptions whose deliveries are queued with the MOs (none: nothing queued).
@@ -552,6 +555,8 @@ class MOPipeline:
 
     def _declined(self, declined: NeedsTransaction) -> None:
         """A plain batch turned out to need a transaction (stored in one at once)."""
+        if self._on_in_transaction is not None:
+            self._on_in_transaction(declined.reason)
         if declined.reason == NeedsTransaction.Reason.CLOSED_MEANWHILE:
             log_event(
                 log,

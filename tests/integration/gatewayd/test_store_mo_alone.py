@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
 from sqlalchemy import event, func, make_url, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import Pool
 
+from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.mo_message import dedup_key
 from gatewayd.schema import upgrade
 from gatewayd.store.conversations import Conversation
@@ -325,6 +327,9 @@ async def test_through_the_daemon_a_plain_mo_is_one_statement_and_a_ported_numbe
     tmp_path: Path, pg_url: str, simulator: Simulator
 ) -> None:
     config = make_config(tmp_path, pg_url, simulator)
+    config = config.model_copy(
+        update={"metrics": MetricsConfig(enabled=True, listen=ListenAddress("127.0.0.1", 0))}
+    )
     msisdn = "34600000007"
     with Statements() as statements:
         async with running_daemon(config) as daemon:
@@ -352,6 +357,13 @@ async def test_through_the_daemon_a_plain_mo_is_one_statement_and_a_ported_numbe
             async with store.sessions() as session:
                 carrier = await session.scalar(select(Subscriber.carrier).where(Subscriber.msisdn == msisdn))
             rollups = await traffic(store)
+            await daemon.metrics_started.wait()
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{daemon.metrics_service.port}"
+            ) as client:
+                metrics = (await client.get("/metrics")).text
+    # the NOC sees why a batch took the longer way
+    assert 'gatewayd_mo_batches_in_transaction_total{reason="carrier_changed"} 1.0' in metrics
     assert carrier == VODAFONE
     assert sorted((key[3], counts) for key, counts in rollups.items()) == [
         (MOVISTAR, (1, 1)),
