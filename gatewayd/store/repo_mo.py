@@ -195,13 +195,10 @@ class MOIngest(ABC):
             if first_of_key[mo.dedup_key] is mo
         }
         inserted, closed = await self._insert(session, rows, subscribers, since)
-        results: list[IngestedMO] = []
-        claimed: set[str] = set()
-        for mo, conversation_id in zip(mos, conversation_ids, strict=True):
-            # A dedup key repeated inside the batch is new only at its first occurrence.
-            mo_id = inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
-            claimed.add(mo.dedup_key)
-            results.append(IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id))
+        results = [
+            IngestedMO(mo, mo_id, subscribers[mo.msisdn], conversation_id)
+            for mo, mo_id, conversation_id in zip(mos, _mo_ids(mos, inserted), conversation_ids, strict=True)
+        ]
         if closed:
             raise ClosedMeanwhile(closed)
         await self._count(session, [result for result in results if result.mo_id is not None])
@@ -463,19 +460,26 @@ class _AtOnceOutcome:
     def results(self) -> list[IngestedMO]:
         """Each MO's outcome, in order (every subscriber and conversation resolved)."""
         results: list[IngestedMO] = []
-        claimed: set[str] = set()
-        held_for = self.batch.held_for
-        for mo in self.batch.mos:
+        mos, held_for = self.batch.mos, self.batch.held_for
+        for mo, mo_id in zip(mos, _mo_ids(mos, self.inserted), strict=True):
             subscriber = self.subscribers[mo.msisdn]
             conversation_id = (
                 self.conversations[(subscriber.id, mo.short_code)] if mo.opens_conversation else None
             )
-            # A dedup key repeated inside the batch is new only at its first occurrence.
-            mo_id = self.inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None
-            claimed.add(mo.dedup_key)
             held_pushes = mo.msisdn in self.held if mo.msisdn in held_for else None
             results.append(IngestedMO(mo, mo_id, subscriber, conversation_id, held_pushes))
         return results
+
+
+def _mo_ids(mos: Sequence[NewMO], inserted: Mapping[str, int]) -> list[int | None]:
+    """Each MO's id from ``inserted`` ({dedup_key: id}); None for a redelivery, and for a dedup key
+    repeated inside the batch but at its first occurrence."""
+    ids: list[int | None] = []
+    claimed: set[str] = set()
+    for mo in mos:
+        ids.append(inserted.get(mo.dedup_key) if mo.dedup_key not in claimed else None)
+        claimed.add(mo.dedup_key)
+    return ids
 
 
 #: Answer ids :meth:`PostgreSQLMOIngest.open_answers` reserves at a time (one per batch and bind).
