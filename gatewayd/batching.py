@@ -10,6 +10,11 @@ With ``concurrency=2`` the next batch starts while the previous one is still com
 process keeps preparing work during the database's commit round trip instead of idling (PostgreSQL;
 SQLite has a single writer and keeps ``concurrency=1``). Callers are answered per batch, so with
 overlapping batches a later item may be answered before an earlier one.
+
+A bind's window arrives as a burst once the previous batch is answered, all of it queued before the
+loop runs again; with ``split_from`` a burst that finds no batch committing is split over the free
+slots, so the database runs one part while the process prepares the next, instead of one batch taking
+it all while the other slot idles.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class GroupCommitter(Generic[ItemT, ResultT]):
 
     ``commit(items)`` must return one result per item, in order. ``on_batch(size, seconds, error)``
     is told about every batch (for metrics and logs). At most ``concurrency`` batches commit at once.
+    ``split_from``: when at least that many items wait and no batch is committing, they are shared out
+    evenly over the ``concurrency`` slots (None: a batch takes all it may).
     """
 
     def __init__(
@@ -51,12 +58,16 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         on_batch: BatchObserver | None = None,
         name: str = "group-commit",
         concurrency: int = 1,
+        split_from: int | None = None,
     ) -> None:
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
         if concurrency < 1:
             raise ValueError("need concurrency >= 1")
+        if split_from is not None and split_from < concurrency:
+            raise ValueError("need split_from >= concurrency")
         self._concurrency = concurrency
+        self._split_from = split_from
         self.name = name
         self._commit = commit
         self._max_batch = max_batch
@@ -116,7 +127,8 @@ class GroupCommitter(Generic[ItemT, ResultT]):
                     slots.release()
                     continue
                 task = asyncio.get_running_loop().create_task(
-                    self._commit_batch(*self._take_batch()), name=f"{self.name}.batch"
+                    self._commit_batch(*self._take_batch(self._share(busy=bool(running)))),
+                    name=f"{self.name}.batch",
                 )
                 running.add(task)
                 task.add_done_callback(finished)
@@ -137,11 +149,19 @@ class GroupCommitter(Generic[ItemT, ResultT]):
             await self._wakeup.wait()
         return True
 
-    def _take_batch(self) -> tuple[list[ItemT], list[asyncio.Future[ResultT]]]:
-        items = self._items[: self._max_batch]
-        futures = self._futures[: self._max_batch]
-        del self._items[: self._max_batch]
-        del self._futures[: self._max_batch]
+    def _share(self, *, busy: bool) -> int:
+        """How many of the waiting items the next batch takes (see ``split_from``)."""
+        waiting = len(self._items)
+        if busy or self._split_from is None or waiting < self._split_from:
+            return self._max_batch
+        return min(self._max_batch, -(-waiting // self._concurrency))
+
+    def _take_batch(self, size: int | None = None) -> tuple[list[ItemT], list[asyncio.Future[ResultT]]]:
+        size = self._max_batch if size is None else size
+        items = self._items[:size]
+        futures = self._futures[:size]
+        del self._items[:size]
+        del self._futures[:size]
         self._room.set()
         return items, futures
 

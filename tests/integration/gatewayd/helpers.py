@@ -7,6 +7,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 from gatewayd.config import Config, load_config
 from gatewayd.daemon import Daemon
@@ -156,3 +160,20 @@ async def running_daemon(config: Config, *, migrate: bool = True, binds_up: int 
         daemon.stop()
         async with asyncio.timeout(30):
             await task
+
+
+class Statements:
+    """What the engine's connections send to PostgreSQL (asyncpg's query logger, from their connect)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __enter__(self) -> Statements:
+        event.listen(Pool, "connect", self._log)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        event.remove(Pool, "connect", self._log)
+
+    def _log(self, dbapi_connection: Any, _: object) -> None:
+        dbapi_connection.driver_connection.add_query_logger(lambda record: self.sent.append(record.query))

@@ -129,6 +129,31 @@ class HostileSMSC:
         self.connections[index].writer.write(encode(pdu, sequence_number=sequence))
         return sequence
 
+    def deliver_burst(
+        self, messages: Sequence[tuple[str, bytes]], connection: int | None = None
+    ) -> list[int]:
+        """One deliver_sm per (source, body), all in one write (a window's burst, read in one go); returns
+        their sequence numbers."""
+        index = self.bound()[0] if connection is None else connection
+        sequences = [self.next_sequence() for _ in messages]
+        blob = b"".join(
+            encode(
+                DeliverSM(
+                    source_addr_ton=TON.INTERNATIONAL,
+                    source_addr_npi=1,
+                    source_addr=source,
+                    destination_addr="997745",
+                    short_message=body,
+                ),
+                sequence_number=sequence,
+            )
+            for sequence, (source, body) in zip(sequences, messages, strict=True)
+        )
+        now = time.monotonic()
+        self.sent.update(dict.fromkeys(sequences, now))
+        self.connections[index].writer.write(blob)
+        return sequences
+
     def deliver_part(
         self, source: str, body: bytes, reference: int, total: int, number: int, **options: object
     ) -> int:

@@ -14,9 +14,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy import event, func, make_url, select, text, update
+from sqlalchemy import func, make_url, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import Pool
 
 from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.mo_message import dedup_key
@@ -36,7 +35,15 @@ from gatewayd.store.subscribers import Subscriber
 from simulator.core import Simulator
 from tests.waiting import eventually
 
-from .helpers import MOVISTAR, MOVISTAR_SHORT_CODE, VODAFONE, VODAFONE_SHORT_CODE, make_config, running_daemon
+from .helpers import (
+    MOVISTAR,
+    MOVISTAR_SHORT_CODE,
+    VODAFONE,
+    VODAFONE_SHORT_CODE,
+    Statements,
+    make_config,
+    running_daemon,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,23 +147,6 @@ async def state(store: Store) -> tuple[object, ...]:
             )
         ).all()
     return mos, answers, await traffic(store), subscribers, conversations
-
-
-class Statements:
-    """What the engine's connections send to PostgreSQL (asyncpg's query logger, from their connect)."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __enter__(self) -> Statements:
-        event.listen(Pool, "connect", self._log)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        event.remove(Pool, "connect", self._log)
-
-    def _log(self, dbapi_connection: Any, _: object) -> None:
-        dbapi_connection.driver_connection.add_query_logger(lambda record: self.sent.append(record.query))
 
 
 async def test_a_plain_batch_is_stored_and_counted_by_one_statement_of_its_own(pg_url: str) -> None:

@@ -163,6 +163,55 @@ async def test_concurrency_two_commits_the_next_batch_while_one_is_in_flight() -
     await loop_task
 
 
+async def test_a_burst_finding_no_batch_committing_is_shared_over_the_slots() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow_commit(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        await release.wait()
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(slow_commit, concurrency=2, split_from=4)
+    loop_task = asyncio.create_task(committer.run_loop())
+    burst = [committer.submit_nowait(number) for number in range(7)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == [[0, 1, 2, 3], [4, 5, 6]]  # both slots busy, neither idle
+    release.set()
+    assert list(await asyncio.gather(*burst)) == list(range(7))
+    small = [committer.submit_nowait(number) for number in range(10, 13)]
+    assert list(await asyncio.gather(*small)) == [10, 11, 12]
+    assert started[2:] == [[10, 11, 12]]  # below split_from: one batch
+    committer.close()
+    await loop_task
+
+
+async def test_a_burst_arriving_while_a_batch_commits_is_not_split() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow_commit(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        await release.wait()
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(slow_commit, concurrency=2, split_from=4)
+    loop_task = asyncio.create_task(committer.run_loop())
+    first = committer.submit_nowait(0)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    burst = [committer.submit_nowait(number) for number in range(1, 9)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    # the free slot takes the whole burst: the batch in flight keeps the other core busy already
+    assert started == [[0], list(range(1, 9))]
+    release.set()
+    assert list(await asyncio.gather(first, *burst)) == list(range(9))
+    committer.close()
+    await loop_task
+
+
 async def test_concurrent_batches_fail_alone_and_close_drains_both() -> None:
     async def commit(items: Sequence[int]) -> list[int]:
         await asyncio.sleep(0)
@@ -188,6 +237,8 @@ def test_concurrency_below_one_is_refused() -> None:
 
     with pytest.raises(ValueError):
         GroupCommitter(commit, concurrency=0)
+    with pytest.raises(ValueError):
+        GroupCommitter(commit, concurrency=2, split_from=1)
 
 
 async def test_submit_nowait_hands_back_a_future_and_refuses_past_max_pending() -> None:
