@@ -99,6 +99,7 @@ from gatewayd.store.engine import create_engine, session_factory  # noqa: E402
 from gatewayd.store.enums import MTKind  # noqa: E402
 from gatewayd.store.mt.queue import queue_mts  # noqa: E402
 from gatewayd.store.mt.values import NewMT  # noqa: E402
+from gatewayd.store.store import Store  # noqa: E402
 
 CARRIER = "movistar"
 #: The clients' wall clock (``[daemon] timezone``'s default), which their quiet hours are read on.
@@ -434,6 +435,8 @@ class Producer:
     def __init__(self, url: str, prefix: str, batch: int) -> None:
         self.engine: AsyncEngine = create_engine(url, pool_size=1, max_overflow=0)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        #: The producers' own (the API's and the desk's outbox): one array statement on PostgreSQL.
+        self.inserts = Store.for_engine(self.engine).mt_inserts
         self.bus: MQTTBus = create_bus(MQTT_URL, topic_prefix=prefix, client_id=f"{prefix}-producer")  # type: ignore[assignment]
         self.batch = batch
         self.backend_pid = 0
@@ -470,7 +473,7 @@ class Producer:
                 for index in range(start, min(count, start + self.batch))
             ]
             async with self.sessions() as session, session.begin():
-                ids = await queue_mts(session, mts, now)
+                ids = await queue_mts(session, mts, now, self.inserts)
             lowest = lowest or ids[0]
             highest = ids[-1]
             await self.bus.publish(self.bus.topics.outbox_queued(), {"mt_id": highest})
