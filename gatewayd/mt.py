@@ -37,7 +37,6 @@ from gatewayd.mt_policy import (
     error_code_of,
     is_temporary,
 )
-from gatewayd.rate import RecentRate
 from gatewayd.recorder import RESTART, DuplicateObserver, MTRecorder, possible_duplicates
 from gatewayd.store.enums import MTStatus
 from gatewayd.store.mt.values import ClaimedMT, MTStatusChange, PartResult
@@ -66,12 +65,6 @@ WINDOWS_AHEAD = 8
 #: next ones queued behind it); the rest are answered and being recorded, so that a small window
 #: never drains while the recorder writes the answers of the previous ones.
 SENDING_AHEAD = 4
-#: A window counts in both at least as what the binds had accepted in this time, lately: a claim takes
-#: milliseconds, and a fast SMSC drains a small window's few windows ahead meanwhile (window 10 and
-#: an SMSC that answers at once: 2,300 MT/s with claims of ten queued behind each other). So a crash
-#: leaves at most ``WINDOWS_AHEAD`` windows, or what the binds sent in that many times this, to send
-#: again.
-WINDOW_TIME = 0.05
 
 
 @dataclass(slots=True)
@@ -173,8 +166,6 @@ class MTPipeline:
         self._health = health or LoopHealth()
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
-        #: MTs whose every part the SMSC accepted, per second lately (see ``WINDOW_TIME``).
-        self._accepted_rate = RecentRate()
         self._in_flight: dict[int, _InFlight] = {}
         #: Subscribers with an MT in flight, and the MTs to them waiting their turn.
         self._busy: dict[str, deque[ClaimedMT]] = {}
@@ -332,9 +323,8 @@ class MTPipeline:
         (answered MTs lingering for their receipts or being committed included), which is what a
         crash leaves ``sending`` to be sent again as possible duplicates, is at most
         ``WINDOWS_AHEAD`` windows (and ``max_in_flight``): the answered ones have room of their own,
-        so a small window never drains while the recorder writes the previous ones' answers. A window
-        counts as at least the MTs the binds had accepted in ``WINDOW_TIME``, lately."""
-        window = max(self._binds.sending_window(), int(self._accepted_rate.per_second() * WINDOW_TIME))
+        so a small window never drains while the recorder writes the previous ones' answers."""
+        window = self._binds.sending_window()
         limit = window * SENDING_AHEAD
         sending = len(self._in_flight) + self._waiting
         held = sending + self._recorder.unrecorded
@@ -523,8 +513,6 @@ class MTPipeline:
         flight.pending -= 1
         if flight.pending == 0:
             del self._in_flight[flight.mt.id]
-            if all(part.accepted for part in flight.results):
-                self._accepted_rate.add()
             self._recorder.add(flight.results)
             self._release(flight.mt.destination)
             self._capacity.set()  # room in the windows: claim the next ones before they drain
