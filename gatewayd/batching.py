@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 ItemT = TypeVar("ItemT")
@@ -46,7 +47,8 @@ class GroupCommitter(Generic[ItemT, ResultT]):
     ``commit(items)`` must return one result per item, in order. ``on_batch(size, seconds, error)``
     is told about every batch (for metrics and logs). At most ``concurrency`` batches commit at once.
     ``split_from``: when at least that many items wait and no batch is committing, they are shared out
-    evenly over the ``concurrency`` slots (None: a batch takes all it may).
+    evenly over the ``concurrency`` slots (None: a batch takes all it may); with ``split_by``, the items
+    of one key stay together and in order (batches committing side by side may commit in either order).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         name: str = "group-commit",
         concurrency: int = 1,
         split_from: int | None = None,
+        split_by: Callable[[ItemT], Hashable] | None = None,
     ) -> None:
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
@@ -68,6 +71,7 @@ class GroupCommitter(Generic[ItemT, ResultT]):
             raise ValueError("need split_from >= concurrency")
         self._concurrency = concurrency
         self._split_from = split_from
+        self._split_by = split_by
         self.name = name
         self._commit = commit
         self._max_batch = max_batch
@@ -126,9 +130,9 @@ class GroupCommitter(Generic[ItemT, ResultT]):
                 if not self._items:  # failed meanwhile (fail_pending)
                     slots.release()
                     continue
+                batch = self._take_batch() if running else self._take_share()
                 task = asyncio.get_running_loop().create_task(
-                    self._commit_batch(*self._take_batch(self._share(busy=bool(running)))),
-                    name=f"{self.name}.batch",
+                    self._commit_batch(*batch), name=f"{self.name}.batch"
                 )
                 running.add(task)
                 task.add_done_callback(finished)
@@ -149,15 +153,36 @@ class GroupCommitter(Generic[ItemT, ResultT]):
             await self._wakeup.wait()
         return True
 
-    def _share(self, *, busy: bool) -> int:
-        """How many of the waiting items the next batch takes (see ``split_from``)."""
+    def _take_share(self) -> tuple[list[ItemT], list[asyncio.Future[ResultT]]]:
+        """The next batch when none is committing: all it may take, or its share (see ``split_from``),
+        whole keys in their order, the others left in theirs."""
         waiting = len(self._items)
-        if busy or self._split_from is None or waiting < self._split_from:
-            return self._max_batch
-        return min(self._max_batch, -(-waiting // self._concurrency))
+        if self._split_from is None or waiting < self._split_from:
+            return self._take_batch()
+        share = min(self._max_batch, -(-waiting // self._concurrency))
+        if self._split_by is None:
+            return self._take_batch(share)
+        per_key = Counter(self._split_by(item) for item in self._items)  # in order of first item
+        keys: set[Hashable] = set()
+        count = 0
+        for key, items_of_key in per_key.items():
+            if count >= share or count + items_of_key > self._max_batch:
+                break
+            keys.add(key)
+            count += items_of_key
+        if not keys:  # one key has more than a batch may hold: its first ones, as without a key
+            return self._take_batch(share)
+        taken = [index for index, item in enumerate(self._items) if self._split_by(item) in keys]
+        chosen = set(taken)
+        items = [self._items[index] for index in taken]
+        futures = [self._futures[index] for index in taken]
+        self._items = [item for index, item in enumerate(self._items) if index not in chosen]
+        self._futures = [future for index, future in enumerate(self._futures) if index not in chosen]
+        self._room.set()
+        return items, futures
 
     def _take_batch(self, size: int | None = None) -> tuple[list[ItemT], list[asyncio.Future[ResultT]]]:
-        size = self._max_batch if size is None else size
+        size = self._max_batch if size is None else min(size, self._max_batch)
         items = self._items[:size]
         futures = self._futures[:size]
         del self._items[:size]

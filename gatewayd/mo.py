@@ -100,10 +100,9 @@ CONFIRM_INTERVAL = 0.25
 UPKEEP_INTERVAL = 60.0
 #: How long after a failed attempt to store expired parts the next one is made.
 FLUSH_RETRY = 5.0
-#: A burst of at least this many MOs that finds no batch committing is stored as parallel batches
-#: (``GroupCommitter.split_from``). A bind's window of 100 comes back as one burst: halves gave 25-33 %
-#: more MO/s (bench/per_bind.py, window 100); at windows of 10 and 40 the split's second fixed cost
-#: ate the gain.
+#: A burst of at least this many MOs that finds no batch committing is stored as batches side by side
+#: (``GroupCommitter.split_from``), each subscriber's in one of them: below it a second batch's fixed
+#: cost eats what the overlap gains (docs/SCALING.md, "A window's burst shared between the two commits").
 SPLIT_FROM = 64
 
 #: At most one ``banned_reply`` per client in this time: a banned client texting in a loop is not
@@ -165,6 +164,12 @@ class _Written:
     mts_queued: list[Queued]
     #: Per bind connection of the batch: (bind, generation, answer id, arrival indexes).
     answers: list[tuple[str, int, int, list[int]]] = field(default_factory=list)
+
+
+def _writer(item: _Item) -> str:
+    """Whose MO (or part) it is: one subscriber's stay in one batch of a burst, in order, so that what
+    they wrote (a BAJA, then an ALTA) is stored in the order they wrote it."""
+    return item.unit.msisdn if isinstance(item, _Arrival) else ""
 
 
 def _by_connection(batch: Sequence[_Arrival]) -> dict[tuple[str, int], list[int]]:
@@ -238,6 +243,7 @@ class MOPipeline:
             name="mo.group-commit",
             concurrency=store.concurrent_writers,
             split_from=SPLIT_FROM,
+            split_by=_writer,
         )
         self._keyword_sets: dict[str, KeywordSet] = {}
         #: Per bind: how many times its connection was lost (answers given before are then in doubt).

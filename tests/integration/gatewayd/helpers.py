@@ -167,6 +167,8 @@ class Statements:
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        #: (statement, its parameters), in the order sent
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
     def __enter__(self) -> Statements:
         event.listen(Pool, "connect", self._log)
@@ -176,4 +178,8 @@ class Statements:
         event.remove(Pool, "connect", self._log)
 
     def _log(self, dbapi_connection: Any, _: object) -> None:
-        dbapi_connection.driver_connection.add_query_logger(lambda record: self.sent.append(record.query))
+        dbapi_connection.driver_connection.add_query_logger(self._record)
+
+    def _record(self, record: Any) -> None:
+        self.sent.append(record.query)
+        self.calls.append((record.query, tuple(record.args or ())))

@@ -187,6 +187,54 @@ async def test_a_burst_finding_no_batch_committing_is_shared_over_the_slots() ->
     await loop_task
 
 
+async def test_a_shared_burst_keeps_each_keys_items_whole_and_in_order() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow_commit(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        await release.wait()
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        slow_commit, concurrency=2, split_from=4, split_by=lambda item: item % 10
+    )
+    loop_task = asyncio.create_task(committer.run_loop())
+    # keys 1 (four items), 2, 3 (two items), 4 and 5, interleaved
+    burst = [committer.submit_nowait(number) for number in (11, 12, 21, 13, 31, 23, 41, 14, 15)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    # the first share takes whole keys, in order of their first item, until it holds half the burst
+    assert started == [[11, 12, 21, 31, 41], [13, 23, 14, 15]]
+    release.set()
+    await asyncio.gather(*burst)
+    committer.close()
+    await loop_task
+
+
+async def test_a_key_with_more_items_than_a_batch_is_shared_by_position() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow_commit(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        await release.wait()
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        slow_commit, max_batch=3, concurrency=2, split_from=4, split_by=lambda item: "one key"
+    )
+    loop_task = asyncio.create_task(committer.run_loop())
+    burst = [committer.submit_nowait(number) for number in range(6)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == [[0, 1, 2], [3, 4, 5]]
+    release.set()
+    assert list(await asyncio.gather(*burst)) == list(range(6))
+    committer.close()
+    await loop_task
+
+
 async def test_a_burst_arriving_while_a_batch_commits_is_not_split() -> None:
     started: list[list[int]] = []
     release = asyncio.Event()
