@@ -160,19 +160,18 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         if self._split_from is None or waiting < self._split_from:
             return self._take_batch()
         share = min(self._max_batch, -(-waiting // self._concurrency))
-        if self._split_by is None:
-            return self._take_batch(share)
-        per_key = Counter(self._split_by(item) for item in self._items)  # in order of first item
-        keys: set[Hashable] = set()
+        # without split_by every item is a key of its own: the first ``share`` of them
+        keys = [self._split_by(item) for item in self._items] if self._split_by else list(range(waiting))
+        whole: set[Hashable] = set()
         count = 0
-        for key, items_of_key in per_key.items():
+        for key, items_of_key in Counter(keys).items():  # in order of each key's first item
             if count >= share or count + items_of_key > self._max_batch:
                 break
-            keys.add(key)
+            whole.add(key)
             count += items_of_key
-        if not keys:  # one key has more than a batch may hold: its first ones, as without a key
+        if not whole:  # one key has more than a batch may hold: its first ones, by position
             return self._take_batch(share)
-        taken = [index for index, item in enumerate(self._items) if self._split_by(item) in keys]
+        taken = [index for index, key in enumerate(keys) if key in whole]
         chosen = set(taken)
         items = [self._items[index] for index in taken]
         futures = [self._futures[index] for index in taken]

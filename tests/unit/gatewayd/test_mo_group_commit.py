@@ -28,6 +28,19 @@ class RecordingStore:
         return [item * 10 for item in items]
 
 
+class HeldCommits:
+    """A commit function that records each batch as it starts and holds it until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.started: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def commit(self, items: Sequence[int]) -> list[int]:
+        self.started.append(list(items))
+        await self.release.wait()
+        return list(items)
+
+
 async def test_each_caller_gets_its_own_result_after_commit() -> None:
     store = RecordingStore()
     committer: GroupCommitter[int, int] = GroupCommitter(store.commit, max_batch=100)
@@ -164,40 +177,26 @@ async def test_concurrency_two_commits_the_next_batch_while_one_is_in_flight() -
 
 
 async def test_a_burst_finding_no_batch_committing_is_shared_over_the_slots() -> None:
-    started: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def slow_commit(items: Sequence[int]) -> list[int]:
-        started.append(list(items))
-        await release.wait()
-        return list(items)
-
-    committer: GroupCommitter[int, int] = GroupCommitter(slow_commit, concurrency=2, split_from=4)
+    held = HeldCommits()
+    committer: GroupCommitter[int, int] = GroupCommitter(held.commit, concurrency=2, split_from=4)
     loop_task = asyncio.create_task(committer.run_loop())
     burst = [committer.submit_nowait(number) for number in range(7)]
     for _ in range(3):
         await asyncio.sleep(0)
-    assert started == [[0, 1, 2, 3], [4, 5, 6]]  # both slots busy, neither idle
-    release.set()
+    assert held.started == [[0, 1, 2, 3], [4, 5, 6]]  # both slots busy, neither idle
+    held.release.set()
     assert list(await asyncio.gather(*burst)) == list(range(7))
     small = [committer.submit_nowait(number) for number in range(10, 13)]
     assert list(await asyncio.gather(*small)) == [10, 11, 12]
-    assert started[2:] == [[10, 11, 12]]  # below split_from: one batch
+    assert held.started[2:] == [[10, 11, 12]]  # below split_from: one batch
     committer.close()
     await loop_task
 
 
 async def test_a_shared_burst_keeps_each_keys_items_whole_and_in_order() -> None:
-    started: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def slow_commit(items: Sequence[int]) -> list[int]:
-        started.append(list(items))
-        await release.wait()
-        return list(items)
-
+    held = HeldCommits()
     committer: GroupCommitter[int, int] = GroupCommitter(
-        slow_commit, concurrency=2, split_from=4, split_by=lambda item: item % 10
+        held.commit, concurrency=2, split_from=4, split_by=lambda item: item % 10
     )
     loop_task = asyncio.create_task(committer.run_loop())
     # keys 1 (four items), 2, 3 (two items), 4 and 5, interleaved
@@ -205,46 +204,32 @@ async def test_a_shared_burst_keeps_each_keys_items_whole_and_in_order() -> None
     for _ in range(3):
         await asyncio.sleep(0)
     # the first share takes whole keys, in order of their first item, until it holds half the burst
-    assert started == [[11, 12, 21, 31, 41], [13, 23, 14, 15]]
-    release.set()
+    assert held.started == [[11, 12, 21, 31, 41], [13, 23, 14, 15]]
+    held.release.set()
     await asyncio.gather(*burst)
     committer.close()
     await loop_task
 
 
 async def test_a_key_with_more_items_than_a_batch_is_shared_by_position() -> None:
-    started: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def slow_commit(items: Sequence[int]) -> list[int]:
-        started.append(list(items))
-        await release.wait()
-        return list(items)
-
+    held = HeldCommits()
     committer: GroupCommitter[int, int] = GroupCommitter(
-        slow_commit, max_batch=3, concurrency=2, split_from=4, split_by=lambda item: "one key"
+        held.commit, max_batch=3, concurrency=2, split_from=4, split_by=lambda item: "one key"
     )
     loop_task = asyncio.create_task(committer.run_loop())
     burst = [committer.submit_nowait(number) for number in range(6)]
     for _ in range(3):
         await asyncio.sleep(0)
-    assert started == [[0, 1, 2], [3, 4, 5]]
-    release.set()
+    assert held.started == [[0, 1, 2], [3, 4, 5]]
+    held.release.set()
     assert list(await asyncio.gather(*burst)) == list(range(6))
     committer.close()
     await loop_task
 
 
 async def test_a_burst_arriving_while_a_batch_commits_is_not_split() -> None:
-    started: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def slow_commit(items: Sequence[int]) -> list[int]:
-        started.append(list(items))
-        await release.wait()
-        return list(items)
-
-    committer: GroupCommitter[int, int] = GroupCommitter(slow_commit, concurrency=2, split_from=4)
+    held = HeldCommits()
+    committer: GroupCommitter[int, int] = GroupCommitter(held.commit, concurrency=2, split_from=4)
     loop_task = asyncio.create_task(committer.run_loop())
     first = committer.submit_nowait(0)
     for _ in range(3):
@@ -253,8 +238,8 @@ async def test_a_burst_arriving_while_a_batch_commits_is_not_split() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
     # the free slot takes the whole burst: the batch in flight keeps the other core busy already
-    assert started == [[0], list(range(1, 9))]
-    release.set()
+    assert held.started == [[0], list(range(1, 9))]
+    held.release.set()
     assert list(await asyncio.gather(first, *burst)) == list(range(9))
     committer.close()
     await loop_task
