@@ -46,8 +46,9 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
 
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
+        async with engine.connect() as connection:  # each migration commits on its own (env.py)
             await connection.run_sync(run)
+            await connection.commit()
     finally:
         await engine.dispose()
 

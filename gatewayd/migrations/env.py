@@ -20,8 +20,15 @@ config = context.config
 
 
 def _configure(connection: Connection) -> None:
+    # Each migration in a transaction of its own, which Alembic begins and commits: a migration may build
+    # an index outside any (CREATE INDEX CONCURRENTLY, docs/UPGRADE.md). So the connection handed over
+    # must not be in a transaction already.
     context.configure(
-        connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,
+        compare_type=True,
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

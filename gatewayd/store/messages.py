@@ -118,6 +118,16 @@ class MTMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
+        # The claim's order within a priority: a claim reads each priority's due rows from the front
+        # of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py).
+        Index(
+            "ix_mt_messages_claim_order",
+            "priority",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
         Index("ix_mt_messages_subscriber_id_created_at", "subscriber_id", "created_at"),
         Index(
             "ix_mt_messages_conversation_id",

@@ -16,13 +16,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_execute, pg_rows
 
+# The due MTs, highest priority first and oldest first within one, read from the claim-order index: the
+# priorities queued, highest first (one index probe each, read only as far as the claim needs them),
+# then each one's due rows from the front of its range, locked as they are taken. Ordering all due rows
+# at once sorted every queued row: 1.5 ms a claim with 10,000 queued, most of a small window's claims.
 _CLAIM = """
-WITH due AS (
-    SELECT id FROM mt_messages
-    WHERE status = 'queued' AND next_attempt_at <= $1::timestamptz {carrier_filter}
-    ORDER BY priority DESC, next_attempt_at, id
+WITH RECURSIVE priorities(priority) AS (
+    (SELECT priority FROM mt_messages WHERE status = 'queued' ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.priority FROM mt_messages AS m
+            WHERE m.status = 'queued' AND m.priority < p.priority ORDER BY m.priority DESC LIMIT 1)
+    FROM priorities AS p WHERE p.priority IS NOT NULL
+), due AS (
+    SELECT d.id FROM priorities AS p
+    CROSS JOIN LATERAL (
+        SELECT id FROM mt_messages
+        WHERE status = 'queued' AND priority = p.priority AND next_attempt_at <= $1::timestamptz
+              {carrier_filter}
+        ORDER BY next_attempt_at, id
+        LIMIT $2::bigint
+        FOR UPDATE SKIP LOCKED
+    ) AS d
     LIMIT $2::bigint
-    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE mt_messages AS m
     SET status = 'sending', claim_owner = $3::varchar, claim_expires_at = $4::timestamptz,

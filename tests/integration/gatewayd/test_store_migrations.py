@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -18,17 +17,6 @@ from gatewayd.store.errors import NEEDS_TRANSACTION, DatabaseAhead, DatabaseBehi
 from gatewayd.store.models import metadata
 
 pytestmark = pytest.mark.integration
-
-
-def upgrade_to(revision: str) -> Callable[[Connection], None]:
-    """Alembic's upgrade to ``revision``, on the connection it is run with."""
-
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-    return run
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,8 +67,9 @@ async def test_downgrade_to_the_initial_schema_and_back(database_url: str) -> No
 
     engine = create_engine(database_url)
     try:
-        async with engine.begin() as connection:
+        async with engine.connect() as connection:  # each migration commits on its own
             await connection.run_sync(downgrade)
+            await connection.commit()
     finally:
         await engine.dispose()
     assert await current_revision(database_url) == "0001"
@@ -150,8 +139,8 @@ async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(da
     # copy's DROP would cascade (foreign keys are on) and delete every web session.
     engine = create_engine(database_url)
     try:
+        await upgrade(database_url, "0005")
         async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("0005"))
             await connection.execute(
                 sa.text(
                     "INSERT INTO accounts (id, username, display_name, password_hash, role, permissions,"
@@ -168,8 +157,7 @@ async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(da
                 ),
                 {"now": datetime(2026, 1, 1, tzinfo=UTC)},
             )
-        async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("head"))
+        await upgrade(database_url)
         async with engine.connect() as connection:
             accounts = (await connection.execute(sa.text("SELECT username FROM accounts"))).scalars().all()
             sessions = (await connection.execute(sa.text("SELECT id FROM web_sessions"))).scalars().all()
@@ -183,8 +171,8 @@ async def test_parts_stored_with_a_plus_are_rewritten_as_digits(database_url: st
     # still assemble into an MO of the subscriber it names.
     engine = create_engine(database_url)
     try:
+        await upgrade(database_url, "0008")
         async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("0008"))
             await connection.execute(
                 sa.text(
                     "INSERT INTO mo_parts (set_key, dedup_key, carrier, msisdn, short_code, reference, total,"
@@ -193,8 +181,7 @@ async def test_parts_stored_with_a_plus_are_rewritten_as_digits(database_url: st
                 ),
                 {"payload": b"hola", "now": datetime(2026, 1, 1, tzinfo=UTC)},
             )
-        async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("head"))
+        await upgrade(database_url)
         async with engine.connect() as connection:
             numbers = (await connection.execute(sa.text("SELECT msisdn FROM mo_parts"))).scalars().all()
     finally:
@@ -208,8 +195,8 @@ async def test_the_months_migration_keeps_each_accounts_current_month(database_u
     now = datetime(2026, 11, 20, tzinfo=UTC)
     engine = create_engine(database_url)
     try:
+        await upgrade(database_url, "0018")
         async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("0018"))
             for sid in (1, 2):
                 await connection.execute(
                     sa.text(
@@ -232,8 +219,7 @@ async def test_the_months_migration_keeps_each_accounts_current_month(database_u
                     ),
                     {"sid": sid, "service": service, "month": month, "spent": spent, "now": now},
                 )
-        async with engine.begin() as connection:
-            await connection.run_sync(upgrade_to("head"))
+        await upgrade(database_url)
         async with engine.connect() as connection:
             months = (
                 await connection.execute(

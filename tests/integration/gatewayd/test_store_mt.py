@@ -138,6 +138,26 @@ async def test_claim_takes_due_mts_by_priority_once(store: Store) -> None:
     assert (await status_of(store.sessions, other)).status is MTStatus.QUEUED
 
 
+async def test_a_claim_fills_its_limit_down_the_priorities_oldest_first(store: Store) -> None:
+    async with store.transaction() as session:
+        # queued newest first, so that the order claimed is not the order inserted
+        campaign = [
+            await queue_mt(session, push(f"3460000100{n}", priority=-10), T0 - timedelta(seconds=n))
+            for n in range(3)
+        ]
+        pushes = [
+            await queue_mt(session, push(f"3460000200{n}"), T0 - timedelta(seconds=n)) for n in range(3)
+        ]
+        await queue_mt(session, push("34600003000", priority=10, not_before=T0 + timedelta(minutes=1)), T0)
+        answer = await queue_mt(session, push("34600004000", priority=10), T0)
+    async with store.transaction() as session:
+        first = await claim(store, session, "gw-a", T0, limit=5, lease=30)
+    assert [mt.id for mt in first] == [answer, *pushes, campaign[2]]  # each priority's in id order
+    async with store.transaction() as session:
+        rest = await claim(store, session, "gw-a", T0, limit=5, lease=30)
+    assert [mt.id for mt in rest] == campaign[:2]  # the answer due later stays queued
+
+
 async def test_concurrent_claimers_never_share_an_mt(store: Store) -> None:
     async with store.transaction() as session:
         await queue_mts(session, [push(f"3460000{n:04d}") for n in range(200)], T0)
@@ -677,6 +697,46 @@ async def test_receipts_for_two_parts_committed_at_once_deliver_the_mt(pg_url: s
         await engine.dispose()
 
 
+def plan_nodes(node: dict[str, object]) -> list[dict[str, object]]:
+    """A plan node (EXPLAIN FORMAT JSON) and every node under it."""
+    children = node.get("Plans", [])
+    assert isinstance(children, list)
+    return [node, *(found for child in children for found in plan_nodes(child))]
+
+
+def claim_plan_sql(limit: int) -> str:
+    return "EXPLAIN (FORMAT JSON) " + pg_claim_statement.replace("$1", "CAST(:now AS timestamptz)").replace(
+        "$2", str(limit)
+    ).replace("$3", "'gw'").replace("$4", "CAST(:now AS timestamptz)")
+
+
+async def test_a_claim_reads_the_due_mts_in_order_instead_of_sorting_the_outbox(pg_url: str) -> None:
+    # Ordering every due MT by priority and age sorted the whole backlog: 1.5 ms a claim of ten with
+    # 10,000 queued. The claim-order index gives each priority's due MTs in order.
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:
+            mts = [push(f"3462{n:07d}", priority=(-10, 0, 10)[n % 3]) for n in range(3000)]
+            await queue_mts(session, mts, T0)
+        async with store.transaction() as session:
+            await session.execute(text("ANALYZE mt_messages"))
+        async with store.transaction() as session:
+            plan = await session.scalar(text(claim_plan_sql(10)), {"now": T0})
+            claimed = await claim(store, session, "gw", T0, limit=10, lease=60)
+    finally:
+        await engine.dispose()
+    assert [mt.priority for mt in claimed] == [10] * 10
+    nodes = plan_nodes(plan[0]["Plan"])
+    assert not any(
+        node.get("Node Type") in ("Sort", "Incremental Sort")
+        for node in nodes
+        if "next_attempt_at" in str(node.get("Sort Key"))
+    ), nodes
+    assert any(node.get("Index Name") == "ix_mt_messages_claim_order" for node in nodes)
+
+
 async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_url: str) -> None:
     # Statistics taken while nothing was queued (as autovacuum leaves them between bursts) made the
     # claim's update scan the outbox index once per due MT: quadratic in the backlog (600 ms a claim of
@@ -693,27 +753,12 @@ async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_u
         async with store.transaction() as session:  # then a burst
             await queue_mts(session, [push(f"3461{n:07d}") for n in range(3000)], T0)
         async with store.transaction() as session:
-            plan = await session.scalar(
-                text(
-                    "EXPLAIN (FORMAT JSON) "
-                    + pg_claim_statement.replace("$1", "CAST(:now AS timestamptz)")
-                    .replace("$2", "200")
-                    .replace("$3", "'gw'")
-                    .replace("$4", "CAST(:now AS timestamptz)")
-                ),
-                {"now": T0},
-            )
+            plan = await session.scalar(text(claim_plan_sql(200)), {"now": T0})
             claimed = await claim(store, session, "gw", T0, limit=200, lease=60)
     finally:
         await engine.dispose()
     assert len(claimed) == 200
-
-    def nodes(node: dict[str, object]) -> list[dict[str, object]]:
-        children = node.get("Plans", [])
-        assert isinstance(children, list)
-        return [node, *(found for child in children for found in nodes(child))]
-
-    update = next(node for node in nodes(plan[0]["Plan"]) if node.get("Node Type") == "ModifyTable")
-    scans = [node for node in nodes(update) if "Scan" in str(node.get("Node Type"))]
+    update = next(node for node in plan_nodes(plan[0]["Plan"]) if node.get("Node Type") == "ModifyTable")
+    scans = [node for node in plan_nodes(update) if "Scan" in str(node.get("Node Type"))]
     assert any(node.get("Index Name") == "pk_mt_messages" for node in scans), scans
     assert not any(node.get("Index Name") == "ix_mt_messages_outbox_status_next_attempt_at" for node in scans)
