@@ -190,7 +190,7 @@ def install(path: Path) -> None:
     async def traced_claim(self: MTPipeline, limit: int, carriers: set[str]) -> Any:
         started = monotonic()
         claimed = await claim(self, limit, carriers)
-        recorder.claims.append((started, monotonic(), len(claimed)))
+        recorder.claims.append((started, monotonic(), len(claimed), limit))
         return claimed
 
     record = MTRecorder._record
@@ -423,6 +423,8 @@ def _report_mt(data: dict[str, Any], start: float, end: float, window: int) -> N
                 f"    {label}: {len(rows)}, size mean {statistics.fmean(row[2] for row in rows):.0f};"
                 f" µs each: {_stats(durations)}"
             )
+    if claims and len(claims[0]) > 3:
+        print(f"    claims asked for {statistics.fmean(c[3] for c in claims):.0f} MTs on average")
     if receipt_batches:
         durations = [b[3] - b[2] for b in receipt_batches]
         print(

@@ -7,10 +7,11 @@ The MT pipeline hands over each part the SMSC accepted as soon as its submit_sm_
 (:meth:`MTRecorder.give_back`); the binds hand over delivery receipts (:meth:`MTRecorder.receipt`).
 A part's life here:
 
-* **accepted** -- its result waits for the next record batch, :data:`RECEIPT_LINGER` after its MT is
-  complete, so that a receipt right behind its submit_sm_resp (an SMSC that delivers at once) is
-  *attached*: written with the part in the batch's one transaction (the MT goes ``sending`` ->
-  ``accepted`` -> final in one update), then answered;
+* **accepted** -- its result waits for the next record batch. Where the carrier's receipts follow
+  their submit_sm_resp at once (an SMSC that delivers at once: lately a receipt found its part not
+  yet written), the batch waits for them, up to :data:`RECEIPT_LINGER` after the MT is complete, so
+  that they are *attached*: written with the part in the batch's one transaction (the MT goes
+  ``sending`` -> ``accepted`` -> final in one update), then answered;
 * **being written** -- a receipt for it waits (unanswered, so nothing is lost in a crash) for that
   commit, up to :data:`PART_COMMIT_WAIT`, then goes the receipts' own group commit;
 * **recorded** (or never accepted here: another daemon, an earlier run) -- its receipts go the group
@@ -58,8 +59,13 @@ log = logging.getLogger("gatewayd.recorder")
 #: A part by (carrier, normalised SMSC message id), as receipts name it.
 PartKey = tuple[str, str]
 
-#: How long a complete MT's results wait before they are recorded, for receipts right behind them.
+#: How long a complete MT's results wait at most before they are recorded, for receipts right behind
+#: them ...
 RECEIPT_LINGER = 0.02
+#: ... where a receipt found its part not yet written this recently (under load such a carrier's
+#: receipts do so all the time; idle, a batch more costs nothing): elsewhere receipts come seconds
+#: later (the handset's), and lingering would only hold the results, and the claims after them.
+RECEIPTS_AT_ONCE_MEMORY = 1.0
 #: Pause after the database failed to record results, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 #: Longest a receipt waits for its part's submit result to be committed before going the early way.
@@ -146,6 +152,17 @@ class PendingParts:
         part.applied = loop.create_future()
         part.expiry = loop.call_later(self._wait_limit, self._detach, part)
         return part.applied
+
+    def hold_receipts(self, results: Iterable[PartResult]) -> bool:
+        """Whether no receipt is still to come for these results' parts before they are written: each
+        accepted part holds its receipt (or is not tracked here, so none could be attached to it)."""
+        for result in results:
+            if result.smsc_message_id is None:
+                continue
+            part = self._pending.get((result.carrier, result.smsc_message_id))
+            if part is not None and part.receipt is None:
+                return False
+        return True
 
     def take(self, keys: Iterable[PartKey]) -> dict[PartKey, ReceiptIn]:
         """These parts are about to be written: their attached receipts go with them."""
@@ -243,6 +260,10 @@ class MTRecorder:
         #: claimed MTs going back to the outbox unsent: (id, why, seconds before they are due again)
         self._requeue: list[tuple[int, str, float]] = []
         self._results_ready = asyncio.Event()
+        #: set when a receipt is attached to its part: the results lingering for receipts look again
+        self._receipt_attached = asyncio.Event()
+        #: by carrier, the time.monotonic() a receipt last found its part not yet written
+        self._receipts_at_once: dict[str, float] = {}
         #: MTs handed over (results or give-backs) whose outcome is not written yet: still ``sending``
         self._unrecorded = 0
         #: Receipts answered ESME_RX_T_APPN because their commit failed (the SMSC delivers them again).
@@ -293,8 +314,11 @@ class MTRecorder:
 
     def add(self, results: list[PartResult], *, linger: bool = True) -> None:
         """One MT's results, every segment answered (or none sent: ``linger`` False, no receipt to
-        wait for)."""
-        self._results.append((time.monotonic() if linger else 0.0, results))
+        wait for). They linger for receipts where the carrier's come at once."""
+        now = time.monotonic()
+        at_once = self._receipts_at_once.get(results[0].carrier) if linger else None
+        lingers = at_once is not None and now - at_once < RECEIPTS_AT_ONCE_MEMORY
+        self._results.append((now if lingers else 0.0, results))
         self._handed_over()
 
     def give_back(self, mt_id: int, reason: str, delay: float = 0.0) -> None:
@@ -312,6 +336,7 @@ class MTRecorder:
         recorded before the binds unbind); results no longer linger for receipts."""
         self._hurry = True
         self._results_ready.set()
+        self._receipt_attached.set()
         await self._all_written.wait()
 
     # --- from the binds ------------------------------------------------------------------------------
@@ -344,7 +369,11 @@ class MTRecorder:
         )
         loop = asyncio.get_running_loop()
         applied = self._pending.attach(item)
+        if applied is not None or (item.carrier, item.smsc_message_id) in self._pending:
+            # right behind its submit_sm_resp: this carrier's results wait a little for receipts
+            self._receipts_at_once[item.carrier] = time.monotonic()
         if applied is not None:
+            self._receipt_attached.set()  # the results lingering for it may hold all theirs now
             answer: asyncio.Future[int] = loop.create_future()
             applied.add_done_callback(functools.partial(self._after_attached, item, answer))
             return answer
@@ -395,6 +424,7 @@ class MTRecorder:
         self._closing = True
         self._hurry = True
         self._results_ready.set()
+        self._receipt_attached.set()
         self._sweep_wakeup.set()
         self._committer.close()
 
@@ -440,16 +470,23 @@ class MTRecorder:
             await self._published(changes)
 
     async def _results_to_record(self) -> list[PartResult]:
-        """The results complete for at least ``RECEIPT_LINGER``: the receipts that follow a
-        submit_sm_resp within a few milliseconds (an SMSC that delivers at once) are then attached
-        to their part and written with it, instead of in a transaction of their own."""
-        if self._results and not self._hurry:
-            wait = self._results[0][0] + RECEIPT_LINGER - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        """The results, oldest first, that hold the receipts of all their accepted parts or were
+        complete ``RECEIPT_LINGER`` ago: the receipts that follow a submit_sm_resp within a few
+        milliseconds (an SMSC that delivers at once) are then attached to their part and written with
+        it, instead of in a transaction of their own."""
+        while self._results and not self._hurry:
+            complete_at, first = self._results[0]
+            wait = complete_at + RECEIPT_LINGER - time.monotonic()
+            if wait <= 0 or self._pending.hold_receipts(first):
+                break
+            self._receipt_attached.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._receipt_attached.wait(), wait)
         cutoff = time.monotonic() - RECEIPT_LINGER if not self._hurry else float("inf")
         results: list[PartResult] = []
-        while self._results and self._results[0][0] <= cutoff:
+        while self._results and (
+            self._results[0][0] <= cutoff or self._pending.hold_receipts(self._results[0][1])
+        ):
             results += self._results.popleft()[1]
         return results
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from gatewayd import recorder as recorder_module
 from gatewayd.binds import InboundDispatch
 from gatewayd.bus.memory import MemoryBus
 from gatewayd.events import EventPublisher
@@ -24,6 +25,7 @@ from gatewayd.store.store import Store
 from smpp.constants import CommandStatus, ESMClass, MessageState
 from smpp.pdu import DataSM, DeliverSM
 from smpp.receipt import format_receipt
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +89,41 @@ async def test_a_receipt_right_behind_its_submit_result_is_written_with_it(
         MTStatus.ACCEPTED,
         MTStatus.DELIVERED,
     ]
+
+
+async def status(store: Store, mt_id: int) -> MTStatus | None:
+    async with store.sessions() as session:
+        return await session.scalar(select(MTMessage.status).where(MTMessage.id == mt_id))
+
+
+async def test_results_do_not_linger_where_the_carriers_receipts_do_not_come_at_once(
+    store: Store, recorder: MTRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_module, "RECEIPT_LINGER", 600.0)  # lingering would outlast the test
+    mt_id = await claimed_mt(store)
+    recorder.accepted("movistar", "d1")
+    recorder.add([accepted(mt_id, "d1")])  # no receipt of this carrier has come right behind its part
+    await eventually(lambda: recorder.unrecorded == 0, within=10, what="the result written")
+    assert await status(store, mt_id) is MTStatus.ACCEPTED
+
+
+async def test_where_receipts_come_at_once_results_wait_for_them_and_go_once_they_have_them(
+    store: Store, recorder: MTRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_module, "RECEIPT_LINGER", 600.0)  # only the receipts end the wait
+    first = await claimed_mt(store)
+    recorder.accepted("movistar", "e1")
+    first_answer = recorder.receipt(BIND, receipt("e1"))  # right behind its part: they come at once
+    recorder.add([accepted(first, "e1")])  # holds its receipt: written at once
+    assert await asyncio.wait_for(first_answer, 10) == CommandStatus.ESME_ROK
+    second = await claimed_mt(store)
+    recorder.accepted("movistar", "e2")
+    recorder.add([accepted(second, "e2")])
+    assert await status(store, second) is MTStatus.SENDING  # waiting for its receipt
+    second_answer = recorder.receipt(BIND, receipt("e2"))
+    assert await asyncio.wait_for(second_answer, 10) == CommandStatus.ESME_ROK
+    assert recorder.with_part == 2 and recorder.unrecorded == 0  # each written with its part
+    assert await status(store, second) is MTStatus.DELIVERED
 
 
 async def test_a_receipt_that_overtakes_its_submit_result_is_applied_when_the_part_is_recorded(

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from gatewayd.recorder import PendingParts
-from gatewayd.store.mt.values import ReceiptIn
+from gatewayd.store.mt.values import PartResult, ReceiptIn
 
 
 async def test_a_part_not_pending_does_not_make_the_receipt_wait() -> None:
@@ -100,3 +100,23 @@ async def test_a_receipt_taken_for_writing_waits_for_the_outcome_past_the_limit(
     assert not applied.done()
     pending.committed([("movistar", "1a")])
     assert await applied is True
+
+
+def result(message_id: str | None, part_no: int = 1) -> PartResult:
+    at = datetime(2024, 7, 1, tzinfo=UTC)
+    return PartResult(7, part_no, 2, "movistar", at, at, smsc_message_id=message_id)
+
+
+async def test_results_hold_their_receipts_once_every_accepted_part_has_one() -> None:
+    pending = PendingParts(wait_limit=30.0, max_pending=2)
+    pending.accepted("movistar", "1a")
+    pending.accepted("movistar", "2b")
+    both = [result("1a"), result("2b", 2)]
+    assert not pending.hold_receipts(both)
+    pending.attach(receipt("1a"))
+    assert not pending.hold_receipts(both)  # the second part's receipt is still to come
+    pending.attach(receipt("2b"))
+    assert pending.hold_receipts(both)
+    # a rejected part waits for no receipt, nor does one past the bound (none could be attached to it)
+    pending.accepted("movistar", "3c")
+    assert pending.hold_receipts([result(None), result("3c", 2)])
