@@ -8,10 +8,10 @@ The MT pipeline hands over each part the SMSC accepted as soon as its submit_sm_
 A part's life here:
 
 * **accepted** -- its result waits for the next record batch. Where the carrier's receipts follow
-  their submit_sm_resp at once (an SMSC that delivers at once: lately a receipt found its part not
-  yet written), the batch waits for them, up to :data:`RECEIPT_LINGER` after the MT is complete, so
-  that they are *attached*: written with the part in the batch's one transaction (the MT goes
-  ``sending`` -> ``accepted`` -> final in one update), then answered;
+  their submit_sm_resp at once (an SMSC that delivers at once: lately a receipt came while its part
+  was not yet written, or just after), the batch waits for them, up to :data:`RECEIPT_LINGER` after
+  the MT is complete, so that they are *attached*: written with the part in the batch's one
+  transaction (the MT goes ``sending`` -> ``accepted`` -> final in one update), then answered;
 * **being written** -- a receipt for it waits (unanswered, so nothing is lost in a crash) for that
   commit, up to :data:`PART_COMMIT_WAIT`, then goes the receipts' own group commit;
 * **recorded** (or never accepted here: another daemon, an earlier run) -- its receipts go the group
@@ -62,10 +62,13 @@ PartKey = tuple[str, str]
 #: How long a complete MT's results wait at most before they are recorded, for receipts right behind
 #: them ...
 RECEIPT_LINGER = 0.02
-#: ... where a receipt found its part not yet written this recently (under load such a carrier's
+#: ... where a receipt came right behind its part's result this recently (under load such a carrier's
 #: receipts do so all the time; idle, a batch more costs nothing): elsewhere receipts come seconds
 #: later (the handset's), and lingering would only hold the results, and the claims after them.
 RECEIPTS_AT_ONCE_MEMORY = 1.0
+#: A receipt that comes this soon after its part's result was committed came right behind it too (it
+#: found the part written only because the commit was quick).
+RIGHT_BEHIND = 0.1
 #: Pause after the database failed to record results, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 #: Longest a receipt waits for its part's submit result to be committed before going the early way.
@@ -128,6 +131,9 @@ class PendingParts:
         self._wait_limit = wait_limit
         self._max_pending = max_pending
         self._pending: dict[PartKey, _PendingPart] = {}
+        #: the parts committed in the last ``RIGHT_BEHIND`` seconds, with the time.monotonic() they were
+        #: (oldest first)
+        self._committed_at: dict[PartKey, float] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -152,6 +158,14 @@ class PendingParts:
         part.applied = loop.create_future()
         part.expiry = loop.call_later(self._wait_limit, self._detach, part)
         return part.applied
+
+    def right_behind(self, key: PartKey) -> bool:
+        """Whether a receipt for this part comes right behind its submit result: the result is not
+        written yet, or was committed less than ``RIGHT_BEHIND`` ago."""
+        if key in self._pending:
+            return True
+        committed_at = self._committed_at.get(key)
+        return committed_at is not None and time.monotonic() - committed_at < RIGHT_BEHIND
 
     def hold_receipts(self, results: Iterable[PartResult]) -> bool:
         """Whether no receipt is still to come for these results' parts before they are written: each
@@ -180,10 +194,19 @@ class PendingParts:
 
     def committed(self, keys: Iterable[PartKey]) -> None:
         """The parts' results (and receipts taken with them) are committed."""
+        now = time.monotonic()
+        recent = self._committed_at
+        while recent:
+            oldest = next(iter(recent))
+            if recent[oldest] > now - RIGHT_BEHIND:
+                break
+            del recent[oldest]
         for key in keys:
             part = self._pending.pop(key, None)
             if part is None:
                 continue
+            recent.pop(key, None)  # a part written again goes to the end
+            recent[key] = now
             if part.applied is not None and not part.applied.done():
                 part.applied.set_result(part.receipt is not None)
             if part.committed is not None and not part.committed.done():
@@ -368,10 +391,10 @@ class MTRecorder:
             error_code=receipt_error_code(parsed.err),
         )
         loop = asyncio.get_running_loop()
-        applied = self._pending.attach(item)
-        if applied is not None or (item.carrier, item.smsc_message_id) in self._pending:
-            # right behind its submit_sm_resp: this carrier's results wait a little for receipts
+        if self._pending.right_behind((item.carrier, item.smsc_message_id)):
+            # this carrier's receipts come at once: its results wait a little for them
             self._receipts_at_once[item.carrier] = time.monotonic()
+        applied = self._pending.attach(item)
         if applied is not None:
             self._receipt_attached.set()  # the results lingering for it may hold all theirs now
             answer: asyncio.Future[int] = loop.create_future()
@@ -470,8 +493,9 @@ class MTRecorder:
             await self._published(changes)
 
     async def _results_to_record(self) -> list[PartResult]:
-        """The results, oldest first, that hold the receipts of all their accepted parts or were
-        complete ``RECEIPT_LINGER`` ago: the receipts that follow a submit_sm_resp within a few
+        """The results in the order they were complete, up to the first that still waits for receipts:
+        one waits until it holds the receipts of all its accepted parts, ``RECEIPT_LINGER`` at most (the
+        results behind it wait as long). The receipts that follow a submit_sm_resp within a few
         milliseconds (an SMSC that delivers at once) are then attached to their part and written with
         it, instead of in a transaction of their own."""
         while self._results and not self._hurry:
@@ -481,7 +505,8 @@ class MTRecorder:
                 break
             self._receipt_attached.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._receipt_attached.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._receipt_attached.wait()
         cutoff = time.monotonic() - RECEIPT_LINGER if not self._hurry else float("inf")
         results: list[PartResult] = []
         while self._results and (

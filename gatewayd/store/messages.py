@@ -118,10 +118,11 @@ class MTMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
-        # The claim's order within a priority: a claim reads each priority's due rows from the front
-        # of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py).
+        # The claim's order within a carrier's priority: a claim reads each one's due rows from the
+        # front of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py).
         Index(
             "ix_mt_messages_claim_order",
+            "carrier",
             "priority",
             "next_attempt_at",
             "id",

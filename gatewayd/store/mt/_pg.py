@@ -16,29 +16,74 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatewayd.store._pg import aware, pg_execute, pg_rows
 
-# The due MTs, highest priority first and oldest first within one, read from the claim-order index: the
-# priorities queued, highest first (one index probe each, read only as far as the claim needs them),
-# then each one's due rows from the front of its range, locked as they are taken. Ordering all due rows
-# at once sorted every queued row: 1.5 ms a claim with 10,000 queued, most of a small window's claims.
-_CLAIM = """
-WITH RECURSIVE priorities(priority) AS (
-    (SELECT priority FROM mt_messages WHERE status = 'queued' ORDER BY priority DESC LIMIT 1)
+# The due MTs, highest priority first and oldest first within one, read from the claim-order index
+# (carrier, priority, due time, id) without sorting the backlog: the priorities a carrier has queued (one
+# index probe each, highest first) and each one's due MTs from the front of its range. Sorting all due
+# MTs at once took 1.5 ms a claim of ten with 10,000 queued, most of a small window's claims. A carrier
+# left out (its binds down, or another daemon's) costs nothing, and neither do MTs due later at a high
+# priority.
+#
+# One carrier: its due MTs locked as they are taken, no more than the claim's limit.
+_DUE_OF_ONE_CARRIER = """
+priorities(priority) AS (
+    (SELECT priority FROM mt_messages WHERE status = 'queued' AND carrier = $5::varchar
+     ORDER BY priority DESC LIMIT 1)
     UNION ALL
     SELECT (SELECT m.priority FROM mt_messages AS m
-            WHERE m.status = 'queued' AND m.priority < p.priority ORDER BY m.priority DESC LIMIT 1)
+            WHERE m.status = 'queued' AND m.carrier = $5::varchar AND m.priority < p.priority
+            ORDER BY m.priority DESC LIMIT 1)
     FROM priorities AS p WHERE p.priority IS NOT NULL
 ), due AS (
     SELECT d.id FROM priorities AS p
     CROSS JOIN LATERAL (
         SELECT id FROM mt_messages
-        WHERE status = 'queued' AND priority = p.priority AND next_attempt_at <= $1::timestamptz
-              {carrier_filter}
+        WHERE status = 'queued' AND carrier = $5::varchar AND priority = p.priority
+              AND next_attempt_at <= $1::timestamptz
         ORDER BY next_attempt_at, id
         LIMIT $2::bigint
         FOR UPDATE SKIP LOCKED
     ) AS d
     LIMIT $2::bigint
-), claimed AS (
+"""
+# Several carriers: each one's priorities' first due MTs, twice the claim's limit at most, are the
+# candidates; the best of them in the claim's order are locked as they are taken. Twice: a claim racing
+# another daemon's over the same carrier takes the MTs after the ones that claim locked instead of
+# coming back empty.
+_DUE_OF_CARRIERS = """
+priorities(carrier, priority) AS (
+    SELECT c.carrier, (SELECT m.priority FROM mt_messages AS m
+                       WHERE m.status = 'queued' AND m.carrier = c.carrier
+                       ORDER BY m.priority DESC LIMIT 1)
+    FROM carriers AS c
+    UNION ALL
+    SELECT p.carrier, (SELECT m.priority FROM mt_messages AS m
+                       WHERE m.status = 'queued' AND m.carrier = p.carrier AND m.priority < p.priority
+                       ORDER BY m.priority DESC LIMIT 1)
+    FROM priorities AS p WHERE p.priority IS NOT NULL
+), candidates AS (
+    SELECT d.id FROM priorities AS p
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.next_attempt_at FROM mt_messages AS m
+        WHERE m.status = 'queued' AND m.carrier = p.carrier AND m.priority = p.priority
+              AND m.next_attempt_at <= $1::timestamptz
+        ORDER BY m.next_attempt_at, m.id
+        LIMIT 2 * $2::bigint
+    ) AS d
+    WHERE p.priority IS NOT NULL
+    ORDER BY p.priority DESC, d.next_attempt_at, d.id
+    LIMIT 2 * $2::bigint
+), due AS (
+    -- By primary key: the status test is written so that no partial index's predicate matches it
+    -- (with the statistics of an outbox nearly empty when last analyzed, the planner scanned the whole
+    -- claim-order index for the candidates' ids: 10 ms a claim of 200)
+    SELECT id FROM mt_messages
+    WHERE id = ANY(ARRAY(SELECT id FROM candidates)) AND coalesce(status, '') = 'queued'
+    ORDER BY priority DESC, next_attempt_at, id
+    LIMIT $2::bigint
+    FOR UPDATE SKIP LOCKED
+"""
+_CLAIM = """
+WITH RECURSIVE {due}), claimed AS (
     UPDATE mt_messages AS m
     SET status = 'sending', claim_owner = $3::varchar, claim_expires_at = $4::timestamptz,
         attempts = m.attempts + 1, updated_at = $1::timestamptz
@@ -61,8 +106,20 @@ FROM claimed AS c
 LEFT JOIN LATERAL (SELECT s.opted_out, s.banned, s.banned_reason FROM subscribers AS s
                    WHERE s.msisdn = c.destination LIMIT 1) AS s ON true
 """
-_CLAIM_ANY_CARRIER = _CLAIM.format(carrier_filter="")
-_CLAIM_CARRIERS = _CLAIM.format(carrier_filter="AND carrier = ANY($5::varchar[])")
+_CLAIM_ONE_CARRIER = _CLAIM.format(due=_DUE_OF_ONE_CARRIER)
+_CLAIM_CARRIERS = _CLAIM.format(
+    due="carriers(carrier) AS (SELECT unnest($5::varchar[])), " + _DUE_OF_CARRIERS
+)
+# every carrier with MTs queued, one index probe each
+_CLAIM_ANY_CARRIER = _CLAIM.format(
+    due="""carriers(carrier) AS (
+    (SELECT min(carrier) FROM mt_messages WHERE status = 'queued')
+    UNION ALL
+    SELECT (SELECT min(m.carrier) FROM mt_messages AS m WHERE m.status = 'queued' AND m.carrier > c.carrier)
+    FROM carriers AS c WHERE c.carrier IS NOT NULL
+), """
+    + _DUE_OF_CARRIERS
+)
 
 # Each segment's submit result (with its receipt, when that came first); a part recorded again (a retry)
 # is replaced. The early receipts of the accepted parts are taken in the same round trip, as of this
@@ -205,6 +262,11 @@ async def claim(
     number)."""
     if carriers is None:
         return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
+    if len(carriers) == 1:
+        [carrier] = carriers
+        return await pg_rows(
+            session, _CLAIM_ONE_CARRIER, aware(now), limit, owner, aware(expires_at), carrier
+        )
     return await pg_rows(
         session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at), sorted(carriers)
     )

@@ -218,7 +218,7 @@ async def test_mts_claimed_while_stopping_go_back_to_the_outbox(
                 async with engine.connect() as probe:
                     waiting = await probe.exec_driver_sql(
                         "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND query ILIKE '%SKIP LOCKED%'"
+                        "WHERE wait_event_type = 'Lock' AND query ILIKE '%WITH RECURSIVE%mt_messages%'"
                     )
                     return bool(waiting.scalar())
 

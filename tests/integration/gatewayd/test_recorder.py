@@ -111,6 +111,7 @@ async def test_where_receipts_come_at_once_results_wait_for_them_and_go_once_the
     store: Store, recorder: MTRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(recorder_module, "RECEIPT_LINGER", 600.0)  # only the receipts end the wait
+    monkeypatch.setattr(recorder_module, "RECEIPTS_AT_ONCE_MEMORY", 600.0)  # however slow the test
     first = await claimed_mt(store)
     recorder.accepted("movistar", "e1")
     first_answer = recorder.receipt(BIND, receipt("e1"))  # right behind its part: they come at once

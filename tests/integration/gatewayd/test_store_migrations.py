@@ -111,6 +111,45 @@ async def test_postgresql_outbox_indexes_skip_rows_they_never_serve(pg_url: str)
     assert options == ["fillfactor=50"]
 
 
+async def test_a_claim_order_index_left_invalid_by_a_failed_build_is_built_again(pg_url: str) -> None:
+    # CREATE INDEX CONCURRENTLY that fails (cancelled, a deadlock) leaves its index invalid: never used
+    # by the planner, yet there for IF NOT EXISTS. Here the failed build is a unique one over duplicates.
+    await upgrade(pg_url, "0023")
+    engine = create_engine(pg_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "INSERT INTO mt_messages (status, kind, text, segments, attempts, next_attempt_at, priority,"
+                " request_receipt, carrier, source, destination, created_at, updated_at)"
+                " SELECT 'queued', 'push', 'hola', 0, 0, now(), 0, true, 'movistar', '997745',"
+                " '3460000000' || n, now(), now() FROM generate_series(1, 2) AS n"
+            )
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            with pytest.raises(sa.exc.IntegrityError):
+                await autocommit.exec_driver_sql(
+                    "CREATE UNIQUE INDEX CONCURRENTLY ix_mt_messages_claim_order ON mt_messages (carrier)"
+                    " WHERE status = 'queued'"
+                )
+        await upgrade(pg_url)
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.text(
+                        "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) AS definition"
+                        " FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
+                        " WHERE c.relname = 'ix_mt_messages_claim_order'"
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert row.indisvalid
+    assert (
+        "(carrier, priority, next_attempt_at, id) WHERE ((status)::text = 'queued'::text)" in row.definition
+    )
+
+
 async def test_the_function_a_statement_calls_to_fail_is_the_same_migrated_or_created(pg_url: str) -> None:
     """``echat_needs_transaction``: created by migration 0023 and by ``create_all`` (pg_functions.py),
     the same function either way; it fails a statement with its SQLSTATE and the reason as detail."""

@@ -18,6 +18,8 @@ from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind, MTStatus, PartStatus
 from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHistory
 from gatewayd.store.mt._pg import _CLAIM_ANY_CARRIER as pg_claim_statement
+from gatewayd.store.mt._pg import _CLAIM_CARRIERS as pg_claim_carriers
+from gatewayd.store.mt._pg import _CLAIM_ONE_CARRIER as pg_claim_one_carrier
 from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts
 from gatewayd.store.mt.status import outbox_depth
 from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy
@@ -158,7 +160,8 @@ async def test_a_claim_fills_its_limit_down_the_priorities_oldest_first(store: S
     assert [mt.id for mt in rest] == campaign[:2]  # the answer due later stays queued
 
 
-async def test_concurrent_claimers_never_share_an_mt(store: Store) -> None:
+@pytest.mark.parametrize("carriers", [None, ["movistar"], ["movistar", "vodafone"]])
+async def test_concurrent_claimers_never_share_an_mt(store: Store, carriers: list[str] | None) -> None:
     async with store.transaction() as session:
         await queue_mts(session, [push(f"3460000{n:04d}") for n in range(200)], T0)
 
@@ -166,7 +169,7 @@ async def test_concurrent_claimers_never_share_an_mt(store: Store) -> None:
         taken: list[int] = []
         while True:
             async with store.transaction() as session:
-                batch = await claim(store, session, owner, T0, limit=7, lease=60)
+                batch = await claim(store, session, owner, T0, limit=7, lease=60, carriers=carriers)
             if not batch:
                 return taken
             taken += [mt.id for mt in batch]
@@ -704,37 +707,67 @@ def plan_nodes(node: dict[str, object]) -> list[dict[str, object]]:
     return [node, *(found for child in children for found in plan_nodes(child))]
 
 
-def claim_plan_sql(limit: int) -> str:
-    return "EXPLAIN (FORMAT JSON) " + pg_claim_statement.replace("$1", "CAST(:now AS timestamptz)").replace(
-        "$2", str(limit)
-    ).replace("$3", "'gw'").replace("$4", "CAST(:now AS timestamptz)")
+def claim_plan_sql(statement: str, limit: int, *, analyze: bool = False, carriers: str = "") -> str:
+    """EXPLAIN of a PostgreSQL claim statement, its parameters written in (``:now``; ``carriers``)."""
+    parameters = {
+        "$1": "CAST(:now AS timestamptz)",
+        "$2": str(limit),
+        "$3": "'gw'",
+        "$4": "CAST(:now AS timestamptz)",
+        "$5": carriers,
+    }
+    for name, value in parameters.items():
+        statement = statement.replace(name, value)
+    return f"EXPLAIN ({'ANALYZE, ' if analyze else ''}FORMAT JSON) {statement}"
 
 
-async def test_a_claim_reads_the_due_mts_in_order_instead_of_sorting_the_outbox(pg_url: str) -> None:
+@pytest.mark.parametrize(
+    ("statement", "carriers"),
+    [(pg_claim_one_carrier, ["movistar"]), (pg_claim_carriers, ["movistar", "orange"])],
+    ids=["one carrier", "carriers"],
+)
+async def test_a_claim_reads_its_carriers_due_mts_in_order_instead_of_sorting_the_outbox(
+    pg_url: str, statement: str, carriers: list[str]
+) -> None:
     # Ordering every due MT by priority and age sorted the whole backlog: 1.5 ms a claim of ten with
-    # 10,000 queued. The claim-order index gives each priority's due MTs in order.
+    # 10,000 queued, and more while another carrier's MTs wait (its binds down, or another daemon's).
+    # The claim reads each carrier's priorities' due MTs in order from the claim-order index.
     await upgrade(pg_url)
     engine = create_engine(pg_url)
     try:
         store = Store.for_engine(engine)
         async with store.transaction() as session:
-            mts = [push(f"3462{n:07d}", priority=(-10, 0, 10)[n % 3]) for n in range(3000)]
-            await queue_mts(session, mts, T0)
+            for carrier in ("movistar", "vodafone"):
+                mts = [
+                    push(f"3462{n:07d}", priority=(-10, 0, 10)[n % 3], carrier=carrier) for n in range(3000)
+                ]
+                await queue_mts(session, mts, T0)
         async with store.transaction() as session:
             await session.execute(text("ANALYZE mt_messages"))
+        async with store.sessions() as session:
+            written = f"'{carriers[0]}'" if len(carriers) == 1 else f"ARRAY{carriers!r}"
+            plan = await session.scalar(
+                text(claim_plan_sql(statement, 10, analyze=True, carriers=written)), {"now": T0}
+            )
+            await session.rollback()
         async with store.transaction() as session:
-            plan = await session.scalar(text(claim_plan_sql(10)), {"now": T0})
-            claimed = await claim(store, session, "gw", T0, limit=10, lease=60)
+            claimed = await claim(store, session, "gw", T0, limit=10, lease=60, carriers=carriers)
     finally:
         await engine.dispose()
-    assert [mt.priority for mt in claimed] == [10] * 10
-    nodes = plan_nodes(plan[0]["Plan"])
-    assert not any(
-        node.get("Node Type") in ("Sort", "Incremental Sort")
-        for node in nodes
-        if "next_attempt_at" in str(node.get("Sort Key"))
-    ), nodes
-    assert any(node.get("Index Name") == "ix_mt_messages_claim_order" for node in nodes)
+    assert [(mt.carrier, mt.priority) for mt in claimed] == [("movistar", 10)] * 10
+    scans = [node for node in plan_nodes(plan[0]["Plan"]) if "Scan" in str(node.get("Node Type"))]
+    read = [
+        (
+            node.get("Index Name"),
+            int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
+            + int(node.get("Rows Removed by Filter", 0)),
+        )
+        for node in scans
+        if node.get("Relation Name") == "mt_messages"
+    ]
+    # at most twice the claim's limit from each of the carrier's three priorities, not its backlog
+    assert sum(rows for _, rows in read) <= 100, read
+    assert {name for name, _ in read} == {"ix_mt_messages_claim_order", "pk_mt_messages"}, read
 
 
 async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_url: str) -> None:
@@ -753,7 +786,7 @@ async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_u
         async with store.transaction() as session:  # then a burst
             await queue_mts(session, [push(f"3461{n:07d}") for n in range(3000)], T0)
         async with store.transaction() as session:
-            plan = await session.scalar(text(claim_plan_sql(200)), {"now": T0})
+            plan = await session.scalar(text(claim_plan_sql(pg_claim_statement, 200)), {"now": T0})
             claimed = await claim(store, session, "gw", T0, limit=200, lease=60)
     finally:
         await engine.dispose()

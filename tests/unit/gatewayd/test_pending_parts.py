@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
+from gatewayd import recorder
 from gatewayd.recorder import PendingParts
 from gatewayd.store.mt.values import PartResult, ReceiptIn
 
@@ -120,3 +123,16 @@ async def test_results_hold_their_receipts_once_every_accepted_part_has_one() ->
     # a rejected part waits for no receipt, nor does one past the bound (none could be attached to it)
     pending.accepted("movistar", "3c")
     assert pending.hold_receipts([result(None), result("3c", 2)])
+
+
+def test_a_receipt_comes_right_behind_its_part_until_a_moment_after_the_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pending = PendingParts(wait_limit=30.0)
+    pending.accepted("movistar", "1a")
+    assert pending.right_behind(("movistar", "1a"))  # not written yet
+    pending.committed([("movistar", "1a")])
+    assert pending.right_behind(("movistar", "1a"))  # written a moment ago: the commit was quick
+    assert not pending.right_behind(("movistar", "never-accepted"))
+    monkeypatch.setattr(recorder, "RIGHT_BEHIND", 0.0)  # long after
+    assert not pending.right_behind(("movistar", "1a"))
