@@ -12,6 +12,9 @@ from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus, enum_type
 from gatewayd.store.subscribers import ID_TYPE
 
+#: The claim-order index's rows: queued MTs, for statements that also say ``priority IS NOT NULL``.
+CLAIM_ORDER_PREDICATE = "status = 'queued' AND priority IS NOT NULL"
+
 
 class MOMessage(Base):
     """One mobile-originated SMS, reassembled. The manual's variables come from here: mensaje=``text``,
@@ -119,15 +122,17 @@ class MTMessage(Base):
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
         # The claim's order within a carrier's priority: a claim reads each one's due rows from the
-        # front of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py).
+        # front of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py). Its
+        # predicate names the priority (never NULL) so that only a statement that says so uses it: any
+        # other test of queued MTs (the held pushes' probe) took it for a small index and scanned it.
         Index(
             "ix_mt_messages_claim_order",
             "carrier",
             "priority",
             "next_attempt_at",
             "id",
-            postgresql_where=text("status = 'queued'"),
-            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text(CLAIM_ORDER_PREDICATE),
+            sqlite_where=text(CLAIM_ORDER_PREDICATE),
         ),
         Index("ix_mt_messages_subscriber_id_created_at", "subscriber_id", "created_at"),
         Index(

@@ -21,7 +21,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _INDEX = "ix_mt_messages_claim_order"
-_QUEUED = sa.text("status = 'queued'")
+# the priority (never NULL) named so that only the claim, which says so, uses the index
+_QUEUED = sa.text("status = 'queued' AND priority IS NOT NULL")
 
 
 def _left_invalid() -> bool:

@@ -21,23 +21,26 @@ from gatewayd.store._pg import aware, pg_execute, pg_rows
 # index probe each, highest first) and each one's due MTs from the front of its range. Sorting all due
 # MTs at once took 1.5 ms a claim of ten with 10,000 queued, most of a small window's claims. A carrier
 # left out (its binds down, or another daemon's) costs nothing, and neither do MTs due later at a high
-# priority.
+# priority. Each read says ``priority IS NOT NULL``, as the index's predicate does (CLAIM_ORDER_PREDICATE).
 #
 # One carrier: its due MTs locked as they are taken, no more than the claim's limit.
 _DUE_OF_ONE_CARRIER = """
 priorities(priority) AS (
-    (SELECT priority FROM mt_messages WHERE status = 'queued' AND carrier = $5::varchar
+    (SELECT priority FROM mt_messages
+     WHERE status = 'queued' AND priority IS NOT NULL AND carrier = $5::varchar
      ORDER BY priority DESC LIMIT 1)
     UNION ALL
     SELECT (SELECT m.priority FROM mt_messages AS m
-            WHERE m.status = 'queued' AND m.carrier = $5::varchar AND m.priority < p.priority
+            WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = $5::varchar
+                  AND m.priority < p.priority
             ORDER BY m.priority DESC LIMIT 1)
     FROM priorities AS p WHERE p.priority IS NOT NULL
 ), due AS (
     SELECT d.id FROM priorities AS p
     CROSS JOIN LATERAL (
         SELECT id FROM mt_messages
-        WHERE status = 'queued' AND carrier = $5::varchar AND priority = p.priority
+        WHERE status = 'queued' AND priority IS NOT NULL AND carrier = $5::varchar
+              AND priority = p.priority
               AND next_attempt_at <= $1::timestamptz
         ORDER BY next_attempt_at, id
         LIMIT $2::bigint
@@ -52,19 +55,21 @@ priorities(priority) AS (
 _DUE_OF_CARRIERS = """
 priorities(carrier, priority) AS (
     SELECT c.carrier, (SELECT m.priority FROM mt_messages AS m
-                       WHERE m.status = 'queued' AND m.carrier = c.carrier
+                       WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = c.carrier
                        ORDER BY m.priority DESC LIMIT 1)
     FROM carriers AS c
     UNION ALL
     SELECT p.carrier, (SELECT m.priority FROM mt_messages AS m
-                       WHERE m.status = 'queued' AND m.carrier = p.carrier AND m.priority < p.priority
+                       WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = p.carrier
+                             AND m.priority < p.priority
                        ORDER BY m.priority DESC LIMIT 1)
     FROM priorities AS p WHERE p.priority IS NOT NULL
 ), candidates AS (
     SELECT d.id FROM priorities AS p
     CROSS JOIN LATERAL (
         SELECT m.id, m.next_attempt_at FROM mt_messages AS m
-        WHERE m.status = 'queued' AND m.carrier = p.carrier AND m.priority = p.priority
+        WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = p.carrier
+              AND m.priority = p.priority
               AND m.next_attempt_at <= $1::timestamptz
         ORDER BY m.next_attempt_at, m.id
         LIMIT 2 * $2::bigint
@@ -113,9 +118,10 @@ _CLAIM_CARRIERS = _CLAIM.format(
 # every carrier with MTs queued, one index probe each
 _CLAIM_ANY_CARRIER = _CLAIM.format(
     due="""carriers(carrier) AS (
-    (SELECT min(carrier) FROM mt_messages WHERE status = 'queued')
+    (SELECT min(carrier) FROM mt_messages WHERE status = 'queued' AND priority IS NOT NULL)
     UNION ALL
-    SELECT (SELECT min(m.carrier) FROM mt_messages AS m WHERE m.status = 'queued' AND m.carrier > c.carrier)
+    SELECT (SELECT min(m.carrier) FROM mt_messages AS m
+            WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier > c.carrier)
     FROM carriers AS c WHERE c.carrier IS NOT NULL
 ), """
     + _DUE_OF_CARRIERS

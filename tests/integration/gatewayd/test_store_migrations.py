@@ -146,7 +146,8 @@ async def test_a_claim_order_index_left_invalid_by_a_failed_build_is_built_again
         await engine.dispose()
     assert row.indisvalid
     assert (
-        "(carrier, priority, next_attempt_at, id) WHERE ((status)::text = 'queued'::text)" in row.definition
+        "(carrier, priority, next_attempt_at, id)"
+        " WHERE (((status)::text = 'queued'::text) AND (priority IS NOT NULL))" in row.definition
     )
 
 

@@ -20,6 +20,7 @@ from gatewayd.store.messages import EarlyReceipt, MTMessage, MTPart, MTStatusHis
 from gatewayd.store.mt._pg import _CLAIM_ANY_CARRIER as pg_claim_statement
 from gatewayd.store.mt._pg import _CLAIM_CARRIERS as pg_claim_carriers
 from gatewayd.store.mt._pg import _CLAIM_ONE_CARRIER as pg_claim_one_carrier
+from gatewayd.store.mt.held import held_sql
 from gatewayd.store.mt.queue import ANY_DATABASE, MTInserts, queue_mts
 from gatewayd.store.mt.status import outbox_depth
 from gatewayd.store.mt.values import ClaimedMT, NewMT, PartResult, ReceiptIn, RetryPolicy
@@ -768,6 +769,37 @@ async def test_a_claim_reads_its_carriers_due_mts_in_order_instead_of_sorting_th
     # at most twice the claim's limit from each of the carrier's three priorities, not its backlog
     assert sum(rows for _, rows in read) <= 100, read
     assert {name for name, _ in read} == {"ix_mt_messages_claim_order", "pk_mt_messages"}, read
+
+
+async def test_only_the_claim_reads_the_claim_order_index(pg_url: str) -> None:
+    # The held pushes' probe tests queued MTs too: it took the claim-order index for a small one and
+    # scanned it whole, once per MO batch (the index's predicate now names the priority).
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    later = T0 + timedelta(hours=1)
+    try:
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:  # statistics of an outbox that had sent everything
+            await queue_mts(session, [push(f"3463{n:07d}") for n in range(3000)], T0)
+            await session.execute(text("UPDATE mt_messages SET status = 'delivered'"))
+        async with store.transaction() as session:
+            await session.execute(text("ANALYZE mt_messages"))
+        async with store.transaction() as session:  # then pushes held for the clients' quiet hours
+            await queue_mts(session, [push(f"3464{n:07d}", not_before=later) for n in range(3000)], T0)
+        async with store.sessions() as session:
+            # the MO statement's probe: per writer, or (hashed) all held MTs at once
+            plan = await session.scalar(
+                text(
+                    "EXPLAIN (FORMAT JSON) WITH writers AS MATERIALIZED (SELECT id FROM subscribers)"
+                    " SELECT w.id FROM writers AS w WHERE w.id < 0 OR EXISTS (SELECT 1 FROM mt_messages AS m"
+                    f" WHERE m.subscriber_id = w.id AND {held_sql('m', 'CAST(:now AS timestamptz)')})"
+                ),
+                {"now": T0},
+            )
+    finally:
+        await engine.dispose()
+    used = {node.get("Index Name") for node in plan_nodes(plan[0]["Plan"])}
+    assert "ix_mt_messages_claim_order" not in used, used
 
 
 async def test_a_claim_takes_the_backlog_by_key_whatever_the_statistics_say(pg_url: str) -> None:
