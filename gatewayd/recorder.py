@@ -8,9 +8,9 @@ The MT pipeline hands over each part the SMSC accepted as soon as its submit_sm_
 A part's life here:
 
 * **accepted** -- its result waits for the next record batch. Where the carrier's receipts follow
-  their submit_sm_resp at once (an SMSC that delivers at once: lately a receipt came while its part
-  was not yet written, or just after), the batch waits for them, up to :data:`RECEIPT_LINGER` after
-  the MT is complete, so that they are *attached*: written with the part in the batch's one
+  their submit_sm_resp at once (an SMSC that delivers at once: lately a receipt came within
+  :data:`RECEIPT_LINGER` of its part's acceptance), the batch waits for them, that long at most
+  after the MT is complete, so that they are *attached*: written with the part in the batch's one
   transaction (the MT goes ``sending`` -> ``accepted`` -> final in one update), then answered;
 * **being written** -- a receipt for it waits (unanswered, so nothing is lost in a crash) for that
   commit, up to :data:`PART_COMMIT_WAIT`, then goes the receipts' own group commit;
@@ -60,15 +60,12 @@ log = logging.getLogger("gatewayd.recorder")
 PartKey = tuple[str, str]
 
 #: How long a complete MT's results wait at most before they are recorded, for receipts right behind
-#: them ...
+#: them (within this of their part's acceptance: the ones the wait can catch) ...
 RECEIPT_LINGER = 0.02
-#: ... where a receipt came right behind its part's result this recently (under load such a carrier's
-#: receipts do so all the time; idle, a batch more costs nothing): elsewhere receipts come seconds
-#: later (the handset's), and lingering would only hold the results, and the claims after them.
+#: ... where such a receipt came this recently (under load such a carrier's receipts do so all the
+#: time; idle, a batch more costs nothing): elsewhere receipts come seconds later (the handset's), and
+#: lingering would only hold the results, and the claims after them.
 RECEIPTS_AT_ONCE_MEMORY = 1.0
-#: A receipt that comes this soon after its part's result was committed came right behind it too (it
-#: found the part written only because the commit was quick).
-RIGHT_BEHIND = 0.1
 #: Pause after the database failed to record results, before trying again.
 DATABASE_RETRY_DELAY = 0.5
 #: Longest a receipt waits for its part's submit result to be committed before going the early way.
@@ -106,6 +103,8 @@ def possible_duplicates(
 class _PendingPart:
     """A part accepted by the SMSC whose result is not committed yet."""
 
+    #: time.monotonic() of its submit_sm_resp
+    accepted_at: float = 0.0
     #: set once the part's result is in a record batch being written
     in_commit: bool = False
     #: what receipts that wait for the commit wait on, created by the first of them
@@ -131,9 +130,9 @@ class PendingParts:
         self._wait_limit = wait_limit
         self._max_pending = max_pending
         self._pending: dict[PartKey, _PendingPart] = {}
-        #: the parts committed in the last ``RIGHT_BEHIND`` seconds, with the time.monotonic() they were
-        #: (oldest first)
-        self._committed_at: dict[PartKey, float] = {}
+        #: the parts committed lately, with the time.monotonic() they were accepted at (in the order
+        #: committed; dropped ``RECEIPT_LINGER`` after their acceptance)
+        self._accepted_at: dict[PartKey, float] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -143,7 +142,7 @@ class PendingParts:
 
     def accepted(self, carrier: str, smsc_message_id: str) -> None:
         if len(self._pending) < self._max_pending:
-            self._pending.setdefault((carrier, smsc_message_id), _PendingPart())
+            self._pending.setdefault((carrier, smsc_message_id), _PendingPart(time.monotonic()))
 
     def attach(self, receipt: ReceiptIn) -> asyncio.Future[bool] | None:
         """Hands ``receipt`` to its part's commit. The future says True once it was committed with the
@@ -160,12 +159,11 @@ class PendingParts:
         return part.applied
 
     def right_behind(self, key: PartKey) -> bool:
-        """Whether a receipt for this part comes right behind its submit result: the result is not
-        written yet, or was committed less than ``RIGHT_BEHIND`` ago."""
-        if key in self._pending:
-            return True
-        committed_at = self._committed_at.get(key)
-        return committed_at is not None and time.monotonic() - committed_at < RIGHT_BEHIND
+        """Whether a receipt for this part comes right behind its submit_sm_resp: within
+        ``RECEIPT_LINGER`` of it, written meanwhile or not."""
+        part = self._pending.get(key)
+        accepted_at = part.accepted_at if part is not None else self._accepted_at.get(key)
+        return accepted_at is not None and time.monotonic() - accepted_at < RECEIPT_LINGER
 
     def hold_receipts(self, results: Iterable[PartResult]) -> bool:
         """Whether no receipt is still to come for these results' parts before they are written: each
@@ -194,11 +192,11 @@ class PendingParts:
 
     def committed(self, keys: Iterable[PartKey]) -> None:
         """The parts' results (and receipts taken with them) are committed."""
-        now = time.monotonic()
-        recent = self._committed_at
+        recent = self._accepted_at
+        cutoff = time.monotonic() - RECEIPT_LINGER
         while recent:
             oldest = next(iter(recent))
-            if recent[oldest] > now - RIGHT_BEHIND:
+            if recent[oldest] > cutoff:
                 break
             del recent[oldest]
         for key in keys:
@@ -206,7 +204,7 @@ class PendingParts:
             if part is None:
                 continue
             recent.pop(key, None)  # a part written again goes to the end
-            recent[key] = now
+            recent[key] = part.accepted_at
             if part.applied is not None and not part.applied.done():
                 part.applied.set_result(part.receipt is not None)
             if part.committed is not None and not part.committed.done():

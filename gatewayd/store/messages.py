@@ -12,8 +12,9 @@ from gatewayd.store.base import Base, utcnow
 from gatewayd.store.enums import MTKind, MTStatus, PartStatus, enum_type
 from gatewayd.store.subscribers import ID_TYPE
 
-#: The claim-order index's rows: queued MTs, for statements that also say ``priority IS NOT NULL``.
-CLAIM_ORDER_PREDICATE = "status = 'queued' AND priority IS NOT NULL"
+#: The claim-order index's rows: queued MTs (every smallint priority), for the statements that say so
+#: (PostgreSQL 17 drops a test of NOT NULL on a column that is NOT NULL, so it would not do).
+CLAIM_ORDER_PREDICATE = "status = 'queued' AND priority >= -32768"
 
 
 class MOMessage(Base):
@@ -123,7 +124,7 @@ class MTMessage(Base):
         ),
         # The claim's order within a carrier's priority: a claim reads each one's due rows from the
         # front of its range instead of sorting every queued row (gatewayd/store/mt/_pg.py). Its
-        # predicate names the priority (never NULL) so that only a statement that says so uses it: any
+        # predicate names the priority (any smallint) so that only a statement that says so uses it: any
         # other test of queued MTs (the held pushes' probe) took it for a small index and scanned it.
         Index(
             "ix_mt_messages_claim_order",

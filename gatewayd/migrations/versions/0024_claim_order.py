@@ -21,8 +21,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _INDEX = "ix_mt_messages_claim_order"
-# the priority (never NULL) named so that only the claim, which says so, uses the index
-_QUEUED = sa.text("status = 'queued' AND priority IS NOT NULL")
+# the priority (any smallint: every row) named so that only the claim, which says so, uses the index
+_QUEUED = sa.text("status = 'queued' AND priority >= -32768")
 
 
 def _left_invalid() -> bool:

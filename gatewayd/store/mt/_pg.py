@@ -21,17 +21,18 @@ from gatewayd.store._pg import aware, pg_execute, pg_rows
 # index probe each, highest first) and each one's due MTs from the front of its range. Sorting all due
 # MTs at once took 1.5 ms a claim of ten with 10,000 queued, most of a small window's claims. A carrier
 # left out (its binds down, or another daemon's) costs nothing, and neither do MTs due later at a high
-# priority. Each read says ``priority IS NOT NULL``, as the index's predicate does (CLAIM_ORDER_PREDICATE).
+# priority. Each read says ``priority >= -32768`` (every smallint), as the index's predicate does
+# (CLAIM_ORDER_PREDICATE), which no other statement says.
 #
 # One carrier: its due MTs locked as they are taken, no more than the claim's limit.
 _DUE_OF_ONE_CARRIER = """
 priorities(priority) AS (
     (SELECT priority FROM mt_messages
-     WHERE status = 'queued' AND priority IS NOT NULL AND carrier = $5::varchar
+     WHERE status = 'queued' AND priority >= -32768 AND carrier = $5::varchar
      ORDER BY priority DESC LIMIT 1)
     UNION ALL
     SELECT (SELECT m.priority FROM mt_messages AS m
-            WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = $5::varchar
+            WHERE m.status = 'queued' AND m.priority >= -32768 AND m.carrier = $5::varchar
                   AND m.priority < p.priority
             ORDER BY m.priority DESC LIMIT 1)
     FROM priorities AS p WHERE p.priority IS NOT NULL
@@ -39,7 +40,7 @@ priorities(priority) AS (
     SELECT d.id FROM priorities AS p
     CROSS JOIN LATERAL (
         SELECT id FROM mt_messages
-        WHERE status = 'queued' AND priority IS NOT NULL AND carrier = $5::varchar
+        WHERE status = 'queued' AND priority >= -32768 AND carrier = $5::varchar
               AND priority = p.priority
               AND next_attempt_at <= $1::timestamptz
         ORDER BY next_attempt_at, id
@@ -48,19 +49,19 @@ priorities(priority) AS (
     ) AS d
     LIMIT $2::bigint
 """
-# Several carriers: each one's priorities' first due MTs, twice the claim's limit at most, are the
-# candidates; the best of them in the claim's order are locked as they are taken. Twice: a claim racing
-# another daemon's over the same carrier takes the MTs after the ones that claim locked instead of
-# coming back empty.
+# Several carriers: each one's priorities' first due MTs, the claim's limit and a margin at most, are
+# the candidates; the best of them in the claim's order are locked as they are taken. The margin: a
+# claim racing another daemon's over the same carrier takes the MTs after the ones that claim locked
+# (one that finds every candidate locked is followed by a claim per carrier: ``claim``).
 _DUE_OF_CARRIERS = """
 priorities(carrier, priority) AS (
     SELECT c.carrier, (SELECT m.priority FROM mt_messages AS m
-                       WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = c.carrier
+                       WHERE m.status = 'queued' AND m.priority >= -32768 AND m.carrier = c.carrier
                        ORDER BY m.priority DESC LIMIT 1)
     FROM carriers AS c
     UNION ALL
     SELECT p.carrier, (SELECT m.priority FROM mt_messages AS m
-                       WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = p.carrier
+                       WHERE m.status = 'queued' AND m.priority >= -32768 AND m.carrier = p.carrier
                              AND m.priority < p.priority
                        ORDER BY m.priority DESC LIMIT 1)
     FROM priorities AS p WHERE p.priority IS NOT NULL
@@ -68,15 +69,15 @@ priorities(carrier, priority) AS (
     SELECT d.id FROM priorities AS p
     CROSS JOIN LATERAL (
         SELECT m.id, m.next_attempt_at FROM mt_messages AS m
-        WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier = p.carrier
+        WHERE m.status = 'queued' AND m.priority >= -32768 AND m.carrier = p.carrier
               AND m.priority = p.priority
               AND m.next_attempt_at <= $1::timestamptz
         ORDER BY m.next_attempt_at, m.id
-        LIMIT 2 * $2::bigint
+        LIMIT $2::bigint + 16
     ) AS d
     WHERE p.priority IS NOT NULL
     ORDER BY p.priority DESC, d.next_attempt_at, d.id
-    LIMIT 2 * $2::bigint
+    LIMIT $2::bigint + 16
 ), due AS (
     -- By primary key: the status test is written so that no partial index's predicate matches it
     -- (with the statistics of an outbox nearly empty when last analyzed, the planner scanned the whole
@@ -118,10 +119,10 @@ _CLAIM_CARRIERS = _CLAIM.format(
 # every carrier with MTs queued, one index probe each
 _CLAIM_ANY_CARRIER = _CLAIM.format(
     due="""carriers(carrier) AS (
-    (SELECT min(carrier) FROM mt_messages WHERE status = 'queued' AND priority IS NOT NULL)
+    (SELECT min(carrier) FROM mt_messages WHERE status = 'queued' AND priority >= -32768)
     UNION ALL
     SELECT (SELECT min(m.carrier) FROM mt_messages AS m
-            WHERE m.status = 'queued' AND m.priority IS NOT NULL AND m.carrier > c.carrier)
+            WHERE m.status = 'queued' AND m.priority >= -32768 AND m.carrier > c.carrier)
     FROM carriers AS c WHERE c.carrier IS NOT NULL
 ), """
     + _DUE_OF_CARRIERS
@@ -268,14 +269,21 @@ async def claim(
     number)."""
     if carriers is None:
         return await pg_rows(session, _CLAIM_ANY_CARRIER, aware(now), limit, owner, aware(expires_at))
-    if len(carriers) == 1:
-        [carrier] = carriers
-        return await pg_rows(
+    by_carrier = sorted(carriers)
+    if len(by_carrier) > 1:
+        rows = await pg_rows(
+            session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at), by_carrier
+        )
+        if rows:
+            return rows
+        # every candidate may have been locked by other daemons' claims: each carrier alone walks past them
+    for carrier in by_carrier:
+        rows = await pg_rows(
             session, _CLAIM_ONE_CARRIER, aware(now), limit, owner, aware(expires_at), carrier
         )
-    return await pg_rows(
-        session, _CLAIM_CARRIERS, aware(now), limit, owner, aware(expires_at), sorted(carriers)
-    )
+        if rows:
+            return rows
+    return []
 
 
 async def record_parts(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:

@@ -107,7 +107,9 @@ async def test_receipts_right_behind_their_responses_are_written_with_the_parts(
     """An SMSC that sends each receipt at once: once a receipt shows it, the receipts ride along with
     their part's submit result (one transaction per batch, not two), and every MT's history still shows
     accepted, then delivered."""
-    monkeypatch.setattr(recorder_module, "RECEIPTS_AT_ONCE_MEMORY", 600.0)  # however slow the machine
+    # however slow the machine: the results wait until their receipts are in, and the habit is kept
+    monkeypatch.setattr(recorder_module, "RECEIPT_LINGER", 600.0)
+    monkeypatch.setattr(recorder_module, "RECEIPTS_AT_ONCE_MEMORY", 600.0)
     async with Simulator(simulator_config(receipt_delay=0.0)) as simulator:
         config = make_config(tmp_path, database_url, simulator)
         async with running_daemon(config) as daemon:

@@ -147,7 +147,7 @@ async def test_a_claim_order_index_left_invalid_by_a_failed_build_is_built_again
     assert row.indisvalid
     assert (
         "(carrier, priority, next_attempt_at, id)"
-        " WHERE (((status)::text = 'queued'::text) AND (priority IS NOT NULL))" in row.definition
+        " WHERE (((status)::text = 'queued'::text) AND (priority >= '-32768'::integer))" in row.definition
     )
 
 

@@ -180,6 +180,28 @@ async def test_concurrent_claimers_never_share_an_mt(store: Store, carriers: lis
     assert len(everything) == 200 and len(set(everything)) == 200
 
 
+async def test_a_claim_whose_candidates_another_claim_holds_takes_the_next_due_mts(pg_url: str) -> None:
+    # Several carriers: a claim reads a few more candidates than its limit and locks the best free ones.
+    # Another daemon's claim in flight may hold all of them: the claim must not come back empty (its
+    # daemon would wait a poll interval with MTs due).
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        store = Store.for_engine(engine)
+        async with store.transaction() as session:
+            for carrier in ("movistar", "vodafone"):
+                await queue_mts(session, [push(f"3465{n:07d}", carrier=carrier) for n in range(100)], T0)
+        carriers = ["movistar", "vodafone"]
+        async with store.transaction() as first:
+            held = await claim(store, first, "gw-a", T0, limit=60, lease=60, carriers=carriers)
+            async with store.transaction() as second:
+                taken = await claim(store, second, "gw-b", T0, limit=10, lease=60, carriers=carriers)
+    finally:
+        await engine.dispose()
+    assert len(held) == 60 and len(taken) == 10
+    assert not {mt.id for mt in held} & {mt.id for mt in taken}
+
+
 async def test_all_parts_accepted_then_delivered(store: Store) -> None:
     [mt_id] = await queue_and_claim(store)
     async with store.transaction() as session:
@@ -766,8 +788,8 @@ async def test_a_claim_reads_its_carriers_due_mts_in_order_instead_of_sorting_th
         for node in scans
         if node.get("Relation Name") == "mt_messages"
     ]
-    # at most twice the claim's limit from each of the carrier's three priorities, not its backlog
-    assert sum(rows for _, rows in read) <= 100, read
+    # the claim's limit and a margin from each of the carrier's three priorities at most, not its backlog
+    assert sum(rows for _, rows in read) <= 150, read
     assert {name for name, _ in read} == {"ix_mt_messages_claim_order", "pk_mt_messages"}, read
 
 

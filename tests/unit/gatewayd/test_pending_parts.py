@@ -125,14 +125,17 @@ async def test_results_hold_their_receipts_once_every_accepted_part_has_one() ->
     assert pending.hold_receipts([result(None), result("3c", 2)])
 
 
-def test_a_receipt_comes_right_behind_its_part_until_a_moment_after_the_commit(
+def test_a_receipt_comes_right_behind_its_part_within_the_linger_of_its_acceptance(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(recorder, "RECEIPT_LINGER", 600.0)  # however slow the test
     pending = PendingParts(wait_limit=30.0)
     pending.accepted("movistar", "1a")
     assert pending.right_behind(("movistar", "1a"))  # not written yet
     pending.committed([("movistar", "1a")])
-    assert pending.right_behind(("movistar", "1a"))  # written a moment ago: the commit was quick
+    assert pending.right_behind(("movistar", "1a"))  # written already: the commit was quick
     assert not pending.right_behind(("movistar", "never-accepted"))
-    monkeypatch.setattr(recorder, "RIGHT_BEHIND", 0.0)  # long after
+    monkeypatch.setattr(recorder, "RECEIPT_LINGER", 0.0)  # long after its acceptance
     assert not pending.right_behind(("movistar", "1a"))
+    pending.accepted("movistar", "2b")
+    assert not pending.right_behind(("movistar", "2b"))  # pending, but long after its acceptance
