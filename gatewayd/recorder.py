@@ -283,7 +283,7 @@ class MTRecorder:
         self._results_ready = asyncio.Event()
         #: set when a receipt is attached to its part: the results lingering for receipts look again
         self._receipt_attached = asyncio.Event()
-        #: by carrier, the time.monotonic() a receipt last found its part not yet written
+        #: by carrier, the time.monotonic() a receipt last came right behind its part (``right_behind``)
         self._receipts_at_once: dict[str, float] = {}
         #: MTs handed over (results or give-backs) whose outcome is not written yet: still ``sending``
         self._unrecorded = 0
