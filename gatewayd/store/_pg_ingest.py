@@ -89,15 +89,15 @@ JOIN unnest($1::bigint[], $2::varchar[]) AS i(subscriber_id, short_code)
 WHERE c.status != 'closed'
 """
 
-# Shared by the MO statements below. ``matched``: the MOs of ``input`` that deliver again an MO received
-# since $19 whose answer is unconfirmed (see ``NewMO.check_redelivery``).
+# Shared by the MO statements below (``{since}``: their parameter). ``matched``: the MOs of ``input`` that
+# deliver again an MO received since then whose answer is unconfirmed (see ``NewMO.check_redelivery``).
 _REDELIVERED = """), matched AS (  -- redeliveries: the MO each delivers again, whose answer is unconfirmed
     SELECT input.dedup_key, earlier.id, input.answer_id
     FROM input
     -- LIMIT 1 keeps this a per-row index probe: an anti-join could hash the whole table
     JOIN LATERAL (SELECT m.id FROM mo_messages AS m
                   JOIN mo_unconfirmed AS u ON u.id = m.answer_id
-                  WHERE m.dedup_key = input.dedup_key AND m.received_at >= $19::timestamptz
+                  WHERE m.dedup_key = input.dedup_key AND m.received_at >= {since}
                   LIMIT 1) AS earlier ON true
     WHERE input.check_redelivery
 """
@@ -151,7 +151,7 @@ WITH input AS (
              data_coding, parts, incomplete, smsc_message_id, received_at, service, keyword, raw, answer_id,
              check_redelivery)
 """
-    + _REDELIVERED
+    + _REDELIVERED.replace("{since}", "$19::timestamptz")
     + """), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
     UPDATE mo_messages AS m SET answer_id = matched.answer_id
     FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL
@@ -318,22 +318,14 @@ def _id(value: object) -> int:
 _AT_ONCE_WITH = (
     """
 WITH input AS (
-    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
-                         $6::varchar[], $7::text[], $8::smallint[], $9::smallint[], $10::boolean[],
-                         $11::varchar[], $12::timestamptz[], $13::varchar[], $14::varchar[], $15::bytea[],
-                         $16::bigint[], $17::boolean[], $18::boolean[])
-        AS i(dedup_key, msisdn, carrier, bind_name, short_code, country, text, data_coding, parts, incomplete,
-             smsc_message_id, received_at, service, keyword, raw, answer_id, check_redelivery,
-             opens_conversation)
+    SELECT * FROM unnest($1::echat_ingest_mo[])
 """
-    + _REDELIVERED
+    + _REDELIVERED.replace("{since}", "$2::timestamptz")
     + """), answered AS (  -- the answers opened for the batch and not written yet (their ids reserved)
     INSERT INTO mo_unconfirmed (id, bind_name, created_at)
-    SELECT * FROM unnest($34::bigint[], $35::varchar[], $36::timestamptz[])
+    SELECT * FROM unnest($6::bigint[], $7::varchar[], $8::timestamptz[])
 ), subscriber_input AS (
-    SELECT * FROM unnest($21::varchar[], $22::varchar[], $23::varchar[], $24::varchar[], $25::integer[],
-                         $26::timestamptz[])
-        AS i(msisdn, client_id, carrier, country, mos, last_mo_at)
+    SELECT * FROM unnest($4::echat_ingest_subscriber[])
 ), known_subscribers AS (
     SELECT s.id, s.client_id, s.msisdn, s.carrier, s.country, s.opted_out, s.banned, s.mt_count,
            -- the MO names another carrier or country than the one stored (the rule of
@@ -345,8 +337,8 @@ WITH input AS (
 ), created_subscribers AS (
     INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
                              mo_count, mt_count)
-    SELECT i.client_id, i.msisdn, i.carrier, i.country, $20::timestamptz,
-           GREATEST($20::timestamptz, i.last_mo_at), false, false, i.mos, 0
+    SELECT i.client_id, i.msisdn, i.carrier, i.country, $3::timestamptz,
+           GREATEST($3::timestamptz, i.last_mo_at), false, false, i.mos, 0
     FROM subscriber_input AS i
     LEFT JOIN LATERAL (SELECT true AS known FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS k
         ON true
@@ -360,9 +352,7 @@ WITH input AS (
     SELECT *, false FROM known_subscribers
 ), conversation_owners AS MATERIALIZED (
     SELECT i.*, s.id AS subscriber_id
-    FROM unnest($27::varchar[], $28::varchar[], $29::varchar[], $30::timestamptz[], $31::timestamptz[],
-                $32::varchar[], $33::boolean[])
-        AS i(msisdn, short_code, service, first_mo_at, last_mo_at, operator_pool, callcentre)
+    FROM unnest($5::echat_ingest_opening[]) AS i
     FULL JOIN resolved_subscribers AS s ON s.msisdn = i.msisdn
 ), known_conversations AS (
     SELECT c.subscriber_id, c.short_code, c.id
@@ -374,14 +364,14 @@ WITH input AS (
 ), opened_conversations AS (
     INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
                                last_mo_at, operator_pool, callcentre)
-    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $20::timestamptz, i.first_mo_at,
+    SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $3::timestamptz, i.first_mo_at,
            i.last_mo_at, i.operator_pool, i.callcentre
     FROM conversation_owners AS i
     LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
                        WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
                          AND c.status != 'closed' LIMIT 1) AS a ON true
     WHERE a.active IS NULL AND i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
-      AND (SELECT count(*) FROM resolved_subscribers) = cardinality($21::varchar[])
+      AND (SELECT count(*) FROM resolved_subscribers) = cardinality($4::echat_ingest_subscriber[])
     ORDER BY i.subscriber_id, i.short_code
     ON CONFLICT DO NOTHING
     RETURNING subscriber_id, short_code, id
@@ -390,8 +380,9 @@ WITH input AS (
     UNION ALL
     SELECT subscriber_id, short_code, id FROM known_conversations
 ), resolved AS (  -- every subscriber and every conversation: else the caller stores the batch
-    SELECT (SELECT count(*) FROM resolved_subscribers) = cardinality($21::varchar[])
-           AND (SELECT count(*) FROM resolved_conversations) = cardinality($28::varchar[]) AS every
+    SELECT (SELECT count(*) FROM resolved_subscribers) = cardinality($4::echat_ingest_subscriber[])
+           AND (SELECT count(*) FROM resolved_conversations) = cardinality($5::echat_ingest_opening[])
+           AS every
 ), rehomed AS (  -- the MO delivered again is answered now by this batch: confirmed with its answers
     UPDATE mo_messages AS m SET answer_id = matched.answer_id
     FROM matched WHERE m.id = matched.id AND matched.answer_id IS NOT NULL AND (SELECT every FROM resolved)
@@ -435,10 +426,10 @@ WITH input AS (
 ), held_writers AS (  -- asked writers that existed and may have pushes held for their quiet hours
     SELECT s.id, s.msisdn
     FROM resolved_subscribers AS s
-    WHERE s.msisdn = ANY($37::varchar[]) AND NOT s.created
+    WHERE s.msisdn = ANY($9::varchar[]) AND NOT s.created
       -- a probe per writer: most have few MTs, and an index scan that finds none is cheaper than a bitmap
       AND (EXISTS (SELECT 1 FROM mt_messages AS m WHERE m.subscriber_id = s.id AND """
-    + held_sql("m", "$20::timestamptz")
+    + held_sql("m", "$3::timestamptz")
     + """)
            -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
            -- lock waited on that transaction (which counted the MT) and returned the row as it left it
@@ -462,10 +453,10 @@ SELECT 5, id, NULL, msisdn, NULL, NULL, NULL, NULL, NULL, NULL FROM held_writers
 _INGEST_AT_ONCE = _AT_ONCE_WITH + _AT_ONCE_ROWS
 
 # The statement above sent alone: its own transaction, committed as it ends, so it also writes the
-# batch's traffic rollups (``rollups.count_mos``, into shard $39) and fails, committing nothing, where
-# the batch needs more than this statement (``NeedsTransaction.Reason``; a banned writer only when $40:
-# they are answered). $38: the dedup key of each subscriber's first MO in the batch (aligned with $21),
-# the MO a new client is counted with.
+# batch's traffic rollups (``rollups.count_mos``, into shard $10) and fails, committing nothing, where
+# the batch needs more than this statement (``NeedsTransaction.Reason``; a banned writer only when $11:
+# they are answered). Each subscriber row of $4 holds the dedup key of its first MO in the batch
+# (``first_key``), the MO a new client is counted with.
 # The rollup rows are locked last, as in every transaction (``rollups.pending``), and in the order the
 # transactions' tally writes them (keys sorted by code point: ``COLLATE "C"``, whatever the database's
 # collation). Last, because the upsert reads the counts of the other rows' locks (and of the redeliveries'
@@ -477,11 +468,11 @@ _TEXT_KEY = "COALESCE({}, '') COLLATE \"C\""
 def _traffic_upsert(source: str, measures: Mapping[str, str]) -> str:
     """The traffic rollups' upsert of ``source``'s MOs (``received_at``, ``service``, ``short_code``,
     ``carrier``, ``country``), as ``rollups.Tally`` writes them: ``measures`` {measure: aggregate} (the
-    others add 0), into shard $39, one row per key, in key order."""
+    others add 0), into shard $10, one row per key, in key order."""
     key = (
         POSTGRESQL.hour.format("received_at"),
         *(_TEXT_KEY.format(column) for column in ("service", "short_code", "carrier", "country")),
-        "$39::smallint",
+        "$10::smallint",
     )
     assert len(key) == len(TRAFFIC_KEY)
     counts = [measures.get(name, "0") for name in TRAFFIC_MEASURES]
@@ -499,7 +490,7 @@ _INGEST_ALONE = (
     _AT_ONCE_WITH
     + """), new_clients AS (  -- each client this batch made known, by the first of their MOs in it
     SELECT f.first_key
-    FROM unnest($21::varchar[], $38::varchar[]) AS f(msisdn, first_key)
+    FROM unnest($4::echat_ingest_subscriber[]) AS f
     FULL JOIN created_subscribers AS c ON c.msisdn = f.msisdn
     WHERE c.id IS NOT NULL
 ), counted AS MATERIALIZED (
@@ -522,7 +513,7 @@ FROM (SELECT CASE
     WHEN EXISTS (SELECT 1 FROM closed_meanwhile) THEN '{_REASON.CLOSED_MEANWHILE}'
     WHEN EXISTS (SELECT 1 FROM held_writers) THEN '{_REASON.HELD_PUSHES}'
     WHEN EXISTS (SELECT 1 FROM resolved_subscribers WHERE ported) THEN '{_REASON.CARRIER_CHANGED}'
-    WHEN $40::boolean AND EXISTS (SELECT 1 FROM resolved_subscribers AS s
+    WHEN $11::boolean AND EXISTS (SELECT 1 FROM resolved_subscribers AS s
                                   WHERE s.banned AND s.id = ANY(ARRAY(SELECT subscriber_id FROM inserted)))
         THEN '{_REASON.BANNED_WRITER}'
     END AS reason) AS r
@@ -635,26 +626,25 @@ def _at_once_parameters(
     held_for: Sequence[str],
     first_keys: Mapping[str, str] | None = None,
 ) -> list[object]:
-    """The statements' parameters $1 to $37, and $38 (``first_keys``, aligned with the subscribers'
-    $21) when given."""
-    mo_columns = [[row[index] for row in mos] for index in range(len(AT_ONCE_MO_COLUMNS))]
-    for received_at in mo_columns[AT_ONCE_MO_COLUMNS.index("received_at")]:
+    """The statements' parameters $1 to $9: the rows as the row types of gatewayd/store/pg_types.py
+    (tuples: asyncpg takes a list for a nested array), the subscribers' with their ``first_keys`` when
+    given (else NULL)."""
+    received = AT_ONCE_MO_COLUMNS.index("received_at")
+    for row in mos:
+        received_at = row[received]
         assert isinstance(received_at, datetime)
         aware(received_at)
-    ordered = sorted(subscribers, key=lambda row: row[0])
-    subscriber_columns = [[row[index] for row in ordered] for index in range(6)]
-    opening_columns = [[row[index] for row in openings] for index in range(7)]
-    answer_columns = [[row[index] for row in answers] for index in range(3)]
-    for created_at in answer_columns[2]:
-        assert isinstance(created_at, datetime)
+    for _, _, created_at in answers:
         aware(created_at)
+    ordered = sorted(subscribers, key=lambda row: row[0])
     return [
-        *mo_columns,
+        [row if isinstance(row, tuple) else tuple(row) for row in mos],
         aware(since),
         aware(now),
-        *subscriber_columns,
-        *opening_columns,
-        *answer_columns,
+        [(*row, None if first_keys is None else first_keys[row[0]]) for row in ordered],
+        list(openings),
+        [answer[0] for answer in answers],
+        [answer[1] for answer in answers],
+        [answer[2] for answer in answers],
         list(held_for),
-        *([] if first_keys is None else [[first_keys[row[0]] for row in ordered]]),
     ]

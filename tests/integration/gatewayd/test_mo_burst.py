@@ -34,7 +34,7 @@ WRITERS = 40
 
 def ingests(statements: Statements) -> list[list[str]]:
     """The writers (MSISDNs, one per MO) of each MO batch stored by one statement of its own."""
-    return [list(args[1]) for sql, args in statements.calls if "echat_needs_transaction" in sql]
+    return [[row[1] for row in args[0]] for sql, args in statements.calls if "echat_needs_transaction" in sql]
 
 
 async def test_a_burst_finding_no_batch_committing_is_stored_as_two_batches_side_by_side(

@@ -370,8 +370,8 @@ async def test_a_batch_whose_writers_have_nothing_held_sends_no_release_statemen
             assert releases() == 0
             # the daemon's MO statement asked about its writer, in their quiet hours (the test's own
             # ingests above asked about nobody)
-            # ($37: the writers asked about; the statement sent alone has parameters after it)
-            asked = [args[36] for sql, args in statements if "ANY($37::varchar[])" in sql and args[36]]
+            # ($9: the writers asked about; the statement sent alone has parameters after it)
+            asked = [args[8] for sql, args in statements if "ANY($9::varchar[])" in sql and args[8]]
             assert asked == [[OTHER]]
 
             simulator.inject_mo(MOVISTAR, "+" + SPAIN, MOVISTAR_SHORT_CODE, "hola, ¿estás?")

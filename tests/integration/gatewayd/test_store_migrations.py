@@ -12,9 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from gatewayd.schema import alembic_config, check_at_head, current_revision, head_revision, upgrade
+from gatewayd.store._pg_ingest import AT_ONCE_MO_COLUMNS
 from gatewayd.store.engine import create_engine
 from gatewayd.store.errors import NEEDS_TRANSACTION, DatabaseAhead, DatabaseBehind
 from gatewayd.store.models import metadata
+from gatewayd.store.pg_types import ROW_TYPES
 
 pytestmark = pytest.mark.integration
 
@@ -172,6 +174,41 @@ async def test_the_function_a_statement_calls_to_fail_is_the_same_migrated_or_cr
     assert raised.value.orig is not None
     assert getattr(raised.value.orig, "sqlstate", None) == NEEDS_TRANSACTION
     assert getattr(raised.value.orig.__cause__, "detail", None) == "why"  # the driver's error
+
+
+async def test_the_ingest_row_types_are_the_same_migrated_or_created(pg_url: str) -> None:
+    """The MO ingest's row types (gatewayd/store/pg_types.py): made by migration 0025 and by
+    ``create_all`` with the same columns, in order; a downgrade past 0025 drops them."""
+    columns = sa.text(
+        "SELECT t.typname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type"
+        " FROM pg_type AS t JOIN pg_attribute AS a ON a.attrelid = t.typrelid"
+        " WHERE t.typname LIKE 'echat_ingest_%' AND a.attnum > 0 ORDER BY t.typname, a.attnum"
+    )
+    await upgrade(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        async with engine.begin() as connection:
+            migrated = [tuple(row) for row in await connection.execute(columns)]
+            await connection.run_sync(metadata.create_all)  # the tables exist: the types are made anew
+            created = [tuple(row) for row in await connection.execute(columns)]
+
+        def downgrade(connection: Connection) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0024")
+
+        async with engine.connect() as connection:  # each migration commits on its own
+            await connection.run_sync(downgrade)
+            await connection.commit()
+            left = (await connection.execute(columns)).all()
+    finally:
+        await engine.dispose()
+    assert migrated == created
+    assert {row[0] for row in migrated} == set(ROW_TYPES)
+    mo_columns = [row[2] for row in migrated if row[0] == "echat_ingest_mo"]
+    assert mo_columns == list(AT_ONCE_MO_COLUMNS)
+    assert ("echat_ingest_mo", 12, "received_at", "timestamp with time zone") in migrated
+    assert left == []
 
 
 async def test_the_login_throttle_migration_keeps_accounts_and_their_sessions(database_url: str) -> None:
