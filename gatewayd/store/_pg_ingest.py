@@ -432,8 +432,11 @@ WITH input AS (
     + held_sql("m", "$3::timestamptz")
     + """)
            -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
-           -- lock waited on that transaction (which counted the MT) and returned the row as it left it
-           OR EXISTS (SELECT 1 FROM locked_subscribers AS l WHERE l.id = s.id AND l.mt_count != s.mt_count))
+           -- lock waited on that transaction (which counted the MT) and returned the row as it left it.
+           -- Two uncorrelated subqueries, each hashed once: one correlated to the writer scanned the
+           -- locked rows for every writer (168 ms of a batch of 2,000 MOs).
+           OR (s.id IN (SELECT id FROM locked_subscribers)
+               AND (s.id, s.mt_count) NOT IN (SELECT id, mt_count FROM locked_subscribers)))
 """
 )
 _AT_ONCE_ROWS = """

@@ -5,11 +5,12 @@ than the statement commits nothing and says why."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -20,6 +21,8 @@ from sqlalchemy.exc import DBAPIError
 from gatewayd.config import ListenAddress, MetricsConfig
 from gatewayd.mo_message import dedup_key
 from gatewayd.schema import upgrade
+from gatewayd.store._pg import Autocommit
+from gatewayd.store._pg_ingest import ingest_alone
 from gatewayd.store.conversations import Conversation
 from gatewayd.store.engine import create_engine
 from gatewayd.store.enums import ConversationStatus, MTKind
@@ -494,3 +497,72 @@ async def test_rollup_rows_are_locked_in_the_tallys_order_whatever_the_collation
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
     assert all(result.mo_id is not None for result in stored)
+
+
+class _Explained:
+    """The one method of ``Autocommit`` the statement functions call, on a bare asyncpg connection
+    whose server sends each statement's plan back as a notice (auto_explain, JSON, with ANALYZE)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.plans: list[dict[str, Any]] = []
+        connection.add_log_listener(lambda _, message: self._noted(message.message))
+
+    def _noted(self, message: str) -> None:
+        if "plan:" in message:
+            self.plans.append(json.loads(message.split("plan:", 1)[1])["Plan"])
+
+    async def rows(self, sql: str, *parameters: object) -> Sequence[Any]:
+        return list(await self.connection.fetch(sql, *parameters))
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
+
+
+async def test_the_held_pushes_probe_reads_the_locked_writers_once_not_once_a_writer(pg_url: str) -> None:
+    # A writer in their quiet hours is asked about twice: pushes held (an index probe), or an MT queued
+    # after the statement's snapshot (its locked row's counter moved). The second, correlated to the
+    # writer, scanned every locked row for every writer: 168 ms of a batch of 2,000 MOs at night.
+    await upgrade(pg_url)
+    url = make_url(pg_url)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        explained = _Explained(connection)
+        writers = [f"3460{n:07d}" for n in range(200)]
+
+        async def ingest(tag: str, held_for: Sequence[str]) -> None:
+            rows = [
+                (f"{tag}{n}", msisdn, "movistar", BIND, "997745", "ES", "hola", 0, 1, False, f"{tag}{n}", T0,
+                 "chat", None, b"", None, False, True)
+                for n, msisdn in enumerate(writers)
+            ]  # fmt: skip
+            await ingest_alone(
+                cast(Autocommit, explained),
+                rows,
+                [(msisdn, f"c{msisdn}", "movistar", "ES", 1, T0) for msisdn in writers],
+                {msisdn: row[0] for msisdn, row in zip(writers, rows, strict=True)},
+                [(msisdn, "997745", "chat", T0, T0, None, False) for msisdn in writers],
+                [],
+                T0 - timedelta(hours=1),
+                T0,
+                held_for,
+                0,
+                False,
+            )
+
+        await ingest("first ", ())  # the writers and their conversations made
+        await connection.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
+            " SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice';"
+            " SET auto_explain.sample_rate = 1"
+        )
+        await ingest("night ", writers)
+    finally:
+        await connection.close()
+    (plan,) = [plan for plan in explained.plans if "held_writers" in json.dumps(plan)]
+    scans = [node for node in _nodes(plan) if node.get("CTE Name") == "locked_subscribers"]
+    assert len(scans) >= 2  # the locked writers themselves, and the probe's reads of them
+    assert all(node["Actual Loops"] == 1 for node in scans)
