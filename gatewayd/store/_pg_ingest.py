@@ -340,9 +340,8 @@ WITH input AS (
     SELECT i.client_id, i.msisdn, i.carrier, i.country, $3::timestamptz,
            GREATEST($3::timestamptz, i.last_mo_at), false, false, i.mos, 0
     FROM subscriber_input AS i
-    LEFT JOIN LATERAL (SELECT true AS known FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS k
-        ON true
-    WHERE k.known IS NULL
+    -- those the probe above did not find (the same snapshot): hashed once, not a second probe a row
+    WHERE i.msisdn NOT IN (SELECT msisdn FROM known_subscribers)
     ORDER BY i.msisdn
     ON CONFLICT DO NOTHING
     RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mt_count, false AS ported
@@ -367,10 +366,8 @@ WITH input AS (
     SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $3::timestamptz, i.first_mo_at,
            i.last_mo_at, i.operator_pool, i.callcentre
     FROM conversation_owners AS i
-    LEFT JOIN LATERAL (SELECT true AS active FROM conversations AS c
-                       WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
-                         AND c.status != 'closed' LIMIT 1) AS a ON true
-    WHERE a.active IS NULL AND i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
+    WHERE i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
+      AND (i.subscriber_id, i.short_code) NOT IN (SELECT subscriber_id, short_code FROM known_conversations)
       AND (SELECT count(*) FROM resolved_subscribers) = cardinality($4::echat_ingest_subscriber[])
     ORDER BY i.subscriber_id, i.short_code
     ON CONFLICT DO NOTHING

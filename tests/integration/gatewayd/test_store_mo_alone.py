@@ -520,10 +520,11 @@ def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
 
 
-async def test_the_held_pushes_probe_reads_the_locked_writers_once_not_once_a_writer(pg_url: str) -> None:
+async def test_the_mo_statement_reads_its_own_row_sets_once_not_once_a_row(pg_url: str) -> None:
     # A writer in their quiet hours is asked about twice: pushes held (an index probe), or an MT queued
     # after the statement's snapshot (its locked row's counter moved). The second, correlated to the
     # writer, scanned every locked row for every writer: 168 ms of a batch of 2,000 MOs at night.
+    # The subscribers and conversations to create are those the probes did not find, not found again.
     await upgrade(pg_url)
     url = make_url(pg_url)
     connection = await asyncpg.connect(
@@ -563,6 +564,9 @@ async def test_the_held_pushes_probe_reads_the_locked_writers_once_not_once_a_wr
     finally:
         await connection.close()
     (plan,) = [plan for plan in explained.plans if "held_writers" in json.dumps(plan)]
-    scans = [node for node in _nodes(plan) if node.get("CTE Name") == "locked_subscribers"]
-    assert len(scans) >= 2  # the locked writers themselves, and the probe's reads of them
-    assert all(node["Actual Loops"] == 1 for node in scans)
+    for name in ("locked_subscribers", "known_subscribers", "known_conversations"):
+        scans = [node for node in _nodes(plan) if node.get("CTE Name") == name]
+        assert len(scans) >= 2  # the set made, and read by another part of the statement
+        assert all(node["Actual Loops"] == 1 for node in scans), name
+    probes = [node for node in _nodes(plan) if node.get("Index Name") == "uq_subscribers_msisdn"]
+    assert [node["Actual Loops"] for node in probes] == [len(writers)]  # one probe a writer
