@@ -334,14 +334,16 @@ WITH input AS (
             OR COALESCE(NULLIF(i.country, ''), s.country) IS DISTINCT FROM s.country) AS ported
     FROM subscriber_input AS i
     JOIN LATERAL (SELECT * FROM subscribers AS s WHERE s.msisdn = i.msisdn LIMIT 1) AS s ON true
+), subscriber_matches AS MATERIALIZED (  -- each writer with the row the probe above found
+    SELECT i.*, k.id AS known_id
+    FROM subscriber_input AS i FULL JOIN known_subscribers AS k ON k.msisdn = i.msisdn
 ), created_subscribers AS (
     INSERT INTO subscribers (client_id, msisdn, carrier, country, first_seen, last_seen, opted_out, banned,
                              mo_count, mt_count)
     SELECT i.client_id, i.msisdn, i.carrier, i.country, $3::timestamptz,
            GREATEST($3::timestamptz, i.last_mo_at), false, false, i.mos, 0
-    FROM subscriber_input AS i
-    -- those the probe above did not find (the same snapshot): hashed once, not a second probe a row
-    WHERE i.msisdn NOT IN (SELECT msisdn FROM known_subscribers)
+    FROM subscriber_matches AS i
+    WHERE i.known_id IS NULL AND i.msisdn IS NOT NULL  -- not found (the same snapshot): not probed again
     ORDER BY i.msisdn
     ON CONFLICT DO NOTHING
     RETURNING id, client_id, msisdn, carrier, country, opted_out, banned, mt_count, false AS ported
@@ -360,14 +362,17 @@ WITH input AS (
                   WHERE c.subscriber_id = i.subscriber_id AND c.short_code = i.short_code
                     AND c.status != 'closed'
                   LIMIT 1) AS c ON true
+), conversation_matches AS MATERIALIZED (  -- each pair with the active conversation the probe found
+    SELECT i.*, k.id AS known_id
+    FROM conversation_owners AS i
+    FULL JOIN known_conversations AS k ON k.subscriber_id = i.subscriber_id AND k.short_code = i.short_code
 ), opened_conversations AS (
     INSERT INTO conversations (subscriber_id, short_code, status, service, opened_at, waiting_since,
                                last_mo_at, operator_pool, callcentre)
     SELECT i.subscriber_id, i.short_code, 'waiting', i.service, $3::timestamptz, i.first_mo_at,
            i.last_mo_at, i.operator_pool, i.callcentre
-    FROM conversation_owners AS i
-    WHERE i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
-      AND (i.subscriber_id, i.short_code) NOT IN (SELECT subscriber_id, short_code FROM known_conversations)
+    FROM conversation_matches AS i
+    WHERE i.known_id IS NULL AND i.subscriber_id IS NOT NULL AND i.short_code IS NOT NULL
       AND (SELECT count(*) FROM resolved_subscribers) = cardinality($4::echat_ingest_subscriber[])
     ORDER BY i.subscriber_id, i.short_code
     ON CONFLICT DO NOTHING
@@ -420,20 +425,22 @@ WITH input AS (
 """
     + _MARKED_WAITING.replace("{ids}", "ARRAY(SELECT conversation_id FROM per_conversation)")
     + """
+), writers_locked AS MATERIALIZED (  -- each writer with its row as locked above, if it was
+    SELECT s.*, l.mt_count AS locked_mt_count
+    FROM resolved_subscribers AS s FULL JOIN locked_subscribers AS l ON l.id = s.id
 ), held_writers AS (  -- asked writers that existed and may have pushes held for their quiet hours
     SELECT s.id, s.msisdn
-    FROM resolved_subscribers AS s
+    FROM writers_locked AS s
     WHERE s.msisdn = ANY($9::varchar[]) AND NOT s.created
       -- a probe per writer: most have few MTs, and an index scan that finds none is cheaper than a bitmap
       AND (EXISTS (SELECT 1 FROM mt_messages AS m WHERE m.subscriber_id = s.id AND """
     + held_sql("m", "$3::timestamptz")
     + """)
            -- or an MT was queued for it after this statement's snapshot, which cannot see that push: its
-           -- lock waited on that transaction (which counted the MT) and returned the row as it left it.
-           -- Two uncorrelated subqueries, each hashed once: one correlated to the writer scanned the
-           -- locked rows for every writer (168 ms of a batch of 2,000 MOs).
-           OR (s.id IN (SELECT id FROM locked_subscribers)
-               AND (s.id, s.mt_count) NOT IN (SELECT id, mt_count FROM locked_subscribers)))
+           -- lock waited on that transaction (which counted the MT) and returned the row as it left it
+           -- (matched above: a subquery correlated to the writer scanned every locked row for every
+           -- writer, 168 ms of a batch of 2,000 MOs)
+           OR s.locked_mt_count != s.mt_count)
 """
 )
 _AT_ONCE_ROWS = """

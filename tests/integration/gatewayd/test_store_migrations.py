@@ -189,7 +189,10 @@ async def test_the_ingest_row_types_are_the_same_migrated_or_created(pg_url: str
     try:
         async with engine.begin() as connection:
             migrated = [tuple(row) for row in await connection.execute(columns)]
-            await connection.run_sync(metadata.create_all)  # the tables exist: the types are made anew
+            for name in ROW_TYPES:
+                await connection.exec_driver_sql(f"DROP TYPE {name}")
+            await connection.run_sync(metadata.create_all)  # the tables exist: only the types are made
+            await connection.run_sync(metadata.create_all)  # and kept when they exist
             created = [tuple(row) for row in await connection.execute(columns)]
 
         def downgrade(connection: Connection) -> None:

@@ -555,18 +555,32 @@ async def test_the_mo_statement_reads_its_own_row_sets_once_not_once_a_row(pg_ur
             )
 
         await ingest("first ", ())  # the writers and their conversations made
+        try:
+            await connection.execute("LOAD 'auto_explain'")
+        except asyncpg.InsufficientPrivilegeError:
+            pytest.skip("loading auto_explain needs a superuser")
         await connection.execute(
-            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
+            "SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
             " SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice';"
-            " SET auto_explain.sample_rate = 1"
+            " SET auto_explain.sample_rate = 1;"
+            # a hash that PostgreSQL plans only when it expects it to fit would not be planned here
+            " SET work_mem = '64kB'"
         )
         await ingest("night ", writers)
+        await connection.execute("SET plan_cache_mode = force_generic_plan")  # as the daemon's may be
+        await ingest("later ", writers)
     finally:
         await connection.close()
-    (plan,) = [plan for plan in explained.plans if "held_writers" in json.dumps(plan)]
-    for name in ("locked_subscribers", "known_subscribers", "known_conversations"):
-        scans = [node for node in _nodes(plan) if node.get("CTE Name") == name]
-        assert len(scans) >= 2  # the set made, and read by another part of the statement
-        assert all(node["Actual Loops"] == 1 for node in scans), name
-    probes = [node for node in _nodes(plan) if node.get("Index Name") == "uq_subscribers_msisdn"]
-    assert [node["Actual Loops"] for node in probes] == [len(writers)]  # one probe a writer
+    plans = [plan for plan in explained.plans if "held_writers" in json.dumps(plan)]
+    assert len(plans) == 2
+    for plan in plans:
+        nodes = _nodes(plan)
+        for name in ("locked_subscribers", "known_subscribers", "known_conversations"):
+            scans = [node for node in nodes if node.get("CTE Name") == name]
+            assert scans, name
+            assert all(node["Actual Loops"] == 1 for node in scans), name
+        subplans = [node for node in nodes if node.get("Parent Relationship") == "SubPlan"]
+        assert all(node["Actual Loops"] <= len(writers) for node in subplans)
+        assert not [node for node in subplans if node.get("Node Type") == "CTE Scan"]
+        probes = [node for node in nodes if node.get("Index Name") == "uq_subscribers_msisdn"]
+        assert [node["Actual Loops"] for node in probes] == [len(writers)]  # one probe a writer
