@@ -549,6 +549,19 @@ AT_ONCE_MO_COLUMNS = (
     CHECK_REDELIVERY,
     "opens_conversation",
 )
+#: The columns of a subscriber row and of an opening row given to :func:`ingest_at_once`, in order (the
+#: row types ``echat_ingest_subscriber`` and ``echat_ingest_opening``: a test compares them; the rows
+#: are tuples, built in this order by ``repo_mo._AtOnceBatch``). ``first_key`` is added here.
+AT_ONCE_SUBSCRIBER_COLUMNS = ("msisdn", "client_id", "carrier", "country", "mos", "last_mo_at", "first_key")
+AT_ONCE_OPENING_COLUMNS = (
+    "msisdn",
+    "short_code",
+    "service",
+    "first_mo_at",
+    "last_mo_at",
+    "operator_pool",
+    "callcentre",
+)
 #: What a row of :func:`ingest_at_once`'s answer is.
 SUBSCRIBER_ROW, CONVERSATION_ROW, MO_ROW, CLOSED_ROW, HELD_ROW = 1, 2, 3, 4, 5
 OpeningInput = tuple[str, str, str | None, datetime, datetime, str | None, bool]

@@ -403,6 +403,7 @@ class _AtOnceBatch:
         self.asked = sorted(msisdn for msisdn in self.seen if msisdn in held_for)
         # dedup-key order: two batches racing on the same redelivered MOs wait, never deadlock
         self.mo_rows = [_at_once_row(first_of_key[key]) for key in sorted(first_of_key)]
+        # tuples in the order of AT_ONCE_SUBSCRIBER_COLUMNS and AT_ONCE_OPENING_COLUMNS
         self.subscriber_rows = [
             (item.msisdn, client_id, item.carrier, item.country, item.mos, item.last_mo_at)
             for item, client_id in zip(self.seen.values(), client_ids, strict=True)

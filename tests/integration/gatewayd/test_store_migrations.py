@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from gatewayd.schema import alembic_config, check_at_head, current_revision, head_revision, upgrade
-from gatewayd.store._pg_ingest import AT_ONCE_MO_COLUMNS
+from gatewayd.store._pg_ingest import AT_ONCE_MO_COLUMNS, AT_ONCE_OPENING_COLUMNS, AT_ONCE_SUBSCRIBER_COLUMNS
 from gatewayd.store.engine import create_engine
 from gatewayd.store.errors import NEEDS_TRANSACTION, DatabaseAhead, DatabaseBehind
 from gatewayd.store.models import metadata
@@ -208,8 +208,12 @@ async def test_the_ingest_row_types_are_the_same_migrated_or_created(pg_url: str
         await engine.dispose()
     assert migrated == created
     assert {row[0] for row in migrated} == set(ROW_TYPES)
-    mo_columns = [row[2] for row in migrated if row[0] == "echat_ingest_mo"]
-    assert mo_columns == list(AT_ONCE_MO_COLUMNS)
+    for name, order in (
+        ("echat_ingest_mo", AT_ONCE_MO_COLUMNS),
+        ("echat_ingest_subscriber", AT_ONCE_SUBSCRIBER_COLUMNS),
+        ("echat_ingest_opening", AT_ONCE_OPENING_COLUMNS),
+    ):
+        assert [row[2] for row in migrated if row[0] == name] == list(order)
     assert ("echat_ingest_mo", 12, "received_at", "timestamp with time zone") in migrated
     assert left == []
 

@@ -204,6 +204,31 @@ async def test_a_plain_batch_is_stored_and_counted_by_one_statement_of_its_own(p
     assert sum(mos for mos, _ in rollups.values()) == 4 and sum(new for _, new in rollups.values()) == 2
 
 
+async def test_each_column_of_a_new_subscriber_and_conversation_is_the_batchs_own(pg_store: Store) -> None:
+    """The subscriber and opening rows go to the statement as tuples, by position: every value lands in
+    its column (two of the same type swapped would not be refused by PostgreSQL)."""
+    first, last = T0, T0 + timedelta(seconds=3)
+    opener = mo("34600000031", "a", first, carrier="vodafone", country="PT", service="tarot")
+    opener.operator_pool, opener.callcentre = "seers", True
+    batch = [opener, mo("34600000031", "b", last, carrier="vodafone", country="PT", service="chat")]
+    now = T0 + timedelta(seconds=1)  # before the last MO: the subscriber is last seen at it
+    results = await alone(pg_store, batch, now)
+    async with pg_store.sessions() as session:
+        subscriber = (await session.scalars(select(Subscriber))).one()
+        conversation = (await session.scalars(select(Conversation))).one()
+    assert results[0].subscriber.created
+    assert (subscriber.msisdn, subscriber.carrier, subscriber.country) == ("34600000031", "vodafone", "PT")
+    assert subscriber.client_id == results[0].subscriber.client_id and subscriber.client_id
+    assert (subscriber.mo_count, subscriber.first_seen, subscriber.last_seen) == (2, now, last)
+    assert (conversation.subscriber_id, conversation.short_code) == (subscriber.id, "997745")
+    assert (conversation.service, conversation.operator_pool, conversation.callcentre) == (
+        "tarot",
+        "seers",
+        True,
+    )
+    assert (conversation.opened_at, conversation.waiting_since, conversation.last_mo_at) == (now, first, last)
+
+
 async def test_a_banned_writer_needs_the_transaction_that_answers_them(pg_store: Store) -> None:
     subscriber_id = await client_wrote(pg_store, "34600000001", T0 - timedelta(days=1))
     async with pg_store.transaction() as session:
