@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from gatewayd.bus import Event, InvalidTopic, MemoryBus, MQTTBus, Topics, create_bus, topic_matches
+from gatewayd.bus.events import decode_payload, encode_payload
 
 
 @pytest.mark.parametrize(
@@ -121,8 +123,23 @@ async def test_subscribers_get_their_own_copy_as_json_would_give_it() -> None:
 
 async def test_a_payload_json_cannot_carry_fails_without_subscribers_too() -> None:
     bus = MemoryBus()
-    with pytest.raises(ValueError):
-        await bus.publish("echat/x", {"ratio": float("nan")})
+    with pytest.raises(TypeError):  # the payload builders format their times themselves
+        await bus.publish("echat/x", {"at": datetime.now(UTC)})
+
+
+async def test_what_json_writes_its_own_way_arrives_as_json_would_give_it() -> None:
+    async with MemoryBus(topic_prefix="t") as bus, bus.subscribe("t/#") as subscription:
+        await bus.publish("t/x", {"ratio": float("nan"), "top": float("inf"), 7: "seven", "text": "año ✓"})
+        event = await subscription.get()
+    # NaN and the infinities are no JSON: null, so that every subscriber can read the event
+    assert event.payload == {"v": 1, "ratio": None, "top": None, "7": "seven", "text": "año ✓"}
+
+
+def test_an_event_body_that_is_no_json_object_is_none() -> None:
+    assert decode_payload(encode_payload({"id": 1})) == {"v": 1, "id": 1}
+    assert encode_payload({"v": 2, "id": 1}) == b'{"v":2,"id":1}'  # compact, its own version kept
+    for body in (b"", b"[1]", b"NaN", b'{"a":', b'{"a":"\xff"}', b'{"a": 1} x'):
+        assert decode_payload(body) is None
 
 
 async def test_remembered_matches_follow_literal_levels_and_subscription_changes() -> None:
