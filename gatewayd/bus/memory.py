@@ -20,17 +20,24 @@ from gatewayd.bus.events import (
     topic_matches,
 )
 
-_JSON_SCALARS = (str, int, bool, type(None))
+_JSON_SCALARS = (str, bool, type(None))
+#: The integers the encoding holds (``encode_payload``: orjson refuses one past 64 bits).
+_INT_RANGE = range(-(2**63), 2**64)
 
 
 def plain_copy(payload: Mapping[str, Any]) -> dict[str, Any] | None:
     """The payload as JSON would bring it back (with ``"v"``), built without JSON, when it is flat:
-    string keys and str / int / bool / None / finite float values of exactly those types (the
+    string keys and str / bool / None / 64-bit int / finite float values of exactly those types (the
     daemon's own events). None when only the JSON round trip gives the right answer (nested values,
     subclasses such as enums, values JSON cannot carry)."""
     for key, value in payload.items():
+        if type(key) is not str:
+            return None
         kind = type(value)
-        if type(key) is not str or not (kind in _JSON_SCALARS or (kind is float and math.isfinite(value))):
+        if kind is int:
+            if value not in _INT_RANGE:
+                return None
+        elif not (kind in _JSON_SCALARS or (kind is float and math.isfinite(value))):
             return None
     return dict(payload) if "v" in payload else {"v": EVENT_VERSION, **payload}
 
