@@ -31,13 +31,16 @@ database; the server's WAL writer and checkpointer apart) and of the SMSC. Figur
 MOs come from known subscribers into open conversations, as in a running chat service.
 
     .venv/bin/python bench/per_bind.py [--window 100 --window 10] [--phase mo ...] [--repeat 3]
-        [--messages N] [--awake] [--profile] [--event-loop asyncio] [--trace] [--statements]
+        [--messages N] [--awake] [--profile] [--perf] [--event-loop asyncio] [--trace] [--statements]
 
 --awake     no quiet hours: by default the run falls inside the clients' quiet hours whatever the
             hour, where each MO batch also asks for the pushes held for its clients (at night it
             does in production; without this the figures changed with the hour of the run)
 
 --profile   py-spy record of the daemon per phase into artifacts/ (if py-spy is installed)
+--perf      perf record of the scratch database's backends per phase into artifacts/, and the
+            share of their CPU in each part of a statement's life: the plan's set-up, its run
+            and finish, COMMIT, the cached plan's check, the parameters (bench/_perf.py)
 --event-loop  the daemon's loop: uvloop (gatewayd run's default) or asyncio (Python's own)
 --trace     the daemon records each MO's arrival, commit and answer, each batch's database calls and
             the loop's turns (bench/_trace.py): the per-cycle breakdown is printed per phase (the
@@ -891,6 +894,22 @@ async def profiled(pid: int, label: str, enabled: bool) -> AsyncIterator[None]:
             profile_summary(output)
 
 
+@asynccontextmanager
+async def backends_recorded(processes: Processes, label: str, enabled: bool) -> AsyncIterator[None]:
+    """``perf record`` of the scratch database's backends (the producer's apart) while the block runs,
+    into artifacts/; then where their CPU went (bench/_perf.py)."""
+    if not enabled:
+        yield
+        return
+    from _perf import recorded, summary
+
+    output = ARTIFACTS / f"per_bind-{label}.perf.data"
+    backends = postgres_backends(processes.database) - {processes.producer_backend}
+    async with recorded(backends, output):
+        yield
+    print(f"    {summary(output)}   ({output.relative_to(ROOT)})", flush=True)
+
+
 # --- driver ------------------------------------------------------------------------------------------
 
 
@@ -951,7 +970,10 @@ async def run_window(
                 )
                 if args.statements:
                     await statements_reset(producer)
-                async with profiled(daemon.pid, label, args.profile and run == 0):
+                async with (
+                    profiled(daemon.pid, label, args.profile and run == 0),
+                    backends_recorded(processes, label, args.perf and run == 0),
+                ):
                     if phase == "mo":
                         figures = await phase_mo(context)
                     elif phase == "floor":
@@ -1086,6 +1108,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="no quiet hours (by default the run is inside the clients' quiet hours, whatever the hour)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy record of the daemon into artifacts/")
+    parser.add_argument(
+        "--perf", action="store_true", help="perf record of the PostgreSQL backends into artifacts/"
+    )
     parser.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
